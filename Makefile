@@ -1,0 +1,48 @@
+# Thin wrapper over CMake. `make test` and `make demo` work on a fresh Debian machine as root.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+BIN = $(BUILD)/infant-synthseg
+DEMO_DIR ?= demo-out
+
+# Debian packages the build needs (the CUDA toolkit is optional and not installed here).
+DEB_PACKAGES = cmake g++ make pkg-config libnifti2-dev libdnnl-dev libgtest-dev libgmock-dev \
+               libbenchmark-dev zlib1g-dev libpng-dev libomp-dev nifti-bin
+
+.PHONY: all deps build test test-asan demo bench format clean
+
+all: build
+
+# Installs only what is missing, so a machine that has everything runs no apt-get at all.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The I/O and kernel tests under AddressSanitizer and UndefinedBehaviorSanitizer (CPU only).
+test-asan: deps
+	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DINFANT_SANITIZE=ON -DINFANT_CUDA=OFF -DINFANT_BENCH=OFF
+	cmake --build $(BUILD)-asan -j $(JOBS)
+	cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) -R 'Nifti|Npy|Orientation|Resample|Philox|Cli'
+
+demo: build
+	bash scripts/demo.sh $(BIN) $(DEMO_DIR)
+
+bench: build
+	bash scripts/bench.sh $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.h' '*.cpp' '*.cu' '*.cuh')
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-asan $(DEMO_DIR)

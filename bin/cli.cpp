@@ -1,0 +1,75 @@
+#include "bin/cli.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+
+#include "kernels/common/error.h"
+
+namespace iss::cli {
+
+Args::Args(const std::string& command, int argc, char** argv, const std::set<std::string>& with_value,
+           const std::set<std::string>& flags)
+    : command_(command) {
+    for (int i = 0; i < argc; ++i) {
+        std::string arg = argv[i];
+        if (arg.size() < 3 || arg.compare(0, 2, "--") != 0) {
+            positional_.push_back(arg);
+            continue;
+        }
+        std::string value;
+        bool inline_value = false;
+        const size_t eq = arg.find('=');
+        if (eq != std::string::npos) {
+            value = arg.substr(eq + 1);
+            arg = arg.substr(0, eq);
+            inline_value = true;
+        }
+        if (flags.count(arg)) {
+            ISS_INPUT(!inline_value, command_, ": option ", arg, " takes no value");
+            flags_.insert(arg);
+        } else if (with_value.count(arg)) {
+            if (!inline_value) {
+                ISS_INPUT(i + 1 < argc, command_, ": option ", arg, " needs a value");
+                value = argv[++i];
+            }
+            values_[arg] = value;
+        } else {
+            throw InputError(cat(command_, ": unknown option ", arg, " (see 'infant-synthseg ", command_, " --help')"));
+        }
+    }
+}
+
+std::string Args::get(const std::string& name, const std::string& fallback) const {
+    const auto it = values_.find(name);
+    return it == values_.end() ? fallback : it->second;
+}
+
+std::string Args::require(const std::string& name) const {
+    const auto it = values_.find(name);
+    ISS_INPUT(it != values_.end(), command_, ": option ", name, " is required");
+    return it->second;
+}
+
+long long Args::integer(const std::string& name, long long fallback) const {
+    const auto it = values_.find(name);
+    if (it == values_.end()) return fallback;
+    char* end = nullptr;
+    errno = 0;
+    const long long value = std::strtoll(it->second.c_str(), &end, 10);
+    ISS_INPUT(!it->second.empty() && *end == '\0' && errno == 0, command_, ": option ", name,
+              " expects an integer, got '", it->second, "'");
+    return value;
+}
+
+double Args::number(const std::string& name, double fallback) const {
+    const auto it = values_.find(name);
+    if (it == values_.end()) return fallback;
+    char* end = nullptr;
+    const double value = std::strtod(it->second.c_str(), &end);
+    ISS_INPUT(!it->second.empty() && *end == '\0' && std::isfinite(value), command_, ": option ", name,
+              " expects a number, got '", it->second, "'");
+    return value;
+}
+
+}  // namespace iss::cli

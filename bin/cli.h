@@ -1,0 +1,36 @@
+// Command-line plumbing shared by the subcommands: a small option parser and the table of
+// commands. Each subcommand lives in bin/cmd_<name>.cpp and registers itself in main.cpp.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace iss::cli {
+
+// Options are "--name value" or "--name=value"; flags are "--name"; everything else is
+// positional. Unknown options are bad input (exit 2) naming the option.
+class Args {
+public:
+    // `with_value`: options that take a value; `flags`: options that do not.
+    Args(const std::string& command, int argc, char** argv, const std::set<std::string>& with_value,
+         const std::set<std::string>& flags = {});
+
+    bool has(const std::string& name) const { return values_.count(name) > 0; }
+    bool flag(const std::string& name) const { return flags_.count(name) > 0; }
+    std::string get(const std::string& name, const std::string& fallback) const;
+    std::string require(const std::string& name) const;
+    long long integer(const std::string& name, long long fallback) const;
+    double number(const std::string& name, double fallback) const;
+    const std::vector<std::string>& positional() const { return positional_; }
+    const std::string& command() const { return command_; }
+
+private:
+    std::string command_;
+    std::map<std::string, std::string> values_;
+    std::set<std::string> flags_;
+    std::vector<std::string> positional_;
+};
+
+}  // namespace iss::cli

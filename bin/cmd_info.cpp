@@ -1,0 +1,6 @@
+#include "bin/cli.h"
+#include "bin/commands.h"
+
+namespace iss::cli {
+int cmd_info(int argc, char** argv) { return 0; }
+}  // namespace iss::cli

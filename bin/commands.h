@@ -1,0 +1,10 @@
+// The subcommands of infant-synthseg. Each takes the arguments after its name and returns the
+// exit status; bad input throws iss::InputError (exit 2).
+#pragma once
+
+namespace iss::cli {
+
+int cmd_info(int argc, char** argv);
+int cmd_phantom(int argc, char** argv);
+
+}  // namespace iss::cli

@@ -1,0 +1,51 @@
+// infant-synthseg: one binary, one subcommand per job.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "bin/commands.h"
+#include "kernels/common/error.h"
+
+namespace {
+
+struct Command {
+    const char* name;
+    int (*run)(int argc, char** argv);
+    const char* summary;
+};
+
+const Command commands[] = {
+    {"info", iss::cli::cmd_info, "print the header, orientation, intensity range and labels of NIfTI files"},
+    {"phantom", iss::cli::cmd_phantom, "write a procedural infant-like label map for a given age"},
+};
+
+void print_usage(FILE* out) {
+    std::fprintf(out, "usage: infant-synthseg <command> [options]\n\ncommands:\n");
+    for (const Command& c : commands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
+    std::fprintf(out, "\n'infant-synthseg <command> --help' describes a command's options.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+        print_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (const Command& c : commands) {
+        if (std::strcmp(argv[1], c.name) != 0) continue;
+        try {
+            return c.run(argc - 2, argv + 2);
+        } catch (const iss::InputError& e) {
+            std::fprintf(stderr, "infant-synthseg %s: error: %s\n", c.name, e.what());
+            return 2;
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "infant-synthseg %s: internal error: %s\n", c.name, e.what());
+            return 1;
+        }
+    }
+    std::fprintf(stderr, "infant-synthseg: unknown command '%s'\n\n", argv[1]);
+    print_usage(stderr);
+    return 2;
+}

@@ -1,0 +1,64 @@
+#include "io/volume.h"
+
+#include <cmath>
+
+#include "kernels/common/error.h"
+
+namespace iss {
+
+Mat4 Mat4::scaling(double sx, double sy, double sz) {
+    Mat4 s;
+    s.m[0][0] = sx;
+    s.m[1][1] = sy;
+    s.m[2][2] = sz;
+    return s;
+}
+
+Mat4 Mat4::operator*(const Mat4& other) const {
+    Mat4 out;
+    for (int r = 0; r < 4; ++r)
+        for (int c = 0; c < 4; ++c) {
+            double sum = 0;
+            for (int k = 0; k < 4; ++k) sum += m[r][k] * other.m[k][c];
+            out.m[r][c] = sum;
+        }
+    return out;
+}
+
+Mat4 Mat4::inverse() const {
+    // Affine inverse: invert the 3x3 part by cofactors, then the translation.
+    const double a = m[0][0], b = m[0][1], c = m[0][2];
+    const double d = m[1][0], e = m[1][1], f = m[1][2];
+    const double g = m[2][0], h = m[2][1], i = m[2][2];
+    const double det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g);
+    if (!(std::fabs(det) > 1e-300)) throw Error("affine matrix is singular and cannot be inverted");
+    Mat4 inv;
+    inv.m[0][0] = (e * i - f * h) / det;
+    inv.m[0][1] = (c * h - b * i) / det;
+    inv.m[0][2] = (b * f - c * e) / det;
+    inv.m[1][0] = (f * g - d * i) / det;
+    inv.m[1][1] = (a * i - c * g) / det;
+    inv.m[1][2] = (c * d - a * f) / det;
+    inv.m[2][0] = (d * h - e * g) / det;
+    inv.m[2][1] = (b * g - a * h) / det;
+    inv.m[2][2] = (a * e - b * d) / det;
+    for (int r = 0; r < 3; ++r)
+        inv.m[r][3] = -(inv.m[r][0] * m[0][3] + inv.m[r][1] * m[1][3] + inv.m[r][2] * m[2][3]);
+    return inv;
+}
+
+std::array<double, 3> Mat4::apply(double x, double y, double z) const {
+    return {m[0][0] * x + m[0][1] * y + m[0][2] * z + m[0][3], m[1][0] * x + m[1][1] * y + m[1][2] * z + m[1][3],
+            m[2][0] * x + m[2][1] * y + m[2][2] * z + m[2][3]};
+}
+
+double Mat4::column_norm(int c) const { return std::sqrt(m[0][c] * m[0][c] + m[1][c] * m[1][c] + m[2][c] * m[2][c]); }
+
+bool Mat4::approx_equal(const Mat4& other, double tolerance) const {
+    for (int r = 0; r < 4; ++r)
+        for (int c = 0; c < 4; ++c)
+            if (!(std::fabs(m[r][c] - other.m[r][c]) <= tolerance)) return false;
+    return true;
+}
+
+}  // namespace iss

@@ -1,0 +1,64 @@
+// Volumes in memory: a voxel grid (dims and the voxel-to-world affine) and the voxel values in
+// NIfTI memory order (i fastest, then j, then k, then frames).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace iss {
+
+// A 4x4 matrix in double, row-major: m[row][col]. Used for voxel-to-world affines.
+struct Mat4 {
+    double m[4][4] = {{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}, {0, 0, 0, 1}};
+
+    static Mat4 identity() { return Mat4{}; }
+    static Mat4 scaling(double sx, double sy, double sz);
+    Mat4 operator*(const Mat4& other) const;
+    // Throws iss::Error when the 3x3 part is singular.
+    Mat4 inverse() const;
+    std::array<double, 3> apply(double x, double y, double z) const;
+    // Length of column c of the 3x3 part: the voxel size along axis c.
+    double column_norm(int c) const;
+    bool approx_equal(const Mat4& other, double tolerance) const;
+};
+
+struct Grid {
+    std::array<int64_t, 3> dim{1, 1, 1};
+    Mat4 affine;
+
+    int64_t voxels() const { return dim[0] * dim[1] * dim[2]; }
+    std::array<double, 3> voxel_size() const {
+        return {affine.column_norm(0), affine.column_norm(1), affine.column_norm(2)};
+    }
+    // Same dims and affines equal to `tolerance` (world units).
+    bool same_as(const Grid& other, double tolerance = 1e-4) const {
+        return dim == other.dim && affine.approx_equal(other.affine, tolerance);
+    }
+};
+
+template <class T>
+struct Volume {
+    Grid grid;
+    int64_t frames = 1;  // volumes along the 4th and higher NIfTI dims, flattened
+    std::vector<T> data;
+
+    Volume() = default;
+    Volume(const Grid& g, int64_t nframes = 1, T fill = T{})
+        : grid(g), frames(nframes), data(std::size_t(g.voxels() * nframes), fill) {}
+
+    int64_t nx() const { return grid.dim[0]; }
+    int64_t ny() const { return grid.dim[1]; }
+    int64_t nz() const { return grid.dim[2]; }
+    int64_t index(int64_t i, int64_t j, int64_t k, int64_t t = 0) const {
+        return ((t * grid.dim[2] + k) * grid.dim[1] + j) * grid.dim[0] + i;
+    }
+    T& at(int64_t i, int64_t j, int64_t k, int64_t t = 0) { return data[std::size_t(index(i, j, k, t))]; }
+    const T& at(int64_t i, int64_t j, int64_t k, int64_t t = 0) const { return data[std::size_t(index(i, j, k, t))]; }
+};
+
+using Image = Volume<float>;
+using LabelMap = Volume<int32_t>;
+
+}  // namespace iss

@@ -1,0 +1,128 @@
+// The device context: which backend computes (CPU or one CUDA device), and what that backend
+// owns: the CUDA stream and library handles (cuDNN, cuBLAS, created on first use), the oneDNN
+// engine and stream, and allocation. Every command takes --device auto|cpu|cuda[:N].
+//
+// A build without CUDA links the same symbols; asking it for a CUDA device throws
+// "built without CUDA". cuDNN and cuBLAS are never touched before a device is confirmed.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace dnnl {
+struct engine;
+struct stream;
+}  // namespace dnnl
+
+namespace iss {
+
+enum class Backend { cpu, cuda };
+
+struct Device {
+    Backend backend = Backend::cpu;
+    int index = 0;  // CUDA device ordinal
+    bool is_cuda() const { return backend == Backend::cuda; }
+    std::string name() const;  // "cpu" or "cuda:0"
+};
+
+bool built_with_cuda();
+// Number of usable CUDA devices: 0 without a driver, without a GPU, or in a CPU-only build.
+int cuda_device_count();
+// "auto" picks cuda:0 when a device is present, else cpu; "cuda" without a device throws.
+Device parse_device(const std::string& text);
+
+class DeviceContext {
+public:
+    explicit DeviceContext(Device device = Device{});
+    ~DeviceContext();
+    DeviceContext(const DeviceContext&) = delete;
+    DeviceContext& operator=(const DeviceContext&) = delete;
+
+    const Device& device() const { return device_; }
+    bool is_cuda() const { return device_.is_cuda(); }
+
+    // Raw memory on this context's device (host memory aligned to 64 bytes for the CPU).
+    void* allocate(size_t bytes);
+    void release(void* ptr) noexcept;
+    void copy_to_device(void* dst, const void* host_src, size_t bytes);
+    void copy_to_host(void* host_dst, const void* src, size_t bytes);
+    void copy_on_device(void* dst, const void* src, size_t bytes);
+    void fill_zero(void* dst, size_t bytes);
+    void synchronize();
+
+    // CUDA objects as opaque pointers (cudaStream_t, cudnnHandle_t, cublasHandle_t), so this
+    // header compiles without the CUDA headers. Handles are created on first use.
+    void* cuda_stream() const { return stream_; }
+    void* cudnn_handle();
+    void* cublas_handle();
+
+    // oneDNN CPU engine and stream (created on first use).
+    dnnl::engine& dnnl_engine();
+    dnnl::stream& dnnl_stream();
+
+private:
+    Device device_;
+    void* stream_ = nullptr;
+    void* cudnn_ = nullptr;
+    void* cublas_ = nullptr;
+    struct Dnnl;
+    std::unique_ptr<Dnnl> dnnl_;
+};
+
+// An owning, typed allocation on a context's device. Move-only.
+template <class T>
+class Buffer {
+public:
+    Buffer() = default;
+    Buffer(DeviceContext& ctx, size_t count) : ctx_(&ctx), count_(count) {
+        if (count_ > 0) data_ = static_cast<T*>(ctx.allocate(count_ * sizeof(T)));
+    }
+    Buffer(DeviceContext& ctx, const std::vector<T>& host) : Buffer(ctx, host.size()) { upload(host); }
+    ~Buffer() {
+        if (ctx_ && data_) ctx_->release(data_);
+    }
+    Buffer(Buffer&& other) noexcept { swap(other); }
+    Buffer& operator=(Buffer&& other) noexcept {
+        swap(other);
+        return *this;
+    }
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+
+    T* data() { return data_; }
+    const T* data() const { return data_; }
+    size_t size() const { return count_; }
+
+    void upload(const std::vector<T>& host) {
+        if (host.size() != count_) throw_size_mismatch(host.size());
+        if (count_ > 0) ctx_->copy_to_device(data_, host.data(), count_ * sizeof(T));
+    }
+    std::vector<T> download() const {
+        std::vector<T> host(count_);
+        if (count_ > 0) ctx_->copy_to_host(host.data(), data_, count_ * sizeof(T));
+        return host;
+    }
+
+private:
+    void swap(Buffer& other) noexcept {
+        std::swap(ctx_, other.ctx_);
+        std::swap(data_, other.data_);
+        std::swap(count_, other.count_);
+    }
+    void throw_size_mismatch(size_t got) const;
+
+    DeviceContext* ctx_ = nullptr;
+    T* data_ = nullptr;
+    size_t count_ = 0;
+};
+
+void throw_buffer_size_mismatch(size_t expected, size_t got);
+
+template <class T>
+void Buffer<T>::throw_size_mismatch(size_t got) const {
+    throw_buffer_size_mismatch(count_, got);
+}
+
+}  // namespace iss

@@ -1,0 +1,48 @@
+// Errors: every failed check throws, naming the statement or the input and what was wrong.
+//
+// iss::InputError is for bad user input (a file, a flag, a value): the command line prints its
+// message on one line and exits with status 2. iss::Error is for everything else (a failed
+// library call, a broken invariant): exit status 1.
+#pragma once
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace iss {
+
+class Error : public std::runtime_error {
+public:
+    explicit Error(const std::string& what) : std::runtime_error(what) {}
+};
+
+class InputError : public Error {
+public:
+    explicit InputError(const std::string& what) : Error(what) {}
+};
+
+// Throws iss::Error "<library> error in `<statement>` at <file>:<line>: <message>".
+[[noreturn]] void throw_call_error(const char* library, const char* statement, const char* file, int line,
+                                   const std::string& message);
+
+// Builds a message from stream pieces: iss::cat("dim ", 3, " is ", -1).
+template <class... Parts>
+std::string cat(const Parts&... parts) {
+    std::ostringstream out;
+    (out << ... << parts);
+    return out.str();
+}
+
+}  // namespace iss
+
+// Precondition check for launchers and parsers: ISS_REQUIRE(n > 0, "tensor 'x' is empty").
+#define ISS_REQUIRE(cond, ...)                                                        \
+    do {                                                                              \
+        if (!(cond)) throw ::iss::Error(::iss::cat("requirement failed: ", __VA_ARGS__)); \
+    } while (0)
+
+// Bad-input check: throws InputError with the message (which must name the input).
+#define ISS_INPUT(cond, ...)                                          \
+    do {                                                              \
+        if (!(cond)) throw ::iss::InputError(::iss::cat(__VA_ARGS__)); \
+    } while (0)

@@ -1,0 +1,23 @@
+// The published Infant-SynthSeg label lists (SPEC.md section 1): generation labels in their
+// index order, segmentation labels in output-channel order, left/right twins and fused classes.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace iss::labels {
+
+// 43 generation labels; position = generation index (every per-label array uses it).
+const std::vector<int32_t>& generation_labels();
+// 34 segmentation labels; position = network output channel.
+const std::vector<int32_t>& segmentation_labels();
+// Groups of generation labels that may share one Gaussian: (2,21,41,61), (16,170), (7,46).
+const std::vector<std::vector<int32_t>>& fused_classes();
+// The right twin of a left label and vice versa (from the published table, never by
+// position); labels without a twin map to themselves.
+int32_t lr_twin(int32_t label);
+
+// Index of `label` in `list`, or -1.
+int index_of(const std::vector<int32_t>& list, int32_t label);
+
+}  // namespace iss::labels
