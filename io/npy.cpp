@@ -1,0 +1,161 @@
+#include "io/npy.h"
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <limits>
+
+#include "io/file_util.h"
+#include "kernels/common/error.h"
+
+namespace iss {
+namespace {
+
+constexpr char npy_magic[] = "\x93NUMPY";
+constexpr size_t npy_magic_size = 6;
+
+// The value text after `'key':` in the header dict, up to the next top-level comma or brace.
+std::string dict_value(const std::string& header, const std::string& key, const std::string& path) {
+    const size_t at = header.find("'" + key + "'");
+    ISS_INPUT(at != std::string::npos, path, ": .npy header has no '", key, "' entry");
+    size_t begin = header.find(':', at);
+    ISS_INPUT(begin != std::string::npos, path, ": malformed .npy header");
+    ++begin;
+    while (begin < header.size() && header[begin] == ' ') ++begin;
+    size_t end = begin;
+    if (begin < header.size() && header[begin] == '(') {
+        end = header.find(')', begin);
+        ISS_INPUT(end != std::string::npos, path, ": malformed shape in .npy header");
+        return header.substr(begin, end - begin + 1);
+    }
+    while (end < header.size() && header[end] != ',' && header[end] != '}') ++end;
+    std::string value = header.substr(begin, end - begin);
+    while (!value.empty() && value.back() == ' ') value.pop_back();
+    return value;
+}
+
+std::vector<int64_t> parse_shape(const std::string& text, const std::string& path) {
+    std::vector<int64_t> shape;
+    size_t pos = 1;  // after '('
+    while (pos < text.size()) {
+        while (pos < text.size() && (text[pos] == ' ' || text[pos] == ',')) ++pos;
+        if (pos >= text.size() || text[pos] == ')') break;
+        size_t end = pos;
+        while (end < text.size() && text[end] >= '0' && text[end] <= '9') ++end;
+        ISS_INPUT(end > pos && end - pos < 18, path, ": bad shape ", text, " in .npy header");
+        shape.push_back(std::stoll(text.substr(pos, end - pos)));
+        pos = end;
+    }
+    return shape;
+}
+
+template <class T>
+T load_value(const char* bytes, bool swap) {
+    char buffer[sizeof(T)];
+    std::memcpy(buffer, bytes, sizeof(T));
+    if (swap) std::reverse(buffer, buffer + sizeof(T));
+    T value;
+    std::memcpy(&value, buffer, sizeof(T));
+    return value;
+}
+
+}  // namespace
+
+int64_t NpyArray::size() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+}
+
+NpyArray read_npy(const std::string& path) {
+    require_regular_file(path);
+    std::ifstream in(path, std::ios::binary);
+    ISS_INPUT(in, path, ": cannot open");
+    char preamble[10] = {};
+    in.read(preamble, sizeof preamble);
+    ISS_INPUT(in.gcount() == sizeof preamble && std::memcmp(preamble, npy_magic, npy_magic_size) == 0, path,
+              ": not a .npy file (bad magic)");
+    const int major = static_cast<unsigned char>(preamble[6]);
+    ISS_INPUT(major >= 1 && major <= 3, path, ": unsupported .npy format version ", major);
+    uint32_t header_len = uint8_t(preamble[8]) | uint32_t(uint8_t(preamble[9])) << 8;
+    if (major >= 2) {
+        char more[2] = {};
+        in.read(more, 2);
+        ISS_INPUT(in.gcount() == 2, path, ": truncated .npy header");
+        header_len |= uint32_t(uint8_t(more[0])) << 16 | uint32_t(uint8_t(more[1])) << 24;
+    }
+    ISS_INPUT(header_len < (1u << 20), path, ": .npy header of ", header_len, " bytes is implausibly long");
+    std::string header(header_len, '\0');
+    in.read(header.data(), header_len);
+    ISS_INPUT(in.gcount() == std::streamsize(header_len), path, ": truncated .npy header");
+
+    NpyArray array;
+    std::string descr = dict_value(header, "descr", path);
+    ISS_INPUT(descr.size() >= 2 && (descr.front() == '\'' || descr.front() == '"'), path, ": bad dtype ", descr);
+    array.dtype = descr.substr(1, descr.size() - 2);
+    const std::string fortran = dict_value(header, "fortran_order", path);
+    ISS_INPUT(fortran == "False", path, ": Fortran-order arrays are not supported (save with C order)");
+    array.shape = parse_shape(dict_value(header, "shape", path), path);
+
+    const std::string& dt = array.dtype;
+    ISS_INPUT(dt.size() == 3 && (dt[0] == '<' || dt[0] == '>' || dt[0] == '='), path, ": unsupported dtype '", dt,
+              "' (expected float64, float32, int32 or int64)");
+    const std::string kind = dt.substr(1);
+    ISS_INPUT(kind == "f8" || kind == "f4" || kind == "i4" || kind == "i8", path, ": unsupported dtype '", dt,
+              "' (expected float64, float32, int32 or int64)");
+    const bool swap = dt[0] == '>';
+    const size_t item = size_t(kind[1] - '0');
+
+    int64_t count = 1;
+    for (int64_t d : array.shape) {
+        ISS_INPUT(d >= 0 && (d == 0 || count <= (int64_t(1) << 31) / std::max<int64_t>(d, 1)), path,
+                  ": array too large");
+        count *= d;
+    }
+    std::vector<char> raw(size_t(count) * item);
+    in.read(raw.data(), std::streamsize(raw.size()));
+    ISS_INPUT(in.gcount() == std::streamsize(raw.size()), path, ": truncated .npy data: expected ", raw.size(),
+              " bytes, found ", in.gcount());
+
+    array.values.resize(size_t(count));
+    for (int64_t i = 0; i < count; ++i) {
+        const char* p = raw.data() + size_t(i) * item;
+        double v = 0;
+        if (kind == "f8") v = load_value<double>(p, swap);
+        else if (kind == "f4") v = load_value<float>(p, swap);
+        else if (kind == "i4") v = load_value<int32_t>(p, swap);
+        else v = double(load_value<int64_t>(p, swap));
+        array.values[size_t(i)] = v;
+    }
+    return array;
+}
+
+void write_npy(const std::string& path, const std::vector<int64_t>& shape, const std::vector<double>& values) {
+    int64_t count = 1;
+    for (int64_t d : shape) count *= d;
+    ISS_REQUIRE(count == int64_t(values.size()), "write_npy ", path, ": shape holds ", count, " values, got ",
+                values.size());
+    // Python tuple syntax: "(2, 43)", and "(7,)" for one dimension.
+    std::string tuple;
+    for (size_t i = 0; i < shape.size(); ++i) tuple += (i ? ", " : "") + std::to_string(shape[i]);
+    if (shape.size() == 1) tuple += ",";
+    std::string dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (" + tuple;
+    dict += "), }";
+    // Pad with spaces so that magic + version + length + header is a multiple of 64 bytes.
+    const size_t unpadded = npy_magic_size + 2 + 2 + dict.size() + 1;
+    dict.append((64 - unpadded % 64) % 64, ' ');
+    dict += '\n';
+    const char version[2] = {1, 0};
+    const uint16_t length = uint16_t(dict.size());
+    const char length_bytes[2] = {char(length & 0xff), char(length >> 8)};
+
+    AtomicWriter out(path);
+    out.write(npy_magic, npy_magic_size);
+    out.write(version, 2);
+    out.write(length_bytes, 2);
+    out.write(dict.data(), dict.size());
+    out.write(values.data(), values.size() * sizeof(double));  // little-endian host (x86, arm64)
+    out.commit();
+}
+
+}  // namespace iss

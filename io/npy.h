@@ -1,0 +1,26 @@
+// NumPy .npy files (format versions 1.0, 2.0 and 3.0): the infant intensity priors are
+// float64 arrays of shape (2, n_labels). Read: float64, float32, int32 and int64, little or big
+// endian, C order; values come back as double. Write: float64 (priors) or int64, C order.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace iss {
+
+struct NpyArray {
+    std::vector<int64_t> shape;
+    std::string dtype;  // as stored, e.g. "<f8"
+    std::vector<double> values;
+
+    int64_t size() const;
+};
+
+// Throws InputError naming the file: not a .npy, unsupported dtype, Fortran order, truncated.
+NpyArray read_npy(const std::string& path);
+
+// Writes float64 ("<f8") through a temporary name.
+void write_npy(const std::string& path, const std::vector<int64_t>& shape, const std::vector<double>& values);
+
+}  // namespace iss

@@ -1,0 +1,126 @@
+#include "io/orientation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/common/error.h"
+
+namespace iss {
+namespace {
+
+const char positive_letter[3] = {'R', 'A', 'S'};
+const char negative_letter[3] = {'L', 'P', 'I'};
+
+// World axis (0..2) and sign of one orientation letter; InputError for anything else.
+void parse_letter(char letter, const std::string& code, int* world_axis, int* sign) {
+    for (int w = 0; w < 3; ++w) {
+        if (letter == positive_letter[w]) {
+            *world_axis = w;
+            *sign = 1;
+            return;
+        }
+        if (letter == negative_letter[w]) {
+            *world_axis = w;
+            *sign = -1;
+            return;
+        }
+    }
+    throw InputError(cat("bad orientation code '", code, "': '", letter, "' is not one of R L A P S I"));
+}
+
+void parse_code(const std::string& code, std::array<int, 3>& world_axis, std::array<int, 3>& sign) {
+    ISS_INPUT(code.size() == 3, "bad orientation code '", code, "': expected three letters such as RAS");
+    bool seen[3] = {false, false, false};
+    for (int a = 0; a < 3; ++a) {
+        parse_letter(code[size_t(a)], code, &world_axis[size_t(a)], &sign[size_t(a)]);
+        ISS_INPUT(!seen[world_axis[size_t(a)]], "bad orientation code '", code, "': a world axis appears twice");
+        seen[world_axis[size_t(a)]] = true;
+    }
+}
+
+}  // namespace
+
+std::string orientation_code(const Mat4& affine) {
+    // Normalised columns: how much each voxel axis points along each world axis.
+    double weight[3][3];
+    for (int v = 0; v < 3; ++v) {
+        const double norm = affine.column_norm(v);
+        for (int w = 0; w < 3; ++w) weight[v][w] = norm > 0 ? affine.m[w][v] / norm : 0;
+    }
+    // Best of the six assignments of voxel axes to distinct world axes.
+    std::array<int, 3> perm{0, 1, 2}, best = perm;
+    double best_score = -1;
+    do {
+        double score = 0;
+        for (int v = 0; v < 3; ++v) score += std::fabs(weight[v][perm[size_t(v)]]);
+        if (score > best_score + 1e-12) {
+            best_score = score;
+            best = perm;
+        }
+    } while (std::next_permutation(perm.begin(), perm.end()));
+    std::string code(3, '?');
+    for (int v = 0; v < 3; ++v) {
+        const int w = best[size_t(v)];
+        code[size_t(v)] = weight[v][w] >= 0 ? positive_letter[w] : negative_letter[w];
+    }
+    return code;
+}
+
+AxisMap axis_map_between(const std::string& from, const std::string& to) {
+    std::array<int, 3> from_world{}, from_sign{}, to_world{}, to_sign{};
+    parse_code(from, from_world, from_sign);
+    parse_code(to, to_world, to_sign);
+    AxisMap map;
+    for (int a = 0; a < 3; ++a)
+        for (int b = 0; b < 3; ++b)
+            if (from_world[size_t(b)] == to_world[size_t(a)]) {
+                map.axis[size_t(a)] = b;
+                map.flip[size_t(a)] = from_sign[size_t(b)] != to_sign[size_t(a)];
+            }
+    return map;
+}
+
+template <class T>
+Volume<T> reorient(const Volume<T>& in, const std::string& to) {
+    const AxisMap map = axis_map_between(orientation_code(in.grid.affine), to);
+    Grid grid;
+    // Input voxel coordinates of an output voxel: in[axis[a]] = flip ? n - 1 - out[a] : out[a].
+    Mat4 out_to_in;
+    for (int r = 0; r < 3; ++r)
+        for (int c = 0; c < 4; ++c) out_to_in.m[r][c] = 0;
+    for (int a = 0; a < 3; ++a) {
+        const int b = map.axis[size_t(a)];
+        grid.dim[size_t(a)] = in.grid.dim[size_t(b)];
+        out_to_in.m[b][a] = map.flip[size_t(a)] ? -1.0 : 1.0;
+        out_to_in.m[b][3] = map.flip[size_t(a)] ? double(in.grid.dim[size_t(b)] - 1) : 0.0;
+    }
+    grid.affine = in.grid.affine * out_to_in;
+
+    Volume<T> out(grid, in.frames);
+    const int64_t n0 = grid.dim[0], n1 = grid.dim[1], n2 = grid.dim[2];
+    // Input strides along each output axis, and the input offset of output voxel (0, 0, 0).
+    const int64_t in_stride[3] = {1, in.grid.dim[0], in.grid.dim[0] * in.grid.dim[1]};
+    int64_t step[3], origin = 0;
+    for (int a = 0; a < 3; ++a) {
+        const int b = map.axis[size_t(a)];
+        step[a] = map.flip[size_t(a)] ? -in_stride[b] : in_stride[b];
+        if (map.flip[size_t(a)]) origin += (in.grid.dim[size_t(b)] - 1) * in_stride[b];
+    }
+    const int64_t frame_size = grid.voxels();
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t t = 0; t < in.frames; ++t)
+        for (int64_t k = 0; k < n2; ++k)
+            for (int64_t j = 0; j < n1; ++j) {
+                const int64_t src_row = t * frame_size + origin + k * step[2] + j * step[1];
+                T* dst = &out.data[size_t(((t * n2 + k) * n1 + j) * n0)];
+                for (int64_t i = 0; i < n0; ++i) dst[i] = in.data[size_t(src_row + i * step[0])];
+            }
+    return out;
+}
+
+template Volume<float> reorient(const Volume<float>&, const std::string&);
+template Volume<int32_t> reorient(const Volume<int32_t>&, const std::string&);
+template Volume<double> reorient(const Volume<double>&, const std::string&);
+
+}  // namespace iss

@@ -1,0 +1,33 @@
+// Orientation of voxel axes in world (RAS+) space, and exact reorientation by axis
+// permutation and flips (no interpolation), e.g. an LIA scan to the model's RAS and back.
+#pragma once
+
+#include <array>
+#include <string>
+
+#include "io/volume.h"
+
+namespace iss {
+
+// Axis codes of an affine, one letter per voxel axis: the direction in which the index grows
+// (R/L, A/P, S/I), e.g. "RAS", "LIA". Oblique axes go to the closest world axis, choosing the
+// assignment of voxel axes to world axes that best fits all three (never the same twice).
+std::string orientation_code(const Mat4& affine);
+
+// How to build an output volume from an input: output axis a reads input axis `axis[a]`,
+// reversed when `flip[a]`.
+struct AxisMap {
+    std::array<int, 3> axis{0, 1, 2};
+    std::array<bool, 3> flip{false, false, false};
+};
+
+// The AxisMap that turns a volume with code `from` into one with code `to`. Codes are three
+// letters from {R,L}, {A,P}, {S,I}, one of each pair; InputError otherwise.
+AxisMap axis_map_between(const std::string& from, const std::string& to);
+
+// Reorders the voxels of every frame so that the volume has orientation `to`; the affine is
+// updated so that every voxel keeps its world position.
+template <class T>
+Volume<T> reorient(const Volume<T>& in, const std::string& to);
+
+}  // namespace iss

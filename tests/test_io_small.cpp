@@ -1,0 +1,182 @@
+// .npy reading/writing and exact reorientation.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "io/npy.h"
+#include "io/orientation.h"
+#include "kernels/common/error.h"
+
+namespace iss {
+namespace {
+
+std::string temp_file(const std::string& name) {
+    const std::string dir = ::testing::TempDir() + "iss_io_small_" + std::to_string(getpid());
+    ::mkdir(dir.c_str(), 0755);
+    return dir + "/" + name;
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+    std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+// A .npy file written by hand: magic, version 1.0, header dict, then raw little-endian data.
+std::string npy_bytes(const std::string& dict, const std::string& data) {
+    std::string header = dict;
+    while ((10 + header.size() + 1) % 64) header += ' ';
+    header += '\n';
+    std::string out("\x93NUMPY\x01\x00", 8);
+    out += char(header.size() & 0xff);
+    out += char(header.size() >> 8);
+    return out + header + data;
+}
+
+TEST(Npy, RoundTripFloat64) {
+    const std::string path = temp_file("round.npy");
+    std::vector<double> values(2 * 43);
+    for (size_t i = 0; i < values.size(); ++i) values[i] = std::sin(double(i)) * 100;
+    write_npy(path, {2, 43}, values);
+    const NpyArray back = read_npy(path);
+    EXPECT_EQ(back.shape, (std::vector<int64_t>{2, 43}));
+    EXPECT_EQ(back.dtype, "<f8");
+    EXPECT_EQ(back.values, values);
+    write_npy(path, {5}, {1, 2, 3, 4, 5});
+    EXPECT_EQ(read_npy(path).shape, (std::vector<int64_t>{5}));
+}
+
+TEST(Npy, ReadsOtherDtypesAndBigEndian) {
+    const std::string path = temp_file("types.npy");
+    const int32_t ints[3] = {-7, 0, 123456};
+    write_bytes(path, npy_bytes("{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }",
+                                std::string(reinterpret_cast<const char*>(ints), sizeof ints)));
+    EXPECT_EQ(read_npy(path).values, (std::vector<double>{-7, 0, 123456}));
+
+    const float floats[2] = {1.5f, -2.25f};
+    write_bytes(path, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2), }",
+                                std::string(reinterpret_cast<const char*>(floats), sizeof floats)));
+    EXPECT_EQ(read_npy(path).values, (std::vector<double>{1.5, -2.25}));
+
+    const int64_t longs[2] = {int64_t(1) << 40, -3};
+    write_bytes(path, npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }",
+                                std::string(reinterpret_cast<const char*>(longs), sizeof longs)));
+    EXPECT_EQ(read_npy(path).values, (std::vector<double>{double(int64_t(1) << 40), -3}));
+
+    // 1.0 as a big-endian float64.
+    write_bytes(path, npy_bytes("{'descr': '>f8', 'fortran_order': False, 'shape': (1,), }",
+                                std::string("\x3f\xf0\x00\x00\x00\x00\x00\x00", 8)));
+    EXPECT_EQ(read_npy(path).values, (std::vector<double>{1.0}));
+}
+
+void expect_input_error(const std::string& path, const std::string& fragment) {
+    try {
+        read_npy(path);
+        FAIL() << "expected an error mentioning '" << fragment << "'";
+    } catch (const InputError& e) {
+        const std::string message = e.what();
+        EXPECT_NE(message.find(path), std::string::npos) << message;
+        EXPECT_NE(message.find(fragment), std::string::npos) << message;
+    }
+}
+
+TEST(Npy, BadInputNamesFileAndProblem) {
+    const std::string path = temp_file("bad.npy");
+    expect_input_error(temp_file("missing.npy"), "cannot open");
+    expect_input_error(::testing::TempDir(), "directory");
+    write_bytes(path, "");
+    expect_input_error(path, "not a .npy");
+    write_bytes(path, "garbage bytes that are not numpy");
+    expect_input_error(path, "not a .npy");
+    write_bytes(path, npy_bytes("{'descr': '<f8', 'fortran_order': True, 'shape': (2, 2), }", std::string(32, '\0')));
+    expect_input_error(path, "Fortran");
+    write_bytes(path, npy_bytes("{'descr': '<c16', 'fortran_order': False, 'shape': (1,), }", std::string(16, '\0')));
+    expect_input_error(path, "unsupported dtype");
+    write_bytes(path, npy_bytes("{'descr': '|u1', 'fortran_order': False, 'shape': (1,), }", std::string(1, '\0')));
+    expect_input_error(path, "unsupported dtype");
+    write_bytes(path, npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 43), }", std::string(100, '\0')));
+    expect_input_error(path, "truncated");
+}
+
+TEST(Npy, PublishedInfantPriorsWhenSharedDataExists) {
+    const std::string dir = std::string(INFANT_SHARED_DIR) + "/data/priors";
+    struct stat info {};
+    if (::stat(dir.c_str(), &info) != 0) GTEST_SKIP() << dir << " not found: published priors check skipped";
+    // Spot values from SPEC.md (rounded to 0.1): T1 means row 0, index 3 (brainstem) = 204.9;
+    // T2 means row 0, index 4 (CSF) = 255.0; T1 stds row 1, index 42 = 5.5.
+    const NpyArray t1_means = read_npy(dir + "/t1_prior_means.npy");
+    ASSERT_EQ(t1_means.shape, (std::vector<int64_t>{2, 43}));
+    EXPECT_NEAR(t1_means.values[3], 204.9, 0.05);
+    EXPECT_NEAR(read_npy(dir + "/t2_prior_means.npy").values[4], 255.0, 0.05);
+    EXPECT_NEAR(read_npy(dir + "/t1_prior_stds.npy").values[43 + 42], 5.5, 0.05);
+}
+
+// A volume whose value at each voxel is unique, with an affine of the given orientation.
+Volume<int32_t> oriented_volume(const std::string& code) {
+    Grid grid;
+    grid.dim = {5, 6, 7};
+    const AxisMap map = axis_map_between("RAS", code);  // voxel axis a of `code` is world axis map.axis[a]
+    Mat4 affine;
+    for (int r = 0; r < 3; ++r)
+        for (int c = 0; c < 3; ++c) affine.m[r][c] = 0;
+    const double sizes[3] = {1.0, 1.5, 2.5};
+    for (int a = 0; a < 3; ++a) affine.m[map.axis[size_t(a)]][a] = map.flip[size_t(a)] ? -sizes[a] : sizes[a];
+    affine.m[0][3] = -10;
+    affine.m[1][3] = 20;
+    affine.m[2][3] = 5;
+    grid.affine = affine;
+    Volume<int32_t> v(grid);
+    for (size_t i = 0; i < v.data.size(); ++i) v.data[i] = int32_t(i) * 7 + 1;
+    return v;
+}
+
+TEST(Orientation, CodesOfAffines) {
+    EXPECT_EQ(orientation_code(Mat4::identity()), "RAS");
+    EXPECT_EQ(orientation_code(Mat4::scaling(-2, 2, 2)), "LAS");
+    Mat4 lia;  // x -> -R, y -> -S, z -> +A: FreeSurfer's conformed space
+    lia.m[0][0] = -1; lia.m[0][1] = 0; lia.m[0][2] = 0;
+    lia.m[1][0] = 0;  lia.m[1][1] = 0; lia.m[1][2] = 1;
+    lia.m[2][0] = 0;  lia.m[2][1] = -1; lia.m[2][2] = 0;
+    EXPECT_EQ(orientation_code(lia), "LIA");
+    // An oblique scan (20 degrees about z) still reads as its nearest axes.
+    const double c = std::cos(0.349), s = std::sin(0.349);
+    Mat4 oblique;
+    oblique.m[0][0] = c; oblique.m[0][1] = -s;
+    oblique.m[1][0] = s; oblique.m[1][1] = c;
+    EXPECT_EQ(orientation_code(oblique), "RAS");
+    for (const char* code : {"RAS", "LPI", "SAR", "IPL", "ASL", "PIR"})
+        EXPECT_EQ(orientation_code(oriented_volume(code).grid.affine), code);
+}
+
+TEST(Orientation, ReorientKeepsWorldPositionsAndRoundTrips) {
+    const char* codes[] = {"LIA", "LAS", "RAS", "LPS", "PSR", "IRA", "SPL"};
+    for (const char* code : codes) {
+        const Volume<int32_t> in = oriented_volume(code);
+        const Volume<int32_t> ras = reorient(in, "RAS");
+        ASSERT_EQ(orientation_code(ras.grid.affine), "RAS") << code;
+        const Mat4 ras_inverse = ras.grid.affine.inverse();
+        for (int64_t k = 0; k < in.nz(); ++k)
+            for (int64_t j = 0; j < in.ny(); ++j)
+                for (int64_t i = 0; i < in.nx(); ++i) {
+                    const auto world = in.grid.affine.apply(double(i), double(j), double(k));
+                    const auto v = ras_inverse.apply(world[0], world[1], world[2]);
+                    const int64_t oi = std::llround(v[0]), oj = std::llround(v[1]), ok = std::llround(v[2]);
+                    ASSERT_NEAR(v[0], double(oi), 1e-9);
+                    ASSERT_EQ(ras.at(oi, oj, ok), in.at(i, j, k)) << code << " at " << i << "," << j << "," << k;
+                }
+        const Volume<int32_t> back = reorient(ras, code);
+        EXPECT_EQ(back.grid.dim, in.grid.dim) << code;
+        EXPECT_TRUE(back.grid.affine.approx_equal(in.grid.affine, 1e-12)) << code;
+        EXPECT_EQ(back.data, in.data) << code;
+    }
+}
+
+TEST(Orientation, BadCodesAreInputErrors) {
+    EXPECT_THROW(axis_map_between("RAS", "RAR"), InputError);
+    EXPECT_THROW(axis_map_between("RAS", "XYZ"), InputError);
+    EXPECT_THROW(axis_map_between("RA", "RAS"), InputError);
+}
+
+}  // namespace
+}  // namespace iss
