@@ -1,0 +1,91 @@
+// The device context: --device parsing, allocation and copies, library handles, and the
+// error-check macros' messages.
+#include <gtest/gtest.h>
+
+#include <dnnl.hpp>
+
+#include "kernels/common/device.h"
+#include "kernels/common/dnnl_check.h"
+#include "kernels/common/error.h"
+
+namespace iss {
+namespace {
+
+TEST(Device, ParsesDeviceNames) {
+    EXPECT_EQ(parse_device("cpu").backend, Backend::cpu);
+    const Device automatic = parse_device("auto");
+    EXPECT_EQ(automatic.is_cuda(), cuda_device_count() > 0);
+    for (const char* bad : {"gpu", "", "cuda:", "cuda:x", "cuda:-1", "cpu0"}) EXPECT_THROW(parse_device(bad), InputError) << bad;
+    if (cuda_device_count() == 0) {
+        // Asking for a GPU that is not there is the user's mistake, said plainly.
+        try {
+            parse_device("cuda");
+            FAIL() << "cuda accepted without a device";
+        } catch (const InputError& e) {
+            const std::string message = e.what();
+            EXPECT_TRUE(message.find("no CUDA device") != std::string::npos ||
+                        message.find("built without CUDA") != std::string::npos)
+                << message;
+        }
+    } else {
+        EXPECT_EQ(parse_device("cuda:0").name(), "cuda:0");
+        EXPECT_THROW(parse_device("cuda:99"), InputError);
+    }
+}
+
+TEST(Device, CpuBufferRoundTripAndAlignment) {
+    DeviceContext ctx(parse_device("cpu"));
+    const std::vector<float> host = {1, 2, 3, 4, 5};
+    Buffer<float> buffer(ctx, host);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(buffer.data()) % 64, 0u);
+    EXPECT_EQ(buffer.download(), host);
+    Buffer<float> moved = std::move(buffer);
+    EXPECT_EQ(moved.download(), host);
+    EXPECT_EQ(buffer.data(), nullptr);
+    ctx.fill_zero(moved.data(), moved.size() * sizeof(float));
+    EXPECT_EQ(moved.download(), std::vector<float>(5, 0.0f));
+    EXPECT_THROW(moved.upload({1, 2}), Error);
+}
+
+TEST(Device, CudaBufferRoundTrip) {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device: CUDA variant skipped";
+    DeviceContext ctx(parse_device("cuda"));
+    std::vector<int32_t> host(1000);
+    for (size_t i = 0; i < host.size(); ++i) host[i] = int32_t(i * 3);
+    Buffer<int32_t> buffer(ctx, host);
+    Buffer<int32_t> copy(ctx, host.size());
+    ctx.copy_on_device(copy.data(), buffer.data(), host.size() * sizeof(int32_t));
+    EXPECT_EQ(copy.download(), host);
+    EXPECT_NE(ctx.cudnn_handle(), nullptr);
+    EXPECT_NE(ctx.cublas_handle(), nullptr);
+}
+
+TEST(Device, OneDnnEngineOnCpu) {
+    DeviceContext ctx(parse_device("cpu"));
+    EXPECT_EQ(ctx.dnnl_engine().get_kind(), dnnl::engine::kind::cpu);
+    EXPECT_THROW(ctx.cudnn_handle(), Error);
+}
+
+TEST(Device, CheckMacrosNameStatementFileAndLine) {
+    try {
+        ISS_DNNL_CHECK(dnnl_invalid_arguments);
+        FAIL() << "no throw";
+    } catch (const Error& e) {
+        const std::string message = e.what();
+        EXPECT_NE(message.find("oneDNN error"), std::string::npos) << message;
+        EXPECT_NE(message.find("dnnl_invalid_arguments"), std::string::npos) << message;
+        EXPECT_NE(message.find("test_device.cpp"), std::string::npos) << message;
+    }
+    try {
+        // A oneDNN C++ call that fails: a memory descriptor with a negative dimension.
+        ISS_DNNL_CALL(dnnl::memory::desc({-1}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::a));
+        FAIL() << "no throw";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("oneDNN error in `dnnl::memory::desc"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(ISS_REQUIRE(1 + 1 == 3, "arithmetic"), Error);
+    EXPECT_THROW(ISS_INPUT(false, "file.nii: bad"), InputError);
+}
+
+}  // namespace
+}  // namespace iss
