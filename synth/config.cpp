@@ -1,0 +1,117 @@
+#include "synth/config.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "kernels/common/error.h"
+#include "synth/infant_priors.h"
+#include "synth/labels.h"
+
+namespace iss {
+
+// Field list in one place: JSON names equal the C++ names.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GeneratorConfig, preset, generation_labels, segmentation_labels,
+                                                fused_classes, use_generation_classes, prior_means, prior_stds,
+                                                mix_prior_and_random, random_mean, random_std, output_shape,
+                                                shape_multiple, pad_when_smaller, scaling_bounds, rotation_bounds,
+                                                shearing_bounds, nonlin_std, nonlin_shape_factor, integration_steps,
+                                                rescale_velocity, flip_probability, blur_sigma, blur_range,
+                                                background_reset_probability, bias_field_std, bias_shape_factor,
+                                                clip_max, gamma_std)
+
+GeneratorConfig preset_config(const std::string& name) {
+    GeneratorConfig config;
+    config.preset = name;
+    config.generation_labels = labels::generation_labels();
+    config.segmentation_labels = labels::segmentation_labels();
+    if (name == "infant-t1" || name == "infant-t2") {
+        const infant_priors::Priors priors = name == "infant-t1" ? infant_priors::t1() : infant_priors::t2();
+        config.prior_means = priors.means;
+        config.prior_stds = priors.stds;
+        config.fused_classes = labels::fused_classes();
+        return config;
+    }
+    if (name == "synthseg") {
+        // SynthSeg: every class from U(25, 225) / U(5, 25), no fused classes, random flips.
+        config.mix_prior_and_random = false;
+        config.use_generation_classes = 0;
+        config.flip_probability = 0.5;
+        return config;
+    }
+    throw InputError(cat("unknown preset '", name, "' (known: infant-t1, infant-t2, synthseg)"));
+}
+
+GeneratorConfig load_config(const std::string& preset_name, const std::string& json_path) {
+    std::ifstream in(json_path);
+    ISS_INPUT(in, json_path, ": cannot open config file");
+    nlohmann::json overrides;
+    try {
+        overrides = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+        throw InputError(cat(json_path, ": not valid JSON: ", e.what()));
+    }
+    ISS_INPUT(overrides.is_object(), json_path, ": expected a JSON object of generator parameters");
+    const std::string base = overrides.value("preset", preset_name);
+    GeneratorConfig config = preset_config(base);
+    nlohmann::json merged = config;
+    for (auto it = overrides.begin(); it != overrides.end(); ++it) {
+        ISS_INPUT(merged.contains(it.key()), json_path, ": unknown parameter '", it.key(),
+                  "' (see 'infant-synthseg synth --print-config' for the names)");
+        merged[it.key()] = it.value();
+    }
+    try {
+        config = merged.get<GeneratorConfig>();
+    } catch (const nlohmann::json::exception& e) {
+        throw InputError(cat(json_path, ": a parameter has the wrong type: ", e.what()));
+    }
+    validate_config(config, json_path);
+    return config;
+}
+
+void validate_config(const GeneratorConfig& c, const std::string& source) {
+    const size_t n = c.generation_labels.size();
+    ISS_INPUT(n >= 2 && n <= 255, source, ": generation_labels must hold 2 to 255 labels, has ", n);
+    ISS_INPUT(!c.segmentation_labels.empty() && c.segmentation_labels.size() <= 255, source,
+              ": segmentation_labels must hold 1 to 255 labels");
+    ISS_INPUT(std::set<int32_t>(c.generation_labels.begin(), c.generation_labels.end()).size() == n, source,
+              ": generation_labels has duplicates");
+    for (int32_t label : c.segmentation_labels)
+        ISS_INPUT(labels::index_of(c.generation_labels, label) >= 0, source, ": segmentation label ", label,
+                  " is not a generation label");
+    for (const auto& group : c.fused_classes)
+        for (int32_t label : group)
+            ISS_INPUT(labels::index_of(c.generation_labels, label) >= 0, source, ": fused class label ", label,
+                      " is not a generation label");
+    const bool uses_priors = !c.prior_means.empty() || !c.prior_stds.empty();
+    if (uses_priors) {
+        ISS_INPUT(c.prior_means.size() == 2 * n, source, ": prior_means must have shape (2, ", n, "), has ",
+                  c.prior_means.size(), " values");
+        ISS_INPUT(c.prior_stds.size() == 2 * n, source, ": prior_stds must have shape (2, ", n, "), has ",
+                  c.prior_stds.size(), " values");
+    }
+    auto probability = [&](double p, const char* name) {
+        ISS_INPUT(p >= 0 && p <= 1, source, ": ", name, " must be a probability in [0, 1], is ", p);
+    };
+    probability(c.use_generation_classes, "use_generation_classes");
+    probability(c.flip_probability, "flip_probability");
+    probability(c.background_reset_probability, "background_reset_probability");
+    ISS_INPUT(c.random_mean[0] <= c.random_mean[1] && c.random_std[0] <= c.random_std[1] && c.random_std[0] >= 0,
+              source, ": random_mean / random_std bounds must be ordered [low, high] with std >= 0");
+    for (int64_t s : c.output_shape) ISS_INPUT(s >= 1, source, ": output_shape entries must be >= 1");
+    ISS_INPUT(c.shape_multiple >= 1, source, ": shape_multiple must be >= 1");
+    ISS_INPUT(c.scaling_bounds >= 0 && c.scaling_bounds < 1, source, ": scaling_bounds must be in [0, 1)");
+    ISS_INPUT(c.rotation_bounds >= 0 && c.shearing_bounds >= 0 && c.nonlin_std >= 0, source,
+              ": rotation_bounds, shearing_bounds and nonlin_std must be >= 0");
+    ISS_INPUT(c.nonlin_shape_factor > 0 && c.nonlin_shape_factor <= 1 && c.bias_shape_factor > 0 &&
+                  c.bias_shape_factor <= 1,
+              source, ": shape factors must be in (0, 1]");
+    ISS_INPUT(c.integration_steps >= 0 && c.integration_steps <= 20, source, ": integration_steps must be in 0..20");
+    ISS_INPUT(c.blur_sigma >= 0 && c.blur_range >= 1, source, ": blur_sigma must be >= 0 and blur_range >= 1");
+    ISS_INPUT(c.bias_field_std >= 0 && c.gamma_std >= 0 && c.clip_max > 0, source,
+              ": bias_field_std and gamma_std must be >= 0, clip_max > 0");
+}
+
+std::string config_to_json(const GeneratorConfig& config) { return nlohmann::json(config).dump(2); }
+
+}  // namespace iss

@@ -1,0 +1,71 @@
+// Parameters of the synthetic generator (SPEC.md section 3) with the published presets:
+// `infant-t1` and `infant-t2` (infant label lists, fused classes, T1/T2 priors mixed with random
+// contrast, no flip) and `synthseg` (uniform random contrast, flipping on). A JSON file
+// overrides any field by name; `synth --print-config` shows the effective values.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace iss {
+
+struct GeneratorConfig {
+    std::string preset = "infant-t1";
+
+    // Labels (SPEC.md section 1).
+    std::vector<int32_t> generation_labels;
+    std::vector<int32_t> segmentation_labels;
+    std::vector<std::vector<int32_t>> fused_classes;
+    double use_generation_classes = 0.5;  // probability per sample of using the fused classes
+
+    // Intensities (section 2). Priors are (2, n_generation_labels) row-major: row 0 the mean
+    // of the normal each class parameter is drawn from, row 1 its std.
+    std::vector<double> prior_means;
+    std::vector<double> prior_stds;
+    bool mix_prior_and_random = true;          // with probability 0.5 ignore the priors
+    std::array<double, 2> random_mean = {25, 225};  // U(a, b) when random
+    std::array<double, 2> random_std = {5, 25};
+
+    // Spatial transform (section 3.2).
+    std::array<int64_t, 3> output_shape = {160, 160, 160};  // requested crop, clipped and rounded
+    int shape_multiple = 32;                                 // 2^levels of the U-Net
+    bool pad_when_smaller = false;                           // improvement: pad instead of shrinking
+    double scaling_bounds = 0.15;                            // s ~ U(1 - b, 1 + b)
+    double rotation_bounds = 15;                             // degrees, U(-b, b) per axis
+    double shearing_bounds = 0.012;
+    double nonlin_std = 3.0;                                 // sigma ~ U(0, nonlin_std), voxels
+    double nonlin_shape_factor = 0.04;                       // velocity grid = ceil(f * shape)
+    int integration_steps = 7;                               // scaling and squaring
+    bool rescale_velocity = false;  // reference: displacements stay in small-grid units
+    double flip_probability = 0;    // left/right flip with label swap (infant: off)
+
+    // Resolution (section 3.6): sigma = 0.5 voxel times U(1/blur_range, blur_range) per axis.
+    double blur_sigma = 0.5;
+    double blur_range = 1.03;
+    double background_reset_probability = 0.2;
+
+    // Bias field (section 3.7).
+    double bias_field_std = 0.5;
+    double bias_shape_factor = 0.025;
+
+    // Intensity augmentation (section 3.8).
+    double clip_max = 300;
+    double gamma_std = 0.5;
+};
+
+// The named preset; InputError for an unknown name (the message lists the known ones).
+GeneratorConfig preset_config(const std::string& name);
+
+// Overrides fields from a JSON file; InputError naming the file for unreadable JSON, an
+// unknown field or a value of the wrong type. A "preset" field selects the base preset first.
+GeneratorConfig load_config(const std::string& preset_name, const std::string& json_path);
+
+// Checks consistency (prior shapes match the label list, bounds are ordered, probabilities in
+// [0, 1], ...); InputError naming `source` and the field.
+void validate_config(const GeneratorConfig& config, const std::string& source);
+
+std::string config_to_json(const GeneratorConfig& config);
+
+}  // namespace iss
