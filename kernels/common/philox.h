@@ -9,11 +9,10 @@
 // against a double-precision Box-Muller (see tests/test_philox.cpp).
 #pragma once
 
-#include <cmath>
 #include <cstdint>
-#include <cstring>
 
 #include "kernels/common/hd.h"
+#include "kernels/common/portable_math.h"
 
 namespace iss {
 
@@ -58,81 +57,12 @@ ISS_HD_INLINE float uniform_open(uint32_t bits) {
     return float(bits >> 9) * (1.0f / 8388608.0f) + (0.5f / 8388608.0f);
 }
 
-namespace detail {
-
-ISS_HD_INLINE uint32_t float_to_bits(float x) {
-#if defined(__CUDA_ARCH__)
-    return __float_as_uint(x);
-#else
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    return u;
-#endif
-}
-
-ISS_HD_INLINE float bits_to_float(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-    return __uint_as_float(u);
-#else
-    float x;
-    memcpy(&x, &u, sizeof x);
-    return x;
-#endif
-}
-
-// Natural log of x in (0, 1] (positive normal floats): x = m * 2^e with m in [sqrt(1/2), sqrt(2)),
-// log(m) = 2 atanh(s) with s = (m - 1) / (m + 1), odd series in s to s^9 (|s| < 0.172,
-// truncation < 1e-9 relative).
-ISS_HD_INLINE float log_unit(float x) {
-    const uint32_t bits = float_to_bits(x);
-    int e = int((bits >> 23) & 0xffu) - 127;
-    float m = bits_to_float((bits & 0x007fffffu) | 0x3f800000u);  // m in [1, 2)
-    if (m > 1.41421356f) {  // move m to [sqrt(1/2), sqrt(2)) so s stays small
-        m = m * 0.5f;
-        e += 1;
-    }
-    const float s = (m - 1.0f) / (m + 1.0f);
-    const float s2 = s * s;
-    float poly = fmaf(s2, 1.0f / 9.0f, 1.0f / 7.0f);
-    poly = fmaf(s2, poly, 1.0f / 5.0f);
-    poly = fmaf(s2, poly, 1.0f / 3.0f);
-    const float log_m = fmaf(2.0f * s * s2, poly, 2.0f * s);
-    // e * ln2 split in two parts so the product stays exact for |e| < 2^8.
-    return fmaf(float(e), 0.693145751953125f, fmaf(float(e), 1.428606765330187e-06f, log_m));
-}
-
-// sin and cos of 2*pi*t for t in [0, 1): quarter-turn reduction (exact), then Taylor
-// polynomials on [-pi/4, pi/4] (truncation < 2e-9).
-ISS_HD_INLINE void sincos_turns(float t, float* s_out, float* c_out) {
-    const float x = 4.0f * t;  // quarter turns, exact
-    const float q = floorf(x + 0.5f);
-    const float r = x - q;  // in [-0.5, 0.5], exact
-    const float a = r * 1.57079632679489662f;
-    const float a2 = a * a;
-    float sp = fmaf(a2, 2.7557319e-06f, -1.9841270e-04f);
-    sp = fmaf(a2, sp, 8.3333333e-03f);
-    sp = fmaf(a2, sp, -1.6666667e-01f);
-    const float s = fmaf(a * a2, sp, a);
-    float cp = fmaf(a2, -2.7557319e-07f, 2.4801587e-05f);
-    cp = fmaf(a2, cp, -1.3888889e-03f);
-    cp = fmaf(a2, cp, 4.1666667e-02f);
-    cp = fmaf(a2, cp, -0.5f);
-    const float c = fmaf(a2, cp, 1.0f);
-    switch (int(q) & 3) {
-        case 0: *s_out = s; *c_out = c; break;
-        case 1: *s_out = c; *c_out = -s; break;
-        case 2: *s_out = -s; *c_out = -c; break;
-        default: *s_out = -c; *c_out = s; break;
-    }
-}
-
-}  // namespace detail
 
 // Two standard normal draws from two uniform words (Box-Muller).
 ISS_HD_INLINE void box_muller(uint32_t bits_radius, uint32_t bits_angle, float* z0, float* z1) {
-    const float radius = sqrtf(-2.0f * detail::log_unit(uniform_open(bits_radius)));
+    const float radius = sqrtf(-2.0f * portable_log(uniform_open(bits_radius)));
     float s, c;
-    detail::sincos_turns(float(bits_angle >> 8) * (1.0f / 16777216.0f), &s, &c);  // [0, 1)
+    portable_sincos_turns(float(bits_angle >> 8) * (1.0f / 16777216.0f), &s, &c);  // [0, 1)
     *z0 = radius * c;
     *z1 = radius * s;
 }
