@@ -24,7 +24,15 @@ void throw_buffer_size_mismatch(size_t expected, size_t got) {
     throw Error(cat("buffer holds ", expected, " elements but the host data has ", got));
 }
 
-bool built_with_cuda() { return INFANT_WITH_CUDA + 0 != 0; }
+// #if, not an expression: without CUDA the macro is undefined, and only the preprocessor
+// reads an undefined name as 0.
+bool built_with_cuda() {
+#if INFANT_WITH_CUDA
+    return true;
+#else
+    return false;
+#endif
+}
 
 #if INFANT_WITH_CUDA
 
