@@ -497,6 +497,17 @@ Volume<T> empty_volume(const NiftiHeader& h) {
     return vol;
 }
 
+// double to T; a float64 value beyond float's range becomes +-inf (a plain cast is undefined).
+template <class T>
+T narrow(double x) {
+    if constexpr (std::is_same<T, float>::value) {
+        constexpr double max = std::numeric_limits<float>::max();
+        if (x > max) return std::numeric_limits<float>::infinity();
+        if (x < -max) return -std::numeric_limits<float>::infinity();
+    }
+    return T(x);
+}
+
 template <class T>
 Volume<T> read_scaled(const std::string& path, NiftiHeader* header_out) {
     const NiftiHeader h = read_nifti_header(path);
@@ -504,7 +515,7 @@ Volume<T> read_scaled(const std::string& path, NiftiHeader* header_out) {
     const double slope = h.scl_slope, inter = h.scl_inter;
     const bool scaled = h.scaled();
     read_voxels(h, [&](int64_t i, auto v) {
-        vol.data[size_t(i)] = scaled ? T(double(v) * slope + inter) : T(v);
+        vol.data[size_t(i)] = narrow<T>(scaled ? double(v) * slope + inter : double(v));
     });
     if (header_out) *header_out = h;
     return vol;

@@ -408,6 +408,20 @@ TEST_F(NiftiRead, ScalingApplied) {
     EXPECT_EQ(iss::read_image(file).data, (std::vector<float>{0, 1, 2, -3}));
 }
 
+TEST_F(NiftiRead, Float64BeyondFloatRangeReadsAsInfinity) {
+    RawSpec s;
+    s.datatype = NIFTI_TYPE_FLOAT64, s.bitpix = 64;
+    s.dim[1] = 3, s.dim[2] = 1, s.dim[3] = 1;
+    s.data = encode(std::vector<double>{1e300, -1e300, 0.5}, false);
+    const std::string file = path("huge.nii");
+    write_raw(file, s);
+    const iss::Image img = iss::read_image(file);
+    EXPECT_EQ(img.data[0], INFINITY);
+    EXPECT_EQ(img.data[1], -INFINITY);
+    EXPECT_EQ(img.data[2], 0.5f);
+    EXPECT_EQ(iss::read_image_f64(file).data[0], 1e300);
+}
+
 TEST_F(NiftiRead, NanScalingReadsUnscaledWithWarning) {
     for (int version : {1, 2}) {
         RawSpec s;
