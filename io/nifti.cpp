@@ -1,0 +1,847 @@
+// NIfTI-1/-2 reading and writing. The raw header is parsed and validated here, field by field
+// at its offset (so byte-swapped files need no struct swapping); nifticlib is used only for
+// the quaternion <-> matrix conversions. Voxels are read and written with zlib, whose gzread
+// also reads plain files, in chunks so that a huge file never needs a second full copy.
+#include "io/nifti.h"
+
+#include <nifti/nifti1.h>
+#include <nifti/nifti2.h>
+#include <nifti/nifti2_io.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/common/error.h"
+
+static_assert(sizeof(nifti_1_header) == 348, "nifti_1_header must be 348 bytes");
+static_assert(sizeof(nifti_2_header) == 540, "nifti_2_header must be 540 bytes");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the writer assumes a little-endian host");
+
+namespace iss {
+namespace {
+
+constexpr size_t chunk_bytes = size_t(16) << 20;
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string human_bytes(int64_t n) { return cat(n, " bytes (", double(n) / double(int64_t(1) << 30), " GiB)"); }
+
+// --- raw header fields -------------------------------------------------------------------------
+
+void swap_bytes(unsigned char* p, size_t size) { std::reverse(p, p + size); }
+
+template <class T>
+T field(const unsigned char* buf, size_t offset, bool swapped) {
+    unsigned char bytes[sizeof(T)];
+    std::memcpy(bytes, buf + offset, sizeof(T));
+    if (swapped) swap_bytes(bytes, sizeof(T));
+    T value;
+    std::memcpy(&value, bytes, sizeof(T));
+    return value;
+}
+
+// The header fields we use, widened to one form for both versions.
+struct RawHeader {
+    int version = 1;
+    bool swapped = false;
+    std::string magic;
+    int64_t dim[8] = {};
+    double pixdim[8] = {};
+    int datatype = 0, bitpix = 0;
+    double vox_offset = 0, scl_slope = 0, scl_inter = 0;
+    int qform_code = 0, sform_code = 0, xyzt_units = 0, intent_code = 0;
+    double quatern[3] = {}, qoffset[3] = {}, srow[3][4] = {};
+    std::string descrip;
+};
+
+RawHeader decode_v1(const unsigned char* b, bool sw) {
+    using H = nifti_1_header;
+    RawHeader h;
+    h.version = 1;
+    h.swapped = sw;
+    for (int i = 0; i < 8; ++i) {
+        h.dim[i] = field<int16_t>(b, offsetof(H, dim) + 2 * i, sw);
+        h.pixdim[i] = field<float>(b, offsetof(H, pixdim) + 4 * i, sw);
+    }
+    h.datatype = field<int16_t>(b, offsetof(H, datatype), sw);
+    h.bitpix = field<int16_t>(b, offsetof(H, bitpix), sw);
+    h.vox_offset = field<float>(b, offsetof(H, vox_offset), sw);
+    h.scl_slope = field<float>(b, offsetof(H, scl_slope), sw);
+    h.scl_inter = field<float>(b, offsetof(H, scl_inter), sw);
+    h.qform_code = field<int16_t>(b, offsetof(H, qform_code), sw);
+    h.sform_code = field<int16_t>(b, offsetof(H, sform_code), sw);
+    h.xyzt_units = static_cast<unsigned char>(b[offsetof(H, xyzt_units)]);
+    h.intent_code = field<int16_t>(b, offsetof(H, intent_code), sw);
+    for (int i = 0; i < 3; ++i) {
+        h.quatern[i] = field<float>(b, offsetof(H, quatern_b) + 4 * i, sw);
+        h.qoffset[i] = field<float>(b, offsetof(H, qoffset_x) + 4 * i, sw);
+    }
+    for (int c = 0; c < 4; ++c) {
+        h.srow[0][c] = field<float>(b, offsetof(H, srow_x) + 4 * c, sw);
+        h.srow[1][c] = field<float>(b, offsetof(H, srow_y) + 4 * c, sw);
+        h.srow[2][c] = field<float>(b, offsetof(H, srow_z) + 4 * c, sw);
+    }
+    h.magic.assign(reinterpret_cast<const char*>(b + offsetof(H, magic)), 4);
+    const char* d = reinterpret_cast<const char*>(b + offsetof(H, descrip));
+    h.descrip.assign(d, strnlen(d, 80));
+    return h;
+}
+
+RawHeader decode_v2(const unsigned char* b, bool sw) {
+    using H = nifti_2_header;
+    RawHeader h;
+    h.version = 2;
+    h.swapped = sw;
+    for (int i = 0; i < 8; ++i) {
+        h.dim[i] = field<int64_t>(b, offsetof(H, dim) + 8 * i, sw);
+        h.pixdim[i] = field<double>(b, offsetof(H, pixdim) + 8 * i, sw);
+    }
+    h.datatype = field<int16_t>(b, offsetof(H, datatype), sw);
+    h.bitpix = field<int16_t>(b, offsetof(H, bitpix), sw);
+    h.vox_offset = double(field<int64_t>(b, offsetof(H, vox_offset), sw));
+    h.scl_slope = field<double>(b, offsetof(H, scl_slope), sw);
+    h.scl_inter = field<double>(b, offsetof(H, scl_inter), sw);
+    h.qform_code = field<int32_t>(b, offsetof(H, qform_code), sw);
+    h.sform_code = field<int32_t>(b, offsetof(H, sform_code), sw);
+    h.xyzt_units = field<int32_t>(b, offsetof(H, xyzt_units), sw);
+    h.intent_code = field<int32_t>(b, offsetof(H, intent_code), sw);
+    for (int i = 0; i < 3; ++i) {
+        h.quatern[i] = field<double>(b, offsetof(H, quatern_b) + 8 * i, sw);
+        h.qoffset[i] = field<double>(b, offsetof(H, qoffset_x) + 8 * i, sw);
+    }
+    for (int c = 0; c < 4; ++c) {
+        h.srow[0][c] = field<double>(b, offsetof(H, srow_x) + 8 * c, sw);
+        h.srow[1][c] = field<double>(b, offsetof(H, srow_y) + 8 * c, sw);
+        h.srow[2][c] = field<double>(b, offsetof(H, srow_z) + 8 * c, sw);
+    }
+    h.magic.assign(reinterpret_cast<const char*>(b + offsetof(H, magic)), 8);
+    const char* d = reinterpret_cast<const char*>(b + offsetof(H, descrip));
+    h.descrip.assign(d, strnlen(d, 80));
+    return h;
+}
+
+// --- datatypes --------------------------------------------------------------------------------
+
+struct TypeInfo {
+    int code;
+    const char* name;
+    int bitpix;
+    bool supported;
+    bool integer;
+};
+
+const TypeInfo type_table[] = {
+    {NIFTI_TYPE_UINT8, "uint8", 8, true, true},          {NIFTI_TYPE_INT8, "int8", 8, true, true},
+    {NIFTI_TYPE_INT16, "int16", 16, true, true},         {NIFTI_TYPE_UINT16, "uint16", 16, true, true},
+    {NIFTI_TYPE_INT32, "int32", 32, true, true},         {NIFTI_TYPE_UINT32, "uint32", 32, true, true},
+    {NIFTI_TYPE_INT64, "int64", 64, true, true},         {NIFTI_TYPE_UINT64, "uint64", 64, true, true},
+    {NIFTI_TYPE_FLOAT32, "float32", 32, true, false},    {NIFTI_TYPE_FLOAT64, "float64", 64, true, false},
+    {DT_BINARY, "binary", 1, false, false},              {NIFTI_TYPE_COMPLEX64, "complex64", 64, false, false},
+    {NIFTI_TYPE_COMPLEX128, "complex128", 128, false, false},
+    {NIFTI_TYPE_COMPLEX256, "complex256", 256, false, false},
+    {NIFTI_TYPE_RGB24, "rgb24", 24, false, false},       {NIFTI_TYPE_RGBA32, "rgba32", 32, false, false},
+    {NIFTI_TYPE_FLOAT128, "float128", 128, false, false},
+};
+
+const TypeInfo* find_type(int code) {
+    for (const TypeInfo& t : type_table)
+        if (t.code == code) return &t;
+    return nullptr;
+}
+
+// Calls f(T{}) with the C++ type of a supported datatype.
+template <class F>
+void with_type(int datatype, F&& f) {
+    switch (datatype) {
+        case NIFTI_TYPE_UINT8: f(uint8_t{}); return;
+        case NIFTI_TYPE_INT8: f(int8_t{}); return;
+        case NIFTI_TYPE_INT16: f(int16_t{}); return;
+        case NIFTI_TYPE_UINT16: f(uint16_t{}); return;
+        case NIFTI_TYPE_INT32: f(int32_t{}); return;
+        case NIFTI_TYPE_UINT32: f(uint32_t{}); return;
+        case NIFTI_TYPE_INT64: f(int64_t{}); return;
+        case NIFTI_TYPE_UINT64: f(uint64_t{}); return;
+        case NIFTI_TYPE_FLOAT32: f(float{}); return;
+        case NIFTI_TYPE_FLOAT64: f(double{}); return;
+        default: throw Error(cat("datatype ", datatype, " reached the voxel reader unvalidated"));
+    }
+}
+
+// --- files ------------------------------------------------------------------------------------
+
+// Size of a regular file; InputError when it is missing, a directory, or not a file.
+int64_t file_size(const std::string& path) {
+    struct stat st;
+    ISS_INPUT(::stat(path.c_str(), &st) == 0, path, ": cannot open: ", std::strerror(errno));
+    ISS_INPUT(!S_ISDIR(st.st_mode), path, ": is a directory, not a NIfTI file");
+    ISS_INPUT(S_ISREG(st.st_mode), path, ": is not a regular file");
+    return int64_t(st.st_size);
+}
+
+bool is_gzip(const std::string& path) {
+    unsigned char magic[2] = {0, 0};
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) return false;
+    const size_t n = std::fread(magic, 1, 2, f);
+    std::fclose(f);
+    return n == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+}
+
+// A file opened for reading through zlib (plain or gzip), closed on scope exit.
+class GzReader {
+public:
+    explicit GzReader(const std::string& path) : path_(path) {
+        file_size(path);  // names missing files and directories clearly
+        file_ = gzopen(path.c_str(), "rb");
+        ISS_INPUT(file_ != nullptr, path, ": cannot open: ", std::strerror(errno));
+        gzbuffer(file_, 1 << 18);
+    }
+    ~GzReader() {
+        if (file_) gzclose(file_);
+    }
+    GzReader(const GzReader&) = delete;
+    GzReader& operator=(const GzReader&) = delete;
+
+    // Reads up to n bytes; returns how many were read (fewer only at the end of the data).
+    size_t read_some(void* out, size_t n) {
+        size_t done = 0;
+        while (done < n) {
+            const unsigned want = unsigned(std::min(n - done, size_t(1) << 30));
+            const int got = gzread(file_, static_cast<unsigned char*>(out) + done, want);
+            if (got < 0) {
+                int code = 0;
+                const char* msg = gzerror(file_, &code);
+                throw InputError(cat(path_, ": cannot read: ", code == Z_ERRNO ? std::strerror(errno) : msg,
+                                     " (corrupt or truncated gzip stream?)"));
+            }
+            if (got == 0) break;
+            done += size_t(got);
+        }
+        return done;
+    }
+
+    // Skips n bytes; returns how many were skipped.
+    int64_t skip(int64_t n) {
+        std::vector<unsigned char> scratch(size_t(std::min<int64_t>(n, 1 << 16)));
+        int64_t done = 0;
+        while (done < n) {
+            const size_t want = size_t(std::min<int64_t>(n - done, int64_t(scratch.size())));
+            const size_t got = read_some(scratch.data(), want);
+            done += int64_t(got);
+            if (got < want) break;
+        }
+        return done;
+    }
+
+private:
+    std::string path_;
+    gzFile file_ = nullptr;
+};
+
+// The data file of a header-only pair: name.img (or .img.gz) beside name.hdr.
+std::string image_file_for(const std::string& path) {
+    std::string base = path;
+    if (ends_with(base, ".gz")) base.resize(base.size() - 3);
+    for (const char* ext : {".hdr", ".nii", ".img"})
+        if (ends_with(base, ext)) {
+            base.resize(base.size() - 4);
+            break;
+        }
+    struct stat st;
+    for (const char* ext : {".img", ".img.gz"})
+        if (::stat((base + ext).c_str(), &st) == 0) return base + ext;
+    throw InputError(cat(path, ": header-only NIfTI (magic ni1/ni2) but its data file ", base,
+                         ".img is missing"));
+}
+
+// --- affine -----------------------------------------------------------------------------------
+
+Mat4 from_dmat44(const nifti_dmat44& d) {
+    Mat4 m;
+    for (int r = 0; r < 4; ++r)
+        for (int c = 0; c < 4; ++c) m.m[r][c] = d.m[r][c];
+    return m;
+}
+
+double det3(const Mat4& a) {
+    const auto& m = a.m;
+    return m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
+           m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+}
+
+// Standard precedence (nifti1.h): sform when its code > 0, else qform, else pixdim scaling.
+void set_affine(const RawHeader& raw, const std::string& path, NiftiHeader& h) {
+    if (raw.sform_code > 0) {
+        Mat4 a;
+        for (int r = 0; r < 3; ++r)
+            for (int c = 0; c < 4; ++c) a.m[r][c] = raw.srow[r][c];
+        h.affine = a;
+        h.affine_source = "sform";
+    } else if (raw.qform_code > 0) {
+        const double qfac = raw.pixdim[0] < 0 ? -1.0 : 1.0;
+        for (int i = 0; i < 3; ++i)
+            ISS_INPUT(std::isfinite(raw.quatern[i]) && std::isfinite(raw.qoffset[i]), path,
+                      ": qform quaternion or offset is not finite");
+        const double qsum = raw.quatern[0] * raw.quatern[0] + raw.quatern[1] * raw.quatern[1] +
+                            raw.quatern[2] * raw.quatern[2];
+        ISS_INPUT(qsum <= 1.0 + 1e-5, path, ": qform quaternion (b, c, d) has norm ", std::sqrt(qsum),
+                  " > 1, not a rotation");
+        h.affine = from_dmat44(nifti_quatern_to_dmat44(raw.quatern[0], raw.quatern[1], raw.quatern[2],
+                                                       raw.qoffset[0], raw.qoffset[1], raw.qoffset[2],
+                                                       h.pixdim[1], h.pixdim[2], h.pixdim[3], qfac));
+        h.affine_source = "qform";
+    } else {
+        h.affine = Mat4::scaling(h.pixdim[1], h.pixdim[2], h.pixdim[3]);
+        h.affine_source = "pixdim";
+    }
+    for (int r = 0; r < 3; ++r)
+        for (int c = 0; c < 4; ++c)
+            ISS_INPUT(std::isfinite(h.affine.m[r][c]), path, ": ", h.affine_source, " affine has a non-finite entry");
+    ISS_INPUT(std::fabs(det3(h.affine)) > 1e-12, path, ": ", h.affine_source,
+              " affine is singular (a voxel axis has no extent in world space)");
+}
+
+// --- header validation ------------------------------------------------------------------------
+
+NiftiHeader parse_and_validate(const std::string& path) {
+    const int64_t size = file_size(path);
+    ISS_INPUT(size > 0, path, ": file is empty");
+
+    unsigned char buf[540] = {};
+    size_t got;
+    {
+        GzReader in(path);
+        got = in.read_some(buf, sizeof buf);
+    }
+    ISS_INPUT(got >= 4, path, ": too short to be a NIfTI file (", got, " bytes)");
+
+    const int32_t sizeof_hdr = field<int32_t>(buf, 0, false);
+    const int32_t sizeof_swapped = field<int32_t>(buf, 0, true);
+    int version;
+    bool swapped;
+    if (sizeof_hdr == 348 || sizeof_hdr == 540) {
+        version = sizeof_hdr == 348 ? 1 : 2;
+        swapped = false;
+    } else if (sizeof_swapped == 348 || sizeof_swapped == 540) {
+        version = sizeof_swapped == 348 ? 1 : 2;
+        swapped = true;
+    } else {
+        throw InputError(cat(path, ": not a NIfTI file: sizeof_hdr is ", sizeof_hdr, " (expected 348 or 540)"));
+    }
+    const size_t header_size = version == 1 ? 348 : 540;
+    ISS_INPUT(got >= header_size, path, ": truncated header: ", got, " of ", header_size, " bytes");
+    const RawHeader raw = version == 1 ? decode_v1(buf, swapped) : decode_v2(buf, swapped);
+
+    // Magic: "n+1\0"/"ni1\0", or "n+2\0" / "ni2\0" followed by \r\n\032\n.
+    NiftiHeader h;
+    h.version = version;
+    h.byte_swapped = swapped;
+    const std::string expect_single = version == 1 ? std::string("n+1\0", 4) : std::string("n+2\0", 4);
+    const std::string expect_pair = version == 1 ? std::string("ni1\0", 4) : std::string("ni2\0", 4);
+    const std::string magic4 = raw.magic.substr(0, 4);
+    if (magic4 == expect_single) {
+        h.single_file = true;
+    } else if (magic4 == expect_pair) {
+        h.single_file = false;
+    } else {
+        std::string shown;
+        for (char ch : magic4) shown += (ch >= 32 && ch < 127) ? ch : '?';
+        throw InputError(cat(path, ": bad magic '", shown, "' (expected '", expect_single.substr(0, 3), "' or '",
+                             expect_pair.substr(0, 3), "' for sizeof_hdr ", header_size,
+                             "); Analyze 7.5 files are not supported"));
+    }
+    if (version == 2)
+        ISS_INPUT(raw.magic.substr(4) == std::string("\r\n\032\n", 4), path,
+                  ": NIfTI-2 magic signature is corrupted (file transferred in text mode?)");
+
+    // Dims.
+    ISS_INPUT(raw.dim[0] >= 1 && raw.dim[0] <= 7, path, ": dim[0] is ", raw.dim[0], " (expected 1 to 7)");
+    h.dim[0] = raw.dim[0];
+    for (int i = 1; i < 8; ++i) {
+        if (i <= raw.dim[0]) {
+            ISS_INPUT(raw.dim[i] >= 1, path, ": dim[", i, "] is ", raw.dim[i], " (every used dim must be >= 1)");
+            h.dim[i] = raw.dim[i];
+        } else {
+            h.dim[i] = 1;
+        }
+    }
+
+    // Datatype.
+    const TypeInfo* type = find_type(raw.datatype);
+    ISS_INPUT(type != nullptr, path, ": unknown datatype code ", raw.datatype);
+    ISS_INPUT(type->supported, path, ": datatype ", type->name, " (code ", type->code, ") is not supported");
+    ISS_INPUT(raw.bitpix == type->bitpix, path, ": bitpix is ", raw.bitpix, " but datatype ", type->name, " has ",
+              type->bitpix, " bits");
+    h.datatype = raw.datatype;
+    h.bitpix = raw.bitpix;
+
+    // Size, without overflow: every factor is checked against the limit before multiplying.
+    int64_t voxels = 1;
+    for (int i = 1; i <= h.dim[0]; ++i) {
+        ISS_INPUT(h.dim[i] <= nifti_max_voxels && voxels <= nifti_max_voxels / h.dim[i], path,
+                  ": dims ask for more than ", nifti_max_voxels, " voxels (the limit is 2^31)");
+        voxels *= h.dim[i];
+    }
+    const int64_t data_bytes = voxels * (h.bitpix / 8);
+    ISS_INPUT(data_bytes <= nifti_max_bytes, path, ": dims ask for ", human_bytes(data_bytes),
+              " of voxel data, more than the limit of 8 GiB");
+
+    // Voxel size: zero, NaN or negative spacing has no meaning (nibabel would silently abs()).
+    h.pixdim[0] = raw.pixdim[0] < 0 ? -1.0 : 1.0;
+    for (int i = 1; i < 8; ++i) {
+        const double p = raw.pixdim[i];
+        if (i <= 3 && i <= h.dim[0]) {
+            ISS_INPUT(std::isfinite(p) && p > 0, path, ": voxel size pixdim[", i, "] is ", p,
+                      " (must be finite and > 0)");
+            h.pixdim[i] = p;
+        } else {
+            // Axes past dim[0] and time steps carry no geometry we rely on: 1 when unusable.
+            h.pixdim[i] = (i <= 3 && !(std::isfinite(p) && p > 0)) ? 1.0 : p;
+        }
+    }
+
+    // Where the data starts.
+    const int64_t min_offset = h.single_file ? int64_t(header_size) + 4 : 0;
+    ISS_INPUT(std::isfinite(raw.vox_offset) && raw.vox_offset == std::floor(raw.vox_offset) &&
+                  raw.vox_offset >= double(min_offset) && raw.vox_offset < 9.0e18,
+              path, ": vox_offset is ", raw.vox_offset, " (expected an integer >= ", min_offset,
+              h.single_file ? ", past the header and its extension flag)" : ")");
+    h.vox_offset = int64_t(raw.vox_offset);
+
+    // Transform codes and scaling.
+    ISS_INPUT(raw.qform_code >= 0 && raw.qform_code <= 5, path, ": qform_code is ", raw.qform_code,
+              " (expected 0 to 5)");
+    ISS_INPUT(raw.sform_code >= 0 && raw.sform_code <= 5, path, ": sform_code is ", raw.sform_code,
+              " (expected 0 to 5)");
+    h.qform_code = raw.qform_code;
+    h.sform_code = raw.sform_code;
+    if (!std::isfinite(raw.scl_slope) || !std::isfinite(raw.scl_inter)) {
+        std::fprintf(stderr, "warning: %s: scl_slope %g / scl_inter %g is not finite; reading the data unscaled\n",
+                     path.c_str(), raw.scl_slope, raw.scl_inter);
+    } else if (raw.scl_slope != 0) {
+        h.scl_slope = raw.scl_slope;
+        h.scl_inter = raw.scl_inter;
+    }
+    h.xyzt_units = raw.xyzt_units;
+    h.intent_code = raw.intent_code;
+    h.descrip = raw.descrip;
+    set_affine(raw, path, h);
+
+    // The data must fit in its file. A gzip stream cannot expand more than 1032:1 (deflate's
+    // limit), so a tiny .gz that claims gigabytes is refused before anything is allocated.
+    h.data_path = h.single_file ? path : image_file_for(path);
+    const int64_t data_file_size = h.single_file ? size : file_size(h.data_path);
+    const int64_t needed = h.vox_offset + data_bytes;
+    if (is_gzip(h.data_path)) {
+        ISS_INPUT(data_file_size >= needed / 1032, h.data_path, ": gzip file of ", data_file_size,
+                  " bytes cannot hold the ", needed, " bytes the header describes (truncated?)");
+    } else {
+        ISS_INPUT(h.vox_offset <= data_file_size, h.data_path, ": vox_offset ", h.vox_offset,
+                  " is past the end of the file (", data_file_size, " bytes)");
+        ISS_INPUT(needed <= data_file_size, h.data_path, ": truncated: the header needs ", needed,
+                  " bytes (vox_offset ", h.vox_offset, " + ", data_bytes, " of voxel data) but the file has ",
+                  data_file_size);
+    }
+    return h;
+}
+
+// Reads the voxels of a validated header, passing each one (native type) to store(index, v).
+template <class Store>
+void read_voxels(const NiftiHeader& h, Store&& store) {
+    GzReader in(h.data_path);
+    const int64_t skipped = in.skip(h.vox_offset);
+    ISS_INPUT(skipped == h.vox_offset, h.data_path, ": vox_offset ", h.vox_offset,
+              " is past the end of the data (", skipped, " bytes)");
+    const int64_t total = h.data_bytes();
+    const size_t bpv = size_t(h.bitpix / 8);
+    std::vector<unsigned char> chunk(std::min<size_t>(size_t(total), chunk_bytes / bpv * bpv));
+    with_type(h.datatype, [&](auto zero) {
+        using T = decltype(zero);
+        int64_t done = 0;
+        while (done < total) {
+            const size_t want = size_t(std::min<int64_t>(total - done, int64_t(chunk.size())));
+            const size_t got = in.read_some(chunk.data(), want);
+            ISS_INPUT(got == want, h.data_path, ": truncated: ", total - done - int64_t(got), " of ", total,
+                      " bytes of voxel data are missing");
+            const int64_t first = done / int64_t(bpv);
+            for (size_t v = 0; v < want / bpv; ++v) {
+                unsigned char* p = chunk.data() + v * bpv;
+                if (h.byte_swapped) swap_bytes(p, bpv);
+                T value;
+                std::memcpy(&value, p, sizeof(T));
+                store(first + int64_t(v), value);
+            }
+            done += int64_t(got);
+        }
+    });
+}
+
+template <class T>
+Volume<T> empty_volume(const NiftiHeader& h) {
+    Volume<T> vol;
+    vol.grid = h.grid();
+    vol.frames = h.frames();
+    vol.data.resize(size_t(h.voxels()));
+    return vol;
+}
+
+// double to T; a float64 value beyond float's range becomes +-inf (a plain cast is undefined).
+template <class T>
+T narrow(double x) {
+    if constexpr (std::is_same<T, float>::value) {
+        constexpr double max = std::numeric_limits<float>::max();
+        if (x > max) return std::numeric_limits<float>::infinity();
+        if (x < -max) return -std::numeric_limits<float>::infinity();
+    }
+    return T(x);
+}
+
+template <class T>
+Volume<T> read_scaled(const std::string& path, NiftiHeader* header_out) {
+    const NiftiHeader h = read_nifti_header(path);
+    Volume<T> vol = empty_volume<T>(h);
+    const double slope = h.scl_slope, inter = h.scl_inter;
+    const bool scaled = h.scaled();
+    read_voxels(h, [&](int64_t i, auto v) {
+        vol.data[size_t(i)] = narrow<T>(scaled ? double(v) * slope + inter : double(v));
+    });
+    if (header_out) *header_out = h;
+    return vol;
+}
+
+// --- writing ----------------------------------------------------------------------------------
+
+// An output file written under a temporary name and renamed into place by commit(); removed
+// when destroyed uncommitted (a failed write leaves nothing behind).
+class GzWriter {
+public:
+    explicit GzWriter(const std::string& path) : path_(path) {
+        ISS_INPUT(ends_with(path, ".nii") || ends_with(path, ".nii.gz"), path,
+                  ": output must end in .nii or .nii.gz");
+        tmp_ = cat(path, ".tmp-", ::getpid());
+        file_ = gzopen(tmp_.c_str(), ends_with(path, ".gz") ? "wb6" : "wbT");
+        ISS_INPUT(file_ != nullptr, path, ": cannot create: ", std::strerror(errno));
+        gzbuffer(file_, 1 << 18);
+    }
+    ~GzWriter() {
+        if (file_) gzclose(file_);
+        if (!committed_) std::remove(tmp_.c_str());
+    }
+    GzWriter(const GzWriter&) = delete;
+    GzWriter& operator=(const GzWriter&) = delete;
+
+    void write(const void* data, size_t n) {
+        const unsigned char* p = static_cast<const unsigned char*>(data);
+        while (n > 0) {
+            const unsigned part = unsigned(std::min(n, size_t(1) << 30));
+            const int put = gzwrite(file_, p, part);
+            if (put <= 0 || unsigned(put) != part) fail("cannot write");
+            p += part;
+            n -= part;
+        }
+    }
+    void commit() {
+        const int rc = gzclose(file_);
+        file_ = nullptr;
+        if (rc != Z_OK) fail("cannot finish writing");
+        if (std::rename(tmp_.c_str(), path_.c_str()) != 0) fail("cannot rename the temporary file into place");
+        committed_ = true;
+    }
+
+private:
+    [[noreturn]] void fail(const char* what) {
+        int code = Z_OK;
+        const char* msg = file_ ? gzerror(file_, &code) : "";
+        const std::string reason = (code == Z_ERRNO || !file_) ? std::strerror(errno) : msg;
+        throw InputError(cat(path_, ": ", what, ": ", reason));
+    }
+
+    std::string path_, tmp_;
+    gzFile file_ = nullptr;
+    bool committed_ = false;
+};
+
+bool is_rigid_with_scaling(const Mat4& a) {
+    double col[3][3];
+    for (int c = 0; c < 3; ++c) {
+        const double n = a.column_norm(c);
+        if (!(n > 0)) return false;
+        for (int r = 0; r < 3; ++r) col[c][r] = a.m[r][c] / n;
+    }
+    for (int i = 0; i < 3; ++i)
+        for (int j = i + 1; j < 3; ++j) {
+            const double dot = col[i][0] * col[j][0] + col[i][1] * col[j][1] + col[i][2] * col[j][2];
+            if (std::fabs(dot) > 1e-6) return false;
+        }
+    return true;
+}
+
+// The header values shared by both versions, before they are packed into a struct.
+struct OutHeader {
+    int64_t dim[8] = {};
+    double pixdim[8] = {};
+    int datatype = 0, bitpix = 0;
+    int qform_code = 0, sform_code = 0, xyzt_units = NIFTI_UNITS_MM, intent_code = 0;
+    double quatern[3] = {}, qoffset[3] = {}, srow[3][4] = {};
+    double cal_min = 0, cal_max = 0;
+    std::string descrip;
+};
+
+OutHeader make_header(const Grid& grid, int64_t frames, int datatype, int bitpix, const NiftiHeader* like) {
+    OutHeader o;
+    o.dim[0] = frames > 1 ? 4 : 3;
+    for (int i = 0; i < 3; ++i) o.dim[i + 1] = grid.dim[i];
+    o.dim[4] = frames;
+    for (int i = 5; i < 8; ++i) o.dim[i] = 1;
+    o.datatype = datatype;
+    o.bitpix = bitpix;
+    o.pixdim[0] = 1;
+    for (int i = 0; i < 3; ++i) o.pixdim[i + 1] = grid.affine.column_norm(i);
+    o.pixdim[4] = like && like->dim[0] >= 4 ? like->pixdim[4] : 1.0;
+    for (int i = 5; i < 8; ++i) o.pixdim[i] = 1;
+    for (int r = 0; r < 3; ++r)
+        for (int c = 0; c < 4; ++c) o.srow[r][c] = grid.affine.m[r][c];
+    o.sform_code = like && like->sform_code > 0 ? like->sform_code : NIFTI_XFORM_ALIGNED_ANAT;
+    if (is_rigid_with_scaling(grid.affine)) {
+        nifti_dmat44 d;
+        for (int r = 0; r < 4; ++r)
+            for (int c = 0; c < 4; ++c) d.m[r][c] = grid.affine.m[r][c];
+        double dx, dy, dz, qfac;
+        nifti_dmat44_to_quatern(d, &o.quatern[0], &o.quatern[1], &o.quatern[2], &o.qoffset[0], &o.qoffset[1],
+                                &o.qoffset[2], &dx, &dy, &dz, &qfac);
+        o.pixdim[0] = qfac;
+        o.qform_code = like && like->qform_code > 0 ? like->qform_code : o.sform_code;
+    }
+    if (like) {
+        o.xyzt_units = like->xyzt_units;
+        o.descrip = like->descrip;
+    }
+    return o;
+}
+
+void write_header(GzWriter& out, const OutHeader& o, bool nifti2) {
+    const char extension[4] = {0, 0, 0, 0};
+    if (!nifti2) {
+        nifti_1_header h;
+        std::memset(&h, 0, sizeof h);
+        h.sizeof_hdr = 348;
+        for (int i = 0; i < 8; ++i) {
+            h.dim[i] = int16_t(o.dim[i]);
+            h.pixdim[i] = float(o.pixdim[i]);
+        }
+        h.datatype = int16_t(o.datatype);
+        h.bitpix = int16_t(o.bitpix);
+        h.vox_offset = 352;
+        h.scl_slope = 1;
+        h.xyzt_units = char(o.xyzt_units);
+        h.intent_code = int16_t(o.intent_code);
+        h.cal_min = float(o.cal_min);
+        h.cal_max = float(o.cal_max);
+        h.qform_code = int16_t(o.qform_code);
+        h.sform_code = int16_t(o.sform_code);
+        h.quatern_b = float(o.quatern[0]);
+        h.quatern_c = float(o.quatern[1]);
+        h.quatern_d = float(o.quatern[2]);
+        h.qoffset_x = float(o.qoffset[0]);
+        h.qoffset_y = float(o.qoffset[1]);
+        h.qoffset_z = float(o.qoffset[2]);
+        for (int c = 0; c < 4; ++c) {
+            h.srow_x[c] = float(o.srow[0][c]);
+            h.srow_y[c] = float(o.srow[1][c]);
+            h.srow_z[c] = float(o.srow[2][c]);
+        }
+        std::strncpy(h.descrip, o.descrip.c_str(), sizeof h.descrip - 1);
+        std::memcpy(h.magic, "n+1\0", 4);
+        out.write(&h, sizeof h);
+    } else {
+        nifti_2_header h;
+        std::memset(&h, 0, sizeof h);
+        h.sizeof_hdr = 540;
+        std::memcpy(h.magic, "n+2\0\r\n\032\n", 8);
+        for (int i = 0; i < 8; ++i) {
+            h.dim[i] = o.dim[i];
+            h.pixdim[i] = o.pixdim[i];
+        }
+        h.datatype = int16_t(o.datatype);
+        h.bitpix = int16_t(o.bitpix);
+        h.vox_offset = 544;
+        h.scl_slope = 1;
+        h.xyzt_units = o.xyzt_units;
+        h.intent_code = o.intent_code;
+        h.cal_min = o.cal_min;
+        h.cal_max = o.cal_max;
+        h.qform_code = o.qform_code;
+        h.sform_code = o.sform_code;
+        h.quatern_b = o.quatern[0];
+        h.quatern_c = o.quatern[1];
+        h.quatern_d = o.quatern[2];
+        h.qoffset_x = o.qoffset[0];
+        h.qoffset_y = o.qoffset[1];
+        h.qoffset_z = o.qoffset[2];
+        for (int c = 0; c < 4; ++c) {
+            h.srow_x[c] = o.srow[0][c];
+            h.srow_y[c] = o.srow[1][c];
+            h.srow_z[c] = o.srow[2][c];
+        }
+        std::strncpy(h.descrip, o.descrip.c_str(), sizeof h.descrip - 1);
+        out.write(&h, sizeof h);
+    }
+    out.write(extension, sizeof extension);
+}
+
+template <class T>
+void check_shape(const std::string& path, const Volume<T>& vol) {
+    for (int i = 0; i < 3; ++i) ISS_INPUT(vol.grid.dim[i] >= 1, path, ": cannot write: dim ", i, " is ", vol.grid.dim[i]);
+    ISS_INPUT(vol.frames >= 1, path, ": cannot write: ", vol.frames, " frames");
+    ISS_INPUT(int64_t(vol.data.size()) == vol.grid.voxels() * vol.frames, path, ": cannot write: ", vol.data.size(),
+              " values for ", vol.grid.voxels(), " voxels x ", vol.frames, " frames");
+    for (int r = 0; r < 3; ++r)
+        for (int c = 0; c < 4; ++c)
+            ISS_INPUT(std::isfinite(vol.grid.affine.m[r][c]), path, ": cannot write: the affine has a non-finite entry");
+}
+
+bool needs_nifti2(const Grid& grid, int64_t frames) {
+    for (int i = 0; i < 3; ++i)
+        if (grid.dim[i] > 32767) return true;
+    return frames > 32767;
+}
+
+// Writes `vol` converted to Out (an exact conversion the caller has checked).
+template <class Out, class T>
+void write_volume(const std::string& path, const Volume<T>& vol, int datatype, const NiftiHeader* like,
+                  double cal_min = 0, double cal_max = 0) {
+    check_shape(path, vol);
+    OutHeader o = make_header(vol.grid, vol.frames, datatype, int(sizeof(Out) * 8), like);
+    o.cal_min = cal_min;
+    o.cal_max = cal_max;
+    GzWriter out(path);
+    write_header(out, o, needs_nifti2(vol.grid, vol.frames));
+    if constexpr (std::is_same<Out, T>::value) {
+        out.write(vol.data.data(), vol.data.size() * sizeof(T));
+    } else {
+        std::vector<Out> chunk;
+        const size_t step = chunk_bytes / sizeof(Out);
+        for (size_t first = 0; first < vol.data.size(); first += step) {
+            const size_t n = std::min(step, vol.data.size() - first);
+            chunk.assign(vol.data.begin() + first, vol.data.begin() + first + n);
+            out.write(chunk.data(), n * sizeof(Out));
+        }
+    }
+    out.commit();
+}
+
+}  // namespace
+
+// --- public -----------------------------------------------------------------------------------
+
+int64_t NiftiHeader::voxels() const {
+    int64_t n = 1;
+    for (int i = 1; i < 8; ++i) n *= dim[i];
+    return n;
+}
+
+int64_t NiftiHeader::frames() const { return dim[4] * dim[5] * dim[6] * dim[7]; }
+
+bool NiftiHeader::integer_type() const {
+    const TypeInfo* t = find_type(datatype);
+    return t && t->integer;
+}
+
+std::string NiftiHeader::datatype_name() const { return nifti_datatype_name(datatype); }
+
+Grid NiftiHeader::grid() const {
+    Grid g;
+    g.dim = {dim[1], dim[2], dim[3]};
+    g.affine = affine;
+    return g;
+}
+
+std::string nifti_datatype_name(int datatype) {
+    const TypeInfo* t = find_type(datatype);
+    return t ? std::string(t->name) : cat("unknown(", datatype, ")");
+}
+
+NiftiHeader read_nifti_header(const std::string& path) { return parse_and_validate(path); }
+
+Image read_image(const std::string& path, NiftiHeader* header) { return read_scaled<float>(path, header); }
+
+Volume<double> read_image_f64(const std::string& path, NiftiHeader* header) {
+    return read_scaled<double>(path, header);
+}
+
+LabelMap read_labels(const std::string& path, NiftiHeader* header) {
+    const NiftiHeader h = read_nifti_header(path);
+    LabelMap vol = empty_volume<int32_t>(h);
+    const double slope = h.scl_slope, inter = h.scl_inter;
+    const bool scaled = h.scaled();
+    constexpr double lo = std::numeric_limits<int32_t>::min(), hi = std::numeric_limits<int32_t>::max();
+    read_voxels(h, [&](int64_t i, auto v) {
+        using T = decltype(v);
+        if (!scaled && std::is_integral<T>::value) {
+            // Exact path: compare as integers, never through double.
+            const bool fits = std::is_signed<T>::value
+                                  ? (int64_t(v) >= INT32_MIN && int64_t(v) <= INT32_MAX)
+                                  : (uint64_t(v) <= uint64_t(INT32_MAX));
+            ISS_INPUT(fits, path, ": label value ", +v, " at voxel ", i, " does not fit in int32");
+            vol.data[size_t(i)] = int32_t(v);
+            return;
+        }
+        const double x = scaled ? double(v) * slope + inter : double(v);
+        ISS_INPUT(std::isfinite(x) && x == std::floor(x), path, ": label value ", x, " at voxel ", i,
+                  " is not an integer", scaled ? " (after scaling)" : "");
+        ISS_INPUT(x >= lo && x <= hi, path, ": label value ", x, " at voxel ", i, " does not fit in int32");
+        vol.data[size_t(i)] = int32_t(x);
+    });
+    if (header) *header = h;
+    return vol;
+}
+
+void write_image(const std::string& path, const Image& image, const NiftiHeader* like) {
+    write_volume<float>(path, image, NIFTI_TYPE_FLOAT32, like);
+}
+
+void write_labels(const std::string& path, const LabelMap& labels, const NiftiHeader* like) {
+    int32_t lo = 0, hi = 0;
+    if (!labels.data.empty()) {
+        const auto mm = std::minmax_element(labels.data.begin(), labels.data.end());
+        lo = *mm.first;
+        hi = *mm.second;
+    }
+    if (lo >= 0 && hi <= 255)
+        write_volume<uint8_t>(path, labels, NIFTI_TYPE_UINT8, like);
+    else if (lo >= INT16_MIN && hi <= INT16_MAX)
+        write_volume<int16_t>(path, labels, NIFTI_TYPE_INT16, like);
+    else
+        write_volume<int32_t>(path, labels, NIFTI_TYPE_INT32, like);
+}
+
+void write_posteriors(const std::string& path, const Image& posteriors, const NiftiHeader* like) {
+    // Display range 0..1 tells viewers these are probabilities.
+    write_volume<float>(path, posteriors, NIFTI_TYPE_FLOAT32, like, 0.0, 1.0);
+}
+
+std::string orientation_code(const Mat4& affine) {
+    static const char positive[3] = {'R', 'A', 'S'}, negative[3] = {'L', 'P', 'I'};
+    std::string code;
+    for (int c = 0; c < 3; ++c) {
+        int best = 0;
+        for (int r = 1; r < 3; ++r)
+            if (std::fabs(affine.m[r][c]) > std::fabs(affine.m[best][c])) best = r;
+        code += affine.m[best][c] >= 0 ? positive[best] : negative[best];
+    }
+    return code;
+}
+
+}  // namespace iss

@@ -1,0 +1,77 @@
+// NIfTI-1 and NIfTI-2 images in and out: .nii, .nii.gz, and .hdr/.img pairs (read only).
+//
+// Reading validates the raw header ourselves before anything is allocated (nifticlib decodes
+// but does not validate: it repairs negative dims, reads bad magic as Analyze, and allocates
+// from the header's dims), then reads the voxels with zlib in chunks. Every bad input is one
+// iss::InputError naming the file. Writing goes to "<path>.tmp-<pid>" and is renamed at the
+// end, so a failed write leaves nothing behind.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "io/volume.h"
+
+namespace iss {
+
+// What a header may ask for, checked before any allocation: 2^31 voxels and 8 GiB of data.
+constexpr int64_t nifti_max_voxels = int64_t(1) << 31;
+constexpr int64_t nifti_max_bytes = int64_t(8) << 30;
+
+struct NiftiHeader {
+    int version = 1;            // 1 or 2
+    bool single_file = true;    // n+1 / n+2 (.nii) rather than ni1 / ni2 (.hdr + .img)
+    bool byte_swapped = false;  // stored in the other byte order than this machine's
+    std::string data_path;      // the file that holds the voxels (the .img for a pair)
+    std::array<int64_t, 8> dim{};      // dim[0] = number of dims; dims past dim[0] read as 1
+    std::array<double, 8> pixdim{};    // pixdim[0] is qfac (+1 or -1)
+    int datatype = 0;
+    int bitpix = 0;
+    // The scaling that is applied: slope 1 / inter 0 when the header has none (slope 0) or an
+    // invalid one (NaN or infinite: a warning is printed, as nibabel does).
+    double scl_slope = 1, scl_inter = 0;
+    int qform_code = 0, sform_code = 0;
+    Mat4 affine;                // voxel (i, j, k) to world (x, y, z) in mm
+    std::string affine_source;  // "sform", "qform" or "pixdim"
+    int64_t vox_offset = 0;
+    int xyzt_units = 0;
+    int intent_code = 0;
+    std::string descrip;
+
+    bool scaled() const { return scl_slope != 1 || scl_inter != 0; }
+    int64_t voxels() const;           // product of dims 1..7
+    int64_t frames() const;           // product of dims 4..7
+    int64_t data_bytes() const { return voxels() * (bitpix / 8); }
+    bool integer_type() const;
+    std::string datatype_name() const;
+    Grid grid() const;                // dims 1..3 and the affine
+};
+
+// "uint8", "float32", ... or "unknown(<code>)".
+std::string nifti_datatype_name(int datatype);
+
+// Reads and validates a header (and checks that the data fits in the file).
+NiftiHeader read_nifti_header(const std::string& path);
+
+// All frames, scaling applied. `header`, when given, receives the file's header.
+Image read_image(const std::string& path, NiftiHeader* header = nullptr);
+Volume<double> read_image_f64(const std::string& path, NiftiHeader* header = nullptr);
+// Exact integers: a value that is not an integer or does not fit in int32 (after scaling) is
+// an InputError naming the file and the value.
+LabelMap read_labels(const std::string& path, NiftiHeader* header = nullptr);
+
+// Writes NIfTI-1 (NIfTI-2 when a dim exceeds 32767), gzip-compressed when the path ends in
+// .gz. The affine goes into the sform and, when it is a rotation with scaling, the qform too.
+// `like` (optional) lends descrip, units and the xform codes of an input.
+void write_image(const std::string& path, const Image& image, const NiftiHeader* like = nullptr);
+// Stored as the smallest of uint8, int16, int32 that holds every value.
+void write_labels(const std::string& path, const LabelMap& labels, const NiftiHeader* like = nullptr);
+// One frame per class (float32, 4-D).
+void write_posteriors(const std::string& path, const Image& posteriors, const NiftiHeader* like = nullptr);
+
+// Three letters (RAS, LIA, ...): for each voxel axis, the world axis with the largest absolute
+// component in its affine column, lettered by sign (+x R, -x L, +y A, -y P, +z S, -z I).
+std::string orientation_code(const Mat4& affine);
+
+}  // namespace iss

@@ -1,0 +1,1020 @@
+// NIfTI reading and writing, and `infant-synthseg info`: round trips through our writer, every
+// datatype in both byte orders and both versions through a test-only raw header writer, every
+// kind of bad input (one InputError naming the file), the CLI's exit status and messages,
+// agreement with nifti_tool, and the peer files of GOLDEN.md when they are present.
+#include <gtest/gtest.h>
+#include <nifti/nifti1.h>
+#include <nifti/nifti2.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "io/nifti.h"
+#include "kernels/common/error.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Bytes = std::vector<unsigned char>;
+
+// --- test-only raw file writer ----------------------------------------------------------------
+
+template <class T>
+void put(Bytes& buf, size_t offset, T value, bool swap) {
+    unsigned char b[sizeof(T)];
+    std::memcpy(b, &value, sizeof(T));
+    if (swap) std::reverse(b, b + sizeof(T));
+    std::memcpy(buf.data() + offset, b, sizeof(T));
+}
+
+template <class T>
+Bytes encode(const std::vector<T>& values, bool swap) {
+    Bytes out(values.size() * sizeof(T));
+    for (size_t i = 0; i < values.size(); ++i) put(out, i * sizeof(T), values[i], swap);
+    return out;
+}
+
+// Every field a test may want to get wrong. vox_offset < 0 means "right after the header".
+struct RawSpec {
+    int version = 1;
+    bool big_endian = false;
+    bool pair = false;  // ni1/ni2: header only, data in .img
+    int64_t dim[8] = {3, 4, 3, 2, 1, 1, 1, 1};
+    double pixdim[8] = {1, 1.5, 2, 2.5, 1, 1, 1, 1};
+    int datatype = NIFTI_TYPE_FLOAT32;
+    int bitpix = 32;
+    double vox_offset = -1;
+    double slope = 1, inter = 0;
+    int qform_code = 0, sform_code = 2;
+    double srow[3][4] = {{-1.5, 0, 0, 10}, {0, 2, 0, -20}, {0, 0, 2.5, 30}};
+    double quatern[3] = {0, 0, 0}, qoffset[3] = {0, 0, 0};
+    int32_t sizeof_hdr = 0;  // 0: the right one
+    std::string magic;       // empty: the right one
+    Bytes extension;         // after the 4-byte flag (must be a multiple of 16, flag set)
+    Bytes data;
+    Bytes trailing;
+};
+
+Bytes raw_header(const RawSpec& s) {
+    const bool sw = s.big_endian;
+    if (s.version == 1) {
+        using H = nifti_1_header;
+        Bytes b(348, 0);
+        put<int32_t>(b, 0, s.sizeof_hdr ? s.sizeof_hdr : 348, sw);
+        for (int i = 0; i < 8; ++i) {
+            put<int16_t>(b, offsetof(H, dim) + 2 * i, int16_t(s.dim[i]), sw);
+            put<float>(b, offsetof(H, pixdim) + 4 * i, float(s.pixdim[i]), sw);
+        }
+        put<int16_t>(b, offsetof(H, datatype), int16_t(s.datatype), sw);
+        put<int16_t>(b, offsetof(H, bitpix), int16_t(s.bitpix), sw);
+        const double off = s.vox_offset >= 0 ? s.vox_offset : (s.pair ? 0 : 352 + s.extension.size());
+        put<float>(b, offsetof(H, vox_offset), float(off), sw);
+        put<float>(b, offsetof(H, scl_slope), float(s.slope), sw);
+        put<float>(b, offsetof(H, scl_inter), float(s.inter), sw);
+        put<int16_t>(b, offsetof(H, qform_code), int16_t(s.qform_code), sw);
+        put<int16_t>(b, offsetof(H, sform_code), int16_t(s.sform_code), sw);
+        for (int i = 0; i < 3; ++i) {
+            put<float>(b, offsetof(H, quatern_b) + 4 * i, float(s.quatern[i]), sw);
+            put<float>(b, offsetof(H, qoffset_x) + 4 * i, float(s.qoffset[i]), sw);
+        }
+        for (int c = 0; c < 4; ++c) {
+            put<float>(b, offsetof(H, srow_x) + 4 * c, float(s.srow[0][c]), sw);
+            put<float>(b, offsetof(H, srow_y) + 4 * c, float(s.srow[1][c]), sw);
+            put<float>(b, offsetof(H, srow_z) + 4 * c, float(s.srow[2][c]), sw);
+        }
+        const std::string magic = s.magic.empty() ? std::string(s.pair ? "ni1" : "n+1", 4) : s.magic;
+        std::memcpy(b.data() + offsetof(H, magic), magic.data(), std::min<size_t>(4, magic.size()));
+        return b;
+    }
+    using H = nifti_2_header;
+    Bytes b(540, 0);
+    put<int32_t>(b, 0, s.sizeof_hdr ? s.sizeof_hdr : 540, sw);
+    for (int i = 0; i < 8; ++i) {
+        put<int64_t>(b, offsetof(H, dim) + 8 * i, s.dim[i], sw);
+        put<double>(b, offsetof(H, pixdim) + 8 * i, s.pixdim[i], sw);
+    }
+    put<int16_t>(b, offsetof(H, datatype), int16_t(s.datatype), sw);
+    put<int16_t>(b, offsetof(H, bitpix), int16_t(s.bitpix), sw);
+    const double off = s.vox_offset >= 0 ? s.vox_offset : (s.pair ? 0 : 544 + s.extension.size());
+    put<int64_t>(b, offsetof(H, vox_offset), int64_t(off), sw);
+    put<double>(b, offsetof(H, scl_slope), s.slope, sw);
+    put<double>(b, offsetof(H, scl_inter), s.inter, sw);
+    put<int32_t>(b, offsetof(H, qform_code), s.qform_code, sw);
+    put<int32_t>(b, offsetof(H, sform_code), s.sform_code, sw);
+    for (int i = 0; i < 3; ++i) {
+        put<double>(b, offsetof(H, quatern_b) + 8 * i, s.quatern[i], sw);
+        put<double>(b, offsetof(H, qoffset_x) + 8 * i, s.qoffset[i], sw);
+    }
+    for (int c = 0; c < 4; ++c) {
+        put<double>(b, offsetof(H, srow_x) + 8 * c, s.srow[0][c], sw);
+        put<double>(b, offsetof(H, srow_y) + 8 * c, s.srow[1][c], sw);
+        put<double>(b, offsetof(H, srow_z) + 8 * c, s.srow[2][c], sw);
+    }
+    const std::string magic =
+        s.magic.empty() ? std::string(s.pair ? "ni2\0\r\n\032\n" : "n+2\0\r\n\032\n", 8) : s.magic;
+    std::memcpy(b.data() + offsetof(H, magic), magic.data(), std::min<size_t>(8, magic.size()));
+    return b;
+}
+
+void write_bytes(const std::string& path, const Bytes& bytes) {
+    if (path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0) {
+        gzFile f = gzopen(path.c_str(), "wb");
+        ASSERT_NE(f, nullptr);
+        if (!bytes.empty()) {
+            ASSERT_EQ(gzwrite(f, bytes.data(), unsigned(bytes.size())), int(bytes.size()));
+        }
+        ASSERT_EQ(gzclose(f), Z_OK);
+    } else {
+        std::ofstream out(path, std::ios::binary);
+        out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+        ASSERT_TRUE(out.good());
+    }
+}
+
+Bytes read_bytes(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return Bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Writes a complete file (or a .hdr/.img pair) from a spec.
+void write_raw(const std::string& path, const RawSpec& s) {
+    Bytes file = raw_header(s);
+    if (s.pair) {
+        write_bytes(path, file);
+        Bytes img = s.data;
+        img.insert(img.end(), s.trailing.begin(), s.trailing.end());
+        std::string base = path.substr(0, path.rfind(".hdr"));
+        write_bytes(base + ".img", img);
+        return;
+    }
+    const unsigned char flag[4] = {static_cast<unsigned char>(s.extension.empty() ? 0 : 1), 0, 0, 0};
+    file.insert(file.end(), flag, flag + 4);
+    file.insert(file.end(), s.extension.begin(), s.extension.end());
+    file.insert(file.end(), s.data.begin(), s.data.end());
+    file.insert(file.end(), s.trailing.begin(), s.trailing.end());
+    write_bytes(path, file);
+}
+
+// --- fixture: a fresh directory per test ------------------------------------------------------
+
+class TempDirTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+        std::string name = std::string(info->test_suite_name()) + "-" + info->name();
+        std::replace(name.begin(), name.end(), '/', '_');
+        dir_ = fs::path(::testing::TempDir()) / ("iss-" + name + "-" + std::to_string(::getpid()));
+        fs::remove_all(dir_);
+        fs::create_directories(dir_);
+    }
+    void TearDown() override {
+        std::error_code ec;
+        fs::remove_all(dir_, ec);
+    }
+    std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+    fs::path dir_;
+};
+
+// Expects one InputError whose message names `file` and contains `fragment`.
+template <class F>
+void expect_input_error(F&& f, const std::string& file, const std::string& fragment) {
+    try {
+        f();
+        ADD_FAILURE() << "no error for " << file << " (expected '" << fragment << "')";
+    } catch (const iss::InputError& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find(file), std::string::npos) << "message does not name the file: " << msg;
+        EXPECT_NE(msg.find(fragment), std::string::npos) << "message lacks '" << fragment << "': " << msg;
+        EXPECT_EQ(msg.find('\n'), std::string::npos) << "message is not one line: " << msg;
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << "not an InputError for " << file << ": " << e.what();
+    }
+}
+
+void expect_bad(const std::string& file, const std::string& fragment) {
+    expect_input_error([&] { iss::read_image(file); }, file, fragment);
+}
+
+iss::Grid test_grid(int nx = 4, int ny = 3, int nz = 2) {
+    iss::Grid g;
+    g.dim = {nx, ny, nz};
+    g.affine = iss::Mat4::scaling(1.5, 2, 2.5);
+    g.affine.m[0][3] = 10;
+    g.affine.m[1][3] = -20;
+    g.affine.m[2][3] = 30;
+    return g;
+}
+
+// A rotation about an oblique axis with anisotropic voxels and a flip: a rigid oblique affine.
+iss::Mat4 oblique_affine() {
+    const double a = 0.3, b = -0.2;
+    iss::Mat4 rz, rx;
+    rz.m[0][0] = std::cos(a), rz.m[0][1] = -std::sin(a), rz.m[1][0] = std::sin(a), rz.m[1][1] = std::cos(a);
+    rx.m[1][1] = std::cos(b), rx.m[1][2] = -std::sin(b), rx.m[2][1] = std::sin(b), rx.m[2][2] = std::cos(b);
+    iss::Mat4 m = rz * rx * iss::Mat4::scaling(-0.9, 1.1, 1.3);
+    m.m[0][3] = 12.5, m.m[1][3] = -7.25, m.m[2][3] = 3;
+    return m;
+}
+
+}  // namespace
+
+// --- round trips through our writer -----------------------------------------------------------
+
+class NiftiRoundTrip : public TempDirTest {};
+
+TEST_F(NiftiRoundTrip, ImageFloatExactAndAffineKept) {
+    for (const char* ext : {".nii", ".nii.gz"}) {
+        iss::Image img(test_grid(), 1);
+        img.grid.affine = oblique_affine();
+        for (size_t i = 0; i < img.data.size(); ++i) img.data[i] = float(i) * 0.37f - 3.0f;
+        const std::string file = path(std::string("img") + ext);
+        iss::write_image(file, img);
+        iss::NiftiHeader h;
+        const iss::Image back = iss::read_image(file, &h);
+        EXPECT_EQ(h.version, 1);
+        EXPECT_EQ(h.datatype_name(), "float32");
+        EXPECT_EQ(h.affine_source, "sform");
+        EXPECT_GT(h.qform_code, 0) << "a rigid affine is also written as qform";
+        EXPECT_EQ(back.grid.dim, img.grid.dim);
+        EXPECT_EQ(back.data, img.data);
+        EXPECT_TRUE(back.grid.affine.approx_equal(img.grid.affine, 1e-5));
+    }
+}
+
+TEST_F(NiftiRoundTrip, QformAloneGivesTheSameAffine) {
+    iss::Image img(test_grid(), 1, 1.0f);
+    img.grid.affine = oblique_affine();
+    const std::string file = path("q.nii");
+    iss::write_image(file, img);
+    // Zero the sform code so the reader must use the qform.
+    Bytes bytes = read_bytes(file);
+    put<int16_t>(bytes, offsetof(nifti_1_header, sform_code), 0, false);
+    write_bytes(file, bytes);
+    const iss::NiftiHeader h = iss::read_nifti_header(file);
+    EXPECT_EQ(h.affine_source, "qform");
+    EXPECT_TRUE(h.affine.approx_equal(img.grid.affine, 1e-5));
+}
+
+TEST_F(NiftiRoundTrip, ShearedAffineHasNoQform) {
+    iss::Image img(test_grid(), 1, 1.0f);
+    img.grid.affine.m[0][1] = 0.4;  // shear: not a rotation with scaling
+    const std::string file = path("shear.nii.gz");
+    iss::write_image(file, img);
+    const iss::NiftiHeader h = iss::read_nifti_header(file);
+    EXPECT_EQ(h.qform_code, 0);
+    EXPECT_EQ(h.sform_code, 2);
+    EXPECT_TRUE(h.affine.approx_equal(img.grid.affine, 1e-6));
+}
+
+TEST_F(NiftiRoundTrip, LabelsExactInSmallestType) {
+    struct Case {
+        int32_t lo, hi;
+        const char* type;
+    };
+    for (const Case& c : {Case{0, 255, "uint8"}, Case{-1, 2, "int16"}, Case{0, 32767, "int16"},
+                          Case{-32768, 5, "int16"}, Case{0, 40000, "int32"},
+                          Case{std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max(), "int32"}}) {
+        iss::LabelMap labels(test_grid(), 1, 0);
+        for (size_t i = 0; i < labels.data.size(); ++i) labels.data[i] = int32_t(i % 7);
+        labels.data.front() = c.lo;
+        labels.data.back() = c.hi;
+        const std::string file = path(std::string("lab_") + c.type + ".nii.gz");
+        iss::write_labels(file, labels);
+        iss::NiftiHeader h;
+        const iss::LabelMap back = iss::read_labels(file, &h);
+        EXPECT_EQ(h.datatype_name(), c.type) << c.lo << ".." << c.hi;
+        EXPECT_EQ(back.data, labels.data);
+        EXPECT_TRUE(back.grid.same_as(labels.grid, 1e-5));
+    }
+}
+
+TEST_F(NiftiRoundTrip, PosteriorsKeepFramesAndLikeHeader) {
+    iss::Image post(test_grid(), 5);
+    for (size_t i = 0; i < post.data.size(); ++i) post.data[i] = float(i % 10) / 10.0f;
+    iss::NiftiHeader like;
+    like.descrip = "from the input";
+    like.xyzt_units = NIFTI_UNITS_MM | NIFTI_UNITS_SEC;
+    like.sform_code = NIFTI_XFORM_SCANNER_ANAT;
+    like.qform_code = NIFTI_XFORM_SCANNER_ANAT;
+    const std::string file = path("post.nii");
+    iss::write_posteriors(file, post, &like);
+    iss::NiftiHeader h;
+    const iss::Image back = iss::read_image(file, &h);
+    EXPECT_EQ(h.dim[0], 4);
+    EXPECT_EQ(h.dim[4], 5);
+    EXPECT_EQ(back.frames, 5);
+    EXPECT_EQ(back.data, post.data);
+    EXPECT_EQ(h.descrip, "from the input");
+    EXPECT_EQ(h.xyzt_units, NIFTI_UNITS_MM | NIFTI_UNITS_SEC);
+    EXPECT_EQ(h.sform_code, NIFTI_XFORM_SCANNER_ANAT);
+}
+
+TEST_F(NiftiRoundTrip, LargeDimWritesNifti2) {
+    iss::Image img(test_grid(40000, 1, 1), 1);
+    for (size_t i = 0; i < img.data.size(); ++i) img.data[i] = float(i);
+    for (const char* ext : {".nii", ".nii.gz"}) {
+        const std::string file = path(std::string("wide") + ext);
+        iss::write_image(file, img);
+        iss::NiftiHeader h;
+        const iss::Image back = iss::read_image(file, &h);
+        EXPECT_EQ(h.version, 2);
+        EXPECT_EQ(h.vox_offset, 544);
+        EXPECT_EQ(back.data, img.data);
+        EXPECT_TRUE(back.grid.same_as(img.grid, 1e-9));
+        if (ext == std::string(".nii")) {
+            const Bytes head = read_bytes(file);
+            EXPECT_EQ(std::memcmp(head.data() + 4, "n+2\0\r\n\032\n", 8), 0);
+        }
+    }
+}
+
+// --- every datatype, byte order and version through the raw writer ---------------------------
+
+class NiftiRead : public TempDirTest {
+protected:
+    template <class T>
+    void check_type(int datatype, std::vector<T> values, bool integer) {
+        for (int version : {1, 2})
+            for (bool big : {false, true})
+                for (const char* ext : {".nii", ".nii.gz"}) {
+                    RawSpec s;
+                    s.version = version;
+                    s.big_endian = big;
+                    s.datatype = datatype;
+                    s.bitpix = int(sizeof(T) * 8);
+                    s.dim[1] = int64_t(values.size()), s.dim[2] = 1, s.dim[3] = 1;
+                    s.data = encode(values, big);
+                    const std::string file = path(iss::cat("t", datatype, "_v", version, big ? "_be" : "_le", ext));
+                    write_raw(file, s);
+                    SCOPED_TRACE(file);
+                    iss::NiftiHeader h;
+                    const iss::Volume<double> back = iss::read_image_f64(file, &h);
+                    EXPECT_EQ(h.version, version);
+                    EXPECT_EQ(h.byte_swapped, big);
+                    ASSERT_EQ(back.data.size(), values.size());
+                    for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ(back.data[i], double(values[i])) << i;
+                    iss::Mat4 expected = test_grid().affine;
+                    expected.m[0][0] = -1.5;  // RawSpec's srow is LAS
+                    EXPECT_TRUE(back.grid.affine.approx_equal(expected, 1e-9));
+                    if (integer) {
+                        const iss::LabelMap labels = iss::read_labels(file);
+                        for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ(labels.data[i], int32_t(values[i]));
+                    }
+                }
+    }
+};
+
+TEST_F(NiftiRead, EveryDatatypeBothOrdersBothVersions) {
+    check_type<uint8_t>(NIFTI_TYPE_UINT8, {0, 1, 127, 255}, true);
+    check_type<int8_t>(NIFTI_TYPE_INT8, {-128, -1, 0, 127}, true);
+    check_type<int16_t>(NIFTI_TYPE_INT16, {-32768, -2, 3, 32767}, true);
+    check_type<uint16_t>(NIFTI_TYPE_UINT16, {0, 1, 40000, 65535}, true);
+    check_type<int32_t>(NIFTI_TYPE_INT32, {std::numeric_limits<int32_t>::min(), -5, 6, 2147483647}, true);
+    check_type<uint32_t>(NIFTI_TYPE_UINT32, {0, 7, 65536, 2147483647u}, true);
+    check_type<int64_t>(NIFTI_TYPE_INT64, {-2147483648LL, -1, 0, 2147483647LL}, true);
+    check_type<uint64_t>(NIFTI_TYPE_UINT64, {0, 1, 1000, 2147483647ULL}, true);
+    check_type<float>(NIFTI_TYPE_FLOAT32, {-1.5f, 0.0f, 3.25f, 1e30f}, false);
+    check_type<double>(NIFTI_TYPE_FLOAT64, {-1e-300, 0.0, 3.125, 1e300}, false);
+}
+
+TEST_F(NiftiRead, ScalingApplied) {
+    RawSpec s;
+    s.datatype = NIFTI_TYPE_INT16, s.bitpix = 16;
+    s.dim[1] = 4, s.dim[2] = 1, s.dim[3] = 1;
+    s.slope = 2, s.inter = -1;
+    s.data = encode(std::vector<int16_t>{0, 1, 2, -3}, false);
+    const std::string file = path("scaled.nii.gz");
+    write_raw(file, s);
+    EXPECT_EQ(iss::read_image(file).data, (std::vector<float>{-1, 1, 3, -7}));
+    EXPECT_EQ(iss::read_labels(file).data, (std::vector<int32_t>{-1, 1, 3, -7}));
+    // A slope of 0 means no scaling.
+    s.slope = 0;
+    write_raw(file, s);
+    EXPECT_EQ(iss::read_image(file).data, (std::vector<float>{0, 1, 2, -3}));
+}
+
+TEST_F(NiftiRead, Float64BeyondFloatRangeReadsAsInfinity) {
+    RawSpec s;
+    s.datatype = NIFTI_TYPE_FLOAT64, s.bitpix = 64;
+    s.dim[1] = 3, s.dim[2] = 1, s.dim[3] = 1;
+    s.data = encode(std::vector<double>{1e300, -1e300, 0.5}, false);
+    const std::string file = path("huge.nii");
+    write_raw(file, s);
+    const iss::Image img = iss::read_image(file);
+    EXPECT_EQ(img.data[0], INFINITY);
+    EXPECT_EQ(img.data[1], -INFINITY);
+    EXPECT_EQ(img.data[2], 0.5f);
+    EXPECT_EQ(iss::read_image_f64(file).data[0], 1e300);
+}
+
+TEST_F(NiftiRead, NanScalingReadsUnscaledWithWarning) {
+    for (int version : {1, 2}) {
+        RawSpec s;
+        s.version = version;
+        s.dim[1] = 2, s.dim[2] = 1, s.dim[3] = 1;
+        s.slope = std::nan("");
+        s.inter = 4;
+        s.data = encode(std::vector<float>{1.5f, -2}, false);
+        const std::string file = path(iss::cat("nanscale", version, ".nii"));
+        write_raw(file, s);
+        ::testing::internal::CaptureStderr();
+        const iss::Image img = iss::read_image(file);
+        const std::string err = ::testing::internal::GetCapturedStderr();
+        EXPECT_EQ(img.data, (std::vector<float>{1.5f, -2}));
+        EXPECT_NE(err.find("warning"), std::string::npos);
+        EXPECT_NE(err.find(file), std::string::npos);
+    }
+}
+
+TEST_F(NiftiRead, LabelsRejectNonIntegersAndOutOfRange) {
+    RawSpec s;
+    s.dim[1] = 3, s.dim[2] = 1, s.dim[3] = 1;
+    s.data = encode(std::vector<float>{1, 2.5f, 3}, false);
+    const std::string frac = path("frac.nii");
+    write_raw(frac, s);
+    expect_input_error([&] { iss::read_labels(frac); }, frac, "2.5");
+
+    s.datatype = NIFTI_TYPE_UINT32, s.bitpix = 32;
+    s.data = encode(std::vector<uint32_t>{1, 3000000000u, 3}, false);
+    const std::string big = path("big.nii");
+    write_raw(big, s);
+    expect_input_error([&] { iss::read_labels(big); }, big, "3000000000");
+
+    // Scaling applies first and must give integers.
+    s.datatype = NIFTI_TYPE_INT16, s.bitpix = 16;
+    s.slope = 0.5;
+    s.data = encode(std::vector<int16_t>{2, 3, 4}, false);
+    const std::string half = path("half.nii.gz");
+    write_raw(half, s);
+    expect_input_error([&] { iss::read_labels(half); }, half, "1.5");
+}
+
+TEST_F(NiftiRead, ExtensionAndTrailingBytesReadFine) {
+    RawSpec s;
+    s.dim[1] = 3, s.dim[2] = 1, s.dim[3] = 1;
+    s.extension = Bytes(32, 0);
+    put<int32_t>(s.extension, 0, 32, false);  // esize
+    put<int32_t>(s.extension, 4, 4, false);   // ecode: comment
+    std::memcpy(s.extension.data() + 8, "a comment", 9);
+    s.data = encode(std::vector<float>{7, 8, 9}, false);
+    s.trailing = Bytes(100, 0xAB);
+    for (const char* ext : {".nii", ".nii.gz"}) {
+        const std::string file = path(std::string("ext") + ext);
+        write_raw(file, s);
+        iss::NiftiHeader h;
+        EXPECT_EQ(iss::read_image(file, &h).data, (std::vector<float>{7, 8, 9}));
+        EXPECT_EQ(h.vox_offset, 352 + 32);
+    }
+}
+
+TEST_F(NiftiRead, HeaderImagePair) {
+    for (int version : {1, 2}) {
+        RawSpec s;
+        s.version = version;
+        s.pair = true;
+        s.dim[1] = 3, s.dim[2] = 1, s.dim[3] = 1;
+        s.data = encode(std::vector<float>{1, 2, 3}, true);
+        s.big_endian = true;
+        const std::string file = path(iss::cat("pair", version, ".hdr"));
+        write_raw(file, s);
+        iss::NiftiHeader h;
+        EXPECT_EQ(iss::read_image(file, &h).data, (std::vector<float>{1, 2, 3}));
+        EXPECT_FALSE(h.single_file);
+    }
+}
+
+TEST_F(NiftiRead, AffinePrecedence) {
+    RawSpec s;
+    s.dim[1] = 2, s.dim[2] = 2, s.dim[3] = 2;
+    s.data = encode(std::vector<float>(8, 1.0f), false);
+    // qform only: 180 degrees about z (quaternion d = 1) gives LPS.
+    s.sform_code = 0, s.qform_code = 1;
+    s.quatern[2] = 1;
+    s.qoffset[0] = 5;
+    const std::string q = path("q.nii");
+    write_raw(q, s);
+    iss::NiftiHeader h = iss::read_nifti_header(q);
+    EXPECT_EQ(h.affine_source, "qform");
+    EXPECT_EQ(iss::orientation_code(h.affine), "LPS");
+    EXPECT_DOUBLE_EQ(h.affine.m[0][0], -1.5);
+    EXPECT_DOUBLE_EQ(h.affine.m[0][3], 5);
+    // Neither: pixdim scaling.
+    s.qform_code = 0;
+    const std::string p = path("p.nii");
+    write_raw(p, s);
+    h = iss::read_nifti_header(p);
+    EXPECT_EQ(h.affine_source, "pixdim");
+    EXPECT_TRUE(h.affine.approx_equal(iss::Mat4::scaling(1.5, 2, 2.5), 1e-12));
+}
+
+TEST(NiftiOrientation, Codes) {
+    EXPECT_EQ(iss::orientation_code(iss::Mat4::identity()), "RAS");
+    EXPECT_EQ(iss::orientation_code(iss::Mat4::scaling(-1, 1, 1)), "LAS");
+    iss::Mat4 lia;  // FreeSurfer conformed: x <- -i, y <- k, z <- -j
+    lia.m[0][0] = -1, lia.m[1][1] = 0, lia.m[2][2] = 0, lia.m[1][2] = 1, lia.m[2][1] = -1;
+    EXPECT_EQ(iss::orientation_code(lia), "LIA");
+    EXPECT_EQ(iss::orientation_code(oblique_affine()), "LAS");
+}
+
+// --- bad input: one InputError naming the file --------------------------------------------------
+
+class NiftiBadInput : public TempDirTest {
+protected:
+    RawSpec good() const {
+        RawSpec s;
+        s.data = encode(std::vector<float>(24, 1.0f), false);
+        return s;
+    }
+    std::string write(const std::string& name, const RawSpec& s) {
+        const std::string file = path(name);
+        write_raw(file, s);
+        return file;
+    }
+};
+
+TEST_F(NiftiBadInput, NotAFile) {
+    expect_bad(path("missing.nii"), "cannot open");
+    fs::create_directories(path("dir.nii"));
+    expect_bad(path("dir.nii"), "directory");
+    write_bytes(path("empty.nii"), {});
+    expect_bad(path("empty.nii"), "empty");
+    write_bytes(path("empty.nii.gz"), {});
+    expect_bad(path("empty.nii.gz"), "");
+}
+
+TEST_F(NiftiBadInput, Garbage) {
+    Bytes junk(1000);
+    for (size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<unsigned char>((i * 7919 + 13) % 251);
+    write_bytes(path("junk.nii"), junk);
+    expect_bad(path("junk.nii"), "sizeof_hdr");
+    write_bytes(path("junk.nii.gz"), junk);
+    expect_bad(path("junk.nii.gz"), "sizeof_hdr");
+    // A .gz name with bytes that start like gzip but are not.
+    Bytes fake = {0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    write_bytes(path("fake.nii"), fake);
+    expect_bad(path("fake.nii"), "");
+}
+
+TEST_F(NiftiBadInput, Truncated) {
+    for (int version : {1, 2}) {
+        RawSpec s = good();
+        s.version = version;
+        Bytes full = raw_header(s);
+        full.insert(full.end(), 4, 0);
+        full.insert(full.end(), s.data.begin(), s.data.end());
+        // Plain: cut into the data, and into the header.
+        const std::string cut = path(iss::cat("cut", version, ".nii"));
+        write_bytes(cut, Bytes(full.begin(), full.end() - 10));
+        expect_bad(cut, "truncated");
+        const std::string cut_header = path(iss::cat("cuthdr", version, ".nii"));
+        write_bytes(cut_header, Bytes(full.begin(), full.begin() + 200));
+        expect_bad(cut_header, "truncated header");
+        // Gzip of a short file: the read comes up short and says how much is missing.
+        const std::string gz_short = path(iss::cat("short", version, ".nii.gz"));
+        write_bytes(gz_short, Bytes(full.begin(), full.end() - 10));
+        expect_bad(gz_short, "10 of 96 bytes");
+        // A cut gzip stream.
+        const std::string gz = path(iss::cat("full", version, ".nii.gz"));
+        write_bytes(gz, full);
+        Bytes comp = read_bytes(gz);
+        const std::string gz_cut = path(iss::cat("gzcut", version, ".nii.gz"));
+        write_bytes(gz_cut + ".tmp", Bytes(comp.begin(), comp.begin() + comp.size() / 2));
+        fs::rename(gz_cut + ".tmp", gz_cut);
+        expect_bad(gz_cut, "");
+    }
+}
+
+TEST_F(NiftiBadInput, MagicAndSizeofHdr) {
+    RawSpec s = good();
+    s.magic = std::string("abc\0", 4);
+    expect_bad(write("magic.nii", s), "bad magic");
+    s = good();
+    s.magic = std::string("n+2\0", 4);  // NIfTI-2 magic in a NIfTI-1 header
+    expect_bad(write("magic12.nii", s), "bad magic");
+    s = good();
+    s.version = 2;
+    s.magic = std::string("n+2\0\n\n\032\n", 8);
+    expect_bad(write("magic2.nii", s), "text mode");
+    s = good();
+    s.sizeof_hdr = 349;
+    expect_bad(write("sizeof.nii", s), "sizeof_hdr is 349");
+}
+
+TEST_F(NiftiBadInput, HeaderWithoutImage) {
+    RawSpec s = good();
+    s.pair = true;
+    const std::string file = path("lonely.hdr");
+    write_bytes(file, raw_header(s));
+    expect_bad(file, "lonely.img");
+}
+
+TEST_F(NiftiBadInput, Dims) {
+    for (int version : {1, 2}) {
+        RawSpec s = good();
+        s.version = version;
+        s.dim[2] = 0;
+        expect_bad(write(iss::cat("zero", version, ".nii"), s), "dim[2] is 0");
+        s = good();
+        s.version = version;
+        s.dim[3] = -2;
+        expect_bad(write(iss::cat("neg", version, ".nii"), s), "dim[3] is -2");
+        for (int d0 : {0, 8, -1}) {
+            s = good();
+            s.version = version;
+            s.dim[0] = d0;
+            expect_bad(write(iss::cat("d0_", d0, "_", version, ".nii"), s), iss::cat("dim[0] is ", d0));
+        }
+    }
+    // Products that overflow int64 (NIfTI-2) and that pass 2^31 voxels (NIfTI-1).
+    RawSpec s = good();
+    s.version = 2;
+    s.dim[0] = 4;
+    for (int i = 1; i <= 4; ++i) s.dim[i] = int64_t(1) << 62;
+    expect_bad(write("overflow.nii", s), "2^31");
+    s = good();
+    s.dim[0] = 7;
+    for (int i = 1; i <= 7; ++i) s.dim[i] = 32767;
+    expect_bad(write("overflow1.nii.gz", s), "2^31");
+    // Within the voxel limit but over 8 GiB: 2^30 float64 voxels.
+    s = good();
+    s.version = 2;
+    s.datatype = NIFTI_TYPE_FLOAT64, s.bitpix = 64;
+    s.dim[0] = 3, s.dim[1] = 1024, s.dim[2] = 1024, s.dim[3] = 2048;
+    expect_bad(write("toobig.nii", s), "8 GiB");
+    // Within every limit, but a tiny .gz cannot hold 1 GiB: refused before allocating.
+    s = good();
+    s.datatype = NIFTI_TYPE_UINT8, s.bitpix = 8;
+    s.dim[1] = 1024, s.dim[2] = 1024, s.dim[3] = 1024;
+    expect_bad(write("bomb.nii.gz", s), "cannot hold");
+    expect_bad(write("bomb.nii", s), "truncated");
+}
+
+TEST_F(NiftiBadInput, VoxOffset) {
+    RawSpec s = good();
+    s.vox_offset = 100;
+    expect_bad(write("inside.nii", s), "vox_offset is 100");
+    s.vox_offset = 348;  // inside the extension flag
+    expect_bad(write("flag.nii", s), "vox_offset is 348");
+    s.version = 2;
+    s.vox_offset = 540;
+    expect_bad(write("inside2.nii", s), "vox_offset is 540");
+    s = good();
+    s.vox_offset = 1e6;
+    expect_bad(write("past.nii", s), "past the end");
+    expect_bad(write("past.nii.gz", s), "");
+    s.vox_offset = 352.5;
+    expect_bad(write("frac.nii", s), "vox_offset");
+}
+
+TEST_F(NiftiBadInput, VoxelSize) {
+    const double bad[] = {0.0, std::nan(""), -1.0, INFINITY};
+    for (int version : {1, 2})
+        for (int i = 0; i < 4; ++i) {
+            RawSpec s = good();
+            s.version = version;
+            s.pixdim[2] = bad[i];
+            expect_bad(write(iss::cat("pixdim", i, "_", version, ".nii"), s), "pixdim[2]");
+        }
+}
+
+TEST_F(NiftiBadInput, Datatypes) {
+    struct Case {
+        int code, bitpix;
+        const char* name;
+    };
+    for (const Case& c : {Case{DT_BINARY, 1, "binary"}, Case{NIFTI_TYPE_COMPLEX64, 64, "complex64"},
+                          Case{NIFTI_TYPE_COMPLEX128, 128, "complex128"}, Case{NIFTI_TYPE_RGB24, 24, "rgb24"},
+                          Case{NIFTI_TYPE_RGBA32, 32, "rgba32"}, Case{NIFTI_TYPE_FLOAT128, 128, "float128"}}) {
+        RawSpec s = good();
+        s.datatype = c.code, s.bitpix = c.bitpix;
+        expect_bad(write(std::string(c.name) + ".nii", s), std::string(c.name) + " (code");
+    }
+    RawSpec s = good();
+    s.datatype = 999;
+    expect_bad(write("unknown.nii", s), "unknown datatype code 999");
+    s = good();
+    s.bitpix = 16;
+    expect_bad(write("bitpix.nii", s), "bitpix is 16");
+}
+
+TEST_F(NiftiBadInput, TransformCodesAndAffine) {
+    RawSpec s = good();
+    s.sform_code = 9;
+    expect_bad(write("sform.nii", s), "sform_code is 9");
+    s = good();
+    s.qform_code = -1;
+    expect_bad(write("qform.nii", s), "qform_code is -1");
+    s = good();
+    s.srow[1][1] = 0;  // a voxel axis with no extent
+    expect_bad(write("singular.nii", s), "singular");
+    s = good();
+    s.srow[0][3] = std::nan("");
+    expect_bad(write("nanaffine.nii", s), "non-finite");
+}
+
+// --- writing failures leave nothing -------------------------------------------------------------
+
+class NiftiWrite : public TempDirTest {};
+
+TEST_F(NiftiWrite, FailureLeavesNothing) {
+    const iss::Image img(test_grid(), 1, 2.0f);
+    const std::string missing_dir = path("no-such-dir/out.nii.gz");
+    expect_input_error([&] { iss::write_image(missing_dir, img); }, missing_dir, "cannot create");
+    EXPECT_FALSE(fs::exists(path("no-such-dir")));
+    // The target is a directory: the temporary file is written, the rename fails, and the
+    // temporary file must be removed.
+    fs::create_directories(path("taken.nii"));
+    expect_input_error([&] { iss::write_image(path("taken.nii"), img); }, path("taken.nii"), "rename");
+    std::vector<std::string> left;
+    for (const auto& e : fs::directory_iterator(dir_)) left.push_back(e.path().filename().string());
+    EXPECT_EQ(left, std::vector<std::string>{"taken.nii"});
+    const std::string bad_ext = path("out.img");
+    expect_input_error([&] { iss::write_image(bad_ext, img); }, bad_ext, ".nii");
+    EXPECT_FALSE(fs::exists(bad_ext));
+    // Values and dims that disagree are refused before anything is created.
+    iss::Image broken(test_grid(), 1, 1.0f);
+    broken.data.pop_back();
+    expect_input_error([&] { iss::write_image(path("broken.nii"), broken); }, path("broken.nii"), "values");
+    EXPECT_FALSE(fs::exists(path("broken.nii")));
+}
+
+TEST_F(NiftiWrite, OverwritesExistingFile) {
+    const std::string file = path("x.nii");
+    iss::write_image(file, iss::Image(test_grid(), 1, 1.0f));
+    iss::write_image(file, iss::Image(test_grid(), 1, 3.0f));
+    EXPECT_EQ(iss::read_image(file).data.front(), 3.0f);
+}
+
+// --- the command line -----------------------------------------------------------------------------
+
+namespace {
+
+struct RunResult {
+    int status = -1;
+    std::string out, err;
+};
+
+std::string shell_quote(const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+}
+
+RunResult run_command(const std::string& command, const std::string& err_file) {
+    RunResult r;
+    FILE* pipe = ::popen((command + " 2>" + shell_quote(err_file)).c_str(), "r");
+    if (!pipe) return r;
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.out.append(buf, n);
+    const int status = ::pclose(pipe);
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    const Bytes err = read_bytes(err_file);
+    r.err.assign(err.begin(), err.end());
+    return r;
+}
+
+// The value after "<key>:" on the first line that has it.
+std::string line_value(const std::string& text, const std::string& key) {
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+        const size_t at = line.find(key + ":");
+        if (at != std::string::npos) {
+            std::string v = line.substr(at + key.size() + 1);
+            v.erase(0, v.find_first_not_of(' '));
+            return v;
+        }
+    }
+    return "";
+}
+
+}  // namespace
+
+class CliInfo : public TempDirTest {
+protected:
+    RunResult info(const std::string& args) {
+        return run_command(std::string(INFANT_CLI_PATH) + " info " + args, path("stderr.txt"));
+    }
+};
+
+TEST_F(CliInfo, GoodFile) {
+    iss::LabelMap labels(test_grid(), 1, 0);
+    for (size_t i = 0; i < labels.data.size(); ++i) labels.data[i] = int32_t(i % 3) * 10;
+    const std::string file = path("labels.nii.gz");
+    iss::write_labels(file, labels);
+    const RunResult r = info(shell_quote(file));
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(line_value(r.out, "dims"), "4 x 3 x 2");
+    EXPECT_EQ(line_value(r.out, "voxel size"), "1.5 x 2 x 2.5 mm");
+    EXPECT_EQ(line_value(r.out, "datatype"), "uint8");
+    EXPECT_EQ(line_value(r.out, "orientation"), "RAS");
+    EXPECT_EQ(line_value(r.out, "range"), "min 0, max 20");
+    EXPECT_EQ(line_value(r.out, "labels"), "3");
+    EXPECT_NE(r.out.find("    0 8\n    10 8\n    20 8\n"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("affine source: sform"), std::string::npos);
+    EXPECT_NE(r.out.find("    1.500000     0.000000     0.000000    10.000000"), std::string::npos) << r.out;
+}
+
+TEST_F(CliInfo, NanCountAndNoLabelsForFractions) {
+    iss::Image img(test_grid(), 1, 0.5f);
+    img.data[3] = std::nanf("");
+    img.data[4] = -2.25f;
+    const std::string file = path("nan.nii");
+    iss::write_image(file, img);
+    const RunResult r = info(shell_quote(file));
+    EXPECT_EQ(r.status, 0);
+    EXPECT_EQ(line_value(r.out, "range"), "min -2.25, max 0.5");
+    EXPECT_EQ(line_value(r.out, "NaN"), "1");
+    EXPECT_EQ(r.out.find("labels:"), std::string::npos);
+}
+
+TEST_F(CliInfo, BadFileExitsTwoAfterTheOthers) {
+    const std::string good = path("good.nii");
+    iss::write_image(good, iss::Image(test_grid(), 1, 1.0f));
+    const std::string bad = path("bad.nii");
+    write_bytes(bad, Bytes(400, 7));
+    const RunResult r = info(shell_quote(bad) + " " + shell_quote(good));
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find(bad), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("error"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_NE(r.out.find(good), std::string::npos) << "the good file is still shown";
+
+    const RunResult missing = info(shell_quote(path("nope.nii")));
+    EXPECT_EQ(missing.status, 2);
+    EXPECT_NE(missing.err.find("nope.nii"), std::string::npos);
+}
+
+TEST_F(CliInfo, HelpAndUsage) {
+    RunResult r = info("--help");
+    EXPECT_EQ(r.status, 0);
+    EXPECT_NE(r.out.find("usage: infant-synthseg info FILE..."), std::string::npos);
+    r = info("");
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("no input file"), std::string::npos);
+    r = info("--bogus");
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("--bogus"), std::string::npos);
+}
+
+// `info` and nifti_tool read the same dims, datatype and voxel size.
+TEST_F(CliInfo, AgreesWithNiftiTool) {
+    if (std::system("command -v nifti_tool >/dev/null 2>&1") != 0)
+        GTEST_SKIP() << "nifti_tool is not on PATH (Debian package nifti-bin)";
+    std::vector<std::string> files;
+    {
+        iss::Image img(test_grid(5, 6, 7), 3, 1.0f);
+        img.grid.affine = oblique_affine();
+        files.push_back(path("a.nii.gz"));
+        iss::write_image(files.back(), img);
+        files.push_back(path("wide.nii"));
+        iss::write_image(files.back(), iss::Image(test_grid(33000, 1, 2), 1, 1.0f));
+        RawSpec s;
+        s.big_endian = true;
+        s.datatype = NIFTI_TYPE_INT16, s.bitpix = 16;
+        s.data = encode(std::vector<int16_t>(24, 3), true);
+        files.push_back(path("be.nii"));
+        write_raw(files.back(), s);
+        s.version = 2;
+        files.push_back(path("be2.nii.gz"));
+        write_raw(files.back(), s);
+    }
+    for (const std::string& file : files) {
+        SCOPED_TRACE(file);
+        const RunResult ours = info(shell_quote(file));
+        ASSERT_EQ(ours.status, 0) << ours.err;
+        auto tool_fields = [&](const std::string& mode) {
+            const RunResult tool = run_command("nifti_tool " + mode + " -infiles " + shell_quote(file), path("tool.txt"));
+            EXPECT_EQ(tool.status, 0) << tool.err;
+            // nifti_tool rows: "  name  offset  nvals  values...".
+            std::map<std::string, std::vector<double>> fields;
+            std::istringstream in(tool.out);
+            std::string line;
+            while (std::getline(in, line)) {
+                std::istringstream row(line);
+                std::string name;
+                long offset, count;
+                if (!(row >> name >> offset >> count)) continue;
+                std::vector<double> values;
+                double v;
+                while (row >> v) values.push_back(v);
+                fields[name] = values;
+            }
+            return fields;
+        };
+        // -disp_hdr shows a byte-swapped header as raw, unswapped bytes; -disp_nim decodes it.
+        auto fields = tool_fields("-disp_hdr");
+        const double sizeof_hdr = fields["sizeof_hdr"].empty() ? 0 : fields["sizeof_hdr"][0];
+        if (sizeof_hdr != 348 && sizeof_hdr != 540) fields = tool_fields("-disp_nim");
+        ASSERT_EQ(fields["dim"].size(), 8u);
+        std::string dims;
+        for (int i = 1; i <= int(fields["dim"][0]); ++i)
+            dims += (i > 1 ? " x " : "") + std::to_string(int64_t(fields["dim"][i]));
+        EXPECT_EQ(line_value(ours.out, "dims"), dims);
+        EXPECT_EQ(line_value(ours.out, "datatype"), iss::nifti_datatype_name(int(fields["datatype"].at(0))));
+        double px[3];
+        ASSERT_EQ(std::sscanf(line_value(ours.out, "voxel size").c_str(), "%lf x %lf x %lf", &px[0], &px[1], &px[2]),
+                  3);
+        for (int i = 0; i < 3; ++i) EXPECT_NEAR(px[i], fields["pixdim"].at(i + 1), 1e-5 * fields["pixdim"][i + 1]);
+    }
+}
+
+// --- peer files (GOLDEN.md) --------------------------------------------------------------------
+
+TEST(NiftiPeer, GoldenValues) {
+    const std::string root = std::string(INFANT_SHARED_DIR) + "/data/nifti-peer";
+    if (!fs::is_directory(root)) GTEST_SKIP() << root << " does not exist: peer NIfTI files not checked";
+    struct Row {
+        const char* file;
+        std::vector<int64_t> shape;
+        const char* dtype;
+        bool big_endian;
+        const char* source;
+        const char* axcodes;
+        double voxel[3];
+        double sum, min, max;
+        long long nans;
+    };
+    const Row rows[] = {
+        {"nibabel/anatomical.nii", {33, 41, 25}, "int16", true, "sform", "LAS", {2, 2, 2}, 284166082, -610, 30393, 0},
+        {"nibabel/functional.nii", {17, 21, 3, 20}, "int16", false, "sform", "LAS", {4, 4, 8}, 77913290.36, 629.826,
+         5571.62, 0},
+        {"nibabel/example4d.nii.gz", {128, 96, 24, 2}, "int16", false, "sform", "LAS", {2, 2, 2.2}, 101985356, 0, 1162,
+         0},
+        {"nibabel/example_nifti2.nii.gz", {32, 20, 12, 2}, "int16", false, "sform", "LAS", {2, 2, 2.2}, 6926802, 46,
+         757, 0},
+        {"nibabel/reoriented_anat_moved.nii", {21, 26, 22}, "float32", true, "sform", "RAS", {4, 4, 4}, 32739769.45, 0,
+         21199.9, 0},
+        {"nibabel/resampled_anat_moved.nii", {17, 21, 3}, "float32", true, "sform", "LAS", {4, 4, 8}, 7749957.099,
+         409.3, 13361, 153},
+        {"nibabel/someones_anatomy.nii.gz", {57, 67, 56}, "uint8", false, "sform", "RAS", {2.75, 2.75, 2.75},
+         9834293.114, 6.67836, 96.5554, 0},
+        {"nibabel/someones_epi.nii.gz", {53, 61, 33}, "uint8", false, "sform", "RAS", {3, 3, 3}, 4873536.847, 7.74255,
+         103.767, 0},
+        {"nibabel/standard.nii.gz", {4, 5, 7}, "uint8", false, "sform", "RAS", {1, 3, 2}, 7650, 0, 255, 0},
+        {"balls1/T1.nii.gz", {80, 80, 10}, "int16", false, "qform", "LPS", {1.9118, 1.9118, 10}, 2032069.051, 0,
+         2477.78, 0},
+        {"balls1/T2_.nii.gz", {80, 80, 10, 2}, "int16", false, "qform", "LPS", {1.9118, 1.9118, 12.33}, 58087085.17,
+         0, 22594.9, 0},
+        {"balls1/fieldmap.nii.gz", {80, 80, 10}, "int16", false, "qform", "LPS", {1.9118, 1.9118, 12.33},
+         -18138456.63, -500, 496.337, 0},
+        {"../label-maps/synthseg_adult_training_seg_01.nii.gz", {256, 256, 256}, "float32", false, "sform", "LIA",
+         {1, 1, 1}, 1494141766, 0, 530, 0},
+    };
+    for (const Row& row : rows) {
+        const std::string file = root + "/" + row.file;
+        SCOPED_TRACE(file);
+        if (!fs::exists(file)) {
+            ADD_FAILURE() << "peer file missing";
+            continue;
+        }
+        iss::NiftiHeader h;
+        const iss::Volume<double> vol = iss::read_image_f64(file, &h);
+        std::vector<int64_t> shape(h.dim.begin() + 1, h.dim.begin() + 1 + h.dim[0]);
+        EXPECT_EQ(shape, row.shape);
+        EXPECT_EQ(h.datatype_name(), row.dtype);
+        EXPECT_EQ(h.byte_swapped, row.big_endian);
+        EXPECT_EQ(h.affine_source, row.source);
+        EXPECT_EQ(iss::orientation_code(h.affine), row.axcodes);
+        for (int i = 0; i < 3; ++i) EXPECT_NEAR(h.pixdim[i + 1], row.voxel[i], 1e-4) << "pixdim " << i + 1;
+        double sum = 0, lo = INFINITY, hi = -INFINITY;
+        long long nans = 0;
+        for (const double v : vol.data) {
+            if (std::isnan(v)) {
+                ++nans;
+                continue;
+            }
+            sum += v;
+            lo = std::min(lo, v);
+            hi = std::max(hi, v);
+        }
+        EXPECT_NEAR(sum, row.sum, 1e-6 * std::fabs(row.sum));
+        // GOLDEN.md prints min/max to 6 significant digits.
+        EXPECT_NEAR(lo, row.min, 1e-5 * std::max(1.0, std::fabs(row.min)));
+        EXPECT_NEAR(hi, row.max, 1e-5 * std::max(1.0, std::fabs(row.max)));
+        EXPECT_EQ(nans, row.nans);
+        // Integer-valued ones also read as labels, exactly.
+        if (row.file == std::string("../label-maps/synthseg_adult_training_seg_01.nii.gz")) {
+            const iss::LabelMap labels = iss::read_labels(file);
+            long long total = 0;
+            for (int32_t v : labels.data) total += v;
+            EXPECT_EQ(total, 1494141766LL);
+        }
+    }
+}
