@@ -10,6 +10,7 @@
 #include "bin/cli.h"
 #include "bin/commands.h"
 #include "io/nifti.h"
+#include "io/orientation.h"
 #include "kernels/common/error.h"
 
 namespace iss::cli {

@@ -4,6 +4,8 @@
 // also reads plain files, in chunks so that a huge file never needs a second full copy.
 #include "io/nifti.h"
 
+#include "io/file_util.h"
+
 #include <nifti/nifti1.h>
 #include <nifti/nifti2.h>
 #include <nifti/nifti2_io.h>
@@ -31,10 +33,6 @@ namespace iss {
 namespace {
 
 constexpr size_t chunk_bytes = size_t(16) << 20;
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 std::string human_bytes(int64_t n) { return cat(n, " bytes (", double(n) / double(int64_t(1) << 30), " GiB)"); }
 
@@ -530,7 +528,7 @@ public:
     explicit GzWriter(const std::string& path) : path_(path) {
         ISS_INPUT(ends_with(path, ".nii") || ends_with(path, ".nii.gz"), path,
                   ": output must end in .nii or .nii.gz");
-        tmp_ = cat(path, ".tmp-", ::getpid());
+        tmp_ = temporary_path_for(path);
         file_ = gzopen(tmp_.c_str(), ends_with(path, ".gz") ? "wb6" : "wbT");
         ISS_INPUT(file_ != nullptr, path, ": cannot create: ", std::strerror(errno));
         gzbuffer(file_, 1 << 18);
@@ -830,18 +828,6 @@ void write_labels(const std::string& path, const LabelMap& labels, const NiftiHe
 void write_posteriors(const std::string& path, const Image& posteriors, const NiftiHeader* like) {
     // Display range 0..1 tells viewers these are probabilities.
     write_volume<float>(path, posteriors, NIFTI_TYPE_FLOAT32, like, 0.0, 1.0);
-}
-
-std::string orientation_code(const Mat4& affine) {
-    static const char positive[3] = {'R', 'A', 'S'}, negative[3] = {'L', 'P', 'I'};
-    std::string code;
-    for (int c = 0; c < 3; ++c) {
-        int best = 0;
-        for (int r = 1; r < 3; ++r)
-            if (std::fabs(affine.m[r][c]) > std::fabs(affine.m[best][c])) best = r;
-        code += affine.m[best][c] >= 0 ? positive[best] : negative[best];
-    }
-    return code;
 }
 
 }  // namespace iss

@@ -70,8 +70,5 @@ void write_labels(const std::string& path, const LabelMap& labels, const NiftiHe
 // One frame per class (float32, 4-D).
 void write_posteriors(const std::string& path, const Image& posteriors, const NiftiHeader* like = nullptr);
 
-// Three letters (RAS, LIA, ...): for each voxel axis, the world axis with the largest absolute
-// component in its affine column, lettered by sign (+x R, -x L, +y A, -y P, +z S, -z I).
-std::string orientation_code(const Mat4& affine);
 
 }  // namespace iss

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "io/nifti.h"
+#include "io/orientation.h"
 #include "kernels/common/error.h"
 
 namespace fs = std::filesystem;
