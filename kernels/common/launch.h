@@ -24,3 +24,11 @@ void cpu_for_each(int64_t n, const Body& body) {
 }
 
 }  // namespace iss
+
+// In a dispatcher: `ISS_CUDA_ONLY("op", op_cuda(ctx, args));` runs the CUDA launcher, or in a
+// build without CUDA throws "op: built without CUDA" (the .cu files are not compiled then).
+#if INFANT_WITH_CUDA
+#define ISS_CUDA_ONLY(name, call) call
+#else
+#define ISS_CUDA_ONLY(name, call) throw ::iss::Error(name ": this program was built without CUDA")
+#endif

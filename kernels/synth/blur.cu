@@ -1,0 +1,9 @@
+// CUDA launcher of the separable blur: one thread per voxel over the shared body.
+#include "kernels/common/launch.cuh"
+#include "kernels/synth/blur.h"
+
+namespace iss {
+
+void blur_axis_cuda(DeviceContext& ctx, const BlurArgs& a) { cuda_for_each_voxel(ctx, a.dim, BlurBody{a}); }
+
+}  // namespace iss

@@ -1,0 +1,52 @@
+// Separable Gaussian blur along one axis (SPEC.md 3.6 resolution; also posterior smoothing):
+// dst(x) = sum_t taps[t] * src(x + (t - h) e_axis), zero outside the volume ("same" padding),
+// taps the normal density at integer offsets -h..h, normalised to sum 1 (blur_taps builds
+// them). Layout: x fastest, `dim` voxels, src and dst must not alias.
+// CPU/GPU contract: bit-identical (fixed tap order, fmaf accumulation).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/common/hd.h"
+
+namespace iss {
+
+class DeviceContext;
+
+constexpr int max_blur_half_width = 7;
+
+struct BlurArgs {
+    const float* src = nullptr;
+    float* dst = nullptr;
+    int64_t dim[3] = {0, 0, 0};
+    int axis = 0;
+    int half_width = 0;
+    float taps[2 * max_blur_half_width + 1] = {};
+};
+
+struct BlurBody {
+    BlurArgs a;
+    ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const {
+        const int64_t at = (k * a.dim[1] + j) * a.dim[0] + i;
+        const int64_t pos = a.axis == 0 ? i : (a.axis == 1 ? j : k);
+        const int64_t stride = a.axis == 0 ? 1 : (a.axis == 1 ? a.dim[0] : a.dim[0] * a.dim[1]);
+        const int64_t n = a.dim[a.axis];
+        float sum = 0.0f;
+        for (int t = -a.half_width; t <= a.half_width; ++t) {
+            const int64_t p = pos + t;
+            if (p >= 0 && p < n) sum = fmaf(a.taps[t + a.half_width], a.src[at + t * stride], sum);
+        }
+        a.dst[at] = sum;
+    }
+};
+
+// Normalised Gaussian taps for sigma (voxels) at offsets -h..h; sigma 0 gives the identity.
+std::vector<float> blur_taps(double sigma, int half_width);
+
+// One pass along args.axis.
+void blur_axis(DeviceContext& ctx, const BlurArgs& args);
+void blur_axis_cuda(DeviceContext& ctx, const BlurArgs& args);
+
+}  // namespace iss

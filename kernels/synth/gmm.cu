@@ -1,0 +1,9 @@
+// CUDA launcher of the GMM paint: one thread per block of 4 voxels over the shared body.
+#include "kernels/common/launch.cuh"
+#include "kernels/synth/gmm.h"
+
+namespace iss {
+
+void paint_gmm_cuda(DeviceContext& ctx, const GmmArgs& a) { cuda_for_each(ctx, (a.count + 3) / 4, GmmBody{a}); }
+
+}  // namespace iss

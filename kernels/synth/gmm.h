@@ -1,0 +1,50 @@
+// Painting (SPEC.md 3.5 and 3.9): every voxel with generation index g gets
+// I = mean[g] + std[g] * z, z ~ N(0, 1) independent per voxel, and its training target, the
+// segmentation index of g (labels outside the segmentation list map to 0), in the same pass.
+//
+// Randomness: voxel v takes normal number (v mod 4) of Philox block v / 4 under `key`, so a
+// body call handles a block of 4 voxels and every draw is used.
+// Layout: flat arrays of `count` voxels. CPU/GPU contract: bit-identical (Philox normals are
+// bit-identical; the paint is one fmaf).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/common/hd.h"
+#include "kernels/common/philox.h"
+#include "kernels/synth/deform.h"
+
+namespace iss {
+
+class DeviceContext;
+
+struct GmmArgs {
+    const uint8_t* generation = nullptr;  // generation index per voxel
+    float mean[max_generation_labels + 1] = {};
+    float std[max_generation_labels + 1] = {};
+    uint8_t target_of[max_generation_labels + 1] = {};  // segmentation index of a generation index
+    RandomKey key;
+    int64_t count = 0;
+    float* image = nullptr;
+    uint8_t* target = nullptr;  // may be null: no targets
+};
+
+struct GmmBody {
+    GmmArgs a;
+    ISS_HD void operator()(int64_t block) const {
+        float z[4];
+        random_normal4(a.key, uint64_t(block), z);
+        for (int e = 0; e < 4; ++e) {
+            const int64_t v = block * 4 + e;
+            if (v >= a.count) return;
+            const uint8_t g = a.generation[v];
+            a.image[v] = fmaf(a.std[g], z[e], a.mean[g]);
+            if (a.target) a.target[v] = a.target_of[g];
+        }
+    }
+};
+
+void paint_gmm(DeviceContext& ctx, const GmmArgs& args);
+void paint_gmm_cuda(DeviceContext& ctx, const GmmArgs& args);
+
+}  // namespace iss

@@ -1,0 +1,65 @@
+// The nonlinear part of the spatial transform (SPEC.md 3.2): a stationary velocity field on a
+// coarse grid, resized trilinearly to the integration grid and integrated by scaling and
+// squaring. Fields are channels-last float (x, y, z components per voxel), in voxel units of
+// the grid they live on.
+//
+// Resize (the reference's semantics): output voxel x samples the source at x * ratio with
+// ratio = src_dim / dst_dim per axis (origin-aligned, not centre-aligned), clamped, and
+// multiplies component d by scale[d] (1 in the reference; the ratio's inverse when the
+// displacements are rescaled with the grid). The 1 / 2^steps of scaling and squaring is folded
+// into scale.
+// Squaring step: v'(x) = v(x) + v(x + v(x)), trilinear, clamped.
+// CPU/GPU contract: bit-identical (only correctly rounded operations, fmaf spelled out).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/common/hd.h"
+#include "kernels/synth/field_sample.h"
+
+namespace iss {
+
+class DeviceContext;
+
+struct ResizeFieldArgs {
+    const float* src = nullptr;
+    float* dst = nullptr;
+    int64_t src_dim[3] = {0, 0, 0};
+    int64_t dst_dim[3] = {0, 0, 0};
+    float ratio[3] = {1, 1, 1};
+    float scale[3] = {1, 1, 1};
+};
+
+struct ResizeFieldBody {
+    ResizeFieldArgs a;
+    ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const {
+        float v[3];
+        sample_field_clamped<3>(a.src, a.src_dim, float(i) * a.ratio[0], float(j) * a.ratio[1], float(k) * a.ratio[2], v);
+        float* out = a.dst + ((k * a.dst_dim[1] + j) * a.dst_dim[0] + i) * 3;
+        for (int c = 0; c < 3; ++c) out[c] = v[c] * a.scale[c];
+    }
+};
+
+struct SquareFieldArgs {
+    const float* src = nullptr;
+    float* dst = nullptr;  // must not alias src
+    int64_t dim[3] = {0, 0, 0};
+};
+
+struct SquareFieldBody {
+    SquareFieldArgs a;
+    ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const {
+        const int64_t at = ((k * a.dim[1] + j) * a.dim[0] + i) * 3;
+        const float* v = a.src + at;
+        float w[3];
+        sample_field_clamped<3>(a.src, a.dim, float(i) + v[0], float(j) + v[1], float(k) + v[2], w);
+        for (int c = 0; c < 3; ++c) a.dst[at + c] = v[c] + w[c];
+    }
+};
+
+void resize_field(DeviceContext& ctx, const ResizeFieldArgs& args);
+void square_field(DeviceContext& ctx, const SquareFieldArgs& args);
+void resize_field_cuda(DeviceContext& ctx, const ResizeFieldArgs& args);
+void square_field_cuda(DeviceContext& ctx, const SquareFieldArgs& args);
+
+}  // namespace iss

@@ -1,0 +1,258 @@
+#include "synth/generator.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "io/orientation.h"
+#include "kernels/common/error.h"
+#include "kernels/synth/blur.h"
+#include "kernels/synth/deform.h"
+#include "kernels/synth/gmm.h"
+#include "kernels/synth/intensity.h"
+#include "kernels/synth/svf.h"
+#include "synth/labels.h"
+
+namespace iss {
+
+TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& config, const std::string& name) {
+    ISS_INPUT(labels.grid.voxels() > 0 && !labels.data.empty(), name, ": the label map is empty");
+    ISS_INPUT(labels.frames == 1, name, ": expected a 3-D label map, found ", labels.frames, " volumes");
+    TrainingMap map;
+    map.name = name;
+    map.grid = labels.grid;
+    const std::string code = orientation_code(labels.grid.affine);
+    map.lr_axis = int(code.find_first_of("RL"));
+    // Lookup from label value to generation index through a sorted list of the values.
+    std::vector<std::pair<int32_t, uint8_t>> lookup;
+    for (size_t g = 0; g < config.generation_labels.size(); ++g) lookup.push_back({config.generation_labels[g], uint8_t(g)});
+    std::sort(lookup.begin(), lookup.end());
+    map.generation.resize(labels.data.size());
+    int32_t cached_value = lookup.front().first;
+    uint8_t cached_index = lookup.front().second;
+    for (size_t v = 0; v < labels.data.size(); ++v) {
+        const int32_t value = labels.data[v];
+        if (value != cached_value) {
+            const auto it = std::lower_bound(lookup.begin(), lookup.end(), std::make_pair(value, uint8_t(0)));
+            if (it == lookup.end() || it->first != value) {
+                const int64_t nx = labels.nx(), ny = labels.ny();
+                throw InputError(cat(name, ": label value ", value, " (first at voxel ", int64_t(v) % nx, ",",
+                                     int64_t(v) / nx % ny, ",", int64_t(v) / (nx * ny),
+                                     ") is not a generation label of preset '", config.preset, "'"));
+            }
+            cached_value = value;
+            cached_index = it->second;
+        }
+        map.generation[v] = cached_index;
+    }
+    return map;
+}
+
+struct Generator::Buffers {
+    std::vector<Buffer<uint8_t>> maps;
+    Buffer<float> velocity, field_a, field_b, bias;
+    Buffer<uint8_t> generation, target;
+    Buffer<float> image_a, image_b;
+    Buffer<uint32_t> scratch;
+    const float* field = nullptr;  // integrated field of the last sample
+    const float* image = nullptr;  // final image of the last sample
+};
+
+namespace {
+
+int64_t product(const std::array<int64_t, 3>& d) { return d[0] * d[1] * d[2]; }
+
+}  // namespace
+
+Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vector<TrainingMap> maps, uint64_t seed)
+    : ctx_(ctx), config_(config), maps_(std::move(maps)), seed_(seed), buffers_(std::make_unique<Buffers>()) {
+    validate_config(config_, "generator configuration");
+    ISS_INPUT(!maps_.empty(), "no training label maps given");
+    const size_t n = config_.generation_labels.size();
+    ISS_REQUIRE(n <= size_t(max_generation_labels), "too many generation labels: ", n);
+    target_of_.resize(n);
+    twin_of_.resize(n);
+    for (size_t g = 0; g < n; ++g) {
+        const int32_t label = config_.generation_labels[g];
+        target_of_[g] = uint8_t(std::max(0, labels::index_of(config_.segmentation_labels, label)));
+        const int twin = labels::index_of(config_.generation_labels, labels::lr_twin(label));
+        twin_of_[g] = uint8_t(twin >= 0 ? twin : int(g));
+    }
+
+    // Workspace at the largest shapes any map can produce.
+    std::vector<std::array<int64_t, 3>> shapes;
+    std::vector<int> axes;
+    for (const TrainingMap& m : maps_) {
+        shapes.push_back(m.grid.dim);
+        axes.push_back(m.lr_axis);
+    }
+    int64_t max_velocity = 0, max_field = 0, max_out = 0, max_bias = 0;
+    for (uint32_t probe = 0; probe < maps_.size(); ++probe) {
+        // The shapes depend only on the map, so any draw for that map gives them.
+        SampleParams p = draw_sample_params(config_, 0, 0, {shapes[probe]}, {axes[probe]});
+        max_velocity = std::max(max_velocity, product(p.velocity_shape) * 3);
+        max_field = std::max(max_field, product(p.integration_shape) * 3);
+        max_out = std::max(max_out, product(p.out_shape));
+        max_bias = std::max(max_bias, product(p.bias_shape));
+    }
+    Buffers& b = *buffers_;
+    for (const TrainingMap& m : maps_) b.maps.emplace_back(ctx_, m.generation);
+    b.velocity = Buffer<float>(ctx_, size_t(max_velocity));
+    b.field_a = Buffer<float>(ctx_, size_t(max_field));
+    b.field_b = Buffer<float>(ctx_, size_t(max_field));
+    b.bias = Buffer<float>(ctx_, size_t(max_bias));
+    b.generation = Buffer<uint8_t>(ctx_, size_t(max_out));
+    b.target = Buffer<uint8_t>(ctx_, size_t(max_out));
+    b.image_a = Buffer<float>(ctx_, size_t(max_out));
+    b.image_b = Buffer<float>(ctx_, size_t(max_out));
+    b.scratch = Buffer<uint32_t>(ctx_, 2);
+}
+
+Generator::~Generator() = default;
+
+const SampleParams& Generator::generate(uint32_t sample) {
+    std::vector<std::array<int64_t, 3>> shapes;
+    std::vector<int> axes;
+    for (const TrainingMap& m : maps_) {
+        shapes.push_back(m.grid.dim);
+        axes.push_back(m.lr_axis);
+    }
+    params_ = draw_sample_params(config_, seed_, sample, shapes, axes);
+    const SampleParams& p = params_;
+    Buffers& b = *buffers_;
+    const int64_t out_voxels = product(p.out_shape);
+
+    // 1. Velocity field -> integrated displacement on the integration grid.
+    b.field = nullptr;
+    if (p.velocity_std > 0) {
+        ctx_.copy_to_device(b.velocity.data(), p.velocity.data(), p.velocity.size() * sizeof(float));
+        ResizeFieldArgs resize;
+        resize.src = b.velocity.data();
+        resize.dst = b.field_a.data();
+        const float step_scale = std::ldexp(1.0f, -config_.integration_steps);
+        for (int d = 0; d < 3; ++d) {
+            resize.src_dim[d] = p.velocity_shape[size_t(d)];
+            resize.dst_dim[d] = p.integration_shape[size_t(d)];
+            resize.ratio[d] = float(double(p.velocity_shape[size_t(d)]) / double(p.integration_shape[size_t(d)]));
+            resize.scale[d] = step_scale;
+        }
+        resize_field(ctx_, resize);
+        float* current = b.field_a.data();
+        float* other = b.field_b.data();
+        for (int step = 0; step < config_.integration_steps; ++step) {
+            SquareFieldArgs square;
+            square.src = current;
+            square.dst = other;
+            for (int d = 0; d < 3; ++d) square.dim[d] = p.integration_shape[size_t(d)];
+            square_field(ctx_, square);
+            std::swap(current, other);
+        }
+        b.field = current;
+    }
+
+    // 2. Spatial gather: crop, affine, displacement, nearest label, flip.
+    DeformArgs deform;
+    deform.map = b.maps[size_t(p.map_index)].data();
+    deform.field = b.field;
+    for (int d = 0; d < 3; ++d) {
+        deform.map_dim[d] = p.map_shape[size_t(d)];
+        deform.field_dim[d] = p.integration_shape[size_t(d)];
+        const double zoom = double(p.map_shape[size_t(d)]) / double(p.integration_shape[size_t(d)]);
+        deform.field_ratio[d] = float(1.0 / zoom);
+        deform.field_scale[d] = config_.rescale_velocity ? float(zoom) : 1.0f;
+        deform.centre[d] = float(double(p.map_shape[size_t(d)] - 1) / 2.0);
+        deform.offset[d] = p.crop_offset[size_t(d)];
+        deform.out_dim[d] = p.out_shape[size_t(d)];
+        for (int c = 0; c < 3; ++c) deform.affine[d][c] = float(p.affine[d][c]);
+    }
+    deform.flip_axis = p.flip ? p.flip_axis : -1;
+    std::copy(twin_of_.begin(), twin_of_.end(), deform.twin);
+    deform.out = b.generation.data();
+    deform_labels(ctx_, deform);
+
+    // 3. GMM paint and targets.
+    GmmArgs gmm;
+    gmm.generation = b.generation.data();
+    std::copy(p.mean.begin(), p.mean.end(), gmm.mean);
+    std::copy(p.std.begin(), p.std.end(), gmm.std);
+    std::copy(target_of_.begin(), target_of_.end(), gmm.target_of);
+    gmm.key = RandomKey{seed_, sample, purpose_gmm_noise};
+    gmm.count = out_voxels;
+    gmm.image = b.image_a.data();
+    gmm.target = b.target.data();
+    paint_gmm(ctx_, gmm);
+
+    // 4. Blur, axis by axis: a -> b -> a -> b.
+    float* image = b.image_a.data();
+    float* spare = b.image_b.data();
+    for (int axis = 0; axis < 3; ++axis) {
+        BlurArgs blur;
+        blur.src = image;
+        blur.dst = spare;
+        for (int d = 0; d < 3; ++d) blur.dim[d] = p.out_shape[size_t(d)];
+        blur.axis = axis;
+        blur.half_width = p.blur_half_width;
+        const std::vector<float> taps = blur_taps(p.blur_sigma[size_t(axis)], p.blur_half_width);
+        std::copy(taps.begin(), taps.end(), blur.taps);
+        blur_axis(ctx_, blur);
+        std::swap(image, spare);
+    }
+
+    // 5. Background reset, bias field, clip; then the range.
+    ctx_.copy_to_device(b.bias.data(), p.bias.data(), p.bias.size() * sizeof(float));
+    BiasClipArgs bias;
+    bias.image = image;
+    bias.generation = b.generation.data();
+    bias.reset_background = p.reset_background;
+    bias.bias = b.bias.data();
+    for (int d = 0; d < 3; ++d) {
+        bias.dim[d] = p.out_shape[size_t(d)];
+        bias.bias_dim[d] = p.bias_shape[size_t(d)];
+        bias.bias_ratio[d] = float(double(p.bias_shape[size_t(d)]) / double(p.out_shape[size_t(d)]));
+    }
+    bias.clip_max = float(config_.clip_max);
+    bias_clip(ctx_, bias);
+    const auto [low, high] = min_max_nonnegative(ctx_, image, out_voxels, b.scratch.data());
+
+    // 6. Min-max normalisation and gamma.
+    NormaliseGammaArgs norm;
+    norm.image = image;
+    norm.count = out_voxels;
+    norm.low = low;
+    norm.inv_range = high > low ? 1.0f / (high - low) : 0.0f;
+    norm.gamma = p.gamma;
+    normalise_gamma(ctx_, norm);
+    b.image = image;
+    return params_;
+}
+
+const float* Generator::image() const { return buffers_->image; }
+const uint8_t* Generator::target() const { return buffers_->target.data(); }
+const uint8_t* Generator::generation() const { return buffers_->generation.data(); }
+
+Grid Generator::output_grid() const {
+    const TrainingMap& map = maps_[size_t(params_.map_index)];
+    Grid grid;
+    grid.dim = params_.out_shape;
+    Mat4 shift;
+    for (int d = 0; d < 3; ++d) shift.m[d][3] = double(params_.crop_offset[size_t(d)]);
+    grid.affine = map.grid.affine * shift;
+    return grid;
+}
+
+Image Generator::image_host() const {
+    ISS_REQUIRE(buffers_->image, "image_host: no sample generated yet");
+    Image out(output_grid());
+    ctx_.copy_to_host(out.data.data(), buffers_->image, out.data.size() * sizeof(float));
+    return out;
+}
+
+LabelMap Generator::labels_host() const {
+    ISS_REQUIRE(buffers_->image, "labels_host: no sample generated yet");
+    LabelMap out(output_grid());
+    std::vector<uint8_t> target(out.data.size());
+    ctx_.copy_to_host(target.data(), buffers_->target.data(), target.size());
+    for (size_t v = 0; v < target.size(); ++v) out.data[v] = config_.segmentation_labels[target[v]];
+    return out;
+}
+
+}  // namespace iss

@@ -1,0 +1,70 @@
+// The synthetic generator (SPEC.md section 3): from a set of training label maps, makes
+// (image, target) pairs on the device, one sample at a time, each a pure function of
+// (seed, sample number). The stages and their passes:
+//   1. velocity: coarse random field -> resized to the integration grid -> scaling and squaring
+//   2. deform: crop + affine + displacement + nearest label + flip, one gather  (labels)
+//   3. paint: GMM intensities and training targets in one pass
+//   4. blur: three separable passes
+//   5. bias + background reset + clip, then min/max; 6. normalise + gamma
+// All buffers are allocated once, at the largest shapes; generate() allocates nothing.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/volume.h"
+#include "kernels/common/device.h"
+#include "synth/config.h"
+#include "synth/sample_params.h"
+
+namespace iss {
+
+// A training label map as the generator holds it: generation indices (uint8) on the host.
+struct TrainingMap {
+    std::string name;  // file name, for messages
+    Grid grid;
+    std::vector<uint8_t> generation;  // generation index per voxel
+    int lr_axis = 0;                  // voxel axis closest to left-right
+};
+
+// Maps label values to generation indices; InputError naming `name`, the value and a voxel
+// where it occurs when a value is not in the configuration's generation list, or when the
+// map is empty.
+TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& config, const std::string& name);
+
+class Generator {
+public:
+    Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vector<TrainingMap> maps, uint64_t seed);
+    ~Generator();
+
+    // Synthesises sample `sample` into the device buffers below; returns its parameters.
+    const SampleParams& generate(uint32_t sample);
+
+    // Results of the last generate(), on the context's device, out_shape voxels, x fastest.
+    const float* image() const;
+    const uint8_t* target() const;      // segmentation index per voxel
+    const uint8_t* generation() const;  // generation index per voxel (deformed map)
+    // Voxel grid of the last sample: the map's affine moved to the crop.
+    Grid output_grid() const;
+
+    // Host copies of the last sample: the image, and the target as segmentation label values.
+    Image image_host() const;
+    LabelMap labels_host() const;
+
+    const GeneratorConfig& config() const { return config_; }
+    const std::vector<TrainingMap>& maps() const { return maps_; }
+
+private:
+    struct Buffers;
+    DeviceContext& ctx_;
+    GeneratorConfig config_;
+    std::vector<TrainingMap> maps_;
+    uint64_t seed_;
+    SampleParams params_;
+    std::vector<uint8_t> target_of_;  // segmentation index of each generation index
+    std::vector<uint8_t> twin_of_;    // generation index of each one's left/right twin
+    std::unique_ptr<Buffers> buffers_;
+};
+
+}  // namespace iss
