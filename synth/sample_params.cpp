@@ -145,10 +145,10 @@ SampleParams draw_sample_params(const GeneratorConfig& config, uint64_t seed, ui
     const size_t n = config.generation_labels.size();
     const bool have_priors = !config.prior_means.empty();
     Draws contrast(seed, sample, purpose_contrast);
-    const bool random_contrast = !have_priors || (config.mix_prior_and_random && contrast.uniform(0, 1) < 0.5);
+    p.random_contrast = !have_priors || (config.mix_prior_and_random && contrast.uniform(0, 1) < 0.5);
     std::vector<double> class_mean(n), class_std(n);
     for (size_t k = 0; k < n; ++k) {
-        if (random_contrast) {
+        if (p.random_contrast) {
             class_mean[k] = contrast.uniform(config.random_mean[0], config.random_mean[1]);
             class_std[k] = contrast.uniform(config.random_std[0], config.random_std[1]);
         } else {

@@ -52,6 +52,7 @@ struct SampleParams {
     int flip_axis = 0;  // voxel axis closest to left-right
 
     bool use_classes = false;
+    bool random_contrast = false;  // U(random_mean) / U(random_std) instead of the priors
     std::vector<float> mean;  // per generation index (class values already spread to labels)
     std::vector<float> std;
 

@@ -1,0 +1,569 @@
+// The generator: every stage against its double-precision reference (tests/ref/synth) on every
+// backend, CUDA bit for bit against the CPU, the statistics of the random draws, and the
+// whole sample's invariants.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "kernels/common/error.h"
+#include "kernels/synth/blur.h"
+#include "kernels/synth/deform.h"
+#include "kernels/synth/gmm.h"
+#include "kernels/synth/intensity.h"
+#include "kernels/synth/svf.h"
+#include "synth/config.h"
+#include "synth/generator.h"
+#include "synth/labels.h"
+#include "synth/sample_params.h"
+#include "tests/backends.h"
+#include "tests/ref/synth.h"
+
+namespace iss {
+namespace {
+
+using test::all_near;
+
+// A small brain-like label map: nested ellipsoids, left labels at low x, right twins at high x.
+LabelMap toy_label_map(int64_t nx = 40, int64_t ny = 44, int64_t nz = 36) {
+    Grid grid;
+    grid.dim = {nx, ny, nz};
+    grid.affine = Mat4::scaling(1, 1, 1);
+    LabelMap map(grid);
+    const double cx = (nx - 1) / 2.0, cy = (ny - 1) / 2.0, cz = (nz - 1) / 2.0;
+    for (int64_t k = 0; k < nz; ++k)
+        for (int64_t j = 0; j < ny; ++j)
+            for (int64_t i = 0; i < nx; ++i) {
+                const double x = (i - cx) / (0.42 * nx), y = (j - cy) / (0.42 * ny), z = (k - cz) / (0.42 * nz);
+                const double r = std::sqrt(x * x + y * y + z * z);
+                const bool left = i < nx / 2;
+                int32_t label = 0;
+                if (r < 1.0) label = 24;
+                if (r < 0.9) label = left ? 3 : 42;
+                if (r < 0.75) label = left ? 2 : 41;
+                if (r < 0.3) label = left ? 4 : 43;
+                if (r < 0.5 && std::fabs(y) < 0.2 && z < -0.1) label = 16;
+                if (r < 0.6 && r > 0.45 && y > 0.3) label = left ? 21 : 61;
+                map.at(i, j, k) = label;
+            }
+    return map;
+}
+
+GeneratorConfig toy_config(const std::string& preset = "infant-t1") {
+    GeneratorConfig config = preset_config(preset);
+    config.output_shape = {32, 32, 32};
+    config.shape_multiple = 16;
+    return config;
+}
+
+std::vector<uint8_t> twins(const GeneratorConfig& config) {
+    std::vector<uint8_t> twin(config.generation_labels.size());
+    for (size_t g = 0; g < twin.size(); ++g)
+        twin[g] = uint8_t(std::max(0, labels::index_of(config.generation_labels, labels::lr_twin(config.generation_labels[g]))));
+    return twin;
+}
+
+template <class T>
+std::vector<double> to_double(const std::vector<T>& v) {
+    return std::vector<double>(v.begin(), v.end());
+}
+
+int64_t count(const std::array<int64_t, 3>& d) { return d[0] * d[1] * d[2]; }
+
+// ---------------------------------------------------------------------------------------------
+
+class SynthField : public test::BackendTest {};
+
+// Resizes a coarse velocity to `half` (with the 1/2^steps scale folded in) and integrates it on
+// `ctx`; returns the resized field (before squaring) and the integrated one.
+std::pair<std::vector<float>, std::vector<float>> integrate_on(DeviceContext& ctx, const std::vector<float>& velocity,
+                                                               const ref::Dim3& small, const ref::Dim3& half, int steps) {
+    Buffer<float> src(ctx, velocity), a(ctx, size_t(count(half) * 3)), b(ctx, size_t(count(half) * 3));
+    ResizeFieldArgs resize;
+    resize.src = src.data();
+    resize.dst = a.data();
+    for (int d = 0; d < 3; ++d) {
+        resize.src_dim[d] = small[size_t(d)];
+        resize.dst_dim[d] = half[size_t(d)];
+        resize.ratio[d] = float(double(small[size_t(d)]) / double(half[size_t(d)]));
+        resize.scale[d] = std::ldexp(1.0f, -steps);
+    }
+    resize_field(ctx, resize);
+    const std::vector<float> resized = a.download();
+    float* current = a.data();
+    float* other = b.data();
+    for (int s = 0; s < steps; ++s) {
+        square_field(ctx, SquareFieldArgs{current, other, {half[0], half[1], half[2]}});
+        std::swap(current, other);
+    }
+    std::vector<float> integrated(resized.size());
+    ctx.copy_to_host(integrated.data(), current, integrated.size() * sizeof(float));
+    return {resized, integrated};
+}
+
+TEST_P(SynthField, ResizeAndIntegrationMatchReference) {
+    const ref::Dim3 small{5, 6, 4}, half{20, 22, 18};
+    std::vector<float> velocity(size_t(count(small) * 3));
+    for (size_t n = 0; n < velocity.size(); ++n) velocity[n] = float(2.5 * std::sin(0.7 * double(n)));
+    const auto [resized, integrated] = integrate_on(ctx(), velocity, small, half, 7);
+    // Positions carry the float rounding of the ratio (2^-24 relative, times a slope of at
+    // most 5 / 128 per voxel): far below 1e-6.
+    EXPECT_TRUE(all_near(resized, ref::resize_field(to_double(velocity), small, half, 3, {1. / 128, 1. / 128, 1. / 128}), 1e-6));
+    // Each squaring adds rounding of a few ulp of the displacement (at most ~6 voxels here),
+    // and doubles what came before through the composition: 2^7 * 4 ulp(8) ~ 3e-4.
+    const std::vector<double> want = ref::integrate(ref::resize_field(to_double(velocity), small, half, 3, {1, 1, 1}), half, 7);
+    EXPECT_TRUE(all_near(integrated, want, 3e-4));
+    if (on_cuda()) {
+        DeviceContext cpu;
+        const auto on_cpu = integrate_on(cpu, velocity, small, half, 7);
+        EXPECT_EQ(resized, on_cpu.first) << "CUDA resize differs from the CPU bit pattern";
+        EXPECT_EQ(integrated, on_cpu.second) << "CUDA integration differs from the CPU bit pattern";
+    }
+}
+
+TEST_P(SynthField, DeformationIsInvertibleAtDefaultStrength) {
+    // Infant map size, the strongest default velocity (sigma = nonlin_std = 3): the Jacobian
+    // determinant of x -> A (c + phi(x)) must be positive everywhere.
+    GeneratorConfig config = preset_config("infant-t1");
+    const std::array<int64_t, 3> map_shape{155, 175, 149};
+    for (uint32_t sample = 0; sample < 3; ++sample) {
+        SampleParams p = draw_sample_params(config, 11, sample, {map_shape}, {0});
+        ASSERT_EQ(p.velocity_shape, (std::array<int64_t, 3>{7, 7, 6}));
+        ASSERT_EQ(p.integration_shape, (std::array<int64_t, 3>{77, 87, 74}));
+        const float boost = p.velocity_std > 0 ? 3.0f / p.velocity_std : 0.0f;
+        for (float& v : p.velocity) v *= boost;
+        const auto& h = p.integration_shape;
+        const std::vector<float> phi = integrate_on(ctx(), p.velocity, p.velocity_shape, h, 7).second;
+        double min_det = 1e9;
+        // d phi / d x on the full grid = (d field / d p) * (half / full) per column.
+        for (int64_t k = 1; k + 1 < h[2]; ++k)
+            for (int64_t j = 1; j + 1 < h[1]; ++j)
+                for (int64_t i = 1; i + 1 < h[0]; ++i) {
+                    double jac[3][3];
+                    const int64_t stride[3] = {1, h[0], h[0] * h[1]};
+                    const int64_t at = (k * h[1] + j) * h[0] + i;
+                    for (int c = 0; c < 3; ++c)
+                        for (int d = 0; d < 3; ++d) {
+                            const double diff = (phi[size_t((at + stride[d]) * 3 + c)] - phi[size_t((at - stride[d]) * 3 + c)]) / 2;
+                            jac[c][d] = (c == d ? 1.0 : 0.0) + diff * double(h[size_t(d)]) / double(map_shape[size_t(d)]);
+                        }
+                    const double det = jac[0][0] * (jac[1][1] * jac[2][2] - jac[1][2] * jac[2][1]) -
+                                       jac[0][1] * (jac[1][0] * jac[2][2] - jac[1][2] * jac[2][0]) +
+                                       jac[0][2] * (jac[1][0] * jac[2][1] - jac[1][1] * jac[2][0]);
+                    min_det = std::min(min_det, det);
+                }
+        double affine_det = 0;
+        for (int c = 0; c < 3; ++c)
+            affine_det += p.affine[0][c] * (p.affine[1][(c + 1) % 3] * p.affine[2][(c + 2) % 3] -
+                                            p.affine[1][(c + 2) % 3] * p.affine[2][(c + 1) % 3]);
+        EXPECT_GT(affine_det, 0.5) << "sample " << sample;
+        EXPECT_GT(min_det, 0.0) << "sample " << sample << ": the deformation folds";
+    }
+}
+
+ISS_INSTANTIATE_BACKENDS(SynthField);
+
+// ---------------------------------------------------------------------------------------------
+
+class SynthDeform : public test::BackendTest {
+protected:
+    GeneratorConfig config = toy_config();
+    TrainingMap map = make_training_map(toy_label_map(), config, "toy.nii.gz");
+
+    DeformArgs base_args(Buffer<uint8_t>& map_buffer, Buffer<uint8_t>& out, const std::array<int64_t, 3>& out_dim) {
+        DeformArgs a;
+        a.map = map_buffer.data();
+        for (int d = 0; d < 3; ++d) {
+            a.map_dim[d] = map.grid.dim[size_t(d)];
+            a.centre[d] = float(double(map.grid.dim[size_t(d)] - 1) / 2);
+            a.out_dim[d] = out_dim[size_t(d)];
+        }
+        const std::vector<uint8_t> twin = twins(config);
+        std::copy(twin.begin(), twin.end(), a.twin);
+        a.out = out.data();
+        return a;
+    }
+};
+
+TEST_P(SynthDeform, IdentityIsTheCropAndFlipMirrorsWithTwins) {
+    const std::array<int64_t, 3> out_dim{32, 32, 32};
+    Buffer<uint8_t> map_buffer(ctx(), map.generation), out(ctx(), size_t(count(out_dim)));
+    DeformArgs a = base_args(map_buffer, out, out_dim);
+    a.offset[0] = 3, a.offset[1] = 5, a.offset[2] = 2;
+    deform_labels(ctx(), a);
+    const std::vector<uint8_t> got = out.download();
+    const std::vector<uint8_t> twin = twins(config);
+    for (int64_t k = 0; k < 32; ++k)
+        for (int64_t j = 0; j < 32; ++j)
+            for (int64_t i = 0; i < 32; ++i)
+                ASSERT_EQ(got[size_t((k * 32 + j) * 32 + i)],
+                          map.generation[size_t(((k + 2) * map.grid.dim[1] + j + 5) * map.grid.dim[0] + i + 3)]);
+    a.flip_axis = 0;
+    deform_labels(ctx(), a);
+    const std::vector<uint8_t> flipped = out.download();
+    for (int64_t k = 0; k < 32; ++k)
+        for (int64_t j = 0; j < 32; ++j)
+            for (int64_t i = 0; i < 32; ++i)
+                ASSERT_EQ(flipped[size_t((k * 32 + j) * 32 + i)], twin[got[size_t((k * 32 + j) * 32 + 31 - i)]]);
+    // Every left label became its right twin and vice versa: label 2 (idx 9) <-> 41 (idx 26).
+    const int left_wm = labels::index_of(config.generation_labels, 2), right_wm = labels::index_of(config.generation_labels, 41);
+    EXPECT_EQ(std::count(got.begin(), got.end(), uint8_t(left_wm)),
+              std::count(flipped.begin(), flipped.end(), uint8_t(right_wm)));
+}
+
+TEST_P(SynthDeform, AffineAndFieldMatchReference) {
+    config.nonlin_std = 3;
+    std::vector<std::array<int64_t, 3>> shapes{map.grid.dim};
+    const SampleParams p = draw_sample_params(config, 5, 2, shapes, {0});
+    // A smooth displacement on the integration grid (values in voxels).
+    const auto& h = p.integration_shape;
+    std::vector<float> field(size_t(count(h) * 3));
+    for (size_t n = 0; n < field.size(); ++n) field[n] = float(1.5 * std::sin(0.05 * double(n)));
+    Buffer<float> field_buffer(ctx(), field);
+    Buffer<uint8_t> map_buffer(ctx(), map.generation), out(ctx(), size_t(count(p.out_shape)));
+    DeformArgs a = base_args(map_buffer, out, p.out_shape);
+    a.field = field_buffer.data();
+    ref::DeformSpec spec;
+    spec.map_dim = map.grid.dim;
+    spec.field_dim = h;
+    spec.out_dim = p.out_shape;
+    for (int d = 0; d < 3; ++d) {
+        a.field_dim[d] = h[size_t(d)];
+        a.field_ratio[d] = float(double(h[size_t(d)]) / double(map.grid.dim[size_t(d)]));
+        a.offset[d] = spec.offset[size_t(d)] = p.crop_offset[size_t(d)];
+        for (int c = 0; c < 3; ++c) a.affine[d][c] = float(spec.affine[d][c] = p.affine[d][c]);
+    }
+    a.flip_axis = spec.flip_axis = 1;
+    deform_labels(ctx(), a);
+    const std::vector<uint8_t> got = out.download();
+    const std::vector<double> field_d = to_double(field);
+    const std::vector<uint8_t> want = ref::deform(map.generation, &field_d, spec, twins(config));
+    // Float positions differ from double ones by ~1e-5 voxel, which flips a nearest-neighbour
+    // choice only for positions that close to a half-voxel tie: a handful of voxels at most.
+    size_t differ = 0;
+    for (size_t n = 0; n < got.size(); ++n) differ += got[n] != want[n];
+    EXPECT_LE(differ, got.size() / 1000) << differ << " of " << got.size() << " voxels differ from the reference";
+    EXPECT_LT(differ, got.size());
+}
+
+ISS_INSTANTIATE_BACKENDS(SynthDeform);
+
+// ---------------------------------------------------------------------------------------------
+
+class SynthPaint : public test::BackendTest {};
+
+TEST_P(SynthPaint, EachLabelHasItsDrawnMeanAndStd) {
+    const int64_t n = 1 << 18;
+    std::vector<uint8_t> generation(static_cast<size_t>(n));
+    for (int64_t v = 0; v < n; ++v) generation[size_t(v)] = uint8_t((v * 7 / 3) % 5);
+    Buffer<uint8_t> gen(ctx(), generation), target(ctx(), size_t(n));
+    Buffer<float> image(ctx(), size_t(n));
+    GmmArgs a;
+    a.generation = gen.data();
+    const float means[5] = {0, 50, 120, 200, 33};
+    const float stds[5] = {0, 5, 20, 12.5f, 1};
+    for (int g = 0; g < 5; ++g) {
+        a.mean[g] = means[g];
+        a.std[g] = stds[g];
+        a.target_of[g] = uint8_t(4 - g);
+    }
+    a.key = RandomKey{77, 3, purpose_gmm_noise};
+    a.count = n;
+    a.image = image.data();
+    a.target = target.data();
+    paint_gmm(ctx(), a);
+    const std::vector<float> got = image.download();
+    const std::vector<uint8_t> targets = target.download();
+    double sum[5] = {}, sum_sq[5] = {};
+    int64_t num[5] = {};
+    for (int64_t v = 0; v < n; ++v) {
+        const int g = generation[size_t(v)];
+        ASSERT_EQ(targets[size_t(v)], 4 - g);
+        sum[g] += got[size_t(v)];
+        sum_sq[g] += double(got[size_t(v)]) * got[size_t(v)];
+        ++num[g];
+    }
+    for (int g = 0; g < 5; ++g) {
+        const double mean = sum[g] / double(num[g]);
+        const double sd = std::sqrt(std::max(0.0, sum_sq[g] / double(num[g]) - mean * mean));
+        const double se = stds[g] / std::sqrt(double(num[g]));
+        EXPECT_NEAR(mean, means[g], 5 * se + 1e-4) << "label " << g;
+        EXPECT_NEAR(sd, stds[g], 5 * stds[g] / std::sqrt(2.0 * double(num[g])) + 1e-3) << "label " << g;
+    }
+    if (on_cuda()) {
+        DeviceContext cpu;
+        Buffer<uint8_t> gen_c(cpu, generation);
+        Buffer<float> image_c(cpu, size_t(n));
+        GmmArgs c = a;
+        c.generation = gen_c.data();
+        c.image = image_c.data();
+        c.target = nullptr;
+        paint_gmm(cpu, c);
+        EXPECT_EQ(image_c.download(), got) << "CUDA GMM differs from the CPU bit pattern";
+    }
+}
+
+TEST_P(SynthPaint, BlurMatchesReference) {
+    const ref::Dim3 dim{21, 17, 13};
+    std::vector<float> input(size_t(count(dim)));
+    for (size_t v = 0; v < input.size(); ++v) input[v] = float((v * 37) % 101);
+    Buffer<float> a(ctx(), input), b(ctx(), input.size());
+    const std::array<double, 3> sigma{0.5, 0.52, 0.49};
+    const int h = 1;
+    float* src = a.data();
+    float* dst = b.data();
+    for (int axis = 0; axis < 3; ++axis) {
+        BlurArgs args;
+        args.src = src;
+        args.dst = dst;
+        for (int d = 0; d < 3; ++d) args.dim[d] = dim[size_t(d)];
+        args.axis = axis;
+        args.half_width = h;
+        const std::vector<float> taps = blur_taps(sigma[size_t(axis)], h);
+        std::copy(taps.begin(), taps.end(), args.taps);
+        blur_axis(ctx(), args);
+        std::swap(src, dst);
+    }
+    std::vector<float> got(input.size());
+    ctx().copy_to_host(got.data(), src, got.size() * sizeof(float));
+    // Three passes of three taps, values < 101: a few ulp of 100 (plus float taps).
+    EXPECT_TRUE(all_near(got, ref::blur(to_double(input), dim, sigma, h), 1e-4));
+    EXPECT_EQ(blur_taps(0.5, 1).size(), 3u);  // the infant preset's 3-tap kernel
+}
+
+ISS_INSTANTIATE_BACKENDS(SynthPaint);
+
+// ---------------------------------------------------------------------------------------------
+
+class SynthIntensity : public test::BackendTest {};
+
+TEST_P(SynthIntensity, BiasFieldIsTheSmoothResizedGridAndNormalisationHitsTheRange) {
+    const ref::Dim3 dim{32, 40, 24}, bias_dim{4, 4, 3};
+    std::vector<float> ones(size_t(count(dim)), 1.0f), grid(size_t(count(bias_dim)));
+    for (size_t n = 0; n < grid.size(); ++n) grid[n] = float(0.4 * std::cos(1.3 * double(n)));
+    std::vector<uint8_t> generation(ones.size(), 1);
+    Buffer<float> image(ctx(), ones), bias(ctx(), grid);
+    Buffer<uint8_t> gen(ctx(), generation);
+    Buffer<uint32_t> scratch(ctx(), 2);
+    BiasClipArgs a;
+    a.image = image.data();
+    a.generation = gen.data();
+    a.bias = bias.data();
+    for (int d = 0; d < 3; ++d) {
+        a.dim[d] = dim[size_t(d)];
+        a.bias_dim[d] = bias_dim[size_t(d)];
+        a.bias_ratio[d] = float(double(bias_dim[size_t(d)]) / double(dim[size_t(d)]));
+    }
+    a.clip_max = 1e6f;
+    bias_clip(ctx(), a);
+    const std::vector<float> field = image.download();
+    const std::vector<double> want_log = ref::resize_field(to_double(grid), bias_dim, dim, 1, {1, 1, 1});
+    std::vector<double> got_log(field.size());
+    for (size_t v = 0; v < field.size(); ++v) got_log[v] = std::log(double(field[v]));
+    EXPECT_TRUE(all_near(got_log, want_log, 1e-6));
+    // Smoothness: the trilinear field's step between neighbours is bounded by the largest grid
+    // step times the grid-per-voxel ratio.
+    double max_grid_step = 0, max_step = 0;
+    for (int64_t k = 0; k < bias_dim[2]; ++k)
+        for (int64_t j = 0; j < bias_dim[1]; ++j)
+            for (int64_t i = 0; i + 1 < bias_dim[0]; ++i) {
+                const size_t at = size_t((k * bias_dim[1] + j) * bias_dim[0] + i);
+                max_grid_step = std::max(max_grid_step, double(std::fabs(grid[at + 1] - grid[at])));
+            }
+    for (int64_t v = 0; v + 1 < count(dim); ++v)
+        if ((v + 1) % dim[0] != 0) max_step = std::max(max_step, std::fabs(got_log[size_t(v + 1)] - got_log[size_t(v)]));
+    EXPECT_LE(max_step, max_grid_step * double(bias_dim[0]) / double(dim[0]) + 1e-6);
+
+    // Background reset, clip, range and gamma.
+    std::vector<float> values(ones.size());
+    for (size_t v = 0; v < values.size(); ++v) values[v] = float(v % 400);
+    generation.assign(values.size(), 1);
+    generation[5] = 0;  // value 5 -> reset to 0
+    image.upload(values);
+    gen.upload(generation);
+    a.bias = nullptr;
+    a.reset_background = true;
+    a.clip_max = 300;
+    bias_clip(ctx(), a);
+    const auto [low, high] = min_max_nonnegative(ctx(), image.data(), int64_t(values.size()), scratch.data());
+    EXPECT_EQ(low, 0.0f);
+    EXPECT_EQ(high, 300.0f);
+    NormaliseGammaArgs n{image.data(), int64_t(values.size()), low, 1.0f / (high - low), 2.0f};
+    normalise_gamma(ctx(), n);
+    const std::vector<float> out = image.download();
+    EXPECT_EQ(out[5], 0.0f);
+    for (size_t v = 0; v < out.size(); ++v) {
+        const double x = std::min(double(values[v]), 300.0) / 300.0;
+        ASSERT_NEAR(out[v], v == 5 ? 0.0 : x * x, 1e-6) << v;
+    }
+}
+
+ISS_INSTANTIATE_BACKENDS(SynthIntensity);
+
+// ---------------------------------------------------------------------------------------------
+
+class SynthGenerator : public test::BackendTest {};
+
+TEST_P(SynthGenerator, SampleInvariantsAndReproducibility) {
+    GeneratorConfig config = toy_config();
+    std::vector<TrainingMap> maps{make_training_map(toy_label_map(), config, "toy.nii.gz")};
+    Generator gen(ctx(), config, maps, 1234);
+    const std::set<int32_t> allowed(config.segmentation_labels.begin(), config.segmentation_labels.end());
+    std::vector<float> first_image;
+    for (uint32_t sample = 0; sample < 4; ++sample) {
+        gen.generate(sample);
+        const Image image = gen.image_host();
+        const LabelMap labels = gen.labels_host();
+        ASSERT_EQ(image.grid.dim, (std::array<int64_t, 3>{32, 32, 32}));
+        float lo = 1, hi = 0;
+        for (float v : image.data) {
+            ASSERT_TRUE(std::isfinite(v));
+            lo = std::min(lo, v);
+            hi = std::max(hi, v);
+        }
+        EXPECT_GE(lo, 0.0f);
+        EXPECT_LE(hi, 1.0f);
+        EXPECT_GT(hi, 0.5f) << "normalised image should reach near 1";
+        for (int32_t l : labels.data) ASSERT_TRUE(allowed.count(l)) << "label " << l << " is not a segmentation label";
+        // 24 (CSF) is painted but not segmented: it must not appear in the target.
+        EXPECT_EQ(std::count(labels.data.begin(), labels.data.end(), 24), 0);
+        if (sample == 0) first_image = image.data;
+    }
+    // Same seed and sample: the same bits; another sample: different.
+    gen.generate(0);
+    EXPECT_EQ(gen.image_host().data, first_image);
+    Generator again(ctx(), config, maps, 1234);
+    again.generate(0);
+    EXPECT_EQ(again.image_host().data, first_image);
+    again.generate(1);
+    EXPECT_NE(again.image_host().data, first_image);
+
+    if (on_cuda()) {
+        DeviceContext cpu;
+        Generator on_cpu(cpu, config, maps, 1234);
+        for (uint32_t sample = 0; sample < 3; ++sample) {
+            on_cpu.generate(sample);
+            gen.generate(sample);
+            EXPECT_EQ(gen.labels_host().data, on_cpu.labels_host().data) << "sample " << sample;
+            EXPECT_EQ(gen.image_host().data, on_cpu.image_host().data) << "sample " << sample << ": CUDA and CPU differ";
+        }
+    }
+}
+
+TEST_P(SynthGenerator, OutputGridIsTheCropOfTheMap) {
+    GeneratorConfig config = toy_config();
+    config.nonlin_std = 0;
+    config.scaling_bounds = config.rotation_bounds = config.shearing_bounds = 0;
+    LabelMap labels = toy_label_map();
+    labels.grid.affine = Mat4::scaling(-0.859, 0.859, 0.859);
+    labels.grid.affine.m[0][3] = 30;
+    std::vector<TrainingMap> maps{make_training_map(labels, config, "toy.nii.gz")};
+    Generator gen(ctx(), config, maps, 9);
+    const SampleParams& p = gen.generate(0);
+    const Grid grid = gen.output_grid();
+    const auto world = grid.affine.apply(0, 0, 0);
+    const auto expected = labels.grid.affine.apply(double(p.crop_offset[0]), double(p.crop_offset[1]), double(p.crop_offset[2]));
+    for (int d = 0; d < 3; ++d) EXPECT_NEAR(world[size_t(d)], expected[size_t(d)], 1e-9);
+    EXPECT_NEAR(grid.voxel_size()[0], 0.859, 1e-12);
+    // With no deformation the target is the crop of the map, labels folded to the target list.
+    const LabelMap target = gen.labels_host();
+    for (int64_t k = 0; k < 32; ++k)
+        for (int64_t j = 0; j < 32; ++j)
+            for (int64_t i = 0; i < 32; ++i) {
+                const int32_t source = labels.at(i + p.crop_offset[0], j + p.crop_offset[1], k + p.crop_offset[2]);
+                const int32_t want = labels::index_of(config.segmentation_labels, source) >= 0 ? source : 0;
+                ASSERT_EQ(target.at(i, j, k), want);
+            }
+}
+
+ISS_INSTANTIATE_BACKENDS(SynthGenerator);
+
+// ---------------------------------------------------------------------------------------------
+
+TEST(SynthParams, CropShapeFollowsTheSpec) {
+    const GeneratorConfig config = preset_config("infant-t1");
+    EXPECT_EQ(crop_shape(config, {155, 175, 149}), (std::array<int64_t, 3>{128, 160, 128}));
+    GeneratorConfig padded = config;
+    padded.pad_when_smaller = true;
+    EXPECT_EQ(crop_shape(padded, {155, 175, 149}), (std::array<int64_t, 3>{160, 160, 160}));
+}
+
+TEST(SynthParams, ClassDrawsFollowPriorsRandomMixAndFusion) {
+    const GeneratorConfig config = preset_config("infant-t1");
+    const int n = 2000;
+    int random = 0, fused = 0, prior_count = 0;
+    double sum = 0, sum_sq = 0;
+    const int brainstem = labels::index_of(config.generation_labels, 16);
+    const int wm = labels::index_of(config.generation_labels, 2), wm_r = labels::index_of(config.generation_labels, 41);
+    const int sub = labels::index_of(config.generation_labels, 170);
+    for (int s = 0; s < n; ++s) {
+        const SampleParams p = draw_sample_params(config, 3, uint32_t(s), {{155, 175, 149}}, {0});
+        random += p.random_contrast;
+        fused += p.use_classes;
+        if (p.use_classes) {
+            ASSERT_EQ(p.mean[size_t(wm)], p.mean[size_t(wm_r)]);
+            ASSERT_EQ(p.mean[size_t(brainstem)], p.mean[size_t(sub)]);
+        }
+        for (size_t g = 0; g < p.mean.size(); ++g) {
+            ASSERT_GE(p.mean[g], 0.0f);
+            ASSERT_GE(p.std[g], 0.0f);
+            if (p.random_contrast && g != size_t(wm_r) && !p.use_classes) {
+                ASSERT_GE(p.mean[g], 25.0f);
+                ASSERT_LE(p.mean[g], 225.0f);
+                ASSERT_GE(p.std[g], 5.0f);
+                ASSERT_LE(p.std[g], 25.0f);
+            }
+        }
+        if (!p.random_contrast) {
+            sum += p.mean[size_t(brainstem)];
+            sum_sq += double(p.mean[size_t(brainstem)]) * p.mean[size_t(brainstem)];
+            ++prior_count;
+        }
+        // Scaling within bounds: the affine's determinant stays within [0.85^3, 1.15^3] (shears
+        // move it by well under 1%).
+        double det = 0;
+        for (int c = 0; c < 3; ++c)
+            det += p.affine[0][c] * (p.affine[1][(c + 1) % 3] * p.affine[2][(c + 2) % 3] -
+                                     p.affine[1][(c + 2) % 3] * p.affine[2][(c + 1) % 3]);
+        ASSERT_GT(det, 0.85 * 0.85 * 0.85 * 0.99);
+        ASSERT_LT(det, 1.15 * 1.15 * 1.15 * 1.01);
+        ASSERT_LE(p.velocity_std, 3.0f);
+        ASSERT_EQ(p.blur_half_width, 1);
+        for (float sigma : p.blur_sigma) {
+            ASSERT_GE(sigma, 0.5f / 1.03f - 1e-6f);
+            ASSERT_LE(sigma, 0.5f * 1.03f + 1e-6f);
+        }
+        ASSERT_FALSE(p.flip);
+    }
+    // Binomial(2000, 0.5): standard deviation 22.4.
+    EXPECT_NEAR(random, n / 2, 5 * 22.4);
+    EXPECT_NEAR(fused, n / 2, 5 * 22.4);
+    // Brainstem class mean ~ N(204.9, 17.7) from the published T1 priors (clipped at 0: no effect).
+    const double mean = sum / prior_count, sd = std::sqrt(sum_sq / prior_count - mean * mean);
+    EXPECT_NEAR(mean, config.prior_means[size_t(brainstem)], 5 * config.prior_means[43 + size_t(brainstem)] / std::sqrt(prior_count));
+    EXPECT_NEAR(sd, config.prior_means[43 + size_t(brainstem)], 0.15 * config.prior_means[43 + size_t(brainstem)]);
+}
+
+TEST(SynthParams, BadInputIsNamed) {
+    const GeneratorConfig config = toy_config();
+    LabelMap labels = toy_label_map();
+    labels.at(3, 4, 5) = 999;
+    try {
+        make_training_map(labels, config, "bad_map.nii.gz");
+        FAIL() << "label 999 accepted";
+    } catch (const InputError& e) {
+        const std::string message = e.what();
+        EXPECT_NE(message.find("bad_map.nii.gz"), std::string::npos) << message;
+        EXPECT_NE(message.find("999"), std::string::npos) << message;
+        EXPECT_NE(message.find("3,4,5"), std::string::npos) << message;
+    }
+    EXPECT_THROW(make_training_map(LabelMap(), config, "empty.nii.gz"), InputError);
+    GeneratorConfig broken = config;
+    broken.prior_means.resize(43);
+    EXPECT_THROW(validate_config(broken, "cfg.json"), InputError);
+    EXPECT_THROW(preset_config("adult"), InputError);
+}
+
+}  // namespace
+}  // namespace iss
