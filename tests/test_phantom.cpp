@@ -1,6 +1,6 @@
 // The procedural phantom (synth/phantom.h): grid and affine, determinism per seed, the label
 // set by age, exact left/right mirror, growth with age, one blob per structure, a thin cortical
-// ribbon, anatomical layout, bad input.
+// ribbon, anatomical layout, bad input; and the `phantom` command's exit status.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -281,6 +281,36 @@ TEST(PhantomInput, BadAgeThrowsInputError) {
     EXPECT_THROW(make_phantom(std::numeric_limits<double>::quiet_NaN(), 1), InputError);
     EXPECT_THROW(phantom_dims(-0.1), InputError);
     EXPECT_NO_THROW(phantom_dims(24));
+}
+
+int run_cli(const std::string& args) {
+    const std::string command = std::string(INFANT_CLI_PATH) + " phantom " + args + " >/dev/null 2>&1";
+    const int status = std::system(command.c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(PhantomCli, BadArgumentsExitWithStatus2) {
+    const std::string out = testing::TempDir() + "phantom_cli_bad.nii";
+    EXPECT_EQ(run_cli("--age-months 6"), 2) << "missing --out";
+    EXPECT_EQ(run_cli("--out " + out), 2) << "missing --age-months";
+    EXPECT_EQ(run_cli("--age-months -1 --out " + out), 2);
+    EXPECT_EQ(run_cli("--age-months 30 --out " + out), 2);
+    EXPECT_EQ(run_cli("--age-months six --out " + out), 2);
+    EXPECT_EQ(run_cli("--age-months 6 --seed -3 --out " + out), 2);
+    EXPECT_EQ(run_cli("--age-months 6 --bogus 1 --out " + out), 2);
+    EXPECT_EQ(run_cli("--help"), 0);
+}
+
+TEST(PhantomCli, WritesAFile) {
+    const std::string out = testing::TempDir() + "phantom_cli_0m.nii";
+    std::remove(out.c_str());
+    ASSERT_EQ(run_cli("--age-months 0 --seed 3 --out " + out), 0);
+    FILE* file = std::fopen(out.c_str(), "rb");
+    ASSERT_NE(file, nullptr);
+    std::fseek(file, 0, SEEK_END);
+    EXPECT_GT(std::ftell(file), 348);
+    std::fclose(file);
+    std::remove(out.c_str());
 }
 
 }  // namespace
