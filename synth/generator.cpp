@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "io/orientation.h"
 #include "kernels/common/error.h"
@@ -54,7 +55,7 @@ struct Generator::Buffers {
     Buffer<float> image_a, image_b;
     Buffer<uint32_t> scratch;
     const float* field = nullptr;  // integrated field of the last sample
-    const float* image = nullptr;  // final image of the last sample
+    float* image = nullptr;        // image of the last sample (after the blur)
 };
 
 namespace {
@@ -79,16 +80,14 @@ Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vec
     }
 
     // Workspace at the largest shapes any map can produce.
-    std::vector<std::array<int64_t, 3>> shapes;
-    std::vector<int> axes;
     for (const TrainingMap& m : maps_) {
-        shapes.push_back(m.grid.dim);
-        axes.push_back(m.lr_axis);
+        map_shapes_.push_back(m.grid.dim);
+        map_lr_axes_.push_back(m.lr_axis);
     }
     int64_t max_velocity = 0, max_field = 0, max_out = 0, max_bias = 0;
     for (uint32_t probe = 0; probe < maps_.size(); ++probe) {
         // The shapes depend only on the map, so any draw for that map gives them.
-        SampleParams p = draw_sample_params(config_, 0, 0, {shapes[probe]}, {axes[probe]});
+        const SampleParams p = draw_sample_params(config_, 0, 0, {map_shapes_[probe]}, {map_lr_axes_[probe]});
         max_velocity = std::max(max_velocity, product(p.velocity_shape) * 3);
         max_field = std::max(max_field, product(p.integration_shape) * 3);
         max_out = std::max(max_out, product(p.out_shape));
@@ -109,47 +108,75 @@ Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vec
 
 Generator::~Generator() = default;
 
-const SampleParams& Generator::generate(uint32_t sample) {
-    std::vector<std::array<int64_t, 3>> shapes;
-    std::vector<int> axes;
-    for (const TrainingMap& m : maps_) {
-        shapes.push_back(m.grid.dim);
-        axes.push_back(m.lr_axis);
+const char* Generator::stage_name(Stage stage) {
+    switch (stage) {
+        case Stage::velocity: return "velocity";
+        case Stage::deform: return "deform";
+        case Stage::paint: return "gmm";
+        case Stage::blur: return "blur";
+        case Stage::bias_clip: return "bias";
+        case Stage::normalise: return "normalise";
     }
-    params_ = draw_sample_params(config_, seed_, sample, shapes, axes);
+    return "?";
+}
+
+const SampleParams& Generator::generate(uint32_t sample) {
+    draw(sample);
+    for (Stage stage : all_stages) run(stage);
+    return params_;
+}
+
+const SampleParams& Generator::draw(uint32_t sample) {
+    params_ = draw_sample_params(config_, seed_, sample, map_shapes_, map_lr_axes_);
+    return params_;
+}
+
+void Generator::run(Stage stage) {
+    switch (stage) {
+        case Stage::velocity: integrate_velocity(); break;
+        case Stage::deform: deform(); break;
+        case Stage::paint: paint(); break;
+        case Stage::blur: blur(); break;
+        case Stage::bias_clip: bias_clip_range(); break;
+        case Stage::normalise: normalise(); break;
+    }
+}
+
+// 1. Velocity field -> integrated displacement on the integration grid.
+void Generator::integrate_velocity() {
     const SampleParams& p = params_;
     Buffers& b = *buffers_;
-    const int64_t out_voxels = product(p.out_shape);
-
-    // 1. Velocity field -> integrated displacement on the integration grid.
     b.field = nullptr;
-    if (p.velocity_std > 0) {
-        ctx_.copy_to_device(b.velocity.data(), p.velocity.data(), p.velocity.size() * sizeof(float));
-        ResizeFieldArgs resize;
-        resize.src = b.velocity.data();
-        resize.dst = b.field_a.data();
-        const float step_scale = std::ldexp(1.0f, -config_.integration_steps);
-        for (int d = 0; d < 3; ++d) {
-            resize.src_dim[d] = p.velocity_shape[size_t(d)];
-            resize.dst_dim[d] = p.integration_shape[size_t(d)];
-            resize.ratio[d] = float(double(p.velocity_shape[size_t(d)]) / double(p.integration_shape[size_t(d)]));
-            resize.scale[d] = step_scale;
-        }
-        resize_field(ctx_, resize);
-        float* current = b.field_a.data();
-        float* other = b.field_b.data();
-        for (int step = 0; step < config_.integration_steps; ++step) {
-            SquareFieldArgs square;
-            square.src = current;
-            square.dst = other;
-            for (int d = 0; d < 3; ++d) square.dim[d] = p.integration_shape[size_t(d)];
-            square_field(ctx_, square);
-            std::swap(current, other);
-        }
-        b.field = current;
+    if (!(p.velocity_std > 0)) return;
+    ctx_.copy_to_device(b.velocity.data(), p.velocity.data(), p.velocity.size() * sizeof(float));
+    ResizeFieldArgs resize;
+    resize.src = b.velocity.data();
+    resize.dst = b.field_a.data();
+    const float step_scale = std::ldexp(1.0f, -config_.integration_steps);
+    for (int d = 0; d < 3; ++d) {
+        resize.src_dim[d] = p.velocity_shape[size_t(d)];
+        resize.dst_dim[d] = p.integration_shape[size_t(d)];
+        resize.ratio[d] = float(double(p.velocity_shape[size_t(d)]) / double(p.integration_shape[size_t(d)]));
+        resize.scale[d] = step_scale;
     }
+    resize_field(ctx_, resize);
+    float* current = b.field_a.data();
+    float* other = b.field_b.data();
+    for (int step = 0; step < config_.integration_steps; ++step) {
+        SquareFieldArgs square;
+        square.src = current;
+        square.dst = other;
+        for (int d = 0; d < 3; ++d) square.dim[d] = p.integration_shape[size_t(d)];
+        square_field(ctx_, square);
+        std::swap(current, other);
+    }
+    b.field = current;
+}
 
-    // 2. Spatial gather: crop, affine, displacement, nearest label, flip.
+// 2. Spatial gather: crop, affine, displacement, nearest label, flip.
+void Generator::deform() {
+    const SampleParams& p = params_;
+    Buffers& b = *buffers_;
     DeformArgs deform;
     deform.map = b.maps[size_t(p.map_index)].data();
     deform.field = b.field;
@@ -168,20 +195,28 @@ const SampleParams& Generator::generate(uint32_t sample) {
     std::copy(twin_of_.begin(), twin_of_.end(), deform.twin);
     deform.out = b.generation.data();
     deform_labels(ctx_, deform);
+}
 
-    // 3. GMM paint and targets.
+// 3. GMM paint and targets.
+void Generator::paint() {
+    const SampleParams& p = params_;
+    Buffers& b = *buffers_;
     GmmArgs gmm;
     gmm.generation = b.generation.data();
     std::copy(p.mean.begin(), p.mean.end(), gmm.mean);
     std::copy(p.std.begin(), p.std.end(), gmm.std);
     std::copy(target_of_.begin(), target_of_.end(), gmm.target_of);
-    gmm.key = RandomKey{seed_, sample, purpose_gmm_noise};
-    gmm.count = out_voxels;
+    gmm.key = RandomKey{seed_, p.sample, purpose_gmm_noise};
+    gmm.count = product(p.out_shape);
     gmm.image = b.image_a.data();
     gmm.target = b.target.data();
     paint_gmm(ctx_, gmm);
+}
 
-    // 4. Blur, axis by axis: a -> b -> a -> b.
+// 4. Blur, axis by axis: a -> b -> a -> b.
+void Generator::blur() {
+    const SampleParams& p = params_;
+    Buffers& b = *buffers_;
     float* image = b.image_a.data();
     float* spare = b.image_b.data();
     for (int axis = 0; axis < 3; ++axis) {
@@ -196,11 +231,16 @@ const SampleParams& Generator::generate(uint32_t sample) {
         blur_axis(ctx_, blur);
         std::swap(image, spare);
     }
+    b.image = image;
+}
 
-    // 5. Background reset, bias field, clip; then the range.
+// 5. Background reset, bias field, clip; then the range.
+void Generator::bias_clip_range() {
+    const SampleParams& p = params_;
+    Buffers& b = *buffers_;
     ctx_.copy_to_device(b.bias.data(), p.bias.data(), p.bias.size() * sizeof(float));
     BiasClipArgs bias;
-    bias.image = image;
+    bias.image = b.image;
     bias.generation = b.generation.data();
     bias.reset_background = p.reset_background;
     bias.bias = b.bias.data();
@@ -211,18 +251,18 @@ const SampleParams& Generator::generate(uint32_t sample) {
     }
     bias.clip_max = float(config_.clip_max);
     bias_clip(ctx_, bias);
-    const auto [low, high] = min_max_nonnegative(ctx_, image, out_voxels, b.scratch.data());
+    std::tie(low_, high_) = min_max_nonnegative(ctx_, b.image, product(p.out_shape), b.scratch.data());
+}
 
-    // 6. Min-max normalisation and gamma.
+// 6. Min-max normalisation and gamma.
+void Generator::normalise() {
     NormaliseGammaArgs norm;
-    norm.image = image;
-    norm.count = out_voxels;
-    norm.low = low;
-    norm.inv_range = high > low ? 1.0f / (high - low) : 0.0f;
-    norm.gamma = p.gamma;
+    norm.image = buffers_->image;
+    norm.count = product(params_.out_shape);
+    norm.low = low_;
+    norm.inv_range = high_ > low_ ? 1.0f / (high_ - low_) : 0.0f;
+    norm.gamma = params_.gamma;
     normalise_gamma(ctx_, norm);
-    b.image = image;
-    return params_;
 }
 
 const float* Generator::image() const { return buffers_->image; }

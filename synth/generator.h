@@ -41,6 +41,15 @@ public:
     // Synthesises sample `sample` into the device buffers below; returns its parameters.
     const SampleParams& generate(uint32_t sample);
 
+    // The same, stage by stage (for benchmarks): draw() the parameters, then run each stage
+    // in order. Running a stage again repeats its work on the current buffers.
+    enum class Stage { velocity, deform, paint, blur, bias_clip, normalise };
+    static constexpr Stage all_stages[] = {Stage::velocity, Stage::deform,    Stage::paint,
+                                           Stage::blur,     Stage::bias_clip, Stage::normalise};
+    static const char* stage_name(Stage stage);
+    const SampleParams& draw(uint32_t sample);
+    void run(Stage stage);
+
     // Results of the last generate(), on the context's device, out_shape voxels, x fastest.
     const float* image() const;
     const uint8_t* target() const;      // segmentation index per voxel
@@ -56,12 +65,22 @@ public:
     const std::vector<TrainingMap>& maps() const { return maps_; }
 
 private:
+    void integrate_velocity();
+    void deform();
+    void paint();
+    void blur();
+    void bias_clip_range();
+    void normalise();
+
     struct Buffers;
     DeviceContext& ctx_;
     GeneratorConfig config_;
     std::vector<TrainingMap> maps_;
     uint64_t seed_;
+    std::vector<std::array<int64_t, 3>> map_shapes_;
+    std::vector<int> map_lr_axes_;
     SampleParams params_;
+    float low_ = 0, high_ = 0;  // intensity range after bias and clipping
     std::vector<uint8_t> target_of_;  // segmentation index of each generation index
     std::vector<uint8_t> twin_of_;    // generation index of each one's left/right twin
     std::unique_ptr<Buffers> buffers_;
