@@ -1,0 +1,122 @@
+// The generator on the infant case: a 155x175x149 label map (a 12-month phantom padded to the
+// published maps' size) to the 128x160x128 training crop, infant-t1 preset.
+//   SynthSample/<cpu|cuda>/155x175x149   one whole sample (samples/s)
+//   SynthStage/<stage>/<cpu|cuda>/...    each stage alone on the same sample's buffers
+// Bytes/s count what a stage must at least read and write (documented per stage below), so
+// the figure says how close a stage runs to memory speed. CUDA variants are registered only
+// when a device is present; CUDA timings synchronise every iteration.
+#include <benchmark/benchmark.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/common/device.h"
+#include "synth/config.h"
+#include "synth/generator.h"
+#include "synth/phantom.h"
+
+namespace {
+
+using iss::Generator;
+
+constexpr int64_t kMap[3] = {155, 175, 149};
+
+iss::LabelMap infant_sized_phantom() {
+    const iss::LabelMap phantom = iss::make_phantom(12, 1);
+    iss::Grid grid;
+    grid.dim = {kMap[0], kMap[1], kMap[2]};
+    iss::LabelMap map(grid);
+    int64_t shift[3];
+    for (int d = 0; d < 3; ++d) shift[d] = (kMap[d] - phantom.grid.dim[size_t(d)]) / 2;
+    for (int64_t k = 0; k < phantom.nz(); ++k)
+        for (int64_t j = 0; j < phantom.ny(); ++j)
+            for (int64_t i = 0; i < phantom.nx(); ++i) map.at(i + shift[0], j + shift[1], k + shift[2]) = phantom.at(i, j, k);
+    return map;
+}
+
+struct Setup {
+    std::unique_ptr<iss::DeviceContext> ctx;
+    std::unique_ptr<Generator> generator;
+};
+
+Setup make_setup(iss::Backend backend) {
+    Setup s;
+    s.ctx = std::make_unique<iss::DeviceContext>(iss::Device{backend, 0});
+    const iss::GeneratorConfig config = iss::preset_config("infant-t1");
+    std::vector<iss::TrainingMap> maps{iss::make_training_map(infant_sized_phantom(), config, "phantom")};
+    s.generator = std::make_unique<Generator>(*s.ctx, config, std::move(maps), 1);
+    return s;
+}
+
+int64_t voxels(const std::array<int64_t, 3>& d) { return d[0] * d[1] * d[2]; }
+
+// The least a stage must move, in bytes, for the sample `p`.
+int64_t stage_bytes(Generator::Stage stage, const iss::SampleParams& p) {
+    const int64_t out = voxels(p.out_shape), field = voxels(p.integration_shape) * 3 * 4;
+    switch (stage) {
+        case Generator::Stage::velocity: return field * (1 + 2 * 7);  // resize write + 7 x (read + write)
+        case Generator::Stage::deform: return out * 2;                // gather 1 label byte, write 1
+        case Generator::Stage::paint: return out * 6;                 // label in, image + target out
+        case Generator::Stage::blur: return out * 24;                 // 3 passes of float in + out
+        case Generator::Stage::bias_clip: return out * 13;            // image + label in, image out, range read
+        case Generator::Stage::normalise: return out * 8;             // image in and out
+    }
+    return 0;
+}
+
+void sample(benchmark::State& state, iss::Backend backend) {
+    Setup s = make_setup(backend);
+    uint32_t n = 0;
+    int64_t out = 0;
+    for (auto _ : state) {
+        out = voxels(s.generator->generate(n++).out_shape);
+        s.ctx->synchronize();
+    }
+    state.SetItemsProcessed(int64_t(state.iterations()));
+    // Whole sample: read the map's labels once, write image + target.
+    state.SetBytesProcessed(int64_t(state.iterations()) * out * 6);
+}
+
+void stage(benchmark::State& state, iss::Backend backend, Generator::Stage which) {
+    Setup s = make_setup(backend);
+    // Sample 3 has a nonzero velocity field (sample 0 too, but any fixed one will do).
+    const iss::SampleParams& p = s.generator->draw(3);
+    for (Generator::Stage st : Generator::all_stages) s.generator->run(st);
+    s.ctx->synchronize();
+    for (auto _ : state) {
+        s.generator->run(which);
+        s.ctx->synchronize();
+    }
+    state.SetItemsProcessed(int64_t(state.iterations()));
+    state.SetBytesProcessed(int64_t(state.iterations()) * stage_bytes(which, p));
+}
+
+void register_all() {
+    const std::string size = std::to_string(kMap[0]) + "x" + std::to_string(kMap[1]) + "x" + std::to_string(kMap[2]);
+    std::vector<iss::Backend> backends{iss::Backend::cpu};
+    if (iss::cuda_device_count() > 0) backends.push_back(iss::Backend::cuda);
+    for (iss::Backend backend : backends) {
+        const std::string dev = backend == iss::Backend::cuda ? "cuda" : "cpu";
+        benchmark::RegisterBenchmark(("SynthSample/" + dev + "/" + size).c_str(), sample, backend)
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
+        for (Generator::Stage st : Generator::all_stages)
+            benchmark::RegisterBenchmark(
+                ("SynthStage/" + std::string(Generator::stage_name(st)) + "/" + dev + "/" + size).c_str(), stage,
+                backend, st)
+                ->Unit(benchmark::kMillisecond)
+                ->UseRealTime();
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    register_all();
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
