@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Runs every Google Benchmark suite of a build and keeps the JSON results in bench-out/.
+# Runs every Google Benchmark suite of a build (JSON in bench-out/), then, when Python with
+# numpy, scipy and nibabel is available, the framework baselines on the same machine in the
+# same run, and prints the ratios (bench/compare.py). Baselines are optional: without them
+# only our own figures are printed.
 set -euo pipefail
 build=${1:-build}
 out=bench-out
@@ -10,3 +13,13 @@ for b in "$build"/bench/bench_*; do
     echo "== $name"
     "$b" --benchmark_out="$out/$name.json" --benchmark_out_format=json
 done
+
+if python3 -c 'import numpy, scipy, nibabel' 2>/dev/null; then
+    # Baselines run with numpy's own kernels (OPENBLAS_* tuning variables unset).
+    "$build/infant-synthseg" phantom --age-months 12 --seed 1 --out "$out/phantom_12mo.nii.gz" >/dev/null
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/synth_numpy.py "$out/phantom_12mo.nii.gz" --json "$out/baseline_synth_numpy.json"
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/resample_scipy.py --json "$out/baseline_resample_scipy.json"
+    python3 bench/compare.py "$out"
+else
+    echo "numpy/scipy/nibabel not installed: baselines skipped (pip install numpy scipy nibabel)"
+fi

@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""SciPy baseline of bench_resample: a 155x175x149 volume through the same transform (5 degrees
+about z around the centre plus a fractional shift), trilinear on float32 and nearest on int32,
+coordinates clamped (mode="nearest"), as scipy.ndimage.affine_transform does it.
+
+usage: resample_scipy.py [--repeats N] [--json OUT]
+Optional: needs numpy and scipy (pip); never part of the build or the tests.
+"""
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+from scipy import ndimage
+
+DIM = (155, 175, 149)
+
+
+def transform():
+    angle = math.radians(5)
+    c, s = math.cos(angle), math.sin(angle)
+    cx, cy = (DIM[0] - 1) / 2, (DIM[1] - 1) / 2
+    matrix = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+    offset = np.array([cx - c * cx + s * cy + 0.3, cy - s * cx - c * cy - 0.2, 0.4])
+    return matrix, offset
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, DIM).astype(np.float32)
+    labels = rng.integers(0, 256, DIM).astype(np.int32)
+    matrix, offset = transform()
+    result = {}
+    for name, volume, order in [("trilinear", image, 1), ("nearest", labels, 0)]:
+        times = []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            ndimage.affine_transform(volume, matrix, offset, order=order, mode="nearest")
+            times.append(time.perf_counter() - t)
+        result[name] = float(np.median(times))
+        print(f"scipy resample {name:10s} {result[name] * 1e3:8.1f} ms")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

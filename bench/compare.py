@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Prints our benchmark times beside the framework baselines measured in the same run, as a
+Markdown table of ratios (baseline time / our time: above 1 means we are faster).
+
+usage: compare.py BENCH_OUT_DIR
+"""
+import json
+import os
+import sys
+
+# Our benchmark name (prefix) -> (baseline file, key).
+PAIRS = {
+    "SynthSample/cpu/": ("baseline_synth_numpy.json", "sample"),
+    "SynthStage/velocity/cpu/": ("baseline_synth_numpy.json", "velocity"),
+    "SynthStage/deform/cpu/": ("baseline_synth_numpy.json", "deform"),
+    "SynthStage/gmm/cpu/": ("baseline_synth_numpy.json", "gmm"),
+    "SynthStage/blur/cpu/": ("baseline_synth_numpy.json", "blur"),
+    "SynthStage/bias/cpu/": ("baseline_synth_numpy.json", "bias"),
+    "SynthStage/normalise/cpu/": ("baseline_synth_numpy.json", "normalise"),
+    "Resample/trilinear/cpu/": ("baseline_resample_scipy.json", "trilinear"),
+    "Resample/nearest/cpu/": ("baseline_resample_scipy.json", "nearest"),
+}
+
+UNIT = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def main():
+    out = sys.argv[1]
+    ours = {}
+    for name in sorted(os.listdir(out)):
+        if name.startswith("bench_") and name.endswith(".json"):
+            for b in json.load(open(os.path.join(out, name)))["benchmarks"]:
+                ours[b["name"]] = b["real_time"] * UNIT[b["time_unit"]]
+    print("| benchmark | ours (ms) | baseline | baseline (ms) | speed-up |")
+    print("|---|---|---|---|---|")
+    for prefix, (file, key) in PAIRS.items():
+        path = os.path.join(out, file)
+        matches = [n for n in ours if n.startswith(prefix)]
+        if not matches or not os.path.exists(path):
+            continue
+        base = json.load(open(path))[key]
+        mine = ours[matches[0]]
+        label = file.replace("baseline_", "").replace(".json", "")
+        print(f"| {matches[0]} | {mine * 1e3:.1f} | {label} {key} | {base * 1e3:.1f} | {base / mine:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
