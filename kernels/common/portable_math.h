@@ -36,6 +36,11 @@ ISS_HD_INLINE float bits_to_float(uint32_t u) {
 #endif
 }
 
+// x clamped to [lo, hi]; NaN gives lo. Written as comparisons rather than fminf/fmaxf, which
+// g++ keeps as libm calls (their NaN rules differ from the min/max instructions): the same
+// result on host and device, and one or two instructions.
+ISS_HD_INLINE float clampf(float x, float lo, float hi) { return x > lo ? (x < hi ? x : hi) : lo; }
+
 // Natural log for positive normal floats (>= 2^-126). x = m * 2^e with m in [sqrt(1/2),
 // sqrt(2)); log(m) = 2 atanh(s), s = (m - 1) / (m + 1), odd series to s^9 (|s| < 0.172,
 // truncation < 1e-9 relative).
@@ -61,7 +66,7 @@ ISS_HD_INLINE float portable_log(float x) {
 // |r| <= ln2 / 2 (Cody-Waite, two-part ln2), Taylor series of e^r to r^7 (truncation < 2e-8
 // relative), times 2^n built from the exponent bits.
 ISS_HD_INLINE float portable_exp(float x) {
-    x = fminf(fmaxf(x, -87.0f), 88.0f);
+    x = clampf(x, -87.0f, 88.0f);
     const float n = floorf(fmaf(x, 1.44269504f, 0.5f));
     float r = fmaf(n, -0.693145751953125f, x);
     r = fmaf(n, -1.428606765330187e-06f, r);

@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "kernels/common/hd.h"
+#include "kernels/common/portable_math.h"
 
 namespace iss {
 
@@ -67,7 +68,7 @@ namespace detail {
 // edge value under clamp), so they are pulled into [-2, n + 1] before conversion to int:
 // that keeps the conversion defined for huge positions, and a NaN position lands at -2.
 ISS_HD_INLINE float bound_position(float p, int64_t n) {
-    return fminf(fmaxf(p, -2.0f), float(n) + 1.0f);
+    return clampf(p, -2.0f, float(n) + 1.0f);
 }
 
 // p = T[row] . (i, j, k, 1) as a chain of correctly rounded fmaf: identical on host and device.

@@ -41,7 +41,7 @@ struct BiasClipBody {
                                     float(k) * a.bias_ratio[2], &b);
             v = v * portable_exp(b);
         }
-        a.image[at] = fminf(fmaxf(v, 0.0f), a.clip_max);
+        a.image[at] = clampf(v, 0.0f, a.clip_max);
     }
 };
 
@@ -56,7 +56,7 @@ struct NormaliseGammaArgs {
 struct NormaliseGammaBody {
     NormaliseGammaArgs a;
     ISS_HD void operator()(int64_t v) const {
-        const float x = fminf(fmaxf((a.image[v] - a.low) * a.inv_range, 0.0f), 1.0f);
+        const float x = clampf((a.image[v] - a.low) * a.inv_range, 0.0f, 1.0f);
         a.image[v] = a.gamma == 1.0f ? x : portable_pow_unit(x, a.gamma);
     }
 };
