@@ -59,6 +59,7 @@ int64_t stage_bytes(Generator::Stage stage, const iss::SampleParams& p) {
         case Generator::Stage::deform: return out * 2;                // gather 1 label byte, write 1
         case Generator::Stage::paint: return out * 6;                 // label in, image + target out
         case Generator::Stage::blur: return out * 24;                 // 3 passes of float in + out
+        case Generator::Stage::resolution: return p.resolution[0] * p.resolution[1] * p.resolution[2] > 1 ? out * 8 : 0;
         case Generator::Stage::bias_clip: return out * 13;            // image + label in, image out, range read
         case Generator::Stage::normalise: return out * 8;             // image in and out
     }

@@ -17,8 +17,9 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GeneratorConfig, preset, generat
                                                 shape_multiple, pad_when_smaller, scaling_bounds, rotation_bounds,
                                                 shearing_bounds, nonlin_std, nonlin_shape_factor, integration_steps,
                                                 rescale_velocity, flip_probability, blur_sigma, blur_range,
-                                                background_reset_probability, bias_field_std, bias_shape_factor,
-                                                clip_max, gamma_std)
+                                                background_reset_probability, randomise_resolution, max_isotropic,
+                                                max_anisotropic, anisotropic_probability, randomise_thickness,
+                                                bias_field_std, bias_shape_factor, clip_max, gamma_std)
 
 GeneratorConfig preset_config(const std::string& name) {
     GeneratorConfig config;
@@ -108,6 +109,9 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
               source, ": shape factors must be in (0, 1]");
     ISS_INPUT(c.integration_steps >= 0 && c.integration_steps <= 20, source, ": integration_steps must be in 0..20");
     ISS_INPUT(c.blur_sigma >= 0 && c.blur_range >= 1, source, ": blur_sigma must be >= 0 and blur_range >= 1");
+    probability(c.anisotropic_probability, "anisotropic_probability");
+    ISS_INPUT(c.max_isotropic >= 1 && c.max_anisotropic >= 1 && c.max_anisotropic <= 16, source,
+              ": max_isotropic and max_anisotropic must be in [1, 16] (map voxels)");
     ISS_INPUT(c.bias_field_std >= 0 && c.gamma_std >= 0 && c.clip_max > 0, source,
               ": bias_field_std and gamma_std must be >= 0, clip_max > 0");
 }

@@ -41,10 +41,21 @@ struct GeneratorConfig {
     bool rescale_velocity = false;  // reference: displacements stay in small-grid units
     double flip_probability = 0;    // left/right flip with label swap (infant: off)
 
-    // Resolution (section 3.6): sigma = 0.5 voxel times U(1/blur_range, blur_range) per axis.
+    // Resolution (section 3.6). Infant preset: acquisition = map resolution, so the blur
+    // sigma is blur_sigma (0.5 voxel) times U(1/blur_range, blur_range) per axis.
     double blur_sigma = 0.5;
     double blur_range = 1.03;
     double background_reset_probability = 0.2;
+    // Optional (SynthSeg 2.0 style): a random acquisition resolution r, in map voxels. With
+    // probability anisotropic_probability one random axis gets r ~ U(1, max_anisotropic) and
+    // the others 1, else all axes r ~ U(1, max_isotropic); slice thickness ~ U(1, r) when
+    // randomise_thickness (else r). Sigma = 0.75 * min(r, thickness) where r > 1, then the
+    // image is downsampled to r and resampled back to the output grid trilinearly.
+    bool randomise_resolution = false;
+    double max_isotropic = 4;
+    double max_anisotropic = 8;
+    double anisotropic_probability = 0.5;
+    bool randomise_thickness = true;
 
     // Bias field (section 3.7).
     double bias_field_std = 0.5;

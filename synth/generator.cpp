@@ -6,6 +6,7 @@
 
 #include "io/orientation.h"
 #include "kernels/common/error.h"
+#include "kernels/geometry/resample.h"
 #include "kernels/synth/blur.h"
 #include "kernels/synth/deform.h"
 #include "kernels/synth/gmm.h"
@@ -114,6 +115,7 @@ const char* Generator::stage_name(Stage stage) {
         case Stage::deform: return "deform";
         case Stage::paint: return "gmm";
         case Stage::blur: return "blur";
+        case Stage::resolution: return "resolution";
         case Stage::bias_clip: return "bias";
         case Stage::normalise: return "normalise";
     }
@@ -137,6 +139,7 @@ void Generator::run(Stage stage) {
         case Stage::deform: deform(); break;
         case Stage::paint: paint(); break;
         case Stage::blur: blur(); break;
+        case Stage::resolution: mimic_resolution(); break;
         case Stage::bias_clip: bias_clip_range(); break;
         case Stage::normalise: normalise(); break;
     }
@@ -225,13 +228,39 @@ void Generator::blur() {
         blur.dst = spare;
         for (int d = 0; d < 3; ++d) blur.dim[d] = p.out_shape[size_t(d)];
         blur.axis = axis;
-        blur.half_width = p.blur_half_width;
-        const std::vector<float> taps = blur_taps(p.blur_sigma[size_t(axis)], p.blur_half_width);
+        blur.half_width = p.blur_half_width[size_t(axis)];
+        const std::vector<float> taps = blur_taps(p.blur_sigma[size_t(axis)], blur.half_width);
         std::copy(taps.begin(), taps.end(), blur.taps);
         blur_axis(ctx_, blur);
         std::swap(image, spare);
     }
     b.image = image;
+}
+
+// 4b. A random acquisition resolution: resample to the low-resolution grid (origin-aligned,
+// as the reference's resize) and back, trilinear with clamped coordinates. The low-resolution
+// copy lives in the spare image buffer (it is never larger than the image).
+void Generator::mimic_resolution() {
+    const SampleParams& p = params_;
+    Buffers& b = *buffers_;
+    if (p.resolution[0] <= 1 && p.resolution[1] <= 1 && p.resolution[2] <= 1) return;
+    float* low = b.image == b.image_a.data() ? b.image_b.data() : b.image_a.data();
+    ResampleArgs down, up;
+    down.src = up.dst = b.image;
+    down.dst = low;
+    up.src = low;
+    down.interp = up.interp = Interp::linear;
+    down.oob = up.oob = OutOfBounds::clamp;
+    for (int d = 0; d < 3; ++d) {
+        const int64_t n = p.out_shape[size_t(d)];
+        const int64_t m = std::max<int64_t>(1, int64_t(std::lround(double(n) / p.resolution[size_t(d)])));
+        down.src_dim[d] = up.dst_dim[d] = n;
+        down.dst_dim[d] = up.src_dim[d] = m;
+        down.xform[d][d] = float(double(n) / double(m));
+        up.xform[d][d] = float(double(m) / double(n));
+    }
+    resample(ctx_, down);
+    resample(ctx_, up);
 }
 
 // 5. Background reset, bias field, clip; then the range.

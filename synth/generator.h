@@ -4,7 +4,8 @@
 //   1. velocity: coarse random field -> resized to the integration grid -> scaling and squaring
 //   2. deform: crop + affine + displacement + nearest label + flip, one gather  (labels)
 //   3. paint: GMM intensities and training targets in one pass
-//   4. blur: three separable passes
+//   4. blur: three separable passes; optionally down to a random acquisition resolution and
+//      back up (trilinear)
 //   5. bias + background reset + clip, then min/max; 6. normalise + gamma
 // All buffers are allocated once, at the largest shapes; generate() allocates nothing.
 #pragma once
@@ -43,9 +44,9 @@ public:
 
     // The same, stage by stage (for benchmarks): draw() the parameters, then run each stage
     // in order. Running a stage again repeats its work on the current buffers.
-    enum class Stage { velocity, deform, paint, blur, bias_clip, normalise };
-    static constexpr Stage all_stages[] = {Stage::velocity, Stage::deform,    Stage::paint,
-                                           Stage::blur,     Stage::bias_clip, Stage::normalise};
+    enum class Stage { velocity, deform, paint, blur, resolution, bias_clip, normalise };
+    static constexpr Stage all_stages[] = {Stage::velocity,   Stage::deform,    Stage::paint,    Stage::blur,
+                                           Stage::resolution, Stage::bias_clip, Stage::normalise};
     static const char* stage_name(Stage stage);
     const SampleParams& draw(uint32_t sample);
     void run(Stage stage);
@@ -69,6 +70,7 @@ private:
     void deform();
     void paint();
     void blur();
+    void mimic_resolution();
     void bias_clip_range();
     void normalise();
 

@@ -163,11 +163,27 @@ SampleParams draw_sample_params(const GeneratorConfig& config, uint64_t seed, ui
         p.std[g] = float(class_std[size_t(class_of[g])]);
     }
 
-    // Blur: the window is fixed by the base sigma and the range; the sigma itself varies.
+    // Resolution and blur: the window is fixed by the base sigma and the range; the sigma
+    // itself varies by the random coefficient.
     Draws blur(seed, sample, purpose_blur);
-    for (int d = 0; d < 3; ++d)
-        p.blur_sigma[size_t(d)] = float(config.blur_sigma * blur.uniform(1.0 / config.blur_range, config.blur_range));
-    p.blur_half_width = int(std::ceil(2.5 * config.blur_range * config.blur_sigma - 1e-9)) / 2;
+    std::array<double, 3> base_sigma{config.blur_sigma, config.blur_sigma, config.blur_sigma};
+    if (config.randomise_resolution) {
+        if (blur.uniform(0, 1) < config.anisotropic_probability) {
+            const int64_t axis = blur.below(3);
+            p.resolution[size_t(axis)] = float(blur.uniform(1, config.max_anisotropic));
+        } else {
+            p.resolution.fill(float(blur.uniform(1, config.max_isotropic)));
+        }
+        for (int d = 0; d < 3; ++d) {
+            const double r = p.resolution[size_t(d)];
+            const double thickness = config.randomise_thickness ? blur.uniform(1, r) : r;
+            if (r > 1) base_sigma[size_t(d)] = 0.75 * std::min(r, thickness);
+        }
+    }
+    for (int d = 0; d < 3; ++d) {
+        p.blur_sigma[size_t(d)] = float(base_sigma[size_t(d)] * blur.uniform(1.0 / config.blur_range, config.blur_range));
+        p.blur_half_width[size_t(d)] = int(std::ceil(2.5 * config.blur_range * base_sigma[size_t(d)] - 1e-9)) / 2;
+    }
     p.reset_background = blur.uniform(0, 1) < config.background_reset_probability;
 
     Draws bias(seed, sample, purpose_bias);

@@ -56,8 +56,9 @@ struct SampleParams {
     std::vector<float> mean;  // per generation index (class values already spread to labels)
     std::vector<float> std;
 
-    std::array<float, 3> blur_sigma{};  // voxels, per axis
-    int blur_half_width = 1;            // taps -h..h
+    std::array<float, 3> resolution{1, 1, 1};  // acquisition resolution in map voxels (1: none)
+    std::array<float, 3> blur_sigma{};         // voxels, per axis
+    std::array<int, 3> blur_half_width{};      // taps -h..h, per axis
     bool reset_background = false;
 
     std::array<int64_t, 3> bias_shape{};  // ceil(bias_shape_factor * out_shape)

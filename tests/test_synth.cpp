@@ -477,6 +477,56 @@ TEST_P(SynthGenerator, OutputGridIsTheCropOfTheMap) {
             }
 }
 
+TEST_P(SynthGenerator, RandomAcquisitionResolutionSmoothsTheLowResolutionAxis) {
+    GeneratorConfig config = toy_config("synthseg");  // every label noisy, background included
+    config.background_reset_probability = 0;
+    config.randomise_resolution = true;
+    config.anisotropic_probability = 1;
+    config.bias_field_std = 0;
+    config.gamma_std = 0;
+    std::vector<TrainingMap> maps{make_training_map(toy_label_map(), config, "toy.nii.gz")};
+    Generator gen(ctx(), config, maps, 21);
+    int checked = 0;
+    for (uint32_t sample = 0; sample < 40 && checked < 2; ++sample) {
+        const SampleParams& p = gen.draw(sample);
+        int low_axis = -1;
+        for (int d = 0; d < 3; ++d)
+            if (p.resolution[size_t(d)] > 1) {
+                ASSERT_EQ(low_axis, -1) << "anisotropic: only one axis is low-resolution";
+                low_axis = d;
+                EXPECT_GE(p.blur_sigma[size_t(d)], 0.75f / 1.03f - 1e-6f);
+                EXPECT_GE(p.blur_half_width[size_t(d)], 1);
+            }
+        ASSERT_GE(low_axis, 0);
+        if (p.resolution[size_t(low_axis)] < 4) continue;
+        gen.generate(sample);
+        const Image image = gen.image_host();
+        // Resampled back up trilinearly, the image is linear between the low-resolution knots
+        // (every r voxels) along the low-resolution axis: most second differences vanish there,
+        // and almost none along the other axes (where the GMM noise remains).
+        double flat[3] = {0, 0, 0};
+        for (int d = 0; d < 3; ++d) {
+            const int64_t stride = d == 0 ? 1 : (d == 1 ? image.nx() : image.nx() * image.ny());
+            int64_t count = 0, zero = 0;
+            for (int64_t k = 1; k + 1 < image.nz(); ++k)
+                for (int64_t j = 1; j + 1 < image.ny(); ++j)
+                    for (int64_t i = 1; i + 1 < image.nx(); ++i) {
+                        const int64_t at = image.index(i, j, k);
+                        const double d2 = image.data[size_t(at + stride)] - 2.0 * image.data[size_t(at)] +
+                                          image.data[size_t(at - stride)];
+                        zero += std::fabs(d2) < 1e-5;
+                        ++count;
+                    }
+            flat[d] = double(zero) / double(count);
+        }
+        EXPECT_GT(flat[low_axis], 0.4) << "resolution " << p.resolution[size_t(low_axis)];
+        for (int d = 0; d < 3; ++d)
+            if (d != low_axis) EXPECT_LT(flat[d], 0.2) << "axis " << d;
+        ++checked;
+    }
+    EXPECT_EQ(checked, 2) << "no sample with a resolution of 4+ voxels among the first 40";
+}
+
 ISS_INSTANTIATE_BACKENDS(SynthGenerator);
 
 // ---------------------------------------------------------------------------------------------
@@ -529,7 +579,7 @@ TEST(SynthParams, ClassDrawsFollowPriorsRandomMixAndFusion) {
         ASSERT_GT(det, 0.85 * 0.85 * 0.85 * 0.99);
         ASSERT_LT(det, 1.15 * 1.15 * 1.15 * 1.01);
         ASSERT_LE(p.velocity_std, 3.0f);
-        ASSERT_EQ(p.blur_half_width, 1);
+        ASSERT_EQ(p.blur_half_width, (std::array<int, 3>{1, 1, 1}));
         for (float sigma : p.blur_sigma) {
             ASSERT_GE(sigma, 0.5f / 1.03f - 1e-6f);
             ASSERT_LE(sigma, 0.5f * 1.03f + 1e-6f);

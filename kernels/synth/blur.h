@@ -15,7 +15,7 @@ namespace iss {
 
 class DeviceContext;
 
-constexpr int max_blur_half_width = 7;
+constexpr int max_blur_half_width = 16;  // sigma up to 0.75 * 16 voxels at blur_range 1.03
 
 struct BlurArgs {
     const float* src = nullptr;
