@@ -1,0 +1,252 @@
+// The `synth` command, run as a program on a 1-month phantom: the files it writes (image range
+// and type, label set, geometry), the preview's size, byte-identical output for a seed,
+// --print-config as JSON, and every kind of bad input: exit 2, one line naming the problem,
+// nothing written to --out.
+#include <gtest/gtest.h>
+#include <png.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "io/nifti.h"
+#include "synth/config.h"
+#include "synth/phantom.h"
+
+namespace iss {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RunResult {
+    int status = -1;
+    std::string out, err;
+};
+
+std::string quote(const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+}
+
+std::string read_text(const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+int file_count(const fs::path& dir) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) return 0;
+    return int(std::distance(fs::directory_iterator(dir), fs::directory_iterator{}));
+}
+
+// One directory for the whole suite, holding the phantom map every test reads.
+class SynthCli : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        root_ = fs::path(::testing::TempDir()) / ("iss-synth-cli-" + std::to_string(::getpid()));
+        fs::remove_all(root_);
+        fs::create_directories(root_ / "maps");
+        // 126x142x116 at 1 month: --shape 64 gives 64^3 crops, quick on the CPU.
+        write_labels((root_ / "maps" / "phantom.nii.gz").string(), make_phantom(1, 1));
+    }
+    static void TearDownTestSuite() {
+        std::error_code ec;
+        fs::remove_all(root_, ec);
+    }
+    void SetUp() override {
+        dir_ = root_ / ::testing::UnitTest::GetInstance()->current_test_info()->name();
+        fs::remove_all(dir_);
+        fs::create_directories(dir_);
+    }
+
+    static std::string map_file() { return (root_ / "maps" / "phantom.nii.gz").string(); }
+    std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+    RunResult synth(const std::string& args) const {
+        const std::string err_file = path("stderr.txt");
+        RunResult r;
+        const std::string command = std::string(INFANT_CLI_PATH) + " synth " + args + " 2>" + quote(err_file);
+        FILE* pipe = ::popen(command.c_str(), "r");
+        if (!pipe) return r;
+        char buf[4096];
+        size_t n;
+        while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.out.append(buf, n);
+        const int status = ::pclose(pipe);
+        r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        r.err = read_text(err_file);
+        std::remove(err_file.c_str());
+        return r;
+    }
+
+    // Exit 2, one line on stderr containing `fragment`, and `out` left without files.
+    void expect_bad(const std::string& args, const std::string& fragment) {
+        SCOPED_TRACE(args);
+        const fs::path out = dir_ / "out";
+        fs::remove_all(out);
+        fs::create_directories(out);
+        const RunResult r = synth(args + " --out " + quote(out.string()));
+        EXPECT_EQ(r.status, 2) << r.err;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+        EXPECT_NE(r.err.find(fragment), std::string::npos) << "expected '" << fragment << "' in: " << r.err;
+        EXPECT_EQ(file_count(out), 0);
+    }
+
+    static fs::path root_;
+    fs::path dir_;
+};
+
+fs::path SynthCli::root_;
+
+TEST_F(SynthCli, WritesImagesLabelsAndPreview) {
+    const std::string out = path("out");
+    const RunResult r =
+        synth("--labels " + quote(map_file()) + " --out " + quote(out) + " --count 2 --shape 64 --preview --device cpu");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("wrote 2 samples of 64x64x64 to " + out), std::string::npos) << r.out;
+    EXPECT_EQ(file_count(out), 5) << "two images, two label maps, the preview";
+
+    const std::vector<int32_t> seg = preset_config("infant-t1").segmentation_labels;
+    for (const char* n : {"0000", "0001"}) {
+        SCOPED_TRACE(n);
+        NiftiHeader h;
+        const Image image = read_image(out + "/image_" + n + ".nii.gz", &h);
+        EXPECT_EQ(h.datatype_name(), "float32");
+        EXPECT_EQ(image.grid.dim, (std::array<int64_t, 3>{64, 64, 64}));
+        for (double s : image.grid.voxel_size()) EXPECT_NEAR(s, 1.0, 1e-6);
+        const auto [lo, hi] = std::minmax_element(image.data.begin(), image.data.end());
+        EXPECT_GE(*lo, 0.0f);
+        EXPECT_LE(*hi, 1.0f);
+        EXPECT_GT(*hi, *lo) << "a flat image";
+
+        const LabelMap labels = read_labels(out + "/labels_" + n + ".nii.gz");
+        EXPECT_TRUE(labels.grid.same_as(image.grid)) << "labels and image on one grid";
+        const std::set<int32_t> present(labels.data.begin(), labels.data.end());
+        for (int32_t v : present) EXPECT_NE(std::find(seg.begin(), seg.end(), v), seg.end()) << "label " << v;
+        EXPECT_GE(present.size(), 5u) << "a crop of the brain shows several structures";
+    }
+
+    // Two rows of six 64x64 slices with 4-pixel gaps.
+    png_image png{};
+    png.version = PNG_IMAGE_VERSION;
+    ASSERT_TRUE(png_image_begin_read_from_file(&png, (out + "/preview.png").c_str())) << png.message;
+    EXPECT_EQ(png.width, 4u + 6 * (64 + 4));
+    EXPECT_EQ(png.height, 4u + 2 * (64 + 4));
+    png_image_free(&png);
+}
+
+TEST_F(SynthCli, SameSeedGivesIdenticalFiles) {
+    const std::string args = "--labels " + quote(map_file()) + " --count 2 --shape 64 --seed 5 --preview";
+    ASSERT_EQ(synth(args + " --out " + quote(path("a"))).status, 0);
+    ASSERT_EQ(synth(args + " --out " + quote(path("b"))).status, 0);
+    for (const char* name : {"image_0000.nii.gz", "image_0001.nii.gz", "labels_0000.nii.gz", "labels_0001.nii.gz",
+                             "preview.png"}) {
+        const std::string a = read_text(dir_ / "a" / name), b = read_text(dir_ / "b" / name);
+        EXPECT_FALSE(a.empty()) << name;
+        EXPECT_TRUE(a == b) << name << " differs between two runs with the same seed";
+    }
+    ASSERT_EQ(synth("--labels " + quote(map_file()) + " --count 1 --shape 64 --seed 6 --out " + quote(path("c"))).status,
+              0);
+    EXPECT_FALSE(read_text(dir_ / "a" / "image_0000.nii.gz") == read_text(dir_ / "c" / "image_0000.nii.gz"))
+        << "another seed, another image";
+}
+
+TEST_F(SynthCli, DirectoryOfMaps) {
+    fs::create_directories(dir_ / "maps");
+    fs::copy_file(map_file(), dir_ / "maps" / "b.nii.gz");
+    write_labels(path("maps/a.nii"), make_phantom(0, 2));
+    std::ofstream(dir_ / "maps" / "notes.txt") << "not a map\n";
+    const RunResult r =
+        synth("--labels " + quote(path("maps")) + " --out " + quote(path("out")) + " --count 3 --shape 64");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(file_count(dir_ / "out"), 6);
+}
+
+TEST_F(SynthCli, PrintConfigIsJson) {
+    const RunResult r = synth("--print-config");
+    ASSERT_EQ(r.status, 0) << r.err;
+    const nlohmann::json config = nlohmann::json::parse(r.out);
+    EXPECT_EQ(config.at("preset"), "infant-t1");
+    EXPECT_EQ(config.at("segmentation_labels").size(), 34u);
+    EXPECT_EQ(config.at("prior_means").size(), 2 * config.at("generation_labels").size());
+    EXPECT_EQ(config.at("flip_probability"), 0.0);
+    for (const char* key : {"output_shape", "nonlin_std", "bias_field_std", "gamma_std", "fused_classes"})
+        EXPECT_TRUE(config.contains(key)) << key;
+
+    const RunResult s = synth("--print-config --preset synthseg --shape 64");
+    ASSERT_EQ(s.status, 0) << s.err;
+    const nlohmann::json synthseg = nlohmann::json::parse(s.out);
+    EXPECT_EQ(synthseg.at("preset"), "synthseg");
+    EXPECT_EQ(synthseg.at("flip_probability"), 0.5);
+    EXPECT_EQ(synthseg.at("output_shape"), nlohmann::json::array({64, 64, 64}));
+
+    std::ofstream(path("override.json")) << R"({"gamma_std": 0.25})";
+    const RunResult o = synth("--print-config --preset infant-t2 --config " + quote(path("override.json")));
+    ASSERT_EQ(o.status, 0) << o.err;
+    const nlohmann::json t2 = nlohmann::json::parse(o.out);
+    EXPECT_EQ(t2.at("preset"), "infant-t2");
+    EXPECT_EQ(t2.at("gamma_std"), 0.25);
+}
+
+TEST_F(SynthCli, HelpDescribesEveryOptionAndPreset) {
+    const RunResult r = synth("--help");
+    EXPECT_EQ(r.status, 0);
+    for (const char* word : {"--labels", "--out", "--count", "--seed", "--preset", "--config", "--shape", "--device",
+                             "--preview", "--print-config", "infant-t1", "infant-t2", "synthseg", "first 8"})
+        EXPECT_NE(r.out.find(word), std::string::npos) << word;
+}
+
+TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
+    const std::string map = " --labels " + quote(map_file());
+    expect_bad("--labels " + quote(path("missing.nii.gz")), "missing.nii.gz");
+    fs::create_directories(dir_ / "empty");
+    std::ofstream(dir_ / "empty" / "readme.txt") << "no maps here\n";
+    expect_bad("--labels " + quote(path("empty")), path("empty") + ": no label maps");
+
+    // A directory with one good map and one with a label outside the generation list: the bad
+    // one is found before the first sample is written.
+    fs::create_directories(dir_ / "mixed");
+    fs::copy_file(map_file(), dir_ / "mixed" / "a_good.nii.gz");
+    LabelMap bad = make_phantom(0, 3);
+    bad.data[bad.data.size() / 2] = 999;
+    write_labels(path("mixed/b_bad.nii.gz"), bad);
+    expect_bad("--labels " + quote(path("mixed")) + " --shape 64", "b_bad.nii.gz");
+    expect_bad("--labels " + quote(path("mixed")) + " --shape 64", "999");
+
+    expect_bad(map + " --preset infant-t3", "unknown preset 'infant-t3'");
+    std::ofstream(path("unknown_key.json")) << R"({"gamma_stdev": 0.3})";
+    expect_bad(map + " --config " + quote(path("unknown_key.json")), "gamma_stdev");
+    std::ofstream(path("prior_shape.json")) << R"({"prior_means": [1, 2, 3]})";
+    expect_bad(map + " --config " + quote(path("prior_shape.json")), "prior_means");
+    expect_bad(map + " --count 0", "--count");
+    expect_bad(map + " --count -3", "--count");
+    expect_bad(map + " --count two", "--count");
+    expect_bad(map + " --shape 0", "--shape");
+    expect_bad(map + " --seed -1", "--seed");
+    expect_bad(map + " --device tpu", "tpu");
+    expect_bad(map + " stray", "stray");
+    expect_bad("--count 1", "--labels");
+
+    // --out missing, or not creatable: nothing appears.
+    const RunResult r = synth("--labels " + quote(map_file()));
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("--out"), std::string::npos) << r.err;
+    std::ofstream(path("a_file")) << "x";
+    const RunResult f = synth("--labels " + quote(map_file()) + " --shape 64 --out " + quote(path("a_file/sub")));
+    EXPECT_EQ(f.status, 2);
+    EXPECT_NE(f.err.find(path("a_file/sub")), std::string::npos) << f.err;
+    const RunResult g = synth("--labels " + quote(path("missing")) + " --out " + quote(path("never")));
+    EXPECT_EQ(g.status, 2);
+    EXPECT_FALSE(fs::exists(path("never"))) << "the output directory is created only after the inputs are read";
+}
+
+}  // namespace
+}  // namespace iss
