@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # The main job on built-in data. At this stage of the project: procedural infant label maps
-# (phantoms) at 1, 6 and 12 months, and a summary of each. Later stages add synthesis,
-# training, prediction, merge, clean and Dice.
+# (phantoms) at 1, 6 and 12 months, a summary of each, and synthetic training pairs from them
+# with a preview montage (T1-like and T2-like presets). Later stages add training,
+# prediction, merge, clean and Dice.
 set -euo pipefail
 bin=${1:?usage: demo.sh BINARY OUTDIR}
 out=${2:?usage: demo.sh BINARY OUTDIR}
-mkdir -p "$out"
+mkdir -p "$out/labels"
 
 for age in 1 6 12; do
-    echo "== phantom at ${age} months -> $out/phantom_${age}mo.nii.gz"
-    "$bin" phantom --age-months "$age" --seed 1 --out "$out/phantom_${age}mo.nii.gz"
+    "$bin" phantom --age-months "$age" --seed 1 --out "$out/labels/phantom_${age}mo.nii.gz"
 done
-for age in 1 6 12; do
+echo
+"$bin" info "$out/labels/phantom_12mo.nii.gz" | sed -n '1,12p'
+echo "  ... (labels and voxel counts: infant-synthseg info FILE)"
+
+for preset in infant-t1 infant-t2; do
     echo
-    "$bin" info "$out/phantom_${age}mo.nii.gz"
+    echo "== synthetic training pairs, preset $preset -> $out/synth-$preset"
+    "$bin" synth --labels "$out/labels" --out "$out/synth-$preset" --preset "$preset" --count 4 --seed 1 --preview
 done
+echo
+echo "previews: $out/synth-infant-t1/preview.png $out/synth-infant-t2/preview.png"
