@@ -15,7 +15,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GeneratorConfig, preset, generat
                                                 fused_classes, use_generation_classes, prior_means, prior_stds,
                                                 mix_prior_and_random, random_mean, random_std, output_shape,
                                                 shape_multiple, pad_when_smaller, scaling_bounds, rotation_bounds,
-                                                shearing_bounds, nonlin_std, nonlin_shape_factor, integration_steps,
+                                                shearing_bounds, translation_bounds, nonlin_std, nonlin_shape_factor, integration_steps,
                                                 rescale_velocity, flip_probability, blur_sigma, blur_range,
                                                 background_reset_probability, randomise_resolution, max_isotropic,
                                                 max_anisotropic, anisotropic_probability, randomise_thickness,
@@ -102,8 +102,8 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
     for (int64_t s : c.output_shape) ISS_INPUT(s >= 1, source, ": output_shape entries must be >= 1");
     ISS_INPUT(c.shape_multiple >= 1, source, ": shape_multiple must be >= 1");
     ISS_INPUT(c.scaling_bounds >= 0 && c.scaling_bounds < 1, source, ": scaling_bounds must be in [0, 1)");
-    ISS_INPUT(c.rotation_bounds >= 0 && c.shearing_bounds >= 0 && c.nonlin_std >= 0, source,
-              ": rotation_bounds, shearing_bounds and nonlin_std must be >= 0");
+    ISS_INPUT(c.rotation_bounds >= 0 && c.shearing_bounds >= 0 && c.translation_bounds >= 0 && c.nonlin_std >= 0,
+              source, ": rotation_bounds, shearing_bounds, translation_bounds and nonlin_std must be >= 0");
     ISS_INPUT(c.nonlin_shape_factor > 0 && c.nonlin_shape_factor <= 1 && c.bias_shape_factor > 0 &&
                   c.bias_shape_factor <= 1,
               source, ": shape factors must be in (0, 1]");

@@ -35,6 +35,8 @@ struct GeneratorConfig {
     double scaling_bounds = 0.15;                            // s ~ U(1 - b, 1 + b)
     double rotation_bounds = 15;                             // degrees, U(-b, b) per axis
     double shearing_bounds = 0.012;
+    double translation_bounds = 0;                           // voxels, U(-b, b); the reference: none
+
     double nonlin_std = 3.0;                                 // sigma ~ U(0, nonlin_std), voxels
     double nonlin_shape_factor = 0.04;                       // velocity grid = ceil(f * shape)
     int integration_steps = 7;                               // scaling and squaring

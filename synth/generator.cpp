@@ -94,6 +94,14 @@ Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vec
         max_out = std::max(max_out, product(p.out_shape));
         max_bias = std::max(max_bias, product(p.bias_shape));
     }
+    // Refuse a crop that cannot fit before allocating anything (padding to a huge shape, say).
+    int64_t map_bytes = 0;
+    for (const TrainingMap& m : maps_) map_bytes += int64_t(m.generation.size());
+    const double workspace = double(map_bytes) + 4.0 * double(max_velocity + 2 * max_field + max_bias) +
+                             (2.0 + 2.0 * sizeof(float)) * double(max_out);
+    ISS_INPUT(workspace < 0.8 * double(ctx_.memory_capacity()), "the generator needs ", workspace / double(1 << 30),
+              " GiB on ", ctx_.device().name(), " for a crop of ", max_out, " voxels, more than the device has (",
+              double(ctx_.memory_capacity()) / double(1 << 30), " GiB): ask for a smaller shape");
     Buffers& b = *buffers_;
     for (const TrainingMap& m : maps_) b.maps.emplace_back(ctx_, m.generation);
     b.velocity = Buffer<float>(ctx_, size_t(max_velocity));
@@ -190,6 +198,7 @@ void Generator::deform() {
         deform.field_ratio[d] = float(1.0 / zoom);
         deform.field_scale[d] = config_.rescale_velocity ? float(zoom) : 1.0f;
         deform.centre[d] = float(double(p.map_shape[size_t(d)] - 1) / 2.0);
+        deform.source_centre[d] = float(double(p.map_shape[size_t(d)] - 1) / 2.0 + p.translation[d]);
         deform.offset[d] = p.crop_offset[size_t(d)];
         deform.out_dim[d] = p.out_shape[size_t(d)];
         for (int c = 0; c < 3; ++c) deform.affine[d][c] = float(p.affine[d][c]);

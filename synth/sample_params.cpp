@@ -111,6 +111,7 @@ SampleParams draw_sample_params(const GeneratorConfig& config, uint64_t seed, ui
     for (int r = 0; r < 3; ++r)
         for (int c = 0; c < 3; ++c)
             shear[r][c] = r == c ? 1.0 : affine.uniform(-config.shearing_bounds, config.shearing_bounds);
+    for (int d = 0; d < 3; ++d) p.translation[d] = affine.uniform(-config.translation_bounds, config.translation_bounds);
     const Mat3 a = multiply(rot[2], multiply(rot[1], multiply(rot[0], multiply(shear, scale))));
     for (int r = 0; r < 3; ++r)
         for (int c = 0; c < 3; ++c) p.affine[r][c] = a[r][c];

@@ -42,6 +42,7 @@ struct SampleParams {
 
     // Linear part A = R3 R2 R1 Sh Sc (row-major), applied in centred voxel coordinates.
     double affine[3][3] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}};
+    double translation[3] = {0, 0, 0};  // voxels, added after the linear part
     // Stationary velocity field on a coarse grid, channels last (x, y, z components).
     std::array<int64_t, 3> velocity_shape{};     // ceil(nonlin_shape_factor * map_shape)
     std::array<int64_t, 3> integration_shape{};  // max(floor(map_shape / 2), velocity_shape)

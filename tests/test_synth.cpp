@@ -176,7 +176,7 @@ protected:
         a.map = map_buffer.data();
         for (int d = 0; d < 3; ++d) {
             a.map_dim[d] = map.grid.dim[size_t(d)];
-            a.centre[d] = float(double(map.grid.dim[size_t(d)] - 1) / 2);
+            a.centre[d] = a.source_centre[d] = float(double(map.grid.dim[size_t(d)] - 1) / 2);
             a.out_dim[d] = out_dim[size_t(d)];
         }
         const std::vector<uint8_t> twin = twins(config);
@@ -214,6 +214,7 @@ TEST_P(SynthDeform, IdentityIsTheCropAndFlipMirrorsWithTwins) {
 
 TEST_P(SynthDeform, AffineAndFieldMatchReference) {
     config.nonlin_std = 3;
+    config.translation_bounds = 4;
     std::vector<std::array<int64_t, 3>> shapes{map.grid.dim};
     const SampleParams p = draw_sample_params(config, 5, 2, shapes, {0});
     // A smooth displacement on the integration grid (values in voxels).
@@ -232,6 +233,8 @@ TEST_P(SynthDeform, AffineAndFieldMatchReference) {
         a.field_dim[d] = h[size_t(d)];
         a.field_ratio[d] = float(double(h[size_t(d)]) / double(map.grid.dim[size_t(d)]));
         a.offset[d] = spec.offset[size_t(d)] = p.crop_offset[size_t(d)];
+        spec.translation[size_t(d)] = p.translation[d];
+        a.source_centre[d] = float(double(map.grid.dim[size_t(d)] - 1) / 2 + p.translation[d]);
         for (int c = 0; c < 3; ++c) a.affine[d][c] = float(spec.affine[d][c] = p.affine[d][c]);
     }
     a.flip_axis = spec.flip_axis = 1;
@@ -613,6 +616,18 @@ TEST(SynthParams, BadInputIsNamed) {
     broken.prior_means.resize(43);
     EXPECT_THROW(validate_config(broken, "cfg.json"), InputError);
     EXPECT_THROW(preset_config("adult"), InputError);
+
+    // A padded crop far larger than memory: refused before any allocation, naming the size.
+    GeneratorConfig huge = config;
+    huge.pad_when_smaller = true;
+    huge.output_shape = {4096, 4096, 4096};
+    DeviceContext cpu;
+    try {
+        Generator gen(cpu, huge, {make_training_map(toy_label_map(), huge, "toy.nii.gz")}, 1);
+        FAIL() << "a 4096^3 crop was accepted";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("smaller shape"), std::string::npos) << e.what();
+    }
 }
 
 }  // namespace

@@ -234,6 +234,9 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad(map + " --device tpu", "tpu");
     expect_bad(map + " stray", "stray");
     expect_bad("--count 1", "--labels");
+    // A padded crop larger than memory: refused before anything is written.
+    std::ofstream(path("pad.json")) << R"({"pad_when_smaller": true})";
+    expect_bad(map + " --config " + quote(path("pad.json")) + " --shape 5000", "smaller shape");
 
     // --out missing, or not creatable: nothing appears.
     const RunResult r = synth("--labels " + quote(map_file()));

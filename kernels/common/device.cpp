@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <unistd.h>
 #include <dnnl.hpp>
 
 #include "kernels/common/dnnl_check.h"
@@ -177,6 +178,17 @@ void DeviceContext::fill_zero(void* dst, size_t bytes) {
     }
 #endif
     std::memset(dst, 0, bytes);
+}
+
+size_t DeviceContext::memory_capacity() const {
+#if INFANT_WITH_CUDA
+    if (device_.is_cuda()) {
+        size_t free_bytes = 0, total_bytes = 0;
+        ISS_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+        return total_bytes;
+    }
+#endif
+    return size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE));
 }
 
 void DeviceContext::synchronize() {

@@ -51,6 +51,9 @@ public:
     void copy_on_device(void* dst, const void* src, size_t bytes);
     void fill_zero(void* dst, size_t bytes);
     void synchronize();
+    // Bytes of memory this device has in all (host RAM, or the GPU's global memory): for
+    // refusing a request that cannot fit before trying it.
+    size_t memory_capacity() const;
 
     // CUDA objects as opaque pointers (cudaStream_t, cudnnHandle_t, cublasHandle_t), so this
     // header compiles without the CUDA headers. Handles are created on first use.

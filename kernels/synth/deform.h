@@ -6,7 +6,8 @@
 // Output voxel q (after the flip, q_a -> n_a - 1 - q_a on the flip axis) sits at map position
 // x = q + offset. The displacement phi(x) is the integrated field sampled trilinearly at
 // x * field_ratio (the reference's origin-aligned resize), times field_scale per component.
-// With c = x - centre, centre = (map_dim - 1) / 2, the source is A (c + phi) + centre.
+// With c = x - centre, centre = (map_dim - 1) / 2, the source is A (c + phi) + centre + t
+// (source_centre = centre + t, the translation t being 0 in the reference).
 // Layout: label maps hold generation indices (uint8), x fastest; the field is channels-last.
 // CPU/GPU contract: bit-identical (fmaf spelled out; integer outputs compared exactly).
 #pragma once
@@ -32,6 +33,7 @@ struct DeformArgs {
     float field_scale[3] = {1, 1, 1};
     float affine[3][3] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}};
     float centre[3] = {0, 0, 0};
+    float source_centre[3] = {0, 0, 0};
     int64_t offset[3] = {0, 0, 0};  // crop start in map voxels
     int64_t out_dim[3] = {0, 0, 0};
     int flip_axis = -1;  // -1: no flip
@@ -54,7 +56,7 @@ struct DeformBody {
         for (int d = 0; d < 3; ++d) c[d] = fmaf(phi[d], a.field_scale[d], x[d] - a.centre[d]);
         int64_t s[3];
         for (int r = 0; r < 3; ++r) {
-            const float p = fmaf(a.affine[r][0], c[0], fmaf(a.affine[r][1], c[1], fmaf(a.affine[r][2], c[2], a.centre[r])));
+            const float p = fmaf(a.affine[r][0], c[0], fmaf(a.affine[r][1], c[1], fmaf(a.affine[r][2], c[2], a.source_centre[r])));
             s[r] = detail::nearest_index(p, a.map_dim[r], OutOfBounds::clamp);
         }
         uint8_t g = a.map[(s[2] * a.map_dim[1] + s[1]) * a.map_dim[0] + s[0]];

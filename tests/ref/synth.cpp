@@ -82,7 +82,7 @@ std::vector<uint8_t> deform(const std::vector<uint8_t>& map, const std::vector<d
                 int64_t src[3];
                 for (int r = 0; r < 3; ++r) {
                     const double pos = s.affine[r][0] * c[0] + s.affine[r][1] * c[1] + s.affine[r][2] * c[2] +
-                                       double(s.map_dim[size_t(r)] - 1) / 2;
+                                       double(s.map_dim[size_t(r)] - 1) / 2 + s.translation[size_t(r)];
                     src[r] = std::min(std::max(int64_t(std::floor(pos + 0.5)), int64_t(0)), s.map_dim[size_t(r)] - 1);
                 }
                 uint8_t g = map[size_t((src[2] * s.map_dim[1] + src[1]) * s.map_dim[0] + src[0])];

@@ -25,6 +25,7 @@ struct DeformSpec {
     std::array<int64_t, 3> offset{};
     double affine[3][3] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}};
     std::array<double, 3> field_scale{1, 1, 1};
+    std::array<double, 3> translation{0, 0, 0};
     int flip_axis = -1;
 };
 
