@@ -381,7 +381,7 @@ TEST_P(SynthIntensity, BiasFieldIsTheSmoothResizedGridAndNormalisationHitsTheRan
     // Background reset, clip, range and gamma.
     std::vector<float> values(ones.size());
     for (size_t v = 0; v < values.size(); ++v) values[v] = float(v % 400);
-    generation.assign(values.size(), 1);
+    std::fill(generation.begin(), generation.end(), uint8_t(1));  // same size as values
     generation[5] = 0;  // value 5 -> reset to 0
     image.upload(values);
     gen.upload(generation);
@@ -524,7 +524,9 @@ TEST_P(SynthGenerator, RandomAcquisitionResolutionSmoothsTheLowResolutionAxis) {
         }
         EXPECT_GT(flat[low_axis], 0.4) << "resolution " << p.resolution[size_t(low_axis)];
         for (int d = 0; d < 3; ++d)
-            if (d != low_axis) EXPECT_LT(flat[d], 0.2) << "axis " << d;
+            if (d != low_axis) {
+                EXPECT_LT(flat[d], 0.2) << "axis " << d;
+            }
         ++checked;
     }
     EXPECT_EQ(checked, 2) << "no sample with a resolution of 4+ voxels among the first 40";
