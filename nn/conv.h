@@ -1,0 +1,53 @@
+// 3-D convolution, stride 1, "same" zero padding, with bias, on channels-last activations:
+// the vendor libraries do the work (oneDNN on the CPU, cuDNN on CUDA), each confined to one
+// file behind this narrow interface.
+//
+// Layouts: x (N, D, H, W, Ci) and y (N, D, H, W, Co) channels-last; weights (Co, k, k, k, Ci)
+// ("odhwi", the layout cuDNN calls NHWC for filters); bias (Co).
+// forward:          y = conv(x, w) + b
+// backward_data:    dx = conv_transpose(dy, w)            (overwrites dx)
+// backward_weights: dw = sum x * dy, db = sum dy           (overwrites dw, db)
+// Algorithms / primitives are chosen once per shape and cached in the Conv3d object.
+// No TF32 on CUDA (the fp32 path is compared with the CPU). Tolerance against a naive double
+// convolution: 1e-4 relative to the largest |output| (fp32 accumulation over k^3 * Ci terms).
+#pragma once
+
+#include <memory>
+
+#include "kernels/nn/shape.h"
+
+namespace iss {
+
+class DeviceContext;
+
+struct ConvShape {
+    Shape5 in;       // input activation shape (c = input channels)
+    int64_t out_c;   // output channels
+    int64_t kernel;  // 3 or 1
+
+    Shape5 out() const { return Shape5{in.n, in.d, in.h, in.w, out_c}; }
+    int64_t weight_count() const { return out_c * kernel * kernel * kernel * in.c; }
+    bool operator==(const ConvShape& o) const { return in == o.in && out_c == o.out_c && kernel == o.kernel; }
+};
+
+class Conv3d {
+public:
+    Conv3d(DeviceContext& ctx, const ConvShape& shape);
+    ~Conv3d();
+    Conv3d(const Conv3d&) = delete;
+    Conv3d& operator=(const Conv3d&) = delete;
+
+    const ConvShape& shape() const { return shape_; }
+    void forward(const float* x, const float* w, const float* b, float* y);
+    void backward_data(const float* dy, const float* w, float* dx);
+    void backward_weights(const float* x, const float* dy, float* dw, float* db);
+
+    struct Impl;  // oneDNN or cuDNN state, per backend
+
+private:
+    DeviceContext& ctx_;
+    ConvShape shape_;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace iss
