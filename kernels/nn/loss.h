@@ -9,9 +9,10 @@
 // softmax_dice_forward writes the probabilities (for the backward and for inference) and
 // returns the loss and the per-class Dice on the host; softmax_dice_backward writes dlogits
 // (scaled by `grad_scale`, the upstream gradient of the loss, normally 1).
-// Weighted L2 (pre-training, optional): loss = mean over positions and classes of
-//   w_c (logits - target_logit)^2, target_logit = +3 for the true class, -3 otherwise
-//   (lab2im's "wl2"), w_c = 1 / (C * frequency_c) of the batch; backward writes dlogits.
+// Weighted L2 (pre-training, optional; lab2im's WeightedL2Loss): per position a weight
+//   w = 1 - y_0 + 1e-4 (y_0 = 1 for background: background positions weigh 1e-4), target
+//   t_c = 5 (2 y_c - 1) (+5 for the true class, -5 otherwise), and
+//   loss = sum_{pos, c} w (logit_c - t_c)^2 / (C * sum_pos w); backward writes dlogits.
 // Reductions are deterministic (fixed partitions, double partial sums). CPU and CUDA agree
 // within 1e-5 relative. `workspace`: loss_workspace_bytes(shape) bytes on the device.
 #pragma once
