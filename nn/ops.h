@@ -1,0 +1,57 @@
+// The network's differentiable ops, each a forward function that records a node and a
+// backward beside it (ops.cpp). Values are channels-last (N, D, H, W, C) float tensors.
+//
+//   conv3d      y = conv(x, w) + b through a cached Conv3d engine (oneDNN / cuDNN)
+//   elu         ELU(alpha); in place by default (its backward needs only the output, and the
+//               value it overwrites - a convolution's output - is needed by nobody else)
+//   batchnorm   training statistics (and running-statistics update) or inference statistics
+//   maxpool2, upsample2, concat
+//   softmax_dice_loss  the fused softmax + soft Dice of SPEC.md section 5; the last op
+//   wl2_loss           the weighted L2 pre-training loss on the logits; the last op
+//   softmax     probabilities for inference (no backward: record-free, gradients must be off)
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+
+#include "kernels/nn/loss.h"
+#include "nn/autograd.h"
+#include "nn/conv.h"
+
+namespace iss {
+
+// Conv3d engines for one layer, one per input shape (built on first use, then reused).
+class ConvEngines {
+public:
+    ConvEngines(int64_t out_c, int64_t kernel) : out_c_(out_c), kernel_(kernel) {}
+    Conv3d& get(DeviceContext& ctx, const Shape5& in);
+
+private:
+    int64_t out_c_, kernel_;
+    std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>, std::unique_ptr<Conv3d>> engines_;
+};
+
+Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engines);
+Var elu(Graph& g, const Var& x, float alpha = 1.0f, bool in_place = true);
+
+struct BatchNormParams {
+    Param gamma, beta;                  // trainable
+    Param running_mean, running_var;    // state
+    float momentum = 0.99f, epsilon = 1e-3f;
+};
+Var batchnorm(Graph& g, const Var& x, const BatchNormParams& bn, bool training);
+
+Var maxpool2(Graph& g, const Var& x);
+Var upsample2(Graph& g, const Var& x);
+Var concat(Graph& g, const Var& a, const Var& b);
+
+// Loss ops: `target` is a device array of class indices, one per position of `logits`.
+// softmax_dice_loss also returns the probabilities when `probs` is given.
+DiceResult softmax_dice_loss(Graph& g, const Var& logits, const uint8_t* target, Var* probs = nullptr);
+double wl2_loss(Graph& g, const Var& logits, const uint8_t* target);
+
+// Inference only: softmax over channels.
+Var softmax(Graph& g, const Var& logits);
+
+}  // namespace iss

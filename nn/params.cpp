@@ -1,0 +1,69 @@
+#include "nn/params.h"
+
+#include "kernels/common/error.h"
+
+namespace iss {
+
+Param ParamStore::declare(const std::string& name, const std::vector<int64_t>& shape, bool trainable) {
+    ISS_REQUIRE(!allocated_, "parameter ", name, " declared after allocation");
+    for (const ParamInfo& p : infos_) ISS_REQUIRE(p.name != name, "parameter ", name, " declared twice");
+    ParamInfo info;
+    info.name = name;
+    info.shape = shape;
+    info.count = 1;
+    for (int64_t d : shape) {
+        ISS_REQUIRE(d > 0, "parameter ", name, " has an empty dimension");
+        info.count *= d;
+    }
+    info.trainable = trainable;
+    int64_t& total = trainable ? trainable_count_ : state_count_;
+    info.offset = total;
+    total += info.count;
+    infos_.push_back(info);
+    return Param{int(infos_.size()) - 1};
+}
+
+void ParamStore::allocate() {
+    ISS_REQUIRE(!allocated_, "parameters allocated twice");
+    values_ = Buffer<float>(ctx_, size_t(trainable_count_));
+    grads_ = Buffer<float>(ctx_, size_t(trainable_count_));
+    m_ = Buffer<float>(ctx_, size_t(trainable_count_));
+    v_ = Buffer<float>(ctx_, size_t(trainable_count_));
+    state_ = Buffer<float>(ctx_, size_t(state_count_));
+    for (Buffer<float>* b : {&values_, &grads_, &m_, &v_, &state_})
+        if (b->size() > 0) ctx_.fill_zero(b->data(), b->size() * sizeof(float));
+    allocated_ = true;
+}
+
+float* ParamStore::value(Param p) {
+    const ParamInfo& i = info(p);
+    ISS_REQUIRE(allocated_, "parameter ", i.name, " used before allocation");
+    return (i.trainable ? values_.data() : state_.data()) + i.offset;
+}
+
+float* ParamStore::grad(Param p) {
+    const ParamInfo& i = info(p);
+    ISS_REQUIRE(allocated_ && i.trainable, "parameter ", i.name, " has no gradient");
+    return grads_.data() + i.offset;
+}
+
+void ParamStore::zero_grads() {
+    if (grads_.size() > 0) ctx_.fill_zero(grads_.data(), grads_.size() * sizeof(float));
+}
+
+std::vector<float> ParamStore::download(Param p) const {
+    const ParamInfo& i = info(p);
+    std::vector<float> host(size_t(i.count));
+    const float* base = (i.trainable ? values_.data() : state_.data()) + i.offset;
+    ctx_.copy_to_host(host.data(), base, host.size() * sizeof(float));
+    return host;
+}
+
+void ParamStore::upload(Param p, const std::vector<float>& values) {
+    const ParamInfo& i = info(p);
+    ISS_REQUIRE(int64_t(values.size()) == i.count, "parameter ", i.name, " holds ", i.count, " values, got ",
+                values.size());
+    ctx_.copy_to_device(value(p), values.data(), values.size() * sizeof(float));
+}
+
+}  // namespace iss

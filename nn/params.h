@@ -1,0 +1,68 @@
+// The parameter store: every trainable parameter is a view into one flat buffer, its gradient
+// into a second and Adam's two moments into a third and fourth, so zeroing is one memset,
+// the optimizer one launch and an all-reduce one call. Non-trainable state (batch norm
+// running statistics) lives in a fifth flat buffer, saved with the weights but never
+// optimised. Parameters are declared first (names, shapes), then allocate() makes the buffers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/common/device.h"
+
+namespace iss {
+
+struct ParamInfo {
+    std::string name;            // e.g. "enc0.conv1.weight"
+    std::vector<int64_t> shape;  // e.g. {24, 3, 3, 3, 24} (odhwi for convolutions)
+    int64_t offset = 0;          // in elements, within its buffer
+    int64_t count = 0;
+    bool trainable = true;
+};
+
+// A handle to a declared parameter.
+struct Param {
+    int index = -1;
+    bool valid() const { return index >= 0; }
+};
+
+class ParamStore {
+public:
+    explicit ParamStore(DeviceContext& ctx) : ctx_(ctx) {}
+
+    Param declare(const std::string& name, const std::vector<int64_t>& shape, bool trainable = true);
+    void allocate();  // once, after every declare(); zero-filled
+    bool allocated() const { return allocated_; }
+
+    const std::vector<ParamInfo>& infos() const { return infos_; }
+    const ParamInfo& info(Param p) const { return infos_[size_t(p.index)]; }
+    int64_t trainable_count() const { return trainable_count_; }
+    int64_t state_count() const { return state_count_; }
+
+    // Device pointers (trainable: value, gradient, Adam moments; state: value only).
+    float* value(Param p);
+    float* grad(Param p);
+
+    float* values() { return values_.data(); }
+    float* grads() { return grads_.data(); }
+    float* adam_m() { return m_.data(); }
+    float* adam_v() { return v_.data(); }
+    float* state() { return state_.data(); }
+
+    void zero_grads();
+    // Host copies of a parameter's values (for checkpoints and tests) and the reverse.
+    std::vector<float> download(Param p) const;
+    void upload(Param p, const std::vector<float>& values);
+
+    DeviceContext& context() { return ctx_; }
+
+private:
+    DeviceContext& ctx_;
+    std::vector<ParamInfo> infos_;
+    int64_t trainable_count_ = 0, state_count_ = 0;
+    bool allocated_ = false;
+    Buffer<float> values_, grads_, m_, v_, state_;
+};
+
+}  // namespace iss
