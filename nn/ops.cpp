@@ -1,0 +1,267 @@
+#include "nn/ops.h"
+
+#include "kernels/common/device.h"
+#include "kernels/common/error.h"
+#include "kernels/nn/batchnorm.h"
+#include "kernels/nn/elementwise.h"
+#include "kernels/nn/pool.h"
+#include "kernels/nn/softmax.h"
+
+namespace iss {
+namespace {
+
+bool any_requires_grad(std::initializer_list<const Var*> vars) {
+    for (const Var* v : vars)
+        if (v->d->requires_grad) return true;
+    return false;
+}
+
+// The gradient flowing into a node's output.
+const Tensor& out_grad(const Node& node) { return node.output.d->grad; }
+
+// --- conv3d ---------------------------------------------------------------------------------
+
+struct ConvOp {
+    static void backward(Graph& g, Node& node) {
+        Conv3d& engine = *static_cast<Conv3d*>(node.object.get());
+        const Var& x = node.inputs[0];
+        ParamStore& p = g.params();
+        engine.backward_weights(x.data(), out_grad(node).data, p.grad(node.params[0]), p.grad(node.params[1]));
+        if (x.d->requires_grad) {
+            Tensor dx = g.make(x.shape());
+            engine.backward_data(out_grad(node).data, p.value(node.params[0]), dx.data);
+            g.accumulate(x, std::move(dx));
+        }
+    }
+};
+
+// --- elu ------------------------------------------------------------------------------------
+
+struct EluOp {
+    static void backward(Graph& g, Node& node) {
+        const Var& x = node.inputs[0];
+        if (!x.d->requires_grad) return;
+        const Tensor& y = node.output.value();
+        Tensor dx = g.make(y.shape);
+        elu_backward(g.context(), y.data, out_grad(node).data, dx.data, y.size(), float(node.numbers[0]));
+        g.accumulate(x, std::move(dx));
+    }
+};
+
+// --- batch norm -----------------------------------------------------------------------------
+
+struct BatchNormOp {
+    static void backward(Graph& g, Node& node) {
+        const Var& x = node.inputs[0];
+        ParamStore& p = g.params();
+        const Shape5& shape = x.shape();
+        Tensor dx = g.make(shape);
+        batchnorm_backward(g.context(), x.data(), out_grad(node).data, shape, p.value(node.params[0]),
+                           node.saved[0].data, node.saved[1].data, dx.data, p.grad(node.params[0]),
+                           p.grad(node.params[1]), node.saved_bytes[0].ptr);
+        g.accumulate(x, std::move(dx));
+    }
+};
+
+// --- pooling, upsampling, concatenation -----------------------------------------------------
+
+struct MaxPoolOp {
+    static void backward(Graph& g, Node& node) {
+        const Var& x = node.inputs[0];
+        Tensor dx = g.make(x.shape());
+        maxpool2_backward(g.context(), out_grad(node).data, static_cast<const uint8_t*>(node.saved_bytes[0].ptr),
+                          x.shape(), dx.data);
+        g.accumulate(x, std::move(dx));
+    }
+};
+
+struct UpsampleOp {
+    static void backward(Graph& g, Node& node) {
+        const Var& x = node.inputs[0];
+        Tensor dx = g.make(x.shape());
+        upsample2_backward(g.context(), out_grad(node).data, x.shape(), dx.data);
+        g.accumulate(x, std::move(dx));
+    }
+};
+
+struct ConcatOp {
+    static void backward(Graph& g, Node& node) {
+        const Var& a = node.inputs[0];
+        const Var& b = node.inputs[1];
+        Tensor da, db;
+        if (a.d->requires_grad) da = g.make(a.shape());
+        if (b.d->requires_grad) db = g.make(b.shape());
+        concat_channels_backward(g.context(), out_grad(node).data, a.shape().c, b.shape().c, a.shape().voxels(),
+                                 da.data, db.data);
+        if (!da.empty()) g.accumulate(a, std::move(da));
+        if (!db.empty()) g.accumulate(b, std::move(db));
+    }
+};
+
+// --- losses (the last node: they seed the backward themselves) ------------------------------
+
+struct DiceLossOp {
+    static void backward(Graph& g, Node& node) {
+        const Var& logits = node.inputs[0];
+        Tensor dlogits = g.make(logits.shape());
+        softmax_dice_backward(g.context(), node.saved[0].data, static_cast<const uint8_t*>(node.object.get()),
+                              logits.shape(), 1.0f, dlogits.data, node.saved_bytes[0].ptr);
+        g.accumulate(logits, std::move(dlogits));
+    }
+};
+
+struct Wl2LossOp {
+    static void backward(Graph& g, Node& node) {
+        const Var& logits = node.inputs[0];
+        Tensor dlogits = g.make(logits.shape());
+        wl2_backward(g.context(), logits.data(), static_cast<const uint8_t*>(node.object.get()), logits.shape(),
+                     1.0f, dlogits.data, node.saved_bytes[0].ptr);
+        g.accumulate(logits, std::move(dlogits));
+    }
+};
+
+// A non-owning handle for node.object.
+template <class T>
+std::shared_ptr<void> borrow(T* ptr) {
+    return std::shared_ptr<void>(const_cast<std::remove_const_t<T>*>(ptr), [](void*) {});
+}
+
+}  // namespace
+
+Conv3d& ConvEngines::get(DeviceContext& ctx, const Shape5& in) {
+    const auto key = std::make_tuple(in.n, in.d, in.h, in.w, in.c);
+    auto it = engines_.find(key);
+    if (it == engines_.end())
+        it = engines_.emplace(key, std::make_unique<Conv3d>(ctx, ConvShape{in, out_c_, kernel_})).first;
+    return *it->second;
+}
+
+Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engines) {
+    Conv3d& engine = engines.get(g.context(), x.shape());
+    Tensor y = g.make(engine.shape().out());
+    ParamStore& p = g.params();
+    engine.forward(x.data(), p.value(weight), p.value(bias), y.data);
+    Var out = g.output(y, true);
+    if (Node* node = g.record<ConvOp>("conv3d")) {
+        node->inputs = {x};
+        node->output = out;
+        node->params = {weight, bias};
+        node->object = borrow(&engine);
+    }
+    return out;
+}
+
+Var elu(Graph& g, const Var& x, float alpha, bool in_place) {
+    Tensor y = in_place ? x.value() : g.make(x.shape());
+    elu_forward(g.context(), x.data(), y.data, x.value().size(), alpha);
+    Var out = g.output(y, x.d->requires_grad);
+    if (Node* node = g.record<EluOp>("elu")) {
+        node->inputs = {x};
+        node->output = out;
+        node->numbers = {alpha};
+    }
+    return out;
+}
+
+Var batchnorm(Graph& g, const Var& x, const BatchNormParams& bn, bool training) {
+    const Shape5& shape = x.shape();
+    ParamStore& p = g.params();
+    Tensor y = g.make(shape);
+    if (!training) {
+        batchnorm_forward_infer(g.context(), x.data(), shape, p.value(bn.gamma), p.value(bn.beta),
+                                p.value(bn.running_mean), p.value(bn.running_var), bn.epsilon, y.data);
+        ISS_REQUIRE(!g.grad_enabled(), "batch norm with running statistics is for inference (gradients off)");
+        return g.output(y, false);
+    }
+    const Shape5 stats{1, 1, 1, 1, shape.c};
+    Tensor mean = g.make(stats), invstd = g.make(stats);
+    Block workspace = g.make_bytes(batchnorm_workspace_bytes(shape));
+    batchnorm_forward_train(g.context(), x.data(), shape, p.value(bn.gamma), p.value(bn.beta), bn.epsilon,
+                            bn.momentum, y.data, mean.data, invstd.data, p.value(bn.running_mean),
+                            p.value(bn.running_var), workspace.ptr);
+    Var out = g.output(y, true);
+    if (Node* node = g.record<BatchNormOp>("batchnorm")) {
+        node->inputs = {x};
+        node->output = out;
+        node->params = {bn.gamma, bn.beta};
+        node->saved = {mean, invstd};
+        node->saved_bytes = {workspace};
+    }
+    return out;
+}
+
+Var maxpool2(Graph& g, const Var& x) {
+    const Shape5& in = x.shape();
+    ISS_REQUIRE(in.d % 2 == 0 && in.h % 2 == 0 && in.w % 2 == 0, "maxpool2: odd spatial size ", in.str());
+    Tensor y = g.make(Shape5{in.n, in.d / 2, in.h / 2, in.w / 2, in.c});
+    Block argmax = g.make_bytes(size_t(y.size()));
+    maxpool2_forward(g.context(), x.data(), in, y.data, static_cast<uint8_t*>(argmax.ptr));
+    Var out = g.output(y, x.d->requires_grad);
+    if (Node* node = g.record<MaxPoolOp>("maxpool2")) {
+        node->inputs = {x};
+        node->output = out;
+        node->saved_bytes = {argmax};
+    }
+    return out;
+}
+
+Var upsample2(Graph& g, const Var& x) {
+    const Shape5& in = x.shape();
+    Tensor y = g.make(Shape5{in.n, in.d * 2, in.h * 2, in.w * 2, in.c});
+    upsample2_forward(g.context(), x.data(), in, y.data);
+    Var out = g.output(y, x.d->requires_grad);
+    if (Node* node = g.record<UpsampleOp>("upsample2")) {
+        node->inputs = {x};
+        node->output = out;
+    }
+    return out;
+}
+
+Var concat(Graph& g, const Var& a, const Var& b) {
+    const Shape5& sa = a.shape();
+    const Shape5& sb = b.shape();
+    ISS_REQUIRE(sa.n == sb.n && sa.d == sb.d && sa.h == sb.h && sa.w == sb.w, "concat: shapes ", sa.str(), " and ",
+                sb.str(), " differ outside the channels");
+    Tensor y = g.make(Shape5{sa.n, sa.d, sa.h, sa.w, sa.c + sb.c});
+    concat_channels_forward(g.context(), a.data(), sa.c, b.data(), sb.c, sa.voxels(), y.data);
+    Var out = g.output(y, a.d->requires_grad || b.d->requires_grad);
+    if (Node* node = g.record<ConcatOp>("concat")) {
+        node->inputs = {a, b};
+        node->output = out;
+    }
+    return out;
+}
+
+DiceResult softmax_dice_loss(Graph& g, const Var& logits, const uint8_t* target, Var* probs) {
+    Tensor p = g.make(logits.shape());
+    Block workspace = g.make_bytes(loss_workspace_bytes(logits.shape()));
+    DiceResult result = softmax_dice_forward(g.context(), logits.data(), target, logits.shape(), p.data, workspace.ptr);
+    if (probs) *probs = g.output(p, false);
+    if (Node* node = g.record<DiceLossOp>("softmax_dice_loss")) {
+        node->inputs = {logits};
+        node->saved = {p};
+        node->saved_bytes = {workspace};
+        node->object = borrow(target);
+    }
+    return result;
+}
+
+double wl2_loss(Graph& g, const Var& logits, const uint8_t* target) {
+    Block workspace = g.make_bytes(loss_workspace_bytes(logits.shape()));
+    const double loss = wl2_forward(g.context(), logits.data(), target, logits.shape(), workspace.ptr);
+    if (Node* node = g.record<Wl2LossOp>("wl2_loss")) {
+        node->inputs = {logits};
+        node->saved_bytes = {workspace};
+        node->object = borrow(target);
+    }
+    return loss;
+}
+
+Var softmax(Graph& g, const Var& logits) {
+    ISS_REQUIRE(!g.grad_enabled(), "softmax() is for inference; train with softmax_dice_loss");
+    Tensor p = g.make(logits.shape());
+    softmax_forward(g.context(), logits.data(), logits.shape().voxels(), logits.shape().c, p.data);
+    return g.output(p, false);
+}
+
+}  // namespace iss

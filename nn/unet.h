@@ -1,0 +1,72 @@
+// The 3-D U-Net of SPEC.md section 4 (neurite style), every size configurable:
+//   encoder level l (0..L-1), f_l = features * 2^l:
+//     conv3 -> ELU -> conv3 -> ELU  (= skip_l)  -> batch norm -> max-pool 2 (not after the last)
+//   decoder level l (L-2..0): upsample2(previous) -> concat[skip_l, up] -> conv3 -> ELU ->
+//     conv3 -> ELU -> batch norm
+//   head: conv1 to the classes (the logits); softmax in the loss or at inference.
+// Note that the deepest level's batch norm output feeds the first upsampling, and each
+// decoder level's batch norm output feeds the next one's upsampling.
+// At the defaults (5 levels, 24 features, 1 input channel, 34 classes) it has 13,240,666
+// trainable parameters, as the published model. Weights Glorot-uniform (keyed Philox draws,
+// so the same seed gives the same network on every backend), biases 0, gamma 1, beta 0,
+// running mean 0, running variance 1.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/ops.h"
+#include "nn/params.h"
+
+namespace iss {
+
+struct UNetConfig {
+    int levels = 5;
+    int features = 24;        // at level 0, doubling per level
+    int convs_per_level = 2;
+    int kernel = 3;
+    int in_channels = 1;
+    int classes = 34;
+    float bn_momentum = 0.99f;
+    float bn_epsilon = 1e-3f;
+    float elu_alpha = 1.0f;
+
+    int64_t features_at(int level) const { return int64_t(features) << level; }
+    // Spatial sizes must be multiples of this (2^(levels-1) poolings).
+    int64_t size_multiple() const { return int64_t(1) << (levels - 1); }
+};
+
+class UNet {
+public:
+    // Declares every parameter in `params` (which the caller then allocates) in a fixed order.
+    UNet(const UNetConfig& config, ParamStore& params);
+
+    const UNetConfig& config() const { return config_; }
+
+    // Sets every parameter to its initial value (Glorot-uniform weights keyed by `seed`).
+    void initialise(uint64_t seed);
+
+    // Logits (N, D, H, W, classes) for an input (N, D, H, W, in_channels). `training` selects
+    // batch statistics (and updates the running ones) or the running statistics.
+    Var forward(Graph& g, const Var& input, bool training);
+
+private:
+    struct ConvLayer {
+        Param weight, bias;
+        std::unique_ptr<ConvEngines> engines;
+        int64_t in_c = 0, out_c = 0, kernel = 3;
+    };
+    ConvLayer declare_conv(const std::string& name, int64_t in_c, int64_t out_c, int64_t kernel);
+    BatchNormParams declare_bn(const std::string& name, int64_t channels);
+    Var conv_elu_block(Graph& g, Var x, std::vector<ConvLayer>& convs);
+
+    UNetConfig config_;
+    ParamStore& params_;
+    std::vector<std::vector<ConvLayer>> encoder_, decoder_;
+    std::vector<BatchNormParams> encoder_bn_, decoder_bn_;
+    ConvLayer head_;
+};
+
+}  // namespace iss
