@@ -1,0 +1,224 @@
+// The network engine above the kernels: allocators, the parameter store, the autograd tape
+// through whole U-Nets (gradients against finite differences), overfitting one sample, and
+// inference that frees memory as it goes.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+
+#include "kernels/common/error.h"
+#include "kernels/common/philox.h"
+#include "nn/autograd.h"
+#include "nn/ops.h"
+#include "nn/optimizer.h"
+#include "nn/params.h"
+#include "nn/tensor.h"
+#include "nn/unet.h"
+#include "tests/backends.h"
+
+namespace iss {
+namespace {
+
+TEST(NnArena, GrowsOnceThenAllocatesNothing) {
+    DeviceContext ctx;
+    ArenaAllocator arena(ctx);
+    for (int step = 0; step < 3; ++step) {
+        arena.reset();
+        std::vector<Tensor> live;
+        for (int i = 0; i < 5; ++i) live.push_back(Tensor::make(arena, Shape5{1, 8, 8, 8, 1 << 14}));  // 32 MiB each
+        for (size_t i = 0; i < live.size(); ++i)
+            for (size_t j = i + 1; j < live.size(); ++j)
+                ASSERT_TRUE(live[j].data >= live[i].data + live[i].size() || live[i].data >= live[j].data + live[j].size())
+                    << "arena blocks overlap";
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(live.back().data) % 256, 0u);
+    }
+    const int64_t after_first = arena.device_allocations();
+    for (int step = 0; step < 3; ++step) {
+        arena.reset();
+        for (int i = 0; i < 5; ++i) Tensor::make(arena, Shape5{1, 8, 8, 8, 1 << 14});
+    }
+    EXPECT_EQ(arena.device_allocations(), after_first) << "steps after the first allocated device memory";
+    EXPECT_GE(arena.peak_bytes(), size_t(5) * (32 << 20));
+}
+
+TEST(NnPool, FreesAsValuesAreDropped) {
+    DeviceContext ctx;
+    PoolAllocator pool(ctx);
+    {
+        Tensor a = Tensor::make(pool, Shape5{1, 4, 4, 4, 8});
+        Tensor b = Tensor::make(pool, Shape5{1, 4, 4, 4, 8});
+        EXPECT_EQ(pool.live_bytes(), size_t(2) * 2048);
+        Tensor c = a;  // shared
+        a = Tensor{};
+        EXPECT_EQ(pool.live_bytes(), size_t(2) * 2048);
+    }
+    EXPECT_EQ(pool.live_bytes(), 0u);
+    EXPECT_EQ(pool.peak_bytes(), size_t(2) * 2048);
+}
+
+TEST(NnParams, ViewsIntoFlatBuffersAndThePublishedCount) {
+    DeviceContext ctx;
+    ParamStore params(ctx);
+    UNet net(UNetConfig{}, params);
+    EXPECT_EQ(params.trainable_count(), 13240666) << "the published Infant-SynthSeg U-Net has 13,240,666";
+    // 9 batch norms, running mean and variance each.
+    EXPECT_EQ(params.state_count(), 2 * (24 + 48 + 96 + 192 + 384 + 24 + 48 + 96 + 192));
+    const ParamInfo& first = params.infos().front();
+    EXPECT_EQ(first.name, "enc0.conv0.weight");
+    EXPECT_EQ(first.shape, (std::vector<int64_t>{24, 3, 3, 3, 1}));
+    EXPECT_THROW(params.declare("late", {3}), Error);
+    ParamStore small(ctx);
+    const Param a = small.declare("a", {2, 3});
+    const Param b = small.declare("b", {4});
+    EXPECT_THROW(small.declare("a", {1}), Error);
+    small.allocate();
+    EXPECT_EQ(small.value(b) - small.value(a), 6);
+    small.upload(b, {1, 2, 3, 4});
+    EXPECT_EQ(small.download(b), (std::vector<float>{1, 2, 3, 4}));
+    EXPECT_THROW(small.upload(b, {1, 2}), Error);
+}
+
+// --- whole-network gradients ----------------------------------------------------------------
+
+class NnUNet : public test::BackendTest {};
+
+std::vector<float> random_values(size_t n, uint64_t seed, float scale) {
+    std::vector<float> v(n);
+    for (size_t i = 0; i < n; i += 4) {
+        float z[4];
+        random_normal4(RandomKey{seed, 0, 1}, i / 4, z);
+        for (size_t e = 0; e < 4 && i + e < n; ++e) v[i + e] = scale * z[e];
+    }
+    return v;
+}
+
+// A target of 3 classes in slabs along z, as class indices.
+std::vector<uint8_t> slab_target(const Shape5& s) {
+    std::vector<uint8_t> t(size_t(s.voxels()));
+    for (int64_t p = 0; p < s.voxels(); ++p) t[size_t(p)] = uint8_t((p / (s.w * s.h)) % s.d * 3 / s.d);
+    return t;
+}
+
+struct TinySetup {
+    UNetConfig config;
+    ParamStore params;
+    UNet net;
+    TinySetup(DeviceContext& ctx, const UNetConfig& c) : config(c), params(ctx), net(c, params) {
+        params.allocate();
+        net.initialise(7);
+    }
+};
+
+double dice_loss_of(DeviceContext& ctx, TinySetup& s, const std::vector<float>& image, const Shape5& shape,
+                    const Buffer<uint8_t>& target, bool backward) {
+    PoolAllocator pool(ctx);
+    Graph g(pool, s.params, backward);
+    Tensor x = Tensor::make(pool, shape);
+    ctx.copy_to_device(x.data, image.data(), image.size() * sizeof(float));
+    const Var logits = s.net.forward(g, g.input(x), true);
+    const DiceResult loss = softmax_dice_loss(g, logits, target.data());
+    if (backward) {
+        s.params.zero_grads();
+        g.backward();
+    }
+    return loss.loss;
+}
+
+TEST_P(NnUNet, ParameterGradientsMatchFiniteDifferences) {
+    UNetConfig config;
+    config.levels = 2;
+    config.features = 3;
+    config.classes = 3;
+    TinySetup s(ctx(), config);
+    const Shape5 shape{1, 4, 6, 8, 1};
+    const std::vector<float> image = random_values(size_t(shape.size()), 3, 1.0f);
+    Buffer<uint8_t> target(ctx(), slab_target(shape));
+    dice_loss_of(ctx(), s, image, shape, target, true);
+    std::vector<float> grads(size_t(s.params.trainable_count()));
+    ctx().copy_to_host(grads.data(), s.params.grads(), grads.size() * sizeof(float));
+    std::vector<float> values(grads.size());
+    ctx().copy_to_host(values.data(), s.params.values(), values.size() * sizeof(float));
+    // Central differences on a spread of parameters (every layer kind). The loss is float; a
+    // step of 1e-2 keeps the rounding noise (~1e-7 / 1e-2) far below the gradients checked.
+    int checked = 0;
+    for (size_t i = 0; i < values.size(); i += values.size() / 23 + 1) {
+        const float h = 1e-2f;
+        std::vector<float> plus = values, minus = values;
+        plus[i] += h;
+        minus[i] -= h;
+        ctx().copy_to_device(s.params.values(), plus.data(), plus.size() * sizeof(float));
+        const double lp = dice_loss_of(ctx(), s, image, shape, target, false);
+        ctx().copy_to_device(s.params.values(), minus.data(), minus.size() * sizeof(float));
+        const double lm = dice_loss_of(ctx(), s, image, shape, target, false);
+        const double numeric = (lp - lm) / (2.0 * h);
+        EXPECT_NEAR(grads[i], numeric, 0.05 * std::fabs(numeric) + 2e-4) << "parameter element " << i;
+        ++checked;
+    }
+    ctx().copy_to_device(s.params.values(), values.data(), values.size() * sizeof(float));
+    EXPECT_GT(checked, 20);
+}
+
+TEST_P(NnUNet, OverfitsOneSample) {
+    UNetConfig config;
+    config.levels = 3;
+    config.features = 8;
+    config.classes = 3;
+    TinySetup s(ctx(), config);
+    const Shape5 shape{1, 16, 16, 16, 1};
+    // The image tells the classes apart (three intensity slabs plus noise).
+    const std::vector<uint8_t> classes = slab_target(shape);
+    std::vector<float> image = random_values(size_t(shape.size()), 5, 0.1f);
+    for (size_t p = 0; p < image.size(); ++p) image[p] += float(classes[p]);
+    Buffer<uint8_t> target(ctx(), classes);
+    Adam adam(AdamConfig{1e-2f, 0.9f, 0.999f, 1e-7f});
+    ArenaAllocator arena(ctx());
+    double first = 0, last = 0;
+    for (int step = 0; step < 60; ++step) {
+        arena.reset();
+        Graph g(arena, s.params, true);
+        Tensor x = Tensor::make(arena, shape);
+        ctx().copy_to_device(x.data, image.data(), image.size() * sizeof(float));
+        const DiceResult loss = softmax_dice_loss(g, s.net.forward(g, g.input(x), true), target.data());
+        s.params.zero_grads();
+        g.backward();
+        adam.step(s.params);
+        if (step == 0) first = loss.loss;
+        last = loss.loss;
+    }
+    EXPECT_GT(first, 0.3);
+    EXPECT_LT(last, 0.1) << "a tiny U-Net should overfit one easy sample in 60 steps (first loss " << first << ")";
+}
+
+TEST_P(NnUNet, InferenceFreesAsItGoesAndMatchesTrainingGraphShape) {
+    UNetConfig config;
+    config.levels = 3;
+    config.features = 4;
+    config.classes = 5;
+    TinySetup s(ctx(), config);
+    const Shape5 shape{1, 16, 16, 16, 1};
+    PoolAllocator pool(ctx());
+    Graph g(pool, s.params, false);
+    Tensor x = Tensor::make(pool, shape);
+    const std::vector<float> image = random_values(size_t(shape.size()), 9, 1.0f);
+    ctx().copy_to_device(x.data, image.data(), image.size() * sizeof(float));
+    const Var probs = softmax(g, s.net.forward(g, g.input(x), false));
+    EXPECT_EQ(g.node_count(), 0u);
+    EXPECT_EQ(probs.shape(), (Shape5{1, 16, 16, 16, 5}));
+    std::vector<float> p(size_t(probs.value().size()));
+    ctx().copy_to_host(p.data(), probs.data(), p.size() * sizeof(float));
+    for (int64_t v = 0; v < shape.voxels(); ++v) {
+        const double sum = std::accumulate(p.begin() + v * 5, p.begin() + v * 5 + 5, 0.0);
+        ASSERT_NEAR(sum, 1.0, 1e-5);
+    }
+    // Only the input and the probabilities are alive now; the peak held the skips.
+    EXPECT_LT(pool.live_bytes(), size_t(shape.voxels()) * 4 * 7);
+    EXPECT_GT(pool.peak_bytes(), pool.live_bytes());
+    // Wrong sizes are named.
+    Tensor odd = Tensor::make(pool, Shape5{1, 10, 16, 16, 1});
+    EXPECT_THROW(s.net.forward(g, g.input(odd), false), InputError);
+}
+
+ISS_INSTANTIATE_BACKENDS(NnUNet);
+
+}  // namespace
+}  // namespace iss
