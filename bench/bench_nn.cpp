@@ -1,0 +1,144 @@
+// The U-Net at the published sizes (24 base features, 5 levels, 34 classes):
+//   UNetForward/<cpu|cuda>/160x192x160     inference on an infant scan's padded grid
+//                                          (no gradients, memory freed as the forward goes)
+//   UNetTrainStep/<cpu|cuda>/128x160x128   the infant training crop: forward + soft Dice +
+//                                          backward + Adam
+// Counters: GFLOP/s of the convolutions (2 * voxels * Co * Ci * k^3 per conv; the backward
+// counts twice the forward) and peak_bytes of the activations (arena or pool peak, weights
+// and optimizer state not included). Sizes can be shrunk for a quick look with
+// --benchmark_filter and the environment variable INFANT_BENCH_SCALE=2 (halves each axis).
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/common/device.h"
+#include "kernels/common/philox.h"
+#include "nn/autograd.h"
+#include "nn/ops.h"
+#include "nn/optimizer.h"
+#include "nn/params.h"
+#include "nn/tensor.h"
+#include "nn/unet.h"
+
+namespace {
+
+using namespace iss;
+
+int64_t scale_down() {
+    const char* s = std::getenv("INFANT_BENCH_SCALE");
+    return s ? std::max(1L, std::atol(s)) : 1;
+}
+
+// FLOPs of the forward convolutions of the U-Net on an input of `voxels` positions.
+double forward_flops(const UNetConfig& c, double voxels) {
+    double total = 0;
+    for (int l = 0; l < c.levels; ++l) {
+        const double v = voxels / double(int64_t(1) << (3 * l));
+        const double f = double(c.features_at(l));
+        double in = l == 0 ? c.in_channels : double(c.features_at(l - 1));
+        for (int k = 0; k < c.convs_per_level; ++k, in = f) total += 2 * v * f * in * 27;
+        if (l < c.levels - 1) {
+            in = f + double(c.features_at(l + 1));
+            for (int k = 0; k < c.convs_per_level; ++k, in = f) total += 2 * v * f * in * 27;
+        }
+    }
+    return total + 2 * voxels * double(c.features) * c.classes;
+}
+
+struct Model {
+    UNetConfig config;
+    ParamStore params;
+    UNet net;
+    explicit Model(DeviceContext& ctx) : params(ctx), net(config, params) {
+        params.allocate();
+        net.initialise(1);
+    }
+};
+
+void fill_input(DeviceContext& ctx, Tensor& x) {
+    std::vector<float> host(size_t(x.size()));
+    for (size_t i = 0; i < host.size(); i += 4) {
+        float u[4];
+        random_uniform4(RandomKey{3, 0, 0}, i / 4, u);
+        for (size_t e = 0; e < 4 && i + e < host.size(); ++e) host[i + e] = u[e];
+    }
+    ctx.copy_to_device(x.data, host.data(), host.size() * sizeof(float));
+}
+
+void unet_forward(benchmark::State& state, Backend backend, Shape5 shape) {
+    DeviceContext ctx(Device{backend, 0});
+    Model model(ctx);
+    PoolAllocator pool(ctx);
+    Tensor x = Tensor::make(pool, shape);
+    fill_input(ctx, x);
+    for (auto _ : state) {
+        Graph g(pool, model.params, false);
+        const Var probs = softmax(g, model.net.forward(g, g.input(x), false));
+        ctx.synchronize();
+        benchmark::DoNotOptimize(probs.data());
+    }
+    state.counters["GFLOP/s"] = benchmark::Counter(forward_flops(model.config, double(shape.voxels())) * 1e-9 *
+                                                       double(state.iterations()),
+                                                   benchmark::Counter::kIsRate);
+    state.counters["peak_bytes"] = double(pool.peak_bytes());
+}
+
+void unet_train_step(benchmark::State& state, Backend backend, Shape5 shape) {
+    DeviceContext ctx(Device{backend, 0});
+    Model model(ctx);
+    Adam adam;
+    ArenaAllocator arena(ctx);
+    std::vector<uint8_t> target(size_t(shape.voxels()));
+    for (size_t p = 0; p < target.size(); ++p) target[p] = uint8_t((p / 4096) % model.config.classes);
+    Buffer<uint8_t> target_device(ctx, target);
+    for (auto _ : state) {
+        arena.reset();
+        Graph g(arena, model.params, true);
+        Tensor x = Tensor::make(arena, shape);
+        state.PauseTiming();
+        fill_input(ctx, x);
+        state.ResumeTiming();
+        softmax_dice_loss(g, model.net.forward(g, g.input(x), true), target_device.data());
+        model.params.zero_grads();
+        g.backward();
+        adam.step(model.params);
+        ctx.synchronize();
+    }
+    state.counters["GFLOP/s"] = benchmark::Counter(3 * forward_flops(model.config, double(shape.voxels())) * 1e-9 *
+                                                       double(state.iterations()),
+                                                   benchmark::Counter::kIsRate);
+    state.counters["peak_bytes"] = double(arena.peak_bytes());
+}
+
+void register_all() {
+    const int64_t s = scale_down();
+    const Shape5 scan{1, 160 / s, 192 / s, 160 / s, 1}, crop{1, 128 / s, 160 / s, 128 / s, 1};
+    auto size = [](const Shape5& x) { return std::to_string(x.d) + "x" + std::to_string(x.h) + "x" + std::to_string(x.w); };
+    std::vector<Backend> backends{Backend::cpu};
+    if (cuda_device_count() > 0) backends.push_back(Backend::cuda);
+    for (Backend b : backends) {
+        const std::string dev = b == Backend::cuda ? "cuda" : "cpu";
+        benchmark::RegisterBenchmark(("UNetForward/" + dev + "/" + size(scan)).c_str(), unet_forward, b, scan)
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime()
+            ->MinTime(b == Backend::cuda ? 0.5 : 0.01);
+        benchmark::RegisterBenchmark(("UNetTrainStep/" + dev + "/" + size(crop)).c_str(), unet_train_step, b, crop)
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime()
+            ->MinTime(b == Backend::cuda ? 0.5 : 0.01);
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    register_all();
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
