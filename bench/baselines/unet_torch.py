@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""PyTorch baseline of bench_nn: the same U-Net (SPEC.md section 4: 5 levels, 24 features,
+ELU, batch norm after each level's convolutions, max-pool, nearest upsampling, 34 classes),
+the same soft Dice loss and Adam, on the same device, in fp32, channels-last.
+
+usage: unet_torch.py [--device cpu|cuda] [--scale S] [--repeats N] [--json OUT]
+  UNetForward   at 160x192x160 (no gradients)
+  UNetTrainStep at 128x160x128 (forward + Dice + backward + Adam)
+Optional: needs torch (pip); never part of the build or the tests.
+"""
+import argparse
+import json
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class UNet(nn.Module):
+    def __init__(self, levels=5, features=24, classes=34):
+        super().__init__()
+        f = [features * 2 ** l for l in range(levels)]
+        self.levels = levels
+        self.enc = nn.ModuleList()
+        self.enc_bn = nn.ModuleList()
+        for l in range(levels):
+            cin = 1 if l == 0 else f[l - 1]
+            self.enc.append(nn.ModuleList([nn.Conv3d(cin, f[l], 3, padding=1), nn.Conv3d(f[l], f[l], 3, padding=1)]))
+            self.enc_bn.append(nn.BatchNorm3d(f[l], eps=1e-3, momentum=0.01))
+        self.dec = nn.ModuleList()
+        self.dec_bn = nn.ModuleList()
+        for l in range(levels - 2, -1, -1):
+            self.dec.append(nn.ModuleList([nn.Conv3d(f[l] + f[l + 1], f[l], 3, padding=1),
+                                           nn.Conv3d(f[l], f[l], 3, padding=1)]))
+            self.dec_bn.append(nn.BatchNorm3d(f[l], eps=1e-3, momentum=0.01))
+        self.head = nn.Conv3d(f[0], classes, 1)
+
+    def forward(self, x):
+        skips = []
+        for l in range(self.levels):
+            for conv in self.enc[l]:
+                x = F.elu(conv(x))
+            skips.append(x)
+            x = self.enc_bn[l](x)
+            if l < self.levels - 1:
+                x = F.max_pool3d(x, 2)
+        for i, l in enumerate(range(self.levels - 2, -1, -1)):
+            x = torch.cat([skips[l], F.interpolate(x, scale_factor=2, mode="nearest")], dim=1)
+            for conv in self.dec[i]:
+                x = F.elu(conv(x))
+            x = self.dec_bn[i](x)
+        return self.head(x)
+
+
+def dice_loss(logits, target):
+    p = torch.softmax(logits, dim=1)
+    p = torch.clamp(p / p.sum(dim=1, keepdim=True), 1e-7, 1)
+    y = torch.clamp(F.one_hot(target, logits.shape[1]).permute(0, 4, 1, 2, 3).float(), 1e-7, 1)
+    dims = (0, 2, 3, 4)
+    dice = 2 * (y * p).sum(dims) / torch.clamp((y * y + p * p).sum(dims), min=1e-3)
+    return 1 - dice.mean()
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--scale", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    dev = args.device
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    model = UNet().to(dev).to(memory_format=torch.channels_last_3d)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"parameters {sum(p.numel() for p in model.parameters())}")
+    s = args.scale
+    result = {}
+
+    model.eval()
+    x = torch.rand(1, 1, 160 // s, 192 // s, 160 // s, device=dev).to(memory_format=torch.channels_last_3d)
+    times = []
+    with torch.no_grad():
+        for _ in range(args.repeats + 1):
+            sync(dev)
+            t = time.perf_counter()
+            torch.softmax(model(x), dim=1)
+            sync(dev)
+            times.append(time.perf_counter() - t)
+    result["forward"] = min(times[1:])  # the first run warms up
+    print(f"torch UNetForward   {result['forward'] * 1e3:9.1f} ms")
+
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-7)
+    x = torch.rand(1, 1, 128 // s, 160 // s, 128 // s, device=dev).to(memory_format=torch.channels_last_3d)
+    target = (torch.arange(x[0, 0].numel(), device=dev) // 4096 % 34).reshape(1, *x.shape[2:])
+    times = []
+    for _ in range(args.repeats + 1):
+        sync(dev)
+        t = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = dice_loss(model(x), target)
+        loss.backward()
+        opt.step()
+        sync(dev)
+        times.append(time.perf_counter() - t)
+    result["train_step"] = min(times[1:])
+    print(f"torch UNetTrainStep {result['train_step'] * 1e3:9.1f} ms")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
