@@ -131,7 +131,9 @@ TEST_P(NnLoss, GradientMatchesFiniteDifferences) {
     // Small enough that U_k is below 1e-3 for no class; some positions have a large margin so
     // that their other classes are clipped (their gradient through p' is zero).
     Case c = random_case({1, 3, 4, 5, 4}, 3.0f, 21);
-    for (int64_t v = 0; v < c.shape.voxels(); v += 3) c.logits[size_t(v * 4 + c.target[size_t(v)])] += 22.0f;
+    // Margin >= 25 - 6: the other classes' q <= e^-19 ~ 6e-9, far below the clip at 1e-7, so
+    // neither the float q nor the difference steps cross the kink.
+    for (int64_t v = 0; v < c.shape.voxels(); v += 3) c.logits[size_t(v * 4 + c.target[size_t(v)])] += 25.0f;
     const float grad_scale = 0.5f;
     const DiceRun run = run_dice(ctx(), c, grad_scale);
     const std::vector<double> x = c.logits_d();
@@ -146,8 +148,9 @@ TEST_P(NnLoss, GradientMatchesFiniteDifferences) {
     const std::vector<double> analytic = ref::soft_dice_grad(x, c.target, 4, grad_scale);
     EXPECT_TRUE(all_near(analytic, fd, fd_tol));
     EXPECT_TRUE(all_near(run.dlogits, fd, fd_tol + g * (15 * eps_q(c) + 14 * u)));
-    // The clipped classes: the gradient is there (through the softmax coupling) but tiny.
-    for (int64_t v = 0; v < c.shape.voxels(); v += 3) EXPECT_LT(std::fabs(fd[size_t(v * 4)]), 1e-6 * g + fd_tol);
+    // A clipped class: its gradient is only through the softmax coupling, q_k (0 - dot): tiny.
+    for (int64_t v = 0; v < c.shape.voxels(); v += 3)
+        EXPECT_LT(std::fabs(fd[size_t(v * 4 + (c.target[size_t(v)] + 1) % 4)]), 1e-6 * g + fd_tol);
 }
 
 TEST_P(NnLoss, PerfectPredictionGivesZeroLoss) {
