@@ -5,9 +5,13 @@
 //   eps_hat = eps * sqrt(1 - b2^t)   (Keras' form: epsilon applies to the uncorrected v).
 // t is the 1-based step count. Bias corrections are computed once on the host in double.
 // CPU/GPU contract: bit-identical (fmaf spelled out, correctly rounded sqrtf and division).
+// The body reads each of p, g, m, v once and writes p, m, v once (28 bytes per parameter).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+
+#include "kernels/common/hd.h"
 
 namespace iss {
 
@@ -22,5 +26,33 @@ struct AdamConfig {
 
 void adam_step(DeviceContext& ctx, const AdamConfig& config, int64_t step, float* params, const float* grads, float* m,
                float* v, int64_t count);
+
+// The per-step constants, from the host: 1 - beta in float (exact for beta in [0.5, 1]),
+// lr_t and eps_hat from the bias corrections in double, rounded once.
+struct AdamArgs {
+    float* params = nullptr;
+    const float* grads = nullptr;
+    float* m = nullptr;
+    float* v = nullptr;
+    float beta1 = 0, beta2 = 0, one_minus_beta1 = 0, one_minus_beta2 = 0;
+    float lr_t = 0, eps_hat = 0;
+};
+
+// One parameter. Every multiply-add is an explicit fmaf and the rest are single correctly
+// rounded operations (*, /, +, sqrtf), so nvcc has nothing to contract: host and device agree
+// bit for bit.
+struct AdamBody {
+    AdamArgs a;
+    ISS_HD void operator()(int64_t e) const {
+        const float g = a.grads[e];
+        const float m = fmaf(a.beta1, a.m[e], a.one_minus_beta1 * g);
+        const float v = fmaf(a.beta2, a.v[e], (a.one_minus_beta2 * g) * g);
+        a.m[e] = m;
+        a.v[e] = v;
+        a.params[e] = fmaf(-a.lr_t, m / (sqrtf(v) + a.eps_hat), a.params[e]);
+    }
+};
+
+void adam_step_cuda(DeviceContext& ctx, const AdamArgs& args, int64_t count);
 
 }  // namespace iss

@@ -1,0 +1,198 @@
+// CPU launchers and dispatch of the losses (loss.h): the soft Dice fused with the softmax, and
+// the weighted L2. The per-class sums follow the chunk/slot order of loss.h on both backends;
+// the host turns the class totals into the loss, the per-class Dice and the backward's
+// coefficients, in double.
+//
+// Dice gradient (grad_scale s; per class k, sums over all positions v):
+//   I_k = sum_v y'_vk p'_vk,  U_k = sum_v (y'_vk^2 + p'_vk^2),  Û_k = max(U_k, 1e-3),
+//   D_k = 2 I_k / Û_k,  L = 1 - (1/C) sum_k D_k.
+//   dI_k/dp'_vk = y'_vk,  dU_k/dp'_vk = 2 p'_vk,  dÛ_k/dU_k = [U_k > 1e-3] (0 on the flat
+//   part of the max, and at the kink itself, as TensorFlow's maximum does for its 2nd input).
+//   dD_k/dp'_vk = 2 y'_vk / Û_k - (2 I_k / Û_k^2) [U_k > 1e-3] 2 p'_vk, so
+//   g_vk = s dL/dp'_vk = a_k y'_vk + b_k p'_vk,
+//     a_k = -2 s / (C Û_k),  b_k = 4 s I_k [U_k > 1e-3] / (C Û_k^2).
+//   p' = clip(q, 1e-7, 1): dp'/dq = 1 where the clip leaves q unchanged (1e-7 <= q <= 1), 0
+//   where it replaced it (y' is a constant: no gradient flows to the target).
+//   q = p / sum_j p_j with p = softmax(x): sum_j p_j = 1 identically, so q(x) = softmax(x) as
+//   functions and their Jacobians agree: dq_k/dx_j = q_k (delta_kj - q_j). Hence per position
+//   dx_j = sum_k g_k q_k (delta_kj - q_j) = q_j (g_j - sum_k q_k g_k)   (DiceBackwardBody).
+// Weighted L2: L = sum w (x - t)^2 / (C W), W = sum_v w_v; dL/dx = 2 w (x - t) / (C W).
+#include "kernels/nn/loss.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/common/device.h"
+#include "kernels/common/error.h"
+#include "kernels/common/launch.h"
+
+namespace iss {
+namespace {
+
+// Workspace layout: chunk partials (2 C doubles per chunk), class totals (2 C doubles), the
+// backward's coefficients (2 C floats). Offsets in bytes; doubles first keep them aligned.
+struct WorkspaceLayout {
+    size_t partials = 0, totals = 0, coef = 0, bytes = 0;
+    explicit WorkspaceLayout(const Shape5& s) {
+        const size_t c = size_t(s.c);
+        totals = size_t(loss_chunks(s)) * 2 * c * sizeof(double);
+        coef = totals + 2 * c * sizeof(double);
+        bytes = coef + 2 * c * sizeof(float);
+    }
+};
+
+double* partials_of(void* ws) { return static_cast<double*>(ws); }
+double* totals_of(void* ws, const WorkspaceLayout& l) {
+    return reinterpret_cast<double*>(static_cast<char*>(ws) + l.totals);
+}
+float* coef_of(void* ws, const WorkspaceLayout& l) { return reinterpret_cast<float*>(static_cast<char*>(ws) + l.coef); }
+
+void check_args(const char* op, const void* in, const uint8_t* target, const Shape5& s, const void* out,
+                const void* workspace) {
+    ISS_REQUIRE(s.voxels() > 0 && s.n > 0 && s.d > 0 && s.h > 0 && s.w > 0, op, ": empty shape ", s.str());
+    ISS_REQUIRE(s.c >= 1 && s.c <= loss_max_classes, op, ": ", s.c, " classes in shape ", s.str(),
+                " (1 to 256: targets are uint8)");
+    ISS_REQUIRE(in, op, ": null input tensor");
+    ISS_REQUIRE(target, op, ": null target tensor");
+    ISS_REQUIRE(out, op, ": null output tensor");
+    ISS_REQUIRE(workspace, op, ": null workspace (loss_workspace_bytes(shape) bytes needed)");
+}
+
+// The per-class sums on the CPU: OpenMP over chunks; inside a chunk, positions in order, each
+// feeding its slot (k, (v - begin) mod G). Every slot thus receives the same sequence of terms
+// as the CUDA thread that owns it, so the double sums are the same bits. `before` runs on each
+// position of a chunk first (the forward's softmax: its output is then summed from cache).
+struct NoPass {
+    void operator()(int64_t) const {}
+};
+
+template <class Terms, class Before = NoPass>
+void cpu_class_sums(const Terms& terms, int64_t positions, int64_t classes, double* partials, double* totals,
+                    const Before& before = Before{}) {
+    const int64_t chunks = (positions + loss_chunk_positions - 1) / loss_chunk_positions;
+    const int64_t groups = loss_groups(classes);
+#pragma omp parallel for schedule(static)
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+        double acc[2 * loss_reduce_lanes];  // 2 per slot, G * C <= lanes slots
+        std::fill(acc, acc + 2 * groups * classes, 0.0);
+        const int64_t begin = chunk * loss_chunk_positions;
+        const int64_t end = std::min(positions, begin + loss_chunk_positions);
+        for (int64_t v = begin; v < end; ++v) before(v);
+        for (int64_t v = begin, g = 0; v < end; ++v, g = g + 1 == groups ? 0 : g + 1)
+            for (int64_t k = 0; k < classes; ++k) terms(v, k, acc[2 * (g * classes + k)], acc[2 * (g * classes + k) + 1]);
+        for (int64_t k = 0; k < classes; ++k)
+            combine_slots(acc, classes, groups, k, &partials[2 * (chunk * classes + k)],
+                          &partials[2 * (chunk * classes + k) + 1]);
+    }
+    for (int64_t k = 0; k < classes; ++k) sum_chunks(partials, chunks, classes, k, totals);
+}
+
+// Class totals (I_k, U_k) of the clipped probabilities, on either backend, copied to the host.
+// With `softmax`, the probabilities are computed first (forward); without, read (backward).
+std::vector<double> dice_totals(DeviceContext& ctx, const float* probs, const uint8_t* target, const Shape5& s,
+                                void* workspace, const SoftmaxBody* softmax) {
+    const WorkspaceLayout layout(s);
+    const DiceTerms terms{probs, target, s.c};
+    double* partials = partials_of(workspace);
+    double* totals = totals_of(workspace, layout);
+    std::vector<double> host(size_t(2 * s.c));
+    if (ctx.is_cuda()) {
+        ISS_CUDA_ONLY("softmax_dice", {
+            if (softmax) softmax_cuda(ctx, *softmax, s.voxels());
+            dice_sums_cuda(ctx, terms, s.voxels(), partials, totals);
+        });
+        ctx.copy_to_host(host.data(), totals, host.size() * sizeof(double));
+    } else {
+        if (softmax)
+            cpu_class_sums(terms, s.voxels(), s.c, partials, totals, *softmax);
+        else
+            cpu_class_sums(terms, s.voxels(), s.c, partials, totals);
+        std::copy(totals, totals + host.size(), host.begin());
+    }
+    return host;
+}
+
+std::vector<double> wl2_totals(DeviceContext& ctx, const Wl2Terms& terms, const Shape5& s, void* workspace) {
+    const WorkspaceLayout layout(s);
+    double* partials = partials_of(workspace);
+    double* totals = totals_of(workspace, layout);
+    std::vector<double> host(size_t(2 * s.c));
+    if (ctx.is_cuda()) {
+        ISS_CUDA_ONLY("wl2", wl2_sums_cuda(ctx, terms, s.voxels(), partials, totals));
+        ctx.copy_to_host(host.data(), totals, host.size() * sizeof(double));
+    } else {
+        cpu_class_sums(terms, s.voxels(), s.c, partials, totals);
+        std::copy(totals, totals + host.size(), host.begin());
+    }
+    return host;
+}
+
+double dice_denominator(double u) { return std::max(u, 1e-3); }
+
+}  // namespace
+
+size_t loss_workspace_bytes(const Shape5& shape) { return WorkspaceLayout(shape).bytes; }
+
+DiceResult softmax_dice_forward(DeviceContext& ctx, const float* logits, const uint8_t* target, const Shape5& s,
+                                float* probs, void* workspace) {
+    check_args("softmax_dice_forward", logits, target, s, probs, workspace);
+    const SoftmaxBody softmax{logits, probs, s.c};
+    const std::vector<double> totals = dice_totals(ctx, probs, target, s, workspace, &softmax);
+    DiceResult result;
+    result.dice.resize(size_t(s.c));
+    double mean = 0;
+    for (int64_t k = 0; k < s.c; ++k) {
+        result.dice[size_t(k)] = 2 * totals[size_t(2 * k)] / dice_denominator(totals[size_t(2 * k + 1)]);
+        mean += result.dice[size_t(k)];
+    }
+    result.loss = 1 - mean / double(s.c);
+    return result;
+}
+
+void softmax_dice_backward(DeviceContext& ctx, const float* probs, const uint8_t* target, const Shape5& s,
+                           float grad_scale, float* dlogits, void* workspace) {
+    check_args("softmax_dice_backward", probs, target, s, dlogits, workspace);
+    const std::vector<double> totals = dice_totals(ctx, probs, target, s, workspace, nullptr);
+    // a_k, b_k of the derivation above, in double, rounded once to float.
+    std::vector<float> coef(size_t(2 * s.c));
+    const double c = double(s.c);
+    for (int64_t k = 0; k < s.c; ++k) {
+        const double i = totals[size_t(2 * k)], u = totals[size_t(2 * k + 1)];
+        const double uh = dice_denominator(u);
+        coef[size_t(2 * k)] = float(-2.0 * grad_scale / (c * uh));
+        coef[size_t(2 * k + 1)] = u > 1e-3 ? float(4.0 * grad_scale * i / (c * uh * uh)) : 0.0f;
+    }
+    const WorkspaceLayout layout(s);
+    float* dev_coef = coef_of(workspace, layout);
+    const DiceBackwardBody body{probs, target, dev_coef, s.c, dlogits};
+    if (ctx.is_cuda()) {
+        ctx.copy_to_device(dev_coef, coef.data(), coef.size() * sizeof(float));
+        ISS_CUDA_ONLY("softmax_dice_backward", dice_backward_cuda(ctx, body, s.voxels()));
+    } else {
+        std::copy(coef.begin(), coef.end(), dev_coef);
+        cpu_for_each(s.voxels(), body);
+    }
+}
+
+double wl2_forward(DeviceContext& ctx, const float* logits, const uint8_t* target, const Shape5& s,
+                   void* workspace) {
+    check_args("wl2_forward", logits, target, s, logits, workspace);
+    const std::vector<double> totals = wl2_totals(ctx, Wl2Terms{logits, target, s.c, false}, s, workspace);
+    double sum = 0;
+    for (int64_t k = 0; k < s.c; ++k) sum += totals[size_t(2 * k)];
+    return sum / (double(s.c) * totals[1]);  // sum w is accumulated on class 0 only
+}
+
+void wl2_backward(DeviceContext& ctx, const float* logits, const uint8_t* target, const Shape5& s,
+                  float grad_scale, float* dlogits, void* workspace) {
+    check_args("wl2_backward", logits, target, s, dlogits, workspace);
+    const std::vector<double> totals = wl2_totals(ctx, Wl2Terms{logits, target, s.c, true}, s, workspace);
+    const Wl2BackwardBody body{logits, target, s.c, float(2.0 * grad_scale / (double(s.c) * totals[1])), dlogits};
+    if (ctx.is_cuda()) {
+        ISS_CUDA_ONLY("wl2_backward", wl2_backward_cuda(ctx, body, s.voxels()));
+    } else {
+        cpu_for_each(s.voxels(), body);
+    }
+}
+
+}  // namespace iss

@@ -1,0 +1,38 @@
+// Independent double-precision references for the losses and Adam (SPEC.md section 5,
+// kernels/nn/loss.h and adam.h), written from the definitions with plain loops; they never
+// call the kernel bodies. Layouts as the kernels': logits channels-last (position-major, C
+// fastest), one target index per position.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace iss::ref {
+
+// softmax over C at every position, renormalised (not clipped).
+std::vector<double> softmax(const std::vector<double>& logits, int64_t classes);
+
+struct Dice {
+    double loss = 0;
+    std::vector<double> dice, intersection, denominator;  // per class: Dice_c, I_c, U_c
+};
+
+// 1 - mean_c 2 I_c / max(U_c, 1e-3) with p' and y' clipped to [1e-7, 1].
+Dice soft_dice(const std::vector<double>& logits, const std::vector<uint8_t>& target, int64_t classes);
+// dLoss/dlogits times grad_scale, through the full C x C softmax Jacobian at each position.
+std::vector<double> soft_dice_grad(const std::vector<double>& logits, const std::vector<uint8_t>& target,
+                                   int64_t classes, double grad_scale = 1);
+
+// lab2im's weighted L2 and its gradient (times grad_scale).
+double wl2(const std::vector<double>& logits, const std::vector<uint8_t>& target, int64_t classes);
+std::vector<double> wl2_grad(const std::vector<double>& logits, const std::vector<uint8_t>& target, int64_t classes,
+                             double grad_scale = 1);
+
+// One Adam step (Keras' epsilon-hat form) on double state; t is 1-based.
+struct AdamState {
+    std::vector<double> params, m, v;
+};
+void adam_step(AdamState& state, const std::vector<double>& grads, double lr, double beta1, double beta2,
+               double epsilon, int64_t t);
+
+}  // namespace iss::ref
