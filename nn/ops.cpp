@@ -5,7 +5,6 @@
 #include "kernels/nn/batchnorm.h"
 #include "kernels/nn/elementwise.h"
 #include "kernels/nn/pool.h"
-#include "kernels/nn/softmax.h"
 
 namespace iss {
 namespace {

@@ -133,6 +133,18 @@ double dice_denominator(double u) { return std::max(u, 1e-3); }
 
 size_t loss_workspace_bytes(const Shape5& shape) { return WorkspaceLayout(shape).bytes; }
 
+void softmax_forward(DeviceContext& ctx, const float* logits, int64_t positions, int64_t classes, float* probs) {
+    ISS_REQUIRE(logits && probs, "softmax_forward: null logits or probabilities");
+    ISS_REQUIRE(positions >= 0 && classes >= 1 && classes <= loss_max_classes, "softmax_forward: ", positions,
+                " positions of ", classes, " classes");
+    const SoftmaxBody body{logits, probs, classes};
+    if (ctx.is_cuda()) {
+        ISS_CUDA_ONLY("softmax_forward", softmax_cuda(ctx, body, positions));
+        return;
+    }
+    cpu_for_each(positions, body);
+}
+
 DiceResult softmax_dice_forward(DeviceContext& ctx, const float* logits, const uint8_t* target, const Shape5& s,
                                 float* probs, void* workspace) {
     check_args("softmax_dice_forward", logits, target, s, probs, workspace);

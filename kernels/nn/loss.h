@@ -61,6 +61,10 @@ double wl2_forward(DeviceContext& ctx, const float* logits, const uint8_t* targe
 void wl2_backward(DeviceContext& ctx, const float* logits, const uint8_t* target, const Shape5& shape,
                   float grad_scale, float* dlogits, void* workspace);
 
+// Softmax alone (inference): probabilities over the C channels of each position, the same
+// body as the loss uses.
+void softmax_forward(DeviceContext& ctx, const float* logits, int64_t positions, int64_t classes, float* probs);
+
 // --- Shared bodies (host and device) ------------------------------------------------------
 
 constexpr int64_t loss_chunk_positions = 2048;  // positions per reduction chunk
