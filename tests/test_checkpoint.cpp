@@ -1,0 +1,156 @@
+// Model and optimizer files: round trips, mismatches named, nothing loaded half, and resuming
+// from a checkpoint repeats the uninterrupted run bit for bit.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "io/safetensors.h"
+#include "kernels/common/error.h"
+#include "kernels/common/philox.h"
+#include "nn/checkpoint.h"
+#include "nn/ops.h"
+#include "tests/test_util.h"
+
+namespace iss {
+namespace {
+
+UNetConfig tiny_config() {
+    UNetConfig c;
+    c.levels = 2;
+    c.features = 4;
+    c.classes = 3;
+    return c;
+}
+
+struct Model {
+    ParamStore params;
+    UNet net;
+    Model(DeviceContext& ctx, const UNetConfig& c, uint64_t seed) : params(ctx), net(c, params) {
+        params.allocate();
+        net.initialise(seed);
+    }
+};
+
+std::vector<float> all_values(ParamStore& p) {
+    std::vector<float> v(size_t(p.trainable_count() + p.state_count()));
+    p.context().copy_to_host(v.data(), p.values(), size_t(p.trainable_count()) * sizeof(float));
+    p.context().copy_to_host(v.data() + p.trainable_count(), p.state(), size_t(p.state_count()) * sizeof(float));
+    return v;
+}
+
+// One training step on a fixed input; the sample number picks the input.
+double train_step(DeviceContext& ctx, Model& m, Adam& adam, ArenaAllocator& arena, uint32_t sample) {
+    const Shape5 shape{1, 8, 8, 8, 1};
+    std::vector<float> image(size_t(shape.size()));
+    std::vector<uint8_t> target(size_t(shape.voxels()));
+    for (size_t i = 0; i < image.size(); ++i) {
+        float u[4];
+        random_uniform4(RandomKey{1, sample, 0}, i, u);
+        image[i] = u[0];
+        target[i] = uint8_t(u[1] * 3);
+    }
+    arena.reset();
+    Graph g(arena, m.params, true);
+    Tensor x = Tensor::make(arena, shape);
+    ctx.copy_to_device(x.data, image.data(), image.size() * sizeof(float));
+    Buffer<uint8_t> t(ctx, target);
+    const DiceResult loss = softmax_dice_loss(g, m.net.forward(g, g.input(x), true), t.data());
+    m.params.zero_grads();
+    g.backward();
+    adam.step(m.params);
+    return loss.loss;
+}
+
+class Checkpoint : public test::TempDirTest {};
+
+TEST_F(Checkpoint, ModelRoundTripAndSelfDescription) {
+    DeviceContext ctx;
+    Model a(ctx, tiny_config(), 3);
+    ModelSpec spec;
+    spec.unet = tiny_config();
+    spec.labels = {0, 2, 41};
+    spec.preprocessing = {{"orientation", "RAS"}};
+    const std::string file = path("model.safetensors");
+    save_model(file, spec, a.params);
+    const ModelSpec back = load_model_spec(file);
+    EXPECT_EQ(back.unet.levels, 2);
+    EXPECT_EQ(back.unet.features, 4);
+    EXPECT_EQ(back.labels, spec.labels);
+    EXPECT_EQ(back.preprocessing["orientation"], "RAS");
+    Model b(ctx, back.unet, 99);
+    EXPECT_NE(all_values(b.params), all_values(a.params));
+    load_weights(file, b.params);
+    EXPECT_EQ(all_values(b.params), all_values(a.params));
+    // Readable by any safetensors reader: names and shapes as declared.
+    const SafetensorsFile raw = read_safetensors(file);
+    EXPECT_EQ(raw.at("enc0.conv0.weight").shape, (std::vector<int64_t>{4, 3, 3, 3, 1}));
+    EXPECT_TRUE(raw.contains("enc1.bn.running_var"));
+}
+
+TEST_F(Checkpoint, MismatchesAreNamedAndNothingIsLoaded) {
+    DeviceContext ctx;
+    Model a(ctx, tiny_config(), 3);
+    ModelSpec spec;
+    spec.unet = tiny_config();
+    spec.labels = {0, 1, 2};
+    const std::string file = path("model.safetensors");
+    save_model(file, spec, a.params);
+    UNetConfig wider = tiny_config();
+    wider.features = 5;
+    Model b(ctx, wider, 4);
+    const std::vector<float> before = all_values(b.params);
+    try {
+        load_weights(file, b.params);
+        FAIL() << "a 4-feature model loaded into a 5-feature one";
+    } catch (const InputError& e) {
+        const std::string message = e.what();
+        EXPECT_NE(message.find(file), std::string::npos) << message;
+        EXPECT_NE(message.find("enc0.conv0.weight has shape [4, 3, 3, 3, 1], the model expects [5, 3, 3, 3, 1]"),
+                  std::string::npos)
+            << message;
+    }
+    EXPECT_EQ(all_values(b.params), before) << "a failed load changed parameters";
+    // A foreign safetensors file and a truncated one.
+    write_safetensors(path("foreign.safetensors"), {SafeTensor::f32("w", {2}, {1, 2})});
+    EXPECT_THROW(load_weights(path("foreign.safetensors"), b.params), InputError);
+    std::ofstream(path("cut.safetensors"), std::ios::binary) << "\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":";
+    EXPECT_THROW(load_weights(path("cut.safetensors"), b.params), InputError);
+    // A JSON whose architecture does not match the weights: the spec loads, the weights don't.
+    std::ofstream(path("bad.json")) << R"({"format": "infant-synthseg-model", "version": 1, "labels": [0]})";
+    write_safetensors(path("bad.safetensors"), {SafeTensor::f32("w", {1}, {1})});
+    EXPECT_THROW(load_model_spec(path("bad.safetensors")), InputError);
+    EXPECT_THROW(load_model_spec(path("missing.safetensors")), InputError);
+}
+
+TEST_F(Checkpoint, ResumeRepeatsTheUninterruptedRunBitForBit) {
+    DeviceContext ctx;
+    // Uninterrupted: 6 steps.
+    Model straight(ctx, tiny_config(), 11);
+    Adam adam_straight(AdamConfig{1e-3f, 0.9f, 0.999f, 1e-7f});
+    ArenaAllocator arena(ctx);
+    std::vector<double> losses_straight;
+    for (uint32_t s = 0; s < 6; ++s) losses_straight.push_back(train_step(ctx, straight, adam_straight, arena, s));
+
+    // Interrupted after 3 steps, saved, reloaded into a fresh model, then 3 more.
+    Model first(ctx, tiny_config(), 11);
+    Adam adam_first(AdamConfig{1e-3f, 0.9f, 0.999f, 1e-7f});
+    for (uint32_t s = 0; s < 3; ++s) EXPECT_EQ(train_step(ctx, first, adam_first, arena, s), losses_straight[s]);
+    ModelSpec spec;
+    spec.unet = tiny_config();
+    spec.labels = {0, 1, 2};
+    save_model(path("m.safetensors"), spec, first.params);
+    save_optimizer(path("m.optimizer.safetensors"), first.params, adam_first, {{"step", "3"}});
+
+    Model resumed(ctx, load_model_spec(path("m.safetensors")).unet, 999);
+    Adam adam_resumed(AdamConfig{1e-3f, 0.9f, 0.999f, 1e-7f});
+    load_weights(path("m.safetensors"), resumed.params);
+    const auto meta = load_optimizer(path("m.optimizer.safetensors"), resumed.params, adam_resumed);
+    EXPECT_EQ(meta.at("step"), "3");
+    EXPECT_EQ(adam_resumed.steps(), 3);
+    for (uint32_t s = 3; s < 6; ++s)
+        EXPECT_EQ(train_step(ctx, resumed, adam_resumed, arena, s), losses_straight[s]) << "step " << s;
+    EXPECT_EQ(all_values(resumed.params), all_values(straight.params));
+}
+
+}  // namespace
+}  // namespace iss
