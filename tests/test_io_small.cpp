@@ -1,7 +1,6 @@
 // .npy reading/writing and exact reorientation.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <fstream>
@@ -9,19 +8,16 @@
 #include "io/npy.h"
 #include "io/orientation.h"
 #include "kernels/common/error.h"
+#include "test_util.h"
 
 namespace iss {
 namespace {
 
-std::string temp_file(const std::string& name) {
-    const std::string dir = ::testing::TempDir() + "iss_io_small_" + std::to_string(getpid());
-    ::mkdir(dir.c_str(), 0755);
-    return dir + "/" + name;
-}
-
 void write_bytes(const std::string& path, const std::string& bytes) {
     std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
 }
+
+class Npy : public test::TempDirTest {};
 
 // A .npy file written by hand: magic, version 1.0, header dict, then raw little-endian data.
 std::string npy_bytes(const std::string& dict, const std::string& data) {
@@ -34,40 +30,40 @@ std::string npy_bytes(const std::string& dict, const std::string& data) {
     return out + header + data;
 }
 
-TEST(Npy, RoundTripFloat64) {
-    const std::string path = temp_file("round.npy");
+TEST_F(Npy, RoundTripFloat64) {
+    const std::string file = path("round.npy");
     std::vector<double> values(2 * 43);
     for (size_t i = 0; i < values.size(); ++i) values[i] = std::sin(double(i)) * 100;
-    write_npy(path, {2, 43}, values);
-    const NpyArray back = read_npy(path);
+    write_npy(file, {2, 43}, values);
+    const NpyArray back = read_npy(file);
     EXPECT_EQ(back.shape, (std::vector<int64_t>{2, 43}));
     EXPECT_EQ(back.dtype, "<f8");
     EXPECT_EQ(back.values, values);
-    write_npy(path, {5}, {1, 2, 3, 4, 5});
-    EXPECT_EQ(read_npy(path).shape, (std::vector<int64_t>{5}));
+    write_npy(file, {5}, {1, 2, 3, 4, 5});
+    EXPECT_EQ(read_npy(file).shape, (std::vector<int64_t>{5}));
 }
 
-TEST(Npy, ReadsOtherDtypesAndBigEndian) {
-    const std::string path = temp_file("types.npy");
+TEST_F(Npy, ReadsOtherDtypesAndBigEndian) {
+    const std::string file = path("types.npy");
     const int32_t ints[3] = {-7, 0, 123456};
-    write_bytes(path, npy_bytes("{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }",
+    write_bytes(file, npy_bytes("{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }",
                                 std::string(reinterpret_cast<const char*>(ints), sizeof ints)));
-    EXPECT_EQ(read_npy(path).values, (std::vector<double>{-7, 0, 123456}));
+    EXPECT_EQ(read_npy(file).values, (std::vector<double>{-7, 0, 123456}));
 
     const float floats[2] = {1.5f, -2.25f};
-    write_bytes(path, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2), }",
+    write_bytes(file, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2), }",
                                 std::string(reinterpret_cast<const char*>(floats), sizeof floats)));
-    EXPECT_EQ(read_npy(path).values, (std::vector<double>{1.5, -2.25}));
+    EXPECT_EQ(read_npy(file).values, (std::vector<double>{1.5, -2.25}));
 
     const int64_t longs[2] = {int64_t(1) << 40, -3};
-    write_bytes(path, npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }",
+    write_bytes(file, npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }",
                                 std::string(reinterpret_cast<const char*>(longs), sizeof longs)));
-    EXPECT_EQ(read_npy(path).values, (std::vector<double>{double(int64_t(1) << 40), -3}));
+    EXPECT_EQ(read_npy(file).values, (std::vector<double>{double(int64_t(1) << 40), -3}));
 
     // 1.0 as a big-endian float64.
-    write_bytes(path, npy_bytes("{'descr': '>f8', 'fortran_order': False, 'shape': (1,), }",
+    write_bytes(file, npy_bytes("{'descr': '>f8', 'fortran_order': False, 'shape': (1,), }",
                                 std::string("\x3f\xf0\x00\x00\x00\x00\x00\x00", 8)));
-    EXPECT_EQ(read_npy(path).values, (std::vector<double>{1.0}));
+    EXPECT_EQ(read_npy(file).values, (std::vector<double>{1.0}));
 }
 
 void expect_input_error(const std::string& path, const std::string& fragment) {
@@ -81,25 +77,25 @@ void expect_input_error(const std::string& path, const std::string& fragment) {
     }
 }
 
-TEST(Npy, BadInputNamesFileAndProblem) {
-    const std::string path = temp_file("bad.npy");
-    expect_input_error(temp_file("missing.npy"), "cannot open");
+TEST_F(Npy, BadInputNamesFileAndProblem) {
+    const std::string file = path("bad.npy");
+    expect_input_error(path("missing.npy"), "cannot open");
     expect_input_error(::testing::TempDir(), "directory");
-    write_bytes(path, "");
-    expect_input_error(path, "not a .npy");
-    write_bytes(path, "garbage bytes that are not numpy");
-    expect_input_error(path, "not a .npy");
-    write_bytes(path, npy_bytes("{'descr': '<f8', 'fortran_order': True, 'shape': (2, 2), }", std::string(32, '\0')));
-    expect_input_error(path, "Fortran");
-    write_bytes(path, npy_bytes("{'descr': '<c16', 'fortran_order': False, 'shape': (1,), }", std::string(16, '\0')));
-    expect_input_error(path, "unsupported dtype");
-    write_bytes(path, npy_bytes("{'descr': '|u1', 'fortran_order': False, 'shape': (1,), }", std::string(1, '\0')));
-    expect_input_error(path, "unsupported dtype");
-    write_bytes(path, npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 43), }", std::string(100, '\0')));
-    expect_input_error(path, "truncated");
+    write_bytes(file, "");
+    expect_input_error(file, "not a .npy");
+    write_bytes(file, "garbage bytes that are not numpy");
+    expect_input_error(file, "not a .npy");
+    write_bytes(file, npy_bytes("{'descr': '<f8', 'fortran_order': True, 'shape': (2, 2), }", std::string(32, '\0')));
+    expect_input_error(file, "Fortran");
+    write_bytes(file, npy_bytes("{'descr': '<c16', 'fortran_order': False, 'shape': (1,), }", std::string(16, '\0')));
+    expect_input_error(file, "unsupported dtype");
+    write_bytes(file, npy_bytes("{'descr': '|u1', 'fortran_order': False, 'shape': (1,), }", std::string(1, '\0')));
+    expect_input_error(file, "unsupported dtype");
+    write_bytes(file, npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 43), }", std::string(100, '\0')));
+    expect_input_error(file, "truncated");
 }
 
-TEST(Npy, PublishedInfantPriorsWhenSharedDataExists) {
+TEST_F(Npy, PublishedInfantPriorsWhenSharedDataExists) {
     const std::string dir = std::string(INFANT_SHARED_DIR) + "/data/priors";
     struct stat info {};
     if (::stat(dir.c_str(), &info) != 0) GTEST_SKIP() << dir << " not found: published priors check skipped";

@@ -5,14 +5,11 @@
 #include <gtest/gtest.h>
 #include <nifti/nifti1.h>
 #include <nifti/nifti2.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -25,8 +22,13 @@
 #include "io/nifti.h"
 #include "io/orientation.h"
 #include "kernels/common/error.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
+using iss::test::run_command;
+using iss::test::RunResult;
+using iss::test::shell_quote;
+using iss::test::TempDirTest;
 
 namespace {
 
@@ -169,27 +171,6 @@ void write_raw(const std::string& path, const RawSpec& s) {
     file.insert(file.end(), s.trailing.begin(), s.trailing.end());
     write_bytes(path, file);
 }
-
-// --- fixture: a fresh directory per test ------------------------------------------------------
-
-class TempDirTest : public ::testing::Test {
-protected:
-    void SetUp() override {
-        const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-        std::string name = std::string(info->test_suite_name()) + "-" + info->name();
-        std::replace(name.begin(), name.end(), '/', '_');
-        dir_ = fs::path(::testing::TempDir()) / ("iss-" + name + "-" + std::to_string(::getpid()));
-        fs::remove_all(dir_);
-        fs::create_directories(dir_);
-    }
-    void TearDown() override {
-        std::error_code ec;
-        fs::remove_all(dir_, ec);
-    }
-    std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
-    fs::path dir_;
-};
 
 // Expects one InputError whose message names `file` and contains `fragment`.
 template <class F>
@@ -765,31 +746,6 @@ TEST_F(NiftiWrite, OverwritesExistingFile) {
 
 namespace {
 
-struct RunResult {
-    int status = -1;
-    std::string out, err;
-};
-
-std::string shell_quote(const std::string& s) {
-    std::string q = "'";
-    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-}
-
-RunResult run_command(const std::string& command, const std::string& err_file) {
-    RunResult r;
-    FILE* pipe = ::popen((command + " 2>" + shell_quote(err_file)).c_str(), "r");
-    if (!pipe) return r;
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.out.append(buf, n);
-    const int status = ::pclose(pipe);
-    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    const Bytes err = read_bytes(err_file);
-    r.err.assign(err.begin(), err.end());
-    return r;
-}
-
 // The value after "<key>:" on the first line that has it.
 std::string line_value(const std::string& text, const std::string& key) {
     std::istringstream in(text);
@@ -810,7 +766,7 @@ std::string line_value(const std::string& text, const std::string& key) {
 class CliInfo : public TempDirTest {
 protected:
     RunResult info(const std::string& args) {
-        return run_command(std::string(INFANT_CLI_PATH) + " info " + args, path("stderr.txt"));
+        return run_command(std::string(INFANT_CLI_PATH) + " info " + args);
     }
 };
 
@@ -901,7 +857,7 @@ TEST_F(CliInfo, AgreesWithNiftiTool) {
         const RunResult ours = info(shell_quote(file));
         ASSERT_EQ(ours.status, 0) << ours.err;
         auto tool_fields = [&](const std::string& mode) {
-            const RunResult tool = run_command("nifti_tool " + mode + " -infiles " + shell_quote(file), path("tool.txt"));
+            const RunResult tool = run_command("nifti_tool " + mode + " -infiles " + shell_quote(file));
             EXPECT_EQ(tool.status, 0) << tool.err;
             // nifti_tool rows: "  name  offset  nvals  values...".
             std::map<std::string, std::vector<double>> fields;

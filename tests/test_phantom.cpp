@@ -2,13 +2,11 @@
 // set by age, exact left/right mirror, growth with age, one blob per structure, a thin cortical
 // ribbon, anatomical layout, bad input; and the `phantom` command's exit status.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <limits>
 #include <map>
 #include <set>
@@ -18,6 +16,7 @@
 #include "kernels/common/error.h"
 #include "synth/labels.h"
 #include "synth/phantom.h"
+#include "test_util.h"
 
 namespace iss {
 namespace {
@@ -284,13 +283,13 @@ TEST(PhantomInput, BadAgeThrowsInputError) {
 }
 
 int run_cli(const std::string& args) {
-    const std::string command = std::string(INFANT_CLI_PATH) + " phantom " + args + " >/dev/null 2>&1";
-    const int status = std::system(command.c_str());
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return test::run_command(std::string(INFANT_CLI_PATH) + " phantom " + args).status;
 }
 
-TEST(PhantomCli, BadArgumentsExitWithStatus2) {
-    const std::string out = testing::TempDir() + "phantom_cli_bad.nii";
+class PhantomCli : public test::TempDirTest {};
+
+TEST_F(PhantomCli, BadArgumentsExitWithStatus2) {
+    const std::string out = test::shell_quote(path("phantom_cli_bad.nii"));
     EXPECT_EQ(run_cli("--age-months 6"), 2) << "missing --out";
     EXPECT_EQ(run_cli("--out " + out), 2) << "missing --age-months";
     EXPECT_EQ(run_cli("--age-months -1 --out " + out), 2);
@@ -301,16 +300,14 @@ TEST(PhantomCli, BadArgumentsExitWithStatus2) {
     EXPECT_EQ(run_cli("--help"), 0);
 }
 
-TEST(PhantomCli, WritesAFile) {
-    const std::string out = testing::TempDir() + "phantom_cli_0m.nii";
-    std::remove(out.c_str());
-    ASSERT_EQ(run_cli("--age-months 0 --seed 3 --out " + out), 0);
+TEST_F(PhantomCli, WritesAFile) {
+    const std::string out = path("phantom_cli_0m.nii");
+    ASSERT_EQ(run_cli("--age-months 0 --seed 3 --out " + test::shell_quote(out)), 0);
     FILE* file = std::fopen(out.c_str(), "rb");
     ASSERT_NE(file, nullptr);
     std::fseek(file, 0, SEEK_END);
     EXPECT_GT(std::ftell(file), 348);
     std::fclose(file);
-    std::remove(out.c_str());
 }
 
 }  // namespace

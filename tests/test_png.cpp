@@ -3,7 +3,6 @@
 // colours, slice orientation, overlay blending and the montage layout.
 #include <gtest/gtest.h>
 #include <png.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -14,28 +13,14 @@
 #include "io/png.h"
 #include "io/preview.h"
 #include "kernels/common/error.h"
+#include "test_util.h"
 
 namespace iss {
 namespace {
 
 namespace fs = std::filesystem;
 
-class PngTest : public ::testing::Test {
-protected:
-    void SetUp() override {
-        const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-        dir_ = fs::path(::testing::TempDir()) /
-               ("iss-" + std::string(info->test_suite_name()) + "-" + info->name() + "-" + std::to_string(::getpid()));
-        fs::remove_all(dir_);
-        fs::create_directories(dir_);
-    }
-    void TearDown() override {
-        std::error_code ec;
-        fs::remove_all(dir_, ec);
-    }
-    std::string path(const std::string& name) const { return (dir_ / name).string(); }
-    fs::path dir_;
-};
+class PngTest : public test::TempDirTest {};
 
 // Reads an 8-bit RGB PNG with libpng's simplified API.
 RgbImage read_png_rgb(const std::string& path) {

@@ -4,11 +4,8 @@
 // nothing written to --out.
 #include <gtest/gtest.h>
 #include <png.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -20,27 +17,16 @@
 #include "io/nifti.h"
 #include "synth/config.h"
 #include "synth/phantom.h"
+#include "test_util.h"
 
 namespace iss {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct RunResult {
-    int status = -1;
-    std::string out, err;
-};
-
-std::string quote(const std::string& s) {
-    std::string q = "'";
-    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-}
-
-std::string read_text(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+using test::read_text;
+using test::RunResult;
+using test::shell_quote;
 
 int file_count(const fs::path& dir) {
     std::error_code ec;
@@ -48,12 +34,12 @@ int file_count(const fs::path& dir) {
     return int(std::distance(fs::directory_iterator(dir), fs::directory_iterator{}));
 }
 
-// One directory for the whole suite, holding the phantom map every test reads.
-class SynthCli : public ::testing::Test {
+// One directory for the whole suite, holding the phantom map every test reads; each test also has
+// a fresh directory of its own (dir_).
+class SynthCli : public test::TempDirTest {
 protected:
     static void SetUpTestSuite() {
-        root_ = fs::path(::testing::TempDir()) / ("iss-synth-cli-" + std::to_string(::getpid()));
-        fs::remove_all(root_);
+        root_ = test::unique_temp_dir("synth-cli");
         fs::create_directories(root_ / "maps");
         // 126x142x116 at 1 month: --shape 64 gives 64^3 crops, quick on the CPU.
         write_labels((root_ / "maps" / "phantom.nii.gz").string(), make_phantom(1, 1));
@@ -62,29 +48,10 @@ protected:
         std::error_code ec;
         fs::remove_all(root_, ec);
     }
-    void SetUp() override {
-        dir_ = root_ / ::testing::UnitTest::GetInstance()->current_test_info()->name();
-        fs::remove_all(dir_);
-        fs::create_directories(dir_);
-    }
-
     static std::string map_file() { return (root_ / "maps" / "phantom.nii.gz").string(); }
-    std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
-    RunResult synth(const std::string& args) const {
-        const std::string err_file = path("stderr.txt");
-        RunResult r;
-        const std::string command = std::string(INFANT_CLI_PATH) + " synth " + args + " 2>" + quote(err_file);
-        FILE* pipe = ::popen(command.c_str(), "r");
-        if (!pipe) return r;
-        char buf[4096];
-        size_t n;
-        while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.out.append(buf, n);
-        const int status = ::pclose(pipe);
-        r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        r.err = read_text(err_file);
-        std::remove(err_file.c_str());
-        return r;
+    static RunResult synth(const std::string& args) {
+        return test::run_command(std::string(INFANT_CLI_PATH) + " synth " + args);
     }
 
     // Exit 2, one line on stderr containing `fragment`, and `out` left without files.
@@ -93,7 +60,7 @@ protected:
         const fs::path out = dir_ / "out";
         fs::remove_all(out);
         fs::create_directories(out);
-        const RunResult r = synth(args + " --out " + quote(out.string()));
+        const RunResult r = synth(args + " --out " + shell_quote(out.string()));
         EXPECT_EQ(r.status, 2) << r.err;
         EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
         EXPECT_NE(r.err.find(fragment), std::string::npos) << "expected '" << fragment << "' in: " << r.err;
@@ -101,15 +68,14 @@ protected:
     }
 
     static fs::path root_;
-    fs::path dir_;
 };
 
 fs::path SynthCli::root_;
 
 TEST_F(SynthCli, WritesImagesLabelsAndPreview) {
     const std::string out = path("out");
-    const RunResult r =
-        synth("--labels " + quote(map_file()) + " --out " + quote(out) + " --count 2 --shape 64 --preview --device cpu");
+    const RunResult r = synth("--labels " + shell_quote(map_file()) + " --out " + shell_quote(out) +
+                              " --count 2 --shape 64 --preview --device cpu");
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_NE(r.out.find("wrote 2 samples of 64x64x64 to " + out), std::string::npos) << r.out;
     EXPECT_EQ(file_count(out), 5) << "two images, two label maps, the preview";
@@ -144,17 +110,18 @@ TEST_F(SynthCli, WritesImagesLabelsAndPreview) {
 }
 
 TEST_F(SynthCli, SameSeedGivesIdenticalFiles) {
-    const std::string args = "--labels " + quote(map_file()) + " --count 2 --shape 64 --seed 5 --preview";
-    ASSERT_EQ(synth(args + " --out " + quote(path("a"))).status, 0);
-    ASSERT_EQ(synth(args + " --out " + quote(path("b"))).status, 0);
+    const std::string args = "--labels " + shell_quote(map_file()) + " --count 2 --shape 64 --seed 5 --preview";
+    ASSERT_EQ(synth(args + " --out " + shell_quote(path("a"))).status, 0);
+    ASSERT_EQ(synth(args + " --out " + shell_quote(path("b"))).status, 0);
     for (const char* name : {"image_0000.nii.gz", "image_0001.nii.gz", "labels_0000.nii.gz", "labels_0001.nii.gz",
                              "preview.png"}) {
         const std::string a = read_text(dir_ / "a" / name), b = read_text(dir_ / "b" / name);
         EXPECT_FALSE(a.empty()) << name;
         EXPECT_TRUE(a == b) << name << " differs between two runs with the same seed";
     }
-    ASSERT_EQ(synth("--labels " + quote(map_file()) + " --count 1 --shape 64 --seed 6 --out " + quote(path("c"))).status,
-              0);
+    const RunResult c =
+        synth("--labels " + shell_quote(map_file()) + " --count 1 --shape 64 --seed 6 --out " + shell_quote(path("c")));
+    ASSERT_EQ(c.status, 0);
     EXPECT_FALSE(read_text(dir_ / "a" / "image_0000.nii.gz") == read_text(dir_ / "c" / "image_0000.nii.gz"))
         << "another seed, another image";
 }
@@ -165,7 +132,7 @@ TEST_F(SynthCli, DirectoryOfMaps) {
     write_labels(path("maps/a.nii"), make_phantom(0, 2));
     std::ofstream(dir_ / "maps" / "notes.txt") << "not a map\n";
     const RunResult r =
-        synth("--labels " + quote(path("maps")) + " --out " + quote(path("out")) + " --count 3 --shape 64");
+        synth("--labels " + shell_quote(path("maps")) + " --out " + shell_quote(path("out")) + " --count 3 --shape 64");
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(file_count(dir_ / "out"), 6);
 }
@@ -189,7 +156,7 @@ TEST_F(SynthCli, PrintConfigIsJson) {
     EXPECT_EQ(synthseg.at("output_shape"), nlohmann::json::array({64, 64, 64}));
 
     std::ofstream(path("override.json")) << R"({"gamma_std": 0.25})";
-    const RunResult o = synth("--print-config --preset infant-t2 --config " + quote(path("override.json")));
+    const RunResult o = synth("--print-config --preset infant-t2 --config " + shell_quote(path("override.json")));
     ASSERT_EQ(o.status, 0) << o.err;
     const nlohmann::json t2 = nlohmann::json::parse(o.out);
     EXPECT_EQ(t2.at("preset"), "infant-t2");
@@ -205,11 +172,11 @@ TEST_F(SynthCli, HelpDescribesEveryOptionAndPreset) {
 }
 
 TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
-    const std::string map = " --labels " + quote(map_file());
-    expect_bad("--labels " + quote(path("missing.nii.gz")), "missing.nii.gz");
+    const std::string map = " --labels " + shell_quote(map_file());
+    expect_bad("--labels " + shell_quote(path("missing.nii.gz")), "missing.nii.gz");
     fs::create_directories(dir_ / "empty");
     std::ofstream(dir_ / "empty" / "readme.txt") << "no maps here\n";
-    expect_bad("--labels " + quote(path("empty")), path("empty") + ": no label maps");
+    expect_bad("--labels " + shell_quote(path("empty")), path("empty") + ": no label maps");
 
     // A directory with one good map and one with a label outside the generation list: the bad
     // one is found before the first sample is written.
@@ -218,14 +185,14 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
     LabelMap bad = make_phantom(0, 3);
     bad.data[bad.data.size() / 2] = 999;
     write_labels(path("mixed/b_bad.nii.gz"), bad);
-    expect_bad("--labels " + quote(path("mixed")) + " --shape 64", "b_bad.nii.gz");
-    expect_bad("--labels " + quote(path("mixed")) + " --shape 64", "999");
+    expect_bad("--labels " + shell_quote(path("mixed")) + " --shape 64", "b_bad.nii.gz");
+    expect_bad("--labels " + shell_quote(path("mixed")) + " --shape 64", "999");
 
     expect_bad(map + " --preset infant-t3", "unknown preset 'infant-t3'");
     std::ofstream(path("unknown_key.json")) << R"({"gamma_stdev": 0.3})";
-    expect_bad(map + " --config " + quote(path("unknown_key.json")), "gamma_stdev");
+    expect_bad(map + " --config " + shell_quote(path("unknown_key.json")), "gamma_stdev");
     std::ofstream(path("prior_shape.json")) << R"({"prior_means": [1, 2, 3]})";
-    expect_bad(map + " --config " + quote(path("prior_shape.json")), "prior_means");
+    expect_bad(map + " --config " + shell_quote(path("prior_shape.json")), "prior_means");
     expect_bad(map + " --count 0", "--count");
     expect_bad(map + " --count -3", "--count");
     expect_bad(map + " --count two", "--count");
@@ -236,17 +203,18 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad("--count 1", "--labels");
     // A padded crop larger than memory: refused before anything is written.
     std::ofstream(path("pad.json")) << R"({"pad_when_smaller": true})";
-    expect_bad(map + " --config " + quote(path("pad.json")) + " --shape 5000", "smaller shape");
+    expect_bad(map + " --config " + shell_quote(path("pad.json")) + " --shape 5000", "smaller shape");
 
     // --out missing, or not creatable: nothing appears.
-    const RunResult r = synth("--labels " + quote(map_file()));
+    const RunResult r = synth("--labels " + shell_quote(map_file()));
     EXPECT_EQ(r.status, 2);
     EXPECT_NE(r.err.find("--out"), std::string::npos) << r.err;
     std::ofstream(path("a_file")) << "x";
-    const RunResult f = synth("--labels " + quote(map_file()) + " --shape 64 --out " + quote(path("a_file/sub")));
+    const RunResult f =
+        synth("--labels " + shell_quote(map_file()) + " --shape 64 --out " + shell_quote(path("a_file/sub")));
     EXPECT_EQ(f.status, 2);
     EXPECT_NE(f.err.find(path("a_file/sub")), std::string::npos) << f.err;
-    const RunResult g = synth("--labels " + quote(path("missing")) + " --out " + quote(path("never")));
+    const RunResult g = synth("--labels " + shell_quote(path("missing")) + " --out " + shell_quote(path("never")));
     EXPECT_EQ(g.status, 2);
     EXPECT_FALSE(fs::exists(path("never"))) << "the output directory is created only after the inputs are read";
 }

@@ -1,0 +1,83 @@
+// Helpers the test files share, so each is written once:
+//   TempDirTest      a fixture with a fresh directory per test (dir_, path(name)), removed after it;
+//   unique_temp_dir  the same kind of directory for wider scope (e.g. a whole suite);
+//   run_command      runs a /bin/sh command line: exit status, stdout and stderr;
+//   shell_quote      quotes one argument for that command line;
+//   read_text        a whole file as a string (bytes as they are).
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+namespace iss::test {
+
+inline std::string read_text(const std::filesystem::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// An empty directory "iss-<tag>-<pid>" under gtest's TempDir (anything there before is removed).
+// The caller removes it.
+inline std::filesystem::path unique_temp_dir(std::string tag) {
+    std::replace(tag.begin(), tag.end(), '/', '_');  // parameterised test names hold '/'
+    const auto dir = std::filesystem::path(::testing::TempDir()) / ("iss-" + tag + "-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    return dir;
+}
+
+class TempDirTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+        dir_ = unique_temp_dir(std::string(info->test_suite_name()) + "-" + info->name());
+    }
+    void TearDown() override {
+        std::error_code ec;
+        std::filesystem::remove_all(dir_, ec);
+    }
+    std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+    std::filesystem::path dir_;
+};
+
+inline std::string shell_quote(const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+}
+
+struct RunResult {
+    int status = -1;  // the exit status; -1 when it did not run or did not exit normally
+    std::string out, err;
+};
+
+// Stderr goes through a temporary file of its own, removed before returning.
+inline RunResult run_command(const std::string& command) {
+    RunResult r;
+    std::string err_file = ::testing::TempDir() + "iss-stderr-XXXXXX";
+    const int fd = ::mkstemp(err_file.data());
+    if (fd < 0) return r;
+    ::close(fd);
+    if (FILE* pipe = ::popen((command + " 2>" + shell_quote(err_file)).c_str(), "r")) {
+        char buf[4096];
+        size_t n;
+        while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.out.append(buf, n);
+        const int status = ::pclose(pipe);
+        r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        r.err = read_text(err_file);
+    }
+    std::remove(err_file.c_str());
+    return r;
+}
+
+}  // namespace iss::test
