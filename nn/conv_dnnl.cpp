@@ -92,6 +92,9 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s) : ctx_(ctx), engi
 
     dnnl::primitive_attr attr;
     ISS_DNNL_CALL(attr.set_scratchpad_mode(dnnl::scratchpad_mode::user));
+    // Strict fp32 whatever ONEDNN_DEFAULT_FPMATH_MODE says: on this bf16-capable CPU a relaxed
+    // mode would allow oneDNN to round the inputs to bf16, far outside the tolerance of nn/conv.h.
+    ISS_DNNL_CALL(attr.set_fpmath_mode(dnnl::fpmath_mode::strict));
 
     // Direct convolution: exact products summed in fp32 (no Winograd transforms), so the
     // error model of docs/KERNELS.md holds; forward_training so the backward primitives can
