@@ -1,0 +1,72 @@
+// Conv3d: checks the shape and the call arguments, then hands the work to the backend of the
+// context (oneDNN on the CPU, cuDNN on CUDA; see nn/conv_backends.h). The checks live here so
+// that both backends refuse the same inputs with the same messages.
+#include "nn/conv.h"
+
+#include "kernels/common/device.h"
+#include "kernels/common/error.h"
+#include "nn/conv_backends.h"
+
+namespace iss {
+
+struct Conv3d::Impl {
+    std::unique_ptr<ConvBackend> backend;
+};
+
+namespace {
+
+void check_shape(const ConvShape& s) {
+    ISS_REQUIRE(s.kernel == 1 || s.kernel == 3, "Conv3d: kernel must be 1 or 3, got ", s.kernel);
+    ISS_REQUIRE(s.in.n >= 1, "Conv3d: in.n (batch) must be >= 1, got ", s.in.n);
+    ISS_REQUIRE(s.in.d >= 1 && s.in.h >= 1 && s.in.w >= 1, "Conv3d: in.d, in.h, in.w must be >= 1, got ",
+                s.in.str());
+    ISS_REQUIRE(s.in.c >= 1, "Conv3d: in.c (input channels) must be >= 1, got ", s.in.c);
+    ISS_REQUIRE(s.out_c >= 1, "Conv3d: out_c (output channels) must be >= 1, got ", s.out_c);
+}
+
+// A null tensor is named in the message, so the caller sees which argument was missing.
+void require_tensor(const void* ptr, const char* call, const char* name) {
+    ISS_REQUIRE(ptr != nullptr, "Conv3d::", call, ": tensor '", name, "' is null");
+}
+
+}  // namespace
+
+Conv3d::Conv3d(DeviceContext& ctx, const ConvShape& shape) : ctx_(ctx), shape_(shape), impl_(std::make_unique<Impl>()) {
+    check_shape(shape_);
+    if (ctx_.is_cuda()) {
+#if INFANT_WITH_CUDA
+        impl_->backend = make_cudnn_conv3d(ctx_, shape_);
+#else
+        throw Error("Conv3d: this program was built without CUDA");
+#endif
+    } else {
+        impl_->backend = make_dnnl_conv3d(ctx_, shape_);
+    }
+}
+
+Conv3d::~Conv3d() = default;
+
+void Conv3d::forward(const float* x, const float* w, const float* b, float* y) {
+    require_tensor(x, "forward", "x");
+    require_tensor(w, "forward", "w");
+    require_tensor(b, "forward", "b");
+    require_tensor(y, "forward", "y");
+    impl_->backend->forward(x, w, b, y);
+}
+
+void Conv3d::backward_data(const float* dy, const float* w, float* dx) {
+    require_tensor(dy, "backward_data", "dy");
+    require_tensor(w, "backward_data", "w");
+    require_tensor(dx, "backward_data", "dx");
+    impl_->backend->backward_data(dy, w, dx);
+}
+
+void Conv3d::backward_weights(const float* x, const float* dy, float* dw, float* db) {
+    require_tensor(x, "backward_weights", "x");
+    require_tensor(dy, "backward_weights", "dy");
+    require_tensor(dw, "backward_weights", "dw");
+    require_tensor(db, "backward_weights", "db");
+    impl_->backend->backward_weights(x, dy, dw, db);
+}
+
+}  // namespace iss

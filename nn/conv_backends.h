@@ -1,0 +1,29 @@
+// Internal to Conv3d (nn/conv.*): the interface each vendor backend implements, and the
+// factories that build them. oneDNN lives in nn/conv_dnnl.cpp, cuDNN in nn/conv_cudnn.cpp, so
+// that neither library's headers leak beyond its one file (and the move to cuDNN's graph API
+// touches one file). Shapes are checked by Conv3d before a factory is called.
+#pragma once
+
+#include <memory>
+
+#include "nn/conv.h"
+
+namespace iss {
+
+class ConvBackend {
+public:
+    virtual ~ConvBackend() = default;
+    virtual void forward(const float* x, const float* w, const float* b, float* y) = 0;
+    virtual void backward_data(const float* dy, const float* w, float* dx) = 0;
+    virtual void backward_weights(const float* x, const float* dy, float* dw, float* db) = 0;
+};
+
+// CPU: oneDNN primitives for this shape, created once.
+std::unique_ptr<ConvBackend> make_dnnl_conv3d(DeviceContext& ctx, const ConvShape& shape);
+
+#if INFANT_WITH_CUDA
+// CUDA: cuDNN descriptors, algorithms and workspace for this shape, chosen once.
+std::unique_ptr<ConvBackend> make_cudnn_conv3d(DeviceContext& ctx, const ConvShape& shape);
+#endif
+
+}  // namespace iss

@@ -1,0 +1,217 @@
+// Conv3d on the CPU with oneDNN (Debian's 2.6: the v2 API with operation descriptors).
+//
+// Activations are given to oneDNN as ndhwc (our channels-last layout, asked for explicitly so
+// no activation is ever reordered); the weights arrive as odhwi and the primitives choose
+// their own blocked weight layout (format `any`), so the user weights are reordered into it
+// before forward / backward-data and the weight gradient is reordered back to odhwi. Bias is
+// a plain vector (`x`). Padding (k-1)/2 on every side ("same"), stride 1, fp32 throughout.
+//
+// Everything that costs (primitive descriptors, JIT-compiled primitives, reorders, weight
+// copies, the scratchpad) is made once in the constructor; a call only wraps the caller's
+// pointers in dnnl::memory objects (cheap handles) and executes on the context's stream.
+#include <dnnl.hpp>
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "kernels/common/device.h"
+#include "kernels/common/dnnl_check.h"
+#include "kernels/common/error.h"
+#include "nn/conv_backends.h"
+
+namespace iss {
+namespace {
+
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+constexpr auto f32 = dnnl::memory::data_type::f32;
+
+class DnnlConv3d final : public ConvBackend {
+public:
+    DnnlConv3d(DeviceContext& ctx, const ConvShape& s);
+    ~DnnlConv3d() override { ctx_.release(scratch_); }
+
+    void forward(const float* x, const float* w, const float* b, float* y) override;
+    void backward_data(const float* dy, const float* w, float* dx) override;
+    void backward_weights(const float* x, const float* dy, float* dw, float* db) override;
+
+private:
+    // A caller's tensor as a dnnl::memory: a handle over the pointer, no copy. oneDNN's
+    // constructor takes void*; inputs are only read.
+    memory wrap(const memory::desc& md, const float* ptr) {
+        memory m;
+        ISS_DNNL_CALL(m = memory(md, engine_, const_cast<float*>(ptr)));
+        return m;
+    }
+    // Binds the shared scratchpad to a primitive's scratchpad descriptor.
+    memory scratch_for(const memory::desc& md) {
+        memory m;
+        ISS_DNNL_CALL(m = memory(md, engine_, scratch_));
+        return m;
+    }
+    // Runs a primitive with its arguments (and the scratchpad when it needs one), then waits.
+    void run(const dnnl::primitive& p, std::unordered_map<int, memory> args, const memory& scratch);
+    // User odhwi weights into a primitive's layout (a copy only when the layouts differ).
+    memory weights_for(const float* w, bool reorder_needed, const dnnl::reorder& r, memory& dst);
+
+    DeviceContext& ctx_;
+    dnnl::engine engine_;
+    memory::desc x_md_, y_md_, w_user_md_, b_md_;
+
+    dnnl::convolution_forward::primitive_desc fwd_pd_;
+    dnnl::convolution_backward_data::primitive_desc bwd_data_pd_;
+    dnnl::convolution_backward_weights::primitive_desc bwd_weights_pd_;
+    dnnl::convolution_forward fwd_;
+    dnnl::convolution_backward_data bwd_data_;
+    dnnl::convolution_backward_weights bwd_weights_;
+
+    // Weights in each primitive's own layout, and the reorders to and from odhwi; unused
+    // (false) when the primitive takes odhwi as it is.
+    bool fwd_reorder_ = false, bwd_data_reorder_ = false, bwd_weights_reorder_ = false;
+    memory fwd_w_, bwd_data_w_, bwd_dw_;
+    dnnl::reorder to_fwd_w_, to_bwd_data_w_, from_bwd_dw_;
+
+    // One scratchpad for the three primitives (sized for the largest: they never run at once),
+    // owned by us (scratchpad_mode::user) so no call allocates.
+    void* scratch_ = nullptr;
+    memory fwd_scratch_, bwd_data_scratch_, bwd_weights_scratch_;
+};
+
+DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s) : ctx_(ctx), engine_(ctx.dnnl_engine()) {
+    const memory::dim n = s.in.n, d = s.in.d, h = s.in.h, w = s.in.w, ci = s.in.c, co = s.out_c, k = s.kernel;
+    const memory::dim pad = (k - 1) / 2;
+    const memory::dims strides{1, 1, 1}, padding{pad, pad, pad};
+    // oneDNN names dimensions in its canonical order (N, C, D, H, W) / (O, I, D, H, W); the
+    // format tag says how they sit in memory.
+    ISS_DNNL_CALL(x_md_ = memory::desc({n, ci, d, h, w}, f32, tag::ndhwc));
+    ISS_DNNL_CALL(y_md_ = memory::desc({n, co, d, h, w}, f32, tag::ndhwc));
+    ISS_DNNL_CALL(w_user_md_ = memory::desc({co, ci, k, k, k}, f32, tag::odhwi));
+    ISS_DNNL_CALL(b_md_ = memory::desc({co}, f32, tag::x));
+    memory::desc w_any_md;
+    ISS_DNNL_CALL(w_any_md = memory::desc({co, ci, k, k, k}, f32, tag::any));
+
+    dnnl::primitive_attr attr;
+    ISS_DNNL_CALL(attr.set_scratchpad_mode(dnnl::scratchpad_mode::user));
+    // Strict fp32 whatever ONEDNN_DEFAULT_FPMATH_MODE says: on this bf16-capable CPU a relaxed
+    // mode would allow oneDNN to round the inputs to bf16, far outside the tolerance of nn/conv.h.
+    ISS_DNNL_CALL(attr.set_fpmath_mode(dnnl::fpmath_mode::strict));
+
+    // Direct convolution: exact products summed in fp32 (no Winograd transforms), so the
+    // error model of docs/KERNELS.md holds; forward_training so the backward primitives can
+    // take it as their hint.
+    const auto alg = dnnl::algorithm::convolution_direct;
+    ISS_DNNL_CALL(fwd_pd_ = dnnl::convolution_forward::primitive_desc(
+                      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, x_md_, w_any_md, b_md_,
+                                                      y_md_, strides, padding, padding),
+                      attr, engine_));
+    ISS_DNNL_CALL(bwd_data_pd_ = dnnl::convolution_backward_data::primitive_desc(
+                      dnnl::convolution_backward_data::desc(alg, x_md_, w_any_md, y_md_, strides, padding, padding),
+                      attr, engine_, fwd_pd_));
+    ISS_DNNL_CALL(bwd_weights_pd_ = dnnl::convolution_backward_weights::primitive_desc(
+                      dnnl::convolution_backward_weights::desc(alg, x_md_, w_any_md, b_md_, y_md_, strides, padding,
+                                                               padding),
+                      attr, engine_, fwd_pd_));
+
+    // Activations were asked for as ndhwc: a primitive descriptor either honours that or fails
+    // to be created. Checked anyway, since a silent change of layout would read garbage.
+    ISS_REQUIRE(fwd_pd_.src_desc() == x_md_ && fwd_pd_.dst_desc() == y_md_ && fwd_pd_.bias_desc() == b_md_,
+                "Conv3d (oneDNN): forward primitive changed an activation or bias layout");
+    ISS_REQUIRE(bwd_data_pd_.diff_src_desc() == x_md_ && bwd_data_pd_.diff_dst_desc() == y_md_,
+                "Conv3d (oneDNN): backward-data primitive changed an activation layout");
+    ISS_REQUIRE(bwd_weights_pd_.src_desc() == x_md_ && bwd_weights_pd_.diff_dst_desc() == y_md_ &&
+                    bwd_weights_pd_.diff_bias_desc() == b_md_,
+                "Conv3d (oneDNN): backward-weights primitive changed an activation or bias layout");
+
+    ISS_DNNL_CALL(fwd_ = dnnl::convolution_forward(fwd_pd_));
+    ISS_DNNL_CALL(bwd_data_ = dnnl::convolution_backward_data(bwd_data_pd_));
+    ISS_DNNL_CALL(bwd_weights_ = dnnl::convolution_backward_weights(bwd_weights_pd_));
+
+    // Weight layouts chosen by the primitives; a copy and a reorder for each that is not odhwi.
+    memory::desc fwd_w_md, bwd_data_w_md, bwd_dw_md;
+    ISS_DNNL_CALL(fwd_w_md = fwd_pd_.weights_desc());
+    ISS_DNNL_CALL(bwd_data_w_md = bwd_data_pd_.weights_desc());
+    ISS_DNNL_CALL(bwd_dw_md = bwd_weights_pd_.diff_weights_desc());
+    fwd_reorder_ = !(fwd_w_md == w_user_md_);
+    bwd_data_reorder_ = !(bwd_data_w_md == w_user_md_);
+    bwd_weights_reorder_ = !(bwd_dw_md == w_user_md_);
+    if (fwd_reorder_) {
+        ISS_DNNL_CALL(fwd_w_ = memory(fwd_w_md, engine_));
+        ISS_DNNL_CALL(to_fwd_w_ = dnnl::reorder(dnnl::reorder::primitive_desc(engine_, w_user_md_, engine_, fwd_w_md)));
+    }
+    if (bwd_data_reorder_) {
+        ISS_DNNL_CALL(bwd_data_w_ = memory(bwd_data_w_md, engine_));
+        ISS_DNNL_CALL(to_bwd_data_w_ =
+                          dnnl::reorder(dnnl::reorder::primitive_desc(engine_, w_user_md_, engine_, bwd_data_w_md)));
+    }
+    if (bwd_weights_reorder_) {
+        ISS_DNNL_CALL(bwd_dw_ = memory(bwd_dw_md, engine_));
+        ISS_DNNL_CALL(from_bwd_dw_ =
+                          dnnl::reorder(dnnl::reorder::primitive_desc(engine_, bwd_dw_md, engine_, w_user_md_)));
+    }
+
+    memory::desc fwd_sp, bwd_data_sp, bwd_weights_sp;
+    ISS_DNNL_CALL(fwd_sp = fwd_pd_.scratchpad_desc());
+    ISS_DNNL_CALL(bwd_data_sp = bwd_data_pd_.scratchpad_desc());
+    ISS_DNNL_CALL(bwd_weights_sp = bwd_weights_pd_.scratchpad_desc());
+    const size_t scratch_bytes = std::max({fwd_sp.get_size(), bwd_data_sp.get_size(), bwd_weights_sp.get_size()});
+    if (scratch_bytes > 0) {
+        scratch_ = ctx_.allocate(scratch_bytes);
+        if (fwd_sp.get_size() > 0) fwd_scratch_ = scratch_for(fwd_sp);
+        if (bwd_data_sp.get_size() > 0) bwd_data_scratch_ = scratch_for(bwd_data_sp);
+        if (bwd_weights_sp.get_size() > 0) bwd_weights_scratch_ = scratch_for(bwd_weights_sp);
+    }
+}
+
+void DnnlConv3d::run(const dnnl::primitive& p, std::unordered_map<int, memory> args, const memory& scratch) {
+    if (scratch) args.emplace(DNNL_ARG_SCRATCHPAD, scratch);
+    dnnl::stream& stream = ctx_.dnnl_stream();
+    ISS_DNNL_CALL(p.execute(stream, args));
+    ISS_DNNL_CALL(stream.wait());
+}
+
+memory DnnlConv3d::weights_for(const float* w, bool reorder_needed, const dnnl::reorder& r, memory& dst) {
+    memory user = wrap(w_user_md_, w);
+    if (!reorder_needed) return user;
+    dnnl::stream& stream = ctx_.dnnl_stream();
+    ISS_DNNL_CALL(r.execute(stream, user, dst));
+    return dst;
+}
+
+void DnnlConv3d::forward(const float* x, const float* w, const float* b, float* y) {
+    const memory weights = weights_for(w, fwd_reorder_, to_fwd_w_, fwd_w_);
+    run(fwd_,
+        {{DNNL_ARG_SRC, wrap(x_md_, x)},
+         {DNNL_ARG_WEIGHTS, weights},
+         {DNNL_ARG_BIAS, wrap(b_md_, b)},
+         {DNNL_ARG_DST, wrap(y_md_, y)}},
+        fwd_scratch_);
+}
+
+void DnnlConv3d::backward_data(const float* dy, const float* w, float* dx) {
+    const memory weights = weights_for(w, bwd_data_reorder_, to_bwd_data_w_, bwd_data_w_);
+    run(bwd_data_, {{DNNL_ARG_DIFF_DST, wrap(y_md_, dy)}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DIFF_SRC, wrap(x_md_, dx)}},
+        bwd_data_scratch_);
+}
+
+void DnnlConv3d::backward_weights(const float* x, const float* dy, float* dw, float* db) {
+    memory user_dw = wrap(w_user_md_, dw);  // not const: reorder::execute takes memory&
+    run(bwd_weights_,
+        {{DNNL_ARG_SRC, wrap(x_md_, x)},
+         {DNNL_ARG_DIFF_DST, wrap(y_md_, dy)},
+         {DNNL_ARG_DIFF_WEIGHTS, bwd_weights_reorder_ ? bwd_dw_ : user_dw},
+         {DNNL_ARG_DIFF_BIAS, wrap(b_md_, db)}},
+        bwd_weights_scratch_);
+    if (bwd_weights_reorder_) {
+        dnnl::stream& stream = ctx_.dnnl_stream();
+        ISS_DNNL_CALL(from_bwd_dw_.execute(stream, bwd_dw_, user_dw));
+        ISS_DNNL_CALL(stream.wait());
+    }
+}
+
+}  // namespace
+
+std::unique_ptr<ConvBackend> make_dnnl_conv3d(DeviceContext& ctx, const ConvShape& shape) {
+    return std::make_unique<DnnlConv3d>(ctx, shape);
+}
+
+}  // namespace iss

@@ -1,0 +1,317 @@
+// Conv3d (nn/conv.*) on every backend: forward, backward-data and backward-weights against
+// the double reference (tests/ref/conv.*) within the tolerance of nn/conv.h; integer inputs
+// (exact in fp32) against the reference exactly, which pins every border of the "same"
+// padding; single taps as shifts (the orientation of the kernel); the backward passes as the
+// derivatives of forward by finite differences; repeat calls bit for bit; on CUDA, the CPU.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/common/device.h"
+#include "kernels/common/error.h"
+#include "nn/conv.h"
+#include "tests/backends.h"
+#include "tests/ref/conv.h"
+
+namespace iss {
+namespace {
+
+using test::all_near;
+
+// The contract of nn/conv.h: |error| <= 1e-4 * max |output| per tensor.
+//
+// Error model (docs/KERNELS.md, "Conv3d"): each output is a sum of K products of floats
+// (K = k^3*Ci forward, k^3*Co backward-data, N*D*H*W backward-weights). Products of two floats
+// are exact in double; fp32 accumulation, in whatever order the library blocks it, adds about
+// sqrt(K) * u * sum|terms| (u = 2^-24; K * u at worst). For zero-mean random terms
+// sum|terms| ~ sqrt(K) * |typical output|, so the error is ~ K * u * |output|: 648 * 6e-8 =
+// 4e-5 for 24 -> 48 channels, k = 3, inside the contract. The contract is norm-wise (relative
+// to the largest output, not to each element) because cuDNN's FFT algorithms spread their
+// error over the whole tensor.
+constexpr double kRelTolerance = 1e-4;
+
+double max_abs(const std::vector<double>& v) {
+    double m = 0;
+    for (double e : v) m = std::max(m, std::fabs(e));
+    return m;
+}
+
+double tolerance(const std::vector<double>& ref) { return kRelTolerance * max_abs(ref); }
+
+std::vector<double> to_double(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }
+
+// Uniform in [-1, 1], or small integers in [-4, 4] (sums of their products stay far below 2^24,
+// so fp32 computes them exactly in any order).
+std::vector<float> random_values(size_t count, uint32_t seed, bool integers = false) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> real(-1.0f, 1.0f);
+    std::uniform_int_distribution<int> integer(-4, 4);
+    std::vector<float> v(count);
+    for (float& e : v) e = integers ? float(integer(rng)) : real(rng);
+    return v;
+}
+
+struct Inputs {
+    std::vector<float> x, w, b, dy;
+};
+
+Inputs random_inputs(const ConvShape& s, uint32_t seed, bool integers = false) {
+    return Inputs{random_values(size_t(s.in.size()), seed, integers),
+                  random_values(size_t(s.weight_count()), seed + 1, integers),
+                  random_values(size_t(s.out_c), seed + 2, integers),
+                  random_values(size_t(s.out().size()), seed + 3, integers)};
+}
+
+struct Outputs {
+    std::vector<float> y, dx, dw, db;
+};
+
+// The three passes of one Conv3d on a context; `repeats` > 1 runs each pass again and checks
+// the bits do not change (the determinism the training loop relies on).
+Outputs run_conv(DeviceContext& ctx, const ConvShape& s, const Inputs& in, int repeats = 1) {
+    Conv3d conv(ctx, s);
+    Buffer<float> x(ctx, in.x), w(ctx, in.w), b(ctx, in.b), dy(ctx, in.dy);
+    Buffer<float> y(ctx, size_t(s.out().size())), dx(ctx, size_t(s.in.size()));
+    Buffer<float> dw(ctx, size_t(s.weight_count())), db(ctx, size_t(s.out_c));
+    Outputs first;
+    for (int r = 0; r < repeats; ++r) {
+        conv.forward(x.data(), w.data(), b.data(), y.data());
+        conv.backward_data(dy.data(), w.data(), dx.data());
+        conv.backward_weights(x.data(), dy.data(), dw.data(), db.data());
+        Outputs out{y.download(), dx.download(), dw.download(), db.download()};
+        if (r == 0) {
+            first = std::move(out);
+            continue;
+        }
+        EXPECT_EQ(out.y, first.y) << "forward changed on repeat " << r;
+        EXPECT_EQ(out.dx, first.dx) << "backward_data changed on repeat " << r;
+        EXPECT_EQ(out.dw, first.dw) << "backward_weights (dw) changed on repeat " << r;
+        EXPECT_EQ(out.db, first.db) << "backward_weights (db) changed on repeat " << r;
+    }
+    return first;
+}
+
+struct Case {
+    const char* name;
+    ConvShape shape;
+};
+
+// Odd, unequal sizes so a swapped axis cannot pass; channel counts of the U-Net (24 -> 48,
+// the 34-class head) and small ones; a volume thinner than the kernel on every axis.
+const std::vector<Case>& cases() {
+    static const std::vector<Case> all{
+        {"k3 2x5x6x7 3->5", ConvShape{Shape5{2, 5, 6, 7, 3}, 5, 3}},
+        {"k1 2x5x6x7 3->5", ConvShape{Shape5{2, 5, 6, 7, 3}, 5, 1}},
+        {"k3 2x5x6x7 24->48", ConvShape{Shape5{2, 5, 6, 7, 24}, 48, 3}},
+        {"k1 2x6x5x7 24->34", ConvShape{Shape5{2, 6, 5, 7, 24}, 34, 1}},
+        {"k3 1x1x2x3 2->3", ConvShape{Shape5{1, 1, 2, 3, 2}, 3, 3}},
+    };
+    return all;
+}
+
+class ConvReference : public test::BackendTest {};
+
+TEST_P(ConvReference, ThreePassesMatchTheReference) {
+    for (const Case& c : cases()) {
+        SCOPED_TRACE(c.name);
+        const ConvShape& s = c.shape;
+        const Inputs in = random_inputs(s, 17);
+        const Outputs got = run_conv(ctx(), s, in);
+
+        const std::vector<double> y = ref::conv3d_forward(s, in.x, in.w, in.b);
+        const std::vector<double> dx = ref::conv3d_backward_data(s, in.dy, in.w);
+        std::vector<double> dw, db;
+        ref::conv3d_backward_weights(s, in.x, in.dy, dw, db);
+        EXPECT_TRUE(all_near(got.y, y, tolerance(y))) << "forward";
+        EXPECT_TRUE(all_near(got.dx, dx, tolerance(dx))) << "backward_data";
+        EXPECT_TRUE(all_near(got.dw, dw, tolerance(dw))) << "backward_weights (dw)";
+        EXPECT_TRUE(all_near(got.db, db, tolerance(db))) << "backward_weights (db)";
+
+        if (on_cuda()) {
+            // Each side is within the contract of the reference, so they are within twice it of
+            // each other.
+            DeviceContext cpu;
+            const Outputs want = run_conv(cpu, s, in);
+            EXPECT_TRUE(all_near(got.y, want.y, 2 * tolerance(y))) << "forward, CUDA vs CPU";
+            EXPECT_TRUE(all_near(got.dx, want.dx, 2 * tolerance(dx))) << "backward_data, CUDA vs CPU";
+            EXPECT_TRUE(all_near(got.dw, want.dw, 2 * tolerance(dw))) << "dw, CUDA vs CPU";
+            EXPECT_TRUE(all_near(got.db, want.db, 2 * tolerance(db))) << "db, CUDA vs CPU";
+        }
+    }
+}
+
+// Small integers make every partial sum an exact float, so the CPU must equal the reference
+// exactly, including every border voxel where the zero padding cuts taps off. On CUDA the
+// algorithm may transform (FFT), which is not exact: the contract's tolerance applies there.
+TEST_P(ConvReference, IntegerInputsAreExactAtEveryBorder) {
+    for (const Case& c : cases()) {
+        SCOPED_TRACE(c.name);
+        const ConvShape& s = c.shape;
+        const Inputs in = random_inputs(s, 5, /*integers=*/true);
+        const Outputs got = run_conv(ctx(), s, in);
+        const std::vector<double> y = ref::conv3d_forward(s, in.x, in.w, in.b);
+        const std::vector<double> dx = ref::conv3d_backward_data(s, in.dy, in.w);
+        std::vector<double> dw, db;
+        ref::conv3d_backward_weights(s, in.x, in.dy, dw, db);
+        const double scale = on_cuda() ? 1.0 : 0.0;
+        EXPECT_TRUE(all_near(got.y, y, scale * tolerance(y))) << "forward";
+        EXPECT_TRUE(all_near(got.dx, dx, scale * tolerance(dx))) << "backward_data";
+        EXPECT_TRUE(all_near(got.dw, dw, scale * tolerance(dw))) << "dw";
+        EXPECT_TRUE(all_near(got.db, db, scale * tolerance(db))) << "db";
+    }
+}
+
+// Orientation, written from SPEC-level meaning rather than through the reference: a kernel
+// that is 1 at tap (a, b, c) and 0 elsewhere copies the input shifted by (a-1, b-1, c-1),
+// with zeros where that reads outside the volume; backward-data shifts the other way.
+class ConvBorders : public test::BackendTest {};
+
+TEST_P(ConvBorders, SingleTapIsAShift) {
+    const ConvShape s{Shape5{1, 4, 5, 6, 1}, 1, 3};
+    const Shape5 g = s.in;
+    std::vector<float> x(size_t(g.size()));
+    for (size_t i = 0; i < x.size(); ++i) x[i] = float(i + 1);  // every voxel distinct and nonzero
+    const double tol = on_cuda() ? kRelTolerance * double(x.size()) : 0.0;
+    for (int64_t tap = 0; tap < 27; ++tap) {
+        const int64_t a = tap / 9, b = (tap / 3) % 3, c = tap % 3;
+        SCOPED_TRACE(::testing::Message() << "tap (" << a << ", " << b << ", " << c << ")");
+        std::vector<float> w(27, 0.0f);
+        w[size_t(tap)] = 1.0f;
+        Inputs in{x, w, {0.0f}, x};
+        const Outputs got = run_conv(ctx(), s, in);
+        std::vector<double> want_y(x.size(), 0.0), want_dx(x.size(), 0.0);
+        for (int64_t z = 0; z < g.d; ++z)
+            for (int64_t r = 0; r < g.h; ++r)
+                for (int64_t q = 0; q < g.w; ++q) {
+                    const int64_t here = (z * g.h + r) * g.w + q;
+                    const int64_t zf = z + a - 1, rf = r + b - 1, qf = q + c - 1;  // read by forward
+                    if (zf >= 0 && zf < g.d && rf >= 0 && rf < g.h && qf >= 0 && qf < g.w)
+                        want_y[size_t(here)] = x[size_t((zf * g.h + rf) * g.w + qf)];
+                    const int64_t zb = z - a + 1, rb = r - b + 1, qb = q - c + 1;  // sent back to here
+                    if (zb >= 0 && zb < g.d && rb >= 0 && rb < g.h && qb >= 0 && qb < g.w)
+                        want_dx[size_t(here)] = x[size_t((zb * g.h + rb) * g.w + qb)];
+                }
+        EXPECT_TRUE(all_near(got.y, want_y, tol)) << "forward";
+        EXPECT_TRUE(all_near(got.dx, want_dx, tol)) << "backward_data";
+    }
+}
+
+// Backward passes are the derivatives of L(x, w, b) = sum(dy * forward(x, w, b)): the central
+// difference of L along a random direction v equals <gradient, v>. L is linear in each
+// argument, so the difference has no truncation error at any step; only rounding remains,
+// bounded with the contract: a forward error of at most tol(y) per output moves L by at most
+// sum|dy| * tol(y), and a gradient error of tol(g) per element moves <g, v> by sum|v| * tol(g).
+class ConvGradient : public test::BackendTest {};
+
+TEST_P(ConvGradient, BackwardIsTheDerivativeOfForward) {
+    const ConvShape s{Shape5{2, 4, 5, 3, 4}, 6, 3};
+    const Inputs in = random_inputs(s, 99);
+    const Outputs grad = run_conv(ctx(), s, in);
+    const double step = 0.5;
+
+    auto loss = [&](const Inputs& at, double& y_tol) {
+        const Outputs out = run_conv(ctx(), s, at);
+        double sum = 0;
+        for (size_t i = 0; i < out.y.size(); ++i) sum += double(in.dy[i]) * double(out.y[i]);
+        y_tol = tolerance(to_double(out.y));
+        return sum;
+    };
+    auto sum_abs = [](const std::vector<float>& v) {
+        double s = 0;
+        for (float e : v) s += std::fabs(double(e));
+        return s;
+    };
+    auto check = [&](const char* name, std::vector<float> Inputs::*field, const std::vector<float>& gradient) {
+        const std::vector<float> v = random_values((in.*field).size(), 1234);
+        Inputs plus = in, minus = in;
+        for (size_t i = 0; i < v.size(); ++i) {
+            (plus.*field)[i] += float(step) * v[i];
+            (minus.*field)[i] -= float(step) * v[i];
+        }
+        // The perturbed inputs are rounded to float: use the exact step they took.
+        std::vector<double> dir(v.size());
+        for (size_t i = 0; i < v.size(); ++i) dir[i] = (double((plus.*field)[i]) - double((minus.*field)[i])) / 2;
+        double tol_plus = 0, tol_minus = 0;
+        const double difference = (loss(plus, tol_plus) - loss(minus, tol_minus)) / 2;
+        double predicted = 0;
+        for (size_t i = 0; i < v.size(); ++i) predicted += double(gradient[i]) * dir[i];
+        const double tol = sum_abs(in.dy) * (tol_plus + tol_minus) / 2 +
+                           step * sum_abs(v) * tolerance(to_double(gradient));
+        EXPECT_NEAR(difference, predicted, tol) << name;
+    };
+    check("x (backward_data)", &Inputs::x, grad.dx);
+    check("w (backward_weights, dw)", &Inputs::w, grad.dw);
+    check("b (backward_weights, db)", &Inputs::b, grad.db);
+}
+
+// Same inputs, same bits: repeated calls on one object and a fresh object for the same shape
+// (a resumed training run builds new ones).
+class ConvDeterminism : public test::BackendTest {};
+
+TEST_P(ConvDeterminism, RepeatCallsAndNewObjectsGiveTheSameBits) {
+    const ConvShape s{Shape5{2, 5, 6, 7, 24}, 48, 3};
+    const Inputs in = random_inputs(s, 7);
+    const Outputs once = run_conv(ctx(), s, in, /*repeats=*/3);
+    const Outputs again = run_conv(ctx(), s, in);
+    EXPECT_EQ(once.y, again.y);
+    EXPECT_EQ(once.dx, again.dx);
+    EXPECT_EQ(once.dw, again.dw);
+    EXPECT_EQ(once.db, again.db);
+}
+
+// Bad shapes and null tensors throw iss::Error naming the field.
+class ConvPreconditions : public test::BackendTest {
+protected:
+    void expect_refused(const ConvShape& s, const std::string& field) {
+        try {
+            Conv3d conv(ctx(), s);
+            ADD_FAILURE() << "shape " << s.in.str() << " -> " << s.out_c << " k" << s.kernel << " was accepted";
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
+        }
+    }
+};
+
+TEST_P(ConvPreconditions, BadShapesNameTheField) {
+    const Shape5 in{1, 4, 4, 4, 2};
+    expect_refused(ConvShape{in, 3, 2}, "kernel");
+    expect_refused(ConvShape{in, 3, 5}, "kernel");
+    expect_refused(ConvShape{in, 3, 0}, "kernel");
+    expect_refused(ConvShape{in, 0, 3}, "out_c");
+    expect_refused(ConvShape{Shape5{1, 4, 4, 4, 0}, 3, 3}, "in.c");
+    expect_refused(ConvShape{Shape5{0, 4, 4, 4, 2}, 3, 3}, "in.n");
+    expect_refused(ConvShape{Shape5{1, 4, 0, 4, 2}, 3, 3}, "in.d, in.h, in.w");
+}
+
+TEST_P(ConvPreconditions, NullTensorsAreNamed) {
+    const ConvShape s{Shape5{1, 3, 3, 3, 2}, 2, 3};
+    Conv3d conv(ctx(), s);
+    Buffer<float> x(ctx(), size_t(s.in.size())), w(ctx(), size_t(s.weight_count())), b(ctx(), 2);
+    Buffer<float> y(ctx(), size_t(s.out().size()));
+    EXPECT_THROW(
+        {
+            try {
+                conv.forward(x.data(), nullptr, b.data(), y.data());
+            } catch (const Error& e) {
+                EXPECT_NE(std::string(e.what()).find("'w'"), std::string::npos) << e.what();
+                throw;
+            }
+        },
+        Error);
+    EXPECT_THROW(conv.backward_data(nullptr, w.data(), x.data()), Error);
+    EXPECT_THROW(conv.backward_weights(x.data(), y.data(), w.data(), nullptr), Error);
+}
+
+ISS_INSTANTIATE_BACKENDS(ConvReference);
+ISS_INSTANTIATE_BACKENDS(ConvBorders);
+ISS_INSTANTIATE_BACKENDS(ConvGradient);
+ISS_INSTANTIATE_BACKENDS(ConvDeterminism);
+ISS_INSTANTIATE_BACKENDS(ConvPreconditions);
+
+}  // namespace
+}  // namespace iss
