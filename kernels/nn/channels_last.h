@@ -13,9 +13,19 @@ namespace iss {
 
 template <class Body>
 void cpu_for_each_channels_last(int64_t voxels, int64_t channels, const Body& body) {
-#pragma omp parallel for schedule(static)
-    for (int64_t v = 0; v < voxels; ++v)
-        for (int64_t c = 0; c < channels; ++c) body.at(v, c);
+#pragma omp parallel
+    {
+        // A private copy, and `omp simd` on the channel loop: every (v, c) writes its own
+        // element and reads only inputs, so the iterations are independent; without the
+        // assertion g++ fears that a uint8 store (argmax) aliases the body's fields or inputs
+        // and keeps the loop scalar.
+        const Body local = body;
+#pragma omp for schedule(static)
+        for (int64_t v = 0; v < voxels; ++v) {
+#pragma omp simd
+            for (int64_t c = 0; c < channels; ++c) local.at(v, c);
+        }
+    }
 }
 
 // Adapter for cuda_for_each / cpu_for_each over the flat element index.

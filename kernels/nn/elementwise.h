@@ -34,9 +34,12 @@ struct EluForwardBody {
     float alpha;
     ISS_HD void operator()(int64_t e) const {
         const float v = x[e];
+        // Both branches computed, then a select: g++ does not speculate float operations
+        // behind a branch (they could trap), so a branch would keep the loop scalar.
         // `v <= 0` rather than `v > 0` so that NaN takes the identity branch and propagates
         // (portable_exp clamps NaN to -87, which would turn it into -alpha).
-        y[e] = v <= 0.0f ? alpha * (portable_exp(v) - 1.0f) : v;
+        const float negative = alpha * (portable_exp(v) - 1.0f);
+        y[e] = v <= 0.0f ? negative : v;
     }
 };
 
@@ -46,9 +49,11 @@ struct EluBackwardBody {
     float* dx;
     float alpha;
     ISS_HD void operator()(int64_t e) const {
-        const float out = y[e];
+        const float out = y[e], g = dy[e];
         // y + alpha = alpha * exp(x): the derivative of the negative branch, from the output.
-        dx[e] = out > 0.0f ? dy[e] : dy[e] * (out + alpha);
+        // Computed unconditionally so the loop vectorizes (see EluForwardBody).
+        const float negative = g * (out + alpha);
+        dx[e] = out > 0.0f ? g : negative;
     }
 };
 

@@ -18,6 +18,15 @@
 #include "kernels/common/hd.h"
 #include "kernels/nn/shape.h"
 
+// Unroll a short fixed loop: on the host before vectorizing, so the loop around it vectorizes.
+#if defined(__CUDA_ARCH__)
+#define ISS_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__) && !defined(__clang__)
+#define ISS_UNROLL _Pragma("GCC unroll 8")
+#else
+#define ISS_UNROLL
+#endif
+
 namespace iss {
 
 class DeviceContext;
@@ -62,17 +71,32 @@ struct MaxPool2ForwardBody {  // over output voxels
     uint8_t* argmax;
     ISS_HD void at(int64_t ov, int64_t ch) const {
         const float* block = x + g.fine_base(ov, ch);
+        // Two scans, each one comparison and two selects per member, so g++ vectorizes the
+        // channel loop (a combined NaN-aware comparison keeps it scalar):
+        // the first strict maximum among the numbers (the first maximum wins) ...
         float best = block[0];
         int best_q = 0;
+        ISS_UNROLL
         for (int q = 1; q < 8; ++q) {
             const float v = block[g.member_offset(q)];
-            // Strictly greater: the first maximum wins. A NaN wins over any number and then
-            // stays (the first NaN), so NaN propagates as in TF's max-pool.
-            if (best == best && (v > best || v != v)) {
-                best = v;
-                best_q = q;
-            }
+            const bool take = v > best;
+            best = take ? v : best;
+            best_q = take ? q : best_q;
         }
+        // ... and the first NaN (scanning down, the last one seen is the first), which wins:
+        // NaN propagates as in TF's max-pool.
+        float nan_value = 0.0f;
+        int nan_q = 8;
+        ISS_UNROLL
+        for (int q = 7; q >= 0; --q) {
+            const float v = block[g.member_offset(q)];
+            const bool is_nan = v != v;
+            nan_value = is_nan ? v : nan_value;
+            nan_q = is_nan ? q : nan_q;
+        }
+        const bool has_nan = nan_q < 8;
+        best = has_nan ? nan_value : best;
+        best_q = has_nan ? nan_q : best_q;
         const int64_t o = ov * g.c + ch;
         y[o] = best;
         argmax[o] = uint8_t(best_q);
