@@ -9,7 +9,7 @@
 //              dx = gamma * invstd * (dy - dbeta / P - xhat * dgamma / P).
 // Reductions are deterministic: fixed partition into partial sums (in double), combined in a
 // fixed order, so a run repeats bit for bit on the same backend (no float atomics). CPU and
-// CUDA partition differently: they agree within 1e-5 relative. `workspace` holds the partials:
+// CUDA sum in different orders inside a chunk: they agree within 1e-5 relative. `workspace` holds the partials:
 // batchnorm_workspace_bytes(shape) bytes on the context's device.
 //
 // The partition: positions in chunks of kBnChunk (a function of the shape only, never of the

@@ -11,6 +11,7 @@
 
 namespace iss {
 
+#if !defined(__CUDACC__)  // OpenMP is for the host compiler only (.cu files are built without it)
 template <class Body>
 void cpu_for_each_channels_last(int64_t voxels, int64_t channels, const Body& body) {
 #pragma omp parallel
@@ -27,6 +28,7 @@ void cpu_for_each_channels_last(int64_t voxels, int64_t channels, const Body& bo
         }
     }
 }
+#endif
 
 // Adapter for cuda_for_each / cpu_for_each over the flat element index.
 template <class Body>

@@ -1,6 +1,6 @@
 // Max-pooling by 2 and nearest-neighbour upsampling by 2 over (D, H, W) of a channels-last
-// (N, D, H, W, C) tensor, and channel concatenation. Exact (no rounding): CPU and CUDA agree
-// bit for bit.
+// (N, D, H, W, C) tensor, and channel concatenation. Exact (no rounding) except the upsample
+// backward's sum of 8, which has a fixed order: CPU and CUDA agree bit for bit.
 //
 // maxpool2: out (N, D/2, H/2, W/2, C) (D, H, W even); `argmax` keeps, per output element, which
 //   of the 8 inputs won (0..7, bit 0 = w, bit 1 = h, bit 2 = d; the first maximum wins; NaN
@@ -21,6 +21,8 @@
 // Unroll a short fixed loop: on the host before vectorizing, so the loop around it vectorizes.
 #if defined(__CUDA_ARCH__)
 #define ISS_UNROLL _Pragma("unroll")
+#elif defined(__CUDACC__)  // nvcc's host pass: these bodies run on the device only there
+#define ISS_UNROLL
 #elif defined(__GNUC__) && !defined(__clang__)
 #define ISS_UNROLL _Pragma("GCC unroll 8")
 #else
