@@ -9,13 +9,23 @@
 //              dx = gamma * invstd * (dy - dbeta / P - xhat * dgamma / P).
 // Reductions are deterministic: fixed partition into partial sums (in double), combined in a
 // fixed order, so a run repeats bit for bit on the same backend (no float atomics). CPU and
-// CUDA partition differently: they agree within 1e-5 relative. `workspace` holds the partials:
+// CUDA sum in different orders inside a chunk: they agree within 1e-5 relative. `workspace` holds the partials:
 // batchnorm_workspace_bytes(shape) bytes on the context's device.
+//
+// The partition: positions in chunks of kBnChunk (a function of the shape only, never of the
+// thread count); per chunk and channel a partial sum in double (CPU: in position order; CUDA:
+// one block per chunk, a fixed tree over its threads); then per channel the partials summed
+// in chunk order. Mean first, then the sum of squared deviations from it (two passes, no
+// E[x^2] - E[x]^2 cancellation). The per-channel finishing (invstd, running statistics,
+// coefficients) and the element-wise passes are shared bodies: bit-identical given the sums.
+// Training needs P = N*D*H*W >= 2 (the unbiased variance divides by P - 1).
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/common/hd.h"
 #include "kernels/nn/shape.h"
 
 namespace iss {
@@ -33,5 +43,168 @@ void batchnorm_forward_infer(DeviceContext& ctx, const float* x, const Shape5& s
 void batchnorm_backward(DeviceContext& ctx, const float* x, const float* dy, const Shape5& shape, const float* gamma,
                         const float* save_mean, const float* save_invstd, float* dx, float* dgamma, float* dbeta,
                         void* workspace);
+
+// --- Implementation: partition, workspace, and the bodies shared by the CPU and CUDA -------
+
+constexpr int64_t kBnChunk = 4096;  // positions per partial sum
+
+inline int64_t bn_chunks(const Shape5& s) { return (s.voxels() + kBnChunk - 1) / kBnChunk; }
+
+// Workspace: partials[2][chunks][C] and totals[2][C] in double, then coef[4][C] in float
+// (forward: scale = gamma * invstd; backward: k = gamma * invstd, a = dbeta / P, b = dgamma / P).
+struct BnWorkspace {
+    double* partials;
+    double* totals;
+    float* coef;
+    BnWorkspace(void* base, int64_t chunks, int64_t c)
+        : partials(static_cast<double*>(base)), totals(partials + 2 * chunks * c),
+          coef(reinterpret_cast<float*>(totals + 2 * c)) {}
+};
+
+// What the reduction passes add up per element e of channel c (into s0, and s1 when terms == 2).
+struct BnTermSum {
+    static constexpr int terms = 1;
+    const float* x;
+    ISS_HD void add(int64_t e, int64_t c, double& s0, double& s1) const { s0 += double(x[e]); }
+};
+
+struct BnTermSquaredDeviation {
+    static constexpr int terms = 1;
+    const float* x;
+    const double* mean;
+    ISS_HD void add(int64_t e, int64_t c, double& s0, double& s1) const {
+        const double d = double(x[e]) - mean[c];
+        s0 = fma(d, d, s0);
+    }
+};
+
+struct BnTermBackward {  // s0 = sum dy, s1 = sum dy * xhat
+    static constexpr int terms = 2;
+    const float* x;
+    const float* dy;
+    const float* mean;
+    const float* invstd;
+    ISS_HD void add(int64_t e, int64_t c, double& s0, double& s1) const {
+        const double g = double(dy[e]);
+        const double xhat = (double(x[e]) - double(mean[c])) * double(invstd[c]);
+        s0 += g;
+        s1 = fma(g, xhat, s1);
+    }
+};
+
+// totals[e] = (sum over chunks k in order of partials[t][k][c]) / divisor, e = t * C + c.
+struct BnCombineBody {
+    const double* partials;
+    int64_t chunks, channels;
+    double* totals;
+    double divisor;
+    ISS_HD void operator()(int64_t e) const {
+        const int64_t t = e / channels, c = e % channels;
+        double s = 0;
+        for (int64_t k = 0; k < chunks; ++k) s += partials[(t * chunks + k) * channels + c];
+        totals[e] = s / divisor;
+    }
+};
+
+// Per channel after the two forward reductions: saved statistics, the running update, scale.
+struct BnTrainFinalizeBody {
+    const double* mean;
+    const double* var;  // biased
+    const float* gamma;
+    double eps, momentum, unbias;  // unbias = P / (P - 1)
+    float* save_mean;
+    float* save_invstd;
+    float* scale;
+    float* running_mean;
+    float* running_var;
+    ISS_HD void operator()(int64_t c) const {
+        const double invstd = 1.0 / sqrt(var[c] + eps);
+        save_mean[c] = float(mean[c]);
+        save_invstd[c] = float(invstd);
+        scale[c] = float(double(gamma[c]) * invstd);
+        running_mean[c] = float(fma(momentum, double(running_mean[c]), (1.0 - momentum) * mean[c]));
+        running_var[c] = float(fma(momentum, double(running_var[c]), (1.0 - momentum) * (var[c] * unbias)));
+    }
+};
+
+// y = (x - mean) * scale + beta, one rounding for the subtraction and one for the fmaf.
+struct BnNormaliseBody {
+    const float* x;
+    const float* mean;
+    const float* scale;
+    const float* beta;
+    int64_t channels;
+    float* y;
+    ISS_HD void at(int64_t v, int64_t c) const {
+        const int64_t e = v * channels + c;
+        y[e] = fmaf(x[e] - mean[c], scale[c], beta[c]);
+    }
+};
+
+struct BnInferBody {
+    const float* x;
+    const float* gamma;
+    const float* beta;
+    const float* running_mean;
+    const float* running_var;
+    float eps;
+    int64_t channels;
+    float* y;
+    ISS_HD void at(int64_t v, int64_t c) const {
+        const int64_t e = v * channels + c;
+        // Per element rather than per channel: no workspace in inference, and the element loop
+        // is memory bound; sqrtf and division are correctly rounded on both backends.
+        const float scale = gamma[c] / sqrtf(running_var[c] + eps);
+        y[e] = fmaf(x[e] - running_mean[c], scale, beta[c]);
+    }
+};
+
+// Per channel after the backward reduction: dgamma, dbeta and the dx coefficients.
+struct BnBackwardFinalizeBody {
+    const double* sum_dy;
+    const double* sum_dy_xhat;
+    const float* gamma;
+    const float* invstd;
+    double positions;
+    float* dgamma;
+    float* dbeta;
+    float* k;  // gamma * invstd
+    float* a;  // dbeta / P
+    float* b;  // dgamma / P
+    ISS_HD void operator()(int64_t c) const {
+        dbeta[c] = float(sum_dy[c]);
+        dgamma[c] = float(sum_dy_xhat[c]);
+        k[c] = float(double(gamma[c]) * double(invstd[c]));
+        a[c] = float(sum_dy[c] / positions);
+        b[c] = float(sum_dy_xhat[c] / positions);
+    }
+};
+
+// dx = k * (dy - a - xhat * b), xhat = (x - mean) * invstd.
+struct BnBackwardDxBody {
+    const float* x;
+    const float* dy;
+    const float* mean;
+    const float* invstd;
+    const float* k;
+    const float* a;
+    const float* b;
+    int64_t channels;
+    float* dx;
+    ISS_HD void at(int64_t v, int64_t c) const {
+        const int64_t e = v * channels + c;
+        const float xhat = (x[e] - mean[c]) * invstd[c];
+        dx[e] = k[c] * fmaf(-xhat, b[c], dy[e] - a[c]);
+    }
+};
+
+// CUDA launchers (batchnorm.cu): the block reductions and the shared bodies above.
+void batchnorm_forward_train_cuda(DeviceContext& ctx, const float* x, const Shape5& shape, const float* gamma,
+                                  const float* beta, float eps, float momentum, float* y, float* save_mean,
+                                  float* save_invstd, float* running_mean, float* running_var, void* workspace);
+void batchnorm_forward_infer_cuda(DeviceContext& ctx, const BnInferBody& body, int64_t voxels);
+void batchnorm_backward_cuda(DeviceContext& ctx, const float* x, const float* dy, const Shape5& shape,
+                             const float* gamma, const float* save_mean, const float* save_invstd, float* dx,
+                             float* dgamma, float* dbeta, void* workspace);
 
 }  // namespace iss

@@ -1,6 +1,6 @@
 // Max-pooling by 2 and nearest-neighbour upsampling by 2 over (D, H, W) of a channels-last
-// (N, D, H, W, C) tensor, and channel concatenation. Exact (no rounding): CPU and CUDA agree
-// bit for bit.
+// (N, D, H, W, C) tensor, and channel concatenation. Exact (no rounding) except the upsample
+// backward's sum of 8, which has a fixed order: CPU and CUDA agree bit for bit.
 //
 // maxpool2: out (N, D/2, H/2, W/2, C) (D, H, W even); `argmax` keeps, per output element, which
 //   of the 8 inputs won (0..7, bit 0 = w, bit 1 = h, bit 2 = d; the first maximum wins; NaN
@@ -8,12 +8,26 @@
 // upsample2: out (N, 2D, 2H, 2W, C), each input copied to its 2x2x2 block. Backward sums the
 //   8 gradients of the block in a fixed order.
 // concat: out channels [a (ca) | b (cb)] per voxel. Backward splits; either gradient may be null.
-// Backward kernels overwrite their outputs.
+// Backward kernels overwrite their outputs. Every kernel is a gather (one output element per
+// thread, no atomics); maxpool2's backward runs over the INPUT: each element finds its pooled
+// output and compares its own position in the 2x2x2 block with the stored argmax.
 #pragma once
 
 #include <cstdint>
 
+#include "kernels/common/hd.h"
 #include "kernels/nn/shape.h"
+
+// Unroll a short fixed loop: on the host before vectorizing, so the loop around it vectorizes.
+#if defined(__CUDA_ARCH__)
+#define ISS_UNROLL _Pragma("unroll")
+#elif defined(__CUDACC__)  // nvcc's host pass: these bodies run on the device only there
+#define ISS_UNROLL
+#elif defined(__GNUC__) && !defined(__clang__)
+#define ISS_UNROLL _Pragma("GCC unroll 8")
+#else
+#define ISS_UNROLL
+#endif
 
 namespace iss {
 
@@ -29,5 +43,133 @@ void concat_channels_forward(DeviceContext& ctx, const float* a, int64_t ca, con
                              int64_t voxels, float* y);
 void concat_channels_backward(DeviceContext& ctx, const float* dy, int64_t ca, int64_t cb, int64_t voxels, float* da,
                               float* db);
+
+// --- Bodies shared by the CPU and CUDA launchers: `at(v, c)` per voxel v and channel c (see
+// kernels/nn/channels_last.h). Offsets of block member q (bit 0 = w, bit 1 = h, bit 2 = d).
+
+struct Pool2Geometry {
+    int64_t n, d, h, w, c;  // the fine (input of maxpool, output of upsample) shape
+
+    // Element index of the fine tensor at block member 0 of coarse voxel ov, channel ch; member
+    // q is at fine_base + member_offset(q).
+    ISS_HD int64_t fine_base(int64_t ov, int64_t ch) const {
+        const int64_t cw = w / 2, chh = h / 2, cd = d / 2;
+        const int64_t ow = ov % cw, oh = (ov / cw) % chh, od = (ov / (cw * chh)) % cd, on = ov / (cw * chh * cd);
+        return (((on * d + 2 * od) * h + 2 * oh) * w + 2 * ow) * c + ch;
+    }
+    ISS_HD int64_t member_offset(int q) const { return (((q >> 2) * h + ((q >> 1) & 1)) * w + (q & 1)) * c; }
+    // Coarse element index of fine voxel fv, channel ch, and fv's member number q in its block.
+    ISS_HD int64_t coarse_index(int64_t fv, int64_t ch, int* q) const {
+        const int64_t x = fv % w, y = (fv / w) % h, z = (fv / (w * h)) % d, on = fv / (w * h * d);
+        *q = int(((z & 1) << 2) | ((y & 1) << 1) | (x & 1));
+        return (((on * (d / 2) + z / 2) * (h / 2) + y / 2) * (w / 2) + x / 2) * c + ch;
+    }
+};
+
+struct MaxPool2ForwardBody {  // over output voxels
+    Pool2Geometry g;
+    const float* x;
+    float* y;
+    uint8_t* argmax;
+    ISS_HD void at(int64_t ov, int64_t ch) const {
+        const float* block = x + g.fine_base(ov, ch);
+        // Two scans, each one comparison and two selects per member, so g++ vectorizes the
+        // channel loop (a combined NaN-aware comparison keeps it scalar):
+        // the first strict maximum among the numbers (the first maximum wins) ...
+        float best = block[0];
+        int best_q = 0;
+        ISS_UNROLL
+        for (int q = 1; q < 8; ++q) {
+            const float v = block[g.member_offset(q)];
+            const bool take = v > best;
+            best = take ? v : best;
+            best_q = take ? q : best_q;
+        }
+        // ... and the first NaN (scanning down, the last one seen is the first), which wins:
+        // NaN propagates as in TF's max-pool.
+        float nan_value = 0.0f;
+        int nan_q = 8;
+        ISS_UNROLL
+        for (int q = 7; q >= 0; --q) {
+            const float v = block[g.member_offset(q)];
+            const bool is_nan = v != v;
+            nan_value = is_nan ? v : nan_value;
+            nan_q = is_nan ? q : nan_q;
+        }
+        const bool has_nan = nan_q < 8;
+        best = has_nan ? nan_value : best;
+        best_q = has_nan ? nan_q : best_q;
+        const int64_t o = ov * g.c + ch;
+        y[o] = best;
+        argmax[o] = uint8_t(best_q);
+    }
+};
+
+struct MaxPool2BackwardBody {  // over input voxels
+    Pool2Geometry g;
+    const float* dy;
+    const uint8_t* argmax;
+    float* dx;
+    ISS_HD void at(int64_t fv, int64_t ch) const {
+        int q;
+        const int64_t o = g.coarse_index(fv, ch, &q);
+        dx[fv * g.c + ch] = argmax[o] == q ? dy[o] : 0.0f;
+    }
+};
+
+struct Upsample2ForwardBody {  // over output (fine) voxels
+    Pool2Geometry g;
+    const float* x;
+    float* y;
+    ISS_HD void at(int64_t fv, int64_t ch) const {
+        int q;
+        y[fv * g.c + ch] = x[g.coarse_index(fv, ch, &q)];
+    }
+};
+
+struct Upsample2BackwardBody {  // over input (coarse) voxels
+    Pool2Geometry g;
+    const float* dy;
+    float* dx;
+    ISS_HD void at(int64_t ov, int64_t ch) const {
+        const float* block = dy + g.fine_base(ov, ch);
+        float sum = block[0];
+        for (int q = 1; q < 8; ++q) sum = sum + block[g.member_offset(q)];  // fixed order q = 0..7
+        dx[ov * g.c + ch] = sum;
+    }
+};
+
+struct ConcatForwardBody {  // over voxels, channels ca + cb
+    const float* a;
+    const float* b;
+    int64_t ca, cb;
+    float* y;
+    ISS_HD void at(int64_t v, int64_t ch) const {
+        y[v * (ca + cb) + ch] = ch < ca ? a[v * ca + ch] : b[v * cb + (ch - ca)];
+    }
+};
+
+struct ConcatBackwardBody {  // over voxels, channels ca + cb
+    const float* dy;
+    int64_t ca, cb;
+    float* da;  // either may be null: that gradient is not wanted
+    float* db;
+    ISS_HD void at(int64_t v, int64_t ch) const {
+        const float g = dy[v * (ca + cb) + ch];
+        if (ch < ca) {
+            if (da) da[v * ca + ch] = g;
+        } else if (db) {
+            db[v * cb + (ch - ca)] = g;
+        }
+    }
+};
+
+// CUDA launchers (pool.cu): run `body` over `voxels` x `channels`.
+void maxpool2_forward_cuda(DeviceContext& ctx, const MaxPool2ForwardBody& body, int64_t voxels, int64_t channels);
+void maxpool2_backward_cuda(DeviceContext& ctx, const MaxPool2BackwardBody& body, int64_t voxels, int64_t channels);
+void upsample2_forward_cuda(DeviceContext& ctx, const Upsample2ForwardBody& body, int64_t voxels, int64_t channels);
+void upsample2_backward_cuda(DeviceContext& ctx, const Upsample2BackwardBody& body, int64_t voxels, int64_t channels);
+void concat_forward_cuda(DeviceContext& ctx, const ConcatForwardBody& body, int64_t voxels, int64_t channels);
+void concat_backward_cuda(DeviceContext& ctx, const ConcatBackwardBody& body, int64_t voxels, int64_t channels);
 
 }  // namespace iss

@@ -1,0 +1,183 @@
+// The network's own kernels at the U-Net's level-0 training shape, 1x128x160x128x24 (batch 1,
+// the 128x160x128 crop, 24 features): ELU, batch norm (training forward, backward), max-pool,
+// nearest upsampling (level 1's 48 channels up to level 0) and the decoder's concatenation
+// [skip 24 | upsampled 48] -> 72, forward and backward.
+// bytes/s counts the minimal traffic of each kernel, documented per benchmark below, so the
+// figure says how close it runs to memory speed. CUDA variants are registered only when a
+// device is present; CUDA timings synchronise every iteration.
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kernels/common/device.h"
+#include "kernels/nn/batchnorm.h"
+#include "kernels/nn/elementwise.h"
+#include "kernels/nn/pool.h"
+
+namespace {
+
+using iss::Buffer;
+using iss::DeviceContext;
+using iss::Shape5;
+
+const Shape5 kLevel0{1, 128, 160, 128, 24};
+const Shape5 kLevel1{1, 64, 80, 64, 48};
+
+// Fills a device buffer with a pseudo-random pattern in [-2, 2), uploaded in slices (no second
+// full-size copy on the host).
+void fill_pattern(DeviceContext& ctx, Buffer<float>& b, uint32_t seed) {
+    const size_t slice = size_t(1) << 20;
+    std::vector<float> host(slice);
+    uint32_t state = seed * 2654435761u + 1;
+    for (size_t start = 0; start < b.size(); start += slice) {
+        const size_t n = std::min(slice, b.size() - start);
+        for (size_t i = 0; i < n; ++i) {
+            state = state * 1664525u + 1013904223u;
+            host[i] = float(state >> 8) * (4.0f / 16777216.0f) - 2.0f;
+        }
+        ctx.copy_to_device(b.data() + start, host.data(), n * sizeof(float));
+    }
+}
+
+Buffer<float> random_buffer(DeviceContext& ctx, size_t n, uint32_t seed) {
+    Buffer<float> b(ctx, n);
+    fill_pattern(ctx, b, seed);
+    return b;
+}
+
+// Runs `step` per iteration and reports bytes/s for `bytes` moved per step.
+void time_it(benchmark::State& state, DeviceContext& ctx, double bytes, const std::function<void()>& step) {
+    step();  // warm-up (first touch of the output pages on the CPU)
+    ctx.synchronize();
+    for (auto _ : state) {
+        step();
+        ctx.synchronize();
+    }
+    state.counters["GB/s"] = benchmark::Counter(bytes * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+
+// ELU forward: read x, write y (8 B/element). Backward: read y and dy, write dx (12 B).
+void elu(benchmark::State& state, iss::Backend backend, bool backward) {
+    DeviceContext ctx(iss::Device{backend, 0});
+    const int64_t n = kLevel0.size();
+    Buffer<float> x = random_buffer(ctx, size_t(n), 1), dy = random_buffer(ctx, size_t(n), 2), y(ctx, size_t(n));
+    if (!backward) {
+        time_it(state, ctx, 8.0 * double(n), [&] { iss::elu_forward(ctx, x.data(), y.data(), n, 1.0f); });
+    } else {
+        iss::elu_forward(ctx, x.data(), x.data(), n, 1.0f);  // a real ELU output
+        time_it(state, ctx, 12.0 * double(n), [&] { iss::elu_backward(ctx, x.data(), dy.data(), y.data(), n, 1.0f); });
+    }
+}
+
+// Batch norm forward (training): the minimum is x read twice (statistics, then normalising)
+// and y written: 12 B/element (our two-pass statistics read x a third time). Backward: x and
+// dy read for the sums, again for dx, dx written: 20 B/element.
+void batchnorm(benchmark::State& state, iss::Backend backend, bool backward) {
+    DeviceContext ctx(iss::Device{backend, 0});
+    const Shape5 s = kLevel0;
+    const size_t n = size_t(s.size()), c = size_t(s.c);
+    Buffer<float> x = random_buffer(ctx, n, 3), dy = random_buffer(ctx, n, 4), y(ctx, n);
+    Buffer<float> gamma(ctx, std::vector<float>(c, 1.0f)), beta(ctx, std::vector<float>(c, 0.0f));
+    Buffer<float> rm(ctx, std::vector<float>(c, 0.0f)), rv(ctx, std::vector<float>(c, 1.0f));
+    Buffer<float> mean(ctx, c), invstd(ctx, c), dgamma(ctx, c), dbeta(ctx, c);
+    Buffer<double> ws(ctx, iss::batchnorm_workspace_bytes(s) / sizeof(double));
+    auto forward = [&] {
+        iss::batchnorm_forward_train(ctx, x.data(), s, gamma.data(), beta.data(), 1e-3f, 0.99f, y.data(), mean.data(),
+                                     invstd.data(), rm.data(), rv.data(), ws.data());
+    };
+    if (!backward) {
+        time_it(state, ctx, 12.0 * double(n), forward);
+    } else {
+        forward();
+        time_it(state, ctx, 20.0 * double(n), [&] {
+            iss::batchnorm_backward(ctx, x.data(), dy.data(), s, gamma.data(), mean.data(), invstd.data(), y.data(),
+                                    dgamma.data(), dbeta.data(), ws.data());
+        });
+    }
+}
+
+// Max-pool forward: read x, write y (1/8) and argmax (1 byte per output): 4.625 B per input
+// element. Backward: read dy and argmax, write dx: the same.
+void maxpool(benchmark::State& state, iss::Backend backend, bool backward) {
+    DeviceContext ctx(iss::Device{backend, 0});
+    const Shape5 s = kLevel0;
+    const size_t n = size_t(s.size());
+    Buffer<float> x = random_buffer(ctx, n, 5), dy = random_buffer(ctx, n / 8, 6), y(ctx, n / 8), dx(ctx, n);
+    Buffer<uint8_t> argmax(ctx, n / 8);
+    auto forward = [&] { iss::maxpool2_forward(ctx, x.data(), s, y.data(), argmax.data()); };
+    if (!backward) {
+        time_it(state, ctx, 4.625 * double(n), forward);
+    } else {
+        forward();
+        time_it(state, ctx, 4.625 * double(n),
+                [&] { iss::maxpool2_backward(ctx, dy.data(), argmax.data(), s, dx.data()); });
+    }
+}
+
+// Upsampling level 1 (48 channels) to level 0: forward reads x (1/8) and writes y, 4.5 B per
+// output element; backward reads dy and writes dx (1/8): the same.
+void upsample(benchmark::State& state, iss::Backend backend, bool backward) {
+    DeviceContext ctx(iss::Device{backend, 0});
+    const Shape5 s = kLevel1;
+    const size_t n = size_t(s.size());
+    Buffer<float> x = random_buffer(ctx, n, 7), dy = random_buffer(ctx, 8 * n, 8), y(ctx, 8 * n), dx(ctx, n);
+    if (!backward)
+        time_it(state, ctx, 4.5 * double(8 * n), [&] { iss::upsample2_forward(ctx, x.data(), s, y.data()); });
+    else
+        time_it(state, ctx, 4.5 * double(8 * n), [&] { iss::upsample2_backward(ctx, dy.data(), s, dx.data()); });
+}
+
+// Concatenation [24 | 48] -> 72 at level 0: every element read once and written once, 8 B per
+// output element, both ways.
+void concat(benchmark::State& state, iss::Backend backend, bool backward) {
+    DeviceContext ctx(iss::Device{backend, 0});
+    const int64_t voxels = kLevel0.voxels(), ca = 24, cb = 48;
+    Buffer<float> a = random_buffer(ctx, size_t(voxels * ca), 9), b = random_buffer(ctx, size_t(voxels * cb), 10);
+    Buffer<float> y(ctx, size_t(voxels * (ca + cb)));
+    const double bytes = 8.0 * double(voxels * (ca + cb));
+    if (!backward) {
+        time_it(state, ctx, bytes,
+                [&] { iss::concat_channels_forward(ctx, a.data(), ca, b.data(), cb, voxels, y.data()); });
+    } else {
+        fill_pattern(ctx, y, 11);
+        time_it(state, ctx, bytes,
+                [&] { iss::concat_channels_backward(ctx, y.data(), ca, cb, voxels, a.data(), b.data()); });
+    }
+}
+
+void register_all() {
+    std::vector<iss::Backend> backends{iss::Backend::cpu};
+    if (iss::cuda_device_count() > 0)
+        backends.push_back(iss::Backend::cuda);
+    else
+        std::fprintf(stderr, "no CUDA device: Nn*/cuda benchmarks skipped\n");
+    using Kernel = void (*)(benchmark::State&, iss::Backend, bool);
+    const std::pair<const char*, Kernel> kernels[] = {
+        {"Elu", elu}, {"BatchNormTrain", batchnorm}, {"MaxPool2", maxpool}, {"Upsample2", upsample}, {"Concat", concat}};
+    for (iss::Backend be : backends) {
+        const std::string dev = be == iss::Backend::cuda ? "cuda" : "cpu";
+        for (const auto& [name, kernel] : kernels)
+            for (const bool backward : {false, true}) {
+                const std::string label = std::string("Nn/") + name + (backward ? "/backward/" : "/forward/") + dev + "/" +
+                                          kLevel0.str();
+                Kernel k = kernel;
+                benchmark::RegisterBenchmark(label.c_str(), [k, be, backward](benchmark::State& s) { k(s, be, backward); })
+                    ->UseRealTime()
+                    ->Unit(benchmark::kMillisecond);
+            }
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    register_all();
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

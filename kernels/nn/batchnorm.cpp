@@ -1,0 +1,142 @@
+// Batch normalisation on the CPU, and the dispatchers: preconditions, then either the CUDA
+// launcher (batchnorm.cu) or the passes here. The per-chunk partial sums run under OpenMP
+// over chunks, each chunk in position order, so the result does not depend on the number of
+// threads; the chunk partials are then combined in chunk order (BnCombineBody).
+#include "kernels/nn/batchnorm.h"
+
+#include <algorithm>
+
+#include "kernels/common/device.h"
+#include "kernels/common/error.h"
+#include "kernels/common/launch.h"
+#include "kernels/nn/channels_last.h"
+
+namespace iss {
+namespace {
+
+void require_tensor(const void* ptr, const char* op, const char* name) {
+    ISS_REQUIRE(ptr, op, ": tensor '", name, "' is null");
+}
+
+void require_shape(const Shape5& s, const char* op) {
+    ISS_REQUIRE(s.n > 0 && s.d > 0 && s.h > 0 && s.w > 0 && s.c > 0, op, ": empty or negative shape ", s.str());
+}
+
+// Partial sums of `term` per chunk and channel into partials[t][chunk][c].
+template <class Term>
+void cpu_chunk_sums(const Term& term, const Shape5& shape, double* partials) {
+    const int64_t positions = shape.voxels(), channels = shape.c, chunks = bn_chunks(shape);
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < chunks; ++k) {
+        double* s0 = partials + k * channels;
+        double* s1 = partials + (chunks + k) * channels;  // unused when Term::terms == 1
+        for (int64_t c = 0; c < channels; ++c) s0[c] = s1[c] = 0.0;
+        const int64_t end = std::min(positions, (k + 1) * kBnChunk);
+        for (int64_t p = k * kBnChunk; p < end; ++p)
+            for (int64_t c = 0; c < channels; ++c) term.add(p * channels + c, c, s0[c], s1[c]);
+    }
+}
+
+void cpu_combine(const BnWorkspace& ws, const Shape5& shape, int terms, double* totals, double divisor) {
+    cpu_for_each(terms * shape.c, BnCombineBody{ws.partials, bn_chunks(shape), shape.c, totals, divisor});
+}
+
+}  // namespace
+
+size_t batchnorm_workspace_bytes(const Shape5& shape) {
+    return size_t(2 * bn_chunks(shape) * shape.c + 4 * shape.c) * sizeof(double);
+}
+
+void batchnorm_forward_train(DeviceContext& ctx, const float* x, const Shape5& shape, const float* gamma,
+                             const float* beta, float eps, float momentum, float* y, float* save_mean,
+                             float* save_invstd, float* running_mean, float* running_var, void* workspace) {
+    const char* op = "batchnorm_forward_train";
+    require_shape(shape, op);
+    ISS_REQUIRE(shape.voxels() >= 2, op, ": needs at least 2 positions per channel for the unbiased variance, shape is ",
+                shape.str());
+    ISS_REQUIRE(eps > 0, op, ": epsilon must be positive, is ", eps);
+    ISS_REQUIRE(momentum >= 0 && momentum <= 1, op, ": momentum must be in [0, 1], is ", momentum);
+    require_tensor(x, op, "x");
+    require_tensor(gamma, op, "gamma");
+    require_tensor(beta, op, "beta");
+    require_tensor(y, op, "y");
+    require_tensor(save_mean, op, "save_mean");
+    require_tensor(save_invstd, op, "save_invstd");
+    require_tensor(running_mean, op, "running_mean");
+    require_tensor(running_var, op, "running_var");
+    require_tensor(workspace, op, "workspace");
+    if (ctx.is_cuda()) {
+        ISS_CUDA_ONLY("batchnorm_forward_train",
+                      batchnorm_forward_train_cuda(ctx, x, shape, gamma, beta, eps, momentum, y, save_mean,
+                                                   save_invstd, running_mean, running_var, workspace));
+        return;
+    }
+    const int64_t channels = shape.c, positions = shape.voxels();
+    const BnWorkspace ws(workspace, bn_chunks(shape), channels);
+    double* mean = ws.totals;
+    double* var = ws.totals + channels;
+    cpu_chunk_sums(BnTermSum{x}, shape, ws.partials);
+    cpu_combine(ws, shape, 1, mean, double(positions));
+    cpu_chunk_sums(BnTermSquaredDeviation{x, mean}, shape, ws.partials);
+    cpu_combine(ws, shape, 1, var, double(positions));
+    const BnTrainFinalizeBody finalize{mean,         var,          gamma,       double(eps),
+                                       double(momentum), double(positions) / double(positions - 1),
+                                       save_mean,    save_invstd,  ws.coef,     running_mean, running_var};
+    for (int64_t c = 0; c < channels; ++c) finalize(c);
+    cpu_for_each_channels_last(positions, channels, BnNormaliseBody{x, save_mean, ws.coef, beta, channels, y});
+}
+
+void batchnorm_forward_infer(DeviceContext& ctx, const float* x, const Shape5& shape, const float* gamma,
+                             const float* beta, const float* running_mean, const float* running_var, float eps,
+                             float* y) {
+    const char* op = "batchnorm_forward_infer";
+    require_shape(shape, op);
+    ISS_REQUIRE(eps > 0, op, ": epsilon must be positive, is ", eps);
+    require_tensor(x, op, "x");
+    require_tensor(gamma, op, "gamma");
+    require_tensor(beta, op, "beta");
+    require_tensor(running_mean, op, "running_mean");
+    require_tensor(running_var, op, "running_var");
+    require_tensor(y, op, "y");
+    const BnInferBody body{x, gamma, beta, running_mean, running_var, eps, shape.c, y};
+    if (ctx.is_cuda()) {
+        ISS_CUDA_ONLY("batchnorm_forward_infer", batchnorm_forward_infer_cuda(ctx, body, shape.voxels()));
+        return;
+    }
+    cpu_for_each_channels_last(shape.voxels(), shape.c, body);
+}
+
+void batchnorm_backward(DeviceContext& ctx, const float* x, const float* dy, const Shape5& shape, const float* gamma,
+                        const float* save_mean, const float* save_invstd, float* dx, float* dgamma, float* dbeta,
+                        void* workspace) {
+    const char* op = "batchnorm_backward";
+    require_shape(shape, op);
+    require_tensor(x, op, "x");
+    require_tensor(dy, op, "dy");
+    require_tensor(gamma, op, "gamma");
+    require_tensor(save_mean, op, "save_mean");
+    require_tensor(save_invstd, op, "save_invstd");
+    require_tensor(dx, op, "dx");
+    require_tensor(dgamma, op, "dgamma");
+    require_tensor(dbeta, op, "dbeta");
+    require_tensor(workspace, op, "workspace");
+    if (ctx.is_cuda()) {
+        ISS_CUDA_ONLY("batchnorm_backward", batchnorm_backward_cuda(ctx, x, dy, shape, gamma, save_mean, save_invstd,
+                                                                    dx, dgamma, dbeta, workspace));
+        return;
+    }
+    const int64_t channels = shape.c, positions = shape.voxels();
+    const BnWorkspace ws(workspace, bn_chunks(shape), channels);
+    cpu_chunk_sums(BnTermBackward{x, dy, save_mean, save_invstd}, shape, ws.partials);
+    cpu_combine(ws, shape, 2, ws.totals, 1.0);
+    float* k = ws.coef;
+    float* a = ws.coef + channels;
+    float* b = ws.coef + 2 * channels;
+    const BnBackwardFinalizeBody finalize{ws.totals, ws.totals + channels, gamma, save_invstd, double(positions),
+                                          dgamma,    dbeta,                k,     a,           b};
+    for (int64_t c = 0; c < channels; ++c) finalize(c);
+    cpu_for_each_channels_last(positions, channels,
+                               BnBackwardDxBody{x, dy, save_mean, save_invstd, k, a, b, channels, dx});
+}
+
+}  // namespace iss

@@ -1,0 +1,116 @@
+// Max-pooling, upsampling and channel concatenation: preconditions (shapes, even extents,
+// non-null tensors named), then the OpenMP loop over the shared bodies or the CUDA launcher.
+#include "kernels/nn/pool.h"
+
+#include "kernels/common/device.h"
+#include "kernels/common/error.h"
+#include "kernels/common/launch.h"
+#include "kernels/nn/channels_last.h"
+
+namespace iss {
+namespace {
+
+void require_shape(const Shape5& s, const char* op) {
+    ISS_REQUIRE(s.n > 0 && s.d > 0 && s.h > 0 && s.w > 0 && s.c > 0, op, ": empty or negative shape ", s.str());
+}
+
+void require_tensor(const void* ptr, const char* op, const char* name) {
+    ISS_REQUIRE(ptr, op, ": tensor '", name, "' is null");
+}
+
+Pool2Geometry pool_geometry(const Shape5& fine, const char* op) {
+    require_shape(fine, op);
+    ISS_REQUIRE(fine.d % 2 == 0 && fine.h % 2 == 0 && fine.w % 2 == 0, op,
+                ": D, H and W of the input must be even, shape is ", fine.str());
+    return Pool2Geometry{fine.n, fine.d, fine.h, fine.w, fine.c};
+}
+
+Pool2Geometry upsample_geometry(const Shape5& coarse, const char* op) {
+    require_shape(coarse, op);
+    return Pool2Geometry{coarse.n, 2 * coarse.d, 2 * coarse.h, 2 * coarse.w, coarse.c};
+}
+
+}  // namespace
+
+void maxpool2_forward(DeviceContext& ctx, const float* x, const Shape5& in, float* y, uint8_t* argmax) {
+    const Pool2Geometry g = pool_geometry(in, "maxpool2_forward");
+    require_tensor(x, "maxpool2_forward", "x");
+    require_tensor(y, "maxpool2_forward", "y");
+    require_tensor(argmax, "maxpool2_forward", "argmax");
+    const MaxPool2ForwardBody body{g, x, y, argmax};
+    const int64_t out_voxels = in.voxels() / 8;
+    if (ctx.is_cuda()) {
+        ISS_CUDA_ONLY("maxpool2_forward", maxpool2_forward_cuda(ctx, body, out_voxels, in.c));
+        return;
+    }
+    cpu_for_each_channels_last(out_voxels, in.c, body);
+}
+
+void maxpool2_backward(DeviceContext& ctx, const float* dy, const uint8_t* argmax, const Shape5& in, float* dx) {
+    const Pool2Geometry g = pool_geometry(in, "maxpool2_backward");
+    require_tensor(dy, "maxpool2_backward", "dy");
+    require_tensor(argmax, "maxpool2_backward", "argmax");
+    require_tensor(dx, "maxpool2_backward", "dx");
+    const MaxPool2BackwardBody body{g, dy, argmax, dx};
+    if (ctx.is_cuda()) {
+        ISS_CUDA_ONLY("maxpool2_backward", maxpool2_backward_cuda(ctx, body, in.voxels(), in.c));
+        return;
+    }
+    cpu_for_each_channels_last(in.voxels(), in.c, body);
+}
+
+void upsample2_forward(DeviceContext& ctx, const float* x, const Shape5& in, float* y) {
+    const Pool2Geometry g = upsample_geometry(in, "upsample2_forward");
+    require_tensor(x, "upsample2_forward", "x");
+    require_tensor(y, "upsample2_forward", "y");
+    const Upsample2ForwardBody body{g, x, y};
+    const int64_t out_voxels = in.voxels() * 8;
+    if (ctx.is_cuda()) {
+        ISS_CUDA_ONLY("upsample2_forward", upsample2_forward_cuda(ctx, body, out_voxels, in.c));
+        return;
+    }
+    cpu_for_each_channels_last(out_voxels, in.c, body);
+}
+
+void upsample2_backward(DeviceContext& ctx, const float* dy, const Shape5& in, float* dx) {
+    const Pool2Geometry g = upsample_geometry(in, "upsample2_backward");
+    require_tensor(dy, "upsample2_backward", "dy");
+    require_tensor(dx, "upsample2_backward", "dx");
+    const Upsample2BackwardBody body{g, dy, dx};
+    if (ctx.is_cuda()) {
+        ISS_CUDA_ONLY("upsample2_backward", upsample2_backward_cuda(ctx, body, in.voxels(), in.c));
+        return;
+    }
+    cpu_for_each_channels_last(in.voxels(), in.c, body);
+}
+
+void concat_channels_forward(DeviceContext& ctx, const float* a, int64_t ca, const float* b, int64_t cb,
+                             int64_t voxels, float* y) {
+    ISS_REQUIRE(ca > 0 && cb > 0, "concat_channels_forward: channel counts must be positive, are ", ca, " and ", cb);
+    ISS_REQUIRE(voxels >= 0, "concat_channels_forward: negative voxel count ", voxels);
+    require_tensor(a, "concat_channels_forward", "a");
+    require_tensor(b, "concat_channels_forward", "b");
+    require_tensor(y, "concat_channels_forward", "y");
+    const ConcatForwardBody body{a, b, ca, cb, y};
+    if (ctx.is_cuda()) {
+        ISS_CUDA_ONLY("concat_channels_forward", concat_forward_cuda(ctx, body, voxels, ca + cb));
+        return;
+    }
+    cpu_for_each_channels_last(voxels, ca + cb, body);
+}
+
+void concat_channels_backward(DeviceContext& ctx, const float* dy, int64_t ca, int64_t cb, int64_t voxels, float* da,
+                              float* db) {
+    ISS_REQUIRE(ca > 0 && cb > 0, "concat_channels_backward: channel counts must be positive, are ", ca, " and ", cb);
+    ISS_REQUIRE(voxels >= 0, "concat_channels_backward: negative voxel count ", voxels);
+    require_tensor(dy, "concat_channels_backward", "dy");
+    if (!da && !db) return;  // neither input wants a gradient
+    const ConcatBackwardBody body{dy, ca, cb, da, db};
+    if (ctx.is_cuda()) {
+        ISS_CUDA_ONLY("concat_channels_backward", concat_backward_cuda(ctx, body, voxels, ca + cb));
+        return;
+    }
+    cpu_for_each_channels_last(voxels, ca + cb, body);
+}
+
+}  // namespace iss

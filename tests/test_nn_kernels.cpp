@@ -1,0 +1,600 @@
+// The network's element-wise, pooling/upsampling/concat and batch norm kernels on every
+// backend: forward and backward against the double references (tests/ref/nn), backward also
+// against central finite differences of the reference forward, the NaN and tie rules,
+// determinism, and on CUDA against the CPU (bit for bit except batch norm: 1e-5 relative).
+// Tolerances follow the error models of docs/KERNELS.md; u = 2^-24.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <numeric>
+#include <random>
+
+#include "kernels/common/device.h"
+#include "kernels/common/error.h"
+#include "kernels/nn/batchnorm.h"
+#include "kernels/nn/elementwise.h"
+#include "kernels/nn/pool.h"
+#include "tests/backends.h"
+#include "tests/ref/nn.h"
+
+namespace iss {
+namespace {
+
+using test::all_near;
+using Vec = ref::Vec;
+
+constexpr double kU = 1.0 / 16777216.0;  // 2^-24
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+std::vector<float> uniform(size_t n, float lo, float hi, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> dist(lo, hi);
+    std::vector<float> v(n);
+    for (auto& x : v) x = dist(rng);
+    return v;
+}
+
+Vec to_double(const std::vector<float>& v) { return Vec(v.begin(), v.end()); }
+
+double max_abs(const Vec& v) {
+    double m = 0;
+    for (double x : v) m = std::max(m, std::fabs(x));
+    return m;
+}
+
+// Bit-for-bit equality (NaN payloads included), reporting the first difference.
+template <class T>
+::testing::AssertionResult same_bits(const std::vector<T>& got, const std::vector<T>& want) {
+    if (got.size() != want.size()) return ::testing::AssertionFailure() << "sizes " << got.size() << " vs " << want.size();
+    for (size_t i = 0; i < got.size(); ++i)
+        if (std::memcmp(&got[i], &want[i], sizeof(T)) != 0)
+            return ::testing::AssertionFailure() << "first difference at " << i << ": " << double(got[i]) << " vs "
+                                                 << double(want[i]);
+    return ::testing::AssertionSuccess();
+}
+
+// Central differences of a scalar function f at x, step h per coordinate.
+Vec fd_gradient(const std::function<double(const Vec&)>& f, Vec x, double h) {
+    Vec g(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+        const double keep = x[i];
+        x[i] = keep + h;
+        const double up = f(x);
+        x[i] = keep - h;
+        const double down = f(x);
+        x[i] = keep;
+        g[i] = (up - down) / (2 * h);
+    }
+    return g;
+}
+
+double dot(const Vec& a, const Vec& b) { return std::inner_product(a.begin(), a.end(), b.begin(), 0.0); }
+
+// Distinct values (a shuffled ramp, steps of 1/64: exact in float, gaps far above any FD step).
+std::vector<float> distinct(size_t n, uint32_t seed) {
+    std::vector<float> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = float(i) / 64.0f - float(n) / 128.0f;
+    std::shuffle(v.begin(), v.end(), std::mt19937(seed));
+    return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+class NnElementwise : public test::BackendTest {};
+
+struct EluResult {
+    std::vector<float> y, dx;
+};
+
+EluResult run_elu(DeviceContext& ctx, const std::vector<float>& x, const std::vector<float>& dy, float alpha) {
+    const int64_t n = int64_t(x.size());
+    Buffer<float> xb(ctx, x), yb(ctx, x.size()), dyb(ctx, dy), dxb(ctx, x.size());
+    elu_forward(ctx, xb.data(), yb.data(), n, alpha);
+    elu_backward(ctx, yb.data(), dyb.data(), dxb.data(), n, alpha);
+    return {yb.download(), dxb.download()};
+}
+
+TEST_P(NnElementwise, EluAgainstReferenceAndFiniteDifferences) {
+    for (const float alpha : {1.0f, 0.3f}) {
+        std::vector<float> x = uniform(1923, -12.0f, 6.0f, 11);
+        const std::vector<float> specials = {0.0f, -0.0f, 1e-6f, -1e-6f, -30.0f, -87.5f, -100.0f, 50.0f, 1e-30f};
+        std::copy(specials.begin(), specials.end(), x.begin());
+        const std::vector<float> dy = uniform(x.size(), -1.0f, 1.0f, 12);
+        const EluResult r = run_elu(ctx(), x, dy, alpha);
+
+        // Forward: exp within 2e-7 (of a value <= 1), then (e - 1) and alpha * . rounded once each.
+        EXPECT_TRUE(all_near(r.y, ref::elu(to_double(x), alpha), alpha * (2e-7 + 2 * kU)));
+        // Backward: y + alpha carries y's error plus one rounding, the product one more (|dy| <= 1).
+        const double tol_dx = alpha * (2e-7 + 4 * kU);
+        EXPECT_TRUE(all_near(r.dx, ref::elu_backward(to_double(x), to_double(dy), alpha), tol_dx));
+
+        // Finite differences of loss = sum dy * elu(x) (the Jacobian is diagonal, so all
+        // coordinates move at once); skip |x| < 2h, where alpha != 1 has a kink.
+        const double h = 1e-4;
+        Vec up = to_double(x), down = to_double(x);
+        for (size_t i = 0; i < x.size(); ++i) up[i] += h, down[i] -= h;
+        const Vec yu = ref::elu(up, alpha), yd = ref::elu(down, alpha);
+        std::vector<float> got;
+        Vec fd;
+        for (size_t i = 0; i < x.size(); ++i) {
+            if (std::fabs(x[i]) < 2 * h) continue;
+            got.push_back(r.dx[i]);
+            fd.push_back(double(dy[i]) * (yu[i] - yd[i]) / (2 * h));
+        }
+        // Truncation h^2/6 |f'''| <= h^2 alpha; rounding of x +- h and of the difference,
+        // about 2^-52 |y| / h <= 1.1e-10 for |y| <= 50.
+        EXPECT_TRUE(all_near(got, fd, tol_dx + h * h * alpha + 1.1e-10));
+
+        if (on_cuda()) {
+            DeviceContext cpu;
+            const EluResult c = run_elu(cpu, x, dy, alpha);
+            EXPECT_TRUE(same_bits(r.y, c.y));
+            EXPECT_TRUE(same_bits(r.dx, c.dx));
+        }
+    }
+}
+
+TEST_P(NnElementwise, EluNanPropagatesAndInPlaceWorks) {
+    const std::vector<float> x = {kNaN, -1.0f, 2.0f, -0.5f};
+    Buffer<float> b(ctx(), x);
+    elu_forward(ctx(), b.data(), b.data(), 4, 1.0f);  // in place
+    const std::vector<float> y = b.download();
+    EXPECT_TRUE(std::isnan(y[0]));
+    const EluResult r = run_elu(ctx(), x, {1, 1, 1, 1}, 1.0f);
+    EXPECT_TRUE(same_bits(y, r.y));
+    EXPECT_TRUE(std::isnan(r.dx[0]));
+    EXPECT_EQ(r.dx[2], 1.0f);
+}
+
+TEST_P(NnElementwise, AddFillScaleAreExact) {
+    const size_t n = 1027;
+    const std::vector<float> a = uniform(n, -5, 5, 21), b = uniform(n, -1e-3f, 1e3f, 22);
+    Buffer<float> ab(ctx(), a), bb(ctx(), b), fb(ctx(), n);
+    add_inplace(ctx(), ab.data(), bb.data(), int64_t(n));
+    const std::vector<float> sum = ab.download();
+    scale_inplace(ctx(), ab.data(), int64_t(n), 0.37f);
+    const std::vector<float> scaled = ab.download();
+    fill(ctx(), fb.data(), int64_t(n), -2.5f);
+    const std::vector<float> filled = fb.download();
+    // One correctly rounded operation each: the double result rounded to float, exactly.
+    for (size_t i = 0; i < n; ++i) {
+        ASSERT_EQ(sum[i], float(double(a[i]) + double(b[i]))) << i;
+        ASSERT_EQ(scaled[i], float(double(sum[i]) * double(0.37f))) << i;
+        ASSERT_EQ(filled[i], -2.5f) << i;
+    }
+}
+
+TEST_P(NnElementwise, Preconditions) {
+    Buffer<float> b(ctx(), 4);
+    EXPECT_THROW(elu_forward(ctx(), nullptr, b.data(), 4, 1.0f), Error);
+    EXPECT_THROW(elu_backward(ctx(), b.data(), b.data(), nullptr, 4, 1.0f), Error);
+    EXPECT_THROW(add_inplace(ctx(), b.data(), nullptr, 4), Error);
+    EXPECT_THROW(fill(ctx(), b.data(), -1, 0.0f), Error);
+    EXPECT_THROW(scale_inplace(ctx(), nullptr, 4, 2.0f), Error);
+    EXPECT_NO_THROW(fill(ctx(), nullptr, 0, 1.0f));  // an empty array has no storage
+}
+
+ISS_INSTANTIATE_BACKENDS(NnElementwise);
+
+// ---------------------------------------------------------------------------------------------
+
+class NnPool : public test::BackendTest {};
+
+const Shape5 kPoolShapes[] = {{2, 6, 4, 8, 5}, {1, 2, 2, 2, 1}, {1, 4, 6, 2, 3}, {1, 2, 4, 2, 24}};
+
+Shape5 halved(const Shape5& s) { return {s.n, s.d / 2, s.h / 2, s.w / 2, s.c}; }
+
+struct PoolResult {
+    std::vector<float> y, dx;
+    std::vector<uint8_t> argmax;
+};
+
+PoolResult run_maxpool(DeviceContext& ctx, const std::vector<float>& x, const std::vector<float>& dy, const Shape5& s) {
+    const size_t out = size_t(halved(s).size());
+    Buffer<float> xb(ctx, x), yb(ctx, out), dyb(ctx, dy), dxb(ctx, x.size());
+    Buffer<uint8_t> ab(ctx, out);
+    maxpool2_forward(ctx, xb.data(), s, yb.data(), ab.data());
+    maxpool2_backward(ctx, dyb.data(), ab.data(), s, dxb.data());
+    return {yb.download(), dxb.download(), ab.download()};
+}
+
+TEST_P(NnPool, MaxPoolAgainstReferenceAndFiniteDifferences) {
+    uint32_t seed = 100;
+    for (const Shape5& s : kPoolShapes) {
+        SCOPED_TRACE(s.str());
+        const std::vector<float> x = distinct(size_t(s.size()), ++seed);
+        const std::vector<float> dy = uniform(size_t(halved(s).size()), -1, 1, ++seed);
+        const PoolResult r = run_maxpool(ctx(), x, dy, s);
+        std::vector<int> argmax;
+        const Vec want = ref::maxpool2(to_double(x), s, &argmax);
+        EXPECT_TRUE(all_near(r.y, want, 0.0));  // a selection: exact
+        EXPECT_TRUE(std::equal(argmax.begin(), argmax.end(), r.argmax.begin()));
+        EXPECT_TRUE(all_near(r.dx, ref::maxpool2_backward(to_double(x), to_double(dy), s), 0.0));
+        // loss = sum dy * maxpool(x) is linear near x (gaps 1/64 >> h): FD exact up to rounding.
+        const Vec w = to_double(dy);
+        const Vec fd = fd_gradient([&](const Vec& v) { return dot(w, ref::maxpool2(v, s, nullptr)); }, to_double(x), 1e-3);
+        EXPECT_TRUE(all_near(r.dx, fd, 1e-9));
+        if (on_cuda()) {
+            DeviceContext cpu;
+            const PoolResult c = run_maxpool(cpu, x, dy, s);
+            EXPECT_TRUE(same_bits(r.y, c.y));
+            EXPECT_TRUE(same_bits(r.argmax, c.argmax));
+            EXPECT_TRUE(same_bits(r.dx, c.dx));
+        }
+    }
+}
+
+TEST_P(NnPool, MaxPoolTiesAndNan) {
+    // One 2x2x2 block per channel, member q at element q * C + c (N = 1, C = 5).
+    const Shape5 s{1, 2, 2, 2, 5};
+    std::vector<float> x(40, 0.0f);
+    auto set = [&](int q, int c, float v) { x[size_t(q * 5 + c)] = v; };
+    for (int q = 0; q < 8; ++q) {
+        set(q, 0, 1.0f);                        // all equal: member 0 wins
+        set(q, 1, q == 3 || q == 5 ? 2.0f : 1.0f);  // tie between 3 and 5: 3 wins
+        set(q, 2, q == 2 ? kNaN : 9.0f);        // NaN at 2 beats the larger numbers
+        set(q, 3, q == 4 || q == 6 ? kNaN : -1.0f);  // two NaNs: the first stays
+        set(q, 4, q == 0 ? kNaN : 5.0f);        // NaN first: stays
+    }
+    const std::vector<float> dy = {1, 2, 3, 4, 5};
+    const PoolResult r = run_maxpool(ctx(), x, dy, s);
+    const std::vector<uint8_t> want_argmax = {0, 3, 2, 4, 0};
+    EXPECT_TRUE(same_bits(r.argmax, want_argmax));
+    EXPECT_EQ(r.y[0], 1.0f);
+    EXPECT_EQ(r.y[1], 2.0f);
+    EXPECT_TRUE(std::isnan(r.y[2]) && std::isnan(r.y[3]) && std::isnan(r.y[4]));
+    for (int q = 0; q < 8; ++q)
+        for (int c = 0; c < 5; ++c)
+            EXPECT_EQ(r.dx[size_t(q * 5 + c)], q == want_argmax[size_t(c)] ? dy[size_t(c)] : 0.0f) << q << " " << c;
+    std::vector<int> ref_argmax;
+    ref::maxpool2(to_double(x), s, &ref_argmax);
+    EXPECT_TRUE(std::equal(ref_argmax.begin(), ref_argmax.end(), want_argmax.begin()));
+}
+
+TEST_P(NnPool, Preconditions) {
+    Buffer<float> x(ctx(), 64), y(ctx(), 64);
+    Buffer<uint8_t> a(ctx(), 64);
+    EXPECT_THROW(maxpool2_forward(ctx(), x.data(), Shape5{1, 3, 2, 2, 1}, y.data(), a.data()), Error);  // odd D
+    EXPECT_THROW(maxpool2_forward(ctx(), x.data(), Shape5{1, 2, 2, 2, 1}, y.data(), nullptr), Error);
+    EXPECT_THROW(maxpool2_backward(ctx(), y.data(), a.data(), Shape5{1, 2, 2, 3, 1}, x.data()), Error);  // odd W
+    EXPECT_THROW(upsample2_forward(ctx(), x.data(), Shape5{1, 0, 2, 2, 1}, y.data()), Error);
+    EXPECT_THROW(concat_channels_forward(ctx(), x.data(), 0, x.data(), 2, 4, y.data()), Error);
+    EXPECT_THROW(concat_channels_backward(ctx(), nullptr, 1, 2, 4, x.data(), y.data()), Error);
+}
+
+TEST_P(NnPool, UpsampleAgainstReferenceAndFiniteDifferences) {
+    uint32_t seed = 200;
+    for (const Shape5& fine : kPoolShapes) {
+        const Shape5 s = halved(fine);  // the upsampling input
+        SCOPED_TRACE(s.str());
+        const std::vector<float> x = uniform(size_t(s.size()), -3, 3, ++seed);
+        const std::vector<float> dy = uniform(size_t(fine.size()), -1, 1, ++seed);
+        Buffer<float> xb(ctx(), x), yb(ctx(), dy.size()), dyb(ctx(), dy), dxb(ctx(), x.size());
+        upsample2_forward(ctx(), xb.data(), s, yb.data());
+        upsample2_backward(ctx(), dyb.data(), s, dxb.data());
+        const std::vector<float> y = yb.download(), dx = dxb.download();
+        EXPECT_TRUE(all_near(y, ref::upsample2(to_double(x), s), 0.0));  // copies: exact
+        // Eight float additions in order: at most 7u * sum |dy| <= 56u for |dy| <= 1.
+        EXPECT_TRUE(all_near(dx, ref::upsample2_backward(to_double(dy), s), 56 * kU));
+        // Linear: FD with step 1 is exact up to double rounding.
+        const Vec w = to_double(dy);
+        const Vec fd = fd_gradient([&](const Vec& v) { return dot(w, ref::upsample2(v, s)); }, to_double(x), 1.0);
+        EXPECT_TRUE(all_near(dx, fd, 56 * kU + 1e-12));
+        if (on_cuda()) {
+            DeviceContext cpu;
+            Buffer<float> cx(cpu, x), cy(cpu, dy.size()), cdy(cpu, dy), cdx(cpu, x.size());
+            upsample2_forward(cpu, cx.data(), s, cy.data());
+            upsample2_backward(cpu, cdy.data(), s, cdx.data());
+            EXPECT_TRUE(same_bits(y, cy.download()));
+            EXPECT_TRUE(same_bits(dx, cdx.download()));  // same fixed order of the 8 additions
+        }
+    }
+}
+
+TEST_P(NnPool, ConcatAgainstReferenceAndFiniteDifferences) {
+    const int64_t voxels = 2 * 3 * 5 * 7;
+    for (const auto& [ca, cb] : {std::pair<int64_t, int64_t>{1, 1}, {3, 5}, {24, 48}}) {
+        SCOPED_TRACE(testing::Message() << ca << "+" << cb);
+        const std::vector<float> a = uniform(size_t(voxels * ca), -1, 1, 31), b = uniform(size_t(voxels * cb), -1, 1, 32);
+        const std::vector<float> dy = uniform(size_t(voxels * (ca + cb)), -1, 1, 33);
+        Buffer<float> ab(ctx(), a), bb(ctx(), b), yb(ctx(), dy.size()), dyb(ctx(), dy);
+        Buffer<float> dab(ctx(), a.size()), dbb(ctx(), std::vector<float>(b.size(), 7.0f));
+        concat_channels_forward(ctx(), ab.data(), ca, bb.data(), cb, voxels, yb.data());
+        const std::vector<float> y = yb.download();
+        EXPECT_TRUE(all_near(y, ref::concat(to_double(a), ca, to_double(b), cb, voxels), 0.0));
+        Vec want_da, want_db;
+        ref::concat_backward(to_double(dy), ca, cb, voxels, &want_da, &want_db);
+        // Only da wanted: db keeps its sentinel.
+        concat_channels_backward(ctx(), dyb.data(), ca, cb, voxels, dab.data(), nullptr);
+        EXPECT_TRUE(all_near(dab.download(), want_da, 0.0));
+        EXPECT_TRUE(all_near(dbb.download(), Vec(b.size(), 7.0), 0.0));
+        concat_channels_backward(ctx(), dyb.data(), ca, cb, voxels, nullptr, dbb.data());
+        EXPECT_TRUE(all_near(dbb.download(), want_db, 0.0));
+        // FD of loss = sum dy * concat(a, b) with respect to a and to b (linear: step 1).
+        const Vec w = to_double(dy), ad = to_double(a), bd = to_double(b);
+        const Vec fd_a = fd_gradient([&](const Vec& v) { return dot(w, ref::concat(v, ca, bd, cb, voxels)); }, ad, 1.0);
+        const Vec fd_b = fd_gradient([&](const Vec& v) { return dot(w, ref::concat(ad, ca, v, cb, voxels)); }, bd, 1.0);
+        EXPECT_TRUE(all_near(dab.download(), fd_a, 1e-12));
+        EXPECT_TRUE(all_near(dbb.download(), fd_b, 1e-12));
+        if (on_cuda()) {
+            DeviceContext cpu;
+            Buffer<float> ca_b(cpu, a), cb_b(cpu, b), cy(cpu, dy.size());
+            concat_channels_forward(cpu, ca_b.data(), ca, cb_b.data(), cb, voxels, cy.data());
+            EXPECT_TRUE(same_bits(y, cy.download()));
+        }
+    }
+}
+
+ISS_INSTANTIATE_BACKENDS(NnPool);
+
+// ---------------------------------------------------------------------------------------------
+
+class NnBatchNorm : public test::BackendTest {};
+
+// Odd shapes, channel counts 1, 3, 5 and 24, and one (9600 positions) that spans three chunks,
+// the last one partial.
+const Shape5 kBnShapes[] = {{2, 6, 4, 8, 5}, {1, 3, 5, 7, 1}, {1, 4, 4, 4, 24}, {1, 20, 20, 24, 3}, {2, 1, 1, 1, 3}};
+
+constexpr float kEps = 1e-3f;
+constexpr float kMomentum = 0.99f;
+
+struct BnInputs {
+    Shape5 shape;
+    std::vector<float> x, dy, gamma, beta, running_mean, running_var;
+};
+
+BnInputs bn_inputs(const Shape5& s, uint32_t seed) {
+    BnInputs in{s, {}, {}, {}, {}, {}, {}};
+    const size_t n = size_t(s.size()), c = size_t(s.c);
+    // Per-channel offsets (up to 4 standard deviations) and scales, so the two-pass variance
+    // and the mean's rounding matter.
+    const std::vector<float> offset = uniform(c, -4, 4, seed), spread = uniform(c, 0.2f, 3.0f, seed + 1);
+    in.x = uniform(n, -1, 1, seed + 2);
+    for (size_t e = 0; e < n; ++e) in.x[e] = offset[e % c] + spread[e % c] * in.x[e];
+    in.dy = uniform(n, -1, 1, seed + 3);
+    in.gamma = uniform(c, 0.5f, 1.5f, seed + 4);
+    in.beta = uniform(c, -1, 1, seed + 5);
+    in.running_mean = uniform(c, -1, 1, seed + 6);
+    in.running_var = uniform(c, 0.5f, 2, seed + 7);
+    return in;
+}
+
+struct BnResult {
+    std::vector<float> y, save_mean, save_invstd, running_mean, running_var, dx, dgamma, dbeta, y_infer;
+};
+
+// Forward (training), backward, then inference with the updated running statistics.
+BnResult run_bn(DeviceContext& ctx, const BnInputs& in) {
+    const Shape5& s = in.shape;
+    const size_t n = size_t(s.size()), c = size_t(s.c);
+    Buffer<float> x(ctx, in.x), dy(ctx, in.dy), gamma(ctx, in.gamma), beta(ctx, in.beta);
+    Buffer<float> rm(ctx, in.running_mean), rv(ctx, in.running_var);
+    Buffer<float> y(ctx, n), mean(ctx, c), invstd(ctx, c), dx(ctx, n), dgamma(ctx, c), dbeta(ctx, c), yi(ctx, n);
+    Buffer<double> ws(ctx, batchnorm_workspace_bytes(s) / sizeof(double));
+    batchnorm_forward_train(ctx, x.data(), s, gamma.data(), beta.data(), kEps, kMomentum, y.data(), mean.data(),
+                            invstd.data(), rm.data(), rv.data(), ws.data());
+    batchnorm_backward(ctx, x.data(), dy.data(), s, gamma.data(), mean.data(), invstd.data(), dx.data(), dgamma.data(),
+                       dbeta.data(), ws.data());
+    batchnorm_forward_infer(ctx, x.data(), s, gamma.data(), beta.data(), rm.data(), rv.data(), kEps, yi.data());
+    return {y.download(),  mean.download(), invstd.download(), rm.download(), rv.download(),
+            dx.download(), dgamma.download(), dbeta.download(), yi.download()};
+}
+
+// Per-tensor relative closeness for CUDA against the CPU: |got - want| <= 1e-5 * max |want|.
+::testing::AssertionResult relative_close(const std::vector<float>& got, const std::vector<float>& want) {
+    return all_near(got, to_double(want), 1e-5 * max_abs(to_double(want)));
+}
+
+TEST_P(NnBatchNorm, ForwardTrainAgainstReference) {
+    uint32_t seed = 300;
+    for (const Shape5& s : kBnShapes) {
+        SCOPED_TRACE(s.str());
+        const BnInputs in = bn_inputs(s, seed += 10);
+        const BnResult r = run_bn(ctx(), in);
+        const Vec x = to_double(in.x), gamma = to_double(in.gamma), beta = to_double(in.beta);
+        ref::BnStats st;
+        const Vec want = ref::bn_train(x, s, gamma, beta, kEps, &st);
+        const int64_t P = s.voxels(), C = s.c;
+
+        // y = fmaf(x - mean_f, scale_f, beta): mean and scale rounded to float (u each), the
+        // subtraction and the fmaf once each: |scale| u (|mean| + 2|x - mean|) + u |y|.
+        double tol_y = 0;
+        for (int64_t p = 0; p < P; ++p)
+            for (int64_t c = 0; c < C; ++c) {
+                const size_t e = size_t(p * C + c), k = size_t(c);
+                const double scale = gamma[k] / std::sqrt(st.var[k] + kEps);
+                const double dev = std::fabs(x[e] - st.mean[k]);
+                tol_y = std::max(tol_y, std::fabs(scale) * kU * (std::fabs(st.mean[k]) + 2 * dev) + kU * std::fabs(want[e]));
+            }
+        EXPECT_TRUE(all_near(r.y, want, 1.5 * tol_y));
+
+        // Saved statistics: double sums (error ~P 2^-53), rounded to float once.
+        for (int64_t c = 0; c < C; ++c) {
+            const size_t k = size_t(c);
+            const double invstd = 1 / std::sqrt(st.var[k] + kEps);
+            EXPECT_NEAR(r.save_mean[k], st.mean[k], kU * std::fabs(st.mean[k]) + 1e-12);
+            EXPECT_NEAR(r.save_invstd[k], invstd, 1.5 * kU * invstd);
+            // Running statistics with the momentum as given (0.99f) and the unbiased variance.
+            const double m = double(kMomentum);
+            const double rm = m * in.running_mean[k] + (1 - m) * st.mean[k];
+            const double rv = m * in.running_var[k] + (1 - m) * st.var[k] * double(P) / double(P - 1);
+            EXPECT_NEAR(r.running_mean[k], rm, 2 * kU * (std::fabs(in.running_mean[k]) + std::fabs(st.mean[k])));
+            EXPECT_NEAR(r.running_var[k], rv, 2 * kU * std::fabs(rv));
+        }
+        if (on_cuda()) {
+            DeviceContext cpu;
+            const BnResult c = run_bn(cpu, in);
+            EXPECT_TRUE(relative_close(r.y, c.y));
+            EXPECT_TRUE(relative_close(r.save_mean, c.save_mean));
+            EXPECT_TRUE(relative_close(r.save_invstd, c.save_invstd));
+            EXPECT_TRUE(relative_close(r.running_mean, c.running_mean));
+            EXPECT_TRUE(relative_close(r.running_var, c.running_var));
+        }
+    }
+}
+
+// The float error of the backward (see docs/KERNELS.md, batch norm). The reductions run in
+// double but from the saved float mean and invstd, so x-hat there is off by at most
+// dxhat = 2u (invstd |mean| + 2 |xhat|); dgamma inherits sum |dy| dxhat plus its rounding to
+// float, dbeta only that rounding. a = dbeta/P and b = dgamma/P round once (b also carries
+// dgamma's error / P); the element pass recomputes x-hat in float (again dxhat), forms
+// t = dy - a - xhat b with two roundings, and dx = k t with k = gamma invstd_f (2u) plus the
+// product's rounding.
+struct BnBackwardTolerance {
+    double dx = 0, dgamma = 0, dbeta = 0;
+};
+
+BnBackwardTolerance bn_backward_tolerance(const BnInputs& in, const ref::BnStats& st, const Vec& dgamma,
+                                          const Vec& dbeta) {
+    const Shape5& s = in.shape;
+    const int64_t P = s.voxels(), C = s.c;
+    BnBackwardTolerance t;
+    for (int64_t c = 0; c < C; ++c) {
+        const size_t k = size_t(c);
+        const double invstd = 1 / std::sqrt(st.var[k] + kEps), mean = std::fabs(st.mean[k]);
+        const double kk = std::fabs(in.gamma[k] * invstd), a = std::fabs(dbeta[k] / double(P)),
+                     b = std::fabs(dgamma[k] / double(P));
+        double sum_dy = 0, err_dgamma = 0, max_dxhat = 0;
+        for (int64_t p = 0; p < P; ++p) {
+            const size_t e = size_t(p * C + c);
+            const double xhat = std::fabs((in.x[e] - st.mean[k]) * invstd);
+            const double dxhat = 2 * kU * (invstd * mean + 2 * xhat);
+            max_dxhat = std::max(max_dxhat, dxhat);
+            sum_dy += std::fabs(in.dy[e]);
+            err_dgamma += std::fabs(in.dy[e]) * dxhat;
+        }
+        err_dgamma += kU * std::fabs(dgamma[k]);
+        t.dgamma = std::max(t.dgamma, err_dgamma);
+        t.dbeta = std::max(t.dbeta, kU * std::fabs(dbeta[k]) + 1e-12 * sum_dy);
+        const double db = kU * b + err_dgamma / double(P), da = kU * a;
+        for (int64_t p = 0; p < P; ++p) {
+            const size_t e = size_t(p * C + c);
+            const double xhat = std::fabs((in.x[e] - st.mean[k]) * invstd);
+            const double dxhat = 2 * kU * (invstd * mean + 2 * xhat);
+            const double tt = std::fabs(in.dy[e]) + a + xhat * b;
+            const double dt = 2 * kU * tt + b * dxhat + xhat * db + da;
+            t.dx = std::max(t.dx, kk * dt + 3 * kU * kk * tt);
+        }
+    }
+    return t;
+}
+
+TEST_P(NnBatchNorm, BackwardAgainstReference) {
+    uint32_t seed = 400;
+    for (const Shape5& s : kBnShapes) {
+        SCOPED_TRACE(s.str());
+        const BnInputs in = bn_inputs(s, seed += 10);
+        const BnResult r = run_bn(ctx(), in);
+        Vec dx, dgamma, dbeta;
+        ref::bn_backward(to_double(in.x), to_double(in.dy), s, to_double(in.gamma), kEps, &dx, &dgamma, &dbeta);
+        const BnBackwardTolerance tol = bn_backward_tolerance(in, ref::bn_stats(to_double(in.x), s), dgamma, dbeta);
+        EXPECT_TRUE(all_near(r.dx, dx, 1.5 * tol.dx));
+        EXPECT_TRUE(all_near(r.dgamma, dgamma, 1.5 * tol.dgamma));
+        EXPECT_TRUE(all_near(r.dbeta, dbeta, 1.5 * tol.dbeta));
+        if (on_cuda()) {
+            DeviceContext cpu;
+            const BnResult c = run_bn(cpu, in);
+            EXPECT_TRUE(relative_close(r.dx, c.dx));
+            EXPECT_TRUE(relative_close(r.dgamma, c.dgamma));
+            EXPECT_TRUE(relative_close(r.dbeta, c.dbeta));
+        }
+    }
+}
+
+TEST_P(NnBatchNorm, BackwardAgainstFiniteDifferences) {
+    // Small shapes: each FD coordinate is a whole forward. loss = sum w * bn_train(x) with w = dy.
+    uint32_t seed = 500;
+    for (const Shape5& s : {Shape5{2, 2, 3, 2, 3}, Shape5{1, 2, 2, 2, 1}, Shape5{1, 3, 1, 2, 24}}) {
+        SCOPED_TRACE(s.str());
+        const BnInputs in = bn_inputs(s, seed += 10);
+        const BnResult r = run_bn(ctx(), in);
+        const Vec x = to_double(in.x), w = to_double(in.dy), gamma = to_double(in.gamma), beta = to_double(in.beta);
+        const double h = 1e-4;
+        const Vec fd_x = fd_gradient([&](const Vec& v) { return dot(w, ref::bn_train(v, s, gamma, beta, kEps)); }, x, h);
+        const Vec fd_g = fd_gradient([&](const Vec& v) { return dot(w, ref::bn_train(x, s, v, beta, kEps)); }, gamma, h);
+        const Vec fd_b = fd_gradient([&](const Vec& v) { return dot(w, ref::bn_train(x, s, gamma, v, kEps)); }, beta, h);
+        Vec dx, dgamma, dbeta;
+        ref::bn_backward(x, w, s, gamma, kEps, &dx, &dgamma, &dbeta);
+        // The reference's formulas against FD: truncation h^2/6 |f'''| (|f'''| of order
+        // invstd^3 sum|w| <~ 1e3 here) plus rounding 2^-53 |loss| / h: 1e-5 covers both.
+        const double fd_tol = 1e-5;
+        EXPECT_TRUE(all_near(dx, fd_x, fd_tol));
+        EXPECT_TRUE(all_near(dgamma, fd_g, fd_tol));
+        EXPECT_TRUE(all_near(dbeta, fd_b, fd_tol));
+        // The kernel against FD: its own error model plus the FD tolerance.
+        const BnBackwardTolerance tol = bn_backward_tolerance(in, ref::bn_stats(x, s), dgamma, dbeta);
+        EXPECT_TRUE(all_near(r.dx, fd_x, 1.5 * tol.dx + fd_tol));
+        EXPECT_TRUE(all_near(r.dgamma, fd_g, 1.5 * tol.dgamma + fd_tol));
+        EXPECT_TRUE(all_near(r.dbeta, fd_b, 1.5 * tol.dbeta + fd_tol));
+    }
+}
+
+TEST_P(NnBatchNorm, InferenceUsesRunningStatistics) {
+    uint32_t seed = 600;
+    for (const Shape5& s : kBnShapes) {
+        SCOPED_TRACE(s.str());
+        const BnInputs in = bn_inputs(s, seed += 10);
+        const BnResult r = run_bn(ctx(), in);  // y_infer uses the running stats after one update
+        const Vec x = to_double(in.x), rm = to_double(r.running_mean), rv = to_double(r.running_var);
+        const Vec want = ref::bn_infer(x, s, to_double(in.gamma), to_double(in.beta), rm, rv, kEps);
+        // scale = gamma / sqrtf(rv + eps): 3 roundings (2.5u); x - rm and the fmaf once each.
+        double tol = 0;
+        for (size_t e = 0; e < x.size(); ++e) {
+            const size_t k = e % size_t(s.c);
+            const double scale = std::fabs(in.gamma[k] / std::sqrt(rv[k] + kEps));
+            tol = std::max(tol, scale * kU * 3.5 * std::fabs(x[e] - rm[k]) + kU * std::fabs(want[e]));
+        }
+        EXPECT_TRUE(all_near(r.y_infer, want, 1.5 * tol));
+        // ... and they are not the batch's: the training output differs.
+        EXPECT_FALSE(all_near(r.y_infer, to_double(r.y), 1e-2));
+        if (on_cuda()) {
+            DeviceContext cpu;
+            const BnResult c = run_bn(cpu, in);
+            EXPECT_TRUE(relative_close(r.y_infer, c.y_infer));
+        }
+    }
+}
+
+TEST_P(NnBatchNorm, DeterministicAcrossRunsAndThreadCounts) {
+    const BnInputs in = bn_inputs(Shape5{1, 20, 20, 24, 3}, 700);
+    const BnResult a = run_bn(ctx(), in);
+    const BnResult b = run_bn(ctx(), in);
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);  // on the CPU the partition must not depend on the thread count
+    const BnResult c = run_bn(ctx(), in);
+    omp_set_num_threads(threads);
+    for (const BnResult* other : {&b, &c}) {
+        EXPECT_TRUE(same_bits(a.y, other->y));
+        EXPECT_TRUE(same_bits(a.save_mean, other->save_mean));
+        EXPECT_TRUE(same_bits(a.save_invstd, other->save_invstd));
+        EXPECT_TRUE(same_bits(a.running_mean, other->running_mean));
+        EXPECT_TRUE(same_bits(a.running_var, other->running_var));
+        EXPECT_TRUE(same_bits(a.dx, other->dx));
+        EXPECT_TRUE(same_bits(a.dgamma, other->dgamma));
+        EXPECT_TRUE(same_bits(a.dbeta, other->dbeta));
+    }
+}
+
+TEST_P(NnBatchNorm, Preconditions) {
+    const Shape5 one{1, 1, 1, 1, 3};
+    Buffer<float> t(ctx(), 16);
+    Buffer<double> ws(ctx(), 64);
+    float* p = t.data();
+    EXPECT_THROW(batchnorm_forward_train(ctx(), p, one, p, p, kEps, kMomentum, p, p, p, p, p, ws.data()), Error);  // P = 1
+    const Shape5 s{1, 1, 1, 2, 3};
+    EXPECT_THROW(batchnorm_forward_train(ctx(), p, s, p, p, kEps, kMomentum, p, p, p, p, p, nullptr), Error);
+    EXPECT_THROW(batchnorm_forward_train(ctx(), p, s, p, p, 0.0f, kMomentum, p, p, p, p, p, ws.data()), Error);
+    EXPECT_THROW(batchnorm_forward_infer(ctx(), p, s, p, nullptr, p, p, kEps, p), Error);
+    EXPECT_THROW(batchnorm_backward(ctx(), p, p, Shape5{1, 1, 0, 2, 3}, p, p, p, p, p, p, ws.data()), Error);
+    EXPECT_THROW(batchnorm_backward(ctx(), p, p, s, p, p, p, p, nullptr, p, ws.data()), Error);
+}
+
+ISS_INSTANTIATE_BACKENDS(NnBatchNorm);
+
+}  // namespace
+}  // namespace iss
