@@ -9,12 +9,6 @@
 namespace iss {
 namespace {
 
-bool any_requires_grad(std::initializer_list<const Var*> vars) {
-    for (const Var* v : vars)
-        if (v->d->requires_grad) return true;
-    return false;
-}
-
 // The gradient flowing into a node's output.
 const Tensor& out_grad(const Node& node) { return node.output.d->grad; }
 

@@ -19,7 +19,7 @@
 namespace iss {
 namespace {
 
-TEST(NnArena, GrowsOnceThenAllocatesNothing) {
+TEST(NnArenaAllocator, GrowsOnceThenAllocatesNothing) {
     DeviceContext ctx;
     ArenaAllocator arena(ctx);
     for (int step = 0; step < 3; ++step) {
@@ -41,7 +41,7 @@ TEST(NnArena, GrowsOnceThenAllocatesNothing) {
     EXPECT_GE(arena.peak_bytes(), size_t(5) * (32 << 20));
 }
 
-TEST(NnPool, FreesAsValuesAreDropped) {
+TEST(NnPoolAllocator, FreesAsValuesAreDropped) {
     DeviceContext ctx;
     PoolAllocator pool(ctx);
     {
@@ -66,12 +66,12 @@ TEST(NnParams, ViewsIntoFlatBuffersAndThePublishedCount) {
     const ParamInfo& first = params.infos().front();
     EXPECT_EQ(first.name, "enc0.conv0.weight");
     EXPECT_EQ(first.shape, (std::vector<int64_t>{24, 3, 3, 3, 1}));
-    EXPECT_THROW(params.declare("late", {3}), Error);
     ParamStore small(ctx);
     const Param a = small.declare("a", {2, 3});
     const Param b = small.declare("b", {4});
     EXPECT_THROW(small.declare("a", {1}), Error);
     small.allocate();
+    EXPECT_THROW(small.declare("late", {3}), Error);
     EXPECT_EQ(small.value(b) - small.value(a), 6);
     small.upload(b, {1, 2, 3, 4});
     EXPECT_EQ(small.download(b), (std::vector<float>{1, 2, 3, 4}));

@@ -121,8 +121,8 @@ void* DeviceContext::allocate(size_t bytes) {
         return ptr;
 #endif
     }
-    const size_t rounded = (bytes + 63) / 64 * 64;
-    void* ptr = std::aligned_alloc(64, rounded);
+    const size_t rounded = (bytes + 255) / 256 * 256;  // 256: as cudaMalloc, and a cache-line multiple
+    void* ptr = std::aligned_alloc(256, rounded);
     if (!ptr) throw Error(cat("out of memory: could not allocate ", bytes, " bytes"));
     return ptr;
 }

@@ -43,7 +43,7 @@ public:
     const Device& device() const { return device_; }
     bool is_cuda() const { return device_.is_cuda(); }
 
-    // Raw memory on this context's device (host memory aligned to 64 bytes for the CPU).
+    // Raw memory on this context's device (host memory aligned to 256 bytes, as cudaMalloc does).
     void* allocate(size_t bytes);
     void release(void* ptr) noexcept;
     void copy_to_device(void* dst, const void* host_src, size_t bytes);
