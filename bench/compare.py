@@ -19,6 +19,10 @@ PAIRS = {
     "SynthStage/normalise/cpu/": ("baseline_synth_numpy.json", "normalise"),
     "Resample/trilinear/cpu/": ("baseline_resample_scipy.json", "trilinear"),
     "Resample/nearest/cpu/": ("baseline_resample_scipy.json", "nearest"),
+    "UNetForward/cpu/": ("baseline_unet_torch_cpu.json", "forward"),
+    "UNetTrainStep/cpu/": ("baseline_unet_torch_cpu.json", "train_step"),
+    "UNetForward/cuda/": ("baseline_unet_torch_cuda.json", "forward"),
+    "UNetTrainStep/cuda/": ("baseline_unet_torch_cuda.json", "train_step"),
 }
 
 UNIT = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}

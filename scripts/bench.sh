@@ -19,7 +19,17 @@ if python3 -c 'import numpy, scipy, nibabel' 2>/dev/null; then
     "$build/infant-synthseg" phantom --age-months 12 --seed 1 --out "$out/phantom_12mo.nii.gz" >/dev/null
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/synth_numpy.py "$out/phantom_12mo.nii.gz" --json "$out/baseline_synth_numpy.json"
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/resample_scipy.py --json "$out/baseline_resample_scipy.json"
-    python3 bench/compare.py "$out"
 else
-    echo "numpy/scipy/nibabel not installed: baselines skipped (pip install numpy scipy nibabel)"
+    echo "numpy/scipy/nibabel not installed: NumPy baselines skipped (pip install numpy scipy nibabel)"
+fi
+if python3 -c 'import torch' 2>/dev/null; then
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/unet_torch.py --device cpu --json "$out/baseline_unet_torch_cpu.json"
+    if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+        python3 bench/baselines/unet_torch.py --device cuda --repeats 5 --json "$out/baseline_unet_torch_cuda.json"
+    fi
+else
+    echo "torch not installed: PyTorch baselines skipped (pip install torch)"
+fi
+if python3 -c 'import json' 2>/dev/null; then
+    python3 bench/compare.py "$out"
 fi
