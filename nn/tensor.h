@@ -35,8 +35,13 @@ public:
     virtual DeviceContext& context() = 0;
 };
 
+// Element types: fp32 today. Room is left for bf16/fp16 activations with fp32 master weights
+// (DESIGN.md); ops check the dtype they support.
+enum class DType { f32 };
+
 struct Tensor {
     float* data = nullptr;
+    DType dtype = DType::f32;
     Shape5 shape;
     std::shared_ptr<void> holder;
 

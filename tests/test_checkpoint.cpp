@@ -9,6 +9,7 @@
 #include "kernels/common/philox.h"
 #include "nn/checkpoint.h"
 #include "nn/ops.h"
+#include "tests/backends.h"
 #include "tests/test_util.h"
 
 namespace iss {
@@ -122,8 +123,19 @@ TEST_F(Checkpoint, MismatchesAreNamedAndNothingIsLoaded) {
     EXPECT_THROW(load_model_spec(path("missing.safetensors")), InputError);
 }
 
-TEST_F(Checkpoint, ResumeRepeatsTheUninterruptedRunBitForBit) {
-    DeviceContext ctx;
+// On every backend: resuming must repeat the run on the same device.
+class CheckpointResume : public test::BackendTest {
+protected:
+    std::string path(const std::string& name) const { return (dir_ / name).string(); }
+    std::filesystem::path dir_ = test::unique_temp_dir("checkpoint-resume");
+    ~CheckpointResume() override {
+        std::error_code ec;
+        std::filesystem::remove_all(dir_, ec);
+    }
+};
+
+TEST_P(CheckpointResume, RepeatsTheUninterruptedRunBitForBit) {
+    DeviceContext& ctx = this->ctx();
     // Uninterrupted: 6 steps.
     Model straight(ctx, tiny_config(), 11);
     Adam adam_straight(AdamConfig{1e-3f, 0.9f, 0.999f, 1e-7f});
@@ -151,6 +163,8 @@ TEST_F(Checkpoint, ResumeRepeatsTheUninterruptedRunBitForBit) {
         EXPECT_EQ(train_step(ctx, resumed, adam_resumed, arena, s), losses_straight[s]) << "step " << s;
     EXPECT_EQ(all_values(resumed.params), all_values(straight.params));
 }
+
+ISS_INSTANTIATE_BACKENDS(CheckpointResume);
 
 }  // namespace
 }  // namespace iss

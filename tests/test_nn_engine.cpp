@@ -213,6 +213,21 @@ TEST_P(NnUNet, InferenceFreesAsItGoesAndMatchesTrainingGraphShape) {
     // Only the input and the probabilities are alive now; the peak held the skips.
     EXPECT_LT(pool.live_bytes(), size_t(shape.voxels()) * 4 * 7);
     EXPECT_GT(pool.peak_bytes(), pool.live_bytes());
+    // The same weights on CUDA and on the CPU: the convolutions accumulate in different orders
+    // (cuDNN's algorithms vs oneDNN's), each within 1e-4 of the largest output (nn/conv.h), and
+    // the softmax keeps probabilities within a few 1e-5 of each other.
+    if (on_cuda()) {
+        DeviceContext cpu;
+        TinySetup on_cpu(cpu, config);
+        PoolAllocator cpu_pool(cpu);
+        Graph cpu_graph(cpu_pool, on_cpu.params, false);
+        Tensor cpu_x = Tensor::make(cpu_pool, shape);
+        cpu.copy_to_device(cpu_x.data, image.data(), image.size() * sizeof(float));
+        const Var cpu_probs = softmax(cpu_graph, on_cpu.net.forward(cpu_graph, cpu_graph.input(cpu_x), false));
+        std::vector<float> q(p.size());
+        cpu.copy_to_host(q.data(), cpu_probs.data(), q.size() * sizeof(float));
+        EXPECT_TRUE(test::all_near(p, q, 1e-4)) << "CUDA and CPU inference differ";
+    }
     // Wrong sizes are named.
     Tensor odd = Tensor::make(pool, Shape5{1, 10, 16, 16, 1});
     EXPECT_THROW(s.net.forward(g, g.input(odd), false), InputError);
