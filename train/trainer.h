@@ -1,0 +1,78 @@
+// Training (SPEC.md section 5): one process keeps the label maps, the generator and the
+// network on the device; each step synthesises a batch, runs forward, loss, backward and Adam.
+// Sample numbers are step * batch + b, so a run is a pure function of (seed, inputs, options)
+// and resuming from a checkpoint repeats the uninterrupted run bit for bit.
+//
+// The model directory holds:
+//   model.safetensors + model.json     the weights and their description (docs/FORMATS.md)
+//   model.optimizer.safetensors        Adam's state and the step, for --resume
+//   training_log.csv                   step, loss, lr, seconds (one row per step)
+//   validation.csv                     step, mean_dice, then one column per label (optional)
+//   loss.png                           the loss curve
+// all rewritten at every checkpoint (each epoch, at the end, and when interrupted).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/common/device.h"
+#include "nn/unet.h"
+#include "synth/config.h"
+
+namespace iss {
+
+struct TrainOptions {
+    std::string labels;      // a label map or a directory of them
+    std::string model_dir;
+    std::string preset = "infant-t1";
+    std::string config_path;  // JSON overrides of the generator (optional)
+    int64_t steps = 900000;   // total: with resume, training continues until this step
+    int64_t steps_per_epoch = 3000;
+    float lr = 1e-4f;
+    int batch = 1;
+    int64_t shape = 160;      // requested crop per axis (clipped and rounded as SPEC 3.3)
+    UNetConfig unet;          // levels and features from the command line
+    int64_t wl2_epochs = 0;   // epochs of weighted-L2 pre-training before the Dice loss
+    bool resume = false;
+    uint64_t seed = 1;
+    Device device;
+    // Validation: Dice on a fixed set of synthetic samples from held-out maps, every N steps.
+    std::string validation_labels;
+    int64_t validate_every = 0;  // 0: never
+    int validation_samples = 4;
+};
+
+struct StepReport {
+    int64_t step = 0;        // steps done so far (1-based after the first)
+    double loss = 0;
+    float lr = 0;
+    double seconds = 0;      // wall time since this process started training
+    double samples_per_second = 0;
+    bool checkpoint = false;  // a checkpoint was written after this step
+    double validation_dice = -1;  // mean Dice when validated after this step, else -1
+};
+
+class Trainer {
+public:
+    // Reads and checks everything (label maps, configuration, an existing model directory)
+    // before any step: InputError naming the file and the problem.
+    explicit Trainer(const TrainOptions& options);
+    ~Trainer();
+
+    // Trains until options.steps or until `stop` becomes true (checked after every step);
+    // writes a checkpoint at every epoch end and when it stops. `on_step` sees every step.
+    void run(const std::atomic<bool>& stop, const std::function<void(const StepReport&)>& on_step = {});
+
+    int64_t step() const;
+    const std::vector<double>& losses() const;  // per step, from step 1 (resumed runs included)
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
+
+}  // namespace iss
