@@ -70,33 +70,6 @@ const char* usage =
     "\n"
     "Progress: a bar on stderr when it is a terminal, otherwise one summary line on stdout.\n";
 
-// The label map files named by --labels: the file itself, or a directory's NIfTI files.
-std::vector<std::string> label_files(const std::string& path) {
-    std::error_code ec;
-    if (!fs::is_directory(path, ec)) {
-        require_regular_file(path);
-        return {path};
-    }
-    std::vector<std::string> files;
-    for (const fs::directory_entry& entry : fs::directory_iterator(path, ec)) {
-        const std::string name = entry.path().filename().string();
-        if ((ends_with(name, ".nii") || ends_with(name, ".nii.gz")) && entry.is_regular_file(ec))
-            files.push_back(entry.path().string());
-    }
-    ISS_INPUT(!ec, path, ": cannot list: ", ec.message());
-    ISS_INPUT(!files.empty(), path, ": no label maps (*.nii, *.nii.gz) in this directory");
-    std::sort(files.begin(), files.end());
-    return files;
-}
-
-// mkdir -p, with an error naming the directory.
-void make_output_dir(const std::string& dir) {
-    std::error_code ec;
-    if (fs::is_directory(dir, ec)) return;
-    ISS_INPUT(!fs::exists(dir, ec), dir, ": exists and is not a directory");
-    fs::create_directories(dir, ec);
-    ISS_INPUT(!ec, dir, ": cannot create directory: ", ec.message());
-}
 
 std::string shape_text(const std::array<int64_t, 3>& s) {
     return cat(s[0], "x", s[1], "x", s[2]);
@@ -164,13 +137,11 @@ int cmd_synth(int argc, char** argv) {
     const Device device = parse_device(args.get("--device", "auto"));
 
     // Every map read and checked before the output directory is touched.
-    std::vector<TrainingMap> maps;
-    for (const std::string& file : label_files(labels_path))
-        maps.push_back(make_training_map(read_labels(file), config, file));
+    std::vector<TrainingMap> maps = load_training_maps(labels_path, config);
 
     DeviceContext ctx(device);
     Generator gen(ctx, config, std::move(maps), uint64_t(seed));
-    make_output_dir(out_dir);
+    make_directories(out_dir);
 
     const bool show_bar = ::isatty(::fileno(stderr)) != 0;
     const auto start = std::chrono::steady_clock::now();

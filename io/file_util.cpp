@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <filesystem>
 #include <cstring>
 
 #include "kernels/common/error.h"
@@ -55,6 +57,34 @@ void require_regular_file(const std::string& path) {
     struct stat info {};
     ISS_INPUT(::stat(path.c_str(), &info) == 0, path, ": cannot open: ", std::strerror(errno));
     ISS_INPUT(!S_ISDIR(info.st_mode), path, ": is a directory, expected a file");
+}
+
+std::vector<std::string> nifti_files(const std::string& path) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (!fs::is_directory(path, ec)) {
+        require_regular_file(path);
+        return {path};
+    }
+    std::vector<std::string> files;
+    for (const fs::directory_entry& entry : fs::directory_iterator(path, ec)) {
+        const std::string name = entry.path().filename().string();
+        if ((ends_with(name, ".nii") || ends_with(name, ".nii.gz")) && entry.is_regular_file(ec))
+            files.push_back(entry.path().string());
+    }
+    ISS_INPUT(!ec, path, ": cannot list: ", ec.message());
+    ISS_INPUT(!files.empty(), path, ": no label maps (*.nii, *.nii.gz) in this directory");
+    std::sort(files.begin(), files.end());
+    return files;
+}
+
+void make_directories(const std::string& dir) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (fs::is_directory(dir, ec)) return;
+    ISS_INPUT(!fs::exists(dir, ec), dir, ": exists and is not a directory");
+    fs::create_directories(dir, ec);
+    ISS_INPUT(!ec, dir, ": cannot create directory: ", ec.message());
 }
 
 bool ends_with(const std::string& text, const std::string& suffix) {

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <string>
+#include <vector>
 
 namespace iss {
 
@@ -35,5 +36,12 @@ private:
 void require_regular_file(const std::string& path);
 
 bool ends_with(const std::string& text, const std::string& suffix);
+
+// The NIfTI files a path names: the file itself, or every *.nii / *.nii.gz in a directory,
+// sorted by name. InputError naming the path when it does not exist or a directory has none.
+std::vector<std::string> nifti_files(const std::string& path);
+
+// mkdir -p; InputError naming the directory when it cannot be made.
+void make_directories(const std::string& dir);
 
 }  // namespace iss

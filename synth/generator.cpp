@@ -4,6 +4,8 @@
 #include <cmath>
 #include <tuple>
 
+#include "io/file_util.h"
+#include "io/nifti.h"
 #include "io/orientation.h"
 #include "kernels/common/error.h"
 #include "kernels/geometry/resample.h"
@@ -47,6 +49,12 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
         map.generation[v] = cached_index;
     }
     return map;
+}
+
+std::vector<TrainingMap> load_training_maps(const std::string& path, const GeneratorConfig& config) {
+    std::vector<TrainingMap> maps;
+    for (const std::string& file : nifti_files(path)) maps.push_back(make_training_map(read_labels(file), config, file));
+    return maps;
 }
 
 struct Generator::Buffers {

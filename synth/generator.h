@@ -34,6 +34,10 @@ struct TrainingMap {
 // map is empty.
 TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& config, const std::string& name);
 
+// Every label map a path names (a file, or a directory's NIfTI files sorted by name), read and
+// converted; all are checked before any is returned.
+std::vector<TrainingMap> load_training_maps(const std::string& path, const GeneratorConfig& config);
+
 class Generator {
 public:
     Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vector<TrainingMap> maps, uint64_t seed);
@@ -63,6 +67,7 @@ public:
     LabelMap labels_host() const;
 
     const GeneratorConfig& config() const { return config_; }
+    DeviceContext& context() const { return ctx_; }
     const std::vector<TrainingMap>& maps() const { return maps_; }
 
 private:

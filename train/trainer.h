@@ -44,6 +44,9 @@ struct TrainOptions {
     std::string validation_labels;
     int64_t validate_every = 0;  // 0: never
     int validation_samples = 4;
+    // Synthesise the next batch in a second thread (own stream on CUDA) while a step trains:
+    // -1 auto (on CUDA only: on the CPU the step already uses every core), 0 off, 1 on.
+    int prefetch = -1;
 };
 
 struct StepReport {
@@ -52,7 +55,7 @@ struct StepReport {
     float lr = 0;
     double seconds = 0;      // wall time since this process started training
     double samples_per_second = 0;
-    bool checkpoint = false;  // a checkpoint was written after this step
+    bool checkpoint = false;  // an epoch ends here: a checkpoint is written after this step
     double validation_dice = -1;  // mean Dice when validated after this step, else -1
 };
 
@@ -63,7 +66,8 @@ public:
     explicit Trainer(const TrainOptions& options);
     ~Trainer();
 
-    // Trains until options.steps or until `stop` becomes true (checked after every step);
+    // Trains until options.steps or until `stop` becomes true (checked after every step, after
+    // on_step);
     // writes a checkpoint at every epoch end and when it stops. `on_step` sees every step.
     void run(const std::atomic<bool>& stop, const std::function<void(const StepReport&)>& on_step = {});
 

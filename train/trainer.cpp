@@ -1,0 +1,420 @@
+#include "train/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "io/file_util.h"
+#include "kernels/common/error.h"
+#include "nn/autograd.h"
+#include "nn/checkpoint.h"
+#include "nn/ops.h"
+#include "nn/optimizer.h"
+#include "nn/tensor.h"
+#include "synth/generator.h"
+#include "synth/sample_params.h"
+
+namespace iss {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string join(const std::string& dir, const std::string& name) { return (fs::path(dir) / name).string(); }
+
+// One batch of synthetic samples on the device: images (B, D, H, W, 1) and class targets.
+struct Batch {
+    Shape5 shape;
+    Buffer<float> image;
+    Buffer<uint8_t> target;
+};
+
+// Synthesises batches in step order. On CUDA a producer thread with its own context (own
+// stream) makes the next batch while the current step trains, handing batches over through two
+// slots; each side finishes its stream before a hand-over, so no cross-stream events are
+// needed. On the CPU the cores are already busy with the step, so batches are made inline
+// (the threaded path can be forced, for tests).
+class BatchSource {
+public:
+    BatchSource(DeviceContext& ctx, const GeneratorConfig& config, std::vector<TrainingMap> maps, uint64_t seed,
+                int batch, bool threaded)
+        : batch_(batch), threaded_(threaded) {
+        if (threaded_) gen_ctx_ = std::make_unique<DeviceContext>(ctx.device());
+        DeviceContext& gctx = threaded_ ? *gen_ctx_ : ctx;
+        generator_ = std::make_unique<Generator>(gctx, config, std::move(maps), seed);
+        // Every map gives the same crop (the trainer makes sure), so the batch shape is fixed.
+        const SampleParams& p = generator_->draw(0);
+        shape_ = Shape5{batch, p.out_shape[2], p.out_shape[1], p.out_shape[0], 1};
+        for (Batch& b : slots_) {
+            b.shape = shape_;
+            b.image = Buffer<float>(gctx, size_t(shape_.size()));
+            b.target = Buffer<uint8_t>(gctx, size_t(shape_.voxels()));
+        }
+    }
+
+    ~BatchSource() { stop_producer(); }
+
+    const Shape5& shape() const { return shape_; }
+
+    // The batch of `step`; valid until the next call. Steps must come in order.
+    const Batch& next(int64_t step) {
+        if (!threaded_) {
+            fill(slots_[0], step);
+            return slots_[0];
+        }
+        if (!producer_.joinable()) start_producer(step);
+        std::unique_lock<std::mutex> lock(mutex_);
+        if (consumed_ >= 0) {  // the previous batch is done with: its slot may be refilled
+            ready_[size_t(consumed_ % 2)] = false;
+            changed_.notify_all();
+        }
+        changed_.wait(lock, [&] { return ready_[size_t(step % 2)] || failure_; });
+        if (failure_) std::rethrow_exception(failure_);
+        consumed_ = step;
+        return slots_[size_t(step % 2)];
+    }
+
+private:
+    void fill(Batch& b, int64_t step) {
+        DeviceContext& gctx = generator_->context();
+        const int64_t voxels = shape_.voxels() / batch_;
+        for (int i = 0; i < batch_; ++i) {
+            generator_->generate(uint32_t(step * batch_ + i));
+            gctx.copy_on_device(b.image.data() + i * voxels, generator_->image(), size_t(voxels) * sizeof(float));
+            gctx.copy_on_device(b.target.data() + i * voxels, generator_->target(), size_t(voxels));
+        }
+        gctx.synchronize();
+    }
+
+    void start_producer(int64_t first_step) {
+        producer_ = std::thread([this, first_step] {
+            try {
+                for (int64_t step = first_step;; ++step) {
+                    Batch* slot = nullptr;
+                    {
+                        std::unique_lock<std::mutex> lock(mutex_);
+                        changed_.wait(lock, [&] { return quit_ || !ready_[size_t(step % 2)]; });
+                        if (quit_) return;
+                        slot = &slots_[size_t(step % 2)];
+                    }
+                    fill(*slot, step);
+                    std::lock_guard<std::mutex> lock(mutex_);
+                    ready_[size_t(step % 2)] = true;
+                    changed_.notify_all();
+                }
+            } catch (...) {
+                std::lock_guard<std::mutex> lock(mutex_);
+                failure_ = std::current_exception();
+                changed_.notify_all();
+            }
+        });
+    }
+
+    void stop_producer() {
+        if (!producer_.joinable()) return;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            quit_ = true;
+            changed_.notify_all();
+        }
+        producer_.join();
+    }
+
+    int batch_;
+    bool threaded_;
+    std::unique_ptr<DeviceContext> gen_ctx_;
+    std::unique_ptr<Generator> generator_;
+    Shape5 shape_;
+    Batch slots_[2];
+    std::thread producer_;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    bool ready_[2] = {false, false};
+    bool quit_ = false;
+    int64_t consumed_ = -1;
+    std::exception_ptr failure_;
+};
+
+struct LogRow {
+    int64_t step;
+    double loss;
+    float lr;
+    double seconds;
+};
+
+struct ValidationRow {
+    int64_t step;
+    double mean_dice;
+    std::vector<double> dice;  // per segmentation label; NaN where absent from both
+};
+
+// Hard Dice per class between argmax(probs) and the target, over one sample.
+void accumulate_dice(const std::vector<float>& probs, const std::vector<uint8_t>& target, int64_t classes,
+                     std::vector<int64_t>& overlap, std::vector<int64_t>& predicted, std::vector<int64_t>& truth) {
+    for (size_t v = 0; v < target.size(); ++v) {
+        const float* p = &probs[v * size_t(classes)];
+        const int64_t best = std::max_element(p, p + classes) - p;
+        ++predicted[size_t(best)];
+        ++truth[target[v]];
+        if (best == target[v]) ++overlap[size_t(best)];
+    }
+}
+
+}  // namespace
+
+struct Trainer::State {
+    TrainOptions options;
+    DeviceContext ctx;
+    GeneratorConfig gen_config;
+    ParamStore params;
+    std::unique_ptr<UNet> net;
+    Adam adam;
+    ArenaAllocator arena;
+    std::unique_ptr<BatchSource> batches;
+    std::unique_ptr<BatchSource> validation;
+    int64_t step = 0;
+    std::vector<double> losses;
+    std::vector<LogRow> log;
+    std::vector<ValidationRow> validation_log;
+    ModelSpec spec;
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    double seconds_before = 0;  // training time of the run(s) this one resumes
+
+    explicit State(const TrainOptions& o)
+        : options(o), ctx(o.device), params(ctx), adam(AdamConfig{o.lr, 0.9f, 0.999f, 1e-7f}), arena(ctx) {}
+
+    std::string weights_path() const { return join(options.model_dir, "model.safetensors"); }
+    std::string optimizer_path() const { return join(options.model_dir, "model.optimizer.safetensors"); }
+    std::string log_path() const { return join(options.model_dir, "training_log.csv"); }
+    std::string validation_path() const { return join(options.model_dir, "validation.csv"); }
+    double elapsed() const {
+        return seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
+
+    void save_checkpoint();
+    void load_checkpoint();
+    double validate();
+};
+
+void Trainer::State::save_checkpoint() {
+    save_model(weights_path(), spec, params);
+    save_optimizer(optimizer_path(), params, adam, {{"step", std::to_string(step)}, {"seconds", std::to_string(elapsed())}});
+    std::ostringstream csv;
+    csv << "step,loss,lr,seconds\n";
+    csv.precision(17);  // losses round-trip exactly: a resumed run continues the same sequence
+    for (const LogRow& r : log) csv << r.step << ',' << r.loss << ',' << r.lr << ',' << r.seconds << '\n';
+    const std::string text = csv.str();
+    AtomicWriter out(log_path());
+    out.write(text.data(), text.size());
+    out.commit();
+    if (!validation_log.empty()) {
+        std::ostringstream v;
+        v << "step,mean_dice";
+        for (int32_t label : gen_config.segmentation_labels) v << ",dice_" << label;
+        v << '\n';
+        v.precision(6);
+        for (const ValidationRow& r : validation_log) {
+            v << r.step << ',' << r.mean_dice;
+            for (double d : r.dice) v << ',' << d;
+            v << '\n';
+        }
+        const std::string vt = v.str();
+        AtomicWriter vout(validation_path());
+        vout.write(vt.data(), vt.size());
+        vout.commit();
+    }
+}
+
+void Trainer::State::load_checkpoint() {
+    load_weights(weights_path(), params);
+    const auto meta = load_optimizer(optimizer_path(), params, adam);
+    const auto it = meta.find("step");
+    ISS_INPUT(it != meta.end(), optimizer_path(), ": no training step in the metadata");
+    step = std::stoll(it->second);
+    const auto secs = meta.find("seconds");
+    if (secs != meta.end()) seconds_before = std::stod(secs->second);
+    // The log up to the checkpoint (rows after it belong to steps that will run again).
+    std::ifstream in(log_path());
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+        LogRow r{};
+        char comma;
+        std::istringstream fields(line);
+        if (!(fields >> r.step >> comma >> r.loss >> comma >> r.lr >> comma >> r.seconds)) continue;
+        if (r.step > step) break;
+        log.push_back(r);
+        losses.push_back(r.loss);
+    }
+}
+
+double Trainer::State::validate() {
+    PoolAllocator pool(ctx);
+    const int64_t classes = int64_t(gen_config.segmentation_labels.size());
+    const size_t n = static_cast<size_t>(classes);
+    std::vector<int64_t> overlap(n), predicted(n), truth(n);
+    for (int i = 0; i < options.validation_samples; ++i) {
+        const Batch& b = validation->next(i);
+        Graph g(pool, params, false);
+        Tensor x;
+        x.data = const_cast<float*>(b.image.data());
+        x.shape = b.shape;
+        const Var probs = softmax(g, net->forward(g, g.input(x), false));
+        std::vector<float> p(size_t(probs.value().size()));
+        ctx.copy_to_host(p.data(), probs.data(), p.size() * sizeof(float));
+        accumulate_dice(p, b.target.download(), classes, overlap, predicted, truth);
+    }
+    ValidationRow row{step, 0, {}};
+    int present = 0;
+    for (int64_t c = 0; c < classes; ++c) {
+        const int64_t denominator = predicted[size_t(c)] + truth[size_t(c)];
+        const double d = denominator > 0 ? 2.0 * double(overlap[size_t(c)]) / double(denominator) : NAN;
+        row.dice.push_back(d);
+        if (denominator > 0 && truth[size_t(c)] > 0) {
+            row.mean_dice += d;
+            ++present;
+        }
+    }
+    row.mean_dice = present ? row.mean_dice / present : NAN;
+    validation_log.push_back(row);
+    return row.mean_dice;
+}
+
+Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
+    State& s = *state_;
+    const TrainOptions& opt = s.options;
+    ISS_INPUT(opt.steps >= 1, "train: --steps must be at least 1, got ", opt.steps);
+    ISS_INPUT(opt.steps_per_epoch >= 1, "train: --steps-per-epoch must be at least 1, got ", opt.steps_per_epoch);
+    ISS_INPUT(opt.batch >= 1 && opt.batch <= 64, "train: --batch must be 1 to 64, got ", opt.batch);
+    ISS_INPUT(opt.lr > 0 && std::isfinite(opt.lr), "train: --lr must be a positive number");
+    ISS_INPUT(opt.shape >= 1, "train: --shape must be at least 1, got ", opt.shape);
+    ISS_INPUT(opt.wl2_epochs >= 0, "train: --wl2-epochs must be >= 0");
+    ISS_INPUT(!opt.model_dir.empty(), "train: --model-dir is required");
+
+    // Generator configuration: preset, file overrides, then the options that belong to the
+    // network (crop size multiple of 2^levels, as SPEC.md 3.3 says).
+    s.gen_config = opt.config_path.empty() ? preset_config(opt.preset) : load_config(opt.preset, opt.config_path);
+    s.gen_config.output_shape = {opt.shape, opt.shape, opt.shape};
+    s.gen_config.shape_multiple = 1 << opt.unet.levels;
+    validate_config(s.gen_config, opt.config_path.empty() ? cat("preset ", s.gen_config.preset) : opt.config_path);
+    UNetConfig unet = opt.unet;
+    unet.classes = int(s.gen_config.segmentation_labels.size());
+
+    // Every input read and checked before anything is written.
+    std::vector<TrainingMap> maps = load_training_maps(opt.labels, s.gen_config);
+    // A batch needs one crop shape: the largest that every map can give.
+    std::array<int64_t, 3> common = crop_shape(s.gen_config, maps.front().grid.dim);
+    for (const TrainingMap& m : maps) {
+        const auto c = crop_shape(s.gen_config, m.grid.dim);
+        for (int d = 0; d < 3; ++d) common[size_t(d)] = std::min(common[size_t(d)], c[size_t(d)]);
+    }
+    s.gen_config.output_shape = common;
+    std::vector<TrainingMap> validation_maps;
+    if (!opt.validation_labels.empty()) {
+        ISS_INPUT(opt.validate_every >= 1, "train: --validate-every must be >= 1 with --validation-labels");
+        ISS_INPUT(opt.validation_samples >= 1, "train: --validation-samples must be >= 1");
+        validation_maps = load_training_maps(opt.validation_labels, s.gen_config);
+    }
+
+    const std::string json = model_json_path(s.weights_path());
+    const bool has_model = fs::exists(json);
+    if (has_model && !opt.resume)
+        throw InputError(cat(opt.model_dir, ": already holds a model (model.json); pass --resume to continue it, "
+                             "or choose another --model-dir"));
+    if (opt.resume) {
+        ISS_INPUT(has_model, opt.model_dir, ": --resume, but there is no model.json to resume");
+        const ModelSpec saved = load_model_spec(s.weights_path());
+        const UNetConfig& a = saved.unet;
+        ISS_INPUT(a.levels == unet.levels && a.features == unet.features && a.classes == unet.classes &&
+                      a.in_channels == unet.in_channels && a.kernel == unet.kernel &&
+                      a.convs_per_level == unet.convs_per_level,
+                  json, ": holds a different architecture (levels ", a.levels, ", features ", a.features, ", classes ",
+                  a.classes, ") than asked for (levels ", unet.levels, ", features ", unet.features, ", classes ",
+                  unet.classes, ")");
+        ISS_INPUT(saved.labels == s.gen_config.segmentation_labels, json,
+                  ": its label list differs from the preset's segmentation labels");
+        ISS_INPUT(fs::exists(s.optimizer_path()), s.optimizer_path(), ": missing: cannot resume without it");
+    }
+
+    s.net = std::make_unique<UNet>(unet, s.params);
+    s.params.allocate();
+    s.net->initialise(opt.seed);
+    s.spec.unet = unet;
+    s.spec.labels = s.gen_config.segmentation_labels;
+    s.spec.preprocessing = {{"orientation", "RAS"},
+                            {"size_multiple", unet.size_multiple()},
+                            {"normalisation", "min-max to [0, 1]"},
+                            {"input_channels", unet.in_channels}};
+    s.spec.training = {{"preset", s.gen_config.preset},
+                       {"seed", opt.seed},
+                       {"batch", opt.batch},
+                       {"crop", {common[0], common[1], common[2]}},
+                       {"lr", opt.lr},
+                       {"steps_per_epoch", opt.steps_per_epoch},
+                       {"wl2_epochs", opt.wl2_epochs},
+                       {"maps", int64_t(maps.size())}};
+    if (opt.resume) s.load_checkpoint();
+    ISS_INPUT(s.step <= opt.steps, opt.model_dir, ": the checkpoint is at step ", s.step, ", past --steps ",
+              opt.steps);
+
+    make_directories(opt.model_dir);
+    const bool threaded = opt.prefetch < 0 ? s.ctx.is_cuda() : opt.prefetch > 0;
+    s.batches = std::make_unique<BatchSource>(s.ctx, s.gen_config, std::move(maps), opt.seed, opt.batch, threaded);
+    if (!validation_maps.empty())
+        // A fixed set: its own seed, sample numbers 0..n-1, generated again at every validation.
+        s.validation = std::make_unique<BatchSource>(s.ctx, s.gen_config, std::move(validation_maps),
+                                                     opt.seed ^ 0x9e3779b97f4a7c15ull, 1, false);
+}
+
+Trainer::~Trainer() = default;
+
+int64_t Trainer::step() const { return state_->step; }
+const std::vector<double>& Trainer::losses() const { return state_->losses; }
+
+void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const StepReport&)>& on_step) {
+    State& s = *state_;
+    const TrainOptions& opt = s.options;
+    const int64_t wl2_steps = opt.wl2_epochs * opt.steps_per_epoch;
+    const int64_t first = s.step;
+    const auto run_start = std::chrono::steady_clock::now();
+    while (s.step < opt.steps) {
+        const Batch& batch = s.batches->next(s.step);
+        s.arena.reset();
+        Graph g(s.arena, s.params, true);
+        Tensor x;
+        x.data = const_cast<float*>(batch.image.data());
+        x.shape = batch.shape;
+        const Var logits = s.net->forward(g, g.input(x), true);
+        const double loss = s.step < wl2_steps ? wl2_loss(g, logits, batch.target.data())
+                                               : softmax_dice_loss(g, logits, batch.target.data()).loss;
+        s.params.zero_grads();
+        g.backward();
+        s.adam.step(s.params);
+        s.ctx.synchronize();
+        ++s.step;
+
+        StepReport report;
+        report.step = s.step;
+        report.loss = loss;
+        report.lr = opt.lr;
+        report.seconds = s.elapsed();
+        const double run_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+        report.samples_per_second = run_seconds > 0 ? double((s.step - first) * opt.batch) / run_seconds : 0;
+        s.losses.push_back(loss);
+        s.log.push_back({s.step, loss, opt.lr, report.seconds});
+        if (s.validation && s.step % opt.validate_every == 0) report.validation_dice = s.validate();
+        const bool epoch_end = s.step % opt.steps_per_epoch == 0 || s.step == opt.steps;
+        report.checkpoint = epoch_end;
+        if (on_step) on_step(report);
+        const bool stopping = stop.load();  // after on_step, which may be what asks to stop
+        if (epoch_end || stopping) s.save_checkpoint();
+        if (stopping) break;
+    }
+}
+
+}  // namespace iss
