@@ -44,8 +44,9 @@ RgbImage render_line_plot(const LinePlot& plot);
 // y[i - window + 1 .. i] (fewer at the start), NaN when there are none. window >= 1.
 std::vector<double> moving_average(const std::vector<double>& y, size_t window);
 
-// A training curve: the raw loss (light), its moving average over max(1, n / 50) steps
-// (strong; the window counts logged points, not steps) and, when validation is given, 1 - mean Dice at the validation steps (markers).
+// A training curve: the raw loss (light), its moving average over max(1, n / 50) logged
+// points (strong) and, when validation is given, 1 - mean Dice at the validation steps
+// (markers).
 void write_loss_curve(const std::string& path, const std::vector<double>& steps, const std::vector<double>& losses,
                       const std::vector<double>& validation_steps = {},
                       const std::vector<double>& validation_dice = {});
