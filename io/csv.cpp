@@ -1,0 +1,192 @@
+// CSV writing and a strict reader (a small state machine over the whole file) for io/csv.h.
+#include "io/csv.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "io/file_util.h"
+#include "kernels/common/error.h"
+
+namespace iss {
+namespace {
+
+bool needs_quotes(const std::string& field) { return field.find_first_of(",\"\r\n") != std::string::npos; }
+
+void append_field(std::string& out, const std::string& field) {
+    if (!needs_quotes(field)) {
+        out += field;
+        return;
+    }
+    out += '"';
+    for (char c : field) {
+        if (c == '"') out += '"';
+        out += c;
+    }
+    out += '"';
+}
+
+void append_record(std::string& out, const std::vector<std::string>& fields) {
+    // A record of one empty field would be a blank line, which the reader skips: quote it.
+    if (fields.size() == 1 && fields[0].empty()) {
+        out += "\"\"\n";
+        return;
+    }
+    for (size_t i = 0; i < fields.size(); ++i) {
+        if (i > 0) out += ',';
+        append_field(out, fields[i]);
+    }
+    out += '\n';
+}
+
+}  // namespace
+
+size_t CsvTable::column(const std::string& name) const {
+    for (size_t i = 0; i < columns.size(); ++i)
+        if (columns[i] == name) return i;
+    std::string known;
+    for (const std::string& c : columns) known += (known.empty() ? "" : ", ") + c;
+    throw InputError(cat("no CSV column '", name, "' (columns: ", known, ")"));
+}
+
+void write_csv(const std::string& path, const CsvTable& table) {
+    ISS_REQUIRE(!table.columns.empty(), "write_csv: ", path, ": a table needs at least one column");
+    std::string text;
+    append_record(text, table.columns);
+    for (size_t r = 0; r < table.rows.size(); ++r) {
+        ISS_REQUIRE(table.rows[r].size() == table.columns.size(), "write_csv: ", path, ": row ", r, " has ",
+                    table.rows[r].size(), " fields for ", table.columns.size(), " columns");
+        append_record(text, table.rows[r]);
+    }
+    AtomicWriter out(path);
+    out.write(text.data(), text.size());
+    out.commit();
+}
+
+CsvTable read_csv(const std::string& path) {
+    require_regular_file(path);
+    std::ifstream in(path, std::ios::binary);
+    ISS_INPUT(in, path, ": cannot open: ", std::strerror(errno));
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ISS_INPUT(!in.bad(), path, ": read failed");
+
+    CsvTable table;
+    std::vector<std::string> record;
+    std::string field;
+    size_t line = 1;         // the line the reader is on
+    size_t record_line = 1;  // the line the current record started on (quoted fields span lines)
+    bool record_started = false;
+    bool field_started = false;  // a quote opens a quoted field only as a field's first character
+
+    auto end_field = [&] {
+        record.push_back(std::move(field));
+        field.clear();
+        field_started = false;
+    };
+    auto end_record = [&] {
+        end_field();
+        if (table.columns.empty()) {
+            table.columns = std::move(record);
+        } else {
+            ISS_INPUT(record.size() == table.columns.size(), path, " line ", record_line, ": ", record.size(),
+                      " fields, expected ", table.columns.size(), " as in the header");
+            table.rows.push_back(std::move(record));
+        }
+        record.clear();
+        record_started = false;
+    };
+    const size_t n = text.size();
+    auto line_end_at = [&](size_t i) {  // length of the line end at i: 1 (LF), 2 (CRLF) or 0
+        if (text[i] == '\n') return size_t(1);
+        return text[i] == '\r' && i + 1 < n && text[i + 1] == '\n' ? size_t(2) : size_t(0);
+    };
+
+    size_t i = 0;
+    while (i < n) {
+        if (const size_t eol = line_end_at(i)) {
+            if (record_started) end_record();  // else a blank line, which carries nothing
+            i += eol;
+            ++line;
+            continue;
+        }
+        if (!record_started) {
+            record_started = true;
+            record_line = line;
+        }
+        const char c = text[i];
+        if (c == ',') {
+            end_field();
+            ++i;
+        } else if (c == '"' && !field_started) {
+            // A quoted field: up to the closing quote, "" standing for one quote.
+            const size_t open_line = line;
+            field_started = true;
+            for (++i;; ++i) {
+                ISS_INPUT(i < n, path, " line ", open_line, ": unterminated quoted field");
+                if (text[i] == '"') {
+                    if (i + 1 < n && text[i + 1] == '"') {
+                        field += '"';
+                        ++i;
+                        continue;
+                    }
+                    ++i;
+                    break;
+                }
+                if (text[i] == '\n') ++line;
+                field += text[i];
+            }
+            ISS_INPUT(i == n || text[i] == ',' || line_end_at(i) > 0, path, " line ", line,
+                      ": text after a closing quote");
+        } else {
+            // A quote inside an unquoted field is kept as it is, as most writers expect.
+            field += c;
+            field_started = true;
+            ++i;
+        }
+    }
+    if (record_started) end_record();  // no newline after the last record
+    ISS_INPUT(!table.columns.empty(), path, ": empty CSV file, expected a header line");
+    return table;
+}
+
+std::string csv_number(double v) {
+    if (std::isnan(v)) return "nan";
+    if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+    char buf[40];
+    // The fewest significant digits that read back exactly; 17 always do.
+    for (int digits = 1; digits <= 17; ++digits) {
+        std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+        if (std::strtod(buf, nullptr) == v) break;
+    }
+    // Tidy the exponent: "1e-07" -> "1e-7", "1e+20" -> "1e20".
+    std::string s = buf;
+    const size_t e = s.find('e');
+    if (e != std::string::npos) {
+        size_t d = e + 1;
+        std::string sign;
+        if (s[d] == '+' || s[d] == '-') {
+            if (s[d] == '-') sign = "-";
+            ++d;
+        }
+        while (d + 1 < s.size() && s[d] == '0') ++d;
+        s = s.substr(0, e + 1) + sign + s.substr(d);
+    }
+    return s;
+}
+
+double csv_to_number(const std::string& field, const std::string& what) {
+    ISS_INPUT(!field.empty(), what, ": empty, expected a number");
+    errno = 0;
+    char* end = nullptr;
+    const double v = std::strtod(field.c_str(), &end);
+    ISS_INPUT(end == field.c_str() + field.size(), what, ": '", field, "' is not a number");
+    // Out of range: strtod gives +-HUGE_VAL for overflow, which only "inf" should mean.
+    ISS_INPUT(errno != ERANGE || std::abs(v) < 1.0, what, ": '", field, "' is out of range");
+    return v;
+}
+
+}  // namespace iss

@@ -1,0 +1,36 @@
+// Small CSV tables for training logs and metric reports: a header row of column names, then
+// rows of text fields. Written through AtomicWriter (a failed write leaves nothing) with
+// RFC 4180 quoting; read back strictly, so a damaged file is an InputError naming the file
+// and the line rather than a silently shifted column.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace iss {
+
+struct CsvTable {
+    std::vector<std::string> columns;
+    std::vector<std::vector<std::string>> rows;  // each as many fields as `columns`
+
+    // Index of the column called `name`; InputError listing the columns when there is none.
+    size_t column(const std::string& name) const;
+};
+
+// Fields holding a comma, a double quote, CR or LF are quoted (quotes doubled); lines end in
+// LF. At least one column; every row as wide as the header.
+void write_csv(const std::string& path, const CsvTable& table);
+
+// The first record is the header. Accepts LF or CRLF line ends, quoted fields spanning lines,
+// and skips blank lines. InputError naming the file and line for a record with the wrong
+// number of fields, an unterminated quote, text after a closing quote, or an empty file.
+CsvTable read_csv(const std::string& path);
+
+// Shortest text that reads back as exactly `v` ("0.1", "1e-7", "123456789"; integers without
+// ".0"); "nan", "inf", "-inf" for the non-finite values.
+std::string csv_number(double v);
+// The inverse: a whole field as a number (csv_number's "nan" and "inf" included); InputError
+// naming `what` (e.g. "runs.csv line 4 column loss") when the field is not one.
+double csv_to_number(const std::string& field, const std::string& what);
+
+}  // namespace iss
