@@ -5,12 +5,12 @@
 #include <cmath>
 #include <condition_variable>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
-#include <sstream>
 #include <thread>
 
+#include "io/csv.h"
 #include "io/file_util.h"
+#include "io/plot.h"
 #include "kernels/common/error.h"
 #include "nn/autograd.h"
 #include "nn/checkpoint.h"
@@ -203,31 +203,30 @@ struct Trainer::State {
 
 void Trainer::State::save_checkpoint() {
     save_model(weights_path(), spec, params);
-    save_optimizer(optimizer_path(), params, adam, {{"step", std::to_string(step)}, {"seconds", std::to_string(elapsed())}});
-    std::ostringstream csv;
-    csv << "step,loss,lr,seconds\n";
-    csv.precision(17);  // losses round-trip exactly: a resumed run continues the same sequence
-    for (const LogRow& r : log) csv << r.step << ',' << r.loss << ',' << r.lr << ',' << r.seconds << '\n';
-    const std::string text = csv.str();
-    AtomicWriter out(log_path());
-    out.write(text.data(), text.size());
-    out.commit();
-    if (!validation_log.empty()) {
-        std::ostringstream v;
-        v << "step,mean_dice";
-        for (int32_t label : gen_config.segmentation_labels) v << ",dice_" << label;
-        v << '\n';
-        v.precision(6);
-        for (const ValidationRow& r : validation_log) {
-            v << r.step << ',' << r.mean_dice;
-            for (double d : r.dice) v << ',' << d;
-            v << '\n';
-        }
-        const std::string vt = v.str();
-        AtomicWriter vout(validation_path());
-        vout.write(vt.data(), vt.size());
-        vout.commit();
+    save_optimizer(optimizer_path(), params, adam, {{"step", std::to_string(step)}, {"seconds", csv_number(elapsed())}});
+    // Losses print in their shortest exact form, so a resumed run continues the same sequence.
+    CsvTable table{{"step", "loss", "lr", "seconds"}, {}};
+    for (const LogRow& r : log)
+        table.rows.push_back({std::to_string(r.step), csv_number(r.loss), csv_number(r.lr), csv_number(r.seconds)});
+    write_csv(log_path(), table);
+    std::vector<double> steps, losses_so_far, validation_steps, validation_dice;
+    for (const LogRow& r : log) {
+        steps.push_back(double(r.step));
+        losses_so_far.push_back(r.loss);
     }
+    if (!validation_log.empty()) {
+        CsvTable v{{"step", "mean_dice"}, {}};
+        for (int32_t label : gen_config.segmentation_labels) v.columns.push_back(cat("dice_", label));
+        for (const ValidationRow& r : validation_log) {
+            std::vector<std::string> row{std::to_string(r.step), csv_number(r.mean_dice)};
+            for (double d : r.dice) row.push_back(csv_number(d));
+            v.rows.push_back(row);
+            validation_steps.push_back(double(r.step));
+            validation_dice.push_back(r.mean_dice);
+        }
+        write_csv(validation_path(), v);
+    }
+    write_loss_curve(join(options.model_dir, "loss.png"), steps, losses_so_far, validation_steps, validation_dice);
 }
 
 void Trainer::State::load_checkpoint() {
@@ -235,21 +234,30 @@ void Trainer::State::load_checkpoint() {
     const auto meta = load_optimizer(optimizer_path(), params, adam);
     const auto it = meta.find("step");
     ISS_INPUT(it != meta.end(), optimizer_path(), ": no training step in the metadata");
-    step = std::stoll(it->second);
+    step = int64_t(csv_to_number(it->second, optimizer_path() + " step"));
     const auto secs = meta.find("seconds");
-    if (secs != meta.end()) seconds_before = std::stod(secs->second);
-    // The log up to the checkpoint (rows after it belong to steps that will run again).
-    std::ifstream in(log_path());
-    std::string line;
-    std::getline(in, line);
-    while (std::getline(in, line)) {
-        LogRow r{};
-        char comma;
-        std::istringstream fields(line);
-        if (!(fields >> r.step >> comma >> r.loss >> comma >> r.lr >> comma >> r.seconds)) continue;
-        if (r.step > step) break;
-        log.push_back(r);
-        losses.push_back(r.loss);
+    if (secs != meta.end()) seconds_before = csv_to_number(secs->second, optimizer_path() + " seconds");
+    // The logs up to the checkpoint (rows after it belong to steps that will run again).
+    if (fs::exists(log_path())) {
+        const CsvTable table = read_csv(log_path());
+        const size_t c_step = table.column("step"), c_loss = table.column("loss"), c_lr = table.column("lr"),
+                     c_seconds = table.column("seconds");
+        for (const auto& row : table.rows) {
+            LogRow r{int64_t(csv_to_number(row[c_step], log_path())), csv_to_number(row[c_loss], log_path()),
+                     float(csv_to_number(row[c_lr], log_path())), csv_to_number(row[c_seconds], log_path())};
+            if (r.step > step) break;
+            log.push_back(r);
+            losses.push_back(r.loss);
+        }
+    }
+    if (fs::exists(validation_path())) {
+        const CsvTable table = read_csv(validation_path());
+        for (const auto& row : table.rows) {
+            ValidationRow r{int64_t(csv_to_number(row[0], validation_path())), csv_to_number(row[1], validation_path()), {}};
+            if (r.step > step) break;
+            for (size_t c = 2; c < row.size(); ++c) r.dice.push_back(csv_to_number(row[c], validation_path()));
+            validation_log.push_back(r);
+        }
     }
 }
 
