@@ -6,7 +6,9 @@
 #include <atomic>
 #include <filesystem>
 
+#include "io/csv.h"
 #include "io/nifti.h"
+#include "io/resample.h"
 #include "kernels/common/error.h"
 #include "synth/phantom.h"
 #include "tests/test_util.h"
@@ -87,6 +89,53 @@ TEST_F(Train, PrefetchThreadGivesTheSameRun) {
     TrainOptions threaded = tiny(path("threaded"), 4);
     threaded.prefetch = 1;
     EXPECT_EQ(train(threaded), train(inline_run));
+}
+
+// End to end: a tiny U-Net trained for 300 steps on one newborn phantom (at 2 mm, with the
+// segmentation reduced to background, left/right white matter, cortex and ventricles) reaches
+// a mean Dice of 0.15 on synthetic samples of a held-out phantom (another seed). Predicting
+// background everywhere scores about 0.08 there (background Dice ~0.55, the rest 0); this run
+// measured about 0.25 (28 s on 2 cores).
+TEST_F(Train, TinyModelLearnsPhantomAnatomy) {
+    DeviceContext cpu;
+    auto at_2mm = [&](const LabelMap& m) {
+        Grid g;
+        g.dim = {m.nx() / 2, m.ny() / 2, m.nz() / 2};
+        g.affine = m.grid.affine * Mat4::scaling(2, 2, 2);
+        return resample_labels(cpu, m, g);
+    };
+    fs::create_directories(path("maps"));
+    fs::create_directories(path("held_out"));
+    write_labels(path("maps/p1.nii.gz"), at_2mm(make_phantom(0, 1)));
+    write_labels(path("held_out/p2.nii.gz"), at_2mm(make_phantom(0, 2)));
+    std::FILE* f = std::fopen(path("seg7.json").c_str(), "w");
+    std::fputs(R"({"segmentation_labels": [0, 2, 3, 4, 41, 42, 43]})", f);
+    std::fclose(f);
+    TrainOptions o;
+    o.labels = path("maps");
+    o.model_dir = path("model");
+    o.config_path = path("seg7.json");
+    o.steps = 300;
+    o.steps_per_epoch = 300;
+    o.shape = 48;
+    o.unet.levels = 3;
+    o.unet.features = 8;
+    o.lr = 3e-3f;
+    o.validation_labels = path("held_out");
+    o.validate_every = 300;
+    o.validation_samples = 2;
+    const std::vector<double> losses = train(o);
+    const CsvTable validation = read_csv(path("model/validation.csv"));
+    ASSERT_EQ(validation.rows.size(), 1u);
+    const double dice = csv_to_number(validation.rows[0][validation.column("mean_dice")], "mean_dice");
+    EXPECT_GT(dice, 0.15) << "held-out mean Dice after 300 steps";
+    double early = 0, late = 0;
+    for (int i = 0; i < 50; ++i) {
+        early += losses[size_t(i)] / 50;
+        late += losses[losses.size() - 1 - size_t(i)] / 50;
+    }
+    EXPECT_LT(late, early - 0.2) << "the training loss should fall";
+    EXPECT_TRUE(fs::exists(path("model/loss.png")));
 }
 
 TEST_F(Train, BadInputIsRefusedBeforeAnyStep) {
