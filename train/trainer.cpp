@@ -354,7 +354,9 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     s.net->initialise(opt.seed);
     s.spec.unet = unet;
     s.spec.labels = s.gen_config.segmentation_labels;
+    const auto voxel = maps.front().grid.voxel_size();  // the resolution the model sees
     s.spec.preprocessing = {{"orientation", "RAS"},
+                            {"voxel_size_mm", {voxel[0], voxel[1], voxel[2]}},
                             {"size_multiple", unet.size_multiple()},
                             {"normalisation", "min-max to [0, 1]"},
                             {"input_channels", unet.in_channels}};
