@@ -6,6 +6,7 @@ namespace iss::cli {
 
 int cmd_info(int argc, char** argv);
 int cmd_phantom(int argc, char** argv);
+int cmd_priors(int argc, char** argv);
 int cmd_synth(int argc, char** argv);
 
 }  // namespace iss::cli

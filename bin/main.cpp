@@ -18,6 +18,7 @@ struct Command {
 const Command commands[] = {
     {"info", iss::cli::cmd_info, "print the header, orientation, intensity range and labels of NIfTI files"},
     {"phantom", iss::cli::cmd_phantom, "write a procedural infant-like label map for a given age"},
+    {"priors", iss::cli::cmd_priors, "estimate intensity priors from real images and their label maps"},
     {"synth", iss::cli::cmd_synth, "generate synthetic training images and label maps from label maps"},
 };
 

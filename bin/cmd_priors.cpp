@@ -1,0 +1,126 @@
+// `infant-synthseg priors`: intensity priors for the generator estimated from real images and
+// their label maps (SPEC.md section 7; the computation is in synth/priors_estimate.h). Reads and
+// measures every subject before writing anything, then writes prior_means.npy and
+// prior_stds.npy (float64, (2, n_labels)) and prints a table per label.
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "bin/cli.h"
+#include "bin/commands.h"
+#include "io/file_util.h"
+#include "io/npy.h"
+#include "kernels/common/error.h"
+#include "synth/labels.h"
+#include "synth/priors_estimate.h"
+
+namespace iss::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* usage =
+    "usage: infant-synthseg priors --images DIR --labels DIR --out DIR [--labels-list LIST]\n"
+    "                              [--classes]\n"
+    "\n"
+    "Estimates intensity priors from real images and their label maps. Per subject the image\n"
+    "is clipped to the 2nd and 98th percentiles of its positive intensities and that range\n"
+    "rescaled to [0, 255]; then for each label present: the median and 1.4826 * the median\n"
+    "absolute deviation of the intensities inside it. Across the subjects where a label is\n"
+    "present: prior_means = [mean; std] of the medians, prior_stds = [mean; std] of the spreads\n"
+    "(population std, ddof 0: 0 with one subject). Writes DIR/prior_means.npy and\n"
+    "DIR/prior_stds.npy (float64, shape (2, n_labels), columns in label-list order), usable as\n"
+    "prior_means / prior_stds of a synth --config. Labels present in no subject get 0 and a\n"
+    "warning. Every input is checked before anything is written.\n"
+    "\n"
+    "  --images DIR       NIfTI images (*.nii, *.nii.gz), or one file\n"
+    "  --labels DIR       their label maps: the same file names, each on its image's grid\n"
+    "  --out DIR          output directory, created when missing\n"
+    "  --labels-list LIST the labels to measure, in column order: comma-separated integers or a\n"
+    "                     .npy file of them (default: the 43 generation labels in index order)\n"
+    "  --classes          pool the voxels of each fused class ((2,21,41,61), (16,170), (7,46),\n"
+    "                     the members that are in the list) and write the class's value in the\n"
+    "                     column of every label of the group\n"
+    "  --help             this text\n";
+
+// "2,3,41" or a .npy file of integers; duplicates are bad input (a column would be lost).
+std::vector<int32_t> parse_label_list(const std::string& text) {
+    std::vector<int32_t> list;
+    if (ends_with(text, ".npy")) {
+        const NpyArray a = read_npy(text);
+        ISS_INPUT(a.shape.size() == 1, text, ": expected a 1-D array of labels, found ", a.shape.size(), " dims");
+        for (const double v : a.values) {
+            ISS_INPUT(v == std::floor(v) && std::fabs(v) < 2147483648.0, text, ": ", v, " is not an int32 label");
+            list.push_back(int32_t(v));
+        }
+    } else {
+        size_t start = 0;
+        while (start <= text.size()) {
+            const size_t comma = std::min(text.find(',', start), text.size());
+            const std::string item = text.substr(start, comma - start);
+            char* end = nullptr;
+            errno = 0;
+            const long long v = std::strtoll(item.c_str(), &end, 10);
+            ISS_INPUT(!item.empty() && *end == '\0' && errno == 0 && v >= INT32_MIN && v <= INT32_MAX,
+                      "priors: --labels-list: '", item,
+                      "' is not an integer label (expected e.g. 0,2,3 or a .npy file)");
+            list.push_back(int32_t(v));
+            start = comma + 1;
+        }
+    }
+    ISS_INPUT(!list.empty(), "priors: --labels-list ", text, " holds no labels");
+    std::set<int32_t> seen;
+    for (const int32_t label : list)
+        ISS_INPUT(seen.insert(label).second, "priors: --labels-list: label ", label, " twice");
+    return list;
+}
+
+}  // namespace
+
+int cmd_priors(int argc, char** argv) {
+    const Args args("priors", argc, argv, {"--images", "--labels", "--out", "--labels-list"}, {"--classes", "--help"});
+    if (args.flag("--help")) {
+        std::fputs(usage, stdout);
+        return 0;
+    }
+    ISS_INPUT(args.positional().empty(), "priors: unexpected argument '", args.positional().front(),
+              "' (see 'infant-synthseg priors --help')");
+    const std::string images = args.require("--images");
+    const std::string label_maps = args.require("--labels");
+    const std::string out_dir = args.require("--out");
+    PriorsOptions options;
+    options.labels =
+        args.has("--labels-list") ? parse_label_list(args.get("--labels-list", "")) : labels::generation_labels();
+    options.classes = args.flag("--classes");
+
+    const std::vector<SubjectFiles> subjects = pair_subject_files(images, label_maps);
+    const EstimatedPriors priors = estimate_priors(subjects, options);
+
+    make_directories(out_dir);
+    const std::vector<int64_t> shape = {2, int64_t(options.labels.size())};
+    write_npy((fs::path(out_dir) / "prior_means.npy").string(), shape, priors.means);
+    write_npy((fs::path(out_dir) / "prior_stds.npy").string(), shape, priors.stds);
+
+    if (!priors.absent.empty()) {
+        std::string names;
+        for (const int32_t label : priors.absent) names += cat(names.empty() ? "" : " ", label);
+        std::fprintf(stderr, "warning: label%s %s present in no subject: prior columns set to 0\n",
+                     priors.absent.size() > 1 ? "s" : "", names.c_str());
+    }
+    const size_t n = options.labels.size();
+    std::printf("%6s %9s %16s %16s\n", "label", "subjects", "mean of medians", "mean of spreads");
+    for (size_t i = 0; i < n; ++i)
+        std::printf("%6d %9d %16.2f %16.2f\n", options.labels[i], priors.subjects[i], priors.means[i], priors.stds[i]);
+    std::printf("wrote prior_means.npy and prior_stds.npy (2 x %zu) from %zu subjects%s to %s\n", n, subjects.size(),
+                options.classes ? " (fused classes pooled)" : "", out_dir.c_str());
+    return 0;
+}
+
+}  // namespace iss::cli

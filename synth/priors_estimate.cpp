@@ -1,0 +1,207 @@
+#include "synth/priors_estimate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <unordered_map>
+
+#include "io/file_util.h"
+#include "io/nifti.h"
+#include "kernels/common/error.h"
+#include "synth/labels.h"
+
+namespace iss {
+namespace {
+
+// NumPy's lerp (numpy/lib/function_base.py _lerp): from the nearer end, so that t = 1 gives b
+// exactly.
+double lerp(double a, double b, double t) {
+    const double diff = b - a;
+    return t >= 0.5 ? b - diff * (1 - t) : a + diff * t;
+}
+
+// Per list index, the pooling group it belongs to: its own, or with classes the group of the
+// first listed member of its fused class.
+std::vector<int> group_of_index(const PriorsOptions& options) {
+    const std::vector<int32_t>& list = options.labels;
+    std::vector<int> group(list.size());
+    for (size_t i = 0; i < list.size(); ++i) group[i] = int(i);
+    if (!options.classes) return group;
+    for (const std::vector<int32_t>& fused : labels::fused_classes()) {
+        int first = -1;
+        for (const int32_t label : fused) {
+            const int i = labels::index_of(list, label);
+            if (i < 0) continue;
+            if (first < 0) first = i;
+            group[size_t(i)] = first;
+        }
+    }
+    return group;
+}
+
+std::string dims_text(const Grid& g) {
+    return cat(g.dim[0], "x", g.dim[1], "x", g.dim[2]);
+}
+
+}  // namespace
+
+double percentile(std::vector<double>& values, double p) {
+    ISS_REQUIRE(!values.empty(), "percentile of no values");
+    const double pos = p / 100 * double(values.size() - 1);
+    const size_t k = std::min(size_t(pos), values.size() - 1);
+    std::nth_element(values.begin(), values.begin() + std::ptrdiff_t(k), values.end());
+    const double a = values[k];
+    if (k + 1 >= values.size()) return a;
+    // Everything after position k is >= a; the next order statistic is their minimum.
+    const double b = *std::min_element(values.begin() + std::ptrdiff_t(k + 1), values.end());
+    return lerp(a, b, pos - double(k));
+}
+
+double median_of(std::vector<double>& values) {
+    ISS_REQUIRE(!values.empty(), "median of no values");
+    const size_t n = values.size(), mid = n / 2;
+    std::nth_element(values.begin(), values.begin() + std::ptrdiff_t(mid), values.end());
+    const double upper = values[mid];
+    if (n % 2) return upper;
+    const double lower = *std::max_element(values.begin(), values.begin() + std::ptrdiff_t(mid));
+    return (lower + upper) / 2;
+}
+
+double scaled_mad(std::vector<double>& values, double median) {
+    for (double& v : values) v = std::fabs(v - median);
+    return mad_to_std * median_of(values);
+}
+
+void rescale_intensities(std::vector<double>& values, const std::string& source) {
+    std::vector<double> positive;
+    for (const double v : values)
+        if (v > 0) positive.push_back(v);  // NaN fails the test too
+    ISS_INPUT(!positive.empty(), source, ": no positive intensity to rescale");
+    const double lo = percentile(positive, 2);
+    const double hi = percentile(positive, 98);
+    for (double& v : values) {
+        if (std::isnan(v)) continue;
+        // The reference returns zeros for a flat image rather than divide by zero.
+        v = lo == hi ? 0 : (std::clamp(v, lo, hi) - lo) / (hi - lo) * 255;
+    }
+}
+
+SubjectStats measure_subject(const std::vector<double>& image, const std::vector<int32_t>& labels,
+                             const PriorsOptions& options) {
+    ISS_REQUIRE(image.size() == labels.size(), "image has ", image.size(), " voxels, label map ", labels.size());
+    const size_t n = options.labels.size();
+    const std::vector<int> group = group_of_index(options);
+    std::unordered_map<int32_t, int> group_of_label;
+    for (size_t i = 0; i < n; ++i)
+        ISS_REQUIRE(group_of_label.emplace(options.labels[i], group[i]).second, "label ", options.labels[i],
+                    " twice in the label list");
+
+    std::vector<std::vector<double>> values(n);
+    int32_t last_label = 0;
+    int last_group = -1;
+    bool have_last = false;
+    for (size_t v = 0; v < image.size(); ++v) {
+        if (std::isnan(image[v])) continue;
+        // Label maps come in long runs of one value: remember the last lookup.
+        if (!have_last || labels[v] != last_label) {
+            const auto it = group_of_label.find(labels[v]);
+            last_label = labels[v];
+            last_group = it == group_of_label.end() ? -1 : it->second;
+            have_last = true;
+        }
+        if (last_group >= 0) values[size_t(last_group)].push_back(image[v]);
+    }
+
+    SubjectStats stats;
+    stats.median.assign(n, 0);
+    stats.spread.assign(n, 0);
+    stats.voxels.assign(n, 0);
+    for (size_t g = 0; g < n; ++g) {
+        std::vector<double>& x = values[g];
+        if (x.empty()) continue;
+        const int64_t count = int64_t(x.size());
+        const double med = median_of(x);
+        const double spread = scaled_mad(x, med);
+        for (size_t i = 0; i < n; ++i) {
+            if (group[i] != int(g)) continue;
+            stats.median[i] = med;
+            stats.spread[i] = spread;
+            stats.voxels[i] = count;
+        }
+    }
+    return stats;
+}
+
+EstimatedPriors combine_subjects(const std::vector<SubjectStats>& subjects, const PriorsOptions& options) {
+    const size_t n = options.labels.size();
+    EstimatedPriors out;
+    out.labels = options.labels;
+    out.means.assign(2 * n, 0);
+    out.stds.assign(2 * n, 0);
+    out.subjects.assign(n, 0);
+    for (size_t i = 0; i < n; ++i) {
+        std::vector<double> medians, spreads;
+        for (const SubjectStats& s : subjects) {
+            ISS_REQUIRE(s.voxels.size() == n, "subject stats for ", s.voxels.size(), " labels, expected ", n);
+            if (s.voxels[i] == 0) continue;
+            medians.push_back(s.median[i]);
+            spreads.push_back(s.spread[i]);
+        }
+        out.subjects[i] = int(medians.size());
+        if (medians.empty()) {
+            out.absent.push_back(options.labels[i]);
+            continue;
+        }
+        // Mean, then the population std (ddof 0) around it, as np.mean / np.std.
+        auto mean_std = [](const std::vector<double>& x, double& mean, double& std) {
+            double sum = 0;
+            for (const double v : x) sum += v;
+            mean = sum / double(x.size());
+            double sq = 0;
+            for (const double v : x) sq += (v - mean) * (v - mean);
+            std = std::sqrt(sq / double(x.size()));
+        };
+        mean_std(medians, out.means[i], out.means[n + i]);
+        mean_std(spreads, out.stds[i], out.stds[n + i]);
+    }
+    return out;
+}
+
+std::vector<SubjectFiles> pair_subject_files(const std::string& images, const std::string& labels) {
+    namespace fs = std::filesystem;
+    std::map<std::string, std::string> image_by_name, labels_by_name;
+    for (const std::string& f : nifti_files(images)) image_by_name[fs::path(f).filename().string()] = f;
+    for (const std::string& f : nifti_files(labels)) labels_by_name[fs::path(f).filename().string()] = f;
+    std::vector<SubjectFiles> pairs;
+    for (const auto& [name, path] : image_by_name) {
+        const auto it = labels_by_name.find(name);
+        ISS_INPUT(it != labels_by_name.end(), path, ": no label map of the same name in ", labels);
+        pairs.push_back({path, it->second});
+    }
+    for (const auto& [name, path] : labels_by_name)
+        ISS_INPUT(image_by_name.count(name), path, ": no image of the same name in ", images);
+    return pairs;
+}
+
+SubjectStats measure_subject_files(const SubjectFiles& files, const PriorsOptions& options) {
+    Volume<double> image = read_image_f64(files.image);
+    ISS_INPUT(image.frames == 1, files.image, ": expected a 3-D image, found ", image.frames, " volumes");
+    const LabelMap labels = read_labels(files.labels);
+    ISS_INPUT(labels.frames == 1, files.labels, ": expected a 3-D label map, found ", labels.frames, " volumes");
+    ISS_INPUT(image.grid.dim == labels.grid.dim, files.image, " and ", files.labels, ": dims differ (",
+              dims_text(image.grid), " vs ", dims_text(labels.grid), ")");
+    ISS_INPUT(image.grid.same_as(labels.grid), files.image, " and ", files.labels,
+              ": voxel-to-world affines differ (more than 1e-4 mm)");
+    rescale_intensities(image.data, files.image);
+    return measure_subject(image.data, labels.data, options);
+}
+
+EstimatedPriors estimate_priors(const std::vector<SubjectFiles>& subjects, const PriorsOptions& options) {
+    std::vector<SubjectStats> stats;
+    stats.reserve(subjects.size());
+    for (const SubjectFiles& s : subjects) stats.push_back(measure_subject_files(s, options));
+    return combine_subjects(stats, options);
+}
+
+}  // namespace iss

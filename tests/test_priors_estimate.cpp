@@ -1,0 +1,436 @@
+// Prior estimation (SPEC.md section 7), against values worked out by hand:
+//   PriorsEstimate  the statistics on vectors: NumPy's percentile, median and scaled MAD, the
+//                   2-98% rescaling on a ramp, per-label and fused-class measurement, the
+//                   across-subject mean and population std, absent labels;
+//   PriorsFiles     pairing by file name, grid and dimension checks, and a round trip: subjects
+//                   painted with a known normal per label give back that contrast;
+//   PriorsCli       the `priors` command: the .npy files it writes, its table and warning, and
+//                   bad input (exit 2, one line, nothing written).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "io/nifti.h"
+#include "io/npy.h"
+#include "kernels/common/error.h"
+#include "synth/labels.h"
+#include "synth/priors_estimate.h"
+#include "test_util.h"
+
+namespace iss {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Population mean and std, written out again here so the test does not trust the code it tests.
+void mean_std(const std::vector<double>& x, double& mean, double& std) {
+    mean = 0;
+    for (const double v : x) mean += v / double(x.size());
+    std = 0;
+    for (const double v : x) std += (v - mean) * (v - mean) / double(x.size());
+    std = std::sqrt(std);
+}
+
+PriorsOptions options_for(std::vector<int32_t> labels, bool classes = false) {
+    PriorsOptions o;
+    o.labels = std::move(labels);
+    o.classes = classes;
+    return o;
+}
+
+TEST(PriorsEstimate, PercentileMedianAndMadAsNumpy) {
+    // np.percentile(range(1, 11), [2, 98]) = [1.18, 9.82]; order of the input must not matter.
+    std::vector<double> v = {7, 3, 10, 1, 5, 9, 2, 8, 4, 6};
+    EXPECT_NEAR(percentile(v, 2), 1.18, 1e-12);
+    EXPECT_NEAR(percentile(v, 98), 9.82, 1e-12);
+    EXPECT_EQ(percentile(v, 0), 1);
+    EXPECT_EQ(percentile(v, 100), 10);
+    std::vector<double> odd = {5, 1, 4}, even = {4, 1, 3, 2}, one = {7};
+    EXPECT_EQ(median_of(odd), 4);
+    EXPECT_EQ(median_of(even), 2.5);
+    EXPECT_EQ(median_of(one), 7);
+    // {1, 2, 3, 4, 100}: median 3, |x - 3| = {2, 1, 0, 1, 97}, their median 1.
+    std::vector<double> skewed = {100, 2, 4, 1, 3};
+    const double med = median_of(skewed);
+    EXPECT_EQ(med, 3);
+    EXPECT_EQ(scaled_mad(skewed, med), 1.4826);
+    std::vector<double> none;
+    EXPECT_THROW(percentile(none, 50), Error);
+    EXPECT_THROW(median_of(none), Error);
+}
+
+TEST(PriorsEstimate, RescaleClipsAtPositivePercentilesOfARamp) {
+    // 0, 1, ..., 100: the zero is not positive, so the percentiles are of 1..100 (n = 100):
+    // 2% at position 1.98 -> 2.98, 98% at position 97.02 -> 98.02.
+    std::vector<double> ramp;
+    for (int i = 0; i <= 100; ++i) ramp.push_back(i);
+    ramp.push_back(NAN);
+    rescale_intensities(ramp, "ramp");
+    const double lo = 2.98, hi = 98.02;
+    EXPECT_EQ(ramp[0], 0);  // below lo: clipped to lo, then 0
+    EXPECT_EQ(ramp[2], 0);
+    EXPECT_NEAR(ramp[3], (3 - lo) / (hi - lo) * 255, 1e-9);
+    EXPECT_NEAR(ramp[50], (50 - lo) / (hi - lo) * 255, 1e-9);
+    EXPECT_NEAR(ramp[98], (98 - lo) / (hi - lo) * 255, 1e-9);
+    EXPECT_EQ(ramp[99], 255);  // above hi: clipped
+    EXPECT_EQ(ramp[100], 255);
+    EXPECT_TRUE(std::isnan(ramp[101]));
+
+    std::vector<double> flat = {0, 5, 5, 5};  // lo == hi: zeros, as the reference
+    rescale_intensities(flat, "flat");
+    for (const double v : flat) EXPECT_EQ(v, 0);
+    std::vector<double> dark = {0, -1, 0};
+    try {
+        rescale_intensities(dark, "dark.nii.gz");
+        FAIL() << "no positive intensity accepted";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("dark.nii.gz"), std::string::npos) << e.what();
+    }
+}
+
+TEST(PriorsEstimate, ConstantAndKnownRegionsPerLabel) {
+    // Label 2 constant 40, label 3 the values {10, 20, 30, 40, 90}, label 5 not in the list,
+    // label 4 listed but absent. NaN voxels are ignored.
+    const std::vector<int32_t> labels = {2, 2, 2, 3, 3, 3, 3, 3, 5, 2};
+    const std::vector<double> image = {40, 40, 40, 20, 90, 10, 40, 30, 7, NAN};
+    const SubjectStats s = measure_subject(image, labels, options_for({3, 4, 2}));
+    ASSERT_EQ(s.median.size(), 3u);
+    EXPECT_EQ(s.median[0], 30);
+    EXPECT_EQ(s.spread[0], 1.4826 * 10);  // |x - 30| = {10, 60, 20, 10, 0}: median 10
+    EXPECT_EQ(s.voxels[0], 5);
+    EXPECT_EQ(s.voxels[1], 0);
+    EXPECT_EQ(s.median[1], 0);
+    EXPECT_EQ(s.median[2], 40);
+    EXPECT_EQ(s.spread[2], 0);
+    EXPECT_EQ(s.voxels[2], 3);
+}
+
+TEST(PriorsEstimate, FusedClassesPoolTheirLabels) {
+    // (2, 21, 41, 61): 2 holds {10, 10}, 41 holds {30, 30, 30}; pooled median 30 written at
+    // both columns (21 and 61 are not in the list). (16, 170): 170 alone holds {50}.
+    // 3 is its own class.
+    const std::vector<int32_t> labels = {2, 2, 41, 41, 41, 170, 3};
+    const std::vector<double> image = {10, 10, 30, 30, 30, 50, 60};
+    const std::vector<int32_t> list = {41, 3, 16, 2, 170};
+    const SubjectStats pooled = measure_subject(image, labels, options_for(list, true));
+    EXPECT_EQ(pooled.median, (std::vector<double>{30, 60, 50, 30, 50}));
+    EXPECT_EQ(pooled.voxels, (std::vector<int64_t>{5, 1, 1, 5, 1}));
+    EXPECT_EQ(pooled.spread[0], 0);  // |x - 30| = {20, 20, 0, 0, 0}
+    const SubjectStats separate = measure_subject(image, labels, options_for(list, false));
+    EXPECT_EQ(separate.median, (std::vector<double>{30, 60, 0, 10, 50}));
+    EXPECT_EQ(separate.voxels[2], 0);
+    // A label twice would leave one of its columns silently empty.
+    EXPECT_THROW(measure_subject(image, labels, options_for({2, 3, 2})), Error);
+}
+
+TEST(PriorsEstimate, AcrossSubjectsMeanAndPopulationStd) {
+    // Label 2 in all three subjects (medians 10, 20, 60; spreads 1, 2, 6); label 3 in the
+    // first and third only (medians 100, 140); label 4 in none; label 5 in one.
+    auto subject = [](double m2, double s2, int64_t n3, double m3, double m5) {
+        SubjectStats s;
+        s.median = {m2, m3, 0, m5};
+        s.spread = {s2, m3 / 10, 0, 3};
+        s.voxels = {10, n3, 0, m5 > 0 ? 4 : 0};
+        return s;
+    };
+    const std::vector<SubjectStats> subjects = {subject(10, 1, 8, 100, 0), subject(20, 2, 0, 0, 0),
+                                                subject(60, 6, 8, 140, 70)};
+    const EstimatedPriors p = combine_subjects(subjects, options_for({2, 3, 4, 5}));
+    ASSERT_EQ(p.means.size(), 8u);
+    double mean, std;
+    mean_std({10, 20, 60}, mean, std);
+    EXPECT_NEAR(p.means[0], 30, 1e-12);
+    EXPECT_NEAR(p.means[4 + 0], std::sqrt(1400.0 / 3), 1e-12);  // ddof 0, not 1
+    EXPECT_NEAR(p.means[4 + 0], std, 1e-12);
+    EXPECT_NEAR(p.stds[0], 3, 1e-12);
+    EXPECT_NEAR(p.stds[4 + 0], std::sqrt(14.0 / 3), 1e-12);
+    // The subject without label 3 is ignored, not counted as a zero.
+    EXPECT_NEAR(p.means[1], 120, 1e-12);
+    EXPECT_NEAR(p.means[4 + 1], 20, 1e-12);
+    EXPECT_NEAR(p.stds[1], 12, 1e-12);
+    EXPECT_NEAR(p.stds[4 + 1], 2, 1e-12);
+    // Absent everywhere: zeros, and named.
+    EXPECT_EQ(p.means[2], 0);
+    EXPECT_EQ(p.means[4 + 2], 0);
+    EXPECT_EQ(p.stds[2], 0);
+    EXPECT_EQ(p.stds[4 + 2], 0);
+    EXPECT_EQ(p.absent, (std::vector<int32_t>{4}));
+    // One subject: the std is 0.
+    EXPECT_EQ(p.means[3], 70);
+    EXPECT_EQ(p.means[4 + 3], 0);
+    EXPECT_EQ(p.stds[4 + 3], 0);
+    EXPECT_EQ(p.subjects, (std::vector<int>{3, 2, 0, 1}));
+}
+
+// A 10x10x10 subject in slabs along k, 100 voxels each: slab 0 background (intensity 0), slab 1
+// label 24 at 20 and slab 9 label 77 at 230, so that the 2nd and 98th percentiles of the 900
+// positive voxels are exactly 20 and 230 and a value v rescales to (v - 20) / 210 * 255.
+// `slabs` gives the label and value of slabs 2..8 (value < 0: half the slab at -value, half
+// at -value + 20).
+struct Slab {
+    int32_t label;
+    double value;
+};
+
+double rescaled(double v) {
+    return (v - 20) / 210 * 255;
+}
+
+void write_subject(const std::string& image_path, const std::string& labels_path, const std::vector<Slab>& slabs) {
+    Grid grid;
+    grid.dim = {10, 10, 10};
+    Image image(grid);
+    LabelMap labels(grid);
+    for (int64_t k = 0; k < 10; ++k) {
+        Slab s = k == 0 ? Slab{0, 0} : k == 1 ? Slab{24, 20} : k == 9 ? Slab{77, 230} : slabs.at(size_t(k - 2));
+        for (int64_t j = 0; j < 10; ++j)
+            for (int64_t i = 0; i < 10; ++i) {
+                labels.at(i, j, k) = s.label;
+                image.at(i, j, k) = float(s.value >= 0 ? s.value : -s.value + (j < 5 ? 0 : 20));
+            }
+    }
+    write_image(image_path, image);
+    write_labels(labels_path, labels);
+}
+
+class PriorsFiles : public test::TempDirTest {
+protected:
+    void SetUp() override {
+        test::TempDirTest::SetUp();
+        fs::create_directories(dir_ / "images");
+        fs::create_directories(dir_ / "labels");
+    }
+    std::string image(const std::string& name) const { return (dir_ / "images" / name).string(); }
+    std::string label_map(const std::string& name) const { return (dir_ / "labels" / name).string(); }
+    void subject(const std::string& name, const std::vector<Slab>& slabs) {
+        write_subject(image(name), label_map(name), slabs);
+    }
+    // The InputError's message, which must name `file`.
+    template <class F>
+    void expect_input_error(F&& call, const std::string& file, const std::string& fragment) {
+        try {
+            call();
+            ADD_FAILURE() << "no InputError";
+        } catch (const InputError& e) {
+            const std::string what = e.what();
+            EXPECT_NE(what.find(file), std::string::npos) << what;
+            EXPECT_NE(what.find(fragment), std::string::npos) << what;
+        }
+    }
+};
+
+const std::vector<Slab> plain = {{2, 50}, {3, 60}, {4, 70}, {10, 80}, {11, 90}, {16, 100}, {170, 110}};
+
+TEST_F(PriorsFiles, PairsByNameAndNamesTheFileWithoutAPartner) {
+    subject("b.nii.gz", plain);
+    subject("a.nii", plain);
+    const std::vector<SubjectFiles> pairs = pair_subject_files((dir_ / "images").string(), (dir_ / "labels").string());
+    ASSERT_EQ(pairs.size(), 2u);
+    EXPECT_EQ(pairs[0].image, image("a.nii"));
+    EXPECT_EQ(pairs[0].labels, label_map("a.nii"));
+    EXPECT_EQ(pairs[1].labels, label_map("b.nii.gz"));
+
+    fs::copy_file(image("a.nii"), image("c.nii"));
+    expect_input_error([&] { pair_subject_files((dir_ / "images").string(), (dir_ / "labels").string()); },
+                       image("c.nii"), "no label map");
+    fs::remove(image("c.nii"));
+    fs::copy_file(label_map("a.nii"), label_map("d.nii"));
+    expect_input_error([&] { pair_subject_files((dir_ / "images").string(), (dir_ / "labels").string()); },
+                       label_map("d.nii"), "no image");
+}
+
+TEST_F(PriorsFiles, GridMismatchAndFourDimensionalImagesAreInputErrors) {
+    const PriorsOptions options = options_for(labels::generation_labels());
+    subject("s.nii.gz", plain);
+    Grid small;
+    small.dim = {10, 10, 9};
+    write_labels(label_map("s.nii.gz"), LabelMap(small));
+    expect_input_error(
+        [&] {
+            measure_subject_files({image("s.nii.gz"), label_map("s.nii.gz")}, options);
+        },
+        label_map("s.nii.gz"), "dims differ (10x10x10 vs 10x10x9)");
+
+    Grid shifted;
+    shifted.dim = {10, 10, 10};
+    shifted.affine.m[0][3] = 1;  // same dims, origin 1 mm apart
+    write_labels(label_map("s.nii.gz"), LabelMap(shifted));
+    expect_input_error(
+        [&] {
+            measure_subject_files({image("s.nii.gz"), label_map("s.nii.gz")}, options);
+        },
+        label_map("s.nii.gz"), "affines differ");
+
+    subject("s.nii.gz", plain);
+    Grid grid;
+    grid.dim = {10, 10, 10};
+    write_image(image("s.nii.gz"), Image(grid, 2, 1.0f));
+    expect_input_error(
+        [&] {
+            measure_subject_files({image("s.nii.gz"), label_map("s.nii.gz")}, options);
+        },
+        image("s.nii.gz"), "expected a 3-D image, found 2 volumes");
+}
+
+TEST_F(PriorsFiles, ConstantSubjectsGiveExactPriors) {
+    // Label 2 at 50, 80, 140 in three subjects; label 3 missing from the second; label 10
+    // half 100, half 120 (median 110, MAD 10) in the first.
+    subject("s1.nii.gz", {{2, 50}, {3, 60}, {10, -100}, {11, 90}, {16, 100}, {170, 110}, {4, 70}});
+    subject("s2.nii.gz", {{2, 80}, {4, 60}, {10, 80}, {11, 90}, {16, 100}, {170, 110}, {4, 70}});
+    subject("s3.nii.gz", {{2, 140}, {3, 90}, {10, 80}, {11, 90}, {16, 100}, {170, 110}, {4, 70}});
+    const PriorsOptions options = options_for(labels::generation_labels());
+    const EstimatedPriors p =
+        estimate_priors(pair_subject_files((dir_ / "images").string(), (dir_ / "labels").string()), options);
+    const size_t n = 43;
+    auto col = [](int32_t label) { return size_t(labels::index_of(labels::generation_labels(), label)); };
+    double mean, std;
+    mean_std({rescaled(50), rescaled(80), rescaled(140)}, mean, std);
+    EXPECT_NEAR(p.means[col(2)], mean, 1e-9);
+    EXPECT_NEAR(p.means[n + col(2)], std, 1e-9);
+    EXPECT_EQ(p.stds[col(2)], 0);
+    mean_std({rescaled(60), rescaled(90)}, mean, std);
+    EXPECT_NEAR(p.means[col(3)], mean, 1e-9);
+    EXPECT_NEAR(p.means[n + col(3)], std, 1e-9);
+    EXPECT_EQ(p.subjects[col(3)], 2);
+    // Label 10: medians rescaled(110), rescaled(80), rescaled(80); spreads 1.4826 * 10 * 255 / 210, 0, 0.
+    mean_std({rescaled(110), rescaled(80), rescaled(80)}, mean, std);
+    EXPECT_NEAR(p.means[col(10)], mean, 1e-9);
+    EXPECT_NEAR(p.stds[col(10)], 1.4826 * 10 * 255 / 210 / 3, 1e-9);
+    EXPECT_EQ(p.means[col(24)], 0);  // the floor label: clipped to 0
+    EXPECT_EQ(p.means[col(77)], 255);
+    EXPECT_EQ(p.subjects[col(0)], 3);
+    EXPECT_EQ(p.means[col(0)], 0);
+    EXPECT_EQ(p.absent.size(), 43u - 10u);  // present: 0 2 3 4 10 11 16 24 77 170
+}
+
+TEST_F(PriorsFiles, RoundTripOfAKnownContrast) {
+    // Three subjects painted with a normal per label from a fixed RNG: label L has mean
+    // mu_L + 10 * subject and std sigma_L, clamped to [20, 230] (at least 4 sigma away, so the
+    // median and MAD barely move) inside a floor and a ceiling that fix the rescaling. The
+    // estimate must give back mean(mu_L + 10 s) and sigma_L in rescaled units; the median of
+    // 20000 normal draws has a std of about 1.25 sigma / sqrt(20000) = 0.009 sigma and the
+    // scaled MAD about 0.012 sigma, so 0.06 sigma is over 5 of those.
+    const std::vector<int32_t> painted = {2, 3, 4, 10, 11, 16, 170};
+    const std::vector<double> mu = {80, 120, 160, 100, 140, 90, 130}, sigma = {8, 5, 10, 6, 4, 9, 7};
+    Grid grid;
+    grid.dim = {100, 20, 100};  // slabs of 10 k-planes along k, 20000 voxels each
+    std::mt19937_64 rng(12345);
+    for (int s = 0; s < 3; ++s) {
+        Image img(grid);
+        LabelMap map(grid);
+        for (int64_t k = 0; k < 100; ++k) {
+            const int slab = int(k / 10);  // 0 background, 1 floor, 2..8 painted, 9 ceiling
+            for (int64_t j = 0; j < 20; ++j)
+                for (int64_t i = 0; i < 100; ++i) {
+                    double v = 0;
+                    int32_t label = 0;
+                    if (slab == 1) label = 24, v = 20;
+                    if (slab == 9) label = 77, v = 230;
+                    if (slab >= 2 && slab <= 8) {
+                        const size_t l = size_t(slab - 2);
+                        label = painted[l];
+                        v = std::clamp(std::normal_distribution<double>(mu[l] + 10 * s, sigma[l])(rng), 20.0, 230.0);
+                    }
+                    map.at(i, j, k) = label;
+                    img.at(i, j, k) = float(v);
+                }
+        }
+        const std::string name = "s" + std::to_string(s) + ".nii.gz";
+        write_image(image(name), img);
+        write_labels(label_map(name), map);
+    }
+    const std::vector<int32_t> list = {0, 2, 3, 4, 10, 11, 16, 170};
+    const EstimatedPriors p =
+        estimate_priors(pair_subject_files((dir_ / "images").string(), (dir_ / "labels").string()), options_for(list));
+    const double scale = 255.0 / 210;
+    for (size_t l = 0; l < painted.size(); ++l) {
+        SCOPED_TRACE(painted[l]);
+        const size_t c = l + 1, n = list.size();
+        EXPECT_NEAR(p.means[c], rescaled(mu[l] + 10), 0.06 * sigma[l] * scale);
+        EXPECT_NEAR(p.means[n + c], 10 * std::sqrt(2.0 / 3) * scale, 0.06 * sigma[l] * scale);  // 0, 10, 20
+        EXPECT_NEAR(p.stds[c], sigma[l] * scale, 0.06 * sigma[l] * scale);
+        EXPECT_LT(p.stds[n + c], 0.06 * sigma[l] * scale);
+    }
+}
+
+class PriorsCli : public PriorsFiles {
+protected:
+    test::RunResult priors(const std::string& args) {
+        return test::run_command(std::string(INFANT_CLI_PATH) + " priors --images " +
+                                 test::shell_quote((dir_ / "images").string()) + " --labels " +
+                                 test::shell_quote((dir_ / "labels").string()) + " " + args);
+    }
+    std::string out() const { return (dir_ / "out").string(); }
+    // Exit 2, one line on stderr containing `fragment`, and no --out directory.
+    void expect_bad(const std::string& args, const std::string& fragment) {
+        SCOPED_TRACE(args);
+        const test::RunResult r = priors(args + " --out " + test::shell_quote(out()));
+        EXPECT_EQ(r.status, 2) << r.err;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+        EXPECT_NE(r.err.find(fragment), std::string::npos) << "expected '" << fragment << "' in: " << r.err;
+        EXPECT_FALSE(fs::exists(out()));
+    }
+};
+
+TEST_F(PriorsCli, WritesTwoNpyFilesOfShapeTwoBy43) {
+    subject("s1.nii.gz", {{2, 50}, {3, 60}, {4, 70}, {10, 80}, {11, 90}, {16, 100}, {170, 110}});
+    subject("s2.nii.gz", {{2, 80}, {3, 60}, {4, 70}, {10, 80}, {11, 90}, {16, 100}, {170, 110}});
+    const test::RunResult r = priors("--out " + test::shell_quote(out()));
+    ASSERT_EQ(r.status, 0) << r.err;
+    const NpyArray means = read_npy(out() + "/prior_means.npy");
+    const NpyArray stds = read_npy(out() + "/prior_stds.npy");
+    EXPECT_EQ(means.shape, (std::vector<int64_t>{2, 43}));
+    EXPECT_EQ(stds.shape, (std::vector<int64_t>{2, 43}));
+    EXPECT_EQ(means.dtype, "<f8");
+    const size_t c2 = size_t(labels::index_of(labels::generation_labels(), 2));
+    EXPECT_NEAR(means.values[c2], (rescaled(50) + rescaled(80)) / 2, 1e-9);
+    EXPECT_NEAR(means.values[43 + c2], (rescaled(80) - rescaled(50)) / 2, 1e-9);
+    // The table: a header and one row per label; the warning names the absent labels.
+    EXPECT_NE(r.out.find("mean of medians"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("wrote prior_means.npy and prior_stds.npy (2 x 43) from 2 subjects"), std::string::npos)
+        << r.out;
+    EXPECT_NE(r.err.find("warning: labels 14 15 85 172 5 7 8 12"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+TEST_F(PriorsCli, LabelListAndClasses) {
+    subject("s1.nii.gz", {{2, 50}, {41, 60}, {41, 70}, {3, 80}, {16, 100}, {16, 100}, {170, 110}});
+    const test::RunResult r = priors("--out " + test::shell_quote(out()) + " --labels-list 41,2,3,170,16 --classes");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "");  // every listed label present
+    const NpyArray means = read_npy(out() + "/prior_means.npy");
+    ASSERT_EQ(means.shape, (std::vector<int64_t>{2, 5}));
+    // (2, 41) pooled: 100 at 50, 100 at 60, 100 at 70 -> 60 at both columns; (16, 170): 100.
+    EXPECT_NEAR(means.values[0], rescaled(60), 1e-9);
+    EXPECT_NEAR(means.values[1], rescaled(60), 1e-9);
+    EXPECT_NEAR(means.values[2], rescaled(80), 1e-9);
+    EXPECT_NEAR(means.values[3], rescaled(100), 1e-9);
+    EXPECT_NEAR(means.values[4], rescaled(100), 1e-9);
+}
+
+TEST_F(PriorsCli, BadInputExitsTwoAndWritesNothing) {
+    subject("s1.nii.gz", plain);
+    fs::copy_file(image("s1.nii.gz"), image("s2.nii.gz"));
+    expect_bad("", image("s2.nii.gz") + ": no label map of the same name");
+    fs::remove(image("s2.nii.gz"));
+    expect_bad("--labels-list 2,x", "'x' is not an integer label");
+    expect_bad("--labels-list 2,3,2", "label 2 twice");
+    Grid grid;
+    grid.dim = {10, 10, 10};
+    write_image(image("s1.nii.gz"), Image(grid, 3, 1.0f));
+    expect_bad("", image("s1.nii.gz") + ": expected a 3-D image, found 3 volumes");
+    subject("s1.nii.gz", plain);
+    grid.dim = {10, 9, 10};
+    write_labels(label_map("s1.nii.gz"), LabelMap(grid));
+    expect_bad("", "dims differ (10x10x10 vs 10x9x10)");
+    const test::RunResult r = test::run_command(std::string(INFANT_CLI_PATH) + " priors --images x");
+    EXPECT_EQ(r.status, 2);
+}
+
+}  // namespace
+}  // namespace iss
