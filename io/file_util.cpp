@@ -73,7 +73,7 @@ std::vector<std::string> nifti_files(const std::string& path) {
             files.push_back(entry.path().string());
     }
     ISS_INPUT(!ec, path, ": cannot list: ", ec.message());
-    ISS_INPUT(!files.empty(), path, ": no label maps (*.nii, *.nii.gz) in this directory");
+    ISS_INPUT(!files.empty(), path, ": no NIfTI files (*.nii, *.nii.gz) in this directory");
     std::sort(files.begin(), files.end());
     return files;
 }
