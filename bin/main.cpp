@@ -16,7 +16,10 @@ struct Command {
 };
 
 const Command commands[] = {
+    {"clean", iss::cli::cmd_clean, "fold the infant extra labels and relabel small islands of a segmentation"},
+    {"dice", iss::cli::cmd_dice, "Dice overlap per structure between segmentations and ground truth, as CSV"},
     {"info", iss::cli::cmd_info, "print the header, orientation, intensity range and labels of NIfTI files"},
+    {"merge", iss::cli::cmd_merge, "merge the predictions of a T1 and a T2 image of one subject"},
     {"phantom", iss::cli::cmd_phantom, "write a procedural infant-like label map for a given age"},
     {"priors", iss::cli::cmd_priors, "estimate intensity priors from real images and their label maps"},
     {"synth", iss::cli::cmd_synth, "generate synthetic training images and label maps from label maps"},

@@ -1,0 +1,78 @@
+// `infant-synthseg clean`: folds the infant extra labels and relabels small islands (SPEC.md
+// section 6, "Clean"; the rules in post/clean.h). Inputs are read and checked before anything
+// is written; the outputs appear together or not at all.
+#include <cstdio>
+#include <string>
+
+#include "bin/cli.h"
+#include "bin/commands.h"
+#include "kernels/common/error.h"
+#include "post/clean.h"
+#include "post/prediction.h"
+
+namespace iss::cli {
+namespace {
+
+const char* usage =
+    "usage: infant-synthseg clean --seg FILE --post FILE --o FILE [--o-post FILE]\n"
+    "                             [--island-threshold N] [--merge-cerebellum] [--labels LIST]\n"
+    "\n"
+    "Cleans a segmentation. First folds the infant extra labels into the structures they\n"
+    "model: 21 -> 2, 61 -> 41, 170 -> 16 (and with --merge-cerebellum 7 -> 8, 46 -> 47).\n"
+    "Then, for each label but background, every 6-connected component except the label's\n"
+    "largest is an island unless it has at least N voxels; island voxels take the label of a\n"
+    "neighbour (6 faces, island voxels excluded) with the highest posterior there, resolved\n"
+    "breadth-first from the island's border inwards (equal posteriors: the label earlier in\n"
+    "the list).\n"
+    "\n"
+    "  --seg FILE              segmentation (3-D NIfTI label map)\n"
+    "  --post FILE             its posteriors (4-D float NIfTI, one frame per label of the\n"
+    "                          list), on the segmentation's voxel grid\n"
+    "  --o FILE                cleaned segmentation (.nii or .nii.gz)\n"
+    "  --o-post FILE           also write the folded posteriors: a folded label's frame is\n"
+    "                          added to its kept label's frame and left as zeros, so frame k\n"
+    "                          still belongs to the k-th label of the list\n"
+    "  --island-threshold N    components of at least N voxels are kept (default 15; 0 or 1\n"
+    "                          keeps every component)\n"
+    "  --merge-cerebellum      also fold cerebellar white matter into cortex\n"
+    "  --labels LIST           comma-separated labels of the posterior frames, in frame order\n"
+    "                          (default: the 34 infant segmentation labels)\n"
+    "  --help                  this text\n";
+
+}  // namespace
+
+int cmd_clean(int argc, char** argv) {
+    const Args args("clean", argc, argv, {"--seg", "--post", "--o", "--o-post", "--island-threshold", "--labels"},
+                    {"--merge-cerebellum", "--help"});
+    if (args.flag("--help")) {
+        std::fputs(usage, stdout);
+        return 0;
+    }
+    ISS_INPUT(args.positional().empty(), "clean: unexpected argument '", args.positional().front(),
+              "' (see 'infant-synthseg clean --help')");
+    const std::string seg_path = args.require("--seg"), post_path = args.require("--post");
+    const std::string out = args.require("--o"), out_post = args.get("--o-post", "");
+    require_nifti_output(out, "--o");
+    if (args.has("--o-post")) require_nifti_output(out_post, "--o-post");
+    ISS_INPUT(out != out_post, "clean: --o and --o-post both name ", out);
+    CleanOptions options;
+    options.island_threshold = args.integer("--island-threshold", options.island_threshold);
+    ISS_INPUT(options.island_threshold >= 0, "clean: --island-threshold must be >= 0, got ", options.island_threshold);
+    options.merge_cerebellum = args.flag("--merge-cerebellum");
+    const LabelList list = label_list_or_default(args.get("--labels", ""));
+
+    NiftiHeader seg_header, post_header;
+    Prediction p{read_segmentation(seg_path, &seg_header), Image()};
+    p.post = read_posteriors(post_path, list, &post_header);
+    require_same_grid(p.seg.grid, seg_path, p.post.grid, post_path);
+
+    const CleanStats s = clean_prediction(p, list, options, seg_path);
+    write_prediction(out, p.seg, &seg_header, out_post, p.post, &post_header);
+    std::printf(
+        "clean: folded %lld voxels; %lld islands (%lld voxels) relabelled, %lld voxels to background; wrote %s%s%s\n",
+        (long long)s.folded_voxels, (long long)s.islands, (long long)s.island_voxels, (long long)s.to_background,
+        out.c_str(), out_post.empty() ? "" : " and ", out_post.c_str());
+    return 0;
+}
+
+}  // namespace iss::cli

@@ -1,0 +1,120 @@
+// `infant-synthseg dice`: Dice per structure and subject between predicted segmentations and
+// ground truth (SPEC.md section 8), as a CSV. Every pair is read and checked before the CSV is
+// written; a structure present on one side only is named once on stderr.
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "bin/cli.h"
+#include "bin/commands.h"
+#include "io/csv.h"
+#include "io/file_util.h"
+#include "kernels/common/error.h"
+#include "post/dice.h"
+#include "post/prediction.h"
+
+namespace iss::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* usage =
+    "usage: infant-synthseg dice --pred FILE|DIR --gt FILE|DIR --out FILE.csv [--labels LIST]\n"
+    "\n"
+    "Dice overlap 2|A n B| / (|A| + |B|) per structure between predicted segmentations and\n"
+    "ground truth, after mapping both to a common label list: --labels, or the union of the\n"
+    "labels present (background 0 left out unless listed; with --labels, a label not listed\n"
+    "counts as background). A structure absent from both sides is an empty field, not 1; one\n"
+    "present on one side only scores 0 and is named on stderr.\n"
+    "\n"
+    "  --pred FILE|DIR   predicted segmentation, or a directory of them (*.nii, *.nii.gz)\n"
+    "  --gt FILE|DIR     ground truth, or a directory holding a file of the same name for\n"
+    "                    each prediction (a file without a partner is an error)\n"
+    "  --out FILE.csv    one row per subject (column subject = file name), one column\n"
+    "                    dice_<label> per structure, and a last row 'mean' (the mean over the\n"
+    "                    subjects with a value)\n"
+    "  --labels LIST     comma-separated labels to score, in column order\n"
+    "  --help            this text\n"
+    "\n"
+    "Each pair must share dims and affine (to 1e-4 mm).\n";
+
+struct Pair {
+    std::string name, pred, gt;
+};
+
+std::string file_name(const std::string& path) {
+    return fs::path(path).filename().string();
+}
+
+// Pairs by file name when both are directories; one pair when both are files.
+std::vector<Pair> pair_inputs(const std::string& pred, const std::string& gt) {
+    std::error_code ec;
+    const bool pred_dir = fs::is_directory(pred, ec), gt_dir = fs::is_directory(gt, ec);
+    ISS_INPUT(pred_dir == gt_dir, "dice: --pred ", pred, " and --gt ", gt,
+              " must both be files or both be directories");
+    if (!pred_dir) {
+        require_regular_file(pred);
+        require_regular_file(gt);
+        return {{file_name(pred), pred, gt}};
+    }
+    std::map<std::string, std::string> truths;
+    for (const std::string& f : nifti_files(gt)) truths.emplace(file_name(f), f);
+    std::vector<Pair> pairs;
+    for (const std::string& f : nifti_files(pred)) {
+        const auto it = truths.find(file_name(f));
+        ISS_INPUT(it != truths.end(), f, ": no ground truth of the same name in ", gt);
+        pairs.push_back({it->first, f, it->second});
+        truths.erase(it);
+    }
+    ISS_INPUT(truths.empty(), truths.empty() ? std::string() : truths.begin()->second,
+              ": no prediction of the same name in ", pred);
+    return pairs;
+}
+
+}  // namespace
+
+int cmd_dice(int argc, char** argv) {
+    const Args args("dice", argc, argv, {"--pred", "--gt", "--out", "--labels"}, {"--help"});
+    if (args.flag("--help")) {
+        std::fputs(usage, stdout);
+        return 0;
+    }
+    ISS_INPUT(args.positional().empty(), "dice: unexpected argument '", args.positional().front(),
+              "' (see 'infant-synthseg dice --help')");
+    const std::string pred = args.require("--pred"), gt = args.require("--gt"), out = args.require("--out");
+    std::vector<int32_t> labels;
+    if (args.has("--labels")) labels = parse_label_list(args.get("--labels", ""));
+
+    std::vector<DiceSubject> subjects;
+    for (const Pair& p : pair_inputs(pred, gt)) {
+        const LabelMap a = read_segmentation(p.pred), b = read_segmentation(p.gt);
+        require_same_grid(b.grid, p.gt, a.grid, p.pred);
+        subjects.push_back({p.name, label_overlaps(a, b, labels)});
+    }
+    if (labels.empty()) labels = labels_present(subjects);
+
+    // One warning per structure present on one side only, however many subjects show it.
+    for (const int32_t label : labels) {
+        int64_t count = 0;
+        std::string first;
+        for (const DiceSubject& s : subjects) {
+            const auto it = s.overlaps.find(label);
+            if (it == s.overlaps.end() || (it->second.pred > 0) == (it->second.truth > 0)) continue;
+            if (count++ == 0)
+                first = cat(s.name, ", missing from the ", it->second.pred > 0 ? "ground truth" : "prediction");
+        }
+        if (count > 0)
+            std::fprintf(stderr,
+                         "dice: warning: label %d is present on one side only in %lld of %zu subjects "
+                         "(first: %s); it scores 0 there\n",
+                         label, (long long)count, subjects.size(), first.c_str());
+    }
+
+    write_csv(out, dice_table(subjects, labels));
+    std::printf("dice: %zu subjects, %zu structures: wrote %s\n", subjects.size(), labels.size(), out.c_str());
+    return 0;
+}
+
+}  // namespace iss::cli

@@ -1,0 +1,73 @@
+// `infant-synthseg merge`: combines the predictions of a T1 and a T2 image of one subject
+// (SPEC.md section 6, "T1/T2 merge"). Every input is read and checked (3-D segmentations,
+// posteriors with one frame per label, all four files on one voxel grid) before anything is
+// written; both outputs appear together or not at all.
+#include <cstdio>
+#include <string>
+#include <utility>
+
+#include "bin/cli.h"
+#include "bin/commands.h"
+#include "kernels/common/error.h"
+#include "post/merge.h"
+#include "post/prediction.h"
+
+namespace iss::cli {
+namespace {
+
+const char* usage =
+    "usage: infant-synthseg merge --t1-seg FILE --t1-post FILE --t2-seg FILE --t2-post FILE\n"
+    "                             --o-seg FILE --o-post FILE [--labels LIST]\n"
+    "\n"
+    "Merges the predictions of a co-registered T1 and T2 image of one subject. At each voxel\n"
+    "the segmentation keeps the T1 label where the T1 posteriors' maximum is strictly greater\n"
+    "than the T2 posteriors' maximum, else the T2 label (ties go to T2); the merged\n"
+    "posteriors are the element-wise maximum of the two posterior vectors.\n"
+    "\n"
+    "  --t1-seg FILE   T1 segmentation (3-D NIfTI label map)\n"
+    "  --t1-post FILE  T1 posteriors (4-D float NIfTI, one frame per label of the list)\n"
+    "  --t2-seg FILE   T2 segmentation, on the T1 segmentation's voxel grid\n"
+    "  --t2-post FILE  T2 posteriors, on the same grid\n"
+    "  --o-seg FILE    merged segmentation (.nii or .nii.gz)\n"
+    "  --o-post FILE   merged posteriors (.nii or .nii.gz), frames in the same order\n"
+    "  --labels LIST   comma-separated labels of the posterior frames, in frame order\n"
+    "                  (default: the 34 infant segmentation labels)\n"
+    "  --help          this text\n"
+    "\n"
+    "All four inputs must share dims and affine (to 1e-4 mm); the command names the file that\n"
+    "differs and exits 2 otherwise, writing nothing.\n";
+
+}  // namespace
+
+int cmd_merge(int argc, char** argv) {
+    const Args args("merge", argc, argv,
+                    {"--t1-seg", "--t1-post", "--t2-seg", "--t2-post", "--o-seg", "--o-post", "--labels"}, {"--help"});
+    if (args.flag("--help")) {
+        std::fputs(usage, stdout);
+        return 0;
+    }
+    ISS_INPUT(args.positional().empty(), "merge: unexpected argument '", args.positional().front(),
+              "' (see 'infant-synthseg merge --help')");
+    const std::string t1_seg = args.require("--t1-seg"), t1_post = args.require("--t1-post");
+    const std::string t2_seg = args.require("--t2-seg"), t2_post = args.require("--t2-post");
+    const std::string o_seg = args.require("--o-seg"), o_post = args.require("--o-post");
+    require_nifti_output(o_seg, "--o-seg");
+    require_nifti_output(o_post, "--o-post");
+    ISS_INPUT(o_seg != o_post, "merge: --o-seg and --o-post both name ", o_seg);
+    const LabelList list = label_list_or_default(args.get("--labels", ""));
+
+    NiftiHeader seg_header, post_header;
+    Prediction t1{read_segmentation(t1_seg, &seg_header), read_posteriors(t1_post, list, &post_header)};
+    require_same_grid(t1.seg.grid, t1_seg, t1.post.grid, t1_post);
+    Prediction t2{read_segmentation(t2_seg), Image()};
+    require_same_grid(t1.seg.grid, t1_seg, t2.seg.grid, t2_seg);
+    t2.post = read_posteriors(t2_post, list);
+    require_same_grid(t1.seg.grid, t1_seg, t2.post.grid, t2_post);
+
+    const Prediction merged = merge_t1_t2(std::move(t1), t2);
+    write_prediction(o_seg, merged.seg, &seg_header, o_post, merged.post, &post_header);
+    std::printf("merged %s and %s: wrote %s and %s\n", t1_seg.c_str(), t2_seg.c_str(), o_seg.c_str(), o_post.c_str());
+    return 0;
+}
+
+}  // namespace iss::cli

@@ -1,0 +1,167 @@
+// Fold and island removal. The island pass keeps one state byte per voxel (settled, island,
+// queued) so that the breadth-first layers never rescan the volume: the first layer comes
+// from one sweep, every later one from the neighbours of the layer before.
+#include "post/clean.h"
+
+#include <cmath>
+#include <unordered_map>
+
+#include "kernels/common/error.h"
+#include "post/components.h"
+
+namespace iss {
+namespace {
+
+enum : uint8_t { settled = 0, island = 1, queued = 2 };
+
+}  // namespace
+
+std::vector<std::pair<int32_t, int32_t>> fold_pairs(bool merge_cerebellum) {
+    std::vector<std::pair<int32_t, int32_t>> pairs{{21, 2}, {61, 41}, {170, 16}};
+    if (merge_cerebellum) pairs.insert(pairs.end(), {{7, 8}, {46, 47}});
+    return pairs;
+}
+
+int64_t fold_segmentation(LabelMap& seg, bool merge_cerebellum) {
+    const auto pairs = fold_pairs(merge_cerebellum);
+    int64_t changed = 0;
+    for (int32_t& v : seg.data)
+        for (const auto& [from, to] : pairs)
+            if (v == from) {
+                v = to;
+                ++changed;
+                break;
+            }
+    return changed;
+}
+
+void fold_posteriors(Image& post, const LabelList& list, bool merge_cerebellum) {
+    ISS_REQUIRE(post.frames == int64_t(list.labels.size()), "fold: ", post.frames, " posterior frames for ",
+                list.labels.size(), " labels");
+    const int64_t n = post.grid.voxels();
+    for (const auto& [from, to] : fold_pairs(merge_cerebellum)) {
+        const int f = list.index_of(from);
+        if (f < 0) continue;
+        const int t = list.index_of(to);
+        ISS_INPUT(t >= 0, list.source, " has label ", from, " but not ", to, ", which clean folds it into");
+        float* src = post.data.data() + int64_t(f) * n;
+        float* dst = post.data.data() + int64_t(t) * n;
+        for (int64_t v = 0; v < n; ++v) {
+            dst[v] += src[v];
+            src[v] = 0;
+        }
+    }
+}
+
+CleanStats remove_islands(LabelMap& seg, const Image& post, const LabelList& list, int64_t island_threshold) {
+    const int64_t nx = seg.nx(), ny = seg.ny(), nz = seg.nz(), n = seg.grid.voxels();
+    ISS_REQUIRE(seg.frames == 1, "islands: a 3-D segmentation");
+    ISS_REQUIRE(post.grid.dim == seg.grid.dim && post.frames == int64_t(list.labels.size()),
+                "islands: posteriors on the segmentation's dims with one frame per listed label");
+    const int64_t sy = nx, sz = nx * ny;
+    CleanStats stats;
+
+    // Which components are islands: every one but the largest of its label, when small.
+    const Components comps = connected_components(seg);
+    std::unordered_map<int32_t, int32_t> largest;  // label -> its largest component
+    for (int32_t c = 0; c < comps.count(); ++c) {
+        auto [it, fresh] = largest.emplace(comps.label[size_t(c)], c);
+        if (!fresh && comps.size[size_t(c)] > comps.size[size_t(it->second)]) it->second = c;
+    }
+    std::vector<uint8_t> is_island(size_t(comps.count()), 0);
+    for (int32_t c = 0; c < comps.count(); ++c) {
+        if (largest.at(comps.label[size_t(c)]) == c || comps.size[size_t(c)] >= island_threshold) continue;
+        is_island[size_t(c)] = 1;
+        ++stats.islands;
+        stats.island_voxels += comps.size[size_t(c)];
+    }
+    if (stats.islands == 0) return stats;
+
+    std::vector<uint8_t> state(size_t(n), settled);
+    for (int64_t v = 0; v < n; ++v) {
+        const int32_t c = comps.id.data[size_t(v)];
+        if (c >= 0 && is_island[size_t(c)]) state[size_t(v)] = island;
+    }
+
+    std::unordered_map<int32_t, int> frame_of;
+    for (size_t k = 0; k < list.labels.size(); ++k) frame_of.emplace(list.labels[k], int(k));
+
+    // Calls f(w) for each in-bounds 6-neighbour w of v.
+    auto for_neighbours = [&](int64_t v, auto&& f) {
+        const int64_t i = v % nx, j = (v / nx) % ny, z = v / sz;
+        if (i > 0) f(v - 1);
+        if (i + 1 < nx) f(v + 1);
+        if (j > 0) f(v - sy);
+        if (j + 1 < ny) f(v + sy);
+        if (z > 0) f(v - sz);
+        if (z + 1 < nz) f(v + sz);
+    };
+
+    std::vector<int64_t> layer, next;
+    for (int64_t v = 0; v < n; ++v) {
+        if (state[size_t(v)] != island) continue;
+        bool border = false;
+        for_neighbours(v, [&](int64_t w) { border |= state[size_t(w)] == settled; });
+        if (border) layer.push_back(v);
+    }
+    for (const int64_t v : layer) state[size_t(v)] = queued;
+
+    std::vector<int32_t> decided;
+    while (!layer.empty()) {
+        // Decide the whole layer from settled neighbours only, then settle it.
+        decided.assign(layer.size(), 0);
+        for (size_t q = 0; q < layer.size(); ++q) {
+            const int64_t v = layer[q];
+            int best_frame = -1;
+            float best_p = 0;
+            for_neighbours(v, [&](int64_t w) {
+                if (state[size_t(w)] != settled) return;
+                const auto it = frame_of.find(seg.data[size_t(w)]);
+                ISS_REQUIRE(it != frame_of.end(), "islands: label ", seg.data[size_t(w)], " has no posterior frame");
+                const int f = it->second;
+                float p = post.data[size_t(int64_t(f) * n + v)];
+                if (std::isnan(p)) p = -INFINITY;
+                if (best_frame < 0 || p > best_p || (p == best_p && f < best_frame)) {
+                    best_frame = f;
+                    best_p = p;
+                }
+            });
+            ISS_REQUIRE(best_frame >= 0, "islands: a layer voxel without a settled neighbour");
+            decided[q] = list.labels[size_t(best_frame)];
+        }
+        next.clear();
+        for (size_t q = 0; q < layer.size(); ++q) {
+            seg.data[size_t(layer[q])] = decided[q];
+            state[size_t(layer[q])] = settled;
+        }
+        for (const int64_t v : layer)
+            for_neighbours(v, [&](int64_t w) {
+                if (state[size_t(w)] != island) return;
+                state[size_t(w)] = queued;
+                next.push_back(w);
+            });
+        layer.swap(next);
+    }
+
+    // Unreached island voxels: a region of island voxels always borders a settled voxel unless
+    // it fills the volume, and the largest component of each label is settled, so this stays a
+    // guard that keeps the result defined rather than a case that arises.
+    for (int64_t v = 0; v < n; ++v)
+        if (state[size_t(v)] == island) {
+            seg.data[size_t(v)] = 0;
+            ++stats.to_background;
+        }
+    return stats;
+}
+
+CleanStats clean_prediction(Prediction& p, const LabelList& list, const CleanOptions& options,
+                            const std::string& seg_path) {
+    const int64_t folded = fold_segmentation(p.seg, options.merge_cerebellum);
+    require_listed(p.seg, seg_path, list);
+    fold_posteriors(p.post, list, options.merge_cerebellum);
+    CleanStats stats = remove_islands(p.seg, p.post, list, options.island_threshold);
+    stats.folded_voxels = folded;
+    return stats;
+}
+
+}  // namespace iss

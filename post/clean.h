@@ -1,0 +1,66 @@
+// Clean (SPEC.md section 6): fold the infant extra labels back into the structures they
+// model, then relabel small disconnected pieces ("islands") from their surroundings.
+//
+// Fold: 21 -> 2, 61 -> 41, 170 -> 16, and with merge_cerebellum also 7 -> 8, 46 -> 47. In the
+// posteriors the folded label's frame is added into the kept label's frame and then zeroed,
+// so the file keeps one frame per label of its list (a folded label's frame stays, empty).
+//
+// Islands: for each label except background, its 6-connected components; every component
+// but the largest of its label (ties: the one whose first voxel comes first in memory order)
+// is an island unless it has at least `island_threshold` voxels. Island voxels are relabelled
+// breadth-first from the island borders inwards, in layers:
+//   - a voxel is *settled* when it is not an island voxel, or was relabelled in an earlier layer;
+//   - layer 0 is every island voxel with a settled 6-neighbour; layer t+1 is every island voxel
+//     not yet in a layer that has a 6-neighbour in layer t;
+//   - each voxel of a layer takes, among the labels of its settled 6-neighbours, the one with
+//     the highest posterior at that voxel (equal posteriors: the label earlier in the list;
+//     a NaN posterior counts as lowest); all voxels of a layer are decided before any of them
+//     is settled, so the result does not depend on the order within a layer.
+// Island voxels that no layer reaches (an island region with no settled voxel around it at
+// all) become background. Background voxels are never islands, but count as neighbours.
+// Cost: one labelling pass, then each island voxel is queued once.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "post/prediction.h"
+
+namespace iss {
+
+struct CleanOptions {
+    int64_t island_threshold = 15;  // components of at least this many voxels are never islands
+    bool merge_cerebellum = false;  // also fold cerebellar white matter into cortex (7->8, 46->47)
+};
+
+struct CleanStats {
+    int64_t folded_voxels = 0;  // segmentation voxels whose label was folded
+    int64_t islands = 0;        // island components
+    int64_t island_voxels = 0;  // voxels in them
+    int64_t to_background = 0;  // island voxels no layer reached
+};
+
+// The (folded label, kept label) pairs, in the order listed above.
+std::vector<std::pair<int32_t, int32_t>> fold_pairs(bool merge_cerebellum);
+
+// Folds the segmentation's labels; returns how many voxels changed.
+int64_t fold_segmentation(LabelMap& seg, bool merge_cerebellum);
+
+// Folds the posterior frames (frame k belongs to list.labels[k]). A folded label absent from
+// the list is skipped; one present whose kept label is absent is an InputError naming the
+// list's source (its probability would have nowhere to go).
+void fold_posteriors(Image& post, const LabelList& list, bool merge_cerebellum);
+
+// Relabels the islands of `seg` as described above, choosing by `post`. Every label of `seg`
+// must have a frame in `list` (require_listed); preconditions checked (iss::Error): `post` on
+// seg's dims with one frame per label of the list.
+CleanStats remove_islands(LabelMap& seg, const Image& post, const LabelList& list, int64_t island_threshold);
+
+// The whole step: fold_segmentation, fold_posteriors, remove_islands (on the folded
+// posteriors). `p.post` is left folded. InputError when a label of the folded segmentation
+// has no frame in the list (`seg_path` names the file in the message).
+CleanStats clean_prediction(Prediction& p, const LabelList& list, const CleanOptions& options,
+                            const std::string& seg_path = "segmentation");
+
+}  // namespace iss

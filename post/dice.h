@@ -1,0 +1,44 @@
+// Dice overlap per structure (SPEC.md section 8): 2|A ∩ B| / (|A| + |B|) between a predicted
+// segmentation and the ground truth, both mapped to a common label list (a label outside the
+// list counts as no structure). A structure absent from both has no Dice: it is reported as
+// empty (NaN here), never as 1. A structure present on one side only scores 0.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "io/csv.h"
+#include "io/volume.h"
+
+namespace iss {
+
+struct Overlap {
+    int64_t pred = 0, truth = 0, both = 0;  // voxel counts: |A|, |B|, |A ∩ B|
+};
+
+// The overlap counts of every label present in either map (background included). With a
+// non-empty `common` list, values not in it are mapped to background (0) first, on both sides.
+// The maps must have equal dims (iss::Error otherwise; grids are the caller's to compare).
+std::map<int32_t, Overlap> label_overlaps(const LabelMap& pred, const LabelMap& truth,
+                                          const std::vector<int32_t>& common = {});
+
+// 2|A ∩ B| / (|A| + |B|); NaN when both are empty.
+double dice(const Overlap& o);
+
+struct DiceSubject {
+    std::string name;                     // the CSV's `subject` field
+    std::map<int32_t, Overlap> overlaps;  // from label_overlaps
+};
+
+// The table the dice command writes: columns `subject`, then `dice_<label>` per label of
+// `labels`; one row per subject, then a row `mean` (the mean over subjects with a value).
+// Empty fields where a structure is absent from both sides (or from every subject, for the
+// mean). Numbers as csv_number writes them.
+CsvTable dice_table(const std::vector<DiceSubject>& subjects, const std::vector<int32_t>& labels);
+
+// The labels present in any subject (either side), increasing, background 0 left out.
+std::vector<int32_t> labels_present(const std::vector<DiceSubject>& subjects);
+
+}  // namespace iss

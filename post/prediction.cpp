@@ -1,0 +1,150 @@
+// Label lists and the checked readers of segmentations and posteriors.
+#include "post/prediction.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <set>
+#include <utility>
+
+#include "io/file_util.h"
+#include "kernels/common/error.h"
+#include "synth/labels.h"
+
+namespace iss {
+namespace {
+
+std::string trim(const std::string& s) {
+    const size_t a = s.find_first_not_of(" \t"), b = s.find_last_not_of(" \t");
+    return a == std::string::npos ? std::string() : s.substr(a, b - a + 1);
+}
+
+std::string dims_text(const Grid& g) {
+    return cat(g.dim[0], "x", g.dim[1], "x", g.dim[2]);
+}
+
+}  // namespace
+
+int LabelList::index_of(int32_t label) const {
+    return labels::index_of(labels, label);
+}
+
+std::vector<int32_t> parse_label_list(const std::string& text, const std::string& option) {
+    std::vector<int32_t> out;
+    std::set<int32_t> seen;
+    size_t begin = 0;
+    while (true) {
+        const size_t comma = text.find(',', begin);
+        const std::string field =
+            trim(text.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin));
+        char* end = nullptr;
+        errno = 0;
+        const long long v = std::strtoll(field.c_str(), &end, 10);
+        ISS_INPUT(!field.empty() && *end == '\0' && errno == 0 && v >= INT32_MIN && v <= INT32_MAX, option,
+                  ": expected comma-separated integer labels, got '", field, "' in '", text, "'");
+        ISS_INPUT(seen.insert(int32_t(v)).second, option, ": label ", v, " is listed twice");
+        out.push_back(int32_t(v));
+        if (comma == std::string::npos) break;
+        begin = comma + 1;
+    }
+    return out;
+}
+
+LabelList label_list_or_default(const std::string& text, const std::string& option) {
+    if (text.empty()) return {labels::segmentation_labels(), "the infant segmentation list"};
+    return {parse_label_list(text, option), option};
+}
+
+LabelMap read_segmentation(const std::string& path, NiftiHeader* header) {
+    // Header first: a posteriors file given by mistake should be named as 4-D, not as holding a
+    // non-integer label.
+    const NiftiHeader h = read_nifti_header(path);
+    ISS_INPUT(h.frames() == 1, path, ": a 4-D volume with ", h.frames(),
+              " frames where a 3-D segmentation is expected");
+    return read_labels(path, header);
+}
+
+Image read_posteriors(const std::string& path, const LabelList& list, NiftiHeader* header) {
+    const NiftiHeader h = read_nifti_header(path);
+    ISS_INPUT(h.frames() == int64_t(list.labels.size()), path, ": ", h.frames(), " posterior frame",
+              h.frames() == 1 ? "" : "s", " but ", list.source, " has ", list.labels.size(),
+              " labels (one frame per label expected)");
+    return read_image(path, header);
+}
+
+void require_same_grid(const Grid& a, const std::string& a_path, const Grid& b, const std::string& b_path) {
+    ISS_INPUT(a.dim == b.dim, b_path, ": not on the voxel grid of ", a_path, ": dims ", dims_text(b), " vs ",
+              dims_text(a));
+    double worst = 0;
+    for (int r = 0; r < 4; ++r)
+        for (int c = 0; c < 4; ++c) worst = std::max(worst, std::fabs(a.affine.m[r][c] - b.affine.m[r][c]));
+    ISS_INPUT(a.same_as(b), b_path, ": not on the voxel grid of ", a_path, ": the affines differ by up to ", worst,
+              " (tolerance 1e-4)");
+}
+
+void require_listed(const LabelMap& seg, const std::string& path, const LabelList& list) {
+    // Label maps are long runs of one value: test a value only when it changes.
+    std::set<int32_t> missing;
+    int32_t last = 0;
+    bool have_last = false;
+    for (const int32_t v : seg.data) {
+        if (have_last && v == last) continue;
+        last = v;
+        have_last = true;
+        if (list.index_of(v) < 0) missing.insert(v);
+    }
+    ISS_INPUT(missing.empty(), path, ": label ", missing.empty() ? 0 : *missing.begin(), " has no posterior frame in ",
+              list.source, missing.size() > 1 ? cat(" (", missing.size(), " labels in all)") : std::string());
+}
+
+void require_nifti_output(const std::string& path, const std::string& option) {
+    ISS_INPUT(ends_with(path, ".nii") || ends_with(path, ".nii.gz"), option, ": '", path,
+              "' is not a NIfTI name (.nii or .nii.gz)");
+}
+
+void write_prediction(const std::string& seg_path, const LabelMap& seg, const NiftiHeader* seg_like,
+                      const std::string& post_path, const Image& post, const NiftiHeader* post_like) {
+    ISS_INPUT(seg_path != post_path, seg_path, ": named as both the segmentation and the posteriors output");
+    // The writers pick gzip from the name's ending, so a temporary name keeps the ending.
+    auto temp_for = [](const std::string& path) {
+        return cat(temporary_path_for(path), ends_with(path, ".gz") ? ".nii.gz" : ".nii");
+    };
+    std::vector<std::pair<std::string, std::string>> written;  // (temporary, final)
+    auto discard = [&] {
+        for (const auto& w : written) std::remove(w.first.c_str());
+    };
+    // A failure names the file the user asked for, not our temporary name.
+    auto rethrow_naming = [](const InputError& e, const std::string& temp, const std::string& path) {
+        std::string message = e.what();
+        for (size_t at = message.find(temp); at != std::string::npos; at = message.find(temp, at + path.size()))
+            message.replace(at, temp.size(), path);
+        throw InputError(message);
+    };
+    auto write_one = [&](const std::string& path, auto&& write) {
+        const std::string temp = temp_for(path);
+        try {
+            write(temp);
+        } catch (const InputError& e) {
+            discard();
+            rethrow_naming(e, temp, path);
+        } catch (...) {
+            discard();
+            throw;
+        }
+        written.emplace_back(temp, path);
+    };
+    write_one(seg_path, [&](const std::string& t) { write_labels(t, seg, seg_like); });
+    if (!post_path.empty()) write_one(post_path, [&](const std::string& t) { write_posteriors(t, post, post_like); });
+    for (size_t k = 0; k < written.size(); ++k) {
+        try {
+            commit_temporary(written[k].first, written[k].second);
+        } catch (...) {
+            for (size_t r = k + 1; r < written.size(); ++r) std::remove(written[r].first.c_str());
+            throw;
+        }
+    }
+}
+
+}  // namespace iss

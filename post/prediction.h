@@ -1,0 +1,63 @@
+// A prediction as the post-processing tools see it: a 3-D segmentation and its posteriors, a
+// 4-D float volume with one frame per label of a label list (frame k belongs to labels[k]).
+// The NIfTI file does not carry the list, so the tools take it from --labels or, by default,
+// the infant segmentation list (SPEC.md section 1, 34 labels). The readers here check what
+// the files must agree on before any work is done, each failure an InputError naming the file.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/nifti.h"
+#include "io/volume.h"
+
+namespace iss {
+
+struct LabelList {
+    std::vector<int32_t> labels;  // frame k of a posteriors file belongs to labels[k]
+    std::string source;           // for messages: "--labels" or "the infant segmentation list"
+
+    // Position of `label` in the list, or -1.
+    int index_of(int32_t label) const;
+};
+
+struct Prediction {
+    LabelMap seg;  // label values
+    Image post;    // frames = labels.size(), in the label list's order
+};
+
+// "0,2,3,41": distinct integers separated by commas (spaces allowed around them). InputError
+// naming `option` for an empty list, a non-integer, or a repeated label.
+std::vector<int32_t> parse_label_list(const std::string& text, const std::string& option = "--labels");
+
+// The list given as `text` (an option's value), or the infant segmentation list when empty.
+LabelList label_list_or_default(const std::string& text, const std::string& option = "--labels");
+
+// A 3-D label map: InputError naming the file when it has more than one frame.
+LabelMap read_segmentation(const std::string& path, NiftiHeader* header = nullptr);
+
+// Posteriors with exactly one frame per label of `list`: InputError naming the file, its frame
+// count and the list otherwise.
+Image read_posteriors(const std::string& path, const LabelList& list, NiftiHeader* header = nullptr);
+
+// InputError when `b` is not on `a`'s voxel grid (dims equal, affines within 1e-4 mm), naming
+// both files and what differs: the dims, or the largest affine difference.
+void require_same_grid(const Grid& a, const std::string& a_path, const Grid& b, const std::string& b_path);
+
+// InputError naming the file and the first label (in increasing order) of `seg` that has no
+// posterior frame in `list`.
+void require_listed(const LabelMap& seg, const std::string& path, const LabelList& list);
+
+// InputError naming the option when `path` is not a .nii or .nii.gz name: checked before any
+// input is read, so a typo costs nothing and leaves nothing behind.
+void require_nifti_output(const std::string& path, const std::string& option);
+
+// Writes a segmentation and, when `post_path` is not empty, its posteriors (float32, one frame
+// per label), `like` headers lending their descrip/units/xform codes. Both files are written
+// under temporary names first and renamed only when both are complete, so a failure leaves
+// neither behind (nor half of a pair beside an older other half).
+void write_prediction(const std::string& seg_path, const LabelMap& seg, const NiftiHeader* seg_like,
+                      const std::string& post_path, const Image& post, const NiftiHeader* post_like);
+
+}  // namespace iss

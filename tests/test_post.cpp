@@ -1,0 +1,506 @@
+// Post-processing (post/*.h) on small hand-made volumes with known answers: connected
+// components with 6-connectivity (diagonal neighbours are separate), the T1/T2 merge rule with
+// exact ties, label folding and island relabelling (layer by layer from the border inwards,
+// checked against a scan-per-layer reference on random volumes), Dice with empty and one-sided
+// structures, and the checked readers: wrong frame counts, 4-D where 3-D is expected,
+// mismatched grids and missing files are InputErrors naming the file.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "io/nifti.h"
+#include "kernels/common/error.h"
+#include "post/clean.h"
+#include "post/components.h"
+#include "post/dice.h"
+#include "post/merge.h"
+#include "post/prediction.h"
+#include "test_util.h"
+
+namespace iss {
+namespace {
+
+Grid grid_of(int64_t nx, int64_t ny, int64_t nz) {
+    Grid g;
+    g.dim = {nx, ny, nz};
+    return g;
+}
+
+// A label map from values in memory order (i fastest).
+LabelMap labels_of(int64_t nx, int64_t ny, int64_t nz, const std::vector<int32_t>& values) {
+    LabelMap m(grid_of(nx, ny, nz));
+    EXPECT_EQ(m.data.size(), values.size());
+    m.data = values;
+    return m;
+}
+
+// Posteriors for `list`: every frame `low` except the frame of each voxel's own label, `high`.
+Image posteriors_like(const LabelMap& seg, const LabelList& list, float high = 0.9f, float low = 0.01f) {
+    Image p(seg.grid, int64_t(list.labels.size()), low);
+    for (size_t v = 0; v < seg.data.size(); ++v) {
+        const int f = list.index_of(seg.data[v]);
+        if (f >= 0) p.data[size_t(f) * seg.data.size() + v] = high;
+    }
+    return p;
+}
+
+float& post_at(Image& p, const LabelList& list, int32_t label, int64_t voxel) {
+    return p.data[size_t(list.index_of(label)) * size_t(p.grid.voxels()) + size_t(voxel)];
+}
+
+// ---------------------------------------------------------------------------------------
+// Components
+
+// The boring reference: every voxel starts as its own component; repeat until nothing changes:
+// take the smallest id among equal-labelled face neighbours.
+std::vector<int64_t> reference_components(const LabelMap& m) {
+    const int64_t nx = m.nx(), ny = m.ny(), nz = m.nz();
+    std::vector<int64_t> id(m.data.size());
+    for (size_t v = 0; v < id.size(); ++v) id[v] = int64_t(v);
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int64_t k = 0; k < nz; ++k)
+            for (int64_t j = 0; j < ny; ++j)
+                for (int64_t i = 0; i < nx; ++i) {
+                    const int64_t v = m.index(i, j, k);
+                    const int d[6][3] = {{-1, 0, 0}, {1, 0, 0}, {0, -1, 0}, {0, 1, 0}, {0, 0, -1}, {0, 0, 1}};
+                    for (const auto& o : d) {
+                        const int64_t a = i + o[0], b = j + o[1], c = k + o[2];
+                        if (a < 0 || b < 0 || c < 0 || a >= nx || b >= ny || c >= nz) continue;
+                        const int64_t w = m.index(a, b, c);
+                        if (m.data[size_t(w)] == m.data[size_t(v)] && id[size_t(w)] < id[size_t(v)]) {
+                            id[size_t(v)] = id[size_t(w)];
+                            changed = true;
+                        }
+                    }
+                }
+    }
+    return id;
+}
+
+TEST(Components, DiagonalNeighboursAreSeparate) {
+    // 3x3x1: label 1 on the diagonal (edge neighbours only), label 2 an L joined by faces.
+    const LabelMap m = labels_of(3, 3, 1,
+                                 {1, 2, 2,  //
+                                  0, 1, 2,  //
+                                  0, 0, 1});
+    const Components c = connected_components(m);
+    ASSERT_EQ(c.count(), 4);
+    EXPECT_EQ(c.label, (std::vector<int32_t>{1, 2, 1, 1}));
+    EXPECT_EQ(c.size, (std::vector<int64_t>{1, 3, 1, 1}));
+    EXPECT_EQ(c.id.data, (std::vector<int32_t>{0, 1, 1, -1, 2, 1, -1, -1, 3}));
+    EXPECT_EQ(c.largest_of(2), 1);
+    EXPECT_EQ(c.largest_of(1), 0) << "equal sizes: the lowest id";
+    EXPECT_EQ(c.largest_of(7), -1);
+
+    // Corner neighbours in 3-D are separate too; with background included it is one more.
+    LabelMap cube(grid_of(2, 2, 2));
+    cube.at(0, 0, 0) = 5;
+    cube.at(1, 1, 1) = 5;
+    EXPECT_EQ(connected_components(cube).count(), 2);
+    const Components with_bg = connected_components(cube, true);
+    EXPECT_EQ(with_bg.count(), 3);
+    EXPECT_EQ(with_bg.size[1], 6) << "the six background voxels are face-connected";
+}
+
+TEST(Components, MatchesReferenceOnRandomVolumes) {
+    std::mt19937 rng(7);
+    for (int trial = 0; trial < 5; ++trial) {
+        LabelMap m(grid_of(13, 9, 7));
+        for (int32_t& v : m.data) v = int32_t(rng() % 3);  // many components, some long and winding
+        const Components c = connected_components(m, true);
+        const std::vector<int64_t> ref = reference_components(m);
+        // Same partition: equal reference ids <=> equal component ids.
+        std::map<int64_t, int32_t> ref_to_ours;
+        std::map<int32_t, int64_t> sizes;
+        for (size_t v = 0; v < ref.size(); ++v) {
+            const auto [it, fresh] = ref_to_ours.emplace(ref[v], c.id.data[v]);
+            ASSERT_EQ(it->second, c.id.data[v]) << "voxel " << v;
+            ++sizes[c.id.data[v]];
+            EXPECT_EQ(c.label[size_t(c.id.data[v])], m.data[v]);
+        }
+        ASSERT_EQ(int(ref_to_ours.size()), c.count());
+        for (const auto& [id, n] : sizes) EXPECT_EQ(c.size[size_t(id)], n);
+    }
+}
+
+TEST(Components, LargestComponentMasks) {
+    Mask mask(grid_of(6, 1, 1));
+    mask.data = {1, 1, 0, 1, 1, 1};
+    EXPECT_EQ(keep_largest_component(mask).data, (std::vector<uint8_t>{0, 0, 0, 1, 1, 1}));
+    mask.data = {1, 1, 0, 1, 1, 0};
+    EXPECT_EQ(keep_largest_component(mask).data, (std::vector<uint8_t>{1, 1, 0, 0, 0, 0})) << "ties: the first";
+    mask.data.assign(6, 0);
+    EXPECT_EQ(keep_largest_component(mask).data, std::vector<uint8_t>(6, 0));
+
+    // Labels 2 and 3 touch: one foreground component of 4 beats a lone run of 3 voxels of 4.
+    const LabelMap seg = labels_of(8, 1, 1, {2, 2, 3, 3, 0, 4, 4, 4});
+    EXPECT_EQ(largest_foreground_component(seg).data, (std::vector<uint8_t>{1, 1, 1, 1, 0, 0, 0, 0}));
+}
+
+// ---------------------------------------------------------------------------------------
+// Merge
+
+TEST(Merge, StrictlyGreaterT1WinsTiesGoToT2AndPosteriorsTakeTheMaximum) {
+    const Grid g = grid_of(4, 1, 1);
+    Prediction t1{LabelMap(g), Image(g, 2)}, t2{LabelMap(g), Image(g, 2)};
+    t1.seg.data = {10, 11, 12, 13};
+    t2.seg.data = {20, 21, 22, 23};
+    // Frame-major: frame 0 for the four voxels, then frame 1.
+    t1.post.data = {0.8f, 0.7f, 0.5f, NAN, /**/ 0.2f, 0.3f, 0.5f, 0.1f};
+    t2.post.data = {0.6f, 0.3f, 0.9f, 0.4f, /**/ 0.4f, 0.7f, 0.1f, 0.6f};
+    const Prediction m = merge_t1_t2(t1, t2);
+    // 0: 0.8 > 0.6 -> T1; 1: 0.7 == 0.7, a tie -> T2; 2: 0.5 < 0.9 -> T2; 3: NaN never wins -> T2.
+    EXPECT_EQ(m.seg.data, (std::vector<int32_t>{10, 21, 22, 23}));
+    EXPECT_EQ(m.post.data, (std::vector<float>{0.8f, 0.7f, 0.9f, 0.4f, 0.4f, 0.7f, 0.5f, 0.6f}));
+    EXPECT_EQ(m.post.frames, 2);
+    EXPECT_THROW(merge_t1_t2(t1, Prediction{LabelMap(g), Image(g, 3)}), Error) << "frame counts differ";
+}
+
+// ---------------------------------------------------------------------------------------
+// Clean
+
+TEST(Clean, FoldsExtraLabelsAndTheirPosteriors) {
+    LabelMap seg = labels_of(7, 1, 1, {21, 61, 170, 7, 46, 2, 0});
+    LabelMap plain = seg;
+    EXPECT_EQ(fold_segmentation(plain, false), 3);
+    EXPECT_EQ(plain.data, (std::vector<int32_t>{2, 41, 16, 7, 46, 2, 0}));
+    EXPECT_EQ(fold_segmentation(seg, true), 5);
+    EXPECT_EQ(seg.data, (std::vector<int32_t>{2, 41, 16, 8, 47, 2, 0}));
+
+    const LabelList list{{0, 2, 21, 8, 7}, "test list"};
+    Image post(grid_of(2, 1, 1), 5);
+    post.data = {0.1f, 0.2f, /*2*/ 0.3f, 0.1f, /*21*/ 0.25f, 0.5f, /*8*/ 0.2f, 0.1f, /*7*/ 0.15f, 0.1f};
+    Image folded = post;
+    fold_posteriors(folded, list, false);
+    EXPECT_EQ(folded.frames, 5) << "the folded frame stays, so frame k still belongs to labels[k]";
+    EXPECT_FLOAT_EQ(folded.data[2], 0.55f);
+    EXPECT_FLOAT_EQ(folded.data[3], 0.6f);
+    EXPECT_EQ(folded.data[4], 0.0f);
+    EXPECT_EQ(folded.data[5], 0.0f);
+    EXPECT_EQ(folded.data[8], 0.15f) << "7 stays without merge_cerebellum";
+    fold_posteriors(post, list, true);
+    EXPECT_FLOAT_EQ(post.data[6], 0.35f);
+    EXPECT_EQ(post.data[8], 0.0f);
+
+    Image orphan(grid_of(1, 1, 1), 2);
+    try {
+        fold_posteriors(orphan, LabelList{{0, 61}, "--labels"}, false);
+        ADD_FAILURE() << "61 without 41";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("--labels has label 61 but not 41"), std::string::npos) << e.what();
+    }
+}
+
+TEST(Clean, SingleVoxelIslandTakesTheNeighbourWithTheHighestPosterior) {
+    // 5x3x1. Row 0 is label 3 (its largest component); below it 2 on the left, 4 on the right,
+    // and a one-voxel island of 3 at (2, 2) whose neighbours are 2 (left, above) and 4 (right).
+    const LabelMap base = labels_of(5, 3, 1,
+                                    {3, 3, 3, 3, 3,  //
+                                     2, 2, 2, 4, 4,  //
+                                     2, 2, 3, 4, 4});
+    const LabelList list{{0, 2, 3, 4}, "test list"};
+    const int64_t island = base.index(2, 2, 0);
+    for (const auto& [p2, p4, expect] :
+         std::vector<std::tuple<float, float, int32_t>>{{0.6f, 0.3f, 2}, {0.2f, 0.5f, 4}, {0.4f, 0.4f, 2}}) {
+        SCOPED_TRACE(expect);
+        LabelMap seg = base;
+        Image post = posteriors_like(seg, list);
+        post_at(post, list, 2, island) = p2;
+        post_at(post, list, 4, island) = p4;
+        post_at(post, list, 3, island) = 0.99f;  // its own label is no candidate
+        const CleanStats s = remove_islands(seg, post, list, 15);
+        EXPECT_EQ(s.islands, 1);
+        EXPECT_EQ(s.island_voxels, 1);
+        LabelMap want = base;
+        want.data[size_t(island)] = expect;  // equal posteriors: 2 comes before 4 in the list
+        EXPECT_EQ(seg.data, want.data);
+    }
+}
+
+TEST(Clean, IslandInsideLabelTwoBecomesTwoAndBigIslandsAndLargestComponentsStay) {
+    // 9x9x3, all label 2, except: a 3x3x1 block of 3 (9 voxels, the largest of 3); a lone
+    // voxel of 3 inside the 2s (an island); a 2-voxel piece of 3 (an island below threshold 3,
+    // kept at threshold 2); and a lone voxel of 5, the only (so largest) component of 5.
+    LabelMap seg(grid_of(9, 9, 3), 1, 2);
+    for (int j = 0; j < 3; ++j)
+        for (int i = 0; i < 3; ++i) seg.at(i, j, 1) = 3;
+    seg.at(6, 6, 1) = 3;
+    seg.at(6, 2, 1) = 3;
+    seg.at(7, 2, 1) = 3;
+    seg.at(4, 7, 1) = 5;
+    const LabelList list{{0, 2, 3, 5}, "test list"};
+
+    LabelMap a = seg;
+    const CleanStats s = remove_islands(a, posteriors_like(seg, list), list, 3);
+    EXPECT_EQ(s.islands, 2);
+    EXPECT_EQ(s.island_voxels, 3);
+    EXPECT_EQ(s.to_background, 0);
+    LabelMap want = seg;
+    want.at(6, 6, 1) = 2;
+    want.at(6, 2, 1) = 2;
+    want.at(7, 2, 1) = 2;
+    EXPECT_EQ(a.data, want.data);
+
+    LabelMap b = seg;
+    EXPECT_EQ(remove_islands(b, posteriors_like(seg, list), list, 2).islands, 1) << "size 2 >= threshold 2";
+    EXPECT_EQ(b.at(6, 2, 1), 3);
+    EXPECT_EQ(b.at(6, 6, 1), 2);
+    EXPECT_EQ(b.at(4, 7, 1), 5) << "the largest component of a label is never changed";
+
+    LabelMap c = seg;
+    EXPECT_EQ(remove_islands(c, posteriors_like(seg, list), list, 0).islands, 0) << "threshold 0 keeps all";
+    EXPECT_EQ(c.data, seg.data);
+}
+
+TEST(Clean, ThickIslandIsResolvedFromTheBorderInwards) {
+    // 12x8x1: label 2 at i < 4, label 4 at 4 <= i < 8, label 3 at i >= 8 (its largest component),
+    // and a 4x4 island of 3 at i, j in [2, 6): an outer ring of 12 voxels and 2x2 inside.
+    LabelMap seg(grid_of(12, 8, 1));
+    for (int j = 0; j < 8; ++j)
+        for (int i = 0; i < 12; ++i) seg.at(i, j, 0) = i < 4 ? 2 : i < 8 ? 4 : 3;
+    for (int j = 2; j < 6; ++j)
+        for (int i = 2; i < 6; ++i) seg.at(i, j, 0) = 3;
+    const LabelList list{{0, 2, 3, 4}, "test list"};
+    // Everywhere in the island the posteriors favour 2. The ring can only take the label
+    // that touches it: 2 on the left half, 4 on the right. The inner voxels decide in the
+    // second layer, from the ring alone: inner voxels at i = 4 see only the 4s of the ring
+    // (their neighbour at i = 3 is decided in the same layer, not before), so they become 4
+    // although 2 has the higher posterior there.
+    Image post = posteriors_like(seg, list);
+    for (int j = 2; j < 6; ++j)
+        for (int i = 2; i < 6; ++i) {
+            post_at(post, list, 2, seg.index(i, j, 0)) = 0.6f;
+            post_at(post, list, 4, seg.index(i, j, 0)) = 0.3f;
+        }
+    const CleanStats s = remove_islands(seg, post, list, 20);
+    EXPECT_EQ(s.islands, 1);
+    EXPECT_EQ(s.island_voxels, 16);
+    for (int j = 0; j < 8; ++j)
+        for (int i = 0; i < 8; ++i) EXPECT_EQ(seg.at(i, j, 0), i < 4 ? 2 : 4) << i << "," << j;
+
+    // With a 16-voxel island and the default threshold 15 nothing changes.
+    LabelMap kept(grid_of(12, 8, 1));
+    for (int j = 0; j < 8; ++j)
+        for (int i = 0; i < 12; ++i) kept.at(i, j, 0) = i < 4 ? 2 : i < 8 ? 4 : 3;
+    for (int j = 2; j < 6; ++j)
+        for (int i = 2; i < 6; ++i) kept.at(i, j, 0) = 3;
+    const LabelMap before = kept;
+    EXPECT_EQ(remove_islands(kept, post, list, 15).islands, 0);
+    EXPECT_EQ(kept.data, before.data);
+}
+
+// The reference for the layer rule: a full scan per layer, deciding every unresolved island
+// voxel with a settled neighbour, then settling them together.
+LabelMap reference_islands(LabelMap seg, const Image& post, const LabelList& list, int64_t threshold) {
+    const Components c = connected_components(seg);
+    std::vector<int> is_island(seg.data.size(), 0);
+    for (size_t v = 0; v < seg.data.size(); ++v) {
+        const int32_t k = c.id.data[v];
+        is_island[v] = k >= 0 && k != c.largest_of(c.label[size_t(k)]) && c.size[size_t(k)] < threshold;
+    }
+    const int64_t n = seg.grid.voxels();
+    while (true) {
+        std::vector<std::pair<size_t, int32_t>> decided;
+        for (int64_t k = 0; k < seg.nz(); ++k)
+            for (int64_t j = 0; j < seg.ny(); ++j)
+                for (int64_t i = 0; i < seg.nx(); ++i) {
+                    const size_t v = size_t(seg.index(i, j, k));
+                    if (!is_island[v]) continue;
+                    double best = -1;
+                    int32_t label = -1;
+                    const int d[6][3] = {{-1, 0, 0}, {1, 0, 0}, {0, -1, 0}, {0, 1, 0}, {0, 0, -1}, {0, 0, 1}};
+                    for (const auto& o : d) {
+                        const int64_t a = i + o[0], b = j + o[1], e = k + o[2];
+                        if (a < 0 || b < 0 || e < 0 || a >= seg.nx() || b >= seg.ny() || e >= seg.nz()) continue;
+                        const size_t w = size_t(seg.index(a, b, e));
+                        if (is_island[w]) continue;
+                        const int32_t l = seg.data[w];
+                        const double p = post.data[size_t(list.index_of(l)) * size_t(n) + v];
+                        if (p > best || (p == best && list.index_of(l) < list.index_of(label))) {
+                            best = p;
+                            label = l;
+                        }
+                    }
+                    if (label >= 0) decided.emplace_back(v, label);
+                }
+        if (decided.empty()) break;
+        for (const auto& [v, l] : decided) {
+            seg.data[v] = l;
+            is_island[v] = 0;
+        }
+    }
+    for (size_t v = 0; v < seg.data.size(); ++v)
+        if (is_island[v]) seg.data[v] = 0;
+    return seg;
+}
+
+TEST(Clean, MatchesScanPerLayerReferenceOnRandomVolumes) {
+    std::mt19937 rng(11);
+    const LabelList list{{0, 1, 2, 3, 4}, "test list"};
+    int64_t islands = 0, island_voxels = 0;
+    for (int trial = 0; trial < 6; ++trial) {
+        SCOPED_TRACE(trial);
+        // Blocky random labels: 3x3x3 cells (islands with an inner voxel, below threshold 60)
+        // and single-voxel specks, so big components and islands of several shapes occur.
+        LabelMap seg(grid_of(14, 12, 10));
+        for (int64_t k = 0; k < 10; ++k)
+            for (int64_t j = 0; j < 12; ++j)
+                for (int64_t i = 0; i < 14; ++i) {
+                    std::mt19937 cell(uint32_t(trial * 100000 + (k / 3) * 1000 + (j / 3) * 10 + i / 3));
+                    seg.at(i, j, k) = int32_t(cell() % 5);
+                }
+        for (int s = 0; s < 60; ++s) seg.data[rng() % seg.data.size()] = int32_t(rng() % 5);
+        Image post(seg.grid, 5);
+        std::uniform_real_distribution<float> u(0, 1);
+        for (float& p : post.data) p = std::round(u(rng) * 8) / 8;  // coarse values: ties occur
+        LabelMap ours = seg;
+        const CleanStats st = remove_islands(ours, post, list, 60);
+        islands += st.islands;
+        island_voxels += st.island_voxels;
+        EXPECT_EQ(ours.data, reference_islands(seg, post, list, 60).data);
+    }
+    EXPECT_GT(islands, 30) << "the volumes must exercise the rule";
+    EXPECT_GT(island_voxels, 2 * islands) << "islands of several voxels, not only specks";
+}
+
+TEST(Clean, CleanPredictionFoldsThenRemovesIslands) {
+    // A lone 21 inside 2 folds into 2 (no island left); a lone 3 inside 2 becomes 2.
+    LabelMap seg(grid_of(5, 5, 1), 1, 2);
+    for (int i = 0; i < 5; ++i) seg.at(i, 0, 0) = 3;
+    seg.at(2, 2, 0) = 21;
+    seg.at(3, 3, 0) = 3;
+    const LabelList list{{0, 2, 3, 21}, "test list"};
+    Prediction p{seg, posteriors_like(seg, list)};
+    const CleanStats s = clean_prediction(p, list, CleanOptions{});
+    EXPECT_EQ(s.folded_voxels, 1);
+    EXPECT_EQ(s.islands, 1);
+    EXPECT_EQ(p.seg.at(2, 2, 0), 2);
+    EXPECT_EQ(p.seg.at(3, 3, 0), 2);
+    EXPECT_EQ(p.seg.at(0, 0, 0), 3);
+    EXPECT_FLOAT_EQ(p.post.data[size_t(1 * 25 + seg.index(2, 2, 0))], 0.91f) << "frame 2 gains frame 21";
+
+    Prediction unlisted{labels_of(2, 1, 1, {2, 9}), Image(grid_of(2, 1, 1), 4)};
+    try {
+        clean_prediction(unlisted, list, CleanOptions{}, "seg.nii.gz");
+        ADD_FAILURE() << "label 9 has no frame";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("seg.nii.gz: label 9 has no posterior frame"), std::string::npos)
+            << e.what();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Dice
+
+TEST(Dice, KnownPairWithEmptyAndOneSidedStructures) {
+    // Label 1: 4 predicted, 4 true, 3 shared -> 0.75. Label 2: predicted only -> 0.
+    // Label 4: true only -> 0. Label 3: in neither -> empty.
+    const LabelMap pred = labels_of(10, 1, 1, {1, 1, 1, 1, 2, 2, 0, 0, 0, 0});
+    const LabelMap truth = labels_of(10, 1, 1, {0, 1, 1, 1, 1, 0, 4, 0, 0, 0});
+    const auto o = label_overlaps(pred, truth);
+    EXPECT_EQ(o.at(1).pred, 4);
+    EXPECT_EQ(o.at(1).truth, 4);
+    EXPECT_EQ(o.at(1).both, 3);
+    EXPECT_DOUBLE_EQ(dice(o.at(1)), 0.75);
+    EXPECT_EQ(dice(o.at(2)), 0.0);
+    EXPECT_EQ(dice(o.at(4)), 0.0);
+    EXPECT_DOUBLE_EQ(dice(o.at(0)), 2.0 * 3 / (4 + 5));
+    EXPECT_TRUE(std::isnan(dice(Overlap{})));
+
+    const LabelMap same = pred;
+    std::vector<DiceSubject> subjects{{"a.nii.gz", o}, {"b.nii.gz", label_overlaps(same, pred)}};
+    EXPECT_EQ(labels_present(subjects), (std::vector<int32_t>{1, 2, 4})) << "background left out";
+    const CsvTable t = dice_table(subjects, {1, 2, 3, 4});
+    EXPECT_EQ(t.columns, (std::vector<std::string>{"subject", "dice_1", "dice_2", "dice_3", "dice_4"}));
+    ASSERT_EQ(t.rows.size(), 3u);
+    EXPECT_EQ(t.rows[0], (std::vector<std::string>{"a.nii.gz", "0.75", "0", "", "0"}));
+    EXPECT_EQ(t.rows[1], (std::vector<std::string>{"b.nii.gz", "1", "1", "", ""}));
+    EXPECT_EQ(t.rows[2], (std::vector<std::string>{"mean", "0.875", "0.5", "", "0"}));
+}
+
+TEST(Dice, CommonListMapsUnlistedLabelsToBackground) {
+    // 5 and 7 are not listed: both become background, and so overlap there.
+    const LabelMap pred = labels_of(4, 1, 1, {1, 5, 5, 0});
+    const LabelMap truth = labels_of(4, 1, 1, {1, 7, 0, 0});
+    const auto o = label_overlaps(pred, truth, {0, 1});
+    EXPECT_EQ(o.count(5), 0u);
+    EXPECT_EQ(o.count(7), 0u);
+    EXPECT_DOUBLE_EQ(dice(o.at(0)), 1.0);
+    EXPECT_DOUBLE_EQ(dice(o.at(1)), 1.0);
+    EXPECT_DOUBLE_EQ(dice(label_overlaps(pred, truth).at(0)), 2.0 * 1 / (1 + 2)) << "unmapped";
+}
+
+// ---------------------------------------------------------------------------------------
+// The checked readers (post/prediction.h)
+
+class PostInputs : public test::TempDirTest {
+protected:
+    // The InputError message of f(), "" when it succeeds.
+    template <class F>
+    static std::string error_of(F f) {
+        try {
+            f();
+        } catch (const InputError& e) {
+            return e.what();
+        }
+        return "";
+    }
+};
+
+TEST_F(PostInputs, LabelLists) {
+    EXPECT_EQ(parse_label_list("0, 2,3 ,41"), (std::vector<int32_t>{0, 2, 3, 41}));
+    EXPECT_EQ(label_list_or_default("").labels.size(), 34u);
+    EXPECT_NE(error_of([] { parse_label_list("0,2,2"); }).find("--labels: label 2 is listed twice"), std::string::npos);
+    EXPECT_NE(error_of([] { parse_label_list("0,,2"); }).find("--labels"), std::string::npos);
+    EXPECT_NE(error_of([] { parse_label_list("0,x"); }).find("'x'"), std::string::npos);
+    EXPECT_NE(error_of([] { parse_label_list(""); }).find("--labels"), std::string::npos);
+}
+
+TEST_F(PostInputs, FrameCountsDimensionsGridsAndMissingFilesNameTheFile) {
+    const Grid g = grid_of(3, 2, 2);
+    write_posteriors(path("post3.nii.gz"), Image(g, 3, 0.5f));
+    write_labels(path("seg.nii.gz"), LabelMap(g));
+    const LabelList two{{0, 2}, "--labels"};
+    EXPECT_EQ(read_posteriors(path("post3.nii.gz"), LabelList{{0, 2, 3}, "--labels"}).frames, 3);
+    const std::string frames = error_of([&] { read_posteriors(path("post3.nii.gz"), two); });
+    EXPECT_NE(frames.find(path("post3.nii.gz") + ": 3 posterior frames but --labels has 2 labels"), std::string::npos)
+        << frames;
+    const std::string four_d = error_of([&] { read_segmentation(path("post3.nii.gz")); });
+    EXPECT_NE(four_d.find(path("post3.nii.gz") + ": a 4-D volume with 3 frames"), std::string::npos) << four_d;
+    EXPECT_EQ(read_segmentation(path("seg.nii.gz")).frames, 1);
+    EXPECT_NE(error_of([&] { read_segmentation(path("missing.nii.gz")); }).find(path("missing.nii.gz")),
+              std::string::npos);
+
+    Grid other = grid_of(3, 2, 3);
+    const std::string dims = error_of([&] { require_same_grid(g, "a.nii", other, "b.nii"); });
+    EXPECT_NE(dims.find("b.nii: not on the voxel grid of a.nii: dims 3x2x3 vs 3x2x2"), std::string::npos) << dims;
+    other = g;
+    other.affine.m[0][3] = 5e-5;
+    EXPECT_EQ(error_of([&] { require_same_grid(g, "a.nii", other, "b.nii"); }), "") << "within 1e-4";
+    other.affine.m[0][3] = 0.5;
+    const std::string affine = error_of([&] { require_same_grid(g, "a.nii", other, "b.nii"); });
+    EXPECT_NE(affine.find("b.nii: not on the voxel grid of a.nii: the affines differ by up to 0.5"), std::string::npos)
+        << affine;
+}
+
+TEST_F(PostInputs, WritePredictionLeavesNothingOnFailure) {
+    const Grid g = grid_of(2, 2, 2);
+    write_prediction(path("s.nii.gz"), LabelMap(g), nullptr, path("p.nii"), Image(g, 2), nullptr);
+    EXPECT_EQ(read_posteriors(path("p.nii"), LabelList{{0, 1}, "x"}).frames, 2);
+    // The posteriors cannot be written (their directory is missing): no segmentation either.
+    const std::string e = error_of(
+        [&] { write_prediction(path("s2.nii.gz"), LabelMap(g), nullptr, path("no/p.nii.gz"), Image(g, 2), nullptr); });
+    EXPECT_NE(e.find(path("no/p.nii.gz") + ": cannot"), std::string::npos) << e;
+    EXPECT_EQ(e.find(".tmp-"), std::string::npos) << "names the file asked for: " << e;
+    EXPECT_FALSE(std::filesystem::exists(path("s2.nii.gz")));
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_), std::filesystem::directory_iterator{}), 2);
+}
+
+}  // namespace
+}  // namespace iss

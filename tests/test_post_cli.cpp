@@ -1,0 +1,316 @@
+// The merge, clean and dice commands, run as a program on small hand-made files: what they
+// write (values, frame counts, CSV fields and the warning for one-sided structures), and bad
+// input: mismatched grids, wrong frame counts, a 4-D file where a 3-D one is expected, missing
+// or unpaired files each exit 2 with one line naming the file, leaving nothing in the output
+// directory.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "io/csv.h"
+#include "io/nifti.h"
+#include "post/prediction.h"
+#include "synth/labels.h"
+#include "test_util.h"
+
+namespace iss {
+namespace {
+
+namespace fs = std::filesystem;
+
+using test::RunResult;
+using test::shell_quote;
+
+Grid small_grid(int64_t nz = 2) {
+    Grid g;
+    g.dim = {4, 3, nz};
+    g.affine = Mat4::scaling(1.2, 1.2, 1.5);
+    return g;
+}
+
+int file_count(const fs::path& dir) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) return 0;
+    return int(std::distance(fs::directory_iterator(dir), fs::directory_iterator{}));
+}
+
+class PostCli : public test::TempDirTest {
+protected:
+    void SetUp() override {
+        TempDirTest::SetUp();
+        fs::create_directories(dir_ / "out");
+    }
+    std::string q(const std::string& name) const { return shell_quote(path(name)); }
+    std::string out(const std::string& name) const { return shell_quote((dir_ / "out" / name).string()); }
+    static RunResult run(const std::string& command, const std::string& args) {
+        return test::run_command(std::string(INFANT_CLI_PATH) + " " + command + " " + args);
+    }
+    // Exit 2, one line on stderr containing `fragment`, nothing in out/.
+    void expect_bad(const std::string& command, const std::string& args, const std::string& fragment) {
+        SCOPED_TRACE(command + " " + args);
+        const RunResult r = run(command, args);
+        EXPECT_EQ(r.status, 2) << r.err;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+        EXPECT_NE(r.err.find(fragment), std::string::npos) << "expected '" << fragment << "' in: " << r.err;
+        EXPECT_EQ(file_count(dir_ / "out"), 0);
+    }
+};
+
+// ---------------------------------------------------------------------------------------
+// merge
+
+class MergeCli : public PostCli {
+protected:
+    // Three frames (labels 0, 2, 3). T1 is confident (0.9) in its label on the first half of
+    // the voxels and unsure (0.5) elsewhere; T2 is 0.7 everywhere, and 0.9 on voxel 1 (a tie).
+    void SetUp() override {
+        PostCli::SetUp();
+        const Grid g = small_grid();
+        const int64_t n = g.voxels();
+        LabelMap s1(g, 1, 2), s2(g, 1, 3);
+        Image p1(g, 3, 0.05f), p2(g, 3, 0.1f);
+        for (int64_t v = 0; v < n; ++v) {
+            p1.data[size_t(n + v)] = v < n / 2 ? 0.9f : 0.5f;
+            p2.data[size_t(2 * n + v)] = v == 1 ? 0.9f : 0.7f;
+        }
+        write_labels(path("t1_seg.nii.gz"), s1);
+        write_posteriors(path("t1_post.nii.gz"), p1);
+        write_labels(path("t2_seg.nii.gz"), s2);
+        write_posteriors(path("t2_post.nii.gz"), p2);
+    }
+    std::string inputs() const {
+        return "--t1-seg " + q("t1_seg.nii.gz") + " --t1-post " + q("t1_post.nii.gz") + " --t2-seg " +
+               q("t2_seg.nii.gz") + " --t2-post " + q("t2_post.nii.gz");
+    }
+    std::string outputs() const { return " --o-seg " + out("seg.nii.gz") + " --o-post " + out("post.nii.gz"); }
+};
+
+TEST_F(MergeCli, WritesMergedSegmentationAndPosteriors) {
+    const RunResult r = run("merge", inputs() + outputs() + " --labels 0,2,3");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("merged"), std::string::npos) << r.out;
+    NiftiHeader h;
+    const LabelMap seg = read_labels((dir_ / "out" / "seg.nii.gz").string(), &h);
+    const Image post = read_image((dir_ / "out" / "post.nii.gz").string());
+    const int64_t n = seg.grid.voxels();
+    EXPECT_TRUE(seg.grid.same_as(small_grid()));
+    ASSERT_EQ(post.frames, 3);
+    for (int64_t v = 0; v < n; ++v) {
+        EXPECT_EQ(seg.data[size_t(v)], v < n / 2 && v != 1 ? 2 : 3) << "voxel " << v << " (voxel 1 ties: T2)";
+        EXPECT_EQ(post.data[size_t(v)], 0.1f);
+        EXPECT_EQ(post.data[size_t(n + v)], v < n / 2 ? 0.9f : 0.5f);
+        EXPECT_EQ(post.data[size_t(2 * n + v)], v == 1 ? 0.9f : 0.7f);
+    }
+}
+
+TEST_F(MergeCli, BadInputExitsTwoAndWritesNothing) {
+    expect_bad("merge", inputs() + outputs(), "t1_post.nii.gz: 3 posterior frames but the infant segmentation list");
+    expect_bad("merge", inputs() + outputs() + " --labels 0,2", "t1_post.nii.gz: 3 posterior frames but --labels");
+
+    // T2 on another grid: dims, then only the affine.
+    write_labels(path("t2_dims.nii.gz"), LabelMap(small_grid(3)));
+    std::string args = inputs() + outputs() + " --labels 0,2,3";
+    std::string bad = args;
+    bad.replace(bad.find(q("t2_seg.nii.gz")), q("t2_seg.nii.gz").size(), q("t2_dims.nii.gz"));
+    expect_bad("merge", bad, "t2_dims.nii.gz: not on the voxel grid of " + path("t1_seg.nii.gz") + ": dims 4x3x3");
+    Grid shifted = small_grid();
+    shifted.affine.m[1][3] = 0.01;
+    Image moved(shifted, 3, 0.2f);
+    write_posteriors(path("t2_moved.nii.gz"), moved);
+    bad = args;
+    bad.replace(bad.find(q("t2_post.nii.gz")), q("t2_post.nii.gz").size(), q("t2_moved.nii.gz"));
+    expect_bad("merge", bad, "t2_moved.nii.gz: not on the voxel grid of " + path("t1_seg.nii.gz") + ": the affines");
+
+    // A posteriors file given as the segmentation; a missing file; a bad output name.
+    bad = args;
+    bad.replace(bad.find(q("t1_seg.nii.gz")), q("t1_seg.nii.gz").size(), q("t2_post.nii.gz"));
+    expect_bad("merge", bad, "t2_post.nii.gz: a 4-D volume with 3 frames where a 3-D segmentation is expected");
+    bad = args;
+    bad.replace(bad.find(q("t2_seg.nii.gz")), q("t2_seg.nii.gz").size(), q("missing.nii.gz"));
+    expect_bad("merge", bad, path("missing.nii.gz"));
+    expect_bad("merge", inputs() + " --o-seg " + out("seg.nii.gz") + " --o-post " + out("post.mgz") + " --labels 0,2,3",
+               "--o-post");
+    expect_bad("merge", inputs() + " --o-seg " + out("seg.nii.gz"), "--o-post is required");
+    expect_bad("merge", inputs() + " --o-seg " + out("s.nii") + " --o-post " + out("s.nii") + " --labels 0,2,3",
+               "--o-seg and --o-post both name");
+    expect_bad("merge", args + " --labels 0,2,x", "--labels");
+}
+
+TEST_F(MergeCli, HelpNamesEveryOption) {
+    const RunResult r = run("merge", "--help");
+    EXPECT_EQ(r.status, 0);
+    for (const char* word : {"--t1-seg", "--t1-post", "--t2-seg", "--t2-post", "--o-seg", "--o-post", "--labels",
+                             "ties go to T2", "element-wise maximum"})
+        EXPECT_NE(r.out.find(word), std::string::npos) << word;
+}
+
+// ---------------------------------------------------------------------------------------
+// clean
+
+class CleanCli : public PostCli {};
+
+TEST_F(CleanCli, FoldsRelabelsIslandsAndWritesFoldedPosteriors) {
+    // 6x6x1 on the default 34-label list: label 2 with a 21 patch, a row of 41 with a 61 voxel,
+    // and a lone 4 inside the 2s (the largest 4 is the block at i >= 4, j >= 4).
+    Grid g;
+    g.dim = {6, 6, 1};
+    LabelMap seg(g, 1, 2);
+    for (int i = 0; i < 6; ++i) seg.at(i, 0, 0) = 41;
+    seg.at(3, 0, 0) = 61;
+    seg.at(1, 2, 0) = 21;
+    seg.at(2, 3, 0) = 4;
+    for (int j = 4; j < 6; ++j)
+        for (int i = 4; i < 6; ++i) seg.at(i, j, 0) = 4;
+    seg.at(0, 5, 0) = 7;  // a lone 7, folded only with --merge-cerebellum
+    const std::vector<int32_t>& list = labels::segmentation_labels();
+    const int64_t n = g.voxels();
+    Image post(g, int64_t(list.size()), 0.01f);
+    auto frame = [&](int32_t label) { return size_t(labels::index_of(list, label)) * size_t(n); };
+    for (int64_t v = 0; v < n; ++v) post.data[frame(seg.data[size_t(v)]) + size_t(v)] = 0.8f;
+    write_labels(path("seg.nii.gz"), seg);
+    write_posteriors(path("post.nii.gz"), post);
+
+    const RunResult r = run("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz") + " --o " +
+                                         out("clean.nii.gz") + " --o-post " + out("clean_post.nii.gz"));
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("folded 2 voxels; 1 islands (1 voxels)"), std::string::npos) << r.out;
+    LabelMap want = seg;
+    want.at(3, 0, 0) = 41;
+    want.at(1, 2, 0) = 2;
+    want.at(2, 3, 0) = 2;
+    EXPECT_EQ(read_labels((dir_ / "out" / "clean.nii.gz").string()).data, want.data);
+    const Image folded = read_image((dir_ / "out" / "clean_post.nii.gz").string());
+    ASSERT_EQ(folded.frames, 34);
+    const size_t v21 = size_t(seg.index(1, 2, 0));
+    EXPECT_FLOAT_EQ(folded.data[frame(2) + v21], 0.81f);
+    EXPECT_EQ(folded.data[frame(21) + v21], 0.0f);
+
+    const RunResult c = run("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz") + " --o " +
+                                         out("cereb.nii") + " --merge-cerebellum --island-threshold 1");
+    ASSERT_EQ(c.status, 0) << c.err;
+    EXPECT_NE(c.out.find("folded 3 voxels; 0 islands"), std::string::npos) << c.out;
+    const LabelMap cereb = read_labels((dir_ / "out" / "cereb.nii").string());
+    EXPECT_EQ(cereb.at(0, 5, 0), 8);
+    EXPECT_EQ(cereb.at(2, 3, 0), 4) << "threshold 1 keeps every component";
+    EXPECT_EQ(file_count(dir_ / "out"), 3) << "no --o-post, no posteriors file";
+}
+
+TEST_F(CleanCli, BadInputExitsTwoAndWritesNothing) {
+    const Grid g = small_grid();
+    write_labels(path("seg.nii.gz"), LabelMap(g, 1, 2));
+    write_posteriors(path("post3.nii.gz"), Image(g, 3, 0.3f));
+    write_posteriors(path("post_other.nii.gz"), Image(small_grid(3), 3, 0.3f));
+    LabelMap odd(g, 1, 2);
+    odd.data[0] = 9;
+    write_labels(path("odd.nii.gz"), odd);
+    const std::string o = " --o " + out("c.nii.gz") + " --o-post " + out("p.nii.gz");
+    expect_bad("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post3.nii.gz") + o,
+               "post3.nii.gz: 3 posterior frames but the infant segmentation list has 34 labels");
+    expect_bad("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post_other.nii.gz") + o + " --labels 0,2,3",
+               "post_other.nii.gz: not on the voxel grid of " + path("seg.nii.gz"));
+    expect_bad("clean", "--seg " + q("post3.nii.gz") + " --post " + q("post3.nii.gz") + o + " --labels 0,2,3",
+               "post3.nii.gz: a 4-D volume");
+    expect_bad("clean", "--seg " + q("odd.nii.gz") + " --post " + q("post3.nii.gz") + o + " --labels 0,2,3",
+               "odd.nii.gz: label 9 has no posterior frame in --labels");
+    expect_bad("clean", "--seg " + q("nope.nii.gz") + " --post " + q("post3.nii.gz") + o + " --labels 0,2,3",
+               "nope.nii.gz");
+    expect_bad("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post3.nii.gz") + o + " --labels 0,2,61",
+               "--labels has label 61 but not 41");
+    expect_bad(
+        "clean",
+        "--seg " + q("seg.nii.gz") + " --post " + q("post3.nii.gz") + o + " --labels 0,2,3 --island-threshold -1",
+        "--island-threshold");
+    expect_bad("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post3.nii.gz") + " --o " + out("c.txt"), "--o");
+}
+
+TEST_F(CleanCli, HelpNamesEveryOption) {
+    const RunResult r = run("clean", "--help");
+    EXPECT_EQ(r.status, 0);
+    for (const char* word : {"--seg", "--post", "--o FILE", "--o-post", "--island-threshold", "--merge-cerebellum",
+                             "--labels", "21 -> 2", "61 -> 41", "170 -> 16", "7 -> 8", "46 -> 47", "default 15"})
+        EXPECT_NE(r.out.find(word), std::string::npos) << word;
+}
+
+// ---------------------------------------------------------------------------------------
+// dice
+
+class DiceCli : public PostCli {
+protected:
+    void SetUp() override {
+        PostCli::SetUp();
+        fs::create_directories(dir_ / "pred");
+        fs::create_directories(dir_ / "gt");
+        // a: label 1 overlaps 3 of 4 (0.75), label 2 predicted only; b: identical maps.
+        write_labels(path("pred/a.nii.gz"), row({1, 1, 1, 1, 2, 2, 0, 0}));
+        write_labels(path("gt/a.nii.gz"), row({0, 1, 1, 1, 1, 0, 0, 0}));
+        write_labels(path("pred/b.nii.gz"), row({1, 1, 0, 0, 2, 2, 0, 0}));
+        write_labels(path("gt/b.nii.gz"), row({1, 1, 0, 0, 2, 2, 0, 0}));
+    }
+    static LabelMap row(const std::vector<int32_t>& values) {
+        Grid g;
+        g.dim = {int64_t(values.size()), 1, 1};
+        LabelMap m(g);
+        m.data = values;
+        return m;
+    }
+};
+
+TEST_F(DiceCli, DirectoriesPairedByNameWithMeanRow) {
+    const std::string csv = (dir_ / "out" / "dice.csv").string();
+    const RunResult r = run("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + shell_quote(csv));
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("label 2 is present on one side only in 1 of 2 subjects (first: a.nii.gz, missing from the "
+                         "ground truth)"),
+              std::string::npos)
+        << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one warning per structure: " << r.err;
+    const CsvTable t = read_csv(csv);
+    EXPECT_EQ(t.columns, (std::vector<std::string>{"subject", "dice_1", "dice_2"}));
+    ASSERT_EQ(t.rows.size(), 3u);
+    EXPECT_EQ(t.rows[0], (std::vector<std::string>{"a.nii.gz", "0.75", "0"}));
+    EXPECT_EQ(t.rows[1], (std::vector<std::string>{"b.nii.gz", "1", "1"}));
+    EXPECT_EQ(t.rows[2], (std::vector<std::string>{"mean", "0.875", "0.5"}));
+
+    // One pair of files, a listed structure absent from both (empty), background listed.
+    const RunResult f = run("dice", "--pred " + q("pred/a.nii.gz") + " --gt " + q("gt/a.nii.gz") +
+                                        " --labels 0,1,3 --out " + shell_quote(csv));
+    ASSERT_EQ(f.status, 0) << f.err;
+    EXPECT_EQ(f.err, "") << "2 is not listed: it counts as background";
+    const CsvTable one = read_csv(csv);
+    EXPECT_EQ(one.columns, (std::vector<std::string>{"subject", "dice_0", "dice_1", "dice_3"}));
+    ASSERT_EQ(one.rows.size(), 2u);
+    EXPECT_EQ(one.rows[0], (std::vector<std::string>{"a.nii.gz", "0.75", "0.75", ""}));
+    EXPECT_EQ(one.rows[1], (std::vector<std::string>{"mean", "0.75", "0.75", ""}));
+}
+
+TEST_F(DiceCli, BadInputExitsTwoAndWritesNothing) {
+    const std::string o = " --out " + out("dice.csv");
+    write_labels(path("extra.nii.gz"), row({0, 1}));
+    fs::create_directories(dir_ / "gt2");
+    fs::copy_file(path("gt/a.nii.gz"), path("gt2/a.nii.gz"));
+    expect_bad("dice", "--pred " + q("pred") + " --gt " + q("gt2") + o, path("pred/b.nii.gz") + ": no ground truth");
+    fs::copy_file(path("gt/b.nii.gz"), path("gt2/b.nii.gz"));
+    fs::copy_file(path("gt/b.nii.gz"), path("gt2/c.nii.gz"));
+    expect_bad("dice", "--pred " + q("pred") + " --gt " + q("gt2") + o, path("gt2/c.nii.gz") + ": no prediction");
+    expect_bad("dice", "--pred " + q("pred/a.nii.gz") + " --gt " + q("extra.nii.gz") + o,
+               path("pred/a.nii.gz") + ": not on the voxel grid of " + path("extra.nii.gz") + ": dims 8x1x1 vs 2x1x1");
+    Image four(row({0, 1, 1, 0, 0, 0, 0, 0}).grid, 2, 1.0f);
+    write_image(path("four.nii.gz"), four);
+    expect_bad("dice", "--pred " + q("four.nii.gz") + " --gt " + q("gt/a.nii.gz") + o, "four.nii.gz: a 4-D volume");
+    expect_bad("dice", "--pred " + q("pred/zz.nii.gz") + " --gt " + q("gt/a.nii.gz") + o, "zz.nii.gz");
+    expect_bad("dice", "--pred " + q("pred") + " --gt " + q("gt/a.nii.gz") + o, "both be files or both");
+    expect_bad("dice", "--pred " + q("pred") + " --gt " + q("gt"), "--out is required");
+}
+
+TEST_F(DiceCli, HelpNamesEveryOption) {
+    const RunResult r = run("dice", "--help");
+    EXPECT_EQ(r.status, 0);
+    for (const char* word : {"--pred", "--gt", "--out", "--labels", "dice_<label>", "mean", "empty"})
+        EXPECT_NE(r.out.find(word), std::string::npos) << word;
+}
+
+}  // namespace
+}  // namespace iss
