@@ -7,5 +7,6 @@ namespace iss::cli {
 int cmd_info(int argc, char** argv);
 int cmd_phantom(int argc, char** argv);
 int cmd_synth(int argc, char** argv);
+int cmd_train(int argc, char** argv);
 
 }  // namespace iss::cli

@@ -19,6 +19,7 @@ const Command commands[] = {
     {"info", iss::cli::cmd_info, "print the header, orientation, intensity range and labels of NIfTI files"},
     {"phantom", iss::cli::cmd_phantom, "write a procedural infant-like label map for a given age"},
     {"synth", iss::cli::cmd_synth, "generate synthetic training images and label maps from label maps"},
+    {"train", iss::cli::cmd_train, "train a segmentation network on synthetic images made from label maps"},
 };
 
 void print_usage(FILE* out) {
