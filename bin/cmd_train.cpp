@@ -76,7 +76,7 @@ const char* usage =
     "\n"
     "SIGINT (Ctrl-C) or SIGTERM: the current step finishes, a checkpoint is written and the\n"
     "command exits with status 0; --resume continues from there. A second signal ends it at\n"
-    "once (the previous checkpoint stays intact).\n"
+    "once, without that checkpoint.\n"
     "\n"
     "Progress: a bar on stderr when it is a terminal (loss = mean of the last 100 steps),\n"
     "otherwise one line per checkpoint on stdout; a summary at the end.\n";
