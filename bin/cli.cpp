@@ -1,7 +1,9 @@
 #include "bin/cli.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 
 #include "kernels/common/error.h"
@@ -70,6 +72,25 @@ double Args::number(const std::string& name, double fallback) const {
     ISS_INPUT(!it->second.empty() && *end == '\0' && std::isfinite(value), command_, ": option ", name,
               " expects a number, got '", it->second, "'");
     return value;
+}
+
+std::string duration_text(double seconds) {
+    const long long s = (long long)(seconds + 0.5);
+    char text[32];
+    if (s >= 3600)
+        std::snprintf(text, sizeof text, "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
+    else
+        std::snprintf(text, sizeof text, "%lld:%02lld", s / 60, s % 60);
+    return text;
+}
+
+std::string progress_bar(double fraction, int width) {
+    fraction = std::min(std::max(fraction, 0.0), 1.0);
+    const int filled = int(double(width) * fraction);
+    std::string bar(size_t(width), ' ');
+    for (int c = 0; c < filled; ++c) bar[size_t(c)] = '=';
+    if (filled < width) bar[size_t(filled)] = '>';
+    return bar;
 }
 
 }  // namespace iss::cli

@@ -33,4 +33,10 @@ private:
     std::vector<std::string> positional_;
 };
 
+// Progress display shared by the long-running commands.
+// "0:56" or "1:02:03" for a number of seconds (rounded).
+std::string duration_text(double seconds);
+// "=====>    ": `width` characters, filled to `fraction` (clamped to [0, 1]).
+std::string progress_bar(double fraction, int width);
+
 }  // namespace iss::cli

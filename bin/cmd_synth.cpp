@@ -75,23 +75,9 @@ std::string shape_text(const std::array<int64_t, 3>& s) {
     return cat(s[0], "x", s[1], "x", s[2]);
 }
 
-std::string duration_text(double seconds) {
-    const long long s = (long long)(seconds + 0.5);
-    char text[32];
-    if (s >= 3600)
-        std::snprintf(text, sizeof text, "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
-    else
-        std::snprintf(text, sizeof text, "%lld:%02lld", s / 60, s % 60);
-    return text;
-}
-
 // "synth [=====>    ] 12/100  3.4 samples/s  ETA 0:26", redrawn in place.
 void draw_progress(long long done, long long total, double elapsed) {
-    constexpr int width = 30;
-    const int filled = int(double(width) * double(done) / double(total));
-    std::string bar(size_t(width), ' ');
-    for (int c = 0; c < filled; ++c) bar[size_t(c)] = '=';
-    if (filled < width) bar[size_t(filled)] = '>';
+    const std::string bar = progress_bar(double(done) / double(total), 30);
     const double rate = elapsed > 0 ? double(done) / elapsed : 0;
     const std::string eta = rate > 0 ? duration_text(double(total - done) / rate) : "?";
     std::fprintf(stderr, "\rsynth [%s] %lld/%lld  %.1f samples/s  ETA %s ", bar.c_str(), done, total, rate,

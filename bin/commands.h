@@ -11,5 +11,6 @@ int cmd_merge(int argc, char** argv);
 int cmd_phantom(int argc, char** argv);
 int cmd_priors(int argc, char** argv);
 int cmd_synth(int argc, char** argv);
+int cmd_train(int argc, char** argv);
 
 }  // namespace iss::cli

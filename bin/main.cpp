@@ -23,6 +23,7 @@ const Command commands[] = {
     {"phantom", iss::cli::cmd_phantom, "write a procedural infant-like label map for a given age"},
     {"priors", iss::cli::cmd_priors, "estimate intensity priors from real images and their label maps"},
     {"synth", iss::cli::cmd_synth, "generate synthetic training images and label maps from label maps"},
+    {"train", iss::cli::cmd_train, "train a segmentation network on synthetic images made from label maps"},
 };
 
 void print_usage(FILE* out) {

@@ -386,7 +386,8 @@ Trainer::~Trainer() = default;
 int64_t Trainer::step() const { return state_->step; }
 const std::vector<double>& Trainer::losses() const { return state_->losses; }
 
-void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const StepReport&)>& on_step) {
+void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const StepReport&)>& on_step,
+                  const std::function<void(int64_t step)>& on_checkpoint) {
     State& s = *state_;
     const TrainOptions& opt = s.options;
     const int64_t wl2_steps = opt.wl2_epochs * opt.steps_per_epoch;
@@ -422,7 +423,10 @@ void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const 
         report.checkpoint = epoch_end;
         if (on_step) on_step(report);
         const bool stopping = stop.load();  // after on_step, which may be what asks to stop
-        if (epoch_end || stopping) s.save_checkpoint();
+        if (epoch_end || stopping) {
+            s.save_checkpoint();
+            if (on_checkpoint) on_checkpoint(s.step);
+        }
         if (stopping) break;
     }
 }

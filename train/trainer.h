@@ -68,8 +68,11 @@ public:
 
     // Trains until options.steps or until `stop` becomes true (checked after every step, after
     // on_step);
-    // writes a checkpoint at every epoch end and when it stops. `on_step` sees every step.
-    void run(const std::atomic<bool>& stop, const std::function<void(const StepReport&)>& on_step = {});
+    // writes a checkpoint at every epoch end and when it stops. `on_step` sees every step;
+    // `on_checkpoint` is told the step of each checkpoint once its files are written (so a
+    // command can say "saved" truthfully).
+    void run(const std::atomic<bool>& stop, const std::function<void(const StepReport&)>& on_step = {},
+             const std::function<void(int64_t step)>& on_checkpoint = {});
 
     int64_t step() const;
     const std::vector<double>& losses() const;  // per step, from step 1 (resumed runs included)

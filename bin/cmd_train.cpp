@@ -1,0 +1,280 @@
+// `infant-synthseg train`: trains a segmentation U-Net on synthetic images made on the fly from
+// label maps (SPEC.md section 5). A thin shell around iss::Trainer, which checks every input
+// before any step and writes the model directory; this file parses the options, shows progress
+// and turns SIGINT/SIGTERM into a clean stop with a checkpoint.
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "bin/cli.h"
+#include "bin/commands.h"
+#include "kernels/common/device.h"
+#include "kernels/common/error.h"
+#include "train/trainer.h"
+
+namespace iss::cli {
+namespace {
+
+const char* usage =
+    "usage: infant-synthseg train --labels FILE|DIR --model-dir DIR [--preset NAME] [--config FILE]\n"
+    "                             [--steps N] [--steps-per-epoch N] [--lr X] [--batch B]\n"
+    "                             [--shape S] [--levels L] [--features F] [--wl2-epochs E]\n"
+    "                             [--resume] [--seed S] [--device auto|cpu|cuda[:N]]\n"
+    "                             [--validation-labels FILE|DIR [--validate-every N]\n"
+    "                              [--validation-samples K]]\n"
+    "\n"
+    "Trains a 3D U-Net to segment brain MRI of any contrast: every step synthesises a batch of\n"
+    "images from the label maps (as 'synth' does), runs the network and a soft Dice loss, and\n"
+    "updates the weights with Adam. Every input is checked before the first step.\n"
+    "\n"
+    "  --labels FILE|DIR   a NIfTI label map, or a directory: every *.nii and *.nii.gz in it;\n"
+    "                      every value must be a generation label of the preset\n"
+    "  --model-dir DIR     where the model and its logs go, created when missing; must not\n"
+    "                      hold a model already unless --resume is given\n"
+    "  --preset NAME       generator parameters: infant-t1, infant-t2 or synthseg (default\n"
+    "                      infant-t1; see 'infant-synthseg synth --help')\n"
+    "  --config FILE       JSON overrides of the preset's generator parameters\n"
+    "  --steps N           total number of training steps; with --resume, training continues\n"
+    "                      until step N (default 900000)\n"
+    "  --steps-per-epoch N steps between checkpoints (default 3000)\n"
+    "  --lr X              Adam's learning rate (default 1e-4)\n"
+    "  --batch B           samples per step, 1 to 64 (default 1)\n"
+    "  --shape S           requested crop S x S x S (default 160); clipped to the smallest map\n"
+    "                      and rounded down to a multiple of 2^levels\n"
+    "  --levels L          U-Net resolution levels, 1 to 8 (default 5)\n"
+    "  --features F        feature maps at the first level, doubling per level (default 24)\n"
+    "  --wl2-epochs E      epochs of weighted-L2 pre-training before the Dice loss (default 0)\n"
+    "  --resume            continue the model in --model-dir from its last checkpoint; the\n"
+    "                      architecture options must match it\n"
+    "  --seed S            non-negative integer: initial weights and every sample; a resumed run\n"
+    "                      repeats the uninterrupted one exactly (default 1)\n"
+    "  --device D          auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default auto)\n"
+    "  --validation-labels FILE|DIR\n"
+    "                      held-out label maps: the Dice of the model on a fixed set of\n"
+    "                      synthetic samples from them is measured every --validate-every steps\n"
+    "  --validate-every N  steps between validations (default: --steps-per-epoch)\n"
+    "  --validation-samples K\n"
+    "                      synthetic samples per validation (default 4)\n"
+    "  --help              this text\n"
+    "\n"
+    "Files in --model-dir, all rewritten at every checkpoint (each epoch, the last step, and\n"
+    "an interruption):\n"
+    "  model.safetensors, model.json   the weights and their description (architecture,\n"
+    "                                  labels, preprocessing, training options)\n"
+    "  model.optimizer.safetensors     Adam's state and the step, for --resume\n"
+    "  training_log.csv                one row per step: step, loss, lr, seconds\n"
+    "  validation.csv                  step, mean_dice, then the Dice of each label (with\n"
+    "                                  --validation-labels)\n"
+    "  loss.png                        the loss curve (and the validation Dice)\n"
+    "\n"
+    "SIGINT (Ctrl-C) or SIGTERM: the current step finishes, a checkpoint is written and the\n"
+    "command exits with status 0; --resume continues from there. A second signal ends it at\n"
+    "once, without that checkpoint.\n"
+    "\n"
+    "Progress: a bar on stderr when it is a terminal (loss = mean of the last 100 steps),\n"
+    "otherwise one line per checkpoint on stdout; a summary at the end.\n";
+
+// Set by the signal handler, read by Trainer::run after every step. A lock-free atomic is
+// async-signal-safe to store to.
+std::atomic<bool> stop_requested{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler needs a lock-free flag");
+
+extern "C" void on_stop_signal(int) {
+    stop_requested.store(true);
+}
+
+// SA_RESETHAND: the first signal asks for a clean stop, a second one (a user who does not want
+// to wait for the step) gets the default action. A signal that was ignored when we started
+// (a background job of a non-interactive shell) stays ignored, as the shell meant.
+void install_stop_handlers() {
+    for (int sig : {SIGINT, SIGTERM}) {
+        struct sigaction old {};
+        if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+        struct sigaction action {};
+        action.sa_handler = on_stop_signal;
+        sigemptyset(&action.sa_mask);
+        action.sa_flags = SA_RESTART | SA_RESETHAND;  // restart: checkpoint I/O is not cut short
+        ::sigaction(sig, &action, nullptr);
+    }
+}
+
+// An int option in [lo, hi]: checked before narrowing, so 2^32 + 1 is not taken for 1.
+int int_option(const Args& args, const std::string& name, long long fallback, long long lo, long long hi) {
+    const long long v = args.integer(name, fallback);
+    ISS_INPUT(v >= lo && v <= hi, "train: ", name, " must be ", lo, " to ", hi, ", got ", v);
+    return int(v);
+}
+
+TrainOptions parse_options(const Args& args) {
+    TrainOptions o;
+    o.labels = args.require("--labels");
+    o.model_dir = args.require("--model-dir");
+    o.preset = args.get("--preset", o.preset);
+    o.config_path = args.get("--config", "");
+    o.steps = args.integer("--steps", o.steps);
+    o.steps_per_epoch = args.integer("--steps-per-epoch", o.steps_per_epoch);
+    o.lr = float(args.number("--lr", o.lr));
+    o.batch = int_option(args, "--batch", o.batch, 1, 64);
+    o.shape = args.integer("--shape", o.shape);
+    o.unet.levels = int_option(args, "--levels", o.unet.levels, 1, 8);
+    o.unet.features = int_option(args, "--features", o.unet.features, 1, 4096);
+    o.wl2_epochs = args.integer("--wl2-epochs", o.wl2_epochs);
+    o.resume = args.flag("--resume");
+    const long long seed = args.integer("--seed", 1);
+    ISS_INPUT(seed >= 0, "train: --seed must be a non-negative integer, got ", seed);
+    o.seed = uint64_t(seed);
+    o.device = parse_device(args.get("--device", "auto"));
+
+    o.validation_labels = args.get("--validation-labels", "");
+    ISS_INPUT(!o.validation_labels.empty() || (!args.has("--validate-every") && !args.has("--validation-samples")),
+              "train: --validate-every and --validation-samples need --validation-labels");
+    o.validate_every = args.integer("--validate-every", o.validation_labels.empty() ? 0 : o.steps_per_epoch);
+    o.validation_samples = int_option(args, "--validation-samples", o.validation_samples, 1, 1 << 20);
+    return o;
+}
+
+// What the progress display keeps between steps.
+struct Progress {
+    bool bar = false;
+    int64_t total = 0;
+    int batch = 1;
+    std::deque<double> recent;  // the last (up to) 100 losses, for the bar
+    double recent_sum = 0;
+    double epoch_sum = 0;  // losses since the last checkpoint line
+    int64_t epoch_steps = 0;
+    StepReport last;
+    double dice = -1;  // the latest validation, -1 before the first
+
+    void step(const StepReport& r) {
+        last = r;
+        if (r.validation_dice >= 0) dice = r.validation_dice;
+        recent.push_back(r.loss);
+        recent_sum += r.loss;
+        if (recent.size() > 100) {
+            recent_sum -= recent.front();
+            recent.pop_front();
+        }
+        epoch_sum += r.loss;
+        ++epoch_steps;
+        if (bar) draw();
+    }
+
+    // "train [=====>   ] step 120/300  loss 0.8123  3.2 samples/s  ETA 0:56  dice 0.41"
+    void draw() const {
+        const double rate = last.samples_per_second;
+        const std::string eta = rate > 0 ? duration_text(double((total - last.step) * batch) / rate) : "?";
+        std::string dice_text;
+        if (dice >= 0) {
+            char text[32];
+            std::snprintf(text, sizeof text, "  dice %.2f", dice);
+            dice_text = text;
+        }
+        char loss_text[32] = "-";
+        if (!recent.empty()) std::snprintf(loss_text, sizeof loss_text, "%.4f", recent_sum / double(recent.size()));
+        std::fprintf(stderr, "\rtrain [%s] step %lld/%lld  loss %s  %.1f samples/s  ETA %s%s ",
+                     progress_bar(double(last.step) / double(total), 30).c_str(), (long long)last.step,
+                     (long long)total, loss_text, rate, eta.c_str(), dice_text.c_str());
+        std::fflush(stderr);
+    }
+
+    // "step 300/300 loss 0.5231 (mean of the epoch) 3.1 samples/s, checkpoint saved"
+    void checkpoint_line(int64_t steps_per_epoch) {
+        if (epoch_steps == 0) return;
+        const std::string over =
+            epoch_steps == steps_per_epoch ? "the epoch" : cat(epoch_steps, epoch_steps == 1 ? " step" : " steps");
+        std::string dice_text;
+        if (last.validation_dice >= 0) {
+            char text[32];
+            std::snprintf(text, sizeof text, " dice %.4f", last.validation_dice);
+            dice_text = text;
+        }
+        std::printf("step %lld/%lld loss %.4f (mean of %s)%s %.1f samples/s, checkpoint saved\n", (long long)last.step,
+                    (long long)total, epoch_sum / double(epoch_steps), over.c_str(), dice_text.c_str(),
+                    last.samples_per_second);
+        std::fflush(stdout);  // a log file or a pipe sees each epoch as it ends
+    }
+
+    void reset_epoch() {
+        epoch_sum = 0;
+        epoch_steps = 0;
+    }
+};
+
+}  // namespace
+
+int cmd_train(int argc, char** argv) {
+    const Args args("train", argc, argv,
+                    {"--labels", "--model-dir", "--preset", "--config", "--steps", "--steps-per-epoch", "--lr",
+                     "--batch", "--shape", "--levels", "--features", "--wl2-epochs", "--seed", "--device",
+                     "--validation-labels", "--validate-every", "--validation-samples"},
+                    {"--resume", "--help"});
+    if (args.flag("--help")) {
+        std::fputs(usage, stdout);
+        return 0;
+    }
+    ISS_INPUT(args.positional().empty(), "train: unexpected argument '", args.positional().front(),
+              "' (see 'infant-synthseg train --help')");
+    const TrainOptions options = parse_options(args);
+
+    // Reads and checks everything; throws InputError (exit 2) before a file is written.
+    Trainer trainer(options);
+    const int64_t first_step = trainer.step();
+    if (first_step > 0 && first_step < options.steps) {
+        std::printf("resuming %s at step %lld of %lld\n", options.model_dir.c_str(), (long long)first_step,
+                    (long long)options.steps);
+        std::fflush(stdout);
+    }
+
+    Progress progress;
+    progress.bar = ::isatty(::fileno(stderr)) != 0;
+    progress.total = options.steps;
+    progress.batch = options.batch;
+    progress.last.step = first_step;
+    if (progress.bar) progress.draw();  // at once: a full-size first step takes a while on the CPU
+
+    // Installed only now: a signal while the inputs load simply ends the process, as nothing
+    // has been written yet that a checkpoint would need to complete.
+    install_stop_handlers();
+    const auto start = std::chrono::steady_clock::now();
+    trainer.run(
+        stop_requested, [&](const StepReport& r) { progress.step(r); },
+        [&](int64_t) {
+            // The checkpoint an interruption writes is reported once, below.
+            if (!progress.bar && progress.last.checkpoint) progress.checkpoint_line(options.steps_per_epoch);
+            if (progress.last.checkpoint) progress.reset_epoch();
+        });
+    if (progress.bar) std::fputc('\n', stderr);
+
+    const int64_t step = trainer.step();
+    if (step < options.steps) {
+        std::printf("interrupted at step %lld: checkpoint saved in %s (continue with --resume)\n", (long long)step,
+                    options.model_dir.c_str());
+        return 0;
+    }
+    if (step == first_step) {
+        std::printf("%s is already at step %lld: nothing to train (raise --steps to continue)\n",
+                    options.model_dir.c_str(), (long long)step);
+        return 0;
+    }
+    // The summary's loss: the mean of the last epoch's worth of steps, less noisy than one step.
+    const std::vector<double>& losses = trainer.losses();
+    const size_t tail = std::min(losses.size(), size_t(std::min(options.steps_per_epoch, step)));
+    double tail_sum = 0;
+    for (size_t i = losses.size() - tail; i < losses.size(); ++i) tail_sum += losses[i];
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("trained steps %lld to %lld in %s (%.1f samples/s); loss %.4f (mean of the last %zu steps)\n",
+                (long long)first_step + 1, (long long)step, duration_text(seconds).c_str(),
+                progress.last.samples_per_second, tail > 0 ? tail_sum / double(tail) : 0.0, tail);
+    std::printf("model: %s/model.safetensors + model.json; log: %s/training_log.csv; loss curve: %s/loss.png\n",
+                options.model_dir.c_str(), options.model_dir.c_str(), options.model_dir.c_str());
+    return 0;
+}
+
+}  // namespace iss::cli

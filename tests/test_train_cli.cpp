@@ -1,0 +1,318 @@
+// The `train` command, run as a program on a newborn phantom with a tiny network (32^3 crops,
+// 2 levels, 4 features): the files of the model directory and the log's rows, --resume
+// continuing to the new --steps without touching the logged rows, SIGINT/SIGTERM ending with a
+// checkpoint and exit 0 (and resume working after it), --help, and bad input: exit 2, one line
+// naming the problem, and no model files where there were none.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "io/csv.h"
+#include "io/nifti.h"
+#include "io/safetensors.h"
+#include "synth/phantom.h"
+#include "test_util.h"
+
+namespace iss {
+namespace {
+
+namespace fs = std::filesystem;
+
+using test::read_text;
+using test::RunResult;
+using test::shell_quote;
+
+std::vector<std::string> lines_of(const std::string& text) {
+    std::vector<std::string> lines;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+}
+
+std::set<std::string> file_names(const fs::path& dir) {
+    std::set<std::string> names;
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) return names;
+    for (const auto& e : fs::directory_iterator(dir)) names.insert(e.path().filename().string());
+    return names;
+}
+
+class TrainCli : public test::TempDirTest {
+protected:
+    static void SetUpTestSuite() {
+        root_ = test::unique_temp_dir("train-cli");
+        fs::create_directories(root_ / "maps");
+        write_labels((root_ / "maps" / "phantom_0mo.nii.gz").string(), make_phantom(0, 1));
+    }
+    static void TearDownTestSuite() {
+        std::error_code ec;
+        fs::remove_all(root_, ec);
+    }
+
+    // The options of every run here, without --steps and --model-dir.
+    static std::vector<std::string> tiny_args() {
+        std::vector<std::string> args{"--labels", (root_ / "maps").string()};
+        for (const char* a : {"--shape", "32", "--levels", "2", "--features", "4", "--steps-per-epoch", "2", "--lr",
+                              "1e-3", "--seed", "5", "--device", "cpu"})
+            args.push_back(a);
+        return args;
+    }
+    static std::string joined(const std::vector<std::string>& args) {
+        std::string s;
+        for (const std::string& a : args) s += " " + shell_quote(a);
+        return s;
+    }
+    static RunResult train(const std::string& args) {
+        return test::run_command(std::string(INFANT_CLI_PATH) + " train" + args);
+    }
+    RunResult train_tiny(const std::string& model_dir, int steps, const std::string& more = "") const {
+        return train(joined(tiny_args()) + " --model-dir " + shell_quote(model_dir) + " --steps " +
+                     std::to_string(steps) + more);
+    }
+
+    // Exit 2, one line on stderr containing `fragment`, and `model_dir` as it was before.
+    void expect_bad(const std::string& args, const std::string& fragment, const fs::path& model_dir) {
+        SCOPED_TRACE(args);
+        const std::set<std::string> before = file_names(model_dir);
+        const bool existed = fs::exists(model_dir);
+        const RunResult r = train(args);
+        EXPECT_EQ(r.status, 2) << r.err;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+        EXPECT_NE(r.err.find(fragment), std::string::npos) << "expected '" << fragment << "' in: " << r.err;
+        EXPECT_EQ(fs::exists(model_dir), existed);
+        EXPECT_EQ(file_names(model_dir), before);
+    }
+
+    static fs::path root_;
+};
+
+fs::path TrainCli::root_;
+
+// The log's data lines (the header dropped), as text.
+std::vector<std::string> log_rows(const fs::path& model_dir) {
+    std::vector<std::string> lines = lines_of(read_text(model_dir / "training_log.csv"));
+    if (!lines.empty()) lines.erase(lines.begin());
+    return lines;
+}
+
+int64_t optimizer_step(const fs::path& model_dir) {
+    const SafetensorsFile f = read_safetensors((model_dir / "model.optimizer.safetensors").string());
+    return std::stoll(f.metadata.at("step"));
+}
+
+TEST_F(TrainCli, TrainsWritesTheModelDirectoryAndResumes) {
+    const fs::path model = dir_ / "model";
+    const RunResult r = train_tiny(model.string(), 4);
+    ASSERT_EQ(r.status, 0) << r.err;
+    // Not a terminal: one line per checkpoint (steps 2 and 4), then the summary.
+    const std::vector<std::string> out = lines_of(r.out);
+    ASSERT_GE(out.size(), 3u) << r.out;
+    EXPECT_EQ(out[0].rfind("step 2/4 loss ", 0), 0u) << out[0];
+    EXPECT_NE(out[0].find("(mean of the epoch)"), std::string::npos) << out[0];
+    EXPECT_NE(out[0].find("checkpoint saved"), std::string::npos) << out[0];
+    EXPECT_EQ(out[1].rfind("step 4/4 loss ", 0), 0u) << out[1];
+    EXPECT_NE(r.out.find("trained steps 1 to 4"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find((model / "loss.png").string()), std::string::npos) << "the summary names the curve";
+
+    for (const char* f :
+         {"model.safetensors", "model.json", "model.optimizer.safetensors", "training_log.csv", "loss.png"})
+        EXPECT_TRUE(fs::is_regular_file(model / f)) << f;
+    EXPECT_EQ(read_text(model / "loss.png").substr(0, 8), "\x89PNG\r\n\x1a\n");
+    const nlohmann::json spec = nlohmann::json::parse(read_text(model / "model.json"));
+    EXPECT_EQ(spec.dump().find("\"levels\":2") != std::string::npos, true) << spec.dump();
+
+    const CsvTable table = read_csv((model / "training_log.csv").string());
+    EXPECT_EQ(table.columns, (std::vector<std::string>{"step", "loss", "lr", "seconds"}));
+    ASSERT_EQ(table.rows.size(), 4u);
+    for (size_t i = 0; i < 4; ++i) {
+        EXPECT_EQ(table.rows[i][0], std::to_string(i + 1));
+        const double loss = csv_to_number(table.rows[i][1], "loss");
+        EXPECT_TRUE(loss > 0 && loss <= 1) << "soft Dice loss " << loss;
+        EXPECT_EQ(csv_to_number(table.rows[i][2], "lr"), double(1e-3f));
+    }
+    EXPECT_EQ(optimizer_step(model), 4);
+
+    // --resume continues to the new total; the rows already logged stay as they were.
+    const std::vector<std::string> first_rows = log_rows(model);
+    const RunResult more = train_tiny(model.string(), 6, " --resume");
+    ASSERT_EQ(more.status, 0) << more.err;
+    EXPECT_NE(more.out.find("resuming"), std::string::npos) << more.out;
+    EXPECT_NE(more.out.find("trained steps 5 to 6"), std::string::npos) << more.out;
+    const std::vector<std::string> rows = log_rows(model);
+    ASSERT_EQ(rows.size(), 6u);
+    EXPECT_EQ(std::vector<std::string>(rows.begin(), rows.begin() + 4), first_rows);
+    EXPECT_EQ(optimizer_step(model), 6);
+}
+
+// Starts the binary directly (no shell in between, so the signal reaches it), waits for its
+// first checkpoint, sends `sig` and expects a clean exit with a checkpoint; then resumes.
+void interrupt_and_resume(const fs::path& dir, const std::vector<std::string>& base, int sig) {
+    const fs::path model = dir / "model";
+    std::vector<std::string> args{INFANT_CLI_PATH, "train"};
+    args.insert(args.end(), base.begin(), base.end());
+    // An epoch per step, so a checkpoint comes quickly; far more steps than will run.
+    args.insert(args.end(), {"--model-dir", model.string(), "--steps", "1000", "--steps-per-epoch", "1"});
+    const std::string out_file = (dir / "stdout.txt").string(), err_file = (dir / "stderr.txt").string();
+
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        // The test runner's dispositions are not the user's: a shell gives a command the defaults.
+        ::signal(SIGINT, SIG_DFL);
+        ::signal(SIGTERM, SIG_DFL);
+        if (!std::freopen(out_file.c_str(), "w", stdout) || !std::freopen(err_file.c_str(), "w", stderr)) ::_exit(127);
+        std::vector<char*> argv;
+        for (std::string& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+    }
+
+    // Wait for the first checkpoint (or an early exit).
+    int status = 0;
+    bool exited = false;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!fs::exists(model / "model.json") && std::chrono::steady_clock::now() < deadline) {
+        if (::waitpid(pid, &status, WNOHANG) == pid) {
+            exited = true;
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (exited || !fs::exists(model / "model.json")) {
+        if (!exited) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, &status, 0);
+        }
+        FAIL() << "no checkpoint within 60 s; stderr: " << read_text(err_file);
+    }
+    ASSERT_EQ(::kill(pid, sig), 0);
+    const auto wait_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (::waitpid(pid, &status, WNOHANG) != pid) {
+        if (std::chrono::steady_clock::now() > wait_deadline) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, &status, 0);
+            FAIL() << "still running 60 s after the signal";
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_TRUE(WIFEXITED(status)) << "ended by a signal: " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    EXPECT_EQ(WEXITSTATUS(status), 0) << read_text(err_file);
+
+    // "interrupted at step N: checkpoint saved in DIR", and the files agree on N.
+    const std::string out = read_text(out_file);
+    const size_t at = out.find("interrupted at step ");
+    ASSERT_NE(at, std::string::npos) << out;
+    const int64_t step = std::stoll(out.substr(at + 20));
+    EXPECT_NE(out.find("checkpoint saved in " + model.string()), std::string::npos) << out;
+    EXPECT_GE(step, 1);
+    EXPECT_LT(step, 1000);
+    EXPECT_EQ(optimizer_step(model), step);
+    const std::vector<std::string> rows = log_rows(model);
+    ASSERT_EQ(rows.size(), size_t(step));
+    EXPECT_EQ(rows.back().substr(0, rows.back().find(',')), std::to_string(step));
+
+    // Resume from the interruption to two steps further.
+    std::vector<std::string> resume_args = base;
+    resume_args.insert(resume_args.end(), {"--model-dir", model.string(), "--steps", std::to_string(step + 2),
+                                           "--steps-per-epoch", "1", "--resume"});
+    std::string command = shell_quote(INFANT_CLI_PATH) + " train";
+    for (const std::string& a : resume_args) command += " " + shell_quote(a);
+    const RunResult r = test::run_command(command);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const std::vector<std::string> resumed = log_rows(model);
+    ASSERT_EQ(resumed.size(), size_t(step + 2));
+    EXPECT_EQ(std::vector<std::string>(resumed.begin(), resumed.begin() + step), rows);
+}
+
+TEST_F(TrainCli, SigintFinishesTheStepSavesAndExitsZero) {
+    interrupt_and_resume(dir_, tiny_args(), SIGINT);
+}
+
+TEST_F(TrainCli, SigtermDoesTheSame) {
+    interrupt_and_resume(dir_, tiny_args(), SIGTERM);
+}
+
+TEST_F(TrainCli, HelpDescribesTheOptionsAndFiles) {
+    const RunResult r = train(" --help");
+    ASSERT_EQ(r.status, 0) << r.err;
+    for (const char* s : {"--labels",
+                          "--model-dir",
+                          "--preset",
+                          "--config",
+                          "--steps ",
+                          "--steps-per-epoch",
+                          "--lr",
+                          "--batch",
+                          "--shape",
+                          "--levels",
+                          "--features",
+                          "--wl2-epochs",
+                          "--resume",
+                          "--seed",
+                          "--device",
+                          "--validation-labels",
+                          "--validate-every",
+                          "--validation-samples",
+                          "model.safetensors",
+                          "model.json",
+                          "model.optimizer.safetensors",
+                          "training_log.csv",
+                          "loss.png",
+                          "SIGINT",
+                          "default 900000",
+                          "default 3000",
+                          "default 1e-4",
+                          "default 24"})
+        EXPECT_NE(r.out.find(s), std::string::npos) << s;
+    const RunResult top = test::run_command(std::string(INFANT_CLI_PATH) + " --help");
+    EXPECT_NE(top.out.find("  train "), std::string::npos) << "listed in the command table";
+}
+
+TEST_F(TrainCli, BadInputIsRefusedBeforeAnyStep) {
+    const std::string tiny = joined(tiny_args());
+    const fs::path fresh = dir_ / "fresh";
+    const std::string to_fresh = " --model-dir " + shell_quote(fresh.string());
+
+    fs::create_directories(dir_ / "empty");
+    expect_bad(" --labels " + shell_quote((dir_ / "empty").string()) + to_fresh + " --steps 2", "no label maps", fresh);
+
+    LabelMap bad = make_phantom(0, 2);
+    bad.data[bad.data.size() / 2] = 99;
+    fs::create_directories(dir_ / "bad_maps");
+    write_labels((dir_ / "bad_maps" / "bad.nii.gz").string(), bad);
+    expect_bad(" --labels " + shell_quote((dir_ / "bad_maps").string()) + to_fresh + " --steps 2 --shape 32",
+               "label value 99", fresh);
+
+    expect_bad(tiny + to_fresh + " --steps 0", "--steps", fresh);
+    expect_bad(tiny + to_fresh + " --steps 2 --batch 0", "--batch", fresh);
+    expect_bad(tiny + to_fresh + " --steps 2 --frobnicate 3", "unknown option --frobnicate", fresh);
+    expect_bad(tiny + to_fresh + " --steps 2 --lr fast", "--lr", fresh);
+    expect_bad(tiny + to_fresh + " --steps 2 --levels 9", "--levels", fresh);
+    expect_bad(tiny + to_fresh + " --steps 2 --validate-every 5", "--validation-labels", fresh);
+    expect_bad(tiny + to_fresh + " --steps 2 --resume", "no model.json", fresh);
+    expect_bad(tiny + " --steps 2", "--model-dir is required", fresh);
+
+    // An existing model: another architecture, or no --resume, leaves it untouched.
+    const fs::path existing = dir_ / "existing";
+    ASSERT_EQ(train_tiny(existing.string(), 1).status, 0);
+    const std::string weights = read_text(existing / "model.safetensors");
+    const std::string to_existing = " --model-dir " + shell_quote(existing.string());
+    expect_bad(tiny + to_existing + " --steps 3 --features 6 --resume", "different architecture", existing);
+    expect_bad(tiny + to_existing + " --steps 3", "already holds a model", existing);
+    EXPECT_TRUE(read_text(existing / "model.safetensors") == weights);
+}
+
+}  // namespace
+}  // namespace iss
