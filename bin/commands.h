@@ -8,6 +8,7 @@ int cmd_clean(int argc, char** argv);
 int cmd_dice(int argc, char** argv);
 int cmd_info(int argc, char** argv);
 int cmd_merge(int argc, char** argv);
+int cmd_predict(int argc, char** argv);
 int cmd_phantom(int argc, char** argv);
 int cmd_priors(int argc, char** argv);
 int cmd_synth(int argc, char** argv);

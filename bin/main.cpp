@@ -21,6 +21,7 @@ const Command commands[] = {
     {"info", iss::cli::cmd_info, "print the header, orientation, intensity range and labels of NIfTI files"},
     {"merge", iss::cli::cmd_merge, "merge the predictions of a T1 and a T2 image of one subject"},
     {"phantom", iss::cli::cmd_phantom, "write a procedural infant-like label map for a given age"},
+    {"predict", iss::cli::cmd_predict, "segment scans with a trained model (segmentation, posteriors, volumes)"},
     {"priors", iss::cli::cmd_priors, "estimate intensity priors from real images and their label maps"},
     {"synth", iss::cli::cmd_synth, "generate synthetic training images and label maps from label maps"},
     {"train", iss::cli::cmd_train, "train a segmentation network on synthetic images made from label maps"},
@@ -44,7 +45,12 @@ int main(int argc, char** argv) {
         try {
             return c.run(argc - 2, argv + 2);
         } catch (const iss::InputError& e) {
-            std::fprintf(stderr, "infant-synthseg %s: error: %s\n", c.name, e.what());
+            // Messages that already start with the command's name ("train: option ...") keep
+            // it once.
+            const std::string message = e.what(), own = std::string(c.name) + ": ";
+            const bool named = message.compare(0, own.size(), own) == 0;
+            std::fprintf(stderr, "infant-synthseg %s: error: %s\n", c.name,
+                         named ? message.c_str() + own.size() : message.c_str());
             return 2;
         } catch (const std::exception& e) {
             std::fprintf(stderr, "infant-synthseg %s: internal error: %s\n", c.name, e.what());

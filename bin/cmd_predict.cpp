@@ -1,0 +1,165 @@
+// `infant-synthseg predict`: segments scans with a trained model (predict/predictor.h), file by
+// file; flags follow FreeSurfer's mri_synthseg where they mean the same thing. A folder is
+// processed file by file: a bad file is reported and skipped, the rest still done, and the exit
+// status says that something failed (2 for bad input, 1 for anything else).
+#include <omp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "bin/cli.h"
+#include "bin/commands.h"
+#include "io/csv.h"
+#include "io/file_util.h"
+#include "io/nifti.h"
+#include "kernels/common/error.h"
+#include "predict/predictor.h"
+
+namespace iss::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* usage =
+    "usage: infant-synthseg predict --i FILE|DIR --o FILE|DIR --model FILE|DIR [--post FILE|DIR]\n"
+    "                               [--vol FILE.csv] [--resample FILE|DIR] [--no-flip]\n"
+    "                               [--no-resample] [--clip-percentiles] [--threads N]\n"
+    "                               [--device auto|cpu|cuda[:N]]\n"
+    "\n"
+    "Segments infant brain scans of any contrast with a trained model: reorients to RAS,\n"
+    "resamples to the model's voxel size, pads to the model's size multiple, normalises to\n"
+    "[0, 1], predicts (averaged with the left/right-mirrored prediction), smooths the\n"
+    "posteriors, takes the argmax and keeps the largest connected component, then writes\n"
+    "everything on the input's own grid and affine.\n"
+    "\n"
+    "  --i FILE|DIR        a NIfTI image, or a directory of them (*.nii, *.nii.gz)\n"
+    "  --o FILE|DIR        the segmentation: a file for a file, a directory for a directory\n"
+    "                      (NAME_synthseg.nii.gz for each input NAME)\n"
+    "  --model FILE|DIR    a model's .safetensors (its .json beside it) or its directory\n"
+    "  --post FILE|DIR     also write the posteriors: 4-D, one volume per label, in the model's\n"
+    "                      label order (NAME_posteriors.nii.gz in a directory)\n"
+    "  --vol FILE.csv      volumes in mm^3: one row per subject, one column per structure\n"
+    "                      (the sum of its posterior times the voxel volume; background\n"
+    "                      excluded), and `total` (all structures)\n"
+    "  --resample FILE|DIR also write the image as the network saw it (normalised, on the\n"
+    "                      model's grid; NAME_resampled.nii.gz in a directory)\n"
+    "  --no-flip           no left/right test-time augmentation (twice as fast)\n"
+    "  --no-resample       keep the input's voxel size even when the model's differs\n"
+    "  --clip-percentiles  clip intensities to the 0.5 and 99.5 percentiles before normalising\n"
+    "  --threads N         CPU threads (default: all)\n"
+    "  --device D          auto (CUDA when present, else CPU), cpu, cuda or cuda:N\n";
+
+struct Job {
+    std::string input, seg, post, resampled;
+};
+
+std::string stem(const std::string& path) {
+    std::string name = fs::path(path).filename().string();
+    for (const char* ext : {".nii.gz", ".nii"})
+        if (ends_with(name, ext)) return name.substr(0, name.size() - std::string(ext).size());
+    return name;
+}
+
+}  // namespace
+
+int cmd_predict(int argc, char** argv) {
+    const Args args("predict", argc, argv,
+                    {"--i", "--o", "--model", "--post", "--vol", "--resample", "--threads", "--device"},
+                    {"--no-flip", "--no-resample", "--clip-percentiles", "--help"});
+    if (args.flag("--help")) {
+        std::fputs(usage, stdout);
+        return 0;
+    }
+    ISS_INPUT(args.positional().empty(), "predict: unexpected argument '", args.positional().front(), "'");
+    const std::string in = args.require("--i"), out = args.require("--o"), model = args.require("--model");
+    if (args.has("--threads")) {
+        const long long threads = args.integer("--threads", 0);
+        ISS_INPUT(threads >= 1, "predict: --threads must be at least 1, got ", threads);
+        omp_set_num_threads(int(threads));
+    }
+    PredictOptions options;
+    options.device = parse_device(args.get("--device", "auto"));
+    options.flip = !args.flag("--no-flip");
+    options.resample_to_model = !args.flag("--no-resample");
+    options.clip_percentiles = args.flag("--clip-percentiles");
+
+    // Inputs and outputs: file to file, or directory to directory.
+    std::error_code ec;
+    const bool folder = fs::is_directory(in, ec);
+    std::vector<Job> jobs;
+    for (const std::string& file : nifti_files(in)) {
+        Job job{file, out, args.get("--post", ""), args.get("--resample", "")};
+        if (folder) {
+            const std::string name = stem(file);
+            job.seg = (fs::path(out) / (name + "_synthseg.nii.gz")).string();
+            if (!job.post.empty()) job.post = (fs::path(job.post) / (name + "_posteriors.nii.gz")).string();
+            if (!job.resampled.empty()) job.resampled = (fs::path(job.resampled) / (name + "_resampled.nii.gz")).string();
+        }
+        jobs.push_back(job);
+    }
+    Predictor predictor(model, options);  // the model is read and checked before any output
+    if (folder) {
+        make_directories(out);
+        if (args.has("--post")) make_directories(args.get("--post", ""));
+        if (args.has("--resample")) make_directories(args.get("--resample", ""));
+    }
+
+    CsvTable volumes{{"subject"}, {}};
+    for (int32_t label : predictor.labels())
+        if (label != 0) volumes.columns.push_back(std::to_string(label));
+    volumes.columns.push_back("total");
+
+    const bool show_bar = folder && ::isatty(::fileno(stderr)) != 0;
+    const auto start = std::chrono::steady_clock::now();
+    int failed_input = 0, failed_other = 0;
+    for (size_t n = 0; n < jobs.size(); ++n) {
+        const Job& job = jobs[n];
+        try {
+            NiftiHeader header;
+            const Image image = read_image(job.input, &header);
+            const Segmentation result = predictor.predict(image, job.input);
+            write_labels(job.seg, result.segmentation, &header);
+            if (!job.post.empty()) write_posteriors(job.post, result.posteriors, &header);
+            if (!job.resampled.empty()) write_image(job.resampled, result.resampled);
+            std::vector<std::string> row{stem(job.input)};
+            double total = 0;
+            for (size_t c = 0; c < predictor.labels().size(); ++c) {
+                if (predictor.labels()[c] == 0) continue;
+                row.push_back(csv_number(result.volumes_mm3[c]));
+                total += result.volumes_mm3[c];
+            }
+            row.push_back(csv_number(std::round(total * 1000.0) / 1000.0));
+            volumes.rows.push_back(row);
+        } catch (const InputError& e) {
+            std::fprintf(stderr, "%sinfant-synthseg predict: error: %s (skipped)\n", show_bar ? "\n" : "", e.what());
+            ++failed_input;
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "%sinfant-synthseg predict: internal error on %s: %s (skipped)\n",
+                         show_bar ? "\n" : "", job.input.c_str(), e.what());
+            ++failed_other;
+        }
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        if (show_bar) {
+            const double eta = seconds / double(n + 1) * double(jobs.size() - n - 1);
+            std::fprintf(stderr, "\rpredict [%s] %zu/%zu  ETA %s ", progress_bar(double(n + 1) / double(jobs.size()), 30).c_str(),
+                         n + 1, jobs.size(), duration_text(eta).c_str());
+        } else {
+            std::printf("%s -> %s (%.1f s)\n", job.input.c_str(), job.seg.c_str(), seconds);
+        }
+    }
+    if (show_bar) std::fputc('\n', stderr);
+    if (args.has("--vol") && !volumes.rows.empty()) write_csv(args.get("--vol", ""), volumes);
+    if (failed_input + failed_other > 0) {
+        std::fprintf(stderr, "infant-synthseg predict: %d of %zu file(s) failed\n", failed_input + failed_other,
+                     jobs.size());
+        return failed_other > 0 ? 1 : 2;
+    }
+    return 0;
+}
+
+}  // namespace iss::cli

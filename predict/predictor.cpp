@@ -1,0 +1,236 @@
+#include "predict/predictor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include "io/orientation.h"
+#include "io/resample.h"
+#include "kernels/common/error.h"
+#include "kernels/synth/blur.h"
+#include "nn/autograd.h"
+#include "nn/checkpoint.h"
+#include "nn/ops.h"
+#include "nn/tensor.h"
+#include "nn/unet.h"
+#include "post/components.h"
+#include "synth/labels.h"
+
+namespace iss {
+namespace {
+
+// A grid of `voxel` mm covering the same field of view as `g`, centred on it.
+Grid grid_at_voxel_size(const Grid& g, const std::array<double, 3>& voxel) {
+    const auto current = g.voxel_size();
+    Grid out;
+    Mat4 to_old;  // new voxel -> old voxel
+    for (int d = 0; d < 3; ++d) {
+        const double ratio = voxel[size_t(d)] / current[size_t(d)];
+        out.dim[size_t(d)] = std::max<int64_t>(1, std::llround(double(g.dim[size_t(d)]) / ratio));
+        to_old.m[d][d] = ratio;
+        to_old.m[d][3] = (double(g.dim[size_t(d)]) - 1) / 2 - ratio * (double(out.dim[size_t(d)]) - 1) / 2;
+    }
+    out.affine = g.affine * to_old;
+    return out;
+}
+
+// The q-quantile of the values (nearest rank).
+float percentile(std::vector<float> values, double q) {
+    if (values.empty()) return 0;
+    const size_t k = std::min(values.size() - 1, size_t(q * double(values.size() - 1) + 0.5));
+    std::nth_element(values.begin(), values.begin() + std::ptrdiff_t(k), values.end());
+    return values[k];
+}
+
+}  // namespace
+
+std::string resolve_model_path(const std::string& model) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(model, ec)) return (std::filesystem::path(model) / "model.safetensors").string();
+    return model;
+}
+
+struct Predictor::State {
+    PredictOptions options;
+    DeviceContext ctx;
+    ModelSpec spec;
+    ParamStore params;
+    std::unique_ptr<UNet> net;
+    std::vector<int> twin_channel;  // output channel of each channel's left/right twin
+    std::array<double, 3> model_voxel{0, 0, 0};
+    int64_t size_multiple = 16;
+
+    explicit State(const PredictOptions& o) : options(o), ctx(o.device), params(ctx) {}
+
+    // Probabilities (channels-last, n voxels x C) of the network for a normalised volume.
+    std::vector<float> forward(const Image& x);
+};
+
+Predictor::Predictor(const std::string& model, const PredictOptions& options)
+    : state_(std::make_unique<State>(options)) {
+    State& s = *state_;
+    const std::string weights = resolve_model_path(model);
+    s.spec = load_model_spec(weights);
+    s.net = std::make_unique<UNet>(s.spec.unet, s.params);
+    s.params.allocate();
+    load_weights(weights, s.params);
+    ISS_INPUT(s.spec.unet.in_channels == 1, weights, ": the model expects ", s.spec.unet.in_channels,
+              " input channels; predict takes one image");
+    const auto& pre = s.spec.preprocessing;
+    if (pre.contains("voxel_size_mm") && pre["voxel_size_mm"].is_array() && pre["voxel_size_mm"].size() == 3)
+        for (int d = 0; d < 3; ++d) s.model_voxel[size_t(d)] = pre["voxel_size_mm"][size_t(d)].get<double>();
+    s.size_multiple = pre.value("size_multiple", s.spec.unet.size_multiple());
+    s.size_multiple = std::max<int64_t>(s.size_multiple, s.spec.unet.size_multiple());
+    for (size_t c = 0; c < s.spec.labels.size(); ++c) {
+        const int twin = labels::index_of(s.spec.labels, labels::lr_twin(s.spec.labels[c]));
+        s.twin_channel.push_back(twin >= 0 ? twin : int(c));
+    }
+}
+
+Predictor::~Predictor() = default;
+
+const std::vector<int32_t>& Predictor::labels() const { return state_->spec.labels; }
+DeviceContext& Predictor::context() { return state_->ctx; }
+
+std::vector<float> Predictor::State::forward(const Image& x) {
+    PoolAllocator pool(ctx);
+    Graph g(pool, params, false);
+    Tensor input = Tensor::make(pool, Shape5{1, x.nz(), x.ny(), x.nx(), 1});
+    ctx.copy_to_device(input.data, x.data.data(), x.data.size() * sizeof(float));
+    const Var probs = softmax(g, net->forward(g, g.input(input), false));
+    std::vector<float> host(size_t(probs.value().size()));
+    ctx.copy_to_host(host.data(), probs.data(), host.size() * sizeof(float));
+    return host;
+}
+
+Segmentation Predictor::predict(const Image& image, const std::string& name) {
+    State& s = *state_;
+    ISS_INPUT(image.frames == 1, name, ": expected a 3-D image, found ", image.frames, " volumes (4-D)");
+    ISS_INPUT(image.grid.voxels() > 1 && !image.data.empty(), name, ": the image is empty");
+    const int64_t classes = int64_t(s.spec.labels.size());
+
+    // 1-2. RAS, then the model's voxel size.
+    const std::string input_code = orientation_code(image.grid.affine);
+    const Image ras = reorient(image, "RAS");
+    Grid work = ras.grid;
+    bool resampled = false;
+    if (s.options.resample_to_model && s.model_voxel[0] > 0) {
+        const auto v = ras.grid.voxel_size();
+        for (int d = 0; d < 3; ++d)
+            resampled |= std::fabs(v[size_t(d)] - s.model_voxel[size_t(d)]) > 0.01 * s.model_voxel[size_t(d)];
+        if (resampled) work = grid_at_voxel_size(ras.grid, s.model_voxel);
+    }
+    Image x = resampled ? resample_image(s.ctx, ras, work, Interp::linear, OutOfBounds::clamp) : ras;
+
+    // 4. Normalisation (before padding, so the padding is the image minimum: 0 afterwards).
+    float low = *std::min_element(x.data.begin(), x.data.end());
+    float high = *std::max_element(x.data.begin(), x.data.end());
+    ISS_INPUT(std::isfinite(low) && std::isfinite(high), name, ": the image holds NaN or infinite values");
+    if (s.options.clip_percentiles) {
+        low = percentile(x.data, 0.005);
+        high = percentile(x.data, 0.995);
+    }
+    for (float& v : x.data) v = high > low ? std::min(std::max((v - low) / (high - low), 0.0f), 1.0f) : 0.0f;
+
+    // 3. Pad to the size multiple, centred.
+    const int64_t m = s.size_multiple;
+    Grid padded_grid = x.grid;
+    std::array<int64_t, 3> before{};
+    for (int d = 0; d < 3; ++d) {
+        const int64_t n = x.grid.dim[size_t(d)];
+        padded_grid.dim[size_t(d)] = (n + m - 1) / m * m;
+        before[size_t(d)] = (padded_grid.dim[size_t(d)] - n) / 2;
+    }
+    Image padded(padded_grid, 1, 0.0f);
+    for (int64_t k = 0; k < x.nz(); ++k)
+        for (int64_t j = 0; j < x.ny(); ++j)
+            std::copy(&x.at(0, j, k), &x.at(0, j, k) + x.nx(), &padded.at(before[0], j + before[1], k + before[2]));
+
+    // 5. Forward, and the mirrored forward mapped back (x is left-right in RAS).
+    std::vector<float> probs = s.forward(padded);
+    const int64_t nx = padded.nx(), ny = padded.ny(), nz = padded.nz();
+    if (s.options.flip) {
+        Image mirrored(padded.grid);
+        for (int64_t k = 0; k < nz; ++k)
+            for (int64_t j = 0; j < ny; ++j)
+                for (int64_t i = 0; i < nx; ++i) mirrored.at(i, j, k) = padded.at(nx - 1 - i, j, k);
+        const std::vector<float> flipped = s.forward(mirrored);
+        for (int64_t k = 0; k < nz; ++k)
+            for (int64_t j = 0; j < ny; ++j)
+                for (int64_t i = 0; i < nx; ++i) {
+                    float* p = &probs[size_t(padded.index(i, j, k) * classes)];
+                    const float* q = &flipped[size_t(padded.index(nx - 1 - i, j, k) * classes)];
+                    for (int64_t c = 0; c < classes; ++c) p[c] = 0.5f * (p[c] + q[s.twin_channel[size_t(c)]]);
+                }
+    }
+
+    // 6. Smoothing, channel by channel (channel-first volumes: the posteriors' NIfTI layout),
+    // cropping the padding away on the way.
+    Image post(x.grid, classes);
+    {
+        const int64_t voxels = padded.grid.voxels();
+        std::vector<float> channel(static_cast<size_t>(voxels));
+        Buffer<float> a(s.ctx, size_t(voxels)), b(s.ctx, size_t(voxels));
+        const std::vector<float> taps = blur_taps(0.5, 1);
+        for (int64_t c = 0; c < classes; ++c) {
+            for (int64_t v = 0; v < voxels; ++v) channel[size_t(v)] = probs[size_t(v * classes + c)];
+            a.upload(channel);
+            float* src = a.data();
+            float* dst = b.data();
+            for (int axis = 0; axis < 3; ++axis) {
+                BlurArgs blur;
+                blur.src = src;
+                blur.dst = dst;
+                blur.dim[0] = nx;
+                blur.dim[1] = ny;
+                blur.dim[2] = nz;
+                blur.axis = axis;
+                blur.half_width = 1;
+                std::copy(taps.begin(), taps.end(), blur.taps);
+                blur_axis(s.ctx, blur);
+                std::swap(src, dst);
+            }
+            s.ctx.copy_to_host(channel.data(), src, channel.size() * sizeof(float));
+            for (int64_t k = 0; k < x.nz(); ++k)
+                for (int64_t j = 0; j < x.ny(); ++j)
+                    for (int64_t i = 0; i < x.nx(); ++i)
+                        post.at(i, j, k, c) = channel[size_t(padded.index(i + before[0], j + before[1], k + before[2]))];
+        }
+    }
+
+    // 8 (part). Back to the RAS grid of the input.
+    if (resampled) post = resample_image(s.ctx, post, ras.grid, Interp::linear, OutOfBounds::clamp);
+
+    // 7. Argmax and the largest connected component of the non-background mask.
+    LabelMap seg(post.grid);
+    for (int64_t v = 0; v < seg.grid.voxels(); ++v) {
+        int64_t best = 0;
+        for (int64_t c = 1; c < classes; ++c)
+            if (post.data[size_t(c * seg.grid.voxels() + v)] > post.data[size_t(best * seg.grid.voxels() + v)]) best = c;
+        seg.data[size_t(v)] = s.spec.labels[size_t(best)];
+    }
+    const Mask keep = largest_foreground_component(seg);
+    for (size_t v = 0; v < seg.data.size(); ++v)
+        if (!keep.data[v]) seg.data[v] = 0;
+
+    // 8. The input's orientation (exact), then volumes on the input's voxels.
+    Segmentation out;
+    out.segmentation = reorient(seg, input_code);
+    out.posteriors = reorient(post, input_code);
+    out.segmentation.grid.affine = image.grid.affine;  // equal up to rounding: keep the input's exactly
+    out.posteriors.grid.affine = image.grid.affine;
+    out.resampled = x;
+    const auto vs = image.grid.voxel_size();
+    const double voxel_volume = vs[0] * vs[1] * vs[2];
+    out.volumes_mm3.assign(size_t(classes), 0.0);
+    const int64_t n = out.posteriors.grid.voxels();
+    for (int64_t c = 0; c < classes; ++c) {
+        if (s.spec.labels[size_t(c)] == 0) continue;
+        double sum = 0;
+        for (int64_t v = 0; v < n; ++v) sum += out.posteriors.data[size_t(c * n + v)];
+        out.volumes_mm3[size_t(c)] = std::round(sum * voxel_volume * 1000.0) / 1000.0;
+    }
+    return out;
+}
+
+}  // namespace iss

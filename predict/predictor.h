@@ -1,0 +1,60 @@
+// Segmenting a scan with a trained model (SPEC.md section 6, "Predict"), our improvements on:
+//   1. reorient to RAS (exact axis permutation/flip);
+//   2. resample to the model's voxel size when the scan's differs by more than 1% (trilinear,
+//      centred), and back at the end;
+//   3. pad (never crop) to a multiple of the model's size multiple, with the image minimum;
+//   4. min-max normalise to [0, 1] (optionally after clipping the 0.5 / 99.5 percentiles);
+//   5. forward pass, and (default on) the left/right flip: predict on the mirrored image, mirror
+//      the posteriors back swapping left/right channels, average;
+//   6. smooth every posterior channel with a Gaussian of sigma 0.5 voxel (3 taps);
+//   7. argmax, then keep the largest 6-connected component of the non-background mask (the
+//      posteriors stay as they are);
+//   8. undo padding, resampling and reorientation: outputs on the input's grid and affine.
+// Volumes: per structure the sum of its posterior times the voxel volume (mm^3).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/volume.h"
+#include "kernels/common/device.h"
+
+namespace iss {
+
+struct PredictOptions {
+    Device device;
+    bool flip = true;                // left/right test-time augmentation
+    bool resample_to_model = true;   // to the model's voxel size and back
+    bool clip_percentiles = false;   // clip intensities to [p0.5, p99.5] before normalising
+};
+
+struct Segmentation {
+    LabelMap segmentation;             // on the input's grid
+    Image posteriors;                  // frames = classes, in label order, on the input's grid
+    Image resampled;                   // the normalised image the network saw (its grid)
+    std::vector<double> volumes_mm3;   // per label (background's entry 0)
+};
+
+class Predictor {
+public:
+    // `model`: a .safetensors file (its .json beside it) or a directory holding model.safetensors.
+    Predictor(const std::string& model, const PredictOptions& options);
+    ~Predictor();
+
+    // InputError naming `name` for an image that is not 3-D, is empty, or has other channels
+    // than the model expects.
+    Segmentation predict(const Image& image, const std::string& name);
+
+    const std::vector<int32_t>& labels() const;
+    DeviceContext& context();
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
+
+// "dir" -> "dir/model.safetensors"; a file path is returned as is.
+std::string resolve_model_path(const std::string& model);
+
+}  // namespace iss

@@ -1,0 +1,192 @@
+// Prediction (predict/predictor.h and the predict command) with a small untrained model: the
+// geometry round trips (any orientation in, the same world-space answer out), resampling to
+// the model's voxel size and back, the flip augmentation's symmetry, volumes in mm^3, the
+// largest-component rule, and bad input file by file.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "io/csv.h"
+#include "io/nifti.h"
+#include "io/orientation.h"
+#include "kernels/common/error.h"
+#include "kernels/common/philox.h"
+#include "nn/checkpoint.h"
+#include "post/components.h"
+#include "predict/predictor.h"
+#include "synth/labels.h"
+#include "tests/test_util.h"
+
+namespace iss {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Predict : public test::TempDirTest {
+protected:
+    // A 2-level, 4-feature U-Net with the 34 infant labels, Glorot-initialised: untrained, but
+    // every geometric property of the pipeline shows on it.
+    std::string make_model(int in_channels = 1, double voxel = 1.0) {
+        DeviceContext ctx;
+        ModelSpec spec;
+        spec.unet.levels = 2;
+        spec.unet.features = 4;
+        spec.unet.in_channels = in_channels;
+        spec.unet.classes = int(labels::segmentation_labels().size());
+        spec.labels = labels::segmentation_labels();
+        spec.preprocessing = {{"voxel_size_mm", {voxel, voxel, voxel}}, {"size_multiple", 2}};
+        ParamStore params(ctx);
+        UNet net(spec.unet, params);
+        params.allocate();
+        net.initialise(3);
+        const std::string file = path("model_" + std::to_string(in_channels) + ".safetensors");
+        save_model(file, spec, params);
+        return file;
+    }
+
+    // A smooth random image: a few blobs, so the untrained network gives a varied labelling.
+    static Image test_image(const Grid& grid) {
+        Image im(grid);
+        for (int64_t k = 0; k < im.nz(); ++k)
+            for (int64_t j = 0; j < im.ny(); ++j)
+                for (int64_t i = 0; i < im.nx(); ++i) {
+                    float u[4];
+                    random_uniform4(RandomKey{9, 0, 0}, uint64_t(im.index(i, j, k)), u);
+                    im.at(i, j, k) = float(100 * std::sin(0.3 * i) * std::cos(0.2 * j + 0.1 * k) + 20 * u[0]);
+                }
+        return im;
+    }
+
+    static Grid grid(std::array<int64_t, 3> dim, const Mat4& affine) {
+        Grid g;
+        g.dim = dim;
+        g.affine = affine;
+        return g;
+    }
+};
+
+TEST_F(Predict, OutputsOnTheInputGridWithTheLargestComponentOnly) {
+    Predictor predictor(make_model(), PredictOptions{});
+    Mat4 affine = Mat4::scaling(1, 1, 1);
+    affine.m[0][3] = -10;
+    const Image image = test_image(grid({19, 22, 17}, affine));
+    const Segmentation out = predictor.predict(image, "scan.nii.gz");
+    EXPECT_EQ(out.segmentation.grid.dim, image.grid.dim);
+    EXPECT_TRUE(out.segmentation.grid.affine.approx_equal(image.grid.affine, 1e-9));
+    EXPECT_EQ(out.posteriors.frames, 34);
+    EXPECT_EQ(out.posteriors.grid.dim, image.grid.dim);
+    // One 6-connected component of non-background voxels (or none).
+    Components c = connected_components(out.segmentation);
+    LabelMap foreground = out.segmentation;
+    for (int32_t& v : foreground.data) v = v != 0;
+    c = connected_components(foreground);
+    EXPECT_LE(c.count(), 1) << "predict keeps only the largest non-background component";
+    // Posteriors are probabilities (the smoothing loses a little mass at the volume's border).
+    const int64_t n = image.grid.voxels();
+    const int64_t centre = image.index(9, 11, 8);
+    double sum = 0;
+    for (int64_t k = 0; k < 34; ++k) sum += out.posteriors.data[size_t(k * n + centre)];
+    EXPECT_NEAR(sum, 1.0, 1e-5);
+}
+
+TEST_F(Predict, AnyOrientationGivesTheSameWorldSpaceSegmentation) {
+    Predictor predictor(make_model(), PredictOptions{});
+    Mat4 affine = Mat4::scaling(1, 1, 1);
+    affine.m[1][3] = 7;
+    const Image ras = test_image(grid({18, 20, 16}, affine));
+    const LabelMap reference = predictor.predict(ras, "ras.nii.gz").segmentation;
+    for (const char* code : {"LAS", "LIA", "PSR"}) {
+        const Image other = reorient(ras, code);
+        ASSERT_EQ(orientation_code(other.grid.affine), code);
+        const LabelMap seg = predictor.predict(other, std::string(code) + ".nii.gz").segmentation;
+        EXPECT_TRUE(seg.grid.affine.approx_equal(other.grid.affine, 1e-9)) << code;
+        const LabelMap back = reorient(seg, "RAS");
+        EXPECT_EQ(back.data, reference.data) << code << ": the segmentation moved in world space";
+    }
+}
+
+TEST_F(Predict, FlipAugmentationIsSymmetric) {
+    // Predicting the mirrored image gives the mirrored segmentation with left and right swapped.
+    Predictor predictor(make_model(), PredictOptions{});
+    const Image image = test_image(grid({16, 18, 14}, Mat4::identity()));
+    Image mirrored = image;
+    for (int64_t k = 0; k < image.nz(); ++k)
+        for (int64_t j = 0; j < image.ny(); ++j)
+            for (int64_t i = 0; i < image.nx(); ++i) mirrored.at(i, j, k) = image.at(image.nx() - 1 - i, j, k);
+    const LabelMap a = predictor.predict(image, "a").segmentation;
+    const LabelMap b = predictor.predict(mirrored, "b").segmentation;
+    int64_t differ = 0;
+    for (int64_t k = 0; k < image.nz(); ++k)
+        for (int64_t j = 0; j < image.ny(); ++j)
+            for (int64_t i = 0; i < image.nx(); ++i)
+                differ += b.at(i, j, k) != labels::lr_twin(a.at(image.nx() - 1 - i, j, k));
+    // Only float ties in the argmax (sums in another order) may differ.
+    EXPECT_LE(differ, image.grid.voxels() / 1000);
+}
+
+TEST_F(Predict, ResamplesToTheModelVoxelSizeAndBack) {
+    Predictor predictor(make_model(1, 1.0), PredictOptions{});
+    const Image image = test_image(grid({10, 12, 9}, Mat4::scaling(2, 2, 2.5)));
+    const Segmentation out = predictor.predict(image, "low_res.nii.gz");
+    EXPECT_EQ(out.segmentation.grid.dim, image.grid.dim);
+    EXPECT_EQ(out.resampled.grid.dim, (std::array<int64_t, 3>{20, 24, 23}));
+    EXPECT_NEAR(out.resampled.grid.voxel_size()[2], 1.0, 1e-9);
+}
+
+TEST_F(Predict, VolumesAreThePosteriorsTimesTheVoxelVolume) {
+    PredictOptions options;
+    options.resample_to_model = false;
+    Predictor predictor(make_model(), options);
+    const Image image = test_image(grid({12, 14, 10}, Mat4::scaling(1.5, 1.0, 2.0)));
+    const Segmentation out = predictor.predict(image, "aniso.nii.gz");
+    const int64_t n = image.grid.voxels();
+    for (size_t c = 1; c < 34; ++c) {
+        double sum = 0;
+        for (int64_t v = 0; v < n; ++v) sum += out.posteriors.data[c * size_t(n) + size_t(v)];
+        EXPECT_NEAR(out.volumes_mm3[c], sum * 3.0, 1e-3) << "label " << predictor.labels()[c];
+    }
+    EXPECT_EQ(out.volumes_mm3[0], 0.0) << "background has no volume";
+}
+
+TEST_F(Predict, BadInputIsNamed) {
+    Predictor predictor(make_model(), PredictOptions{});
+    const Image image4d(grid({8, 8, 8}, Mat4::identity()), 2);
+    try {
+        predictor.predict(image4d, "four_d.nii.gz");
+        FAIL() << "4-D accepted";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("four_d.nii.gz"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(Predictor(make_model(2), PredictOptions{}), InputError) << "a 2-channel model";
+    EXPECT_THROW(Predictor(path("missing.safetensors"), PredictOptions{}), InputError);
+}
+
+TEST_F(Predict, CommandProcessesAFolderFileByFile) {
+    const std::string model = make_model();
+    fs::create_directories(path("in"));
+    write_image(path("in/a.nii.gz"), test_image(grid({12, 12, 10}, Mat4::identity())));
+    write_image(path("in/b.nii.gz"), test_image(grid({10, 14, 12}, Mat4::scaling(-1, 1, 1))));
+    write_image(path("in/c_4d.nii.gz"), Image(grid({6, 6, 6}, Mat4::identity()), 2, 1.0f));
+    const test::RunResult r = test::run_command(std::string(INFANT_CLI_PATH) + " predict --i " +
+                                                test::shell_quote(path("in")) + " --o " + test::shell_quote(path("out")) +
+                                                " --model " + test::shell_quote(model) + " --post " +
+                                                test::shell_quote(path("post")) + " --vol " +
+                                                test::shell_quote(path("vol.csv")) + " --device cpu");
+    EXPECT_EQ(r.status, 2) << "one input was bad: " << r.err;
+    EXPECT_NE(r.err.find("c_4d.nii.gz"), std::string::npos) << r.err;
+    for (const char* f : {"out/a_synthseg.nii.gz", "out/b_synthseg.nii.gz", "post/a_posteriors.nii.gz"})
+        EXPECT_TRUE(fs::exists(path(f))) << f;
+    EXPECT_FALSE(fs::exists(path("out/c_4d_synthseg.nii.gz")));
+    const CsvTable vol = read_csv(path("vol.csv"));
+    EXPECT_EQ(vol.rows.size(), 2u);
+    EXPECT_EQ(vol.columns.front(), "subject");
+    EXPECT_EQ(vol.columns.back(), "total");
+    EXPECT_EQ(vol.columns.size(), 1u + 33u + 1u);
+    const LabelMap b = read_labels(path("out/b_synthseg.nii.gz"));
+    EXPECT_EQ(b.grid.dim, (std::array<int64_t, 3>{10, 14, 12}));
+    EXPECT_EQ(orientation_code(b.grid.affine), "LAS");
+}
+
+}  // namespace
+}  // namespace iss
