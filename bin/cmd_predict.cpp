@@ -17,6 +17,8 @@
 #include "io/csv.h"
 #include "io/file_util.h"
 #include "io/nifti.h"
+#include "io/png.h"
+#include "io/preview.h"
 #include "kernels/common/error.h"
 #include "predict/predictor.h"
 
@@ -27,7 +29,8 @@ namespace fs = std::filesystem;
 
 const char* usage =
     "usage: infant-synthseg predict --i FILE|DIR --o FILE|DIR --model FILE|DIR [--post FILE|DIR]\n"
-    "                               [--vol FILE.csv] [--resample FILE|DIR] [--no-flip]\n"
+    "                               [--vol FILE.csv] [--resample FILE|DIR] [--preview FILE.png]\n"
+    "                               [--no-flip]\n"
     "                               [--no-resample] [--clip-percentiles] [--threads N]\n"
     "                               [--device auto|cpu|cuda[:N]]\n"
     "\n"
@@ -48,6 +51,8 @@ const char* usage =
     "                      excluded), and `total` (all structures)\n"
     "  --resample FILE|DIR also write the image as the network saw it (normalised, on the\n"
     "                      model's grid; NAME_resampled.nii.gz in a directory)\n"
+    "  --preview FILE.png  a picture: per subject (the first 8) the axial, coronal and sagittal\n"
+    "                      mid-slices with the segmentation over the image\n"
     "  --no-flip           no left/right test-time augmentation (twice as fast)\n"
     "  --no-resample       keep the input's voxel size even when the model's differs\n"
     "  --clip-percentiles  clip intensities to the 0.5 and 99.5 percentiles before normalising\n"
@@ -69,7 +74,7 @@ std::string stem(const std::string& path) {
 
 int cmd_predict(int argc, char** argv) {
     const Args args("predict", argc, argv,
-                    {"--i", "--o", "--model", "--post", "--vol", "--resample", "--threads", "--device"},
+                    {"--i", "--o", "--model", "--post", "--vol", "--resample", "--preview", "--threads", "--device"},
                     {"--no-flip", "--no-resample", "--clip-percentiles", "--help"});
     if (args.flag("--help")) {
         std::fputs(usage, stdout);
@@ -114,6 +119,7 @@ int cmd_predict(int argc, char** argv) {
         if (label != 0) volumes.columns.push_back(std::to_string(label));
     volumes.columns.push_back("total");
 
+    std::vector<std::vector<RgbImage>> preview_rows;
     const bool show_bar = folder && ::isatty(::fileno(stderr)) != 0;
     const auto start = std::chrono::steady_clock::now();
     int failed_input = 0, failed_other = 0;
@@ -135,6 +141,10 @@ int cmd_predict(int argc, char** argv) {
             }
             row.push_back(csv_number(std::round(total * 1000.0) / 1000.0));
             volumes.rows.push_back(row);
+            if (args.has("--preview") && preview_rows.size() < 8) {
+                const MidSlices cells = overlay_mid_slices(image, result.segmentation);
+                preview_rows.push_back({cells[0], cells[1], cells[2]});
+            }
         } catch (const InputError& e) {
             std::fprintf(stderr, "%sinfant-synthseg predict: error: %s (skipped)\n", show_bar ? "\n" : "", e.what());
             ++failed_input;
@@ -154,6 +164,10 @@ int cmd_predict(int argc, char** argv) {
     }
     if (show_bar) std::fputc('\n', stderr);
     if (args.has("--vol") && !volumes.rows.empty()) write_csv(args.get("--vol", ""), volumes);
+    if (args.has("--preview") && !preview_rows.empty()) {
+        const RgbImage picture = tile_grid(preview_rows);
+        write_png(args.get("--preview", ""), picture.rgb, picture.width, picture.height);
+    }
     if (failed_input + failed_other > 0) {
         std::fprintf(stderr, "infant-synthseg predict: %d of %zu file(s) failed\n", failed_input + failed_other,
                      jobs.size());
