@@ -21,6 +21,7 @@ PAIRS = {
     "Resample/nearest/cpu/": ("baseline_resample_scipy.json", "nearest"),
     "UNetForward/cpu/": ("baseline_unet_torch_cpu.json", "forward"),
     "UNetTrainStep/cpu/": ("baseline_unet_torch_cpu.json", "train_step"),
+    "Predict/cpu/": ("baseline_predict_torch_cpu.json", "total"),
     "UNetForward/cuda/": ("baseline_unet_torch_cuda.json", "forward"),
     "UNetTrainStep/cuda/": ("baseline_unet_torch_cuda.json", "train_step"),
 }

@@ -1,6 +1,7 @@
 #include "predict/predictor.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 
@@ -60,10 +61,15 @@ struct Predictor::State {
     std::array<double, 3> model_voxel{0, 0, 0};
     int64_t size_multiple = 16;
 
-    explicit State(const PredictOptions& o) : options(o), ctx(o.device), params(ctx) {}
+    // Kept across scans: its cached blocks spare every forward the device allocations (and on
+    // the CPU the first-touch page faults of a few GiB).
+    std::unique_ptr<PoolAllocator> pool;
+
+    explicit State(const PredictOptions& o)
+        : options(o), ctx(o.device), params(ctx), pool(std::make_unique<PoolAllocator>(ctx)) {}
 
     // Probabilities (channels-last, n voxels x C) of the network for a normalised volume.
-    std::vector<float> forward(const Image& x);
+    std::vector<float> forward(const Image& x, size_t* peak_bytes);
 };
 
 Predictor::Predictor(const std::string& model, const PredictOptions& options)
@@ -92,14 +98,15 @@ Predictor::~Predictor() = default;
 const std::vector<int32_t>& Predictor::labels() const { return state_->spec.labels; }
 DeviceContext& Predictor::context() { return state_->ctx; }
 
-std::vector<float> Predictor::State::forward(const Image& x) {
-    PoolAllocator pool(ctx);
+std::vector<float> Predictor::State::forward(const Image& x, size_t* peak_bytes) {
+    PoolAllocator& pool = *this->pool;
     Graph g(pool, params, false);
     Tensor input = Tensor::make(pool, Shape5{1, x.nz(), x.ny(), x.nx(), 1});
     ctx.copy_to_device(input.data, x.data.data(), x.data.size() * sizeof(float));
     const Var probs = softmax(g, net->forward(g, g.input(input), false));
     std::vector<float> host(size_t(probs.value().size()));
     ctx.copy_to_host(host.data(), probs.data(), host.size() * sizeof(float));
+    *peak_bytes = std::max(*peak_bytes, pool.peak_bytes());
     return host;
 }
 
@@ -108,6 +115,13 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
     ISS_INPUT(image.frames == 1, name, ": expected a 3-D image, found ", image.frames, " volumes (4-D)");
     ISS_INPUT(image.grid.voxels() > 1 && !image.data.empty(), name, ": the image is empty");
     const int64_t classes = int64_t(s.spec.labels.size());
+    Segmentation out;
+    auto clock = std::chrono::steady_clock::now();
+    auto lap = [&](const char* stage) {
+        const auto now = std::chrono::steady_clock::now();
+        out.stage_seconds.push_back({stage, std::chrono::duration<double>(now - clock).count()});
+        clock = now;
+    };
 
     // 1-2. RAS, then the model's voxel size.
     const std::string input_code = orientation_code(image.grid.affine);
@@ -146,15 +160,17 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
         for (int64_t j = 0; j < x.ny(); ++j)
             std::copy(&x.at(0, j, k), &x.at(0, j, k) + x.nx(), &padded.at(before[0], j + before[1], k + before[2]));
 
+    lap("preprocess");
+
     // 5. Forward, and the mirrored forward mapped back (x is left-right in RAS).
-    std::vector<float> probs = s.forward(padded);
+    std::vector<float> probs = s.forward(padded, &out.network_peak_bytes);
     const int64_t nx = padded.nx(), ny = padded.ny(), nz = padded.nz();
     if (s.options.flip) {
         Image mirrored(padded.grid);
         for (int64_t k = 0; k < nz; ++k)
             for (int64_t j = 0; j < ny; ++j)
                 for (int64_t i = 0; i < nx; ++i) mirrored.at(i, j, k) = padded.at(nx - 1 - i, j, k);
-        const std::vector<float> flipped = s.forward(mirrored);
+        const std::vector<float> flipped = s.forward(mirrored, &out.network_peak_bytes);
         for (int64_t k = 0; k < nz; ++k)
             for (int64_t j = 0; j < ny; ++j)
                 for (int64_t i = 0; i < nx; ++i) {
@@ -163,6 +179,8 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
                     for (int64_t c = 0; c < classes; ++c) p[c] = 0.5f * (p[c] + q[s.twin_channel[size_t(c)]]);
                 }
     }
+
+    lap("network");
 
     // 6. Smoothing, channel by channel (channel-first volumes: the posteriors' NIfTI layout),
     // cropping the padding away on the way.
@@ -214,7 +232,6 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
         if (!keep.data[v]) seg.data[v] = 0;
 
     // 8. The input's orientation (exact), then volumes on the input's voxels.
-    Segmentation out;
     out.segmentation = reorient(seg, input_code);
     out.posteriors = reorient(post, input_code);
     out.segmentation.grid.affine = image.grid.affine;  // equal up to rounding: keep the input's exactly
@@ -230,6 +247,7 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
         for (int64_t v = 0; v < n; ++v) sum += out.posteriors.data[size_t(c * n + v)];
         out.volumes_mm3[size_t(c)] = std::round(sum * voxel_volume * 1000.0) / 1000.0;
     }
+    lap("postprocess");
     return out;
 }
 

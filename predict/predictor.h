@@ -34,6 +34,10 @@ struct Segmentation {
     Image posteriors;                  // frames = classes, in label order, on the input's grid
     Image resampled;                   // the normalised image the network saw (its grid)
     std::vector<double> volumes_mm3;   // per label (background's entry 0)
+    // Wall seconds of each stage ("preprocess", "network", "postprocess"), and the peak bytes
+    // of the network's activations (the other stages hold a few volumes on the host).
+    std::vector<std::pair<std::string, double>> stage_seconds;
+    size_t network_peak_bytes = 0;
 };
 
 class Predictor {
