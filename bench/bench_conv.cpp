@@ -10,6 +10,8 @@
 // tensor is 755 MB). CUDA variants are registered only when a device is present.
 #include <benchmark/benchmark.h>
 
+#include "bench/bench_util.h"
+
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -103,11 +105,4 @@ void register_all() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-    register_all();
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
-}
+int main(int argc, char** argv) { return iss::bench::run(argc, argv, register_all); }

@@ -9,6 +9,8 @@
 // --benchmark_filter and the environment variable INFANT_BENCH_SCALE=2 (halves each axis).
 #include <benchmark/benchmark.h>
 
+#include "bench/bench_util.h"
+
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -139,11 +141,4 @@ void register_all() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-    register_all();
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
-}
+int main(int argc, char** argv) { return iss::bench::run(argc, argv, register_all); }

@@ -6,6 +6,8 @@
 // The baseline is bench/baselines/predict_torch.py: the same stages in NumPy/SciPy/PyTorch.
 #include <benchmark/benchmark.h>
 
+#include "bench/bench_util.h"
+
 #include <filesystem>
 #include <map>
 #include <string>
@@ -16,25 +18,20 @@
 #include "nn/checkpoint.h"
 #include "predict/predictor.h"
 #include "synth/labels.h"
-#include "synth/phantom.h"
 
 namespace {
 
 using namespace iss;
 
 Image infant_scan() {
-    const LabelMap phantom = make_phantom(12, 1);
-    Grid grid;
-    grid.dim = {155, 175, 149};
-    Image image(grid);
-    for (int64_t k = 0; k < phantom.nz(); ++k)
-        for (int64_t j = 0; j < phantom.ny(); ++j)
-            for (int64_t i = 0; i < phantom.nx(); ++i) {
-                float z[4];
-                random_normal4(RandomKey{1, 0, 0}, uint64_t(image.index(i, j, k)), z);
-                const int32_t label = phantom.at(i, j, k);
-                image.at(i + 2, j + 2, k + 4) = float(label == 0 ? 0 : 60 + (label * 37) % 140) + 5 * z[0];
-            }
+    const LabelMap labels = iss::bench::infant_sized_phantom();
+    Image image(labels.grid);
+    for (size_t v = 0; v < image.data.size(); ++v) {
+        float z[4];
+        random_normal4(RandomKey{1, 0, 0}, uint64_t(v), z);
+        const int32_t label = labels.data[v];
+        image.data[v] = float(label == 0 ? 0 : 60 + (label * 37) % 140) + 5 * z[0];
+    }
     return reorient(image, "LIA");
 }
 
@@ -70,21 +67,14 @@ void predict(benchmark::State& state, Backend backend) {
     std::filesystem::remove_all(dir);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    benchmark::RegisterBenchmark("Predict/cpu/155x175x149", predict, Backend::cpu)
-        ->Unit(benchmark::kMillisecond)
-        ->UseRealTime()
-        ->MinTime(0.01);
-    if (cuda_device_count() > 0)
-        benchmark::RegisterBenchmark("Predict/cuda/155x175x149", predict, Backend::cuda)
+void register_all() {
+    for (Backend b : iss::bench::backends())
+        benchmark::RegisterBenchmark((std::string("Predict/") + iss::bench::name(b) + "/155x175x149").c_str(), predict, b)
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime()
-            ->MinTime(1.0);
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
+            ->MinTime(b == Backend::cuda ? 1.0 : 0.01);
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return iss::bench::run(argc, argv, register_all); }

@@ -5,6 +5,8 @@
 // device is present. Times are wall-clock (OpenMP threads; CUDA synchronised per iteration).
 #include <benchmark/benchmark.h>
 
+#include "bench/bench_util.h"
+
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -78,11 +80,4 @@ void register_all() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-    register_all();
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
-}
+int main(int argc, char** argv) { return iss::bench::run(argc, argv, register_all); }

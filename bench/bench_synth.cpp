@@ -7,6 +7,8 @@
 // when a device is present; CUDA timings synchronise every iteration.
 #include <benchmark/benchmark.h>
 
+#include "bench/bench_util.h"
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,18 +24,6 @@ using iss::Generator;
 
 constexpr int64_t kMap[3] = {155, 175, 149};
 
-iss::LabelMap infant_sized_phantom() {
-    const iss::LabelMap phantom = iss::make_phantom(12, 1);
-    iss::Grid grid;
-    grid.dim = {kMap[0], kMap[1], kMap[2]};
-    iss::LabelMap map(grid);
-    int64_t shift[3];
-    for (int d = 0; d < 3; ++d) shift[d] = (kMap[d] - phantom.grid.dim[size_t(d)]) / 2;
-    for (int64_t k = 0; k < phantom.nz(); ++k)
-        for (int64_t j = 0; j < phantom.ny(); ++j)
-            for (int64_t i = 0; i < phantom.nx(); ++i) map.at(i + shift[0], j + shift[1], k + shift[2]) = phantom.at(i, j, k);
-    return map;
-}
 
 struct Setup {
     std::unique_ptr<iss::DeviceContext> ctx;
@@ -44,7 +34,7 @@ Setup make_setup(iss::Backend backend) {
     Setup s;
     s.ctx = std::make_unique<iss::DeviceContext>(iss::Device{backend, 0});
     const iss::GeneratorConfig config = iss::preset_config("infant-t1");
-    std::vector<iss::TrainingMap> maps{iss::make_training_map(infant_sized_phantom(), config, "phantom")};
+    std::vector<iss::TrainingMap> maps{iss::make_training_map(iss::bench::infant_sized_phantom(), config, "phantom")};
     s.generator = std::make_unique<Generator>(*s.ctx, config, std::move(maps), 1);
     return s;
 }
@@ -113,11 +103,4 @@ void register_all() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-    register_all();
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
-}
+int main(int argc, char** argv) { return iss::bench::run(argc, argv, register_all); }

@@ -6,6 +6,8 @@
 // step, fed the same generator (whose time is added: the generator is ours either way).
 #include <benchmark/benchmark.h>
 
+#include "bench/bench_util.h"
+
 #include <chrono>
 #include <memory>
 #include <string>
@@ -25,21 +27,11 @@ namespace {
 using namespace iss;
 using clock_type = std::chrono::steady_clock;
 
-LabelMap infant_sized_phantom() {
-    const LabelMap phantom = make_phantom(12, 1);
-    Grid grid;
-    grid.dim = {155, 175, 149};
-    LabelMap map(grid);
-    for (int64_t k = 0; k < phantom.nz(); ++k)
-        for (int64_t j = 0; j < phantom.ny(); ++j)
-            for (int64_t i = 0; i < phantom.nx(); ++i) map.at(i + 2, j + 2, k + 4) = phantom.at(i, j, k);
-    return map;
-}
 
 void train_step(benchmark::State& state, Backend backend) {
     DeviceContext ctx(Device{backend, 0});
     const GeneratorConfig config = preset_config("infant-t1");
-    Generator generator(ctx, config, {make_training_map(infant_sized_phantom(), config, "phantom")}, 1);
+    Generator generator(ctx, config, {make_training_map(iss::bench::infant_sized_phantom(), config, "phantom")}, 1);
     UNetConfig unet;
     ParamStore params(ctx);
     UNet net(unet, params);
@@ -89,21 +81,14 @@ void train_step(benchmark::State& state, Backend backend) {
     state.counters["peak_bytes"] = double(arena.peak_bytes());
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    std::vector<Backend> backends{Backend::cpu};
-    if (cuda_device_count() > 0) backends.push_back(Backend::cuda);
-    for (Backend b : backends) {
-        const std::string dev = b == Backend::cuda ? "cuda" : "cpu";
-        benchmark::RegisterBenchmark(("TrainStep/" + dev + "/128x160x128").c_str(), train_step, b)
+void register_all() {
+    for (Backend b : iss::bench::backends())
+        benchmark::RegisterBenchmark((std::string("TrainStep/") + iss::bench::name(b) + "/128x160x128").c_str(), train_step, b)
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime()
             ->MinTime(b == Backend::cuda ? 1.0 : 0.01);
-    }
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return iss::bench::run(argc, argv, register_all); }

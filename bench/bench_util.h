@@ -1,0 +1,51 @@
+// What the benchmark suites share: the backends to run on, the infant-sized label map, and
+// the main() that registers a suite's benchmarks and runs them.
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <vector>
+
+#include "io/volume.h"
+#include "kernels/common/device.h"
+#include "synth/phantom.h"
+
+namespace iss::bench {
+
+// The CPU, and CUDA when a device is present (saying so on stderr when it is not).
+inline std::vector<Backend> backends() {
+    std::vector<Backend> list{Backend::cpu};
+    if (cuda_device_count() > 0)
+        list.push_back(Backend::cuda);
+    else
+        std::fprintf(stderr, "no CUDA device: the CUDA benchmarks are skipped\n");
+    return list;
+}
+
+inline const char* name(Backend backend) { return backend == Backend::cuda ? "cuda" : "cpu"; }
+
+// A 12-month phantom padded to the published infant maps' size, 155x175x149.
+inline LabelMap infant_sized_phantom() {
+    const LabelMap phantom = make_phantom(12, 1);
+    Grid grid;
+    grid.dim = {155, 175, 149};
+    LabelMap map(grid);
+    int64_t shift[3];
+    for (int d = 0; d < 3; ++d) shift[d] = (grid.dim[size_t(d)] - phantom.grid.dim[size_t(d)]) / 2;
+    for (int64_t k = 0; k < phantom.nz(); ++k)
+        for (int64_t j = 0; j < phantom.ny(); ++j)
+            for (int64_t i = 0; i < phantom.nx(); ++i) map.at(i + shift[0], j + shift[1], k + shift[2]) = phantom.at(i, j, k);
+    return map;
+}
+
+inline int run(int argc, char** argv, void (*register_all)()) {
+    register_all();
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
+
+}  // namespace iss::bench
