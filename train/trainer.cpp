@@ -94,6 +94,7 @@ private:
     void start_producer(int64_t first_step) {
         producer_ = std::thread([this, first_step] {
             try {
+                generator_->context().make_current();
                 for (int64_t step = first_step;; ++step) {
                     Batch* slot = nullptr;
                     {

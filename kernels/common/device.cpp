@@ -191,6 +191,12 @@ size_t DeviceContext::memory_capacity() const {
     return size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE));
 }
 
+void DeviceContext::make_current() const {
+#if INFANT_WITH_CUDA
+    if (device_.is_cuda()) ISS_CUDA_CHECK(cudaSetDevice(device_.index));
+#endif
+}
+
 void DeviceContext::synchronize() {
 #if INFANT_WITH_CUDA
     if (device_.is_cuda()) ISS_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));

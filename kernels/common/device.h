@@ -51,6 +51,9 @@ public:
     void copy_on_device(void* dst, const void* src, size_t bytes);
     void fill_zero(void* dst, size_t bytes);
     void synchronize();
+    // Makes this context's device current for the calling host thread (CUDA keeps the current
+    // device per thread): a thread other than the one that made the context calls it first.
+    void make_current() const;
     // Bytes of memory this device has in all (host RAM, or the GPU's global memory): for
     // refusing a request that cannot fit before trying it.
     size_t memory_capacity() const;
