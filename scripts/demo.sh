@@ -78,7 +78,11 @@ done
 echo
 echo "== Dice per structure against the truth (held-out anatomy) -> $out/dice.csv"
 "$bin" dice --pred "$out/final" --gt "$out/truth" --labels "${labels#0,}" --out "$out/dice.csv"
-column -s, -t < "$out/dice.csv" 2>/dev/null || cat "$out/dice.csv"
+# Three decimals for the screen (the CSV keeps full precision).
+awk -F, 'NR == 1 { print; next }
+         { printf "%s", $1; for (i = 2; i <= NF; ++i) printf ",%s", ($i == "" ? "" : sprintf("%.3f", $i)); print "" }' \
+    "$out/dice.csv" > "$out/dice-rounded.csv"
+if command -v column > /dev/null; then column -s, -t < "$out/dice-rounded.csv"; else tr , '\t' < "$out/dice-rounded.csv"; fi
 echo
 echo "pictures: $out/synth-t1/preview.png $out/synth-t2/preview.png (training pairs),"
 echo "          $out/model-t1/loss.png $out/model-t2/loss.png (loss curves),"
