@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <tuple>
 #include <vector>
 
 #include "kernels/common/cuda_check.h"
@@ -60,16 +61,20 @@ void set_ndhwc(cudnnTensorDescriptor_t desc, int64_t n, int64_t c, int64_t d, in
     ISS_CUDNN_CHECK(cudnnSetTensorNdDescriptor(desc, CUDNN_DATA_FLOAT, 5, dims, strides));
 }
 
-// The first candidate (cuDNN lists them best first) that works, is deterministic, keeps to
-// fp32 FMA math and fits the workspace budget. The three perf structs share these fields.
-template <class Perf>
-Perf choose(const std::vector<Perf>& perf, int returned, const char* pass, const ConvShape& s) {
+// The first candidate (cuDNN lists them best first) that is deterministic, keeps to fp32 FMA
+// math, and for which cuDNN's exact workspace query succeeds within the budget: heuristics can
+// list algorithms that the exact query then rejects for a shape, so each is confirmed and the
+// next one tried. Returns the algorithm and its exact workspace size.
+template <class Perf, class Probe>
+std::pair<decltype(Perf{}.algo), size_t> choose(const std::vector<Perf>& perf, int returned, const Probe& workspace_of,
+                                                const char* pass, const ConvShape& s) {
     for (int i = 0; i < returned; ++i) {
         const Perf& p = perf[size_t(i)];
         if (p.status != CUDNN_STATUS_SUCCESS || p.determinism != CUDNN_DETERMINISTIC) continue;
         if (p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
-        if (p.memory > kMaxWorkspaceBytes) continue;
-        return p;
+        size_t bytes = 0;
+        if (workspace_of(p.algo, &bytes) != CUDNN_STATUS_SUCCESS || bytes > kMaxWorkspaceBytes) continue;
+        return {p.algo, bytes};
     }
     throw Error(cat("Conv3d (cuDNN): no deterministic fp32 ", pass, " algorithm for ", s.in.str(), " -> ", s.out_c,
                     " channels, kernel ", s.kernel, " (", returned, " candidates)"));
@@ -128,34 +133,45 @@ CudnnConv3d::CudnnConv3d(DeviceContext& ctx, const ConvShape& s) {
                 "x", out_dims[4], " differ from the 'same' shape ", s.out().str());
 
     int count = 0, returned = 0;
+    size_t fwd_bytes = 0, bwd_data_bytes = 0, bwd_filter_bytes = 0;
     ISS_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(handle_, &count));
     std::vector<cudnnConvolutionFwdAlgoPerf_t> fwd(size_t(std::max(count, 1)));
     ISS_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle_, x_.handle, w_.handle, conv_.handle, y_.handle,
                                                            int(fwd.size()), &returned, fwd.data()));
-    fwd_algo_ = choose(fwd, returned, "forward", s).algo;
+    std::tie(fwd_algo_, fwd_bytes) = choose(
+        fwd, returned,
+        [&](cudnnConvolutionFwdAlgo_t algo, size_t* bytes) {
+            return cudnnGetConvolutionForwardWorkspaceSize(handle_, x_.handle, w_.handle, conv_.handle, y_.handle,
+                                                           algo, bytes);
+        },
+        "forward", s);
 
     ISS_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle_, &count));
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> bwd_data(size_t(std::max(count, 1)));
     ISS_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle_, w_.handle, y_.handle, conv_.handle,
                                                                 x_.handle, int(bwd_data.size()), &returned,
                                                                 bwd_data.data()));
-    bwd_data_algo_ = choose(bwd_data, returned, "backward-data", s).algo;
+    std::tie(bwd_data_algo_, bwd_data_bytes) = choose(
+        bwd_data, returned,
+        [&](cudnnConvolutionBwdDataAlgo_t algo, size_t* bytes) {
+            return cudnnGetConvolutionBackwardDataWorkspaceSize(handle_, w_.handle, y_.handle, conv_.handle,
+                                                                x_.handle, algo, bytes);
+        },
+        "backward-data", s);
 
     ISS_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle_, &count));
     std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> bwd_filter(size_t(std::max(count, 1)));
     ISS_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle_, x_.handle, y_.handle, conv_.handle,
                                                                   w_.handle, int(bwd_filter.size()), &returned,
                                                                   bwd_filter.data()));
-    bwd_filter_algo_ = choose(bwd_filter, returned, "backward-filter", s).algo;
+    std::tie(bwd_filter_algo_, bwd_filter_bytes) = choose(
+        bwd_filter, returned,
+        [&](cudnnConvolutionBwdFilterAlgo_t algo, size_t* bytes) {
+            return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle_, x_.handle, y_.handle, conv_.handle,
+                                                                  w_.handle, algo, bytes);
+        },
+        "backward-filter", s);
 
-    // Exact workspace sizes for the chosen algorithms (the heuristics' figures are estimates).
-    size_t fwd_bytes = 0, bwd_data_bytes = 0, bwd_filter_bytes = 0;
-    ISS_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle_, x_.handle, w_.handle, conv_.handle, y_.handle,
-                                                            fwd_algo_, &fwd_bytes));
-    ISS_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(handle_, w_.handle, y_.handle, conv_.handle,
-                                                                 x_.handle, bwd_data_algo_, &bwd_data_bytes));
-    ISS_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(handle_, x_.handle, y_.handle, conv_.handle,
-                                                                   w_.handle, bwd_filter_algo_, &bwd_filter_bytes));
     workspace_bytes_ = std::max({fwd_bytes, bwd_data_bytes, bwd_filter_bytes});
     if (workspace_bytes_ > 0) workspace_ = Buffer<unsigned char>(ctx, workspace_bytes_);
 }

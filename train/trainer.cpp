@@ -178,6 +178,7 @@ struct Trainer::State {
     ArenaAllocator arena;
     std::unique_ptr<BatchSource> batches;
     std::unique_ptr<BatchSource> validation;
+    std::unique_ptr<PoolAllocator> validation_pool;  // kept: no device allocations per validation
     int64_t step = 0;
     std::vector<double> losses;
     std::vector<LogRow> log;
@@ -263,7 +264,7 @@ void Trainer::State::load_checkpoint() {
 }
 
 double Trainer::State::validate() {
-    PoolAllocator pool(ctx);
+    PoolAllocator& pool = *validation_pool;
     const int64_t classes = int64_t(gen_config.segmentation_labels.size());
     const size_t n = static_cast<size_t>(classes);
     std::vector<int64_t> overlap(n), predicted(n), truth(n);
@@ -376,10 +377,12 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     make_directories(opt.model_dir);
     const bool threaded = opt.prefetch < 0 ? s.ctx.is_cuda() : opt.prefetch > 0;
     s.batches = std::make_unique<BatchSource>(s.ctx, s.gen_config, std::move(maps), opt.seed, opt.batch, threaded);
-    if (!validation_maps.empty())
+    if (!validation_maps.empty()) {
         // A fixed set: its own seed, sample numbers 0..n-1, generated again at every validation.
         s.validation = std::make_unique<BatchSource>(s.ctx, s.gen_config, std::move(validation_maps),
                                                      opt.seed ^ 0x9e3779b97f4a7c15ull, 1, false);
+        s.validation_pool = std::make_unique<PoolAllocator>(s.ctx);
+    }
 }
 
 Trainer::~Trainer() = default;

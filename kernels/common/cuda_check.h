@@ -34,5 +34,11 @@ const char* cublas_status_name(cublasStatus_t status);
             ::iss::throw_call_error("cuBLAS", #stmt, __FILE__, __LINE__, ::iss::cublas_status_name(iss_status_)); \
     } while (0)
 
-// After a kernel launch: a bad configuration shows up here, not at the next sync.
-#define ISS_CUDA_CHECK_LAUNCH() ISS_CUDA_CHECK(cudaGetLastError())
+namespace iss {
+// After a kernel launch: a bad configuration shows up at once. With the environment variable
+// INFANT_CUDA_SYNC=1 it also waits for the kernel, so a fault inside it is reported at its own
+// launch rather than at a later copy (for debugging a first GPU run; slow).
+void check_launch(const char* file, int line);
+}  // namespace iss
+
+#define ISS_CUDA_CHECK_LAUNCH() ::iss::check_launch(__FILE__, __LINE__)

@@ -49,6 +49,16 @@ const char* cublas_status_name(cublasStatus_t status) {
     }
 }
 
+void check_launch(const char* file, int line) {
+    static const bool synchronous = [] {
+        const char* v = std::getenv("INFANT_CUDA_SYNC");
+        return v && *v && *v != '0';
+    }();
+    cudaError_t status = cudaGetLastError();
+    if (status == cudaSuccess && synchronous) status = cudaDeviceSynchronize();
+    if (status != cudaSuccess) throw_call_error("CUDA", "kernel launch", file, line, cudaGetErrorString(status));
+}
+
 int cuda_device_count() {
     int count = 0;
     // No driver or no GPU is not an error here: it means "no CUDA device".
