@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <tuple>
 
 #include "io/orientation.h"
 #include "io/resample.h"
@@ -35,12 +36,15 @@ Grid grid_at_voxel_size(const Grid& g, const std::array<double, 3>& voxel) {
     return out;
 }
 
-// The q-quantile of the values (nearest rank).
-float percentile(std::vector<float> values, double q) {
-    if (values.empty()) return 0;
-    const size_t k = std::min(values.size() - 1, size_t(q * double(values.size() - 1) + 0.5));
-    std::nth_element(values.begin(), values.begin() + std::ptrdiff_t(k), values.end());
-    return values[k];
+// The q_low and q_high quantiles of the values (nearest rank), from one copy of them.
+std::pair<float, float> quantiles(std::vector<float> values, double q_low, double q_high) {
+    auto at = [&](double q) {
+        const size_t k = std::min(values.size() - 1, size_t(q * double(values.size() - 1) + 0.5));
+        std::nth_element(values.begin(), values.begin() + std::ptrdiff_t(k), values.end());
+        return values[k];
+    };
+    const float low = at(q_low);
+    return {low, at(q_high)};
 }
 
 }  // namespace
@@ -140,10 +144,7 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
     float low = *std::min_element(x.data.begin(), x.data.end());
     float high = *std::max_element(x.data.begin(), x.data.end());
     ISS_INPUT(std::isfinite(low) && std::isfinite(high), name, ": the image holds NaN or infinite values");
-    if (s.options.clip_percentiles) {
-        low = percentile(x.data, 0.005);
-        high = percentile(x.data, 0.995);
-    }
+    if (s.options.clip_percentiles) std::tie(low, high) = quantiles(x.data, 0.005, 0.995);
     for (float& v : x.data) v = high > low ? std::min(std::max((v - low) / (high - low), 0.0f), 1.0f) : 0.0f;
 
     // 3. Pad to the size multiple, centred.

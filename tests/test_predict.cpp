@@ -4,6 +4,7 @@
 // largest-component rule, and bad input file by file.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -175,6 +176,26 @@ TEST_F(Predict, VolumesAreThePosteriorsTimesTheVoxelVolume) {
         EXPECT_NEAR(out.volumes_mm3[c], sum * 3.0, 1e-3) << "label " << predictor.labels()[c];
     }
     EXPECT_EQ(out.volumes_mm3[0], 0.0) << "background has no volume";
+}
+
+TEST_F(Predict, PercentileClippingIgnoresOutliers) {
+    // One hot voxel squashes a plain min-max normalisation; clipping the 0.5/99.5 percentiles
+    // keeps the rest of the image spread over [0, 1].
+    Image image = test_image(grid({16, 16, 16}, Mat4::identity()));
+    image.at(3, 4, 5) = 1e6f;
+    auto median_of = [](std::vector<float> v) {
+        std::nth_element(v.begin(), v.begin() + std::ptrdiff_t(v.size() / 2), v.end());
+        return v[v.size() / 2];
+    };
+    PredictOptions plain, clipped;
+    clipped.clip_percentiles = true;
+    const std::string model = make_model();
+    const float squashed = median_of(Predictor(model, plain).predict(image, "hot").resampled.data);
+    const Image spread = Predictor(model, clipped).predict(image, "hot").resampled;
+    EXPECT_LT(squashed, 1e-3f);
+    EXPECT_GT(median_of(spread.data), 0.2f);
+    EXPECT_EQ(*std::max_element(spread.data.begin(), spread.data.end()), 1.0f);
+    EXPECT_EQ(*std::min_element(spread.data.begin(), spread.data.end()), 0.0f);
 }
 
 TEST_F(Predict, BadInputIsNamed) {
