@@ -7,9 +7,10 @@ DEMO_DIR ?= demo-out
 
 # Debian packages the build needs (the CUDA toolkit is optional and not installed here).
 DEB_PACKAGES = cmake g++ make pkg-config libnifti2-dev libdnnl-dev libgtest-dev libgmock-dev \
-               libbenchmark-dev zlib1g-dev libpng-dev nlohmann-json3-dev nifti-bin
+               libbenchmark-dev zlib1g-dev libpng-dev nlohmann-json3-dev nifti-bin \
+               patchelf xz-utils
 
-.PHONY: all deps build test test-asan demo bench format clean
+.PHONY: all deps build test test-asan demo bench device-kit device-kit-check format clean
 
 all: build
 
@@ -43,8 +44,18 @@ demo: build
 bench: build
 	bash scripts/bench.sh $(BUILD)
 
+# The device kit for a bare GPU machine (docs/GPU.md): a Release CUDA build in build-kit/ and
+# device-kit.tar.xz with the binaries and the libraries such a machine lacks.
+device-kit: deps
+	bash scripts/device-kit.sh device-kit.tar.xz
+
+# Unpacks the kit into an empty folder: every library resolves inside it (or is the system's or
+# CUDA's), and the CPU tests pass from it with a clean environment.
+device-kit-check: device-kit
+	bash scripts/device-kit.sh --check device-kit.tar.xz
+
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cpp' '*.cu' '*.cuh')
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan $(DEMO_DIR)
+	rm -rf $(BUILD) $(BUILD)-asan build-kit device-kit.tar.xz $(DEMO_DIR)

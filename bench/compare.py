@@ -8,23 +8,25 @@ import json
 import os
 import sys
 
-# Our benchmark name (prefix) -> (baseline file, key).
-PAIRS = {
-    "SynthSample/cpu/": ("baseline_synth_numpy.json", "sample"),
-    "SynthStage/velocity/cpu/": ("baseline_synth_numpy.json", "velocity"),
-    "SynthStage/deform/cpu/": ("baseline_synth_numpy.json", "deform"),
-    "SynthStage/gmm/cpu/": ("baseline_synth_numpy.json", "gmm"),
-    "SynthStage/blur/cpu/": ("baseline_synth_numpy.json", "blur"),
-    "SynthStage/bias/cpu/": ("baseline_synth_numpy.json", "bias"),
-    "SynthStage/normalise/cpu/": ("baseline_synth_numpy.json", "normalise"),
-    "Resample/trilinear/cpu/": ("baseline_resample_scipy.json", "trilinear"),
-    "Resample/nearest/cpu/": ("baseline_resample_scipy.json", "nearest"),
-    "UNetForward/cpu/": ("baseline_unet_torch_cpu.json", "forward"),
-    "UNetTrainStep/cpu/": ("baseline_unet_torch_cpu.json", "train_step"),
-    "Predict/cpu/": ("baseline_predict_torch_cpu.json", "total"),
-    "UNetForward/cuda/": ("baseline_unet_torch_cuda.json", "forward"),
-    "UNetTrainStep/cuda/": ("baseline_unet_torch_cuda.json", "train_step"),
-}
+# Our benchmark name (prefix), baseline file, key: a benchmark may be set beside several baselines
+# (PyTorch on CUDA in fp32, in bf16 autocast, and compiled).
+PAIRS = [
+    ("SynthSample/cpu/", "baseline_synth_numpy.json", "sample"),
+    ("SynthStage/velocity/cpu/", "baseline_synth_numpy.json", "velocity"),
+    ("SynthStage/deform/cpu/", "baseline_synth_numpy.json", "deform"),
+    ("SynthStage/gmm/cpu/", "baseline_synth_numpy.json", "gmm"),
+    ("SynthStage/blur/cpu/", "baseline_synth_numpy.json", "blur"),
+    ("SynthStage/bias/cpu/", "baseline_synth_numpy.json", "bias"),
+    ("SynthStage/normalise/cpu/", "baseline_synth_numpy.json", "normalise"),
+    ("Resample/trilinear/cpu/", "baseline_resample_scipy.json", "trilinear"),
+    ("Resample/nearest/cpu/", "baseline_resample_scipy.json", "nearest"),
+    ("UNetForward/cpu/", "baseline_unet_torch_cpu.json", "forward"),
+    ("UNetTrainStep/cpu/", "baseline_unet_torch_cpu.json", "train_step"),
+    ("Predict/cpu/", "baseline_predict_torch_cpu.json", "total"),
+]
+for suffix in ("", "_bf16", "_compile", "_bf16_compile"):
+    PAIRS += [("UNetForward/cuda/", f"baseline_unet_torch_cuda{suffix}.json", "forward"),
+              ("UNetTrainStep/cuda/", f"baseline_unet_torch_cuda{suffix}.json", "train_step")]
 
 UNIT = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
@@ -38,7 +40,7 @@ def main():
                 ours[b["name"]] = b["real_time"] * UNIT[b["time_unit"]]
     print("| benchmark | ours (ms) | baseline | baseline (ms) | speed-up |")
     print("|---|---|---|---|---|")
-    for prefix, (file, key) in PAIRS.items():
+    for prefix, file, key in PAIRS:
         path = os.path.join(out, file)
         matches = [n for n in ours if n.startswith(prefix)]
         if not matches or not os.path.exists(path):

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "bin/commands.h"
+#include "kernels/common/device.h"
 #include "kernels/common/error.h"
 
 namespace {
@@ -30,7 +31,16 @@ const Command commands[] = {
 void print_usage(FILE* out) {
     std::fprintf(out, "usage: infant-synthseg <command> [options]\n\ncommands:\n");
     for (const Command& c : commands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
-    std::fprintf(out, "\n'infant-synthseg <command> --help' describes a command's options.\n");
+    std::fprintf(out, "\n'infant-synthseg <command> --help' describes a command's options;\n"
+                      "'infant-synthseg --version' the build, the CUDA libraries found and the GPUs.\n");
+}
+
+// What a bug report needs: the build, and what the machine lent it at run time.
+int print_version() {
+    std::printf("infant-synthseg (C++17%s)\n", iss::built_with_cuda() ? ", CUDA" : ", CPU only");
+    if (!iss::built_with_cuda()) return 0;
+    std::printf("%s\nCUDA devices: %d\n", iss::cuda_library_versions().c_str(), iss::cuda_device_count());
+    return 0;
 }
 
 }  // namespace
@@ -40,6 +50,7 @@ int main(int argc, char** argv) {
         print_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (!std::strcmp(argv[1], "--version")) return print_version();
     for (const Command& c : commands) {
         if (std::strcmp(argv[1], c.name) != 0) continue;
         try {

@@ -21,7 +21,7 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 // Every parameter's values, from one download per flat buffer.
 std::vector<SafeTensor> parameter_tensors(ParamStore& params) {
     DeviceContext& ctx = params.context();
-    std::vector<float> values(size_t(params.trainable_count())), state(size_t(params.state_count()));
+    std::vector<float> values(size_t(params.trainable_span())), state(size_t(params.state_span()));
     if (!values.empty()) ctx.copy_to_host(values.data(), params.values(), values.size() * sizeof(float));
     if (!state.empty()) ctx.copy_to_host(state.data(), params.state(), state.size() * sizeof(float));
     std::vector<SafeTensor> tensors;
@@ -151,7 +151,7 @@ void load_weights(const std::string& weights_path, ParamStore& params) {
         throw InputError(message);
     }
     // Everything matches: assemble the flat buffers on the host, then one upload each.
-    std::vector<float> values(size_t(params.trainable_count())), state(size_t(params.state_count()));
+    std::vector<float> values(size_t(params.trainable_span())), state(size_t(params.state_span()));
     for (const ParamInfo& info : params.infos()) {
         const std::vector<float> v = file.at(info.name).as_f32();
         std::copy(v.begin(), v.end(), (info.trainable ? values : state).begin() + info.offset);
@@ -163,13 +163,8 @@ void load_weights(const std::string& weights_path, ParamStore& params) {
 
 void save_optimizer(const std::string& path, ParamStore& params, const Adam& adam,
                     const std::map<std::string, std::string>& metadata) {
-    DeviceContext& ctx = params.context();
     const size_t n = size_t(params.trainable_count());
-    std::vector<float> m(n), v(n);
-    if (n) {
-        ctx.copy_to_host(m.data(), params.adam_m(), n * sizeof(float));
-        ctx.copy_to_host(v.data(), params.adam_v(), n * sizeof(float));
-    }
+    const std::vector<float> m = params.download_packed(params.adam_m()), v = params.download_packed(params.adam_v());
     std::map<std::string, std::string> meta = metadata;
     meta["format"] = "infant-synthseg-optimizer";
     meta["adam_step"] = std::to_string(adam.steps());
@@ -196,11 +191,8 @@ std::map<std::string, std::string> load_optimizer(const std::string& path, Param
         throw InputError(cat(path, ": adam_step '", step->second, "' is not a number"));
     }
     const std::vector<float> m = file.at("adam.m").as_f32(), v = file.at("adam.v").as_f32();
-    DeviceContext& ctx = params.context();
-    if (n) {
-        ctx.copy_to_device(params.adam_m(), m.data(), m.size() * sizeof(float));
-        ctx.copy_to_device(params.adam_v(), v.data(), v.size() * sizeof(float));
-    }
+    params.upload_packed(params.adam_m(), m);
+    params.upload_packed(params.adam_v(), v);
     adam.set_steps(steps);
     std::map<std::string, std::string> meta = file.metadata;
     meta.erase("format");

@@ -22,7 +22,7 @@ public:
 std::unique_ptr<ConvBackend> make_dnnl_conv3d(DeviceContext& ctx, const ConvShape& shape);
 
 #if INFANT_WITH_CUDA
-// CUDA: cuDNN descriptors, algorithms and workspace for this shape, chosen once.
+// CUDA: cuDNN descriptors for this shape; each pass's algorithm is chosen on its first use.
 std::unique_ptr<ConvBackend> make_cudnn_conv3d(DeviceContext& ctx, const ConvShape& shape);
 #endif
 

@@ -5,7 +5,7 @@ namespace iss {
 void Adam::step(ParamStore& params) {
     ++steps_;
     adam_step(params.context(), config_, steps_, params.values(), params.grads(), params.adam_m(), params.adam_v(),
-              params.trainable_count());
+              params.trainable_span());
 }
 
 }  // namespace iss

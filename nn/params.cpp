@@ -16,20 +16,21 @@ Param ParamStore::declare(const std::string& name, const std::vector<int64_t>& s
         info.count *= d;
     }
     info.trainable = trainable;
-    int64_t& total = trainable ? trainable_count_ : state_count_;
-    info.offset = total;
-    total += info.count;
+    int64_t& span = trainable ? trainable_span_ : state_span_;
+    info.offset = (span + kParamAlignment - 1) / kParamAlignment * kParamAlignment;
+    span = info.offset + info.count;
+    (trainable ? trainable_count_ : state_count_) += info.count;
     infos_.push_back(info);
     return Param{int(infos_.size()) - 1};
 }
 
 void ParamStore::allocate() {
     ISS_REQUIRE(!allocated_, "parameters allocated twice");
-    values_ = Buffer<float>(ctx_, size_t(trainable_count_));
-    grads_ = Buffer<float>(ctx_, size_t(trainable_count_));
-    m_ = Buffer<float>(ctx_, size_t(trainable_count_));
-    v_ = Buffer<float>(ctx_, size_t(trainable_count_));
-    state_ = Buffer<float>(ctx_, size_t(state_count_));
+    values_ = Buffer<float>(ctx_, size_t(trainable_span_));
+    grads_ = Buffer<float>(ctx_, size_t(trainable_span_));
+    m_ = Buffer<float>(ctx_, size_t(trainable_span_));
+    v_ = Buffer<float>(ctx_, size_t(trainable_span_));
+    state_ = Buffer<float>(ctx_, size_t(state_span_));
     for (Buffer<float>* b : {&values_, &grads_, &m_, &v_, &state_})
         if (b->size() > 0) ctx_.fill_zero(b->data(), b->size() * sizeof(float));
     allocated_ = true;
@@ -64,6 +65,28 @@ void ParamStore::upload(Param p, const std::vector<float>& values) {
     ISS_REQUIRE(int64_t(values.size()) == i.count, "parameter ", i.name, " holds ", i.count, " values, got ",
                 values.size());
     ctx_.copy_to_device(value(p), values.data(), values.size() * sizeof(float));
+}
+
+std::vector<float> ParamStore::download_packed(const float* flat) const {
+    std::vector<float> span(static_cast<size_t>(trainable_span_)), packed;
+    if (!span.empty()) ctx_.copy_to_host(span.data(), flat, span.size() * sizeof(float));
+    packed.reserve(size_t(trainable_count_));
+    for (const ParamInfo& i : infos_)
+        if (i.trainable) packed.insert(packed.end(), span.begin() + i.offset, span.begin() + i.offset + i.count);
+    return packed;
+}
+
+void ParamStore::upload_packed(float* flat, const std::vector<float>& packed) {
+    ISS_REQUIRE(int64_t(packed.size()) == trainable_count_, "packed parameters: ", trainable_count_,
+                " values expected, got ", packed.size());
+    std::vector<float> span(static_cast<size_t>(trainable_span_), 0.0f);
+    auto from = packed.begin();
+    for (const ParamInfo& i : infos_)
+        if (i.trainable) {
+            std::copy(from, from + i.count, span.begin() + i.offset);
+            from += i.count;
+        }
+    if (!span.empty()) ctx_.copy_to_device(flat, span.data(), span.size() * sizeof(float));
 }
 
 }  // namespace iss

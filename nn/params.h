@@ -3,6 +3,11 @@
 // the optimizer one launch and an all-reduce one call. Non-trainable state (batch norm
 // running statistics) lives in a fifth flat buffer, saved with the weights but never
 // optimised. Parameters are declared first (names, shapes), then allocate() makes the buffers.
+//
+// Each parameter starts on a multiple of kParamAlignment floats (256 bytes) within its buffer:
+// cuDNN's vectorised engines may fault on a weight pointer that is only 4-byte aligned. The gaps
+// are zeros with zero gradients, so Adam leaves them zero; the *_span() counts include them, the
+// *_count() counts do not, and files hold the parameters packed (no gaps).
 #pragma once
 
 #include <cstdint>
@@ -12,6 +17,8 @@
 #include "kernels/common/device.h"
 
 namespace iss {
+
+constexpr int64_t kParamAlignment = 64;  // floats
 
 struct ParamInfo {
     std::string name;            // e.g. "enc0.conv1.weight"
@@ -37,8 +44,18 @@ public:
 
     const std::vector<ParamInfo>& infos() const { return infos_; }
     const ParamInfo& info(Param p) const { return infos_[size_t(p.index)]; }
+    // Number of values (trainable weights, or batch-norm statistics), gaps excluded.
     int64_t trainable_count() const { return trainable_count_; }
     int64_t state_count() const { return state_count_; }
+    // Length of each flat buffer in floats, alignment gaps included.
+    int64_t trainable_span() const { return trainable_span_; }
+    int64_t state_span() const { return state_span_; }
+
+    // A whole flat trainable buffer (values, gradients or a moment) as a host vector of the
+    // packed values in declaration order, and the reverse: for files that must not depend on
+    // the alignment.
+    std::vector<float> download_packed(const float* flat) const;
+    void upload_packed(float* flat, const std::vector<float>& packed);
 
     // Device pointers (trainable: value, gradient, Adam moments; state: value only).
     float* value(Param p);
@@ -61,6 +78,7 @@ private:
     DeviceContext& ctx_;
     std::vector<ParamInfo> infos_;
     int64_t trainable_count_ = 0, state_count_ = 0;
+    int64_t trainable_span_ = 0, state_span_ = 0;
     bool allocated_ = false;
     Buffer<float> values_, grads_, m_, v_, state_;
 };

@@ -33,9 +33,9 @@ struct Model {
 };
 
 std::vector<float> all_values(ParamStore& p) {
-    std::vector<float> v(size_t(p.trainable_count() + p.state_count()));
-    p.context().copy_to_host(v.data(), p.values(), size_t(p.trainable_count()) * sizeof(float));
-    p.context().copy_to_host(v.data() + p.trainable_count(), p.state(), size_t(p.state_count()) * sizeof(float));
+    std::vector<float> v(size_t(p.trainable_span() + p.state_span()));
+    p.context().copy_to_host(v.data(), p.values(), size_t(p.trainable_span()) * sizeof(float));
+    p.context().copy_to_host(v.data() + p.trainable_span(), p.state(), size_t(p.state_span()) * sizeof(float));
     return v;
 }
 

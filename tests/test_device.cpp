@@ -7,6 +7,7 @@
 #include "kernels/common/device.h"
 #include "kernels/common/dnnl_check.h"
 #include "kernels/common/error.h"
+#include "tests/backends.h"
 
 namespace iss {
 namespace {
@@ -47,18 +48,31 @@ TEST(Device, CpuBufferRoundTripAndAlignment) {
     EXPECT_THROW(moved.upload({1, 2}), Error);
 }
 
-TEST(Device, CudaBufferRoundTrip) {
-    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device: CUDA variant skipped";
-    DeviceContext ctx(parse_device("cuda"));
+class DeviceBuffers : public test::BackendTest {};
+
+TEST_P(DeviceBuffers, RoundTripAndWorkspace) {
     std::vector<int32_t> host(1000);
     for (size_t i = 0; i < host.size(); ++i) host[i] = int32_t(i * 3);
-    Buffer<int32_t> buffer(ctx, host);
-    Buffer<int32_t> copy(ctx, host.size());
-    ctx.copy_on_device(copy.data(), buffer.data(), host.size() * sizeof(int32_t));
+    Buffer<int32_t> buffer(ctx(), host);
+    Buffer<int32_t> copy(ctx(), host.size());
+    ctx().copy_on_device(copy.data(), buffer.data(), host.size() * sizeof(int32_t));
     EXPECT_EQ(copy.download(), host);
-    EXPECT_NE(ctx.cudnn_handle(), nullptr);
-    EXPECT_NE(ctx.cublas_handle(), nullptr);
+    if (on_cuda()) {
+        EXPECT_NE(ctx().cudnn_handle(), nullptr);
+    }
+    // The shared workspace grows to the largest request and is kept for smaller ones.
+    EXPECT_EQ(ctx().workspace_bytes(), 0u);
+    void* small = ctx().workspace(1000);
+    EXPECT_NE(small, nullptr);
+    ctx().fill_zero(ctx().workspace(4096), 4096);
+    EXPECT_EQ(ctx().workspace_bytes(), 4096u);
+    void* kept = ctx().workspace(4096);
+    EXPECT_EQ(ctx().workspace(10), kept);
+    EXPECT_EQ(ctx().workspace_bytes(), 4096u);
+    EXPECT_GT(ctx().memory_free(), 0u);
 }
+
+ISS_INSTANTIATE_BACKENDS(DeviceBuffers);
 
 TEST(Device, OneDnnEngineOnCpu) {
     DeviceContext ctx(parse_device("cpu"));

@@ -96,7 +96,7 @@ TEST_F(Npy, BadInputNamesFileAndProblem) {
 }
 
 TEST_F(Npy, PublishedInfantPriorsWhenSharedDataExists) {
-    const std::string dir = std::string(INFANT_SHARED_DIR) + "/data/priors";
+    const std::string dir = test::shared_dir() + "/data/priors";
     struct stat info {};
     if (::stat(dir.c_str(), &info) != 0) GTEST_SKIP() << dir << " not found: published priors check skipped";
     // Spot values from SPEC.md (rounded to 0.1): T1 means row 0, index 3 (brainstem) = 204.9;

@@ -766,7 +766,7 @@ std::string line_value(const std::string& text, const std::string& key) {
 class CliInfo : public TempDirTest {
 protected:
     RunResult info(const std::string& args) {
-        return run_command(std::string(INFANT_CLI_PATH) + " info " + args);
+        return run_command(iss::test::cli_path() + " info " + args);
     }
 };
 
@@ -895,7 +895,7 @@ TEST_F(CliInfo, AgreesWithNiftiTool) {
 // --- peer files (GOLDEN.md) --------------------------------------------------------------------
 
 TEST(NiftiPeer, GoldenValues) {
-    const std::string root = std::string(INFANT_SHARED_DIR) + "/data/nifti-peer";
+    const std::string root = iss::test::shared_dir() + "/data/nifti-peer";
     if (!fs::is_directory(root)) GTEST_SKIP() << root << " does not exist: peer NIfTI files not checked";
     struct Row {
         const char* file;

@@ -72,10 +72,21 @@ TEST(NnParams, ViewsIntoFlatBuffersAndThePublishedCount) {
     EXPECT_THROW(small.declare("a", {1}), Error);
     small.allocate();
     EXPECT_THROW(small.declare("late", {3}), Error);
-    EXPECT_EQ(small.value(b) - small.value(a), 6);
+    // b starts on the next 64-float boundary (256 bytes), not right after a's 6 values.
+    EXPECT_EQ(small.value(b) - small.value(a), kParamAlignment);
+    EXPECT_EQ(small.trainable_count(), 10);
+    EXPECT_EQ(small.trainable_span(), kParamAlignment + 4);
+    for (const ParamInfo& info : params.infos()) EXPECT_EQ(info.offset % kParamAlignment, 0) << info.name;
     small.upload(b, {1, 2, 3, 4});
     EXPECT_EQ(small.download(b), (std::vector<float>{1, 2, 3, 4}));
     EXPECT_THROW(small.upload(b, {1, 2}), Error);
+    // Packed round trip: the gaps stay zero and the packed order is the declaration order.
+    small.upload_packed(small.grads(), {1, 2, 3, 4, 5, 6, 7, 8, 9, 10});
+    EXPECT_EQ(small.download_packed(small.grads()), (std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
+    std::vector<float> flat(size_t(small.trainable_span()));
+    ctx.copy_to_host(flat.data(), small.grads(), flat.size() * sizeof(float));
+    EXPECT_EQ(flat[6], 0.0f);
+    EXPECT_EQ(flat[size_t(kParamAlignment)], 7.0f);
 }
 
 // --- whole-network gradients ----------------------------------------------------------------
@@ -134,7 +145,7 @@ TEST_P(NnUNet, ParameterGradientsMatchFiniteDifferences) {
     const std::vector<float> image = random_values(size_t(shape.size()), 3, 1.0f);
     Buffer<uint8_t> target(ctx(), slab_target(shape));
     dice_loss_of(ctx(), s, image, shape, target, true);
-    std::vector<float> grads(size_t(s.params.trainable_count()));
+    std::vector<float> grads(size_t(s.params.trainable_span()));
     ctx().copy_to_host(grads.data(), s.params.grads(), grads.size() * sizeof(float));
     std::vector<float> values(grads.size());
     ctx().copy_to_host(values.data(), s.params.values(), values.size() * sizeof(float));

@@ -283,7 +283,7 @@ TEST(PhantomInput, BadAgeThrowsInputError) {
 }
 
 int run_cli(const std::string& args) {
-    return test::run_command(std::string(INFANT_CLI_PATH) + " phantom " + args).status;
+    return test::run_command(test::cli_path() + " phantom " + args).status;
 }
 
 class PhantomCli : public test::TempDirTest {};

@@ -46,7 +46,7 @@ protected:
     std::string q(const std::string& name) const { return shell_quote(path(name)); }
     std::string out(const std::string& name) const { return shell_quote((dir_ / "out" / name).string()); }
     static RunResult run(const std::string& command, const std::string& args) {
-        return test::run_command(std::string(INFANT_CLI_PATH) + " " + command + " " + args);
+        return test::run_command(test::cli_path() + " " + command + " " + args);
     }
     // Exit 2, one line on stderr containing `fragment`, nothing in out/.
     void expect_bad(const std::string& command, const std::string& args, const std::string& fragment) {

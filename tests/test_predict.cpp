@@ -17,6 +17,7 @@
 #include "post/components.h"
 #include "predict/predictor.h"
 #include "synth/labels.h"
+#include "tests/backends.h"
 #include "tests/test_util.h"
 
 namespace iss {
@@ -24,53 +25,57 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// A 2-level, 4-feature U-Net with the 34 infant labels, Glorot-initialised, saved in `dir`:
+// untrained, but every geometric property of the pipeline shows on it.
+// `background_bias` raises the background logit, so that foreground breaks into pieces.
+std::string make_test_model(const fs::path& dir, int in_channels = 1, double voxel = 1.0, float background_bias = 0) {
+    DeviceContext ctx;
+    ModelSpec spec;
+    spec.unet.levels = 2;
+    spec.unet.features = 4;
+    spec.unet.in_channels = in_channels;
+    spec.unet.classes = int(labels::segmentation_labels().size());
+    spec.labels = labels::segmentation_labels();
+    spec.preprocessing = {{"voxel_size_mm", {voxel, voxel, voxel}}, {"size_multiple", 2}};
+    ParamStore params(ctx);
+    UNet net(spec.unet, params);
+    params.allocate();
+    net.initialise(3);
+    for (size_t p = 0; p < params.infos().size(); ++p)
+        if (params.infos()[p].name == "head.bias") {
+            std::vector<float> bias(size_t(spec.unet.classes), 0.0f);
+            bias[0] = background_bias;
+            params.upload(Param{int(p)}, bias);
+        }
+    const std::string file = (dir / ("model_" + std::to_string(in_channels) + ".safetensors")).string();
+    save_model(file, spec, params);
+    return file;
+}
+
+// A smooth random image: a few blobs, so the untrained network gives a varied labelling.
+Image test_image(const Grid& grid) {
+    Image im(grid);
+    for (int64_t k = 0; k < im.nz(); ++k)
+        for (int64_t j = 0; j < im.ny(); ++j)
+            for (int64_t i = 0; i < im.nx(); ++i) {
+                float u[4];
+                random_uniform4(RandomKey{9, 0, 0}, uint64_t(im.index(i, j, k)), u);
+                im.at(i, j, k) = float(100 * std::sin(0.3 * i) * std::cos(0.2 * j + 0.1 * k) + 20 * u[0]);
+            }
+    return im;
+}
+
+Grid grid(std::array<int64_t, 3> dim, const Mat4& affine) {
+    Grid g;
+    g.dim = dim;
+    g.affine = affine;
+    return g;
+}
+
 class Predict : public test::TempDirTest {
 protected:
-    // A 2-level, 4-feature U-Net with the 34 infant labels, Glorot-initialised: untrained, but
-    // every geometric property of the pipeline shows on it.
-    // `background_bias` raises the background logit, so that foreground breaks into pieces.
     std::string make_model(int in_channels = 1, double voxel = 1.0, float background_bias = 0) {
-        DeviceContext ctx;
-        ModelSpec spec;
-        spec.unet.levels = 2;
-        spec.unet.features = 4;
-        spec.unet.in_channels = in_channels;
-        spec.unet.classes = int(labels::segmentation_labels().size());
-        spec.labels = labels::segmentation_labels();
-        spec.preprocessing = {{"voxel_size_mm", {voxel, voxel, voxel}}, {"size_multiple", 2}};
-        ParamStore params(ctx);
-        UNet net(spec.unet, params);
-        params.allocate();
-        net.initialise(3);
-        for (size_t p = 0; p < params.infos().size(); ++p)
-            if (params.infos()[p].name == "head.bias") {
-                std::vector<float> bias(size_t(spec.unet.classes), 0.0f);
-                bias[0] = background_bias;
-                params.upload(Param{int(p)}, bias);
-            }
-        const std::string file = path("model_" + std::to_string(in_channels) + ".safetensors");
-        save_model(file, spec, params);
-        return file;
-    }
-
-    // A smooth random image: a few blobs, so the untrained network gives a varied labelling.
-    static Image test_image(const Grid& grid) {
-        Image im(grid);
-        for (int64_t k = 0; k < im.nz(); ++k)
-            for (int64_t j = 0; j < im.ny(); ++j)
-                for (int64_t i = 0; i < im.nx(); ++i) {
-                    float u[4];
-                    random_uniform4(RandomKey{9, 0, 0}, uint64_t(im.index(i, j, k)), u);
-                    im.at(i, j, k) = float(100 * std::sin(0.3 * i) * std::cos(0.2 * j + 0.1 * k) + 20 * u[0]);
-                }
-        return im;
-    }
-
-    static Grid grid(std::array<int64_t, 3> dim, const Mat4& affine) {
-        Grid g;
-        g.dim = dim;
-        g.affine = affine;
-        return g;
+        return make_test_model(dir_, in_channels, voxel, background_bias);
     }
 };
 
@@ -118,6 +123,31 @@ TEST_F(Predict, SegmentationIsTheLargestForegroundComponentOfTheArgmax) {
     EXPECT_GT(kept_voxels, 0);
     EXPECT_LT(kept_voxels, n) << "background must remain";
 }
+
+// The whole pipeline on each backend against the CPU: a CUDA predict gives the CPU's
+// posteriors within the convolution's tolerance (docs/KERNELS.md: 1e-4 of the largest |output|
+// per layer; posteriors are in [0, 1], so 1e-3 after two levels and the smoothing), and the same
+// segmentation but for argmax ties. On the CPU it checks that a second run repeats the first.
+class PredictOnDevice : public test::BackendTest {};
+
+TEST_P(PredictOnDevice, MatchesTheCpu) {
+    const fs::path dir = test::unique_temp_dir(std::string("predict-device-") + (on_cuda() ? "cuda" : "cpu"));
+    const std::string model = make_test_model(dir, 1, 1.0, 0.5f);
+    const Image image = test_image(grid({18, 20, 15}, Mat4::scaling(1, 1, 1.2)));
+    PredictOptions on_device, on_cpu;
+    on_device.device = Device{GetParam(), 0};
+    const Segmentation got = Predictor(model, on_device).predict(image, "scan");
+    const Segmentation want = Predictor(model, on_cpu).predict(image, "scan");
+    ASSERT_EQ(got.posteriors.data.size(), want.posteriors.data.size());
+    EXPECT_TRUE(test::all_near(got.posteriors.data, want.posteriors.data, 1e-3));
+    int64_t differ = 0;
+    for (size_t v = 0; v < got.segmentation.data.size(); ++v) differ += got.segmentation.data[v] != want.segmentation.data[v];
+    EXPECT_LE(differ, int64_t(got.segmentation.data.size()) / 1000) << "voxels labelled differently";
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+}
+
+ISS_INSTANTIATE_BACKENDS(PredictOnDevice);
 
 TEST_F(Predict, AnyOrientationGivesTheSameWorldSpaceSegmentation) {
     Predictor predictor(make_model(), PredictOptions{});
@@ -217,7 +247,7 @@ TEST_F(Predict, CommandProcessesAFolderFileByFile) {
     write_image(path("in/a.nii.gz"), test_image(grid({12, 12, 10}, Mat4::identity())));
     write_image(path("in/b.nii.gz"), test_image(grid({10, 14, 12}, Mat4::scaling(-1, 1, 1))));
     write_image(path("in/c_4d.nii.gz"), Image(grid({6, 6, 6}, Mat4::identity()), 2, 1.0f));
-    const test::RunResult r = test::run_command(std::string(INFANT_CLI_PATH) + " predict --i " +
+    const test::RunResult r = test::run_command(test::cli_path() + " predict --i " +
                                                 test::shell_quote(path("in")) + " --o " + test::shell_quote(path("out")) +
                                                 " --model " + test::shell_quote(model) + " --post " +
                                                 test::shell_quote(path("post")) + " --vol " +

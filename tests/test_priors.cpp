@@ -4,6 +4,7 @@
 
 #include "io/npy.h"
 #include "synth/infant_priors.h"
+#include "tests/test_util.h"
 
 namespace iss {
 namespace {
@@ -23,7 +24,7 @@ TEST(InfantPriors, SpotValuesFromSpec) {
 }
 
 TEST(InfantPriors, EqualThePublishedNpyFilesExactly) {
-    const std::string dir = std::string(INFANT_SHARED_DIR) + "/data/priors";
+    const std::string dir = test::shared_dir() + "/data/priors";
     struct stat info {};
     if (::stat(dir.c_str(), &info) != 0) GTEST_SKIP() << dir << " not found: exact comparison with the published .npy skipped";
     const struct {

@@ -361,7 +361,7 @@ TEST_F(PriorsFiles, RoundTripOfAKnownContrast) {
 class PriorsCli : public PriorsFiles {
 protected:
     test::RunResult priors(const std::string& args) {
-        return test::run_command(std::string(INFANT_CLI_PATH) + " priors --images " +
+        return test::run_command(test::cli_path() + " priors --images " +
                                  test::shell_quote((dir_ / "images").string()) + " --labels " +
                                  test::shell_quote((dir_ / "labels").string()) + " " + args);
     }
@@ -428,7 +428,7 @@ TEST_F(PriorsCli, BadInputExitsTwoAndWritesNothing) {
     grid.dim = {10, 9, 10};
     write_labels(label_map("s1.nii.gz"), LabelMap(grid));
     expect_bad("", "dims differ (10x10x10 vs 10x9x10)");
-    const test::RunResult r = test::run_command(std::string(INFANT_CLI_PATH) + " priors --images x");
+    const test::RunResult r = test::run_command(test::cli_path() + " priors --images x");
     EXPECT_EQ(r.status, 2);
 }
 

@@ -51,7 +51,7 @@ protected:
     static std::string map_file() { return (root_ / "maps" / "phantom.nii.gz").string(); }
 
     static RunResult synth(const std::string& args) {
-        return test::run_command(std::string(INFANT_CLI_PATH) + " synth " + args);
+        return test::run_command(test::cli_path() + " synth " + args);
     }
 
     // Exit 2, one line on stderr containing `fragment`, and `out` left without files.

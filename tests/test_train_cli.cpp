@@ -74,7 +74,7 @@ protected:
         return s;
     }
     static RunResult train(const std::string& args) {
-        return test::run_command(std::string(INFANT_CLI_PATH) + " train" + args);
+        return test::run_command(test::cli_path() + " train" + args);
     }
     RunResult train_tiny(const std::string& model_dir, int steps, const std::string& more = "") const {
         return train(joined(tiny_args()) + " --model-dir " + shell_quote(model_dir) + " --steps " +
@@ -159,7 +159,7 @@ TEST_F(TrainCli, TrainsWritesTheModelDirectoryAndResumes) {
 // first checkpoint, sends `sig` and expects a clean exit with a checkpoint; then resumes.
 void interrupt_and_resume(const fs::path& dir, const std::vector<std::string>& base, int sig) {
     const fs::path model = dir / "model";
-    std::vector<std::string> args{INFANT_CLI_PATH, "train"};
+    std::vector<std::string> args{test::cli_path(), "train"};
     args.insert(args.end(), base.begin(), base.end());
     // An epoch per step, so a checkpoint comes quickly; far more steps than will run.
     args.insert(args.end(), {"--model-dir", model.string(), "--steps", "1000", "--steps-per-epoch", "1"});
@@ -227,7 +227,7 @@ void interrupt_and_resume(const fs::path& dir, const std::vector<std::string>& b
     std::vector<std::string> resume_args = base;
     resume_args.insert(resume_args.end(), {"--model-dir", model.string(), "--steps", std::to_string(step + 2),
                                            "--steps-per-epoch", "1", "--resume"});
-    std::string command = shell_quote(INFANT_CLI_PATH) + " train";
+    std::string command = shell_quote(test::cli_path()) + " train";
     for (const std::string& a : resume_args) command += " " + shell_quote(a);
     const RunResult r = test::run_command(command);
     ASSERT_EQ(r.status, 0) << r.err;
@@ -276,7 +276,7 @@ TEST_F(TrainCli, HelpDescribesTheOptionsAndFiles) {
                           "default 1e-4",
                           "default 24"})
         EXPECT_NE(r.out.find(s), std::string::npos) << s;
-    const RunResult top = test::run_command(std::string(INFANT_CLI_PATH) + " --help");
+    const RunResult top = test::run_command(test::cli_path() + " --help");
     EXPECT_NE(top.out.find("  train "), std::string::npos) << "listed in the command table";
 }
 

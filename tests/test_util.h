@@ -3,7 +3,12 @@
 //   unique_temp_dir  the same kind of directory for wider scope (e.g. a whole suite);
 //   run_command      runs a /bin/sh command line: exit status, stdout and stderr;
 //   shell_quote      quotes one argument for that command line;
-//   read_text        a whole file as a string (bytes as they are).
+//   read_text        a whole file as a string (bytes as they are);
+//   cli_path         the infant-synthseg binary the CLI tests run;
+//   shared_dir       the project's shared data folder, for the tests that use it when it exists.
+//
+// No path is compiled in: a test binary copied elsewhere (the device kit) finds its CLI beside
+// itself, and ctest passes the shared folder in the environment.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -78,6 +83,24 @@ inline RunResult run_command(const std::string& command) {
     }
     std::remove(err_file.c_str());
     return r;
+}
+
+// INFANT_CLI_PATH when set; else infant-synthseg beside the test binary, or one folder up (the
+// build tree's layout: build/tests/infant_tests and build/infant-synthseg).
+inline std::string cli_path() {
+    if (const char* v = std::getenv("INFANT_CLI_PATH"); v && *v) return v;
+    std::error_code ec;
+    const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    for (const auto& candidate : {self.parent_path() / "infant-synthseg", self.parent_path().parent_path() / "infant-synthseg"})
+        if (!ec && std::filesystem::exists(candidate)) return candidate.string();
+    return "infant-synthseg";  // from PATH
+}
+
+// INFANT_SHARED_DIR (ctest sets it to ../shared beside the checkout); when unset, a name that
+// does not exist, so that the tests needing it skip and say which variable to set.
+inline std::string shared_dir() {
+    if (const char* v = std::getenv("INFANT_SHARED_DIR"); v && *v) return v;
+    return "$INFANT_SHARED_DIR";
 }
 
 }  // namespace iss::test

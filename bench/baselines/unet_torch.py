@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """PyTorch baseline of bench_nn: the same U-Net (SPEC.md section 4: 5 levels, 24 features,
 ELU, batch norm after each level's convolutions, max-pool, nearest upsampling, 34 classes),
-the same soft Dice loss and Adam, on the same device, in fp32, channels-last.
+the same soft Dice loss and Adam, on the same device, channels-last; fp32 (no TF32) or bf16
+autocast, optionally through torch.compile.
 
-usage: unet_torch.py [--device cpu|cuda] [--scale S] [--repeats N] [--json OUT]
+usage: unet_torch.py [--device cpu|cuda] [--precision fp32|bf16] [--compile] [--scale S]
+                     [--repeats N] [--json OUT]
   UNetForward   at 160x192x160 (no gradients)
   UNetTrainStep at 128x160x128 (forward + Dice + backward + Adam)
 Optional: needs torch (pip); never part of the build or the tests.
@@ -72,15 +74,20 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--scale", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (compile time excluded)")
     parser.add_argument("--json")
     args = parser.parse_args()
     dev = args.device
+    autocast = torch.autocast(device_type=dev, dtype=torch.bfloat16, enabled=args.precision == "bf16")
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     model = UNet().to(dev).to(memory_format=torch.channels_last_3d)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"parameters {sum(p.numel() for p in model.parameters())}")
+          f"parameters {sum(p.numel() for p in model.parameters())}, {args.precision}"
+          f"{', compiled' if args.compile else ''}")
+    net = torch.compile(model) if args.compile else model
     s = args.scale
     result = {}
 
@@ -91,11 +98,15 @@ def main():
         for _ in range(args.repeats + 1):
             sync(dev)
             t = time.perf_counter()
-            torch.softmax(model(x), dim=1)
+            with autocast:
+                torch.softmax(net(x).float(), dim=1)
             sync(dev)
             times.append(time.perf_counter() - t)
     result["forward"] = min(times[1:])  # the first run warms up
     print(f"torch UNetForward   {result['forward'] * 1e3:9.1f} ms")
+    if dev == "cuda":
+        result["forward_peak_bytes"] = torch.cuda.max_memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
 
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-7)
@@ -106,13 +117,19 @@ def main():
         sync(dev)
         t = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = dice_loss(model(x), target)
+        with autocast:
+            logits = net(x)
+        loss = dice_loss(logits.float(), target)
         loss.backward()
         opt.step()
         sync(dev)
         times.append(time.perf_counter() - t)
     result["train_step"] = min(times[1:])
     print(f"torch UNetTrainStep {result['train_step'] * 1e3:9.1f} ms")
+    if dev == "cuda":
+        result["train_step_peak_bytes"] = torch.cuda.max_memory_allocated()
+    result["precision"] = args.precision
+    result["compiled"] = args.compile
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

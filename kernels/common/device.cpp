@@ -1,5 +1,6 @@
 #include "kernels/common/device.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <unistd.h>
@@ -37,26 +38,61 @@ bool built_with_cuda() {
 
 #if INFANT_WITH_CUDA
 
-const char* cublas_status_name(cublasStatus_t status) {
-    switch (status) {
-        case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
-        case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
-        case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-        case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
-        case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
-        case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
-        default: return "cuBLAS failure";
-    }
-}
-
-void check_launch(const char* file, int line) {
+bool cuda_synchronous_mode() {
     static const bool synchronous = [] {
         const char* v = std::getenv("INFANT_CUDA_SYNC");
         return v && *v && *v != '0';
     }();
+    return synchronous;
+}
+
+void check_launch(const char* file, int line) {
     cudaError_t status = cudaGetLastError();
-    if (status == cudaSuccess && synchronous) status = cudaDeviceSynchronize();
+    if (status == cudaSuccess && cuda_synchronous_mode()) status = cudaDeviceSynchronize();
     if (status != cudaSuccess) throw_call_error("CUDA", "kernel launch", file, line, cudaGetErrorString(status));
+}
+
+void check_after_library_call(const char* library, const char* statement, const char* file, int line) {
+    if (!cuda_synchronous_mode()) return;
+    const cudaError_t status = cudaDeviceSynchronize();
+    if (status != cudaSuccess)
+        throw_call_error(library, statement, file, line, cat("after the call: ", cudaGetErrorString(status)));
+}
+
+// The cuDNN found at run time (a toolkit's, or a PyTorch wheel's libcudnn.so.9) must be of the
+// major version we were built against; an older minor version may lack fixes we rely on, so it
+// is said once (it runs: the legacy API we use is in every 9.x).
+static void check_cudnn_runtime() {
+    static const bool checked = [] {
+        const size_t runtime = cudnnGetVersion();
+        if (runtime / 10000 != CUDNN_VERSION / 10000)
+            throw Error(cat("cuDNN ", runtime, " was loaded but this program was built against cuDNN ", CUDNN_VERSION,
+                            ": a cuDNN ", CUDNN_VERSION / 10000, ".x library is needed (LD_LIBRARY_PATH)"));
+        if (runtime < size_t(CUDNN_VERSION))
+            std::fprintf(stderr, "warning: cuDNN %zu is older than the %d this program was built against\n", runtime,
+                         CUDNN_VERSION);
+        return true;
+    }();
+    (void)checked;
+}
+
+int cuda_device_count();
+
+std::string cuda_library_versions() {
+    int driver = 0, runtime = 0;
+    if (cudaDriverGetVersion(&driver) != cudaSuccess) driver = 0;
+    if (cudaRuntimeGetVersion(&runtime) != cudaSuccess) runtime = 0;
+    cudaGetLastError();
+    auto dotted = [](int v) { return v ? cat(v / 1000, ".", v % 1000 / 10) : std::string("none"); };
+    std::string text = cat("CUDA driver ", dotted(driver), ", runtime ", dotted(runtime), " (built with ",
+                           dotted(CUDART_VERSION), "); cuDNN ", cudnnGetVersion(), " (built with ", CUDNN_VERSION, ")");
+    for (int d = 0; d < cuda_device_count(); ++d) {
+        cudaDeviceProp prop{};
+        if (cudaGetDeviceProperties(&prop, d) != cudaSuccess) continue;
+        text += cat("\ncuda:", d, " ", prop.name, " (sm_", prop.major, prop.minor, ", ",
+                    prop.totalGlobalMem >> 20, " MiB)");
+    }
+    return text;
 }
 
 int cuda_device_count() {
@@ -72,6 +108,7 @@ int cuda_device_count() {
 #else
 
 int cuda_device_count() { return 0; }
+std::string cuda_library_versions() { return "built without CUDA"; }
 
 #endif
 
@@ -110,8 +147,8 @@ DeviceContext::DeviceContext(Device device) : device_(device) {
 }
 
 DeviceContext::~DeviceContext() {
+    release(workspace_);
 #if INFANT_WITH_CUDA
-    if (cublas_) cublasDestroy(static_cast<cublasHandle_t>(cublas_));
     if (cudnn_) cudnnDestroy(static_cast<cudnnHandle_t>(cudnn_));
     if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
 #endif
@@ -201,6 +238,29 @@ size_t DeviceContext::memory_capacity() const {
     return size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE));
 }
 
+size_t DeviceContext::memory_free() const {
+#if INFANT_WITH_CUDA
+    if (device_.is_cuda()) {
+        size_t free_bytes = 0, total_bytes = 0;
+        ISS_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+        return free_bytes;
+    }
+#endif
+    return size_t(sysconf(_SC_AVPHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE));
+}
+
+void* DeviceContext::workspace(size_t bytes) {
+    if (bytes > workspace_bytes_) {
+        synchronize();  // the old block may still be read by queued work
+        release(workspace_);
+        workspace_ = nullptr;
+        workspace_bytes_ = 0;
+        workspace_ = allocate(bytes);
+        workspace_bytes_ = bytes;
+    }
+    return workspace_;
+}
+
 void DeviceContext::make_current() const {
 #if INFANT_WITH_CUDA
     if (device_.is_cuda()) ISS_CUDA_CHECK(cudaSetDevice(device_.index));
@@ -217,6 +277,7 @@ void* DeviceContext::cudnn_handle() {
     ISS_REQUIRE(device_.is_cuda(), "cuDNN handle requested on the CPU context");
 #if INFANT_WITH_CUDA
     if (!cudnn_) {
+        check_cudnn_runtime();
         cudnnHandle_t handle = nullptr;
         ISS_CUDNN_CHECK(cudnnCreate(&handle));
         ISS_CUDNN_CHECK(cudnnSetStream(handle, static_cast<cudaStream_t>(stream_)));
@@ -224,19 +285,6 @@ void* DeviceContext::cudnn_handle() {
     }
 #endif
     return cudnn_;
-}
-
-void* DeviceContext::cublas_handle() {
-    ISS_REQUIRE(device_.is_cuda(), "cuBLAS handle requested on the CPU context");
-#if INFANT_WITH_CUDA
-    if (!cublas_) {
-        cublasHandle_t handle = nullptr;
-        ISS_CUBLAS_CHECK(cublasCreate(&handle));
-        ISS_CUBLAS_CHECK(cublasSetStream(handle, static_cast<cudaStream_t>(stream_)));
-        cublas_ = handle;
-    }
-#endif
-    return cublas_;
 }
 
 dnnl::engine& DeviceContext::dnnl_engine() {

@@ -1,9 +1,9 @@
 // The device context: which backend computes (CPU or one CUDA device), and what that backend
-// owns: the CUDA stream and library handles (cuDNN, cuBLAS, created on first use), the oneDNN
-// engine and stream, and allocation. Every command takes --device auto|cpu|cuda[:N].
+// owns: the CUDA stream, the cuDNN handle (created on first use) and one scratch workspace for
+// the convolutions, the oneDNN engine and stream, and allocation. Every command takes --device auto|cpu|cuda[:N].
 //
 // A build without CUDA links the same symbols; asking it for a CUDA device throws
-// "built without CUDA". cuDNN and cuBLAS are never touched before a device is confirmed.
+// "built without CUDA". cuDNN is never touched before a device is confirmed.
 #pragma once
 
 #include <cstddef>
@@ -30,6 +30,10 @@ struct Device {
 bool built_with_cuda();
 // Number of usable CUDA devices: 0 without a driver, without a GPU, or in a CPU-only build.
 int cuda_device_count();
+// The CUDA driver, runtime and cuDNN versions found at run time beside those built against
+// (cuDNN's is read without touching a device), then a line per GPU; "built without CUDA" in a
+// CPU-only build.
+std::string cuda_library_versions();
 // "auto" picks cuda:0 when a device is present, else cpu; "cuda" without a device throws.
 Device parse_device(const std::string& text);
 
@@ -58,11 +62,19 @@ public:
     // refusing a request that cannot fit before trying it.
     size_t memory_capacity() const;
 
-    // CUDA objects as opaque pointers (cudaStream_t, cudnnHandle_t, cublasHandle_t), so this
-    // header compiles without the CUDA headers. Handles are created on first use.
+    // Bytes of device memory free right now (cudaMemGetInfo), or the host's available memory.
+    size_t memory_free() const;
+
+    // CUDA objects as opaque pointers (cudaStream_t, cudnnHandle_t), so this header compiles
+    // without the CUDA headers. The handle is created on first use.
     void* cuda_stream() const { return stream_; }
     void* cudnn_handle();
-    void* cublas_handle();
+
+    // One scratch workspace per context, shared by every convolution engine (work on a context
+    // is serial on its stream): grown to the largest size asked for, never shrunk. Growing waits
+    // for the stream (the old block may still be in use) before freeing it.
+    void* workspace(size_t bytes);
+    size_t workspace_bytes() const { return workspace_bytes_; }
 
     // oneDNN CPU engine and stream (created on first use).
     dnnl::engine& dnnl_engine();
@@ -72,7 +84,8 @@ private:
     Device device_;
     void* stream_ = nullptr;
     void* cudnn_ = nullptr;
-    void* cublas_ = nullptr;
+    void* workspace_ = nullptr;
+    size_t workspace_bytes_ = 0;
     struct Dnnl;
     std::unique_ptr<Dnnl> dnnl_;
 };
