@@ -6,6 +6,7 @@
 #include "bin/cli.h"
 #include "bin/commands.h"
 #include "io/nifti.h"
+#include "io/orientation.h"
 #include "kernels/common/error.h"
 #include "synth/phantom.h"
 
@@ -14,18 +15,20 @@ namespace iss::cli {
 namespace {
 
 const char* usage =
-    "usage: infant-synthseg phantom --age-months M --out FILE [--seed S]\n"
+    "usage: infant-synthseg phantom --age-months M --out FILE [--seed S] [--orientation CODE]\n"
     "\n"
-    "Writes a procedural infant-like label map (generation labels, 1 mm, RAS, origin at the\n"
-    "centre; about 150x170x140 voxels at 12 months, smaller when younger).\n"
-    "  --age-months M   age in months, 0 to 24 (cerebellar white matter appears at 2)\n"
-    "  --out FILE       output NIfTI file\n"
-    "  --seed S         non-negative integer; the same seed gives the same map (default 1)\n";
+    "Writes a procedural infant-like label map (generation labels, 1 mm, origin at the centre;\n"
+    "about 150x170x140 voxels at 12 months, smaller when younger).\n"
+    "  --age-months M      age in months, 0 to 24 (cerebellar white matter appears at 2)\n"
+    "  --out FILE          output NIfTI file\n"
+    "  --seed S            non-negative integer; the same seed gives the same map (default 1)\n"
+    "  --orientation CODE  the voxel order to store it in, e.g. LAS or LIA (default RAS): the same\n"
+    "                      anatomy in world space, as scanners and other tools store maps\n";
 
 }  // namespace
 
 int cmd_phantom(int argc, char** argv) {
-    const Args args("phantom", argc, argv, {"--age-months", "--out", "--seed"}, {"--help"});
+    const Args args("phantom", argc, argv, {"--age-months", "--out", "--seed", "--orientation"}, {"--help"});
     if (args.flag("--help")) {
         std::fputs(usage, stdout);
         return 0;
@@ -37,10 +40,17 @@ int cmd_phantom(int argc, char** argv) {
     const long long seed = args.integer("--seed", 1);
     ISS_INPUT(seed >= 0, "phantom: --seed must be a non-negative integer, got ", seed);
 
-    const LabelMap map = make_phantom(age, uint64_t(seed));  // throws InputError for a bad age
+    const std::string orientation = args.get("--orientation", "RAS");
+    try {
+        axis_map_between("RAS", orientation);
+    } catch (const InputError& e) {
+        throw InputError(cat("phantom: --orientation: ", e.what()));
+    }
+
+    const LabelMap map = reorient(make_phantom(age, uint64_t(seed)), orientation);  // InputError for a bad age
     write_labels(out, map);
-    std::printf("wrote %s: %lldx%lldx%lld voxels, age %g months, seed %lld\n", out.c_str(), (long long)map.nx(),
-                (long long)map.ny(), (long long)map.nz(), age, seed);
+    std::printf("wrote %s: %lldx%lldx%lld voxels %s, age %g months, seed %lld\n", out.c_str(), (long long)map.nx(),
+                (long long)map.ny(), (long long)map.nz(), orientation.c_str(), age, seed);
     return 0;
 }
 

@@ -226,6 +226,7 @@ int cmd_train(int argc, char** argv) {
     // Reads and checks everything; throws InputError (exit 2) before a file is written.
     Trainer trainer(options);
     const int64_t first_step = trainer.step();
+    std::printf("training on %s (predict resamples scans outside this range)\n", trainer.maps_summary().c_str());
     if (first_step > 0 && first_step < options.steps) {
         std::printf("resuming %s at step %lld of %lld\n", options.model_dir.c_str(), (long long)first_step,
                     (long long)options.steps);

@@ -122,5 +122,6 @@ Volume<T> reorient(const Volume<T>& in, const std::string& to) {
 template Volume<float> reorient(const Volume<float>&, const std::string&);
 template Volume<int32_t> reorient(const Volume<int32_t>&, const std::string&);
 template Volume<double> reorient(const Volume<double>&, const std::string&);
+template Volume<uint8_t> reorient(const Volume<uint8_t>&, const std::string&);
 
 }  // namespace iss

@@ -21,6 +21,18 @@
 namespace iss {
 namespace {
 
+// The voxel size a scan is segmented at, per axis: its own where the model has seen it (inside
+// [min, max], with 1% of slack for rounding in headers), else the nearest bound.
+std::array<double, 3> voxel_size_to_segment_at(const std::array<double, 3>& scan, const std::array<double, 3>& min,
+                                               const std::array<double, 3>& max) {
+    std::array<double, 3> target = scan;
+    for (size_t d = 0; d < 3; ++d) {
+        if (scan[d] < 0.99 * min[d]) target[d] = min[d];
+        if (scan[d] > 1.01 * max[d]) target[d] = max[d];
+    }
+    return target;
+}
+
 // A grid of `voxel` mm covering the same field of view as `g`, centred on it.
 Grid grid_at_voxel_size(const Grid& g, const std::array<double, 3>& voxel) {
     const auto current = g.voxel_size();
@@ -62,7 +74,10 @@ struct Predictor::State {
     ParamStore params;
     std::unique_ptr<UNet> net;
     std::vector<int> twin_channel;  // output channel of each channel's left/right twin
-    std::array<double, 3> model_voxel{0, 0, 0};
+    std::string frame = "RAS";      // the voxel frame the network works in (model.json)
+    int lr_axis = 0;                // the frame's left-right axis, which the flip mirrors
+    // The voxel sizes the network has seen, per axis of the frame; 0: any (never resample).
+    std::array<double, 3> voxel_min{0, 0, 0}, voxel_max{0, 0, 0};
     int64_t size_multiple = 16;
 
     // Kept across scans: its cached blocks spare every forward the device allocations (and on
@@ -74,7 +89,54 @@ struct Predictor::State {
 
     // Probabilities (channels-last, n voxels x C) of the network for a normalised volume.
     std::vector<float> forward(const Image& x, size_t* peak_bytes);
+    // The frame and voxel sizes of spec.preprocessing, checked (InputError naming json_file).
+    void read_preprocessing(const std::string& json_file);
 };
+
+namespace {
+
+// Three positive finite numbers, or InputError naming the file and the field.
+std::array<double, 3> voxel_triple(const nlohmann::json& j, const std::string& file, const char* field) {
+    ISS_INPUT(j.is_array() && j.size() == 3, file, ": preprocessing.", field, " must be 3 numbers");
+    std::array<double, 3> v{};
+    for (size_t d = 0; d < 3; ++d) {
+        ISS_INPUT(j[d].is_number() && std::isfinite(j[d].get<double>()) && j[d].get<double>() > 0, file,
+                  ": preprocessing.", field, " must hold positive voxel sizes in mm");
+        v[d] = j[d].get<double>();
+    }
+    return v;
+}
+
+}  // namespace
+
+// The frame (preprocessing.orientation, RAS when absent) and the voxel sizes the network has
+// seen: a range (preprocessing.voxel_size_range_mm, written by train) or one size
+// (preprocessing.voxel_size_mm, older models); neither: the scan's own resolution is used.
+void Predictor::State::read_preprocessing(const std::string& json_file) {
+    State& s = *this;
+    const auto& pre = s.spec.preprocessing;
+    if (pre.contains("orientation")) {
+        ISS_INPUT(pre["orientation"].is_string(), json_file, ": preprocessing.orientation must be a string like \"RAS\"");
+        s.frame = pre["orientation"].get<std::string>();
+        try {
+            axis_map_between(s.frame, s.frame);
+        } catch (const InputError& e) {
+            throw InputError(cat(json_file, ": preprocessing.orientation: ", e.what()));
+        }
+    }
+    s.lr_axis = int(s.frame.find_first_of("RL"));
+    if (pre.contains("voxel_size_range_mm")) {
+        const auto& range = pre["voxel_size_range_mm"];
+        ISS_INPUT(range.is_object() && range.contains("min") && range.contains("max"), json_file,
+                  ": preprocessing.voxel_size_range_mm must hold \"min\" and \"max\"");
+        s.voxel_min = voxel_triple(range["min"], json_file, "voxel_size_range_mm.min");
+        s.voxel_max = voxel_triple(range["max"], json_file, "voxel_size_range_mm.max");
+        for (size_t d = 0; d < 3; ++d)
+            ISS_INPUT(s.voxel_min[d] <= s.voxel_max[d], json_file, ": preprocessing.voxel_size_range_mm: min above max");
+    } else if (pre.contains("voxel_size_mm")) {
+        s.voxel_min = s.voxel_max = voxel_triple(pre["voxel_size_mm"], json_file, "voxel_size_mm");
+    }
+}
 
 Predictor::Predictor(const std::string& model, const PredictOptions& options)
     : state_(std::make_unique<State>(options)) {
@@ -86,10 +148,8 @@ Predictor::Predictor(const std::string& model, const PredictOptions& options)
     load_weights(weights, s.params);
     ISS_INPUT(s.spec.unet.in_channels == 1, weights, ": the model expects ", s.spec.unet.in_channels,
               " input channels; predict takes one image");
-    const auto& pre = s.spec.preprocessing;
-    if (pre.contains("voxel_size_mm") && pre["voxel_size_mm"].is_array() && pre["voxel_size_mm"].size() == 3)
-        for (int d = 0; d < 3; ++d) s.model_voxel[size_t(d)] = pre["voxel_size_mm"][size_t(d)].get<double>();
-    s.size_multiple = pre.value("size_multiple", s.spec.unet.size_multiple());
+    s.read_preprocessing(model_json_path(weights));
+    s.size_multiple = s.spec.preprocessing.value("size_multiple", s.spec.unet.size_multiple());
     s.size_multiple = std::max<int64_t>(s.size_multiple, s.spec.unet.size_multiple());
     for (size_t c = 0; c < s.spec.labels.size(); ++c) {
         const int twin = labels::index_of(s.spec.labels, labels::lr_twin(s.spec.labels[c]));
@@ -127,16 +187,15 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
         clock = now;
     };
 
-    // 1-2. RAS, then the model's voxel size.
+    // 1-2. The model's frame, then a voxel size the model has seen.
     const std::string input_code = orientation_code(image.grid.affine);
-    const Image ras = reorient(image, "RAS");
+    const Image ras = reorient(image, s.frame);
     Grid work = ras.grid;
     bool resampled = false;
-    if (s.options.resample_to_model && s.model_voxel[0] > 0) {
-        const auto v = ras.grid.voxel_size();
-        for (int d = 0; d < 3; ++d)
-            resampled |= std::fabs(v[size_t(d)] - s.model_voxel[size_t(d)]) > 0.01 * s.model_voxel[size_t(d)];
-        if (resampled) work = grid_at_voxel_size(ras.grid, s.model_voxel);
+    if (s.options.resample_to_model && s.voxel_max[0] > 0) {
+        const std::array<double, 3> target = voxel_size_to_segment_at(ras.grid.voxel_size(), s.voxel_min, s.voxel_max);
+        resampled = target != ras.grid.voxel_size();
+        if (resampled) work = grid_at_voxel_size(ras.grid, target);
     }
     Image x = resampled ? resample_image(s.ctx, ras, work, Interp::linear, OutOfBounds::clamp) : ras;
 
@@ -163,20 +222,27 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
 
     lap("preprocess");
 
-    // 5. Forward, and the mirrored forward mapped back (x is left-right in RAS).
+    // 5. Forward, and the forward of the image mirrored along the frame's left-right axis,
+    // mapped back with left and right channels swapped.
     std::vector<float> probs = s.forward(padded, &out.network_peak_bytes);
     const int64_t nx = padded.nx(), ny = padded.ny(), nz = padded.nz();
     if (s.options.flip) {
+        // Index of the voxel mirrored to (i, j, k) along the left-right axis.
+        const auto mirror = [&, lr = size_t(s.lr_axis)](int64_t i, int64_t j, int64_t k) {
+            std::array<int64_t, 3> q{i, j, k};
+            q[lr] = padded.grid.dim[lr] - 1 - q[lr];
+            return padded.index(q[0], q[1], q[2]);
+        };
         Image mirrored(padded.grid);
         for (int64_t k = 0; k < nz; ++k)
             for (int64_t j = 0; j < ny; ++j)
-                for (int64_t i = 0; i < nx; ++i) mirrored.at(i, j, k) = padded.at(nx - 1 - i, j, k);
+                for (int64_t i = 0; i < nx; ++i) mirrored.at(i, j, k) = padded.data[size_t(mirror(i, j, k))];
         const std::vector<float> flipped = s.forward(mirrored, &out.network_peak_bytes);
         for (int64_t k = 0; k < nz; ++k)
             for (int64_t j = 0; j < ny; ++j)
                 for (int64_t i = 0; i < nx; ++i) {
                     float* p = &probs[size_t(padded.index(i, j, k) * classes)];
-                    const float* q = &flipped[size_t(padded.index(nx - 1 - i, j, k) * classes)];
+                    const float* q = &flipped[size_t(mirror(i, j, k) * classes)];
                     for (int64_t c = 0; c < classes; ++c) p[c] = 0.5f * (p[c] + q[s.twin_channel[size_t(c)]]);
                 }
     }
@@ -217,7 +283,7 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
         }
     }
 
-    // 8 (part). Back to the RAS grid of the input.
+    // 8 (part). Back to the input's grid in the model's frame.
     if (resampled) post = resample_image(s.ctx, post, ras.grid, Interp::linear, OutOfBounds::clamp);
 
     // 7. Argmax and the largest connected component of the non-background mask.

@@ -1,11 +1,13 @@
 // Segmenting a scan with a trained model (SPEC.md section 6, "Predict"), our improvements on:
-//   1. reorient to RAS (exact axis permutation/flip);
-//   2. resample to the model's voxel size when the scan's differs by more than 1% (trilinear,
-//      centred), and back at the end;
+//   1. reorient to the model's voxel frame (preprocessing.orientation: RAS for models trained
+//      here), an exact axis permutation/flip;
+//   2. resample (trilinear, centred) only a scan whose voxel size lies outside the range the
+//      model was trained on (1% slack), to the nearest bound, axis by axis; back at the end;
 //   3. pad (never crop) to a multiple of the model's size multiple, with the image minimum;
 //   4. min-max normalise to [0, 1] (optionally after clipping the 0.5 / 99.5 percentiles);
-//   5. forward pass, and (default on) the left/right flip: predict on the mirrored image, mirror
-//      the posteriors back swapping left/right channels, average;
+//   5. forward pass, and (default on) the left/right flip: predict on the image mirrored along
+//      the frame's left-right axis, mirror the posteriors back swapping left/right channels,
+//      average;
 //   6. smooth every posterior channel with a Gaussian of sigma 0.5 voxel (3 taps);
 //   7. argmax, then keep the largest 6-connected component of the non-background mask (the
 //      posteriors stay as they are);

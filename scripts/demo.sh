@@ -16,11 +16,15 @@ rm -rf "$out"
 mkdir -p "$out/labels" "$out/held-out"
 
 echo "== phantoms: training maps (seed 1) and held-out maps (seed 2) at 1, 6 and 12 months"
+# The 6-month maps are stored LAS (first voxel axis running right to left), as many real infant
+# label maps are: train and synth bring every map to the network's RAS frame.
 for age in 1 6 12; do
-    "$bin" phantom --age-months "$age" --seed 1 --out "$out/labels/phantom_${age}mo.nii.gz"
-    "$bin" phantom --age-months "$age" --seed 2 --out "$out/held-out/phantom_${age}mo.nii.gz"
+    orientation=RAS
+    [ "$age" = 6 ] && orientation=LAS
+    "$bin" phantom --age-months "$age" --seed 1 --orientation "$orientation" --out "$out/labels/phantom_${age}mo.nii.gz"
+    "$bin" phantom --age-months "$age" --seed 2 --orientation "$orientation" --out "$out/held-out/phantom_${age}mo.nii.gz"
 done
-"$bin" info "$out/labels/phantom_12mo.nii.gz" | sed -n '1,8p'
+"$bin" info "$out/labels/phantom_6mo.nii.gz" | sed -n '1,8p'
 
 # The structures the demo models segment (everything else is background to them).
 labels="0,2,3,4,8,10,16,41,42,43,47,49"

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <tuple>
 
 #include "io/file_util.h"
@@ -21,16 +22,13 @@ namespace iss {
 TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& config, const std::string& name) {
     ISS_INPUT(labels.grid.voxels() > 0 && !labels.data.empty(), name, ": the label map is empty");
     ISS_INPUT(labels.frames == 1, name, ": expected a 3-D label map, found ", labels.frames, " volumes");
-    TrainingMap map;
-    map.name = name;
-    map.grid = labels.grid;
-    const std::string code = orientation_code(labels.grid.affine);
-    map.lr_axis = int(code.find_first_of("RL"));
+    // Generation indices in the stored order first, so that an error names a voxel as the user
+    // sees it in the file.
+    Volume<uint8_t> generation(labels.grid);
     // Lookup from label value to generation index through a sorted list of the values.
     std::vector<std::pair<int32_t, uint8_t>> lookup;
     for (size_t g = 0; g < config.generation_labels.size(); ++g) lookup.push_back({config.generation_labels[g], uint8_t(g)});
     std::sort(lookup.begin(), lookup.end());
-    map.generation.resize(labels.data.size());
     int32_t cached_value = lookup.front().first;
     uint8_t cached_index = lookup.front().second;
     for (size_t v = 0; v < labels.data.size(); ++v) {
@@ -46,8 +44,15 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
             cached_value = value;
             cached_index = it->second;
         }
-        map.generation[v] = cached_index;
+        generation.data[v] = cached_index;
     }
+    TrainingMap map;
+    map.name = name;
+    map.stored_orientation = orientation_code(labels.grid.affine);
+    Volume<uint8_t> framed = reorient(generation, training_frame);
+    map.grid = framed.grid;
+    map.generation = std::move(framed.data);
+    map.lr_axis = int(orientation_code(map.grid.affine).find_first_of("RL"));
     return map;
 }
 
@@ -55,6 +60,35 @@ std::vector<TrainingMap> load_training_maps(const std::string& path, const Gener
     std::vector<TrainingMap> maps;
     for (const std::string& file : nifti_files(path)) maps.push_back(make_training_map(read_labels(file), config, file));
     return maps;
+}
+
+VoxelSizeRange voxel_size_range(const std::vector<TrainingMap>& maps) {
+    ISS_REQUIRE(!maps.empty(), "voxel_size_range: no maps");
+    VoxelSizeRange range;
+    range.min = range.max = maps.front().grid.voxel_size();
+    for (const TrainingMap& m : maps) {
+        const auto v = m.grid.voxel_size();
+        for (size_t d = 0; d < 3; ++d) {
+            range.min[d] = std::min(range.min[d], v[d]);
+            range.max[d] = std::max(range.max[d], v[d]);
+        }
+    }
+    return range;
+}
+
+std::string describe_training_maps(const std::vector<TrainingMap>& maps) {
+    std::map<std::string, int> by_orientation;
+    for (const TrainingMap& m : maps) ++by_orientation[m.stored_orientation];
+    std::string stored;
+    for (const auto& [code, count] : by_orientation) stored += cat(stored.empty() ? "" : ", ", code, ": ", count);
+    const VoxelSizeRange r = voxel_size_range(maps);
+    std::string sizes;
+    for (size_t d = 0; d < 3; ++d) {
+        const std::string one = r.min[d] == r.max[d] ? cat(r.min[d]) : cat(r.min[d], "-", r.max[d]);
+        sizes += (d ? " x " : "") + one;
+    }
+    return cat(maps.size(), " label map", maps.size() == 1 ? "" : "s", " (stored ", stored, "), brought to ",
+               training_frame, "; voxel size ", sizes, " mm");
 }
 
 struct Generator::Buffers {

@@ -10,6 +10,7 @@
 // All buffers are allocated once, at the largest shapes; generate() allocates nothing.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,22 +22,42 @@
 
 namespace iss {
 
-// A training label map as the generator holds it: generation indices (uint8) on the host.
+// The voxel frame the network is trained in: every training map is brought to it when loaded,
+// exactly (axis permutation and flips, no interpolation), as predict brings every scan to the
+// frame its model records. So a map's stored voxel order never reaches the network, and maps of
+// one training set may be stored in any orientations (docs/ARCHITECTURE.md, "Voxel frame").
+inline const char* const training_frame = "RAS";
+
+// A training label map as the generator holds it: generation indices (uint8) on the host, in
+// the training frame.
 struct TrainingMap {
-    std::string name;  // file name, for messages
-    Grid grid;
+    std::string name;                // file name, for messages
+    std::string stored_orientation;  // the file's voxel order, e.g. "LAS" (for messages)
+    Grid grid;                       // in the training frame
     std::vector<uint8_t> generation;  // generation index per voxel
-    int lr_axis = 0;                  // voxel axis closest to left-right
+    int lr_axis = 0;                  // voxel axis closest to left-right (0 in RAS)
 };
 
-// Maps label values to generation indices; InputError naming `name`, the value and a voxel
-// where it occurs when a value is not in the configuration's generation list, or when the
-// map is empty.
+// Maps label values to generation indices, then reorients to the training frame; InputError
+// naming `name`, the value and a voxel (in the stored order) where it occurs when a value is not
+// in the configuration's generation list, or when the map is empty.
 TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& config, const std::string& name);
 
 // Every label map a path names (a file, or a directory's NIfTI files sorted by name), read and
 // converted; all are checked before any is returned.
 std::vector<TrainingMap> load_training_maps(const std::string& path, const GeneratorConfig& config);
+
+// The smallest and largest voxel size (mm) of the maps along each axis of the training frame:
+// the resolutions the network has seen (predict resamples only scans outside this range).
+struct VoxelSizeRange {
+    std::array<double, 3> min{}, max{};
+};
+VoxelSizeRange voxel_size_range(const std::vector<TrainingMap>& maps);
+
+// One line for the user: how many maps, their stored orientations, and the voxel size range,
+// e.g. "4 label maps (stored LAS: 3, RAS: 1), brought to RAS; voxel size 0.86-1 x 0.86-1 x
+// 0.86-1 mm".
+std::string describe_training_maps(const std::vector<TrainingMap>& maps);
 
 class Generator {
 public:

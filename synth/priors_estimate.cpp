@@ -8,6 +8,7 @@
 
 #include "io/file_util.h"
 #include "io/nifti.h"
+#include "io/orientation.h"
 #include "kernels/common/error.h"
 #include "synth/labels.h"
 
@@ -185,10 +186,15 @@ std::vector<SubjectFiles> pair_subject_files(const std::string& images, const st
 }
 
 SubjectStats measure_subject_files(const SubjectFiles& files, const PriorsOptions& options) {
-    Volume<double> image = read_image_f64(files.image);
-    ISS_INPUT(image.frames == 1, files.image, ": expected a 3-D image, found ", image.frames, " volumes");
-    const LabelMap labels = read_labels(files.labels);
-    ISS_INPUT(labels.frames == 1, files.labels, ": expected a 3-D label map, found ", labels.frames, " volumes");
+    Volume<double> stored_image = read_image_f64(files.image);
+    ISS_INPUT(stored_image.frames == 1, files.image, ": expected a 3-D image, found ", stored_image.frames, " volumes");
+    const LabelMap stored_labels = read_labels(files.labels);
+    ISS_INPUT(stored_labels.frames == 1, files.labels, ": expected a 3-D label map, found ", stored_labels.frames,
+              " volumes");
+    // Both in RAS (exactly, as training and predict do), so an image and a label map of one
+    // grid pair up whatever voxel order each file was stored in.
+    Volume<double> image = reorient(stored_image, "RAS");
+    const LabelMap labels = reorient(stored_labels, "RAS");
     ISS_INPUT(image.grid.dim == labels.grid.dim, files.image, " and ", files.labels, ": dims differ (",
               dims_text(image.grid), " vs ", dims_text(labels.grid), ")");
     ISS_INPUT(image.grid.same_as(labels.grid), files.image, " and ", files.labels,

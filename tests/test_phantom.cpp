@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "io/nifti.h"
+#include "io/orientation.h"
 #include "kernels/common/error.h"
 #include "synth/labels.h"
 #include "synth/phantom.h"
@@ -297,7 +299,20 @@ TEST_F(PhantomCli, BadArgumentsExitWithStatus2) {
     EXPECT_EQ(run_cli("--age-months six --out " + out), 2);
     EXPECT_EQ(run_cli("--age-months 6 --seed -3 --out " + out), 2);
     EXPECT_EQ(run_cli("--age-months 6 --bogus 1 --out " + out), 2);
+    EXPECT_EQ(run_cli("--age-months 6 --orientation RAR --out " + out), 2);
     EXPECT_EQ(run_cli("--help"), 0);
+}
+
+// --orientation stores the same anatomy in another voxel order: back in RAS it is the default file.
+TEST_F(PhantomCli, StoresAnyOrientationWithTheSameWorldContent) {
+    ASSERT_EQ(run_cli("--age-months 0 --seed 3 --out " + test::shell_quote(path("ras.nii.gz"))), 0);
+    ASSERT_EQ(run_cli("--age-months 0 --seed 3 --orientation LAS --out " + test::shell_quote(path("las.nii.gz"))), 0);
+    const LabelMap ras = read_labels(path("ras.nii.gz"));
+    const LabelMap las = read_labels(path("las.nii.gz"));
+    EXPECT_EQ(orientation_code(las.grid.affine), "LAS");
+    const LabelMap back = reorient(las, "RAS");
+    EXPECT_EQ(back.data, ras.data);
+    EXPECT_TRUE(back.grid.same_as(ras.grid, 1e-6));
 }
 
 TEST_F(PhantomCli, WritesAFile) {

@@ -297,6 +297,13 @@ TEST_F(DiceCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad("dice", "--pred " + q("pred") + " --gt " + q("gt2") + o, path("gt2/c.nii.gz") + ": no prediction");
     expect_bad("dice", "--pred " + q("pred/a.nii.gz") + " --gt " + q("extra.nii.gz") + o,
                path("pred/a.nii.gz") + ": not on the voxel grid of " + path("extra.nii.gz") + ": dims 8x1x1 vs 2x1x1");
+    // Same dims, but stored in the other left-right order (a LAS file against a RAS one): the
+    // voxels are not the same places, so no Dice.
+    LabelMap mirrored = read_labels(path("gt/a.nii.gz"));
+    mirrored.grid.affine = mirrored.grid.affine * Mat4::scaling(-1, 1, 1);
+    write_labels(path("mirrored.nii.gz"), mirrored);
+    expect_bad("dice", "--pred " + q("pred/a.nii.gz") + " --gt " + q("mirrored.nii.gz") + o,
+               path("pred/a.nii.gz") + ": not on the voxel grid of " + path("mirrored.nii.gz") + ": the affines");
     Image four(row({0, 1, 1, 0, 0, 0, 0, 0}).grid, 2, 1.0f);
     write_image(path("four.nii.gz"), four);
     expect_bad("dice", "--pred " + q("four.nii.gz") + " --gt " + q("gt/a.nii.gz") + o, "four.nii.gz: a 4-D volume");

@@ -1,12 +1,14 @@
 // Prediction (predict/predictor.h and the predict command) with a small untrained model: the
 // geometry round trips (any orientation in, the same world-space answer out), resampling to
-// the model's voxel size and back, the flip augmentation's symmetry, volumes in mm^3, the
-// largest-component rule, and bad input file by file.
+// the model's voxel size (only outside its trained range) and back, the flip augmentation's
+// symmetry in any model frame, volumes in mm^3, the largest-component rule, and bad input file
+// by file.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #include "io/csv.h"
 #include "io/nifti.h"
@@ -70,6 +72,17 @@ Grid grid(std::array<int64_t, 3> dim, const Mat4& affine) {
     g.dim = dim;
     g.affine = affine;
     return g;
+}
+
+// Sets preprocessing.KEY in a model's JSON (value null: removes it).
+void set_preprocessing(const std::string& model_file, const std::string& key, const nlohmann::json& value) {
+    const std::string json_file = model_json_path(model_file);
+    nlohmann::json j = nlohmann::json::parse(test::read_text(json_file));
+    if (value.is_null())
+        j["preprocessing"].erase(key);
+    else
+        j["preprocessing"][key] = value;
+    std::ofstream(json_file) << j.dump(1);
 }
 
 class Predict : public test::TempDirTest {
@@ -165,23 +178,56 @@ TEST_F(Predict, AnyOrientationGivesTheSameWorldSpaceSegmentation) {
     }
 }
 
-TEST_F(Predict, FlipAugmentationIsSymmetric) {
-    // Predicting the mirrored image gives the mirrored segmentation with left and right swapped.
-    Predictor predictor(make_model(), PredictOptions{});
-    const Image image = test_image(grid({16, 18, 14}, Mat4::identity()));
+TEST_F(Predict, ResamplesOnlyScansOutsideTheTrainedVoxelSizeRange) {
+    const std::string model = make_model();
+    set_preprocessing(model, "voxel_size_mm", nullptr);
+    set_preprocessing(model, "voxel_size_range_mm", {{"min", {1, 1, 1}}, {"max", {2, 2, 2}}});
+    Predictor predictor(model, PredictOptions{});
+    const Segmentation inside = predictor.predict(test_image(grid({10, 12, 9}, Mat4::scaling(1.5, 1.0, 2.0))), "in");
+    const auto seen = inside.resampled.grid.voxel_size();
+    for (int d = 0; d < 3; ++d) EXPECT_NEAR(seen[size_t(d)], (std::array<double, 3>{1.5, 1.0, 2.0})[size_t(d)], 1e-9);
+    EXPECT_EQ(inside.segmentation.grid.dim, (std::array<int64_t, 3>{10, 12, 9}));
+
+    const Image outside_scan = test_image(grid({8, 12, 30}, Mat4::scaling(3.0, 1.5, 0.5)));
+    const Segmentation outside = predictor.predict(outside_scan, "out");
+    const auto v = outside.resampled.grid.voxel_size();
+    EXPECT_NEAR(v[0], 2.0, 0.05) << "3 mm is above the range: the upper bound";
+    EXPECT_NEAR(v[1], 1.5, 1e-9) << "inside the range: kept";
+    EXPECT_NEAR(v[2], 1.0, 0.05) << "0.5 mm is below the range: the lower bound";
+    EXPECT_TRUE(outside.segmentation.grid.same_as(outside_scan.grid));
+}
+
+// The flip augmentation mirrors the left-right axis of the model's frame, wherever that axis is
+// in the frame's voxel order: predicting the world-mirrored scan gives the world-mirrored
+// segmentation with left and right swapped, for frames RAS, LIA (SynthSeg 1.0's) and ARS.
+TEST_F(Predict, FlipAugmentationMirrorsTheFramesLeftRightAxis) {
+    const Image image = test_image(grid({16, 18, 14}, Mat4::scaling(1.0, 1.1, 0.9)));
     Image mirrored = image;
     for (int64_t k = 0; k < image.nz(); ++k)
         for (int64_t j = 0; j < image.ny(); ++j)
             for (int64_t i = 0; i < image.nx(); ++i) mirrored.at(i, j, k) = image.at(image.nx() - 1 - i, j, k);
-    const LabelMap a = predictor.predict(image, "a").segmentation;
-    const LabelMap b = predictor.predict(mirrored, "b").segmentation;
-    int64_t differ = 0;
-    for (int64_t k = 0; k < image.nz(); ++k)
-        for (int64_t j = 0; j < image.ny(); ++j)
-            for (int64_t i = 0; i < image.nx(); ++i)
-                differ += b.at(i, j, k) != labels::lr_twin(a.at(image.nx() - 1 - i, j, k));
-    // Only float ties in the argmax (sums in another order) may differ.
-    EXPECT_LE(differ, image.grid.voxels() / 1000);
+    for (const char* frame : {"RAS", "LIA", "ARS"}) {
+        const std::string model = make_model();
+        set_preprocessing(model, "orientation", frame);
+        Predictor predictor(model, PredictOptions{});
+        const LabelMap a = predictor.predict(image, "a").segmentation;
+        const LabelMap b = predictor.predict(mirrored, "b").segmentation;
+        int64_t differ = 0;
+        for (int64_t k = 0; k < image.nz(); ++k)
+            for (int64_t j = 0; j < image.ny(); ++j)
+                for (int64_t i = 0; i < image.nx(); ++i)
+                    differ += b.at(i, j, k) != labels::lr_twin(a.at(image.nx() - 1 - i, j, k));
+        // Only float ties in the argmax (sums in another order) may differ.
+        EXPECT_LE(differ, image.grid.voxels() / 1000) << frame;
+    }
+    const std::string bad = make_model();
+    set_preprocessing(bad, "orientation", "XYZ");
+    try {
+        Predictor p(bad, PredictOptions{});
+        ADD_FAILURE() << "accepted orientation XYZ";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("model_1.json: preprocessing.orientation"), std::string::npos) << e.what();
+    }
 }
 
 TEST_F(Predict, ResamplesToTheModelVoxelSizeAndBack) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "io/nifti.h"
+#include "io/orientation.h"
 #include "io/npy.h"
 #include "kernels/common/error.h"
 #include "synth/labels.h"
@@ -275,6 +276,20 @@ TEST_F(PriorsFiles, GridMismatchAndFourDimensionalImagesAreInputErrors) {
             measure_subject_files({image("s.nii.gz"), label_map("s.nii.gz")}, options);
         },
         image("s.nii.gz"), "expected a 3-D image, found 2 volumes");
+}
+
+// An image and its label map may store one grid in different voxel orders (a LIA image beside a
+// RAS map): both are brought to RAS before their grids are compared, and the priors are those of
+// the pair stored alike.
+TEST_F(PriorsFiles, ImageAndLabelsMayStoreOneGridInDifferentVoxelOrders) {
+    const PriorsOptions options = options_for(labels::generation_labels());
+    subject("s.nii.gz", {{2, 50}, {3, 60}, {10, -100}, {11, 90}, {16, 100}, {170, 110}, {4, 70}});
+    const std::vector<SubjectFiles> pairs{{image("s.nii.gz"), label_map("s.nii.gz")}};
+    const EstimatedPriors alike = estimate_priors(pairs, options);
+    write_image(image("s.nii.gz"), reorient(read_image(image("s.nii.gz")), "LIA"));
+    const EstimatedPriors mixed = estimate_priors(pairs, options);
+    EXPECT_EQ(mixed.means, alike.means);
+    EXPECT_EQ(mixed.stds, alike.stds);
 }
 
 TEST_F(PriorsFiles, ConstantSubjectsGiveExactPriors) {

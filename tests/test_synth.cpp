@@ -7,6 +7,7 @@
 #include <cmath>
 #include <set>
 
+#include "io/orientation.h"
 #include "kernels/common/error.h"
 #include "kernels/synth/blur.h"
 #include "kernels/synth/deform.h"
@@ -454,7 +455,10 @@ TEST_P(SynthGenerator, SampleInvariantsAndReproducibility) {
     }
 }
 
-TEST_P(SynthGenerator, OutputGridIsTheCropOfTheMap) {
+// The map is stored LAS with 0.859 mm voxels and an offset: the sample comes out in the training
+// frame (RAS), and its affine is true for the voxels written: every output voxel's world position
+// falls on a map voxel (in the stored order) holding the same label.
+TEST_P(SynthGenerator, OutputAffineIsTrueForTheVoxelsWritten) {
     GeneratorConfig config = toy_config();
     config.nonlin_std = 0;
     config.scaling_bounds = config.rotation_bounds = config.shearing_bounds = 0;
@@ -462,22 +466,73 @@ TEST_P(SynthGenerator, OutputGridIsTheCropOfTheMap) {
     labels.grid.affine = Mat4::scaling(-0.859, 0.859, 0.859);
     labels.grid.affine.m[0][3] = 30;
     std::vector<TrainingMap> maps{make_training_map(labels, config, "toy.nii.gz")};
+    EXPECT_EQ(maps[0].stored_orientation, "LAS");
     Generator gen(ctx(), config, maps, 9);
-    const SampleParams& p = gen.generate(0);
+    gen.generate(0);
     const Grid grid = gen.output_grid();
-    const auto world = grid.affine.apply(0, 0, 0);
-    const auto expected = labels.grid.affine.apply(double(p.crop_offset[0]), double(p.crop_offset[1]), double(p.crop_offset[2]));
-    for (int d = 0; d < 3; ++d) EXPECT_NEAR(world[size_t(d)], expected[size_t(d)], 1e-9);
+    EXPECT_EQ(orientation_code(grid.affine), training_frame);
     EXPECT_NEAR(grid.voxel_size()[0], 0.859, 1e-12);
-    // With no deformation the target is the crop of the map, labels folded to the target list.
+    // With no deformation the target is the map's labels, folded to the target list.
     const LabelMap target = gen.labels_host();
+    const Mat4 world_to_stored = labels.grid.affine.inverse();
+    const Mat4 out_to_stored = world_to_stored * grid.affine;
     for (int64_t k = 0; k < 32; ++k)
         for (int64_t j = 0; j < 32; ++j)
             for (int64_t i = 0; i < 32; ++i) {
-                const int32_t source = labels.at(i + p.crop_offset[0], j + p.crop_offset[1], k + p.crop_offset[2]);
+                const auto p = out_to_stored.apply(double(i), double(j), double(k));
+                const int64_t si = std::llround(p[0]), sj = std::llround(p[1]), sk = std::llround(p[2]);
+                for (int d = 0; d < 3; ++d) ASSERT_NEAR(p[size_t(d)], std::round(p[size_t(d)]), 1e-6) << "off the map grid";
+                ASSERT_TRUE(si >= 0 && si < labels.nx() && sj >= 0 && sj < labels.ny() && sk >= 0 && sk < labels.nz());
+                const int32_t source = labels.at(si, sj, sk);
                 const int32_t want = labels::index_of(config.segmentation_labels, source) >= 0 ? source : 0;
-                ASSERT_EQ(target.at(i, j, k), want);
+                ASSERT_EQ(target.at(i, j, k), want) << "output voxel " << i << "," << j << "," << k;
             }
+}
+
+// One anatomy stored in four voxel orders (and anisotropic voxels, so a permutation shows) gives
+// the same samples bit for bit, with the flip off and on: every map is brought to the training
+// frame before the generator sees it. The flip mirrors the world's left-right axis: left labels
+// stay on the world's left.
+TEST_P(SynthGenerator, SamplesDoNotDependOnTheStoredVoxelOrder) {
+    LabelMap ras = toy_label_map();
+    ras.grid.affine = Mat4::scaling(1.0, 1.2, 0.8);
+    ras.grid.affine.m[1][3] = -7;
+    for (const double flip : {0.0, 1.0}) {
+        GeneratorConfig config = toy_config();
+        config.flip_probability = flip;
+        std::vector<std::vector<float>> want_images;
+        std::vector<std::vector<int32_t>> want_labels;
+        for (const char* code : {"RAS", "LAS", "LIA", "PSR"}) {
+            const LabelMap stored = reorient(ras, code);
+            ASSERT_EQ(orientation_code(stored.grid.affine), code);
+            std::vector<TrainingMap> maps{make_training_map(stored, config, code)};
+            EXPECT_EQ(maps[0].lr_axis, 0);
+            Generator gen(ctx(), config, maps, 77);
+            for (uint32_t sample = 0; sample < 2; ++sample) {
+                gen.generate(sample);
+                const Image image = gen.image_host();
+                const LabelMap labels = gen.labels_host();
+                if (std::string(code) == "RAS") {
+                    want_images.push_back(image.data);
+                    want_labels.push_back(labels.data);
+                    // Left white matter (2) lies at lower world x than right white matter (41).
+                    double left_x = 0, right_x = 0, left_n = 0, right_n = 0;
+                    for (int64_t k = 0; k < labels.nz(); ++k)
+                        for (int64_t j = 0; j < labels.ny(); ++j)
+                            for (int64_t i = 0; i < labels.nx(); ++i) {
+                                const double x = labels.grid.affine.apply(double(i), double(j), double(k))[0];
+                                if (labels.at(i, j, k) == 2) left_x += x, ++left_n;
+                                if (labels.at(i, j, k) == 41) right_x += x, ++right_n;
+                            }
+                    ASSERT_GT(left_n * right_n, 0);
+                    EXPECT_LT(left_x / left_n, right_x / right_n) << "flip " << flip << ": left/right swapped";
+                    continue;
+                }
+                EXPECT_EQ(image.data, want_images[sample]) << code << ", flip " << flip << ", sample " << sample;
+                EXPECT_EQ(labels.data, want_labels[sample]) << code << ", flip " << flip << ", sample " << sample;
+            }
+        }
+    }
 }
 
 TEST_P(SynthGenerator, RandomAcquisitionResolutionSmoothsTheLowResolutionAxis) {

@@ -115,13 +115,15 @@ TEST_F(TrainCli, TrainsWritesTheModelDirectoryAndResumes) {
     const fs::path model = dir_ / "model";
     const RunResult r = train_tiny(model.string(), 4);
     ASSERT_EQ(r.status, 0) << r.err;
-    // Not a terminal: one line per checkpoint (steps 2 and 4), then the summary.
+    // Not a terminal: what it trains on, one line per checkpoint (steps 2 and 4), then the summary.
     const std::vector<std::string> out = lines_of(r.out);
-    ASSERT_GE(out.size(), 3u) << r.out;
-    EXPECT_EQ(out[0].rfind("step 2/4 loss ", 0), 0u) << out[0];
-    EXPECT_NE(out[0].find("(mean of the epoch)"), std::string::npos) << out[0];
-    EXPECT_NE(out[0].find("checkpoint saved"), std::string::npos) << out[0];
-    EXPECT_EQ(out[1].rfind("step 4/4 loss ", 0), 0u) << out[1];
+    ASSERT_GE(out.size(), 4u) << r.out;
+    EXPECT_EQ(out[0].rfind("training on 1 label map (stored RAS: 1), brought to RAS; voxel size 1 x 1 x 1 mm", 0), 0u)
+        << out[0];
+    EXPECT_EQ(out[1].rfind("step 2/4 loss ", 0), 0u) << out[1];
+    EXPECT_NE(out[1].find("(mean of the epoch)"), std::string::npos) << out[1];
+    EXPECT_NE(out[1].find("checkpoint saved"), std::string::npos) << out[1];
+    EXPECT_EQ(out[2].rfind("step 4/4 loss ", 0), 0u) << out[2];
     EXPECT_NE(r.out.find("trained steps 1 to 4"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find((model / "loss.png").string()), std::string::npos) << "the summary names the curve";
 

@@ -184,6 +184,7 @@ struct Trainer::State {
     std::vector<LogRow> log;
     std::vector<ValidationRow> validation_log;
     ModelSpec spec;
+    std::string maps_summary;  // describe_training_maps of the training set
     std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
     double seconds_before = 0;  // training time of the run(s) this one resumes
 
@@ -356,9 +357,13 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     s.net->initialise(opt.seed);
     s.spec.unet = unet;
     s.spec.labels = s.gen_config.segmentation_labels;
-    const auto voxel = maps.front().grid.voxel_size();  // the resolution the model sees
-    s.spec.preprocessing = {{"orientation", "RAS"},
-                            {"voxel_size_mm", {voxel[0], voxel[1], voxel[2]}},
+    // What the network saw: maps in the training frame, at every voxel size in this range.
+    const VoxelSizeRange voxels = voxel_size_range(maps);
+    s.maps_summary = describe_training_maps(maps);
+    s.spec.preprocessing = {{"orientation", training_frame},
+                            {"voxel_size_range_mm",
+                             {{"min", {voxels.min[0], voxels.min[1], voxels.min[2]}},
+                              {"max", {voxels.max[0], voxels.max[1], voxels.max[2]}}}},
                             {"size_multiple", unet.size_multiple()},
                             {"normalisation", "min-max to [0, 1]"},
                             {"input_channels", unet.in_channels}};
@@ -388,6 +393,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
 Trainer::~Trainer() = default;
 
 int64_t Trainer::step() const { return state_->step; }
+const std::string& Trainer::maps_summary() const { return state_->maps_summary; }
 const std::vector<double>& Trainer::losses() const { return state_->losses; }
 
 void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const StepReport&)>& on_step,

@@ -76,6 +76,8 @@ public:
 
     int64_t step() const;
     const std::vector<double>& losses() const;  // per step, from step 1 (resumed runs included)
+    // The training maps in one line: count, stored orientations, voxel size range.
+    const std::string& maps_summary() const;
 
 private:
     struct State;
