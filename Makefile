@@ -8,7 +8,7 @@ DEMO_DIR ?= demo-out
 # Debian packages the build needs (the CUDA toolkit is optional and not installed here).
 DEB_PACKAGES = cmake g++ make pkg-config libnifti2-dev libdnnl-dev libgtest-dev libgmock-dev \
                libbenchmark-dev zlib1g-dev libpng-dev nlohmann-json3-dev nifti-bin \
-               patchelf xz-utils
+               patchelf xz-utils libhdf5-dev
 
 .PHONY: all deps build test test-asan demo bench device-kit device-kit-check format clean
 

@@ -3,6 +3,9 @@
 // weights: the time does not depend on them), flip augmentation on.
 //   Predict/<cpu|cuda>/155x175x149: wall time per scan; counters: seconds of each stage
 //   (preprocess, network, postprocess) and the network's peak activation bytes.
+//   Predict/<cpu|cuda>/155x175x149/keras: the same network given as a Keras .h5 file (as the
+//   published T1.h5), imported in memory: the scan's time must not differ.
+//   KerasImport/published: reading and checking that 13.2-million-parameter file.
 // The baseline is bench/baselines/predict_torch.py: the same stages in NumPy/SciPy/PyTorch.
 #include <benchmark/benchmark.h>
 
@@ -16,6 +19,7 @@
 #include "kernels/common/device.h"
 #include "kernels/common/philox.h"
 #include "nn/checkpoint.h"
+#include "nn/keras.h"
 #include "predict/predictor.h"
 #include "synth/labels.h"
 
@@ -35,10 +39,12 @@ Image infant_scan() {
     return reorient(image, "LIA");
 }
 
-void predict(benchmark::State& state, Backend backend) {
-    const std::string dir = (std::filesystem::temp_directory_path() / "iss-bench-predict").string();
-    std::filesystem::create_directories(dir);
-    {
+// The published U-Net (random weights) saved as one of our model directories and as a Keras file.
+struct PublishedModel {
+    std::string dir, keras;
+    PublishedModel() : dir((std::filesystem::temp_directory_path() / "iss-bench-predict").string()) {
+        std::filesystem::create_directories(dir);
+        keras = dir + "/published.h5";
         DeviceContext ctx;
         ModelSpec spec;
         spec.unet.classes = int(labels::segmentation_labels().size());
@@ -49,10 +55,17 @@ void predict(benchmark::State& state, Backend backend) {
         params.allocate();
         net.initialise(1);
         save_model(dir + "/model.safetensors", spec, params);
+        write_keras_unet(keras, spec.unet, params);
     }
+    ~PublishedModel() { std::filesystem::remove_all(dir); }
+};
+
+void predict(benchmark::State& state, Backend backend, bool from_keras) {
+    const PublishedModel model;
     PredictOptions options;
     options.device = Device{backend, 0};
-    Predictor predictor(dir, options);
+    options.keras.labels = "infant";
+    Predictor predictor(from_keras ? model.keras : model.dir, options);
     const Image scan = infant_scan();
     predictor.predict(scan, "warm-up");  // engines and first-touch memory, as the baseline warms up
     std::map<std::string, double> seconds;
@@ -64,15 +77,27 @@ void predict(benchmark::State& state, Backend backend) {
     }
     for (const auto& [stage, s] : seconds) state.counters[stage + "_s"] = s / double(state.iterations());
     state.counters["network_peak_bytes"] = double(peak);
-    std::filesystem::remove_all(dir);
+}
+
+void keras_import(benchmark::State& state) {
+    const PublishedModel model;
+    for (auto _ : state) {
+        const KerasUNet imported = read_keras_unet(model.keras);
+        benchmark::DoNotOptimize(imported.tensors.size());
+    }
+    state.counters["parameters"] = 13240666;
 }
 
 void register_all() {
     for (Backend b : iss::bench::backends())
-        benchmark::RegisterBenchmark((std::string("Predict/") + iss::bench::name(b) + "/155x175x149").c_str(), predict, b)
-            ->Unit(benchmark::kMillisecond)
-            ->UseRealTime()
-            ->MinTime(b == Backend::cuda ? 1.0 : 0.01);
+        for (const bool keras : {false, true})
+            benchmark::RegisterBenchmark(
+                (std::string("Predict/") + iss::bench::name(b) + "/155x175x149" + (keras ? "/keras" : "")).c_str(),
+                predict, b, keras)
+                ->Unit(benchmark::kMillisecond)
+                ->UseRealTime()
+                ->MinTime(b == Backend::cuda ? 1.0 : 0.01);
+    benchmark::RegisterBenchmark("KerasImport/published", keras_import)->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
 }  // namespace

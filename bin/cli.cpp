@@ -11,7 +11,7 @@
 namespace iss::cli {
 
 Args::Args(const std::string& command, int argc, char** argv, const std::set<std::string>& with_value,
-           const std::set<std::string>& flags)
+           const std::set<std::string>& flags, const std::set<std::string>& repeatable)
     : command_(command) {
     for (int i = 0; i < argc; ++i) {
         std::string arg = argv[i];
@@ -35,7 +35,11 @@ Args::Args(const std::string& command, int argc, char** argv, const std::set<std
                 ISS_INPUT(i + 1 < argc, command_, ": option ", arg, " needs a value");
                 value = argv[++i];
             }
-            values_[arg] = value;
+            // A repeatable option collects its values; any other keeps the last (as argparse), so a
+            // script can override an option it was given.
+            std::vector<std::string>& given = values_[arg];
+            if (!repeatable.count(arg)) given.clear();
+            given.push_back(value);
         } else {
             throw InputError(cat(command_, ": unknown option ", arg, " (see 'infant-synthseg ", command_, " --help')"));
         }
@@ -44,33 +48,38 @@ Args::Args(const std::string& command, int argc, char** argv, const std::set<std
 
 std::string Args::get(const std::string& name, const std::string& fallback) const {
     const auto it = values_.find(name);
-    return it == values_.end() ? fallback : it->second;
+    return it == values_.end() ? fallback : it->second.back();
 }
 
 std::string Args::require(const std::string& name) const {
     const auto it = values_.find(name);
     ISS_INPUT(it != values_.end(), command_, ": option ", name, " is required");
-    return it->second;
+    return it->second.back();
+}
+
+std::vector<std::string> Args::all(const std::string& name) const {
+    const auto it = values_.find(name);
+    return it == values_.end() ? std::vector<std::string>{} : it->second;
 }
 
 long long Args::integer(const std::string& name, long long fallback) const {
-    const auto it = values_.find(name);
-    if (it == values_.end()) return fallback;
+    if (!has(name)) return fallback;
+    const std::string text = get(name, "");
     char* end = nullptr;
     errno = 0;
-    const long long value = std::strtoll(it->second.c_str(), &end, 10);
-    ISS_INPUT(!it->second.empty() && *end == '\0' && errno == 0, command_, ": option ", name,
-              " expects an integer, got '", it->second, "'");
+    const long long value = std::strtoll(text.c_str(), &end, 10);
+    ISS_INPUT(!text.empty() && *end == '\0' && errno == 0, command_, ": option ", name, " expects an integer, got '",
+              text, "'");
     return value;
 }
 
 double Args::number(const std::string& name, double fallback) const {
-    const auto it = values_.find(name);
-    if (it == values_.end()) return fallback;
+    if (!has(name)) return fallback;
+    const std::string text = get(name, "");
     char* end = nullptr;
-    const double value = std::strtod(it->second.c_str(), &end);
-    ISS_INPUT(!it->second.empty() && *end == '\0' && std::isfinite(value), command_, ": option ", name,
-              " expects a number, got '", it->second, "'");
+    const double value = std::strtod(text.c_str(), &end);
+    ISS_INPUT(!text.empty() && *end == '\0' && std::isfinite(value), command_, ": option ", name,
+              " expects a number, got '", text, "'");
     return value;
 }
 

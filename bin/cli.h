@@ -10,17 +10,21 @@
 namespace iss::cli {
 
 // Options are "--name value" or "--name=value"; flags are "--name"; everything else is
-// positional. Unknown options are bad input (exit 2) naming the option.
+// positional. Unknown options are bad input (exit 2) naming the option. An option given twice
+// keeps its last value, unless it is declared repeatable (predict's --i T1 --i T2).
 class Args {
 public:
-    // `with_value`: options that take a value; `flags`: options that do not.
+    // `with_value`: options that take a value; `flags`: options that do not; `repeatable`: those
+    // of `with_value` that may be given more than once (all() returns every value).
     Args(const std::string& command, int argc, char** argv, const std::set<std::string>& with_value,
-         const std::set<std::string>& flags = {});
+         const std::set<std::string>& flags = {}, const std::set<std::string>& repeatable = {});
 
     bool has(const std::string& name) const { return values_.count(name) > 0; }
     bool flag(const std::string& name) const { return flags_.count(name) > 0; }
     std::string get(const std::string& name, const std::string& fallback) const;
     std::string require(const std::string& name) const;
+    // Every value of a repeatable option, in order (empty when absent).
+    std::vector<std::string> all(const std::string& name) const;
     long long integer(const std::string& name, long long fallback) const;
     double number(const std::string& name, double fallback) const;
     const std::vector<std::string>& positional() const { return positional_; }
@@ -28,7 +32,7 @@ public:
 
 private:
     std::string command_;
-    std::map<std::string, std::string> values_;
+    std::map<std::string, std::vector<std::string>> values_;
     std::set<std::string> flags_;
     std::vector<std::string> positional_;
 };

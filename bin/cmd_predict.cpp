@@ -5,6 +5,7 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -20,6 +21,7 @@
 #include "io/png.h"
 #include "io/preview.h"
 #include "kernels/common/error.h"
+#include "post/prediction.h"
 #include "predict/predictor.h"
 
 namespace iss::cli {
@@ -28,7 +30,8 @@ namespace {
 namespace fs = std::filesystem;
 
 const char* usage =
-    "usage: infant-synthseg predict --i FILE|DIR --o FILE|DIR --model FILE|DIR [--post FILE|DIR]\n"
+    "usage: infant-synthseg predict --i FILE|DIR [--i FILE] --o FILE|DIR --model FILE|DIR|FILE.h5\n"
+    "                               [--labels LABELS] [--orientation CODE] [--post FILE|DIR]\n"
     "                               [--vol FILE.csv] [--resample FILE|DIR] [--preview FILE.png]\n"
     "                               [--no-flip]\n"
     "                               [--no-resample] [--clip-percentiles] [--threads N]\n"
@@ -42,10 +45,16 @@ const char* usage =
     "posteriors, takes the argmax and keeps the largest connected component, then writes\n"
     "everything on the input's own grid and affine.\n"
     "\n"
-    "  --i FILE|DIR        a NIfTI image, or a directory of them (*.nii, *.nii.gz)\n"
+    "  --i FILE|DIR        a NIfTI image, or a directory of them (*.nii, *.nii.gz); for a model\n"
+    "                      of several input channels (Infant-SynthSeg's multimodal model) a 4-D\n"
+    "                      file of one volume per channel, or --i once per channel (T1 then T2,\n"
+    "                      files on one grid)\n"
     "  --o FILE|DIR        the segmentation: a file for a file, a directory for a directory\n"
     "                      (NAME_synthseg.nii.gz for each input NAME)\n"
-    "  --model FILE|DIR    a model's .safetensors (its .json beside it) or its directory\n"
+    "  --model FILE|DIR    a model's .safetensors (its .json beside it) or its directory, or a\n"
+    "                      published Keras .h5 file (imported in memory; see import --help)\n"
+    "  --labels LABELS     for a .h5 model: its labels (infant, synthseg, FILE.npy or a list)\n"
+    "  --orientation CODE  for a .h5 model: its frame (RAS, the default, or LIA for SynthSeg 1.0)\n"
     "  --post FILE|DIR     also write the posteriors: 4-D, one volume per label, in the model's\n"
     "                      label order (NAME_posteriors.nii.gz in a directory)\n"
     "  --vol FILE.csv      volumes in mm^3: one row per subject, one column per structure\n"
@@ -72,18 +81,36 @@ std::string stem(const std::string& path) {
     return name;
 }
 
+// One image whose frames are the files, in order: each one volume, all on the first's grid.
+Image read_channels(const std::vector<std::string>& files, NiftiHeader* header) {
+    Image first = read_image(files.front(), header);
+    ISS_INPUT(first.frames == 1, files.front(), ": a channel must be one volume, found ", first.frames);
+    Image stacked(first.grid, int64_t(files.size()));
+    std::copy(first.data.begin(), first.data.end(), stacked.data.begin());
+    for (size_t c = 1; c < files.size(); ++c) {
+        const Image channel = read_image(files[c]);
+        ISS_INPUT(channel.frames == 1, files[c], ": a channel must be one volume, found ", channel.frames);
+        require_same_grid(channel.grid, files[c], first.grid, files.front());
+        std::copy(channel.data.begin(), channel.data.end(), stacked.data.begin() + int64_t(c) * first.grid.voxels());
+    }
+    return stacked;
+}
+
 }  // namespace
 
 int cmd_predict(int argc, char** argv) {
     const Args args("predict", argc, argv,
-                    {"--i", "--o", "--model", "--post", "--vol", "--resample", "--preview", "--threads", "--device"},
-                    {"--no-flip", "--no-resample", "--clip-percentiles", "--help"});
+                    {"--i", "--o", "--model", "--post", "--vol", "--resample", "--preview", "--threads", "--device",
+                     "--labels", "--orientation"},
+                    {"--no-flip", "--no-resample", "--clip-percentiles", "--help"}, {"--i"});
     if (args.flag("--help")) {
         std::fputs(usage, stdout);
         return 0;
     }
     ISS_INPUT(args.positional().empty(), "predict: unexpected argument '", args.positional().front(), "'");
-    const std::string in = args.require("--i"), out = args.require("--o"), model = args.require("--model");
+    const std::vector<std::string> channels = args.all("--i");
+    ISS_INPUT(!channels.empty(), "predict: option --i is required");
+    const std::string in = channels.front(), out = args.require("--o"), model = args.require("--model");
     if (args.has("--threads")) {
         const long long threads = args.integer("--threads", 0);
         ISS_INPUT(threads >= 1, "predict: --threads must be at least 1, got ", threads);
@@ -94,10 +121,19 @@ int cmd_predict(int argc, char** argv) {
     options.flip = !args.flag("--no-flip");
     options.resample_to_model = !args.flag("--no-resample");
     options.clip_percentiles = args.flag("--clip-percentiles");
+    if (ends_with(model, ".h5")) {
+        options.keras.labels = args.require("--labels");
+        options.keras.orientation = args.get("--orientation", "RAS");
+    } else {
+        ISS_INPUT(!args.has("--labels") && !args.has("--orientation"),
+                  "predict: --labels and --orientation are for a Keras .h5 model; a model directory records its own");
+    }
 
-    // Inputs and outputs: file to file, or directory to directory.
+    // Inputs and outputs: file to file, or directory to directory; several --i: files stacked
+    // into one image of several channels.
     std::error_code ec;
     const bool folder = fs::is_directory(in, ec);
+    ISS_INPUT(channels.size() == 1 || !folder, "predict: several --i are the channels of one subject: give files");
     std::vector<Job> jobs;
     for (const std::string& file : nifti_files(in)) {
         Job job{file, out, args.get("--post", ""), args.get("--resample", "")};
@@ -129,7 +165,7 @@ int cmd_predict(int argc, char** argv) {
         const Job& job = jobs[n];
         try {
             NiftiHeader header;
-            const Image image = read_image(job.input, &header);
+            const Image image = channels.size() > 1 ? read_channels(channels, &header) : read_image(job.input, &header);
             const Segmentation result = predictor.predict(image, job.input);
             write_labels(job.seg, result.segmentation, &header);
             if (!job.post.empty()) write_posteriors(job.post, result.posteriors, &header);
@@ -148,11 +184,12 @@ int cmd_predict(int argc, char** argv) {
                 preview_rows.push_back({cells[0], cells[1], cells[2]});
             }
         } catch (const InputError& e) {
-            std::fprintf(stderr, "%sinfant-synthseg predict: error: %s (skipped)\n", show_bar ? "\n" : "", e.what());
+            std::fprintf(stderr, "%sinfant-synthseg predict: error: %s%s\n", show_bar ? "\n" : "", e.what(),
+                         folder ? " (skipped)" : "");
             ++failed_input;
         } catch (const std::exception& e) {
-            std::fprintf(stderr, "%sinfant-synthseg predict: internal error on %s: %s (skipped)\n",
-                         show_bar ? "\n" : "", job.input.c_str(), e.what());
+            std::fprintf(stderr, "%sinfant-synthseg predict: internal error on %s: %s%s\n", show_bar ? "\n" : "",
+                         job.input.c_str(), e.what(), folder ? " (skipped)" : "");
             ++failed_other;
         }
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -171,8 +208,9 @@ int cmd_predict(int argc, char** argv) {
         write_png(args.get("--preview", ""), picture.rgb, picture.width, picture.height);
     }
     if (failed_input + failed_other > 0) {
-        std::fprintf(stderr, "infant-synthseg predict: %d of %zu file(s) failed\n", failed_input + failed_other,
-                     jobs.size());
+        if (folder)
+            std::fprintf(stderr, "infant-synthseg predict: %d of %zu file(s) failed\n", failed_input + failed_other,
+                         jobs.size());
         return failed_other > 0 ? 1 : 2;
     }
     return 0;

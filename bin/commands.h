@@ -6,6 +6,8 @@ namespace iss::cli {
 
 int cmd_clean(int argc, char** argv);
 int cmd_dice(int argc, char** argv);
+int cmd_export(int argc, char** argv);
+int cmd_import(int argc, char** argv);
 int cmd_info(int argc, char** argv);
 int cmd_merge(int argc, char** argv);
 int cmd_predict(int argc, char** argv);

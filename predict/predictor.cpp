@@ -6,16 +6,19 @@
 #include <filesystem>
 #include <tuple>
 
+#include "io/file_util.h"
 #include "io/orientation.h"
 #include "io/resample.h"
 #include "kernels/common/error.h"
 #include "kernels/synth/blur.h"
 #include "nn/autograd.h"
 #include "nn/checkpoint.h"
+#include "nn/keras.h"
 #include "nn/ops.h"
 #include "nn/tensor.h"
 #include "nn/unet.h"
 #include "post/components.h"
+#include "predict/keras_model.h"
 #include "synth/labels.h"
 
 namespace iss {
@@ -141,14 +144,22 @@ void Predictor::State::read_preprocessing(const std::string& json_file) {
 Predictor::Predictor(const std::string& model, const PredictOptions& options)
     : state_(std::make_unique<State>(options)) {
     State& s = *state_;
-    const std::string weights = resolve_model_path(model);
-    s.spec = load_model_spec(weights);
-    s.net = std::make_unique<UNet>(s.spec.unet, s.params);
-    s.params.allocate();
-    load_weights(weights, s.params);
-    ISS_INPUT(s.spec.unet.in_channels == 1, weights, ": the model expects ", s.spec.unet.in_channels,
-              " input channels; predict takes one image");
-    s.read_preprocessing(model_json_path(weights));
+    if (ends_with(model, ".h5")) {
+        // A published Keras model, imported in memory.
+        const KerasUNet keras = read_keras_unet(model);
+        s.spec = keras_model_spec(keras, options.keras, model);
+        s.net = std::make_unique<UNet>(s.spec.unet, s.params);
+        s.params.allocate();
+        load_keras_tensors(keras, s.params);
+        s.read_preprocessing(model);
+    } else {
+        const std::string weights = resolve_model_path(model);
+        s.spec = load_model_spec(weights);
+        s.net = std::make_unique<UNet>(s.spec.unet, s.params);
+        s.params.allocate();
+        load_weights(weights, s.params);
+        s.read_preprocessing(model_json_path(weights));
+    }
     s.size_multiple = s.spec.preprocessing.value("size_multiple", s.spec.unet.size_multiple());
     s.size_multiple = std::max<int64_t>(s.size_multiple, s.spec.unet.size_multiple());
     for (size_t c = 0; c < s.spec.labels.size(); ++c) {
@@ -165,8 +176,13 @@ DeviceContext& Predictor::context() { return state_->ctx; }
 std::vector<float> Predictor::State::forward(const Image& x, size_t* peak_bytes) {
     PoolAllocator& pool = *this->pool;
     Graph g(pool, params, false);
-    Tensor input = Tensor::make(pool, Shape5{1, x.nz(), x.ny(), x.nx(), 1});
-    ctx.copy_to_device(input.data, x.data.data(), x.data.size() * sizeof(float));
+    // Channels-last: the frames of the volume interleaved voxel by voxel.
+    const int64_t channels = x.frames, voxels = x.grid.voxels();
+    std::vector<float> interleaved(x.data.size());
+    for (int64_t c = 0; c < channels; ++c)
+        for (int64_t v = 0; v < voxels; ++v) interleaved[size_t(v * channels + c)] = x.data[size_t(c * voxels + v)];
+    Tensor input = Tensor::make(pool, Shape5{1, x.nz(), x.ny(), x.nx(), channels});
+    ctx.copy_to_device(input.data, interleaved.data(), interleaved.size() * sizeof(float));
     const Var probs = softmax(g, net->forward(g, g.input(input), false));
     std::vector<float> host(size_t(probs.value().size()));
     ctx.copy_to_host(host.data(), probs.data(), host.size() * sizeof(float));
@@ -176,7 +192,10 @@ std::vector<float> Predictor::State::forward(const Image& x, size_t* peak_bytes)
 
 Segmentation Predictor::predict(const Image& image, const std::string& name) {
     State& s = *state_;
-    ISS_INPUT(image.frames == 1, name, ": expected a 3-D image, found ", image.frames, " volumes (4-D)");
+    const int64_t channels = s.spec.unet.in_channels;
+    ISS_INPUT(image.frames == channels, name, ": the model takes ", channels, " channel", channels > 1 ? "s" : "",
+              channels > 1 ? " (e.g. a T1 and a T2 on one grid, stacked as a 4-D file or given as --i T1 --i T2)" : "",
+              ", the image has ", image.frames, image.frames > 1 ? " volumes (4-D)" : " volume");
     ISS_INPUT(image.grid.voxels() > 1 && !image.data.empty(), name, ": the image is empty");
     const int64_t classes = int64_t(s.spec.labels.size());
     Segmentation out;
@@ -199,12 +218,18 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
     }
     Image x = resampled ? resample_image(s.ctx, ras, work, Interp::linear, OutOfBounds::clamp) : ras;
 
-    // 4. Normalisation (before padding, so the padding is the image minimum: 0 afterwards).
-    float low = *std::min_element(x.data.begin(), x.data.end());
-    float high = *std::max_element(x.data.begin(), x.data.end());
-    ISS_INPUT(std::isfinite(low) && std::isfinite(high), name, ": the image holds NaN or infinite values");
-    if (s.options.clip_percentiles) std::tie(low, high) = quantiles(x.data, 0.005, 0.995);
-    for (float& v : x.data) v = high > low ? std::min(std::max((v - low) / (high - low), 0.0f), 1.0f) : 0.0f;
+    // 4. Normalisation of each channel on its own (before padding, so the padding is the image
+    // minimum: 0 afterwards).
+    const int64_t voxels = x.grid.voxels();
+    for (int64_t c = 0; c < channels; ++c) {
+        const auto first = x.data.begin() + c * voxels, last = first + voxels;
+        float low = *std::min_element(first, last);
+        float high = *std::max_element(first, last);
+        ISS_INPUT(std::isfinite(low) && std::isfinite(high), name, ": the image holds NaN or infinite values");
+        if (s.options.clip_percentiles) std::tie(low, high) = quantiles(std::vector<float>(first, last), 0.005, 0.995);
+        for (auto v = first; v != last; ++v)
+            *v = high > low ? std::min(std::max((*v - low) / (high - low), 0.0f), 1.0f) : 0.0f;
+    }
 
     // 3. Pad to the size multiple, centred.
     const int64_t m = s.size_multiple;
@@ -215,10 +240,12 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
         padded_grid.dim[size_t(d)] = (n + m - 1) / m * m;
         before[size_t(d)] = (padded_grid.dim[size_t(d)] - n) / 2;
     }
-    Image padded(padded_grid, 1, 0.0f);
-    for (int64_t k = 0; k < x.nz(); ++k)
-        for (int64_t j = 0; j < x.ny(); ++j)
-            std::copy(&x.at(0, j, k), &x.at(0, j, k) + x.nx(), &padded.at(before[0], j + before[1], k + before[2]));
+    Image padded(padded_grid, channels, 0.0f);
+    for (int64_t c = 0; c < channels; ++c)
+        for (int64_t k = 0; k < x.nz(); ++k)
+            for (int64_t j = 0; j < x.ny(); ++j)
+                std::copy(&x.at(0, j, k, c), &x.at(0, j, k, c) + x.nx(),
+                          &padded.at(before[0], j + before[1], k + before[2], c));
 
     lap("preprocess");
 
@@ -233,10 +260,13 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
             q[lr] = padded.grid.dim[lr] - 1 - q[lr];
             return padded.index(q[0], q[1], q[2]);
         };
-        Image mirrored(padded.grid);
-        for (int64_t k = 0; k < nz; ++k)
-            for (int64_t j = 0; j < ny; ++j)
-                for (int64_t i = 0; i < nx; ++i) mirrored.at(i, j, k) = padded.data[size_t(mirror(i, j, k))];
+        const int64_t padded_voxels = padded.grid.voxels();
+        Image mirrored(padded.grid, channels);
+        for (int64_t c = 0; c < channels; ++c)
+            for (int64_t k = 0; k < nz; ++k)
+                for (int64_t j = 0; j < ny; ++j)
+                    for (int64_t i = 0; i < nx; ++i)
+                        mirrored.at(i, j, k, c) = padded.data[size_t(c * padded_voxels + mirror(i, j, k))];
         const std::vector<float> flipped = s.forward(mirrored, &out.network_peak_bytes);
         for (int64_t k = 0; k < nz; ++k)
             for (int64_t j = 0; j < ny; ++j)

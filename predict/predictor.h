@@ -21,6 +21,7 @@
 
 #include "io/volume.h"
 #include "kernels/common/device.h"
+#include "predict/keras_model.h"
 
 namespace iss {
 
@@ -29,6 +30,7 @@ struct PredictOptions {
     bool flip = true;                // left/right test-time augmentation
     bool resample_to_model = true;   // to the model's voxel size and back
     bool clip_percentiles = false;   // clip intensities to [p0.5, p99.5] before normalising
+    KerasImportOptions keras;        // for a model given as a Keras .h5 file (labels required)
 };
 
 struct Segmentation {

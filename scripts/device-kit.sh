@@ -24,7 +24,7 @@ root=$PWD
 # shadow the newer one that CUDA's libraries may need), and CUDA's own.
 is_system_or_cuda() {
     case "$1" in
-        linux-vdso.so.* | ld-linux*.so.* | libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | \
+        linux-vdso.so.* | ld-linux*.so.* | libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | libresolv.so.* | \
             libstdc++.so.* | libgcc_s.so.*) return 0 ;;
         libcuda.so.* | libcudart.so.* | libcudnn*.so* | libcublas*.so* | libnvrtc*.so*) return 0 ;;
     esac

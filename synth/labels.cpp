@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "kernels/common/error.h"
+
 namespace iss::labels {
 
 const std::vector<int32_t>& generation_labels() {
@@ -18,6 +20,56 @@ const std::vector<int32_t>& segmentation_labels() {
                                               11, 12, 13, 17, 18,  21,  26, 28, 41, 42, 43, 46,
                                               47, 49, 50, 51, 52,  53,  54, 58, 60, 61};
     return list;
+}
+
+const std::vector<int32_t>& synthseg_segmentation_labels() {
+    static const std::vector<int32_t> list = {0,  14, 15, 16, 2,  3,  4,  5,  7,  8,  10, 11, 12, 13, 17, 18,
+                                              26, 28, 41, 42, 43, 44, 46, 47, 49, 50, 51, 52, 53, 54, 58, 60};
+    return list;
+}
+
+namespace {
+
+enum class Side { unsided, left, right, unknown };
+
+// FreeSurfer's classification as SynthSeg's get_list_labels writes it, with the twin table of
+// SPEC.md section 1 first (it places Infant-SynthSeg's 21 on the left).
+Side side_of(int32_t label) {
+    const int32_t twin = lr_twin(label);
+    if (twin != label) return twin > label ? Side::left : Side::right;
+    static const std::vector<int32_t> unsided = {
+        0,   14,  15,  16,  21,  22,  23,  24,  72,  77,  80,  85,  100, 101, 102, 103, 104, 105, 106, 107,
+        108, 109, 165, 170, 172, 200, 201, 202, 203, 204, 205, 206, 207, 208, 209, 210, 251, 252, 253, 254,
+        255, 258, 259, 260, 331, 332, 333, 334, 335, 336, 337, 338, 339, 340, 502, 506, 507, 508, 509, 511,
+        512, 514, 515, 516, 517, 530, 531, 532, 533, 534, 535, 536, 537};
+    if (std::find(unsided.begin(), unsided.end(), label) != unsided.end()) return Side::unsided;
+    const int32_t l = label;
+    if ((0 < l && l < 14) || (16 < l && l < 21) || (24 < l && l < 40) || (135 < l && l < 139) ||
+        (1000 <= l && l <= 1035) || l == 865 || (20100 < l && l < 20110))
+        return Side::left;
+    if ((39 < l && l < 72) || (162 < l && l < 165) || (2000 <= l && l <= 2035) || (20000 < l && l < 20010) ||
+        l == 139 || l == 866)
+        return Side::right;
+    return Side::unknown;
+}
+
+}  // namespace
+
+std::vector<int32_t> freesurfer_sorted(const std::vector<int32_t>& labels) {
+    std::vector<int32_t> by_side[3];
+    for (const int32_t& label : labels) {
+        const Side side = side_of(label);
+        ISS_INPUT(side != Side::unknown, "label ", label,
+                  " is in none of SynthSeg's label classes (unsided, left, right): its output channel is unknown");
+        ISS_INPUT(index_of(labels, label) == int(&label - labels.data()), "label ", label, " is listed twice");
+        by_side[int(side)].push_back(label);
+    }
+    std::vector<int32_t> sorted;
+    for (std::vector<int32_t>& part : by_side) {
+        std::sort(part.begin(), part.end());
+        sorted.insert(sorted.end(), part.begin(), part.end());
+    }
+    return sorted;
 }
 
 const std::vector<std::vector<int32_t>>& fused_classes() {

@@ -17,6 +17,17 @@ const std::vector<std::vector<int32_t>>& fused_classes();
 // position); labels without a twin map to themselves.
 int32_t lr_twin(int32_t label);
 
+// SynthSeg 1.0's 32 segmentation labels (the distinct values of its
+// synthseg_segmentation_labels.npy), in its output-channel order.
+const std::vector<int32_t>& synthseg_segmentation_labels();
+
+// A label list in the order SynthSeg's networks number their outputs (its get_list_labels with
+// FS_sort=True): unsided labels, then left, then right, each ascending, by FreeSurfer's
+// classification; Infant-SynthSeg's labels extend it (170 and 172 unsided, 21 left, twin of 61),
+// so that its 34 labels come out in their published order. InputError naming a label that is in
+// none of the classes, or one given twice.
+std::vector<int32_t> freesurfer_sorted(const std::vector<int32_t>& labels);
+
 // Index of `label` in `list`, or -1.
 int index_of(const std::vector<int32_t>& list, int32_t label);
 

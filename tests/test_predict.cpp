@@ -283,8 +283,40 @@ TEST_F(Predict, BadInputIsNamed) {
     } catch (const InputError& e) {
         EXPECT_NE(std::string(e.what()).find("four_d.nii.gz"), std::string::npos) << e.what();
     }
-    EXPECT_THROW(Predictor(make_model(2), PredictOptions{}), InputError) << "a 2-channel model";
+    // A 2-channel model (T1 and T2) given one volume.
+    Predictor two_channels(make_model(2), PredictOptions{});
+    try {
+        two_channels.predict(test_image(grid({8, 8, 8}, Mat4::identity())), "t1_only.nii.gz");
+        FAIL() << "one channel accepted by a 2-channel model";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("t1_only.nii.gz: the model takes 2 channels"), std::string::npos)
+            << e.what();
+    }
     EXPECT_THROW(Predictor(path("missing.safetensors"), PredictOptions{}), InputError);
+}
+
+// A 2-channel model: each channel normalised on its own (scaling one channel changes nothing),
+// and the channels matter (swapping them changes the result).
+TEST_F(Predict, TwoChannelModelNormalisesEachChannelOnItsOwn) {
+    Predictor predictor(make_model(2, 1.0, 0.05f), PredictOptions{});
+    const Grid g = grid({14, 16, 12}, Mat4::scaling(1, 1, 1));
+    const Image t1 = test_image(g);
+    Image stacked(g, 2), scaled(g, 2), swapped(g, 2);
+    const size_t n = size_t(g.voxels());
+    for (size_t v = 0; v < n; ++v) {
+        const float second = std::cos(0.1f * float(v % 17)) * t1.data[v];
+        stacked.data[v] = t1.data[v];
+        stacked.data[n + v] = second;
+        scaled.data[v] = 1000.0f * t1.data[v] + 5.0f;
+        scaled.data[n + v] = second;
+        swapped.data[v] = second;
+        swapped.data[n + v] = t1.data[v];
+    }
+    const Segmentation a = predictor.predict(stacked, "stacked");
+    const Segmentation b = predictor.predict(scaled, "scaled");
+    EXPECT_TRUE(test::all_near(b.posteriors.data, a.posteriors.data, 1e-5));
+    EXPECT_NE(predictor.predict(swapped, "swapped").posteriors.data, a.posteriors.data);
+    EXPECT_EQ(a.resampled.frames, 2);
 }
 
 TEST_F(Predict, CommandProcessesAFolderFileByFile) {

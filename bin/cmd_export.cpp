@@ -1,0 +1,59 @@
+// `infant-synthseg export`: one of our models as a weights-only Keras 2 HDF5 file with
+// SynthSeg's layer and weight names, which SynthSeg's own predict loads by name.
+#include <cstdio>
+#include <filesystem>
+
+#include "bin/cli.h"
+#include "bin/commands.h"
+#include "io/file_util.h"
+#include "kernels/common/error.h"
+#include "nn/checkpoint.h"
+#include "nn/keras.h"
+#include "predict/predictor.h"
+
+namespace iss::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* usage =
+    "usage: infant-synthseg export --model MODEL_DIR|FILE.safetensors --keras OUT.h5\n"
+    "\n"
+    "Writes the model's U-Net as a weights-only Keras 2 HDF5 file (the layout of Keras'\n"
+    "save_weights, names as SynthSeg's unet_* layers), for SynthSeg's and Infant-SynthSeg's\n"
+    "Python tools. Their predict needs the label list and frame of model.json: the labels in\n"
+    "the recorded order, and the recorded orientation (RAS for models trained here).\n"
+    "\n"
+    "  --model M        a model directory (model.safetensors + model.json) or its .safetensors\n"
+    "  --keras OUT.h5   the file to write (not an existing model file)\n"
+    "  --help           this text\n";
+
+}  // namespace
+
+int cmd_export(int argc, char** argv) {
+    const Args args("export", argc, argv, {"--model", "--keras"}, {"--help"});
+    if (args.flag("--help")) {
+        std::fputs(usage, stdout);
+        return 0;
+    }
+    ISS_INPUT(args.positional().empty(), "export: unexpected argument '", args.positional().front(), "'");
+    const std::string weights = resolve_model_path(args.require("--model")), out = args.require("--keras");
+    ISS_INPUT(ends_with(out, ".h5"), "export: --keras must name a .h5 file, got '", out, "'");
+    std::error_code ec;
+    for (const std::string& input : {weights, model_json_path(weights)})
+        ISS_INPUT(!fs::equivalent(input, out, ec), "export: --keras ", out, " is the model's own file ", input);
+
+    const ModelSpec spec = load_model_spec(weights);
+    DeviceContext cpu;
+    ParamStore params(cpu);
+    UNet net(spec.unet, params);
+    params.allocate();
+    load_weights(weights, params);
+    write_keras_unet(out, spec.unet, params);
+    std::printf("exported %s -> %s (Keras 2 weights; labels in channel order:", weights.c_str(), out.c_str());
+    for (int32_t label : spec.labels) std::printf(" %d", label);
+    std::printf("; frame %s)\n", spec.preprocessing.value("orientation", std::string("RAS")).c_str());
+    return 0;
+}
+
+}  // namespace iss::cli

@@ -1,0 +1,83 @@
+// `infant-synthseg import`: a published Keras model (SynthSeg, Infant-SynthSeg: T1.h5, T2.h5,
+// multimodal_model.h5, SynthSeg.h5) as one of our model directories, so that predict, and
+// everything that reads our models, uses it without TensorFlow.
+#include <cstdio>
+#include <filesystem>
+
+#include "bin/cli.h"
+#include "bin/commands.h"
+#include "io/file_util.h"
+#include "kernels/common/error.h"
+#include "nn/checkpoint.h"
+#include "nn/keras.h"
+#include "predict/keras_model.h"
+
+namespace iss::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* usage =
+    "usage: infant-synthseg import --keras FILE.h5 --out MODEL_DIR --labels LABELS\n"
+    "                              [--orientation RAS|LIA|CODE] [--voxel-size MM]\n"
+    "\n"
+    "Reads a Keras 2 HDF5 file of the SynthSeg-family U-Net (weights only or a whole model, a\n"
+    "training checkpoint too: only the unet_* layers are taken), infers its architecture\n"
+    "(levels, features, convolutions per level, kernel, input channels, labels), checks every\n"
+    "weight, and writes MODEL_DIR/model.safetensors and model.json.\n"
+    "\n"
+    "  --keras FILE.h5      the Keras file\n"
+    "  --out MODEL_DIR      the model directory to write (must not hold a model yet)\n"
+    "  --labels LABELS      the segmentation labels of the network's outputs, in any order:\n"
+    "                       infant (Infant-SynthSeg's 34), synthseg (SynthSeg 1.0's 32), a .npy\n"
+    "                       file (e.g. synthseg_segmentation_labels.npy) or a list such as 0,2,3;\n"
+    "                       they are put in SynthSeg's channel order (unsided, left, right) and\n"
+    "                       that order is recorded\n"
+    "  --orientation CODE   the voxel frame the network was trained in: RAS for Infant-SynthSeg\n"
+    "                       (default), LIA for SynthSeg 1.0; predict reorients scans to it\n"
+    "  --voxel-size MM      record a voxel size, so that predict resamples scans to it; by\n"
+    "                       default none (as the published predict: scans keep their resolution)\n"
+    "  --help               this text\n";
+
+}  // namespace
+
+int cmd_import(int argc, char** argv) {
+    const Args args("import", argc, argv, {"--keras", "--out", "--labels", "--orientation", "--voxel-size"},
+                    {"--help"});
+    if (args.flag("--help")) {
+        std::fputs(usage, stdout);
+        return 0;
+    }
+    ISS_INPUT(args.positional().empty(), "import: unexpected argument '", args.positional().front(), "'");
+    const std::string keras = args.require("--keras"), out = args.require("--out");
+    KerasImportOptions options;
+    options.labels = args.require("--labels");
+    options.orientation = args.get("--orientation", "RAS");
+    options.voxel_size_mm = args.number("--voxel-size", 0);
+    ISS_INPUT(!args.has("--voxel-size") || (options.voxel_size_mm > 0 && options.voxel_size_mm <= 10),
+              "import: --voxel-size must be a size in mm from 0 to 10");
+    const std::string weights = (fs::path(out) / "model.safetensors").string();
+    std::error_code ec;
+    ISS_INPUT(!fs::exists(model_json_path(weights), ec) && !fs::exists(weights, ec), out,
+              ": already holds a model; choose another --out");
+
+    // Everything read and checked before the directory is touched.
+    const KerasUNet model = read_keras_unet(keras);
+    const ModelSpec spec = keras_model_spec(model, options, keras);
+    DeviceContext cpu;
+    ParamStore params(cpu);
+    UNet net(spec.unet, params);
+    params.allocate();
+    load_keras_tensors(model, params);
+    make_directories(out);
+    save_model(weights, spec, params);
+    const UNetConfig& u = spec.unet;
+    std::printf(
+        "imported %s (%s, Keras %s): %d levels, %d features, %d convolutions per level, %d input channel%s, "
+        "%d labels, frame %s -> %s\n",
+        keras.c_str(), model.layout.c_str(), model.keras_version.c_str(), u.levels, u.features, u.convs_per_level,
+        u.in_channels, u.in_channels > 1 ? "s" : "", u.classes, options.orientation.c_str(), weights.c_str());
+    return 0;
+}
+
+}  // namespace iss::cli

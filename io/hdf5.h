@@ -1,0 +1,81 @@
+// HDF5 files through the HDF Group's C library, confined to io/hdf5.cpp: nothing else in the
+// project sees an HDF5 type. Only what Keras 2 weight files need: groups, string-list and string
+// attributes, and float32 datasets.
+//
+// Reading treats the file as untrusted: every object is looked up before it is opened, every
+// attribute's and dataset's type, rank and dims are checked before anything is allocated, and
+// sizes are bounded, so a hostile or truncated file gives an InputError naming the file and the
+// object, never a huge allocation or HDF5's own error stack on stderr.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace iss {
+
+class Hdf5Reader {
+public:
+    // InputError when the file cannot be opened or is not HDF5.
+    explicit Hdf5Reader(const std::string& path);
+    ~Hdf5Reader();
+    Hdf5Reader(const Hdf5Reader&) = delete;
+    Hdf5Reader& operator=(const Hdf5Reader&) = delete;
+
+    const std::string& path() const { return path_; }
+
+    // Object names are absolute HDF5 paths ("/model_weights/unet_likelihood"). A name whose
+    // intermediate groups do not exist is simply absent.
+    bool has_group(const std::string& name) const;
+    bool has_dataset(const std::string& name) const;
+    bool has_attribute(const std::string& object, const std::string& name) const;
+
+    // An attribute holding strings (fixed-length or variable-length, scalar or 1-D); an empty
+    // attribute of any type is an empty list (tf-keras writes a layer without weights so).
+    std::vector<std::string> string_list(const std::string& object, const std::string& name) const;
+
+    // The dims of a dataset, and whether it holds 32-bit floats.
+    struct DatasetInfo {
+        std::vector<int64_t> shape;
+        bool float32 = false;
+        std::string type;  // for messages: "float32", "float64", "int32", "string", ...
+    };
+    DatasetInfo dataset_info(const std::string& name) const;
+
+    // A float32 dataset of exactly `shape`, in C order; InputError naming it otherwise, and when
+    // its data cannot be read (a truncated file).
+    std::vector<float> read_f32(const std::string& name, const std::vector<int64_t>& shape) const;
+
+private:
+    std::string path_;
+    int64_t file_ = -1;  // hid_t
+};
+
+// Writes a new HDF5 file (replacing one at `path`: callers write to a temporary name and rename).
+// Failures are iss::Error (exit 1): they are not bad input.
+class Hdf5Writer {
+public:
+    explicit Hdf5Writer(const std::string& path);
+    ~Hdf5Writer();
+    Hdf5Writer(const Hdf5Writer&) = delete;
+    Hdf5Writer& operator=(const Hdf5Writer&) = delete;
+
+    // A group, with any missing groups above it.
+    void group(const std::string& name);
+    // A 1-D attribute of fixed-length, null-padded byte strings (what Keras 2.2 wrote, and what
+    // every Keras version reads), or a scalar one.
+    void string_list(const std::string& object, const std::string& name, const std::vector<std::string>& values);
+    void string_attribute(const std::string& object, const std::string& name, const std::string& value);
+    // A little-endian float32 dataset (any missing groups above it are created).
+    void dataset_f32(const std::string& name, const std::vector<int64_t>& shape, const std::vector<float>& data);
+    // The same in float64 (no weights file of ours has one: the tests write wrong-dtype files).
+    void dataset_f64(const std::string& name, const std::vector<int64_t>& shape, const std::vector<double>& data);
+    // Flushes and closes; the destructor closes without checking.
+    void close();
+
+private:
+    std::string path_;
+    int64_t file_ = -1;  // hid_t
+};
+
+}  // namespace iss

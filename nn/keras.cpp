@@ -1,0 +1,340 @@
+#include "nn/keras.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <set>
+
+#include "io/file_util.h"
+#include "io/hdf5.h"
+#include "kernels/common/error.h"
+
+namespace iss {
+namespace {
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+    return s.compare(0, prefix.size(), prefix) == 0;
+}
+
+// "unet_conv_downarm_3_1" -> {3, 1} when `name` is exactly `prefix` + "A_B"; {-1, -1} otherwise.
+std::pair<int, int> two_indices(const std::string& name, const std::string& prefix) {
+    if (!starts_with(name, prefix)) return {-1, -1};
+    int a = -1, b = -1, end = 0;
+    if (std::sscanf(name.c_str() + prefix.size(), "%d_%d%n", &a, &b, &end) != 2 ||
+        prefix.size() + size_t(end) != name.size() || a < 0 || b < 0 || a > 64 || b > 64)
+        return {-1, -1};
+    return {a, b};
+}
+
+int one_index(const std::string& name, const std::string& prefix) {
+    if (!starts_with(name, prefix)) return -1;
+    int a = -1, end = 0;
+    if (std::sscanf(name.c_str() + prefix.size(), "%d%n", &a, &end) != 1 ||
+        prefix.size() + size_t(end) != name.size() || a < 0 || a > 64)
+        return -1;
+    return a;
+}
+
+// The Keras layer names of each part of our U-Net (ext/neuron's `unet` naming: decoder
+// convolutions are numbered on from the levels, their batch norms from 0).
+std::string down_conv(int level, int conv) {
+    return cat("unet_conv_downarm_", level, "_", conv);
+}
+std::string down_bn(int level) {
+    return cat("unet_bn_down_", level);
+}
+std::string up_conv(int levels, int step, int conv) {
+    return cat("unet_conv_uparm_", levels + step, "_", conv);
+}
+std::string up_bn(int step) {
+    return cat("unet_bn_up_", step);
+}
+const char* const likelihood = "unet_likelihood";
+
+const char* const bn_weights[4] = {"gamma:0", "beta:0", "moving_mean:0", "moving_variance:0"};
+const char* const bn_params[4] = {"gamma", "beta", "running_mean", "running_var"};
+
+// One Keras layer with weights and the parameters of ours it fills.
+struct LayerMap {
+    std::string keras;  // layer name
+    std::string ours;   // parameter prefix: "enc0.conv1", "dec2.bn", "head"
+    bool batch_norm = false;
+    int64_t in_c = 0, out_c = 0, kernel = 0;  // convolutions
+};
+
+// Every weighted layer of the U-Net in Keras' layer order, with what the weights-only file lists
+// around them (the layers without weights), so a written file has the published layout.
+struct KerasLayout {
+    std::vector<std::string> layer_names;  // all layers, in order
+    std::vector<LayerMap> weighted;
+};
+
+KerasLayout layout_of(const UNetConfig& u) {
+    KerasLayout k;
+    const int L = u.levels;
+    k.layer_names.push_back("unet_input");
+    for (int l = 0; l < L; ++l) {
+        int64_t in_c = l == 0 ? u.in_channels : u.features_at(l - 1);
+        for (int c = 0; c < u.convs_per_level; ++c) {
+            k.weighted.push_back({down_conv(l, c), cat("enc", l, ".conv", c), false, in_c, u.features_at(l), u.kernel});
+            k.layer_names.push_back(k.weighted.back().keras);
+            in_c = u.features_at(l);
+        }
+        k.weighted.push_back({down_bn(l), cat("enc", l, ".bn"), true, 0, u.features_at(l), 0});
+        k.layer_names.push_back(k.weighted.back().keras);
+        if (l < L - 1) k.layer_names.push_back(cat("unet_maxpool_", l));
+    }
+    for (int i = 0; i < L - 1; ++i) {
+        const int l = L - 2 - i;
+        k.layer_names.push_back(cat("unet_up_", L + i));
+        k.layer_names.push_back(cat("unet_merge_", L + i));
+        int64_t in_c = u.features_at(l) + u.features_at(l + 1);
+        for (int c = 0; c < u.convs_per_level; ++c) {
+            k.weighted.push_back(
+                {up_conv(L, i, c), cat("dec", l, ".conv", c), false, in_c, u.features_at(l), u.kernel});
+            k.layer_names.push_back(k.weighted.back().keras);
+            in_c = u.features_at(l);
+        }
+        k.weighted.push_back({up_bn(i), cat("dec", l, ".bn"), true, 0, u.features_at(l), 0});
+        k.layer_names.push_back(k.weighted.back().keras);
+    }
+    k.weighted.push_back({likelihood, "head", false, u.features_at(0), u.classes, 1});
+    k.layer_names.push_back(likelihood);
+    k.layer_names.push_back("unet_prediction");
+    return k;
+}
+
+// Keras kernel (kx, ky, kz, in, out) <-> ours (out, kz, ky, kx, in), either way.
+enum class Direction { from_keras, to_keras };
+std::vector<float> transpose_kernel(const std::vector<float>& src, int64_t k, int64_t in, int64_t out, Direction d) {
+    std::vector<float> dst(src.size());
+    for (int64_t x = 0; x < k; ++x)
+        for (int64_t y = 0; y < k; ++y)
+            for (int64_t z = 0; z < k; ++z)
+                for (int64_t i = 0; i < in; ++i)
+                    for (int64_t o = 0; o < out; ++o) {
+                        const size_t keras = size_t((((x * k + y) * k + z) * in + i) * out + o);
+                        const size_t ours = size_t((((o * k + z) * k + y) * k + x) * in + i);
+                        if (d == Direction::from_keras)
+                            dst[ours] = src[keras];
+                        else
+                            dst[keras] = src[ours];
+                    }
+    return dst;
+}
+
+// Layer names of the U-Net that hold no weights: accepted and ignored.
+bool weightless_unet_layer(const std::string& name) {
+    return name == "unet_input" || name == "unet_prediction" || one_index(name, "unet_maxpool_") >= 0 ||
+           one_index(name, "unet_up_") >= 0 || one_index(name, "unet_merge_") >= 0;
+}
+
+// Reads one file's U-Net: the layer list first, the architecture from the shapes, then every
+// dataset checked against that architecture.
+class Reader {
+public:
+    explicit Reader(const std::string& path) : file_(path), path_(path) {
+        root_ = file_.has_group("/model_weights") ? "/model_weights" : "";
+        ISS_INPUT(file_.has_attribute(root_.empty() ? "/" : root_, "layer_names"), path_,
+                  ": not a Keras weights file (no 'layer_names' attribute", root_.empty() ? "" : " in /model_weights",
+                  ")");
+        layers_ = file_.string_list(root_.empty() ? "/" : root_, "layer_names");
+    }
+
+    KerasUNet read() {
+        KerasUNet model;
+        model.layout = root_.empty() ? "weights only" : "whole model";
+        model.keras_version = "unknown";
+        if (file_.has_attribute("/", "keras_version")) {
+            const std::vector<std::string> v = file_.string_list("/", "keras_version");
+            if (v.size() == 1) model.keras_version = v[0];
+        }
+        model.unet = infer();
+        for (const LayerMap& layer : layout_of(model.unet).weighted) read_layer(layer, model.tensors);
+        return model;
+    }
+
+private:
+    // The architecture from the names and the shapes of the first convolution and the head.
+    UNetConfig infer() {
+        std::set<std::pair<int, int>> down;
+        std::set<int> bn_down;
+        for (const std::string& name : layers_) {
+            if (!starts_with(name, "unet_")) continue;  // another model's layer (training checkpoints)
+            const auto d = two_indices(name, "unet_conv_downarm_");
+            if (d.first >= 0) {
+                down.insert(d);
+                continue;
+            }
+            if (one_index(name, "unet_bn_down_") >= 0) {
+                bn_down.insert(one_index(name, "unet_bn_down_"));
+                continue;
+            }
+            if (two_indices(name, "unet_conv_uparm_").first >= 0 || one_index(name, "unet_bn_up_") >= 0 ||
+                name == likelihood || weightless_unet_layer(name))
+                continue;
+            throw InputError(cat(path_, ": layer ", name,
+                                 " is not part of the U-Net this program builds (residual, dropout and other "
+                                 "variants are not supported)"));
+        }
+        ISS_INPUT(!down.empty(), path_, ": holds no U-Net layers (unet_conv_downarm_*): not a SynthSeg-family model");
+        UNetConfig u;
+        u.levels = down.rbegin()->first + 1;
+        u.convs_per_level = 0;
+        while (down.count({0, u.convs_per_level})) ++u.convs_per_level;
+        for (int l = 0; l < u.levels; ++l)
+            for (int c = 0; c < u.convs_per_level; ++c)
+                ISS_INPUT(down.count({l, c}), path_, ": missing layer ", down_conv(l, c));
+        ISS_INPUT(int(down.size()) == u.levels * u.convs_per_level, path_,
+                  ": the encoder levels have different numbers of convolutions");
+        ISS_INPUT(!bn_down.empty(), path_,
+                  ": no batch normalisation layers (unet_bn_down_*): this program's U-Net has one per level");
+        ISS_INPUT(u.levels <= 8, path_, ": ", u.levels, " levels; at most 8 are supported");
+
+        const std::vector<int64_t> first = kernel_shape(down_conv(0, 0));
+        u.kernel = int(first[0]);
+        ISS_INPUT(first[0] == first[1] && first[1] == first[2] && (u.kernel == 3 || u.kernel == 1), path_, ": layer ",
+                  down_conv(0, 0), " has a ", first[0], "x", first[1], "x", first[2],
+                  " kernel; 3x3x3 or 1x1x1 expected");
+        ISS_INPUT(first[3] >= 1 && first[3] <= 16, path_, ": layer ", down_conv(0, 0), " takes ", first[3],
+                  " input channels (1 to 16 supported)");
+        ISS_INPUT(first[4] >= 1 && first[4] <= 1024, path_, ": layer ", down_conv(0, 0), " has ", first[4],
+                  " features (1 to 1024 supported)");
+        u.in_channels = int(first[3]);
+        u.features = int(first[4]);
+        if (u.levels > 1) {
+            const std::vector<int64_t> second = kernel_shape(down_conv(1, 0));
+            ISS_INPUT(second[4] == 2 * first[4], path_, ": layer ", down_conv(1, 0), " has ", second[4],
+                      " features after ", first[4], " at level 0: this program's U-Net doubles the features per level");
+        }
+        const std::vector<int64_t> head = kernel_shape(likelihood);
+        ISS_INPUT(head[4] >= 2 && head[4] <= 255, path_, ": layer ", likelihood, " has ", head[4],
+                  " outputs (2 to 255 labels supported)");
+        u.classes = int(head[4]);
+        // Parameters in all, from the dims checked so far, before anything is read.
+        int64_t total = 0;
+        for (const LayerMap& layer : layout_of(u).weighted)
+            total += layer.batch_norm ? 4 * layer.out_c
+                                      : layer.out_c * (layer.kernel * layer.kernel * layer.kernel * layer.in_c + 1);
+        ISS_INPUT(total <= (int64_t(1) << 28), path_, ": a U-Net of ", total, " parameters is larger than supported");
+        return u;
+    }
+
+    std::string group(const std::string& layer) const { return root_ + "/" + layer; }
+
+    // The layer's weight names, which must be those expected (by suffix), in that order.
+    std::vector<std::string> weight_names(const std::string& layer, const std::vector<std::string>& suffixes) const {
+        ISS_INPUT(std::find(layers_.begin(), layers_.end(), layer) != layers_.end(), path_, ": missing layer ", layer);
+        ISS_INPUT(file_.has_group(group(layer)), path_, ": layer ", layer, " is listed but its group is missing");
+        const std::vector<std::string> names = file_.string_list(group(layer), "weight_names");
+        bool ok = names.size() == suffixes.size();
+        for (size_t i = 0; ok && i < names.size(); ++i) {
+            const std::string& n = names[i];
+            ok = n.size() > suffixes[i].size() &&
+                 n.compare(n.size() - suffixes[i].size(), std::string::npos, suffixes[i]) == 0 &&
+                 n[n.size() - suffixes[i].size() - 1] == '/';
+        }
+        std::string expected;
+        for (const std::string& s : suffixes) expected += (expected.empty() ? "" : ", ") + s;
+        ISS_INPUT(ok, path_, ": layer ", layer, " holds ", names.size(), " weights; expected ", expected);
+        return names;
+    }
+
+    std::vector<int64_t> kernel_shape(const std::string& layer) const {
+        const std::vector<std::string> names = weight_names(layer, {"kernel:0", "bias:0"});
+        const Hdf5Reader::DatasetInfo info = file_.dataset_info(group(layer) + "/" + names[0]);
+        ISS_INPUT(info.shape.size() == 5, path_, ": layer ", layer, " has a kernel of rank ", info.shape.size(),
+                  "; a 3-D convolution's is 5");
+        return info.shape;
+    }
+
+    void read_layer(const LayerMap& layer, std::map<std::string, std::vector<float>>& tensors) const {
+        if (layer.batch_norm) {
+            const std::vector<std::string> names =
+                weight_names(layer.keras, {bn_weights[0], bn_weights[1], bn_weights[2], bn_weights[3]});
+            for (int w = 0; w < 4; ++w)
+                tensors[layer.ours + "." + bn_params[w]] =
+                    file_.read_f32(group(layer.keras) + "/" + names[size_t(w)], {layer.out_c});
+            return;
+        }
+        const std::vector<std::string> names = weight_names(layer.keras, {"kernel:0", "bias:0"});
+        const int64_t k = layer.kernel;
+        const std::vector<float> kernel =
+            file_.read_f32(group(layer.keras) + "/" + names[0], {k, k, k, layer.in_c, layer.out_c});
+        tensors[layer.ours + ".weight"] = transpose_kernel(kernel, k, layer.in_c, layer.out_c, Direction::from_keras);
+        tensors[layer.ours + ".bias"] = file_.read_f32(group(layer.keras) + "/" + names[1], {layer.out_c});
+    }
+
+    Hdf5Reader file_;
+    std::string path_;
+    std::string root_;  // "" (weights only) or "/model_weights"
+    std::vector<std::string> layers_;
+};
+
+}  // namespace
+
+KerasUNet read_keras_unet(const std::string& path) {
+    return Reader(path).read();
+}
+
+void load_keras_tensors(const KerasUNet& model, ParamStore& params) {
+    for (size_t p = 0; p < params.infos().size(); ++p) {
+        const ParamInfo& info = params.infos()[p];
+        const auto it = model.tensors.find(info.name);
+        ISS_REQUIRE(it != model.tensors.end() && int64_t(it->second.size()) == info.count,
+                    "Keras import: no tensor for parameter ", info.name);
+        params.upload(Param{int(p)}, it->second);
+    }
+}
+
+void write_keras_unet(const std::string& path, const UNetConfig& unet, ParamStore& params) {
+    const KerasLayout layout = layout_of(unet);
+    std::map<std::string, Param> by_name;
+    for (size_t p = 0; p < params.infos().size(); ++p) by_name[params.infos()[p].name] = Param{int(p)};
+    auto values = [&](const std::string& name) {
+        const auto it = by_name.find(name);
+        ISS_REQUIRE(it != by_name.end(), "Keras export: the model has no parameter ", name);
+        return params.download(it->second);
+    };
+    const std::string temporary = temporary_path_for(path);
+    try {
+        Hdf5Writer file(temporary);
+        file.string_list("/", "layer_names", layout.layer_names);
+        file.string_attribute("/", "backend", "tensorflow");
+        file.string_attribute("/", "keras_version", "2.2.4");
+        std::map<std::string, const LayerMap*> weighted;
+        for (const LayerMap& layer : layout.weighted) weighted[layer.keras] = &layer;
+        for (const std::string& name : layout.layer_names) {
+            const std::string group = "/" + name;
+            file.group(group);
+            const auto it = weighted.find(name);
+            if (it == weighted.end()) {
+                file.string_list(group, "weight_names", {});
+                continue;
+            }
+            const LayerMap& layer = *it->second;
+            std::vector<std::string> names;
+            if (layer.batch_norm) {
+                for (int w = 0; w < 4; ++w) {
+                    names.push_back(name + "/" + bn_weights[w]);
+                    file.dataset_f32(group + "/" + names.back(), {layer.out_c},
+                                     values(layer.ours + "." + bn_params[w]));
+                }
+            } else {
+                const int64_t k = layer.kernel;
+                names = {name + "/kernel:0", name + "/bias:0"};
+                file.dataset_f32(
+                    group + "/" + names[0], {k, k, k, layer.in_c, layer.out_c},
+                    transpose_kernel(values(layer.ours + ".weight"), k, layer.in_c, layer.out_c, Direction::to_keras));
+                file.dataset_f32(group + "/" + names[1], {layer.out_c}, values(layer.ours + ".bias"));
+            }
+            file.string_list(group, "weight_names", names);
+        }
+        file.close();
+    } catch (...) {
+        std::remove(temporary.c_str());
+        throw;
+    }
+    commit_temporary(temporary, path);
+}
+
+}  // namespace iss

@@ -1,0 +1,48 @@
+// Keras 2 HDF5 weight files of the SynthSeg-family U-Net (ext/neuron's `unet`, as SynthSeg and
+// Infant-SynthSeg build it): reading one into our U-Net, and writing ours in the same layout so
+// that SynthSeg's own tools load it by name. docs/FORMATS.md ("Keras HDF5") has the name mapping.
+//
+// Accepted layouts: weights only (`save_weights`: the layers at the root) and whole models
+// (`model.save`: the layers under /model_weights), name lists as fixed-length byte strings
+// (Keras 2.2, the published files) or variable-length strings (tf-keras 2.x). Layers that are not
+// the U-Net's (`unet_*`) are ignored, so a training checkpoint of the published code, which also
+// holds the synthetic-image and loss models, imports too.
+//
+// Axes: Keras numbers a volume (x, y, z) (nibabel's array order) and stores a kernel as
+// (kx, ky, kz, in, out); our tensors are (z, y, x) with weights (out, kz, ky, kx, in). Reading
+// transposes accordingly, so that our predict, which feeds NIfTI voxels as (z, y, x), computes
+// what SynthSeg's predict computes on the same voxels.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "nn/params.h"
+#include "nn/unet.h"
+
+namespace iss {
+
+struct KerasUNet {
+    UNetConfig unet;  // inferred from the file (levels, features, convolutions, kernel, channels, classes)
+    // Our parameter name -> values in our layout, for every parameter UNet(unet) declares.
+    std::map<std::string, std::vector<float>> tensors;
+    std::string layout;         // "weights only" or "whole model"
+    std::string keras_version;  // as the file says, or "unknown"
+};
+
+// Reads and checks the whole U-Net: every layer present, every dataset float32 of the shape the
+// inferred architecture needs; an architecture our U-Net does not build (another feature
+// multiplier, no batch norm, an unknown `unet_*` layer such as a residual or dropout variant) is
+// an InputError naming the file and the layer.
+KerasUNet read_keras_unet(const std::string& path);
+
+// Puts the tensors of read_keras_unet into a ParamStore made by UNet(unet) (allocated).
+void load_keras_tensors(const KerasUNet& model, ParamStore& params);
+
+// Writes the network as a weights-only Keras 2 file: the layer names, their order, the
+// attributes and the dataset shapes of `save_weights`, name lists as fixed-length byte strings.
+// Writes to a temporary name and renames when complete.
+void write_keras_unet(const std::string& path, const UNetConfig& unet, ParamStore& params);
+
+}  // namespace iss

@@ -1,0 +1,30 @@
+// A published Keras model as one of ours: the label list of its output channels and the
+// preprocessing predict needs, for `import` (written as a model directory) and for
+// `predict --model FILE.h5` (in memory). docs/FORMATS.md, "Keras HDF5".
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "nn/checkpoint.h"
+#include "nn/keras.h"
+
+namespace iss {
+
+struct KerasImportOptions {
+    // "infant" (the 34 infant labels), "synthseg" (SynthSeg 1.0's 32), a .npy file of label
+    // values (duplicates allowed, as SynthSeg's files have them) or a comma-separated list, in any
+    // order: they are put in SynthSeg's channel order (labels::freesurfer_sorted).
+    std::string labels;
+    std::string orientation = "RAS";  // the frame the network was trained in (SynthSeg 1.0: LIA)
+    double voxel_size_mm = 0;         // recorded only when given: the published predict never resamples
+};
+
+// The label values a --labels text names, unsorted. InputError naming the option or the file.
+std::vector<int32_t> parse_label_list(const std::string& text);
+
+// The ModelSpec of an imported network; InputError when the label list does not fit the
+// network's outputs or the orientation is not a code.
+ModelSpec keras_model_spec(const KerasUNet& model, const KerasImportOptions& options, const std::string& source);
+
+}  // namespace iss

@@ -1,0 +1,411 @@
+// Keras HDF5 import and export (nn/keras.h, io/hdf5.h): the published SynthSeg-family U-Net.
+// With ../shared: every fixture of shared/data/keras (three networks, two layouts each) imports
+// to the architecture its layers.json describes, and our forward matches the softmax Keras
+// computed, on every backend, within the tolerance of docs/KERNELS.md ("Keras import"); export
+// then import is bit-identical and has the fixture's layout. Without ../shared a file our own
+// writer makes covers the import path. Bad files are InputErrors naming the file and the layer.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "io/hdf5.h"
+#include "io/nifti.h"
+#include "io/npy.h"
+#include "io/safetensors.h"
+#include "kernels/common/error.h"
+#include "nn/autograd.h"
+#include "nn/checkpoint.h"
+#include "nn/keras.h"
+#include "nn/ops.h"
+#include "nn/tensor.h"
+#include "nn/unet.h"
+#include "synth/labels.h"
+#include "tests/backends.h"
+#include "tests/test_util.h"
+
+namespace iss {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A network built from a KerasUNet on a context, ready for inference.
+struct Network {
+    ParamStore params;
+    UNet net;
+    Network(DeviceContext& ctx, const KerasUNet& model) : params(ctx), net(model.unet, params) {
+        params.allocate();
+        load_keras_tensors(model, params);
+    }
+};
+
+// Softmax of the network for a channels-last volume given in Keras' axis order (x, y, z, c),
+// returned in the same order: our tensors are (z, y, x, c), so the spatial axes are reversed
+// on the way in and out.
+std::vector<float> softmax_keras_order(DeviceContext& ctx, Network& n, const std::vector<float>& in,
+                                       const std::array<int64_t, 3>& dims, int64_t channels, int64_t classes) {
+    const int64_t X = dims[0], Y = dims[1], Z = dims[2];
+    std::vector<float> ours(in.size());
+    for (int64_t x = 0; x < X; ++x)
+        for (int64_t y = 0; y < Y; ++y)
+            for (int64_t z = 0; z < Z; ++z)
+                for (int64_t c = 0; c < channels; ++c)
+                    ours[size_t(((z * Y + y) * X + x) * channels + c)] =
+                        in[size_t(((x * Y + y) * Z + z) * channels + c)];
+    PoolAllocator pool(ctx);
+    std::vector<float> out_ours;
+    {
+        Graph g(pool, n.params, false);
+        Tensor input = Tensor::make(pool, Shape5{1, Z, Y, X, channels});
+        ctx.copy_to_device(input.data, ours.data(), ours.size() * sizeof(float));
+        const Var probs = softmax(g, n.net.forward(g, g.input(input), false));
+        out_ours.resize(size_t(probs.value().size()));
+        ctx.copy_to_host(out_ours.data(), probs.data(), out_ours.size() * sizeof(float));
+    }
+    std::vector<float> out(out_ours.size());
+    for (int64_t x = 0; x < X; ++x)
+        for (int64_t y = 0; y < Y; ++y)
+            for (int64_t z = 0; z < Z; ++z)
+                for (int64_t c = 0; c < classes; ++c)
+                    out[size_t(((x * Y + y) * Z + z) * classes + c)] =
+                        out_ours[size_t(((z * Y + y) * X + x) * classes + c)];
+    return out;
+}
+
+std::vector<float> as_float(const NpyArray& a) {
+    return std::vector<float>(a.values.begin(), a.values.end());
+}
+
+std::string keras_dir() {
+    return test::shared_dir() + "/data/keras";
+}
+
+// --- the fixtures ------------------------------------------------------------------------------
+
+struct Fixture {
+    const char* stem;
+    int levels, features, classes, in_channels;
+};
+const Fixture fixtures[] = {
+    {"unet_l5_f4_c34", 5, 4, 34, 1}, {"unet_l3_f8_c19", 3, 8, 19, 1}, {"unet_l3_f4_c34_in2", 3, 4, 34, 2}};
+
+class KerasFixtures : public test::BackendTest {};
+
+// Tolerance (derived in docs/KERNELS.md, "Keras import"): fp32 on both sides, differing only in
+// summation order; a random walk of sqrt(K) u per convolution over the network's 21 or fewer
+// convolutions, scaled by batch norm and logits of about 10, puts the probabilities within about
+// 1.5e-4; the tolerance is about 3x that. The argmax may differ only where Keras' two largest
+// probabilities are closer than twice the tolerance.
+constexpr double kSoftmaxTolerance = 5e-4;
+
+TEST_P(KerasFixtures, ImportMatchesKerasSoftmax) {
+    if (!fs::is_directory(keras_dir())) GTEST_SKIP() << keras_dir() << " not found: Keras fixtures not checked";
+    for (const Fixture& f : fixtures) {
+        for (const char* layout : {"_weights.h5", "_model.h5"}) {
+            SCOPED_TRACE(std::string(f.stem) + layout);
+            const KerasUNet model = read_keras_unet(keras_dir() + "/" + f.stem + layout);
+            EXPECT_EQ(model.unet.levels, f.levels);
+            EXPECT_EQ(model.unet.features, f.features);
+            EXPECT_EQ(model.unet.classes, f.classes);
+            EXPECT_EQ(model.unet.in_channels, f.in_channels);
+            EXPECT_EQ(model.unet.convs_per_level, 2);
+            EXPECT_EQ(model.unet.kernel, 3);
+            EXPECT_EQ(model.layout, std::string(layout) == "_model.h5" ? "whole model" : "weights only");
+            Network n(ctx(), model);
+            const NpyArray input = read_npy(keras_dir() + "/" + f.stem + ".input.npy");
+            const NpyArray want = read_npy(keras_dir() + "/" + f.stem + ".softmax.npy");
+            ASSERT_EQ(input.shape.size(), 5u);
+            const std::array<int64_t, 3> dims{input.shape[1], input.shape[2], input.shape[3]};
+            const std::vector<float> got =
+                softmax_keras_order(ctx(), n, as_float(input), dims, input.shape[4], f.classes);
+            const std::vector<float> reference = as_float(want);
+            EXPECT_TRUE(test::all_near(got, reference, kSoftmaxTolerance));
+            // Argmax: the same label everywhere but at near-ties.
+            int64_t differ = 0, ties = 0;
+            for (size_t v = 0; v < got.size() / size_t(f.classes); ++v) {
+                const float* g = &got[v * size_t(f.classes)];
+                const float* r = &reference[v * size_t(f.classes)];
+                const int64_t a = std::max_element(g, g + f.classes) - g, b = std::max_element(r, r + f.classes) - r;
+                std::vector<float> sorted(r, r + f.classes);
+                std::sort(sorted.rbegin(), sorted.rend());
+                const bool tie = sorted[0] - sorted[1] < 2 * kSoftmaxTolerance;
+                ties += tie;
+                differ += a != b && !tie;
+            }
+            EXPECT_EQ(differ, 0) << "argmax differs away from near-ties (" << ties << " near-ties)";
+        }
+    }
+}
+
+ISS_INSTANTIATE_BACKENDS(KerasFixtures);
+
+// The layer list, each layer's weight names and every dataset's shape of a weights file.
+struct Layout {
+    std::vector<std::string> layers;
+    std::map<std::string, std::vector<std::string>> weights;
+    std::map<std::string, std::vector<int64_t>> shapes;
+};
+
+Layout layout_of_file(const std::string& path) {
+    Hdf5Reader f(path);
+    const std::string root = f.has_group("/model_weights") ? "/model_weights" : "";
+    Layout l;
+    l.layers = f.string_list(root.empty() ? "/" : root, "layer_names");
+    for (const std::string& layer : l.layers) {
+        l.weights[layer] = f.string_list(root + "/" + layer, "weight_names");
+        for (const std::string& w : l.weights[layer]) l.shapes[w] = f.dataset_info(root + "/" + layer + "/" + w).shape;
+    }
+    return l;
+}
+
+TEST(KerasExport, RoundTripIsBitIdenticalWithTheFixturesLayout) {
+    if (!fs::is_directory(keras_dir())) GTEST_SKIP() << keras_dir() << " not found: Keras fixtures not checked";
+    const fs::path dir = test::unique_temp_dir("keras-round-trip");
+    DeviceContext cpu;
+    for (const Fixture& f : fixtures) {
+        SCOPED_TRACE(f.stem);
+        const std::string source = keras_dir() + "/" + f.stem + "_weights.h5";
+        const KerasUNet model = read_keras_unet(source);
+        Network n(cpu, model);
+        const std::string exported = (dir / (std::string(f.stem) + ".h5")).string();
+        write_keras_unet(exported, model.unet, n.params);
+        const KerasUNet again = read_keras_unet(exported);
+        EXPECT_EQ(again.tensors, model.tensors);
+        EXPECT_EQ(again.keras_version, "2.2.4");
+        const Layout want = layout_of_file(source), got = layout_of_file(exported);
+        EXPECT_EQ(got.layers, want.layers);
+        EXPECT_EQ(got.weights, want.weights);
+        EXPECT_EQ(got.shapes, want.shapes);
+    }
+    fs::remove_all(dir);
+}
+
+// --- without ../shared: our writer's file through the import path ----------------------------
+
+TEST(KerasImport, OwnWriterRoundTripGivesTheSameNetwork) {
+    const fs::path dir = test::unique_temp_dir("keras-own");
+    DeviceContext cpu;
+    UNetConfig config;
+    config.levels = 3;
+    config.features = 3;
+    config.classes = 5;
+    config.in_channels = 2;
+    ParamStore params(cpu);
+    UNet net(config, params);
+    params.allocate();
+    net.initialise(7);
+    const std::string file = (dir / "own.h5").string();
+    write_keras_unet(file, config, params);
+    const KerasUNet model = read_keras_unet(file);
+    EXPECT_EQ(model.unet.levels, 3);
+    EXPECT_EQ(model.unet.features, 3);
+    EXPECT_EQ(model.unet.classes, 5);
+    EXPECT_EQ(model.unet.in_channels, 2);
+    ASSERT_EQ(model.tensors.size(), params.infos().size());
+    for (size_t p = 0; p < params.infos().size(); ++p)
+        EXPECT_EQ(model.tensors.at(params.infos()[p].name), params.download(Param{int(p)})) << params.infos()[p].name;
+    fs::remove_all(dir);
+}
+
+// --- bad files ---------------------------------------------------------------------------------
+
+class KerasBadInput : public test::TempDirTest {
+protected:
+    // A one-level U-Net (1 convolution, batch norm, head) written by hand, with a mutation.
+    enum Mutation { none, no_bn, head_group_missing, head_wrong_shape, kernel_float64, unknown_layer };
+    std::string tiny(Mutation m) {
+        const std::string file = path("tiny_" + std::to_string(int(m)) + ".h5");
+        Hdf5Writer w(file);
+        std::vector<std::string> layers = {"unet_input", "unet_conv_downarm_0_0", "unet_bn_down_0", "unet_likelihood",
+                                           "unet_prediction"};
+        if (m == no_bn) layers.erase(layers.begin() + 2);
+        if (m == unknown_layer) layers.insert(layers.begin() + 2, "unet_res_down_0");
+        w.string_list("/", "layer_names", layers);
+        for (const std::string& layer : layers) {
+            if (m == head_group_missing && layer == "unet_likelihood") continue;
+            w.group("/" + layer);
+            std::vector<std::string> names;
+            if (layer == "unet_conv_downarm_0_0") {
+                names = {layer + "/kernel:0", layer + "/bias:0"};
+                if (m == kernel_float64)
+                    w.dataset_f64("/" + layer + "/" + names[0], {3, 3, 3, 1, 2}, std::vector<double>(54, 0.1));
+                else
+                    w.dataset_f32("/" + layer + "/" + names[0], {3, 3, 3, 1, 2}, std::vector<float>(54, 0.1f));
+                w.dataset_f32("/" + layer + "/" + names[1], {2}, {0, 0});
+            } else if (layer == "unet_bn_down_0") {
+                for (const char* n : {"gamma:0", "beta:0", "moving_mean:0", "moving_variance:0"}) {
+                    names.push_back(layer + "/" + n);
+                    w.dataset_f32("/" + layer + "/" + names.back(), {2}, {1, 1});
+                }
+            } else if (layer == "unet_likelihood") {
+                names = {layer + "/kernel:0", layer + "/bias:0"};
+                const int64_t in = m == head_wrong_shape ? 5 : 2;
+                w.dataset_f32("/" + layer + "/" + names[0], {1, 1, 1, in, 3}, std::vector<float>(size_t(in * 3), 0.5f));
+                w.dataset_f32("/" + layer + "/" + names[1], {3}, {0, 0, 0});
+            }
+            w.string_list("/" + layer, "weight_names", names);
+        }
+        w.close();
+        return file;
+    }
+    static std::string error_of(const std::string& file) {
+        try {
+            read_keras_unet(file);
+        } catch (const InputError& e) {
+            return e.what();
+        }
+        return "(no InputError)";
+    }
+};
+
+TEST_F(KerasBadInput, EachIsAnInputErrorNamingFileAndLayer) {
+    const KerasUNet ok = read_keras_unet(tiny(none));
+    EXPECT_EQ(ok.unet.levels, 1);
+    EXPECT_EQ(ok.unet.features, 2);
+    EXPECT_EQ(ok.unet.classes, 3);
+
+    std::ofstream(path("text.h5")) << "not an HDF5 file at all\n";
+    EXPECT_NE(error_of(path("text.h5")).find("text.h5: not an HDF5 file"), std::string::npos);
+    EXPECT_NE(error_of(path("absent.h5")).find("absent.h5: cannot open"), std::string::npos);
+    {
+        Hdf5Writer w(path("plain.h5"));
+        w.group("/data");
+        w.dataset_f32("/data/x", {2}, {1, 2});
+        w.close();
+    }
+    EXPECT_NE(error_of(path("plain.h5")).find("not a Keras weights file"), std::string::npos);
+    EXPECT_NE(error_of(tiny(no_bn)).find("no batch normalisation"), std::string::npos);
+    const std::string missing = error_of(tiny(head_group_missing));
+    EXPECT_NE(missing.find("unet_likelihood"), std::string::npos) << missing;
+    const std::string shape = error_of(tiny(head_wrong_shape));
+    EXPECT_NE(shape.find("unet_likelihood"), std::string::npos) << shape;
+    EXPECT_NE(shape.find("shape (1, 1, 1, 5, 3), expected (1, 1, 1, 2, 3)"), std::string::npos) << shape;
+    const std::string dtype = error_of(tiny(kernel_float64));
+    EXPECT_NE(dtype.find("unet_conv_downarm_0_0/kernel:0 holds float64, expected float32"), std::string::npos) << dtype;
+    const std::string unknown = error_of(tiny(unknown_layer));
+    EXPECT_NE(unknown.find("layer unet_res_down_0 is not part of the U-Net"), std::string::npos) << unknown;
+
+    // A truncated file: the first half of a valid one.
+    const std::string whole = tiny(none);
+    const std::string bytes = test::read_text(whole);
+    std::ofstream(path("truncated.h5"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+    const std::string truncated = error_of(path("truncated.h5"));
+    EXPECT_NE(truncated.find("truncated.h5"), std::string::npos) << truncated;
+}
+
+// --- the commands ------------------------------------------------------------------------------
+
+class KerasCli : public test::TempDirTest {
+protected:
+    static test::RunResult run(const std::string& args) { return test::run_command(test::cli_path() + " " + args); }
+    std::string q(const std::string& name) const { return test::shell_quote(path(name)); }
+    // A small model of ours (3 levels, 3 features, 5 labels) saved as a model directory.
+    void make_model_dir(const std::string& dir) {
+        DeviceContext cpu;
+        ModelSpec spec;
+        spec.unet.levels = 3;
+        spec.unet.features = 3;
+        spec.unet.classes = 5;
+        spec.labels = {0, 2, 3, 41, 42};
+        spec.preprocessing = {{"orientation", "RAS"}, {"size_multiple", 4}};
+        ParamStore params(cpu);
+        UNet net(spec.unet, params);
+        params.allocate();
+        net.initialise(11);
+        fs::create_directories(path(dir));
+        save_model(path(dir + "/model.safetensors"), spec, params);
+    }
+    void scan(const std::string& name) {
+        Grid g;
+        g.dim = {12, 14, 10};
+        g.affine = Mat4::scaling(1.5, 1.5, 1.5);
+        Image im(g);
+        for (size_t v = 0; v < im.data.size(); ++v) im.data[v] = float((v * 7919) % 101);
+        write_image(path(name), im);
+    }
+};
+
+// export, then import: the same parameters bit for bit, and the same segmentation.
+TEST_F(KerasCli, ExportThenImportGivesTheSameModel) {
+    make_model_dir("ours");
+    scan("scan.nii.gz");
+    const test::RunResult exported = run("export --model " + q("ours") + " --keras " + q("ours.h5"));
+    ASSERT_EQ(exported.status, 0) << exported.err;
+    EXPECT_NE(exported.out.find("labels in channel order: 0 2 3 41 42"), std::string::npos) << exported.out;
+    // Labels in any order: they are put in SynthSeg's channel order.
+    const test::RunResult imported =
+        run("import --keras " + q("ours.h5") + " --out " + q("back") + " --labels 42,41,3,2,0");
+    ASSERT_EQ(imported.status, 0) << imported.err;
+    const SafetensorsFile a = read_safetensors(path("ours/model.safetensors"));
+    const SafetensorsFile b = read_safetensors(path("back/model.safetensors"));
+    ASSERT_EQ(a.tensors.size(), b.tensors.size());
+    for (const auto& t : a.tensors) EXPECT_EQ(t.as_f32(), b.at(t.name).as_f32()) << t.name;
+    EXPECT_EQ(load_model_spec(path("back/model.safetensors")).labels, (std::vector<int32_t>{0, 2, 3, 41, 42}));
+    for (const char* model : {"ours", "back"})
+        ASSERT_EQ(run(std::string("predict --device cpu --i ") + q("scan.nii.gz") + " --o " +
+                      q(std::string("seg_") + model + ".nii.gz") + " --model " + q(model))
+                      .status,
+                  0);
+    EXPECT_EQ(read_labels(path("seg_ours.nii.gz")).data, read_labels(path("seg_back.nii.gz")).data);
+    // The .h5 directly, imported in memory.
+    ASSERT_EQ(run("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("seg_h5.nii.gz") + " --model " +
+                  q("ours.h5") + " --labels 0,2,3,41,42")
+                  .status,
+              0);
+    EXPECT_EQ(read_labels(path("seg_h5.nii.gz")).data, read_labels(path("seg_ours.nii.gz")).data);
+}
+
+// Exit 2, one line naming the problem, and nothing written.
+TEST_F(KerasCli, BadInputExitsTwoAndWritesNothing) {
+    make_model_dir("ours");
+    scan("scan.nii.gz");
+    ASSERT_EQ(run("export --model " + q("ours") + " --keras " + q("ours.h5")).status, 0);
+    std::ofstream(path("text.h5")) << "plain text\n";
+    const auto expect_bad = [&](const std::string& args, const std::string& fragment) {
+        SCOPED_TRACE(args);
+        const test::RunResult r = run(args);
+        EXPECT_EQ(r.status, 2) << r.err;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+        EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
+        EXPECT_FALSE(fs::exists(path("out"))) << "something was written";
+    };
+    expect_bad("import --keras " + q("text.h5") + " --out " + q("out") + " --labels 0,2,3,41,42", "not an HDF5 file");
+    expect_bad("import --keras " + q("ours.h5") + " --out " + q("out") + " --labels 0,2,3",
+               "--labels: 3 labels, but the network in");
+    expect_bad("import --keras " + q("ours.h5") + " --out " + q("out") + " --labels 0,2,3,41,999",
+               "label 999 is in none of SynthSeg's label classes");
+    expect_bad("import --keras " + q("ours.h5") + " --out " + q("out") + " --labels 0,2,3,41,42 --orientation XYZ",
+               "--orientation");
+    expect_bad("import --keras " + q("ours.h5") + " --out " + q("out"), "--labels is required");
+    expect_bad("import --keras " + q("ours.h5") + " --out " + q("ours") + " --labels 0,2,3,41,42",
+               "already holds a model");
+    expect_bad("export --model " + q("ours") + " --keras " + q("ours/model.safetensors"), "must name a .h5 file");
+    expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("out") + " --model " + q("ours.h5"),
+               "--labels is required");
+    expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("out") + " --model " + q("ours") +
+                   " --labels infant",
+               "--labels and --orientation are for a Keras .h5 model");
+    expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --i " + q("scan.nii.gz") + " --o " + q("out") +
+                   " --model " + q("ours"),
+               "the model takes 1 channel, the image has 2 volumes");
+}
+
+// --- label order -------------------------------------------------------------------------------
+
+TEST(KerasLabels, FreeSurferOrderGivesThePublishedChannelOrders) {
+    std::vector<int32_t> infant = labels::segmentation_labels();
+    std::reverse(infant.begin(), infant.end());
+    EXPECT_EQ(labels::freesurfer_sorted(infant), labels::segmentation_labels());
+    std::vector<int32_t> synthseg = labels::synthseg_segmentation_labels();
+    std::sort(synthseg.begin(), synthseg.end());
+    EXPECT_EQ(labels::freesurfer_sorted(synthseg), labels::synthseg_segmentation_labels());
+    EXPECT_EQ(labels::freesurfer_sorted({42, 0, 3, 24, 2, 41}), (std::vector<int32_t>{0, 24, 2, 3, 41, 42}));
+    EXPECT_THROW(labels::freesurfer_sorted({0, 2, 2}), InputError);
+    EXPECT_THROW(labels::freesurfer_sorted({0, 99999}), InputError);
+}
+
+}  // namespace
+}  // namespace iss
