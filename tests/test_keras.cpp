@@ -215,7 +215,7 @@ TEST(KerasImport, OwnWriterRoundTripGivesTheSameNetwork) {
 class KerasBadInput : public test::TempDirTest {
 protected:
     // A one-level U-Net (1 convolution, batch norm, head) written by hand, with a mutation.
-    enum Mutation { none, no_bn, head_group_missing, head_wrong_shape, kernel_float64, unknown_layer };
+    enum Mutation { none, no_bn, head_group_missing, head_wrong_shape, kernel_float64, unknown_layer, checkpoint };
     std::string tiny(Mutation m) {
         const std::string file = path("tiny_" + std::to_string(int(m)) + ".h5");
         Hdf5Writer w(file);
@@ -223,6 +223,8 @@ protected:
                                            "unet_prediction"};
         if (m == no_bn) layers.erase(layers.begin() + 2);
         if (m == unknown_layer) layers.insert(layers.begin() + 2, "unet_res_down_0");
+        // A training checkpoint also holds the synthetic-image and loss models' layers.
+        if (m == checkpoint) layers.insert(layers.begin(), {"labels_to_image_model_affine", "dice_loss"});
         w.string_list("/", "layer_names", layers);
         for (const std::string& layer : layers) {
             if (m == head_group_missing && layer == "unet_likelihood") continue;
@@ -240,6 +242,9 @@ protected:
                     names.push_back(layer + "/" + n);
                     w.dataset_f32("/" + layer + "/" + names.back(), {2}, {1, 1});
                 }
+            } else if (layer == "labels_to_image_model_affine") {
+                names = {layer + "/kernel:0"};
+                w.dataset_f32("/" + layer + "/" + names[0], {4, 4}, std::vector<float>(16, 1.0f));
             } else if (layer == "unet_likelihood") {
                 names = {layer + "/kernel:0", layer + "/bias:0"};
                 const int64_t in = m == head_wrong_shape ? 5 : 2;
@@ -266,6 +271,7 @@ TEST_F(KerasBadInput, EachIsAnInputErrorNamingFileAndLayer) {
     EXPECT_EQ(ok.unet.levels, 1);
     EXPECT_EQ(ok.unet.features, 2);
     EXPECT_EQ(ok.unet.classes, 3);
+    EXPECT_EQ(read_keras_unet(tiny(checkpoint)).tensors, ok.tensors) << "the other models' layers are ignored";
 
     std::ofstream(path("text.h5")) << "not an HDF5 file at all\n";
     EXPECT_NE(error_of(path("text.h5")).find("text.h5: not an HDF5 file"), std::string::npos);
