@@ -5,6 +5,7 @@
 #include <string>
 
 #include "bin/commands.h"
+#include "io/file_util.h"
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
 
@@ -55,6 +56,9 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[1], "--version")) return print_version();
     for (const Command& c : commands) {
         if (std::strcmp(argv[1], c.name) != 0) continue;
+        // A command stopped by SIGINT/SIGTERM leaves no temporary file; train handles the
+        // signals itself (it finishes the step and writes a checkpoint).
+        if (std::strcmp(c.name, "train") != 0) iss::install_output_cleanup_on_signals();
         try {
             return c.run(argc - 2, argv + 2);
         } catch (const iss::InputError& e) {
@@ -65,6 +69,10 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "infant-synthseg %s: error: %s\n", c.name,
                          named ? message.c_str() + own.size() : message.c_str());
             return 2;
+        } catch (const iss::Error& e) {
+            // Not the user's input: a failed write (disk full), a library call, a broken invariant.
+            std::fprintf(stderr, "infant-synthseg %s: error: %s\n", c.name, e.what());
+            return 1;
         } catch (const std::exception& e) {
             std::fprintf(stderr, "infant-synthseg %s: internal error: %s\n", c.name, e.what());
             return 1;

@@ -8,14 +8,48 @@
 
 namespace iss {
 
-// "<path>.tmp-<pid>": same directory, so the final rename is atomic.
-std::string temporary_path_for(const std::string& path);
+// An output file written under a temporary name beside its target and renamed into place by
+// commit(); destroyed uncommitted, it removes the temporary file, so a failed write leaves
+// nothing behind. Nothing is ever renamed over what is not a regular file:
+//   - a symbolic link is followed: the file it points to is replaced, the link stays;
+//   - a target that exists and is not a regular file (a device such as /dev/null, a FIFO) is
+//     written directly, never replaced.
+// Temporary names are registered while they exist, so that a command stopped by SIGINT or
+// SIGTERM removes them (install_output_cleanup_on_signals).
+// Errors name the file the user asked for: a path that cannot be created (no such directory, no
+// permission, read-only file system) is an InputError (exit 2); a failure while writing or
+// renaming (disk full, I/O error) is an iss::Error (exit 1), with the system's reason.
+class OutputFile {
+public:
+    // `suffix` is appended to the temporary name (writers that pick gzip from the ending).
+    explicit OutputFile(const std::string& path, const std::string& suffix = "");
+    ~OutputFile();
+    OutputFile(const OutputFile&) = delete;
+    OutputFile& operator=(const OutputFile&) = delete;
 
-// Renames `temp` to `path`; on failure removes `temp` and throws InputError naming `path`.
-void commit_temporary(const std::string& temp, const std::string& path);
+    const std::string& path() const { return path_; }              // as the user named it
+    const std::string& write_path() const { return write_path_; }  // where the bytes go
+    void commit();
+    // Removes what was written (uncommitted); no-op once committed or in direct mode.
+    void discard() noexcept;
 
-// A binary output file written through a temporary name. Every write is checked; commit()
-// closes and renames; destruction without commit() removes the temporary file.
+private:
+    std::string path_, target_, write_path_;
+    bool direct_ = false, done_ = false;
+    int slot_ = -1;  // in the registry of temporaries
+};
+
+// Throws for a failed output operation on `path` with errno `err`: InputError when the path
+// cannot be created (ENOENT, ENOTDIR, EACCES, EPERM, EROFS, EISDIR, ENAMETOOLONG, ELOOP),
+// iss::Error otherwise ("<path>: <what>: <reason>").
+[[noreturn]] void throw_output_error(const std::string& path, int err, const std::string& what);
+
+// SIGINT and SIGTERM remove every registered temporary output, then end the process as the
+// signal would. Commands that handle the signals themselves (train) do not install it.
+void install_output_cleanup_on_signals();
+
+// A binary output file written through OutputFile. Every write is checked; commit() closes and
+// renames; destruction without commit() removes the temporary file.
 class AtomicWriter {
 public:
     explicit AtomicWriter(const std::string& path);
@@ -27,12 +61,12 @@ public:
     void commit();
 
 private:
-    std::string path_, temp_;
+    OutputFile output_;
     FILE* file_ = nullptr;
 };
 
-// True when `path` names an existing regular file; InputError naming it when it does not
-// exist or is a directory.
+// InputError naming `path` unless it is an existing regular file (or a link to one): a
+// directory, a FIFO or a device would be read wrongly or block forever.
 void require_regular_file(const std::string& path);
 
 bool ends_with(const std::string& text, const std::string& suffix);

@@ -521,21 +521,17 @@ Volume<T> read_scaled(const std::string& path, NiftiHeader* header_out) {
 
 // --- writing ----------------------------------------------------------------------------------
 
-// An output file written under a temporary name and renamed into place by commit(); removed
-// when destroyed uncommitted (a failed write leaves nothing behind).
+// A NIfTI output (gzip-compressed for .nii.gz) through an OutputFile: a temporary name renamed
+// into place by commit(), removed when destroyed uncommitted.
 class GzWriter {
 public:
-    explicit GzWriter(const std::string& path) : path_(path) {
-        ISS_INPUT(ends_with(path, ".nii") || ends_with(path, ".nii.gz"), path,
-                  ": output must end in .nii or .nii.gz");
-        tmp_ = temporary_path_for(path);
-        file_ = gzopen(tmp_.c_str(), ends_with(path, ".gz") ? "wb6" : "wbT");
-        ISS_INPUT(file_ != nullptr, path, ": cannot create: ", std::strerror(errno));
+    explicit GzWriter(const std::string& path) : output_(checked_name(path)) {
+        file_ = gzopen(output_.write_path().c_str(), ends_with(path, ".gz") ? "wb6" : "wbT");
+        if (file_ == nullptr) throw_output_error(path, errno, "cannot create");
         gzbuffer(file_, 1 << 18);
     }
     ~GzWriter() {
         if (file_) gzclose(file_);
-        if (!committed_) std::remove(tmp_.c_str());
     }
     GzWriter(const GzWriter&) = delete;
     GzWriter& operator=(const GzWriter&) = delete;
@@ -554,21 +550,23 @@ public:
         const int rc = gzclose(file_);
         file_ = nullptr;
         if (rc != Z_OK) fail("cannot finish writing");
-        if (std::rename(tmp_.c_str(), path_.c_str()) != 0) fail("cannot rename the temporary file into place");
-        committed_ = true;
+        output_.commit();
     }
 
 private:
+    static const std::string& checked_name(const std::string& path) {
+        ISS_INPUT(ends_with(path, ".nii") || ends_with(path, ".nii.gz"), path, ": output must end in .nii or .nii.gz");
+        return path;
+    }
     [[noreturn]] void fail(const char* what) {
         int code = Z_OK;
         const char* msg = file_ ? gzerror(file_, &code) : "";
-        const std::string reason = (code == Z_ERRNO || !file_) ? std::strerror(errno) : msg;
-        throw InputError(cat(path_, ": ", what, ": ", reason));
+        if (code == Z_ERRNO || !file_) throw_output_error(output_.path(), errno, what);
+        throw Error(cat(output_.path(), ": ", what, ": ", msg));
     }
 
-    std::string path_, tmp_;
+    OutputFile output_;
     gzFile file_ = nullptr;
-    bool committed_ = false;
 };
 
 bool is_rigid_with_scaling(const Mat4& a) {

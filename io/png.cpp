@@ -62,21 +62,18 @@ void write_png(const std::string& path, const std::vector<uint8_t>& rgb, int wid
     ISS_REQUIRE(width > 0 && height > 0, "write_png: ", path, ": empty image ", width, "x", height);
     ISS_REQUIRE(rgb.size() == size_t(width) * size_t(height) * 3, "write_png: ", path, ": ", rgb.size(),
                 " bytes for ", width, "x", height, " RGB pixels");
-    const std::string temp = temporary_path_for(path);
-    FILE* file = std::fopen(temp.c_str(), "wb");
-    ISS_INPUT(file, path, ": cannot write: ", std::strerror(errno));
+    OutputFile output(path);
+    FILE* file = std::fopen(output.write_path().c_str(), "wb");
+    if (!file) throw_output_error(path, errno, "cannot write");
 
     PngErrorState state{};
     const bool encoded = encode_png(file, rgb.data(), width, height, &state);
     const bool flushed = std::fflush(file) == 0;
     const int saved_errno = errno;
     const bool closed = std::fclose(file) == 0;
-    if (!encoded || !flushed || !closed) {
-        std::remove(temp.c_str());
-        if (!encoded) throw InputError(cat(path, ": cannot write PNG: ", state.message));
-        throw InputError(cat(path, ": write failed: ", std::strerror(flushed ? errno : saved_errno)));
-    }
-    commit_temporary(temp, path);
+    if (!encoded) throw Error(cat(path, ": cannot write PNG: ", state.message));
+    if (!flushed || !closed) throw_output_error(path, flushed ? errno : saved_errno, "write failed");
+    output.commit();
 }
 
 }  // namespace iss

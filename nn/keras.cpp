@@ -295,9 +295,9 @@ void write_keras_unet(const std::string& path, const UNetConfig& unet, ParamStor
         ISS_REQUIRE(it != by_name.end(), "Keras export: the model has no parameter ", name);
         return params.download(it->second);
     };
-    const std::string temporary = temporary_path_for(path);
-    try {
-        Hdf5Writer file(temporary);
+    OutputFile output(path);
+    {
+        Hdf5Writer file(output.write_path());
         file.string_list("/", "layer_names", layout.layer_names);
         file.string_attribute("/", "backend", "tensorflow");
         file.string_attribute("/", "keras_version", "2.2.4");
@@ -330,11 +330,8 @@ void write_keras_unet(const std::string& path, const UNetConfig& unet, ParamStor
             file.string_list(group, "weight_names", names);
         }
         file.close();
-    } catch (...) {
-        std::remove(temporary.c_str());
-        throw;
     }
-    commit_temporary(temporary, path);
+    output.commit();
 }
 
 }  // namespace iss

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <set>
 #include <utility>
 
@@ -107,41 +108,33 @@ void require_nifti_output(const std::string& path, const std::string& option) {
 void write_prediction(const std::string& seg_path, const LabelMap& seg, const NiftiHeader* seg_like,
                       const std::string& post_path, const Image& post, const NiftiHeader* post_like) {
     ISS_INPUT(seg_path != post_path, seg_path, ": named as both the segmentation and the posteriors output");
-    // The writers pick gzip from the name's ending, so a temporary name keeps the ending.
-    auto temp_for = [](const std::string& path) {
-        return cat(temporary_path_for(path), ends_with(path, ".gz") ? ".nii.gz" : ".nii");
-    };
-    std::vector<std::pair<std::string, std::string>> written;  // (temporary, final)
-    auto discard = [&] {
-        for (const auto& w : written) std::remove(w.first.c_str());
-    };
+    // Both written under temporary names (keeping the ending: the writers pick gzip from it),
+    // then both moved into place: all or nothing.
+    auto suffix = [](const std::string& path) { return ends_with(path, ".gz") ? ".nii.gz" : ".nii"; };
+    OutputFile seg_out(seg_path, suffix(seg_path));
+    std::unique_ptr<OutputFile> post_out;
+    if (!post_path.empty()) post_out = std::make_unique<OutputFile>(post_path, suffix(post_path));
     // A failure names the file the user asked for, not our temporary name.
-    auto rethrow_naming = [](const InputError& e, const std::string& temp, const std::string& path) {
-        std::string message = e.what();
-        for (size_t at = message.find(temp); at != std::string::npos; at = message.find(temp, at + path.size()))
-            message.replace(at, temp.size(), path);
-        throw InputError(message);
-    };
-    auto write_one = [&](const std::string& path, auto&& write) {
-        const std::string temp = temp_for(path);
+    auto naming = [](const OutputFile& out, auto&& write) {
         try {
-            write(temp);
-        } catch (const InputError& e) {
-            discard();
-            rethrow_naming(e, temp, path);
-        } catch (...) {
-            discard();
-            throw;
+            write(out.write_path());
+        } catch (const Error& e) {
+            std::string message = e.what();
+            const std::string& temp = out.write_path();
+            for (size_t at = message.find(temp); at != std::string::npos; at = message.find(temp, at + out.path().size()))
+                message.replace(at, temp.size(), out.path());
+            if (dynamic_cast<const InputError*>(&e)) throw InputError(message);
+            throw Error(message);
         }
-        written.emplace_back(temp, path);
     };
-    write_one(seg_path, [&](const std::string& t) { write_labels(t, seg, seg_like); });
-    if (!post_path.empty()) write_one(post_path, [&](const std::string& t) { write_posteriors(t, post, post_like); });
-    for (size_t k = 0; k < written.size(); ++k) {
+    naming(seg_out, [&](const std::string& t) { write_labels(t, seg, seg_like); });
+    if (post_out) naming(*post_out, [&](const std::string& t) { write_posteriors(t, post, post_like); });
+    seg_out.commit();
+    if (post_out) {
         try {
-            commit_temporary(written[k].first, written[k].second);
+            post_out->commit();
         } catch (...) {
-            for (size_t r = k + 1; r < written.size(); ++r) std::remove(written[r].first.c_str());
+            std::remove(seg_path.c_str());  // all or nothing: the segmentation without its posteriors goes too
             throw;
         }
     }

@@ -718,10 +718,9 @@ TEST_F(NiftiWrite, FailureLeavesNothing) {
     const std::string missing_dir = path("no-such-dir/out.nii.gz");
     expect_input_error([&] { iss::write_image(missing_dir, img); }, missing_dir, "cannot create");
     EXPECT_FALSE(fs::exists(path("no-such-dir")));
-    // The target is a directory: the temporary file is written, the rename fails, and the
-    // temporary file must be removed.
+    // The target is a directory: refused before anything is written.
     fs::create_directories(path("taken.nii"));
-    expect_input_error([&] { iss::write_image(path("taken.nii"), img); }, path("taken.nii"), "rename");
+    expect_input_error([&] { iss::write_image(path("taken.nii"), img); }, path("taken.nii"), "is a directory");
     std::vector<std::string> left;
     for (const auto& e : fs::directory_iterator(dir_)) left.push_back(e.path().filename().string());
     EXPECT_EQ(left, std::vector<std::string>{"taken.nii"});

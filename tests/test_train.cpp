@@ -85,13 +85,20 @@ TEST_F(Train, ResumeAfterStepsOrInterruptionRepeatsTheUninterruptedRun) {
     more.resume = true;
     EXPECT_EQ(train(more), straight);
 
-    // Interrupted (as by SIGINT) after step 2: a checkpoint at 2, then resumed to 7.
+    // Interrupted (as by SIGINT) after step 2: a checkpoint at 2, then resumed to 7. A killed
+    // run's temporary file is removed by the resume (a user's own file of a similar name stays).
     const std::vector<double> first = train(tiny(path("interrupted"), 7), 2);
     EXPECT_EQ(first.size(), 2u);
     EXPECT_TRUE(fs::exists(path("interrupted/model.safetensors")));
+    std::FILE* stale = std::fopen(path("interrupted/model.json.tmp-4242").c_str(), "w");
+    std::fclose(stale);
+    std::FILE* theirs = std::fopen(path("interrupted/notes.txt.tmp-1").c_str(), "w");
+    std::fclose(theirs);
     TrainOptions rest = tiny(path("interrupted"), 7);
     rest.resume = true;
     EXPECT_EQ(train(rest), straight);
+    EXPECT_FALSE(fs::exists(path("interrupted/model.json.tmp-4242")));
+    EXPECT_TRUE(fs::exists(path("interrupted/notes.txt.tmp-1")));
     // The files a user expects.
     for (const char* f : {"model.json", "model.optimizer.safetensors", "training_log.csv"})
         EXPECT_TRUE(fs::exists(path(std::string("interrupted/") + f))) << f;

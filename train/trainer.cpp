@@ -27,6 +27,23 @@ namespace fs = std::filesystem;
 
 std::string join(const std::string& dir, const std::string& name) { return (fs::path(dir) / name).string(); }
 
+// The files a checkpoint writes; a "<name>.tmp-<pid>..." beside one of them is a temporary
+// file of a run that was killed while writing it.
+const char* const checkpoint_files[] = {"model.safetensors", "model.json", "model.optimizer.safetensors",
+                                        "training_log.csv", "validation.csv", "loss.png"};
+
+void remove_stale_temporaries(const std::string& model_dir) {
+    std::error_code ec;
+    for (const fs::directory_entry& entry : fs::directory_iterator(model_dir, ec)) {
+        const std::string name = entry.path().filename().string();
+        const size_t at = name.find(".tmp-");
+        if (at == std::string::npos || !entry.is_regular_file(ec)) continue;
+        const std::string base = name.substr(0, at);
+        for (const char* ours : checkpoint_files)
+            if (base == ours) fs::remove(entry.path(), ec);
+    }
+}
+
 // One batch of synthetic samples on the device: images (B, D, H, W, 1) and class targets.
 struct Batch {
     Shape5 shape;
@@ -375,7 +392,10 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
                        {"steps_per_epoch", opt.steps_per_epoch},
                        {"wl2_epochs", opt.wl2_epochs},
                        {"maps", int64_t(maps.size())}};
-    if (opt.resume) s.load_checkpoint();
+    if (opt.resume) {
+        remove_stale_temporaries(opt.model_dir);
+        s.load_checkpoint();
+    }
     ISS_INPUT(s.step <= opt.steps, opt.model_dir, ": the checkpoint is at step ", s.step, ", past --steps ",
               opt.steps);
 
