@@ -6,6 +6,7 @@
 
 #include "bin/cli.h"
 #include "bin/commands.h"
+#include "io/file_util.h"
 #include "kernels/common/error.h"
 #include "post/clean.h"
 #include "post/prediction.h"
@@ -54,7 +55,7 @@ int cmd_clean(int argc, char** argv) {
     const std::string out = args.require("--o"), out_post = args.get("--o-post", "");
     require_nifti_output(out, "--o");
     if (args.has("--o-post")) require_nifti_output(out_post, "--o-post");
-    ISS_INPUT(out != out_post, "clean: --o and --o-post both name ", out);
+    check_outputs("clean", {{seg_path, "--seg"}, {post_path, "--post"}}, {{out, "--o"}, {out_post, "--o-post"}});
     CleanOptions options;
     options.island_threshold = args.integer("--island-threshold", options.island_threshold);
     ISS_INPUT(options.island_threshold >= 0, "clean: --island-threshold must be >= 0, got ", options.island_threshold);

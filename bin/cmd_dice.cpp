@@ -87,8 +87,13 @@ int cmd_dice(int argc, char** argv) {
     std::vector<int32_t> labels;
     if (args.has("--labels")) labels = parse_label_list(args.get("--labels", ""));
 
+    const std::vector<Pair> pairs = pair_inputs(pred, gt);
+    std::vector<NamedPath> inputs;
+    for (const Pair& p : pairs) inputs.insert(inputs.end(), {{p.pred, "--pred"}, {p.gt, "--gt"}});
+    check_outputs("dice", inputs, {{out, "--out"}});
+
     std::vector<DiceSubject> subjects;
-    for (const Pair& p : pair_inputs(pred, gt)) {
+    for (const Pair& p : pairs) {
         const LabelMap a = read_segmentation(p.pred), b = read_segmentation(p.gt);
         require_same_grid(b.grid, p.gt, a.grid, p.pred);
         subjects.push_back({p.name, label_overlaps(a, b, labels)});

@@ -39,9 +39,7 @@ int cmd_export(int argc, char** argv) {
     ISS_INPUT(args.positional().empty(), "export: unexpected argument '", args.positional().front(), "'");
     const std::string weights = resolve_model_path(args.require("--model")), out = args.require("--keras");
     ISS_INPUT(ends_with(out, ".h5"), "export: --keras must name a .h5 file, got '", out, "'");
-    std::error_code ec;
-    for (const std::string& input : {weights, model_json_path(weights)})
-        ISS_INPUT(!fs::equivalent(input, out, ec), "export: --keras ", out, " is the model's own file ", input);
+    check_outputs("export", {{weights, "--model"}, {model_json_path(weights), "--model"}}, {{out, "--keras"}});
 
     const ModelSpec spec = load_model_spec(weights);
     DeviceContext cpu;

@@ -60,6 +60,8 @@ int cmd_import(int argc, char** argv) {
     std::error_code ec;
     ISS_INPUT(!fs::exists(model_json_path(weights), ec) && !fs::exists(weights, ec), out,
               ": already holds a model; choose another --out");
+    check_outputs("import", {{keras, "--keras"}, {ends_with(options.labels, ".npy") ? options.labels : "", "--labels"}},
+                  {{weights, "--out"}, {model_json_path(weights), "--out"}}, {out});
 
     // Everything read and checked before the directory is touched.
     const KerasUNet model = read_keras_unet(keras);

@@ -8,6 +8,7 @@
 
 #include "bin/cli.h"
 #include "bin/commands.h"
+#include "io/file_util.h"
 #include "kernels/common/error.h"
 #include "post/merge.h"
 #include "post/prediction.h"
@@ -53,7 +54,8 @@ int cmd_merge(int argc, char** argv) {
     const std::string o_seg = args.require("--o-seg"), o_post = args.require("--o-post");
     require_nifti_output(o_seg, "--o-seg");
     require_nifti_output(o_post, "--o-post");
-    ISS_INPUT(o_seg != o_post, "merge: --o-seg and --o-post both name ", o_seg);
+    check_outputs("merge", {{t1_seg, "--t1-seg"}, {t1_post, "--t1-post"}, {t2_seg, "--t2-seg"}, {t2_post, "--t2-post"}},
+                  {{o_seg, "--o-seg"}, {o_post, "--o-post"}});
     const LabelList list = label_list_or_default(args.get("--labels", ""));
 
     NiftiHeader seg_header, post_header;

@@ -21,6 +21,7 @@
 #include "io/png.h"
 #include "io/preview.h"
 #include "kernels/common/error.h"
+#include "nn/checkpoint.h"
 #include "post/prediction.h"
 #include "predict/predictor.h"
 
@@ -145,6 +146,26 @@ int cmd_predict(int argc, char** argv) {
         }
         jobs.push_back(job);
     }
+    // Every output checked before the network runs: none is an input, none another output, each
+    // can be written.
+    std::vector<NamedPath> inputs, outputs{{args.get("--vol", ""), "--vol"}, {args.get("--preview", ""), "--preview"}};
+    if (ends_with(model, ".h5")) {
+        inputs.push_back({model, "--model"});
+    } else {
+        const std::string weights = resolve_model_path(model);
+        inputs.insert(inputs.end(), {{weights, "--model"}, {model_json_path(weights), "--model"}});
+    }
+    for (const std::string& channel : channels) inputs.push_back({channel, "--i"});
+    for (const Job& job : jobs) {
+        inputs.push_back({job.input, "--i"});
+        outputs.insert(outputs.end(), {{job.seg, "--o"}, {job.post, "--post"}, {job.resampled, "--resample"}});
+    }
+    std::vector<std::string> will_create;
+    if (folder)
+        for (const char* option : {"--o", "--post", "--resample"})
+            if (args.has(option)) will_create.push_back(args.get(option, ""));
+    check_outputs("predict", inputs, outputs, will_create);
+
     Predictor predictor(model, options);  // the model is read and checked before any output
     if (folder) {
         make_directories(out);
@@ -167,9 +188,17 @@ int cmd_predict(int argc, char** argv) {
             NiftiHeader header;
             const Image image = channels.size() > 1 ? read_channels(channels, &header) : read_image(job.input, &header);
             const Segmentation result = predictor.predict(image, job.input);
-            write_labels(job.seg, result.segmentation, &header);
-            if (!job.post.empty()) write_posteriors(job.post, result.posteriors, &header);
-            if (!job.resampled.empty()) write_image(job.resampled, result.resampled);
+            // All of one input's outputs, or none of them.
+            write_prediction(job.seg, result.segmentation, &header, job.post, result.posteriors, &header);
+            if (!job.resampled.empty()) {
+                try {
+                    write_image(job.resampled, result.resampled);
+                } catch (...) {
+                    for (const std::string* written : {&job.seg, &job.post})
+                        if (!written->empty()) std::remove(written->c_str());
+                    throw;
+                }
+            }
             std::vector<std::string> row{stem(job.input)};
             double total = 0;
             for (size_t c = 0; c < predictor.labels().size(); ++c) {

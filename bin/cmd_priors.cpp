@@ -101,12 +101,22 @@ int cmd_priors(int argc, char** argv) {
     options.classes = args.flag("--classes");
 
     const std::vector<SubjectFiles> subjects = pair_subject_files(images, label_maps);
+    const std::string means_path = (fs::path(out_dir) / "prior_means.npy").string();
+    const std::string stds_path = (fs::path(out_dir) / "prior_stds.npy").string();
+    std::vector<NamedPath> inputs{{args.get("--labels-list", ""), "--labels-list"}};
+    for (const SubjectFiles& f : subjects) inputs.insert(inputs.end(), {{f.image, "--images"}, {f.labels, "--labels"}});
+    check_outputs("priors", inputs, {{means_path, "--out"}, {stds_path, "--out"}}, {out_dir});
     const EstimatedPriors priors = estimate_priors(subjects, options);
 
     make_directories(out_dir);
     const std::vector<int64_t> shape = {2, int64_t(options.labels.size())};
-    write_npy((fs::path(out_dir) / "prior_means.npy").string(), shape, priors.means);
-    write_npy((fs::path(out_dir) / "prior_stds.npy").string(), shape, priors.stds);
+    write_npy(means_path, shape, priors.means);
+    try {
+        write_npy(stds_path, shape, priors.stds);
+    } catch (...) {
+        std::remove(means_path.c_str());  // both or neither
+        throw;
+    }
 
     if (!priors.absent.empty()) {
         std::string names;

@@ -86,6 +86,29 @@ void draw_progress(long long done, long long total, double elapsed) {
     std::fflush(stderr);
 }
 
+// The outputs are image_NNNN / labels_NNNN (N < count) and preview.png in `out_dir`: none may be
+// an input (a label map stored there under such a name), and the directory must be writable.
+void check_synth_outputs(const std::string& labels_path, const std::string& config_path, const std::string& out_dir,
+                         long long count, bool preview) {
+    std::vector<NamedPath> inputs{{config_path, "--config"}};
+    for (const std::string& f : nifti_files(labels_path)) inputs.push_back({f, "--labels"});
+    std::vector<NamedPath> outputs{{(fs::path(out_dir) / "image_0000.nii.gz").string(), "--out"}};
+    if (preview) outputs.push_back({(fs::path(out_dir) / "preview.png").string(), "--out"});
+    std::error_code ec;
+    for (const NamedPath& in : inputs) {
+        const std::string name = fs::path(in.path).filename().string();
+        long long index = -1;
+        char kind[8] = {};
+        int end = 0;
+        const fs::path parent = fs::path(in.path).parent_path();
+        if (in.path.empty() || !fs::equivalent(parent.empty() ? "." : parent, out_dir, ec)) continue;
+        if (std::sscanf(name.c_str(), "%6[a-z]_%lld.nii.gz%n", kind, &index, &end) == 2 && size_t(end) == name.size() &&
+            (std::string(kind) == "image" || std::string(kind) == "labels") && index >= 0 && index < count)
+            outputs.push_back({(fs::path(out_dir) / name).string(), "--out"});
+    }
+    check_outputs("synth", inputs, outputs, {out_dir});
+}
+
 }  // namespace
 
 int cmd_synth(int argc, char** argv) {
@@ -122,6 +145,7 @@ int cmd_synth(int argc, char** argv) {
     const std::string out_dir = args.require("--out");
     const Device device = parse_device(args.get("--device", "auto"));
 
+    check_synth_outputs(labels_path, config_path, out_dir, count, args.flag("--preview"));
     // Every map read and checked before the output directory is touched.
     std::vector<TrainingMap> maps = load_training_maps(labels_path, config);
 

@@ -138,6 +138,78 @@ void AtomicWriter::commit() {
     output_.commit();
 }
 
+namespace {
+
+// A key that is equal for two names of one file: (device, inode) when it exists, else the
+// absolute, normalised name with existing links resolved.
+std::string file_identity(const std::string& path) {
+    struct stat info {};
+    if (::stat(path.c_str(), &info) == 0) return cat("inode ", info.st_dev, ":", info.st_ino);
+    std::error_code ec;
+    const std::filesystem::path resolved = std::filesystem::weakly_canonical(resolve_links(path), ec);
+    return "name " + (ec ? path : resolved.string());
+}
+
+// The nearest ancestor of `path` that exists (the path itself if it does).
+std::filesystem::path existing_ancestor(std::filesystem::path p) {
+    std::error_code ec;
+    p = std::filesystem::absolute(p, ec);
+    while (!p.empty() && !std::filesystem::exists(p, ec) && p.has_parent_path() && p != p.parent_path())
+        p = p.parent_path();
+    return p;
+}
+
+}  // namespace
+
+void check_outputs(const std::string& command, const std::vector<NamedPath>& inputs,
+                   const std::vector<NamedPath>& outputs, const std::vector<std::string>& will_create) {
+    namespace fs = std::filesystem;
+    struct Seen {
+        std::string id;
+        const NamedPath* named;
+        bool input;
+    };
+    std::vector<Seen> seen;
+    for (const NamedPath& in : inputs)
+        if (!in.path.empty()) seen.push_back({file_identity(in.path), &in, true});
+    for (const NamedPath& out : outputs) {
+        if (out.path.empty()) continue;
+        const std::string id = file_identity(out.path);
+        for (const Seen& other : seen)
+            if (other.id == id)
+                throw InputError(cat(command, ": ", out.option, " ", out.path, " is the same file as ",
+                                     other.input ? "the input " : "the output ", other.named->option, " ",
+                                     other.named->path, other.input ? ": it would be overwritten" : ""));
+        seen.push_back({id, &out, false});
+        // Writable: the resolved target's directory, or the nearest existing ancestor of a
+        // directory the command will make.
+        const std::string target = resolve_links(out.path);
+        struct stat info {};
+        const bool exists = ::stat(target.c_str(), &info) == 0;
+        ISS_INPUT(!(exists && S_ISDIR(info.st_mode)), command, ": ", out.option, " ", out.path,
+                  " is a directory, expected a file name");
+        fs::path dir = fs::path(target).parent_path();
+        if (dir.empty()) dir = ".";
+        std::error_code ec;
+        const bool created_later = std::any_of(will_create.begin(), will_create.end(), [&](const std::string& d) {
+            return fs::weakly_canonical(d, ec) == fs::weakly_canonical(dir, ec);
+        });
+        if (exists && !S_ISREG(info.st_mode)) {
+            ISS_INPUT(::access(target.c_str(), W_OK) == 0, command, ": ", out.option, " ", out.path,
+                      ": cannot write: ", std::strerror(errno));
+        } else if (created_later) {
+            const fs::path ancestor = existing_ancestor(dir);
+            ISS_INPUT(fs::is_directory(ancestor, ec) && ::access(ancestor.c_str(), W_OK) == 0, command, ": ",
+                      out.option, " ", out.path, ": cannot create its directory under ", ancestor.string());
+        } else {
+            ISS_INPUT(fs::is_directory(dir, ec), command, ": ", out.option, " ", out.path, ": no such directory ",
+                      dir.string());
+            ISS_INPUT(::access(dir.c_str(), W_OK) == 0, command, ": ", out.option, " ", out.path,
+                      ": cannot write in ", dir.string(), ": ", std::strerror(errno));
+        }
+    }
+}
+
 void require_regular_file(const std::string& path) {
     struct stat info {};
     ISS_INPUT(::stat(path.c_str(), &info) == 0, path, ": cannot open: ", std::strerror(errno));

@@ -65,6 +65,22 @@ private:
     FILE* file_ = nullptr;
 };
 
+// A file a command names, with the option that named it (for messages).
+struct NamedPath {
+    std::string path;
+    std::string option;  // e.g. "--o"
+};
+
+// Checks one run's outputs before anything is computed or written (InputError, exit 2):
+//   - no output is the same file as an input (through links, hard links and relative names);
+//   - no two outputs are the same file;
+//   - each output can be written: its directory exists and is writable (or, for a name in
+//     `will_create`, an ancestor that exists is writable), and an existing target is not a
+//     directory.
+// Empty paths are skipped (an optional output not asked for).
+void check_outputs(const std::string& command, const std::vector<NamedPath>& inputs,
+                   const std::vector<NamedPath>& outputs, const std::vector<std::string>& will_create = {});
+
 // InputError naming `path` unless it is an existing regular file (or a link to one): a
 // directory, a FIFO or a device would be read wrongly or block forever.
 void require_regular_file(const std::string& path);

@@ -20,8 +20,9 @@ struct KerasImportOptions {
     double voxel_size_mm = 0;         // recorded only when given: the published predict never resamples
 };
 
-// The label values a --labels text names, unsorted. InputError naming the option or the file.
-std::vector<int32_t> parse_label_list(const std::string& text);
+// The label values a --labels text names (infant, synthseg, a .npy file or a list), unsorted.
+// InputError naming the option or the file.
+std::vector<int32_t> keras_label_list(const std::string& text);
 
 // The ModelSpec of an imported network; InputError when the label list does not fit the
 // network's outputs or the orientation is not a code.

@@ -25,6 +25,7 @@
 #include "nn/unet.h"
 #include "synth/labels.h"
 #include "tests/backends.h"
+#include "tests/small_model.h"
 #include "tests/test_util.h"
 
 namespace iss {
@@ -308,22 +309,7 @@ class KerasCli : public test::TempDirTest {
 protected:
     static test::RunResult run(const std::string& args) { return test::run_command(test::cli_path() + " " + args); }
     std::string q(const std::string& name) const { return test::shell_quote(path(name)); }
-    // A small model of ours (3 levels, 3 features, 5 labels) saved as a model directory.
-    void make_model_dir(const std::string& dir) {
-        DeviceContext cpu;
-        ModelSpec spec;
-        spec.unet.levels = 3;
-        spec.unet.features = 3;
-        spec.unet.classes = 5;
-        spec.labels = {0, 2, 3, 41, 42};
-        spec.preprocessing = {{"orientation", "RAS"}, {"size_multiple", 4}};
-        ParamStore params(cpu);
-        UNet net(spec.unet, params);
-        params.allocate();
-        net.initialise(11);
-        fs::create_directories(path(dir));
-        save_model(path(dir + "/model.safetensors"), spec, params);
-    }
+    void make_model_dir(const std::string& dir) { test::write_small_model(path(dir)); }
     void scan(const std::string& name) {
         Grid g;
         g.dim = {12, 14, 10};

@@ -12,11 +12,14 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "io/csv.h"
 #include "io/file_util.h"
 #include "io/nifti.h"
+#include "io/npy.h"
 #include "kernels/common/error.h"
+#include "tests/small_model.h"
 #include "tests/test_util.h"
 
 namespace iss {
@@ -108,6 +111,84 @@ TEST_F(Outputs, SigtermRemovesTemporaryOutputs) {
     ASSERT_EQ(::waitpid(child, &status, 0), child);
     EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << "status " << status;
     EXPECT_TRUE(entries().empty()) << "left: " << (entries().empty() ? "" : entries().front());
+}
+
+// --- commands: an output that is an input, or another output, is refused before anything runs ---
+
+class SameFileCli : public Outputs {
+protected:
+    void SetUp() override {
+        Outputs::SetUp();
+        Grid g;
+        g.dim = {12, 14, 10};
+        g.affine = Mat4::scaling(1.5, 1.5, 1.5);
+        Image scan(g);
+        for (size_t v = 0; v < scan.data.size(); ++v) scan.data[v] = float((v * 7919) % 101);
+        write_image(path("scan.nii.gz"), scan);
+        LabelMap seg(g);
+        for (size_t v = 0; v < seg.data.size(); ++v) seg.data[v] = (v % 3 == 0) ? 2 : 0;
+        write_labels(path("seg.nii.gz"), seg);
+        Image post(g, 5, 0.2f);
+        write_image(path("post.nii.gz"), post);
+        test::write_small_model(path("model"));
+        fs::create_symlink("scan.nii.gz", path("scan_link.nii.gz"));
+    }
+    std::string q(const std::string& name) const { return test::shell_quote(path(name)); }
+    // Exit 2, one line naming `fragment`, and every file in the directory unchanged.
+    void expect_refused(const std::string& args, const std::string& fragment) {
+        SCOPED_TRACE(args);
+        std::map<std::string, std::string> before;
+        for (const auto& e : fs::recursive_directory_iterator(dir_))
+            if (e.is_regular_file()) before[e.path().string()] = test::read_text(e.path());
+        const test::RunResult r = test::run_command(test::cli_path() + " " + args);
+        EXPECT_EQ(r.status, 2) << r.err;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+        EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
+        std::map<std::string, std::string> after;
+        for (const auto& e : fs::recursive_directory_iterator(dir_))
+            if (e.is_regular_file()) after[e.path().string()] = test::read_text(e.path());
+        EXPECT_TRUE(before == after) << "a file was written, changed or removed";
+    }
+};
+
+TEST_F(SameFileCli, PredictRefusesToOverwriteItsInputs) {
+    const std::string run = "predict --device cpu --model " + q("model") + " --i " + q("scan.nii.gz");
+    expect_refused(run + " --o " + q("scan.nii.gz"), "--o " + path("scan.nii.gz") + " is the same file as the input --i");
+    expect_refused(run + " --o " + q("scan_link.nii.gz"), "is the same file as the input --i");
+    expect_refused(run + " --o " + q("out.nii.gz") + " --post " + q("out.nii.gz"),
+                   "--post " + path("out.nii.gz") + " is the same file as the output --o");
+    expect_refused(run + " --o " + q("out.nii.gz") + " --post " + q("scan.nii.gz"), "is the same file as the input --i");
+    expect_refused(run + " --o " + q("model/model.json"), "is the same file as the input --model");
+    expect_refused(run + " --o " + q("out.nii.gz") + " --vol " + q("out.nii.gz"), "is the same file as the output");
+    expect_refused(run + " --o " + q("no/such/dir/out.nii.gz"), "no such directory");
+    expect_refused(run + " --o " + q("model"), "is a directory, expected a file name");
+}
+
+TEST_F(SameFileCli, PostCommandsRefuseToOverwriteTheirInputs) {
+    expect_refused("dice --pred " + q("seg.nii.gz") + " --gt " + q("seg.nii.gz") + " --out " + q("seg.nii.gz"),
+                   "--out " + path("seg.nii.gz") + " is the same file as the input --pred");
+    const std::string clean = "clean --labels 0,2,3,41,42 --seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz");
+    expect_refused(clean + " --o " + q("seg.nii.gz"), "is the same file as the input --seg");
+    expect_refused(clean + " --o " + q("c.nii.gz") + " --o-post " + q("post.nii.gz"),
+                   "is the same file as the input --post");
+    const std::string merge = "merge --labels 0,2,3,41,42 --t1-seg " + q("seg.nii.gz") + " --t1-post " +
+                              q("post.nii.gz") + " --t2-seg " + q("seg.nii.gz") + " --t2-post " + q("post.nii.gz");
+    expect_refused(merge + " --o-seg " + q("seg.nii.gz") + " --o-post " + q("m_post.nii.gz"),
+                   "is the same file as the input --t1-seg");
+}
+
+TEST_F(SameFileCli, SynthAndPriorsRefuseToOverwriteTheirInputs) {
+    fs::copy_file(path("seg.nii.gz"), path("labels_0000.nii.gz"));
+    expect_refused("synth --labels " + q("labels_0000.nii.gz") + " --out " + q("") + " --count 1",
+                   "is the same file as the input --labels");
+    fs::create_directories(path("images"));
+    fs::create_directories(path("maps"));
+    fs::copy_file(path("scan.nii.gz"), path("images/s.nii.gz"));
+    fs::copy_file(path("seg.nii.gz"), path("maps/s.nii.gz"));
+    write_npy(path("prior_means.npy"), {2}, {0, 2});
+    expect_refused("priors --images " + q("images") + " --labels " + q("maps") + " --out " + q("") +
+                       " --labels-list " + q("prior_means.npy"),
+                   "is the same file as the input --labels-list");
 }
 
 }  // namespace

@@ -135,7 +135,7 @@ TEST_F(MergeCli, BadInputExitsTwoAndWritesNothing) {
                "--o-post");
     expect_bad("merge", inputs() + " --o-seg " + out("seg.nii.gz"), "--o-post is required");
     expect_bad("merge", inputs() + " --o-seg " + out("s.nii") + " --o-post " + out("s.nii") + " --labels 0,2,3",
-               "--o-seg and --o-post both name");
+               "is the same file as the output --o-seg");
     expect_bad("merge", args + " --labels 0,2,x", "--labels");
 }
 
