@@ -49,7 +49,7 @@ struct PublishedModel {
         ModelSpec spec;
         spec.unet.classes = int(labels::segmentation_labels().size());
         spec.labels = labels::segmentation_labels();
-        spec.preprocessing = {{"voxel_size_mm", {1.0, 1.0, 1.0}}, {"size_multiple", 16}};
+        spec.preprocessing = {{"orientation", "RAS"}, {"voxel_size_mm", {1.0, 1.0, 1.0}}, {"size_multiple", 16}};
         ParamStore params(ctx);
         UNet net(spec.unet, params);
         params.allocate();

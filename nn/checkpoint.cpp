@@ -1,8 +1,12 @@
 #include "nn/checkpoint.h"
 
+#include <algorithm>
+#include <climits>
+#include <cmath>
 #include <fstream>
 
 #include "io/file_util.h"
+#include "io/orientation.h"
 #include "io/safetensors.h"
 #include "kernels/common/error.h"
 
@@ -34,14 +38,58 @@ std::vector<SafeTensor> parameter_tensors(ParamStore& params) {
     return tensors;
 }
 
-template <class T>
-T json_field(const nlohmann::json& j, const char* key, const std::string& source) {
-    ISS_INPUT(j.is_object() && j.contains(key), source, ": missing field '", key, "'");
-    try {
-        return j.at(key).get<T>();
-    } catch (const nlohmann::json::exception&) {
-        throw InputError(cat(source, ": field '", key, "' has the wrong type"));
+// Typed fields of model.json: InputError naming the file and the field (a dotted path) when
+// absent, of another type, or out of range. Integers must be JSON integers (2.5 or "2" is not 2).
+const nlohmann::json& field(const nlohmann::json& j, const char* key, const std::string& source,
+                            const std::string& where) {
+    ISS_INPUT(j.is_object() && j.contains(key), source, ": missing field '", where, key, "'");
+    return j.at(key);
+}
+
+int64_t integer_field(const nlohmann::json& j, const char* key, const std::string& source, const std::string& where,
+                      int64_t low, int64_t high) {
+    const nlohmann::json& v = field(j, key, source, where);
+    ISS_INPUT(v.is_number_integer(), source, ": field '", where, key, "' must be an integer, got ", v.dump());
+    const int64_t n = v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX : v.get<int64_t>();
+    ISS_INPUT(n >= low && n <= high, source, ": field '", where, key, "' = ", n, " is out of range [", low, ", ", high,
+              "]");
+    return n;
+}
+
+double number_field(const nlohmann::json& j, const char* key, const std::string& source, const std::string& where,
+                    double low, double high) {
+    const nlohmann::json& v = field(j, key, source, where);
+    ISS_INPUT(v.is_number(), source, ": field '", where, key, "' must be a number, got ", v.dump());
+    const double x = v.get<double>();
+    ISS_INPUT(std::isfinite(x) && x >= low && x <= high, source, ": field '", where, key, "' = ", x,
+              " is out of range [", low, ", ", high, "]");
+    return x;
+}
+
+std::string string_field(const nlohmann::json& j, const char* key, const std::string& source, const std::string& where,
+                         const std::vector<std::string>& allowed = {}) {
+    const nlohmann::json& v = field(j, key, source, where);
+    ISS_INPUT(v.is_string(), source, ": field '", where, key, "' must be a string, got ", v.dump());
+    const std::string s = v.get<std::string>();
+    if (!allowed.empty()) {
+        std::string list;
+        for (const std::string& a : allowed) list += (list.empty() ? "\"" : ", \"") + a + "\"";
+        ISS_INPUT(std::find(allowed.begin(), allowed.end(), s) != allowed.end(), source, ": field '", where, key,
+                  "' = \"", s, "\" is not one of ", list);
     }
+    return s;
+}
+
+std::array<double, 3> voxel_sizes(const nlohmann::json& v, const std::string& source, const std::string& name) {
+    ISS_INPUT(v.is_array() && v.size() == 3, source, ": field '", name, "' must be 3 voxel sizes in mm");
+    std::array<double, 3> out{};
+    for (size_t d = 0; d < 3; ++d) {
+        ISS_INPUT(v[d].is_number() && std::isfinite(v[d].get<double>()) && v[d].get<double>() >= 0.01 &&
+                      v[d].get<double>() <= 100,
+                  source, ": field '", name, "' must hold voxel sizes from 0.01 to 100 mm, got ", v.dump());
+        out[d] = v[d].get<double>();
+    }
+    return out;
 }
 
 }  // namespace
@@ -68,19 +116,65 @@ nlohmann::json unet_config_to_json(const UNetConfig& c) {
 }
 
 UNetConfig unet_config_from_json(const nlohmann::json& j, const std::string& source) {
-    ISS_INPUT(json_field<std::string>(j, "type", source) == "unet3d", source, ": architecture type must be unet3d");
+    const std::string at = "architecture.";
+    ISS_INPUT(j.is_object(), source, ": field 'architecture' must be an object");
+    string_field(j, "type", source, at, {"unet3d"});
+    string_field(j, "activation", source, at, {"elu"});
     UNetConfig c;
-    c.levels = json_field<int>(j, "levels", source);
-    c.features = json_field<int>(j, "features", source);
-    c.convs_per_level = json_field<int>(j, "convs_per_level", source);
-    c.kernel = json_field<int>(j, "kernel", source);
-    c.in_channels = json_field<int>(j, "in_channels", source);
-    c.classes = json_field<int>(j, "classes", source);
-    c.elu_alpha = json_field<float>(j, "elu_alpha", source);
-    const nlohmann::json bn = json_field<nlohmann::json>(j, "batch_norm", source);
-    c.bn_momentum = json_field<float>(bn, "momentum", source);
-    c.bn_epsilon = json_field<float>(bn, "epsilon", source);
+    c.levels = int(integer_field(j, "levels", source, at, 1, 8));
+    c.features = int(integer_field(j, "features", source, at, 1, 1024));
+    c.convs_per_level = int(integer_field(j, "convs_per_level", source, at, 1, 8));
+    c.kernel = int(integer_field(j, "kernel", source, at, 1, 3));
+    ISS_INPUT(c.kernel == 1 || c.kernel == 3, source, ": field 'architecture.kernel' must be 1 or 3, got ", c.kernel);
+    c.in_channels = int(integer_field(j, "in_channels", source, at, 1, 16));
+    c.classes = int(integer_field(j, "classes", source, at, 2, 255));
+    c.elu_alpha = float(number_field(j, "elu_alpha", source, at, 1e-3, 10));
+    const nlohmann::json& bn = field(j, "batch_norm", source, at);
+    c.bn_momentum = float(number_field(bn, "momentum", source, at + "batch_norm.", 0, 1));
+    c.bn_epsilon = float(number_field(bn, "epsilon", source, at + "batch_norm.", 1e-12, 1));
+    // The widest level's features (features << (levels - 1)) bound the parameter count: refuse a
+    // network that could not be allocated before anything is.
+    ISS_INPUT((int64_t(c.features) << (c.levels - 1)) <= 8192, source, ": a U-Net of ", c.features, " features and ",
+              c.levels, " levels (", int64_t(c.features) << (c.levels - 1),
+              " features at its deepest level) is larger than supported (8192)");
     return c;
+}
+
+Preprocessing parse_preprocessing(const ModelSpec& spec, const std::string& source) {
+    const nlohmann::json& j = spec.preprocessing;
+    const std::string at = "preprocessing.";
+    ISS_INPUT(j.is_object() && !j.empty(), source, ": missing field 'preprocessing'");
+    Preprocessing p;
+    p.frame = string_field(j, "orientation", source, at);
+    try {
+        axis_map_between(p.frame, p.frame);
+    } catch (const InputError& e) {
+        throw InputError(cat(source, ": field 'preprocessing.orientation': ", e.what()));
+    }
+    const int64_t network = spec.unet.size_multiple();
+    p.size_multiple = integer_field(j, "size_multiple", source, at, 1, 256);
+    ISS_INPUT(p.size_multiple % network == 0, source, ": field 'preprocessing.size_multiple' = ", p.size_multiple,
+              " is not a multiple of the network's ", network);
+    if (j.contains("normalisation")) string_field(j, "normalisation", source, at, {"min-max to [0, 1]"});
+    if (j.contains("input_channels"))
+        integer_field(j, "input_channels", source, at, spec.unet.in_channels, spec.unet.in_channels);
+    // The voxel sizes the network has seen: a range, one size, or null (explicitly none).
+    if (j.contains("voxel_size_range_mm")) {
+        const nlohmann::json& range = j["voxel_size_range_mm"];
+        ISS_INPUT(range.is_object() && range.contains("min") && range.contains("max"), source,
+                  ": field 'preprocessing.voxel_size_range_mm' must hold \"min\" and \"max\"");
+        p.voxel_min = voxel_sizes(range["min"], source, at + "voxel_size_range_mm.min");
+        p.voxel_max = voxel_sizes(range["max"], source, at + "voxel_size_range_mm.max");
+        for (size_t d = 0; d < 3; ++d)
+            ISS_INPUT(p.voxel_min[d] <= p.voxel_max[d], source,
+                      ": field 'preprocessing.voxel_size_range_mm': min above max");
+    } else {
+        ISS_INPUT(j.contains("voxel_size_mm"), source,
+                  ": missing field 'preprocessing.voxel_size_range_mm' (or 'voxel_size_mm', null for none)");
+        if (!j["voxel_size_mm"].is_null())
+            p.voxel_min = p.voxel_max = voxel_sizes(j["voxel_size_mm"], source, at + "voxel_size_mm");
+    }
+    return p;
 }
 
 void save_model(const std::string& weights_path, const ModelSpec& spec, ParamStore& params) {
@@ -111,16 +205,30 @@ ModelSpec load_model_spec(const std::string& weights_path) {
     } catch (const nlohmann::json::exception& e) {
         throw InputError(cat(path, ": not valid JSON: ", e.what()));
     }
-    ISS_INPUT(j.is_object() && j.value("format", "") == model_format, path, ": not an Infant-SynthSeg model description");
-    ISS_INPUT(json_field<int>(j, "version", path) == model_format_version, path, ": model format version ",
-              j["version"], " is not supported (expected ", model_format_version, ")");
+    ISS_INPUT(j.is_object() && j.contains("format") && j["format"] == model_format, path,
+              ": not an Infant-SynthSeg model description");
+    const int64_t version = integer_field(j, "version", path, "", 0, INT32_MAX);
+    ISS_INPUT(version == model_format_version, path, ": model format version ", version,
+              " is not supported (expected ", model_format_version, ")");
     ModelSpec spec;
-    spec.unet = unet_config_from_json(json_field<nlohmann::json>(j, "architecture", path), path);
-    spec.labels = json_field<std::vector<int32_t>>(j, "labels", path);
-    ISS_INPUT(int64_t(spec.labels.size()) == spec.unet.classes, path, ": ", spec.labels.size(), " labels for ",
-              spec.unet.classes, " output classes");
-    spec.preprocessing = j.value("preprocessing", nlohmann::json::object());
-    spec.training = j.value("training", nlohmann::json::object());
+    spec.unet = unet_config_from_json(field(j, "architecture", path, ""), path);
+    const nlohmann::json& labels = field(j, "labels", path, "");
+    ISS_INPUT(labels.is_array() && int64_t(labels.size()) == spec.unet.classes, path, ": field 'labels' must list ",
+              spec.unet.classes, " labels, one per output class");
+    for (const nlohmann::json& l : labels) {
+        ISS_INPUT(l.is_number_integer() && l.get<int64_t>() >= 0 && l.get<int64_t>() <= 65535, path,
+                  ": field 'labels': ", l.dump(), " is not a label (an integer from 0 to 65535)");
+        const int32_t label = int32_t(l.get<int64_t>());
+        ISS_INPUT(std::find(spec.labels.begin(), spec.labels.end(), label) == spec.labels.end(), path,
+                  ": field 'labels': ", label, " is listed twice");
+        spec.labels.push_back(label);
+    }
+    spec.preprocessing = field(j, "preprocessing", path, "");
+    parse_preprocessing(spec, path);
+    if (j.contains("training")) {
+        ISS_INPUT(j["training"].is_object(), path, ": field 'training' must be an object");
+        spec.training = j["training"];
+    }
     return spec;
 }
 
@@ -154,6 +262,14 @@ void load_weights(const std::string& weights_path, ParamStore& params) {
     std::vector<float> values(size_t(params.trainable_span())), state(size_t(params.state_span()));
     for (const ParamInfo& info : params.infos()) {
         const std::vector<float> v = file.at(info.name).as_f32();
+        // Untrusted values: NaN or infinity would poison every output; a negative running
+        // variance would take a square root of a negative number.
+        const bool variance = info.name.size() > 12 && info.name.compare(info.name.size() - 12, 12, ".running_var") == 0;
+        for (size_t i = 0; i < v.size(); ++i) {
+            ISS_INPUT(std::isfinite(v[i]), weights_path, ": tensor ", info.name, " holds ", v[i], " at element ", i);
+            ISS_INPUT(!variance || v[i] >= 0, weights_path, ": tensor ", info.name, " holds the negative variance ",
+                      v[i], " at element ", i);
+        }
         std::copy(v.begin(), v.end(), (info.trainable ? values : state).begin() + info.offset);
     }
     DeviceContext& ctx = params.context();

@@ -6,6 +6,7 @@
 // not match; nothing is loaded unless everything matches. Layout in docs/FORMATS.md.
 #pragma once
 
+#include <array>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -24,17 +25,35 @@ struct ModelSpec {
     nlohmann::json training = nlohmann::json::object();
 };
 
+// What predict must do to a scan, from ModelSpec::preprocessing (docs/FORMATS.md):
+struct Preprocessing {
+    std::string frame = "RAS";  // the network's voxel frame (orientation code)
+    // The voxel sizes (mm, per axis of the frame) the network has seen; all 0: any (never resample).
+    std::array<double, 3> voxel_min{0, 0, 0}, voxel_max{0, 0, 0};
+    int64_t size_multiple = 1;  // spatial sizes are padded to a multiple of this
+};
+
+// Parses and checks a spec's preprocessing: every field present with the right type, in range,
+// and one of the known values (orientation a code, normalisation "min-max to [0, 1]",
+// size_multiple a multiple of the network's, input_channels the network's); InputError naming
+// `source` and the field.
+Preprocessing parse_preprocessing(const ModelSpec& spec, const std::string& source);
+
 // "dir/model.safetensors" -> "dir/model.json".
 std::string model_json_path(const std::string& weights_path);
 
 // Writes the weights and the JSON (each through a temporary name).
 void save_model(const std::string& weights_path, const ModelSpec& spec, ParamStore& params);
 
-// Reads and checks the JSON beside the weights; InputError naming the file and field.
+// Reads and checks the JSON beside the weights completely before anything is built: types
+// (integers where integers belong), ranges (levels, features, kernel, convolutions, classes,
+// batch norm), known values (type, activation), the label list (distinct labels 0..65535, one
+// per class) and the preprocessing (parse_preprocessing); InputError naming the file and field.
 ModelSpec load_model_spec(const std::string& weights_path);
 
 // Loads every parameter of `params` (declared by the model of the spec) from the weights file;
-// InputError naming the file and each missing, extra or mis-shaped tensor.
+// InputError naming the file and each missing, extra or mis-shaped tensor, a value that is not
+// finite, or a negative running variance.
 void load_weights(const std::string& weights_path, ParamStore& params);
 
 // Adam's moments and step count, plus caller metadata (e.g. the training step).

@@ -48,6 +48,8 @@ ModelSpec keras_model_spec(const KerasUNet& model, const KerasImportOptions& opt
     if (options.voxel_size_mm > 0) {
         const double v = options.voxel_size_mm;
         spec.preprocessing["voxel_size_range_mm"] = {{"min", {v, v, v}}, {"max", {v, v, v}}};
+    } else {
+        spec.preprocessing["voxel_size_mm"] = nullptr;  // none: scans keep their resolution
     }
     spec.training = {{"imported_from", source}, {"keras_layout", model.layout}, {"keras_version", model.keras_version}};
     return spec;

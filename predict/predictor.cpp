@@ -77,11 +77,8 @@ struct Predictor::State {
     ParamStore params;
     std::unique_ptr<UNet> net;
     std::vector<int> twin_channel;  // output channel of each channel's left/right twin
-    std::string frame = "RAS";      // the voxel frame the network works in (model.json)
+    Preprocessing pre;              // frame, voxel sizes seen, size multiple (model.json)
     int lr_axis = 0;                // the frame's left-right axis, which the flip mirrors
-    // The voxel sizes the network has seen, per axis of the frame; 0: any (never resample).
-    std::array<double, 3> voxel_min{0, 0, 0}, voxel_max{0, 0, 0};
-    int64_t size_multiple = 16;
 
     // Kept across scans: its cached blocks spare every forward the device allocations (and on
     // the CPU the first-touch page faults of a few GiB).
@@ -92,54 +89,7 @@ struct Predictor::State {
 
     // Probabilities (channels-last, n voxels x C) of the network for a normalised volume.
     std::vector<float> forward(const Image& x, size_t* peak_bytes);
-    // The frame and voxel sizes of spec.preprocessing, checked (InputError naming json_file).
-    void read_preprocessing(const std::string& json_file);
 };
-
-namespace {
-
-// Three positive finite numbers, or InputError naming the file and the field.
-std::array<double, 3> voxel_triple(const nlohmann::json& j, const std::string& file, const char* field) {
-    ISS_INPUT(j.is_array() && j.size() == 3, file, ": preprocessing.", field, " must be 3 numbers");
-    std::array<double, 3> v{};
-    for (size_t d = 0; d < 3; ++d) {
-        ISS_INPUT(j[d].is_number() && std::isfinite(j[d].get<double>()) && j[d].get<double>() > 0, file,
-                  ": preprocessing.", field, " must hold positive voxel sizes in mm");
-        v[d] = j[d].get<double>();
-    }
-    return v;
-}
-
-}  // namespace
-
-// The frame (preprocessing.orientation, RAS when absent) and the voxel sizes the network has
-// seen: a range (preprocessing.voxel_size_range_mm, written by train) or one size
-// (preprocessing.voxel_size_mm, older models); neither: the scan's own resolution is used.
-void Predictor::State::read_preprocessing(const std::string& json_file) {
-    State& s = *this;
-    const auto& pre = s.spec.preprocessing;
-    if (pre.contains("orientation")) {
-        ISS_INPUT(pre["orientation"].is_string(), json_file, ": preprocessing.orientation must be a string like \"RAS\"");
-        s.frame = pre["orientation"].get<std::string>();
-        try {
-            axis_map_between(s.frame, s.frame);
-        } catch (const InputError& e) {
-            throw InputError(cat(json_file, ": preprocessing.orientation: ", e.what()));
-        }
-    }
-    s.lr_axis = int(s.frame.find_first_of("RL"));
-    if (pre.contains("voxel_size_range_mm")) {
-        const auto& range = pre["voxel_size_range_mm"];
-        ISS_INPUT(range.is_object() && range.contains("min") && range.contains("max"), json_file,
-                  ": preprocessing.voxel_size_range_mm must hold \"min\" and \"max\"");
-        s.voxel_min = voxel_triple(range["min"], json_file, "voxel_size_range_mm.min");
-        s.voxel_max = voxel_triple(range["max"], json_file, "voxel_size_range_mm.max");
-        for (size_t d = 0; d < 3; ++d)
-            ISS_INPUT(s.voxel_min[d] <= s.voxel_max[d], json_file, ": preprocessing.voxel_size_range_mm: min above max");
-    } else if (pre.contains("voxel_size_mm")) {
-        s.voxel_min = s.voxel_max = voxel_triple(pre["voxel_size_mm"], json_file, "voxel_size_mm");
-    }
-}
 
 Predictor::Predictor(const std::string& model, const PredictOptions& options)
     : state_(std::make_unique<State>(options)) {
@@ -151,17 +101,16 @@ Predictor::Predictor(const std::string& model, const PredictOptions& options)
         s.net = std::make_unique<UNet>(s.spec.unet, s.params);
         s.params.allocate();
         load_keras_tensors(keras, s.params);
-        s.read_preprocessing(model);
+        s.pre = parse_preprocessing(s.spec, model);
     } else {
         const std::string weights = resolve_model_path(model);
         s.spec = load_model_spec(weights);
         s.net = std::make_unique<UNet>(s.spec.unet, s.params);
         s.params.allocate();
         load_weights(weights, s.params);
-        s.read_preprocessing(model_json_path(weights));
+        s.pre = parse_preprocessing(s.spec, model_json_path(weights));
     }
-    s.size_multiple = s.spec.preprocessing.value("size_multiple", s.spec.unet.size_multiple());
-    s.size_multiple = std::max<int64_t>(s.size_multiple, s.spec.unet.size_multiple());
+    s.lr_axis = int(s.pre.frame.find_first_of("RL"));
     for (size_t c = 0; c < s.spec.labels.size(); ++c) {
         const int twin = labels::index_of(s.spec.labels, labels::lr_twin(s.spec.labels[c]));
         s.twin_channel.push_back(twin >= 0 ? twin : int(c));
@@ -208,11 +157,12 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
 
     // 1-2. The model's frame, then a voxel size the model has seen.
     const std::string input_code = orientation_code(image.grid.affine);
-    const Image ras = reorient(image, s.frame);
+    const Image ras = reorient(image, s.pre.frame);
     Grid work = ras.grid;
     bool resampled = false;
-    if (s.options.resample_to_model && s.voxel_max[0] > 0) {
-        const std::array<double, 3> target = voxel_size_to_segment_at(ras.grid.voxel_size(), s.voxel_min, s.voxel_max);
+    if (s.options.resample_to_model && s.pre.voxel_max[0] > 0) {
+        const std::array<double, 3> target =
+            voxel_size_to_segment_at(ras.grid.voxel_size(), s.pre.voxel_min, s.pre.voxel_max);
         resampled = target != ras.grid.voxel_size();
         if (resampled) work = grid_at_voxel_size(ras.grid, target);
     }
@@ -232,7 +182,7 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
     }
 
     // 3. Pad to the size multiple, centred.
-    const int64_t m = s.size_multiple;
+    const int64_t m = s.pre.size_multiple;
     Grid padded_grid = x.grid;
     std::array<int64_t, 3> before{};
     for (int d = 0; d < 3; ++d) {

@@ -19,7 +19,7 @@ inline void write_small_model(const std::string& dir, uint64_t seed = 11) {
     spec.unet.features = 3;
     spec.unet.classes = 5;
     spec.labels = {0, 2, 3, 41, 42};
-    spec.preprocessing = {{"orientation", "RAS"}, {"size_multiple", 4}};
+    spec.preprocessing = {{"orientation", "RAS"}, {"size_multiple", 4}, {"voxel_size_mm", nullptr}};
     ParamStore params(cpu);
     UNet net(spec.unet, params);
     params.allocate();

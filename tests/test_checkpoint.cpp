@@ -2,7 +2,9 @@
 // from a checkpoint repeats the uninterrupted run bit for bit.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
+#include <functional>
 
 #include "io/safetensors.h"
 #include "kernels/common/error.h"
@@ -64,13 +66,112 @@ double train_step(DeviceContext& ctx, Model& m, Adam& adam, ArenaAllocator& aren
 
 class Checkpoint : public test::TempDirTest {};
 
+// model.json is untrusted: every field is checked before anything is built, and a bad one is
+// an InputError naming the file and the field (the CLI's exit 2), never a JSON library exception,
+// a crash or a huge allocation. Each case edits one field of a valid file.
+TEST_F(Checkpoint, TamperedModelDescriptionsAreNamedInputErrors) {
+    DeviceContext ctx;
+    {
+        Model a(ctx, tiny_config(), 3);
+        ModelSpec spec;
+        spec.unet = tiny_config();
+        spec.labels = {0, 2, 41};
+        spec.preprocessing = {{"orientation", "RAS"}, {"size_multiple", 2}, {"voxel_size_mm", {1, 1, 1}}};
+        save_model(path("model.safetensors"), spec, a.params);
+    }
+    const std::string file = path("model.safetensors"), json_file = path("model.json");
+    const nlohmann::json valid = nlohmann::json::parse(test::read_text(json_file));
+    struct Case {
+        const char* what;
+        std::function<void(nlohmann::json&)> edit;
+        const char* message;
+    };
+    const std::vector<Case> cases = {
+        {"levels as a string", [](nlohmann::json& j) { j["architecture"]["levels"] = "5"; },
+         "field 'architecture.levels' must be an integer"},
+        {"levels 2.5", [](nlohmann::json& j) { j["architecture"]["levels"] = 2.5; },
+         "field 'architecture.levels' must be an integer"},
+        {"features 2^30", [](nlohmann::json& j) { j["architecture"]["features"] = 1 << 30; },
+         "field 'architecture.features' = 1073741824 is out of range"},
+        {"kernel 2", [](nlohmann::json& j) { j["architecture"]["kernel"] = 2; }, "must be 1 or 3"},
+        {"activation relu", [](nlohmann::json& j) { j["architecture"]["activation"] = "relu"; },
+         "field 'architecture.activation' = \"relu\" is not one of \"elu\""},
+        {"epsilon negative", [](nlohmann::json& j) { j["architecture"]["batch_norm"]["epsilon"] = -1; },
+         "field 'architecture.batch_norm.epsilon'"},
+        {"classes 300", [](nlohmann::json& j) { j["architecture"]["classes"] = 300; },
+         "field 'architecture.classes' = 300 is out of range"},
+        {"label -5", [](nlohmann::json& j) { j["labels"][1] = -5; }, "field 'labels': -5 is not a label"},
+        {"label 70000", [](nlohmann::json& j) { j["labels"][1] = 70000; }, "field 'labels': 70000 is not a label"},
+        {"label 2.5", [](nlohmann::json& j) { j["labels"][1] = 2.5; }, "field 'labels': 2.5 is not a label"},
+        {"label twice", [](nlohmann::json& j) { j["labels"][2] = 0; }, "field 'labels': 0 is listed twice"},
+        {"labels short", [](nlohmann::json& j) { j["labels"].erase(2); }, "must list 3 labels"},
+        {"size_multiple 2^31", [](nlohmann::json& j) { j["preprocessing"]["size_multiple"] = int64_t(1) << 31; },
+         "field 'preprocessing.size_multiple' = 2147483648 is out of range"},
+        {"size_multiple 1024", [](nlohmann::json& j) { j["preprocessing"]["size_multiple"] = 1024; },
+         "field 'preprocessing.size_multiple' = 1024 is out of range"},
+        {"size_multiple 3", [](nlohmann::json& j) { j["preprocessing"]["size_multiple"] = 3; },
+         "is not a multiple of the network's 2"},
+        {"orientation XYZ", [](nlohmann::json& j) { j["preprocessing"]["orientation"] = "XYZ"; },
+         "field 'preprocessing.orientation'"},
+        {"normalisation", [](nlohmann::json& j) { j["preprocessing"]["normalisation"] = "z-score"; },
+         "field 'preprocessing.normalisation' = \"z-score\" is not one of"},
+        {"voxel size 0", [](nlohmann::json& j) { j["preprocessing"]["voxel_size_mm"] = {0, 1, 1}; },
+         "field 'preprocessing.voxel_size_mm' must hold voxel sizes"},
+        {"no voxel size", [](nlohmann::json& j) { j["preprocessing"].erase("voxel_size_mm"); },
+         "missing field 'preprocessing.voxel_size_range_mm'"},
+        {"no preprocessing", [](nlohmann::json& j) { j.erase("preprocessing"); }, "missing field 'preprocessing'"},
+        {"version string", [](nlohmann::json& j) { j["version"] = "1"; }, "field 'version' must be an integer"},
+    };
+    for (const Case& c : cases) {
+        nlohmann::json j = valid;
+        c.edit(j);
+        std::ofstream(json_file) << j.dump();
+        try {
+            load_model_spec(file);
+            ADD_FAILURE() << c.what << ": accepted";
+        } catch (const InputError& e) {
+            EXPECT_NE(std::string(e.what()).find(json_file + ": "), std::string::npos) << c.what << ": " << e.what();
+            EXPECT_NE(std::string(e.what()).find(c.message), std::string::npos) << c.what << ": " << e.what();
+        }
+    }
+    std::ofstream(json_file) << valid.dump();
+    EXPECT_NO_THROW(load_model_spec(file));
+
+    // The weights: a NaN, and a negative running variance.
+    auto tampered_weights = [&](const std::string& tensor, float value) {
+        SafetensorsFile f = read_safetensors(file);
+        std::vector<SafeTensor> tensors;
+        for (SafeTensor t : f.tensors) {
+            if (t.name == tensor) {
+                std::vector<float> v = t.as_f32();
+                v[0] = value;
+                t = SafeTensor::f32(t.name, t.shape, v);
+            }
+            tensors.push_back(t);
+        }
+        const std::string bad = path("bad.safetensors");
+        write_safetensors(bad, tensors, f.metadata);
+        std::ofstream(path("bad.json")) << valid.dump();
+        Model b(ctx, tiny_config(), 3);
+        try {
+            load_weights(bad, b.params);
+            return std::string("(accepted)");
+        } catch (const InputError& e) {
+            return std::string(e.what());
+        }
+    };
+    EXPECT_NE(tampered_weights("enc0.conv0.weight", std::nanf("")).find("tensor enc0.conv0.weight holds nan"),
+              std::string::npos);
+    EXPECT_NE(tampered_weights("enc0.bn.running_var", -1.0f).find("negative variance"), std::string::npos);
+}
+
 TEST_F(Checkpoint, ModelRoundTripAndSelfDescription) {
     DeviceContext ctx;
     Model a(ctx, tiny_config(), 3);
     ModelSpec spec;
     spec.unet = tiny_config();
     spec.labels = {0, 2, 41};
-    spec.preprocessing = {{"orientation", "RAS"}};
+    spec.preprocessing = {{"orientation", "RAS"}, {"size_multiple", 2}, {"voxel_size_mm", nullptr}};
     const std::string file = path("model.safetensors");
     save_model(file, spec, a.params);
     const ModelSpec back = load_model_spec(file);
@@ -150,6 +251,7 @@ TEST_P(CheckpointResume, RepeatsTheUninterruptedRunBitForBit) {
     ModelSpec spec;
     spec.unet = tiny_config();
     spec.labels = {0, 1, 2};
+    spec.preprocessing = {{"orientation", "RAS"}, {"size_multiple", 2}, {"voxel_size_mm", nullptr}};
     save_model(path("m.safetensors"), spec, first.params);
     save_optimizer(path("m.optimizer.safetensors"), first.params, adam_first, {{"step", "3"}});
 

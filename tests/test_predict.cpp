@@ -38,7 +38,7 @@ std::string make_test_model(const fs::path& dir, int in_channels = 1, double vox
     spec.unet.in_channels = in_channels;
     spec.unet.classes = int(labels::segmentation_labels().size());
     spec.labels = labels::segmentation_labels();
-    spec.preprocessing = {{"voxel_size_mm", {voxel, voxel, voxel}}, {"size_multiple", 2}};
+    spec.preprocessing = {{"orientation", "RAS"}, {"voxel_size_mm", {voxel, voxel, voxel}}, {"size_multiple", 2}};
     ParamStore params(ctx);
     UNet net(spec.unet, params);
     params.allocate();
@@ -226,7 +226,8 @@ TEST_F(Predict, FlipAugmentationMirrorsTheFramesLeftRightAxis) {
         Predictor p(bad, PredictOptions{});
         ADD_FAILURE() << "accepted orientation XYZ";
     } catch (const InputError& e) {
-        EXPECT_NE(std::string(e.what()).find("model_1.json: preprocessing.orientation"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("model_1.json: field 'preprocessing.orientation'"), std::string::npos)
+            << e.what();
     }
 }
 
