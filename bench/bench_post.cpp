@@ -70,7 +70,7 @@ iss::Image posteriors_for(const iss::LabelMap& seg, uint32_t seed) {
 }
 
 const iss::LabelList& infant_list() {
-    static const iss::LabelList list = iss::label_list_or_default("");
+    static const iss::LabelList list = iss::label_list_or_default(nullptr);
     return list;
 }
 

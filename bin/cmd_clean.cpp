@@ -60,7 +60,8 @@ int cmd_clean(int argc, char** argv) {
     options.island_threshold = args.integer("--island-threshold", options.island_threshold);
     ISS_INPUT(options.island_threshold >= 0, "clean: --island-threshold must be >= 0, got ", options.island_threshold);
     options.merge_cerebellum = args.flag("--merge-cerebellum");
-    const LabelList list = label_list_or_default(args.get("--labels", ""));
+    const std::string labels_text = args.get("--labels", "");
+    const LabelList list = label_list_or_default(args.has("--labels") ? &labels_text : nullptr);
 
     NiftiHeader seg_header, post_header;
     Prediction p{read_segmentation(seg_path, &seg_header), Image()};

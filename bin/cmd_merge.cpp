@@ -56,7 +56,8 @@ int cmd_merge(int argc, char** argv) {
     require_nifti_output(o_post, "--o-post");
     check_outputs("merge", {{t1_seg, "--t1-seg"}, {t1_post, "--t1-post"}, {t2_seg, "--t2-seg"}, {t2_post, "--t2-post"}},
                   {{o_seg, "--o-seg"}, {o_post, "--o-post"}});
-    const LabelList list = label_list_or_default(args.get("--labels", ""));
+    const std::string labels_text = args.get("--labels", "");
+    const LabelList list = label_list_or_default(args.has("--labels") ? &labels_text : nullptr);
 
     NiftiHeader seg_header, post_header;
     Prediction t1{read_segmentation(t1_seg, &seg_header), read_posteriors(t1_post, list, &post_header)};
@@ -66,6 +67,9 @@ int cmd_merge(int argc, char** argv) {
     t2.post = read_posteriors(t2_post, list);
     require_same_grid(t1.seg.grid, t1_seg, t2.post.grid, t2_post);
 
+    // Every label of either segmentation must have its posterior frame (as clean requires).
+    require_listed(t1.seg, t1_seg, list);
+    require_listed(t2.seg, t2_seg, list);
     const Prediction merged = merge_t1_t2(std::move(t1), t2);
     write_prediction(o_seg, merged.seg, &seg_header, o_post, merged.post, &post_header);
     std::printf("merged %s and %s: wrote %s and %s\n", t1_seg.c_str(), t2_seg.c_str(), o_seg.c_str(), o_post.c_str());

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bin/cli.h"
@@ -113,8 +114,16 @@ int cmd_predict(int argc, char** argv) {
     ISS_INPUT(!channels.empty(), "predict: option --i is required");
     const std::string in = channels.front(), out = args.require("--o"), model = args.require("--model");
     if (args.has("--threads")) {
-        const long long threads = args.integer("--threads", 0);
+        long long threads = args.integer("--threads", 0);
         ISS_INPUT(threads >= 1, "predict: --threads must be at least 1, got ", threads);
+        // More threads than the machine runs at once only costs memory (and 100000 of them made
+        // the OpenMP runtime fail): at most one per hardware thread.
+        const long long hardware = std::max(1u, std::thread::hardware_concurrency());
+        if (threads > hardware) {
+            std::fprintf(stderr, "infant-synthseg predict: warning: --threads %lld: this machine runs %lld; using %lld\n",
+                         threads, hardware, hardware);
+            threads = hardware;
+        }
         omp_set_num_threads(int(threads));
     }
     PredictOptions options;
@@ -173,7 +182,7 @@ int cmd_predict(int argc, char** argv) {
         if (args.has("--resample")) make_directories(args.get("--resample", ""));
     }
 
-    CsvTable volumes{{"subject"}, {}};
+    CsvTable volumes{{"subject"}, {}, ""};
     for (int32_t label : predictor.labels())
         if (label != 0) volumes.columns.push_back(std::to_string(label));
     volumes.columns.push_back("total");

@@ -50,7 +50,7 @@ size_t CsvTable::column(const std::string& name) const {
         if (columns[i] == name) return i;
     std::string known;
     for (const std::string& c : columns) known += (known.empty() ? "" : ", ") + c;
-    throw InputError(cat("no CSV column '", name, "' (columns: ", known, ")"));
+    throw InputError(cat(source.empty() ? "" : source + ": ", "no CSV column '", name, "' (columns: ", known, ")"));
 }
 
 void write_csv(const std::string& path, const CsvTable& table) {
@@ -75,6 +75,7 @@ CsvTable read_csv(const std::string& path) {
     ISS_INPUT(!in.bad(), path, ": read failed");
 
     CsvTable table;
+    table.source = path;
     std::vector<std::string> record;
     std::string field;
     size_t line = 1;         // the line the reader is on

@@ -12,8 +12,10 @@ namespace iss {
 struct CsvTable {
     std::vector<std::string> columns;
     std::vector<std::vector<std::string>> rows;  // each as many fields as `columns`
+    std::string source;                          // the file read_csv read it from (for messages)
 
-    // Index of the column called `name`; InputError listing the columns when there is none.
+    // Index of the column called `name`; InputError naming the file and listing the columns
+    // when there is none.
     size_t column(const std::string& name) const;
 };
 

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "io/file_util.h"
 #include "kernels/common/error.h"
 
 namespace iss {
@@ -103,6 +104,7 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 
 Hdf5Reader::Hdf5Reader(const std::string& path) : path_(path) {
     silence_hdf5();
+    require_regular_file(path);  // a FIFO would block HDF5's first read forever
     const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
     ISS_INPUT(is_hdf5 >= 0, path, ": cannot open (missing or unreadable)");
     ISS_INPUT(is_hdf5 > 0, path, ": not an HDF5 file");

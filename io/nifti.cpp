@@ -313,6 +313,36 @@ void set_affine(const RawHeader& raw, const std::string& path, NiftiHeader& h) {
 
 // --- header validation ------------------------------------------------------------------------
 
+// Extensions (after the 4-byte extension flag of a single file): each esize (a multiple of 16,
+// its 8-byte head included), ecode, data. One that runs into the voxel data, or a malformed one,
+// gets a warning: the data is still read from vox_offset, as other readers do.
+void warn_about_extensions(const std::string& path, const NiftiHeader& h, size_t header_size, bool swapped) {
+    constexpr int64_t kMaxScan = int64_t(16) << 20;
+    const int64_t end = std::min<int64_t>(h.vox_offset, kMaxScan);
+    if (end <= int64_t(header_size) + 4) return;
+    std::vector<unsigned char> bytes(static_cast<size_t>(end));
+    GzReader in(path);
+    const size_t got = in.read_some(bytes.data(), bytes.size());
+    if (got < header_size + 4 || bytes[header_size] == 0) return;  // no extensions
+    int64_t pos = int64_t(header_size) + 4;
+    while (pos + 8 <= int64_t(got)) {
+        const int32_t esize = field<int32_t>(bytes.data(), size_t(pos), swapped);
+        if (esize < 16 || esize % 16 != 0) {
+            std::fprintf(stderr, "warning: %s: malformed extension at byte %lld (esize %d); ignoring extensions\n",
+                         path.c_str(), (long long)pos, esize);
+            return;
+        }
+        if (pos + esize > h.vox_offset) {
+            std::fprintf(stderr,
+                         "warning: %s: the extension at byte %lld (%d bytes) runs past vox_offset %lld into the "
+                         "voxel data; reading the data from vox_offset\n",
+                         path.c_str(), (long long)pos, esize, (long long)h.vox_offset);
+            return;
+        }
+        pos += esize;
+    }
+}
+
 NiftiHeader parse_and_validate(const std::string& path) {
     const int64_t size = file_size(path);
     ISS_INPUT(size > 0, path, ": file is empty");
@@ -380,10 +410,13 @@ NiftiHeader parse_and_validate(const std::string& path) {
     const TypeInfo* type = find_type(raw.datatype);
     ISS_INPUT(type != nullptr, path, ": unknown datatype code ", raw.datatype);
     ISS_INPUT(type->supported, path, ": datatype ", type->name, " (code ", type->code, ") is not supported");
-    ISS_INPUT(raw.bitpix == type->bitpix, path, ": bitpix is ", raw.bitpix, " but datatype ", type->name, " has ",
-              type->bitpix, " bits");
+    // The datatype decides, as nibabel and nifti_clib read it; a disagreeing bitpix is a writer's
+    // slip worth a word, not a reason to refuse the file.
+    if (raw.bitpix != type->bitpix)
+        std::fprintf(stderr, "warning: %s: bitpix is %d but datatype %s has %d bits; reading by the datatype\n",
+                     path.c_str(), raw.bitpix, type->name, type->bitpix);
     h.datatype = raw.datatype;
-    h.bitpix = raw.bitpix;
+    h.bitpix = type->bitpix;
 
     // Size, without overflow: every factor is checked against the limit before multiplying.
     int64_t voxels = 1;
@@ -452,6 +485,7 @@ NiftiHeader parse_and_validate(const std::string& path) {
                   " bytes (vox_offset ", h.vox_offset, " + ", data_bytes, " of voxel data) but the file has ",
                   data_file_size);
     }
+    if (h.single_file) warn_about_extensions(path, h, header_size, swapped);
     return h;
 }
 

@@ -53,9 +53,9 @@ std::vector<int32_t> parse_label_list(const std::string& text, const std::string
     return out;
 }
 
-LabelList label_list_or_default(const std::string& text, const std::string& option) {
-    if (text.empty()) return {labels::segmentation_labels(), "the infant segmentation list"};
-    return {parse_label_list(text, option), option};
+LabelList label_list_or_default(const std::string* text, const std::string& option) {
+    if (!text) return {labels::segmentation_labels(), "the infant segmentation list"};
+    return {parse_label_list(*text, option), option};
 }
 
 LabelMap read_segmentation(const std::string& path, NiftiHeader* header) {
@@ -72,7 +72,17 @@ Image read_posteriors(const std::string& path, const LabelList& list, NiftiHeade
     ISS_INPUT(h.frames() == int64_t(list.labels.size()), path, ": ", h.frames(), " posterior frame",
               h.frames() == 1 ? "" : "s", " but ", list.source, " has ", list.labels.size(),
               " labels (one frame per label expected)");
-    return read_image(path, header);
+    Image post = read_image(path, header);
+    // Probabilities: a NaN would win or lose every comparison, a negative value is no posterior.
+    for (size_t i = 0; i < post.data.size(); ++i) {
+        const float v = post.data[i];
+        if (!(std::isfinite(v) && v >= 0)) {
+            const int64_t voxels = post.grid.voxels();
+            throw InputError(cat(path, ": posterior ", v, " (frame ", int64_t(i) / voxels, ", voxel ",
+                                 int64_t(i) % voxels, ") is not a probability"));
+        }
+    }
+    return post;
 }
 
 void require_same_grid(const Grid& a, const std::string& a_path, const Grid& b, const std::string& b_path) {

@@ -31,8 +31,9 @@ struct Prediction {
 // naming `option` for an empty list, a non-integer, or a repeated label.
 std::vector<int32_t> parse_label_list(const std::string& text, const std::string& option = "--labels");
 
-// The list given as `text` (an option's value), or the infant segmentation list when empty.
-LabelList label_list_or_default(const std::string& text, const std::string& option = "--labels");
+// The list given as `text` (an option's value: an empty value is an error naming the option),
+// or the infant segmentation list when the option was not given (`text` null).
+LabelList label_list_or_default(const std::string* text, const std::string& option = "--labels");
 
 // A 3-D label map: InputError naming the file when it has more than one frame.
 LabelMap read_segmentation(const std::string& path, NiftiHeader* header = nullptr);

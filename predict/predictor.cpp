@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <tuple>
+#include <unistd.h>
 
 #include "io/file_util.h"
 #include "io/orientation.h"
@@ -66,6 +67,8 @@ std::pair<float, float> quantiles(std::vector<float> values, double q_low, doubl
 
 std::string resolve_model_path(const std::string& model) {
     std::error_code ec;
+    ISS_INPUT(std::filesystem::exists(model, ec), model,
+              ": no such model (expected a model directory, its model.safetensors, or a Keras .h5 file)");
     if (std::filesystem::is_directory(model, ec)) return (std::filesystem::path(model) / "model.safetensors").string();
     return model;
 }
@@ -165,6 +168,17 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
             voxel_size_to_segment_at(ras.grid.voxel_size(), s.pre.voxel_min, s.pre.voxel_max);
         resampled = target != ras.grid.voxel_size();
         if (resampled) work = grid_at_voxel_size(ras.grid, target);
+    }
+    // Sizes that come from a header (a scan of 1000 mm voxels resampled to 1 mm, a huge grid) are
+    // checked against the memory the posteriors will take before anything is allocated.
+    {
+        const double voxels = double(work.dim[0]) * double(work.dim[1]) * double(work.dim[2]);
+        const double bytes = voxels * 4.0 * double(channels + 3 * classes);  // image, posteriors, smoothing
+        const double host = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+        ISS_INPUT(voxels <= double(int64_t(1) << 31) && bytes <= 0.8 * host, name, ": segmenting it on a grid of ",
+                  work.dim[0], "x", work.dim[1], "x", work.dim[2], " voxels", resampled ? " (resampled to the model's voxel size)" : "",
+                  " needs about ", std::ceil(bytes / double(1 << 30)), " GiB, more than this machine's ",
+                  std::floor(host / double(1 << 30)), " GiB");
     }
     Image x = resampled ? resample_image(s.ctx, ras, work, Interp::linear, OutOfBounds::clamp) : ras;
 

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "io/file_util.h"
 #include "kernels/common/error.h"
 #include "synth/infant_priors.h"
 #include "synth/labels.h"
@@ -44,6 +45,7 @@ GeneratorConfig preset_config(const std::string& name) {
 }
 
 GeneratorConfig load_config(const std::string& preset_name, const std::string& json_path) {
+    require_regular_file(json_path);  // a FIFO would block the read forever
     std::ifstream in(json_path);
     ISS_INPUT(in, json_path, ": cannot open config file");
     nlohmann::json overrides;

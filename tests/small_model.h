@@ -1,11 +1,12 @@
-// A small U-Net saved as a model directory (model.safetensors + model.json), for the tests that
-// run commands on a model: 3 levels, 3 features, labels {0, 2, 3, 41, 42}, Glorot weights of a
-// fixed seed, RAS frame.
+// A small U-Net saved as a model directory (model.safetensors + model.json), and a small scan,
+// for the tests that run commands on a model: 3 levels, 3 features, labels {0, 2, 3, 41, 42},
+// Glorot weights of a fixed seed, RAS frame, no voxel size (scans keep theirs).
 #pragma once
 
 #include <filesystem>
 #include <string>
 
+#include "io/nifti.h"
 #include "nn/checkpoint.h"
 #include "nn/params.h"
 #include "nn/unet.h"
@@ -26,6 +27,16 @@ inline void write_small_model(const std::string& dir, uint64_t seed = 11) {
     net.initialise(seed);
     std::filesystem::create_directories(dir);
     save_model(dir + "/model.safetensors", spec, params);
+}
+
+// A 12x14x10 scan of 1.5 mm voxels with varied intensities.
+inline void write_small_scan(const std::string& file) {
+    Grid g;
+    g.dim = {12, 14, 10};
+    g.affine = Mat4::scaling(1.5, 1.5, 1.5);
+    Image scan(g);
+    for (size_t v = 0; v < scan.data.size(); ++v) scan.data[v] = float((v * 7919) % 101);
+    write_image(file, scan);
 }
 
 }  // namespace iss::test

@@ -459,9 +459,29 @@ TEST_F(NiftiRead, ExtensionAndTrailingBytesReadFine) {
         const std::string file = path(std::string("ext") + ext);
         write_raw(file, s);
         iss::NiftiHeader h;
+        testing::internal::CaptureStderr();
         EXPECT_EQ(iss::read_image(file, &h).data, (std::vector<float>{7, 8, 9}));
+        EXPECT_EQ(testing::internal::GetCapturedStderr(), "") << "a well-formed extension is not worth a warning";
         EXPECT_EQ(h.vox_offset, 352 + 32);
     }
+}
+
+// An extension that claims more bytes than lie before vox_offset overlaps the voxel data: read
+// from vox_offset as other readers do, with a warning naming the file.
+TEST_F(NiftiRead, ExtensionRunningIntoTheDataIsAWarning) {
+    RawSpec s;
+    s.dim[1] = 3, s.dim[2] = 1, s.dim[3] = 1;
+    s.extension = Bytes(32, 0);
+    put<int32_t>(s.extension, 0, 48, false);  // esize: 16 bytes past vox_offset
+    put<int32_t>(s.extension, 4, 4, false);
+    s.data = encode(std::vector<float>{7, 8, 9}, false);
+    const std::string file = path("overlap.nii");
+    write_raw(file, s);
+    testing::internal::CaptureStderr();
+    EXPECT_EQ(iss::read_image(file).data, (std::vector<float>{7, 8, 9}));
+    const std::string warning = testing::internal::GetCapturedStderr();
+    EXPECT_NE(warning.find(file + ": the extension at byte 352 (48 bytes) runs past vox_offset 384"), std::string::npos)
+        << warning;
 }
 
 TEST_F(NiftiRead, HeaderImagePair) {
@@ -689,9 +709,16 @@ TEST_F(NiftiBadInput, Datatypes) {
     RawSpec s = good();
     s.datatype = 999;
     expect_bad(write("unknown.nii", s), "unknown datatype code 999");
+    // A bitpix that disagrees with the datatype: read by the datatype (as nibabel and nifti_clib
+    // do), with a warning.
     s = good();
     s.bitpix = 16;
-    expect_bad(write("bitpix.nii", s), "bitpix is 16");
+    const std::string file = write("bitpix.nii", s);
+    testing::internal::CaptureStderr();
+    const iss::Image read = iss::read_image(file);
+    const std::string warning = testing::internal::GetCapturedStderr();
+    EXPECT_EQ(read.data.size(), size_t(4 * 3 * 2));
+    EXPECT_NE(warning.find(file + ": bitpix is 16 but datatype float32 has 32 bits"), std::string::npos) << warning;
 }
 
 TEST_F(NiftiBadInput, TransformCodesAndAffine) {

@@ -119,12 +119,8 @@ class SameFileCli : public Outputs {
 protected:
     void SetUp() override {
         Outputs::SetUp();
-        Grid g;
-        g.dim = {12, 14, 10};
-        g.affine = Mat4::scaling(1.5, 1.5, 1.5);
-        Image scan(g);
-        for (size_t v = 0; v < scan.data.size(); ++v) scan.data[v] = float((v * 7919) % 101);
-        write_image(path("scan.nii.gz"), scan);
+        test::write_small_scan(path("scan.nii.gz"));
+        const Grid g = read_image(path("scan.nii.gz")).grid;
         LabelMap seg(g);
         for (size_t v = 0; v < seg.data.size(); ++v) seg.data[v] = (v % 3 == 0) ? 2 : 0;
         write_labels(path("seg.nii.gz"), seg);

@@ -455,7 +455,9 @@ protected:
 
 TEST_F(PostInputs, LabelLists) {
     EXPECT_EQ(parse_label_list("0, 2,3 ,41"), (std::vector<int32_t>{0, 2, 3, 41}));
-    EXPECT_EQ(label_list_or_default("").labels.size(), 34u);
+    EXPECT_EQ(label_list_or_default(nullptr).labels.size(), 34u);
+    const std::string empty;
+    EXPECT_THROW(label_list_or_default(&empty), InputError) << "an empty --labels is not the default list";
     EXPECT_NE(error_of([] { parse_label_list("0,2,2"); }).find("--labels: label 2 is listed twice"), std::string::npos);
     EXPECT_NE(error_of([] { parse_label_list("0,,2"); }).find("--labels"), std::string::npos);
     EXPECT_NE(error_of([] { parse_label_list("0,x"); }).find("'x'"), std::string::npos);

@@ -225,7 +225,7 @@ void Trainer::State::save_checkpoint() {
     save_model(weights_path(), spec, params);
     save_optimizer(optimizer_path(), params, adam, {{"step", std::to_string(step)}, {"seconds", csv_number(elapsed())}});
     // Losses print in their shortest exact form, so a resumed run continues the same sequence.
-    CsvTable table{{"step", "loss", "lr", "seconds"}, {}};
+    CsvTable table{{"step", "loss", "lr", "seconds"}, {}, ""};
     for (const LogRow& r : log)
         table.rows.push_back({std::to_string(r.step), csv_number(r.loss), csv_number(r.lr), csv_number(r.seconds)});
     write_csv(log_path(), table);
@@ -235,7 +235,7 @@ void Trainer::State::save_checkpoint() {
         losses_so_far.push_back(r.loss);
     }
     if (!validation_log.empty()) {
-        CsvTable v{{"step", "mean_dice"}, {}};
+        CsvTable v{{"step", "mean_dice"}, {}, ""};
         for (int32_t label : gen_config.segmentation_labels) v.columns.push_back(cat("dice_", label));
         for (const ValidationRow& r : validation_log) {
             std::vector<std::string> row{std::to_string(r.step), csv_number(r.mean_dice)};
@@ -329,6 +329,11 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     s.gen_config = opt.config_path.empty() ? preset_config(opt.preset) : load_config(opt.preset, opt.config_path);
     s.gen_config.output_shape = {opt.shape, opt.shape, opt.shape};
     s.gen_config.shape_multiple = 1 << opt.unet.levels;
+    // The crop is rounded down to a multiple of 2^levels; a smaller one used to be raised silently
+    // (to 256^3 for 8 levels, which then ran out of memory).
+    ISS_INPUT(opt.shape >= s.gen_config.shape_multiple, "train: --shape ", opt.shape, " is smaller than ",
+              s.gen_config.shape_multiple, ", the multiple a U-Net of ", opt.unet.levels,
+              " levels needs: ask for a larger crop or fewer --levels");
     validate_config(s.gen_config, opt.config_path.empty() ? cat("preset ", s.gen_config.preset) : opt.config_path);
     UNetConfig unet = opt.unet;
     unet.classes = int(s.gen_config.segmentation_labels.size());
@@ -341,6 +346,13 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
         const auto c = crop_shape(s.gen_config, m.grid.dim);
         for (int d = 0; d < 3; ++d) common[size_t(d)] = std::min(common[size_t(d)], c[size_t(d)]);
     }
+    // A map smaller than the multiple (without padding) would be raised to it: say so instead.
+    for (const TrainingMap& m : maps)
+        for (int d = 0; d < 3; ++d)
+            ISS_INPUT(s.gen_config.pad_when_smaller || m.grid.dim[size_t(d)] >= s.gen_config.shape_multiple, m.name,
+                      ": ", m.grid.dim[0], "x", m.grid.dim[1], "x", m.grid.dim[2], " voxels cannot hold a crop of a ",
+                      opt.unet.levels, "-level U-Net (a multiple of ", s.gen_config.shape_multiple,
+                      "): use fewer --levels");
     s.gen_config.output_shape = common;
     std::vector<TrainingMap> validation_maps;
     if (!opt.validation_labels.empty()) {

@@ -1,0 +1,141 @@
+// Flags and inputs a hostile but realistic user gives the commands: each is refused with exit 2
+// and one line naming the problem (or, for --threads, bounded with a warning), never a crash, a
+// hang or an allocation the machine cannot make. Commands that could block run under `timeout`.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "io/nifti.h"
+#include "io/npy.h"
+#include "kernels/common/error.h"
+#include "synth/phantom.h"
+#include "tests/small_model.h"
+#include "tests/test_util.h"
+
+namespace iss {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Hardening : public test::TempDirTest {
+protected:
+    void SetUp() override {
+        TempDirTest::SetUp();
+        test::write_small_scan(path("scan.nii.gz"));
+        test::write_small_model(path("model"));
+    }
+    std::string q(const std::string& name) const { return test::shell_quote(path(name)); }
+    static test::RunResult run(const std::string& args) {
+        return test::run_command("timeout 60 " + test::cli_path() + " " + args);
+    }
+    void expect_bad(const std::string& args, const std::string& fragment) {
+        SCOPED_TRACE(args);
+        const test::RunResult r = run(args);
+        EXPECT_EQ(r.status, 2) << r.err;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+        EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
+    }
+};
+
+TEST_F(Hardening, ThreadsAreBoundedToTheMachine) {
+    const test::RunResult r = run("predict --device cpu --threads 100000 --model " + q("model") + " --i " +
+                                  q("scan.nii.gz") + " --o " + q("seg.nii.gz"));
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("warning: --threads 100000: this machine runs"), std::string::npos) << r.err;
+    EXPECT_TRUE(fs::exists(path("seg.nii.gz")));
+}
+
+TEST_F(Hardening, FifosAreRefusedNotReadForever) {
+    ASSERT_EQ(::mkfifo(path("fifo.safetensors").c_str(), 0600), 0);
+    ASSERT_EQ(::mkfifo(path("fifo.json").c_str(), 0600), 0);
+    ASSERT_EQ(::mkfifo(path("fifo.npy").c_str(), 0600), 0);
+    ASSERT_EQ(::mkfifo(path("fifo.h5").c_str(), 0600), 0);
+    const std::string predict = "predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("seg.nii.gz");
+    expect_bad(predict + " --model " + q("fifo.safetensors"), "is not a regular file");
+    expect_bad(predict + " --model " + q("fifo.h5") + " --labels infant", "is not a regular file");
+    write_labels(path("map.nii.gz"), make_phantom(0, 1));
+    expect_bad("synth --labels " + q("map.nii.gz") + " --out " + q("out") + " --config " + q("fifo.json"),
+               "is not a regular file");
+    fs::create_directories(path("images"));
+    fs::create_directories(path("maps"));
+    expect_bad("priors --images " + q("images") + " --labels " + q("maps") + " --out " + q("out") +
+                   " --labels-list " + q("fifo.npy"),
+               "is not a regular file");
+}
+
+TEST_F(Hardening, SizesFromAHeaderAreCheckedBeforeAllocating) {
+    // 1000 mm voxels, and a model trained at 1 mm: 12 km of field of view at 1 mm.
+    Grid g;
+    g.dim = {12, 14, 10};
+    g.affine = Mat4::scaling(1000, 1000, 1000);
+    write_image(path("huge_voxels.nii.gz"), Image(g, 1, 1.0f));
+    std::ifstream in(path("model/model.json"));
+    std::string json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    json.replace(json.find("\"voxel_size_mm\": null"), 21, "\"voxel_size_mm\": [1, 1, 1]");
+    std::ofstream(path("model/model.json")) << json;
+    expect_bad("predict --device cpu --model " + q("model") + " --i " + q("huge_voxels.nii.gz") + " --o " +
+                   q("seg.nii.gz"),
+               "huge_voxels.nii.gz: segmenting it on a grid of 12000x14000x10000 voxels");
+    EXPECT_FALSE(fs::exists(path("seg.nii.gz")));
+}
+
+TEST_F(Hardening, TrainRefusesACropTheNetworkCannotUse) {
+    write_labels(path("map.nii.gz"), make_phantom(0, 1));
+    expect_bad("train --device cpu --labels " + q("map.nii.gz") + " --model-dir " + q("m") +
+                   " --shape 8 --levels 5 --steps 1",
+               "--shape 8 is smaller than 32");
+    EXPECT_FALSE(fs::exists(path("m")));
+}
+
+TEST_F(Hardening, MessagesNameTheProblem) {
+    expect_bad("predict --device cpu --model " + q("no_such_model") + " --i " + q("scan.nii.gz") + " --o " +
+                   q("seg.nii.gz"),
+               "no_such_model: no such model");
+    LabelMap seg(Grid{});
+    write_labels(path("seg.nii.gz"), seg);
+    write_image(path("post.nii.gz"), Image(Grid{}, 34, 0.5f));
+    expect_bad("clean --seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz") + " --o " + q("c.nii.gz") +
+                   " --labels ''",
+               "--labels: expected comma-separated integer labels");
+}
+
+TEST_F(Hardening, MergeChecksLabelsAndPosteriors) {
+    Grid g;
+    g.dim = {4, 3, 2};
+    LabelMap seg(g);
+    seg.data[5] = 2;
+    write_labels(path("seg.nii.gz"), seg);
+    LabelMap other = seg;
+    other.data[7] = 17;  // no frame for 17 in the list 0,2,3
+    write_labels(path("seg17.nii.gz"), other);
+    Image post(g, 3, 0.3f);
+    write_image(path("post.nii.gz"), post);
+    post.data[4] = std::nanf("");
+    write_image(path("post_nan.nii.gz"), post);
+    post.data[4] = -0.5f;
+    write_image(path("post_negative.nii.gz"), post);
+    auto merge = [&](const std::string& t2_seg, const std::string& t2_post) {
+        return "merge --labels 0,2,3 --t1-seg " + q("seg.nii.gz") + " --t1-post " + q("post.nii.gz") + " --t2-seg " +
+               q(t2_seg) + " --t2-post " + q(t2_post) + " --o-seg " + q("m.nii.gz") + " --o-post " + q("mp.nii.gz");
+    };
+    expect_bad(merge("seg17.nii.gz", "post.nii.gz"), "seg17.nii.gz: label 17 has no posterior frame");
+    expect_bad(merge("seg.nii.gz", "post_nan.nii.gz"), "post_nan.nii.gz: posterior nan");
+    expect_bad(merge("seg.nii.gz", "post_negative.nii.gz"), "post_negative.nii.gz: posterior -0.5");
+    EXPECT_FALSE(fs::exists(path("m.nii.gz")));
+}
+
+TEST_F(Hardening, ABadTrainingLogOnResumeIsNamed) {
+    write_labels(path("map.nii.gz"), make_phantom(0, 1));
+    const std::string train = "train --device cpu --labels " + q("map.nii.gz") + " --model-dir " + q("m") +
+                              " --shape 32 --levels 2 --features 2 --steps-per-epoch 1 --steps ";
+    ASSERT_EQ(run(train + "1").status, 0);
+    std::ofstream(path("m/training_log.csv")) << "when,what\n1,2\n";
+    expect_bad(train + "2 --resume", path("m/training_log.csv") + ": no CSV column 'step'");
+}
+
+}  // namespace
+}  // namespace iss
