@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -95,8 +96,24 @@ OutputFile::OutputFile(const std::string& path, const std::string& suffix) : pat
 
 OutputFile::~OutputFile() { discard(); }
 
+// Testing hook: INFANT_FAULT_OUTPUT=N makes the N-th commit of this process fail as a full disk
+// would (the target keeps its old content), so that the tests can fail each write of a checkpoint
+// in turn. Unset in normal use.
+static bool injected_fault() {
+    static const long fault_at = [] {
+        const char* v = std::getenv("INFANT_FAULT_OUTPUT");
+        return v ? std::strtol(v, nullptr, 10) : 0L;
+    }();
+    static std::atomic<long> commits{0};
+    return fault_at > 0 && ++commits == fault_at;
+}
+
 void OutputFile::commit() {
     ISS_REQUIRE(!done_, "output ", path_, " committed twice");
+    if (injected_fault()) {
+        discard();
+        throw_output_error(path_, EIO, "cannot write (fault injected by INFANT_FAULT_OUTPUT)");
+    }
     done_ = true;
     unregister_temporary(slot_);
     if (direct_) return;

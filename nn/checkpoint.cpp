@@ -177,7 +177,8 @@ Preprocessing parse_preprocessing(const ModelSpec& spec, const std::string& sour
     return p;
 }
 
-void save_model(const std::string& weights_path, const ModelSpec& spec, ParamStore& params) {
+void save_model(const std::string& weights_path, const ModelSpec& spec, ParamStore& params,
+                const std::map<std::string, std::string>& metadata) {
     const std::string json_path = model_json_path(weights_path);
     ISS_REQUIRE(int64_t(spec.labels.size()) == spec.unet.classes, "model has ", spec.unet.classes,
                 " classes but ", spec.labels.size(), " labels");
@@ -188,7 +189,9 @@ void save_model(const std::string& weights_path, const ModelSpec& spec, ParamSto
                         {"preprocessing", spec.preprocessing},
                         {"training", spec.training},
                         {"parameters", {{"trainable", params.trainable_count()}, {"state", params.state_count()}}}};
-    write_safetensors(weights_path, parameter_tensors(params), {{"format", model_format}});
+    std::map<std::string, std::string> meta = metadata;
+    meta["format"] = model_format;
+    write_safetensors(weights_path, parameter_tensors(params), meta);
     const std::string text = j.dump(2) + "\n";
     AtomicWriter out(json_path);
     out.write(text.data(), text.size());
@@ -232,7 +235,7 @@ ModelSpec load_model_spec(const std::string& weights_path) {
     return spec;
 }
 
-void load_weights(const std::string& weights_path, ParamStore& params) {
+std::map<std::string, std::string> load_weights(const std::string& weights_path, ParamStore& params) {
     const SafetensorsFile file = read_safetensors(weights_path);
     std::vector<std::string> problems;
     std::map<std::string, const SafeTensor*> by_name;
@@ -275,6 +278,7 @@ void load_weights(const std::string& weights_path, ParamStore& params) {
     DeviceContext& ctx = params.context();
     if (!values.empty()) ctx.copy_to_device(params.values(), values.data(), values.size() * sizeof(float));
     if (!state.empty()) ctx.copy_to_device(params.state(), state.data(), state.size() * sizeof(float));
+    return file.metadata;
 }
 
 void save_optimizer(const std::string& path, ParamStore& params, const Adam& adam,

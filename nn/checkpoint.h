@@ -42,8 +42,10 @@ Preprocessing parse_preprocessing(const ModelSpec& spec, const std::string& sour
 // "dir/model.safetensors" -> "dir/model.json".
 std::string model_json_path(const std::string& weights_path);
 
-// Writes the weights and the JSON (each through a temporary name).
-void save_model(const std::string& weights_path, const ModelSpec& spec, ParamStore& params);
+// Writes the weights and the JSON (each through a temporary name); `metadata` goes into the
+// weights file's safetensors metadata beside its format (a checkpoint's stamp).
+void save_model(const std::string& weights_path, const ModelSpec& spec, ParamStore& params,
+                const std::map<std::string, std::string>& metadata = {});
 
 // Reads and checks the JSON beside the weights completely before anything is built: types
 // (integers where integers belong), ranges (levels, features, kernel, convolutions, classes,
@@ -54,7 +56,8 @@ ModelSpec load_model_spec(const std::string& weights_path);
 // Loads every parameter of `params` (declared by the model of the spec) from the weights file;
 // InputError naming the file and each missing, extra or mis-shaped tensor, a value that is not
 // finite, or a negative running variance.
-void load_weights(const std::string& weights_path, ParamStore& params);
+// Returns the weights file's metadata.
+std::map<std::string, std::string> load_weights(const std::string& weights_path, ParamStore& params);
 
 // Adam's moments and step count, plus caller metadata (e.g. the training step).
 void save_optimizer(const std::string& path, ParamStore& params, const Adam& adam,

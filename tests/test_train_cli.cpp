@@ -11,6 +11,7 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -73,12 +74,22 @@ protected:
         for (const std::string& a : args) s += " " + shell_quote(a);
         return s;
     }
-    static RunResult train(const std::string& args) {
-        return test::run_command(test::cli_path() + " train" + args);
+    // `environment`: assignments put before the command (e.g. "INFANT_FAULT_OUTPUT=2 ").
+    static RunResult train(const std::string& args, const std::string& environment = "") {
+        return test::run_command(environment + test::cli_path() + " train" + args);
     }
-    RunResult train_tiny(const std::string& model_dir, int steps, const std::string& more = "") const {
+    RunResult train_tiny(const std::string& model_dir, int steps, const std::string& more = "",
+                         const std::string& environment = "") const {
         return train(joined(tiny_args()) + " --model-dir " + shell_quote(model_dir) + " --steps " +
-                     std::to_string(steps) + more);
+                         std::to_string(steps) + more,
+                     environment);
+    }
+    // Every tensor of a model's weights file, by name.
+    static std::map<std::string, std::vector<float>> weights_of(const fs::path& model_dir) {
+        std::map<std::string, std::vector<float>> out;
+        for (const SafeTensor& t : read_safetensors((model_dir / "model.safetensors").string()).tensors)
+            out[t.name] = t.as_f32();
+        return out;
     }
 
     // Exit 2, one line on stderr containing `fragment`, and `model_dir` as it was before.
@@ -236,6 +247,64 @@ void interrupt_and_resume(const fs::path& dir, const std::vector<std::string>& b
     const std::vector<std::string> resumed = log_rows(model);
     ASSERT_EQ(resumed.size(), size_t(step + 2));
     EXPECT_EQ(std::vector<std::string>(resumed.begin(), resumed.begin() + step), rows);
+}
+
+// A checkpoint is one unit. Its files are written one after another; failing each write in turn
+// (INFANT_FAULT_OUTPUT=k: the k-th file this run writes, as a full disk would) leaves a directory
+// that either resumes to exactly the uninterrupted run, or is refused with exit 2 naming the files
+// that disagree. Never a silent mixture (before the stamps, a failed 8th rename resumed weights of
+// one step with the optimizer of another).
+TEST_F(TrainCli, ACheckpointIsOneUnit) {
+    ASSERT_EQ(train_tiny((dir_ / "straight").string(), 4).status, 0);
+    const auto straight = weights_of(dir_ / "straight");
+    int refused = 0, resumed = 0;
+    for (int k = 1; k <= 6; ++k) {
+        SCOPED_TRACE("fault at write " + std::to_string(k));
+        const fs::path model = dir_ / ("faulty" + std::to_string(k));
+        ASSERT_EQ(train_tiny(model.string(), 2).status, 0);
+        const RunResult faulty = train_tiny(model.string(), 4, " --resume", "INFANT_FAULT_OUTPUT=" + std::to_string(k) + " ");
+        EXPECT_EQ(faulty.status, k <= 5 ? 1 : 0) << faulty.err << " (5 files per checkpoint here)";
+        if (k <= 5) {
+            EXPECT_NE(faulty.err.find("fault injected"), std::string::npos) << faulty.err;
+        }
+        const RunResult again = train_tiny(model.string(), 4, " --resume");
+        if (again.status == 2) {
+            ++refused;
+            EXPECT_TRUE(again.err.find("disagree") != std::string::npos ||
+                        again.err.find("the training log ends at step 2") != std::string::npos)
+                << again.err;
+        } else {
+            ++resumed;
+            EXPECT_EQ(again.status, 0) << again.err;
+            EXPECT_TRUE(weights_of(model) == straight) << "resumed to other weights than the uninterrupted run";
+        }
+    }
+    EXPECT_GT(refused, 0);
+    EXPECT_GT(resumed, 0);
+
+    // An optimizer file copied in from another run with the same step: refused.
+    ASSERT_EQ(train_tiny((dir_ / "a").string(), 2).status, 0);
+    ASSERT_EQ(train_tiny((dir_ / "b").string(), 2).status, 0);
+    fs::copy_file(dir_ / "b" / "model.optimizer.safetensors", dir_ / "a" / "model.optimizer.safetensors",
+                  fs::copy_options::overwrite_existing);
+    const RunResult mixed = train_tiny((dir_ / "a").string(), 4, " --resume");
+    EXPECT_EQ(mixed.status, 2) << mixed.err;
+    EXPECT_NE(mixed.err.find("the checkpoint's files disagree"), std::string::npos) << mixed.err;
+}
+
+// A loss that is no longer finite stops training with exit 1 naming the step; the last good
+// checkpoint stays (--lr 1e30 used to train on to NaN weights and exit 0).
+TEST_F(TrainCli, ADivergedRunStopsAndKeepsTheLastCheckpoint) {
+    const fs::path model = dir_ / "diverging";
+    ASSERT_EQ(train_tiny(model.string(), 2).status, 0);
+    const auto good = weights_of(model);
+    const RunResult r = train_tiny(model.string(), 8, " --resume --lr 1e30");
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_NE(r.err.find("training diverged at step"), std::string::npos) << r.err;
+    const auto kept = weights_of(model);
+    for (const auto& [name, values] : kept)
+        for (float v : values) ASSERT_TRUE(std::isfinite(v)) << name;
+    EXPECT_EQ(train_tiny(model.string(), 2, " --resume").status, 0) << "the checkpoint left is usable";
 }
 
 TEST_F(TrainCli, SigintFinishesTheStepSavesAndExitsZero) {

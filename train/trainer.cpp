@@ -5,7 +5,9 @@
 #include <cmath>
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "io/csv.h"
@@ -31,6 +33,15 @@ std::string join(const std::string& dir, const std::string& name) { return (fs::
 // file of a run that was killed while writing it.
 const char* const checkpoint_files[] = {"model.safetensors", "model.json", "model.optimizer.safetensors",
                                         "training_log.csv", "validation.csv", "loss.png"};
+
+// 64 random bits in hex: unlike the seed, different for every run started.
+std::string new_run_id() {
+    std::random_device device;
+    const uint64_t bits = (uint64_t(device()) << 32) ^ uint64_t(device());
+    char text[17];
+    std::snprintf(text, sizeof text, "%016llx", (unsigned long long)bits);
+    return text;
+}
 
 void remove_stale_temporaries(const std::string& model_dir) {
     std::error_code ec;
@@ -204,6 +215,9 @@ struct Trainer::State {
     std::string maps_summary;  // describe_training_maps of the training set
     std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
     double seconds_before = 0;  // training time of the run(s) this one resumes
+    // Identifies one training run (kept across resumes): every file of a checkpoint is stamped
+    // with it and the step, so files of different checkpoints or runs are never mixed.
+    std::string run_id;
 
     explicit State(const TrainOptions& o)
         : options(o), ctx(o.device), params(ctx), adam(AdamConfig{o.lr, 0.9f, 0.999f, 1e-7f}), arena(ctx) {}
@@ -222,8 +236,13 @@ struct Trainer::State {
 };
 
 void Trainer::State::save_checkpoint() {
-    save_model(weights_path(), spec, params);
-    save_optimizer(optimizer_path(), params, adam, {{"step", std::to_string(step)}, {"seconds", csv_number(elapsed())}});
+    // The files are written one after another: a kill or a failed write between two leaves them
+    // at different steps. Each carries the step and the run, and a resume checks they agree.
+    ModelSpec stamped = spec;
+    stamped.training["checkpoint"] = {{"step", step}, {"run_id", run_id}};
+    save_model(weights_path(), stamped, params, {{"checkpoint_step", std::to_string(step)}, {"run_id", run_id}});
+    save_optimizer(optimizer_path(), params, adam,
+                   {{"step", std::to_string(step)}, {"seconds", csv_number(elapsed())}, {"run_id", run_id}});
     // Losses print in their shortest exact form, so a resumed run continues the same sequence.
     CsvTable table{{"step", "loss", "lr", "seconds"}, {}, ""};
     for (const LogRow& r : log)
@@ -249,12 +268,33 @@ void Trainer::State::save_checkpoint() {
     write_loss_curve(join(options.model_dir, "loss.png"), steps, losses_so_far, validation_steps, validation_dice);
 }
 
+// One file's checkpoint stamp: "step <n>, run <id>", or why there is none.
+static std::string stamp_text(const std::map<std::string, std::string>& meta, const char* step_key) {
+    const auto step = meta.find(step_key), run = meta.find("run_id");
+    if (step == meta.end() || run == meta.end()) return "no checkpoint stamp";
+    return cat("step ", step->second, ", run ", run->second);
+}
+
 void Trainer::State::load_checkpoint() {
-    load_weights(weights_path(), params);
+    const auto weights_meta = load_weights(weights_path(), params);
     const auto meta = load_optimizer(optimizer_path(), params, adam);
     const auto it = meta.find("step");
     ISS_INPUT(it != meta.end(), optimizer_path(), ": no training step in the metadata");
     step = int64_t(csv_to_number(it->second, optimizer_path() + " step"));
+    // Every file of the checkpoint must be of this step and this run.
+    const nlohmann::json json_stamp = load_model_spec(weights_path()).training.value("checkpoint", nlohmann::json());
+    std::map<std::string, std::string> json_meta;
+    if (json_stamp.is_object() && json_stamp.contains("step") && json_stamp.contains("run_id"))
+        json_meta = {{"checkpoint_step", json_stamp["step"].dump()}, {"run_id", json_stamp["run_id"].is_string()
+                                                                                     ? json_stamp["run_id"].get<std::string>()
+                                                                                     : json_stamp["run_id"].dump()}};
+    const std::string weights = stamp_text(weights_meta, "checkpoint_step"), json = stamp_text(json_meta, "checkpoint_step"),
+                      optimizer = stamp_text(meta, "step");
+    ISS_INPUT(weights == json && weights == optimizer && weights != "no checkpoint stamp", options.model_dir,
+              ": the checkpoint's files disagree (a run stopped while writing them, or a file came from another run): "
+              "model.safetensors ", weights, "; model.json ", json, "; model.optimizer.safetensors ", optimizer,
+              ". Resume from files of one checkpoint, or start a new --model-dir");
+    run_id = meta.at("run_id");
     const auto secs = meta.find("seconds");
     if (secs != meta.end()) seconds_before = csv_to_number(secs->second, optimizer_path() + " seconds");
     // The logs up to the checkpoint (rows after it belong to steps that will run again).
@@ -270,6 +310,11 @@ void Trainer::State::load_checkpoint() {
             losses.push_back(r.loss);
         }
     }
+    // The log is written after the weights and the optimizer: it must reach their step.
+    const int64_t logged = log.empty() ? 0 : log.back().step;
+    ISS_INPUT(logged == step, log_path(), ": the training log ends at step ", logged, " but the checkpoint is at step ",
+              step, " (a run stopped while writing its checkpoint). Resume from files of one checkpoint, or start a "
+              "new --model-dir");
     if (fs::exists(validation_path())) {
         const CsvTable table = read_csv(validation_path());
         for (const auto& row : table.rows) {
@@ -404,6 +449,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
                        {"steps_per_epoch", opt.steps_per_epoch},
                        {"wl2_epochs", opt.wl2_epochs},
                        {"maps", int64_t(maps.size())}};
+    s.run_id = new_run_id();  // a resume takes the checkpoint's instead
     if (opt.resume) {
         remove_stale_temporaries(opt.model_dir);
         s.load_checkpoint();
@@ -445,6 +491,10 @@ void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const 
         const Var logits = s.net->forward(g, g.input(x), true);
         const double loss = s.step < wl2_steps ? wl2_loss(g, logits, batch.target.data())
                                                : softmax_dice_loss(g, logits, batch.target.data()).loss;
+        // A diverged run stops before its NaN reaches the weights: the last checkpoint stays good.
+        if (!std::isfinite(loss))
+            throw Error(cat("training diverged at step ", s.step + 1, ": the loss is ", loss, "; the last checkpoint (",
+                            s.options.model_dir, ") is kept. Try a smaller --lr"));
         s.params.zero_grads();
         g.backward();
         s.adam.step(s.params);
