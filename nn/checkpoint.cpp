@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "io/file_util.h"
 #include "io/orientation.h"
@@ -202,9 +204,24 @@ ModelSpec load_model_spec(const std::string& weights_path) {
     const std::string path = model_json_path(weights_path);
     require_regular_file(path);
     std::ifstream in(path);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ISS_INPUT(!in.bad(), path, ": cannot read");
+    ModelSpec spec = parse_model_description(text, path);
+    // The network the description asks for must be in the weights file before anything is
+    // allocated for it: its size proves the parameter count (float32 each).
+    require_regular_file(weights_path);
+    std::error_code ec;
+    const uintmax_t bytes = std::filesystem::file_size(weights_path, ec);
+    const int64_t parameters = unet_parameter_count(spec.unet);
+    ISS_INPUT(!ec && double(bytes) >= 4.0 * double(parameters), weights_path, ": ", bytes,
+              " bytes cannot hold the ", parameters, " parameters ", path, " describes");
+    return spec;
+}
+
+ModelSpec parse_model_description(const std::string& text, const std::string& path) {
     nlohmann::json j;
     try {
-        j = nlohmann::json::parse(in);
+        j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
         throw InputError(cat(path, ": not valid JSON: ", e.what()));
     }

@@ -52,6 +52,9 @@ void save_model(const std::string& weights_path, const ModelSpec& spec, ParamSto
 // batch norm), known values (type, activation), the label list (distinct labels 0..65535, one
 // per class) and the preprocessing (parse_preprocessing); InputError naming the file and field.
 ModelSpec load_model_spec(const std::string& weights_path);
+// The same checks on a description's text (`path` names it in messages); load_model_spec adds
+// that the weights file exists and is large enough for the parameters described.
+ModelSpec parse_model_description(const std::string& text, const std::string& path);
 
 // Loads every parameter of `params` (declared by the model of the spec) from the weights file;
 // InputError naming the file and each missing, extra or mis-shaped tensor, a value that is not

@@ -7,6 +7,13 @@
 
 namespace iss {
 
+int64_t unet_parameter_count(const UNetConfig& config) {
+    DeviceContext cpu;
+    ParamStore store(cpu);  // declared only: nothing is allocated before allocate()
+    UNet net(config, store);
+    return store.trainable_count() + store.state_count();
+}
+
 UNet::UNet(const UNetConfig& config, ParamStore& params) : config_(config), params_(params) {
     ISS_INPUT(config.levels >= 1 && config.levels <= 8, "U-Net: levels must be 1 to 8, got ", config.levels);
     ISS_INPUT(config.features >= 1 && config.convs_per_level >= 1 && config.in_channels >= 1 && config.classes >= 2,

@@ -38,6 +38,9 @@ struct UNetConfig {
     int64_t size_multiple() const { return int64_t(1) << (levels - 1); }
 };
 
+// Trainable parameters plus batch-norm statistics of UNet(config), without allocating them.
+int64_t unet_parameter_count(const UNetConfig& config);
+
 class UNet {
 public:
     // Declares every parameter in `params` (which the caller then allocates) in a fixed order.

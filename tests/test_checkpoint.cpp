@@ -134,6 +134,17 @@ TEST_F(Checkpoint, TamperedModelDescriptionsAreNamedInputErrors) {
             EXPECT_NE(std::string(e.what()).find(c.message), std::string::npos) << c.what << ": " << e.what();
         }
     }
+    // A valid description of a network far larger than the weights file: refused before anything
+    // is allocated for it.
+    nlohmann::json large = valid;
+    large["architecture"]["features"] = 1024;
+    std::ofstream(json_file) << large.dump();
+    try {
+        load_model_spec(file);
+        ADD_FAILURE() << "a 1024-feature network accepted with small weights";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find(" bytes cannot hold the "), std::string::npos) << e.what();
+    }
     std::ofstream(json_file) << valid.dump();
     EXPECT_NO_THROW(load_model_spec(file));
 
