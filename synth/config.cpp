@@ -1,5 +1,7 @@
 #include "synth/config.h"
 
+#include <climits>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -21,6 +23,38 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GeneratorConfig, preset, generat
                                                 background_reset_probability, randomise_resolution, max_isotropic,
                                                 max_anisotropic, anisotropic_probability, randomise_thickness,
                                                 bias_field_std, bias_shape_factor, clip_max, gamma_std)
+
+namespace {
+
+// A value given for a parameter has the type of the preset's (recursively, lists element by
+// element), and numbers fit what they are converted to: the JSON library's conversion of an
+// out-of-range number is undefined behaviour, so nothing reaches it unchecked.
+void check_type(const nlohmann::json& value, const nlohmann::json& like, const std::string& source,
+                const std::string& name) {
+    auto wrong = [&](const char* expected) {
+        throw InputError(cat(source, ": parameter '", name, "' must be ", expected, ", got ", value.dump().substr(0, 80)));
+    };
+    if (like.is_number_integer()) {
+        if (!value.is_number_integer()) wrong("an integer");
+        const bool fits = value.is_number_unsigned() ? value.get<uint64_t>() <= uint64_t(INT32_MAX)
+                                                     : value.get<int64_t>() >= INT32_MIN && value.get<int64_t>() <= INT32_MAX;
+        if (!fits) wrong("an integer of at most 2^31");
+    } else if (like.is_number()) {
+        if (!value.is_number()) wrong("a number");
+        if (!(std::fabs(value.get<double>()) <= 1e30)) wrong("a finite number of at most 1e30");
+    } else if (like.is_boolean()) {
+        if (!value.is_boolean()) wrong("true or false");
+    } else if (like.is_string()) {
+        if (!value.is_string()) wrong("a string");
+    } else if (like.is_array()) {
+        if (!value.is_array()) wrong("a list");
+        if (value.size() > 4096) wrong("a list of at most 4096 values");
+        for (size_t i = 0; i < value.size(); ++i)
+            check_type(value[i], like.empty() ? nlohmann::json() : like[0], source, cat(name, "[", i, "]"));
+    }
+}
+
+}  // namespace
 
 GeneratorConfig preset_config(const std::string& name) {
     GeneratorConfig config;
@@ -58,9 +92,12 @@ GeneratorConfig load_config(const std::string& preset_name, const std::string& j
     const std::string base = overrides.value("preset", preset_name);
     GeneratorConfig config = preset_config(base);
     nlohmann::json merged = config;
+    // The infant preset has every list filled: the template for the types of every value.
+    const nlohmann::json like = preset_config("infant-t1");
     for (auto it = overrides.begin(); it != overrides.end(); ++it) {
         ISS_INPUT(merged.contains(it.key()), json_path, ": unknown parameter '", it.key(),
                   "' (see 'infant-synthseg synth --print-config' for the names)");
+        check_type(it.value(), like[it.key()], json_path, it.key());
         merged[it.key()] = it.value();
     }
     try {

@@ -193,6 +193,14 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad(map + " --config " + shell_quote(path("unknown_key.json")), "gamma_stdev");
     std::ofstream(path("prior_shape.json")) << R"({"prior_means": [1, 2, 3]})";
     expect_bad(map + " --config " + shell_quote(path("prior_shape.json")), "prior_means");
+    // Types checked before the JSON library converts (an out-of-range number was undefined
+    // behaviour there: a fuzzing finding).
+    std::ofstream(path("huge_label.json")) << R"({"segmentation_labels": [0, 2, 888888888888888888888888841]})";
+    expect_bad(map + " --config " + shell_quote(path("huge_label.json")),
+               "parameter 'segmentation_labels[2]' must be an integer");
+    std::ofstream(path("string_number.json")) << R"({"flip_probability": "0.5"})";
+    expect_bad(map + " --config " + shell_quote(path("string_number.json")),
+               "parameter 'flip_probability' must be a number");
     expect_bad(map + " --count 0", "--count");
     expect_bad(map + " --count -3", "--count");
     expect_bad(map + " --count two", "--count");
