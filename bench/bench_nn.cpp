@@ -112,12 +112,14 @@ void unet_train_step(benchmark::State& state, Backend backend, Shape5 shape) {
         adam.step(model.params);
         ctx.synchronize();
     };
-    step();  // untimed: builds the engines, and the arena grows to its single block
+    step();  // untimed: builds the engines; the arena records the step and plans its memory
     for (auto _ : state) step();
     state.counters["GFLOP/s"] = benchmark::Counter(3 * forward_flops(model.config, double(shape.voxels())) * 1e-9 *
                                                        double(state.iterations()),
                                                    benchmark::Counter::kIsRate);
+    // The live peak of a step, and the planned block that holds it (what a step uses).
     state.counters["peak_bytes"] = double(arena.peak_bytes());
+    state.counters["planned_bytes"] = double(arena.planned_bytes());
 }
 
 void register_all() {

@@ -68,7 +68,7 @@ void train_step(benchmark::State& state, Backend backend) {
             parts[3] += std::chrono::duration<double>(t4 - t3).count();
         }
     };
-    step(false);  // engines built, arena grown
+    step(false);  // engines built; the arena records the step and plans its memory
     for (auto _ : state) step(true);
     const double n = double(state.iterations());
     const double total = parts[0] + parts[1] + parts[2] + parts[3];
@@ -78,7 +78,9 @@ void train_step(benchmark::State& state, Backend backend) {
     state.counters["backward_s"] = parts[2] / n;
     state.counters["optimizer_s"] = parts[3] / n;
     state.counters["generator_share"] = parts[0] / total;
+    // The live peak of a step, and the planned block that holds it (what a step uses).
     state.counters["peak_bytes"] = double(arena.peak_bytes());
+    state.counters["planned_bytes"] = double(arena.planned_bytes());
 }
 
 void register_all() {

@@ -9,27 +9,27 @@ Graph::Graph(Allocator& allocator, ParamStore& params, bool grad_enabled)
     : allocator_(allocator), params_(params), grad_enabled_(grad_enabled) {}
 
 Var Graph::input(const Tensor& t) {
-    Var v{std::make_shared<VarData>()};
-    v.d->value = t;
+    Var v{std::make_shared<VarData>(), t};
+    v.d->shape = t.shape;
     return v;
 }
 
 Var Graph::output(const Tensor& t, bool requires_grad) {
-    Var v{std::make_shared<VarData>()};
-    v.d->value = t;
+    Var v{std::make_shared<VarData>(), t};
+    v.d->shape = t.shape;
     v.d->requires_grad = grad_enabled_ && requires_grad;
     return v;
 }
 
-void Graph::accumulate(const Var& v, Tensor grad) {
-    if (!v.d->requires_grad) return;
-    ISS_REQUIRE(grad.shape == v.shape(), "gradient of shape ", grad.shape.str(), " for a value of shape ",
-                v.shape().str());
-    if (v.d->grad.empty()) {
-        v.d->grad = std::move(grad);
+void Graph::accumulate(const Slot& slot, Tensor grad) {
+    if (!slot->requires_grad) return;
+    ISS_REQUIRE(grad.shape == slot->shape, "gradient of shape ", grad.shape.str(), " for a value of shape ",
+                slot->shape.str());
+    if (slot->grad.empty()) {
+        slot->grad = std::move(grad);
         return;
     }
-    add_inplace(context(), v.d->grad.data, grad.data, grad.size());
+    add_inplace(context(), slot->grad.data, grad.data, grad.size());
 }
 
 void Graph::backward() {
@@ -39,8 +39,9 @@ void Graph::backward() {
         Node& node = *it;
         // A node whose output received no gradient contributes nothing (the loss node seeds
         // itself and is always run).
-        if (it != nodes_.rbegin() && node.output.valid() && node.output.d->grad.empty()) continue;
-        node.backward(*this, node);
+        if (it == nodes_.rbegin() || !node.output || !node.output->grad.empty()) node.backward(*this, node);
+        // Done with it: its saved values, and the gradients only it still named, are freed now.
+        node = Node{};
     }
 }
 

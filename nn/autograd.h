@@ -1,15 +1,20 @@
-// Autograd: a tape of recorded ops. Each op's forward records a node holding its inputs,
-// output and whatever its backward needs; backward() walks the nodes in reverse and calls
-// each node's backward, which computes input gradients into fresh tensors and hands them to
-// accumulate(): the first gradient of a value is taken as is, later ones are added
-// (add_inplace), so a tensor feeding several ops (a U-Net skip) sums its gradients.
+// Autograd: a tape of recorded ops. Each op's forward records a node holding the gradient
+// slots of its inputs and output and whatever its backward reads (saved tensors and bytes);
+// backward() walks the nodes in reverse and calls each node's backward, which computes input
+// gradients into fresh tensors and hands them to accumulate(): the first gradient of a value is
+// taken as is, later ones are added (add_inplace), so a tensor feeding several ops (a U-Net skip)
+// sums its gradients.
 //
-// Values are shared (Var): with gradients off (inference) nothing is recorded, so a value is
-// freed as soon as the last Var naming it is dropped (with a PoolAllocator). With gradients on,
-// the tape keeps what backward needs until reset().
+// Memory follows liveness. A value's tensor lives while a Var handle names it or a node saved it
+// for its backward; the tape itself keeps only gradient slots (shape, gradient). So a value no
+// backward reads (a pooling's input, an upsampling's output) is freed as soon as the forward
+// drops its handle, and backward() forgets each node once it has run, freeing its saved values
+// and, with the last reference to a slot, that gradient too. With gradients off nothing is
+// recorded and a value is freed when its last Var is dropped.
 //
 // Rules for an op (nn/ops.h): a struct with `static void backward(Graph&, Node&)`; record it
-// with graph.record<Op>(...): an op without a backward does not compile.
+// with graph.record<Op>(...): an op without a backward does not compile. A backward reads
+// values only from node.saved (what the op saved), never through its slots.
 #pragma once
 
 #include <functional>
@@ -22,30 +27,37 @@
 
 namespace iss {
 
+// A value's gradient slot: its shape, whether it wants a gradient, and the gradient once
+// backward reaches it.
 struct VarData {
-    Tensor value;
+    Shape5 shape;
     Tensor grad;  // empty until backward reaches it
     bool requires_grad = false;
 };
 
+// A handle to a value: its tensor and its gradient slot.
 struct Var {
     std::shared_ptr<VarData> d;
+    Tensor tensor;
 
-    const Tensor& value() const { return d->value; }
-    const Shape5& shape() const { return d->value.shape; }
-    float* data() const { return d->value.data; }
+    const Tensor& value() const { return tensor; }
+    const Shape5& shape() const { return tensor.shape; }
+    float* data() const { return tensor.data; }
     bool valid() const { return d != nullptr; }
 };
 
+using Slot = std::shared_ptr<VarData>;
+
 class Graph;
 
-// What a node keeps for its backward: inputs and output, parameters, saved tensors and bytes
-// (e.g. batch norm statistics, max-pool winners), and a few numbers.
+// What a node keeps for its backward: the gradient slots of its inputs and output, parameters,
+// the tensors and bytes its backward reads (e.g. a convolution's input, batch norm statistics,
+// max-pool winners), and a few numbers.
 struct Node {
     void (*backward)(Graph&, Node&) = nullptr;
     const char* name = "";
-    std::vector<Var> inputs;
-    Var output;
+    std::vector<Slot> inputs;
+    Slot output;
     std::vector<Param> params;
     std::vector<Tensor> saved;
     std::vector<Block> saved_bytes;
@@ -82,11 +94,12 @@ public:
         return &node;
     }
 
-    // Runs every node's backward in reverse order. The last node must be a loss (it seeds
-    // itself; see ops.h). Parameter gradients land in the ParamStore.
+    // Runs every node's backward in reverse order, forgetting each node once it has run. The
+    // last node must be a loss (it seeds itself; see ops.h). Parameter gradients land in the
+    // ParamStore.
     void backward();
-    // Adds `grad` into the gradient of `v` (takes it when v has none yet).
-    void accumulate(const Var& v, Tensor grad);
+    // Adds `grad` into the gradient of a slot (takes it when it has none yet).
+    void accumulate(const Slot& slot, Tensor grad);
 
     size_t node_count() const { return nodes_.size(); }
     // Forgets the tape (values still named by Vars stay alive).

@@ -10,18 +10,19 @@ namespace iss {
 namespace {
 
 // The gradient flowing into a node's output.
-const Tensor& out_grad(const Node& node) { return node.output.d->grad; }
+const Tensor& out_grad(const Node& node) { return node.output->grad; }
 
 // --- conv3d ---------------------------------------------------------------------------------
 
 struct ConvOp {
     static void backward(Graph& g, Node& node) {
         Conv3d& engine = *static_cast<Conv3d*>(node.object.get());
-        const Var& x = node.inputs[0];
+        const Slot& x = node.inputs[0];
+        const Tensor& x_value = node.saved[0];
         ParamStore& p = g.params();
-        engine.backward_weights(x.data(), out_grad(node).data, p.grad(node.params[0]), p.grad(node.params[1]));
-        if (x.d->requires_grad) {
-            Tensor dx = g.make(x.shape());
+        engine.backward_weights(x_value.data, out_grad(node).data, p.grad(node.params[0]), p.grad(node.params[1]));
+        if (x->requires_grad) {
+            Tensor dx = g.make(x->shape);
             engine.backward_data(out_grad(node).data, p.value(node.params[0]), dx.data);
             g.accumulate(x, std::move(dx));
         }
@@ -32,9 +33,9 @@ struct ConvOp {
 
 struct EluOp {
     static void backward(Graph& g, Node& node) {
-        const Var& x = node.inputs[0];
-        if (!x.d->requires_grad) return;
-        const Tensor& y = node.output.value();
+        const Slot& x = node.inputs[0];
+        if (!x->requires_grad) return;
+        const Tensor& y = node.saved[0];
         Tensor dx = g.make(y.shape);
         elu_backward(g.context(), y.data, out_grad(node).data, dx.data, y.size(), float(node.numbers[0]));
         g.accumulate(x, std::move(dx));
@@ -45,12 +46,12 @@ struct EluOp {
 
 struct BatchNormOp {
     static void backward(Graph& g, Node& node) {
-        const Var& x = node.inputs[0];
+        const Slot& x = node.inputs[0];
         ParamStore& p = g.params();
-        const Shape5& shape = x.shape();
+        const Shape5& shape = x->shape;
         Tensor dx = g.make(shape);
-        batchnorm_backward(g.context(), x.data(), out_grad(node).data, shape, p.value(node.params[0]),
-                           node.saved[0].data, node.saved[1].data, dx.data, p.grad(node.params[0]),
+        batchnorm_backward(g.context(), node.saved[0].data, out_grad(node).data, shape, p.value(node.params[0]),
+                           node.saved[1].data, node.saved[2].data, dx.data, p.grad(node.params[0]),
                            p.grad(node.params[1]), node.saved_bytes[0].ptr);
         g.accumulate(x, std::move(dx));
     }
@@ -60,31 +61,31 @@ struct BatchNormOp {
 
 struct MaxPoolOp {
     static void backward(Graph& g, Node& node) {
-        const Var& x = node.inputs[0];
-        Tensor dx = g.make(x.shape());
+        const Slot& x = node.inputs[0];
+        Tensor dx = g.make(x->shape);
         maxpool2_backward(g.context(), out_grad(node).data, static_cast<const uint8_t*>(node.saved_bytes[0].ptr),
-                          x.shape(), dx.data);
+                          x->shape, dx.data);
         g.accumulate(x, std::move(dx));
     }
 };
 
 struct UpsampleOp {
     static void backward(Graph& g, Node& node) {
-        const Var& x = node.inputs[0];
-        Tensor dx = g.make(x.shape());
-        upsample2_backward(g.context(), out_grad(node).data, x.shape(), dx.data);
+        const Slot& x = node.inputs[0];
+        Tensor dx = g.make(x->shape);
+        upsample2_backward(g.context(), out_grad(node).data, x->shape, dx.data);
         g.accumulate(x, std::move(dx));
     }
 };
 
 struct ConcatOp {
     static void backward(Graph& g, Node& node) {
-        const Var& a = node.inputs[0];
-        const Var& b = node.inputs[1];
+        const Slot& a = node.inputs[0];
+        const Slot& b = node.inputs[1];
         Tensor da, db;
-        if (a.d->requires_grad) da = g.make(a.shape());
-        if (b.d->requires_grad) db = g.make(b.shape());
-        concat_channels_backward(g.context(), out_grad(node).data, a.shape().c, b.shape().c, a.shape().voxels(),
+        if (a->requires_grad) da = g.make(a->shape);
+        if (b->requires_grad) db = g.make(b->shape);
+        concat_channels_backward(g.context(), out_grad(node).data, a->shape.c, b->shape.c, a->shape.voxels(),
                                  da.data, db.data);
         if (!da.empty()) g.accumulate(a, std::move(da));
         if (!db.empty()) g.accumulate(b, std::move(db));
@@ -95,19 +96,19 @@ struct ConcatOp {
 
 struct DiceLossOp {
     static void backward(Graph& g, Node& node) {
-        const Var& logits = node.inputs[0];
-        Tensor dlogits = g.make(logits.shape());
+        const Slot& logits = node.inputs[0];
+        Tensor dlogits = g.make(logits->shape);
         softmax_dice_backward(g.context(), node.saved[0].data, static_cast<const uint8_t*>(node.object.get()),
-                              logits.shape(), 1.0f, dlogits.data, node.saved_bytes[0].ptr);
+                              logits->shape, 1.0f, dlogits.data, node.saved_bytes[0].ptr);
         g.accumulate(logits, std::move(dlogits));
     }
 };
 
 struct Wl2LossOp {
     static void backward(Graph& g, Node& node) {
-        const Var& logits = node.inputs[0];
-        Tensor dlogits = g.make(logits.shape());
-        wl2_backward(g.context(), logits.data(), static_cast<const uint8_t*>(node.object.get()), logits.shape(),
+        const Slot& logits = node.inputs[0];
+        Tensor dlogits = g.make(logits->shape);
+        wl2_backward(g.context(), node.saved[0].data, static_cast<const uint8_t*>(node.object.get()), logits->shape,
                      1.0f, dlogits.data, node.saved_bytes[0].ptr);
         g.accumulate(logits, std::move(dlogits));
     }
@@ -136,9 +137,10 @@ Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engine
     engine.forward(x.data(), p.value(weight), p.value(bias), y.data);
     Var out = g.output(y, true);
     if (Node* node = g.record<ConvOp>("conv3d")) {
-        node->inputs = {x};
-        node->output = out;
+        node->inputs = {x.d};
+        node->output = out.d;
         node->params = {weight, bias};
+        node->saved = {x.value()};  // backward_weights reads the input
         node->object = borrow(&engine);
     }
     return out;
@@ -149,8 +151,9 @@ Var elu(Graph& g, const Var& x, float alpha, bool in_place) {
     elu_forward(g.context(), x.data(), y.data, x.value().size(), alpha);
     Var out = g.output(y, x.d->requires_grad);
     if (Node* node = g.record<EluOp>("elu")) {
-        node->inputs = {x};
-        node->output = out;
+        node->inputs = {x.d};
+        node->output = out.d;
+        node->saved = {y};  // the backward needs only the output
         node->numbers = {alpha};
     }
     return out;
@@ -174,10 +177,10 @@ Var batchnorm(Graph& g, const Var& x, const BatchNormParams& bn, bool training) 
                             p.value(bn.running_var), workspace.ptr);
     Var out = g.output(y, true);
     if (Node* node = g.record<BatchNormOp>("batchnorm")) {
-        node->inputs = {x};
-        node->output = out;
+        node->inputs = {x.d};
+        node->output = out.d;
         node->params = {bn.gamma, bn.beta};
-        node->saved = {mean, invstd};
+        node->saved = {x.value(), mean, invstd};
         node->saved_bytes = {workspace};
     }
     return out;
@@ -191,9 +194,9 @@ Var maxpool2(Graph& g, const Var& x) {
     maxpool2_forward(g.context(), x.data(), in, y.data, static_cast<uint8_t*>(argmax.ptr));
     Var out = g.output(y, x.d->requires_grad);
     if (Node* node = g.record<MaxPoolOp>("maxpool2")) {
-        node->inputs = {x};
-        node->output = out;
-        node->saved_bytes = {argmax};
+        node->inputs = {x.d};
+        node->output = out.d;
+        node->saved_bytes = {argmax};  // the winners; the input itself is not needed
     }
     return out;
 }
@@ -204,8 +207,8 @@ Var upsample2(Graph& g, const Var& x) {
     upsample2_forward(g.context(), x.data(), in, y.data);
     Var out = g.output(y, x.d->requires_grad);
     if (Node* node = g.record<UpsampleOp>("upsample2")) {
-        node->inputs = {x};
-        node->output = out;
+        node->inputs = {x.d};
+        node->output = out.d;
     }
     return out;
 }
@@ -219,8 +222,8 @@ Var concat(Graph& g, const Var& a, const Var& b) {
     concat_channels_forward(g.context(), a.data(), sa.c, b.data(), sb.c, sa.voxels(), y.data);
     Var out = g.output(y, a.d->requires_grad || b.d->requires_grad);
     if (Node* node = g.record<ConcatOp>("concat")) {
-        node->inputs = {a, b};
-        node->output = out;
+        node->inputs = {a.d, b.d};
+        node->output = out.d;
     }
     return out;
 }
@@ -231,7 +234,7 @@ DiceResult softmax_dice_loss(Graph& g, const Var& logits, const uint8_t* target,
     DiceResult result = softmax_dice_forward(g.context(), logits.data(), target, logits.shape(), p.data, workspace.ptr);
     if (probs) *probs = g.output(p, false);
     if (Node* node = g.record<DiceLossOp>("softmax_dice_loss")) {
-        node->inputs = {logits};
+        node->inputs = {logits.d};
         node->saved = {p};
         node->saved_bytes = {workspace};
         node->object = borrow(target);
@@ -243,7 +246,8 @@ double wl2_loss(Graph& g, const Var& logits, const uint8_t* target) {
     Block workspace = g.make_bytes(loss_workspace_bytes(logits.shape()));
     const double loss = wl2_forward(g.context(), logits.data(), target, logits.shape(), workspace.ptr);
     if (Node* node = g.record<Wl2LossOp>("wl2_loss")) {
-        node->inputs = {logits};
+        node->inputs = {logits.d};
+        node->saved = {logits.value()};
         node->saved_bytes = {workspace};
         node->object = borrow(target);
     }

@@ -1,6 +1,8 @@
 #include "nn/tensor.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
@@ -23,56 +25,193 @@ Tensor Tensor::make(Allocator& allocator, const Shape5& shape) {
     return t;
 }
 
-ArenaAllocator::ArenaAllocator(DeviceContext& ctx, size_t initial_bytes) : ctx_(ctx) {
-    if (initial_bytes > 0) {
-        chunks_.push_back({static_cast<char*>(ctx_.allocate(round_up(initial_bytes))), round_up(initial_bytes)});
-        ++device_allocations_;
+// --- the planned arena ---------------------------------------------------------------------
+
+struct ArenaAllocator::State {
+    DeviceContext* ctx = nullptr;  // null once the arena is gone (blocks still held are released)
+    bool poison = false;
+
+    // The plan: one block, and each allocation of a step at its offset.
+    struct Planned {
+        size_t bytes = 0, offset = 0;
+        int64_t start = 0, end = 0;  // clock ticks of allocation and release
+    };
+    std::vector<Planned> plan;
+    char* base = nullptr;
+    size_t base_bytes = 0;
+
+    // This step.
+    bool replaying = false;  // serving allocations from the plan
+    bool recording = true;   // recording every allocation (for the next plan)
+    size_t cursor = 0;       // next plan entry
+    int64_t clock = 0;       // allocations and releases so far
+    std::vector<Planned> events;  // recorded allocations (offset unused)
+    std::vector<std::pair<size_t, size_t>> live_planned;  // (offset, bytes) of plan blocks in use
+
+    std::multimap<size_t, void*> cache;  // free blocks by size (recording and diverged steps)
+    size_t live = 0, peak = 0;
+    int64_t device_allocations = 0;
+
+    void* from_cache(size_t size) {
+        const auto it = cache.find(size);
+        if (it != cache.end()) {
+            void* p = it->second;
+            cache.erase(it);
+            return p;
+        }
+        ++device_allocations;
+        try {
+            return ctx->allocate(size);
+        } catch (const Error&) {
+            release_cache();  // out of memory: give the cached blocks back and try once more
+            return ctx->allocate(size);
+        }
     }
-}
+    void release_cache() {
+        for (const auto& [size, p] : cache) ctx->release(p);
+        cache.clear();
+    }
+    void poison_block(void* p, size_t size) {
+        if (poison) ctx->fill_bytes(p, 0xFF, size);  // 0xFFFFFFFF is a NaN
+    }
+    bool overlaps_live(size_t offset, size_t size) const {
+        for (const auto& [o, b] : live_planned)
+            if (offset < o + b && o < offset + size) return true;
+        return false;
+    }
+};
 
-ArenaAllocator::~ArenaAllocator() {
-    for (const Chunk& c : chunks_) ctx_.release(c.base);
-}
+namespace {
 
-size_t ArenaAllocator::capacity_bytes() const {
+// Offsets for the recorded allocations: the largest first, each at the lowest offset where it
+// overlaps no placed allocation alive at the same time. Returns the block size.
+size_t pack(std::vector<ArenaAllocator::State::Planned>& items) {
+    std::vector<size_t> order(items.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return items[a].bytes > items[b].bytes; });
+    std::vector<size_t> placed;
     size_t total = 0;
-    for (const Chunk& c : chunks_) total += c.size;
+    for (size_t i : order) {
+        auto& item = items[i];
+        std::vector<std::pair<size_t, size_t>> busy;  // address ranges of placed items alive with it
+        for (size_t j : placed)
+            if (item.start < items[j].end && items[j].start < item.end) busy.push_back({items[j].offset, items[j].bytes});
+        std::sort(busy.begin(), busy.end());
+        size_t offset = 0;
+        for (const auto& [o, b] : busy) {
+            if (offset + item.bytes <= o) break;
+            offset = std::max(offset, o + b);
+        }
+        item.offset = offset;
+        total = std::max(total, offset + item.bytes);
+        placed.push_back(i);
+    }
     return total;
 }
 
+}  // namespace
+
+ArenaAllocator::ArenaAllocator(DeviceContext& ctx) : ctx_(ctx), state_(std::make_shared<State>()) {
+    state_->ctx = &ctx;
+}
+
+ArenaAllocator::~ArenaAllocator() {
+    State& s = *state_;
+    s.release_cache();
+    if (s.base) ctx_.release(s.base);
+    s.base = nullptr;
+    s.ctx = nullptr;
+}
+
 Block ArenaAllocator::allocate(size_t bytes) {
+    State& s = *state_;
     const size_t size = round_up(std::max<size_t>(bytes, 1));
-    while (chunk_ < chunks_.size() && offset_ + size > chunks_[chunk_].size) {
-        ++chunk_;
-        offset_ = 0;
-    }
-    if (chunk_ == chunks_.size()) {
-        // Growing (first step only): chunks of at least 256 MiB keep their number small.
-        const size_t chunk_size = std::max(size, size_t(256) << 20);
-        chunks_.push_back({static_cast<char*>(ctx_.allocate(chunk_size)), chunk_size});
-        ++device_allocations_;
-        offset_ = 0;
-    }
+    const int64_t tick = s.clock++;
+    s.live += size;
+    s.peak = std::max(s.peak, s.live);
+    std::shared_ptr<State> state = state_;
     Block block;
-    block.ptr = chunks_[chunk_].base + offset_;
     block.bytes = bytes;
-    offset_ += size;
-    used_ += size;
-    peak_ = std::max(peak_, used_);
+    if (s.replaying) {
+        const bool fits = s.cursor < s.plan.size() && s.plan[s.cursor].bytes == size &&
+                          !s.overlaps_live(s.plan[s.cursor].offset, size);
+        if (fits) {
+            const size_t offset = s.plan[s.cursor++].offset;
+            block.ptr = s.base + offset;
+            s.live_planned.push_back({offset, size});
+            block.holder = std::shared_ptr<void>(block.ptr, [state, offset, size](void* p) {
+                state->live -= size;
+                auto& l = state->live_planned;
+                l.erase(std::find(l.begin(), l.end(), std::make_pair(offset, size)));
+                if (state->ctx) state->poison_block(p, size);
+            });
+            return block;
+        }
+        // The step allocates otherwise than the plan: the rest of it comes from the cache, and
+        // the next step is recorded for a new plan.
+        s.replaying = false;
+        s.recording = false;
+    }
+    block.ptr = s.from_cache(size);
+    const int64_t event = s.recording ? int64_t(s.events.size()) : -1;
+    if (s.recording) s.events.push_back({size, 0, tick, -1});
+    block.holder = std::shared_ptr<void>(block.ptr, [state, event, size](void* p) {
+        state->live -= size;
+        if (!state->ctx) return;  // the arena is gone: its device memory with it
+        if (event >= 0 && size_t(event) < state->events.size()) state->events[size_t(event)].end = state->clock++;
+        state->poison_block(p, size);
+        state->cache.emplace(size, p);
+    });
     return block;
 }
 
 void ArenaAllocator::reset() {
-    if (chunks_.size() > 1) {
-        // One block of the peak size replaces the chunks the first step grew.
-        for (const Chunk& c : chunks_) ctx_.release(c.base);
-        chunks_.clear();
-        chunks_.push_back({static_cast<char*>(ctx_.allocate(peak_)), peak_});
-        ++device_allocations_;
+    State& s = *state_;
+    if (s.recording && !s.events.empty()) {
+        // The recorded step becomes the plan; what is still alive stays so to the end.
+        for (auto& e : s.events)
+            if (e.end < 0) e.end = s.clock;
+        s.plan = s.events;
+        const size_t total = pack(s.plan);
+        if (total != s.base_bytes) {
+            if (s.base) ctx_.release(s.base);
+            s.base = nullptr;
+            s.base_bytes = 0;
+            s.release_cache();  // the recording's blocks: the plan replaces them
+            s.base = static_cast<char*>(ctx_.allocate(total));
+            s.base_bytes = total;
+            ++s.device_allocations;
+        }
+        s.replaying = true;
+        s.recording = false;
+        if (const char* v = std::getenv("INFANT_PLAN_LOG"); v && *v && *v != '0')
+            std::fprintf(stderr, "%s", plan_text().c_str());
+    } else if (!s.replaying) {
+        s.recording = true;  // a diverged step (or none yet): record the next one
     }
-    chunk_ = 0;
-    offset_ = 0;
-    used_ = 0;
+    s.events.clear();
+    s.cursor = 0;
+    s.clock = 0;
+}
+
+size_t ArenaAllocator::peak_bytes() const { return state_->peak; }
+size_t ArenaAllocator::planned_bytes() const { return state_->base_bytes; }
+int64_t ArenaAllocator::device_allocations() const { return state_->device_allocations; }
+void ArenaAllocator::set_poison(bool poison) { state_->poison = poison; }
+
+size_t ArenaAllocator::capacity_bytes() const {
+    size_t total = state_->base_bytes;
+    for (const auto& [size, p] : state_->cache) total += size;
+    return total;
+}
+
+std::string ArenaAllocator::plan_text() const {
+    const State& s = *state_;
+    std::string text = cat("arena plan: ", s.plan.size(), " buffers in ", s.base_bytes, " bytes\n");
+    for (size_t i = 0; i < s.plan.size(); ++i)
+        text += cat("  #", i, ": ", s.plan[i].bytes, " bytes at ", s.plan[i].offset, ", alive [", s.plan[i].start, ", ",
+                    s.plan[i].end, ")\n");
+    return text;
 }
 
 PoolAllocator::PoolAllocator(DeviceContext& ctx) : ctx_(ctx), state_(std::make_shared<State>()) { state_->ctx = &ctx; }

@@ -1,17 +1,20 @@
 // Tensors of the network engine: float32 views with a channels-last 5-D shape, whose memory
-// comes from an Allocator. Two allocators:
-//   ArenaAllocator  training: one block, bump allocation, reset at every step. The first step
-//                   grows it as needed (in chunks); reset() then replaces the chunks by one
-//                   block of the peak size, so later steps allocate nothing. Peak bytes are
-//                   reported.
-//   PoolAllocator   inference: each allocation is returned when its last Tensor is dropped, to
-//                   a cache of free blocks by size, so memory is freed as the forward goes.
+// comes from an Allocator. Two allocators, both freeing a block when its last Tensor is dropped
+// (autograd drops values and gradients as soon as no op needs them: nn/autograd.h):
+//   ArenaAllocator  training: memory planned from one step's liveness. The first step of a shape
+//                   is recorded (its blocks come from a cache and are reused as soon as freed);
+//                   reset() then gives every allocation of that step an offset in one block such
+//                   that no two blocks alive at once overlap, and later steps replay that plan:
+//                   no device allocation, the same addresses every step. A step that allocates
+//                   otherwise (another shape) is served from the cache and recorded again.
+//   PoolAllocator   inference: freed blocks go to a cache by size, reused by later allocations.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "kernels/nn/shape.h"
@@ -52,30 +55,37 @@ struct Tensor {
 
 class ArenaAllocator : public Allocator {
 public:
-    explicit ArenaAllocator(DeviceContext& ctx, size_t initial_bytes = 0);
+    explicit ArenaAllocator(DeviceContext& ctx);
     ~ArenaAllocator() override;
+    ArenaAllocator(const ArenaAllocator&) = delete;
+    ArenaAllocator& operator=(const ArenaAllocator&) = delete;
     Block allocate(size_t bytes) override;
     DeviceContext& context() override { return ctx_; }
 
-    // Frees everything allocated since the last reset (the memory stays with the arena).
+    // Ends a step (and starts the next): a recorded step becomes the plan. Every block of the
+    // step should have been dropped; one still alive keeps its memory, and a later allocation
+    // that would overlap it is served from the cache instead.
     void reset();
-    size_t peak_bytes() const { return peak_; }
+    // The largest sum of live blocks so far (the liveness peak of the largest step).
+    size_t peak_bytes() const;
+    // The size of the planned block (the memory a planned step uses); 0 before the first plan.
+    size_t planned_bytes() const;
+    // Memory held from the device: the planned block and the cache.
     size_t capacity_bytes() const;
-    // Device allocations made so far (the first step makes a few; later steps none).
-    int64_t device_allocations() const { return device_allocations_; }
+    // Device allocations made so far (the first steps make some; planned steps none).
+    int64_t device_allocations() const;
+    // Tests: every freed block is filled with NaN at once (0xFF bytes), so that a value read
+    // after its memory was given to another shows.
+    void set_poison(bool poison);
+    // Each planned buffer: size, offset and the step's clock ticks of its allocation and release
+    // (INFANT_PLAN_LOG=1 prints it when a plan is made).
+    std::string plan_text() const;
+
+    struct State;
 
 private:
-    struct Chunk {
-        char* base = nullptr;
-        size_t size = 0;
-    };
     DeviceContext& ctx_;
-    std::vector<Chunk> chunks_;
-    size_t chunk_ = 0;   // chunk being filled
-    size_t offset_ = 0;  // within that chunk
-    size_t used_ = 0;    // bytes handed out since the reset, all chunks
-    size_t peak_ = 0;
-    int64_t device_allocations_ = 0;
+    std::shared_ptr<State> state_;  // outlives the arena while blocks are still held
 };
 
 class PoolAllocator : public Allocator {

@@ -488,9 +488,13 @@ void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const 
         Tensor x;
         x.data = const_cast<float*>(batch.image.data());
         x.shape = batch.shape;
-        const Var logits = s.net->forward(g, g.input(x), true);
-        const double loss = s.step < wl2_steps ? wl2_loss(g, logits, batch.target.data())
-                                               : softmax_dice_loss(g, logits, batch.target.data()).loss;
+        double loss = 0;
+        {
+            // The logits' handle ends here: during backward they live only if the loss saved them.
+            const Var logits = s.net->forward(g, g.input(x), true);
+            loss = s.step < wl2_steps ? wl2_loss(g, logits, batch.target.data())
+                                      : softmax_dice_loss(g, logits, batch.target.data()).loss;
+        }
         // A diverged run stops before its NaN reaches the weights: the last checkpoint stays good.
         if (!std::isfinite(loss))
             throw Error(cat("training diverged at step ", s.step + 1, ": the loss is ", loss, "; the last checkpoint (",

@@ -217,14 +217,16 @@ void DeviceContext::copy_on_device(void* dst, const void* src, size_t bytes) {
     std::memcpy(dst, src, bytes);
 }
 
-void DeviceContext::fill_zero(void* dst, size_t bytes) {
+void DeviceContext::fill_zero(void* dst, size_t bytes) { fill_bytes(dst, 0, bytes); }
+
+void DeviceContext::fill_bytes(void* dst, int value, size_t bytes) {
 #if INFANT_WITH_CUDA
     if (device_.is_cuda()) {
-        ISS_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, static_cast<cudaStream_t>(stream_)));
+        ISS_CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, static_cast<cudaStream_t>(stream_)));
         return;
     }
 #endif
-    std::memset(dst, 0, bytes);
+    std::memset(dst, value, bytes);
 }
 
 size_t DeviceContext::memory_capacity() const {

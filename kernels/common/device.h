@@ -54,6 +54,8 @@ public:
     void copy_to_host(void* host_dst, const void* src, size_t bytes);
     void copy_on_device(void* dst, const void* src, size_t bytes);
     void fill_zero(void* dst, size_t bytes);
+    // Every byte set to `value` (0..255), asynchronously on CUDA.
+    void fill_bytes(void* dst, int value, size_t bytes);
     void synchronize();
     // Makes this context's device current for the calling host thread (CUDA keeps the current
     // device per thread): a thread other than the one that made the context calls it first.
