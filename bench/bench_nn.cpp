@@ -1,6 +1,8 @@
 // The U-Net at the published sizes (24 base features, 5 levels, 34 classes):
 //   UNetForward/<cpu|cuda>/160x192x160     inference on an infant scan's padded grid
 //                                          (no gradients, memory freed as the forward goes)
+//   UNetForward/<cpu|cuda>/160x192x160/slab16  the same with the last level, the head and the
+//                                          softmax in slabs of 16 rows (UNet::predict, as predict runs)
 //   UNetTrainStep/<cpu|cuda>/128x160x128   the infant training crop: forward + soft Dice +
 //                                          backward + Adam
 // Counters: GFLOP/s of the convolutions (2 * voxels * Co * Ci * k^3 per conv; the backward
@@ -70,7 +72,8 @@ void fill_input(DeviceContext& ctx, Tensor& x) {
     ctx.copy_to_device(x.data, host.data(), host.size() * sizeof(float));
 }
 
-void unet_forward(benchmark::State& state, Backend backend, Shape5 shape) {
+// `slab`: 0 the whole volume at once; else UNet::predict's slabs of that many rows.
+void unet_forward(benchmark::State& state, Backend backend, Shape5 shape, int64_t slab) {
     DeviceContext ctx(Device{backend, 0});
     Model model(ctx);
     PoolAllocator pool(ctx);
@@ -78,7 +81,7 @@ void unet_forward(benchmark::State& state, Backend backend, Shape5 shape) {
     fill_input(ctx, x);
     auto forward = [&] {
         Graph g(pool, model.params, false);
-        const Var probs = softmax(g, model.net.forward(g, g.input(x), false));
+        const Var probs = model.net.predict(g, g.input(x), slab);
         ctx.synchronize();
         return probs;
     };
@@ -130,10 +133,13 @@ void register_all() {
     if (cuda_device_count() > 0) backends.push_back(Backend::cuda);
     for (Backend b : backends) {
         const std::string dev = b == Backend::cuda ? "cuda" : "cpu";
-        benchmark::RegisterBenchmark(("UNetForward/" + dev + "/" + size(scan)).c_str(), unet_forward, b, scan)
-            ->Unit(benchmark::kMillisecond)
-            ->UseRealTime()
-            ->MinTime(b == Backend::cuda ? 0.5 : 0.01);
+        for (const int64_t slab : {int64_t(0), int64_t(16)})
+            benchmark::RegisterBenchmark(
+                ("UNetForward/" + dev + "/" + size(scan) + (slab ? "/slab" + std::to_string(slab) : "")).c_str(),
+                unet_forward, b, scan, slab)
+                ->Unit(benchmark::kMillisecond)
+                ->UseRealTime()
+                ->MinTime(b == Backend::cuda ? 0.5 : 0.01);
         benchmark::RegisterBenchmark(("UNetTrainStep/" + dev + "/" + size(crop)).c_str(), unet_train_step, b, crop)
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime()

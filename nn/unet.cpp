@@ -107,7 +107,7 @@ Var UNet::conv_elu_block(Graph& g, Var x, std::vector<ConvLayer>& convs) {
     return x;
 }
 
-Var UNet::forward(Graph& g, const Var& input, bool training) {
+Var UNet::encode_and_decode_to_level_one(Graph& g, const Var& input, bool training, std::vector<Var>& skips) {
     const Shape5& s = input.shape();
     const int64_t m = config_.size_multiple();
     ISS_INPUT(s.c == config_.in_channels, "U-Net: input has ", s.c, " channels, the model expects ",
@@ -115,7 +115,6 @@ Var UNet::forward(Graph& g, const Var& input, bool training) {
     ISS_INPUT(s.d % m == 0 && s.h % m == 0 && s.w % m == 0, "U-Net: input size ", s.d, "x", s.h, "x", s.w,
               " is not a multiple of ", m, " on every axis");
     const int L = config_.levels;
-    std::vector<Var> skips;
     Var x = input;
     for (int l = 0; l < L; ++l) {
         Var skip = conv_elu_block(g, x, encoder_[size_t(l)]);
@@ -123,13 +122,83 @@ Var UNet::forward(Graph& g, const Var& input, bool training) {
         x = batchnorm(g, skip, encoder_bn_[size_t(l)], training);
         if (l < L - 1) x = maxpool2(g, x);
     }
-    for (int i = 0; i < L - 1; ++i) {
+    for (int i = 0; i < L - 2; ++i) {
         const int l = L - 2 - i;
         x = concat(g, skips[size_t(l)], upsample2(g, x));
+        skips[size_t(l)] = Var{};  // its last use
         x = conv_elu_block(g, x, decoder_[size_t(i)]);
         x = batchnorm(g, x, decoder_bn_[size_t(i)], training);
     }
+    return x;
+}
+
+Var UNet::last_level(Graph& g, const Var& skip0, const Var& from_level_one, bool training) {
+    const int L = config_.levels;
+    Var x = from_level_one;
+    if (L > 1) {
+        x = concat(g, skip0, upsample2(g, from_level_one));
+        x = conv_elu_block(g, x, decoder_[size_t(L - 2)]);
+        x = batchnorm(g, x, decoder_bn_[size_t(L - 2)], training);
+    }
     return conv3d(g, x, head_.weight, head_.bias, *head_.engines);
+}
+
+Var UNet::forward(Graph& g, const Var& input, bool training) {
+    std::vector<Var> skips;
+    const Var x = encode_and_decode_to_level_one(g, input, training, skips);
+    const Var skip0 = skips[0];
+    skips.clear();
+    return last_level(g, skip0, x, training);
+}
+
+namespace {
+
+// Rows [d0, d1) along D of a batch-1 tensor: a view (channels-last, so the rows are contiguous),
+// sharing the tensor's memory.
+Var rows(Graph& g, const Var& v, int64_t d0, int64_t d1) {
+    const Shape5& s = v.shape();
+    Tensor t = v.value();
+    t.data += d0 * s.h * s.w * s.c;
+    t.shape.d = d1 - d0;
+    return g.input(t);
+}
+
+}  // namespace
+
+Var UNet::predict(Graph& g, const Var& input, int64_t slab_depth, float* host_out) {
+    ISS_REQUIRE(!g.grad_enabled(), "UNet::predict is inference: gradients must be off");
+    ISS_INPUT(input.shape().n == 1, "U-Net: predict takes one volume at a time, got a batch of ", input.shape().n);
+    const Shape5 in = input.shape();
+    if (slab_depth <= 0 || slab_depth >= in.d || config_.levels == 1) {
+        Var probs = softmax(g, forward(g, input, false));
+        if (!host_out) return probs;
+        g.context().copy_to_host(host_out, probs.data(), size_t(probs.value().size()) * sizeof(float));
+        return Var{};
+    }
+    std::vector<Var> skips;
+    const Var level_one = encode_and_decode_to_level_one(g, input, false, skips);
+    const Var skip0 = skips[0];
+    skips.clear();
+    // Each convolution of the last level needs one row of neighbours on each side (kernel 3), so
+    // a slab is computed with `halo` extra rows read from the real volume and cropped after;
+    // even bounds keep the upsampling's rows aligned with level 1's.
+    const int64_t halo = config_.kernel / 2 * config_.convs_per_level;
+    Tensor out;
+    if (!host_out) out = g.make(Shape5{1, in.d, in.h, in.w, config_.classes});
+    const int64_t row = in.h * in.w * config_.classes;
+    for (int64_t z0 = 0; z0 < in.d; z0 += slab_depth) {
+        const int64_t z1 = std::min(in.d, z0 + slab_depth);
+        const int64_t a = std::max<int64_t>(0, z0 - halo) / 2 * 2;
+        const int64_t b = std::min(in.d, (z1 + halo + 1) / 2 * 2);
+        const Var probs =
+            softmax(g, last_level(g, rows(g, skip0, a, b), rows(g, level_one, a / 2, b / 2), false));
+        const size_t bytes = size_t((z1 - z0) * row) * sizeof(float);
+        if (host_out)
+            g.context().copy_to_host(host_out + z0 * row, probs.data() + (z0 - a) * row, bytes);
+        else
+            g.context().copy_on_device(out.data + z0 * row, probs.data() + (z0 - a) * row, bytes);
+    }
+    return host_out ? Var{} : g.input(out);
 }
 
 }  // namespace iss

@@ -55,6 +55,16 @@ public:
     // batch statistics (and updates the running ones) or the running statistics.
     Var forward(Graph& g, const Var& input, bool training);
 
+    // Inference: the probabilities (softmax of the logits) for an input of batch 1, gradients
+    // off. With `slab_depth` > 0 the full-resolution decoder level, the head and the softmax run
+    // in slabs of that many rows along D (with the halo the convolutions need, read from the
+    // real neighbours), into one output: the largest tensors of the network (the last
+    // concatenation, 3 times the level-0 features) then never exist whole. 0: whole volume.
+    // Same values as softmax(forward(...)) within the convolutions' tolerance (docs/KERNELS.md).
+    // With `host_out` (host memory of input voxels x classes floats), each slab's probabilities
+    // go straight there and no device tensor of the whole output is made; the Var is then empty.
+    Var predict(Graph& g, const Var& input, int64_t slab_depth, float* host_out = nullptr);
+
 private:
     struct ConvLayer {
         Param weight, bias;
@@ -64,6 +74,10 @@ private:
     ConvLayer declare_conv(const std::string& name, int64_t in_c, int64_t out_c, int64_t kernel);
     BatchNormParams declare_bn(const std::string& name, int64_t channels);
     Var conv_elu_block(Graph& g, Var x, std::vector<ConvLayer>& convs);
+    // The encoder, and every decoder level but the last: the skips and the deepest output.
+    Var encode_and_decode_to_level_one(Graph& g, const Var& input, bool training, std::vector<Var>& skips);
+    // The last decoder level (full resolution) and the head: logits from level 1's output.
+    Var last_level(Graph& g, const Var& skip0, const Var& from_level_one, bool training);
 
     UNetConfig config_;
     ParamStore& params_;

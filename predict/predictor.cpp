@@ -135,9 +135,9 @@ std::vector<float> Predictor::State::forward(const Image& x, size_t* peak_bytes)
         for (int64_t v = 0; v < voxels; ++v) interleaved[size_t(v * channels + c)] = x.data[size_t(c * voxels + v)];
     Tensor input = Tensor::make(pool, Shape5{1, x.nz(), x.ny(), x.nx(), channels});
     ctx.copy_to_device(input.data, interleaved.data(), interleaved.size() * sizeof(float));
-    const Var probs = softmax(g, net->forward(g, g.input(input), false));
-    std::vector<float> host(size_t(probs.value().size()));
-    ctx.copy_to_host(host.data(), probs.data(), host.size() * sizeof(float));
+    // The probabilities go to the host slab by slab: no device tensor of the whole output.
+    std::vector<float> host(size_t(voxels * spec.unet.classes));
+    net->predict(g, g.input(input), options.slab_depth, host.data());
     *peak_bytes = std::max(*peak_bytes, pool.peak_bytes());
     return host;
 }

@@ -30,6 +30,9 @@ struct PredictOptions {
     bool flip = true;                // left/right test-time augmentation
     bool resample_to_model = true;   // to the model's voxel size and back
     bool clip_percentiles = false;   // clip intensities to [p0.5, p99.5] before normalising
+    // The network's full-resolution level in slabs of this many rows (UNet::predict): the same
+    // result within the convolutions' tolerance, in about half the memory; 0: the whole volume.
+    int64_t slab_depth = 16;
     KerasImportOptions keras;        // for a model given as a Keras .h5 file (labels required)
 };
 
