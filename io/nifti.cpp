@@ -328,15 +328,12 @@ void warn_about_extensions(const std::string& path, const NiftiHeader& h, size_t
     while (pos + 8 <= int64_t(got)) {
         const int32_t esize = field<int32_t>(bytes.data(), size_t(pos), swapped);
         if (esize < 16 || esize % 16 != 0) {
-            std::fprintf(stderr, "warning: %s: malformed extension at byte %lld (esize %d); ignoring extensions\n",
-                         path.c_str(), (long long)pos, esize);
+            warning(cat(path, ": malformed extension at byte ", pos, " (esize ", esize, "); ignoring extensions"));
             return;
         }
         if (pos + esize > h.vox_offset) {
-            std::fprintf(stderr,
-                         "warning: %s: the extension at byte %lld (%d bytes) runs past vox_offset %lld into the "
-                         "voxel data; reading the data from vox_offset\n",
-                         path.c_str(), (long long)pos, esize, (long long)h.vox_offset);
+            warning(cat(path, ": the extension at byte ", pos, " (", esize, " bytes) runs past vox_offset ", h.vox_offset,
+                        " into the voxel data; reading the data from vox_offset"));
             return;
         }
         pos += esize;
@@ -413,8 +410,8 @@ NiftiHeader parse_and_validate(const std::string& path) {
     // The datatype decides, as nibabel and nifti_clib read it; a disagreeing bitpix is a writer's
     // slip worth a word, not a reason to refuse the file.
     if (raw.bitpix != type->bitpix)
-        std::fprintf(stderr, "warning: %s: bitpix is %d but datatype %s has %d bits; reading by the datatype\n",
-                     path.c_str(), raw.bitpix, type->name, type->bitpix);
+        warning(cat(path, ": bitpix is ", raw.bitpix, " but datatype ", type->name, " has ", type->bitpix,
+                    " bits; reading by the datatype"));
     h.datatype = raw.datatype;
     h.bitpix = type->bitpix;
 
@@ -459,8 +456,8 @@ NiftiHeader parse_and_validate(const std::string& path) {
     h.qform_code = raw.qform_code;
     h.sform_code = raw.sform_code;
     if (!std::isfinite(raw.scl_slope) || !std::isfinite(raw.scl_inter)) {
-        std::fprintf(stderr, "warning: %s: scl_slope %g / scl_inter %g is not finite; reading the data unscaled\n",
-                     path.c_str(), raw.scl_slope, raw.scl_inter);
+        warning(cat(path, ": scl_slope ", raw.scl_slope, " / scl_inter ", raw.scl_inter,
+                    " is not finite; reading the data unscaled"));
     } else if (raw.scl_slope != 0) {
         h.scl_slope = raw.scl_slope;
         h.scl_inter = raw.scl_inter;

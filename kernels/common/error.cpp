@@ -1,6 +1,18 @@
 #include "kernels/common/error.h"
 
+#include <atomic>
+#include <cstdio>
+
 namespace iss {
+namespace {
+std::atomic<bool> warnings_enabled{true};
+}
+
+void warning(const std::string& message) {
+    if (warnings_enabled.load()) std::fprintf(stderr, "warning: %s\n", message.c_str());
+}
+
+void set_warnings_enabled(bool enabled) { warnings_enabled.store(enabled); }
 
 void throw_call_error(const char* library, const char* statement, const char* file, int line,
                       const std::string& message) {

@@ -25,6 +25,11 @@ public:
 [[noreturn]] void throw_call_error(const char* library, const char* statement, const char* file, int line,
                                    const std::string& message);
 
+// A warning for the user: "warning: <message>" on a line of stderr. The fuzz targets switch
+// them off (a reader warns on every odd file they try).
+void warning(const std::string& message);
+void set_warnings_enabled(bool enabled);
+
 // Builds a message from stream pieces: iss::cat("dim ", 3, " is ", -1).
 template <class... Parts>
 std::string cat(const Parts&... parts) {
