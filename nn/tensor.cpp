@@ -222,6 +222,11 @@ PoolAllocator::~PoolAllocator() {
     state_->ctx = nullptr;  // blocks still held are released directly when dropped
 }
 
+void PoolAllocator::release_cached() {
+    for (const auto& [size, p] : state_->free_blocks) ctx_.release(p);
+    state_->free_blocks.clear();
+}
+
 Block PoolAllocator::allocate(size_t bytes) {
     const size_t size = round_up(std::max<size_t>(bytes, 1));
     void* ptr = nullptr;
@@ -233,9 +238,7 @@ Block PoolAllocator::allocate(size_t bytes) {
         try {
             ptr = ctx_.allocate(size);
         } catch (const Error&) {
-            // Out of memory: give the cached blocks back and try once more.
-            for (const auto& [s, p] : state_->free_blocks) ctx_.release(p);
-            state_->free_blocks.clear();
+            release_cached();  // out of memory: give the cached blocks back and try once more
             ptr = ctx_.allocate(size);
         }
     }

@@ -97,6 +97,9 @@ public:
 
     size_t live_bytes() const { return state_->live; }
     size_t peak_bytes() const { return state_->peak; }
+    // Gives the cached free blocks back to the device (when later allocations will be of other
+    // sizes, e.g. the next scan of a folder has another shape: the cache would only grow).
+    void release_cached();
 
 private:
     struct State {

@@ -83,9 +83,10 @@ struct Predictor::State {
     Preprocessing pre;              // frame, voxel sizes seen, size multiple (model.json)
     int lr_axis = 0;                // the frame's left-right axis, which the flip mirrors
 
-    // Kept across scans: its cached blocks spare every forward the device allocations (and on
-    // the CPU the first-touch page faults of a few GiB).
+    // Kept across scans of one shape: its cached blocks spare every forward the device
+    // allocations (and on the CPU the first-touch page faults of a few GiB).
     std::unique_ptr<PoolAllocator> pool;
+    std::array<int64_t, 3> last_shape{0, 0, 0};
 
     explicit State(const PredictOptions& o)
         : options(o), ctx(o.device), params(ctx), pool(std::make_unique<PoolAllocator>(ctx)) {}
@@ -127,6 +128,9 @@ DeviceContext& Predictor::context() { return state_->ctx; }
 
 std::vector<float> Predictor::State::forward(const Image& x, size_t* peak_bytes) {
     PoolAllocator& pool = *this->pool;
+    // The pool's cached blocks fit scans of one shape; another shape would only add its own.
+    if (x.grid.dim != last_shape) pool.release_cached();
+    last_shape = x.grid.dim;
     Graph g(pool, params, false);
     // Channels-last: the frames of the volume interleaved voxel by voxel.
     const int64_t channels = x.frames, voxels = x.grid.voxels();
