@@ -247,50 +247,66 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
 
     lap("network");
 
-    // 6. Smoothing, channel by channel (channel-first volumes: the posteriors' NIfTI layout),
-    // cropping the padding away on the way.
+    // 6. Smoothing: all channels at once in the network's channels-last layout (one upload,
+    // three passes, one download), then cropped and turned channel-first (the posteriors'
+    // NIfTI layout) row by row.
     Image post(x.grid, classes);
     {
-        const int64_t voxels = padded.grid.voxels();
-        std::vector<float> channel(static_cast<size_t>(voxels));
-        Buffer<float> a(s.ctx, size_t(voxels)), b(s.ctx, size_t(voxels));
+        Buffer<float> a(s.ctx, probs), b(s.ctx, probs.size());
+        float* src = a.data();
+        float* dst = b.data();
         const std::vector<float> taps = blur_taps(0.5, 1);
-        for (int64_t c = 0; c < classes; ++c) {
-            for (int64_t v = 0; v < voxels; ++v) channel[size_t(v)] = probs[size_t(v * classes + c)];
-            a.upload(channel);
-            float* src = a.data();
-            float* dst = b.data();
-            for (int axis = 0; axis < 3; ++axis) {
-                BlurArgs blur;
-                blur.src = src;
-                blur.dst = dst;
-                blur.dim[0] = nx;
-                blur.dim[1] = ny;
-                blur.dim[2] = nz;
-                blur.axis = axis;
-                blur.half_width = 1;
-                std::copy(taps.begin(), taps.end(), blur.taps);
-                blur_axis(s.ctx, blur);
-                std::swap(src, dst);
-            }
-            s.ctx.copy_to_host(channel.data(), src, channel.size() * sizeof(float));
-            for (int64_t k = 0; k < x.nz(); ++k)
-                for (int64_t j = 0; j < x.ny(); ++j)
-                    for (int64_t i = 0; i < x.nx(); ++i)
-                        post.at(i, j, k, c) = channel[size_t(padded.index(i + before[0], j + before[1], k + before[2]))];
+        for (int axis = 0; axis < 3; ++axis) {
+            BlurArgs blur;
+            blur.src = src;
+            blur.dst = dst;
+            blur.dim[0] = nx;
+            blur.dim[1] = ny;
+            blur.dim[2] = nz;
+            blur.channels = classes;
+            blur.axis = axis;
+            blur.half_width = 1;
+            std::copy(taps.begin(), taps.end(), blur.taps);
+            blur_axis(s.ctx, blur);
+            std::swap(src, dst);
         }
+        s.ctx.copy_to_host(probs.data(), src, probs.size() * sizeof(float));
+        const int64_t voxels = x.grid.voxels();
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int64_t k = 0; k < x.nz(); ++k)
+            for (int64_t j = 0; j < x.ny(); ++j) {
+                const float* row = &probs[size_t(padded.index(before[0], j + before[1], k + before[2]) * classes)];
+                float* out_row = &post.at(0, j, k, 0);
+                for (int64_t c = 0; c < classes; ++c)
+                    for (int64_t i = 0; i < x.nx(); ++i) out_row[c * voxels + i] = row[i * classes + c];
+            }
     }
 
     // 8 (part). Back to the input's grid in the model's frame.
     if (resampled) post = resample_image(s.ctx, post, ras.grid, Interp::linear, OutOfBounds::clamp);
 
-    // 7. Argmax and the largest connected component of the non-background mask.
+    // 7. Argmax (the first of equal maxima, block by block so each channel is read in order) and
+    // the largest connected component of the non-background mask.
     LabelMap seg(post.grid);
-    for (int64_t v = 0; v < seg.grid.voxels(); ++v) {
-        int64_t best = 0;
-        for (int64_t c = 1; c < classes; ++c)
-            if (post.data[size_t(c * seg.grid.voxels() + v)] > post.data[size_t(best * seg.grid.voxels() + v)]) best = c;
-        seg.data[size_t(v)] = s.spec.labels[size_t(best)];
+    {
+        const int64_t voxels = seg.grid.voxels(), block = 4096;
+#pragma omp parallel for schedule(static)
+        for (int64_t v0 = 0; v0 < voxels; v0 += block) {
+            const int64_t n = std::min(block, voxels - v0);
+            float best_value[4096];
+            int32_t best[4096];
+            std::copy(&post.data[size_t(v0)], &post.data[size_t(v0 + n)], best_value);
+            std::fill(best, best + n, 0);
+            for (int64_t c = 1; c < classes; ++c) {
+                const float* channel = &post.data[size_t(c * voxels + v0)];
+                for (int64_t v = 0; v < n; ++v)
+                    if (channel[v] > best_value[v]) {
+                        best_value[v] = channel[v];
+                        best[v] = int32_t(c);
+                    }
+            }
+            for (int64_t v = 0; v < n; ++v) seg.data[size_t(v0 + v)] = s.spec.labels[size_t(best[v])];
+        }
     }
     const Mask keep = largest_foreground_component(seg);
     for (size_t v = 0; v < seg.data.size(); ++v)

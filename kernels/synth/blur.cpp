@@ -29,6 +29,7 @@ void blur_axis(DeviceContext& ctx, const BlurArgs& a) {
     ISS_REQUIRE(a.axis >= 0 && a.axis < 3, "blur_axis: axis ", a.axis);
     ISS_REQUIRE(a.half_width >= 0 && a.half_width <= max_blur_half_width, "blur_axis: half width ", a.half_width);
     for (int d = 0; d < 3; ++d) ISS_REQUIRE(a.dim[d] > 0, "blur_axis: empty image");
+    ISS_REQUIRE(a.channels >= 1, "blur_axis: ", a.channels, " channels");
     if (ctx.is_cuda()) {
         ISS_CUDA_ONLY("blur_axis", blur_axis_cuda(ctx, a));
         return;

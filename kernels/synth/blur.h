@@ -1,8 +1,10 @@
 // Separable Gaussian blur along one axis (SPEC.md 3.6 resolution; also posterior smoothing):
 // dst(x) = sum_t taps[t] * src(x + (t - h) e_axis), zero outside the volume ("same" padding),
 // taps the normal density at integer offsets -h..h, normalised to sum 1 (blur_taps builds
-// them). Layout: x fastest, `dim` voxels, src and dst must not alias.
-// CPU/GPU contract: bit-identical (fixed tap order, fmaf accumulation).
+// them). Layout: x fastest, `dim` voxels of `channels` floats each (channels-last: a channel's
+// neighbours are `channels` floats apart; 1 for an image), src and dst must not alias.
+// CPU/GPU contract: bit-identical (fixed tap order, fmaf accumulation); each channel of a
+// channels-last volume gets exactly the sums it would get alone.
 #pragma once
 
 #include <cmath>
@@ -21,6 +23,7 @@ struct BlurArgs {
     const float* src = nullptr;
     float* dst = nullptr;
     int64_t dim[3] = {0, 0, 0};
+    int64_t channels = 1;
     int axis = 0;
     int half_width = 0;
     float taps[2 * max_blur_half_width + 1] = {};
@@ -29,16 +32,19 @@ struct BlurArgs {
 struct BlurBody {
     BlurArgs a;
     ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const {
-        const int64_t at = (k * a.dim[1] + j) * a.dim[0] + i;
+        const int64_t voxel = (k * a.dim[1] + j) * a.dim[0] + i;
         const int64_t pos = a.axis == 0 ? i : (a.axis == 1 ? j : k);
-        const int64_t stride = a.axis == 0 ? 1 : (a.axis == 1 ? a.dim[0] : a.dim[0] * a.dim[1]);
+        const int64_t stride = (a.axis == 0 ? 1 : (a.axis == 1 ? a.dim[0] : a.dim[0] * a.dim[1])) * a.channels;
         const int64_t n = a.dim[a.axis];
-        float sum = 0.0f;
-        for (int t = -a.half_width; t <= a.half_width; ++t) {
-            const int64_t p = pos + t;
-            if (p >= 0 && p < n) sum = fmaf(a.taps[t + a.half_width], a.src[at + t * stride], sum);
+        for (int64_t c = 0; c < a.channels; ++c) {
+            const int64_t at = voxel * a.channels + c;
+            float sum = 0.0f;
+            for (int t = -a.half_width; t <= a.half_width; ++t) {
+                const int64_t p = pos + t;
+                if (p >= 0 && p < n) sum = fmaf(a.taps[t + a.half_width], a.src[at + t * stride], sum);
+            }
+            a.dst[at] = sum;
         }
-        a.dst[at] = sum;
     }
 };
 
