@@ -8,6 +8,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "io/nifti.h"
 #include "io/npy.h"
@@ -126,6 +129,43 @@ TEST_F(Hardening, MergeChecksLabelsAndPosteriors) {
     expect_bad(merge("seg.nii.gz", "post_nan.nii.gz"), "post_nan.nii.gz: posterior nan");
     expect_bad(merge("seg.nii.gz", "post_negative.nii.gz"), "post_negative.nii.gz: posterior -0.5");
     EXPECT_FALSE(fs::exists(path("m.nii.gz")));
+}
+
+// The readers' own tests (test_nifti.cpp) cover each malformation; this checks that every
+// command reading a NIfTI file passes the refusal on as one line naming the file, exit 2, and
+// writes nothing.
+TEST_F(Hardening, EveryCommandNamesACorruptNiftiFile) {
+    std::ifstream in(path("scan.nii.gz"), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream(path("cut.nii.gz"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+    std::ofstream(path("noise.nii"), std::ios::binary) << std::string(400, '\x5a');
+    write_labels(path("map.nii.gz"), make_phantom(0, 1));
+    fs::create_directories(path("maps"));
+    fs::copy_file(path("cut.nii.gz"), path("maps/a.nii.gz"));
+    fs::create_directories(path("images"));
+    write_image(path("images/a.nii.gz"), read_image(path("scan.nii.gz")));
+    write_image(path("post.nii.gz"), Image(read_labels(path("map.nii.gz")).grid, 34, 0.5f));
+    const std::vector<std::pair<std::string, std::string>> runs = {
+        {"predict --device cpu --model " + q("model") + " --i " + q("cut.nii.gz") + " --o " + q("out.nii.gz"),
+         "cut.nii.gz"},
+        {"predict --device cpu --model " + q("model") + " --i " + q("noise.nii") + " --o " + q("out.nii.gz"),
+         "noise.nii"},
+        {"synth --labels " + q("cut.nii.gz") + " --out " + q("out"), "cut.nii.gz"},
+        {"train --device cpu --labels " + q("noise.nii") + " --model-dir " + q("out") + " --steps 1", "noise.nii"},
+        {"priors --images " + q("images") + " --labels " + q("maps") + " --out " + q("out"), "a.nii.gz"},
+        {"clean --seg " + q("cut.nii.gz") + " --post " + q("post.nii.gz") + " --o " + q("out.nii.gz"), "cut.nii.gz"},
+        {"clean --seg " + q("map.nii.gz") + " --post " + q("noise.nii") + " --o " + q("out.nii.gz"), "noise.nii"},
+        {"merge --t1-seg " + q("map.nii.gz") + " --t1-post " + q("post.nii.gz") + " --t2-seg " + q("cut.nii.gz") +
+             " --t2-post " + q("post.nii.gz") + " --o-seg " + q("out.nii.gz") + " --o-post " + q("out_post.nii.gz"),
+         "cut.nii.gz"},
+        {"dice --pred " + q("noise.nii") + " --gt " + q("map.nii.gz") + " --out " + q("out.csv"), "noise.nii"},
+    };
+    for (const auto& [args, file] : runs) {
+        expect_bad(args, file + ": ");
+        EXPECT_FALSE(fs::exists(path("out.nii.gz")) || fs::exists(path("out")) || fs::exists(path("out.csv")) ||
+                     fs::exists(path("out_post.nii.gz")))
+            << args;
+    }
 }
 
 TEST_F(Hardening, ABadTrainingLogOnResumeIsNamed) {
