@@ -247,14 +247,17 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
 
     lap("network");
 
-    // 6. Smoothing: all channels at once in the network's channels-last layout (one upload,
-    // three passes, one download), then cropped and turned channel-first (the posteriors'
-    // NIfTI layout) row by row.
+    // 6. Smoothing: all channels at once in the network's channels-last layout, three passes,
+    // then cropped and turned channel-first (the posteriors' NIfTI layout) row by row. On a GPU
+    // the posteriors go up once and come down once; on the CPU they are smoothed where the
+    // network left them, with one scratch volume.
     Image post(x.grid, classes);
     {
-        Buffer<float> a(s.ctx, probs), b(s.ctx, probs.size());
-        float* src = a.data();
-        float* dst = b.data();
+        const bool on_device = s.ctx.is_cuda();
+        Buffer<float> uploaded = on_device ? Buffer<float>(s.ctx, probs) : Buffer<float>();
+        Buffer<float> scratch(s.ctx, probs.size());
+        float* src = on_device ? uploaded.data() : probs.data();
+        float* dst = scratch.data();
         const std::vector<float> taps = blur_taps(0.5, 1);
         for (int axis = 0; axis < 3; ++axis) {
             BlurArgs blur;
@@ -270,12 +273,16 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
             blur_axis(s.ctx, blur);
             std::swap(src, dst);
         }
-        s.ctx.copy_to_host(probs.data(), src, probs.size() * sizeof(float));
+        const float* smoothed = src;
+        if (on_device) {
+            s.ctx.copy_to_host(probs.data(), src, probs.size() * sizeof(float));
+            smoothed = probs.data();
+        }
         const int64_t voxels = x.grid.voxels();
 #pragma omp parallel for collapse(2) schedule(static)
         for (int64_t k = 0; k < x.nz(); ++k)
             for (int64_t j = 0; j < x.ny(); ++j) {
-                const float* row = &probs[size_t(padded.index(before[0], j + before[1], k + before[2]) * classes)];
+                const float* row = smoothed + padded.index(before[0], j + before[1], k + before[2]) * classes;
                 float* out_row = &post.at(0, j, k, 0);
                 for (int64_t c = 0; c < classes; ++c)
                     for (int64_t i = 0; i < x.nx(); ++i) out_row[c * voxels + i] = row[i * classes + c];

@@ -4,7 +4,8 @@
 // them). Layout: x fastest, `dim` voxels of `channels` floats each (channels-last: a channel's
 // neighbours are `channels` floats apart; 1 for an image), src and dst must not alias.
 // CPU/GPU contract: bit-identical (fixed tap order, fmaf accumulation); each channel of a
-// channels-last volume gets exactly the sums it would get alone.
+// channels-last volume gets exactly the sums it would get alone. CUDA runs BlurBody per voxel;
+// the CPU applies the same taps in the same order a whole row at a time (blur.cpp).
 #pragma once
 
 #include <cmath>
