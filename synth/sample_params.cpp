@@ -22,9 +22,7 @@ public:
     }
     double normal(double mean, double std) {
         const Philox4 r = random_bits(key_, next_++);
-        float z0, z1;
-        box_muller(r.v[0], r.v[1], &z0, &z1);
-        return mean + std * double(z0);
+        return mean + std * double(box_muller(r.v[0], r.v[1]).z0);
     }
     // Uniform integer in [0, n).
     int64_t below(int64_t n) {

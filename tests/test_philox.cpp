@@ -59,10 +59,9 @@ TEST(PortableMath, LogSinCosMatchDouble) {
     }
     for (int i = 0; i < 100000; ++i) {
         const float t = float(i) / 100000.0f;
-        float s, c;
-        portable_sincos_turns(t, &s, &c);
-        EXPECT_NEAR(s, std::sin(2 * M_PI * double(t)), 3e-7) << "t = " << t;
-        EXPECT_NEAR(c, std::cos(2 * M_PI * double(t)), 3e-7) << "t = " << t;
+        const SinCos sc = portable_sincos_turns(t);
+        EXPECT_NEAR(sc.s, std::sin(2 * M_PI * double(t)), 3e-7) << "t = " << t;
+        EXPECT_NEAR(sc.c, std::cos(2 * M_PI * double(t)), 3e-7) << "t = " << t;
     }
 }
 

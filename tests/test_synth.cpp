@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <set>
 #include <string>
 
@@ -375,39 +374,6 @@ TEST_P(SynthPaint, ChannelsLastBlurIsEachChannelAlone) {
 }
 
 ISS_INSTANTIATE_BACKENDS(SynthPaint);
-
-// The CPU blurs a row at a time; CUDA runs BlurBody per voxel. The CPU path must give the body's
-// bits: every axis, one and several channels, half widths up to larger than the axis.
-TEST(SynthBlur, RowPathGivesThePerVoxelBodysBits) {
-    const int64_t dim[3] = {6, 3, 2};
-    for (const int64_t channels : {int64_t(1), int64_t(5)})
-        for (const int h : {0, 1, 3})
-            for (int axis = 0; axis < 3; ++axis) {
-                SCOPED_TRACE("channels " + std::to_string(channels) + " h " + std::to_string(h) + " axis " +
-                             std::to_string(axis));
-                const size_t n = size_t(dim[0] * dim[1] * dim[2] * channels);
-                std::vector<float> input(n), by_body(n), by_rows(n, std::nanf(""));
-                for (size_t v = 0; v < n; ++v) input[v] = (v % 3 == 0 ? -0.0f : 1.0f) * float((v * 7919) % 97) / 7.0f;
-                BlurArgs args;
-                args.src = input.data();
-                for (int d = 0; d < 3; ++d) args.dim[d] = dim[d];
-                args.channels = channels;
-                args.axis = axis;
-                args.half_width = h;
-                const std::vector<float> taps = blur_taps(1.3, h);
-                std::copy(taps.begin(), taps.end(), args.taps);
-                args.dst = by_body.data();
-                const BlurBody body{args};
-                for (int64_t k = 0; k < dim[2]; ++k)
-                    for (int64_t j = 0; j < dim[1]; ++j)
-                        for (int64_t i = 0; i < dim[0]; ++i) body(i, j, k);
-                args.dst = by_rows.data();
-                DeviceContext cpu;
-                blur_axis(cpu, args);
-                for (size_t v = 0; v < n; ++v)
-                    ASSERT_EQ(std::memcmp(&by_rows[v], &by_body[v], sizeof(float)), 0) << v << ": " << by_rows[v] << " vs " << by_body[v];
-            }
-}
 
 // ---------------------------------------------------------------------------------------------
 

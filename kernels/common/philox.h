@@ -58,13 +58,16 @@ ISS_HD_INLINE float uniform_open(uint32_t bits) {
 }
 
 
-// Two standard normal draws from two uniform words (Box-Muller).
-ISS_HD_INLINE void box_muller(uint32_t bits_radius, uint32_t bits_angle, float* z0, float* z1) {
+// Two standard normal draws from two uniform words (Box-Muller). Returned by value: a CPU loop
+// of them then vectorises (out-pointers to locals would not).
+struct NormalPair {
+    float z0, z1;
+};
+
+ISS_HD_INLINE NormalPair box_muller(uint32_t bits_radius, uint32_t bits_angle) {
     const float radius = sqrtf(-2.0f * portable_log(uniform_open(bits_radius)));
-    float s, c;
-    portable_sincos_turns(float(bits_angle >> 8) * (1.0f / 16777216.0f), &s, &c);  // [0, 1)
-    *z0 = radius * c;
-    *z1 = radius * s;
+    const SinCos sc = portable_sincos_turns(float(bits_angle >> 8) * (1.0f / 16777216.0f));  // [0, 1)
+    return NormalPair{radius * sc.c, radius * sc.s};
 }
 
 // Four uniform (0, 1) draws for element `index`.
@@ -76,8 +79,11 @@ ISS_HD_INLINE void random_uniform4(const RandomKey& key, uint64_t index, float o
 // Four standard normal draws for element `index`.
 ISS_HD_INLINE void random_normal4(const RandomKey& key, uint64_t index, float out[4]) {
     const Philox4 r = random_bits(key, index);
-    box_muller(r.v[0], r.v[1], &out[0], &out[1]);
-    box_muller(r.v[2], r.v[3], &out[2], &out[3]);
+    const NormalPair first = box_muller(r.v[0], r.v[1]), second = box_muller(r.v[2], r.v[3]);
+    out[0] = first.z0;
+    out[1] = first.z1;
+    out[2] = second.z0;
+    out[3] = second.z1;
 }
 
 }  // namespace iss

@@ -90,8 +90,13 @@ ISS_HD_INLINE float portable_pow_unit(float x, float y) {
 }
 
 // sin and cos of 2*pi*t for t in [0, 1): quarter-turn reduction (exact), then Taylor
-// polynomials on [-pi/4, pi/4] (truncation < 2e-9).
-ISS_HD_INLINE void portable_sincos_turns(float t, float* s_out, float* c_out) {
+// polynomials on [-pi/4, pi/4] (truncation < 2e-9); the quadrant picks and negates them by
+// selects, not branches, so that a CPU loop of them vectorises.
+struct SinCos {
+    float s, c;
+};
+
+ISS_HD_INLINE SinCos portable_sincos_turns(float t) {
     const float x = 4.0f * t;  // quarter turns, exact
     const float q = floorf(x + 0.5f);
     const float r = x - q;  // in [-0.5, 0.5], exact
@@ -106,12 +111,10 @@ ISS_HD_INLINE void portable_sincos_turns(float t, float* s_out, float* c_out) {
     cp = fmaf(a2, cp, 4.1666667e-02f);
     cp = fmaf(a2, cp, -0.5f);
     const float c = fmaf(a2, cp, 1.0f);
-    switch (int(q) & 3) {
-        case 0: *s_out = s; *c_out = c; break;
-        case 1: *s_out = c; *c_out = -s; break;
-        case 2: *s_out = -s; *c_out = -c; break;
-        default: *s_out = -c; *c_out = s; break;
-    }
+    // Quadrants 0..3: (sin, cos) = (s, c), (c, -s), (-s, -c), (-c, s).
+    const int quadrant = int(q) & 3;
+    const float sin_base = (quadrant & 1) ? c : s, cos_base = (quadrant & 1) ? s : c;
+    return SinCos{(quadrant & 2) ? -sin_base : sin_base, ((quadrant + 1) & 2) ? -cos_base : cos_base};
 }
 
 }  // namespace iss

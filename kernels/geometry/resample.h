@@ -67,7 +67,10 @@ namespace detail {
 // Positions beyond the volume by more than a voxel all give the same result (fill, or the
 // edge value under clamp), so they are pulled into [-2, n + 1] before conversion to int:
 // that keeps the conversion defined for huge positions, and a NaN position lands at -2.
-ISS_HD_INLINE float bound_position(float p, int64_t n) {
+// The index type I is int64_t, or int32_t where the sizes allow (vectorised CPU rows): the
+// results are the same.
+template <class I>
+ISS_HD_INLINE float bound_position(float p, I n) {
     return clampf(p, -2.0f, float(n) + 1.0f);
 }
 
@@ -77,10 +80,44 @@ ISS_HD_INLINE float source_position(const ResampleArgsT<T>& a, int row, float x,
     return fmaf(a.xform[row][0], x, fmaf(a.xform[row][1], y, fmaf(a.xform[row][2], z, a.xform[row][3])));
 }
 
-// The two taps along one axis for linear interpolation. `valid` is false for a tap outside
-// the volume under the fill policy. When the weight of the upper tap is exactly 0 it repeats
-// the lower tap, so an integer position never reads (or blends with) its neighbour: integer
-// shifts stay exact, and the last voxel does not mix in a NaN fill.
+template <class I>
+ISS_HD_INLINE I clamp_index(I i, I n) {
+    return i < 0 ? I(0) : (i > n - 1 ? n - 1 : i);
+}
+
+// The two taps along one axis for linear interpolation, before any out-of-bounds policy. When
+// the weight of the upper tap is exactly 0 it repeats the lower tap, so an integer position
+// never reads (or blends with) its neighbour: integer shifts stay exact, and the last voxel does
+// not mix in a NaN fill.
+template <class I>
+struct Taps {
+    I i0, i1;
+    float w1;  // weight of i1, in [0, 1]
+};
+
+template <class I>
+ISS_HD_INLINE Taps<I> taps_of(float p, I n) {
+    p = bound_position(p, n);
+    const float base = floorf(p);
+    Taps<I> t;
+    // Exact (Sterbenz) except for p in (-0.5, 0), where p + 1 rounds by at most 2^-25 (and
+    // may round to 1): the same rounding on both backends, and counted in the error model.
+    t.w1 = p - base;
+    t.i0 = I(base);
+    t.i1 = t.w1 == 0.0f ? t.i0 : t.i0 + 1;
+    return t;
+}
+
+// The taps under the clamp policy (the generator's fields).
+template <class I>
+ISS_HD_INLINE Taps<I> clamped_taps(float p, I n) {
+    Taps<I> t = taps_of(p, n);
+    t.i0 = clamp_index(t.i0, n);
+    t.i1 = clamp_index(t.i1, n);
+    return t;
+}
+
+// The taps under either policy. `valid` is false for a tap outside the volume under fill.
 struct LinearTaps {
     int64_t i0, i1;
     bool valid0, valid1;
@@ -88,32 +125,34 @@ struct LinearTaps {
 };
 
 ISS_HD_INLINE LinearTaps linear_taps(float p, int64_t n, OutOfBounds oob) {
-    p = bound_position(p, n);
-    const float base = floorf(p);
+    const Taps<int64_t> raw = oob == OutOfBounds::clamp ? clamped_taps(p, n) : taps_of(p, n);
     LinearTaps t;
-    // Exact (Sterbenz) except for p in (-0.5, 0), where p + 1 rounds by at most 2^-25 (and
-    // may round to 1): the same rounding on both backends, and counted in the error model.
-    t.w1 = p - base;
-    t.i0 = int64_t(base);
-    t.i1 = t.w1 == 0.0f ? t.i0 : t.i0 + 1;
-    if (oob == OutOfBounds::clamp) {
-        t.i0 = t.i0 < 0 ? 0 : (t.i0 > n - 1 ? n - 1 : t.i0);
-        t.i1 = t.i1 < 0 ? 0 : (t.i1 > n - 1 ? n - 1 : t.i1);
-        t.valid0 = t.valid1 = true;
-    } else {
-        t.valid0 = t.i0 >= 0 && t.i0 < n;
-        t.valid1 = t.i1 >= 0 && t.i1 < n;
-    }
+    t.i0 = raw.i0;
+    t.i1 = raw.i1;
+    t.w1 = raw.w1;
+    t.valid0 = oob == OutOfBounds::clamp || (t.i0 >= 0 && t.i0 < n);
+    t.valid1 = oob == OutOfBounds::clamp || (t.i1 >= 0 && t.i1 < n);
     return t;
 }
 
-// Nearest index: floor(p) + (frac(p) >= 0.5), exact for the float p. Returns -1 when the
-// index is outside the volume under the fill policy.
-ISS_HD_INLINE int64_t nearest_index(float p, int64_t n, OutOfBounds oob) {
+// Nearest index: floor(p) + (frac(p) >= 0.5), exact for the float p, before any policy.
+template <class I>
+ISS_HD_INLINE I nearest_of(float p, I n) {
     p = bound_position(p, n);
     const float base = floorf(p);
-    int64_t i = int64_t(base) + ((p - base) >= 0.5f ? 1 : 0);
-    if (oob == OutOfBounds::clamp) return i < 0 ? 0 : (i > n - 1 ? n - 1 : i);
+    return I(base) + ((p - base) >= 0.5f ? I(1) : I(0));
+}
+
+// The nearest index under the clamp policy.
+template <class I>
+ISS_HD_INLINE I nearest_clamped(float p, I n) {
+    return clamp_index(nearest_of(p, n), n);
+}
+
+// The nearest index under either policy: -1 when it is outside the volume under fill.
+ISS_HD_INLINE int64_t nearest_index(float p, int64_t n, OutOfBounds oob) {
+    const int64_t i = nearest_of(p, n);
+    if (oob == OutOfBounds::clamp) return clamp_index(i, n);
     return (i >= 0 && i < n) ? i : -1;
 }
 

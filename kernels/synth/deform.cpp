@@ -1,10 +1,69 @@
 #include "kernels/synth/deform.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
-#include "kernels/common/launch.h"
+#include "kernels/common/launch.h"  // ISS_CUDA_ONLY
 
 namespace iss {
+
+namespace {
+
+// The CPU path, a row at a time: the field's rows and y/z weights once per row, the x positions
+// and the field's x taps once per call (a flip along x included), and per voxel DeformBody's
+// blend and arithmetic with int32 indices (vectorised).
+void deform_rows_cpu(const DeformArgs& a) {
+    const int64_t nx = a.out_dim[0], ny = a.out_dim[1], nz = a.out_dim[2];
+    const int32_t map_dim[3] = {int32_t(a.map_dim[0]), int32_t(a.map_dim[1]), int32_t(a.map_dim[2])};
+    const int32_t field_dim[3] = {int32_t(a.field_dim[0]), int32_t(a.field_dim[1]), int32_t(a.field_dim[2])};
+    auto position = [&](int d, int64_t q) {
+        if (a.flip_axis == d) q = a.out_dim[d] - 1 - q;
+        return float(q + a.offset[d]);
+    };
+    uint8_t relabel[max_generation_labels + 1];  // the twin when flipping, else the label itself
+    for (int g = 0; g <= max_generation_labels; ++g) relabel[g] = a.flip_axis >= 0 ? a.twin[g] : uint8_t(g);
+    std::vector<float> xs(static_cast<size_t>(nx));
+    for (int64_t i = 0; i < nx; ++i) xs[size_t(i)] = position(0, i);
+    const RowTaps xt =
+        a.field ? row_taps<3>(nx, field_dim[0], [&](int64_t i) { return xs[size_t(i)] * a.field_ratio[0]; }) : RowTaps{};
+    constexpr int32_t chunk = 256;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t k = 0; k < nz; ++k)
+        for (int64_t j = 0; j < ny; ++j) {
+            const float y = position(1, j), z = position(2, k);
+            FieldRows<int32_t> rows{};
+            if (a.field)
+                rows = field_rows<3>(field_dim[0], field_dim[1], detail::clamped_taps(y * a.field_ratio[1], field_dim[1]),
+                                     detail::clamped_taps(z * a.field_ratio[2], field_dim[2]));
+            uint8_t* out = a.out + (k * ny + j) * nx;
+            // The arithmetic vectorises; the byte gather from the map does not, so it follows.
+            int32_t source[chunk];
+            for (int32_t start = 0; start < int32_t(nx); start += chunk) {
+                const int32_t n = std::min<int32_t>(chunk, int32_t(nx) - start);
+                const float* x_of = xs.data() + start;
+                if (a.field) {
+                    const int32_t* x0 = xt.x0.data() + start;
+                    const int32_t* x1 = xt.x1.data() + start;
+                    const float* w = xt.w.data() + start;
+#pragma omp simd
+                    for (int32_t i = 0; i < n; ++i) {
+                        const float dx = blend_channel<3>(a.field, rows, x0[i], x1[i], w[i], 0);
+                        const float dy = blend_channel<3>(a.field, rows, x0[i], x1[i], w[i], 1);
+                        const float dz = blend_channel<3>(a.field, rows, x0[i], x1[i], w[i], 2);
+                        source[i] = deformed_source(a, map_dim, x_of[i], y, z, dx, dy, dz);
+                    }
+                } else {
+#pragma omp simd
+                    for (int32_t i = 0; i < n; ++i) source[i] = deformed_source(a, map_dim, x_of[i], y, z, 0.0f, 0.0f, 0.0f);
+                }
+                for (int32_t i = 0; i < n; ++i) out[start + i] = relabel[a.map[source[i]]];
+            }
+        }
+}
+
+}  // namespace
 
 void deform_labels(DeviceContext& ctx, const DeformArgs& a) {
     ISS_REQUIRE(a.map && a.out, "deform_labels: null label map or output");
@@ -13,11 +72,15 @@ void deform_labels(DeviceContext& ctx, const DeformArgs& a) {
         ISS_REQUIRE(!a.field || a.field_dim[d] > 0, "deform_labels: empty displacement field");
     }
     ISS_REQUIRE(a.flip_axis >= -1 && a.flip_axis < 3, "deform_labels: flip axis ", a.flip_axis);
+    // The CPU rows index the map and the field in int32.
+    ISS_REQUIRE(a.map_dim[0] * a.map_dim[1] * a.map_dim[2] < (int64_t(1) << 31), "deform_labels: a map of 2^31 voxels or more");
+    ISS_REQUIRE(!a.field || a.field_dim[0] * a.field_dim[1] * a.field_dim[2] * 3 < (int64_t(1) << 31),
+                "deform_labels: a field of 2^31 values or more");
     if (ctx.is_cuda()) {
         ISS_CUDA_ONLY("deform_labels", deform_labels_cuda(ctx, a));
         return;
     }
-    cpu_for_each_voxel(a.out_dim, DeformBody{a});
+    deform_rows_cpu(a);
 }
 
 }  // namespace iss

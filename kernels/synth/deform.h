@@ -41,6 +41,27 @@ struct DeformArgs {
     uint8_t* out = nullptr;
 };
 
+// The map voxel (its offset in the map) that map position (x, y, z) with displacement
+// (dx, dy, dz) reads: the affine about the centre, the nearest voxel, clamped. I: the index type
+// (int32_t in the CPU rows, where the map is smaller than 2^31 voxels; the same result).
+template <class I>
+ISS_HD_INLINE I deformed_axis(const DeformArgs& a, int r, float cx, float cy, float cz, I n) {
+    return detail::nearest_clamped(fmaf(a.affine[r][0], cx, fmaf(a.affine[r][1], cy, fmaf(a.affine[r][2], cz, a.source_centre[r]))), n);
+}
+
+template <class I>
+ISS_HD_INLINE I deformed_source(const DeformArgs& a, const I map_dim[3], float x, float y, float z, float dx, float dy,
+                                float dz) {
+    const float cx = fmaf(dx, a.field_scale[0], x - a.centre[0]);
+    const float cy = fmaf(dy, a.field_scale[1], y - a.centre[1]);
+    const float cz = fmaf(dz, a.field_scale[2], z - a.centre[2]);
+    const I sx = deformed_axis(a, 0, cx, cy, cz, map_dim[0]);
+    const I sy = deformed_axis(a, 1, cx, cy, cz, map_dim[1]);
+    const I sz = deformed_axis(a, 2, cx, cy, cz, map_dim[2]);
+    return (sz * map_dim[1] + sy) * map_dim[0] + sx;
+}
+
+// Per voxel (CUDA); the CPU samples the field separably with the same operations (deform.cpp).
 struct DeformBody {
     DeformArgs a;
     ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const {
@@ -52,16 +73,8 @@ struct DeformBody {
         if (a.field)
             sample_field_clamped<3>(a.field, a.field_dim, x[0] * a.field_ratio[0], x[1] * a.field_ratio[1],
                                     x[2] * a.field_ratio[2], phi);
-        float c[3];
-        for (int d = 0; d < 3; ++d) c[d] = fmaf(phi[d], a.field_scale[d], x[d] - a.centre[d]);
-        int64_t s[3];
-        for (int r = 0; r < 3; ++r) {
-            const float p = fmaf(a.affine[r][0], c[0], fmaf(a.affine[r][1], c[1], fmaf(a.affine[r][2], c[2], a.source_centre[r])));
-            s[r] = detail::nearest_index(p, a.map_dim[r], OutOfBounds::clamp);
-        }
-        uint8_t g = a.map[(s[2] * a.map_dim[1] + s[1]) * a.map_dim[0] + s[0]];
-        if (a.flip_axis >= 0) g = a.twin[g];
-        a.out[(k * a.out_dim[1] + j) * a.out_dim[0] + i] = g;
+        const uint8_t g = a.map[deformed_source(a, a.map_dim, x[0], x[1], x[2], phi[0], phi[1], phi[2])];
+        a.out[(k * a.out_dim[1] + j) * a.out_dim[0] + i] = a.flip_axis >= 0 ? a.twin[g] : g;
     }
 };
 

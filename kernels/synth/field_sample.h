@@ -2,33 +2,85 @@
 // coordinates clamped to the volume, as the reference's resize and integration do. Uses the
 // tap and lerp helpers of the resampling kernel, so the rounding is the same everywhere:
 // bit-identical on host and CUDA.
+//
+// The blend of a cell is its own function so that the CPU can sample separably: where y and z
+// are the same for a whole row of samples (the fields read at x * ratio), a row finds the
+// cell's four rows and their weights once and each sample only its x taps (FieldRows), with
+// the very operations sample_field_clamped performs per sample.
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/common/hd.h"
 #include "kernels/geometry/resample.h"
 
 namespace iss {
 
-template <int C>
-ISS_HD_INLINE void sample_field_clamped(const float* field, const int64_t dim[3], float px, float py, float pz,
+// The four rows (y0 z0, y1 z0, y0 z1, y1 z1) of the cells at y/z taps, as offsets in floats
+// from the field's start (offsets, not pointers: a vectorised CPU loop then gathers with one
+// base and 32-bit indices), and their weights.
+template <class I>
+struct FieldRows {
+    I r00, r10, r01, r11;
+    float wy, wz;
+};
+
+template <int C, class I>
+ISS_HD_INLINE FieldRows<I> field_rows(I nx, I ny, const detail::Taps<I>& ty, const detail::Taps<I>& tz) {
+    FieldRows<I> r;
+    r.r00 = ((tz.i0 * ny + ty.i0) * nx) * C;
+    r.r10 = ((tz.i0 * ny + ty.i1) * nx) * C;
+    r.r01 = ((tz.i1 * ny + ty.i0) * nx) * C;
+    r.r11 = ((tz.i1 * ny + ty.i1) * nx) * C;
+    r.wy = ty.w1;
+    r.wz = tz.w1;
+    return r;
+}
+
+// The blend of channel c of one cell: along x (x0, x1: offsets of the two samples in the rows,
+// in floats), then y, then z. The one order every backend uses. (Returned by value: a local
+// array in a CPU row's simd loop would become a scatter.)
+template <int C, class I>
+ISS_HD_INLINE float blend_channel(const float* field, const FieldRows<I>& r, I x0, I x1, float wx, int c) {
+    const float c00 = detail::lerp(field[r.r00 + x0 + c], field[r.r00 + x1 + c], wx);
+    const float c10 = detail::lerp(field[r.r10 + x0 + c], field[r.r10 + x1 + c], wx);
+    const float c01 = detail::lerp(field[r.r01 + x0 + c], field[r.r01 + x1 + c], wx);
+    const float c11 = detail::lerp(field[r.r11 + x0 + c], field[r.r11 + x1 + c], wx);
+    return detail::lerp(detail::lerp(c00, c10, r.wy), detail::lerp(c01, c11, r.wy), r.wz);
+}
+
+// The field at (px, py, pz) in its voxel coordinates, clamped. I: int64_t, or int32_t where the
+// field is smaller than 2^31 floats (the same result).
+template <int C, class I>
+ISS_HD_INLINE void sample_field_clamped(const float* field, const I dim[3], float px, float py, float pz,
                                         float out[C]) {
-    const detail::LinearTaps tx = detail::linear_taps(px, dim[0], OutOfBounds::clamp);
-    const detail::LinearTaps ty = detail::linear_taps(py, dim[1], OutOfBounds::clamp);
-    const detail::LinearTaps tz = detail::linear_taps(pz, dim[2], OutOfBounds::clamp);
-    const int64_t nx = dim[0], ny = dim[1];
-    const float* r00 = field + ((tz.i0 * ny + ty.i0) * nx) * C;
-    const float* r10 = field + ((tz.i0 * ny + ty.i1) * nx) * C;
-    const float* r01 = field + ((tz.i1 * ny + ty.i0) * nx) * C;
-    const float* r11 = field + ((tz.i1 * ny + ty.i1) * nx) * C;
-    for (int c = 0; c < C; ++c) {
-        const float c00 = detail::lerp(r00[tx.i0 * C + c], r00[tx.i1 * C + c], tx.w1);
-        const float c10 = detail::lerp(r10[tx.i0 * C + c], r10[tx.i1 * C + c], tx.w1);
-        const float c01 = detail::lerp(r01[tx.i0 * C + c], r01[tx.i1 * C + c], tx.w1);
-        const float c11 = detail::lerp(r11[tx.i0 * C + c], r11[tx.i1 * C + c], tx.w1);
-        out[c] = detail::lerp(detail::lerp(c00, c10, ty.w1), detail::lerp(c01, c11, ty.w1), tz.w1);
+    const detail::Taps<I> tx = detail::clamped_taps(px, dim[0]);
+    const FieldRows<I> rows = field_rows<C>(dim[0], dim[1], detail::clamped_taps(py, dim[1]), detail::clamped_taps(pz, dim[2]));
+    for (int c = 0; c < C; ++c) out[c] = blend_channel<C>(field, rows, tx.i0 * C, tx.i1 * C, tx.w1, c);
+}
+
+// The x taps of a CPU row of samples (sample i at x position `position(i)` of a field n voxels
+// wide), as sample_field_clamped computes them: offsets in floats (tap index times C) and the
+// upper tap's weight, one array each so that the row's loop vectorises.
+struct RowTaps {
+    std::vector<int32_t> x0, x1;
+    std::vector<float> w;
+};
+
+template <int C, class Position>
+inline RowTaps row_taps(int64_t samples, int32_t n, const Position& position) {
+    RowTaps t;
+    t.x0.resize(size_t(samples));
+    t.x1.resize(size_t(samples));
+    t.w.resize(size_t(samples));
+    for (int64_t i = 0; i < samples; ++i) {
+        const detail::Taps<int32_t> taps = detail::clamped_taps(position(i), n);
+        t.x0[size_t(i)] = taps.i0 * C;
+        t.x1[size_t(i)] = taps.i1 * C;
+        t.w[size_t(i)] = taps.w1;
     }
+    return t;
 }
 
 }  // namespace iss

@@ -29,6 +29,15 @@ struct GmmArgs {
     uint8_t* target = nullptr;  // may be null: no targets
 };
 
+// One voxel of generation index g with standard normal draw z.
+ISS_HD_INLINE void paint_voxel(const GmmArgs& a, int64_t v, float z) {
+    const uint8_t g = a.generation[v];
+    a.image[v] = fmaf(a.std[g], z, a.mean[g]);
+    if (a.target) a.target[v] = a.target_of[g];
+}
+
+// A block of 4 voxels (CUDA); the CPU draws a run of blocks' normals in one vectorised loop,
+// then paints (gmm.cpp).
 struct GmmBody {
     GmmArgs a;
     ISS_HD void operator()(int64_t block) const {
@@ -37,9 +46,7 @@ struct GmmBody {
         for (int e = 0; e < 4; ++e) {
             const int64_t v = block * 4 + e;
             if (v >= a.count) return;
-            const uint8_t g = a.generation[v];
-            a.image[v] = fmaf(a.std[g], z[e], a.mean[g]);
-            if (a.target) a.target[v] = a.target_of[g];
+            paint_voxel(a, v, z[e]);
         }
     }
 };

@@ -8,17 +8,52 @@
 
 namespace iss {
 
+namespace {
+
+// The CPU path, a row at a time: the bias grid's rows and y/z weights once per row, its x taps
+// once per call, and per voxel BiasClipBody's blend and arithmetic (int32 offsets: vectorised).
+void bias_clip_rows_cpu(const BiasClipArgs& a) {
+    const int64_t nx = a.dim[0], ny = a.dim[1], nz = a.dim[2];
+    const int32_t bias_dim[3] = {int32_t(a.bias_dim[0]), int32_t(a.bias_dim[1]), int32_t(a.bias_dim[2])};
+    const RowTaps xt = a.bias ? row_taps<1>(nx, bias_dim[0], [&](int64_t i) { return float(i) * a.bias_ratio[0]; })
+                              : RowTaps{};
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t k = 0; k < nz; ++k)
+        for (int64_t j = 0; j < ny; ++j) {
+            float* __restrict image = a.image + (k * ny + j) * nx;
+            const uint8_t* __restrict generation = a.generation + (k * ny + j) * nx;
+            if (!a.bias) {
+                for (int64_t i = 0; i < nx; ++i) image[i] = bias_clip_value(a, image[i], generation[i], 0.0f);
+                continue;
+            }
+            const FieldRows<int32_t> rows =
+                field_rows<1>(bias_dim[0], bias_dim[1], detail::clamped_taps(float(j) * a.bias_ratio[1], bias_dim[1]),
+                              detail::clamped_taps(float(k) * a.bias_ratio[2], bias_dim[2]));
+            const int32_t* x0 = xt.x0.data();
+            const int32_t* x1 = xt.x1.data();
+            const float* w = xt.w.data();
+#pragma omp simd
+            for (int32_t i = 0; i < int32_t(nx); ++i) {
+                image[i] = bias_clip_value(a, image[i], generation[i], blend_channel<1>(a.bias, rows, x0[i], x1[i], w[i], 0));
+            }
+        }
+}
+
+}  // namespace
+
 void bias_clip(DeviceContext& ctx, const BiasClipArgs& a) {
     ISS_REQUIRE(a.image && a.generation, "bias_clip: null image or label pointer");
     for (int d = 0; d < 3; ++d) {
         ISS_REQUIRE(a.dim[d] > 0, "bias_clip: empty image");
         ISS_REQUIRE(!a.bias || a.bias_dim[d] > 0, "bias_clip: empty bias grid");
     }
+    ISS_REQUIRE(!a.bias || a.bias_dim[0] * a.bias_dim[1] * a.bias_dim[2] < (int64_t(1) << 31),
+                "bias_clip: a bias grid of 2^31 values or more");  // the CPU rows index it in int32
     if (ctx.is_cuda()) {
         ISS_CUDA_ONLY("bias_clip", bias_clip_cuda(ctx, a));
         return;
     }
-    cpu_for_each_voxel(a.dim, BiasClipBody{a});
+    bias_clip_rows_cpu(a);
 }
 
 std::pair<float, float> min_max_nonnegative(DeviceContext& ctx, const float* values, int64_t count,

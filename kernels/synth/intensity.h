@@ -29,19 +29,23 @@ struct BiasClipArgs {
     float clip_max = 300;
 };
 
+// One voxel: the background reset, times exp(log_bias) when there is a bias grid, the clip.
+ISS_HD_INLINE float bias_clip_value(const BiasClipArgs& a, float v, uint8_t generation, float log_bias) {
+    if (a.reset_background && generation == 0) v = 0.0f;
+    if (a.bias) v = v * portable_exp(log_bias);
+    return clampf(v, 0.0f, a.clip_max);
+}
+
+// Per voxel (CUDA); the CPU samples the bias grid separably with the same operations.
 struct BiasClipBody {
     BiasClipArgs a;
     ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const {
         const int64_t at = (k * a.dim[1] + j) * a.dim[0] + i;
-        float v = a.image[at];
-        if (a.reset_background && a.generation[at] == 0) v = 0.0f;
-        if (a.bias) {
-            float b;
+        float b = 0.0f;
+        if (a.bias)
             sample_field_clamped<1>(a.bias, a.bias_dim, float(i) * a.bias_ratio[0], float(j) * a.bias_ratio[1],
                                     float(k) * a.bias_ratio[2], &b);
-            v = v * portable_exp(b);
-        }
-        a.image[at] = clampf(v, 0.0f, a.clip_max);
+        a.image[at] = bias_clip_value(a, a.image[at], a.generation[at], b);
     }
 };
 

@@ -30,6 +30,7 @@ struct ResizeFieldArgs {
     float scale[3] = {1, 1, 1};
 };
 
+// Per voxel (CUDA); the CPU samples separably with the same operations (svf.cpp).
 struct ResizeFieldBody {
     ResizeFieldArgs a;
     ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const {
@@ -46,15 +47,23 @@ struct SquareFieldArgs {
     int64_t dim[3] = {0, 0, 0};
 };
 
+// One voxel of a squaring step. I: int64_t on CUDA, int32_t in the CPU rows (vectorised), where
+// the field is smaller than 2^31 floats; the same result.
+template <class I>
+ISS_HD_INLINE void square_voxel(const SquareFieldArgs& a, const I dim[3], I i, I j, I k) {
+    const I at = ((k * dim[1] + j) * dim[0] + i) * 3;
+    const float vx = a.src[at], vy = a.src[at + 1], vz = a.src[at + 2];
+    const detail::Taps<I> tx = detail::clamped_taps(float(i) + vx, dim[0]);
+    const FieldRows<I> rows = field_rows<3>(dim[0], dim[1], detail::clamped_taps(float(j) + vy, dim[1]),
+                                         detail::clamped_taps(float(k) + vz, dim[2]));
+    a.dst[at] = vx + blend_channel<3>(a.src, rows, tx.i0 * 3, tx.i1 * 3, tx.w1, 0);
+    a.dst[at + 1] = vy + blend_channel<3>(a.src, rows, tx.i0 * 3, tx.i1 * 3, tx.w1, 1);
+    a.dst[at + 2] = vz + blend_channel<3>(a.src, rows, tx.i0 * 3, tx.i1 * 3, tx.w1, 2);
+}
+
 struct SquareFieldBody {
     SquareFieldArgs a;
-    ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const {
-        const int64_t at = ((k * a.dim[1] + j) * a.dim[0] + i) * 3;
-        const float* v = a.src + at;
-        float w[3];
-        sample_field_clamped<3>(a.src, a.dim, float(i) + v[0], float(j) + v[1], float(k) + v[2], w);
-        for (int c = 0; c < 3; ++c) a.dst[at + c] = v[c] + w[c];
-    }
+    ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const { square_voxel(a, a.dim, i, j, k); }
 };
 
 void resize_field(DeviceContext& ctx, const ResizeFieldArgs& args);
