@@ -112,7 +112,16 @@ NpyArray read_npy(const std::string& path) {
                   ": array too large");
         count *= d;
     }
-    std::vector<char> raw(size_t(count) * item);
+    // The shape is checked against the bytes the file holds before anything that size is
+    // allocated (a header can claim gigabytes in a file of a few hundred bytes).
+    const std::streamoff data_start = in.tellg();
+    in.seekg(0, std::ios::end);
+    const std::streamoff available = in.tellg() - data_start;
+    in.seekg(data_start);
+    const size_t bytes = size_t(count) * item;
+    ISS_INPUT(in && std::streamoff(bytes) <= available, path, ": truncated .npy data: the shape needs ", bytes,
+              " bytes, the file holds ", std::max<std::streamoff>(available, 0));
+    std::vector<char> raw(bytes);
     in.read(raw.data(), std::streamsize(raw.size()));
     ISS_INPUT(in.gcount() == std::streamsize(raw.size()), path, ": truncated .npy data: expected ", raw.size(),
               " bytes, found ", in.gcount());

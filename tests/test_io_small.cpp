@@ -93,6 +93,9 @@ TEST_F(Npy, BadInputNamesFileAndProblem) {
     expect_input_error(file, "unsupported dtype");
     write_bytes(file, npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 43), }", std::string(100, '\0')));
     expect_input_error(file, "truncated");
+    // A header claiming 12.8 GB in a file of 8 data bytes: refused before allocating (fuzz_npy).
+    write_bytes(file, npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (40000, 40000), }", std::string(8, '\0')));
+    expect_input_error(file, "the shape needs 12800000000 bytes, the file holds 8");
 }
 
 TEST_F(Npy, PublishedInfantPriorsWhenSharedDataExists) {
