@@ -6,11 +6,18 @@
 //   Predict/<cpu|cuda>/155x175x149/keras: the same network given as a Keras .h5 file (as the
 //   published T1.h5), imported in memory: the scan's time must not differ.
 //   KerasImport/published: reading and checking that 13.2-million-parameter file.
+//   PredictPost/<cpu|cuda>/155x175x149x34: the post-processing alone (smooth, crop, argmax,
+//   largest component, back to LIA) on random posteriors of the padded 160x176x160 grid, the
+//   stages bench/baselines/post_scipy.py times; counter extra_s: what predict also does and the
+//   baseline does not (the posteriors back to LIA, the volumes).
 // The baseline is bench/baselines/predict_torch.py: the same stages in NumPy/SciPy/PyTorch.
 #include <benchmark/benchmark.h>
 
 #include "bench/bench_util.h"
 
+#include <algorithm>
+#include <array>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -20,6 +27,7 @@
 #include "kernels/common/philox.h"
 #include "nn/checkpoint.h"
 #include "nn/keras.h"
+#include "predict/postprocess.h"
 #include "predict/predictor.h"
 #include "synth/labels.h"
 
@@ -79,6 +87,42 @@ void predict(benchmark::State& state, Backend backend, bool from_keras) {
     state.counters["network_peak_bytes"] = double(peak);
 }
 
+void predict_post(benchmark::State& state, Backend backend) {
+    DeviceContext ctx(Device{backend, 0});
+    const std::array<int64_t, 3> padded{160, 176, 160}, before{2, 0, 5};
+    Grid grid;
+    grid.dim = {155, 175, 149};
+    const std::vector<int32_t> labels = labels::segmentation_labels();
+    const int64_t classes = int64_t(labels.size()), voxels = padded[0] * padded[1] * padded[2];
+    std::vector<float> probs(size_t(voxels * classes));
+    for (int64_t v = 0; v < voxels; ++v) {
+        float sum = 0;
+        for (int64_t c = 0; c < classes; c += 4) {
+            float u[4];
+            random_uniform4(RandomKey{2, 0, 0}, uint64_t(v * classes + c), u);
+            for (int64_t e = c; e < std::min(c + 4, classes); ++e) sum += probs[size_t(v * classes + e)] = u[e - c];
+        }
+        for (int64_t c = 0; c < classes; ++c) probs[size_t(v * classes + c)] /= sum;
+    }
+    std::vector<float> work;
+    double extra = 0;
+    for (auto _ : state) {
+        state.PauseTiming();
+        work = probs;  // smoothed in place
+        state.ResumeTiming();
+        const Image post = smooth_and_crop_posteriors(ctx, work, padded, before, grid, classes);
+        const LabelMap seg = reorient(segment_posteriors(post, labels), "LIA");
+        benchmark::DoNotOptimize(seg.data.data());
+        state.PauseTiming();
+        const auto start = std::chrono::steady_clock::now();
+        const Image post_lia = reorient(post, "LIA");
+        benchmark::DoNotOptimize(posterior_volumes_mm3(post_lia, labels).data());
+        extra += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        state.ResumeTiming();
+    }
+    state.counters["extra_s"] = extra / double(state.iterations());
+}
+
 void keras_import(benchmark::State& state) {
     const PublishedModel model;
     for (auto _ : state) {
@@ -97,6 +141,12 @@ void register_all() {
                 ->Unit(benchmark::kMillisecond)
                 ->UseRealTime()
                 ->MinTime(b == Backend::cuda ? 1.0 : 0.01);
+    for (Backend b : iss::bench::backends())
+        benchmark::RegisterBenchmark((std::string("PredictPost/") + iss::bench::name(b) + "/155x175x149x34").c_str(),
+                                     predict_post, b)
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime()
+            ->MinTime(1.0);
     benchmark::RegisterBenchmark("KerasImport/published", keras_import)->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 

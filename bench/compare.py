@@ -23,6 +23,7 @@ PAIRS = [
     ("UNetForward/cpu/", "baseline_unet_torch_cpu.json", "forward"),
     ("UNetTrainStep/cpu/", "baseline_unet_torch_cpu.json", "train_step"),
     ("Predict/cpu/", "baseline_predict_torch_cpu.json", "total"),
+    ("PredictPost/cpu/", "baseline_post_scipy.json", "postprocess"),
 ]
 for suffix in ("", "_bf16", "_compile", "_bf16_compile"):
     PAIRS += [("UNetForward/cuda/", f"baseline_unet_torch_cuda{suffix}.json", "forward"),

@@ -11,15 +11,14 @@
 #include "io/orientation.h"
 #include "io/resample.h"
 #include "kernels/common/error.h"
-#include "kernels/synth/blur.h"
 #include "nn/autograd.h"
 #include "nn/checkpoint.h"
 #include "nn/keras.h"
 #include "nn/ops.h"
 #include "nn/tensor.h"
 #include "nn/unet.h"
-#include "post/components.h"
 #include "predict/keras_model.h"
+#include "predict/postprocess.h"
 #include "synth/labels.h"
 
 namespace iss {
@@ -247,77 +246,12 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
 
     lap("network");
 
-    // 6. Smoothing: all channels at once in the network's channels-last layout, three passes,
-    // then cropped and turned channel-first (the posteriors' NIfTI layout) row by row. On a GPU
-    // the posteriors go up once and come down once; on the CPU they are smoothed where the
-    // network left them, with one scratch volume.
-    Image post(x.grid, classes);
-    {
-        const bool on_device = s.ctx.is_cuda();
-        Buffer<float> uploaded = on_device ? Buffer<float>(s.ctx, probs) : Buffer<float>();
-        Buffer<float> scratch(s.ctx, probs.size());
-        float* src = on_device ? uploaded.data() : probs.data();
-        float* dst = scratch.data();
-        const std::vector<float> taps = blur_taps(0.5, 1);
-        for (int axis = 0; axis < 3; ++axis) {
-            BlurArgs blur;
-            blur.src = src;
-            blur.dst = dst;
-            blur.dim[0] = nx;
-            blur.dim[1] = ny;
-            blur.dim[2] = nz;
-            blur.channels = classes;
-            blur.axis = axis;
-            blur.half_width = 1;
-            std::copy(taps.begin(), taps.end(), blur.taps);
-            blur_axis(s.ctx, blur);
-            std::swap(src, dst);
-        }
-        const float* smoothed = src;
-        if (on_device) {
-            s.ctx.copy_to_host(probs.data(), src, probs.size() * sizeof(float));
-            smoothed = probs.data();
-        }
-        const int64_t voxels = x.grid.voxels();
-#pragma omp parallel for collapse(2) schedule(static)
-        for (int64_t k = 0; k < x.nz(); ++k)
-            for (int64_t j = 0; j < x.ny(); ++j) {
-                const float* row = smoothed + padded.index(before[0], j + before[1], k + before[2]) * classes;
-                float* out_row = &post.at(0, j, k, 0);
-                for (int64_t c = 0; c < classes; ++c)
-                    for (int64_t i = 0; i < x.nx(); ++i) out_row[c * voxels + i] = row[i * classes + c];
-            }
-    }
-
-    // 8 (part). Back to the input's grid in the model's frame.
+    // 6. Smoothing, cropped and channel-first; back to the input's grid in the model's frame.
+    Image post = smooth_and_crop_posteriors(s.ctx, probs, padded.grid.dim, before, x.grid, classes);
     if (resampled) post = resample_image(s.ctx, post, ras.grid, Interp::linear, OutOfBounds::clamp);
 
-    // 7. Argmax (the first of equal maxima, block by block so each channel is read in order) and
-    // the largest connected component of the non-background mask.
-    LabelMap seg(post.grid);
-    {
-        const int64_t voxels = seg.grid.voxels(), block = 4096;
-#pragma omp parallel for schedule(static)
-        for (int64_t v0 = 0; v0 < voxels; v0 += block) {
-            const int64_t n = std::min(block, voxels - v0);
-            float best_value[4096];
-            int32_t best[4096];
-            std::copy(&post.data[size_t(v0)], &post.data[size_t(v0 + n)], best_value);
-            std::fill(best, best + n, 0);
-            for (int64_t c = 1; c < classes; ++c) {
-                const float* channel = &post.data[size_t(c * voxels + v0)];
-                for (int64_t v = 0; v < n; ++v)
-                    if (channel[v] > best_value[v]) {
-                        best_value[v] = channel[v];
-                        best[v] = int32_t(c);
-                    }
-            }
-            for (int64_t v = 0; v < n; ++v) seg.data[size_t(v0 + v)] = s.spec.labels[size_t(best[v])];
-        }
-    }
-    const Mask keep = largest_foreground_component(seg);
-    for (size_t v = 0; v < seg.data.size(); ++v)
-        if (!keep.data[v]) seg.data[v] = 0;
+    // 7. Argmax and the largest connected component.
+    const LabelMap seg = segment_posteriors(post, s.spec.labels);
 
     // 8. The input's orientation (exact), then volumes on the input's voxels.
     out.segmentation = reorient(seg, input_code);
@@ -325,16 +259,7 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
     out.segmentation.grid.affine = image.grid.affine;  // equal up to rounding: keep the input's exactly
     out.posteriors.grid.affine = image.grid.affine;
     out.resampled = x;
-    const auto vs = image.grid.voxel_size();
-    const double voxel_volume = vs[0] * vs[1] * vs[2];
-    out.volumes_mm3.assign(size_t(classes), 0.0);
-    const int64_t n = out.posteriors.grid.voxels();
-    for (int64_t c = 0; c < classes; ++c) {
-        if (s.spec.labels[size_t(c)] == 0) continue;
-        double sum = 0;
-        for (int64_t v = 0; v < n; ++v) sum += out.posteriors.data[size_t(c * n + v)];
-        out.volumes_mm3[size_t(c)] = std::round(sum * voxel_volume * 1000.0) / 1000.0;
-    }
+    out.volumes_mm3 = posterior_volumes_mm3(out.posteriors, s.spec.labels);
     lap("postprocess");
     return out;
 }

@@ -19,6 +19,7 @@ if python3 -c 'import numpy, scipy, nibabel' 2>/dev/null; then
     "$build/infant-synthseg" phantom --age-months 12 --seed 1 --out "$out/phantom_12mo.nii.gz" >/dev/null
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/synth_numpy.py "$out/phantom_12mo.nii.gz" --json "$out/baseline_synth_numpy.json"
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/resample_scipy.py --json "$out/baseline_resample_scipy.json"
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/post_scipy.py --json "$out/baseline_post_scipy.json"
 else
     echo "numpy/scipy/nibabel not installed: NumPy baselines skipped (pip install numpy scipy nibabel)"
 fi

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -17,6 +18,8 @@
 #include "kernels/common/philox.h"
 #include "nn/checkpoint.h"
 #include "post/components.h"
+#include "kernels/synth/blur.h"
+#include "predict/postprocess.h"
 #include "predict/predictor.h"
 #include "synth/labels.h"
 #include "tests/backends.h"
@@ -273,6 +276,46 @@ TEST_F(Predict, PercentileClippingIgnoresOutliers) {
     EXPECT_GT(median_of(spread.data), 0.2f);
     EXPECT_EQ(*std::max_element(spread.data.begin(), spread.data.end()), 1.0f);
     EXPECT_EQ(*std::min_element(spread.data.begin(), spread.data.end()), 0.0f);
+}
+
+// On the CPU the posteriors are smoothed in place (ring of saved rows, the last pass straight
+// into the cropped output); on a GPU by three ping-pong passes of blur_axis. Same bits.
+TEST(PredictPost, InPlaceSmoothingGivesThePassesBits) {
+    DeviceContext cpu;
+    const std::array<int64_t, 3> padded{7, 6, 5}, before{1, 0, 2};
+    Grid grid;
+    grid.dim = {5, 6, 2};
+    const int64_t classes = 3, n = padded[0] * padded[1] * padded[2] * classes;
+    std::vector<float> probs(static_cast<size_t>(n));
+    for (int64_t e = 0; e < n; ++e) probs[size_t(e)] = float((e * 7919) % 101) / 101.0f;
+    std::vector<float> a = probs, b(probs.size());
+    const std::vector<float> taps = blur_taps(0.5, 1);
+    float* src = a.data();
+    float* dst = b.data();
+    for (int axis = 0; axis < 3; ++axis) {
+        BlurArgs blur;
+        blur.src = src;
+        blur.dst = dst;
+        for (int d = 0; d < 3; ++d) blur.dim[d] = padded[size_t(d)];
+        blur.channels = classes;
+        blur.axis = axis;
+        blur.half_width = 1;
+        std::copy(taps.begin(), taps.end(), blur.taps);
+        blur_axis(cpu, blur);
+        std::swap(src, dst);
+    }
+    std::vector<float> in_place = probs;
+    const Image got = smooth_and_crop_posteriors(cpu, in_place, padded, before, grid, classes);
+    ASSERT_EQ(got.frames, classes);
+    for (int64_t c = 0; c < classes; ++c)
+        for (int64_t k = 0; k < grid.dim[2]; ++k)
+            for (int64_t j = 0; j < grid.dim[1]; ++j)
+                for (int64_t i = 0; i < grid.dim[0]; ++i) {
+                    const float want =
+                        src[size_t((((k + before[2]) * padded[1] + j + before[1]) * padded[0] + i + before[0]) * classes + c)];
+                    const float have = got.at(i, j, k, c);
+                    ASSERT_EQ(std::memcmp(&have, &want, sizeof(float)), 0) << i << "," << j << "," << k << " channel " << c;
+                }
 }
 
 TEST_F(Predict, BadInputIsNamed) {

@@ -17,13 +17,11 @@ import time
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 sys.path.insert(0, os.path.dirname(__file__))
 from unet_torch import UNet  # noqa: E402
+from post_scipy import SEG, postprocess  # noqa: E402
 
-SEG = [0, 14, 15, 16, 170, 172, 2, 3, 4, 7, 8, 10, 11, 12, 13, 17, 18, 21, 26, 28,
-       41, 42, 43, 46, 47, 49, 50, 51, 52, 53, 54, 58, 60, 61]
 LEFT = [2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 17, 18, 21, 26, 28, 30, 31]
 RIGHT = [41, 42, 43, 44, 46, 47, 49, 50, 51, 52, 53, 54, 61, 58, 60, 62, 63]
 
@@ -66,15 +64,7 @@ def main():
             p = 0.5 * (p + torch.flip(q, dims=[2])[:, swap])
             post = p[0].cpu().numpy()
         t_net = time.perf_counter()
-        post = ndimage.gaussian_filter(post, sigma=(0, 0.5, 0.5, 0.5), truncate=2.0, mode="constant")
-        post = post[:, before[0]:before[0] + x.shape[0], before[1]:before[1] + x.shape[1], before[2]:before[2] + x.shape[2]]
-        seg = np.asarray(SEG)[post.argmax(0)]
-        components, n = ndimage.label(seg > 0)
-        if n > 1:
-            sizes = np.bincount(components.ravel())
-            sizes[0] = 0
-            seg[components != sizes.argmax()] = 0
-        seg = np.transpose(seg, (0, 2, 1))[::-1, ::-1, :]  # back to LIA
+        postprocess(post, before, x.shape)
         t_post = time.perf_counter()
         if run > 0:  # the first run warms up
             times["preprocess"].append(t_pre - t)

@@ -25,38 +25,51 @@ std::vector<float> blur_taps(double sigma, int half_width) {
     return taps;
 }
 
+void blur_row_along(const float* src, float* dst, int64_t voxels, int64_t channels, const float* taps, int half_width) {
+    const int64_t row = voxels * channels;
+    for (int64_t e = 0; e < row; ++e) dst[e] = 0.0f;
+    for (int t = -half_width; t <= half_width; ++t) {
+        // Tap t is inside the row for the elements with 0 <= e + t * channels < row.
+        const int64_t lo = std::max<int64_t>(0, -t * channels), hi = std::min<int64_t>(row, row - t * channels);
+        const float w = taps[t + half_width];
+        const float* __restrict from = src + t * channels;
+        float* __restrict to = dst;
+        for (int64_t e = lo; e < hi; ++e) to[e] = fmaf(w, from[e], to[e]);
+    }
+}
+
+void blur_rows_across(const float* const* rows, float* dst, int64_t length, const float* taps, int half_width) {
+    for (int64_t e = 0; e < length; ++e) dst[e] = 0.0f;
+    for (int t = -half_width; t <= half_width; ++t) {
+        const float* __restrict from = rows[t + half_width];
+        if (!from) continue;
+        const float w = taps[t + half_width];
+        float* __restrict to = dst;
+        for (int64_t e = 0; e < length; ++e) to[e] = fmaf(w, from[e], to[e]);
+    }
+}
+
 namespace {
 
-// The CPU path, row by row (a row: dim[0] voxels of `channels` floats, contiguous). Each tap is
-// applied to the whole row in turn, so every element accumulates the same fmaf sequence as
-// BlurBody (t from -h to h, taps outside the volume skipped, from 0.0f): the body's bits, with
-// contiguous inner loops that vectorise. Along x a tap t is valid for the elements whose voxel
-// i + t is inside the row, i.e. those with 0 <= e + t * channels < row.
+// The CPU path, row by row (a row: dim[0] voxels of `channels` floats, contiguous).
 void blur_rows_cpu(const BlurArgs& a) {
     const int64_t nx = a.dim[0], ny = a.dim[1], nz = a.dim[2], channels = a.channels;
     const int64_t row = nx * channels;
-    const int64_t stride = a.axis == 0 ? channels : (a.axis == 1 ? row : row * ny);
+    const int64_t stride = a.axis == 1 ? row : row * ny;
     const int64_t n = a.dim[a.axis];
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t k = 0; k < nz; ++k)
         for (int64_t j = 0; j < ny; ++j) {
             const int64_t start = (k * ny + j) * row;
-            const float* __restrict src = a.src;
-            float* __restrict dst = a.dst + start;
-            const int64_t pos = a.axis == 1 ? j : k;
-            for (int64_t e = 0; e < row; ++e) dst[e] = 0.0f;
-            for (int t = -a.half_width; t <= a.half_width; ++t) {
-                int64_t lo = 0, hi = row;
-                if (a.axis == 0) {
-                    lo = std::max<int64_t>(0, -t * channels);
-                    hi = std::min<int64_t>(row, row - t * channels);
-                } else if (pos + t < 0 || pos + t >= n) {
-                    continue;
-                }
-                const float w = a.taps[t + a.half_width];
-                const int64_t from = start + t * stride;
-                for (int64_t e = lo; e < hi; ++e) dst[e] = fmaf(w, src[from + e], dst[e]);
+            if (a.axis == 0) {
+                blur_row_along(a.src + start, a.dst + start, nx, channels, a.taps, a.half_width);
+                continue;
             }
+            const int64_t pos = a.axis == 1 ? j : k;
+            const float* rows[2 * max_blur_half_width + 1];
+            for (int t = -a.half_width; t <= a.half_width; ++t)
+                rows[t + a.half_width] = pos + t >= 0 && pos + t < n ? a.src + start + t * stride : nullptr;
+            blur_rows_across(rows, a.dst + start, row, a.taps, a.half_width);
         }
 }
 

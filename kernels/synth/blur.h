@@ -54,6 +54,15 @@ std::vector<float> blur_taps(double sigma, int half_width);
 
 // One pass along args.axis.
 void blur_axis(DeviceContext& ctx, const BlurArgs& args);
+
+// The CPU's building blocks (host memory): BlurBody's sums a row at a time, each tap applied to
+// the whole row in turn, so every element accumulates the body's fmaf sequence (t from -h to h,
+// taps outside the volume skipped, from 0.0f) in contiguous loops that vectorise.
+// Along a row of `voxels` voxels of `channels` floats (src and dst distinct):
+void blur_row_along(const float* src, float* dst, int64_t voxels, int64_t channels, const float* taps, int half_width);
+// Across rows: dst[e] = sum over t of taps[t] * rows[t][e] for e < length; rows[t] (2h + 1 of
+// them, t = -h..h) is null for a row outside the volume; dst is none of the rows.
+void blur_rows_across(const float* const* rows, float* dst, int64_t length, const float* taps, int half_width);
 void blur_axis_cuda(DeviceContext& ctx, const BlurArgs& args);
 
 }  // namespace iss
