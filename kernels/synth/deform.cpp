@@ -11,9 +11,9 @@ namespace iss {
 
 namespace {
 
-// The CPU path, a row at a time: the field's rows and y/z weights once per row, the x positions
-// and the field's x taps once per call (a flip along x included), and per voxel DeformBody's
-// blend and arithmetic with int32 indices (vectorised).
+// The CPU path, a row at a time: the field's columns blended along y and z once per row, the x
+// positions and the field's x taps once per call (a flip along x included), and per voxel the
+// blend along x and DeformBody's arithmetic with int32 indices (vectorised).
 void deform_rows_cpu(const DeformArgs& a) {
     const int64_t nx = a.out_dim[0], ny = a.out_dim[1], nz = a.out_dim[2];
     const int32_t map_dim[3] = {int32_t(a.map_dim[0]), int32_t(a.map_dim[1]), int32_t(a.map_dim[2])};
@@ -29,38 +29,44 @@ void deform_rows_cpu(const DeformArgs& a) {
     const RowTaps xt =
         a.field ? row_taps<3>(nx, field_dim[0], [&](int64_t i) { return xs[size_t(i)] * a.field_ratio[0]; }) : RowTaps{};
     constexpr int32_t chunk = 256;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t k = 0; k < nz; ++k)
-        for (int64_t j = 0; j < ny; ++j) {
-            const float y = position(1, j), z = position(2, k);
-            FieldRows<int32_t> rows{};
-            if (a.field)
-                rows = field_rows<3>(field_dim[0], field_dim[1], detail::clamped_taps(y * a.field_ratio[1], field_dim[1]),
-                                     detail::clamped_taps(z * a.field_ratio[2], field_dim[2]));
-            uint8_t* out = a.out + (k * ny + j) * nx;
-            // The arithmetic vectorises; the byte gather from the map does not, so it follows.
-            int32_t source[chunk];
-            for (int32_t start = 0; start < int32_t(nx); start += chunk) {
-                const int32_t n = std::min<int32_t>(chunk, int32_t(nx) - start);
-                const float* x_of = xs.data() + start;
-                if (a.field) {
-                    const int32_t* x0 = xt.x0.data() + start;
-                    const int32_t* x1 = xt.x1.data() + start;
-                    const float* w = xt.w.data() + start;
+#pragma omp parallel
+    {
+        std::vector<float> columns(static_cast<size_t>(field_dim[0]) * 3);
+        int32_t source[chunk];
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t k = 0; k < nz; ++k)
+            for (int64_t j = 0; j < ny; ++j) {
+                const float y = position(1, j), z = position(2, k);
+                if (a.field)
+                    field_columns<3>(a.field,
+                                     field_rows<3>(field_dim[0], field_dim[1], detail::clamped_taps(y * a.field_ratio[1], field_dim[1]),
+                                                   detail::clamped_taps(z * a.field_ratio[2], field_dim[2])),
+                                     field_dim[0], columns.data());
+                const float* col = columns.data();
+                uint8_t* out = a.out + (k * ny + j) * nx;
+                // The arithmetic vectorises; the byte gather from the map does not, so it follows.
+                for (int32_t start = 0; start < int32_t(nx); start += chunk) {
+                    const int32_t n = std::min<int32_t>(chunk, int32_t(nx) - start);
+                    const float* x_of = xs.data() + start;
+                    if (a.field) {
+                        const int32_t* x0 = xt.x0.data() + start;
+                        const int32_t* x1 = xt.x1.data() + start;
+                        const float* w = xt.w.data() + start;
 #pragma omp simd
-                    for (int32_t i = 0; i < n; ++i) {
-                        const float dx = blend_channel<3>(a.field, rows, x0[i], x1[i], w[i], 0);
-                        const float dy = blend_channel<3>(a.field, rows, x0[i], x1[i], w[i], 1);
-                        const float dz = blend_channel<3>(a.field, rows, x0[i], x1[i], w[i], 2);
-                        source[i] = deformed_source(a, map_dim, x_of[i], y, z, dx, dy, dz);
+                        for (int32_t i = 0; i < n; ++i) {
+                            const float dx = blend_along_x(col[x0[i]], col[x1[i]], w[i]);
+                            const float dy = blend_along_x(col[x0[i] + 1], col[x1[i] + 1], w[i]);
+                            const float dz = blend_along_x(col[x0[i] + 2], col[x1[i] + 2], w[i]);
+                            source[i] = deformed_source(a, map_dim, x_of[i], y, z, dx, dy, dz);
+                        }
+                    } else {
+#pragma omp simd
+                        for (int32_t i = 0; i < n; ++i) source[i] = deformed_source(a, map_dim, x_of[i], y, z, 0.0f, 0.0f, 0.0f);
                     }
-                } else {
-#pragma omp simd
-                    for (int32_t i = 0; i < n; ++i) source[i] = deformed_source(a, map_dim, x_of[i], y, z, 0.0f, 0.0f, 0.0f);
+                    for (int32_t i = 0; i < n; ++i) out[start + i] = relabel[a.map[source[i]]];
                 }
-                for (int32_t i = 0; i < n; ++i) out[start + i] = relabel[a.map[source[i]]];
             }
-        }
+    }
 }
 
 }  // namespace

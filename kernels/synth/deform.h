@@ -71,7 +71,7 @@ struct DeformBody {
         for (int d = 0; d < 3; ++d) x[d] = float(q[d] + a.offset[d]);
         float phi[3] = {0, 0, 0};
         if (a.field)
-            sample_field_clamped<3>(a.field, a.field_dim, x[0] * a.field_ratio[0], x[1] * a.field_ratio[1],
+            sample_field_rowwise<3>(a.field, a.field_dim, x[0] * a.field_ratio[0], x[1] * a.field_ratio[1],
                                     x[2] * a.field_ratio[2], phi);
         const uint8_t g = a.map[deformed_source(a, a.map_dim, x[0], x[1], x[2], phi[0], phi[1], phi[2])];
         a.out[(k * a.out_dim[1] + j) * a.out_dim[0] + i] = a.flip_axis >= 0 ? a.twin[g] : g;

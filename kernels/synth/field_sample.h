@@ -3,10 +3,13 @@
 // tap and lerp helpers of the resampling kernel, so the rounding is the same everywhere:
 // bit-identical on host and CUDA.
 //
-// The blend of a cell is its own function so that the CPU can sample separably: where y and z
-// are the same for a whole row of samples (the fields read at x * ratio), a row finds the
-// cell's four rows and their weights once and each sample only its x taps (FieldRows), with
-// the very operations sample_field_clamped performs per sample.
+// Two orders of the same trilinear blend, each used identically by CUDA's per-voxel bodies and
+// the CPU's rows:
+//   - sample_field_clamped: along x, then y, then z. For samples that each have their own
+//     position (the squaring steps of the integration).
+//   - sample_field_rowwise: along y and z first, then x. For fields read along rows, where a
+//     whole row of samples shares y and z (the resize, the deformation, the bias field): a CPU
+//     row blends each column of the field once (field_columns) and each sample only along x.
 #pragma once
 
 #include <cstdint>
@@ -50,6 +53,16 @@ ISS_HD_INLINE float blend_channel(const float* field, const FieldRows<I>& r, I x
     return detail::lerp(detail::lerp(c00, c10, r.wy), detail::lerp(c01, c11, r.wy), r.wz);
 }
 
+// Channel c of column x (its offset in floats) of a cell's rows, blended along y, then z.
+template <int C, class I>
+ISS_HD_INLINE float blend_column(const float* field, const FieldRows<I>& r, I x, int c) {
+    return detail::lerp(detail::lerp(field[r.r00 + x + c], field[r.r10 + x + c], r.wy),
+                        detail::lerp(field[r.r01 + x + c], field[r.r11 + x + c], r.wy), r.wz);
+}
+
+// Two columns' blends, then along x.
+ISS_HD_INLINE float blend_along_x(float column0, float column1, float wx) { return detail::lerp(column0, column1, wx); }
+
 // The field at (px, py, pz) in its voxel coordinates, clamped. I: int64_t, or int32_t where the
 // field is smaller than 2^31 floats (the same result).
 template <int C, class I>
@@ -60,8 +73,25 @@ ISS_HD_INLINE void sample_field_clamped(const float* field, const I dim[3], floa
     for (int c = 0; c < C; ++c) out[c] = blend_channel<C>(field, rows, tx.i0 * C, tx.i1 * C, tx.w1, c);
 }
 
+// The field at (px, py, pz), clamped, blended along y and z first, then x.
+template <int C, class I>
+ISS_HD_INLINE void sample_field_rowwise(const float* field, const I dim[3], float px, float py, float pz,
+                                        float out[C]) {
+    const detail::Taps<I> tx = detail::clamped_taps(px, dim[0]);
+    const FieldRows<I> rows = field_rows<C>(dim[0], dim[1], detail::clamped_taps(py, dim[1]), detail::clamped_taps(pz, dim[2]));
+    for (int c = 0; c < C; ++c)
+        out[c] = blend_along_x(blend_column<C>(field, rows, tx.i0 * C, c), blend_column<C>(field, rows, tx.i1 * C, c), tx.w1);
+}
+
+// A CPU row's columns: columns[x * C + c] = blend_column of column x, for the field's nx columns.
+template <int C>
+inline void field_columns(const float* field, const FieldRows<int32_t>& rows, int32_t nx, float* columns) {
+    for (int32_t x = 0; x < nx * C; x += C)
+        for (int c = 0; c < C; ++c) columns[x + c] = blend_column<C>(field, rows, x, c);
+}
+
 // The x taps of a CPU row of samples (sample i at x position `position(i)` of a field n voxels
-// wide), as sample_field_clamped computes them: offsets in floats (tap index times C) and the
+// wide), as the samplers compute them: offsets in floats (tap index times C) and the
 // upper tap's weight, one array each so that the row's loop vectorises.
 struct RowTaps {
     std::vector<int32_t> x0, x1;

@@ -1,6 +1,7 @@
 #include "kernels/synth/intensity.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
@@ -10,33 +11,39 @@ namespace iss {
 
 namespace {
 
-// The CPU path, a row at a time: the bias grid's rows and y/z weights once per row, its x taps
-// once per call, and per voxel BiasClipBody's blend and arithmetic (int32 offsets: vectorised).
+// The CPU path, a row at a time: the bias grid's columns blended along y and z once per row,
+// its x taps once per call, and per voxel the blend along x and BiasClipBody's arithmetic
+// (int32 offsets: vectorised).
 void bias_clip_rows_cpu(const BiasClipArgs& a) {
     const int64_t nx = a.dim[0], ny = a.dim[1], nz = a.dim[2];
     const int32_t bias_dim[3] = {int32_t(a.bias_dim[0]), int32_t(a.bias_dim[1]), int32_t(a.bias_dim[2])};
     const RowTaps xt = a.bias ? row_taps<1>(nx, bias_dim[0], [&](int64_t i) { return float(i) * a.bias_ratio[0]; })
                               : RowTaps{};
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t k = 0; k < nz; ++k)
-        for (int64_t j = 0; j < ny; ++j) {
-            float* __restrict image = a.image + (k * ny + j) * nx;
-            const uint8_t* __restrict generation = a.generation + (k * ny + j) * nx;
-            if (!a.bias) {
-                for (int64_t i = 0; i < nx; ++i) image[i] = bias_clip_value(a, image[i], generation[i], 0.0f);
-                continue;
-            }
-            const FieldRows<int32_t> rows =
-                field_rows<1>(bias_dim[0], bias_dim[1], detail::clamped_taps(float(j) * a.bias_ratio[1], bias_dim[1]),
-                              detail::clamped_taps(float(k) * a.bias_ratio[2], bias_dim[2]));
-            const int32_t* x0 = xt.x0.data();
-            const int32_t* x1 = xt.x1.data();
-            const float* w = xt.w.data();
+#pragma omp parallel
+    {
+        std::vector<float> columns(static_cast<size_t>(bias_dim[0]));
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t k = 0; k < nz; ++k)
+            for (int64_t j = 0; j < ny; ++j) {
+                float* __restrict image = a.image + (k * ny + j) * nx;
+                const uint8_t* __restrict generation = a.generation + (k * ny + j) * nx;
+                if (!a.bias) {
+                    for (int64_t i = 0; i < nx; ++i) image[i] = bias_clip_value(a, image[i], generation[i], 0.0f);
+                    continue;
+                }
+                field_columns<1>(a.bias,
+                                 field_rows<1>(bias_dim[0], bias_dim[1], detail::clamped_taps(float(j) * a.bias_ratio[1], bias_dim[1]),
+                                               detail::clamped_taps(float(k) * a.bias_ratio[2], bias_dim[2])),
+                                 bias_dim[0], columns.data());
+                const float* col = columns.data();
+                const int32_t* x0 = xt.x0.data();
+                const int32_t* x1 = xt.x1.data();
+                const float* w = xt.w.data();
 #pragma omp simd
-            for (int32_t i = 0; i < int32_t(nx); ++i) {
-                image[i] = bias_clip_value(a, image[i], generation[i], blend_channel<1>(a.bias, rows, x0[i], x1[i], w[i], 0));
+                for (int32_t i = 0; i < int32_t(nx); ++i)
+                    image[i] = bias_clip_value(a, image[i], generation[i], blend_along_x(col[x0[i]], col[x1[i]], w[i]));
             }
-        }
+    }
 }
 
 }  // namespace

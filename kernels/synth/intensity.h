@@ -43,7 +43,7 @@ struct BiasClipBody {
         const int64_t at = (k * a.dim[1] + j) * a.dim[0] + i;
         float b = 0.0f;
         if (a.bias)
-            sample_field_clamped<1>(a.bias, a.bias_dim, float(i) * a.bias_ratio[0], float(j) * a.bias_ratio[1],
+            sample_field_rowwise<1>(a.bias, a.bias_dim, float(i) * a.bias_ratio[0], float(j) * a.bias_ratio[1],
                                     float(k) * a.bias_ratio[2], &b);
         a.image[at] = bias_clip_value(a, a.image[at], a.generation[at], b);
     }

@@ -35,7 +35,7 @@ struct ResizeFieldBody {
     ResizeFieldArgs a;
     ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const {
         float v[3];
-        sample_field_clamped<3>(a.src, a.src_dim, float(i) * a.ratio[0], float(j) * a.ratio[1], float(k) * a.ratio[2], v);
+        sample_field_rowwise<3>(a.src, a.src_dim, float(i) * a.ratio[0], float(j) * a.ratio[1], float(k) * a.ratio[2], v);
         float* out = a.dst + ((k * a.dst_dim[1] + j) * a.dst_dim[0] + i) * 3;
         for (int c = 0; c < 3; ++c) out[c] = v[c] * a.scale[c];
     }
