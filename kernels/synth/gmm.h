@@ -29,10 +29,13 @@ struct GmmArgs {
     uint8_t* target = nullptr;  // may be null: no targets
 };
 
-// One voxel of generation index g with standard normal draw z.
+// The intensity of a voxel of generation index g with standard normal draw z.
+ISS_HD_INLINE float painted(const GmmArgs& a, uint8_t g, float z) { return fmaf(a.std[g], z, a.mean[g]); }
+
+// One voxel: its intensity and its target.
 ISS_HD_INLINE void paint_voxel(const GmmArgs& a, int64_t v, float z) {
     const uint8_t g = a.generation[v];
-    a.image[v] = fmaf(a.std[g], z, a.mean[g]);
+    a.image[v] = painted(a, g, z);
     if (a.target) a.target[v] = a.target_of[g];
 }
 
