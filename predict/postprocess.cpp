@@ -85,21 +85,8 @@ Image smooth_and_crop_posteriors(DeviceContext& ctx, std::vector<float>& channel
     if (!ctx.is_cuda()) return smooth_and_crop_cpu(channels_last, padded_dim, before, grid, classes);
     // On a GPU: up once, three passes, down once.
     Buffer<float> a(ctx, channels_last), b(ctx, channels_last.size());
-    float* src = a.data();
-    float* dst = b.data();
-    const std::vector<float> taps = blur_taps(0.5, smoothing_half_width);
-    for (int axis = 0; axis < 3; ++axis) {
-        BlurArgs blur;
-        blur.src = src;
-        blur.dst = dst;
-        for (int d = 0; d < 3; ++d) blur.dim[d] = padded_dim[size_t(d)];
-        blur.channels = classes;
-        blur.axis = axis;
-        blur.half_width = smoothing_half_width;
-        std::copy(taps.begin(), taps.end(), blur.taps);
-        blur_axis(ctx, blur);
-        std::swap(src, dst);
-    }
+    const float* src = blur_separable(ctx, a.data(), b.data(), padded_dim, classes, {0.5, 0.5, 0.5},
+                                      {smoothing_half_width, smoothing_half_width, smoothing_half_width});
     ctx.copy_to_host(channels_last.data(), src, channels_last.size() * sizeof(float));
     Image post(grid, classes);
 #pragma omp parallel for collapse(2) schedule(static)

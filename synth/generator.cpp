@@ -271,21 +271,8 @@ void Generator::paint() {
 void Generator::blur() {
     const SampleParams& p = params_;
     Buffers& b = *buffers_;
-    float* image = b.image_a.data();
-    float* spare = b.image_b.data();
-    for (int axis = 0; axis < 3; ++axis) {
-        BlurArgs blur;
-        blur.src = image;
-        blur.dst = spare;
-        for (int d = 0; d < 3; ++d) blur.dim[d] = p.out_shape[size_t(d)];
-        blur.axis = axis;
-        blur.half_width = p.blur_half_width[size_t(axis)];
-        const std::vector<float> taps = blur_taps(p.blur_sigma[size_t(axis)], blur.half_width);
-        std::copy(taps.begin(), taps.end(), blur.taps);
-        blur_axis(ctx_, blur);
-        std::swap(image, spare);
-    }
-    b.image = image;
+    const std::array<double, 3> sigma{p.blur_sigma[0], p.blur_sigma[1], p.blur_sigma[2]};
+    b.image = blur_separable(ctx_, b.image_a.data(), b.image_b.data(), p.out_shape, 1, sigma, p.blur_half_width);
 }
 
 // 4b. A random acquisition resolution: resample to the low-resolution grid (origin-aligned,

@@ -289,21 +289,7 @@ TEST(PredictPost, InPlaceSmoothingGivesThePassesBits) {
     std::vector<float> probs(static_cast<size_t>(n));
     for (int64_t e = 0; e < n; ++e) probs[size_t(e)] = float((e * 7919) % 101) / 101.0f;
     std::vector<float> a = probs, b(probs.size());
-    const std::vector<float> taps = blur_taps(0.5, 1);
-    float* src = a.data();
-    float* dst = b.data();
-    for (int axis = 0; axis < 3; ++axis) {
-        BlurArgs blur;
-        blur.src = src;
-        blur.dst = dst;
-        for (int d = 0; d < 3; ++d) blur.dim[d] = padded[size_t(d)];
-        blur.channels = classes;
-        blur.axis = axis;
-        blur.half_width = 1;
-        std::copy(taps.begin(), taps.end(), blur.taps);
-        blur_axis(cpu, blur);
-        std::swap(src, dst);
-    }
+    const float* src = blur_separable(cpu, a.data(), b.data(), padded, classes, {0.5, 0.5, 0.5}, {1, 1, 1});
     std::vector<float> in_place = probs;
     const Image got = smooth_and_crop_posteriors(cpu, in_place, padded, before, grid, classes);
     ASSERT_EQ(got.frames, classes);

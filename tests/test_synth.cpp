@@ -316,20 +316,7 @@ TEST_P(SynthPaint, BlurMatchesReference) {
     Buffer<float> a(ctx(), input), b(ctx(), input.size());
     const std::array<double, 3> sigma{0.5, 0.52, 0.49};
     const int h = 1;
-    float* src = a.data();
-    float* dst = b.data();
-    for (int axis = 0; axis < 3; ++axis) {
-        BlurArgs args;
-        args.src = src;
-        args.dst = dst;
-        for (int d = 0; d < 3; ++d) args.dim[d] = dim[size_t(d)];
-        args.axis = axis;
-        args.half_width = h;
-        const std::vector<float> taps = blur_taps(sigma[size_t(axis)], h);
-        std::copy(taps.begin(), taps.end(), args.taps);
-        blur_axis(ctx(), args);
-        std::swap(src, dst);
-    }
+    const float* src = blur_separable(ctx(), a.data(), b.data(), dim, 1, sigma, {h, h, h});
     std::vector<float> got(input.size());
     ctx().copy_to_host(got.data(), src, got.size() * sizeof(float));
     // Three passes of three taps, values < 101: a few ulp of 100 (plus float taps).
@@ -345,21 +332,7 @@ TEST_P(SynthPaint, ChannelsLastBlurIsEachChannelAlone) {
     for (size_t v = 0; v < interleaved.size(); ++v) interleaved[v] = float((v * 7919) % 97) * 0.25f;
     auto blur3 = [&](const std::vector<float>& input, int64_t c) {
         Buffer<float> a(ctx(), input), b(ctx(), input.size());
-        float* src = a.data();
-        float* dst = b.data();
-        for (int axis = 0; axis < 3; ++axis) {
-            BlurArgs args;
-            args.src = src;
-            args.dst = dst;
-            for (int d = 0; d < 3; ++d) args.dim[d] = dim[d];
-            args.channels = c;
-            args.axis = axis;
-            args.half_width = 1;
-            const std::vector<float> taps = blur_taps(0.5, 1);
-            std::copy(taps.begin(), taps.end(), args.taps);
-            blur_axis(ctx(), args);
-            std::swap(src, dst);
-        }
+        const float* src = blur_separable(ctx(), a.data(), b.data(), {dim[0], dim[1], dim[2]}, c, {0.5, 0.5, 0.5}, {1, 1, 1});
         std::vector<float> out(input.size());
         ctx().copy_to_host(out.data(), src, out.size() * sizeof(float));
         return out;

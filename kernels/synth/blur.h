@@ -8,6 +8,7 @@
 // the CPU applies the same taps in the same order a whole row at a time (blur.cpp).
 #pragma once
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -54,6 +55,12 @@ std::vector<float> blur_taps(double sigma, int half_width);
 
 // One pass along args.axis.
 void blur_axis(DeviceContext& ctx, const BlurArgs& args);
+
+// The three passes of a separable blur (x, then y, then z) of `channels`-float voxels, from `a`
+// (the input, overwritten by the second pass) through `b` and back: returns the buffer holding
+// the result, `b`. Gaussian taps of `sigma` voxels and `half_width` per axis.
+float* blur_separable(DeviceContext& ctx, float* a, float* b, const std::array<int64_t, 3>& dim, int64_t channels,
+                      const std::array<double, 3>& sigma, const std::array<int, 3>& half_width);
 
 // The CPU's building blocks (host memory): BlurBody's sums a row at a time, each tap applied to
 // the whole row in turn, so every element accumulates the body's fmaf sequence (t from -h to h,
