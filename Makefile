@@ -59,14 +59,17 @@ device-kit-check: device-kit
 	bash scripts/device-kit.sh --check device-kit.tar.xz
 
 # libFuzzer over every reader of untrusted files (clang, ASan + UBSan), FUZZ_SECONDS per target;
-# findings are copied into fuzz/regressions/ (docs/RELIABILITY.md).
+# findings are copied into fuzz/regressions/ (docs/RELIABILITY.md). FUZZ_SEED fixes libFuzzer's
+# random sequence (CI: the same mutations every run, so a run fails on a change, not on luck);
+# unset, every run explores new ones.
 FUZZ_SECONDS ?= 60
+FUZZ_SEED ?=
 fuzz: deps
 	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	    -DINFANT_FUZZ=ON -DINFANT_CUDA=OFF -DINFANT_BENCH=OFF -DBUILD_TESTING=OFF
 	cmake --build build-fuzz -j $(JOBS) --target fuzz_nifti fuzz_npy fuzz_safetensors fuzz_model_json \
 	    fuzz_generator_config fuzz_keras_hdf5 fuzz_csv
-	bash scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+	FUZZ_SEED=$(FUZZ_SEED) bash scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cpp' '*.cu' '*.cuh')

@@ -3,7 +3,9 @@
 #include <hdf5.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <memory>
 #include <mutex>
 
 #include "io/file_util.h"
@@ -98,6 +100,94 @@ std::string shape_text(const std::vector<int64_t>& shape) {
     return s + (shape.size() == 1 ? ",)" : ")");
 }
 
+// libhdf5 1.10 walks a global heap collection (where variable-length strings live) object by
+// object without checking that each step moves on or stays inside the collection: a free-space
+// object of 0 bytes makes it loop forever on the first variable-length read, and an object that
+// reaches past the collection makes it copy from beyond its buffer (fuzz_keras_hdf5 found both,
+// docs/RELIABILITY.md). So every collection in the file (signature "GCOL", version 1) is walked
+// here first, as that library walks it, and a file with a walk that would not end, or with an
+// object outside its collection, is refused. Bytes past the end of the file read as zeros, as they do
+// for libhdf5's POSIX driver.
+class GlobalHeapCheck {
+public:
+    GlobalHeapCheck(const std::string& path, size_t length_bytes) : path_(path), length_bytes_(length_bytes) {}
+
+    void run() {
+        std::FILE* raw = std::fopen(path_.c_str(), "rb");
+        ISS_INPUT(raw != nullptr, path_, ": cannot open (missing or unreadable)");
+        file_.reset(raw);
+        std::fseek(raw, 0, SEEK_END);
+        file_size_ = uint64_t(std::max<long>(std::ftell(raw), 0));
+        // Scan in blocks that overlap by the signature's length less one.
+        constexpr size_t kBlock = size_t(1) << 20;
+        std::vector<uint8_t> block;
+        for (uint64_t start = 0; start < file_size_; start += kBlock) {
+            block = bytes_at(start, kBlock + 3);
+            for (size_t i = 0; i + 5 <= block.size() && i < kBlock; ++i)
+                if (block[i] == 'G' && std::memcmp(&block[i], "GCOL", 4) == 0 && block[i + 4] == 1)
+                    walk(start + i);
+        }
+    }
+
+private:
+    struct Close {
+        void operator()(std::FILE* f) const { std::fclose(f); }
+    };
+
+    // `count` bytes from `offset`, those past the end of the file as zeros.
+    std::vector<uint8_t> bytes_at(uint64_t offset, size_t count) {
+        std::vector<uint8_t> bytes(count, 0);
+        if (offset >= file_size_) return bytes;
+        const size_t available = size_t(std::min<uint64_t>(count, file_size_ - offset));
+        std::fseek(file_.get(), long(offset), SEEK_SET);
+        const size_t got = std::fread(bytes.data(), 1, available, file_.get());
+        (void)got;  // a short read leaves zeros, which the walk treats as libhdf5 would
+        return bytes;
+    }
+
+    uint64_t length_at(const uint8_t* p) const {
+        uint64_t v = 0;
+        for (size_t b = 0; b < length_bytes_; ++b) v |= uint64_t(p[b]) << (8 * b);
+        return v;
+    }
+
+    // The collection's header: signature, version, 3 reserved bytes, its size in bytes (the
+    // header included); then objects: index (2 bytes), reference count (2), reserved (4), size.
+    void walk(uint64_t offset) {
+        const size_t header = 8 + length_bytes_, object_header = 8 + length_bytes_;
+        const uint64_t size = length_at(bytes_at(offset + 8, length_bytes_).data());
+        // Only what the file holds (and one object header of zeros past it) can be read; a walk
+        // that reaches the zeros stops there, on an object that does not move it on.
+        const uint64_t readable = std::min<uint64_t>(size, file_size_ - offset + object_header);
+        const std::vector<uint8_t> chunk = bytes_at(offset, size_t(readable));
+        uint64_t at = header;
+        while (at < size) {
+            if (at + object_header > size) return;  // a tail too small for an object: free space
+            ISS_INPUT(at + object_header <= readable, path_, ": global heap collection at byte ", offset,
+                      " runs past the end of the file");
+            const uint8_t* object = chunk.data() + at;
+            const unsigned index = unsigned(object[0]) | unsigned(object[1]) << 8;
+            const uint64_t object_size = length_at(object + 8);
+            // An object (its header, data and padding to 8 bytes; the free-space object, index 0,
+            // counts its header in its size) must lie inside its collection and move the walk on:
+            // libhdf5 copies a string's bytes from it without checking (fuzz_keras_hdf5 found one
+            // reaching past the collection).
+            const uint64_t room = size - at;
+            const bool fits = index > 0 ? object_size <= room - object_header &&
+                                              object_header + ((object_size + 7) & ~uint64_t(7)) <= room
+                                        : object_size > 0 && object_size <= room;
+            ISS_INPUT(fits, path_, ": global heap collection at byte ", offset, " is damaged (an object of ",
+                      object_size, " bytes at byte ", at, " of ", size, ")");
+            at += index > 0 ? object_header + ((object_size + 7) & ~uint64_t(7)) : object_size;
+        }
+    }
+
+    std::string path_;
+    size_t length_bytes_;
+    std::unique_ptr<std::FILE, Close> file_;
+    uint64_t file_size_ = 0;
+};
+
 }  // namespace
 
 // --- reading -----------------------------------------------------------------------------------
@@ -110,6 +200,17 @@ Hdf5Reader::Hdf5Reader(const std::string& path) : path_(path) {
     ISS_INPUT(is_hdf5 > 0, path, ": not an HDF5 file");
     file_ = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
     ISS_INPUT(file_ >= 0, path, ": cannot open as HDF5 (damaged or truncated?)");
+    try {
+        size_t length_bytes = 8;  // the file's "size of lengths"
+        Id create(H5Fget_create_plist(file_), H5Pclose);
+        ISS_INPUT(create.ok() && H5Pget_sizes(create.get(), nullptr, &length_bytes) >= 0 &&
+                      (length_bytes == 2 || length_bytes == 4 || length_bytes == 8),
+                  path, ": cannot open as HDF5 (damaged superblock)");
+        GlobalHeapCheck(path, length_bytes).run();
+    } catch (...) {
+        H5Fclose(file_);  // the destructor does not run for a constructor that throws
+        throw;
+    }
 }
 
 Hdf5Reader::~Hdf5Reader() {

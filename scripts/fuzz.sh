@@ -6,6 +6,7 @@
 # growing corpus lives in BUILD_DIR/corpus/<target>. Inputs run under ASan + UBSan; an allocation
 # over 2 GiB or a run of 10 s on one input counts as a finding. A finding is copied into
 # fuzz/regressions/<target>/ (the tests then run it every time) and the script exits 1.
+# FUZZ_SEED=N makes libFuzzer's mutations the same on every run (CI); unset, they are new.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:?usage: fuzz.sh BUILD_DIR [SECONDS] [TARGET...]}
@@ -38,11 +39,13 @@ for t in "${targets[@]}"; do
         malloc_limit=1000000
         asan=$ASAN_BASE:allocator_may_return_null=1
     fi
-    echo "== fuzz_$t for $seconds s"
+    seed=()
+    [ -n "${FUZZ_SEED:-}" ] && seed=(-seed="$FUZZ_SEED")
+    echo "== fuzz_$t for $seconds s${FUZZ_SEED:+ (seed $FUZZ_SEED)}"
     log=$build/findings/$t.log
     ASAN_OPTIONS=$asan LSAN_OPTIONS=suppressions=$PWD/fuzz/lsan.supp \
     "$binary" -max_total_time="$seconds" -rss_limit_mb=4096 -malloc_limit_mb=$malloc_limit -timeout=10 \
-        -artifact_prefix="$findings/" -print_final_stats=1 \
+        -artifact_prefix="$findings/" -print_final_stats=1 "${seed[@]}" \
         "$corpus" "fuzz/seeds/$t" "fuzz/regressions/$t" "${extra[@]}" >"$log" 2>&1
     status=$?
     grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss_mb|INFO: Loaded)' "$log" | tail -4

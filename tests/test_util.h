@@ -96,10 +96,16 @@ inline std::string cli_path() {
     return "infant-synthseg";  // from PATH
 }
 
-// INFANT_SHARED_DIR (ctest sets it to ../shared beside the checkout); when unset, a name that
-// does not exist, so that the tests needing it skip and say which variable to set.
+// INFANT_SHARED_DIR when set (the device kit sets it); else ../shared beside the source tree that
+// ctest names in INFANT_SOURCE_DIR; else a name that does not exist, so that the tests needing it
+// skip and say which variable to set.
 inline std::string shared_dir() {
     if (const char* v = std::getenv("INFANT_SHARED_DIR"); v && *v) return v;
+    if (const char* source = std::getenv("INFANT_SOURCE_DIR"); source && *source) {
+        const std::filesystem::path beside = std::filesystem::path(source).parent_path() / "shared";
+        std::error_code ec;
+        if (std::filesystem::is_directory(beside, ec)) return beside.string();
+    }
     return "$INFANT_SHARED_DIR";
 }
 
