@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <mutex>
 
@@ -21,11 +22,6 @@ constexpr int64_t kMaxAttributeBytes = int64_t(64) << 20;
 constexpr int64_t kMaxDatasetElements = int64_t(1) << 31;
 constexpr int kMaxRank = 8;
 
-// HDF5 prints its error stack to stderr by default; we report errors ourselves.
-void silence_hdf5() {
-    static std::once_flag once;
-    std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
-}
 
 // Closes an HDF5 identifier when it goes out of scope.
 class Id {
@@ -100,117 +96,165 @@ std::string shape_text(const std::vector<int64_t>& shape) {
     return s + (shape.size() == 1 ? ",)" : ")");
 }
 
-// libhdf5 1.10 walks a global heap collection (where variable-length strings live) object by
-// object without checking that each step moves on or stays inside the collection: a free-space
-// object of 0 bytes makes it loop forever on the first variable-length read, and an object that
-// reaches past the collection makes it copy from beyond its buffer (fuzz_keras_hdf5 found both,
-// docs/RELIABILITY.md). So every collection in the file (signature "GCOL", version 1) is walked
-// here first, as that library walks it, and a file with a walk that would not end, or with an
-// object outside its collection, is refused. Bytes past the end of the file read as zeros, as they do
-// for libhdf5's POSIX driver.
-class GlobalHeapCheck {
+// Variable-length strings live in global heap collections, and libhdf5 1.10 trusts them: it
+// walks a collection object by object without checking that each step moves on or stays inside
+// it (a free-space object of 0 bytes: an endless loop), copies an object's bytes into a buffer
+// sized by the string's length without comparing the two, and looks an object up by an index it
+// never bounds (fuzz_keras_hdf5 found the loop, the overrun and a wild read;
+// docs/RELIABILITY.md). So before libhdf5 reads a variable-length string attribute, its raw heap
+// references (length, collection address, object index) are read without following them
+// (raw_heap_references below), each collection they name is walked here as that library walks
+// it, and every reference must name an object of exactly its length.
+//
+// The file layouts (HDF5 file format, "Global Heap"): a collection is "GCOL", version 1, three
+// reserved bytes, its size in bytes (header included); then objects: index (2 bytes), reference
+// count (2), reserved (4), size, data padded to 8 bytes; index 0 is the free space, whose size
+// counts its header. A reference is a length (4 bytes), the collection's address, an index (4).
+// Lengths and addresses are 8 bytes here: files with other sizes are refused for these strings.
+class GlobalHeaps {
 public:
-    GlobalHeapCheck(const std::string& path, size_t length_bytes) : path_(path), length_bytes_(length_bytes) {}
+    GlobalHeaps(const std::string& path, uint64_t base) : path_(path), base_(base) {}
 
-    void run() {
-        std::FILE* raw = std::fopen(path_.c_str(), "rb");
-        ISS_INPUT(raw != nullptr, path_, ": cannot open (missing or unreadable)");
-        file_.reset(raw);
-        std::fseek(raw, 0, SEEK_END);
-        file_size_ = uint64_t(std::max<long>(std::ftell(raw), 0));
-        // Scan in blocks that overlap by the signature's length less one.
-        constexpr size_t kBlock = size_t(1) << 20;
-        std::vector<uint8_t> block;
-        for (uint64_t start = 0; start < file_size_; start += kBlock) {
-            block = bytes_at(start, kBlock + 3);
-            for (size_t i = 0; i + 5 <= block.size() && i < kBlock; ++i)
-                if (block[i] == 'G' && std::memcmp(&block[i], "GCOL", 4) == 0 && block[i + 4] == 1)
-                    walk(start + i);
-        }
+    // Throws InputError unless object `index` of the collection at `address` holds `length`
+    // bytes.
+    void check(uint64_t address, uint32_t index, uint32_t length, const std::string& where) {
+        const std::map<uint32_t, uint64_t>& objects = collection(address, where);
+        const auto it = objects.find(index);
+        ISS_INPUT(index > 0 && it != objects.end(), where, ": refers to object ", index,
+                  " of the global heap collection at byte ", address, ", which has no such object");
+        ISS_INPUT(it->second == length, where, ": a string of ", length, " bytes stored in an object of ", it->second,
+                  " bytes (damaged global heap)");
     }
 
 private:
-    struct Close {
-        void operator()(std::FILE* f) const { std::fclose(f); }
-    };
+    static constexpr uint64_t kHeader = 16, kObjectHeader = 16;
 
-    // `count` bytes from `offset`, those past the end of the file as zeros.
+    // The objects (index -> data bytes) of the collection at `address`, walked once.
+    const std::map<uint32_t, uint64_t>& collection(uint64_t address, const std::string& where) {
+        const auto known = collections_.find(address);
+        if (known != collections_.end()) return known->second;
+        if (!file_) {
+            std::FILE* raw = std::fopen(path_.c_str(), "rb");
+            ISS_INPUT(raw != nullptr, path_, ": cannot open (missing or unreadable)");
+            file_.reset(raw);
+            std::fseek(raw, 0, SEEK_END);
+            file_size_ = uint64_t(std::max<long>(std::ftell(raw), 0));
+        }
+        const std::string at_text = cat(where, ": global heap collection at byte ", address);
+        ISS_INPUT(address <= file_size_ && base_ <= file_size_ - address && file_size_ - base_ - address >= kHeader,
+                  at_text, " lies outside the file");
+        const uint64_t offset = base_ + address;
+        const std::vector<uint8_t> header = bytes_at(offset, kHeader);
+        ISS_INPUT(std::memcmp(header.data(), "GCOL", 4) == 0 && header[4] == 1, at_text, " is not one");
+        const uint64_t size = little_endian(&header[8]);
+        ISS_INPUT(size >= kHeader && size <= file_size_ - offset, at_text, " claims ", size,
+                  " bytes, more than the file holds");
+        const std::vector<uint8_t> chunk = bytes_at(offset, size_t(size));
+        std::map<uint32_t, uint64_t> objects;
+        uint64_t at = kHeader;
+        while (at < size) {
+            if (at + kObjectHeader > size) break;  // a tail too small for an object: free space
+            const uint8_t* object = chunk.data() + at;
+            const uint32_t index = uint32_t(object[0]) | uint32_t(object[1]) << 8;
+            const uint64_t object_size = little_endian(object + 8);
+            // An object (header, data, padding; the free space counts its header in its size)
+            // must move the walk on and stay inside the collection.
+            const uint64_t room = size - at;
+            const bool fits = index > 0 ? object_size <= room - kObjectHeader &&
+                                              kObjectHeader + ((object_size + 7) & ~uint64_t(7)) <= room
+                                        : object_size > 0 && object_size <= room;
+            ISS_INPUT(fits, at_text, " is damaged (an object of ", object_size, " bytes at byte ", at, " of ", size,
+                      ")");
+            if (index > 0) objects[index] = object_size;
+            at += index > 0 ? kObjectHeader + ((object_size + 7) & ~uint64_t(7)) : object_size;
+        }
+        return collections_.emplace(address, std::move(objects)).first->second;
+    }
+
     std::vector<uint8_t> bytes_at(uint64_t offset, size_t count) {
         std::vector<uint8_t> bytes(count, 0);
-        if (offset >= file_size_) return bytes;
-        const size_t available = size_t(std::min<uint64_t>(count, file_size_ - offset));
         std::fseek(file_.get(), long(offset), SEEK_SET);
-        const size_t got = std::fread(bytes.data(), 1, available, file_.get());
-        (void)got;  // a short read leaves zeros, which the walk treats as libhdf5 would
+        ISS_INPUT(std::fread(bytes.data(), 1, count, file_.get()) == count, path_, ": cannot be read at byte ",
+                  offset);
         return bytes;
     }
 
-    uint64_t length_at(const uint8_t* p) const {
+    static uint64_t little_endian(const uint8_t* p) {
         uint64_t v = 0;
-        for (size_t b = 0; b < length_bytes_; ++b) v |= uint64_t(p[b]) << (8 * b);
+        for (int b = 0; b < 8; ++b) v |= uint64_t(p[b]) << (8 * b);
         return v;
     }
 
-    // The collection's header: signature, version, 3 reserved bytes, its size in bytes (the
-    // header included); then objects: index (2 bytes), reference count (2), reserved (4), size.
-    void walk(uint64_t offset) {
-        const size_t header = 8 + length_bytes_, object_header = 8 + length_bytes_;
-        const uint64_t size = length_at(bytes_at(offset + 8, length_bytes_).data());
-        // Only what the file holds (and one object header of zeros past it) can be read; a walk
-        // that reaches the zeros stops there, on an object that does not move it on.
-        const uint64_t readable = std::min<uint64_t>(size, file_size_ - offset + object_header);
-        const std::vector<uint8_t> chunk = bytes_at(offset, size_t(readable));
-        uint64_t at = header;
-        while (at < size) {
-            if (at + object_header > size) return;  // a tail too small for an object: free space
-            ISS_INPUT(at + object_header <= readable, path_, ": global heap collection at byte ", offset,
-                      " runs past the end of the file");
-            const uint8_t* object = chunk.data() + at;
-            const unsigned index = unsigned(object[0]) | unsigned(object[1]) << 8;
-            const uint64_t object_size = length_at(object + 8);
-            // An object (its header, data and padding to 8 bytes; the free-space object, index 0,
-            // counts its header in its size) must lie inside its collection and move the walk on:
-            // libhdf5 copies a string's bytes from it without checking (fuzz_keras_hdf5 found one
-            // reaching past the collection).
-            const uint64_t room = size - at;
-            const bool fits = index > 0 ? object_size <= room - object_header &&
-                                              object_header + ((object_size + 7) & ~uint64_t(7)) <= room
-                                        : object_size > 0 && object_size <= room;
-            ISS_INPUT(fits, path_, ": global heap collection at byte ", offset, " is damaged (an object of ",
-                      object_size, " bytes at byte ", at, " of ", size, ")");
-            at += index > 0 ? object_header + ((object_size + 7) & ~uint64_t(7)) : object_size;
-        }
-    }
-
+    struct Close {
+        void operator()(std::FILE* f) const { std::fclose(f); }
+    };
     std::string path_;
-    size_t length_bytes_;
+    uint64_t base_;  // where addresses count from (after a user block)
     std::unique_ptr<std::FILE, Close> file_;
     uint64_t file_size_ = 0;
+    std::map<uint64_t, std::map<uint32_t, uint64_t>> collections_;
 };
+
+// A variable-length string's stored reference, as raw bytes: an opaque type of this tag, which
+// the conversion below fills without touching the heap.
+constexpr const char* kRawReferenceTag = "infant-synthseg raw heap reference";
+constexpr size_t kReferenceBytes = 16;
+
+// A conversion from variable-length strings to kRawReferenceTag: libhdf5 hands it an attribute's
+// elements as stored in the file (reference by reference, 16 bytes each), which it leaves as
+// they are. Registered once; it declines every other pair of types.
+herr_t keep_raw_references(hid_t source, hid_t destination, H5T_cdata_t* cdata, size_t, size_t, size_t, void*,
+                           void*, hid_t) {
+    if (cdata->command != H5T_CONV_INIT) return 0;
+    if (H5Tget_class(source) != H5T_STRING || H5Tis_variable_str(source) <= 0) return -1;
+    if (H5Tget_class(destination) != H5T_OPAQUE || H5Tget_size(destination) != kReferenceBytes) return -1;
+    char* tag = H5Tget_tag(destination);
+    const bool ours = tag && std::strcmp(tag, kRawReferenceTag) == 0;
+    H5free_memory(tag);
+    return ours ? 0 : -1;
+}
+
+// Once per process: HDF5 prints its error stack to stderr by default (we report errors
+// ourselves), and the raw reference conversion is registered.
+void init_hdf5() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+        Id any_string(H5Tcopy(H5T_C_S1), H5Tclose);
+        H5Tset_size(any_string.get(), H5T_VARIABLE);
+        Id raw(H5Tcreate(H5T_OPAQUE, kReferenceBytes), H5Tclose);
+        H5Tset_tag(raw.get(), kRawReferenceTag);
+        H5Tregister(H5T_PERS_SOFT, "raw heap references", any_string.get(), raw.get(), keep_raw_references);
+    });
+}
 
 }  // namespace
 
 // --- reading -----------------------------------------------------------------------------------
 
+class Hdf5Reader::Heaps : public GlobalHeaps {
+public:
+    using GlobalHeaps::GlobalHeaps;
+};
+
 Hdf5Reader::Hdf5Reader(const std::string& path) : path_(path) {
-    silence_hdf5();
+    init_hdf5();
     require_regular_file(path);  // a FIFO would block HDF5's first read forever
     const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
     ISS_INPUT(is_hdf5 >= 0, path, ": cannot open (missing or unreadable)");
     ISS_INPUT(is_hdf5 > 0, path, ": not an HDF5 file");
     file_ = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
     ISS_INPUT(file_ >= 0, path, ": cannot open as HDF5 (damaged or truncated?)");
-    try {
-        size_t length_bytes = 8;  // the file's "size of lengths"
-        Id create(H5Fget_create_plist(file_), H5Pclose);
-        ISS_INPUT(create.ok() && H5Pget_sizes(create.get(), nullptr, &length_bytes) >= 0 &&
-                      (length_bytes == 2 || length_bytes == 4 || length_bytes == 8),
-                  path, ": cannot open as HDF5 (damaged superblock)");
-        GlobalHeapCheck(path, length_bytes).run();
-    } catch (...) {
+    // Where the file's addresses count from, and their sizes (for the raw heap references).
+    Id create(H5Fget_create_plist(file_), H5Pclose);
+    hsize_t user_block = 0;
+    const bool sizes_known = create.ok() && H5Pget_userblock(create.get(), &user_block) >= 0 &&
+                             H5Pget_sizes(create.get(), &address_bytes_, &length_bytes_) >= 0;
+    if (!sizes_known) {
         H5Fclose(file_);  // the destructor does not run for a constructor that throws
-        throw;
+        throw InputError(cat(path, ": cannot open as HDF5 (damaged superblock)"));
     }
+    heaps_ = std::make_unique<Heaps>(path, uint64_t(user_block));
 }
 
 Hdf5Reader::~Hdf5Reader() {
@@ -248,6 +292,25 @@ std::vector<std::string> Hdf5Reader::string_list(const std::string& object, cons
     std::vector<std::string> values;
     values.reserve(size_t(count));
     if (H5Tis_variable_str(type.get()) > 0) {
+        // Every reference checked before libhdf5 follows one (GlobalHeaps above).
+        ISS_INPUT(address_bytes_ == 8 && length_bytes_ == 8, where, ": variable-length strings in a file of ",
+                  address_bytes_, "-byte addresses and ", length_bytes_, "-byte lengths are not supported");
+        {
+            Id raw(H5Tcreate(H5T_OPAQUE, kReferenceBytes), H5Tclose);
+            H5Tset_tag(raw.get(), kRawReferenceTag);
+            std::vector<uint8_t> references(kReferenceBytes * size_t(count));
+            ISS_INPUT(H5Aread(attribute.get(), raw.get(), references.data()) >= 0, where, ": cannot be read");
+            for (int64_t i = 0; i < count; ++i) {
+                const uint8_t* r = references.data() + kReferenceBytes * size_t(i);
+                uint32_t length, index;
+                uint64_t address;
+                std::memcpy(&length, r, 4);  // little-endian in the file, as on every host we build for
+                std::memcpy(&address, r + 4, 8);
+                std::memcpy(&index, r + 12, 4);
+                if (length == 0 && address == 0) continue;  // a null string: no heap object
+                heaps_->check(address, index, length, where);
+            }
+        }
         Id memory(H5Tcopy(H5T_C_S1), H5Tclose);
         H5Tset_size(memory.get(), H5T_VARIABLE);
         H5Tset_cset(memory.get(), H5Tget_cset(type.get()));
@@ -332,7 +395,7 @@ Id intermediate_groups() {
 }  // namespace
 
 Hdf5Writer::Hdf5Writer(const std::string& path) : path_(path) {
-    silence_hdf5();
+    init_hdf5();
     file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (file_ < 0) throw Error(cat(path, ": cannot create the HDF5 file"));
 }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,11 @@ public:
 private:
     std::string path_;
     int64_t file_ = -1;  // hid_t
+    size_t address_bytes_ = 8, length_bytes_ = 8;  // the file's sizes of addresses and lengths
+    // The global heap collections that variable-length strings refer to, checked before
+    // libhdf5 follows a reference (io/hdf5.cpp).
+    class Heaps;
+    std::unique_ptr<Heaps> heaps_;
 };
 
 // Writes a new HDF5 file (replacing one at `path`: callers write to a temporary name and rename).

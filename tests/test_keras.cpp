@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -301,6 +302,31 @@ TEST_F(KerasBadInput, EachIsAnInputErrorNamingFileAndLayer) {
     std::ofstream(path("truncated.h5"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
     const std::string truncated = error_of(path("truncated.h5"));
     EXPECT_NE(truncated.find("truncated.h5"), std::string::npos) << truncated;
+}
+
+// Damaged global heaps (where variable-length strings live), found by fuzz_keras_hdf5: libhdf5
+// 1.10 would loop forever, copy past a buffer, or read through a wild index on each of these;
+// the reader refuses them first (io/hdf5.cpp, GlobalHeaps).
+TEST(KerasDamagedHeaps, AreRefusedBeforeLibhdf5FollowsAReference) {
+    const char* source = std::getenv("INFANT_SOURCE_DIR");
+    if (!source || !*source) GTEST_SKIP() << "INFANT_SOURCE_DIR unset (ctest sets it): fuzz regressions not read";
+    const std::string dir = std::string(source) + "/fuzz/regressions/keras_hdf5/";
+    const std::pair<const char*, const char*> cases[] = {
+        {"timeout-016bd65caef05feeb342649d3055499e1d40727c", "is damaged (an object of 0 bytes"},
+        {"crash-17091e903edd35beaca40e3c34f2afd580a1fce0", "is damaged (an object of 4438755818495878525 bytes"},
+        {"crash-c23f7aaee3729d371f89718aff092677253cc504", "refers to object 1952804469 of the global heap"},
+    };
+    for (const auto& [file, problem] : cases) {
+        SCOPED_TRACE(file);
+        try {
+            read_keras_unet(dir + file);
+            ADD_FAILURE() << "accepted";
+        } catch (const InputError& e) {
+            const std::string message = e.what();
+            EXPECT_NE(message.find(file), std::string::npos) << message;
+            EXPECT_NE(message.find(problem), std::string::npos) << message;
+        }
+    }
 }
 
 // --- the commands ------------------------------------------------------------------------------
