@@ -288,6 +288,11 @@ std::vector<std::string> Hdf5Reader::string_list(const std::string& object, cons
     if (count == 0) return {};  // an empty list of any type
     ISS_INPUT(H5Tget_class(type.get()) == H5T_STRING, where, ": expected strings, found ", type_name(type.get()));
     ISS_INPUT(count <= kMaxStrings, where, ": ", count, " names is more than a weights file holds");
+    // libhdf5 copies count x element bytes out of the attribute's stored data without comparing
+    // the two (fuzz_keras_hdf5: a read past the buffer).
+    const size_t element = H5Tis_variable_str(type.get()) > 0 ? kReferenceBytes : H5Tget_size(type.get());
+    ISS_INPUT(H5Aget_storage_size(attribute.get()) == hsize_t(count) * element, where, ": holds ",
+              H5Aget_storage_size(attribute.get()), " bytes for ", count, " names of ", element, " bytes (damaged)");
 
     std::vector<std::string> values;
     values.reserve(size_t(count));

@@ -304,10 +304,10 @@ TEST_F(KerasBadInput, EachIsAnInputErrorNamingFileAndLayer) {
     EXPECT_NE(truncated.find("truncated.h5"), std::string::npos) << truncated;
 }
 
-// Damaged global heaps (where variable-length strings live), found by fuzz_keras_hdf5: libhdf5
-// 1.10 would loop forever, copy past a buffer, or read through a wild index on each of these;
-// the reader refuses them first (io/hdf5.cpp, GlobalHeaps).
-TEST(KerasDamagedHeaps, AreRefusedBeforeLibhdf5FollowsAReference) {
+// Damaged string attributes, found by fuzz_keras_hdf5: libhdf5 1.10 would loop forever, copy past
+// a buffer, or read through a wild index on each of these; the reader refuses them first
+// (io/hdf5.cpp: the global heaps, where variable-length strings live, and the stored size).
+TEST(KerasDamagedStrings, AreRefusedBeforeLibhdf5ReadsThem) {
     const char* source = std::getenv("INFANT_SOURCE_DIR");
     if (!source || !*source) GTEST_SKIP() << "INFANT_SOURCE_DIR unset (ctest sets it): fuzz regressions not read";
     const std::string dir = std::string(source) + "/fuzz/regressions/keras_hdf5/";
@@ -315,6 +315,7 @@ TEST(KerasDamagedHeaps, AreRefusedBeforeLibhdf5FollowsAReference) {
         {"timeout-016bd65caef05feeb342649d3055499e1d40727c", "is damaged (an object of 0 bytes"},
         {"crash-17091e903edd35beaca40e3c34f2afd580a1fce0", "is damaged (an object of 4438755818495878525 bytes"},
         {"crash-c23f7aaee3729d371f89718aff092677253cc504", "refers to object 1952804469 of the global heap"},
+        {"crash-ac59eaca45328f353ead92a35a1a00faef1dc37b", "holds 24 bytes for 24 names of 16 bytes"},
     };
     for (const auto& [file, problem] : cases) {
         SCOPED_TRACE(file);
