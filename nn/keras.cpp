@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <set>
 
 #include "io/file_util.h"
 #include "io/hdf5.h"
+#include "io/isolate.h"
 #include "kernels/common/error.h"
 
 namespace iss {
@@ -270,10 +272,111 @@ private:
     std::vector<std::string> layers_;
 };
 
+// The model as the reader process sends it (io/isolate.h): the architecture and the two texts,
+// then every tensor of layout_of(unet), in order, as raw floats.
+class Bytes {
+public:
+    void put(int32_t v) { data_.append(reinterpret_cast<const char*>(&v), sizeof v); }
+    void put(const std::string& s) {
+        put(int32_t(s.size()));
+        data_ += s;
+    }
+    void put(const std::vector<float>& v) { data_.append(reinterpret_cast<const char*>(v.data()), v.size() * 4); }
+    std::string take() { return std::move(data_); }
+
+private:
+    std::string data_;
+};
+
+class Unpack {
+public:
+    Unpack(const std::string& data, const std::string& path) : data_(data), path_(path) {}
+    int32_t integer() {
+        int32_t v;
+        std::memcpy(&v, need(sizeof v), sizeof v);
+        return v;
+    }
+    std::string text() {
+        const int32_t n = integer();
+        ISS_INPUT(n >= 0 && n <= 4096, path_, ": the HDF5 reader process sent a malformed model (a damaged file?)");
+        return std::string(need(size_t(n)), size_t(n));
+    }
+    std::vector<float> floats(int64_t count) {
+        const char* bytes = need(size_t(count) * 4);  // checked before allocating
+        std::vector<float> v(static_cast<size_t>(count));
+        std::memcpy(v.data(), bytes, v.size() * 4);
+        return v;
+    }
+    bool done() const { return at_ == data_.size(); }
+
+private:
+    const char* need(size_t bytes) {
+        ISS_INPUT(bytes <= data_.size() - at_, path_,
+                  ": the HDF5 reader process sent a malformed model (a damaged file?)");
+        const char* p = data_.data() + at_;
+        at_ += bytes;
+        return p;
+    }
+    const std::string& data_;
+    const std::string& path_;
+    size_t at_ = 0;
+};
+
+std::string encode(const KerasUNet& m) {
+    Bytes b;
+    for (int v : {m.unet.levels, m.unet.features, m.unet.convs_per_level, m.unet.kernel, m.unet.in_channels,
+                  m.unet.classes})
+        b.put(int32_t(v));
+    b.put(m.layout);
+    b.put(m.keras_version);
+    for (const LayerMap& layer : layout_of(m.unet).weighted) {
+        if (layer.batch_norm)
+            for (const char* p : bn_params) b.put(m.tensors.at(layer.ours + "." + p));
+        else {
+            b.put(m.tensors.at(layer.ours + ".weight"));
+            b.put(m.tensors.at(layer.ours + ".bias"));
+        }
+    }
+    return b.take();
+}
+
+KerasUNet decode(const std::string& data, const std::string& path) {
+    Unpack in(data, path);
+    KerasUNet m;
+    UNetConfig& u = m.unet;
+    u.levels = in.integer();
+    u.features = in.integer();
+    u.convs_per_level = in.integer();
+    u.kernel = in.integer();
+    u.in_channels = in.integer();
+    u.classes = in.integer();
+    // The ranges Reader::infer allows, so that the sizes below are bounded before allocating.
+    const bool plausible = u.levels >= 1 && u.levels <= 8 && u.features >= 1 && u.features <= 1024 &&
+                           u.convs_per_level >= 1 && u.convs_per_level <= 65 && (u.kernel == 1 || u.kernel == 3) &&
+                           u.in_channels >= 1 && u.in_channels <= 16 && u.classes >= 2 && u.classes <= 255 &&
+                           unet_parameter_count(u) <= (int64_t(1) << 28);
+    ISS_INPUT(plausible, path, ": the HDF5 reader process sent a malformed model (a damaged file?)");
+    m.layout = in.text();
+    m.keras_version = in.text();
+    for (const LayerMap& layer : layout_of(u).weighted) {
+        if (layer.batch_norm)
+            for (const char* p : bn_params) m.tensors[layer.ours + "." + p] = in.floats(layer.out_c);
+        else {
+            const int64_t k = layer.kernel;
+            m.tensors[layer.ours + ".weight"] = in.floats(layer.out_c * k * k * k * layer.in_c);
+            m.tensors[layer.ours + ".bias"] = in.floats(layer.out_c);
+        }
+    }
+    ISS_INPUT(in.done(), path, ": the HDF5 reader process sent a malformed model (a damaged file?)");
+    return m;
+}
+
 }  // namespace
 
-KerasUNet read_keras_unet(const std::string& path) {
-    return Reader(path).read();
+KerasUNet read_keras_unet(const std::string& path, unsigned timeout_seconds) {
+    // libhdf5 in a process of its own (io/isolate.h): a crash or hang inside it on a damaged file
+    // is a refused file, not a dead command. A published model reads in well under a second.
+    return decode(run_isolated([&] { return encode(Reader(path).read()); }, timeout_seconds, path), path);
 }
 
 void load_keras_tensors(const KerasUNet& model, ParamStore& params) {

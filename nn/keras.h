@@ -34,8 +34,10 @@ struct KerasUNet {
 // Reads and checks the whole U-Net: every layer present, every dataset float32 of the shape the
 // inferred architecture needs; an architecture our U-Net does not build (another feature
 // multiplier, no batch norm, an unknown `unet_*` layer such as a residual or dropout variant) is
-// an InputError naming the file and the layer.
-KerasUNet read_keras_unet(const std::string& path);
+// an InputError naming the file and the layer. The HDF Group's library reads the file in a child
+// process (io/isolate.h): a crash inside it, or a read longer than `timeout_seconds`, refuses
+// the file too.
+KerasUNet read_keras_unet(const std::string& path, unsigned timeout_seconds = 120);
 
 // Puts the tensors of read_keras_unet into a ParamStore made by UNet(unet) (allocated).
 void load_keras_tensors(const KerasUNet& model, ParamStore& params);
