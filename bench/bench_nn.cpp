@@ -73,7 +73,7 @@ void fill_input(DeviceContext& ctx, Tensor& x) {
 }
 
 // `slab`: 0 the whole volume at once; else UNet::predict's slabs of that many rows.
-void unet_forward(benchmark::State& state, Backend backend, Shape5 shape, int64_t slab) {
+void unet_forward(benchmark::State& state, Backend backend, Shape5 shape, int64_t slab, Precision precision) {
     DeviceContext ctx(Device{backend, 0});
     Model model(ctx);
     PoolAllocator pool(ctx);
@@ -81,6 +81,7 @@ void unet_forward(benchmark::State& state, Backend backend, Shape5 shape, int64_
     fill_input(ctx, x);
     auto forward = [&] {
         Graph g(pool, model.params, false);
+        g.set_precision(precision);
         const Var probs = model.net.predict(g, g.input(x), slab);
         ctx.synchronize();
         return probs;
@@ -95,7 +96,7 @@ void unet_forward(benchmark::State& state, Backend backend, Shape5 shape, int64_
     state.counters["peak_bytes"] = double(pool.peak_bytes());
 }
 
-void unet_train_step(benchmark::State& state, Backend backend, Shape5 shape) {
+void unet_train_step(benchmark::State& state, Backend backend, Shape5 shape, Precision precision) {
     DeviceContext ctx(Device{backend, 0});
     Model model(ctx);
     Adam adam;
@@ -109,6 +110,7 @@ void unet_train_step(benchmark::State& state, Backend backend, Shape5 shape) {
     auto step = [&] {
         arena.reset();
         Graph g(arena, model.params, true);
+        g.set_precision(precision);
         softmax_dice_loss(g, model.net.forward(g, g.input(x), true), target_device.data());
         model.params.zero_grads();
         g.backward();
@@ -133,17 +135,26 @@ void register_all() {
     if (cuda_device_count() > 0) backends.push_back(Backend::cuda);
     for (Backend b : backends) {
         const std::string dev = b == Backend::cuda ? "cuda" : "cpu";
-        for (const int64_t slab : {int64_t(0), int64_t(16)})
-            benchmark::RegisterBenchmark(
-                ("UNetForward/" + dev + "/" + size(scan) + (slab ? "/slab" + std::to_string(slab) : "")).c_str(),
-                unet_forward, b, scan, slab)
+        // bf16 where it runs natively (nn/precision.h): named .../bf16.
+        std::vector<Precision> precisions{Precision::fp32};
+        DeviceContext probe(Device{b, 0});
+        if (bf16_is_native(probe)) precisions.push_back(Precision::bf16);
+        for (const Precision p : precisions) {
+            const std::string suffix = p == Precision::bf16 ? "/bf16" : "";
+            for (const int64_t slab : {int64_t(0), int64_t(16)})
+                benchmark::RegisterBenchmark(("UNetForward/" + dev + "/" + size(scan) +
+                                              (slab ? "/slab" + std::to_string(slab) : "") + suffix)
+                                                 .c_str(),
+                                             unet_forward, b, scan, slab, p)
+                    ->Unit(benchmark::kMillisecond)
+                    ->UseRealTime()
+                    ->MinTime(b == Backend::cuda ? 0.5 : 0.01);
+            benchmark::RegisterBenchmark(("UNetTrainStep/" + dev + "/" + size(crop) + suffix).c_str(),
+                                         unet_train_step, b, crop, p)
                 ->Unit(benchmark::kMillisecond)
                 ->UseRealTime()
                 ->MinTime(b == Backend::cuda ? 0.5 : 0.01);
-        benchmark::RegisterBenchmark(("UNetTrainStep/" + dev + "/" + size(crop)).c_str(), unet_train_step, b, crop)
-            ->Unit(benchmark::kMillisecond)
-            ->UseRealTime()
-            ->MinTime(b == Backend::cuda ? 0.5 : 0.01);
+        }
     }
 }
 

@@ -68,10 +68,11 @@ struct PublishedModel {
     ~PublishedModel() { std::filesystem::remove_all(dir); }
 };
 
-void predict(benchmark::State& state, Backend backend, bool from_keras) {
+void predict(benchmark::State& state, Backend backend, bool from_keras, Precision precision) {
     const PublishedModel model;
     PredictOptions options;
     options.device = Device{backend, 0};
+    options.precision = precision;
     options.keras.labels = "infant";
     Predictor predictor(from_keras ? model.keras : model.dir, options);
     const Image scan = infant_scan();
@@ -133,14 +134,23 @@ void keras_import(benchmark::State& state) {
 }
 
 void register_all() {
-    for (Backend b : iss::bench::backends())
+    for (Backend b : iss::bench::backends()) {
         for (const bool keras : {false, true})
             benchmark::RegisterBenchmark(
                 (std::string("Predict/") + iss::bench::name(b) + "/155x175x149" + (keras ? "/keras" : "")).c_str(),
-                predict, b, keras)
+                predict, b, keras, Precision::fp32)
                 ->Unit(benchmark::kMillisecond)
                 ->UseRealTime()
                 ->MinTime(b == Backend::cuda ? 1.0 : 0.01);
+        // bf16 where it runs natively (nn/precision.h).
+        DeviceContext probe(Device{b, 0});
+        if (bf16_is_native(probe))
+            benchmark::RegisterBenchmark((std::string("Predict/") + iss::bench::name(b) + "/155x175x149/bf16").c_str(),
+                                         predict, b, false, Precision::bf16)
+                ->Unit(benchmark::kMillisecond)
+                ->UseRealTime()
+                ->MinTime(b == Backend::cuda ? 1.0 : 0.01);
+    }
     for (Backend b : iss::bench::backends())
         benchmark::RegisterBenchmark((std::string("PredictPost/") + iss::bench::name(b) + "/155x175x149x34").c_str(),
                                      predict_post, b)

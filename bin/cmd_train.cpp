@@ -27,6 +27,7 @@ const char* usage =
     "                             [--steps N] [--steps-per-epoch N] [--lr X] [--batch B]\n"
     "                             [--shape S] [--levels L] [--features F] [--wl2-epochs E]\n"
     "                             [--resume] [--seed S] [--device auto|cpu|cuda[:N]]\n"
+    "                             [--precision fp32|bf16]\n"
     "                             [--validation-labels FILE|DIR [--validate-every N]\n"
     "                              [--validation-samples K]]\n"
     "\n"
@@ -56,6 +57,10 @@ const char* usage =
     "  --seed S            non-negative integer: initial weights and every sample; a resumed run\n"
     "                      repeats the uninterrupted one exactly (default 1)\n"
     "  --device D          auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default auto)\n"
+    "  --precision P       the convolutions' arithmetic: fp32 (default) or bf16 (inputs and\n"
+    "                      weights rounded to bfloat16, sums, weights, gradients and Adam in\n"
+    "                      fp32; recorded in model.json; where bf16 is not native, fp32 runs\n"
+    "                      and a warning says so)\n"
     "  --validation-labels FILE|DIR\n"
     "                      held-out label maps: the Dice of the model on a fixed set of\n"
     "                      synthetic samples from them is measured every --validate-every steps\n"
@@ -131,6 +136,7 @@ TrainOptions parse_options(const Args& args) {
     ISS_INPUT(seed >= 0, "train: --seed must be a non-negative integer, got ", seed);
     o.seed = uint64_t(seed);
     o.device = parse_device(args.get("--device", "auto"));
+    o.precision = parse_precision(args.get("--precision", "fp32"), "train: --precision");
 
     o.validation_labels = args.get("--validation-labels", "");
     ISS_INPUT(!o.validation_labels.empty() || (!args.has("--validate-every") && !args.has("--validation-samples")),
@@ -213,7 +219,7 @@ int cmd_train(int argc, char** argv) {
     const Args args("train", argc, argv,
                     {"--labels", "--model-dir", "--preset", "--config", "--steps", "--steps-per-epoch", "--lr",
                      "--batch", "--shape", "--levels", "--features", "--wl2-epochs", "--seed", "--device",
-                     "--validation-labels", "--validate-every", "--validation-samples"},
+                     "--precision", "--validation-labels", "--validate-every", "--validation-samples"},
                     {"--resume", "--help"});
     if (args.flag("--help")) {
         std::fputs(usage, stdout);

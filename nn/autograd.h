@@ -23,6 +23,7 @@
 
 #include "kernels/nn/shape.h"
 #include "nn/params.h"
+#include "nn/precision.h"
 #include "nn/tensor.h"
 
 namespace iss {
@@ -70,6 +71,9 @@ public:
     Graph(Allocator& allocator, ParamStore& params, bool grad_enabled);
 
     bool grad_enabled() const { return grad_enabled_; }
+    // The arithmetic of the convolutions this graph runs (nn/precision.h; fp32 by default).
+    Precision precision() const { return precision_; }
+    void set_precision(Precision precision) { precision_ = precision; }
     Allocator& allocator() { return allocator_; }
     DeviceContext& context() { return allocator_.context(); }
     ParamStore& params() { return params_; }
@@ -108,6 +112,7 @@ public:
 private:
     Allocator& allocator_;
     ParamStore& params_;
+    Precision precision_ = Precision::fp32;
     bool grad_enabled_;
     std::vector<Node> nodes_;
 };

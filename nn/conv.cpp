@@ -33,6 +33,10 @@ void require_tensor(const void* ptr, const char* call, const char* name) {
 
 Conv3d::Conv3d(DeviceContext& ctx, const ConvShape& shape) : ctx_(ctx), shape_(shape), impl_(std::make_unique<Impl>()) {
     check_shape(shape_);
+    // bf16 where it runs natively only (callers ask usable_precision, nn/precision.h): never a
+    // silent fp32 run, nor an emulation slower than fp32.
+    ISS_REQUIRE(shape_.precision == Precision::fp32 || bf16_is_native(ctx_),
+                "Conv3d: bf16 is not available on this device (nn/precision.h: usable_precision)");
     if (ctx_.is_cuda()) {
 #if INFANT_WITH_CUDA
         impl_->backend = make_cudnn_conv3d(ctx_, shape_);

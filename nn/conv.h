@@ -10,11 +10,15 @@
 // Algorithms / primitives are chosen once per shape and cached in the Conv3d object.
 // No TF32 on CUDA (the fp32 path is compared with the CPU). Tolerance against a naive double
 // convolution: 1e-4 relative to the largest |output| (fp32 accumulation over k^3 * Ci terms).
+// In bf16 (ConvShape::precision; the CPU only, where usable_precision allows it) the inputs
+// and weights of each pass are rounded to bfloat16 and the products summed in fp32; tensors in
+// and out stay fp32. Error model: docs/KERNELS.md, "Conv3d in bf16".
 #pragma once
 
 #include <memory>
 
 #include "kernels/nn/shape.h"
+#include "nn/precision.h"
 
 namespace iss {
 
@@ -24,10 +28,13 @@ struct ConvShape {
     Shape5 in;       // input activation shape (c = input channels)
     int64_t out_c;   // output channels
     int64_t kernel;  // 3 or 1
+    Precision precision = Precision::fp32;
 
     Shape5 out() const { return Shape5{in.n, in.d, in.h, in.w, out_c}; }
     int64_t weight_count() const { return out_c * kernel * kernel * kernel * in.c; }
-    bool operator==(const ConvShape& o) const { return in == o.in && out_c == o.out_c && kernel == o.kernel; }
+    bool operator==(const ConvShape& o) const {
+        return in == o.in && out_c == o.out_c && kernel == o.kernel && precision == o.precision;
+    }
 };
 
 class Conv3d {

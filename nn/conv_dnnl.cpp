@@ -4,7 +4,12 @@
 // no activation is ever reordered); the weights arrive as odhwi and the primitives choose
 // their own blocked weight layout (format `any`), so the user weights are reordered into it
 // before forward / backward-data and the weight gradient is reordered back to odhwi. Bias is
-// a plain vector (`x`). Padding (k-1)/2 on every side ("same"), stride 1, fp32 throughout.
+// a plain vector (`x`). Padding (k-1)/2 on every side ("same"), stride 1.
+//
+// fp32 throughout, or in bf16 (ConvShape::precision): the primitives read bf16 inputs (the
+// activation, the incoming gradient, the weights) and write fp32 (the output, the gradients);
+// the fp32 inputs are converted by oneDNN reorders (round to nearest even), the activations
+// into the context's shared workspace.
 //
 // Everything that costs (primitive descriptors, JIT-compiled primitives, reorders, weight
 // copies, the scratchpad) is made once in the constructor; a call only wraps the caller's
@@ -25,6 +30,7 @@ namespace {
 using dnnl::memory;
 using tag = dnnl::memory::format_tag;
 constexpr auto f32 = dnnl::memory::data_type::f32;
+constexpr auto bf16 = dnnl::memory::data_type::bf16;
 
 class DnnlConv3d final : public ConvBackend {
 public:
@@ -53,10 +59,21 @@ private:
     void run(const dnnl::primitive& p, std::unordered_map<int, memory> args, const memory& scratch);
     // User odhwi weights into a primitive's layout (a copy only when the layouts differ).
     memory weights_for(const float* w, bool reorder_needed, const dnnl::reorder& r, memory& dst);
+    // The activation-sized inputs of a pass in the compute type: the caller's fp32 tensor
+    // itself, or (bf16) its conversion into `space` (in the context's shared workspace).
+    memory compute_input(const memory::desc& user_md, const memory::desc& compute_md, const dnnl::reorder& convert,
+                         const float* ptr, void* space);
+    // The shared workspace grown to `bytes` (bf16 only; null in fp32).
+    char* workspace(size_t bytes) { return bf16_ ? static_cast<char*>(ctx_.workspace(bytes)) : nullptr; }
 
     DeviceContext& ctx_;
     dnnl::engine engine_;
+    const bool bf16_;
     memory::desc x_md_, y_md_, w_user_md_, b_md_;
+    // The activation x and the gradient dy as the primitives read them (= x_md_, y_md_ in fp32),
+    // and the reorders that convert them.
+    memory::desc x_compute_md_, dy_compute_md_;
+    dnnl::reorder to_x_compute_, to_dy_compute_;
 
     dnnl::convolution_forward::primitive_desc fwd_pd_;
     dnnl::convolution_backward_data::primitive_desc bwd_data_pd_;
@@ -77,23 +94,33 @@ private:
     memory fwd_scratch_, bwd_data_scratch_, bwd_weights_scratch_;
 };
 
-DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s) : ctx_(ctx), engine_(ctx.dnnl_engine()) {
+DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
+    : ctx_(ctx), engine_(ctx.dnnl_engine()), bf16_(s.precision == Precision::bf16) {
     const memory::dim n = s.in.n, d = s.in.d, h = s.in.h, w = s.in.w, ci = s.in.c, co = s.out_c, k = s.kernel;
     const memory::dim pad = (k - 1) / 2;
     const memory::dims strides{1, 1, 1}, padding{pad, pad, pad};
+    const auto compute = bf16_ ? bf16 : f32;
     // oneDNN names dimensions in its canonical order (N, C, D, H, W) / (O, I, D, H, W); the
     // format tag says how they sit in memory.
     ISS_DNNL_CALL(x_md_ = memory::desc({n, ci, d, h, w}, f32, tag::ndhwc));
     ISS_DNNL_CALL(y_md_ = memory::desc({n, co, d, h, w}, f32, tag::ndhwc));
+    ISS_DNNL_CALL(x_compute_md_ = memory::desc({n, ci, d, h, w}, compute, tag::ndhwc));
+    ISS_DNNL_CALL(dy_compute_md_ = memory::desc({n, co, d, h, w}, compute, tag::ndhwc));
     ISS_DNNL_CALL(w_user_md_ = memory::desc({co, ci, k, k, k}, f32, tag::odhwi));
     ISS_DNNL_CALL(b_md_ = memory::desc({co}, f32, tag::x));
-    memory::desc w_any_md;
-    ISS_DNNL_CALL(w_any_md = memory::desc({co, ci, k, k, k}, f32, tag::any));
+    memory::desc w_any_md, dw_any_md;
+    ISS_DNNL_CALL(w_any_md = memory::desc({co, ci, k, k, k}, compute, tag::any));
+    ISS_DNNL_CALL(dw_any_md = memory::desc({co, ci, k, k, k}, f32, tag::any));  // gradients stay fp32
+    if (bf16_) {
+        ISS_DNNL_CALL(to_x_compute_ = dnnl::reorder(dnnl::reorder::primitive_desc(engine_, x_md_, engine_, x_compute_md_)));
+        ISS_DNNL_CALL(to_dy_compute_ = dnnl::reorder(dnnl::reorder::primitive_desc(engine_, y_md_, engine_, dy_compute_md_)));
+    }
 
     dnnl::primitive_attr attr;
     ISS_DNNL_CALL(attr.set_scratchpad_mode(dnnl::scratchpad_mode::user));
     // Strict fp32 whatever ONEDNN_DEFAULT_FPMATH_MODE says: on this bf16-capable CPU a relaxed
     // mode would allow oneDNN to round the inputs to bf16, far outside the tolerance of nn/conv.h.
+    // (bf16 is asked for explicitly, by the data types.)
     ISS_DNNL_CALL(attr.set_fpmath_mode(dnnl::fpmath_mode::strict));
 
     // Direct convolution: exact products summed in fp32 (no Winograd transforms), so the
@@ -101,24 +128,25 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s) : ctx_(ctx), engi
     // take it as their hint.
     const auto alg = dnnl::algorithm::convolution_direct;
     ISS_DNNL_CALL(fwd_pd_ = dnnl::convolution_forward::primitive_desc(
-                      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, x_md_, w_any_md, b_md_,
-                                                      y_md_, strides, padding, padding),
+                      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, x_compute_md_, w_any_md,
+                                                      b_md_, y_md_, strides, padding, padding),
                       attr, engine_));
     ISS_DNNL_CALL(bwd_data_pd_ = dnnl::convolution_backward_data::primitive_desc(
-                      dnnl::convolution_backward_data::desc(alg, x_md_, w_any_md, y_md_, strides, padding, padding),
+                      dnnl::convolution_backward_data::desc(alg, x_md_, w_any_md, dy_compute_md_, strides, padding,
+                                                            padding),
                       attr, engine_, fwd_pd_));
     ISS_DNNL_CALL(bwd_weights_pd_ = dnnl::convolution_backward_weights::primitive_desc(
-                      dnnl::convolution_backward_weights::desc(alg, x_md_, w_any_md, b_md_, y_md_, strides, padding,
-                                                               padding),
+                      dnnl::convolution_backward_weights::desc(alg, x_compute_md_, dw_any_md, b_md_, dy_compute_md_,
+                                                               strides, padding, padding),
                       attr, engine_, fwd_pd_));
 
     // Activations were asked for as ndhwc: a primitive descriptor either honours that or fails
     // to be created. Checked anyway, since a silent change of layout would read garbage.
-    ISS_REQUIRE(fwd_pd_.src_desc() == x_md_ && fwd_pd_.dst_desc() == y_md_ && fwd_pd_.bias_desc() == b_md_,
+    ISS_REQUIRE(fwd_pd_.src_desc() == x_compute_md_ && fwd_pd_.dst_desc() == y_md_ && fwd_pd_.bias_desc() == b_md_,
                 "Conv3d (oneDNN): forward primitive changed an activation or bias layout");
-    ISS_REQUIRE(bwd_data_pd_.diff_src_desc() == x_md_ && bwd_data_pd_.diff_dst_desc() == y_md_,
+    ISS_REQUIRE(bwd_data_pd_.diff_src_desc() == x_md_ && bwd_data_pd_.diff_dst_desc() == dy_compute_md_,
                 "Conv3d (oneDNN): backward-data primitive changed an activation layout");
-    ISS_REQUIRE(bwd_weights_pd_.src_desc() == x_md_ && bwd_weights_pd_.diff_dst_desc() == y_md_ &&
+    ISS_REQUIRE(bwd_weights_pd_.src_desc() == x_compute_md_ && bwd_weights_pd_.diff_dst_desc() == dy_compute_md_ &&
                     bwd_weights_pd_.diff_bias_desc() == b_md_,
                 "Conv3d (oneDNN): backward-weights primitive changed an activation or bias layout");
 
@@ -131,7 +159,7 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s) : ctx_(ctx), engi
     ISS_DNNL_CALL(fwd_w_md = fwd_pd_.weights_desc());
     ISS_DNNL_CALL(bwd_data_w_md = bwd_data_pd_.weights_desc());
     ISS_DNNL_CALL(bwd_dw_md = bwd_weights_pd_.diff_weights_desc());
-    fwd_reorder_ = !(fwd_w_md == w_user_md_);
+    fwd_reorder_ = !(fwd_w_md == w_user_md_);  // always in bf16: the type differs
     bwd_data_reorder_ = !(bwd_data_w_md == w_user_md_);
     bwd_weights_reorder_ = !(bwd_dw_md == w_user_md_);
     if (fwd_reorder_) {
@@ -177,10 +205,21 @@ memory DnnlConv3d::weights_for(const float* w, bool reorder_needed, const dnnl::
     return dst;
 }
 
+memory DnnlConv3d::compute_input(const memory::desc& user_md, const memory::desc& compute_md,
+                                 const dnnl::reorder& convert, const float* ptr, void* space) {
+    if (!bf16_) return wrap(user_md, ptr);
+    memory user = wrap(user_md, ptr), converted;
+    ISS_DNNL_CALL(converted = memory(compute_md, engine_, space));
+    dnnl::stream& stream = ctx_.dnnl_stream();
+    ISS_DNNL_CALL(convert.execute(stream, user, converted));
+    return converted;
+}
+
 void DnnlConv3d::forward(const float* x, const float* w, const float* b, float* y) {
+    char* space = workspace(x_compute_md_.get_size());
     const memory weights = weights_for(w, fwd_reorder_, to_fwd_w_, fwd_w_);
     run(fwd_,
-        {{DNNL_ARG_SRC, wrap(x_md_, x)},
+        {{DNNL_ARG_SRC, compute_input(x_md_, x_compute_md_, to_x_compute_, x, space)},
          {DNNL_ARG_WEIGHTS, weights},
          {DNNL_ARG_BIAS, wrap(b_md_, b)},
          {DNNL_ARG_DST, wrap(y_md_, y)}},
@@ -188,16 +227,23 @@ void DnnlConv3d::forward(const float* x, const float* w, const float* b, float* 
 }
 
 void DnnlConv3d::backward_data(const float* dy, const float* w, float* dx) {
+    char* space = workspace(dy_compute_md_.get_size());
     const memory weights = weights_for(w, bwd_data_reorder_, to_bwd_data_w_, bwd_data_w_);
-    run(bwd_data_, {{DNNL_ARG_DIFF_DST, wrap(y_md_, dy)}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DIFF_SRC, wrap(x_md_, dx)}},
+    run(bwd_data_,
+        {{DNNL_ARG_DIFF_DST, compute_input(y_md_, dy_compute_md_, to_dy_compute_, dy, space)},
+         {DNNL_ARG_WEIGHTS, weights},
+         {DNNL_ARG_DIFF_SRC, wrap(x_md_, dx)}},
         bwd_data_scratch_);
 }
 
 void DnnlConv3d::backward_weights(const float* x, const float* dy, float* dw, float* db) {
+    // bf16: x and dy side by side in the workspace (64-byte aligned).
+    const size_t x_bytes = (x_compute_md_.get_size() + 63) / 64 * 64;
+    char* space = workspace(x_bytes + dy_compute_md_.get_size());
     memory user_dw = wrap(w_user_md_, dw);  // not const: reorder::execute takes memory&
     run(bwd_weights_,
-        {{DNNL_ARG_SRC, wrap(x_md_, x)},
-         {DNNL_ARG_DIFF_DST, wrap(y_md_, dy)},
+        {{DNNL_ARG_SRC, compute_input(x_md_, x_compute_md_, to_x_compute_, x, space)},
+         {DNNL_ARG_DIFF_DST, compute_input(y_md_, dy_compute_md_, to_dy_compute_, dy, space ? space + x_bytes : nullptr)},
          {DNNL_ARG_DIFF_WEIGHTS, bwd_weights_reorder_ ? bwd_dw_ : user_dw},
          {DNNL_ARG_DIFF_BIAS, wrap(b_md_, db)}},
         bwd_weights_scratch_);
@@ -212,6 +258,13 @@ void DnnlConv3d::backward_weights(const float* x, const float* dy, float* dw, fl
 
 std::unique_ptr<ConvBackend> make_dnnl_conv3d(DeviceContext& ctx, const ConvShape& shape) {
     return std::make_unique<DnnlConv3d>(ctx, shape);
+}
+
+bool dnnl_bf16_is_native() {
+    // The ISA values are bit sets: AVX512-BF16 is avx512_core_bf16's bits, AMX includes them.
+    const auto bits = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    const auto needed = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+    return (bits & needed) == needed;
 }
 
 }  // namespace iss

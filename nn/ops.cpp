@@ -122,16 +122,16 @@ std::shared_ptr<void> borrow(T* ptr) {
 
 }  // namespace
 
-Conv3d& ConvEngines::get(DeviceContext& ctx, const Shape5& in) {
-    const auto key = std::make_tuple(in.n, in.d, in.h, in.w, in.c);
+Conv3d& ConvEngines::get(DeviceContext& ctx, const Shape5& in, Precision precision) {
+    const auto key = std::make_tuple(in.n, in.d, in.h, in.w, in.c, precision);
     auto it = engines_.find(key);
     if (it == engines_.end())
-        it = engines_.emplace(key, std::make_unique<Conv3d>(ctx, ConvShape{in, out_c_, kernel_})).first;
+        it = engines_.emplace(key, std::make_unique<Conv3d>(ctx, ConvShape{in, out_c_, kernel_, precision})).first;
     return *it->second;
 }
 
 Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engines) {
-    Conv3d& engine = engines.get(g.context(), x.shape());
+    Conv3d& engine = engines.get(g.context(), x.shape(), g.precision());
     Tensor y = g.make(engine.shape().out());
     ParamStore& p = g.params();
     engine.forward(x.data(), p.value(weight), p.value(bias), y.data);

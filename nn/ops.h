@@ -1,7 +1,8 @@
 // The network's differentiable ops, each a forward function that records a node and a
 // backward beside it (ops.cpp). Values are channels-last (N, D, H, W, C) float tensors.
 //
-//   conv3d      y = conv(x, w) + b through a cached Conv3d engine (oneDNN / cuDNN)
+//   conv3d      y = conv(x, w) + b through a cached Conv3d engine (oneDNN / cuDNN), in the
+//               graph's precision
 //   elu         ELU(alpha); in place by default (its backward needs only the output, and the
 //               value it overwrites - a convolution's output - is needed by nobody else)
 //   batchnorm   training statistics (and running-statistics update) or inference statistics
@@ -21,15 +22,16 @@
 
 namespace iss {
 
-// Conv3d engines for one layer, one per input shape (built on first use, then reused).
+// Conv3d engines for one layer, one per input shape and precision (built on first use, then
+// reused).
 class ConvEngines {
 public:
     ConvEngines(int64_t out_c, int64_t kernel) : out_c_(out_c), kernel_(kernel) {}
-    Conv3d& get(DeviceContext& ctx, const Shape5& in);
+    Conv3d& get(DeviceContext& ctx, const Shape5& in, Precision precision);
 
 private:
     int64_t out_c_, kernel_;
-    std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>, std::unique_ptr<Conv3d>> engines_;
+    std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, Precision>, std::unique_ptr<Conv3d>> engines_;
 };
 
 Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engines);

@@ -81,6 +81,7 @@ struct Predictor::State {
     std::vector<int> twin_channel;  // output channel of each channel's left/right twin
     Preprocessing pre;              // frame, voxel sizes seen, size multiple (model.json)
     int lr_axis = 0;                // the frame's left-right axis, which the flip mirrors
+    Precision precision;            // what runs: options.precision where usable
 
     // Kept across scans of one shape: its cached blocks spare every forward the device
     // allocations (and on the CPU the first-touch page faults of a few GiB).
@@ -88,7 +89,11 @@ struct Predictor::State {
     std::array<int64_t, 3> last_shape{0, 0, 0};
 
     explicit State(const PredictOptions& o)
-        : options(o), ctx(o.device), params(ctx), pool(std::make_unique<PoolAllocator>(ctx)) {}
+        : options(o),
+          ctx(o.device),
+          params(ctx),
+          precision(usable_precision(ctx, o.precision)),
+          pool(std::make_unique<PoolAllocator>(ctx)) {}
 
     // Probabilities (channels-last, n voxels x C) of the network for a normalised volume.
     std::vector<float> forward(const Image& x, size_t* peak_bytes);
@@ -131,6 +136,7 @@ std::vector<float> Predictor::State::forward(const Image& x, size_t* peak_bytes)
     if (x.grid.dim != last_shape) pool.release_cached();
     last_shape = x.grid.dim;
     Graph g(pool, params, false);
+    g.set_precision(precision);
     // Channels-last: the frames of the volume interleaved voxel by voxel.
     const int64_t channels = x.frames, voxels = x.grid.voxels();
     std::vector<float> interleaved(x.data.size());

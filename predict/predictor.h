@@ -21,6 +21,7 @@
 
 #include "io/volume.h"
 #include "kernels/common/device.h"
+#include "nn/precision.h"
 #include "predict/keras_model.h"
 
 namespace iss {
@@ -34,6 +35,8 @@ struct PredictOptions {
     // result within the convolutions' tolerance, in about half the memory; 0: the whole volume.
     int64_t slab_depth = 16;
     KerasImportOptions keras;        // for a model given as a Keras .h5 file (labels required)
+    // The convolutions' arithmetic (nn/precision.h); bf16 runs fp32 where it is not native.
+    Precision precision = Precision::fp32;
 };
 
 struct Segmentation {

@@ -264,6 +264,74 @@ TEST_P(ConvDeterminism, RepeatCallsAndNewObjectsGiveTheSameBits) {
     EXPECT_EQ(once.db, again.db);
 }
 
+// bf16 (nn/precision.h): each pass rounds its two inputs to bfloat16 (to nearest, ties to even)
+// and sums the products in fp32. So the result equals the double reference on the rounded
+// inputs within the fp32 contract above, and differs from the unrounded reference by the
+// rounding (docs/KERNELS.md, "Conv3d in bf16"). Only where bf16 runs natively (the CPU with
+// AVX512-BF16 or AMX); elsewhere Conv3d refuses it.
+class ConvBf16 : public test::BackendTest {
+protected:
+    void SetUp() override {
+        test::BackendTest::SetUp();
+        if (IsSkipped()) return;
+        if (!bf16_is_native(ctx())) GTEST_SKIP() << "bf16 is not native on this device: bf16 convolutions not run";
+    }
+};
+
+float round_to_bf16(float v) {
+    uint32_t bits;
+    std::memcpy(&bits, &v, 4);
+    bits = (bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u;
+    std::memcpy(&v, &bits, 4);
+    return v;
+}
+
+std::vector<float> rounded(std::vector<float> v) {
+    for (float& e : v) e = round_to_bf16(e);
+    return v;
+}
+
+TEST_P(ConvBf16, EachPassIsTheReferenceOnItsInputsRoundedToBf16) {
+    for (const Case& c : cases()) {
+        SCOPED_TRACE(c.name);
+        ConvShape s = c.shape;
+        s.precision = Precision::bf16;
+        const Inputs in = random_inputs(s, 23);
+        const Outputs got = run_conv(ctx(), s, in, /*repeats=*/2);
+
+        const std::vector<float> x = rounded(in.x), w = rounded(in.w), dy = rounded(in.dy);
+        const std::vector<double> y = ref::conv3d_forward(s, x, w, in.b);
+        const std::vector<double> dx = ref::conv3d_backward_data(s, dy, w);
+        std::vector<double> dw, db;
+        ref::conv3d_backward_weights(s, x, dy, dw, db);
+        EXPECT_TRUE(all_near(got.y, y, tolerance(y))) << "forward";
+        EXPECT_TRUE(all_near(got.dx, dx, tolerance(dx))) << "backward_data";
+        EXPECT_TRUE(all_near(got.dw, dw, tolerance(dw))) << "backward_weights (dw)";
+        EXPECT_TRUE(all_near(got.db, db, tolerance(db))) << "backward_weights (db)";
+
+        // And it is not fp32 in disguise: the unrounded reference is further away than the
+        // fp32 contract allows (bf16 keeps 8 bits: a relative rounding of up to 2^-9).
+        if (s.in.c * s.kernel * s.kernel * s.kernel >= 24) {
+            const std::vector<double> y_fp32 = ref::conv3d_forward(c.shape, in.x, in.w, in.b);
+            double worst = 0;
+            for (size_t i = 0; i < y_fp32.size(); ++i) worst = std::max(worst, std::fabs(got.y[i] - y_fp32[i]));
+            EXPECT_GT(worst, tolerance(y_fp32)) << "forward matches fp32: the inputs were not rounded";
+        }
+    }
+}
+
+TEST_P(ConvBf16, Fp32AndBf16EnginesOfOneShapeAreDistinct) {
+    // Same dims, other precision: a different engine (ConvShape compares the precision), so a
+    // graph switching precision never reuses the other's primitives.
+    const ConvShape fp32{Shape5{1, 3, 4, 5, 8}, 8, 3};
+    ConvShape bf16 = fp32;
+    bf16.precision = Precision::bf16;
+    EXPECT_FALSE(fp32 == bf16);
+    const Inputs in = random_inputs(fp32, 31);
+    const Outputs a = run_conv(ctx(), fp32, in), b = run_conv(ctx(), bf16, in);
+    EXPECT_NE(a.y, b.y);
+}
+
 // Bad shapes and null tensors throw iss::Error naming the field.
 class ConvPreconditions : public test::BackendTest {
 protected:
@@ -286,6 +354,11 @@ TEST_P(ConvPreconditions, BadShapesNameTheField) {
     expect_refused(ConvShape{Shape5{1, 4, 4, 4, 0}, 3, 3}, "in.c");
     expect_refused(ConvShape{Shape5{0, 4, 4, 4, 2}, 3, 3}, "in.n");
     expect_refused(ConvShape{Shape5{1, 4, 0, 4, 2}, 3, 3}, "in.d, in.h, in.w");
+}
+
+TEST_P(ConvPreconditions, Bf16WhereItIsNotNativeIsRefused) {
+    if (bf16_is_native(ctx())) GTEST_SKIP() << "bf16 is native here: nothing to refuse";
+    expect_refused(ConvShape{Shape5{1, 4, 4, 4, 2}, 3, 3, Precision::bf16}, "bf16");
 }
 
 TEST_P(ConvPreconditions, NullTensorsAreNamed) {
@@ -312,6 +385,7 @@ ISS_INSTANTIATE_BACKENDS(ConvBorders);
 ISS_INSTANTIATE_BACKENDS(ConvGradient);
 ISS_INSTANTIATE_BACKENDS(ConvDeterminism);
 ISS_INSTANTIATE_BACKENDS(ConvPreconditions);
+ISS_INSTANTIATE_BACKENDS(ConvBf16);
 
 }  // namespace
 }  // namespace iss

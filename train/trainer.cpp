@@ -199,6 +199,7 @@ void accumulate_dice(const std::vector<float>& probs, const std::vector<uint8_t>
 struct Trainer::State {
     TrainOptions options;
     DeviceContext ctx;
+    Precision precision = Precision::fp32;  // what runs: options.precision where usable
     GeneratorConfig gen_config;
     ParamStore params;
     std::unique_ptr<UNet> net;
@@ -334,6 +335,7 @@ double Trainer::State::validate() {
     for (int i = 0; i < options.validation_samples; ++i) {
         const Batch& b = validation->next(i);
         Graph g(pool, params, false);
+        g.set_precision(precision);
         Tensor x;
         x.data = const_cast<float*>(b.image.data());
         x.shape = b.shape;
@@ -368,6 +370,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     ISS_INPUT(opt.shape >= 1, "train: --shape must be at least 1, got ", opt.shape);
     ISS_INPUT(opt.wl2_epochs >= 0, "train: --wl2-epochs must be >= 0");
     ISS_INPUT(!opt.model_dir.empty(), "train: --model-dir is required");
+    s.precision = usable_precision(s.ctx, opt.precision);
 
     // Generator configuration: preset, file overrides, then the options that belong to the
     // network (crop size multiple of 2^levels, as SPEC.md 3.3 says).
@@ -448,7 +451,8 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
                        {"lr", opt.lr},
                        {"steps_per_epoch", opt.steps_per_epoch},
                        {"wl2_epochs", opt.wl2_epochs},
-                       {"maps", int64_t(maps.size())}};
+                       {"maps", int64_t(maps.size())},
+                       {"precision", precision_name(s.precision)}};
     s.run_id = new_run_id();  // a resume takes the checkpoint's instead
     if (opt.resume) {
         remove_stale_temporaries(opt.model_dir);
@@ -485,6 +489,7 @@ void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const 
         const Batch& batch = s.batches->next(s.step);
         s.arena.reset();
         Graph g(s.arena, s.params, true);
+        g.set_precision(s.precision);
         Tensor x;
         x.data = const_cast<float*>(batch.image.data());
         x.shape = batch.shape;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "kernels/common/device.h"
+#include "nn/precision.h"
 #include "nn/unet.h"
 #include "synth/config.h"
 
@@ -47,6 +48,8 @@ struct TrainOptions {
     // Synthesise the next batch in a second thread (own stream on CUDA) while a step trains:
     // -1 auto (on CUDA only: on the CPU the step already uses every core), 0 off, 1 on.
     int prefetch = -1;
+    // The convolutions' arithmetic (nn/precision.h); bf16 runs fp32 where it is not native.
+    Precision precision = Precision::fp32;
 };
 
 struct StepReport {

@@ -1,0 +1,31 @@
+#include "nn/precision.h"
+
+#include <atomic>
+
+#include "kernels/common/device.h"
+#include "kernels/common/error.h"
+#include "nn/conv_backends.h"
+
+namespace iss {
+
+const char* precision_name(Precision precision) { return precision == Precision::bf16 ? "bf16" : "fp32"; }
+
+Precision parse_precision(const std::string& text, const std::string& what) {
+    if (text == "fp32") return Precision::fp32;
+    if (text == "bf16") return Precision::bf16;
+    throw InputError(what + ": expected fp32 or bf16, got '" + text + "'");
+}
+
+bool bf16_is_native(DeviceContext& ctx) { return !ctx.is_cuda() && dnnl_bf16_is_native(); }
+
+Precision usable_precision(DeviceContext& ctx, Precision requested) {
+    if (requested != Precision::bf16 || bf16_is_native(ctx)) return requested;
+    static std::atomic<bool> warned{false};
+    if (!warned.exchange(true))
+        warning(ctx.is_cuda() ? "bf16 convolutions on CUDA are not implemented yet: running fp32"
+                              : "this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is slower than fp32: "
+                                "running fp32");
+    return Precision::fp32;
+}
+
+}  // namespace iss
