@@ -89,6 +89,8 @@ GeneratorConfig load_config(const std::string& preset_name, const std::string& j
         throw InputError(cat(json_path, ": not valid JSON: ", e.what()));
     }
     ISS_INPUT(overrides.is_object(), json_path, ": expected a JSON object of generator parameters");
+    ISS_INPUT(!overrides.contains("preset") || overrides["preset"].is_string(), json_path,
+              ": parameter 'preset' must be a preset's name (a string)");
     const std::string base = overrides.value("preset", preset_name);
     GeneratorConfig config = preset_config(base);
     nlohmann::json merged = config;

@@ -201,6 +201,8 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
     std::ofstream(path("string_number.json")) << R"({"flip_probability": "0.5"})";
     expect_bad(map + " --config " + shell_quote(path("string_number.json")),
                "parameter 'flip_probability' must be a number");
+    std::ofstream(path("preset_list.json")) << R"({"preset": [32, 32, 32]})";  // found by fuzz_generator_config
+    expect_bad(map + " --config " + shell_quote(path("preset_list.json")), "parameter 'preset' must be a preset's name");
     expect_bad(map + " --count 0", "--count");
     expect_bad(map + " --count -3", "--count");
     expect_bad(map + " --count two", "--count");
