@@ -94,6 +94,8 @@ void unet_forward(benchmark::State& state, Backend backend, Shape5 shape, int64_
                                                        double(state.iterations()),
                                                    benchmark::Counter::kIsRate);
     state.counters["peak_bytes"] = double(pool.peak_bytes());
+    // The convolutions' shared workspace, outside the pool (bf16: the converted inputs).
+    state.counters["workspace_bytes"] = double(ctx.workspace_bytes());
 }
 
 void unet_train_step(benchmark::State& state, Backend backend, Shape5 shape, Precision precision) {
@@ -125,6 +127,7 @@ void unet_train_step(benchmark::State& state, Backend backend, Shape5 shape, Pre
     // The live peak of a step, and the planned block that holds it (what a step uses).
     state.counters["peak_bytes"] = double(arena.peak_bytes());
     state.counters["planned_bytes"] = double(arena.planned_bytes());
+    state.counters["workspace_bytes"] = double(ctx.workspace_bytes());
 }
 
 void register_all() {

@@ -20,11 +20,12 @@ PAIRS = [
     ("SynthStage/normalise/cpu/", "baseline_synth_numpy.json", "normalise"),
     ("Resample/trilinear/cpu/", "baseline_resample_scipy.json", "trilinear"),
     ("Resample/nearest/cpu/", "baseline_resample_scipy.json", "nearest"),
-    ("UNetForward/cpu/", "baseline_unet_torch_cpu.json", "forward"),
-    ("UNetTrainStep/cpu/", "baseline_unet_torch_cpu.json", "train_step"),
     ("Predict/cpu/", "baseline_predict_torch_cpu.json", "total"),
     ("PredictPost/cpu/", "baseline_post_scipy.json", "postprocess"),
 ]
+for suffix in ("", "_bf16"):
+    PAIRS += [("UNetForward/cpu/", f"baseline_unet_torch_cpu{suffix}.json", "forward"),
+              ("UNetTrainStep/cpu/", f"baseline_unet_torch_cpu{suffix}.json", "train_step")]
 for suffix in ("", "_bf16", "_compile", "_bf16_compile"):
     PAIRS += [("UNetForward/cuda/", f"baseline_unet_torch_cuda{suffix}.json", "forward"),
               ("UNetTrainStep/cuda/", f"baseline_unet_torch_cuda{suffix}.json", "train_step")]
@@ -43,7 +44,11 @@ def main():
     print("|---|---|---|---|---|")
     for prefix, file, key in PAIRS:
         path = os.path.join(out, file)
-        matches = [n for n in ours if n.startswith(prefix)]
+        # Our bf16 rows beside a bf16 baseline, fp32 rows beside the others; whole volumes only
+        # (the baselines run no slabs).
+        bf16 = "_bf16" in file
+        matches = [n for n in ours
+                   if n.startswith(prefix) and ("/bf16" in n) == bf16 and "/slab" not in n and "/keras" not in n]
         if not matches or not os.path.exists(path):
             continue
         base = json.load(open(path))[key]
