@@ -3,8 +3,11 @@
 //                                          (no gradients, memory freed as the forward goes)
 //   UNetForward/<cpu|cuda>/160x192x160/slab16  the same with the last level, the head and the
 //                                          softmax in slabs of 16 rows (UNet::predict, as predict runs)
+//   UNetConvolutions/<cpu|cuda>/160x192x160  the forward's convolutions alone (the bound
+//                                          UNetForward is measured against)
 //   UNetTrainStep/<cpu|cuda>/128x160x128   the infant training crop: forward + soft Dice +
 //                                          backward + Adam
+//   .../bf16                               the same with bf16 convolutions, where native
 // Counters: GFLOP/s of the convolutions (2 * voxels * Co * Ci * k^3 per conv; the backward
 // counts twice the forward) and peak_bytes of the activations (arena or pool peak, weights
 // and optimizer state not included). Sizes can be shrunk for a quick look with
@@ -13,6 +16,7 @@
 
 #include "bench/bench_util.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -21,6 +25,7 @@
 #include "kernels/common/device.h"
 #include "kernels/common/philox.h"
 #include "nn/autograd.h"
+#include "nn/conv.h"
 #include "nn/ops.h"
 #include "nn/optimizer.h"
 #include "nn/params.h"
@@ -37,19 +42,32 @@ int64_t scale_down() {
 }
 
 // FLOPs of the forward convolutions of the U-Net on an input of `voxels` positions.
-double forward_flops(const UNetConfig& c, double voxels) {
-    double total = 0;
+// Every convolution of the U-Net's forward on an input of `in` (as nn/unet.cpp builds it: per
+// level the encoder's convolutions, then the decoder's after the concatenation, and the 1x1x1
+// head), in `precision`.
+std::vector<ConvShape> forward_convolutions(const UNetConfig& c, const Shape5& in, Precision precision) {
+    std::vector<ConvShape> shapes;
     for (int l = 0; l < c.levels; ++l) {
-        const double v = voxels / double(int64_t(1) << (3 * l));
-        const double f = double(c.features_at(l));
-        double in = l == 0 ? c.in_channels : double(c.features_at(l - 1));
-        for (int k = 0; k < c.convs_per_level; ++k, in = f) total += 2 * v * f * in * 27;
+        const Shape5 at{in.n, in.d >> l, in.h >> l, in.w >> l, 0};
+        const int64_t f = c.features_at(l);
+        int64_t channels = l == 0 ? c.in_channels : c.features_at(l - 1);
+        for (int k = 0; k < c.convs_per_level; ++k, channels = f)
+            shapes.push_back({Shape5{at.n, at.d, at.h, at.w, channels}, f, c.kernel, precision});
         if (l < c.levels - 1) {
-            in = f + double(c.features_at(l + 1));
-            for (int k = 0; k < c.convs_per_level; ++k, in = f) total += 2 * v * f * in * 27;
+            channels = f + c.features_at(l + 1);
+            for (int k = 0; k < c.convs_per_level; ++k, channels = f)
+                shapes.push_back({Shape5{at.n, at.d, at.h, at.w, channels}, f, c.kernel, precision});
         }
     }
-    return total + 2 * voxels * double(c.features) * c.classes;
+    shapes.push_back({Shape5{in.n, in.d, in.h, in.w, c.features}, c.classes, 1, precision});
+    return shapes;
+}
+
+double forward_flops(const UNetConfig& c, const Shape5& in) {
+    double total = 0;
+    for (const ConvShape& s : forward_convolutions(c, in, Precision::fp32))
+        total += 2.0 * double(s.in.voxels()) * double(s.out_c) * double(s.in.c) * double(s.kernel * s.kernel * s.kernel);
+    return total;
 }
 
 struct Model {
@@ -90,12 +108,42 @@ void unet_forward(benchmark::State& state, Backend backend, Shape5 shape, int64_
     // PyTorch baseline's first (discarded) run does.
     forward();
     for (auto _ : state) benchmark::DoNotOptimize(forward().data());
-    state.counters["GFLOP/s"] = benchmark::Counter(forward_flops(model.config, double(shape.voxels())) * 1e-9 *
+    state.counters["GFLOP/s"] = benchmark::Counter(forward_flops(model.config, shape) * 1e-9 *
                                                        double(state.iterations()),
                                                    benchmark::Counter::kIsRate);
     state.counters["peak_bytes"] = double(pool.peak_bytes());
     // The convolutions' shared workspace, outside the pool (bf16: the converted inputs).
     state.counters["workspace_bytes"] = double(ctx.workspace_bytes());
+}
+
+// The forward's convolutions alone, one after another on buffers of the largest size: what
+// UNetForward would take if everything but the convolutions were free.
+void unet_convolutions(benchmark::State& state, Backend backend, Shape5 shape, Precision precision) {
+    DeviceContext ctx(Device{backend, 0});
+    const UNetConfig config;
+    std::vector<std::unique_ptr<Conv3d>> convs;
+    size_t largest_in = 0, largest_out = 0, largest_w = 0, largest_b = 0;
+    for (const ConvShape& s : forward_convolutions(config, shape, precision)) {
+        convs.push_back(std::make_unique<Conv3d>(ctx, s));
+        largest_in = std::max(largest_in, size_t(s.in.size()));
+        largest_out = std::max(largest_out, size_t(s.out().size()));
+        largest_w = std::max(largest_w, size_t(s.weight_count()));
+        largest_b = std::max(largest_b, size_t(s.out_c));
+    }
+    PoolAllocator pool(ctx);
+    Tensor x = Tensor::make(pool, Shape5{1, 1, 1, 1, int64_t(largest_in)});
+    Tensor y = Tensor::make(pool, Shape5{1, 1, 1, 1, int64_t(largest_out)});
+    Tensor w = Tensor::make(pool, Shape5{1, 1, 1, 1, int64_t(largest_w)});
+    Tensor b = Tensor::make(pool, Shape5{1, 1, 1, 1, int64_t(largest_b)});
+    for (Tensor* t : {&x, &w, &b}) fill_input(ctx, *t);
+    auto all = [&] {
+        for (auto& conv : convs) conv->forward(x.data, w.data, b.data, y.data);
+        ctx.synchronize();
+    };
+    all();  // untimed: first-touch memory, as UNetForward's warm-up pass
+    for (auto _ : state) all();
+    state.counters["GFLOP/s"] = benchmark::Counter(forward_flops(config, shape) * 1e-9 * double(state.iterations()),
+                                                   benchmark::Counter::kIsRate);
 }
 
 void unet_train_step(benchmark::State& state, Backend backend, Shape5 shape, Precision precision) {
@@ -121,7 +169,7 @@ void unet_train_step(benchmark::State& state, Backend backend, Shape5 shape, Pre
     };
     step();  // untimed: builds the engines; the arena records the step and plans its memory
     for (auto _ : state) step();
-    state.counters["GFLOP/s"] = benchmark::Counter(3 * forward_flops(model.config, double(shape.voxels())) * 1e-9 *
+    state.counters["GFLOP/s"] = benchmark::Counter(3 * forward_flops(model.config, shape) * 1e-9 *
                                                        double(state.iterations()),
                                                    benchmark::Counter::kIsRate);
     // The live peak of a step, and the planned block that holds it (what a step uses).
@@ -152,6 +200,11 @@ void register_all() {
                     ->Unit(benchmark::kMillisecond)
                     ->UseRealTime()
                     ->MinTime(b == Backend::cuda ? 0.5 : 0.01);
+            benchmark::RegisterBenchmark(("UNetConvolutions/" + dev + "/" + size(scan) + suffix).c_str(),
+                                         unet_convolutions, b, scan, p)
+                ->Unit(benchmark::kMillisecond)
+                ->UseRealTime()
+                ->MinTime(b == Backend::cuda ? 0.5 : 0.01);
             benchmark::RegisterBenchmark(("UNetTrainStep/" + dev + "/" + size(crop) + suffix).c_str(),
                                          unet_train_step, b, crop, p)
                 ->Unit(benchmark::kMillisecond)
