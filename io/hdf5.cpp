@@ -103,7 +103,7 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 // never bounds (fuzz_keras_hdf5 found the loop, the overrun and a wild read;
 // docs/RELIABILITY.md). So before libhdf5 reads a variable-length string attribute, its raw heap
 // references (length, collection address, object index) are read without following them
-// (raw_heap_references below), each collection they name is walked here as that library walks
+// (keep_raw_references below), each collection they name is walked here as that library walks
 // it, and every reference must name an object of exactly its length.
 //
 // The file layouts (HDF5 file format, "Global Heap"): a collection is "GCOL", version 1, three
@@ -111,9 +111,11 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 // count (2), reserved (4), size, data padded to 8 bytes; index 0 is the free space, whose size
 // counts its header. A reference is a length (4 bytes), the collection's address, an index (4).
 // Lengths and addresses are 8 bytes here: files with other sizes are refused for these strings.
-class GlobalHeaps {
+}  // namespace
+
+class Hdf5Reader::Heaps {
 public:
-    GlobalHeaps(const std::string& path, uint64_t base) : path_(path), base_(base) {}
+    Heaps(const std::string& path, uint64_t base) : path_(path), base_(base) {}
 
     // Throws InputError unless object `index` of the collection at `address` holds `length`
     // bytes.
@@ -157,16 +159,16 @@ private:
             const uint8_t* object = chunk.data() + at;
             const uint32_t index = uint32_t(object[0]) | uint32_t(object[1]) << 8;
             const uint64_t object_size = little_endian(object + 8);
-            // An object (header, data, padding; the free space counts its header in its size)
-            // must move the walk on and stay inside the collection.
+            // An object's step (header, data, padding to 8; the free space, index 0, counts its
+            // header in its size) must move the walk on and stay inside the collection. The data
+            // size is bounded first, so the padding cannot wrap round.
             const uint64_t room = size - at;
-            const bool fits = index > 0 ? object_size <= room - kObjectHeader &&
-                                              kObjectHeader + ((object_size + 7) & ~uint64_t(7)) <= room
-                                        : object_size > 0 && object_size <= room;
-            ISS_INPUT(fits, at_text, " is damaged (an object of ", object_size, " bytes at byte ", at, " of ", size,
-                      ")");
+            const bool bounded = index > 0 ? object_size <= room - kObjectHeader : object_size > 0;
+            const uint64_t step = index > 0 ? kObjectHeader + ((object_size + 7) & ~uint64_t(7)) : object_size;
+            ISS_INPUT(bounded && step <= room, at_text, " is damaged (an object of ", object_size, " bytes at byte ",
+                      at, " of ", size, ")");
             if (index > 0) objects[index] = object_size;
-            at += index > 0 ? kObjectHeader + ((object_size + 7) & ~uint64_t(7)) : object_size;
+            at += step;
         }
         return collections_.emplace(address, std::move(objects)).first->second;
     }
@@ -194,6 +196,8 @@ private:
     uint64_t file_size_ = 0;
     std::map<uint64_t, std::map<uint32_t, uint64_t>> collections_;
 };
+
+namespace {
 
 // A variable-length string's stored reference, as raw bytes: an opaque type of this tag, which
 // the conversion below fills without touching the heap.
@@ -232,10 +236,6 @@ void init_hdf5() {
 
 // --- reading -----------------------------------------------------------------------------------
 
-class Hdf5Reader::Heaps : public GlobalHeaps {
-public:
-    using GlobalHeaps::GlobalHeaps;
-};
 
 Hdf5Reader::Hdf5Reader(const std::string& path) : path_(path) {
     init_hdf5();
@@ -297,7 +297,7 @@ std::vector<std::string> Hdf5Reader::string_list(const std::string& object, cons
     std::vector<std::string> values;
     values.reserve(size_t(count));
     if (H5Tis_variable_str(type.get()) > 0) {
-        // Every reference checked before libhdf5 follows one (GlobalHeaps above).
+        // Every reference checked before libhdf5 follows one (Hdf5Reader::Heaps above).
         ISS_INPUT(address_bytes_ == 8 && length_bytes_ == 8, where, ": variable-length strings in a file of ",
                   address_bytes_, "-byte addresses and ", length_bytes_, "-byte lengths are not supported");
         {

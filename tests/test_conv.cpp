@@ -15,6 +15,7 @@
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
 #include "nn/conv.h"
+#include "nn/ops.h"
 #include "tests/backends.h"
 #include "tests/ref/conv.h"
 
@@ -320,16 +321,17 @@ TEST_P(ConvBf16, EachPassIsTheReferenceOnItsInputsRoundedToBf16) {
     }
 }
 
-TEST_P(ConvBf16, Fp32AndBf16EnginesOfOneShapeAreDistinct) {
-    // Same dims, other precision: a different engine (ConvShape compares the precision), so a
-    // graph switching precision never reuses the other's primitives.
-    const ConvShape fp32{Shape5{1, 3, 4, 5, 8}, 8, 3};
-    ConvShape bf16 = fp32;
-    bf16.precision = Precision::bf16;
-    EXPECT_FALSE(fp32 == bf16);
-    const Inputs in = random_inputs(fp32, 31);
-    const Outputs a = run_conv(ctx(), fp32, in), b = run_conv(ctx(), bf16, in);
-    EXPECT_NE(a.y, b.y);
+TEST_P(ConvBf16, ALayersEnginesAreKeptPerPrecision) {
+    // Same input, other precision: another engine (ConvEngines keys on the precision), so a
+    // graph switching precision never runs the other's primitives; asking again reuses it.
+    ConvEngines engines(8, 3);
+    const Shape5 in{1, 3, 4, 5, 8};
+    Conv3d& fp32 = engines.get(ctx(), in, Precision::fp32);
+    Conv3d& bf16 = engines.get(ctx(), in, Precision::bf16);
+    EXPECT_NE(&fp32, &bf16);
+    EXPECT_EQ(fp32.shape().precision, Precision::fp32);
+    EXPECT_EQ(bf16.shape().precision, Precision::bf16);
+    EXPECT_EQ(&engines.get(ctx(), in, Precision::bf16), &bf16);
 }
 
 // Bad shapes and null tensors throw iss::Error naming the field.
