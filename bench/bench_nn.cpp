@@ -186,11 +186,7 @@ void register_all() {
     if (cuda_device_count() > 0) backends.push_back(Backend::cuda);
     for (Backend b : backends) {
         const std::string dev = b == Backend::cuda ? "cuda" : "cpu";
-        // bf16 where it runs natively (nn/precision.h): named .../bf16.
-        std::vector<Precision> precisions{Precision::fp32};
-        DeviceContext probe(Device{b, 0});
-        if (bf16_is_native(probe)) precisions.push_back(Precision::bf16);
-        for (const Precision p : precisions) {
+        for (const Precision p : iss::bench::precisions(b)) {
             const std::string suffix = p == Precision::bf16 ? "/bf16" : "";
             for (const int64_t slab : {int64_t(0), int64_t(16)})
                 benchmark::RegisterBenchmark(("UNetForward/" + dev + "/" + size(scan) +

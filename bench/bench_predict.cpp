@@ -134,23 +134,18 @@ void keras_import(benchmark::State& state) {
 }
 
 void register_all() {
-    for (Backend b : iss::bench::backends()) {
-        for (const bool keras : {false, true})
-            benchmark::RegisterBenchmark(
-                (std::string("Predict/") + iss::bench::name(b) + "/155x175x149" + (keras ? "/keras" : "")).c_str(),
-                predict, b, keras, Precision::fp32)
-                ->Unit(benchmark::kMillisecond)
-                ->UseRealTime()
-                ->MinTime(b == Backend::cuda ? 1.0 : 0.01);
-        // bf16 where it runs natively (nn/precision.h).
-        DeviceContext probe(Device{b, 0});
-        if (bf16_is_native(probe))
-            benchmark::RegisterBenchmark((std::string("Predict/") + iss::bench::name(b) + "/155x175x149/bf16").c_str(),
-                                         predict, b, false, Precision::bf16)
-                ->Unit(benchmark::kMillisecond)
-                ->UseRealTime()
-                ->MinTime(b == Backend::cuda ? 1.0 : 0.01);
-    }
+    for (Backend b : iss::bench::backends())
+        for (const Precision p : iss::bench::precisions(b))
+            for (const bool keras : {false, true}) {
+                if (keras && p == Precision::bf16) continue;  // the import is the same in either
+                benchmark::RegisterBenchmark((std::string("Predict/") + iss::bench::name(b) + "/155x175x149" +
+                                              (keras ? "/keras" : "") + (p == Precision::bf16 ? "/bf16" : ""))
+                                                 .c_str(),
+                                             predict, b, keras, p)
+                    ->Unit(benchmark::kMillisecond)
+                    ->UseRealTime()
+                    ->MinTime(b == Backend::cuda ? 1.0 : 0.01);
+            }
     for (Backend b : iss::bench::backends())
         benchmark::RegisterBenchmark((std::string("PredictPost/") + iss::bench::name(b) + "/155x175x149x34").c_str(),
                                      predict_post, b)

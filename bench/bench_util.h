@@ -9,6 +9,7 @@
 
 #include "io/volume.h"
 #include "kernels/common/device.h"
+#include "nn/precision.h"
 #include "synth/phantom.h"
 
 namespace iss::bench {
@@ -24,6 +25,14 @@ inline std::vector<Backend> backends() {
 }
 
 inline const char* name(Backend backend) { return backend == Backend::cuda ? "cuda" : "cpu"; }
+
+// fp32, and bf16 where the backend runs it natively (nn/precision.h): the precisions a
+// benchmark is registered in, bf16 ones named .../bf16.
+inline std::vector<Precision> precisions(Backend backend) {
+    DeviceContext probe(Device{backend, 0});
+    if (bf16_is_native(probe)) return {Precision::fp32, Precision::bf16};
+    return {Precision::fp32};
+}
 
 // A 12-month phantom padded to the published infant maps' size, 155x175x149.
 inline LabelMap infant_sized_phantom() {
