@@ -45,6 +45,7 @@ struct ArenaAllocator::State {
     bool recording = true;   // recording every allocation (for the next plan)
     size_t cursor = 0;       // next plan entry
     int64_t clock = 0;       // allocations and releases so far
+    int64_t step = 0;        // resets so far: a block of an earlier step records nothing
     std::vector<Planned> events;  // recorded allocations (offset unused)
     std::vector<std::pair<size_t, size_t>> live_planned;  // (offset, bytes) of plan blocks in use
 
@@ -155,10 +156,14 @@ Block ArenaAllocator::allocate(size_t bytes) {
     block.ptr = s.from_cache(size);
     const int64_t event = s.recording ? int64_t(s.events.size()) : -1;
     if (s.recording) s.events.push_back({size, 0, tick, -1});
-    block.holder = std::shared_ptr<void>(block.ptr, [state, event, size](void* p) {
+    DeviceContext* ctx = s.ctx;
+    block.holder = std::shared_ptr<void>(block.ptr, [state, ctx, step = s.step, event, size](void* p) {
         state->live -= size;
-        if (!state->ctx) return;  // the arena is gone: its device memory with it
-        if (event >= 0 && size_t(event) < state->events.size()) state->events[size_t(event)].end = state->clock++;
+        if (!state->ctx) {  // the arena is gone: this block is no longer its to cache
+            ctx->release(p);
+            return;
+        }
+        if (event >= 0 && step == state->step) state->events[size_t(event)].end = state->clock++;
         state->poison_block(p, size);
         state->cache.emplace(size, p);
     });
@@ -173,11 +178,11 @@ void ArenaAllocator::reset() {
             if (e.end < 0) e.end = s.clock;
         s.plan = s.events;
         const size_t total = pack(s.plan);
+        s.release_cache();  // the recording's blocks: the plan replaces them
         if (total != s.base_bytes) {
             if (s.base) ctx_.release(s.base);
             s.base = nullptr;
             s.base_bytes = 0;
-            s.release_cache();  // the recording's blocks: the plan replaces them
             s.base = static_cast<char*>(ctx_.allocate(total));
             s.base_bytes = total;
             ++s.device_allocations;
@@ -192,6 +197,7 @@ void ArenaAllocator::reset() {
     s.events.clear();
     s.cursor = 0;
     s.clock = 0;
+    ++s.step;
 }
 
 size_t ArenaAllocator::peak_bytes() const { return state_->peak; }
