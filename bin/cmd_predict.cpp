@@ -168,7 +168,8 @@ int cmd_predict(int argc, char** argv) {
         const std::string weights = resolve_model_path(model);
         inputs.insert(inputs.end(), {{weights, "--model"}, {model_json_path(weights), "--model"}});
     }
-    for (const std::string& channel : channels) inputs.push_back({channel, "--i"});
+    // The first --i is each job's input (or the folder of them); the other channels are extra.
+    for (size_t c = 1; c < channels.size(); ++c) inputs.push_back({channels[c], "--i"});
     for (const Job& job : jobs) {
         inputs.push_back({job.input, "--i"});
         outputs.insert(outputs.end(), {{job.seg, "--o"}, {job.post, "--post"}, {job.resampled, "--resample"}});
@@ -208,7 +209,7 @@ int cmd_predict(int argc, char** argv) {
                     write_image(job.resampled, result.resampled);
                 } catch (...) {
                     for (const std::string* written : {&job.seg, &job.post})
-                        if (!written->empty()) std::remove(written->c_str());
+                        if (!written->empty()) remove_committed_output(*written);
                     throw;
                 }
             }
@@ -229,6 +230,10 @@ int cmd_predict(int argc, char** argv) {
             std::fprintf(stderr, "%sinfant-synthseg predict: error: %s%s\n", show_bar ? "\n" : "", e.what(),
                          folder ? " (skipped)" : "");
             ++failed_input;
+        } catch (const Error& e) {  // not the input's fault (a full disk): said as main says it
+            std::fprintf(stderr, "%sinfant-synthseg predict: error: %s%s\n", show_bar ? "\n" : "", e.what(),
+                         folder ? " (skipped)" : "");
+            ++failed_other;
         } catch (const std::exception& e) {
             std::fprintf(stderr, "%sinfant-synthseg predict: internal error on %s: %s%s\n", show_bar ? "\n" : "",
                          job.input.c_str(), e.what(), folder ? " (skipped)" : "");

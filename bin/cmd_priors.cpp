@@ -114,7 +114,7 @@ int cmd_priors(int argc, char** argv) {
     try {
         write_npy(stds_path, shape, priors.stds);
     } catch (...) {
-        std::remove(means_path.c_str());  // both or neither
+        remove_committed_output(means_path);  // both or neither
         throw;
     }
 

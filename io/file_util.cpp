@@ -18,30 +18,33 @@ namespace iss {
 namespace {
 
 // The registry of temporary outputs that exist right now, for the signal handler: fixed slots
-// (no allocation in a handler), each a path and a flag published after it.
+// (no allocation in a handler). A slot is claimed first, then its path copied, then marked
+// ready: two threads never write one slot, and the handler reads only ready ones.
 constexpr int kSlots = 64;
 constexpr size_t kSlotBytes = 4096;
+enum SlotState : int { kFree, kClaimed, kReady };
 char slot_path[kSlots][kSlotBytes];
-std::atomic<bool> slot_used[kSlots];
+std::atomic<int> slot_state[kSlots];
 
 int register_temporary(const std::string& path) {
     if (path.size() >= kSlotBytes) return -1;
     for (int i = 0; i < kSlots; ++i) {
-        bool expected = false;
-        if (slot_used[i].load(std::memory_order_acquire)) continue;
+        int expected = kFree;
+        if (!slot_state[i].compare_exchange_strong(expected, kClaimed, std::memory_order_acq_rel)) continue;
         std::memcpy(slot_path[i], path.c_str(), path.size() + 1);
-        if (slot_used[i].compare_exchange_strong(expected, true, std::memory_order_acq_rel)) return i;
+        slot_state[i].store(kReady, std::memory_order_release);
+        return i;
     }
     return -1;  // more than kSlots at once: not removed on a signal, still removed normally
 }
 
 void unregister_temporary(int slot) {
-    if (slot >= 0) slot_used[slot].store(false, std::memory_order_release);
+    if (slot >= 0) slot_state[slot].store(kFree, std::memory_order_release);
 }
 
 extern "C" void remove_temporaries_and_die(int signal) {
     for (int i = 0; i < kSlots; ++i)
-        if (slot_used[i].load(std::memory_order_acquire)) ::unlink(slot_path[i]);
+        if (slot_state[i].load(std::memory_order_acquire) == kReady) ::unlink(slot_path[i]);
     std::signal(signal, SIG_DFL);
     std::raise(signal);
 }
@@ -61,6 +64,15 @@ std::string resolve_links(const std::string& path) {
 }
 
 }  // namespace
+
+void remove_committed_output(const std::string& path) noexcept {
+    try {
+        const std::string target = resolve_links(path);
+        struct stat st;
+        if (::lstat(target.c_str(), &st) == 0 && S_ISREG(st.st_mode)) ::unlink(target.c_str());
+    } catch (...) {  // best effort: the failure being reported matters more
+    }
+}
 
 [[noreturn]] void throw_output_error(const std::string& path, int err, const std::string& what) {
     const std::string message = cat(path, ": ", what, ": ", std::strerror(err));

@@ -44,6 +44,11 @@ private:
 // iss::Error otherwise ("<path>: <what>: <reason>").
 [[noreturn]] void throw_output_error(const std::string& path, int err, const std::string& what);
 
+// Takes back an output this command committed, when a later output of the same set failed (all
+// or nothing): the file a link led to is removed, never the link itself, and a target that is
+// not a regular file (a device, a FIFO: OutputFile wrote it directly) is left alone.
+void remove_committed_output(const std::string& path) noexcept;
+
 // SIGINT and SIGTERM remove every registered temporary output, then end the process as the
 // signal would. Commands that handle the signals themselves (train) do not install it.
 void install_output_cleanup_on_signals();

@@ -144,7 +144,7 @@ void write_prediction(const std::string& seg_path, const LabelMap& seg, const Ni
         try {
             post_out->commit();
         } catch (...) {
-            std::remove(seg_path.c_str());  // all or nothing: the segmentation without its posteriors goes too
+            remove_committed_output(seg_path);  // all or nothing: the segmentation without its posteriors goes too
             throw;
         }
     }

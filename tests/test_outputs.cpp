@@ -89,6 +89,23 @@ TEST_F(Outputs, ADeviceIsWrittenDirectlyNeverReplaced) {
     EXPECT_EQ(entries(), (std::vector<std::string>{"full", "null", "null.nii.gz"})) << "no temporary file left";
 }
 
+// The same rule without privileges (the test above skips where mknod is refused): a FIFO is
+// not a regular file, so it is written directly, and neither the writer nor its discard (a
+// failed command) nor remove_committed_output replaces or removes it.
+TEST_F(Outputs, ANonRegularTargetIsWrittenDirectlyAndKept) {
+    const std::string fifo = path("pipe.csv");
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    {
+        OutputFile out(fifo);
+        EXPECT_EQ(out.write_path(), fifo) << "a temporary name beside a FIFO would replace it on commit";
+    }  // destroyed uncommitted, as when a command fails
+    remove_committed_output(fifo);
+    struct stat st;
+    ASSERT_EQ(::lstat(fifo.c_str(), &st), 0) << "the FIFO was removed";
+    EXPECT_TRUE(S_ISFIFO(st.st_mode));
+    EXPECT_EQ(entries(), (std::vector<std::string>{"pipe.csv"})) << "no temporary file left";
+}
+
 TEST_F(Outputs, AMissingDirectoryIsBadInput) {
     EXPECT_THROW(write_csv(path("no/such/dir.csv"), table()), InputError);
     EXPECT_TRUE(entries().empty());
