@@ -35,7 +35,7 @@ void run_per_voxel(const int64_t dim[3], const Body& body) {
             for (int64_t i = 0; i < dim[0]; ++i) body(i, j, k);
 }
 
-// Values in [-amplitude, amplitude], every third one negative zero where it would be 0.
+// Values in [-amplitude, amplitude] from keyed uniform draws.
 std::vector<float> wavy(size_t n, float amplitude, uint32_t purpose) {
     std::vector<float> v(n);
     for (size_t e = 0; e < n; e += 4) {
@@ -76,23 +76,31 @@ TEST(SynthRows, BlurGivesThePerVoxelBodysBits) {
 TEST(SynthRows, FieldResizeAndSquaringGiveThePerVoxelBodysBits) {
     DeviceContext cpu;
     const int64_t coarse[3] = {4, 3, 5}, fine[3] = {13, 9, 7};
-    const std::vector<float> velocity = wavy(size_t(coarse[0] * coarse[1] * coarse[2] * 3), 3.0f, 1);
-    ResizeFieldArgs resize;
-    resize.src = velocity.data();
-    for (int d = 0; d < 3; ++d) {
-        resize.src_dim[d] = coarse[d];
-        resize.dst_dim[d] = fine[d];
-        resize.ratio[d] = float(double(coarse[d]) / double(fine[d]));
-        resize.scale[d] = 0.25f * float(d + 1);
-    }
+    // Up (the generator's case) and down (a field larger than the output: taps more than a
+    // voxel apart).
+    auto check_resize = [&](const int64_t from[3], const int64_t to[3], uint32_t purpose) {
+        const std::vector<float> velocity = wavy(size_t(from[0] * from[1] * from[2] * 3), 3.0f, purpose);
+        ResizeFieldArgs resize;
+        resize.src = velocity.data();
+        for (int d = 0; d < 3; ++d) {
+            resize.src_dim[d] = from[d];
+            resize.dst_dim[d] = to[d];
+            resize.ratio[d] = float(double(from[d]) / double(to[d]));
+            resize.scale[d] = 0.25f * float(d + 1);
+        }
+        const size_t count = size_t(to[0] * to[1] * to[2] * 3);
+        std::vector<float> by_body(count), by_rows(count, std::nanf(""));
+        resize.dst = by_body.data();
+        run_per_voxel(to, ResizeFieldBody{resize});
+        resize.dst = by_rows.data();
+        resize_field(cpu, resize);
+        expect_same_bits(by_rows, by_body);
+    };
+    check_resize(coarse, fine, 1);
+    check_resize(fine, coarse, 3);
+
     const size_t n = size_t(fine[0] * fine[1] * fine[2] * 3);
     std::vector<float> by_body(n), by_rows(n, std::nanf(""));
-    resize.dst = by_body.data();
-    run_per_voxel(fine, ResizeFieldBody{resize});
-    resize.dst = by_rows.data();
-    resize_field(cpu, resize);
-    expect_same_bits(by_rows, by_body);
-
     // Displacements of several voxels, so that samples fall outside and clamp.
     const std::vector<float> field = wavy(n, 6.0f, 2);
     SquareFieldArgs square;

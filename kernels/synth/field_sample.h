@@ -5,8 +5,8 @@
 //
 // Two orders of the same trilinear blend, each used identically by CUDA's per-voxel bodies and
 // the CPU's rows:
-//   - sample_field_clamped: along x, then y, then z. For samples that each have their own
-//     position (the squaring steps of the integration).
+//   - blend_channel: along x, then y, then z. For samples that each have their own position
+//     (the squaring steps of the integration, svf.h's square_voxel).
 //   - sample_field_rowwise: along y and z first, then x. For fields read along rows, where a
 //     whole row of samples shares y and z (the resize, the deformation, the bias field): a CPU
 //     row blends each column of the field once (field_columns) and each sample only along x.
@@ -44,7 +44,7 @@ ISS_HD_INLINE FieldRows<I> field_rows(I nx, I ny, const detail::Taps<I>& ty, con
 // The blend of channel c of one cell: along x (x0, x1: offsets of the two samples in the rows,
 // in floats), then y, then z. The one order every backend uses. (Returned by value: a local
 // array in a CPU row's simd loop would become a scatter.)
-template <int C, class I>
+template <class I>
 ISS_HD_INLINE float blend_channel(const float* field, const FieldRows<I>& r, I x0, I x1, float wx, int c) {
     const float c00 = detail::lerp(field[r.r00 + x0 + c], field[r.r00 + x1 + c], wx);
     const float c10 = detail::lerp(field[r.r10 + x0 + c], field[r.r10 + x1 + c], wx);
@@ -54,7 +54,7 @@ ISS_HD_INLINE float blend_channel(const float* field, const FieldRows<I>& r, I x
 }
 
 // Channel c of column x (its offset in floats) of a cell's rows, blended along y, then z.
-template <int C, class I>
+template <class I>
 ISS_HD_INLINE float blend_column(const float* field, const FieldRows<I>& r, I x, int c) {
     return detail::lerp(detail::lerp(field[r.r00 + x + c], field[r.r10 + x + c], r.wy),
                         detail::lerp(field[r.r01 + x + c], field[r.r11 + x + c], r.wy), r.wz);
@@ -63,31 +63,22 @@ ISS_HD_INLINE float blend_column(const float* field, const FieldRows<I>& r, I x,
 // Two columns' blends, then along x.
 ISS_HD_INLINE float blend_along_x(float column0, float column1, float wx) { return detail::lerp(column0, column1, wx); }
 
-// The field at (px, py, pz) in its voxel coordinates, clamped. I: int64_t, or int32_t where the
-// field is smaller than 2^31 floats (the same result).
-template <int C, class I>
-ISS_HD_INLINE void sample_field_clamped(const float* field, const I dim[3], float px, float py, float pz,
-                                        float out[C]) {
-    const detail::Taps<I> tx = detail::clamped_taps(px, dim[0]);
-    const FieldRows<I> rows = field_rows<C>(dim[0], dim[1], detail::clamped_taps(py, dim[1]), detail::clamped_taps(pz, dim[2]));
-    for (int c = 0; c < C; ++c) out[c] = blend_channel<C>(field, rows, tx.i0 * C, tx.i1 * C, tx.w1, c);
-}
-
-// The field at (px, py, pz), clamped, blended along y and z first, then x.
+// The field at (px, py, pz) in its voxel coordinates, clamped, blended along y and z first,
+// then x. I: int64_t, or int32_t where the field is smaller than 2^31 floats (the same result).
 template <int C, class I>
 ISS_HD_INLINE void sample_field_rowwise(const float* field, const I dim[3], float px, float py, float pz,
                                         float out[C]) {
     const detail::Taps<I> tx = detail::clamped_taps(px, dim[0]);
     const FieldRows<I> rows = field_rows<C>(dim[0], dim[1], detail::clamped_taps(py, dim[1]), detail::clamped_taps(pz, dim[2]));
     for (int c = 0; c < C; ++c)
-        out[c] = blend_along_x(blend_column<C>(field, rows, tx.i0 * C, c), blend_column<C>(field, rows, tx.i1 * C, c), tx.w1);
+        out[c] = blend_along_x(blend_column(field, rows, tx.i0 * C, c), blend_column(field, rows, tx.i1 * C, c), tx.w1);
 }
 
 // A CPU row's columns: columns[x * C + c] = blend_column of column x, for the field's nx columns.
 template <int C>
 inline void field_columns(const float* field, const FieldRows<int32_t>& rows, int32_t nx, float* columns) {
     for (int32_t x = 0; x < nx * C; x += C)
-        for (int c = 0; c < C; ++c) columns[x + c] = blend_column<C>(field, rows, x, c);
+        for (int c = 0; c < C; ++c) columns[x + c] = blend_column(field, rows, x, c);
 }
 
 // The x taps of a CPU row of samples (sample i at x position `position(i)` of a field n voxels
