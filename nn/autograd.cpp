@@ -15,8 +15,7 @@ Var Graph::input(const Tensor& t) {
 }
 
 Var Graph::output(const Tensor& t, bool requires_grad) {
-    Var v{std::make_shared<VarData>(), t};
-    v.d->shape = t.shape;
+    Var v = input(t);
     v.d->requires_grad = grad_enabled_ && requires_grad;
     return v;
 }

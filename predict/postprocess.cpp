@@ -11,7 +11,8 @@ namespace iss {
 
 namespace {
 
-constexpr int smoothing_half_width = 1;  // sigma 0.5: 3 taps
+constexpr double smoothing_sigma = 0.5;   // voxels (SynthSeg's posterior smoothing)
+constexpr int smoothing_half_width = 1;  // 3 taps
 
 // Copies the cropped voxels of one row of channels-last posteriors into the channel-first
 // posteriors (row j, k of `post`).
@@ -29,7 +30,7 @@ void crop_row_channel_first(const float* row, Image& post, int64_t j, int64_t k)
 Image smooth_and_crop_cpu(std::vector<float>& channels_last, const std::array<int64_t, 3>& padded_dim,
                           const std::array<int64_t, 3>& before, const Grid& grid, int64_t classes) {
     const int h = smoothing_half_width;
-    const std::vector<float> taps = blur_taps(0.5, h);
+    const std::vector<float> taps = blur_taps(smoothing_sigma, h);
     const int64_t nx = padded_dim[0], ny = padded_dim[1], nz = padded_dim[2], length = nx * classes;
     float* data = channels_last.data();
     auto row_at = [&](int64_t j, int64_t k) { return data + (k * ny + j) * length; };
@@ -85,7 +86,7 @@ Image smooth_and_crop_posteriors(DeviceContext& ctx, std::vector<float>& channel
     if (!ctx.is_cuda()) return smooth_and_crop_cpu(channels_last, padded_dim, before, grid, classes);
     // On a GPU: up once, three passes, down once.
     Buffer<float> a(ctx, channels_last), b(ctx, channels_last.size());
-    const float* src = blur_separable(ctx, a.data(), b.data(), padded_dim, classes, {0.5, 0.5, 0.5},
+    const float* src = blur_separable(ctx, a.data(), b.data(), padded_dim, classes, {smoothing_sigma, smoothing_sigma, smoothing_sigma},
                                       {smoothing_half_width, smoothing_half_width, smoothing_half_width});
     ctx.copy_to_host(channels_last.data(), src, channels_last.size() * sizeof(float));
     Image post(grid, classes);

@@ -5,7 +5,6 @@
 #include <cmath>
 #include <filesystem>
 #include <tuple>
-#include <unistd.h>
 
 #include "io/file_util.h"
 #include "io/orientation.h"
@@ -183,7 +182,7 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
     {
         const double voxels = double(work.dim[0]) * double(work.dim[1]) * double(work.dim[2]);
         const double bytes = voxels * 4.0 * double(channels + 3 * classes);  // image, posteriors, smoothing
-        const double host = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+        const double host = double(host_memory_bytes());
         ISS_INPUT(voxels <= double(int64_t(1) << 31) && bytes <= 0.8 * host, name, ": segmenting it on a grid of ",
                   work.dim[0], "x", work.dim[1], "x", work.dim[2], " voxels", resampled ? " (resampled to the model's voxel size)" : "",
                   " needs about ", std::ceil(bytes / double(1 << 30)), " GiB, more than this machine's ",

@@ -237,8 +237,10 @@ size_t DeviceContext::memory_capacity() const {
         return total_bytes;
     }
 #endif
-    return size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE));
+    return host_memory_bytes();
 }
+
+size_t host_memory_bytes() { return size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE)); }
 
 size_t DeviceContext::memory_free() const {
 #if INFANT_WITH_CUDA

@@ -37,6 +37,9 @@ std::string cuda_library_versions();
 // "auto" picks cuda:0 when a device is present, else cpu; "cuda" without a device throws.
 Device parse_device(const std::string& text);
 
+// Bytes of RAM this machine has (what a host-side allocation can hope for).
+size_t host_memory_bytes();
+
 class DeviceContext {
 public:
     explicit DeviceContext(Device device = Device{});
