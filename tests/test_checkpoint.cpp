@@ -64,6 +64,16 @@ double train_step(DeviceContext& ctx, Model& m, Adam& adam, ArenaAllocator& aren
     return loss.loss;
 }
 
+// The description of a tiny_config() network with `labels` (RAS, size multiple 2), and a voxel
+// size or none.
+ModelSpec tiny_spec(std::vector<int32_t> labels, nlohmann::json voxel_size_mm = nullptr) {
+    ModelSpec spec;
+    spec.unet = tiny_config();
+    spec.labels = std::move(labels);
+    spec.preprocessing = {{"orientation", "RAS"}, {"size_multiple", 2}, {"voxel_size_mm", std::move(voxel_size_mm)}};
+    return spec;
+}
+
 class Checkpoint : public test::TempDirTest {};
 
 // model.json is untrusted: every field is checked before anything is built, and a bad one is
@@ -73,10 +83,7 @@ TEST_F(Checkpoint, TamperedModelDescriptionsAreNamedInputErrors) {
     DeviceContext ctx;
     {
         Model a(ctx, tiny_config(), 3);
-        ModelSpec spec;
-        spec.unet = tiny_config();
-        spec.labels = {0, 2, 41};
-        spec.preprocessing = {{"orientation", "RAS"}, {"size_multiple", 2}, {"voxel_size_mm", {1, 1, 1}}};
+        const ModelSpec spec = tiny_spec({0, 2, 41}, {1, 1, 1});
         save_model(path("model.safetensors"), spec, a.params);
     }
     const std::string file = path("model.safetensors"), json_file = path("model.json");
@@ -179,10 +186,7 @@ TEST_F(Checkpoint, TamperedModelDescriptionsAreNamedInputErrors) {
 TEST_F(Checkpoint, ModelRoundTripAndSelfDescription) {
     DeviceContext ctx;
     Model a(ctx, tiny_config(), 3);
-    ModelSpec spec;
-    spec.unet = tiny_config();
-    spec.labels = {0, 2, 41};
-    spec.preprocessing = {{"orientation", "RAS"}, {"size_multiple", 2}, {"voxel_size_mm", nullptr}};
+    const ModelSpec spec = tiny_spec({0, 2, 41});
     const std::string file = path("model.safetensors");
     save_model(file, spec, a.params);
     const ModelSpec back = load_model_spec(file);
@@ -203,9 +207,7 @@ TEST_F(Checkpoint, ModelRoundTripAndSelfDescription) {
 TEST_F(Checkpoint, MismatchesAreNamedAndNothingIsLoaded) {
     DeviceContext ctx;
     Model a(ctx, tiny_config(), 3);
-    ModelSpec spec;
-    spec.unet = tiny_config();
-    spec.labels = {0, 1, 2};
+    const ModelSpec spec = tiny_spec({0, 1, 2});
     const std::string file = path("model.safetensors");
     save_model(file, spec, a.params);
     UNetConfig wider = tiny_config();
@@ -259,10 +261,7 @@ TEST_P(CheckpointResume, RepeatsTheUninterruptedRunBitForBit) {
     Model first(ctx, tiny_config(), 11);
     Adam adam_first(AdamConfig{1e-3f, 0.9f, 0.999f, 1e-7f});
     for (uint32_t s = 0; s < 3; ++s) EXPECT_EQ(train_step(ctx, first, adam_first, arena, s), losses_straight[s]);
-    ModelSpec spec;
-    spec.unet = tiny_config();
-    spec.labels = {0, 1, 2};
-    spec.preprocessing = {{"orientation", "RAS"}, {"size_multiple", 2}, {"voxel_size_mm", nullptr}};
+    const ModelSpec spec = tiny_spec({0, 1, 2});
     save_model(path("m.safetensors"), spec, first.params);
     save_optimizer(path("m.optimizer.safetensors"), first.params, adam_first, {{"step", "3"}});
 

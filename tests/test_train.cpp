@@ -88,6 +88,22 @@ protected:
         return path("seg7.json");
     }
 
+    // The learning tests' run on maps/ (2 mm phantoms, seven labels, 48^3 crops, a small
+    // network, a high learning rate), for `steps`.
+    TrainOptions phantom_options(int64_t steps) const {
+        TrainOptions o;
+        o.labels = path("maps");
+        o.model_dir = path("model");
+        o.config_path = seven_labels_config();
+        o.steps = steps;
+        o.steps_per_epoch = steps;
+        o.shape = 48;
+        o.unet.levels = 3;
+        o.unet.features = 8;
+        o.lr = 3e-3f;
+        return o;
+    }
+
     static fs::path maps_;
 };
 
@@ -245,16 +261,7 @@ TEST_F(Train, TinyModelLearnsPhantomAnatomy) {
     write_labels(path("maps/p1.nii.gz"), reorient(at_2mm(make_phantom(0, 1)), "LAS"));
     write_labels(path("maps/p3.nii.gz"), reorient(at_2mm(make_phantom(0, 4)), "PSR"));
     write_labels(path("held_out/p2.nii.gz"), reorient(at_2mm(make_phantom(0, 2)), "LAS"));
-    TrainOptions o;
-    o.labels = path("maps");
-    o.model_dir = path("model");
-    o.config_path = seven_labels_config();
-    o.steps = 300;
-    o.steps_per_epoch = 300;
-    o.shape = 48;
-    o.unet.levels = 3;
-    o.unet.features = 8;
-    o.lr = 3e-3f;
+    TrainOptions o = phantom_options(300);
     o.validation_labels = path("held_out");
     o.validate_every = 300;
     o.validation_samples = 2;
@@ -324,16 +331,7 @@ TEST_F(Train, Bf16TrainingLearnsAndIsRecorded) {
     fs::create_directories(path("maps"));
     write_labels(path("maps/p1.nii.gz"), at_2mm(make_phantom(0, 1)));
     write_labels(path("maps/p3.nii.gz"), at_2mm(make_phantom(0, 4)));
-    TrainOptions o;
-    o.labels = path("maps");
-    o.model_dir = path("model");
-    o.config_path = seven_labels_config();
-    o.steps = 150;
-    o.steps_per_epoch = 150;
-    o.shape = 48;
-    o.unet.levels = 3;
-    o.unet.features = 8;
-    o.lr = 3e-3f;
+    TrainOptions o = phantom_options(150);
     o.precision = Precision::bf16;
     const std::vector<double> losses = train(o);
     double early = 0, late = 0;
@@ -344,13 +342,23 @@ TEST_F(Train, Bf16TrainingLearnsAndIsRecorded) {
     std::printf("bf16 training: mean loss of the first 30 steps %.3f, of the last 30 %.3f\n", early, late);
     EXPECT_LT(late, early - 0.1) << "the training loss should fall in bf16 as in fp32";
     EXPECT_EQ(load_model_spec(path("model/model.safetensors")).training.value("precision", ""), "bf16");
-    // The weights are fp32 whatever the arithmetic: the bf16-trained model predicts in fp32.
+    // The weights are fp32 whatever the arithmetic: the bf16-trained model predicts in fp32,
+    // finding structures, and nearly as it does in bf16.
     const GeneratorConfig config = load_config("infant-t1", path("seg7.json"));
     Generator gen(cpu, config, {make_training_map(read_labels(path("maps/p1.nii.gz")), config, "p1")}, 5);
     gen.generate(0);
     const Image scan = gen.image_host();
-    const Segmentation fp32 = Predictor(path("model"), PredictOptions{}).predict(scan, "scan");
-    EXPECT_EQ(fp32.segmentation.grid.dim, scan.grid.dim);
+    PredictOptions bf16;
+    bf16.precision = Precision::bf16;
+    const LabelMap in_fp32 = Predictor(path("model"), PredictOptions{}).predict(scan, "scan").segmentation;
+    const LabelMap in_bf16 = Predictor(path("model"), bf16).predict(scan, "scan").segmentation;
+    size_t same = 0, foreground = 0;
+    for (size_t v = 0; v < in_fp32.data.size(); ++v) {
+        same += in_fp32.data[v] == in_bf16.data[v];
+        foreground += in_fp32.data[v] != 0;
+    }
+    EXPECT_GT(foreground, in_fp32.data.size() / 20) << "the fp32 prediction finds the brain";
+    EXPECT_GT(double(same) / double(in_fp32.data.size()), 0.97) << "fp32 and bf16 predictions of one model";
 }
 
 TEST_F(Train, BadInputIsRefusedBeforeAnyStep) {
