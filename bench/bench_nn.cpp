@@ -41,25 +41,27 @@ int64_t scale_down() {
     return s ? std::max(1L, std::atol(s)) : 1;
 }
 
-// FLOPs of the forward convolutions of the U-Net on an input of `voxels` positions.
 // Every convolution of the U-Net's forward on an input of `in` (as nn/unet.cpp builds it: per
 // level the encoder's convolutions, then the decoder's after the concatenation, and the 1x1x1
-// head), in `precision`.
+// head), in `precision`, with the network's tensor types: activations in the precision's type,
+// except the fp32 image the first reads and the fp32 logits the head writes.
 std::vector<ConvShape> forward_convolutions(const UNetConfig& c, const Shape5& in, Precision precision) {
+    const DType act = activation_type(precision);
     std::vector<ConvShape> shapes;
     for (int l = 0; l < c.levels; ++l) {
         const Shape5 at{in.n, in.d >> l, in.h >> l, in.w >> l, 0};
         const int64_t f = c.features_at(l);
         int64_t channels = l == 0 ? c.in_channels : c.features_at(l - 1);
         for (int k = 0; k < c.convs_per_level; ++k, channels = f)
-            shapes.push_back({Shape5{at.n, at.d, at.h, at.w, channels}, f, c.kernel, precision});
+            shapes.push_back({Shape5{at.n, at.d, at.h, at.w, channels}, f, c.kernel, precision, act, act});
         if (l < c.levels - 1) {
             channels = f + c.features_at(l + 1);
             for (int k = 0; k < c.convs_per_level; ++k, channels = f)
-                shapes.push_back({Shape5{at.n, at.d, at.h, at.w, channels}, f, c.kernel, precision});
+                shapes.push_back({Shape5{at.n, at.d, at.h, at.w, channels}, f, c.kernel, precision, act, act});
         }
     }
-    shapes.push_back({Shape5{in.n, in.d, in.h, in.w, c.features}, c.classes, 1, precision});
+    shapes.front().x_type = DType::f32;
+    shapes.push_back({Shape5{in.n, in.d, in.h, in.w, c.features}, c.classes, 1, precision, act, DType::f32});
     return shapes;
 }
 
@@ -87,7 +89,13 @@ void fill_input(DeviceContext& ctx, Tensor& x) {
         random_uniform4(RandomKey{3, 0, 0}, i / 4, u);
         for (size_t e = 0; e < 4 && i + e < host.size(); ++e) host[i + e] = u[e];
     }
-    ctx.copy_to_device(x.data, host.data(), host.size() * sizeof(float));
+    if (x.dtype == DType::f32) {
+        ctx.copy_to_device(x.data, host.data(), host.size() * sizeof(float));
+        return;
+    }
+    std::vector<Bf16> rounded(host.size());
+    for (size_t i = 0; i < host.size(); ++i) rounded[i] = round_to_bf16(host[i]);
+    ctx.copy_to_device(x.bf16_data, rounded.data(), rounded.size() * sizeof(Bf16));
 }
 
 // `slab`: 0 the whole volume at once; else UNet::predict's slabs of that many rows.
@@ -131,13 +139,20 @@ void unet_convolutions(benchmark::State& state, Backend backend, Shape5 shape, P
         largest_b = std::max(largest_b, size_t(s.out_c));
     }
     PoolAllocator pool(ctx);
-    Tensor x = Tensor::make(pool, Shape5{1, 1, 1, 1, int64_t(largest_in)});
-    Tensor y = Tensor::make(pool, Shape5{1, 1, 1, 1, int64_t(largest_out)});
-    Tensor w = Tensor::make(pool, Shape5{1, 1, 1, 1, int64_t(largest_w)});
-    Tensor b = Tensor::make(pool, Shape5{1, 1, 1, 1, int64_t(largest_b)});
-    for (Tensor* t : {&x, &w, &b}) fill_input(ctx, *t);
+    // Activations of each type the convolutions read and write (fp32 and, in bf16, bf16).
+    auto flat = [](size_t n) { return Shape5{1, 1, 1, 1, int64_t(n)}; };
+    const DType act = activation_type(precision);
+    Tensor x32 = Tensor::make(pool, flat(largest_in)), y32 = Tensor::make(pool, flat(largest_out));
+    Tensor x_act = act == DType::f32 ? x32 : Tensor::make(pool, flat(largest_in), act);
+    Tensor y_act = act == DType::f32 ? y32 : Tensor::make(pool, flat(largest_out), act);
+    Tensor w = Tensor::make(pool, flat(largest_w)), b = Tensor::make(pool, flat(largest_b));
+    for (Tensor* t : {&x32, &x_act, &w, &b}) fill_input(ctx, *t);
     auto all = [&] {
-        for (auto& conv : convs) conv->forward(x.data, w.data, b.data, y.data);
+        for (auto& conv : convs) {
+            const ConvShape& s = conv->shape();
+            conv->forward((s.x_type == DType::f32 ? x32 : x_act).raw(), w.data, b.data,
+                          (s.y_type == DType::f32 ? y32 : y_act).raw());
+        }
         ctx.synchronize();
     };
     all();  // untimed: first-touch memory, as UNetForward's warm-up pass

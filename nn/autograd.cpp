@@ -11,6 +11,7 @@ Graph::Graph(Allocator& allocator, ParamStore& params, bool grad_enabled)
 Var Graph::input(const Tensor& t) {
     Var v{std::make_shared<VarData>(), t};
     v.d->shape = t.shape;
+    v.d->dtype = t.dtype;
     return v;
 }
 
@@ -22,13 +23,17 @@ Var Graph::output(const Tensor& t, bool requires_grad) {
 
 void Graph::accumulate(const Slot& slot, Tensor grad) {
     if (!slot->requires_grad) return;
-    ISS_REQUIRE(grad.shape == slot->shape, "gradient of shape ", grad.shape.str(), " for a value of shape ",
-                slot->shape.str());
+    ISS_REQUIRE(grad.shape == slot->shape && grad.dtype == slot->dtype, "gradient of shape ", grad.shape.str(), " (",
+                dtype_name(grad.dtype), ") for a value of shape ", slot->shape.str(), " (", dtype_name(slot->dtype),
+                ")");
     if (slot->grad.empty()) {
         slot->grad = std::move(grad);
         return;
     }
-    add_inplace(context(), slot->grad.data, grad.data, grad.size());
+    with_storage(grad.dtype, [&](auto type) {
+        using T = decltype(type);
+        add_inplace(context(), slot->grad.as<T>(), grad.as<T>(), grad.size());
+    });
 }
 
 void Graph::backward() {

@@ -28,10 +28,11 @@
 
 namespace iss {
 
-// A value's gradient slot: its shape, whether it wants a gradient, and the gradient once
-// backward reaches it.
+// A value's gradient slot: its shape and type (a gradient has its value's), whether it wants a
+// gradient, and the gradient once backward reaches it.
 struct VarData {
     Shape5 shape;
+    DType dtype = DType::f32;
     Tensor grad;  // empty until backward reaches it
     bool requires_grad = false;
 };
@@ -43,7 +44,8 @@ struct Var {
 
     const Tensor& value() const { return tensor; }
     const Shape5& shape() const { return tensor.shape; }
-    float* data() const { return tensor.data; }
+    DType dtype() const { return tensor.dtype; }
+    float* data() const { return tensor.data; }  // fp32 values only (null for bf16)
     bool valid() const { return d != nullptr; }
 };
 
@@ -74,11 +76,15 @@ public:
     // The arithmetic of the convolutions this graph runs (nn/precision.h; fp32 by default).
     Precision precision() const { return precision_; }
     void set_precision(Precision precision) { precision_ = precision; }
+    // How activations are stored in this precision (the logits stay fp32).
+    DType activation_type() const { return iss::activation_type(precision_); }
     Allocator& allocator() { return allocator_; }
     DeviceContext& context() { return allocator_.context(); }
     ParamStore& params() { return params_; }
 
-    Tensor make(const Shape5& shape) { return Tensor::make(allocator_, shape); }
+    Tensor make(const Shape5& shape, DType dtype = DType::f32) { return Tensor::make(allocator_, shape, dtype); }
+    // A gradient for a slot: its value's shape and type.
+    Tensor make_grad(const Slot& slot) { return make(slot->shape, slot->dtype); }
     Block make_bytes(size_t bytes) { return allocator_.allocate(bytes); }
 
     // A leaf value (an input image): never receives a gradient.

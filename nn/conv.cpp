@@ -22,6 +22,9 @@ void check_shape(const ConvShape& s) {
                 s.in.str());
     ISS_REQUIRE(s.in.c >= 1, "Conv3d: in.c (input channels) must be >= 1, got ", s.in.c);
     ISS_REQUIRE(s.out_c >= 1, "Conv3d: out_c (output channels) must be >= 1, got ", s.out_c);
+    ISS_REQUIRE(s.precision == Precision::bf16 || (s.x_type == DType::f32 && s.y_type == DType::f32),
+                "Conv3d: bf16 tensors need bf16 precision (x is ", dtype_name(s.x_type), ", y ", dtype_name(s.y_type),
+                ")");
 }
 
 // A null tensor is named in the message, so the caller sees which argument was missing.
@@ -50,7 +53,7 @@ Conv3d::Conv3d(DeviceContext& ctx, const ConvShape& shape) : ctx_(ctx), shape_(s
 
 Conv3d::~Conv3d() = default;
 
-void Conv3d::forward(const float* x, const float* w, const float* b, float* y) {
+void Conv3d::forward(const void* x, const float* w, const float* b, void* y) {
     require_tensor(x, "forward", "x");
     require_tensor(w, "forward", "w");
     require_tensor(b, "forward", "b");
@@ -58,14 +61,14 @@ void Conv3d::forward(const float* x, const float* w, const float* b, float* y) {
     impl_->backend->forward(x, w, b, y);
 }
 
-void Conv3d::backward_data(const float* dy, const float* w, float* dx) {
+void Conv3d::backward_data(const void* dy, const float* w, void* dx) {
     require_tensor(dy, "backward_data", "dy");
     require_tensor(w, "backward_data", "w");
     require_tensor(dx, "backward_data", "dx");
     impl_->backend->backward_data(dy, w, dx);
 }
 
-void Conv3d::backward_weights(const float* x, const float* dy, float* dw, float* db) {
+void Conv3d::backward_weights(const void* x, const void* dy, float* dw, float* db) {
     require_tensor(x, "backward_weights", "x");
     require_tensor(dy, "backward_weights", "dy");
     require_tensor(dw, "backward_weights", "dw");

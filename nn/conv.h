@@ -11,8 +11,11 @@
 // No TF32 on CUDA (the fp32 path is compared with the CPU). Tolerance against a naive double
 // convolution: 1e-4 relative to the largest |output| (fp32 accumulation over k^3 * Ci terms).
 // In bf16 (ConvShape::precision; the CPU only, where usable_precision allows it) the inputs
-// and weights of each pass are rounded to bfloat16 and the products summed in fp32; tensors in
-// and out stay fp32. Error model: docs/KERNELS.md, "Conv3d in bf16".
+// and weights of each pass are read as bfloat16 and the products summed in fp32. The
+// activations may be stored bf16 or fp32 (x_type for x and dx, y_type for y and dy; fp32
+// inputs are rounded to bf16 on the way in, a bf16 output is the fp32 sum plus bias rounded
+// once); weights, bias and their gradients are fp32. In fp32 every tensor is fp32. Error
+// model: docs/KERNELS.md, "Conv3d in bf16".
 #pragma once
 
 #include <memory>
@@ -29,11 +32,14 @@ struct ConvShape {
     int64_t out_c;   // output channels
     int64_t kernel;  // 3 or 1
     Precision precision = Precision::fp32;
+    DType x_type = DType::f32;  // x and dx
+    DType y_type = DType::f32;  // y and dy
 
     Shape5 out() const { return Shape5{in.n, in.d, in.h, in.w, out_c}; }
     int64_t weight_count() const { return out_c * kernel * kernel * kernel * in.c; }
     bool operator==(const ConvShape& o) const {
-        return in == o.in && out_c == o.out_c && kernel == o.kernel && precision == o.precision;
+        return in == o.in && out_c == o.out_c && kernel == o.kernel && precision == o.precision &&
+               x_type == o.x_type && y_type == o.y_type;
     }
 };
 
@@ -45,9 +51,10 @@ public:
     Conv3d& operator=(const Conv3d&) = delete;
 
     const ConvShape& shape() const { return shape_; }
-    void forward(const float* x, const float* w, const float* b, float* y);
-    void backward_data(const float* dy, const float* w, float* dx);
-    void backward_weights(const float* x, const float* dy, float* dw, float* db);
+    // Activations (x, y, dy, dx) are of the shape's x_type / y_type; w, b, dw, db fp32.
+    void forward(const void* x, const float* w, const float* b, void* y);
+    void backward_data(const void* dy, const float* w, void* dx);
+    void backward_weights(const void* x, const void* dy, float* dw, float* db);
 
     struct Impl;  // oneDNN or cuDNN state, per backend
 

@@ -13,9 +13,9 @@ namespace iss {
 class ConvBackend {
 public:
     virtual ~ConvBackend() = default;
-    virtual void forward(const float* x, const float* w, const float* b, float* y) = 0;
-    virtual void backward_data(const float* dy, const float* w, float* dx) = 0;
-    virtual void backward_weights(const float* x, const float* dy, float* dw, float* db) = 0;
+    virtual void forward(const void* x, const float* w, const float* b, void* y) = 0;
+    virtual void backward_data(const void* dy, const float* w, void* dx) = 0;
+    virtual void backward_weights(const void* x, const void* dy, float* dw, float* db) = 0;
 };
 
 // CPU: oneDNN primitives for this shape, created once.

@@ -166,9 +166,9 @@ class CudnnConv3d final : public ConvBackend {
 public:
     CudnnConv3d(DeviceContext& ctx, const ConvShape& s);
 
-    void forward(const float* x, const float* w, const float* b, float* y) override;
-    void backward_data(const float* dy, const float* w, float* dx) override;
-    void backward_weights(const float* x, const float* dy, float* dw, float* db) override;
+    void forward(const void* x, const float* w, const float* b, void* y) override;
+    void backward_data(const void* dy, const float* w, void* dx) override;
+    void backward_weights(const void* x, const void* dy, float* dw, float* db) override;
 
 private:
     size_t workspace_budget() const {
@@ -195,6 +195,7 @@ private:
 CudnnConv3d::CudnnConv3d(DeviceContext& ctx, const ConvShape& s) : ctx_(ctx), shape_(s) {
     // The context was built for a device it found; cuDNN is touched only after that.
     ISS_REQUIRE(ctx.is_cuda(), "Conv3d (cuDNN): needs a CUDA context");
+    ISS_REQUIRE(s.precision == Precision::fp32, "Conv3d (cuDNN): only fp32 is implemented");
     handle_ = static_cast<cudnnHandle_t>(ctx.cudnn_handle());
     const Shape5& g = s.in;
     to_int(g.size(), "input elements");
@@ -225,7 +226,7 @@ CudnnConv3d::CudnnConv3d(DeviceContext& ctx, const ConvShape& s) : ctx_(ctx), sh
                 "x", out_dims[4], " differ from the 'same' shape ", s.out().str());
 }
 
-void CudnnConv3d::forward(const float* x, const float* w, const float* b, float* y) {
+void CudnnConv3d::forward(const void* x, const float* w, const float* b, void* y) {
     if (!fwd_.listed) {
         std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(count_of(cudnnGetConvolutionForwardAlgorithmMaxCount, handle_));
         int returned = 0;
@@ -248,7 +249,7 @@ void CudnnConv3d::forward(const float* x, const float* w, const float* b, float*
     ISS_CUDNN_CHECK(cudnnAddTensor(handle_, &one, b_.handle, b, &one, y_.handle, y));
 }
 
-void CudnnConv3d::backward_data(const float* dy, const float* w, float* dx) {
+void CudnnConv3d::backward_data(const void* dy, const float* w, void* dx) {
     if (!bwd_data_.listed) {
         std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(
             count_of(cudnnGetConvolutionBackwardDataAlgorithmMaxCount, handle_));
@@ -271,7 +272,7 @@ void CudnnConv3d::backward_data(const float* dy, const float* w, float* dx) {
     });
 }
 
-void CudnnConv3d::backward_weights(const float* x, const float* dy, float* dw, float* db) {
+void CudnnConv3d::backward_weights(const void* x, const void* dy, float* dw, float* db) {
     if (!bwd_filter_.listed) {
         std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(
             count_of(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount, handle_));

@@ -7,9 +7,11 @@
 // a plain vector (`x`). Padding (k-1)/2 on every side ("same"), stride 1.
 //
 // fp32 throughout, or in bf16 (ConvShape::precision): the primitives read bf16 inputs (the
-// activation, the incoming gradient, the weights) and write fp32 (the output, the gradients);
-// the fp32 inputs are converted by oneDNN reorders (round to nearest even), the activations
-// into the context's shared workspace.
+// activation, the incoming gradient, the weights) and write the output and the activation
+// gradient in their tensors' types (bf16 or fp32) and the weight gradients in fp32. Inputs
+// stored fp32 are converted by oneDNN reorders (round to nearest even): the weights into
+// copies made here, an fp32 activation or gradient into the context's shared workspace (the
+// network's first layer reads the fp32 image; the head's fp32 logits bring an fp32 gradient).
 //
 // Everything that costs (primitive descriptors, JIT-compiled primitives, reorders, weight
 // copies, the scratchpad) is made once in the constructor; a call only wraps the caller's
@@ -37,16 +39,16 @@ public:
     DnnlConv3d(DeviceContext& ctx, const ConvShape& s);
     ~DnnlConv3d() override { ctx_.release(scratch_); }
 
-    void forward(const float* x, const float* w, const float* b, float* y) override;
-    void backward_data(const float* dy, const float* w, float* dx) override;
-    void backward_weights(const float* x, const float* dy, float* dw, float* db) override;
+    void forward(const void* x, const float* w, const float* b, void* y) override;
+    void backward_data(const void* dy, const float* w, void* dx) override;
+    void backward_weights(const void* x, const void* dy, float* dw, float* db) override;
 
 private:
     // A caller's tensor as a dnnl::memory: a handle over the pointer, no copy. oneDNN's
     // constructor takes void*; inputs are only read.
-    memory wrap(const memory::desc& md, const float* ptr) {
+    memory wrap(const memory::desc& md, const void* ptr) {
         memory m;
-        ISS_DNNL_CALL(m = memory(md, engine_, const_cast<float*>(ptr)));
+        ISS_DNNL_CALL(m = memory(md, engine_, const_cast<void*>(ptr)));
         return m;
     }
     // Binds the shared scratchpad to a primitive's scratchpad descriptor.
@@ -59,19 +61,22 @@ private:
     void run(const dnnl::primitive& p, std::unordered_map<int, memory> args, const memory& scratch);
     // User odhwi weights into a primitive's layout (a copy only when the layouts differ).
     memory weights_for(const float* w, bool reorder_needed, const dnnl::reorder& r, memory& dst);
-    // The activation-sized inputs of a pass in the compute type: the caller's fp32 tensor
-    // itself, or (bf16) its conversion into `space` (in the context's shared workspace).
+    // The activation-sized inputs of a pass in the compute type: the caller's tensor itself when
+    // it is stored so, else its conversion into `space` (in the context's shared workspace).
     memory compute_input(const memory::desc& user_md, const memory::desc& compute_md, const dnnl::reorder& convert,
-                         const float* ptr, void* space);
-    // The shared workspace grown to `bytes` (bf16 only; null in fp32).
-    char* workspace(size_t bytes) { return bf16_ ? static_cast<char*>(ctx_.workspace(bytes)) : nullptr; }
+                         const void* ptr, void* space);
+    // Bytes of workspace compute_input needs for a tensor of `user_md` (0 when no conversion).
+    size_t conversion_bytes(const memory::desc& user_md, const memory::desc& compute_md) const {
+        return user_md == compute_md ? 0 : (compute_md.get_size() + 63) / 64 * 64;
+    }
+    // The shared workspace grown to `bytes` (null when nothing is converted).
+    char* workspace(size_t bytes) { return bytes ? static_cast<char*>(ctx_.workspace(bytes)) : nullptr; }
 
     DeviceContext& ctx_;
     dnnl::engine engine_;
-    const bool bf16_;
-    memory::desc x_md_, y_md_, w_user_md_, b_md_;
-    // The activation x and the gradient dy as the primitives read them (= x_md_, y_md_ in fp32),
-    // and the reorders that convert them.
+    memory::desc x_md_, y_md_, w_user_md_, b_md_;  // as the caller stores them
+    // The activation x and the gradient dy as the primitives read them (= x_md_, y_md_ when
+    // stored in the compute type), and the reorders that convert them otherwise.
     memory::desc x_compute_md_, dy_compute_md_;
     dnnl::reorder to_x_compute_, to_dy_compute_;
 
@@ -95,15 +100,16 @@ private:
 };
 
 DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
-    : ctx_(ctx), engine_(ctx.dnnl_engine()), bf16_(s.precision == Precision::bf16) {
+    : ctx_(ctx), engine_(ctx.dnnl_engine()) {
     const memory::dim n = s.in.n, d = s.in.d, h = s.in.h, w = s.in.w, ci = s.in.c, co = s.out_c, k = s.kernel;
     const memory::dim pad = (k - 1) / 2;
     const memory::dims strides{1, 1, 1}, padding{pad, pad, pad};
-    const auto compute = bf16_ ? bf16 : f32;
+    const auto compute = s.precision == Precision::bf16 ? bf16 : f32;
+    const auto stored = [](DType t) { return t == DType::bf16 ? bf16 : f32; };
     // oneDNN names dimensions in its canonical order (N, C, D, H, W) / (O, I, D, H, W); the
     // format tag says how they sit in memory.
-    ISS_DNNL_CALL(x_md_ = memory::desc({n, ci, d, h, w}, f32, tag::ndhwc));
-    ISS_DNNL_CALL(y_md_ = memory::desc({n, co, d, h, w}, f32, tag::ndhwc));
+    ISS_DNNL_CALL(x_md_ = memory::desc({n, ci, d, h, w}, stored(s.x_type), tag::ndhwc));
+    ISS_DNNL_CALL(y_md_ = memory::desc({n, co, d, h, w}, stored(s.y_type), tag::ndhwc));
     ISS_DNNL_CALL(x_compute_md_ = memory::desc({n, ci, d, h, w}, compute, tag::ndhwc));
     ISS_DNNL_CALL(dy_compute_md_ = memory::desc({n, co, d, h, w}, compute, tag::ndhwc));
     ISS_DNNL_CALL(w_user_md_ = memory::desc({co, ci, k, k, k}, f32, tag::odhwi));
@@ -111,10 +117,10 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
     memory::desc w_any_md, dw_any_md;
     ISS_DNNL_CALL(w_any_md = memory::desc({co, ci, k, k, k}, compute, tag::any));
     ISS_DNNL_CALL(dw_any_md = memory::desc({co, ci, k, k, k}, f32, tag::any));  // gradients stay fp32
-    if (bf16_) {
+    if (!(x_md_ == x_compute_md_))
         ISS_DNNL_CALL(to_x_compute_ = dnnl::reorder(dnnl::reorder::primitive_desc(engine_, x_md_, engine_, x_compute_md_)));
+    if (!(y_md_ == dy_compute_md_))
         ISS_DNNL_CALL(to_dy_compute_ = dnnl::reorder(dnnl::reorder::primitive_desc(engine_, y_md_, engine_, dy_compute_md_)));
-    }
 
     dnnl::primitive_attr attr;
     ISS_DNNL_CALL(attr.set_scratchpad_mode(dnnl::scratchpad_mode::user));
@@ -206,8 +212,8 @@ memory DnnlConv3d::weights_for(const float* w, bool reorder_needed, const dnnl::
 }
 
 memory DnnlConv3d::compute_input(const memory::desc& user_md, const memory::desc& compute_md,
-                                 const dnnl::reorder& convert, const float* ptr, void* space) {
-    if (!bf16_) return wrap(user_md, ptr);
+                                 const dnnl::reorder& convert, const void* ptr, void* space) {
+    if (user_md == compute_md) return wrap(user_md, ptr);
     memory user = wrap(user_md, ptr), converted;
     ISS_DNNL_CALL(converted = memory(compute_md, engine_, space));
     dnnl::stream& stream = ctx_.dnnl_stream();
@@ -215,8 +221,8 @@ memory DnnlConv3d::compute_input(const memory::desc& user_md, const memory::desc
     return converted;
 }
 
-void DnnlConv3d::forward(const float* x, const float* w, const float* b, float* y) {
-    char* space = workspace(x_compute_md_.get_size());
+void DnnlConv3d::forward(const void* x, const float* w, const float* b, void* y) {
+    char* space = workspace(conversion_bytes(x_md_, x_compute_md_));
     const memory weights = weights_for(w, fwd_reorder_, to_fwd_w_, fwd_w_);
     run(fwd_,
         {{DNNL_ARG_SRC, compute_input(x_md_, x_compute_md_, to_x_compute_, x, space)},
@@ -226,8 +232,8 @@ void DnnlConv3d::forward(const float* x, const float* w, const float* b, float* 
         fwd_scratch_);
 }
 
-void DnnlConv3d::backward_data(const float* dy, const float* w, float* dx) {
-    char* space = workspace(dy_compute_md_.get_size());
+void DnnlConv3d::backward_data(const void* dy, const float* w, void* dx) {
+    char* space = workspace(conversion_bytes(y_md_, dy_compute_md_));
     const memory weights = weights_for(w, bwd_data_reorder_, to_bwd_data_w_, bwd_data_w_);
     run(bwd_data_,
         {{DNNL_ARG_DIFF_DST, compute_input(y_md_, dy_compute_md_, to_dy_compute_, dy, space)},
@@ -236,10 +242,10 @@ void DnnlConv3d::backward_data(const float* dy, const float* w, float* dx) {
         bwd_data_scratch_);
 }
 
-void DnnlConv3d::backward_weights(const float* x, const float* dy, float* dw, float* db) {
-    // bf16: x and dy side by side in the workspace (64-byte aligned).
-    const size_t x_bytes = (x_compute_md_.get_size() + 63) / 64 * 64;
-    char* space = workspace(x_bytes + dy_compute_md_.get_size());
+void DnnlConv3d::backward_weights(const void* x, const void* dy, float* dw, float* db) {
+    // Conversions of x and dy side by side in the workspace (each rounded to 64 bytes).
+    const size_t x_bytes = conversion_bytes(x_md_, x_compute_md_);
+    char* space = workspace(x_bytes + conversion_bytes(y_md_, dy_compute_md_));
     memory user_dw = wrap(w_user_md_, dw);  // not const: reorder::execute takes memory&
     run(bwd_weights_,
         {{DNNL_ARG_SRC, compute_input(x_md_, x_compute_md_, to_x_compute_, x, space)},

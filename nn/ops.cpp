@@ -20,10 +20,10 @@ struct ConvOp {
         const Slot& x = node.inputs[0];
         const Tensor& x_value = node.saved[0];
         ParamStore& p = g.params();
-        engine.backward_weights(x_value.data, out_grad(node).data, p.grad(node.params[0]), p.grad(node.params[1]));
+        engine.backward_weights(x_value.raw(), out_grad(node).raw(), p.grad(node.params[0]), p.grad(node.params[1]));
         if (x->requires_grad) {
-            Tensor dx = g.make(x->shape);
-            engine.backward_data(out_grad(node).data, p.value(node.params[0]), dx.data);
+            Tensor dx = g.make_grad(x);
+            engine.backward_data(out_grad(node).raw(), p.value(node.params[0]), dx.raw());
             g.accumulate(x, std::move(dx));
         }
     }
@@ -36,8 +36,11 @@ struct EluOp {
         const Slot& x = node.inputs[0];
         if (!x->requires_grad) return;
         const Tensor& y = node.saved[0];
-        Tensor dx = g.make(y.shape);
-        elu_backward(g.context(), y.data, out_grad(node).data, dx.data, y.size(), float(node.numbers[0]));
+        Tensor dx = g.make_grad(x);
+        with_storage(y.dtype, [&](auto type) {
+            using T = decltype(type);
+            elu_backward(g.context(), y.as<T>(), out_grad(node).as<T>(), dx.as<T>(), y.size(), float(node.numbers[0]));
+        });
         g.accumulate(x, std::move(dx));
     }
 };
@@ -49,10 +52,13 @@ struct BatchNormOp {
         const Slot& x = node.inputs[0];
         ParamStore& p = g.params();
         const Shape5& shape = x->shape;
-        Tensor dx = g.make(shape);
-        batchnorm_backward(g.context(), node.saved[0].data, out_grad(node).data, shape, p.value(node.params[0]),
-                           node.saved[1].data, node.saved[2].data, dx.data, p.grad(node.params[0]),
-                           p.grad(node.params[1]), node.saved_bytes[0].ptr);
+        Tensor dx = g.make_grad(x);
+        with_storage(dx.dtype, [&](auto type) {
+            using T = decltype(type);
+            batchnorm_backward(g.context(), node.saved[0].as<T>(), out_grad(node).as<T>(), shape,
+                               p.value(node.params[0]), node.saved[1].data, node.saved[2].data, dx.as<T>(),
+                               p.grad(node.params[0]), p.grad(node.params[1]), node.saved_bytes[0].ptr);
+        });
         g.accumulate(x, std::move(dx));
     }
 };
@@ -62,9 +68,12 @@ struct BatchNormOp {
 struct MaxPoolOp {
     static void backward(Graph& g, Node& node) {
         const Slot& x = node.inputs[0];
-        Tensor dx = g.make(x->shape);
-        maxpool2_backward(g.context(), out_grad(node).data, static_cast<const uint8_t*>(node.saved_bytes[0].ptr),
-                          x->shape, dx.data);
+        Tensor dx = g.make_grad(x);
+        with_storage(dx.dtype, [&](auto type) {
+            using T = decltype(type);
+            maxpool2_backward(g.context(), out_grad(node).as<T>(),
+                              static_cast<const uint8_t*>(node.saved_bytes[0].ptr), x->shape, dx.as<T>());
+        });
         g.accumulate(x, std::move(dx));
     }
 };
@@ -72,8 +81,11 @@ struct MaxPoolOp {
 struct UpsampleOp {
     static void backward(Graph& g, Node& node) {
         const Slot& x = node.inputs[0];
-        Tensor dx = g.make(x->shape);
-        upsample2_backward(g.context(), out_grad(node).data, x->shape, dx.data);
+        Tensor dx = g.make_grad(x);
+        with_storage(dx.dtype, [&](auto type) {
+            using T = decltype(type);
+            upsample2_backward(g.context(), out_grad(node).as<T>(), x->shape, dx.as<T>());
+        });
         g.accumulate(x, std::move(dx));
     }
 };
@@ -83,10 +95,15 @@ struct ConcatOp {
         const Slot& a = node.inputs[0];
         const Slot& b = node.inputs[1];
         Tensor da, db;
-        if (a->requires_grad) da = g.make(a->shape);
-        if (b->requires_grad) db = g.make(b->shape);
-        concat_channels_backward(g.context(), out_grad(node).data, a->shape.c, b->shape.c, a->shape.voxels(),
-                                 da.data, db.data);
+        if (a->requires_grad) da = g.make_grad(a);
+        if (b->requires_grad) db = g.make_grad(b);
+        const Tensor& dy = out_grad(node);
+        with_storage(dy.dtype, [&](auto type) {
+            using T = decltype(type);
+            // An empty gradient (not wanted) is passed as null whatever its type.
+            concat_channels_backward(g.context(), dy.as<T>(), a->shape.c, b->shape.c, a->shape.voxels(),
+                                     static_cast<T*>(da.raw()), static_cast<T*>(db.raw()));
+        });
         if (!da.empty()) g.accumulate(a, std::move(da));
         if (!db.empty()) g.accumulate(b, std::move(db));
     }
@@ -97,7 +114,7 @@ struct ConcatOp {
 struct DiceLossOp {
     static void backward(Graph& g, Node& node) {
         const Slot& logits = node.inputs[0];
-        Tensor dlogits = g.make(logits->shape);
+        Tensor dlogits = g.make_grad(logits);
         softmax_dice_backward(g.context(), node.saved[0].data, static_cast<const uint8_t*>(node.object.get()),
                               logits->shape, 1.0f, dlogits.data, node.saved_bytes[0].ptr);
         g.accumulate(logits, std::move(dlogits));
@@ -107,7 +124,7 @@ struct DiceLossOp {
 struct Wl2LossOp {
     static void backward(Graph& g, Node& node) {
         const Slot& logits = node.inputs[0];
-        Tensor dlogits = g.make(logits->shape);
+        Tensor dlogits = g.make_grad(logits);
         wl2_backward(g.context(), node.saved[0].data, static_cast<const uint8_t*>(node.object.get()), logits->shape,
                      1.0f, dlogits.data, node.saved_bytes[0].ptr);
         g.accumulate(logits, std::move(dlogits));
@@ -122,19 +139,21 @@ std::shared_ptr<void> borrow(T* ptr) {
 
 }  // namespace
 
-Conv3d& ConvEngines::get(DeviceContext& ctx, const Shape5& in, Precision precision) {
-    const auto key = std::make_tuple(in.n, in.d, in.h, in.w, in.c, precision);
+Conv3d& ConvEngines::get(DeviceContext& ctx, const Shape5& in, Precision precision, DType x_type, DType y_type) {
+    const auto key = std::make_tuple(in.n, in.d, in.h, in.w, in.c, precision, x_type, y_type);
     auto it = engines_.find(key);
     if (it == engines_.end())
-        it = engines_.emplace(key, std::make_unique<Conv3d>(ctx, ConvShape{in, out_c_, kernel_, precision})).first;
+        it = engines_
+                 .emplace(key, std::make_unique<Conv3d>(ctx, ConvShape{in, out_c_, kernel_, precision, x_type, y_type}))
+                 .first;
     return *it->second;
 }
 
-Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engines) {
-    Conv3d& engine = engines.get(g.context(), x.shape(), g.precision());
-    Tensor y = g.make(engine.shape().out());
+Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engines, DType out_type) {
+    Conv3d& engine = engines.get(g.context(), x.shape(), g.precision(), x.dtype(), out_type);
+    Tensor y = g.make(engine.shape().out(), out_type);
     ParamStore& p = g.params();
-    engine.forward(x.data(), p.value(weight), p.value(bias), y.data);
+    engine.forward(x.value().raw(), p.value(weight), p.value(bias), y.raw());
     Var out = g.output(y, true);
     if (Node* node = g.record<ConvOp>("conv3d")) {
         node->inputs = {x.d};
@@ -147,8 +166,11 @@ Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engine
 }
 
 Var elu(Graph& g, const Var& x, float alpha, bool in_place) {
-    Tensor y = in_place ? x.value() : g.make(x.shape());
-    elu_forward(g.context(), x.data(), y.data, x.value().size(), alpha);
+    Tensor y = in_place ? x.value() : g.make(x.shape(), x.dtype());
+    with_storage(y.dtype, [&](auto type) {
+        using T = decltype(type);
+        elu_forward(g.context(), x.value().as<T>(), y.as<T>(), x.value().size(), alpha);
+    });
     Var out = g.output(y, x.d->requires_grad);
     if (Node* node = g.record<EluOp>("elu")) {
         node->inputs = {x.d};
@@ -162,19 +184,25 @@ Var elu(Graph& g, const Var& x, float alpha, bool in_place) {
 Var batchnorm(Graph& g, const Var& x, const BatchNormParams& bn, bool training) {
     const Shape5& shape = x.shape();
     ParamStore& p = g.params();
-    Tensor y = g.make(shape);
+    Tensor y = g.make(shape, x.dtype());
     if (!training) {
-        batchnorm_forward_infer(g.context(), x.data(), shape, p.value(bn.gamma), p.value(bn.beta),
-                                p.value(bn.running_mean), p.value(bn.running_var), bn.epsilon, y.data);
         ISS_REQUIRE(!g.grad_enabled(), "batch norm with running statistics is for inference (gradients off)");
+        with_storage(y.dtype, [&](auto type) {
+            using T = decltype(type);
+            batchnorm_forward_infer(g.context(), x.value().as<T>(), shape, p.value(bn.gamma), p.value(bn.beta),
+                                    p.value(bn.running_mean), p.value(bn.running_var), bn.epsilon, y.as<T>());
+        });
         return g.output(y, false);
     }
     const Shape5 stats{1, 1, 1, 1, shape.c};
     Tensor mean = g.make(stats), invstd = g.make(stats);
     Block workspace = g.make_bytes(batchnorm_workspace_bytes(shape));
-    batchnorm_forward_train(g.context(), x.data(), shape, p.value(bn.gamma), p.value(bn.beta), bn.epsilon,
-                            bn.momentum, y.data, mean.data, invstd.data, p.value(bn.running_mean),
-                            p.value(bn.running_var), workspace.ptr);
+    with_storage(y.dtype, [&](auto type) {
+        using T = decltype(type);
+        batchnorm_forward_train(g.context(), x.value().as<T>(), shape, p.value(bn.gamma), p.value(bn.beta),
+                                bn.epsilon, bn.momentum, y.as<T>(), mean.data, invstd.data, p.value(bn.running_mean),
+                                p.value(bn.running_var), workspace.ptr);
+    });
     Var out = g.output(y, true);
     if (Node* node = g.record<BatchNormOp>("batchnorm")) {
         node->inputs = {x.d};
@@ -189,9 +217,12 @@ Var batchnorm(Graph& g, const Var& x, const BatchNormParams& bn, bool training) 
 Var maxpool2(Graph& g, const Var& x) {
     const Shape5& in = x.shape();
     ISS_REQUIRE(in.d % 2 == 0 && in.h % 2 == 0 && in.w % 2 == 0, "maxpool2: odd spatial size ", in.str());
-    Tensor y = g.make(Shape5{in.n, in.d / 2, in.h / 2, in.w / 2, in.c});
+    Tensor y = g.make(Shape5{in.n, in.d / 2, in.h / 2, in.w / 2, in.c}, x.dtype());
     Block argmax = g.make_bytes(size_t(y.size()));
-    maxpool2_forward(g.context(), x.data(), in, y.data, static_cast<uint8_t*>(argmax.ptr));
+    with_storage(y.dtype, [&](auto type) {
+        using T = decltype(type);
+        maxpool2_forward(g.context(), x.value().as<T>(), in, y.as<T>(), static_cast<uint8_t*>(argmax.ptr));
+    });
     Var out = g.output(y, x.d->requires_grad);
     if (Node* node = g.record<MaxPoolOp>("maxpool2")) {
         node->inputs = {x.d};
@@ -203,8 +234,11 @@ Var maxpool2(Graph& g, const Var& x) {
 
 Var upsample2(Graph& g, const Var& x) {
     const Shape5& in = x.shape();
-    Tensor y = g.make(Shape5{in.n, in.d * 2, in.h * 2, in.w * 2, in.c});
-    upsample2_forward(g.context(), x.data(), in, y.data);
+    Tensor y = g.make(Shape5{in.n, in.d * 2, in.h * 2, in.w * 2, in.c}, x.dtype());
+    with_storage(y.dtype, [&](auto type) {
+        using T = decltype(type);
+        upsample2_forward(g.context(), x.value().as<T>(), in, y.as<T>());
+    });
     Var out = g.output(y, x.d->requires_grad);
     if (Node* node = g.record<UpsampleOp>("upsample2")) {
         node->inputs = {x.d};
@@ -218,8 +252,14 @@ Var concat(Graph& g, const Var& a, const Var& b) {
     const Shape5& sb = b.shape();
     ISS_REQUIRE(sa.n == sb.n && sa.d == sb.d && sa.h == sb.h && sa.w == sb.w, "concat: shapes ", sa.str(), " and ",
                 sb.str(), " differ outside the channels");
-    Tensor y = g.make(Shape5{sa.n, sa.d, sa.h, sa.w, sa.c + sb.c});
-    concat_channels_forward(g.context(), a.data(), sa.c, b.data(), sb.c, sa.voxels(), y.data);
+    ISS_REQUIRE(a.dtype() == b.dtype(), "concat: a ", dtype_name(a.dtype()), " and a ", dtype_name(b.dtype()),
+                " tensor");
+    Tensor y = g.make(Shape5{sa.n, sa.d, sa.h, sa.w, sa.c + sb.c}, a.dtype());
+    with_storage(y.dtype, [&](auto type) {
+        using T = decltype(type);
+        concat_channels_forward(g.context(), a.value().as<T>(), sa.c, b.value().as<T>(), sb.c, sa.voxels(),
+                                y.as<T>());
+    });
     Var out = g.output(y, a.d->requires_grad || b.d->requires_grad);
     if (Node* node = g.record<ConcatOp>("concat")) {
         node->inputs = {a.d, b.d};
@@ -231,7 +271,7 @@ Var concat(Graph& g, const Var& a, const Var& b) {
 DiceResult softmax_dice_loss(Graph& g, const Var& logits, const uint8_t* target, Var* probs) {
     Tensor p = g.make(logits.shape());
     Block workspace = g.make_bytes(loss_workspace_bytes(logits.shape()));
-    DiceResult result = softmax_dice_forward(g.context(), logits.data(), target, logits.shape(), p.data, workspace.ptr);
+    DiceResult result = softmax_dice_forward(g.context(), logits.value().as<float>(), target, logits.shape(), p.data, workspace.ptr);
     if (probs) *probs = g.output(p, false);
     if (Node* node = g.record<DiceLossOp>("softmax_dice_loss")) {
         node->inputs = {logits.d};
@@ -244,7 +284,7 @@ DiceResult softmax_dice_loss(Graph& g, const Var& logits, const uint8_t* target,
 
 double wl2_loss(Graph& g, const Var& logits, const uint8_t* target) {
     Block workspace = g.make_bytes(loss_workspace_bytes(logits.shape()));
-    const double loss = wl2_forward(g.context(), logits.data(), target, logits.shape(), workspace.ptr);
+    const double loss = wl2_forward(g.context(), logits.value().as<float>(), target, logits.shape(), workspace.ptr);
     if (Node* node = g.record<Wl2LossOp>("wl2_loss")) {
         node->inputs = {logits.d};
         node->saved = {logits.value()};
@@ -257,7 +297,7 @@ double wl2_loss(Graph& g, const Var& logits, const uint8_t* target) {
 Var softmax(Graph& g, const Var& logits) {
     ISS_REQUIRE(!g.grad_enabled(), "softmax() is for inference; train with softmax_dice_loss");
     Tensor p = g.make(logits.shape());
-    softmax_forward(g.context(), logits.data(), logits.shape().voxels(), logits.shape().c, p.data);
+    softmax_forward(g.context(), logits.value().as<float>(), logits.shape().voxels(), logits.shape().c, p.data);
     return g.output(p, false);
 }
 

@@ -1,8 +1,11 @@
 // The network's differentiable ops, each a forward function that records a node and a
-// backward beside it (ops.cpp). Values are channels-last (N, D, H, W, C) float tensors.
+// backward beside it (ops.cpp). Values are channels-last (N, D, H, W, C) tensors, fp32 or bf16
+// (the graph's activation_type()); an op's output and every gradient have its input's type,
+// except conv3d's output (chosen by the caller: the head writes fp32 logits). The losses and
+// softmax take fp32 logits.
 //
 //   conv3d      y = conv(x, w) + b through a cached Conv3d engine (oneDNN / cuDNN), in the
-//               graph's precision
+//               graph's precision, y stored as `out_type`
 //   elu         ELU(alpha); in place by default (its backward needs only the output, and the
 //               value it overwrites - a convolution's output - is needed by nobody else)
 //   batchnorm   training statistics (and running-statistics update) or inference statistics
@@ -22,19 +25,21 @@
 
 namespace iss {
 
-// Conv3d engines for one layer, one per input shape and precision (built on first use, then
-// reused).
+// Conv3d engines for one layer, one per input shape, precision and tensor types (built on
+// first use, then reused).
 class ConvEngines {
 public:
     ConvEngines(int64_t out_c, int64_t kernel) : out_c_(out_c), kernel_(kernel) {}
-    Conv3d& get(DeviceContext& ctx, const Shape5& in, Precision precision);
+    Conv3d& get(DeviceContext& ctx, const Shape5& in, Precision precision, DType x_type = DType::f32,
+                DType y_type = DType::f32);
 
 private:
     int64_t out_c_, kernel_;
-    std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, Precision>, std::unique_ptr<Conv3d>> engines_;
+    std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, Precision, DType, DType>, std::unique_ptr<Conv3d>>
+        engines_;
 };
 
-Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engines);
+Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engines, DType out_type);
 Var elu(Graph& g, const Var& x, float alpha = 1.0f, bool in_place = true);
 
 struct BatchNormParams {

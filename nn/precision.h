@@ -1,9 +1,11 @@
-// The arithmetic of the network's convolutions: fp32, or bf16 (inputs and weights rounded to
-// bfloat16, products accumulated in fp32, outputs in fp32; docs/KERNELS.md, "Conv3d in bf16").
-// Everything else (activations in memory, batch norm, softmax, losses, weights, gradients,
-// Adam) stays fp32 in both.
+// The network's arithmetic: fp32, or bf16 mixed precision. In bf16 the activations between
+// the layers and their gradients are stored as bfloat16 (kernels/common/bf16.h), the
+// convolutions read bf16 and sum in fp32, and our kernels compute in fp32 between a widening
+// load and one rounding store; the logits (the head's output), softmax, the losses, batch-norm
+// statistics, weights, weight gradients and Adam stay fp32 (docs/KERNELS.md, "In bf16").
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 namespace iss {
@@ -11,6 +13,15 @@ namespace iss {
 class DeviceContext;
 
 enum class Precision { fp32, bf16 };
+
+// Element types of tensors.
+enum class DType { f32, bf16 };
+inline size_t dtype_bytes(DType dtype) { return dtype == DType::bf16 ? 2 : 4; }
+inline const char* dtype_name(DType dtype) { return dtype == DType::bf16 ? "bf16" : "fp32"; }
+// The storage type of the activations (and their gradients) in a run of this precision.
+inline DType activation_type(Precision precision) {
+    return precision == Precision::bf16 ? DType::bf16 : DType::f32;
+}
 
 const char* precision_name(Precision precision);
 // "fp32" or "bf16"; an InputError naming `what` (e.g. "--precision") otherwise.

@@ -14,14 +14,41 @@ constexpr size_t alignment = 256;  // cuDNN and AVX-512 friendly
 size_t round_up(size_t bytes) { return (bytes + alignment - 1) / alignment * alignment; }
 }  // namespace
 
-Tensor Tensor::make(Allocator& allocator, const Shape5& shape) {
+Tensor Tensor::make(Allocator& allocator, const Shape5& shape, DType dtype) {
     ISS_REQUIRE(shape.n > 0 && shape.d > 0 && shape.h > 0 && shape.w > 0 && shape.c > 0, "tensor of shape ",
                 shape.str(), " has an empty dimension");
-    Block block = allocator.allocate(size_t(shape.size()) * sizeof(float));
+    Block block = allocator.allocate(size_t(shape.size()) * dtype_bytes(dtype));
     Tensor t;
-    t.data = static_cast<float*>(block.ptr);
+    if (dtype == DType::bf16)
+        t.bf16_data = static_cast<Bf16*>(block.ptr);
+    else
+        t.data = static_cast<float*>(block.ptr);
+    t.dtype = dtype;
     t.shape = shape;
     t.holder = std::move(block.holder);
+    return t;
+}
+
+template <>
+float* Tensor::as<float>() const {
+    ISS_REQUIRE(dtype == DType::f32, "a ", dtype_name(dtype), " tensor of shape ", shape.str(), " used as fp32");
+    return data;
+}
+
+template <>
+Bf16* Tensor::as<Bf16>() const {
+    ISS_REQUIRE(dtype == DType::bf16, "a ", dtype_name(dtype), " tensor of shape ", shape.str(), " used as bf16");
+    return bf16_data;
+}
+
+Tensor Tensor::rows(int64_t d0, int64_t d1) const {
+    ISS_REQUIRE(shape.n == 1 && d0 >= 0 && d0 <= d1 && d1 <= shape.d, "rows [", d0, ", ", d1, ") of a tensor of shape ",
+                shape.str());
+    Tensor t = *this;
+    const int64_t offset = d0 * shape.h * shape.w * shape.c;
+    if (data) t.data += offset;
+    if (bf16_data) t.bf16_data += offset;
+    t.shape.d = d1 - d0;
     return t;
 }
 

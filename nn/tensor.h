@@ -1,5 +1,5 @@
-// Tensors of the network engine: float32 views with a channels-last 5-D shape, whose memory
-// comes from an Allocator. Two allocators, both freeing a block when its last Tensor is dropped
+// Tensors of the network engine: fp32 or bf16 views with a channels-last 5-D shape, whose
+// memory comes from an Allocator. Two allocators, both freeing a block when its last Tensor is dropped
 // (autograd drops values and gradients as soon as no op needs them: nn/autograd.h):
 //   ArenaAllocator  training: memory planned from one step's liveness. The first step of a shape
 //                   is recorded (its blocks come from a cache and are reused as soon as freed);
@@ -17,7 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "kernels/common/bf16.h"
 #include "kernels/nn/shape.h"
+#include "nn/precision.h"
 
 namespace iss {
 
@@ -38,20 +40,41 @@ public:
     virtual DeviceContext& context() = 0;
 };
 
-// Element types: fp32 today. Room is left for bf16/fp16 activations with fp32 master weights
-// (DESIGN.md); ops check the dtype they support.
-enum class DType { f32 };
-
+// An fp32 tensor's elements are `data`; a bf16 tensor's are `bf16_data` (and `data` is null,
+// so an fp32-only kernel handed a bf16 tensor refuses it as a null tensor rather than reading
+// bf16 bits as floats). Ops that take either type dispatch with with_storage().
 struct Tensor {
     float* data = nullptr;
+    Bf16* bf16_data = nullptr;
     DType dtype = DType::f32;
     Shape5 shape;
     std::shared_ptr<void> holder;
 
     int64_t size() const { return shape.size(); }
-    bool empty() const { return data == nullptr; }
-    static Tensor make(Allocator& allocator, const Shape5& shape);
+    size_t bytes() const { return size_t(size()) * dtype_bytes(dtype); }
+    bool empty() const { return raw() == nullptr; }
+    void* raw() const { return dtype == DType::bf16 ? static_cast<void*>(bf16_data) : static_cast<void*>(data); }
+    // The elements as T (float or Bf16), which must be the tensor's type.
+    template <class T>
+    T* as() const;
+    // Rows [d0, d1) along D of a batch-1 tensor: a view sharing the memory (channels-last, so
+    // the rows are contiguous).
+    Tensor rows(int64_t d0, int64_t d1) const;
+    static Tensor make(Allocator& allocator, const Shape5& shape, DType dtype = DType::f32);
 };
+
+template <>
+float* Tensor::as<float>() const;
+template <>
+Bf16* Tensor::as<Bf16>() const;
+
+// Calls f(float{}) or f(Bf16{}) for storage type `dtype`: a kernel templated on its storage
+// type, called once per op for both.
+template <class F>
+decltype(auto) with_storage(DType dtype, F&& f) {
+    if (dtype == DType::bf16) return f(Bf16{});
+    return f(float{});
+}
 
 class ArenaAllocator : public Allocator {
 public:

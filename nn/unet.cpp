@@ -103,7 +103,8 @@ void UNet::initialise(uint64_t seed) {
 }
 
 Var UNet::conv_elu_block(Graph& g, Var x, std::vector<ConvLayer>& convs) {
-    for (ConvLayer& c : convs) x = elu(g, conv3d(g, x, c.weight, c.bias, *c.engines), config_.elu_alpha);
+    for (ConvLayer& c : convs)
+        x = elu(g, conv3d(g, x, c.weight, c.bias, *c.engines, g.activation_type()), config_.elu_alpha);
     return x;
 }
 
@@ -140,7 +141,7 @@ Var UNet::last_level(Graph& g, const Var& skip0, const Var& from_level_one, bool
         x = conv_elu_block(g, x, decoder_[size_t(L - 2)]);
         x = batchnorm(g, x, decoder_bn_[size_t(L - 2)], training);
     }
-    return conv3d(g, x, head_.weight, head_.bias, *head_.engines);
+    return conv3d(g, x, head_.weight, head_.bias, *head_.engines, DType::f32);  // fp32 logits
 }
 
 Var UNet::forward(Graph& g, const Var& input, bool training) {
@@ -153,15 +154,8 @@ Var UNet::forward(Graph& g, const Var& input, bool training) {
 
 namespace {
 
-// Rows [d0, d1) along D of a batch-1 tensor: a view (channels-last, so the rows are contiguous),
-// sharing the tensor's memory.
-Var rows(Graph& g, const Var& v, int64_t d0, int64_t d1) {
-    const Shape5& s = v.shape();
-    Tensor t = v.value();
-    t.data += d0 * s.h * s.w * s.c;
-    t.shape.d = d1 - d0;
-    return g.input(t);
-}
+// Rows [d0, d1) along D of a batch-1 value, as a leaf sharing its memory.
+Var rows(Graph& g, const Var& v, int64_t d0, int64_t d1) { return g.input(v.value().rows(d0, d1)); }
 
 }  // namespace
 

@@ -279,16 +279,10 @@ protected:
     }
 };
 
-float round_to_bf16(float v) {
-    uint32_t bits;
-    std::memcpy(&bits, &v, 4);
-    bits = (bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u;
-    std::memcpy(&v, &bits, 4);
-    return v;
-}
-
+// The values oneDNN reads: each rounded to bf16 (kernels/common/bf16.h, itself tested against
+// a reference in test_nn_bf16.cpp), so this test also checks that the two round alike.
 std::vector<float> rounded(std::vector<float> v) {
-    for (float& e : v) e = round_to_bf16(e);
+    for (float& e : v) e = widen(round_to_bf16(e));
     return v;
 }
 
@@ -311,13 +305,58 @@ TEST_P(ConvBf16, EachPassIsTheReferenceOnItsInputsRoundedToBf16) {
         EXPECT_TRUE(all_near(got.db, db, tolerance(db))) << "backward_weights (db)";
 
         // And it is not fp32 in disguise: the unrounded reference is further away than the
-        // fp32 contract allows (bf16 keeps 8 bits: a relative rounding of up to 2^-9).
+        // fp32 contract allows (bf16 keeps 8 significant bits: a relative rounding of up to 2^-8).
         if (s.in.c * s.kernel * s.kernel * s.kernel >= 24) {
             const std::vector<double> y_fp32 = ref::conv3d_forward(c.shape, in.x, in.w, in.b);
             double worst = 0;
             for (size_t i = 0; i < y_fp32.size(); ++i) worst = std::max(worst, std::fabs(got.y[i] - y_fp32[i]));
             EXPECT_GT(worst, tolerance(y_fp32)) << "forward matches fp32: the inputs were not rounded";
         }
+    }
+}
+
+// Activations stored in bf16 (x, dx, y, dy; the network's layers between the first and the
+// head): the same sums as with fp32 storage of the same values, each output rounded once.
+TEST_P(ConvBf16, Bf16TensorsHoldTheOutputsRoundedOnce) {
+    for (const Case& c : cases()) {
+        SCOPED_TRACE(c.name);
+        ConvShape s = c.shape;
+        s.precision = Precision::bf16;
+        Inputs in = random_inputs(s, 29);
+        in.x = rounded(in.x);
+        in.dy = rounded(in.dy);
+        const Outputs want = run_conv(ctx(), s, in);
+
+        s.x_type = s.y_type = DType::bf16;
+        auto to_bf16 = [](const std::vector<float>& v) {
+            std::vector<Bf16> out;
+            for (float e : v) out.push_back(round_to_bf16(e));
+            return out;
+        };
+        auto widened = [](const std::vector<Bf16>& v) {
+            std::vector<float> out;
+            for (Bf16 e : v) out.push_back(widen(e));
+            return out;
+        };
+        Conv3d conv(ctx(), s);
+        Buffer<Bf16> x(ctx(), to_bf16(in.x)), dy(ctx(), to_bf16(in.dy));
+        Buffer<Bf16> y(ctx(), size_t(s.out().size())), dx(ctx(), size_t(s.in.size()));
+        Buffer<float> w(ctx(), in.w), b(ctx(), in.b), dw(ctx(), size_t(s.weight_count())), db(ctx(), size_t(s.out_c));
+        conv.forward(x.data(), w.data(), b.data(), y.data());
+        conv.backward_data(dy.data(), w.data(), dx.data());
+        conv.backward_weights(x.data(), dy.data(), dw.data(), db.data());
+
+        // One rounding (2^-8 relative) on top of the fp32 contract (sums in another order).
+        auto near_rounded = [&](const std::vector<float>& got, const std::vector<float>& fp32, const char* what) {
+            const double tol = tolerance(to_double(fp32));
+            for (size_t i = 0; i < got.size(); ++i)
+                ASSERT_LE(std::fabs(double(got[i]) - fp32[i]), std::ldexp(std::fabs(fp32[i]), -8) + tol)
+                    << what << " element " << i << ": bf16 " << got[i] << ", fp32 " << fp32[i];
+        };
+        near_rounded(widened(y.download()), want.y, "forward");
+        near_rounded(widened(dx.download()), want.dx, "backward_data");
+        EXPECT_TRUE(all_near(dw.download(), to_double(want.dw), tolerance(to_double(want.dw)))) << "dw";
+        EXPECT_TRUE(all_near(db.download(), to_double(want.db), tolerance(to_double(want.db)))) << "db";
     }
 }
 
@@ -356,6 +395,9 @@ TEST_P(ConvPreconditions, BadShapesNameTheField) {
     expect_refused(ConvShape{Shape5{1, 4, 4, 4, 0}, 3, 3}, "in.c");
     expect_refused(ConvShape{Shape5{0, 4, 4, 4, 2}, 3, 3}, "in.n");
     expect_refused(ConvShape{Shape5{1, 4, 0, 4, 2}, 3, 3}, "in.d, in.h, in.w");
+    // bf16 tensors with fp32 arithmetic: there is no such pass.
+    expect_refused(ConvShape{in, 3, 3, Precision::fp32, DType::bf16, DType::f32}, "bf16 tensors need bf16 precision");
+    expect_refused(ConvShape{in, 3, 3, Precision::fp32, DType::f32, DType::bf16}, "bf16 tensors need bf16 precision");
 }
 
 TEST_P(ConvPreconditions, Bf16WhereItIsNotNativeIsRefused) {

@@ -171,9 +171,9 @@ TEST_P(NnElementwise, AddFillScaleAreExact) {
 
 TEST_P(NnElementwise, Preconditions) {
     Buffer<float> b(ctx(), 4);
-    EXPECT_THROW(elu_forward(ctx(), nullptr, b.data(), 4, 1.0f), Error);
-    EXPECT_THROW(elu_backward(ctx(), b.data(), b.data(), nullptr, 4, 1.0f), Error);
-    EXPECT_THROW(add_inplace(ctx(), b.data(), nullptr, 4), Error);
+    EXPECT_THROW(elu_forward<float>(ctx(), nullptr, b.data(), 4, 1.0f), Error);
+    EXPECT_THROW(elu_backward<float>(ctx(), b.data(), b.data(), nullptr, 4, 1.0f), Error);
+    EXPECT_THROW(add_inplace<float>(ctx(), b.data(), nullptr, 4), Error);
     EXPECT_THROW(fill(ctx(), b.data(), -1, 0.0f), Error);
     EXPECT_THROW(scale_inplace(ctx(), nullptr, 4, 2.0f), Error);
     EXPECT_NO_THROW(fill(ctx(), nullptr, 0, 1.0f));  // an empty array has no storage
@@ -264,7 +264,7 @@ TEST_P(NnPool, Preconditions) {
     EXPECT_THROW(maxpool2_backward(ctx(), y.data(), a.data(), Shape5{1, 2, 2, 3, 1}, x.data()), Error);  // odd W
     EXPECT_THROW(upsample2_forward(ctx(), x.data(), Shape5{1, 0, 2, 2, 1}, y.data()), Error);
     EXPECT_THROW(concat_channels_forward(ctx(), x.data(), 0, x.data(), 2, 4, y.data()), Error);
-    EXPECT_THROW(concat_channels_backward(ctx(), nullptr, 1, 2, 4, x.data(), y.data()), Error);
+    EXPECT_THROW(concat_channels_backward<float>(ctx(), nullptr, 1, 2, 4, x.data(), y.data()), Error);
 }
 
 TEST_P(NnPool, UpsampleAgainstReferenceAndFiniteDifferences) {
@@ -310,10 +310,10 @@ TEST_P(NnPool, ConcatAgainstReferenceAndFiniteDifferences) {
         Vec want_da, want_db;
         ref::concat_backward(to_double(dy), ca, cb, voxels, &want_da, &want_db);
         // Only da wanted: db keeps its sentinel.
-        concat_channels_backward(ctx(), dyb.data(), ca, cb, voxels, dab.data(), nullptr);
+        concat_channels_backward<float>(ctx(), dyb.data(), ca, cb, voxels, dab.data(), nullptr);
         EXPECT_TRUE(all_near(dab.download(), want_da, 0.0));
         EXPECT_TRUE(all_near(dbb.download(), Vec(b.size(), 7.0), 0.0));
-        concat_channels_backward(ctx(), dyb.data(), ca, cb, voxels, nullptr, dbb.data());
+        concat_channels_backward<float>(ctx(), dyb.data(), ca, cb, voxels, nullptr, dbb.data());
         EXPECT_TRUE(all_near(dbb.download(), want_db, 0.0));
         // FD of loss = sum dy * concat(a, b) with respect to a and to b (linear: step 1).
         const Vec w = to_double(dy), ad = to_double(a), bd = to_double(b);

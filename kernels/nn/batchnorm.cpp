@@ -47,8 +47,9 @@ size_t batchnorm_workspace_bytes(const Shape5& shape) {
     return size_t(2 * bn_chunks(shape) * shape.c + 4 * shape.c) * sizeof(double);
 }
 
-void batchnorm_forward_train(DeviceContext& ctx, const float* x, const Shape5& shape, const float* gamma,
-                             const float* beta, float eps, float momentum, float* y, float* save_mean,
+template <class T>
+void batchnorm_forward_train(DeviceContext& ctx, const T* x, const Shape5& shape, const float* gamma,
+                             const float* beta, float eps, float momentum, T* y, float* save_mean,
                              float* save_invstd, float* running_mean, float* running_var, void* workspace) {
     const char* op = "batchnorm_forward_train";
     require_shape(shape, op);
@@ -75,20 +76,20 @@ void batchnorm_forward_train(DeviceContext& ctx, const float* x, const Shape5& s
     const BnWorkspace ws(workspace, bn_chunks(shape), channels);
     double* mean = ws.totals;
     double* var = ws.totals + channels;
-    cpu_chunk_sums(BnTermSum{x}, shape, ws.partials);
+    cpu_chunk_sums(BnTermSum<T>{x}, shape, ws.partials);
     cpu_combine(ws, shape, 1, mean, double(positions));
-    cpu_chunk_sums(BnTermSquaredDeviation{x, mean}, shape, ws.partials);
+    cpu_chunk_sums(BnTermSquaredDeviation<T>{x, mean}, shape, ws.partials);
     cpu_combine(ws, shape, 1, var, double(positions));
     const BnTrainFinalizeBody finalize{mean,         var,          gamma,       double(eps),
                                        double(momentum), double(positions) / double(positions - 1),
                                        save_mean,    save_invstd,  ws.coef,     running_mean, running_var};
     for (int64_t c = 0; c < channels; ++c) finalize(c);
-    cpu_for_each_channels_last(positions, channels, BnNormaliseBody{x, save_mean, ws.coef, beta, channels, y});
+    cpu_for_each_channels_last(positions, channels, BnNormaliseBody<T>{x, save_mean, ws.coef, beta, channels, y});
 }
 
-void batchnorm_forward_infer(DeviceContext& ctx, const float* x, const Shape5& shape, const float* gamma,
-                             const float* beta, const float* running_mean, const float* running_var, float eps,
-                             float* y) {
+template <class T>
+void batchnorm_forward_infer(DeviceContext& ctx, const T* x, const Shape5& shape, const float* gamma,
+                             const float* beta, const float* running_mean, const float* running_var, float eps, T* y) {
     const char* op = "batchnorm_forward_infer";
     require_shape(shape, op);
     ISS_REQUIRE(eps > 0, op, ": epsilon must be positive, is ", eps);
@@ -98,7 +99,7 @@ void batchnorm_forward_infer(DeviceContext& ctx, const float* x, const Shape5& s
     require_tensor(running_mean, op, "running_mean");
     require_tensor(running_var, op, "running_var");
     require_tensor(y, op, "y");
-    const BnInferBody body{x, gamma, beta, running_mean, running_var, eps, shape.c, y};
+    const BnInferBody<T> body{x, gamma, beta, running_mean, running_var, eps, shape.c, y};
     if (ctx.is_cuda()) {
         ISS_CUDA_ONLY("batchnorm_forward_infer", batchnorm_forward_infer_cuda(ctx, body, shape.voxels()));
         return;
@@ -106,8 +107,9 @@ void batchnorm_forward_infer(DeviceContext& ctx, const float* x, const Shape5& s
     cpu_for_each_channels_last(shape.voxels(), shape.c, body);
 }
 
-void batchnorm_backward(DeviceContext& ctx, const float* x, const float* dy, const Shape5& shape, const float* gamma,
-                        const float* save_mean, const float* save_invstd, float* dx, float* dgamma, float* dbeta,
+template <class T>
+void batchnorm_backward(DeviceContext& ctx, const T* x, const T* dy, const Shape5& shape, const float* gamma,
+                        const float* save_mean, const float* save_invstd, T* dx, float* dgamma, float* dbeta,
                         void* workspace) {
     const char* op = "batchnorm_backward";
     require_shape(shape, op);
@@ -127,7 +129,7 @@ void batchnorm_backward(DeviceContext& ctx, const float* x, const float* dy, con
     }
     const int64_t channels = shape.c, positions = shape.voxels();
     const BnWorkspace ws(workspace, bn_chunks(shape), channels);
-    cpu_chunk_sums(BnTermBackward{x, dy, save_mean, save_invstd}, shape, ws.partials);
+    cpu_chunk_sums(BnTermBackward<T>{x, dy, save_mean, save_invstd}, shape, ws.partials);
     cpu_combine(ws, shape, 2, ws.totals, 1.0);
     float* k = ws.coef;
     float* a = ws.coef + channels;
@@ -136,7 +138,17 @@ void batchnorm_backward(DeviceContext& ctx, const float* x, const float* dy, con
                                           dgamma,    dbeta,                k,     a,           b};
     for (int64_t c = 0; c < channels; ++c) finalize(c);
     cpu_for_each_channels_last(positions, channels,
-                               BnBackwardDxBody{x, dy, save_mean, save_invstd, k, a, b, channels, dx});
+                               BnBackwardDxBody<T>{x, dy, save_mean, save_invstd, k, a, b, channels, dx});
 }
+
+#define ISS_INSTANTIATE(T)                                                                                     \
+    template void batchnorm_forward_train<T>(DeviceContext&, const T*, const Shape5&, const float*, const float*, \
+                                             float, float, T*, float*, float*, float*, float*, void*);          \
+    template void batchnorm_forward_infer<T>(DeviceContext&, const T*, const Shape5&, const float*, const float*, \
+                                             const float*, const float*, float, T*);                            \
+    template void batchnorm_backward<T>(DeviceContext&, const T*, const T*, const Shape5&, const float*,          \
+                                        const float*, const float*, T*, float*, float*, void*);
+ISS_FOR_EACH_STORAGE(ISS_INSTANTIATE)
+#undef ISS_INSTANTIATE
 
 }  // namespace iss

@@ -59,8 +59,9 @@ void combine(DeviceContext& ctx, const BnWorkspace& ws, const Shape5& shape, int
 
 }  // namespace
 
-void batchnorm_forward_train_cuda(DeviceContext& ctx, const float* x, const Shape5& shape, const float* gamma,
-                                  const float* beta, float eps, float momentum, float* y, float* save_mean,
+template <class T>
+void batchnorm_forward_train_cuda(DeviceContext& ctx, const T* x, const Shape5& shape, const float* gamma,
+                                  const float* beta, float eps, float momentum, T* y, float* save_mean,
                                   float* save_invstd, float* running_mean, float* running_var, void* workspace) {
     const int64_t channels = shape.c, positions = shape.voxels();
     ISS_REQUIRE(bn_chunks(shape) < (int64_t(1) << 31) && (channels + kTile - 1) / kTile < 65536,
@@ -68,30 +69,32 @@ void batchnorm_forward_train_cuda(DeviceContext& ctx, const float* x, const Shap
     const BnWorkspace ws(workspace, bn_chunks(shape), channels);
     double* mean = ws.totals;
     double* var = ws.totals + channels;
-    chunk_sums(ctx, BnTermSum{x}, shape, ws.partials);
+    chunk_sums(ctx, BnTermSum<T>{x}, shape, ws.partials);
     combine(ctx, ws, shape, 1, mean, double(positions));
-    chunk_sums(ctx, BnTermSquaredDeviation{x, mean}, shape, ws.partials);
+    chunk_sums(ctx, BnTermSquaredDeviation<T>{x, mean}, shape, ws.partials);
     combine(ctx, ws, shape, 1, var, double(positions));
     cuda_for_each(ctx, channels,
                   BnTrainFinalizeBody{mean, var, gamma, double(eps), double(momentum),
                                       double(positions) / double(positions - 1), save_mean, save_invstd, ws.coef,
                                       running_mean, running_var});
-    const BnNormaliseBody normalise{x, save_mean, ws.coef, beta, channels, y};
-    cuda_for_each(ctx, positions * channels, ChannelsLastElement<BnNormaliseBody>{normalise, channels});
+    const BnNormaliseBody<T> normalise{x, save_mean, ws.coef, beta, channels, y};
+    cuda_for_each(ctx, positions * channels, ChannelsLastElement<BnNormaliseBody<T>>{normalise, channels});
 }
 
-void batchnorm_forward_infer_cuda(DeviceContext& ctx, const BnInferBody& body, int64_t voxels) {
-    cuda_for_each(ctx, voxels * body.channels, ChannelsLastElement<BnInferBody>{body, body.channels});
+template <class T>
+void batchnorm_forward_infer_cuda(DeviceContext& ctx, const BnInferBody<T>& body, int64_t voxels) {
+    cuda_for_each(ctx, voxels * body.channels, ChannelsLastElement<BnInferBody<T>>{body, body.channels});
 }
 
-void batchnorm_backward_cuda(DeviceContext& ctx, const float* x, const float* dy, const Shape5& shape,
-                             const float* gamma, const float* save_mean, const float* save_invstd, float* dx,
+template <class T>
+void batchnorm_backward_cuda(DeviceContext& ctx, const T* x, const T* dy, const Shape5& shape,
+                             const float* gamma, const float* save_mean, const float* save_invstd, T* dx,
                              float* dgamma, float* dbeta, void* workspace) {
     const int64_t channels = shape.c, positions = shape.voxels();
     ISS_REQUIRE(bn_chunks(shape) < (int64_t(1) << 31) && (channels + kTile - 1) / kTile < 65536,
                 "batchnorm_backward: shape ", shape.str(), " exceeds the CUDA grid");
     const BnWorkspace ws(workspace, bn_chunks(shape), channels);
-    chunk_sums(ctx, BnTermBackward{x, dy, save_mean, save_invstd}, shape, ws.partials);
+    chunk_sums(ctx, BnTermBackward<T>{x, dy, save_mean, save_invstd}, shape, ws.partials);
     combine(ctx, ws, shape, 2, ws.totals, 1.0);
     float* k = ws.coef;
     float* a = ws.coef + channels;
@@ -99,8 +102,18 @@ void batchnorm_backward_cuda(DeviceContext& ctx, const float* x, const float* dy
     cuda_for_each(ctx, channels,
                   BnBackwardFinalizeBody{ws.totals, ws.totals + channels, gamma, save_invstd, double(positions),
                                          dgamma, dbeta, k, a, b});
-    const BnBackwardDxBody body{x, dy, save_mean, save_invstd, k, a, b, channels, dx};
-    cuda_for_each(ctx, positions * channels, ChannelsLastElement<BnBackwardDxBody>{body, channels});
+    const BnBackwardDxBody<T> body{x, dy, save_mean, save_invstd, k, a, b, channels, dx};
+    cuda_for_each(ctx, positions * channels, ChannelsLastElement<BnBackwardDxBody<T>>{body, channels});
 }
+
+#define ISS_INSTANTIATE(T)                                                                                    \
+    template void batchnorm_forward_train_cuda<T>(DeviceContext&, const T*, const Shape5&, const float*,        \
+                                                  const float*, float, float, T*, float*, float*, float*, float*, \
+                                                  void*);                                                         \
+    template void batchnorm_forward_infer_cuda<T>(DeviceContext&, const BnInferBody<T>&, int64_t);            \
+    template void batchnorm_backward_cuda<T>(DeviceContext&, const T*, const T*, const Shape5&, const float*,  \
+                                             const float*, const float*, T*, float*, float*, void*);
+ISS_FOR_EACH_STORAGE(ISS_INSTANTIATE)
+#undef ISS_INSTANTIATE
 
 }  // namespace iss

@@ -19,12 +19,16 @@
 // E[x^2] - E[x]^2 cancellation). The per-channel finishing (invstd, running statistics,
 // coefficients) and the element-wise passes are shared bodies: bit-identical given the sums.
 // Training needs P = N*D*H*W >= 2 (the unbiased variance divides by P - 1).
+// Storage: x, y, dy and dx are fp32 or bf16 (T = float or Bf16, kernels/common/bf16.h), read
+// widened; the statistics, parameters and their gradients are fp32 and every sum is in double
+// as above, so bf16 changes only the inputs' values and one rounding of each output.
 #pragma once
 
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/common/bf16.h"
 #include "kernels/common/hd.h"
 #include "kernels/nn/shape.h"
 
@@ -34,14 +38,16 @@ class DeviceContext;
 
 size_t batchnorm_workspace_bytes(const Shape5& shape);
 
-void batchnorm_forward_train(DeviceContext& ctx, const float* x, const Shape5& shape, const float* gamma,
-                             const float* beta, float eps, float momentum, float* y, float* save_mean,
-                             float* save_invstd, float* running_mean, float* running_var, void* workspace);
-void batchnorm_forward_infer(DeviceContext& ctx, const float* x, const Shape5& shape, const float* gamma,
-                             const float* beta, const float* running_mean, const float* running_var, float eps,
-                             float* y);
-void batchnorm_backward(DeviceContext& ctx, const float* x, const float* dy, const Shape5& shape, const float* gamma,
-                        const float* save_mean, const float* save_invstd, float* dx, float* dgamma, float* dbeta,
+template <class T>
+void batchnorm_forward_train(DeviceContext& ctx, const T* x, const Shape5& shape, const float* gamma,
+                             const float* beta, float eps, float momentum, T* y, float* save_mean, float* save_invstd,
+                             float* running_mean, float* running_var, void* workspace);
+template <class T>
+void batchnorm_forward_infer(DeviceContext& ctx, const T* x, const Shape5& shape, const float* gamma,
+                             const float* beta, const float* running_mean, const float* running_var, float eps, T* y);
+template <class T>
+void batchnorm_backward(DeviceContext& ctx, const T* x, const T* dy, const Shape5& shape, const float* gamma,
+                        const float* save_mean, const float* save_invstd, T* dx, float* dgamma, float* dbeta,
                         void* workspace);
 
 // --- Implementation: partition, workspace, and the bodies shared by the CPU and CUDA -------
@@ -62,31 +68,34 @@ struct BnWorkspace {
 };
 
 // What the reduction passes add up per element e of channel c (into s0, and s1 when terms == 2).
+template <class T>
 struct BnTermSum {
     static constexpr int terms = 1;
-    const float* x;
-    ISS_HD void add(int64_t e, int64_t c, double& s0, double& s1) const { s0 += double(x[e]); }
+    const T* x;
+    ISS_HD void add(int64_t e, int64_t c, double& s0, double& s1) const { s0 += double(widen(x[e])); }
 };
 
+template <class T>
 struct BnTermSquaredDeviation {
     static constexpr int terms = 1;
-    const float* x;
+    const T* x;
     const double* mean;
     ISS_HD void add(int64_t e, int64_t c, double& s0, double& s1) const {
-        const double d = double(x[e]) - mean[c];
+        const double d = double(widen(x[e])) - mean[c];
         s0 = fma(d, d, s0);
     }
 };
 
+template <class T>
 struct BnTermBackward {  // s0 = sum dy, s1 = sum dy * xhat
     static constexpr int terms = 2;
-    const float* x;
-    const float* dy;
+    const T* x;
+    const T* dy;
     const float* mean;
     const float* invstd;
     ISS_HD void add(int64_t e, int64_t c, double& s0, double& s1) const {
-        const double g = double(dy[e]);
-        const double xhat = (double(x[e]) - double(mean[c])) * double(invstd[c]);
+        const double g = double(widen(dy[e]));
+        const double xhat = (double(widen(x[e])) - double(mean[c])) * double(invstd[c]);
         s0 += g;
         s1 = fma(g, xhat, s1);
     }
@@ -128,34 +137,36 @@ struct BnTrainFinalizeBody {
 };
 
 // y = (x - mean) * scale + beta, one rounding for the subtraction and one for the fmaf.
+template <class T>
 struct BnNormaliseBody {
-    const float* x;
+    const T* x;
     const float* mean;
     const float* scale;
     const float* beta;
     int64_t channels;
-    float* y;
+    T* y;
     ISS_HD void at(int64_t v, int64_t c) const {
         const int64_t e = v * channels + c;
-        y[e] = fmaf(x[e] - mean[c], scale[c], beta[c]);
+        y[e] = narrow<T>(fmaf(widen(x[e]) - mean[c], scale[c], beta[c]));
     }
 };
 
+template <class T>
 struct BnInferBody {
-    const float* x;
+    const T* x;
     const float* gamma;
     const float* beta;
     const float* running_mean;
     const float* running_var;
     float eps;
     int64_t channels;
-    float* y;
+    T* y;
     ISS_HD void at(int64_t v, int64_t c) const {
         const int64_t e = v * channels + c;
         // Per element rather than per channel: no workspace in inference, and the element loop
         // is memory bound; sqrtf and division are correctly rounded on both backends.
         const float scale = gamma[c] / sqrtf(running_var[c] + eps);
-        y[e] = fmaf(x[e] - running_mean[c], scale, beta[c]);
+        y[e] = narrow<T>(fmaf(widen(x[e]) - running_mean[c], scale, beta[c]));
     }
 };
 
@@ -181,30 +192,34 @@ struct BnBackwardFinalizeBody {
 };
 
 // dx = k * (dy - a - xhat * b), xhat = (x - mean) * invstd.
+template <class T>
 struct BnBackwardDxBody {
-    const float* x;
-    const float* dy;
+    const T* x;
+    const T* dy;
     const float* mean;
     const float* invstd;
     const float* k;
     const float* a;
     const float* b;
     int64_t channels;
-    float* dx;
+    T* dx;
     ISS_HD void at(int64_t v, int64_t c) const {
         const int64_t e = v * channels + c;
-        const float xhat = (x[e] - mean[c]) * invstd[c];
-        dx[e] = k[c] * fmaf(-xhat, b[c], dy[e] - a[c]);
+        const float xhat = (widen(x[e]) - mean[c]) * invstd[c];
+        dx[e] = narrow<T>(k[c] * fmaf(-xhat, b[c], widen(dy[e]) - a[c]));
     }
 };
 
 // CUDA launchers (batchnorm.cu): the block reductions and the shared bodies above.
-void batchnorm_forward_train_cuda(DeviceContext& ctx, const float* x, const Shape5& shape, const float* gamma,
-                                  const float* beta, float eps, float momentum, float* y, float* save_mean,
+template <class T>
+void batchnorm_forward_train_cuda(DeviceContext& ctx, const T* x, const Shape5& shape, const float* gamma,
+                                  const float* beta, float eps, float momentum, T* y, float* save_mean,
                                   float* save_invstd, float* running_mean, float* running_var, void* workspace);
-void batchnorm_forward_infer_cuda(DeviceContext& ctx, const BnInferBody& body, int64_t voxels);
-void batchnorm_backward_cuda(DeviceContext& ctx, const float* x, const float* dy, const Shape5& shape,
-                             const float* gamma, const float* save_mean, const float* save_invstd, float* dx,
-                             float* dgamma, float* dbeta, void* workspace);
+template <class T>
+void batchnorm_forward_infer_cuda(DeviceContext& ctx, const BnInferBody<T>& body, int64_t voxels);
+template <class T>
+void batchnorm_backward_cuda(DeviceContext& ctx, const T* x, const T* dy, const Shape5& shape, const float* gamma,
+                             const float* save_mean, const float* save_invstd, T* dx, float* dgamma, float* dbeta,
+                             void* workspace);
 
 }  // namespace iss

@@ -17,10 +17,11 @@ void require_array(const void* ptr, int64_t count, const char* op, const char* n
 
 }  // namespace
 
-void elu_forward(DeviceContext& ctx, const float* x, float* y, int64_t count, float alpha) {
+template <class T>
+void elu_forward(DeviceContext& ctx, const T* x, T* y, int64_t count, float alpha) {
     require_array(x, count, "elu_forward", "x");
     require_array(y, count, "elu_forward", "y");
-    const EluForwardBody body{x, y, alpha};
+    const EluForwardBody<T> body{x, y, alpha};
     if (ctx.is_cuda()) {
         ISS_CUDA_ONLY("elu_forward", elu_forward_cuda(ctx, body, count));
         return;
@@ -28,11 +29,12 @@ void elu_forward(DeviceContext& ctx, const float* x, float* y, int64_t count, fl
     cpu_for_each(count, body);
 }
 
-void elu_backward(DeviceContext& ctx, const float* y, const float* dy, float* dx, int64_t count, float alpha) {
+template <class T>
+void elu_backward(DeviceContext& ctx, const T* y, const T* dy, T* dx, int64_t count, float alpha) {
     require_array(y, count, "elu_backward", "y");
     require_array(dy, count, "elu_backward", "dy");
     require_array(dx, count, "elu_backward", "dx");
-    const EluBackwardBody body{y, dy, dx, alpha};
+    const EluBackwardBody<T> body{y, dy, dx, alpha};
     if (ctx.is_cuda()) {
         ISS_CUDA_ONLY("elu_backward", elu_backward_cuda(ctx, body, count));
         return;
@@ -40,10 +42,11 @@ void elu_backward(DeviceContext& ctx, const float* y, const float* dy, float* dx
     cpu_for_each(count, body);
 }
 
-void add_inplace(DeviceContext& ctx, float* dst, const float* src, int64_t count) {
+template <class T>
+void add_inplace(DeviceContext& ctx, T* dst, const T* src, int64_t count) {
     require_array(dst, count, "add_inplace", "dst");
     require_array(src, count, "add_inplace", "src");
-    const AddInplaceBody body{dst, src};
+    const AddInplaceBody<T> body{dst, src};
     if (ctx.is_cuda()) {
         ISS_CUDA_ONLY("add_inplace", add_inplace_cuda(ctx, body, count));
         return;
@@ -70,5 +73,12 @@ void scale_inplace(DeviceContext& ctx, float* dst, int64_t count, float factor) 
     }
     cpu_for_each(count, body);
 }
+
+#define ISS_INSTANTIATE(T)                                                                      \
+    template void elu_forward<T>(DeviceContext&, const T*, T*, int64_t, float);                \
+    template void elu_backward<T>(DeviceContext&, const T*, const T*, T*, int64_t, float);     \
+    template void add_inplace<T>(DeviceContext&, T*, const T*, int64_t);
+ISS_FOR_EACH_STORAGE(ISS_INSTANTIATE)
+#undef ISS_INSTANTIATE
 
 }  // namespace iss

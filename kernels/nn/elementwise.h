@@ -1,6 +1,8 @@
 // Element-wise kernels of the network: ELU forward/backward, accumulation (a += b) for
 // gradients of tensors with several consumers, fill, and scaling. Flat arrays of `count`
-// floats on the context's device; in place is allowed (x == y, dy == dx).
+// elements on the context's device; in place is allowed (x == y, dy == dx). ELU and the
+// accumulation run on fp32 or bf16 storage (T = float or Bf16, kernels/common/bf16.h: read
+// widened, computed in fp32, written rounded once); fill and scale are fp32 (parameters).
 //
 // ELU (alpha): y = x for x > 0, alpha * (exp(x) - 1) otherwise. Its backward uses the output:
 // dx = dy for y > 0, dy * (y + alpha) otherwise (no need to keep x). NaN propagates.
@@ -13,6 +15,7 @@
 
 #include <cstdint>
 
+#include "kernels/common/bf16.h"
 #include "kernels/common/hd.h"
 #include "kernels/common/portable_math.h"
 
@@ -20,47 +23,53 @@ namespace iss {
 
 class DeviceContext;
 
-void elu_forward(DeviceContext& ctx, const float* x, float* y, int64_t count, float alpha);
-void elu_backward(DeviceContext& ctx, const float* y, const float* dy, float* dx, int64_t count, float alpha);
-void add_inplace(DeviceContext& ctx, float* dst, const float* src, int64_t count);  // dst += src
+template <class T>
+void elu_forward(DeviceContext& ctx, const T* x, T* y, int64_t count, float alpha);
+template <class T>
+void elu_backward(DeviceContext& ctx, const T* y, const T* dy, T* dx, int64_t count, float alpha);
+template <class T>
+void add_inplace(DeviceContext& ctx, T* dst, const T* src, int64_t count);  // dst += src
 void fill(DeviceContext& ctx, float* dst, int64_t count, float value);
 void scale_inplace(DeviceContext& ctx, float* dst, int64_t count, float factor);   // dst *= factor
 
 // --- Bodies shared by the CPU and CUDA launchers (one element each) ------------------------
 
+template <class T>
 struct EluForwardBody {
-    const float* x;
-    float* y;
+    const T* x;
+    T* y;
     float alpha;
     ISS_HD void operator()(int64_t e) const {
-        const float v = x[e];
+        const float v = widen(x[e]);
         // Both branches computed, then a select: g++ does not speculate float operations
         // behind a branch (they could trap), so a branch would keep the loop scalar.
         // `v <= 0` rather than `v > 0` so that NaN takes the identity branch and propagates
         // (portable_exp clamps NaN to -87, which would turn it into -alpha).
         const float negative = alpha * (portable_exp(v) - 1.0f);
-        y[e] = v <= 0.0f ? negative : v;
+        y[e] = narrow<T>(v <= 0.0f ? negative : v);
     }
 };
 
+template <class T>
 struct EluBackwardBody {
-    const float* y;
-    const float* dy;
-    float* dx;
+    const T* y;
+    const T* dy;
+    T* dx;
     float alpha;
     ISS_HD void operator()(int64_t e) const {
-        const float out = y[e], g = dy[e];
+        const float out = widen(y[e]), g = widen(dy[e]);
         // y + alpha = alpha * exp(x): the derivative of the negative branch, from the output.
         // Computed unconditionally so the loop vectorizes (see EluForwardBody).
         const float negative = g * (out + alpha);
-        dx[e] = out > 0.0f ? g : negative;
+        dx[e] = narrow<T>(out > 0.0f ? g : negative);
     }
 };
 
+template <class T>
 struct AddInplaceBody {
-    float* dst;
-    const float* src;
-    ISS_HD void operator()(int64_t e) const { dst[e] = dst[e] + src[e]; }
+    T* dst;
+    const T* src;
+    ISS_HD void operator()(int64_t e) const { dst[e] = narrow<T>(widen(dst[e]) + widen(src[e])); }
 };
 
 struct FillBody {
@@ -75,9 +84,12 @@ struct ScaleBody {
     ISS_HD void operator()(int64_t e) const { dst[e] = dst[e] * factor; }
 };
 
-void elu_forward_cuda(DeviceContext& ctx, const EluForwardBody& body, int64_t count);
-void elu_backward_cuda(DeviceContext& ctx, const EluBackwardBody& body, int64_t count);
-void add_inplace_cuda(DeviceContext& ctx, const AddInplaceBody& body, int64_t count);
+template <class T>
+void elu_forward_cuda(DeviceContext& ctx, const EluForwardBody<T>& body, int64_t count);
+template <class T>
+void elu_backward_cuda(DeviceContext& ctx, const EluBackwardBody<T>& body, int64_t count);
+template <class T>
+void add_inplace_cuda(DeviceContext& ctx, const AddInplaceBody<T>& body, int64_t count);
 void fill_cuda(DeviceContext& ctx, const FillBody& body, int64_t count);
 void scale_inplace_cuda(DeviceContext& ctx, const ScaleBody& body, int64_t count);
 

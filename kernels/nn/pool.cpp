@@ -32,85 +32,101 @@ Pool2Geometry upsample_geometry(const Shape5& coarse, const char* op) {
 
 }  // namespace
 
-void maxpool2_forward(DeviceContext& ctx, const float* x, const Shape5& in, float* y, uint8_t* argmax) {
+template <class T>
+void maxpool2_forward(DeviceContext& ctx, const T* x, const Shape5& in, T* y, uint8_t* argmax) {
     const Pool2Geometry g = pool_geometry(in, "maxpool2_forward");
     require_tensor(x, "maxpool2_forward", "x");
     require_tensor(y, "maxpool2_forward", "y");
     require_tensor(argmax, "maxpool2_forward", "argmax");
-    const MaxPool2ForwardBody body{g, x, y, argmax};
+    const MaxPool2ForwardBody<T> body{g, x, y, argmax};
     const int64_t out_voxels = in.voxels() / 8;
     if (ctx.is_cuda()) {
-        ISS_CUDA_ONLY("maxpool2_forward", maxpool2_forward_cuda(ctx, body, out_voxels, in.c));
+        ISS_CUDA_ONLY("maxpool2_forward", pool_cuda(ctx, body, out_voxels, in.c));
         return;
     }
     cpu_for_each_channels_last(out_voxels, in.c, body);
 }
 
-void maxpool2_backward(DeviceContext& ctx, const float* dy, const uint8_t* argmax, const Shape5& in, float* dx) {
+template <class T>
+void maxpool2_backward(DeviceContext& ctx, const T* dy, const uint8_t* argmax, const Shape5& in, T* dx) {
     const Pool2Geometry g = pool_geometry(in, "maxpool2_backward");
     require_tensor(dy, "maxpool2_backward", "dy");
     require_tensor(argmax, "maxpool2_backward", "argmax");
     require_tensor(dx, "maxpool2_backward", "dx");
-    const MaxPool2BackwardBody body{g, dy, argmax, dx};
+    const MaxPool2BackwardBody<T> body{g, dy, argmax, dx};
     if (ctx.is_cuda()) {
-        ISS_CUDA_ONLY("maxpool2_backward", maxpool2_backward_cuda(ctx, body, in.voxels(), in.c));
+        ISS_CUDA_ONLY("maxpool2_backward", pool_cuda(ctx, body, in.voxels(), in.c));
         return;
     }
     cpu_for_each_channels_last(in.voxels(), in.c, body);
 }
 
-void upsample2_forward(DeviceContext& ctx, const float* x, const Shape5& in, float* y) {
+template <class T>
+void upsample2_forward(DeviceContext& ctx, const T* x, const Shape5& in, T* y) {
     const Pool2Geometry g = upsample_geometry(in, "upsample2_forward");
     require_tensor(x, "upsample2_forward", "x");
     require_tensor(y, "upsample2_forward", "y");
-    const Upsample2ForwardBody body{g, x, y};
+    const Upsample2ForwardBody<T> body{g, x, y};
     const int64_t out_voxels = in.voxels() * 8;
     if (ctx.is_cuda()) {
-        ISS_CUDA_ONLY("upsample2_forward", upsample2_forward_cuda(ctx, body, out_voxels, in.c));
+        ISS_CUDA_ONLY("upsample2_forward", pool_cuda(ctx, body, out_voxels, in.c));
         return;
     }
     cpu_for_each_channels_last(out_voxels, in.c, body);
 }
 
-void upsample2_backward(DeviceContext& ctx, const float* dy, const Shape5& in, float* dx) {
+template <class T>
+void upsample2_backward(DeviceContext& ctx, const T* dy, const Shape5& in, T* dx) {
     const Pool2Geometry g = upsample_geometry(in, "upsample2_backward");
     require_tensor(dy, "upsample2_backward", "dy");
     require_tensor(dx, "upsample2_backward", "dx");
-    const Upsample2BackwardBody body{g, dy, dx};
+    const Upsample2BackwardBody<T> body{g, dy, dx};
     if (ctx.is_cuda()) {
-        ISS_CUDA_ONLY("upsample2_backward", upsample2_backward_cuda(ctx, body, in.voxels(), in.c));
+        ISS_CUDA_ONLY("upsample2_backward", pool_cuda(ctx, body, in.voxels(), in.c));
         return;
     }
     cpu_for_each_channels_last(in.voxels(), in.c, body);
 }
 
-void concat_channels_forward(DeviceContext& ctx, const float* a, int64_t ca, const float* b, int64_t cb,
-                             int64_t voxels, float* y) {
+template <class T>
+void concat_channels_forward(DeviceContext& ctx, const T* a, int64_t ca, const T* b, int64_t cb, int64_t voxels,
+                             T* y) {
     ISS_REQUIRE(ca > 0 && cb > 0, "concat_channels_forward: channel counts must be positive, are ", ca, " and ", cb);
     ISS_REQUIRE(voxels >= 0, "concat_channels_forward: negative voxel count ", voxels);
     require_tensor(a, "concat_channels_forward", "a");
     require_tensor(b, "concat_channels_forward", "b");
     require_tensor(y, "concat_channels_forward", "y");
-    const ConcatForwardBody body{a, b, ca, cb, y};
+    const ConcatForwardBody<T> body{a, b, ca, cb, y};
     if (ctx.is_cuda()) {
-        ISS_CUDA_ONLY("concat_channels_forward", concat_forward_cuda(ctx, body, voxels, ca + cb));
+        ISS_CUDA_ONLY("concat_channels_forward", pool_cuda(ctx, body, voxels, ca + cb));
         return;
     }
     cpu_for_each_channels_last(voxels, ca + cb, body);
 }
 
-void concat_channels_backward(DeviceContext& ctx, const float* dy, int64_t ca, int64_t cb, int64_t voxels, float* da,
-                              float* db) {
+template <class T>
+void concat_channels_backward(DeviceContext& ctx, const T* dy, int64_t ca, int64_t cb, int64_t voxels, T* da, T* db) {
     ISS_REQUIRE(ca > 0 && cb > 0, "concat_channels_backward: channel counts must be positive, are ", ca, " and ", cb);
     ISS_REQUIRE(voxels >= 0, "concat_channels_backward: negative voxel count ", voxels);
     require_tensor(dy, "concat_channels_backward", "dy");
     if (!da && !db) return;  // neither input wants a gradient
-    const ConcatBackwardBody body{dy, ca, cb, da, db};
+    const ConcatBackwardBody<T> body{dy, ca, cb, da, db};
     if (ctx.is_cuda()) {
-        ISS_CUDA_ONLY("concat_channels_backward", concat_backward_cuda(ctx, body, voxels, ca + cb));
+        ISS_CUDA_ONLY("concat_channels_backward", pool_cuda(ctx, body, voxels, ca + cb));
         return;
     }
     cpu_for_each_channels_last(voxels, ca + cb, body);
 }
+
+#define ISS_INSTANTIATE(T)                                                                                  \
+    template void maxpool2_forward<T>(DeviceContext&, const T*, const Shape5&, T*, uint8_t*);              \
+    template void maxpool2_backward<T>(DeviceContext&, const T*, const uint8_t*, const Shape5&, T*);       \
+    template void upsample2_forward<T>(DeviceContext&, const T*, const Shape5&, T*);                       \
+    template void upsample2_backward<T>(DeviceContext&, const T*, const Shape5&, T*);                      \
+    template void concat_channels_forward<T>(DeviceContext&, const T*, int64_t, const T*, int64_t, int64_t, \
+                                             T*);                                                          \
+    template void concat_channels_backward<T>(DeviceContext&, const T*, int64_t, int64_t, int64_t, T*, T*);
+ISS_FOR_EACH_STORAGE(ISS_INSTANTIATE)
+#undef ISS_INSTANTIATE
 
 }  // namespace iss

@@ -5,32 +5,20 @@
 #include "kernels/nn/pool.h"
 
 namespace iss {
-namespace {
 
 template <class Body>
-void launch(DeviceContext& ctx, const Body& body, int64_t voxels, int64_t channels) {
+void pool_cuda(DeviceContext& ctx, const Body& body, int64_t voxels, int64_t channels) {
     cuda_for_each(ctx, voxels * channels, ChannelsLastElement<Body>{body, channels});
 }
 
-}  // namespace
-
-void maxpool2_forward_cuda(DeviceContext& ctx, const MaxPool2ForwardBody& body, int64_t voxels, int64_t channels) {
-    launch(ctx, body, voxels, channels);
-}
-void maxpool2_backward_cuda(DeviceContext& ctx, const MaxPool2BackwardBody& body, int64_t voxels, int64_t channels) {
-    launch(ctx, body, voxels, channels);
-}
-void upsample2_forward_cuda(DeviceContext& ctx, const Upsample2ForwardBody& body, int64_t voxels, int64_t channels) {
-    launch(ctx, body, voxels, channels);
-}
-void upsample2_backward_cuda(DeviceContext& ctx, const Upsample2BackwardBody& body, int64_t voxels, int64_t channels) {
-    launch(ctx, body, voxels, channels);
-}
-void concat_forward_cuda(DeviceContext& ctx, const ConcatForwardBody& body, int64_t voxels, int64_t channels) {
-    launch(ctx, body, voxels, channels);
-}
-void concat_backward_cuda(DeviceContext& ctx, const ConcatBackwardBody& body, int64_t voxels, int64_t channels) {
-    launch(ctx, body, voxels, channels);
-}
+#define ISS_INSTANTIATE(T)                                                                                  \
+    template void pool_cuda(DeviceContext&, const MaxPool2ForwardBody<T>&, int64_t, int64_t);              \
+    template void pool_cuda(DeviceContext&, const MaxPool2BackwardBody<T>&, int64_t, int64_t);             \
+    template void pool_cuda(DeviceContext&, const Upsample2ForwardBody<T>&, int64_t, int64_t);             \
+    template void pool_cuda(DeviceContext&, const Upsample2BackwardBody<T>&, int64_t, int64_t);            \
+    template void pool_cuda(DeviceContext&, const ConcatForwardBody<T>&, int64_t, int64_t);                \
+    template void pool_cuda(DeviceContext&, const ConcatBackwardBody<T>&, int64_t, int64_t);
+ISS_FOR_EACH_STORAGE(ISS_INSTANTIATE)
+#undef ISS_INSTANTIATE
 
 }  // namespace iss

@@ -1,6 +1,7 @@
 // Max-pooling by 2 and nearest-neighbour upsampling by 2 over (D, H, W) of a channels-last
-// (N, D, H, W, C) tensor, and channel concatenation. Exact (no rounding) except the upsample
-// backward's sum of 8, which has a fixed order: CPU and CUDA agree bit for bit.
+// (N, D, H, W, C) tensor, and channel concatenation, on fp32 or bf16 storage (T = float or
+// Bf16, kernels/common/bf16.h). Exact (no rounding) except the upsample backward's sum of 8,
+// which has a fixed order, in fp32, rounded once to T: CPU and CUDA agree bit for bit.
 //
 // maxpool2: out (N, D/2, H/2, W/2, C) (D, H, W even); `argmax` keeps, per output element, which
 //   of the 8 inputs won (0..7, bit 0 = w, bit 1 = h, bit 2 = d; the first maximum wins; NaN
@@ -15,6 +16,7 @@
 
 #include <cstdint>
 
+#include "kernels/common/bf16.h"
 #include "kernels/common/hd.h"
 #include "kernels/nn/shape.h"
 
@@ -33,16 +35,21 @@ namespace iss {
 
 class DeviceContext;
 
-void maxpool2_forward(DeviceContext& ctx, const float* x, const Shape5& in, float* y, uint8_t* argmax);
-void maxpool2_backward(DeviceContext& ctx, const float* dy, const uint8_t* argmax, const Shape5& in, float* dx);
+template <class T>
+void maxpool2_forward(DeviceContext& ctx, const T* x, const Shape5& in, T* y, uint8_t* argmax);
+template <class T>
+void maxpool2_backward(DeviceContext& ctx, const T* dy, const uint8_t* argmax, const Shape5& in, T* dx);
 
-void upsample2_forward(DeviceContext& ctx, const float* x, const Shape5& in, float* y);
-void upsample2_backward(DeviceContext& ctx, const float* dy, const Shape5& in, float* dx);
+template <class T>
+void upsample2_forward(DeviceContext& ctx, const T* x, const Shape5& in, T* y);
+template <class T>
+void upsample2_backward(DeviceContext& ctx, const T* dy, const Shape5& in, T* dx);
 
-void concat_channels_forward(DeviceContext& ctx, const float* a, int64_t ca, const float* b, int64_t cb,
-                             int64_t voxels, float* y);
-void concat_channels_backward(DeviceContext& ctx, const float* dy, int64_t ca, int64_t cb, int64_t voxels, float* da,
-                              float* db);
+template <class T>
+void concat_channels_forward(DeviceContext& ctx, const T* a, int64_t ca, const T* b, int64_t cb, int64_t voxels,
+                             T* y);
+template <class T>
+void concat_channels_backward(DeviceContext& ctx, const T* dy, int64_t ca, int64_t cb, int64_t voxels, T* da, T* db);
 
 // --- Bodies shared by the CPU and CUDA launchers: `at(v, c)` per voxel v and channel c (see
 // kernels/nn/channels_last.h). Offsets of block member q (bit 0 = w, bit 1 = h, bit 2 = d).
@@ -66,21 +73,22 @@ struct Pool2Geometry {
     }
 };
 
+template <class T>
 struct MaxPool2ForwardBody {  // over output voxels
     Pool2Geometry g;
-    const float* x;
-    float* y;
+    const T* x;
+    T* y;
     uint8_t* argmax;
     ISS_HD void at(int64_t ov, int64_t ch) const {
-        const float* block = x + g.fine_base(ov, ch);
+        const T* block = x + g.fine_base(ov, ch);
         // Two scans, each one comparison and two selects per member, so g++ vectorizes the
         // channel loop (a combined NaN-aware comparison keeps it scalar):
         // the first strict maximum among the numbers (the first maximum wins) ...
-        float best = block[0];
+        float best = widen(block[0]);
         int best_q = 0;
         ISS_UNROLL
         for (int q = 1; q < 8; ++q) {
-            const float v = block[g.member_offset(q)];
+            const float v = widen(block[g.member_offset(q)]);
             const bool take = v > best;
             best = take ? v : best;
             best_q = take ? q : best_q;
@@ -91,7 +99,7 @@ struct MaxPool2ForwardBody {  // over output voxels
         int nan_q = 8;
         ISS_UNROLL
         for (int q = 7; q >= 0; --q) {
-            const float v = block[g.member_offset(q)];
+            const float v = widen(block[g.member_offset(q)]);
             const bool is_nan = v != v;
             nan_value = is_nan ? v : nan_value;
             nan_q = is_nan ? q : nan_q;
@@ -100,62 +108,67 @@ struct MaxPool2ForwardBody {  // over output voxels
         best = has_nan ? nan_value : best;
         best_q = has_nan ? nan_q : best_q;
         const int64_t o = ov * g.c + ch;
-        y[o] = best;
+        y[o] = narrow<T>(best);  // exact: `best` is one of the stored values
         argmax[o] = uint8_t(best_q);
     }
 };
 
+template <class T>
 struct MaxPool2BackwardBody {  // over input voxels
     Pool2Geometry g;
-    const float* dy;
+    const T* dy;
     const uint8_t* argmax;
-    float* dx;
+    T* dx;
     ISS_HD void at(int64_t fv, int64_t ch) const {
         int q;
         const int64_t o = g.coarse_index(fv, ch, &q);
-        dx[fv * g.c + ch] = argmax[o] == q ? dy[o] : 0.0f;
+        dx[fv * g.c + ch] = argmax[o] == q ? dy[o] : narrow<T>(0.0f);
     }
 };
 
+template <class T>
 struct Upsample2ForwardBody {  // over output (fine) voxels
     Pool2Geometry g;
-    const float* x;
-    float* y;
+    const T* x;
+    T* y;
     ISS_HD void at(int64_t fv, int64_t ch) const {
         int q;
         y[fv * g.c + ch] = x[g.coarse_index(fv, ch, &q)];
     }
 };
 
+template <class T>
 struct Upsample2BackwardBody {  // over input (coarse) voxels
     Pool2Geometry g;
-    const float* dy;
-    float* dx;
+    const T* dy;
+    T* dx;
     ISS_HD void at(int64_t ov, int64_t ch) const {
-        const float* block = dy + g.fine_base(ov, ch);
-        float sum = block[0];
-        for (int q = 1; q < 8; ++q) sum = sum + block[g.member_offset(q)];  // fixed order q = 0..7
-        dx[ov * g.c + ch] = sum;
+        const T* block = dy + g.fine_base(ov, ch);
+        float sum = widen(block[0]);
+        for (int q = 1; q < 8; ++q) sum = sum + widen(block[g.member_offset(q)]);  // fixed order q = 0..7
+        dx[ov * g.c + ch] = narrow<T>(sum);
     }
 };
 
+template <class T>
 struct ConcatForwardBody {  // over voxels, channels ca + cb
-    const float* a;
-    const float* b;
+    const T* a;
+    const T* b;
     int64_t ca, cb;
-    float* y;
+    T* y;
     ISS_HD void at(int64_t v, int64_t ch) const {
         y[v * (ca + cb) + ch] = ch < ca ? a[v * ca + ch] : b[v * cb + (ch - ca)];
     }
 };
 
+template <class T>
 struct ConcatBackwardBody {  // over voxels, channels ca + cb
-    const float* dy;
+    const T* dy;
     int64_t ca, cb;
-    float* da;  // either may be null: that gradient is not wanted
-    float* db;
+    T* da;  // either may be null: that gradient is not wanted
+    T* db;
     ISS_HD void at(int64_t v, int64_t ch) const {
-        const float g = dy[v * (ca + cb) + ch];
+        const T g = dy[v * (ca + cb) + ch];
         if (ch < ca) {
             if (da) da[v * ca + ch] = g;
         } else if (db) {
@@ -164,12 +177,9 @@ struct ConcatBackwardBody {  // over voxels, channels ca + cb
     }
 };
 
-// CUDA launchers (pool.cu): run `body` over `voxels` x `channels`.
-void maxpool2_forward_cuda(DeviceContext& ctx, const MaxPool2ForwardBody& body, int64_t voxels, int64_t channels);
-void maxpool2_backward_cuda(DeviceContext& ctx, const MaxPool2BackwardBody& body, int64_t voxels, int64_t channels);
-void upsample2_forward_cuda(DeviceContext& ctx, const Upsample2ForwardBody& body, int64_t voxels, int64_t channels);
-void upsample2_backward_cuda(DeviceContext& ctx, const Upsample2BackwardBody& body, int64_t voxels, int64_t channels);
-void concat_forward_cuda(DeviceContext& ctx, const ConcatForwardBody& body, int64_t voxels, int64_t channels);
-void concat_backward_cuda(DeviceContext& ctx, const ConcatBackwardBody& body, int64_t voxels, int64_t channels);
+// CUDA launcher (pool.cu): runs any of the bodies above over `voxels` x `channels`;
+// instantiated there for each body and storage type.
+template <class Body>
+void pool_cuda(DeviceContext& ctx, const Body& body, int64_t voxels, int64_t channels);
 
 }  // namespace iss

@@ -1,0 +1,49 @@
+// bfloat16 storage for activations and their gradients (nn/precision.h): the upper 16 bits of
+// an fp32. Kernels read a stored element with widen() (exact) and compute in fp32; they write
+// with narrow<T>(), which for Bf16 rounds to nearest, ties to even (the rounding of oneDNN's
+// and CUDA's conversions, so values agree whoever wrote them). NaN stays NaN (quietened);
+// overflow rounds to infinity as IEEE rounding does. Relative error of one narrow: at most
+// u = 2^-8 (8 significant bits; docs/KERNELS.md, "In bf16").
+//
+// A kernel body templated on its storage type T (float or Bf16) is still one body per
+// operation: for float, widen and narrow are the identity.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/common/hd.h"
+#include "kernels/common/portable_math.h"  // float_to_bits, bits_to_float
+
+namespace iss {
+
+struct Bf16 {
+    uint16_t bits;
+};
+
+ISS_HD_INLINE float widen(float v) { return v; }
+ISS_HD_INLINE float widen(Bf16 v) { return bits_to_float(uint32_t(v.bits) << 16); }
+
+ISS_HD_INLINE Bf16 round_to_bf16(float v) {
+    const uint32_t u = float_to_bits(v);
+    // Round to nearest even on the 16 bits dropped; a NaN keeps its sign and top payload and
+    // gets the quiet bit (rounding could otherwise carry a NaN into infinity).
+    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    const bool is_nan = (u & 0x7fffffffu) > 0x7f800000u;
+    return Bf16{uint16_t(is_nan ? ((u >> 16) | 0x40u) : rounded)};
+}
+
+template <class T>
+ISS_HD_INLINE T narrow(float v);
+template <>
+ISS_HD_INLINE float narrow<float>(float v) {
+    return v;
+}
+template <>
+ISS_HD_INLINE Bf16 narrow<Bf16>(float v) {
+    return round_to_bf16(v);
+}
+
+// Explicit instantiation of a templated kernel API for both storage types: X(float) X(Bf16).
+#define ISS_FOR_EACH_STORAGE(X) X(float) X(Bf16)
+
+}  // namespace iss
