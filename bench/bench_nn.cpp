@@ -3,8 +3,8 @@
 //                                          (no gradients, memory freed as the forward goes)
 //   UNetForward/<cpu|cuda>/160x192x160/slab16  the same with the last level, the head and the
 //                                          softmax in slabs of 16 rows (UNet::predict, as predict runs)
-//   UNetConvolutions/<cpu|cuda>/160x192x160  the forward's convolutions alone (the bound
-//                                          UNetForward is measured against)
+//   UNetConvolutions/<cpu|cuda>/160x192x160  the forward's convolutions alone, each with its
+//                                          fused ELU (the bound UNetForward is measured against)
 //   UNetTrainStep/<cpu|cuda>/128x160x128   the infant training crop: forward + soft Dice +
 //                                          backward + Adam
 //   .../bf16                               the same with bf16 convolutions, where native
@@ -43,8 +43,9 @@ int64_t scale_down() {
 
 // Every convolution of the U-Net's forward on an input of `in` (as nn/unet.cpp builds it: per
 // level the encoder's convolutions, then the decoder's after the concatenation, and the 1x1x1
-// head), in `precision`, with the network's tensor types: activations in the precision's type,
-// except the fp32 image the first reads and the fp32 logits the head writes.
+// head), in `precision`, with the network's tensor types (activations in the precision's type,
+// except the fp32 image the first reads and the fp32 logits the head writes) and its fused ELUs
+// (all but the head).
 std::vector<ConvShape> forward_convolutions(const UNetConfig& c, const Shape5& in, Precision precision) {
     const DType act = activation_type(precision);
     std::vector<ConvShape> shapes;
@@ -53,11 +54,12 @@ std::vector<ConvShape> forward_convolutions(const UNetConfig& c, const Shape5& i
         const int64_t f = c.features_at(l);
         int64_t channels = l == 0 ? c.in_channels : c.features_at(l - 1);
         for (int k = 0; k < c.convs_per_level; ++k, channels = f)
-            shapes.push_back({Shape5{at.n, at.d, at.h, at.w, channels}, f, c.kernel, precision, act, act});
+            shapes.push_back({Shape5{at.n, at.d, at.h, at.w, channels}, f, c.kernel, precision, act, act, c.elu_alpha});
         if (l < c.levels - 1) {
             channels = f + c.features_at(l + 1);
             for (int k = 0; k < c.convs_per_level; ++k, channels = f)
-                shapes.push_back({Shape5{at.n, at.d, at.h, at.w, channels}, f, c.kernel, precision, act, act});
+                shapes.push_back(
+                    {Shape5{at.n, at.d, at.h, at.w, channels}, f, c.kernel, precision, act, act, c.elu_alpha});
         }
     }
     shapes.front().x_type = DType::f32;

@@ -3,6 +3,8 @@
 // that both backends refuse the same inputs with the same messages.
 #include "nn/conv.h"
 
+#include <cmath>
+
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
 #include "nn/conv_backends.h"
@@ -22,6 +24,8 @@ void check_shape(const ConvShape& s) {
                 s.in.str());
     ISS_REQUIRE(s.in.c >= 1, "Conv3d: in.c (input channels) must be >= 1, got ", s.in.c);
     ISS_REQUIRE(s.out_c >= 1, "Conv3d: out_c (output channels) must be >= 1, got ", s.out_c);
+    ISS_REQUIRE(s.elu_alpha >= 0.0f && std::isfinite(s.elu_alpha), "Conv3d: elu_alpha must be finite and >= 0, got ",
+                s.elu_alpha);
     ISS_REQUIRE(s.precision == Precision::bf16 || (s.x_type == DType::f32 && s.y_type == DType::f32),
                 "Conv3d: bf16 tensors need bf16 precision (x is ", dtype_name(s.x_type), ", y ", dtype_name(s.y_type),
                 ")");

@@ -4,7 +4,7 @@
 //
 // Layouts: x (N, D, H, W, Ci) and y (N, D, H, W, Co) channels-last; weights (Co, k, k, k, Ci)
 // ("odhwi", the layout cuDNN calls NHWC for filters); bias (Co).
-// forward:          y = conv(x, w) + b
+// forward:          y = conv(x, w) + b, or ELU(conv(x, w) + b) with the ELU fused (elu_alpha > 0)
 // backward_data:    dx = conv_transpose(dy, w)            (overwrites dx)
 // backward_weights: dw = sum x * dy, db = sum dy           (overwrites dw, db)
 // Algorithms / primitives are chosen once per shape and cached in the Conv3d object.
@@ -34,12 +34,16 @@ struct ConvShape {
     Precision precision = Precision::fp32;
     DType x_type = DType::f32;  // x and dx
     DType y_type = DType::f32;  // y and dy
+    // > 0: the forward applies ELU(alpha) to its output (oneDNN as a post-op on the values still
+    // in registers; cuDNN through our ELU kernel after the bias), saving a pass over y. The
+    // backward passes are the convolution's alone (the gradient before the ELU).
+    float elu_alpha = 0.0f;
 
     Shape5 out() const { return Shape5{in.n, in.d, in.h, in.w, out_c}; }
     int64_t weight_count() const { return out_c * kernel * kernel * kernel * in.c; }
     bool operator==(const ConvShape& o) const {
         return in == o.in && out_c == o.out_c && kernel == o.kernel && precision == o.precision &&
-               x_type == o.x_type && y_type == o.y_type;
+               x_type == o.x_type && y_type == o.y_type && elu_alpha == o.elu_alpha;
     }
 };
 

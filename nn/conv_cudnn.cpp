@@ -33,6 +33,7 @@
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
+#include "kernels/nn/elementwise.h"
 #include "nn/conv_backends.h"
 
 namespace iss {
@@ -247,6 +248,11 @@ void CudnnConv3d::forward(const void* x, const float* w, const float* b, void* y
     });
     // y += b, the bias broadcast over every position.
     ISS_CUDNN_CHECK(cudnnAddTensor(handle_, &one, b_.handle, b, &one, y_.handle, y));
+    // The fused ELU: our kernel in place (cuDNN's fused activations have no ELU).
+    if (shape_.elu_alpha > 0) {
+        float* out = static_cast<float*>(y);
+        elu_forward(ctx_, out, out, shape_.out().size(), shape_.elu_alpha);
+    }
 }
 
 void CudnnConv3d::backward_data(const void* dy, const float* w, void* dx) {

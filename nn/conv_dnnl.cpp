@@ -4,7 +4,8 @@
 // no activation is ever reordered); the weights arrive as odhwi and the primitives choose
 // their own blocked weight layout (format `any`), so the user weights are reordered into it
 // before forward / backward-data and the weight gradient is reordered back to odhwi. Bias is
-// a plain vector (`x`). Padding (k-1)/2 on every side ("same"), stride 1.
+// a plain vector (`x`). Padding (k-1)/2 on every side ("same"), stride 1. A fused ELU is a
+// post-op of the forward primitive (oneDNN's own exp: within a few ulp of ours).
 //
 // fp32 throughout, or in bf16 (ConvShape::precision): the primitives read bf16 inputs (the
 // activation, the incoming gradient, the weights) and write the output and the activation
@@ -133,10 +134,15 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
     // error model of docs/KERNELS.md holds; forward_training so the backward primitives can
     // take it as their hint.
     const auto alg = dnnl::algorithm::convolution_direct;
-    ISS_DNNL_CALL(fwd_pd_ = dnnl::convolution_forward::primitive_desc(
-                      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, x_compute_md_, w_any_md,
-                                                      b_md_, y_md_, strides, padding, padding),
-                      attr, engine_));
+    auto forward_pd = [&](const dnnl::primitive_attr& with) {
+        return dnnl::convolution_forward::primitive_desc(
+            dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, x_compute_md_, w_any_md, b_md_,
+                                            y_md_, strides, padding, padding),
+            with, engine_);
+    };
+    ISS_DNNL_CALL(fwd_pd_ = forward_pd(attr));
+    // The backward primitives take the plain forward as their hint (oneDNN refuses one with
+    // post-ops); the forward that runs then gets the fused ELU.
     ISS_DNNL_CALL(bwd_data_pd_ = dnnl::convolution_backward_data::primitive_desc(
                       dnnl::convolution_backward_data::desc(alg, x_md_, w_any_md, dy_compute_md_, strides, padding,
                                                             padding),
@@ -145,6 +151,13 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
                       dnnl::convolution_backward_weights::desc(alg, x_compute_md_, dw_any_md, b_md_, dy_compute_md_,
                                                                strides, padding, padding),
                       attr, engine_, fwd_pd_));
+    if (s.elu_alpha > 0) {
+        dnnl::post_ops elu;
+        ISS_DNNL_CALL(elu.append_eltwise(1.0f, dnnl::algorithm::eltwise_elu, s.elu_alpha, 0.0f));
+        dnnl::primitive_attr fused = attr;
+        ISS_DNNL_CALL(fused.set_post_ops(elu));
+        ISS_DNNL_CALL(fwd_pd_ = forward_pd(fused));
+    }
 
     // Activations were asked for as ndhwc: a primitive descriptor either honours that or fails
     // to be created. Checked anyway, since a silent change of layout would read garbage.

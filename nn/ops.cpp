@@ -139,18 +139,19 @@ std::shared_ptr<void> borrow(T* ptr) {
 
 }  // namespace
 
-Conv3d& ConvEngines::get(DeviceContext& ctx, const Shape5& in, Precision precision, DType x_type, DType y_type) {
-    const auto key = std::make_tuple(in.n, in.d, in.h, in.w, in.c, precision, x_type, y_type);
-    auto it = engines_.find(key);
-    if (it == engines_.end())
-        it = engines_
-                 .emplace(key, std::make_unique<Conv3d>(ctx, ConvShape{in, out_c_, kernel_, precision, x_type, y_type}))
-                 .first;
-    return *it->second;
+Conv3d& ConvEngines::get(DeviceContext& ctx, const ConvShape& shape) {
+    ISS_REQUIRE(shape.out_c == out_c_ && shape.kernel == kernel_, "ConvEngines: a ", shape.kernel, "^3 convolution to ",
+                shape.out_c, " channels asked of a layer of ", kernel_, "^3 to ", out_c_);
+    for (const auto& engine : engines_)
+        if (engine->shape() == shape) return *engine;
+    engines_.push_back(std::make_unique<Conv3d>(ctx, shape));
+    return *engines_.back();
 }
 
-Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engines, DType out_type) {
-    Conv3d& engine = engines.get(g.context(), x.shape(), g.precision(), x.dtype(), out_type);
+Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engines, DType out_type, float elu_alpha) {
+    ISS_REQUIRE(elu_alpha == 0 || !g.grad_enabled(), "conv3d: a fused ELU is for inference (gradients off)");
+    const ConvShape shape{x.shape(), engines.out_c(), engines.kernel(), g.precision(), x.dtype(), out_type, elu_alpha};
+    Conv3d& engine = engines.get(g.context(), shape);
     Tensor y = g.make(engine.shape().out(), out_type);
     ParamStore& p = g.params();
     engine.forward(x.value().raw(), p.value(weight), p.value(bias), y.raw());

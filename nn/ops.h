@@ -5,7 +5,8 @@
 // softmax take fp32 logits.
 //
 //   conv3d      y = conv(x, w) + b through a cached Conv3d engine (oneDNN / cuDNN), in the
-//               graph's precision, y stored as `out_type`
+//               graph's precision, y stored as `out_type`; with elu_alpha > 0, y = ELU(conv + b)
+//               fused, for inference only (gradients off: training runs elu() after it)
 //   elu         ELU(alpha); in place by default (its backward needs only the output, and the
 //               value it overwrites - a convolution's output - is needed by nobody else)
 //   batchnorm   training statistics (and running-statistics update) or inference statistics
@@ -16,7 +17,7 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
+#include <vector>
 #include <memory>
 
 #include "kernels/nn/loss.h"
@@ -25,21 +26,23 @@
 
 namespace iss {
 
-// Conv3d engines for one layer, one per input shape, precision and tensor types (built on
-// first use, then reused).
+// Conv3d engines for one layer, one per ConvShape asked (input shape, precision, tensor types,
+// fused ELU): built on first use, then reused. A layer sees a few (a training crop, a scan,
+// the slabs of predict), so a list is searched.
 class ConvEngines {
 public:
     ConvEngines(int64_t out_c, int64_t kernel) : out_c_(out_c), kernel_(kernel) {}
-    Conv3d& get(DeviceContext& ctx, const Shape5& in, Precision precision, DType x_type = DType::f32,
-                DType y_type = DType::f32);
+    int64_t out_c() const { return out_c_; }
+    int64_t kernel() const { return kernel_; }
+    Conv3d& get(DeviceContext& ctx, const ConvShape& shape);
 
 private:
     int64_t out_c_, kernel_;
-    std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, Precision, DType, DType>, std::unique_ptr<Conv3d>>
-        engines_;
+    std::vector<std::unique_ptr<Conv3d>> engines_;
 };
 
-Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engines, DType out_type);
+Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engines, DType out_type,
+           float elu_alpha = 0.0f);
 Var elu(Graph& g, const Var& x, float alpha = 1.0f, bool in_place = true);
 
 struct BatchNormParams {

@@ -14,10 +14,12 @@
 
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
+#include "kernels/nn/elementwise.h"
 #include "nn/conv.h"
 #include "nn/ops.h"
 #include "tests/backends.h"
 #include "tests/ref/conv.h"
+#include "tests/ref/nn.h"
 
 namespace iss {
 namespace {
@@ -142,6 +144,37 @@ TEST_P(ConvReference, ThreePassesMatchTheReference) {
             EXPECT_TRUE(all_near(got.dx, want.dx, 2 * tolerance(dx))) << "backward_data, CUDA vs CPU";
             EXPECT_TRUE(all_near(got.dw, want.dw, 2 * tolerance(dw))) << "dw, CUDA vs CPU";
             EXPECT_TRUE(all_near(got.db, want.db, 2 * tolerance(db))) << "db, CUDA vs CPU";
+        }
+    }
+}
+
+// The fused ELU (ConvShape::elu_alpha): the forward is ELU of the reference convolution. ELU is
+// 1-Lipschitz, so the convolution's contract carries over; oneDNN's exp adds a few ulp of 1
+// (times alpha) on the negative branch. The backward passes do not change (they take the
+// gradient before the ELU). On CUDA the ELU is our kernel: the CUDA side is exact against
+// the convolution followed by elu_forward.
+TEST_P(ConvReference, FusedEluIsTheEluOfTheConvolution) {
+    for (const float alpha : {1.0f, 0.3f}) {
+        for (const Case& c : cases()) {
+            SCOPED_TRACE(testing::Message() << c.name << ", alpha " << alpha);
+            ConvShape s = c.shape;
+            s.elu_alpha = alpha;
+            const Inputs in = random_inputs(s, 19);
+            const Outputs got = run_conv(ctx(), s, in);
+            const std::vector<double> y = ref::conv3d_forward(s, in.x, in.w, in.b);
+            EXPECT_TRUE(all_near(got.y, ref::elu(y, alpha), tolerance(y) + alpha * 1e-6)) << "forward";
+            EXPECT_TRUE(all_near(got.dx, ref::conv3d_backward_data(s, in.dy, in.w),
+                                 tolerance(ref::conv3d_backward_data(s, in.dy, in.w))))
+                << "backward_data";
+            bool negative = false;
+            for (float v : got.y) negative |= v < 0;
+            EXPECT_TRUE(negative) << "no output took the ELU's negative branch: the case tests nothing";
+            if (on_cuda()) {
+                std::vector<float> want = run_conv(ctx(), c.shape, in).y;
+                Buffer<float> b(ctx(), want);
+                elu_forward(ctx(), b.data(), b.data(), int64_t(want.size()), alpha);
+                EXPECT_EQ(got.y, b.download()) << "CUDA: the convolution, then our ELU";
+            }
         }
     }
 }
@@ -365,12 +398,16 @@ TEST_P(ConvBf16, ALayersEnginesAreKeptPerPrecision) {
     // graph switching precision never runs the other's primitives; asking again reuses it.
     ConvEngines engines(8, 3);
     const Shape5 in{1, 3, 4, 5, 8};
-    Conv3d& fp32 = engines.get(ctx(), in, Precision::fp32);
-    Conv3d& bf16 = engines.get(ctx(), in, Precision::bf16);
+    Conv3d& fp32 = engines.get(ctx(), ConvShape{in, 8, 3, Precision::fp32});
+    Conv3d& bf16 = engines.get(ctx(), ConvShape{in, 8, 3, Precision::bf16});
     EXPECT_NE(&fp32, &bf16);
     EXPECT_EQ(fp32.shape().precision, Precision::fp32);
     EXPECT_EQ(bf16.shape().precision, Precision::bf16);
-    EXPECT_EQ(&engines.get(ctx(), in, Precision::bf16), &bf16);
+    EXPECT_EQ(&engines.get(ctx(), ConvShape{in, 8, 3, Precision::bf16}), &bf16);
+    // Another storage type or a fused ELU is another engine too; a shape not the layer's is refused.
+    EXPECT_NE(&engines.get(ctx(), ConvShape{in, 8, 3, Precision::bf16, DType::bf16, DType::bf16}), &bf16);
+    EXPECT_NE(&engines.get(ctx(), ConvShape{in, 8, 3, Precision::bf16, DType::f32, DType::f32, 1.0f}), &bf16);
+    EXPECT_THROW(engines.get(ctx(), ConvShape{in, 4, 3, Precision::fp32}), Error);
 }
 
 // Bad shapes and null tensors throw iss::Error naming the field.

@@ -98,6 +98,24 @@ TEST(NnPoolAllocator, FreesAsValuesAreDropped) {
     EXPECT_EQ(pool.peak_bytes(), size_t(2) * 2048);
 }
 
+// A fused ELU has no backward: conv3d takes one only with gradients off, so a training graph
+// never records a node whose backward would skip the ELU's.
+TEST(NnOps, FusedEluIsForInferenceOnly) {
+    DeviceContext ctx;
+    ParamStore params(ctx);
+    const Param w = params.declare("w", {2, 3, 3, 3, 1}), b = params.declare("b", {2});
+    params.allocate();
+    ConvEngines engines(2, 3);
+    PoolAllocator pool(ctx);
+    Tensor x = Tensor::make(pool, Shape5{1, 4, 4, 4, 1});
+    const std::vector<float> ones(64, 1.0f);
+    ctx.copy_to_device(x.data, ones.data(), 64 * sizeof(float));
+    Graph training(pool, params, true);
+    EXPECT_THROW(conv3d(training, training.input(x), w, b, engines, DType::f32, 1.0f), Error);
+    Graph inference(pool, params, false);
+    EXPECT_NO_THROW(conv3d(inference, inference.input(x), w, b, engines, DType::f32, 1.0f));
+}
+
 TEST(NnParams, ViewsIntoFlatBuffersAndThePublishedCount) {
     DeviceContext ctx;
     ParamStore params(ctx);
