@@ -90,22 +90,41 @@ struct UpsampleOp {
     }
 };
 
+// The backward of a two-input op whose kernel writes both gradients in one call: `kernel(dy, da,
+// db)` on the gradients' storage type, an unwanted gradient passed as null.
+template <class Kernel>
+void backward_of_two(Graph& g, Node& node, const Kernel& kernel) {
+    const Slot& a = node.inputs[0];
+    const Slot& b = node.inputs[1];
+    Tensor da, db;
+    if (a->requires_grad) da = g.make_grad(a);
+    if (b->requires_grad) db = g.make_grad(b);
+    const Tensor& dy = out_grad(node);
+    with_storage(dy.dtype, [&](auto type) {
+        using T = decltype(type);
+        kernel(dy.as<T>(), static_cast<T*>(da.raw()), static_cast<T*>(db.raw()));
+    });
+    if (!da.empty()) g.accumulate(a, std::move(da));
+    if (!db.empty()) g.accumulate(b, std::move(db));
+}
+
 struct ConcatOp {
     static void backward(Graph& g, Node& node) {
-        const Slot& a = node.inputs[0];
-        const Slot& b = node.inputs[1];
-        Tensor da, db;
-        if (a->requires_grad) da = g.make_grad(a);
-        if (b->requires_grad) db = g.make_grad(b);
-        const Tensor& dy = out_grad(node);
-        with_storage(dy.dtype, [&](auto type) {
-            using T = decltype(type);
-            // An empty gradient (not wanted) is passed as null whatever its type.
-            concat_channels_backward(g.context(), dy.as<T>(), a->shape.c, b->shape.c, a->shape.voxels(),
-                                     static_cast<T*>(da.raw()), static_cast<T*>(db.raw()));
+        const Shape5& a = node.inputs[0]->shape;
+        const int64_t cb = node.inputs[1]->shape.c;
+        backward_of_two(g, node, [&](const auto* dy, auto* da, auto* db) {
+            concat_channels_backward(g.context(), dy, a.c, cb, a.voxels(), da, db);
         });
-        if (!da.empty()) g.accumulate(a, std::move(da));
-        if (!db.empty()) g.accumulate(b, std::move(db));
+    }
+};
+
+struct UpsampleConcatOp {
+    static void backward(Graph& g, Node& node) {
+        const Shape5& a = node.inputs[0]->shape;
+        const int64_t cb = node.inputs[1]->shape.c;
+        backward_of_two(g, node, [&](const auto* dy, auto* da, auto* db) {
+            upsample_concat_backward(g.context(), dy, a, cb, da, db);
+        });
     }
 };
 
@@ -263,6 +282,26 @@ Var concat(Graph& g, const Var& a, const Var& b) {
     });
     Var out = g.output(y, a.d->requires_grad || b.d->requires_grad);
     if (Node* node = g.record<ConcatOp>("concat")) {
+        node->inputs = {a.d, b.d};
+        node->output = out.d;
+    }
+    return out;
+}
+
+Var upsample_concat(Graph& g, const Var& a, const Var& b) {
+    const Shape5& sa = a.shape();
+    const Shape5& sb = b.shape();
+    ISS_REQUIRE(sa.n == sb.n && sa.d == 2 * sb.d && sa.h == 2 * sb.h && sa.w == 2 * sb.w, "upsample_concat: ",
+                sb.str(), " upsampled by 2 does not match ", sa.str(), " outside the channels");
+    ISS_REQUIRE(a.dtype() == b.dtype(), "upsample_concat: a ", dtype_name(a.dtype()), " and a ",
+                dtype_name(b.dtype()), " tensor");
+    Tensor y = g.make(Shape5{sa.n, sa.d, sa.h, sa.w, sa.c + sb.c}, a.dtype());
+    with_storage(y.dtype, [&](auto type) {
+        using T = decltype(type);
+        upsample_concat_forward(g.context(), a.value().as<T>(), sa, b.value().as<T>(), sb.c, y.as<T>());
+    });
+    Var out = g.output(y, a.d->requires_grad || b.d->requires_grad);
+    if (Node* node = g.record<UpsampleConcatOp>("upsample_concat")) {
         node->inputs = {a.d, b.d};
         node->output = out.d;
     }

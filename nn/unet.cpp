@@ -124,27 +124,28 @@ Var UNet::encode_and_decode_to_level_one(Graph& g, const Var& input, bool traini
     const int L = config_.levels;
     Var x = input;
     for (int l = 0; l < L; ++l) {
-        Var skip = conv_elu_block(g, x, encoder_[size_t(l)]);
+        Var skip = conv_elu_block(g, std::move(x), encoder_[size_t(l)]);
         skips.push_back(skip);
         x = batchnorm(g, skip, encoder_bn_[size_t(l)], training);
         if (l < L - 1) x = maxpool2(g, x);
     }
     for (int i = 0; i < L - 2; ++i) {
         const int l = L - 2 - i;
-        x = concat(g, skips[size_t(l)], upsample2(g, x));
+        x = upsample_concat(g, skips[size_t(l)], x);
         skips[size_t(l)] = Var{};  // its last use
-        x = conv_elu_block(g, x, decoder_[size_t(i)]);
+        x = conv_elu_block(g, std::move(x), decoder_[size_t(i)]);
         x = batchnorm(g, x, decoder_bn_[size_t(i)], training);
     }
     return x;
 }
 
-Var UNet::last_level(Graph& g, const Var& skip0, const Var& from_level_one, bool training) {
+Var UNet::last_level(Graph& g, Var skip0, Var from_level_one, bool training) {
     const int L = config_.levels;
-    Var x = from_level_one;
+    Var x = std::move(from_level_one);
     if (L > 1) {
-        x = concat(g, skip0, upsample2(g, from_level_one));
-        x = conv_elu_block(g, x, decoder_[size_t(L - 2)]);
+        x = upsample_concat(g, skip0, x);
+        skip0 = Var{};  // its last use
+        x = conv_elu_block(g, std::move(x), decoder_[size_t(L - 2)]);
         x = batchnorm(g, x, decoder_bn_[size_t(L - 2)], training);
     }
     return conv3d(g, x, head_.weight, head_.bias, *head_.engines, DType::f32);  // fp32 logits
@@ -152,10 +153,10 @@ Var UNet::last_level(Graph& g, const Var& skip0, const Var& from_level_one, bool
 
 Var UNet::forward(Graph& g, const Var& input, bool training) {
     std::vector<Var> skips;
-    const Var x = encode_and_decode_to_level_one(g, input, training, skips);
-    const Var skip0 = skips[0];
+    Var x = encode_and_decode_to_level_one(g, input, training, skips);
+    Var skip0 = std::move(skips[0]);
     skips.clear();
-    return last_level(g, skip0, x, training);
+    return last_level(g, std::move(skip0), std::move(x), training);
 }
 
 namespace {

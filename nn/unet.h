@@ -77,7 +77,9 @@ private:
     // The encoder, and every decoder level but the last: the skips and the deepest output.
     Var encode_and_decode_to_level_one(Graph& g, const Var& input, bool training, std::vector<Var>& skips);
     // The last decoder level (full resolution) and the head: logits from level 1's output.
-    Var last_level(Graph& g, const Var& skip0, const Var& from_level_one, bool training);
+    // Takes its inputs by value so that, handed the only handles, it frees each after its last
+    // use (skip0 alone is 24 channels at full resolution).
+    Var last_level(Graph& g, Var skip0, Var from_level_one, bool training);
 
     UNetConfig config_;
     ParamStore& params_;

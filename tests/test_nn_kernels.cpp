@@ -330,6 +330,52 @@ TEST_P(NnPool, ConcatAgainstReferenceAndFiniteDifferences) {
     }
 }
 
+// upsample_concat is concat(a, upsample2(b)) and its backward the concat split plus the
+// upsample's sum, bit for bit (the same selections, the same order of the sum), in fp32 and bf16.
+template <class T>
+void expect_upsample_concat_is_the_composition(DeviceContext& ctx) {
+    const Shape5 fine{2, 4, 6, 8, 3}, coarse{2, 2, 3, 4, 5};
+    const int64_t ca = fine.c, cb = coarse.c, voxels = fine.voxels();
+    auto stored = [](const std::vector<float>& v) {
+        std::vector<T> out;
+        for (float e : v) out.push_back(narrow<T>(e));
+        return out;
+    };
+    const std::vector<T> a = stored(uniform(size_t(fine.size()), -1, 1, 41));
+    const std::vector<T> b = stored(uniform(size_t(coarse.size()), -1, 1, 42));
+    const std::vector<T> dy = stored(uniform(size_t(voxels * (ca + cb)), -1, 1, 43));
+    Buffer<T> ab(ctx, a), bb(ctx, b), dyb(ctx, dy), up(ctx, size_t(voxels * cb)), y_want(ctx, dy.size()),
+        y_got(ctx, dy.size());
+    upsample2_forward(ctx, bb.data(), coarse, up.data());
+    concat_channels_forward(ctx, ab.data(), ca, up.data(), cb, voxels, y_want.data());
+    upsample_concat_forward(ctx, ab.data(), fine, bb.data(), cb, y_got.data());
+    const std::vector<T> got_y = y_got.download(), want_y = y_want.download();
+    EXPECT_EQ(0, std::memcmp(got_y.data(), want_y.data(), got_y.size() * sizeof(T))) << "forward";
+
+    Buffer<T> da_want(ctx, a.size()), dup(ctx, size_t(voxels * cb)), db_want(ctx, b.size());
+    concat_channels_backward(ctx, dyb.data(), ca, cb, voxels, da_want.data(), dup.data());
+    upsample2_backward(ctx, dup.data(), coarse, db_want.data());
+    Buffer<T> da(ctx, a.size()), db(ctx, b.size());
+    upsample_concat_backward(ctx, dyb.data(), fine, cb, da.data(), db.data());
+    const std::vector<T> got_da = da.download(), want_da = da_want.download();
+    const std::vector<T> got_db = db.download(), want_db = db_want.download();
+    EXPECT_EQ(0, std::memcmp(got_da.data(), want_da.data(), got_da.size() * sizeof(T))) << "backward (a)";
+    EXPECT_EQ(0, std::memcmp(got_db.data(), want_db.data(), got_db.size() * sizeof(T))) << "backward (b)";
+    // Either gradient alone.
+    Buffer<T> db_only(ctx, b.size());
+    upsample_concat_backward<T>(ctx, dyb.data(), fine, cb, nullptr, db_only.data());
+    const std::vector<T> got_db_only = db_only.download();
+    EXPECT_EQ(0, std::memcmp(got_db_only.data(), want_db.data(), got_db.size() * sizeof(T))) << "backward (b only)";
+}
+
+TEST_P(NnPool, UpsampleConcatIsTheTwoKernelsInOne) {
+    expect_upsample_concat_is_the_composition<float>(ctx());
+    expect_upsample_concat_is_the_composition<Bf16>(ctx());
+    Buffer<float> x(ctx(), size_t(2 * 4 * 6 * 8 * 3));
+    EXPECT_THROW(upsample_concat_forward<float>(ctx(), x.data(), Shape5{2, 3, 6, 8, 3}, x.data(), 5, x.data()), Error)
+        << "odd D";
+}
+
 ISS_INSTANTIATE_BACKENDS(NnPool);
 
 // ---------------------------------------------------------------------------------------------

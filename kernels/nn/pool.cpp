@@ -118,6 +118,40 @@ void concat_channels_backward(DeviceContext& ctx, const T* dy, int64_t ca, int64
     cpu_for_each_channels_last(voxels, ca + cb, body);
 }
 
+template <class T>
+void upsample_concat_forward(DeviceContext& ctx, const T* a, const Shape5& fine, const T* b, int64_t cb, T* y) {
+    const char* op = "upsample_concat_forward";
+    const Pool2Geometry pool = pool_geometry(fine, op);
+    ISS_REQUIRE(cb > 0, op, ": b's channel count must be positive, is ", cb);
+    require_tensor(a, op, "a");
+    require_tensor(b, op, "b");
+    require_tensor(y, op, "y");
+    const UpsampleConcatForwardBody<T> body{Pool2Geometry{pool.n, pool.d, pool.h, pool.w, cb}, a, b, fine.c, y};
+    if (ctx.is_cuda()) {
+        ISS_CUDA_ONLY(op, pool_cuda(ctx, body, fine.voxels(), fine.c + cb));
+        return;
+    }
+    cpu_for_each_channels_last(fine.voxels(), fine.c + cb, body);
+}
+
+template <class T>
+void upsample_concat_backward(DeviceContext& ctx, const T* dy, const Shape5& fine, int64_t cb, T* da, T* db) {
+    const char* op = "upsample_concat_backward";
+    const Pool2Geometry pool = pool_geometry(fine, op);
+    ISS_REQUIRE(cb > 0, op, ": b's channel count must be positive, is ", cb);
+    require_tensor(dy, op, "dy");
+    // a's gradient is the concatenation's split (b's part not wanted there); b's the sum of 8.
+    if (da) concat_channels_backward<T>(ctx, dy, fine.c, cb, fine.voxels(), da, nullptr);
+    if (!db) return;
+    const UpsampleConcatBackwardBody<T> body{Pool2Geometry{pool.n, pool.d, pool.h, pool.w, fine.c + cb}, dy, fine.c,
+                                             db};
+    if (ctx.is_cuda()) {
+        ISS_CUDA_ONLY(op, pool_cuda(ctx, body, fine.voxels() / 8, cb));
+        return;
+    }
+    cpu_for_each_channels_last(fine.voxels() / 8, cb, body);
+}
+
 #define ISS_INSTANTIATE(T)                                                                                  \
     template void maxpool2_forward<T>(DeviceContext&, const T*, const Shape5&, T*, uint8_t*);              \
     template void maxpool2_backward<T>(DeviceContext&, const T*, const uint8_t*, const Shape5&, T*);       \
@@ -125,7 +159,9 @@ void concat_channels_backward(DeviceContext& ctx, const T* dy, int64_t ca, int64
     template void upsample2_backward<T>(DeviceContext&, const T*, const Shape5&, T*);                      \
     template void concat_channels_forward<T>(DeviceContext&, const T*, int64_t, const T*, int64_t, int64_t, \
                                              T*);                                                          \
-    template void concat_channels_backward<T>(DeviceContext&, const T*, int64_t, int64_t, int64_t, T*, T*);
+    template void concat_channels_backward<T>(DeviceContext&, const T*, int64_t, int64_t, int64_t, T*, T*);     \
+    template void upsample_concat_forward<T>(DeviceContext&, const T*, const Shape5&, const T*, int64_t, T*);  \
+    template void upsample_concat_backward<T>(DeviceContext&, const T*, const Shape5&, int64_t, T*, T*);
 ISS_FOR_EACH_STORAGE(ISS_INSTANTIATE)
 #undef ISS_INSTANTIATE
 

@@ -9,6 +9,10 @@
 // upsample2: out (N, 2D, 2H, 2W, C), each input copied to its 2x2x2 block. Backward sums the
 //   8 gradients of the block in a fixed order.
 // concat: out channels [a (ca) | b (cb)] per voxel. Backward splits; either gradient may be null.
+// upsample_concat: concat(a, upsample2(b)) without the upsampled tensor (b is coarse, the
+//   decoder's deeper level): out (N, D, H, W, ca + cb) for a (N, D, H, W, ca) and b
+//   (N, D/2, H/2, W/2, cb). Backward: da the split, db the upsample's fixed-order sum of 8 read
+//   from the concatenated gradient; bit for bit the two separate kernels.
 // Backward kernels overwrite their outputs. Every kernel is a gather (one output element per
 // thread, no atomics); maxpool2's backward runs over the INPUT: each element finds its pooled
 // output and compares its own position in the 2x2x2 block with the stored argmax.
@@ -50,6 +54,12 @@ void concat_channels_forward(DeviceContext& ctx, const T* a, int64_t ca, const T
                              T* y);
 template <class T>
 void concat_channels_backward(DeviceContext& ctx, const T* dy, int64_t ca, int64_t cb, int64_t voxels, T* da, T* db);
+
+// `fine`: a's shape (N, D, H, W, ca), D, H, W even; b is (N, D/2, H/2, W/2, cb).
+template <class T>
+void upsample_concat_forward(DeviceContext& ctx, const T* a, const Shape5& fine, const T* b, int64_t cb, T* y);
+template <class T>
+void upsample_concat_backward(DeviceContext& ctx, const T* dy, const Shape5& fine, int64_t cb, T* da, T* db);
 
 // --- Bodies shared by the CPU and CUDA launchers: `at(v, c)` per voxel v and channel c (see
 // kernels/nn/channels_last.h). Offsets of block member q (bit 0 = w, bit 1 = h, bit 2 = d).
@@ -174,6 +184,33 @@ struct ConcatBackwardBody {  // over voxels, channels ca + cb
         } else if (db) {
             db[v * cb + (ch - ca)] = g;
         }
+    }
+};
+
+template <class T>
+struct UpsampleConcatForwardBody {  // over fine voxels, channels ca + cb
+    Pool2Geometry g;  // the fine shape with c = cb (b's channels)
+    const T* a;
+    const T* b;
+    int64_t ca;
+    T* y;
+    ISS_HD void at(int64_t fv, int64_t ch) const {
+        int q;
+        y[fv * (ca + g.c) + ch] = ch < ca ? a[fv * ca + ch] : b[g.coarse_index(fv, ch - ca, &q)];
+    }
+};
+
+template <class T>
+struct UpsampleConcatBackwardBody {  // over coarse voxels, channels cb: b's gradient
+    Pool2Geometry g;  // the fine shape with c = ca + cb (dy's channels)
+    const T* dy;
+    int64_t ca;
+    T* db;
+    ISS_HD void at(int64_t ov, int64_t ch) const {
+        const T* block = dy + g.fine_base(ov, ca + ch);
+        float sum = widen(block[0]);
+        for (int q = 1; q < 8; ++q) sum = sum + widen(block[g.member_offset(q)]);  // as Upsample2BackwardBody
+        db[ov * (g.c - ca) + ch] = narrow<T>(sum);
     }
 };
 
