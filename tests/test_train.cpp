@@ -109,6 +109,27 @@ protected:
 
 fs::path Train::maps_;
 
+// bf16 keeps determinism: the same run twice gives the same losses, bit for bit, and resuming
+// repeats the uninterrupted run (bf16 activations and gradients, fp32 weights and Adam).
+TEST_F(Train, Bf16RunsRepeatBitForBit) {
+    DeviceContext cpu;
+    if (!bf16_is_native(cpu)) GTEST_SKIP() << "bf16 is not native on this CPU: bf16 training not run";
+    auto bf16 = [&](const std::string& dir, int64_t steps) {
+        TrainOptions o = tiny(path(dir), steps);
+        o.precision = Precision::bf16;
+        return o;
+    };
+    const std::vector<double> first = train(bf16("a", 5));
+    ASSERT_EQ(first.size(), 5u);
+    EXPECT_EQ(train(bf16("b", 5)), first);
+    train(bf16("c", 3));
+    TrainOptions rest = bf16("c", 5);
+    rest.resume = true;
+    EXPECT_EQ(train(rest), first);
+    // And it is not the fp32 run.
+    EXPECT_NE(train(tiny(path("d"), 5)), first);
+}
+
 TEST_F(Train, ResumeAfterStepsOrInterruptionRepeatsTheUninterruptedRun) {
     const std::vector<double> straight = train(tiny(path("straight"), 7));
     ASSERT_EQ(straight.size(), 7u);
