@@ -128,7 +128,7 @@ void upsample_concat_forward(DeviceContext& ctx, const T* a, const Shape5& fine,
     require_tensor(y, op, "y");
     const UpsampleConcatForwardBody<T> body{Pool2Geometry{pool.n, pool.d, pool.h, pool.w, cb}, a, b, fine.c, y};
     if (ctx.is_cuda()) {
-        ISS_CUDA_ONLY(op, pool_cuda(ctx, body, fine.voxels(), fine.c + cb));
+        ISS_CUDA_ONLY("upsample_concat_forward", pool_cuda(ctx, body, fine.voxels(), fine.c + cb));
         return;
     }
     cpu_for_each_channels_last(fine.voxels(), fine.c + cb, body);
@@ -146,7 +146,7 @@ void upsample_concat_backward(DeviceContext& ctx, const T* dy, const Shape5& fin
     const UpsampleConcatBackwardBody<T> body{Pool2Geometry{pool.n, pool.d, pool.h, pool.w, fine.c + cb}, dy, fine.c,
                                              db};
     if (ctx.is_cuda()) {
-        ISS_CUDA_ONLY(op, pool_cuda(ctx, body, fine.voxels() / 8, cb));
+        ISS_CUDA_ONLY("upsample_concat_backward", pool_cuda(ctx, body, fine.voxels() / 8, cb));
         return;
     }
     cpu_for_each_channels_last(fine.voxels() / 8, cb, body);
