@@ -98,16 +98,15 @@ struct SoftmaxBody {
             for (int64_t k = 0; k < classes; ++k) q[k] = NAN;
             return;
         }
+        // Each element-wise pass apart from the sum that follows it: the passes vectorize on the
+        // CPU (a sum in order cannot, without reassociating, which would change the bits); the
+        // operations and the order of each sum are the same as in one loop.
+        for (int64_t k = 0; k < classes; ++k) q[k] = portable_exp(x[k] - top);
         float sum = 0.0f;
-        for (int64_t k = 0; k < classes; ++k) {
-            q[k] = portable_exp(x[k] - top);
-            sum += q[k];
-        }
+        for (int64_t k = 0; k < classes; ++k) sum += q[k];
+        for (int64_t k = 0; k < classes; ++k) q[k] = q[k] / sum;
         float renorm = 0.0f;
-        for (int64_t k = 0; k < classes; ++k) {
-            q[k] = q[k] / sum;
-            renorm += q[k];
-        }
+        for (int64_t k = 0; k < classes; ++k) renorm += q[k];
         for (int64_t k = 0; k < classes; ++k) q[k] = q[k] / renorm;
     }
 };
