@@ -73,7 +73,7 @@ const char* usage =
     "  --device D          auto (CUDA when present, else CPU), cpu, cuda or cuda:N\n"
     "  --precision P       the network's arithmetic: fp32 (default) or bf16 (activations\n"
     "                      stored as bfloat16, convolutions summing in fp32, the posteriors\n"
-    "                      fp32: about twice as fast, half the memory, on a CPU with AMX or\n"
+    "                      fp32: about 2.5x as fast, half the memory, on a CPU with AMX or\n"
     "                      AVX512-BF16; elsewhere fp32 runs and a warning says so)\n";
 
 struct Job {

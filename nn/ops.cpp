@@ -78,53 +78,23 @@ struct MaxPoolOp {
     }
 };
 
-struct UpsampleOp {
-    static void backward(Graph& g, Node& node) {
-        const Slot& x = node.inputs[0];
-        Tensor dx = g.make_grad(x);
-        with_storage(dx.dtype, [&](auto type) {
-            using T = decltype(type);
-            upsample2_backward(g.context(), out_grad(node).as<T>(), x->shape, dx.as<T>());
-        });
-        g.accumulate(x, std::move(dx));
-    }
-};
-
-// The backward of a two-input op whose kernel writes both gradients in one call: `kernel(dy, da,
-// db)` on the gradients' storage type, an unwanted gradient passed as null.
-template <class Kernel>
-void backward_of_two(Graph& g, Node& node, const Kernel& kernel) {
-    const Slot& a = node.inputs[0];
-    const Slot& b = node.inputs[1];
-    Tensor da, db;
-    if (a->requires_grad) da = g.make_grad(a);
-    if (b->requires_grad) db = g.make_grad(b);
-    const Tensor& dy = out_grad(node);
-    with_storage(dy.dtype, [&](auto type) {
-        using T = decltype(type);
-        kernel(dy.as<T>(), static_cast<T*>(da.raw()), static_cast<T*>(db.raw()));
-    });
-    if (!da.empty()) g.accumulate(a, std::move(da));
-    if (!db.empty()) g.accumulate(b, std::move(db));
-}
-
-struct ConcatOp {
-    static void backward(Graph& g, Node& node) {
-        const Shape5& a = node.inputs[0]->shape;
-        const int64_t cb = node.inputs[1]->shape.c;
-        backward_of_two(g, node, [&](const auto* dy, auto* da, auto* db) {
-            concat_channels_backward(g.context(), dy, a.c, cb, a.voxels(), da, db);
-        });
-    }
-};
-
+// concat(a, upsample2(b)): a's gradient is the split, b's the upsample's sum of 8; either may be
+// unwanted (passed as null).
 struct UpsampleConcatOp {
     static void backward(Graph& g, Node& node) {
-        const Shape5& a = node.inputs[0]->shape;
-        const int64_t cb = node.inputs[1]->shape.c;
-        backward_of_two(g, node, [&](const auto* dy, auto* da, auto* db) {
-            upsample_concat_backward(g.context(), dy, a, cb, da, db);
+        const Slot& a = node.inputs[0];
+        const Slot& b = node.inputs[1];
+        Tensor da, db;
+        if (a->requires_grad) da = g.make_grad(a);
+        if (b->requires_grad) db = g.make_grad(b);
+        const Tensor& dy = out_grad(node);
+        with_storage(dy.dtype, [&](auto type) {
+            using T = decltype(type);
+            upsample_concat_backward(g.context(), dy.as<T>(), a->shape, b->shape.c, static_cast<T*>(da.raw()),
+                                     static_cast<T*>(db.raw()));
         });
+        if (!da.empty()) g.accumulate(a, std::move(da));
+        if (!db.empty()) g.accumulate(b, std::move(db));
     }
 };
 
@@ -248,42 +218,6 @@ Var maxpool2(Graph& g, const Var& x) {
         node->inputs = {x.d};
         node->output = out.d;
         node->saved_bytes = {argmax};  // the winners; the input itself is not needed
-    }
-    return out;
-}
-
-Var upsample2(Graph& g, const Var& x) {
-    const Shape5& in = x.shape();
-    Tensor y = g.make(Shape5{in.n, in.d * 2, in.h * 2, in.w * 2, in.c}, x.dtype());
-    with_storage(y.dtype, [&](auto type) {
-        using T = decltype(type);
-        upsample2_forward(g.context(), x.value().as<T>(), in, y.as<T>());
-    });
-    Var out = g.output(y, x.d->requires_grad);
-    if (Node* node = g.record<UpsampleOp>("upsample2")) {
-        node->inputs = {x.d};
-        node->output = out.d;
-    }
-    return out;
-}
-
-Var concat(Graph& g, const Var& a, const Var& b) {
-    const Shape5& sa = a.shape();
-    const Shape5& sb = b.shape();
-    ISS_REQUIRE(sa.n == sb.n && sa.d == sb.d && sa.h == sb.h && sa.w == sb.w, "concat: shapes ", sa.str(), " and ",
-                sb.str(), " differ outside the channels");
-    ISS_REQUIRE(a.dtype() == b.dtype(), "concat: a ", dtype_name(a.dtype()), " and a ", dtype_name(b.dtype()),
-                " tensor");
-    Tensor y = g.make(Shape5{sa.n, sa.d, sa.h, sa.w, sa.c + sb.c}, a.dtype());
-    with_storage(y.dtype, [&](auto type) {
-        using T = decltype(type);
-        concat_channels_forward(g.context(), a.value().as<T>(), sa.c, b.value().as<T>(), sb.c, sa.voxels(),
-                                y.as<T>());
-    });
-    Var out = g.output(y, a.d->requires_grad || b.d->requires_grad);
-    if (Node* node = g.record<ConcatOp>("concat")) {
-        node->inputs = {a.d, b.d};
-        node->output = out.d;
     }
     return out;
 }

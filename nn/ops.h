@@ -10,7 +10,7 @@
 //   elu         ELU(alpha); in place by default (its backward needs only the output, and the
 //               value it overwrites - a convolution's output - is needed by nobody else)
 //   batchnorm   training statistics (and running-statistics update) or inference statistics
-//   maxpool2, upsample2, concat
+//   maxpool2
 //   upsample_concat    concat(a, upsample2(b)) in one pass, without the upsampled tensor (the
 //               U-Net decoder's input: the largest transient of a forward)
 //   softmax_dice_loss  the fused softmax + soft Dice of SPEC.md section 5; the last op
@@ -55,8 +55,6 @@ struct BatchNormParams {
 Var batchnorm(Graph& g, const Var& x, const BatchNormParams& bn, bool training);
 
 Var maxpool2(Graph& g, const Var& x);
-Var upsample2(Graph& g, const Var& x);
-Var concat(Graph& g, const Var& a, const Var& b);
 Var upsample_concat(Graph& g, const Var& a, const Var& b);
 
 // Loss ops: `target` is a device array of class indices, one per position of `logits`.

@@ -23,7 +23,7 @@ void elu_forward(DeviceContext& ctx, const T* x, T* y, int64_t count, float alph
     require_array(y, count, "elu_forward", "y");
     const EluForwardBody<T> body{x, y, alpha};
     if (ctx.is_cuda()) {
-        ISS_CUDA_ONLY("elu_forward", elu_forward_cuda(ctx, body, count));
+        ISS_CUDA_ONLY("elu_forward", elementwise_cuda(ctx, body, count));
         return;
     }
     cpu_for_each(count, body);
@@ -36,7 +36,7 @@ void elu_backward(DeviceContext& ctx, const T* y, const T* dy, T* dx, int64_t co
     require_array(dx, count, "elu_backward", "dx");
     const EluBackwardBody<T> body{y, dy, dx, alpha};
     if (ctx.is_cuda()) {
-        ISS_CUDA_ONLY("elu_backward", elu_backward_cuda(ctx, body, count));
+        ISS_CUDA_ONLY("elu_backward", elementwise_cuda(ctx, body, count));
         return;
     }
     cpu_for_each(count, body);
@@ -48,7 +48,7 @@ void add_inplace(DeviceContext& ctx, T* dst, const T* src, int64_t count) {
     require_array(src, count, "add_inplace", "src");
     const AddInplaceBody<T> body{dst, src};
     if (ctx.is_cuda()) {
-        ISS_CUDA_ONLY("add_inplace", add_inplace_cuda(ctx, body, count));
+        ISS_CUDA_ONLY("add_inplace", elementwise_cuda(ctx, body, count));
         return;
     }
     cpu_for_each(count, body);
@@ -58,7 +58,7 @@ void fill(DeviceContext& ctx, float* dst, int64_t count, float value) {
     require_array(dst, count, "fill", "dst");
     const FillBody body{dst, value};
     if (ctx.is_cuda()) {
-        ISS_CUDA_ONLY("fill", fill_cuda(ctx, body, count));
+        ISS_CUDA_ONLY("fill", elementwise_cuda(ctx, body, count));
         return;
     }
     cpu_for_each(count, body);
@@ -68,7 +68,7 @@ void scale_inplace(DeviceContext& ctx, float* dst, int64_t count, float factor) 
     require_array(dst, count, "scale_inplace", "dst");
     const ScaleBody body{dst, factor};
     if (ctx.is_cuda()) {
-        ISS_CUDA_ONLY("scale_inplace", scale_inplace_cuda(ctx, body, count));
+        ISS_CUDA_ONLY("scale_inplace", elementwise_cuda(ctx, body, count));
         return;
     }
     cpu_for_each(count, body);

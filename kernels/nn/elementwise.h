@@ -84,13 +84,9 @@ struct ScaleBody {
     ISS_HD void operator()(int64_t e) const { dst[e] = dst[e] * factor; }
 };
 
-template <class T>
-void elu_forward_cuda(DeviceContext& ctx, const EluForwardBody<T>& body, int64_t count);
-template <class T>
-void elu_backward_cuda(DeviceContext& ctx, const EluBackwardBody<T>& body, int64_t count);
-template <class T>
-void add_inplace_cuda(DeviceContext& ctx, const AddInplaceBody<T>& body, int64_t count);
-void fill_cuda(DeviceContext& ctx, const FillBody& body, int64_t count);
-void scale_inplace_cuda(DeviceContext& ctx, const ScaleBody& body, int64_t count);
+// CUDA launcher (elementwise.cu): one thread per element over any body above; instantiated
+// there for each body and storage type.
+template <class Body>
+void elementwise_cuda(DeviceContext& ctx, const Body& body, int64_t count);
 
 }  // namespace iss

@@ -80,7 +80,7 @@ void upsample2_backward(DeviceContext& ctx, const T* dy, const Shape5& in, T* dx
     const Pool2Geometry g = upsample_geometry(in, "upsample2_backward");
     require_tensor(dy, "upsample2_backward", "dy");
     require_tensor(dx, "upsample2_backward", "dx");
-    const Upsample2BackwardBody<T> body{g, dy, dx};
+    const Upsample2BackwardBody<T> body{g, dy, 0, in.c, dx};
     if (ctx.is_cuda()) {
         ISS_CUDA_ONLY("upsample2_backward", pool_cuda(ctx, body, in.voxels(), in.c));
         return;
@@ -143,8 +143,7 @@ void upsample_concat_backward(DeviceContext& ctx, const T* dy, const Shape5& fin
     // a's gradient is the concatenation's split (b's part not wanted there); b's the sum of 8.
     if (da) concat_channels_backward<T>(ctx, dy, fine.c, cb, fine.voxels(), da, nullptr);
     if (!db) return;
-    const UpsampleConcatBackwardBody<T> body{Pool2Geometry{pool.n, pool.d, pool.h, pool.w, fine.c + cb}, dy, fine.c,
-                                             db};
+    const Upsample2BackwardBody<T> body{Pool2Geometry{pool.n, pool.d, pool.h, pool.w, fine.c + cb}, dy, fine.c, cb, db};
     if (ctx.is_cuda()) {
         ISS_CUDA_ONLY("upsample_concat_backward", pool_cuda(ctx, body, fine.voxels() / 8, cb));
         return;

@@ -18,8 +18,7 @@ void pool_cuda(DeviceContext& ctx, const Body& body, int64_t voxels, int64_t cha
     template void pool_cuda(DeviceContext&, const Upsample2BackwardBody<T>&, int64_t, int64_t);            \
     template void pool_cuda(DeviceContext&, const ConcatForwardBody<T>&, int64_t, int64_t);                \
     template void pool_cuda(DeviceContext&, const ConcatBackwardBody<T>&, int64_t, int64_t);                \
-    template void pool_cuda(DeviceContext&, const UpsampleConcatForwardBody<T>&, int64_t, int64_t);        \
-    template void pool_cuda(DeviceContext&, const UpsampleConcatBackwardBody<T>&, int64_t, int64_t);
+    template void pool_cuda(DeviceContext&, const UpsampleConcatForwardBody<T>&, int64_t, int64_t);
 ISS_FOR_EACH_STORAGE(ISS_INSTANTIATE)
 #undef ISS_INSTANTIATE
 

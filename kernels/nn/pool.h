@@ -147,16 +147,19 @@ struct Upsample2ForwardBody {  // over output (fine) voxels
     }
 };
 
+// Over input (coarse) voxels and its `channels`: dy's channels [first, first + channels) (all of
+// them for upsample2; the upsampled part of a concatenation for upsample_concat).
 template <class T>
-struct Upsample2BackwardBody {  // over input (coarse) voxels
-    Pool2Geometry g;
+struct Upsample2BackwardBody {
+    Pool2Geometry g;  // the fine shape, c = dy's channel count
     const T* dy;
+    int64_t first, channels;
     T* dx;
     ISS_HD void at(int64_t ov, int64_t ch) const {
-        const T* block = dy + g.fine_base(ov, ch);
+        const T* block = dy + g.fine_base(ov, first + ch);
         float sum = widen(block[0]);
         for (int q = 1; q < 8; ++q) sum = sum + widen(block[g.member_offset(q)]);  // fixed order q = 0..7
-        dx[ov * g.c + ch] = narrow<T>(sum);
+        dx[ov * channels + ch] = narrow<T>(sum);
     }
 };
 
@@ -197,20 +200,6 @@ struct UpsampleConcatForwardBody {  // over fine voxels, channels ca + cb
     ISS_HD void at(int64_t fv, int64_t ch) const {
         int q;
         y[fv * (ca + g.c) + ch] = ch < ca ? a[fv * ca + ch] : b[g.coarse_index(fv, ch - ca, &q)];
-    }
-};
-
-template <class T>
-struct UpsampleConcatBackwardBody {  // over coarse voxels, channels cb: b's gradient
-    Pool2Geometry g;  // the fine shape with c = ca + cb (dy's channels)
-    const T* dy;
-    int64_t ca;
-    T* db;
-    ISS_HD void at(int64_t ov, int64_t ch) const {
-        const T* block = dy + g.fine_base(ov, ca + ch);
-        float sum = widen(block[0]);
-        for (int q = 1; q < 8; ++q) sum = sum + widen(block[g.member_offset(q)]);  // as Upsample2BackwardBody
-        db[ov * (g.c - ca) + ch] = narrow<T>(sum);
     }
 };
 
