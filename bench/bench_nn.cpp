@@ -7,7 +7,7 @@
 //                                          fused ELU (the bound UNetForward is measured against)
 //   UNetTrainStep/<cpu|cuda>/128x160x128   the infant training crop: forward + soft Dice +
 //                                          backward + Adam
-//   .../bf16                               the same with bf16 convolutions, where native
+//   .../bf16                               the same in bf16 (bf16 tensors and convolutions), where native
 // Counters: GFLOP/s of the convolutions (2 * voxels * Co * Ci * k^3 per conv; the backward
 // counts twice the forward) and peak_bytes of the activations (arena or pool peak, weights
 // and optimizer state not included). Sizes can be shrunk for a quick look with
@@ -122,7 +122,8 @@ void unet_forward(benchmark::State& state, Backend backend, Shape5 shape, int64_
                                                        double(state.iterations()),
                                                    benchmark::Counter::kIsRate);
     state.counters["peak_bytes"] = double(pool.peak_bytes());
-    // The convolutions' shared workspace, outside the pool (bf16: the converted inputs).
+    // The convolutions' shared workspace, outside the pool (bf16: the first layer's fp32 input
+    // converted).
     state.counters["workspace_bytes"] = double(ctx.workspace_bytes());
 }
 

@@ -51,7 +51,6 @@ struct Tensor {
     std::shared_ptr<void> holder;
 
     int64_t size() const { return shape.size(); }
-    size_t bytes() const { return size_t(size()) * dtype_bytes(dtype); }
     bool empty() const { return raw() == nullptr; }
     void* raw() const { return dtype == DType::bf16 ? static_cast<void*>(bf16_data) : static_cast<void*>(data); }
     // The elements as T (float or Bf16), which must be the tensor's type.
