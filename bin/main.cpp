@@ -41,6 +41,8 @@ void print_usage(FILE* out) {
 // What a bug report needs: the build, and what the machine lent it at run time.
 int print_version() {
     std::printf("infant-synthseg (C++17%s)\n", iss::built_with_cuda() ? ", CUDA" : ", CPU only");
+    const std::string extensions = iss::host_vector_extensions();
+    if (!extensions.empty()) std::printf("host code built for: %s\n", extensions.c_str());
     if (!iss::built_with_cuda()) return 0;
     std::printf("%s\nCUDA devices: %d\n", iss::cuda_library_versions().c_str(), iss::cuda_device_count());
     return 0;

@@ -2,6 +2,11 @@
 // error-check macros' messages.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
+#include <string>
+#include <vector>
+
 #include <dnnl.hpp>
 
 #include "kernels/common/device.h"
@@ -78,6 +83,34 @@ TEST(Device, OneDnnEngineOnCpu) {
     DeviceContext ctx(parse_device("cpu"));
     EXPECT_EQ(ctx.dnnl_engine().get_kind(), dnnl::engine::kind::cpu);
     EXPECT_THROW(ctx.cudnn_handle(), Error);
+}
+
+// The load-time check: a CPU that lacks any one of the build's vector extensions is named by
+// it, a CPU that has them all passes.
+const char* lacking_extension = nullptr;
+bool cpu_has_all_but_one(const char* name) { return std::string(name) != lacking_extension; }
+
+TEST(Device, HostCodeRefusesACpuWithoutTheBuildsExtensions) {
+    EXPECT_EQ(missing_host_extension([](const char*) { return true; }), nullptr);
+    const std::string built_for = host_vector_extensions();
+#if defined(__x86_64__)
+    EXPECT_NE(built_for.find("AVX2"), std::string::npos) << built_for;  // x86-64-v3 at least
+#endif
+    std::vector<std::string> names;
+    for (size_t at = 0; at < built_for.size();) {
+        const size_t end = std::min(built_for.find(' ', at), built_for.size());
+        std::string name = built_for.substr(at, end - at);
+        for (char& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
+        names.push_back(name);
+        at = end + 1;
+    }
+    for (const std::string& name : names) {
+        lacking_extension = name.c_str();
+        const char* missing = missing_host_extension(cpu_has_all_but_one);
+        ASSERT_NE(missing, nullptr) << name;
+        EXPECT_EQ(std::string(missing), name);
+    }
+    EXPECT_EQ(missing_host_extension([](const char*) { return false; }) == nullptr, names.empty());
 }
 
 TEST(Device, CheckMacrosNameStatementFileAndLine) {

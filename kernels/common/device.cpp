@@ -1,5 +1,6 @@
 #include "kernels/common/device.h"
 
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -21,6 +22,81 @@ struct DeviceContext::Dnnl {
 };
 
 std::string Device::name() const { return is_cuda() ? cat("cuda:", index) : std::string("cpu"); }
+
+namespace {
+
+// The extensions the compiler may use in this build, as __builtin_cpu_supports names them;
+// nullptr-terminated (empty off x86-64).
+constexpr const char* host_extensions[] = {
+#if defined(__x86_64__)
+#if defined(__AVX2__)
+    "avx2",
+#endif
+#if defined(__FMA__)
+    "fma",
+#endif
+#if defined(__AVX512F__)
+    "avx512f",
+#endif
+#if defined(__AVX512BW__)
+    "avx512bw",
+#endif
+#if defined(__AVX512CD__)
+    "avx512cd",
+#endif
+#if defined(__AVX512DQ__)
+    "avx512dq",
+#endif
+#if defined(__AVX512VL__)
+    "avx512vl",
+#endif
+#endif
+    nullptr,
+};
+
+#if defined(__x86_64__) && defined(__GNUC__)
+bool cpu_supports(const char* name) {
+    // __builtin_cpu_supports takes only literals.
+    if (!std::strcmp(name, "avx2")) return __builtin_cpu_supports("avx2");
+    if (!std::strcmp(name, "fma")) return __builtin_cpu_supports("fma");
+    if (!std::strcmp(name, "avx512f")) return __builtin_cpu_supports("avx512f");
+    if (!std::strcmp(name, "avx512bw")) return __builtin_cpu_supports("avx512bw");
+    if (!std::strcmp(name, "avx512cd")) return __builtin_cpu_supports("avx512cd");
+    if (!std::strcmp(name, "avx512dq")) return __builtin_cpu_supports("avx512dq");
+    if (!std::strcmp(name, "avx512vl")) return __builtin_cpu_supports("avx512vl");
+    return false;
+}
+
+// Before the other constructors (priority 101, the first one not reserved), which may already
+// run vector code of this build.
+__attribute__((constructor(101))) void refuse_a_cpu_without_the_build_extensions() {
+    __builtin_cpu_init();
+    if (const char* missing = missing_host_extension(cpu_supports)) {
+        std::fprintf(stderr,
+                     "infant-synthseg: this build's host code uses %s, which this CPU lacks (it was built for "
+                     "%s); rebuild on this machine, or with -DINFANT_CPU_ARCH=x86-64-v3 for a portable binary\n",
+                     missing, host_vector_extensions().c_str());
+        std::_Exit(1);
+    }
+}
+#endif
+
+}  // namespace
+
+std::string host_vector_extensions() {
+    std::string names;
+    for (const char* const* e = host_extensions; *e; ++e) {
+        if (!names.empty()) names += ' ';
+        for (const char* c = *e; *c; ++c) names += char(std::toupper(static_cast<unsigned char>(*c)));
+    }
+    return names;
+}
+
+const char* missing_host_extension(bool (*cpu_has)(const char* name)) {
+    for (const char* const* e = host_extensions; *e; ++e)
+        if (!cpu_has(*e)) return *e;
+    return nullptr;
+}
 
 void throw_buffer_size_mismatch(size_t expected, size_t got) {
     throw Error(cat("buffer holds ", expected, " elements but the host data has ", got));

@@ -28,6 +28,13 @@ struct Device {
 };
 
 bool built_with_cuda();
+// The x86 vector extensions this build's host code was compiled for (-march, INFANT_CPU_ARCH),
+// e.g. "AVX2 FMA AVX512F AVX512BW AVX512CD AVX512DQ AVX512VL"; empty elsewhere.
+std::string host_vector_extensions();
+// The first of those extensions for which `cpu_has` (named as __builtin_cpu_supports names
+// them) says no, or nullptr. At load time every binary runs this with the CPU's own answer and,
+// where one is missing, prints one line and exits 1 rather than die of an illegal instruction.
+const char* missing_host_extension(bool (*cpu_has)(const char* name));
 // Number of usable CUDA devices: 0 without a driver, without a GPU, or in a CPU-only build.
 int cuda_device_count();
 // The CUDA driver, runtime and cuDNN versions found at run time beside those built against
