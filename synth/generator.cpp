@@ -96,7 +96,7 @@ struct Generator::Buffers {
     Buffer<float> velocity, field_a, field_b, bias;
     Buffer<uint8_t> generation, target;
     Buffer<float> image_a, image_b;
-    Buffer<uint32_t> scratch;
+    Buffer<uint32_t> range;  // the image's min and max bits after the bias (bias_clip)
     const float* field = nullptr;  // integrated field of the last sample
     float* image = nullptr;        // image of the last sample (after the blur)
 };
@@ -154,7 +154,7 @@ Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vec
     b.target = Buffer<uint8_t>(ctx_, size_t(max_out));
     b.image_a = Buffer<float>(ctx_, size_t(max_out));
     b.image_b = Buffer<float>(ctx_, size_t(max_out));
-    b.scratch = Buffer<uint32_t>(ctx_, 2);
+    b.range = Buffer<uint32_t>(ctx_, 2);
 }
 
 Generator::~Generator() = default;
@@ -317,8 +317,8 @@ void Generator::bias_clip_range() {
         bias.bias_ratio[d] = float(double(p.bias_shape[size_t(d)]) / double(p.out_shape[size_t(d)]));
     }
     bias.clip_max = float(config_.clip_max);
+    bias.range = b.range.data();
     bias_clip(ctx_, bias);
-    std::tie(low_, high_) = min_max_nonnegative(ctx_, b.image, product(p.out_shape), b.scratch.data());
 }
 
 // 6. Min-max normalisation and gamma.
@@ -326,8 +326,7 @@ void Generator::normalise() {
     NormaliseGammaArgs norm;
     norm.image = buffers_->image;
     norm.count = product(params_.out_shape);
-    norm.low = low_;
-    norm.inv_range = high_ > low_ ? 1.0f / (high_ - low_) : 0.0f;
+    norm.range = buffers_->range.data();
     norm.gamma = params_.gamma;
     normalise_gamma(ctx_, norm);
 }

@@ -108,7 +108,6 @@ private:
     std::vector<std::array<int64_t, 3>> map_shapes_;
     std::vector<int> map_lr_axes_;
     SampleParams params_;
-    float low_ = 0, high_ = 0;  // intensity range after bias and clipping
     std::vector<uint8_t> target_of_;  // segmentation index of each generation index
     std::vector<uint8_t> twin_of_;    // generation index of each one's left/right twin
     std::unique_ptr<Buffers> buffers_;

@@ -359,9 +359,10 @@ TEST_P(SynthIntensity, BiasFieldIsTheSmoothResizedGridAndNormalisationHitsTheRan
     std::vector<uint8_t> generation(ones.size(), 1);
     Buffer<float> image(ctx(), ones), bias(ctx(), grid);
     Buffer<uint8_t> gen(ctx(), generation);
-    Buffer<uint32_t> scratch(ctx(), 2);
+    Buffer<uint32_t> range(ctx(), 2);
     BiasClipArgs a;
     a.image = image.data();
+    a.range = range.data();
     a.generation = gen.data();
     a.bias = bias.data();
     for (int d = 0; d < 3; ++d) {
@@ -400,10 +401,10 @@ TEST_P(SynthIntensity, BiasFieldIsTheSmoothResizedGridAndNormalisationHitsTheRan
     a.reset_background = true;
     a.clip_max = 300;
     bias_clip(ctx(), a);
-    const auto [low, high] = min_max_nonnegative(ctx(), image.data(), int64_t(values.size()), scratch.data());
-    EXPECT_EQ(low, 0.0f);
-    EXPECT_EQ(high, 300.0f);
-    NormaliseGammaArgs n{image.data(), int64_t(values.size()), low, 1.0f / (high - low), 2.0f};
+    const std::vector<uint32_t> bits = range.download();
+    EXPECT_EQ(bits_to_float(bits[0]), 0.0f);
+    EXPECT_EQ(bits_to_float(bits[1]), 300.0f);
+    NormaliseGammaArgs n{image.data(), int64_t(values.size()), range.data(), 2.0f};
     normalise_gamma(ctx(), n);
     const std::vector<float> out = image.download();
     EXPECT_EQ(out[5], 0.0f);
@@ -411,6 +412,15 @@ TEST_P(SynthIntensity, BiasFieldIsTheSmoothResizedGridAndNormalisationHitsTheRan
         const double x = std::min(double(values[v]), 300.0) / 300.0;
         ASSERT_NEAR(out[v], v == 5 ? 0.0 : x * x, 1e-6) << v;
     }
+
+    // A constant image (the range is one value) normalises to 0, not to a division by zero;
+    // the range of a second image replaces the first's.
+    image.upload(std::vector<float>(values.size(), 42.0f));
+    a.reset_background = false;
+    bias_clip(ctx(), a);
+    EXPECT_EQ(range.download(), std::vector<uint32_t>(2, float_to_bits(42.0f)));
+    normalise_gamma(ctx(), n);
+    EXPECT_EQ(image.download(), std::vector<float>(values.size(), 0.0f));
 }
 
 ISS_INSTANTIATE_BACKENDS(SynthIntensity);

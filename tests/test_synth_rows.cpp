@@ -5,6 +5,7 @@
 // larger than the output, flips along each axis, an oblique affine, negative zeros.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -174,8 +175,13 @@ TEST(SynthRows, BiasClipGivesThePerVoxelBodysBits) {
             a.image = by_body.data();
             run_per_voxel(dim, BiasClipBody{a});
             a.image = by_rows.data();
+            uint32_t range[2] = {7, 7};
+            a.range = range;
             bias_clip(cpu, a);
             expect_same_bits(by_rows, by_body);
+            // The range the rows reduce is the body's image's, as the CUDA reduction takes it.
+            EXPECT_EQ(range[0], float_to_bits(*std::min_element(by_body.begin(), by_body.end())));
+            EXPECT_EQ(range[1], float_to_bits(*std::max_element(by_body.begin(), by_body.end())));
         }
 }
 

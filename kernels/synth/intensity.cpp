@@ -13,43 +13,51 @@ namespace {
 
 // The CPU path, a row at a time: the bias grid's columns blended along y and z once per row,
 // its x taps once per call, and per voxel the blend along x and BiasClipBody's arithmetic
-// (int32 offsets: vectorised).
+// (int32 offsets: vectorised); then the row's min and max bits.
 void bias_clip_rows_cpu(const BiasClipArgs& a) {
     const int64_t nx = a.dim[0], ny = a.dim[1], nz = a.dim[2];
     const int32_t bias_dim[3] = {int32_t(a.bias_dim[0]), int32_t(a.bias_dim[1]), int32_t(a.bias_dim[2])};
     const RowTaps xt = a.bias ? row_taps<1>(nx, bias_dim[0], [&](int64_t i) { return float(i) * a.bias_ratio[0]; })
                               : RowTaps{};
+    uint32_t low = 0xffffffffu, high = 0u;
 #pragma omp parallel
     {
         std::vector<float> columns(static_cast<size_t>(bias_dim[0]));
-#pragma omp for collapse(2) schedule(static)
+#pragma omp for collapse(2) schedule(static) reduction(min : low) reduction(max : high)
         for (int64_t k = 0; k < nz; ++k)
             for (int64_t j = 0; j < ny; ++j) {
                 float* __restrict image = a.image + (k * ny + j) * nx;
                 const uint8_t* __restrict generation = a.generation + (k * ny + j) * nx;
                 if (!a.bias) {
                     for (int64_t i = 0; i < nx; ++i) image[i] = bias_clip_value(a, image[i], generation[i], 0.0f);
-                    continue;
-                }
-                field_columns<1>(a.bias,
-                                 field_rows<1>(bias_dim[0], bias_dim[1], detail::clamped_taps(float(j) * a.bias_ratio[1], bias_dim[1]),
-                                               detail::clamped_taps(float(k) * a.bias_ratio[2], bias_dim[2])),
-                                 bias_dim[0], columns.data());
-                const float* col = columns.data();
-                const int32_t* x0 = xt.x0.data();
-                const int32_t* x1 = xt.x1.data();
-                const float* w = xt.w.data();
+                } else {
+                    field_columns<1>(a.bias,
+                                     field_rows<1>(bias_dim[0], bias_dim[1], detail::clamped_taps(float(j) * a.bias_ratio[1], bias_dim[1]),
+                                                   detail::clamped_taps(float(k) * a.bias_ratio[2], bias_dim[2])),
+                                     bias_dim[0], columns.data());
+                    const float* col = columns.data();
+                    const int32_t* x0 = xt.x0.data();
+                    const int32_t* x1 = xt.x1.data();
+                    const float* w = xt.w.data();
 #pragma omp simd
-                for (int32_t i = 0; i < int32_t(nx); ++i)
-                    image[i] = bias_clip_value(a, image[i], generation[i], blend_along_x(col[x0[i]], col[x1[i]], w[i]));
+                    for (int32_t i = 0; i < int32_t(nx); ++i)
+                        image[i] = bias_clip_value(a, image[i], generation[i], blend_along_x(col[x0[i]], col[x1[i]], w[i]));
+                }
+                for (int64_t i = 0; i < nx; ++i) {
+                    const uint32_t bits = float_to_bits(image[i]);
+                    low = std::min(low, bits);
+                    high = std::max(high, bits);
+                }
             }
     }
+    a.range[0] = low;
+    a.range[1] = high;
 }
 
 }  // namespace
 
 void bias_clip(DeviceContext& ctx, const BiasClipArgs& a) {
-    ISS_REQUIRE(a.image && a.generation, "bias_clip: null image or label pointer");
+    ISS_REQUIRE(a.image && a.generation && a.range, "bias_clip: null image, label or range pointer");
     for (int d = 0; d < 3; ++d) {
         ISS_REQUIRE(a.dim[d] > 0, "bias_clip: empty image");
         ISS_REQUIRE(!a.bias || a.bias_dim[d] > 0, "bias_clip: empty bias grid");
@@ -63,30 +71,17 @@ void bias_clip(DeviceContext& ctx, const BiasClipArgs& a) {
     bias_clip_rows_cpu(a);
 }
 
-std::pair<float, float> min_max_nonnegative(DeviceContext& ctx, const float* values, int64_t count,
-                                            uint32_t* scratch) {
-    ISS_REQUIRE(values && count > 0, "min_max_nonnegative: empty input");
-    if (ctx.is_cuda()) {
-        ISS_REQUIRE(scratch, "min_max_nonnegative: CUDA needs a scratch pointer");
-        ISS_CUDA_ONLY("min_max_nonnegative", return min_max_nonnegative_cuda(ctx, values, count, scratch));
-    }
-    float low = values[0], high = values[0];
-#pragma omp parallel for reduction(min : low) reduction(max : high) schedule(static)
-    for (int64_t v = 0; v < count; ++v) {
-        low = std::min(low, values[v]);
-        high = std::max(high, values[v]);
-    }
-    return {low, high};
-}
-
 void normalise_gamma(DeviceContext& ctx, const NormaliseGammaArgs& a) {
-    ISS_REQUIRE(a.image && a.count >= 0, "normalise_gamma: null image");
+    ISS_REQUIRE(a.image && a.range && a.count >= 0, "normalise_gamma: null image or range");
     ISS_REQUIRE(a.gamma > 0, "normalise_gamma: gamma must be positive, is ", a.gamma);
     if (ctx.is_cuda()) {
         ISS_CUDA_ONLY("normalise_gamma", normalise_gamma_cuda(ctx, a));
         return;
     }
-    cpu_for_each(a.count, NormaliseGammaBody{a});
+    const NormaliseScale scale = normalise_scale(a.range);
+    float* image = a.image;
+#pragma omp parallel for simd schedule(static)
+    for (int64_t v = 0; v < a.count; ++v) image[v] = normalise_gamma_value(image[v], scale, a.gamma);
 }
 
 }  // namespace iss

@@ -1,6 +1,7 @@
 // CUDA launchers of the intensity stages. The min/max reduction works on the bit patterns:
 // for floats >= 0 the unsigned order of the bits is the numeric order, so atomicMin/atomicMax
-// on uint32 give the exact extremes, independent of the order of the threads.
+// on uint32 give the exact extremes, independent of the order of the threads. The range stays
+// on the device, where normalise_gamma reads it: nothing here waits for the GPU.
 #include "kernels/common/launch.cuh"
 #include "kernels/synth/intensity.h"
 
@@ -28,24 +29,20 @@ __global__ void min_max_kernel(const float* values, int64_t count, uint32_t* res
 
 }  // namespace
 
-void bias_clip_cuda(DeviceContext& ctx, const BiasClipArgs& a) { cuda_for_each_voxel(ctx, a.dim, BiasClipBody{a}); }
+void bias_clip_cuda(DeviceContext& ctx, const BiasClipArgs& a) {
+    cuda_for_each_voxel(ctx, a.dim, BiasClipBody{a});
+    const cudaStream_t stream = static_cast<cudaStream_t>(ctx.cuda_stream());
+    // The reduction's identities: all ones for the min, zero for the max.
+    ISS_CUDA_CHECK(cudaMemsetAsync(a.range, 0xff, sizeof(uint32_t), stream));
+    ISS_CUDA_CHECK(cudaMemsetAsync(a.range + 1, 0, sizeof(uint32_t), stream));
+    const int64_t count = a.dim[0] * a.dim[1] * a.dim[2];
+    const int threads = 256;
+    min_max_kernel<<<std::min(cuda_blocks_for(count, threads), 1024u), threads, 0, stream>>>(a.image, count, a.range);
+    ISS_CUDA_CHECK_LAUNCH();
+}
 
 void normalise_gamma_cuda(DeviceContext& ctx, const NormaliseGammaArgs& a) {
     cuda_for_each(ctx, a.count, NormaliseGammaBody{a});
-}
-
-std::pair<float, float> min_max_nonnegative_cuda(DeviceContext& ctx, const float* values, int64_t count,
-                                                 uint32_t* scratch) {
-    const cudaStream_t stream = static_cast<cudaStream_t>(ctx.cuda_stream());
-    const uint32_t start[2] = {0xffffffffu, 0u};
-    ISS_CUDA_CHECK(cudaMemcpyAsync(scratch, start, sizeof start, cudaMemcpyHostToDevice, stream));
-    const int threads = 256;
-    min_max_kernel<<<std::min(cuda_blocks_for(count, threads), 1024u), threads, 0, stream>>>(values, count, scratch);
-    ISS_CUDA_CHECK_LAUNCH();
-    uint32_t bits[2];
-    ISS_CUDA_CHECK(cudaMemcpyAsync(bits, scratch, sizeof bits, cudaMemcpyDeviceToHost, stream));
-    ISS_CUDA_CHECK(cudaStreamSynchronize(stream));
-    return {bits_to_float(bits[0]), bits_to_float(bits[1])};
 }
 
 }  // namespace iss

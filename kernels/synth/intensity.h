@@ -2,13 +2,15 @@
 //  1. bias_clip: optionally reset background voxels (generation index 0) to 0, multiply by
 //     exp(bias(x)) where bias is the small random grid sampled trilinearly at x * bias_ratio
 //     (origin-aligned, clamped, as the reference's resize), clip to [0, clip_max];
-//     then the min and max of the result (a reduction; order-free, so deterministic).
-//  2. normalise_gamma: I = ((I - low) / (high - low))^gamma, 0 when high == low.
+//     and the min and max of the result, reduced over the bit patterns (for floats >= 0 their
+//     unsigned order is the numeric order: exact, order-free, so deterministic), left in
+//     device memory: no host waits for them.
+//  2. normalise_gamma: I = ((I - low) / (high - low))^gamma, 0 when high == low, with low and
+//     high read on the device from bias_clip's range.
 // CPU/GPU contract: bit-identical (portable exp/log, fmaf spelled out).
 #pragma once
 
 #include <cstdint>
-#include <utility>
 
 #include "kernels/common/hd.h"
 #include "kernels/common/portable_math.h"
@@ -27,6 +29,7 @@ struct BiasClipArgs {
     int64_t bias_dim[3] = {0, 0, 0};
     float bias_ratio[3] = {1, 1, 1};
     float clip_max = 300;
+    uint32_t* range = nullptr;  // two words on the context's device: min and max of the result, as bits
 };
 
 // One voxel: the background reset, times exp(log_bias) when there is a bias grid, the clip.
@@ -52,29 +55,35 @@ struct BiasClipBody {
 struct NormaliseGammaArgs {
     float* image = nullptr;
     int64_t count = 0;
-    float low = 0;
-    float inv_range = 0;  // 1 / (high - low), or 0 for a constant image
+    const uint32_t* range = nullptr;  // bias_clip's min and max bits, on the context's device
     float gamma = 1;
 };
 
+// low and 1 / (high - low) from the range bits; 0 for a constant image.
+struct NormaliseScale {
+    float low, inv_range;
+};
+
+ISS_HD_INLINE NormaliseScale normalise_scale(const uint32_t* range) {
+    const float low = bits_to_float(range[0]), high = bits_to_float(range[1]);
+    return {low, high > low ? 1.0f / (high - low) : 0.0f};
+}
+
+ISS_HD_INLINE float normalise_gamma_value(float v, NormaliseScale s, float gamma) {
+    const float x = clampf((v - s.low) * s.inv_range, 0.0f, 1.0f);
+    return gamma == 1.0f ? x : portable_pow_unit(x, gamma);
+}
+
+// Per voxel (CUDA: the range is read by every thread, from cache); the CPU reads it once.
 struct NormaliseGammaBody {
     NormaliseGammaArgs a;
-    ISS_HD void operator()(int64_t v) const {
-        const float x = clampf((a.image[v] - a.low) * a.inv_range, 0.0f, 1.0f);
-        a.image[v] = a.gamma == 1.0f ? x : portable_pow_unit(x, a.gamma);
-    }
+    ISS_HD void operator()(int64_t v) const { a.image[v] = normalise_gamma_value(a.image[v], normalise_scale(a.range), a.gamma); }
 };
 
 void bias_clip(DeviceContext& ctx, const BiasClipArgs& args);
-// (min, max) of `count` values that are all >= 0 (after bias_clip). `scratch` is two words of
-// device memory for the CUDA reduction (unused on the CPU), so no allocation per call.
-std::pair<float, float> min_max_nonnegative(DeviceContext& ctx, const float* values, int64_t count,
-                                            uint32_t* scratch);
 void normalise_gamma(DeviceContext& ctx, const NormaliseGammaArgs& args);
 
 void bias_clip_cuda(DeviceContext& ctx, const BiasClipArgs& args);
-std::pair<float, float> min_max_nonnegative_cuda(DeviceContext& ctx, const float* values, int64_t count,
-                                                 uint32_t* scratch);
 void normalise_gamma_cuda(DeviceContext& ctx, const NormaliseGammaArgs& args);
 
 }  // namespace iss
