@@ -20,6 +20,8 @@
 #include <dnnl.hpp>
 
 #include <algorithm>
+#include <optional>
+#include <string>
 #include <unordered_map>
 
 #include "kernels/common/device.h"
@@ -100,6 +102,14 @@ private:
     memory fwd_scratch_, bwd_data_scratch_, bwd_weights_scratch_;
 };
 
+// Moves pd past the implementations whose name starts with `name` (oneDNN offers them in its
+// order of preference); refuses if none other is left.
+void skip_implementation(dnnl::primitive_desc& pd, const std::string& name) {
+    const auto current = [&] { return std::string(pd.impl_info_str()); };
+    while (current().rfind(name, 0) == 0)
+        ISS_REQUIRE(pd.next_impl(), "Conv3d (oneDNN): no implementation other than ", current(), " for this shape");
+}
+
 DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
     : ctx_(ctx), engine_(ctx.dnnl_engine()) {
     const memory::dim n = s.in.n, d = s.in.d, h = s.in.h, w = s.in.w, ci = s.in.c, co = s.out_c, k = s.kernel;
@@ -143,10 +153,15 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
     ISS_DNNL_CALL(fwd_pd_ = forward_pd(attr));
     // The backward primitives take the plain forward as their hint (oneDNN refuses one with
     // post-ops); the forward that runs then gets the fused ELU.
-    ISS_DNNL_CALL(bwd_data_pd_ = dnnl::convolution_backward_data::primitive_desc(
-                      dnnl::convolution_backward_data::desc(alg, x_md_, w_any_md, dy_compute_md_, strides, padding,
-                                                            padding),
-                      attr, engine_, fwd_pd_));
+    // A named descriptor: oneDNN's implementation iterator keeps a pointer to it (next_impl below).
+    std::optional<dnnl::convolution_backward_data::desc> bwd_data_desc;
+    ISS_DNNL_CALL(bwd_data_desc.emplace(alg, x_md_, w_any_md, dy_compute_md_, strides, padding, padding));
+    ISS_DNNL_CALL(bwd_data_pd_ = dnnl::convolution_backward_data::primitive_desc(*bwd_data_desc, attr, engine_, fwd_pd_));
+    // oneDNN 2.6's 1x1 bf16 backward-data kernel for AVX512-BF16 (the one it picks where AMX is
+    // absent) returns a wrong diff_src when the output channels are odd (1, 5, 15, 17, 31 and 33
+    // tried; every even count right), e.g. the head of a model with an odd number of labels.
+    // Found by ConvBf16 on such a CPU; the next implementation oneDNN offers is right.
+    if (compute == bf16 && k == 1 && co % 2 == 1) skip_implementation(bwd_data_pd_, "jit_bf16_1x1");
     ISS_DNNL_CALL(bwd_weights_pd_ = dnnl::convolution_backward_weights::primitive_desc(
                       dnnl::convolution_backward_weights::desc(alg, x_compute_md_, dw_any_md, b_md_, dy_compute_md_,
                                                                strides, padding, padding),
