@@ -100,18 +100,26 @@ TEST(SynthRows, FieldResizeAndSquaringGiveThePerVoxelBodysBits) {
     check_resize(coarse, fine, 1);
     check_resize(fine, coarse, 3);
 
-    const size_t n = size_t(fine[0] * fine[1] * fine[2] * 3);
-    std::vector<float> by_body(n), by_rows(n, std::nanf(""));
-    // Displacements of several voxels, so that samples fall outside and clamp.
-    const std::vector<float> field = wavy(n, 6.0f, 2);
-    SquareFieldArgs square;
-    square.src = field.data();
-    for (int d = 0; d < 3; ++d) square.dim[d] = fine[d];
-    square.dst = by_body.data();
-    run_per_voxel(fine, SquareFieldBody{square});
-    square.dst = by_rows.data();
-    square_field(cpu, square);
-    expect_same_bits(by_rows, by_body);
+    // Squaring: rows shorter than a vector and longer than two (the CPU runs 16 voxels at a
+    // time), and one voxel wide; displacements of several voxels, so that samples fall outside
+    // and clamp, and integer ones (a tap of weight 0), including negative zeros.
+    const int64_t grids[][3] = {{13, 9, 7}, {37, 5, 4}, {1, 6, 5}, {2, 3, 3}};
+    for (const auto& grid : grids) {
+        SCOPED_TRACE("grid " + std::to_string(grid[0]) + "x" + std::to_string(grid[1]) + "x" + std::to_string(grid[2]));
+        const size_t n = size_t(grid[0] * grid[1] * grid[2] * 3);
+        std::vector<float> field = wavy(n, 6.0f, 2);
+        for (size_t v = 0; v < n; v += 5) field[v] = std::round(field[v]);
+        for (size_t v = 1; v < n; v += 11) field[v] = -0.0f;
+        std::vector<float> by_body(n), by_rows(n, std::nanf(""));
+        SquareFieldArgs square;
+        square.src = field.data();
+        for (int d = 0; d < 3; ++d) square.dim[d] = grid[d];
+        square.dst = by_body.data();
+        run_per_voxel(grid, SquareFieldBody{square});
+        square.dst = by_rows.data();
+        square_field(cpu, square);
+        expect_same_bits(by_rows, by_body);
+    }
 }
 
 TEST(SynthRows, DeformGivesThePerVoxelBodysBits) {
