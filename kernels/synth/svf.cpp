@@ -3,15 +3,7 @@
 #include <algorithm>
 #include <vector>
 
-#if defined(__AVX512F__)
-// GCC 12's AVX-512 header trips its own -Wmaybe-uninitialized (_mm512_undefined_*, GCC bug
-// 105593, fixed in 13).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#endif
-
+#include "kernels/common/avx512.h"
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
 #include "kernels/common/launch.h"  // ISS_CUDA_ONLY
