@@ -138,24 +138,30 @@ TEST(SynthRows, DeformGivesThePerVoxelBodysBits) {
         a.field_ratio[d] = float(double(field_dim[d]) / double(map_dim[d]));
         a.field_scale[d] = float(double(map_dim[d]) / double(field_dim[d]));
         a.centre[d] = float(double(map_dim[d] - 1) / 2);
-        a.source_centre[d] = a.centre[d] + 1.5f * float(d) - 1.0f;
         a.offset[d] = d + 2;
         for (int c = 0; c < 3; ++c) a.affine[d][c] = affine[d][c];
     }
     for (int g = 0; g <= max_generation_labels; ++g) a.twin[g] = uint8_t((g * 7 + 3) % 256);
+    map.back() = 77;  // a label of its own in the map's last voxel
     const size_t n = size_t(out_dim[0] * out_dim[1] * out_dim[2]);
     for (const bool with_field : {false, true})
-        for (int flip = -1; flip < 3; ++flip) {
-            SCOPED_TRACE(std::string(with_field ? "field" : "affine only") + ", flip axis " + std::to_string(flip));
-            a.field = with_field ? field.data() : nullptr;
-            a.flip_axis = flip;
-            std::vector<uint8_t> by_body(n), by_rows(n, 255);
-            a.out = by_body.data();
-            run_per_voxel(out_dim, DeformBody{a});
-            a.out = by_rows.data();
-            deform_labels(cpu, a);
-            expect_same_bits(by_rows, by_body);
-        }
+        for (int flip = -1; flip < 3; ++flip)
+            for (const float shift : {0.0f, 40.0f}) {  // 40: every voxel reads the map's last voxel
+                SCOPED_TRACE(std::string(with_field ? "field" : "affine only") + ", flip axis " + std::to_string(flip) +
+                             ", shift " + std::to_string(shift));
+                a.field = with_field ? field.data() : nullptr;
+                a.flip_axis = flip;
+                for (int d = 0; d < 3; ++d) a.source_centre[d] = a.centre[d] + 1.5f * float(d) - 1.0f + shift;
+                std::vector<uint8_t> by_body(n), by_rows(n, 255);
+                a.out = by_body.data();
+                run_per_voxel(out_dim, DeformBody{a});
+                a.out = by_rows.data();
+                deform_labels(cpu, a);
+                expect_same_bits(by_rows, by_body);
+                if (shift > 0) {
+                    EXPECT_EQ(by_body.front(), flip >= 0 ? a.twin[77] : 77);
+                }
+            }
 }
 
 TEST(SynthRows, BiasClipGivesThePerVoxelBodysBits) {
