@@ -23,7 +23,7 @@ void cpu_for_each_channels_last(int64_t voxels, int64_t channels, const Body& bo
         const Body local = body;
 #pragma omp for schedule(static)
         for (int64_t v = 0; v < voxels; ++v) {
-#pragma omp simd
+#pragma omp simd simdlen(16)
             for (int64_t c = 0; c < channels; ++c) local.at(v, c);
         }
     }

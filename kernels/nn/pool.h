@@ -91,16 +91,19 @@ struct MaxPool2ForwardBody {  // over output voxels
     uint8_t* argmax;
     ISS_HD void at(int64_t ov, int64_t ch) const {
         const T* block = x + g.fine_base(ov, ch);
-        // Two scans, each one comparison and two selects per member, so g++ vectorizes the
-        // channel loop (a combined NaN-aware comparison keeps it scalar):
+        // The 8 members first (member q at block + member_offset(q)), then two scans, each one
+        // comparison and two selects per member, so g++ vectorizes the channel loop (a combined
+        // NaN-aware comparison keeps it scalar, and so do loads interleaved with the scans):
+        float v[8];
+        ISS_UNROLL
+        for (int q = 0; q < 8; ++q) v[q] = widen(block[g.member_offset(q)]);
         // the first strict maximum among the numbers (the first maximum wins) ...
-        float best = widen(block[0]);
+        float best = v[0];
         int best_q = 0;
         ISS_UNROLL
         for (int q = 1; q < 8; ++q) {
-            const float v = widen(block[g.member_offset(q)]);
-            const bool take = v > best;
-            best = take ? v : best;
+            const bool take = v[q] > best;
+            best = take ? v[q] : best;
             best_q = take ? q : best_q;
         }
         // ... and the first NaN (scanning down, the last one seen is the first), which wins:
@@ -109,9 +112,8 @@ struct MaxPool2ForwardBody {  // over output voxels
         int nan_q = 8;
         ISS_UNROLL
         for (int q = 7; q >= 0; --q) {
-            const float v = widen(block[g.member_offset(q)]);
-            const bool is_nan = v != v;
-            nan_value = is_nan ? v : nan_value;
+            const bool is_nan = v[q] != v[q];
+            nan_value = is_nan ? v[q] : nan_value;
             nan_q = is_nan ? q : nan_q;
         }
         const bool has_nan = nan_q < 8;
