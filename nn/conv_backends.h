@@ -20,8 +20,9 @@ public:
 
 // CPU: oneDNN primitives for this shape, created once.
 std::unique_ptr<ConvBackend> make_dnnl_conv3d(DeviceContext& ctx, const ConvShape& shape);
-// Whether oneDNN found a CPU with bf16 instructions (AVX512-BF16 or AMX).
+// Whether oneDNN found a CPU with bf16 instructions (AVX512-BF16 or AMX), and whether with AMX.
 bool dnnl_bf16_is_native();
+bool dnnl_has_amx();
 
 #if INFANT_WITH_CUDA
 // CUDA: cuDNN descriptors for this shape; each pass's algorithm is chosen on its first use.

@@ -294,11 +294,18 @@ std::unique_ptr<ConvBackend> make_dnnl_conv3d(DeviceContext& ctx, const ConvShap
     return std::make_unique<DnnlConv3d>(ctx, shape);
 }
 
-bool dnnl_bf16_is_native() {
-    // The ISA values are bit sets: AVX512-BF16 is avx512_core_bf16's bits, AMX includes them.
+namespace {
+
+// The ISA values are bit sets: AVX512-BF16 is avx512_core_bf16's bits, AMX includes them.
+bool dnnl_isa_includes(dnnl::cpu_isa isa) {
     const auto bits = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
-    const auto needed = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+    const auto needed = static_cast<unsigned>(isa);
     return (bits & needed) == needed;
 }
+
+}  // namespace
+
+bool dnnl_bf16_is_native() { return dnnl_isa_includes(dnnl::cpu_isa::avx512_core_bf16); }
+bool dnnl_has_amx() { return dnnl_isa_includes(dnnl::cpu_isa::avx512_core_amx); }
 
 }  // namespace iss

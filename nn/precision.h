@@ -32,7 +32,8 @@ Precision parse_precision(const std::string& text, const std::string& what);
 bool bf16_is_native(DeviceContext& ctx);
 
 // The precision to run: `requested`, except bf16 where it is not native (or not implemented,
-// CUDA for now), which runs fp32 and says so once per process.
+// CUDA for now), which runs fp32 and says so once per process. bf16 on a CPU without AMX runs,
+// with a note once that fp32 is faster there.
 Precision usable_precision(DeviceContext& ctx, Precision requested);
 
 }  // namespace iss
