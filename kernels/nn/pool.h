@@ -91,9 +91,9 @@ struct MaxPool2ForwardBody {  // over output voxels
     uint8_t* argmax;
     ISS_HD void at(int64_t ov, int64_t ch) const {
         const T* block = x + g.fine_base(ov, ch);
-        // The 8 members first (member q at block + member_offset(q)), then two scans, each one
+        // The 8 members (member q at block + member_offset(q)), then two scans, each one
         // comparison and two selects per member, so g++ vectorizes the channel loop (a combined
-        // NaN-aware comparison keeps it scalar, and so do loads interleaved with the scans):
+        // NaN-aware comparison keeps it scalar):
         float v[8];
         ISS_UNROLL
         for (int q = 0; q < 8; ++q) v[q] = widen(block[g.member_offset(q)]);
