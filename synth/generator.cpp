@@ -201,7 +201,7 @@ void Generator::integrate_velocity() {
     Buffers& b = *buffers_;
     b.field = nullptr;
     if (!(p.velocity_std > 0)) return;
-    ctx_.copy_to_device(b.velocity.data(), p.velocity.data(), p.velocity.size() * sizeof(float));
+    ctx_.upload_async(b.velocity.data(), p.velocity.data(), p.velocity.size() * sizeof(float));
     ResizeFieldArgs resize;
     resize.src = b.velocity.data();
     resize.dst = b.field_a.data();
@@ -305,7 +305,7 @@ void Generator::mimic_resolution() {
 void Generator::bias_clip_range() {
     const SampleParams& p = params_;
     Buffers& b = *buffers_;
-    ctx_.copy_to_device(b.bias.data(), p.bias.data(), p.bias.size() * sizeof(float));
+    ctx_.upload_async(b.bias.data(), p.bias.data(), p.bias.size() * sizeof(float));
     BiasClipArgs bias;
     bias.image = b.image;
     bias.generation = b.generation.data();

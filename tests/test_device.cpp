@@ -77,6 +77,26 @@ TEST_P(DeviceBuffers, RoundTripAndWorkspace) {
     EXPECT_GT(ctx().memory_free(), 0u);
 }
 
+// upload_async returns before the copy has run on CUDA; the source may be changed at once,
+// and each copy lands the bytes it was given (more uploads than staging slots, some larger
+// than the slots were).
+TEST_P(DeviceBuffers, UploadAsyncLetsTheSourceChangeAtOnce) {
+    std::vector<int32_t> host(64);
+    std::vector<Buffer<int32_t>> targets;
+    for (int u = 0; u < 5; ++u) {
+        targets.emplace_back(ctx(), host.size() * size_t(u + 1));
+        std::vector<int32_t> values(targets.back().size());
+        for (size_t i = 0; i < values.size(); ++i) values[i] = int32_t(1000 * u + i);
+        ctx().upload_async(targets.back().data(), values.data(), values.size() * sizeof(int32_t));
+        std::fill(values.begin(), values.end(), -1);  // gone before the copy may have run
+    }
+    ctx().synchronize();
+    for (int u = 0; u < 5; ++u) {
+        const std::vector<int32_t> got = targets[size_t(u)].download();
+        for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], int32_t(1000 * u + i)) << "upload " << u;
+    }
+}
+
 ISS_INSTANTIATE_BACKENDS(DeviceBuffers);
 
 TEST(Device, OneDnnEngineOnCpu) {

@@ -21,6 +21,24 @@ struct DeviceContext::Dnnl {
     dnnl::stream stream{engine};
 };
 
+struct DeviceContext::Staging {
+#if INFANT_WITH_CUDA
+    struct Slot {
+        void* host = nullptr;  // pinned (cudaMallocHost)
+        size_t bytes = 0;
+        cudaEvent_t copied = nullptr;  // recorded after the slot's last copy
+    };
+    Slot slots[2];
+    int next = 0;
+    ~Staging() {  // the owner has synchronised its stream
+        for (Slot& slot : slots) {
+            if (slot.copied) cudaEventDestroy(slot.copied);
+            if (slot.host) cudaFreeHost(slot.host);
+        }
+    }
+#endif
+};
+
 std::string Device::name() const { return is_cuda() ? cat("cuda:", index) : std::string("cpu"); }
 
 namespace {
@@ -225,6 +243,10 @@ DeviceContext::DeviceContext(Device device) : device_(device) {
 DeviceContext::~DeviceContext() {
     release(workspace_);
 #if INFANT_WITH_CUDA
+    if (staging_) {
+        cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));  // its copies may be queued
+        staging_.reset();
+    }
     if (cudnn_) cudnnDestroy(static_cast<cudnnHandle_t>(cudnn_));
     if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
 #endif
@@ -281,6 +303,34 @@ void DeviceContext::copy_to_host(void* host_dst, const void* src, size_t bytes) 
     }
 #endif
     std::memcpy(host_dst, src, bytes);
+}
+
+void DeviceContext::upload_async(void* dst, const void* host_src, size_t bytes) {
+#if INFANT_WITH_CUDA
+    if (device_.is_cuda()) {
+        if (bytes == 0) return;
+        const auto stream = static_cast<cudaStream_t>(stream_);
+        if (!staging_) staging_ = std::make_unique<Staging>();
+        Staging::Slot& slot = staging_->slots[staging_->next];
+        staging_->next ^= 1;
+        if (slot.copied)
+            ISS_CUDA_CHECK(cudaEventSynchronize(slot.copied));  // the slot's previous copy has read it
+        else
+            ISS_CUDA_CHECK(cudaEventCreateWithFlags(&slot.copied, cudaEventDisableTiming));
+        if (slot.bytes < bytes) {
+            if (slot.host) ISS_CUDA_CHECK(cudaFreeHost(slot.host));
+            slot.host = nullptr;
+            slot.bytes = 0;
+            ISS_CUDA_CHECK(cudaMallocHost(&slot.host, bytes));
+            slot.bytes = bytes;
+        }
+        std::memcpy(slot.host, host_src, bytes);
+        ISS_CUDA_CHECK(cudaMemcpyAsync(dst, slot.host, bytes, cudaMemcpyHostToDevice, stream));
+        ISS_CUDA_CHECK(cudaEventRecord(slot.copied, stream));
+        return;
+    }
+#endif
+    std::memcpy(dst, host_src, bytes);
 }
 
 void DeviceContext::copy_on_device(void* dst, const void* src, size_t bytes) {

@@ -63,6 +63,11 @@ public:
     void copy_to_device(void* dst, const void* host_src, size_t bytes);
     void copy_to_host(void* host_dst, const void* src, size_t bytes);
     void copy_on_device(void* dst, const void* src, size_t bytes);
+    // A host -> device copy that does not wait (CUDA), for a few kilobytes of per-call
+    // parameters: the bytes are staged in pinned memory, so host_src may be changed as soon as
+    // this returns, and the copy is ordered on the stream before the work queued after it. Two
+    // staging slots in turn, a slot refilled once its previous copy has completed. CPU: memcpy.
+    void upload_async(void* dst, const void* host_src, size_t bytes);
     void fill_zero(void* dst, size_t bytes);
     // Every byte set to `value` (0..255), asynchronously on CUDA.
     void fill_bytes(void* dst, int value, size_t bytes);
@@ -100,6 +105,8 @@ private:
     size_t workspace_bytes_ = 0;
     struct Dnnl;
     std::unique_ptr<Dnnl> dnnl_;
+    struct Staging;  // upload_async's pinned slots (CUDA)
+    std::unique_ptr<Staging> staging_;
 };
 
 // An owning, typed allocation on a context's device. Move-only.
