@@ -23,10 +23,10 @@ Precision usable_precision(DeviceContext& ctx, Precision requested) {
     if (requested != Precision::bf16) return requested;
     if (bf16_is_native(ctx)) {
         // Runs as asked; but without AMX oneDNN's bf16 3D convolutions are slower than its fp32
-        // ones (measured 1.5x, docs/PERFORMANCE.md), which a user choosing bf16 for speed should know.
+        // ones (measured 1.3-1.5x, docs/PERFORMANCE.md), which a user choosing bf16 for speed should know.
         if (!dnnl_has_amx() && !warned.exchange(true))
             warning("bf16 on this CPU runs on AVX512-BF16 without AMX, where the U-Net's convolutions measured "
-                    "1.5x slower than fp32: --precision fp32 is faster here");
+                    "1.3-1.5x slower than fp32: --precision fp32 is faster here");
         return requested;
     }
     if (!warned.exchange(true))

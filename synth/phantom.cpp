@@ -34,7 +34,6 @@ constexpr float ribbon_radius = 2.5f;     // cortex = within this distance of ce
 constexpr float crown_depth = 2.0f;       // WM depth under a gyral crown (< ribbon: no CSF gaps)
 constexpr float fissure_half = 1.0f;      // interhemispheric CSF: |x| < 1 -> two voxels wide
 constexpr float csf_layer = 3.0f;         // extra-cerebral CSF around the cerebrum
-constexpr float posterior_margin = 1.5f;  // CSF around cerebellum and lower brainstem
 
 // Growth curve: 0 at birth, 1 at 12 months; fast early growth, slow after (like head
 // circumference charts).
