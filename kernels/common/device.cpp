@@ -318,9 +318,10 @@ void DeviceContext::upload_async(void* dst, const void* host_src, size_t bytes) 
         else
             ISS_CUDA_CHECK(cudaEventCreateWithFlags(&slot.copied, cudaEventDisableTiming));
         if (slot.bytes < bytes) {
-            if (slot.host) ISS_CUDA_CHECK(cudaFreeHost(slot.host));
+            void* old = slot.host;  // forgotten first: a failed free must not be freed again later
             slot.host = nullptr;
             slot.bytes = 0;
+            if (old) ISS_CUDA_CHECK(cudaFreeHost(old));
             ISS_CUDA_CHECK(cudaMallocHost(&slot.host, bytes));
             slot.bytes = bytes;
         }
