@@ -91,19 +91,16 @@ struct MaxPool2ForwardBody {  // over output voxels
     uint8_t* argmax;
     ISS_HD void at(int64_t ov, int64_t ch) const {
         const T* block = x + g.fine_base(ov, ch);
-        // The 8 members (member q at block + member_offset(q)), then two scans, each one
-        // comparison and two selects per member, so g++ vectorizes the channel loop (a combined
-        // NaN-aware comparison keeps it scalar):
-        float v[8];
-        ISS_UNROLL
-        for (int q = 0; q < 8; ++q) v[q] = widen(block[g.member_offset(q)]);
+        // Two scans, each one comparison and two selects per member, so g++ vectorizes the
+        // channel loop (a combined NaN-aware comparison keeps it scalar):
         // the first strict maximum among the numbers (the first maximum wins) ...
-        float best = v[0];
+        float best = widen(block[0]);
         int best_q = 0;
         ISS_UNROLL
         for (int q = 1; q < 8; ++q) {
-            const bool take = v[q] > best;
-            best = take ? v[q] : best;
+            const float v = widen(block[g.member_offset(q)]);
+            const bool take = v > best;
+            best = take ? v : best;
             best_q = take ? q : best_q;
         }
         // ... and the first NaN (scanning down, the last one seen is the first), which wins:
@@ -112,8 +109,9 @@ struct MaxPool2ForwardBody {  // over output voxels
         int nan_q = 8;
         ISS_UNROLL
         for (int q = 7; q >= 0; --q) {
-            const bool is_nan = v[q] != v[q];
-            nan_value = is_nan ? v[q] : nan_value;
+            const float v = widen(block[g.member_offset(q)]);
+            const bool is_nan = v != v;
+            nan_value = is_nan ? v : nan_value;
             nan_q = is_nan ? q : nan_q;
         }
         const bool has_nan = nan_q < 8;
