@@ -81,10 +81,9 @@ TEST_P(DeviceBuffers, RoundTripAndWorkspace) {
 // and each copy lands the bytes it was given (more uploads than staging slots, some larger
 // than the slots were).
 TEST_P(DeviceBuffers, UploadAsyncLetsTheSourceChangeAtOnce) {
-    std::vector<int32_t> host(64);
     std::vector<Buffer<int32_t>> targets;
     for (int u = 0; u < 5; ++u) {
-        targets.emplace_back(ctx(), host.size() * size_t(u + 1));
+        targets.emplace_back(ctx(), size_t(64 * (u + 1)));
         std::vector<int32_t> values(targets.back().size());
         for (size_t i = 0; i < values.size(); ++i) values[i] = int32_t(1000 * u + i);
         ctx().upload_async(targets.back().data(), values.data(), values.size() * sizeof(int32_t));

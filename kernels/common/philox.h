@@ -20,19 +20,21 @@ struct Philox4 {
     uint32_t v[4];
 };
 
+// Philox-4x32's round multipliers and key increments (the published constants).
+constexpr uint32_t philox_m0 = 0xD2511F53u, philox_m1 = 0xCD9E8D57u;
+constexpr uint32_t philox_w0 = 0x9E3779B9u, philox_w1 = 0xBB67AE85u;
+
 // One Philox-4x32 block with 10 rounds: the published algorithm, checked against the
 // Random123 known-answer vectors.
 ISS_HD_INLINE Philox4 philox4x32_10(Philox4 ctr, uint32_t key0, uint32_t key1) {
-    const uint32_t m0 = 0xD2511F53u, m1 = 0xCD9E8D57u;
-    const uint32_t w0 = 0x9E3779B9u, w1 = 0xBB67AE85u;
     for (int round = 0; round < 10; ++round) {
-        const uint64_t p0 = uint64_t(m0) * ctr.v[0];
-        const uint64_t p1 = uint64_t(m1) * ctr.v[2];
+        const uint64_t p0 = uint64_t(philox_m0) * ctr.v[0];
+        const uint64_t p1 = uint64_t(philox_m1) * ctr.v[2];
         const uint32_t hi0 = uint32_t(p0 >> 32), lo0 = uint32_t(p0);
         const uint32_t hi1 = uint32_t(p1 >> 32), lo1 = uint32_t(p1);
         ctr = Philox4{{hi1 ^ ctr.v[1] ^ key0, lo1, hi0 ^ ctr.v[3] ^ key1, lo0}};
-        key0 += w0;
-        key1 += w1;
+        key0 += philox_w0;
+        key1 += philox_w1;
     }
     return ctr;
 }

@@ -19,7 +19,9 @@ void cpu_for_each_channels_last(int64_t voxels, int64_t channels, const Body& bo
         // A private copy, and `omp simd` on the channel loop: every (v, c) writes its own
         // element and reads only inputs, so the iterations are independent; without the
         // assertion g++ fears that a uint8 store (argmax) aliases the body's fields or inputs
-        // and keeps the loop scalar.
+        // and keeps the loop scalar. 16 lanes: left to itself g++ sizes the vectors by the
+        // narrowest type stored (64 lanes for max-pool's argmax bytes) and runs every tensor of
+        // fewer channels in the scalar remainder.
         const Body local = body;
 #pragma omp for schedule(static)
         for (int64_t v = 0; v < voxels; ++v) {

@@ -26,15 +26,15 @@ inline void mul_hi_lo(__m512i x, __m512i m, __m512i& hi, __m512i& lo) {
 
 void chunk_bits(const RandomKey& key, int64_t first, uint32_t (*bits)[chunk]) {
     const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    const __m512i m0 = _mm512_set1_epi32(int32_t(0xD2511F53u)), m1 = _mm512_set1_epi32(int32_t(0xCD9E8D57u));
+    const __m512i m0 = _mm512_set1_epi32(int32_t(philox_m0)), m1 = _mm512_set1_epi32(int32_t(philox_m1));
     for (int64_t b = 0; b < chunk; b += 16) {
         // The counter (index low, index high, sample, purpose) of philox4x32_10, 16 indices.
         const uint64_t index = uint64_t(first + b);
         const __m512i low_base = _mm512_set1_epi32(int32_t(uint32_t(index)));
         __m512i c0 = _mm512_add_epi32(low_base, iota);
         const __mmask16 carry = _mm512_cmplt_epu32_mask(c0, low_base);
-        __m512i c1 = _mm512_mask_add_epi32(_mm512_set1_epi32(int32_t(uint32_t(index >> 32))), carry,
-                                           _mm512_set1_epi32(int32_t(uint32_t(index >> 32))), _mm512_set1_epi32(1));
+        const __m512i high = _mm512_set1_epi32(int32_t(uint32_t(index >> 32)));
+        __m512i c1 = _mm512_mask_add_epi32(high, carry, high, _mm512_set1_epi32(1));
         __m512i c2 = _mm512_set1_epi32(int32_t(key.sample)), c3 = _mm512_set1_epi32(int32_t(key.purpose));
         uint32_t key0 = uint32_t(key.seed), key1 = uint32_t(key.seed >> 32);
         for (int round = 0; round < 10; ++round) {
@@ -45,8 +45,8 @@ void chunk_bits(const RandomKey& key, int64_t first, uint32_t (*bits)[chunk]) {
             c1 = lo1;
             c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32(int32_t(key1)));
             c3 = lo0;
-            key0 += 0x9E3779B9u;
-            key1 += 0xBB67AE85u;
+            key0 += philox_w0;
+            key1 += philox_w1;
         }
         _mm512_storeu_si512(bits[0] + b, c0);
         _mm512_storeu_si512(bits[1] + b, c1);
