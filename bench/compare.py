@@ -9,7 +9,8 @@ import os
 import sys
 
 # Our benchmark name (prefix), baseline file, key: a benchmark may be set beside several baselines
-# (PyTorch on CUDA in fp32, in bf16 autocast, and compiled).
+# (PyTorch on CUDA in fp32, in bf16 autocast, and compiled). Prefixes joined by "+" add our
+# benchmarks up, for a baseline stage that does the work of several of ours.
 PAIRS = [
     ("SynthSample/cpu/", "baseline_synth_numpy.json", "sample"),
     ("SynthStage/velocity/cpu/", "baseline_synth_numpy.json", "velocity"),
@@ -18,6 +19,12 @@ PAIRS = [
     ("SynthStage/blur/cpu/", "baseline_synth_numpy.json", "blur"),
     ("SynthStage/bias/cpu/", "baseline_synth_numpy.json", "bias"),
     ("SynthStage/normalise/cpu/", "baseline_synth_numpy.json", "normalise"),
+    ("SynthSample/cpu/", "baseline_synth_cornucopia.json", "sample"),
+    ("SynthStage/velocity/cpu/+SynthStage/deform/cpu/", "baseline_synth_cornucopia.json", "spatial"),
+    ("SynthStage/gmm/cpu/", "baseline_synth_cornucopia.json", "gmm"),
+    ("SynthStage/blur/cpu/", "baseline_synth_cornucopia.json", "blur"),
+    ("SynthStage/bias/cpu/", "baseline_synth_cornucopia.json", "bias"),
+    ("SynthStage/normalise/cpu/", "baseline_synth_cornucopia.json", "normalise"),
     ("Resample/trilinear/cpu/", "baseline_resample_scipy.json", "trilinear"),
     ("Resample/nearest/cpu/", "baseline_resample_scipy.json", "nearest"),
     ("Predict/cpu/", "baseline_predict_torch_cpu.json", "total"),
@@ -42,19 +49,23 @@ def main():
                 ours[b["name"]] = b["real_time"] * UNIT[b["time_unit"]]
     print("| benchmark | ours (ms) | baseline | baseline (ms) | speed-up |")
     print("|---|---|---|---|---|")
-    for prefix, file, key in PAIRS:
+    for prefixes, file, key in PAIRS:
         path = os.path.join(out, file)
         # Our bf16 rows beside a bf16 baseline, fp32 rows beside the others; whole volumes only
         # (the baselines run no slabs).
         bf16 = "_bf16" in file
-        matches = [n for n in ours
-                   if n.startswith(prefix) and ("/bf16" in n) == bf16 and "/slab" not in n and "/keras" not in n]
-        if not matches or not os.path.exists(path):
+        names = []
+        for prefix in prefixes.split("+"):
+            matches = [n for n in ours
+                       if n.startswith(prefix) and ("/bf16" in n) == bf16 and "/slab" not in n and "/keras" not in n]
+            if matches:
+                names.append(matches[0])
+        if len(names) < len(prefixes.split("+")) or not os.path.exists(path):
             continue
         base = json.load(open(path))[key]
-        mine = ours[matches[0]]
+        mine = sum(ours[n] for n in names)
         label = file.replace("baseline_", "").replace(".json", "")
-        print(f"| {matches[0]} | {mine * 1e3:.1f} | {label} {key} | {base * 1e3:.1f} | {base / mine:.1f}x |")
+        print(f"| {' + '.join(names)} | {mine * 1e3:.1f} | {label} {key} | {base * 1e3:.1f} | {base / mine:.1f}x |")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ for b in "$build"/bench/bench_*; do
     "$b" --benchmark_out="$out/$name.json" --benchmark_out_format=json
 done
 
+# The generator's baselines read the same 12-month phantom.
+"$build/infant-synthseg" phantom --age-months 12 --seed 1 --out "$out/phantom_12mo.nii.gz" >/dev/null
 if python3 -c 'import numpy, scipy, nibabel' 2>/dev/null; then
     # Baselines run with numpy's own kernels (OPENBLAS_* tuning variables unset).
-    "$build/infant-synthseg" phantom --age-months 12 --seed 1 --out "$out/phantom_12mo.nii.gz" >/dev/null
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/synth_numpy.py "$out/phantom_12mo.nii.gz" --json "$out/baseline_synth_numpy.json"
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/resample_scipy.py --json "$out/baseline_resample_scipy.json"
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/post_scipy.py --json "$out/baseline_post_scipy.json"
@@ -27,6 +28,11 @@ if python3 -c 'import torch' 2>/dev/null; then
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/unet_torch.py --device cpu --json "$out/baseline_unet_torch_cpu.json"
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/unet_torch.py --device cpu --precision bf16 --json "$out/baseline_unet_torch_cpu_bf16.json"
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/predict_torch.py --device cpu --json "$out/baseline_predict_torch_cpu.json"
+    if python3 -c 'import cornucopia, nibabel' 2>/dev/null; then
+        env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/synth_cornucopia.py "$out/phantom_12mo.nii.gz" --json "$out/baseline_synth_cornucopia.json"
+    else
+        echo "cornucopia not installed: its generator baseline skipped (pip install cornucopia nibabel)"
+    fi
     if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
         python3 bench/baselines/unet_torch.py --device cuda --repeats 5 --json "$out/baseline_unet_torch_cuda.json"
     fi
