@@ -74,11 +74,20 @@ ISS_HD_INLINE void sample_field_rowwise(const float* field, const I dim[3], floa
         out[c] = blend_along_x(blend_column(field, rows, tx.i0 * C, c), blend_column(field, rows, tx.i1 * C, c), tx.w1);
 }
 
+#if !defined(__CUDACC__)  // the CPU rows' helpers (OpenMP is for the host compiler only)
+
 // A CPU row's columns: columns[x * C + c] = blend_column of column x, for the field's nx columns.
+// Written as one flat loop over the row's nx * C floats (float x * C + c is channel c of column
+// x: blend_column's operations on the same values), so that it vectorises.
 template <int C>
-inline void field_columns(const float* field, const FieldRows<int32_t>& rows, int32_t nx, float* columns) {
-    for (int32_t x = 0; x < nx * C; x += C)
-        for (int c = 0; c < C; ++c) columns[x + c] = blend_column(field, rows, x, c);
+inline void field_columns(const float* field, const FieldRows<int32_t>& rows, int32_t nx, float* __restrict columns) {
+    const float* r00 = field + rows.r00;
+    const float* r10 = field + rows.r10;
+    const float* r01 = field + rows.r01;
+    const float* r11 = field + rows.r11;
+#pragma omp simd
+    for (int32_t f = 0; f < nx * C; ++f)
+        columns[f] = detail::lerp(detail::lerp(r00[f], r10[f], rows.wy), detail::lerp(r01[f], r11[f], rows.wy), rows.wz);
 }
 
 // The x taps of a CPU row of samples (sample i at x position `position(i)` of a field n voxels
@@ -103,5 +112,7 @@ inline RowTaps row_taps(int64_t samples, int32_t n, const Position& position) {
     }
     return t;
 }
+
+#endif  // !__CUDACC__
 
 }  // namespace iss
