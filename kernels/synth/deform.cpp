@@ -36,7 +36,9 @@ void deform_rows_cpu(const DeformArgs& a) {
     {
         std::vector<float> columns(static_cast<size_t>(field_dim[0]) * 3);
         int32_t source[chunk];
-#pragma omp for collapse(2) schedule(static)
+        // Rows handed out in runs of 32: a row's cost varies with where its sources fall in the
+        // map (the gathers' cache misses), so equal static halves left one thread waiting.
+#pragma omp for collapse(2) schedule(dynamic, 32)
         for (int64_t k = 0; k < nz; ++k)
             for (int64_t j = 0; j < ny; ++j) {
                 const float y = position(1, j), z = position(2, k);
