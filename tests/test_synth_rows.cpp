@@ -122,9 +122,8 @@ TEST(SynthRows, FieldResizeAndSquaringGiveThePerVoxelBodysBits) {
     }
 }
 
-TEST(SynthRows, DeformGivesThePerVoxelBodysBits) {
+void check_deform_rows(const int64_t map_dim[3], const int64_t out_dim[3], const int64_t field_dim[3]) {
     DeviceContext cpu;
-    const int64_t map_dim[3] = {23, 19, 17}, out_dim[3] = {11, 14, 9}, field_dim[3] = {6, 5, 7};
     std::vector<uint8_t> map(size_t(map_dim[0] * map_dim[1] * map_dim[2]));
     for (size_t v = 0; v < map.size(); ++v) map[v] = uint8_t((v * 131) % 41);
     const std::vector<float> field = wavy(size_t(field_dim[0] * field_dim[1] * field_dim[2] * 3), 2.5f, 3);
@@ -162,6 +161,25 @@ TEST(SynthRows, DeformGivesThePerVoxelBodysBits) {
                     EXPECT_EQ(by_body.front(), flip >= 0 ? a.twin[77] : 77);
                 }
             }
+}
+
+TEST(SynthRows, DeformGivesThePerVoxelBodysBits) {
+    const int64_t map_dim[3] = {23, 19, 17}, out_dim[3] = {11, 14, 9}, field_dim[3] = {6, 5, 7};
+    check_deform_rows(map_dim, out_dim, field_dim);
+}
+
+// Rows of more than one run of 256 voxels ending in a part of a group of 16, and fields whose x
+// taps for 16 voxels spread over more floats than the AVX-512 path's two loads (its gathers
+// then), and less (its permutes), within one row.
+TEST(SynthRows, DeformLongAndWideRowsGiveThePerVoxelBodysBits) {
+    const int64_t map_dim[3] = {40, 7, 6};
+    for (const int64_t field_x : {20, 37}) {
+        for (const int64_t out_x : {300, 37}) {
+            SCOPED_TRACE("field " + std::to_string(field_x) + " wide, output " + std::to_string(out_x) + " wide");
+            const int64_t out_dim[3] = {out_x, 3, 2}, field_dim[3] = {field_x, 4, 3};
+            check_deform_rows(map_dim, out_dim, field_dim);
+        }
+    }
 }
 
 TEST(SynthRows, BiasClipGivesThePerVoxelBodysBits) {

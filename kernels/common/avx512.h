@@ -14,3 +14,12 @@
 #include <immintrin.h>
 #endif
 #endif
+
+#if defined(__AVX512F__)
+namespace iss {
+
+// detail::lerp, 16 lanes: a + w * (b - a) with one rounding for the multiply-add.
+inline __m512 lerp16(__m512 a, __m512 b, __m512 w) { return _mm512_fmadd_ps(w, _mm512_sub_ps(b, a), a); }
+
+}  // namespace iss
+#endif

@@ -31,11 +31,13 @@ void deform_rows_cpu(const DeformArgs& a) {
     for (int64_t i = 0; i < nx; ++i) xs[size_t(i)] = position(0, i);
     const RowTaps xt =
         a.field ? row_taps<3>(nx, field_dim[0], [&](int64_t i) { return xs[size_t(i)] * a.field_ratio[0]; }) : RowTaps{};
-    constexpr int32_t chunk = 256;
+    constexpr int32_t chunk = 256;  // a multiple of 16: blend_columns_along_x starts its groups there
 #pragma omp parallel
     {
-        std::vector<float> columns(static_cast<size_t>(field_dim[0]) * 3);
+        std::vector<float> columns = column_buffer<3>(field_dim[0]);
         int32_t source[chunk];
+        float displacement[3][chunk];
+        float* const displacement_of[3] = {displacement[0], displacement[1], displacement[2]};
         // Rows handed out in runs of 32: a row's cost varies with where its sources fall in the
         // map (the gathers' cache misses), so equal static halves left one thread waiting.
 #pragma omp for collapse(2) schedule(dynamic, 32)
@@ -54,16 +56,11 @@ void deform_rows_cpu(const DeformArgs& a) {
                     const int32_t n = std::min<int32_t>(chunk, int32_t(nx) - start);
                     const float* x_of = xs.data() + start;
                     if (a.field) {
-                        const int32_t* x0 = xt.x0.data() + start;
-                        const int32_t* x1 = xt.x1.data() + start;
-                        const float* w = xt.w.data() + start;
+                        blend_columns_along_x<3>(col, xt, start, n, displacement_of);
 #pragma omp simd
-                        for (int32_t i = 0; i < n; ++i) {
-                            const float dx = blend_along_x(col[x0[i]], col[x1[i]], w[i]);
-                            const float dy = blend_along_x(col[x0[i] + 1], col[x1[i] + 1], w[i]);
-                            const float dz = blend_along_x(col[x0[i] + 2], col[x1[i] + 2], w[i]);
-                            source[i] = deformed_source(a, map_dim, x_of[i], y, z, dx, dy, dz);
-                        }
+                        for (int32_t i = 0; i < n; ++i)
+                            source[i] = deformed_source(a, map_dim, x_of[i], y, z, displacement[0][i], displacement[1][i],
+                                                        displacement[2][i]);
                     } else {
 #pragma omp simd
                         for (int32_t i = 0; i < n; ++i) source[i] = deformed_source(a, map_dim, x_of[i], y, z, 0.0f, 0.0f, 0.0f);

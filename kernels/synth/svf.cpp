@@ -23,7 +23,9 @@ void resize_rows_cpu(const ResizeFieldArgs& a) {
     const RowTaps xt = row_taps<3>(nx, src_dim[0], [&](int64_t i) { return float(i) * a.ratio[0]; });
 #pragma omp parallel
     {
-        std::vector<float> columns(static_cast<size_t>(src_dim[0]) * 3);
+        std::vector<float> columns = column_buffer<3>(src_dim[0]);
+        std::vector<float> blended(static_cast<size_t>(nx) * 3);
+        float* const channel[3] = {blended.data(), blended.data() + nx, blended.data() + 2 * nx};
 #pragma omp for collapse(2) schedule(static)
         for (int64_t k = 0; k < nz; ++k)
             for (int64_t j = 0; j < ny; ++j) {
@@ -31,16 +33,16 @@ void resize_rows_cpu(const ResizeFieldArgs& a) {
                                  field_rows<3>(src_dim[0], src_dim[1], detail::clamped_taps(float(j) * a.ratio[1], src_dim[1]),
                                                detail::clamped_taps(float(k) * a.ratio[2], src_dim[2])),
                                  src_dim[0], columns.data());
-                const float* col = columns.data();
+                blend_columns_along_x<3>(columns.data(), xt, 0, nx, channel);
                 float* __restrict out = a.dst + (k * ny + j) * nx * 3;
-                const int32_t* x0 = xt.x0.data();
-                const int32_t* x1 = xt.x1.data();
-                const float* w = xt.w.data();
+                const float* __restrict v0 = channel[0];
+                const float* __restrict v1 = channel[1];
+                const float* __restrict v2 = channel[2];
 #pragma omp simd
                 for (int32_t i = 0; i < int32_t(nx); ++i) {
-                    out[3 * i] = blend_along_x(col[x0[i]], col[x1[i]], w[i]) * a.scale[0];
-                    out[3 * i + 1] = blend_along_x(col[x0[i] + 1], col[x1[i] + 1], w[i]) * a.scale[1];
-                    out[3 * i + 2] = blend_along_x(col[x0[i] + 2], col[x1[i] + 2], w[i]) * a.scale[2];
+                    out[3 * i] = v0[i] * a.scale[0];
+                    out[3 * i + 1] = v1[i] * a.scale[1];
+                    out[3 * i + 2] = v2[i] * a.scale[2];
                 }
             }
     }
@@ -123,8 +125,6 @@ inline Taps16 clamped_taps(__m512 p, int32_t n) {
     return t;
 }
 
-inline __m512 lerp(__m512 a, __m512 b, __m512 w) { return _mm512_fmadd_ps(w, _mm512_sub_ps(b, a), a); }
-
 // The x cell (taps x0, x1) of 3-channel rows at float offsets `row`, for 16 lanes: for channel c,
 // the value at x0 (at[c]) and at x1 (next[c]). The gathers start at x0, or at x0 - 1 where x0 is
 // the row's last voxel (then x1 = x0), so they never read past the row.
@@ -195,9 +195,9 @@ void square_rows(const SquareFieldArgs& a) {
                 const Cell c11 = gather_cell(L, a.src, row(tz.i1, ty.i1), gather_x, at_end, repeated);
                 __m512 out[3];
                 for (int c = 0; c < 3; ++c) {
-                    const __m512 b00 = lerp(c00.at[c], c00.next[c], tx.w1), b10 = lerp(c10.at[c], c10.next[c], tx.w1);
-                    const __m512 b01 = lerp(c01.at[c], c01.next[c], tx.w1), b11 = lerp(c11.at[c], c11.next[c], tx.w1);
-                    out[c] = _mm512_add_ps(v[c], lerp(lerp(b00, b10, ty.w1), lerp(b01, b11, ty.w1), tz.w1));
+                    const __m512 b00 = lerp16(c00.at[c], c00.next[c], tx.w1), b10 = lerp16(c10.at[c], c10.next[c], tx.w1);
+                    const __m512 b01 = lerp16(c01.at[c], c01.next[c], tx.w1), b11 = lerp16(c11.at[c], c11.next[c], tx.w1);
+                    out[c] = _mm512_add_ps(v[c], lerp16(lerp16(b00, b10, ty.w1), lerp16(b01, b11, ty.w1), tz.w1));
                 }
                 for (int m = 0; m < 3; ++m)
                     _mm512_mask_storeu_ps(a.dst + at + 16 * m, part[m],
