@@ -32,12 +32,17 @@ void cpu_for_each_channels_last(int64_t voxels, int64_t channels, const Body& bo
 }
 #endif
 
-// Adapter for cuda_for_each / cpu_for_each over the flat element index.
+// Adapter for cuda_for_each / cpu_for_each over the flat element index, split in the index's
+// own type (32 bits where the launch indexes in 32 bits: a cheap division on the GPU).
 template <class Body>
 struct ChannelsLastElement {
     Body body;
     int64_t channels;
-    ISS_HD void operator()(int64_t e) const { body.at(e / channels, e % channels); }
+    template <class I>
+    ISS_HD void operator()(I e) const {
+        const I c = I(channels);
+        body.at(int64_t(e / c), int64_t(e % c));
+    }
 };
 
 }  // namespace iss
