@@ -28,10 +28,10 @@ if python3 -c 'import torch' 2>/dev/null; then
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/unet_torch.py --device cpu --json "$out/baseline_unet_torch_cpu.json"
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/unet_torch.py --device cpu --precision bf16 --json "$out/baseline_unet_torch_cpu_bf16.json"
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/predict_torch.py --device cpu --json "$out/baseline_predict_torch_cpu.json"
-    if python3 -c 'import cornucopia, nibabel' 2>/dev/null; then
+    if python3 -c 'import cornucopia, nibabel, scipy' 2>/dev/null; then
         env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/synth_cornucopia.py "$out/phantom_12mo.nii.gz" --json "$out/baseline_synth_cornucopia.json"
     else
-        echo "cornucopia not installed: its generator baseline skipped (pip install cornucopia nibabel)"
+        echo "cornucopia not installed: its generator baseline skipped (pip install cornucopia nibabel scipy)"
     fi
     if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
         python3 bench/baselines/unet_torch.py --device cuda --repeats 5 --json "$out/baseline_unet_torch_cuda.json"

@@ -17,31 +17,25 @@ and its whole SynthFromLabelTransform with the stages we do not have switched of
 
 usage: synth_cornucopia.py LABELS.nii.gz [--repeats N] [--threads T] [--json OUT]
 Prints one line per stage (median seconds) and writes JSON for scripts/bench.sh.
-Optional: needs torch, cornucopia, numpy and nibabel (pip); never part of the build or the tests.
+Optional: needs torch, cornucopia, numpy, scipy and nibabel (pip); never part of the build or the tests.
 """
 import argparse
 import json
 import math
 import time
 
-import nibabel as nib
 import numpy as np
 import torch
 
 import cornucopia as cc
 
-MAP = (155, 175, 149)
-CROP = (128, 160, 128)
+from synth_numpy import CROP, MAP, padded_map  # the same map, padded the same way
 
 
 def padded_generation(path):
     """The label map padded to MAP, as generation indices 0..K-1 (0 the background)."""
-    data = np.asarray(nib.load(path).dataobj).astype(np.int64)
-    out = np.zeros(MAP, np.int64)
-    shift = [(m - s) // 2 for m, s in zip(MAP, data.shape)]
-    out[shift[0]:shift[0] + data.shape[0], shift[1]:shift[1] + data.shape[1], shift[2]:shift[2] + data.shape[2]] = data
-    values, index = np.unique(out, return_inverse=True)
-    return torch.from_numpy(index.reshape(MAP)[None].copy()), len(values)
+    values, index = np.unique(padded_map(path), return_inverse=True)
+    return torch.from_numpy(index.reshape(MAP).astype(np.int64)[None].copy()), len(values)
 
 
 def timed(times, key, fn):
