@@ -2,6 +2,10 @@
 // published maps' size) to the 128x160x128 training crop, infant-t1 preset.
 //   SynthSample/<cpu|cuda>/155x175x149   one whole sample (samples/s)
 //   SynthStage/<stage>/<cpu|cuda>/...    each stage alone on the same sample's buffers
+//   SynthSampleStages/<cpu|cuda>/...     whole samples, one after another (their parameters,
+//                                        hence their costs, vary), with each stage's mean time
+//                                        as a counter <stage>_ms; a synchronisation after every
+//                                        stage, so the total is SynthSample's plus those waits
 // Bytes/s count what a stage must at least read and write (documented per stage below), so
 // the figure says how close a stage runs to memory speed. CUDA variants are registered only
 // when a device is present; CUDA timings synchronise every iteration.
@@ -9,6 +13,9 @@
 
 #include "bench/bench_util.h"
 
+#include <algorithm>
+#include <chrono>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -83,6 +90,29 @@ void stage(benchmark::State& state, iss::Backend backend, Generator::Stage which
     state.SetBytesProcessed(int64_t(state.iterations()) * stage_bytes(which, p));
 }
 
+// Stage costs vary with the sample (its deformation's reach, its blur, a resolution step or
+// not), and a stage run after the others finds the caches as the pipeline leaves them: what a
+// user's training step pays, where SynthStage repeats one stage of one sample.
+void sample_stages(benchmark::State& state, iss::Backend backend) {
+    Setup s = make_setup(backend);
+    constexpr size_t stages = std::size(Generator::all_stages);
+    std::vector<double> seconds(stages, 0.0);
+    uint32_t n = 0;
+    for (auto _ : state) {
+        s.generator->draw(n++);
+        for (size_t st = 0; st < stages; ++st) {
+            const auto start = std::chrono::steady_clock::now();
+            s.generator->run(Generator::all_stages[st]);
+            s.ctx->synchronize();
+            seconds[st] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        }
+    }
+    for (size_t st = 0; st < stages; ++st)
+        state.counters[std::string(Generator::stage_name(Generator::all_stages[st])) + "_ms"] =
+            1e3 * seconds[st] / double(std::max<int64_t>(1, int64_t(state.iterations())));
+    state.SetItemsProcessed(int64_t(state.iterations()));
+}
+
 void register_all() {
     const std::string size = std::to_string(kMap[0]) + "x" + std::to_string(kMap[1]) + "x" + std::to_string(kMap[2]);
     std::vector<iss::Backend> backends{iss::Backend::cpu};
@@ -90,6 +120,9 @@ void register_all() {
     for (iss::Backend backend : backends) {
         const std::string dev = backend == iss::Backend::cuda ? "cuda" : "cpu";
         benchmark::RegisterBenchmark(("SynthSample/" + dev + "/" + size).c_str(), sample, backend)
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
+        benchmark::RegisterBenchmark(("SynthSampleStages/" + dev + "/" + size).c_str(), sample_stages, backend)
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime();
         for (Generator::Stage st : Generator::all_stages)
