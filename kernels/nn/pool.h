@@ -132,7 +132,7 @@ struct MaxPool2BackwardBody {  // over input voxels
     ISS_HD void at(int64_t fv, int64_t ch) const {
         int q;
         const int64_t o = g.coarse_index(fv, ch, &q);
-        dx[fv * g.c + ch] = argmax[o] == q ? dy[o] : narrow<T>(0.0f);
+        dx[fv * g.c + ch] = kept_or_zero(argmax[o] == q, dy[o]);
     }
 };
 
@@ -143,7 +143,7 @@ struct Upsample2ForwardBody {  // over output (fine) voxels
     T* y;
     ISS_HD void at(int64_t fv, int64_t ch) const {
         int q;
-        y[fv * g.c + ch] = x[g.coarse_index(fv, ch, &q)];
+        y[fv * g.c + ch] = copied(x[g.coarse_index(fv, ch, &q)]);
     }
 };
 
