@@ -44,8 +44,8 @@ ISS_HD_INLINE Bf16 narrow<Bf16>(float v) {
 }
 
 // Copies and selects of stored elements written on the bits: g++ keeps a channel loop scalar
-// when it copies or selects whole Bf16 structs (max-pool's backward 3.6x and upsample's forward
-// 2.4x slower for it, 2026-12-03); the same bits either way.
+// when it copies or selects whole Bf16 structs (docs/KERNELS.md, "bf16 storage"); the same bits
+// either way.
 // v where keep, else +0.
 ISS_HD_INLINE float kept_or_zero(bool keep, float v) { return keep ? v : 0.0f; }
 ISS_HD_INLINE Bf16 kept_or_zero(bool keep, Bf16 v) { return Bf16{uint16_t(keep ? v.bits : 0u)}; }
