@@ -13,43 +13,27 @@
 
 namespace iss {
 
-template <class Body>
-__global__ void voxel_kernel(const Body body, int64_t nx, int64_t ny, int64_t count) {
-    const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-    for (int64_t v = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; v < count; v += stride) {
-        const int64_t i = v % nx;
-        const int64_t j = (v / nx) % ny;
-        body(i, j, v / (nx * ny));
-    }
-}
-
-// The same over fewer than 2^31 voxels, the index arithmetic in 32 bits: a 64-bit division is
-// a long software routine on the GPU, a 32-bit one a few instructions. The grid's stride is at
-// most 2^24 (cuda_blocks_for), so v + stride stays below 2^32.
-template <class Body>
-__global__ void voxel_kernel32(const Body body, uint32_t nx, uint32_t ny, uint32_t count) {
-    const uint32_t stride = gridDim.x * blockDim.x;
-    for (uint32_t v = blockIdx.x * blockDim.x + threadIdx.x; v < count; v += stride) {
-        const uint32_t row = v / nx;
+// The kernels take their index type I: uint32_t below 2^31 elements (fits_32_bit_index), where
+// the split into i, j, k is a few instructions, int64_t above, where a division is a long
+// software routine on the GPU. The grid's stride is at most 2^24 (cuda_blocks_for), so a 32-bit
+// v + stride stays below 2^32. Bodies get int64 indices either way.
+template <class I, class Body>
+__global__ void voxel_kernel(const Body body, I nx, I ny, I count) {
+    const I stride = I(gridDim.x) * blockDim.x;
+    for (I v = I(blockIdx.x) * blockDim.x + threadIdx.x; v < count; v += stride) {
+        const I row = v / nx;
         body(int64_t(v - row * nx), int64_t(row % ny), int64_t(row / ny));
     }
 }
 
-template <class Body>
-__global__ void flat_kernel(const Body body, int64_t count) {
-    const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-    for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < count; e += stride) body(e);
-}
-
 // A body may take the element index as a template (ChannelsLastElement), and then splits it in
-// 32 bits too.
-template <class Body>
-__global__ void flat_kernel32(const Body body, uint32_t count) {
-    const uint32_t stride = gridDim.x * blockDim.x;
-    for (uint32_t e = blockIdx.x * blockDim.x + threadIdx.x; e < count; e += stride) body(e);
+// the launch's index type too.
+template <class I, class Body>
+__global__ void flat_kernel(const Body body, I count) {
+    const I stride = I(gridDim.x) * blockDim.x;
+    for (I e = I(blockIdx.x) * blockDim.x + threadIdx.x; e < count; e += stride) body(e);
 }
 
-// Where a launch may index in 32 bits.
 inline bool fits_32_bit_index(int64_t count) { return count < (int64_t(1) << 31); }
 
 inline unsigned cuda_blocks_for(int64_t count, int threads) {
@@ -64,8 +48,8 @@ void cuda_for_each_voxel(DeviceContext& ctx, const int64_t dim[3], const Body& b
     const int threads = 256;
     const cudaStream_t stream = static_cast<cudaStream_t>(ctx.cuda_stream());
     if (fits_32_bit_index(count))
-        voxel_kernel32<<<cuda_blocks_for(count, threads), threads, 0, stream>>>(body, uint32_t(dim[0]), uint32_t(dim[1]),
-                                                                               uint32_t(count));
+        voxel_kernel<<<cuda_blocks_for(count, threads), threads, 0, stream>>>(body, uint32_t(dim[0]), uint32_t(dim[1]),
+                                                                             uint32_t(count));
     else
         voxel_kernel<<<cuda_blocks_for(count, threads), threads, 0, stream>>>(body, dim[0], dim[1], count);
     ISS_CUDA_CHECK_LAUNCH();
@@ -77,7 +61,7 @@ void cuda_for_each(DeviceContext& ctx, int64_t count, const Body& body) {
     const int threads = 256;
     const cudaStream_t stream = static_cast<cudaStream_t>(ctx.cuda_stream());
     if (fits_32_bit_index(count))
-        flat_kernel32<<<cuda_blocks_for(count, threads), threads, 0, stream>>>(body, uint32_t(count));
+        flat_kernel<<<cuda_blocks_for(count, threads), threads, 0, stream>>>(body, uint32_t(count));
     else
         flat_kernel<<<cuda_blocks_for(count, threads), threads, 0, stream>>>(body, count);
     ISS_CUDA_CHECK_LAUNCH();

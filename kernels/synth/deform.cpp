@@ -22,11 +22,10 @@ void deform_rows_cpu(const DeformArgs& a) {
         if (a.flip_axis == d) q = a.out_dim[d] - 1 - q;
         return float(q + a.offset[d]);
     };
-    // A local copy of the map's pointer: the byte stores below could alias `a`, which would make
-    // the compiler reload it for every voxel.
+    // Local copies of the pointers: the byte stores below could alias `a`, which would make the
+    // compiler reload them for every voxel.
     const uint8_t* const map = a.map;
-    uint8_t relabel[max_generation_labels + 1];  // the twin of each label (flipping only)
-    for (int g = 0; g <= max_generation_labels; ++g) relabel[g] = a.twin[g];
+    const uint8_t* const twin = a.twin;  // the twin of each label (flipping only)
     std::vector<float> xs(static_cast<size_t>(nx));
     for (int64_t i = 0; i < nx; ++i) xs[size_t(i)] = position(0, i);
     const RowTaps xt =
@@ -66,7 +65,7 @@ void deform_rows_cpu(const DeformArgs& a) {
                         for (int32_t i = 0; i < n; ++i) source[i] = deformed_source(a, map_dim, x_of[i], y, z, 0.0f, 0.0f, 0.0f);
                     }
                     if (a.flip_axis >= 0)
-                        for (int32_t i = 0; i < n; ++i) out[start + i] = relabel[map[source[i]]];
+                        for (int32_t i = 0; i < n; ++i) out[start + i] = twin[map[source[i]]];
                     else
                         for (int32_t i = 0; i < n; ++i) out[start + i] = map[source[i]];
                 }
