@@ -136,7 +136,12 @@ TEST_P(NnBf16, EluAndAccumulationAreTheFp32PathRoundedOnce) {
 TEST_P(NnBf16, PoolingUpsamplingAndConcatAreTheFp32PathRoundedOnce) {
     const Shape5 fine{2, 4, 6, 8, 5}, coarse{2, 2, 3, 4, 5};
     const size_t nf = size_t(fine.size()), nc = size_t(coarse.size());
-    const Values x = values(nf, -2.0f, 2.0f, 3), dy = values(nc, -1.0f, 1.0f, 4), dfine = values(nf, -1.0f, 1.0f, 5);
+    Values x = values(nf, -2.0f, 2.0f, 3);
+    const Values dy = values(nc, -1.0f, 1.0f, 4), dfine = values(nf, -1.0f, 1.0f, 5);
+    // A NaN in the first block's last member (fine voxel (0, 1, 1, 1), channel 2): it wins.
+    const size_t nan_at = size_t(((1 * fine.h + 1) * fine.w + 1) * fine.c + 2);
+    x.bf16[nan_at] = round_to_bf16(std::numeric_limits<float>::quiet_NaN());
+    x.f32[nan_at] = widen(x.bf16[nan_at]);
 
     // Max-pooling: the same winners, the same values (nothing is rounded).
     Buffer<float> xf(ctx(), x.f32), yf(ctx(), nc), dyf(ctx(), dy.f32), dxf(ctx(), nf);
@@ -146,6 +151,8 @@ TEST_P(NnBf16, PoolingUpsamplingAndConcatAreTheFp32PathRoundedOnce) {
     maxpool2_forward(ctx(), xb.data(), fine, yb.data(), argb.data());
     EXPECT_TRUE(rounded_once(yb.download(), yf.download())) << "max-pool forward";
     EXPECT_EQ(argb.download(), argf.download()) << "max-pool winners";
+    EXPECT_EQ(yb.download()[2].bits, x.bf16[nan_at].bits) << "the NaN wins its block, its bits kept";
+    EXPECT_EQ(argb.download()[2], 7);
     maxpool2_backward(ctx(), dyf.data(), argf.data(), fine, dxf.data());
     maxpool2_backward(ctx(), dyb.data(), argb.data(), fine, dxb.data());
     EXPECT_TRUE(rounded_once(dxb.download(), dxf.download())) << "max-pool backward";

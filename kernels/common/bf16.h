@@ -43,6 +43,20 @@ ISS_HD_INLINE Bf16 narrow<Bf16>(float v) {
     return round_to_bf16(v);
 }
 
+// The T whose widen() is v, for a v that is a widened stored element (a maximum, a selected
+// element): its bits back, where narrow<T>() would round a value that needs no rounding and
+// keep the loop around it scalar. A NaN keeps its payload as a copy would.
+template <class T>
+ISS_HD_INLINE T stored_exactly(float v);
+template <>
+ISS_HD_INLINE float stored_exactly<float>(float v) {
+    return v;
+}
+template <>
+ISS_HD_INLINE Bf16 stored_exactly<Bf16>(float v) {
+    return Bf16{uint16_t(float_to_bits(v) >> 16)};
+}
+
 // Copies and selects of stored elements written on the bits: g++ keeps a channel loop scalar
 // when it copies or selects whole Bf16 structs (docs/KERNELS.md, "bf16 storage"); the same bits
 // either way.

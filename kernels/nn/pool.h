@@ -118,7 +118,7 @@ struct MaxPool2ForwardBody {  // over output voxels
         best = has_nan ? nan_value : best;
         best_q = has_nan ? nan_q : best_q;
         const int64_t o = ov * g.c + ch;
-        y[o] = narrow<T>(best);  // exact: `best` is one of the stored values
+        y[o] = stored_exactly<T>(best);  // `best` is one of the stored values
         argmax[o] = uint8_t(best_q);
     }
 };
