@@ -98,23 +98,52 @@ Volume<T> reorient(const Volume<T>& in, const std::string& to) {
     grid.affine = in.grid.affine * out_to_in;
 
     Volume<T> out(grid, in.frames);
-    const int64_t n0 = grid.dim[0], n1 = grid.dim[1], n2 = grid.dim[2];
+    const int64_t n[3] = {grid.dim[0], grid.dim[1], grid.dim[2]};
     // Input strides along each output axis, and the input offset of output voxel (0, 0, 0).
     const int64_t in_stride[3] = {1, in.grid.dim[0], in.grid.dim[0] * in.grid.dim[1]};
     int64_t step[3], origin = 0;
+    int along_input_rows = 0;  // the output axis that walks the input's rows (step +-1)
     for (int a = 0; a < 3; ++a) {
         const int b = map.axis[size_t(a)];
         step[a] = map.flip[size_t(a)] ? -in_stride[b] : in_stride[b];
         if (map.flip[size_t(a)]) origin += (in.grid.dim[size_t(b)] - 1) * in_stride[b];
+        if (b == 0) along_input_rows = a;
     }
     const int64_t frame_size = grid.voxels();
+    const T* src = in.data.data();
+    T* dst = out.data.data();
+    if (along_input_rows == 0) {  // output rows read input rows (maybe reversed)
 #pragma omp parallel for collapse(2) schedule(static)
+        for (int64_t t = 0; t < in.frames; ++t)
+            for (int64_t k = 0; k < n[2]; ++k)
+                for (int64_t j = 0; j < n[1]; ++j) {
+                    const int64_t from = t * frame_size + origin + k * step[2] + j * step[1];
+                    T* row = dst + ((t * n[2] + k) * n[1] + j) * n[0];
+                    for (int64_t i = 0; i < n[0]; ++i) row[i] = src[from + i * step[0]];
+                }
+        return out;
+    }
+    // A transpose: output rows (axis 0) cross the input's rows, which output axis q walks. In
+    // tiles of kTile x kTile (i along output axis 0, q along axis q) both the reads and the
+    // writes stay within kTile cache lines each, where a row at a time touches a new input
+    // line for every voxel.
+    constexpr int64_t kTile = 16;
+    const int q_axis = along_input_rows, r_axis = 3 - along_input_rows;  // r: the remaining axis
+    const int64_t out_stride[3] = {1, n[0], n[0] * n[1]};
+    const int64_t q_tiles = (n[q_axis] + kTile - 1) / kTile;
+#pragma omp parallel for collapse(3) schedule(static)
     for (int64_t t = 0; t < in.frames; ++t)
-        for (int64_t k = 0; k < n2; ++k)
-            for (int64_t j = 0; j < n1; ++j) {
-                const int64_t src_row = t * frame_size + origin + k * step[2] + j * step[1];
-                T* dst = &out.data[size_t(((t * n2 + k) * n1 + j) * n0)];
-                for (int64_t i = 0; i < n0; ++i) dst[i] = in.data[size_t(src_row + i * step[0])];
+        for (int64_t r = 0; r < n[r_axis]; ++r)
+            for (int64_t qt = 0; qt < q_tiles; ++qt) {
+                const int64_t q0 = qt * kTile, q1 = std::min(n[q_axis], q0 + kTile);
+                const int64_t from = t * frame_size + origin + r * step[r_axis];
+                T* to = dst + t * frame_size + r * out_stride[r_axis];
+                for (int64_t i0 = 0; i0 < n[0]; i0 += kTile) {
+                    const int64_t i1 = std::min(n[0], i0 + kTile);
+                    for (int64_t q = q0; q < q1; ++q)
+                        for (int64_t i = i0; i < i1; ++i)
+                            to[q * out_stride[q_axis] + i] = src[from + q * step[q_axis] + i * step[0]];
+                }
             }
     return out;
 }

@@ -171,6 +171,41 @@ TEST(Orientation, ReorientKeepsWorldPositionsAndRoundTrips) {
     }
 }
 
+// Every one of the 48 orientations, on a grid larger than the copy's tiles and not a multiple
+// of them, two frames: each output voxel holds the input voxel the AxisMap names.
+TEST(Orientation, ReorientMatchesTheAxisMapInEveryOrientation) {
+    const char* letters[3][2] = {{"R", "L"}, {"A", "P"}, {"S", "I"}};
+    const int permutations[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+    Volume<float> in(Grid{}, 2);
+    in.grid.dim = {37, 19, 45};
+    in.data.resize(size_t(in.grid.voxels() * 2));
+    for (size_t v = 0; v < in.data.size(); ++v) in.data[v] = float(v);
+    int tested = 0;
+    for (const auto& perm : permutations)
+        for (int signs = 0; signs < 8; ++signs) {
+            std::string code;
+            for (int a = 0; a < 3; ++a) code += letters[perm[a]][(signs >> a) & 1];
+            const Volume<float> out = reorient(in, code);
+            const AxisMap map = axis_map_between("RAS", code);
+            ASSERT_EQ(out.frames, 2);
+            for (int64_t t = 0; t < 2; ++t)
+                for (int64_t k = 0; k < out.nz(); ++k)
+                    for (int64_t j = 0; j < out.ny(); ++j)
+                        for (int64_t i = 0; i < out.nx(); ++i) {
+                            const int64_t o[3] = {i, j, k};
+                            int64_t q[3];
+                            for (int a = 0; a < 3; ++a) {
+                                const int b = map.axis[size_t(a)];
+                                q[b] = map.flip[size_t(a)] ? in.grid.dim[size_t(b)] - 1 - o[a] : o[a];
+                            }
+                            ASSERT_EQ(out.at(i, j, k, t), in.at(q[0], q[1], q[2], t))
+                                << code << " at " << i << "," << j << "," << k << " frame " << t;
+                        }
+            ++tested;
+        }
+    EXPECT_EQ(tested, 48);
+}
+
 TEST(Orientation, BadCodesAreInputErrors) {
     EXPECT_THROW(axis_map_between("RAS", "RAR"), InputError);
     EXPECT_THROW(axis_map_between("RAS", "XYZ"), InputError);
