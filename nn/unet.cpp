@@ -166,15 +166,17 @@ Var rows(Graph& g, const Var& v, int64_t d0, int64_t d1) { return g.input(v.valu
 
 }  // namespace
 
-Var UNet::predict(Graph& g, const Var& input, int64_t slab_depth, float* host_out) {
+bool UNet::predict_in_slabs(Graph& g, const Var& input, int64_t slab_depth) const {
     ISS_REQUIRE(!g.grad_enabled(), "UNet::predict is inference: gradients must be off");
     ISS_INPUT(input.shape().n == 1, "U-Net: predict takes one volume at a time, got a batch of ", input.shape().n);
+    return slab_depth > 0 && slab_depth < input.shape().d && config_.levels > 1;
+}
+
+void UNet::predict_rows(Graph& g, const Var& input, int64_t slab_depth, const ProbabilityRows& emit) {
     const Shape5 in = input.shape();
-    if (slab_depth <= 0 || slab_depth >= in.d || config_.levels == 1) {
-        Var probs = softmax(g, forward(g, input, false));
-        if (!host_out) return probs;
-        g.context().copy_to_host(host_out, probs.data(), size_t(probs.value().size()) * sizeof(float));
-        return Var{};
+    if (!predict_in_slabs(g, input, slab_depth)) {
+        emit(0, in.d, softmax(g, forward(g, input, false)).data());
+        return;
     }
     std::vector<Var> skips;
     const Var level_one = encode_and_decode_to_level_one(g, input, false, skips);
@@ -184,8 +186,6 @@ Var UNet::predict(Graph& g, const Var& input, int64_t slab_depth, float* host_ou
     // a slab is computed with `halo` extra rows read from the real volume and cropped after;
     // even bounds keep the upsampling's rows aligned with level 1's.
     const int64_t halo = config_.kernel / 2 * config_.convs_per_level;
-    Tensor out;
-    if (!host_out) out = g.make(Shape5{1, in.d, in.h, in.w, config_.classes});
     const int64_t row = in.h * in.w * config_.classes;
     for (int64_t z0 = 0; z0 < in.d; z0 += slab_depth) {
         const int64_t z1 = std::min(in.d, z0 + slab_depth);
@@ -193,13 +193,32 @@ Var UNet::predict(Graph& g, const Var& input, int64_t slab_depth, float* host_ou
         const int64_t b = std::min(in.d, (z1 + halo + 1) / 2 * 2);
         const Var probs =
             softmax(g, last_level(g, rows(g, skip0, a, b), rows(g, level_one, a / 2, b / 2), false));
-        const size_t bytes = size_t((z1 - z0) * row) * sizeof(float);
-        if (host_out)
-            g.context().copy_to_host(host_out + z0 * row, probs.data() + (z0 - a) * row, bytes);
-        else
-            g.context().copy_on_device(out.data + z0 * row, probs.data() + (z0 - a) * row, bytes);
+        emit(z0, z1, probs.data() + (z0 - a) * row);
     }
-    return host_out ? Var{} : g.input(out);
+}
+
+Var UNet::predict(Graph& g, const Var& input, int64_t slab_depth) {
+    if (!predict_in_slabs(g, input, slab_depth)) return softmax(g, forward(g, input, false));
+    const Shape5 in = input.shape();
+    const int64_t row = in.h * in.w * config_.classes;
+    Tensor out = g.make(Shape5{1, in.d, in.h, in.w, config_.classes});
+    predict_rows(g, input, slab_depth, [&](int64_t z0, int64_t z1, const float* p) {
+        g.context().copy_on_device(out.data + z0 * row, p, size_t((z1 - z0) * row) * sizeof(float));
+    });
+    return g.input(out);
+}
+
+void UNet::predict(Graph& g, const Var& input, int64_t slab_depth, const ProbabilityRows& rows) {
+    const Shape5 in = input.shape();
+    const int64_t row = in.h * in.w * config_.classes;
+    DeviceContext& ctx = g.context();
+    std::vector<float> staging;  // a slab on the host, where the device is not the host
+    predict_rows(g, input, slab_depth, [&](int64_t z0, int64_t z1, const float* p) {
+        if (!ctx.is_cuda()) return rows(z0, z1, p);
+        staging.resize(size_t((z1 - z0) * row));
+        ctx.copy_to_host(staging.data(), p, staging.size() * sizeof(float));
+        rows(z0, z1, staging.data());
+    });
 }
 
 }  // namespace iss

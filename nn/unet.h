@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,9 +62,12 @@ public:
     // real neighbours), into one output: the largest tensors of the network (the last
     // concatenation, 3 times the level-0 features) then never exist whole. 0: whole volume.
     // Same values as softmax(forward(...)) within the convolutions' tolerance (docs/KERNELS.md).
-    // With `host_out` (host memory of input voxels x classes floats), each slab's probabilities
-    // go straight there and no device tensor of the whole output is made; the Var is then empty.
-    Var predict(Graph& g, const Var& input, int64_t slab_depth, float* host_out = nullptr);
+    Var predict(Graph& g, const Var& input, int64_t slab_depth);
+    // The same, without a tensor of the whole output: `rows(z0, z1, p)` receives rows [z0, z1)
+    // along D of the probabilities ((z1 - z0) x H x W x classes floats, channels-last, in host
+    // memory, valid during the call), in order of z0, the rows of each slab as it is done.
+    using ProbabilityRows = std::function<void(int64_t z0, int64_t z1, const float* p)>;
+    void predict(Graph& g, const Var& input, int64_t slab_depth, const ProbabilityRows& rows);
 
 private:
     struct ConvLayer {
@@ -76,6 +80,10 @@ private:
     Var conv_elu_block(Graph& g, Var x, std::vector<ConvLayer>& convs);
     // The encoder, and every decoder level but the last: the skips and the deepest output.
     Var encode_and_decode_to_level_one(Graph& g, const Var& input, bool training, std::vector<Var>& skips);
+    // Checks predict's input (inference, batch 1); whether it runs in slabs of `slab_depth`.
+    bool predict_in_slabs(Graph& g, const Var& input, int64_t slab_depth) const;
+    // UNet::predict's work: each slab's rows [z0, z1) of probabilities, in device memory, to `emit`.
+    void predict_rows(Graph& g, const Var& input, int64_t slab_depth, const ProbabilityRows& emit);
     // The last decoder level (full resolution) and the head: logits from level 1's output.
     // Takes its inputs by value so that, handed the only handles, it frees each after its last
     // use (skip0 alone is 24 channels at full resolution).

@@ -94,8 +94,9 @@ struct Predictor::State {
           precision(usable_precision(ctx, o.precision)),
           pool(std::make_unique<PoolAllocator>(ctx)) {}
 
-    // Probabilities (channels-last, n voxels x C) of the network for a normalised volume.
-    std::vector<float> forward(const Image& x, size_t* peak_bytes);
+    // The network on a normalised volume: its probabilities (channels-last, C per voxel) to
+    // `rows`, a slab of rows along z at a time (UNet::predict).
+    void forward(const Image& x, size_t* peak_bytes, const UNet::ProbabilityRows& rows);
 };
 
 Predictor::Predictor(const std::string& model, const PredictOptions& options)
@@ -129,7 +130,7 @@ Predictor::~Predictor() = default;
 const std::vector<int32_t>& Predictor::labels() const { return state_->spec.labels; }
 DeviceContext& Predictor::context() { return state_->ctx; }
 
-std::vector<float> Predictor::State::forward(const Image& x, size_t* peak_bytes) {
+void Predictor::State::forward(const Image& x, size_t* peak_bytes, const UNet::ProbabilityRows& rows) {
     PoolAllocator& pool = *this->pool;
     // The pool's cached blocks fit scans of one shape; another shape would only add its own.
     if (x.grid.dim != last_shape) pool.release_cached();
@@ -143,11 +144,9 @@ std::vector<float> Predictor::State::forward(const Image& x, size_t* peak_bytes)
         for (int64_t v = 0; v < voxels; ++v) interleaved[size_t(v * channels + c)] = x.data[size_t(c * voxels + v)];
     Tensor input = Tensor::make(pool, Shape5{1, x.nz(), x.ny(), x.nx(), channels});
     ctx.copy_to_device(input.data, interleaved.data(), interleaved.size() * sizeof(float));
-    // The probabilities go to the host slab by slab: no device tensor of the whole output.
-    std::vector<float> host(size_t(voxels * spec.unet.classes));
-    net->predict(g, g.input(input), options.slab_depth, host.data());
+    // The probabilities go to `rows` slab by slab: no device tensor of the whole output.
+    net->predict(g, g.input(input), options.slab_depth, rows);
     *peak_bytes = std::max(*peak_bytes, pool.peak_bytes());
-    return host;
 }
 
 Segmentation Predictor::predict(const Image& image, const std::string& name) {
@@ -222,9 +221,13 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
     lap("preprocess");
 
     // 5. Forward, and the forward of the image mirrored along the frame's left-right axis,
-    // mapped back with left and right channels swapped.
-    std::vector<float> probs = s.forward(padded, &out.network_peak_bytes);
-    const int64_t nx = padded.nx(), ny = padded.ny(), nz = padded.nz();
+    // mapped back with left and right channels swapped, averaged in as its slabs arrive (no
+    // second volume of probabilities).
+    const int64_t nx = padded.nx(), ny = padded.ny(), nz = padded.nz(), row_floats = nx * ny * classes;
+    std::vector<float> probs(size_t(padded.grid.voxels() * classes));
+    s.forward(padded, &out.network_peak_bytes, [&](int64_t z0, int64_t z1, const float* p) {
+        std::copy(p, p + (z1 - z0) * row_floats, probs.data() + z0 * row_floats);
+    });
     if (s.options.flip) {
         // Index of the voxel mirrored to (i, j, k) along the left-right axis.
         const auto mirror = [&, lr = size_t(s.lr_axis)](int64_t i, int64_t j, int64_t k) {
@@ -239,20 +242,26 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
                 for (int64_t j = 0; j < ny; ++j)
                     for (int64_t i = 0; i < nx; ++i)
                         mirrored.at(i, j, k, c) = padded.data[size_t(c * padded_voxels + mirror(i, j, k))];
-        const std::vector<float> flipped = s.forward(mirrored, &out.network_peak_bytes);
-        for (int64_t k = 0; k < nz; ++k)
-            for (int64_t j = 0; j < ny; ++j)
-                for (int64_t i = 0; i < nx; ++i) {
-                    float* p = &probs[size_t(padded.index(i, j, k) * classes)];
-                    const float* q = &flipped[size_t(mirror(i, j, k) * classes)];
-                    for (int64_t c = 0; c < classes; ++c) p[c] = 0.5f * (p[c] + q[s.twin_channel[size_t(c)]]);
-                }
+        // Voxel u of the mirrored scan's output is voxel mirror(u) of the scan's: each voxel of
+        // `probs` is averaged with exactly one, so the rows can be merged in parallel.
+        const int* twin = s.twin_channel.data();
+        s.forward(mirrored, &out.network_peak_bytes, [&](int64_t z0, int64_t z1, const float* p) {
+#pragma omp parallel for collapse(2) schedule(static)
+            for (int64_t k = z0; k < z1; ++k)
+                for (int64_t j = 0; j < ny; ++j)
+                    for (int64_t i = 0; i < nx; ++i) {
+                        float* mine = &probs[size_t(mirror(i, j, k) * classes)];
+                        const float* theirs = p + (((k - z0) * ny + j) * nx + i) * classes;
+                        for (int64_t c = 0; c < classes; ++c) mine[c] = 0.5f * (mine[c] + theirs[twin[c]]);
+                    }
+        });
     }
 
     lap("network");
 
     // 6. Smoothing, cropped and channel-first; back to the input's grid in the model's frame.
     Image post = smooth_and_crop_posteriors(s.ctx, probs, padded.grid.dim, before, x.grid, classes);
+    std::vector<float>().swap(probs);  // freed before the outputs are allocated
     if (resampled) post = resample_image(s.ctx, post, ras.grid, Interp::linear, OutOfBounds::clamp);
 
     // 7. Argmax and the largest connected component.

@@ -234,6 +234,24 @@ TEST_F(Predict, FlipAugmentationMirrorsTheFramesLeftRightAxis) {
     }
 }
 
+// The mirrored scan's probabilities are averaged in slab by slab as the network hands them
+// over: in slabs of 4 rows they give the whole-volume pass's posteriors (within the
+// convolutions' tolerance), with the left-right axis across the rows (RAS), along them (ARS) and
+// along the slabs' own axis, where a slab's rows mirror onto another slab's (ASR).
+TEST_F(Predict, FlipAveragedSlabBySlabGivesTheWholeVolumesPosteriors) {
+    const Image image = test_image(grid({16, 18, 14}, Mat4::scaling(1.0, 1.1, 0.9)));
+    for (const char* frame : {"RAS", "ARS", "ASR"}) {
+        const std::string model = make_model();
+        set_preprocessing(model, "orientation", frame);
+        PredictOptions whole, slabs;
+        whole.slab_depth = 0;
+        slabs.slab_depth = 4;
+        const Image a = Predictor(model, whole).predict(image, "whole").posteriors;
+        const Image b = Predictor(model, slabs).predict(image, "slabs").posteriors;
+        EXPECT_TRUE(test::all_near(b.data, a.data, 1e-4)) << frame;
+    }
+}
+
 TEST_F(Predict, ResamplesToTheModelVoxelSizeAndBack) {
     Predictor predictor(make_model(1, 1.0), PredictOptions{});
     const Image image = test_image(grid({10, 12, 9}, Mat4::scaling(2, 2, 2.5)));
