@@ -255,6 +255,30 @@ TEST_P(NnLoss, RejectsBadArguments) {
 
 // Weighted L2: the sums are double over exact float inputs (relative error ~ V C 2^-53, we
 // allow 1e-12); the gradient is 4 float roundings on top of the float coefficient (5 u relative).
+// The CPU's softmax runs 16 positions at a time across the vector lanes: bit for bit the
+// shared per-position body (which CUDA runs), for class counts below, at and above the lanes,
+// position ranges that end inside a block, and positions with an infinite or NaN logit.
+TEST(NnSoftmaxLanes, GiveTheBodysBits) {
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> logit(-30.0f, 30.0f);
+    for (const int64_t classes : {1, 2, 5, 16, 34, 256}) {
+        for (const int64_t positions : {1, 15, 16, 37}) {
+            std::vector<float> logits(size_t(positions * classes));
+            for (float& x : logits) x = logit(rng);
+            if (positions > 2) {
+                logits[size_t(classes)] = std::numeric_limits<float>::infinity();  // position 1
+                logits[size_t(3 * classes - 1)] = std::numeric_limits<float>::quiet_NaN();  // position 2
+            }
+            std::vector<float> body_probs(logits.size()), lane_probs(logits.size(), -1.0f);
+            const SoftmaxBody body{logits.data(), body_probs.data(), classes};
+            for (int64_t v = 0; v < positions; ++v) body(v);
+            softmax_positions_cpu(SoftmaxBody{logits.data(), lane_probs.data(), classes}, 0, positions);
+            ASSERT_EQ(std::memcmp(lane_probs.data(), body_probs.data(), lane_probs.size() * sizeof(float)), 0)
+                << classes << " classes, " << positions << " positions";
+        }
+    }
+}
+
 TEST_P(NnLoss, WeightedL2MatchesReference) {
     const Case c = random_case({1, 12, 14, 16, 7}, 9.0f, 101);
     Buffer<float> logits(ctx(), c.logits), dlogits(ctx(), c.logits.size());

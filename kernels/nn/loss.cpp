@@ -58,12 +58,80 @@ void check_args(const char* op, const void* in, const uint8_t* target, const Sha
     ISS_REQUIRE(workspace, op, ": null workspace (loss_workspace_bytes(shape) bytes needed)");
 }
 
+}  // namespace
+
+// SoftmaxBody's operations, softmax_lanes positions at a time with the positions across the
+// vector lanes (classes transposed in and out through a small block): each position's sums
+// keep their order, so the bits are the body's, where the body's own loops are chains of
+// dependent adds, one position at a time.
+void softmax_positions_cpu(const SoftmaxBody& body, int64_t begin, int64_t end) {
+    constexpr int L = softmax_lanes;
+    const int64_t classes = body.classes;
+    alignas(64) float t[loss_max_classes * L];  // t[k * L + l]: class k of lane l
+    alignas(64) float top[L], sum[L], renorm[L];
+    alignas(64) int32_t finite[L];  // an int, not a bool: the lane loops vectorise
+    for (int64_t v0 = begin; v0 < end; v0 += L) {
+        const int n = int(std::min<int64_t>(L, end - v0));
+        const float* x = body.logits + v0 * classes;
+        for (int l = 0; l < L; ++l) {  // spare lanes (past `end`) repeat the last position
+            const float* xl = x + std::min(l, n - 1) * classes;
+            for (int64_t k = 0; k < classes; ++k) t[k * L + l] = xl[k];
+        }
+#pragma omp simd
+        for (int l = 0; l < L; ++l) {
+            top[l] = t[l];
+            finite[l] = 1;
+            sum[l] = 0.0f;
+            renorm[l] = 0.0f;
+        }
+        for (int64_t k = 0; k < classes; ++k) {
+            const float* tk = t + k * L;
+#pragma omp simd
+            for (int l = 0; l < L; ++l) {
+                finite[l] &= fabsf(tk[l]) <= 3.40282347e38f;
+                top[l] = tk[l] > top[l] ? tk[l] : top[l];
+            }
+        }
+        for (int64_t k = 0; k < classes; ++k) {
+            float* tk = t + k * L;
+#pragma omp simd
+            for (int l = 0; l < L; ++l) {
+                tk[l] = portable_exp(tk[l] - top[l]);
+                sum[l] += tk[l];
+            }
+        }
+        for (int64_t k = 0; k < classes; ++k) {
+            float* tk = t + k * L;
+#pragma omp simd
+            for (int l = 0; l < L; ++l) {
+                tk[l] = tk[l] / sum[l];
+                renorm[l] += tk[l];
+            }
+        }
+        for (int64_t k = 0; k < classes; ++k) {
+            float* tk = t + k * L;
+#pragma omp simd
+            for (int l = 0; l < L; ++l) tk[l] = finite[l] != 0 ? tk[l] / renorm[l] : NAN;
+        }
+        for (int l = 0; l < n; ++l) {
+            float* q = body.probs + (v0 + l) * classes;
+            for (int64_t k = 0; k < classes; ++k) q[k] = t[k * L + l];
+        }
+    }
+}
+
+namespace {
+
 // The per-class sums on the CPU: OpenMP over chunks; inside a chunk, positions in order, each
 // feeding its slot (k, (v - begin) mod G). Every slot thus receives the same sequence of terms
-// as the CUDA thread that owns it, so the double sums are the same bits. `before` runs on each
-// position of a chunk first (the forward's softmax: its output is then summed from cache).
+// as the CUDA thread that owns it, so the double sums are the same bits. `before` runs on the
+// chunk's positions first (the forward's softmax: its output is then summed from cache).
 struct NoPass {
-    void operator()(int64_t) const {}
+    void operator()(int64_t, int64_t) const {}
+};
+struct SoftmaxPass {
+    const SoftmaxBody& body;
+    void operator()(int64_t begin, int64_t end) const { softmax_positions_cpu(body, begin, end); }
 };
 
 template <class Terms, class Before = NoPass>
@@ -77,7 +145,7 @@ void cpu_class_sums(const Terms& terms, int64_t positions, int64_t classes, doub
         std::fill(acc, acc + 2 * groups * classes, 0.0);
         const int64_t begin = chunk * loss_chunk_positions;
         const int64_t end = std::min(positions, begin + loss_chunk_positions);
-        for (int64_t v = begin; v < end; ++v) before(v);
+        before(begin, end);
         for (int64_t v = begin, g = 0; v < end; ++v, g = g + 1 == groups ? 0 : g + 1)
             for (int64_t k = 0; k < classes; ++k) terms(v, k, acc[2 * (g * classes + k)], acc[2 * (g * classes + k) + 1]);
         for (int64_t k = 0; k < classes; ++k)
@@ -104,7 +172,7 @@ std::vector<double> dice_totals(DeviceContext& ctx, const float* probs, const ui
         ctx.copy_to_host(host.data(), totals, host.size() * sizeof(double));
     } else {
         if (softmax)
-            cpu_class_sums(terms, s.voxels(), s.c, partials, totals, *softmax);
+            cpu_class_sums(terms, s.voxels(), s.c, partials, totals, SoftmaxPass{*softmax});
         else
             cpu_class_sums(terms, s.voxels(), s.c, partials, totals);
         std::copy(totals, totals + host.size(), host.begin());
@@ -142,7 +210,9 @@ void softmax_forward(DeviceContext& ctx, const float* logits, int64_t positions,
         ISS_CUDA_ONLY("softmax_forward", softmax_cuda(ctx, body, positions));
         return;
     }
-    cpu_for_each(positions, body);
+#pragma omp parallel for schedule(static)
+    for (int64_t v = 0; v < positions; v += 64 * softmax_lanes)
+        softmax_positions_cpu(body, v, std::min(positions, v + 64 * softmax_lanes));
 }
 
 DiceResult softmax_dice_forward(DeviceContext& ctx, const float* logits, const uint8_t* target, const Shape5& s,
