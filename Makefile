@@ -67,8 +67,7 @@ FUZZ_SEED ?=
 fuzz: deps
 	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	    -DINFANT_FUZZ=ON -DINFANT_CUDA=OFF -DINFANT_BENCH=OFF -DBUILD_TESTING=OFF
-	cmake --build build-fuzz -j $(JOBS) --target fuzz_nifti fuzz_npy fuzz_safetensors fuzz_model_json \
-	    fuzz_generator_config fuzz_keras_hdf5 fuzz_csv
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_all
 	FUZZ_SEED=$(FUZZ_SEED) bash scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 format:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every libFuzzer target of a fuzz build for a while (`make fuzz`; docs/RELIABILITY.md).
-#   scripts/fuzz.sh BUILD_DIR [SECONDS] [TARGET...]
+#   scripts/fuzz.sh BUILD_DIR [SECONDS] [TARGET...]   (no TARGET: every one built)
 # Each target starts from its committed seeds (fuzz/seeds/<target>), the regression files
 # (fuzz/regressions/<target>) and, when ../shared exists, the project's data of its kind; its
 # growing corpus lives in BUILD_DIR/corpus/<target>. Inputs run under ASan + UBSan; an allocation
@@ -13,7 +13,12 @@ build=${1:?usage: fuzz.sh BUILD_DIR [SECONDS] [TARGET...]}
 seconds=${2:-60}
 shift $(($# >= 2 ? 2 : 1))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(nifti npy safetensors model_json generator_config keras_hdf5 csv)
+if [ ${#targets[@]} -eq 0 ]; then  # every target the build has (fuzz/CMakeLists.txt lists them)
+    for binary in "$build"/fuzz/fuzz_*; do
+        [ -f "$binary" ] && [ -x "$binary" ] && targets+=("${binary##*/fuzz_}")
+    done
+    [ ${#targets[@]} -gt 0 ] || { echo "fuzz: no fuzz_* targets built in $build/fuzz"; exit 1; }
+fi
 shared=../shared/data
 failed=0
 ASAN_BASE=${ASAN_OPTIONS:-detect_leaks=1}
