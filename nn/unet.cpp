@@ -214,7 +214,10 @@ void UNet::predict(Graph& g, const Var& input, int64_t slab_depth, const Probabi
     DeviceContext& ctx = g.context();
     std::vector<float> staging;  // a slab on the host, where the device is not the host
     predict_rows(g, input, slab_depth, [&](int64_t z0, int64_t z1, const float* p) {
-        if (!ctx.is_cuda()) return rows(z0, z1, p);
+        if (!ctx.is_cuda()) {
+            rows(z0, z1, p);
+            return;
+        }
         staging.resize(size_t((z1 - z0) * row));
         ctx.copy_to_host(staging.data(), p, staging.size() * sizeof(float));
         rows(z0, z1, staging.data());
