@@ -201,8 +201,10 @@ Var UNet::predict(Graph& g, const Var& input, int64_t slab_depth) {
     if (!predict_in_slabs(g, input, slab_depth)) return softmax(g, forward(g, input, false));
     const Shape5 in = input.shape();
     const int64_t row = in.h * in.w * config_.classes;
-    Tensor out = g.make(Shape5{1, in.d, in.h, in.w, config_.classes});
+    Tensor out;
     predict_rows(g, input, slab_depth, [&](int64_t z0, int64_t z1, const float* p) {
+        // Made with the first slab, once the encoder's temporaries are gone.
+        if (!out.data) out = g.make(Shape5{1, in.d, in.h, in.w, config_.classes});
         g.context().copy_on_device(out.data + z0 * row, p, size_t((z1 - z0) * row) * sizeof(float));
     });
     return g.input(out);
@@ -212,15 +214,21 @@ void UNet::predict(Graph& g, const Var& input, int64_t slab_depth, const Probabi
     const Shape5 in = input.shape();
     const int64_t row = in.h * in.w * config_.classes;
     DeviceContext& ctx = g.context();
-    std::vector<float> staging;  // a slab on the host, where the device is not the host
+    // Off the host, the rows come through a host buffer of at most this many (the whole volume
+    // at once would otherwise need a second host copy of it).
+    constexpr int64_t kStagedRows = 16;
+    std::vector<float> staging;
     predict_rows(g, input, slab_depth, [&](int64_t z0, int64_t z1, const float* p) {
         if (!ctx.is_cuda()) {
             rows(z0, z1, p);
             return;
         }
-        staging.resize(size_t((z1 - z0) * row));
-        ctx.copy_to_host(staging.data(), p, staging.size() * sizeof(float));
-        rows(z0, z1, staging.data());
+        for (int64_t a = z0; a < z1; a += kStagedRows) {
+            const int64_t b = std::min(z1, a + kStagedRows);
+            staging.resize(size_t((b - a) * row));
+            ctx.copy_to_host(staging.data(), p + (a - z0) * row, staging.size() * sizeof(float));
+            rows(a, b, staging.data());
+        }
     });
 }
 

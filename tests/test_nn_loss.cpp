@@ -253,8 +253,6 @@ TEST_P(NnLoss, RejectsBadArguments) {
     EXPECT_THROW(wl2_forward(ctx(), logits.data(), target.data(), empty, workspace.data()), Error);
 }
 
-// Weighted L2: the sums are double over exact float inputs (relative error ~ V C 2^-53, we
-// allow 1e-12); the gradient is 4 float roundings on top of the float coefficient (5 u relative).
 // The CPU's softmax runs 16 positions at a time across the vector lanes: bit for bit the
 // shared per-position body (which CUDA runs), for class counts below, at and above the lanes,
 // position ranges that end inside a block, and positions with an infinite or NaN logit.
@@ -279,6 +277,8 @@ TEST(NnSoftmaxLanes, GiveTheBodysBits) {
     }
 }
 
+// Weighted L2: the sums are double over exact float inputs (relative error ~ V C 2^-53, we
+// allow 1e-12); the gradient is 4 float roundings on top of the float coefficient (5 u relative).
 TEST_P(NnLoss, WeightedL2MatchesReference) {
     const Case c = random_case({1, 12, 14, 16, 7}, 9.0f, 101);
     Buffer<float> logits(ctx(), c.logits), dlogits(ctx(), c.logits.size());

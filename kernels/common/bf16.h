@@ -3,7 +3,8 @@
 // with narrow<T>(), which for Bf16 rounds to nearest, ties to even (the rounding of oneDNN's
 // and CUDA's conversions, so values agree whoever wrote them). NaN stays NaN (quietened);
 // overflow rounds to infinity as IEEE rounding does. Relative error of one narrow: at most
-// u = 2^-8 (8 significant bits; docs/KERNELS.md, "In bf16").
+// u = 2^-8 (8 significant bits; docs/KERNELS.md, "In bf16"). A value that is already a stored
+// element (a maximum, a copy) is written back by its bits instead (stored_exactly, copied).
 //
 // A kernel body templated on its storage type T (float or Bf16) is still one body per
 // operation: for float, widen and narrow are the identity.
