@@ -1,6 +1,10 @@
 // The generator on the infant case: a 155x175x149 label map (a 12-month phantom padded to the
 // published maps' size) to the 128x160x128 training crop, infant-t1 preset.
-//   SynthSample/<cpu|cuda>/155x175x149   one whole sample (samples/s)
+//   SynthSample/<cpu|cuda>/155x175x149   one whole sample (samples/s), waited for
+//   SynthSample/cuda/graph/...           the same, replayed as a CUDA graph (Generator::set_cuda_graph)
+//   SynthSampleStream/cuda/<direct|graph>/...  16 samples queued back to back, one wait: the
+//                                        throughput a training loop sees (issue 14's goal on an
+//                                        H100: 50 microseconds a sample with the graph)
 //   SynthStage/<stage>/<cpu|cuda>/...    each stage alone on the same sample's buffers
 //   SynthSampleStages/<cpu|cuda>/...     whole samples, one after another (their parameters,
 //                                        hence their costs, vary), with each stage's mean time
@@ -63,8 +67,9 @@ int64_t stage_bytes(Generator::Stage stage, const iss::SampleParams& p) {
     return 0;
 }
 
-void sample(benchmark::State& state, iss::Backend backend) {
+void sample(benchmark::State& state, iss::Backend backend, bool graph) {
     Setup s = make_setup(backend);
+    s.generator->set_cuda_graph(graph);
     uint32_t n = 0;
     int64_t out = 0;
     for (auto _ : state) {
@@ -74,6 +79,18 @@ void sample(benchmark::State& state, iss::Backend backend) {
     state.SetItemsProcessed(int64_t(state.iterations()));
     // Whole sample: read the map's labels once, write image + target.
     state.SetBytesProcessed(int64_t(state.iterations()) * out * 6);
+}
+
+void sample_stream(benchmark::State& state, iss::Backend backend, bool graph) {
+    constexpr int kQueued = 16;
+    Setup s = make_setup(backend);
+    s.generator->set_cuda_graph(graph);
+    uint32_t n = 0;
+    for (auto _ : state) {
+        for (int q = 0; q < kQueued; ++q) s.generator->generate(n++);
+        s.ctx->synchronize();
+    }
+    state.SetItemsProcessed(int64_t(state.iterations()) * kQueued);
 }
 
 void stage(benchmark::State& state, iss::Backend backend, Generator::Stage which) {
@@ -119,9 +136,20 @@ void register_all() {
     if (iss::cuda_device_count() > 0) backends.push_back(iss::Backend::cuda);
     for (iss::Backend backend : backends) {
         const std::string dev = backend == iss::Backend::cuda ? "cuda" : "cpu";
-        benchmark::RegisterBenchmark(("SynthSample/" + dev + "/" + size).c_str(), sample, backend)
+        benchmark::RegisterBenchmark(("SynthSample/" + dev + "/" + size).c_str(), sample, backend, false)
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime();
+        if (backend == iss::Backend::cuda) {
+            benchmark::RegisterBenchmark(("SynthSample/cuda/graph/" + size).c_str(), sample, backend, true)
+                ->Unit(benchmark::kMicrosecond)
+                ->UseRealTime();
+            for (const bool graph : {false, true})
+                benchmark::RegisterBenchmark(
+                    ("SynthSampleStream/cuda/" + std::string(graph ? "graph/" : "direct/") + size).c_str(),
+                    sample_stream, backend, graph)
+                    ->Unit(benchmark::kMicrosecond)
+                    ->UseRealTime();
+        }
         benchmark::RegisterBenchmark(("SynthSampleStages/" + dev + "/" + size).c_str(), sample_stages, backend)
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime();

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <tuple>
 
@@ -9,6 +11,7 @@
 #include "io/nifti.h"
 #include "io/orientation.h"
 #include "kernels/common/error.h"
+#include "kernels/common/launch.h"  // ISS_CUDA_ONLY
 #include "kernels/geometry/resample.h"
 #include "kernels/synth/blur.h"
 #include "kernels/synth/deform.h"
@@ -93,17 +96,30 @@ std::string describe_training_maps(const std::vector<TrainingMap>& maps) {
 
 struct Generator::Buffers {
     std::vector<Buffer<uint8_t>> maps;
-    Buffer<float> velocity, field_a, field_b, bias;
+    Buffer<float> field_a, field_b;
     Buffer<uint8_t> generation, target;
     Buffer<float> image_a, image_b;
     Buffer<uint32_t> range;  // the image's min and max bits after the bias (bias_clip)
-    const float* field = nullptr;  // integrated field of the last sample
-    float* image = nullptr;        // image of the last sample (after the blur)
+    // A sample's upload: its SampleKernels, then its velocity grid, then its bias grid, each at
+    // a 256-byte offset; staged on the host, one copy to `block` on the device.
+    size_t velocity_offset = 0, bias_offset = 0;
+    std::vector<uint8_t> staging;
+    Buffer<uint8_t> block;
+    float* velocity() { return reinterpret_cast<float*>(block.data() + velocity_offset); }
+    float* bias() { return reinterpret_cast<float*>(block.data() + bias_offset); }
+    bool drawn = false;  // a sample has been planned
 };
 
 namespace {
 
 int64_t product(const std::array<int64_t, 3>& d) { return d[0] * d[1] * d[2]; }
+int64_t product(const int64_t d[3]) { return d[0] * d[1] * d[2]; }
+size_t round_up_256(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+bool environment_flag(const char* name) {
+    const char* v = std::getenv(name);
+    return v && *v && *v != '0';
+}
 
 }  // namespace
 
@@ -146,15 +162,21 @@ Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vec
               double(ctx_.memory_capacity()) / double(1 << 30), " GiB): ask for a smaller shape");
     Buffers& b = *buffers_;
     for (const TrainingMap& m : maps_) b.maps.emplace_back(ctx_, m.generation);
-    b.velocity = Buffer<float>(ctx_, size_t(max_velocity));
     b.field_a = Buffer<float>(ctx_, size_t(max_field));
     b.field_b = Buffer<float>(ctx_, size_t(max_field));
-    b.bias = Buffer<float>(ctx_, size_t(max_bias));
     b.generation = Buffer<uint8_t>(ctx_, size_t(max_out));
     b.target = Buffer<uint8_t>(ctx_, size_t(max_out));
     b.image_a = Buffer<float>(ctx_, size_t(max_out));
     b.image_b = Buffer<float>(ctx_, size_t(max_out));
     b.range = Buffer<uint32_t>(ctx_, 2);
+    b.velocity_offset = round_up_256(sizeof(SampleKernels));
+    b.bias_offset = round_up_256(b.velocity_offset + sizeof(float) * size_t(max_velocity));
+    b.staging.assign(b.bias_offset + sizeof(float) * size_t(max_bias), 0);
+    b.block = Buffer<uint8_t>(ctx_, b.staging.size());
+    capacity_.field = max_field / 3;
+    capacity_.image = max_out;
+    capacity_.steps = config_.integration_steps;
+    cuda_graph_ = environment_flag("INFANT_CUDA_GRAPH");
 }
 
 Generator::~Generator() = default;
@@ -174,36 +196,86 @@ const char* Generator::stage_name(Stage stage) {
 
 const SampleParams& Generator::generate(uint32_t sample) {
     draw(sample);
+    if (ctx_.is_cuda() && cuda_graph_) {
+        if (!replay_)
+            ISS_CUDA_ONLY("generator", replay_ = make_sample_replay_cuda(
+                                           ctx_, kernels_, reinterpret_cast<const SampleKernels*>(buffers_->block.data()),
+                                           capacity_));
+        replay_->run();
+        return params_;
+    }
     for (Stage stage : all_stages) run(stage);
     return params_;
 }
 
 const SampleParams& Generator::draw(uint32_t sample) {
     params_ = draw_sample_params(config_, seed_, sample, map_shapes_, map_lr_axes_);
+    plan_velocity();
+    plan_deform();
+    plan_paint();
+    plan_blur();
+    plan_resolution();
+    plan_bias_clip();
+    plan_normalise();
+    upload_plan();
     return params_;
 }
 
+// The block and the sample's grids in one asynchronous copy. The launches that read the block
+// on the device are sized once for the largest sample: this one must fit.
+void Generator::upload_plan() {
+    Buffers& b = *buffers_;
+    ISS_REQUIRE(product(kernels_.resize.grid()) <= capacity_.field && product(kernels_.deform.grid()) <= capacity_.image,
+                "generator: a sample larger than the workspace");
+    ISS_REQUIRE(b.velocity_offset + sizeof(float) * params_.velocity.size() <= b.bias_offset &&
+                    b.bias_offset + sizeof(float) * params_.bias.size() <= b.staging.size(),
+                "generator: a sample's grids larger than the workspace");
+    std::memcpy(b.staging.data(), &kernels_, sizeof(SampleKernels));
+    std::copy(params_.velocity.begin(), params_.velocity.end(), reinterpret_cast<float*>(b.staging.data() + b.velocity_offset));
+    std::copy(params_.bias.begin(), params_.bias.end(), reinterpret_cast<float*>(b.staging.data() + b.bias_offset));
+    ctx_.upload_async(b.block.data(), b.staging.data(), b.staging.size());
+    b.drawn = true;
+}
+
+namespace {
+
+bool is_empty(const int64_t* grid) { return grid[0] * grid[1] * grid[2] == 0; }
+
+}  // namespace
+
 void Generator::run(Stage stage) {
+    ISS_REQUIRE(buffers_->drawn, "Generator::run: no sample drawn yet");
+    const SampleKernels& k = kernels_;
     switch (stage) {
-        case Stage::velocity: integrate_velocity(); break;
-        case Stage::deform: deform(); break;
-        case Stage::paint: paint(); break;
-        case Stage::blur: blur(); break;
-        case Stage::resolution: mimic_resolution(); break;
-        case Stage::bias_clip: bias_clip_range(); break;
-        case Stage::normalise: normalise(); break;
+        case Stage::velocity:
+            if (is_empty(k.resize.grid())) break;
+            resize_field(ctx_, k.resize.a);
+            for (int step = 0; step < capacity_.steps; ++step) square_field(ctx_, k.square[step % 2].a);
+            break;
+        case Stage::deform: deform_labels(ctx_, k.deform.a); break;
+        case Stage::paint: paint_gmm(ctx_, k.paint.a); break;
+        case Stage::blur:
+            for (const BlurBody& pass : k.blur) blur_axis(ctx_, pass.a);
+            break;
+        case Stage::resolution:
+            if (is_empty(k.resolution[0].grid())) break;
+            for (const ResampleBody& pass : k.resolution) resample(ctx_, pass.a);
+            break;
+        case Stage::bias_clip: bias_clip(ctx_, k.bias.a); break;
+        case Stage::normalise: normalise_gamma(ctx_, k.normalise.a); break;
     }
 }
 
-// 1. Velocity field -> integrated displacement on the integration grid.
-void Generator::integrate_velocity() {
+// 1. Velocity field -> integrated displacement on the integration grid: resized into field a,
+// then the squaring steps from a to b and back. Empty grids when the sample has no field.
+void Generator::plan_velocity() {
     const SampleParams& p = params_;
     Buffers& b = *buffers_;
-    b.field = nullptr;
+    kernels_.resize = ResizeFieldBody{};
+    kernels_.square[0] = kernels_.square[1] = SquareFieldBody{};
     if (!(p.velocity_std > 0)) return;
-    ctx_.upload_async(b.velocity.data(), p.velocity.data(), p.velocity.size() * sizeof(float));
-    ResizeFieldArgs resize;
-    resize.src = b.velocity.data();
+    ResizeFieldArgs& resize = kernels_.resize.a;
+    resize.src = b.velocity();
     resize.dst = b.field_a.data();
     const float step_scale = std::ldexp(1.0f, -config_.integration_steps);
     for (int d = 0; d < 3; ++d) {
@@ -212,27 +284,25 @@ void Generator::integrate_velocity() {
         resize.ratio[d] = float(double(p.velocity_shape[size_t(d)]) / double(p.integration_shape[size_t(d)]));
         resize.scale[d] = step_scale;
     }
-    resize_field(ctx_, resize);
-    float* current = b.field_a.data();
-    float* other = b.field_b.data();
-    for (int step = 0; step < config_.integration_steps; ++step) {
-        SquareFieldArgs square;
-        square.src = current;
-        square.dst = other;
+    for (int step = 0; step < 2; ++step) {
+        SquareFieldArgs& square = kernels_.square[step].a;
+        square.src = step == 0 ? b.field_a.data() : b.field_b.data();
+        square.dst = step == 0 ? b.field_b.data() : b.field_a.data();
         for (int d = 0; d < 3; ++d) square.dim[d] = p.integration_shape[size_t(d)];
-        square_field(ctx_, square);
-        std::swap(current, other);
     }
-    b.field = current;
 }
 
 // 2. Spatial gather: crop, affine, displacement, nearest label, flip.
-void Generator::deform() {
+void Generator::plan_deform() {
     const SampleParams& p = params_;
     Buffers& b = *buffers_;
-    DeformArgs deform;
+    DeformArgs& deform = kernels_.deform.a;
+    deform = DeformArgs{};
     deform.map = b.maps[size_t(p.map_index)].data();
-    deform.field = b.field;
+    // The integrated field: in b after an odd number of squaring steps, else in a.
+    deform.field = is_empty(kernels_.resize.grid()) ? nullptr
+                   : config_.integration_steps % 2 ? b.field_b.data()
+                                                   : b.field_a.data();
     for (int d = 0; d < 3; ++d) {
         deform.map_dim[d] = p.map_shape[size_t(d)];
         deform.field_dim[d] = p.integration_shape[size_t(d)];
@@ -248,14 +318,14 @@ void Generator::deform() {
     deform.flip_axis = p.flip ? p.flip_axis : -1;
     std::copy(twin_of_.begin(), twin_of_.end(), deform.twin);
     deform.out = b.generation.data();
-    deform_labels(ctx_, deform);
 }
 
 // 3. GMM paint and targets.
-void Generator::paint() {
+void Generator::plan_paint() {
     const SampleParams& p = params_;
     Buffers& b = *buffers_;
-    GmmArgs gmm;
+    GmmArgs& gmm = kernels_.paint.a;
+    gmm = GmmArgs{};
     gmm.generation = b.generation.data();
     std::copy(p.mean.begin(), p.mean.end(), gmm.mean);
     std::copy(p.std.begin(), p.std.end(), gmm.std);
@@ -264,27 +334,32 @@ void Generator::paint() {
     gmm.count = product(p.out_shape);
     gmm.image = b.image_a.data();
     gmm.target = b.target.data();
-    paint_gmm(ctx_, gmm);
 }
 
-// 4. Blur, axis by axis: a -> b -> a -> b.
-void Generator::blur() {
+// 4. Blur, axis by axis: a -> b -> a -> b. The image is in b from here on.
+void Generator::plan_blur() {
     const SampleParams& p = params_;
     Buffers& b = *buffers_;
     const std::array<double, 3> sigma{p.blur_sigma[0], p.blur_sigma[1], p.blur_sigma[2]};
-    b.image = blur_separable(ctx_, b.image_a.data(), b.image_b.data(), p.out_shape, 1, sigma, p.blur_half_width);
+    const std::array<BlurArgs, 3> passes =
+        separable_blur_passes(b.image_a.data(), b.image_b.data(), p.out_shape, 1, sigma, p.blur_half_width);
+    for (int axis = 0; axis < 3; ++axis) kernels_.blur[axis].a = passes[size_t(axis)];
 }
 
 // 4b. A random acquisition resolution: resample to the low-resolution grid (origin-aligned,
 // as the reference's resize) and back, trilinear with clamped coordinates. The low-resolution
-// copy lives in the spare image buffer (it is never larger than the image).
-void Generator::mimic_resolution() {
+// copy lives in the spare image buffer, a (it is never larger than the image). Empty grids when
+// the sample keeps its resolution.
+void Generator::plan_resolution() {
     const SampleParams& p = params_;
     Buffers& b = *buffers_;
+    kernels_.resolution[0] = kernels_.resolution[1] = ResampleBody{};
     if (p.resolution[0] <= 1 && p.resolution[1] <= 1 && p.resolution[2] <= 1) return;
-    float* low = b.image == b.image_a.data() ? b.image_b.data() : b.image_a.data();
-    ResampleArgs down, up;
-    down.src = up.dst = b.image;
+    float* image = b.image_b.data();
+    float* low = b.image_a.data();
+    ResampleArgs& down = kernels_.resolution[0].a;
+    ResampleArgs& up = kernels_.resolution[1].a;
+    down.src = up.dst = image;
     down.dst = low;
     up.src = low;
     down.interp = up.interp = Interp::linear;
@@ -297,20 +372,18 @@ void Generator::mimic_resolution() {
         down.xform[d][d] = float(double(n) / double(m));
         up.xform[d][d] = float(double(m) / double(n));
     }
-    resample(ctx_, down);
-    resample(ctx_, up);
 }
 
 // 5. Background reset, bias field, clip; then the range.
-void Generator::bias_clip_range() {
+void Generator::plan_bias_clip() {
     const SampleParams& p = params_;
     Buffers& b = *buffers_;
-    ctx_.upload_async(b.bias.data(), p.bias.data(), p.bias.size() * sizeof(float));
-    BiasClipArgs bias;
-    bias.image = b.image;
+    BiasClipArgs& bias = kernels_.bias.a;
+    bias = BiasClipArgs{};
+    bias.image = b.image_b.data();
     bias.generation = b.generation.data();
     bias.reset_background = p.reset_background;
-    bias.bias = b.bias.data();
+    bias.bias = p.bias.empty() ? nullptr : b.bias();  // null: no bias field
     for (int d = 0; d < 3; ++d) {
         bias.dim[d] = p.out_shape[size_t(d)];
         bias.bias_dim[d] = p.bias_shape[size_t(d)];
@@ -318,20 +391,19 @@ void Generator::bias_clip_range() {
     }
     bias.clip_max = float(config_.clip_max);
     bias.range = b.range.data();
-    bias_clip(ctx_, bias);
 }
 
 // 6. Min-max normalisation and gamma.
-void Generator::normalise() {
-    NormaliseGammaArgs norm;
-    norm.image = buffers_->image;
+void Generator::plan_normalise() {
+    NormaliseGammaArgs& norm = kernels_.normalise.a;
+    norm = NormaliseGammaArgs{};
+    norm.image = buffers_->image_b.data();
     norm.count = product(params_.out_shape);
     norm.range = buffers_->range.data();
     norm.gamma = params_.gamma;
-    normalise_gamma(ctx_, norm);
 }
 
-const float* Generator::image() const { return buffers_->image; }
+const float* Generator::image() const { return buffers_->image_b.data(); }
 const uint8_t* Generator::target() const { return buffers_->target.data(); }
 const uint8_t* Generator::generation() const { return buffers_->generation.data(); }
 
@@ -346,14 +418,14 @@ Grid Generator::output_grid() const {
 }
 
 Image Generator::image_host() const {
-    ISS_REQUIRE(buffers_->image, "image_host: no sample generated yet");
+    ISS_REQUIRE(buffers_->drawn, "image_host: no sample generated yet");
     Image out(output_grid());
-    ctx_.copy_to_host(out.data.data(), buffers_->image, out.data.size() * sizeof(float));
+    ctx_.copy_to_host(out.data.data(), image(), out.data.size() * sizeof(float));
     return out;
 }
 
 LabelMap Generator::labels_host() const {
-    ISS_REQUIRE(buffers_->image, "labels_host: no sample generated yet");
+    ISS_REQUIRE(buffers_->drawn, "labels_host: no sample generated yet");
     LabelMap out(output_grid());
     std::vector<uint8_t> target(out.data.size());
     ctx_.copy_to_host(target.data(), buffers_->target.data(), target.size());

@@ -8,6 +8,11 @@
 //      back up (trilinear)
 //   5. bias + background reset + clip, then min/max; 6. normalise + gamma
 // All buffers are allocated once, at the largest shapes; generate() allocates nothing.
+// Every kernel argument of a sample is planned on the host into one block (SampleKernels,
+// kernels/synth/sample_kernels.h), uploaded with the sample's velocity and bias grids in one
+// asynchronous copy; the stages run from it. On CUDA, with the CUDA graph on (set_cuda_graph, or
+// INFANT_CUDA_GRAPH=1 in the environment), generate() replays the whole sample as one captured
+// graph reading that block: no host synchronisation and one launch a sample.
 #pragma once
 
 #include <array>
@@ -17,6 +22,7 @@
 
 #include "io/volume.h"
 #include "kernels/common/device.h"
+#include "kernels/synth/sample_kernels.h"
 #include "synth/config.h"
 #include "synth/sample_params.h"
 
@@ -67,8 +73,15 @@ public:
     // Synthesises sample `sample` into the device buffers below; returns its parameters.
     const SampleParams& generate(uint32_t sample);
 
-    // The same, stage by stage (for benchmarks): draw() the parameters, then run each stage
-    // in order. Running a stage again repeats its work on the current buffers.
+    // CUDA: whether generate() replays the sample as a captured CUDA graph (the same bits as the
+    // stages launched one by one). Off by default until measured on a GPU (docs/GPU.md); the
+    // environment's INFANT_CUDA_GRAPH=1 turns it on. No effect on the CPU.
+    void set_cuda_graph(bool on) { cuda_graph_ = on; }
+    bool cuda_graph() const { return cuda_graph_; }
+
+    // The same, stage by stage (for benchmarks): draw() the parameters (and plan and upload the
+    // sample's kernels), then run each stage in order. Running a stage again repeats its work on
+    // the current buffers.
     enum class Stage { velocity, deform, paint, blur, resolution, bias_clip, normalise };
     static constexpr Stage all_stages[] = {Stage::velocity,   Stage::deform,    Stage::paint,    Stage::blur,
                                            Stage::resolution, Stage::bias_clip, Stage::normalise};
@@ -91,14 +104,21 @@ public:
     DeviceContext& context() const { return ctx_; }
     const std::vector<TrainingMap>& maps() const { return maps_; }
 
+    // The last draw()'s kernels (host copy; its pointers are device addresses), and the largest
+    // grids any sample asks for.
+    const SampleKernels& sample_kernels() const { return kernels_; }
+    const SampleCapacity& sample_capacity() const { return capacity_; }
+
 private:
-    void integrate_velocity();
-    void deform();
-    void paint();
-    void blur();
-    void mimic_resolution();
-    void bias_clip_range();
-    void normalise();
+    // Each stage's arguments into kernels_, from params_.
+    void plan_velocity();
+    void plan_deform();
+    void plan_paint();
+    void plan_blur();
+    void plan_resolution();
+    void plan_bias_clip();
+    void plan_normalise();
+    void upload_plan();
 
     struct Buffers;
     DeviceContext& ctx_;
@@ -110,7 +130,11 @@ private:
     SampleParams params_;
     std::vector<uint8_t> target_of_;  // segmentation index of each generation index
     std::vector<uint8_t> twin_of_;    // generation index of each one's left/right twin
+    SampleKernels kernels_;
+    SampleCapacity capacity_;
+    bool cuda_graph_ = false;
     std::unique_ptr<Buffers> buffers_;
+    std::unique_ptr<SampleReplay> replay_;  // CUDA graph of a sample, captured on first use
 };
 
 }  // namespace iss

@@ -14,6 +14,7 @@
 #include "kernels/synth/deform.h"
 #include "kernels/synth/gmm.h"
 #include "kernels/synth/intensity.h"
+#include "kernels/synth/sample_kernels.h"
 #include "kernels/synth/svf.h"
 #include "synth/config.h"
 #include "synth/generator.h"
@@ -605,6 +606,84 @@ TEST_P(SynthGenerator, RandomAcquisitionResolutionSmoothsTheLowResolutionAxis) {
         ++checked;
     }
     EXPECT_EQ(checked, 2) << "no sample with a resolution of 4+ voxels among the first 40";
+}
+
+// What the CUDA launches from the sample block do (kernels/synth/sample_kernels.h), on the host:
+// each body over its own grid or count (an empty one: the stage is skipped), in the block's
+// order, and after the bias pass the image's range.
+int64_t grid_voxels(const int64_t* grid) { return grid[0] * grid[1] * grid[2]; }
+
+struct RunFromBlockOnHost {
+    template <class Body>
+    void operator()(const Body& body) const {
+        const int64_t* g = body.grid();
+        for (int64_t k = 0; k < g[2]; ++k)
+            for (int64_t j = 0; j < g[1]; ++j)
+                for (int64_t i = 0; i < g[0]; ++i) body(i, j, k);
+    }
+    void operator()(const GmmBody& body) const {
+        for (int64_t e = 0; e < body.count(); ++e) body(e);
+    }
+    void operator()(const NormaliseGammaBody& body) const {
+        for (int64_t e = 0; e < body.count(); ++e) body(e);
+    }
+    void operator()(const BiasClipBody& body) const {
+        operator()<BiasClipBody>(body);
+        const int64_t* g = body.grid();
+        uint32_t low = 0xffffffffu, high = 0;
+        for (int64_t v = 0; v < grid_voxels(g); ++v) {
+            low = std::min(low, float_to_bits(body.a.image[v]));
+            high = std::max(high, float_to_bits(body.a.image[v]));
+        }
+        body.a.range[0] = low;
+        body.a.range[1] = high;
+    }
+};
+
+// A sample run from its kernel block gives the stages' bits: on the CPU the block's bodies run
+// per voxel on the host (what the CUDA launches from the block do); on CUDA the sample is replayed
+// as a captured graph. Two maps of different sizes, so that the smaller one's grids are smaller
+// than the launches' capacity; a configuration with a velocity field and a random acquisition
+// resolution, and one with neither (those stages' grids empty). Replayed twice over, in another
+// order the second time, so that each replay reads the block of its own sample.
+TEST_P(SynthGenerator, SampleKernelsFromTheBlockGiveTheStagesBits) {
+    for (const bool deformed_and_resampled : {true, false}) {
+        SCOPED_TRACE(deformed_and_resampled ? "velocity field and resolution step" : "neither");
+        GeneratorConfig config = toy_config();
+        config.nonlin_std = deformed_and_resampled ? 4.0 : 0.0;
+        config.randomise_resolution = deformed_and_resampled;
+        LabelMap small = toy_label_map(37, 50, 33);
+        small.grid.affine = Mat4::scaling(-1, 1, 1);  // stored LAS
+        std::vector<TrainingMap> maps{make_training_map(toy_label_map(), config, "toy.nii.gz"),
+                                      make_training_map(small, config, "small.nii.gz")};
+        Generator stages(ctx(), config, maps, 31);
+        Generator from_block(ctx(), config, maps, 31);
+        from_block.set_cuda_graph(true);
+        std::vector<std::vector<float>> want_images;
+        std::vector<std::vector<int32_t>> want_labels;
+        std::set<int64_t> maps_seen;
+        for (uint32_t sample = 0; sample < 8; ++sample) {
+            const SampleParams& p = stages.generate(sample);
+            maps_seen.insert(p.map_index);
+            const SampleKernels& k = stages.sample_kernels();
+            EXPECT_EQ(grid_voxels(k.resize.grid()) > 0, deformed_and_resampled);
+            EXPECT_EQ(grid_voxels(k.resolution[0].grid()) > 0, deformed_and_resampled);
+            want_images.push_back(stages.image_host().data);
+            want_labels.push_back(stages.labels_host().data);
+        }
+        EXPECT_EQ(maps_seen.size(), 2u) << "both maps drawn";
+        for (const uint32_t sample : {0u, 1u, 2u, 3u, 4u, 5u, 6u, 7u, 6u, 1u, 3u, 0u}) {
+            if (on_cuda()) {
+                from_block.generate(sample);
+            } else {
+                from_block.draw(sample);
+                for_each_sample_kernel(from_block.sample_kernels(), from_block.sample_capacity().steps,
+                                       RunFromBlockOnHost{});
+            }
+            EXPECT_EQ(from_block.image_host().data, want_images[sample]) << "sample " << sample;
+            EXPECT_EQ(from_block.labels_host().data, want_labels[sample]) << "sample " << sample;
+        }
+    }
 }
 
 ISS_INSTANTIATE_BACKENDS(SynthGenerator);

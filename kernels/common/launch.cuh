@@ -41,8 +41,10 @@ inline unsigned cuda_blocks_for(int64_t count, int threads) {
     return unsigned(std::max<int64_t>(1, std::min<int64_t>((count + threads - 1) / threads, int64_t(1) << 16)));
 }
 
+// Over the body's own grid, body.grid() (x fastest).
 template <class Body>
-void cuda_for_each_voxel(DeviceContext& ctx, const int64_t dim[3], const Body& body) {
+void cuda_for_each_voxel(DeviceContext& ctx, const Body& body) {
+    const int64_t* dim = body.grid();
     const int64_t count = dim[0] * dim[1] * dim[2];
     if (count == 0) return;
     const int threads = 256;
@@ -64,6 +66,62 @@ void cuda_for_each(DeviceContext& ctx, int64_t count, const Body& body) {
         flat_kernel<<<cuda_blocks_for(count, threads), threads, 0, stream>>>(body, uint32_t(count));
     else
         flat_kernel<<<cuda_blocks_for(count, threads), threads, 0, stream>>>(body, count);
+    ISS_CUDA_CHECK_LAUNCH();
+}
+
+// Over the body's own element count, body.count().
+template <class Body>
+void cuda_for_each(DeviceContext& ctx, const Body& body) {
+    cuda_for_each(ctx, body.count(), body);
+}
+
+// --- Bodies read from device memory ------------------------------------------------------------
+// The launches above pass the body by value, so every call bakes its arguments into the launch.
+// These take a pointer to a body in device memory (a block the host uploads before the launch)
+// and a `capacity`, the most voxels (or elements) any body the launch will read can ask for: the
+// grid is sized by the capacity, and the threads follow the grid or count the body holds when the
+// kernel runs (possibly empty: the stage is skipped). So the same launch serves every call, and a
+// CUDA graph can replay it with new arguments. The body's index type follows the capacity; the
+// caller keeps every body within it (fits_32_bit_index checks the capacity, not the body).
+template <class I, class Body>
+__global__ void voxel_kernel_from(const Body* __restrict__ body) {
+    const int64_t* dim = body->grid();
+    const I nx = I(dim[0]), ny = I(dim[1]), count = I(dim[0] * dim[1] * dim[2]);
+    const I stride = I(gridDim.x) * blockDim.x;
+    for (I v = I(blockIdx.x) * blockDim.x + threadIdx.x; v < count; v += stride) {
+        const I row = v / nx;
+        (*body)(int64_t(v - row * nx), int64_t(row % ny), int64_t(row / ny));
+    }
+}
+
+template <class I, class Body>
+__global__ void flat_kernel_from(const Body* __restrict__ body) {
+    const I count = I(body->count());
+    const I stride = I(gridDim.x) * blockDim.x;
+    for (I e = I(blockIdx.x) * blockDim.x + threadIdx.x; e < count; e += stride) (*body)(e);
+}
+
+template <class Body>
+void cuda_for_each_voxel_from(DeviceContext& ctx, const Body* device_body, int64_t capacity) {
+    if (capacity == 0) return;
+    const int threads = 256;
+    const cudaStream_t stream = static_cast<cudaStream_t>(ctx.cuda_stream());
+    if (fits_32_bit_index(capacity))
+        voxel_kernel_from<uint32_t><<<cuda_blocks_for(capacity, threads), threads, 0, stream>>>(device_body);
+    else
+        voxel_kernel_from<int64_t><<<cuda_blocks_for(capacity, threads), threads, 0, stream>>>(device_body);
+    ISS_CUDA_CHECK_LAUNCH();
+}
+
+template <class Body>
+void cuda_for_each_from(DeviceContext& ctx, const Body* device_body, int64_t capacity) {
+    if (capacity == 0) return;
+    const int threads = 256;
+    const cudaStream_t stream = static_cast<cudaStream_t>(ctx.cuda_stream());
+    if (fits_32_bit_index(capacity))
+        flat_kernel_from<uint32_t><<<cuda_blocks_for(capacity, threads), threads, 0, stream>>>(device_body);
+    else
+        flat_kernel_from<int64_t><<<cuda_blocks_for(capacity, threads), threads, 0, stream>>>(device_body);
     ISS_CUDA_CHECK_LAUNCH();
 }
 

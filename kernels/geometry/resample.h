@@ -221,4 +221,12 @@ ISS_HD_INLINE void resample_voxel(const ResampleLabelArgs& a, int64_t i, int64_t
     resample_nearest_voxel(a, i, j, k);
 }
 
+// A resampling as a voxel body over its output grid (the generator's resolution passes run it
+// from a block in device memory, kernels/synth/sample_kernels.h).
+struct ResampleBody {
+    ResampleArgs a;
+    ISS_HD const int64_t* grid() const { return a.dst_dim; }
+    ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const { resample_voxel(a, i, j, k); }
+};
+
 }  // namespace iss

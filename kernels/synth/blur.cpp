@@ -88,12 +88,13 @@ void blur_axis(DeviceContext& ctx, const BlurArgs& a) {
     blur_rows_cpu(a);
 }
 
-float* blur_separable(DeviceContext& ctx, float* a, float* b, const std::array<int64_t, 3>& dim, int64_t channels,
-                      const std::array<double, 3>& sigma, const std::array<int, 3>& half_width) {
+std::array<BlurArgs, 3> separable_blur_passes(float* a, float* b, const std::array<int64_t, 3>& dim, int64_t channels,
+                                              const std::array<double, 3>& sigma, const std::array<int, 3>& half_width) {
+    std::array<BlurArgs, 3> passes;
     float* src = a;
     float* dst = b;
     for (int axis = 0; axis < 3; ++axis) {
-        BlurArgs blur;
+        BlurArgs& blur = passes[size_t(axis)];
         blur.src = src;
         blur.dst = dst;
         for (int d = 0; d < 3; ++d) blur.dim[d] = dim[size_t(d)];
@@ -102,10 +103,15 @@ float* blur_separable(DeviceContext& ctx, float* a, float* b, const std::array<i
         blur.half_width = half_width[size_t(axis)];
         const std::vector<float> taps = blur_taps(sigma[size_t(axis)], blur.half_width);
         std::copy(taps.begin(), taps.end(), blur.taps);
-        blur_axis(ctx, blur);
         std::swap(src, dst);
     }
-    return src;
+    return passes;
+}
+
+float* blur_separable(DeviceContext& ctx, float* a, float* b, const std::array<int64_t, 3>& dim, int64_t channels,
+                      const std::array<double, 3>& sigma, const std::array<int, 3>& half_width) {
+    for (const BlurArgs& pass : separable_blur_passes(a, b, dim, channels, sigma, half_width)) blur_axis(ctx, pass);
+    return b;
 }
 
 }  // namespace iss

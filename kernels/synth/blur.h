@@ -33,6 +33,7 @@ struct BlurArgs {
 
 struct BlurBody {
     BlurArgs a;
+    ISS_HD const int64_t* grid() const { return a.dim; }
     ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const {
         const int64_t voxel = (k * a.dim[1] + j) * a.dim[0] + i;
         const int64_t pos = a.axis == 0 ? i : (a.axis == 1 ? j : k);
@@ -61,6 +62,11 @@ void blur_axis(DeviceContext& ctx, const BlurArgs& args);
 // the result, `b`. Gaussian taps of `sigma` voxels and `half_width` per axis.
 float* blur_separable(DeviceContext& ctx, float* a, float* b, const std::array<int64_t, 3>& dim, int64_t channels,
                       const std::array<double, 3>& sigma, const std::array<int, 3>& half_width);
+
+// The same three passes as arguments, in order (x: a -> b, y: b -> a, z: a -> b), for a caller
+// that runs them itself.
+std::array<BlurArgs, 3> separable_blur_passes(float* a, float* b, const std::array<int64_t, 3>& dim, int64_t channels,
+                                              const std::array<double, 3>& sigma, const std::array<int, 3>& half_width);
 
 // The CPU's building blocks (host memory): BlurBody's sums a row at a time, each tap applied to
 // the whole row in turn, so every element accumulates the body's fmaf sequence (t from -h to h,

@@ -64,6 +64,7 @@ ISS_HD_INLINE I deformed_source(const DeformArgs& a, const I map_dim[3], float x
 // Per voxel (CUDA); the CPU samples the field separably with the same operations (deform.cpp).
 struct DeformBody {
     DeformArgs a;
+    ISS_HD const int64_t* grid() const { return a.out_dim; }
     ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const {
         int64_t q[3] = {i, j, k};
         if (a.flip_axis >= 0) q[a.flip_axis] = a.out_dim[a.flip_axis] - 1 - q[a.flip_axis];

@@ -4,6 +4,6 @@
 
 namespace iss {
 
-void paint_gmm_cuda(DeviceContext& ctx, const GmmArgs& a) { cuda_for_each(ctx, (a.count + 3) / 4, GmmBody{a}); }
+void paint_gmm_cuda(DeviceContext& ctx, const GmmArgs& a) { cuda_for_each(ctx, GmmBody{a}); }
 
 }  // namespace iss

@@ -43,6 +43,7 @@ ISS_HD_INLINE void paint_voxel(const GmmArgs& a, int64_t v, float z) {
 // then paints (gmm.cpp).
 struct GmmBody {
     GmmArgs a;
+    ISS_HD int64_t count() const { return (a.count + 3) / 4; }  // blocks
     ISS_HD void operator()(int64_t block) const {
         float z[4];
         random_normal4(a.key, uint64_t(block), z);

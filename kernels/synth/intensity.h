@@ -42,6 +42,7 @@ ISS_HD_INLINE float bias_clip_value(const BiasClipArgs& a, float v, uint8_t gene
 // Per voxel (CUDA); the CPU samples the bias grid separably with the same operations.
 struct BiasClipBody {
     BiasClipArgs a;
+    ISS_HD const int64_t* grid() const { return a.dim; }
     ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const {
         const int64_t at = (k * a.dim[1] + j) * a.dim[0] + i;
         float b = 0.0f;
@@ -77,6 +78,7 @@ ISS_HD_INLINE float normalise_gamma_value(float v, NormaliseScale s, float gamma
 // Per voxel (CUDA: the range is read by every thread, from cache); the CPU reads it once.
 struct NormaliseGammaBody {
     NormaliseGammaArgs a;
+    ISS_HD int64_t count() const { return a.count; }
     ISS_HD void operator()(int64_t v) const { a.image[v] = normalise_gamma_value(a.image[v], normalise_scale(a.range), a.gamma); }
 };
 
@@ -84,6 +86,9 @@ void bias_clip(DeviceContext& ctx, const BiasClipArgs& args);
 void normalise_gamma(DeviceContext& ctx, const NormaliseGammaArgs& args);
 
 void bias_clip_cuda(DeviceContext& ctx, const BiasClipArgs& args);
+// The same from a body in device memory (kernels/synth/sample_kernels.h), launched over
+// `capacity` voxels; `range` is the body's range pointer (the same in every call).
+void bias_clip_cuda_from(DeviceContext& ctx, const BiasClipBody* device_body, uint32_t* range, int64_t capacity);
 void normalise_gamma_cuda(DeviceContext& ctx, const NormaliseGammaArgs& args);
 
 }  // namespace iss

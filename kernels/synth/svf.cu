@@ -4,7 +4,7 @@
 
 namespace iss {
 
-void resize_field_cuda(DeviceContext& ctx, const ResizeFieldArgs& a) { cuda_for_each_voxel(ctx, a.dst_dim, ResizeFieldBody{a}); }
-void square_field_cuda(DeviceContext& ctx, const SquareFieldArgs& a) { cuda_for_each_voxel(ctx, a.dim, SquareFieldBody{a}); }
+void resize_field_cuda(DeviceContext& ctx, const ResizeFieldArgs& a) { cuda_for_each_voxel(ctx, ResizeFieldBody{a}); }
+void square_field_cuda(DeviceContext& ctx, const SquareFieldArgs& a) { cuda_for_each_voxel(ctx, SquareFieldBody{a}); }
 
 }  // namespace iss

@@ -33,6 +33,7 @@ struct ResizeFieldArgs {
 // Per voxel (CUDA); the CPU samples separably with the same operations (svf.cpp).
 struct ResizeFieldBody {
     ResizeFieldArgs a;
+    ISS_HD const int64_t* grid() const { return a.dst_dim; }
     ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const {
         float v[3];
         sample_field_rowwise<3>(a.src, a.src_dim, float(i) * a.ratio[0], float(j) * a.ratio[1], float(k) * a.ratio[2], v);
@@ -63,6 +64,7 @@ ISS_HD_INLINE void square_voxel(const SquareFieldArgs& a, const I dim[3], I i, I
 
 struct SquareFieldBody {
     SquareFieldArgs a;
+    ISS_HD const int64_t* grid() const { return a.dim; }
     ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const { square_voxel(a, a.dim, i, j, k); }
 };
 

@@ -1,0 +1,98 @@
+// A generator sample on CUDA from a device copy of its SampleKernels block, captured once as a
+// CUDA graph and replayed (sample_kernels.h).
+#include "kernels/common/launch.cuh"
+#include "kernels/synth/sample_kernels.h"
+
+namespace iss {
+namespace {
+
+// Enqueues the sample's kernels, each reading its body from the device block.
+class Launcher {
+public:
+    Launcher(DeviceContext& ctx, const SampleKernels& host, const SampleKernels* device, const SampleCapacity& capacity)
+        : ctx_(ctx), host_(host), device_(device), capacity_(capacity) {}
+
+    void operator()(const ResizeFieldBody& body) const { cuda_for_each_voxel_from(ctx_, on_device(body), capacity_.field); }
+    void operator()(const SquareFieldBody& body) const { cuda_for_each_voxel_from(ctx_, on_device(body), capacity_.field); }
+    void operator()(const DeformBody& body) const { cuda_for_each_voxel_from(ctx_, on_device(body), capacity_.image); }
+    void operator()(const GmmBody& body) const { cuda_for_each_from(ctx_, on_device(body), (capacity_.image + 3) / 4); }
+    void operator()(const BlurBody& body) const { cuda_for_each_voxel_from(ctx_, on_device(body), capacity_.image); }
+    // The acquisition grid is never larger than the crop.
+    void operator()(const ResampleBody& body) const { cuda_for_each_voxel_from(ctx_, on_device(body), capacity_.image); }
+    void operator()(const BiasClipBody& body) const {
+        bias_clip_cuda_from(ctx_, on_device(body), body.a.range, capacity_.image);
+    }
+    void operator()(const NormaliseGammaBody& body) const { cuda_for_each_from(ctx_, on_device(body), capacity_.image); }
+
+private:
+    // Where a body of the host block lies in the device copy: the same offset.
+    template <class Body>
+    const Body* on_device(const Body& body) const {
+        const auto offset = reinterpret_cast<const char*>(&body) - reinterpret_cast<const char*>(&host_);
+        return reinterpret_cast<const Body*>(reinterpret_cast<const char*>(device_) + offset);
+    }
+
+    DeviceContext& ctx_;
+    const SampleKernels& host_;
+    const SampleKernels* device_;
+    SampleCapacity capacity_;
+};
+
+class CudaSampleReplay final : public SampleReplay {
+public:
+    CudaSampleReplay(DeviceContext& ctx, const SampleKernels& host, const SampleKernels* device,
+                     const SampleCapacity& capacity)
+        : ctx_(ctx), host_(host), device_(device), capacity_(capacity) {}
+
+    ~CudaSampleReplay() override {
+        if (exec_) cudaGraphExecDestroy(exec_);
+        if (graph_) cudaGraphDestroy(graph_);
+    }
+
+    void run() override {
+        if (cuda_synchronous_mode()) {
+            enqueue();
+            return;
+        }
+        const cudaStream_t stream = static_cast<cudaStream_t>(ctx_.cuda_stream());
+        if (!exec_) capture(stream);
+        ISS_CUDA_CHECK(cudaGraphLaunch(exec_, stream));
+        check_after_library_call("CUDA", "cudaGraphLaunch", __FILE__, __LINE__);
+    }
+
+private:
+    void enqueue() const { for_each_sample_kernel(host_, capacity_.steps, Launcher(ctx_, host_, device_, capacity_)); }
+
+    void capture(cudaStream_t stream) {
+        ctx_.make_current();
+        ISS_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+        try {
+            enqueue();
+        } catch (...) {
+            // End the capture whatever failed, so that the stream is usable again.
+            cudaGraph_t partial = nullptr;
+            cudaStreamEndCapture(stream, &partial);
+            if (partial) cudaGraphDestroy(partial);
+            cudaGetLastError();
+            throw;
+        }
+        ISS_CUDA_CHECK(cudaStreamEndCapture(stream, &graph_));
+        ISS_CUDA_CHECK(cudaGraphInstantiate(&exec_, graph_, 0));
+    }
+
+    DeviceContext& ctx_;
+    const SampleKernels& host_;
+    const SampleKernels* device_;
+    SampleCapacity capacity_;
+    cudaGraph_t graph_ = nullptr;
+    cudaGraphExec_t exec_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<SampleReplay> make_sample_replay_cuda(DeviceContext& ctx, const SampleKernels& host,
+                                                      const SampleKernels* device, const SampleCapacity& capacity) {
+    return std::make_unique<CudaSampleReplay>(ctx, host, device, capacity);
+}
+
+}  // namespace iss
