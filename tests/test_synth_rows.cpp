@@ -245,5 +245,22 @@ TEST(SynthRows, GmmGivesThePerBlockBodysBits) {
     expect_same_bits(target_rows, target_body);
 }
 
+// The vectorised draws of runs whose block numbers cross a multiple of 2^32 (a volume of 16 G
+// voxels, never allocated here): the counter's low word wraps inside a vector of 16 and carries
+// into its high word, as random_bits' 64-bit index does.
+TEST(SynthRows, GmmCounterCarriesIntoItsHighWord) {
+    const RandomKey key{0x0123456789ABCDEFull, 5, 2};
+    for (const int64_t first : {int64_t(0), (int64_t(1) << 32) - 7, (int64_t(1) << 32) - gmm_cpu_run + 3,
+                                (int64_t(3) << 32) - 16, (int64_t(1) << 40) - 1}) {
+        uint32_t bits[4][gmm_cpu_run];
+        gmm_run_bits_cpu(key, first, bits);
+        for (int64_t b = 0; b < gmm_cpu_run; ++b) {
+            const Philox4 want = random_bits(key, uint64_t(first + b));
+            for (int w = 0; w < 4; ++w)
+                ASSERT_EQ(bits[w][b], want.v[w]) << "block " << first + b << " (run from " << first << "), word " << w;
+        }
+    }
+}
+
 }  // namespace
 }  // namespace iss

@@ -9,25 +9,26 @@
 
 namespace iss {
 
+#if defined(__AVX512F__)
 namespace {
 
-constexpr int64_t chunk = 256;  // blocks of 4 voxels per run of the CPU path
-
-// random_bits for the blocks first .. first + chunk - 1: word w of block b in bits[w][b].
-#if defined(__AVX512F__)
 // In AVX-512, 16 blocks at a time: the compiler's loop widens each 32x32-bit product to a
 // 64x64-bit multiply (vpmullq, three micro-ops); vpmuludq multiplies the 32-bit halves
-// directly, one for the even and one for the odd lanes. The same integers.
+// directly, one for the even and one for the odd lanes. The same integers. (Spelled with a
+// full zero-mask: GCC 12's unmasked forms pass _mm512_undefined_epi32() to the builtin, which
+// -Wuninitialized reports wrongly when run_bits is compiled out of line, GCC bug 105593.)
 inline void mul_hi_lo(__m512i x, __m512i m, __m512i& hi, __m512i& lo) {
-    const __m512i even = _mm512_mul_epu32(x, m), odd = _mm512_mul_epu32(_mm512_srli_epi64(x, 32), m);
-    hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
-    lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+    constexpr __mmask8 all = 0xFF;
+    const __m512i even = _mm512_maskz_mul_epu32(all, x, m);
+    const __m512i odd = _mm512_maskz_mul_epu32(all, _mm512_maskz_srli_epi64(all, x, 32), m);
+    hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_maskz_srli_epi64(all, even, 32), odd);
+    lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_maskz_slli_epi64(all, odd, 32));
 }
 
-void chunk_bits(const RandomKey& key, int64_t first, uint32_t (*bits)[chunk]) {
+void run_bits(const RandomKey& key, int64_t first, uint32_t (*bits)[gmm_cpu_run]) {
     const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     const __m512i m0 = _mm512_set1_epi32(int32_t(philox_m0)), m1 = _mm512_set1_epi32(int32_t(philox_m1));
-    for (int64_t b = 0; b < chunk; b += 16) {
+    for (int64_t b = 0; b < gmm_cpu_run; b += 16) {
         // The counter (index low, index high, sample, purpose) of philox4x32_10, 16 indices.
         const uint64_t index = uint64_t(first + b);
         const __m512i low_base = _mm512_set1_epi32(int32_t(uint32_t(index)));
@@ -54,17 +55,27 @@ void chunk_bits(const RandomKey& key, int64_t first, uint32_t (*bits)[chunk]) {
         _mm512_storeu_si512(bits[3] + b, c3);
     }
 }
+
+}  // namespace
 #else
-void chunk_bits(const RandomKey& key, int64_t first, uint32_t (*bits)[chunk]) {
+namespace {
+
+void run_bits(const RandomKey& key, int64_t first, uint32_t (*bits)[gmm_cpu_run]) {
 #pragma omp simd
-    for (int64_t b = 0; b < chunk; ++b) {
+    for (int64_t b = 0; b < gmm_cpu_run; ++b) {
         const Philox4 r = random_bits(key, uint64_t(first + b));
         for (int w = 0; w < 4; ++w) bits[w][b] = r.v[w];
     }
 }
+
+}  // namespace
 #endif
 
-// The CPU path: runs of `chunk` blocks, their normals drawn in two vectorised loops (the same
+void gmm_run_bits_cpu(const RandomKey& key, int64_t first, uint32_t (*bits)[gmm_cpu_run]) { run_bits(key, first, bits); }
+
+namespace {
+
+// The CPU path: runs of gmm_cpu_run blocks, their normals drawn in two vectorised loops (the same
 // Philox and Box-Muller operations as random_normal4) in voxel order, then painted in another.
 void paint_gmm_cpu(const GmmArgs& a) {
     const int64_t blocks = (a.count + 3) / 4;
@@ -73,11 +84,11 @@ void paint_gmm_cpu(const GmmArgs& a) {
     int32_t target_of[max_generation_labels + 1];
     for (int g = 0; g <= max_generation_labels; ++g) target_of[g] = a.target_of[g];
 #pragma omp parallel for schedule(static)
-    for (int64_t first = 0; first < blocks; first += chunk) {
-        const int32_t n = int32_t(std::min(chunk, blocks - first));
-        float z[4 * chunk];
-        uint32_t bits[4][chunk];
-        chunk_bits(a.key, first, bits);
+    for (int64_t first = 0; first < blocks; first += gmm_cpu_run) {
+        const int32_t n = int32_t(std::min(gmm_cpu_run, blocks - first));
+        float z[4 * gmm_cpu_run];
+        uint32_t bits[4][gmm_cpu_run];
+        run_bits(a.key, first, bits);
 #pragma omp simd
         for (int32_t b = 0; b < n; ++b) {
             const NormalPair p = box_muller(bits[0][b], bits[1][b]), q = box_muller(bits[2][b], bits[3][b]);
