@@ -4,7 +4,9 @@
 //   SynthSample/cuda/graph/...           the same, replayed as a CUDA graph (Generator::set_cuda_graph)
 //   SynthSampleStream/cuda/<direct|graph>/...  16 samples queued back to back, one wait: the
 //                                        throughput a training loop sees (issue 14's goal on an
-//                                        H100: 50 microseconds a sample with the graph)
+//                                        H100: 50 microseconds a sample with the graph). The host
+//                                        runs at most about two samples ahead: each sample's
+//                                        upload waits for the copy two uploads back.
 //   SynthStage/<stage>/<cpu|cuda>/...    each stage alone on the same sample's buffers
 //   SynthSampleStages/<cpu|cuda>/...     whole samples, one after another (their parameters,
 //                                        hence their costs, vary), with each stage's mean time
@@ -67,10 +69,17 @@ int64_t stage_bytes(Generator::Stage stage, const iss::SampleParams& p) {
     return 0;
 }
 
+// Two untimed samples first: a CUDA graph is captured on the second.
+void warm_up(Setup& s, bool graph, uint32_t& n) {
+    s.generator->set_cuda_graph(graph);
+    for (int i = 0; i < 2; ++i) s.generator->generate(n++);
+    s.ctx->synchronize();
+}
+
 void sample(benchmark::State& state, iss::Backend backend, bool graph) {
     Setup s = make_setup(backend);
-    s.generator->set_cuda_graph(graph);
     uint32_t n = 0;
+    warm_up(s, graph, n);
     int64_t out = 0;
     for (auto _ : state) {
         out = voxels(s.generator->generate(n++).out_shape);
@@ -84,8 +93,8 @@ void sample(benchmark::State& state, iss::Backend backend, bool graph) {
 void sample_stream(benchmark::State& state, iss::Backend backend, bool graph) {
     constexpr int kQueued = 16;
     Setup s = make_setup(backend);
-    s.generator->set_cuda_graph(graph);
     uint32_t n = 0;
+    warm_up(s, graph, n);
     for (auto _ : state) {
         for (int q = 0; q < kQueued; ++q) s.generator->generate(n++);
         s.ctx->synchronize();

@@ -209,6 +209,7 @@ const SampleParams& Generator::generate(uint32_t sample) {
 }
 
 const SampleParams& Generator::draw(uint32_t sample) {
+    buffers_->drawn = false;  // until the new sample's block is uploaded
     params_ = draw_sample_params(config_, seed_, sample, map_shapes_, map_lr_axes_);
     plan_velocity();
     plan_deform();
@@ -372,6 +373,9 @@ void Generator::plan_resolution() {
         down.xform[d][d] = float(double(n) / double(m));
         up.xform[d][d] = float(double(m) / double(n));
     }
+    // Checked here too: a graph replay runs the bodies without resample()'s checks.
+    check_resample_args(down);
+    check_resample_args(up);
 }
 
 // 5. Background reset, bias field, clip; then the range.
@@ -404,6 +408,9 @@ void Generator::plan_normalise() {
 }
 
 const float* Generator::image() const { return buffers_->image_b.data(); }
+const SampleKernels* Generator::sample_block() const {
+    return reinterpret_cast<const SampleKernels*>(buffers_->block.data());
+}
 const uint8_t* Generator::target() const { return buffers_->target.data(); }
 const uint8_t* Generator::generation() const { return buffers_->generation.data(); }
 

@@ -104,9 +104,11 @@ public:
     DeviceContext& context() const { return ctx_; }
     const std::vector<TrainingMap>& maps() const { return maps_; }
 
-    // The last draw()'s kernels (host copy; its pointers are device addresses), and the largest
-    // grids any sample asks for.
+    // The last draw()'s kernels (host copy; its pointers are device addresses), the block they
+    // were uploaded to (on the context's device: the bodies a CUDA graph replay reads), and the
+    // largest grids any sample asks for.
     const SampleKernels& sample_kernels() const { return kernels_; }
+    const SampleKernels* sample_block() const;
     const SampleCapacity& sample_capacity() const { return capacity_; }
 
 private:

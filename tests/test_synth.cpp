@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <set>
 #include <string>
 
@@ -640,48 +641,71 @@ struct RunFromBlockOnHost {
     }
 };
 
-// A sample run from its kernel block gives the stages' bits: on the CPU the block's bodies run
-// per voxel on the host (what the CUDA launches from the block do); on CUDA the sample is replayed
-// as a captured graph. Two maps of different sizes, so that the smaller one's grids are smaller
-// than the launches' capacity; a configuration with a velocity field and a random acquisition
-// resolution, and one with neither (those stages' grids empty). Replayed twice over, in another
-// order the second time, so that each replay reads the block of its own sample.
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+// A sample run from its uploaded kernel block gives the stages' bits: on the CPU the block's
+// bodies run per voxel on the host (what the CUDA launches from the block do); on CUDA the
+// sample is replayed as a captured graph, the samples queued back to back with their outputs
+// copied aside, and one wait at the end. Two maps whose crops differ (32x32x32 and 16x32x32),
+// so that the smaller one's grids are smaller than the launches' capacity; a configuration with
+// a velocity field and a random acquisition resolution, and one with neither (those stages'
+// grids empty). Replayed twice over, in another order the second time, so that each replay reads
+// the block of its own sample.
 TEST_P(SynthGenerator, SampleKernelsFromTheBlockGiveTheStagesBits) {
     for (const bool deformed_and_resampled : {true, false}) {
         SCOPED_TRACE(deformed_and_resampled ? "velocity field and resolution step" : "neither");
         GeneratorConfig config = toy_config();
         config.nonlin_std = deformed_and_resampled ? 4.0 : 0.0;
         config.randomise_resolution = deformed_and_resampled;
-        LabelMap small = toy_label_map(37, 50, 33);
+        LabelMap small = toy_label_map(24, 44, 36);
         small.grid.affine = Mat4::scaling(-1, 1, 1);  // stored LAS
         std::vector<TrainingMap> maps{make_training_map(toy_label_map(), config, "toy.nii.gz"),
                                       make_training_map(small, config, "small.nii.gz")};
         Generator stages(ctx(), config, maps, 31);
+        stages.set_cuda_graph(false);  // whatever INFANT_CUDA_GRAPH says
         Generator from_block(ctx(), config, maps, 31);
         from_block.set_cuda_graph(true);
         std::vector<std::vector<float>> want_images;
-        std::vector<std::vector<int32_t>> want_labels;
-        std::set<int64_t> maps_seen;
+        std::vector<std::vector<uint8_t>> want_targets;
+        std::set<int64_t> voxels_seen;
         for (uint32_t sample = 0; sample < 8; ++sample) {
             const SampleParams& p = stages.generate(sample);
-            maps_seen.insert(p.map_index);
             const SampleKernels& k = stages.sample_kernels();
+            voxels_seen.insert(grid_voxels(k.deform.grid()));
             EXPECT_EQ(grid_voxels(k.resize.grid()) > 0, deformed_and_resampled);
             EXPECT_EQ(grid_voxels(k.resolution[0].grid()) > 0, deformed_and_resampled);
-            want_images.push_back(stages.image_host().data);
-            want_labels.push_back(stages.labels_host().data);
+            const size_t voxels = size_t(p.out_shape[0] * p.out_shape[1] * p.out_shape[2]);
+            want_images.push_back(std::vector<float>(voxels));
+            want_targets.push_back(std::vector<uint8_t>(voxels));
+            ctx().copy_to_host(want_images.back().data(), stages.image(), voxels * sizeof(float));
+            ctx().copy_to_host(want_targets.back().data(), stages.target(), voxels);
         }
-        EXPECT_EQ(maps_seen.size(), 2u) << "both maps drawn";
-        for (const uint32_t sample : {0u, 1u, 2u, 3u, 4u, 5u, 6u, 7u, 6u, 1u, 3u, 0u}) {
+        EXPECT_EQ(voxels_seen, (std::set<int64_t>{16 * 32 * 32, 32 * 32 * 32})) << "both maps drawn";
+
+        const std::vector<uint32_t> order{0, 1, 2, 3, 4, 5, 6, 7, 6, 1, 3, 0};
+        std::vector<Buffer<float>> images;
+        std::vector<Buffer<uint8_t>> targets;
+        for (const uint32_t sample : order) {
+            const size_t voxels = want_images[sample].size();
             if (on_cuda()) {
                 from_block.generate(sample);
             } else {
                 from_block.draw(sample);
-                for_each_sample_kernel(from_block.sample_kernels(), from_block.sample_capacity().steps,
+                for_each_sample_kernel(*from_block.sample_block(), from_block.sample_capacity().steps,
                                        RunFromBlockOnHost{});
             }
-            EXPECT_EQ(from_block.image_host().data, want_images[sample]) << "sample " << sample;
-            EXPECT_EQ(from_block.labels_host().data, want_labels[sample]) << "sample " << sample;
+            images.emplace_back(ctx(), voxels);
+            targets.emplace_back(ctx(), voxels);
+            ctx().copy_on_device(images.back().data(), from_block.image(), voxels * sizeof(float));
+            ctx().copy_on_device(targets.back().data(), from_block.target(), voxels);
+        }
+        ctx().synchronize();
+        for (size_t n = 0; n < order.size(); ++n) {
+            EXPECT_TRUE(same_bits(images[n].download(), want_images[order[n]])) << "sample " << order[n] << ": image";
+            EXPECT_TRUE(same_bits(targets[n].download(), want_targets[order[n]])) << "sample " << order[n] << ": target";
         }
     }
 }

@@ -19,6 +19,8 @@ public:
     void operator()(const BlurBody& body) const { cuda_for_each_voxel_from(ctx_, on_device(body), capacity_.image); }
     // The acquisition grid is never larger than the crop.
     void operator()(const ResampleBody& body) const { cuda_for_each_voxel_from(ctx_, on_device(body), capacity_.image); }
+    // The range's buffer is the generator's, the same in every sample (only its identities are
+    // set by host-side memsets; the kernels read it from the body).
     void operator()(const BiasClipBody& body) const {
         bias_clip_cuda_from(ctx_, on_device(body), body.a.range, capacity_.image);
     }
@@ -46,18 +48,20 @@ public:
 
     ~CudaSampleReplay() override {
         if (exec_) cudaGraphExecDestroy(exec_);
-        if (graph_) cudaGraphDestroy(graph_);
     }
 
     void run() override {
-        if (cuda_synchronous_mode()) {
+        // The first sample, and every sample in synchronous mode (whose waits a capture
+        // forbids), runs uncaptured: the kernels' modules are then loaded before any capture
+        // (lazy loading inside a capture needs a recent driver).
+        if (!launched_once_ || cuda_synchronous_mode()) {
             enqueue();
+            launched_once_ = true;
             return;
         }
         const cudaStream_t stream = static_cast<cudaStream_t>(ctx_.cuda_stream());
         if (!exec_) capture(stream);
         ISS_CUDA_CHECK(cudaGraphLaunch(exec_, stream));
-        check_after_library_call("CUDA", "cudaGraphLaunch", __FILE__, __LINE__);
     }
 
 private:
@@ -66,25 +70,31 @@ private:
     void capture(cudaStream_t stream) {
         ctx_.make_current();
         ISS_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+        cudaGraph_t graph = nullptr;
         try {
             enqueue();
         } catch (...) {
             // End the capture whatever failed, so that the stream is usable again.
-            cudaGraph_t partial = nullptr;
-            cudaStreamEndCapture(stream, &partial);
-            if (partial) cudaGraphDestroy(partial);
+            cudaStreamEndCapture(stream, &graph);
+            if (graph) cudaGraphDestroy(graph);
             cudaGetLastError();
             throw;
         }
-        ISS_CUDA_CHECK(cudaStreamEndCapture(stream, &graph_));
-        ISS_CUDA_CHECK(cudaGraphInstantiate(&exec_, graph_, 0));
+        ISS_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+        // The executable graph is all that is kept: the graph itself goes, instantiated or not.
+        const cudaError_t instantiated = cudaGraphInstantiate(&exec_, graph, 0);
+        cudaGraphDestroy(graph);
+        if (instantiated != cudaSuccess) {
+            exec_ = nullptr;
+            throw_call_error("CUDA", "cudaGraphInstantiate", __FILE__, __LINE__, cudaGetErrorString(instantiated));
+        }
     }
 
     DeviceContext& ctx_;
     const SampleKernels& host_;
     const SampleKernels* device_;
     SampleCapacity capacity_;
-    cudaGraph_t graph_ = nullptr;
+    bool launched_once_ = false;
     cudaGraphExec_t exec_ = nullptr;
 };
 

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 
 #include "kernels/geometry/resample.h"
 #include "kernels/synth/blur.h"
@@ -41,6 +42,7 @@ struct SampleKernels {
     BiasClipBody bias;            // then the image's range, into bias.a.range
     NormaliseGammaBody normalise;
 };
+static_assert(std::is_trivially_copyable_v<SampleKernels>, "the block is uploaded byte for byte");
 
 // The largest grids any sample asks for: the launches from device memory are sized by them.
 struct SampleCapacity {
@@ -63,10 +65,11 @@ void for_each_sample_kernel(const SampleKernels& k, int steps, Visit&& visit) {
     visit(k.normalise);
 }
 
-// A sample's kernels on CUDA from a device copy of the block: captured as a CUDA graph on the
-// first run() and replayed after; in synchronous mode (INFANT_CUDA_SYNC, every launch waited
-// for, which a capture forbids) launched one by one each time. Each run() reads the block as it
-// is when the stream reaches it, so the caller uploads a sample's block on the same stream first.
+// A sample's kernels on CUDA from a device copy of the block: launched one by one on the first
+// run(), captured as a CUDA graph on the second and replayed from then on; in synchronous mode
+// (INFANT_CUDA_SYNC, every launch waited for, which a capture forbids) launched one by one each
+// time. Each run() reads the block as it is when the stream reaches it, so the caller uploads a
+// sample's block on the same stream first.
 class SampleReplay {
 public:
     virtual ~SampleReplay() = default;
