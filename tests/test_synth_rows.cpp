@@ -219,16 +219,19 @@ TEST(SynthRows, BiasClipGivesThePerVoxelBodysBits) {
 
 TEST(SynthRows, GmmGivesThePerBlockBodysBits) {
     DeviceContext cpu;
-    // More than one run of 256 blocks, and a count that is not a multiple of 4.
+    // More than one run of 256 blocks, and a count that is not a multiple of 4. The first run's
+    // generation indices take all of 0..63 (the AVX-512 path's four-vector tables), the second's
+    // go up to 199 (the gathers), the last run's up to 49.
     const int64_t count = 256 * 4 * 2 + 37;
     std::vector<uint8_t> generation(static_cast<size_t>(count));
-    for (size_t v = 0; v < generation.size(); ++v) generation[v] = uint8_t((v * 13) % 9);
+    for (size_t v = 0; v < generation.size(); ++v)
+        generation[v] = uint8_t(v < 1024 ? (v * 13) % 64 : v < 2048 ? (v * 13) % 200 : (v * 7) % 50);
     GmmArgs a;
     a.generation = generation.data();
-    for (int g = 0; g < 9; ++g) {
-        a.mean[g] = 10.0f * float(g);
-        a.std[g] = 0.5f + float(g);
-        a.target_of[g] = uint8_t(8 - g);
+    for (int g = 0; g <= max_generation_labels; ++g) {
+        a.mean[g] = 10.0f * float(g) - 300.0f;
+        a.std[g] = 0.5f + 0.25f * float(g);
+        a.target_of[g] = uint8_t(255 - g);
     }
     a.key = RandomKey{0x2A0000002Bull, 3, 9};  // both halves of the seed (Philox's two key words)
     a.count = count;
