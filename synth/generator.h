@@ -136,7 +136,7 @@ private:
     SampleCapacity capacity_;
     bool cuda_graph_ = false;
     std::unique_ptr<Buffers> buffers_;
-    std::unique_ptr<SampleReplay> replay_;  // CUDA graph of a sample, captured on first use
+    std::unique_ptr<SampleReplay> replay_;  // CUDA graph of a sample (captured on its second run)
 };
 
 }  // namespace iss

@@ -689,6 +689,11 @@ TEST_P(SynthGenerator, SampleKernelsFromTheBlockGiveTheStagesBits) {
         std::vector<Buffer<float>> images;
         std::vector<Buffer<uint8_t>> targets;
         for (const uint32_t sample : order) {
+            images.emplace_back(ctx(), want_images[sample].size());
+            targets.emplace_back(ctx(), want_images[sample].size());
+        }
+        for (size_t n = 0; n < order.size(); ++n) {
+            const uint32_t sample = order[n];
             const size_t voxels = want_images[sample].size();
             if (on_cuda()) {
                 from_block.generate(sample);
@@ -697,10 +702,8 @@ TEST_P(SynthGenerator, SampleKernelsFromTheBlockGiveTheStagesBits) {
                 for_each_sample_kernel(*from_block.sample_block(), from_block.sample_capacity().steps,
                                        RunFromBlockOnHost{});
             }
-            images.emplace_back(ctx(), voxels);
-            targets.emplace_back(ctx(), voxels);
-            ctx().copy_on_device(images.back().data(), from_block.image(), voxels * sizeof(float));
-            ctx().copy_on_device(targets.back().data(), from_block.target(), voxels);
+            ctx().copy_on_device(images[n].data(), from_block.image(), voxels * sizeof(float));
+            ctx().copy_on_device(targets[n].data(), from_block.target(), voxels);
         }
         ctx().synchronize();
         for (size_t n = 0; n < order.size(); ++n) {

@@ -241,11 +241,25 @@ TEST(SynthRows, GmmGivesThePerBlockBodysBits) {
     a.target = target_body.data();
     const GmmBody body{a};
     for (int64_t block = 0; block < (count + 3) / 4; ++block) body(block);
+    // The rows' outputs with 64 guard elements after them, which must stay as they are.
+    constexpr size_t guard = 64;
+    image_rows.resize(image_rows.size() + guard, -7.0f);
+    target_rows.resize(target_rows.size() + guard, 7);
     a.image = image_rows.data();
     a.target = target_rows.data();
     paint_gmm(cpu, a);
+    EXPECT_EQ(std::vector<float>(image_rows.end() - guard, image_rows.end()), std::vector<float>(guard, -7.0f));
+    EXPECT_EQ(std::vector<uint8_t>(target_rows.end() - guard, target_rows.end()), std::vector<uint8_t>(guard, 7));
+    image_rows.resize(size_t(count));
+    target_rows.resize(size_t(count));
     expect_same_bits(image_rows, image_body);
     expect_same_bits(target_rows, target_body);
+    // Without targets: the same image.
+    std::vector<float> image_only(static_cast<size_t>(count), std::nanf(""));
+    a.image = image_only.data();
+    a.target = nullptr;
+    paint_gmm(cpu, a);
+    expect_same_bits(image_only, image_body);
 }
 
 // The vectorised draws of runs whose block numbers cross a multiple of 2^32 (a volume of 16 G

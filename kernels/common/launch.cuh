@@ -41,32 +41,37 @@ inline unsigned cuda_blocks_for(int64_t count, int threads) {
     return unsigned(std::max<int64_t>(1, std::min<int64_t>((count + threads - 1) / threads, int64_t(1) << 16)));
 }
 
+// Calls launch(I{}, blocks, threads, stream) with the index type I that `count` allows, a grid
+// sized for `count` and the context's stream, then checks the launch; nothing for count 0.
+template <class Launch>
+void launch_for(DeviceContext& ctx, int64_t count, const Launch& launch) {
+    if (count == 0) return;
+    const int threads = 256;
+    const unsigned blocks = cuda_blocks_for(count, threads);
+    const cudaStream_t stream = static_cast<cudaStream_t>(ctx.cuda_stream());
+    if (fits_32_bit_index(count))
+        launch(uint32_t{}, blocks, threads, stream);
+    else
+        launch(int64_t{}, blocks, threads, stream);
+    ISS_CUDA_CHECK_LAUNCH();
+}
+
 // Over the body's own grid, body.grid() (x fastest).
 template <class Body>
 void cuda_for_each_voxel(DeviceContext& ctx, const Body& body) {
     const int64_t* dim = body.grid();
     const int64_t count = dim[0] * dim[1] * dim[2];
-    if (count == 0) return;
-    const int threads = 256;
-    const cudaStream_t stream = static_cast<cudaStream_t>(ctx.cuda_stream());
-    if (fits_32_bit_index(count))
-        voxel_kernel<<<cuda_blocks_for(count, threads), threads, 0, stream>>>(body, uint32_t(dim[0]), uint32_t(dim[1]),
-                                                                             uint32_t(count));
-    else
-        voxel_kernel<<<cuda_blocks_for(count, threads), threads, 0, stream>>>(body, dim[0], dim[1], count);
-    ISS_CUDA_CHECK_LAUNCH();
+    launch_for(ctx, count, [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
+        using I = decltype(index);
+        voxel_kernel<<<blocks, threads, 0, stream>>>(body, I(dim[0]), I(dim[1]), I(count));
+    });
 }
 
 template <class Body>
 void cuda_for_each(DeviceContext& ctx, int64_t count, const Body& body) {
-    if (count == 0) return;
-    const int threads = 256;
-    const cudaStream_t stream = static_cast<cudaStream_t>(ctx.cuda_stream());
-    if (fits_32_bit_index(count))
-        flat_kernel<<<cuda_blocks_for(count, threads), threads, 0, stream>>>(body, uint32_t(count));
-    else
-        flat_kernel<<<cuda_blocks_for(count, threads), threads, 0, stream>>>(body, count);
-    ISS_CUDA_CHECK_LAUNCH();
+    launch_for(ctx, count, [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
+        flat_kernel<<<blocks, threads, 0, stream>>>(body, decltype(index)(count));
+    });
 }
 
 // Over the body's own element count, body.count().
@@ -103,26 +108,16 @@ __global__ void flat_kernel_from(const Body* __restrict__ body) {
 
 template <class Body>
 void cuda_for_each_voxel_from(DeviceContext& ctx, const Body* device_body, int64_t capacity) {
-    if (capacity == 0) return;
-    const int threads = 256;
-    const cudaStream_t stream = static_cast<cudaStream_t>(ctx.cuda_stream());
-    if (fits_32_bit_index(capacity))
-        voxel_kernel_from<uint32_t><<<cuda_blocks_for(capacity, threads), threads, 0, stream>>>(device_body);
-    else
-        voxel_kernel_from<int64_t><<<cuda_blocks_for(capacity, threads), threads, 0, stream>>>(device_body);
-    ISS_CUDA_CHECK_LAUNCH();
+    launch_for(ctx, capacity, [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
+        voxel_kernel_from<decltype(index)><<<blocks, threads, 0, stream>>>(device_body);
+    });
 }
 
 template <class Body>
 void cuda_for_each_from(DeviceContext& ctx, const Body* device_body, int64_t capacity) {
-    if (capacity == 0) return;
-    const int threads = 256;
-    const cudaStream_t stream = static_cast<cudaStream_t>(ctx.cuda_stream());
-    if (fits_32_bit_index(capacity))
-        flat_kernel_from<uint32_t><<<cuda_blocks_for(capacity, threads), threads, 0, stream>>>(device_body);
-    else
-        flat_kernel_from<int64_t><<<cuda_blocks_for(capacity, threads), threads, 0, stream>>>(device_body);
-    ISS_CUDA_CHECK_LAUNCH();
+    launch_for(ctx, capacity, [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
+        flat_kernel_from<decltype(index)><<<blocks, threads, 0, stream>>>(device_body);
+    });
 }
 
 }  // namespace iss

@@ -90,7 +90,8 @@ struct PaintTables {
     }
 };
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define ISS_GMM_PERMUTED_TABLES 1
 // The same where every generation index of the run is below 64 (the presets have 43): each table's
 // first 64 entries held in four vectors, a look-up is two two-vector permutes and a blend in place
 // of a gather, which took a third of the stage (3.1-3.4 against 2.2 ms without look-ups).
@@ -141,7 +142,7 @@ bool all_below_64(const uint8_t* indices, int32_t n) {
 void paint_gmm_cpu(const GmmArgs& a) {
     const int64_t blocks = (a.count + 3) / 4;
     const PaintTables tables(a);
-#if defined(__AVX512F__)
+#if defined(ISS_GMM_PERMUTED_TABLES)
     const PaintTables64 tables64(a);
 #endif
 #pragma omp parallel for schedule(static)
@@ -162,7 +163,7 @@ void paint_gmm_cpu(const GmmArgs& a) {
         const int32_t voxels = int32_t(std::min(a.count, (first + n) * 4) - start);
         const uint8_t* generation = a.generation + start;
         uint8_t* target = a.target ? a.target + start : nullptr;
-#if defined(__AVX512F__)
+#if defined(ISS_GMM_PERMUTED_TABLES)
         if (all_below_64(generation, voxels)) {
             tables64.paint(generation, z, voxels, a.image + start, target);
             continue;

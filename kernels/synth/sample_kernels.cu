@@ -86,6 +86,7 @@ private:
         cudaGraphDestroy(graph);
         if (instantiated != cudaSuccess) {
             exec_ = nullptr;
+            cudaGetLastError();  // not left for the next launch's check to report
             throw_call_error("CUDA", "cudaGraphInstantiate", __FILE__, __LINE__, cudaGetErrorString(instantiated));
         }
     }
