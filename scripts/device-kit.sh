@@ -53,8 +53,12 @@ check_kit() {
             fi
         done < <(env -i /usr/bin/ldd "$f")
     done
+    # ldd's whole answer first: `ldd | grep -q` under pipefail fails whenever grep stops reading
+    # before ldd has finished writing (SIGPIPE), as it did for libdnnl.
+    local cli_libraries
+    cli_libraries=$(env -i /usr/bin/ldd "$kit/bin/infant-synthseg")
     for lib in libdnnl libnifti2 libznz; do
-        env -i /usr/bin/ldd "$kit/bin/infant-synthseg" | grep -q "$lib.*=> $kit/bin/../lib/" ||
+        grep -q "$lib.*=> $kit/bin/../lib/" <<<"$cli_libraries" ||
             { echo "infant-synthseg does not take $lib from the kit"; bad=1; }
     done
     if grep -l --binary-files=text -F "$root/" "$kit"/bin/* >/dev/null 2>&1; then
