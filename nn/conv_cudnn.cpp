@@ -71,10 +71,7 @@ void set_ndhwc(cudnnTensorDescriptor_t desc, int64_t n, int64_t c, int64_t d, in
 }
 
 bool cudnn_log_enabled() {
-    static const bool enabled = [] {
-        const char* v = std::getenv("INFANT_CUDNN_LOG");
-        return v && *v && *v != '0';
-    }();
+    static const bool enabled = environment_flag("INFANT_CUDNN_LOG");
     return enabled;
 }
 

@@ -216,7 +216,7 @@ void ArenaAllocator::reset() {
         }
         s.replaying = true;
         s.recording = false;
-        if (const char* v = std::getenv("INFANT_PLAN_LOG"); v && *v && *v != '0')
+        if (environment_flag("INFANT_PLAN_LOG"))
             std::fprintf(stderr, "%s", plan_text().c_str());
     } else if (!s.replaying) {
         s.recording = true;  // a diverged step (or none yet): record the next one

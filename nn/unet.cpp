@@ -210,19 +210,25 @@ Var UNet::predict(Graph& g, const Var& input, int64_t slab_depth) {
     return g.input(out);
 }
 
+void UNet::predict(Graph& g, const Var& input, int64_t slab_depth, float* host_out) {
+    const int64_t row = input.shape().h * input.shape().w * config_.classes;
+    predict_rows(g, input, slab_depth, [&](int64_t z0, int64_t z1, const float* p) {
+        g.context().copy_to_host(host_out + z0 * row, p, size_t((z1 - z0) * row) * sizeof(float));
+    });
+}
+
 void UNet::predict(Graph& g, const Var& input, int64_t slab_depth, const ProbabilityRows& rows) {
-    const Shape5 in = input.shape();
-    const int64_t row = in.h * in.w * config_.classes;
     DeviceContext& ctx = g.context();
+    if (!ctx.is_cuda()) {
+        predict_rows(g, input, slab_depth, rows);
+        return;
+    }
     // Off the host, the rows come through a host buffer of at most this many (the whole volume
     // at once would otherwise need a second host copy of it).
     constexpr int64_t kStagedRows = 16;
+    const int64_t row = input.shape().h * input.shape().w * config_.classes;
     std::vector<float> staging;
     predict_rows(g, input, slab_depth, [&](int64_t z0, int64_t z1, const float* p) {
-        if (!ctx.is_cuda()) {
-            rows(z0, z1, p);
-            return;
-        }
         for (int64_t a = z0; a < z1; a += kStagedRows) {
             const int64_t b = std::min(z1, a + kStagedRows);
             staging.resize(size_t((b - a) * row));

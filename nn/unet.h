@@ -66,8 +66,12 @@ public:
     // The same, without a tensor of the whole output: `rows(z0, z1, p)` receives rows [z0, z1)
     // along D of the probabilities ((z1 - z0) x H x W x classes floats, channels-last, in host
     // memory, valid during the call), in order of z0, the rows of each slab as it is done.
+    // On CUDA the rows come through a host buffer of at most 16 rows.
     using ProbabilityRows = std::function<void(int64_t z0, int64_t z1, const float* p)>;
     void predict(Graph& g, const Var& input, int64_t slab_depth, const ProbabilityRows& rows);
+    // The same into `host_out` (D x H x W x classes floats in host memory), each slab copied
+    // there once, off the device or not.
+    void predict(Graph& g, const Var& input, int64_t slab_depth, float* host_out);
 
 private:
     struct ConvLayer {

@@ -96,7 +96,9 @@ struct Predictor::State {
 
     // The network on a normalised volume: its probabilities (channels-last, C per voxel) to
     // `rows`, a slab of rows along z at a time (UNet::predict).
-    void forward(const Image& x, size_t* peak_bytes, const UNet::ProbabilityRows& rows);
+    // The network's probabilities for x: into `host_out` (the whole volume) when given, else
+    // slab by slab to `rows`.
+    void forward(const Image& x, size_t* peak_bytes, const UNet::ProbabilityRows& rows, float* host_out = nullptr);
 };
 
 Predictor::Predictor(const std::string& model, const PredictOptions& options)
@@ -130,7 +132,7 @@ Predictor::~Predictor() = default;
 const std::vector<int32_t>& Predictor::labels() const { return state_->spec.labels; }
 DeviceContext& Predictor::context() { return state_->ctx; }
 
-void Predictor::State::forward(const Image& x, size_t* peak_bytes, const UNet::ProbabilityRows& rows) {
+void Predictor::State::forward(const Image& x, size_t* peak_bytes, const UNet::ProbabilityRows& rows, float* host_out) {
     PoolAllocator& pool = *this->pool;
     // The pool's cached blocks fit scans of one shape; another shape would only add its own.
     if (x.grid.dim != last_shape) pool.release_cached();
@@ -144,8 +146,11 @@ void Predictor::State::forward(const Image& x, size_t* peak_bytes, const UNet::P
         for (int64_t v = 0; v < voxels; ++v) interleaved[size_t(v * channels + c)] = x.data[size_t(c * voxels + v)];
     Tensor input = Tensor::make(pool, Shape5{1, x.nz(), x.ny(), x.nx(), channels});
     ctx.copy_to_device(input.data, interleaved.data(), interleaved.size() * sizeof(float));
-    // The probabilities go to `rows` slab by slab: no device tensor of the whole output.
-    net->predict(g, g.input(input), options.slab_depth, rows);
+    // The probabilities leave the device slab by slab: no device tensor of the whole output.
+    if (host_out)
+        net->predict(g, g.input(input), options.slab_depth, host_out);
+    else
+        net->predict(g, g.input(input), options.slab_depth, rows);
     *peak_bytes = std::max(*peak_bytes, pool.peak_bytes());
 }
 
@@ -223,11 +228,9 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
     // 5. Forward, and the forward of the image mirrored along the frame's left-right axis,
     // mapped back with left and right channels swapped, averaged in as its slabs arrive (no
     // second volume of probabilities).
-    const int64_t nx = padded.nx(), ny = padded.ny(), nz = padded.nz(), row_floats = nx * ny * classes;
+    const int64_t nx = padded.nx(), ny = padded.ny(), nz = padded.nz();
     std::vector<float> probs(size_t(padded.grid.voxels() * classes));
-    s.forward(padded, &out.network_peak_bytes, [&](int64_t z0, int64_t z1, const float* p) {
-        std::copy(p, p + (z1 - z0) * row_floats, probs.data() + z0 * row_floats);
-    });
+    s.forward(padded, &out.network_peak_bytes, nullptr, probs.data());
     if (s.options.flip) {
         // Index of the voxel mirrored to (i, j, k) along the left-right axis.
         const auto mirror = [&, lr = size_t(s.lr_axis)](int64_t i, int64_t j, int64_t k) {

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <tuple>
@@ -115,11 +114,6 @@ namespace {
 int64_t product(const std::array<int64_t, 3>& d) { return d[0] * d[1] * d[2]; }
 int64_t product(const int64_t d[3]) { return d[0] * d[1] * d[2]; }
 size_t round_up_256(size_t bytes) { return (bytes + 255) / 256 * 256; }
-
-bool environment_flag(const char* name) {
-    const char* v = std::getenv(name);
-    return v && *v && *v != '0';
-}
 
 }  // namespace
 
@@ -238,18 +232,12 @@ void Generator::upload_plan() {
     b.drawn = true;
 }
 
-namespace {
-
-bool is_empty(const int64_t* grid) { return grid[0] * grid[1] * grid[2] == 0; }
-
-}  // namespace
-
 void Generator::run(Stage stage) {
     ISS_REQUIRE(buffers_->drawn, "Generator::run: no sample drawn yet");
     const SampleKernels& k = kernels_;
     switch (stage) {
         case Stage::velocity:
-            if (is_empty(k.resize.grid())) break;
+            if (product(k.resize.grid()) == 0) break;
             resize_field(ctx_, k.resize.a);
             for (int step = 0; step < capacity_.steps; ++step) square_field(ctx_, k.square[step % 2].a);
             break;
@@ -259,7 +247,7 @@ void Generator::run(Stage stage) {
             for (const BlurBody& pass : k.blur) blur_axis(ctx_, pass.a);
             break;
         case Stage::resolution:
-            if (is_empty(k.resolution[0].grid())) break;
+            if (product(k.resolution[0].grid()) == 0) break;
             for (const ResampleBody& pass : k.resolution) resample(ctx_, pass.a);
             break;
         case Stage::bias_clip: bias_clip(ctx_, k.bias.a); break;
@@ -300,10 +288,11 @@ void Generator::plan_deform() {
     DeformArgs& deform = kernels_.deform.a;
     deform = DeformArgs{};
     deform.map = b.maps[size_t(p.map_index)].data();
-    // The integrated field: in b after an odd number of squaring steps, else in a.
-    deform.field = is_empty(kernels_.resize.grid()) ? nullptr
-                   : config_.integration_steps % 2 ? b.field_b.data()
-                                                   : b.field_a.data();
+    // The integrated field: where the last squaring step (or the resize, without steps) wrote it.
+    const int steps = capacity_.steps;
+    deform.field = product(kernels_.resize.grid()) == 0 ? nullptr
+                   : steps == 0                         ? kernels_.resize.a.dst
+                                                        : kernels_.square[(steps - 1) % 2].a.dst;
     for (int d = 0; d < 3; ++d) {
         deform.map_dim[d] = p.map_shape[size_t(d)];
         deform.field_dim[d] = p.integration_shape[size_t(d)];

@@ -144,21 +144,29 @@ TEST_F(Predict, SegmentationIsTheLargestForegroundComponentOfTheArgmax) {
 // posteriors within the convolution's tolerance (docs/KERNELS.md: 1e-4 of the largest |output|
 // per layer; posteriors are in [0, 1], so 1e-3 after two levels and the smoothing), and the same
 // segmentation but for argmax ties. On the CPU it checks that a second run repeats the first.
+// Slabs of 16 rows, and the whole volume at once: its more than 16 rows come through CUDA's 16-row
+// host buffer (UNet::predict) in two pieces.
 class PredictOnDevice : public test::BackendTest {};
 
 TEST_P(PredictOnDevice, MatchesTheCpu) {
     const fs::path dir = test::unique_temp_dir(std::string("predict-device-") + (on_cuda() ? "cuda" : "cpu"));
     const std::string model = make_test_model(dir, 1, 1.0, 0.5f);
-    const Image image = test_image(grid({18, 20, 15}, Mat4::scaling(1, 1, 1.2)));
-    PredictOptions on_device, on_cpu;
-    on_device.device = Device{GetParam(), 0};
-    const Segmentation got = Predictor(model, on_device).predict(image, "scan");
+    const Image image = test_image(grid({18, 20, 21}, Mat4::scaling(1, 1, 1.2)));
+    PredictOptions on_cpu;
     const Segmentation want = Predictor(model, on_cpu).predict(image, "scan");
-    ASSERT_EQ(got.posteriors.data.size(), want.posteriors.data.size());
-    EXPECT_TRUE(test::all_near(got.posteriors.data, want.posteriors.data, 1e-3));
-    int64_t differ = 0;
-    for (size_t v = 0; v < got.segmentation.data.size(); ++v) differ += got.segmentation.data[v] != want.segmentation.data[v];
-    EXPECT_LE(differ, int64_t(got.segmentation.data.size()) / 1000) << "voxels labelled differently";
+    for (const int64_t slab_depth : {on_cpu.slab_depth, int64_t(0)}) {
+        SCOPED_TRACE(slab_depth ? "slabs" : "whole volume");
+        PredictOptions on_device;
+        on_device.device = Device{GetParam(), 0};
+        on_device.slab_depth = slab_depth;
+        const Segmentation got = Predictor(model, on_device).predict(image, "scan");
+        ASSERT_EQ(got.posteriors.data.size(), want.posteriors.data.size());
+        EXPECT_TRUE(test::all_near(got.posteriors.data, want.posteriors.data, 1e-3));
+        int64_t differ = 0;
+        for (size_t v = 0; v < got.segmentation.data.size(); ++v)
+            differ += got.segmentation.data[v] != want.segmentation.data[v];
+        EXPECT_LE(differ, int64_t(got.segmentation.data.size()) / 1000) << "voxels labelled differently";
+    }
     std::error_code ec;
     fs::remove_all(dir, ec);
 }

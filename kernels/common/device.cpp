@@ -133,10 +133,7 @@ bool built_with_cuda() {
 #if INFANT_WITH_CUDA
 
 bool cuda_synchronous_mode() {
-    static const bool synchronous = [] {
-        const char* v = std::getenv("INFANT_CUDA_SYNC");
-        return v && *v && *v != '0';
-    }();
+    static const bool synchronous = environment_flag("INFANT_CUDA_SYNC");
     return synchronous;
 }
 

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 
 namespace iss {
 namespace {
@@ -13,6 +14,11 @@ void warning(const std::string& message) {
 }
 
 void set_warnings_enabled(bool enabled) { warnings_enabled.store(enabled); }
+
+bool environment_flag(const char* name) {
+    const char* v = std::getenv(name);
+    return v && *v && *v != '0';
+}
 
 void throw_call_error(const char* library, const char* statement, const char* file, int line,
                       const std::string& message) {

@@ -30,6 +30,10 @@ public:
 void warning(const std::string& message);
 void set_warnings_enabled(bool enabled);
 
+// Whether the environment variable `name` is set to anything but "" or "0" (the INFANT_* switches:
+// INFANT_CUDA_SYNC, INFANT_CUDNN_LOG, INFANT_PLAN_LOG, INFANT_CUDA_GRAPH).
+bool environment_flag(const char* name);
+
 // Builds a message from stream pieces: iss::cat("dim ", 3, " is ", -1).
 template <class... Parts>
 std::string cat(const Parts&... parts) {

@@ -67,6 +67,7 @@ void check_args(const char* op, const void* in, const uint8_t* target, const Sha
 void softmax_positions_cpu(const SoftmaxBody& body, int64_t begin, int64_t end) {
     constexpr int L = softmax_lanes;
     const int64_t classes = body.classes;
+    ISS_REQUIRE(classes >= 1 && classes <= loss_max_classes, "softmax: ", classes, " classes");  // t's bound
     alignas(64) float t[loss_max_classes * L];  // t[k * L + l]: class k of lane l
     alignas(64) float top[L], sum[L], renorm[L];
     alignas(64) int32_t finite[L];  // an int, not a bool: the lane loops vectorise

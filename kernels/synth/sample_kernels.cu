@@ -44,7 +44,7 @@ class CudaSampleReplay final : public SampleReplay {
 public:
     CudaSampleReplay(DeviceContext& ctx, const SampleKernels& host, const SampleKernels* device,
                      const SampleCapacity& capacity)
-        : ctx_(ctx), host_(host), device_(device), capacity_(capacity) {}
+        : ctx_(ctx), host_(host), steps_(capacity.steps), launch_(ctx, host, device, capacity) {}
 
     ~CudaSampleReplay() override {
         if (exec_) cudaGraphExecDestroy(exec_);
@@ -65,7 +65,7 @@ public:
     }
 
 private:
-    void enqueue() const { for_each_sample_kernel(host_, capacity_.steps, Launcher(ctx_, host_, device_, capacity_)); }
+    void enqueue() const { for_each_sample_kernel(host_, steps_, launch_); }
 
     void capture(cudaStream_t stream) {
         ctx_.make_current();
@@ -93,8 +93,8 @@ private:
 
     DeviceContext& ctx_;
     const SampleKernels& host_;
-    const SampleKernels* device_;
-    SampleCapacity capacity_;
+    int steps_;
+    Launcher launch_;
     bool launched_once_ = false;
     cudaGraphExec_t exec_ = nullptr;
 };
