@@ -10,12 +10,13 @@
 // Algorithms / primitives are chosen once per shape and cached in the Conv3d object.
 // No TF32 on CUDA (the fp32 path is compared with the CPU). Tolerance against a naive double
 // convolution: 1e-4 relative to the largest |output| (fp32 accumulation over k^3 * Ci terms).
-// In bf16 (ConvShape::precision; the CPU only, where usable_precision allows it) the inputs
-// and weights of each pass are read as bfloat16 and the products summed in fp32. The
-// activations may be stored bf16 or fp32 (x_type for x and dx, y_type for y and dy; fp32
-// inputs are rounded to bf16 on the way in, a bf16 output is the fp32 sum plus bias rounded
-// once); weights, bias and their gradients are fp32. In fp32 every tensor is fp32. Error
-// model: docs/KERNELS.md, "Conv3d in bf16".
+// In bf16 (ConvShape::precision, where usable_precision allows it) the inputs and weights of
+// each pass are read as bfloat16 and the products summed in fp32. The activations may be
+// stored bf16 or fp32 (x_type for x and dx, y_type for y and dy; fp32 inputs are rounded to
+// bf16 on the way in, a bf16 output is the fp32 sum plus bias rounded once, except a CUDA
+// forward on bf16 tensor cores, which rounds the sum and then the sum plus bias); weights,
+// bias and their gradients are fp32. In fp32 every tensor is fp32. Error model:
+// docs/KERNELS.md, "Conv3d in bf16".
 #pragma once
 
 #include <memory>

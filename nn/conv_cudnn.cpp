@@ -3,9 +3,26 @@
 //
 // Activations are 5-D tensors with dims (N, C, D, H, W) and channels-last strides (NDHWC);
 // the filter is CUDNN_TENSOR_NHWC with dims (K, C, kD, kH, kW), which is odhwi in memory;
-// bias is a (1, Co, 1, 1, 1) tensor. Cross-correlation, padding (k-1)/2, stride 1, fp32 data
-// and fp32 compute with CUDNN_FMA_MATH, which forbids tensor cores and so TF32: the fp32 path
-// is compared with the CPU and must not lose 13 bits of mantissa on the inputs.
+// bias is a (1, Co, 1, 1, 1) tensor. Cross-correlation, padding (k-1)/2, stride 1.
+//
+// How a pass computes (PassMath):
+// - fp32: fp32 data and fp32 compute with CUDNN_FMA_MATH, which forbids tensor cores and so
+//   TF32: the fp32 path is compared with the CPU and must not lose 13 bits of mantissa on the
+//   inputs.
+// - In bf16 (ConvShape::precision), a pass whose output is stored bf16 and whose channel counts
+//   are multiples of 8 (what the tensor cores take) runs cuDNN's bf16 configuration: bf16
+//   inputs, weights and output, products summed in fp32 on the tensor cores, the sum rounded to
+//   bf16 once. Any other bf16 pass (the first layer's single channel, the head's fp32 logits,
+//   the weight gradients, which stay fp32) runs on fp32 tensors that hold the inputs rounded to
+//   bf16 ("bf16 values"): TF32 tensor cores multiply such values exactly (a bf16 has 8
+//   significant bits, TF32 11) and sum in fp32, so the pass computes what the CPU's oneDNN bf16
+//   pass does; a bf16 output is then rounded once from the fp32 sum. Inputs stored otherwise are
+//   converted into the context's workspace by our kernels (kernels/nn/elementwise.h); the
+//   weights into a copy held here, once per pass call.
+// - The bias and the fused ELU are our epilogue kernel (bias_elu) after the convolution, in
+//   fp32 and rounded once (cuDNN's fused activations have no ELU). So a forward in cuDNN's bf16
+//   configuration rounds twice (the sum, then sum + bias) where the CPU rounds once: docs/KERNELS.md,
+//   "Conv3d in bf16", gives the bound.
 //
 // Algorithms are chosen per pass (forward, backward-data, backward-filter) on the pass's first
 // use, so a forward-only user never asks for a backward algorithm. The candidates come from
@@ -18,9 +35,9 @@
 // dropped for the next. INFANT_CUDNN_LOG=1 prints each pass's candidates and choice.
 //
 // The workspace is the context's one shared block (DeviceContext::workspace), grown to the
-// largest need; the budget for a candidate is a quarter of the free device memory (at most
-// 4 GiB), or the block already held if larger. Everything runs on the context's cuDNN handle,
-// bound to its stream.
+// largest need: a pass's converted activations first, then cuDNN's workspace. The budget for a
+// candidate is a quarter of the free device memory (at most 4 GiB), or the block already held
+// if larger. Everything runs on the context's cuDNN handle, bound to its stream.
 #if INFANT_WITH_CUDA
 
 #include <algorithm>
@@ -40,6 +57,13 @@ namespace iss {
 namespace {
 
 constexpr size_t kMaxWorkspaceBytes = size_t(4) << 30;
+
+// How a pass computes (the file's comment).
+enum class PassMath { fp32, bf16, bf16_values };
+
+const char* math_name(PassMath m) {
+    return m == PassMath::fp32 ? "fp32" : m == PassMath::bf16 ? "bf16" : "bf16-values";
+}
 
 // Owns one cuDNN descriptor; destroyed with the object, also when a later constructor step throws.
 template <class T, cudnnStatus_t (*destroy)(T)>
@@ -62,13 +86,31 @@ int to_int(int64_t v, const char* what) {
 }
 
 // (N, C, D, H, W) dims with channels-last strides.
-void set_ndhwc(cudnnTensorDescriptor_t desc, int64_t n, int64_t c, int64_t d, int64_t h, int64_t w) {
+void set_ndhwc(cudnnTensorDescriptor_t desc, cudnnDataType_t type, int64_t n, int64_t c, int64_t d, int64_t h,
+               int64_t w) {
     const int dims[5] = {to_int(n, "batch"), to_int(c, "channels"), to_int(d, "depth"), to_int(h, "height"),
                          to_int(w, "width")};
     const int strides[5] = {to_int(d * h * w * c, "voxels x channels"), 1, to_int(h * w * c, "slice x channels"),
                             to_int(w * c, "row x channels"), dims[1]};
-    ISS_CUDNN_CHECK(cudnnSetTensorNdDescriptor(desc, CUDNN_DATA_FLOAT, 5, dims, strides));
+    ISS_CUDNN_CHECK(cudnnSetTensorNdDescriptor(desc, type, 5, dims, strides));
 }
+
+// The descriptors of x, y and the filter in one element type.
+struct Operands {
+    TensorDesc x, y;
+    FilterDesc w;
+    void create(const ConvShape& s, cudnnDataType_t type) {
+        ISS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x.handle));
+        ISS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&y.handle));
+        ISS_CUDNN_CHECK(cudnnCreateFilterDescriptor(&w.handle));
+        const Shape5& g = s.in;
+        set_ndhwc(x.handle, type, g.n, g.c, g.d, g.h, g.w);
+        set_ndhwc(y.handle, type, g.n, s.out_c, g.d, g.h, g.w);
+        const int k = int(s.kernel);
+        const int filter_dims[5] = {to_int(s.out_c, "output channels"), to_int(g.c, "input channels"), k, k, k};
+        ISS_CUDNN_CHECK(cudnnSetFilterNdDescriptor(w.handle, type, CUDNN_TENSOR_NHWC, 5, filter_dims));
+    }
+};
 
 bool cudnn_log_enabled() {
     static const bool enabled = environment_flag("INFANT_CUDNN_LOG");
@@ -83,6 +125,20 @@ bool worth_another_candidate(cudnnStatus_t status) {
     return family == int(CUDNN_STATUS_BAD_PARAM) / 1000 || family == int(CUDNN_STATUS_NOT_SUPPORTED) / 1000;
 }
 
+// Whether a candidate's math keeps the pass's contract: fp32 never runs on tensor cores (no
+// TF32); no pass lets cuDNN convert fp32 data down to fp16 (ALLOW_CONVERSION). TF32 on bf16
+// values is exact, and bf16 data runs on tensor cores by design.
+bool math_allowed(PassMath pass, cudnnMathType_t math) {
+    if (math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) return false;
+    return pass != PassMath::fp32 || math != CUDNN_TENSOR_OP_MATH;
+}
+
+// The convolution descriptor's math type for a pass's heuristic query, or for running one of
+// its candidates (`candidate`): fp32 is held to FMA whatever the candidate says.
+cudnnMathType_t math_for(PassMath pass, cudnnMathType_t candidate) {
+    return pass == PassMath::fp32 ? CUDNN_FMA_MATH : candidate;
+}
+
 // One pass's algorithm, chosen on first use and replaced by the next candidate when it fails.
 template <class Algo>
 struct PassChoice {
@@ -90,15 +146,17 @@ struct PassChoice {
         Algo algo;
         size_t workspace_bytes;
         bool deterministic;
+        cudnnMathType_t math;
     };
-    explicit PassChoice(const char* name) : pass(name) {}
+    PassChoice(const char* name, PassMath how) : pass(name), math(how) {}
     const char* pass;
+    PassMath math;
     bool listed = false;
     std::vector<Candidate> candidates;  // best first; front() is the one in use
 };
 
 // Candidates in cuDNN's order of preference, deterministic ones first, each confirmed by the
-// exact workspace query within the budget and keeping to fp32 FMA math.
+// exact workspace query within the budget and keeping to the pass's math.
 template <class Algo, class Perf, class Workspace>
 void list_candidates(PassChoice<Algo>& choice, const std::vector<Perf>& perf, int returned,
                      const Workspace& workspace_of, size_t budget, const ConvShape& s) {
@@ -107,34 +165,43 @@ void list_candidates(PassChoice<Algo>& choice, const std::vector<Perf>& perf, in
         for (int i = 0; i < returned; ++i) {
             const Perf& p = perf[size_t(i)];
             if (p.status != CUDNN_STATUS_SUCCESS || (p.determinism == CUDNN_DETERMINISTIC) != deterministic) continue;
-            if (p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
+            if (!math_allowed(choice.math, p.mathType)) continue;
             size_t bytes = 0;
             const cudnnStatus_t query = workspace_of(p.algo, &bytes);
             const bool fits = query == CUDNN_STATUS_SUCCESS && bytes <= budget;
             if (cudnn_log_enabled())
-                log += cat(" ", int(p.algo), deterministic ? "" : "(nondet)",
-                           fits ? cat(":", bytes >> 20, "MiB") : std::string(":rejected"));
-            if (fits) choice.candidates.push_back({p.algo, bytes, deterministic});
+                log += cat(" ", int(p.algo), p.mathType == CUDNN_TENSOR_OP_MATH ? "(tensor)" : "",
+                           deterministic ? "" : "(nondet)", fits ? cat(":", bytes >> 20, "MiB") : std::string(":rejected"));
+            if (fits) choice.candidates.push_back({p.algo, bytes, deterministic, p.mathType});
         }
     }
     choice.listed = true;
     if (cudnn_log_enabled())
-        std::fprintf(stderr, "cuDNN %s %s -> %lld ch, k%lld: %d heuristic candidates;%s\n", choice.pass,
-                     s.in.str().c_str(), (long long)s.out_c, (long long)s.kernel, returned, log.c_str());
+        std::fprintf(stderr, "cuDNN %s (%s) %s -> %lld ch, k%lld: %d heuristic candidates;%s\n", choice.pass,
+                     math_name(choice.math), s.in.str().c_str(), (long long)s.out_c, (long long)s.kernel, returned,
+                     log.c_str());
     if (choice.candidates.empty())
-        throw Error(cat("Conv3d (cuDNN): no fp32 ", choice.pass, " algorithm for ", s.in.str(), " -> ", s.out_c,
-                        " channels, kernel ", s.kernel, " within a ", budget >> 20, " MiB workspace (", returned,
-                        " candidates)"));
+        throw Error(cat("Conv3d (cuDNN): no ", math_name(choice.math), " ", choice.pass, " algorithm for ", s.in.str(),
+                        " -> ", s.out_c, " channels, kernel ", s.kernel, " within a ", budget >> 20, " MiB workspace (",
+                        returned, " candidates)"));
 }
 
 // Runs a pass with its current candidate; a candidate that fails for lack of support is dropped
-// and the next one tried. `run(algo, workspace, bytes)` makes the cuDNN call.
+// and the next one tried. The context's workspace holds `staging_bytes` of the pass's converted
+// activations, then the candidate's own workspace; `run(algo, staging, workspace, bytes)`
+// converts what the pass reads into `staging` and makes the cuDNN call (again for a next
+// candidate: a larger workspace may have moved the block). Returns the staging area, where the
+// pass's staged output (if any) now is.
 template <class Algo, class Run>
-void run_pass(DeviceContext& ctx, PassChoice<Algo>& choice, const ConvShape& s, const Run& run) {
+char* run_pass(DeviceContext& ctx, cudnnConvolutionDescriptor_t conv, PassChoice<Algo>& choice, const ConvShape& s,
+               size_t staging_bytes, const Run& run) {
     while (!choice.candidates.empty()) {
         const auto c = choice.candidates.front();
-        void* workspace = c.workspace_bytes > 0 ? ctx.workspace(c.workspace_bytes) : nullptr;
-        const cudnnStatus_t status = run(c.algo, workspace, c.workspace_bytes);
+        const size_t total = staging_bytes + c.workspace_bytes;
+        char* staging = total > 0 ? static_cast<char*>(ctx.workspace(total)) : nullptr;
+        void* workspace = c.workspace_bytes > 0 ? staging + staging_bytes : nullptr;
+        ISS_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, math_for(choice.math, c.math)));
+        const cudnnStatus_t status = run(c.algo, staging, workspace, c.workspace_bytes);
         if (status == CUDNN_STATUS_SUCCESS) {
             check_after_library_call("cuDNN", choice.pass, __FILE__, __LINE__);
             if (!c.deterministic) {
@@ -147,7 +214,7 @@ void run_pass(DeviceContext& ctx, PassChoice<Algo>& choice, const ConvShape& s, 
                                  choice.pass, s.in.str().c_str(), int(c.algo));
                 warned = true;
             }
-            return;
+            return staging;
         }
         if (!worth_another_candidate(status))
             throw_call_error("cuDNN", choice.pass, __FILE__, __LINE__,
@@ -156,9 +223,28 @@ void run_pass(DeviceContext& ctx, PassChoice<Algo>& choice, const ConvShape& s, 
                      choice.pass, int(c.algo), s.in.str().c_str(), cudnnGetErrorString(status));
         choice.candidates.erase(choice.candidates.begin());
     }
-    throw Error(cat("Conv3d (cuDNN): every ", choice.pass, " algorithm failed for ", s.in.str(), " -> ", s.out_c,
-                    " channels"));
+    throw Error(cat("Conv3d (cuDNN): every ", math_name(choice.math), " ", choice.pass, " algorithm failed for ",
+                    s.in.str(), " -> ", s.out_c, " channels"));
 }
+
+// The math of a pass whose output is stored as `output` (the file's comment).
+PassMath math_for_output(const ConvShape& s, DType output) {
+    if (s.precision == Precision::fp32) return PassMath::fp32;
+    const bool tensor_core_channels = s.in.c % 8 == 0 && s.out_c % 8 == 0;
+    return output == DType::bf16 && tensor_core_channels ? PassMath::bf16 : PassMath::bf16_values;
+}
+
+// The staging area of a pass: pieces laid out one after another, each aligned as cudaMalloc
+// aligns (256 bytes).
+struct StagingLayout {
+    size_t bytes = 0;
+    // Reserves n bytes (none when n == 0); returns their offset.
+    size_t add(size_t n) {
+        const size_t at = bytes;
+        bytes += (n + 255) / 256 * 256;
+        return at;
+    }
+};
 
 class CudnnConv3d final : public ConvBackend {
 public:
@@ -178,125 +264,225 @@ private:
         ISS_CUDNN_CHECK(max_count(handle, &count));
         return size_t(std::max(count, 1));
     }
+    const Operands& operands(PassMath m) const { return m == PassMath::bf16 ? bf16_ : fp32_; }
+    // Sets the convolution's math for a pass's heuristic query.
+    void prepare_query(PassMath m) {
+        ISS_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_.handle, math_for(m, CUDNN_TENSOR_OP_MATH)));
+    }
+    // The weights as a pass of math m reads them: the caller's fp32, or converted into our copy.
+    const void* pass_weights(PassMath m, const float* w);
+    // Bytes of staging for an activation stored as `stored` read by a pass of math m (0 when
+    // the pass reads the caller's tensor), and the tensor as the pass reads it.
+    static size_t input_bytes(PassMath m, DType stored, int64_t count);
+    const void* pass_input(PassMath m, DType stored, const void* ptr, int64_t count, char* space);
+    // Bytes of staging for a pass's output stored as `stored`: an fp32 sum to round to bf16.
+    static size_t output_bytes(PassMath m, DType stored, int64_t count) {
+        return m == PassMath::bf16_values && stored == DType::bf16 ? size_t(count) * sizeof(float) : 0;
+    }
 
     DeviceContext& ctx_;
     ConvShape shape_;
     cudnnHandle_t handle_ = nullptr;
-    TensorDesc x_, y_, b_;
-    FilterDesc w_;
+    Operands fp32_, bf16_;  // bf16_ only where a pass runs cuDNN's bf16 configuration
+    TensorDesc b_;
     ConvDesc conv_;
-    PassChoice<cudnnConvolutionFwdAlgo_t> fwd_{"forward"};
-    PassChoice<cudnnConvolutionBwdDataAlgo_t> bwd_data_{"backward-data"};
-    PassChoice<cudnnConvolutionBwdFilterAlgo_t> bwd_filter_{"backward-filter"};
+    PassChoice<cudnnConvolutionFwdAlgo_t> fwd_;
+    PassChoice<cudnnConvolutionBwdDataAlgo_t> bwd_data_;
+    PassChoice<cudnnConvolutionBwdFilterAlgo_t> bwd_filter_;
+    // The weights rounded to bf16, as bf16 or as fp32 values (each only where a pass reads them so).
+    Buffer<Bf16> w_bf16_;
+    Buffer<float> w_bf16_values_;
 };
 
-CudnnConv3d::CudnnConv3d(DeviceContext& ctx, const ConvShape& s) : ctx_(ctx), shape_(s) {
+CudnnConv3d::CudnnConv3d(DeviceContext& ctx, const ConvShape& s)
+    : ctx_(ctx),
+      shape_(s),
+      fwd_("forward", math_for_output(s, s.y_type)),
+      bwd_data_("backward-data", math_for_output(s, s.x_type)),
+      // The weight gradients are fp32 (nn/conv.h): never cuDNN's bf16 configuration.
+      bwd_filter_("backward-filter", s.precision == Precision::fp32 ? PassMath::fp32 : PassMath::bf16_values) {
     // The context was built for a device it found; cuDNN is touched only after that.
     ISS_REQUIRE(ctx.is_cuda(), "Conv3d (cuDNN): needs a CUDA context");
-    ISS_REQUIRE(s.precision == Precision::fp32, "Conv3d (cuDNN): only fp32 is implemented");
     handle_ = static_cast<cudnnHandle_t>(ctx.cudnn_handle());
     const Shape5& g = s.in;
     to_int(g.size(), "input elements");
     to_int(s.out().size(), "output elements");
     const int k = int(s.kernel), pad = (k - 1) / 2;
 
-    ISS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x_.handle));
-    ISS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&y_.handle));
+    fp32_.create(s, CUDNN_DATA_FLOAT);
+    const bool any_bf16 = fwd_.math == PassMath::bf16 || bwd_data_.math == PassMath::bf16;
+    const bool any_bf16_values = fwd_.math == PassMath::bf16_values || bwd_data_.math == PassMath::bf16_values;
+    if (any_bf16) {
+        bf16_.create(s, CUDNN_DATA_BFLOAT16);
+        w_bf16_ = Buffer<Bf16>(ctx, size_t(s.weight_count()));
+    }
+    if (any_bf16_values) w_bf16_values_ = Buffer<float>(ctx, size_t(s.weight_count()));
     ISS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&b_.handle));
-    ISS_CUDNN_CHECK(cudnnCreateFilterDescriptor(&w_.handle));
+    set_ndhwc(b_.handle, CUDNN_DATA_FLOAT, 1, s.out_c, 1, 1, 1);
     ISS_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv_.handle));
-    set_ndhwc(x_.handle, g.n, g.c, g.d, g.h, g.w);
-    set_ndhwc(y_.handle, g.n, s.out_c, g.d, g.h, g.w);
-    set_ndhwc(b_.handle, 1, s.out_c, 1, 1, 1);
-    const int filter_dims[5] = {to_int(s.out_c, "output channels"), to_int(g.c, "input channels"), k, k, k};
-    ISS_CUDNN_CHECK(cudnnSetFilterNdDescriptor(w_.handle, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, 5, filter_dims));
     const int pads[3] = {pad, pad, pad}, strides[3] = {1, 1, 1}, dilations[3] = {1, 1, 1};
+    // The compute type is fp32 in every pass (bf16 data summed in fp32: cuDNN's "pseudo" bf16).
     ISS_CUDNN_CHECK(cudnnSetConvolutionNdDescriptor(conv_.handle, 3, pads, strides, dilations,
                                                     CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     ISS_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_.handle, CUDNN_FMA_MATH));
 
     // cuDNN's idea of the output must be ours ("same" size), or the descriptors are wrong.
     int out_dims[5] = {};
-    ISS_CUDNN_CHECK(cudnnGetConvolutionNdForwardOutputDim(conv_.handle, x_.handle, w_.handle, 5, out_dims));
+    ISS_CUDNN_CHECK(cudnnGetConvolutionNdForwardOutputDim(conv_.handle, fp32_.x.handle, fp32_.w.handle, 5, out_dims));
     ISS_REQUIRE(out_dims[0] == g.n && out_dims[1] == s.out_c && out_dims[2] == g.d && out_dims[3] == g.h &&
                     out_dims[4] == g.w,
                 "Conv3d (cuDNN): output dims ", out_dims[0], "x", out_dims[1], "x", out_dims[2], "x", out_dims[3],
                 "x", out_dims[4], " differ from the 'same' shape ", s.out().str());
 }
 
+const void* CudnnConv3d::pass_weights(PassMath m, const float* w) {
+    const int64_t count = shape_.weight_count();
+    if (m == PassMath::bf16) {
+        round_to_bf16_values(ctx_, w, w_bf16_.data(), count);
+        return w_bf16_.data();
+    }
+    if (m == PassMath::bf16_values) {
+        round_to_bf16_values(ctx_, w, w_bf16_values_.data(), count);
+        return w_bf16_values_.data();
+    }
+    return w;
+}
+
+size_t CudnnConv3d::input_bytes(PassMath m, DType stored, int64_t count) {
+    if (m == PassMath::fp32 || (m == PassMath::bf16 && stored == DType::bf16)) return 0;
+    return size_t(count) * (m == PassMath::bf16 ? sizeof(Bf16) : sizeof(float));
+}
+
+const void* CudnnConv3d::pass_input(PassMath m, DType stored, const void* ptr, int64_t count, char* space) {
+    if (input_bytes(m, stored, count) == 0) return ptr;
+    if (m == PassMath::bf16) {  // stored fp32
+        round_to_bf16_values(ctx_, static_cast<const float*>(ptr), reinterpret_cast<Bf16*>(space), count);
+    } else if (stored == DType::bf16) {
+        round_to_bf16_values(ctx_, static_cast<const Bf16*>(ptr), reinterpret_cast<float*>(space), count);
+    } else {
+        round_to_bf16_values(ctx_, static_cast<const float*>(ptr), reinterpret_cast<float*>(space), count);
+    }
+    return space;
+}
+
 void CudnnConv3d::forward(const void* x, const float* w, const float* b, void* y) {
+    const PassMath m = fwd_.math;
+    const Operands& o = operands(m);
     if (!fwd_.listed) {
+        prepare_query(m);
         std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(count_of(cudnnGetConvolutionForwardAlgorithmMaxCount, handle_));
         int returned = 0;
-        ISS_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle_, x_.handle, w_.handle, conv_.handle, y_.handle,
-                                                               int(perf.size()), &returned, perf.data()));
+        ISS_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle_, o.x.handle, o.w.handle, conv_.handle,
+                                                               o.y.handle, int(perf.size()), &returned, perf.data()));
         list_candidates(
             fwd_, perf, returned,
             [&](cudnnConvolutionFwdAlgo_t algo, size_t* bytes) {
-                return cudnnGetConvolutionForwardWorkspaceSize(handle_, x_.handle, w_.handle, conv_.handle,
-                                                               y_.handle, algo, bytes);
+                return cudnnGetConvolutionForwardWorkspaceSize(handle_, o.x.handle, o.w.handle, conv_.handle,
+                                                               o.y.handle, algo, bytes);
             },
             workspace_budget(), shape_);
     }
+    const int64_t in_count = shape_.in.size(), out_count = shape_.out().size();
+    StagingLayout layout;
+    const size_t x_at = layout.add(input_bytes(m, shape_.x_type, in_count));
+    const bool y_staged = output_bytes(m, shape_.y_type, out_count) > 0;
+    const size_t y_at = layout.add(output_bytes(m, shape_.y_type, out_count));
+    const void* weights = pass_weights(m, w);
     const float one = 1.0f, zero = 0.0f;
-    run_pass(ctx_, fwd_, shape_, [&](cudnnConvolutionFwdAlgo_t algo, void* workspace, size_t bytes) {
-        return cudnnConvolutionForward(handle_, &one, x_.handle, x, w_.handle, w, conv_.handle, algo, workspace,
-                                       bytes, &zero, y_.handle, y);
-    });
-    // y += b, the bias broadcast over every position.
-    ISS_CUDNN_CHECK(cudnnAddTensor(handle_, &one, b_.handle, b, &one, y_.handle, y));
-    // The fused ELU: our kernel in place (cuDNN's fused activations have no ELU).
-    if (shape_.elu_alpha > 0) {
-        float* out = static_cast<float*>(y);
-        elu_forward(ctx_, out, out, shape_.out().size(), shape_.elu_alpha);
-    }
+    char* staging = run_pass(ctx_, conv_.handle, fwd_, shape_, layout.bytes,
+                             [&](cudnnConvolutionFwdAlgo_t algo, char* space, void* workspace, size_t bytes) {
+                                 const void* in = pass_input(m, shape_.x_type, x, in_count, space + x_at);
+                                 void* out = y_staged ? space + y_at : y;
+                                 return cudnnConvolutionForward(handle_, &one, o.x.handle, in, o.w.handle, weights,
+                                                                conv_.handle, algo, workspace, bytes, &zero,
+                                                                o.y.handle, out);
+                             });
+    // The bias and the fused ELU, rounded once into y from the pass's output (y itself, or its
+    // staged fp32 sum).
+    const int64_t voxels = out_count / shape_.out_c;
+    const bool elu = shape_.elu_alpha > 0;
+    if (y_staged)
+        bias_elu(ctx_, reinterpret_cast<const float*>(staging + y_at), static_cast<Bf16*>(y), b, voxels, shape_.out_c,
+                 elu, shape_.elu_alpha);
+    else if (shape_.y_type == DType::bf16)
+        bias_elu(ctx_, static_cast<const Bf16*>(y), static_cast<Bf16*>(y), b, voxels, shape_.out_c, elu,
+                 shape_.elu_alpha);
+    else
+        bias_elu(ctx_, static_cast<const float*>(y), static_cast<float*>(y), b, voxels, shape_.out_c, elu,
+                 shape_.elu_alpha);
 }
 
 void CudnnConv3d::backward_data(const void* dy, const float* w, void* dx) {
+    const PassMath m = bwd_data_.math;
+    const Operands& o = operands(m);
     if (!bwd_data_.listed) {
+        prepare_query(m);
         std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(
             count_of(cudnnGetConvolutionBackwardDataAlgorithmMaxCount, handle_));
         int returned = 0;
-        ISS_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle_, w_.handle, y_.handle, conv_.handle,
-                                                                    x_.handle, int(perf.size()), &returned,
+        ISS_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle_, o.w.handle, o.y.handle, conv_.handle,
+                                                                    o.x.handle, int(perf.size()), &returned,
                                                                     perf.data()));
         list_candidates(
             bwd_data_, perf, returned,
             [&](cudnnConvolutionBwdDataAlgo_t algo, size_t* bytes) {
-                return cudnnGetConvolutionBackwardDataWorkspaceSize(handle_, w_.handle, y_.handle, conv_.handle,
-                                                                    x_.handle, algo, bytes);
+                return cudnnGetConvolutionBackwardDataWorkspaceSize(handle_, o.w.handle, o.y.handle, conv_.handle,
+                                                                    o.x.handle, algo, bytes);
             },
             workspace_budget(), shape_);
     }
+    const int64_t in_count = shape_.in.size(), out_count = shape_.out().size();
+    StagingLayout layout;
+    const size_t dy_at = layout.add(input_bytes(m, shape_.y_type, out_count));
+    const bool dx_staged = output_bytes(m, shape_.x_type, in_count) > 0;
+    const size_t dx_at = layout.add(output_bytes(m, shape_.x_type, in_count));
+    const void* weights = pass_weights(m, w);
     const float one = 1.0f, zero = 0.0f;
-    run_pass(ctx_, bwd_data_, shape_, [&](cudnnConvolutionBwdDataAlgo_t algo, void* workspace, size_t bytes) {
-        return cudnnConvolutionBackwardData(handle_, &one, w_.handle, w, y_.handle, dy, conv_.handle, algo, workspace,
-                                            bytes, &zero, x_.handle, dx);
-    });
+    char* staging = run_pass(ctx_, conv_.handle, bwd_data_, shape_, layout.bytes,
+                             [&](cudnnConvolutionBwdDataAlgo_t algo, char* space, void* workspace, size_t bytes) {
+                                 const void* in = pass_input(m, shape_.y_type, dy, out_count, space + dy_at);
+                                 void* out = dx_staged ? space + dx_at : dx;
+                                 return cudnnConvolutionBackwardData(handle_, &one, o.w.handle, weights, o.y.handle,
+                                                                     in, conv_.handle, algo, workspace, bytes, &zero,
+                                                                     o.x.handle, out);
+                             });
+    if (dx_staged)
+        round_to_bf16_values(ctx_, reinterpret_cast<const float*>(staging + dx_at), static_cast<Bf16*>(dx), in_count);
 }
 
 void CudnnConv3d::backward_weights(const void* x, const void* dy, float* dw, float* db) {
+    const PassMath m = bwd_filter_.math;
+    const Operands& o = operands(m);  // fp32 descriptors: the gradients are fp32
     if (!bwd_filter_.listed) {
+        prepare_query(m);
         std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(
             count_of(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount, handle_));
         int returned = 0;
-        ISS_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle_, x_.handle, y_.handle, conv_.handle,
-                                                                      w_.handle, int(perf.size()), &returned,
+        ISS_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle_, o.x.handle, o.y.handle, conv_.handle,
+                                                                      o.w.handle, int(perf.size()), &returned,
                                                                       perf.data()));
         list_candidates(
             bwd_filter_, perf, returned,
             [&](cudnnConvolutionBwdFilterAlgo_t algo, size_t* bytes) {
-                return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle_, x_.handle, y_.handle, conv_.handle,
-                                                                      w_.handle, algo, bytes);
+                return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle_, o.x.handle, o.y.handle, conv_.handle,
+                                                                      o.w.handle, algo, bytes);
             },
             workspace_budget(), shape_);
     }
+    const int64_t in_count = shape_.in.size(), out_count = shape_.out().size();
+    StagingLayout layout;
+    const size_t x_at = layout.add(input_bytes(m, shape_.x_type, in_count));
+    const size_t dy_at = layout.add(input_bytes(m, shape_.y_type, out_count));
+    const void* dy_read = dy;  // the gradient as the pass read it, for the bias gradient below
     const float one = 1.0f, zero = 0.0f;
-    run_pass(ctx_, bwd_filter_, shape_, [&](cudnnConvolutionBwdFilterAlgo_t algo, void* workspace, size_t bytes) {
-        return cudnnConvolutionBackwardFilter(handle_, &one, x_.handle, x, y_.handle, dy, conv_.handle, algo,
-                                              workspace, bytes, &zero, w_.handle, dw);
-    });
-    ISS_CUDNN_CHECK(cudnnConvolutionBackwardBias(handle_, &one, y_.handle, dy, &zero, b_.handle, db));
+    run_pass(ctx_, conv_.handle, bwd_filter_, shape_, layout.bytes,
+             [&](cudnnConvolutionBwdFilterAlgo_t algo, char* space, void* workspace, size_t bytes) {
+                 const void* in = pass_input(m, shape_.x_type, x, in_count, space + x_at);
+                 dy_read = pass_input(m, shape_.y_type, dy, out_count, space + dy_at);
+                 return cudnnConvolutionBackwardFilter(handle_, &one, o.x.handle, in, o.y.handle, dy_read,
+                                                       conv_.handle, algo, workspace, bytes, &zero, o.w.handle, dw);
+             });
+    ISS_CUDNN_CHECK(cudnnConvolutionBackwardBias(handle_, &one, o.y.handle, dy_read, &zero, b_.handle, db));
 }
 
 }  // namespace

@@ -16,7 +16,10 @@ Precision parse_precision(const std::string& text, const std::string& what) {
     throw InputError(what + ": expected fp32 or bf16, got '" + text + "'");
 }
 
-bool bf16_is_native(DeviceContext& ctx) { return !ctx.is_cuda() && dnnl_bf16_is_native(); }
+bool bf16_is_native(DeviceContext& ctx) {
+    // CUDA: bf16 tensor cores from Ampere (sm_80) on.
+    return ctx.is_cuda() ? ctx.compute_capability() >= 80 : dnnl_bf16_is_native();
+}
 
 Precision usable_precision(DeviceContext& ctx, Precision requested) {
     static std::atomic<bool> warned{false};
@@ -24,15 +27,16 @@ Precision usable_precision(DeviceContext& ctx, Precision requested) {
     if (bf16_is_native(ctx)) {
         // Runs as asked; but without AMX oneDNN's bf16 3D convolutions are slower than its fp32
         // ones (measured 1.3-1.5x, docs/PERFORMANCE.md), which a user choosing bf16 for speed should know.
-        if (!dnnl_has_amx() && !warned.exchange(true))
+        if (!ctx.is_cuda() && !dnnl_has_amx() && !warned.exchange(true))
             warning("bf16 on this CPU runs on AVX512-BF16 without AMX, where the U-Net's convolutions measured "
                     "1.3-1.5x slower than fp32: --precision fp32 is faster here");
         return requested;
     }
     if (!warned.exchange(true))
-        warning(ctx.is_cuda() ? "bf16 convolutions on CUDA are not implemented yet: running fp32"
-                              : "this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is slower than fp32: "
-                                "running fp32");
+        warning(ctx.is_cuda() ? cat("this GPU (sm_", ctx.compute_capability(),
+                                    ") has no bf16 tensor cores (sm_80 and later have them): running fp32")
+                              : std::string("this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is slower "
+                                            "than fp32: running fp32"));
     return Precision::fp32;
 }
 

@@ -28,12 +28,13 @@ const char* precision_name(Precision precision);
 Precision parse_precision(const std::string& text, const std::string& what);
 
 // Whether the context's device runs bf16 convolutions in hardware (on the CPU: oneDNN found
-// AVX512-BF16 or AMX). Elsewhere bf16 would be emulated, slower than fp32.
+// AVX512-BF16 or AMX; on CUDA: bf16 tensor cores, compute capability 8.0 or later). Elsewhere
+// bf16 would be emulated, slower than fp32.
 bool bf16_is_native(DeviceContext& ctx);
 
-// The precision to run: `requested`, except bf16 where it is not native (or not implemented,
-// CUDA for now), which runs fp32 and says so once per process. bf16 on a CPU without AMX runs,
-// with a note once that fp32 is faster there.
+// The precision to run: `requested`, except bf16 where it is not native, which runs fp32 and
+// says so once per process. bf16 on a CPU without AMX runs, with a note once that fp32 is
+// faster there.
 Precision usable_precision(DeviceContext& ctx, Precision requested);
 
 }  // namespace iss

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -349,47 +350,65 @@ TEST_P(ConvBf16, EachPassIsTheReferenceOnItsInputsRoundedToBf16) {
 }
 
 // Activations stored in bf16 (x, dx, y, dy; the network's layers between the first and the
-// head): the same sums as with fp32 storage of the same values, each output rounded once.
+// head): the same sums as with fp32 storage of the same values, each output rounded once, the
+// fused ELU included. On CUDA a forward on bf16 tensor cores rounds the sum before adding the
+// bias (nn/conv_cudnn.cpp): one more rounding, of the sum without bias (ELU is 1-Lipschitz for
+// alpha <= 1, so it carries that rounding over unchanged).
 TEST_P(ConvBf16, Bf16TensorsHoldTheOutputsRoundedOnce) {
     for (const Case& c : cases()) {
-        SCOPED_TRACE(c.name);
-        ConvShape s = c.shape;
-        s.precision = Precision::bf16;
-        Inputs in = random_inputs(s, 29);
-        in.x = rounded(in.x);
-        in.dy = rounded(in.dy);
-        const Outputs want = run_conv(ctx(), s, in);
+        for (const float alpha : {0.0f, 1.0f}) {
+            SCOPED_TRACE(testing::Message() << c.name << ", ELU alpha " << alpha);
+            ConvShape s = c.shape;
+            s.precision = Precision::bf16;
+            s.elu_alpha = alpha;
+            Inputs in = random_inputs(s, 29);
+            in.x = rounded(in.x);
+            in.dy = rounded(in.dy);
+            const Outputs want = run_conv(ctx(), s, in);
+            ConvShape without_elu = s;
+            without_elu.elu_alpha = 0.0f;
+            const std::vector<float> sum_and_bias = run_conv(ctx(), without_elu, in).y;
 
-        s.x_type = s.y_type = DType::bf16;
-        auto to_bf16 = [](const std::vector<float>& v) {
-            std::vector<Bf16> out;
-            for (float e : v) out.push_back(round_to_bf16(e));
-            return out;
-        };
-        auto widened = [](const std::vector<Bf16>& v) {
-            std::vector<float> out;
-            for (Bf16 e : v) out.push_back(widen(e));
-            return out;
-        };
-        Conv3d conv(ctx(), s);
-        Buffer<Bf16> x(ctx(), to_bf16(in.x)), dy(ctx(), to_bf16(in.dy));
-        Buffer<Bf16> y(ctx(), size_t(s.out().size())), dx(ctx(), size_t(s.in.size()));
-        Buffer<float> w(ctx(), in.w), b(ctx(), in.b), dw(ctx(), size_t(s.weight_count())), db(ctx(), size_t(s.out_c));
-        conv.forward(x.data(), w.data(), b.data(), y.data());
-        conv.backward_data(dy.data(), w.data(), dx.data());
-        conv.backward_weights(x.data(), dy.data(), dw.data(), db.data());
+            s.x_type = s.y_type = DType::bf16;
+            auto to_bf16 = [](const std::vector<float>& v) {
+                std::vector<Bf16> out;
+                for (float e : v) out.push_back(round_to_bf16(e));
+                return out;
+            };
+            auto widened = [](const std::vector<Bf16>& v) {
+                std::vector<float> out;
+                for (Bf16 e : v) out.push_back(widen(e));
+                return out;
+            };
+            Conv3d conv(ctx(), s);
+            Buffer<Bf16> x(ctx(), to_bf16(in.x)), dy(ctx(), to_bf16(in.dy));
+            Buffer<Bf16> y(ctx(), size_t(s.out().size())), dx(ctx(), size_t(s.in.size()));
+            Buffer<float> w(ctx(), in.w), b(ctx(), in.b), dw(ctx(), size_t(s.weight_count()));
+            Buffer<float> db(ctx(), size_t(s.out_c));
+            conv.forward(x.data(), w.data(), b.data(), y.data());
+            conv.backward_data(dy.data(), w.data(), dx.data());
+            conv.backward_weights(x.data(), dy.data(), dw.data(), db.data());
 
-        // One rounding (2^-8 relative) on top of the fp32 contract (sums in another order).
-        auto near_rounded = [&](const std::vector<float>& got, const std::vector<float>& fp32, const char* what) {
-            const double tol = tolerance(to_double(fp32));
-            for (size_t i = 0; i < got.size(); ++i)
-                ASSERT_LE(std::fabs(double(got[i]) - fp32[i]), std::ldexp(std::fabs(fp32[i]), -8) + tol)
-                    << what << " element " << i << ": bf16 " << got[i] << ", fp32 " << fp32[i];
-        };
-        near_rounded(widened(y.download()), want.y, "forward");
-        near_rounded(widened(dx.download()), want.dx, "backward_data");
-        EXPECT_TRUE(all_near(dw.download(), to_double(want.dw), tolerance(to_double(want.dw)))) << "dw";
-        EXPECT_TRUE(all_near(db.download(), to_double(want.db), tolerance(to_double(want.db)))) << "db";
+            // One rounding (2^-8 relative) on top of the fp32 contract (sums in another order);
+            // `extra` adds a bound per element.
+            auto near_rounded = [&](const std::vector<float>& got, const std::vector<float>& fp32, const char* what,
+                                    const std::function<double(size_t)>& extra) {
+                const double tol = tolerance(to_double(fp32));
+                for (size_t i = 0; i < got.size(); ++i)
+                    ASSERT_LE(std::fabs(double(got[i]) - fp32[i]), std::ldexp(std::fabs(fp32[i]), -8) + tol + extra(i))
+                        << what << " element " << i << ": bf16 " << got[i] << ", fp32 " << fp32[i];
+            };
+            const auto none = [](size_t) { return 0.0; };
+            const auto sum_rounded_first = [&](size_t i) {
+                if (!on_cuda()) return 0.0;
+                const double sum = double(sum_and_bias[i]) - in.b[i % size_t(s.out_c)];
+                return std::ldexp(std::fabs(sum), -8);
+            };
+            near_rounded(widened(y.download()), want.y, "forward", sum_rounded_first);
+            near_rounded(widened(dx.download()), want.dx, "backward_data", none);
+            EXPECT_TRUE(all_near(dw.download(), to_double(want.dw), tolerance(to_double(want.dw)))) << "dw";
+            EXPECT_TRUE(all_near(db.download(), to_double(want.db), tolerance(to_double(want.db)))) << "db";
+        }
     }
 }
 

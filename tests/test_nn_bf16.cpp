@@ -15,6 +15,7 @@
 
 #include "kernels/common/bf16.h"
 #include "kernels/common/device.h"
+#include "kernels/common/error.h"
 #include "kernels/nn/batchnorm.h"
 #include "kernels/nn/elementwise.h"
 #include "kernels/nn/pool.h"
@@ -107,6 +108,84 @@ protected:
         return ::testing::AssertionSuccess();
     }
 };
+
+// The conversions a convolution library needs (nn/conv_cudnn.cpp): every pair of storage types,
+// bit for bit against the scalar rounding (itself checked against the reference above),
+// special values included.
+TEST_P(NnBf16, RoundingToBf16ValuesIsTheScalarRounding) {
+    std::vector<float> v = {0.0f, -0.0f, 1.00390625f, 1.01171875f, 3.3961776e38f, 3.4028235e38f,
+                            std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::denorm_min(), -1e-40f,
+                            std::numeric_limits<float>::quiet_NaN(), bits_to_float(0x7f800001u)};
+    std::mt19937 rng(9);
+    while (v.size() < 4099) v.push_back(bits_to_float(uint32_t(rng())));
+    const int64_t n = int64_t(v.size());
+    std::vector<Bf16> want;
+    for (float e : v) want.push_back(round_to_bf16(e));
+
+    Buffer<float> f32(ctx(), v), values(ctx(), v.size());
+    Buffer<Bf16> bf16(ctx(), v.size()), copy(ctx(), v.size());
+    round_to_bf16_values(ctx(), f32.data(), bf16.data(), n);
+    round_to_bf16_values(ctx(), f32.data(), values.data(), n);
+    const std::vector<Bf16> got = bf16.download();
+    const std::vector<float> got_values = values.download();
+    for (size_t i = 0; i < v.size(); ++i) {
+        ASSERT_EQ(got[i].bits, want[i].bits) << "float -> bf16, element " << i << " (" << v[i] << ")";
+        ASSERT_EQ(float_to_bits(got_values[i]), uint32_t(want[i].bits) << 16)
+            << "float -> bf16 values, element " << i << " (" << v[i] << ")";
+    }
+    // From bf16: the same values back (the rounding keeps a bf16's bits; a NaN is already quiet).
+    round_to_bf16_values(ctx(), bf16.data(), values.data(), n);
+    round_to_bf16_values(ctx(), bf16.data(), copy.data(), n);
+    const std::vector<float> widened = values.download();
+    const std::vector<Bf16> copied_back = copy.download();
+    for (size_t i = 0; i < v.size(); ++i) {
+        ASSERT_EQ(float_to_bits(widened[i]), uint32_t(want[i].bits) << 16) << "bf16 -> float, element " << i;
+        ASSERT_EQ(copied_back[i].bits, want[i].bits) << "bf16 -> bf16, element " << i;
+    }
+}
+
+// The convolution epilogue: bias per channel (channels-last), the optional ELU of elu_forward,
+// one rounding to the output type; in place too.
+TEST_P(NnBf16, BiasEluIsTheElementwiseEpilogueRoundedOnce) {
+    const int64_t voxels = 203, channels = 7;  // an odd channel count: the index must not assume a vector width
+    const size_t n = size_t(voxels * channels);
+    std::vector<float> x = values(n, -6.0f, 4.0f, 31).f32;
+    x[5] = std::numeric_limits<float>::quiet_NaN();
+    x[n - 1] = std::numeric_limits<float>::infinity();
+    std::vector<float> bias(static_cast<size_t>(channels));
+    for (int64_t c = 0; c < channels; ++c) bias[size_t(c)] = 0.37f * float(c) - 1.1f;
+    Buffer<float> xf(ctx(), x), b(ctx(), bias), yf(ctx(), n);
+    Buffer<Bf16> yb(ctx(), n);
+    for (const bool elu : {false, true}) {
+        SCOPED_TRACE(elu ? "with ELU" : "bias only");
+        const float alpha = 0.7f;
+        // The reference: elu_forward over the host-computed sums (one correctly rounded add).
+        std::vector<float> sums(n);
+        for (size_t e = 0; e < n; ++e) sums[e] = x[e] + bias[e % size_t(channels)];
+        Buffer<float> want_f(ctx(), sums);
+        if (elu) elu_forward(ctx(), want_f.data(), want_f.data(), int64_t(n), alpha);
+        const std::vector<float> want = want_f.download();
+
+        bias_elu(ctx(), xf.data(), yf.data(), b.data(), voxels, channels, elu, alpha);
+        const std::vector<float> got = yf.download();
+        for (size_t e = 0; e < n; ++e)
+            ASSERT_EQ(float_to_bits(got[e]), float_to_bits(want[e])) << "fp32, element " << e;
+        bias_elu(ctx(), xf.data(), yb.data(), b.data(), voxels, channels, elu, alpha);
+        EXPECT_TRUE(rounded_once(yb.download(), want)) << "fp32 -> bf16";
+        // In place on bf16 storage: the sums of the stored values, one rounding.
+        const Values stored = values(n, -6.0f, 4.0f, 32);
+        Buffer<Bf16> in_place(ctx(), stored.bf16);
+        bias_elu(ctx(), in_place.data(), in_place.data(), b.data(), voxels, channels, elu, alpha);
+        std::vector<float> bf16_sums(n);
+        for (size_t e = 0; e < n; ++e) bf16_sums[e] = stored.f32[e] + bias[e % size_t(channels)];
+        Buffer<float> want_b(ctx(), bf16_sums);
+        if (elu) elu_forward(ctx(), want_b.data(), want_b.data(), int64_t(n), alpha);
+        EXPECT_TRUE(rounded_once(in_place.download(), want_b.download())) << "bf16 in place";
+    }
+    EXPECT_TRUE(std::isnan(yf.download()[5])) << "NaN propagates";
+    EXPECT_THROW(bias_elu(ctx(), xf.data(), yf.data(), b.data(), voxels, 0, false, 1.0f), Error);
+}
 
 TEST_P(NnBf16, EluAndAccumulationAreTheFp32PathRoundedOnce) {
     const size_t n = 1537;

@@ -70,5 +70,7 @@ ISS_HD_INLINE Bf16 copied(Bf16 v) { return Bf16{v.bits}; }
 
 // Explicit instantiation of a templated kernel API for both storage types: X(float) X(Bf16).
 #define ISS_FOR_EACH_STORAGE(X) X(float) X(Bf16)
+// The same for a kernel that reads one storage type and writes another: X(In, Out) for each pair.
+#define ISS_FOR_EACH_STORAGE_PAIR(X) X(float, float) X(float, Bf16) X(Bf16, float) X(Bf16, Bf16)
 
 }  // namespace iss

@@ -229,6 +229,10 @@ DeviceContext::DeviceContext(Device device) : device_(device) {
 #if INFANT_WITH_CUDA
     ISS_REQUIRE(device_.index < cuda_device_count(), "CUDA device ", device_.index, " is not present");
     ISS_CUDA_CHECK(cudaSetDevice(device_.index));
+    int major = 0, minor = 0;
+    ISS_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_.index));
+    ISS_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device_.index));
+    compute_capability_ = major * 10 + minor;
     cudaStream_t stream = nullptr;
     ISS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     stream_ = stream;

@@ -56,6 +56,8 @@ public:
 
     const Device& device() const { return device_; }
     bool is_cuda() const { return device_.is_cuda(); }
+    // The CUDA device's compute capability as major * 10 + minor (90 for an H100); 0 on the CPU.
+    int compute_capability() const { return compute_capability_; }
 
     // Raw memory on this context's device (host memory aligned to 256 bytes, as cudaMalloc does).
     void* allocate(size_t bytes);
@@ -99,6 +101,7 @@ public:
 
 private:
     Device device_;
+    int compute_capability_ = 0;
     void* stream_ = nullptr;
     void* cudnn_ = nullptr;
     void* workspace_ = nullptr;
