@@ -74,8 +74,9 @@ const char* usage =
     "  --precision P       the network's arithmetic: fp32 (default) or bf16 (activations\n"
     "                      stored as bfloat16, convolutions summing in fp32, the posteriors\n"
     "                      fp32): half the memory; about 2.5x as fast on a CPU with AMX,\n"
-    "                      slower than fp32 with AVX512-BF16 alone (a note says so); without\n"
-    "                      either, fp32 runs and a warning says so\n";
+    "                      slower than fp32 with AVX512-BF16 alone (a note says so); on\n"
+    "                      GPUs from sm_80 (bf16 tensor cores); elsewhere fp32 runs and a\n"
+    "                      warning says so\n";
 
 struct Job {
     std::string input, seg, post, resampled;

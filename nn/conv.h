@@ -8,7 +8,7 @@
 // backward_data:    dx = conv_transpose(dy, w)            (overwrites dx)
 // backward_weights: dw = sum x * dy, db = sum dy           (overwrites dw, db)
 // Algorithms / primitives are chosen once per shape and cached in the Conv3d object.
-// No TF32 on CUDA (the fp32 path is compared with the CPU). Tolerance against a naive double
+// No TF32 on CUDA in fp32 (the fp32 path is compared with the CPU). Tolerance against a naive double
 // convolution: 1e-4 relative to the largest |output| (fp32 accumulation over k^3 * Ci terms).
 // In bf16 (ConvShape::precision, where usable_precision allows it) the inputs and weights of
 // each pass are read as bfloat16 and the products summed in fp32. The activations may be

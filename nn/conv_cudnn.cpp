@@ -125,12 +125,31 @@ bool worth_another_candidate(cudnnStatus_t status) {
     return family == int(CUDNN_STATUS_BAD_PARAM) / 1000 || family == int(CUDNN_STATUS_NOT_SUPPORTED) / 1000;
 }
 
-// Whether a candidate's math keeps the pass's contract: fp32 never runs on tensor cores (no
-// TF32); no pass lets cuDNN convert fp32 data down to fp16 (ALLOW_CONVERSION). TF32 on bf16
-// values is exact, and bf16 data runs on tensor cores by design.
-bool math_allowed(PassMath pass, cudnnMathType_t math) {
+// Algorithms that transform their operands (FFT, Winograd) before multiplying: on tensor cores
+// the transformed values would be rounded to TF32 or bf16, which the bf16 passes' error model
+// (exact products of bf16 values) does not allow.
+bool transforms_operands(cudnnConvolutionFwdAlgo_t a) {
+    return a == CUDNN_CONVOLUTION_FWD_ALGO_FFT || a == CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING ||
+           a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
+}
+bool transforms_operands(cudnnConvolutionBwdDataAlgo_t a) {
+    return a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING ||
+           a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED;
+}
+bool transforms_operands(cudnnConvolutionBwdFilterAlgo_t a) {
+    return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING ||
+           a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED;
+}
+
+// Whether a candidate keeps the pass's contract: fp32 never runs on tensor cores (no TF32); no
+// pass lets cuDNN convert fp32 data down to fp16 (ALLOW_CONVERSION); the bf16 passes multiply
+// the values themselves (TF32 on bf16 values is exact, and bf16 data runs on tensor cores by
+// design), never transformed ones.
+template <class Algo>
+bool candidate_allowed(PassMath pass, Algo algo, cudnnMathType_t math) {
     if (math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) return false;
-    return pass != PassMath::fp32 || math != CUDNN_TENSOR_OP_MATH;
+    if (pass == PassMath::fp32) return math != CUDNN_TENSOR_OP_MATH;
+    return !transforms_operands(algo);
 }
 
 // The convolution descriptor's math type for a pass's heuristic query, or for running one of
@@ -155,17 +174,19 @@ struct PassChoice {
     std::vector<Candidate> candidates;  // best first; front() is the one in use
 };
 
-// Candidates in cuDNN's order of preference, deterministic ones first, each confirmed by the
-// exact workspace query within the budget and keeping to the pass's math.
+// Candidates in cuDNN's order of preference, deterministic ones first, each keeping to the
+// pass's contract and confirmed by the exact workspace query (under the math it will run with)
+// within the budget.
 template <class Algo, class Perf, class Workspace>
-void list_candidates(PassChoice<Algo>& choice, const std::vector<Perf>& perf, int returned,
-                     const Workspace& workspace_of, size_t budget, const ConvShape& s) {
+void list_candidates(PassChoice<Algo>& choice, cudnnConvolutionDescriptor_t conv, const std::vector<Perf>& perf,
+                     int returned, const Workspace& workspace_of, size_t budget, const ConvShape& s) {
     std::string log;
     for (const bool deterministic : {true, false}) {
         for (int i = 0; i < returned; ++i) {
             const Perf& p = perf[size_t(i)];
             if (p.status != CUDNN_STATUS_SUCCESS || (p.determinism == CUDNN_DETERMINISTIC) != deterministic) continue;
-            if (!math_allowed(choice.math, p.mathType)) continue;
+            if (!candidate_allowed(choice.math, p.algo, p.mathType)) continue;
+            ISS_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, math_for(choice.math, p.mathType)));
             size_t bytes = 0;
             const cudnnStatus_t query = workspace_of(p.algo, &bytes);
             const bool fits = query == CUDNN_STATUS_SUCCESS && bytes <= budget;
@@ -255,8 +276,11 @@ public:
     void backward_weights(const void* x, const void* dy, float* dw, float* db) override;
 
 private:
-    size_t workspace_budget() const {
-        return std::max(ctx_.workspace_bytes(), std::min(kMaxWorkspaceBytes, ctx_.memory_free() / 4));
+    // The most a candidate's own workspace may take, beside `staging_bytes` of converted
+    // activations in the same block.
+    size_t workspace_budget(size_t staging_bytes) const {
+        const size_t budget = std::max(ctx_.workspace_bytes(), std::min(kMaxWorkspaceBytes, ctx_.memory_free() / 4));
+        return budget > staging_bytes ? budget - staging_bytes : 0;
     }
     // Max count of a pass's heuristic list, at least 1 (a buffer for cuDNN to fill).
     static size_t count_of(cudnnStatus_t (*max_count)(cudnnHandle_t, int*), cudnnHandle_t handle) {
@@ -368,6 +392,11 @@ const void* CudnnConv3d::pass_input(PassMath m, DType stored, const void* ptr, i
 void CudnnConv3d::forward(const void* x, const float* w, const float* b, void* y) {
     const PassMath m = fwd_.math;
     const Operands& o = operands(m);
+    const int64_t in_count = shape_.in.size(), out_count = shape_.out().size();
+    StagingLayout layout;
+    const size_t x_at = layout.add(input_bytes(m, shape_.x_type, in_count));
+    const bool y_staged = output_bytes(m, shape_.y_type, out_count) > 0;
+    const size_t y_at = layout.add(output_bytes(m, shape_.y_type, out_count));
     if (!fwd_.listed) {
         prepare_query(m);
         std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(count_of(cudnnGetConvolutionForwardAlgorithmMaxCount, handle_));
@@ -375,18 +404,13 @@ void CudnnConv3d::forward(const void* x, const float* w, const float* b, void* y
         ISS_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle_, o.x.handle, o.w.handle, conv_.handle,
                                                                o.y.handle, int(perf.size()), &returned, perf.data()));
         list_candidates(
-            fwd_, perf, returned,
+            fwd_, conv_.handle, perf, returned,
             [&](cudnnConvolutionFwdAlgo_t algo, size_t* bytes) {
                 return cudnnGetConvolutionForwardWorkspaceSize(handle_, o.x.handle, o.w.handle, conv_.handle,
                                                                o.y.handle, algo, bytes);
             },
-            workspace_budget(), shape_);
+            workspace_budget(layout.bytes), shape_);
     }
-    const int64_t in_count = shape_.in.size(), out_count = shape_.out().size();
-    StagingLayout layout;
-    const size_t x_at = layout.add(input_bytes(m, shape_.x_type, in_count));
-    const bool y_staged = output_bytes(m, shape_.y_type, out_count) > 0;
-    const size_t y_at = layout.add(output_bytes(m, shape_.y_type, out_count));
     const void* weights = pass_weights(m, w);
     const float one = 1.0f, zero = 0.0f;
     char* staging = run_pass(ctx_, conv_.handle, fwd_, shape_, layout.bytes,
@@ -415,6 +439,11 @@ void CudnnConv3d::forward(const void* x, const float* w, const float* b, void* y
 void CudnnConv3d::backward_data(const void* dy, const float* w, void* dx) {
     const PassMath m = bwd_data_.math;
     const Operands& o = operands(m);
+    const int64_t in_count = shape_.in.size(), out_count = shape_.out().size();
+    StagingLayout layout;
+    const size_t dy_at = layout.add(input_bytes(m, shape_.y_type, out_count));
+    const bool dx_staged = output_bytes(m, shape_.x_type, in_count) > 0;
+    const size_t dx_at = layout.add(output_bytes(m, shape_.x_type, in_count));
     if (!bwd_data_.listed) {
         prepare_query(m);
         std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(
@@ -424,18 +453,13 @@ void CudnnConv3d::backward_data(const void* dy, const float* w, void* dx) {
                                                                     o.x.handle, int(perf.size()), &returned,
                                                                     perf.data()));
         list_candidates(
-            bwd_data_, perf, returned,
+            bwd_data_, conv_.handle, perf, returned,
             [&](cudnnConvolutionBwdDataAlgo_t algo, size_t* bytes) {
                 return cudnnGetConvolutionBackwardDataWorkspaceSize(handle_, o.w.handle, o.y.handle, conv_.handle,
                                                                     o.x.handle, algo, bytes);
             },
-            workspace_budget(), shape_);
+            workspace_budget(layout.bytes), shape_);
     }
-    const int64_t in_count = shape_.in.size(), out_count = shape_.out().size();
-    StagingLayout layout;
-    const size_t dy_at = layout.add(input_bytes(m, shape_.y_type, out_count));
-    const bool dx_staged = output_bytes(m, shape_.x_type, in_count) > 0;
-    const size_t dx_at = layout.add(output_bytes(m, shape_.x_type, in_count));
     const void* weights = pass_weights(m, w);
     const float one = 1.0f, zero = 0.0f;
     char* staging = run_pass(ctx_, conv_.handle, bwd_data_, shape_, layout.bytes,
@@ -453,6 +477,10 @@ void CudnnConv3d::backward_data(const void* dy, const float* w, void* dx) {
 void CudnnConv3d::backward_weights(const void* x, const void* dy, float* dw, float* db) {
     const PassMath m = bwd_filter_.math;
     const Operands& o = operands(m);  // fp32 descriptors: the gradients are fp32
+    const int64_t in_count = shape_.in.size(), out_count = shape_.out().size();
+    StagingLayout layout;
+    const size_t x_at = layout.add(input_bytes(m, shape_.x_type, in_count));
+    const size_t dy_at = layout.add(input_bytes(m, shape_.y_type, out_count));
     if (!bwd_filter_.listed) {
         prepare_query(m);
         std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(
@@ -462,17 +490,13 @@ void CudnnConv3d::backward_weights(const void* x, const void* dy, float* dw, flo
                                                                       o.w.handle, int(perf.size()), &returned,
                                                                       perf.data()));
         list_candidates(
-            bwd_filter_, perf, returned,
+            bwd_filter_, conv_.handle, perf, returned,
             [&](cudnnConvolutionBwdFilterAlgo_t algo, size_t* bytes) {
                 return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle_, o.x.handle, o.y.handle, conv_.handle,
                                                                       o.w.handle, algo, bytes);
             },
-            workspace_budget(), shape_);
+            workspace_budget(layout.bytes), shape_);
     }
-    const int64_t in_count = shape_.in.size(), out_count = shape_.out().size();
-    StagingLayout layout;
-    const size_t x_at = layout.add(input_bytes(m, shape_.x_type, in_count));
-    const size_t dy_at = layout.add(input_bytes(m, shape_.y_type, out_count));
     const void* dy_read = dy;  // the gradient as the pass read it, for the bias gradient below
     const float one = 1.0f, zero = 0.0f;
     run_pass(ctx_, conv_.handle, bwd_filter_, shape_, layout.bytes,

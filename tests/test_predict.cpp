@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -33,11 +34,12 @@ namespace fs = std::filesystem;
 // A 2-level, 4-feature U-Net with the 34 infant labels, Glorot-initialised, saved in `dir`:
 // untrained, but every geometric property of the pipeline shows on it.
 // `background_bias` raises the background logit, so that foreground breaks into pieces.
-std::string make_test_model(const fs::path& dir, int in_channels = 1, double voxel = 1.0, float background_bias = 0) {
+std::string make_test_model(const fs::path& dir, int in_channels = 1, double voxel = 1.0, float background_bias = 0,
+                            int features = 4) {
     DeviceContext ctx;
     ModelSpec spec;
     spec.unet.levels = 2;
-    spec.unet.features = 4;
+    spec.unet.features = features;
     spec.unet.in_channels = in_channels;
     spec.unet.classes = int(labels::segmentation_labels().size());
     spec.labels = labels::segmentation_labels();
@@ -167,6 +169,40 @@ TEST_P(PredictOnDevice, MatchesTheCpu) {
             differ += got.segmentation.data[v] != want.segmentation.data[v];
         EXPECT_LE(differ, int64_t(got.segmentation.data.size()) / 1000) << "voxels labelled differently";
     }
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+}
+
+// bf16 on each backend where it is native, with 8 features so that on CUDA the U-Net's inner
+// convolutions run cuDNN's bf16 configuration (channel counts multiples of 8) and its first layer
+// and head the bf16 values on TF32 (nn/conv_cudnn.cpp): a second run repeats the first bit for
+// bit, the posteriors are the same backend's fp32 ones within bf16's rounding through the
+// network (measured on the CPU: at most 3e-5; bound 2e-3, room for CUDA's second rounding of
+// each inner forward), and nearly every voxel is labelled
+// as in fp32.
+TEST_P(PredictOnDevice, Bf16RepeatsAndFollowsFp32) {
+    if (!bf16_is_native(ctx())) GTEST_SKIP() << "bf16 is not native on this device: bf16 predict not run";
+    const fs::path dir = test::unique_temp_dir(std::string("predict-bf16-") + (on_cuda() ? "cuda" : "cpu"));
+    const std::string model = make_test_model(dir, 1, 1.0, 0.5f, /*features=*/8);
+    const Image image = test_image(grid({18, 20, 21}, Mat4::scaling(1, 1, 1.2)));
+    PredictOptions fp32;
+    fp32.device = Device{GetParam(), 0};
+    PredictOptions bf16 = fp32;
+    bf16.precision = Precision::bf16;
+    const Segmentation want = Predictor(model, fp32).predict(image, "scan");
+    const Segmentation got = Predictor(model, bf16).predict(image, "scan");
+    EXPECT_EQ(Predictor(model, bf16).predict(image, "scan").posteriors.data, got.posteriors.data) << "bf16 repeats";
+    ASSERT_EQ(got.posteriors.data.size(), want.posteriors.data.size());
+    double largest = 0;
+    for (size_t i = 0; i < got.posteriors.data.size(); ++i)
+        largest = std::max(largest, double(std::fabs(got.posteriors.data[i] - want.posteriors.data[i])));
+    std::printf("bf16 against fp32 posteriors on %s: largest difference %.5f\n", on_cuda() ? "cuda" : "cpu", largest);
+    EXPECT_LT(largest, 2e-3);
+    EXPECT_GT(largest, 0.0) << "bf16 ran as fp32";
+    int64_t differ = 0;
+    for (size_t v = 0; v < got.segmentation.data.size(); ++v)
+        differ += got.segmentation.data[v] != want.segmentation.data[v];
+    EXPECT_LE(differ, int64_t(got.segmentation.data.size()) / 100) << "voxels labelled differently";
     std::error_code ec;
     fs::remove_all(dir, ec);
 }

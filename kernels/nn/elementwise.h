@@ -11,7 +11,8 @@
 // Backward kernels OVERWRITE their gradient outputs; the autograd tape accumulates with
 // add_inplace when a tensor feeds several ops.
 // CPU/GPU contract: bit-identical (exp is portable_exp; every other step is one correctly
-// rounded operation, none of them a product that nvcc could fuse into an FMA).
+// rounded operation, none of them a product that nvcc could fuse into an FMA), NaN payloads
+// aside: an addition that makes or carries a NaN gives the GPU's one canonical NaN.
 // Against double: ELU within alpha * (2e-7 + 2u) absolute, see docs/KERNELS.md.
 #pragma once
 
