@@ -150,6 +150,13 @@ TEST_F(Predict, SegmentationIsTheLargestForegroundComponentOfTheArgmax) {
 // host buffer (UNet::predict) in two pieces.
 class PredictOnDevice : public test::BackendTest {};
 
+// Voxels whose label differs between two segmentations of one scan.
+int64_t labelled_differently(const Segmentation& a, const Segmentation& b) {
+    int64_t differ = 0;
+    for (size_t v = 0; v < a.segmentation.data.size(); ++v) differ += a.segmentation.data[v] != b.segmentation.data[v];
+    return differ;
+}
+
 TEST_P(PredictOnDevice, MatchesTheCpu) {
     const fs::path dir = test::unique_temp_dir(std::string("predict-device-") + (on_cuda() ? "cuda" : "cpu"));
     const std::string model = make_test_model(dir, 1, 1.0, 0.5f);
@@ -164,10 +171,7 @@ TEST_P(PredictOnDevice, MatchesTheCpu) {
         const Segmentation got = Predictor(model, on_device).predict(image, "scan");
         ASSERT_EQ(got.posteriors.data.size(), want.posteriors.data.size());
         EXPECT_TRUE(test::all_near(got.posteriors.data, want.posteriors.data, 1e-3));
-        int64_t differ = 0;
-        for (size_t v = 0; v < got.segmentation.data.size(); ++v)
-            differ += got.segmentation.data[v] != want.segmentation.data[v];
-        EXPECT_LE(differ, int64_t(got.segmentation.data.size()) / 1000) << "voxels labelled differently";
+        EXPECT_LE(labelled_differently(got, want), int64_t(got.segmentation.data.size()) / 1000);
     }
     std::error_code ec;
     fs::remove_all(dir, ec);
@@ -199,10 +203,7 @@ TEST_P(PredictOnDevice, Bf16RepeatsAndFollowsFp32) {
     std::printf("bf16 against fp32 posteriors on %s: largest difference %.5f\n", on_cuda() ? "cuda" : "cpu", largest);
     EXPECT_LT(largest, 2e-3);
     EXPECT_GT(largest, 0.0) << "bf16 ran as fp32";
-    int64_t differ = 0;
-    for (size_t v = 0; v < got.segmentation.data.size(); ++v)
-        differ += got.segmentation.data[v] != want.segmentation.data[v];
-    EXPECT_LE(differ, int64_t(got.segmentation.data.size()) / 100) << "voxels labelled differently";
+    EXPECT_LE(labelled_differently(got, want), int64_t(got.segmentation.data.size()) / 100);
     std::error_code ec;
     fs::remove_all(dir, ec);
 }
