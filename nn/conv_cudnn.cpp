@@ -267,6 +267,14 @@ struct StagingLayout {
     }
 };
 
+// Where a forward or backward-data pass stages what it reads and what it writes: its input
+// converted (if needed), then its fp32 output to round into a bf16 tensor (if needed).
+struct PassStaging {
+    StagingLayout layout;
+    size_t input_at = 0, output_at = 0;
+    bool output_staged = false;
+};
+
 class CudnnConv3d final : public ConvBackend {
 public:
     CudnnConv3d(DeviceContext& ctx, const ConvShape& s);
@@ -302,6 +310,13 @@ private:
     // Bytes of staging for a pass's output stored as `stored`: an fp32 sum to round to bf16.
     static size_t output_bytes(PassMath m, DType stored, int64_t count) {
         return m == PassMath::bf16_values && stored == DType::bf16 ? size_t(count) * sizeof(float) : 0;
+    }
+    static PassStaging staging_for(PassMath m, DType in_type, int64_t in_count, DType out_type, int64_t out_count) {
+        PassStaging p;
+        p.input_at = p.layout.add(input_bytes(m, in_type, in_count));
+        p.output_staged = output_bytes(m, out_type, out_count) > 0;
+        p.output_at = p.layout.add(output_bytes(m, out_type, out_count));
+        return p;
     }
 
     DeviceContext& ctx_;
@@ -393,10 +408,7 @@ void CudnnConv3d::forward(const void* x, const float* w, const float* b, void* y
     const PassMath m = fwd_.math;
     const Operands& o = operands(m);
     const int64_t in_count = shape_.in.size(), out_count = shape_.out().size();
-    StagingLayout layout;
-    const size_t x_at = layout.add(input_bytes(m, shape_.x_type, in_count));
-    const bool y_staged = output_bytes(m, shape_.y_type, out_count) > 0;
-    const size_t y_at = layout.add(output_bytes(m, shape_.y_type, out_count));
+    const PassStaging st = staging_for(m, shape_.x_type, in_count, shape_.y_type, out_count);
     if (!fwd_.listed) {
         prepare_query(m);
         std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(count_of(cudnnGetConvolutionForwardAlgorithmMaxCount, handle_));
@@ -409,14 +421,14 @@ void CudnnConv3d::forward(const void* x, const float* w, const float* b, void* y
                 return cudnnGetConvolutionForwardWorkspaceSize(handle_, o.x.handle, o.w.handle, conv_.handle,
                                                                o.y.handle, algo, bytes);
             },
-            workspace_budget(layout.bytes), shape_);
+            workspace_budget(st.layout.bytes), shape_);
     }
     const void* weights = pass_weights(m, w);
     const float one = 1.0f, zero = 0.0f;
-    char* staging = run_pass(ctx_, conv_.handle, fwd_, shape_, layout.bytes,
+    char* staging = run_pass(ctx_, conv_.handle, fwd_, shape_, st.layout.bytes,
                              [&](cudnnConvolutionFwdAlgo_t algo, char* space, void* workspace, size_t bytes) {
-                                 const void* in = pass_input(m, shape_.x_type, x, in_count, space + x_at);
-                                 void* out = y_staged ? space + y_at : y;
+                                 const void* in = pass_input(m, shape_.x_type, x, in_count, space + st.input_at);
+                                 void* out = st.output_staged ? space + st.output_at : y;
                                  return cudnnConvolutionForward(handle_, &one, o.x.handle, in, o.w.handle, weights,
                                                                 conv_.handle, algo, workspace, bytes, &zero,
                                                                 o.y.handle, out);
@@ -425,8 +437,8 @@ void CudnnConv3d::forward(const void* x, const float* w, const float* b, void* y
     // staged fp32 sum).
     const int64_t voxels = out_count / shape_.out_c;
     const bool elu = shape_.elu_alpha > 0;
-    if (y_staged)
-        bias_elu(ctx_, reinterpret_cast<const float*>(staging + y_at), static_cast<Bf16*>(y), b, voxels, shape_.out_c,
+    if (st.output_staged)
+        bias_elu(ctx_, reinterpret_cast<const float*>(staging + st.output_at), static_cast<Bf16*>(y), b, voxels, shape_.out_c,
                  elu, shape_.elu_alpha);
     else if (shape_.y_type == DType::bf16)
         bias_elu(ctx_, static_cast<const Bf16*>(y), static_cast<Bf16*>(y), b, voxels, shape_.out_c, elu,
@@ -440,10 +452,7 @@ void CudnnConv3d::backward_data(const void* dy, const float* w, void* dx) {
     const PassMath m = bwd_data_.math;
     const Operands& o = operands(m);
     const int64_t in_count = shape_.in.size(), out_count = shape_.out().size();
-    StagingLayout layout;
-    const size_t dy_at = layout.add(input_bytes(m, shape_.y_type, out_count));
-    const bool dx_staged = output_bytes(m, shape_.x_type, in_count) > 0;
-    const size_t dx_at = layout.add(output_bytes(m, shape_.x_type, in_count));
+    const PassStaging st = staging_for(m, shape_.y_type, out_count, shape_.x_type, in_count);
     if (!bwd_data_.listed) {
         prepare_query(m);
         std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(
@@ -458,20 +467,20 @@ void CudnnConv3d::backward_data(const void* dy, const float* w, void* dx) {
                 return cudnnGetConvolutionBackwardDataWorkspaceSize(handle_, o.w.handle, o.y.handle, conv_.handle,
                                                                     o.x.handle, algo, bytes);
             },
-            workspace_budget(layout.bytes), shape_);
+            workspace_budget(st.layout.bytes), shape_);
     }
     const void* weights = pass_weights(m, w);
     const float one = 1.0f, zero = 0.0f;
-    char* staging = run_pass(ctx_, conv_.handle, bwd_data_, shape_, layout.bytes,
+    char* staging = run_pass(ctx_, conv_.handle, bwd_data_, shape_, st.layout.bytes,
                              [&](cudnnConvolutionBwdDataAlgo_t algo, char* space, void* workspace, size_t bytes) {
-                                 const void* in = pass_input(m, shape_.y_type, dy, out_count, space + dy_at);
-                                 void* out = dx_staged ? space + dx_at : dx;
+                                 const void* in = pass_input(m, shape_.y_type, dy, out_count, space + st.input_at);
+                                 void* out = st.output_staged ? space + st.output_at : dx;
                                  return cudnnConvolutionBackwardData(handle_, &one, o.w.handle, weights, o.y.handle,
                                                                      in, conv_.handle, algo, workspace, bytes, &zero,
                                                                      o.x.handle, out);
                              });
-    if (dx_staged)
-        round_to_bf16_values(ctx_, reinterpret_cast<const float*>(staging + dx_at), static_cast<Bf16*>(dx), in_count);
+    if (st.output_staged)
+        round_to_bf16_values(ctx_, reinterpret_cast<const float*>(staging + st.output_at), static_cast<Bf16*>(dx), in_count);
 }
 
 void CudnnConv3d::backward_weights(const void* x, const void* dy, float* dw, float* db) {
