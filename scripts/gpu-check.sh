@@ -2,13 +2,17 @@
 # The GPU check in one command, for a bare GPU machine lent for a few minutes (docs/GPU.md):
 #
 #   scripts/gpu-check.sh [--kit FILE | --from-build DIR] [--out DIR] [--phases LIST]
-#                        [--budget-scale X] [--cpu-dry-run]
+#                        [--budget-scale X] [--benches LIST] [--no-compile] [--cpu-dry-run]
 #
 #   --kit FILE        the device kit (scripts/device-kit.sh); default device-kit.tar.xz
 #   --out DIR         where the raw results go; default $OUT, else gpu-check-out
 #   --phases LIST     comma-separated subset of: setup,tests,memcheck,racecheck,bench,baselines
 #                     (setup always runs); default all
 #   --budget-scale X  multiplies every phase's time budget (e.g. 0.5 for a quick rerun)
+#   --benches LIST    comma-separated benchmark binaries for the bench phase, in that order;
+#                     default bench_nn,bench_nn_loss,bench_train,bench_predict,bench_synth,bench_nn_kernels
+#   --no-compile      skips PyTorch's torch.compile baselines (minutes of compilation) and
+#                     ends the baselines phase when the eager runs are done
 #   --from-build DIR  use a build folder's binaries in place of a kit (the dry run's CTest test)
 #   --cpu-dry-run     runs what needs no GPU (unpacking, finding libraries, listing and splitting
 #                     the tests, one small CPU suite through the runner, the summary) and prints
@@ -16,7 +20,9 @@
 #
 # Phases, each with a time budget (seconds, before --budget-scale; measured on an H100 on
 # 2026-11-26: setup 6, tests 56, memcheck 10, racecheck 5, bench 52, baselines about 200 with
-# both compiled runs); a phase that overruns is cut and reported, and the others still run:
+# both compiled runs; on an H200 on 2026-12-04 the bench phase, with the bf16 rows, overran 90 s:
+# bench_nn 37, bench_synth 16, bench_train 5, bench_predict 21, bench_nn_kernels more than 10);
+# a phase that overruns is cut and reported, and the others still run:
 #   setup      30  unpack the kit; find cuDNN and cudart (the toolkit, then PyTorch's nvidia/*/lib
 #                  wheels); nvidia-smi, the library versions, the GPU's name
 #   tests      90  the whole suite, one process per test suite (a device fault cannot spill into
@@ -24,8 +30,8 @@
 #   memcheck   60  compute-sanitizer memcheck over every suite with CUDA tests, synchronous
 #                  launches (INFANT_CUDA_SYNC=1), the suites without cuDNN first
 #   racecheck  30  compute-sanitizer racecheck over the generator and the reduction kernels
-#   bench      90  bench_synth, bench_nn, bench_train, bench_predict on cuda (cuDNN's candidates
-#                  logged), bench_nn_kernels' and bench_nn_loss' cuda rows if time is left
+#   bench     180  the cuda rows of bench_nn (cuDNN's candidates logged), bench_nn_loss,
+#                  bench_train, bench_predict, bench_synth, bench_nn_kernels (or --benches)
 #   baselines 150  bench/baselines/unet_torch.py on the same GPU: fp32, bf16 autocast, then
 #                  torch.compile with what is left
 # The summary (test counts, sanitizer findings, each benchmark against its PyTorch baseline) is
@@ -38,6 +44,8 @@ out=${OUT:-gpu-check-out}
 phases=setup,tests,memcheck,racecheck,bench,baselines
 scale=1
 dry=0
+compile=1
+benches=bench_nn,bench_nn_loss,bench_train,bench_predict,bench_synth,bench_nn_kernels
 from_build=
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -45,6 +53,8 @@ while [ $# -gt 0 ]; do
         --out) out=$2; shift 2 ;;
         --phases) phases=setup,$2; shift 2 ;;
         --budget-scale) scale=$2; shift 2 ;;
+        --benches) benches=$2; shift 2 ;;
+        --no-compile) compile=0; shift ;;
         --cpu-dry-run) dry=1; shift ;;
         --from-build) from_build=$(realpath "$2"); shift 2 ;;
         -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -81,7 +91,7 @@ run_phase() {
     esac
     phase_rows+=("$name|$status|$(($(date +%s) - t0)) s")
 }
-export work out jobs dry scale
+export work out jobs dry scale compile benches
 
 # --- setup -------------------------------------------------------------------------------------
 kit=$work/device-kit
@@ -241,17 +251,18 @@ bench_one() {  # bench_one BINARY FILTER [extra env]
     mkdir -p "$work/bench"
     echo "--- $1 --benchmark_filter='$2'"
     if [ "$dry" = 1 ]; then echo "dry run: not run"; return 0; fi
-    "$kit/bin/$1" --benchmark_filter="$2" --benchmark_out="$work/bench/$1.json" --benchmark_out_format=json 2>&1
+    # A run cut by the phase's budget leaves only the partial .part file (the summary reads *.json).
+    "$kit/bin/$1" --benchmark_filter="$2" --benchmark_out="$work/bench/$1.json.part" --benchmark_out_format=json 2>&1 &&
+        mv "$work/bench/$1.json.part" "$work/bench/$1.json"
 }
 bench() {
-    INFANT_CUDNN_LOG=1 bench_one bench_nn '/cuda/'
-    bench_one bench_synth '/cuda/'
-    bench_one bench_train '/cuda/'
-    bench_one bench_predict '/cuda/'
-    bench_one bench_nn_kernels '/cuda/'
-    bench_one bench_nn_loss '/cuda/'
+    local binary
+    for binary in ${benches//,/ }; do
+        [ -x "$kit/bin/$binary" ] || { echo "--- $binary: not in the kit"; continue; }
+        if [ "$binary" = bench_nn ]; then INFANT_CUDNN_LOG=1 bench_one bench_nn '/cuda/'; else bench_one "$binary" '/cuda/'; fi
+    done
 }
-run_phase bench 90 bench
+run_phase bench 180 bench
 cp "$work/bench.console" "$out/bench.log" 2>/dev/null
 
 torch_baseline() {  # torch_baseline SUFFIX ARGS...
@@ -266,6 +277,7 @@ torch_baseline() {  # torch_baseline SUFFIX ARGS...
 baselines() {
     torch_baseline "" --precision fp32
     torch_baseline _bf16 --precision bf16
+    [ "$compile" = 1 ] || { echo "--- torch.compile baselines: skipped (--no-compile)"; return 0; }
     torch_baseline _compile --precision fp32 --compile
     torch_baseline _bf16_compile --precision bf16 --compile
 }
