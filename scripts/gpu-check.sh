@@ -6,8 +6,8 @@
 #
 #   --kit FILE        the device kit (scripts/device-kit.sh); default device-kit.tar.xz
 #   --out DIR         where the raw results go; default $OUT, else gpu-check-out
-#   --phases LIST     comma-separated subset of: setup,tests,memcheck,racecheck,bench,baselines
-#                     (setup always runs); default all
+#   --phases LIST     comma-separated subset of: setup,tests,memcheck,racecheck,bench,baselines,
+#                     profile (setup always runs); default all but profile
 #   --budget-scale X  multiplies every phase's time budget (e.g. 0.5 for a quick rerun)
 #   --benches LIST    comma-separated benchmark binaries for the bench phase, in that order;
 #                     default bench_nn,bench_nn_loss,bench_train,bench_predict,bench_synth,bench_nn_kernels
@@ -34,9 +34,12 @@
 #                  bench_train, bench_predict, bench_synth, bench_nn_kernels (or --benches)
 #   baselines 150  bench/baselines/unet_torch.py on the same GPU: fp32, bf16 autocast, then
 #                  torch.compile with what is left
+#   profile   150  only when asked for: Nsight Compute (ncu) over one generator sample and the
+#                  first kernels of a bf16 and an fp32 training step: each kernel's time and its
+#                  share of the DRAM and SM peaks, summarised per kernel name (profile.log)
 # The summary (test counts, sanitizer findings, each benchmark against its PyTorch baseline) is
 # printed last. At most 8 files go to the output folder: summary.txt, setup.txt, tests.log,
-# sanitizer.log, bench.log, bench.json, baselines.json.
+# sanitizer.log, bench.log, bench.json, baselines.json, profile.log.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 kit_archive=$here/device-kit.tar.xz
@@ -283,6 +286,23 @@ baselines() {
 }
 run_phase baselines 150 baselines
 cat "$work/baselines.console" >>"$out/bench.log" 2>/dev/null
+
+# profile_one BINARY FILTER LAUNCHES: ncu over the first LAUNCHES kernels the benchmark runs.
+profile_one() {
+    echo "--- ncu: $1 --benchmark_filter='$2', the first $3 kernels"
+    if [ "$dry" = 1 ]; then echo "dry run: not run"; return 0; fi
+    ncu --clock-control none --launch-count "$3" --print-summary per-kernel \
+        --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed \
+        "$kit/bin/$1" --benchmark_filter="$2" 2>&1 | grep -v '^==PROF==' | cut -c1-220
+}
+profile() {
+    [ "$dry" = 1 ] || command -v ncu >/dev/null || { echo "ncu: not found"; return 1; }
+    profile_one bench_synth '^SynthSample/cuda/155x175x149' 60
+    profile_one bench_nn '^UNetTrainStep/cuda/128x160x128/bf16' 600
+    profile_one bench_nn '^UNetTrainStep/cuda/128x160x128/min' 600
+}
+run_phase profile 150 profile
+cp "$work/profile.console" "$out/profile.log" 2>/dev/null
 
 # Raw results: ours in one JSON, the baselines in another (keys: the files they came from).
 merge_json() {  # merge_json OUTPUT GLOB...
