@@ -33,7 +33,8 @@ void cpu_for_each_channels_last(int64_t voxels, int64_t channels, const Body& bo
 #endif
 
 // Adapter for cuda_for_each / cpu_for_each over the flat element index, split in the index's
-// own type (32 bits where the launch indexes in 32 bits: a cheap division on the GPU).
+// own type (32 bits where the launch indexes in 32 bits: a cheap division on the GPU). A body
+// whose `at` is a template gets (v, c) in that type too; the others convert them to int64.
 template <class Body>
 struct ChannelsLastElement {
     Body body;
@@ -41,7 +42,7 @@ struct ChannelsLastElement {
     template <class I>
     ISS_HD void operator()(I e) const {
         const I c = I(channels);
-        body.at(int64_t(e / c), int64_t(e % c));
+        body.at(e / c, e % c);
     }
 };
 

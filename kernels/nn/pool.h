@@ -62,7 +62,7 @@ template <class T>
 void upsample_concat_backward(DeviceContext& ctx, const T* dy, const Shape5& fine, int64_t cb, T* da, T* db);
 
 // --- Bodies shared by the CPU and CUDA launchers: `at(v, c)` per voxel v and channel c (see
-// kernels/nn/channels_last.h). Offsets of block member q (bit 0 = w, bit 1 = h, bit 2 = d).
+// kernels/nn/channels_last.h); the bodies over the fine tensor take the launch's index type. Offsets of block member q (bit 0 = w, bit 1 = h, bit 2 = d).
 
 struct Pool2Geometry {
     int64_t n, d, h, w, c;  // the fine (input of maxpool, output of upsample) shape
@@ -75,11 +75,17 @@ struct Pool2Geometry {
         return (((on * d + 2 * od) * h + 2 * oh) * w + 2 * ow) * c + ch;
     }
     ISS_HD int64_t member_offset(int q) const { return (((q >> 2) * h + ((q >> 1) & 1)) * w + (q & 1)) * c; }
-    // Coarse element index of fine voxel fv, channel ch, and fv's member number q in its block.
-    ISS_HD int64_t coarse_index(int64_t fv, int64_t ch, int* q) const {
-        const int64_t x = fv % w, y = (fv / w) % h, z = (fv / (w * h)) % d, on = fv / (w * h * d);
+    // Coarse element index of fine voxel fv, channel ch, and fv's member number q in its block,
+    // in the index type I of the launch over the fine tensor (every index here is below its
+    // element count): 32 bits on CUDA below 2^31 elements, where 64-bit divisions are long
+    // software routines (with them the upsample's forward ran at 550 GB/s on an H200, its
+    // backward, which divides once per 8 elements, at 3.1 TB/s).
+    template <class I>
+    ISS_HD I coarse_index(I fv, I ch, int* q) const {
+        const I W = I(w), H = I(h), D = I(d);
+        const I x = fv % W, y = (fv / W) % H, z = (fv / (W * H)) % D, on = fv / (W * H * D);
         *q = int(((z & 1) << 2) | ((y & 1) << 1) | (x & 1));
-        return (((on * (d / 2) + z / 2) * (h / 2) + y / 2) * (w / 2) + x / 2) * c + ch;
+        return (((on * (D / 2) + z / 2) * (H / 2) + y / 2) * (W / 2) + x / 2) * I(c) + ch;
     }
 };
 
@@ -129,10 +135,11 @@ struct MaxPool2BackwardBody {  // over input voxels
     const T* dy;
     const uint8_t* argmax;
     T* dx;
-    ISS_HD void at(int64_t fv, int64_t ch) const {
+    template <class I>
+    ISS_HD void at(I fv, I ch) const {
         int q;
-        const int64_t o = g.coarse_index(fv, ch, &q);
-        dx[fv * g.c + ch] = kept_or_zero(argmax[o] == q, dy[o]);
+        const I o = g.coarse_index(fv, ch, &q);
+        dx[fv * I(g.c) + ch] = kept_or_zero(argmax[o] == q, dy[o]);
     }
 };
 
@@ -141,9 +148,10 @@ struct Upsample2ForwardBody {  // over output (fine) voxels
     Pool2Geometry g;
     const T* x;
     T* y;
-    ISS_HD void at(int64_t fv, int64_t ch) const {
+    template <class I>
+    ISS_HD void at(I fv, I ch) const {
         int q;
-        y[fv * g.c + ch] = copied(x[g.coarse_index(fv, ch, &q)]);
+        y[fv * I(g.c) + ch] = copied(x[g.coarse_index(fv, ch, &q)]);
     }
 };
 
@@ -197,9 +205,12 @@ struct UpsampleConcatForwardBody {  // over fine voxels, channels ca + cb
     const T* b;
     int64_t ca;
     T* y;
-    ISS_HD void at(int64_t fv, int64_t ch) const {
+    template <class I>
+    ISS_HD void at(I fv, I ch) const {
         int q;
-        y[fv * (ca + g.c) + ch] = ch < ca ? a[fv * ca + ch] : b[g.coarse_index(fv, ch - ca, &q)];
+        const I channels_a = I(ca);
+        y[fv * (channels_a + I(g.c)) + ch] =
+            ch < channels_a ? a[fv * channels_a + ch] : b[g.coarse_index(fv, I(ch - channels_a), &q)];
     }
 };
 
