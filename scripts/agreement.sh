@@ -15,7 +15,8 @@
 # The figures: Dice per structure of b's segmentation against a's (mean and lowest over the
 # structures present, from `infant-synthseg dice`), the share of voxels labelled differently,
 # and the largest and mean absolute difference of the posteriors. Needs python3 with numpy
-# (no nibabel: the posteriors are read as the NIfTI-1 float32 files predict writes).
+# (no nibabel: the files are read as the NIfTI-1 files predict writes, integer labels of any
+# width and float32 posteriors).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${INFANT_CLI_PATH:-$here/build/infant-synthseg}
@@ -63,22 +64,26 @@ import numpy as np
 
 out = sys.argv[1]
 
-def nifti_float32(path):
+# NIfTI-1 datatype codes predict may write: labels in the narrowest integer type, posteriors float32.
+TYPES = {2: np.uint8, 4: np.int16, 8: np.int32, 16: np.float32, 512: np.uint16, 768: np.uint32}
+
+def nifti_values(path):
     raw = (gzip.open if path.endswith(".gz") else open)(path, "rb").read()
-    if struct.unpack("<i", raw[:4])[0] != 348:
+    if len(raw) < 352 or struct.unpack("<i", raw[:4])[0] != 348:
         sys.exit(f"agreement: {path}: not a little-endian NIfTI-1 file")
     dims = struct.unpack("<8h", raw[40:56])
     datatype = struct.unpack("<h", raw[70:72])[0]
     offset = int(struct.unpack("<f", raw[108:112])[0])
-    if datatype not in (2, 16):
-        sys.exit(f"agreement: {path}: datatype {datatype}, expected float32 or uint8")
-    shape = tuple(d for d in dims[1 : 1 + dims[0]])
-    data = np.frombuffer(raw, dtype=np.float32 if datatype == 16 else np.uint8, count=int(np.prod(shape)), offset=offset)
-    return data
+    if datatype not in TYPES:
+        sys.exit(f"agreement: {path}: NIfTI datatype {datatype}, not one predict writes")
+    count = int(np.prod(dims[1 : 1 + dims[0]]))
+    return np.frombuffer(raw, dtype=TYPES[datatype], count=count, offset=offset)
 
 rows = list(csv.DictReader(open(os.path.join(out, "dice.csv"))))
 mean_row = next(r for r in rows if r["subject"] == "mean")
 dice = {k[5:]: float(v) for k, v in mean_row.items() if k.startswith("dice_") and v != ""}
+if not dice:
+    sys.exit("agreement: dice.csv scores no structure (both runs labelled background only?)")
 lowest = min(dice, key=dice.get)
 print(f"Dice of b against a, {len(rows) - 1} scans, {len(dice)} structures: mean {np.mean(list(dice.values())):.4f}, "
       f"lowest {dice[lowest]:.4f} (label {lowest})")
@@ -86,12 +91,13 @@ differing = voxels = 0
 largest = total = 0.0
 count = 0
 for name in sorted(os.listdir(os.path.join(out, "a"))):
-    seg_a, seg_b = nifti_float32(os.path.join(out, "a", name)), nifti_float32(os.path.join(out, "b", name))
+    seg_a = nifti_values(os.path.join(out, "a", name)).astype(np.int64)
+    seg_b = nifti_values(os.path.join(out, "b", name)).astype(np.int64)
     differing += int(np.count_nonzero(seg_a != seg_b))
     voxels += seg_a.size
 for name in sorted(os.listdir(os.path.join(out, "a-post"))):
-    pa = nifti_float32(os.path.join(out, "a-post", name)).astype(np.float64)
-    pb = nifti_float32(os.path.join(out, "b-post", name)).astype(np.float64)
+    pa = nifti_values(os.path.join(out, "a-post", name)).astype(np.float64)
+    pb = nifti_values(os.path.join(out, "b-post", name)).astype(np.float64)
     d = np.abs(pa - pb)
     largest = max(largest, float(d.max()))
     total += float(d.sum())

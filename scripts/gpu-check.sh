@@ -20,9 +20,12 @@
 #
 # Phases, each with a time budget (seconds, before --budget-scale; measured on an H100 on
 # 2026-11-26: setup 6, tests 56, memcheck 10, racecheck 5, bench 52, baselines about 200 with
-# both compiled runs; on an H200 on 2026-12-04 the bench phase, with the bf16 rows, overran 90 s:
-# bench_nn 37, bench_synth 16, bench_train 5, bench_predict 21, bench_nn_kernels more than 10);
-# a phase that overruns is cut and reported, and the others still run:
+# both compiled runs; on an H200 on 2026-12-04: setup 8, tests 62-72, memcheck 14, racecheck 10,
+# bench_nn 37, bench_synth 16, bench_train 5, bench_predict 21, bench_nn_kernels under 60,
+# baselines 77 without the compiled runs). The budgets sum to 510 s (660 with profile), more
+# than a device call's 600 s with the unpacking and summary: use --no-compile (about 330 s in
+# all) and pick phases for a run with profile. A phase that overruns is cut and reported, and
+# the others still run:
 #   setup      30  unpack the kit; find cuDNN and cudart (the toolkit, then PyTorch's nvidia/*/lib
 #                  wheels); nvidia-smi, the library versions, the GPU's name
 #   tests      90  the whole suite, one process per test suite (a device fault cannot spill into
@@ -30,12 +33,12 @@
 #   memcheck   60  compute-sanitizer memcheck over every suite with CUDA tests, synchronous
 #                  launches (INFANT_CUDA_SYNC=1), the suites without cuDNN first
 #   racecheck  30  compute-sanitizer racecheck over the generator and the reduction kernels
-#   bench     180  the cuda rows of bench_nn (cuDNN's candidates logged), bench_nn_loss,
+#   bench     150  the cuda rows of bench_nn (cuDNN's candidates logged), bench_nn_loss,
 #                  bench_train, bench_predict, bench_synth, bench_nn_kernels (or --benches)
 #   baselines 150  bench/baselines/unet_torch.py on the same GPU: fp32, bf16 autocast, then
 #                  torch.compile with what is left
-#   profile   150  only when asked for: Nsight Compute (ncu) over one generator sample and the
-#                  first kernels of a bf16 and an fp32 training step: each kernel's time and its
+#   profile   150  only when asked for: Nsight Compute (ncu) over one generator sample and
+#                  about one bf16 and one fp32 training step: each kernel's time and its
 #                  share of the DRAM and SM peaks, summarised per kernel name (profile.log)
 # The summary (test counts, sanitizer findings, each benchmark against its PyTorch baseline) is
 # printed last. At most 8 files go to the output folder: summary.txt, setup.txt, tests.log,
@@ -84,7 +87,8 @@ run_phase() {
     if ! wanted "$name"; then phase_rows+=("$name|skipped (not asked for)|-"); return; fi
     echo "== $name (budget ${seconds} s)"
     t0=$(date +%s)
-    timeout -k 10 "$seconds" bash -c "$(declare -f); $3" >"$work/$name.console" 2>&1
+    # pipefail: a phase that pipes a tool's output (ncu | cut) fails when the tool does.
+    timeout -k 10 "$seconds" bash -c "set -o pipefail; $(declare -f); $3" >"$work/$name.console" 2>&1
     rc=$?
     cat "$work/$name.console"
     case $rc in
@@ -142,7 +146,7 @@ setup() {
     "$kit/bin/infant-synthseg" --version
     python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn",
         torch.backends.cudnn.version(), "gpu", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)' \
-        2>&1 | tail -1
+        2>&1 | tail -1 || true  # no PyTorch here: said by the line above, not a failed set-up
 }
 run_phase setup 30 setup
 cp "$work/setup.console" "$out/setup.txt"
@@ -258,14 +262,19 @@ bench_one() {  # bench_one BINARY FILTER [extra env]
     "$kit/bin/$1" --benchmark_filter="$2" --benchmark_out="$work/bench/$1.json.part" --benchmark_out_format=json 2>&1 &&
         mv "$work/bench/$1.json.part" "$work/bench/$1.json"
 }
-bench() {
-    local binary
+bench() {  # fails if any benchmark binary failed or is missing; runs the others anyway
+    local binary status=0
     for binary in ${benches//,/ }; do
-        [ -x "$kit/bin/$binary" ] || { echo "--- $binary: not in the kit"; continue; }
-        if [ "$binary" = bench_nn ]; then INFANT_CUDNN_LOG=1 bench_one bench_nn '/cuda/'; else bench_one "$binary" '/cuda/'; fi
+        [ -x "$kit/bin/$binary" ] || { echo "--- $binary: not in the kit"; status=1; continue; }
+        if [ "$binary" = bench_nn ]; then
+            INFANT_CUDNN_LOG=1 bench_one bench_nn '/cuda/' || status=1
+        else
+            bench_one "$binary" '/cuda/' || status=1
+        fi
     done
+    return $status
 }
-run_phase bench 180 bench
+run_phase bench 150 bench
 cp "$work/bench.console" "$out/bench.log" 2>/dev/null
 
 torch_baseline() {  # torch_baseline SUFFIX ARGS...
@@ -287,19 +296,22 @@ baselines() {
 run_phase baselines 150 baselines
 cat "$work/baselines.console" >>"$out/bench.log" 2>/dev/null
 
-# profile_one BINARY FILTER LAUNCHES: ncu over the first LAUNCHES kernels the benchmark runs.
+# profile_one BINARY FILTER SKIP COUNT: ncu over COUNT kernels of the benchmark after its first
+# SKIP (past the set-up and the first, recorded step, so the kernels are a later step's).
 profile_one() {
-    echo "--- ncu: $1 --benchmark_filter='$2', the first $3 kernels"
+    echo "--- ncu: $1 --benchmark_filter='$2', kernels $3 to $(($3 + $4))"
     if [ "$dry" = 1 ]; then echo "dry run: not run"; return 0; fi
-    ncu --clock-control none --launch-count "$3" --print-summary per-kernel \
+    ncu --clock-control none --launch-skip "$3" --launch-count "$4" --print-summary per-kernel \
         --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed \
         "$kit/bin/$1" --benchmark_filter="$2" 2>&1 | grep -v '^==PROF==' | cut -c1-220
 }
 profile() {
     [ "$dry" = 1 ] || command -v ncu >/dev/null || { echo "ncu: not found"; return 1; }
-    profile_one bench_synth '^SynthSample/cuda/155x175x149' 60
-    profile_one bench_nn '^UNetTrainStep/cuda/128x160x128/bf16' 600
-    profile_one bench_nn '^UNetTrainStep/cuda/128x160x128/min' 600
+    # About 15 kernels a sample; a training step is a few hundred (not counted yet: the
+    # summary's invocation counts will say).
+    profile_one bench_synth '^SynthSample/cuda/155x175x149/real_time' 150 60
+    profile_one bench_nn '^UNetTrainStep/cuda/128x160x128/bf16' 1000 500
+    profile_one bench_nn '^UNetTrainStep/cuda/128x160x128/min_time' 1000 500
 }
 run_phase profile 150 profile
 cp "$work/profile.console" "$out/profile.log" 2>/dev/null

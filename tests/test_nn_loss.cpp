@@ -218,16 +218,46 @@ TEST_P(NnLoss, RepeatsBitForBit) {
     EXPECT_EQ(std::memcmp(a.dlogits.data(), b.dlogits.data(), a.dlogits.size() * sizeof(float)), 0);
 }
 
+// CUDA stages each block's rows through shared memory (loss.cu): 128 rows a block up to 48
+// classes, fewer above (24 at 256, not a warp multiple), a last block cut short, and a grid
+// that strides once positions pass 65536 blocks. Each case covers some of these.
 TEST_P(NnLoss, CudaMatchesCpuBitForBit) {
     if (!on_cuda()) GTEST_SKIP() << "compares CUDA with the CPU; nothing to compare on the CPU";
     DeviceContext cpu;
-    for (const Case& c : {random_case({1, 16, 16, 17, 9}, 6.0f, 71), random_case({1, 20, 20, 20, 34}, 8.0f, 72)}) {
+    for (const Case& c : {random_case({1, 16, 16, 17, 9}, 6.0f, 71), random_case({1, 20, 20, 20, 34}, 8.0f, 72),
+                          random_case({1, 5, 7, 11, 256}, 12.0f, 73), random_case({1, 3, 5, 9, 100}, 10.0f, 74)}) {
+        SCOPED_TRACE(c.shape.str());
         const DiceRun gpu = run_dice(ctx(), c, 0.5f), host = run_dice(cpu, c, 0.5f);
         EXPECT_EQ(std::memcmp(&gpu.result.loss, &host.result.loss, sizeof(double)), 0);
         EXPECT_EQ(gpu.result.dice, host.result.dice);
         EXPECT_TRUE(all_near(gpu.probs, host.probs, 0.0));
         EXPECT_TRUE(all_near(gpu.dlogits, host.dlogits, 0.0));
+
+        auto wl2_gradient = [&](DeviceContext& on) {
+            Buffer<float> logits(on, c.logits), dlogits(on, c.logits.size());
+            Buffer<uint8_t> target(on, c.target), workspace(on, loss_workspace_bytes(c.shape));
+            wl2_backward(on, logits.data(), target.data(), c.shape, 2.0f, dlogits.data(), workspace.data());
+            return dlogits.download();
+        };
+        EXPECT_TRUE(all_near(wl2_gradient(ctx()), wl2_gradient(cpu), 0.0)) << "weighted L2 backward";
     }
+    // Two classes over 9 M positions: 70,313 blocks of 128 rows, past the 65,536 a launch has,
+    // with NaN logits (their positions' probabilities NaN) in the first and the second stride.
+    const int64_t positions = 9'000'017, classes = 2;
+    std::vector<float> logits(size_t(positions * classes));
+    std::mt19937 rng(75);
+    std::uniform_real_distribution<float> x(-5.0f, 5.0f);
+    for (float& l : logits) l = x(rng);
+    const std::vector<int64_t> nan_at{3, 65536 * 128 + 5, positions - 1};
+    for (int64_t v : nan_at) logits[size_t(v * classes + 1)] = std::numeric_limits<float>::quiet_NaN();
+    auto probabilities = [&](DeviceContext& on) {
+        Buffer<float> in(on, logits), out(on, logits.size());
+        softmax_forward(on, in.data(), positions, classes, out.data());
+        return out.download();
+    };
+    const std::vector<float> gpu = probabilities(ctx()), host = probabilities(cpu);
+    EXPECT_EQ(std::memcmp(gpu.data(), host.data(), gpu.size() * sizeof(float)), 0) << "softmax over 9 M positions";
+    for (int64_t v : nan_at) EXPECT_TRUE(std::isnan(gpu[size_t(v * classes)])) << "position " << v;
 }
 
 TEST_P(NnLoss, NonFiniteLogitGivesNanLoss) {
