@@ -1,7 +1,8 @@
 // A training step at full size, part by part: the infant case (a 155x175x149 label map, the
 // 128x160x128 crop, the published U-Net), as `infant-synthseg train` runs it.
-//   TrainStep/<cpu|cuda>/128x160x128: steps/s, and counters with the seconds of each part:
-//   generator (one sample), forward (U-Net + soft Dice), backward (the tape), optimizer (Adam).
+//   TrainStep/<cpu|cuda>/128x160x128[/bf16]: steps/s, and counters with the seconds of each
+//   part: generator (one sample), forward (U-Net + soft Dice), backward (the tape), optimizer
+//   (Adam); bf16 where the backend runs it natively, as `train --precision bf16`.
 // The PyTorch comparison (docs/PERFORMANCE.md) is bench/baselines/unet_torch.py's training
 // step, fed the same generator (whose time is added: the generator is ours either way).
 #include <benchmark/benchmark.h>
@@ -28,7 +29,7 @@ using namespace iss;
 using clock_type = std::chrono::steady_clock;
 
 
-void train_step(benchmark::State& state, Backend backend) {
+void train_step(benchmark::State& state, Backend backend, Precision precision) {
     DeviceContext ctx(Device{backend, 0});
     const GeneratorConfig config = preset_config("infant-t1");
     Generator generator(ctx, config, {make_training_map(iss::bench::infant_sized_phantom(), config, "phantom")}, 1);
@@ -48,6 +49,7 @@ void train_step(benchmark::State& state, Backend backend) {
         auto t1 = clock_type::now();
         arena.reset();
         Graph g(arena, params, true);
+        g.set_precision(precision);
         Tensor x;
         x.data = const_cast<float*>(generator.image());
         x.shape = Shape5{1, p.out_shape[2], p.out_shape[1], p.out_shape[0], 1};
@@ -85,10 +87,14 @@ void train_step(benchmark::State& state, Backend backend) {
 
 void register_all() {
     for (Backend b : iss::bench::backends())
-        benchmark::RegisterBenchmark((std::string("TrainStep/") + iss::bench::name(b) + "/128x160x128").c_str(), train_step, b)
-            ->Unit(benchmark::kMillisecond)
-            ->UseRealTime()
-            ->MinTime(b == Backend::cuda ? 1.0 : 0.01);
+        for (const Precision p : iss::bench::precisions(b))
+            benchmark::RegisterBenchmark((std::string("TrainStep/") + iss::bench::name(b) + "/128x160x128" +
+                                          (p == Precision::bf16 ? "/bf16" : ""))
+                                             .c_str(),
+                                         train_step, b, p)
+                ->Unit(benchmark::kMillisecond)
+                ->UseRealTime()
+                ->MinTime(b == Backend::cuda ? 1.0 : 0.01);
 }
 
 }  // namespace
