@@ -1,5 +1,6 @@
 // Running a per-element body over a channels-last tensor: the body has
-// `ISS_HD void at(int64_t v, int64_t c) const` for voxel v and channel c (element v * C + c).
+// `ISS_HD void at(int64_t v, int64_t c) const` for voxel v and channel c (element v * C + c), or
+// a template `at(I v, I c)` that takes the launch's index type (32 bits in most CUDA launches).
 // The CPU loops voxels under OpenMP with the channels innermost, so the body's index
 // arithmetic on v is hoisted out of the channel loop; CUDA runs one thread per element over
 // the flat index (neighbouring threads touch neighbouring channels: coalesced).

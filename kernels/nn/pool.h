@@ -62,7 +62,8 @@ template <class T>
 void upsample_concat_backward(DeviceContext& ctx, const T* dy, const Shape5& fine, int64_t cb, T* da, T* db);
 
 // --- Bodies shared by the CPU and CUDA launchers: `at(v, c)` per voxel v and channel c (see
-// kernels/nn/channels_last.h); the bodies over the fine tensor take the launch's index type. Offsets of block member q (bit 0 = w, bit 1 = h, bit 2 = d).
+// kernels/nn/channels_last.h); the bodies over the fine tensor take the launch's index type.
+// Offsets of block member q (bit 0 = w, bit 1 = h, bit 2 = d).
 
 struct Pool2Geometry {
     int64_t n, d, h, w, c;  // the fine (input of maxpool, output of upsample) shape
