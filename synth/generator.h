@@ -74,8 +74,9 @@ public:
     const SampleParams& generate(uint32_t sample);
 
     // CUDA: whether generate() replays the sample as a captured CUDA graph (the same bits as the
-    // stages launched one by one). Off by default until measured on a GPU (docs/GPU.md); the
-    // environment's INFANT_CUDA_GRAPH=1 turns it on. No effect on the CPU.
+    // stages launched one by one). Off by default: on an H200 it was slower than the launches
+    // (docs/PERFORMANCE.md, 2026-12-04); the environment's INFANT_CUDA_GRAPH=1 turns it on. No
+    // effect on the CPU.
     void set_cuda_graph(bool on) { cuda_graph_ = on; }
     bool cuda_graph() const { return cuda_graph_; }
 
