@@ -41,15 +41,19 @@ done
 [ "$a" != "$b" ] || { echo "agreement: --a and --b are the same run ($a)" >&2; exit 2; }
 mkdir -p "$out"
 [ -z "$(ls -A "$out")" ] || { echo "agreement: $out is not empty" >&2; exit 2; }
+# A run that fails leaves the folder as it found it (empty): no half set of results.
+trap 'status=$?; [ $status = 0 ] || find "$out" -mindepth 1 -delete; exit $status' EXIT
 
 # predict_run NAME DEVICE:PRECISION: segmentations in $out/NAME, posteriors in $out/NAME-post.
 predict_run() {
     local name=$1 device=${2%:*} precision=${2##*:} t0
     mkdir -p "$out/$name" "$out/$name-post"
     t0=$(date +%s.%N)
+    local status=0
     "$bin" predict --i "$scans" --o "$out/$name" --post "$out/$name-post" --model "$model" \
-        --device "$device" --precision "$precision" >"$out/$name.log" 2>&1 ||
-        { cat "$out/$name.log" >&2; echo "agreement: predict ($2) failed" >&2; exit 1; }
+        --device "$device" --precision "$precision" >"$out/$name.log" 2>&1 || status=$?
+    # predict's own status: 2 for bad input (the model, the scans), 1 for anything else.
+    [ $status = 0 ] || { cat "$out/$name.log" >&2; echo "agreement: predict ($2) failed" >&2; exit $status; }
     echo "$2: predict took $(awk -v t0="$t0" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.1f", t1 - t0 }') s"
 }
 {
