@@ -138,6 +138,7 @@ int cmd_predict(int argc, char** argv) {
     options.flip = !args.flag("--no-flip");
     options.resample_to_model = !args.flag("--no-resample");
     options.clip_percentiles = args.flag("--clip-percentiles");
+    options.keep_posteriors = args.has("--post");  // the volumes need no reoriented posteriors
     if (ends_with(model, ".h5")) {
         options.keras.labels = args.require("--labels");
         options.keras.orientation = args.get("--orientation", "RAS");

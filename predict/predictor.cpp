@@ -270,13 +270,16 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
     // 7. Argmax and the largest connected component.
     const LabelMap seg = segment_posteriors(post, s.spec.labels);
 
-    // 8. The input's orientation (exact), then volumes on the input's voxels.
+    // 8. Volumes on the input's voxels (still in the model's frame: the same voxels, summed in
+    // one order whether or not the posteriors are kept), then the input's orientation (exact).
+    out.volumes_mm3 = posterior_volumes_mm3(post, s.spec.labels);
     out.segmentation = reorient(seg, input_code);
-    out.posteriors = reorient(post, input_code);
     out.segmentation.grid.affine = image.grid.affine;  // equal up to rounding: keep the input's exactly
-    out.posteriors.grid.affine = image.grid.affine;
+    if (s.options.keep_posteriors) {
+        out.posteriors = reorient(post, input_code);
+        out.posteriors.grid.affine = image.grid.affine;
+    }
     out.resampled = x;
-    out.volumes_mm3 = posterior_volumes_mm3(out.posteriors, s.spec.labels);
     lap("postprocess");
     return out;
 }

@@ -319,6 +319,18 @@ TEST_F(Predict, VolumesAreThePosteriorsTimesTheVoxelVolume) {
         EXPECT_NEAR(out.volumes_mm3[c], sum * 3.0, 1e-3) << "label " << predictor.labels()[c];
     }
     EXPECT_EQ(out.volumes_mm3[0], 0.0) << "background has no volume";
+
+    // Without the posteriors kept (predict without --post): the same segmentation and the same
+    // volumes, bit for bit, and no posteriors. The scan is stored LPI so that the posteriors
+    // would have to be reoriented.
+    const Image lpi = reorient(image, "LPI");
+    options.keep_posteriors = false;
+    const Segmentation kept = predictor.predict(lpi, "lpi.nii.gz");
+    const Segmentation lean = Predictor(make_model(), options).predict(lpi, "lpi.nii.gz");
+    EXPECT_EQ(lean.segmentation.data, kept.segmentation.data);
+    EXPECT_EQ(lean.volumes_mm3, kept.volumes_mm3);
+    EXPECT_TRUE(lean.posteriors.data.empty()) << "posteriors made though not asked for";
+    EXPECT_EQ(kept.posteriors.grid.dim, lpi.grid.dim);
 }
 
 TEST_F(Predict, PercentileClippingIgnoresOutliers) {
