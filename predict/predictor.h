@@ -38,8 +38,8 @@ struct PredictOptions {
     // The convolutions' arithmetic (nn/precision.h); bf16 runs fp32 where it is not native.
     Precision precision = Precision::fp32;
     // Whether Segmentation::posteriors is filled. Off (`predict` without --post), the posteriors
-    // are not turned back to the input's orientation: one volume per class less to allocate
-    // and write (0.4-2 s of a CPU predict, a quarter of one on a GPU).
+    // are not turned back to the input's orientation: one volume per class less to allocate and
+    // fill (about 0.4 s of a 14 s CPU predict at 128x160x128, docs/PERFORMANCE.md).
     bool keep_posteriors = true;
 };
 

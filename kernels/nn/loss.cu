@@ -16,45 +16,30 @@ namespace {
 // with the Dice sums ran at 37 GB/s. Channels-last keeps a block's rows contiguous, so the block
 // copies them into shared memory with coalesced loads, each thread runs the unchanged body on its
 // row there (the same operations, so the same bits), and the block copies the results back out.
-// StagedRows<Body> says which array a body reads, which it writes, and how to point it at the
-// staged copies (indices local to the block; per-position side inputs rebased to the block).
+// StagedRows<Body> says which array a body reads (In), which it writes (Out), and how to point
+// it at the staged copies: indices local to the block, and the per-position targets (where the
+// body has them) rebased to the block's first position.
+template <class Body, auto In, auto Out, bool HasTarget>
+struct StagedRowsOf {
+    static const float* in(const Body& b) { return b.*In; }
+    static float* out(const Body& b) { return b.*Out; }
+    __device__ static Body local(Body b, float* in, float* out, int64_t begin) {
+        b.*In = in;
+        b.*Out = out;
+        if constexpr (HasTarget) b.target += begin;
+        return b;
+    }
+};
 template <class Body>
 struct StagedRows;
-
 template <>
-struct StagedRows<SoftmaxBody> {
-    static const float* in(const SoftmaxBody& b) { return b.logits; }
-    static float* out(const SoftmaxBody& b) { return b.probs; }
-    __device__ static SoftmaxBody local(SoftmaxBody b, float* in, float* out, int64_t) {
-        b.logits = in;
-        b.probs = out;
-        return b;
-    }
-};
-
+struct StagedRows<SoftmaxBody> : StagedRowsOf<SoftmaxBody, &SoftmaxBody::logits, &SoftmaxBody::probs, false> {};
 template <>
-struct StagedRows<DiceBackwardBody> {
-    static const float* in(const DiceBackwardBody& b) { return b.probs; }
-    static float* out(const DiceBackwardBody& b) { return b.dlogits; }
-    __device__ static DiceBackwardBody local(DiceBackwardBody b, float* in, float* out, int64_t begin) {
-        b.probs = in;
-        b.dlogits = out;
-        b.target += begin;
-        return b;
-    }
-};
-
+struct StagedRows<DiceBackwardBody>
+    : StagedRowsOf<DiceBackwardBody, &DiceBackwardBody::probs, &DiceBackwardBody::dlogits, true> {};
 template <>
-struct StagedRows<Wl2BackwardBody> {
-    static const float* in(const Wl2BackwardBody& b) { return b.logits; }
-    static float* out(const Wl2BackwardBody& b) { return b.dlogits; }
-    __device__ static Wl2BackwardBody local(Wl2BackwardBody b, float* in, float* out, int64_t begin) {
-        b.logits = in;
-        b.dlogits = out;
-        b.target += begin;
-        return b;
-    }
-};
+struct StagedRows<Wl2BackwardBody>
+    : StagedRowsOf<Wl2BackwardBody, &Wl2BackwardBody::logits, &Wl2BackwardBody::dlogits, true> {};
 
 // Two staged arrays (rows in, rows out) of `rows` rows each, at most 48 KiB (the default
 // dynamic shared-memory limit): 128 rows at 34 classes, 24 at 256.
@@ -64,8 +49,7 @@ inline int staged_rows_per_block(int64_t classes) {
 }
 
 template <class Body>
-__global__ void staged_rows_kernel(const Body body, const float* in, float* out, int64_t positions,
-                                   int64_t classes) {
+__global__ void staged_rows_kernel(const Body body, const float* in, float* out, int64_t positions, int64_t classes) {
     extern __shared__ float staged[];
     const int rows_per_block = int(blockDim.x);
     float* in_rows = staged;
@@ -80,8 +64,9 @@ __global__ void staged_rows_kernel(const Body body, const float* in, float* out,
         if (int(threadIdx.x) < rows) StagedRows<Body>::local(body, in_rows, out_rows, begin)(threadIdx.x);
         __syncthreads();
         float* to = out + begin * classes;
+        // No barrier here: the next rows' loads write in_rows, which nothing reads any more, and
+        // out_rows is written again only after the barrier that follows those loads.
         for (int i = threadIdx.x; i < count; i += rows_per_block) to[i] = out_rows[i];
-        __syncthreads();  // the next rows may not overwrite these before every thread has stored them
     }
 }
 

@@ -211,7 +211,7 @@ struct UpsampleConcatForwardBody {  // over fine voxels, channels ca + cb
         int q;
         const I channels_a = I(ca);
         y[fv * (channels_a + I(g.c)) + ch] =
-            ch < channels_a ? a[fv * channels_a + ch] : b[g.coarse_index(fv, I(ch - channels_a), &q)];
+            ch < channels_a ? a[fv * channels_a + ch] : b[g.coarse_index(fv, ch - channels_a, &q)];
     }
 };
 
