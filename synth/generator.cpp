@@ -10,7 +10,7 @@
 #include "io/nifti.h"
 #include "io/orientation.h"
 #include "kernels/common/error.h"
-#include "kernels/common/launch.h"  // ISS_CUDA_ONLY
+#include "kernels/common/launch.h"  // ISS_CUDA_ONLY, index_extent_of
 #include "kernels/geometry/resample.h"
 #include "kernels/synth/blur.h"
 #include "kernels/synth/deform.h"
@@ -115,6 +115,17 @@ int64_t product(const std::array<int64_t, 3>& d) { return d[0] * d[1] * d[2]; }
 int64_t product(const int64_t d[3]) { return d[0] * d[1] * d[2]; }
 size_t round_up_256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
+// A sample's voxel bodies index no further than the launches from the block allow (launch.h).
+struct WithinIndexExtent {
+    int64_t extent;
+    template <class Body>
+    void operator()(const Body& body) const {
+        ISS_REQUIRE(index_extent_of(body, product(body.grid())) <= extent, "generator: a sample past the index extent");
+    }
+    void operator()(const GmmBody&) const {}             // flat: indexed by its count, within the capacity
+    void operator()(const NormaliseGammaBody&) const {}
+};
+
 }  // namespace
 
 Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vector<TrainingMap> maps, uint64_t seed)
@@ -170,6 +181,11 @@ Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vec
     capacity_.field = max_field / 3;
     capacity_.image = max_out;
     capacity_.steps = config_.integration_steps;
+    // A bound on every body's index_extent(): the deformation's map positions reach at most a
+    // map's size plus the crop's.
+    int64_t max_map = 0;
+    for (const TrainingMap& m : maps_) max_map = std::max(max_map, int64_t(m.generation.size()));
+    capacity_.index_extent = max_field + max_velocity + max_bias + max_out + max_map;
     cuda_graph_ = environment_flag("INFANT_CUDA_GRAPH");
 }
 
@@ -222,6 +238,7 @@ void Generator::upload_plan() {
     Buffers& b = *buffers_;
     ISS_REQUIRE(product(kernels_.resize.grid()) <= capacity_.field && product(kernels_.deform.grid()) <= capacity_.image,
                 "generator: a sample larger than the workspace");
+    for_each_sample_kernel(kernels_, capacity_.steps, WithinIndexExtent{capacity_.index_extent});
     ISS_REQUIRE(b.velocity_offset + sizeof(float) * params_.velocity.size() <= b.bias_offset &&
                     b.bias_offset + sizeof(float) * params_.bias.size() <= b.staging.size(),
                 "generator: a sample's grids larger than the workspace");

@@ -611,7 +611,8 @@ TEST_P(SynthGenerator, RandomAcquisitionResolutionSmoothsTheLowResolutionAxis) {
 
 // What the CUDA launches from the sample block do (kernels/synth/sample_kernels.h), on the host:
 // each body over its own grid or count (an empty one: the stage is skipped), in the block's
-// order, and after the bias pass the image's range.
+// order, and after the bias pass the image's range. The voxel bodies run with 64-bit indices,
+// which CUDA uses past 2^31 elements (SynthRows runs them in 32 bits, as CUDA does below).
 int64_t grid_voxels(const int64_t* grid) { return grid[0] * grid[1] * grid[2]; }
 
 struct RunFromBlockOnHost {

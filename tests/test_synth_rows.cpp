@@ -1,17 +1,21 @@
 // The generator's CPU paths run a row at a time (separable field sampling, int32 indices,
 // vectorised loops); CUDA runs the per-voxel bodies. The contract is bit-identity, so each CPU
-// path is compared here, bit for bit, with its body run voxel by voxel on the host: what a GPU
-// computes, checked without one. Inputs are awkward on purpose: odd sizes, fields smaller and
-// larger than the output, flips along each axis, an oblique affine, negative zeros.
+// path is compared here, bit for bit, with its body run voxel by voxel on the host in the index
+// type its CUDA launch gives it (32 bits at these sizes): what a GPU computes, checked without
+// one. Inputs are awkward on purpose: odd sizes, fields smaller and larger than the output, flips
+// along each axis, an oblique affine, negative zeros.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kernels/common/device.h"
+#include "kernels/common/launch.h"
 #include "kernels/common/philox.h"
 #include "kernels/synth/blur.h"
 #include "kernels/synth/deform.h"
@@ -29,11 +33,56 @@ void expect_same_bits(const std::vector<T>& got, const std::vector<T>& want) {
         ASSERT_EQ(std::memcmp(&got[v], &want[v], sizeof(T)), 0) << "element " << v << ": " << +got[v] << " vs " << +want[v];
 }
 
+// `dim`: the grid the test means the body to have (checked against the body's own).
 template <class Body>
 void run_per_voxel(const int64_t dim[3], const Body& body) {
-    for (int64_t k = 0; k < dim[2]; ++k)
-        for (int64_t j = 0; j < dim[1]; ++j)
-            for (int64_t i = 0; i < dim[0]; ++i) body(i, j, k);
+    ASSERT_TRUE(std::equal(dim, dim + 3, body.grid()));
+    run_voxels_as_cuda_does(body);
+}
+
+// A voxel body that records the width of the indices it is run with.
+struct IndexWidthProbe {
+    int64_t dim[3] = {2, 1, 1};
+    int64_t extent = 0;
+    int* bits = nullptr;
+    const int64_t* grid() const { return dim; }
+    int64_t index_extent() const { return extent; }
+    template <class I>
+    void operator()(I, I, I) const {
+        static_assert(std::is_signed_v<I>, "signed indices");
+        *bits = int(8 * sizeof(I));
+    }
+};
+
+// 32-bit indices exactly where every element a body indexes lies below 2^31: its grid, and the
+// extent it declares (the generator's bodies: channels, other arrays, the crop's offset).
+TEST(SynthRows, BodiesTakeThirtyTwoBitIndicesOnlyWhereEveryOffsetFits) {
+    int bits = 0;
+    const int64_t limit = int64_t(1) << 31;
+    for (const auto& [extent, want] : {std::pair<int64_t, int>{limit - 1, 32}, {limit, 64}, {0, 32}}) {
+        run_voxels_as_cuda_does(IndexWidthProbe{{2, 1, 1}, extent, &bits});
+        EXPECT_EQ(bits, want) << "extent " << extent;
+    }
+    BlurArgs blur;
+    blur.dim[0] = blur.dim[1] = blur.dim[2] = 1024;  // 2^30 voxels
+    EXPECT_TRUE(fits_32_bit_index(index_extent_of(BlurBody{blur}, 1 << 30)));
+    blur.channels = 2;
+    EXPECT_FALSE(fits_32_bit_index(index_extent_of(BlurBody{blur}, 1 << 30)));
+    DeformArgs deform;
+    for (int d = 0; d < 3; ++d) deform.map_dim[d] = deform.out_dim[d] = 8;
+    EXPECT_EQ(index_extent_of(DeformBody{deform}, 512), 512);
+    deform.offset[1] = -(limit - 4);  // a crop far outside its map: positions below -2^31 + 4 + 8
+    EXPECT_FALSE(fits_32_bit_index(index_extent_of(DeformBody{deform}, 512)));
+    deform.offset[1] = 0;
+    for (int d = 0; d < 3; ++d) deform.field_dim[d] = 1024;  // 3 x 2^30 floats, when there is a field
+    EXPECT_TRUE(fits_32_bit_index(index_extent_of(DeformBody{deform}, 512)));
+    const float never_read = 0;
+    deform.field = &never_read;
+    EXPECT_FALSE(fits_32_bit_index(index_extent_of(DeformBody{deform}, 512)));
+    SquareFieldArgs square;
+    square.dim[0] = square.dim[1] = 1024;
+    square.dim[2] = 700;  // 3 x 734 M floats
+    EXPECT_FALSE(fits_32_bit_index(index_extent_of(SquareFieldBody{square}, 1024 * 1024 * 700)));
 }
 
 // Values in [-amplitude, amplitude] from keyed uniform draws.

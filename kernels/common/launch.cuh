@@ -7,22 +7,26 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/common/cuda_check.h"
 #include "kernels/common/device.h"
+#include "kernels/common/index_type.h"
 
 namespace iss {
 
 // The kernels take their index type I: uint32_t below 2^31 elements (fits_32_bit_index), where
 // the split into i, j, k is a few instructions, int64_t above, where a division is a long
 // software routine on the GPU. The grid's stride is at most 2^24 (cuda_blocks_for), so a 32-bit
-// v + stride stays below 2^32. Bodies get int64 indices either way.
+// v + stride stays below 2^32. A voxel body gets i, j, k signed in the launch's width (launch.h,
+// "The index type of a voxel body on CUDA").
 template <class I, class Body>
 __global__ void voxel_kernel(const Body body, I nx, I ny, I count) {
+    using Signed = std::make_signed_t<I>;
     const I stride = I(gridDim.x) * blockDim.x;
     for (I v = I(blockIdx.x) * blockDim.x + threadIdx.x; v < count; v += stride) {
         const I row = v / nx;
-        body(int64_t(v - row * nx), int64_t(row % ny), int64_t(row / ny));
+        body(Signed(v - row * nx), Signed(row % ny), Signed(row / ny));
     }
 }
 
@@ -34,22 +38,21 @@ __global__ void flat_kernel(const Body body, I count) {
     for (I e = I(blockIdx.x) * blockDim.x + threadIdx.x; e < count; e += stride) body(e);
 }
 
-inline bool fits_32_bit_index(int64_t count) { return count < (int64_t(1) << 31); }
-
 inline unsigned cuda_blocks_for(int64_t count, int threads) {
     // Enough blocks to fill any current GPU many times over; the grid-stride loop does the rest.
     return unsigned(std::max<int64_t>(1, std::min<int64_t>((count + threads - 1) / threads, int64_t(1) << 16)));
 }
 
-// Calls launch(I{}, blocks, threads, stream) with the index type I that `count` allows, a grid
-// sized for `count` and the context's stream, then checks the launch; nothing for count 0.
+// Calls launch(I{}, blocks, threads, stream) with the index type I that `extent` (at least
+// `count`: the largest element count the bodies index) allows, a grid sized for `count` and the
+// context's stream, then checks the launch; nothing for count 0.
 template <class Launch>
-void launch_for(DeviceContext& ctx, int64_t count, const Launch& launch) {
+void launch_for(DeviceContext& ctx, int64_t count, int64_t extent, const Launch& launch) {
     if (count == 0) return;
     const int threads = 256;
     const unsigned blocks = cuda_blocks_for(count, threads);
     const cudaStream_t stream = static_cast<cudaStream_t>(ctx.cuda_stream());
-    if (fits_32_bit_index(count))
+    if (fits_32_bit_index(std::max(count, extent)))
         launch(uint32_t{}, blocks, threads, stream);
     else
         launch(int64_t{}, blocks, threads, stream);
@@ -61,7 +64,7 @@ template <class Body>
 void cuda_for_each_voxel(DeviceContext& ctx, const Body& body) {
     const int64_t* dim = body.grid();
     const int64_t count = dim[0] * dim[1] * dim[2];
-    launch_for(ctx, count, [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
+    launch_for(ctx, count, index_extent_of(body, count), [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
         using I = decltype(index);
         voxel_kernel<<<blocks, threads, 0, stream>>>(body, I(dim[0]), I(dim[1]), I(count));
     });
@@ -69,7 +72,7 @@ void cuda_for_each_voxel(DeviceContext& ctx, const Body& body) {
 
 template <class Body>
 void cuda_for_each(DeviceContext& ctx, int64_t count, const Body& body) {
-    launch_for(ctx, count, [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
+    launch_for(ctx, count, count, [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
         flat_kernel<<<blocks, threads, 0, stream>>>(body, decltype(index)(count));
     });
 }
@@ -86,16 +89,18 @@ void cuda_for_each(DeviceContext& ctx, const Body& body) {
 // and a `capacity`, the most voxels (or elements) any body the launch will read can ask for: the
 // grid is sized by the capacity, and the threads follow the grid or count the body holds when the
 // kernel runs (possibly empty: the stage is skipped). So the same launch serves every call, and a
-// CUDA graph can replay it with new arguments. The body's index type follows the capacity; the
-// caller keeps every body within it (fits_32_bit_index checks the capacity, not the body).
+// CUDA graph can replay it with new arguments. The index type follows the capacity and an
+// `extent`, the largest element count any of those bodies indexes (the body's index_extent()
+// at its largest); the caller keeps every body within both, which the launch cannot check.
 template <class I, class Body>
 __global__ void voxel_kernel_from(const Body* __restrict__ body) {
+    using Signed = std::make_signed_t<I>;
     const int64_t* dim = body->grid();
     const I nx = I(dim[0]), ny = I(dim[1]), count = I(dim[0] * dim[1] * dim[2]);
     const I stride = I(gridDim.x) * blockDim.x;
     for (I v = I(blockIdx.x) * blockDim.x + threadIdx.x; v < count; v += stride) {
         const I row = v / nx;
-        (*body)(int64_t(v - row * nx), int64_t(row % ny), int64_t(row / ny));
+        (*body)(Signed(v - row * nx), Signed(row % ny), Signed(row / ny));
     }
 }
 
@@ -107,15 +112,15 @@ __global__ void flat_kernel_from(const Body* __restrict__ body) {
 }
 
 template <class Body>
-void cuda_for_each_voxel_from(DeviceContext& ctx, const Body* device_body, int64_t capacity) {
-    launch_for(ctx, capacity, [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
+void cuda_for_each_voxel_from(DeviceContext& ctx, const Body* device_body, int64_t capacity, int64_t extent) {
+    launch_for(ctx, capacity, extent, [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
         voxel_kernel_from<decltype(index)><<<blocks, threads, 0, stream>>>(device_body);
     });
 }
 
 template <class Body>
 void cuda_for_each_from(DeviceContext& ctx, const Body* device_body, int64_t capacity) {
-    launch_for(ctx, capacity, [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
+    launch_for(ctx, capacity, capacity, [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
         flat_kernel_from<decltype(index)><<<blocks, threads, 0, stream>>>(device_body);
     });
 }

@@ -1,9 +1,12 @@
 // Running one voxel body over a 3-D grid on the CPU: OpenMP over (k, j) rows, i innermost so
 // that the body's stores stream along x. The CUDA counterpart is launch.cuh; a body is a
-// functor with `ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const`.
+// functor with `ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const` (or taking its
+// own index type, index_type.h: here it gets int64_t).
 #pragma once
 
 #include <cstdint>
+
+#include "kernels/common/index_type.h"  // a voxel body's index type, on both backends
 
 namespace iss {
 

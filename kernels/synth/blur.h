@@ -31,20 +31,24 @@ struct BlurArgs {
     float taps[2 * max_blur_half_width + 1] = {};
 };
 
+// Per voxel, in the launch's index type I (launch.h).
 struct BlurBody {
     BlurArgs a;
     ISS_HD const int64_t* grid() const { return a.dim; }
-    ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const {
-        const int64_t voxel = (k * a.dim[1] + j) * a.dim[0] + i;
-        const int64_t pos = a.axis == 0 ? i : (a.axis == 1 ? j : k);
-        const int64_t stride = (a.axis == 0 ? 1 : (a.axis == 1 ? a.dim[0] : a.dim[0] * a.dim[1])) * a.channels;
-        const int64_t n = a.dim[a.axis];
-        for (int64_t c = 0; c < a.channels; ++c) {
-            const int64_t at = voxel * a.channels + c;
+    ISS_HD int64_t index_extent() const { return a.dim[0] * a.dim[1] * a.dim[2] * a.channels; }
+    template <class I>
+    ISS_HD void operator()(I i, I j, I k) const {
+        const I nx = I(a.dim[0]), ny = I(a.dim[1]), channels = I(a.channels);
+        const I voxel = (k * ny + j) * nx + i;
+        const I pos = a.axis == 0 ? i : (a.axis == 1 ? j : k);
+        const I stride = (a.axis == 0 ? I(1) : (a.axis == 1 ? nx : nx * ny)) * channels;
+        const I n = I(a.dim[a.axis]);
+        for (I c = 0; c < channels; ++c) {
+            const I at = voxel * channels + c;
             float sum = 0.0f;
             for (int t = -a.half_width; t <= a.half_width; ++t) {
-                const int64_t p = pos + t;
-                if (p >= 0 && p < n) sum = fmaf(a.taps[t + a.half_width], a.src[at + t * stride], sum);
+                const I p = pos + I(t);
+                if (p >= 0 && p < n) sum = fmaf(a.taps[t + a.half_width], a.src[at + I(t) * stride], sum);
             }
             a.dst[at] = sum;
         }

@@ -61,21 +61,40 @@ ISS_HD_INLINE I deformed_source(const DeformArgs& a, const I map_dim[3], float x
     return (sz * map_dim[1] + sy) * map_dim[0] + sx;
 }
 
-// Per voxel (CUDA); the CPU samples the field separably with the same operations (deform.cpp).
+// Per voxel (CUDA), in the launch's index type I (launch.h); the CPU samples the field
+// separably with the same operations (deform.cpp).
 struct DeformBody {
     DeformArgs a;
     ISS_HD const int64_t* grid() const { return a.out_dim; }
-    ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const {
-        int64_t q[3] = {i, j, k};
-        if (a.flip_axis >= 0) q[a.flip_axis] = a.out_dim[a.flip_axis] - 1 - q[a.flip_axis];
+    // The map, the field's floats, the output, and the map positions q + offset.
+    ISS_HD int64_t index_extent() const {
+        int64_t extent = a.map_dim[0] * a.map_dim[1] * a.map_dim[2];
+        const int64_t field = a.field ? 3 * a.field_dim[0] * a.field_dim[1] * a.field_dim[2] : 0;
+        const int64_t out = a.out_dim[0] * a.out_dim[1] * a.out_dim[2];
+        extent = extent > field ? extent : field;
+        extent = extent > out ? extent : out;
+        for (int d = 0; d < 3; ++d) {
+            const int64_t reach = (a.offset[d] < 0 ? -a.offset[d] : a.offset[d]) + a.out_dim[d];
+            extent = extent > reach ? extent : reach;
+        }
+        return extent;
+    }
+    template <class I>
+    ISS_HD void operator()(I i, I j, I k) const {
+        const I out_dim[3] = {I(a.out_dim[0]), I(a.out_dim[1]), I(a.out_dim[2])};
+        I q[3] = {i, j, k};
+        if (a.flip_axis >= 0) q[a.flip_axis] = out_dim[a.flip_axis] - 1 - q[a.flip_axis];
         float x[3];
-        for (int d = 0; d < 3; ++d) x[d] = float(q[d] + a.offset[d]);
+        for (int d = 0; d < 3; ++d) x[d] = float(q[d] + I(a.offset[d]));
         float phi[3] = {0, 0, 0};
-        if (a.field)
-            sample_field_rowwise<3>(a.field, a.field_dim, x[0] * a.field_ratio[0], x[1] * a.field_ratio[1],
+        if (a.field) {
+            const I field_dim[3] = {I(a.field_dim[0]), I(a.field_dim[1]), I(a.field_dim[2])};
+            sample_field_rowwise<3>(a.field, field_dim, x[0] * a.field_ratio[0], x[1] * a.field_ratio[1],
                                     x[2] * a.field_ratio[2], phi);
-        const uint8_t g = a.map[deformed_source(a, a.map_dim, x[0], x[1], x[2], phi[0], phi[1], phi[2])];
-        a.out[(k * a.out_dim[1] + j) * a.out_dim[0] + i] = a.flip_axis >= 0 ? a.twin[g] : g;
+        }
+        const I map_dim[3] = {I(a.map_dim[0]), I(a.map_dim[1]), I(a.map_dim[2])};
+        const uint8_t g = a.map[deformed_source(a, map_dim, x[0], x[1], x[2], phi[0], phi[1], phi[2])];
+        a.out[(k * out_dim[1] + j) * out_dim[0] + i] = a.flip_axis >= 0 ? a.twin[g] : g;
     }
 };
 

@@ -8,60 +8,89 @@
 namespace iss {
 namespace {
 
-__device__ void min_max_of(const float* values, int64_t count, uint32_t* result) {
+constexpr int range_threads = 256;
+
+// The bias pass and the image's range in one pass, as the CPU rows do (intensity.cpp): each
+// thread runs the body over its voxels and folds the values it wrote into its min and max bits;
+// the block reduces them (shuffles, then shared memory) and adds one atomic pair to the range.
+// The index type I as for any voxel body (launch.cuh); the body comes by value or from device
+// memory (sample_kernels.h).
+template <class I>
+__device__ void bias_clip_and_range(const BiasClipBody& body) {
+    using Signed = std::make_signed_t<I>;
+    const int64_t* dim = body.grid();
+    const I nx = I(dim[0]), ny = I(dim[1]), count = I(dim[0] * dim[1] * dim[2]);
+    const I stride = I(gridDim.x) * blockDim.x;
     unsigned int low = 0xffffffffu, high = 0u;
-    const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-    for (int64_t v = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; v < count; v += stride) {
-        const unsigned int bits = __float_as_uint(values[v]);
+    for (I v = I(blockIdx.x) * blockDim.x + threadIdx.x; v < count; v += stride) {
+        const I row = v / nx;
+        const unsigned int bits = __float_as_uint(body(Signed(v - row * nx), Signed(row % ny), Signed(row / ny)));
         low = min(low, bits);
         high = max(high, bits);
     }
-    // Warp reduction first, then one atomic per warp.
     for (int offset = 16; offset > 0; offset /= 2) {
         low = min(low, __shfl_down_sync(0xffffffffu, low, offset));
         high = max(high, __shfl_down_sync(0xffffffffu, high, offset));
     }
-    if ((threadIdx.x & 31) == 0) {
-        atomicMin(&result[0], low);
-        atomicMax(&result[1], high);
+    __shared__ unsigned int warp_low[range_threads / 32], warp_high[range_threads / 32];
+    const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+    if (lane == 0) {
+        warp_low[warp] = low;
+        warp_high[warp] = high;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < range_threads / 32; ++w) {
+            low = min(low, warp_low[w]);
+            high = max(high, warp_high[w]);
+        }
+        atomicMin(&body.a.range[0], low);
+        atomicMax(&body.a.range[1], high);
     }
 }
 
-__global__ void min_max_kernel(const float* values, int64_t count, uint32_t* result) { min_max_of(values, count, result); }
-
-// The same over the image a body in device memory names (sample_kernels.h).
-__global__ void min_max_kernel_from(const BiasClipBody* __restrict__ body) {
-    const int64_t* dim = body->grid();
-    min_max_of(body->a.image, dim[0] * dim[1] * dim[2], body->a.range);
+template <class I>
+__global__ void __launch_bounds__(range_threads) bias_clip_kernel(const BiasClipBody body) {
+    bias_clip_and_range<I>(body);
 }
 
-constexpr int range_threads = 256;
+template <class I>
+__global__ void __launch_bounds__(range_threads) bias_clip_kernel_from(const BiasClipBody* __restrict__ body) {
+    bias_clip_and_range<I>(*body);
+}
 
+// Blocks enough to fill any current GPU, few enough that the atomics (one pair per block) stay
+// cheap; the grid-stride loop does the rest.
 unsigned range_blocks(int64_t count) { return std::min(cuda_blocks_for(count, range_threads), 1024u); }
 
-// The reduction's identities: all ones for the min, zero for the max.
-void reset_range(cudaStream_t stream, uint32_t* range) {
+// The identities first: all ones for the min, zero for the max.
+cudaStream_t reset_range(DeviceContext& ctx, uint32_t* range) {
+    const cudaStream_t stream = static_cast<cudaStream_t>(ctx.cuda_stream());
     ISS_CUDA_CHECK(cudaMemsetAsync(range, 0xff, sizeof(uint32_t), stream));
     ISS_CUDA_CHECK(cudaMemsetAsync(range + 1, 0, sizeof(uint32_t), stream));
+    return stream;
 }
 
 }  // namespace
 
 void bias_clip_cuda(DeviceContext& ctx, const BiasClipArgs& a) {
     const BiasClipBody body{a};
-    cuda_for_each_voxel(ctx, body);
-    const cudaStream_t stream = static_cast<cudaStream_t>(ctx.cuda_stream());
-    reset_range(stream, a.range);
     const int64_t count = a.dim[0] * a.dim[1] * a.dim[2];
-    min_max_kernel<<<range_blocks(count), range_threads, 0, stream>>>(a.image, count, a.range);
+    const cudaStream_t stream = reset_range(ctx, a.range);
+    if (fits_32_bit_index(index_extent_of(body, count)))
+        bias_clip_kernel<uint32_t><<<range_blocks(count), range_threads, 0, stream>>>(body);
+    else
+        bias_clip_kernel<int64_t><<<range_blocks(count), range_threads, 0, stream>>>(body);
     ISS_CUDA_CHECK_LAUNCH();
 }
 
-void bias_clip_cuda_from(DeviceContext& ctx, const BiasClipBody* device_body, uint32_t* range, int64_t capacity) {
-    cuda_for_each_voxel_from(ctx, device_body, capacity);
-    const cudaStream_t stream = static_cast<cudaStream_t>(ctx.cuda_stream());
-    reset_range(stream, range);
-    min_max_kernel_from<<<range_blocks(capacity), range_threads, 0, stream>>>(device_body);
+void bias_clip_cuda_from(DeviceContext& ctx, const BiasClipBody* device_body, uint32_t* range, int64_t capacity,
+                         int64_t extent) {
+    const cudaStream_t stream = reset_range(ctx, range);
+    if (fits_32_bit_index(std::max(capacity, extent)))
+        bias_clip_kernel_from<uint32_t><<<range_blocks(capacity), range_threads, 0, stream>>>(device_body);
+    else
+        bias_clip_kernel_from<int64_t><<<range_blocks(capacity), range_threads, 0, stream>>>(device_body);
     ISS_CUDA_CHECK_LAUNCH();
 }
 

@@ -39,17 +39,29 @@ ISS_HD_INLINE float bias_clip_value(const BiasClipArgs& a, float v, uint8_t gene
     return clampf(v, 0.0f, a.clip_max);
 }
 
-// Per voxel (CUDA); the CPU samples the bias grid separably with the same operations.
+// Per voxel (CUDA), in the launch's index type I (launch.h); the CPU samples the bias grid
+// separably with the same operations.
 struct BiasClipBody {
     BiasClipArgs a;
     ISS_HD const int64_t* grid() const { return a.dim; }
-    ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const {
-        const int64_t at = (k * a.dim[1] + j) * a.dim[0] + i;
+    ISS_HD int64_t index_extent() const {
+        const int64_t image = a.dim[0] * a.dim[1] * a.dim[2];
+        const int64_t bias = a.bias ? a.bias_dim[0] * a.bias_dim[1] * a.bias_dim[2] : 0;
+        return image > bias ? image : bias;
+    }
+    // Returns the value written, for the CUDA kernel that reduces the range as it goes.
+    template <class I>
+    ISS_HD float operator()(I i, I j, I k) const {
+        const I at = (k * I(a.dim[1]) + j) * I(a.dim[0]) + i;
         float b = 0.0f;
-        if (a.bias)
-            sample_field_rowwise<1>(a.bias, a.bias_dim, float(i) * a.bias_ratio[0], float(j) * a.bias_ratio[1],
+        if (a.bias) {
+            const I bias_dim[3] = {I(a.bias_dim[0]), I(a.bias_dim[1]), I(a.bias_dim[2])};
+            sample_field_rowwise<1>(a.bias, bias_dim, float(i) * a.bias_ratio[0], float(j) * a.bias_ratio[1],
                                     float(k) * a.bias_ratio[2], &b);
-        a.image[at] = bias_clip_value(a, a.image[at], a.generation[at], b);
+        }
+        const float v = bias_clip_value(a, a.image[at], a.generation[at], b);
+        a.image[at] = v;
+        return v;
     }
 };
 
@@ -87,8 +99,10 @@ void normalise_gamma(DeviceContext& ctx, const NormaliseGammaArgs& args);
 
 void bias_clip_cuda(DeviceContext& ctx, const BiasClipArgs& args);
 // The same from a body in device memory (kernels/synth/sample_kernels.h), launched over
-// `capacity` voxels; `range` is the body's range pointer (the same in every call).
-void bias_clip_cuda_from(DeviceContext& ctx, const BiasClipBody* device_body, uint32_t* range, int64_t capacity);
+// `capacity` voxels, indexing at most `extent` elements; `range` is the body's range pointer
+// (the same in every call).
+void bias_clip_cuda_from(DeviceContext& ctx, const BiasClipBody* device_body, uint32_t* range, int64_t capacity,
+                         int64_t extent);
 void normalise_gamma_cuda(DeviceContext& ctx, const NormaliseGammaArgs& args);
 
 }  // namespace iss

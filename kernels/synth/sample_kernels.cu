@@ -12,21 +12,26 @@ public:
     Launcher(DeviceContext& ctx, const SampleKernels& host, const SampleKernels* device, const SampleCapacity& capacity)
         : ctx_(ctx), host_(host), device_(device), capacity_(capacity) {}
 
-    void operator()(const ResizeFieldBody& body) const { cuda_for_each_voxel_from(ctx_, on_device(body), capacity_.field); }
-    void operator()(const SquareFieldBody& body) const { cuda_for_each_voxel_from(ctx_, on_device(body), capacity_.field); }
-    void operator()(const DeformBody& body) const { cuda_for_each_voxel_from(ctx_, on_device(body), capacity_.image); }
+    void operator()(const ResizeFieldBody& body) const { voxels(body, capacity_.field); }
+    void operator()(const SquareFieldBody& body) const { voxels(body, capacity_.field); }
+    void operator()(const DeformBody& body) const { voxels(body, capacity_.image); }
     void operator()(const GmmBody& body) const { cuda_for_each_from(ctx_, on_device(body), (capacity_.image + 3) / 4); }
-    void operator()(const BlurBody& body) const { cuda_for_each_voxel_from(ctx_, on_device(body), capacity_.image); }
+    void operator()(const BlurBody& body) const { voxels(body, capacity_.image); }
     // The acquisition grid is never larger than the crop.
-    void operator()(const ResampleBody& body) const { cuda_for_each_voxel_from(ctx_, on_device(body), capacity_.image); }
+    void operator()(const ResampleBody& body) const { voxels(body, capacity_.image); }
     // The range's buffer is the generator's, the same in every sample (only its identities are
     // set by host-side memsets; the kernels read it from the body).
     void operator()(const BiasClipBody& body) const {
-        bias_clip_cuda_from(ctx_, on_device(body), body.a.range, capacity_.image);
+        bias_clip_cuda_from(ctx_, on_device(body), body.a.range, capacity_.image, capacity_.index_extent);
     }
     void operator()(const NormaliseGammaBody& body) const { cuda_for_each_from(ctx_, on_device(body), capacity_.image); }
 
 private:
+    template <class Body>
+    void voxels(const Body& body, int64_t capacity) const {
+        cuda_for_each_voxel_from(ctx_, on_device(body), capacity, capacity_.index_extent);
+    }
+
     // Where a body of the host block lies in the device copy: the same offset.
     template <class Body>
     const Body* on_device(const Body& body) const {

@@ -49,6 +49,8 @@ struct SampleCapacity {
     int64_t field = 0;  // voxels of the integration grid
     int64_t image = 0;  // voxels of the crop
     int steps = 0;      // squaring steps
+    // The most elements any body indexes (its index_extent(), launch.h): 32-bit launches below 2^31.
+    int64_t index_extent = 0;
 };
 
 // The kernels of a sample in the order they run, each body visited once per launch (the

@@ -30,14 +30,21 @@ struct ResizeFieldArgs {
     float scale[3] = {1, 1, 1};
 };
 
-// Per voxel (CUDA); the CPU samples separably with the same operations (svf.cpp).
+// Per voxel (CUDA), in the launch's index type I (launch.h); the CPU samples separably with the
+// same operations (svf.cpp).
 struct ResizeFieldBody {
     ResizeFieldArgs a;
     ISS_HD const int64_t* grid() const { return a.dst_dim; }
-    ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const {
+    ISS_HD int64_t index_extent() const {
+        const int64_t src = a.src_dim[0] * a.src_dim[1] * a.src_dim[2], dst = a.dst_dim[0] * a.dst_dim[1] * a.dst_dim[2];
+        return 3 * (src > dst ? src : dst);
+    }
+    template <class I>
+    ISS_HD void operator()(I i, I j, I k) const {
+        const I src_dim[3] = {I(a.src_dim[0]), I(a.src_dim[1]), I(a.src_dim[2])};
         float v[3];
-        sample_field_rowwise<3>(a.src, a.src_dim, float(i) * a.ratio[0], float(j) * a.ratio[1], float(k) * a.ratio[2], v);
-        float* out = a.dst + ((k * a.dst_dim[1] + j) * a.dst_dim[0] + i) * 3;
+        sample_field_rowwise<3>(a.src, src_dim, float(i) * a.ratio[0], float(j) * a.ratio[1], float(k) * a.ratio[2], v);
+        float* out = a.dst + ((k * I(a.dst_dim[1]) + j) * I(a.dst_dim[0]) + i) * 3;
         for (int c = 0; c < 3; ++c) out[c] = v[c] * a.scale[c];
     }
 };
@@ -48,8 +55,8 @@ struct SquareFieldArgs {
     int64_t dim[3] = {0, 0, 0};
 };
 
-// One voxel of a squaring step. I: int64_t on CUDA, int32_t in the CPU rows (vectorised), where
-// the field is smaller than 2^31 floats; the same result.
+// One voxel of a squaring step. I: the launch's index type on CUDA, int32_t in the CPU rows
+// (vectorised), where the field is smaller than 2^31 floats; the same result.
 template <class I>
 ISS_HD_INLINE void square_voxel(const SquareFieldArgs& a, const I dim[3], I i, I j, I k) {
     const I at = ((k * dim[1] + j) * dim[0] + i) * 3;
@@ -65,7 +72,12 @@ ISS_HD_INLINE void square_voxel(const SquareFieldArgs& a, const I dim[3], I i, I
 struct SquareFieldBody {
     SquareFieldArgs a;
     ISS_HD const int64_t* grid() const { return a.dim; }
-    ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const { square_voxel(a, a.dim, i, j, k); }
+    ISS_HD int64_t index_extent() const { return 3 * a.dim[0] * a.dim[1] * a.dim[2]; }
+    template <class I>
+    ISS_HD void operator()(I i, I j, I k) const {
+        const I dim[3] = {I(a.dim[0]), I(a.dim[1]), I(a.dim[2])};
+        square_voxel(a, dim, i, j, k);
+    }
 };
 
 void resize_field(DeviceContext& ctx, const ResizeFieldArgs& args);
