@@ -49,6 +49,7 @@ inline LabelMap infant_sized_phantom() {
 }
 
 inline int run(int argc, char** argv, void (*register_all)()) {
+    keep_freed_host_memory();  // as the program's main() does
     register_all();
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

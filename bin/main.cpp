@@ -51,6 +51,7 @@ int print_version() {
 }  // namespace
 
 int main(int argc, char** argv) {
+    iss::keep_freed_host_memory();
     if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
         print_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

@@ -5,6 +5,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <unistd.h>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <dnnl.hpp>
 
 #include "kernels/common/dnnl_check.h"
@@ -100,6 +105,13 @@ __attribute__((constructor(101))) void refuse_a_cpu_without_the_build_extensions
 #endif
 
 }  // namespace
+
+void keep_freed_host_memory() {
+#if defined(__GLIBC__)
+    mallopt(M_MMAP_MAX, 0);         // large blocks from the heap, whose freed pages are reused
+    mallopt(M_TRIM_THRESHOLD, -1);  // and never handed back (mallopt(3): -1 disables trimming)
+#endif
+}
 
 std::string host_vector_extensions() {
     std::string names;
