@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 #include <nifti/nifti1.h>
 #include <nifti/nifti2.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
@@ -323,6 +325,28 @@ TEST_F(NiftiRoundTrip, LargeDimWritesNifti2) {
             EXPECT_EQ(std::memcmp(head.data() + 4, "n+2\0\r\n\032\n", 8), 0);
         }
     }
+}
+
+// A full disk (a link to /dev/full, which the writer writes directly): one error naming the
+// file and the cause, for a small volume (the failure surfaces when the file is finished) and a
+// large one (while writing), compressed and not.
+TEST_F(NiftiRoundTrip, FullDiskNamesTheFile) {
+    if (::access("/dev/full", W_OK) != 0) GTEST_SKIP() << "no writable /dev/full here";
+    for (const int64_t nx : {int64_t(8), int64_t(3000000)})
+        for (const char* ext : {".nii", ".nii.gz"}) {
+            const std::string file = path(iss::cat("full", nx, ext));
+            std::filesystem::create_symlink("/dev/full", file);
+            iss::Image img(test_grid(nx, 1, 1), 1);
+            for (size_t i = 0; i < img.data.size(); ++i) img.data[i] = float(i % 1000);
+            try {
+                iss::write_image(file, img);
+                ADD_FAILURE() << file << ": no error";
+            } catch (const iss::Error& e) {
+                const std::string message = e.what();
+                EXPECT_NE(message.find(file), std::string::npos) << message;
+                EXPECT_NE(message.find(std::strerror(ENOSPC)), std::string::npos) << message;
+            }
+        }
 }
 
 // --- every datatype, byte order and version through the raw writer ---------------------------
