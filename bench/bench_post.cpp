@@ -7,14 +7,21 @@
 //   PostIslands             clean's island step: components + breadth-first relabelling
 //   PostFold                fold 21/61/170 in the segmentation and in the 34 posterior frames
 //   PostMerge               T1/T2 merge of two such predictions (labels + element-wise max)
+//   WriteNifti              writing the posteriors (float32, 34 frames) and the segmentation
+//                           (uint8) as .nii.gz, into the system's temporary directory
 // Times are wall-clock in ms per call; merge splits its voxel blocks over OpenMP threads
 // (OMP_NUM_THREADS), the others run on one thread.
 #include <benchmark/benchmark.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
+#include "io/nifti.h"
 #include "post/clean.h"
 #include "post/components.h"
 #include "post/merge.h"
@@ -130,8 +137,36 @@ void BM_merge(benchmark::State& state) {
     state.SetBytesProcessed(int64_t(state.iterations()) * seg.grid.voxels() * (3 * 34 * 4 + 3 * 4));
 }
 
+// One file written again and again in a fresh temporary directory, removed at the end.
+template <class Write>
+void write_repeatedly(benchmark::State& state, const char* name, int64_t bytes, const Write& write) {
+    const std::filesystem::path dir =
+        std::filesystem::temp_directory_path() / ("iss-bench-write-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const std::string file = (dir / name).string();
+    for (auto _ : state) write(file);
+    state.counters["file_MB"] = double(std::filesystem::file_size(file)) / 1e6;
+    state.SetBytesProcessed(int64_t(state.iterations()) * bytes);
+    std::filesystem::remove_all(dir);
+}
+
+void BM_write_posteriors(benchmark::State& state) {
+    const iss::LabelMap seg = infant_segmentation();
+    const iss::Image post = posteriors_for(seg, 1);
+    write_repeatedly(state, "posteriors.nii.gz", int64_t(post.data.size() * sizeof(float)),
+                     [&](const std::string& file) { iss::write_posteriors(file, post); });
+}
+
+void BM_write_labels(benchmark::State& state) {
+    const iss::LabelMap seg = infant_segmentation();
+    write_repeatedly(state, "labels.nii.gz", seg.grid.voxels(),
+                     [&](const std::string& file) { iss::write_labels(file, seg); });
+}
+
 }  // namespace
 
+BENCHMARK(BM_write_posteriors)->Name("WriteNifti/posteriors/155x175x149x34")->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_write_labels)->Name("WriteNifti/labels/155x175x149")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_components)->Name("PostComponents/155x175x149")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_largest_foreground)->Name("PostLargestForeground/155x175x149")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_islands)->Name("PostIslands/155x175x149")->Unit(benchmark::kMillisecond);

@@ -29,6 +29,7 @@ PAIRS = [
     ("Resample/nearest/cpu/", "baseline_resample_scipy.json", "nearest"),
     ("Predict/cpu/", "baseline_predict_torch_cpu.json", "total"),
     ("PredictPost/cpu/", "baseline_post_scipy.json", "postprocess"),
+    ("WriteNifti/posteriors/", "baseline_write_nibabel.json", "posteriors"),
 ]
 for suffix in ("", "_bf16"):
     PAIRS += [("UNetForward/cpu/", f"baseline_unet_torch_cpu{suffix}.json", "forward"),

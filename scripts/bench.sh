@@ -21,6 +21,7 @@ if python3 -c 'import numpy, scipy, nibabel' 2>/dev/null; then
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/synth_numpy.py "$out/phantom_12mo.nii.gz" --json "$out/baseline_synth_numpy.json"
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/resample_scipy.py --json "$out/baseline_resample_scipy.json"
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/post_scipy.py --json "$out/baseline_post_scipy.json"
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 bench/baselines/write_nibabel.py --json "$out/baseline_write_nibabel.json"
 else
     echo "numpy/scipy/nibabel not installed: NumPy baselines skipped (pip install numpy scipy nibabel)"
 fi
