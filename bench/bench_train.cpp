@@ -99,4 +99,4 @@ void register_all() {
 
 }  // namespace
 
-int main(int argc, char** argv) { return iss::bench::run(argc, argv, register_all); }
+int main(int argc, char** argv) { return iss::bench::run(argc, argv, register_all, /*keep_freed_memory=*/false); }

@@ -48,8 +48,9 @@ inline LabelMap infant_sized_phantom() {
     return map;
 }
 
-inline int run(int argc, char** argv, void (*register_all)()) {
-    keep_freed_host_memory();  // as the program's main() does
+// `keep_freed_memory`: as the program's main() does for every command but train.
+inline int run(int argc, char** argv, void (*register_all)(), bool keep_freed_memory = true) {
+    if (keep_freed_memory) keep_freed_host_memory();
     register_all();
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

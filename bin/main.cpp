@@ -51,7 +51,6 @@ int print_version() {
 }  // namespace
 
 int main(int argc, char** argv) {
-    iss::keep_freed_host_memory();
     if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
         print_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
@@ -62,6 +61,9 @@ int main(int argc, char** argv) {
         // A command stopped by SIGINT/SIGTERM leaves no temporary file; train handles the
         // signals itself (it finishes the step and writes a checkpoint).
         if (std::strcmp(c.name, "train") != 0) iss::install_output_cleanup_on_signals();
+        // Not for train: it runs for days, allocates its buffers once, and a heap that never
+        // shrinks could only grow there.
+        if (std::strcmp(c.name, "train") != 0) iss::keep_freed_host_memory();
         try {
             return c.run(argc - 2, argv + 2);
         } catch (const iss::InputError& e) {

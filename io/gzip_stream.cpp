@@ -58,7 +58,7 @@ ParallelGzip::ParallelGzip(DeflateSettings settings, std::function<void(const vo
 }
 
 void ParallelGzip::write(const void* data, size_t n) {
-    ISS_REQUIRE(!finished_, "gzip: write after finish");
+    ISS_REQUIRE(!finished_, "gzip: write after finish or a failure");
     const uint8_t* p = static_cast<const uint8_t*>(data);
     const size_t batch = batch_chunks * gzip_chunk_bytes;
     while (n > 0) {
@@ -71,7 +71,7 @@ void ParallelGzip::write(const void* data, size_t n) {
 }
 
 void ParallelGzip::finish() {
-    ISS_REQUIRE(!finished_, "gzip: finish twice");
+    ISS_REQUIRE(!finished_, "gzip: finish twice, or after a failure");
     compress((pending_.size() + gzip_chunk_bytes - 1) / gzip_chunk_bytes, true);
     finished_ = true;
     // RFC 1952 trailer: CRC-32 and the input's size modulo 2^32, little-endian.
@@ -87,6 +87,8 @@ void ParallelGzip::finish() {
 // each on a thread, then handed on in order; what follows them stays pending. `last` with no
 // input left still writes the final (empty) block.
 void ParallelGzip::compress(size_t chunks, bool last) {
+    // Whatever throws below leaves part of the stream handed on: no more input after it.
+    finished_ = true;
     const size_t size = std::min(pending_.size(), chunks * gzip_chunk_bytes);
     std::vector<std::vector<uint8_t>> out(std::max<size_t>(chunks, 1));
     std::vector<uint32_t> crc(out.size(), 0);
@@ -102,15 +104,19 @@ void ParallelGzip::compress(size_t chunks, bool last) {
         } catch (const std::exception& e) {
 #pragma omp critical(gzip_failure)
             failure = e.what();
+        } catch (...) {
+#pragma omp critical(gzip_failure)
+            failure = "an unknown error";
         }
     }
-    if (!failure.empty()) throw Error(failure);
+    if (!failure.empty()) throw Error(cat("gzip: ", failure));
     for (size_t c = 0; c < out.size(); ++c) {
         sink_(out[c].data(), out[c].size());
         crc_ = uint32_t(crc32_combine(crc_, crc[c], z_off_t(length[c])));
         total_ += length[c];
     }
     pending_.erase(pending_.begin(), pending_.begin() + std::ptrdiff_t(size));
+    finished_ = false;
 }
 
 }  // namespace iss

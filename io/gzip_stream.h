@@ -32,7 +32,8 @@ public:
 
     // Buffers the bytes; compresses and hands on every batch of whole chunks.
     void write(const void* data, size_t n);
-    // The rest, the final block and the trailer. Nothing may be written after it.
+    // The rest, the final block and the trailer. Nothing may be written after it, nor after a
+    // call that threw (the stream is then incomplete).
     void finish();
 
 private:
@@ -43,7 +44,7 @@ private:
     std::vector<uint8_t> pending_;  // input not compressed yet
     uint32_t crc_ = 0;
     uint64_t total_ = 0;            // input bytes compressed so far
-    bool finished_ = false;
+    bool finished_ = false;  // or failed: no more input taken
 };
 
 }  // namespace iss

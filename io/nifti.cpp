@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -555,10 +556,10 @@ Volume<T> read_scaled(const std::string& path, NiftiHeader* header_out) {
 // --- writing ----------------------------------------------------------------------------------
 
 // How a .nii.gz is compressed. Float voxels (images, posteriors) are mostly mantissa bits that
-// deflate's string search cannot shorten: level 1 with run-length matches only gives the same
-// size (0.894 of the raw bytes against 0.896 at level 6 for posteriors, 0.865 against 0.867
-// for a synthetic image) in a third of the time. Label maps are long runs, which level 6 packs
-// into about 0.6 of level 1's size at a few tens of ms.
+// deflate's string search cannot shorten: level 1 with run-length matches only gives about the
+// same size as level 6 (0.814 of the raw bytes against 0.809 for predict's posteriors, 0.865
+// against 0.867 for a synthetic image) in a quarter of the time (docs/PERFORMANCE.md). Label
+// maps are long runs, which level 6 packs into about 0.6 of level 1's size at tens of ms.
 DeflateSettings deflate_settings_for(int datatype) {
     const TypeInfo* t = find_type(datatype);
     if (t && !t->integer) return {1, Z_RLE};
@@ -570,17 +571,12 @@ DeflateSettings deflate_settings_for(int datatype) {
 // uncommitted.
 class GzWriter {
 public:
-    GzWriter(const std::string& path, int datatype) : output_(checked_name(path)) {
-        file_ = std::fopen(output_.write_path().c_str(), "wb");
-        if (file_ == nullptr) throw_output_error(path, errno, "cannot create");
+    GzWriter(const std::string& path, int datatype)
+        : output_(checked_name(path)), file_(std::fopen(output_.write_path().c_str(), "wb"), &std::fclose) {
+        if (!file_) throw_output_error(path, errno, "cannot create");
         if (ends_with(path, ".gz"))
             gzip_.emplace(deflate_settings_for(datatype), [this](const void* data, size_t n) { put(data, n); });
     }
-    ~GzWriter() {
-        if (file_) std::fclose(file_);
-    }
-    GzWriter(const GzWriter&) = delete;
-    GzWriter& operator=(const GzWriter&) = delete;
 
     void write(const void* data, size_t n) {
         if (gzip_)
@@ -590,10 +586,9 @@ public:
     }
     void commit() {
         if (gzip_) gzip_->finish();
-        const int flushed = std::fflush(file_);
+        const int flushed = std::fflush(file_.get());
         const int flush_error = errno;
-        const int closed = std::fclose(file_);
-        file_ = nullptr;
+        const int closed = std::fclose(file_.release());
         if (flushed != 0) throw_output_error(output_.path(), flush_error, "cannot finish writing");
         if (closed != 0) throw_output_error(output_.path(), errno, "cannot finish writing");
         output_.commit();
@@ -605,11 +600,12 @@ private:
         return path;
     }
     void put(const void* data, size_t n) {
-        if (n > 0 && std::fwrite(data, 1, n, file_) != n) throw_output_error(output_.path(), errno, "cannot write");
+        if (n > 0 && std::fwrite(data, 1, n, file_.get()) != n)
+            throw_output_error(output_.path(), errno, "cannot write");
     }
 
-    OutputFile output_;
-    std::FILE* file_ = nullptr;
+    OutputFile output_;  // first: its temporary is removed after the file is closed
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> file_;
     std::optional<ParallelGzip> gzip_;
 };
 

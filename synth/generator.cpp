@@ -148,7 +148,7 @@ Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vec
         map_shapes_.push_back(m.grid.dim);
         map_lr_axes_.push_back(m.lr_axis);
     }
-    int64_t max_velocity = 0, max_field = 0, max_out = 0, max_bias = 0;
+    int64_t max_velocity = 0, max_field = 0, max_out = 0, max_bias = 0, max_map = 0, max_reach = 0;
     for (uint32_t probe = 0; probe < maps_.size(); ++probe) {
         // The shapes depend only on the map, so any draw for that map gives them.
         const SampleParams p = draw_sample_params(config_, 0, 0, {map_shapes_[probe]}, {map_lr_axes_[probe]});
@@ -156,6 +156,10 @@ Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vec
         max_field = std::max(max_field, product(p.integration_shape) * 3);
         max_out = std::max(max_out, product(p.out_shape));
         max_bias = std::max(max_bias, product(p.bias_shape));
+        max_map = std::max(max_map, product(p.map_shape));
+        // The deformation's map positions: a crop starts within the map, or (padded) less than
+        // its own size before it.
+        for (size_t d = 0; d < 3; ++d) max_reach = std::max(max_reach, p.map_shape[d] + 2 * p.out_shape[d]);
     }
     // Refuse a crop that cannot fit before allocating anything (padding to a huge shape, say).
     int64_t map_bytes = 0;
@@ -181,11 +185,8 @@ Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vec
     capacity_.field = max_field / 3;
     capacity_.image = max_out;
     capacity_.steps = config_.integration_steps;
-    // A bound on every body's index_extent(): the deformation's map positions reach at most a
-    // map's size plus the crop's.
-    int64_t max_map = 0;
-    for (const TrainingMap& m : maps_) max_map = std::max(max_map, int64_t(m.generation.size()));
-    capacity_.index_extent = max_field + max_velocity + max_bias + max_out + max_map;
+    // A bound on every body's index_extent(), which upload_plan checks sample by sample.
+    capacity_.index_extent = std::max({max_field, max_velocity, max_bias, max_out, max_map, max_reach});
     cuda_graph_ = environment_flag("INFANT_CUDA_GRAPH");
 }
 

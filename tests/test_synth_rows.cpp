@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "kernels/common/device.h"
-#include "kernels/common/launch.h"
+#include "kernels/common/index_type.h"
 #include "kernels/common/philox.h"
 #include "kernels/synth/blur.h"
 #include "kernels/synth/deform.h"
@@ -31,6 +31,24 @@ void expect_same_bits(const std::vector<T>& got, const std::vector<T>& want) {
     ASSERT_EQ(got.size(), want.size());
     for (size_t v = 0; v < got.size(); ++v)
         ASSERT_EQ(std::memcmp(&got[v], &want[v], sizeof(T)), 0) << "element " << v << ": " << +got[v] << " vs " << +want[v];
+}
+
+// The body over its grid on the host, one voxel at a time, with the index type its CUDA launch
+// gives it (kernels/common/index_type.h): what a GPU computes.
+template <class Body>
+void run_voxels_as_cuda_does(const Body& body) {
+    const int64_t* dim = body.grid();
+    const int64_t count = dim[0] * dim[1] * dim[2];
+    auto run = [&](auto index) {
+        using I = decltype(index);
+        for (I k = 0; k < I(dim[2]); ++k)
+            for (I j = 0; j < I(dim[1]); ++j)
+                for (I i = 0; i < I(dim[0]); ++i) body(i, j, k);
+    };
+    if (fits_32_bit_index(index_extent_of(body, count)))
+        run(int32_t{});
+    else
+        run(int64_t{});
 }
 
 // `dim`: the grid the test means the body to have (checked against the body's own).
@@ -71,7 +89,9 @@ TEST(SynthRows, BodiesTakeThirtyTwoBitIndicesOnlyWhereEveryOffsetFits) {
     DeformArgs deform;
     for (int d = 0; d < 3; ++d) deform.map_dim[d] = deform.out_dim[d] = 8;
     EXPECT_EQ(index_extent_of(DeformBody{deform}, 512), 512);
-    deform.offset[1] = -(limit - 4);  // a crop far outside its map: positions below -2^31 + 4 + 8
+    // A crop far outside its map: its positions still fit in 32 bits, but the bound the body
+    // declares (|offset| + the crop's size per axis) does not, and errs on the safe side.
+    deform.offset[1] = -(limit - 4);
     EXPECT_FALSE(fits_32_bit_index(index_extent_of(DeformBody{deform}, 512)));
     deform.offset[1] = 0;
     for (int d = 0; d < 3; ++d) deform.field_dim[d] = 1024;  // 3 x 2^30 floats, when there is a field

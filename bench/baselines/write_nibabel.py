@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Baseline of bench_post's WriteNifti/posteriors: nibabel writing the same volume as .nii.gz
 (its own gzip settings): 34 float32 posterior frames of 155x175x149, small random values with
-one high value per voxel, as the benchmark makes them. (Its label-map row has no baseline: the
+one high value per voxel: the same kind of data as the benchmark's (its high value sits in the
+frame of a phantom's label, here in a random frame). (Its label-map row has no baseline: the
 benchmark's map is a phantom with islands, which this script does not build.)
 
 usage: write_nibabel.py [--repeats N] [--json OUT]

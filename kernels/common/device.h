@@ -35,12 +35,13 @@ std::string host_vector_extensions();
 // them) says no, or nullptr. At load time every binary runs this with the CPU's own answer and,
 // where one is missing, prints one line and exits 1 rather than die of an illegal instruction.
 const char* missing_host_extension(bool (*cpu_has)(const char* name));
-// For a program's main(), before its first large allocation: freed host memory stays with the
-// process for the next allocation instead of going back to the kernel (glibc's malloc: no mmap
-// for large blocks, no trimming). Fresh pages are what cost: on a virtual machine the first
-// touch of a page the guest gave back can cost a hundred times a reuse, and predict's
-// post-processing spent 2.8 of its 3.5 s there (docs/PERFORMANCE.md). The process keeps its
-// peak footprint until it exits. Nothing is done elsewhere than glibc.
+// For a program's main(), before its first large allocation and any thread: freed host memory
+// stays with the process for the next allocation instead of going back to the kernel (glibc's
+// malloc: no mmap for large blocks, no trimming). Fresh pages are what cost here: predict's
+// post-processing on a 2-vCPU VM took 2.7-3.6 s, and 0.7-0.8 s with this (docs/PERFORMANCE.md).
+// The process keeps at least its peak footprint until it exits (a freed block serves only the
+// requests that fit in it), so it suits a command that runs once, not a days-long training.
+// Nothing is done without glibc's allocator (under ASan, with a preloaded jemalloc or tcmalloc).
 void keep_freed_host_memory();
 // Number of usable CUDA devices: 0 without a driver, without a GPU, or in a CPU-only build.
 int cuda_device_count();

@@ -1,5 +1,5 @@
-// The index type of a voxel body on CUDA, and a host runner that uses it (for the tests). Shared
-// by the CPU's launch.h and CUDA's launch.cuh; no OpenMP here, so nvcc's host pass sees none.
+// The index type of a voxel body on CUDA. Shared by the CPU's launch.h and CUDA's launch.cuh; no
+// OpenMP here, so nvcc's host pass sees none.
 #pragma once
 
 #include <algorithm>
@@ -29,24 +29,6 @@ int64_t index_extent_of(const Body& body, int64_t count) {
         return std::max(count, body.index_extent());
     else
         return count;
-}
-
-// The body over its grid on the host, one voxel at a time, with the index type its CUDA launch
-// gives it: what a GPU computes, for the tests that check it without one.
-template <class Body>
-void run_voxels_as_cuda_does(const Body& body) {
-    const int64_t* dim = body.grid();
-    const int64_t count = dim[0] * dim[1] * dim[2];
-    auto run = [&](auto index) {
-        using I = decltype(index);
-        for (I k = 0; k < I(dim[2]); ++k)
-            for (I j = 0; j < I(dim[1]); ++j)
-                for (I i = 0; i < I(dim[0]); ++i) body(i, j, k);
-    };
-    if (fits_32_bit_index(index_extent_of(body, count)))
-        run(int32_t{});
-    else
-        run(int64_t{});
 }
 
 }  // namespace iss

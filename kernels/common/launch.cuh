@@ -15,6 +15,15 @@
 
 namespace iss {
 
+// Voxel v of a grid nx voxels wide and ny rows high, as the body's (i, j, k): signed, in the
+// launch's width (index_type.h).
+template <class I, class Body>
+__device__ __forceinline__ auto run_voxel(const Body& body, I v, I nx, I ny) {
+    using Signed = std::make_signed_t<I>;
+    const I row = v / nx;
+    return body(Signed(v - row * nx), Signed(row % ny), Signed(row / ny));
+}
+
 // The kernels take their index type I: uint32_t below 2^31 elements (fits_32_bit_index), where
 // the split into i, j, k is a few instructions, int64_t above, where a division is a long
 // software routine on the GPU. The grid's stride is at most 2^24 (cuda_blocks_for), so a 32-bit
@@ -22,12 +31,8 @@ namespace iss {
 // "The index type of a voxel body on CUDA").
 template <class I, class Body>
 __global__ void voxel_kernel(const Body body, I nx, I ny, I count) {
-    using Signed = std::make_signed_t<I>;
     const I stride = I(gridDim.x) * blockDim.x;
-    for (I v = I(blockIdx.x) * blockDim.x + threadIdx.x; v < count; v += stride) {
-        const I row = v / nx;
-        body(Signed(v - row * nx), Signed(row % ny), Signed(row / ny));
-    }
+    for (I v = I(blockIdx.x) * blockDim.x + threadIdx.x; v < count; v += stride) run_voxel(body, v, nx, ny);
 }
 
 // A body may take the element index as a template (ChannelsLastElement), and then splits it in
@@ -64,7 +69,8 @@ template <class Body>
 void cuda_for_each_voxel(DeviceContext& ctx, const Body& body) {
     const int64_t* dim = body.grid();
     const int64_t count = dim[0] * dim[1] * dim[2];
-    launch_for(ctx, count, index_extent_of(body, count), [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
+    const int64_t extent = index_extent_of(body, count);
+    launch_for(ctx, count, extent, [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
         using I = decltype(index);
         voxel_kernel<<<blocks, threads, 0, stream>>>(body, I(dim[0]), I(dim[1]), I(count));
     });
@@ -94,14 +100,10 @@ void cuda_for_each(DeviceContext& ctx, const Body& body) {
 // at its largest); the caller keeps every body within both, which the launch cannot check.
 template <class I, class Body>
 __global__ void voxel_kernel_from(const Body* __restrict__ body) {
-    using Signed = std::make_signed_t<I>;
     const int64_t* dim = body->grid();
     const I nx = I(dim[0]), ny = I(dim[1]), count = I(dim[0] * dim[1] * dim[2]);
     const I stride = I(gridDim.x) * blockDim.x;
-    for (I v = I(blockIdx.x) * blockDim.x + threadIdx.x; v < count; v += stride) {
-        const I row = v / nx;
-        (*body)(Signed(v - row * nx), Signed(row % ny), Signed(row / ny));
-    }
+    for (I v = I(blockIdx.x) * blockDim.x + threadIdx.x; v < count; v += stride) run_voxel(*body, v, nx, ny);
 }
 
 template <class I, class Body>

@@ -2,6 +2,7 @@
 // for floats >= 0 the unsigned order of the bits is the numeric order, so atomicMin/atomicMax
 // on uint32 give the exact extremes, independent of the order of the threads. The range stays
 // on the device, where normalise_gamma reads it: nothing here waits for the GPU.
+#include "kernels/common/error.h"
 #include "kernels/common/launch.cuh"
 #include "kernels/synth/intensity.h"
 
@@ -17,14 +18,12 @@ constexpr int range_threads = 256;
 // memory (sample_kernels.h).
 template <class I>
 __device__ void bias_clip_and_range(const BiasClipBody& body) {
-    using Signed = std::make_signed_t<I>;
     const int64_t* dim = body.grid();
     const I nx = I(dim[0]), ny = I(dim[1]), count = I(dim[0] * dim[1] * dim[2]);
     const I stride = I(gridDim.x) * blockDim.x;
     unsigned int low = 0xffffffffu, high = 0u;
     for (I v = I(blockIdx.x) * blockDim.x + threadIdx.x; v < count; v += stride) {
-        const I row = v / nx;
-        const unsigned int bits = __float_as_uint(body(Signed(v - row * nx), Signed(row % ny), Signed(row / ny)));
+        const unsigned int bits = __float_as_uint(run_voxel(body, v, nx, ny));
         low = min(low, bits);
         high = max(high, bits);
     }
@@ -86,6 +85,8 @@ void bias_clip_cuda(DeviceContext& ctx, const BiasClipArgs& a) {
 
 void bias_clip_cuda_from(DeviceContext& ctx, const BiasClipBody* device_body, uint32_t* range, int64_t capacity,
                          int64_t extent) {
+    ISS_REQUIRE(device_body && range && capacity >= 0 && extent >= capacity,
+                "bias_clip_cuda_from: no body or range, or an extent below the capacity");
     const cudaStream_t stream = reset_range(ctx, range);
     if (fits_32_bit_index(std::max(capacity, extent)))
         bias_clip_kernel_from<uint32_t><<<range_blocks(capacity), range_threads, 0, stream>>>(device_body);

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <type_traits>
 
@@ -49,8 +50,9 @@ struct SampleCapacity {
     int64_t field = 0;  // voxels of the integration grid
     int64_t image = 0;  // voxels of the crop
     int steps = 0;      // squaring steps
-    // The most elements any body indexes (its index_extent(), launch.h): 32-bit launches below 2^31.
-    int64_t index_extent = 0;
+    // The most elements any body indexes (its index_extent(), index_type.h): 32-bit launches
+    // below 2^31. Unset, 64-bit.
+    int64_t index_extent = std::numeric_limits<int64_t>::max();
 };
 
 // The kernels of a sample in the order they run, each body visited once per launch (the

@@ -36,7 +36,8 @@ struct ResizeFieldBody {
     ResizeFieldArgs a;
     ISS_HD const int64_t* grid() const { return a.dst_dim; }
     ISS_HD int64_t index_extent() const {
-        const int64_t src = a.src_dim[0] * a.src_dim[1] * a.src_dim[2], dst = a.dst_dim[0] * a.dst_dim[1] * a.dst_dim[2];
+        const int64_t src = a.src_dim[0] * a.src_dim[1] * a.src_dim[2];
+        const int64_t dst = a.dst_dim[0] * a.dst_dim[1] * a.dst_dim[2];
         return 3 * (src > dst ? src : dst);
     }
     template <class I>
