@@ -22,7 +22,7 @@ std::vector<uint8_t> deflate_chunk(const uint8_t* in, size_t n, const DeflateSet
     z_stream z;
     std::memset(&z, 0, sizeof z);
     const int init = deflateInit2(&z, s.level, Z_DEFLATED, -15, 8, s.strategy);
-    if (init != Z_OK) throw Error(cat("gzip: cannot start deflate (zlib error ", init, ")"));
+    if (init != Z_OK) throw Error(cat("cannot start deflate (zlib error ", init, ")"));
     std::vector<uint8_t> out(deflateBound(&z, uLong(n)) + 64);
     z.next_in = const_cast<Bytef*>(in);
     z.avail_in = uInt(n);
@@ -34,7 +34,7 @@ std::vector<uint8_t> deflate_chunk(const uint8_t* in, size_t n, const DeflateSet
         done = out.size() - z.avail_out;
         if (rc == Z_STREAM_ERROR) {
             deflateEnd(&z);
-            throw Error("gzip: deflate failed");
+            throw Error("deflate failed");
         }
         // Finished: the stream's end, or (flushing) all input taken with room left over, which
         // zlib leaves only once the flush is complete.
