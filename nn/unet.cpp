@@ -148,7 +148,11 @@ Var UNet::last_level(Graph& g, Var skip0, Var from_level_one, bool training) {
         x = conv_elu_block(g, std::move(x), decoder_[size_t(L - 2)]);
         x = batchnorm(g, x, decoder_bn_[size_t(L - 2)], training);
     }
-    return conv3d(g, x, head_.weight, head_.bias, *head_.engines, DType::f32);  // fp32 logits
+    return x;
+}
+
+Var UNet::head(Graph& g, const Var& features) {
+    return conv3d(g, features, head_.weight, head_.bias, *head_.engines, DType::f32);  // fp32 logits
 }
 
 Var UNet::forward(Graph& g, const Var& input, bool training) {
@@ -156,7 +160,7 @@ Var UNet::forward(Graph& g, const Var& input, bool training) {
     Var x = encode_and_decode_to_level_one(g, input, training, skips);
     Var skip0 = std::move(skips[0]);
     skips.clear();
-    return last_level(g, std::move(skip0), std::move(x), training);
+    return head(g, last_level(g, std::move(skip0), std::move(x), training));
 }
 
 namespace {
@@ -183,17 +187,17 @@ void UNet::predict_rows(Graph& g, const Var& input, int64_t slab_depth, const Pr
     const Var skip0 = skips[0];
     skips.clear();
     // Each convolution of the last level needs one row of neighbours on each side (kernel 3), so
-    // a slab is computed with `halo` extra rows read from the real volume and cropped after;
-    // even bounds keep the upsampling's rows aligned with level 1's.
+    // a slab is computed with `halo` extra rows read from the real volume; even bounds keep the
+    // upsampling's rows aligned with level 1's. The features are cropped to the slab's own rows
+    // before the head and the softmax, which work voxel by voxel.
     const int64_t halo = config_.kernel / 2 * config_.convs_per_level;
-    const int64_t row = in.h * in.w * config_.classes;
     for (int64_t z0 = 0; z0 < in.d; z0 += slab_depth) {
         const int64_t z1 = std::min(in.d, z0 + slab_depth);
         const int64_t a = std::max<int64_t>(0, z0 - halo) / 2 * 2;
         const int64_t b = std::min(in.d, (z1 + halo + 1) / 2 * 2);
-        const Var probs =
-            softmax(g, last_level(g, rows(g, skip0, a, b), rows(g, level_one, a / 2, b / 2), false));
-        emit(z0, z1, probs.data() + (z0 - a) * row);
+        const Var features = last_level(g, rows(g, skip0, a, b), rows(g, level_one, a / 2, b / 2), false);
+        const Var probs = softmax(g, head(g, rows(g, features, z0 - a, z1 - a)));
+        emit(z0, z1, probs.data());
     }
 }
 

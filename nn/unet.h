@@ -88,10 +88,12 @@ private:
     bool predict_in_slabs(Graph& g, const Var& input, int64_t slab_depth) const;
     // UNet::predict's work: each slab's rows [z0, z1) of probabilities, in device memory, to `emit`.
     void predict_rows(Graph& g, const Var& input, int64_t slab_depth, const ProbabilityRows& emit);
-    // The last decoder level (full resolution) and the head: logits from level 1's output.
-    // Takes its inputs by value so that, handed the only handles, it frees each after its last
-    // use (skip0 alone is 24 channels at full resolution).
+    // The last decoder level (full resolution): its features from level 1's output. Takes its
+    // inputs by value so that, handed the only handles, it frees each after its last use (skip0
+    // alone is 24 channels at full resolution).
     Var last_level(Graph& g, Var skip0, Var from_level_one, bool training);
+    // The head (a 1x1 convolution): fp32 logits from those features.
+    Var head(Graph& g, const Var& features);
 
     UNetConfig config_;
     ParamStore& params_;
