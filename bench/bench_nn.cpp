@@ -4,12 +4,19 @@
 //   UNetForward/<cpu|cuda>/160x192x160/slab16  the same with the last level, the head and the
 //                                          softmax in slabs of 16 rows (UNet::predict, as predict runs)
 //   UNetConvolutions/<cpu|cuda>/160x192x160  the forward's convolutions alone, each with its
-//                                          fused ELU (the bound UNetForward is measured against)
+//                                          fused ELU (the bound UNetForward is measured against;
+//                                          on the CPU the decoders' first ones as the forward runs
+//                                          them, without the concatenation)
 //   UNetTrainStep/<cpu|cuda>/128x160x128   the infant training crop: forward + soft Dice +
 //                                          backward + Adam
+//   DecoderConv/<cpu|cuda>/160x192x160/level<l>/<concat|folded>  a decoder level's first
+//                                          convolution at inference, over the concatenation
+//                                          (upsample_concat, conv3d) or without it
+//                                          (upsample_concat_conv), on the scan's level-l grid
 //   .../bf16                               the same in bf16 (bf16 tensors and convolutions), where native
-// Counters: GFLOP/s of the convolutions (2 * voxels * Co * Ci * k^3 per conv; the backward
-// counts twice the forward) and peak_bytes of the activations (arena or pool peak, weights
+// Counters: GFLOP/s of the published network's convolutions (2 * voxels * Co * Ci * k^3 per
+// conv, the decoders' over the concatenation however they run; the backward counts twice the
+// forward) and peak_bytes of the activations (arena or pool peak, weights
 // and optimizer state not included). Sizes can be shrunk for a quick look with
 // --benchmark_filter and the environment variable INFANT_BENCH_SCALE=2 (halves each axis).
 #include <benchmark/benchmark.h>
@@ -46,7 +53,11 @@ int64_t scale_down() {
 // head), in `precision`, with the network's tensor types (activations in the precision's type,
 // except the fp32 image the first reads and the fp32 logits the head writes) and its fused ELUs
 // (all but the head).
-std::vector<ConvShape> forward_convolutions(const UNetConfig& c, const Shape5& in, Precision precision) {
+// With `folded`, each decoder level's first convolution is the two upsample_concat_conv runs
+// (nn/ops.h): the skip's part on the level's grid and the deeper level's part, folded, on its
+// own grid, both to fp32.
+std::vector<ConvShape> forward_convolutions(const UNetConfig& c, const Shape5& in, Precision precision,
+                                            bool folded = false) {
     const DType act = activation_type(precision);
     std::vector<ConvShape> shapes;
     for (int l = 0; l < c.levels; ++l) {
@@ -56,8 +67,17 @@ std::vector<ConvShape> forward_convolutions(const UNetConfig& c, const Shape5& i
         for (int k = 0; k < c.convs_per_level; ++k, channels = f)
             shapes.push_back({Shape5{at.n, at.d, at.h, at.w, channels}, f, c.kernel, precision, act, act, c.elu_alpha});
         if (l < c.levels - 1) {
-            channels = f + c.features_at(l + 1);
-            for (int k = 0; k < c.convs_per_level; ++k, channels = f)
+            const int64_t deeper = c.features_at(l + 1);
+            int k = 0;
+            channels = f + deeper;
+            if (folded) {
+                shapes.push_back({Shape5{at.n, at.d, at.h, at.w, f}, f, 3, precision, act, DType::f32});
+                shapes.push_back(
+                    {Shape5{at.n, at.d / 2, at.h / 2, at.w / 2, deeper}, 8 * f, 2, precision, act, DType::f32});
+                k = 1;
+                channels = f;
+            }
+            for (; k < c.convs_per_level; ++k, channels = f)
                 shapes.push_back(
                     {Shape5{at.n, at.d, at.h, at.w, channels}, f, c.kernel, precision, act, act, c.elu_alpha});
         }
@@ -134,7 +154,7 @@ void unet_convolutions(benchmark::State& state, Backend backend, Shape5 shape, P
     const UNetConfig config;
     std::vector<std::unique_ptr<Conv3d>> convs;
     size_t largest_in = 0, largest_out = 0, largest_w = 0, largest_b = 0;
-    for (const ConvShape& s : forward_convolutions(config, shape, precision)) {
+    for (const ConvShape& s : forward_convolutions(config, shape, precision, UNet::folds_upsampling(config, ctx))) {
         convs.push_back(std::make_unique<Conv3d>(ctx, s));
         largest_in = std::max(largest_in, size_t(s.in.size()));
         largest_out = std::max(largest_out, size_t(s.out().size()));
@@ -162,6 +182,42 @@ void unet_convolutions(benchmark::State& state, Backend backend, Shape5 shape, P
     for (auto _ : state) all();
     state.counters["GFLOP/s"] = benchmark::Counter(forward_flops(config, shape) * 1e-9 * double(state.iterations()),
                                                    benchmark::Counter::kIsRate);
+}
+
+// A decoder level's first convolution at inference on the scan's level-`level` grid, with its
+// fused ELU: over the concatenation, or without it.
+void decoder_conv(benchmark::State& state, Backend backend, Shape5 scan, int level, bool folded, Precision precision) {
+    DeviceContext ctx(Device{backend, 0});
+    const UNetConfig config;
+    const int64_t f = config.features_at(level), deeper = config.features_at(level + 1);
+    ParamStore params(ctx);
+    const Param w = params.declare("w", {f, 3, 3, 3, f + deeper}), b = params.declare("b", {f});
+    params.allocate();
+    PoolAllocator pool(ctx);
+    const Shape5 fine{1, scan.d >> level, scan.h >> level, scan.w >> level, f};
+    const Shape5 coarse{1, fine.d / 2, fine.h / 2, fine.w / 2, deeper};
+    const DType act = activation_type(precision);
+    Tensor skip = Tensor::make(pool, fine, act), from_below = Tensor::make(pool, coarse, act);
+    Tensor weights = Tensor::make(pool, Shape5{1, 1, 1, 1, params.info(w).count});
+    for (Tensor* t : {&skip, &from_below, &weights}) fill_input(ctx, *t);
+    ctx.copy_on_device(params.value(w), weights.data, size_t(weights.size()) * sizeof(float));
+    ConvEngines engines(f, 3);
+    UpsampledConvEngines upsampled(f);
+    auto run = [&] {
+        Graph g(pool, params, false);
+        g.set_precision(precision);
+        const Var a = g.input(skip), c = g.input(from_below);
+        const Var y = folded ? upsample_concat_conv(g, a, c, w, b, upsampled, config.elu_alpha)
+                             : conv3d(g, upsample_concat(g, a, c), w, b, engines, act, config.elu_alpha);
+        ctx.synchronize();
+        return y;
+    };
+    run();  // untimed: builds the engines, faults the pool's memory in
+    for (auto _ : state) benchmark::DoNotOptimize(run().data());
+    const double flops = 2.0 * double(fine.voxels()) * double(f) * double(f + deeper) * 27;
+    state.counters["GFLOP/s"] =
+        benchmark::Counter(flops * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
+    state.counters["peak_bytes"] = double(pool.peak_bytes());
 }
 
 void unet_train_step(benchmark::State& state, Backend backend, Shape5 shape, Precision precision) {
@@ -219,6 +275,15 @@ void register_all() {
                 ->Unit(benchmark::kMillisecond)
                 ->UseRealTime()
                 ->MinTime(b == Backend::cuda ? 0.5 : 0.01);
+            for (const int level : {0, 1})
+                for (const bool folded : {false, true})
+                    benchmark::RegisterBenchmark(("DecoderConv/" + dev + "/" + size(scan) + "/level" +
+                                                  std::to_string(level) + (folded ? "/folded" : "/concat") + suffix)
+                                                     .c_str(),
+                                                 decoder_conv, b, scan, level, folded, p)
+                        ->Unit(benchmark::kMillisecond)
+                        ->UseRealTime()
+                        ->MinTime(b == Backend::cuda ? 0.5 : 0.01);
             benchmark::RegisterBenchmark(("UNetTrainStep/" + dev + "/" + size(crop) + suffix).c_str(),
                                          unet_train_step, b, crop, p)
                 ->Unit(benchmark::kMillisecond)

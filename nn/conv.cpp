@@ -18,7 +18,7 @@ struct Conv3d::Impl {
 namespace {
 
 void check_shape(const ConvShape& s) {
-    ISS_REQUIRE(s.kernel == 1 || s.kernel == 3, "Conv3d: kernel must be 1 or 3, got ", s.kernel);
+    ISS_REQUIRE(s.kernel >= 1 && s.kernel <= 3, "Conv3d: kernel must be 1, 2 or 3, got ", s.kernel);
     ISS_REQUIRE(s.in.n >= 1, "Conv3d: in.n (batch) must be >= 1, got ", s.in.n);
     ISS_REQUIRE(s.in.d >= 1 && s.in.h >= 1 && s.in.w >= 1, "Conv3d: in.d, in.h, in.w must be >= 1, got ",
                 s.in.str());

@@ -1,8 +1,11 @@
-// 3-D convolution, stride 1, "same" zero padding, with bias, on channels-last activations:
-// the vendor libraries do the work (oneDNN on the CPU, cuDNN on CUDA), each confined to one
-// file behind this narrow interface.
+// 3-D convolution, stride 1, zero padding k/2 on every side, with bias, on channels-last
+// activations: the vendor libraries do the work (oneDNN on the CPU, cuDNN on CUDA), each
+// confined to one file behind this narrow interface. Kernels 1 and 3 keep the size ("same");
+// kernel 2 (padding 1) gives one more row on every axis: output (z, y, x) reads inputs
+// z-1..z, y-1..y, x-1..x (the decoder's convolution over upsampled values computed on the
+// coarse grid, nn/ops.h: upsample_concat_conv).
 //
-// Layouts: x (N, D, H, W, Ci) and y (N, D, H, W, Co) channels-last; weights (Co, k, k, k, Ci)
+// Layouts: x (N, D, H, W, Ci) and y (N, D', H', W', Co) channels-last; weights (Co, k, k, k, Ci)
 // ("odhwi", the layout cuDNN calls NHWC for filters); bias (Co).
 // forward:          y = conv(x, w) + b, or ELU(conv(x, w) + b) with the ELU fused (elu_alpha > 0)
 // backward_data:    dx = conv_transpose(dy, w)            (overwrites dx)
@@ -31,7 +34,7 @@ class DeviceContext;
 struct ConvShape {
     Shape5 in;       // input activation shape (c = input channels)
     int64_t out_c;   // output channels
-    int64_t kernel;  // 3 or 1
+    int64_t kernel;  // 1, 2 or 3
     Precision precision = Precision::fp32;
     DType x_type = DType::f32;  // x and dx
     DType y_type = DType::f32;  // y and dy
@@ -40,7 +43,12 @@ struct ConvShape {
     // backward passes are the convolution's alone (the gradient before the ELU).
     float elu_alpha = 0.0f;
 
-    Shape5 out() const { return Shape5{in.n, in.d, in.h, in.w, out_c}; }
+    int64_t padding() const { return kernel / 2; }
+    // The output's shape: the input's, one larger on every spatial axis for kernel 2.
+    Shape5 out() const {
+        const int64_t grow = 2 * padding() - kernel + 1;
+        return Shape5{in.n, in.d + grow, in.h + grow, in.w + grow, out_c};
+    }
     int64_t weight_count() const { return out_c * kernel * kernel * kernel * in.c; }
     bool operator==(const ConvShape& o) const {
         return in == o.in && out_c == o.out_c && kernel == o.kernel && precision == o.precision &&

@@ -3,7 +3,7 @@
 //
 // Activations are 5-D tensors with dims (N, C, D, H, W) and channels-last strides (NDHWC);
 // the filter is CUDNN_TENSOR_NHWC with dims (K, C, kD, kH, kW), which is odhwi in memory;
-// bias is a (1, Co, 1, 1, 1) tensor. Cross-correlation, padding (k-1)/2, stride 1.
+// bias is a (1, Co, 1, 1, 1) tensor. Cross-correlation, padding k/2, stride 1.
 //
 // How a pass computes (PassMath):
 // - fp32: fp32 data and fp32 compute with CUDNN_FMA_MATH, which forbids tensor cores and so
@@ -105,7 +105,8 @@ struct Operands {
         ISS_CUDNN_CHECK(cudnnCreateFilterDescriptor(&w.handle));
         const Shape5& g = s.in;
         set_ndhwc(x.handle, type, g.n, g.c, g.d, g.h, g.w);
-        set_ndhwc(y.handle, type, g.n, s.out_c, g.d, g.h, g.w);
+        const Shape5 out = s.out();
+        set_ndhwc(y.handle, type, out.n, out.c, out.d, out.h, out.w);
         const int k = int(s.kernel);
         const int filter_dims[5] = {to_int(s.out_c, "output channels"), to_int(g.c, "input channels"), k, k, k};
         ISS_CUDNN_CHECK(cudnnSetFilterNdDescriptor(w.handle, type, CUDNN_TENSOR_NHWC, 5, filter_dims));
@@ -346,7 +347,7 @@ CudnnConv3d::CudnnConv3d(DeviceContext& ctx, const ConvShape& s)
     const Shape5& g = s.in;
     to_int(g.size(), "input elements");
     to_int(s.out().size(), "output elements");
-    const int k = int(s.kernel), pad = (k - 1) / 2;
+    const int pad = int(s.padding());
 
     fp32_.create(s, CUDNN_DATA_FLOAT);
     const bool any_bf16 = fwd_.math == PassMath::bf16 || bwd_data_.math == PassMath::bf16;
@@ -365,13 +366,14 @@ CudnnConv3d::CudnnConv3d(DeviceContext& ctx, const ConvShape& s)
                                                     CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     ISS_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_.handle, CUDNN_FMA_MATH));
 
-    // cuDNN's idea of the output must be ours ("same" size), or the descriptors are wrong.
+    // cuDNN's idea of the output must be ours (ConvShape::out), or the descriptors are wrong.
     int out_dims[5] = {};
     ISS_CUDNN_CHECK(cudnnGetConvolutionNdForwardOutputDim(conv_.handle, fp32_.x.handle, fp32_.w.handle, 5, out_dims));
-    ISS_REQUIRE(out_dims[0] == g.n && out_dims[1] == s.out_c && out_dims[2] == g.d && out_dims[3] == g.h &&
-                    out_dims[4] == g.w,
-                "Conv3d (cuDNN): output dims ", out_dims[0], "x", out_dims[1], "x", out_dims[2], "x", out_dims[3],
-                "x", out_dims[4], " differ from the 'same' shape ", s.out().str());
+    const Shape5 out = s.out();
+    ISS_REQUIRE(out_dims[0] == out.n && out_dims[1] == out.c && out_dims[2] == out.d && out_dims[3] == out.h &&
+                    out_dims[4] == out.w,
+                "Conv3d (cuDNN): output dims ", out_dims[0], "x", out_dims[1], "x", out_dims[2], "x", out_dims[3], "x",
+                out_dims[4], " differ from ", out.str());
 }
 
 const void* CudnnConv3d::pass_weights(PassMath m, const float* w) {

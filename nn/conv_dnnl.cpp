@@ -4,7 +4,7 @@
 // no activation is ever reordered); the weights arrive as odhwi and the primitives choose
 // their own blocked weight layout (format `any`), so the user weights are reordered into it
 // before forward / backward-data and the weight gradient is reordered back to odhwi. Bias is
-// a plain vector (`x`). Padding (k-1)/2 on every side ("same"), stride 1. A fused ELU is a
+// a plain vector (`x`). Padding k/2 on every side (nn/conv.h), stride 1. A fused ELU is a
 // post-op of the forward primitive (oneDNN's own exp: within a few ulp of ours).
 //
 // fp32 throughout, or in bf16 (ConvShape::precision): the primitives read bf16 inputs (the
@@ -113,16 +113,17 @@ void skip_implementation(dnnl::primitive_desc& pd, const std::string& name) {
 DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
     : ctx_(ctx), engine_(ctx.dnnl_engine()) {
     const memory::dim n = s.in.n, d = s.in.d, h = s.in.h, w = s.in.w, ci = s.in.c, co = s.out_c, k = s.kernel;
-    const memory::dim pad = (k - 1) / 2;
+    const memory::dim pad = s.padding();
+    const Shape5 out = s.out();
     const memory::dims strides{1, 1, 1}, padding{pad, pad, pad};
     const auto compute = s.precision == Precision::bf16 ? bf16 : f32;
     const auto stored = [](DType t) { return t == DType::bf16 ? bf16 : f32; };
     // oneDNN names dimensions in its canonical order (N, C, D, H, W) / (O, I, D, H, W); the
     // format tag says how they sit in memory.
     ISS_DNNL_CALL(x_md_ = memory::desc({n, ci, d, h, w}, stored(s.x_type), tag::ndhwc));
-    ISS_DNNL_CALL(y_md_ = memory::desc({n, co, d, h, w}, stored(s.y_type), tag::ndhwc));
+    ISS_DNNL_CALL(y_md_ = memory::desc({n, co, out.d, out.h, out.w}, stored(s.y_type), tag::ndhwc));
     ISS_DNNL_CALL(x_compute_md_ = memory::desc({n, ci, d, h, w}, compute, tag::ndhwc));
-    ISS_DNNL_CALL(dy_compute_md_ = memory::desc({n, co, d, h, w}, compute, tag::ndhwc));
+    ISS_DNNL_CALL(dy_compute_md_ = memory::desc({n, co, out.d, out.h, out.w}, compute, tag::ndhwc));
     ISS_DNNL_CALL(w_user_md_ = memory::desc({co, ci, k, k, k}, f32, tag::odhwi));
     ISS_DNNL_CALL(b_md_ = memory::desc({co}, f32, tag::x));
     memory::desc w_any_md, dw_any_md;

@@ -222,13 +222,23 @@ Var maxpool2(Graph& g, const Var& x) {
     return out;
 }
 
-Var upsample_concat(Graph& g, const Var& a, const Var& b) {
+namespace {
+
+// The inputs of concat(a, upsample2(b)) fit each other.
+void check_upsample_concat(const Var& a, const Var& b, const char* op) {
     const Shape5& sa = a.shape();
     const Shape5& sb = b.shape();
-    ISS_REQUIRE(sa.n == sb.n && sa.d == 2 * sb.d && sa.h == 2 * sb.h && sa.w == 2 * sb.w, "upsample_concat: ",
-                sb.str(), " upsampled by 2 does not match ", sa.str(), " outside the channels");
-    ISS_REQUIRE(a.dtype() == b.dtype(), "upsample_concat: a ", dtype_name(a.dtype()), " and a ",
-                dtype_name(b.dtype()), " tensor");
+    ISS_REQUIRE(sa.n == sb.n && sa.d == 2 * sb.d && sa.h == 2 * sb.h && sa.w == 2 * sb.w, op, ": ", sb.str(),
+                " upsampled by 2 does not match ", sa.str(), " outside the channels");
+    ISS_REQUIRE(a.dtype() == b.dtype(), op, ": a ", dtype_name(a.dtype()), " and a ", dtype_name(b.dtype()), " tensor");
+}
+
+}  // namespace
+
+Var upsample_concat(Graph& g, const Var& a, const Var& b) {
+    check_upsample_concat(a, b, "upsample_concat");
+    const Shape5& sa = a.shape();
+    const Shape5& sb = b.shape();
     Tensor y = g.make(Shape5{sa.n, sa.d, sa.h, sa.w, sa.c + sb.c}, a.dtype());
     with_storage(y.dtype, [&](auto type) {
         using T = decltype(type);
@@ -240,6 +250,42 @@ Var upsample_concat(Graph& g, const Var& a, const Var& b) {
         node->output = out.d;
     }
     return out;
+}
+
+Var upsample_concat_conv(Graph& g, const Var& a, const Var& b, Param weight, Param bias, UpsampledConvEngines& engines,
+                         float elu_alpha) {
+    const char* op = "upsample_concat_conv";
+    ISS_REQUIRE(!g.grad_enabled(), op, " is for inference (gradients off)");
+    check_upsample_concat(a, b, op);
+    const Shape5& sa = a.shape();
+    const Shape5& sb = b.shape();
+    const int64_t out_c = engines.fine.out_c();
+    ParamStore& p = g.params();
+    ISS_REQUIRE(p.info(weight).count == out_c * 27 * (sa.c + sb.c) && p.info(bias).count == out_c, op,
+                ": the layer's parameters are not a 3^3 convolution from ", sa.c, " + ", sb.c, " to ", out_c,
+                " channels");
+    DeviceContext& ctx = g.context();
+    // The weights are split and folded on every call (a few MB at most): they may have changed
+    // since the last one.
+    Tensor w_a = g.make(Shape5{1, 1, 1, 1, out_c * 27 * sa.c});
+    Tensor w_b = g.make(Shape5{1, 1, 1, 1, out_c * 64 * sb.c});
+    Tensor no_bias = g.make(Shape5{1, 1, 1, 1, 8 * out_c});
+    upsample_fold_weights(ctx, p.value(weight), out_c, sa.c, sb.c, w_a.data, w_b.data);
+    fill(ctx, no_bias.data, no_bias.size(), 0.0f);
+    // Both parts in fp32, so that their sum is rounded once whatever the activations' type.
+    Conv3d& coarse = engines.coarse.get(ctx, ConvShape{sb, 8 * out_c, 2, g.precision(), b.dtype(), DType::f32});
+    Tensor parities = g.make(coarse.shape().out());
+    coarse.forward(b.value().raw(), w_b.data, no_bias.data, parities.data);
+    Conv3d& fine = engines.fine.get(ctx, ConvShape{sa, out_c, 3, g.precision(), a.dtype(), DType::f32});
+    Tensor a_part = g.make(fine.shape().out());
+    fine.forward(a.value().raw(), w_a.data, p.value(bias), a_part.data);
+    const DType out_type = g.activation_type();
+    Tensor y = out_type == DType::f32 ? a_part : g.make(a_part.shape, out_type);  // in place in fp32
+    with_storage(out_type, [&](auto type) {
+        using T = decltype(type);
+        add_upsampled_parities(ctx, a_part.data, parities.data, a_part.shape, y.as<T>(), elu_alpha);
+    });
+    return g.output(y, false);
 }
 
 DiceResult softmax_dice_loss(Graph& g, const Var& logits, const uint8_t* target, Var* probs) {

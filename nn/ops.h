@@ -13,6 +13,8 @@
 //   maxpool2
 //   upsample_concat    concat(a, upsample2(b)) in one pass, without the upsampled tensor (the
 //               U-Net decoder's input: the largest transient of a forward)
+//   upsample_concat_conv  conv3d(upsample_concat(a, b)) with its ELU, for inference only,
+//               without the concatenation and with b's part on b's own grid
 //   softmax_dice_loss  the fused softmax + soft Dice of SPEC.md section 5; the last op
 //   wl2_loss           the weighted L2 pre-training loss on the logits; the last op
 //   softmax     probabilities for inference (no backward: record-free, gradients must be off)
@@ -56,6 +58,25 @@ Var batchnorm(Graph& g, const Var& x, const BatchNormParams& bn, bool training);
 
 Var maxpool2(Graph& g, const Var& x);
 Var upsample_concat(Graph& g, const Var& a, const Var& b);
+
+// The two convolutions upsample_concat_conv runs for one layer of `out_c` channels: a's part
+// (3^3 to out_c) and b's folded part (2^3 to 8 out_c), each built on first use per shape.
+struct UpsampledConvEngines {
+    explicit UpsampledConvEngines(int64_t out_c) : fine(out_c, 3), coarse(8 * out_c, 2) {}
+    ConvEngines fine, coarse;
+};
+
+// Inference (gradients off): conv3d(upsample_concat(a, b), weight, bias) stored in the graph's
+// activation type, with ELU(elu_alpha) where elu_alpha > 0, for a 3^3 layer, without the
+// concatenation: a's part on a's grid, and b's part on b's own grid, where the 27 taps over the
+// upsampled copies fold into 8 (kernels/nn/pool.h: upsample_fold_weights), each parity of the
+// fine voxel one set of output channels. At the U-Net's level 0 (24 + 48 -> 24 channels) that
+// is 53% of the convolution's multiplications. The two parts are summed in fp32, then the ELU,
+// rounded once: the same sum as the convolution over the concatenation in another order, and
+// in bf16 each folded weight rounded as a whole (docs/KERNELS.md, "The decoder's folded
+// upsampling").
+Var upsample_concat_conv(Graph& g, const Var& a, const Var& b, Param weight, Param bias, UpsampledConvEngines& engines,
+                         float elu_alpha);
 
 // Loss ops: `target` is a device array of class indices, one per position of `logits`.
 // softmax_dice_loss also returns the probabilities when `probs` is given.

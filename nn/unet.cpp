@@ -38,6 +38,7 @@ UNet::UNet(const UNetConfig& config, ParamStore& params) : config_(config), para
             convs.push_back(declare_conv(cat("dec", l, ".conv", c), in_c, config.features_at(l), config.kernel));
             in_c = config.features_at(l);
         }
+        if (config.kernel == 3) convs[0].upsampled = std::make_unique<UpsampledConvEngines>(config.features_at(l));
         decoder_.push_back(std::move(convs));
         decoder_bn_.push_back(declare_bn(cat("dec", l, ".bn"), config.features_at(l)));
     }
@@ -102,16 +103,33 @@ void UNet::initialise(uint64_t seed) {
     init_conv(head_);
 }
 
-Var UNet::conv_elu_block(Graph& g, Var x, std::vector<ConvLayer>& convs) {
+Var UNet::conv_elu_block(Graph& g, Var x, std::vector<ConvLayer>& convs, size_t first) {
     // Inference fuses each ELU into its convolution (a pass over the largest tensors saved:
     // bf16 forward 11% faster); training keeps them apart, where fusing measured no faster
     // (the backward dominates) and our ELU runs on both backends.
     const bool fuse = !g.grad_enabled();
-    for (ConvLayer& c : convs) {
+    for (size_t i = first; i < convs.size(); ++i) {
+        ConvLayer& c = convs[i];
         x = conv3d(g, x, c.weight, c.bias, *c.engines, g.activation_type(), fuse ? config_.elu_alpha : 0.0f);
         if (!fuse) x = elu(g, x, config_.elu_alpha);
     }
     return x;
+}
+
+bool UNet::folds_upsampling(const UNetConfig& config, DeviceContext& ctx) {
+    return config.kernel == 3 && !ctx.is_cuda();
+}
+
+Var UNet::decoder_block(Graph& g, Var skip, Var coarse, std::vector<ConvLayer>& convs) {
+    if (g.grad_enabled() || !folds_upsampling(config_, g.context())) {
+        Var x = upsample_concat(g, skip, coarse);
+        skip = coarse = Var{};  // their last use
+        return conv_elu_block(g, std::move(x), convs);
+    }
+    ConvLayer& first = convs[0];
+    Var x = upsample_concat_conv(g, skip, coarse, first.weight, first.bias, *first.upsampled, config_.elu_alpha);
+    skip = coarse = Var{};
+    return conv_elu_block(g, std::move(x), convs, 1);
 }
 
 Var UNet::encode_and_decode_to_level_one(Graph& g, const Var& input, bool training, std::vector<Var>& skips) {
@@ -131,9 +149,7 @@ Var UNet::encode_and_decode_to_level_one(Graph& g, const Var& input, bool traini
     }
     for (int i = 0; i < L - 2; ++i) {
         const int l = L - 2 - i;
-        x = upsample_concat(g, skips[size_t(l)], x);
-        skips[size_t(l)] = Var{};  // its last use
-        x = conv_elu_block(g, std::move(x), decoder_[size_t(i)]);
+        x = decoder_block(g, std::move(skips[size_t(l)]), std::move(x), decoder_[size_t(i)]);
         x = batchnorm(g, x, decoder_bn_[size_t(i)], training);
     }
     return x;
@@ -143,9 +159,7 @@ Var UNet::last_level(Graph& g, Var skip0, Var from_level_one, bool training) {
     const int L = config_.levels;
     Var x = std::move(from_level_one);
     if (L > 1) {
-        x = upsample_concat(g, skip0, x);
-        skip0 = Var{};  // its last use
-        x = conv_elu_block(g, std::move(x), decoder_[size_t(L - 2)]);
+        x = decoder_block(g, std::move(skip0), std::move(x), decoder_[size_t(L - 2)]);
         x = batchnorm(g, x, decoder_bn_[size_t(L - 2)], training);
     }
     return x;

@@ -49,6 +49,11 @@ public:
 
     const UNetConfig& config() const { return config_; }
 
+    // Whether inference runs each decoder level's first convolution without the concatenation
+    // (nn/ops.h: upsample_concat_conv): for kernel 3, on the CPU. On CUDA the concatenation stays
+    // until a GPU has measured both (bench_nn DecoderConv; docs/GPU.md, "Waiting for a GPU").
+    static bool folds_upsampling(const UNetConfig& config, DeviceContext& ctx);
+
     // Sets every parameter to its initial value (Glorot-uniform weights keyed by `seed`).
     void initialise(uint64_t seed);
 
@@ -77,11 +82,19 @@ private:
     struct ConvLayer {
         Param weight, bias;
         std::unique_ptr<ConvEngines> engines;
+        // A decoder level's first layer, kernel 3: its engines without the concatenation.
+        std::unique_ptr<UpsampledConvEngines> upsampled;
         int64_t in_c = 0, out_c = 0, kernel = 3;
     };
     ConvLayer declare_conv(const std::string& name, int64_t in_c, int64_t out_c, int64_t kernel);
     BatchNormParams declare_bn(const std::string& name, int64_t channels);
-    Var conv_elu_block(Graph& g, Var x, std::vector<ConvLayer>& convs);
+    // Each layer of `convs` from `first` on, with its ELU.
+    Var conv_elu_block(Graph& g, Var x, std::vector<ConvLayer>& convs, size_t first = 0);
+    // A decoder level's layers over concat(skip, upsample2(coarse)): at inference on the CPU the
+    // first without the concatenation (upsample_concat_conv). Takes its inputs by value, and
+    // frees each after its last use when handed the only handles.
+    Var decoder_block(Graph& g, Var skip, Var coarse, std::vector<ConvLayer>& convs);
+
     // The encoder, and every decoder level but the last: the skips and the deepest output.
     Var encode_and_decode_to_level_one(Graph& g, const Var& input, bool training, std::vector<Var>& skips);
     // Checks predict's input (inference, batch 1); whether it runs in slabs of `slab_depth`.

@@ -106,7 +106,8 @@ struct Case {
 };
 
 // Odd, unequal sizes so a swapped axis cannot pass; channel counts of the U-Net (24 -> 48,
-// the 34-class head) and small ones; a volume thinner than the kernel on every axis.
+// the 34-class head) and small ones; a volume thinner than the kernel on every axis; kernel 2
+// (one more output row per axis), with channel counts the CUDA tensor cores take.
 const std::vector<Case>& cases() {
     static const std::vector<Case> all{
         {"k3 2x5x6x7 3->5", ConvShape{Shape5{2, 5, 6, 7, 3}, 5, 3}},
@@ -114,6 +115,8 @@ const std::vector<Case>& cases() {
         {"k3 2x5x6x7 24->48", ConvShape{Shape5{2, 5, 6, 7, 24}, 48, 3}},
         {"k1 2x6x5x7 24->34", ConvShape{Shape5{2, 6, 5, 7, 24}, 34, 1}},
         {"k3 1x1x2x3 2->3", ConvShape{Shape5{1, 1, 2, 3, 2}, 3, 3}},
+        {"k2 2x5x6x7 3->5", ConvShape{Shape5{2, 5, 6, 7, 3}, 5, 2}},
+        {"k2 1x3x4x5 16->24", ConvShape{Shape5{1, 3, 4, 5, 16}, 24, 2}},
     };
     return all;
 }
@@ -202,37 +205,48 @@ TEST_P(ConvReference, IntegerInputsAreExactAtEveryBorder) {
 }
 
 // Orientation, written from SPEC-level meaning rather than through the reference: a kernel
-// that is 1 at tap (a, b, c) and 0 elsewhere copies the input shifted by (a-1, b-1, c-1),
-// with zeros where that reads outside the volume; backward-data shifts the other way.
+// that is 1 at tap (a, b, c) and 0 elsewhere copies the input shifted by (a-p, b-p, c-p)
+// (p = k/2), with zeros where that reads outside the volume; backward-data shifts the other
+// way. Kernel 2 has an output one larger on every axis (nn/conv.h).
 class ConvBorders : public test::BackendTest {};
 
 TEST_P(ConvBorders, SingleTapIsAShift) {
-    const ConvShape s{Shape5{1, 4, 5, 6, 1}, 1, 3};
-    const Shape5 g = s.in;
-    std::vector<float> x(size_t(g.size()));
-    for (size_t i = 0; i < x.size(); ++i) x[i] = float(i + 1);  // every voxel distinct and nonzero
-    const double tol = on_cuda() ? kRelTolerance * double(x.size()) : 0.0;
-    for (int64_t tap = 0; tap < 27; ++tap) {
-        const int64_t a = tap / 9, b = (tap / 3) % 3, c = tap % 3;
-        SCOPED_TRACE(::testing::Message() << "tap (" << a << ", " << b << ", " << c << ")");
-        std::vector<float> w(27, 0.0f);
-        w[size_t(tap)] = 1.0f;
-        Inputs in{x, w, {0.0f}, x};
-        const Outputs got = run_conv(ctx(), s, in);
-        std::vector<double> want_y(x.size(), 0.0), want_dx(x.size(), 0.0);
-        for (int64_t z = 0; z < g.d; ++z)
-            for (int64_t r = 0; r < g.h; ++r)
-                for (int64_t q = 0; q < g.w; ++q) {
-                    const int64_t here = (z * g.h + r) * g.w + q;
-                    const int64_t zf = z + a - 1, rf = r + b - 1, qf = q + c - 1;  // read by forward
-                    if (zf >= 0 && zf < g.d && rf >= 0 && rf < g.h && qf >= 0 && qf < g.w)
-                        want_y[size_t(here)] = x[size_t((zf * g.h + rf) * g.w + qf)];
-                    const int64_t zb = z - a + 1, rb = r - b + 1, qb = q - c + 1;  // sent back to here
-                    if (zb >= 0 && zb < g.d && rb >= 0 && rb < g.h && qb >= 0 && qb < g.w)
-                        want_dx[size_t(here)] = x[size_t((zb * g.h + rb) * g.w + qb)];
-                }
-        EXPECT_TRUE(all_near(got.y, want_y, tol)) << "forward";
-        EXPECT_TRUE(all_near(got.dx, want_dx, tol)) << "backward_data";
+    for (const int64_t k : {3, 2}) {
+        const ConvShape s{Shape5{1, 4, 5, 6, 1}, 1, k};
+        const Shape5 g = s.in, o = s.out();
+        const int64_t p = k / 2;
+        std::vector<float> x(size_t(g.size())), dy(size_t(o.size()));
+        for (size_t i = 0; i < x.size(); ++i) x[i] = float(i + 1);  // every voxel distinct and nonzero
+        for (size_t i = 0; i < dy.size(); ++i) dy[i] = float(1000 + i);
+        const double tol = on_cuda() ? kRelTolerance * double(dy.size() + 1000) : 0.0;
+        for (int64_t tap = 0; tap < k * k * k; ++tap) {
+            const int64_t a = tap / (k * k), b = (tap / k) % k, c = tap % k;
+            SCOPED_TRACE(::testing::Message() << "kernel " << k << ", tap (" << a << ", " << b << ", " << c << ")");
+            std::vector<float> w(size_t(k * k * k), 0.0f);
+            w[size_t(tap)] = 1.0f;
+            Inputs in{x, w, {0.0f}, dy};
+            const Outputs got = run_conv(ctx(), s, in);
+            const auto inside = [](int64_t z, int64_t r, int64_t q, const Shape5& e) {
+                return z >= 0 && z < e.d && r >= 0 && r < e.h && q >= 0 && q < e.w;
+            };
+            std::vector<double> want_y(dy.size(), 0.0), want_dx(x.size(), 0.0);
+            for (int64_t z = 0; z < o.d; ++z)
+                for (int64_t r = 0; r < o.h; ++r)
+                    for (int64_t q = 0; q < o.w; ++q) {
+                        const int64_t zf = z + a - p, rf = r + b - p, qf = q + c - p;  // read by forward
+                        if (inside(zf, rf, qf, g))
+                            want_y[size_t((z * o.h + r) * o.w + q)] = x[size_t((zf * g.h + rf) * g.w + qf)];
+                    }
+            for (int64_t z = 0; z < g.d; ++z)
+                for (int64_t r = 0; r < g.h; ++r)
+                    for (int64_t q = 0; q < g.w; ++q) {
+                        const int64_t zb = z - a + p, rb = r - b + p, qb = q - c + p;  // the output that read here
+                        if (inside(zb, rb, qb, o))
+                            want_dx[size_t((z * g.h + r) * g.w + q)] = dy[size_t((zb * o.h + rb) * o.w + qb)];
+                    }
+            EXPECT_TRUE(all_near(got.y, want_y, tol)) << "forward";
+            EXPECT_TRUE(all_near(got.dx, want_dx, tol)) << "backward_data";
+        }
     }
 }
 
@@ -448,7 +462,7 @@ protected:
 
 TEST_P(ConvPreconditions, BadShapesNameTheField) {
     const Shape5 in{1, 4, 4, 4, 2};
-    expect_refused(ConvShape{in, 3, 2}, "kernel");
+    expect_refused(ConvShape{in, 3, 4}, "kernel");
     expect_refused(ConvShape{in, 3, 5}, "kernel");
     expect_refused(ConvShape{in, 3, 0}, "kernel");
     expect_refused(ConvShape{in, 0, 3}, "out_c");

@@ -15,6 +15,8 @@
 #include "nn/tensor.h"
 #include "nn/unet.h"
 #include "tests/backends.h"
+#include "tests/ref/conv.h"
+#include "tests/ref/nn.h"
 
 namespace iss {
 namespace {
@@ -115,6 +117,149 @@ TEST(NnOps, FusedEluIsForInferenceOnly) {
     Graph inference(pool, params, false);
     EXPECT_NO_THROW(conv3d(inference, inference.input(x), w, b, engines, DType::f32, 1.0f));
 }
+
+// upsample_concat_conv (nn/ops.h) is the 3^3 convolution over concat(a, upsample2(b)) with its
+// ELU, the concatenation never made. Against the double reference of that convolution
+// (tests/ref/conv.h, over the concatenation built on the host): exactly on small integers
+// without the ELU on the CPU (every product, partial sum and folded weight is then an exact
+// float, so each of the 8 parities and every border must land where it belongs); on real values
+// with the ELU within the two convolutions' tolerances (nn/conv.h); in bf16, where native,
+// within the roundings of the weights (folded or not) and of the output. Odd coarse sizes and a
+// batch of 2.
+class NnUpsampledConv : public test::BackendTest {
+protected:
+    static constexpr int64_t kOut = 4;
+    const Shape5 a_shape{2, 6, 10, 14, 3}, b_shape{2, 3, 5, 7, 5};
+    const int64_t in_c = a_shape.c + b_shape.c;
+
+    struct Inputs {
+        std::vector<float> a, b, w, bias;
+    };
+    Inputs inputs(uint64_t seed, bool integers) const {
+        auto values = [&](int64_t n, uint32_t stream) {
+            std::vector<float> v(static_cast<size_t>(n));
+            for (size_t i = 0; i < v.size(); i += 4) {
+                float u[4];
+                random_uniform4(RandomKey{seed, stream, 2}, i / 4, u);
+                for (size_t e = 0; e < 4 && i + e < v.size(); ++e)
+                    v[i + e] = integers ? std::floor(9 * u[e]) - 4 : 2 * u[e] - 1;
+            }
+            return v;
+        };
+        return Inputs{values(a_shape.size(), 0), values(b_shape.size(), 1), values(kOut * 27 * in_c, 2),
+                      values(kOut, 3)};
+    }
+    // The op on `ctx`, its output widened to floats.
+    std::vector<float> run(DeviceContext& ctx, const Inputs& in, Precision precision, float alpha) const {
+        ParamStore params(ctx);
+        const Param w = params.declare("w", {kOut, 3, 3, 3, in_c}), bias = params.declare("b", {kOut});
+        params.allocate();
+        params.upload(w, in.w);
+        params.upload(bias, in.bias);
+        UpsampledConvEngines engines(kOut);
+        PoolAllocator pool(ctx);
+        Graph g(pool, params, false);
+        g.set_precision(precision);
+        auto stored = [&](const std::vector<float>& v, const Shape5& shape) {
+            Tensor t = Tensor::make(pool, shape, g.activation_type());
+            with_storage(t.dtype, [&](auto type) {
+                using T = decltype(type);
+                std::vector<T> host;
+                for (float e : v) host.push_back(narrow<T>(e));
+                ctx.copy_to_device(t.raw(), host.data(), host.size() * sizeof(T));
+            });
+            return g.input(t);
+        };
+        const Var y = upsample_concat_conv(g, stored(in.a, a_shape), stored(in.b, b_shape), w, bias, engines, alpha);
+        EXPECT_EQ(y.shape(), (Shape5{2, 6, 10, 14, kOut}));
+        EXPECT_EQ(y.dtype(), g.activation_type());
+        std::vector<float> out(size_t(y.value().size()));
+        with_storage(y.dtype(), [&](auto type) {
+            using T = decltype(type);
+            std::vector<T> host(out.size());
+            ctx.copy_to_host(host.data(), y.value().raw(), host.size() * sizeof(T));
+            for (size_t i = 0; i < out.size(); ++i) out[i] = widen(host[i]);
+        });
+        return out;
+    }
+    // The convolution over the concatenation, in double, with a's or b's part alone where asked
+    // (the other's values zero), and |x| * |w| where `magnitudes`.
+    std::vector<double> reference(const Inputs& in, bool with_a, bool with_b, bool magnitudes = false) const {
+        std::vector<double> a(in.a.begin(), in.a.end()), b(in.b.begin(), in.b.end());
+        if (!with_a) a.assign(a.size(), 0.0);
+        if (!with_b) b.assign(b.size(), 0.0);
+        const std::vector<double> cat =
+            ref::concat(a, a_shape.c, ref::upsample2(b, b_shape), b_shape.c, a_shape.voxels());
+        std::vector<float> x(cat.begin(), cat.end()), w = in.w, bias = in.bias;
+        if (magnitudes) {
+            for (float& e : x) e = std::fabs(e);
+            for (float& e : w) e = std::fabs(e);
+            bias.assign(bias.size(), 0.0f);
+        }
+        const ConvShape shape{Shape5{a_shape.n, a_shape.d, a_shape.h, a_shape.w, in_c}, kOut, 3};
+        return ref::conv3d_forward(shape, x, w, bias);
+    }
+    static double max_abs(const std::vector<double>& v) {
+        double m = 0;
+        for (double e : v) m = std::max(m, std::fabs(e));
+        return m;
+    }
+};
+
+TEST_P(NnUpsampledConv, IsTheConvolutionOverTheConcatenation) {
+    // Small integers: exact on the CPU; within the contract on CUDA, whose algorithms may transform.
+    const Inputs ints = inputs(3, true);
+    const std::vector<double> exact = reference(ints, true, true);
+    const double contract = 1e-4 * (max_abs(reference(ints, true, false)) + max_abs(reference(ints, false, true)));
+    EXPECT_TRUE(test::all_near(run(ctx(), ints, Precision::fp32, 0.0f), exact, on_cuda() ? contract : 0.0));
+
+    // Real values, with the ELU (1-Lipschitz; our exp within 2e-7 + 2u of 1).
+    const Inputs real = inputs(4, false);
+    const std::vector<double> conv = reference(real, true, true);
+    const double tol = 1e-4 * (max_abs(reference(real, true, false)) + max_abs(reference(real, false, true))) + 1e-6;
+    const std::vector<float> y = run(ctx(), real, Precision::fp32, 1.0f);
+    EXPECT_TRUE(test::all_near(y, ref::elu(conv, 1.0), tol));
+    bool negative = false;
+    for (float v : y) negative |= v < 0;
+    EXPECT_TRUE(negative) << "no output took the ELU's negative branch";
+
+    if (!bf16_is_native(ctx())) {
+        std::printf("bf16 is not native on this device: the bf16 case not run\n");
+        return;
+    }
+    // bf16: the inputs rounded to bf16 values first (so both sides read the same), then each
+    // weight, folded or not, rounded (at most 2^-9 of it: 2^-9 * sum |x| |w| over the terms), and
+    // the output rounded once (2^-9 of it), on top of the fp32 contract.
+    Inputs rounded = real;
+    for (auto* v : {&rounded.a, &rounded.b})
+        for (float& e : *v) e = widen(round_to_bf16(e));
+    const std::vector<double> want = ref::elu(reference(rounded, true, true), 1.0);
+    const std::vector<double> size = reference(rounded, true, true, /*magnitudes=*/true);
+    const std::vector<float> got = run(ctx(), rounded, Precision::bf16, 1.0f);
+    for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_LE(std::fabs(got[i] - want[i]), std::ldexp(size[i], -9) + std::ldexp(std::fabs(want[i]), -9) + tol)
+            << "bf16 element " << i;
+}
+
+TEST_P(NnUpsampledConv, RefusesTrainingAndMismatchedShapes) {
+    const Inputs in = inputs(5, false);
+    ParamStore params(ctx());
+    const Param w = params.declare("w", {kOut, 3, 3, 3, in_c}), bias = params.declare("b", {kOut});
+    params.allocate();
+    UpsampledConvEngines engines(kOut), other(kOut + 1);
+    PoolAllocator pool(ctx());
+    const Var none;
+    Graph training(pool, params, true);
+    Tensor a = Tensor::make(pool, a_shape), b = Tensor::make(pool, b_shape);
+    EXPECT_THROW(upsample_concat_conv(training, training.input(a), training.input(b), w, bias, engines, 1.0f), Error);
+    Graph g(pool, params, false);
+    Tensor wrong_b = Tensor::make(pool, Shape5{2, 3, 5, 6, 5});
+    EXPECT_THROW(upsample_concat_conv(g, g.input(a), g.input(wrong_b), w, bias, engines, 1.0f), Error) << "b's grid";
+    EXPECT_THROW(upsample_concat_conv(g, g.input(a), g.input(b), w, bias, other, 1.0f), Error)
+        << "the engines of another layer";
+}
+
+ISS_INSTANTIATE_BACKENDS(NnUpsampledConv);
 
 TEST(NnParams, ViewsIntoFlatBuffersAndThePublishedCount) {
     DeviceContext ctx;

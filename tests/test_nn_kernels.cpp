@@ -376,6 +376,90 @@ TEST_P(NnPool, UpsampleConcatIsTheTwoKernelsInOne) {
         << "odd D";
 }
 
+// The kernels of the decoder's folded upsampling (pool.h), from their meaning. A fine row
+// 2x + p read through tap t (offset t - 1) lands on coarse row x + floor((p + t - 1) / 2); the
+// 2^3 convolution's output row x + p reads coarse rows x + p - 1 + s, so tap t belongs to its
+// coarse tap s = floor((p + t - 1) / 2) - p + 1. Each folded weight is the sum of the fine
+// weights whose taps belong to it; a's part is its channels as they are. The parities' sum is
+// then read back at each fine voxel's own parity and coarse row. CPU and CUDA: the same bits
+// (the same fp32 additions in the same order; ELU through portable_exp).
+TEST_P(NnPool, FoldedUpsamplingKernelsFollowTheirDefinition) {
+    const int64_t co = 3, ca = 2, cb = 5;
+    const std::vector<float> w = uniform(size_t(co * 27 * (ca + cb)), -1, 1, 51);
+    Buffer<float> wb(ctx(), w), w_a(ctx(), size_t(co * 27 * ca)), w_b(ctx(), size_t(co * 64 * cb));
+    upsample_fold_weights(ctx(), wb.data(), co, ca, cb, w_a.data(), w_b.data());
+    const std::vector<float> got_a = w_a.download(), got_b = w_b.download();
+    const auto coarse_tap = [](int p, int t) { return int(std::floor((p + t - 1) / 2.0)) - p + 1; };
+    Vec want_b(got_b.size(), 0.0);
+    std::vector<float> want_a(got_a.size());
+    for (int64_t o = 0; o < co; ++o)
+        for (int t = 0; t < 27; ++t) {
+            const int td = t / 9, th = t / 3 % 3, tw = t % 3;
+            for (int64_t k = 0; k < ca; ++k)
+                want_a[size_t((o * 27 + t) * ca + k)] = w[size_t((o * 27 + t) * (ca + cb) + k)];
+            for (int q = 0; q < 8; ++q) {
+                const int s = coarse_tap(q >> 2, td) * 4 + coarse_tap((q >> 1) & 1, th) * 2 + coarse_tap(q & 1, tw);
+                for (int64_t k = 0; k < cb; ++k)
+                    want_b[size_t(((q * co + o) * 8 + s) * cb + k)] += w[size_t((o * 27 + t) * (ca + cb) + ca + k)];
+            }
+        }
+    EXPECT_EQ(got_a, want_a) << "a's part";
+    EXPECT_TRUE(all_near(got_b, want_b, 8 * kU * 8)) << "b's part: sums of up to 8 weights in [-1, 1]";
+
+    const Shape5 fine{2, 4, 6, 10, co};
+    const Shape5 coarse{2, fine.d / 2 + 1, fine.h / 2 + 1, fine.w / 2 + 1, 8 * co};
+    const std::vector<float> a_part = uniform(size_t(fine.size()), -2, 2, 52);
+    const std::vector<float> parities = uniform(size_t(coarse.size()), -2, 2, 53);
+    Buffer<float> ab(ctx(), a_part), pb(ctx(), parities), yb(ctx(), a_part.size());
+    Buffer<Bf16> yb16(ctx(), a_part.size());
+    for (const float alpha : {0.0f, 1.0f}) {
+        SCOPED_TRACE(testing::Message() << "ELU alpha " << alpha);
+        add_upsampled_parities(ctx(), ab.data(), pb.data(), fine, yb.data(), alpha);
+        add_upsampled_parities(ctx(), ab.data(), pb.data(), fine, yb16.data(), alpha);
+        Vec want(a_part.size());
+        for (int64_t n = 0; n < fine.n; ++n)
+            for (int64_t z = 0; z < fine.d; ++z)
+                for (int64_t r = 0; r < fine.h; ++r)
+                    for (int64_t x = 0; x < fine.w; ++x)
+                        for (int64_t c = 0; c < co; ++c) {
+                            const int64_t f = (((n * fine.d + z) * fine.h + r) * fine.w + x) * co + c;
+                            const int q = int((z % 2) * 4 + (r % 2) * 2 + x % 2);
+                            const int64_t at = (((n * coarse.d + z / 2 + z % 2) * coarse.h + r / 2 + r % 2) * coarse.w +
+                                                x / 2 + x % 2) *
+                                                   coarse.c +
+                                               q * co + c;
+                            want[size_t(f)] = double(a_part[size_t(f)]) + double(parities[size_t(at)]);
+                        }
+        if (alpha > 0) want = ref::elu(want, alpha);
+        const std::vector<float> y = yb.download();
+        const std::vector<Bf16> y16 = yb16.download();
+        // One rounded sum (u * 4), then ELU within alpha * (2e-7 + 2u) (elementwise.h).
+        EXPECT_TRUE(all_near(y, want, 4 * kU + alpha * (2e-7 + 2 * kU)));
+        std::vector<uint16_t> got_bits, rounded_bits;
+        for (size_t i = 0; i < y.size(); ++i) {
+            got_bits.push_back(y16[i].bits);
+            rounded_bits.push_back(round_to_bf16(y[i]).bits);
+        }
+        EXPECT_TRUE(same_bits(got_bits, rounded_bits)) << "bf16: the fp32 result rounded once";
+        if (on_cuda()) {
+            DeviceContext cpu;
+            Buffer<float> ca_b(cpu, a_part), cp(cpu, parities), cy(cpu, a_part.size());
+            add_upsampled_parities(cpu, ca_b.data(), cp.data(), fine, cy.data(), alpha);
+            EXPECT_TRUE(same_bits(y, cy.download())) << "CUDA vs CPU";
+        }
+    }
+    if (on_cuda()) {
+        DeviceContext cpu;
+        Buffer<float> cw(cpu, w), cwa(cpu, got_a.size()), cwb(cpu, got_b.size());
+        upsample_fold_weights(cpu, cw.data(), co, ca, cb, cwa.data(), cwb.data());
+        EXPECT_TRUE(same_bits(got_b, cwb.download())) << "folded weights, CUDA vs CPU";
+    }
+    // In place (a_part is y) in fp32, and an odd fine size refused.
+    add_upsampled_parities(ctx(), ab.data(), pb.data(), fine, ab.data(), 1.0f);
+    EXPECT_TRUE(same_bits(ab.download(), yb.download()));
+    EXPECT_THROW(add_upsampled_parities(ctx(), ab.data(), pb.data(), Shape5{2, 3, 6, 10, co}, yb.data(), 1.0f), Error);
+}
+
 ISS_INSTANTIATE_BACKENDS(NnPool);
 
 // ---------------------------------------------------------------------------------------------

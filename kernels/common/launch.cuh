@@ -76,11 +76,17 @@ void cuda_for_each_voxel(DeviceContext& ctx, const Body& body) {
     });
 }
 
+// Over `count` elements of a body that indexes up to `extent` elements (at least count).
 template <class Body>
-void cuda_for_each(DeviceContext& ctx, int64_t count, const Body& body) {
-    launch_for(ctx, count, count, [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
+void cuda_for_each(DeviceContext& ctx, int64_t count, int64_t extent, const Body& body) {
+    launch_for(ctx, count, extent, [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
         flat_kernel<<<blocks, threads, 0, stream>>>(body, decltype(index)(count));
     });
+}
+
+template <class Body>
+void cuda_for_each(DeviceContext& ctx, int64_t count, const Body& body) {
+    cuda_for_each(ctx, count, count, body);
 }
 
 // Over the body's own element count, body.count().

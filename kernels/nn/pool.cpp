@@ -151,16 +151,53 @@ void upsample_concat_backward(DeviceContext& ctx, const T* dy, const Shape5& fin
     cpu_for_each_channels_last(fine.voxels() / 8, cb, body);
 }
 
-#define ISS_INSTANTIATE(T)                                                                                  \
-    template void maxpool2_forward<T>(DeviceContext&, const T*, const Shape5&, T*, uint8_t*);              \
-    template void maxpool2_backward<T>(DeviceContext&, const T*, const uint8_t*, const Shape5&, T*);       \
-    template void upsample2_forward<T>(DeviceContext&, const T*, const Shape5&, T*);                       \
-    template void upsample2_backward<T>(DeviceContext&, const T*, const Shape5&, T*);                      \
-    template void concat_channels_forward<T>(DeviceContext&, const T*, int64_t, const T*, int64_t, int64_t, \
-                                             T*);                                                          \
-    template void concat_channels_backward<T>(DeviceContext&, const T*, int64_t, int64_t, int64_t, T*, T*);     \
-    template void upsample_concat_forward<T>(DeviceContext&, const T*, const Shape5&, const T*, int64_t, T*);  \
-    template void upsample_concat_backward<T>(DeviceContext&, const T*, const Shape5&, int64_t, T*, T*);
+void upsample_fold_weights(DeviceContext& ctx, const float* w, int64_t out_c, int64_t ca, int64_t cb, float* w_a,
+                           float* w_b) {
+    const char* op = "upsample_fold_weights";
+    ISS_REQUIRE(out_c > 0 && ca > 0 && cb > 0, op, ": channel counts must be positive, are ", out_c, ", ", ca, " and ",
+                cb);
+    require_tensor(w, op, "w");
+    require_tensor(w_a, op, "w_a");
+    require_tensor(w_b, op, "w_b");
+    const SplitUpsampledWeightsBody split{w, ca, cb, w_a};
+    const FoldUpsampledWeightsBody fold{w, out_c, ca, cb, w_b};
+    if (ctx.is_cuda()) {
+        ISS_CUDA_ONLY("upsample_fold_weights",
+                      (pool_cuda(ctx, split, out_c * 27, ca), pool_cuda(ctx, fold, out_c * 64, cb)));
+        return;
+    }
+    cpu_for_each_channels_last(out_c * 27, ca, split);
+    cpu_for_each_channels_last(out_c * 64, cb, fold);
+}
+
+template <class T>
+void add_upsampled_parities(DeviceContext& ctx, const float* a_part, const float* parities, const Shape5& fine, T* y,
+                            float elu_alpha) {
+    const char* op = "add_upsampled_parities";
+    pool_geometry(fine, op);
+    ISS_REQUIRE(elu_alpha >= 0, op, ": ELU alpha must be >= 0, is ", elu_alpha);
+    require_tensor(a_part, op, "a_part");
+    require_tensor(parities, op, "parities");
+    require_tensor(y, op, "y");
+    const bool elu = elu_alpha > 0;
+    const AddUpsampledParitiesBody<T> body{fine.d, fine.h, fine.w, fine.c, a_part, parities, y, elu, elu_alpha};
+    if (ctx.is_cuda()) {
+        ISS_CUDA_ONLY("add_upsampled_parities", pool_cuda(ctx, body, fine.voxels(), fine.c));
+        return;
+    }
+    cpu_for_each_channels_last(fine.voxels(), fine.c, body);
+}
+
+#define ISS_INSTANTIATE(T)                                                                                       \
+    template void maxpool2_forward<T>(DeviceContext&, const T*, const Shape5&, T*, uint8_t*);                    \
+    template void maxpool2_backward<T>(DeviceContext&, const T*, const uint8_t*, const Shape5&, T*);             \
+    template void upsample2_forward<T>(DeviceContext&, const T*, const Shape5&, T*);                             \
+    template void upsample2_backward<T>(DeviceContext&, const T*, const Shape5&, T*);                            \
+    template void concat_channels_forward<T>(DeviceContext&, const T*, int64_t, const T*, int64_t, int64_t, T*); \
+    template void concat_channels_backward<T>(DeviceContext&, const T*, int64_t, int64_t, int64_t, T*, T*);      \
+    template void upsample_concat_forward<T>(DeviceContext&, const T*, const Shape5&, const T*, int64_t, T*);    \
+    template void upsample_concat_backward<T>(DeviceContext&, const T*, const Shape5&, int64_t, T*, T*);         \
+    template void add_upsampled_parities<T>(DeviceContext&, const float*, const float*, const Shape5&, T*, float);
 ISS_FOR_EACH_STORAGE(ISS_INSTANTIATE)
 #undef ISS_INSTANTIATE
 

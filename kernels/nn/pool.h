@@ -13,6 +13,21 @@
 //   decoder's deeper level): out (N, D, H, W, ca + cb) for a (N, D, H, W, ca) and b
 //   (N, D/2, H/2, W/2, cb). Backward: da the split, db the upsample's fixed-order sum of 8 read
 //   from the concatenated gradient; bit for bit the two separate kernels.
+// upsample_fold_weights / add_upsampled_parities: the decoder's convolution over
+//   concat(a, upsample2(b)) without the concatenation (nn/ops.h: upsample_concat_conv). A 3^3
+//   convolution of nearest-upsampled values reads, at fine row 2x + p (per axis; p the parity),
+//   coarse rows x-1, x (p = 0) or x, x+1 (p = 1): its taps 0 | 1 2 (p = 0) and 0 1 | 2 (p = 1)
+//   read the same coarse row, so their weights add up. Per parity that is a 2^3 convolution on
+//   the coarse grid; the eight parities are one 2^3 convolution (padding 1, nn/conv.h) to 8 Co
+//   channels, whose output row y holds parity p's value for fine row 2(y - p) + p.
+//   upsample_fold_weights: from w (Co, 3, 3, 3, ca + cb), the convolution over [a | up(b)]:
+//     w_a (Co, 3, 3, 3, ca), a's part as it is, and w_b (8 Co, 2, 2, 2, cb), b's part folded:
+//     output channel q Co + o for parity q (bit 0 = w, bit 1 = h, bit 2 = d), each weight the
+//     fp32 sum of the 1, 2, 4 or 8 taps it gathers, in tap order.
+//   add_upsampled_parities: y = ELU(a_part + the parities' value at the fine voxel's parity)
+//     (ELU where alpha > 0) over the fine (N, D, H, W, Co) tensor, from a_part of that shape and
+//     parities (N, D/2 + 1, H/2 + 1, W/2 + 1, 8 Co), both fp32: one fp32 sum, rounded once to T.
+//     a_part may be y (T = float).
 // Backward kernels overwrite their outputs. Every kernel is a gather (one output element per
 // thread, no atomics); maxpool2's backward runs over the INPUT: each element finds its pooled
 // output and compares its own position in the 2x2x2 block with the stored argmax.
@@ -22,6 +37,7 @@
 
 #include "kernels/common/bf16.h"
 #include "kernels/common/hd.h"
+#include "kernels/nn/elementwise.h"
 #include "kernels/nn/shape.h"
 
 // Unroll a short fixed loop: on the host before vectorizing, so the loop around it vectorizes.
@@ -60,6 +76,13 @@ template <class T>
 void upsample_concat_forward(DeviceContext& ctx, const T* a, const Shape5& fine, const T* b, int64_t cb, T* y);
 template <class T>
 void upsample_concat_backward(DeviceContext& ctx, const T* dy, const Shape5& fine, int64_t cb, T* da, T* db);
+
+// `fine`: the convolution's output shape (N, D, H, W, Co), D, H, W even; w as above.
+void upsample_fold_weights(DeviceContext& ctx, const float* w, int64_t out_c, int64_t ca, int64_t cb, float* w_a,
+                           float* w_b);
+template <class T>
+void add_upsampled_parities(DeviceContext& ctx, const float* a_part, const float* parities, const Shape5& fine, T* y,
+                            float elu_alpha);
 
 // --- Bodies shared by the CPU and CUDA launchers: `at(v, c)` per voxel v and channel c (see
 // kernels/nn/channels_last.h); the bodies over the fine tensor take the launch's index type.
@@ -212,6 +235,62 @@ struct UpsampleConcatForwardBody {  // over fine voxels, channels ca + cb
         const I channels_a = I(ca);
         y[fv * (channels_a + I(g.c)) + ch] =
             ch < channels_a ? a[fv * channels_a + ch] : b[g.coarse_index(fv, ch - channels_a, &q)];
+    }
+};
+
+// a's part of the weights: over the Co x 27 taps as "voxels", ca channels.
+struct SplitUpsampledWeightsBody {
+    const float* w;
+    int64_t ca, cb;
+    float* w_a;
+    ISS_HD void at(int64_t tap, int64_t ch) const { w_a[tap * ca + ch] = w[tap * (ca + cb) + ch]; }
+};
+
+// b's part folded: over the 8 Co x 8 coarse taps as "voxels", cb channels.
+struct FoldUpsampledWeightsBody {
+    const float* w;
+    int64_t out_c, ca, cb;
+    float* w_b;
+    // The fine taps [*first, *last] of one axis that parity p's coarse tap s gathers.
+    ISS_HD static void fine_taps(int p, int s, int* first, int* last) {
+        *first = s ? 1 + p : 0;
+        *last = s ? 2 : p;
+    }
+    ISS_HD void at(int64_t row, int64_t ch) const {
+        const int s = int(row % 8), q = int(row / 8 / out_c);
+        const int64_t o = row / 8 % out_c;
+        int d0, d1, h0, h1, w0, w1;
+        fine_taps(q >> 2, s >> 2, &d0, &d1);
+        fine_taps((q >> 1) & 1, (s >> 1) & 1, &h0, &h1);
+        fine_taps(q & 1, s & 1, &w0, &w1);
+        float sum = 0.0f;
+        for (int td = d0; td <= d1; ++td)
+            for (int th = h0; th <= h1; ++th)
+                for (int tw = w0; tw <= w1; ++tw)
+                    sum = sum + w[((o * 27 + td * 9 + th * 3 + tw) * (ca + cb)) + ca + ch];
+        w_b[row * cb + ch] = sum;
+    }
+};
+
+template <class T>
+struct AddUpsampledParitiesBody {  // over fine voxels, Co channels
+    int64_t d, h, w, c;            // the fine shape (c = Co)
+    const float* a_part;
+    const float* parities;
+    T* y;
+    bool elu;
+    float alpha;
+    // The parities tensor is larger than the fine one (a row more per axis).
+    int64_t index_extent() const { return (d / 2 + 1) * (h / 2 + 1) * (w / 2 + 1) * 8 * c; }
+    template <class I>
+    ISS_HD void at(I fv, I ch) const {
+        const I W = I(w), H = I(h), D = I(d), C = I(c);
+        const I x = fv % W, r = (fv / W) % H, z = (fv / (W * H)) % D, n = fv / (W * H * D);
+        const I q = ((z & 1) << 2) | ((r & 1) << 1) | (x & 1);
+        // Parity p's value for fine row 2x + p is at coarse row x + p = (2x + p + 1) / 2.
+        const I coarse = ((n * (D / 2 + 1) + (z + 1) / 2) * (H / 2 + 1) + (r + 1) / 2) * (W / 2 + 1) + (x + 1) / 2;
+        const float sum = a_part[fv * C + ch] + parities[(coarse * 8 + q) * C + ch];
+        y[fv * C + ch] = narrow<T>(elu ? elu_value(sum, alpha) : sum);
     }
 };
 

@@ -23,12 +23,13 @@ bool inside(int64_t v, int64_t extent) { return v >= 0 && v < extent; }
 std::vector<double> conv3d_forward(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& w,
                                    const std::vector<float>& b) {
     const Shape5& g = s.in;
-    const int64_t k = s.kernel, p = (k - 1) / 2;
+    const int64_t k = s.kernel, p = s.padding();
+    const Shape5 out = s.out();
     std::vector<double> y(size_t(s.out().size()));
     for (int64_t n = 0; n < g.n; ++n)
-        for (int64_t z = 0; z < g.d; ++z)
-            for (int64_t r = 0; r < g.h; ++r)
-                for (int64_t q = 0; q < g.w; ++q)
+        for (int64_t z = 0; z < out.d; ++z)
+            for (int64_t r = 0; r < out.h; ++r)
+                for (int64_t q = 0; q < out.w; ++q)
                     for (int64_t o = 0; o < s.out_c; ++o) {
                         double sum = b[size_t(o)];
                         for (int64_t a = 0; a < k; ++a)
@@ -40,7 +41,7 @@ std::vector<double> conv3d_forward(const ConvShape& s, const std::vector<float>&
                                         sum += double(w[size_t(weight_at(s, o, a, bb, c, i))]) *
                                                double(x[size_t(at(g, g.c, n, zz, rr, qq, i))]);
                                 }
-                        y[size_t(at(g, s.out_c, n, z, r, q, o))] = sum;
+                        y[size_t(at(out, s.out_c, n, z, r, q, o))] = sum;
                     }
     return y;
 }
@@ -48,16 +49,17 @@ std::vector<double> conv3d_forward(const ConvShape& s, const std::vector<float>&
 std::vector<double> conv3d_backward_data(const ConvShape& s, const std::vector<float>& dy,
                                          const std::vector<float>& w) {
     const Shape5& g = s.in;
-    const int64_t k = s.kernel, p = (k - 1) / 2;
+    const int64_t k = s.kernel, p = s.padding();
+    const Shape5 out = s.out();
     std::vector<double> dx(size_t(g.size()), 0.0);
     // Scatter form, the transpose of the forward loop read literally: output (z, r, q) read
     // input (z + a - p, ...) with weight w(o, a, bb, c, i).
     for (int64_t n = 0; n < g.n; ++n)
-        for (int64_t z = 0; z < g.d; ++z)
-            for (int64_t r = 0; r < g.h; ++r)
-                for (int64_t q = 0; q < g.w; ++q)
+        for (int64_t z = 0; z < out.d; ++z)
+            for (int64_t r = 0; r < out.h; ++r)
+                for (int64_t q = 0; q < out.w; ++q)
                     for (int64_t o = 0; o < s.out_c; ++o) {
-                        const double g_out = dy[size_t(at(g, s.out_c, n, z, r, q, o))];
+                        const double g_out = dy[size_t(at(out, s.out_c, n, z, r, q, o))];
                         for (int64_t a = 0; a < k; ++a)
                             for (int64_t bb = 0; bb < k; ++bb)
                                 for (int64_t c = 0; c < k; ++c) {
@@ -74,15 +76,16 @@ std::vector<double> conv3d_backward_data(const ConvShape& s, const std::vector<f
 void conv3d_backward_weights(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& dy,
                              std::vector<double>& dw, std::vector<double>& db) {
     const Shape5& g = s.in;
-    const int64_t k = s.kernel, p = (k - 1) / 2;
+    const int64_t k = s.kernel, p = s.padding();
+    const Shape5 out = s.out();
     dw.assign(size_t(s.weight_count()), 0.0);
     db.assign(size_t(s.out_c), 0.0);
     for (int64_t n = 0; n < g.n; ++n)
-        for (int64_t z = 0; z < g.d; ++z)
-            for (int64_t r = 0; r < g.h; ++r)
-                for (int64_t q = 0; q < g.w; ++q)
+        for (int64_t z = 0; z < out.d; ++z)
+            for (int64_t r = 0; r < out.h; ++r)
+                for (int64_t q = 0; q < out.w; ++q)
                     for (int64_t o = 0; o < s.out_c; ++o) {
-                        const double g_out = dy[size_t(at(g, s.out_c, n, z, r, q, o))];
+                        const double g_out = dy[size_t(at(out, s.out_c, n, z, r, q, o))];
                         db[size_t(o)] += g_out;
                         for (int64_t a = 0; a < k; ++a)
                             for (int64_t bb = 0; bb < k; ++bb)
