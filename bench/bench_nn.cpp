@@ -1,8 +1,8 @@
 // The U-Net at the published sizes (24 base features, 5 levels, 34 classes):
 //   UNetForward/<cpu|cuda>/160x192x160     inference on an infant scan's padded grid
 //                                          (no gradients, memory freed as the forward goes)
-//   UNetForward/<cpu|cuda>/160x192x160/slab16  the same with the last level, the head and the
-//                                          softmax in slabs of 16 rows (UNet::predict, as predict runs)
+//   UNetForward/<cpu|cuda>/160x192x160/slab32  the same with the last level, the head and the
+//                                          softmax in slabs of 32 rows (UNet::predict, as predict runs)
 //   UNetConvolutions/<cpu|cuda>/160x192x160  the forward's convolutions alone, each with its
 //                                          fused ELU (the bound UNetForward is measured against;
 //                                          on the CPU the decoders' first ones as the forward runs
@@ -262,7 +262,7 @@ void register_all() {
         const std::string dev = b == Backend::cuda ? "cuda" : "cpu";
         for (const Precision p : iss::bench::precisions(b)) {
             const std::string suffix = p == Precision::bf16 ? "/bf16" : "";
-            for (const int64_t slab : {int64_t(0), int64_t(16)})
+            for (const int64_t slab : {int64_t(0), int64_t(32)})
                 benchmark::RegisterBenchmark(("UNetForward/" + dev + "/" + size(scan) +
                                               (slab ? "/slab" + std::to_string(slab) : "") + suffix)
                                                  .c_str(),

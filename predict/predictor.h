@@ -32,8 +32,10 @@ struct PredictOptions {
     bool resample_to_model = true;   // to the model's voxel size and back
     bool clip_percentiles = false;   // clip intensities to [p0.5, p99.5] before normalising
     // The network's full-resolution level in slabs of this many rows (UNet::predict): the same
-    // result within the convolutions' tolerance, in about half the memory; 0: the whole volume.
-    int64_t slab_depth = 16;
+    // result within the convolutions' tolerance, in less memory; 0: the whole volume. 32: the
+    // network's peak is then the encoder's (951 MB at 155x175x149, as with 16, against 1.44 GB
+    // whole), with less of the slabs' halo recomputed than at 16 (docs/PERFORMANCE.md).
+    int64_t slab_depth = 32;
     KerasImportOptions keras;        // for a model given as a Keras .h5 file (labels required)
     // The convolutions' arithmetic (nn/precision.h); bf16 runs fp32 where it is not native.
     Precision precision = Precision::fp32;

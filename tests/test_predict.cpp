@@ -146,8 +146,8 @@ TEST_F(Predict, SegmentationIsTheLargestForegroundComponentOfTheArgmax) {
 // posteriors within the convolution's tolerance (docs/KERNELS.md: 1e-4 of the largest |output|
 // per layer; posteriors are in [0, 1], so 1e-3 after two levels and the smoothing), and the same
 // segmentation but for argmax ties. On the CPU it checks that a second run repeats the first.
-// Slabs of 16 rows, and the whole volume at once: its more than 16 rows come through CUDA's 16-row
-// host buffer (UNet::predict) in two pieces.
+// Slabs of 16 rows (the scan is 32 deep once padded), and the whole volume at once: its more than
+// 16 rows come through CUDA's 16-row host buffer (UNet::predict) in two pieces.
 class PredictOnDevice : public test::BackendTest {};
 
 // Voxels whose label differs between two segmentations of one scan.
@@ -163,7 +163,7 @@ TEST_P(PredictOnDevice, MatchesTheCpu) {
     const Image image = test_image(grid({18, 20, 21}, Mat4::scaling(1, 1, 1.2)));
     PredictOptions on_cpu;
     const Segmentation want = Predictor(model, on_cpu).predict(image, "scan");
-    for (const int64_t slab_depth : {on_cpu.slab_depth, int64_t(0)}) {
+    for (const int64_t slab_depth : {int64_t(16), int64_t(0)}) {
         SCOPED_TRACE(slab_depth ? "slabs" : "whole volume");
         PredictOptions on_device;
         on_device.device = Device{GetParam(), 0};
