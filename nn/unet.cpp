@@ -121,15 +121,13 @@ bool UNet::folds_upsampling(const UNetConfig& config, DeviceContext& ctx) {
 }
 
 Var UNet::decoder_block(Graph& g, Var skip, Var coarse, std::vector<ConvLayer>& convs) {
-    if (g.grad_enabled() || !folds_upsampling(config_, g.context())) {
-        Var x = upsample_concat(g, skip, coarse);
-        skip = coarse = Var{};  // their last use
-        return conv_elu_block(g, std::move(x), convs);
-    }
-    ConvLayer& first = convs[0];
-    Var x = upsample_concat_conv(g, skip, coarse, first.weight, first.bias, *first.upsampled, config_.elu_alpha);
-    skip = coarse = Var{};
-    return conv_elu_block(g, std::move(x), convs, 1);
+    const bool folded = !g.grad_enabled() && folds_upsampling(config_, g.context());
+    const ConvLayer& first = convs[0];
+    Var x = folded
+                ? upsample_concat_conv(g, skip, coarse, first.weight, first.bias, *first.upsampled, config_.elu_alpha)
+                : upsample_concat(g, skip, coarse);
+    skip = coarse = Var{};  // their last use
+    return conv_elu_block(g, std::move(x), convs, folded ? 1 : 0);
 }
 
 Var UNet::encode_and_decode_to_level_one(Graph& g, const Var& input, bool training, std::vector<Var>& skips) {
