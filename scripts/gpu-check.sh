@@ -2,7 +2,8 @@
 # The GPU check in one command, for a bare GPU machine lent for a few minutes (docs/GPU.md):
 #
 #   scripts/gpu-check.sh [--kit FILE | --from-build DIR] [--out DIR] [--phases LIST]
-#                        [--budget-scale X] [--benches LIST] [--no-compile] [--cpu-dry-run]
+#                        [--budget-scale X] [--benches LIST] [--bench-filter REGEX]
+#                        [--suites REGEX] [--no-compile] [--shared DIR] [--cpu-dry-run]
 #
 #   --kit FILE        the device kit (scripts/device-kit.sh); default device-kit.tar.xz
 #   --out DIR         where the raw results go; default $OUT, else gpu-check-out
@@ -11,8 +12,14 @@
 #   --budget-scale X  multiplies every phase's time budget (e.g. 0.5 for a quick rerun)
 #   --benches LIST    comma-separated benchmark binaries for the bench phase, in that order;
 #                     default bench_nn,bench_nn_loss,bench_train,bench_predict,bench_synth,bench_nn_kernels
+#   --bench-filter R  the benchmarks' --benchmark_filter (default '/cuda/'), for a short rerun
+#   --suites REGEX    only the test suites whose whole name matches (extended regex), in the tests
+#                     and sanitizer phases, for a short rerun
 #   --no-compile      skips PyTorch's torch.compile baselines (minutes of compilation) and
 #                     ends the baselines phase when the eager runs are done
+#   --shared DIR      a carried copy of ../shared (its data/ folder): the tests that read the
+#                     published priors, peer NIfTI files and Keras models run too (they skip
+#                     without it, and ../shared does not travel to a device machine)
 #   --from-build DIR  use a build folder's binaries in place of a kit (the dry run's CTest test)
 #   --cpu-dry-run     runs what needs no GPU (unpacking, finding libraries, listing and splitting
 #                     the tests, one small CPU suite through the runner, the summary) and prints
@@ -52,6 +59,8 @@ scale=1
 dry=0
 compile=1
 benches=bench_nn,bench_nn_loss,bench_train,bench_predict,bench_synth,bench_nn_kernels
+bench_filter=/cuda/
+suites='.*'
 from_build=
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -60,9 +69,12 @@ while [ $# -gt 0 ]; do
         --phases) phases=setup,$2; shift 2 ;;
         --budget-scale) scale=$2; shift 2 ;;
         --benches) benches=$2; shift 2 ;;
+        --bench-filter) bench_filter=$2; shift 2 ;;
+        --suites) suites=$2; shift 2 ;;
         --no-compile) compile=0; shift ;;
         --cpu-dry-run) dry=1; shift ;;
         --from-build) from_build=$(realpath "$2"); shift 2 ;;
+        --shared) export INFANT_SHARED_DIR=$(realpath "$2"); shift 2 ;;
         -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "gpu-check: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -98,7 +110,7 @@ run_phase() {
     esac
     phase_rows+=("$name|$status|$(($(date +%s) - t0)) s")
 }
-export work out jobs dry scale compile benches
+export work out jobs dry scale compile benches bench_filter
 
 # --- setup -------------------------------------------------------------------------------------
 kit=$work/device-kit
@@ -154,10 +166,11 @@ cp "$work/setup.console" "$out/setup.txt"
 # --- tests -------------------------------------------------------------------------------------
 # Suites, one per line, as gtest lists them ("Suite." lines; parameterised ones once).
 "$kit/bin/infant_tests" --gtest_list_tests 2>/dev/null | awk '/^[A-Za-z_]/ && $1 ~ /\.$/ {sub(/\.$/, "", $1); print $1}' |
-    sort -u >"$work/suites"
+    sort -u | grep -E "^($suites)\$" >"$work/suites"
 "$kit/bin/infant_tests" --gtest_list_tests 2>/dev/null | awk '
     /^[A-Za-z_]/ {suite = $1; next}
-    /^  / && $1 ~ /\/cuda$/ {sub(/\.$/, "", suite); print suite}' | sort -u >"$work/cuda_suites"
+    /^  / && $1 ~ /\/cuda$/ {sub(/\.$/, "", suite); print suite}' | sort -u |
+    grep -E "^($suites)\$" >"$work/cuda_suites"
 # Suites that reach cuDNN: sanitized last, so a slow cuDNN run cannot starve the others.
 grep -E '^(Conv|NnUNet|CheckpointResume|PredictOnDevice|TrainOnDevice)' "$work/cuda_suites" >"$work/cudnn_suites"
 { grep -vxF -f "$work/cudnn_suites" "$work/cuda_suites"; cat "$work/cudnn_suites"; } >"$work/sanitize_order"
@@ -268,9 +281,9 @@ bench() {  # fails if any benchmark binary failed or is missing; runs the others
         # A build without benchmarks (the sanitizer build) still passes the dry run.
         [ -x "$kit/bin/$binary" ] || { echo "--- $binary: not in the kit"; [ "$dry" = 1 ] || status=1; continue; }
         if [ "$binary" = bench_nn ]; then
-            INFANT_CUDNN_LOG=1 bench_one bench_nn '/cuda/' || status=1
+            INFANT_CUDNN_LOG=1 bench_one bench_nn "$bench_filter" || status=1
         else
-            bench_one "$binary" '/cuda/' || status=1
+            bench_one "$binary" "$bench_filter" || status=1
         fi
     done
     return $status

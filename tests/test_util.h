@@ -96,7 +96,7 @@ inline std::string cli_path() {
     return "infant-synthseg";  // from PATH
 }
 
-// INFANT_SHARED_DIR when set (the device kit sets it); else ../shared beside the source tree that
+// INFANT_SHARED_DIR when set (gpu-check.sh --shared sets it); else ../shared beside the source tree that
 // ctest names in INFANT_SOURCE_DIR; else a name that does not exist, so that the tests needing it
 // skip and say which variable to set.
 inline std::string shared_dir() {
