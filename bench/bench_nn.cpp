@@ -5,8 +5,8 @@
 //                                          softmax in slabs of 32 rows (UNet::predict, as predict runs)
 //   UNetConvolutions/<cpu|cuda>/160x192x160  the forward's convolutions alone, each with its
 //                                          fused ELU (the bound UNetForward is measured against;
-//                                          on the CPU the decoders' first ones as the forward runs
-//                                          them, without the concatenation)
+//                                          the decoders' first ones as the forward runs them, with
+//                                          or without the concatenation: UNet::folds_upsampling)
 //   UNetTrainStep/<cpu|cuda>/128x160x128   the infant training crop: forward + soft Dice +
 //                                          backward + Adam
 //   DecoderConv/<cpu|cuda>/160x192x160/level<l>/<concat|folded>  a decoder level's first
@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,8 +57,9 @@ int64_t scale_down() {
 // With `folded`, each decoder level's first convolution is the two upsample_concat_conv runs
 // (nn/ops.h): the skip's part on the level's grid and the deeper level's part, folded, on its
 // own grid, both to fp32.
+// folds(level): whether the decoder level on grid `level` runs its first convolution folded.
 std::vector<ConvShape> forward_convolutions(const UNetConfig& c, const Shape5& in, Precision precision,
-                                            bool folded = false) {
+                                            const std::function<bool(int level)>& folds = {}) {
     const DType act = activation_type(precision);
     std::vector<ConvShape> shapes;
     for (int l = 0; l < c.levels; ++l) {
@@ -70,7 +72,7 @@ std::vector<ConvShape> forward_convolutions(const UNetConfig& c, const Shape5& i
             const int64_t deeper = c.features_at(l + 1);
             int k = 0;
             channels = f + deeper;
-            if (folded) {
+            if (folds && folds(l)) {
                 shapes.push_back({Shape5{at.n, at.d, at.h, at.w, f}, f, 3, precision, act, DType::f32});
                 shapes.push_back(
                     {Shape5{at.n, at.d / 2, at.h / 2, at.w / 2, deeper}, 8 * f, 2, precision, act, DType::f32});
@@ -154,7 +156,10 @@ void unet_convolutions(benchmark::State& state, Backend backend, Shape5 shape, P
     const UNetConfig config;
     std::vector<std::unique_ptr<Conv3d>> convs;
     size_t largest_in = 0, largest_out = 0, largest_w = 0, largest_b = 0;
-    for (const ConvShape& s : forward_convolutions(config, shape, precision, UNet::folds_upsampling(config, ctx))) {
+    const auto folds = [&](int level) {
+        return UNet::folds_upsampling(config, ctx, activation_type(precision), level);
+    };
+    for (const ConvShape& s : forward_convolutions(config, shape, precision, folds)) {
         convs.push_back(std::make_unique<Conv3d>(ctx, s));
         largest_in = std::max(largest_in, size_t(s.in.size()));
         largest_out = std::max(largest_out, size_t(s.out().size()));
@@ -275,7 +280,7 @@ void register_all() {
                 ->Unit(benchmark::kMillisecond)
                 ->UseRealTime()
                 ->MinTime(b == Backend::cuda ? 0.5 : 0.01);
-            for (const int level : {0, 1})
+            for (int level = 0; level < UNetConfig{}.levels - 1; ++level)
                 for (const bool folded : {false, true})
                     benchmark::RegisterBenchmark(("DecoderConv/" + dev + "/" + size(scan) + "/level" +
                                                   std::to_string(level) + (folded ? "/folded" : "/concat") + suffix)

@@ -116,12 +116,13 @@ Var UNet::conv_elu_block(Graph& g, Var x, std::vector<ConvLayer>& convs, size_t 
     return x;
 }
 
-bool UNet::folds_upsampling(const UNetConfig& config, DeviceContext& ctx) {
-    return config.kernel == 3 && !ctx.is_cuda();
+bool UNet::folds_upsampling(const UNetConfig& config, DeviceContext& ctx, DType activations, int level) {
+    if (config.kernel != 3) return false;
+    return !ctx.is_cuda() || activations == DType::f32 || level == 0;
 }
 
-Var UNet::decoder_block(Graph& g, Var skip, Var coarse, std::vector<ConvLayer>& convs) {
-    const bool folded = !g.grad_enabled() && folds_upsampling(config_, g.context());
+Var UNet::decoder_block(Graph& g, Var skip, Var coarse, std::vector<ConvLayer>& convs, int level) {
+    const bool folded = !g.grad_enabled() && folds_upsampling(config_, g.context(), g.activation_type(), level);
     const ConvLayer& first = convs[0];
     Var x = folded
                 ? upsample_concat_conv(g, skip, coarse, first.weight, first.bias, *first.upsampled, config_.elu_alpha)
@@ -147,7 +148,7 @@ Var UNet::encode_and_decode_to_level_one(Graph& g, const Var& input, bool traini
     }
     for (int i = 0; i < L - 2; ++i) {
         const int l = L - 2 - i;
-        x = decoder_block(g, std::move(skips[size_t(l)]), std::move(x), decoder_[size_t(i)]);
+        x = decoder_block(g, std::move(skips[size_t(l)]), std::move(x), decoder_[size_t(i)], l);
         x = batchnorm(g, x, decoder_bn_[size_t(i)], training);
     }
     return x;
@@ -157,7 +158,7 @@ Var UNet::last_level(Graph& g, Var skip0, Var from_level_one, bool training) {
     const int L = config_.levels;
     Var x = std::move(from_level_one);
     if (L > 1) {
-        x = decoder_block(g, std::move(skip0), std::move(x), decoder_[size_t(L - 2)]);
+        x = decoder_block(g, std::move(skip0), std::move(x), decoder_[size_t(L - 2)], 0);
         x = batchnorm(g, x, decoder_bn_[size_t(L - 2)], training);
     }
     return x;

@@ -49,10 +49,13 @@ public:
 
     const UNetConfig& config() const { return config_; }
 
-    // Whether inference runs each decoder level's first convolution without the concatenation
-    // (nn/ops.h: upsample_concat_conv): for kernel 3, on the CPU. On CUDA the concatenation stays
-    // until a GPU has measured both (bench_nn DecoderConv; docs/GPU.md, "Waiting for a GPU").
-    static bool folds_upsampling(const UNetConfig& config, DeviceContext& ctx);
+    // Whether inference runs the first convolution of the decoder level on grid `level` (0: the
+    // scan's) without the concatenation (nn/ops.h: upsample_concat_conv), for kernel 3, with
+    // `activations` the graph's activation type. Where bench_nn's DecoderConv measured it faster
+    // (docs/PERFORMANCE.md, 2026-12-04): on the CPU at every level; on cuDNN at every level in
+    // fp32, and in bf16 at level 0 only, since the folded parts are fp32 and at the deeper levels
+    // their bytes cost more than the concatenation they save.
+    static bool folds_upsampling(const UNetConfig& config, DeviceContext& ctx, DType activations, int level);
 
     // Sets every parameter to its initial value (Glorot-uniform weights keyed by `seed`).
     void initialise(uint64_t seed);
@@ -90,10 +93,10 @@ private:
     BatchNormParams declare_bn(const std::string& name, int64_t channels);
     // Each layer of `convs` from `first` on, with its ELU.
     Var conv_elu_block(Graph& g, Var x, std::vector<ConvLayer>& convs, size_t first = 0);
-    // A decoder level's layers over concat(skip, upsample2(coarse)): at inference on the CPU the
-    // first without the concatenation (upsample_concat_conv). Takes its inputs by value, and
-    // frees each after its last use when handed the only handles.
-    Var decoder_block(Graph& g, Var skip, Var coarse, std::vector<ConvLayer>& convs);
+    // The layers of the decoder level on grid `level` over concat(skip, upsample2(coarse)), at
+    // inference the first without the concatenation where folds_upsampling says so. Takes its
+    // inputs by value, and frees each after its last use when handed the only handles.
+    Var decoder_block(Graph& g, Var skip, Var coarse, std::vector<ConvLayer>& convs, int level);
 
     // The encoder, and every decoder level but the last: the skips and the deepest output.
     Var encode_and_decode_to_level_one(Graph& g, const Var& input, bool training, std::vector<Var>& skips);
