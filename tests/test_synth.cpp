@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <set>
 #include <string>
+#include <utility>
 
 #include "io/orientation.h"
 #include "kernels/common/error.h"
@@ -423,6 +425,47 @@ TEST_P(SynthIntensity, BiasFieldIsTheSmoothResizedGridAndNormalisationHitsTheRan
     EXPECT_EQ(range.download(), std::vector<uint32_t>(2, float_to_bits(42.0f)));
     normalise_gamma(ctx(), n);
     EXPECT_EQ(image.download(), std::vector<float>(values.size(), 0.0f));
+}
+
+// A grid larger than one CUDA voxel launch (2048 blocks of 256 threads, launch.cuh): each
+// thread walks several voxels (VoxelWalk) in the blur, the bias pass and its range, which must
+// give the CPU's bits. Odd sizes, so that the walk's steps carry across rows and slices.
+TEST_P(SynthIntensity, GridsLargerThanOneLaunchGiveTheCpusBits) {
+    if (!on_cuda()) GTEST_SKIP() << "compares CUDA with the CPU";
+    const std::array<int64_t, 3> dim{131, 97, 61};  // 775,127 voxels
+    const ref::Dim3 bias_dim{5, 4, 3};
+    const size_t n = size_t(dim[0] * dim[1] * dim[2]);
+    std::vector<float> values(n), grid(size_t(count(bias_dim)));
+    for (size_t v = 0; v < n; ++v) values[v] = float((v * 7919) % 1009) * 0.125f;
+    for (size_t e = 0; e < grid.size(); ++e) grid[e] = float(0.3 * std::sin(0.7 * double(e)));
+    const std::vector<uint8_t> generation(n, 1);
+    DeviceContext cpu;
+    auto run = [&](DeviceContext& on) {
+        Buffer<float> a(on, values), b(on, n), bias(on, grid);
+        Buffer<uint8_t> gen(on, generation);
+        Buffer<uint32_t> range(on, 2);
+        float* blurred = blur_separable(on, a.data(), b.data(), dim, 1, {0.5, 0.52, 0.49}, {1, 1, 1});
+        BiasClipArgs args;
+        args.image = blurred;
+        args.range = range.data();
+        args.generation = gen.data();
+        args.bias = bias.data();
+        for (int d = 0; d < 3; ++d) {
+            args.dim[d] = dim[size_t(d)];
+            args.bias_dim[d] = bias_dim[size_t(d)];
+            args.bias_ratio[d] = float(double(bias_dim[size_t(d)]) / double(dim[size_t(d)]));
+        }
+        args.clip_max = 100.0f;
+        bias_clip(on, args);
+        std::vector<float> image(n);
+        on.copy_to_host(image.data(), blurred, n * sizeof(float));
+        return std::make_pair(image, range.download());
+    };
+    const auto [cuda_image, cuda_range] = run(ctx());
+    const auto [cpu_image, cpu_range] = run(cpu);
+    EXPECT_EQ(cuda_range, cpu_range);
+    for (size_t v = 0; v < n; ++v)
+        ASSERT_EQ(float_to_bits(cuda_image[v]), float_to_bits(cpu_image[v])) << "voxel " << v;
 }
 
 ISS_INSTANTIATE_BACKENDS(SynthIntensity);

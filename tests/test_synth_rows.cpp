@@ -105,6 +105,37 @@ TEST(SynthRows, BodiesTakeThirtyTwoBitIndicesOnlyWhereEveryOffsetFits) {
     EXPECT_FALSE(fits_32_bit_index(index_extent_of(SquareFieldBody{square}, 1024 * 1024 * 700)));
 }
 
+// A CUDA voxel launch hands each thread the voxels v, v + step, ... (VoxelWalk): each must be
+// the split of its flat index, in both index types, whatever the step against the grid (a step
+// below a row, one row, a slice and past it; one voxel, a single row or column).
+TEST(SynthRows, VoxelWalkStepsToTheSplitOfEachFlatIndex) {
+    auto check = [](auto index, int64_t nx, int64_t ny, int64_t nz) {
+        using I = decltype(index);
+        const int64_t count = nx * ny * nz;
+        for (const int64_t step : {int64_t(1), int64_t(2), nx - 1, nx, nx + 1, nx * ny - 1, nx * ny, nx * ny + 1,
+                                   int64_t(37), count - 1, count}) {
+            if (step < 1) continue;
+            for (int64_t first = 0; first < std::min(step, count); ++first) {
+                VoxelWalk<I> at{I(first), I(nx), I(ny)};
+                at.set_step(I(step));
+                for (int64_t v = first; v < count; v += step) {
+                    if (v != first) at.next();
+                    const int64_t row = v / nx;
+                    ASSERT_EQ(int64_t(at.i), v % nx) << nx << "x" << ny << "x" << nz << " step " << step << " voxel " << v;
+                    ASSERT_EQ(int64_t(at.j), row % ny) << nx << "x" << ny << "x" << nz << " step " << step << " voxel " << v;
+                    ASSERT_EQ(int64_t(at.k), row / ny) << nx << "x" << ny << "x" << nz << " step " << step << " voxel " << v;
+                }
+            }
+        }
+    };
+    for (const int64_t nx : {1, 2, 7})
+        for (const int64_t ny : {1, 3, 5})
+            for (const int64_t nz : {1, 4}) {
+                check(uint32_t{}, nx, ny, nz);
+                check(int64_t{}, nx, ny, nz);
+            }
+}
+
 // Values in [-amplitude, amplitude] from keyed uniform draws.
 std::vector<float> wavy(size_t n, float amplitude, uint32_t purpose) {
     std::vector<float> v(n);

@@ -7,6 +7,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "kernels/common/hd.h"
+
 namespace iss {
 
 // A CUDA launch splits its flat index in 32 bits below 2^31 elements, where 64-bit arithmetic is
@@ -30,5 +32,43 @@ int64_t index_extent_of(const Body& body, int64_t count) {
     else
         return count;
 }
+
+// The voxels one thread of a CUDA voxel launch visits: its flat index, then steps of the launch's
+// size (the grid stride), on a grid nx voxels wide and ny rows high (x fastest). A voxel's (i, j,
+// k) is split from its flat index once; each step then carries them forward by the step's own
+// split, a few adds and compares, where a split is two divisions by run-time values (a software
+// routine of about twenty instructions each on the GPU, in 32 bits too). I: the launch's index
+// type; every flat index stays below its range (launch.cuh).
+template <class I>
+class VoxelWalk {
+public:
+    ISS_HD VoxelWalk(I v, I nx, I ny) : nx_(nx), ny_(ny) { split(v, i, j, k); }
+
+    // The step between this thread's voxels; split once, before the first next().
+    ISS_HD void set_step(I step) { split(step, di_, dj_, dk_); }
+
+    // The voxel a step further on: i + di < 2 nx and j + dj + 1 < 2 ny, so one carry each.
+    ISS_HD void next() {
+        i += di_;
+        const I carry_x = i >= nx_ ? I(1) : I(0);
+        i -= carry_x * nx_;
+        j += dj_ + carry_x;
+        const I carry_y = j >= ny_ ? I(1) : I(0);
+        j -= carry_y * ny_;
+        k += dk_ + carry_y;
+    }
+
+    I i = 0, j = 0, k = 0;
+
+private:
+    ISS_HD void split(I v, I& x, I& y, I& z) const {
+        const I row = v / nx_;
+        x = v - row * nx_;
+        y = row % ny_;
+        z = row / ny_;
+    }
+
+    I nx_, ny_, di_ = 0, dj_ = 0, dk_ = 0;
+};
 
 }  // namespace iss

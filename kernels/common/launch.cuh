@@ -1,6 +1,6 @@
-// Running one voxel body over a 3-D grid on CUDA: one thread per voxel, grid-stride over the
-// flattened grid (x fastest, so neighbouring threads touch neighbouring voxels), on the
-// context's stream, every launch checked. The CPU counterpart is launch.h.
+// Running one voxel body over a 3-D grid on CUDA: grid-stride over the flattened grid (x
+// fastest, so neighbouring threads touch neighbouring voxels), on the context's stream, every
+// launch checked. The CPU counterpart is launch.h.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -15,24 +15,32 @@
 
 namespace iss {
 
-// Voxel v of a grid nx voxels wide and ny rows high, as the body's (i, j, k): signed, in the
-// launch's width (index_type.h).
-template <class I, class Body>
-__device__ __forceinline__ auto run_voxel(const Body& body, I v, I nx, I ny) {
+// Calls visit(i, j, k) for each voxel of this thread (VoxelWalk, index_type.h) of a grid nx wide,
+// ny high and `count` voxels long, (i, j, k) signed in the launch's width. A thread with a single
+// voxel (every thread of a grid smaller than the launch) splits no step.
+template <class I, class Visit>
+__device__ __forceinline__ void for_each_thread_voxel(I nx, I ny, I count, const Visit& visit) {
     using Signed = std::make_signed_t<I>;
-    const I row = v / nx;
-    return body(Signed(v - row * nx), Signed(row % ny), Signed(row / ny));
+    const I step = I(gridDim.x) * blockDim.x;
+    I v = I(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (v >= count) return;
+    VoxelWalk<I> at(v, nx, ny);
+    visit(Signed(at.i), Signed(at.j), Signed(at.k));
+    if (count - v <= step) return;
+    at.set_step(step);
+    for (v += step; v < count; v += step) {
+        at.next();
+        visit(Signed(at.i), Signed(at.j), Signed(at.k));
+    }
 }
 
-// The kernels take their index type I: uint32_t below 2^31 elements (fits_32_bit_index), where
-// the split into i, j, k is a few instructions, int64_t above, where a division is a long
-// software routine on the GPU. The grid's stride is at most 2^24 (cuda_blocks_for), so a 32-bit
-// v + stride stays below 2^32. A voxel body gets i, j, k signed in the launch's width (launch.h,
-// "The index type of a voxel body on CUDA").
+// The kernels take their index type I: uint32_t below 2^31 elements (fits_32_bit_index), int64_t
+// above, where every multiply and division is several times the work. A launch's step is at most
+// 2^24 (cuda_blocks_for), so a 32-bit v + step stays below 2^32. A voxel body gets i, j, k signed
+// in the launch's width (index_type.h).
 template <class I, class Body>
 __global__ void voxel_kernel(const Body body, I nx, I ny, I count) {
-    const I stride = I(gridDim.x) * blockDim.x;
-    for (I v = I(blockIdx.x) * blockDim.x + threadIdx.x; v < count; v += stride) run_voxel(body, v, nx, ny);
+    for_each_thread_voxel(nx, ny, count, [&](auto i, auto j, auto k) { body(i, j, k); });
 }
 
 // A body may take the element index as a template (ChannelsLastElement), and then splits it in
@@ -43,19 +51,26 @@ __global__ void flat_kernel(const Body body, I count) {
     for (I e = I(blockIdx.x) * blockDim.x + threadIdx.x; e < count; e += stride) body(e);
 }
 
-inline unsigned cuda_blocks_for(int64_t count, int threads) {
-    // Enough blocks to fill any current GPU many times over; the grid-stride loop does the rest.
-    return unsigned(std::max<int64_t>(1, std::min<int64_t>((count + threads - 1) / threads, int64_t(1) << 16)));
+// Enough blocks to fill any current GPU many times over (at most max_blocks); the grid-stride
+// loop does the rest.
+inline unsigned cuda_blocks_for(int64_t count, int threads, unsigned max_blocks = 1u << 16) {
+    return unsigned(std::max<int64_t>(1, std::min<int64_t>((count + threads - 1) / threads, max_blocks)));
 }
+
+// A voxel launch's blocks of 256 threads: several waves on any current GPU (an H100 holds about
+// 1,000 such blocks at once), few enough that a thread of a crop-sized grid walks several voxels
+// and its splits (VoxelWalk) pay off.
+constexpr unsigned voxel_launch_max_blocks = 2048;
 
 // Calls launch(I{}, blocks, threads, stream) with the index type I that `extent` (at least
 // `count`: the largest element count the bodies index) allows, a grid sized for `count` and the
 // context's stream, then checks the launch; nothing for count 0.
 template <class Launch>
-void launch_for(DeviceContext& ctx, int64_t count, int64_t extent, const Launch& launch) {
+void launch_for(DeviceContext& ctx, int64_t count, int64_t extent, const Launch& launch,
+                unsigned max_blocks = 1u << 16) {
     if (count == 0) return;
     const int threads = 256;
-    const unsigned blocks = cuda_blocks_for(count, threads);
+    const unsigned blocks = cuda_blocks_for(count, threads, max_blocks);
     const cudaStream_t stream = static_cast<cudaStream_t>(ctx.cuda_stream());
     if (fits_32_bit_index(std::max(count, extent)))
         launch(uint32_t{}, blocks, threads, stream);
@@ -73,7 +88,7 @@ void cuda_for_each_voxel(DeviceContext& ctx, const Body& body) {
     launch_for(ctx, count, extent, [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
         using I = decltype(index);
         voxel_kernel<<<blocks, threads, 0, stream>>>(body, I(dim[0]), I(dim[1]), I(count));
-    });
+    }, voxel_launch_max_blocks);
 }
 
 // Over `count` elements of a body that indexes up to `extent` elements (at least count).
@@ -107,9 +122,8 @@ void cuda_for_each(DeviceContext& ctx, const Body& body) {
 template <class I, class Body>
 __global__ void voxel_kernel_from(const Body* __restrict__ body) {
     const int64_t* dim = body->grid();
-    const I nx = I(dim[0]), ny = I(dim[1]), count = I(dim[0] * dim[1] * dim[2]);
-    const I stride = I(gridDim.x) * blockDim.x;
-    for (I v = I(blockIdx.x) * blockDim.x + threadIdx.x; v < count; v += stride) run_voxel(*body, v, nx, ny);
+    for_each_thread_voxel(I(dim[0]), I(dim[1]), I(dim[0] * dim[1] * dim[2]),
+                          [&](auto i, auto j, auto k) { (*body)(i, j, k); });
 }
 
 template <class I, class Body>
@@ -123,7 +137,7 @@ template <class Body>
 void cuda_for_each_voxel_from(DeviceContext& ctx, const Body* device_body, int64_t capacity, int64_t extent) {
     launch_for(ctx, capacity, extent, [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
         voxel_kernel_from<decltype(index)><<<blocks, threads, 0, stream>>>(device_body);
-    });
+    }, voxel_launch_max_blocks);
 }
 
 template <class Body>

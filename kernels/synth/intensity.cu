@@ -19,14 +19,12 @@ constexpr int range_threads = 256;
 template <class I>
 __device__ void bias_clip_and_range(const BiasClipBody& body) {
     const int64_t* dim = body.grid();
-    const I nx = I(dim[0]), ny = I(dim[1]), count = I(dim[0] * dim[1] * dim[2]);
-    const I stride = I(gridDim.x) * blockDim.x;
     unsigned int low = 0xffffffffu, high = 0u;
-    for (I v = I(blockIdx.x) * blockDim.x + threadIdx.x; v < count; v += stride) {
-        const unsigned int bits = __float_as_uint(run_voxel(body, v, nx, ny));
+    for_each_thread_voxel(I(dim[0]), I(dim[1]), I(dim[0] * dim[1] * dim[2]), [&](auto i, auto j, auto k) {
+        const unsigned int bits = __float_as_uint(body(i, j, k));
         low = min(low, bits);
         high = max(high, bits);
-    }
+    });
     for (int offset = 16; offset > 0; offset /= 2) {
         low = min(low, __shfl_down_sync(0xffffffffu, low, offset));
         high = max(high, __shfl_down_sync(0xffffffffu, high, offset));
