@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <cstring>
 #include <set>
@@ -356,6 +355,22 @@ ISS_INSTANTIATE_BACKENDS(SynthPaint);
 
 class SynthIntensity : public test::BackendTest {};
 
+// The bias pass over `image` (dim) with a bias grid of bias_dim, the grid spread over the image.
+BiasClipArgs bias_clip_args(float* image, uint32_t* range, const uint8_t* generation, const float* bias,
+                            const ref::Dim3& dim, const ref::Dim3& bias_dim) {
+    BiasClipArgs a;
+    a.image = image;
+    a.range = range;
+    a.generation = generation;
+    a.bias = bias;
+    for (int d = 0; d < 3; ++d) {
+        a.dim[d] = dim[size_t(d)];
+        a.bias_dim[d] = bias_dim[size_t(d)];
+        a.bias_ratio[d] = float(double(bias_dim[size_t(d)]) / double(dim[size_t(d)]));
+    }
+    return a;
+}
+
 TEST_P(SynthIntensity, BiasFieldIsTheSmoothResizedGridAndNormalisationHitsTheRange) {
     const ref::Dim3 dim{32, 40, 24}, bias_dim{4, 4, 3};
     std::vector<float> ones(size_t(count(dim)), 1.0f), grid(size_t(count(bias_dim)));
@@ -364,16 +379,7 @@ TEST_P(SynthIntensity, BiasFieldIsTheSmoothResizedGridAndNormalisationHitsTheRan
     Buffer<float> image(ctx(), ones), bias(ctx(), grid);
     Buffer<uint8_t> gen(ctx(), generation);
     Buffer<uint32_t> range(ctx(), 2);
-    BiasClipArgs a;
-    a.image = image.data();
-    a.range = range.data();
-    a.generation = gen.data();
-    a.bias = bias.data();
-    for (int d = 0; d < 3; ++d) {
-        a.dim[d] = dim[size_t(d)];
-        a.bias_dim[d] = bias_dim[size_t(d)];
-        a.bias_ratio[d] = float(double(bias_dim[size_t(d)]) / double(dim[size_t(d)]));
-    }
+    BiasClipArgs a = bias_clip_args(image.data(), range.data(), gen.data(), bias.data(), dim, bias_dim);
     a.clip_max = 1e6f;
     bias_clip(ctx(), a);
     const std::vector<float> field = image.download();
@@ -432,7 +438,7 @@ TEST_P(SynthIntensity, BiasFieldIsTheSmoothResizedGridAndNormalisationHitsTheRan
 // give the CPU's bits. Odd sizes, so that the walk's steps carry across rows and slices.
 TEST_P(SynthIntensity, GridsLargerThanOneLaunchGiveTheCpusBits) {
     if (!on_cuda()) GTEST_SKIP() << "compares CUDA with the CPU";
-    const std::array<int64_t, 3> dim{131, 97, 61};  // 775,127 voxels
+    const ref::Dim3 dim{131, 97, 61};  // 775,127 voxels
     const ref::Dim3 bias_dim{5, 4, 3};
     const size_t n = size_t(dim[0] * dim[1] * dim[2]);
     std::vector<float> values(n), grid(size_t(count(bias_dim)));
@@ -445,16 +451,7 @@ TEST_P(SynthIntensity, GridsLargerThanOneLaunchGiveTheCpusBits) {
         Buffer<uint8_t> gen(on, generation);
         Buffer<uint32_t> range(on, 2);
         float* blurred = blur_separable(on, a.data(), b.data(), dim, 1, {0.5, 0.52, 0.49}, {1, 1, 1});
-        BiasClipArgs args;
-        args.image = blurred;
-        args.range = range.data();
-        args.generation = gen.data();
-        args.bias = bias.data();
-        for (int d = 0; d < 3; ++d) {
-            args.dim[d] = dim[size_t(d)];
-            args.bias_dim[d] = bias_dim[size_t(d)];
-            args.bias_ratio[d] = float(double(bias_dim[size_t(d)]) / double(dim[size_t(d)]));
-        }
+        BiasClipArgs args = bias_clip_args(blurred, range.data(), gen.data(), bias.data(), dim, bias_dim);
         args.clip_max = 100.0f;
         bias_clip(on, args);
         std::vector<float> image(n);
