@@ -121,9 +121,12 @@ TEST(SynthRows, VoxelWalkStepsToTheSplitOfEachFlatIndex) {
                 for (int64_t v = first; v < count; v += step) {
                     if (v != first) at.next();
                     const int64_t row = v / nx;
-                    ASSERT_EQ(int64_t(at.i), v % nx) << nx << "x" << ny << "x" << nz << " step " << step << " voxel " << v;
-                    ASSERT_EQ(int64_t(at.j), row % ny) << nx << "x" << ny << "x" << nz << " step " << step << " voxel " << v;
-                    ASSERT_EQ(int64_t(at.k), row / ny) << nx << "x" << ny << "x" << nz << " step " << step << " voxel " << v;
+                    const std::string where = std::to_string(nx) + "x" + std::to_string(ny) + "x" +
+                                              std::to_string(nz) + " step " + std::to_string(step) +
+                                              " voxel " + std::to_string(v);
+                    ASSERT_EQ(int64_t(at.i), v % nx) << where;
+                    ASSERT_EQ(int64_t(at.j), row % ny) << where;
+                    ASSERT_EQ(int64_t(at.k), row / ny) << where;
                 }
             }
         }
