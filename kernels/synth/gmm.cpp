@@ -71,7 +71,7 @@ void gmm_run_bits_cpu(const RandomKey& key, int64_t first, uint32_t (*bits)[gmm_
 
 namespace {
 
-// Painting a run of voxels: paint_voxel's operations, the tables' entries looked up per voxel.
+// Painting a run of voxels: GmmBody's operations, the tables' entries looked up per voxel.
 // The targets' table is widened to int32, so that the loop vectorises (a gather of 32-bit words;
 // there is none of bytes).
 struct PaintTables {
