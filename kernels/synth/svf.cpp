@@ -15,8 +15,8 @@ namespace {
 // The CPU paths, a row at a time. The resize reads the source at (i, j, k) * ratio: the source's
 // columns blended along y and z once per row, its x taps once per call, per voxel the blend
 // along x and the scaling (ResizeFieldBody's operations). A squaring step reads at
-// (i, j, k) + v(i, j, k): no shared taps; a row runs square_voxel with int32 indices, 16 voxels
-// at a time.
+// (i, j, k) + v(i, j, k): no shared taps; a row runs square_voxel with int32 indices (16 voxels
+// at a time with AVX-512, below).
 void resize_rows_cpu(const ResizeFieldArgs& a) {
     const int32_t src_dim[3] = {int32_t(a.src_dim[0]), int32_t(a.src_dim[1]), int32_t(a.src_dim[2])};
     const int64_t nx = a.dst_dim[0], ny = a.dst_dim[1], nz = a.dst_dim[2];
@@ -48,14 +48,16 @@ void resize_rows_cpu(const ResizeFieldArgs& a) {
     }
 }
 
+// Without AVX-512: voxel by voxel, not vectorised. Vectorised, the loop is 24 gathers per 8
+// voxels, and on a 2-vCPU AMD EPYC without AVX-512 (x86-64-v3 build, 2026-12-04) that took the
+// velocity stage 43.4 ms against 31.8 scalar (same operations, same bits). An AVX2-only Intel
+// CPU, whose gathers are cheaper, was not measured.
 void square_rows_generic(const SquareFieldArgs& a) {
     const int32_t dim[3] = {int32_t(a.dim[0]), int32_t(a.dim[1]), int32_t(a.dim[2])};
 #pragma omp parallel for collapse(2) schedule(static)
     for (int32_t k = 0; k < dim[2]; ++k)
-        for (int32_t j = 0; j < dim[1]; ++j) {
-#pragma omp simd
+        for (int32_t j = 0; j < dim[1]; ++j)
             for (int32_t i = 0; i < dim[0]; ++i) square_voxel(a, dim, i, j, k);
-        }
 }
 
 #if defined(__AVX512F__)
