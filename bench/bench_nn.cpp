@@ -54,10 +54,9 @@ int64_t scale_down() {
 // head), in `precision`, with the network's tensor types (activations in the precision's type,
 // except the fp32 image the first reads and the fp32 logits the head writes) and its fused ELUs
 // (all but the head).
-// With `folded`, each decoder level's first convolution is the two upsample_concat_conv runs
-// (nn/ops.h): the skip's part on the level's grid and the deeper level's part, folded, on its
-// own grid, both to fp32.
-// folds(level): whether the decoder level on grid `level` runs its first convolution folded.
+// Where folds(level) says so, the decoder level on grid `level` has as its first convolution the
+// two that upsample_concat_conv runs (nn/ops.h): the skip's part on the level's grid and the
+// deeper level's part, folded, on its own grid, both to fp32.
 std::vector<ConvShape> forward_convolutions(const UNetConfig& c, const Shape5& in, Precision precision,
                                             const std::function<bool(int level)>& folds = {}) {
     const DType act = activation_type(precision);

@@ -242,13 +242,11 @@ TEST_P(NnUpsampledConv, IsTheConvolutionOverTheConcatenation) {
 }
 
 TEST_P(NnUpsampledConv, RefusesTrainingAndMismatchedShapes) {
-    const Inputs in = inputs(5, false);
     ParamStore params(ctx());
     const Param w = params.declare("w", {kOut, 3, 3, 3, in_c}), bias = params.declare("b", {kOut});
     params.allocate();
     UpsampledConvEngines engines(kOut), other(kOut + 1);
     PoolAllocator pool(ctx());
-    const Var none;
     Graph training(pool, params, true);
     Tensor a = Tensor::make(pool, a_shape), b = Tensor::make(pool, b_shape);
     EXPECT_THROW(upsample_concat_conv(training, training.input(a), training.input(b), w, bias, engines, 1.0f), Error);

@@ -408,6 +408,10 @@ TEST_P(NnPool, FoldedUpsamplingKernelsFollowTheirDefinition) {
 
     const Shape5 fine{2, 4, 6, 10, co};
     const Shape5 coarse{2, fine.d / 2 + 1, fine.h / 2 + 1, fine.w / 2 + 1, 8 * co};
+    // A CUDA launch picks its index width from the largest tensor read: here the parities.
+    const AddUpsampledParitiesBody<float> shape_only{fine.n, fine.d,  fine.h,  fine.w, fine.c,
+                                                     nullptr, nullptr, nullptr, false,  0.0f};
+    EXPECT_EQ(shape_only.index_extent(), coarse.size());
     const std::vector<float> a_part = uniform(size_t(fine.size()), -2, 2, 52);
     const std::vector<float> parities = uniform(size_t(coarse.size()), -2, 2, 53);
     Buffer<float> ab(ctx(), a_part), pb(ctx(), parities), yb(ctx(), a_part.size());

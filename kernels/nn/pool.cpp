@@ -180,7 +180,7 @@ void add_upsampled_parities(DeviceContext& ctx, const float* a_part, const float
     require_tensor(parities, op, "parities");
     require_tensor(y, op, "y");
     const bool elu = elu_alpha > 0;
-    const AddUpsampledParitiesBody<T> body{fine.d, fine.h, fine.w, fine.c, a_part, parities, y, elu, elu_alpha};
+    const AddUpsampledParitiesBody<T> body{fine.n, fine.d, fine.h, fine.w, fine.c, a_part, parities, y, elu, elu_alpha};
     if (ctx.is_cuda()) {
         ISS_CUDA_ONLY("add_upsampled_parities", pool_cuda(ctx, body, fine.voxels(), fine.c));
         return;

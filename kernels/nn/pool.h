@@ -77,9 +77,10 @@ void upsample_concat_forward(DeviceContext& ctx, const T* a, const Shape5& fine,
 template <class T>
 void upsample_concat_backward(DeviceContext& ctx, const T* dy, const Shape5& fine, int64_t cb, T* da, T* db);
 
-// `fine`: the convolution's output shape (N, D, H, W, Co), D, H, W even; w as above.
+// w, w_a, w_b as above.
 void upsample_fold_weights(DeviceContext& ctx, const float* w, int64_t out_c, int64_t ca, int64_t cb, float* w_a,
                            float* w_b);
+// `fine`: the convolution's output shape (N, D, H, W, Co), D, H, W even.
 template <class T>
 void add_upsampled_parities(DeviceContext& ctx, const float* a_part, const float* parities, const Shape5& fine, T* y,
                             float elu_alpha);
@@ -274,14 +275,14 @@ struct FoldUpsampledWeightsBody {
 
 template <class T>
 struct AddUpsampledParitiesBody {  // over fine voxels, Co channels
-    int64_t d, h, w, c;            // the fine shape (c = Co)
+    int64_t n, d, h, w, c;         // the fine shape (c = Co)
     const float* a_part;
     const float* parities;
     T* y;
     bool elu;
     float alpha;
-    // The parities tensor is larger than the fine one (a row more per axis).
-    int64_t index_extent() const { return (d / 2 + 1) * (h / 2 + 1) * (w / 2 + 1) * 8 * c; }
+    // The parities tensor is larger than the fine one (a row more per axis, 8 Co channels).
+    int64_t index_extent() const { return n * (d / 2 + 1) * (h / 2 + 1) * (w / 2 + 1) * 8 * c; }
     template <class I>
     ISS_HD void at(I fv, I ch) const {
         const I W = I(w), H = I(h), D = I(d), C = I(c);
