@@ -16,7 +16,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/common/avx512.h"
+#include "kernels/common/x86_simd.h"
 #include "kernels/common/hd.h"
 #include "kernels/geometry/resample.h"
 
@@ -177,6 +177,19 @@ inline void blend_columns_along_x(const float* columns, const RowTaps& t, int64_
             }
             _mm512_mask_storeu_ps(out[c] + i, lanes, lerp16(a, b, w));
         }
+    }
+#elif defined(__AVX2__) && defined(__FMA__)
+    // Without AVX-512 gathers are slow: a sample's C <= 4 channels of a tap are contiguous, so
+    // one 4-float load brings them (the buffer's padding covers the last tap's excess).
+    static_assert(C <= 4, "one load holds a tap's channels");
+    const int32_t* x0 = t.x0.data() + start;
+    const int32_t* x1 = t.x1.data() + start;
+    const float* w = t.w.data() + start;
+    for (int64_t i = 0; i < n; ++i) {
+        const __m128 a = _mm_loadu_ps(columns + x0[i]), b = _mm_loadu_ps(columns + x1[i]);
+        alignas(16) float blended[4];
+        _mm_store_ps(blended, lerp4(a, b, _mm_set1_ps(w[i])));
+        for (int c = 0; c < C; ++c) out[c][i] = blended[c];
     }
 #else
     const int32_t* x0 = t.x0.data() + start;

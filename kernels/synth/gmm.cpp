@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "kernels/common/avx512.h"
+#include "kernels/common/x86_simd.h"
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
 #include "kernels/common/launch.h"  // ISS_CUDA_ONLY

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "kernels/common/avx512.h"
+#include "kernels/common/x86_simd.h"
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
 #include "kernels/common/launch.h"  // ISS_CUDA_ONLY
@@ -16,7 +16,7 @@ namespace {
 // columns blended along y and z once per row, its x taps once per call, per voxel the blend
 // along x and the scaling (ResizeFieldBody's operations). A squaring step reads at
 // (i, j, k) + v(i, j, k): no shared taps; a row runs square_voxel with int32 indices (16 voxels
-// at a time with AVX-512, below).
+// at a time with AVX-512, a voxel's channels in one vector with AVX2, below).
 void resize_rows_cpu(const ResizeFieldArgs& a) {
     const int32_t src_dim[3] = {int32_t(a.src_dim[0]), int32_t(a.src_dim[1]), int32_t(a.src_dim[2])};
     const int64_t nx = a.dst_dim[0], ny = a.dst_dim[1], nz = a.dst_dim[2];
@@ -48,10 +48,9 @@ void resize_rows_cpu(const ResizeFieldArgs& a) {
     }
 }
 
-// Without AVX-512: voxel by voxel, not vectorised. Vectorised, the loop is 24 gathers per 8
-// voxels, and on a 2-vCPU AMD EPYC without AVX-512 (x86-64-v3 build, 2026-12-04) that took the
-// velocity stage 43.4 ms against 31.8 scalar (same operations, same bits). An AVX2-only Intel
-// CPU, whose gathers are cheaper, was not measured.
+// Without x86 intrinsics: voxel by voxel, not vectorised. Vectorised, the loop is 24 gathers per
+// 8 voxels, and on a 2-vCPU AMD EPYC without AVX-512 that took the velocity stage 43.4 ms
+// against 31.8 scalar (same operations, same bits; 2026-12-04).
 void square_rows_generic(const SquareFieldArgs& a) {
     const int32_t dim[3] = {int32_t(a.dim[0]), int32_t(a.dim[1]), int32_t(a.dim[2])};
 #pragma omp parallel for collapse(2) schedule(static)
@@ -209,11 +208,97 @@ void square_rows(const SquareFieldArgs& a) {
 }
 
 }  // namespace avx512
+#elif defined(__AVX2__) && defined(__FMA__)
+// square_voxel for CPUs without AVX-512, whose gathers are slow, in two passes over a row: the
+// taps of every voxel (vectorised: strided loads, no gathers), then voxel by voxel the blend with
+// a voxel's three channels in the lanes of one vector. A tap of 3-channel rows is 3 contiguous
+// floats, so one unaligned 4-float load brings all three (and the next voxel's x, unused); the
+// four rows' taps at x0 and x1 are 8 loads into 4 vectors of two rows each. The blend is
+// square_voxel's (along x, then y, then z, each lerp the same fmadd): the same bits.
+namespace avx2 {
+
+// Rows r_low and r_high at float offset x: [r_low's 4 floats | r_high's].
+inline __m256 two_rows(const float* f, int32_t r_low, int32_t r_high, int32_t x) {
+    return _mm256_set_m128(_mm_loadu_ps(f + r_high + x), _mm_loadu_ps(f + r_low + x));
+}
+
+// A row's taps, one entry a voxel: square_voxel's tx and rows.
+struct RowTaps {
+    std::vector<int32_t> x0, x1, r00, r10, r01, r11;
+    std::vector<float> wx, wy, wz;
+    explicit RowTaps(int32_t n) : x0(n), x1(n), r00(n), r10(n), r01(n), r11(n), wx(n), wy(n), wz(n) {}
+};
+
+void square_rows(const SquareFieldArgs& a) {
+    const int32_t dim[3] = {int32_t(a.dim[0]), int32_t(a.dim[1]), int32_t(a.dim[2])};
+    const int32_t floats = dim[0] * dim[1] * dim[2] * 3;
+    const float* const f = a.src;
+    float* const dst = a.dst;  // (a local: a store through a.dst would reload a's members)
+#pragma omp parallel
+    {
+        const int32_t nx = dim[0];  // (a local: the loop's bound is not reloaded after each store)
+        RowTaps t(nx);
+        int32_t* __restrict x0 = t.x0.data();
+        int32_t* __restrict x1 = t.x1.data();
+        int32_t* __restrict r00 = t.r00.data();
+        int32_t* __restrict r10 = t.r10.data();
+        int32_t* __restrict r01 = t.r01.data();
+        int32_t* __restrict r11 = t.r11.data();
+        float* __restrict wx = t.wx.data();
+        float* __restrict wy = t.wy.data();
+        float* __restrict wz = t.wz.data();
+#pragma omp for collapse(2) schedule(static)
+        for (int32_t k = 0; k < dim[2]; ++k)
+            for (int32_t j = 0; j < dim[1]; ++j) {
+                const int32_t row = (k * dim[1] + j) * dim[0] * 3;
+                const float* __restrict v = f + row;
+#pragma omp simd
+                for (int32_t i = 0; i < dim[0]; ++i) {
+                    const detail::Taps<int32_t> tx = detail::clamped_taps(float(i) + v[3 * i], dim[0]);
+                    const FieldRows<int32_t> rows = field_rows<3>(dim[0], dim[1], detail::clamped_taps(float(j) + v[3 * i + 1], dim[1]),
+                                                                  detail::clamped_taps(float(k) + v[3 * i + 2], dim[2]));
+                    x0[i] = tx.i0 * 3;
+                    x1[i] = tx.i1 * 3;
+                    wx[i] = tx.w1;
+                    r00[i] = rows.r00;
+                    r10[i] = rows.r10;
+                    r01[i] = rows.r01;
+                    r11[i] = rows.r11;
+                    wy[i] = rows.wy;
+                    wz[i] = rows.wz;
+                }
+                for (int32_t i = 0; i < nx; ++i) {
+                    const int32_t at = row + 3 * i;
+                    // r11 + x1 is the furthest tap; its fourth float is past the field only at
+                    // the field's last voxel.
+                    if (r11[i] + x1[i] + 4 > floats) {
+                        square_voxel(a, dim, i, j, k);
+                        continue;
+                    }
+                    const __m256 w = _mm256_set1_ps(wx[i]);
+                    const __m256 y0 = lerp8(two_rows(f, r00[i], r10[i], x0[i]), two_rows(f, r00[i], r10[i], x1[i]), w);
+                    const __m256 y1 = lerp8(two_rows(f, r01[i], r11[i], x0[i]), two_rows(f, r01[i], r11[i], x1[i]), w);
+                    const __m128 wy4 = _mm_set1_ps(wy[i]);
+                    const __m128 z0 = lerp4(_mm256_castps256_ps128(y0), _mm256_extractf128_ps(y0, 1), wy4);
+                    const __m128 z1 = lerp4(_mm256_castps256_ps128(y1), _mm256_extractf128_ps(y1, 1), wy4);
+                    const __m128 in = _mm_set_ps(0.0f, v[3 * i + 2], v[3 * i + 1], v[3 * i]);
+                    const __m128 out = _mm_add_ps(in, lerp4(z0, z1, _mm_set1_ps(wz[i])));
+                    float* const to = dst + at;
+                    _mm_storel_pi(reinterpret_cast<__m64*>(to), out);
+                    _mm_store_ss(to + 2, _mm_movehl_ps(out, out));
+                }
+            }
+    }
+}
+
+}  // namespace avx2
 #endif
 
 void square_rows_cpu(const SquareFieldArgs& a) {
 #if defined(__AVX512F__)
     if (a.dim[0] >= 2) return avx512::square_rows(a);  // (its gathers need two voxels a row)
+#elif defined(__AVX2__) && defined(__FMA__)
+    return avx2::square_rows(a);
 #endif
     square_rows_generic(a);
 }

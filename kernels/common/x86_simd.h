@@ -1,0 +1,32 @@
+// x86 intrinsics, for the few CPU loops written in them (each beside its portable twin, with
+// the same results): AVX-512 where the build targets x86-64-v4, AVX2 + FMA where it targets
+// x86-64-v3. Include this, not <immintrin.h>: GCC 12's AVX-512 header trips its own
+// -Wmaybe-uninitialized and -Wuninitialized (_mm512_undefined_*, GCC bug 105593, fixed in GCC 13).
+#pragma once
+
+#if defined(__AVX512F__)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
+#elif defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+namespace iss {
+
+// detail::lerp on several lanes: a + w * (b - a) with one rounding for the multiply-add.
+#if defined(__AVX512F__)
+inline __m512 lerp16(__m512 a, __m512 b, __m512 w) { return _mm512_fmadd_ps(w, _mm512_sub_ps(b, a), a); }
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+inline __m128 lerp4(__m128 a, __m128 b, __m128 w) { return _mm_fmadd_ps(w, _mm_sub_ps(b, a), a); }
+inline __m256 lerp8(__m256 a, __m256 b, __m256 w) { return _mm256_fmadd_ps(w, _mm256_sub_ps(b, a), a); }
+#endif
+
+}  // namespace iss
