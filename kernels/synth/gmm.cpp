@@ -9,53 +9,91 @@
 
 namespace iss {
 
-#if defined(__AVX512F__)
 namespace {
 
-// In AVX-512, 16 blocks at a time: the compiler's loop widens each 32x32-bit product to a
-// 64x64-bit multiply (vpmullq, three micro-ops); vpmuludq multiplies the 32-bit halves
-// directly, one for the even and one for the odd lanes. The same integers.
-inline void mul_hi_lo(__m512i x, __m512i m, __m512i& hi, __m512i& lo) {
-    const __m512i even = _mm512_mul_epu32(x, m), odd = _mm512_mul_epu32(_mm512_srli_epi64(x, 32), m);
-    hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
-    lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
-}
-
-void run_bits(const RandomKey& key, int64_t first, uint32_t (*bits)[gmm_cpu_run]) {
-    const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    const __m512i m0 = _mm512_set1_epi32(int32_t(philox_m0)), m1 = _mm512_set1_epi32(int32_t(philox_m1));
-    for (int64_t b = 0; b < gmm_cpu_run; b += 16) {
-        // The counter (index low, index high, sample, purpose) of philox4x32_10, 16 indices.
-        const uint64_t index = uint64_t(first + b);
-        const __m512i low_base = _mm512_set1_epi32(int32_t(uint32_t(index)));
-        __m512i c0 = _mm512_add_epi32(low_base, iota);
-        const __mmask16 carry = _mm512_cmplt_epu32_mask(c0, low_base);
-        const __m512i high = _mm512_set1_epi32(int32_t(uint32_t(index >> 32)));
-        __m512i c1 = _mm512_mask_add_epi32(high, carry, high, _mm512_set1_epi32(1));
-        __m512i c2 = _mm512_set1_epi32(int32_t(key.sample)), c3 = _mm512_set1_epi32(int32_t(key.purpose));
+// Philox4x32-10 over a run of counters, L::width at a time in vector lanes (random_bits'
+// integers). Written out because the compiler's loop widens each 32x32-bit product to a 64-bit
+// multiply and shuffles its halves back; vpmuludq multiplies the 32-bit halves directly, one
+// for the even and one for the odd lanes.
+template <class L>
+void run_bits_in_lanes(const RandomKey& key, int64_t first, uint32_t (*bits)[gmm_cpu_run]) {
+    static_assert(gmm_cpu_run % L::width == 0, "a run is whole vectors");
+    using V = typename L::V;
+    const V m0 = L::set1(philox_m0), m1 = L::set1(philox_m1);
+    for (int64_t b = 0; b < gmm_cpu_run; b += L::width) {
+        // The counter (index low, index high, sample, purpose), for the indices first + b + lane.
+        V c0, c1;
+        L::counters(uint64_t(first + b), c0, c1);
+        V c2 = L::set1(key.sample), c3 = L::set1(key.purpose);
         uint32_t key0 = uint32_t(key.seed), key1 = uint32_t(key.seed >> 32);
         for (int round = 0; round < 10; ++round) {
-            __m512i hi0, lo0, hi1, lo1;
-            mul_hi_lo(c0, m0, hi0, lo0);
-            mul_hi_lo(c2, m1, hi1, lo1);
-            c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32(int32_t(key0)));
+            V hi0, lo0, hi1, lo1;
+            L::mul_hi_lo(c0, m0, hi0, lo0);
+            L::mul_hi_lo(c2, m1, hi1, lo1);
+            c0 = L::xor3(hi1, c1, L::set1(key0));
             c1 = lo1;
-            c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32(int32_t(key1)));
+            c2 = L::xor3(hi0, c3, L::set1(key1));
             c3 = lo0;
             key0 += philox_w0;
             key1 += philox_w1;
         }
-        _mm512_storeu_si512(bits[0] + b, c0);
-        _mm512_storeu_si512(bits[1] + b, c1);
-        _mm512_storeu_si512(bits[2] + b, c2);
-        _mm512_storeu_si512(bits[3] + b, c3);
+        L::store(bits[0] + b, c0);
+        L::store(bits[1] + b, c1);
+        L::store(bits[2] + b, c2);
+        L::store(bits[3] + b, c3);
     }
 }
 
-}  // namespace
-#else
-namespace {
+#if defined(__AVX512F__)
+struct Avx512Lanes {
+    using V = __m512i;
+    static constexpr int width = 16;
+    static V set1(uint32_t x) { return _mm512_set1_epi32(int32_t(x)); }
+    static V xor3(V a, V b, V c) { return _mm512_xor_si512(_mm512_xor_si512(a, b), c); }
+    static void store(uint32_t* to, V v) { _mm512_storeu_si512(to, v); }
+    static void counters(uint64_t index, V& low, V& high) {
+        const V base = set1(uint32_t(index));
+        low = _mm512_add_epi32(base, _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0));
+        const __mmask16 carry = _mm512_cmplt_epu32_mask(low, base);
+        high = set1(uint32_t(index >> 32));
+        high = _mm512_mask_add_epi32(high, carry, high, set1(1));
+    }
+    static void mul_hi_lo(V x, V m, V& hi, V& lo) {
+        const V even = _mm512_mul_epu32(x, m), odd = _mm512_mul_epu32(_mm512_srli_epi64(x, 32), m);
+        hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+        lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+    }
+};
 
+void run_bits(const RandomKey& key, int64_t first, uint32_t (*bits)[gmm_cpu_run]) {
+    run_bits_in_lanes<Avx512Lanes>(key, first, bits);
+}
+#elif defined(__AVX2__)
+struct Avx2Lanes {
+    using V = __m256i;
+    static constexpr int width = 8;
+    static V set1(uint32_t x) { return _mm256_set1_epi32(int32_t(x)); }
+    static V xor3(V a, V b, V c) { return _mm256_xor_si256(_mm256_xor_si256(a, b), c); }
+    static void store(uint32_t* to, V v) { _mm256_storeu_si256(reinterpret_cast<V*>(to), v); }
+    static void counters(uint64_t index, V& low, V& high) {
+        const V base = set1(uint32_t(index));
+        low = _mm256_add_epi32(base, _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0));
+        // low < base, unsigned (AVX2 compares signed: flip the sign bits): then 0xFFFFFFFF = -1.
+        const V sign = set1(0x80000000u);
+        const V carry = _mm256_cmpgt_epi32(_mm256_xor_si256(base, sign), _mm256_xor_si256(low, sign));
+        high = _mm256_sub_epi32(set1(uint32_t(index >> 32)), carry);
+    }
+    static void mul_hi_lo(V x, V m, V& hi, V& lo) {
+        const V even = _mm256_mul_epu32(x, m), odd = _mm256_mul_epu32(_mm256_srli_epi64(x, 32), m);
+        hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+        lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+    }
+};
+
+void run_bits(const RandomKey& key, int64_t first, uint32_t (*bits)[gmm_cpu_run]) {
+    run_bits_in_lanes<Avx2Lanes>(key, first, bits);
+}
+#else
 void run_bits(const RandomKey& key, int64_t first, uint32_t (*bits)[gmm_cpu_run]) {
 #pragma omp simd
     for (int64_t b = 0; b < gmm_cpu_run; ++b) {
@@ -63,9 +101,9 @@ void run_bits(const RandomKey& key, int64_t first, uint32_t (*bits)[gmm_cpu_run]
         for (int w = 0; w < 4; ++w) bits[w][b] = r.v[w];
     }
 }
+#endif
 
 }  // namespace
-#endif
 
 void gmm_run_bits_cpu(const RandomKey& key, int64_t first, uint32_t (*bits)[gmm_cpu_run]) { run_bits(key, first, bits); }
 
