@@ -209,86 +209,114 @@ void square_rows(const SquareFieldArgs& a) {
 
 }  // namespace avx512
 #elif defined(__AVX2__) && defined(__FMA__)
-// square_voxel for CPUs without AVX-512, whose gathers are slow, in two passes over a row: the
-// taps of every voxel (vectorised: strided loads, no gathers), then voxel by voxel the blend with
-// a voxel's three channels in the lanes of one vector. A tap of 3-channel rows is 3 contiguous
+// square_voxel for CPUs without AVX-512, whose gathers are slow, 8 voxels of a row at a time:
+// their taps in vectors (Taps16's operations on 8 lanes), then voxel by voxel the blend with a
+// voxel's three channels in the lanes of one vector. A tap of 3-channel rows is 3 contiguous
 // floats, so one unaligned 4-float load brings all three (and the next voxel's x, unused); the
 // four rows' taps at x0 and x1 are 8 loads into 4 vectors of two rows each. The blend is
 // square_voxel's (along x, then y, then z, each lerp the same fmadd): the same bits.
 namespace avx2 {
+
+struct Taps8 {
+    __m256i i0, i1;
+    __m256 w1;
+};
+
+// detail::clamped_taps, 8 at a time (clampf as vmaxps / vminps with x first: NaN to -2).
+inline Taps8 clamped_taps(__m256 p, int32_t n) {
+    p = _mm256_min_ps(_mm256_max_ps(p, _mm256_set1_ps(-2.0f)), _mm256_set1_ps(float(n) + 1.0f));
+    const __m256 base = _mm256_round_ps(p, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    Taps8 t;
+    t.w1 = _mm256_sub_ps(p, base);
+    t.i0 = _mm256_cvttps_epi32(base);
+    const __m256 integer = _mm256_cmp_ps(t.w1, _mm256_setzero_ps(), _CMP_EQ_OQ);
+    t.i1 = _mm256_blendv_epi8(_mm256_add_epi32(t.i0, _mm256_set1_epi32(1)), t.i0, _mm256_castps_si256(integer));
+    const __m256i zero = _mm256_setzero_si256(), last = _mm256_set1_epi32(n - 1);
+    t.i0 = _mm256_min_epi32(_mm256_max_epi32(t.i0, zero), last);
+    t.i1 = _mm256_min_epi32(_mm256_max_epi32(t.i1, zero), last);
+    return t;
+}
+
+// Channel c of 8 interleaved xyz triples (floats 0-23 in three vectors): every third float lies
+// in positions of the three vectors that do not collide, so two blends gather them and one
+// permute puts them in order.
+template <int c>
+inline __m256 deinterleave3(__m256 in0, __m256 in1, __m256 in2) {
+    // Positions p of in0 with p % 3 == c, then of in1 with (8 + p) % 3 == c, of in2 (16 + p).
+    constexpr int from1 = c == 0 ? 0x92 : c == 1 ? 0x24 : 0x49;
+    constexpr int from2 = c == 0 ? 0x24 : c == 1 ? 0x49 : 0x92;
+    const __m256 mixed = _mm256_blend_ps(_mm256_blend_ps(in0, in1, from1), in2, from2);
+    const __m256i order = c == 0   ? _mm256_setr_epi32(0, 3, 6, 1, 4, 7, 2, 5)
+                          : c == 1 ? _mm256_setr_epi32(1, 4, 7, 2, 5, 0, 3, 6)
+                                   : _mm256_setr_epi32(2, 5, 0, 3, 6, 1, 4, 7);
+    return _mm256_permutevar8x32_ps(mixed, order);
+}
 
 // Rows r_low and r_high at float offset x: [r_low's 4 floats | r_high's].
 inline __m256 two_rows(const float* f, int32_t r_low, int32_t r_high, int32_t x) {
     return _mm256_set_m128(_mm_loadu_ps(f + r_high + x), _mm_loadu_ps(f + r_low + x));
 }
 
-// A row's taps, one entry a voxel: square_voxel's tx and rows.
-struct RowTaps {
-    std::vector<int32_t> x0, x1, r00, r10, r01, r11;
-    std::vector<float> wx, wy, wz;
-    explicit RowTaps(int32_t n) : x0(n), x1(n), r00(n), r10(n), r01(n), r11(n), wx(n), wy(n), wz(n) {}
-};
-
 void square_rows(const SquareFieldArgs& a) {
     const int32_t dim[3] = {int32_t(a.dim[0]), int32_t(a.dim[1]), int32_t(a.dim[2])};
     const int32_t floats = dim[0] * dim[1] * dim[2] * 3;
     const float* const f = a.src;
     float* const dst = a.dst;  // (a local: a store through a.dst would reload a's members)
-#pragma omp parallel
-    {
-        const int32_t nx = dim[0];  // (a local: the loop's bound is not reloaded after each store)
-        RowTaps t(nx);
-        int32_t* __restrict x0 = t.x0.data();
-        int32_t* __restrict x1 = t.x1.data();
-        int32_t* __restrict r00 = t.r00.data();
-        int32_t* __restrict r10 = t.r10.data();
-        int32_t* __restrict r01 = t.r01.data();
-        int32_t* __restrict r11 = t.r11.data();
-        float* __restrict wx = t.wx.data();
-        float* __restrict wy = t.wy.data();
-        float* __restrict wz = t.wz.data();
-#pragma omp for collapse(2) schedule(static)
-        for (int32_t k = 0; k < dim[2]; ++k)
-            for (int32_t j = 0; j < dim[1]; ++j) {
-                const int32_t row = (k * dim[1] + j) * dim[0] * 3;
-                const float* __restrict v = f + row;
-#pragma omp simd
-                for (int32_t i = 0; i < dim[0]; ++i) {
-                    const detail::Taps<int32_t> tx = detail::clamped_taps(float(i) + v[3 * i], dim[0]);
-                    const FieldRows<int32_t> rows = field_rows<3>(dim[0], dim[1], detail::clamped_taps(float(j) + v[3 * i + 1], dim[1]),
-                                                                  detail::clamped_taps(float(k) + v[3 * i + 2], dim[2]));
-                    x0[i] = tx.i0 * 3;
-                    x1[i] = tx.i1 * 3;
-                    wx[i] = tx.w1;
-                    r00[i] = rows.r00;
-                    r10[i] = rows.r10;
-                    r01[i] = rows.r01;
-                    r11[i] = rows.r11;
-                    wy[i] = rows.wy;
-                    wz[i] = rows.wz;
+    const __m256i three = _mm256_set1_epi32(3), nx_v = _mm256_set1_epi32(dim[0]), ny_v = _mm256_set1_epi32(dim[1]);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int32_t k = 0; k < dim[2]; ++k)
+        for (int32_t j = 0; j < dim[1]; ++j)
+            for (int32_t i = 0; i < dim[0]; i += 8) {
+                const int32_t lanes = std::min(8, dim[0] - i), at = ((k * dim[1] + j) * dim[0] + i) * 3;
+                // Lanes past the row's end read zeros (masked loads) and are not stored.
+                __m256 in[3];
+                for (int m = 0; m < 3; ++m) {
+                    const __m256i float_index = _mm256_add_epi32(_mm256_set1_epi32(8 * m), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+                    in[m] = _mm256_maskload_ps(f + at + 8 * m, _mm256_cmpgt_epi32(_mm256_set1_epi32(3 * lanes), float_index));
                 }
-                for (int32_t i = 0; i < nx; ++i) {
-                    const int32_t at = row + 3 * i;
+                const __m256 v[3] = {deinterleave3<0>(in[0], in[1], in[2]), deinterleave3<1>(in[0], in[1], in[2]),
+                                     deinterleave3<2>(in[0], in[1], in[2])};
+                const __m256 x = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_set1_epi32(i), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+                const Taps8 tx = clamped_taps(_mm256_add_ps(x, v[0]), dim[0]);
+                const Taps8 ty = clamped_taps(_mm256_add_ps(_mm256_set1_ps(float(j)), v[1]), dim[1]);
+                const Taps8 tz = clamped_taps(_mm256_add_ps(_mm256_set1_ps(float(k)), v[2]), dim[2]);
+                // field_rows<3>: ((z * ny + y) * nx) * 3.
+                auto row = [&](__m256i z, __m256i y) {
+                    return _mm256_mullo_epi32(_mm256_mullo_epi32(_mm256_add_epi32(_mm256_mullo_epi32(z, ny_v), y), nx_v), three);
+                };
+                alignas(32) int32_t x0[8], x1[8], r00[8], r10[8], r01[8], r11[8];
+                alignas(32) float vx[8], vy[8], vz[8], wx[8], wy[8], wz[8];
+                _mm256_store_si256(reinterpret_cast<__m256i*>(x0), _mm256_mullo_epi32(tx.i0, three));
+                _mm256_store_si256(reinterpret_cast<__m256i*>(x1), _mm256_mullo_epi32(tx.i1, three));
+                _mm256_store_si256(reinterpret_cast<__m256i*>(r00), row(tz.i0, ty.i0));
+                _mm256_store_si256(reinterpret_cast<__m256i*>(r10), row(tz.i0, ty.i1));
+                _mm256_store_si256(reinterpret_cast<__m256i*>(r01), row(tz.i1, ty.i0));
+                _mm256_store_si256(reinterpret_cast<__m256i*>(r11), row(tz.i1, ty.i1));
+                _mm256_store_ps(vx, v[0]);
+                _mm256_store_ps(vy, v[1]);
+                _mm256_store_ps(vz, v[2]);
+                _mm256_store_ps(wx, tx.w1);
+                _mm256_store_ps(wy, ty.w1);
+                _mm256_store_ps(wz, tz.w1);
+                for (int32_t l = 0; l < lanes; ++l) {
                     // r11 + x1 is the furthest tap; its fourth float is past the field only at
                     // the field's last voxel.
-                    if (r11[i] + x1[i] + 4 > floats) {
-                        square_voxel(a, dim, i, j, k);
+                    if (r11[l] + x1[l] + 4 > floats) {
+                        square_voxel(a, dim, i + l, j, k);
                         continue;
                     }
-                    const __m256 w = _mm256_set1_ps(wx[i]);
-                    const __m256 y0 = lerp8(two_rows(f, r00[i], r10[i], x0[i]), two_rows(f, r00[i], r10[i], x1[i]), w);
-                    const __m256 y1 = lerp8(two_rows(f, r01[i], r11[i], x0[i]), two_rows(f, r01[i], r11[i], x1[i]), w);
-                    const __m128 wy4 = _mm_set1_ps(wy[i]);
-                    const __m128 z0 = lerp4(_mm256_castps256_ps128(y0), _mm256_extractf128_ps(y0, 1), wy4);
-                    const __m128 z1 = lerp4(_mm256_castps256_ps128(y1), _mm256_extractf128_ps(y1, 1), wy4);
-                    const __m128 in = _mm_set_ps(0.0f, v[3 * i + 2], v[3 * i + 1], v[3 * i]);
-                    const __m128 out = _mm_add_ps(in, lerp4(z0, z1, _mm_set1_ps(wz[i])));
-                    float* const to = dst + at;
+                    const __m256 w = _mm256_set1_ps(wx[l]);
+                    const __m256 y0 = lerp8(two_rows(f, r00[l], r10[l], x0[l]), two_rows(f, r00[l], r10[l], x1[l]), w);
+                    const __m256 y1 = lerp8(two_rows(f, r01[l], r11[l], x0[l]), two_rows(f, r01[l], r11[l], x1[l]), w);
+                    const __m128 w_y = _mm_set1_ps(wy[l]);
+                    const __m128 z0 = lerp4(_mm256_castps256_ps128(y0), _mm256_extractf128_ps(y0, 1), w_y);
+                    const __m128 z1 = lerp4(_mm256_castps256_ps128(y1), _mm256_extractf128_ps(y1, 1), w_y);
+                    const __m128 out = _mm_add_ps(_mm_setr_ps(vx[l], vy[l], vz[l], 0.0f), lerp4(z0, z1, _mm_set1_ps(wz[l])));
+                    float* const to = dst + at + 3 * l;
                     _mm_storel_pi(reinterpret_cast<__m64*>(to), out);
                     _mm_store_ss(to + 2, _mm_movehl_ps(out, out));
                 }
             }
-    }
 }
 
 }  // namespace avx2
