@@ -285,9 +285,9 @@ TEST(SynthRows, DeformLongAndWideRowsGiveThePerVoxelBodysBits) {
     }
 }
 
-TEST(SynthRows, BiasClipGivesThePerVoxelBodysBits) {
+void check_bias_clip_rows(int64_t bias_x) {
     DeviceContext cpu;
-    const int64_t dim[3] = {17, 6, 5}, bias_dim[3] = {4, 3, 2};
+    const int64_t dim[3] = {17, 6, 5}, bias_dim[3] = {bias_x, 3, 2};
     const size_t n = size_t(dim[0] * dim[1] * dim[2]);
     const std::vector<float> image = wavy(n, 150.0f, 4), bias = wavy(size_t(bias_dim[0] * bias_dim[1] * bias_dim[2]), 1.5f, 5);
     std::vector<uint8_t> generation(n);
@@ -318,6 +318,14 @@ TEST(SynthRows, BiasClipGivesThePerVoxelBodysBits) {
             EXPECT_EQ(range[0], float_to_bits(*std::min_element(by_body.begin(), by_body.end())));
             EXPECT_EQ(range[1], float_to_bits(*std::max_element(by_body.begin(), by_body.end())));
         }
+}
+
+TEST(SynthRows, BiasClipGivesThePerVoxelBodysBits) {
+    // A bias grid whose rows fit one vector (AVX2 blends them by permutes) and a wider one.
+    for (const int64_t bias_x : {4, 11}) {
+        SCOPED_TRACE("bias grid " + std::to_string(bias_x) + " wide");
+        check_bias_clip_rows(bias_x);
+    }
 }
 
 TEST(SynthRows, GmmGivesThePerBlockBodysBits) {

@@ -109,6 +109,7 @@ inline std::vector<float> column_buffer(int64_t nx) {
 struct RowTaps {
     std::vector<int32_t> x0, x1;
     std::vector<float> w;
+    int32_t reach = 0;  // the floats of the columns that the taps read: max of x1 + C
     std::vector<int32_t> group_base;
     std::vector<int32_t> group_lanes;  // group g, channel c: x0 lanes at (g * 2C + 2c) * 16, x1 lanes next
 };
@@ -124,6 +125,7 @@ inline RowTaps row_taps(int64_t samples, int32_t n, const Position& position) {
         t.x0[size_t(i)] = taps.i0 * C;
         t.x1[size_t(i)] = taps.i1 * C;
         t.w[size_t(i)] = taps.w1;
+        t.reach = std::max(t.reach, taps.i1 * C + C);
     }
     const int64_t groups = (samples + 15) / 16;
     t.group_base.assign(size_t(groups), -1);
@@ -149,9 +151,8 @@ inline RowTaps row_taps(int64_t samples, int32_t n, const Position& position) {
 // Samples start .. start + n - 1 of a row (start a multiple of 16) blended along x:
 // out[c][i - start] = blend_along_x(columns[x0[i] + c], columns[x1[i] + c], w[i]). `columns`
 // from column_buffer. AVX-512 takes the plan's two loads and permutes (gathers for a group whose
-// taps spread wider); the same values, blended by the same operation. (The bias field blends
-// its one channel inside its voxel loop instead: two gathers per 16 voxels, and moved out here
-// the blend left that loop scalar.)
+// taps spread wider); AVX2 a permute where the taps fit one vector, else 4-float loads; the
+// same values, blended by the same operation.
 template <int C>
 inline void blend_columns_along_x(const float* columns, const RowTaps& t, int64_t start, int64_t n,
                                   float* const out[C]) {
@@ -179,13 +180,30 @@ inline void blend_columns_along_x(const float* columns, const RowTaps& t, int64_
         }
     }
 #elif defined(__AVX2__) && defined(__FMA__)
-    // Without AVX-512 gathers are slow: a sample's C <= 4 channels of a tap are contiguous, so
-    // one 4-float load brings them (the buffer's padding covers the last tap's excess).
+    // Without AVX-512 gathers are slow. Where the taps read at most 8 floats (a small field,
+    // the bias grid's), those are one vector and a look-up is a permute; otherwise a sample's
+    // C <= 4 channels of a tap are contiguous, so one 4-float load brings them (the buffer's
+    // padding covers the last tap's excess).
     static_assert(C <= 4, "one load holds a tap's channels");
     const int32_t* x0 = t.x0.data() + start;
     const int32_t* x1 = t.x1.data() + start;
     const float* w = t.w.data() + start;
-    for (int64_t i = 0; i < n; ++i) {
+    int64_t i = 0;
+    if (t.reach <= 8) {
+        const __m256 all = _mm256_loadu_ps(columns);
+        for (; i + 8 <= n; i += 8) {
+            const __m256i at0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0 + i));
+            const __m256i at1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1 + i));
+            const __m256 weight = _mm256_loadu_ps(w + i);
+            for (int c = 0; c < C; ++c) {
+                const __m256i lane = _mm256_set1_epi32(c);
+                const __m256 a = _mm256_permutevar8x32_ps(all, _mm256_add_epi32(at0, lane));
+                const __m256 b = _mm256_permutevar8x32_ps(all, _mm256_add_epi32(at1, lane));
+                _mm256_storeu_ps(out[c] + i, lerp8(a, b, weight));
+            }
+        }
+    }
+    for (; i < n; ++i) {
         const __m128 a = _mm_loadu_ps(columns + x0[i]), b = _mm_loadu_ps(columns + x1[i]);
         alignas(16) float blended[4];
         _mm_store_ps(blended, lerp4(a, b, _mm_set1_ps(w[i])));

@@ -12,8 +12,8 @@ namespace iss {
 namespace {
 
 // The CPU path, a row at a time: the bias grid's columns blended along y and z once per row,
-// its x taps once per call, and per voxel the blend along x and BiasClipBody's arithmetic
-// (int32 offsets: vectorised); then the row's min and max bits.
+// its x taps once per call, and per voxel the blend along x (AVX2: the row's first) and
+// BiasClipBody's arithmetic (vectorised); then the row's min and max bits.
 void bias_clip_rows_cpu(const BiasClipArgs& a) {
     const int64_t nx = a.dim[0], ny = a.dim[1], nz = a.dim[2];
     const int32_t bias_dim[3] = {int32_t(a.bias_dim[0]), int32_t(a.bias_dim[1]), int32_t(a.bias_dim[2])};
@@ -22,7 +22,11 @@ void bias_clip_rows_cpu(const BiasClipArgs& a) {
     uint32_t low = 0xffffffffu, high = 0u;
 #pragma omp parallel
     {
-        std::vector<float> columns(static_cast<size_t>(bias_dim[0]));
+        std::vector<float> columns = column_buffer<1>(bias_dim[0]);
+#if defined(__AVX2__) && !defined(__AVX512F__)
+        std::vector<float> row_bias(static_cast<size_t>(nx));  // the row's log bias, voxel by voxel
+        float* const row_bias_of[1] = {row_bias.data()};
+#endif
 #pragma omp for collapse(2) schedule(static) reduction(min : low) reduction(max : high)
         for (int64_t k = 0; k < nz; ++k)
             for (int64_t j = 0; j < ny; ++j) {
@@ -35,6 +39,16 @@ void bias_clip_rows_cpu(const BiasClipArgs& a) {
                                      field_rows<1>(bias_dim[0], bias_dim[1], detail::clamped_taps(float(j) * a.bias_ratio[1], bias_dim[1]),
                                                    detail::clamped_taps(float(k) * a.bias_ratio[2], bias_dim[2])),
                                      bias_dim[0], columns.data());
+#if defined(__AVX2__) && !defined(__AVX512F__)
+                    // AVX2's gathers are slow: the row's blend first (a permute: the bias grid is
+                    // narrow), then the voxels.
+                    blend_columns_along_x<1>(columns.data(), xt, 0, nx, row_bias_of);
+                    const float* __restrict log_bias = row_bias.data();
+#pragma omp simd
+                    for (int32_t i = 0; i < int32_t(nx); ++i) image[i] = bias_clip_value(a, image[i], generation[i], log_bias[i]);
+#else
+                    // The blend inside the voxel loop, two gathers per 16 voxels: with the blend
+                    // moved out, GCC 12 leaves the AVX-512 loop scalar ("no vectype").
                     const float* col = columns.data();
                     const int32_t* x0 = xt.x0.data();
                     const int32_t* x1 = xt.x1.data();
@@ -42,6 +56,7 @@ void bias_clip_rows_cpu(const BiasClipArgs& a) {
 #pragma omp simd
                     for (int32_t i = 0; i < int32_t(nx); ++i)
                         image[i] = bias_clip_value(a, image[i], generation[i], blend_along_x(col[x0[i]], col[x1[i]], w[i]));
+#endif
                 }
                 for (int64_t i = 0; i < nx; ++i) {
                     const uint32_t bits = float_to_bits(image[i]);
