@@ -136,7 +136,8 @@ struct PaintTables {
 struct PaintTables64 {
     __m512 mean[4], std[4];
     __m512i target_of[4];
-    explicit PaintTables64(const GmmArgs& a) {
+    explicit PaintTables64(const PaintTables& tables) {
+        const GmmArgs& a = tables.a;
         for (int part = 0; part < 4; ++part) {
             mean[part] = _mm512_loadu_ps(a.mean + 16 * part);
             std[part] = _mm512_loadu_ps(a.std + 16 * part);
@@ -173,6 +174,67 @@ bool all_below_64(const uint8_t* indices, int32_t n) {
     }
     return _mm512_test_epi8_mask(bits, _mm512_set1_epi8(char(0xC0))) == 0;
 }
+#elif defined(__AVX2__) && defined(__FMA__)
+#define ISS_GMM_PERMUTED_TABLES 1
+// The same in AVX2, whose gathers are slow: each float table's first 64 entries in eight
+// vectors, a look-up eight permutes (by the index's low 3 bits) and a tree of blends by its
+// bits 3, 4 and 5; the targets' bytes in four 16-byte vectors, 32 look-ups four byte shuffles
+// (low 4 bits) and blends by bits 4 and 5. Voxels past the last whole 32 take the tables.
+struct PaintTables64 {
+    const PaintTables& scalar;
+    __m256 mean[8], std[8];
+    __m256i target_of[4];
+    explicit PaintTables64(const PaintTables& tables) : scalar(tables) {
+        for (int part = 0; part < 8; ++part) {
+            mean[part] = _mm256_loadu_ps(tables.a.mean + 8 * part);
+            std[part] = _mm256_loadu_ps(tables.a.std + 8 * part);
+        }
+        for (int part = 0; part < 4; ++part)
+            target_of[part] = _mm256_broadcastsi128_si256(
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(tables.a.target_of + 16 * part)));
+    }
+    // blendv takes each lane's top bit: bit b of the index shifted up to bit 31 (or, for bytes
+    // shifted in 16-bit lanes, to bit 7 of each byte).
+    static __m256 look_up(const __m256 t[8], __m256i g) {
+        const __m256 bit3 = _mm256_castsi256_ps(_mm256_slli_epi32(g, 28));
+        __m256 level[4];
+        for (int p = 0; p < 4; ++p)
+            level[p] = _mm256_blendv_ps(_mm256_permutevar8x32_ps(t[2 * p], g), _mm256_permutevar8x32_ps(t[2 * p + 1], g), bit3);
+        const __m256 bit4 = _mm256_castsi256_ps(_mm256_slli_epi32(g, 27));
+        const __m256 low = _mm256_blendv_ps(level[0], level[1], bit4), high = _mm256_blendv_ps(level[2], level[3], bit4);
+        return _mm256_blendv_ps(low, high, _mm256_castsi256_ps(_mm256_slli_epi32(g, 26)));
+    }
+    __m256i targets(__m256i g) const {
+        const __m256i bit4 = _mm256_slli_epi16(g, 3);
+        const __m256i low = _mm256_blendv_epi8(_mm256_shuffle_epi8(target_of[0], g), _mm256_shuffle_epi8(target_of[1], g), bit4);
+        const __m256i high = _mm256_blendv_epi8(_mm256_shuffle_epi8(target_of[2], g), _mm256_shuffle_epi8(target_of[3], g), bit4);
+        return _mm256_blendv_epi8(low, high, _mm256_slli_epi16(g, 2));
+    }
+    void paint(const uint8_t* generation, const float* z, int32_t voxels, float* image, uint8_t* target) const {
+        const int32_t whole = voxels - voxels % 32;
+        for (int32_t e = 0; e < whole; e += 32) {
+            const __m256i g32 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(generation + e));
+            for (int part = 0; part < 4; ++part) {
+                const __m256i g = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(generation + e + 8 * part)));
+                // fmaf(std[g], z, mean[g]), as painted().
+                const __m256 value = _mm256_fmadd_ps(look_up(std, g), _mm256_loadu_ps(z + e + 8 * part), look_up(mean, g));
+                _mm256_storeu_ps(image + e + 8 * part, value);
+            }
+            if (target) _mm256_storeu_si256(reinterpret_cast<__m256i*>(target + e), targets(g32));
+        }
+        scalar.paint(generation + whole, z + whole, voxels - whole, image + whole, target ? target + whole : nullptr);
+    }
+};
+
+// Whether every index of the run is below 64: no byte has either of its top two bits set.
+bool all_below_64(const uint8_t* indices, int32_t n) {
+    __m256i bits = _mm256_setzero_si256();
+    int32_t e = 0;
+    for (; e + 32 <= n; e += 32) bits = _mm256_or_si256(bits, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(indices + e)));
+    uint8_t rest = 0;
+    for (; e < n; ++e) rest |= indices[e];
+    return _mm256_testz_si256(bits, _mm256_set1_epi8(char(0xC0))) && (rest & 0xC0) == 0;
+}
 #endif
 
 // The CPU path: runs of gmm_cpu_run blocks, their normals drawn in two vectorised loops (the same
@@ -181,7 +243,7 @@ void paint_gmm_cpu(const GmmArgs& a) {
     const int64_t blocks = (a.count + 3) / 4;
     const PaintTables tables(a);
 #if defined(ISS_GMM_PERMUTED_TABLES)
-    const PaintTables64 tables64(a);
+    const PaintTables64 tables64(tables);
 #endif
 #pragma omp parallel for schedule(static)
     for (int64_t first = 0; first < blocks; first += gmm_cpu_run) {
