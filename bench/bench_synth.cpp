@@ -8,7 +8,9 @@
 //                                        runs at most about two samples ahead: each sample's
 //                                        upload waits for the copy two uploads back.
 //   SynthStage/<stage>/<cpu|cuda>/...    each stage alone on one sample, its input made afresh
-//                                        by the stages before it (untimed) every iteration
+//                                        by the stages before it (untimed) every iteration;
+//                                        pausing the timer costs about a microsecond, which
+//                                        counts in a CUDA stage of tens of them
 //   SynthSampleStages/<cpu|cuda>/...     whole samples, one after another (their parameters,
 //                                        hence their costs, vary), with each stage's mean time
 //                                        as a counter <stage>_ms; a synchronisation after every

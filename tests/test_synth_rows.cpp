@@ -202,11 +202,15 @@ TEST(SynthRows, FieldResizeAndSquaringGiveThePerVoxelBodysBits) {
     };
     check_resize(coarse, fine, 1);
     check_resize(fine, coarse, 3);
+    // A source 2 voxels wide: a row's taps read 6 floats, one vector (AVX2's permutes).
+    const int64_t narrow[3] = {2, 3, 4};
+    check_resize(narrow, fine, 5);
 
     // Squaring: rows shorter than a vector and longer than two (the CPU runs 16 voxels at a
     // time), and one voxel wide; displacements of several voxels, so that samples fall outside
     // and clamp, and integer ones (a tap of weight 0), including negative zeros.
-    const int64_t grids[][3] = {{13, 9, 7}, {37, 5, 4}, {1, 6, 5}, {2, 3, 3}};
+    // (And rows of 8 to 15 voxels: AVX2's 8 at a time end in a whole vector or in 3 to 7.)
+    const int64_t grids[][3] = {{13, 9, 7}, {37, 5, 4}, {1, 6, 5}, {2, 3, 3}, {8, 3, 2}, {11, 3, 2}, {12, 2, 3}, {14, 2, 2}, {15, 3, 2}};
     for (const auto& grid : grids) {
         SCOPED_TRACE("grid " + std::to_string(grid[0]) + "x" + std::to_string(grid[1]) + "x" + std::to_string(grid[2]));
         const size_t n = size_t(grid[0] * grid[1] * grid[2] * 3);
@@ -269,6 +273,9 @@ void check_deform_rows(const int64_t map_dim[3], const int64_t out_dim[3], const
 TEST(SynthRows, DeformGivesThePerVoxelBodysBits) {
     const int64_t map_dim[3] = {23, 19, 17}, out_dim[3] = {11, 14, 9}, field_dim[3] = {6, 5, 7};
     check_deform_rows(map_dim, out_dim, field_dim);
+    // A field 2 voxels wide: a row's taps read 6 floats, one vector (AVX2's permutes).
+    const int64_t narrow_field[3] = {2, 5, 7};
+    check_deform_rows(map_dim, out_dim, narrow_field);
 }
 
 // Rows of more than one run of 256 voxels ending in a part of a group of 16, and fields whose x
@@ -285,9 +292,9 @@ TEST(SynthRows, DeformLongAndWideRowsGiveThePerVoxelBodysBits) {
     }
 }
 
-void check_bias_clip_rows(int64_t bias_x) {
+void check_bias_clip_rows(int64_t nx, int64_t bias_x) {
     DeviceContext cpu;
-    const int64_t dim[3] = {17, 6, 5}, bias_dim[3] = {bias_x, 3, 2};
+    const int64_t dim[3] = {nx, 6, 5}, bias_dim[3] = {bias_x, 3, 2};
     const size_t n = size_t(dim[0] * dim[1] * dim[2]);
     const std::vector<float> image = wavy(n, 150.0f, 4), bias = wavy(size_t(bias_dim[0] * bias_dim[1] * bias_dim[2]), 1.5f, 5);
     std::vector<uint8_t> generation(n);
@@ -321,22 +328,27 @@ void check_bias_clip_rows(int64_t bias_x) {
 }
 
 TEST(SynthRows, BiasClipGivesThePerVoxelBodysBits) {
-    // A bias grid whose rows fit one vector (AVX2 blends them by permutes) and a wider one.
-    for (const int64_t bias_x : {4, 11}) {
-        SCOPED_TRACE("bias grid " + std::to_string(bias_x) + " wide");
-        check_bias_clip_rows(bias_x);
-    }
+    // Bias grids whose rows fit one vector (AVX2 blends them by permutes, 8 voxels at a time)
+    // and wider ones, on rows that end in 1 and in 7 voxels past a whole 8.
+    for (const int64_t nx : {17, 23})
+        for (const int64_t bias_x : {4, 8, 9, 11}) {
+            SCOPED_TRACE("rows of " + std::to_string(nx) + ", bias grid " + std::to_string(bias_x) + " wide");
+            check_bias_clip_rows(nx, bias_x);
+        }
 }
 
-TEST(SynthRows, GmmGivesThePerBlockBodysBits) {
+// More than one run of 256 blocks, and a count that is not a multiple of 4. The first run's
+// generation indices take all of 0..63 (the permuted tables of the AVX-512 and AVX2 paths), the
+// second's go up to 199 (the general loop), the last run's (37 voxels: one whole 32 and 5 more)
+// up to 49, or also 100 in its last voxel only (the check for indices below 64 reads its bytes
+// past the last whole 32 one by one).
+void check_gmm_rows(bool large_index_in_tail) {
     DeviceContext cpu;
-    // More than one run of 256 blocks, and a count that is not a multiple of 4. The first run's
-    // generation indices take all of 0..63 (the AVX-512 path's four-vector tables), the second's
-    // go up to 199 (the gathers), the last run's up to 49.
     const int64_t count = 256 * 4 * 2 + 37;
     std::vector<uint8_t> generation(static_cast<size_t>(count));
     for (size_t v = 0; v < generation.size(); ++v)
         generation[v] = uint8_t(v < 1024 ? (v * 13) % 64 : v < 2048 ? (v * 13) % 200 : (v * 7) % 50);
+    if (large_index_in_tail) generation.back() = 100;
     GmmArgs a;
     a.generation = generation.data();
     for (int g = 0; g <= max_generation_labels; ++g) {
@@ -373,9 +385,16 @@ TEST(SynthRows, GmmGivesThePerBlockBodysBits) {
     expect_same_bits(image_only, image_body);
 }
 
+TEST(SynthRows, GmmGivesThePerBlockBodysBits) {
+    for (const bool large_index_in_tail : {false, true}) {
+        SCOPED_TRACE(large_index_in_tail ? "an index of 100 in the last run's tail" : "the last run's indices below 64");
+        check_gmm_rows(large_index_in_tail);
+    }
+}
+
 // The vectorised draws of runs whose block numbers cross a multiple of 2^32 (a volume of 16 G
-// voxels, never allocated here): the counter's low word wraps inside a vector of 16 and carries
-// into its high word, as random_bits' 64-bit index does.
+// voxels, never allocated here): the counter's low word wraps inside a vector (16 lanes with
+// AVX-512, 8 with AVX2) and carries into its high word, as random_bits' 64-bit index does.
 TEST(SynthRows, GmmCounterCarriesIntoItsHighWord) {
     const RandomKey key{0x0123456789ABCDEFull, 5, 2};
     for (const int64_t first : {int64_t(0), (int64_t(1) << 32) - 7, (int64_t(1) << 32) - gmm_cpu_run + 3,

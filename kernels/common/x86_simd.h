@@ -18,6 +18,12 @@
 #include <immintrin.h>
 #endif
 
+// The AVX2 paths, beside the AVX-512 ones: builds for x86-64-v3 (AVX2 and FMA, no AVX-512),
+// where they replace vectorised loops whose gathers some CPUs run slowly (AMD's Zen 2).
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+#define ISS_X86_AVX2 1
+#endif
+
 namespace iss {
 
 // detail::lerp on several lanes: a + w * (b - a) with one rounding for the multiply-add.

@@ -179,7 +179,7 @@ inline void blend_columns_along_x(const float* columns, const RowTaps& t, int64_
             _mm512_mask_storeu_ps(out[c] + i, lanes, lerp16(a, b, w));
         }
     }
-#elif defined(__AVX2__) && defined(__FMA__)
+#elif defined(ISS_X86_AVX2)
     // Without AVX-512 gathers are slow. Where the taps read at most 8 floats (a small field,
     // the bias grid's), those are one vector and a look-up is a permute; otherwise a sample's
     // C <= 4 channels of a tap are contiguous, so one 4-float load brings them (the buffer's

@@ -68,7 +68,7 @@ struct Avx512Lanes {
 void run_bits(const RandomKey& key, int64_t first, uint32_t (*bits)[gmm_cpu_run]) {
     run_bits_in_lanes<Avx512Lanes>(key, first, bits);
 }
-#elif defined(__AVX2__)
+#elif defined(ISS_X86_AVX2)
 struct Avx2Lanes {
     using V = __m256i;
     static constexpr int width = 8;
@@ -174,17 +174,19 @@ bool all_below_64(const uint8_t* indices, int32_t n) {
     }
     return _mm512_test_epi8_mask(bits, _mm512_set1_epi8(char(0xC0))) == 0;
 }
-#elif defined(__AVX2__) && defined(__FMA__)
+#elif defined(ISS_X86_AVX2)
 #define ISS_GMM_PERMUTED_TABLES 1
 // The same in AVX2, whose gathers are slow: each float table's first 64 entries in eight
 // vectors, a look-up eight permutes (by the index's low 3 bits) and a tree of blends by its
 // bits 3, 4 and 5; the targets' bytes in four 16-byte vectors, 32 look-ups four byte shuffles
-// (low 4 bits) and blends by bits 4 and 5. Voxels past the last whole 32 take the tables.
+// (low 4 bits) and blends by bits 4 and 5 (the 32 indices read once as bytes for those, and
+// 8 at a time widened to 32 bits for the floats). Voxels past the last whole 32 take
+// PaintTables' loop.
 struct PaintTables64 {
-    const PaintTables& scalar;
+    const PaintTables& general;  // for the voxels past the last whole 32
     __m256 mean[8], std[8];
     __m256i target_of[4];
-    explicit PaintTables64(const PaintTables& tables) : scalar(tables) {
+    explicit PaintTables64(const PaintTables& tables) : general(tables) {
         for (int part = 0; part < 8; ++part) {
             mean[part] = _mm256_loadu_ps(tables.a.mean + 8 * part);
             std[part] = _mm256_loadu_ps(tables.a.std + 8 * part);
@@ -222,7 +224,7 @@ struct PaintTables64 {
             }
             if (target) _mm256_storeu_si256(reinterpret_cast<__m256i*>(target + e), targets(g32));
         }
-        scalar.paint(generation + whole, z + whole, voxels - whole, image + whole, target ? target + whole : nullptr);
+        general.paint(generation + whole, z + whole, voxels - whole, image + whole, target ? target + whole : nullptr);
     }
 };
 

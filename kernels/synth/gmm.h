@@ -59,7 +59,7 @@ struct GmmBody {
 void paint_gmm(DeviceContext& ctx, const GmmArgs& args);
 
 // The CPU path's Philox draws for a run of gmm_cpu_run blocks from block `first` (16 counters
-// at a time in AVX-512, their low words carried into the high word where they wrap): word w of
+// at a time in AVX-512, 8 in AVX2, their low words carried into the high word where they wrap): word w of
 // random_bits(key, first + b) in bits[w][b]. Exposed for its test.
 constexpr int64_t gmm_cpu_run = 256;
 void gmm_run_bits_cpu(const RandomKey& key, int64_t first, uint32_t (*bits)[gmm_cpu_run]);

@@ -6,13 +6,14 @@
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
 #include "kernels/common/launch.h"
+#include "kernels/common/x86_simd.h"
 
 namespace iss {
 
 namespace {
 
 // The CPU path, a row at a time: the bias grid's columns blended along y and z once per row,
-// its x taps once per call, and per voxel the blend along x (AVX2: the row's first) and
+// its x taps once per call, and per voxel the blend along x (AVX2: for the whole row first) and
 // BiasClipBody's arithmetic (vectorised); then the row's min and max bits.
 void bias_clip_rows_cpu(const BiasClipArgs& a) {
     const int64_t nx = a.dim[0], ny = a.dim[1], nz = a.dim[2];
@@ -23,7 +24,7 @@ void bias_clip_rows_cpu(const BiasClipArgs& a) {
 #pragma omp parallel
     {
         std::vector<float> columns = column_buffer<1>(bias_dim[0]);
-#if defined(__AVX2__) && !defined(__AVX512F__)
+#if defined(ISS_X86_AVX2)
         std::vector<float> row_bias(static_cast<size_t>(nx));  // the row's log bias, voxel by voxel
         float* const row_bias_of[1] = {row_bias.data()};
 #endif
@@ -39,9 +40,9 @@ void bias_clip_rows_cpu(const BiasClipArgs& a) {
                                      field_rows<1>(bias_dim[0], bias_dim[1], detail::clamped_taps(float(j) * a.bias_ratio[1], bias_dim[1]),
                                                    detail::clamped_taps(float(k) * a.bias_ratio[2], bias_dim[2])),
                                      bias_dim[0], columns.data());
-#if defined(__AVX2__) && !defined(__AVX512F__)
-                    // AVX2's gathers are slow: the row's blend first (a permute: the bias grid is
-                    // narrow), then the voxels.
+#if defined(ISS_X86_AVX2)
+                    // AVX2's gathers are slow: the row's blend first (by permutes where the grid
+                    // is at most 8 wide, as the presets' are; else 4-float loads), then the voxels.
                     blend_columns_along_x<1>(columns.data(), xt, 0, nx, row_bias_of);
                     const float* __restrict log_bias = row_bias.data();
 #pragma omp simd

@@ -48,9 +48,9 @@ void resize_rows_cpu(const ResizeFieldArgs& a) {
     }
 }
 
-// Without x86 intrinsics: voxel by voxel, not vectorised. Vectorised, the loop is 24 gathers per
-// 8 voxels, and on a 2-vCPU AMD EPYC without AVX-512 that took the velocity stage 43.4 ms
-// against 31.8 scalar (same operations, same bits; 2026-12-04).
+// The portable loop (builds without AVX2; AVX-512 rows of one voxel): voxel by voxel, not
+// vectorised. Vectorised, the loop is 24 gathers per 8 voxels, and on a 2-vCPU AMD EPYC without
+// AVX-512 that took the velocity stage 43.4 ms against 31.8 scalar (same bits; 2026-12-04).
 void square_rows_generic(const SquareFieldArgs& a) {
     const int32_t dim[3] = {int32_t(a.dim[0]), int32_t(a.dim[1]), int32_t(a.dim[2])};
 #pragma omp parallel for collapse(2) schedule(static)
@@ -208,7 +208,7 @@ void square_rows(const SquareFieldArgs& a) {
 }
 
 }  // namespace avx512
-#elif defined(__AVX2__) && defined(__FMA__)
+#elif defined(ISS_X86_AVX2)
 // square_voxel for CPUs without AVX-512, whose gathers are slow, 8 voxels of a row at a time:
 // their taps in vectors (Taps16's operations on 8 lanes), then voxel by voxel the blend with a
 // voxel's three channels in the lanes of one vector. A tap of 3-channel rows is 3 contiguous
@@ -299,8 +299,8 @@ void square_rows(const SquareFieldArgs& a) {
                 _mm256_store_ps(wy, ty.w1);
                 _mm256_store_ps(wz, tz.w1);
                 for (int32_t l = 0; l < lanes; ++l) {
-                    // r11 + x1 is the furthest tap; its fourth float is past the field only at
-                    // the field's last voxel.
+                    // r11 + x1 is the furthest tap (the clamp keeps every i1 >= its i0); its
+                    // fourth float is past the field only at the field's last voxel.
                     if (r11[l] + x1[l] + 4 > floats) {
                         square_voxel(a, dim, i + l, j, k);
                         continue;
@@ -325,7 +325,7 @@ void square_rows(const SquareFieldArgs& a) {
 void square_rows_cpu(const SquareFieldArgs& a) {
 #if defined(__AVX512F__)
     if (a.dim[0] >= 2) return avx512::square_rows(a);  // (its gathers need two voxels a row)
-#elif defined(__AVX2__) && defined(__FMA__)
+#elif defined(ISS_X86_AVX2)
     return avx2::square_rows(a);
 #endif
     square_rows_generic(a);
