@@ -18,7 +18,7 @@ UNet::UNet(const UNetConfig& config, ParamStore& params) : config_(config), para
     ISS_INPUT(config.levels >= 1 && config.levels <= 8, "U-Net: levels must be 1 to 8, got ", config.levels);
     ISS_INPUT(config.features >= 1 && config.convs_per_level >= 1 && config.in_channels >= 1 && config.classes >= 2,
               "U-Net: features, convolutions per level and input channels must be >= 1, classes >= 2");
-    ISS_INPUT(config.kernel == 3 || config.kernel == 1, "U-Net: kernel must be 3 or 1, got ", config.kernel);
+    ISS_INPUT(UNetConfig::supported_kernel(config.kernel), "U-Net: kernel must be 3 or 1, got ", config.kernel);
     ISS_INPUT(config.classes <= 255, "U-Net: at most 255 classes (targets are bytes), got ", config.classes);
     const int L = config.levels;
     for (int l = 0; l < L; ++l) {

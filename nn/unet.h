@@ -34,6 +34,10 @@ struct UNetConfig {
     float bn_epsilon = 1e-3f;
     float elu_alpha = 1.0f;
 
+    // The convolution sizes this U-Net builds (3x3x3, or 1x1x1 throughout): the one check that
+    // a config, a checkpoint and a Keras file share.
+    static bool supported_kernel(int64_t k) { return k == 3 || k == 1; }
+
     int64_t features_at(int level) const { return int64_t(features) << level; }
     // Spatial sizes must be multiples of this (2^(levels-1) poolings).
     int64_t size_multiple() const { return int64_t(1) << (levels - 1); }
