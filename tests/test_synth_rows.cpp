@@ -328,10 +328,11 @@ void check_bias_clip_rows(int64_t nx, int64_t bias_x) {
 }
 
 TEST(SynthRows, BiasClipGivesThePerVoxelBodysBits) {
-    // Bias grids whose rows fit one vector (AVX2 blends them by permutes, 8 voxels at a time)
-    // and wider ones, on rows that end in 1 and in 7 voxels past a whole 8.
+    // Bias grids whose rows fit one vector (AVX2 blends them by permutes, 8 voxels at a time),
+    // wider ones, and one finer than the image (AVX-512's groups of 16 then gather), on rows
+    // that end in 1 and in 7 voxels past a whole 8.
     for (const int64_t nx : {17, 23})
-        for (const int64_t bias_x : {4, 8, 9, 11}) {
+        for (const int64_t bias_x : {4, 8, 9, 11, 40}) {
             SCOPED_TRACE("rows of " + std::to_string(nx) + ", bias grid " + std::to_string(bias_x) + " wide");
             check_bias_clip_rows(nx, bias_x);
         }
