@@ -127,7 +127,8 @@ UNetConfig unet_config_from_json(const nlohmann::json& j, const std::string& sou
     c.features = int(integer_field(j, "features", source, at, 1, 1024));
     c.convs_per_level = int(integer_field(j, "convs_per_level", source, at, 1, 8));
     c.kernel = int(integer_field(j, "kernel", source, at, 1, 3));
-    ISS_INPUT(UNetConfig::supported_kernel(c.kernel), source, ": field 'architecture.kernel' must be 1 or 3, got ", c.kernel);
+    ISS_INPUT(UNetConfig::supported_kernel(c.kernel), source, ": field 'architecture.kernel' must be 1 or 3, got ",
+              c.kernel);
     c.in_channels = int(integer_field(j, "in_channels", source, at, 1, 16));
     c.classes = int(integer_field(j, "classes", source, at, 2, 255));
     c.elu_alpha = float(number_field(j, "elu_alpha", source, at, 1e-3, 10));

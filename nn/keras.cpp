@@ -194,8 +194,8 @@ private:
 
         const std::vector<int64_t> first = kernel_shape(down_conv(0, 0));
         u.kernel = int(first[0]);
-        ISS_INPUT(first[0] == first[1] && first[1] == first[2] && UNetConfig::supported_kernel(u.kernel), path_, ": layer ",
-                  down_conv(0, 0), " has a ", first[0], "x", first[1], "x", first[2],
+        ISS_INPUT(first[0] == first[1] && first[1] == first[2] && UNetConfig::supported_kernel(u.kernel), path_,
+                  ": layer ", down_conv(0, 0), " has a ", first[0], "x", first[1], "x", first[2],
                   " kernel; 3x3x3 or 1x1x1 expected");
         ISS_INPUT(first[3] >= 1 && first[3] <= 16, path_, ": layer ", down_conv(0, 0), " takes ", first[3],
                   " input channels (1 to 16 supported)");
@@ -352,9 +352,9 @@ KerasUNet decode(const std::string& data, const std::string& path) {
     u.classes = in.integer();
     // The ranges Reader::infer allows, so that the sizes below are bounded before allocating.
     const bool plausible = u.levels >= 1 && u.levels <= 8 && u.features >= 1 && u.features <= 1024 &&
-                           u.convs_per_level >= 1 && u.convs_per_level <= 65 && UNetConfig::supported_kernel(u.kernel) &&
-                           u.in_channels >= 1 && u.in_channels <= 16 && u.classes >= 2 && u.classes <= 255 &&
-                           unet_parameter_count(u) <= (int64_t(1) << 28);
+                           u.convs_per_level >= 1 && u.convs_per_level <= 65 &&
+                           UNetConfig::supported_kernel(u.kernel) && u.in_channels >= 1 && u.in_channels <= 16 &&
+                           u.classes >= 2 && u.classes <= 255 && unet_parameter_count(u) <= (int64_t(1) << 28);
     ISS_INPUT(plausible, path, ": the HDF5 reader process sent a malformed model (a damaged file?)");
     m.layout = in.text();
     m.keras_version = in.text();

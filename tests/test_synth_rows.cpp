@@ -210,7 +210,8 @@ TEST(SynthRows, FieldResizeAndSquaringGiveThePerVoxelBodysBits) {
     // time), and one voxel wide; displacements of several voxels, so that samples fall outside
     // and clamp, and integer ones (a tap of weight 0), including negative zeros.
     // (And rows of 8 to 15 voxels: AVX2's 8 at a time end in a whole vector or in 3 to 7.)
-    const int64_t grids[][3] = {{13, 9, 7}, {37, 5, 4}, {1, 6, 5}, {2, 3, 3}, {8, 3, 2}, {11, 3, 2}, {12, 2, 3}, {14, 2, 2}, {15, 3, 2}};
+    const int64_t grids[][3] = {{13, 9, 7}, {37, 5, 4}, {1, 6, 5},  {2, 3, 3}, {8, 3, 2},
+                                {11, 3, 2}, {12, 2, 3}, {14, 2, 2}, {15, 3, 2}};
     for (const auto& grid : grids) {
         SCOPED_TRACE("grid " + std::to_string(grid[0]) + "x" + std::to_string(grid[1]) + "x" + std::to_string(grid[2]));
         const size_t n = size_t(grid[0] * grid[1] * grid[2] * 3);
@@ -388,7 +389,8 @@ void check_gmm_rows(bool large_index_in_tail) {
 
 TEST(SynthRows, GmmGivesThePerBlockBodysBits) {
     for (const bool large_index_in_tail : {false, true}) {
-        SCOPED_TRACE(large_index_in_tail ? "an index of 100 in the last run's tail" : "the last run's indices below 64");
+        SCOPED_TRACE(large_index_in_tail ? "an index of 100 in the last run's tail"
+                                         : "the last run's indices below 64");
         check_gmm_rows(large_index_in_tail);
     }
 }

@@ -28,11 +28,17 @@ namespace iss {
 
 // detail::lerp on several lanes: a + w * (b - a) with one rounding for the multiply-add.
 #if defined(__AVX512F__)
-inline __m512 lerp16(__m512 a, __m512 b, __m512 w) { return _mm512_fmadd_ps(w, _mm512_sub_ps(b, a), a); }
+inline __m512 lerp16(__m512 a, __m512 b, __m512 w) {
+    return _mm512_fmadd_ps(w, _mm512_sub_ps(b, a), a);
+}
 #endif
 #if defined(__AVX2__) && defined(__FMA__)
-inline __m128 lerp4(__m128 a, __m128 b, __m128 w) { return _mm_fmadd_ps(w, _mm_sub_ps(b, a), a); }
-inline __m256 lerp8(__m256 a, __m256 b, __m256 w) { return _mm256_fmadd_ps(w, _mm256_sub_ps(b, a), a); }
+inline __m128 lerp4(__m128 a, __m128 b, __m128 w) {
+    return _mm_fmadd_ps(w, _mm_sub_ps(b, a), a);
+}
+inline __m256 lerp8(__m256 a, __m256 b, __m256 w) {
+    return _mm256_fmadd_ps(w, _mm256_sub_ps(b, a), a);
+}
 #endif
 
 }  // namespace iss

@@ -16,8 +16,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/common/x86_simd.h"
 #include "kernels/common/hd.h"
+#include "kernels/common/x86_simd.h"
 #include "kernels/geometry/resample.h"
 
 namespace iss {

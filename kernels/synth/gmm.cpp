@@ -2,10 +2,10 @@
 
 #include <algorithm>
 
-#include "kernels/common/x86_simd.h"
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
 #include "kernels/common/launch.h"  // ISS_CUDA_ONLY
+#include "kernels/common/x86_simd.h"
 
 namespace iss {
 
@@ -201,15 +201,19 @@ struct PaintTables64 {
         const __m256 bit3 = _mm256_castsi256_ps(_mm256_slli_epi32(g, 28));
         __m256 level[4];
         for (int p = 0; p < 4; ++p)
-            level[p] = _mm256_blendv_ps(_mm256_permutevar8x32_ps(t[2 * p], g), _mm256_permutevar8x32_ps(t[2 * p + 1], g), bit3);
+            level[p] = _mm256_blendv_ps(_mm256_permutevar8x32_ps(t[2 * p], g),
+                                        _mm256_permutevar8x32_ps(t[2 * p + 1], g), bit3);
         const __m256 bit4 = _mm256_castsi256_ps(_mm256_slli_epi32(g, 27));
-        const __m256 low = _mm256_blendv_ps(level[0], level[1], bit4), high = _mm256_blendv_ps(level[2], level[3], bit4);
+        const __m256 low = _mm256_blendv_ps(level[0], level[1], bit4),
+                     high = _mm256_blendv_ps(level[2], level[3], bit4);
         return _mm256_blendv_ps(low, high, _mm256_castsi256_ps(_mm256_slli_epi32(g, 26)));
     }
     __m256i targets(__m256i g) const {
         const __m256i bit4 = _mm256_slli_epi16(g, 3);
-        const __m256i low = _mm256_blendv_epi8(_mm256_shuffle_epi8(target_of[0], g), _mm256_shuffle_epi8(target_of[1], g), bit4);
-        const __m256i high = _mm256_blendv_epi8(_mm256_shuffle_epi8(target_of[2], g), _mm256_shuffle_epi8(target_of[3], g), bit4);
+        const __m256i low =
+            _mm256_blendv_epi8(_mm256_shuffle_epi8(target_of[0], g), _mm256_shuffle_epi8(target_of[1], g), bit4);
+        const __m256i high =
+            _mm256_blendv_epi8(_mm256_shuffle_epi8(target_of[2], g), _mm256_shuffle_epi8(target_of[3], g), bit4);
         return _mm256_blendv_epi8(low, high, _mm256_slli_epi16(g, 2));
     }
     void paint(const uint8_t* generation, const float* z, int32_t voxels, float* image, uint8_t* target) const {
@@ -217,9 +221,11 @@ struct PaintTables64 {
         for (int32_t e = 0; e < whole; e += 32) {
             const __m256i g32 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(generation + e));
             for (int part = 0; part < 4; ++part) {
-                const __m256i g = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(generation + e + 8 * part)));
+                const __m256i g =
+                    _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(generation + e + 8 * part)));
                 // fmaf(std[g], z, mean[g]), as painted().
-                const __m256 value = _mm256_fmadd_ps(look_up(std, g), _mm256_loadu_ps(z + e + 8 * part), look_up(mean, g));
+                const __m256 value =
+                    _mm256_fmadd_ps(look_up(std, g), _mm256_loadu_ps(z + e + 8 * part), look_up(mean, g));
                 _mm256_storeu_ps(image + e + 8 * part, value);
             }
             if (target) _mm256_storeu_si256(reinterpret_cast<__m256i*>(target + e), targets(g32));
@@ -232,7 +238,8 @@ struct PaintTables64 {
 bool all_below_64(const uint8_t* indices, int32_t n) {
     __m256i bits = _mm256_setzero_si256();
     int32_t e = 0;
-    for (; e + 32 <= n; e += 32) bits = _mm256_or_si256(bits, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(indices + e)));
+    for (; e + 32 <= n; e += 32)
+        bits = _mm256_or_si256(bits, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(indices + e)));
     uint8_t rest = 0;
     for (; e < n; ++e) rest |= indices[e];
     return _mm256_testz_si256(bits, _mm256_set1_epi8(char(0xC0))) && (rest & 0xC0) == 0;

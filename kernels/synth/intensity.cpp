@@ -46,7 +46,8 @@ void bias_clip_rows_cpu(const BiasClipArgs& a) {
                     blend_columns_along_x<1>(columns.data(), xt, 0, nx, row_bias_of);
                     const float* __restrict log_bias = row_bias.data();
 #pragma omp simd
-                    for (int32_t i = 0; i < int32_t(nx); ++i) image[i] = bias_clip_value(a, image[i], generation[i], log_bias[i]);
+                    for (int32_t i = 0; i < int32_t(nx); ++i)
+                        image[i] = bias_clip_value(a, image[i], generation[i], log_bias[i]);
 #else
                     // The blend inside the voxel loop, two gathers per 16 voxels: with the blend
                     // moved out, GCC 12 leaves the AVX-512 loop scalar ("no vectype").

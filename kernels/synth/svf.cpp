@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <vector>
 
-#include "kernels/common/x86_simd.h"
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
 #include "kernels/common/launch.h"  // ISS_CUDA_ONLY
+#include "kernels/common/x86_simd.h"
 
 namespace iss {
 
@@ -271,18 +271,22 @@ void square_rows(const SquareFieldArgs& a) {
                 // Lanes past the row's end read zeros (masked loads) and are not stored.
                 __m256 in[3];
                 for (int m = 0; m < 3; ++m) {
-                    const __m256i float_index = _mm256_add_epi32(_mm256_set1_epi32(8 * m), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-                    in[m] = _mm256_maskload_ps(f + at + 8 * m, _mm256_cmpgt_epi32(_mm256_set1_epi32(3 * lanes), float_index));
+                    const __m256i float_index =
+                        _mm256_add_epi32(_mm256_set1_epi32(8 * m), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+                    in[m] = _mm256_maskload_ps(f + at + 8 * m,
+                                               _mm256_cmpgt_epi32(_mm256_set1_epi32(3 * lanes), float_index));
                 }
                 const __m256 v[3] = {deinterleave3<0>(in[0], in[1], in[2]), deinterleave3<1>(in[0], in[1], in[2]),
                                      deinterleave3<2>(in[0], in[1], in[2])};
-                const __m256 x = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_set1_epi32(i), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+                const __m256 x = _mm256_cvtepi32_ps(
+                    _mm256_add_epi32(_mm256_set1_epi32(i), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
                 const Taps8 tx = clamped_taps(_mm256_add_ps(x, v[0]), dim[0]);
                 const Taps8 ty = clamped_taps(_mm256_add_ps(_mm256_set1_ps(float(j)), v[1]), dim[1]);
                 const Taps8 tz = clamped_taps(_mm256_add_ps(_mm256_set1_ps(float(k)), v[2]), dim[2]);
                 // field_rows<3>: ((z * ny + y) * nx) * 3.
                 auto row = [&](__m256i z, __m256i y) {
-                    return _mm256_mullo_epi32(_mm256_mullo_epi32(_mm256_add_epi32(_mm256_mullo_epi32(z, ny_v), y), nx_v), three);
+                    return _mm256_mullo_epi32(
+                        _mm256_mullo_epi32(_mm256_add_epi32(_mm256_mullo_epi32(z, ny_v), y), nx_v), three);
                 };
                 alignas(32) int32_t x0[8], x1[8], r00[8], r10[8], r01[8], r11[8];
                 alignas(32) float vx[8], vy[8], vz[8], wx[8], wy[8], wz[8];
@@ -311,7 +315,8 @@ void square_rows(const SquareFieldArgs& a) {
                     const __m128 w_y = _mm_set1_ps(wy[l]);
                     const __m128 z0 = lerp4(_mm256_castps256_ps128(y0), _mm256_extractf128_ps(y0, 1), w_y);
                     const __m128 z1 = lerp4(_mm256_castps256_ps128(y1), _mm256_extractf128_ps(y1, 1), w_y);
-                    const __m128 out = _mm_add_ps(_mm_setr_ps(vx[l], vy[l], vz[l], 0.0f), lerp4(z0, z1, _mm_set1_ps(wz[l])));
+                    const __m128 out =
+                        _mm_add_ps(_mm_setr_ps(vx[l], vy[l], vz[l], 0.0f), lerp4(z0, z1, _mm_set1_ps(wz[l])));
                     float* const to = dst + at + 3 * l;
                     _mm_storel_pi(reinterpret_cast<__m64*>(to), out);
                     _mm_store_ss(to + 2, _mm_movehl_ps(out, out));
