@@ -80,9 +80,11 @@ ISS_HD_INLINE float source_position(const ResampleArgsT<T>& a, int row, float x,
     return fmaf(a.xform[row][0], x, fmaf(a.xform[row][1], y, fmaf(a.xform[row][2], z, a.xform[row][3])));
 }
 
+// Into [0, n - 1] (n >= 1), as a min then a max: one instruction each in a vectorised CPU loop.
 template <class I>
 ISS_HD_INLINE I clamp_index(I i, I n) {
-    return i < 0 ? I(0) : (i > n - 1 ? n - 1 : i);
+    const I below_end = i < n - 1 ? i : n - 1;
+    return below_end > I(0) ? below_end : I(0);
 }
 
 // The two taps along one axis for linear interpolation, before any out-of-bounds policy. When
