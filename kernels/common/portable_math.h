@@ -36,10 +36,14 @@ ISS_HD_INLINE float bits_to_float(uint32_t u) {
 #endif
 }
 
-// x clamped to [lo, hi]; NaN gives lo. Written as comparisons rather than fminf/fmaxf, which
-// g++ keeps as libm calls (their NaN rules differ from the min/max instructions): the same
-// result on host and device, and one or two instructions.
-ISS_HD_INLINE float clampf(float x, float lo, float hi) { return x > lo ? (x < hi ? x : hi) : lo; }
+// x clamped to [lo, hi] (lo <= hi); NaN gives lo. Written as comparisons rather than
+// fminf/fmaxf, which g++ keeps as libm calls (their NaN rules differ from the min/max
+// instructions): the same result on host and device. Two steps, not nested, so that a
+// vectorised loop makes them a max and a min (x first: NaN gives the second operand).
+ISS_HD_INLINE float clampf(float x, float lo, float hi) {
+    const float above_lo = x > lo ? x : lo;
+    return above_lo < hi ? above_lo : hi;
+}
 
 // Natural log for positive normal floats (>= 2^-126). x = m * 2^e with m in [sqrt(1/2),
 // sqrt(2)); log(m) = 2 atanh(s), s = (m - 1) / (m + 1), odd series to s^9 (|s| < 0.172,

@@ -75,6 +75,7 @@ void bias_clip_rows_cpu(const BiasClipArgs& a) {
 
 void bias_clip(DeviceContext& ctx, const BiasClipArgs& a) {
     ISS_REQUIRE(a.image && a.generation && a.range, "bias_clip: null image, label or range pointer");
+    ISS_REQUIRE(a.clip_max > 0, "bias_clip: clip_max must be positive, is ", a.clip_max);  // clampf's lo <= hi
     for (int d = 0; d < 3; ++d) {
         ISS_REQUIRE(a.dim[d] > 0, "bias_clip: empty image");
         ISS_REQUIRE(!a.bias || a.bias_dim[d] > 0, "bias_clip: empty bias grid");
