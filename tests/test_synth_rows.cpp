@@ -339,6 +339,26 @@ TEST(SynthRows, BiasClipGivesThePerVoxelBodysBits) {
         }
 }
 
+// The normalisation's CPU loop (its test of gamma hoisted out) against the body CUDA runs:
+// values below, inside and above the range, and gamma 1 (no power) or not.
+TEST(SynthRows, NormaliseGivesThePerVoxelBodysBits) {
+    DeviceContext cpu;
+    std::vector<float> image = wavy(1037, 150.0f, 6);
+    image[0] = -20.0f;  // the range's ends exactly
+    image[1] = 130.0f;
+    const uint32_t range[2] = {float_to_bits(-20.0f), float_to_bits(130.0f)};
+    for (const float gamma : {1.0f, 0.7f, 2.3f}) {
+        SCOPED_TRACE("gamma " + std::to_string(gamma));
+        std::vector<float> by_body = image, by_rows = image;
+        NormaliseGammaArgs a{by_body.data(), int64_t(image.size()), range, gamma};
+        const NormaliseGammaBody body{a};
+        for (int64_t v = 0; v < body.count(); ++v) body(v);
+        a.image = by_rows.data();
+        normalise_gamma(cpu, a);
+        expect_same_bits(by_rows, by_body);
+    }
+}
+
 // More than one run of 256 blocks, and a count that is not a multiple of 4. The first run's
 // generation indices take all of 0..63 (the permuted tables of the AVX-512 and AVX2 paths), the
 // second's go up to 199 (the general loop), the last run's (37 voxels: one whole 32 and 5 more)

@@ -98,8 +98,16 @@ void normalise_gamma(DeviceContext& ctx, const NormaliseGammaArgs& a) {
     }
     const NormaliseScale scale = normalise_scale(a.range);
     float* image = a.image;
+    const float gamma = a.gamma;
+    // normalise_gamma_value with its test of gamma out of the loop: inside, g++ if-converted
+    // both sides together and kept the clamps as compares and blends.
+    if (gamma == 1.0f) {
 #pragma omp parallel for simd schedule(static)
-    for (int64_t v = 0; v < a.count; ++v) image[v] = normalise_gamma_value(image[v], scale, a.gamma);
+        for (int64_t v = 0; v < a.count; ++v) image[v] = normalised_value(image[v], scale);
+    } else {
+#pragma omp parallel for simd schedule(static)
+        for (int64_t v = 0; v < a.count; ++v) image[v] = portable_pow_unit(normalised_value(image[v], scale), gamma);
+    }
 }
 
 }  // namespace iss

@@ -82,8 +82,10 @@ ISS_HD_INLINE NormaliseScale normalise_scale(const uint32_t* range) {
     return {low, high > low ? 1.0f / (high - low) : 0.0f};
 }
 
+ISS_HD_INLINE float normalised_value(float v, NormaliseScale s) { return clampf((v - s.low) * s.inv_range, 0.0f, 1.0f); }
+
 ISS_HD_INLINE float normalise_gamma_value(float v, NormaliseScale s, float gamma) {
-    const float x = clampf((v - s.low) * s.inv_range, 0.0f, 1.0f);
+    const float x = normalised_value(v, s);
     return gamma == 1.0f ? x : portable_pow_unit(x, gamma);
 }
 
