@@ -43,18 +43,14 @@ struct BlurBody {
         const I pos = a.axis == 0 ? i : (a.axis == 1 ? j : k);
         const I stride = (a.axis == 0 ? I(1) : (a.axis == 1 ? nx : nx * ny)) * channels;
         const I n = I(a.dim[a.axis]);
-        // src and dst never alias (blur_axis checks): said so, a channel's loads need not wait for
-        // the previous channel's store (34 channels a voxel when predict smooths posteriors).
-        const float* __restrict__ src = a.src;
-        float* __restrict__ dst = a.dst;
         for (I c = 0; c < channels; ++c) {
             const I at = voxel * channels + c;
             float sum = 0.0f;
             for (int t = -a.half_width; t <= a.half_width; ++t) {
                 const I p = pos + I(t);
-                if (p >= 0 && p < n) sum = fmaf(a.taps[t + a.half_width], src[at + I(t) * stride], sum);
+                if (p >= 0 && p < n) sum = fmaf(a.taps[t + a.half_width], a.src[at + I(t) * stride], sum);
             }
-            dst[at] = sum;
+            a.dst[at] = sum;
         }
     }
 };

@@ -32,26 +32,26 @@ struct GmmArgs {
 // The intensity of a voxel of generation index g with standard normal draw z.
 ISS_HD_INLINE float painted(const GmmArgs& a, uint8_t g, float z) { return fmaf(a.std[g], z, a.mean[g]); }
 
-// A block of 4 voxels (CUDA): their intensities and targets. The CPU draws a run of blocks'
-// normals in one vectorised loop, then paints with the same operations (gmm.cpp).
+// One voxel: its intensity and its target.
+ISS_HD_INLINE void paint_voxel(const GmmArgs& a, int64_t v, float z) {
+    const uint8_t g = a.generation[v];
+    a.image[v] = painted(a, g, z);
+    if (a.target) a.target[v] = a.target_of[g];
+}
+
+// A block of 4 voxels (CUDA); the CPU draws a run of blocks' normals in one vectorised loop,
+// then paints with the same operations (gmm.cpp). (Loading the block's 4 indices before any
+// store, so that no load waits behind a store, measured no faster on an H200: 27 against 26 µs.)
 struct GmmBody {
     GmmArgs a;
     ISS_HD int64_t count() const { return (a.count + 3) / 4; }  // blocks
     ISS_HD void operator()(int64_t block) const {
         float z[4];
         random_normal4(a.key, uint64_t(block), z);
-        const int64_t first = block * 4;
-        const int n = a.count - first < 4 ? int(a.count - first) : 4;
-        // The block's generation indices before any store: a store could alias them as far as
-        // the compiler knows, so voxel by voxel each load waited for the previous voxel's stores
-        // (four round trips to memory a block on a GPU, where one does). Loops of 4, not n, so
-        // that nvcc unrolls them and keeps g and z in registers.
-        uint8_t g[4];
-        for (int e = 0; e < 4; ++e) g[e] = e < n ? a.generation[first + e] : uint8_t(0);
         for (int e = 0; e < 4; ++e) {
-            if (e >= n) break;
-            a.image[first + e] = painted(a, g[e], z[e]);
-            if (a.target) a.target[first + e] = a.target_of[g[e]];
+            const int64_t v = block * 4 + e;
+            if (v >= a.count) return;
+            paint_voxel(a, v, z[e]);
         }
     }
 };
