@@ -262,19 +262,24 @@ void square_rows(const SquareFieldArgs& a) {
     const int32_t floats = dim[0] * dim[1] * dim[2] * 3;
     const float* const f = a.src;
     float* const dst = a.dst;  // (a local: a store through a.dst would reload a's members)
-    const __m256i three = _mm256_set1_epi32(3), nx_v = _mm256_set1_epi32(dim[0]), ny_v = _mm256_set1_epi32(dim[1]);
+    const __m256i row_v = _mm256_set1_epi32(3 * dim[0]), slice_v = _mm256_set1_epi32(3 * dim[0] * dim[1]);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int32_t k = 0; k < dim[2]; ++k)
         for (int32_t j = 0; j < dim[1]; ++j)
             for (int32_t i = 0; i < dim[0]; i += 8) {
                 const int32_t lanes = std::min(8, dim[0] - i), at = ((k * dim[1] + j) * dim[0] + i) * 3;
-                // Lanes past the row's end read zeros (masked loads) and are not stored.
+                // A row's last, shorter group by masked loads: lanes past the row's end read
+                // zeros and are not stored. (Masked for every group: about 3% longer.)
                 __m256 in[3];
-                for (int m = 0; m < 3; ++m) {
-                    const __m256i float_index =
-                        _mm256_add_epi32(_mm256_set1_epi32(8 * m), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-                    in[m] = _mm256_maskload_ps(f + at + 8 * m,
-                                               _mm256_cmpgt_epi32(_mm256_set1_epi32(3 * lanes), float_index));
+                if (lanes == 8) {
+                    for (int m = 0; m < 3; ++m) in[m] = _mm256_loadu_ps(f + at + 8 * m);
+                } else {
+                    for (int m = 0; m < 3; ++m) {
+                        const __m256i float_index =
+                            _mm256_add_epi32(_mm256_set1_epi32(8 * m), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+                        in[m] = _mm256_maskload_ps(f + at + 8 * m,
+                                                   _mm256_cmpgt_epi32(_mm256_set1_epi32(3 * lanes), float_index));
+                    }
                 }
                 const __m256 v[3] = {deinterleave3<0>(in[0], in[1], in[2]), deinterleave3<1>(in[0], in[1], in[2]),
                                      deinterleave3<2>(in[0], in[1], in[2])};
@@ -283,19 +288,20 @@ void square_rows(const SquareFieldArgs& a) {
                 const Taps8 tx = clamped_taps(_mm256_add_ps(x, v[0]), dim[0]);
                 const Taps8 ty = clamped_taps(_mm256_add_ps(_mm256_set1_ps(float(j)), v[1]), dim[1]);
                 const Taps8 tz = clamped_taps(_mm256_add_ps(_mm256_set1_ps(float(k)), v[2]), dim[2]);
-                // field_rows<3>: ((z * ny + y) * nx) * 3.
-                auto row = [&](__m256i z, __m256i y) {
-                    return _mm256_mullo_epi32(
-                        _mm256_mullo_epi32(_mm256_add_epi32(_mm256_mullo_epi32(z, ny_v), y), nx_v), three);
-                };
+                // field_rows<3>: ((z * ny + y) * nx) * 3, as z * 3 nx ny + y * 3 nx: the same
+                // integers (the field has fewer than 2^31 floats) by 4 vector multiplies, not 14
+                // (with 14, a squaring step took about 5% longer on a Zen 2 EPYC).
+                const __m256i z0 = _mm256_mullo_epi32(tz.i0, slice_v), z1 = _mm256_mullo_epi32(tz.i1, slice_v);
+                const __m256i y0 = _mm256_mullo_epi32(ty.i0, row_v), y1 = _mm256_mullo_epi32(ty.i1, row_v);
+                auto times3 = [](__m256i x) { return _mm256_add_epi32(_mm256_slli_epi32(x, 1), x); };
                 alignas(32) int32_t x0[8], x1[8], r00[8], r10[8], r01[8], r11[8];
                 alignas(32) float vx[8], vy[8], vz[8], wx[8], wy[8], wz[8];
-                _mm256_store_si256(reinterpret_cast<__m256i*>(x0), _mm256_mullo_epi32(tx.i0, three));
-                _mm256_store_si256(reinterpret_cast<__m256i*>(x1), _mm256_mullo_epi32(tx.i1, three));
-                _mm256_store_si256(reinterpret_cast<__m256i*>(r00), row(tz.i0, ty.i0));
-                _mm256_store_si256(reinterpret_cast<__m256i*>(r10), row(tz.i0, ty.i1));
-                _mm256_store_si256(reinterpret_cast<__m256i*>(r01), row(tz.i1, ty.i0));
-                _mm256_store_si256(reinterpret_cast<__m256i*>(r11), row(tz.i1, ty.i1));
+                _mm256_store_si256(reinterpret_cast<__m256i*>(x0), times3(tx.i0));
+                _mm256_store_si256(reinterpret_cast<__m256i*>(x1), times3(tx.i1));
+                _mm256_store_si256(reinterpret_cast<__m256i*>(r00), _mm256_add_epi32(z0, y0));
+                _mm256_store_si256(reinterpret_cast<__m256i*>(r10), _mm256_add_epi32(z0, y1));
+                _mm256_store_si256(reinterpret_cast<__m256i*>(r01), _mm256_add_epi32(z1, y0));
+                _mm256_store_si256(reinterpret_cast<__m256i*>(r11), _mm256_add_epi32(z1, y1));
                 _mm256_store_ps(vx, v[0]);
                 _mm256_store_ps(vy, v[1]);
                 _mm256_store_ps(vz, v[2]);
