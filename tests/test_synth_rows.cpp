@@ -341,21 +341,31 @@ TEST(SynthRows, BiasClipGivesThePerVoxelBodysBits) {
 
 // The normalisation's CPU loop (its test of gamma hoisted out) against the body CUDA runs:
 // values below, inside and above the range, and gamma 1 (no power) or not.
+// Values past both ends (clamped), the ends exactly, and (from 0) values so small that the power
+// takes exp's lower clamp, or that normalise below the normal range (0); a count that is not a
+// multiple of 8 or 16.
 TEST(SynthRows, NormaliseGivesThePerVoxelBodysBits) {
     DeviceContext cpu;
     std::vector<float> image = wavy(1037, 150.0f, 6);
-    image[0] = -20.0f;  // the range's ends exactly
+    image[0] = -20.0f;
     image[1] = 130.0f;
+    std::vector<float> near_zero = wavy(1037, 130.0f, 7);
+    for (size_t v = 0; v < near_zero.size(); v += 3) near_zero[v] = std::fabs(near_zero[v]) * 1e-36f * float(v % 7);
+    near_zero[0] = 130.0f;
     const uint32_t range[2] = {float_to_bits(-20.0f), float_to_bits(130.0f)};
+    const uint32_t from_zero[2] = {float_to_bits(0.0f), float_to_bits(130.0f)};
     for (const float gamma : {1.0f, 0.7f, 2.3f}) {
-        SCOPED_TRACE("gamma " + std::to_string(gamma));
-        std::vector<float> by_body = image, by_rows = image;
-        NormaliseGammaArgs a{by_body.data(), int64_t(image.size()), range, gamma};
-        const NormaliseGammaBody body{a};
-        for (int64_t v = 0; v < body.count(); ++v) body(v);
-        a.image = by_rows.data();
-        normalise_gamma(cpu, a);
-        expect_same_bits(by_rows, by_body);
+        for (const bool small : {false, true}) {
+            SCOPED_TRACE("gamma " + std::to_string(gamma) + (small ? ", values near 0" : ""));
+            const std::vector<float>& input = small ? near_zero : image;
+            std::vector<float> by_body = input, by_rows = input;
+            NormaliseGammaArgs a{by_body.data(), int64_t(input.size()), small ? from_zero : range, gamma};
+            const NormaliseGammaBody body{a};
+            for (int64_t v = 0; v < body.count(); ++v) body(v);
+            a.image = by_rows.data();
+            normalise_gamma(cpu, a);
+            expect_same_bits(by_rows, by_body);
+        }
     }
 }
 
