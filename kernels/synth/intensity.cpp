@@ -7,6 +7,7 @@
 #include "kernels/common/error.h"
 #include "kernels/common/launch.h"
 #include "kernels/common/portable_math_avx2.h"
+#include "kernels/common/row_scratch.h"
 #include "kernels/common/x86_simd.h"
 
 namespace iss {
@@ -26,8 +27,7 @@ void bias_clip_rows_cpu(const BiasClipArgs& a) {
     {
         std::vector<float> columns = column_buffer<1>(bias_dim[0]);
 #if defined(ISS_X86_AVX2)
-        std::vector<float> row_bias(static_cast<size_t>(nx));  // the row's log bias, voxel by voxel
-        float* const row_bias_of[1] = {row_bias.data()};
+        RowScratch row_bias(static_cast<size_t>(nx));  // the row's log bias, voxel by voxel
 #endif
 #pragma omp for collapse(2) schedule(static) reduction(min : low) reduction(max : high)
         for (int64_t k = 0; k < nz; ++k)
@@ -44,8 +44,9 @@ void bias_clip_rows_cpu(const BiasClipArgs& a) {
 #if defined(ISS_X86_AVX2)
                     // AVX2's gathers are slow: the row's blend first (by permutes where the grid
                     // is at most 8 wide, as the presets' are; else 4-float loads), then the voxels.
+                    float* const row_bias_of[1] = {row_bias.beside(image)};
                     blend_columns_along_x<1>(columns.data(), xt, 0, nx, row_bias_of);
-                    const float* __restrict log_bias = row_bias.data();
+                    const float* __restrict log_bias = row_bias_of[0];
 #pragma omp simd
                     for (int32_t i = 0; i < int32_t(nx); ++i)
                         image[i] = bias_clip_value(a, image[i], generation[i], log_bias[i]);
