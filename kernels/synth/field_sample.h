@@ -203,6 +203,24 @@ inline void blend_columns_along_x(const float* columns, const RowTaps& t, int64_
             }
         }
     }
+    // 8 samples at a time: samples q and q + 4 in the halves of one vector, then a 4 x 4
+    // transpose in each half puts channel c of the 8 in order in one vector.
+    for (; i + 8 <= n; i += 8) {
+        const __m256 weights = _mm256_loadu_ps(w + i);
+        __m256 r[4];
+        for (int q = 0; q < 4; ++q) {
+            const int64_t low = i + q, high = i + q + 4;
+            const __m256 a = _mm256_set_m128(_mm_loadu_ps(columns + x0[high]), _mm_loadu_ps(columns + x0[low]));
+            const __m256 b = _mm256_set_m128(_mm_loadu_ps(columns + x1[high]), _mm_loadu_ps(columns + x1[low]));
+            const __m256i pick = _mm256_setr_epi32(q, q, q, q, q + 4, q + 4, q + 4, q + 4);
+            r[q] = lerp8(a, b, _mm256_permutevar8x32_ps(weights, pick));
+        }
+        const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        const __m256 channel[4] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xEE),
+                                   _mm256_shuffle_ps(t1, t3, 0x44), _mm256_shuffle_ps(t1, t3, 0xEE)};
+        for (int c = 0; c < C; ++c) _mm256_storeu_ps(out[c] + i, channel[c]);
+    }
     for (; i < n; ++i) {
         const __m128 a = _mm_loadu_ps(columns + x0[i]), b = _mm_loadu_ps(columns + x1[i]);
         alignas(16) float blended[4];
