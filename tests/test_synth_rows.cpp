@@ -369,17 +369,21 @@ TEST(SynthRows, NormaliseGivesThePerVoxelBodysBits) {
     }
 }
 
-// More than one run of 256 blocks, and a count that is not a multiple of 4. The first run's
-// generation indices take all of 0..63 (the permuted tables of the AVX-512 and AVX2 paths), the
-// second's go up to 199 (the general loop), the last run's (37 voxels: one whole 32 and 5 more)
-// up to 49, or also 100 in its last voxel only (the check for indices below 64 reads its bytes
-// past the last whole 32 one by one).
+// Several runs of 256 blocks, and a count that is not a multiple of 4. The first run's generation
+// indices take all of 0..63 (the permuted tables of the AVX-512 and AVX2 paths), the second's go
+// up to 199 (the general loop), the next three's all of 0..7, 0..15 and 0..31 (AVX2's smaller
+// tables), the next only 0 and 8 (the 16-entry table, by one bit), the last run's (37 voxels: one
+// whole 32 and 5 more) up to 49, or also 100 in its last voxel only (the check of the run's
+// indices reads its bytes past the last whole 32 one by one).
 void check_gmm_rows(bool large_index_in_tail) {
     DeviceContext cpu;
-    const int64_t count = 256 * 4 * 2 + 37;
+    const int64_t count = 256 * 4 * 6 + 37;
     std::vector<uint8_t> generation(static_cast<size_t>(count));
+    const size_t bound[5] = {64, 200, 8, 16, 32};
     for (size_t v = 0; v < generation.size(); ++v)
-        generation[v] = uint8_t(v < 1024 ? (v * 13) % 64 : v < 2048 ? (v * 13) % 200 : (v * 7) % 50);
+        generation[v] = uint8_t(v < 5 * 1024   ? (v * 13) % bound[v / 1024]
+                                : v < 6 * 1024 ? (v % 3 == 1) * 8
+                                               : (v * 7) % 50);
     if (large_index_in_tail) generation.back() = 100;
     GmmArgs a;
     a.generation = generation.data();
