@@ -341,7 +341,7 @@ TEST(SynthRows, BiasClipGivesThePerVoxelBodysBits) {
 
 // The normalisation's CPU loop (its test of gamma hoisted out) against the body CUDA runs:
 // values below, inside and above the range, and gamma 1 (no power) or not.
-// Values past both ends (clamped), the ends exactly, and (from 0) values so small that the power
+// Values past both ends (clamped), the ends exactly, NaN, and (from 0) values so small that the power
 // takes exp's lower clamp, or that normalise below the normal range (0); a count that is not a
 // multiple of 8 or 16.
 TEST(SynthRows, NormaliseGivesThePerVoxelBodysBits) {
@@ -349,6 +349,7 @@ TEST(SynthRows, NormaliseGivesThePerVoxelBodysBits) {
     std::vector<float> image = wavy(1037, 150.0f, 6);
     image[0] = -20.0f;
     image[1] = 130.0f;
+    image[2] = std::nanf("");  // clampf's NaN: 0
     std::vector<float> near_zero = wavy(1037, 130.0f, 7);
     for (size_t v = 0; v < near_zero.size(); v += 3) near_zero[v] = std::fabs(near_zero[v]) * 1e-36f * float(v % 7);
     near_zero[0] = 130.0f;
@@ -369,21 +370,34 @@ TEST(SynthRows, NormaliseGivesThePerVoxelBodysBits) {
     }
 }
 
-// Several runs of 256 blocks, and a count that is not a multiple of 4. The first run's generation
-// indices take all of 0..63 (the permuted tables of the AVX-512 and AVX2 paths), the second's go
-// up to 199 (the general loop), the next three's all of 0..7, 0..15 and 0..31 (AVX2's smaller
-// tables), the next only 0 and 8 (the 16-entry table, by one bit), the last run's (37 voxels: one
-// whole 32 and 5 more) up to 49, or also 100 in its last voxel only (the check of the run's
-// indices reads its bytes past the last whole 32 one by one).
+// Runs of 256 blocks (1024 voxels), and a count that is not a multiple of 4. The runs' generation
+// indices: all of 0..63 (the permuted tables of the AVX-512 and AVX2 paths); up to 199 (the
+// general loop); all of 0..7, 0..15 and 0..31 (AVX2's smaller tables); only 0 and 8, 16 or 32
+// (each the next table up, by one bit); below 8 but 40 at byte 21 of every 32 (the bound taken
+// over every byte); only 0 and 64 (the general loop). The last run's (37 voxels: one whole 32 and
+// 5 more) up to 49, or also 100 in its last voxel only (the check of the run's indices reads its
+// bytes past the last whole 32 one by one).
+size_t gmm_test_index(size_t v) {
+    switch (v / 1024) {
+        case 0: return (v * 13) % 64;
+        case 1: return (v * 13) % 200;
+        case 2: return (v * 13) % 8;
+        case 3: return (v * 13) % 16;
+        case 4: return (v * 13) % 32;
+        case 5: return (v % 3 == 1) * 8;
+        case 6: return (v % 3 == 1) * 16;
+        case 7: return (v % 3 == 1) * 32;
+        case 8: return v % 32 == 21 ? 40 : (v * 13) % 8;
+        case 9: return (v % 3 == 1) * 64;
+        default: return (v * 7) % 50;
+    }
+}
+
 void check_gmm_rows(bool large_index_in_tail) {
     DeviceContext cpu;
-    const int64_t count = 256 * 4 * 6 + 37;
+    const int64_t count = 256 * 4 * 10 + 37;
     std::vector<uint8_t> generation(static_cast<size_t>(count));
-    const size_t bound[5] = {64, 200, 8, 16, 32};
-    for (size_t v = 0; v < generation.size(); ++v)
-        generation[v] = uint8_t(v < 5 * 1024   ? (v * 13) % bound[v / 1024]
-                                : v < 6 * 1024 ? (v % 3 == 1) * 8
-                                               : (v * 7) % 50);
+    for (size_t v = 0; v < generation.size(); ++v) generation[v] = uint8_t(gmm_test_index(v));
     if (large_index_in_tail) generation.back() = 100;
     GmmArgs a;
     a.generation = generation.data();

@@ -1,7 +1,7 @@
 // portable_math.h's log, exp and pow_unit on 8 lanes (AVX2 + FMA builds), operation for
 // operation: the same bits per lane. Written out because g++'s vectorisation of the scalar
 // versions if-converts their branches and clamps into compares and blends, which lengthens the
-// chain of dependent operations that bounds these loops (the normalisation, the bias).
+// chain of dependent operations that bounds such a loop (the normalisation's).
 #pragma once
 
 #include "kernels/common/x86_simd.h"
@@ -33,10 +33,9 @@ inline __m256 portable_log(__m256 x) {
                            _mm256_fmadd_ps(fe, _mm256_set1_ps(1.428606765330187e-06f), log_m));
 }
 
-// portable_exp. clampf is a max then a min, x first (NaN gives -87, as the scalar's compares);
-// int(n) / 2 rounds towards zero, as C++'s division.
+// portable_exp. int(n) / 2 rounds towards zero, as C++'s division.
 inline __m256 portable_exp(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    x = clamp8(x, -87.0f, 88.0f);
     const __m256 n = _mm256_round_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504f), _mm256_set1_ps(0.5f)),
                                      _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-0.693145751953125f), x);

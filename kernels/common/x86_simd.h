@@ -39,6 +39,11 @@ inline __m128 lerp4(__m128 a, __m128 b, __m128 w) {
 inline __m256 lerp8(__m256 a, __m256 b, __m256 w) {
     return _mm256_fmadd_ps(w, _mm256_sub_ps(b, a), a);
 }
+// clampf on 8 lanes: a max then a min with x first, which return their second operand for NaN
+// as clampf's comparisons do (NaN gives lo; lo <= hi).
+inline __m256 clamp8(__m256 x, float lo, float hi) {
+    return _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
+}
 #endif
 
 }  // namespace iss

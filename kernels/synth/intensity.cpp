@@ -117,8 +117,7 @@ void normalise_gamma(DeviceContext& ctx, const NormaliseGammaArgs& a) {
         for (int64_t b = 0; b < vectors; ++b) {
             float* const at = image + 8 * b;
             const __m256 x = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(at), low), inv_range);
-            const __m256 unit = _mm256_min_ps(_mm256_max_ps(x, _mm256_setzero_ps()), _mm256_set1_ps(1.0f));  // clampf
-            _mm256_storeu_ps(at, avx2::portable_pow_unit(unit, gamma_v));
+            _mm256_storeu_ps(at, avx2::portable_pow_unit(clamp8(x, 0.0f, 1.0f), gamma_v));  // normalised_value
         }
         for (int64_t v = 8 * vectors; v < a.count; ++v)
             image[v] = portable_pow_unit(normalised_value(image[v], scale), gamma);

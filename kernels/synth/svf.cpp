@@ -222,9 +222,9 @@ struct Taps8 {
     __m256 w1;
 };
 
-// detail::clamped_taps, 8 at a time (clampf as vmaxps / vminps with x first: NaN to -2).
+// detail::clamped_taps, 8 at a time (NaN to -2, as clampf).
 inline Taps8 clamped_taps(__m256 p, int32_t n) {
-    p = _mm256_min_ps(_mm256_max_ps(p, _mm256_set1_ps(-2.0f)), _mm256_set1_ps(float(n) + 1.0f));
+    p = clamp8(p, -2.0f, float(n) + 1.0f);
     const __m256 base = _mm256_round_ps(p, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
     Taps8 t;
     t.w1 = _mm256_sub_ps(p, base);
