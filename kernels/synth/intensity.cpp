@@ -108,16 +108,22 @@ void normalise_gamma(DeviceContext& ctx, const NormaliseGammaArgs& a) {
         for (int64_t v = 0; v < a.count; ++v) image[v] = normalised_value(image[v], scale);
     } else {
 #if defined(ISS_X86_AVX2)
-        // 8 voxels at a time in intrinsics (the same bits), the remainder by the scalar loop.
-        // g++'s version of the scalar loop took 4.1 ms a sample against 2.95 on a Zen 2 EPYC.
-        const int64_t vectors = a.count / 8;
+        // 16 voxels at a time in intrinsics (the same bits), the remainder by the scalar loop.
+        // g++'s version of the scalar loop took 4.1 ms a sample, this one 8 at a time 2.9 and as
+        // two independent chains 2.7, on a Zen 2 EPYC (a loop of 4 chains, or of 2 written as
+        // one over an array, was slower).
+        const int64_t vectors = a.count / 16 * 2;
         const __m256 low = _mm256_set1_ps(scale.low), inv_range = _mm256_set1_ps(scale.inv_range);
         const __m256 gamma_v = _mm256_set1_ps(gamma);
 #pragma omp parallel for schedule(static)
-        for (int64_t b = 0; b < vectors; ++b) {
+        for (int64_t b = 0; b < vectors; b += 2) {
             float* const at = image + 8 * b;
-            const __m256 x = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(at), low), inv_range);
-            _mm256_storeu_ps(at, avx2::portable_pow_unit(clamp8(x, 0.0f, 1.0f), gamma_v));  // normalised_value
+            const __m256 x0 = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(at), low), inv_range);
+            const __m256 x1 = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(at + 8), low), inv_range);
+            const __m256 y0 = avx2::portable_pow_unit(clamp8(x0, 0.0f, 1.0f), gamma_v);
+            const __m256 y1 = avx2::portable_pow_unit(clamp8(x1, 0.0f, 1.0f), gamma_v);
+            _mm256_storeu_ps(at, y0);
+            _mm256_storeu_ps(at + 8, y1);
         }
         for (int64_t v = 8 * vectors; v < a.count; ++v)
             image[v] = portable_pow_unit(normalised_value(image[v], scale), gamma);
