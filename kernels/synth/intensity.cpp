@@ -47,9 +47,27 @@ void bias_clip_rows_cpu(const BiasClipArgs& a) {
                     float* const row_bias_of[1] = {row_bias.beside(image)};
                     blend_columns_along_x<1>(columns.data(), xt, 0, nx, row_bias_of);
                     const float* __restrict log_bias = row_bias_of[0];
-#pragma omp simd
-                    for (int32_t i = 0; i < int32_t(nx); ++i)
-                        image[i] = bias_clip_value(a, image[i], generation[i], log_bias[i]);
+                    // bias_clip_value 16 voxels at a time in intrinsics (the same bits), as two
+                    // independent chains: 1.68-1.70 -> 1.53-1.55 ms on a Zen 2 EPYC against g++'s
+                    // vectorised loop. The row's rest by the scalar function.
+                    int32_t i = 0;
+                    for (; i + 16 <= int32_t(nx); i += 16) {
+                        __m256 v0 = _mm256_loadu_ps(image + i), v1 = _mm256_loadu_ps(image + i + 8);
+                        if (a.reset_background) {  // 0 where the generation index is 0
+                            const __m128i g = _mm_loadu_si128(reinterpret_cast<const __m128i*>(generation + i));
+                            const __m256i zero = _mm256_setzero_si256();
+                            v0 = _mm256_andnot_ps(
+                                _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_cvtepu8_epi32(g), zero)), v0);
+                            v1 = _mm256_andnot_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(
+                                                      _mm256_cvtepu8_epi32(_mm_srli_si128(g, 8)), zero)),
+                                                  v1);
+                        }
+                        const __m256 e0 = avx2::portable_exp(_mm256_loadu_ps(log_bias + i));
+                        const __m256 e1 = avx2::portable_exp(_mm256_loadu_ps(log_bias + i + 8));
+                        _mm256_storeu_ps(image + i, clamp8(_mm256_mul_ps(v0, e0), 0.0f, a.clip_max));
+                        _mm256_storeu_ps(image + i + 8, clamp8(_mm256_mul_ps(v1, e1), 0.0f, a.clip_max));
+                    }
+                    for (; i < int32_t(nx); ++i) image[i] = bias_clip_value(a, image[i], generation[i], log_bias[i]);
 #else
                     // The blend inside the voxel loop, two gathers per 16 voxels: with the blend
                     // moved out, GCC 12 leaves the AVX-512 loop scalar ("no vectype").
