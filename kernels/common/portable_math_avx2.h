@@ -1,7 +1,7 @@
 // portable_math.h's log, exp and pow_unit on 8 lanes (AVX2 + FMA builds), operation for
 // operation: the same bits per lane. Written out because g++'s vectorisation of the scalar
 // versions if-converts their branches and clamps into compares and blends, which lengthens the
-// chain of dependent operations that bounds such a loop (the normalisation's).
+// chain of dependent operations that bounds such a loop (the normalisation's, the bias's).
 #pragma once
 
 #include "kernels/common/x86_simd.h"
