@@ -142,7 +142,17 @@ struct PaintTables {
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #define ISS_GMM_PERMUTED_TABLES 1
-// The same where every generation index of the run is below 64 (the presets have 43): each table's
+// Whether every index of the run is below 64: no byte has either of its top two bits set.
+bool all_below_64(const uint8_t* indices, int32_t n) {
+    __m512i bits = _mm512_setzero_si512();
+    for (int32_t e = 0; e < n; e += 64) {
+        const __mmask64 lanes = n - e >= 64 ? ~__mmask64(0) : (__mmask64(1) << (n - e)) - 1;
+        bits = _mm512_or_si512(bits, _mm512_maskz_loadu_epi8(lanes, indices + e));
+    }
+    return _mm512_test_epi8_mask(bits, _mm512_set1_epi8(char(0xC0))) == 0;
+}
+
+// PaintTables where every generation index of the run is below 64 (the presets have 43): each table's
 // first 64 entries held in four vectors, a look-up is two two-vector permutes and a blend in place
 // of a gather, which took a third of the stage (3.1-3.4 against 2.2 ms without look-ups).
 struct PaintTables64 {
@@ -175,24 +185,40 @@ struct PaintTables64 {
             if (target) _mm512_mask_cvtepi32_storeu_epi8(target + e, lanes, look_up(target_of, g));
         }
     }
-};
-
-// Whether every index of the run is below 64: no byte has either of its top two bits set.
-bool all_below_64(const uint8_t* indices, int32_t n) {
-    __m512i bits = _mm512_setzero_si512();
-    for (int32_t e = 0; e < n; e += 64) {
-        const __mmask64 lanes = n - e >= 64 ? ~__mmask64(0) : (__mmask64(1) << (n - e)) - 1;
-        bits = _mm512_or_si512(bits, _mm512_maskz_loadu_epi8(lanes, indices + e));
+    // Paints the run where every index of it is below 64 and says so; else paints nothing.
+    bool paint_if_below_64(const uint8_t* generation, const float* z, int32_t voxels, float* image,
+                           uint8_t* target) const {
+        if (!all_below_64(generation, voxels)) return false;
+        paint(generation, z, voxels, image, target);
+        return true;
     }
-    return _mm512_test_epi8_mask(bits, _mm512_set1_epi8(char(0xC0))) == 0;
-}
+};
 #elif defined(ISS_X86_AVX2)
 #define ISS_GMM_PERMUTED_TABLES 1
-// The same in AVX2, whose gathers are slow: each float table's first 64 entries in eight
-// vectors, a look-up eight permutes (by the index's low 3 bits) and a tree of blends by its
-// bits 3, 4 and 5; the targets' bytes in four 16-byte vectors, 32 look-ups four byte shuffles
-// (low 4 bits) and blends by bits 4 and 5 (the 32 indices read once as bytes for those, and
-// 8 at a time widened to 32 bits for the floats). A run whose indices are all below 8, 16 or
+// The least of 8, 16, 32 and 64 that bounds every index of the run, or 0 if none does: by the
+// OR of its bytes.
+int indices_below(const uint8_t* indices, int32_t n) {
+    __m256i bits = _mm256_setzero_si256();
+    int32_t e = 0;
+    for (; e + 32 <= n; e += 32)
+        bits = _mm256_or_si256(bits, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(indices + e)));
+    uint8_t rest = 0;
+    for (; e < n; ++e) rest |= indices[e];
+    const __m128i half = _mm_or_si128(_mm256_castsi256_si128(bits), _mm256_extracti128_si256(bits, 1));
+    const __m128i quarter = _mm_or_si128(half, _mm_srli_si128(half, 8));
+    uint64_t word = uint64_t(_mm_cvtsi128_si64(quarter));
+    word |= word >> 32;
+    word |= word >> 16;
+    word |= word >> 8;
+    const unsigned all = unsigned(word & 0xff) | rest;
+    return all < 8 ? 8 : all < 16 ? 16 : all < 32 ? 32 : all < 64 ? 64 : 0;
+}
+
+// The AVX-512 path's PaintTables64 in AVX2, whose gathers are slow: each float table's first
+// 64 entries in eight vectors, a look-up eight permutes (by the index's low 3 bits) and a tree
+// of blends by its bits 3, 4 and 5; the targets' bytes in four 16-byte vectors, 32 look-ups four
+// byte shuffles (low 4 bits) and blends by bits 4 and 5 (the 32 indices read once as bytes for
+// those, and 8 at a time widened to 32 bits for the floats). A run whose indices are all below 8, 16 or
 // 32 (the background, or a few structures: 11% off the stage in the infant preset) looks its
 // floats up in the first 1, 2 or 4 vectors only. Voxels past the last whole 32 take
 // PaintTables' loop.
@@ -232,18 +258,20 @@ struct PaintTables64 {
             _mm256_blendv_epi8(_mm256_shuffle_epi8(target_of[2], g), _mm256_shuffle_epi8(target_of[3], g), bit4);
         return _mm256_blendv_epi8(low, high, _mm256_slli_epi16(g, 2));
     }
-    // below: a bound on the run's indices (8, 16, 32 or 64).
-    void paint(const uint8_t* generation, const float* z, int32_t voxels, float* image, uint8_t* target,
-               int below) const {
-        switch (below) {
-            case 8: return paint_below<1>(generation, z, voxels, image, target);
-            case 16: return paint_below<2>(generation, z, voxels, image, target);
-            case 32: return paint_below<4>(generation, z, voxels, image, target);
-            default: return paint_below<8>(generation, z, voxels, image, target);
+    // Paints the run where every index of it is below 64 and says so; else paints nothing.
+    bool paint_if_below_64(const uint8_t* generation, const float* z, int32_t voxels, float* image,
+                           uint8_t* target) const {
+        switch (indices_below(generation, voxels)) {
+            case 8: paint<1>(generation, z, voxels, image, target); return true;
+            case 16: paint<2>(generation, z, voxels, image, target); return true;
+            case 32: paint<4>(generation, z, voxels, image, target); return true;
+            case 64: paint<8>(generation, z, voxels, image, target); return true;
+            default: return false;
         }
     }
+    // The run, its indices below 8 * Parts.
     template <int Parts>
-    void paint_below(const uint8_t* generation, const float* z, int32_t voxels, float* image, uint8_t* target) const {
+    void paint(const uint8_t* generation, const float* z, int32_t voxels, float* image, uint8_t* target) const {
         const int32_t whole = voxels - voxels % 32;
         for (int32_t e = 0; e < whole; e += 32) {
             const __m256i g32 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(generation + e));
@@ -261,24 +289,6 @@ struct PaintTables64 {
     }
 };
 
-// The least of 8, 16, 32 and 64 that bounds every index of the run, or 0 if none does: by the
-// OR of its bytes.
-int indices_below(const uint8_t* indices, int32_t n) {
-    __m256i bits = _mm256_setzero_si256();
-    int32_t e = 0;
-    for (; e + 32 <= n; e += 32)
-        bits = _mm256_or_si256(bits, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(indices + e)));
-    uint8_t rest = 0;
-    for (; e < n; ++e) rest |= indices[e];
-    const __m128i half = _mm_or_si128(_mm256_castsi256_si128(bits), _mm256_extracti128_si256(bits, 1));
-    const __m128i quarter = _mm_or_si128(half, _mm_srli_si128(half, 8));
-    uint64_t word = uint64_t(_mm_cvtsi128_si64(quarter));
-    word |= word >> 32;
-    word |= word >> 16;
-    word |= word >> 8;
-    const unsigned all = unsigned(word & 0xff) | rest;
-    return all < 8 ? 8 : all < 16 ? 16 : all < 32 ? 32 : all < 64 ? 64 : 0;
-}
 #endif
 
 // The CPU path: runs of gmm_cpu_run blocks, their normals drawn in two vectorised loops (the same
@@ -308,17 +318,7 @@ void paint_gmm_cpu(const GmmArgs& a) {
         const uint8_t* generation = a.generation + start;
         uint8_t* target = a.target ? a.target + start : nullptr;
 #if defined(ISS_GMM_PERMUTED_TABLES)
-#if defined(ISS_X86_AVX2)
-        if (const int below = indices_below(generation, voxels)) {
-            tables64.paint(generation, z, voxels, a.image + start, target, below);
-            continue;
-        }
-#else
-        if (all_below_64(generation, voxels)) {
-            tables64.paint(generation, z, voxels, a.image + start, target);
-            continue;
-        }
-#endif
+        if (tables64.paint_if_below_64(generation, z, voxels, a.image + start, target)) continue;
 #endif
         tables.paint(generation, z, voxels, a.image + start, target);
     }
