@@ -351,7 +351,7 @@ void Generator::plan_blur() {
     const std::array<double, 3> sigma{p.blur_sigma[0], p.blur_sigma[1], p.blur_sigma[2]};
     const std::array<BlurArgs, 3> passes =
         separable_blur_passes(b.image_a.data(), b.image_b.data(), p.out_shape, 1, sigma, p.blur_half_width);
-    for (int axis = 0; axis < 3; ++axis) kernels_.blur[axis].a = passes[size_t(axis)];
+    for (int axis = 0; axis < 3; ++axis) kernels_.blur[axis] = BlurBody(passes[size_t(axis)]);
 }
 
 // 4b. A random acquisition resolution: resample to the low-resolution grid (origin-aligned,

@@ -150,31 +150,47 @@ std::vector<float> wavy(size_t n, float amplitude, uint32_t purpose) {
     return v;
 }
 
+// BlurBody runs four voxels of a row a thread: images of whole 16-byte-aligned quads with the
+// taps unrolled (half-widths 0-4), anything else voxel by voxel. Both against the CPU's rows:
+// rows one quad long (no neighbours along x) and several, odd widths, a misaligned image, every
+// unrolled width and two beyond, channels-last volumes.
 TEST(SynthRows, BlurGivesThePerVoxelBodysBits) {
-    const int64_t dim[3] = {6, 3, 2};
-    for (const int64_t channels : {int64_t(1), int64_t(5)})
-        for (const int h : {0, 1, 3})
-            for (int axis = 0; axis < 3; ++axis) {
-                SCOPED_TRACE("channels " + std::to_string(channels) + " h " + std::to_string(h) + " axis " +
-                             std::to_string(axis));
-                const size_t n = size_t(dim[0] * dim[1] * dim[2] * channels);
-                std::vector<float> input(n), by_body(n), by_rows(n, std::nanf(""));
-                for (size_t v = 0; v < n; ++v) input[v] = (v % 3 == 0 ? -0.0f : 1.0f) * float((v * 7919) % 97) / 7.0f;
-                BlurArgs args;
-                args.src = input.data();
-                for (int d = 0; d < 3; ++d) args.dim[d] = dim[d];
-                args.channels = channels;
-                args.axis = axis;
-                args.half_width = h;
-                const std::vector<float> taps = blur_taps(1.3, h);
-                std::copy(taps.begin(), taps.end(), args.taps);
-                args.dst = by_body.data();
-                run_per_voxel(dim, BlurBody{args});
-                args.dst = by_rows.data();
-                DeviceContext cpu;
-                blur_axis(cpu, args);
-                expect_same_bits(by_rows, by_body);
-            }
+    const int64_t dims[][3] = {{6, 3, 2}, {4, 3, 5}, {12, 5, 3}, {9, 2, 6}};
+    for (const auto& dim : dims)
+        for (const int64_t channels : {int64_t(1), int64_t(5)})
+            for (const int misaligned : {0, 1})
+                for (const int h : {0, 1, 2, 3, 4, 5, 7})
+                    for (int axis = 0; axis < 3; ++axis) {
+                        SCOPED_TRACE("dim " + std::to_string(dim[0]) + "x" + std::to_string(dim[1]) + "x" +
+                                     std::to_string(dim[2]) + " channels " + std::to_string(channels) + " misaligned " +
+                                     std::to_string(misaligned) + " h " + std::to_string(h) + " axis " +
+                                     std::to_string(axis));
+                        const size_t n = size_t(dim[0] * dim[1] * dim[2] * channels);
+                        // 16-byte-aligned storage (a std::vector<float> of floats, 4 per quad)
+                        // read from its start or one float on.
+                        std::vector<float> storage(n + 4), by_body(n + 4), by_rows(n + 4, std::nanf(""));
+                        ASSERT_EQ(reinterpret_cast<uintptr_t>(storage.data()) % 16, 0u);
+                        float* input = storage.data() + misaligned;
+                        for (size_t v = 0; v < n; ++v)
+                            input[v] = (v % 3 == 0 ? -0.0f : 1.0f) * float((v * 7919) % 97) / 7.0f;
+                        BlurArgs args;
+                        args.src = input;
+                        for (int d = 0; d < 3; ++d) args.dim[d] = dim[d];
+                        args.channels = channels;
+                        args.axis = axis;
+                        args.half_width = h;
+                        const std::vector<float> taps = blur_taps(1.3, h);
+                        std::copy(taps.begin(), taps.end(), args.taps);
+                        args.dst = by_body.data() + misaligned;
+                        const BlurBody body(args);
+                        EXPECT_EQ(body.grid()[0], (dim[0] + 3) / 4);
+                        run_voxels_as_cuda_does(body);
+                        args.dst = by_rows.data() + misaligned;
+                        DeviceContext cpu;
+                        blur_axis(cpu, args);
+                        expect_same_bits(std::vector<float>(by_rows.begin() + misaligned, by_rows.end() - 4 + misaligned),
+                                         std::vector<float>(by_body.begin() + misaligned, by_body.end() - 4 + misaligned));
+                    }
 }
 
 TEST(SynthRows, FieldResizeAndSquaringGiveThePerVoxelBodysBits) {
