@@ -389,8 +389,7 @@ void Generator::plan_resolution() {
 void Generator::plan_bias_clip() {
     const SampleParams& p = params_;
     Buffers& b = *buffers_;
-    BiasClipArgs& bias = kernels_.bias.a;
-    bias = BiasClipArgs{};
+    BiasClipArgs bias;
     bias.image = b.image_b.data();
     bias.generation = b.generation.data();
     bias.reset_background = p.reset_background;
@@ -402,6 +401,7 @@ void Generator::plan_bias_clip() {
     }
     bias.clip_max = float(config_.clip_max);
     bias.range = b.range.data();
+    kernels_.bias = BiasClipBody(bias);
 }
 
 // 6. Min-max normalisation and gamma.

@@ -671,9 +671,8 @@ struct RunFromBlockOnHost {
     }
     void operator()(const BiasClipBody& body) const {
         operator()<BiasClipBody>(body);
-        const int64_t* g = body.grid();
         uint32_t low = 0xffffffffu, high = 0;
-        for (int64_t v = 0; v < grid_voxels(g); ++v) {
+        for (int64_t v = 0; v < grid_voxels(body.a.dim); ++v) {
             low = std::min(low, float_to_bits(body.a.image[v]));
             high = std::max(high, float_to_bits(body.a.image[v]));
         }

@@ -332,7 +332,23 @@ void check_bias_clip_rows(int64_t nx, int64_t bias_x) {
             a.reset_background = reset;
             std::vector<float> by_body = image, by_rows = image;
             a.image = by_body.data();
-            run_per_voxel(dim, BiasClipBody{a});
+            // The body over its quads as CUDA runs it: each call's range is that of the voxels it
+            // wrote (four, or the row's last), folded as the kernel folds them.
+            const BiasClipBody body(a);
+            ASSERT_EQ(body.grid()[0], (nx + 3) / 4);
+            ValueBits folded;
+            for (int32_t k = 0; k < int32_t(dim[2]); ++k)
+                for (int32_t j = 0; j < int32_t(dim[1]); ++j)
+                    for (int32_t q = 0; q < int32_t(body.grid()[0]); ++q) {
+                        const ValueBits written = body(q, j, k);
+                        ValueBits want;
+                        const int64_t at = (k * dim[1] + j) * nx + 4 * q;
+                        for (int64_t i = 4 * q; i < std::min<int64_t>(nx, 4 * q + 4); ++i) want.add(by_body[size_t(at + i - 4 * q)]);
+                        ASSERT_EQ(written.low, want.low) << "quad " << q << " of row " << j << ", " << k;
+                        ASSERT_EQ(written.high, want.high) << "quad " << q << " of row " << j << ", " << k;
+                        folded.low = std::min(folded.low, written.low);
+                        folded.high = std::max(folded.high, written.high);
+                    }
             a.image = by_rows.data();
             uint32_t range[2] = {7, 7};
             a.range = range;
@@ -341,14 +357,17 @@ void check_bias_clip_rows(int64_t nx, int64_t bias_x) {
             // The range the rows reduce is the body's image's, as the CUDA reduction takes it.
             EXPECT_EQ(range[0], float_to_bits(*std::min_element(by_body.begin(), by_body.end())));
             EXPECT_EQ(range[1], float_to_bits(*std::max_element(by_body.begin(), by_body.end())));
+            EXPECT_EQ(folded.low, range[0]);
+            EXPECT_EQ(folded.high, range[1]);
         }
 }
 
 TEST(SynthRows, BiasClipGivesThePerVoxelBodysBits) {
     // Bias grids whose rows fit one vector (AVX2 blends them by permutes, 8 voxels at a time),
     // wider ones, and one finer than the image (AVX-512's groups of 16 then gather), on rows
-    // that end in 1 and in 7 voxels past a whole 8.
-    for (const int64_t nx : {17, 23})
+    // that end in 1 and in 7 voxels past a whole 8 (CUDA's quads: the last one short), and of
+    // whole quads (CUDA's 128-bit path).
+    for (const int64_t nx : {17, 23, 24})
         for (const int64_t bias_x : {4, 8, 9, 11, 40}) {
             SCOPED_TRACE("rows of " + std::to_string(nx) + ", bias grid " + std::to_string(bias_x) + " wide");
             check_bias_clip_rows(nx, bias_x);

@@ -12,10 +12,10 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "kernels/common/hd.h"
+#include "kernels/common/quad.h"
 
 namespace iss {
 
@@ -33,22 +33,18 @@ struct BlurArgs {
     float taps[2 * max_blur_half_width + 1] = {};
 };
 
-// Four voxels of a row per call, in the launch's index type I (launch.h): the launch's grid is
-// the rows in quads (x in steps of 4). On a GPU the pass is bound by instructions, not memory,
-// and a voxel's index arithmetic and its taps' bounds are the same for its row's neighbours: an
-// image (one channel) whose rows are whole 16-byte-aligned quads is blurred four voxels at a
-// time with 128-bit loads and stores and the taps' loop unrolled for the half-widths up to 4
-// (the infant preset's is 1). Every voxel still gets the fmaf sequence above, in tap order; any
-// other volume (channels-last posteriors, odd widths) runs voxel by voxel.
+// Four voxels of a row per call (kernels/common/quad.h), in the launch's index type I
+// (launch.h). An image (one channel) of whole aligned quads is blurred four voxels at a time
+// with 128-bit loads and stores and the taps' loop unrolled for the half-widths up to 4 (the
+// infant preset's is 1): a run-time tap loop cost each tap its counter, compare, branch and a
+// load of the tap. Every voxel still gets the fmaf sequence above, in tap order; any other
+// volume (channels-last posteriors, odd widths) runs voxel by voxel.
 struct BlurBody {
-    static constexpr int quad = 4;
-    static constexpr int max_unrolled_half_width = 4;  // (a quad either side covers the x taps)
-
     BlurArgs a;
-    int64_t quads[3] = {0, 0, 0};  // the launch's grid: ceil(nx / 4) x ny x nz
+    int64_t quads[3] = {0, 0, 0};  // the launch's grid
 
     BlurBody() = default;
-    explicit BlurBody(const BlurArgs& args) : a(args), quads{(args.dim[0] + quad - 1) / quad, args.dim[1], args.dim[2]} {}
+    explicit BlurBody(const BlurArgs& args) : a(args) { quad_grid(a.dim, quads); }
 
     ISS_HD const int64_t* grid() const { return quads; }
     ISS_HD int64_t index_extent() const { return a.dim[0] * a.dim[1] * a.dim[2] * a.channels; }
@@ -56,13 +52,14 @@ struct BlurBody {
     template <class I>
     ISS_HD void operator()(I q, I j, I k) const {
         const I i = q * I(quad), nx = I(a.dim[0]);
-        if (whole_quads()) {
+        if (a.channels == 1 && whole_aligned_quads(a.src, a.dim[0], sizeof(float)) &&
+            whole_aligned_quads(a.dst, a.dim[0], sizeof(float))) {
             switch (a.half_width) {
                 case 0: return four_sums<0>(i, j, k);
                 case 1: return four_sums<1>(i, j, k);
                 case 2: return four_sums<2>(i, j, k);
                 case 3: return four_sums<3>(i, j, k);
-                case 4: return four_sums<4>(i, j, k);
+                case 4: return four_sums<4>(i, j, k);  // (the widest whose x taps a quad either side holds)
                 default: break;
             }
         }
@@ -90,28 +87,6 @@ struct BlurBody {
     }
 
 private:
-    ISS_HD bool whole_quads() const {
-        const auto address = reinterpret_cast<uintptr_t>(a.src) | reinterpret_cast<uintptr_t>(a.dst);
-        return a.channels == 1 && a.dim[0] % quad == 0 && address % (quad * sizeof(float)) == 0;
-    }
-
-    static ISS_HD_INLINE void load4(const float* p, float v[4]) {
-#if defined(__CUDA_ARCH__)
-        const float4 q = *reinterpret_cast<const float4*>(p);
-        v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
-#else
-        std::memcpy(v, p, 4 * sizeof(float));
-#endif
-    }
-
-    static ISS_HD_INLINE void store4(float* p, const float v[4]) {
-#if defined(__CUDA_ARCH__)
-        *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
-#else
-        std::memcpy(p, v, 4 * sizeof(float));
-#endif
-    }
-
     // Voxels i..i+3 of an image of whole quads, H the half-width. A quad lies wholly inside the
     // row or wholly outside it, so along x a tap is skipped exactly when its quad is outside.
     template <int H, class I>

@@ -65,15 +65,26 @@ ISS_HD_INLINE float blend_column(const float* field, const FieldRows<I>& r, I x,
 // Two columns' blends, then along x.
 ISS_HD_INLINE float blend_along_x(float column0, float column1, float wx) { return detail::lerp(column0, column1, wx); }
 
+// sample_field_rowwise in two parts, for samples that share y and z (a row's): the rows at
+// (py, pz) once, then each sample's blend at px.
+template <int C, class I>
+ISS_HD_INLINE FieldRows<I> field_rows_at(const I dim[3], float py, float pz) {
+    return field_rows<C>(dim[0], dim[1], detail::clamped_taps(py, dim[1]), detail::clamped_taps(pz, dim[2]));
+}
+
+template <int C, class I>
+ISS_HD_INLINE void sample_rows_at(const float* field, const I dim[3], const FieldRows<I>& rows, float px, float out[C]) {
+    const detail::Taps<I> tx = detail::clamped_taps(px, dim[0]);
+    for (int c = 0; c < C; ++c)
+        out[c] = blend_along_x(blend_column(field, rows, tx.i0 * C, c), blend_column(field, rows, tx.i1 * C, c), tx.w1);
+}
+
 // The field at (px, py, pz) in its voxel coordinates, clamped, blended along y and z first,
 // then x. I: int64_t, or int32_t where the field is smaller than 2^31 floats (the same result).
 template <int C, class I>
 ISS_HD_INLINE void sample_field_rowwise(const float* field, const I dim[3], float px, float py, float pz,
                                         float out[C]) {
-    const detail::Taps<I> tx = detail::clamped_taps(px, dim[0]);
-    const FieldRows<I> rows = field_rows<C>(dim[0], dim[1], detail::clamped_taps(py, dim[1]), detail::clamped_taps(pz, dim[2]));
-    for (int c = 0; c < C; ++c)
-        out[c] = blend_along_x(blend_column(field, rows, tx.i0 * C, c), blend_column(field, rows, tx.i1 * C, c), tx.w1);
+    sample_rows_at<C>(field, dim, field_rows_at<C>(dim, py, pz), px, out);
 }
 
 #if !defined(__CUDACC__)  // the CPU rows' helpers (OpenMP is for the host compiler only)

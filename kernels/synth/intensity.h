@@ -14,6 +14,7 @@
 
 #include "kernels/common/hd.h"
 #include "kernels/common/portable_math.h"
+#include "kernels/common/quad.h"
 #include "kernels/synth/field_sample.h"
 
 namespace iss {
@@ -39,29 +40,68 @@ ISS_HD_INLINE float bias_clip_value(const BiasClipArgs& a, float v, uint8_t gene
     return clampf(v, 0.0f, a.clip_max);
 }
 
-// Per voxel (CUDA), in the launch's index type I (launch.h); the CPU samples the bias grid
-// separably with the same operations.
+// The min and max bits of the values a call wrote (see the range above).
+struct ValueBits {
+    uint32_t low = 0xffffffffu, high = 0u;
+    ISS_HD void add(float v) {
+        const uint32_t bits = float_to_bits(v);
+        low = bits < low ? bits : low;
+        high = bits > high ? bits : high;
+    }
+};
+
+// Four voxels of a row per call on CUDA (kernels/common/quad.h; fewer at the end of a row whose
+// length is not a multiple of 4), in the launch's index type I (launch.h): the bias grid's rows
+// at the row's y and z are found once for the four, an image of whole aligned quads moves with
+// 128-bit loads and stores. The CPU samples the grid separably with the same operations.
 struct BiasClipBody {
     BiasClipArgs a;
-    ISS_HD const int64_t* grid() const { return a.dim; }
+    int64_t quads[3] = {0, 0, 0};  // the launch's grid
+
+    BiasClipBody() = default;
+    explicit BiasClipBody(const BiasClipArgs& args) : a(args) { quad_grid(a.dim, quads); }
+
+    ISS_HD const int64_t* grid() const { return quads; }
     ISS_HD int64_t index_extent() const {
         const int64_t image = a.dim[0] * a.dim[1] * a.dim[2];
         const int64_t bias = a.bias ? a.bias_dim[0] * a.bias_dim[1] * a.bias_dim[2] : 0;
         return image > bias ? image : bias;
     }
-    // Returns the value written, for the CUDA kernel that reduces the range as it goes.
+
+    // Returns the range of the values written, which the CUDA kernel reduces as it goes.
     template <class I>
-    ISS_HD float operator()(I i, I j, I k) const {
-        const I at = (k * I(a.dim[1]) + j) * I(a.dim[0]) + i;
-        float b = 0.0f;
-        if (a.bias) {
-            const I bias_dim[3] = {I(a.bias_dim[0]), I(a.bias_dim[1]), I(a.bias_dim[2])};
-            sample_field_rowwise<1>(a.bias, bias_dim, float(i) * a.bias_ratio[0], float(j) * a.bias_ratio[1],
-                                    float(k) * a.bias_ratio[2], &b);
+    ISS_HD ValueBits operator()(I q, I j, I k) const {
+        const I nx = I(a.dim[0]), i = q * I(quad);
+        const I at = (k * I(a.dim[1]) + j) * nx + i;
+        const I bias_dim[3] = {I(a.bias_dim[0]), I(a.bias_dim[1]), I(a.bias_dim[2])};
+        const FieldRows<I> rows =
+            a.bias ? field_rows_at<1>(bias_dim, float(j) * a.bias_ratio[1], float(k) * a.bias_ratio[2]) : FieldRows<I>{};
+        // The log bias and the clip of voxel i + v.
+        auto value = [&](I v, float image, uint8_t generation) {
+            float b = 0.0f;
+            if (a.bias) sample_rows_at<1>(a.bias, bias_dim, rows, float(i + v) * a.bias_ratio[0], &b);
+            return bias_clip_value(a, image, generation, b);
+        };
+        ValueBits range;
+        if (whole_aligned_quads(a.image, a.dim[0], sizeof(float)) && whole_aligned_quads(a.generation, a.dim[0], 1)) {
+            float image[quad];
+            uint8_t generation[quad];
+            load4(a.image + at, image);
+            load4(a.generation + at, generation);
+            for (int v = 0; v < quad; ++v) {
+                image[v] = value(I(v), image[v], generation[v]);
+                range.add(image[v]);
+            }
+            store4(a.image + at, image);
+        } else {
+            const I count = nx - i < I(quad) ? nx - i : I(quad);
+            for (I v = 0; v < count; ++v) {
+                const float written = value(v, a.image[at + v], a.generation[at + v]);
+                a.image[at + v] = written;
+                range.add(written);
+            }
         }
-        const float v = bias_clip_value(a, a.image[at], a.generation[at], b);
-        a.image[at] = v;
-        return v;
+        return range;
     }
 };
 
