@@ -303,8 +303,7 @@ void Generator::plan_velocity() {
 void Generator::plan_deform() {
     const SampleParams& p = params_;
     Buffers& b = *buffers_;
-    DeformArgs& deform = kernels_.deform.a;
-    deform = DeformArgs{};
+    DeformArgs deform;
     deform.map = b.maps[size_t(p.map_index)].data();
     // The integrated field: where the last squaring step (or the resize, without steps) wrote it.
     const int steps = capacity_.steps;
@@ -326,6 +325,7 @@ void Generator::plan_deform() {
     deform.flip_axis = p.flip ? p.flip_axis : -1;
     std::copy(twin_of_.begin(), twin_of_.end(), deform.twin);
     deform.out = b.generation.data();
+    kernels_.deform = DeformBody(deform);
 }
 
 // 3. GMM paint and targets.

@@ -714,7 +714,7 @@ TEST_P(SynthGenerator, SampleKernelsFromTheBlockGiveTheStagesBits) {
         for (uint32_t sample = 0; sample < 8; ++sample) {
             const SampleParams& p = stages.generate(sample);
             const SampleKernels& k = stages.sample_kernels();
-            voxels_seen.insert(grid_voxels(k.deform.grid()));
+            voxels_seen.insert(grid_voxels(k.deform.a.out_dim));
             EXPECT_EQ(grid_voxels(k.resize.grid()) > 0, deformed_and_resampled);
             EXPECT_EQ(grid_voxels(k.resolution[0].grid()) > 0, deformed_and_resampled);
             const size_t voxels = size_t(p.out_shape[0] * p.out_shape[1] * p.out_shape[2]);

@@ -17,6 +17,7 @@
 #include "kernels/common/device.h"
 #include "kernels/common/index_type.h"
 #include "kernels/common/philox.h"
+#include "kernels/common/quad.h"
 #include "kernels/synth/blur.h"
 #include "kernels/synth/deform.h"
 #include "kernels/synth/gmm.h"
@@ -55,6 +56,15 @@ void run_voxels_as_cuda_does(const Body& body) {
 template <class Body>
 void run_per_voxel(const int64_t dim[3], const Body& body) {
     ASSERT_TRUE(std::equal(dim, dim + 3, body.grid()));
+    run_voxels_as_cuda_does(body);
+}
+
+// The same for a body that runs four voxels of a row per call over `dim` (kernels/common/quad.h).
+template <class Body>
+void run_per_quad(const int64_t dim[3], const Body& body) {
+    int64_t quads[3];
+    quad_grid(dim, quads);
+    ASSERT_TRUE(std::equal(quads, quads + 3, body.grid()));
     run_voxels_as_cuda_does(body);
 }
 
@@ -182,9 +192,7 @@ TEST(SynthRows, BlurGivesThePerVoxelBodysBits) {
                         const std::vector<float> taps = blur_taps(1.3, h);
                         std::copy(taps.begin(), taps.end(), args.taps);
                         args.dst = by_body.data() + misaligned;
-                        const BlurBody body(args);
-                        EXPECT_EQ(body.grid()[0], (dim[0] + 3) / 4);
-                        run_voxels_as_cuda_does(body);
+                        run_per_quad(dim, BlurBody(args));
                         args.dst = by_rows.data() + misaligned;
                         DeviceContext cpu;
                         blur_axis(cpu, args);
@@ -277,7 +285,7 @@ void check_deform_rows(const int64_t map_dim[3], const int64_t out_dim[3], const
                 for (int d = 0; d < 3; ++d) a.source_centre[d] = a.centre[d] + 1.5f * float(d) - 1.0f + shift;
                 std::vector<uint8_t> by_body(n), by_rows(n, 255);
                 a.out = by_body.data();
-                run_per_voxel(out_dim, DeformBody{a});
+                run_per_quad(out_dim, DeformBody(a));
                 a.out = by_rows.data();
                 deform_labels(cpu, a);
                 expect_same_bits(by_rows, by_body);

@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "kernels/common/hd.h"
+#include "kernels/common/quad.h"
 #include "kernels/geometry/resample.h"
 #include "kernels/synth/field_sample.h"
 
@@ -61,11 +62,18 @@ ISS_HD_INLINE I deformed_source(const DeformArgs& a, const I map_dim[3], float x
     return (sz * map_dim[1] + sy) * map_dim[0] + sx;
 }
 
-// Per voxel (CUDA), in the launch's index type I (launch.h); the CPU samples the field
-// separably with the same operations (deform.cpp).
+// Four voxels of a row per call on CUDA (kernels/common/quad.h; fewer at the end of a row whose
+// length is not a multiple of 4), in the launch's index type I (launch.h): the field's rows at
+// the row's y and z are found once for the four, and rows of whole aligned quads are stored as
+// one 32-bit word. The CPU samples the field separably with the same operations (deform.cpp).
 struct DeformBody {
     DeformArgs a;
-    ISS_HD const int64_t* grid() const { return a.out_dim; }
+    int64_t quads[3] = {0, 0, 0};  // the launch's grid
+
+    DeformBody() = default;
+    explicit DeformBody(const DeformArgs& args) : a(args) { quad_grid(a.out_dim, quads); }
+
+    ISS_HD const int64_t* grid() const { return quads; }
     // The map, the field's floats, the output, and the map positions q + offset.
     ISS_HD int64_t index_extent() const {
         int64_t extent = a.map_dim[0] * a.map_dim[1] * a.map_dim[2];
@@ -80,21 +88,33 @@ struct DeformBody {
         return extent;
     }
     template <class I>
-    ISS_HD void operator()(I i, I j, I k) const {
+    ISS_HD void operator()(I q, I j, I k) const {
         const I out_dim[3] = {I(a.out_dim[0]), I(a.out_dim[1]), I(a.out_dim[2])};
-        I q[3] = {i, j, k};
-        if (a.flip_axis >= 0) q[a.flip_axis] = out_dim[a.flip_axis] - 1 - q[a.flip_axis];
-        float x[3];
-        for (int d = 0; d < 3; ++d) x[d] = float(q[d] + I(a.offset[d]));
-        float phi[3] = {0, 0, 0};
-        if (a.field) {
-            const I field_dim[3] = {I(a.field_dim[0]), I(a.field_dim[1]), I(a.field_dim[2])};
-            sample_field_rowwise<3>(a.field, field_dim, x[0] * a.field_ratio[0], x[1] * a.field_ratio[1],
-                                    x[2] * a.field_ratio[2], phi);
-        }
+        const I field_dim[3] = {I(a.field_dim[0]), I(a.field_dim[1]), I(a.field_dim[2])};
         const I map_dim[3] = {I(a.map_dim[0]), I(a.map_dim[1]), I(a.map_dim[2])};
-        const uint8_t g = a.map[deformed_source(a, map_dim, x[0], x[1], x[2], phi[0], phi[1], phi[2])];
-        a.out[(k * out_dim[1] + j) * out_dim[0] + i] = a.flip_axis >= 0 ? a.twin[g] : g;
+        // Output voxel (i, j, k) reads map position q + offset, q flipped on the flip axis.
+        auto position = [&](int d, I p) {
+            if (a.flip_axis == d) p = out_dim[d] - 1 - p;
+            return float(p + I(a.offset[d]));
+        };
+        const float y = position(1, j), z = position(2, k);
+        const FieldRows<I> rows =
+            a.field ? field_rows_at<3>(field_dim, y * a.field_ratio[1], z * a.field_ratio[2]) : FieldRows<I>{};
+        const I i = q * I(quad), count = out_dim[0] - i < I(quad) ? out_dim[0] - i : I(quad);
+        uint8_t labels[quad] = {0, 0, 0, 0};
+        for (I v = 0; v < count; ++v) {
+            const float x = position(0, i + v);
+            float phi[3] = {0, 0, 0};
+            if (a.field) sample_rows_at<3>(a.field, field_dim, rows, x * a.field_ratio[0], phi);
+            const uint8_t g = a.map[deformed_source(a, map_dim, x, y, z, phi[0], phi[1], phi[2])];
+            labels[v] = a.flip_axis >= 0 ? a.twin[g] : g;
+        }
+        uint8_t* out = a.out + (k * out_dim[1] + j) * out_dim[0] + i;
+        if (whole_aligned_quads(a.out, a.out_dim[0], 1)) {
+            store4(out, labels);
+        } else {
+            for (I v = 0; v < count; ++v) out[v] = labels[v];
+        }
     }
 };
 
