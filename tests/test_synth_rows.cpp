@@ -386,7 +386,7 @@ TEST(SynthRows, BiasClipGivesThePerVoxelBodysBits) {
 // values below, inside and above the range, and gamma 1 (no power) or not.
 // Values past both ends (clamped), the ends exactly, NaN, and (from 0) values so small that the power
 // takes exp's lower clamp, or that normalise below the normal range (0); a count that is not a
-// multiple of 8 or 16.
+// multiple of 8 or 16 (nor of CUDA's 4).
 TEST(SynthRows, NormaliseGivesThePerVoxelBodysBits) {
     DeviceContext cpu;
     std::vector<float> image = wavy(1037, 150.0f, 6);
@@ -398,19 +398,24 @@ TEST(SynthRows, NormaliseGivesThePerVoxelBodysBits) {
     near_zero[0] = 130.0f;
     const uint32_t range[2] = {float_to_bits(-20.0f), float_to_bits(130.0f)};
     const uint32_t from_zero[2] = {float_to_bits(0.0f), float_to_bits(130.0f)};
-    for (const float gamma : {1.0f, 0.7f, 2.3f}) {
-        for (const bool small : {false, true}) {
-            SCOPED_TRACE("gamma " + std::to_string(gamma) + (small ? ", values near 0" : ""));
-            const std::vector<float>& input = small ? near_zero : image;
-            std::vector<float> by_body = input, by_rows = input;
-            NormaliseGammaArgs a{by_body.data(), int64_t(input.size()), small ? from_zero : range, gamma};
-            const NormaliseGammaBody body{a};
-            for (int64_t v = 0; v < body.count(); ++v) body(v);
-            a.image = by_rows.data();
-            normalise_gamma(cpu, a);
-            expect_same_bits(by_rows, by_body);
-        }
-    }
+    for (const float gamma : {1.0f, 0.7f, 2.3f})
+        for (const bool small : {false, true})
+            for (const int misaligned : {0, 1}) {  // (CUDA's 128-bit path, or value by value)
+                SCOPED_TRACE("gamma " + std::to_string(gamma) + (small ? ", values near 0" : "") +
+                             (misaligned ? ", misaligned" : ""));
+                const std::vector<float>& input = small ? near_zero : image;
+                std::vector<float> storage(input.size() + 1);
+                std::copy(input.begin(), input.end(), storage.begin() + misaligned);
+                NormaliseGammaArgs a{storage.data() + misaligned, int64_t(input.size()), small ? from_zero : range, gamma};
+                const NormaliseGammaBody body{a};
+                ASSERT_EQ(body.count(), (a.count + 3) / 4);  // four values a call, as CUDA runs it
+                for (uint32_t e = 0; e < uint32_t(body.count()); ++e) body(e);
+                const std::vector<float> by_body(storage.begin() + misaligned, storage.begin() + misaligned + a.count);
+                std::vector<float> by_rows = input;
+                a.image = by_rows.data();
+                normalise_gamma(cpu, a);
+                expect_same_bits(by_rows, by_body);
+            }
 }
 
 // Runs of 256 blocks (1024 voxels), and a count that is not a multiple of 4. The runs' generation

@@ -21,9 +21,14 @@ inline void quad_grid(const int64_t dim[3], int64_t quads[3]) {
     quads[2] = dim[2];
 }
 
+// Whether p is aligned to a quad of `bytes_per_voxel` voxels.
+ISS_HD_INLINE bool quad_aligned(const void* p, int bytes_per_voxel) {
+    return reinterpret_cast<uintptr_t>(p) % uintptr_t(quad * bytes_per_voxel) == 0;
+}
+
 // Whether rows nx voxels long of `bytes_per_voxel` at p are whole aligned quads.
 ISS_HD_INLINE bool whole_aligned_quads(const void* p, int64_t nx, int bytes_per_voxel) {
-    return nx % quad == 0 && reinterpret_cast<uintptr_t>(p) % uintptr_t(quad * bytes_per_voxel) == 0;
+    return nx % quad == 0 && quad_aligned(p, bytes_per_voxel);
 }
 
 // Four floats at p (16-byte aligned): one 128-bit access on CUDA.

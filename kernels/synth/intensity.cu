@@ -94,7 +94,8 @@ void bias_clip_cuda_from(DeviceContext& ctx, const BiasClipBody* device_body, ui
 }
 
 void normalise_gamma_cuda(DeviceContext& ctx, const NormaliseGammaArgs& a) {
-    cuda_for_each(ctx, NormaliseGammaBody{a});
+    const NormaliseGammaBody body{a};
+    cuda_for_each(ctx, body.count(), a.count, body);
 }
 
 }  // namespace iss

@@ -24,7 +24,9 @@ public:
     void operator()(const BiasClipBody& body) const {
         bias_clip_cuda_from(ctx_, on_device(body), body.a.range, capacity_.image, capacity_.index_extent);
     }
-    void operator()(const NormaliseGammaBody& body) const { cuda_for_each_from(ctx_, on_device(body), capacity_.image); }
+    void operator()(const NormaliseGammaBody& body) const {
+        cuda_for_each_from(ctx_, on_device(body), (capacity_.image + quad - 1) / quad);
+    }
 
 private:
     template <class Body>
