@@ -262,7 +262,7 @@ void Generator::run(Stage stage) {
         case Stage::deform: deform_labels(ctx_, k.deform.a); break;
         case Stage::paint: paint_gmm(ctx_, k.paint.a); break;
         case Stage::blur:
-            for (const BlurBody& pass : k.blur) blur_axis(ctx_, pass.a);
+            blur_passes(ctx_, {k.blur[0].a, k.blur[1].a, k.blur[2].a});
             break;
         case Stage::resolution:
             if (product(k.resolution[0].grid()) == 0) break;

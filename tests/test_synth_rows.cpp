@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -199,6 +200,36 @@ TEST(SynthRows, BlurGivesThePerVoxelBodysBits) {
                         expect_same_bits(std::vector<float>(by_rows.begin() + misaligned, by_rows.end() - 4 + misaligned),
                                          std::vector<float>(by_body.begin() + misaligned, by_body.end() - 4 + misaligned));
                     }
+}
+
+// The CPU's one sweep of the three passes (blur_passes) against the passes one at a time:
+// volumes of one slice (fewer slices than threads) and of a few, each axis's half-width from 0
+// to more than the volume is long, channels-last volumes, different widths per axis.
+TEST(SynthRows, BlurSweepGivesThePassesBits) {
+    DeviceContext cpu;
+    const int64_t dims[][3] = {{7, 5, 1}, {6, 9, 4}, {13, 4, 11}};
+    const int widths[][3] = {{1, 1, 1}, {0, 2, 3}, {3, 0, 1}, {2, 5, 0}, {1, 1, 6}};
+    for (const auto& dim : dims)
+        for (const auto& h : widths)
+            for (const int64_t channels : {int64_t(1), int64_t(3)}) {
+                SCOPED_TRACE("dim " + std::to_string(dim[0]) + "x" + std::to_string(dim[1]) + "x" + std::to_string(dim[2]) +
+                             " h " + std::to_string(h[0]) + "," + std::to_string(h[1]) + "," + std::to_string(h[2]) +
+                             " channels " + std::to_string(channels));
+                const size_t n = size_t(dim[0] * dim[1] * dim[2] * channels);
+                std::vector<float> input(n);
+                for (size_t v = 0; v < n; ++v) input[v] = (v % 3 == 0 ? -0.0f : 1.0f) * float((v * 7919) % 97) / 7.0f;
+                const std::array<int64_t, 3> size{dim[0], dim[1], dim[2]};
+                const std::array<double, 3> sigma{0.7, 1.3, 2.1};
+                std::vector<float> a = input, b(n, std::nanf(""));
+                for (const BlurArgs& pass : separable_blur_passes(a.data(), b.data(), size, channels, sigma, {h[0], h[1], h[2]}))
+                    blur_axis(cpu, pass);
+                const std::vector<float> by_passes = b;
+                a = input;
+                std::fill(b.begin(), b.end(), std::nanf(""));
+                blur_passes(cpu, separable_blur_passes(a.data(), b.data(), size, channels, sigma, {h[0], h[1], h[2]}));
+                expect_same_bits(b, by_passes);
+                expect_same_bits(a, input);  // the sweep leaves its input as it was
+            }
 }
 
 TEST(SynthRows, FieldResizeAndSquaringGiveThePerVoxelBodysBits) {

@@ -127,8 +127,14 @@ std::vector<float> blur_taps(double sigma, int half_width);
 // One pass along args.axis.
 void blur_axis(DeviceContext& ctx, const BlurArgs& args);
 
+// Three passes in order, x, y, z. Where they are separable_blur_passes' chain (x: a -> b,
+// y: b -> a, z: a -> b), the CPU runs them in one sweep along z (blur.cpp: each slice blurred
+// along x and y into a ring of slices that the z pass reads), so `a` keeps the input there and
+// holds the y pass's result only on CUDA: after the passes, read `b` alone. The same bits.
+void blur_passes(DeviceContext& ctx, const std::array<BlurArgs, 3>& passes);
+
 // The three passes of a separable blur (x, then y, then z) of `channels`-float voxels, from `a`
-// (the input, overwritten by the second pass) through `b` and back: returns the buffer holding
+// (the input, which the passes may overwrite) through `b` and back: returns the buffer holding
 // the result, `b`. Gaussian taps of `sigma` voxels and `half_width` per axis.
 float* blur_separable(DeviceContext& ctx, float* a, float* b, const std::array<int64_t, 3>& dim, int64_t channels,
                       const std::array<double, 3>& sigma, const std::array<int, 3>& half_width);
