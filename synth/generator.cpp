@@ -11,6 +11,7 @@
 #include "io/orientation.h"
 #include "kernels/common/error.h"
 #include "kernels/common/launch.h"  // ISS_CUDA_ONLY, index_extent_of
+#include "kernels/common/quad.h"
 #include "kernels/geometry/resample.h"
 #include "kernels/synth/blur.h"
 #include "kernels/synth/deform.h"
@@ -115,15 +116,31 @@ int64_t product(const std::array<int64_t, 3>& d) { return d[0] * d[1] * d[2]; }
 int64_t product(const int64_t d[3]) { return d[0] * d[1] * d[2]; }
 size_t round_up_256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
-// A sample's voxel bodies index no further than the launches from the block allow (launch.h).
-struct WithinIndexExtent {
+// A sample's voxel bodies index no further than the launches from the block allow (launch.h),
+// and the bodies that run four voxels a call have the quad grid of their voxels (set by their
+// constructors: a body whose arguments were assigned afterwards would launch the wrong grid).
+struct CheckSampleBody {
     int64_t extent;
     template <class Body>
     void operator()(const Body& body) const {
         ISS_REQUIRE(index_extent_of(body, product(body.grid())) <= extent, "generator: a sample past the index extent");
     }
-    void operator()(const GmmBody&) const {}             // flat: indexed by its count, within the capacity
-    void operator()(const NormaliseGammaBody&) const {}
+    void operator()(const BlurBody& body) const { check_quads(body, body.a.dim); }
+    void operator()(const DeformBody& body) const { check_quads(body, body.a.out_dim); }
+    void operator()(const BiasClipBody& body) const { check_quads(body, body.a.dim); }
+    void operator()(const GmmBody&) const {}  // flat: indexed by its count, within the capacity
+    void operator()(const NormaliseGammaBody& body) const {
+        ISS_REQUIRE(body.count() == (body.a.count + quad - 1) / quad, "generator: a normalisation out of step with its image");
+    }
+
+private:
+    template <class Body>
+    void check_quads(const Body& body, const int64_t dim[3]) const {
+        int64_t quads[3];
+        quad_grid(dim, quads);
+        ISS_REQUIRE(std::equal(quads, quads + 3, body.grid()), "generator: a body's quads out of step with its voxels");
+        ISS_REQUIRE(index_extent_of(body, product(dim)) <= extent, "generator: a sample past the index extent");
+    }
 };
 
 }  // namespace
@@ -237,9 +254,9 @@ const SampleParams& Generator::draw(uint32_t sample) {
 // on the device are sized once for the largest sample: this one must fit.
 void Generator::upload_plan() {
     Buffers& b = *buffers_;
-    ISS_REQUIRE(product(kernels_.resize.grid()) <= capacity_.field && product(kernels_.deform.grid()) <= capacity_.image,
+    ISS_REQUIRE(product(kernels_.resize.grid()) <= capacity_.field && product(kernels_.deform.a.out_dim) <= capacity_.image,
                 "generator: a sample larger than the workspace");
-    for_each_sample_kernel(kernels_, capacity_.steps, WithinIndexExtent{capacity_.index_extent});
+    for_each_sample_kernel(kernels_, capacity_.steps, CheckSampleBody{capacity_.index_extent});
     ISS_REQUIRE(b.velocity_offset + sizeof(float) * params_.velocity.size() <= b.bias_offset &&
                     b.bias_offset + sizeof(float) * params_.bias.size() <= b.staging.size(),
                 "generator: a sample's grids larger than the workspace");

@@ -1,10 +1,11 @@
 // The generator's CPU paths run a row at a time (separable field sampling, int32 indices,
-// vectorised loops); CUDA runs the per-voxel bodies. The contract is bit-identity, so each CPU
-// path is compared here, bit for bit, with its body run voxel by voxel on the host in the index
-// type its CUDA launch gives it (32 bits at these sizes): what a GPU computes, checked without
-// one. Inputs are awkward on purpose: odd sizes, fields smaller and larger than the output, flips
+// vectorised loops); CUDA runs the bodies, per voxel or per quad of a row's voxels
+// (kernels/common/quad.h). The contract is bit-identity, so each CPU path is compared here, bit
+// for bit, with its body run on the host over its grid in the index type its CUDA launch gives
+// it (32 bits at these sizes): what a GPU computes, checked without one. Inputs are awkward on purpose: odd sizes, fields smaller and larger than the output, flips
 // along each axis, an oblique affine, negative zeros.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <array>
@@ -163,25 +164,28 @@ std::vector<float> wavy(size_t n, float amplitude, uint32_t purpose) {
 
 // BlurBody runs four voxels of a row a thread: images of whole 16-byte-aligned quads with the
 // taps unrolled (half-widths 0-4), anything else voxel by voxel. Both against the CPU's rows:
-// rows one quad long (no neighbours along x) and several, odd widths, a misaligned image, every
-// unrolled width and two beyond, channels-last volumes.
+// rows one quad long (no neighbours along x) and several, odd widths, the input or the output
+// or both misaligned, every unrolled width and two beyond, channels-last volumes. The floats
+// around the output stay NaN: nothing is written past its ends.
 TEST(SynthRows, BlurGivesThePerVoxelBodysBits) {
     const int64_t dims[][3] = {{6, 3, 2}, {4, 3, 5}, {12, 5, 3}, {9, 2, 6}};
+    const std::pair<int, int> misalignments[] = {{0, 0}, {1, 1}, {0, 1}, {1, 0}};  // floats: input, output
     for (const auto& dim : dims)
         for (const int64_t channels : {int64_t(1), int64_t(5)})
-            for (const int misaligned : {0, 1})
+            for (const auto& [in_offset, out_offset] : misalignments)
                 for (const int h : {0, 1, 2, 3, 4, 5, 7})
                     for (int axis = 0; axis < 3; ++axis) {
                         SCOPED_TRACE("dim " + std::to_string(dim[0]) + "x" + std::to_string(dim[1]) + "x" +
-                                     std::to_string(dim[2]) + " channels " + std::to_string(channels) + " misaligned " +
-                                     std::to_string(misaligned) + " h " + std::to_string(h) + " axis " +
-                                     std::to_string(axis));
+                                     std::to_string(dim[2]) + " channels " + std::to_string(channels) + " offsets " +
+                                     std::to_string(in_offset) + "," + std::to_string(out_offset) + " h " +
+                                     std::to_string(h) + " axis " + std::to_string(axis));
                         const size_t n = size_t(dim[0] * dim[1] * dim[2] * channels);
-                        // 16-byte-aligned storage (a std::vector<float> of floats, 4 per quad)
-                        // read from its start or one float on.
-                        std::vector<float> storage(n + 4), by_body(n + 4), by_rows(n + 4, std::nanf(""));
+                        // 16-byte-aligned storage (std::vector<float>'s), used from its start or one
+                        // float on, with 4 floats to spare after the volume.
+                        std::vector<float> storage(n + 4), by_body(n + 4, std::nanf("")), by_rows(n + 4, std::nanf(""));
                         ASSERT_EQ(reinterpret_cast<uintptr_t>(storage.data()) % 16, 0u);
-                        float* input = storage.data() + misaligned;
+                        ASSERT_EQ(reinterpret_cast<uintptr_t>(by_body.data()) % 16, 0u);
+                        float* input = storage.data() + in_offset;
                         for (size_t v = 0; v < n; ++v)
                             input[v] = (v % 3 == 0 ? -0.0f : 1.0f) * float((v * 7919) % 97) / 7.0f;
                         BlurArgs args;
@@ -192,44 +196,56 @@ TEST(SynthRows, BlurGivesThePerVoxelBodysBits) {
                         args.half_width = h;
                         const std::vector<float> taps = blur_taps(1.3, h);
                         std::copy(taps.begin(), taps.end(), args.taps);
-                        args.dst = by_body.data() + misaligned;
+                        args.dst = by_body.data() + out_offset;
                         run_per_quad(dim, BlurBody(args));
-                        args.dst = by_rows.data() + misaligned;
+                        args.dst = by_rows.data() + out_offset;
                         DeviceContext cpu;
                         blur_axis(cpu, args);
-                        expect_same_bits(std::vector<float>(by_rows.begin() + misaligned, by_rows.end() - 4 + misaligned),
-                                         std::vector<float>(by_body.begin() + misaligned, by_body.end() - 4 + misaligned));
+                        expect_same_bits(by_rows, by_body);
                     }
 }
 
-// The CPU's one sweep of the three passes (blur_passes) against the passes one at a time:
-// volumes of one slice (fewer slices than threads) and of a few, each axis's half-width from 0
-// to more than the volume is long, channels-last volumes, different widths per axis.
+// The CPU's one sweep of the three passes (blur_passes) against the passes one at a time, on 1,
+// 2 and 3 threads: volumes deep enough to sweep (threads' ranges of slices that do not divide
+// evenly) and too shallow (the passes then), each axis's half-width from 0 to more than the
+// volume is wide, channels-last volumes, different widths per axis.
 TEST(SynthRows, BlurSweepGivesThePassesBits) {
     DeviceContext cpu;
-    const int64_t dims[][3] = {{7, 5, 1}, {6, 9, 4}, {13, 4, 11}};
-    const int widths[][3] = {{1, 1, 1}, {0, 2, 3}, {3, 0, 1}, {2, 5, 0}, {1, 1, 6}};
-    for (const auto& dim : dims)
-        for (const auto& h : widths)
-            for (const int64_t channels : {int64_t(1), int64_t(3)}) {
-                SCOPED_TRACE("dim " + std::to_string(dim[0]) + "x" + std::to_string(dim[1]) + "x" + std::to_string(dim[2]) +
-                             " h " + std::to_string(h[0]) + "," + std::to_string(h[1]) + "," + std::to_string(h[2]) +
-                             " channels " + std::to_string(channels));
-                const size_t n = size_t(dim[0] * dim[1] * dim[2] * channels);
-                std::vector<float> input(n);
-                for (size_t v = 0; v < n; ++v) input[v] = (v % 3 == 0 ? -0.0f : 1.0f) * float((v * 7919) % 97) / 7.0f;
-                const std::array<int64_t, 3> size{dim[0], dim[1], dim[2]};
-                const std::array<double, 3> sigma{0.7, 1.3, 2.1};
-                std::vector<float> a = input, b(n, std::nanf(""));
-                for (const BlurArgs& pass : separable_blur_passes(a.data(), b.data(), size, channels, sigma, {h[0], h[1], h[2]}))
-                    blur_axis(cpu, pass);
-                const std::vector<float> by_passes = b;
-                a = input;
-                std::fill(b.begin(), b.end(), std::nanf(""));
-                blur_passes(cpu, separable_blur_passes(a.data(), b.data(), size, channels, sigma, {h[0], h[1], h[2]}));
-                expect_same_bits(b, by_passes);
-                expect_same_bits(a, input);  // the sweep leaves its input as it was
-            }
+    const int threads_before = omp_get_max_threads();
+    const int64_t dims[][3] = {{7, 5, 1}, {6, 9, 25}, {13, 4, 61}};
+    const int widths[][3] = {{1, 1, 1}, {0, 2, 3}, {3, 0, 1}, {2, 5, 0}, {1, 1, 4}};
+    int swept = 0;
+    for (const int threads : {1, 2, 3})
+        for (const auto& dim : dims)
+            for (const auto& h : widths)
+                for (const int64_t channels : {int64_t(1), int64_t(3)}) {
+                    SCOPED_TRACE(std::to_string(threads) + " threads, dim " + std::to_string(dim[0]) + "x" +
+                                 std::to_string(dim[1]) + "x" + std::to_string(dim[2]) + " h " + std::to_string(h[0]) +
+                                 "," + std::to_string(h[1]) + "," + std::to_string(h[2]) + " channels " +
+                                 std::to_string(channels));
+                    omp_set_num_threads(threads);
+                    const size_t n = size_t(dim[0] * dim[1] * dim[2] * channels);
+                    std::vector<float> input(n);
+                    for (size_t v = 0; v < n; ++v) input[v] = (v % 3 == 0 ? -0.0f : 1.0f) * float((v * 7919) % 97) / 7.0f;
+                    const std::array<int64_t, 3> size{dim[0], dim[1], dim[2]};
+                    const std::array<double, 3> sigma{0.7, 1.3, 2.1};
+                    const std::array<int, 3> width{h[0], h[1], h[2]};
+                    std::vector<float> a = input, b(n, std::nanf(""));
+                    for (const BlurArgs& pass : separable_blur_passes(a.data(), b.data(), size, channels, sigma, width))
+                        blur_axis(cpu, pass);
+                    const std::vector<float> by_passes = b;
+                    a = input;
+                    std::fill(b.begin(), b.end(), std::nanf(""));
+                    const std::array<BlurArgs, 3> passes = separable_blur_passes(a.data(), b.data(), size, channels, sigma, width);
+                    blur_passes(cpu, passes);
+                    expect_same_bits(b, by_passes);
+                    if (blur_sweeps(cpu, passes)) {
+                        expect_same_bits(a, input);  // the sweep leaves its input as it was
+                        ++swept;
+                    }
+                }
+    omp_set_num_threads(threads_before);
+    EXPECT_GE(swept, 20) << "too few volumes swept";
 }
 
 TEST(SynthRows, FieldResizeAndSquaringGiveThePerVoxelBodysBits) {
@@ -435,15 +451,16 @@ TEST(SynthRows, NormaliseGivesThePerVoxelBodysBits) {
                 SCOPED_TRACE("gamma " + std::to_string(gamma) + (small ? ", values near 0" : "") +
                              (misaligned ? ", misaligned" : ""));
                 const std::vector<float>& input = small ? near_zero : image;
-                std::vector<float> storage(input.size() + 1);
-                std::copy(input.begin(), input.end(), storage.begin() + misaligned);
-                NormaliseGammaArgs a{storage.data() + misaligned, int64_t(input.size()), small ? from_zero : range, gamma};
+                // The image from the storage's start or one float on, NaN around it (which must
+                // stay: nothing is written past the image's ends).
+                std::vector<float> by_body(input.size() + 4, std::nanf("")), by_rows = by_body;
+                std::copy(input.begin(), input.end(), by_body.begin() + misaligned);
+                std::copy(input.begin(), input.end(), by_rows.begin() + misaligned);
+                NormaliseGammaArgs a{by_body.data() + misaligned, int64_t(input.size()), small ? from_zero : range, gamma};
                 const NormaliseGammaBody body{a};
                 ASSERT_EQ(body.count(), (a.count + 3) / 4);  // four values a call, as CUDA runs it
                 for (uint32_t e = 0; e < uint32_t(body.count()); ++e) body(e);
-                const std::vector<float> by_body(storage.begin() + misaligned, storage.begin() + misaligned + a.count);
-                std::vector<float> by_rows = input;
-                a.image = by_rows.data();
+                a.image = by_rows.data() + misaligned;
                 normalise_gamma(cpu, a);
                 expect_same_bits(by_rows, by_body);
             }

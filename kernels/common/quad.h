@@ -1,8 +1,9 @@
-// Bodies that run four voxels of a row per call on CUDA (the blur, the bias pass). On a GPU the
-// generator's image stages are bound by instructions, not memory, and a voxel's index arithmetic
-// (and what it samples along y and z) is the same for its row's neighbours: four at a time pay
-// it once, and rows of whole 16-byte-aligned quads move with 128-bit loads and stores. The
-// launch's grid is then the rows in quads: ceil(nx / 4) x ny x nz.
+// Bodies that run four voxels of a row per call on CUDA (the blur, the deformation, the bias
+// pass; the normalisation four values of the flat image). On a GPU the generator's image stages
+// are bound by instructions, not memory, and a voxel's index arithmetic (and what it samples
+// along y and z) is the same for its row's neighbours: four at a time pay it once, and rows of
+// whole 16-byte-aligned quads move with 128-bit loads and stores. The launch's grid is then the
+// rows in quads: ceil(nx / 4) x ny x nz.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,12 @@ inline void quad_grid(const int64_t dim[3], int64_t quads[3]) {
     quads[0] = (dim[0] + quad - 1) / quad;
     quads[1] = dim[1];
     quads[2] = dim[2];
+}
+
+// The voxels of the quad that starts at voxel i of a row of n: 4, or fewer at the row's end.
+template <class I>
+ISS_HD_INLINE I quad_count(I i, I n) {
+    return n - i < I(quad) ? n - i : I(quad);
 }
 
 // Whether p is aligned to a quad of `bytes_per_voxel` voxels.

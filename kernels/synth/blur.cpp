@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 
 #include <omp.h>
 
@@ -99,6 +100,7 @@ void blur_rows_across(const float* const* rows, float* dst, int64_t length, cons
         std::fill(dst, dst + length, 0.0f);
         return;
     }
+    for (int t = first; t <= last; ++t) ISS_REQUIRE(rows[t], "blur_rows_across: a row outside the volume between two inside");
     sum_taps(rows + first, taps + first, last - first + 1, dst, 0, length);
 }
 
@@ -159,8 +161,9 @@ void blur_sweep_cpu(const std::array<BlurArgs, 3>& p) {
     {
         const int64_t threads = omp_get_num_threads(), thread = omp_get_thread_num();
         const int64_t k0 = nz * thread / threads, k1 = nz * (thread + 1) / threads;
-        std::vector<float> along_x(static_cast<size_t>(slice)), ring(static_cast<size_t>(slice * ring_slices));
-        auto ring_slice = [&](int64_t s) { return ring.data() + (s % ring_slices) * slice; };
+        // (Uninitialised: every float is written before it is read.)
+        const std::unique_ptr<float[]> along_x(new float[size_t(slice)]), ring(new float[size_t(slice * ring_slices)]);
+        auto ring_slice = [&](int64_t s) { return ring.get() + (s % ring_slices) * slice; };
         const float* rows[2 * max_blur_half_width + 1];
         // The ring holds slices next - ring_slices .. next - 1: all that output slice k reads.
         int64_t next = std::max<int64_t>(0, k0 - hz);
@@ -168,11 +171,11 @@ void blur_sweep_cpu(const std::array<BlurArgs, 3>& p) {
             for (; next <= std::min(nz - 1, k + hz); ++next) {
                 const float* in = x.src + next * slice;
                 for (int64_t j = 0; j < ny; ++j)
-                    blur_row_along(in + j * row, along_x.data() + j * row, nx, x.channels, x.taps, x.half_width);
+                    blur_row_along(in + j * row, along_x.get() + j * row, nx, x.channels, x.taps, x.half_width);
                 float* out = ring_slice(next);
                 for (int64_t j = 0; j < ny; ++j) {
                     for (int t = -hy; t <= hy; ++t)
-                        rows[t + hy] = j + t >= 0 && j + t < ny ? along_x.data() + (j + t) * row : nullptr;
+                        rows[t + hy] = j + t >= 0 && j + t < ny ? along_x.get() + (j + t) * row : nullptr;
                     blur_rows_across(rows, out + j * row, row, y.taps, hy);
                 }
             }
@@ -186,8 +189,15 @@ void blur_sweep_cpu(const std::array<BlurArgs, 3>& p) {
 
 }  // namespace
 
+// Worth it where each thread has at least 4 ring lengths of slices (the slices blurred twice
+// then cost at most an eighth more).
+bool blur_sweeps(const DeviceContext& ctx, const std::array<BlurArgs, 3>& passes) {
+    const int64_t ring_slices = 2 * int64_t(passes[2].half_width) + 1;
+    return !ctx.is_cuda() && chained_passes(passes) && passes[2].dim[2] >= 4 * ring_slices * int64_t(omp_get_max_threads());
+}
+
 void blur_passes(DeviceContext& ctx, const std::array<BlurArgs, 3>& passes) {
-    if (ctx.is_cuda() || !chained_passes(passes)) {
+    if (!blur_sweeps(ctx, passes)) {
         for (const BlurArgs& pass : passes) blur_axis(ctx, pass);
         return;
     }

@@ -63,8 +63,7 @@ struct BlurBody {
                 default: break;
             }
         }
-        const I end = i + I(quad) < nx ? i + I(quad) : nx;
-        for (I x = i; x < end; ++x) sums(x, j, k);
+        for (I x = i; x < i + quad_count(i, nx); ++x) sums(x, j, k);
     }
 
     // The per-voxel sums (any channels, any half-width): the contract's definition.
@@ -128,10 +127,12 @@ std::vector<float> blur_taps(double sigma, int half_width);
 void blur_axis(DeviceContext& ctx, const BlurArgs& args);
 
 // Three passes in order, x, y, z. Where they are separable_blur_passes' chain (x: a -> b,
-// y: b -> a, z: a -> b), the CPU runs them in one sweep along z (blur.cpp: each slice blurred
-// along x and y into a ring of slices that the z pass reads), so `a` keeps the input there and
-// holds the y pass's result only on CUDA: after the passes, read `b` alone. The same bits.
+// y: b -> a, z: a -> b) and the volume has slices enough for the CPU's threads, the CPU runs
+// them in one sweep along z (blur.cpp: each slice blurred along x and y into a ring of slices
+// that the z pass reads), and `a` then keeps the input: after the passes, read `b` alone. The
+// same bits either way; blur_sweeps says which way the CPU goes.
 void blur_passes(DeviceContext& ctx, const std::array<BlurArgs, 3>& passes);
+bool blur_sweeps(const DeviceContext& ctx, const std::array<BlurArgs, 3>& passes);
 
 // The three passes of a separable blur (x, then y, then z) of `channels`-float voxels, from `a`
 // (the input, which the passes may overwrite) through `b` and back: returns the buffer holding
@@ -144,13 +145,14 @@ float* blur_separable(DeviceContext& ctx, float* a, float* b, const std::array<i
 std::array<BlurArgs, 3> separable_blur_passes(float* a, float* b, const std::array<int64_t, 3>& dim, int64_t channels,
                                               const std::array<double, 3>& sigma, const std::array<int, 3>& half_width);
 
-// The CPU's building blocks (host memory): BlurBody's sums a row at a time, each tap applied to
-// the whole row in turn, so every element accumulates the body's fmaf sequence (t from -h to h,
-// taps outside the volume skipped, from 0.0f) in contiguous loops that vectorise.
+// The CPU's building blocks (host memory): BlurBody's sums a row at a time, every element with
+// the body's fmaf sequence (t from -h to h, taps outside the volume skipped, from 0.0f), its
+// taps summed in registers, in loops that vectorise along the row.
 // Along a row of `voxels` voxels of `channels` floats (src and dst distinct):
 void blur_row_along(const float* src, float* dst, int64_t voxels, int64_t channels, const float* taps, int half_width);
 // Across rows: dst[e] = sum over t of taps[t] * rows[t][e] for e < length; rows[t] (2h + 1 of
-// them, t = -h..h) is null for a row outside the volume; dst is none of the rows.
+// them, t = -h..h) is null for a row outside the volume, so the null rows are at the ends of
+// the list (a null between two rows is refused); dst is none of the rows.
 void blur_rows_across(const float* const* rows, float* dst, int64_t length, const float* taps, int half_width);
 void blur_axis_cuda(DeviceContext& ctx, const BlurArgs& args);
 

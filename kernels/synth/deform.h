@@ -100,7 +100,7 @@ struct DeformBody {
         const float y = position(1, j), z = position(2, k);
         const FieldRows<I> rows =
             a.field ? field_rows_at<3>(field_dim, y * a.field_ratio[1], z * a.field_ratio[2]) : FieldRows<I>{};
-        const I i = q * I(quad), count = out_dim[0] - i < I(quad) ? out_dim[0] - i : I(quad);
+        const I i = q * I(quad), count = quad_count(i, out_dim[0]);
         uint8_t labels[quad] = {0, 0, 0, 0};
         for (I v = 0; v < count; ++v) {
             const float x = position(0, i + v);

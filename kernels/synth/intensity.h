@@ -94,7 +94,7 @@ struct BiasClipBody {
             }
             store4(a.image + at, image);
         } else {
-            const I count = nx - i < I(quad) ? nx - i : I(quad);
+            const I count = quad_count(i, nx);
             for (I v = 0; v < count; ++v) {
                 const float written = value(v, a.image[at + v], a.generation[at + v]);
                 a.image[at + v] = written;
