@@ -156,13 +156,19 @@ void blur_sweep_cpu(const std::array<BlurArgs, 3>& p) {
     const BlurArgs &x = p[0], &y = p[1], &z = p[2];
     const int64_t nx = x.dim[0], ny = x.dim[1], nz = x.dim[2], row = nx * x.channels, slice = row * ny;
     const int hy = y.half_width, hz = z.half_width, ring_slices = 2 * hz + 1;
-#pragma omp parallel
+    // Each thread's slice along x and its ring, allocated here, where running out of memory is
+    // an exception the caller sees (inside the parallel region it would end the program);
+    // uninitialised: every float is written before it is read.
+    const int max_threads = omp_get_max_threads();
+    const size_t per_thread = size_t(slice) * size_t(1 + ring_slices);
+    const std::unique_ptr<float[]> scratch(new float[per_thread * size_t(max_threads)]);
+#pragma omp parallel num_threads(max_threads)
     {
         const int64_t threads = omp_get_num_threads(), thread = omp_get_thread_num();
         const int64_t k0 = nz * thread / threads, k1 = nz * (thread + 1) / threads;
-        // (Uninitialised: every float is written before it is read.)
-        const std::unique_ptr<float[]> along_x(new float[size_t(slice)]), ring(new float[size_t(slice * ring_slices)]);
-        auto ring_slice = [&](int64_t s) { return ring.get() + (s % ring_slices) * slice; };
+        float* const along_x = scratch.get() + per_thread * size_t(thread);
+        float* const ring = along_x + slice;
+        auto ring_slice = [&](int64_t s) { return ring + (s % ring_slices) * slice; };
         const float* rows[2 * max_blur_half_width + 1];
         // The ring holds slices next - ring_slices .. next - 1: all that output slice k reads.
         int64_t next = std::max<int64_t>(0, k0 - hz);
@@ -170,11 +176,11 @@ void blur_sweep_cpu(const std::array<BlurArgs, 3>& p) {
             for (; next <= std::min(nz - 1, k + hz); ++next) {
                 const float* in = x.src + next * slice;
                 for (int64_t j = 0; j < ny; ++j)
-                    blur_row_along(in + j * row, along_x.get() + j * row, nx, x.channels, x.taps, x.half_width);
+                    blur_row_along(in + j * row, along_x + j * row, nx, x.channels, x.taps, x.half_width);
                 float* out = ring_slice(next);
                 for (int64_t j = 0; j < ny; ++j) {
                     for (int t = -hy; t <= hy; ++t)
-                        rows[t + hy] = j + t >= 0 && j + t < ny ? along_x.get() + (j + t) * row : nullptr;
+                        rows[t + hy] = j + t >= 0 && j + t < ny ? along_x + (j + t) * row : nullptr;
                     blur_rows_across(rows, out + j * row, row, y.taps, hy);
                 }
             }
