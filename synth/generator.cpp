@@ -11,7 +11,6 @@
 #include "io/orientation.h"
 #include "kernels/common/error.h"
 #include "kernels/common/launch.h"  // ISS_CUDA_ONLY, index_extent_of
-#include "kernels/common/quad.h"
 #include "kernels/geometry/resample.h"
 #include "kernels/synth/blur.h"
 #include "kernels/synth/deform.h"
@@ -116,31 +115,15 @@ int64_t product(const std::array<int64_t, 3>& d) { return d[0] * d[1] * d[2]; }
 int64_t product(const int64_t d[3]) { return d[0] * d[1] * d[2]; }
 size_t round_up_256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
-// A sample's voxel bodies index no further than the launches from the block allow (launch.h),
-// and the bodies that run four voxels a call have the quad grid of their voxels (set by their
-// constructors: a body whose arguments were assigned afterwards would launch the wrong grid).
-struct CheckSampleBody {
+// A sample's voxel bodies index no further than the launches from the block allow (launch.h).
+struct WithinIndexExtent {
     int64_t extent;
     template <class Body>
     void operator()(const Body& body) const {
-        ISS_REQUIRE(index_extent_of(body, product(body.grid())) <= extent, "generator: a sample past the index extent");
+        ISS_REQUIRE(index_extent_of(body, body.grid().count()) <= extent, "generator: a sample past the index extent");
     }
-    void operator()(const BlurBody& body) const { check_quads(body, body.a.dim); }
-    void operator()(const DeformBody& body) const { check_quads(body, body.a.out_dim); }
-    void operator()(const BiasClipBody& body) const { check_quads(body, body.a.dim); }
-    void operator()(const GmmBody&) const {}  // flat: indexed by its count, within the capacity
-    void operator()(const NormaliseGammaBody& body) const {
-        ISS_REQUIRE(body.count() == (body.a.count + quad - 1) / quad, "generator: a normalisation out of step with its image");
-    }
-
-private:
-    template <class Body>
-    void check_quads(const Body& body, const int64_t dim[3]) const {
-        int64_t quads[3];
-        quad_grid(dim, quads);
-        ISS_REQUIRE(std::equal(quads, quads + 3, body.grid()), "generator: a body's quads out of step with its voxels");
-        ISS_REQUIRE(index_extent_of(body, product(dim)) <= extent, "generator: a sample past the index extent");
-    }
+    void operator()(const GmmBody&) const {}             // flat: indexed by its count, within the capacity
+    void operator()(const NormaliseGammaBody&) const {}
 };
 
 }  // namespace
@@ -254,9 +237,9 @@ const SampleParams& Generator::draw(uint32_t sample) {
 // on the device are sized once for the largest sample: this one must fit.
 void Generator::upload_plan() {
     Buffers& b = *buffers_;
-    ISS_REQUIRE(product(kernels_.resize.grid()) <= capacity_.field && product(kernels_.deform.a.out_dim) <= capacity_.image,
+    ISS_REQUIRE(kernels_.resize.grid().count() <= capacity_.field && product(kernels_.deform.a.out_dim) <= capacity_.image,
                 "generator: a sample larger than the workspace");
-    for_each_sample_kernel(kernels_, capacity_.steps, CheckSampleBody{capacity_.index_extent});
+    for_each_sample_kernel(kernels_, capacity_.steps, WithinIndexExtent{capacity_.index_extent});
     ISS_REQUIRE(b.velocity_offset + sizeof(float) * params_.velocity.size() <= b.bias_offset &&
                     b.bias_offset + sizeof(float) * params_.bias.size() <= b.staging.size(),
                 "generator: a sample's grids larger than the workspace");
@@ -272,7 +255,7 @@ void Generator::run(Stage stage) {
     const SampleKernels& k = kernels_;
     switch (stage) {
         case Stage::velocity:
-            if (product(k.resize.grid()) == 0) break;
+            if (k.resize.grid().count() == 0) break;
             resize_field(ctx_, k.resize.a);
             for (int step = 0; step < capacity_.steps; ++step) square_field(ctx_, k.square[step % 2].a);
             break;
@@ -282,7 +265,7 @@ void Generator::run(Stage stage) {
             blur_passes(ctx_, {k.blur[0].a, k.blur[1].a, k.blur[2].a});
             break;
         case Stage::resolution:
-            if (product(k.resolution[0].grid()) == 0) break;
+            if (k.resolution[0].grid().count() == 0) break;
             for (const ResampleBody& pass : k.resolution) resample(ctx_, pass.a);
             break;
         case Stage::bias_clip: bias_clip(ctx_, k.bias.a); break;
@@ -320,11 +303,12 @@ void Generator::plan_velocity() {
 void Generator::plan_deform() {
     const SampleParams& p = params_;
     Buffers& b = *buffers_;
-    DeformArgs deform;
+    DeformArgs& deform = kernels_.deform.a;
+    deform = DeformArgs{};
     deform.map = b.maps[size_t(p.map_index)].data();
     // The integrated field: where the last squaring step (or the resize, without steps) wrote it.
     const int steps = capacity_.steps;
-    deform.field = product(kernels_.resize.grid()) == 0 ? nullptr
+    deform.field = kernels_.resize.grid().count() == 0 ? nullptr
                    : steps == 0                         ? kernels_.resize.a.dst
                                                         : kernels_.square[(steps - 1) % 2].a.dst;
     for (int d = 0; d < 3; ++d) {
@@ -342,7 +326,6 @@ void Generator::plan_deform() {
     deform.flip_axis = p.flip ? p.flip_axis : -1;
     std::copy(twin_of_.begin(), twin_of_.end(), deform.twin);
     deform.out = b.generation.data();
-    kernels_.deform = DeformBody(deform);
 }
 
 // 3. GMM paint and targets.
@@ -368,7 +351,7 @@ void Generator::plan_blur() {
     const std::array<double, 3> sigma{p.blur_sigma[0], p.blur_sigma[1], p.blur_sigma[2]};
     const std::array<BlurArgs, 3> passes =
         separable_blur_passes(b.image_a.data(), b.image_b.data(), p.out_shape, 1, sigma, p.blur_half_width);
-    for (int axis = 0; axis < 3; ++axis) kernels_.blur[axis] = BlurBody(passes[size_t(axis)]);
+    for (int axis = 0; axis < 3; ++axis) kernels_.blur[axis].a = passes[size_t(axis)];
 }
 
 // 4b. A random acquisition resolution: resample to the low-resolution grid (origin-aligned,
@@ -406,7 +389,8 @@ void Generator::plan_resolution() {
 void Generator::plan_bias_clip() {
     const SampleParams& p = params_;
     Buffers& b = *buffers_;
-    BiasClipArgs bias;
+    BiasClipArgs& bias = kernels_.bias.a;
+    bias = BiasClipArgs{};
     bias.image = b.image_b.data();
     bias.generation = b.generation.data();
     bias.reset_background = p.reset_background;
@@ -418,7 +402,6 @@ void Generator::plan_bias_clip() {
     }
     bias.clip_max = float(config_.clip_max);
     bias.range = b.range.data();
-    kernels_.bias = BiasClipBody(bias);
 }
 
 // 6. Min-max normalisation and gamma.

@@ -694,7 +694,7 @@ int64_t grid_voxels(const int64_t* grid) { return grid[0] * grid[1] * grid[2]; }
 struct RunFromBlockOnHost {
     template <class Body>
     void operator()(const Body& body) const {
-        const int64_t* g = body.grid();
+        const LaunchGrid g = body.grid();
         for (int64_t k = 0; k < g[2]; ++k)
             for (int64_t j = 0; j < g[1]; ++j)
                 for (int64_t i = 0; i < g[0]; ++i) body(i, j, k);
@@ -751,8 +751,8 @@ TEST_P(SynthGenerator, SampleKernelsFromTheBlockGiveTheStagesBits) {
             const SampleParams& p = stages.generate(sample);
             const SampleKernels& k = stages.sample_kernels();
             voxels_seen.insert(grid_voxels(k.deform.a.out_dim));
-            EXPECT_EQ(grid_voxels(k.resize.grid()) > 0, deformed_and_resampled);
-            EXPECT_EQ(grid_voxels(k.resolution[0].grid()) > 0, deformed_and_resampled);
+            EXPECT_EQ(k.resize.grid().count() > 0, deformed_and_resampled);
+            EXPECT_EQ(k.resolution[0].grid().count() > 0, deformed_and_resampled);
             const size_t voxels = size_t(p.out_shape[0] * p.out_shape[1] * p.out_shape[2]);
             want_images.push_back(std::vector<float>(voxels));
             want_targets.push_back(std::vector<uint8_t>(voxels));

@@ -19,7 +19,6 @@
 #include "kernels/common/device.h"
 #include "kernels/common/index_type.h"
 #include "kernels/common/philox.h"
-#include "kernels/common/quad.h"
 #include "kernels/synth/blur.h"
 #include "kernels/synth/deform.h"
 #include "kernels/synth/gmm.h"
@@ -40,8 +39,8 @@ void expect_same_bits(const std::vector<T>& got, const std::vector<T>& want) {
 // gives it (kernels/common/index_type.h): what a GPU computes.
 template <class Body>
 void run_voxels_as_cuda_does(const Body& body) {
-    const int64_t* dim = body.grid();
-    const int64_t count = dim[0] * dim[1] * dim[2];
+    const LaunchGrid dim = body.grid();
+    const int64_t count = dim.count();
     auto run = [&](auto index) {
         using I = decltype(index);
         for (I k = 0; k < I(dim[2]); ++k)
@@ -57,16 +56,16 @@ void run_voxels_as_cuda_does(const Body& body) {
 // `dim`: the grid the test means the body to have (checked against the body's own).
 template <class Body>
 void run_per_voxel(const int64_t dim[3], const Body& body) {
-    ASSERT_TRUE(std::equal(dim, dim + 3, body.grid()));
+    const LaunchGrid grid = body.grid();
+    ASSERT_TRUE(grid[0] == dim[0] && grid[1] == dim[1] && grid[2] == dim[2]);
     run_voxels_as_cuda_does(body);
 }
 
 // The same for a body that runs four voxels of a row per call over `dim` (kernels/common/quad.h).
 template <class Body>
 void run_per_quad(const int64_t dim[3], const Body& body) {
-    int64_t quads[3];
-    quad_grid(dim, quads);
-    ASSERT_TRUE(std::equal(quads, quads + 3, body.grid()));
+    const LaunchGrid grid = body.grid();
+    ASSERT_TRUE(grid[0] == (dim[0] + 3) / 4 && grid[1] == dim[1] && grid[2] == dim[2]);
     run_voxels_as_cuda_does(body);
 }
 
@@ -75,7 +74,7 @@ struct IndexWidthProbe {
     int64_t dim[3] = {2, 1, 1};
     int64_t extent = 0;
     int* bits = nullptr;
-    const int64_t* grid() const { return dim; }
+    LaunchGrid grid() const { return voxel_grid(dim); }
     int64_t index_extent() const { return extent; }
     template <class I>
     void operator()(I, I, I) const {
@@ -197,7 +196,7 @@ TEST(SynthRows, BlurGivesThePerVoxelBodysBits) {
                         const std::vector<float> taps = blur_taps(1.3, h);
                         std::copy(taps.begin(), taps.end(), args.taps);
                         args.dst = by_body.data() + out_offset;
-                        run_per_quad(dim, BlurBody(args));
+                        run_per_quad(dim, BlurBody{args});
                         args.dst = by_rows.data() + out_offset;
                         DeviceContext cpu;
                         blur_axis(cpu, args);
@@ -332,7 +331,7 @@ void check_deform_rows(const int64_t map_dim[3], const int64_t out_dim[3], const
                 for (int d = 0; d < 3; ++d) a.source_centre[d] = a.centre[d] + 1.5f * float(d) - 1.0f + shift;
                 std::vector<uint8_t> by_body(n), by_rows(n, 255);
                 a.out = by_body.data();
-                run_per_quad(out_dim, DeformBody(a));
+                run_per_quad(out_dim, DeformBody{a});
                 a.out = by_rows.data();
                 deform_labels(cpu, a);
                 expect_same_bits(by_rows, by_body);
@@ -389,7 +388,7 @@ void check_bias_clip_rows(int64_t nx, int64_t bias_x) {
             a.image = by_body.data();
             // The body over its quads as CUDA runs it: each call's range is that of the voxels it
             // wrote (four, or the row's last), folded as the kernel folds them.
-            const BiasClipBody body(a);
+            const BiasClipBody body{a};
             ASSERT_EQ(body.grid()[0], (nx + 3) / 4);
             ValueBits folded;
             for (int32_t k = 0; k < int32_t(dim[2]); ++k)

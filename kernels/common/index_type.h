@@ -19,6 +19,18 @@ namespace iss {
 // the largest element count it indexes; 32 bits are used only where that fits too.
 inline bool fits_32_bit_index(int64_t count) { return count < (int64_t(1) << 31); }
 
+// The grid a voxel body's launch runs over (x fastest), `body.grid()`: its voxels, or for a body
+// that runs four voxels of a row a call its rows in quads (kernels/common/quad.h). Returned by
+// value, computed from the body's arguments, so that it cannot fall out of step with them.
+struct LaunchGrid {
+    int64_t dim[3];
+    ISS_HD int64_t operator[](int d) const { return dim[d]; }
+    ISS_HD int64_t count() const { return dim[0] * dim[1] * dim[2]; }
+};
+
+// A body's grid of voxels as its launch grid.
+ISS_HD_INLINE LaunchGrid voxel_grid(const int64_t dim[3]) { return LaunchGrid{{dim[0], dim[1], dim[2]}}; }
+
 template <class Body, class = void>
 struct HasIndexExtent : std::false_type {};
 template <class Body>

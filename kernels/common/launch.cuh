@@ -82,8 +82,8 @@ void launch_for(DeviceContext& ctx, int64_t count, int64_t extent, const Launch&
 // Over the body's own grid, body.grid() (x fastest).
 template <class Body>
 void cuda_for_each_voxel(DeviceContext& ctx, const Body& body) {
-    const int64_t* dim = body.grid();
-    const int64_t count = dim[0] * dim[1] * dim[2];
+    const LaunchGrid dim = body.grid();
+    const int64_t count = dim.count();
     const int64_t extent = index_extent_of(body, count);
     launch_for(ctx, count, extent, [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
         using I = decltype(index);
@@ -121,8 +121,8 @@ void cuda_for_each(DeviceContext& ctx, const Body& body) {
 // at its largest); the caller keeps every body within both, which the launch cannot check.
 template <class I, class Body>
 __global__ void voxel_kernel_from(const Body* __restrict__ body) {
-    const int64_t* dim = body->grid();
-    for_each_thread_voxel(I(dim[0]), I(dim[1]), I(dim[0] * dim[1] * dim[2]),
+    const LaunchGrid dim = body->grid();
+    for_each_thread_voxel(I(dim[0]), I(dim[1]), I(dim.count()),
                           [&](auto i, auto j, auto k) { (*body)(i, j, k); });
 }
 

@@ -10,17 +10,14 @@
 #include <cstring>
 
 #include "kernels/common/hd.h"
+#include "kernels/common/index_type.h"
 
 namespace iss {
 
 constexpr int quad = 4;
 
-// The grid of quads over a grid of voxels.
-inline void quad_grid(const int64_t dim[3], int64_t quads[3]) {
-    quads[0] = (dim[0] + quad - 1) / quad;
-    quads[1] = dim[1];
-    quads[2] = dim[2];
-}
+// The launch grid of quads over a grid of voxels.
+ISS_HD_INLINE LaunchGrid quad_grid(const int64_t dim[3]) { return LaunchGrid{{(dim[0] + quad - 1) / quad, dim[1], dim[2]}}; }
 
 // The voxels of the quad that starts at voxel i of a row of n: 4, or fewer at the row's end.
 template <class I>

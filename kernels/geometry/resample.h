@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "kernels/common/hd.h"
+#include "kernels/common/index_type.h"
 #include "kernels/common/portable_math.h"
 
 namespace iss {
@@ -227,7 +228,7 @@ ISS_HD_INLINE void resample_voxel(const ResampleLabelArgs& a, int64_t i, int64_t
 // from a block in device memory, kernels/synth/sample_kernels.h).
 struct ResampleBody {
     ResampleArgs a;
-    ISS_HD const int64_t* grid() const { return a.dst_dim; }
+    ISS_HD LaunchGrid grid() const { return voxel_grid(a.dst_dim); }
     ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const { resample_voxel(a, i, j, k); }
 };
 

@@ -4,6 +4,6 @@
 
 namespace iss {
 
-void blur_axis_cuda(DeviceContext& ctx, const BlurArgs& a) { cuda_for_each_voxel(ctx, BlurBody(a)); }
+void blur_axis_cuda(DeviceContext& ctx, const BlurArgs& a) { cuda_for_each_voxel(ctx, BlurBody{a}); }
 
 }  // namespace iss

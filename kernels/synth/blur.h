@@ -41,12 +41,7 @@ struct BlurArgs {
 // volume (channels-last posteriors, odd widths) runs voxel by voxel.
 struct BlurBody {
     BlurArgs a;
-    int64_t quads[3] = {0, 0, 0};  // the launch's grid
-
-    BlurBody() = default;
-    explicit BlurBody(const BlurArgs& args) : a(args) { quad_grid(a.dim, quads); }
-
-    ISS_HD const int64_t* grid() const { return quads; }
+    ISS_HD LaunchGrid grid() const { return quad_grid(a.dim); }
     ISS_HD int64_t index_extent() const { return a.dim[0] * a.dim[1] * a.dim[2] * a.channels; }
 
     template <class I>

@@ -4,6 +4,6 @@
 
 namespace iss {
 
-void deform_labels_cuda(DeviceContext& ctx, const DeformArgs& a) { cuda_for_each_voxel(ctx, DeformBody(a)); }
+void deform_labels_cuda(DeviceContext& ctx, const DeformArgs& a) { cuda_for_each_voxel(ctx, DeformBody{a}); }
 
 }  // namespace iss

@@ -68,12 +68,7 @@ ISS_HD_INLINE I deformed_source(const DeformArgs& a, const I map_dim[3], float x
 // one 32-bit word. The CPU samples the field separably with the same operations (deform.cpp).
 struct DeformBody {
     DeformArgs a;
-    int64_t quads[3] = {0, 0, 0};  // the launch's grid
-
-    DeformBody() = default;
-    explicit DeformBody(const DeformArgs& args) : a(args) { quad_grid(a.out_dim, quads); }
-
-    ISS_HD const int64_t* grid() const { return quads; }
+    ISS_HD LaunchGrid grid() const { return quad_grid(a.out_dim); }
     // The map, the field's floats, the output, and the map positions q + offset.
     ISS_HD int64_t index_extent() const {
         int64_t extent = a.map_dim[0] * a.map_dim[1] * a.map_dim[2];

@@ -18,9 +18,9 @@ constexpr int range_threads = 256;
 // memory (sample_kernels.h).
 template <class I>
 __device__ void bias_clip_and_range(const BiasClipBody& body) {
-    const int64_t* dim = body.grid();
+    const LaunchGrid dim = body.grid();
     unsigned int low = 0xffffffffu, high = 0u;
-    for_each_thread_voxel(I(dim[0]), I(dim[1]), I(dim[0] * dim[1] * dim[2]), [&](auto q, auto j, auto k) {
+    for_each_thread_voxel(I(dim[0]), I(dim[1]), I(dim.count()), [&](auto q, auto j, auto k) {
         const ValueBits written = body(q, j, k);
         low = min(low, written.low);
         high = max(high, written.high);
@@ -71,8 +71,8 @@ cudaStream_t reset_range(DeviceContext& ctx, uint32_t* range) {
 }  // namespace
 
 void bias_clip_cuda(DeviceContext& ctx, const BiasClipArgs& a) {
-    const BiasClipBody body(a);
-    const int64_t count = body.grid()[0] * body.grid()[1] * body.grid()[2];
+    const BiasClipBody body{a};
+    const int64_t count = body.grid().count();
     const cudaStream_t stream = reset_range(ctx, a.range);
     if (fits_32_bit_index(index_extent_of(body, count)))
         bias_clip_kernel<uint32_t><<<range_blocks(count), range_threads, 0, stream>>>(body);

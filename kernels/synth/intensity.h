@@ -56,12 +56,7 @@ struct ValueBits {
 // 128-bit loads and stores. The CPU samples the grid separably with the same operations.
 struct BiasClipBody {
     BiasClipArgs a;
-    int64_t quads[3] = {0, 0, 0};  // the launch's grid
-
-    BiasClipBody() = default;
-    explicit BiasClipBody(const BiasClipArgs& args) : a(args) { quad_grid(a.dim, quads); }
-
-    ISS_HD const int64_t* grid() const { return quads; }
+    ISS_HD LaunchGrid grid() const { return quad_grid(a.dim); }
     ISS_HD int64_t index_extent() const {
         const int64_t image = a.dim[0] * a.dim[1] * a.dim[2];
         const int64_t bias = a.bias ? a.bias_dim[0] * a.bias_dim[1] * a.bias_dim[2] : 0;

@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "kernels/common/hd.h"
+#include "kernels/common/index_type.h"
 #include "kernels/synth/field_sample.h"
 
 namespace iss {
@@ -34,7 +35,7 @@ struct ResizeFieldArgs {
 // same operations (svf.cpp).
 struct ResizeFieldBody {
     ResizeFieldArgs a;
-    ISS_HD const int64_t* grid() const { return a.dst_dim; }
+    ISS_HD LaunchGrid grid() const { return voxel_grid(a.dst_dim); }
     ISS_HD int64_t index_extent() const {
         const int64_t src = a.src_dim[0] * a.src_dim[1] * a.src_dim[2];
         const int64_t dst = a.dst_dim[0] * a.dst_dim[1] * a.dst_dim[2];
@@ -78,7 +79,7 @@ ISS_HD_INLINE void square_voxel(const SquareFieldArgs& a, const I dim[3], I i, I
 
 struct SquareFieldBody {
     SquareFieldArgs a;
-    ISS_HD const int64_t* grid() const { return a.dim; }
+    ISS_HD LaunchGrid grid() const { return voxel_grid(a.dim); }
     ISS_HD int64_t index_extent() const { return 3 * a.dim[0] * a.dim[1] * a.dim[2]; }
     template <class I>
     ISS_HD void operator()(I i, I j, I k) const {
