@@ -1,10 +1,11 @@
 // Conv3d throughput on the U-Net's own shapes at the infant training crop (128x160x128,
 // batch 1): level 0 (1->24 input, 24->24, 72->24 after the decoder's concatenation, 24->34
-// head with a 1x1x1 kernel) and level 1 (64x80x64: 24->48, 48->48).
+// head with a 1x1x1 kernel), level 1 (64x80x64: 24->48, 48->48), level 2 (32x40x32: 96->96)
+// and the level-0 decoder's fold at inference (64x80x64: 48->192, kernel 2, forward only).
 // Names: Conv3d/<fwd|bwd_data|bwd_weights>/<cpu|cuda>/<D>x<H>x<W>x<Ci>-><Co> (kernel 3, except
-// 24->34, the only 1x1x1 one).
-// Reported: the counter GFLOP, a rate (printed "GFLOP=N/s"), counting 2 * voxels * Co * Ci * k^3
-// per pass (the bias is not counted).
+// 24->34, the only 1x1x1 one), the fold's ending in /k2.
+// Reported: the counter GFLOP, a rate (printed "GFLOP=N/s"), counting 2 * output voxels * Co *
+// Ci * k^3 per pass (the bias is not counted).
 // Setup (allocation, a cheap fill, building the primitives / choosing algorithms) is outside
 // the timed loop; only the tensors a pass touches are allocated (a 128x160x128x72 fp32
 // tensor is 755 MB). CUDA variants are registered only when a device is present.
@@ -66,7 +67,7 @@ void run(benchmark::State& state, iss::Backend backend, iss::ConvShape s, Pass p
         }
         ctx.synchronize();
     }
-    const double flops = 2.0 * double(s.in.voxels()) * double(s.out_c) * double(s.in.c) * double(s.kernel) *
+    const double flops = 2.0 * double(s.out().voxels()) * double(s.out_c) * double(s.in.c) * double(s.kernel) *
                          double(s.kernel) * double(s.kernel);
     state.counters["GFLOP"] =
         benchmark::Counter(flops * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
@@ -80,6 +81,10 @@ void register_all() {
         {iss::Shape5{1, 128, 160, 128, 24}, 34, 1},  // head, 1x1x1 to the 34 labels
         {iss::Shape5{1, 64, 80, 64, 24}, 48, 3},     // level 1, first encoder convolution
         {iss::Shape5{1, 64, 80, 64, 48}, 48, 3},     // level 1, second
+        {iss::Shape5{1, 32, 40, 32, 96}, 96, 3},     // level 2, second
+        // The level-0 decoder's folded upsampling at inference (docs/KERNELS.md): level 1's 48
+        // channels to 8 parities of 24, kernel 2 on the coarse grid. Forward only.
+        {iss::Shape5{1, 64, 80, 64, 48}, 192, 2},
     };
     std::vector<iss::Backend> backends{iss::Backend::cpu};
     if (iss::cuda_device_count() > 0)
@@ -91,11 +96,12 @@ void register_all() {
             for (Pass pass : {Pass::fwd, Pass::bwd_data, Pass::bwd_weights}) {
                 // The network's input needs no gradient: backward-data of the first layer never runs.
                 if (pass == Pass::bwd_data && s.in.c == 1) continue;
+                if (pass != Pass::fwd && s.kernel == 2) continue;
                 const std::string name = std::string("Conv3d/") + pass_name(pass) + "/" +
                                          (backend == iss::Backend::cuda ? "cuda" : "cpu") + "/" +
                                          std::to_string(s.in.d) + "x" + std::to_string(s.in.h) + "x" +
                                          std::to_string(s.in.w) + "x" + std::to_string(s.in.c) + "->" +
-                                         std::to_string(s.out_c);
+                                         std::to_string(s.out_c) + (s.kernel == 2 ? "/k2" : "");
                 benchmark::RegisterBenchmark(name.c_str(),
                                              [backend, s, pass](benchmark::State& st) { run(st, backend, s, pass); })
                     ->UseRealTime()

@@ -1,11 +1,13 @@
 // Conv3d on the CPU with oneDNN (Debian's 2.6: the v2 API with operation descriptors).
 //
-// Activations are given to oneDNN as ndhwc (our channels-last layout, asked for explicitly so
-// no activation is ever reordered); the weights arrive as odhwi and the primitives choose
-// their own blocked weight layout (format `any`), so the user weights are reordered into it
-// before forward / backward-data and the weight gradient is reordered back to odhwi. Bias is
-// a plain vector (`x`). Padding k/2 on every side (nn/conv.h), stride 1. A fused ELU is a
-// post-op of the forward primitive (oneDNN's own exp: within a few ulp of ours).
+// Activations are given to oneDNN as ndhwc (our channels-last layout, asked for explicitly),
+// except that an fp32 forward of 48 input channels or more on a CPU without AVX-512 runs on
+// oneDNN's blocked layout, x reordered into it and the output back (kBlockedForwardFromChannels).
+// The weights arrive as odhwi and the primitives choose their own blocked weight layout (format
+// `any`), so the user weights are reordered into it before forward / backward-data and the
+// weight gradient is reordered back to odhwi. Bias is a plain vector (`x`). Padding k/2 on
+// every side (nn/conv.h), stride 1. A fused ELU is a post-op of the forward primitive (oneDNN's
+// own exp: within a few ulp of ours).
 //
 // fp32 throughout, or in bf16 (ConvShape::precision): the primitives read bf16 inputs (the
 // activation, the incoming gradient, the weights) and write the output and the activation
@@ -36,6 +38,28 @@ using dnnl::memory;
 using tag = dnnl::memory::format_tag;
 constexpr auto f32 = dnnl::memory::data_type::f32;
 constexpr auto bf16 = dnnl::memory::data_type::bf16;
+
+// From this many input channels an fp32 forward on a CPU without AVX-512 runs on oneDNN's
+// blocked activation layout (nCdhw8c), x reordered into it and the output back through the
+// context's workspace. On a Zen 2 EPYC (AVX2), oneDNN 2.6's channels-last kernels ran the
+// U-Net's convolutions of 48 to 384 input channels at 60-85% of the speed of its blocked ones
+// (the decoder's kernel-2 folds at 60%), and the two reorders cost about a fifth of what they
+// save; at 24 channels the blocked kernels were 3-5% faster, less than the reorders cost
+// (docs/PERFORMANCE.md, eighth session).
+constexpr memory::dim kBlockedForwardFromChannels = 48;
+
+// The ISA values are bit sets: AVX512-BF16 is avx512_core_bf16's bits, AMX includes them.
+bool dnnl_isa_includes(dnnl::cpu_isa isa) {
+    const auto bits = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    const auto needed = static_cast<unsigned>(isa);
+    return (bits & needed) == needed;
+}
+
+// Only where it was measured: oneDNN's AVX-512 kernels have their own channels-last code,
+// not timed against their blocked one.
+bool blocked_forward_measured_here() { return !dnnl_isa_includes(dnnl::cpu_isa::avx512_core); }
+
+size_t rounded_to_64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
 class DnnlConv3d final : public ConvBackend {
 public:
@@ -70,7 +94,7 @@ private:
                          const void* ptr, void* space);
     // Bytes of workspace compute_input needs for a tensor of `user_md` (0 when no conversion).
     size_t conversion_bytes(const memory::desc& user_md, const memory::desc& compute_md) const {
-        return user_md == compute_md ? 0 : (compute_md.get_size() + 63) / 64 * 64;
+        return user_md == compute_md ? 0 : rounded_to_64(compute_md.get_size());
     }
     // The shared workspace grown to `bytes` (null when nothing is converted).
     char* workspace(size_t bytes) { return bytes ? static_cast<char*>(ctx_.workspace(bytes)) : nullptr; }
@@ -82,6 +106,9 @@ private:
     // stored in the compute type), and the reorders that convert them otherwise.
     memory::desc x_compute_md_, dy_compute_md_;
     dnnl::reorder to_x_compute_, to_dy_compute_;
+    // Where the forward runs on the blocked layout: x into it, and its output back to ndhwc.
+    bool fwd_blocked_ = false;
+    dnnl::reorder to_fwd_src_, from_fwd_dst_;
 
     dnnl::convolution_forward::primitive_desc fwd_pd_;
     dnnl::convolution_backward_data::primitive_desc bwd_data_pd_;
@@ -145,13 +172,13 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
     // error model of docs/KERNELS.md holds; forward_training so the backward primitives can
     // take it as their hint.
     const auto alg = dnnl::algorithm::convolution_direct;
-    auto forward_pd = [&](const dnnl::primitive_attr& with) {
+    auto forward_pd = [&](const memory::desc& src, const memory::desc& dst, const dnnl::primitive_attr& with) {
         return dnnl::convolution_forward::primitive_desc(
-            dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, x_compute_md_, w_any_md, b_md_,
-                                            y_md_, strides, padding, padding),
+            dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, src, w_any_md, b_md_, dst, strides,
+                                            padding, padding),
             with, engine_);
     };
-    ISS_DNNL_CALL(fwd_pd_ = forward_pd(attr));
+    ISS_DNNL_CALL(fwd_pd_ = forward_pd(x_compute_md_, y_md_, attr));
     // The backward primitives take the plain forward as their hint (oneDNN refuses one with
     // post-ops); the forward that runs then gets the fused ELU.
     // A named descriptor: oneDNN's implementation iterator keeps a pointer to it (next_impl below).
@@ -167,18 +194,38 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
                       dnnl::convolution_backward_weights::desc(alg, x_compute_md_, dw_any_md, b_md_, dy_compute_md_,
                                                                strides, padding, padding),
                       attr, engine_, fwd_pd_));
+    dnnl::primitive_attr fwd_attr = attr;
     if (s.elu_alpha > 0) {
         dnnl::post_ops elu;
         ISS_DNNL_CALL(elu.append_eltwise(1.0f, dnnl::algorithm::eltwise_elu, s.elu_alpha, 0.0f));
-        dnnl::primitive_attr fused = attr;
-        ISS_DNNL_CALL(fused.set_post_ops(elu));
-        ISS_DNNL_CALL(fwd_pd_ = forward_pd(fused));
+        ISS_DNNL_CALL(fwd_attr.set_post_ops(elu));
+        ISS_DNNL_CALL(fwd_pd_ = forward_pd(x_compute_md_, y_md_, fwd_attr));
+    }
+    // From kBlockedForwardFromChannels on, an fp32 forward on the activation layout oneDNN
+    // prefers, where that is another layout for the same implementation (not a fallback).
+    if (compute == f32 && ci >= kBlockedForwardFromChannels && blocked_forward_measured_here()) {
+        memory::desc x_any, y_any;
+        ISS_DNNL_CALL(x_any = memory::desc({n, ci, d, h, w}, f32, tag::any));
+        ISS_DNNL_CALL(y_any = memory::desc({n, co, out.d, out.h, out.w}, f32, tag::any));
+        dnnl::convolution_forward::primitive_desc blocked;
+        ISS_DNNL_CALL(blocked = forward_pd(x_any, y_any, fwd_attr));
+        if (!(blocked.src_desc() == x_md_ && blocked.dst_desc() == y_md_) &&
+            std::string(blocked.impl_info_str()) == fwd_pd_.impl_info_str()) {
+            fwd_pd_ = blocked;
+            fwd_blocked_ = true;
+            ISS_DNNL_CALL(to_fwd_src_ = dnnl::reorder(
+                              dnnl::reorder::primitive_desc(engine_, x_md_, engine_, fwd_pd_.src_desc())));
+            ISS_DNNL_CALL(from_fwd_dst_ = dnnl::reorder(
+                              dnnl::reorder::primitive_desc(engine_, fwd_pd_.dst_desc(), engine_, y_md_)));
+        }
     }
 
-    // Activations were asked for as ndhwc: a primitive descriptor either honours that or fails
-    // to be created. Checked anyway, since a silent change of layout would read garbage.
-    ISS_REQUIRE(fwd_pd_.src_desc() == x_compute_md_ && fwd_pd_.dst_desc() == y_md_ && fwd_pd_.bias_desc() == b_md_,
-                "Conv3d (oneDNN): forward primitive changed an activation or bias layout");
+    // Activations were asked for as ndhwc (except by a blocked forward, which reorders through
+    // its own descriptors): a primitive descriptor either honours that or fails to be created.
+    // Checked anyway, since a silent change of layout would read garbage.
+    ISS_REQUIRE(fwd_blocked_ || (fwd_pd_.src_desc() == x_compute_md_ && fwd_pd_.dst_desc() == y_md_),
+                "Conv3d (oneDNN): forward primitive changed an activation layout");
+    ISS_REQUIRE(fwd_pd_.bias_desc() == b_md_, "Conv3d (oneDNN): forward primitive changed the bias layout");
     ISS_REQUIRE(bwd_data_pd_.diff_src_desc() == x_md_ && bwd_data_pd_.diff_dst_desc() == dy_compute_md_,
                 "Conv3d (oneDNN): backward-data primitive changed an activation layout");
     ISS_REQUIRE(bwd_weights_pd_.src_desc() == x_compute_md_ && bwd_weights_pd_.diff_dst_desc() == dy_compute_md_ &&
@@ -251,8 +298,24 @@ memory DnnlConv3d::compute_input(const memory::desc& user_md, const memory::desc
 }
 
 void DnnlConv3d::forward(const void* x, const float* w, const float* b, void* y) {
-    char* space = workspace(conversion_bytes(x_md_, x_compute_md_));
     const memory weights = weights_for(w, fwd_reorder_, to_fwd_w_, fwd_w_);
+    if (fwd_blocked_) {
+        // x and the output in the blocked layout, side by side in the workspace (fp32: x needs
+        // no conversion of type).
+        const size_t src_bytes = rounded_to_64(fwd_pd_.src_desc().get_size());
+        char* space = workspace(src_bytes + fwd_pd_.dst_desc().get_size());
+        memory src, dst, user_x = wrap(x_md_, x), user_y = wrap(y_md_, y);  // not const: reorder::execute takes memory&
+        ISS_DNNL_CALL(src = memory(fwd_pd_.src_desc(), engine_, space));
+        ISS_DNNL_CALL(dst = memory(fwd_pd_.dst_desc(), engine_, space + src_bytes));
+        dnnl::stream& stream = ctx_.dnnl_stream();
+        ISS_DNNL_CALL(to_fwd_src_.execute(stream, user_x, src));
+        run(fwd_, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_BIAS, wrap(b_md_, b)}, {DNNL_ARG_DST, dst}},
+            fwd_scratch_);
+        ISS_DNNL_CALL(from_fwd_dst_.execute(stream, dst, user_y));
+        ISS_DNNL_CALL(stream.wait());
+        return;
+    }
+    char* space = workspace(conversion_bytes(x_md_, x_compute_md_));
     run(fwd_,
         {{DNNL_ARG_SRC, compute_input(x_md_, x_compute_md_, to_x_compute_, x, space)},
          {DNNL_ARG_WEIGHTS, weights},
@@ -294,17 +357,6 @@ void DnnlConv3d::backward_weights(const void* x, const void* dy, float* dw, floa
 std::unique_ptr<ConvBackend> make_dnnl_conv3d(DeviceContext& ctx, const ConvShape& shape) {
     return std::make_unique<DnnlConv3d>(ctx, shape);
 }
-
-namespace {
-
-// The ISA values are bit sets: AVX512-BF16 is avx512_core_bf16's bits, AMX includes them.
-bool dnnl_isa_includes(dnnl::cpu_isa isa) {
-    const auto bits = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
-    const auto needed = static_cast<unsigned>(isa);
-    return (bits & needed) == needed;
-}
-
-}  // namespace
 
 bool dnnl_bf16_is_native() { return dnnl_isa_includes(dnnl::cpu_isa::avx512_core_bf16); }
 bool dnnl_has_amx() { return dnnl_isa_includes(dnnl::cpu_isa::avx512_core_amx); }

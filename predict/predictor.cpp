@@ -151,7 +151,9 @@ void Predictor::State::forward(const Image& x, size_t* peak_bytes, const UNet::P
         net->predict(g, g.input(input), options.slab_depth, host_out);
     else
         net->predict(g, g.input(input), options.slab_depth, rows);
-    *peak_bytes = std::max(*peak_bytes, pool.peak_bytes());
+    // The convolutions' shared workspace (the CPU's blocked copies of a layer's activations,
+    // cuDNN's work space) is held beside the activations.
+    *peak_bytes = std::max(*peak_bytes, pool.peak_bytes() + ctx.workspace_bytes());
 }
 
 Segmentation Predictor::predict(const Image& image, const std::string& name) {

@@ -106,7 +106,7 @@ struct Case {
 };
 
 // Odd, unequal sizes so a swapped axis cannot pass; channel counts of the U-Net (24 -> 48,
-// the 34-class head) and small ones; a volume thinner than the kernel on every axis; kernel 2
+// the 34-class head, 48 and more) and small ones; a volume thinner than the kernel on every axis; kernel 2
 // (one more output row per axis), with channel counts the CUDA tensor cores take.
 const std::vector<Case>& cases() {
     static const std::vector<Case> all{
@@ -117,6 +117,11 @@ const std::vector<Case>& cases() {
         {"k3 1x1x2x3 2->3", ConvShape{Shape5{1, 1, 2, 3, 2}, 3, 3}},
         {"k2 2x5x6x7 3->5", ConvShape{Shape5{2, 5, 6, 7, 3}, 5, 2}},
         {"k2 1x3x4x5 16->24", ConvShape{Shape5{1, 3, 4, 5, 16}, 24, 2}},
+        // From 48 input channels the CPU's fp32 forward reorders into oneDNN's blocked layout
+        // and back (nn/conv_dnnl.cpp): a batch of 2, a channel count that is not a power of 2,
+        // and a decoder fold's kernel 2 into 4 parities' worth of channels.
+        {"k3 2x3x5x4 48->40", ConvShape{Shape5{2, 3, 5, 4, 48}, 40, 3}},
+        {"k2 1x3x4x5 48->96", ConvShape{Shape5{1, 3, 4, 5, 48}, 96, 2}},
     };
     return all;
 }
@@ -299,18 +304,22 @@ TEST_P(ConvGradient, BackwardIsTheDerivativeOfForward) {
 }
 
 // Same inputs, same bits: repeated calls on one object and a fresh object for the same shape
-// (a resumed training run builds new ones).
+// (a resumed training run builds new ones); with 48 input channels, through the CPU's blocked
+// forward and its reorders in the shared workspace.
 class ConvDeterminism : public test::BackendTest {};
 
 TEST_P(ConvDeterminism, RepeatCallsAndNewObjectsGiveTheSameBits) {
-    const ConvShape s{Shape5{2, 5, 6, 7, 24}, 48, 3};
-    const Inputs in = random_inputs(s, 7);
-    const Outputs once = run_conv(ctx(), s, in, /*repeats=*/3);
-    const Outputs again = run_conv(ctx(), s, in);
-    EXPECT_EQ(once.y, again.y);
-    EXPECT_EQ(once.dx, again.dx);
-    EXPECT_EQ(once.dw, again.dw);
-    EXPECT_EQ(once.db, again.db);
+    for (const int64_t in_c : {24, 48}) {
+        SCOPED_TRACE(::testing::Message() << in_c << " input channels");
+        const ConvShape s{Shape5{2, 5, 6, 7, in_c}, 48, 3};
+        const Inputs in = random_inputs(s, 7);
+        const Outputs once = run_conv(ctx(), s, in, /*repeats=*/3);
+        const Outputs again = run_conv(ctx(), s, in);
+        EXPECT_EQ(once.y, again.y);
+        EXPECT_EQ(once.dx, again.dx);
+        EXPECT_EQ(once.dw, again.dw);
+        EXPECT_EQ(once.db, again.db);
+    }
 }
 
 // bf16 (nn/precision.h): each pass rounds its two inputs to bfloat16 (to nearest, ties to even)
