@@ -2,7 +2,8 @@
 // LIA orientation so the reorientation does real work) with the published U-Net (random
 // weights: the time does not depend on them), flip augmentation on.
 //   Predict/<cpu|cuda>/155x175x149: wall time per scan; counters: seconds of each stage
-//   (preprocess, network, postprocess) and the network's peak activation bytes.
+//   (preprocess, network, postprocess) and the bytes the network held (its activations'
+//   blocks and the convolutions' workspace).
 //   Predict/<cpu|cuda>/155x175x149/keras: the same network given as a Keras .h5 file (as the
 //   published T1.h5), imported in memory: the scan's time must not differ.
 //   KerasImport/published: reading and checking that 13.2-million-parameter file.

@@ -258,14 +258,22 @@ PoolAllocator::~PoolAllocator() {
 void PoolAllocator::release_cached() {
     for (const auto& [size, p] : state_->free_blocks) ctx_.release(p);
     state_->free_blocks.clear();
+    state_->cached = 0;
 }
 
 Block PoolAllocator::allocate(size_t bytes) {
     const size_t size = round_up(std::max<size_t>(bytes, 1));
     void* ptr = nullptr;
-    const auto it = state_->free_blocks.find(size);
+    // From kBestFitBytes on, the smallest cached block that holds the request (a predict's
+    // tensors come in many sizes: the encoder's whole volume, then each level's slabs; cached
+    // by exact size only, its blocks held 2.1 GB where 0.86 GB were ever live at once). Below
+    // it, a block of the same size only, so that no small tensor holds a large block.
+    const auto it = size >= kBestFitBytes ? state_->free_blocks.lower_bound(size) : state_->free_blocks.find(size);
+    size_t held = size;
     if (it != state_->free_blocks.end()) {
         ptr = it->second;
+        held = it->first;
+        state_->cached -= held;
         state_->free_blocks.erase(it);
     } else {
         try {
@@ -275,18 +283,19 @@ Block PoolAllocator::allocate(size_t bytes) {
             ptr = ctx_.allocate(size);
         }
     }
-    state_->live += size;
+    state_->live += held;
     state_->peak = std::max(state_->peak, state_->live);
     std::shared_ptr<State> state = state_;
     DeviceContext* ctx = &ctx_;
     Block block;
     block.ptr = ptr;
     block.bytes = bytes;
-    block.holder = std::shared_ptr<void>(ptr, [state, ctx, size](void* p) {
-        state->live -= size;
-        if (state->ctx)
-            state->free_blocks.emplace(size, p);
-        else
+    block.holder = std::shared_ptr<void>(ptr, [state, ctx, held](void* p) {
+        state->live -= held;
+        if (state->ctx) {
+            state->free_blocks.emplace(held, p);
+            state->cached += held;
+        } else
             ctx->release(p);
     });
     return block;

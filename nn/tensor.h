@@ -7,7 +7,8 @@
 //                   that no two blocks alive at once overlap, and later steps replay that plan:
 //                   no device allocation, the same addresses every step. A step that allocates
 //                   otherwise (another shape) is served from the cache and recorded again.
-//   PoolAllocator   inference: freed blocks go to a cache by size, reused by later allocations.
+//   PoolAllocator   inference: freed blocks go to a cache by size, reused by later allocations
+//                   (from 1 MiB on the smallest cached block that holds one).
 #pragma once
 
 #include <cstddef>
@@ -117,17 +118,24 @@ public:
     Block allocate(size_t bytes) override;
     DeviceContext& context() override { return ctx_; }
 
+    // Bytes of the blocks that live tensors hold (a block may be larger than its tensor), their
+    // peak, and everything the pool holds from the device (live and cached blocks).
     size_t live_bytes() const { return state_->live; }
     size_t peak_bytes() const { return state_->peak; }
+    size_t capacity_bytes() const { return state_->live + state_->cached; }
     // Gives the cached free blocks back to the device (when later allocations will be of other
     // sizes, e.g. the next scan of a folder has another shape: the cache would only grow).
     void release_cached();
 
+    // Requests of this many bytes or more may take a larger cached block (the smallest that
+    // holds them); smaller ones only a block of their own size.
+    static constexpr size_t kBestFitBytes = size_t(1) << 20;
+
 private:
     struct State {
         DeviceContext* ctx = nullptr;
-        std::multimap<size_t, void*> free_blocks;
-        size_t live = 0, peak = 0;
+        std::multimap<size_t, void*> free_blocks;  // by size
+        size_t live = 0, peak = 0, cached = 0;
     };
     DeviceContext& ctx_;
     std::shared_ptr<State> state_;  // outlives the pool while blocks are still held

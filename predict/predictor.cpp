@@ -151,9 +151,10 @@ void Predictor::State::forward(const Image& x, size_t* peak_bytes, const UNet::P
         net->predict(g, g.input(input), options.slab_depth, host_out);
     else
         net->predict(g, g.input(input), options.slab_depth, rows);
-    // The convolutions' shared workspace (the CPU's blocked copies of a layer's activations,
-    // cuDNN's work space) is held beside the activations.
-    *peak_bytes = std::max(*peak_bytes, pool.peak_bytes() + ctx.workspace_bytes());
+    // What the network holds: its pool's blocks, live or cached for the next forward (more than
+    // were ever live at once), and the convolutions' shared workspace (the CPU's blocked copies
+    // of a layer's activations, cuDNN's work space).
+    *peak_bytes = std::max(*peak_bytes, pool.capacity_bytes() + ctx.workspace_bytes());
 }
 
 Segmentation Predictor::predict(const Image& image, const std::string& name) {

@@ -100,6 +100,43 @@ TEST(NnPoolAllocator, FreesAsValuesAreDropped) {
     EXPECT_EQ(pool.peak_bytes(), size_t(2) * 2048);
 }
 
+// From PoolAllocator::kBestFitBytes on, a request takes the smallest cached block that holds
+// it, counted at the block's size; below, only a block of its own size.
+TEST(NnPoolAllocator, LargeRequestsTakeTheSmallestCachedBlockThatHoldsThem) {
+    DeviceContext ctx;
+    PoolAllocator pool(ctx);
+    const size_t mib = size_t(1) << 20;
+    void *three = nullptr, *eight = nullptr, *small = nullptr;
+    {
+        const Block a = pool.allocate(3 * mib), b = pool.allocate(8 * mib), c = pool.allocate(64 * 1024);
+        three = a.ptr;
+        eight = b.ptr;
+        small = c.ptr;
+    }
+    EXPECT_EQ(pool.live_bytes(), 0u);
+    EXPECT_EQ(pool.capacity_bytes(), 11 * mib + 64 * 1024);
+    {
+        const Block two = pool.allocate(2 * mib);
+        EXPECT_EQ(two.ptr, three);
+        EXPECT_EQ(two.bytes, 2 * mib);
+        EXPECT_EQ(pool.live_bytes(), 3 * mib);  // the block held, not the request
+        const Block five = pool.allocate(5 * mib);
+        EXPECT_EQ(five.ptr, eight);
+        const Block another = pool.allocate(2 * mib);  // nothing cached holds it: a new block
+        EXPECT_NE(another.ptr, three);
+        EXPECT_NE(another.ptr, eight);
+        EXPECT_EQ(pool.capacity_bytes(), 13 * mib + 64 * 1024);
+        const Block tiny = pool.allocate(1024);  // below the threshold: not the 64 KiB block
+        EXPECT_NE(tiny.ptr, small);
+        const Block same = pool.allocate(64 * 1024);
+        EXPECT_EQ(same.ptr, small);
+    }
+    EXPECT_EQ(pool.live_bytes(), 0u);
+    EXPECT_EQ(pool.peak_bytes(), 13 * mib + 64 * 1024 + 1024);
+    pool.release_cached();
+    EXPECT_EQ(pool.capacity_bytes(), 0u);
+}
+
 // A fused ELU has no backward: conv3d takes one only with gradients off, so a training graph
 // never records a node whose backward would skip the ELU's.
 TEST(NnOps, FusedEluIsForInferenceOnly) {
