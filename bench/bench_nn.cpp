@@ -16,8 +16,8 @@
 //   .../bf16                               the same in bf16 (bf16 tensors and convolutions), where native
 // Counters: GFLOP/s of the published network's convolutions (2 * voxels * Co * Ci * k^3 per
 // conv, the decoders' over the concatenation however they run; the backward counts twice the
-// forward) and peak_bytes of the activations (arena or pool peak, weights
-// and optimizer state not included). Sizes can be shrunk for a quick look with
+// forward) and peak_bytes of the activations (the arena's peak, or the pool's peak of the blocks
+// held, a block possibly larger than its tensor; weights and optimizer state not included). Sizes can be shrunk for a quick look with
 // --benchmark_filter and the environment variable INFANT_BENCH_SCALE=2 (halves each axis).
 #include <benchmark/benchmark.h>
 
@@ -144,7 +144,7 @@ void unet_forward(benchmark::State& state, Backend backend, Shape5 shape, int64_
                                                    benchmark::Counter::kIsRate);
     state.counters["peak_bytes"] = double(pool.peak_bytes());
     // The convolutions' shared workspace, outside the pool (bf16: the first layer's fp32 input
-    // converted).
+    // converted; fp32 on an AVX2 CPU: the blocked forward's copies of a layer's activations).
     state.counters["workspace_bytes"] = double(ctx.workspace_bytes());
 }
 

@@ -36,6 +36,10 @@ void require_tensor(const void* ptr, const char* call, const char* name) {
     ISS_REQUIRE(ptr != nullptr, "Conv3d::", call, ": tensor '", name, "' is null");
 }
 
+void require_backward(const ConvShape& s, const char* call) {
+    ISS_REQUIRE(!s.forward_only, "Conv3d::", call, ": this engine was made for forward passes only (forward_only)");
+}
+
 }  // namespace
 
 Conv3d::Conv3d(DeviceContext& ctx, const ConvShape& shape) : ctx_(ctx), shape_(shape), impl_(std::make_unique<Impl>()) {
@@ -66,6 +70,7 @@ void Conv3d::forward(const void* x, const float* w, const float* b, void* y) {
 }
 
 void Conv3d::backward_data(const void* dy, const float* w, void* dx) {
+    require_backward(shape_, "backward_data");
     require_tensor(dy, "backward_data", "dy");
     require_tensor(w, "backward_data", "w");
     require_tensor(dx, "backward_data", "dx");
@@ -73,11 +78,14 @@ void Conv3d::backward_data(const void* dy, const float* w, void* dx) {
 }
 
 void Conv3d::backward_weights(const void* x, const void* dy, float* dw, float* db) {
+    require_backward(shape_, "backward_weights");
     require_tensor(x, "backward_weights", "x");
     require_tensor(dy, "backward_weights", "dy");
     require_tensor(dw, "backward_weights", "dw");
     require_tensor(db, "backward_weights", "db");
     impl_->backend->backward_weights(x, dy, dw, db);
 }
+
+bool Conv3d::forward_reorders_activations() const { return impl_->backend->forward_reorders_activations(); }
 
 }  // namespace iss

@@ -42,6 +42,11 @@ struct ConvShape {
     // in registers; cuDNN through our ELU kernel after the bias), saving a pass over y. The
     // backward passes are the convolution's alone (the gradient before the ELU).
     float elu_alpha = 0.0f;
+    // An engine for inference: only the forward pass runs (the backward passes refuse), so no
+    // backward primitive is built, and an fp32 forward on the CPU may go through oneDNN's
+    // blocked layout (nn/conv_dnnl.cpp), whose copies of the activations a training step's
+    // 72-channel decoder convolution would make large.
+    bool forward_only = false;
 
     int64_t padding() const { return kernel / 2; }
     // The output's shape: the input's, one larger on every spatial axis for kernel 2.
@@ -52,7 +57,7 @@ struct ConvShape {
     int64_t weight_count() const { return out_c * kernel * kernel * kernel * in.c; }
     bool operator==(const ConvShape& o) const {
         return in == o.in && out_c == o.out_c && kernel == o.kernel && precision == o.precision &&
-               x_type == o.x_type && y_type == o.y_type && elu_alpha == o.elu_alpha;
+               x_type == o.x_type && y_type == o.y_type && elu_alpha == o.elu_alpha && forward_only == o.forward_only;
     }
 };
 
@@ -68,6 +73,9 @@ public:
     void forward(const void* x, const float* w, const float* b, void* y);
     void backward_data(const void* dy, const float* w, void* dx);
     void backward_weights(const void* x, const void* dy, float* dw, float* db);
+    // Whether the forward reorders its activations into a library layout and back (the CPU's
+    // blocked forward, nn/conv_dnnl.cpp): for tests and benchmarks.
+    bool forward_reorders_activations() const;
 
     struct Impl;  // oneDNN or cuDNN state, per backend
 

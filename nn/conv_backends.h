@@ -16,6 +16,7 @@ public:
     virtual void forward(const void* x, const float* w, const float* b, void* y) = 0;
     virtual void backward_data(const void* dy, const float* w, void* dx) = 0;
     virtual void backward_weights(const void* x, const void* dy, float* dw, float* db) = 0;
+    virtual bool forward_reorders_activations() const { return false; }
 };
 
 // CPU: oneDNN primitives for this shape, created once.

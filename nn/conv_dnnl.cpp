@@ -1,8 +1,9 @@
 // Conv3d on the CPU with oneDNN (Debian's 2.6: the v2 API with operation descriptors).
 //
 // Activations are given to oneDNN as ndhwc (our channels-last layout, asked for explicitly),
-// except that an fp32 forward of 48 input channels or more on a CPU without AVX-512 runs on
-// oneDNN's blocked layout, x reordered into it and the output back (kBlockedForwardFromChannels).
+// except that an inference engine's (ConvShape::forward_only) fp32 forward of 48 input channels
+// or more on an AVX2 CPU without AVX-512 runs on oneDNN's blocked layout, x reordered into it and
+// the output back (kBlockedForwardFromChannels). An inference engine builds no backward primitive.
 // The weights arrive as odhwi and the primitives choose their own blocked weight layout (format
 // `any`), so the user weights are reordered into it before forward / backward-data and the
 // weight gradient is reordered back to odhwi. Bias is a plain vector (`x`). Padding k/2 on
@@ -39,9 +40,9 @@ using tag = dnnl::memory::format_tag;
 constexpr auto f32 = dnnl::memory::data_type::f32;
 constexpr auto bf16 = dnnl::memory::data_type::bf16;
 
-// From this many input channels an fp32 forward on a CPU without AVX-512 runs on oneDNN's
-// blocked activation layout (nCdhw8c), x reordered into it and the output back through the
-// context's workspace. On a Zen 2 EPYC (AVX2), oneDNN 2.6's channels-last kernels ran the
+// From this many input channels an inference's fp32 forward on an AVX2 CPU without AVX-512 runs
+// on oneDNN's blocked activation layout (nCdhw8c), x reordered into it and the output back
+// through the context's workspace. On a Zen 2 EPYC (AVX2), oneDNN 2.6's channels-last kernels ran the
 // U-Net's convolutions of 48 to 384 input channels at 60-85% of the speed of its blocked ones
 // (the decoder's kernel-2 folds at 60%), and the two reorders cost about a fifth of what they
 // save; at 24 channels the blocked kernels were 3-5% faster, less than the reorders cost
@@ -55,9 +56,11 @@ bool dnnl_isa_includes(dnnl::cpu_isa isa) {
     return (bits & needed) == needed;
 }
 
-// Only where it was measured: oneDNN's AVX-512 kernels have their own channels-last code,
-// not timed against their blocked one.
-bool blocked_forward_measured_here() { return !dnnl_isa_includes(dnnl::cpu_isa::avx512_core); }
+// Only where it was measured, AVX2: oneDNN's AVX-512 kernels have their own channels-last code,
+// not timed against their blocked one, and older CPUs were not timed either.
+bool blocked_forward_measured_here() {
+    return dnnl_isa_includes(dnnl::cpu_isa::avx2) && !dnnl_isa_includes(dnnl::cpu_isa::avx512_core);
+}
 
 size_t rounded_to_64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
@@ -69,6 +72,7 @@ public:
     void forward(const void* x, const float* w, const float* b, void* y) override;
     void backward_data(const void* dy, const float* w, void* dx) override;
     void backward_weights(const void* x, const void* dy, float* dw, float* db) override;
+    bool forward_reorders_activations() const override { return fwd_blocked_; }
 
 private:
     // A caller's tensor as a dnnl::memory: a handle over the pointer, no copy. oneDNN's
@@ -179,21 +183,24 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
             with, engine_);
     };
     ISS_DNNL_CALL(fwd_pd_ = forward_pd(x_compute_md_, y_md_, attr));
-    // The backward primitives take the plain forward as their hint (oneDNN refuses one with
-    // post-ops); the forward that runs then gets the fused ELU.
-    // A named descriptor: oneDNN's implementation iterator keeps a pointer to it (next_impl below).
-    std::optional<dnnl::convolution_backward_data::desc> bwd_data_desc;
-    ISS_DNNL_CALL(bwd_data_desc.emplace(alg, x_md_, w_any_md, dy_compute_md_, strides, padding, padding));
-    ISS_DNNL_CALL(bwd_data_pd_ = dnnl::convolution_backward_data::primitive_desc(*bwd_data_desc, attr, engine_, fwd_pd_));
-    // oneDNN 2.6's 1x1 bf16 backward-data kernel for AVX512-BF16 (the one it picks where AMX is
-    // absent) returns a wrong diff_src when the output channels are odd (1, 5, 15, 17, 31 and 33
-    // tried; every even count right), e.g. the head of a model with an odd number of labels.
-    // Found by ConvBf16 on such a CPU; the next implementation oneDNN offers is right.
-    if (compute == bf16 && k == 1 && co % 2 == 1) skip_implementation(bwd_data_pd_, "jit_bf16_1x1");
-    ISS_DNNL_CALL(bwd_weights_pd_ = dnnl::convolution_backward_weights::primitive_desc(
-                      dnnl::convolution_backward_weights::desc(alg, x_compute_md_, dw_any_md, b_md_, dy_compute_md_,
-                                                               strides, padding, padding),
-                      attr, engine_, fwd_pd_));
+    if (!s.forward_only) {
+        // The backward primitives take the plain forward as their hint (oneDNN refuses one with
+        // post-ops); the forward that runs then gets the fused ELU.
+        // A named descriptor: oneDNN's implementation iterator keeps a pointer to it (next_impl below).
+        std::optional<dnnl::convolution_backward_data::desc> bwd_data_desc;
+        ISS_DNNL_CALL(bwd_data_desc.emplace(alg, x_md_, w_any_md, dy_compute_md_, strides, padding, padding));
+        ISS_DNNL_CALL(bwd_data_pd_ =
+                          dnnl::convolution_backward_data::primitive_desc(*bwd_data_desc, attr, engine_, fwd_pd_));
+        // oneDNN 2.6's 1x1 bf16 backward-data kernel for AVX512-BF16 (the one it picks where AMX is
+        // absent) returns a wrong diff_src when the output channels are odd (1, 5, 15, 17, 31 and 33
+        // tried; every even count right), e.g. the head of a model with an odd number of labels.
+        // Found by ConvBf16 on such a CPU; the next implementation oneDNN offers is right.
+        if (compute == bf16 && k == 1 && co % 2 == 1) skip_implementation(bwd_data_pd_, "jit_bf16_1x1");
+        ISS_DNNL_CALL(bwd_weights_pd_ = dnnl::convolution_backward_weights::primitive_desc(
+                          dnnl::convolution_backward_weights::desc(alg, x_compute_md_, dw_any_md, b_md_,
+                                                                   dy_compute_md_, strides, padding, padding),
+                          attr, engine_, fwd_pd_));
+    }
     dnnl::primitive_attr fwd_attr = attr;
     if (s.elu_alpha > 0) {
         dnnl::post_ops elu;
@@ -201,22 +208,24 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
         ISS_DNNL_CALL(fwd_attr.set_post_ops(elu));
         ISS_DNNL_CALL(fwd_pd_ = forward_pd(x_compute_md_, y_md_, fwd_attr));
     }
-    // From kBlockedForwardFromChannels on, an fp32 forward on the activation layout oneDNN
-    // prefers, where that is another layout for the same implementation (not a fallback).
-    if (compute == f32 && ci >= kBlockedForwardFromChannels && blocked_forward_measured_here()) {
-        memory::desc x_any, y_any;
-        ISS_DNNL_CALL(x_any = memory::desc({n, ci, d, h, w}, f32, tag::any));
-        ISS_DNNL_CALL(y_any = memory::desc({n, co, out.d, out.h, out.w}, f32, tag::any));
-        dnnl::convolution_forward::primitive_desc blocked;
-        ISS_DNNL_CALL(blocked = forward_pd(x_any, y_any, fwd_attr));
-        if (!(blocked.src_desc() == x_md_ && blocked.dst_desc() == y_md_) &&
-            std::string(blocked.impl_info_str()) == fwd_pd_.impl_info_str()) {
-            fwd_pd_ = blocked;
-            fwd_blocked_ = true;
-            ISS_DNNL_CALL(to_fwd_src_ = dnnl::reorder(
-                              dnnl::reorder::primitive_desc(engine_, x_md_, engine_, fwd_pd_.src_desc())));
-            ISS_DNNL_CALL(from_fwd_dst_ = dnnl::reorder(
-                              dnnl::reorder::primitive_desc(engine_, fwd_pd_.dst_desc(), engine_, y_md_)));
+    // From kBlockedForwardFromChannels on, an inference's fp32 forward on the activation layout
+    // oneDNN prefers, where that runs the same implementation (not a fallback). Only an
+    // optimisation: where oneDNN cannot build it, the ndhwc forward stays.
+    if (s.forward_only && compute == f32 && ci >= kBlockedForwardFromChannels && blocked_forward_measured_here()) {
+        try {
+            const memory::desc x_any({n, ci, d, h, w}, f32, tag::any);
+            const memory::desc y_any({n, co, out.d, out.h, out.w}, f32, tag::any);
+            const dnnl::convolution_forward::primitive_desc blocked = forward_pd(x_any, y_any, fwd_attr);
+            if (!(blocked.src_desc() == x_md_ && blocked.dst_desc() == y_md_) &&
+                std::string(blocked.impl_info_str()) == fwd_pd_.impl_info_str()) {
+                const dnnl::reorder to_src(dnnl::reorder::primitive_desc(engine_, x_md_, engine_, blocked.src_desc()));
+                const dnnl::reorder from_dst(dnnl::reorder::primitive_desc(engine_, blocked.dst_desc(), engine_, y_md_));
+                fwd_pd_ = blocked;
+                to_fwd_src_ = to_src;
+                from_fwd_dst_ = from_dst;
+                fwd_blocked_ = true;
+            }
+        } catch (const dnnl::error&) {
         }
     }
 
@@ -226,43 +235,45 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
     ISS_REQUIRE(fwd_blocked_ || (fwd_pd_.src_desc() == x_compute_md_ && fwd_pd_.dst_desc() == y_md_),
                 "Conv3d (oneDNN): forward primitive changed an activation layout");
     ISS_REQUIRE(fwd_pd_.bias_desc() == b_md_, "Conv3d (oneDNN): forward primitive changed the bias layout");
-    ISS_REQUIRE(bwd_data_pd_.diff_src_desc() == x_md_ && bwd_data_pd_.diff_dst_desc() == dy_compute_md_,
-                "Conv3d (oneDNN): backward-data primitive changed an activation layout");
-    ISS_REQUIRE(bwd_weights_pd_.src_desc() == x_compute_md_ && bwd_weights_pd_.diff_dst_desc() == dy_compute_md_ &&
-                    bwd_weights_pd_.diff_bias_desc() == b_md_,
-                "Conv3d (oneDNN): backward-weights primitive changed an activation or bias layout");
-
     ISS_DNNL_CALL(fwd_ = dnnl::convolution_forward(fwd_pd_));
-    ISS_DNNL_CALL(bwd_data_ = dnnl::convolution_backward_data(bwd_data_pd_));
-    ISS_DNNL_CALL(bwd_weights_ = dnnl::convolution_backward_weights(bwd_weights_pd_));
-
     // Weight layouts chosen by the primitives; a copy and a reorder for each that is not odhwi.
-    memory::desc fwd_w_md, bwd_data_w_md, bwd_dw_md;
+    memory::desc fwd_w_md, fwd_sp;
     ISS_DNNL_CALL(fwd_w_md = fwd_pd_.weights_desc());
-    ISS_DNNL_CALL(bwd_data_w_md = bwd_data_pd_.weights_desc());
-    ISS_DNNL_CALL(bwd_dw_md = bwd_weights_pd_.diff_weights_desc());
+    ISS_DNNL_CALL(fwd_sp = fwd_pd_.scratchpad_desc());
     fwd_reorder_ = !(fwd_w_md == w_user_md_);  // always in bf16: the type differs
-    bwd_data_reorder_ = !(bwd_data_w_md == w_user_md_);
-    bwd_weights_reorder_ = !(bwd_dw_md == w_user_md_);
     if (fwd_reorder_) {
         ISS_DNNL_CALL(fwd_w_ = memory(fwd_w_md, engine_));
         ISS_DNNL_CALL(to_fwd_w_ = dnnl::reorder(dnnl::reorder::primitive_desc(engine_, w_user_md_, engine_, fwd_w_md)));
     }
-    if (bwd_data_reorder_) {
-        ISS_DNNL_CALL(bwd_data_w_ = memory(bwd_data_w_md, engine_));
-        ISS_DNNL_CALL(to_bwd_data_w_ =
-                          dnnl::reorder(dnnl::reorder::primitive_desc(engine_, w_user_md_, engine_, bwd_data_w_md)));
-    }
-    if (bwd_weights_reorder_) {
-        ISS_DNNL_CALL(bwd_dw_ = memory(bwd_dw_md, engine_));
-        ISS_DNNL_CALL(from_bwd_dw_ =
-                          dnnl::reorder(dnnl::reorder::primitive_desc(engine_, bwd_dw_md, engine_, w_user_md_)));
+
+    memory::desc bwd_data_sp, bwd_weights_sp;
+    if (!s.forward_only) {
+        ISS_REQUIRE(bwd_data_pd_.diff_src_desc() == x_md_ && bwd_data_pd_.diff_dst_desc() == dy_compute_md_,
+                    "Conv3d (oneDNN): backward-data primitive changed an activation layout");
+        ISS_REQUIRE(bwd_weights_pd_.src_desc() == x_compute_md_ &&
+                        bwd_weights_pd_.diff_dst_desc() == dy_compute_md_ && bwd_weights_pd_.diff_bias_desc() == b_md_,
+                    "Conv3d (oneDNN): backward-weights primitive changed an activation or bias layout");
+        ISS_DNNL_CALL(bwd_data_ = dnnl::convolution_backward_data(bwd_data_pd_));
+        ISS_DNNL_CALL(bwd_weights_ = dnnl::convolution_backward_weights(bwd_weights_pd_));
+        memory::desc bwd_data_w_md, bwd_dw_md;
+        ISS_DNNL_CALL(bwd_data_w_md = bwd_data_pd_.weights_desc());
+        ISS_DNNL_CALL(bwd_dw_md = bwd_weights_pd_.diff_weights_desc());
+        bwd_data_reorder_ = !(bwd_data_w_md == w_user_md_);
+        bwd_weights_reorder_ = !(bwd_dw_md == w_user_md_);
+        if (bwd_data_reorder_) {
+            ISS_DNNL_CALL(bwd_data_w_ = memory(bwd_data_w_md, engine_));
+            ISS_DNNL_CALL(to_bwd_data_w_ =
+                              dnnl::reorder(dnnl::reorder::primitive_desc(engine_, w_user_md_, engine_, bwd_data_w_md)));
+        }
+        if (bwd_weights_reorder_) {
+            ISS_DNNL_CALL(bwd_dw_ = memory(bwd_dw_md, engine_));
+            ISS_DNNL_CALL(from_bwd_dw_ =
+                              dnnl::reorder(dnnl::reorder::primitive_desc(engine_, bwd_dw_md, engine_, w_user_md_)));
+        }
+        ISS_DNNL_CALL(bwd_data_sp = bwd_data_pd_.scratchpad_desc());
+        ISS_DNNL_CALL(bwd_weights_sp = bwd_weights_pd_.scratchpad_desc());
     }
 
-    memory::desc fwd_sp, bwd_data_sp, bwd_weights_sp;
-    ISS_DNNL_CALL(fwd_sp = fwd_pd_.scratchpad_desc());
-    ISS_DNNL_CALL(bwd_data_sp = bwd_data_pd_.scratchpad_desc());
-    ISS_DNNL_CALL(bwd_weights_sp = bwd_weights_pd_.scratchpad_desc());
     const size_t scratch_bytes = std::max({fwd_sp.get_size(), bwd_data_sp.get_size(), bwd_weights_sp.get_size()});
     if (scratch_bytes > 0) {
         scratch_ = ctx_.allocate(scratch_bytes);

@@ -139,7 +139,8 @@ Conv3d& ConvEngines::get(DeviceContext& ctx, const ConvShape& shape) {
 
 Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engines, DType out_type, float elu_alpha) {
     ISS_REQUIRE(elu_alpha == 0 || !g.grad_enabled(), "conv3d: a fused ELU is for inference (gradients off)");
-    const ConvShape shape{x.shape(), engines.out_c(), engines.kernel(), g.precision(), x.dtype(), out_type, elu_alpha};
+    const ConvShape shape{x.shape(), engines.out_c(), engines.kernel(), g.precision(), x.dtype(), out_type, elu_alpha,
+                          !g.grad_enabled()};
     Conv3d& engine = engines.get(g.context(), shape);
     Tensor y = g.make(engine.shape().out(), out_type);
     ParamStore& p = g.params();
@@ -273,10 +274,11 @@ Var upsample_concat_conv(Graph& g, const Var& a, const Var& b, Param weight, Par
     upsample_fold_weights(ctx, p.value(weight), out_c, sa.c, sb.c, w_a.data, w_b.data);
     fill(ctx, no_bias.data, no_bias.size(), 0.0f);
     // Both parts in fp32, so that their sum is rounded once whatever the activations' type.
-    Conv3d& coarse = engines.coarse.get(ctx, ConvShape{sb, 8 * out_c, 2, g.precision(), b.dtype(), DType::f32});
+    Conv3d& coarse =
+        engines.coarse.get(ctx, ConvShape{sb, 8 * out_c, 2, g.precision(), b.dtype(), DType::f32, 0.0f, true});
     Tensor parities = g.make(coarse.shape().out());
     coarse.forward(b.value().raw(), w_b.data, no_bias.data, parities.data);
-    Conv3d& fine = engines.fine.get(ctx, ConvShape{sa, out_c, 3, g.precision(), a.dtype(), DType::f32});
+    Conv3d& fine = engines.fine.get(ctx, ConvShape{sa, out_c, 3, g.precision(), a.dtype(), DType::f32, 0.0f, true});
     Tensor a_part = g.make(fine.shape().out());
     fine.forward(a.value().raw(), w_a.data, p.value(bias), a_part.data);
     const DType out_type = g.activation_type();

@@ -250,8 +250,7 @@ std::string ArenaAllocator::plan_text() const {
 PoolAllocator::PoolAllocator(DeviceContext& ctx) : ctx_(ctx), state_(std::make_shared<State>()) { state_->ctx = &ctx; }
 
 PoolAllocator::~PoolAllocator() {
-    for (const auto& [size, ptr] : state_->free_blocks) ctx_.release(ptr);
-    state_->free_blocks.clear();
+    release_cached();
     state_->ctx = nullptr;  // blocks still held are released directly when dropped
 }
 
@@ -264,11 +263,12 @@ void PoolAllocator::release_cached() {
 Block PoolAllocator::allocate(size_t bytes) {
     const size_t size = round_up(std::max<size_t>(bytes, 1));
     void* ptr = nullptr;
-    // From kBestFitBytes on, the smallest cached block that holds the request (a predict's
-    // tensors come in many sizes: the encoder's whole volume, then each level's slabs; cached
-    // by exact size only, its blocks held 2.1 GB where 0.86 GB were ever live at once). Below
-    // it, a block of the same size only, so that no small tensor holds a large block.
-    const auto it = size >= kBestFitBytes ? state_->free_blocks.lower_bound(size) : state_->free_blocks.find(size);
+    // From kBestFitBytes on, the smallest cached block that holds the request, if at most
+    // kBestFitWaste times its size (a predict's tensors come in many sizes: the encoder's whole
+    // volume, then each level's slabs; cached by exact size only, its blocks held 2.1 GB where
+    // 0.86 GB were ever live at once). Below it, a block of the same size only.
+    auto it = size >= kBestFitBytes ? state_->free_blocks.lower_bound(size) : state_->free_blocks.find(size);
+    if (it != state_->free_blocks.end() && it->first / kBestFitWaste > size) it = state_->free_blocks.end();
     size_t held = size;
     if (it != state_->free_blocks.end()) {
         ptr = it->second;

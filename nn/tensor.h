@@ -8,7 +8,8 @@
 //                   no device allocation, the same addresses every step. A step that allocates
 //                   otherwise (another shape) is served from the cache and recorded again.
 //   PoolAllocator   inference: freed blocks go to a cache by size, reused by later allocations
-//                   (from 1 MiB on the smallest cached block that holds one).
+//                   (from 1 MiB on the smallest cached block that holds one, up to 4 times
+//                   its size).
 #pragma once
 
 #include <cstddef>
@@ -128,8 +129,10 @@ public:
     void release_cached();
 
     // Requests of this many bytes or more may take a larger cached block (the smallest that
-    // holds them); smaller ones only a block of their own size.
+    // holds them, at most kBestFitWaste times their size, so that a small tensor cannot pin a
+    // large block); smaller ones only a block of their own size.
     static constexpr size_t kBestFitBytes = size_t(1) << 20;
+    static constexpr size_t kBestFitWaste = 4;
 
 private:
     struct State {

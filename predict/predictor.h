@@ -52,8 +52,9 @@ struct Segmentation {
     Image resampled;                   // the normalised image the network saw (its grid)
     std::vector<double> volumes_mm3;   // per label (background's entry 0)
     // Wall seconds of each stage ("preprocess", "network", "postprocess"), and the bytes the
-    // network held at most: its activations' blocks and its convolutions' workspace (the other
-    // stages hold a few volumes on the host).
+    // network held at most: its activations' blocks and its convolutions' workspace, which
+    // keeps the size of the largest scan so far (the other stages hold a few volumes on the
+    // host).
     std::vector<std::pair<std::string, double>> stage_seconds;
     size_t network_peak_bytes = 0;
 };

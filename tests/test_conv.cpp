@@ -117,10 +117,12 @@ const std::vector<Case>& cases() {
         {"k3 1x1x2x3 2->3", ConvShape{Shape5{1, 1, 2, 3, 2}, 3, 3}},
         {"k2 2x5x6x7 3->5", ConvShape{Shape5{2, 5, 6, 7, 3}, 5, 2}},
         {"k2 1x3x4x5 16->24", ConvShape{Shape5{1, 3, 4, 5, 16}, 24, 2}},
-        // From 48 input channels the CPU's fp32 forward reorders into oneDNN's blocked layout
-        // and back (nn/conv_dnnl.cpp): a batch of 2, a channel count that is not a power of 2,
-        // and a decoder fold's kernel 2 into 4 parities' worth of channels.
+        // From 48 input channels an inference engine's fp32 forward on an AVX2 CPU reorders into
+        // oneDNN's blocked layout and back (nn/conv_dnnl.cpp): a batch of 2, a channel count
+        // that is not a power of 2, 7 blocks of 8 channels over 45 voxels (a blocked copy that
+        // is not a whole number of 64 bytes), and a decoder fold's kernel 2.
         {"k3 2x3x5x4 48->40", ConvShape{Shape5{2, 3, 5, 4, 48}, 40, 3}},
+        {"k3 1x3x5x3 56->48", ConvShape{Shape5{1, 3, 5, 3, 56}, 48, 3}},
         {"k2 1x3x4x5 48->96", ConvShape{Shape5{1, 3, 4, 5, 48}, 96, 2}},
     };
     return all;
@@ -184,6 +186,41 @@ TEST_P(ConvReference, FusedEluIsTheEluOfTheConvolution) {
                 elu_forward(ctx(), b.data(), b.data(), int64_t(want.size()), alpha);
                 EXPECT_EQ(got.y, b.download()) << "CUDA: the convolution, then our ELU";
             }
+        }
+    }
+}
+
+// An inference engine (ConvShape::forward_only) runs the forward alone, with or without the
+// fused ELU: against the reference as above, exactly on small integers on the CPU without the
+// ELU; its backward passes refuse. On an AVX2 CPU without AVX-512 its fp32 forward from 48
+// input channels goes through oneDNN's blocked layout, and nowhere else.
+TEST_P(ConvReference, InferenceEnginesRunTheForwardAlone) {
+    for (const Case& c : cases()) {
+        for (const float alpha : {0.0f, 1.0f}) {
+            SCOPED_TRACE(testing::Message() << c.name << ", alpha " << alpha);
+            ConvShape s = c.shape;
+            s.elu_alpha = alpha;
+            s.forward_only = true;
+            Conv3d conv(ctx(), s);
+            for (const bool integers : {false, true}) {
+                const Inputs in = random_inputs(s, 23, integers);
+                Buffer<float> x(ctx(), in.x), w(ctx(), in.w), b(ctx(), in.b), y(ctx(), size_t(s.out().size()));
+                conv.forward(x.data(), w.data(), b.data(), y.data());
+                std::vector<double> want = ref::conv3d_forward(s, in.x, in.w, in.b);
+                const bool exact = integers && alpha == 0 && !on_cuda();  // the ELU's exp is not exact
+                const double tol = exact ? 0.0 : tolerance(want) + alpha * 1e-6;
+                if (alpha > 0) want = ref::elu(want, alpha);
+                EXPECT_TRUE(all_near(y.download(), want, tol)) << (integers ? "integers" : "real values");
+            }
+            Buffer<float> w(ctx(), size_t(s.weight_count())), db(ctx(), size_t(s.out_c));
+            Buffer<float> x(ctx(), size_t(s.in.size())), dy(ctx(), size_t(s.out().size()));
+            EXPECT_THROW(conv.backward_data(dy.data(), w.data(), x.data()), Error);
+            EXPECT_THROW(conv.backward_weights(x.data(), dy.data(), w.data(), db.data()), Error);
+#if defined(__x86_64__)
+            const bool avx2_only = __builtin_cpu_supports("avx2") && !__builtin_cpu_supports("avx512f");
+            EXPECT_EQ(conv.forward_reorders_activations(), !on_cuda() && avx2_only && s.in.c >= 48);
+#endif
+            EXPECT_FALSE(Conv3d(ctx(), c.shape).forward_reorders_activations()) << "a training engine";
         }
     }
 }
@@ -304,8 +341,7 @@ TEST_P(ConvGradient, BackwardIsTheDerivativeOfForward) {
 }
 
 // Same inputs, same bits: repeated calls on one object and a fresh object for the same shape
-// (a resumed training run builds new ones); with 48 input channels, through the CPU's blocked
-// forward and its reorders in the shared workspace.
+// (a resumed training run builds new ones); with 24 and 48 input channels.
 class ConvDeterminism : public test::BackendTest {};
 
 TEST_P(ConvDeterminism, RepeatCallsAndNewObjectsGiveTheSameBits) {

@@ -101,12 +101,13 @@ TEST(NnPoolAllocator, FreesAsValuesAreDropped) {
 }
 
 // From PoolAllocator::kBestFitBytes on, a request takes the smallest cached block that holds
-// it, counted at the block's size; below, only a block of its own size.
+// it (up to kBestFitWaste times its size), counted at the block's size; below, only a block of
+// its own size.
 TEST(NnPoolAllocator, LargeRequestsTakeTheSmallestCachedBlockThatHoldsThem) {
     DeviceContext ctx;
     PoolAllocator pool(ctx);
     const size_t mib = size_t(1) << 20;
-    void *three = nullptr, *eight = nullptr, *small = nullptr;
+    void *three = nullptr, *eight = nullptr, *small = nullptr, *two_more = nullptr;
     {
         const Block a = pool.allocate(3 * mib), b = pool.allocate(8 * mib), c = pool.allocate(64 * 1024);
         three = a.ptr;
@@ -125,6 +126,7 @@ TEST(NnPoolAllocator, LargeRequestsTakeTheSmallestCachedBlockThatHoldsThem) {
         const Block another = pool.allocate(2 * mib);  // nothing cached holds it: a new block
         EXPECT_NE(another.ptr, three);
         EXPECT_NE(another.ptr, eight);
+        two_more = another.ptr;
         EXPECT_EQ(pool.capacity_bytes(), 13 * mib + 64 * 1024);
         const Block tiny = pool.allocate(1024);  // below the threshold: not the 64 KiB block
         EXPECT_NE(tiny.ptr, small);
@@ -133,6 +135,14 @@ TEST(NnPoolAllocator, LargeRequestsTakeTheSmallestCachedBlockThatHoldsThem) {
     }
     EXPECT_EQ(pool.live_bytes(), 0u);
     EXPECT_EQ(pool.peak_bytes(), 13 * mib + 64 * 1024 + 1024);
+    {
+        // The 2 and 3 MiB blocks serve 1.5 MiB; the 8 MiB one is more than 4 times that.
+        const Block a = pool.allocate(mib + mib / 2), b = pool.allocate(mib + mib / 2);
+        const Block c = pool.allocate(mib + mib / 2);
+        EXPECT_EQ(a.ptr, two_more);
+        EXPECT_EQ(b.ptr, three);
+        EXPECT_NE(c.ptr, eight);
+    }
     pool.release_cached();
     EXPECT_EQ(pool.capacity_bytes(), 0u);
 }
