@@ -2,8 +2,9 @@
 //
 // Activations are given to oneDNN as ndhwc (our channels-last layout, asked for explicitly),
 // except that an inference engine's (ConvShape::forward_only) fp32 forward of 48 input channels
-// or more on an AVX2 CPU without AVX-512 runs on oneDNN's blocked layout, x reordered into it and
-// the output back (kBlockedForwardFromChannels). An inference engine builds no backward primitive.
+// or more on an AVX2 CPU without AVX-512 runs on oneDNN's blocked layout, x reordered into it
+// and the output back (kBlockedForwardFromChannels). An inference engine builds no backward
+// primitive.
 // The weights arrive as odhwi and the primitives choose their own blocked weight layout (format
 // `any`), so the user weights are reordered into it before forward / backward-data and the
 // weight gradient is reordered back to odhwi. Bias is a plain vector (`x`). Padding k/2 on
@@ -42,11 +43,11 @@ constexpr auto bf16 = dnnl::memory::data_type::bf16;
 
 // From this many input channels an inference's fp32 forward on an AVX2 CPU without AVX-512 runs
 // on oneDNN's blocked activation layout (nCdhw8c), x reordered into it and the output back
-// through the context's workspace. On a Zen 2 EPYC (AVX2), oneDNN 2.6's channels-last kernels ran the
-// U-Net's convolutions of 48 to 384 input channels at 60-85% of the speed of its blocked ones
-// (the decoder's kernel-2 folds at 60%), and the two reorders cost about a fifth of what they
-// save; at 24 channels the blocked kernels were 3-5% faster, less than the reorders cost
-// (docs/PERFORMANCE.md, eighth session).
+// through the context's workspace. On a Zen 2 EPYC (AVX2), oneDNN 2.6's channels-last kernels
+// ran the U-Net's convolutions of 48 to 384 input channels at 60-85% of the speed of its
+// blocked ones (the decoder's kernel-2 folds at 60%), and the two reorders cost about a fifth
+// of what they save; at 24 channels the blocked kernels were 3-5% faster, less than the
+// reorders cost (docs/PERFORMANCE.md, eighth session).
 constexpr memory::dim kBlockedForwardFromChannels = 48;
 
 // The ISA values are bit sets: AVX512-BF16 is avx512_core_bf16's bits, AMX includes them.
@@ -186,15 +187,16 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
     if (!s.forward_only) {
         // The backward primitives take the plain forward as their hint (oneDNN refuses one with
         // post-ops); the forward that runs then gets the fused ELU.
-        // A named descriptor: oneDNN's implementation iterator keeps a pointer to it (next_impl below).
+        // A named descriptor: oneDNN's implementation iterator keeps a pointer to it (next_impl
+        // below).
         std::optional<dnnl::convolution_backward_data::desc> bwd_data_desc;
         ISS_DNNL_CALL(bwd_data_desc.emplace(alg, x_md_, w_any_md, dy_compute_md_, strides, padding, padding));
         ISS_DNNL_CALL(bwd_data_pd_ =
                           dnnl::convolution_backward_data::primitive_desc(*bwd_data_desc, attr, engine_, fwd_pd_));
-        // oneDNN 2.6's 1x1 bf16 backward-data kernel for AVX512-BF16 (the one it picks where AMX is
-        // absent) returns a wrong diff_src when the output channels are odd (1, 5, 15, 17, 31 and 33
-        // tried; every even count right), e.g. the head of a model with an odd number of labels.
-        // Found by ConvBf16 on such a CPU; the next implementation oneDNN offers is right.
+        // oneDNN 2.6's 1x1 bf16 backward-data kernel for AVX512-BF16 (the one it picks where AMX
+        // is absent) returns a wrong diff_src when the output channels are odd (1, 5, 15, 17, 31
+        // and 33 tried; every even count right), e.g. the head of a model with an odd number of
+        // labels. Found by ConvBf16 on such a CPU; the next implementation oneDNN offers is right.
         if (compute == bf16 && k == 1 && co % 2 == 1) skip_implementation(bwd_data_pd_, "jit_bf16_1x1");
         ISS_DNNL_CALL(bwd_weights_pd_ = dnnl::convolution_backward_weights::primitive_desc(
                           dnnl::convolution_backward_weights::desc(alg, x_compute_md_, dw_any_md, b_md_,
@@ -219,7 +221,8 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
             if (!(blocked.src_desc() == x_md_ && blocked.dst_desc() == y_md_) &&
                 std::string(blocked.impl_info_str()) == fwd_pd_.impl_info_str()) {
                 const dnnl::reorder to_src(dnnl::reorder::primitive_desc(engine_, x_md_, engine_, blocked.src_desc()));
-                const dnnl::reorder from_dst(dnnl::reorder::primitive_desc(engine_, blocked.dst_desc(), engine_, y_md_));
+                const dnnl::reorder from_dst(
+                    dnnl::reorder::primitive_desc(engine_, blocked.dst_desc(), engine_, y_md_));
                 fwd_pd_ = blocked;
                 to_fwd_src_ = to_src;
                 from_fwd_dst_ = from_dst;
@@ -320,7 +323,8 @@ void DnnlConv3d::forward(const void* x, const float* w, const float* b, void* y)
         ISS_DNNL_CALL(dst = memory(fwd_pd_.dst_desc(), engine_, space + src_bytes));
         dnnl::stream& stream = ctx_.dnnl_stream();
         ISS_DNNL_CALL(to_fwd_src_.execute(stream, user_x, src));
-        run(fwd_, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_BIAS, wrap(b_md_, b)}, {DNNL_ARG_DST, dst}},
+        run(fwd_,
+            {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_BIAS, wrap(b_md_, b)}, {DNNL_ARG_DST, dst}},
             fwd_scratch_);
         ISS_DNNL_CALL(from_fwd_dst_.execute(stream, dst, user_y));
         ISS_DNNL_CALL(stream.wait());
