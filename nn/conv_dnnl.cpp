@@ -265,8 +265,8 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
         bwd_weights_reorder_ = !(bwd_dw_md == w_user_md_);
         if (bwd_data_reorder_) {
             ISS_DNNL_CALL(bwd_data_w_ = memory(bwd_data_w_md, engine_));
-            ISS_DNNL_CALL(to_bwd_data_w_ =
-                              dnnl::reorder(dnnl::reorder::primitive_desc(engine_, w_user_md_, engine_, bwd_data_w_md)));
+            ISS_DNNL_CALL(to_bwd_data_w_ = dnnl::reorder(
+                              dnnl::reorder::primitive_desc(engine_, w_user_md_, engine_, bwd_data_w_md)));
         }
         if (bwd_weights_reorder_) {
             ISS_DNNL_CALL(bwd_dw_ = memory(bwd_dw_md, engine_));
