@@ -16,8 +16,11 @@ namespace iss {
 
 constexpr int quad = 4;
 
+// The quads that cover n voxels (the last one short when n is not a multiple of 4).
+ISS_HD_INLINE int64_t quads(int64_t n) { return (n + quad - 1) / quad; }
+
 // The launch grid of quads over a grid of voxels.
-ISS_HD_INLINE LaunchGrid quad_grid(const int64_t dim[3]) { return LaunchGrid{{(dim[0] + quad - 1) / quad, dim[1], dim[2]}}; }
+ISS_HD_INLINE LaunchGrid quad_grid(const int64_t dim[3]) { return LaunchGrid{{quads(dim[0]), dim[1], dim[2]}}; }
 
 // The voxels of the quad that starts at voxel i of a row of n: 4, or fewer at the row's end.
 template <class I>

@@ -105,6 +105,14 @@ void blur_rows_across(const float* const* rows, float* dst, int64_t length, cons
 
 namespace {
 
+// The rows of a pass across rows at position `pos` of an axis of n: rows[t + h] = row_at(pos +
+// t) for the taps inside [0, n), null for those outside (blur_rows_across's input).
+template <class RowAt>
+void tap_rows(const float** rows, int64_t pos, int64_t n, int half_width, const RowAt& row_at) {
+    for (int t = -half_width; t <= half_width; ++t)
+        rows[t + half_width] = pos + t >= 0 && pos + t < n ? row_at(pos + t) : nullptr;
+}
+
 void check_blur_args(const BlurArgs& a) {
     ISS_REQUIRE(a.src && a.dst && a.src != a.dst, "blur_axis: null or aliased image pointers");
     ISS_REQUIRE(a.axis >= 0 && a.axis < 3, "blur_axis: axis ", a.axis);
@@ -129,8 +137,7 @@ void blur_rows_cpu(const BlurArgs& a) {
             }
             const int64_t pos = a.axis == 1 ? j : k;
             const float* rows[2 * max_blur_half_width + 1];
-            for (int t = -a.half_width; t <= a.half_width; ++t)
-                rows[t + a.half_width] = pos + t >= 0 && pos + t < n ? a.src + start + t * stride : nullptr;
+            tap_rows(rows, pos, n, a.half_width, [&](int64_t p) { return a.src + start + (p - pos) * stride; });
             blur_rows_across(rows, a.dst + start, row, a.taps, a.half_width);
         }
 }
@@ -179,13 +186,12 @@ void blur_sweep_cpu(const std::array<BlurArgs, 3>& p) {
                     blur_row_along(in + j * row, along_x + j * row, nx, x.channels, x.taps, x.half_width);
                 float* out = ring_slice(next);
                 for (int64_t j = 0; j < ny; ++j) {
-                    for (int t = -hy; t <= hy; ++t)
-                        rows[t + hy] = j + t >= 0 && j + t < ny ? along_x + (j + t) * row : nullptr;
+                    tap_rows(rows, j, ny, hy, [&](int64_t r) { return along_x + r * row; });
                     blur_rows_across(rows, out + j * row, row, y.taps, hy);
                 }
             }
             for (int64_t j = 0; j < ny; ++j) {
-                for (int t = -hz; t <= hz; ++t) rows[t + hz] = k + t >= 0 && k + t < nz ? ring_slice(k + t) + j * row : nullptr;
+                tap_rows(rows, k, nz, hz, [&](int64_t s) { return ring_slice(s) + j * row; });
                 blur_rows_across(rows, z.dst + k * slice + j * row, row, z.taps, hz);
             }
         }

@@ -129,7 +129,7 @@ ISS_HD_INLINE float normalise_gamma_value(float v, NormaliseScale s, float gamma
 // stores where the image is aligned; the CPU reads the range once.
 struct NormaliseGammaBody {
     NormaliseGammaArgs a;
-    ISS_HD int64_t count() const { return (a.count + quad - 1) / quad; }
+    ISS_HD int64_t count() const { return quads(a.count); }
     template <class I>
     ISS_HD void operator()(I e) const {
         const NormaliseScale scale = normalise_scale(a.range);

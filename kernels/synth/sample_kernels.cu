@@ -25,7 +25,7 @@ public:
         bias_clip_cuda_from(ctx_, on_device(body), body.a.range, capacity_.image, capacity_.index_extent);
     }
     void operator()(const NormaliseGammaBody& body) const {
-        cuda_for_each_from(ctx_, on_device(body), (capacity_.image + quad - 1) / quad);
+        cuda_for_each_from(ctx_, on_device(body), quads(capacity_.image));
     }
 
 private:
