@@ -3,7 +3,8 @@
 // nearest upsampling (level 1's 48 channels up to level 0), the concatenation
 // [skip 24 | upsampled 48] -> 72, and the two fused as the decoder runs them; forward and
 // backward, with fp32 tensors and with bf16 ones (suffix /bf16: the same bodies, widening on
-// load and rounding once on store).
+// load and rounding once on store). Inference's sum of the folded upsampling's parities
+// (AddUpsampledParities) is timed forward only.
 // bytes/s counts the minimal traffic of each kernel, documented per benchmark below, so the
 // figure says how close it runs to memory speed. CUDA variants are registered only when a
 // device is present; CUDA timings synchronise every iteration.
@@ -188,6 +189,22 @@ void upsample_concat(benchmark::State& state, iss::Backend backend, bool backwar
     }
 }
 
+// Inference's decoder sum, the parities folded from level 1 added to the skip's part at level 0
+// with the ELU (nn/ops.h, upsample_concat_conv): reads the skip's part (4 bytes a channel, fp32)
+// and each fine voxel's parity (4 bytes a channel: every parity is read once), writes y (E a
+// channel): 8 + E bytes per output element. Inference only: no backward.
+template <class T>
+void add_upsampled_parities(benchmark::State& state, iss::Backend backend, bool) {
+    DeviceContext ctx(iss::Device{backend, 0});
+    const Shape5 fine = kLevel0;
+    const Shape5 coarse{fine.n, fine.d / 2 + 1, fine.h / 2 + 1, fine.w / 2 + 1, 8 * fine.c};
+    Buffer<float> a = random_buffer<float>(ctx, size_t(fine.size()), 15);
+    Buffer<float> parities = random_buffer<float>(ctx, size_t(coarse.size()), 16);
+    Buffer<T> y(ctx, size_t(fine.size()));
+    time_it(state, ctx, (8.0 + sizeof(T)) * double(fine.size()),
+            [&] { iss::add_upsampled_parities(ctx, a.data(), parities.data(), fine, y.data(), 1.0f); });
+}
+
 void register_all() {
     std::vector<iss::Backend> backends{iss::Backend::cpu};
     if (iss::cuda_device_count() > 0)
@@ -198,18 +215,21 @@ void register_all() {
     struct Entry {
         const char* name;
         Kernel fp32, bf16;
+        bool backward = true;  // also timed backward
     };
     const Entry kernels[] = {{"Elu", elu<float>, elu<Bf16>},
                              {"BatchNormTrain", batchnorm<float>, batchnorm<Bf16>},
                              {"MaxPool2", maxpool<float>, maxpool<Bf16>},
                              {"Upsample2", upsample<float>, upsample<Bf16>},
                              {"Concat", concat<float>, concat<Bf16>},
-                             {"UpsampleConcat", upsample_concat<float>, upsample_concat<Bf16>}};
+                             {"UpsampleConcat", upsample_concat<float>, upsample_concat<Bf16>},
+                             {"AddUpsampledParities", add_upsampled_parities<float>, add_upsampled_parities<Bf16>, false}};
     for (iss::Backend be : backends) {
         const std::string dev = be == iss::Backend::cuda ? "cuda" : "cpu";
         for (const Entry& e : kernels)
             for (const bool bf16 : {false, true})
                 for (const bool backward : {false, true}) {
+                    if (backward && !e.backward) continue;
                     const std::string label = std::string("Nn/") + e.name + (backward ? "/backward/" : "/forward/") + dev +
                                               "/" + kLevel0.str() + (bf16 ? "/bf16" : "");
                     Kernel k = bf16 ? e.bf16 : e.fp32;

@@ -464,6 +464,40 @@ TEST_P(NnPool, FoldedUpsamplingKernelsFollowTheirDefinition) {
     EXPECT_THROW(add_upsampled_parities(ctx(), ab.data(), pb.data(), Shape5{2, 3, 6, 10, co}, yb.data(), 1.0f), Error);
 }
 
+// The parities' sum on either backend gives its body's bits, element by element on the host: the
+// CPU runs it row by row (pool.cpp) with one vector loop over a row's W x Co elements, so rows
+// shorter and longer than a vector, and a remainder, are all here.
+TEST_P(NnPool, AddUpsampledParitiesGivesItsBodysBits) {
+    for (const Shape5 fine : {Shape5{2, 4, 6, 10, 3}, Shape5{1, 6, 4, 22, 5}, Shape5{1, 2, 4, 34, 24}}) {
+        const Shape5 coarse{fine.n, fine.d / 2 + 1, fine.h / 2 + 1, fine.w / 2 + 1, 8 * fine.c};
+        const std::vector<float> a_part = uniform(size_t(fine.size()), -2, 2, 61);
+        const std::vector<float> parities = uniform(size_t(coarse.size()), -2, 2, 62);
+        Buffer<float> ab(ctx(), a_part), pb(ctx(), parities), yb(ctx(), a_part.size());
+        Buffer<Bf16> yb16(ctx(), a_part.size());
+        for (const float alpha : {0.0f, 1.0f}) {
+            SCOPED_TRACE(testing::Message() << fine.str() << ", ELU alpha " << alpha);
+            add_upsampled_parities(ctx(), ab.data(), pb.data(), fine, yb.data(), alpha);
+            add_upsampled_parities(ctx(), ab.data(), pb.data(), fine, yb16.data(), alpha);
+            std::vector<float> want(a_part.size());
+            std::vector<Bf16> want16(a_part.size());
+            const AddUpsampledParitiesBody<float> body{fine.n,         fine.d,          fine.h,      fine.w,    fine.c,
+                                                       a_part.data(), parities.data(), want.data(), alpha > 0, alpha};
+            const AddUpsampledParitiesBody<Bf16> body16{fine.n,         fine.d,          fine.h,        fine.w,    fine.c,
+                                                        a_part.data(), parities.data(), want16.data(), alpha > 0, alpha};
+            for (int64_t v = 0; v < fine.voxels(); ++v)
+                for (int64_t c = 0; c < fine.c; ++c) {
+                    body.at(v, c);
+                    body16.at(v, c);
+                }
+            EXPECT_TRUE(same_bits(yb.download(), want)) << "fp32";
+            std::vector<uint16_t> got_bits, want_bits;
+            for (const Bf16 b : yb16.download()) got_bits.push_back(b.bits);
+            for (const Bf16 b : want16) want_bits.push_back(b.bits);
+            EXPECT_TRUE(same_bits(got_bits, want_bits)) << "bf16";
+        }
+    }
+}
+
 ISS_INSTANTIATE_BACKENDS(NnPool);
 
 // ---------------------------------------------------------------------------------------------

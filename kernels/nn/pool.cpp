@@ -2,6 +2,9 @@
 // non-null tensors named), then the OpenMP loop over the shared bodies or the CUDA launcher.
 #include "kernels/nn/pool.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
 #include "kernels/common/launch.h"
@@ -28,6 +31,46 @@ Pool2Geometry pool_geometry(const Shape5& fine, const char* op) {
 Pool2Geometry upsample_geometry(const Shape5& coarse, const char* op) {
     require_shape(coarse, op);
     return Pool2Geometry{coarse.n, 2 * coarse.d, 2 * coarse.h, 2 * coarse.w, coarse.c};
+}
+
+// add_upsampled_parities on the CPU, a fine row at a time: first the row's parity values, each
+// fine voxel's Co from its coarse voxel, gathered into a row of their own; then one flat loop
+// over the row's W x Co elements. The body's loop (a voxel's index divisions, then its Co
+// channels) ran a level-0 slab (36x176x160x24) in 34 ms fp32 and 50 ms bf16 on an AMX Xeon;
+// this runs it in 25 and 21 ms (27 and 25 built for AVX2). The same fp32 sum and rounding as
+// AddUpsampledParitiesBody::at, element by element: the same bits as the body (and CUDA).
+template <class T>
+void add_upsampled_parities_cpu(const AddUpsampledParitiesBody<T>& body) {
+    const int64_t W = body.w, H = body.h, D = body.d, C = body.c, length = W * C;
+    const int64_t coarse_w = W / 2 + 1, coarse_h = H / 2 + 1, coarse_d = D / 2 + 1;
+    const bool elu = body.elu;
+    const float alpha = body.alpha;
+#pragma omp parallel
+    {
+        std::vector<float> gathered(static_cast<size_t>(length));
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t nz = 0; nz < body.n * D; ++nz)
+            for (int64_t r = 0; r < H; ++r) {
+                const int64_t n = nz / D, z = nz % D;
+                // Parity p of fine row 2x + p lies in coarse row x + p = (2x + p + 1) / 2, per axis;
+                // the parity's index is (z & 1, r & 1, x & 1) as bits 2, 1, 0.
+                const int64_t coarse_voxel = ((n * coarse_d + (z + 1) / 2) * coarse_h + (r + 1) / 2) * coarse_w;
+                const float* coarse_row = body.parities + (coarse_voxel * 8 + ((z & 1) << 2 | (r & 1) << 1)) * C;
+                for (int64_t x = 0; x < W; ++x)
+                    std::copy_n(coarse_row + ((x + 1) / 2 * 8 + (x & 1)) * C, C, &gathered[size_t(x * C)]);
+                const int64_t first = (nz * H + r) * length;
+                const float* a = body.a_part + first;  // may be y (fp32): each element read, then written
+                const float* p = gathered.data();
+                T* y = body.y + first;
+                // 32 lanes: with 16, g++ 12 built for AVX-512 runs the loop that stores bf16 at
+                // half width (ymm registers), 34 against 21 ms a slab.
+#pragma omp simd simdlen(32)
+                for (int64_t e = 0; e < length; ++e) {
+                    const float sum = a[e] + p[e];
+                    y[e] = narrow<T>(elu ? elu_value(sum, alpha) : sum);
+                }
+            }
+    }
 }
 
 }  // namespace
@@ -185,7 +228,7 @@ void add_upsampled_parities(DeviceContext& ctx, const float* a_part, const float
         ISS_CUDA_ONLY("add_upsampled_parities", pool_cuda(ctx, body, fine.voxels(), fine.c));
         return;
     }
-    cpu_for_each_channels_last(fine.voxels(), fine.c, body);
+    add_upsampled_parities_cpu(body);
 }
 
 #define ISS_INSTANTIATE(T)                                                                                       \
