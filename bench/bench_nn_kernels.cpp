@@ -3,8 +3,8 @@
 // nearest upsampling (level 1's 48 channels up to level 0), the concatenation
 // [skip 24 | upsampled 48] -> 72, and the two fused as the decoder runs them; forward and
 // backward, with fp32 tensors and with bf16 ones (suffix /bf16: the same bodies, widening on
-// load and rounding once on store). Inference's sum of the folded upsampling's parities
-// (AddUpsampledParities) is timed forward only.
+// load and rounding once on store). Inference's batch norm (BatchNormInfer) and sum of the folded
+// upsampling's parities (AddUpsampledParities) are timed forward only.
 // bytes/s counts the minimal traffic of each kernel, documented per benchmark below, so the
 // figure says how close it runs to memory speed. CUDA variants are registered only when a
 // device is present; CUDA timings synchronise every iteration.
@@ -189,6 +189,21 @@ void upsample_concat(benchmark::State& state, iss::Backend backend, bool backwar
     }
 }
 
+// Batch norm at inference (running statistics): read x, write y, 2E per element.
+template <class T>
+void batchnorm_infer(benchmark::State& state, iss::Backend backend, bool) {
+    DeviceContext ctx(iss::Device{backend, 0});
+    const Shape5 s = kLevel0;
+    const size_t n = size_t(s.size()), c = size_t(s.c);
+    Buffer<T> x = random_buffer<T>(ctx, n, 17), y(ctx, n);
+    Buffer<float> gamma(ctx, std::vector<float>(c, 1.5f)), beta(ctx, std::vector<float>(c, 0.25f));
+    Buffer<float> rm(ctx, std::vector<float>(c, 0.1f)), rv(ctx, std::vector<float>(c, 2.0f));
+    time_it(state, ctx, 2.0 * sizeof(T) * double(n), [&] {
+        iss::batchnorm_forward_infer(ctx, x.data(), s, gamma.data(), beta.data(), rm.data(), rv.data(), 1e-3f,
+                                     y.data());
+    });
+}
+
 // Inference's decoder sum, the parities folded from level 1 added to the skip's part at level 0
 // with the ELU (nn/ops.h, upsample_concat_conv): reads the skip's part (4 bytes a channel, fp32)
 // and each fine voxel's parity (4 bytes a channel: every parity is read once), writes y (E a
@@ -223,6 +238,7 @@ void register_all() {
                              {"Upsample2", upsample<float>, upsample<Bf16>},
                              {"Concat", concat<float>, concat<Bf16>},
                              {"UpsampleConcat", upsample_concat<float>, upsample_concat<Bf16>},
+                             {"BatchNormInfer", batchnorm_infer<float>, batchnorm_infer<Bf16>, false},
                              {"AddUpsampledParities", add_upsampled_parities<float>, add_upsampled_parities<Bf16>, false}};
     for (iss::Backend be : backends) {
         const std::string dev = be == iss::Backend::cuda ? "cuda" : "cpu";

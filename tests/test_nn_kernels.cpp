@@ -728,6 +728,85 @@ TEST_P(NnBatchNorm, InferenceUsesRunningStatistics) {
     }
 }
 
+// The stored bits of a tensor: bf16's as integers (same_bits prints the first difference).
+std::vector<uint32_t> stored_bits(const std::vector<float>& v) {
+    std::vector<uint32_t> bits;
+    for (const float f : v) bits.push_back(float_to_bits(f));
+    return bits;
+}
+std::vector<uint32_t> stored_bits(const std::vector<Bf16>& v) {
+    std::vector<uint32_t> bits;
+    for (const Bf16 b : v) bits.push_back(b.bits);
+    return bits;
+}
+
+// Either backend's element passes give their bodies' bits, element by element on the host (the
+// CPU runs them in channel blocks, channels_last.h): training's normalisation from the mean it
+// saved and the scale it left in the workspace, the backward's dx from the coefficients it left
+// there, inference's from the running statistics.
+template <class T>
+void expect_bn_passes_give_their_bodies_bits(DeviceContext& ctx, const BnInputs& in) {
+    const Shape5& s = in.shape;
+    const size_t n = size_t(s.size()), c = size_t(s.c);
+    std::vector<T> x(n), dy(n), want(n);
+    for (size_t e = 0; e < n; ++e) {
+        x[e] = narrow<T>(in.x[e]);
+        dy[e] = narrow<T>(in.dy[e]);
+    }
+    Buffer<T> xb(ctx, x), dyb(ctx, dy), y(ctx, n), dx(ctx, n), yi(ctx, n);
+    Buffer<float> gamma(ctx, in.gamma), beta(ctx, in.beta), rm(ctx, in.running_mean), rv(ctx, in.running_var);
+    Buffer<float> mean(ctx, c), invstd(ctx, c), dgamma(ctx, c), dbeta(ctx, c);
+    Buffer<double> ws(ctx, batchnorm_workspace_bytes(s) / sizeof(double));
+    const auto coefficients = [&](int64_t count) {  // the scale after the forward; k, a, b after the backward
+        std::vector<double> host = ws.download();
+        const BnWorkspace view(host.data(), bn_chunks(s), s.c);
+        return std::vector<float>(view.coef, view.coef + count * s.c);
+    };
+    batchnorm_forward_train(ctx, xb.data(), s, gamma.data(), beta.data(), kEps, kMomentum, y.data(), mean.data(),
+                            invstd.data(), rm.data(), rv.data(), ws.data());
+    const std::vector<float> scale = coefficients(1), m = mean.download(), is = invstd.download();
+    for (size_t e = 0; e < n; ++e) want[e] = BnNormaliseBody<T>::value(x[e], m[e % c], scale[e % c], in.beta[e % c]);
+    EXPECT_TRUE(same_bits(stored_bits(y.download()), stored_bits(want))) << "training's normalisation";
+
+    batchnorm_backward(ctx, xb.data(), dyb.data(), s, gamma.data(), mean.data(), invstd.data(), dx.data(),
+                       dgamma.data(), dbeta.data(), ws.data());
+    const std::vector<float> kab = coefficients(3);
+    for (size_t e = 0; e < n; ++e) {
+        const size_t k = e % c;
+        want[e] = BnBackwardDxBody<T>::value(x[e], dy[e], m[k], is[k], kab[k], kab[c + k], kab[2 * c + k]);
+    }
+    EXPECT_TRUE(same_bits(stored_bits(dx.download()), stored_bits(want))) << "the backward's dx";
+
+    const std::vector<float> rmh = rm.download(), rvh = rv.download();
+    batchnorm_forward_infer(ctx, xb.data(), s, gamma.data(), beta.data(), rm.data(), rv.data(), kEps, yi.data());
+    for (size_t e = 0; e < n; ++e) {
+        const size_t k = e % c;
+        want[e] = BnNormaliseBody<T>::value(x[e], rmh[k], BnInferBody<T>::scale_of(in.gamma[k], rvh[k], kEps),
+                                            in.beta[k]);
+    }
+    EXPECT_TRUE(same_bits(stored_bits(yi.download()), stored_bits(want))) << "inference";
+}
+
+TEST_P(NnBatchNorm, ElementPassesGiveTheirBodiesBits) {
+    uint32_t seed = 650;
+    // kBnShapes, and channel counts whose blocks hold several voxels (24, 34) or one (48), with a
+    // last block cut short.
+    std::vector<Shape5> shapes(std::begin(kBnShapes), std::end(kBnShapes));
+    for (const Shape5 s : {Shape5{1, 3, 5, 9, 24}, Shape5{1, 2, 3, 7, 34}, Shape5{2, 3, 3, 5, 48}}) shapes.push_back(s);
+    for (const Shape5& s : shapes) {
+        SCOPED_TRACE(s.str());
+        const BnInputs in = bn_inputs(s, seed += 10);
+        {
+            SCOPED_TRACE("fp32");
+            expect_bn_passes_give_their_bodies_bits<float>(ctx(), in);
+        }
+        {
+            SCOPED_TRACE("bf16");
+            expect_bn_passes_give_their_bodies_bits<Bf16>(ctx(), in);
+        }
+    }
+}
+
 TEST_P(NnBatchNorm, DeterministicAcrossRunsAndThreadCounts) {
     const BnInputs in = bn_inputs(Shape5{1, 20, 20, 24, 3}, 700);
     const BnResult a = run_bn(ctx(), in);

@@ -5,6 +5,7 @@
 #include "kernels/nn/batchnorm.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
@@ -39,6 +40,36 @@ void cpu_chunk_sums(const Term& term, const Shape5& shape, double* partials) {
 
 void cpu_combine(const BnWorkspace& ws, const Shape5& shape, int terms, double* totals, double divisor) {
     cpu_for_each(terms * shape.c, BnCombineBody{ws.partials, bn_chunks(shape), shape.c, totals, divisor});
+}
+
+// The element passes on the CPU in channel blocks (channels_last.h), each element by its body's
+// value(): the same bits as BnNormaliseBody and BnBackwardDxBody (and CUDA).
+template <class T>
+void normalise_cpu(const T* x, const float* mean, const float* scale, const float* beta, const Shape5& shape, T* y) {
+    const ChannelBlocks blocks(shape.c);
+    const std::vector<float> m = blocks.repeat(mean), s = blocks.repeat(scale), b = blocks.repeat(beta);
+    const float *mb = m.data(), *sb = s.data(), *bb = b.data();
+    blocks.for_each_block(shape.voxels(), [&](int64_t start, int64_t length) {
+        const T* xs = x + start;
+        T* ys = y + start;
+#pragma omp simd simdlen(32)
+        for (int64_t j = 0; j < length; ++j) ys[j] = BnNormaliseBody<T>::value(xs[j], mb[j], sb[j], bb[j]);
+    });
+}
+
+template <class T>
+void backward_dx_cpu(const BnBackwardDxBody<T>& body, const Shape5& shape) {
+    const ChannelBlocks blocks(shape.c);
+    const std::vector<float> mean = blocks.repeat(body.mean), invstd = blocks.repeat(body.invstd),
+                             k = blocks.repeat(body.k), a = blocks.repeat(body.a), b = blocks.repeat(body.b);
+    const float *mb = mean.data(), *ib = invstd.data(), *kb = k.data(), *ab = a.data(), *bb = b.data();
+    blocks.for_each_block(shape.voxels(), [&](int64_t start, int64_t length) {
+        const T *xs = body.x + start, *dys = body.dy + start;
+        T* dxs = body.dx + start;
+#pragma omp simd simdlen(32)
+        for (int64_t j = 0; j < length; ++j)
+            dxs[j] = BnBackwardDxBody<T>::value(xs[j], dys[j], mb[j], ib[j], kb[j], ab[j], bb[j]);
+    });
 }
 
 }  // namespace
@@ -84,7 +115,7 @@ void batchnorm_forward_train(DeviceContext& ctx, const T* x, const Shape5& shape
                                        double(momentum), double(positions) / double(positions - 1),
                                        save_mean,    save_invstd,  ws.coef,     running_mean, running_var};
     for (int64_t c = 0; c < channels; ++c) finalize(c);
-    cpu_for_each_channels_last(positions, channels, BnNormaliseBody<T>{x, save_mean, ws.coef, beta, channels, y});
+    normalise_cpu(x, save_mean, ws.coef, beta, shape, y);
 }
 
 template <class T>
@@ -104,7 +135,9 @@ void batchnorm_forward_infer(DeviceContext& ctx, const T* x, const Shape5& shape
         ISS_CUDA_ONLY("batchnorm_forward_infer", batchnorm_forward_infer_cuda(ctx, body, shape.voxels()));
         return;
     }
-    cpu_for_each_channels_last(shape.voxels(), shape.c, body);
+    std::vector<float> scale(static_cast<size_t>(shape.c));
+    for (int64_t c = 0; c < shape.c; ++c) scale[size_t(c)] = BnInferBody<T>::scale_of(gamma[c], running_var[c], eps);
+    normalise_cpu(x, running_mean, scale.data(), beta, shape, y);
 }
 
 template <class T>
@@ -137,8 +170,7 @@ void batchnorm_backward(DeviceContext& ctx, const T* x, const T* dy, const Shape
     const BnBackwardFinalizeBody finalize{ws.totals, ws.totals + channels, gamma, save_invstd, double(positions),
                                           dgamma,    dbeta,                k,     a,           b};
     for (int64_t c = 0; c < channels; ++c) finalize(c);
-    cpu_for_each_channels_last(positions, channels,
-                               BnBackwardDxBody<T>{x, dy, save_mean, save_invstd, k, a, b, channels, dx});
+    backward_dx_cpu(BnBackwardDxBody<T>{x, dy, save_mean, save_invstd, k, a, b, channels, dx}, shape);
 }
 
 #define ISS_INSTANTIATE(T)                                                                                     \

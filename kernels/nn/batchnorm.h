@@ -145,9 +145,12 @@ struct BnNormaliseBody {
     const float* beta;
     int64_t channels;
     T* y;
+    ISS_HD static T value(T x, float mean, float scale, float beta) {
+        return narrow<T>(fmaf(widen(x) - mean, scale, beta));
+    }
     ISS_HD void at(int64_t v, int64_t c) const {
         const int64_t e = v * channels + c;
-        y[e] = narrow<T>(fmaf(widen(x[e]) - mean[c], scale[c], beta[c]));
+        y[e] = value(x[e], mean[c], scale[c], beta[c]);
     }
 };
 
@@ -161,12 +164,14 @@ struct BnInferBody {
     float eps;
     int64_t channels;
     T* y;
+    // sqrtf and division are correctly rounded on both backends: the same scale wherever it is
+    // computed.
+    ISS_HD static float scale_of(float gamma, float running_var, float eps) { return gamma / sqrtf(running_var + eps); }
     ISS_HD void at(int64_t v, int64_t c) const {
         const int64_t e = v * channels + c;
-        // Per element rather than per channel: no workspace in inference, and the element loop
-        // is memory bound; sqrtf and division are correctly rounded on both backends.
-        const float scale = gamma[c] / sqrtf(running_var[c] + eps);
-        y[e] = narrow<T>(fmaf(widen(x[e]) - running_mean[c], scale, beta[c]));
+        // Per element rather than per channel on CUDA: no workspace in inference, and the element
+        // loop is memory bound there. The CPU computes it per channel (batchnorm.cpp).
+        y[e] = BnNormaliseBody<T>::value(x[e], running_mean[c], scale_of(gamma[c], running_var[c], eps), beta[c]);
     }
 };
 
@@ -203,10 +208,13 @@ struct BnBackwardDxBody {
     const float* b;
     int64_t channels;
     T* dx;
+    ISS_HD static T value(T x, T dy, float mean, float invstd, float k, float a, float b) {
+        const float xhat = (widen(x) - mean) * invstd;
+        return narrow<T>(k * fmaf(-xhat, b, widen(dy) - a));
+    }
     ISS_HD void at(int64_t v, int64_t c) const {
         const int64_t e = v * channels + c;
-        const float xhat = (widen(x[e]) - mean[c]) * invstd[c];
-        dx[e] = narrow<T>(k[c] * fmaf(-xhat, b[c], widen(dy[e]) - a[c]));
+        dx[e] = value(x[e], dy[e], mean[c], invstd[c], k[c], a[c], b[c]);
     }
 };
 
