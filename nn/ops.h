@@ -85,5 +85,7 @@ double wl2_loss(Graph& g, const Var& logits, const uint8_t* target);
 
 // Inference only: softmax over channels.
 Var softmax(Graph& g, const Var& logits);
+// The same written into `out` (logits' size, memory of the graph's device): no tensor made.
+void softmax_into(Graph& g, const Var& logits, float* out);
 
 }  // namespace iss

@@ -189,10 +189,10 @@ bool UNet::predict_in_slabs(Graph& g, const Var& input, int64_t slab_depth) cons
     return slab_depth > 0 && slab_depth < input.shape().d && config_.levels > 1;
 }
 
-void UNet::predict_rows(Graph& g, const Var& input, int64_t slab_depth, const ProbabilityRows& emit) {
+void UNet::predict_logit_rows(Graph& g, const Var& input, int64_t slab_depth, const LogitRows& emit) {
     const Shape5 in = input.shape();
     if (!predict_in_slabs(g, input, slab_depth)) {
-        emit(0, in.d, softmax(g, forward(g, input, false)).data());
+        emit(0, in.d, forward(g, input, false));
         return;
     }
     std::vector<Var> skips;
@@ -209,8 +209,7 @@ void UNet::predict_rows(Graph& g, const Var& input, int64_t slab_depth, const Pr
         const int64_t a = std::max<int64_t>(0, z0 - halo) / 2 * 2;
         const int64_t b = std::min(in.d, (z1 + halo + 1) / 2 * 2);
         const Var features = last_level(g, rows(g, skip0, a, b), rows(g, level_one, a / 2, b / 2), false);
-        const Var probs = softmax(g, head(g, rows(g, features, z0 - a, z1 - a)));
-        emit(z0, z1, probs.data());
+        emit(z0, z1, head(g, rows(g, features, z0 - a, z1 - a)));
     }
 }
 
@@ -219,37 +218,44 @@ Var UNet::predict(Graph& g, const Var& input, int64_t slab_depth) {
     const Shape5 in = input.shape();
     const int64_t row = in.h * in.w * config_.classes;
     Tensor out;
-    predict_rows(g, input, slab_depth, [&](int64_t z0, int64_t z1, const float* p) {
+    predict_logit_rows(g, input, slab_depth, [&](int64_t z0, int64_t, const Var& logits) {
         // Made with the first slab, once the encoder's temporaries are gone.
         if (!out.data) out = g.make(Shape5{1, in.d, in.h, in.w, config_.classes});
-        g.context().copy_on_device(out.data + z0 * row, p, size_t((z1 - z0) * row) * sizeof(float));
+        softmax_into(g, logits, out.data + z0 * row);
     });
     return g.input(out);
 }
 
 void UNet::predict(Graph& g, const Var& input, int64_t slab_depth, float* host_out) {
+    DeviceContext& ctx = g.context();
     const int64_t row = input.shape().h * input.shape().w * config_.classes;
-    predict_rows(g, input, slab_depth, [&](int64_t z0, int64_t z1, const float* p) {
-        g.context().copy_to_host(host_out + z0 * row, p, size_t((z1 - z0) * row) * sizeof(float));
+    predict_logit_rows(g, input, slab_depth, [&](int64_t z0, int64_t z1, const Var& logits) {
+        if (!ctx.is_cuda()) {
+            softmax_into(g, logits, host_out + z0 * row);  // host memory: no copy
+            return;
+        }
+        const Var p = softmax(g, logits);
+        ctx.copy_to_host(host_out + z0 * row, p.data(), size_t((z1 - z0) * row) * sizeof(float));
     });
 }
 
 void UNet::predict(Graph& g, const Var& input, int64_t slab_depth, const ProbabilityRows& rows) {
     DeviceContext& ctx = g.context();
-    if (!ctx.is_cuda()) {
-        predict_rows(g, input, slab_depth, rows);
-        return;
-    }
     // Off the host, the rows come through a host buffer of at most this many (the whole volume
     // at once would otherwise need a second host copy of it).
     constexpr int64_t kStagedRows = 16;
     const int64_t row = input.shape().h * input.shape().w * config_.classes;
     std::vector<float> staging;
-    predict_rows(g, input, slab_depth, [&](int64_t z0, int64_t z1, const float* p) {
+    predict_logit_rows(g, input, slab_depth, [&](int64_t z0, int64_t z1, const Var& logits) {
+        const Var p = softmax(g, logits);
+        if (!ctx.is_cuda()) {
+            rows(z0, z1, p.data());
+            return;
+        }
         for (int64_t a = z0; a < z1; a += kStagedRows) {
             const int64_t b = std::min(z1, a + kStagedRows);
             staging.resize(size_t((b - a) * row));
-            ctx.copy_to_host(staging.data(), p + (a - z0) * row, staging.size() * sizeof(float));
+            ctx.copy_to_host(staging.data(), p.data() + (a - z0) * row, staging.size() * sizeof(float));
             rows(a, b, staging.data());
         }
     });

@@ -106,8 +106,10 @@ private:
     Var encode_and_decode_to_level_one(Graph& g, const Var& input, bool training, std::vector<Var>& skips);
     // Checks predict's input (inference, batch 1); whether it runs in slabs of `slab_depth`.
     bool predict_in_slabs(Graph& g, const Var& input, int64_t slab_depth) const;
-    // UNet::predict's work: each slab's rows [z0, z1) of probabilities, in device memory, to `emit`.
-    void predict_rows(Graph& g, const Var& input, int64_t slab_depth, const ProbabilityRows& emit);
+    // UNet::predict's work: each slab's rows [z0, z1) of logits, in device memory, to `emit`
+    // (which applies the softmax where the probabilities are wanted).
+    using LogitRows = std::function<void(int64_t z0, int64_t z1, const Var& logits)>;
+    void predict_logit_rows(Graph& g, const Var& input, int64_t slab_depth, const LogitRows& emit);
     // The last decoder level (full resolution): its features from level 1's output. Takes its
     // inputs by value so that, handed the only handles, it frees each after its last use (skip0
     // alone is 24 channels at full resolution).

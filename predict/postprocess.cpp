@@ -132,6 +132,9 @@ std::vector<double> posterior_volumes_mm3(const Image& posteriors, const std::ve
     const double voxel_volume = vs[0] * vs[1] * vs[2];
     const int64_t n = posteriors.grid.voxels(), classes = posteriors.frames;
     std::vector<double> volumes(size_t(classes), 0.0);
+    // A class per thread: each sum keeps its voxel order, so the volumes do not depend on the
+    // number of threads.
+#pragma omp parallel for schedule(dynamic)
     for (int64_t c = 0; c < classes; ++c) {
         if (labels[size_t(c)] == 0) continue;
         double sum = 0;
