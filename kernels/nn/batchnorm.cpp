@@ -130,9 +130,11 @@ void batchnorm_forward_infer(DeviceContext& ctx, const T* x, const Shape5& shape
     require_tensor(running_mean, op, "running_mean");
     require_tensor(running_var, op, "running_var");
     require_tensor(y, op, "y");
-    const BnInferBody<T> body{x, gamma, beta, running_mean, running_var, eps, shape.c, y};
     if (ctx.is_cuda()) {
-        ISS_CUDA_ONLY("batchnorm_forward_infer", batchnorm_forward_infer_cuda(ctx, body, shape.voxels()));
+        ISS_CUDA_ONLY("batchnorm_forward_infer",
+                      batchnorm_forward_infer_cuda(
+                          ctx, BnInferBody<T>{x, gamma, beta, running_mean, running_var, eps, shape.c, y},
+                          shape.voxels()));
         return;
     }
     std::vector<float> scale(static_cast<size_t>(shape.c));
