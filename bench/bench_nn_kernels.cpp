@@ -239,7 +239,8 @@ void register_all() {
                              {"Concat", concat<float>, concat<Bf16>},
                              {"UpsampleConcat", upsample_concat<float>, upsample_concat<Bf16>},
                              {"BatchNormInfer", batchnorm_infer<float>, batchnorm_infer<Bf16>, false},
-                             {"AddUpsampledParities", add_upsampled_parities<float>, add_upsampled_parities<Bf16>, false}};
+                             {"AddUpsampledParities", add_upsampled_parities<float>, add_upsampled_parities<Bf16>,
+                              false}};
     for (iss::Backend be : backends) {
         const std::string dev = be == iss::Backend::cuda ? "cuda" : "cpu";
         for (const Entry& e : kernels)

@@ -81,8 +81,8 @@ public:
     // On CUDA the rows come through a host buffer of at most 16 rows.
     using ProbabilityRows = std::function<void(int64_t z0, int64_t z1, const float* p)>;
     void predict(Graph& g, const Var& input, int64_t slab_depth, const ProbabilityRows& rows);
-    // The same into `host_out` (D x H x W x classes floats in host memory), each slab copied
-    // there once, off the device or not.
+    // The same into `host_out` (D x H x W x classes floats in host memory): on the CPU each
+    // slab's softmax writes its rows there, off a GPU they are copied there once.
     void predict(Graph& g, const Var& input, int64_t slab_depth, float* host_out);
 
 private:

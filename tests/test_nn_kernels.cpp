@@ -467,7 +467,7 @@ TEST_P(NnPool, FoldedUpsamplingKernelsFollowTheirDefinition) {
 // The parities' sum on either backend gives its body's bits, element by element on the host: the
 // CPU runs it row by row (pool.cpp) with one vector loop over a row's W x Co elements, so rows
 // shorter and longer than a vector, and a remainder, are all here.
-TEST_P(NnPool, AddUpsampledParitiesGivesItsBodysBits) {
+TEST_P(NnPool, AddUpsampledParitiesMatchesItsBodyBitForBit) {
     for (const Shape5 fine : {Shape5{2, 4, 6, 10, 3}, Shape5{1, 6, 4, 22, 5}, Shape5{1, 2, 4, 34, 24}}) {
         const Shape5 coarse{fine.n, fine.d / 2 + 1, fine.h / 2 + 1, fine.w / 2 + 1, 8 * fine.c};
         const std::vector<float> a_part = uniform(size_t(fine.size()), -2, 2, 61);
@@ -480,10 +480,11 @@ TEST_P(NnPool, AddUpsampledParitiesGivesItsBodysBits) {
             add_upsampled_parities(ctx(), ab.data(), pb.data(), fine, yb16.data(), alpha);
             std::vector<float> want(a_part.size());
             std::vector<Bf16> want16(a_part.size());
-            const AddUpsampledParitiesBody<float> body{fine.n,         fine.d,          fine.h,      fine.w,    fine.c,
-                                                       a_part.data(), parities.data(), want.data(), alpha > 0, alpha};
-            const AddUpsampledParitiesBody<Bf16> body16{fine.n,         fine.d,          fine.h,        fine.w,    fine.c,
-                                                        a_part.data(), parities.data(), want16.data(), alpha > 0, alpha};
+            const bool elu = alpha > 0;
+            const AddUpsampledParitiesBody<float> body{
+                fine.n, fine.d, fine.h, fine.w, fine.c, a_part.data(), parities.data(), want.data(), elu, alpha};
+            const AddUpsampledParitiesBody<Bf16> body16{
+                fine.n, fine.d, fine.h, fine.w, fine.c, a_part.data(), parities.data(), want16.data(), elu, alpha};
             for (int64_t v = 0; v < fine.voxels(); ++v)
                 for (int64_t c = 0; c < fine.c; ++c) {
                     body.at(v, c);
@@ -494,6 +495,9 @@ TEST_P(NnPool, AddUpsampledParitiesGivesItsBodysBits) {
             for (const Bf16 b : yb16.download()) got_bits.push_back(b.bits);
             for (const Bf16 b : want16) want_bits.push_back(b.bits);
             EXPECT_TRUE(same_bits(got_bits, want_bits)) << "bf16";
+            Buffer<float> in_place(ctx(), a_part);  // y = a_part, fp32
+            add_upsampled_parities(ctx(), in_place.data(), pb.data(), fine, in_place.data(), alpha);
+            EXPECT_TRUE(same_bits(in_place.download(), want)) << "fp32 in place";
         }
     }
 }
@@ -789,10 +793,14 @@ void expect_bn_passes_give_their_bodies_bits(DeviceContext& ctx, const BnInputs&
 
 TEST_P(NnBatchNorm, ElementPassesGiveTheirBodiesBits) {
     uint32_t seed = 650;
-    // kBnShapes, and channel counts whose blocks hold several voxels (24, 34) or one (48), with a
-    // last block cut short.
+    // kBnShapes, and shapes whose last channel block (channels_last.h: whole periods of
+    // lcm(C, 32), about 1024 elements) is cut short after full ones: C = 24 (blocks of 40
+    // voxels), 34 (one period, 16 voxels), 48 (20), 5 (odd: 192) and 33 (one period longer
+    // than 1024 elements, 32 voxels).
     std::vector<Shape5> shapes(std::begin(kBnShapes), std::end(kBnShapes));
-    for (const Shape5 s : {Shape5{1, 3, 5, 9, 24}, Shape5{1, 2, 3, 7, 34}, Shape5{2, 3, 3, 5, 48}}) shapes.push_back(s);
+    for (const Shape5 s : {Shape5{1, 3, 5, 9, 24}, Shape5{1, 2, 3, 7, 34}, Shape5{2, 3, 3, 5, 48},
+                           Shape5{1, 7, 9, 11, 5}, Shape5{1, 3, 5, 11, 33}})
+        shapes.push_back(s);
     for (const Shape5& s : shapes) {
         SCOPED_TRACE(s.str());
         const BnInputs in = bn_inputs(s, seed += 10);

@@ -3,7 +3,8 @@
 // a template `at(I v, I c)` that takes the launch's index type (32 bits in most CUDA launches).
 // The CPU loops voxels under OpenMP with the channels innermost, so the body's index
 // arithmetic on v is hoisted out of the channel loop; CUDA runs one thread per element over
-// the flat index (neighbouring threads touch neighbouring channels: coalesced).
+// the flat index (neighbouring threads touch neighbouring channels: coalesced). On the CPU,
+// ChannelBlocks runs passes whose per-channel constants enter every element as flat loops.
 #pragma once
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <numeric>
 #include <vector>
 
+#include "kernels/common/error.h"
 #include "kernels/common/hd.h"
 
 namespace iss {
@@ -24,6 +26,7 @@ namespace iss {
 class ChannelBlocks {
 public:
     explicit ChannelBlocks(int64_t channels) : channels_(channels) {
+        ISS_REQUIRE(channels > 0, "ChannelBlocks: ", channels, " channels");
         const int64_t period = std::lcm(channels, int64_t(32));
         block_ = period * std::max<int64_t>(1, 1024 / period);
     }

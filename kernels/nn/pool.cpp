@@ -1,5 +1,6 @@
 // Max-pooling, upsampling and channel concatenation: preconditions (shapes, even extents,
-// non-null tensors named), then the OpenMP loop over the shared bodies or the CUDA launcher.
+// non-null tensors named), then the OpenMP loop over the shared bodies (the parities' sum: row
+// by row, each element the body's value()) or the CUDA launcher.
 #include "kernels/nn/pool.h"
 
 #include <algorithm>
@@ -35,40 +36,31 @@ Pool2Geometry upsample_geometry(const Shape5& coarse, const char* op) {
 
 // add_upsampled_parities on the CPU, a fine row at a time: first the row's parity values, each
 // fine voxel's Co from its coarse voxel, gathered into a row of their own; then one flat loop
-// over the row's W x Co elements. The body's loop (a voxel's index divisions, then its Co
-// channels) ran a level-0 slab (36x176x160x24) in 34 ms fp32 and 50 ms bf16 on an AMX Xeon;
-// this runs it in 25 and 21 ms (27 and 25 built for AVX2). The same fp32 sum and rounding as
-// AddUpsampledParitiesBody::at, element by element: the same bits as the body (and CUDA).
+// over the row's W x Co elements. The body's own loop (a voxel's index divisions, then its Co
+// channels, 24 as 16 + 8 lanes) ran the level-0 sum 1.55x (fp32) to 2.85x (bf16) slower on an
+// AMX Xeon (docs/PERFORMANCE.md). Each element is the body's value(): the body's bits.
 template <class T>
-void add_upsampled_parities_cpu(const AddUpsampledParitiesBody<T>& body) {
-    const int64_t W = body.w, H = body.h, D = body.d, C = body.c, length = W * C;
-    const int64_t coarse_w = W / 2 + 1, coarse_h = H / 2 + 1, coarse_d = D / 2 + 1;
-    const bool elu = body.elu;
-    const float alpha = body.alpha;
+void add_upsampled_parities_cpu(const AddUpsampledParitiesBody<T>& shared_body) {
+    const int64_t W = shared_body.w, H = shared_body.h, D = shared_body.d, C = shared_body.c, length = W * C;
 #pragma omp parallel
     {
-        std::vector<float> gathered(static_cast<size_t>(length));
+        // A private copy: the loops then need not fear that a store to y changes its fields.
+        const AddUpsampledParitiesBody<T> body = shared_body;
+        std::vector<float> gathered(static_cast<size_t>(length));  // a thread's row, reused
 #pragma omp for collapse(2) schedule(static)
-        for (int64_t nz = 0; nz < body.n * D; ++nz)
+        for (int64_t bz = 0; bz < body.n * D; ++bz)
             for (int64_t r = 0; r < H; ++r) {
-                const int64_t n = nz / D, z = nz % D;
-                // Parity p of fine row 2x + p lies in coarse row x + p = (2x + p + 1) / 2, per axis;
-                // the parity's index is (z & 1, r & 1, x & 1) as bits 2, 1, 0.
-                const int64_t coarse_voxel = ((n * coarse_d + (z + 1) / 2) * coarse_h + (r + 1) / 2) * coarse_w;
-                const float* coarse_row = body.parities + (coarse_voxel * 8 + ((z & 1) << 2 | (r & 1) << 1)) * C;
+                const int64_t b = bz / D, z = bz % D;
                 for (int64_t x = 0; x < W; ++x)
-                    std::copy_n(coarse_row + ((x + 1) / 2 * 8 + (x & 1)) * C, C, &gathered[size_t(x * C)]);
-                const int64_t first = (nz * H + r) * length;
+                    std::copy_n(body.parities + body.parity_values(b, z, r, x), C, &gathered[size_t(x * C)]);
+                const int64_t first = (bz * H + r) * length;
                 const float* a = body.a_part + first;  // may be y (fp32): each element read, then written
                 const float* p = gathered.data();
                 T* y = body.y + first;
                 // 32 lanes: with 16, g++ 12 built for AVX-512 runs the loop that stores bf16 at
-                // half width (ymm registers), 34 against 21 ms a slab.
+                // half width (ymm registers), 34 against 21 ms a 36-row level-0 slab.
 #pragma omp simd simdlen(32)
-                for (int64_t e = 0; e < length; ++e) {
-                    const float sum = a[e] + p[e];
-                    y[e] = narrow<T>(elu ? elu_value(sum, alpha) : sum);
-                }
+                for (int64_t e = 0; e < length; ++e) y[e] = body.value(a[e], p[e]);
             }
     }
 }

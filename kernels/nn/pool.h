@@ -283,15 +283,26 @@ struct AddUpsampledParitiesBody {  // over fine voxels, Co channels
     float alpha;
     // The parities tensor is larger than the fine one (a row more per axis, 8 Co channels).
     int64_t index_extent() const { return n * (d / 2 + 1) * (h / 2 + 1) * (w / 2 + 1) * 8 * c; }
+    // Where fine voxel (x, r, z) of batch element b finds its parity's Co values: parity p of
+    // fine row 2x + p lies in coarse row x + p = (2x + p + 1) / 2 (per axis), in its channel
+    // block q (bits 2, 1, 0 = the parities along z, r, x).
+    template <class I>
+    ISS_HD I parity_values(I b, I z, I r, I x) const {
+        const I W = I(w), H = I(h), D = I(d), C = I(c);
+        const I q = ((z & 1) << 2) | ((r & 1) << 1) | (x & 1);
+        const I coarse = ((b * (D / 2 + 1) + (z + 1) / 2) * (H / 2 + 1) + (r + 1) / 2) * (W / 2 + 1) + (x + 1) / 2;
+        return (coarse * 8 + q) * C;
+    }
+    // One output element from its two parts: one fp32 sum, the ELU, one rounding.
+    ISS_HD T value(float a, float parity) const {
+        const float sum = a + parity;
+        return narrow<T>(elu ? elu_value(sum, alpha) : sum);
+    }
     template <class I>
     ISS_HD void at(I fv, I ch) const {
         const I W = I(w), H = I(h), D = I(d), C = I(c);
-        const I x = fv % W, r = (fv / W) % H, z = (fv / (W * H)) % D, n = fv / (W * H * D);
-        const I q = ((z & 1) << 2) | ((r & 1) << 1) | (x & 1);
-        // Parity p's value for fine row 2x + p is at coarse row x + p = (2x + p + 1) / 2.
-        const I coarse = ((n * (D / 2 + 1) + (z + 1) / 2) * (H / 2 + 1) + (r + 1) / 2) * (W / 2 + 1) + (x + 1) / 2;
-        const float sum = a_part[fv * C + ch] + parities[(coarse * 8 + q) * C + ch];
-        y[fv * C + ch] = narrow<T>(elu ? elu_value(sum, alpha) : sum);
+        const I x = fv % W, r = (fv / W) % H, z = (fv / (W * H)) % D, b = fv / (W * H * D);
+        y[fv * C + ch] = value(a_part[fv * C + ch], parities[parity_values(b, z, r, x) + ch]);
     }
 };
 
