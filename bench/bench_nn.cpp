@@ -17,8 +17,9 @@
 // Counters: GFLOP/s of the published network's convolutions (2 * voxels * Co * Ci * k^3 per
 // conv, the decoders' over the concatenation however they run; the backward counts twice the
 // forward) and peak_bytes of the activations (the arena's peak, or the pool's peak of the blocks
-// held, a block possibly larger than its tensor; weights and optimizer state not included). Sizes can be shrunk for a quick look with
-// --benchmark_filter and the environment variable INFANT_BENCH_SCALE=2 (halves each axis).
+// held, a block possibly larger than its tensor; weights and optimizer state not included).
+// Sizes can be shrunk for a quick look with --benchmark_filter and the environment variable
+// INFANT_BENCH_SCALE=2 (halves each axis).
 #include <benchmark/benchmark.h>
 
 #include "bench/bench_util.h"

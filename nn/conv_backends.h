@@ -24,6 +24,9 @@ std::unique_ptr<ConvBackend> make_dnnl_conv3d(DeviceContext& ctx, const ConvShap
 // Whether oneDNN found a CPU with bf16 instructions (AVX512-BF16 or AMX), and whether with AMX.
 bool dnnl_bf16_is_native();
 bool dnnl_has_amx();
+// AVX2 without AVX-512 as oneDNN sees the CPU (ONEDNN_MAX_CPU_ISA can cap it): where an
+// inference's fp32 forward of 48 channels and more runs on the blocked layout (conv_dnnl.cpp).
+bool dnnl_avx2_without_avx512();
 
 #if INFANT_WITH_CUDA
 // CUDA: cuDNN descriptors for this shape; each pass's algorithm is chosen on its first use.

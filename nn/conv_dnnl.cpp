@@ -57,12 +57,6 @@ bool dnnl_isa_includes(dnnl::cpu_isa isa) {
     return (bits & needed) == needed;
 }
 
-// Only where it was measured, AVX2: oneDNN's AVX-512 kernels have their own channels-last code,
-// not timed against their blocked one, and older CPUs were not timed either.
-bool blocked_forward_measured_here() {
-    return dnnl_isa_includes(dnnl::cpu_isa::avx2) && !dnnl_isa_includes(dnnl::cpu_isa::avx512_core);
-}
-
 size_t rounded_to_64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
 class DnnlConv3d final : public ConvBackend {
@@ -213,7 +207,7 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
     // From kBlockedForwardFromChannels on, an inference's fp32 forward on the activation layout
     // oneDNN prefers, where that runs the same implementation (not a fallback). Only an
     // optimisation: where oneDNN cannot build it, the ndhwc forward stays.
-    if (s.forward_only && compute == f32 && ci >= kBlockedForwardFromChannels && blocked_forward_measured_here()) {
+    if (s.forward_only && compute == f32 && ci >= kBlockedForwardFromChannels && dnnl_avx2_without_avx512()) {
         try {
             const memory::desc x_any({n, ci, d, h, w}, f32, tag::any);
             const memory::desc y_any({n, co, out.d, out.h, out.w}, f32, tag::any);
@@ -375,5 +369,10 @@ std::unique_ptr<ConvBackend> make_dnnl_conv3d(DeviceContext& ctx, const ConvShap
 
 bool dnnl_bf16_is_native() { return dnnl_isa_includes(dnnl::cpu_isa::avx512_core_bf16); }
 bool dnnl_has_amx() { return dnnl_isa_includes(dnnl::cpu_isa::avx512_core_amx); }
+// Only where it was measured: with AVX-512, oneDNN's brgconv kernels ask for ndhwc themselves
+// (an AMX Xeon, docs/PERFORMANCE.md ninth session); older CPUs were not timed.
+bool dnnl_avx2_without_avx512() {
+    return dnnl_isa_includes(dnnl::cpu_isa::avx2) && !dnnl_isa_includes(dnnl::cpu_isa::avx512_core);
+}
 
 }  // namespace iss

@@ -316,27 +316,14 @@ double wl2_loss(Graph& g, const Var& logits, const uint8_t* target) {
     return loss;
 }
 
-namespace {
-
-void require_inference_softmax(const Graph& g) {
+void softmax_into(Graph& g, const Var& logits, float* out) {
     ISS_REQUIRE(!g.grad_enabled(), "softmax() is for inference; train with softmax_dice_loss");
-}
-
-void softmax_forward_of(Graph& g, const Var& logits, float* out) {
     softmax_forward(g.context(), logits.value().as<float>(), logits.shape().voxels(), logits.shape().c, out);
 }
 
-}  // namespace
-
-void softmax_into(Graph& g, const Var& logits, float* out) {
-    require_inference_softmax(g);
-    softmax_forward_of(g, logits, out);
-}
-
 Var softmax(Graph& g, const Var& logits) {
-    require_inference_softmax(g);  // before anything is allocated
-    Tensor p = g.make(logits.shape());
-    softmax_forward_of(g, logits, p.data);
+    Tensor p = g.make(logits.shape());  // freed again if softmax_into refuses
+    softmax_into(g, logits, p.data);
     return g.output(p, false);
 }
 

@@ -237,8 +237,9 @@ const SampleParams& Generator::draw(uint32_t sample) {
 // on the device are sized once for the largest sample: this one must fit.
 void Generator::upload_plan() {
     Buffers& b = *buffers_;
-    ISS_REQUIRE(kernels_.resize.grid().count() <= capacity_.field && product(kernels_.deform.a.out_dim) <= capacity_.image,
-                "generator: a sample larger than the workspace");
+    ISS_REQUIRE(
+        kernels_.resize.grid().count() <= capacity_.field && product(kernels_.deform.a.out_dim) <= capacity_.image,
+        "generator: a sample larger than the workspace");
     for_each_sample_kernel(kernels_, capacity_.steps, WithinIndexExtent{capacity_.index_extent});
     ISS_REQUIRE(b.velocity_offset + sizeof(float) * params_.velocity.size() <= b.bias_offset &&
                     b.bias_offset + sizeof(float) * params_.bias.size() <= b.staging.size(),

@@ -37,7 +37,7 @@ Pool2Geometry upsample_geometry(const Shape5& coarse, const char* op) {
 // add_upsampled_parities on the CPU, a fine row at a time: first the row's parity values, each
 // fine voxel's Co from its coarse voxel, gathered into a row of their own; then one flat loop
 // over the row's W x Co elements. The body's own loop (a voxel's index divisions, then its Co
-// channels, 24 as 16 + 8 lanes) ran the level-0 sum 1.55x (fp32) to 2.85x (bf16) slower on an
+// channels, 24 as 16 + 8 lanes) ran the level-0 sum 1.44x (fp32) to 2.8x (bf16) slower on an
 // AMX Xeon (docs/PERFORMANCE.md). Each element is the body's value(): the body's bits.
 template <class T>
 void add_upsampled_parities_cpu(const AddUpsampledParitiesBody<T>& shared_body) {
