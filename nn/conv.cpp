@@ -23,6 +23,8 @@ void check_shape(const ConvShape& s) {
     ISS_REQUIRE(s.in.d >= 1 && s.in.h >= 1 && s.in.w >= 1, "Conv3d: in.d, in.h, in.w must be >= 1, got ",
                 s.in.str());
     ISS_REQUIRE(s.in.c >= 1, "Conv3d: in.c (input channels) must be >= 1, got ", s.in.c);
+    ISS_REQUIRE(s.pad_d || s.in.d >= s.kernel, "Conv3d: without padding along D the input needs at least ", s.kernel,
+                " rows, got ", s.in.d);
     ISS_REQUIRE(s.out_c >= 1, "Conv3d: out_c (output channels) must be >= 1, got ", s.out_c);
     ISS_REQUIRE(s.elu_alpha >= 0.0f && std::isfinite(s.elu_alpha), "Conv3d: elu_alpha must be finite and >= 0, got ",
                 s.elu_alpha);

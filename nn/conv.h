@@ -1,5 +1,5 @@
-// 3-D convolution, stride 1, zero padding k/2 on every side, with bias, on channels-last
-// activations: the vendor libraries do the work (oneDNN on the CPU, cuDNN on CUDA), each
+// 3-D convolution, stride 1, zero padding k/2 on every side (or none along D: ConvShape::pad_d),
+// with bias, on channels-last activations: the vendor libraries do the work (oneDNN on the CPU, cuDNN on CUDA), each
 // confined to one file behind this narrow interface. Kernels 1 and 3 keep the size ("same");
 // kernel 2 (padding 1) gives one more row on every axis: output (z, y, x) reads inputs
 // z-1..z, y-1..y, x-1..x (the decoder's convolution over upsampled values computed on the
@@ -47,17 +47,24 @@ struct ConvShape {
     // blocked layout (nn/conv_dnnl.cpp), whose copies of the activations a training step's
     // 72-channel decoder convolution would make large.
     bool forward_only = false;
+    // false: no zero padding along D, so the output has 2 * padding() fewer rows than with it.
+    // For a slab of a larger volume whose input already holds the real neighbour rows
+    // (UNet::predict): only the rows the slab keeps are computed.
+    bool pad_d = true;
 
     int64_t padding() const { return kernel / 2; }
-    // The output's shape: the input's, one larger on every spatial axis for kernel 2.
+    int64_t padding_d() const { return pad_d ? padding() : 0; }
+    // The output's shape: the input's, one larger on every padded spatial axis for kernel 2, and
+    // kernel - 1 rows shorter along an unpadded D.
     Shape5 out() const {
-        const int64_t grow = 2 * padding() - kernel + 1;
-        return Shape5{in.n, in.d + grow, in.h + grow, in.w + grow, out_c};
+        const auto extent = [&](int64_t size, int64_t pad) { return size + 2 * pad - kernel + 1; };
+        return Shape5{in.n, extent(in.d, padding_d()), extent(in.h, padding()), extent(in.w, padding()), out_c};
     }
     int64_t weight_count() const { return out_c * kernel * kernel * kernel * in.c; }
     bool operator==(const ConvShape& o) const {
         return in == o.in && out_c == o.out_c && kernel == o.kernel && precision == o.precision &&
-               x_type == o.x_type && y_type == o.y_type && elu_alpha == o.elu_alpha && forward_only == o.forward_only;
+               x_type == o.x_type && y_type == o.y_type && elu_alpha == o.elu_alpha &&
+               forward_only == o.forward_only && pad_d == o.pad_d;
     }
 };
 

@@ -360,7 +360,7 @@ CudnnConv3d::CudnnConv3d(DeviceContext& ctx, const ConvShape& s)
     ISS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&b_.handle));
     set_ndhwc(b_.handle, CUDNN_DATA_FLOAT, 1, s.out_c, 1, 1, 1);
     ISS_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv_.handle));
-    const int pads[3] = {pad, pad, pad}, strides[3] = {1, 1, 1}, dilations[3] = {1, 1, 1};
+    const int pads[3] = {int(s.padding_d()), pad, pad}, strides[3] = {1, 1, 1}, dilations[3] = {1, 1, 1};
     // The compute type is fp32 in every pass (bf16 data summed in fp32: cuDNN's "pseudo" bf16).
     ISS_CUDNN_CHECK(cudnnSetConvolutionNdDescriptor(conv_.handle, 3, pads, strides, dilations,
                                                     CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));

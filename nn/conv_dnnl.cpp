@@ -141,7 +141,7 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
     const memory::dim n = s.in.n, d = s.in.d, h = s.in.h, w = s.in.w, ci = s.in.c, co = s.out_c, k = s.kernel;
     const memory::dim pad = s.padding();
     const Shape5 out = s.out();
-    const memory::dims strides{1, 1, 1}, padding{pad, pad, pad};
+    const memory::dims strides{1, 1, 1}, padding{s.padding_d(), pad, pad};
     const auto compute = s.precision == Precision::bf16 ? bf16 : f32;
     const auto stored = [](DType t) { return t == DType::bf16 ? bf16 : f32; };
     // oneDNN names dimensions in its canonical order (N, C, D, H, W) / (O, I, D, H, W); the

@@ -137,10 +137,11 @@ Conv3d& ConvEngines::get(DeviceContext& ctx, const ConvShape& shape) {
     return *engines_.back();
 }
 
-Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engines, DType out_type, float elu_alpha) {
+Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engines, DType out_type, float elu_alpha,
+           bool pad_d) {
     ISS_REQUIRE(elu_alpha == 0 || !g.grad_enabled(), "conv3d: a fused ELU is for inference (gradients off)");
     const ConvShape shape{x.shape(), engines.out_c(), engines.kernel(), g.precision(), x.dtype(), out_type, elu_alpha,
-                          !g.grad_enabled()};
+                          !g.grad_enabled(), pad_d};
     Conv3d& engine = engines.get(g.context(), shape);
     Tensor y = g.make(engine.shape().out(), out_type);
     ParamStore& p = g.params();

@@ -6,7 +6,8 @@
 //
 //   conv3d      y = conv(x, w) + b through a cached Conv3d engine (oneDNN / cuDNN), in the
 //               graph's precision, y stored as `out_type`; with elu_alpha > 0, y = ELU(conv + b)
-//               fused, for inference only (gradients off: training runs elu() after it)
+//               fused, for inference only (gradients off: training runs elu() after it); with
+//               pad_d false, no zero padding along D (ConvShape::pad_d)
 //   elu         ELU(alpha); in place by default (its backward needs only the output, and the
 //               value it overwrites - a convolution's output - is needed by nobody else)
 //   batchnorm   training statistics (and running-statistics update) or inference statistics
@@ -46,7 +47,7 @@ private:
 };
 
 Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engines, DType out_type,
-           float elu_alpha = 0.0f);
+           float elu_alpha = 0.0f, bool pad_d = true);
 Var elu(Graph& g, const Var& x, float alpha = 1.0f, bool in_place = true);
 
 struct BatchNormParams {

@@ -1,11 +1,18 @@
 #include "nn/unet.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/common/error.h"
 #include "kernels/common/philox.h"
 
 namespace iss {
+namespace {
+
+// Rows [d0, d1) along D of a batch-1 value, as a leaf sharing its memory (inference only).
+Var rows(Graph& g, const Var& v, int64_t d0, int64_t d1) { return g.input(v.value().rows(d0, d1)); }
+
+}  // namespace
 
 int64_t unet_parameter_count(const UNetConfig& config) {
     DeviceContext cpu;
@@ -103,16 +110,17 @@ void UNet::initialise(uint64_t seed) {
     init_conv(head_);
 }
 
-Var UNet::conv_elu_block(Graph& g, Var x, std::vector<ConvLayer>& convs, size_t first) {
-    // Inference fuses each ELU into its convolution (a pass over the largest tensors saved:
+Var UNet::conv_elu(Graph& g, const Var& x, ConvLayer& c, bool pad_d) {
+    // Inference fuses the ELU into the convolution (a pass over the largest tensors saved:
     // bf16 forward 11% faster); training keeps them apart, where fusing measured no faster
     // (the backward dominates) and our ELU runs on both backends.
-    const bool fuse = !g.grad_enabled();
-    for (size_t i = first; i < convs.size(); ++i) {
-        ConvLayer& c = convs[i];
-        x = conv3d(g, x, c.weight, c.bias, *c.engines, g.activation_type(), fuse ? config_.elu_alpha : 0.0f);
-        if (!fuse) x = elu(g, x, config_.elu_alpha);
-    }
+    if (!g.grad_enabled())
+        return conv3d(g, x, c.weight, c.bias, *c.engines, g.activation_type(), config_.elu_alpha, pad_d);
+    return elu(g, conv3d(g, x, c.weight, c.bias, *c.engines, g.activation_type(), 0.0f, pad_d), config_.elu_alpha);
+}
+
+Var UNet::conv_elu_block(Graph& g, Var x, std::vector<ConvLayer>& convs, size_t first) {
+    for (size_t i = first; i < convs.size(); ++i) x = conv_elu(g, x, convs[i]);
     return x;
 }
 
@@ -121,14 +129,19 @@ bool UNet::folds_upsampling(const UNetConfig& config, DeviceContext& ctx, DType 
     return !ctx.is_cuda() || activations == DType::f32 || level == 0;
 }
 
-Var UNet::decoder_block(Graph& g, Var skip, Var coarse, std::vector<ConvLayer>& convs, int level) {
+Var UNet::decoder_input(Graph& g, Var skip, Var coarse, std::vector<ConvLayer>& convs, int level,
+                        size_t& convs_done) {
     const bool folded = !g.grad_enabled() && folds_upsampling(config_, g.context(), g.activation_type(), level);
     const ConvLayer& first = convs[0];
-    Var x = folded
-                ? upsample_concat_conv(g, skip, coarse, first.weight, first.bias, *first.upsampled, config_.elu_alpha)
-                : upsample_concat(g, skip, coarse);
-    skip = coarse = Var{};  // their last use
-    return conv_elu_block(g, std::move(x), convs, folded ? 1 : 0);
+    convs_done = folded ? 1 : 0;
+    return folded ? upsample_concat_conv(g, skip, coarse, first.weight, first.bias, *first.upsampled, config_.elu_alpha)
+                  : upsample_concat(g, skip, coarse);
+}
+
+Var UNet::decoder_block(Graph& g, Var skip, Var coarse, std::vector<ConvLayer>& convs, int level) {
+    size_t done = 0;
+    Var x = decoder_input(g, std::move(skip), std::move(coarse), convs, level, done);
+    return conv_elu_block(g, std::move(x), convs, done);
 }
 
 Var UNet::encode_and_decode_to_level_one(Graph& g, const Var& input, bool training, std::vector<Var>& skips) {
@@ -164,6 +177,35 @@ Var UNet::last_level(Graph& g, Var skip0, Var from_level_one, bool training) {
     return x;
 }
 
+Var UNet::last_level_rows(Graph& g, const Var& skip0, const Var& level_one, int64_t z0, int64_t z1) {
+    const int64_t depth = skip0.shape().d;
+    const int64_t pad = config_.kernel / 2;
+    std::vector<ConvLayer>& convs = decoder_[size_t(config_.levels - 2)];
+    const int64_t n = int64_t(convs.size());
+    // Every convolution needs `pad` rows of real neighbours on each side, so the level's input is
+    // read with a halo of pad * n rows; even bounds keep the upsampling's rows aligned with level
+    // 1's.
+    int64_t lo = std::max<int64_t>(0, z0 - pad * n) / 2 * 2;
+    int64_t hi = std::min(depth, (z1 + pad * n + 1) / 2 * 2);
+    size_t done = 0;
+    Var x = decoder_input(g, rows(g, skip0, lo, hi), rows(g, level_one, lo / 2, hi / 2), convs, 0, done);
+    // x holds rows [lo, hi). Each later convolution makes only the rows the ones after it need.
+    // Away from the volume's ends its input holds the real neighbour rows and it runs without
+    // zero padding along D; at an end it pads as the whole volume does (and computes the rows
+    // up to the end, one more than needed on a slab's other side).
+    for (size_t i = done; i < convs.size(); ++i) {
+        const int64_t after = pad * (n - 1 - int64_t(i));
+        const int64_t want_lo = std::max<int64_t>(0, z0 - after), want_hi = std::min(depth, z1 + after);
+        const int64_t in_lo = std::max<int64_t>(0, want_lo - pad), in_hi = std::min(depth, want_hi + pad);
+        const bool interior = pad > 0 && in_lo == want_lo - pad && in_hi == want_hi + pad;
+        x = conv_elu(g, rows(g, x, in_lo - lo, in_hi - lo), convs[i], !interior);
+        lo = interior ? want_lo : in_lo;
+        hi = interior ? want_hi : in_hi;
+    }
+    // Batch norm, the head and the softmax work voxel by voxel: on the slab's own rows only.
+    return batchnorm(g, rows(g, x, z0 - lo, z1 - lo), decoder_bn_[size_t(config_.levels - 2)], false);
+}
+
 Var UNet::head(Graph& g, const Var& features) {
     return conv3d(g, features, head_.weight, head_.bias, *head_.engines, DType::f32);  // fp32 logits
 }
@@ -175,13 +217,6 @@ Var UNet::forward(Graph& g, const Var& input, bool training) {
     skips.clear();
     return head(g, last_level(g, std::move(skip0), std::move(x), training));
 }
-
-namespace {
-
-// Rows [d0, d1) along D of a batch-1 value, as a leaf sharing its memory.
-Var rows(Graph& g, const Var& v, int64_t d0, int64_t d1) { return g.input(v.value().rows(d0, d1)); }
-
-}  // namespace
 
 bool UNet::predict_in_slabs(Graph& g, const Var& input, int64_t slab_depth) const {
     ISS_REQUIRE(!g.grad_enabled(), "UNet::predict is inference: gradients must be off");
@@ -199,17 +234,9 @@ void UNet::predict_logit_rows(Graph& g, const Var& input, int64_t slab_depth, co
     const Var level_one = encode_and_decode_to_level_one(g, input, false, skips);
     const Var skip0 = skips[0];
     skips.clear();
-    // Each convolution of the last level needs one row of neighbours on each side (kernel 3), so
-    // a slab is computed with `halo` extra rows read from the real volume; even bounds keep the
-    // upsampling's rows aligned with level 1's. The features are cropped to the slab's own rows
-    // before the head and the softmax, which work voxel by voxel.
-    const int64_t halo = config_.kernel / 2 * config_.convs_per_level;
     for (int64_t z0 = 0; z0 < in.d; z0 += slab_depth) {
         const int64_t z1 = std::min(in.d, z0 + slab_depth);
-        const int64_t a = std::max<int64_t>(0, z0 - halo) / 2 * 2;
-        const int64_t b = std::min(in.d, (z1 + halo + 1) / 2 * 2);
-        const Var features = last_level(g, rows(g, skip0, a, b), rows(g, level_one, a / 2, b / 2), false);
-        emit(z0, z1, head(g, rows(g, features, z0 - a, z1 - a)));
+        emit(z0, z1, head(g, last_level_rows(g, skip0, level_one, z0, z1)));
     }
 }
 

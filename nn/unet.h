@@ -95,11 +95,16 @@ private:
     };
     ConvLayer declare_conv(const std::string& name, int64_t in_c, int64_t out_c, int64_t kernel);
     BatchNormParams declare_bn(const std::string& name, int64_t channels);
+    // One layer with its ELU (fused at inference); pad_d as ConvShape's.
+    Var conv_elu(Graph& g, const Var& x, ConvLayer& c, bool pad_d = true);
     // Each layer of `convs` from `first` on, with its ELU.
     Var conv_elu_block(Graph& g, Var x, std::vector<ConvLayer>& convs, size_t first = 0);
-    // The layers of the decoder level on grid `level` over concat(skip, upsample2(coarse)), at
-    // inference the first without the concatenation where folds_upsampling says so. Takes its
+    // The decoder level on grid `level` up to its first convolution: concat(skip,
+    // upsample2(coarse)), or at inference, where folds_upsampling says so, the first layer already
+    // applied without the concatenation; `convs_done` says which (0 or 1 of `convs`). Takes its
     // inputs by value, and frees each after its last use when handed the only handles.
+    Var decoder_input(Graph& g, Var skip, Var coarse, std::vector<ConvLayer>& convs, int level, size_t& convs_done);
+    // The layers of the decoder level on grid `level` over concat(skip, upsample2(coarse)).
     Var decoder_block(Graph& g, Var skip, Var coarse, std::vector<ConvLayer>& convs, int level);
 
     // The encoder, and every decoder level but the last: the skips and the deepest output.
@@ -114,6 +119,9 @@ private:
     // inputs by value so that, handed the only handles, it frees each after its last use (skip0
     // alone is 24 channels at full resolution).
     Var last_level(Graph& g, Var skip0, Var from_level_one, bool training);
+    // Inference in slabs: rows [z0, z1) of the last level's features (after its batch norm),
+    // computed from the rows of skip0 and level one's output that its convolutions need.
+    Var last_level_rows(Graph& g, const Var& skip0, const Var& level_one, int64_t z0, int64_t z1);
     // The head (a 1x1 convolution): fp32 logits from those features.
     Var head(Graph& g, const Var& features);
 

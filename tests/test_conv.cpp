@@ -106,6 +106,11 @@ struct Case {
     ConvShape shape;
 };
 
+ConvShape unpadded_d(ConvShape s) {
+    s.pad_d = false;
+    return s;
+}
+
 // Odd, unequal sizes so a swapped axis cannot pass; channel counts of the U-Net (24 -> 48,
 // the 34-class head, 48 and more) and small ones; a volume thinner than the kernel on every axis; kernel 2
 // (one more output row per axis), with channel counts the CUDA tensor cores take.
@@ -125,6 +130,12 @@ const std::vector<Case>& cases() {
         {"k3 2x3x5x4 48->40", ConvShape{Shape5{2, 3, 5, 4, 48}, 40, 3}},
         {"k3 1x3x5x3 56->48", ConvShape{Shape5{1, 3, 5, 3, 56}, 48, 3}},
         {"k2 1x3x4x5 48->96", ConvShape{Shape5{1, 3, 4, 5, 48}, 96, 2}},
+        // Without zero padding along D (a predict slab's inner convolutions, nn/unet.cpp): the
+        // output is kernel - 1 rows shorter; a blocked forward's channel count too.
+        {"k3 2x5x6x7 3->5 unpadded D", unpadded_d(ConvShape{Shape5{2, 5, 6, 7, 3}, 5, 3})},
+        {"k3 1x4x5x3 48->40 unpadded D", unpadded_d(ConvShape{Shape5{1, 4, 5, 3, 48}, 40, 3})},
+        {"k3 1x3x2x3 2->3 unpadded D", unpadded_d(ConvShape{Shape5{1, 3, 2, 3, 2}, 3, 3})},
+        {"k2 2x5x6x7 3->5 unpadded D", unpadded_d(ConvShape{Shape5{2, 5, 6, 7, 3}, 5, 2})},
     };
     return all;
 }
@@ -514,6 +525,7 @@ TEST_P(ConvPreconditions, BadShapesNameTheField) {
     expect_refused(ConvShape{Shape5{1, 4, 4, 4, 0}, 3, 3}, "in.c");
     expect_refused(ConvShape{Shape5{0, 4, 4, 4, 2}, 3, 3}, "in.n");
     expect_refused(ConvShape{Shape5{1, 4, 0, 4, 2}, 3, 3}, "in.d, in.h, in.w");
+    expect_refused(unpadded_d(ConvShape{Shape5{1, 2, 4, 4, 2}, 3, 3}), "without padding along D");
     // bf16 tensors with fp32 arithmetic: there is no such pass.
     expect_refused(ConvShape{in, 3, 3, Precision::fp32, DType::bf16, DType::f32}, "bf16 tensors need bf16 precision");
     expect_refused(ConvShape{in, 3, 3, Precision::fp32, DType::f32, DType::bf16}, "bf16 tensors need bf16 precision");

@@ -546,32 +546,40 @@ TEST_P(NnUNet, PlannedArenaOnlyMovesMemory) {
 // order may differ with the slab's shape (nn/conv.h: 1e-4 of the largest |output| per layer;
 // the probabilities, in [0, 1] after two convolutions and the head, agree to 1e-4). Odd slab
 // depths, a volume that is no multiple of them, and slabs of one row all give it. And the slabs
-// need less memory: the last concatenation never exists whole.
+// need less memory: the last concatenation never exists whole. With 2 and 3 convolutions a
+// level: a slab's inner convolutions run unpadded along D except at the volume's ends
+// (nn/unet.cpp: last_level_rows), over halos of one and two rows.
 TEST_P(NnUNet, SlabbedPredictMatchesTheWholeVolume) {
-    UNetConfig config;
-    config.levels = 3;
-    config.features = 4;
-    config.classes = 5;
-    TinySetup s(ctx(), config);
-    const Shape5 shape{1, 20, 12, 16, 1};
-    const std::vector<float> image = random_values(size_t(shape.size()), 17, 1.0f);
-    auto probabilities = [&](int64_t slab, size_t* peak) {
-        PoolAllocator pool(ctx());
-        Graph g(pool, s.params, false);
-        Tensor x = Tensor::make(pool, shape);
-        ctx().copy_to_device(x.data, image.data(), image.size() * sizeof(float));
-        const Var probs = s.net.predict(g, g.input(x), slab);
-        std::vector<float> p(size_t(probs.value().size()));
-        ctx().copy_to_host(p.data(), probs.data(), p.size() * sizeof(float));
-        *peak = pool.peak_bytes();
-        return p;
-    };
-    size_t whole_peak = 0, slab_peak = 0;
-    const std::vector<float> whole = probabilities(0, &whole_peak);
-    for (const int64_t slab : {1, 3, 4, 7}) {
-        EXPECT_TRUE(test::all_near(probabilities(slab, &slab_peak), whole, 1e-4)) << "slabs of " << slab;
-        if (slab <= 4) {
-            EXPECT_LT(slab_peak, whole_peak) << "slabs of " << slab;
+    for (const int convs : {2, 3}) {
+        SCOPED_TRACE(cat(convs, " convolutions a level"));
+        UNetConfig config;
+        config.levels = 3;
+        config.features = 4;
+        config.classes = 5;
+        config.convs_per_level = convs;
+        TinySetup s(ctx(), config);
+        const Shape5 shape{1, 20, 12, 16, 1};
+        const std::vector<float> image = random_values(size_t(shape.size()), 17, 1.0f);
+        auto probabilities = [&](int64_t slab, size_t* peak) {
+            PoolAllocator pool(ctx());
+            Graph g(pool, s.params, false);
+            Tensor x = Tensor::make(pool, shape);
+            ctx().copy_to_device(x.data, image.data(), image.size() * sizeof(float));
+            const Var probs = s.net.predict(g, g.input(x), slab);
+            std::vector<float> p(size_t(probs.value().size()));
+            ctx().copy_to_host(p.data(), probs.data(), p.size() * sizeof(float));
+            *peak = pool.peak_bytes();
+            return p;
+        };
+        size_t whole_peak = 0, slab_peak = 0;
+        const std::vector<float> whole = probabilities(0, &whole_peak);
+        for (const int64_t slab : {1, 3, 4, 7}) {
+            EXPECT_TRUE(test::all_near(probabilities(slab, &slab_peak), whole, 1e-4)) << "slabs of " << slab;
+            // (With 3 convolutions the halo of 3 rows a side makes a slab of 3 or 4 half of
+            // this small volume.)
+            if (slab <= 4 && convs == 2) {
+                EXPECT_LT(slab_peak, whole_peak) << "slabs of " << slab;
+            }
         }
     }
 }

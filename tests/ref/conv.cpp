@@ -23,7 +23,7 @@ bool inside(int64_t v, int64_t extent) { return v >= 0 && v < extent; }
 std::vector<double> conv3d_forward(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& w,
                                    const std::vector<float>& b) {
     const Shape5& g = s.in;
-    const int64_t k = s.kernel, p = s.padding();
+    const int64_t k = s.kernel, p = s.padding(), pd = s.padding_d();
     const Shape5 out = s.out();
     std::vector<double> y(size_t(s.out().size()));
     for (int64_t n = 0; n < g.n; ++n)
@@ -35,7 +35,7 @@ std::vector<double> conv3d_forward(const ConvShape& s, const std::vector<float>&
                         for (int64_t a = 0; a < k; ++a)
                             for (int64_t bb = 0; bb < k; ++bb)
                                 for (int64_t c = 0; c < k; ++c) {
-                                    const int64_t zz = z + a - p, rr = r + bb - p, qq = q + c - p;
+                                    const int64_t zz = z + a - pd, rr = r + bb - p, qq = q + c - p;
                                     if (!inside(zz, g.d) || !inside(rr, g.h) || !inside(qq, g.w)) continue;
                                     for (int64_t i = 0; i < g.c; ++i)
                                         sum += double(w[size_t(weight_at(s, o, a, bb, c, i))]) *
@@ -49,11 +49,11 @@ std::vector<double> conv3d_forward(const ConvShape& s, const std::vector<float>&
 std::vector<double> conv3d_backward_data(const ConvShape& s, const std::vector<float>& dy,
                                          const std::vector<float>& w) {
     const Shape5& g = s.in;
-    const int64_t k = s.kernel, p = s.padding();
+    const int64_t k = s.kernel, p = s.padding(), pd = s.padding_d();
     const Shape5 out = s.out();
     std::vector<double> dx(size_t(g.size()), 0.0);
     // Scatter form, the transpose of the forward loop read literally: output (z, r, q) read
-    // input (z + a - p, ...) with weight w(o, a, bb, c, i).
+    // input (z + a - pd, ...) with weight w(o, a, bb, c, i).
     for (int64_t n = 0; n < g.n; ++n)
         for (int64_t z = 0; z < out.d; ++z)
             for (int64_t r = 0; r < out.h; ++r)
@@ -63,7 +63,7 @@ std::vector<double> conv3d_backward_data(const ConvShape& s, const std::vector<f
                         for (int64_t a = 0; a < k; ++a)
                             for (int64_t bb = 0; bb < k; ++bb)
                                 for (int64_t c = 0; c < k; ++c) {
-                                    const int64_t zz = z + a - p, rr = r + bb - p, qq = q + c - p;
+                                    const int64_t zz = z + a - pd, rr = r + bb - p, qq = q + c - p;
                                     if (!inside(zz, g.d) || !inside(rr, g.h) || !inside(qq, g.w)) continue;
                                     for (int64_t i = 0; i < g.c; ++i)
                                         dx[size_t(at(g, g.c, n, zz, rr, qq, i))] +=
@@ -76,7 +76,7 @@ std::vector<double> conv3d_backward_data(const ConvShape& s, const std::vector<f
 void conv3d_backward_weights(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& dy,
                              std::vector<double>& dw, std::vector<double>& db) {
     const Shape5& g = s.in;
-    const int64_t k = s.kernel, p = s.padding();
+    const int64_t k = s.kernel, p = s.padding(), pd = s.padding_d();
     const Shape5 out = s.out();
     dw.assign(size_t(s.weight_count()), 0.0);
     db.assign(size_t(s.out_c), 0.0);
@@ -90,7 +90,7 @@ void conv3d_backward_weights(const ConvShape& s, const std::vector<float>& x, co
                         for (int64_t a = 0; a < k; ++a)
                             for (int64_t bb = 0; bb < k; ++bb)
                                 for (int64_t c = 0; c < k; ++c) {
-                                    const int64_t zz = z + a - p, rr = r + bb - p, qq = q + c - p;
+                                    const int64_t zz = z + a - pd, rr = r + bb - p, qq = q + c - p;
                                     if (!inside(zz, g.d) || !inside(rr, g.h) || !inside(qq, g.w)) continue;
                                     for (int64_t i = 0; i < g.c; ++i)
                                         dw[size_t(weight_at(s, o, a, bb, c, i))] +=

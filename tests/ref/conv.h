@@ -1,7 +1,8 @@
 // Reference 3-D convolution in double, written from the definition (docs/KERNELS.md,
 // "Conv3d"): plain loops, never calling Conv3d. Cross-correlation, stride 1, zero padding
-// p = k/2: tap (a, b, c) of the kernel at output (z, y, x) reads the input at
-// (z+a-p, y+b-p, x+c-p); the output has ConvShape::out()'s shape.
+// p = k/2 (pd = p along D, or 0 where ConvShape::pad_d is false): tap (a, b, c) of the kernel
+// at output (z, y, x) reads the input at (z+a-pd, y+b-p, x+c-p); the output has
+// ConvShape::out()'s shape.
 //
 // Layouts as in nn/conv.h: x (N, D, H, W, Ci), y (N, D', H', W', Co), w (Co, k, k, k, Ci), b (Co).
 #pragma once
