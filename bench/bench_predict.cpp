@@ -111,7 +111,7 @@ void predict_post(benchmark::State& state, Backend backend) {
     // takes about the minimum time) would count the allocator's first pages (1.25 against
     // 0.44 s on a 2-vCPU EPYC).
     benchmark::DoNotOptimize(
-        reorient(segment_posteriors(smooth_and_crop_posteriors(ctx, work, padded, before, grid, classes), labels),
+        reorient(segment_posteriors(smooth_and_crop_posteriors(ctx, work.data(), padded, before, grid, classes), labels),
                  "LIA")
             .data.data());
     double extra = 0;
@@ -119,7 +119,7 @@ void predict_post(benchmark::State& state, Backend backend) {
         state.PauseTiming();
         work = probs;
         state.ResumeTiming();
-        const Image post = smooth_and_crop_posteriors(ctx, work, padded, before, grid, classes);
+        const Image post = smooth_and_crop_posteriors(ctx, work.data(), padded, before, grid, classes);
         const LabelMap seg = reorient(segment_posteriors(post, labels), "LIA");
         benchmark::DoNotOptimize(seg.data.data());
         state.PauseTiming();

@@ -27,12 +27,11 @@ void crop_row_channel_first(const float* row, Image& post, int64_t j, int64_t k)
 // from a copy of itself; along y each row of a slab from copies of the original rows before it
 // (a ring of h + 1 rows); along z straight into the cropped channel-first output, only for the
 // rows kept. The same sums as blur_axis three times (blur_row_along, blur_rows_across).
-Image smooth_and_crop_cpu(std::vector<float>& channels_last, const std::array<int64_t, 3>& padded_dim,
-                          const std::array<int64_t, 3>& before, const Grid& grid, int64_t classes) {
+Image smooth_and_crop_cpu(float* data, const std::array<int64_t, 3>& padded_dim, const std::array<int64_t, 3>& before,
+                          const Grid& grid, int64_t classes) {
     const int h = smoothing_half_width;
     const std::vector<float> taps = blur_taps(smoothing_sigma, h);
     const int64_t nx = padded_dim[0], ny = padded_dim[1], nz = padded_dim[2], length = nx * classes;
-    float* data = channels_last.data();
     auto row_at = [&](int64_t j, int64_t k) { return data + (k * ny + j) * length; };
 #pragma omp parallel
     {
@@ -80,21 +79,22 @@ Image smooth_and_crop_cpu(std::vector<float>& channels_last, const std::array<in
 
 }  // namespace
 
-Image smooth_and_crop_posteriors(DeviceContext& ctx, std::vector<float>& channels_last,
-                                 const std::array<int64_t, 3>& padded_dim, const std::array<int64_t, 3>& before,
-                                 const Grid& grid, int64_t classes) {
+Image smooth_and_crop_posteriors(DeviceContext& ctx, float* channels_last, const std::array<int64_t, 3>& padded_dim,
+                                 const std::array<int64_t, 3>& before, const Grid& grid, int64_t classes) {
     if (!ctx.is_cuda()) return smooth_and_crop_cpu(channels_last, padded_dim, before, grid, classes);
     // On a GPU: up once, three passes, down once.
-    Buffer<float> a(ctx, channels_last), b(ctx, channels_last.size());
+    const size_t count = size_t(padded_dim[0] * padded_dim[1] * padded_dim[2] * classes);
+    Buffer<float> a(ctx, count), b(ctx, count);
+    ctx.copy_to_device(a.data(), channels_last, count * sizeof(float));
     const float* src = blur_separable(ctx, a.data(), b.data(), padded_dim, classes, {smoothing_sigma, smoothing_sigma, smoothing_sigma},
                                       {smoothing_half_width, smoothing_half_width, smoothing_half_width});
-    ctx.copy_to_host(channels_last.data(), src, channels_last.size() * sizeof(float));
+    ctx.copy_to_host(channels_last, src, count * sizeof(float));
     Image post(grid, classes);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t k = 0; k < grid.dim[2]; ++k)
         for (int64_t j = 0; j < grid.dim[1]; ++j) {
             const int64_t padded_voxel = ((k + before[2]) * padded_dim[1] + (j + before[1])) * padded_dim[0] + before[0];
-            crop_row_channel_first(channels_last.data() + padded_voxel * classes, post, j, k);
+            crop_row_channel_first(channels_last + padded_voxel * classes, post, j, k);
         }
     return post;
 }

@@ -14,10 +14,10 @@ class DeviceContext;
 
 // Step 6: every posterior channel smoothed with a Gaussian of sigma 0.5 voxel (3 taps, zero
 // outside), all channels in one pass per axis in the network's channels-last layout
-// (`channels_last`, on the padded grid `padded_dim`; on the CPU it is smoothed in place of the
-// network's output, which it overwrites), then cropped to `grid` (which starts at `before` in
-// the padded grid) and turned channel-first: one frame per class.
-Image smooth_and_crop_posteriors(DeviceContext& ctx, std::vector<float>& channels_last,
+// (`channels_last`, host memory of padded_dim's voxels x classes floats; on the CPU it is
+// smoothed in place of the network's output, which it overwrites), then cropped to `grid` (which
+// starts at `before` in the padded grid) and turned channel-first: one frame per class.
+Image smooth_and_crop_posteriors(DeviceContext& ctx, float* channels_last,
                                  const std::array<int64_t, 3>& padded_dim, const std::array<int64_t, 3>& before,
                                  const Grid& grid, int64_t classes);
 

@@ -366,7 +366,7 @@ TEST(PredictPost, InPlaceSmoothingGivesThePassesBits) {
     std::vector<float> a = probs, b(probs.size());
     const float* src = blur_separable(cpu, a.data(), b.data(), padded, classes, {0.5, 0.5, 0.5}, {1, 1, 1});
     std::vector<float> in_place = probs;
-    const Image got = smooth_and_crop_posteriors(cpu, in_place, padded, before, grid, classes);
+    const Image got = smooth_and_crop_posteriors(cpu, in_place.data(), padded, before, grid, classes);
     ASSERT_EQ(got.frames, classes);
     for (int64_t c = 0; c < classes; ++c)
         for (int64_t k = 0; k < grid.dim[2]; ++k)
