@@ -45,7 +45,7 @@ int cmd_export(int argc, char** argv) {
     DeviceContext cpu;
     ParamStore params(cpu);
     UNet net(spec.unet, params);
-    params.allocate();
+    params.allocate(ParamStore::Use::inference);
     load_weights(weights, params);
     write_keras_unet(out, spec.unet, params);
     std::printf("exported %s -> %s (Keras 2 weights; labels in channel order:", weights.c_str(), out.c_str());

@@ -69,7 +69,7 @@ int cmd_import(int argc, char** argv) {
     DeviceContext cpu;
     ParamStore params(cpu);
     UNet net(spec.unet, params);
-    params.allocate();
+    params.allocate(ParamStore::Use::inference);
     load_keras_tensors(model, params);
     make_directories(out);
     save_model(weights, spec, params);

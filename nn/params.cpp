@@ -24,16 +24,25 @@ Param ParamStore::declare(const std::string& name, const std::vector<int64_t>& s
     return Param{int(infos_.size()) - 1};
 }
 
-void ParamStore::allocate() {
+void ParamStore::allocate(Use use) {
     ISS_REQUIRE(!allocated_, "parameters allocated twice");
     values_ = Buffer<float>(ctx_, size_t(trainable_span_));
-    grads_ = Buffer<float>(ctx_, size_t(trainable_span_));
-    m_ = Buffer<float>(ctx_, size_t(trainable_span_));
-    v_ = Buffer<float>(ctx_, size_t(trainable_span_));
     state_ = Buffer<float>(ctx_, size_t(state_span_));
+    if (use == Use::training) {
+        grads_ = Buffer<float>(ctx_, size_t(trainable_span_));
+        m_ = Buffer<float>(ctx_, size_t(trainable_span_));
+        v_ = Buffer<float>(ctx_, size_t(trainable_span_));
+    }
     for (Buffer<float>* b : {&values_, &grads_, &m_, &v_, &state_})
         if (b->size() > 0) ctx_.fill_zero(b->data(), b->size() * sizeof(float));
     allocated_ = true;
+    use_ = use;
+}
+
+float* ParamStore::training_buffer(Buffer<float>& b, const char* what) {
+    ISS_REQUIRE(trains(), "parameters: ", what, " asked of a store ",
+                allocated_ ? "allocated for inference" : "not yet allocated");
+    return b.data();
 }
 
 float* ParamStore::value(Param p) {
@@ -44,12 +53,13 @@ float* ParamStore::value(Param p) {
 
 float* ParamStore::grad(Param p) {
     const ParamInfo& i = info(p);
-    ISS_REQUIRE(allocated_ && i.trainable, "parameter ", i.name, " has no gradient");
+    ISS_REQUIRE(trains() && i.trainable, "parameter ", i.name, " has no gradient");
     return grads_.data() + i.offset;
 }
 
 void ParamStore::zero_grads() {
-    if (grads_.size() > 0) ctx_.fill_zero(grads_.data(), grads_.size() * sizeof(float));
+    float* all = grads();
+    if (grads_.size() > 0) ctx_.fill_zero(all, grads_.size() * sizeof(float));
 }
 
 std::vector<float> ParamStore::download(Param p) const {

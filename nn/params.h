@@ -39,8 +39,13 @@ public:
     explicit ParamStore(DeviceContext& ctx) : ctx_(ctx) {}
 
     Param declare(const std::string& name, const std::vector<int64_t>& shape, bool trainable = true);
-    void allocate();  // once, after every declare(); zero-filled
+    // Once, after every declare(); zero-filled. For inference only the values and the state: no
+    // gradients or Adam moments (three more copies of the weights, 159 MB for the published
+    // U-Net, on the device that predicts).
+    enum class Use { training, inference };
+    void allocate(Use use = Use::training);
     bool allocated() const { return allocated_; }
+    bool trains() const { return allocated_ && use_ == Use::training; }
 
     const std::vector<ParamInfo>& infos() const { return infos_; }
     const ParamInfo& info(Param p) const { return infos_[size_t(p.index)]; }
@@ -62,9 +67,10 @@ public:
     float* grad(Param p);
 
     float* values() { return values_.data(); }
-    float* grads() { return grads_.data(); }
-    float* adam_m() { return m_.data(); }
-    float* adam_v() { return v_.data(); }
+    // Training only (refused for a store allocated for inference).
+    float* grads() { return training_buffer(grads_, "gradients"); }
+    float* adam_m() { return training_buffer(m_, "Adam moments"); }
+    float* adam_v() { return training_buffer(v_, "Adam moments"); }
     float* state() { return state_.data(); }
 
     void zero_grads();
@@ -75,11 +81,14 @@ public:
     DeviceContext& context() { return ctx_; }
 
 private:
+    float* training_buffer(Buffer<float>& b, const char* what);
+
     DeviceContext& ctx_;
     std::vector<ParamInfo> infos_;
     int64_t trainable_count_ = 0, state_count_ = 0;
     int64_t trainable_span_ = 0, state_span_ = 0;
     bool allocated_ = false;
+    Use use_ = Use::training;
     Buffer<float> values_, grads_, m_, v_, state_;
 };
 

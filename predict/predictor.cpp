@@ -110,14 +110,14 @@ Predictor::Predictor(const std::string& model, const PredictOptions& options)
         const KerasUNet keras = read_keras_unet(model);
         s.spec = keras_model_spec(keras, options.keras, model);
         s.net = std::make_unique<UNet>(s.spec.unet, s.params);
-        s.params.allocate();
+        s.params.allocate(ParamStore::Use::inference);
         load_keras_tensors(keras, s.params);
         s.pre = parse_preprocessing(s.spec, model);
     } else {
         const std::string weights = resolve_model_path(model);
         s.spec = load_model_spec(weights);
         s.net = std::make_unique<UNet>(s.spec.unet, s.params);
-        s.params.allocate();
+        s.params.allocate(ParamStore::Use::inference);
         load_weights(weights, s.params);
         s.pre = parse_preprocessing(s.spec, model_json_path(weights));
     }

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <numeric>
+#include <string>
 
 #include "kernels/common/error.h"
 #include "kernels/common/philox.h"
@@ -337,6 +339,36 @@ TEST(NnParams, ViewsIntoFlatBuffersAndThePublishedCount) {
     ctx.copy_to_host(flat.data(), small.grads(), flat.size() * sizeof(float));
     EXPECT_EQ(flat[6], 0.0f);
     EXPECT_EQ(flat[size_t(kParamAlignment)], 7.0f);
+}
+
+// A store for inference (predict, import, export) holds the values and the state alone: asking
+// it for gradients or Adam moments is refused by name, not a null pointer.
+TEST(NnParams, AnInferenceStoreHasNoGradientsOrMoments) {
+    DeviceContext ctx;
+    ParamStore params(ctx);
+    const Param w = params.declare("w", {3});
+    const Param mean = params.declare("mean", {2}, false);
+    EXPECT_FALSE(params.trains());
+    params.allocate(ParamStore::Use::inference);
+    EXPECT_FALSE(params.trains());
+    params.upload(w, {1, 2, 3});
+    params.upload(mean, {4, 5});
+    EXPECT_EQ(params.download(w), (std::vector<float>{1, 2, 3}));
+    EXPECT_EQ(params.download(mean), (std::vector<float>{4, 5}));
+    const auto refused = [](const std::function<void()>& call, const std::string& what) {
+        try {
+            call();
+            ADD_FAILURE() << what << " was not refused";
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+            EXPECT_NE(std::string(e.what()).find("inference"), std::string::npos) << e.what();
+        }
+    };
+    refused([&] { params.grads(); }, "gradients");
+    refused([&] { params.adam_m(); }, "Adam moments");
+    refused([&] { params.adam_v(); }, "Adam moments");
+    refused([&] { params.zero_grads(); }, "gradients");
+    EXPECT_THROW(params.grad(w), Error);
 }
 
 // --- whole-network gradients ----------------------------------------------------------------
