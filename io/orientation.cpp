@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "kernels/common/error.h"
 
@@ -148,6 +149,14 @@ Volume<T> reorient(const Volume<T>& in, const std::string& to) {
     return out;
 }
 
+template <class T>
+Volume<T> reorient(Volume<T>&& in, const std::string& to) {
+    if (axis_map_between(orientation_code(in.grid.affine), to).identity()) return std::move(in);
+    return reorient(static_cast<const Volume<T>&>(in), to);
+}
+
+template Volume<float> reorient(Volume<float>&&, const std::string&);
+template Volume<int32_t> reorient(Volume<int32_t>&&, const std::string&);
 template Volume<float> reorient(const Volume<float>&, const std::string&);
 template Volume<int32_t> reorient(const Volume<int32_t>&, const std::string&);
 template Volume<double> reorient(const Volume<double>&, const std::string&);

@@ -275,15 +275,15 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
     if (resampled) post = resample_image(s.ctx, post, ras.grid, Interp::linear, OutOfBounds::clamp);
 
     // 7. Argmax and the largest connected component.
-    const LabelMap seg = segment_posteriors(post, s.spec.labels);
+    LabelMap seg = segment_posteriors(post, s.spec.labels);
 
     // 8. Volumes on the input's voxels (still in the model's frame: the same voxels, summed in
     // one order whether or not the posteriors are kept), then the input's orientation (exact).
     out.volumes_mm3 = posterior_volumes_mm3(post, s.spec.labels);
-    out.segmentation = reorient(seg, input_code);
+    out.segmentation = reorient(std::move(seg), input_code);
     out.segmentation.grid.affine = image.grid.affine;  // equal up to rounding: keep the input's exactly
     if (s.options.keep_posteriors) {
-        out.posteriors = reorient(post, input_code);
+        out.posteriors = reorient(std::move(post), input_code);
         out.posteriors.grid.affine = image.grid.affine;
     }
     out.resampled = x;

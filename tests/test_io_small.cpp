@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <fstream>
+#include <string>
+#include <utility>
 
 #include "io/npy.h"
 #include "io/orientation.h"
@@ -204,6 +206,21 @@ TEST(Orientation, ReorientMatchesTheAxisMapInEveryOrientation) {
             ++tested;
         }
     EXPECT_EQ(tested, 48);
+}
+
+// A volume handed over (an rvalue) comes back without a copy where it already has the asked
+// orientation, and otherwise as the copying reorient makes it.
+TEST(Orientation, AHandedOverVolumeIsMovedWhereNothingChanges) {
+    for (const char* code : {"RAS", "LIA", "LAS"}) {
+        Volume<int32_t> in = oriented_volume(code);
+        const Volume<int32_t> copied = reorient(in, "LAS");
+        const int32_t* storage = in.data.data();
+        const Volume<int32_t> moved = reorient(std::move(in), "LAS");
+        EXPECT_EQ(moved.data, copied.data) << code;
+        EXPECT_EQ(moved.grid.dim, copied.grid.dim) << code;
+        EXPECT_TRUE(moved.grid.affine.approx_equal(copied.grid.affine, 0)) << code;
+        EXPECT_EQ(moved.data.data() == storage, std::string(code) == "LAS") << code;
+    }
 }
 
 TEST(Orientation, BadCodesAreInputErrors) {
