@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
+#include <set>
+#include <utility>
 
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
@@ -247,56 +250,162 @@ std::string ArenaAllocator::plan_text() const {
     return text;
 }
 
+// The pool's books. Large pieces are kept by address (live and free) so that a freed piece finds
+// its neighbours, and the free ones also by size for the best fit.
+struct PoolAllocator::State {
+    struct Piece {
+        size_t bytes = 0;
+        char* allocation = nullptr;  // the device allocation it lies in
+        bool free = false;
+    };
+    DeviceContext* ctx = nullptr;  // null once the pool is gone: freed memory goes straight back
+    std::map<char*, Piece> pieces;
+    std::set<std::pair<size_t, char*>> free_by_size;
+    std::map<char*, size_t> allocations;            // large device allocations and their sizes
+    std::multimap<size_t, void*> small_free;        // freed small blocks, by size
+    size_t live = 0, peak = 0, capacity = 0;
+
+    void take(size_t bytes) {
+        live += bytes;
+        peak = std::max(peak, live);
+    }
+    void mark_free(std::map<char*, Piece>::iterator at) {
+        at->second.free = true;
+        free_by_size.emplace(at->second.bytes, at->first);
+    }
+    void unmark_free(std::map<char*, Piece>::iterator at) {
+        free_by_size.erase({at->second.bytes, at->first});
+        at->second.free = false;
+    }
+    // `next` (free, right after `at` in the same allocation) joins `at`.
+    void merge_next(std::map<char*, Piece>::iterator at) {
+        const auto next = std::next(at);
+        unmark_free(next);
+        at->second.bytes += next->second.bytes;
+        pieces.erase(next);
+    }
+    bool free_neighbour(std::map<char*, Piece>::iterator at, std::map<char*, Piece>::iterator other) const {
+        return other != pieces.end() && other->second.free && other->second.allocation == at->second.allocation;
+    }
+    // Returns a large piece: free, merged with the free pieces around it; given back to the device
+    // when the pool is gone and nothing of its allocation is held any more.
+    void release_large(char* p, DeviceContext* device) {
+        auto at = pieces.find(p);
+        live -= at->second.bytes;
+        if (free_neighbour(at, std::next(at))) merge_next(at);
+        if (at != pieces.begin() && free_neighbour(at, std::prev(at))) {
+            const auto prev = std::prev(at);
+            unmark_free(prev);
+            prev->second.bytes += at->second.bytes;
+            pieces.erase(at);
+            at = prev;
+        }
+        mark_free(at);
+        if (!ctx) release_if_whole(at, device);
+    }
+    // Gives a free piece's allocation back if the piece is all of it.
+    void release_if_whole(std::map<char*, Piece>::iterator at, DeviceContext* device) {
+        const char* base = at->second.allocation;
+        const auto allocation = allocations.find(at->second.allocation);
+        if (at->first != base || at->second.bytes != allocation->second) return;
+        unmark_free(at);
+        capacity -= allocation->second;
+        device->release(at->first);
+        allocations.erase(allocation);
+        pieces.erase(at);
+    }
+};
+
 PoolAllocator::PoolAllocator(DeviceContext& ctx) : ctx_(ctx), state_(std::make_shared<State>()) { state_->ctx = &ctx; }
 
 PoolAllocator::~PoolAllocator() {
     release_cached();
-    state_->ctx = nullptr;  // blocks still held are released directly when dropped
+    state_->ctx = nullptr;  // blocks still held are released when dropped
 }
 
+size_t PoolAllocator::live_bytes() const { return state_->live; }
+size_t PoolAllocator::peak_bytes() const { return state_->peak; }
+size_t PoolAllocator::capacity_bytes() const { return state_->capacity; }
+
 void PoolAllocator::release_cached() {
-    for (const auto& [size, p] : state_->free_blocks) ctx_.release(p);
-    state_->free_blocks.clear();
-    state_->cached = 0;
+    State& s = *state_;
+    for (const auto& [size, p] : s.small_free) {
+        ctx_.release(p);
+        s.capacity -= size;
+    }
+    s.small_free.clear();
+    // Each whole free allocation is one free piece starting at its base (freed pieces merge).
+    for (auto it = s.allocations.begin(); it != s.allocations.end();) {
+        const auto piece = s.pieces.find(it->first);
+        ++it;  // release_if_whole may erase the allocation
+        if (piece->second.free) s.release_if_whole(piece, &ctx_);
+    }
 }
 
 Block PoolAllocator::allocate(size_t bytes) {
+    State& s = *state_;
     const size_t size = round_up(std::max<size_t>(bytes, 1));
-    void* ptr = nullptr;
-    // From kBestFitBytes on, the smallest cached block that holds the request, if at most
-    // kBestFitWaste times its size (a predict's tensors come in many sizes: the encoder's whole
-    // volume, then each level's slabs; cached by exact size only, its blocks held 2.1 GB where
-    // 0.86 GB were ever live at once). Below it, a block of the same size only.
-    auto it = size >= kBestFitBytes ? state_->free_blocks.lower_bound(size) : state_->free_blocks.find(size);
-    if (it != state_->free_blocks.end() && it->first / kBestFitWaste > size) it = state_->free_blocks.end();
-    size_t held = size;
-    if (it != state_->free_blocks.end()) {
-        ptr = it->second;
-        held = it->first;
-        state_->cached -= held;
-        state_->free_blocks.erase(it);
-    } else {
+    const bool large = size >= kLargeBytes;
+    // A device allocation, giving back what the pool caches and trying once more when the
+    // device is out of memory.
+    auto from_device = [&] {
         try {
-            ptr = ctx_.allocate(size);
+            return ctx_.allocate(size);
         } catch (const Error&) {
-            release_cached();  // out of memory: give the cached blocks back and try once more
-            ptr = ctx_.allocate(size);
+            release_cached();
+            return ctx_.allocate(size);
+        }
+    };
+    void* ptr = nullptr;
+    if (!large) {
+        const auto it = s.small_free.find(size);
+        if (it != s.small_free.end()) {
+            ptr = it->second;
+            s.small_free.erase(it);
+        } else {
+            ptr = from_device();
+            s.capacity += size;
+        }
+    } else {
+        const auto fit = s.free_by_size.lower_bound({size, nullptr});
+        if (fit != s.free_by_size.end()) {
+            const auto at = s.pieces.find(fit->second);
+            s.unmark_free(at);
+            // Split off what is left when it can serve a large request of its own.
+            if (at->second.bytes - size >= kLargeBytes) {
+                const auto rest = s.pieces.emplace(at->first + size,
+                                                   State::Piece{at->second.bytes - size, at->second.allocation}).first;
+                s.mark_free(rest);
+                at->second.bytes = size;
+            }
+            ptr = at->first;
+        } else {
+            char* base = static_cast<char*>(from_device());
+            s.allocations.emplace(base, size);
+            s.pieces.emplace(base, State::Piece{size, base});
+            s.capacity += size;
+            ptr = base;
         }
     }
-    state_->live += held;
-    state_->peak = std::max(state_->peak, state_->live);
+    const size_t held = large ? s.pieces.at(static_cast<char*>(ptr)).bytes : size;
+    s.take(held);
     std::shared_ptr<State> state = state_;
-    DeviceContext* ctx = &ctx_;
+    DeviceContext* device = &ctx_;
     Block block;
     block.ptr = ptr;
     block.bytes = bytes;
-    block.holder = std::shared_ptr<void>(ptr, [state, ctx, held](void* p) {
+    block.holder = std::shared_ptr<void>(ptr, [state, device, held, large](void* p) {
+        if (large) {
+            state->release_large(static_cast<char*>(p), device);
+            return;
+        }
         state->live -= held;
         if (state->ctx) {
-            state->free_blocks.emplace(held, p);
-            state->cached += held;
-        } else
-            ctx->release(p);
+            state->small_free.emplace(held, p);
+        } else {
+            state->capacity -= held;
+            device->release(p);
+        }
     });
     return block;
 }

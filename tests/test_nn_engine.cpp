@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <numeric>
+#include <random>
 #include <string>
 
 #include "kernels/common/error.h"
@@ -102,51 +104,114 @@ TEST(NnPoolAllocator, FreesAsValuesAreDropped) {
     EXPECT_EQ(pool.peak_bytes(), size_t(2) * 2048);
 }
 
-// From PoolAllocator::kBestFitBytes on, a request takes the smallest cached block that holds
-// it (up to kBestFitWaste times its size), counted at the block's size; below, only a block of
-// its own size.
-TEST(NnPoolAllocator, LargeRequestsTakeTheSmallestCachedBlockThatHoldsThem) {
+// From PoolAllocator::kLargeBytes on, a request is cut from the smallest free piece of an earlier
+// device allocation that holds it (split when a large request's worth is left over), and freed
+// neighbours merge again; below, only a freed block of its own size serves.
+TEST(NnPoolAllocator, LargeRequestsAreCutFromFreeSpaceThatMergesAgain) {
     DeviceContext ctx;
     PoolAllocator pool(ctx);
     const size_t mib = size_t(1) << 20;
-    void *three = nullptr, *eight = nullptr, *small = nullptr, *two_more = nullptr;
+    char *three = nullptr, *eight = nullptr;
+    void* small = nullptr;
     {
         const Block a = pool.allocate(3 * mib), b = pool.allocate(8 * mib), c = pool.allocate(64 * 1024);
-        three = a.ptr;
-        eight = b.ptr;
+        three = static_cast<char*>(a.ptr);
+        eight = static_cast<char*>(b.ptr);
         small = c.ptr;
     }
     EXPECT_EQ(pool.live_bytes(), 0u);
     EXPECT_EQ(pool.capacity_bytes(), 11 * mib + 64 * 1024);
     {
-        const Block two = pool.allocate(2 * mib);
+        const Block two = pool.allocate(2 * mib);  // the 3 MiB piece, split: 1 MiB left free
         EXPECT_EQ(two.ptr, three);
-        EXPECT_EQ(two.bytes, 2 * mib);
-        EXPECT_EQ(pool.live_bytes(), 3 * mib);  // the block held, not the request
-        const Block five = pool.allocate(5 * mib);
+        EXPECT_EQ(pool.live_bytes(), 2 * mib);
+        const Block five = pool.allocate(5 * mib);  // the 8 MiB one: 3 MiB left
         EXPECT_EQ(five.ptr, eight);
-        const Block another = pool.allocate(2 * mib);  // nothing cached holds it: a new block
-        EXPECT_NE(another.ptr, three);
-        EXPECT_NE(another.ptr, eight);
-        two_more = another.ptr;
-        EXPECT_EQ(pool.capacity_bytes(), 13 * mib + 64 * 1024);
+        const Block another = pool.allocate(2 * mib);  // the smallest that holds it: those 3 MiB
+        EXPECT_EQ(another.ptr, eight + 5 * mib);
+        const Block one = pool.allocate(mib);  // one of the two 1 MiB pieces left: no device call
+        EXPECT_TRUE(one.ptr == three + 2 * mib || one.ptr == eight + 7 * mib) << one.ptr;
+        EXPECT_EQ(pool.capacity_bytes(), 11 * mib + 64 * 1024);
+        const Block odd = pool.allocate(mib + mib / 2);  // nothing free holds it: a new allocation
+        EXPECT_EQ(pool.capacity_bytes(), 12 * mib + mib / 2 + 64 * 1024);
+        EXPECT_EQ(pool.live_bytes(), 11 * mib + mib / 2);
         const Block tiny = pool.allocate(1024);  // below the threshold: not the 64 KiB block
         EXPECT_NE(tiny.ptr, small);
         const Block same = pool.allocate(64 * 1024);
         EXPECT_EQ(same.ptr, small);
     }
     EXPECT_EQ(pool.live_bytes(), 0u);
-    EXPECT_EQ(pool.peak_bytes(), 13 * mib + 64 * 1024 + 1024);
     {
-        // The 2 and 3 MiB blocks serve 1.5 MiB; the 8 MiB one is more than 4 times that.
-        const Block a = pool.allocate(mib + mib / 2), b = pool.allocate(mib + mib / 2);
-        const Block c = pool.allocate(mib + mib / 2);
-        EXPECT_EQ(a.ptr, two_more);
+        // Every piece freed and merged: the whole allocations serve whole requests again.
+        const Block a = pool.allocate(8 * mib), b = pool.allocate(3 * mib);
+        EXPECT_EQ(a.ptr, eight);
         EXPECT_EQ(b.ptr, three);
-        EXPECT_NE(c.ptr, eight);
+        // A piece still held keeps its allocation; the free ones go back.
+        pool.release_cached();
+        EXPECT_EQ(pool.capacity_bytes(), 11 * mib);
     }
     pool.release_cached();
     EXPECT_EQ(pool.capacity_bytes(), 0u);
+}
+
+// Random requests and releases, large and small: no two live blocks ever share a byte (each is
+// filled with its own value and checked when it is dropped), the live count is what the blocks
+// hold, and once all is dropped every device allocation goes back whole.
+TEST(NnPoolAllocator, RandomRequestsNeverOverlap) {
+    DeviceContext ctx;
+    PoolAllocator pool(ctx);
+    std::mt19937 rng(5);
+    struct Held {
+        Block block;
+        unsigned char value;
+        size_t bytes;
+    };
+    std::vector<Held> held;
+    auto check_and_drop = [&](size_t i) {
+        const auto* p = static_cast<const unsigned char*>(held[i].block.ptr);
+        for (size_t b = 0; b < held[i].bytes; b += 4093)
+            ASSERT_EQ(p[b], held[i].value) << "block " << i << " overwritten at byte " << b;
+        ASSERT_EQ(p[held[i].bytes - 1], held[i].value);
+        held.erase(held.begin() + std::ptrdiff_t(i));
+    };
+    for (int step = 0; step < 600; ++step) {
+        if (!held.empty() && rng() % 5 < 2) {
+            check_and_drop(rng() % held.size());
+            continue;
+        }
+        const size_t bytes = rng() % 4 == 0 ? 1 + rng() % 70000 : (rng() % 6 + 1) * (size_t(1) << 20) + rng() % 300000;
+        Held h{pool.allocate(bytes), static_cast<unsigned char>(step % 251), bytes};
+        std::memset(h.block.ptr, h.value, bytes);
+        held.push_back(h);
+        size_t live = 0;
+        for (const Held& e : held) live += e.bytes;
+        EXPECT_GE(pool.live_bytes(), live);
+        EXPECT_LE(pool.live_bytes(), live + held.size() * (PoolAllocator::kLargeBytes + 256));
+        EXPECT_LE(pool.live_bytes(), pool.capacity_bytes());
+    }
+    while (!held.empty()) check_and_drop(held.size() - 1);
+    EXPECT_EQ(pool.live_bytes(), 0u);
+    pool.release_cached();
+    EXPECT_EQ(pool.capacity_bytes(), 0u);
+}
+
+// Blocks may outlive their pool (a tensor kept after a predict): they stay valid, and their
+// memory goes back when the last piece of each allocation is dropped (LeakSanitizer would see
+// anything left).
+TEST(NnPoolAllocator, BlocksOutliveThePool) {
+    DeviceContext ctx;
+    std::vector<Block> kept;
+    {
+        PoolAllocator pool(ctx);
+        const size_t mib = size_t(1) << 20;
+        { const Block big = pool.allocate(8 * mib); }
+        kept.push_back(pool.allocate(2 * mib));  // cut from the freed 8 MiB
+        kept.push_back(pool.allocate(3 * mib));
+        kept.push_back(pool.allocate(1000));
+        for (const Block& b : kept) std::memset(b.ptr, 7, b.bytes);
+    }
+    for (const Block& b : kept) EXPECT_EQ(static_cast<const unsigned char*>(b.ptr)[b.bytes - 1], 7);
+    kept.clear();
 }
 
 // A fused ELU has no backward: conv3d takes one only with gradients off, so a training graph
