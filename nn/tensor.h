@@ -7,9 +7,9 @@
 //                   that no two blocks alive at once overlap, and later steps replay that plan:
 //                   no device allocation, the same addresses every step. A step that allocates
 //                   otherwise (another shape) is served from the cache and recorded again.
-//   PoolAllocator   inference: freed blocks go to a cache by size, reused by later allocations
-//                   (from 1 MiB on the smallest cached block that holds one, up to 4 times
-//                   its size).
+//   PoolAllocator   inference: from 1 MiB on, requests are cut from the free space of earlier
+//                   device allocations (best fit, split) and freed neighbours merge again;
+//                   smaller ones reuse freed blocks of their own size.
 #pragma once
 
 #include <cstddef>
@@ -129,7 +129,7 @@ public:
     void release_cached();
 
     // Requests of this many bytes or more are cut from the free space of earlier device
-    // allocations: the smallest free piece that holds them, split when more than this is left
+    // allocations: the smallest free piece that holds them, split when this much or more is left
     // over, and pieces freed next to each other in one allocation merge again (a predict's
     // tensors come in many sizes: the encoder's whole volume, then each level's slabs; cached
     // whole, a slab's tensor pinned an encoder's block up to 4 times its size, and the pool held

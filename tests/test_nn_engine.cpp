@@ -9,6 +9,8 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "kernels/common/error.h"
 #include "kernels/common/philox.h"
@@ -141,6 +143,7 @@ TEST(NnPoolAllocator, LargeRequestsAreCutFromFreeSpaceThatMergesAgain) {
         EXPECT_EQ(same.ptr, small);
     }
     EXPECT_EQ(pool.live_bytes(), 0u);
+    EXPECT_EQ(pool.peak_bytes(), 11 * mib + mib / 2 + 64 * 1024 + 1024);
     {
         // Every piece freed and merged: the whole allocations serve whole requests again.
         const Block a = pool.allocate(8 * mib), b = pool.allocate(3 * mib);
@@ -196,22 +199,33 @@ TEST(NnPoolAllocator, RandomRequestsNeverOverlap) {
 }
 
 // Blocks may outlive their pool (a tensor kept after a predict): they stay valid, and their
-// memory goes back when the last piece of each allocation is dropped (LeakSanitizer would see
-// anything left).
+// memory goes back when the last piece of each allocation is dropped, whichever that is (a
+// leak shows under LeakSanitizer, `make test-asan`).
 TEST(NnPoolAllocator, BlocksOutliveThePool) {
     DeviceContext ctx;
-    std::vector<Block> kept;
-    {
-        PoolAllocator pool(ctx);
-        const size_t mib = size_t(1) << 20;
-        { const Block big = pool.allocate(8 * mib); }
-        kept.push_back(pool.allocate(2 * mib));  // cut from the freed 8 MiB
-        kept.push_back(pool.allocate(3 * mib));
-        kept.push_back(pool.allocate(1000));
-        for (const Block& b : kept) std::memset(b.ptr, 7, b.bytes);
+    const size_t mib = size_t(1) << 20;
+    // Dropped last: the first piece (it merges with the free ones after it), then the middle one
+    // (with the free ones on both sides).
+    for (const bool middle_last : {false, true}) {
+        std::vector<Block> kept;
+        {
+            PoolAllocator pool(ctx);
+            char* eight = nullptr;
+            {
+                const Block big = pool.allocate(8 * mib);
+                eight = static_cast<char*>(big.ptr);
+            }
+            kept.push_back(pool.allocate(2 * mib));  // cut from the freed 8 MiB: a free piece is left
+            kept.push_back(pool.allocate(3 * mib));
+            EXPECT_EQ(kept[0].ptr, eight);
+            EXPECT_EQ(kept[1].ptr, eight + 2 * mib);
+            kept.push_back(pool.allocate(1000));
+            for (const Block& b : kept) std::memset(b.ptr, 7, b.bytes);
+        }
+        for (const Block& b : kept) EXPECT_EQ(static_cast<const unsigned char*>(b.ptr)[b.bytes - 1], 7);
+        if (middle_last) std::swap(kept[0], kept[1]);
+        while (!kept.empty()) kept.pop_back();
     }
-    for (const Block& b : kept) EXPECT_EQ(static_cast<const unsigned char*>(b.ptr)[b.bytes - 1], 7);
-    kept.clear();
 }
 
 // A fused ELU has no backward: conv3d takes one only with gradients off, so a training graph
