@@ -111,8 +111,9 @@ void predict_post(benchmark::State& state, Backend backend) {
     // takes about the minimum time) would count the allocator's first pages (1.25 against
     // 0.44 s on a 2-vCPU EPYC).
     benchmark::DoNotOptimize(
-        reorient(segment_posteriors(smooth_and_crop_posteriors(ctx, work.data(), padded, before, grid, classes), labels),
-                 "LIA")
+        reorient(
+            segment_posteriors(smooth_and_crop_posteriors(ctx, work.data(), padded, before, grid, classes), labels),
+            "LIA")
             .data.data());
     double extra = 0;
     for (auto _ : state) {

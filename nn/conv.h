@@ -1,9 +1,9 @@
 // 3-D convolution, stride 1, zero padding k/2 on every side (or none along D: ConvShape::pad_d),
-// with bias, on channels-last activations: the vendor libraries do the work (oneDNN on the CPU, cuDNN on CUDA), each
-// confined to one file behind this narrow interface. Kernels 1 and 3 keep the size ("same");
-// kernel 2 (padding 1) gives one more row on every axis: output (z, y, x) reads inputs
-// z-1..z, y-1..y, x-1..x (the decoder's convolution over upsampled values computed on the
-// coarse grid, nn/ops.h: upsample_concat_conv).
+// with bias, on channels-last activations: the vendor libraries do the work (oneDNN on the CPU,
+// cuDNN on CUDA), each confined to one file behind this narrow interface. Kernels 1 and 3 keep
+// the size ("same"); kernel 2 (padding 1) gives one more row on every axis: output (z, y, x)
+// reads inputs z-1..z, y-1..y, x-1..x (the decoder's convolution over upsampled values computed
+// on the coarse grid, nn/ops.h: upsample_concat_conv).
 //
 // Layouts: x (N, D, H, W, Ci) and y (N, D', H', W', Co) channels-last; weights (Co, k, k, k, Ci)
 // ("odhwi", the layout cuDNN calls NHWC for filters); bias (Co).
