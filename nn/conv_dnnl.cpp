@@ -62,7 +62,6 @@ size_t rounded_to_64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 class DnnlConv3d final : public ConvBackend {
 public:
     DnnlConv3d(DeviceContext& ctx, const ConvShape& s);
-    ~DnnlConv3d() override { ctx_.release(scratch_); }
 
     void forward(const void* x, const float* w, const float* b, void* y) override;
     void backward_data(const void* dy, const float* w, void* dx) override;
@@ -77,10 +76,10 @@ private:
         ISS_DNNL_CALL(m = memory(md, engine_, const_cast<void*>(ptr)));
         return m;
     }
-    // Binds the shared scratchpad to a primitive's scratchpad descriptor.
-    memory scratch_for(const memory::desc& md) {
+    // A primitive's scratchpad at `space` in the shared workspace (none when it needs none).
+    memory scratchpad(const memory::desc& md, char* space) {
         memory m;
-        ISS_DNNL_CALL(m = memory(md, engine_, scratch_));
+        if (md.get_size() > 0) ISS_DNNL_CALL(m = memory(md, engine_, space));
         return m;
     }
     // Runs a primitive with its arguments (and the scratchpad when it needs one), then waits.
@@ -95,8 +94,12 @@ private:
     size_t conversion_bytes(const memory::desc& user_md, const memory::desc& compute_md) const {
         return user_md == compute_md ? 0 : rounded_to_64(compute_md.get_size());
     }
-    // The shared workspace grown to `bytes` (null when nothing is converted).
-    char* workspace(size_t bytes) { return bytes ? static_cast<char*>(ctx_.workspace(bytes)) : nullptr; }
+    // The shared workspace grown to `bytes` plus the scratchpad `sp` after them (null when
+    // neither needs a byte); the scratchpad is at the returned pointer + `bytes`.
+    char* workspace(size_t bytes, const memory::desc& sp) {
+        const size_t total = bytes + sp.get_size();
+        return total ? static_cast<char*>(ctx_.workspace(total)) : nullptr;
+    }
 
     DeviceContext& ctx_;
     dnnl::engine engine_;
@@ -122,10 +125,10 @@ private:
     memory fwd_w_, bwd_data_w_, bwd_dw_;
     dnnl::reorder to_fwd_w_, to_bwd_data_w_, from_bwd_dw_;
 
-    // One scratchpad for the three primitives (sized for the largest: they never run at once),
-    // owned by us (scratchpad_mode::user) so no call allocates.
-    void* scratch_ = nullptr;
-    memory fwd_scratch_, bwd_data_scratch_, bwd_weights_scratch_;
+    // Each primitive's scratchpad (scratchpad_mode::user, so no call allocates): temporary, in the
+    // context's shared workspace after the pass's conversions. Held per engine, the backward
+    // passes' scratchpads of a training step's layers added up to about 2 GB.
+    memory::desc fwd_sp_, bwd_data_sp_, bwd_weights_sp_;
 };
 
 // Moves pd past the implementations whose name starts with `name` (oneDNN offers them in its
@@ -234,16 +237,15 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
     ISS_REQUIRE(fwd_pd_.bias_desc() == b_md_, "Conv3d (oneDNN): forward primitive changed the bias layout");
     ISS_DNNL_CALL(fwd_ = dnnl::convolution_forward(fwd_pd_));
     // Weight layouts chosen by the primitives; a copy and a reorder for each that is not odhwi.
-    memory::desc fwd_w_md, fwd_sp;
+    memory::desc fwd_w_md;
     ISS_DNNL_CALL(fwd_w_md = fwd_pd_.weights_desc());
-    ISS_DNNL_CALL(fwd_sp = fwd_pd_.scratchpad_desc());
+    ISS_DNNL_CALL(fwd_sp_ = fwd_pd_.scratchpad_desc());
     fwd_reorder_ = !(fwd_w_md == w_user_md_);  // always in bf16: the type differs
     if (fwd_reorder_) {
         ISS_DNNL_CALL(fwd_w_ = memory(fwd_w_md, engine_));
         ISS_DNNL_CALL(to_fwd_w_ = dnnl::reorder(dnnl::reorder::primitive_desc(engine_, w_user_md_, engine_, fwd_w_md)));
     }
 
-    memory::desc bwd_data_sp, bwd_weights_sp;
     if (!s.forward_only) {
         ISS_REQUIRE(bwd_data_pd_.diff_src_desc() == x_md_ && bwd_data_pd_.diff_dst_desc() == dy_compute_md_,
                     "Conv3d (oneDNN): backward-data primitive changed an activation layout");
@@ -267,16 +269,8 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
             ISS_DNNL_CALL(from_bwd_dw_ =
                               dnnl::reorder(dnnl::reorder::primitive_desc(engine_, bwd_dw_md, engine_, w_user_md_)));
         }
-        ISS_DNNL_CALL(bwd_data_sp = bwd_data_pd_.scratchpad_desc());
-        ISS_DNNL_CALL(bwd_weights_sp = bwd_weights_pd_.scratchpad_desc());
-    }
-
-    const size_t scratch_bytes = std::max({fwd_sp.get_size(), bwd_data_sp.get_size(), bwd_weights_sp.get_size()});
-    if (scratch_bytes > 0) {
-        scratch_ = ctx_.allocate(scratch_bytes);
-        if (fwd_sp.get_size() > 0) fwd_scratch_ = scratch_for(fwd_sp);
-        if (bwd_data_sp.get_size() > 0) bwd_data_scratch_ = scratch_for(bwd_data_sp);
-        if (bwd_weights_sp.get_size() > 0) bwd_weights_scratch_ = scratch_for(bwd_weights_sp);
+        ISS_DNNL_CALL(bwd_data_sp_ = bwd_data_pd_.scratchpad_desc());
+        ISS_DNNL_CALL(bwd_weights_sp_ = bwd_weights_pd_.scratchpad_desc());
     }
 }
 
@@ -311,7 +305,8 @@ void DnnlConv3d::forward(const void* x, const float* w, const float* b, void* y)
         // x and the output in the blocked layout, side by side in the workspace (fp32: x needs
         // no conversion of type).
         const size_t src_bytes = rounded_to_64(fwd_pd_.src_desc().get_size());
-        char* space = workspace(src_bytes + fwd_pd_.dst_desc().get_size());
+        const size_t copies = src_bytes + rounded_to_64(fwd_pd_.dst_desc().get_size());
+        char* space = workspace(copies, fwd_sp_);
         memory src, dst, user_x = wrap(x_md_, x), user_y = wrap(y_md_, y);  // not const: reorder::execute takes memory&
         ISS_DNNL_CALL(src = memory(fwd_pd_.src_desc(), engine_, space));
         ISS_DNNL_CALL(dst = memory(fwd_pd_.dst_desc(), engine_, space + src_bytes));
@@ -319,41 +314,44 @@ void DnnlConv3d::forward(const void* x, const float* w, const float* b, void* y)
         ISS_DNNL_CALL(to_fwd_src_.execute(stream, user_x, src));
         run(fwd_,
             {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_BIAS, wrap(b_md_, b)}, {DNNL_ARG_DST, dst}},
-            fwd_scratch_);
+            scratchpad(fwd_sp_, space + copies));
         ISS_DNNL_CALL(from_fwd_dst_.execute(stream, dst, user_y));
         ISS_DNNL_CALL(stream.wait());
         return;
     }
-    char* space = workspace(conversion_bytes(x_md_, x_compute_md_));
+    const size_t x_bytes = conversion_bytes(x_md_, x_compute_md_);
+    char* space = workspace(x_bytes, fwd_sp_);
     run(fwd_,
         {{DNNL_ARG_SRC, compute_input(x_md_, x_compute_md_, to_x_compute_, x, space)},
          {DNNL_ARG_WEIGHTS, weights},
          {DNNL_ARG_BIAS, wrap(b_md_, b)},
          {DNNL_ARG_DST, wrap(y_md_, y)}},
-        fwd_scratch_);
+        scratchpad(fwd_sp_, space + x_bytes));
 }
 
 void DnnlConv3d::backward_data(const void* dy, const float* w, void* dx) {
-    char* space = workspace(conversion_bytes(y_md_, dy_compute_md_));
+    const size_t dy_bytes = conversion_bytes(y_md_, dy_compute_md_);
+    char* space = workspace(dy_bytes, bwd_data_sp_);
     const memory weights = weights_for(w, bwd_data_reorder_, to_bwd_data_w_, bwd_data_w_);
     run(bwd_data_,
         {{DNNL_ARG_DIFF_DST, compute_input(y_md_, dy_compute_md_, to_dy_compute_, dy, space)},
          {DNNL_ARG_WEIGHTS, weights},
          {DNNL_ARG_DIFF_SRC, wrap(x_md_, dx)}},
-        bwd_data_scratch_);
+        scratchpad(bwd_data_sp_, space + dy_bytes));
 }
 
 void DnnlConv3d::backward_weights(const void* x, const void* dy, float* dw, float* db) {
     // Conversions of x and dy side by side in the workspace (each rounded to 64 bytes).
     const size_t x_bytes = conversion_bytes(x_md_, x_compute_md_);
-    char* space = workspace(x_bytes + conversion_bytes(y_md_, dy_compute_md_));
+    const size_t conversions = x_bytes + conversion_bytes(y_md_, dy_compute_md_);
+    char* space = workspace(conversions, bwd_weights_sp_);
     memory user_dw = wrap(w_user_md_, dw);  // not const: reorder::execute takes memory&
     run(bwd_weights_,
         {{DNNL_ARG_SRC, compute_input(x_md_, x_compute_md_, to_x_compute_, x, space)},
          {DNNL_ARG_DIFF_DST, compute_input(y_md_, dy_compute_md_, to_dy_compute_, dy, space ? space + x_bytes : nullptr)},
          {DNNL_ARG_DIFF_WEIGHTS, bwd_weights_reorder_ ? bwd_dw_ : user_dw},
          {DNNL_ARG_DIFF_BIAS, wrap(b_md_, db)}},
-        bwd_weights_scratch_);
+        scratchpad(bwd_weights_sp_, space + conversions));
     if (bwd_weights_reorder_) {
         dnnl::stream& stream = ctx_.dnnl_stream();
         ISS_DNNL_CALL(from_bwd_dw_.execute(stream, bwd_dw_, user_dw));
