@@ -104,27 +104,29 @@ protected:
         return o;
     }
 
-    // The learning check, the same in every precision: a tiny U-Net trained for 300 steps on two
+    // The learning check, the same in every precision: a tiny U-Net trained for 450 steps on two
     // newborn phantoms (at 2 mm, stored LAS and PSR as real maps may be) reaches a mean Dice of
     // 0.15 on synthetic samples of a held-out phantom (another seed, stored LAS, in held_out/),
     // and its training loss falls by 0.2. Predicting background everywhere scores about 0.08
-    // there (background Dice ~0.55, the rest 0).
+    // there (background Dice ~0.55, the rest 0). The bits follow the thread count; at 300 steps
+    // the held-out Dice ranged 0.14-0.28 over 1 and 2 threads and both precisions (the model, not
+    // the 2 validation samples: 8 samples gave the same spread), at 450 steps 0.27-0.35.
     void expect_learns_phantom_anatomy(Precision precision) {
         fs::create_directories(path("maps"));
         fs::create_directories(path("held_out"));
         write_labels(path("maps/p1.nii.gz"), reorient(at_2mm(make_phantom(0, 1)), "LAS"));
         write_labels(path("maps/p3.nii.gz"), reorient(at_2mm(make_phantom(0, 4)), "PSR"));
         write_labels(path("held_out/p2.nii.gz"), reorient(at_2mm(make_phantom(0, 2)), "LAS"));
-        TrainOptions o = phantom_options(300);
+        TrainOptions o = phantom_options(450);
         o.precision = precision;
         o.validation_labels = path("held_out");
-        o.validate_every = 300;
+        o.validate_every = o.steps;
         o.validation_samples = 2;
         const std::vector<double> losses = train(o);
         const CsvTable validation = read_csv(path("model/validation.csv"));
         ASSERT_EQ(validation.rows.size(), 1u);
         const double dice = csv_to_number(validation.rows[0][validation.column("mean_dice")], "mean_dice");
-        EXPECT_GT(dice, 0.15) << "held-out mean Dice after 300 steps";
+        EXPECT_GT(dice, 0.15) << "held-out mean Dice after 450 steps";
         double early = 0, late = 0;
         for (int i = 0; i < 50; ++i) {
             early += losses[size_t(i)] / 50;
