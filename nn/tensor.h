@@ -2,14 +2,16 @@
 // memory comes from an Allocator. Two allocators, both freeing a block when its last Tensor is dropped
 // (autograd drops values and gradients as soon as no op needs them: nn/autograd.h):
 //   ArenaAllocator  training: memory planned from one step's liveness. The first step of a shape
-//                   is recorded (its blocks come from a cache and are reused as soon as freed);
+//                   is recorded (its blocks come from a PoolAllocator, reused as soon as freed);
 //                   reset() then gives every allocation of that step an offset in one block such
 //                   that no two blocks alive at once overlap, and later steps replay that plan:
 //                   no device allocation, the same addresses every step. A step that allocates
 //                   otherwise (another shape) is served from the cache and recorded again.
-//   PoolAllocator   inference: from 1 MiB on, requests are cut from the free space of earlier
-//                   device allocations (best fit, split) and freed neighbours merge again;
-//                   smaller ones reuse freed blocks of their own size.
+//   PoolAllocator   inference (and the arena's recorded steps): from 1 MiB on, requests are
+//                   cut from the free space of earlier device allocations (best fit, split),
+//                   freed neighbours merge again, and a request that fits nowhere first gives
+//                   back the allocations wholly free; smaller ones reuse freed blocks of their
+//                   own size.
 #pragma once
 
 #include <cstddef>
@@ -77,6 +79,41 @@ decltype(auto) with_storage(DType dtype, F&& f) {
     return f(float{});
 }
 
+class PoolAllocator : public Allocator {
+public:
+    explicit PoolAllocator(DeviceContext& ctx);
+    ~PoolAllocator() override;
+    Block allocate(size_t bytes) override;
+    DeviceContext& context() override { return ctx_; }
+
+    // Bytes of the blocks that live tensors hold (a block may be larger than its tensor), their
+    // peak, and everything the pool holds from the device (live and cached).
+    size_t live_bytes() const;
+    size_t peak_bytes() const;
+    size_t capacity_bytes() const;
+    // Device allocations made so far.
+    int64_t device_allocations() const;
+    // Gives back to the device every allocation none of whose bytes a live tensor holds (when
+    // later requests will be of other sizes, e.g. the next scan of a folder has another shape).
+    void release_cached();
+
+    // Requests of this many bytes or more are cut from the free space of earlier device
+    // allocations: the smallest free piece that holds them, split when this much or more is left
+    // over, and pieces freed next to each other in one allocation merge again (a predict's
+    // tensors come in many sizes: the encoder's whole volume, then each level's slabs; cached
+    // whole, a slab's tensor pinned an encoder's block up to 4 times its size: the network held
+    // 1.34 GB for a 150x170x140 scan, 1.10 GB then). One that no free piece holds first gives
+    // back the allocations wholly free. Smaller requests reuse a freed block of their own size
+    // only.
+    static constexpr size_t kLargeBytes = size_t(1) << 20;
+
+    struct State;
+
+private:
+    DeviceContext& ctx_;
+    std::shared_ptr<State> state_;  // outlives the pool while blocks are still held
+};
+
 class ArenaAllocator : public Allocator {
 public:
     explicit ArenaAllocator(DeviceContext& ctx);
@@ -94,7 +131,7 @@ public:
     size_t peak_bytes() const;
     // The size of the planned block (the memory a planned step uses); 0 before the first plan.
     size_t planned_bytes() const;
-    // Memory held from the device: the planned block and the cache.
+    // Memory held from the device: the planned block and the cache (its blocks in use and free).
     size_t capacity_bytes() const;
     // Device allocations made so far (the first steps make some; planned steps none).
     int64_t device_allocations() const;
@@ -110,38 +147,10 @@ public:
 private:
     DeviceContext& ctx_;
     std::shared_ptr<State> state_;  // outlives the arena while blocks are still held
-};
-
-class PoolAllocator : public Allocator {
-public:
-    explicit PoolAllocator(DeviceContext& ctx);
-    ~PoolAllocator() override;
-    Block allocate(size_t bytes) override;
-    DeviceContext& context() override { return ctx_; }
-
-    // Bytes of the blocks that live tensors hold (a block may be larger than its tensor), their
-    // peak, and everything the pool holds from the device (live and cached).
-    size_t live_bytes() const;
-    size_t peak_bytes() const;
-    size_t capacity_bytes() const;
-    // Gives back to the device every allocation none of whose bytes a live tensor holds (when
-    // later requests will be of other sizes, e.g. the next scan of a folder has another shape).
-    void release_cached();
-
-    // Requests of this many bytes or more are cut from the free space of earlier device
-    // allocations: the smallest free piece that holds them, split when this much or more is left
-    // over, and pieces freed next to each other in one allocation merge again (a predict's
-    // tensors come in many sizes: the encoder's whole volume, then each level's slabs; cached
-    // whole, a slab's tensor pinned an encoder's block up to 4 times its size: the network held
-    // 1.34 GB for a 150x170x140 scan, 1.10 GB now). Smaller requests reuse a freed block of their
-    // own size only.
-    static constexpr size_t kLargeBytes = size_t(1) << 20;
-
-    struct State;
-
-private:
-    DeviceContext& ctx_;
-    std::shared_ptr<State> state_;  // outlives the pool while blocks are still held
+    // Serves recorded and diverged steps. The pool splits and merges, so a recorded step holds
+    // about its live peak: with a cache of exact-size blocks the published U-Net's first fp32
+    // training step held 4.6 GB from the device for a 3.2 GB peak.
+    PoolAllocator cache_;
 };
 
 }  // namespace iss

@@ -91,6 +91,25 @@ TEST(NnArenaAllocator, PlanReusesMemoryByLiveness) {
     EXPECT_NE(arena.plan_text().find("2 buffers"), std::string::npos) << arena.plan_text();
 }
 
+// A recorded step comes from a pool that splits, merges and gives back what it outgrows:
+// tensors that grow, each dropped before the next, hold the largest from the device, not the
+// sum an exact-size cache held.
+TEST(NnArenaAllocator, ARecordedStepHoldsItsLivePeak) {
+    DeviceContext ctx;
+    ArenaAllocator arena(ctx);
+    const size_t mib = size_t(1) << 20;
+    for (int step = 0; step < 2; ++step) {
+        arena.reset();
+        for (int64_t m = 2; m <= 16; m *= 2) Tensor::make(arena, Shape5{1, 1, 1, 1, m * int64_t(mib / sizeof(float))});
+        EXPECT_EQ(arena.capacity_bytes(), 16 * mib) << "step " << step << (step ? " (planned)" : " (recorded)");
+        const Tensor a = Tensor::make(arena, Shape5{1, 1, 1, 1, int64_t(mib / sizeof(float))});
+        const Tensor b = Tensor::make(arena, Shape5{1, 1, 1, 1, int64_t(mib / sizeof(float))});
+        EXPECT_EQ(arena.capacity_bytes(), 16 * mib) << "step " << step << ": two 1 MiB tensors in the 16 MiB";
+    }
+    EXPECT_EQ(arena.planned_bytes(), 16 * mib);
+    EXPECT_EQ(arena.peak_bytes(), 16 * mib);
+}
+
 TEST(NnPoolAllocator, FreesAsValuesAreDropped) {
     DeviceContext ctx;
     PoolAllocator pool(ctx);
@@ -155,6 +174,33 @@ TEST(NnPoolAllocator, LargeRequestsAreCutFromFreeSpaceThatMergesAgain) {
     }
     pool.release_cached();
     EXPECT_EQ(pool.capacity_bytes(), 0u);
+}
+
+// A large request that no free piece holds first gives back the allocations wholly free (all
+// smaller than it): kept, they would only add to the peak of tensors that grow as a forward or a
+// training step goes. An allocation partly in use, and small freed blocks, stay.
+TEST(NnPoolAllocator, GrowingGivesBackTheWhollyFreeAllocationsFirst) {
+    DeviceContext ctx;
+    PoolAllocator pool(ctx);
+    const size_t mib = size_t(1) << 20;
+    void* small = nullptr;
+    char* six = nullptr;
+    {
+        const Block a = pool.allocate(2 * mib), b = pool.allocate(6 * mib), c = pool.allocate(64 * 1024);
+        six = static_cast<char*>(b.ptr);
+        small = c.ptr;
+    }
+    EXPECT_EQ(pool.device_allocations(), 3);
+    const Block part = pool.allocate(3 * mib);  // from the 6 MiB allocation: 3 MiB of it left free
+    EXPECT_EQ(part.ptr, six);
+    const Block five = pool.allocate(5 * mib);  // neither free piece (2 and 3 MiB) holds it
+    EXPECT_EQ(pool.device_allocations(), 4);
+    EXPECT_EQ(pool.capacity_bytes(), 6 * mib + 5 * mib + 64 * 1024) << "the free 2 MiB allocation was kept";
+    const Block three = pool.allocate(3 * mib);  // the rest of the partly used one
+    EXPECT_EQ(three.ptr, six + 3 * mib);
+    const Block same = pool.allocate(64 * 1024);
+    EXPECT_EQ(same.ptr, small);
+    EXPECT_EQ(pool.device_allocations(), 4);
 }
 
 // Random requests and releases, large and small: no two live blocks ever share a byte (each is
