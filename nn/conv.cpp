@@ -89,5 +89,6 @@ void Conv3d::backward_weights(const void* x, const void* dy, float* dw, float* d
 }
 
 bool Conv3d::forward_reorders_activations() const { return impl_->backend->forward_reorders_activations(); }
+int64_t Conv3d::backward_weights_slabs() const { return impl_->backend->backward_weights_slabs(); }
 
 }  // namespace iss

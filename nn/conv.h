@@ -83,6 +83,9 @@ public:
     // Whether the forward reorders its activations into a library layout and back (the CPU's
     // blocked forward, nn/conv_dnnl.cpp): for tests and benchmarks.
     bool forward_reorders_activations() const;
+    // How many passes over slabs along D backward_weights makes (1: the whole volume at once;
+    // the CPU's slabs bound oneDNN's scratchpad, nn/conv_dnnl.cpp): for tests and benchmarks.
+    int64_t backward_weights_slabs() const;
 
     struct Impl;  // oneDNN or cuDNN state, per backend
 

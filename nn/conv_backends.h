@@ -4,6 +4,7 @@
 // touches one file). Shapes are checked by Conv3d before a factory is called.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 
 #include "nn/conv.h"
@@ -17,10 +18,16 @@ public:
     virtual void backward_data(const void* dy, const float* w, void* dx) = 0;
     virtual void backward_weights(const void* x, const void* dy, float* dw, float* db) = 0;
     virtual bool forward_reorders_activations() const { return false; }
+    // Passes over slabs along D that backward_weights makes (oneDNN: conv_dnnl.cpp).
+    virtual int64_t backward_weights_slabs() const { return 1; }
 };
 
 // CPU: oneDNN primitives for this shape, created once.
 std::unique_ptr<ConvBackend> make_dnnl_conv3d(DeviceContext& ctx, const ConvShape& shape);
+// Tests: oneDNN engines made from now on run backward_weights in slabs of this many output rows
+// along D where their shape allows (batch 1, fewer rows than the output), whatever their
+// scratchpad; 0 restores the automatic choice. Returns the previous value.
+int64_t set_dnnl_weights_slab_rows(int64_t rows);
 // Whether oneDNN found a CPU with bf16 instructions (AVX512-BF16 or AMX), and whether with AMX.
 bool dnnl_bf16_is_native();
 bool dnnl_has_amx();

@@ -24,6 +24,8 @@
 #include <dnnl.hpp>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -50,6 +52,16 @@ constexpr auto bf16 = dnnl::memory::data_type::bf16;
 // reorders cost (docs/PERFORMANCE.md, eighth session).
 constexpr memory::dim kBlockedForwardFromChannels = 48;
 
+// Where one backward-weights pass over the whole volume would need a scratchpad larger than this,
+// it runs over slabs of output rows along D, each slab's weight and bias gradients added to the
+// first's. oneDNN 2.6's AMX bf16 kernel keeps per-thread transposed copies of its inputs, about
+// 290 bytes a voxel a thread at 24 channels: 1.4 GB for a level-0 convolution of the 128x160x128
+// training crop on two threads, 1.8 GB for the 1x1 head. In slabs of 22 and 19 rows: 0.25 GB,
+// and the step no slower (docs/PERFORMANCE.md, eleventh session).
+constexpr size_t kWeightsScratchpadBudget = size_t(256) << 20;
+
+std::atomic<int64_t> forced_weights_slab_rows{0};  // tests: set_dnnl_weights_slab_rows
+
 // The ISA values are bit sets: AVX512-BF16 is avx512_core_bf16's bits, AMX includes them.
 bool dnnl_isa_includes(dnnl::cpu_isa isa) {
     const auto bits = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
@@ -67,6 +79,7 @@ public:
     void backward_data(const void* dy, const float* w, void* dx) override;
     void backward_weights(const void* x, const void* dy, float* dw, float* db) override;
     bool forward_reorders_activations() const override { return fwd_blocked_; }
+    int64_t backward_weights_slabs() const override { return std::max<int64_t>(1, int64_t(slabs_.size())); }
 
 private:
     // A caller's tensor as a dnnl::memory: a handle over the pointer, no copy. oneDNN's
@@ -96,10 +109,16 @@ private:
     }
     // The shared workspace grown to `bytes` plus the scratchpad `sp` after them (null when
     // neither needs a byte); the scratchpad is at the returned pointer + `bytes`.
-    char* workspace(size_t bytes, const memory::desc& sp) {
-        const size_t total = bytes + sp.get_size();
+    char* workspace(size_t bytes, const memory::desc& sp) { return workspace(bytes, sp.get_size()); }
+    char* workspace(size_t bytes, size_t scratchpad_bytes) {
+        const size_t total = bytes + scratchpad_bytes;
         return total ? static_cast<char*>(ctx_.workspace(total)) : nullptr;
     }
+    // Backward weights in slabs along D where the whole volume's scratchpad exceeds
+    // kWeightsScratchpadBudget (batch 1, where a slab of rows is contiguous); nothing is planned
+    // where oneDNN would run the slabs on another implementation or weight layout.
+    void plan_weights_slabs(const ConvShape& s, const dnnl::primitive_attr& attr);
+    void backward_weights_in_slabs(const memory& x, const memory& dy, memory& dw, float* db, char* scratch);
 
     DeviceContext& ctx_;
     dnnl::engine engine_;
@@ -127,8 +146,25 @@ private:
 
     // Each primitive's scratchpad (scratchpad_mode::user, so no call allocates): temporary, in the
     // context's shared workspace after the pass's conversions. Held per engine, a bf16 training
-    // step's scratchpads took 1.9 GB on an AMX Xeon (docs/PERFORMANCE.md, tenth session).
+    // step's scratchpads took 1.9 GB on an AMX Xeon (docs/PERFORMANCE.md, tenth session); shared,
+    // the largest alone did until the slabs below.
     memory::desc fwd_sp_, bwd_data_sp_, bwd_weights_sp_;
+
+    // The backward-weights slabs, in order (none: one pass). Slabs of the same rows and padding
+    // share a primitive: the first, the middle ones and the last.
+    struct WeightsSlabPass {
+        memory::desc x_md, dy_md, sp;
+        dnnl::convolution_backward_weights primitive;
+    };
+    struct WeightsSlab {
+        memory::dim out_d0 = 0, in_d0 = 0;
+        size_t pass = 0;
+    };
+    std::vector<WeightsSlabPass> slab_passes_;
+    std::vector<WeightsSlab> slabs_;
+    size_t slab_sp_bytes_ = 0;      // the largest slab scratchpad
+    memory slab_dw_;                // a later slab's weight gradient, in the first's layout
+    std::vector<float> slab_db_;    // and its bias gradient
 };
 
 // Moves pd past the implementations whose name starts with `name` (oneDNN offers them in its
@@ -271,6 +307,93 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
         }
         ISS_DNNL_CALL(bwd_data_sp_ = bwd_data_pd_.scratchpad_desc());
         ISS_DNNL_CALL(bwd_weights_sp_ = bwd_weights_pd_.scratchpad_desc());
+        plan_weights_slabs(s, attr);
+    }
+}
+
+void DnnlConv3d::plan_weights_slabs(const ConvShape& s, const dnnl::primitive_attr& attr) {
+    const size_t whole = bwd_weights_sp_.get_size();
+    const Shape5 out = s.out();
+    if (s.in.n != 1) return;
+    memory::dim rows = forced_weights_slab_rows;
+    if (rows == 0) {
+        if (whole <= kWeightsScratchpadBudget) return;
+        const memory::dim count = std::min<memory::dim>(out.d, memory::dim((whole - 1) / kWeightsScratchpadBudget + 1));
+        rows = std::max<memory::dim>((out.d + count - 1) / count, s.kernel);
+    }
+    if (rows >= out.d) return;
+    const memory::dim k = s.kernel, pad = s.padding(), front = s.padding_d();
+    const memory::dims strides{1, 1, 1};
+    const auto compute = x_compute_md_.data_type();
+    const memory::desc dw_md = bwd_weights_pd_.diff_weights_desc();
+    const std::string implementation = bwd_weights_pd_.impl_info_str();
+    std::vector<WeightsSlabPass> passes;
+    std::vector<WeightsSlab> slabs;
+    // The shape of each pass, to find one already made: input rows, output rows, padding.
+    std::vector<std::array<memory::dim, 4>> made;
+    try {
+        for (memory::dim o0 = 0; o0 < out.d; o0 += rows) {
+            const memory::dim o1 = std::min(o0 + rows, out.d);
+            // Output rows [o0, o1) read input rows [o0 - front, o1 - front + k - 1), zero outside.
+            const memory::dim first = o0 - front, end = o1 - front + k - 1;
+            const memory::dim in0 = std::max<memory::dim>(first, 0), in1 = std::min(end, s.in.d);
+            const std::array<memory::dim, 4> shape{in1 - in0, o1 - o0, in0 - first, end - in1};
+            size_t pass = size_t(std::find(made.begin(), made.end(), shape) - made.begin());
+            if (pass == made.size()) {
+                const memory::dims pad_l{shape[2], pad, pad}, pad_r{shape[3], pad, pad};
+                WeightsSlabPass p;
+                p.x_md = memory::desc({1, s.in.c, shape[0], s.in.h, s.in.w}, compute, tag::ndhwc);
+                p.dy_md = memory::desc({1, s.out_c, shape[1], out.h, out.w}, compute, tag::ndhwc);
+                const memory::desc w_any({s.out_c, s.in.c, k, k, k}, compute, tag::any);
+                const dnnl::convolution_forward::primitive_desc hint(
+                    dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                                    p.x_md, w_any, b_md_, p.dy_md, strides, pad_l, pad_r),
+                    attr, engine_);
+                const dnnl::convolution_backward_weights::primitive_desc pd(
+                    dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, p.x_md, dw_md, b_md_,
+                                                             p.dy_md, strides, pad_l, pad_r),
+                    attr, engine_, hint);
+                if (implementation != pd.impl_info_str() || !(pd.diff_weights_desc() == dw_md) ||
+                    !(pd.src_desc() == p.x_md) || !(pd.diff_dst_desc() == p.dy_md))
+                    return;  // another kernel or layout: the whole volume in one pass
+                p.sp = pd.scratchpad_desc();
+                p.primitive = dnnl::convolution_backward_weights(pd);
+                passes.push_back(p);
+                made.push_back(shape);
+            }
+            slabs.push_back({o0, in0, pass});
+        }
+    } catch (const dnnl::error&) {
+        return;
+    }
+    slab_passes_ = std::move(passes);
+    slabs_ = std::move(slabs);
+    for (const WeightsSlabPass& p : slab_passes_) slab_sp_bytes_ = std::max(slab_sp_bytes_, p.sp.get_size());
+    ISS_DNNL_CALL(slab_dw_ = memory(dw_md, engine_));
+    slab_db_.assign(size_t(s.out_c), 0.0f);
+}
+
+void DnnlConv3d::backward_weights_in_slabs(const memory& x, const memory& dy, memory& dw, float* db, char* scratch) {
+    const memory::desc x_md = x.get_desc(), dy_md = dy.get_desc();
+    // Bytes a row along D (batch 1, channels-last: the rows are contiguous).
+    const size_t x_row = x_md.get_size() / size_t(x_md.dims()[2]), dy_row = dy_md.get_size() / size_t(dy_md.dims()[2]);
+    const char* x_base = static_cast<const char*>(x.get_data_handle());
+    const char* dy_base = static_cast<const char*>(dy.get_data_handle());
+    float* const sum = static_cast<float*>(dw.get_data_handle());
+    const float* const part = static_cast<const float*>(slab_dw_.get_data_handle());
+    const size_t weights = slab_dw_.get_desc().get_size() / sizeof(float);
+    for (size_t i = 0; i < slabs_.size(); ++i) {
+        const WeightsSlab& slab = slabs_[i];
+        const WeightsSlabPass& pass = slab_passes_[slab.pass];
+        run(pass.primitive,
+            {{DNNL_ARG_SRC, wrap(pass.x_md, x_base + size_t(slab.in_d0) * x_row)},
+             {DNNL_ARG_DIFF_DST, wrap(pass.dy_md, dy_base + size_t(slab.out_d0) * dy_row)},
+             {DNNL_ARG_DIFF_WEIGHTS, i == 0 ? dw : slab_dw_},
+             {DNNL_ARG_DIFF_BIAS, wrap(b_md_, i == 0 ? db : slab_db_.data())}},
+            scratchpad(pass.sp, scratch));
+        if (i == 0) continue;
+        for (size_t e = 0; e < weights; ++e) sum[e] += part[e];
+        for (size_t c = 0; c < slab_db_.size(); ++c) db[c] += slab_db_[c];
     }
 }
 
@@ -344,14 +467,18 @@ void DnnlConv3d::backward_weights(const void* x, const void* dy, float* dw, floa
     // Conversions of x and dy side by side in the workspace (each rounded to 64 bytes).
     const size_t x_bytes = conversion_bytes(x_md_, x_compute_md_);
     const size_t conversions = x_bytes + conversion_bytes(y_md_, dy_compute_md_);
-    char* space = workspace(conversions, bwd_weights_sp_);
+    char* space = slabs_.empty() ? workspace(conversions, bwd_weights_sp_) : workspace(conversions, slab_sp_bytes_);
     memory user_dw = wrap(w_user_md_, dw);  // not const: reorder::execute takes memory&
-    run(bwd_weights_,
-        {{DNNL_ARG_SRC, compute_input(x_md_, x_compute_md_, to_x_compute_, x, space)},
-         {DNNL_ARG_DIFF_DST, compute_input(y_md_, dy_compute_md_, to_dy_compute_, dy, space ? space + x_bytes : nullptr)},
-         {DNNL_ARG_DIFF_WEIGHTS, bwd_weights_reorder_ ? bwd_dw_ : user_dw},
-         {DNNL_ARG_DIFF_BIAS, wrap(b_md_, db)}},
-        scratchpad(bwd_weights_sp_, space + conversions));
+    memory& target = bwd_weights_reorder_ ? bwd_dw_ : user_dw;
+    const memory x_in = compute_input(x_md_, x_compute_md_, to_x_compute_, x, space);
+    const memory dy_in = compute_input(y_md_, dy_compute_md_, to_dy_compute_, dy, space ? space + x_bytes : nullptr);
+    if (slabs_.empty())
+        run(bwd_weights_,
+            {{DNNL_ARG_SRC, x_in}, {DNNL_ARG_DIFF_DST, dy_in}, {DNNL_ARG_DIFF_WEIGHTS, target},
+             {DNNL_ARG_DIFF_BIAS, wrap(b_md_, db)}},
+            scratchpad(bwd_weights_sp_, space + conversions));
+    else
+        backward_weights_in_slabs(x_in, dy_in, target, db, space + conversions);
     if (bwd_weights_reorder_) {
         dnnl::stream& stream = ctx_.dnnl_stream();
         ISS_DNNL_CALL(from_bwd_dw_.execute(stream, bwd_dw_, user_dw));
@@ -364,6 +491,8 @@ void DnnlConv3d::backward_weights(const void* x, const void* dy, float* dw, floa
 std::unique_ptr<ConvBackend> make_dnnl_conv3d(DeviceContext& ctx, const ConvShape& shape) {
     return std::make_unique<DnnlConv3d>(ctx, shape);
 }
+
+int64_t set_dnnl_weights_slab_rows(int64_t rows) { return forced_weights_slab_rows.exchange(rows); }
 
 bool dnnl_bf16_is_native() { return dnnl_isa_includes(dnnl::cpu_isa::avx512_core_bf16); }
 bool dnnl_has_amx() { return dnnl_isa_includes(dnnl::cpu_isa::avx512_core_amx); }

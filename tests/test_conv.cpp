@@ -560,6 +560,52 @@ TEST_P(ConvPreconditions, NullTensorsAreNamed) {
     EXPECT_THROW(conv.backward_weights(x.data(), y.data(), w.data(), nullptr), Error);
 }
 
+// On the CPU, backward_weights runs in slabs of output rows along D where the whole volume's
+// oneDNN scratchpad would be large (nn/conv_dnnl.cpp), each slab's gradients added to the
+// first's: forced here on small shapes, against the reference as every pass, in fp32 and (where
+// native) bf16, with the slabs' borders on every kind of padding: "same" kernel 3, kernel 1,
+// kernel 2 (one more output row), and none along D. Repeat calls keep their bits.
+TEST(ConvWeightsSlabs, SlabsAlongDGiveTheReferenceGradients) {
+    DeviceContext ctx;
+    struct SlabCase {
+        const char* name;
+        ConvShape shape;
+        int64_t rows;
+    };
+    const std::vector<SlabCase> slab_cases{
+        {"k3 1x9x6x7 3->5, rows of 2", ConvShape{Shape5{1, 9, 6, 7, 3}, 5, 3}, 2},
+        {"k3 1x9x6x7 24->24, rows of 4", ConvShape{Shape5{1, 9, 6, 7, 24}, 24, 3}, 4},
+        {"k1 1x8x5x7 24->34, rows of 3", ConvShape{Shape5{1, 8, 5, 7, 24}, 34, 1}, 3},
+        {"k2 1x5x6x7 3->5, rows of 2", ConvShape{Shape5{1, 5, 6, 7, 3}, 5, 2}, 2},
+        {"k3 1x9x6x7 3->5 unpadded D, rows of 3", unpadded_d(ConvShape{Shape5{1, 9, 6, 7, 3}, 5, 3}), 3},
+    };
+    const int64_t automatic = set_dnnl_weights_slab_rows(0);
+    for (const Precision precision : {Precision::fp32, Precision::bf16}) {
+        if (precision == Precision::bf16 && !bf16_is_native(ctx)) {
+            std::printf("bf16 is not native on this CPU: slabs checked in fp32 only\n");
+            continue;
+        }
+        for (const SlabCase& c : slab_cases) {
+            SCOPED_TRACE(testing::Message() << c.name << ", " << precision_name(precision));
+            ConvShape s = c.shape;
+            s.precision = precision;
+            const Inputs in = random_inputs(s, 31);
+            set_dnnl_weights_slab_rows(c.rows);
+            const Outputs got = run_conv(ctx, s, in, /*repeats=*/2);
+            EXPECT_EQ(Conv3d(ctx, s).backward_weights_slabs(), (s.out().d + c.rows - 1) / c.rows);
+            set_dnnl_weights_slab_rows(0);
+            EXPECT_EQ(Conv3d(ctx, s).backward_weights_slabs(), 1) << "small shapes need no slabs";
+            const bool bf16 = precision == Precision::bf16;
+            const std::vector<float> x = bf16 ? rounded(in.x) : in.x, dy = bf16 ? rounded(in.dy) : in.dy;
+            std::vector<double> dw, db;
+            ref::conv3d_backward_weights(s, x, dy, dw, db);
+            EXPECT_TRUE(all_near(got.dw, dw, tolerance(dw))) << "dw";
+            EXPECT_TRUE(all_near(got.db, db, tolerance(db))) << "db";
+        }
+    }
+    set_dnnl_weights_slab_rows(automatic);
+}
+
 ISS_INSTANTIATE_BACKENDS(ConvReference);
 ISS_INSTANTIATE_BACKENDS(ConvBorders);
 ISS_INSTANTIATE_BACKENDS(ConvGradient);
