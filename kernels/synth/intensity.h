@@ -133,15 +133,16 @@ struct NormaliseGammaBody {
     template <class I>
     ISS_HD void operator()(I e) const {
         const NormaliseScale scale = normalise_scale(a.range);
-        const int64_t first = int64_t(e) * quad;
+        // In the launch's index type: 32 bits where the count allows (kernels/common/index_type.h).
+        const I count = I(a.count), first = e * I(quad);
         float* const image = a.image + first;
-        if (first + quad <= a.count && quad_aligned(a.image, sizeof(float))) {
+        if (first + I(quad) <= count && quad_aligned(a.image, sizeof(float))) {
             float v[quad];
             load4(image, v);
             for (int l = 0; l < quad; ++l) v[l] = normalise_gamma_value(v[l], scale, a.gamma);
             store4(image, v);
         } else {
-            for (int64_t l = 0; l < quad && first + l < a.count; ++l)
+            for (I l = 0; l < I(quad) && first + l < count; ++l)
                 image[l] = normalise_gamma_value(image[l], scale, a.gamma);
         }
     }
