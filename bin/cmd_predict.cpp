@@ -202,6 +202,8 @@ int cmd_predict(int argc, char** argv) {
     int failed_input = 0, failed_other = 0;
     for (size_t n = 0; n < jobs.size(); ++n) {
         const Job& job = jobs[n];
+        const auto job_start = std::chrono::steady_clock::now();
+        bool written = false;
         try {
             NiftiHeader header;
             const Image image = channels.size() > 1 ? read_channels(channels, &header) : read_image(job.input, &header);
@@ -230,6 +232,7 @@ int cmd_predict(int argc, char** argv) {
                 const MidSlices cells = overlay_mid_slices(image, result.segmentation);
                 preview_rows.push_back({cells[0], cells[1], cells[2]});
             }
+            written = true;
         } catch (const InputError& e) {
             std::fprintf(stderr, "%sinfant-synthseg predict: error: %s%s\n", show_bar ? "\n" : "", e.what(),
                          folder ? " (skipped)" : "");
@@ -243,13 +246,14 @@ int cmd_predict(int argc, char** argv) {
                          job.input.c_str(), e.what(), folder ? " (skipped)" : "");
             ++failed_other;
         }
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        const auto now = std::chrono::steady_clock::now();
         if (show_bar) {
-            const double eta = seconds / double(n + 1) * double(jobs.size() - n - 1);
+            const double eta = std::chrono::duration<double>(now - start).count() / double(n + 1) * double(jobs.size() - n - 1);
             std::fprintf(stderr, "\rpredict [%s] %zu/%zu  ETA %s ", progress_bar(double(n + 1) / double(jobs.size()), 30).c_str(),
                          n + 1, jobs.size(), duration_text(eta).c_str());
-        } else {
-            std::printf("%s -> %s (%.1f s)\n", job.input.c_str(), job.seg.c_str(), seconds);
+        } else if (written) {  // a failed input has had its error line: no arrow to an output it lacks
+            std::printf("%s -> %s (%.1f s)\n", job.input.c_str(), job.seg.c_str(),
+                        std::chrono::duration<double>(now - job_start).count());
         }
     }
     if (show_bar) std::fputc('\n', stderr);

@@ -440,6 +440,10 @@ TEST_F(Predict, CommandProcessesAFolderFileByFile) {
     for (const char* f : {"out/a_synthseg.nii.gz", "out/b_synthseg.nii.gz", "post/a_posteriors.nii.gz"})
         EXPECT_TRUE(fs::exists(path(f))) << f;
     EXPECT_FALSE(fs::exists(path("out/c_4d_synthseg.nii.gz")));
+    // Each file written is announced with its output; the skipped one is not.
+    EXPECT_NE(r.out.find("a.nii.gz -> " + path("out/a_synthseg.nii.gz")), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("b.nii.gz -> "), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("c_4d"), std::string::npos) << r.out;
     const CsvTable vol = read_csv(path("vol.csv"));
     EXPECT_EQ(vol.rows.size(), 2u);
     EXPECT_EQ(vol.columns.front(), "subject");
