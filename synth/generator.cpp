@@ -120,10 +120,14 @@ struct WithinIndexExtent {
     int64_t extent;
     template <class Body>
     void operator()(const Body& body) const {
-        ISS_REQUIRE(index_extent_of(body, body.grid().count()) <= extent, "generator: a sample past the index extent");
+        check(index_extent_of(body, body.grid().count()));
     }
-    void operator()(const GmmBody&) const {}             // flat: indexed by its count, within the capacity
-    void operator()(const NormaliseGammaBody&) const {}
+    // Flat bodies of four voxels a call: their launch's index type follows the extent too.
+    void operator()(const GmmBody& body) const { check(body.a.count); }
+    void operator()(const NormaliseGammaBody& body) const { check(body.a.count); }
+    void check(int64_t count) const {
+        ISS_REQUIRE(count <= extent, "generator: a sample past the index extent");
+    }
 };
 
 }  // namespace

@@ -141,8 +141,8 @@ void cuda_for_each_voxel_from(DeviceContext& ctx, const Body* device_body, int64
 }
 
 template <class Body>
-void cuda_for_each_from(DeviceContext& ctx, const Body* device_body, int64_t capacity) {
-    launch_for(ctx, capacity, capacity, [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
+void cuda_for_each_from(DeviceContext& ctx, const Body* device_body, int64_t capacity, int64_t extent) {
+    launch_for(ctx, capacity, extent, [&](auto index, unsigned blocks, int threads, cudaStream_t stream) {
         flat_kernel_from<decltype(index)><<<blocks, threads, 0, stream>>>(device_body);
     });
 }

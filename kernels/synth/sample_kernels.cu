@@ -15,7 +15,10 @@ public:
     void operator()(const ResizeFieldBody& body) const { voxels(body, capacity_.field); }
     void operator()(const SquareFieldBody& body) const { voxels(body, capacity_.field); }
     void operator()(const DeformBody& body) const { voxels(body, capacity_.image); }
-    void operator()(const GmmBody& body) const { cuda_for_each_from(ctx_, on_device(body), (capacity_.image + 3) / 4); }
+    // Flat bodies of four voxels a call: launched over quads, indexing up to the extent in voxels.
+    void operator()(const GmmBody& body) const {
+        cuda_for_each_from(ctx_, on_device(body), quads(capacity_.image), capacity_.index_extent);
+    }
     void operator()(const BlurBody& body) const { voxels(body, capacity_.image); }
     // The acquisition grid is never larger than the crop.
     void operator()(const ResampleBody& body) const { voxels(body, capacity_.image); }
@@ -25,7 +28,7 @@ public:
         bias_clip_cuda_from(ctx_, on_device(body), body.a.range, capacity_.image, capacity_.index_extent);
     }
     void operator()(const NormaliseGammaBody& body) const {
-        cuda_for_each_from(ctx_, on_device(body), quads(capacity_.image));
+        cuda_for_each_from(ctx_, on_device(body), quads(capacity_.image), capacity_.index_extent);
     }
 
 private:
