@@ -466,39 +466,48 @@ TEST_P(SynthIntensity, BiasFieldIsTheSmoothResizedGridAndNormalisationHitsTheRan
 
 // A grid larger than one CUDA voxel launch (2048 blocks of 256 threads, launch.cuh): each
 // thread walks several voxels (VoxelWalk) in the blur, the bias pass and its range, which must
-// give the CPU's bits. Odd sizes, so that the walk's steps carry across rows and slices (and the
-// quads of a row, kernels/common/quad.h, end short); then the normalisation.
+// give the CPU's bits; then the normalisation. Twice: odd sizes, so that the walk's steps carry
+// across rows and slices and the quads of a row (kernels/common/quad.h) end short, the
+// normalisation from one voxel on (misaligned: CUDA's quads take their per-value path, and a
+// short last quad); and rows of whole 16-byte-aligned quads, the normalisation from voxel 0, so
+// that the 128-bit loads and stores run in all three stages.
 TEST_P(SynthIntensity, GridsLargerThanOneLaunchGiveTheCpusBits) {
     if (!on_cuda()) GTEST_SKIP() << "compares CUDA with the CPU";
-    const ref::Dim3 dim{131, 97, 61};  // 775,127 voxels
-    const ref::Dim3 bias_dim{5, 4, 3};
-    const size_t n = size_t(dim[0] * dim[1] * dim[2]);
-    std::vector<float> values(n), grid(size_t(count(bias_dim)));
-    for (size_t v = 0; v < n; ++v) values[v] = float((v * 7919) % 1009) * 0.125f;
-    for (size_t e = 0; e < grid.size(); ++e) grid[e] = float(0.3 * std::sin(0.7 * double(e)));
-    const std::vector<uint8_t> generation(n, 1);
-    DeviceContext cpu;
-    auto run = [&](DeviceContext& on) {
-        Buffer<float> a(on, values), b(on, n), bias(on, grid);
-        Buffer<uint8_t> gen(on, generation);
-        Buffer<uint32_t> range(on, 2);
-        float* blurred = blur_separable(on, a.data(), b.data(), dim, 1, {0.5, 0.52, 0.49}, {1, 1, 1});
-        BiasClipArgs args = bias_clip_args(blurred, range.data(), gen.data(), bias.data(), dim, bias_dim);
-        args.clip_max = 100.0f;
-        bias_clip(on, args);
-        const std::vector<uint32_t> bias_range = range.download();
-        // The normalisation from one voxel on: misaligned, so CUDA's quads take their per-value
-        // path (and 775,126 values: a short last quad).
-        normalise_gamma(on, NormaliseGammaArgs{blurred + 1, int64_t(n - 1), range.data(), 0.7f});
-        std::vector<float> image(n);
-        on.copy_to_host(image.data(), blurred, n * sizeof(float));
-        return std::make_pair(image, bias_range);
+    struct Case {
+        ref::Dim3 dim;
+        size_t normalise_from;
     };
-    const auto [cuda_image, cuda_range] = run(ctx());
-    const auto [cpu_image, cpu_range] = run(cpu);
-    EXPECT_EQ(cuda_range, cpu_range);
-    for (size_t v = 0; v < n; ++v)
-        ASSERT_EQ(float_to_bits(cuda_image[v]), float_to_bits(cpu_image[v])) << "voxel " << v;
+    for (const Case& c : {Case{{131, 97, 61}, 1}, Case{{128, 97, 61}, 0}}) {
+        const ref::Dim3 dim = c.dim;
+        SCOPED_TRACE(testing::Message() << dim[0] << "x" << dim[1] << "x" << dim[2]);
+        const ref::Dim3 bias_dim{5, 4, 3};
+        const size_t n = size_t(dim[0] * dim[1] * dim[2]);
+        std::vector<float> values(n), grid(size_t(count(bias_dim)));
+        for (size_t v = 0; v < n; ++v) values[v] = float((v * 7919) % 1009) * 0.125f;
+        for (size_t e = 0; e < grid.size(); ++e) grid[e] = float(0.3 * std::sin(0.7 * double(e)));
+        const std::vector<uint8_t> generation(n, 1);
+        DeviceContext cpu;
+        auto run = [&](DeviceContext& on) {
+            Buffer<float> a(on, values), b(on, n), bias(on, grid);
+            Buffer<uint8_t> gen(on, generation);
+            Buffer<uint32_t> range(on, 2);
+            float* blurred = blur_separable(on, a.data(), b.data(), dim, 1, {0.5, 0.52, 0.49}, {1, 1, 1});
+            BiasClipArgs args = bias_clip_args(blurred, range.data(), gen.data(), bias.data(), dim, bias_dim);
+            args.clip_max = 100.0f;
+            bias_clip(on, args);
+            const std::vector<uint32_t> bias_range = range.download();
+            normalise_gamma(on, NormaliseGammaArgs{blurred + c.normalise_from, int64_t(n - c.normalise_from),
+                                                   range.data(), 0.7f});
+            std::vector<float> image(n);
+            on.copy_to_host(image.data(), blurred, n * sizeof(float));
+            return std::make_pair(image, bias_range);
+        };
+        const auto [cuda_image, cuda_range] = run(ctx());
+        const auto [cpu_image, cpu_range] = run(cpu);
+        EXPECT_EQ(cuda_range, cpu_range);
+        for (size_t v = 0; v < n; ++v)
+            ASSERT_EQ(float_to_bits(cuda_image[v]), float_to_bits(cpu_image[v])) << "voxel " << v;
+    }
 }
 
 ISS_INSTANTIATE_BACKENDS(SynthIntensity);
