@@ -248,7 +248,8 @@ int cmd_predict(int argc, char** argv) {
         }
         const auto now = std::chrono::steady_clock::now();
         if (show_bar) {
-            const double eta = std::chrono::duration<double>(now - start).count() / double(n + 1) * double(jobs.size() - n - 1);
+            const double elapsed = std::chrono::duration<double>(now - start).count();
+            const double eta = elapsed / double(n + 1) * double(jobs.size() - n - 1);
             std::fprintf(stderr, "\rpredict [%s] %zu/%zu  ETA %s ", progress_bar(double(n + 1) / double(jobs.size()), 30).c_str(),
                          n + 1, jobs.size(), duration_text(eta).c_str());
         } else if (written) {  // a failed input has had its error line: no arrow to an output it lacks

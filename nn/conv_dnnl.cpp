@@ -345,13 +345,13 @@ void DnnlConv3d::plan_weights_slabs(const ConvShape& s, const dnnl::primitive_at
                 p.x_md = memory::desc({1, s.in.c, shape[0], s.in.h, s.in.w}, compute, tag::ndhwc);
                 p.dy_md = memory::desc({1, s.out_c, shape[1], out.h, out.w}, compute, tag::ndhwc);
                 const memory::desc w_any({s.out_c, s.in.c, k, k, k}, compute, tag::any);
+                const auto alg = dnnl::algorithm::convolution_direct;
                 const dnnl::convolution_forward::primitive_desc hint(
-                    dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                                    p.x_md, w_any, b_md_, p.dy_md, strides, pad_l, pad_r),
+                    dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, p.x_md, w_any, b_md_,
+                                                    p.dy_md, strides, pad_l, pad_r),
                     attr, engine_);
                 const dnnl::convolution_backward_weights::primitive_desc pd(
-                    dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, p.x_md, dw_md, b_md_,
-                                                             p.dy_md, strides, pad_l, pad_r),
+                    dnnl::convolution_backward_weights::desc(alg, p.x_md, dw_md, b_md_, p.dy_md, strides, pad_l, pad_r),
                     attr, engine_, hint);
                 if (implementation != pd.impl_info_str() || !(pd.diff_weights_desc() == dw_md) ||
                     !(pd.src_desc() == p.x_md) || !(pd.diff_dst_desc() == p.dy_md))
