@@ -56,8 +56,8 @@ constexpr memory::dim kBlockedForwardFromChannels = 48;
 // it runs over slabs of output rows along D, each slab's weight and bias gradients added to the
 // first's. oneDNN 2.6's AMX bf16 kernel keeps per-thread transposed copies of its inputs, about
 // 290 bytes a voxel a thread at 24 channels: 1.4 GB for a level-0 convolution of the 128x160x128
-// training crop on two threads, 1.8 GB for the 1x1 head. In slabs of 22 and 19 rows: 0.25 GB,
-// and the step no slower (docs/PERFORMANCE.md, eleventh session).
+// training crop on two threads, 1.8 GB for the 1x1 head. In slabs of 22 and 10 rows: at most
+// 0.25 GB, and the step no slower (docs/PERFORMANCE.md, eleventh session).
 constexpr size_t kWeightsScratchpadBudget = size_t(256) << 20;
 
 std::atomic<int64_t> forced_weights_slab_rows{0};  // tests: set_dnnl_weights_slab_rows
@@ -118,6 +118,9 @@ private:
     // kWeightsScratchpadBudget (batch 1, where a slab of rows is contiguous); nothing is planned
     // where oneDNN would run the slabs on another implementation or weight layout.
     void plan_weights_slabs(const ConvShape& s, const dnnl::primitive_attr& attr);
+    // The slabs' primitives for slabs of `rows` output rows; false (and the plan as it was) where
+    // oneDNN would run a slab on another implementation or weight layout.
+    bool make_weights_slabs(const ConvShape& s, const dnnl::primitive_attr& attr, memory::dim rows);
     void backward_weights_in_slabs(const memory& x, const memory& dy, memory& dw, float* db, char* scratch);
 
     DeviceContext& ctx_;
@@ -312,16 +315,26 @@ DnnlConv3d::DnnlConv3d(DeviceContext& ctx, const ConvShape& s)
 }
 
 void DnnlConv3d::plan_weights_slabs(const ConvShape& s, const dnnl::primitive_attr& attr) {
-    const size_t whole = bwd_weights_sp_.get_size();
-    const Shape5 out = s.out();
+    const memory::dim out_d = s.out().d;
     if (s.in.n != 1) return;
-    memory::dim rows = forced_weights_slab_rows;
-    if (rows == 0) {
-        if (whole <= kWeightsScratchpadBudget) return;
-        const memory::dim count = std::min<memory::dim>(out.d, memory::dim((whole - 1) / kWeightsScratchpadBudget + 1));
-        rows = std::max<memory::dim>((out.d + count - 1) / count, s.kernel);
+    if (const memory::dim forced = forced_weights_slab_rows; forced > 0) {
+        if (forced < out_d) make_weights_slabs(s, attr, forced);
+        return;
     }
-    if (rows >= out.d) return;
+    // A slab's scratchpad grows about linearly with its rows, not exactly: rows are cut until
+    // one fits the budget (a few tries), and a try oneDNN would run otherwise keeps the last plan.
+    size_t scratch = bwd_weights_sp_.get_size();
+    memory::dim rows = out_d;
+    for (int attempt = 0; attempt < 3 && scratch > kWeightsScratchpadBudget && rows > s.kernel; ++attempt) {
+        const memory::dim count = memory::dim((scratch - 1) / kWeightsScratchpadBudget + 1);
+        rows = std::max<memory::dim>((rows + count - 1) / count, s.kernel);
+        if (rows >= out_d || !make_weights_slabs(s, attr, rows)) return;
+        scratch = slab_sp_bytes_;
+    }
+}
+
+bool DnnlConv3d::make_weights_slabs(const ConvShape& s, const dnnl::primitive_attr& attr, memory::dim rows) {
+    const Shape5 out = s.out();
     const memory::dim k = s.kernel, pad = s.padding(), front = s.padding_d();
     const memory::dims strides{1, 1, 1};
     const auto compute = x_compute_md_.data_type();
@@ -355,7 +368,7 @@ void DnnlConv3d::plan_weights_slabs(const ConvShape& s, const dnnl::primitive_at
                     attr, engine_, hint);
                 if (implementation != pd.impl_info_str() || !(pd.diff_weights_desc() == dw_md) ||
                     !(pd.src_desc() == p.x_md) || !(pd.diff_dst_desc() == p.dy_md))
-                    return;  // another kernel or layout: the whole volume in one pass
+                    return false;  // another kernel or layout
                 p.sp = pd.scratchpad_desc();
                 p.primitive = dnnl::convolution_backward_weights(pd);
                 passes.push_back(p);
@@ -364,13 +377,15 @@ void DnnlConv3d::plan_weights_slabs(const ConvShape& s, const dnnl::primitive_at
             slabs.push_back({o0, in0, pass});
         }
     } catch (const dnnl::error&) {
-        return;
+        return false;
     }
     slab_passes_ = std::move(passes);
     slabs_ = std::move(slabs);
+    slab_sp_bytes_ = 0;
     for (const WeightsSlabPass& p : slab_passes_) slab_sp_bytes_ = std::max(slab_sp_bytes_, p.sp.get_size());
     ISS_DNNL_CALL(slab_dw_ = memory(dw_md, engine_));
     slab_db_.assign(size_t(s.out_c), 0.0f);
+    return true;
 }
 
 void DnnlConv3d::backward_weights_in_slabs(const memory& x, const memory& dy, memory& dw, float* db, char* scratch) {
