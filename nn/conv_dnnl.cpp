@@ -482,7 +482,7 @@ void DnnlConv3d::backward_weights(const void* x, const void* dy, float* dw, floa
     // Conversions of x and dy side by side in the workspace (each rounded to 64 bytes).
     const size_t x_bytes = conversion_bytes(x_md_, x_compute_md_);
     const size_t conversions = x_bytes + conversion_bytes(y_md_, dy_compute_md_);
-    char* space = slabs_.empty() ? workspace(conversions, bwd_weights_sp_) : workspace(conversions, slab_sp_bytes_);
+    char* space = workspace(conversions, slabs_.empty() ? bwd_weights_sp_.get_size() : slab_sp_bytes_);
     memory user_dw = wrap(w_user_md_, dw);  // not const: reorder::execute takes memory&
     memory& target = bwd_weights_reorder_ ? bwd_dw_ : user_dw;
     const memory x_in = compute_input(x_md_, x_compute_md_, to_x_compute_, x, space);

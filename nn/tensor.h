@@ -6,7 +6,7 @@
 //                   reset() then gives every allocation of that step an offset in one block such
 //                   that no two blocks alive at once overlap, and later steps replay that plan:
 //                   no device allocation, the same addresses every step. A step that allocates
-//                   otherwise (another shape) is served from the cache and recorded again.
+//                   otherwise (another shape) is served from the pool and recorded again.
 //   PoolAllocator   inference (and the arena's recorded steps): from 1 MiB on, requests are
 //                   cut from the free space of earlier device allocations (best fit, split),
 //                   freed neighbours merge again, and a request that fits nowhere first gives
