@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -98,7 +99,7 @@ Image read_channels(const std::vector<std::string>& files, NiftiHeader* header) 
     for (size_t c = 1; c < files.size(); ++c) {
         const Image channel = read_image(files[c]);
         ISS_INPUT(channel.frames == 1, files[c], ": a channel must be one volume, found ", channel.frames);
-        require_same_grid(channel.grid, files[c], first.grid, files.front());
+        require_same_grid(first.grid, files.front(), channel.grid, files[c]);
         std::copy(channel.data.begin(), channel.data.end(), stacked.data.begin() + int64_t(c) * first.grid.voxels());
     }
     return stacked;
@@ -183,6 +184,9 @@ int cmd_predict(int argc, char** argv) {
         for (const char* option : {"--o", "--post", "--resample"})
             if (args.has(option)) will_create.push_back(args.get(option, ""));
     check_outputs("predict", inputs, outputs, will_create);
+    if (!folder)  // a NIfTI under another name misleads its readers (nibabel goes by the ending)
+        for (const char* option : {"--o", "--post", "--resample"})
+            if (args.has(option)) require_nifti_output(args.get(option, ""), option);
 
     Predictor predictor(model, options);  // the model is read and checked before any output
     if (folder) {
@@ -197,6 +201,10 @@ int cmd_predict(int argc, char** argv) {
     volumes.columns.push_back("total");
 
     std::vector<std::vector<RgbImage>> preview_rows;
+    // A file's outputs, the volumes and the picture are one set: all or nothing. In a folder each
+    // file's outputs are committed as they are done, and the volumes and picture at the end.
+    auto run_outputs = std::make_unique<OutputSet>();
+    std::string done_line;  // a single file's "in -> out", said once everything is in place
     const bool show_bar = folder && ::isatty(::fileno(stderr)) != 0;
     const auto start = std::chrono::steady_clock::now();
     int failed_input = 0, failed_other = 0;
@@ -209,16 +217,13 @@ int cmd_predict(int argc, char** argv) {
             const Image image = channels.size() > 1 ? read_channels(channels, &header) : read_image(job.input, &header);
             const Segmentation result = predictor.predict(image, job.input);
             // All of one input's outputs, or none of them.
-            write_prediction(job.seg, result.segmentation, &header, job.post, result.posteriors, &header);
-            if (!job.resampled.empty()) {
-                try {
-                    write_image(job.resampled, result.resampled);
-                } catch (...) {
-                    for (const std::string* written : {&job.seg, &job.post})
-                        if (!written->empty()) remove_committed_output(*written);
-                    throw;
-                }
-            }
+            auto outputs = std::make_unique<OutputSet>();  // a failure below removes what it wrote
+            write_prediction(*outputs, job.seg, result.segmentation, &header, job.post, result.posteriors, &header);
+            outputs->write(job.resampled, [&](const std::string& path) { write_image(path, result.resampled); });
+            if (folder)
+                outputs->commit();
+            else
+                run_outputs = std::move(outputs);
             std::vector<std::string> row{stem(job.input)};
             double total = 0;
             for (size_t c = 0; c < predictor.labels().size(); ++c) {
@@ -253,16 +258,27 @@ int cmd_predict(int argc, char** argv) {
             std::fprintf(stderr, "\rpredict [%s] %zu/%zu  ETA %s ", progress_bar(double(n + 1) / double(jobs.size()), 30).c_str(),
                          n + 1, jobs.size(), duration_text(eta).c_str());
         } else if (written) {  // a failed input has had its error line: no arrow to an output it lacks
-            std::printf("%s -> %s (%.1f s)\n", job.input.c_str(), job.seg.c_str(),
-                        std::chrono::duration<double>(now - job_start).count());
+            char seconds[32];
+            std::snprintf(seconds, sizeof seconds, "%.1f", std::chrono::duration<double>(now - job_start).count());
+            const std::string line = cat(job.input, " -> ", job.seg, " (", seconds, " s)");
+            if (folder)
+                std::printf("%s\n", line.c_str());
+            else
+                done_line = line;
         }
     }
     if (show_bar) std::fputc('\n', stderr);
-    if (args.has("--vol") && !volumes.rows.empty()) write_csv(args.get("--vol", ""), volumes);
-    if (args.has("--preview") && !preview_rows.empty()) {
-        const RgbImage picture = tile_grid(preview_rows);
-        write_png(args.get("--preview", ""), picture.rgb, picture.width, picture.height);
+    if (!volumes.rows.empty()) {
+        run_outputs->write(args.get("--vol", ""), [&](const std::string& path) { write_csv(path, volumes); });
     }
+    if (!preview_rows.empty()) {
+        const RgbImage picture = tile_grid(preview_rows);
+        run_outputs->write(args.get("--preview", ""), [&](const std::string& path) {
+            write_png(path, picture.rgb, picture.width, picture.height);
+        });
+    }
+    run_outputs->commit();
+    if (!done_line.empty()) std::printf("%s\n", done_line.c_str());
     if (failed_input + failed_other > 0) {
         if (folder)
             std::fprintf(stderr, "infant-synthseg predict: %d of %zu file(s) failed\n", failed_input + failed_other,

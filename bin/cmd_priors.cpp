@@ -110,13 +110,10 @@ int cmd_priors(int argc, char** argv) {
 
     make_directories(out_dir);
     const std::vector<int64_t> shape = {2, int64_t(options.labels.size())};
-    write_npy(means_path, shape, priors.means);
-    try {
-        write_npy(stds_path, shape, priors.stds);
-    } catch (...) {
-        remove_committed_output(means_path);  // both or neither
-        throw;
-    }
+    OutputSet outputs;  // both or neither
+    outputs.write(means_path, [&](const std::string& path) { write_npy(path, shape, priors.means); });
+    outputs.write(stds_path, [&](const std::string& path) { write_npy(path, shape, priors.stds); });
+    outputs.commit();
 
     if (!priors.absent.empty()) {
         std::string names;

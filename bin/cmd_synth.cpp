@@ -42,7 +42,8 @@ const char* usage =
     "it with a random Gaussian mixture, blurs it, applies a bias field and a gamma, and crops\n"
     "it. Writes image_NNNN.nii.gz (float32 in [0, 1]) and labels_NNNN.nii.gz (segmentation\n"
     "labels) for N = 0000 .. count-1 into DIR, on the crop's grid of the map it came from.\n"
-    "Every input is checked before anything is written.\n"
+    "Every input is checked before anything is written; a run that fails leaves none of its\n"
+    "files.\n"
     "\n"
     "  --labels FILE|DIR  a NIfTI label map, or a directory: every *.nii and *.nii.gz in it,\n"
     "                     sorted by name; every value must be a generation label of the preset\n"
@@ -59,7 +60,8 @@ const char* usage =
     "  --config FILE      JSON object overriding parameters of the preset by name (a \"preset\"\n"
     "                     field picks the base preset); see --print-config for the names\n"
     "  --shape N          requested crop N x N x N (default 160); clipped to each map and\n"
-    "                     rounded down to a multiple of shape_multiple (32), at least one\n"
+    "                     rounded down to a multiple of shape_multiple (32); a map thinner\n"
+    "                     than that multiple along an axis is refused\n"
     "  --device D         auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default auto)\n"
     "  --preview          also write DIR/preview.png: one row per sample (the first 8 only),\n"
     "                     the image's axial, coronal and sagittal mid-slices beside the\n"
@@ -157,6 +159,8 @@ int cmd_synth(int argc, char** argv) {
     const auto start = std::chrono::steady_clock::now();
     auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
     std::vector<std::vector<RgbImage>> preview_rows;
+    // Every sample and the picture, or none: a failure takes back the samples already written.
+    OutputSet outputs;
     std::array<int64_t, 3> first_shape{};
     bool mixed_shapes = false;
     if (show_bar) draw_progress(0, count, 0);
@@ -166,9 +170,10 @@ int cmd_synth(int argc, char** argv) {
         const LabelMap labels = gen.labels_host();
         char name[64];
         std::snprintf(name, sizeof name, "image_%04lld.nii.gz", i);
-        write_image((fs::path(out_dir) / name).string(), image);
+        outputs.write((fs::path(out_dir) / name).string(), [&](const std::string& path) { write_image(path, image); });
         std::snprintf(name, sizeof name, "labels_%04lld.nii.gz", i);
-        write_labels((fs::path(out_dir) / name).string(), labels);
+        outputs.write((fs::path(out_dir) / name).string(), [&](const std::string& path) { write_labels(path, labels); });
+        outputs.commit_so_far();  // pair by pair
 
         if (i == 0) first_shape = image.grid.dim;
         mixed_shapes |= image.grid.dim != first_shape;
@@ -177,8 +182,11 @@ int cmd_synth(int argc, char** argv) {
     }
     if (args.flag("--preview")) {
         const RgbImage montage = tile_grid(preview_rows);
-        write_png((fs::path(out_dir) / "preview.png").string(), montage.rgb, montage.width, montage.height);
+        outputs.write((fs::path(out_dir) / "preview.png").string(), [&](const std::string& path) {
+            write_png(path, montage.rgb, montage.width, montage.height);
+        });
     }
+    outputs.commit();
     if (!show_bar) {
         const double seconds = elapsed();
         std::printf("wrote %lld samples of %s to %s in %.1f s (%.2f samples/s)\n", count,

@@ -89,6 +89,54 @@ void remove_committed_output(const std::string& path) noexcept {
     }
 }
 
+namespace {
+
+// The ending a temporary keeps: ".nii.gz" whole, else the last extension.
+std::string output_suffix(const std::string& path) {
+    if (ends_with(path, ".nii.gz")) return ".nii.gz";
+    return std::filesystem::path(path).extension().string();
+}
+
+}  // namespace
+
+OutputSet::~OutputSet() {
+    if (done_) return;
+    pending_.clear();  // their temporaries removed
+    for (const std::string& path : moved_) remove_committed_output(path);
+}
+
+void OutputSet::write(const std::string& path, const std::function<void(const std::string&)>& write) {
+    ISS_REQUIRE(!done_, "output ", path, " written after its set was committed");
+    if (path.empty()) return;
+    auto out = std::make_unique<OutputFile>(path, output_suffix(path));
+    try {
+        write(out->write_path());
+    } catch (const Error& e) {
+        std::string message = e.what();
+        const std::string& temp = out->write_path();
+        if (temp != path)
+            for (size_t at = message.find(temp); at != std::string::npos; at = message.find(temp, at + path.size()))
+                message.replace(at, temp.size(), path);
+        if (dynamic_cast<const InputError*>(&e)) throw InputError(message);
+        throw Error(message);
+    }
+    pending_.push_back(std::move(out));
+}
+
+void OutputSet::commit_so_far() {
+    ISS_REQUIRE(!done_, "output set committed twice");
+    for (std::unique_ptr<OutputFile>& out : pending_) {
+        out->commit();  // on failure the destructor takes back what was moved
+        moved_.push_back(out->path());
+    }
+    pending_.clear();
+}
+
+void OutputSet::commit() {
+    commit_so_far();
+    done_ = true;
+}
+
 void install_output_cleanup_on_signals() {
     struct sigaction action {};
     action.sa_handler = remove_temporaries_and_die;

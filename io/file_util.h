@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdio>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -48,6 +50,35 @@ private:
 // or nothing): the file a link led to is removed, never the link itself, and a target that is
 // not a regular file (a device, a FIFO: OutputFile wrote it directly) is left alone.
 void remove_committed_output(const std::string& path) noexcept;
+
+// The outputs of one piece of work, all or nothing. write() runs a writer on a temporary name
+// beside each output (an OutputFile keeping the output's ending, from which writers pick gzip);
+// commit() then moves them all into place. When a move fails, or the set is destroyed before
+// commit() (the command failed), every output it has moved is taken back
+// (remove_committed_output) and its temporaries removed. A long run commits as it goes with
+// commit_so_far() (synth's samples, pair by pair), still all or nothing until commit().
+// A failure's message names the output as the user named it, not its temporary.
+class OutputSet {
+public:
+    OutputSet() = default;
+    ~OutputSet();
+    OutputSet(const OutputSet&) = delete;
+    OutputSet& operator=(const OutputSet&) = delete;
+
+    // `write` is given the path to write to. An empty `path` (an optional output not asked
+    // for) is skipped.
+    void write(const std::string& path, const std::function<void(const std::string&)>& write);
+    // Moves the outputs written so far into place; they are still taken back if the set is
+    // destroyed before commit().
+    void commit_so_far();
+    // Moves the rest into place and keeps every output of the set.
+    void commit();
+
+private:
+    std::vector<std::unique_ptr<OutputFile>> pending_;
+    std::vector<std::string> moved_;
+    bool done_ = false;
+};
 
 // SIGINT and SIGTERM remove every registered temporary output, then end the process as the
 // signal would. Commands that handle the signals themselves (train) do not install it.

@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <memory>
 #include <set>
 #include <utility>
 
@@ -115,39 +114,19 @@ void require_nifti_output(const std::string& path, const std::string& option) {
               "' is not a NIfTI name (.nii or .nii.gz)");
 }
 
+void write_prediction(OutputSet& outputs, const std::string& seg_path, const LabelMap& seg,
+                      const NiftiHeader* seg_like, const std::string& post_path, const Image& post,
+                      const NiftiHeader* post_like) {
+    ISS_INPUT(seg_path != post_path, seg_path, ": named as both the segmentation and the posteriors output");
+    outputs.write(seg_path, [&](const std::string& t) { write_labels(t, seg, seg_like); });
+    outputs.write(post_path, [&](const std::string& t) { write_posteriors(t, post, post_like); });
+}
+
 void write_prediction(const std::string& seg_path, const LabelMap& seg, const NiftiHeader* seg_like,
                       const std::string& post_path, const Image& post, const NiftiHeader* post_like) {
-    ISS_INPUT(seg_path != post_path, seg_path, ": named as both the segmentation and the posteriors output");
-    // Both written under temporary names (keeping the ending: the writers pick gzip from it),
-    // then both moved into place: all or nothing.
-    auto suffix = [](const std::string& path) { return ends_with(path, ".gz") ? ".nii.gz" : ".nii"; };
-    OutputFile seg_out(seg_path, suffix(seg_path));
-    std::unique_ptr<OutputFile> post_out;
-    if (!post_path.empty()) post_out = std::make_unique<OutputFile>(post_path, suffix(post_path));
-    // A failure names the file the user asked for, not our temporary name.
-    auto naming = [](const OutputFile& out, auto&& write) {
-        try {
-            write(out.write_path());
-        } catch (const Error& e) {
-            std::string message = e.what();
-            const std::string& temp = out.write_path();
-            for (size_t at = message.find(temp); at != std::string::npos; at = message.find(temp, at + out.path().size()))
-                message.replace(at, temp.size(), out.path());
-            if (dynamic_cast<const InputError*>(&e)) throw InputError(message);
-            throw Error(message);
-        }
-    };
-    naming(seg_out, [&](const std::string& t) { write_labels(t, seg, seg_like); });
-    if (post_out) naming(*post_out, [&](const std::string& t) { write_posteriors(t, post, post_like); });
-    seg_out.commit();
-    if (post_out) {
-        try {
-            post_out->commit();
-        } catch (...) {
-            remove_committed_output(seg_path);  // all or nothing: the segmentation without its posteriors goes too
-            throw;
-        }
-    }
+    OutputSet outputs;
+    write_prediction(outputs, seg_path, seg, seg_like, post_path, post, post_like);
+    outputs.commit();
 }
 
 }  // namespace iss

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "io/file_util.h"
 #include "io/nifti.h"
 #include "io/volume.h"
 
@@ -60,5 +61,9 @@ void require_nifti_output(const std::string& path, const std::string& option);
 // neither behind (nor half of a pair beside an older other half).
 void write_prediction(const std::string& seg_path, const LabelMap& seg, const NiftiHeader* seg_like,
                       const std::string& post_path, const Image& post, const NiftiHeader* post_like);
+// The same into a set of outputs that the caller commits (with other outputs of the same run).
+void write_prediction(OutputSet& outputs, const std::string& seg_path, const LabelMap& seg,
+                      const NiftiHeader* seg_like, const std::string& post_path, const Image& post,
+                      const NiftiHeader* post_like);
 
 }  // namespace iss

@@ -55,6 +55,14 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
     map.grid = framed.grid;
     map.generation = std::move(framed.data);
     map.lr_axis = int(orientation_code(map.grid.affine).find_first_of("RL"));
+    // A crop is a multiple of shape_multiple voxels along each axis; on a thinner map (thick
+    // slices, a slab) the clamped sampling would fill the rest with copies of its last slice.
+    const int64_t m = config.shape_multiple;
+    for (int d = 0; d < 3; ++d)
+        ISS_INPUT(config.pad_when_smaller || map.grid.dim[size_t(d)] >= m, name, ": ", map.grid.dim[0], "x",
+                  map.grid.dim[1], "x", map.grid.dim[2], " voxels (in ", training_frame, " order) cannot hold a crop of ",
+                  m, " voxels along ", "xyz"[d], " (shape_multiple, 2^levels of the U-Net) without repeating its ",
+                  "last slice: use a smaller shape_multiple (train: fewer --levels)");
     return map;
 }
 

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -92,6 +93,46 @@ TEST_F(Hardening, TrainRefusesACropTheNetworkCannotUse) {
                    " --shape 8 --levels 5 --steps 1",
                "--shape 8 is smaller than 32");
     EXPECT_FALSE(fs::exists(path("m")));
+}
+
+// A map thinner than the crop's multiple along an axis (thick slices, a slab): the crop would
+// repeat its last slice, so synth and train refuse it, naming the axis; a smaller multiple works.
+TEST_F(Hardening, ThinMapsAreRefusedNotFilledWithTheirLastSlice) {
+    Grid g;
+    g.dim = {40, 44, 14};
+    g.affine = Mat4::scaling(1, 1, 3);
+    LabelMap thin(g);
+    for (size_t v = 0; v < thin.data.size(); ++v) thin.data[v] = (v % 40 > 8 && v % 40 < 30) ? 2 : 0;
+    write_labels(path("thin.nii.gz"), thin);
+    expect_bad("synth --device cpu --shape 32 --labels " + q("thin.nii.gz") + " --out " + q("s"),
+               "thin.nii.gz: 40x44x14 voxels (in RAS order) cannot hold a crop of 32 voxels along z");
+    expect_bad("train --device cpu --shape 32 --levels 5 --steps 1 --labels " + q("thin.nii.gz") + " --model-dir " +
+                   q("m"),
+               "cannot hold a crop of 32 voxels along z");
+    EXPECT_FALSE(fs::exists(path("s")));
+    EXPECT_FALSE(fs::exists(path("m")));
+    std::ofstream(path("multiple2.json")) << R"({"shape_multiple": 2})";
+    const test::RunResult r = run("synth --device cpu --shape 32 --labels " + q("thin.nii.gz") + " --config " +
+                                  q("multiple2.json") + " --out " + q("s"));
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(read_labels(path("s/labels_0000.nii.gz")).grid.dim, (std::array<int64_t, 3>{32, 32, 14}));
+}
+
+// predict's outputs are NIfTI files: another name (seg.mgz, a .txt) is refused before the
+// network runs; several --i on different grids name the one that differs.
+TEST_F(Hardening, PredictNamesItsOutputsAndChannels) {
+    const std::string predict = "predict --device cpu --model " + q("model") + " --i " + q("scan.nii.gz");
+    expect_bad(predict + " --o " + q("seg.mgz"), "--o: '" + path("seg.mgz") + "' is not a NIfTI name");
+    expect_bad(predict + " --o " + q("seg.nii.gz") + " --post " + q("post.txt"), "--post: '");
+    expect_bad(predict + " --o " + q("seg.nii.gz") + " --resample " + q("r.mgz"), "--resample: '");
+    EXPECT_FALSE(fs::exists(path("seg.mgz")));
+    EXPECT_FALSE(fs::exists(path("seg.nii.gz")));
+    Grid g;
+    g.dim = {12, 14, 9};
+    g.affine = Mat4::scaling(1.5, 1.5, 1.5);
+    write_image(path("t2_other_grid.nii.gz"), Image(g, 1, 1.0f));
+    expect_bad(predict + " --i " + q("t2_other_grid.nii.gz") + " --o " + q("seg.nii.gz"),
+               "t2_other_grid.nii.gz: not on the voxel grid of " + path("scan.nii.gz") + ": dims 12x14x9 vs 12x14x10");
 }
 
 TEST_F(Hardening, MessagesNameTheProblem) {

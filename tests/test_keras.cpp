@@ -402,12 +402,12 @@ TEST_F(KerasCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad("import --keras " + q("ours.h5") + " --out " + q("ours") + " --labels 0,2,3,41,42",
                "already holds a model");
     expect_bad("export --model " + q("ours") + " --keras " + q("ours/model.safetensors"), "must name a .h5 file");
-    expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("out") + " --model " + q("ours.h5"),
+    expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("out.nii.gz") + " --model " + q("ours.h5"),
                "--labels is required");
-    expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("out") + " --model " + q("ours") +
+    expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("out.nii.gz") + " --model " + q("ours") +
                    " --labels infant",
                "--labels and --orientation are for a Keras .h5 model");
-    expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --i " + q("scan.nii.gz") + " --o " + q("out") +
+    expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --i " + q("scan.nii.gz") + " --o " + q("out.nii.gz") +
                    " --model " + q("ours"),
                "the model takes 1 channel, the image has 2 volumes");
 }

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +20,7 @@
 #include "io/nifti.h"
 #include "io/npy.h"
 #include "kernels/common/error.h"
+#include "synth/phantom.h"
 #include "tests/small_model.h"
 #include "tests/test_util.h"
 
@@ -202,6 +204,107 @@ TEST_F(SameFileCli, SynthAndPriorsRefuseToOverwriteTheirInputs) {
     expect_refused("priors --images " + q("images") + " --labels " + q("maps") + " --out " + q("") +
                        " --labels-list " + q("prior_means.npy"),
                    "is the same file as the input --labels-list");
+}
+
+// --- commands: a run that fails leaves none of its outputs -------------------------------------
+
+// The files a command wrote into `dir` (temporaries included).
+std::vector<std::string> files_in(const fs::path& dir) {
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+// OutputSet: what one run writes is all there or none of it, whichever of its writes fails.
+TEST_F(Outputs, AFailedSetTakesBackWhatItMoved) {
+    {
+        OutputSet set;
+        set.write(path("a.csv"), [&](const std::string& p) { write_csv(p, table()); });
+        set.commit_so_far();
+        EXPECT_TRUE(fs::exists(path("a.csv")));
+        set.write(path("b.csv"), [&](const std::string& p) { write_csv(p, table()); });
+        EXPECT_THROW(set.write(path("no/c.csv"), [&](const std::string& p) { write_csv(p, table()); }), InputError);
+    }  // destroyed uncommitted: a.csv taken back, b.csv's temporary removed
+    EXPECT_TRUE(entries().empty()) << "left: " << entries().front();
+    OutputSet set;
+    set.write(path("a.csv"), [&](const std::string& p) { write_csv(p, table()); });
+    set.write("", [&](const std::string&) { FAIL() << "an output not asked for was written"; });
+    try {
+        set.write(path("bad.nii.gz"), [&](const std::string& p) { throw Error(p + ": cannot write: no space"); });
+        FAIL() << "the writer's error was swallowed";
+    } catch (const Error& e) {  // the user's name, not the temporary's
+        EXPECT_EQ(std::string(e.what()), path("bad.nii.gz") + ": cannot write: no space");
+    }
+    set.commit();
+    EXPECT_EQ(entries(), std::vector<std::string>{"a.csv"});
+}
+
+TEST_F(SameFileCli, AFailedWriteLeavesNoneOfTheRunsOutputs) {
+    // synth: every sample and the picture, or none. INFANT_FAULT_OUTPUT=k fails the k-th file the
+    // process moves into place (a sample's files are moved twice: by the writer, then the set).
+    write_labels(path("map.nii.gz"), make_phantom(0, 1));
+    const std::string synth = test::cli_path() + " synth --device cpu --count 2 --shape 32 --preview --labels " +
+                              q("map.nii.gz") + " --out " + q("synth");
+    int failures = 0;
+    for (int k = 1; k <= 12; ++k) {
+        SCOPED_TRACE("synth, fault at " + std::to_string(k));
+        fs::remove_all(path("synth"));
+        const test::RunResult r = test::run_command("INFANT_FAULT_OUTPUT=" + std::to_string(k) + " " + synth);
+        const std::vector<std::string> left = files_in(path("synth"));
+        if (r.status == 0) {
+            EXPECT_EQ(left.size(), 5u);
+            continue;
+        }
+        ++failures;
+        EXPECT_EQ(r.status, 1) << r.err;
+        EXPECT_TRUE(left.empty()) << "left: " << left.front();
+    }
+    EXPECT_GE(failures, 9) << "2 samples and a picture: 9 moves, each failed in turn";
+
+    // predict of one file: the segmentation, posteriors, resampled image and volumes, or none.
+    const std::string predict = test::cli_path() + " predict --device cpu --model " + q("model") + " --i " +
+                                q("scan.nii.gz") + " --o " + q("p/seg.nii.gz") + " --post " + q("p/post.nii.gz") +
+                                " --resample " + q("p/res.nii.gz") + " --vol " + q("p/vol.csv");
+    failures = 0;
+    for (int k = 1; k <= 10; ++k) {
+        SCOPED_TRACE("predict, fault at " + std::to_string(k));
+        fs::remove_all(path("p"));
+        fs::create_directories(path("p"));
+        const test::RunResult r = test::run_command("INFANT_FAULT_OUTPUT=" + std::to_string(k) + " " + predict);
+        const std::vector<std::string> left = files_in(path("p"));
+        if (r.status == 0) {
+            EXPECT_EQ(left.size(), 4u);
+            EXPECT_NE(r.out.find(" -> "), std::string::npos) << r.out;
+            continue;
+        }
+        ++failures;
+        EXPECT_EQ(r.status, 1) << r.err;
+        EXPECT_TRUE(left.empty()) << "left: " << left.front();
+        EXPECT_EQ(r.out.find(" -> "), std::string::npos) << "said written: " << r.out;
+    }
+    EXPECT_GE(failures, 8) << "four outputs: 8 moves, each failed in turn";
+}
+
+// An output that is a link to a full device: the write fails (exit 1, the system's reason), the
+// device is left as it is, and nothing else of the run stays.
+TEST_F(SameFileCli, AnOutputLinkedToAFullDeviceFailsTheWrite) {
+    if (::access("/dev/full", W_OK) != 0) GTEST_SKIP() << "no writable /dev/full here";
+    fs::create_symlink("/dev/full", path("full.nii.gz"));
+    fs::create_symlink("/dev/full", path("full.csv"));
+    const std::string predict = test::cli_path() + " predict --device cpu --model " + q("model") + " --i " +
+                                q("scan.nii.gz") + " --o ";
+    for (const std::string& run : {predict + q("full.nii.gz"), predict + q("seg_out.nii.gz") + " --vol " + q("full.csv"),
+                                   test::cli_path() + " clean --labels 0,2,3,41,42 --seg " + q("seg.nii.gz") +
+                                       " --post " + q("post.nii.gz") + " --o " + q("full.nii.gz")}) {
+        SCOPED_TRACE(run);
+        const test::RunResult r = test::run_command(run);
+        EXPECT_EQ(r.status, 1) << r.err;
+        EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
+        EXPECT_FALSE(fs::exists(path("seg_out.nii.gz")));
+        EXPECT_TRUE(fs::is_symlink(path("full.nii.gz")));
+    }
 }
 
 }  // namespace

@@ -394,13 +394,6 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
         const auto c = crop_shape(s.gen_config, m.grid.dim);
         for (int d = 0; d < 3; ++d) common[size_t(d)] = std::min(common[size_t(d)], c[size_t(d)]);
     }
-    // A map smaller than the multiple (without padding) would be raised to it: say so instead.
-    for (const TrainingMap& m : maps)
-        for (int d = 0; d < 3; ++d)
-            ISS_INPUT(s.gen_config.pad_when_smaller || m.grid.dim[size_t(d)] >= s.gen_config.shape_multiple, m.name,
-                      ": ", m.grid.dim[0], "x", m.grid.dim[1], "x", m.grid.dim[2], " voxels cannot hold a crop of a ",
-                      opt.unet.levels, "-level U-Net (a multiple of ", s.gen_config.shape_multiple,
-                      "): use fewer --levels");
     s.gen_config.output_shape = common;
     std::vector<TrainingMap> validation_maps;
     if (!opt.validation_labels.empty()) {
