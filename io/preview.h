@@ -2,10 +2,10 @@
 // map (a fixed colour per label), a label overlay on an image, and a grid montage of such
 // slices, for `synth --preview` and `predict`.
 //
-// Slices are shown in voxel order ("as stored", no reorientation to a radiological or
-// neurological convention), flipped so that for the RAS-like volumes this project writes
-// superior or anterior is up: axial (k = nz/2) has i across and j up; coronal (j = ny/2) and
-// sagittal (i = nx/2) have i or j across and k up.
+// Slices are shown in voxel order, flipped so that for a RAS volume superior or anterior is up:
+// axial (k = nz/2) has i across and j up; coronal (j = ny/2) and sagittal (i = nx/2) have i or j
+// across and k up. Callers give RAS volumes (synth's are; predict reorients a scan's copy), so
+// that the panels are the planes they are named after.
 #pragma once
 
 #include <array>

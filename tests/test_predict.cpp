@@ -226,6 +226,26 @@ TEST_F(Predict, AnyOrientationGivesTheSameWorldSpaceSegmentation) {
     }
 }
 
+// predict --preview shows the scan in RAS: the picture of one scan stored RAS and stored LIA (the
+// same world) is the same picture (the segmentation is the same in world space, above).
+TEST_F(Predict, PreviewIsTheSamePictureWhateverTheVoxelOrder) {
+    const std::string model = make_model();
+    const Image ras = test_image(grid({18, 20, 16}, Mat4::scaling(1, 1, 1.5)));
+    write_image(path("ras.nii.gz"), ras);
+    write_image(path("lia.nii.gz"), reorient(ras, "LIA"));
+    for (const char* name : {"ras", "lia"}) {
+        const std::string n = name;
+        const test::RunResult r = test::run_command(
+            test::cli_path() + " predict --device cpu --model " + test::shell_quote(model) + " --i " +
+            test::shell_quote(path(n + ".nii.gz")) + " --o " + test::shell_quote(path(n + "_seg.nii.gz")) +
+            " --preview " + test::shell_quote(path(n + ".png")));
+        ASSERT_EQ(r.status, 0) << r.err;
+    }
+    EXPECT_EQ(orientation_code(read_labels(path("lia_seg.nii.gz")).grid.affine), "LIA");
+    EXPECT_TRUE(test::read_text(path("ras.png")) == test::read_text(path("lia.png")))
+        << "the LIA scan's panels are other planes";
+}
+
 TEST_F(Predict, ResamplesOnlyScansOutsideTheTrainedVoxelSizeRange) {
     const std::string model = make_model();
     set_preprocessing(model, "voxel_size_mm", nullptr);
