@@ -3,6 +3,7 @@
 // from one sweep, every later one from the neighbours of the layer before.
 #include "post/clean.h"
 
+#include <algorithm>
 #include <cmath>
 #include <unordered_map>
 
@@ -61,16 +62,19 @@ CleanStats remove_islands(LabelMap& seg, const Image& post, const LabelList& lis
     const int64_t sy = nx, sz = nx * ny;
     CleanStats stats;
 
-    // Which components are islands: every one but the largest of its label, when small.
+    // Which components are islands: the small ones smaller than the largest of their label.
+    // Components tied for the largest all stay: keeping the first met would make the result
+    // depend on the file's voxel order (the same map stored RAS and LAS kept different ones).
     const Components comps = connected_components(seg);
-    std::unordered_map<int32_t, int32_t> largest;  // label -> its largest component
+    std::unordered_map<int32_t, int64_t> largest;  // label -> the size of its largest component
     for (int32_t c = 0; c < comps.count(); ++c) {
-        auto [it, fresh] = largest.emplace(comps.label[size_t(c)], c);
-        if (!fresh && comps.size[size_t(c)] > comps.size[size_t(it->second)]) it->second = c;
+        int64_t& size = largest[comps.label[size_t(c)]];
+        size = std::max(size, comps.size[size_t(c)]);
     }
     std::vector<uint8_t> is_island(size_t(comps.count()), 0);
     for (int32_t c = 0; c < comps.count(); ++c) {
-        if (largest.at(comps.label[size_t(c)]) == c || comps.size[size_t(c)] >= island_threshold) continue;
+        const int64_t size = comps.size[size_t(c)];
+        if (size == largest.at(comps.label[size_t(c)]) || size >= island_threshold) continue;
         is_island[size_t(c)] = 1;
         ++stats.islands;
         stats.island_voxels += comps.size[size_t(c)];

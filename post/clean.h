@@ -6,8 +6,9 @@
 // so the file keeps one frame per label of its list (a folded label's frame stays, empty).
 //
 // Islands: for each label except background, its 6-connected components; every component
-// but the largest of its label (ties: the one whose first voxel comes first in memory order)
-// is an island unless it has at least `island_threshold` voxels. Island voxels are relabelled
+// smaller than the largest of its label (components tied for the largest all stay, so that the
+// result does not depend on the file's voxel order) is an island unless it has at least
+// `island_threshold` voxels. Island voxels are relabelled
 // breadth-first from the island borders inwards, in layers:
 //   - a voxel is *settled* when it is not an island voxel, or was relabelled in an earlier layer;
 //   - layer 0 is every island voxel with a settled 6-neighbour; layer t+1 is every island voxel

@@ -6,6 +6,7 @@
 // mismatched grids and missing files are InputErrors naming the file.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <random>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "io/nifti.h"
+#include "io/orientation.h"
 #include "kernels/common/error.h"
 #include "post/clean.h"
 #include "post/components.h"
@@ -302,7 +304,9 @@ LabelMap reference_islands(LabelMap seg, const Image& post, const LabelList& lis
     std::vector<int> is_island(seg.data.size(), 0);
     for (size_t v = 0; v < seg.data.size(); ++v) {
         const int32_t k = c.id.data[v];
-        is_island[v] = k >= 0 && k != c.largest_of(c.label[size_t(k)]) && c.size[size_t(k)] < threshold;
+        if (k < 0) continue;
+        const int64_t largest = c.size[size_t(c.largest_of(c.label[size_t(k)]))];
+        is_island[v] = c.size[size_t(k)] < largest && c.size[size_t(k)] < threshold;
     }
     const int64_t n = seg.grid.voxels();
     while (true) {
@@ -367,6 +371,34 @@ TEST(Clean, MatchesScanPerLayerReferenceOnRandomVolumes) {
     }
     EXPECT_GT(islands, 30) << "the volumes must exercise the rule";
     EXPECT_GT(island_voxels, 2 * islands) << "islands of several voxels, not only specks";
+}
+
+// Two components of one label tied for its largest both stay, and the result is the same in
+// world space whichever voxel order the file has (RAS kept one blob, LAS the other, when the
+// first met won the tie).
+TEST(Clean, ComponentsTiedForTheLargestStayInAnyVoxelOrder) {
+    const LabelList list{{0, 2, 3}, "test list"};
+    LabelMap seg(grid_of(12, 6, 4));
+    for (int64_t k = 1; k < 3; ++k)
+        for (int64_t j = 1; j < 4; ++j) {
+            for (int64_t i = 1; i < 3; ++i) seg.at(i, j, k) = 2;  // 12 voxels at the left
+            for (int64_t i = 8; i < 10; ++i) seg.at(i, j, k) = 2;  // 12 at the right
+        }
+    for (int64_t k = 0; k < 4; ++k)
+        for (int64_t j = 0; j < 6; ++j) seg.at(5, j, k) = 3;  // a wall of 3 between them
+    seg.at(5, 2, 2) = 2;                                        // with a speck of 2: the one island
+    Image post(seg.grid, 3, 0.1f);
+    std::fill(post.data.begin() + 2 * seg.grid.voxels(), post.data.end(), 0.5f);  // 3 is likelier
+    LabelMap ras = seg;
+    const CleanStats s = remove_islands(ras, post, list, 15);
+    EXPECT_EQ(s.islands, 1);
+    EXPECT_EQ(s.island_voxels, 1);
+    EXPECT_EQ(ras.at(5, 2, 2), 3);
+    EXPECT_EQ(ras.at(1, 1, 1), 2);
+    EXPECT_EQ(ras.at(9, 3, 2), 2);
+    LabelMap las = reorient(seg, "LAS");
+    remove_islands(las, reorient(post, "LAS"), list, 15);
+    EXPECT_EQ(reorient(las, "RAS").data, ras.data);
 }
 
 TEST(Clean, CleanPredictionFoldsThenRemovesIslands) {
