@@ -1,6 +1,8 @@
 // `infant-synthseg info FILE...`: the header, orientation, intensity range and (for
 // integer-valued volumes) the label counts of each NIfTI file. A bad file prints one error
 // line and the command goes on with the others, then exits 2.
+#include <nifti/nifti1.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -36,7 +38,11 @@ void print_file(const std::string& path) {
                 h.byte_swapped ? "byte-swapped (big-endian)" : "native byte order");
     std::printf("  dims:");
     for (int i = 1; i <= h.dim[0]; ++i) std::printf("%s%lld", i == 1 ? " " : " x ", static_cast<long long>(h.dim[i]));
-    std::printf("\n  voxel size: %.7g x %.7g x %.7g mm\n", h.pixdim[1], h.pixdim[2], h.pixdim[3]);
+    const int unit = h.xyzt_units & 0x07;
+    std::printf("\n  voxel size: %.7g x %.7g x %.7g mm%s\n", h.pixdim[1], h.pixdim[2], h.pixdim[3],
+                unit == NIFTI_UNITS_METER    ? " (the header's unit is metres)"
+                : unit == NIFTI_UNITS_MICRON ? " (the header's unit is microns)"
+                                             : "");
     std::printf("  datatype: %s\n", h.datatype_name().c_str());
     if (h.scaled())
         std::printf("  scaling: slope %.9g, inter %.9g\n", h.scl_slope, h.scl_inter);

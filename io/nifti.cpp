@@ -283,6 +283,16 @@ double det3(const Mat4& a) {
 }
 
 // Standard precedence (nifti1.h): sform when its code > 0, else qform, else pixdim scaling.
+// Millimetres per unit of a header's spatial unit (the low 3 bits of xyzt_units); unknown counts
+// as mm, as every reader takes it.
+double mm_per_spatial_unit(int xyzt_units) {
+    switch (xyzt_units & 0x07) {
+        case NIFTI_UNITS_METER: return 1000.0;
+        case NIFTI_UNITS_MICRON: return 0.001;
+        default: return 1.0;
+    }
+}
+
 void set_affine(const RawHeader& raw, const std::string& path, NiftiHeader& h) {
     if (raw.sform_code > 0) {
         Mat4 a;
@@ -429,12 +439,17 @@ NiftiHeader parse_and_validate(const std::string& path) {
     ISS_INPUT(data_bytes <= nifti_max_bytes, path, ": dims ask for ", human_bytes(data_bytes),
               " of voxel data, more than the limit of 8 GiB");
 
-    // Voxel size: zero, NaN or negative spacing has no meaning (nibabel would silently abs()).
+    // Voxel size: zero, NaN or negative spacing has no meaning for a qform or a pixdim-only
+    // grid. An sform does not use it (MATLAB's NIfTI toolbox writes pixdim[1] = -1 for a
+    // left-right flip): there the sform's column lengths replace it, with a warning.
     h.pixdim[0] = raw.pixdim[0] < 0 ? -1.0 : 1.0;
+    bool pixdim_from_sform = false;
     for (int i = 1; i < 8; ++i) {
         const double p = raw.pixdim[i];
         if (i <= 3 && i <= h.dim[0]) {
-            ISS_INPUT(std::isfinite(p) && p > 0, path, ": voxel size pixdim[", i, "] is ", p,
+            const bool usable = std::isfinite(p) && p > 0;
+            pixdim_from_sform |= !usable && raw.sform_code > 0;
+            ISS_INPUT(usable || raw.sform_code > 0, path, ": voxel size pixdim[", i, "] is ", p,
                       " (must be finite and > 0)");
             h.pixdim[i] = p;
         } else {
@@ -469,6 +484,19 @@ NiftiHeader parse_and_validate(const std::string& path) {
     h.intent_code = raw.intent_code;
     h.descrip = raw.descrip;
     set_affine(raw, path, h);
+    if (pixdim_from_sform) {
+        warning(cat(path, ": voxel size pixdim[1..3] is ", raw.pixdim[1], " x ", raw.pixdim[2], " x ", raw.pixdim[3],
+                    "; taking the sform's instead"));
+        for (int i = 1; i <= 3; ++i) h.pixdim[i] = h.affine.column_norm(i - 1);
+    }
+    // Every grid is in mm: a header in metres or microns is converted (as ITK does; the writers
+    // convert back for an output made like it, so that it keeps the input's affine).
+    const double mm = mm_per_spatial_unit(h.xyzt_units);
+    if (mm != 1) {
+        for (int r = 0; r < 3; ++r)
+            for (int c = 0; c < 4; ++c) h.affine.m[r][c] *= mm;
+        for (int i = 1; i <= 3; ++i) h.pixdim[i] *= mm;
+    }
 
     // The data must fit in its file. A gzip stream cannot expand more than 1032:1 (deflate's
     // limit), so a tiny .gz that claims gigabytes is refused before anything is allocated.
@@ -642,6 +670,15 @@ struct OutHeader {
 
 OutHeader make_header(const Grid& grid, int64_t frames, int datatype, int bitpix, const NiftiHeader* like) {
     OutHeader o;
+    // In the units of the input it is made like (mm otherwise): the grid is in mm.
+    Mat4 affine = grid.affine;
+    if (like) {
+        o.xyzt_units = like->xyzt_units;
+        o.descrip = like->descrip;
+        const double mm = mm_per_spatial_unit(like->xyzt_units);
+        for (int r = 0; r < 3; ++r)
+            for (int c = 0; c < 4; ++c) affine.m[r][c] /= mm;
+    }
     o.dim[0] = frames > 1 ? 4 : 3;
     for (int i = 0; i < 3; ++i) o.dim[i + 1] = grid.dim[i];
     o.dim[4] = frames;
@@ -649,25 +686,21 @@ OutHeader make_header(const Grid& grid, int64_t frames, int datatype, int bitpix
     o.datatype = datatype;
     o.bitpix = bitpix;
     o.pixdim[0] = 1;
-    for (int i = 0; i < 3; ++i) o.pixdim[i + 1] = grid.affine.column_norm(i);
+    for (int i = 0; i < 3; ++i) o.pixdim[i + 1] = affine.column_norm(i);
     o.pixdim[4] = like && like->dim[0] >= 4 ? like->pixdim[4] : 1.0;
     for (int i = 5; i < 8; ++i) o.pixdim[i] = 1;
     for (int r = 0; r < 3; ++r)
-        for (int c = 0; c < 4; ++c) o.srow[r][c] = grid.affine.m[r][c];
+        for (int c = 0; c < 4; ++c) o.srow[r][c] = affine.m[r][c];
     o.sform_code = like && like->sform_code > 0 ? like->sform_code : NIFTI_XFORM_ALIGNED_ANAT;
-    if (is_rigid_with_scaling(grid.affine)) {
+    if (is_rigid_with_scaling(affine)) {
         nifti_dmat44 d;
         for (int r = 0; r < 4; ++r)
-            for (int c = 0; c < 4; ++c) d.m[r][c] = grid.affine.m[r][c];
+            for (int c = 0; c < 4; ++c) d.m[r][c] = affine.m[r][c];
         double dx, dy, dz, qfac;
         nifti_dmat44_to_quatern(d, &o.quatern[0], &o.quatern[1], &o.quatern[2], &o.qoffset[0], &o.qoffset[1],
                                 &o.qoffset[2], &dx, &dy, &dz, &qfac);
         o.pixdim[0] = qfac;
         o.qform_code = like && like->qform_code > 0 ? like->qform_code : o.sform_code;
-    }
-    if (like) {
-        o.xyzt_units = like->xyzt_units;
-        o.descrip = like->descrip;
     }
     return o;
 }

@@ -65,6 +65,7 @@ struct RawSpec {
     double vox_offset = -1;
     double slope = 1, inter = 0;
     int qform_code = 0, sform_code = 2;
+    int xyzt_units = NIFTI_UNITS_MM;
     double srow[3][4] = {{-1.5, 0, 0, 10}, {0, 2, 0, -20}, {0, 0, 2.5, 30}};
     double quatern[3] = {0, 0, 0}, qoffset[3] = {0, 0, 0};
     int32_t sizeof_hdr = 0;  // 0: the right one
@@ -92,6 +93,7 @@ Bytes raw_header(const RawSpec& s) {
         put<float>(b, offsetof(H, scl_inter), float(s.inter), sw);
         put<int16_t>(b, offsetof(H, qform_code), int16_t(s.qform_code), sw);
         put<int16_t>(b, offsetof(H, sform_code), int16_t(s.sform_code), sw);
+        b[offsetof(H, xyzt_units)] = static_cast<unsigned char>(s.xyzt_units);
         for (int i = 0; i < 3; ++i) {
             put<float>(b, offsetof(H, quatern_b) + 4 * i, float(s.quatern[i]), sw);
             put<float>(b, offsetof(H, qoffset_x) + 4 * i, float(s.qoffset[i]), sw);
@@ -120,6 +122,7 @@ Bytes raw_header(const RawSpec& s) {
     put<double>(b, offsetof(H, scl_inter), s.inter, sw);
     put<int32_t>(b, offsetof(H, qform_code), s.qform_code, sw);
     put<int32_t>(b, offsetof(H, sform_code), s.sform_code, sw);
+    put<int32_t>(b, offsetof(H, xyzt_units), s.xyzt_units, sw);
     for (int i = 0; i < 3; ++i) {
         put<double>(b, offsetof(H, quatern_b) + 8 * i, s.quatern[i], sw);
         put<double>(b, offsetof(H, qoffset_x) + 8 * i, s.qoffset[i], sw);
@@ -714,8 +717,61 @@ TEST_F(NiftiBadInput, VoxelSize) {
             RawSpec s = good();
             s.version = version;
             s.pixdim[2] = bad[i];
-            expect_bad(write(iss::cat("pixdim", i, "_", version, ".nii"), s), "pixdim[2]");
+            // Without an sform the voxel size makes the grid (qform or pixdim alone): refused.
+            s.sform_code = 0;
+            for (const int qform : {0, 1}) {
+                s.qform_code = qform;
+                expect_bad(write(iss::cat("pixdim", i, "_", version, "_q", qform, ".nii"), s), "pixdim[2]");
+            }
+            // An sform does not use it (MATLAB's toolbox writes -1 for a flip): its own column
+            // lengths are the voxel size, with a warning.
+            s.sform_code = 2;
+            const std::string file = write(iss::cat("pixdim", i, "_", version, "_s.nii"), s);
+            testing::internal::CaptureStderr();
+            const iss::NiftiHeader h = iss::read_nifti_header(file);
+            const std::string warned = testing::internal::GetCapturedStderr();
+            EXPECT_NE(warned.find("taking the sform's instead"), std::string::npos) << warned;
+            EXPECT_EQ(h.affine_source, "sform");
+            EXPECT_DOUBLE_EQ(h.pixdim[1], 1.5);
+            EXPECT_DOUBLE_EQ(h.pixdim[2], 2);
+            EXPECT_DOUBLE_EQ(h.pixdim[3], 2.5);
         }
+}
+
+// A header in metres or microns: the grid is in mm (affine and voxel size), and an output made
+// like it goes back to its units, so that it keeps the input's affine as the file states it.
+TEST_F(NiftiRead, SpatialUnitsAreConvertedToMillimetres) {
+    for (const auto& [units, per_mm] : {std::pair{NIFTI_UNITS_METER, 1e-3}, std::pair{NIFTI_UNITS_MICRON, 1e3}}) {
+        SCOPED_TRACE(units);
+        RawSpec s;
+        s.data = encode(std::vector<float>(24, 1.0f), false);
+        iss::Mat4 in_mm;
+        for (int r = 0; r < 3; ++r)
+            for (int c = 0; c < 4; ++c) in_mm.m[r][c] = s.srow[r][c];
+        s.xyzt_units = units | NIFTI_UNITS_SEC;
+        for (auto& row : s.srow)
+            for (double& v : row) v *= per_mm;
+        for (int i = 1; i <= 3; ++i) s.pixdim[i] *= per_mm;
+        s.qform_code = 1;  // the qform (identity rotation, a zero offset) loses to the sform
+        const std::string file = path(iss::cat("units", units, ".nii"));
+        write_raw(file, s);
+        iss::NiftiHeader h;
+        const iss::Image image = iss::read_image(file, &h);
+        EXPECT_TRUE(image.grid.affine.approx_equal(in_mm, 1e-4)) << "not in mm";
+        EXPECT_NEAR(h.pixdim[2], 2, 1e-6);
+        const std::string out = path(iss::cat("out", units, ".nii"));
+        iss::write_image(out, image, &h);
+        iss::NiftiHeader back;
+        const iss::Image again = iss::read_image(out, &back);
+        EXPECT_EQ(back.xyzt_units, units | NIFTI_UNITS_SEC);
+        EXPECT_TRUE(again.grid.affine.approx_equal(image.grid.affine, 1e-6));
+        const Bytes raw = read_bytes(out);
+        float srow_x0 = 0, pixdim2 = 0;
+        std::memcpy(&srow_x0, raw.data() + offsetof(nifti_1_header, srow_x), 4);
+        std::memcpy(&pixdim2, raw.data() + offsetof(nifti_1_header, pixdim) + 8, 4);
+        EXPECT_NEAR(srow_x0, -1.5 * per_mm, 1e-6 * per_mm) << "the output is not in the input's units";
+        EXPECT_NEAR(pixdim2, 2 * per_mm, 1e-6 * per_mm);
+    }
 }
 
 TEST_F(NiftiBadInput, Datatypes) {
