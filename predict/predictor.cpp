@@ -62,6 +62,33 @@ std::pair<float, float> quantiles(std::vector<float> values, double q_low, doubl
     return {low, at(q_high)};
 }
 
+// NaN or infinite voxels (outside the brain mask of a registration tool's output) become their
+// channel's lowest finite value, background, with a warning: left in, the normalisation's
+// min/max skipped a NaN unless it came first, and the network turned it into NaN posteriors.
+// Done before resampling, which would spread them.
+void replace_non_finite(Image& image, const std::string& name) {
+    const int64_t voxels = image.grid.voxels();
+    for (int64_t c = 0; c < image.frames; ++c) {
+        float* const first = image.data.data() + c * voxels;
+        float low = INFINITY;
+        int64_t bad = 0;
+        for (int64_t v = 0; v < voxels; ++v) {
+            if (std::isfinite(first[v]))
+                low = std::min(low, first[v]);
+            else
+                ++bad;
+        }
+        if (bad == 0) continue;
+        ISS_INPUT(bad < voxels, name, ": the image holds no finite value",
+                  image.frames > 1 ? cat(" in channel ", c + 1) : "");
+        for (int64_t v = 0; v < voxels; ++v)
+            if (!std::isfinite(first[v])) first[v] = low;
+        warning(cat(name, ": ", bad, " voxel", bad > 1 ? "s are" : " is", " NaN or infinite",
+                    image.frames > 1 ? cat(" in channel ", c + 1) : "", "; set to the lowest finite value (",
+                    low, ")"));
+    }
+}
+
 }  // namespace
 
 std::string resolve_model_path(const std::string& model) {
@@ -176,7 +203,8 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
 
     // 1-2. The model's frame, then a voxel size the model has seen.
     const std::string input_code = orientation_code(image.grid.affine);
-    const Image ras = reorient(image, s.pre.frame);
+    Image ras = reorient(image, s.pre.frame);
+    replace_non_finite(ras, name);
     Grid work = ras.grid;
     bool resampled = false;
     if (s.options.resample_to_model && s.pre.voxel_max[0] > 0) {
@@ -205,7 +233,6 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
         const auto first = x.data.begin() + c * voxels, last = first + voxels;
         float low = *std::min_element(first, last);
         float high = *std::max_element(first, last);
-        ISS_INPUT(std::isfinite(low) && std::isfinite(high), name, ": the image holds NaN or infinite values");
         if (s.options.clip_percentiles) std::tie(low, high) = quantiles(std::vector<float>(first, last), 0.005, 0.995);
         for (auto v = first; v != last; ++v)
             *v = high > low ? std::min(std::max((*v - low) / (high - low), 0.0f), 1.0f) : 0.0f;

@@ -48,6 +48,9 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
         }
         generation.data[v] = cached_index;
     }
+    // All background (a blank or wrong file, a mask of zeros): its samples would teach nothing.
+    ISS_INPUT(std::any_of(labels.data.begin(), labels.data.end(), [](int32_t v) { return v != 0; }), name,
+              ": the label map holds only background (label 0)");
     TrainingMap map;
     map.name = name;
     map.stored_orientation = orientation_code(labels.grid.affine);

@@ -46,7 +46,8 @@ struct TrainingMap {
 
 // Maps label values to generation indices, then reorients to the training frame; InputError
 // naming `name`, the value and a voxel (in the stored order) where it occurs when a value is not
-// in the configuration's generation list, or when the map is empty.
+// in the configuration's generation list, when the map is empty or all background, or when it
+// is thinner than the crop's multiple along an axis.
 TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& config, const std::string& name);
 
 // Every label map a path names (a file, or a directory's NIfTI files sorted by name), read and

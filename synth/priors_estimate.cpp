@@ -81,6 +81,9 @@ void rescale_intensities(std::vector<double>& values, const std::string& source)
     ISS_INPUT(!positive.empty(), source, ": no positive intensity to rescale");
     const double lo = percentile(positive, 2);
     const double hi = percentile(positive, 98);
+    if (lo == hi)
+        warning(cat(source, ": its positive intensities have no spread (2nd and 98th percentiles both ", lo,
+                    "); rescaled to 0 as the reference does, so its medians pull the means down"));
     for (double& v : values) {
         if (std::isnan(v)) continue;
         // The reference returns zeros for a flat image rather than divide by zero.

@@ -116,6 +116,11 @@ TEST_F(Hardening, ThinMapsAreRefusedNotFilledWithTheirLastSlice) {
                                   q("multiple2.json") + " --out " + q("s"));
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(read_labels(path("s/labels_0000.nii.gz")).grid.dim, (std::array<int64_t, 3>{32, 32, 14}));
+    // A map of background only (a blank file, a mask of zeros): refused too.
+    write_labels(path("blank.nii.gz"), LabelMap(Grid{{40, 40, 40}, Mat4::identity()}));
+    expect_bad("synth --device cpu --shape 32 --labels " + q("blank.nii.gz") + " --out " + q("b"),
+               "blank.nii.gz: the label map holds only background (label 0)");
+    EXPECT_FALSE(fs::exists(path("b")));
 }
 
 // predict's outputs are NIfTI files: another name (seg.mgz, a .txt) is refused before the

@@ -246,6 +246,49 @@ TEST_F(Predict, PreviewIsTheSamePictureWhateverTheVoxelOrder) {
         << "the LIA scan's panels are other planes";
 }
 
+// NaN or infinite voxels (a registration tool's output outside its mask) are the image's lowest
+// value, with a warning, wherever they lie: a NaN that was not the first voxel used to pass the
+// normalisation's min/max and come out as NaN posteriors. An image of no finite value is bad input.
+TEST_F(Predict, NonFiniteVoxelsAreTheLowestValue) {
+    Predictor predictor(make_model(), PredictOptions{});
+    const Image clean = test_image(grid({18, 20, 16}, Mat4::identity()));
+    const float low = *std::min_element(clean.data.begin(), clean.data.end());
+    Image marked = clean, replaced = clean;
+    for (const int64_t v : {int64_t(0), int64_t(777), int64_t(3000)}) {
+        marked.data[size_t(v)] = v == 777 ? INFINITY : NAN;
+        replaced.data[size_t(v)] = low;
+    }
+    marked.data[1] = -INFINITY;
+    replaced.data[1] = low;
+    const Segmentation want = predictor.predict(replaced, "replaced.nii.gz");
+    for (const bool nan_first : {true, false}) {
+        Image input = marked;
+        if (!nan_first) input.data[0] = clean.data[0], input.data[200] = NAN;
+        Image expected_input = replaced;
+        if (!nan_first) expected_input.data[0] = clean.data[0], expected_input.data[200] = low;
+        testing::internal::CaptureStderr();
+        const Segmentation got = predictor.predict(input, "masked.nii.gz");
+        const std::string warned = testing::internal::GetCapturedStderr();
+        EXPECT_NE(warned.find("masked.nii.gz: 4 voxels are NaN or infinite"), std::string::npos) << warned;
+        for (const float p : got.posteriors.data) ASSERT_TRUE(std::isfinite(p)) << "NaN first: " << nan_first;
+        const Segmentation ref = nan_first ? want : predictor.predict(expected_input, "replaced.nii.gz");
+        EXPECT_EQ(got.segmentation.data, ref.segmentation.data);
+        EXPECT_EQ(got.posteriors.data, ref.posteriors.data);
+    }
+    Image none(clean.grid, 1, NAN);
+    EXPECT_THROW(
+        {
+            try {
+                predictor.predict(none, "all_nan.nii.gz");
+            } catch (const InputError& e) {
+                EXPECT_NE(std::string(e.what()).find("all_nan.nii.gz: the image holds no finite value"),
+                          std::string::npos);
+                throw;
+            }
+        },
+        InputError);
+}
+
 TEST_F(Predict, ResamplesOnlyScansOutsideTheTrainedVoxelSizeRange) {
     const std::string model = make_model();
     set_preprocessing(model, "voxel_size_mm", nullptr);

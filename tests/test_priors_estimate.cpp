@@ -82,8 +82,11 @@ TEST(PriorsEstimate, RescaleClipsAtPositivePercentilesOfARamp) {
     EXPECT_EQ(ramp[100], 255);
     EXPECT_TRUE(std::isnan(ramp[101]));
 
-    std::vector<double> flat = {0, 5, 5, 5};  // lo == hi: zeros, as the reference
-    rescale_intensities(flat, "flat");
+    std::vector<double> flat = {0, 5, 5, 5};  // lo == hi: zeros, as the reference, and a warning
+    testing::internal::CaptureStderr();
+    rescale_intensities(flat, "flat.nii.gz");
+    const std::string warned = testing::internal::GetCapturedStderr();
+    EXPECT_NE(warned.find("flat.nii.gz: its positive intensities have no spread"), std::string::npos) << warned;
     for (const double v : flat) EXPECT_EQ(v, 0);
     std::vector<double> dark = {0, -1, 0};
     try {
