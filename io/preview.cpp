@@ -17,20 +17,32 @@ struct SliceAxes {
 constexpr SliceAxes slice_axes[3] = {{0, 1, 2}, {0, 2, 1}, {1, 2, 0}};
 
 // Renders slice `s` of a grid with `paint(voxel_index, pixel)` writing each pixel's RGB:
-// the one place that decides orientation and flipping.
+// the one place that decides orientation, flipping and aspect. Pixels are square in mm: each
+// axis is drawn at the finer of the slice's two voxel sizes (nearest voxel), so that a
+// 0.8 x 0.8 x 3 mm scan's coronal panel is not squashed 3.75 times; an axis is stretched at most
+// 8 times.
 template <class Paint>
 RgbImage render_slice(const Grid& grid, int s, Paint paint) {
     const SliceAxes a = slice_axes[s];
     const auto& dim = grid.dim;
     ISS_REQUIRE(dim[0] > 0 && dim[1] > 0 && dim[2] > 0, "preview: empty volume");
-    ISS_REQUIRE(dim[size_t(a.across)] <= 1 << 15 && dim[size_t(a.up)] <= 1 << 15, "preview: slice too large");
-    RgbImage out{int(dim[size_t(a.across)]), int(dim[size_t(a.up)])};
+    const auto size = grid.voxel_size();
+    const double across_mm = size[size_t(a.across)], up_mm = size[size_t(a.up)];
+    const double pixel_mm = std::max(std::min(across_mm, up_mm), std::max(across_mm, up_mm) / 8);
+    // Pixels along an axis of n voxels of `mm`, and the voxel that pixel p shows.
+    auto pixels = [&](int64_t n, double mm) { return std::max<int64_t>(1, std::llround(double(n) * mm / pixel_mm)); };
+    auto voxel = [&](int64_t p, int64_t n, double mm) {
+        return std::min(n - 1, int64_t((double(p) + 0.5) * pixel_mm / mm));
+    };
+    const int64_t width = pixels(dim[size_t(a.across)], across_mm), height = pixels(dim[size_t(a.up)], up_mm);
+    ISS_REQUIRE(width <= 1 << 15 && height <= 1 << 15, "preview: slice too large");
+    RgbImage out{int(width), int(height)};
     std::array<int64_t, 3> v{};
     v[size_t(a.fixed)] = dim[size_t(a.fixed)] / 2;
     for (int y = 0; y < out.height; ++y) {
-        v[size_t(a.up)] = out.height - 1 - y;  // superior / anterior up
+        v[size_t(a.up)] = dim[size_t(a.up)] - 1 - voxel(y, dim[size_t(a.up)], up_mm);  // superior / anterior up
         for (int x = 0; x < out.width; ++x) {
-            v[size_t(a.across)] = x;
+            v[size_t(a.across)] = voxel(x, dim[size_t(a.across)], across_mm);
             paint((v[2] * dim[1] + v[1]) * dim[0] + v[0], out.pixel(x, y));
         }
     }

@@ -4,7 +4,8 @@
 //
 // Slices are shown in voxel order, flipped so that for a RAS volume superior or anterior is up:
 // axial (k = nz/2) has i across and j up; coronal (j = ny/2) and sagittal (i = nx/2) have i or j
-// across and k up. Callers give RAS volumes (synth's are; predict reorients a scan's copy), so
+// across and k up. Pixels are square in mm (anisotropic voxels stretched, nearest voxel, at most
+// 8 times). Callers give RAS volumes (synth's are; predict reorients a scan's copy), so
 // that the panels are the planes they are named after.
 #pragma once
 

@@ -115,6 +115,25 @@ TEST_F(PngTest, MidSlicesPutSuperiorAndAnteriorUp) {
     EXPECT_EQ(s[2].pixel(2, 1)[0], grey(2 + 20));
 }
 
+// Anisotropic voxels (1 x 1 x 3 mm): the coronal and sagittal panels are 3 pixels a slice high,
+// so that a millimetre is as long across as up; the axial panel is as before.
+TEST_F(PngTest, MidSlicesHaveSquarePixelsInMillimetres) {
+    Image img = coded_image();
+    img.grid.affine = Mat4::scaling(1, 1, 3);
+    const MidSlices s = image_mid_slices(img);
+    auto grey = [](float v) { return uint8_t(std::lround(v * 255.0 / 123.0)); };
+    EXPECT_EQ(s[0].width, 4);
+    EXPECT_EQ(s[0].height, 3);
+    ASSERT_EQ(s[1].width, 4);
+    ASSERT_EQ(s[1].height, 6);
+    ASSERT_EQ(s[2].width, 3);
+    ASSERT_EQ(s[2].height, 6);
+    for (int y = 0; y < 6; ++y) {  // top three rows k = 1, bottom three k = 0
+        EXPECT_EQ(s[1].pixel(2, y)[0], grey(2 + 10 + (y < 3 ? 100 : 0))) << y;
+        EXPECT_EQ(s[2].pixel(1, y)[0], grey(2 + 10 + (y < 3 ? 100 : 0))) << y;
+    }
+}
+
 TEST_F(PngTest, LabelSlicesAndOverlay) {
     const Image img = coded_image();
     LabelMap labels(img.grid, 1, 0);
