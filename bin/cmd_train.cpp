@@ -47,13 +47,16 @@ const char* usage =
     "  --steps-per-epoch N steps between checkpoints (default 3000)\n"
     "  --lr X              Adam's learning rate (default 1e-4)\n"
     "  --batch B           samples per step, 1 to 64 (default 1)\n"
-    "  --shape S           requested crop S x S x S (default 160); clipped to the smallest map\n"
-    "                      and rounded down to a multiple of 2^levels\n"
+    "  --shape S           requested crop S x S x S (default: the configuration's output_shape,\n"
+    "                      160^3); clipped to the smallest map and rounded down to a multiple of\n"
+    "                      2^levels (the configuration's shape_multiple is the network's)\n"
     "  --levels L          U-Net resolution levels, 1 to 8 (default 5)\n"
     "  --features F        feature maps at the first level, doubling per level (default 24)\n"
     "  --wl2-epochs E      epochs of weighted-L2 pre-training before the Dice loss (default 0)\n"
     "  --resume            continue the model in --model-dir from its last checkpoint; the\n"
-    "                      architecture options must match it\n"
+    "                      architecture and what draws the samples (preset, --config, --seed,\n"
+    "                      --batch, the crop, --steps-per-epoch, --wl2-epochs) must match it;\n"
+    "                      --lr and --precision may change (model.json keeps a history)\n"
     "  --seed S            non-negative integer: initial weights and every sample; a resumed run\n"
     "                      repeats the uninterrupted one exactly (default 1)\n"
     "  --device D          auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default auto)\n"
@@ -128,7 +131,10 @@ TrainOptions parse_options(const Args& args) {
     o.steps_per_epoch = args.integer("--steps-per-epoch", o.steps_per_epoch);
     o.lr = float(args.number("--lr", o.lr));
     o.batch = int_option(args, "--batch", o.batch, 1, 64);
-    o.shape = args.integer("--shape", o.shape);
+    if (args.has("--shape")) {
+        o.shape = args.integer("--shape", 0);
+        ISS_INPUT(o.shape >= 1, "train: --shape must be at least 1, got ", o.shape);
+    }
     o.unet.levels = int_option(args, "--levels", o.unet.levels, 1, 8);
     o.unet.features = int_option(args, "--features", o.unet.features, 1, 4096);
     o.wl2_epochs = args.integer("--wl2-epochs", o.wl2_epochs);

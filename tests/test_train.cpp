@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 
 #include "io/csv.h"
 #include "io/nifti.h"
@@ -412,6 +413,113 @@ TEST_F(Train, Bf16TrainingLearnsAndIsRecorded) {
     }
     EXPECT_GT(foreground, in_fp32.data.size() / 20) << "the fp32 prediction finds the brain";
     EXPECT_GT(double(same) / double(in_fp32.data.size()), 0.97) << "fp32 and bf16 predictions of one model";
+}
+
+// A resumed run continues the samples of the run it resumes: another preset, generator
+// parameter, seed, batch, crop, epoch length or weighted-L2 schedule is refused, naming what
+// differs; the learning rate and precision may change, each change kept in model.json's
+// history; new maps widen the recorded voxel sizes rather than replace them.
+TEST_F(Train, ResumeKeepsWhatDrawsTheSamplesAndRecordsWhatChanged) {
+    train(tiny(path("first"), 2));
+    auto expect_refused = [&](TrainOptions o, const std::string& fragment) {
+        o.resume = true;
+        try {
+            Trainer t(o);
+            FAIL() << "resumed with a change; expected an error about " << fragment;
+        } catch (const InputError& e) {
+            EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+        }
+    };
+    TrainOptions o = tiny(path("first"), 4);
+    o.preset = "infant-t2";
+    expect_refused(o, "was trained with preset \"infant-t1\", this run asks for \"infant-t2\"");
+    o = tiny(path("first"), 4);
+    o.seed = 7;
+    expect_refused(o, "was trained with seed 5");
+    o = tiny(path("first"), 4);
+    o.batch = 2;
+    expect_refused(o, "batch 1");
+    o = tiny(path("first"), 4);
+    o.shape = 64;
+    expect_refused(o, "crop [32,32,32]");
+    o = tiny(path("first"), 4);
+    o.wl2_epochs = 1;
+    expect_refused(o, "wl2_epochs 0");
+    o = tiny(path("first"), 4);
+    std::FILE* f = std::fopen(path("blur.json").c_str(), "w");
+    std::fputs(R"({"blur_range": 1.5})", f);
+    std::fclose(f);
+    o.config_path = path("blur.json");
+    expect_refused(o, "the generator parameter 'blur_range' 1.03");
+
+    // The learning rate changes: the run goes on, and model.json says from which step.
+    o = tiny(path("first"), 3);
+    o.resume = true;
+    o.lr = 1e-4f;
+    train(o);
+    const ModelSpec spec = load_model_spec(path("first/model.safetensors"));
+    ASSERT_TRUE(spec.training.contains("history")) << spec.training.dump();
+    EXPECT_EQ(spec.training["history"].size(), 1u);
+    EXPECT_EQ(spec.training["history"][0]["from_step"], 2);
+    EXPECT_NEAR(spec.training["history"][0]["lr"].get<double>(), 1e-4, 1e-9);
+    EXPECT_EQ(spec.training["generator"]["preset"], "infant-t1") << "the generator parameters are recorded";
+
+    // Maps of 2 mm voxels after 1 mm ones: the network has seen both.
+    fs::create_directories(path("coarse"));
+    write_labels(path("coarse/p.nii.gz"), at_2mm(make_phantom(0, 1)));
+    o = tiny_options(path("coarse"), path("first"), 4);
+    o.resume = true;
+    o.lr = 1e-4f;
+    train(o);
+    const ModelSpec widened = load_model_spec(path("first/model.safetensors"));
+    const nlohmann::json& range = widened.preprocessing["voxel_size_range_mm"];
+    for (size_t d = 0; d < 3; ++d) {
+        EXPECT_NEAR(range["min"][d].get<double>(), 1.0, 1e-9) << d;
+        EXPECT_NEAR(range["max"][d].get<double>(), 2.0, 1e-9) << d;
+    }
+}
+
+// Validation maps smaller than the training crop (newborn maps checking a model trained on
+// older ones) are cropped on their own: every validation sample has the validation maps' common
+// crop. (They took the training crop's shape from their first sample and read the others as
+// that many voxels.) A configuration's output_shape is the crop when --shape is not given, and a
+// weighted-L2 schedule too long to count in steps stays weighted L2.
+TEST_F(Train, ValidationMapsHaveTheirOwnCropAndTheConfigurationItsShape) {
+    fs::create_directories(path("val"));
+    const LabelMap whole = read_labels((maps_ / "phantom_0mo.nii.gz").string());
+    Grid g = whole.grid;
+    g.dim = {20, 24, 20};
+    const int64_t x0 = whole.nx() / 2 - 10, y0 = whole.ny() / 2 - 12, z0 = whole.nz() / 2 - 10;
+    Mat4 shift;
+    shift.m[0][3] = double(x0), shift.m[1][3] = double(y0), shift.m[2][3] = double(z0);
+    g.affine = whole.grid.affine * shift;
+    LabelMap small(g);
+    for (int64_t k = 0; k < 20; ++k)
+        for (int64_t j = 0; j < 24; ++j)
+            for (int64_t i = 0; i < 20; ++i) small.at(i, j, k) = whole.at(x0 + i, y0 + j, z0 + k);
+    write_labels(path("val/a_small.nii.gz"), small);
+    write_labels(path("val/b_whole.nii.gz"), whole);
+    TrainOptions o = tiny(path("validated"), 2);
+    o.validation_labels = path("val");
+    o.validate_every = 2;
+    o.validation_samples = 4;
+    train(o);
+    const CsvTable validation = read_csv(path("validated/validation.csv"));
+    ASSERT_EQ(validation.rows.size(), 1u);
+
+    std::FILE* f = std::fopen(path("shape.json").c_str(), "w");
+    std::fputs(R"({"output_shape": [40, 32, 36]})", f);
+    std::fclose(f);
+    o = tiny(path("configured"), 1);
+    o.shape = 0;
+    o.config_path = path("shape.json");
+    train(o);
+    EXPECT_EQ(load_model_spec(path("configured/model.safetensors")).training["crop"],
+              nlohmann::json::array({40, 32, 36}));
+
+    o = tiny(path("wl2"), 1);
+    o.wl2_epochs = std::numeric_limits<int64_t>::max();
+    EXPECT_GT(train(o).front(), 1.0) << "a Dice loss (at most 1): the schedule overflowed";
 }
 
 TEST_F(Train, BadInputIsRefusedBeforeAnyStep) {

@@ -5,8 +5,10 @@
 #include <cmath>
 #include <condition_variable>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -75,7 +77,8 @@ public:
         if (threaded_) gen_ctx_ = std::make_unique<DeviceContext>(ctx.device());
         DeviceContext& gctx = threaded_ ? *gen_ctx_ : ctx;
         generator_ = std::make_unique<Generator>(gctx, config, std::move(maps), seed);
-        // Every map gives the same crop (the trainer makes sure), so the batch shape is fixed.
+        // Every map gives the same crop (the trainer clips the config's to the smallest map's:
+        // common_crop), so the batch shape is fixed; fill() checks each sample against it.
         const SampleParams& p = generator_->draw(0);
         shape_ = Shape5{batch, p.out_shape[2], p.out_shape[1], p.out_shape[0], 1};
         for (Batch& b : slots_) {
@@ -112,7 +115,10 @@ private:
         DeviceContext& gctx = generator_->context();
         const int64_t voxels = shape_.voxels() / batch_;
         for (int i = 0; i < batch_; ++i) {
-            generator_->generate(uint32_t(step * batch_ + i));
+            const SampleParams& p = generator_->generate(uint32_t(step * batch_ + i));
+            ISS_REQUIRE(p.out_shape[0] == shape_.w && p.out_shape[1] == shape_.h && p.out_shape[2] == shape_.d,
+                        "batches: sample ", step * batch_ + i, " is ", p.out_shape[0], "x", p.out_shape[1], "x",
+                        p.out_shape[2], ", not the batch's crop");
             gctx.copy_on_device(b.image.data() + i * voxels, generator_->image(), size_t(voxels) * sizeof(float));
             gctx.copy_on_device(b.target.data() + i * voxels, generator_->target(), size_t(voxels));
         }
@@ -327,6 +333,65 @@ void Trainer::State::load_checkpoint() {
     }
 }
 
+namespace {
+
+// A resumed run continues the run its checkpoint records. What draws its samples and picks its
+// loss must be the same: changed, the model went on training on other data while model.json
+// named only the last run's settings. (A model.json from before a field was recorded is not
+// checked on it.)
+void require_same_samples(const ModelSpec& saved, const ModelSpec& now, const std::string& json) {
+    const nlohmann::json &was = saved.training, &is = now.training;
+    for (const char* key : {"preset", "seed", "batch", "crop", "steps_per_epoch", "wl2_epochs", "generator"}) {
+        if (!was.contains(key) || was[key] == is[key]) continue;
+        std::string what = cat(key, " ", was[key].dump(), ", this run asks for ", is[key].dump());
+        if (std::string(key) == "generator") {  // name the first parameter that differs
+            for (const auto& [name, value] : is[key].items())
+                if (!was[key].contains(name) || was[key][name] != value) {
+                    what = cat("the generator parameter '", name, "' ",
+                               was[key].contains(name) ? was[key][name].dump() : "unset", ", this run's is ",
+                               value.dump());
+                    break;
+                }
+        }
+        throw InputError(cat(json, ": was trained with ", what, "; a resumed run must draw its samples as the run it ",
+                             "continues (start a new --model-dir to change it)"));
+    }
+}
+
+// What a resumed run records: the learning rate and precision may change, each change kept in
+// a history with the step it took effect; the voxel sizes the network has seen are those of both
+// runs' maps.
+void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
+    const nlohmann::json& was = saved.training;
+    nlohmann::json history = was.value("history", nlohmann::json::array());
+    if (!history.is_array()) history = nlohmann::json::array();
+    for (const char* key : {"lr", "precision"})
+        if (was.contains(key) && was[key] != now.training[key]) {
+            history.push_back({{"from_step", step}, {"lr", now.training["lr"]}, {"precision", now.training["precision"]}});
+            break;
+        }
+    if (!history.empty()) now.training["history"] = history;
+    const nlohmann::json& old_range = saved.preprocessing.value("voxel_size_range_mm", nlohmann::json());
+    nlohmann::json& range = now.preprocessing["voxel_size_range_mm"];
+    if (old_range.is_object() && old_range.contains("min") && old_range.contains("max"))
+        for (size_t d = 0; d < 3; ++d) {
+            range["min"][d] = std::min(range["min"][d].get<double>(), old_range["min"][d].get<double>());
+            range["max"][d] = std::max(range["max"][d].get<double>(), old_range["max"][d].get<double>());
+        }
+}
+
+// The largest crop every map can give: a batch's one shape.
+std::array<int64_t, 3> common_crop(const GeneratorConfig& config, const std::vector<TrainingMap>& maps) {
+    std::array<int64_t, 3> common = crop_shape(config, maps.front().grid.dim);
+    for (const TrainingMap& m : maps) {
+        const auto c = crop_shape(config, m.grid.dim);
+        for (size_t d = 0; d < 3; ++d) common[d] = std::min(common[d], c[d]);
+    }
+    return common;
+}
+
+}  // namespace
+
 double Trainer::State::validate() {
     PoolAllocator& pool = *validation_pool;
     const int64_t classes = int64_t(gen_config.segmentation_labels.size());
@@ -367,7 +432,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     ISS_INPUT(opt.steps_per_epoch >= 1, "train: --steps-per-epoch must be at least 1, got ", opt.steps_per_epoch);
     ISS_INPUT(opt.batch >= 1 && opt.batch <= 64, "train: --batch must be 1 to 64, got ", opt.batch);
     ISS_INPUT(opt.lr > 0 && std::isfinite(opt.lr), "train: --lr must be a positive number");
-    ISS_INPUT(opt.shape >= 1, "train: --shape must be at least 1, got ", opt.shape);
+    ISS_INPUT(opt.shape >= 0, "train: --shape must be at least 1, got ", opt.shape);
     ISS_INPUT(opt.wl2_epochs >= 0, "train: --wl2-epochs must be >= 0");
     ISS_INPUT(!opt.model_dir.empty(), "train: --model-dir is required");
     s.precision = usable_precision(s.ctx, opt.precision);
@@ -375,49 +440,52 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     // Generator configuration: preset, file overrides, then the options that belong to the
     // network (crop size multiple of 2^levels, as SPEC.md 3.3 says).
     s.gen_config = opt.config_path.empty() ? preset_config(opt.preset) : load_config(opt.preset, opt.config_path);
-    s.gen_config.output_shape = {opt.shape, opt.shape, opt.shape};
+    const std::string config_source = opt.config_path.empty() ? cat("preset ", s.gen_config.preset) : opt.config_path;
+    if (opt.shape > 0) s.gen_config.output_shape = {opt.shape, opt.shape, opt.shape};
     s.gen_config.shape_multiple = 1 << opt.unet.levels;
     // The crop is rounded down to a multiple of 2^levels; a smaller one used to be raised silently
     // (to 256^3 for 8 levels, which then ran out of memory).
-    ISS_INPUT(opt.shape >= s.gen_config.shape_multiple, "train: --shape ", opt.shape, " is smaller than ",
-              s.gen_config.shape_multiple, ", the multiple a U-Net of ", opt.unet.levels,
-              " levels needs: ask for a larger crop or fewer --levels");
-    validate_config(s.gen_config, opt.config_path.empty() ? cat("preset ", s.gen_config.preset) : opt.config_path);
+    for (const int64_t n : s.gen_config.output_shape)
+        ISS_INPUT(n >= s.gen_config.shape_multiple, "train: ",
+                  opt.shape > 0 ? cat("--shape ", opt.shape) : cat(config_source, ": output_shape ", n),
+                  " is smaller than ", s.gen_config.shape_multiple, ", the multiple a U-Net of ", opt.unet.levels,
+                  " levels needs: ask for a larger crop or fewer --levels");
+    validate_config(s.gen_config, config_source);
     UNetConfig unet = opt.unet;
     unet.classes = int(s.gen_config.segmentation_labels.size());
 
     // Every input read and checked before anything is written.
     std::vector<TrainingMap> maps = load_training_maps(opt.labels, s.gen_config);
-    // A batch needs one crop shape: the largest that every map can give.
-    std::array<int64_t, 3> common = crop_shape(s.gen_config, maps.front().grid.dim);
-    for (const TrainingMap& m : maps) {
-        const auto c = crop_shape(s.gen_config, m.grid.dim);
-        for (int d = 0; d < 3; ++d) common[size_t(d)] = std::min(common[size_t(d)], c[size_t(d)]);
-    }
-    s.gen_config.output_shape = common;
     std::vector<TrainingMap> validation_maps;
     if (!opt.validation_labels.empty()) {
         ISS_INPUT(opt.validate_every >= 1, "train: --validate-every must be >= 1 with --validation-labels");
         ISS_INPUT(opt.validation_samples >= 1, "train: --validation-samples must be >= 1");
         validation_maps = load_training_maps(opt.validation_labels, s.gen_config);
     }
+    // A batch needs one crop shape. The validation maps have their own (newborn maps checking a
+    // model trained on 12-month ones give smaller crops; batch 1, so any shape runs).
+    GeneratorConfig validation_config = s.gen_config;
+    if (!validation_maps.empty()) validation_config.output_shape = common_crop(s.gen_config, validation_maps);
+    const std::array<int64_t, 3> common = common_crop(s.gen_config, maps);
+    s.gen_config.output_shape = common;
 
     const std::string json = model_json_path(s.weights_path());
     const bool has_model = fs::exists(json);
     if (has_model && !opt.resume)
         throw InputError(cat(opt.model_dir, ": already holds a model (model.json); pass --resume to continue it, "
                              "or choose another --model-dir"));
+    std::optional<ModelSpec> saved;
     if (opt.resume) {
         ISS_INPUT(has_model, opt.model_dir, ": --resume, but there is no model.json to resume");
-        const ModelSpec saved = load_model_spec(s.weights_path());
-        const UNetConfig& a = saved.unet;
+        saved = load_model_spec(s.weights_path());
+        const UNetConfig& a = saved->unet;
         ISS_INPUT(a.levels == unet.levels && a.features == unet.features && a.classes == unet.classes &&
                       a.in_channels == unet.in_channels && a.kernel == unet.kernel &&
                       a.convs_per_level == unet.convs_per_level,
                   json, ": holds a different architecture (levels ", a.levels, ", features ", a.features, ", classes ",
                   a.classes, ") than asked for (levels ", unet.levels, ", features ", unet.features, ", classes ",
                   unet.classes, ")");
-        ISS_INPUT(saved.labels == s.gen_config.segmentation_labels, json,
+        ISS_INPUT(saved->labels == s.gen_config.segmentation_labels, json,
                   ": its label list differs from the preset's segmentation labels");
         ISS_INPUT(fs::exists(s.optimizer_path()), s.optimizer_path(), ": missing: cannot resume without it");
     }
@@ -445,11 +513,14 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
                        {"steps_per_epoch", opt.steps_per_epoch},
                        {"wl2_epochs", opt.wl2_epochs},
                        {"maps", int64_t(maps.size())},
-                       {"precision", precision_name(s.precision)}};
+                       {"precision", precision_name(s.precision)},
+                       {"generator", nlohmann::json::parse(config_to_json(s.gen_config))}};
     s.run_id = new_run_id();  // a resume takes the checkpoint's instead
-    if (opt.resume) {
+    if (saved) {
+        require_same_samples(*saved, s.spec, json);
         remove_stale_temporaries(opt.model_dir);
         s.load_checkpoint();
+        continue_record(*saved, s.spec, s.step);
     }
     ISS_INPUT(s.step <= opt.steps, opt.model_dir, ": the checkpoint is at step ", s.step, ", past --steps ",
               opt.steps);
@@ -459,7 +530,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     s.batches = std::make_unique<BatchSource>(s.ctx, s.gen_config, std::move(maps), opt.seed, opt.batch, threaded);
     if (!validation_maps.empty()) {
         // A fixed set: its own seed, sample numbers 0..n-1, generated again at every validation.
-        s.validation = std::make_unique<BatchSource>(s.ctx, s.gen_config, std::move(validation_maps),
+        s.validation = std::make_unique<BatchSource>(s.ctx, validation_config, std::move(validation_maps),
                                                      opt.seed ^ 0x9e3779b97f4a7c15ull, 1, false);
         s.validation_pool = std::make_unique<PoolAllocator>(s.ctx);
     }
@@ -475,7 +546,10 @@ void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const 
                   const std::function<void(int64_t step)>& on_checkpoint) {
     State& s = *state_;
     const TrainOptions& opt = s.options;
-    const int64_t wl2_steps = opt.wl2_epochs * opt.steps_per_epoch;
+    // Saturated: --wl2-epochs of 2^63 - 1 overflowed into the Dice loss.
+    const int64_t wl2_steps = opt.wl2_epochs > std::numeric_limits<int64_t>::max() / opt.steps_per_epoch
+                                  ? std::numeric_limits<int64_t>::max()
+                                  : opt.wl2_epochs * opt.steps_per_epoch;
     const int64_t first = s.step;
     const auto run_start = std::chrono::steady_clock::now();
     while (s.step < opt.steps) {

@@ -35,7 +35,8 @@ struct TrainOptions {
     int64_t steps_per_epoch = 3000;
     float lr = 1e-4f;
     int batch = 1;
-    int64_t shape = 160;      // requested crop per axis (clipped and rounded as SPEC 3.3)
+    int64_t shape = 0;        // requested crop per axis (clipped and rounded as SPEC 3.3); 0: the
+                              // configuration's output_shape (160^3 in every preset)
     UNetConfig unet;          // levels and features from the command line
     int64_t wl2_epochs = 0;   // epochs of weighted-L2 pre-training before the Dice loss
     bool resume = false;
