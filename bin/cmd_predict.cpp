@@ -237,7 +237,8 @@ int cmd_predict(int argc, char** argv) {
             if (args.has("--preview") && preview_rows.size() < 8) {
                 // In RAS, so that the panels are axial, coronal and sagittal whatever the file's
                 // voxel order.
-                const MidSlices cells = overlay_mid_slices(reorient(image, "RAS"), reorient(result.segmentation, "RAS"));
+                const MidSlices cells =
+                    overlay_mid_slices(reorient(image, "RAS"), reorient(result.segmentation, "RAS"));
                 preview_rows.push_back({cells[0], cells[1], cells[2]});
             }
             written = true;

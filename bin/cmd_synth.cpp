@@ -172,7 +172,8 @@ int cmd_synth(int argc, char** argv) {
         std::snprintf(name, sizeof name, "image_%04lld.nii.gz", i);
         outputs.write((fs::path(out_dir) / name).string(), [&](const std::string& path) { write_image(path, image); });
         std::snprintf(name, sizeof name, "labels_%04lld.nii.gz", i);
-        outputs.write((fs::path(out_dir) / name).string(), [&](const std::string& path) { write_labels(path, labels); });
+        outputs.write((fs::path(out_dir) / name).string(),
+                      [&](const std::string& path) { write_labels(path, labels); });
         outputs.commit_so_far();  // pair by pair
 
         if (i == 0) first_shape = image.grid.dim;

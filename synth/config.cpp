@@ -1,5 +1,6 @@
 #include "synth/config.h"
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <fstream>
@@ -8,6 +9,7 @@
 
 #include "io/file_util.h"
 #include "kernels/common/error.h"
+#include "kernels/synth/blur.h"
 #include "synth/infant_priors.h"
 #include "synth/labels.h"
 
@@ -96,10 +98,15 @@ GeneratorConfig load_config(const std::string& preset_name, const std::string& j
     nlohmann::json merged = config;
     // The infant preset has every list filled: the template for the types of every value.
     const nlohmann::json like = preset_config("infant-t1");
+    // Parameters of a fixed number of values (the others are lists of any length).
+    const std::set<std::string> fixed_length = {"random_mean", "random_std", "output_shape"};
     for (auto it = overrides.begin(); it != overrides.end(); ++it) {
         ISS_INPUT(merged.contains(it.key()), json_path, ": unknown parameter '", it.key(),
                   "' (see 'infant-synthseg synth --print-config' for the names)");
         check_type(it.value(), like[it.key()], json_path, it.key());
+        ISS_INPUT(!fixed_length.count(it.key()) || it.value().size() == like[it.key()].size(), json_path,
+                  ": parameter '", it.key(), "' must be a list of ", like[it.key()].size(), " values, got ",
+                  it.value().dump().substr(0, 80));
         merged[it.key()] = it.value();
     }
     try {
@@ -118,6 +125,9 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
               ": segmentation_labels must hold 1 to 255 labels");
     ISS_INPUT(std::set<int32_t>(c.generation_labels.begin(), c.generation_labels.end()).size() == n, source,
               ": generation_labels has duplicates");
+    ISS_INPUT(std::set<int32_t>(c.segmentation_labels.begin(), c.segmentation_labels.end()).size() ==
+                  c.segmentation_labels.size(),
+              source, ": segmentation_labels has duplicates (one network output per label)");
     for (int32_t label : c.segmentation_labels)
         ISS_INPUT(labels::index_of(c.generation_labels, label) >= 0, source, ": segmentation label ", label,
                   " is not a generation label");
@@ -153,6 +163,16 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
     probability(c.anisotropic_probability, "anisotropic_probability");
     ISS_INPUT(c.max_isotropic >= 1 && c.max_anisotropic >= 1 && c.max_anisotropic <= 16, source,
               ": max_isotropic and max_anisotropic must be in [1, 16] (map voxels)");
+    // The blur's window, 2.5 sigma times the range each side at the largest sigma a sample can
+    // draw, must fit the kernels' taps (max_blur_half_width).
+    const double largest_sigma =
+        std::max(c.blur_sigma, c.randomise_resolution ? 0.75 * std::max(c.max_isotropic, c.max_anisotropic) : 0.0);
+    const double window = std::ceil(2.5 * c.blur_range * largest_sigma - 1e-9);
+    ISS_INPUT(window <= 2 * max_blur_half_width + 1, source, ": blur_sigma ", c.blur_sigma, " and blur_range ",
+              c.blur_range, c.randomise_resolution ? cat(" with max_isotropic ", c.max_isotropic, " / max_anisotropic ",
+                                                          c.max_anisotropic)
+                                                   : std::string(),
+              " ask for a blur of up to ", std::floor(window / 2), " voxels each side; at most ", max_blur_half_width);
     ISS_INPUT(c.bias_field_std >= 0 && c.gamma_std >= 0 && c.clip_max > 0, source,
               ": bias_field_std and gamma_std must be >= 0, clip_max > 0");
 }

@@ -33,20 +33,30 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
     std::sort(lookup.begin(), lookup.end());
     int32_t cached_value = lookup.front().first;
     uint8_t cached_index = lookup.front().second;
+    std::map<int32_t, size_t> unknown;  // value -> its first voxel: every one is named at once
     for (size_t v = 0; v < labels.data.size(); ++v) {
         const int32_t value = labels.data[v];
         if (value != cached_value) {
             const auto it = std::lower_bound(lookup.begin(), lookup.end(), std::make_pair(value, uint8_t(0)));
             if (it == lookup.end() || it->first != value) {
-                const int64_t nx = labels.nx(), ny = labels.ny();
-                throw InputError(cat(name, ": label value ", value, " (first at voxel ", int64_t(v) % nx, ",",
-                                     int64_t(v) / nx % ny, ",", int64_t(v) / (nx * ny),
-                                     ") is not a generation label of preset '", config.preset, "'"));
+                unknown.emplace(value, v);
+                continue;
             }
             cached_value = value;
             cached_index = it->second;
         }
         generation.data[v] = cached_index;
+    }
+    if (!unknown.empty()) {
+        const auto first = std::min_element(unknown.begin(), unknown.end(),
+                                            [](const auto& a, const auto& b) { return a.second < b.second; });
+        const int64_t nx = labels.nx(), ny = labels.ny(), v = int64_t(first->second);
+        std::string values;
+        for (const auto& [value, at] : unknown) values += cat(values.empty() ? "" : ", ", value);
+        throw InputError(cat(name, ": label value ", first->first, " (first at voxel ", v % nx, ",", v / nx % ny, ",",
+                             v / (nx * ny), ") is not a generation label of preset '", config.preset, "'",
+                             unknown.size() > 1 ? cat(" (", unknown.size(), " such values: ", values, ")") : "",
+                             "; a --config whose generation_labels list them (priors of that length) can use them"));
     }
     // All background (a blank or wrong file, a mask of zeros): its samples would teach nothing.
     ISS_INPUT(std::any_of(labels.data.begin(), labels.data.end(), [](int32_t v) { return v != 0; }), name,
@@ -63,9 +73,9 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
     const int64_t m = config.shape_multiple;
     for (int d = 0; d < 3; ++d)
         ISS_INPUT(config.pad_when_smaller || map.grid.dim[size_t(d)] >= m, name, ": ", map.grid.dim[0], "x",
-                  map.grid.dim[1], "x", map.grid.dim[2], " voxels (in ", training_frame, " order) cannot hold a crop of ",
-                  m, " voxels along ", "xyz"[d], " (shape_multiple, 2^levels of the U-Net) without repeating its ",
-                  "last slice: use a smaller shape_multiple (train: fewer --levels)");
+                  map.grid.dim[1], "x", map.grid.dim[2], " voxels (in ", training_frame, " order) cannot hold a ",
+                  "crop of ", m, " voxels along ", "xyz"[d], " (shape_multiple, 2^levels of the U-Net) without ",
+                  "repeating its last slice: use a smaller shape_multiple (train: fewer --levels)");
     return map;
 }
 

@@ -295,9 +295,10 @@ TEST_F(SameFileCli, AnOutputLinkedToAFullDeviceFailsTheWrite) {
     fs::create_symlink("/dev/full", path("full.csv"));
     const std::string predict = test::cli_path() + " predict --device cpu --model " + q("model") + " --i " +
                                 q("scan.nii.gz") + " --o ";
-    for (const std::string& run : {predict + q("full.nii.gz"), predict + q("seg_out.nii.gz") + " --vol " + q("full.csv"),
-                                   test::cli_path() + " clean --labels 0,2,3,41,42 --seg " + q("seg.nii.gz") +
-                                       " --post " + q("post.nii.gz") + " --o " + q("full.nii.gz")}) {
+    const std::string clean = test::cli_path() + " clean --labels 0,2,3,41,42 --seg " + q("seg.nii.gz") + " --post " +
+                              q("post.nii.gz") + " --o " + q("full.nii.gz");
+    for (const std::string& run :
+         {predict + q("full.nii.gz"), predict + q("seg_out.nii.gz") + " --vol " + q("full.csv"), clean}) {
         SCOPED_TRACE(run);
         const test::RunResult r = test::run_command(run);
         EXPECT_EQ(r.status, 1) << r.err;

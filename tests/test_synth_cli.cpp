@@ -187,6 +187,11 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
     write_labels(path("mixed/b_bad.nii.gz"), bad);
     expect_bad("--labels " + shell_quote(path("mixed")) + " --shape 64", "b_bad.nii.gz");
     expect_bad("--labels " + shell_quote(path("mixed")) + " --shape 64", "999");
+    // Every value outside the list is named at once (an adult SynthSeg map has a dozen).
+    bad.data[bad.data.size() / 3] = 511;
+    write_labels(path("mixed/b_bad.nii.gz"), bad);
+    expect_bad("--labels " + shell_quote(path("mixed")) + " --shape 64",
+               "(2 such values: 511, 999); a --config whose generation_labels list them");
 
     expect_bad(map + " --preset infant-t3", "unknown preset 'infant-t3'");
     std::ofstream(path("unknown_key.json")) << R"({"gamma_stdev": 0.3})";
@@ -201,6 +206,22 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
     std::ofstream(path("string_number.json")) << R"({"flip_probability": "0.5"})";
     expect_bad(map + " --config " + shell_quote(path("string_number.json")),
                "parameter 'flip_probability' must be a number");
+    // Lists of a fixed length; labels one output each; a blur window the kernels hold (a larger
+    // one failed inside the generator with exit 1, naming neither the file nor the parameter).
+    const std::vector<std::pair<std::string, std::string>> bad_values = {
+        {R"({"output_shape": [32]})", "parameter 'output_shape' must be a list of 3 values"},
+        {R"({"random_mean": [10, 20, 30]})", "parameter 'random_mean' must be a list of 2 values"},
+        {R"({"segmentation_labels": [0, 2, 2]})", "segmentation_labels has duplicates"},
+        {R"({"blur_sigma": 13})",
+         "blur_sigma 13 and blur_range 1.03 ask for a blur of up to 17 voxels each side; at most 16"},
+        {R"({"blur_sigma": 1e30})", "blur_sigma 1e+30 and blur_range 1.03 ask for a blur of up to"},
+        {R"({"randomise_resolution": true, "max_isotropic": 16, "anisotropic_probability": 0, "blur_range": 1.5})",
+         "blur_sigma 0.5 and blur_range 1.5 with max_isotropic 16"}};
+    for (size_t i = 0; i < bad_values.size(); ++i) {
+        const std::string file = path("bad_value_" + std::to_string(i) + ".json");
+        std::ofstream(file) << bad_values[i].first;
+        expect_bad(map + " --config " + shell_quote(file), file + ": " + bad_values[i].second);
+    }
     std::ofstream(path("preset_list.json")) << R"({"preset": [32, 32, 32]})";  // found by fuzz_generator_config
     expect_bad(map + " --config " + shell_quote(path("preset_list.json")), "parameter 'preset' must be a preset's name");
     expect_bad(map + " --count 0", "--count");

@@ -367,7 +367,8 @@ void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
     if (!history.is_array()) history = nlohmann::json::array();
     for (const char* key : {"lr", "precision"})
         if (was.contains(key) && was[key] != now.training[key]) {
-            history.push_back({{"from_step", step}, {"lr", now.training["lr"]}, {"precision", now.training["precision"]}});
+            history.push_back(
+                {{"from_step", step}, {"lr", now.training["lr"]}, {"precision", now.training["precision"]}});
             break;
         }
     if (!history.empty()) now.training["history"] = history;
