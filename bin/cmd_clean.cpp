@@ -20,11 +20,11 @@ const char* usage =
     "\n"
     "Cleans a segmentation. First folds the infant extra labels into the structures they\n"
     "model: 21 -> 2, 61 -> 41, 170 -> 16 (and with --merge-cerebellum 7 -> 8, 46 -> 47).\n"
-    "Then, for each label but background, every 6-connected component except the label's\n"
-    "largest is an island unless it has at least N voxels; island voxels take the label of a\n"
-    "neighbour (6 faces, island voxels excluded) with the highest posterior there, resolved\n"
-    "breadth-first from the island's border inwards (equal posteriors: the label earlier in\n"
-    "the list).\n"
+    "Then, for each label but background, every 6-connected component smaller than the\n"
+    "label's largest is an island unless it has at least N voxels (components tied for the\n"
+    "largest all stay); island voxels take the label of a neighbour (6 faces, island voxels\n"
+    "excluded) with the highest posterior there, resolved breadth-first from the island's\n"
+    "border inwards (equal posteriors: the label earlier in the list).\n"
     "\n"
     "  --seg FILE              segmentation (3-D NIfTI label map)\n"
     "  --post FILE             its posteriors (4-D float NIfTI, one frame per label of the\n"
@@ -36,8 +36,9 @@ const char* usage =
     "  --island-threshold N    components of at least N voxels are kept (default 15; 0 or 1\n"
     "                          keeps every component)\n"
     "  --merge-cerebellum      also fold cerebellar white matter into cortex\n"
-    "  --labels LIST           comma-separated labels of the posterior frames, in frame order\n"
-    "                          (default: the 34 infant segmentation labels)\n"
+    "  --labels LIST           the labels of the posterior frames, in frame order: infant (the\n"
+    "                          34 infant segmentation labels, the default), synthseg (SynthSeg\n"
+    "                          1.0's 32), a model's .npy label file, or a comma-separated list\n"
     "  --help                  this text\n";
 
 }  // namespace

@@ -35,7 +35,8 @@ const char* usage =
     "  --out FILE.csv    one row per subject (column subject = file name), one column\n"
     "                    dice_<label> per structure, and a last row 'mean' (the mean over the\n"
     "                    subjects with a value)\n"
-    "  --labels LIST     comma-separated labels to score, in column order\n"
+    "  --labels LIST     labels to score, in column order: comma-separated, or infant,\n"
+    "                    synthseg or a .npy label file\n"
     "  --help            this text\n"
     "\n"
     "Each pair must share dims and affine (to 1e-4 mm).\n";
@@ -85,7 +86,7 @@ int cmd_dice(int argc, char** argv) {
               "' (see 'infant-synthseg dice --help')");
     const std::string pred = args.require("--pred"), gt = args.require("--gt"), out = args.require("--out");
     std::vector<int32_t> labels;
-    if (args.has("--labels")) labels = parse_label_list(args.get("--labels", ""));
+    if (args.has("--labels")) labels = named_label_list(args.get("--labels", ""));
 
     const std::vector<Pair> pairs = pair_inputs(pred, gt);
     std::vector<NamedPath> inputs;

@@ -36,6 +36,7 @@ int cmd_phantom(int argc, char** argv) {
     ISS_INPUT(args.positional().empty(), "phantom: unexpected argument '", args.positional().front(), "'");
     ISS_INPUT(args.has("--age-months"), "phantom: option --age-months is required");
     const double age = args.number("--age-months", 0.0);
+    ISS_INPUT(age >= 0 && age <= 24, "phantom: --age-months ", age, " is outside [0, 24]");
     const std::string out = args.require("--out");
     const long long seed = args.integer("--seed", 1);
     ISS_INPUT(seed >= 0, "phantom: --seed must be a non-negative integer, got ", seed);
@@ -47,7 +48,7 @@ int cmd_phantom(int argc, char** argv) {
         throw InputError(cat("phantom: --orientation: ", e.what()));
     }
 
-    const LabelMap map = reorient(make_phantom(age, uint64_t(seed)), orientation);  // InputError for a bad age
+    const LabelMap map = reorient(make_phantom(age, uint64_t(seed)), orientation);
     write_labels(out, map);
     std::printf("wrote %s: %lldx%lldx%lld voxels %s, age %g months, seed %lld\n", out.c_str(), (long long)map.nx(),
                 (long long)map.ny(), (long long)map.nz(), orientation.c_str(), age, seed);

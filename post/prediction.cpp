@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "io/file_util.h"
+#include "io/npy.h"
 #include "kernels/common/error.h"
 #include "synth/labels.h"
 
@@ -52,9 +53,28 @@ std::vector<int32_t> parse_label_list(const std::string& text, const std::string
     return out;
 }
 
+std::vector<int32_t> named_label_list(const std::string& text, const std::string& option) {
+    if (text == "infant") return labels::segmentation_labels();
+    if (text == "synthseg") return labels::synthseg_segmentation_labels();
+    if (!ends_with(text, ".npy")) return parse_label_list(text, option);
+    // SynthSeg's label files repeat values (one per generation label): the distinct ones.
+    const NpyArray array = read_npy(text);
+    ISS_INPUT(array.size() >= 1 && array.size() <= 4096, text, ": expected a list of labels, found ", array.size(),
+              " values");
+    std::vector<int32_t> values;
+    for (double v : array.values) {
+        ISS_INPUT(std::isfinite(v) && v == std::floor(v) && v >= 0 && v <= 65535, text, ": label ", v,
+                  " is not an integer from 0 to 65535");
+        if (std::find(values.begin(), values.end(), int32_t(v)) == values.end()) values.push_back(int32_t(v));
+    }
+    return values;
+}
+
 LabelList label_list_or_default(const std::string* text, const std::string& option) {
     if (!text) return {labels::segmentation_labels(), "the infant segmentation list"};
-    return {parse_label_list(*text, option), option};
+    // A label file lists a model's labels in any order; its posteriors are in channel order.
+    if (ends_with(*text, ".npy")) return {labels::freesurfer_sorted(named_label_list(*text, option)), *text};
+    return {named_label_list(*text, option), *text == "infant" || *text == "synthseg" ? *text + " labels" : option};
 }
 
 LabelMap read_segmentation(const std::string& path, NiftiHeader* header) {

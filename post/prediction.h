@@ -32,8 +32,15 @@ struct Prediction {
 // naming `option` for an empty list, a non-integer, or a repeated label.
 std::vector<int32_t> parse_label_list(const std::string& text, const std::string& option = "--labels");
 
-// The list given as `text` (an option's value: an empty value is an error naming the option),
-// or the infant segmentation list when the option was not given (`text` null).
+// The label values a --labels text names: "infant" (the 34 infant segmentation labels) or
+// "synthseg" (SynthSeg 1.0's 32), each in its networks' channel order; a .npy label file as
+// SynthSeg ships them (its distinct values, in file order); or a comma-separated list, as given.
+std::vector<int32_t> named_label_list(const std::string& text, const std::string& option = "--labels");
+
+// The labels of a posteriors file's frames, in frame order: those `text` names (an option's
+// value: an empty value is an error naming the option; a .npy file's put in the networks'
+// channel order, labels::freesurfer_sorted, as predict writes an imported model's), or the
+// infant segmentation list when the option was not given (`text` null).
 LabelList label_list_or_default(const std::string* text, const std::string& option = "--labels");
 
 // A 3-D label map: InputError naming the file when it has more than one frame.

@@ -1,10 +1,7 @@
 #include "predict/keras_model.h"
 
 #include <algorithm>
-#include <cmath>
 
-#include "io/file_util.h"
-#include "io/npy.h"
 #include "io/orientation.h"
 #include "kernels/common/error.h"
 #include "post/prediction.h"
@@ -14,20 +11,7 @@ namespace iss {
 
 std::vector<int32_t> keras_label_list(const std::string& text) {
     ISS_INPUT(!text.empty(), "--labels is required for a Keras model: infant, synthseg, a .npy file or a list");
-    if (text == "infant") return labels::segmentation_labels();
-    if (text == "synthseg") return labels::synthseg_segmentation_labels();
-    if (!ends_with(text, ".npy")) return parse_label_list(text, "--labels");
-    // SynthSeg's label files repeat values (one per generation label): the distinct ones.
-    const NpyArray array = read_npy(text);
-    ISS_INPUT(array.size() >= 1 && array.size() <= 4096, text, ": expected a list of labels, found ", array.size(),
-              " values");
-    std::vector<int32_t> values;
-    for (double v : array.values) {
-        ISS_INPUT(std::isfinite(v) && v == std::floor(v) && v >= 0 && v <= 65535, text, ": label ", v,
-                  " is not an integer from 0 to 65535");
-        if (std::find(values.begin(), values.end(), int32_t(v)) == values.end()) values.push_back(int32_t(v));
-    }
-    return values;
+    return named_label_list(text, "--labels");
 }
 
 ModelSpec keras_model_spec(const KerasUNet& model, const KerasImportOptions& options, const std::string& source) {

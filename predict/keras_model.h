@@ -20,8 +20,8 @@ struct KerasImportOptions {
     double voxel_size_mm = 0;         // recorded only when given: the published predict never resamples
 };
 
-// The label values a --labels text names (infant, synthseg, a .npy file or a list), unsorted.
-// InputError naming the option or the file.
+// The label values a --labels text names (infant, synthseg, a .npy file or a list:
+// named_label_list), unsorted; InputError naming the option or the file, or that it is required.
 std::vector<int32_t> keras_label_list(const std::string& text);
 
 // The ModelSpec of an imported network; InputError when the label list does not fit the

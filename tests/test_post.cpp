@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "io/nifti.h"
+#include "io/npy.h"
 #include "io/orientation.h"
 #include "kernels/common/error.h"
 #include "post/clean.h"
@@ -22,6 +23,7 @@
 #include "post/dice.h"
 #include "post/merge.h"
 #include "post/prediction.h"
+#include "synth/labels.h"
 #include "test_util.h"
 
 namespace iss {
@@ -490,6 +492,19 @@ TEST_F(PostInputs, LabelLists) {
     EXPECT_EQ(label_list_or_default(nullptr).labels.size(), 34u);
     const std::string empty;
     EXPECT_THROW(label_list_or_default(&empty), InputError) << "an empty --labels is not the default list";
+    // The names predict and import take: infant, synthseg, SynthSeg's .npy label files (values
+    // repeated, in generation order: the frames are in the networks' channel order).
+    const std::string infant = "infant", synthseg = "synthseg";
+    EXPECT_EQ(label_list_or_default(&infant).labels, labels::segmentation_labels());
+    EXPECT_EQ(label_list_or_default(&synthseg).labels, labels::synthseg_segmentation_labels());
+    std::vector<double> shuffled;
+    for (auto it = labels::synthseg_segmentation_labels().rbegin(); it != labels::synthseg_segmentation_labels().rend();
+         ++it)
+        shuffled.insert(shuffled.end(), {double(*it), double(*it)});
+    write_npy(path("labels.npy"), {int64_t(shuffled.size())}, shuffled);
+    const std::string npy = path("labels.npy");
+    EXPECT_EQ(label_list_or_default(&npy).labels, labels::synthseg_segmentation_labels());
+    EXPECT_EQ(named_label_list("3,2,0"), (std::vector<int32_t>{3, 2, 0})) << "a list is the frame order as given";
     EXPECT_NE(error_of([] { parse_label_list("0,2,2"); }).find("--labels: label 2 is listed twice"), std::string::npos);
     EXPECT_NE(error_of([] { parse_label_list("0,,2"); }).find("--labels"), std::string::npos);
     EXPECT_NE(error_of([] { parse_label_list("0,x"); }).find("'x'"), std::string::npos);
