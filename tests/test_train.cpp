@@ -107,11 +107,12 @@ protected:
 
     // The learning check, the same in every precision: a tiny U-Net trained for 450 steps on two
     // newborn phantoms (at 2 mm, stored LAS and PSR as real maps may be) reaches a mean Dice of
-    // 0.15 on synthetic samples of a held-out phantom (another seed, stored LAS, in held_out/),
-    // and its training loss falls by 0.2. Predicting background everywhere scores about 0.08
-    // there (background Dice ~0.55, the rest 0). The bits follow the thread count; at 300 steps
-    // the held-out Dice ranged 0.14-0.28 over 1 and 2 threads and both precisions (the model, not
-    // the 2 validation samples: 8 samples gave the same spread), at 450 steps 0.27-0.35.
+    // 0.10 over the structures (background left out) on synthetic samples of a held-out phantom
+    // (another seed, stored LAS, in held_out/), and its training loss falls by 0.2. Predicting
+    // background everywhere scores 0 there. The bits follow the thread count: over 1 and 2 threads
+    // and both precisions the held-out Dice ranged 0.19-0.29 (with background in the mean, as it
+    // was counted before, 0.27-0.35; at 300 steps that was 0.14-0.28, the model's spread, not the
+    // 2 validation samples': 8 samples gave the same).
     void expect_learns_phantom_anatomy(Precision precision) {
         fs::create_directories(path("maps"));
         fs::create_directories(path("held_out"));
@@ -127,7 +128,7 @@ protected:
         const CsvTable validation = read_csv(path("model/validation.csv"));
         ASSERT_EQ(validation.rows.size(), 1u);
         const double dice = csv_to_number(validation.rows[0][validation.column("mean_dice")], "mean_dice");
-        EXPECT_GT(dice, 0.15) << "held-out mean Dice after 450 steps";
+        EXPECT_GT(dice, 0.10) << "held-out mean Dice after 450 steps";
         double early = 0, late = 0;
         for (int i = 0; i < 50; ++i) {
             early += losses[size_t(i)] / 50;

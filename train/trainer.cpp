@@ -416,7 +416,9 @@ double Trainer::State::validate() {
         const int64_t denominator = predicted[size_t(c)] + truth[size_t(c)];
         const double d = denominator > 0 ? 2.0 * double(overlap[size_t(c)]) / double(denominator) : NAN;
         row.dice.push_back(d);
-        if (denominator > 0 && truth[size_t(c)] > 0) {
+        // The mean is over the structures: background left out, as `dice` and SynthSeg's
+        // validation curves leave it out.
+        if (gen_config.segmentation_labels[size_t(c)] != 0 && denominator > 0 && truth[size_t(c)] > 0) {
             row.mean_dice += d;
             ++present;
         }
