@@ -28,7 +28,8 @@ const char* usage =
     "\n"
     "  --seg FILE              segmentation (3-D NIfTI label map)\n"
     "  --post FILE             its posteriors (4-D float NIfTI, one frame per label of the\n"
-    "                          list), on the segmentation's voxel grid\n"
+    "                          list), on the segmentation's voxel grid (stored in any voxel\n"
+    "                          order)\n"
     "  --o FILE                cleaned segmentation (.nii or .nii.gz)\n"
     "  --o-post FILE           also write the folded posteriors: a folded label's frame is\n"
     "                          added to its kept label's frame and left as zeros, so frame k\n"
@@ -66,8 +67,7 @@ int cmd_clean(int argc, char** argv) {
 
     NiftiHeader seg_header, post_header;
     Prediction p{read_segmentation(seg_path, &seg_header), Image()};
-    p.post = read_posteriors(post_path, list, &post_header);
-    require_same_grid(p.seg.grid, seg_path, p.post.grid, post_path);
+    p.post = on_grid_of(read_posteriors(post_path, list, &post_header), post_path, p.seg.grid, seg_path);
 
     const CleanStats s = clean_prediction(p, list, options, seg_path);
     write_prediction(out, p.seg, &seg_header, out_post, p.post, &post_header);

@@ -39,7 +39,8 @@ const char* usage =
     "                    synthseg or a .npy label file\n"
     "  --help            this text\n"
     "\n"
-    "Each pair must share dims and affine (to 1e-4 mm).\n";
+    "Each pair must be on one voxel grid (dims and affine to 1e-4 mm; a prediction of that\n"
+    "grid stored in another voxel order is reordered exactly).\n";
 
 struct Pair {
     std::string name, pred, gt;
@@ -95,8 +96,8 @@ int cmd_dice(int argc, char** argv) {
 
     std::vector<DiceSubject> subjects;
     for (const Pair& p : pairs) {
-        const LabelMap a = read_segmentation(p.pred), b = read_segmentation(p.gt);
-        require_same_grid(b.grid, p.gt, a.grid, p.pred);
+        const LabelMap b = read_segmentation(p.gt);
+        const LabelMap a = on_grid_of(read_segmentation(p.pred), p.pred, b.grid, p.gt);
         subjects.push_back({p.name, label_overlaps(a, b, labels)});
     }
     if (labels.empty()) labels = labels_present(subjects);

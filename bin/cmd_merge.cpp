@@ -36,8 +36,10 @@ const char* usage =
     "                  32), a model's .npy label file, or a comma-separated list\n"
     "  --help          this text\n"
     "\n"
-    "All four inputs must share dims and affine (to 1e-4 mm); the command names the file that\n"
-    "differs and exits 2 otherwise, writing nothing.\n";
+    "All four inputs must be on one voxel grid (dims and affine to 1e-4 mm; a file of that\n"
+    "grid stored in another voxel order, LIA beside RAS, is reordered exactly); the command\n"
+    "names the file that differs and exits 2 otherwise, writing nothing. The outputs are on\n"
+    "the T1 segmentation's grid.\n";
 
 }  // namespace
 
@@ -61,12 +63,12 @@ int cmd_merge(int argc, char** argv) {
     const LabelList list = label_list_or_default(args.has("--labels") ? &labels_text : nullptr);
 
     NiftiHeader seg_header, post_header;
-    Prediction t1{read_segmentation(t1_seg, &seg_header), read_posteriors(t1_post, list, &post_header)};
-    require_same_grid(t1.seg.grid, t1_seg, t1.post.grid, t1_post);
-    Prediction t2{read_segmentation(t2_seg), Image()};
-    require_same_grid(t1.seg.grid, t1_seg, t2.seg.grid, t2_seg);
-    t2.post = read_posteriors(t2_post, list);
-    require_same_grid(t1.seg.grid, t1_seg, t2.post.grid, t2_post);
+    // Everything on the T1 segmentation's grid (a file of it stored in another voxel order is
+    // reordered).
+    Prediction t1{read_segmentation(t1_seg, &seg_header), Image()};
+    t1.post = on_grid_of(read_posteriors(t1_post, list, &post_header), t1_post, t1.seg.grid, t1_seg);
+    Prediction t2{on_grid_of(read_segmentation(t2_seg), t2_seg, t1.seg.grid, t1_seg), Image()};
+    t2.post = on_grid_of(read_posteriors(t2_post, list), t2_post, t1.seg.grid, t1_seg);
 
     // Every label of either segmentation must have its posterior frame (as clean requires).
     require_listed(t1.seg, t1_seg, list);

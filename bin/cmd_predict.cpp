@@ -98,9 +98,8 @@ Image read_channels(const std::vector<std::string>& files, NiftiHeader* header) 
     Image stacked(first.grid, int64_t(files.size()));
     std::copy(first.data.begin(), first.data.end(), stacked.data.begin());
     for (size_t c = 1; c < files.size(); ++c) {
-        const Image channel = read_image(files[c]);
+        const Image channel = on_grid_of(read_image(files[c]), files[c], first.grid, files.front());
         ISS_INPUT(channel.frames == 1, files[c], ": a channel must be one volume, found ", channel.frames);
-        require_same_grid(first.grid, files.front(), channel.grid, files[c]);
         std::copy(channel.data.begin(), channel.data.end(), stacked.data.begin() + int64_t(c) * first.grid.voxels());
     }
     return stacked;

@@ -82,9 +82,8 @@ AxisMap axis_map_between(const std::string& from, const std::string& to) {
     return map;
 }
 
-template <class T>
-Volume<T> reorient(const Volume<T>& in, const std::string& to) {
-    const AxisMap map = axis_map_between(orientation_code(in.grid.affine), to);
+Grid reoriented_grid(const Grid& in, const std::string& to) {
+    const AxisMap map = axis_map_between(orientation_code(in.affine), to);
     Grid grid;
     // Input voxel coordinates of an output voxel: in[axis[a]] = flip ? n - 1 - out[a] : out[a].
     Mat4 out_to_in;
@@ -92,12 +91,18 @@ Volume<T> reorient(const Volume<T>& in, const std::string& to) {
         for (int c = 0; c < 4; ++c) out_to_in.m[r][c] = 0;
     for (int a = 0; a < 3; ++a) {
         const int b = map.axis[size_t(a)];
-        grid.dim[size_t(a)] = in.grid.dim[size_t(b)];
+        grid.dim[size_t(a)] = in.dim[size_t(b)];
         out_to_in.m[b][a] = map.flip[size_t(a)] ? -1.0 : 1.0;
-        out_to_in.m[b][3] = map.flip[size_t(a)] ? double(in.grid.dim[size_t(b)] - 1) : 0.0;
+        out_to_in.m[b][3] = map.flip[size_t(a)] ? double(in.dim[size_t(b)] - 1) : 0.0;
     }
-    grid.affine = in.grid.affine * out_to_in;
+    grid.affine = in.affine * out_to_in;
+    return grid;
+}
 
+template <class T>
+Volume<T> reorient(const Volume<T>& in, const std::string& to) {
+    const AxisMap map = axis_map_between(orientation_code(in.grid.affine), to);
+    const Grid grid = reoriented_grid(in.grid, to);
     Volume<T> out(grid, in.frames);
     const int64_t n[3] = {grid.dim[0], grid.dim[1], grid.dim[2]};
     // Input strides along each output axis, and the input offset of output voxel (0, 0, 0).

@@ -27,6 +27,9 @@ struct AxisMap {
 // letters from {R,L}, {A,P}, {S,I}, one of each pair; InputError otherwise.
 AxisMap axis_map_between(const std::string& from, const std::string& to);
 
+// The grid a volume on `in` has once reoriented to `to` (below): dims permuted, affine updated.
+Grid reoriented_grid(const Grid& in, const std::string& to);
+
 // Reorders the voxels of every frame so that the volume has orientation `to`; the affine is
 // updated so that every voxel keeps its world position.
 template <class T>

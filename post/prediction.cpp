@@ -11,6 +11,7 @@
 
 #include "io/file_util.h"
 #include "io/npy.h"
+#include "io/orientation.h"
 #include "kernels/common/error.h"
 #include "synth/labels.h"
 
@@ -113,6 +114,18 @@ void require_same_grid(const Grid& a, const std::string& a_path, const Grid& b, 
     ISS_INPUT(a.same_as(b), b_path, ": not on the voxel grid of ", a_path, ": the affines differ by up to ", worst,
               " (tolerance 1e-4)");
 }
+
+template <class T>
+Volume<T> on_grid_of(Volume<T> b, const std::string& b_path, const Grid& a, const std::string& a_path) {
+    if (a.same_as(b.grid)) return b;
+    const std::string code = orientation_code(a.affine);
+    if (orientation_code(b.grid.affine) != code && a.same_as(reoriented_grid(b.grid, code)))
+        return reorient(std::move(b), code);
+    require_same_grid(a, a_path, b.grid, b_path);  // throws, naming what differs
+    return b;
+}
+template LabelMap on_grid_of(LabelMap, const std::string&, const Grid&, const std::string&);
+template Image on_grid_of(Image, const std::string&, const Grid&, const std::string&);
 
 void require_listed(const LabelMap& seg, const std::string& path, const LabelList& list) {
     // Label maps are long runs of one value: test a value only when it changes.

@@ -54,6 +54,12 @@ Image read_posteriors(const std::string& path, const LabelList& list, NiftiHeade
 // both files and what differs: the dims, or the largest affine difference.
 void require_same_grid(const Grid& a, const std::string& a_path, const Grid& b, const std::string& b_path);
 
+// `b` on `a`'s voxel grid: as it is, or reordered (exactly: axes permuted and flipped) when it
+// is `a`'s grid stored in another voxel order (a T2 prediction written LIA beside a T1 one
+// written RAS); otherwise InputError as require_same_grid.
+template <class T>
+Volume<T> on_grid_of(Volume<T> b, const std::string& b_path, const Grid& a, const std::string& a_path);
+
 // InputError naming the file and the first label (in increasing order) of `seg` that has no
 // posterior frame in `list`.
 void require_listed(const LabelMap& seg, const std::string& path, const LabelList& list);

@@ -12,6 +12,7 @@
 
 #include "io/csv.h"
 #include "io/nifti.h"
+#include "io/orientation.h"
 #include "post/prediction.h"
 #include "synth/labels.h"
 #include "test_util.h"
@@ -104,6 +105,24 @@ TEST_F(MergeCli, WritesMergedSegmentationAndPosteriors) {
         EXPECT_EQ(post.data[size_t(n + v)], v < n / 2 ? 0.9f : 0.5f);
         EXPECT_EQ(post.data[size_t(2 * n + v)], v == 1 ? 0.9f : 0.7f);
     }
+}
+
+// The T2 prediction of the T1's grid stored in other voxel orders (its segmentation LIA, its
+// posteriors PSR) is reordered: the same merge, on the T1's grid. (It was refused as another grid.)
+TEST_F(MergeCli, FilesOfTheGridInAnotherVoxelOrderAreReordered) {
+    ASSERT_EQ(run("merge", inputs() + outputs() + " --labels 0,2,3").status, 0);
+    const LabelMap want_seg = read_labels((dir_ / "out" / "seg.nii.gz").string());
+    const Image want_post = read_image((dir_ / "out" / "post.nii.gz").string());
+    write_labels(path("t2_seg.nii.gz"), reorient(read_labels(path("t2_seg.nii.gz")), "LIA"));
+    write_posteriors(path("t2_post.nii.gz"), reorient(read_image(path("t2_post.nii.gz")), "PSR"));
+    fs::remove_all(dir_ / "out");
+    fs::create_directories(dir_ / "out");
+    const RunResult r = run("merge", inputs() + outputs() + " --labels 0,2,3");
+    ASSERT_EQ(r.status, 0) << r.err;
+    const LabelMap seg = read_labels((dir_ / "out" / "seg.nii.gz").string());
+    EXPECT_TRUE(seg.grid.same_as(small_grid()));
+    EXPECT_EQ(seg.data, want_seg.data);
+    EXPECT_EQ(read_image((dir_ / "out" / "post.nii.gz").string()).data, want_post.data);
 }
 
 TEST_F(MergeCli, BadInputExitsTwoAndWritesNothing) {
@@ -284,6 +303,13 @@ TEST_F(DiceCli, DirectoriesPairedByNameWithMeanRow) {
     ASSERT_EQ(one.rows.size(), 2u);
     EXPECT_EQ(one.rows[0], (std::vector<std::string>{"a.nii.gz", "0.75", "0.75", ""}));
     EXPECT_EQ(one.rows[1], (std::vector<std::string>{"mean", "0.75", "0.75", ""}));
+
+    // The prediction stored in another voxel order (the same places): the same scores.
+    write_labels(path("a_lia.nii.gz"), reorient(read_labels(path("pred/a.nii.gz")), "LIA"));
+    const RunResult l = run("dice", "--pred " + q("a_lia.nii.gz") + " --gt " + q("gt/a.nii.gz") +
+                                        " --labels 0,1,3 --out " + shell_quote(csv));
+    ASSERT_EQ(l.status, 0) << l.err;
+    EXPECT_EQ(read_csv(csv).rows[0], (std::vector<std::string>{"a_lia.nii.gz", "0.75", "0.75", ""}));
 }
 
 TEST_F(DiceCli, BadInputExitsTwoAndWritesNothing) {
