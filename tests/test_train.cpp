@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <limits>
 
 #include "io/csv.h"
@@ -431,30 +432,25 @@ TEST_F(Train, ResumeKeepsWhatDrawsTheSamplesAndRecordsWhatChanged) {
             EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
         }
     };
-    TrainOptions o = tiny(path("first"), 4);
-    o.preset = "infant-t2";
-    expect_refused(o, "was trained with preset \"infant-t1\", this run asks for \"infant-t2\"");
-    o = tiny(path("first"), 4);
-    o.seed = 7;
-    expect_refused(o, "was trained with seed 5");
-    o = tiny(path("first"), 4);
-    o.batch = 2;
-    expect_refused(o, "batch 1");
-    o = tiny(path("first"), 4);
-    o.shape = 64;
-    expect_refused(o, "crop [32,32,32]");
-    o = tiny(path("first"), 4);
-    o.wl2_epochs = 1;
-    expect_refused(o, "wl2_epochs 0");
-    o = tiny(path("first"), 4);
     std::FILE* f = std::fopen(path("blur.json").c_str(), "w");
     std::fputs(R"({"blur_range": 1.5})", f);
     std::fclose(f);
-    o.config_path = path("blur.json");
-    expect_refused(o, "the generator parameter 'blur_range' 1.03");
+    const std::vector<std::pair<std::function<void(TrainOptions&)>, std::string>> changes = {
+        {[](TrainOptions& o) { o.preset = "infant-t2"; },
+         "was trained with preset \"infant-t1\", this run asks for \"infant-t2\""},
+        {[](TrainOptions& o) { o.seed = 7; }, "was trained with seed 5"},
+        {[](TrainOptions& o) { o.batch = 2; }, "batch 1"},
+        {[](TrainOptions& o) { o.shape = 64; }, "crop [32,32,32]"},
+        {[](TrainOptions& o) { o.wl2_epochs = 1; }, "wl2_epochs 0"},
+        {[&](TrainOptions& o) { o.config_path = path("blur.json"); }, "the generator parameter 'blur_range' 1.03"}};
+    for (const auto& [change, fragment] : changes) {
+        TrainOptions o = tiny(path("first"), 4);
+        change(o);
+        expect_refused(o, fragment);
+    }
 
     // The learning rate changes: the run goes on, and model.json says from which step.
-    o = tiny(path("first"), 3);
+    TrainOptions o = tiny(path("first"), 3);
     o.resume = true;
     o.lr = 1e-4f;
     train(o);
