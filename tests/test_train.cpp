@@ -418,9 +418,10 @@ TEST_F(Train, Bf16TrainingLearnsAndIsRecorded) {
 }
 
 // A resumed run continues the samples of the run it resumes: another preset, generator
-// parameter, seed, batch, crop, epoch length or weighted-L2 schedule is refused, naming what
-// differs; the learning rate and precision may change, each change kept in model.json's
-// history; new maps widen the recorded voxel sizes rather than replace them.
+// parameter, seed, batch, crop or weighted-L2 schedule is refused, naming what differs; the
+// learning rate, precision and epoch length may change, each rate or precision change kept in
+// model.json's history after the rate the run began with; new maps widen the recorded voxel
+// sizes rather than replace them.
 TEST_F(Train, ResumeKeepsWhatDrawsTheSamplesAndRecordsWhatChanged) {
     train(tiny(path("first"), 2));
     auto expect_refused = [&](TrainOptions o, const std::string& fragment) {
@@ -441,7 +442,7 @@ TEST_F(Train, ResumeKeepsWhatDrawsTheSamplesAndRecordsWhatChanged) {
         {[](TrainOptions& o) { o.seed = 7; }, "was trained with seed 5"},
         {[](TrainOptions& o) { o.batch = 2; }, "batch 1"},
         {[](TrainOptions& o) { o.shape = 64; }, "crop [32,32,32]"},
-        {[](TrainOptions& o) { o.wl2_epochs = 1; }, "wl2_epochs 0"},
+        {[](TrainOptions& o) { o.wl2_epochs = 1; }, "weighted-L2 loss for its first 0 steps"},
         {[&](TrainOptions& o) { o.config_path = path("blur.json"); }, "the generator parameter 'blur_range' 1.03"}};
     for (const auto& [change, fragment] : changes) {
         TrainOptions o = tiny(path("first"), 4);
@@ -449,16 +450,20 @@ TEST_F(Train, ResumeKeepsWhatDrawsTheSamplesAndRecordsWhatChanged) {
         expect_refused(o, fragment);
     }
 
-    // The learning rate changes: the run goes on, and model.json says from which step.
+    // The learning rate changes, and the epoch length (without a weighted-L2 schedule it only
+    // spaces the checkpoints): the run goes on, and model.json says from which step.
     TrainOptions o = tiny(path("first"), 3);
     o.resume = true;
     o.lr = 1e-4f;
+    o.steps_per_epoch = 1;
     train(o);
     const ModelSpec spec = load_model_spec(path("first/model.safetensors"));
     ASSERT_TRUE(spec.training.contains("history")) << spec.training.dump();
-    EXPECT_EQ(spec.training["history"].size(), 1u);
-    EXPECT_EQ(spec.training["history"][0]["from_step"], 2);
-    EXPECT_NEAR(spec.training["history"][0]["lr"].get<double>(), 1e-4, 1e-9);
+    ASSERT_EQ(spec.training["history"].size(), 2u);
+    EXPECT_EQ(spec.training["history"][0]["from_step"], 0);
+    EXPECT_NEAR(spec.training["history"][0]["lr"].get<double>(), 1e-3, 1e-9) << "the rate of the first steps";
+    EXPECT_EQ(spec.training["history"][1]["from_step"], 2);
+    EXPECT_NEAR(spec.training["history"][1]["lr"].get<double>(), 1e-4, 1e-9);
     EXPECT_EQ(spec.training["generator"]["preset"], "infant-t1") << "the generator parameters are recorded";
 
     // Maps of 2 mm voxels after 1 mm ones: the network has seen both.

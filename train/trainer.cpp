@@ -341,17 +341,35 @@ namespace {
 // checked on it.)
 void require_same_samples(const ModelSpec& saved, const ModelSpec& now, const std::string& json) {
     const nlohmann::json &was = saved.training, &is = now.training;
-    for (const char* key : {"preset", "seed", "batch", "crop", "steps_per_epoch", "wl2_epochs", "generator"}) {
+    // The step at which the loss turns from weighted L2 to Dice (the epoch length alone may change:
+    // it spaces the checkpoints).
+    auto wl2_steps = [](const nlohmann::json& t) -> nlohmann::json {
+        if (!t.contains("wl2_epochs") || !t.contains("steps_per_epoch") || !t["wl2_epochs"].is_number_integer() ||
+            !t["steps_per_epoch"].is_number_integer())
+            return nullptr;
+        const int64_t epochs = t["wl2_epochs"].get<int64_t>(), length = t["steps_per_epoch"].get<int64_t>();
+        if (epochs < 0 || length < 1) return nullptr;
+        return epochs == 0 ? 0 : epochs > std::numeric_limits<int64_t>::max() / length ? -1 : epochs * length;
+    };
+    if (!wl2_steps(was).is_null() && wl2_steps(was) != wl2_steps(is))
+        throw InputError(cat(json, ": was trained with the weighted-L2 loss for its first ", wl2_steps(was).dump(),
+                             " steps (--wl2-epochs x --steps-per-epoch), this run asks for ", wl2_steps(is).dump(),
+                             "; a resumed run must train as the run it continues (start a new --model-dir to change it)"));
+    for (const char* key : {"preset", "seed", "batch", "crop", "generator"}) {
         if (!was.contains(key) || was[key] == is[key]) continue;
         std::string what = cat(key, " ", was[key].dump(), ", this run asks for ", is[key].dump());
-        if (std::string(key) == "generator") {  // name the first parameter that differs
-            for (const auto& [name, value] : is[key].items())
-                if (!was[key].contains(name) || was[key][name] != value) {
-                    what = cat("the generator parameter '", name, "' ",
-                               was[key].contains(name) ? was[key][name].dump() : "unset", ", this run's is ",
-                               value.dump());
+        if (std::string(key) == "generator" && was[key].is_object()) {  // name the first parameter that differs
+            nlohmann::json names = is[key];
+            names.update(was[key]);  // every name either has
+            for (const auto& [name, ignored] : names.items()) {
+                const std::string then = was[key].contains(name) ? was[key][name].dump() : "unset";
+                const std::string now_value = is[key].contains(name) ? is[key][name].dump() : "unset";
+                if (then != now_value) {
+                    what = cat("the generator parameter '", name, "' ", then.substr(0, 80), ", this run's is ",
+                               now_value.substr(0, 80));
                     break;
                 }
+            }
         }
         throw InputError(cat(json, ": was trained with ", what, "; a resumed run must draw its samples as the run it ",
                              "continues (start a new --model-dir to change it)"));
@@ -367,6 +385,9 @@ void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
     if (!history.is_array()) history = nlohmann::json::array();
     for (const char* key : {"lr", "precision"})
         if (was.contains(key) && was[key] != now.training[key]) {
+            if (history.empty())  // the first change: what the steps before it ran with
+                history.push_back({{"from_step", 0}, {"lr", was.value("lr", nlohmann::json())},
+                                   {"precision", was.value("precision", nlohmann::json())}});
             history.push_back(
                 {{"from_step", step}, {"lr", now.training["lr"]}, {"precision", now.training["precision"]}});
             break;
@@ -435,7 +456,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     ISS_INPUT(opt.steps_per_epoch >= 1, "train: --steps-per-epoch must be at least 1, got ", opt.steps_per_epoch);
     ISS_INPUT(opt.batch >= 1 && opt.batch <= 64, "train: --batch must be 1 to 64, got ", opt.batch);
     ISS_INPUT(opt.lr > 0 && std::isfinite(opt.lr), "train: --lr must be a positive number");
-    ISS_INPUT(opt.shape >= 0, "train: --shape must be at least 1, got ", opt.shape);
+    ISS_INPUT(opt.shape >= 0, "train: --shape must be at least 1 (or 0: the configuration's), got ", opt.shape);
     ISS_INPUT(opt.wl2_epochs >= 0, "train: --wl2-epochs must be >= 0");
     ISS_INPUT(!opt.model_dir.empty(), "train: --model-dir is required");
     s.precision = usable_precision(s.ctx, opt.precision);
@@ -467,9 +488,13 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     }
     // A batch needs one crop shape. The validation maps have their own (newborn maps checking a
     // model trained on 12-month ones give smaller crops; batch 1, so any shape runs).
-    GeneratorConfig validation_config = s.gen_config;
-    if (!validation_maps.empty()) validation_config.output_shape = common_crop(s.gen_config, validation_maps);
     const std::array<int64_t, 3> common = common_crop(s.gen_config, maps);
+    GeneratorConfig validation_config = s.gen_config;
+    if (!validation_maps.empty()) {  // at most the training crop: the field of view it learned
+        validation_config.output_shape = common_crop(s.gen_config, validation_maps);
+        for (size_t d = 0; d < 3; ++d)
+            validation_config.output_shape[d] = std::min(validation_config.output_shape[d], common[d]);
+    }
     s.gen_config.output_shape = common;
 
     const std::string json = model_json_path(s.weights_path());
