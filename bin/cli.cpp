@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 
+#include "io/file_util.h"
 #include "kernels/common/error.h"
 
 namespace iss::cli {
@@ -82,6 +84,37 @@ double Args::number(const std::string& name, double fallback) const {
               " expects a number, got '", text, "'");
     return value;
 }
+
+namespace {
+
+// Set by the signal handler (a lock-free atomic is async-signal-safe to store to).
+std::atomic<bool> stop_requested{false};
+std::atomic<int> stop_signal_number{0};
+static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free,
+              "the signal handler needs lock-free flags");
+
+extern "C" void on_stop_signal(int signal) {
+    stop_signal_number.store(signal);
+    stop_requested.store(true);
+    install_output_cleanup_on_signal(signal);  // the next one: temporaries removed, then the default
+}
+
+}  // namespace
+
+void install_stop_handlers() {
+    for (int sig : {SIGINT, SIGTERM}) {
+        struct sigaction old {};
+        if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+        struct sigaction action {};
+        action.sa_handler = on_stop_signal;
+        sigemptyset(&action.sa_mask);
+        action.sa_flags = SA_RESTART;  // restart: the writes of a checkpoint are not cut short
+        ::sigaction(sig, &action, nullptr);
+    }
+}
+
+const std::atomic<bool>& stop_flag() { return stop_requested; }
+int stop_signal() { return stop_signal_number.load(); }
 
 std::string duration_text(double seconds) {
     const long long s = (long long)(seconds + 0.5);

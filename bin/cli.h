@@ -2,6 +2,7 @@
 // commands. Each subcommand lives in bin/cmd_<name>.cpp and registers itself in main.cpp.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <set>
 #include <string>
@@ -36,6 +37,16 @@ private:
     std::set<std::string> flags_;
     std::vector<std::string> positional_;
 };
+
+// SIGINT and SIGTERM as a request to stop at the next safe point (train: after the step, with a
+// checkpoint; synth: once the sample in hand is written). The first signal sets the flag; a
+// second one removes the temporary outputs being written and ends the process as the signal
+// would. A signal that was ignored when we started (a background job of a non-interactive
+// shell) stays ignored, as the shell meant. Installed once the inputs are read: before, a
+// signal simply ends the process.
+void install_stop_handlers();
+const std::atomic<bool>& stop_flag();
+int stop_signal();  // the signal that asked to stop, 0 while none has
 
 // Progress display shared by the long-running commands.
 // "0:56" or "1:02:03" for a number of seconds (rounded).

@@ -57,12 +57,13 @@ int cmd_clean(int argc, char** argv) {
     const std::string out = args.require("--o"), out_post = args.get("--o-post", "");
     require_nifti_output(out, "--o");
     if (args.has("--o-post")) require_nifti_output(out_post, "--o-post");
-    check_outputs("clean", {{seg_path, "--seg"}, {post_path, "--post"}}, {{out, "--o"}, {out_post, "--o-post"}});
+    const std::string labels_text = args.get("--labels", "");
+    check_outputs("clean", {{seg_path, "--seg"}, {post_path, "--post"}, label_file_of(labels_text)},
+                  {{out, "--o"}, {out_post, "--o-post"}});
     CleanOptions options;
     options.island_threshold = args.integer("--island-threshold", options.island_threshold);
     ISS_INPUT(options.island_threshold >= 0, "clean: --island-threshold must be >= 0, got ", options.island_threshold);
     options.merge_cerebellum = args.flag("--merge-cerebellum");
-    const std::string labels_text = args.get("--labels", "");
     const LabelList list = label_list_or_default(args.has("--labels") ? &labels_text : nullptr);
 
     NiftiHeader seg_header, post_header;

@@ -90,7 +90,7 @@ int cmd_dice(int argc, char** argv) {
     if (args.has("--labels")) labels = named_label_list(args.get("--labels", ""));
 
     const std::vector<Pair> pairs = pair_inputs(pred, gt);
-    std::vector<NamedPath> inputs;
+    std::vector<NamedPath> inputs{label_file_of(args.get("--labels", ""))};
     for (const Pair& p : pairs) inputs.insert(inputs.end(), {{p.pred, "--pred"}, {p.gt, "--gt"}});
     check_outputs("dice", inputs, {{out, "--out"}});
 

@@ -10,6 +10,7 @@
 #include "kernels/common/error.h"
 #include "nn/checkpoint.h"
 #include "nn/keras.h"
+#include "post/prediction.h"
 #include "predict/keras_model.h"
 
 namespace iss::cli {
@@ -60,7 +61,7 @@ int cmd_import(int argc, char** argv) {
     std::error_code ec;
     ISS_INPUT(!fs::exists(model_json_path(weights), ec) && !fs::exists(weights, ec), out,
               ": already holds a model; choose another --out");
-    check_outputs("import", {{keras, "--keras"}, {ends_with(options.labels, ".npy") ? options.labels : "", "--labels"}},
+    check_outputs("import", {{keras, "--keras"}, label_file_of(options.labels)},
                   {{weights, "--out"}, {model_json_path(weights), "--out"}}, {out});
 
     // Everything read and checked before the directory is touched.

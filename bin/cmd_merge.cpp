@@ -57,9 +57,14 @@ int cmd_merge(int argc, char** argv) {
     const std::string o_seg = args.require("--o-seg"), o_post = args.require("--o-post");
     require_nifti_output(o_seg, "--o-seg");
     require_nifti_output(o_post, "--o-post");
-    check_outputs("merge", {{t1_seg, "--t1-seg"}, {t1_post, "--t1-post"}, {t2_seg, "--t2-seg"}, {t2_post, "--t2-post"}},
-                  {{o_seg, "--o-seg"}, {o_post, "--o-post"}});
     const std::string labels_text = args.get("--labels", "");
+    check_outputs("merge",
+                  {{t1_seg, "--t1-seg"},
+                   {t1_post, "--t1-post"},
+                   {t2_seg, "--t2-seg"},
+                   {t2_post, "--t2-post"},
+                   label_file_of(labels_text)},
+                  {{o_seg, "--o-seg"}, {o_post, "--o-post"}});
     const LabelList list = label_list_or_default(args.has("--labels") ? &labels_text : nullptr);
 
     NiftiHeader seg_header, post_header;

@@ -220,10 +220,7 @@ int cmd_predict(int argc, char** argv) {
             auto outputs = std::make_unique<OutputSet>();  // a failure below removes what it wrote
             write_prediction(*outputs, job.seg, result.segmentation, &header, job.post, result.posteriors, &header);
             outputs->write(job.resampled, [&](const std::string& path) { write_image(path, result.resampled); });
-            if (folder)
-                outputs->commit();
-            else
-                run_outputs = std::move(outputs);
+            if (folder) outputs->commit();
             std::vector<std::string> row{stem(job.input)};
             double total = 0;
             for (size_t c = 0; c < predictor.labels().size(); ++c) {
@@ -240,6 +237,9 @@ int cmd_predict(int argc, char** argv) {
                     overlay_mid_slices(reorient(image, "RAS"), reorient(result.segmentation, "RAS"));
                 preview_rows.push_back({cells[0], cells[1], cells[2]});
             }
+            // A single file's outputs wait for the volumes and the picture; moved here, last,
+            // so that a failure above drops them.
+            if (!folder) run_outputs = std::move(outputs);
             written = true;
         } catch (const InputError& e) {
             std::fprintf(stderr, "%sinfant-synthseg predict: error: %s%s\n", show_bar ? "\n" : "", e.what(),

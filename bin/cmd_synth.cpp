@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -43,7 +44,9 @@ const char* usage =
     "it. Writes image_NNNN.nii.gz (float32 in [0, 1]) and labels_NNNN.nii.gz (segmentation\n"
     "labels) for N = 0000 .. count-1 into DIR, on the crop's grid of the map it came from.\n"
     "Every input is checked before anything is written; a run that fails leaves none of its\n"
-    "files.\n"
+    "files (and puts back those of an earlier run it replaced). SIGINT (Ctrl-C) or SIGTERM\n"
+    "stops it once the sample in hand is written: the samples done stay, each image with its\n"
+    "labels, and the exit status is 128 + the signal; a second signal ends it at once.\n"
     "\n"
     "  --labels FILE|DIR  a NIfTI label map, or a directory: every *.nii and *.nii.gz in it,\n"
     "                     sorted by name; every value must be a generation label of the preset\n"
@@ -160,11 +163,14 @@ int cmd_synth(int argc, char** argv) {
     auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
     std::vector<std::vector<RgbImage>> preview_rows;
     // Every sample and the picture, or none: a failure takes back the samples already written.
+    // SIGINT or SIGTERM stops once the sample in hand is written: the complete pairs stay.
     OutputSet outputs;
     std::array<int64_t, 3> first_shape{};
     bool mixed_shapes = false;
     if (show_bar) draw_progress(0, count, 0);
-    for (long long i = 0; i < count; ++i) {
+    install_stop_handlers();
+    long long written = 0;
+    for (long long i = 0; i < count && !stop_flag(); ++i) {
         gen.generate(uint32_t(i));
         const Image image = gen.image_host();
         const LabelMap labels = gen.labels_host();
@@ -175,24 +181,31 @@ int cmd_synth(int argc, char** argv) {
         outputs.write((fs::path(out_dir) / name).string(),
                       [&](const std::string& path) { write_labels(path, labels); });
         outputs.commit_so_far();  // pair by pair
+        written = i + 1;
 
         if (i == 0) first_shape = image.grid.dim;
         mixed_shapes |= image.grid.dim != first_shape;
         if (args.flag("--preview") && i < preview_max_rows) preview_rows.push_back(montage_row(image, labels));
         if (show_bar) draw_progress(i + 1, count, elapsed());
     }
-    if (args.flag("--preview")) {
+    if (!preview_rows.empty()) {
         const RgbImage montage = tile_grid(preview_rows);
         outputs.write((fs::path(out_dir) / "preview.png").string(), [&](const std::string& path) {
             write_png(path, montage.rgb, montage.width, montage.height);
         });
     }
     outputs.commit();
-    if (!show_bar) {
+    if (show_bar && written < count) std::fputc('\n', stderr);
+    if (!show_bar || written < count) {
         const double seconds = elapsed();
-        std::printf("wrote %lld samples of %s to %s in %.1f s (%.2f samples/s)\n", count,
-                    mixed_shapes ? "several shapes" : shape_text(first_shape).c_str(), out_dir.c_str(), seconds,
-                    seconds > 0 ? double(count) / seconds : 0.0);
+        std::printf("wrote %lld samples of %s to %s in %.1f s (%.2f samples/s)\n", written,
+                    written == 0 ? "no shape" : mixed_shapes ? "several shapes" : shape_text(first_shape).c_str(),
+                    out_dir.c_str(), seconds, seconds > 0 ? double(written) / seconds : 0.0);
+    }
+    if (written < count) {
+        std::fprintf(stderr, "infant-synthseg synth: stopped by %s after %lld of %lld samples (each written whole)\n",
+                     stop_signal() == SIGTERM ? "SIGTERM" : "SIGINT", written, count);
+        return 128 + stop_signal();
     }
     return 0;
 }

@@ -91,30 +91,6 @@ const char* usage =
     "Progress: a bar on stderr when it is a terminal (loss = mean of the last 100 steps),\n"
     "otherwise one line per checkpoint on stdout; a summary at the end.\n";
 
-// Set by the signal handler, read by Trainer::run after every step. A lock-free atomic is
-// async-signal-safe to store to.
-std::atomic<bool> stop_requested{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler needs a lock-free flag");
-
-extern "C" void on_stop_signal(int) {
-    stop_requested.store(true);
-}
-
-// SA_RESETHAND: the first signal asks for a clean stop, a second one (a user who does not want
-// to wait for the step) gets the default action. A signal that was ignored when we started
-// (a background job of a non-interactive shell) stays ignored, as the shell meant.
-void install_stop_handlers() {
-    for (int sig : {SIGINT, SIGTERM}) {
-        struct sigaction old {};
-        if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
-        struct sigaction action {};
-        action.sa_handler = on_stop_signal;
-        sigemptyset(&action.sa_mask);
-        action.sa_flags = SA_RESTART | SA_RESETHAND;  // restart: checkpoint I/O is not cut short
-        ::sigaction(sig, &action, nullptr);
-    }
-}
-
 // An int option in [lo, hi]: checked before narrowing, so 2^32 + 1 is not taken for 1.
 int int_option(const Args& args, const std::string& name, long long fallback, long long lo, long long hi) {
     const long long v = args.integer(name, fallback);
@@ -259,7 +235,7 @@ int cmd_train(int argc, char** argv) {
     install_stop_handlers();
     const auto start = std::chrono::steady_clock::now();
     trainer.run(
-        stop_requested, [&](const StepReport& r) { progress.step(r); },
+        stop_flag(), [&](const StepReport& r) { progress.step(r); },
         [&](int64_t) {
             // The checkpoint an interruption writes is reported once, below.
             if (!progress.bar && progress.last.checkpoint) progress.checkpoint_line(options.steps_per_epoch);

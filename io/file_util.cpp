@@ -102,7 +102,11 @@ std::string output_suffix(const std::string& path) {
 OutputSet::~OutputSet() {
     if (done_) return;
     pending_.clear();  // their temporaries removed
-    for (const std::string& path : moved_) remove_committed_output(path);
+    for (auto it = moved_.rbegin(); it != moved_.rend(); ++it) {
+        if (it->previous.empty() || std::rename(it->previous.c_str(), it->target.c_str()) != 0)
+            remove_committed_output(it->path);
+        unregister_temporary(it->slot);
+    }
 }
 
 void OutputSet::write(const std::string& path, const std::function<void(const std::string&)>& write) {
@@ -110,7 +114,9 @@ void OutputSet::write(const std::string& path, const std::function<void(const st
     if (path.empty()) return;
     auto out = std::make_unique<OutputFile>(path, output_suffix(path));
     try {
-        write(out->write_path());
+        // A device or FIFO is written in place: the writer is given the user's name, so that it
+        // picks gzip from its ending and writes through the same link.
+        write(out->direct() ? path : out->write_path());
     } catch (const Error& e) {
         std::string message = e.what();
         const std::string& temp = out->write_path();
@@ -126,8 +132,25 @@ void OutputSet::write(const std::string& path, const std::function<void(const st
 void OutputSet::commit_so_far() {
     ISS_REQUIRE(!done_, "output set committed twice");
     for (std::unique_ptr<OutputFile>& out : pending_) {
-        out->commit();  // on failure the destructor takes back what was moved
-        moved_.push_back(out->path());
+        Moved moved{out->path(), out->target(), "", -1};
+        // A regular file about to be replaced (an earlier run's output) stays linked under a
+        // second name until the set is done, so that a failure can put it back.
+        struct stat info {};
+        if (!out->direct() && ::lstat(out->target().c_str(), &info) == 0 && S_ISREG(info.st_mode)) {
+            const std::string previous = cat(out->target(), ".tmp-", ::getpid(), "-replaced");
+            if (::link(out->target().c_str(), previous.c_str()) == 0) {
+                moved.previous = previous;
+                moved.slot = register_temporary(previous);
+            }
+        }
+        try {
+            out->commit();
+        } catch (...) {  // not moved: its previous file is still in place
+            if (!moved.previous.empty()) ::unlink(moved.previous.c_str());
+            unregister_temporary(moved.slot);
+            throw;  // the destructor takes back what was moved before
+        }
+        moved_.push_back(moved);
     }
     pending_.clear();
 }
@@ -135,14 +158,22 @@ void OutputSet::commit_so_far() {
 void OutputSet::commit() {
     commit_so_far();
     done_ = true;
+    for (const Moved& m : moved_) {
+        if (!m.previous.empty()) ::unlink(m.previous.c_str());
+        unregister_temporary(m.slot);
+    }
 }
 
-void install_output_cleanup_on_signals() {
+void install_output_cleanup_on_signal(int signal) {
     struct sigaction action {};
     action.sa_handler = remove_temporaries_and_die;
     sigemptyset(&action.sa_mask);
-    sigaction(SIGINT, &action, nullptr);
-    sigaction(SIGTERM, &action, nullptr);
+    sigaction(signal, &action, nullptr);
+}
+
+void install_output_cleanup_on_signals() {
+    install_output_cleanup_on_signal(SIGINT);
+    install_output_cleanup_on_signal(SIGTERM);
 }
 
 OutputFile::OutputFile(const std::string& path, const std::string& suffix) : path_(path) {

@@ -31,6 +31,8 @@ public:
 
     const std::string& path() const { return path_; }              // as the user named it
     const std::string& write_path() const { return write_path_; }  // where the bytes go
+    const std::string& target() const { return target_; }          // what commit() replaces
+    bool direct() const { return direct_; }  // a device or FIFO, written in place
     void commit();
     // Removes what was written (uncommitted); no-op once committed or in direct mode.
     void discard() noexcept;
@@ -54,8 +56,9 @@ void remove_committed_output(const std::string& path) noexcept;
 // The outputs of one piece of work, all or nothing. write() runs a writer on a temporary name
 // beside each output (an OutputFile keeping the output's ending, from which writers pick gzip);
 // commit() then moves them all into place. When a move fails, or the set is destroyed before
-// commit() (the command failed), every output it has moved is taken back
-// (remove_committed_output) and its temporaries removed. A long run commits as it goes with
+// commit() (the command failed), every output it has moved is taken back: a file it replaced
+// is put back (kept meanwhile under a second name, a hard link), a new one removed
+// (remove_committed_output); its temporaries are removed. A long run commits as it goes with
 // commit_so_far() (synth's samples, pair by pair), still all or nothing until commit().
 // A failure's message names the output as the user named it, not its temporary.
 class OutputSet {
@@ -75,14 +78,22 @@ public:
     void commit();
 
 private:
+    struct Moved {
+        std::string path;      // as the user named it
+        std::string target;    // the file it replaced or created
+        std::string previous;  // the replaced file's content, linked here until commit(); "" if new
+        int slot = -1;         // `previous` in the registry of temporaries
+    };
     std::vector<std::unique_ptr<OutputFile>> pending_;
-    std::vector<std::string> moved_;
+    std::vector<Moved> moved_;
     bool done_ = false;
 };
 
 // SIGINT and SIGTERM remove every registered temporary output, then end the process as the
-// signal would. Commands that handle the signals themselves (train) do not install it.
+// signal would. Commands that handle the signals themselves (train) do not install it. The one
+// signal's handler alone (async-signal-safe: a stop handler installs it for the next signal).
 void install_output_cleanup_on_signals();
+void install_output_cleanup_on_signal(int signal);
 
 // A binary output file written through OutputFile. Every write is checked; commit() closes and
 // renames; destruction without commit() removes the temporary file.

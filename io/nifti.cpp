@@ -282,7 +282,6 @@ double det3(const Mat4& a) {
            m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
 }
 
-// Standard precedence (nifti1.h): sform when its code > 0, else qform, else pixdim scaling.
 // Millimetres per unit of a header's spatial unit (the low 3 bits of xyzt_units); unknown counts
 // as mm, as every reader takes it.
 double mm_per_spatial_unit(int xyzt_units) {
@@ -293,6 +292,7 @@ double mm_per_spatial_unit(int xyzt_units) {
     }
 }
 
+// Standard precedence (nifti1.h): sform when its code > 0, else qform, else pixdim scaling.
 void set_affine(const RawHeader& raw, const std::string& path, NiftiHeader& h) {
     if (raw.sform_code > 0) {
         Mat4 a;

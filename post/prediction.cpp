@@ -71,10 +71,21 @@ std::vector<int32_t> named_label_list(const std::string& text, const std::string
     return values;
 }
 
+NamedPath label_file_of(const std::string& labels_text) {
+    return {ends_with(labels_text, ".npy") ? labels_text : std::string(), "--labels"};
+}
+
 LabelList label_list_or_default(const std::string* text, const std::string& option) {
     if (!text) return {labels::segmentation_labels(), "the infant segmentation list"};
     // A label file lists a model's labels in any order; its posteriors are in channel order.
-    if (ends_with(*text, ".npy")) return {labels::freesurfer_sorted(named_label_list(*text, option)), *text};
+    if (ends_with(*text, ".npy")) {
+        try {
+            return {labels::freesurfer_sorted(named_label_list(*text, option)), *text};
+        } catch (const InputError& e) {  // the sort's message names a label, not the file
+            if (std::string(e.what()).find(*text) != std::string::npos) throw;
+            throw InputError(cat(*text, ": ", e.what()));
+        }
+    }
     return {named_label_list(*text, option), *text == "infant" || *text == "synthseg" ? *text + " labels" : option};
 }
 

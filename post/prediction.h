@@ -37,6 +37,9 @@ std::vector<int32_t> parse_label_list(const std::string& text, const std::string
 // SynthSeg ships them (its distinct values, in file order); or a comma-separated list, as given.
 std::vector<int32_t> named_label_list(const std::string& text, const std::string& option = "--labels");
 
+// The file a --labels value reads (a .npy label file), else "": an input no output may replace.
+NamedPath label_file_of(const std::string& labels_text);
+
 // The labels of a posteriors file's frames, in frame order: those `text` names (an option's
 // value: an empty value is an error naming the option; a .npy file's put in the networks'
 // channel order, labels::freesurfer_sorted, as predict writes an imported model's), or the

@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <csignal>
+#include <thread>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -261,7 +263,7 @@ TEST_F(SameFileCli, AFailedWriteLeavesNoneOfTheRunsOutputs) {
         EXPECT_EQ(r.status, 1) << r.err;
         EXPECT_TRUE(left.empty()) << "left: " << left.front();
     }
-    EXPECT_GE(failures, 9) << "2 samples and a picture: 9 moves, each failed in turn";
+    EXPECT_GE(failures, 9) << "2 samples and a picture: 10 moves (by each writer, then the set)";
 
     // predict of one file: the segmentation, posteriors, resampled image and volumes, or none.
     const std::string predict = test::cli_path() + " predict --device cpu --model " + q("model") + " --i " +
@@ -285,6 +287,72 @@ TEST_F(SameFileCli, AFailedWriteLeavesNoneOfTheRunsOutputs) {
         EXPECT_EQ(r.out.find(" -> "), std::string::npos) << "said written: " << r.out;
     }
     EXPECT_GE(failures, 8) << "four outputs: 8 moves, each failed in turn";
+}
+
+// The bytes of every file in `dir`, by name.
+std::map<std::string, std::string> contents(const fs::path& dir) {
+    std::map<std::string, std::string> files;
+    for (const auto& e : fs::directory_iterator(dir)) files[e.path().filename().string()] = test::read_text(e.path());
+    return files;
+}
+
+// A run that fails over an earlier run's files puts them back as they were (it used to leave
+// its own new samples beside the old ones, and then, taking its own back, gaps).
+TEST_F(SameFileCli, AFailedRunPutsBackTheFilesItReplaced) {
+    write_labels(path("map.nii.gz"), make_phantom(0, 1));
+    const std::string synth = test::cli_path() + " synth --device cpu --count 2 --shape 32 --labels " +
+                              q("map.nii.gz") + " --out " + q("synth");
+    ASSERT_EQ(test::run_command(synth + " --seed 1").status, 0);
+    const std::map<std::string, std::string> before = contents(path("synth"));
+    ASSERT_EQ(before.size(), 4u);
+    int failures = 0;
+    for (int k = 1; k <= 8; ++k) {
+        SCOPED_TRACE("fault at " + std::to_string(k));
+        const test::RunResult r =
+            test::run_command("INFANT_FAULT_OUTPUT=" + std::to_string(k) + " " + synth + " --seed 2");
+        ASSERT_EQ(r.status, 1) << r.err;
+        ++failures;
+        EXPECT_TRUE(contents(path("synth")) == before) << "the earlier run's files changed";
+    }
+    EXPECT_EQ(failures, 8);
+    ASSERT_EQ(test::run_command(synth + " --seed 2").status, 0);
+    EXPECT_FALSE(contents(path("synth")) == before) << "the new run replaces them when it succeeds";
+    EXPECT_EQ(contents(path("synth")).size(), 4u) << "no file of the earlier run kept aside";
+}
+
+// SIGINT stops synth once the sample in hand is written: exit 130, every image with its labels,
+// no temporary left, and a line saying how many samples were written.
+TEST_F(SameFileCli, SynthStoppedBySigintKeepsWholeSamples) {
+    write_labels(path("map.nii.gz"), make_phantom(0, 1));
+    const std::string err_file = path("stderr.txt");
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        ::signal(SIGINT, SIG_DFL);  // the runner's dispositions are not a shell's
+        if (!std::freopen(err_file.c_str(), "w", stderr) || !std::freopen("/dev/null", "w", stdout)) ::_exit(127);
+        const std::string cli = test::cli_path(), map = path("map.nii.gz"), out = path("synth");
+        ::execl(cli.c_str(), cli.c_str(), "synth", "--device", "cpu", "--count", "100000", "--shape", "32",
+                "--labels", map.c_str(), "--out", out.c_str(), static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!fs::exists(path("synth/labels_0001.nii.gz")) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ASSERT_EQ(::kill(pid, SIGINT), 0);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+    EXPECT_EQ(WEXITSTATUS(status), 130);
+    const std::string err = test::read_text(err_file);
+    EXPECT_NE(err.find("stopped by SIGINT after "), std::string::npos) << err;
+    int images = 0;
+    for (const std::string& name : files_in(path("synth"))) {
+        EXPECT_EQ(name.find(".tmp-"), std::string::npos) << name;
+        if (name.rfind("image_", 0) != 0) continue;
+        ++images;
+        EXPECT_TRUE(fs::exists(path("synth/labels_" + name.substr(6)))) << name << " without its labels";
+    }
+    EXPECT_GE(images, 2);
 }
 
 // An output that is a link to a full device: the write fails (exit 1, the system's reason), the
