@@ -13,7 +13,9 @@ namespace iss {
 class DeviceContext;
 
 // Step 6: every posterior channel smoothed with a Gaussian of sigma 0.5 voxel (3 taps, zero
-// outside), all channels in one pass per axis in the network's channels-last layout
+// outside the padded volume, the voxels next to its faces then divided by their sum so that
+// every voxel's posteriors sum to 1), all channels in one pass per axis in the network's
+// channels-last layout
 // (`channels_last`, host memory of padded_dim's voxels x classes floats; on the CPU it is
 // smoothed in place of the network's output, which it overwrites), then cropped to `grid` (which
 // starts at `before` in the padded grid) and turned channel-first: one frame per class.
