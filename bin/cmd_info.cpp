@@ -24,7 +24,8 @@ const char* help_text =
     "Prints, for each NIfTI file (.nii, .nii.gz, .hdr/.img): format, dims, voxel size,\n"
     "datatype, scaling, orientation code, the voxel-to-world affine and where it comes from\n"
     "(sform, qform or pixdim), the intensity range after scaling with the NaN count, and, when\n"
-    "every value is an integer, the labels with their voxel counts.\n"
+    "every value is an integer, the labels with their voxel counts (only their number when\n"
+    "there are over 1000: an integer scan rather than a label map).\n"
     "\n"
     "Exit status: 0 when every file was read, 2 when any file is bad (the others are still\n"
     "printed).\n";
@@ -86,7 +87,12 @@ void print_file(const std::string& path) {
     else
         std::printf("  range: min %.9g, max %.9g\n", lo, hi);
     if (nans > 0) std::printf("  NaN: %lld\n", nans);
-    if (integral) {
+    // An integer scan (most converted T1s are int16) has thousands of distinct values: a label
+    // map has tens, and only those are listed.
+    constexpr size_t max_listed = 1000;
+    if (integral && counts.size() > max_listed) {
+        std::printf("  labels: %zu distinct values (an integer image, not a label map?): not listed\n", counts.size());
+    } else if (integral) {
         std::printf("  labels: %zu\n", counts.size());
         for (const auto& [value, count] : counts) std::printf("    %.0f %lld\n", value, count);
     }

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -84,6 +86,11 @@ struct Job {
     std::string input, seg, post, resampled;
 };
 
+// What a folder's outputs are named after each scan's stem: not scans to segment again.
+constexpr std::array<const char*, 3> output_suffixes = {"_synthseg", "_posteriors", "_resampled"};
+
+bool is_nifti_name(const std::string& path) { return ends_with(path, ".nii") || ends_with(path, ".nii.gz"); }
+
 std::string stem(const std::string& path) {
     std::string name = fs::path(path).filename().string();
     for (const char* ext : {".nii.gz", ".nii"})
@@ -153,17 +160,40 @@ int cmd_predict(int argc, char** argv) {
     std::error_code ec;
     const bool folder = fs::is_directory(in, ec);
     ISS_INPUT(channels.size() == 1 || !folder, "predict: several --i are the channels of one subject: give files");
+    if (folder)  // a NIfTI name would become a folder of that name
+        for (const char* option : {"--o", "--post", "--resample"})
+            ISS_INPUT(!args.has(option) || !is_nifti_name(args.get(option, "")), "predict: ", option, " ",
+                      args.get(option, ""), ": with a folder of scans, ", option, " names a folder");
+    ISS_INPUT(!args.has("--preview") || ends_with(args.get("--preview", ""), ".png"), "predict: --preview ",
+              args.get("--preview", ""), ": the picture is a PNG (name it .png)");
     std::vector<Job> jobs;
+    std::map<std::string, std::string> input_of_output;  // a folder's output names, each from one scan
+    int skipped_outputs = 0;
     for (const std::string& file : nifti_files(in)) {
         Job job{file, out, args.get("--post", ""), args.get("--resample", "")};
         if (folder) {
             const std::string name = stem(file);
+            // A run writing into the folder it reads: its earlier outputs are not scans.
+            if (std::any_of(output_suffixes.begin(), output_suffixes.end(),
+                            [&](const char* suffix) { return ends_with(name, suffix); })) {
+                ++skipped_outputs;
+                continue;
+            }
             job.seg = (fs::path(out) / (name + "_synthseg.nii.gz")).string();
             if (!job.post.empty()) job.post = (fs::path(job.post) / (name + "_posteriors.nii.gz")).string();
             if (!job.resampled.empty()) job.resampled = (fs::path(job.resampled) / (name + "_resampled.nii.gz")).string();
+            const auto [seen, fresh] = input_of_output.emplace(job.seg, file);
+            ISS_INPUT(fresh, "predict: ", seen->second, " and ", file, " would both be written as ", job.seg,
+                      ": rename one");
         }
         jobs.push_back(job);
     }
+    ISS_INPUT(!jobs.empty(), "predict: ", in, ": no scans, only files named as predict's outputs (",
+              skipped_outputs, ")");
+    if (skipped_outputs > 0)
+        std::fprintf(stderr, "infant-synthseg predict: note: %d file(s) named as predict's outputs (*%s, *%s, *%s) "
+                             "not segmented\n",
+                     skipped_outputs, output_suffixes[0], output_suffixes[1], output_suffixes[2]);
     // Every output checked before the network runs: none is an input, none another output, each
     // can be written.
     std::vector<NamedPath> inputs, outputs{{args.get("--vol", ""), "--vol"}, {args.get("--preview", ""), "--preview"}};

@@ -51,6 +51,13 @@ int print_version() {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // "help CMD" is "CMD --help".
+    char help_flag[] = "--help";
+    char* help_argv[] = {argv[0], argc >= 3 ? argv[2] : nullptr, help_flag, nullptr};
+    if (argc == 3 && !std::strcmp(argv[1], "help")) {
+        argc = 3;
+        argv = help_argv;
+    }
     if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
         print_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

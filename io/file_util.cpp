@@ -335,7 +335,8 @@ std::vector<std::string> nifti_files(const std::string& path) {
     std::vector<std::string> files;
     for (const fs::directory_entry& entry : fs::directory_iterator(path, ec)) {
         const std::string name = entry.path().filename().string();
-        if ((ends_with(name, ".nii") || ends_with(name, ".nii.gz")) && entry.is_regular_file(ec))
+        // Hidden files are not scans (macOS writes ._NAME beside every file it copies).
+        if (name.front() != '.' && (ends_with(name, ".nii") || ends_with(name, ".nii.gz")) && entry.is_regular_file(ec))
             files.push_back(entry.path().string());
     }
     ISS_INPUT(!ec, path, ": cannot list: ", ec.message());

@@ -134,8 +134,9 @@ void require_regular_file(const std::string& path);
 
 bool ends_with(const std::string& text, const std::string& suffix);
 
-// The NIfTI files a path names: the file itself, or every *.nii / *.nii.gz in a directory,
-// sorted by name. InputError naming the path when it does not exist or a directory has none.
+// The NIfTI files a path names: the file itself, or every *.nii / *.nii.gz in a directory but
+// hidden ones (macOS's ._NAME copies), sorted by name. InputError naming the path when it does
+// not exist or a directory has none.
 std::vector<std::string> nifti_files(const std::string& path);
 
 // mkdir -p; InputError naming the directory when it cannot be made.

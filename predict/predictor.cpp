@@ -91,6 +91,22 @@ void replace_non_finite(Image& image, const std::string& name) {
 
 }  // namespace
 
+void require_memory_to_segment(const std::string& name, const Grid& work, const Grid& own, bool resampled,
+                               int64_t channels, int64_t classes, size_t host_bytes) {
+    auto voxels_of = [](const Grid& g) { return double(g.dim[0]) * double(g.dim[1]) * double(g.dim[2]); };
+    const double work_voxels = voxels_of(work), own_voxels = voxels_of(own);
+    const double bytes = work_voxels * 4.0 * double(channels + 3 * classes) +
+                         (resampled ? own_voxels * 4.0 * double(2 * classes) : 0.0);
+    const double host = double(host_bytes);
+    ISS_INPUT(work_voxels <= double(int64_t(1) << 31) && bytes <= 0.8 * host, name, ": segmenting it on a grid of ",
+              work.dim[0], "x", work.dim[1], "x", work.dim[2], " voxels",
+              resampled ? cat(" (resampled to the model's voxel size; its posteriors then back on its ", own.dim[0], "x",
+                              own.dim[1], "x", own.dim[2], ")")
+                        : std::string(),
+              " needs about ", std::ceil(bytes / double(1 << 30)), " GiB, more than this machine's ",
+              std::floor(host / double(1 << 30)), " GiB");
+}
+
 std::string resolve_model_path(const std::string& model) {
     std::error_code ec;
     ISS_INPUT(std::filesystem::exists(model, ec), model,
@@ -213,17 +229,7 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
         resampled = target != ras.grid.voxel_size();
         if (resampled) work = grid_at_voxel_size(ras.grid, target);
     }
-    // Sizes that come from a header (a scan of 1000 mm voxels resampled to 1 mm, a huge grid) are
-    // checked against the memory the posteriors will take before anything is allocated.
-    {
-        const double voxels = double(work.dim[0]) * double(work.dim[1]) * double(work.dim[2]);
-        const double bytes = voxels * 4.0 * double(channels + 3 * classes);  // image, posteriors, smoothing
-        const double host = double(host_memory_bytes());
-        ISS_INPUT(voxels <= double(int64_t(1) << 31) && bytes <= 0.8 * host, name, ": segmenting it on a grid of ",
-                  work.dim[0], "x", work.dim[1], "x", work.dim[2], " voxels", resampled ? " (resampled to the model's voxel size)" : "",
-                  " needs about ", std::ceil(bytes / double(1 << 30)), " GiB, more than this machine's ",
-                  std::floor(host / double(1 << 30)), " GiB");
-    }
+    require_memory_to_segment(name, work, ras.grid, resampled, channels, classes, host_memory_bytes());
     Image x = resampled ? resample_image(s.ctx, ras, work, Interp::linear, OutOfBounds::clamp) : ras;
 
     // 4. Normalisation of each channel on its own (before padding, so the padding is the image
@@ -233,6 +239,9 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
         const auto first = x.data.begin() + c * voxels, last = first + voxels;
         float low = *std::min_element(first, last);
         float high = *std::max_element(first, last);
+        if (!(high > low))  // a blank or failed conversion, segmented as zeros: say so
+            warning(cat(name, ": the image is constant (", low, channels > 1 ? cat(" in channel ", c + 1) : "",
+                        "); it is segmented as a blank image"));
         if (s.options.clip_percentiles) std::tie(low, high) = quantiles(std::vector<float>(first, last), 0.005, 0.995);
         for (auto v = first; v != last; ++v)
             *v = high > low ? std::min(std::max((*v - low) / (high - low), 0.0f), 1.0f) : 0.0f;

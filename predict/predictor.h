@@ -77,6 +77,15 @@ private:
     std::unique_ptr<State> state_;
 };
 
+// Sizes that come from a header (a scan of 1000 mm voxels resampled to 1 mm, a huge grid) are
+// checked against the memory a segmentation takes before anything is allocated: on the model's
+// grid `work` the image, the posteriors and their smoothing; on the scan's own grid, when
+// resampled, the posteriors brought back and their reoriented copy (a 400^3 scan of 0.25 mm
+// voxels segmented at 1 mm peaked at 18 GB there, which the check left out). InputError naming
+// `name` when it passes 80% of `host_bytes`.
+void require_memory_to_segment(const std::string& name, const Grid& work, const Grid& own, bool resampled,
+                               int64_t channels, int64_t classes, size_t host_bytes);
+
 // "dir" -> "dir/model.safetensors"; a file path is returned as is.
 std::string resolve_model_path(const std::string& model);
 

@@ -907,6 +907,21 @@ TEST_F(CliInfo, NanCountAndNoLabelsForFractions) {
     EXPECT_EQ(r.out.find("labels:"), std::string::npos);
 }
 
+// An integer scan (int16, as most converters write T1s) has thousands of distinct values: their
+// number, not 47,000 lines of them.
+TEST_F(CliInfo, AnIntegerScanIsNotListedAsLabels) {
+    iss::Grid g;
+    g.dim = {20, 20, 20};
+    iss::LabelMap scan(g);
+    for (size_t v = 0; v < scan.data.size(); ++v) scan.data[v] = int32_t(v % 1500);
+    const std::string file = path("int16.nii.gz");
+    iss::write_labels(file, scan);
+    const RunResult r = info(shell_quote(file));
+    EXPECT_EQ(r.status, 0);
+    EXPECT_EQ(line_value(r.out, "labels"), "1500 distinct values (an integer image, not a label map?): not listed");
+    EXPECT_LT(std::count(r.out.begin(), r.out.end(), '\n'), 30) << r.out.substr(0, 2000);
+}
+
 TEST_F(CliInfo, BadFileExitsTwoAfterTheOthers) {
     const std::string good = path("good.nii");
     iss::write_image(good, iss::Image(test_grid(), 1, 1.0f));
@@ -934,6 +949,10 @@ TEST_F(CliInfo, HelpAndUsage) {
     r = info("--bogus");
     EXPECT_EQ(r.status, 2);
     EXPECT_NE(r.err.find("--bogus"), std::string::npos);
+    // "help CMD" is "CMD --help".
+    r = run_command(iss::test::cli_path() + " help info");
+    EXPECT_EQ(r.status, 0);
+    EXPECT_NE(r.out.find("usage: infant-synthseg info FILE..."), std::string::npos) << r.out;
 }
 
 // `info` and nifti_tool read the same dims, datatype and voxel size.

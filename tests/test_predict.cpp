@@ -466,6 +466,74 @@ TEST(PredictPost, InPlaceSmoothingGivesThePassesBits) {
                 }
 }
 
+// The memory check counts the posteriors on the scan's own grid when they are resampled back: a
+// 512^3 scan of 0.25 mm voxels segmented at 1 mm (128^3) needs about 35 GiB there, which the
+// model's grid alone (about 0.8 GiB) did not show.
+TEST(PredictMemory, CountsThePosteriorsBackOnTheScansGrid) {
+    Grid own, work;
+    own.dim = {512, 512, 512};
+    work.dim = {128, 128, 128};
+    const size_t host = size_t(24) << 30;
+    EXPECT_NO_THROW(require_memory_to_segment("fine.nii.gz", work, own, false, 1, 34, host));
+    try {
+        require_memory_to_segment("fine.nii.gz", work, own, true, 1, 34, host);
+        FAIL() << "34 GiB accepted on a 24 GiB machine";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("fine.nii.gz: segmenting it on a grid of 128x128x128 voxels (resampled to "
+                                             "the model's voxel size; its posteriors then back on its 512x512x512) "
+                                             "needs about 35 GiB, more than this machine's 24 GiB"),
+                  std::string::npos)
+            << e.what();
+    }
+}
+
+// A folder read and written by predict: hidden files (macOS's ._NAME) and predict's own outputs
+// are not scans, so a second run works as the first; two scans that would write one output
+// name are refused naming both; a NIfTI name for a folder's outputs and a picture not named
+// .png are refused before any work. A constant image is segmented with a warning.
+TEST_F(Predict, CommandFoldersSkipHiddenFilesAndTheirOwnOutputs) {
+    const std::string model = make_model();
+    fs::create_directories(path("f"));
+    write_image(path("f/s.nii.gz"), test_image(grid({12, 12, 10}, Mat4::identity())));
+    std::ofstream(path("f/._s.nii.gz")) << "AppleDouble, not NIfTI";
+    const std::string run = test::cli_path() + " predict --device cpu --model " + test::shell_quote(model) +
+                            " --i " + test::shell_quote(path("f")) + " --o " + test::shell_quote(path("f")) +
+                            " --post " + test::shell_quote(path("f"));
+    const test::RunResult first = test::run_command(run);
+    ASSERT_EQ(first.status, 0) << first.err;
+    EXPECT_TRUE(fs::exists(path("f/s_synthseg.nii.gz")));
+    const test::RunResult again = test::run_command(run);
+    ASSERT_EQ(again.status, 0) << again.err;
+    EXPECT_NE(again.err.find("2 file(s) named as predict's outputs"), std::string::npos) << again.err;
+    EXPECT_FALSE(fs::exists(path("f/s_synthseg_synthseg.nii.gz")));
+
+    fs::create_directories(path("dup"));
+    write_image(path("dup/b.nii"), test_image(grid({12, 12, 10}, Mat4::identity())));
+    write_image(path("dup/b.nii.gz"), test_image(grid({12, 12, 10}, Mat4::identity())));
+    const std::string base = test::cli_path() + " predict --device cpu --model " + test::shell_quote(model) + " --i ";
+    test::RunResult r = test::run_command(base + test::shell_quote(path("dup")) + " --o " + test::shell_quote(path("o")));
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find(path("dup/b.nii") + " and " + path("dup/b.nii.gz") + " would both be written as"),
+              std::string::npos)
+        << r.err;
+    r = test::run_command(base + test::shell_quote(path("f")) + " --o " + test::shell_quote(path("o")) + " --post " +
+                          test::shell_quote(path("p.nii.gz")));
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("with a folder of scans, --post names a folder"), std::string::npos) << r.err;
+    r = test::run_command(base + test::shell_quote(path("f/s.nii.gz")) + " --o " + test::shell_quote(path("s.nii.gz")) +
+                          " --preview " + test::shell_quote(path("p.jpg")));
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("the picture is a PNG"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(path("o")));
+    EXPECT_FALSE(fs::exists(path("s.nii.gz")));
+
+    Predictor predictor(model, PredictOptions{});
+    testing::internal::CaptureStderr();
+    predictor.predict(Image(grid({12, 12, 10}, Mat4::identity()), 1, 7.0f), "blank.nii.gz");
+    const std::string warned = testing::internal::GetCapturedStderr();
+    EXPECT_NE(warned.find("blank.nii.gz: the image is constant (7)"), std::string::npos) << warned;
+}
+
 TEST_F(Predict, BadInputIsNamed) {
     Predictor predictor(make_model(), PredictOptions{});
     const Image image4d(grid({8, 8, 8}, Mat4::identity()), 2);
