@@ -8,6 +8,7 @@
 #include "io/file_util.h"
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
+#include "kernels/common/version.h"
 
 namespace {
 
@@ -40,7 +41,8 @@ void print_usage(FILE* out) {
 
 // What a bug report needs: the build, and what the machine lent it at run time.
 int print_version() {
-    std::printf("infant-synthseg (C++17%s)\n", iss::built_with_cuda() ? ", CUDA" : ", CPU only");
+    std::printf("infant-synthseg %s (C++17%s)\n", iss::build_version(),
+                iss::built_with_cuda() ? ", CUDA" : ", CPU only");
     const std::string extensions = iss::host_vector_extensions();
     if (!extensions.empty()) std::printf("host code built for: %s\n", extensions.c_str());
     if (!iss::built_with_cuda()) return 0;

@@ -377,7 +377,8 @@ NiftiHeader parse_and_validate(const std::string& path) {
         swapped = true;
     } else {
         throw InputError(cat(path, ": not a NIfTI file: sizeof_hdr is ", sizeof_hdr, " (expected 348 or 540)",
-                             ends_with(path, ".img") ? "; a .img holds a header/image pair's voxels: give its .hdr" : ""));
+                             ends_with(path, ".img") ? "; a .img holds a header/image pair's voxels: give its .hdr"
+                                                     : ""));
     }
     const size_t header_size = version == 1 ? 348 : 540;
     ISS_INPUT(got >= header_size, path, ": truncated header: ", got, " of ", header_size, " bytes");

@@ -11,6 +11,7 @@
 #include "io/orientation.h"
 #include "io/safetensors.h"
 #include "kernels/common/error.h"
+#include "kernels/common/version.h"
 
 namespace iss {
 namespace {
@@ -191,7 +192,8 @@ void save_model(const std::string& weights_path, const ModelSpec& spec, ParamSto
                         {"labels", spec.labels},
                         {"preprocessing", spec.preprocessing},
                         {"training", spec.training},
-                        {"parameters", {{"trainable", params.trainable_count()}, {"state", params.state_count()}}}};
+                        {"parameters", {{"trainable", params.trainable_count()}, {"state", params.state_count()}}},
+                        {"written_by", cat("infant-synthseg ", build_version())}};
     std::map<std::string, std::string> meta = metadata;
     meta["format"] = model_format;
     write_safetensors(weights_path, parameter_tensors(params), meta);

@@ -100,8 +100,8 @@ void require_memory_to_segment(const std::string& name, const Grid& work, const 
     const double host = double(host_bytes);
     ISS_INPUT(work_voxels <= double(int64_t(1) << 31) && bytes <= 0.8 * host, name, ": segmenting it on a grid of ",
               work.dim[0], "x", work.dim[1], "x", work.dim[2], " voxels",
-              resampled ? cat(" (resampled to the model's voxel size; its posteriors then back on its ", own.dim[0], "x",
-                              own.dim[1], "x", own.dim[2], ")")
+              resampled ? cat(" (resampled to the model's voxel size; its posteriors then back on its ", own.dim[0],
+                              "x", own.dim[1], "x", own.dim[2], ")")
                         : std::string(),
               " needs about ", std::ceil(bytes / double(1 << 30)), " GiB, more than this machine's ",
               std::floor(host / double(1 << 30)), " GiB");

@@ -12,10 +12,22 @@
 #include "kernels/common/device.h"
 #include "kernels/common/dnnl_check.h"
 #include "kernels/common/error.h"
+#include "kernels/common/version.h"
 #include "tests/backends.h"
+#include "tests/test_util.h"
 
 namespace iss {
 namespace {
+
+// The build names its version (git describe of its checkout), in --version and in every
+// model.json, so that a segmentation can be traced to the code that made it.
+TEST(Device, TheBuildNamesItsVersion) {
+    const std::string version = build_version();
+    EXPECT_FALSE(version.empty());
+    const test::RunResult r = test::run_command(test::cli_path() + " --version");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out.rfind("infant-synthseg " + version + " (C++17", 0), 0u) << r.out;
+}
 
 TEST(Device, ParsesDeviceNames) {
     EXPECT_EQ(parse_device("cpu").backend, Backend::cpu);

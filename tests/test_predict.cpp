@@ -511,7 +511,8 @@ TEST_F(Predict, CommandFoldersSkipHiddenFilesAndTheirOwnOutputs) {
     write_image(path("dup/b.nii"), test_image(grid({12, 12, 10}, Mat4::identity())));
     write_image(path("dup/b.nii.gz"), test_image(grid({12, 12, 10}, Mat4::identity())));
     const std::string base = test::cli_path() + " predict --device cpu --model " + test::shell_quote(model) + " --i ";
-    test::RunResult r = test::run_command(base + test::shell_quote(path("dup")) + " --o " + test::shell_quote(path("o")));
+    test::RunResult r =
+        test::run_command(base + test::shell_quote(path("dup")) + " --o " + test::shell_quote(path("o")));
     EXPECT_EQ(r.status, 2);
     EXPECT_NE(r.err.find(path("dup/b.nii") + " and " + path("dup/b.nii.gz") + " would both be written as"),
               std::string::npos)

@@ -16,6 +16,7 @@
 #include "io/resample.h"
 #include "io/safetensors.h"
 #include "kernels/common/error.h"
+#include "kernels/common/version.h"
 #include "nn/checkpoint.h"
 #include "post/dice.h"
 #include "predict/predictor.h"
@@ -249,6 +250,8 @@ TEST_F(Train, RecordsTheFrameAndTheVoxelSizeRange) {
     trainer.run(stop);
     const ModelSpec spec = load_model_spec(path("mixed_model/model.safetensors"));
     EXPECT_EQ(spec.preprocessing["orientation"], "RAS");
+    const nlohmann::json json = nlohmann::json::parse(test::read_text(path("mixed_model/model.json")));
+    EXPECT_EQ(json["written_by"], std::string("infant-synthseg ") + build_version()) << "the code that made it";
     const auto& range = spec.preprocessing["voxel_size_range_mm"];
     for (int d = 0; d < 3; ++d) {
         EXPECT_NEAR(range["min"][size_t(d)].get<double>(), 1.0, 1e-9) << d;

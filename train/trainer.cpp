@@ -354,7 +354,8 @@ void require_same_samples(const ModelSpec& saved, const ModelSpec& now, const st
     if (!wl2_steps(was).is_null() && wl2_steps(was) != wl2_steps(is))
         throw InputError(cat(json, ": was trained with the weighted-L2 loss for its first ", wl2_steps(was).dump(),
                              " steps (--wl2-epochs x --steps-per-epoch), this run asks for ", wl2_steps(is).dump(),
-                             "; a resumed run must train as the run it continues (start a new --model-dir to change it)"));
+                             "; a resumed run must train as the run it continues (start a new --model-dir to ",
+                             "change it)"));
     for (const char* key : {"preset", "seed", "batch", "crop", "generator"}) {
         if (!was.contains(key) || was[key] == is[key]) continue;
         std::string what = cat(key, " ", was[key].dump(), ", this run asks for ", is[key].dump());
