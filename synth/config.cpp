@@ -164,9 +164,12 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
     ISS_INPUT(c.max_isotropic >= 1 && c.max_anisotropic >= 1 && c.max_anisotropic <= 16, source,
               ": max_isotropic and max_anisotropic must be in [1, 16] (map voxels)");
     // The blur's window, 2.5 sigma times the range each side at the largest sigma a sample can
-    // draw, must fit the kernels' taps (max_blur_half_width).
+    // draw, must fit the kernels' taps (max_blur_half_width). A resolution bound counts only
+    // where it can be drawn (anisotropic_probability 0: never the anisotropic one).
+    const double largest_resolution = std::max(c.anisotropic_probability < 1 ? c.max_isotropic : 1.0,
+                                               c.anisotropic_probability > 0 ? c.max_anisotropic : 1.0);
     const double largest_sigma =
-        std::max(c.blur_sigma, c.randomise_resolution ? 0.75 * std::max(c.max_isotropic, c.max_anisotropic) : 0.0);
+        std::max(c.blur_sigma, c.randomise_resolution ? 0.75 * largest_resolution : 0.0);
     const double window = std::ceil(2.5 * c.blur_range * largest_sigma - 1e-9);
     ISS_INPUT(window <= 2 * max_blur_half_width + 1, source, ": blur_sigma ", c.blur_sigma, " and blur_range ",
               c.blur_range, c.randomise_resolution ? cat(" with max_isotropic ", c.max_isotropic, " / max_anisotropic ",

@@ -222,6 +222,12 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
         std::ofstream(file) << bad_values[i].first;
         expect_bad(map + " --config " + shell_quote(file), file + ": " + bad_values[i].second);
     }
+    // A bound that cannot be drawn does not count: no anisotropic draws, a large max_anisotropic.
+    std::ofstream(path("iso_only.json")) << R"({"randomise_resolution": true, "anisotropic_probability": 0,
+        "max_anisotropic": 16, "blur_range": 1.5})";
+    const RunResult iso = synth(map + " --config " + shell_quote(path("iso_only.json")) + " --shape 64 --out " +
+                                shell_quote(path("iso_out")));
+    EXPECT_EQ(iso.status, 0) << iso.err;
     std::ofstream(path("preset_list.json")) << R"({"preset": [32, 32, 32]})";  // found by fuzz_generator_config
     expect_bad(map + " --config " + shell_quote(path("preset_list.json")), "parameter 'preset' must be a preset's name");
     expect_bad(map + " --count 0", "--count");
