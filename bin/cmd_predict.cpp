@@ -6,12 +6,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <map>
 #include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -88,8 +88,6 @@ struct Job {
 
 // What a folder's outputs are named after each scan's stem: not scans to segment again.
 constexpr std::array<const char*, 3> output_suffixes = {"_synthseg", "_posteriors", "_resampled"};
-
-bool is_nifti_name(const std::string& path) { return ends_with(path, ".nii") || ends_with(path, ".nii.gz"); }
 
 std::string stem(const std::string& path) {
     std::string name = fs::path(path).filename().string();

@@ -336,7 +336,7 @@ std::vector<std::string> nifti_files(const std::string& path) {
     for (const fs::directory_entry& entry : fs::directory_iterator(path, ec)) {
         const std::string name = entry.path().filename().string();
         // Hidden files are not scans (macOS writes ._NAME beside every file it copies).
-        if (name.front() != '.' && (ends_with(name, ".nii") || ends_with(name, ".nii.gz")) && entry.is_regular_file(ec))
+        if (name.front() != '.' && is_nifti_name(name) && entry.is_regular_file(ec))
             files.push_back(entry.path().string());
     }
     ISS_INPUT(!ec, path, ": cannot list: ", ec.message());
@@ -353,6 +353,8 @@ void make_directories(const std::string& dir) {
     fs::create_directories(dir, ec);
     ISS_INPUT(!ec, dir, ": cannot create directory: ", ec.message());
 }
+
+bool is_nifti_name(const std::string& path) { return ends_with(path, ".nii") || ends_with(path, ".nii.gz"); }
 
 bool ends_with(const std::string& text, const std::string& suffix) {
     return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;

@@ -134,6 +134,9 @@ void require_regular_file(const std::string& path);
 
 bool ends_with(const std::string& text, const std::string& suffix);
 
+// A name ending in .nii or .nii.gz (readers such as nibabel choose by the ending).
+bool is_nifti_name(const std::string& path);
+
 // The NIfTI files a path names: the file itself, or every *.nii / *.nii.gz in a directory but
 // hidden ones (macOS's ._NAME copies), sorted by name. InputError naming the path when it does
 // not exist or a directory has none.

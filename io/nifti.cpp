@@ -630,8 +630,7 @@ private:
     static const std::string& checked_name(const std::string& path) {
         struct stat info {};
         const bool special = ::stat(path.c_str(), &info) == 0 && !S_ISREG(info.st_mode) && !S_ISDIR(info.st_mode);
-        ISS_INPUT(special || ends_with(path, ".nii") || ends_with(path, ".nii.gz"), path,
-                  ": output must end in .nii or .nii.gz");
+        ISS_INPUT(special || is_nifti_name(path), path, ": output must end in .nii or .nii.gz");
         return path;
     }
     void put(const void* data, size_t n) {

@@ -154,8 +154,7 @@ void require_listed(const LabelMap& seg, const std::string& path, const LabelLis
 }
 
 void require_nifti_output(const std::string& path, const std::string& option) {
-    ISS_INPUT(ends_with(path, ".nii") || ends_with(path, ".nii.gz"), option, ": '", path,
-              "' is not a NIfTI name (.nii or .nii.gz)");
+    ISS_INPUT(is_nifti_name(path), option, ": '", path, "' is not a NIfTI name (.nii or .nii.gz)");
 }
 
 void write_prediction(OutputSet& outputs, const std::string& seg_path, const LabelMap& seg,
