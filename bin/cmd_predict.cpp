@@ -22,7 +22,6 @@
 #include "io/csv.h"
 #include "io/file_util.h"
 #include "io/nifti.h"
-#include "io/orientation.h"
 #include "io/png.h"
 #include "io/preview.h"
 #include "kernels/common/error.h"
@@ -259,10 +258,7 @@ int cmd_predict(int argc, char** argv) {
             row.push_back(csv_number(std::round(total * 1000.0) / 1000.0));
             volumes.rows.push_back(row);
             if (args.has("--preview") && preview_rows.size() < 8) {
-                // In RAS, so that the panels are axial, coronal and sagittal whatever the file's
-                // voxel order.
-                const MidSlices cells =
-                    overlay_mid_slices(reorient(image, "RAS"), reorient(result.segmentation, "RAS"));
+                const MidSlices cells = overlay_mid_slices(image, result.segmentation);
                 preview_rows.push_back({cells[0], cells[1], cells[2]});
             }
             // A single file's outputs wait for the volumes and the picture; moved here, last,

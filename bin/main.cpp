@@ -53,12 +53,17 @@ int print_version() {
 }  // namespace
 
 int main(int argc, char** argv) {
-    // "help CMD" is "CMD --help".
-    char help_flag[] = "--help";
-    char* help_argv[] = {argv[0], argc >= 3 ? argv[2] : nullptr, help_flag, nullptr};
+    // "help CMD" is "CMD --help": the command's own text, from the command itself.
     if (argc == 3 && !std::strcmp(argv[1], "help")) {
-        argc = 3;
-        argv = help_argv;
+        for (const Command& c : commands)
+            if (!std::strcmp(argv[2], c.name)) {
+                char help_flag[] = "--help";
+                char* help_argv[] = {help_flag, nullptr};
+                return c.run(1, help_argv);
+            }
+        std::fprintf(stderr, "infant-synthseg: unknown command '%s'\n\n", argv[2]);
+        print_usage(stderr);
+        return 2;
     }
     if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
         print_usage(argc < 2 ? stderr : stdout);

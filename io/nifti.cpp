@@ -625,12 +625,8 @@ public:
     }
 
 private:
-    // A NIfTI name, or a device or FIFO (written directly, uncompressed: `--o /dev/null`, or a
-    // set's output that is a link to one, whose temporary is then the device itself).
     static const std::string& checked_name(const std::string& path) {
-        struct stat info {};
-        const bool special = ::stat(path.c_str(), &info) == 0 && !S_ISREG(info.st_mode) && !S_ISDIR(info.st_mode);
-        ISS_INPUT(special || is_nifti_name(path), path, ": output must end in .nii or .nii.gz");
+        ISS_INPUT(is_nifti_name(path), path, ": output must end in .nii or .nii.gz");
         return path;
     }
     void put(const void* data, size_t n) {

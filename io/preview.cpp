@@ -4,29 +4,38 @@
 #include <cmath>
 #include <map>
 
+#include "io/orientation.h"
 #include "kernels/common/error.h"
 
 namespace iss {
 namespace {
 
-// Which voxel axes a slice shows: `across` left to right, `up` bottom to top, `fixed` at
-// its middle. Axial, coronal, sagittal.
+// Which RAS axes a slice shows: `across` left to right, `up` bottom to top, `fixed` at its
+// middle. Axial, coronal, sagittal.
 struct SliceAxes {
     int across, up, fixed;
 };
 constexpr SliceAxes slice_axes[3] = {{0, 1, 2}, {0, 2, 1}, {1, 2, 0}};
 
 // Renders slice `s` of a grid with `paint(voxel_index, pixel)` writing each pixel's RGB:
-// the one place that decides orientation, flipping and aspect. Pixels are square in mm: each
-// axis is drawn at the finer of the slice's two voxel sizes (nearest voxel), so that a
-// 0.8 x 0.8 x 3 mm scan's coronal panel is not squashed 3.75 times; an axis is stretched at most
-// 8 times.
+// the one place that decides orientation, flipping and aspect. The volume is read in the RAS
+// order of its axes (as reorient to RAS would order them), so that an LIA scan's panels are
+// the planes they are named after; no copy is made. Pixels are square in mm: each axis is drawn
+// at the finer of the slice's two voxel sizes (nearest voxel), so that a 0.8 x 0.8 x 3 mm scan's
+// coronal panel is not squashed 3.75 times; an axis is stretched at most 8 times.
 template <class Paint>
 RgbImage render_slice(const Grid& grid, int s, Paint paint) {
     const SliceAxes a = slice_axes[s];
-    const auto& dim = grid.dim;
-    ISS_REQUIRE(dim[0] > 0 && dim[1] > 0 && dim[2] > 0, "preview: empty volume");
-    const auto size = grid.voxel_size();
+    ISS_REQUIRE(grid.dim[0] > 0 && grid.dim[1] > 0 && grid.dim[2] > 0, "preview: empty volume");
+    // RAS axis r is voxel axis map.axis[r], reversed where map.flip[r].
+    const AxisMap map = axis_map_between(orientation_code(grid.affine), "RAS");
+    std::array<int64_t, 3> dim{};
+    std::array<double, 3> size{};
+    const auto stored_size = grid.voxel_size();
+    for (size_t r = 0; r < 3; ++r) {
+        dim[r] = grid.dim[size_t(map.axis[r])];
+        size[r] = stored_size[size_t(map.axis[r])];
+    }
     const double across_mm = size[size_t(a.across)], up_mm = size[size_t(a.up)];
     const double pixel_mm = std::max(std::min(across_mm, up_mm), std::max(across_mm, up_mm) / 8);
     // Pixels along an axis of n voxels of `mm`, and the voxel that pixel p shows.
@@ -43,7 +52,10 @@ RgbImage render_slice(const Grid& grid, int s, Paint paint) {
         v[size_t(a.up)] = dim[size_t(a.up)] - 1 - voxel(y, dim[size_t(a.up)], up_mm);  // superior / anterior up
         for (int x = 0; x < out.width; ++x) {
             v[size_t(a.across)] = voxel(x, dim[size_t(a.across)], across_mm);
-            paint((v[2] * dim[1] + v[1]) * dim[0] + v[0], out.pixel(x, y));
+            std::array<int64_t, 3> stored{};
+            for (size_t r = 0; r < 3; ++r)
+                stored[size_t(map.axis[r])] = map.flip[r] ? dim[r] - 1 - v[r] : v[r];
+            paint((stored[2] * grid.dim[1] + stored[1]) * grid.dim[0] + stored[0], out.pixel(x, y));
         }
     }
     return out;

@@ -2,11 +2,11 @@
 // map (a fixed colour per label), a label overlay on an image, and a grid montage of such
 // slices, for `synth --preview` and `predict`.
 //
-// Slices are shown in voxel order, flipped so that for a RAS volume superior or anterior is up:
-// axial (k = nz/2) has i across and j up; coronal (j = ny/2) and sagittal (i = nx/2) have i or j
-// across and k up. Pixels are square in mm (anisotropic voxels stretched, nearest voxel, at most
-// 8 times). Callers give RAS volumes (synth's are; predict reorients a scan's copy), so
-// that the panels are the planes they are named after.
+// Slices are read in the volume's RAS order (its axes ordered as reorient to RAS would order
+// them, so that the panels are the planes they are named after whatever the file's voxel
+// order), superior or anterior up: axial (the middle slice along S) has the R axis across and A
+// up; coronal and sagittal have R or A across and S up. Pixels are square in mm (anisotropic
+// voxels stretched, nearest voxel, at most 8 times).
 #pragma once
 
 #include <array>

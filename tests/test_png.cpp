@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "io/orientation.h"
 #include "io/png.h"
 #include "io/preview.h"
 #include "kernels/common/error.h"
@@ -131,6 +132,22 @@ TEST_F(PngTest, MidSlicesHaveSquarePixelsInMillimetres) {
     for (int y = 0; y < 6; ++y) {  // top three rows k = 1, bottom three k = 0
         EXPECT_EQ(s[1].pixel(2, y)[0], grey(2 + 10 + (y < 3 ? 100 : 0))) << y;
         EXPECT_EQ(s[2].pixel(1, y)[0], grey(2 + 10 + (y < 3 ? 100 : 0))) << y;
+    }
+}
+
+// The panels are read in RAS order: the same anisotropic volume stored LIA and PSR gives the
+// same pictures as stored RAS.
+TEST_F(PngTest, MidSlicesAreTheSameInEveryVoxelOrder) {
+    Image img = coded_image();
+    img.grid.affine = Mat4::scaling(1, 2, 3);
+    const MidSlices ras = image_mid_slices(img);
+    for (const char* code : {"LIA", "PSR"}) {
+        const MidSlices other = image_mid_slices(reorient(img, code));
+        for (size_t p = 0; p < 3; ++p) {
+            EXPECT_EQ(other[p].width, ras[p].width) << code << " panel " << p;
+            EXPECT_EQ(other[p].height, ras[p].height) << code << " panel " << p;
+            EXPECT_EQ(other[p].rgb, ras[p].rgb) << code << " panel " << p;
+        }
     }
 }
 
