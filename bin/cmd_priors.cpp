@@ -33,12 +33,14 @@ const char* usage =
     "Estimates intensity priors from real images and their label maps. Per subject the image\n"
     "is clipped to the 2nd and 98th percentiles of its positive intensities and that range\n"
     "rescaled to [0, 255]; then for each label present: the median and 1.4826 * the median\n"
-    "absolute deviation of the intensities inside it. Across the subjects where a label is\n"
-    "present: prior_means = [mean; std] of the medians, prior_stds = [mean; std] of the spreads\n"
-    "(population std, ddof 0: 0 with one subject). Writes DIR/prior_means.npy and\n"
-    "DIR/prior_stds.npy (float64, shape (2, n_labels), columns in label-list order), usable as\n"
-    "prior_means / prior_stds of a synth --config. Labels present in no subject get 0 and a\n"
-    "warning. Every input is checked before anything is written.\n"
+    "absolute deviation of the positive intensities inside it (the first listed label, the\n"
+    "background, keeps its zeros; a label with none counts as absent in that subject, as in\n"
+    "the reference). Across the subjects where a label is present: prior_means = [mean; std]\n"
+    "of the medians, prior_stds = [mean; std] of the spreads (population std, ddof 0: 0 with\n"
+    "one subject). Writes DIR/prior_means.npy and DIR/prior_stds.npy (float64, shape\n"
+    "(2, n_labels), columns in label-list order), usable as prior_means / prior_stds of a\n"
+    "synth --config. Labels present in no subject get 0 and a warning. Every input is checked\n"
+    "before anything is written.\n"
     "\n"
     "  --images DIR       NIfTI images (*.nii, *.nii.gz), or one file\n"
     "  --labels DIR       their label maps: the same file names, each on its image's grid\n"
@@ -118,7 +120,8 @@ int cmd_priors(int argc, char** argv) {
     if (!priors.absent.empty()) {
         std::string names;
         for (const int32_t label : priors.absent) names += cat(names.empty() ? "" : " ", label);
-        std::fprintf(stderr, "warning: label%s %s present in no subject: prior columns set to 0\n",
+        std::fprintf(stderr, "warning: label%s %s present in no subject (or only at the rescaled 0): prior columns "
+                     "set to 0\n",
                      priors.absent.size() > 1 ? "s" : "", names.c_str());
     }
     const size_t n = options.labels.size();

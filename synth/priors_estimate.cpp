@@ -83,7 +83,7 @@ void rescale_intensities(std::vector<double>& values, const std::string& source)
     const double hi = percentile(positive, 98);
     if (lo == hi)
         warning(cat(source, ": its positive intensities have no spread (2nd and 98th percentiles both ", lo,
-                    "); rescaled to 0 as the reference does, so its medians pull the means down"));
+                    "); rescaled to 0 as the reference does, so it counts for the background only"));
     for (double& v : values) {
         if (std::isnan(v)) continue;
         // The reference returns zeros for a flat image rather than divide by zero.
@@ -102,6 +102,7 @@ SubjectStats measure_subject(const std::vector<double>& image, const std::vector
                     " twice in the label list");
 
     std::vector<std::vector<double>> values(n);
+    const int background_group = group[0];
     int32_t last_label = 0;
     int last_group = -1;
     bool have_last = false;
@@ -114,7 +115,12 @@ SubjectStats measure_subject(const std::vector<double>& image, const std::vector
             last_group = it == group_of_label.end() ? -1 : it->second;
             have_last = true;
         }
-        if (last_group >= 0) values[size_t(last_group)].push_back(image[v]);
+        if (last_group < 0) continue;
+        // As the reference (keep_strictly_positive): structures count only their positive
+        // intensities, so the voxels the rescaling clipped to 0 do not pull their medians down;
+        // the first listed label's group, the background, keeps its zeros.
+        if (last_group != background_group && !(image[v] > 0)) continue;
+        values[size_t(last_group)].push_back(image[v]);
     }
 
     SubjectStats stats;

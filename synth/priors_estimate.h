@@ -5,7 +5,9 @@
 // Per subject: intensities are clipped to the 2nd and 98th percentiles of the positive
 // intensities and that range rescaled to [0, 255] (as the reference does); then for each label
 // (or fused class) present, the median and the scaled median absolute deviation (1.4826 * MAD,
-// a consistent estimate of the std for normal data) of the intensities inside it.
+// a consistent estimate of the std for normal data) of the intensities inside it. As in the
+// reference, only positive intensities count, except for the first listed label (the
+// background): a structure whose voxels were all clipped to 0 counts as absent.
 // Across subjects, ignoring those where the label is absent: row 0 the mean, row 1 the
 // population std (ddof 0, as numpy's np.std: 0 with one subject) of the medians (prior_means)
 // and of the spreads (prior_stds). A label absent from every subject gets 0 everywhere.
@@ -62,7 +64,8 @@ double scaled_mad(std::vector<double>& values, double median);
 void rescale_intensities(std::vector<double>& values, const std::string& source);
 
 // Median and spread per label (or class) of an image already rescaled; the label map on the
-// same grid. NaN intensities are ignored; labels not in the list are not measured.
+// same grid. NaN intensities are ignored, and intensities <= 0 too except in the group of the
+// first listed label; labels not in the list are not measured.
 SubjectStats measure_subject(const std::vector<double>& image, const std::vector<int32_t>& labels,
                              const PriorsOptions& options);
 

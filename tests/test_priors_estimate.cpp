@@ -114,6 +114,27 @@ TEST(PriorsEstimate, ConstantAndKnownRegionsPerLabel) {
     EXPECT_EQ(s.voxels[2], 3);
 }
 
+TEST(PriorsEstimate, StructuresCountOnlyTheirPositiveIntensities) {
+    // As the reference's keep_strictly_positive: the voxels the rescaling clipped to 0 leave
+    // the structures' statistics, except the first listed label's (the background). Label 3's
+    // voxels are all 0, so it is absent in this subject.
+    const std::vector<int32_t> labels = {0, 0, 0, 2, 2, 2, 2, 2, 2, 3, 3};
+    const std::vector<double> image = {0, 0, 5, 0, 0, 0, 50, 60, 70, 0, 0};
+    const SubjectStats s = measure_subject(image, labels, options_for({0, 2, 3}));
+    EXPECT_EQ(s.median, (std::vector<double>{0, 60, 0}));
+    EXPECT_EQ(s.voxels, (std::vector<int64_t>{3, 3, 0}));
+    EXPECT_EQ(s.spread[1], 1.4826 * 10);
+    // Fused: the background group is the first listed label's; 41's zeros leave the pool.
+    const std::vector<int32_t> fused_labels = {2, 2, 41, 41};
+    const std::vector<double> fused_image = {0, 10, 0, 30};
+    const SubjectStats pooled = measure_subject(fused_image, fused_labels, options_for({2, 41}, true));
+    EXPECT_EQ(pooled.median, (std::vector<double>{5, 5}));  // 2 leads the list: {0, 0, 10, 30}
+    EXPECT_EQ(pooled.voxels, (std::vector<int64_t>{4, 4}));
+    const SubjectStats behind = measure_subject(fused_image, fused_labels, options_for({0, 2, 41}, true));
+    EXPECT_EQ(behind.median, (std::vector<double>{0, 20, 20}));
+    EXPECT_EQ(behind.voxels, (std::vector<int64_t>{0, 2, 2}));
+}
+
 TEST(PriorsEstimate, FusedClassesPoolTheirLabels) {
     // (2, 21, 41, 61): 2 holds {10, 10}, 41 holds {30, 30, 30}; pooled median 30 written at
     // both columns (21 and 61 are not in the list). (16, 170): 170 alone holds {50}.
@@ -319,11 +340,14 @@ TEST_F(PriorsFiles, ConstantSubjectsGiveExactPriors) {
     mean_std({rescaled(110), rescaled(80), rescaled(80)}, mean, std);
     EXPECT_NEAR(p.means[col(10)], mean, 1e-9);
     EXPECT_NEAR(p.stds[col(10)], 1.4826 * 10 * 255 / 210 / 3, 1e-9);
-    EXPECT_EQ(p.means[col(24)], 0);  // the floor label: clipped to 0
+    // The floor label, clipped to 0 everywhere, counts as absent as in the reference; the
+    // background keeps its zeros.
+    EXPECT_EQ(p.subjects[col(24)], 0);
+    EXPECT_EQ(p.means[col(24)], 0);
     EXPECT_EQ(p.means[col(77)], 255);
     EXPECT_EQ(p.subjects[col(0)], 3);
     EXPECT_EQ(p.means[col(0)], 0);
-    EXPECT_EQ(p.absent.size(), 43u - 10u);  // present: 0 2 3 4 10 11 16 24 77 170
+    EXPECT_EQ(p.absent.size(), 43u - 9u);  // present: 0 2 3 4 10 11 16 77 170
 }
 
 TEST_F(PriorsFiles, RoundTripOfAKnownContrast) {
@@ -412,7 +436,7 @@ TEST_F(PriorsCli, WritesTwoNpyFilesOfShapeTwoBy43) {
     EXPECT_NE(r.out.find("mean of medians"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("wrote prior_means.npy and prior_stds.npy (2 x 43) from 2 subjects"), std::string::npos)
         << r.out;
-    EXPECT_NE(r.err.find("warning: labels 14 15 85 172 5 7 8 12"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("warning: labels 14 15 24 85 172 5 7 8 12"), std::string::npos) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
