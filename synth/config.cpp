@@ -131,6 +131,21 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
     for (int32_t label : c.segmentation_labels)
         ISS_INPUT(labels::index_of(c.generation_labels, label) >= 0, source, ": segmentation label ", label,
                   " is not a generation label");
+    // A flip swaps each one-sided label with its twin; one without a twin to swap with would
+    // stay on the wrong side of the flipped image.
+    if (c.flip_probability > 0)
+        for (const int32_t label : c.generation_labels) {
+            if (!labels::lateral(label)) continue;
+            const int32_t twin = labels::lr_twin(label);
+            ISS_INPUT(twin != label, source, ": generation label ", label,
+                      " is one-sided but has no known twin, so a flip (flip_probability ", c.flip_probability,
+                      ") would leave it on the wrong side");
+            ISS_INPUT(labels::index_of(c.generation_labels, twin) >= 0, source, ": generation label ", label,
+                      " has its twin ", twin, " missing from generation_labels, so a flip (flip_probability ",
+                      c.flip_probability, ") would leave it on the wrong side");
+        }
+    ISS_INPUT(!c.pad_when_smaller || labels::index_of(c.generation_labels, 0) >= 0, source,
+              ": pad_when_smaller pads with background, so generation_labels must hold 0");
     for (const auto& group : c.fused_classes)
         for (int32_t label : group)
             ISS_INPUT(labels::index_of(c.generation_labels, label) >= 0, source, ": fused class label ", label,

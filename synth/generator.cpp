@@ -69,7 +69,8 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
     map.generation = std::move(framed.data);
     map.lr_axis = int(orientation_code(map.grid.affine).find_first_of("RL"));
     // A crop is a multiple of shape_multiple voxels along each axis; on a thinner map (thick
-    // slices, a slab) the clamped sampling would fill the rest with copies of its last slice.
+    // slices, a slab) the clamped sampling would fill the rest with copies of its last slice
+    // (pad_when_smaller fills it with background instead).
     const int64_t m = config.shape_multiple;
     for (int d = 0; d < 3; ++d)
         ISS_INPUT(config.pad_when_smaller || map.grid.dim[size_t(d)] >= m, name, ": ", map.grid.dim[0], "x",
@@ -351,6 +352,8 @@ void Generator::plan_deform() {
     }
     deform.flip_axis = p.flip ? p.flip_axis : -1;
     std::copy(twin_of_.begin(), twin_of_.end(), deform.twin);
+    for (int d = 0; d < 3; ++d) deform.fill_outside[d] = p.out_shape[size_t(d)] > p.map_shape[size_t(d)];
+    deform.outside = uint8_t(std::max(0, labels::index_of(config_.generation_labels, 0)));
     deform.out = b.generation.data();
 }
 

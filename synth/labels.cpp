@@ -78,13 +78,21 @@ const std::vector<std::vector<int32_t>>& fused_classes() {
 }
 
 int32_t lr_twin(int32_t label) {
-    static const int32_t left[] = {2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 17, 18, 21, 26, 28, 30, 31};
-    static const int32_t right[] = {41, 42, 43, 44, 46, 47, 49, 50, 51, 52, 53, 54, 61, 58, 60, 62, 63};
+    // SPEC.md section 1's table, then the adult pairs SynthSeg's sorted lists put side by side.
+    static const int32_t left[] = {2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 17, 18, 21, 26, 28, 30, 31, 25, 136, 137};
+    static const int32_t right[] = {41, 42, 43, 44, 46, 47, 49, 50, 51, 52, 53, 54, 61, 58, 60, 62, 63, 57, 163, 164};
     for (size_t i = 0; i < sizeof left / sizeof left[0]; ++i) {
         if (left[i] == label) return right[i];
         if (right[i] == label) return left[i];
     }
+    if (1000 <= label && label <= 1035) return label + 1000;  // cortical parcels (DK atlas)
+    if (2000 <= label && label <= 2035) return label - 1000;
     return label;
+}
+
+bool lateral(int32_t label) {
+    const Side side = side_of(label);
+    return side == Side::left || side == Side::right;
 }
 
 int index_of(const std::vector<int32_t>& list, int32_t label) {

@@ -14,8 +14,11 @@ const std::vector<int32_t>& segmentation_labels();
 // Groups of generation labels that may share one Gaussian: (2,21,41,61), (16,170), (7,46).
 const std::vector<std::vector<int32_t>>& fused_classes();
 // The right twin of a left label and vice versa (from the published table, never by
-// position); labels without a twin map to themselves.
+// position, extended with the lateral pairs of SynthSeg's adult maps: 25/57, 136/163, 137/164,
+// and the cortical parcels 1000+k/2000+k); labels without a twin map to themselves.
 int32_t lr_twin(int32_t label);
+// Whether FreeSurfer's classification puts the label on one side (a flip must swap it).
+bool lateral(int32_t label);
 
 // SynthSeg 1.0's 32 segmentation labels (the distinct values of its
 // synthseg_segmentation_labels.npy), in its output-channel order.

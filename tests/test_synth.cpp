@@ -255,6 +255,31 @@ TEST_P(SynthDeform, AffineAndFieldMatchReference) {
     EXPECT_LT(differ, got.size());
 }
 
+// pad_when_smaller: along an axis where the crop is larger than the map, positions outside the
+// map read background instead of the clamped edge (which painted stripes of the edge's tissue
+// over the padding); the other axes still clamp.
+TEST_P(SynthDeform, PaddedAxesReadBackgroundOutsideTheMap) {
+    const int64_t nx = map.grid.dim[0];
+    const std::array<int64_t, 3> out_dim{nx + 9, 8, 6};
+    std::vector<uint8_t> edge_tissue = map.generation;  // every voxel labelled: the map fills its box
+    std::replace(edge_tissue.begin(), edge_tissue.end(), uint8_t(0), uint8_t(17));
+    Buffer<uint8_t> map_buffer(ctx(), edge_tissue), out(ctx(), size_t(count(out_dim)));
+    DeformArgs a = base_args(map_buffer, out, out_dim);
+    a.offset[0] = -4, a.offset[1] = map.grid.dim[1] - 5, a.offset[2] = 3;  // y reaches 3 past the map
+    a.fill_outside[0] = true;
+    a.outside = 0;
+    deform_labels(ctx(), a);
+    const std::vector<uint8_t> got = out.download();
+    for (int64_t k = 0; k < out_dim[2]; ++k)
+        for (int64_t j = 0; j < out_dim[1]; ++j)
+            for (int64_t i = 0; i < out_dim[0]; ++i) {
+                const int64_t x = i - 4, y = std::min(j + a.offset[1], map.grid.dim[1] - 1), z = k + 3;
+                const uint8_t want =
+                    x < 0 || x >= nx ? 0 : edge_tissue[size_t((z * map.grid.dim[1] + y) * nx + x)];
+                ASSERT_EQ(got[size_t((k * out_dim[1] + j) * out_dim[0] + i)], want) << i << "," << j << "," << k;
+            }
+}
+
 // On CUDA the deformation runs four voxels of a row a thread: crops whose rows are whole quads
 // (a 32-bit store) and not (voxel by voxel: 37 and 5 wide), each flip axis, against the CPU.
 TEST_P(SynthDeform, CropsOfAnyWidthGiveTheCpusBits) {
@@ -864,6 +889,35 @@ TEST(SynthParams, ClassDrawsFollowPriorsRandomMixAndFusion) {
     const double mean = sum / prior_count, sd = std::sqrt(sum_sq / prior_count - mean * mean);
     EXPECT_NEAR(mean, config.prior_means[size_t(brainstem)], 5 * config.prior_means[43 + size_t(brainstem)] / std::sqrt(prior_count));
     EXPECT_NEAR(sd, config.prior_means[43 + size_t(brainstem)], 0.15 * config.prior_means[43 + size_t(brainstem)]);
+}
+
+// A flip swaps every one-sided label with its twin: SynthSeg's adult lateral labels too (25/57,
+// 136/163, 137/164, the cortical parcels), which an infant-only table left on the wrong side.
+TEST(SynthParams, FlipsSwapEveryOneSidedLabelWithItsTwin) {
+    for (const auto& [left, right] : std::vector<std::pair<int32_t, int32_t>>{
+             {2, 41}, {21, 61}, {26, 58}, {25, 57}, {136, 163}, {137, 164}, {1005, 2005}}) {
+        EXPECT_EQ(labels::lr_twin(left), right);
+        EXPECT_EQ(labels::lr_twin(right), left);
+        EXPECT_TRUE(labels::lateral(left) && labels::lateral(right)) << left;
+    }
+    EXPECT_EQ(labels::lr_twin(16), 16);
+    EXPECT_FALSE(labels::lateral(16));
+    GeneratorConfig config = preset_config("synthseg");
+    config.generation_labels.push_back(25);
+    try {
+        validate_config(config, "flip.json");
+        FAIL() << "a one-sided label without its twin was accepted with flips on";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("flip.json: generation label 25 has its twin 57 missing"),
+                  std::string::npos)
+            << e.what();
+    }
+    config.generation_labels.push_back(57);
+    EXPECT_NO_THROW(validate_config(config, "flip.json"));
+    config.generation_labels.push_back(138);  // one-sided, but no twin is known
+    EXPECT_THROW(validate_config(config, "flip.json"), InputError);
+    config.flip_probability = 0;  // nothing is flipped: nothing to swap
+    EXPECT_NO_THROW(validate_config(config, "flip.json"));
 }
 
 TEST(SynthParams, BadInputIsNamed) {

@@ -26,6 +26,7 @@ void deform_rows_cpu(const DeformArgs& a) {
     // compiler reload them for every voxel.
     const uint8_t* const map = a.map;
     const uint8_t* const twin = a.twin;  // the twin of each label (flipping only)
+    const bool fills = a.fill_outside[0] || a.fill_outside[1] || a.fill_outside[2];  // sources may be -1
     std::vector<float> xs(static_cast<size_t>(nx));
     for (int64_t i = 0; i < nx; ++i) xs[size_t(i)] = position(0, i);
     const RowTaps xt =
@@ -64,10 +65,16 @@ void deform_rows_cpu(const DeformArgs& a) {
 #pragma omp simd
                         for (int32_t i = 0; i < n; ++i) source[i] = deformed_source(a, map_dim, x_of[i], y, z, 0.0f, 0.0f, 0.0f);
                     }
-                    if (a.flip_axis >= 0)
+                    if (fills) {
+                        for (int32_t i = 0; i < n; ++i) {
+                            const uint8_t g = source[i] < 0 ? a.outside : map[source[i]];
+                            out[start + i] = a.flip_axis >= 0 ? twin[g] : g;
+                        }
+                    } else if (a.flip_axis >= 0) {
                         for (int32_t i = 0; i < n; ++i) out[start + i] = twin[map[source[i]]];
-                    else
+                    } else {
                         for (int32_t i = 0; i < n; ++i) out[start + i] = map[source[i]];
+                    }
                 }
             }
     }

@@ -39,15 +39,24 @@ struct DeformArgs {
     int64_t out_dim[3] = {0, 0, 0};
     int flip_axis = -1;  // -1: no flip
     uint8_t twin[max_generation_labels + 1] = {};  // generation index of the left/right twin
+    // Padding a map smaller than the crop (pad_when_smaller): along such an axis a position
+    // outside the map reads `outside` (the background's index), as if the map had been padded
+    // with background; along the others it is clamped, as the reference repeats the edge.
+    bool fill_outside[3] = {false, false, false};
+    uint8_t outside = 0;
     uint8_t* out = nullptr;
 };
 
 // The map voxel (its offset in the map) that map position (x, y, z) with displacement
-// (dx, dy, dz) reads: the affine about the centre, the nearest voxel, clamped. I: the index type
-// (int32_t in the CPU rows, where the map is smaller than 2^31 voxels; the same result).
+// (dx, dy, dz) reads: the affine about the centre, the nearest voxel, clamped; -1 when it falls
+// outside the map along a fill_outside axis. I: the index type (int32_t in the CPU rows, where
+// the map is smaller than 2^31 voxels; the same result).
 template <class I>
 ISS_HD_INLINE I deformed_axis(const DeformArgs& a, int r, float cx, float cy, float cz, I n) {
-    return detail::nearest_clamped(fmaf(a.affine[r][0], cx, fmaf(a.affine[r][1], cy, fmaf(a.affine[r][2], cz, a.source_centre[r]))), n);
+    const I i = detail::nearest_of(
+        fmaf(a.affine[r][0], cx, fmaf(a.affine[r][1], cy, fmaf(a.affine[r][2], cz, a.source_centre[r]))), n);
+    if (a.fill_outside[r] && (i < I(0) || i >= n)) return I(-1);
+    return detail::clamp_index(i, n);
 }
 
 template <class I>
@@ -59,7 +68,14 @@ ISS_HD_INLINE I deformed_source(const DeformArgs& a, const I map_dim[3], float x
     const I sx = deformed_axis(a, 0, cx, cy, cz, map_dim[0]);
     const I sy = deformed_axis(a, 1, cx, cy, cz, map_dim[1]);
     const I sz = deformed_axis(a, 2, cx, cy, cz, map_dim[2]);
+    if (sx < I(0) || sy < I(0) || sz < I(0)) return I(-1);
     return (sz * map_dim[1] + sy) * map_dim[0] + sx;
+}
+
+// The generation index at a source from deformed_source.
+template <class I>
+ISS_HD_INLINE uint8_t label_at(const DeformArgs& a, I source) {
+    return source < I(0) ? a.outside : a.map[source];
 }
 
 // Four voxels of a row per call on CUDA (kernels/common/quad.h; fewer at the end of a row whose
@@ -101,7 +117,7 @@ struct DeformBody {
             const float x = position(0, i + v);
             float phi[3] = {0, 0, 0};
             if (a.field) sample_rows_at<3>(a.field, field_dim, rows, x * a.field_ratio[0], phi);
-            const uint8_t g = a.map[deformed_source(a, map_dim, x, y, z, phi[0], phi[1], phi[2])];
+            const uint8_t g = label_at(a, deformed_source(a, map_dim, x, y, z, phi[0], phi[1], phi[2]));
             labels[v] = a.flip_axis >= 0 ? a.twin[g] : g;
         }
         uint8_t* out = a.out + (k * out_dim[1] + j) * out_dim[0] + i;
