@@ -113,7 +113,7 @@ int cmd_info(int argc, char** argv) {
             print_file(path);
         } catch (const InputError& e) {
             std::fflush(stdout);
-            std::fprintf(stderr, "infant-synthseg info: error: %s\n", e.what());
+            std::fprintf(stderr, "infant-synthseg info: error: %s\n", one_line(e.what()).c_str());
             status = 2;
         }
         std::fflush(stdout);

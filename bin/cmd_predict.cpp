@@ -266,16 +266,16 @@ int cmd_predict(int argc, char** argv) {
             if (!folder) run_outputs = std::move(outputs);
             written = true;
         } catch (const InputError& e) {
-            std::fprintf(stderr, "%sinfant-synthseg predict: error: %s%s\n", show_bar ? "\n" : "", e.what(),
-                         folder ? " (skipped)" : "");
+            std::fprintf(stderr, "%sinfant-synthseg predict: error: %s%s\n", show_bar ? "\n" : "",
+                         one_line(e.what()).c_str(), folder ? " (skipped)" : "");
             ++failed_input;
         } catch (const Error& e) {  // not the input's fault (a full disk): said as main says it
-            std::fprintf(stderr, "%sinfant-synthseg predict: error: %s%s\n", show_bar ? "\n" : "", e.what(),
-                         folder ? " (skipped)" : "");
+            std::fprintf(stderr, "%sinfant-synthseg predict: error: %s%s\n", show_bar ? "\n" : "",
+                         one_line(e.what()).c_str(), folder ? " (skipped)" : "");
             ++failed_other;
         } catch (const std::exception& e) {
             std::fprintf(stderr, "%sinfant-synthseg predict: internal error on %s: %s%s\n", show_bar ? "\n" : "",
-                         job.input.c_str(), e.what(), folder ? " (skipped)" : "");
+                         one_line(job.input).c_str(), one_line(e.what()).c_str(), folder ? " (skipped)" : "");
             ++failed_other;
         }
         const auto now = std::chrono::steady_clock::now();

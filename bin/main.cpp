@@ -4,6 +4,7 @@
 #include <exception>
 #include <string>
 
+#include "bin/cli.h"
 #include "bin/commands.h"
 #include "io/file_util.h"
 #include "kernels/common/device.h"
@@ -83,17 +84,19 @@ int main(int argc, char** argv) {
         } catch (const iss::InputError& e) {
             // Messages that already start with the command's name ("train: option ...") keep
             // it once.
-            const std::string message = e.what(), own = std::string(c.name) + ": ";
+            const std::string message = iss::cli::one_line(e.what()), own = std::string(c.name) + ": ";
             const bool named = message.compare(0, own.size(), own) == 0;
             std::fprintf(stderr, "infant-synthseg %s: error: %s\n", c.name,
                          named ? message.c_str() + own.size() : message.c_str());
             return 2;
         } catch (const iss::Error& e) {
             // Not the user's input: a failed write (disk full), a library call, a broken invariant.
-            std::fprintf(stderr, "infant-synthseg %s: error: %s\n", c.name, e.what());
+            std::fprintf(stderr, "infant-synthseg %s: error: %s\n", c.name,
+                         iss::cli::one_line(e.what()).c_str());
             return 1;
         } catch (const std::exception& e) {
-            std::fprintf(stderr, "infant-synthseg %s: internal error: %s\n", c.name, e.what());
+            std::fprintf(stderr, "infant-synthseg %s: internal error: %s\n", c.name,
+                         iss::cli::one_line(e.what()).c_str());
             return 1;
         }
     }

@@ -16,8 +16,7 @@ namespace iss {
 namespace {
 
 // Bounds for what an attribute or dataset of a weights file may claim before we allocate.
-constexpr int64_t kMaxStrings = 1 << 20;     // names in one attribute
-constexpr size_t kMaxStringBytes = 1 << 16;  // one fixed-length string
+constexpr int64_t kMaxStrings = 1 << 20;  // names in one attribute
 constexpr int64_t kMaxAttributeBytes = int64_t(64) << 20;
 constexpr int64_t kMaxDatasetElements = int64_t(1) << 31;
 constexpr int kMaxRank = 8;
@@ -274,7 +273,8 @@ bool Hdf5Reader::has_attribute(const std::string& object, const std::string& nam
     return H5Aexists_by_name(file_, object.c_str(), name.c_str(), H5P_DEFAULT) > 0;
 }
 
-std::vector<std::string> Hdf5Reader::string_list(const std::string& object, const std::string& name) const {
+std::vector<std::string> Hdf5Reader::string_list(const std::string& object, const std::string& name,
+                                                 size_t max_bytes) const {
     const std::string where = cat(path_, ": attribute '", name, "' of ", object);
     ISS_INPUT(has_attribute(object, name), path_, ": no attribute '", name, "' on ", object);
     Id attribute(H5Aopen_by_name(file_, object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
@@ -288,18 +288,21 @@ std::vector<std::string> Hdf5Reader::string_list(const std::string& object, cons
     if (count == 0) return {};  // an empty list of any type
     ISS_INPUT(H5Tget_class(type.get()) == H5T_STRING, where, ": expected strings, found ", type_name(type.get()));
     ISS_INPUT(count <= kMaxStrings, where, ": ", count, " names is more than a weights file holds");
+    const bool variable = H5Tis_variable_str(type.get()) > 0;
+    // Variable-length strings are read through raw heap references (Hdf5Reader::Heaps above).
+    ISS_INPUT(!variable || (address_bytes_ == 8 && length_bytes_ == 8), where,
+              ": variable-length strings in a file of ", address_bytes_, "-byte addresses and ", length_bytes_,
+              "-byte lengths are not supported");
     // libhdf5 copies count x element bytes out of the attribute's stored data without comparing
     // the two (fuzz_keras_hdf5: a read past the buffer).
-    const size_t element = H5Tis_variable_str(type.get()) > 0 ? kReferenceBytes : H5Tget_size(type.get());
+    const size_t element = variable ? kReferenceBytes : H5Tget_size(type.get());
     ISS_INPUT(H5Aget_storage_size(attribute.get()) == hsize_t(count) * element, where, ": holds ",
               H5Aget_storage_size(attribute.get()), " bytes for ", count, " names of ", element, " bytes (damaged)");
 
     std::vector<std::string> values;
     values.reserve(size_t(count));
-    if (H5Tis_variable_str(type.get()) > 0) {
+    if (variable) {
         // Every reference checked before libhdf5 follows one (Hdf5Reader::Heaps above).
-        ISS_INPUT(address_bytes_ == 8 && length_bytes_ == 8, where, ": variable-length strings in a file of ",
-                  address_bytes_, "-byte addresses and ", length_bytes_, "-byte lengths are not supported");
         {
             Id raw(H5Tcreate(H5T_OPAQUE, kReferenceBytes), H5Tclose);
             H5Tset_tag(raw.get(), kRawReferenceTag);
@@ -313,6 +316,7 @@ std::vector<std::string> Hdf5Reader::string_list(const std::string& object, cons
                 std::memcpy(&address, r + 4, 8);
                 std::memcpy(&index, r + 12, 4);
                 if (length == 0 && address == 0) continue;  // a null string: no heap object
+                ISS_INPUT(length <= max_bytes, where, ": a string of ", length, " bytes is more than expected");
                 heaps_->check(address, index, length, where);
             }
         }
@@ -321,7 +325,7 @@ std::vector<std::string> Hdf5Reader::string_list(const std::string& object, cons
         H5Tset_cset(memory.get(), H5Tget_cset(type.get()));
         std::vector<char*> pointers(size_t(count), nullptr);
         ISS_INPUT(H5Aread(attribute.get(), memory.get(), pointers.data()) >= 0, where, ": cannot be read");
-        for (char* p : pointers) values.emplace_back(p ? std::string(p, strnlen(p, kMaxStringBytes)) : std::string());
+        for (char* p : pointers) values.emplace_back(p ? std::string(p, strnlen(p, max_bytes)) : std::string());
 #if H5_VERSION_GE(1, 12, 0)
         H5Treclaim(memory.get(), space.get(), H5P_DEFAULT, pointers.data());
 #else
@@ -330,11 +334,12 @@ std::vector<std::string> Hdf5Reader::string_list(const std::string& object, cons
         return values;
     }
     const size_t size = H5Tget_size(type.get());
-    ISS_INPUT(size >= 1 && size <= kMaxStringBytes && int64_t(size) * count <= kMaxAttributeBytes, where,
-              ": strings of ", size, " bytes are more than a weights file holds");
+    ISS_INPUT(size >= 1 && size <= max_bytes && int64_t(size) * count <= kMaxAttributeBytes, where,
+              ": strings of ", size, " bytes are more than expected");
     Id memory(H5Tcopy(H5T_C_S1), H5Tclose);
     H5Tset_size(memory.get(), size);
     H5Tset_strpad(memory.get(), H5T_STR_NULLPAD);
+    H5Tset_cset(memory.get(), H5Tget_cset(type.get()));  // h5py writes UTF-8 ones too
     std::vector<char> buffer(size * size_t(count), '\0');
     ISS_INPUT(H5Aread(attribute.get(), memory.get(), buffer.data()) >= 0, where, ": cannot be read");
     for (int64_t i = 0; i < count; ++i) {
@@ -358,6 +363,57 @@ Hdf5Reader::DatasetInfo Hdf5Reader::dataset_info(const std::string& name) const 
     return info;
 }
 
+// Before we allocate for a dataset, its data must be in the file: dims alone prove nothing, and
+// HDF5 reads what was never written (an interrupted save) as fill values without a word.
+void Hdf5Reader::require_stored_data(int64_t dataset, const std::string& name,
+                                     const std::vector<int64_t>& shape) const {
+    int64_t count = 1;
+    for (int64_t d : shape) count *= d;
+    const std::string where = cat(path_, ": dataset ", name);
+    Id plist(H5Dget_create_plist(dataset), H5Pclose);
+    ISS_INPUT(plist.ok(), where, " is unreadable");
+    const int filters = H5Pget_nfilters(plist.get());
+    ISS_INPUT(filters >= 0 && filters <= 32, where, " is unreadable (its filter list is damaged)");
+    for (int f = 0; f < filters; ++f) {
+        unsigned flags = 0, config = 0;
+        size_t values = 0;
+        char filter_name[64] = {};
+        const H5Z_filter_t id = H5Pget_filter2(plist.get(), unsigned(f), &flags, &values, nullptr,
+                                               sizeof filter_name, filter_name, &config);
+        ISS_INPUT(id >= 0, where, " is unreadable (its filter list is damaged)");
+        ISS_INPUT(H5Zfilter_avail(id) > 0, where, " is compressed with HDF5 filter ", int(id),
+                  filter_name[0] ? cat(" (", filter_name, ")") : std::string(),
+                  ", which this build of HDF5 cannot decode: rewrite it with gzip or none (h5repack -f NONE)");
+    }
+    const hsize_t stored = H5Dget_storage_size(dataset);
+    ISS_INPUT(stored > 0, where, " stores no data (never written: an interrupted save?)");
+    hsize_t file_bytes = 0;
+    H5Fget_filesize(file_, &file_bytes);
+    ISS_INPUT(stored <= file_bytes, where, " claims ", stored, " stored bytes, more than the file holds");
+    const double claimed = 4.0 * double(count);
+    if (H5Pget_layout(plist.get()) != H5D_CHUNKED) {
+        ISS_INPUT(double(stored) >= claimed, where, " stores ", stored, " bytes for ", count, " values");
+        return;
+    }
+    // Chunked: every chunk written, and no more than a plausible compression of what is stored.
+    ISS_INPUT(claimed <= 1024.0 * double(stored), where, " claims ", count, " values from ", stored,
+              " stored bytes, more than any compression gives");
+    hsize_t chunk[kMaxRank] = {};
+    const int rank = H5Pget_chunk(plist.get(), kMaxRank, chunk);
+    ISS_INPUT(rank == int(shape.size()), where, " is unreadable (its chunk shape is damaged)");
+    hsize_t expected = 1;
+    for (int d = 0; d < rank; ++d) {
+        ISS_INPUT(chunk[d] >= 1, where, " is unreadable (its chunk shape is damaged)");
+        expected *= (hsize_t(shape[size_t(d)]) + chunk[d] - 1) / chunk[d];
+    }
+    Id space(H5Dget_space(dataset), H5Sclose);
+    hsize_t written = 0;
+    ISS_INPUT(space.ok() && H5Dget_num_chunks(dataset, space.get(), &written) >= 0, where,
+              " is unreadable (its chunk index is damaged)");
+    ISS_INPUT(written == expected, where, " stores ", written, " of its ", expected,
+              " chunks (never completely written: an interrupted save?)");
+}
+
 std::vector<float> Hdf5Reader::read_f32(const std::string& name, const std::vector<int64_t>& shape) const {
     const DatasetInfo info = dataset_info(name);
     ISS_INPUT(info.float32, path_, ": dataset ", name, " holds ", info.type, ", expected float32");
@@ -368,14 +424,7 @@ std::vector<float> Hdf5Reader::read_f32(const std::string& name, const std::vect
     if (count == 0) return {};
     Id dataset(H5Dopen2(file_, name.c_str(), H5P_DEFAULT), H5Dclose);
     ISS_INPUT(dataset.ok(), path_, ": dataset ", name, " cannot be opened");
-    // The data must fit in the file (uncompressed), or in a plausible compression of it, before
-    // we allocate for it: dims alone prove nothing.
-    hsize_t file_bytes = 0;
-    H5Fget_filesize(file_, &file_bytes);
-    Id plist(H5Dget_create_plist(dataset.get()), H5Pclose);
-    const bool contiguous = plist.ok() && H5Pget_layout(plist.get()) != H5D_CHUNKED;
-    const double claimed = 4.0 * double(count), limit = double(file_bytes) * (contiguous ? 1.0 : 1024.0);
-    ISS_INPUT(claimed <= limit, path_, ": dataset ", name, " claims ", count, " values, more than the file holds");
+    require_stored_data(dataset.get(), name, shape);
     std::vector<float> data(static_cast<size_t>(count));
     ISS_INPUT(H5Dread(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()) >= 0, path_,
               ": dataset ", name, " cannot be read (truncated or damaged file?)");
@@ -466,7 +515,7 @@ void write_dataset(hid_t file, const std::string& path, const std::string& name,
     const Id links = intermediate_groups();
     Id dataset(H5Dcreate2(file, name.c_str(), file_type, space.get(), links.get(), H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
     check(dataset.ok() ? 0 : -1, path, cat("create dataset ", name));
-    if (count > 0)
+    if (count > 0 && data)
         check(H5Dwrite(dataset.get(), memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), path,
               cat("write dataset ", name));
 }
@@ -481,6 +530,12 @@ void Hdf5Writer::dataset_f32(const std::string& name, const std::vector<int64_t>
 void Hdf5Writer::dataset_f64(const std::string& name, const std::vector<int64_t>& shape,
                              const std::vector<double>& data) {
     write_dataset(file_, path_, name, shape, data.data(), data.size(), H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE);
+}
+
+void Hdf5Writer::dataset_f32_unwritten(const std::string& name, const std::vector<int64_t>& shape) {
+    int64_t count = 1;
+    for (int64_t d : shape) count *= d;
+    write_dataset(file_, path_, name, shape, nullptr, size_t(count), H5T_IEEE_F32LE, H5T_NATIVE_FLOAT);
 }
 
 void Hdf5Writer::close() {

@@ -31,9 +31,12 @@ public:
     bool has_dataset(const std::string& name) const;
     bool has_attribute(const std::string& object, const std::string& name) const;
 
-    // An attribute holding strings (fixed-length or variable-length, scalar or 1-D); an empty
-    // attribute of any type is an empty list (tf-keras writes a layer without weights so).
-    std::vector<std::string> string_list(const std::string& object, const std::string& name) const;
+    // An attribute holding strings (fixed-length or variable-length, scalar or 1-D, any
+    // character set); an empty attribute of any type is an empty list (tf-keras writes a layer
+    // without weights so). A string longer than `max_bytes` is bad input.
+    static constexpr size_t max_name_bytes = 1 << 16;
+    std::vector<std::string> string_list(const std::string& object, const std::string& name,
+                                         size_t max_bytes = max_name_bytes) const;
 
     // The dims of a dataset, and whether it holds 32-bit floats.
     struct DatasetInfo {
@@ -43,11 +46,15 @@ public:
     };
     DatasetInfo dataset_info(const std::string& name) const;
 
-    // A float32 dataset of exactly `shape`, in C order; InputError naming it otherwise, and when
-    // its data cannot be read (a truncated file).
+    // A float32 dataset of exactly `shape`, in C order; InputError naming it otherwise, when
+    // its data cannot be read (a truncated file), when it stores no data or misses chunks (a
+    // save that was interrupted: HDF5 would give fill values), and when it needs a filter this
+    // build of HDF5 lacks.
     std::vector<float> read_f32(const std::string& name, const std::vector<int64_t>& shape) const;
 
 private:
+    void require_stored_data(int64_t dataset, const std::string& name, const std::vector<int64_t>& shape) const;
+
     std::string path_;
     int64_t file_ = -1;  // hid_t
     size_t address_bytes_ = 8, length_bytes_ = 8;  // the file's sizes of addresses and lengths
@@ -76,6 +83,8 @@ public:
     void dataset_f32(const std::string& name, const std::vector<int64_t>& shape, const std::vector<float>& data);
     // The same in float64 (no weights file of ours has one: the tests write wrong-dtype files).
     void dataset_f64(const std::string& name, const std::vector<int64_t>& shape, const std::vector<double>& data);
+    // A float32 dataset created and never written, as an interrupted save leaves one (tests).
+    void dataset_f32_unwritten(const std::string& name, const std::vector<int64_t>& shape);
     // Flushes and closes; the destructor closes without checking.
     void close();
 

@@ -285,14 +285,7 @@ std::map<std::string, std::string> load_weights(const std::string& weights_path,
     std::vector<float> values(size_t(params.trainable_span())), state(size_t(params.state_span()));
     for (const ParamInfo& info : params.infos()) {
         const std::vector<float> v = file.at(info.name).as_f32();
-        // Untrusted values: NaN or infinity would poison every output; a negative running
-        // variance would take a square root of a negative number.
-        const bool variance = info.name.size() > 12 && info.name.compare(info.name.size() - 12, 12, ".running_var") == 0;
-        for (size_t i = 0; i < v.size(); ++i) {
-            ISS_INPUT(std::isfinite(v[i]), weights_path, ": tensor ", info.name, " holds ", v[i], " at element ", i);
-            ISS_INPUT(!variance || v[i] >= 0, weights_path, ": tensor ", info.name, " holds the negative variance ",
-                      v[i], " at element ", i);
-        }
+        require_usable_parameter(v, cat(weights_path, ": tensor ", info.name), ends_with(info.name, ".running_var"));
         std::copy(v.begin(), v.end(), (info.trainable ? values : state).begin() + info.offset);
     }
     DeviceContext& ctx = params.context();

@@ -1,9 +1,12 @@
 #include "nn/keras.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <set>
+
+#include <nlohmann/json.hpp>
 
 #include "io/file_util.h"
 #include "io/hdf5.h"
@@ -136,10 +139,11 @@ class Reader {
 public:
     explicit Reader(const std::string& path) : file_(path), path_(path) {
         root_ = file_.has_group("/model_weights") ? "/model_weights" : "";
-        ISS_INPUT(file_.has_attribute(root_.empty() ? "/" : root_, "layer_names"), path_,
+        const std::string object = root_.empty() ? "/" : root_;
+        ISS_INPUT(file_.has_attribute(object, "layer_names") || file_.has_attribute(object, "layer_names0"), path_,
                   ": not a Keras weights file (no 'layer_names' attribute", root_.empty() ? "" : " in /model_weights",
                   ")");
-        layers_ = file_.string_list(root_.empty() ? "/" : root_, "layer_names");
+        layers_ = name_list(object, "layer_names");
     }
 
     KerasUNet read() {
@@ -151,16 +155,192 @@ public:
             if (v.size() == 1) model.keras_version = v[0];
         }
         model.unet = infer();
-        for (const LayerMap& layer : layout_of(model.unet).weighted) read_layer(layer, model.tensors);
+        const KerasLayout layout = layout_of(model.unet);
+        require_only_layout_layers(layout);
+        if (!root_.empty() && file_.has_attribute("/", "model_config")) check_model_config(layout);
+        for (const LayerMap& layer : layout.weighted) read_layer(layer, model.tensors);
         return model;
     }
 
 private:
+    // A name list as Keras writes it: one attribute, or, past 64 KB, split into NAME0, NAME1, ...
+    // (save_attributes_to_hdf5_group).
+    std::vector<std::string> name_list(const std::string& object, const std::string& name) const {
+        if (file_.has_attribute(object, name)) return file_.string_list(object, name);
+        std::vector<std::string> all;
+        for (int part = 0; file_.has_attribute(object, cat(name, part)); ++part) {
+            ISS_INPUT(part < 1024, path_, ": attribute '", name, "' of ", object, " is split into too many parts");
+            for (std::string& n : file_.string_list(object, cat(name, part))) all.push_back(std::move(n));
+        }
+        return all;
+    }
+
+    // Every U-Net layer in the file is one the inferred architecture has: a weighted layer it
+    // does not have (a third decoder convolution, a batch norm past the last level) would
+    // otherwise be dropped without a word.
+    void require_only_layout_layers(const KerasLayout& layout) const {
+        const std::set<std::string> known(layout.layer_names.begin(), layout.layer_names.end());
+        for (const std::string& name : layers_)
+            ISS_INPUT(!starts_with(name, "unet_") || weightless_unet_layer(name) || known.count(name), path_,
+                      ": layer ", name, " is not part of the U-Net its other layers describe (", layout_text(layout),
+                      ")");
+    }
+
+    static std::string layout_text(const KerasLayout& layout) {
+        int convs = 0, norms = 0;
+        for (const LayerMap& l : layout.weighted) (l.batch_norm ? norms : convs) += 1;
+        return cat(convs, " convolutions and ", norms, " batch norms");
+    }
+
+    // A whole model says how its layers compute; a weights-only file cannot, and is taken to be
+    // ext/neuron's U-Net as SynthSeg builds it (ELU, batch norm epsilon 1e-3, softmax). Every
+    // U-Net layer of model_config must compute what our U-Net computes, or the file is refused:
+    // a ReLU model run with ELU gives other labels without any error.
+    void check_model_config(const KerasLayout& layout) const {
+        const std::vector<std::string> text = file_.string_list("/", "model_config", size_t(64) << 20);
+        ISS_INPUT(text.size() == 1, path_, ": attribute 'model_config' is not one string");
+        nlohmann::json config;
+        try {
+            config = nlohmann::json::parse(text[0]);
+        } catch (const nlohmann::json::exception&) {
+            throw InputError(cat(path_, ": attribute 'model_config' is not valid JSON"));
+        }
+        const nlohmann::json* layers = nullptr;
+        if (config.is_object() && config.contains("config") && config["config"].is_object() &&
+            config["config"].contains("layers") && config["config"]["layers"].is_array())
+            layers = &config["config"]["layers"];
+        ISS_INPUT(layers, path_, ": model_config holds no layer list");
+        const std::set<std::string> weighted = [&] {
+            std::set<std::string> names;
+            for (const LayerMap& l : layout.weighted) names.insert(l.keras);
+            return names;
+        }();
+        for (const nlohmann::json& layer : *layers) {
+            if (!layer.is_object() || !layer.contains("config") || !layer["config"].is_object()) continue;
+            const nlohmann::json& c = layer["config"];
+            const std::string name = text_of(c, "name"), kind = text_of(layer, "class_name");
+            if (!starts_with(name, "unet_")) continue;  // another model's layer (training checkpoints)
+            const std::string why = layer_difference(kind, name, c);
+            ISS_INPUT(why.empty(), path_, ": model_config: layer ", name, " (", kind, ") ", why,
+                      "; this program's U-Net computes only what ext/neuron's SynthSeg U-Net does");
+            if (kind == "Conv3D" || kind == "BatchNormalization")
+                ISS_INPUT(weighted.count(name), path_, ": model_config: layer ", name, " holds no weights in the file");
+        }
+    }
+
+    static std::string text_of(const nlohmann::json& object, const char* key) {
+        const auto it = object.find(key);
+        return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+    }
+
+    // An activation as Keras serialises it: "elu", or {"class_name": ..., "config": {"name": ...}}.
+    static std::string activation_of(const nlohmann::json& c) {
+        const auto it = c.find("activation");
+        if (it == c.end()) return "linear";
+        if (it->is_string()) return it->get<std::string>();
+        if (it->is_object() && it->contains("config") && (*it)["config"].is_object())
+            return text_of((*it)["config"], "name");
+        return "?";
+    }
+
+    // Whether a list option equals `value` on every axis (absent: Keras' default, taken as equal).
+    static bool all_equal(const nlohmann::json& c, const char* key, int value) {
+        const auto it = c.find(key);
+        if (it == c.end() || it->is_null()) return true;
+        if (it->is_number_integer()) return it->get<int>() == value;
+        if (!it->is_array()) return false;
+        for (const nlohmann::json& v : *it)
+            if (!v.is_number_integer() || v.get<int>() != value) return false;
+        return true;
+    }
+
+    static bool channel_axis(const nlohmann::json& c) {
+        const auto it = c.find("axis");
+        if (it == c.end()) return true;
+        const nlohmann::json& a = it->is_array() && it->size() == 1 ? (*it)[0] : *it;
+        return a.is_number_integer() && (a.get<int>() == -1 || a.get<int>() == 4);
+    }
+
+    // "" when the layer computes what ours does; otherwise what differs.
+    static std::string layer_difference(const std::string& kind, const std::string& name, const nlohmann::json& c) {
+        const std::string data_format = text_of(c, "data_format");
+        if (!data_format.empty() && data_format != "channels_last") return cat("has data_format ", data_format);
+        if (kind == "InputLayer" || kind == "MaxPooling3D" || kind == "UpSampling3D" || kind == "Concatenate") {
+            if (kind == "MaxPooling3D" && !(all_equal(c, "pool_size", 2) && all_equal(c, "strides", 2)))
+                return "is not a 2x2x2 pooling of stride 2";
+            if (kind == "UpSampling3D" && !all_equal(c, "size", 2)) return "does not upsample by 2";
+            if (kind == "Concatenate" && !channel_axis(c)) return "does not concatenate channels";
+            return "";
+        }
+        if (kind == "Conv3D") {
+            const std::string want = name == likelihood ? "linear" : "elu";
+            if (activation_of(c) != want) return cat("has activation ", activation_of(c), ", not ", want);
+            if (!all_equal(c, "strides", 1) || !all_equal(c, "dilation_rate", 1) || !all_equal(c, "groups", 1))
+                return "is strided, dilated or grouped";
+            if (c.contains("use_bias") && c["use_bias"] != true) return "has no bias";
+            if (name != likelihood && text_of(c, "padding") != "same") return "does not pad 'same'";
+            return "";
+        }
+        if (kind == "BatchNormalization") {
+            const auto eps = c.find("epsilon");
+            if (eps != c.end() && !(eps->is_number() && std::fabs(eps->get<double>() - 1e-3) <= 1e-9))
+                return cat("has epsilon ", eps->dump(), ", not 0.001");
+            if ((c.contains("center") && c["center"] != true) || (c.contains("scale") && c["scale"] != true))
+                return "has no beta or no gamma";
+            if (!channel_axis(c)) return "does not normalise the channels";
+            return "";
+        }
+        if (name == "unet_prediction") {
+            if (kind == "Activation") return activation_of(c) == "softmax" ? "" : cat("is ", activation_of(c));
+            if (kind == "Softmax") return channel_axis(c) ? "" : "is a softmax over another axis";
+            if (kind == "Lambda") return lambda_is_softmax(c) ? "" : "is a Lambda that does not apply a softmax";
+        }
+        return "is a layer type this program does not build";
+    }
+
+    // ext/neuron's output is Lambda(lambda x: keras.activations.softmax(x, axis=...)), stored as
+    // base64 of the marshalled Python code, whose names include "softmax".
+    static bool lambda_is_softmax(const nlohmann::json& c) {
+        const auto it = c.find("function");
+        if (it == c.end()) return false;
+        if (it->is_string()) return it->get<std::string>().find("softmax") != std::string::npos;
+        if (!it->is_array() || it->empty() || !(*it)[0].is_string()) return false;
+        return base64_decode((*it)[0].get<std::string>()).find("softmax") != std::string::npos;
+    }
+
+    static std::string base64_decode(const std::string& text) {
+        std::string out;
+        uint32_t bits = 0;
+        int count = 0;
+        for (const char ch : text) {
+            int v;
+            if (ch >= 'A' && ch <= 'Z') v = ch - 'A';
+            else if (ch >= 'a' && ch <= 'z') v = ch - 'a' + 26;
+            else if (ch >= '0' && ch <= '9') v = ch - '0' + 52;
+            else if (ch == '+') v = 62;
+            else if (ch == '/') v = 63;
+            else continue;  // line breaks and padding
+            bits = (bits << 6) | uint32_t(v);
+            count += 6;
+            if (count >= 8) {
+                count -= 8;
+                out.push_back(char((bits >> count) & 0xff));
+            }
+        }
+        return out;
+    }
+
     // The architecture from the names and the shapes of the first convolution and the head.
     UNetConfig infer() {
         std::set<std::pair<int, int>> down;
         std::set<int> bn_down;
         for (const std::string& name : layers_) {
+            // SynthSeg 2.0's files hold a cascade whose answer comes from the later networks.
+            ISS_INPUT(!starts_with(name, "unet2_") && !starts_with(name, "l2l_"), path_, ": layer ", name,
+                      " belongs to SynthSeg 2.0's cascade (a denoiser and a second U-Net after the first): its "
+                      "segmentation is not the first U-Net's, and this program builds only that one");
+            ISS_INPUT(!starts_with(name, "unet_parc_"), path_, ": layer ", name,
+                      " belongs to SynthSeg 2.0's parcellation network, which this program does not build");
             if (!starts_with(name, "unet_")) continue;  // another model's layer (training checkpoints)
             const auto d = two_indices(name, "unet_conv_downarm_");
             if (d.first >= 0) {
@@ -227,14 +407,17 @@ private:
     std::vector<std::string> weight_names(const std::string& layer, const std::vector<std::string>& suffixes) const {
         ISS_INPUT(std::find(layers_.begin(), layers_.end(), layer) != layers_.end(), path_, ": missing layer ", layer);
         ISS_INPUT(file_.has_group(group(layer)), path_, ": layer ", layer, " is listed but its group is missing");
-        const std::vector<std::string> names = file_.string_list(group(layer), "weight_names");
+        const std::vector<std::string> names = name_list(group(layer), "weight_names");
+        // tf-keras writes "layer/kernel:0", Keras 3's legacy HDF5 "layer/kernel".
+        auto ends_with_weight = [](const std::string& n, std::string suffix) {
+            for (int form = 0; form < 2; ++form, suffix.resize(suffix.size() - 2))
+                if (n.size() > suffix.size() && n.compare(n.size() - suffix.size(), std::string::npos, suffix) == 0 &&
+                    n[n.size() - suffix.size() - 1] == '/')
+                    return true;
+            return false;
+        };
         bool ok = names.size() == suffixes.size();
-        for (size_t i = 0; ok && i < names.size(); ++i) {
-            const std::string& n = names[i];
-            ok = n.size() > suffixes[i].size() &&
-                 n.compare(n.size() - suffixes[i].size(), std::string::npos, suffixes[i]) == 0 &&
-                 n[n.size() - suffixes[i].size() - 1] == '/';
-        }
+        for (size_t i = 0; ok && i < names.size(); ++i) ok = ends_with_weight(names[i], suffixes[i]);
         std::string expected;
         for (const std::string& s : suffixes) expected += (expected.empty() ? "" : ", ") + s;
         ISS_INPUT(ok, path_, ": layer ", layer, " holds ", names.size(), " weights; expected ", expected);
@@ -254,16 +437,23 @@ private:
             const std::vector<std::string> names =
                 weight_names(layer.keras, {bn_weights[0], bn_weights[1], bn_weights[2], bn_weights[3]});
             for (int w = 0; w < 4; ++w)
-                tensors[layer.ours + "." + bn_params[w]] =
-                    file_.read_f32(group(layer.keras) + "/" + names[size_t(w)], {layer.out_c});
+                tensors[layer.ours + "." + bn_params[w]] = read(layer.keras, names[size_t(w)], {layer.out_c});
             return;
         }
         const std::vector<std::string> names = weight_names(layer.keras, {"kernel:0", "bias:0"});
         const int64_t k = layer.kernel;
-        const std::vector<float> kernel =
-            file_.read_f32(group(layer.keras) + "/" + names[0], {k, k, k, layer.in_c, layer.out_c});
+        const std::vector<float> kernel = read(layer.keras, names[0], {k, k, k, layer.in_c, layer.out_c});
         tensors[layer.ours + ".weight"] = transpose_kernel(kernel, k, layer.in_c, layer.out_c, Direction::from_keras);
-        tensors[layer.ours + ".bias"] = file_.read_f32(group(layer.keras) + "/" + names[1], {layer.out_c});
+        tensors[layer.ours + ".bias"] = read(layer.keras, names[1], {layer.out_c});
+    }
+
+    // One dataset, whose values must be usable (as the safetensors loader requires).
+    std::vector<float> read(const std::string& layer, const std::string& weight,
+                            const std::vector<int64_t>& shape) const {
+        std::vector<float> values = file_.read_f32(group(layer) + "/" + weight, shape);
+        require_usable_parameter(values, cat(path_, ": dataset ", group(layer), "/", weight),
+                                 ends_with(weight, "moving_variance:0") || ends_with(weight, "moving_variance"));
+        return values;
     }
 
     Hdf5Reader file_;

@@ -1,5 +1,7 @@
 #include "nn/params.h"
 
+#include <cmath>
+
 #include "kernels/common/error.h"
 
 namespace iss {
@@ -97,6 +99,13 @@ void ParamStore::upload_packed(float* flat, const std::vector<float>& packed) {
             from += i.count;
         }
     if (!span.empty()) ctx_.copy_to_device(flat, span.data(), span.size() * sizeof(float));
+}
+
+void require_usable_parameter(const std::vector<float>& values, const std::string& what, bool is_variance) {
+    for (size_t i = 0; i < values.size(); ++i) {
+        ISS_INPUT(std::isfinite(values[i]), what, " holds ", values[i], " at element ", i);
+        ISS_INPUT(!is_variance || values[i] >= 0, what, " holds the negative variance ", values[i], " at element ", i);
+    }
 }
 
 }  // namespace iss

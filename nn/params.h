@@ -92,4 +92,9 @@ private:
     Buffer<float> values_, grads_, m_, v_, state_;
 };
 
+// Values read from a file (untrusted) before they become parameters: NaN or infinity would
+// poison every output, and a negative running variance would take a square root of a negative
+// number. InputError naming `what` (the file and the tensor) and the first bad element.
+void require_usable_parameter(const std::vector<float>& values, const std::string& what, bool is_variance);
+
 }  // namespace iss

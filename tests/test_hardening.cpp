@@ -150,6 +150,8 @@ TEST_F(Hardening, MessagesNameTheProblem) {
     expect_bad("clean --seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz") + " --o " + q("c.nii.gz") +
                    " --labels ''",
                "--labels: expected comma-separated integer labels");
+    // A name with a line break (from a file's own text, or a path) stays on the message's line.
+    expect_bad("info " + q("two\nlines.nii.gz"), "two\\x0alines.nii.gz");
 }
 
 TEST_F(Hardening, MergeChecksLabelsAndPosteriors) {

@@ -217,9 +217,15 @@ TEST(KerasImport, OwnWriterRoundTripGivesTheSameNetwork) {
 class KerasBadInput : public test::TempDirTest {
 protected:
     // A one-level U-Net (1 convolution, batch norm, head) written by hand, with a mutation.
-    enum Mutation { none, no_bn, head_group_missing, head_wrong_shape, kernel_float64, unknown_layer, checkpoint };
-    std::string tiny(Mutation m) {
-        const std::string file = path("tiny_" + std::to_string(int(m)) + ".h5");
+    enum Mutation {
+        none, no_bn, head_group_missing, head_wrong_shape, kernel_float64, unknown_layer, checkpoint,
+        nan_variance, unwritten_kernel, extra_batch_norm, cascade, keras3_names
+    };
+    // With `model_config`, a whole model: the layers under /model_weights beside that JSON.
+    std::string tiny(Mutation m, const std::string& model_config = "") {
+        const std::string file =
+            path("tiny_" + std::to_string(int(m)) + (model_config.empty() ? "" : "_whole") + ".h5");
+        const std::string root = model_config.empty() ? "" : "/model_weights";
         Hdf5Writer w(file);
         std::vector<std::string> layers = {"unet_input", "unet_conv_downarm_0_0", "unet_bn_down_0", "unet_likelihood",
                                            "unet_prediction"};
@@ -227,36 +233,61 @@ protected:
         if (m == unknown_layer) layers.insert(layers.begin() + 2, "unet_res_down_0");
         // A training checkpoint also holds the synthetic-image and loss models' layers.
         if (m == checkpoint) layers.insert(layers.begin(), {"labels_to_image_model_affine", "dice_loss"});
-        w.string_list("/", "layer_names", layers);
+        if (m == extra_batch_norm) layers.insert(layers.begin() + 3, "unet_bn_down_1");  // a level with no convolution
+        if (m == cascade) layers.insert(layers.end(), {"l2l_conv_0", "unet2_conv_downarm_0_0"});
+        if (!model_config.empty()) {
+            w.group(root);
+            w.string_attribute("/", "model_config", model_config);
+        }
+        w.string_list(root.empty() ? "/" : root, "layer_names", layers);
+        const std::string suffix = m == keras3_names ? "" : ":0";  // Keras 3's legacy HDF5 names
         for (const std::string& layer : layers) {
             if (m == head_group_missing && layer == "unet_likelihood") continue;
-            w.group("/" + layer);
+            const std::string group = root + "/" + layer;
+            w.group(group);
             std::vector<std::string> names;
             if (layer == "unet_conv_downarm_0_0") {
-                names = {layer + "/kernel:0", layer + "/bias:0"};
+                names = {layer + "/kernel" + suffix, layer + "/bias" + suffix};
                 if (m == kernel_float64)
-                    w.dataset_f64("/" + layer + "/" + names[0], {3, 3, 3, 1, 2}, std::vector<double>(54, 0.1));
+                    w.dataset_f64(group + "/" + names[0], {3, 3, 3, 1, 2}, std::vector<double>(54, 0.1));
+                else if (m == unwritten_kernel)
+                    w.dataset_f32_unwritten(group + "/" + names[0], {3, 3, 3, 1, 2});
                 else
-                    w.dataset_f32("/" + layer + "/" + names[0], {3, 3, 3, 1, 2}, std::vector<float>(54, 0.1f));
-                w.dataset_f32("/" + layer + "/" + names[1], {2}, {0, 0});
-            } else if (layer == "unet_bn_down_0") {
-                for (const char* n : {"gamma:0", "beta:0", "moving_mean:0", "moving_variance:0"}) {
-                    names.push_back(layer + "/" + n);
-                    w.dataset_f32("/" + layer + "/" + names.back(), {2}, {1, 1});
+                    w.dataset_f32(group + "/" + names[0], {3, 3, 3, 1, 2}, std::vector<float>(54, 0.1f));
+                w.dataset_f32(group + "/" + names[1], {2}, {0, 0});
+            } else if (layer == "unet_bn_down_0" || layer == "unet_bn_down_1") {
+                for (const char* n : {"gamma", "beta", "moving_mean", "moving_variance"}) {
+                    names.push_back(layer + "/" + n + suffix);
+                    const bool poisoned = m == nan_variance && std::string(n) == "moving_variance";
+                    w.dataset_f32(group + "/" + names.back(), {2}, {1, poisoned ? NAN : 1});
                 }
             } else if (layer == "labels_to_image_model_affine") {
                 names = {layer + "/kernel:0"};
-                w.dataset_f32("/" + layer + "/" + names[0], {4, 4}, std::vector<float>(16, 1.0f));
+                w.dataset_f32(group + "/" + names[0], {4, 4}, std::vector<float>(16, 1.0f));
             } else if (layer == "unet_likelihood") {
-                names = {layer + "/kernel:0", layer + "/bias:0"};
+                names = {layer + "/kernel" + suffix, layer + "/bias" + suffix};
                 const int64_t in = m == head_wrong_shape ? 5 : 2;
-                w.dataset_f32("/" + layer + "/" + names[0], {1, 1, 1, in, 3}, std::vector<float>(size_t(in * 3), 0.5f));
-                w.dataset_f32("/" + layer + "/" + names[1], {3}, {0, 0, 0});
+                w.dataset_f32(group + "/" + names[0], {1, 1, 1, in, 3}, std::vector<float>(size_t(in * 3), 0.5f));
+                w.dataset_f32(group + "/" + names[1], {3}, {0, 0, 0});
             }
-            w.string_list("/" + layer, "weight_names", names);
+            w.string_list(group, "weight_names", names);
         }
         w.close();
         return file;
+    }
+    static constexpr const char* softmax_activation =
+        R"({"class_name": "Activation", "config": {"name": "unet_prediction", "activation": "softmax"}})";
+    // tiny()'s network as Keras' model_config describes it, with one layer's settings changed.
+    static std::string config_of(const std::string& conv_activation = "elu", double epsilon = 1e-3,
+                                 const std::string& prediction = softmax_activation) {
+        return std::string(R"({"class_name": "Functional", "config": {"name": "unet", "layers": [)") +
+               R"({"class_name": "InputLayer", "config": {"name": "unet_input"}},)" +
+               R"({"class_name": "Conv3D", "config": {"name": "unet_conv_downarm_0_0", "activation": ")" +
+               conv_activation + R"(", "padding": "same", "strides": [1, 1, 1], "use_bias": true}},)" +
+               R"({"class_name": "BatchNormalization", "config": {"name": "unet_bn_down_0", "axis": [4], "epsilon": )" +
+               std::to_string(epsilon) + R"(}},)" +
+               R"({"class_name": "Conv3D", "config": {"name": "unet_likelihood", "activation": "linear"}},)" +
+               prediction + "]}}";
     }
     static std::string error_of(const std::string& file) {
         try {
@@ -295,6 +326,45 @@ TEST_F(KerasBadInput, EachIsAnInputErrorNamingFileAndLayer) {
     EXPECT_NE(dtype.find("unet_conv_downarm_0_0/kernel:0 holds float64, expected float32"), std::string::npos) << dtype;
     const std::string unknown = error_of(tiny(unknown_layer));
     EXPECT_NE(unknown.find("layer unet_res_down_0 is not part of the U-Net"), std::string::npos) << unknown;
+
+    // Values and data that are not there: NaN statistics, a dataset an interrupted save never
+    // wrote (HDF5 would read zeros), layers the inferred network has no place for.
+    const std::string nan = error_of(tiny(nan_variance));
+    EXPECT_NE(nan.find("unet_bn_down_0/moving_variance:0 holds nan at element 1"), std::string::npos) << nan;
+    const std::string unwritten = error_of(tiny(unwritten_kernel));
+    EXPECT_NE(unwritten.find("unet_conv_downarm_0_0/kernel:0 stores no data"), std::string::npos) << unwritten;
+    const std::string extra = error_of(tiny(extra_batch_norm));
+    EXPECT_NE(extra.find("layer unet_bn_down_1 is not part of the U-Net its other layers describe"),
+              std::string::npos)
+        << extra;
+    const std::string cascaded = error_of(tiny(cascade));
+    EXPECT_NE(cascaded.find("belongs to SynthSeg 2.0's cascade"), std::string::npos) << cascaded;
+    EXPECT_EQ(read_keras_unet(tiny(keras3_names)).tensors, ok.tensors) << "Keras 3 names weights without ':0'";
+
+    // A whole model's model_config must describe what our U-Net computes.
+    EXPECT_EQ(read_keras_unet(tiny(none, config_of())).tensors, ok.tensors);
+    const std::string softmax_lambda = R"({"class_name": "Lambda", "config": {"name": "unet_prediction", )"
+                                       R"("function": ["a2VyYXMuYWN0aXZhdGlvbnMuc29mdG1heA==\n", null, [3]]}})";
+    EXPECT_EQ(read_keras_unet(tiny(none, config_of("elu", 1e-3, softmax_lambda))).tensors, ok.tensors)
+        << "ext/neuron's Lambda softmax (base64 of 'keras.activations.softmax')";
+    const std::pair<std::string, const char*> refused[] = {
+        {config_of("relu"), "layer unet_conv_downarm_0_0 (Conv3D) has activation relu, not elu"},
+        {config_of("elu", 0.1), "layer unet_bn_down_0 (BatchNormalization) has epsilon 0.1"},
+        {config_of("elu", 1e-3,
+                   R"({"class_name": "Activation", "config": {"name": "unet_prediction", "activation": "sigmoid"}})"),
+         "layer unet_prediction (Activation) is sigmoid"},
+        {config_of("elu", 1e-3,
+                   R"({"class_name": "Lambda", "config": {"name": "unet_prediction", "function": ["c2lnbW9pZA=="]}})"),
+         "is a Lambda that does not apply a softmax"},
+        {config_of("elu", 1e-3, R"({"class_name": "Dropout", "config": {"name": "unet_dropout_0"}})"),
+         "layer unet_dropout_0 (Dropout) is a layer type this program does not build"},
+        {"{not json", "attribute 'model_config' is not valid JSON"},
+    };
+    for (const auto& [config, problem] : refused) {
+        const std::string message = error_of(tiny(none, config));
+        EXPECT_NE(message.find(problem), std::string::npos) << message;
+        EXPECT_NE(message.find("tiny_0_whole.h5"), std::string::npos) << message;
+    }
 
     // A truncated file: the first half of a valid one.
     const std::string whole = tiny(none);
