@@ -41,6 +41,9 @@ struct UNetConfig {
     int64_t features_at(int level) const { return int64_t(features) << level; }
     // Spatial sizes must be multiples of this (2^(levels-1) poolings).
     int64_t size_multiple() const { return int64_t(1) << (levels - 1); }
+    // The multiple SynthSeg works in (SPEC.md 3.3 and 6.2, 2^levels: 32 for 5 levels): training
+    // crops are rounded down to it and scans padded up to it at prediction.
+    int64_t reference_multiple() const { return int64_t(1) << levels; }
 };
 
 // Trainable parameters plus batch-norm statistics of UNet(config), without allocating them.

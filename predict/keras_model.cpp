@@ -26,7 +26,7 @@ ModelSpec keras_model_spec(const KerasUNet& model, const KerasImportOptions& opt
         throw InputError(cat("--orientation: ", e.what()));
     }
     spec.preprocessing = {{"orientation", options.orientation},
-                          {"size_multiple", model.unet.size_multiple()},
+                          {"size_multiple", model.unet.reference_multiple()},
                           {"normalisation", "min-max to [0, 1]"},
                           {"input_channels", model.unet.in_channels}};
     if (options.voxel_size_mm > 0) {

@@ -20,7 +20,8 @@ inline void write_small_model(const std::string& dir, uint64_t seed = 11) {
     spec.unet.features = 3;
     spec.unet.classes = 5;
     spec.labels = {0, 2, 3, 41, 42};
-    spec.preprocessing = {{"orientation", "RAS"}, {"size_multiple", 4}, {"voxel_size_mm", nullptr}};
+    spec.preprocessing = {
+        {"orientation", "RAS"}, {"size_multiple", spec.unet.reference_multiple()}, {"voxel_size_mm", nullptr}};
     ParamStore params(cpu);
     UNet net(spec.unet, params);
     params.allocate();

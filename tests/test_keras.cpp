@@ -432,7 +432,10 @@ TEST_F(KerasCli, ExportThenImportGivesTheSameModel) {
     const SafetensorsFile b = read_safetensors(path("back/model.safetensors"));
     ASSERT_EQ(a.tensors.size(), b.tensors.size());
     for (const auto& t : a.tensors) EXPECT_EQ(t.as_f32(), b.at(t.name).as_f32()) << t.name;
-    EXPECT_EQ(load_model_spec(path("back/model.safetensors")).labels, (std::vector<int32_t>{0, 2, 3, 41, 42}));
+    const ModelSpec back = load_model_spec(path("back/model.safetensors"));
+    EXPECT_EQ(back.labels, (std::vector<int32_t>{0, 2, 3, 41, 42}));
+    // Scans are padded to SynthSeg's 2^levels (SPEC.md 6.2), not to the network's 2^(levels-1).
+    EXPECT_EQ(back.preprocessing["size_multiple"], 8) << back.preprocessing.dump();
     for (const char* model : {"ours", "back"})
         ASSERT_EQ(run(std::string("predict --device cpu --i ") + q("scan.nii.gz") + " --o " +
                       q(std::string("seg_") + model + ".nii.gz") + " --model " + q(model))

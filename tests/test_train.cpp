@@ -250,6 +250,9 @@ TEST_F(Train, RecordsTheFrameAndTheVoxelSizeRange) {
     trainer.run(stop);
     const ModelSpec spec = load_model_spec(path("mixed_model/model.safetensors"));
     EXPECT_EQ(spec.preprocessing["orientation"], "RAS");
+    // Scans are padded as the crops were rounded: to 2^levels (SPEC.md 3.3, 6.2).
+    EXPECT_EQ(spec.preprocessing["size_multiple"], spec.unet.reference_multiple());
+    EXPECT_EQ(spec.unet.reference_multiple(), 2 * spec.unet.size_multiple());
     const nlohmann::json json = nlohmann::json::parse(test::read_text(path("mixed_model/model.json")));
     EXPECT_EQ(json["written_by"], std::string("infant-synthseg ") + build_version()) << "the code that made it";
     const auto& range = spec.preprocessing["voxel_size_range_mm"];

@@ -467,7 +467,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     s.gen_config = opt.config_path.empty() ? preset_config(opt.preset) : load_config(opt.preset, opt.config_path);
     const std::string config_source = opt.config_path.empty() ? cat("preset ", s.gen_config.preset) : opt.config_path;
     if (opt.shape > 0) s.gen_config.output_shape = {opt.shape, opt.shape, opt.shape};
-    s.gen_config.shape_multiple = 1 << opt.unet.levels;
+    s.gen_config.shape_multiple = opt.unet.reference_multiple();
     // The crop is rounded down to a multiple of 2^levels; a smaller one used to be raised silently
     // (to 256^3 for 8 levels, which then ran out of memory).
     for (const int64_t n : s.gen_config.output_shape)
@@ -531,7 +531,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
                             {"voxel_size_range_mm",
                              {{"min", {voxels.min[0], voxels.min[1], voxels.min[2]}},
                               {"max", {voxels.max[0], voxels.max[1], voxels.max[2]}}}},
-                            {"size_multiple", unet.size_multiple()},
+                            {"size_multiple", unet.reference_multiple()},
                             {"normalisation", "min-max to [0, 1]"},
                             {"input_channels", unet.in_channels}};
     s.spec.training = {{"preset", s.gen_config.preset},
