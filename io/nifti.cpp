@@ -486,6 +486,17 @@ NiftiHeader parse_and_validate(const std::string& path) {
     h.intent_code = raw.intent_code;
     h.descrip = raw.descrip;
     set_affine(raw, path, h);
+    if (raw.qform_code > 0 && !pixdim_from_sform) {
+        double norm = 0;
+        bool finite = true;
+        for (int i = 0; i < 3; ++i) {
+            h.quatern[size_t(i)] = raw.quatern[i];
+            h.qoffset[size_t(i)] = raw.qoffset[i];
+            finite = finite && std::isfinite(raw.quatern[i]) && std::isfinite(raw.qoffset[i]);
+            norm += raw.quatern[i] * raw.quatern[i];
+        }
+        h.qform_usable = finite && norm <= 1.0 + 1e-5;
+    }
     if (pixdim_from_sform) {
         warning(cat(path, ": voxel size pixdim[1..3] is ", raw.pixdim[1], " x ", raw.pixdim[2], " x ", raw.pixdim[3],
                     "; taking the sform's instead"));
@@ -688,8 +699,25 @@ OutHeader make_header(const Grid& grid, int64_t frames, int datatype, int bitpix
     for (int i = 5; i < 8; ++i) o.pixdim[i] = 1;
     for (int r = 0; r < 3; ++r)
         for (int c = 0; c < 4; ++c) o.srow[r][c] = affine.m[r][c];
+    // An output on its input's grid says where it is as the input said it, so that every reader
+    // places the two alike: no transform when the input had none (readers then fall back on the
+    // voxel size, each in its own way, the same for both), and the input's own qform.
+    const bool input_grid = like && like->grid().same_as(grid);
+    if (input_grid && like->affine_source == "pixdim") {
+        o.pixdim[0] = like->pixdim[0];
+        return o;  // sform_code and qform_code 0
+    }
     o.sform_code = like && like->sform_code > 0 ? like->sform_code : NIFTI_XFORM_ALIGNED_ANAT;
-    if (is_rigid_with_scaling(affine)) {
+    if (input_grid && like->qform_usable) {
+        o.qform_code = like->qform_code;
+        o.pixdim[0] = like->pixdim[0];
+        const double mm = mm_per_spatial_unit(like->xyzt_units);
+        for (int i = 0; i < 3; ++i) {
+            o.quatern[i] = like->quatern[size_t(i)];
+            o.qoffset[i] = like->qoffset[size_t(i)];
+            o.pixdim[i + 1] = like->pixdim[size_t(i + 1)] / mm;  // the qform's scaling
+        }
+    } else if (is_rigid_with_scaling(affine)) {
         nifti_dmat44 d;
         for (int r = 0; r < 4; ++r)
             for (int c = 0; c < 4; ++c) d.m[r][c] = affine.m[r][c];

@@ -32,6 +32,11 @@ struct NiftiHeader {
     // invalid one (NaN or infinite: a warning is printed, as nibabel does).
     double scl_slope = 1, scl_inter = 0;
     int qform_code = 0, sform_code = 0;
+    // The qform as stored, when it is a usable one: an output written on this file's grid keeps
+    // it unchanged, so that a reader preferring the qform places the output where it places the
+    // input even when the file's qform and sform disagree.
+    bool qform_usable = false;
+    std::array<double, 3> quatern{}, qoffset{};
     Mat4 affine;                // voxel (i, j, k) to world (x, y, z) in mm
     std::string affine_source;  // "sform", "qform" or "pixdim"
     int64_t vox_offset = 0;

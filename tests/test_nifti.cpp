@@ -740,6 +740,56 @@ TEST_F(NiftiBadInput, VoxelSize) {
 
 // A header in metres or microns: the grid is in mm (affine and voxel size), and an output made
 // like it goes back to its units, so that it keeps the input's affine as the file states it.
+// An output on its input's grid says where it is as the input said it: no transform when the
+// input had none (every reader then falls back on pixdim alike for both; nibabel's fallback is
+// not NIfTI's method 1), and the input's own qform when it disagrees with the sform.
+TEST_F(NiftiRead, OutputsOnTheInputsGridKeepItsTransforms) {
+    auto header_field = [](const Bytes& raw, size_t offset) {
+        float v = 0;
+        std::memcpy(&v, raw.data() + offset, 4);
+        return v;
+    };
+    auto code = [](const Bytes& raw, size_t offset) {
+        int16_t v = 0;
+        std::memcpy(&v, raw.data() + offset, 2);
+        return v;
+    };
+    RawSpec s;
+    s.data = encode(std::vector<float>(24, 1.0f), false);
+    s.sform_code = 0, s.qform_code = 0;
+    write_raw(path("none.nii"), s);
+    iss::NiftiHeader h;
+    const iss::Image none = iss::read_image(path("none.nii"), &h);
+    iss::write_image(path("none_out.nii"), none, &h);
+    const Bytes none_out = read_bytes(path("none_out.nii"));
+    EXPECT_EQ(code(none_out, offsetof(nifti_1_header, sform_code)), 0);
+    EXPECT_EQ(code(none_out, offsetof(nifti_1_header, qform_code)), 0);
+    EXPECT_EQ(header_field(none_out, offsetof(nifti_1_header, pixdim) + 8), 2.0f);
+    EXPECT_TRUE(iss::read_nifti_header(path("none_out.nii")).affine.approx_equal(h.affine, 1e-9));
+
+    // A qform 5 mm and 180 degrees away from the sform: kept as stored.
+    s.sform_code = 2, s.qform_code = 1;
+    s.quatern[2] = 1;
+    s.qoffset[0] = 5;
+    write_raw(path("both.nii"), s);
+    const iss::Image both = iss::read_image(path("both.nii"), &h);
+    iss::write_image(path("both_out.nii"), both, &h);
+    const Bytes both_out = read_bytes(path("both_out.nii"));
+    EXPECT_EQ(code(both_out, offsetof(nifti_1_header, qform_code)), 1);
+    EXPECT_EQ(header_field(both_out, offsetof(nifti_1_header, quatern_d)), 1.0f);
+    EXPECT_EQ(header_field(both_out, offsetof(nifti_1_header, qoffset_x)), 5.0f);
+    EXPECT_EQ(code(both_out, offsetof(nifti_1_header, sform_code)), 2);
+    EXPECT_TRUE(iss::read_nifti_header(path("both_out.nii")).affine.approx_equal(h.affine, 1e-9));
+
+    // On another grid the input's transforms do not apply: the output's own affine, both codes.
+    iss::Grid other = both.grid;
+    other.dim[0] += 1;
+    iss::write_image(path("other_out.nii"), iss::Image(other), &h);
+    const Bytes other_out = read_bytes(path("other_out.nii"));
+    EXPECT_EQ(header_field(other_out, offsetof(nifti_1_header, qoffset_x)), 10.0f);
+    EXPECT_EQ(code(other_out, offsetof(nifti_1_header, qform_code)), 1);
+}
+
 TEST_F(NiftiRead, SpatialUnitsAreConvertedToMillimetres) {
     for (const auto& [units, per_mm] : {std::pair{NIFTI_UNITS_METER, 1e-3}, std::pair{NIFTI_UNITS_MICRON, 1e3}}) {
         SCOPED_TRACE(units);
