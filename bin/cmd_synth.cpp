@@ -35,14 +35,16 @@ namespace fs = std::filesystem;
 constexpr int preview_max_rows = 8;
 
 const char* usage =
-    "usage: infant-synthseg synth --labels FILE|DIR --out DIR [--count N] [--seed S]\n"
-    "                             [--preset NAME] [--config FILE] [--shape N]\n"
+    "usage: infant-synthseg synth --labels FILE|DIR --out DIR [--count N] [--first F]\n"
+    "                             [--seed S] [--preset NAME] [--config FILE] [--shape N]\n"
     "                             [--device auto|cpu|cuda[:N]] [--preview] [--print-config]\n"
     "\n"
     "Generates synthetic training pairs: each sample picks one label map, deforms it, paints\n"
     "it with a random Gaussian mixture, blurs it, applies a bias field and a gamma, and crops\n"
     "it. Writes image_NNNN.nii.gz (float32 in [0, 1]) and labels_NNNN.nii.gz (segmentation\n"
-    "labels) for N = 0000 .. count-1 into DIR, on the crop's grid of the map it came from.\n"
+    "labels) for N = first .. first+count-1 (0000 ...) into DIR, on the crop's grid of the\n"
+    "map it came from. Sample N depends only on the inputs, the seed and N, so any sample can\n"
+    "be made again alone (--first N --count 1).\n"
     "Every input is checked before anything is written; a run that fails leaves none of its\n"
     "files (and puts back those of an earlier run it replaced). SIGINT (Ctrl-C) or SIGTERM\n"
     "stops it once the sample in hand is written: the samples done stay, each image with its\n"
@@ -52,6 +54,7 @@ const char* usage =
     "                     sorted by name; every value must be a generation label of the preset\n"
     "  --out DIR          output directory, created when missing\n"
     "  --count N          number of samples, N >= 1 (default 1)\n"
+    "  --first F          number of the first sample (default 0); first + count <= 2^32\n"
     "  --seed S           non-negative integer; the same seed and inputs give identical files\n"
     "                     (default 1)\n"
     "  --preset NAME      generator parameters (default infant-t1):\n"
@@ -91,13 +94,21 @@ void draw_progress(long long done, long long total, double elapsed) {
     std::fflush(stderr);
 }
 
-// The outputs are image_NNNN / labels_NNNN (N < count) and preview.png in `out_dir`: none may be
-// an input (a label map stored there under such a name), and the directory must be writable.
+// "image_0042.nii.gz": the file of one sample.
+std::string sample_name(const char* kind, long long sample) {
+    char name[64];
+    std::snprintf(name, sizeof name, "%s_%04lld.nii.gz", kind, sample);
+    return name;
+}
+
+// The outputs are image_NNNN / labels_NNNN (first <= N < first + count) and preview.png in
+// `out_dir`: none may be an input (a label map stored there under such a name), and the
+// directory must be writable.
 void check_synth_outputs(const std::string& labels_path, const std::string& config_path, const std::string& out_dir,
-                         long long count, bool preview) {
+                         long long first, long long count, bool preview) {
     std::vector<NamedPath> inputs{{config_path, "--config"}};
     for (const std::string& f : nifti_files(labels_path)) inputs.push_back({f, "--labels"});
-    std::vector<NamedPath> outputs{{(fs::path(out_dir) / "image_0000.nii.gz").string(), "--out"}};
+    std::vector<NamedPath> outputs{{(fs::path(out_dir) / sample_name("image", first)).string(), "--out"}};
     if (preview) outputs.push_back({(fs::path(out_dir) / "preview.png").string(), "--out"});
     std::error_code ec;
     for (const NamedPath& in : inputs) {
@@ -108,7 +119,8 @@ void check_synth_outputs(const std::string& labels_path, const std::string& conf
         const fs::path parent = fs::path(in.path).parent_path();
         if (in.path.empty() || !fs::equivalent(parent.empty() ? "." : parent, out_dir, ec)) continue;
         if (std::sscanf(name.c_str(), "%6[a-z]_%lld.nii.gz%n", kind, &index, &end) == 2 && size_t(end) == name.size() &&
-            (std::string(kind) == "image" || std::string(kind) == "labels") && index >= 0 && index < count)
+            (std::string(kind) == "image" || std::string(kind) == "labels") && index >= first &&
+            index < first + count)
             outputs.push_back({(fs::path(out_dir) / name).string(), "--out"});
     }
     check_outputs("synth", inputs, outputs, {out_dir});
@@ -118,7 +130,8 @@ void check_synth_outputs(const std::string& labels_path, const std::string& conf
 
 int cmd_synth(int argc, char** argv) {
     const Args args("synth", argc, argv,
-                    {"--labels", "--out", "--count", "--seed", "--preset", "--config", "--shape", "--device"},
+                    {"--labels", "--out", "--count", "--first", "--seed", "--preset", "--config", "--shape",
+                     "--device"},
                     {"--preview", "--print-config", "--help"});
     if (args.flag("--help")) {
         std::fputs(usage, stdout);
@@ -144,13 +157,16 @@ int cmd_synth(int argc, char** argv) {
 
     const long long count = args.integer("--count", 1);
     ISS_INPUT(count >= 1 && count <= (1ll << 32), "synth: --count must be between 1 and 2^32, got ", count);
+    const long long first = args.integer("--first", 0);
+    ISS_INPUT(first >= 0 && first <= (1ll << 32) - count, "synth: --first must be between 0 and 2^32 - count, got ",
+              first);
     const long long seed = args.integer("--seed", 1);
     ISS_INPUT(seed >= 0, "synth: --seed must be a non-negative integer, got ", seed);
     const std::string labels_path = args.require("--labels");
     const std::string out_dir = args.require("--out");
     const Device device = parse_device(args.get("--device", "auto"));
 
-    check_synth_outputs(labels_path, config_path, out_dir, count, args.flag("--preview"));
+    check_synth_outputs(labels_path, config_path, out_dir, first, count, args.flag("--preview"));
     // Every map read and checked before the output directory is touched.
     std::vector<TrainingMap> maps = load_training_maps(labels_path, config);
 
@@ -171,14 +187,13 @@ int cmd_synth(int argc, char** argv) {
     install_stop_handlers();
     long long written = 0;
     for (long long i = 0; i < count && !stop_flag(); ++i) {
-        gen.generate(uint32_t(i));
+        const long long sample = first + i;
+        gen.generate(uint32_t(sample));
         const Image image = gen.image_host();
         const LabelMap labels = gen.labels_host();
-        char name[64];
-        std::snprintf(name, sizeof name, "image_%04lld.nii.gz", i);
-        outputs.write((fs::path(out_dir) / name).string(), [&](const std::string& path) { write_image(path, image); });
-        std::snprintf(name, sizeof name, "labels_%04lld.nii.gz", i);
-        outputs.write((fs::path(out_dir) / name).string(),
+        outputs.write((fs::path(out_dir) / sample_name("image", sample)).string(),
+                      [&](const std::string& path) { write_image(path, image); });
+        outputs.write((fs::path(out_dir) / sample_name("labels", sample)).string(),
                       [&](const std::string& path) { write_labels(path, labels); });
         outputs.commit_so_far();  // pair by pair
         written = i + 1;

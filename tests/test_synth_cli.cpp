@@ -124,6 +124,18 @@ TEST_F(SynthCli, SameSeedGivesIdenticalFiles) {
     ASSERT_EQ(c.status, 0);
     EXPECT_FALSE(read_text(dir_ / "a" / "image_0000.nii.gz") == read_text(dir_ / "c" / "image_0000.nii.gz"))
         << "another seed, another image";
+    // Any sample made again alone: sample 1 of the run, under its own number.
+    const RunResult alone = synth("--labels " + shell_quote(map_file()) +
+                                  " --first 1 --count 1 --shape 64 --seed 5 --out " + shell_quote(path("d")));
+    ASSERT_EQ(alone.status, 0) << alone.err;
+    EXPECT_EQ(file_count(dir_ / "d"), 2);
+    for (const char* name : {"image_0001.nii.gz", "labels_0001.nii.gz"})
+        EXPECT_TRUE(read_text(dir_ / "a" / name) == read_text(dir_ / "d" / name)) << name;
+    EXPECT_EQ(synth("--labels " + shell_quote(map_file()) + " --first -1 --out " + shell_quote(path("e"))).status, 2);
+    EXPECT_EQ(synth("--labels " + shell_quote(map_file()) + " --first 4294967295 --count 2 --out " +
+                    shell_quote(path("e")))
+                  .status,
+              2);
 }
 
 TEST_F(SynthCli, DirectoryOfMaps) {
