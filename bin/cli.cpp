@@ -116,21 +116,6 @@ void install_stop_handlers() {
 const std::atomic<bool>& stop_flag() { return stop_requested; }
 int stop_signal() { return stop_signal_number.load(); }
 
-std::string one_line(const std::string& message) {
-    std::string out;
-    for (const char ch : message) {
-        const unsigned char c = static_cast<unsigned char>(ch);
-        if (c >= 0x20 && c != 0x7f) {
-            out += ch;
-            continue;
-        }
-        char escaped[8];
-        std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
-        out += escaped;
-    }
-    return out;
-}
-
 std::string duration_text(double seconds) {
     const long long s = (long long)(seconds + 0.5);
     char text[32];

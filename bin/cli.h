@@ -48,10 +48,6 @@ void install_stop_handlers();
 const std::atomic<bool>& stop_flag();
 int stop_signal();  // the signal that asked to stop, 0 while none has
 
-// An error message as one line: names taken from a file (a layer, a header's text) or a path may
-// hold line breaks or other control characters, which are shown escaped (\x0a).
-std::string one_line(const std::string& message);
-
 // Progress display shared by the long-running commands.
 // "0:56" or "1:02:03" for a number of seconds (rounded).
 std::string duration_text(double seconds);

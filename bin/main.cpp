@@ -4,7 +4,6 @@
 #include <exception>
 #include <string>
 
-#include "bin/cli.h"
 #include "bin/commands.h"
 #include "io/file_util.h"
 #include "kernels/common/device.h"
@@ -84,7 +83,7 @@ int main(int argc, char** argv) {
         } catch (const iss::InputError& e) {
             // Messages that already start with the command's name ("train: option ...") keep
             // it once.
-            const std::string message = iss::cli::one_line(e.what()), own = std::string(c.name) + ": ";
+            const std::string message = iss::one_line(e.what()), own = std::string(c.name) + ": ";
             const bool named = message.compare(0, own.size(), own) == 0;
             std::fprintf(stderr, "infant-synthseg %s: error: %s\n", c.name,
                          named ? message.c_str() + own.size() : message.c_str());
@@ -92,15 +91,15 @@ int main(int argc, char** argv) {
         } catch (const iss::Error& e) {
             // Not the user's input: a failed write (disk full), a library call, a broken invariant.
             std::fprintf(stderr, "infant-synthseg %s: error: %s\n", c.name,
-                         iss::cli::one_line(e.what()).c_str());
+                         iss::one_line(e.what()).c_str());
             return 1;
         } catch (const std::exception& e) {
             std::fprintf(stderr, "infant-synthseg %s: internal error: %s\n", c.name,
-                         iss::cli::one_line(e.what()).c_str());
+                         iss::one_line(e.what()).c_str());
             return 1;
         }
     }
-    std::fprintf(stderr, "infant-synthseg: unknown command '%s'\n\n", argv[1]);
+    std::fprintf(stderr, "infant-synthseg: unknown command '%s'\n\n", iss::one_line(argv[1]).c_str());
     print_usage(stderr);
     return 2;
 }

@@ -33,10 +33,12 @@ public:
 
     // An attribute holding strings (fixed-length or variable-length, scalar or 1-D, any
     // character set); an empty attribute of any type is an empty list (tf-keras writes a layer
-    // without weights so). A string longer than `max_bytes` is bad input.
+    // without weights so). More than `max_count` strings, a string longer than `max_bytes`, or
+    // more than 64 MB in all is bad input, refused before anything is read.
     static constexpr size_t max_name_bytes = 1 << 16;
+    static constexpr int64_t max_names = 1 << 20;
     std::vector<std::string> string_list(const std::string& object, const std::string& name,
-                                         size_t max_bytes = max_name_bytes) const;
+                                         size_t max_bytes = max_name_bytes, int64_t max_count = max_names) const;
 
     // The dims of a dataset, and whether it holds 32-bit floats.
     struct DatasetInfo {
@@ -47,8 +49,9 @@ public:
     DatasetInfo dataset_info(const std::string& name) const;
 
     // A float32 dataset of exactly `shape`, in C order; InputError naming it otherwise, when
-    // its data cannot be read (a truncated file), when it stores no data or misses chunks (a
-    // save that was interrupted: HDF5 would give fill values), and when it needs a filter this
+    // its data cannot be read (a truncated file), when its storage was never allocated or
+    // misses chunks (what an interrupted h5py or Keras save leaves: HDF5 would give fill
+    // values), when it lives in external files or is virtual, and when it needs a filter this
     // build of HDF5 lacks.
     std::vector<float> read_f32(const std::string& name, const std::vector<int64_t>& shape) const;
 

@@ -197,7 +197,7 @@ private:
     // U-Net layer of model_config must compute what our U-Net computes, or the file is refused:
     // a ReLU model run with ELU gives other labels without any error.
     void check_model_config(const KerasLayout& layout) const {
-        const std::vector<std::string> text = file_.string_list("/", "model_config", size_t(64) << 20);
+        const std::vector<std::string> text = file_.string_list("/", "model_config", size_t(64) << 20, 1);
         ISS_INPUT(text.size() == 1, path_, ": attribute 'model_config' is not one string");
         nlohmann::json config;
         try {
@@ -299,13 +299,21 @@ private:
     }
 
     // ext/neuron's output is Lambda(lambda x: keras.activations.softmax(x, axis=...)), stored as
-    // base64 of the marshalled Python code, whose names include "softmax".
+    // base64 of the marshalled Python code, whose names include "softmax": Keras 2 writes
+    // [code, defaults, closure], Keras 3 {"class_name": "__lambda__", "config": {"code": ...}};
+    // a named function is stored as its name.
     static bool lambda_is_softmax(const nlohmann::json& c) {
         const auto it = c.find("function");
         if (it == c.end()) return false;
-        if (it->is_string()) return it->get<std::string>().find("softmax") != std::string::npos;
-        if (!it->is_array() || it->empty() || !(*it)[0].is_string()) return false;
-        return base64_decode((*it)[0].get<std::string>()).find("softmax") != std::string::npos;
+        auto names_softmax = [](const std::string& s) { return s.find("softmax") != std::string::npos; };
+        if (it->is_string()) return names_softmax(it->get<std::string>());
+        if (it->is_array() && !it->empty() && (*it)[0].is_string())
+            return names_softmax(base64_decode((*it)[0].get<std::string>()));
+        if (it->is_object() && it->contains("config") && (*it)["config"].is_object()) {
+            const std::string code = text_of((*it)["config"], "code");
+            return !code.empty() && names_softmax(base64_decode(code));
+        }
+        return false;
     }
 
     static std::string base64_decode(const std::string& text) {

@@ -219,7 +219,7 @@ protected:
     // A one-level U-Net (1 convolution, batch norm, head) written by hand, with a mutation.
     enum Mutation {
         none, no_bn, head_group_missing, head_wrong_shape, kernel_float64, unknown_layer, checkpoint,
-        nan_variance, unwritten_kernel, extra_batch_norm, cascade, keras3_names
+        nan_variance, unwritten_kernel, extra_batch_norm, cascade, keras3_names, config_list
     };
     // With `model_config`, a whole model: the layers under /model_weights beside that JSON.
     std::string tiny(Mutation m, const std::string& model_config = "") {
@@ -237,7 +237,10 @@ protected:
         if (m == cascade) layers.insert(layers.end(), {"l2l_conv_0", "unet2_conv_downarm_0_0"});
         if (!model_config.empty()) {
             w.group(root);
-            w.string_attribute("/", "model_config", model_config);
+            if (m == config_list)  // many copies would each be read whole: refused first
+                w.string_list("/", "model_config", {model_config, model_config});
+            else
+                w.string_attribute("/", "model_config", model_config);
         }
         w.string_list(root.empty() ? "/" : root, "layer_names", layers);
         const std::string suffix = m == keras3_names ? "" : ":0";  // Keras 3's legacy HDF5 names
@@ -332,7 +335,7 @@ TEST_F(KerasBadInput, EachIsAnInputErrorNamingFileAndLayer) {
     const std::string nan = error_of(tiny(nan_variance));
     EXPECT_NE(nan.find("unet_bn_down_0/moving_variance:0 holds nan at element 1"), std::string::npos) << nan;
     const std::string unwritten = error_of(tiny(unwritten_kernel));
-    EXPECT_NE(unwritten.find("unet_conv_downarm_0_0/kernel:0 stores no data"), std::string::npos) << unwritten;
+    EXPECT_NE(unwritten.find("unet_conv_downarm_0_0/kernel:0 has no storage"), std::string::npos) << unwritten;
     const std::string extra = error_of(tiny(extra_batch_norm));
     EXPECT_NE(extra.find("layer unet_bn_down_1 is not part of the U-Net its other layers describe"),
               std::string::npos)
@@ -347,6 +350,13 @@ TEST_F(KerasBadInput, EachIsAnInputErrorNamingFileAndLayer) {
                                        R"("function": ["a2VyYXMuYWN0aXZhdGlvbnMuc29mdG1heA==\n", null, [3]]}})";
     EXPECT_EQ(read_keras_unet(tiny(none, config_of("elu", 1e-3, softmax_lambda))).tensors, ok.tensors)
         << "ext/neuron's Lambda softmax (base64 of 'keras.activations.softmax')";
+    const std::string keras3_lambda = R"({"class_name": "Lambda", "config": {"name": "unet_prediction", )"
+                                      R"("function": {"class_name": "__lambda__", )"
+                                      R"("config": {"code": "a2VyYXMuYWN0aXZhdGlvbnMuc29mdG1heA=="}}}})";
+    EXPECT_EQ(read_keras_unet(tiny(none, config_of("elu", 1e-3, keras3_lambda))).tensors, ok.tensors)
+        << "Keras 3 stores a Lambda's code in an object";
+    const std::string listed = error_of(tiny(config_list, config_of()));
+    EXPECT_NE(listed.find("'model_config' of /: holds 2 strings, expected at most 1"), std::string::npos) << listed;
     const std::pair<std::string, const char*> refused[] = {
         {config_of("relu"), "layer unet_conv_downarm_0_0 (Conv3D) has activation relu, not elu"},
         {config_of("elu", 0.1), "layer unet_bn_down_0 (BatchNormalization) has epsilon 0.1"},

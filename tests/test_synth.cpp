@@ -288,7 +288,7 @@ TEST_P(SynthDeform, CropsOfAnyWidthGiveTheCpusBits) {
     const std::array<int64_t, 3> h{9, 8, 7};
     std::vector<float> field(size_t(count(h) * 3));
     for (size_t n = 0; n < field.size(); ++n) field[n] = float(1.5 * std::sin(0.05 * double(n)));
-    auto run = [&](DeviceContext& on, const std::array<int64_t, 3>& out_dim, int flip) {
+    auto run = [&](DeviceContext& on, const std::array<int64_t, 3>& out_dim, int flip, int fill) {
         Buffer<float> field_buffer(on, field);
         Buffer<uint8_t> map_buffer(on, map.generation), out(on, size_t(count(out_dim)));
         DeformArgs a = base_args(map_buffer, out, out_dim);
@@ -297,7 +297,8 @@ TEST_P(SynthDeform, CropsOfAnyWidthGiveTheCpusBits) {
         for (int d = 0; d < 3; ++d) {
             a.field_dim[d] = h[size_t(d)];
             a.field_ratio[d] = float(double(h[size_t(d)]) / double(map.grid.dim[size_t(d)]));
-            a.offset[d] = d + 1;
+            a.offset[d] = fill == d ? -3 : d + 1;  // a padded axis starts outside the map
+            a.fill_outside[d] = fill == d;
             for (int c = 0; c < 3; ++c) a.affine[d][c] = affine[d][c];
         }
         a.flip_axis = flip;
@@ -305,10 +306,12 @@ TEST_P(SynthDeform, CropsOfAnyWidthGiveTheCpusBits) {
         return out.download();
     };
     for (const std::array<int64_t, 3>& out_dim : {std::array<int64_t, 3>{32, 9, 5}, {37, 13, 9}, {5, 7, 3}})
-        for (const int flip : {-1, 0, 1, 2}) {
-            SCOPED_TRACE("crop " + std::to_string(out_dim[0]) + " wide, flip axis " + std::to_string(flip));
-            EXPECT_EQ(run(ctx(), out_dim, flip), run(cpu, out_dim, flip));
-        }
+        for (const int flip : {-1, 0, 1, 2})
+            for (const int fill : {-1, 0, 2}) {
+                SCOPED_TRACE("crop " + std::to_string(out_dim[0]) + " wide, flip axis " + std::to_string(flip) +
+                             ", fill axis " + std::to_string(fill));
+                EXPECT_EQ(run(ctx(), out_dim, flip, fill), run(cpu, out_dim, flip, fill));
+            }
 }
 
 ISS_INSTANTIATE_BACKENDS(SynthDeform);

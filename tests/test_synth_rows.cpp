@@ -320,25 +320,31 @@ void check_deform_rows(const int64_t map_dim[3], const int64_t out_dim[3], const
     }
     for (int g = 0; g <= max_generation_labels; ++g) a.twin[g] = uint8_t((g * 7 + 3) % 256);
     map.back() = 77;  // a label of its own in the map's last voxel
+    a.outside = 5;
     const size_t n = size_t(out_dim[0] * out_dim[1] * out_dim[2]);
     for (const bool with_field : {false, true})
         for (int flip = -1; flip < 3; ++flip)
-            for (const float shift : {0.0f, 40.0f}) {  // 40: every voxel reads the map's last voxel
-                SCOPED_TRACE(std::string(with_field ? "field" : "affine only") + ", flip axis " + std::to_string(flip) +
-                             ", shift " + std::to_string(shift));
-                a.field = with_field ? field.data() : nullptr;
-                a.flip_axis = flip;
-                for (int d = 0; d < 3; ++d) a.source_centre[d] = a.centre[d] + 1.5f * float(d) - 1.0f + shift;
-                std::vector<uint8_t> by_body(n), by_rows(n, 255);
-                a.out = by_body.data();
-                run_per_quad(out_dim, DeformBody{a});
-                a.out = by_rows.data();
-                deform_labels(cpu, a);
-                expect_same_bits(by_rows, by_body);
-                if (shift > 0) {
-                    EXPECT_EQ(by_body.front(), flip >= 0 ? a.twin[77] : 77);
+            for (const int fill : {-1, 0, 2})  // pad_when_smaller: background outside along that axis
+                for (const float shift : {0.0f, 40.0f}) {  // 40: every voxel reads the map's last voxel
+                    SCOPED_TRACE(std::string(with_field ? "field" : "affine only") + ", flip axis " +
+                                 std::to_string(flip) + ", fill axis " + std::to_string(fill) + ", shift " +
+                                 std::to_string(shift));
+                    a.field = with_field ? field.data() : nullptr;
+                    a.flip_axis = flip;
+                    for (int d = 0; d < 3; ++d) {
+                        a.fill_outside[d] = d == fill;
+                        a.source_centre[d] = a.centre[d] + 1.5f * float(d) - 1.0f + shift;
+                    }
+                    std::vector<uint8_t> by_body(n), by_rows(n, 255);
+                    a.out = by_body.data();
+                    run_per_quad(out_dim, DeformBody{a});
+                    a.out = by_rows.data();
+                    deform_labels(cpu, a);
+                    expect_same_bits(by_rows, by_body);
+                    if (shift > 0 && fill < 0) {
+                        EXPECT_EQ(by_body.front(), flip >= 0 ? a.twin[77] : 77);
+                    }
                 }
-            }
 }
 
 TEST(SynthRows, DeformGivesThePerVoxelBodysBits) {

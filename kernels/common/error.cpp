@@ -9,8 +9,23 @@ namespace {
 std::atomic<bool> warnings_enabled{true};
 }
 
+std::string one_line(const std::string& message) {
+    std::string out;
+    for (const char ch : message) {
+        const unsigned char c = static_cast<unsigned char>(ch);
+        if (c >= 0x20 && c != 0x7f) {
+            out += ch;
+            continue;
+        }
+        char escaped[8];
+        std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
+        out += escaped;
+    }
+    return out;
+}
+
 void warning(const std::string& message) {
-    if (warnings_enabled.load()) std::fprintf(stderr, "warning: %s\n", message.c_str());
+    if (warnings_enabled.load()) std::fprintf(stderr, "warning: %s\n", one_line(message).c_str());
 }
 
 void set_warnings_enabled(bool enabled) { warnings_enabled.store(enabled); }

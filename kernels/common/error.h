@@ -25,8 +25,12 @@ public:
 [[noreturn]] void throw_call_error(const char* library, const char* statement, const char* file, int line,
                                    const std::string& message);
 
-// A warning for the user: "warning: <message>" on a line of stderr. The fuzz targets switch
-// them off (a reader warns on every odd file they try).
+// A message as one line: names taken from a file (a layer, a header's text) or a path may hold
+// line breaks or other control characters, which are shown escaped (\x0a).
+std::string one_line(const std::string& message);
+
+// A warning for the user: "warning: <message>" on one line of stderr (one_line). The fuzz
+// targets switch them off (a reader warns on every odd file they try).
 void warning(const std::string& message);
 void set_warnings_enabled(bool enabled);
 

@@ -1,0 +1,2 @@
+import sys, numpy as np
+from safetensors.numpy import load_file
