@@ -30,9 +30,12 @@ const char* usage =
     "present on one side only scores 0 and is named on stderr.\n"
     "\n"
     "  --pred FILE|DIR   predicted segmentation, or a directory of them (*.nii, *.nii.gz)\n"
-    "  --gt FILE|DIR     ground truth, or a directory holding a file of the same name for\n"
-    "                    each prediction (a file without a partner is an error)\n"
-    "  --out FILE.csv    one row per subject (column subject = file name), one column\n"
+    "  --gt FILE|DIR     ground truth, or a directory holding one for each prediction, paired\n"
+    "                    by name without .nii / .nii.gz and predict's _synthseg (a folder\n"
+    "                    predict wrote pairs with the scans' names; a file without a partner\n"
+    "                    is an error)\n"
+    "  --out FILE.csv    one row per subject (column subject = that name, as predict --vol\n"
+    "                    writes it), one column\n"
     "                    dice_<label> per structure, and a last row 'mean' (the mean over the\n"
     "                    subjects with a value)\n"
     "  --labels LIST     labels to score, in column order: comma-separated, or infant,\n"
@@ -46,11 +49,14 @@ struct Pair {
     std::string name, pred, gt;
 };
 
-std::string file_name(const std::string& path) {
-    return fs::path(path).filename().string();
+// A prediction's subject: its name without .nii / .nii.gz and the _synthseg a predict folder
+// adds ("sub01_synthseg.nii.gz" -> "sub01"), as predict's --vol names it.
+std::string subject_of(const std::string& prediction) {
+    const std::string stem = nifti_stem(prediction);
+    return ends_with(stem, "_synthseg") ? stem.substr(0, stem.size() - 9) : stem;
 }
 
-// Pairs by file name when both are directories; one pair when both are files.
+// Pairs by subject when both are directories; one pair when both are files.
 std::vector<Pair> pair_inputs(const std::string& pred, const std::string& gt) {
     std::error_code ec;
     const bool pred_dir = fs::is_directory(pred, ec), gt_dir = fs::is_directory(gt, ec);
@@ -59,19 +65,31 @@ std::vector<Pair> pair_inputs(const std::string& pred, const std::string& gt) {
     if (!pred_dir) {
         require_regular_file(pred);
         require_regular_file(gt);
-        return {{file_name(pred), pred, gt}};
+        return {{subject_of(pred), pred, gt}};
     }
     std::map<std::string, std::string> truths;
-    for (const std::string& f : nifti_files(gt)) truths.emplace(file_name(f), f);
-    std::vector<Pair> pairs;
+    for (const std::string& f : nifti_files(gt)) {
+        const auto [it, added] = truths.emplace(nifti_stem(f), f);
+        ISS_INPUT(added, gt, ": ", fs::path(it->second).filename().string(), " and ",
+                  fs::path(f).filename().string(), " are one subject's: keep one");
+    }
+    std::map<std::string, std::string> predictions;
     for (const std::string& f : nifti_files(pred)) {
-        const auto it = truths.find(file_name(f));
-        ISS_INPUT(it != truths.end(), f, ": no ground truth of the same name in ", gt);
-        pairs.push_back({it->first, f, it->second});
+        // A name that is itself a subject's comes first ("a_synthseg" may be a subject too).
+        const std::string subject = truths.count(nifti_stem(f)) ? nifti_stem(f) : subject_of(f);
+        const auto [it, added] = predictions.emplace(subject, f);
+        ISS_INPUT(added, pred, ": ", fs::path(it->second).filename().string(), " and ",
+                  fs::path(f).filename().string(), " are both predictions of ", subject);
+    }
+    std::vector<Pair> pairs;
+    for (const auto& [subject, f] : predictions) {
+        const auto it = truths.find(subject);
+        ISS_INPUT(it != truths.end(), f, ": no ground truth for subject ", subject, " in ", gt);
+        pairs.push_back({subject, f, it->second});
         truths.erase(it);
     }
     ISS_INPUT(truths.empty(), truths.empty() ? std::string() : truths.begin()->second,
-              ": no prediction of the same name in ", pred);
+              ": no prediction for subject ", truths.empty() ? std::string() : truths.begin()->first, " in ", pred);
     return pairs;
 }
 

@@ -88,12 +88,6 @@ struct Job {
 // What a folder's outputs are named after each scan's stem: not scans to segment again.
 constexpr std::array<const char*, 3> output_suffixes = {"_synthseg", "_posteriors", "_resampled"};
 
-std::string stem(const std::string& path) {
-    std::string name = fs::path(path).filename().string();
-    for (const char* ext : {".nii.gz", ".nii"})
-        if (ends_with(name, ext)) return name.substr(0, name.size() - std::string(ext).size());
-    return name;
-}
 
 // One image whose frames are the files, in order: each one volume, all on the first's grid.
 Image read_channels(const std::vector<std::string>& files, NiftiHeader* header) {
@@ -169,7 +163,7 @@ int cmd_predict(int argc, char** argv) {
     for (const std::string& file : nifti_files(in)) {
         Job job{file, out, args.get("--post", ""), args.get("--resample", "")};
         if (folder) {
-            const std::string name = stem(file);
+            const std::string name = nifti_stem(file);
             // A run writing into the folder it reads: its earlier outputs are not scans.
             if (std::any_of(output_suffixes.begin(), output_suffixes.end(),
                             [&](const char* suffix) { return ends_with(name, suffix); })) {
@@ -248,7 +242,7 @@ int cmd_predict(int argc, char** argv) {
             write_prediction(*outputs, job.seg, result.segmentation, &header, job.post, result.posteriors, &header);
             outputs->write(job.resampled, [&](const std::string& path) { write_image(path, result.resampled); });
             if (folder) outputs->commit();
-            std::vector<std::string> row{stem(job.input)};
+            std::vector<std::string> row{nifti_stem(job.input)};
             double total = 0;
             for (size_t c = 0; c < predictor.labels().size(); ++c) {
                 if (predictor.labels()[c] == 0) continue;

@@ -356,6 +356,13 @@ void make_directories(const std::string& dir) {
 
 bool is_nifti_name(const std::string& path) { return ends_with(path, ".nii") || ends_with(path, ".nii.gz"); }
 
+std::string nifti_stem(const std::string& path) {
+    std::string name = std::filesystem::path(path).filename().string();
+    for (const char* ext : {".nii.gz", ".nii"})
+        if (ends_with(name, ext)) return name.substr(0, name.size() - std::strlen(ext));
+    return name;
+}
+
 bool ends_with(const std::string& text, const std::string& suffix) {
     return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }

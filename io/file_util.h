@@ -136,6 +136,8 @@ bool ends_with(const std::string& text, const std::string& suffix);
 
 // A name ending in .nii or .nii.gz (readers such as nibabel choose by the ending).
 bool is_nifti_name(const std::string& path);
+// A NIfTI file's name without its folder and .nii / .nii.gz ("dir/sub01.nii.gz" -> "sub01").
+std::string nifti_stem(const std::string& path);
 
 // The NIfTI files a path names: the file itself, or every *.nii / *.nii.gz in a directory but
 // hidden ones (macOS's ._NAME copies), sorted by name. InputError naming the path when it does

@@ -281,7 +281,7 @@ TEST_F(DiceCli, DirectoriesPairedByNameWithMeanRow) {
     const std::string csv = (dir_ / "out" / "dice.csv").string();
     const RunResult r = run("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + shell_quote(csv));
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_NE(r.err.find("label 2 is present on one side only in 1 of 2 subjects (first: a.nii.gz, missing from the "
+    EXPECT_NE(r.err.find("label 2 is present on one side only in 1 of 2 subjects (first: a, missing from the "
                          "ground truth)"),
               std::string::npos)
         << r.err;
@@ -289,8 +289,8 @@ TEST_F(DiceCli, DirectoriesPairedByNameWithMeanRow) {
     const CsvTable t = read_csv(csv);
     EXPECT_EQ(t.columns, (std::vector<std::string>{"subject", "dice_1", "dice_2"}));
     ASSERT_EQ(t.rows.size(), 3u);
-    EXPECT_EQ(t.rows[0], (std::vector<std::string>{"a.nii.gz", "0.75", "0"}));
-    EXPECT_EQ(t.rows[1], (std::vector<std::string>{"b.nii.gz", "1", "1"}));
+    EXPECT_EQ(t.rows[0], (std::vector<std::string>{"a", "0.75", "0"}));
+    EXPECT_EQ(t.rows[1], (std::vector<std::string>{"b", "1", "1"}));
     EXPECT_EQ(t.rows[2], (std::vector<std::string>{"mean", "0.875", "0.5"}));
 
     // One pair of files, a listed structure absent from both (empty), background listed.
@@ -301,7 +301,7 @@ TEST_F(DiceCli, DirectoriesPairedByNameWithMeanRow) {
     const CsvTable one = read_csv(csv);
     EXPECT_EQ(one.columns, (std::vector<std::string>{"subject", "dice_0", "dice_1", "dice_3"}));
     ASSERT_EQ(one.rows.size(), 2u);
-    EXPECT_EQ(one.rows[0], (std::vector<std::string>{"a.nii.gz", "0.75", "0.75", ""}));
+    EXPECT_EQ(one.rows[0], (std::vector<std::string>{"a", "0.75", "0.75", ""}));
     EXPECT_EQ(one.rows[1], (std::vector<std::string>{"mean", "0.75", "0.75", ""}));
 
     // The prediction stored in another voxel order (the same places): the same scores.
@@ -309,7 +309,19 @@ TEST_F(DiceCli, DirectoriesPairedByNameWithMeanRow) {
     const RunResult l = run("dice", "--pred " + q("a_lia.nii.gz") + " --gt " + q("gt/a.nii.gz") +
                                         " --labels 0,1,3 --out " + shell_quote(csv));
     ASSERT_EQ(l.status, 0) << l.err;
-    EXPECT_EQ(read_csv(csv).rows[0], (std::vector<std::string>{"a_lia.nii.gz", "0.75", "0.75", ""}));
+    EXPECT_EQ(read_csv(csv).rows[0], (std::vector<std::string>{"a_lia", "0.75", "0.75", ""}));
+
+    // The folder predict writes (NAME_synthseg.nii.gz) beside ground truths named like the
+    // scans, in either NIfTI ending: paired by subject, named as predict --vol names them.
+    fs::create_directories(dir_ / "predicted");
+    fs::copy_file(path("pred/a.nii.gz"), path("predicted/a_synthseg.nii.gz"));
+    write_labels(path("predicted/b_synthseg.nii"), read_labels(path("pred/b.nii.gz")));
+    const RunResult p = run("dice", "--pred " + q("predicted") + " --gt " + q("gt") + " --out " + shell_quote(csv));
+    ASSERT_EQ(p.status, 0) << p.err;
+    const CsvTable by_subject = read_csv(csv);
+    ASSERT_EQ(by_subject.rows.size(), 3u);
+    EXPECT_EQ(by_subject.rows[0], t.rows[0]);
+    EXPECT_EQ(by_subject.rows[1], t.rows[1]);
 }
 
 TEST_F(DiceCli, BadInputExitsTwoAndWritesNothing) {
@@ -321,6 +333,8 @@ TEST_F(DiceCli, BadInputExitsTwoAndWritesNothing) {
     fs::copy_file(path("gt/b.nii.gz"), path("gt2/b.nii.gz"));
     fs::copy_file(path("gt/b.nii.gz"), path("gt2/c.nii.gz"));
     expect_bad("dice", "--pred " + q("pred") + " --gt " + q("gt2") + o, path("gt2/c.nii.gz") + ": no prediction");
+    write_labels(path("gt2/c.nii"), row({0, 1}));
+    expect_bad("dice", "--pred " + q("pred") + " --gt " + q("gt2") + o, "c.nii and c.nii.gz are one subject's");
     expect_bad("dice", "--pred " + q("pred/a.nii.gz") + " --gt " + q("extra.nii.gz") + o,
                path("pred/a.nii.gz") + ": not on the voxel grid of " + path("extra.nii.gz") + ": dims 8x1x1 vs 2x1x1");
     // Same dims, but stored in the other left-right order (a LAS file against a RAS one): the
