@@ -39,7 +39,8 @@ const char* usage =
     "  --merge-cerebellum      also fold cerebellar white matter into cortex\n"
     "  --labels LIST           the labels of the posterior frames, in frame order: infant (the\n"
     "                          34 infant segmentation labels, the default), synthseg (SynthSeg\n"
-    "                          1.0's 32), a model's .npy label file, or a comma-separated list\n"
+    "                          1.0's 32), a model's folder (its labels in channel order), a\n"
+    "                          .npy label file (SynthSeg's), or a comma-separated list\n"
     "  --help                  this text\n";
 
 }  // namespace

@@ -39,7 +39,7 @@ const char* usage =
     "                    dice_<label> per structure, and a last row 'mean' (the mean over the\n"
     "                    subjects with a value)\n"
     "  --labels LIST     labels to score, in column order: comma-separated, or infant,\n"
-    "                    synthseg or a .npy label file\n"
+    "                    synthseg, a model's folder or a .npy label file\n"
     "  --help            this text\n"
     "\n"
     "Each pair must be on one voxel grid (dims and affine to 1e-4 mm; a prediction of that\n"

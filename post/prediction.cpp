@@ -6,8 +6,12 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <utility>
+
+#include <nlohmann/json.hpp>
 
 #include "io/file_util.h"
 #include "io/npy.h"
@@ -54,9 +58,42 @@ std::vector<int32_t> parse_label_list(const std::string& text, const std::string
     return out;
 }
 
+namespace {
+
+// A model trained or imported here names its labels, in channel order, in its model.json.
+std::vector<int32_t> model_labels(const std::string& json_path) {
+    require_regular_file(json_path);
+    std::ifstream in(json_path);
+    ISS_INPUT(in, json_path, ": cannot open");
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception&) {
+        throw InputError(cat(json_path, ": not valid JSON"));
+    }
+    ISS_INPUT(j.is_object() && j.contains("labels") && j["labels"].is_array(), json_path,
+              ": holds no label list ('labels'): not a model's description");
+    std::string list;
+    for (const nlohmann::json& v : j["labels"]) {
+        ISS_INPUT(v.is_number_integer(), json_path, ": 'labels' holds ", v.dump().substr(0, 40), ", not a label");
+        list += cat(list.empty() ? "" : ",", v.get<int64_t>());
+    }
+    return parse_label_list(list, json_path);
+}
+
+// The model.json a --labels value names (a model's folder or the file itself), else "".
+std::string model_json_of(const std::string& text) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(text, ec)) return (std::filesystem::path(text) / "model.json").string();
+    return ends_with(text, ".json") ? text : std::string();
+}
+
+}  // namespace
+
 std::vector<int32_t> named_label_list(const std::string& text, const std::string& option) {
     if (text == "infant") return labels::segmentation_labels();
     if (text == "synthseg") return labels::synthseg_segmentation_labels();
+    if (!model_json_of(text).empty()) return model_labels(model_json_of(text));
     if (!ends_with(text, ".npy")) return parse_label_list(text, option);
     // SynthSeg's label files repeat values (one per generation label): the distinct ones.
     const NpyArray array = read_npy(text);
@@ -72,6 +109,7 @@ std::vector<int32_t> named_label_list(const std::string& text, const std::string
 }
 
 NamedPath label_file_of(const std::string& labels_text) {
+    if (!model_json_of(labels_text).empty()) return {model_json_of(labels_text), "--labels"};
     return {ends_with(labels_text, ".npy") ? labels_text : std::string(), "--labels"};
 }
 
@@ -86,7 +124,10 @@ LabelList label_list_or_default(const std::string* text, const std::string& opti
             throw InputError(cat(*text, ": ", e.what()));
         }
     }
-    return {named_label_list(*text, option), *text == "infant" || *text == "synthseg" ? *text + " labels" : option};
+    const std::string source = *text == "infant" || *text == "synthseg" ? *text + " labels"
+                               : model_json_of(*text).empty()           ? option
+                                                                        : model_json_of(*text);
+    return {named_label_list(*text, option), source};
 }
 
 LabelMap read_segmentation(const std::string& path, NiftiHeader* header) {

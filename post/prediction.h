@@ -33,11 +33,13 @@ struct Prediction {
 std::vector<int32_t> parse_label_list(const std::string& text, const std::string& option = "--labels");
 
 // The label values a --labels text names: "infant" (the 34 infant segmentation labels) or
-// "synthseg" (SynthSeg 1.0's 32), each in its networks' channel order; a .npy label file as
-// SynthSeg ships them (its distinct values, in file order); or a comma-separated list, as given.
+// "synthseg" (SynthSeg 1.0's 32), each in its networks' channel order; a model's folder or its
+// model.json (its labels, in channel order); a .npy label file as SynthSeg ships them (its
+// distinct values, in file order); or a comma-separated list, as given.
 std::vector<int32_t> named_label_list(const std::string& text, const std::string& option = "--labels");
 
-// The file a --labels value reads (a .npy label file), else "": an input no output may replace.
+// The file a --labels value reads (a .npy label file, a model.json), else "": an input no output
+// may replace.
 NamedPath label_file_of(const std::string& labels_text);
 
 // The labels of a posteriors file's frames, in frame order: those `text` names (an option's

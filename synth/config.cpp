@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "io/file_util.h"
+#include "io/npy.h"
 #include "kernels/common/error.h"
 #include "kernels/synth/blur.h"
 #include "synth/infant_priors.h"
@@ -80,6 +82,31 @@ GeneratorConfig preset_config(const std::string& name) {
     throw InputError(cat("unknown preset '", name, "' (known: infant-t1, infant-t2, synthseg)"));
 }
 
+namespace {
+
+// prior_means / prior_stds as priors writes them or a user has them at hand: a (2, n) .npy file
+// (a path relative to the configuration's folder), a nested [[means], [stds]] list, or the 2n
+// values row by row; given back as the last.
+nlohmann::json flat_priors(const nlohmann::json& value, const std::string& json_path, const std::string& key) {
+    if (value.is_string()) {
+        std::filesystem::path file = value.get<std::string>();
+        if (file.is_relative()) file = std::filesystem::path(json_path).parent_path() / file;
+        const NpyArray a = read_npy(file.string());
+        ISS_INPUT(a.shape.size() == 2 && a.shape[0] == 2, file.string(), ": ", key,
+                  " must be an array of shape (2, n_labels), as priors writes it");
+        return a.values;
+    }
+    if (!value.is_array() || value.size() != 2 || !value[0].is_array() || !value[1].is_array()) return value;
+    ISS_INPUT(value[0].size() == value[1].size(), json_path, ": parameter '", key, "' has rows of ", value[0].size(),
+              " and ", value[1].size(), " values");
+    nlohmann::json flat = nlohmann::json::array();
+    for (const nlohmann::json& row : value)
+        for (const nlohmann::json& v : row) flat.push_back(v);
+    return flat;
+}
+
+}  // namespace
+
 GeneratorConfig load_config(const std::string& preset_name, const std::string& json_path) {
     require_regular_file(json_path);  // a FIFO would block the read forever
     std::ifstream in(json_path);
@@ -100,6 +127,8 @@ GeneratorConfig load_config(const std::string& preset_name, const std::string& j
     const nlohmann::json like = preset_config("infant-t1");
     // Parameters of a fixed number of values (the others are lists of any length).
     const std::set<std::string> fixed_length = {"random_mean", "random_std", "output_shape"};
+    for (const char* key : {"prior_means", "prior_stds"})
+        if (overrides.contains(key)) overrides[key] = flat_priors(overrides[key], json_path, key);
     for (auto it = overrides.begin(); it != overrides.end(); ++it) {
         ISS_INPUT(merged.contains(it.key()), json_path, ": unknown parameter '", it.key(),
                   "' (see 'infant-synthseg synth --print-config' for the names)");
@@ -152,9 +181,11 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
                       " is not a generation label");
     const bool uses_priors = !c.prior_means.empty() || !c.prior_stds.empty();
     if (uses_priors) {
-        ISS_INPUT(c.prior_means.size() == 2 * n, source, ": prior_means must have shape (2, ", n, "), has ",
+        ISS_INPUT(c.prior_means.size() == 2 * n, source, ": prior_means must have shape (2, ", n,
+                  ") (a .npy file, [[means], [their stds]], or the ", 2 * n, " values row by row), has ",
                   c.prior_means.size(), " values");
-        ISS_INPUT(c.prior_stds.size() == 2 * n, source, ": prior_stds must have shape (2, ", n, "), has ",
+        ISS_INPUT(c.prior_stds.size() == 2 * n, source, ": prior_stds must have shape (2, ", n,
+                  ") (a .npy file, [[means], [their stds]], or the ", 2 * n, " values row by row), has ",
                   c.prior_stds.size(), " values");
     }
     auto probability = [&](double p, const char* name) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -104,6 +105,24 @@ TEST_F(MergeCli, WritesMergedSegmentationAndPosteriors) {
         EXPECT_EQ(post.data[size_t(v)], 0.1f);
         EXPECT_EQ(post.data[size_t(n + v)], v < n / 2 ? 0.9f : 0.5f);
         EXPECT_EQ(post.data[size_t(2 * n + v)], v == 1 ? 0.9f : 0.7f);
+    }
+}
+
+// A model's folder or its model.json names the frames' labels as the model wrote them.
+TEST_F(MergeCli, LabelsFromAModelsFolder) {
+    fs::create_directories(dir_ / "model");
+    std::ofstream(dir_ / "model" / "model.json") << R"({"labels": [0, 2, 3], "unet": {}})";
+    std::ofstream(dir_ / "other.json") << R"({"unet": {}})";
+    expect_bad("merge", inputs() + outputs() + " --labels " + q("other.json"),
+               "other.json: holds no label list ('labels'): not a model's description");
+    const RunResult listed = run("merge", inputs() + outputs() + " --labels 0,2,3");
+    ASSERT_EQ(listed.status, 0) << listed.err;
+    const std::string expected = test::read_text((dir_ / "out" / "post.nii.gz").string());
+    for (const std::string& labels : {path("model"), path("model/model.json")}) {
+        fs::remove(dir_ / "out" / "post.nii.gz");
+        const RunResult r = run("merge", inputs() + outputs() + " --labels " + shell_quote(labels));
+        ASSERT_EQ(r.status, 0) << labels << ": " << r.err;
+        EXPECT_TRUE(test::read_text((dir_ / "out" / "post.nii.gz").string()) == expected) << labels;
     }
 }
 

@@ -11,14 +11,18 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "io/nifti.h"
 #include "io/orientation.h"
 #include "io/npy.h"
 #include "kernels/common/error.h"
+#include "synth/config.h"
 #include "synth/labels.h"
 #include "synth/priors_estimate.h"
 #include "test_util.h"
@@ -438,6 +442,26 @@ TEST_F(PriorsCli, WritesTwoNpyFilesOfShapeTwoBy43) {
         << r.out;
     EXPECT_NE(r.err.find("warning: labels 14 15 24 85 172 5 7 8 12"), std::string::npos) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+
+    // Usable as a synth --config's priors: the .npy files by path (beside the configuration),
+    // or their rows as nested lists.
+    std::ofstream(dir_ / "by_path.json")
+        << R"({"prior_means": "out/prior_means.npy", "prior_stds": "out/prior_stds.npy"})";
+    const GeneratorConfig by_path = load_config("infant-t1", (dir_ / "by_path.json").string());
+    EXPECT_EQ(by_path.prior_means, means.values);
+    EXPECT_EQ(by_path.prior_stds, stds.values);
+    nlohmann::json nested = {{"prior_means", {std::vector<double>(means.values.begin(), means.values.begin() + 43),
+                                              std::vector<double>(means.values.begin() + 43, means.values.end())}}};
+    std::ofstream(dir_ / "nested.json") << nested.dump();
+    EXPECT_EQ(load_config("infant-t1", (dir_ / "nested.json").string()).prior_means, means.values);
+    std::ofstream(dir_ / "row.json") << R"({"prior_means": [1, 2, 3]})";
+    try {
+        load_config("infant-t1", (dir_ / "row.json").string());
+        FAIL() << "3 prior values accepted";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("prior_means must have shape (2, 43) (a .npy file"), std::string::npos)
+            << e.what();
+    }
 }
 
 TEST_F(PriorsCli, LabelListAndClasses) {
