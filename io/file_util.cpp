@@ -1,5 +1,7 @@
 #include "io/file_util.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -352,6 +354,30 @@ void make_directories(const std::string& dir) {
     ISS_INPUT(!fs::exists(dir, ec), dir, ": exists and is not a directory");
     fs::create_directories(dir, ec);
     ISS_INPUT(!ec, dir, ": cannot create directory: ", ec.message());
+}
+
+DirectoryLock::DirectoryLock(const std::string& dir, const std::string& name, const std::string& what) {
+    const std::string path = (std::filesystem::path(dir) / name).string();
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw Error(cat(path, ": cannot open the lock file: ", std::strerror(errno)));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+        const int error = errno;
+        char holder[32] = {};
+        const ssize_t n = ::pread(fd_, holder, sizeof holder - 1, 0);
+        ::close(fd_);
+        fd_ = -1;
+        if (error == EWOULDBLOCK)
+            throw InputError(cat(dir, ": ", what, " (process ", n > 0 ? std::string(holder, size_t(n)) : "?",
+                                 ", lock ", path, ")"));
+        throw Error(cat(path, ": cannot lock: ", std::strerror(error)));
+    }
+    const std::string pid = std::to_string(::getpid());
+    if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != ssize_t(pid.size()))
+        warning(cat(path, ": could not write this process's id into the lock file"));
+}
+
+DirectoryLock::~DirectoryLock() {
+    if (fd_ >= 0) ::close(fd_);  // closing releases the lock
 }
 
 bool is_nifti_name(const std::string& path) { return ends_with(path, ".nii") || ends_with(path, ".nii.gz"); }

@@ -53,6 +53,21 @@ private:
 // not a regular file (a device, a FIFO: OutputFile wrote it directly) is left alone.
 void remove_committed_output(const std::string& path) noexcept;
 
+// An advisory lock (flock) on DIR/NAME, created when missing, held until destruction or the
+// process's end (a killed process releases it): for a directory two runs must not write at
+// once. The holder writes its pid into the file. InputError naming the directory and the
+// holder's pid when another process holds it.
+class DirectoryLock {
+public:
+    DirectoryLock(const std::string& dir, const std::string& name, const std::string& what);
+    ~DirectoryLock();
+    DirectoryLock(const DirectoryLock&) = delete;
+    DirectoryLock& operator=(const DirectoryLock&) = delete;
+
+private:
+    int fd_ = -1;
+};
+
 // The outputs of one piece of work, all or nothing. write() runs a writer on a temporary name
 // beside each output (an OutputFile keeping the output's ending, from which writers pick gzip);
 // commit() then moves them all into place. When a move fails, or the set is destroyed before

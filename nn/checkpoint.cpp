@@ -324,6 +324,10 @@ std::map<std::string, std::string> load_optimizer(const std::string& path, Param
         throw InputError(cat(path, ": adam_step '", step->second, "' is not a number"));
     }
     const std::vector<float> m = file.at("adam.m").as_f32(), v = file.at("adam.v").as_f32();
+    // A NaN moment, or a negative second one (its square root), would reach the weights at the
+    // first step, and the checkpoint after it.
+    require_usable_parameter(m, cat(path, ": tensor adam.m"), false);
+    require_usable_parameter(v, cat(path, ": tensor adam.v"), true);
     params.upload_packed(params.adam_m(), m);
     params.upload_packed(params.adam_v(), v);
     adam.set_steps(steps);

@@ -470,6 +470,9 @@ TEST_F(Train, ResumeKeepsWhatDrawsTheSamplesAndRecordsWhatChanged) {
     EXPECT_NEAR(spec.training["history"][0]["lr"].get<double>(), 1e-3, 1e-9) << "the rate of the first steps";
     EXPECT_EQ(spec.training["history"][1]["from_step"], 2);
     EXPECT_NEAR(spec.training["history"][1]["lr"].get<double>(), 1e-4, 1e-9);
+    EXPECT_EQ(spec.training["history"][0]["steps_per_epoch"], tiny(path("first"), 2).steps_per_epoch)
+        << "the epoch length is recorded too";
+    EXPECT_EQ(spec.training["history"][1]["steps_per_epoch"], 1);
     EXPECT_EQ(spec.training["generator"]["preset"], "infant-t1") << "the generator parameters are recorded";
 
     // Maps of 2 mm voxels after 1 mm ones: the network has seen both.
@@ -566,6 +569,42 @@ TEST_F(Train, BadInputIsRefusedBeforeAnyStep) {
     expect_refused(nothing, "no model.json");
     TrainOptions zero = tiny(path("m3"), 0);
     expect_refused(zero, "--steps");
+
+    // A checkpoint's file name taken by a directory: refused now, not at the first checkpoint
+    // an epoch later, which left a half-written model.
+    fs::create_directories(path("m4/training_log.csv"));
+    expect_refused(tiny(path("m4"), 2), "training_log.csv");
+    EXPECT_EQ(std::distance(fs::directory_iterator(path("m4")), fs::directory_iterator()), 1);
+
+    // A second train on a model directory another one is writing (the lock is per open file, so
+    // a second Trainer in this process is refused as another process would be).
+    {
+        Trainer writing(tiny(path("busy"), 2));
+        expect_refused(tiny(path("busy"), 2), "another train is writing this model directory (process ");
+        TrainOptions resume = tiny(path("existing"), 3);
+        resume.resume = true;
+        Trainer resuming(resume);
+        expect_refused(resume, "another train is writing this model directory");
+    }
+    TrainOptions after = tiny(path("existing"), 3);
+    after.resume = true;
+    EXPECT_NO_THROW(Trainer{after}) << "the lock goes with the run that held it";
+
+    // Adam's moments are checked as the weights are: a negative second moment would put NaN
+    // into the weights at the first step, and into the checkpoint after it.
+    fs::copy(path("existing"), path("tampered"));
+    const SafetensorsFile optimizer = read_safetensors(path("tampered/model.optimizer.safetensors"));
+    std::vector<SafeTensor> tensors = optimizer.tensors;
+    for (SafeTensor& t : tensors)
+        if (t.name == "adam.v") {
+            std::vector<float> v = t.as_f32();
+            v[3] = -1.0f;
+            t = SafeTensor::f32(t.name, t.shape, v);
+        }
+    write_safetensors(path("tampered/model.optimizer.safetensors"), tensors, optimizer.metadata);
+    TrainOptions tampered = tiny(path("tampered"), 3);
+    tampered.resume = true;
+    expect_refused(tampered, "adam.v holds the negative variance -1 at element 3");
 }
 
 }  // namespace

@@ -225,6 +225,8 @@ struct Trainer::State {
     // Identifies one training run (kept across resumes): every file of a checkpoint is stamped
     // with it and the step, so files of different checkpoints or runs are never mixed.
     std::string run_id;
+    // Held while this run may write the model directory: a second train on it is refused.
+    std::unique_ptr<DirectoryLock> lock;
 
     explicit State(const TrainOptions& o)
         : options(o), ctx(o.device), params(ctx), adam(AdamConfig{o.lr, 0.9f, 0.999f, 1e-7f}), arena(ctx) {}
@@ -377,20 +379,23 @@ void require_same_samples(const ModelSpec& saved, const ModelSpec& now, const st
     }
 }
 
-// What a resumed run records: the learning rate and precision may change, each change kept in
-// a history with the step it took effect; the voxel sizes the network has seen are those of both
-// runs' maps.
+// What a resumed run records: the learning rate, precision and epoch length may change, each
+// change kept in a history with the step it took effect; the voxel sizes the network has seen
+// are those of both runs' maps.
 void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
     const nlohmann::json& was = saved.training;
     nlohmann::json history = was.value("history", nlohmann::json::array());
     if (!history.is_array()) history = nlohmann::json::array();
-    for (const char* key : {"lr", "precision"})
+    static const char* const may_change[] = {"lr", "precision", "steps_per_epoch"};
+    auto entry = [](int64_t from, const nlohmann::json& t) {
+        nlohmann::json e = {{"from_step", from}};
+        for (const char* key : may_change) e[key] = t.value(key, nlohmann::json());
+        return e;
+    };
+    for (const char* key : may_change)
         if (was.contains(key) && was[key] != now.training[key]) {
-            if (history.empty())  // the first change: what the steps before it ran with
-                history.push_back({{"from_step", 0}, {"lr", was.value("lr", nlohmann::json())},
-                                   {"precision", was.value("precision", nlohmann::json())}});
-            history.push_back(
-                {{"from_step", step}, {"lr", now.training["lr"]}, {"precision", now.training["precision"]}});
+            if (history.empty()) history.push_back(entry(0, was));  // what the steps before it ran with
+            history.push_back(entry(step, now.training));
             break;
         }
     if (!history.empty()) now.training["history"] = history;
@@ -498,6 +503,23 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     }
     s.gen_config.output_shape = common;
 
+    // Every file a checkpoint writes is checked now, not at the first checkpoint an epoch later
+    // (a directory of one of those names left a half-written model that would not resume).
+    std::vector<NamedPath> inputs{{opt.config_path, "--config"}};
+    for (const TrainingMap& m : maps) inputs.push_back({m.name, "--labels"});
+    for (const TrainingMap& m : validation_maps) inputs.push_back({m.name, "--validation-labels"});
+    std::vector<NamedPath> outputs;
+    for (const char* name : checkpoint_files) outputs.push_back({join(opt.model_dir, name), "--model-dir"});
+    check_outputs("train", inputs, outputs, {opt.model_dir});
+
+    // One run at a time writes a model directory: two would overwrite each other's checkpoints
+    // (a model directory that does not exist yet is locked once it is made, below).
+    auto lock_model_dir = [&] {
+        s.lock = std::make_unique<DirectoryLock>(opt.model_dir, ".train.lock",
+                                                 "another train is writing this model directory");
+    };
+    std::error_code ec;
+    if (fs::is_directory(opt.model_dir, ec)) lock_model_dir();
     const std::string json = model_json_path(s.weights_path());
     const bool has_model = fs::exists(json);
     if (has_model && !opt.resume)
@@ -555,6 +577,12 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
               opt.steps);
 
     make_directories(opt.model_dir);
+    if (!s.lock) {
+        lock_model_dir();
+        // Another run may have made and finished a model here since the check above.
+        ISS_INPUT(!fs::exists(json), opt.model_dir, ": already holds a model (model.json); pass --resume to continue "
+                                                     "it, or choose another --model-dir");
+    }
     const bool threaded = opt.prefetch < 0 ? s.ctx.is_cuda() : opt.prefetch > 0;
     s.batches = std::make_unique<BatchSource>(s.ctx, s.gen_config, std::move(maps), opt.seed, opt.batch, threaded);
     if (!validation_maps.empty()) {
