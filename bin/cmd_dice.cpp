@@ -131,10 +131,8 @@ int cmd_dice(int argc, char** argv) {
                 first = cat(s.name, ", missing from the ", it->second.pred > 0 ? "ground truth" : "prediction");
         }
         if (count > 0)
-            std::fprintf(stderr,
-                         "dice: warning: label %d is present on one side only in %lld of %zu subjects "
-                         "(first: %s); it scores 0 there\n",
-                         label, (long long)count, subjects.size(), first.c_str());
+            warning(cat("dice: label ", label, " is present on one side only in ", count, " of ", subjects.size(),
+                        " subjects (first: ", first, "); it scores 0 there"));
     }
 
     write_csv(out, dice_table(subjects, labels));

@@ -125,8 +125,7 @@ int cmd_predict(int argc, char** argv) {
         // the OpenMP runtime fail): at most one per hardware thread.
         const long long hardware = std::max(1u, std::thread::hardware_concurrency());
         if (threads > hardware) {
-            std::fprintf(stderr, "infant-synthseg predict: warning: --threads %lld: this machine runs %lld; using %lld\n",
-                         threads, hardware, hardware);
+            warning(cat("predict: --threads ", threads, ": this machine runs ", hardware, "; using ", hardware));
             threads = hardware;
         }
         omp_set_num_threads(int(threads));
@@ -210,6 +209,11 @@ int cmd_predict(int argc, char** argv) {
             if (args.has(option)) require_nifti_output(args.get(option, ""), option);
 
     Predictor predictor(model, options);  // the model is read and checked before any output
+    const int64_t model_channels = predictor.input_channels();
+    ISS_INPUT(channels.size() == 1 || int64_t(channels.size()) == model_channels, "predict: --i given ",
+              channels.size(), " times (the channels of one subject), but ", model, " takes ", model_channels,
+              model_channels == 1 ? " image: segment the scans one at a time, or a folder of them"
+                                  : " images, one --i each");
     if (folder) {
         make_directories(out);
         if (args.has("--post")) make_directories(args.get("--post", ""));

@@ -102,6 +102,9 @@ int cmd_priors(int argc, char** argv) {
     options.labels =
         args.has("--labels-list") ? parse_label_list(args.get("--labels-list", "")) : labels::generation_labels();
     options.classes = args.flag("--classes");
+    if (options.labels.front() != 0)
+        warning(cat("priors: label ", options.labels.front(), " is listed first, so it is taken as the background, ",
+                    "as the reference takes its first label: its zeros count (list 0 first otherwise)"));
 
     const std::vector<SubjectFiles> subjects = pair_subject_files(images, label_maps);
     const std::string means_path = (fs::path(out_dir) / "prior_means.npy").string();
@@ -121,9 +124,8 @@ int cmd_priors(int argc, char** argv) {
     if (!priors.absent.empty()) {
         std::string names;
         for (const int32_t label : priors.absent) names += cat(names.empty() ? "" : " ", label);
-        std::fprintf(stderr, "warning: label%s %s present in no subject (or only at the rescaled 0): prior columns "
-                     "set to 0\n",
-                     priors.absent.size() > 1 ? "s" : "", names.c_str());
+        warning(cat("priors: label", priors.absent.size() > 1 ? "s " : " ", names,
+                    " present in no subject (or only at the rescaled 0): prior columns set to 0"));
     }
     const size_t n = options.labels.size();
     std::printf("%6s %9s %16s %16s\n", "label", "subjects", "mean of medians", "mean of spreads");

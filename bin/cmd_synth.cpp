@@ -65,9 +65,9 @@ const char* usage =
     "                                  classes, random left/right flips\n"
     "  --config FILE      JSON object overriding parameters of the preset by name (a \"preset\"\n"
     "                     field picks the base preset); see --print-config for the names\n"
-    "  --shape N          requested crop N x N x N (default 160); clipped to each map and\n"
-    "                     rounded down to a multiple of shape_multiple (32); a map thinner\n"
-    "                     than that multiple along an axis is refused\n"
+    "  --shape N          requested crop N x N x N (default 160), at least shape_multiple\n"
+    "                     (32); clipped to each map and rounded down to a multiple of it; a\n"
+    "                     map thinner than that multiple along an axis is refused\n"
     "  --device D         auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default auto)\n"
     "  --preview          also write DIR/preview.png: one row per sample (the first 8 only),\n"
     "                     the image's axial, coronal and sagittal mid-slices beside the\n"
@@ -126,6 +126,29 @@ void check_synth_outputs(const std::string& labels_path, const std::string& conf
     check_outputs("synth", inputs, outputs, {out_dir});
 }
 
+// Sample files (and a picture) in `out_dir` that this run will not write: an earlier run's, left
+// as they are. Said, so that a folder mixing two runs is not taken for one.
+void warn_of_other_runs(const std::string& out_dir, long long first, long long count, bool preview) {
+    std::error_code ec;
+    std::vector<std::string> others;
+    for (const fs::directory_entry& entry : fs::directory_iterator(out_dir, ec)) {
+        const std::string name = entry.path().filename().string();
+        long long index = -1;
+        char kind[8] = {};
+        int end = 0;
+        const bool sample = std::sscanf(name.c_str(), "%6[a-z]_%lld.nii.gz%n", kind, &index, &end) == 2 &&
+                            size_t(end) == name.size() &&
+                            (std::string(kind) == "image" || std::string(kind) == "labels");
+        if ((sample && (index < first || index >= first + count)) || (name == "preview.png" && !preview))
+            others.push_back(name);
+    }
+    if (others.empty()) return;
+    std::sort(others.begin(), others.end());
+    warning(cat("synth: ", out_dir, " holds ", others.size(), " file", others.size() > 1 ? "s" : "",
+                " this run does not write (", others.front(), others.size() > 1 ? ", ..." : "",
+                "), from another run: they stay"));
+}
+
 }  // namespace
 
 int cmd_synth(int argc, char** argv) {
@@ -146,7 +169,8 @@ int cmd_synth(int argc, char** argv) {
     GeneratorConfig config = config_path.empty() ? preset_config(preset) : load_config(preset, config_path);
     if (args.has("--shape")) {
         const long long n = args.integer("--shape", 0);
-        ISS_INPUT(n >= 1, "synth: --shape must be at least 1, got ", n);
+        ISS_INPUT(n >= config.shape_multiple, "synth: --shape ", n, " is smaller than shape_multiple ",
+                  config.shape_multiple, ": crops are rounded down to a multiple of it");
         config.output_shape = {n, n, n};
     }
     validate_config(config, config_path.empty() ? cat("preset ", config.preset) : config_path);
@@ -167,6 +191,7 @@ int cmd_synth(int argc, char** argv) {
     const Device device = parse_device(args.get("--device", "auto"));
 
     check_synth_outputs(labels_path, config_path, out_dir, first, count, args.flag("--preview"));
+    warn_of_other_runs(out_dir, first, count, args.flag("--preview"));
     // Every map read and checked before the output directory is touched.
     std::vector<TrainingMap> maps = load_training_maps(labels_path, config);
 

@@ -70,6 +70,7 @@ public:
     Segmentation predict(const Image& image, const std::string& name);
 
     const std::vector<int32_t>& labels() const;
+    int64_t input_channels() const;  // images per subject (1; 2 for a T1 + T2 model)
     DeviceContext& context();
 
 private:

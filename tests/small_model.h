@@ -13,9 +13,10 @@
 
 namespace iss::test {
 
-inline void write_small_model(const std::string& dir, uint64_t seed = 11) {
+inline void write_small_model(const std::string& dir, uint64_t seed = 11, int in_channels = 1) {
     DeviceContext cpu;
     ModelSpec spec;
+    spec.unet.in_channels = in_channels;
     spec.unet.levels = 3;
     spec.unet.features = 3;
     spec.unet.classes = 5;

@@ -49,7 +49,7 @@ TEST_F(Hardening, ThreadsAreBoundedToTheMachine) {
     const test::RunResult r = run("predict --device cpu --threads 100000 --model " + q("model") + " --i " +
                                   q("scan.nii.gz") + " --o " + q("seg.nii.gz"));
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_NE(r.err.find("warning: --threads 100000: this machine runs"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("warning: predict: --threads 100000: this machine runs"), std::string::npos) << r.err;
     EXPECT_TRUE(fs::exists(path("seg.nii.gz")));
 }
 
@@ -137,6 +137,10 @@ TEST_F(Hardening, PredictNamesItsOutputsAndChannels) {
     g.affine = Mat4::scaling(1.5, 1.5, 1.5);
     write_image(path("t2_other_grid.nii.gz"), Image(g, 1, 1.0f));
     expect_bad(predict + " --i " + q("t2_other_grid.nii.gz") + " --o " + q("seg.nii.gz"),
+               "--i given 2 times (the channels of one subject), but " + path("model") + " takes 1 image");
+    test::write_small_model(path("two_channels"), 11, 2);
+    expect_bad("predict --device cpu --model " + q("two_channels") + " --i " + q("scan.nii.gz") + " --i " +
+                   q("t2_other_grid.nii.gz") + " --o " + q("seg.nii.gz"),
                "t2_other_grid.nii.gz: not on the voxel grid of " + path("scan.nii.gz") + ": dims 12x14x9 vs 12x14x10");
 }
 

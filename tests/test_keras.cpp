@@ -492,7 +492,7 @@ TEST_F(KerasCli, BadInputExitsTwoAndWritesNothing) {
                "--labels and --orientation are for a Keras .h5 model");
     expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --i " + q("scan.nii.gz") + " --o " + q("out.nii.gz") +
                    " --model " + q("ours"),
-               "the model takes 1 channel, the image has 2 volumes");
+               "--i given 2 times (the channels of one subject), but " + path("ours") + " takes 1 image");
 }
 
 // --- label order -------------------------------------------------------------------------------

@@ -440,7 +440,7 @@ TEST_F(PriorsCli, WritesTwoNpyFilesOfShapeTwoBy43) {
     EXPECT_NE(r.out.find("mean of medians"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("wrote prior_means.npy and prior_stds.npy (2 x 43) from 2 subjects"), std::string::npos)
         << r.out;
-    EXPECT_NE(r.err.find("warning: labels 14 15 24 85 172 5 7 8 12"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("warning: priors: labels 14 15 24 85 172 5 7 8 12"), std::string::npos) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 
     // Usable as a synth --config's priors: the .npy files by path (beside the configuration),
@@ -468,7 +468,9 @@ TEST_F(PriorsCli, LabelListAndClasses) {
     subject("s1.nii.gz", {{2, 50}, {41, 60}, {41, 70}, {3, 80}, {16, 100}, {16, 100}, {170, 110}});
     const test::RunResult r = priors("--out " + test::shell_quote(out()) + " --labels-list 41,2,3,170,16 --classes");
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_EQ(r.err, "");  // every listed label present
+    // Every listed label present; the first, 41, is taken as the background, and said so.
+    EXPECT_EQ(r.err, "warning: priors: label 41 is listed first, so it is taken as the background, as the "
+                     "reference takes its first label: its zeros count (list 0 first otherwise)\n");
     const NpyArray means = read_npy(out() + "/prior_means.npy");
     ASSERT_EQ(means.shape, (std::vector<int64_t>{2, 5}));
     // (2, 41) pooled: 100 at 50, 100 at 60, 100 at 70 -> 60 at both columns; (16, 170): 100.

@@ -131,6 +131,16 @@ TEST_F(SynthCli, SameSeedGivesIdenticalFiles) {
     EXPECT_EQ(file_count(dir_ / "d"), 2);
     for (const char* name : {"image_0001.nii.gz", "labels_0001.nii.gz"})
         EXPECT_TRUE(read_text(dir_ / "a" / name) == read_text(dir_ / "d" / name)) << name;
+    // Into the first run's folder: what this run does not write stays, and is said to.
+    const RunResult again = synth("--labels " + shell_quote(map_file()) +
+                                  " --first 1 --count 1 --shape 64 --seed 5 --out " + shell_quote(path("a")));
+    ASSERT_EQ(again.status, 0) << again.err;
+    EXPECT_NE(again.err.find("warning: synth: " + path("a") +
+                             " holds 3 files this run does not write (image_0000.nii.gz, ...), from another run"),
+              std::string::npos)
+        << again.err;
+    EXPECT_EQ(file_count(dir_ / "a"), 5);
+    EXPECT_EQ(alone.err, "") << "a new folder: nothing to say";
     EXPECT_EQ(synth("--labels " + shell_quote(map_file()) + " --first -1 --out " + shell_quote(path("e"))).status, 2);
     EXPECT_EQ(synth("--labels " + shell_quote(map_file()) + " --first 4294967295 --count 2 --out " +
                     shell_quote(path("e")))
