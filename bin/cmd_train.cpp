@@ -10,13 +10,19 @@
 #include <csignal>
 #include <cstdio>
 #include <deque>
+#include <filesystem>
 #include <string>
+#include <type_traits>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "bin/cli.h"
 #include "bin/commands.h"
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
+#include "nn/checkpoint.h"
+#include "nn/precision.h"
 #include "train/trainer.h"
 
 namespace iss::cli {
@@ -53,12 +59,13 @@ const char* usage =
     "  --levels L          U-Net resolution levels, 1 to 8 (default 5)\n"
     "  --features F        feature maps at the first level, doubling per level (default 24)\n"
     "  --wl2-epochs E      epochs of weighted-L2 pre-training before the Dice loss (default 0)\n"
-    "  --resume            continue the model in --model-dir from its last checkpoint; the\n"
-    "                      architecture and what draws the samples (preset, --config, --seed,\n"
-    "                      --batch, the crop, the weighted-L2 steps --wl2-epochs x\n"
-    "                      --steps-per-epoch) must match it; --lr, --precision and\n"
-    "                      --steps-per-epoch may change (model.json keeps a history). One\n"
-    "                      train at a time writes a --model-dir (a second is refused)\n"
+    "  --resume            continue the model in --model-dir from its last checkpoint; an\n"
+    "                      option not given is what model.json recorded (the architecture,\n"
+    "                      preset, --config's parameters, --seed, --batch, the crop,\n"
+    "                      --steps-per-epoch, --wl2-epochs, --lr, --precision); one given must\n"
+    "                      match what draws the samples (all of these but --lr, --precision\n"
+    "                      and --steps-per-epoch, which may change: model.json keeps a\n"
+    "                      history). One train at a time writes a --model-dir\n"
     "  --seed S            non-negative integer: initial weights and every sample; a resumed run\n"
     "                      repeats the uninterrupted one exactly (default 1)\n"
     "  --device D          auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default auto)\n"
@@ -100,6 +107,45 @@ int int_option(const Args& args, const std::string& name, long long fallback, lo
     return int(v);
 }
 
+// `train --labels MAPS --model-dir DIR --resume` goes on as the run was started: every option
+// that says what the network is or what it is trained on, when not given, is what model.json
+// recorded. (Options given must still match it: the trainer checks.) Fields that are missing or
+// of another type are left to the trainer's checks.
+void adopt_recorded_options(const Args& args, TrainOptions& o) {
+    const std::string weights = (std::filesystem::path(o.model_dir) / "model.safetensors").string();
+    if (!std::filesystem::exists(model_json_path(weights))) return;  // the trainer says so
+    const ModelSpec saved = load_model_spec(weights);
+    const nlohmann::json& t = saved.training;
+    auto integer = [&](const char* key, auto& field, const char* option) {
+        if (!args.has(option) && t.contains(key) && t[key].is_number_integer())
+            field = std::remove_reference_t<decltype(field)>(t[key].get<int64_t>());
+    };
+    if (!args.has("--levels") && !args.has("--features")) {
+        o.unet = saved.unet;  // convolutions per level and kernel too
+    } else {
+        if (!args.has("--levels")) o.unet.levels = saved.unet.levels;
+        if (!args.has("--features")) o.unet.features = saved.unet.features;
+    }
+    if (!args.has("--preset") && t.contains("preset") && t["preset"].is_string()) o.preset = t["preset"];
+    integer("seed", o.seed, "--seed");
+    integer("batch", o.batch, "--batch");
+    integer("steps_per_epoch", o.steps_per_epoch, "--steps-per-epoch");
+    integer("wl2_epochs", o.wl2_epochs, "--wl2-epochs");
+    if (!args.has("--shape") && t.contains("crop") && t["crop"].is_array() && t["crop"].size() == 3) {
+        int64_t largest = 0;  // the crop a cube of its largest side gives again, on the same maps
+        for (const nlohmann::json& n : t["crop"]) largest = std::max(largest, n.is_number_integer() ? int64_t(n) : 0);
+        if (largest > 0) o.shape = largest;
+    }
+    if (!args.has("--lr") && t.contains("lr") && t["lr"].is_number() && t["lr"].get<double>() > 0)
+        o.lr = float(t["lr"].get<double>());
+    if (!args.has("--precision") && t.contains("precision") && t["precision"].is_string())
+        o.precision = parse_precision(t["precision"].get<std::string>(), model_json_path(weights));
+    if (!args.has("--config") && t.contains("generator") && t["generator"].is_object()) {
+        o.recorded_generator = t["generator"].dump();
+        o.recorded_generator_source = model_json_path(weights) + " (training.generator)";
+    }
+}
+
 TrainOptions parse_options(const Args& args) {
     TrainOptions o;
     o.labels = args.require("--labels");
@@ -123,6 +169,8 @@ TrainOptions parse_options(const Args& args) {
     o.seed = uint64_t(seed);
     o.device = parse_device(args.get("--device", "auto"));
     o.precision = parse_precision(args.get("--precision", "fp32"), "train: --precision");
+
+    if (o.resume) adopt_recorded_options(args, o);
 
     o.validation_labels = args.get("--validation-labels", "");
     ISS_INPUT(!o.validation_labels.empty() || (!args.has("--validate-every") && !args.has("--validation-samples")),

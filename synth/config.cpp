@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -111,9 +112,16 @@ GeneratorConfig load_config(const std::string& preset_name, const std::string& j
     require_regular_file(json_path);  // a FIFO would block the read forever
     std::ifstream in(json_path);
     ISS_INPUT(in, json_path, ": cannot open config file");
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ISS_INPUT(!in.bad(), json_path, ": cannot read config file");
+    return parse_config(preset_name, text, json_path);
+}
+
+GeneratorConfig parse_config(const std::string& preset_name, const std::string& json_text, const std::string& source) {
+    const std::string& json_path = source;  // a relative prior .npy path is taken beside it
     nlohmann::json overrides;
     try {
-        overrides = nlohmann::json::parse(in);
+        overrides = nlohmann::json::parse(json_text);
     } catch (const nlohmann::json::exception& e) {
         throw InputError(cat(json_path, ": not valid JSON: ", e.what()));
     }

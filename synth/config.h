@@ -74,6 +74,9 @@ GeneratorConfig preset_config(const std::string& name);
 // Overrides fields from a JSON file; InputError naming the file for unreadable JSON, an
 // unknown field or a value of the wrong type. A "preset" field selects the base preset first.
 GeneratorConfig load_config(const std::string& preset_name, const std::string& json_path);
+// The same from JSON text (a model.json's recorded generator); messages name `source`, and a
+// prior .npy path is read relative to the folder `source` names, as for a file.
+GeneratorConfig parse_config(const std::string& preset_name, const std::string& json_text, const std::string& source);
 
 // Checks consistency (prior shapes match the label list, bounds are ordered, probabilities in
 // [0, 1], ...); InputError naming `source` and the field.

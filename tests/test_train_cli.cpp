@@ -11,6 +11,7 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -166,6 +167,26 @@ TEST_F(TrainCli, TrainsWritesTheModelDirectoryAndResumes) {
     ASSERT_EQ(rows.size(), 6u);
     EXPECT_EQ(std::vector<std::string>(rows.begin(), rows.begin() + 4), first_rows);
     EXPECT_EQ(optimizer_step(model), 6);
+}
+
+// --resume with only the maps and the model directory goes on as the run was started: the
+// architecture, seed, crop, epoch length, rate and --config's generator parameters come from
+// model.json (the configuration file is gone by then), and the run is the uninterrupted one.
+TEST_F(TrainCli, ResumeTakesWhatTheModelRecorded) {
+    std::ofstream(dir_ / "blur.json") << R"({"blur_range": 1.5})";
+    const std::string config = " --config " + shell_quote((dir_ / "blur.json").string());
+    const fs::path straight = dir_ / "straight", resumed = dir_ / "resumed";
+    ASSERT_EQ(train_tiny(straight.string(), 4, config).status, 0);
+    ASSERT_EQ(train_tiny(resumed.string(), 2, config).status, 0);
+    fs::remove(dir_ / "blur.json");
+    const RunResult r = train(" --labels " + shell_quote((root_ / "maps").string()) + " --model-dir " +
+                              shell_quote(resumed.string()) + " --steps 4 --device cpu --resume");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(weights_of(resumed) == weights_of(straight)) << "not the uninterrupted run";
+    // What is given must still match: another seed draws other samples.
+    expect_bad(" --labels " + shell_quote((root_ / "maps").string()) + " --model-dir " + shell_quote(resumed.string()) +
+                   " --steps 6 --device cpu --resume --seed 9",
+               "was trained with seed 5", resumed);
 }
 
 // Starts the binary directly (no shell in between, so the signal reaches it), waits for its

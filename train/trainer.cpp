@@ -469,8 +469,13 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
 
     // Generator configuration: preset, file overrides, then the options that belong to the
     // network (crop size multiple of 2^levels, as SPEC.md 3.3 says).
-    s.gen_config = opt.config_path.empty() ? preset_config(opt.preset) : load_config(opt.preset, opt.config_path);
-    const std::string config_source = opt.config_path.empty() ? cat("preset ", s.gen_config.preset) : opt.config_path;
+    s.gen_config = !opt.config_path.empty()        ? load_config(opt.preset, opt.config_path)
+                   : !opt.recorded_generator.empty() ? parse_config(opt.preset, opt.recorded_generator,
+                                                                    opt.recorded_generator_source)
+                                                     : preset_config(opt.preset);
+    const std::string config_source = !opt.config_path.empty()        ? opt.config_path
+                                      : !opt.recorded_generator.empty() ? opt.recorded_generator_source
+                                                                        : cat("preset ", s.gen_config.preset);
     if (opt.shape > 0) s.gen_config.output_shape = {opt.shape, opt.shape, opt.shape};
     s.gen_config.shape_multiple = opt.unet.reference_multiple();
     // The crop is rounded down to a multiple of 2^levels; a smaller one used to be raised silently

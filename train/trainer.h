@@ -31,6 +31,9 @@ struct TrainOptions {
     std::string model_dir;
     std::string preset = "infant-t1";
     std::string config_path;  // JSON overrides of the generator (optional)
+    // Without config_path: the generator parameters a resumed model recorded (model.json's
+    // training.generator, as JSON text), which `source` names in messages; empty: the preset's.
+    std::string recorded_generator, recorded_generator_source;
     int64_t steps = 900000;   // total: with resume, training continues until this step
     int64_t steps_per_epoch = 3000;
     float lr = 1e-4f;
