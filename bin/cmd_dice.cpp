@@ -2,6 +2,7 @@
 // ground truth (SPEC.md section 8), as a CSV. Every pair is read and checked before the CSV is
 // written; a structure present on one side only is named once on stderr.
 #include <cstdio>
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -31,9 +32,10 @@ const char* usage =
     "\n"
     "  --pred FILE|DIR   predicted segmentation, or a directory of them (*.nii, *.nii.gz)\n"
     "  --gt FILE|DIR     ground truth, or a directory holding one for each prediction, paired\n"
-    "                    by name without .nii / .nii.gz and predict's _synthseg (a folder\n"
-    "                    predict wrote pairs with the scans' names; a file without a partner\n"
-    "                    is an error)\n"
+    "                    by name without .nii / .nii.gz, and without _synthseg when every\n"
+    "                    prediction has it (a folder predict wrote, its _posteriors and\n"
+    "                    _resampled files left out, pairs with the scans' names); a file\n"
+    "                    without a partner is an error\n"
     "  --out FILE.csv    one row per subject (column subject = that name, as predict --vol\n"
     "                    writes it), one column\n"
     "                    dice_<label> per structure, and a last row 'mean' (the mean over the\n"
@@ -73,10 +75,25 @@ std::vector<Pair> pair_inputs(const std::string& pred, const std::string& gt) {
         ISS_INPUT(added, gt, ": ", fs::path(it->second).filename().string(), " and ",
                   fs::path(f).filename().string(), " are one subject's: keep one");
     }
+    // A folder predict wrote: every segmentation is NAME_synthseg, beside its posteriors and
+    // resampled images when --post or --resample named the same folder (not segmentations).
+    std::vector<std::string> files = nifti_files(pred);
+    const bool from_predict = std::any_of(files.begin(), files.end(), [](const std::string& f) {
+        return ends_with(nifti_stem(f), "_synthseg");
+    });
+    if (from_predict)
+        files.erase(std::remove_if(files.begin(), files.end(),
+                                   [](const std::string& f) {
+                                       const std::string stem = nifti_stem(f);
+                                       return ends_with(stem, "_posteriors") || ends_with(stem, "_resampled");
+                                   }),
+                    files.end());
+    const bool all_predicted = std::all_of(files.begin(), files.end(), [](const std::string& f) {
+        return ends_with(nifti_stem(f), "_synthseg");
+    });
     std::map<std::string, std::string> predictions;
-    for (const std::string& f : nifti_files(pred)) {
-        // A name that is itself a subject's comes first ("a_synthseg" may be a subject too).
-        const std::string subject = truths.count(nifti_stem(f)) ? nifti_stem(f) : subject_of(f);
+    for (const std::string& f : files) {
+        const std::string subject = all_predicted ? subject_of(f) : nifti_stem(f);
         const auto [it, added] = predictions.emplace(subject, f);
         ISS_INPUT(added, pred, ": ", fs::path(it->second).filename().string(), " and ",
                   fs::path(f).filename().string(), " are both predictions of ", subject);

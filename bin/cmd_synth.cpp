@@ -126,13 +126,19 @@ void check_synth_outputs(const std::string& labels_path, const std::string& conf
     check_outputs("synth", inputs, outputs, {out_dir});
 }
 
-// Sample files (and a picture) in `out_dir` that this run will not write: an earlier run's, left
-// as they are. Said, so that a folder mixing two runs is not taken for one.
-void warn_of_other_runs(const std::string& out_dir, long long first, long long count, bool preview) {
+// Sample files (and a picture) in `out_dir` that this run will not write and does not read: an
+// earlier run's, left as they are. Said, so that a folder mixing two runs is not taken for one.
+void warn_of_other_runs(const std::string& out_dir, const std::vector<TrainingMap>& inputs, long long first,
+                        long long count, bool preview) {
     std::error_code ec;
     std::vector<std::string> others;
     for (const fs::directory_entry& entry : fs::directory_iterator(out_dir, ec)) {
         const std::string name = entry.path().filename().string();
+        const bool input = std::any_of(inputs.begin(), inputs.end(), [&](const TrainingMap& m) {
+            std::error_code same;
+            return fs::equivalent(m.name, entry.path(), same);
+        });
+        if (input) continue;  // this run's own label maps, stored under such a name
         long long index = -1;
         char kind[8] = {};
         int end = 0;
@@ -169,11 +175,16 @@ int cmd_synth(int argc, char** argv) {
     GeneratorConfig config = config_path.empty() ? preset_config(preset) : load_config(preset, config_path);
     if (args.has("--shape")) {
         const long long n = args.integer("--shape", 0);
-        ISS_INPUT(n >= config.shape_multiple, "synth: --shape ", n, " is smaller than shape_multiple ",
-                  config.shape_multiple, ": crops are rounded down to a multiple of it");
+        ISS_INPUT(n >= 1, "synth: --shape must be at least 1, got ", n);
         config.output_shape = {n, n, n};
     }
     validate_config(config, config_path.empty() ? cat("preset ", config.preset) : config_path);
+    // Crops are rounded down to the multiple: a smaller request was raised to it without a word.
+    for (const int64_t n : config.output_shape)
+        ISS_INPUT(n >= config.shape_multiple, "synth: ",
+                  args.has("--shape") ? cat("--shape ", n) : cat(config_path, ": output_shape ", n),
+                  " is smaller than shape_multiple ", config.shape_multiple,
+                  ": crops are rounded down to a multiple of it");
     if (args.flag("--print-config")) {
         std::printf("%s\n", config_to_json(config).c_str());
         return 0;
@@ -191,9 +202,9 @@ int cmd_synth(int argc, char** argv) {
     const Device device = parse_device(args.get("--device", "auto"));
 
     check_synth_outputs(labels_path, config_path, out_dir, first, count, args.flag("--preview"));
-    warn_of_other_runs(out_dir, first, count, args.flag("--preview"));
     // Every map read and checked before the output directory is touched.
     std::vector<TrainingMap> maps = load_training_maps(labels_path, config);
+    warn_of_other_runs(out_dir, maps, first, count, args.flag("--preview"));
 
     DeviceContext ctx(device);
     Generator gen(ctx, config, std::move(maps), uint64_t(seed));

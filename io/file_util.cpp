@@ -358,10 +358,17 @@ void make_directories(const std::string& dir) {
 
 DirectoryLock::DirectoryLock(const std::string& dir, const std::string& name, const std::string& what) {
     const std::string path = (std::filesystem::path(dir) / name).string();
-    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);  // the umask decides who shares it
+    const bool writable = fd_ >= 0;
+    // Another user's lock file in a shared folder: locking needs no write access to it.
+    if (!writable) fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd_ < 0) throw Error(cat(path, ": cannot open the lock file: ", std::strerror(errno)));
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
         const int error = errno;
+        if (error == ENOLCK || error == EOPNOTSUPP) {  // a file system without locks (NFS without lockd)
+            warning(cat(dir, ": cannot be locked here (", std::strerror(error), "): make sure no other run uses it"));
+            return;
+        }
         char holder[32] = {};
         const ssize_t n = ::pread(fd_, holder, sizeof holder - 1, 0);
         ::close(fd_);
@@ -372,7 +379,7 @@ DirectoryLock::DirectoryLock(const std::string& dir, const std::string& name, co
         throw Error(cat(path, ": cannot lock: ", std::strerror(error)));
     }
     const std::string pid = std::to_string(::getpid());
-    if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != ssize_t(pid.size()))
+    if (writable && (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != ssize_t(pid.size())))
         warning(cat(path, ": could not write this process's id into the lock file"));
 }
 

@@ -109,6 +109,7 @@ std::vector<int32_t> named_label_list(const std::string& text, const std::string
 }
 
 NamedPath label_file_of(const std::string& labels_text) {
+    if (labels_text == "infant" || labels_text == "synthseg") return {"", "--labels"};  // names, not files
     if (!model_json_of(labels_text).empty()) return {model_json_of(labels_text), "--labels"};
     return {ends_with(labels_text, ".npy") ? labels_text : std::string(), "--labels"};
 }

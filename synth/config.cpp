@@ -204,11 +204,8 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
     probability(c.background_reset_probability, "background_reset_probability");
     ISS_INPUT(c.random_mean[0] <= c.random_mean[1] && c.random_std[0] <= c.random_std[1] && c.random_std[0] >= 0,
               source, ": random_mean / random_std bounds must be ordered [low, high] with std >= 0");
+    for (int64_t s : c.output_shape) ISS_INPUT(s >= 1, source, ": output_shape entries must be >= 1");
     ISS_INPUT(c.shape_multiple >= 1, source, ": shape_multiple must be >= 1");
-    // Crops are rounded down to the multiple: a smaller request was raised to it without a word.
-    for (int64_t s : c.output_shape)
-        ISS_INPUT(s >= c.shape_multiple, source, ": output_shape ", s, " is smaller than shape_multiple ",
-                  c.shape_multiple, ": crops are rounded down to a multiple of it");
     ISS_INPUT(c.scaling_bounds >= 0 && c.scaling_bounds < 1, source, ": scaling_bounds must be in [0, 1)");
     ISS_INPUT(c.rotation_bounds >= 0 && c.shearing_bounds >= 0 && c.translation_bounds >= 0 && c.nonlin_std >= 0,
               source, ": rotation_bounds, shearing_bounds, translation_bounds and nonlin_std must be >= 0");

@@ -335,6 +335,7 @@ TEST_F(DiceCli, DirectoriesPairedByNameWithMeanRow) {
     fs::create_directories(dir_ / "predicted");
     fs::copy_file(path("pred/a.nii.gz"), path("predicted/a_synthseg.nii.gz"));
     write_labels(path("predicted/b_synthseg.nii"), read_labels(path("pred/b.nii.gz")));
+    write_posteriors(path("predicted/a_posteriors.nii.gz"), Image(row({0}).grid, 3, 0.5f));  // --post there too
     const RunResult p = run("dice", "--pred " + q("predicted") + " --gt " + q("gt") + " --out " + shell_quote(csv));
     ASSERT_EQ(p.status, 0) << p.err;
     const CsvTable by_subject = read_csv(csv);

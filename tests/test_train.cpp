@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <limits>
 
@@ -569,6 +570,14 @@ TEST_F(Train, BadInputIsRefusedBeforeAnyStep) {
     expect_refused(nothing, "no model.json");
     TrainOptions zero = tiny(path("m3"), 0);
     expect_refused(zero, "--steps");
+
+    // A configuration's crop below the preset's multiple (32) but not below the network's: fine.
+    std::ofstream(path("small_crop.json")) << R"({"output_shape": [16, 16, 16]})";
+    TrainOptions small = tiny(path("m5"), 1);
+    small.config_path = path("small_crop.json");
+    small.shape = 0;
+    ASSERT_LE(small.unet.reference_multiple(), 16);
+    EXPECT_NO_THROW(Trainer{small});
 
     // A checkpoint's file name taken by a directory: refused now, not at the first checkpoint
     // an epoch later, which left a half-written model.
