@@ -33,8 +33,9 @@ const char* usage =
     "  --pred FILE|DIR   predicted segmentation, or a directory of them (*.nii, *.nii.gz)\n"
     "  --gt FILE|DIR     ground truth, or a directory holding one for each prediction, paired\n"
     "                    by name without .nii / .nii.gz, and without _synthseg when every\n"
-    "                    prediction has it (a folder predict wrote, its _posteriors and\n"
-    "                    _resampled files left out, pairs with the scans' names); a file\n"
+    "                    prediction has it and not every ground truth does (a folder predict\n"
+    "                    wrote pairs with the scans' names, or with another folder predict\n"
+    "                    wrote; their _posteriors and _resampled files are left out); a file\n"
     "                    without a partner is an error\n"
     "  --out FILE.csv    one row per subject (column subject = that name, as predict --vol\n"
     "                    writes it), one column\n"
@@ -58,6 +59,23 @@ std::string subject_of(const std::string& prediction) {
     return ends_with(stem, "_synthseg") ? stem.substr(0, stem.size() - 9) : stem;
 }
 
+// The segmentations in a folder: its NIfTI files, but in a folder predict wrote (NAME_synthseg
+// files) not the posteriors and resampled images --post and --resample put beside them.
+std::vector<std::string> segmentations_in(const std::string& folder) {
+    std::vector<std::string> files = nifti_files(folder);
+    const bool from_predict = std::any_of(files.begin(), files.end(), [](const std::string& f) {
+        return ends_with(nifti_stem(f), "_synthseg");
+    });
+    if (from_predict)
+        files.erase(std::remove_if(files.begin(), files.end(),
+                                   [](const std::string& f) {
+                                       const std::string stem = nifti_stem(f);
+                                       return ends_with(stem, "_posteriors") || ends_with(stem, "_resampled");
+                                   }),
+                    files.end());
+    return files;
+}
+
 // Pairs by subject when both are directories; one pair when both are files.
 std::vector<Pair> pair_inputs(const std::string& pred, const std::string& gt) {
     std::error_code ec;
@@ -69,31 +87,24 @@ std::vector<Pair> pair_inputs(const std::string& pred, const std::string& gt) {
         require_regular_file(gt);
         return {{subject_of(pred), pred, gt}};
     }
+    const std::vector<std::string> truth_files = segmentations_in(gt), files = segmentations_in(pred);
+    auto all_predicted = [](const std::vector<std::string>& in) {
+        return std::all_of(in.begin(), in.end(), [](const std::string& f) {
+            return ends_with(nifti_stem(f), "_synthseg");
+        });
+    };
+    // predict's folder against ground truth named like the scans: NAME_synthseg is subject NAME.
+    // Two folders predict wrote (one model against another) pair by their names as they are.
+    const bool strip = all_predicted(files) && !all_predicted(truth_files);
     std::map<std::string, std::string> truths;
-    for (const std::string& f : nifti_files(gt)) {
+    for (const std::string& f : truth_files) {
         const auto [it, added] = truths.emplace(nifti_stem(f), f);
         ISS_INPUT(added, gt, ": ", fs::path(it->second).filename().string(), " and ",
                   fs::path(f).filename().string(), " are one subject's: keep one");
     }
-    // A folder predict wrote: every segmentation is NAME_synthseg, beside its posteriors and
-    // resampled images when --post or --resample named the same folder (not segmentations).
-    std::vector<std::string> files = nifti_files(pred);
-    const bool from_predict = std::any_of(files.begin(), files.end(), [](const std::string& f) {
-        return ends_with(nifti_stem(f), "_synthseg");
-    });
-    if (from_predict)
-        files.erase(std::remove_if(files.begin(), files.end(),
-                                   [](const std::string& f) {
-                                       const std::string stem = nifti_stem(f);
-                                       return ends_with(stem, "_posteriors") || ends_with(stem, "_resampled");
-                                   }),
-                    files.end());
-    const bool all_predicted = std::all_of(files.begin(), files.end(), [](const std::string& f) {
-        return ends_with(nifti_stem(f), "_synthseg");
-    });
     std::map<std::string, std::string> predictions;
     for (const std::string& f : files) {
-        const std::string subject = all_predicted ? subject_of(f) : nifti_stem(f);
+        const std::string subject = strip ? subject_of(f) : nifti_stem(f);
         const auto [it, added] = predictions.emplace(subject, f);
         ISS_INPUT(added, pred, ": ", fs::path(it->second).filename().string(), " and ",
                   fs::path(f).filename().string(), " are both predictions of ", subject);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -133,17 +134,24 @@ void adopt_recorded_options(const Args& args, TrainOptions& o) {
     integer("steps_per_epoch", o.steps_per_epoch, "--steps-per-epoch");
     integer("wl2_epochs", o.wl2_epochs, "--wl2-epochs");
     if (!args.has("--shape") && t.contains("crop") && t["crop"].is_array() && t["crop"].size() == 3) {
-        int64_t largest = 0;  // the crop a cube of its largest side gives again, on the same maps
-        for (const nlohmann::json& n : t["crop"]) largest = std::max(largest, n.is_number_integer() ? int64_t(n) : 0);
-        if (largest > 0) o.shape = largest;
+        std::array<int64_t, 3> crop{};  // the crop itself (a --config's may be no cube)
+        for (size_t d = 0; d < 3; ++d)
+            crop[d] = t["crop"][d].is_number_integer() ? t["crop"][d].get<int64_t>() : 0;
+        if (crop[0] > 0 && crop[1] > 0 && crop[2] > 0) o.recorded_crop = crop;
     }
     if (!args.has("--lr") && t.contains("lr") && t["lr"].is_number() && t["lr"].get<double>() > 0)
         o.lr = float(t["lr"].get<double>());
     if (!args.has("--precision") && t.contains("precision") && t["precision"].is_string())
         o.precision = parse_precision(t["precision"].get<std::string>(), model_json_path(weights));
-    if (!args.has("--config") && t.contains("generator") && t["generator"].is_object()) {
-        o.recorded_generator = t["generator"].dump();
-        o.recorded_generator_source = model_json_path(weights) + " (training.generator)";
+    // The recorded generator names its preset: a --preset given is checked against it instead.
+    if (!args.has("--config") && !args.has("--preset")) {
+        if (t.contains("generator") && t["generator"].is_object()) {
+            o.recorded_generator = t["generator"].dump();
+            o.recorded_generator_source = model_json_path(weights) + " (training.generator)";
+        } else {
+            warning(cat("train: ", model_json_path(weights), " records no generator parameters (an older model): "
+                        "the preset's are used; give --config if the run had one"));
+        }
     }
 }
 

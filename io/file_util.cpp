@@ -360,12 +360,15 @@ DirectoryLock::DirectoryLock(const std::string& dir, const std::string& name, co
     const std::string path = (std::filesystem::path(dir) / name).string();
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);  // the umask decides who shares it
     const bool writable = fd_ >= 0;
+    const int open_error = errno;
     // Another user's lock file in a shared folder: locking needs no write access to it.
     if (!writable) fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) throw Error(cat(path, ": cannot open the lock file: ", std::strerror(errno)));
+    if (fd_ < 0) throw Error(cat(path, ": cannot open the lock file: ", std::strerror(open_error)));
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
         const int error = errno;
-        if (error == ENOLCK || error == EOPNOTSUPP) {  // a file system without locks (NFS without lockd)
+        // A file system without locks (NFS without lockd), or NFS's emulation refusing a file
+        // opened read-only.
+        if (error == ENOLCK || error == EOPNOTSUPP || (error == EBADF && !writable)) {
             warning(cat(dir, ": cannot be locked here (", std::strerror(error), "): make sure no other run uses it"));
             return;
         }

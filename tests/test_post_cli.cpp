@@ -342,6 +342,15 @@ TEST_F(DiceCli, DirectoriesPairedByNameWithMeanRow) {
     ASSERT_EQ(by_subject.rows.size(), 3u);
     EXPECT_EQ(by_subject.rows[0], t.rows[0]);
     EXPECT_EQ(by_subject.rows[1], t.rows[1]);
+
+    // Two folders predict wrote (one model against another): paired by their own names.
+    fs::copy(dir_ / "predicted", dir_ / "predicted2");
+    const RunResult two = run("dice", "--pred " + q("predicted2") + " --gt " + q("predicted") + " --out " +
+                                          shell_quote(csv));
+    ASSERT_EQ(two.status, 0) << two.err;
+    const CsvTable same = read_csv(csv);
+    ASSERT_EQ(same.rows.size(), 3u);
+    EXPECT_EQ(same.rows[0], (std::vector<std::string>{"a_synthseg", "1", "1"}));
 }
 
 TEST_F(DiceCli, BadInputExitsTwoAndWritesNothing) {

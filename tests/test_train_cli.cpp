@@ -183,10 +183,23 @@ TEST_F(TrainCli, ResumeTakesWhatTheModelRecorded) {
                               shell_quote(resumed.string()) + " --steps 4 --device cpu --resume");
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_TRUE(weights_of(resumed) == weights_of(straight)) << "not the uninterrupted run";
-    // What is given must still match: another seed draws other samples.
-    expect_bad(" --labels " + shell_quote((root_ / "maps").string()) + " --model-dir " + shell_quote(resumed.string()) +
-                   " --steps 6 --device cpu --resume --seed 9",
-               "was trained with seed 5", resumed);
+    // What is given must still match: another seed or preset draws other samples.
+    const std::string minimal = " --labels " + shell_quote((root_ / "maps").string()) + " --model-dir " +
+                                shell_quote(resumed.string()) + " --steps 6 --device cpu --resume";
+    expect_bad(minimal + " --seed 9", "was trained with seed 5", resumed);
+    expect_bad(minimal + " --preset infant-t2", "this run asks for \"infant-t2\"", resumed);
+
+    // A configuration's crop need not be a cube: the recorded crop is taken as it is.
+    std::ofstream(dir_ / "box.json") << R"({"output_shape": [32, 24, 32]})";
+    const fs::path box = dir_ / "box";
+    ASSERT_EQ(train(" --labels " + shell_quote((root_ / "maps").string()) + " --model-dir " + shell_quote(box.string()) +
+                    " --steps 2 --steps-per-epoch 2 --levels 2 --features 4 --device cpu --config " +
+                    shell_quote((dir_ / "box.json").string()))
+                  .status,
+              0);
+    const RunResult boxed = train(" --labels " + shell_quote((root_ / "maps").string()) + " --model-dir " +
+                                  shell_quote(box.string()) + " --steps 3 --device cpu --resume");
+    EXPECT_EQ(boxed.status, 0) << boxed.err;
 }
 
 // Starts the binary directly (no shell in between, so the signal reaches it), waits for its

@@ -476,7 +476,10 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     const std::string config_source = !opt.config_path.empty()        ? opt.config_path
                                       : !opt.recorded_generator.empty() ? opt.recorded_generator_source
                                                                         : cat("preset ", s.gen_config.preset);
-    if (opt.shape > 0) s.gen_config.output_shape = {opt.shape, opt.shape, opt.shape};
+    if (opt.shape > 0)
+        s.gen_config.output_shape = {opt.shape, opt.shape, opt.shape};
+    else if (opt.recorded_crop[0] > 0)
+        s.gen_config.output_shape = opt.recorded_crop;
     s.gen_config.shape_multiple = opt.unet.reference_multiple();
     // The crop is rounded down to a multiple of 2^levels; a smaller one used to be raised silently
     // (to 256^3 for 8 levels, which then ran out of memory).

@@ -12,6 +12,7 @@
 // all rewritten at every checkpoint (each epoch, at the end, and when interrupted).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -34,6 +35,8 @@ struct TrainOptions {
     // Without config_path: the generator parameters a resumed model recorded (model.json's
     // training.generator, as JSON text), which `source` names in messages; empty: the preset's.
     std::string recorded_generator, recorded_generator_source;
+    // Without shape: the crop a resumed model recorded (0s: none), which may be no cube.
+    std::array<int64_t, 3> recorded_crop{0, 0, 0};
     int64_t steps = 900000;   // total: with resume, training continues until this step
     int64_t steps_per_epoch = 3000;
     float lr = 1e-4f;
