@@ -183,7 +183,11 @@ SampleParams draw_sample_params(const GeneratorConfig& config, uint64_t seed, ui
         p.blur_sigma[size_t(d)] = float(base_sigma[size_t(d)] * blur.uniform(1.0 / config.blur_range, config.blur_range));
         p.blur_half_width[size_t(d)] = int(std::ceil(2.5 * config.blur_range * base_sigma[size_t(d)] - 1e-9)) / 2;
     }
-    p.reset_background = blur.uniform(0, 1) < config.background_reset_probability;
+    // The reset is fused into the bias pass, which comes after a random resolution's resampling:
+    // there it would put full-resolution background edges into a low-resolution image.
+    // SynthSeg 2.0, whose option that is, resets nothing; neither do we then.
+    const bool reset = blur.uniform(0, 1) < config.background_reset_probability;
+    p.reset_background = reset && !config.randomise_resolution;
 
     Draws bias(seed, sample, purpose_bias);
     for (int d = 0; d < 3; ++d) p.bias_shape[size_t(d)] = ceil_times(config.bias_shape_factor, p.out_shape[size_t(d)]);

@@ -896,6 +896,21 @@ TEST(SynthParams, ClassDrawsFollowPriorsRandomMixAndFusion) {
 
 // A flip swaps every one-sided label with its twin: SynthSeg's adult lateral labels too (25/57,
 // 136/163, 137/164, the cortical parcels), which an infant-only table left on the wrong side.
+// The background reset comes after a random resolution's resampling (fused into the bias
+// pass), where it would show full-resolution edges through a low-resolution image: off then, as
+// SynthSeg 2.0 has none. The draws themselves are unchanged.
+TEST(SynthParams, NoBackgroundResetWithARandomResolution) {
+    GeneratorConfig config = preset_config("infant-t1");
+    config.background_reset_probability = 1;
+    const SampleParams plain = draw_sample_params(config, 4, 9, {{155, 175, 149}}, {0});
+    EXPECT_TRUE(plain.reset_background);
+    config.randomise_resolution = true;
+    const SampleParams random = draw_sample_params(config, 4, 9, {{155, 175, 149}}, {0});
+    EXPECT_FALSE(random.reset_background);
+    EXPECT_EQ(random.bias, plain.bias) << "the later draws are those of the same sample";
+    EXPECT_EQ(random.gamma, plain.gamma);
+}
+
 TEST(SynthParams, FlipsSwapEveryOneSidedLabelWithItsTwin) {
     for (const auto& [left, right] : std::vector<std::pair<int32_t, int32_t>>{
              {2, 41}, {21, 61}, {26, 58}, {25, 57}, {136, 163}, {137, 164}, {1005, 2005}}) {
