@@ -220,10 +220,8 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
     // The blur's window, 2.5 sigma times the range each side at the largest sigma a sample can
     // draw, must fit the kernels' taps (max_blur_half_width). A resolution bound counts only
     // where it can be drawn (anisotropic_probability 0: never the anisotropic one).
-    const double largest_resolution = std::max(c.anisotropic_probability < 1 ? c.max_isotropic : 1.0,
-                                               c.anisotropic_probability > 0 ? c.max_anisotropic : 1.0);
     const double largest_sigma =
-        std::max(c.blur_sigma, c.randomise_resolution ? 0.75 * largest_resolution : 0.0);
+        std::max(c.blur_sigma, c.randomise_resolution ? 0.75 * largest_random_resolution(c) : 0.0);
     const double window = std::ceil(2.5 * c.blur_range * largest_sigma - 1e-9);
     ISS_INPUT(window <= 2 * max_blur_half_width + 1, source, ": blur_sigma ", c.blur_sigma, " and blur_range ",
               c.blur_range, c.randomise_resolution ? cat(" with max_isotropic ", c.max_isotropic, " / max_anisotropic ",
@@ -232,6 +230,11 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
               " ask for a blur of up to ", std::floor(window / 2), " voxels each side; at most ", max_blur_half_width);
     ISS_INPUT(c.bias_field_std >= 0 && c.gamma_std >= 0 && c.clip_max > 0, source,
               ": bias_field_std and gamma_std must be >= 0, clip_max > 0");
+}
+
+double largest_random_resolution(const GeneratorConfig& c) {
+    return std::max(c.anisotropic_probability < 1 ? c.max_isotropic : 1.0,
+                    c.anisotropic_probability > 0 ? c.max_anisotropic : 1.0);
 }
 
 std::string config_to_json(const GeneratorConfig& config) { return nlohmann::json(config).dump(2); }

@@ -52,8 +52,9 @@ struct GeneratorConfig {
     // probability anisotropic_probability one random axis gets r ~ U(1, max_anisotropic) and
     // the others 1, else all axes r ~ U(1, max_isotropic); slice thickness ~ U(1, r) when
     // randomise_thickness (else r). Sigma = 0.75 * min(r, thickness) where r > 1, then the
-    // image is downsampled to r and resampled back to the output grid trilinearly. No
-    // background reset then (as SynthSeg 2.0: here it would come after the resampling).
+    // image is downsampled to r and resampled back to the output grid trilinearly. As in
+    // SynthSeg 2.0, the blurred axes' window is that of the largest sigma a sample can draw,
+    // and there is no background reset (here it would come after the resampling).
     bool randomise_resolution = false;
     double max_isotropic = 4;
     double max_anisotropic = 8;
@@ -82,6 +83,10 @@ GeneratorConfig parse_config(const std::string& preset_name, const std::string& 
 // Checks consistency (prior shapes match the label list, bounds are ordered, probabilities in
 // [0, 1], ...); InputError naming `source` and the field.
 void validate_config(const GeneratorConfig& config, const std::string& source);
+
+// The largest acquisition resolution a sample can draw (randomise_resolution): a bound counts
+// only where it can be drawn (anisotropic_probability 0: never the anisotropic one).
+double largest_random_resolution(const GeneratorConfig& config);
 
 std::string config_to_json(const GeneratorConfig& config);
 

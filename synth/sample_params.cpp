@@ -179,9 +179,15 @@ SampleParams draw_sample_params(const GeneratorConfig& config, uint64_t seed, ui
             if (r > 1) base_sigma[size_t(d)] = 0.75 * std::min(r, thickness);
         }
     }
+    // With a random resolution the window is the one of the largest sigma a sample can draw, on
+    // the blurred axes, as SynthSeg 2.0's DynamicGaussianBlur sizes it: a window from the drawn
+    // sigma (2.5 sigma wide) would cut its Gaussian at +-1.25 sigma, 25-35% too weak a blur.
+    const double window_sigma = 0.75 * largest_random_resolution(config);
     for (int d = 0; d < 3; ++d) {
         p.blur_sigma[size_t(d)] = float(base_sigma[size_t(d)] * blur.uniform(1.0 / config.blur_range, config.blur_range));
-        p.blur_half_width[size_t(d)] = int(std::ceil(2.5 * config.blur_range * base_sigma[size_t(d)] - 1e-9)) / 2;
+        const bool resampled = p.resolution[size_t(d)] > 1;
+        const double sigma = resampled ? std::max(window_sigma, base_sigma[size_t(d)]) : base_sigma[size_t(d)];
+        p.blur_half_width[size_t(d)] = int(std::ceil(2.5 * config.blur_range * sigma - 1e-9)) / 2;
     }
     // The reset is fused into the bias pass, which comes after a random resolution's resampling:
     // there it would put full-resolution background edges into a low-resolution image.

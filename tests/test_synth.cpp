@@ -688,7 +688,12 @@ TEST_P(SynthGenerator, RandomAcquisitionResolutionSmoothsTheLowResolutionAxis) {
                 ASSERT_EQ(low_axis, -1) << "anisotropic: only one axis is low-resolution";
                 low_axis = d;
                 EXPECT_GE(p.blur_sigma[size_t(d)], 0.75f / 1.03f - 1e-6f);
-                EXPECT_GE(p.blur_half_width[size_t(d)], 1);
+                // The window of the largest sigma any sample draws (SynthSeg 2.0's), not the
+                // drawn one's: 2.5 * 1.03 * 0.75 * max_anisotropic wide.
+                EXPECT_EQ(p.blur_half_width[size_t(d)],
+                          int(std::ceil(2.5 * config.blur_range * 0.75 * config.max_anisotropic - 1e-9)) / 2);
+            } else {
+                EXPECT_EQ(p.blur_half_width[size_t(d)], 1) << "a full-resolution axis keeps its 3 taps";
             }
         ASSERT_GE(low_axis, 0);
         if (p.resolution[size_t(low_axis)] < 4) continue;
