@@ -52,9 +52,10 @@ struct GeneratorConfig {
     // probability anisotropic_probability one random axis gets r ~ U(1, max_anisotropic) and
     // the others 1, else all axes r ~ U(1, max_isotropic); slice thickness ~ U(1, r) when
     // randomise_thickness (else r). Sigma = 0.75 * min(r, thickness) where r > 1, then the
-    // image is downsampled to r and resampled back to the output grid trilinearly. As in
-    // SynthSeg 2.0, the blurred axes' window is that of the largest sigma a sample can draw,
-    // and there is no background reset (here it would come after the resampling).
+    // image is downsampled to int(n / r) voxels by nearest neighbour and resampled back to the
+    // output grid trilinearly. As in SynthSeg 2.0, the blurred axes' window is that of the
+    // largest sigma a sample can draw, and there is no background reset (here it would come
+    // after the resampling).
     bool randomise_resolution = false;
     double max_isotropic = 4;
     double max_anisotropic = 8;

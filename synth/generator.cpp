@@ -383,10 +383,11 @@ void Generator::plan_blur() {
     for (int axis = 0; axis < 3; ++axis) kernels_.blur[axis].a = passes[size_t(axis)];
 }
 
-// 4b. A random acquisition resolution: resample to the low-resolution grid (origin-aligned,
-// as the reference's resize) and back, trilinear with clamped coordinates. The low-resolution
-// copy lives in the spare image buffer, a (it is never larger than the image). Empty grids when
-// the sample keeps its resolution.
+// 4b. A random acquisition resolution, as SynthSeg 2.0's MimicAcquisition: down to the
+// low-resolution grid of int(n / r) voxels by nearest neighbour (the blur before it did the
+// anti-aliasing), back up trilinearly, both origin-aligned with clamped coordinates. The
+// low-resolution copy lives in the spare image buffer, a (it is never larger than the image).
+// Empty grids when the sample keeps its resolution.
 void Generator::plan_resolution() {
     const SampleParams& p = params_;
     Buffers& b = *buffers_;
@@ -399,11 +400,12 @@ void Generator::plan_resolution() {
     down.src = up.dst = image;
     down.dst = low;
     up.src = low;
-    down.interp = up.interp = Interp::linear;
+    down.interp = Interp::nearest;
+    up.interp = Interp::linear;
     down.oob = up.oob = OutOfBounds::clamp;
     for (int d = 0; d < 3; ++d) {
         const int64_t n = p.out_shape[size_t(d)];
-        const int64_t m = std::max<int64_t>(1, int64_t(std::lround(double(n) / p.resolution[size_t(d)])));
+        const int64_t m = std::max<int64_t>(1, int64_t(double(n) / double(p.resolution[size_t(d)])));
         down.src_dim[d] = up.dst_dim[d] = n;
         down.dst_dim[d] = up.src_dim[d] = m;
         down.xform[d][d] = float(double(n) / double(m));

@@ -727,6 +727,64 @@ TEST_P(SynthGenerator, RandomAcquisitionResolutionSmoothsTheLowResolutionAxis) {
     EXPECT_EQ(checked, 2) << "no sample with a resolution of 4+ voxels among the first 40";
 }
 
+// The low-resolution grid has int(n / r) voxels along the thick axis, as SynthSeg 2.0's
+// MimicAcquisition (it had lround(n / r)): brought back up trilinearly, a line along that axis
+// bends exactly where a low-resolution voxel sits, at k * n / m for k = 1 .. m - 1.
+TEST_P(SynthGenerator, RandomResolutionDownsamplesToTheWholeNumberOfVoxels) {
+    GeneratorConfig config = toy_config("synthseg");  // every label noisy: every knot bends
+    config.background_reset_probability = 0;
+    config.randomise_resolution = true;
+    config.anisotropic_probability = 1;
+    config.bias_field_std = 0;
+    config.gamma_std = 0;
+    std::vector<TrainingMap> maps{make_training_map(toy_label_map(), config, "toy.nii.gz")};
+    Generator gen(ctx(), config, maps, 5);
+    // Where a line of n voxels bends for m knots: x with a knot in (x - 1, x + 1).
+    auto bends = [](int64_t n, int64_t m) {
+        std::vector<bool> at(size_t(n), false);
+        for (int64_t k = 1; k < m; ++k) {
+            const double b = double(k) * double(n) / double(m);
+            for (int64_t x = 1; x + 1 < n; ++x)
+                if (b > double(x - 1) && b < double(x + 1)) at[size_t(x)] = true;
+        }
+        return at;
+    };
+    int checked = 0;
+    for (uint32_t sample = 0; sample < 200 && checked < 1; ++sample) {
+        const SampleParams& p = gen.draw(sample);
+        int axis = 0;
+        while (p.resolution[size_t(axis)] <= 1) ++axis;
+        const int64_t n = p.out_shape[size_t(axis)];
+        const double r = p.resolution[size_t(axis)];
+        const int64_t whole = int64_t(double(n) / r), rounded = std::lround(double(n) / r);
+        if (whole == rounded || whole < 3) continue;
+        gen.generate(sample);
+        const Image image = gen.image_host();
+        const std::vector<bool> want = bends(n, whole), old = bends(n, rounded);
+        const int64_t stride = axis == 0 ? 1 : (axis == 1 ? image.nx() : image.nx() * image.ny());
+        int lines = 0, as_whole = 0, as_rounded = 0;
+        for (int64_t start = 0; start < image.grid.voxels(); start += 97) {  // lines through scattered voxels
+            const int64_t i = start % image.nx(), j = (start / image.nx()) % image.ny();
+            const int64_t k = start / (image.nx() * image.ny());
+            const int64_t origin = image.index(axis == 0 ? 0 : i, axis == 1 ? 0 : j, axis == 2 ? 0 : k);
+            std::vector<bool> seen(size_t(n), false);
+            for (int64_t x = 1; x + 1 < n; ++x) {
+                const int64_t at = origin + x * stride;
+                const double d2 =
+                    image.data[size_t(at + stride)] - 2.0 * image.data[size_t(at)] + image.data[size_t(at - stride)];
+                seen[size_t(x)] = std::fabs(d2) >= 1e-5;
+            }
+            ++lines;
+            as_whole += seen == want;
+            as_rounded += seen == old;
+        }
+        EXPECT_GT(as_whole, lines / 2) << "r " << r << ", n " << n << ": " << as_whole << " of " << lines;
+        EXPECT_LT(as_rounded, lines / 10) << "r " << r;
+        ++checked;
+    }
+    EXPECT_EQ(checked, 1) << "no sample whose n / r rounds up among the first 200";
+}
+
 // What the CUDA launches from the sample block do (kernels/synth/sample_kernels.h), on the host:
 // each body over its own grid or count (an empty one: the stage is skipped), in the block's
 // order, and after the bias pass the image's range. The voxel bodies run with 64-bit indices,
