@@ -670,13 +670,20 @@ TEST_P(SynthGenerator, SamplesDoNotDependOnTheStoredVoxelOrder) {
     }
 }
 
-TEST_P(SynthGenerator, RandomAcquisitionResolutionSmoothsTheLowResolutionAxis) {
-    GeneratorConfig config = toy_config("synthseg");  // every label noisy, background included
+// One thick axis per sample, every label noisy (background included), no bias or gamma: what
+// the resampling leaves along that axis shows.
+GeneratorConfig thick_axis_config() {
+    GeneratorConfig config = toy_config("synthseg");
     config.background_reset_probability = 0;
     config.randomise_resolution = true;
     config.anisotropic_probability = 1;
     config.bias_field_std = 0;
     config.gamma_std = 0;
+    return config;
+}
+
+TEST_P(SynthGenerator, RandomAcquisitionResolutionSmoothsTheLowResolutionAxis) {
+    const GeneratorConfig config = thick_axis_config();
     std::vector<TrainingMap> maps{make_training_map(toy_label_map(), config, "toy.nii.gz")};
     Generator gen(ctx(), config, maps, 21);
     int checked = 0;
@@ -731,12 +738,7 @@ TEST_P(SynthGenerator, RandomAcquisitionResolutionSmoothsTheLowResolutionAxis) {
 // MimicAcquisition (it had lround(n / r)): brought back up trilinearly, a line along that axis
 // bends exactly where a low-resolution voxel sits, at k * n / m for k = 1 .. m - 1.
 TEST_P(SynthGenerator, RandomResolutionDownsamplesToTheWholeNumberOfVoxels) {
-    GeneratorConfig config = toy_config("synthseg");  // every label noisy: every knot bends
-    config.background_reset_probability = 0;
-    config.randomise_resolution = true;
-    config.anisotropic_probability = 1;
-    config.bias_field_std = 0;
-    config.gamma_std = 0;
+    const GeneratorConfig config = thick_axis_config();  // every label noisy: every knot bends
     std::vector<TrainingMap> maps{make_training_map(toy_label_map(), config, "toy.nii.gz")};
     Generator gen(ctx(), config, maps, 5);
     // Where a line of n voxels bends for m knots: x with a knot in (x - 1, x + 1).
