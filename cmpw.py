@@ -1,2 +1,0 @@
-import sys, numpy as np
-from safetensors.numpy import load_file
