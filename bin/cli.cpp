@@ -116,6 +116,13 @@ void install_stop_handlers() {
 const std::atomic<bool>& stop_flag() { return stop_requested; }
 int stop_signal() { return stop_signal_number.load(); }
 
+const char* predict_output_suffix(const std::string& file) {
+    const std::string stem = nifti_stem(file);
+    for (const char* suffix : predict_output_suffixes)
+        if (ends_with(stem, suffix)) return suffix;
+    return nullptr;
+}
+
 std::string duration_text(double seconds) {
     const long long s = (long long)(seconds + 0.5);
     char text[32];

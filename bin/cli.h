@@ -2,6 +2,7 @@
 // commands. Each subcommand lives in bin/cmd_<name>.cpp and registers itself in main.cpp.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <map>
 #include <set>
@@ -47,6 +48,12 @@ private:
 void install_stop_handlers();
 const std::atomic<bool>& stop_flag();
 int stop_signal();  // the signal that asked to stop, 0 while none has
+
+// The names predict gives a folder's outputs for the scan NAME: NAME_synthseg.nii.gz (the
+// segmentation), NAME_posteriors and NAME_resampled; dice pairs a folder of them with the scans.
+constexpr std::array<const char*, 3> predict_output_suffixes = {"_synthseg", "_posteriors", "_resampled"};
+// The one of those suffixes a NIfTI file's name ends with before .nii / .nii.gz, or nullptr.
+const char* predict_output_suffix(const std::string& file);
 
 // Progress display shared by the long-running commands.
 // "0:56" or "1:02:03" for a number of seconds (rounded).

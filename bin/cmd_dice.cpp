@@ -1,8 +1,9 @@
 // `infant-synthseg dice`: Dice per structure and subject between predicted segmentations and
 // ground truth (SPEC.md section 8), as a CSV. Every pair is read and checked before the CSV is
 // written; a structure present on one side only is named once on stderr.
-#include <cstdio>
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -52,25 +53,27 @@ struct Pair {
     std::string name, pred, gt;
 };
 
+// Whether a file is a segmentation predict wrote into a folder (NAME_synthseg).
+bool predicted_segmentation(const std::string& file) {
+    return predict_output_suffix(file) == predict_output_suffixes[0];
+}
+
 // A prediction's subject: its name without .nii / .nii.gz and the _synthseg a predict folder
 // adds ("sub01_synthseg.nii.gz" -> "sub01"), as predict's --vol names it.
 std::string subject_of(const std::string& prediction) {
     const std::string stem = nifti_stem(prediction);
-    return ends_with(stem, "_synthseg") ? stem.substr(0, stem.size() - 9) : stem;
+    return predicted_segmentation(prediction) ? stem.substr(0, stem.size() - std::strlen(predict_output_suffixes[0]))
+                                              : stem;
 }
 
 // The segmentations in a folder: its NIfTI files, but in a folder predict wrote (NAME_synthseg
 // files) not the posteriors and resampled images --post and --resample put beside them.
 std::vector<std::string> segmentations_in(const std::string& folder) {
     std::vector<std::string> files = nifti_files(folder);
-    const bool from_predict = std::any_of(files.begin(), files.end(), [](const std::string& f) {
-        return ends_with(nifti_stem(f), "_synthseg");
-    });
-    if (from_predict)
+    if (std::any_of(files.begin(), files.end(), predicted_segmentation))
         files.erase(std::remove_if(files.begin(), files.end(),
                                    [](const std::string& f) {
-                                       const std::string stem = nifti_stem(f);
-                                       return ends_with(stem, "_posteriors") || ends_with(stem, "_resampled");
+                                       return predict_output_suffix(f) && !predicted_segmentation(f);
                                    }),
                     files.end());
     return files;
@@ -89,9 +92,7 @@ std::vector<Pair> pair_inputs(const std::string& pred, const std::string& gt) {
     }
     const std::vector<std::string> truth_files = segmentations_in(gt), files = segmentations_in(pred);
     auto all_predicted = [](const std::vector<std::string>& in) {
-        return std::all_of(in.begin(), in.end(), [](const std::string& f) {
-            return ends_with(nifti_stem(f), "_synthseg");
-        });
+        return std::all_of(in.begin(), in.end(), predicted_segmentation);
     };
     // predict's folder against ground truth named like the scans: NAME_synthseg is subject NAME.
     // Two folders predict wrote (one model against another) pair by their names as they are.

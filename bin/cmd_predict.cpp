@@ -85,9 +85,6 @@ struct Job {
     std::string input, seg, post, resampled;
 };
 
-// What a folder's outputs are named after each scan's stem: not scans to segment again.
-constexpr std::array<const char*, 3> output_suffixes = {"_synthseg", "_posteriors", "_resampled"};
-
 
 // One image whose frames are the files, in order: each one volume, all on the first's grid.
 Image read_channels(const std::vector<std::string>& files, NiftiHeader* header) {
@@ -164,14 +161,16 @@ int cmd_predict(int argc, char** argv) {
         if (folder) {
             const std::string name = nifti_stem(file);
             // A run writing into the folder it reads: its earlier outputs are not scans.
-            if (std::any_of(output_suffixes.begin(), output_suffixes.end(),
-                            [&](const char* suffix) { return ends_with(name, suffix); })) {
+            if (predict_output_suffix(file)) {
                 ++skipped_outputs;
                 continue;
             }
-            job.seg = (fs::path(out) / (name + "_synthseg.nii.gz")).string();
-            if (!job.post.empty()) job.post = (fs::path(job.post) / (name + "_posteriors.nii.gz")).string();
-            if (!job.resampled.empty()) job.resampled = (fs::path(job.resampled) / (name + "_resampled.nii.gz")).string();
+            auto named = [&](const std::string& dir, const char* suffix) {
+                return (fs::path(dir) / (name + suffix + ".nii.gz")).string();
+            };
+            job.seg = named(out, predict_output_suffixes[0]);
+            if (!job.post.empty()) job.post = named(job.post, predict_output_suffixes[1]);
+            if (!job.resampled.empty()) job.resampled = named(job.resampled, predict_output_suffixes[2]);
             const auto [seen, fresh] = input_of_output.emplace(job.seg, file);
             ISS_INPUT(fresh, "predict: ", seen->second, " and ", file, " would both be written as ", job.seg,
                       ": rename one");
@@ -183,7 +182,8 @@ int cmd_predict(int argc, char** argv) {
     if (skipped_outputs > 0)
         std::fprintf(stderr, "infant-synthseg predict: note: %d file(s) named as predict's outputs (*%s, *%s, *%s) "
                              "not segmented\n",
-                     skipped_outputs, output_suffixes[0], output_suffixes[1], output_suffixes[2]);
+                     skipped_outputs, predict_output_suffixes[0], predict_output_suffixes[1],
+                     predict_output_suffixes[2]);
     // Every output checked before the network runs: none is an input, none another output, each
     // can be written.
     std::vector<NamedPath> inputs, outputs{{args.get("--vol", ""), "--vol"}, {args.get("--preview", ""), "--preview"}};

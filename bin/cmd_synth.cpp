@@ -101,6 +101,16 @@ std::string sample_name(const char* kind, long long sample) {
     return name;
 }
 
+// The sample number N of a file named image_NNNN.nii.gz or labels_NNNN.nii.gz, else -1.
+long long sample_number(const std::string& name) {
+    long long index = -1;
+    char kind[8] = {};
+    int end = 0;
+    const bool sample = std::sscanf(name.c_str(), "%6[a-z]_%lld.nii.gz%n", kind, &index, &end) == 2 &&
+                        size_t(end) == name.size() && (std::string(kind) == "image" || std::string(kind) == "labels");
+    return sample && index >= 0 ? index : -1;
+}
+
 // The outputs are image_NNNN / labels_NNNN (first <= N < first + count) and preview.png in
 // `out_dir`: none may be an input (a label map stored there under such a name), and the
 // directory must be writable.
@@ -113,15 +123,10 @@ void check_synth_outputs(const std::string& labels_path, const std::string& conf
     std::error_code ec;
     for (const NamedPath& in : inputs) {
         const std::string name = fs::path(in.path).filename().string();
-        long long index = -1;
-        char kind[8] = {};
-        int end = 0;
         const fs::path parent = fs::path(in.path).parent_path();
         if (in.path.empty() || !fs::equivalent(parent.empty() ? "." : parent, out_dir, ec)) continue;
-        if (std::sscanf(name.c_str(), "%6[a-z]_%lld.nii.gz%n", kind, &index, &end) == 2 && size_t(end) == name.size() &&
-            (std::string(kind) == "image" || std::string(kind) == "labels") && index >= first &&
-            index < first + count)
-            outputs.push_back({(fs::path(out_dir) / name).string(), "--out"});
+        const long long index = sample_number(name);
+        if (index >= first && index < first + count) outputs.push_back({(fs::path(out_dir) / name).string(), "--out"});
     }
     check_outputs("synth", inputs, outputs, {out_dir});
 }
@@ -139,13 +144,8 @@ void warn_of_other_runs(const std::string& out_dir, const std::vector<TrainingMa
             return fs::equivalent(m.name, entry.path(), same);
         });
         if (input) continue;  // this run's own label maps, stored under such a name
-        long long index = -1;
-        char kind[8] = {};
-        int end = 0;
-        const bool sample = std::sscanf(name.c_str(), "%6[a-z]_%lld.nii.gz%n", kind, &index, &end) == 2 &&
-                            size_t(end) == name.size() &&
-                            (std::string(kind) == "image" || std::string(kind) == "labels");
-        if ((sample && (index < first || index >= first + count)) || (name == "preview.png" && !preview))
+        const long long index = sample_number(name);
+        if ((index >= 0 && (index < first || index >= first + count)) || (name == "preview.png" && !preview))
             others.push_back(name);
     }
     if (others.empty()) return;

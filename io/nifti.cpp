@@ -292,6 +292,17 @@ double mm_per_spatial_unit(int xyzt_units) {
     }
 }
 
+// What makes a stored qform unusable ("" when it is a rotation with a finite offset).
+std::string qform_problem(const RawHeader& raw) {
+    for (int i = 0; i < 3; ++i)
+        if (!std::isfinite(raw.quatern[i]) || !std::isfinite(raw.qoffset[i]))
+            return "qform quaternion or offset is not finite";
+    const double qsum =
+        raw.quatern[0] * raw.quatern[0] + raw.quatern[1] * raw.quatern[1] + raw.quatern[2] * raw.quatern[2];
+    if (qsum <= 1.0 + 1e-5) return "";
+    return cat("qform quaternion (b, c, d) has norm ", std::sqrt(qsum), " > 1, not a rotation");
+}
+
 // Standard precedence (nifti1.h): sform when its code > 0, else qform, else pixdim scaling.
 void set_affine(const RawHeader& raw, const std::string& path, NiftiHeader& h) {
     if (raw.sform_code > 0) {
@@ -302,13 +313,8 @@ void set_affine(const RawHeader& raw, const std::string& path, NiftiHeader& h) {
         h.affine_source = "sform";
     } else if (raw.qform_code > 0) {
         const double qfac = raw.pixdim[0] < 0 ? -1.0 : 1.0;
-        for (int i = 0; i < 3; ++i)
-            ISS_INPUT(std::isfinite(raw.quatern[i]) && std::isfinite(raw.qoffset[i]), path,
-                      ": qform quaternion or offset is not finite");
-        const double qsum = raw.quatern[0] * raw.quatern[0] + raw.quatern[1] * raw.quatern[1] +
-                            raw.quatern[2] * raw.quatern[2];
-        ISS_INPUT(qsum <= 1.0 + 1e-5, path, ": qform quaternion (b, c, d) has norm ", std::sqrt(qsum),
-                  " > 1, not a rotation");
+        const std::string problem = qform_problem(raw);
+        ISS_INPUT(problem.empty(), path, ": ", problem);
         h.affine = from_dmat44(nifti_quatern_to_dmat44(raw.quatern[0], raw.quatern[1], raw.quatern[2],
                                                        raw.qoffset[0], raw.qoffset[1], raw.qoffset[2],
                                                        h.pixdim[1], h.pixdim[2], h.pixdim[3], qfac));
@@ -486,16 +492,10 @@ NiftiHeader parse_and_validate(const std::string& path) {
     h.intent_code = raw.intent_code;
     h.descrip = raw.descrip;
     set_affine(raw, path, h);
-    if (raw.qform_code > 0 && !pixdim_from_sform) {
-        double norm = 0;
-        bool finite = true;
-        for (int i = 0; i < 3; ++i) {
-            h.quatern[size_t(i)] = raw.quatern[i];
-            h.qoffset[size_t(i)] = raw.qoffset[i];
-            finite = finite && std::isfinite(raw.quatern[i]) && std::isfinite(raw.qoffset[i]);
-            norm += raw.quatern[i] * raw.quatern[i];
-        }
-        h.qform_usable = finite && norm <= 1.0 + 1e-5;
+    h.qform_usable = raw.qform_code > 0 && !pixdim_from_sform && qform_problem(raw).empty();
+    for (int i = 0; i < 3; ++i) {
+        h.quatern[size_t(i)] = raw.quatern[i];
+        h.qoffset[size_t(i)] = raw.qoffset[i];
     }
     if (pixdim_from_sform) {
         warning(cat(path, ": voxel size pixdim[1..3] is ", raw.pixdim[1], " x ", raw.pixdim[2], " x ", raw.pixdim[3],

@@ -417,15 +417,10 @@ private:
         ISS_INPUT(file_.has_group(group(layer)), path_, ": layer ", layer, " is listed but its group is missing");
         const std::vector<std::string> names = name_list(group(layer), "weight_names");
         // tf-keras writes "layer/kernel:0", Keras 3's legacy HDF5 "layer/kernel".
-        auto ends_with_weight = [](const std::string& n, std::string suffix) {
-            for (int form = 0; form < 2; ++form, suffix.resize(suffix.size() - 2))
-                if (n.size() > suffix.size() && n.compare(n.size() - suffix.size(), std::string::npos, suffix) == 0 &&
-                    n[n.size() - suffix.size() - 1] == '/')
-                    return true;
-            return false;
-        };
+        auto without_index = [](const std::string& n) { return ends_with(n, ":0") ? n.substr(0, n.size() - 2) : n; };
         bool ok = names.size() == suffixes.size();
-        for (size_t i = 0; ok && i < names.size(); ++i) ok = ends_with_weight(names[i], suffixes[i]);
+        for (size_t i = 0; ok && i < names.size(); ++i)
+            ok = ends_with(without_index(names[i]), "/" + without_index(suffixes[i]));
         std::string expected;
         for (const std::string& s : suffixes) expected += (expected.empty() ? "" : ", ") + s;
         ISS_INPUT(ok, path_, ": layer ", layer, " holds ", names.size(), " weights; expected ", expected);
@@ -444,8 +439,8 @@ private:
         if (layer.batch_norm) {
             const std::vector<std::string> names =
                 weight_names(layer.keras, {bn_weights[0], bn_weights[1], bn_weights[2], bn_weights[3]});
-            for (int w = 0; w < 4; ++w)
-                tensors[layer.ours + "." + bn_params[w]] = read(layer.keras, names[size_t(w)], {layer.out_c});
+            for (int w = 0; w < 4; ++w)  // the fourth is the moving variance
+                tensors[layer.ours + "." + bn_params[w]] = read(layer.keras, names[size_t(w)], {layer.out_c}, w == 3);
             return;
         }
         const std::vector<std::string> names = weight_names(layer.keras, {"kernel:0", "bias:0"});
@@ -456,11 +451,10 @@ private:
     }
 
     // One dataset, whose values must be usable (as the safetensors loader requires).
-    std::vector<float> read(const std::string& layer, const std::string& weight,
-                            const std::vector<int64_t>& shape) const {
+    std::vector<float> read(const std::string& layer, const std::string& weight, const std::vector<int64_t>& shape,
+                            bool is_variance = false) const {
         std::vector<float> values = file_.read_f32(group(layer) + "/" + weight, shape);
-        require_usable_parameter(values, cat(path_, ": dataset ", group(layer), "/", weight),
-                                 ends_with(weight, "moving_variance:0") || ends_with(weight, "moving_variance"));
+        require_usable_parameter(values, cat(path_, ": dataset ", group(layer), "/", weight), is_variance);
         return values;
     }
 

@@ -93,7 +93,8 @@ std::string model_json_of(const std::string& text) {
 std::vector<int32_t> named_label_list(const std::string& text, const std::string& option) {
     if (text == "infant") return labels::segmentation_labels();
     if (text == "synthseg") return labels::synthseg_segmentation_labels();
-    if (!model_json_of(text).empty()) return model_labels(model_json_of(text));
+    const std::string model_json = model_json_of(text);
+    if (!model_json.empty()) return model_labels(model_json);
     if (!ends_with(text, ".npy")) return parse_label_list(text, option);
     // SynthSeg's label files repeat values (one per generation label): the distinct ones.
     const NpyArray array = read_npy(text);
@@ -110,7 +111,8 @@ std::vector<int32_t> named_label_list(const std::string& text, const std::string
 
 NamedPath label_file_of(const std::string& labels_text) {
     if (labels_text == "infant" || labels_text == "synthseg") return {"", "--labels"};  // names, not files
-    if (!model_json_of(labels_text).empty()) return {model_json_of(labels_text), "--labels"};
+    const std::string model_json = model_json_of(labels_text);
+    if (!model_json.empty()) return {model_json, "--labels"};
     return {ends_with(labels_text, ".npy") ? labels_text : std::string(), "--labels"};
 }
 
@@ -125,9 +127,10 @@ LabelList label_list_or_default(const std::string* text, const std::string& opti
             throw InputError(cat(*text, ": ", e.what()));
         }
     }
+    const std::string model_json = label_file_of(*text).path;  // "" or a model.json (not .npy: above)
     const std::string source = *text == "infant" || *text == "synthseg" ? *text + " labels"
-                               : model_json_of(*text).empty()           ? option
-                                                                        : model_json_of(*text);
+                               : model_json.empty()                     ? option
+                                                                        : model_json;
     return {named_label_list(*text, option), source};
 }
 

@@ -104,16 +104,9 @@ void renormalise_near_faces(Image& post, const std::array<int64_t, 3>& padded_di
         }
 }
 
-}  // namespace
-
-Image smooth_and_crop_posteriors(DeviceContext& ctx, float* channels_last, const std::array<int64_t, 3>& padded_dim,
-                                 const std::array<int64_t, 3>& before, const Grid& grid, int64_t classes) {
-    if (!ctx.is_cuda()) {
-        Image post = smooth_and_crop_cpu(channels_last, padded_dim, before, grid, classes);
-        renormalise_near_faces(post, padded_dim, before);
-        return post;
-    }
-    // On a GPU: up once, three passes, down once.
+// On a GPU: up once, three passes, down once.
+Image smooth_and_crop_cuda(DeviceContext& ctx, float* channels_last, const std::array<int64_t, 3>& padded_dim,
+                           const std::array<int64_t, 3>& before, const Grid& grid, int64_t classes) {
     const size_t count = size_t(padded_dim[0] * padded_dim[1] * padded_dim[2] * classes);
     Buffer<float> a(ctx, count), b(ctx, count);
     ctx.copy_to_device(a.data(), channels_last, count * sizeof(float));
@@ -127,6 +120,15 @@ Image smooth_and_crop_posteriors(DeviceContext& ctx, float* channels_last, const
             const int64_t padded_voxel = ((k + before[2]) * padded_dim[1] + (j + before[1])) * padded_dim[0] + before[0];
             crop_row_channel_first(channels_last + padded_voxel * classes, post, j, k);
         }
+    return post;
+}
+
+}  // namespace
+
+Image smooth_and_crop_posteriors(DeviceContext& ctx, float* channels_last, const std::array<int64_t, 3>& padded_dim,
+                                 const std::array<int64_t, 3>& before, const Grid& grid, int64_t classes) {
+    Image post = ctx.is_cuda() ? smooth_and_crop_cuda(ctx, channels_last, padded_dim, before, grid, classes)
+                               : smooth_and_crop_cpu(channels_last, padded_dim, before, grid, classes);
     renormalise_near_faces(post, padded_dim, before);
     return post;
 }

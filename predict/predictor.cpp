@@ -174,10 +174,7 @@ Predictor::Predictor(const std::string& model, const PredictOptions& options)
 Predictor::~Predictor() = default;
 
 const std::vector<int32_t>& Predictor::labels() const { return state_->spec.labels; }
-
-int64_t Predictor::input_channels() const {
-    return state_->spec.unet.in_channels;
-}
+int64_t Predictor::input_channels() const { return state_->spec.unet.in_channels; }
 DeviceContext& Predictor::context() { return state_->ctx; }
 
 void Predictor::State::forward(const Image& x, size_t* peak_bytes, const UNet::ProbabilityRows& rows, float* host_out) {

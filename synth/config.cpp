@@ -222,7 +222,7 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
     // where it can be drawn (anisotropic_probability 0: never the anisotropic one).
     const double largest_sigma =
         std::max(c.blur_sigma, c.randomise_resolution ? 0.75 * largest_random_resolution(c) : 0.0);
-    const double window = std::ceil(2.5 * c.blur_range * largest_sigma - 1e-9);
+    const double window = blur_window(largest_sigma, c.blur_range);
     ISS_INPUT(window <= 2 * max_blur_half_width + 1, source, ": blur_sigma ", c.blur_sigma, " and blur_range ",
               c.blur_range, c.randomise_resolution ? cat(" with max_isotropic ", c.max_isotropic, " / max_anisotropic ",
                                                           c.max_anisotropic)
@@ -230,6 +230,10 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
               " ask for a blur of up to ", std::floor(window / 2), " voxels each side; at most ", max_blur_half_width);
     ISS_INPUT(c.bias_field_std >= 0 && c.gamma_std >= 0 && c.clip_max > 0, source,
               ": bias_field_std and gamma_std must be >= 0, clip_max > 0");
+}
+
+double blur_window(double sigma, double blur_range) {
+    return std::ceil(2.5 * blur_range * sigma - 1e-9);
 }
 
 double largest_random_resolution(const GeneratorConfig& c) {

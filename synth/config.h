@@ -85,6 +85,11 @@ GeneratorConfig parse_config(const std::string& preset_name, const std::string& 
 // [0, 1], ...); InputError naming `source` and the field.
 void validate_config(const GeneratorConfig& config, const std::string& source);
 
+// The blur's window for a sigma (voxels) and the range of its random coefficient: 2.5 sigma
+// times the range, rounded up (SPEC.md 3.6); floor(window / 2) taps each side. One rule for the
+// samples and for the configuration's check that they fit the kernels.
+double blur_window(double sigma, double blur_range);
+
 // The largest acquisition resolution a sample can draw (randomise_resolution): a bound counts
 // only where it can be drawn (anisotropic_probability 0: never the anisotropic one).
 double largest_random_resolution(const GeneratorConfig& config);

@@ -162,9 +162,8 @@ SampleParams draw_sample_params(const GeneratorConfig& config, uint64_t seed, ui
         p.std[g] = float(class_std[size_t(class_of[g])]);
     }
 
-    // Resolution and blur: the window is fixed by the base sigma (with a random resolution, by
-    // the largest one a sample can draw) and the range; the sigma itself varies by the random
-    // coefficient.
+    // Resolution and blur: the window is fixed by the base sigma and the range; the sigma itself
+    // varies by the random coefficient.
     Draws blur(seed, sample, purpose_blur);
     std::array<double, 3> base_sigma{config.blur_sigma, config.blur_sigma, config.blur_sigma};
     if (config.randomise_resolution) {
@@ -182,7 +181,7 @@ SampleParams draw_sample_params(const GeneratorConfig& config, uint64_t seed, ui
     }
     // With a random resolution the window is the one of the largest sigma a sample can draw, on
     // the blurred axes, as SynthSeg 2.0's DynamicGaussianBlur sizes it: a window from the drawn
-    // sigma (2.5 sigma wide) would cut its Gaussian at +-1.25 sigma, 25-35% too weak a blur.
+    // sigma (2.5 sigma wide) would cut its Gaussian at +-1.25 sigma, a weaker blur than 2.0's.
     const double window_sigma = 0.75 * largest_random_resolution(config);
     for (int d = 0; d < 3; ++d) {
         p.blur_sigma[size_t(d)] = float(base_sigma[size_t(d)] * blur.uniform(1.0 / config.blur_range, config.blur_range));
@@ -190,7 +189,7 @@ SampleParams draw_sample_params(const GeneratorConfig& config, uint64_t seed, ui
         // window_sigma bounds the drawn sigma (and is what the configuration's check saw: a
         // resolution stored as float may round up past its bound).
         const double sigma = resampled ? window_sigma : base_sigma[size_t(d)];
-        p.blur_half_width[size_t(d)] = int(std::ceil(2.5 * config.blur_range * sigma - 1e-9)) / 2;
+        p.blur_half_width[size_t(d)] = int(blur_window(sigma, config.blur_range)) / 2;
     }
     // The reset is fused into the bias pass, which comes after a random resolution's resampling:
     // there it would put full-resolution background edges into a low-resolution image.

@@ -530,9 +530,11 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     if (fs::is_directory(opt.model_dir, ec)) lock_model_dir();
     const std::string json = model_json_path(s.weights_path());
     const bool has_model = fs::exists(json);
-    if (has_model && !opt.resume)
-        throw InputError(cat(opt.model_dir, ": already holds a model (model.json); pass --resume to continue it, "
-                             "or choose another --model-dir"));
+    auto require_no_model = [&](bool none) {
+        ISS_INPUT(none, opt.model_dir, ": already holds a model (model.json); pass --resume to continue it, or "
+                                       "choose another --model-dir");
+    };
+    if (!opt.resume) require_no_model(!has_model);
     std::optional<ModelSpec> saved;
     if (opt.resume) {
         ISS_INPUT(has_model, opt.model_dir, ": --resume, but there is no model.json to resume");
@@ -587,9 +589,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     make_directories(opt.model_dir);
     if (!s.lock) {
         lock_model_dir();
-        // Another run may have made and finished a model here since the check above.
-        ISS_INPUT(!fs::exists(json), opt.model_dir, ": already holds a model (model.json); pass --resume to continue "
-                                                     "it, or choose another --model-dir");
+        require_no_model(!fs::exists(json));  // another run may have made one since the check above
     }
     const bool threaded = opt.prefetch < 0 ? s.ctx.is_cuda() : opt.prefetch > 0;
     s.batches = std::make_unique<BatchSource>(s.ctx, s.gen_config, std::move(maps), opt.seed, opt.batch, threaded);
