@@ -116,11 +116,11 @@ void install_stop_handlers() {
 const std::atomic<bool>& stop_flag() { return stop_requested; }
 int stop_signal() { return stop_signal_number.load(); }
 
-const char* predict_output_suffix(const std::string& file) {
+int predict_output_index(const std::string& file) {
     const std::string stem = nifti_stem(file);
-    for (const char* suffix : predict_output_suffixes)
-        if (ends_with(stem, suffix)) return suffix;
-    return nullptr;
+    for (size_t i = 0; i < predict_output_suffixes.size(); ++i)
+        if (ends_with(stem, predict_output_suffixes[i])) return int(i);
+    return -1;
 }
 
 std::string duration_text(double seconds) {

@@ -51,9 +51,10 @@ int stop_signal();  // the signal that asked to stop, 0 while none has
 
 // The names predict gives a folder's outputs for the scan NAME: NAME_synthseg.nii.gz (the
 // segmentation), NAME_posteriors and NAME_resampled; dice pairs a folder of them with the scans.
-constexpr std::array<const char*, 3> predict_output_suffixes = {"_synthseg", "_posteriors", "_resampled"};
-// The one of those suffixes a NIfTI file's name ends with before .nii / .nii.gz, or nullptr.
-const char* predict_output_suffix(const std::string& file);
+inline constexpr std::array<const char*, 3> predict_output_suffixes = {"_synthseg", "_posteriors", "_resampled"};
+// The index in predict_output_suffixes of the suffix a NIfTI file's name ends with before
+// .nii / .nii.gz (0: a segmentation), or -1.
+int predict_output_index(const std::string& file);
 
 // Progress display shared by the long-running commands.
 // "0:56" or "1:02:03" for a number of seconds (rounded).

@@ -55,7 +55,7 @@ struct Pair {
 
 // Whether a file is a segmentation predict wrote into a folder (NAME_synthseg).
 bool predicted_segmentation(const std::string& file) {
-    return predict_output_suffix(file) == predict_output_suffixes[0];
+    return predict_output_index(file) == 0;
 }
 
 // A prediction's subject: its name without .nii / .nii.gz and the _synthseg a predict folder
@@ -73,7 +73,7 @@ std::vector<std::string> segmentations_in(const std::string& folder) {
     if (std::any_of(files.begin(), files.end(), predicted_segmentation))
         files.erase(std::remove_if(files.begin(), files.end(),
                                    [](const std::string& f) {
-                                       return predict_output_suffix(f) && !predicted_segmentation(f);
+                                       return predict_output_index(f) > 0;
                                    }),
                     files.end());
     return files;

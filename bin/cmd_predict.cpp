@@ -161,7 +161,7 @@ int cmd_predict(int argc, char** argv) {
         if (folder) {
             const std::string name = nifti_stem(file);
             // A run writing into the folder it reads: its earlier outputs are not scans.
-            if (predict_output_suffix(file)) {
+            if (predict_output_index(file) >= 0) {
                 ++skipped_outputs;
                 continue;
             }
