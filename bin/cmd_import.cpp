@@ -75,7 +75,8 @@ int cmd_import(int argc, char** argv) {
     UNet net(spec.unet, params);
     params.allocate(ParamStore::Use::inference);
     load_keras_tensors(model, params);
-    make_directories(out);
+    OutputDirectories folders;
+    folders.make(out);
     save_model(weights, spec, params);
     const UNetConfig& u = spec.unet;
     std::printf(

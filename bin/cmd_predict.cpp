@@ -214,10 +214,11 @@ int cmd_predict(int argc, char** argv) {
               channels.size(), " times (the channels of one subject), but ", model, " takes ", model_channels,
               model_channels == 1 ? " image: segment the scans one at a time, or a folder of them"
                                   : " images, one --i each");
+    OutputDirectories folders;
     if (folder) {
-        make_directories(out);
-        if (args.has("--post")) make_directories(args.get("--post", ""));
-        if (args.has("--resample")) make_directories(args.get("--resample", ""));
+        folders.make(out);
+        if (args.has("--post")) folders.make(args.get("--post", ""));
+        if (args.has("--resample")) folders.make(args.get("--resample", ""));
     }
 
     CsvTable volumes{{"subject"}, {}, ""};

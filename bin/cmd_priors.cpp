@@ -114,7 +114,8 @@ int cmd_priors(int argc, char** argv) {
     check_outputs("priors", inputs, {{means_path, "--out"}, {stds_path, "--out"}}, {out_dir});
     const EstimatedPriors priors = estimate_priors(subjects, options);
 
-    make_directories(out_dir);
+    OutputDirectories folders;
+    folders.make(out_dir);
     const std::vector<int64_t> shape = {2, int64_t(options.labels.size())};
     OutputSet outputs;  // both or neither
     outputs.write(means_path, [&](const std::string& path) { write_npy(path, shape, priors.means); });

@@ -208,7 +208,8 @@ int cmd_synth(int argc, char** argv) {
 
     DeviceContext ctx(device);
     Generator gen(ctx, config, std::move(maps), uint64_t(seed));
-    make_directories(out_dir);
+    OutputDirectories folders;
+    folders.make(out_dir);
 
     const bool show_bar = ::isatty(::fileno(stderr)) != 0;
     const auto start = std::chrono::steady_clock::now();

@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <new>
 #include <string>
 
 #include "bin/commands.h"
@@ -92,6 +93,11 @@ int main(int argc, char** argv) {
             // Not the user's input: a failed write (disk full), a library call, a broken invariant.
             std::fprintf(stderr, "infant-synthseg %s: error: %s\n", c.name,
                          iss::one_line(e.what()).c_str());
+            return 1;
+        } catch (const std::bad_alloc&) {
+            // Host memory: what() says only "std::bad_alloc".
+            std::fprintf(stderr, "infant-synthseg %s: error: out of memory (the host's): this run needs more than "
+                                 "the machine can give\n", c.name);
             return 1;
         } catch (const std::exception& e) {
             std::fprintf(stderr, "infant-synthseg %s: internal error: %s\n", c.name,

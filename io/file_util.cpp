@@ -347,13 +347,43 @@ std::vector<std::string> nifti_files(const std::string& path) {
     return files;
 }
 
-void make_directories(const std::string& dir) {
+// `path` without "." or ".." parts or a trailing slash, so that folder names compare equal.
+static std::filesystem::path normal_path(const std::string& path) {
+    std::filesystem::path p = std::filesystem::path(path).lexically_normal();
+    return p.has_filename() ? p : p.parent_path();
+}
+
+void OutputDirectories::make(const std::string& dir) {
     namespace fs = std::filesystem;
     std::error_code ec;
     if (fs::is_directory(dir, ec)) return;
     ISS_INPUT(!fs::exists(dir, ec), dir, ": exists and is not a directory");
+    // The levels that do not exist yet, outermost first: those are this command's to take back.
+    std::vector<std::string> missing;
+    for (fs::path p = normal_path(dir); p.has_filename() && !fs::exists(p, ec); p = p.parent_path())
+        missing.insert(missing.begin(), p.string());
     fs::create_directories(dir, ec);
     ISS_INPUT(!ec, dir, ": cannot create directory: ", ec.message());
+    made_.insert(made_.end(), missing.begin(), missing.end());
+}
+
+OutputDirectories::~OutputDirectories() {
+    namespace fs = std::filesystem;
+    if (std::uncaught_exceptions() <= exceptions_at_start_) return;  // success: the folders stay
+    for (auto dir = made_.rbegin(); dir != made_.rend(); ++dir) {
+        std::vector<fs::path> own;  // the command's own files in this folder
+        for (const std::string& file : own_files_)
+            if (normal_path(file).parent_path() == fs::path(*dir)) own.push_back(normal_path(file).filename());
+        // They go only with a folder that holds nothing else.
+        std::error_code ec;
+        bool only_own = true;
+        for (const auto& entry : fs::directory_iterator(*dir, ec))
+            only_own = only_own && std::count(own.begin(), own.end(), entry.path().filename()) > 0;
+        if (ec) continue;
+        if (only_own)
+            for (const fs::path& name : own) fs::remove(fs::path(*dir) / name, ec);
+        fs::remove(*dir, ec);  // removes nothing unless empty
+    }
 }
 
 DirectoryLock::DirectoryLock(const std::string& dir, const std::string& name, const std::string& what) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdio>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
@@ -159,7 +160,29 @@ std::string nifti_stem(const std::string& path);
 // not exist or a directory has none.
 std::vector<std::string> nifti_files(const std::string& path);
 
-// mkdir -p; InputError naming the directory when it cannot be made.
-void make_directories(const std::string& dir);
+// The folders a command makes for its outputs (mkdir -p), taken back if the command fails: when
+// an exception unwinds past this object, every folder it made is removed again, innermost first,
+// if nothing but the command's own files (a lock) is in it. A failed run leaves no empty output
+// tree behind; a run that succeeds keeps its folders, even empty ones.
+class OutputDirectories {
+public:
+    OutputDirectories() = default;
+    OutputDirectories(const OutputDirectories&) = delete;
+    OutputDirectories& operator=(const OutputDirectories&) = delete;
+    ~OutputDirectories();
+
+    // InputError naming the directory when it cannot be made.
+    void make(const std::string& dir);
+    // A file the command writes into one of them that goes with the folder (a lock file, the
+    // pieces of an unfinished set).
+    void own_file(const std::string& path) { own_files_.push_back(path); }
+    // The folders stay from now on, whatever happens (a complete set of outputs is in them).
+    void keep() { made_.clear(); }
+
+private:
+    int exceptions_at_start_ = std::uncaught_exceptions();
+    std::vector<std::string> made_;  // outermost first
+    std::vector<std::string> own_files_;
+};
 
 }  // namespace iss

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 
 #include "io/csv.h"
@@ -243,6 +244,52 @@ TEST_F(Outputs, AFailedSetTakesBackWhatItMoved) {
     EXPECT_EQ(entries(), std::vector<std::string>{"a.csv"});
 }
 
+// The folders a command made are taken back when it fails (an exception unwinds past them), with
+// the command's own files when nothing else is in them; they stay when it succeeds or keeps them.
+TEST_F(Outputs, AFailedCommandTakesBackTheFoldersItMade) {
+    auto fail_after = [&](const std::function<void(OutputDirectories&)>& work) {
+        try {
+            OutputDirectories folders;
+            work(folders);
+            throw Error("the command failed");
+        } catch (const Error&) {
+        }
+    };
+    fs::create_directories(path("had"));
+    fail_after([&](OutputDirectories& f) {
+        f.make(path("had/new/deeper/"));  // a trailing slash names the same folder
+        f.make(path("had"));              // there before: not this command's
+        f.own_file(path("had/new/deeper/.lock"));
+        std::ofstream(path("had/new/deeper/.lock")) << "1";
+    });
+    EXPECT_TRUE(fs::exists(path("had")));
+    EXPECT_FALSE(fs::exists(path("had/new"))) << "made, then emptied of its own file: taken back";
+
+    fail_after([&](OutputDirectories& f) {
+        f.make(path("out/sub"));
+        f.own_file(path("out/sub/.lock"));
+        std::ofstream(path("out/sub/.lock")) << "1";
+        std::ofstream(path("out/sub/a user's file")) << "1";
+    });
+    EXPECT_TRUE(fs::exists(path("out/sub/.lock"))) << "a folder holding anything else keeps everything";
+    EXPECT_TRUE(fs::exists(path("out/sub/a user's file")));
+    fs::remove_all(path("out"));
+
+    fail_after([&](OutputDirectories& f) {
+        f.make(path("kept"));
+        f.keep();
+    });
+    EXPECT_TRUE(fs::is_directory(path("kept")));
+    {
+        OutputDirectories folders;  // success: even an empty folder stays
+        folders.make(path("empty"));
+    }
+    EXPECT_TRUE(fs::is_directory(path("empty")));
+    std::ofstream(path("file")) << "1";
+    OutputDirectories folders;
+    EXPECT_THROW(folders.make(path("file")), InputError);
+}
+
 TEST_F(SameFileCli, AFailedWriteLeavesNoneOfTheRunsOutputs) {
     // synth: every sample and the picture, or none. INFANT_FAULT_OUTPUT=k fails the k-th file the
     // process moves into place (a sample's files are moved twice: by the writer, then the set).
@@ -262,6 +309,7 @@ TEST_F(SameFileCli, AFailedWriteLeavesNoneOfTheRunsOutputs) {
         ++failures;
         EXPECT_EQ(r.status, 1) << r.err;
         EXPECT_TRUE(left.empty()) << "left: " << left.front();
+        EXPECT_FALSE(fs::exists(path("synth"))) << "the folder it made stayed, empty";
     }
     EXPECT_GE(failures, 9) << "2 samples and a picture: 10 moves (by each writer, then the set)";
 

@@ -326,6 +326,24 @@ TEST_F(TrainCli, ACheckpointIsOneUnit) {
     EXPECT_NE(mixed.err.find("the checkpoint's files disagree"), std::string::npos) << mixed.err;
 }
 
+// A new run that fails before its first whole checkpoint takes back the directory it made, with
+// the checkpoint's pieces and its lock (a full disk at the first checkpoint used to leave a
+// directory that would not resume and made the next run ask for --resume). Once a checkpoint is
+// whole, a later failure keeps it.
+TEST_F(TrainCli, AFailedFirstCheckpointLeavesNoModelDirectory) {
+    const fs::path parent = dir_ / "new", model = parent / "model";
+    for (int k = 1; k <= 5; ++k) {
+        SCOPED_TRACE("fault at write " + std::to_string(k));
+        const RunResult r = train_tiny(model.string(), 2, "", "INFANT_FAULT_OUTPUT=" + std::to_string(k) + " ");
+        EXPECT_EQ(r.status, 1) << r.err;
+        EXPECT_FALSE(fs::exists(parent)) << "left: " << file_names(model).size() << " files";
+    }
+    const RunResult later = train_tiny(model.string(), 4, "", "INFANT_FAULT_OUTPUT=6 ");
+    EXPECT_EQ(later.status, 1) << later.err;
+    const RunResult resumed = train_tiny(model.string(), 4, " --resume");
+    EXPECT_EQ(resumed.status, 0) << "the first checkpoint stays: " << resumed.err;
+}
+
 // A loss that is no longer finite stops training with exit 1 naming the step; the last good
 // checkpoint stays (--lr 1e30 used to train on to NaN weights and exit 0).
 TEST_F(TrainCli, ADivergedRunStopsAndKeepsTheLastCheckpoint) {

@@ -35,6 +35,8 @@ std::string join(const std::string& dir, const std::string& name) { return (fs::
 // file of a run that was killed while writing it.
 const char* const checkpoint_files[] = {"model.safetensors", "model.json", "model.optimizer.safetensors",
                                         "training_log.csv", "validation.csv", "loss.png"};
+// What a run holds (flock) while it writes the model directory.
+const char* const lock_file_name = ".train.lock";
 
 // 64 random bits in hex: unlike the seed, different for every run started.
 std::string new_run_id() {
@@ -225,6 +227,10 @@ struct Trainer::State {
     // Identifies one training run (kept across resumes): every file of a checkpoint is stamped
     // with it and the step, so files of different checkpoints or runs are never mixed.
     std::string run_id;
+    // The model directory when this run made it: removed again, with the pieces of a checkpoint,
+    // if the run fails before its first whole checkpoint. Declared before the lock, so that the
+    // lock is released first.
+    OutputDirectories made_model_dir;
     // Held while this run may write the model directory: a second train on it is refused.
     std::unique_ptr<DirectoryLock> lock;
 
@@ -275,6 +281,7 @@ void Trainer::State::save_checkpoint() {
         write_csv(validation_path(), v);
     }
     write_loss_curve(join(options.model_dir, "loss.png"), steps, losses_so_far, validation_steps, validation_dice);
+    made_model_dir.keep();  // a model that resumes: it stays whatever happens next
 }
 
 // One file's checkpoint stamp: "step <n>, run <id>", or why there is none.
@@ -523,7 +530,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     // One run at a time writes a model directory: two would overwrite each other's checkpoints
     // (a model directory that does not exist yet is locked once it is made, below).
     auto lock_model_dir = [&] {
-        s.lock = std::make_unique<DirectoryLock>(opt.model_dir, ".train.lock",
+        s.lock = std::make_unique<DirectoryLock>(opt.model_dir, lock_file_name,
                                                  "another train is writing this model directory");
     };
     std::error_code ec;
@@ -586,7 +593,10 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     ISS_INPUT(s.step <= opt.steps, opt.model_dir, ": the checkpoint is at step ", s.step, ", past --steps ",
               opt.steps);
 
-    make_directories(opt.model_dir);
+    s.made_model_dir.make(opt.model_dir);
+    // Until the first checkpoint is whole, a failure takes the directory back with its pieces.
+    s.made_model_dir.own_file(join(opt.model_dir, lock_file_name));
+    for (const char* name : checkpoint_files) s.made_model_dir.own_file(join(opt.model_dir, name));
     if (!s.lock) {
         lock_model_dir();
         require_no_model(!fs::exists(json));  // another run may have made one since the check above
