@@ -34,10 +34,6 @@ void check_shape(const ConvShape& s) {
 }
 
 // A null tensor is named in the message, so the caller sees which argument was missing.
-void require_tensor(const void* ptr, const char* call, const char* name) {
-    ISS_REQUIRE(ptr != nullptr, "Conv3d::", call, ": tensor '", name, "' is null");
-}
-
 void require_backward(const ConvShape& s, const char* call) {
     ISS_REQUIRE(!s.forward_only, "Conv3d::", call, ": this engine was made for forward passes only (forward_only)");
 }
@@ -64,27 +60,27 @@ Conv3d::Conv3d(DeviceContext& ctx, const ConvShape& shape) : ctx_(ctx), shape_(s
 Conv3d::~Conv3d() = default;
 
 void Conv3d::forward(const void* x, const float* w, const float* b, void* y) {
-    require_tensor(x, "forward", "x");
-    require_tensor(w, "forward", "w");
-    require_tensor(b, "forward", "b");
-    require_tensor(y, "forward", "y");
+    require_tensor(x, "Conv3d::forward", "x");
+    require_tensor(w, "Conv3d::forward", "w");
+    require_tensor(b, "Conv3d::forward", "b");
+    require_tensor(y, "Conv3d::forward", "y");
     impl_->backend->forward(x, w, b, y);
 }
 
 void Conv3d::backward_data(const void* dy, const float* w, void* dx) {
     require_backward(shape_, "backward_data");
-    require_tensor(dy, "backward_data", "dy");
-    require_tensor(w, "backward_data", "w");
-    require_tensor(dx, "backward_data", "dx");
+    require_tensor(dy, "Conv3d::backward_data", "dy");
+    require_tensor(w, "Conv3d::backward_data", "w");
+    require_tensor(dx, "Conv3d::backward_data", "dx");
     impl_->backend->backward_data(dy, w, dx);
 }
 
 void Conv3d::backward_weights(const void* x, const void* dy, float* dw, float* db) {
     require_backward(shape_, "backward_weights");
-    require_tensor(x, "backward_weights", "x");
-    require_tensor(dy, "backward_weights", "dy");
-    require_tensor(dw, "backward_weights", "dw");
-    require_tensor(db, "backward_weights", "db");
+    require_tensor(x, "Conv3d::backward_weights", "x");
+    require_tensor(dy, "Conv3d::backward_weights", "dy");
+    require_tensor(dw, "Conv3d::backward_weights", "dw");
+    require_tensor(db, "Conv3d::backward_weights", "db");
     impl_->backend->backward_weights(x, dy, dw, db);
 }
 

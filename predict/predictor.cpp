@@ -138,8 +138,6 @@ struct Predictor::State {
           precision(usable_precision(ctx, o.precision)),
           pool(std::make_unique<PoolAllocator>(ctx)) {}
 
-    // The network on a normalised volume: its probabilities (channels-last, C per voxel) to
-    // `rows`, a slab of rows along z at a time (UNet::predict).
     // The network's probabilities for x: into `host_out` (the whole volume) when given, else
     // slab by slab to `rows`.
     void forward(const Image& x, size_t* peak_bytes, const UNet::ProbabilityRows& rows, float* host_out = nullptr);
@@ -175,7 +173,6 @@ Predictor::~Predictor() = default;
 
 const std::vector<int32_t>& Predictor::labels() const { return state_->spec.labels; }
 int64_t Predictor::input_channels() const { return state_->spec.unet.in_channels; }
-DeviceContext& Predictor::context() { return state_->ctx; }
 
 void Predictor::State::forward(const Image& x, size_t* peak_bytes, const UNet::ProbabilityRows& rows, float* host_out) {
     PoolAllocator& pool = *this->pool;

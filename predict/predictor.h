@@ -61,7 +61,8 @@ struct Segmentation {
 
 class Predictor {
 public:
-    // `model`: a .safetensors file (its .json beside it) or a directory holding model.safetensors.
+    // `model`: a .safetensors file (its .json beside it), a directory holding model.safetensors,
+    // or a published Keras .h5 model (imported in memory).
     Predictor(const std::string& model, const PredictOptions& options);
     ~Predictor();
 
@@ -71,7 +72,6 @@ public:
 
     const std::vector<int32_t>& labels() const;
     int64_t input_channels() const;  // images per subject (1; 2 for a T1 + T2 model)
-    DeviceContext& context();
 
 private:
     struct State;

@@ -10,7 +10,8 @@
 #include "io/nifti.h"
 #include "io/orientation.h"
 #include "kernels/common/error.h"
-#include "kernels/common/launch.h"  // ISS_CUDA_ONLY, index_extent_of
+#include "kernels/common/index_type.h"  // index_extent_of
+#include "kernels/common/launch.h"      // ISS_CUDA_ONLY
 #include "kernels/geometry/resample.h"
 #include "kernels/synth/blur.h"
 #include "kernels/synth/deform.h"

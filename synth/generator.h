@@ -79,7 +79,6 @@ public:
     // (docs/PERFORMANCE.md, 2026-12-04); the environment's INFANT_CUDA_GRAPH=1 turns it on. No
     // effect on the CPU.
     void set_cuda_graph(bool on) { cuda_graph_ = on; }
-    bool cuda_graph() const { return cuda_graph_; }
 
     // The same, stage by stage (for benchmarks): draw() the parameters (and plan and upload the
     // sample's kernels), then run each stage in order. Running a stage again repeats its work on

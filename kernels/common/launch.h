@@ -1,7 +1,7 @@
-// Running one voxel body over a 3-D grid on the CPU: OpenMP over (k, j) rows, i innermost so
-// that the body's stores stream along x. The CUDA counterpart is launch.cuh; a body is a
-// functor with `ISS_HD void operator()(int64_t i, int64_t j, int64_t k) const` (or taking its
-// own index type, index_type.h: here it gets int64_t).
+// Running a flat body over [0, n) on the CPU with OpenMP; the CUDA counterpart is launch.cuh.
+// Voxel bodies (`ISS_HD void operator()(i, j, k) const`) run on the CPU in their stage's own
+// row loops (kernels/synth/*.cpp), which tests/test_synth_rows.cpp checks bit for bit against
+// the body.
 #pragma once
 
 #include <cstdint>
@@ -9,15 +9,6 @@
 #include "kernels/common/index_type.h"  // a voxel body's index type, on both backends
 
 namespace iss {
-
-template <class Body>
-void cpu_for_each_voxel(const int64_t dim[3], const Body& body) {
-    const int64_t nx = dim[0], ny = dim[1], nz = dim[2];
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t k = 0; k < nz; ++k)
-        for (int64_t j = 0; j < ny; ++j)
-            for (int64_t i = 0; i < nx; ++i) body(i, j, k);
-}
 
 // Over a flat range [0, n): for bodies that work on element blocks.
 template <class Body>

@@ -146,12 +146,6 @@ ISS_HD_INLINE I nearest_of(float p, I n) {
     return I(base) + ((p - base) >= 0.5f ? I(1) : I(0));
 }
 
-// The nearest index under the clamp policy.
-template <class I>
-ISS_HD_INLINE I nearest_clamped(float p, I n) {
-    return clamp_index(nearest_of(p, n), n);
-}
-
 // The nearest index under either policy: -1 when it is outside the volume under fill.
 ISS_HD_INLINE int64_t nearest_index(float p, int64_t n, OutOfBounds oob) {
     const int64_t i = nearest_of(p, n);
@@ -175,7 +169,7 @@ ISS_HD_INLINE float corner(const ResampleArgs& a, const float* s, const LinearTa
 
 }  // namespace detail
 
-// Writes output voxel (i, j, k) of every frame: the one body both launchers run.
+// Writes output voxel (i, j, k) of every frame by nearest neighbour.
 template <class T>
 ISS_HD_INLINE void resample_nearest_voxel(const ResampleArgsT<T>& a, int64_t i, int64_t j, int64_t k) {
     const float x = float(i), y = float(j), z = float(k);
@@ -212,6 +206,7 @@ ISS_HD_INLINE void resample_linear_voxel(const ResampleArgs& a, int64_t i, int64
     }
 }
 
+// Writes output voxel (i, j, k) of every frame: the one body both launchers run.
 ISS_HD_INLINE void resample_voxel(const ResampleArgs& a, int64_t i, int64_t j, int64_t k) {
     if (a.interp == Interp::linear)
         resample_linear_voxel(a, i, j, k);

@@ -15,14 +15,6 @@
 namespace iss {
 namespace {
 
-void require_tensor(const void* ptr, const char* op, const char* name) {
-    ISS_REQUIRE(ptr, op, ": tensor '", name, "' is null");
-}
-
-void require_shape(const Shape5& s, const char* op) {
-    ISS_REQUIRE(s.n > 0 && s.d > 0 && s.h > 0 && s.w > 0 && s.c > 0, op, ": empty or negative shape ", s.str());
-}
-
 // Partial sums of `term` per chunk and channel into partials[t][chunk][c].
 template <class Term>
 void cpu_chunk_sums(const Term& term, const Shape5& shape, double* partials) {

@@ -14,14 +14,6 @@
 namespace iss {
 namespace {
 
-void require_shape(const Shape5& s, const char* op) {
-    ISS_REQUIRE(s.n > 0 && s.d > 0 && s.h > 0 && s.w > 0 && s.c > 0, op, ": empty or negative shape ", s.str());
-}
-
-void require_tensor(const void* ptr, const char* op, const char* name) {
-    ISS_REQUIRE(ptr, op, ": tensor '", name, "' is null");
-}
-
 Pool2Geometry pool_geometry(const Shape5& fine, const char* op) {
     require_shape(fine, op);
     ISS_REQUIRE(fine.d % 2 == 0 && fine.h % 2 == 0 && fine.w % 2 == 0, op,

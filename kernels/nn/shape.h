@@ -17,4 +17,8 @@ struct Shape5 {
     std::string str() const;  // "1x32x32x32x24"
 };
 
+// A kernel's preconditions (ISS_REQUIRE: a broken invariant, not the user's input), naming the op.
+void require_shape(const Shape5& s, const char* op);                    // every extent positive
+void require_tensor(const void* ptr, const char* op, const char* name);  // not null
+
 }  // namespace iss
