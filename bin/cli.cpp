@@ -102,7 +102,7 @@ extern "C" void on_stop_signal(int signal) {
 }  // namespace
 
 void install_stop_handlers() {
-    for (int sig : {SIGINT, SIGTERM}) {
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) {  // SIGHUP: the terminal or SSH session went away
         struct sigaction old {};
         if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
         struct sigaction action {};

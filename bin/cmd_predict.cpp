@@ -188,7 +188,7 @@ int cmd_predict(int argc, char** argv) {
     // can be written.
     std::vector<NamedPath> inputs, outputs{{args.get("--vol", ""), "--vol"}, {args.get("--preview", ""), "--preview"}};
     if (ends_with(model, ".h5")) {
-        inputs.push_back({model, "--model"});
+        inputs.insert(inputs.end(), {{model, "--model"}, label_file_of(options.keras.labels)});
     } else {
         const std::string weights = resolve_model_path(model);
         inputs.insert(inputs.end(), {{weights, "--model"}, {model_json_path(weights), "--model"}});

@@ -112,21 +112,23 @@ long long sample_number(const std::string& name) {
 }
 
 // The outputs are image_NNNN / labels_NNNN (first <= N < first + count) and preview.png in
-// `out_dir`: none may be an input (a label map stored there under such a name), and the
-// directory must be writable.
+// `out_dir`: none may be an input, and the directory must be writable. Each of those names that
+// exists already is checked: a label map stored there under such a name, or a link to an input
+// (either way round), would be replaced by a sample.
 void check_synth_outputs(const std::string& labels_path, const std::string& config_path, const std::string& out_dir,
                          long long first, long long count, bool preview) {
     std::vector<NamedPath> inputs{{config_path, "--config"}};
     for (const std::string& f : nifti_files(labels_path)) inputs.push_back({f, "--labels"});
-    std::vector<NamedPath> outputs{{(fs::path(out_dir) / sample_name("image", first)).string(), "--out"}};
+    const std::string first_image = sample_name("image", first);
+    std::vector<NamedPath> outputs{{(fs::path(out_dir) / first_image).string(), "--out"}};
     if (preview) outputs.push_back({(fs::path(out_dir) / "preview.png").string(), "--out"});
     std::error_code ec;
-    for (const NamedPath& in : inputs) {
-        const std::string name = fs::path(in.path).filename().string();
-        const fs::path parent = fs::path(in.path).parent_path();
-        if (in.path.empty() || !fs::equivalent(parent.empty() ? "." : parent, out_dir, ec)) continue;
+    for (const fs::directory_entry& entry : fs::directory_iterator(out_dir, ec)) {
+        const std::string name = entry.path().filename().string();
         const long long index = sample_number(name);
-        if (index >= first && index < first + count) outputs.push_back({(fs::path(out_dir) / name).string(), "--out"});
+        if (index >= first && index < first + count && name != first_image &&
+            (name == sample_name("image", index) || name == sample_name("labels", index)))
+            outputs.push_back({entry.path().string(), "--out"});
     }
     check_outputs("synth", inputs, outputs, {out_dir});
 }

@@ -1,4 +1,5 @@
 // infant-synthseg: one binary, one subcommand per job.
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -71,6 +72,9 @@ int main(int argc, char** argv) {
         return argc < 2 ? 2 : 0;
     }
     if (!std::strcmp(argv[1], "--version")) return print_version();
+    // A file size limit (ulimit -f) makes a write fail (exit 1 naming the file) instead of killing
+    // the process with its temporaries left behind.
+    std::signal(SIGXFSZ, SIG_IGN);
     for (const Command& c : commands) {
         if (std::strcmp(argv[1], c.name) != 0) continue;
         // A command stopped by SIGINT/SIGTERM leaves no temporary file; train handles the

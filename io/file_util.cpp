@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cctype>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -20,20 +21,23 @@ namespace iss {
 namespace {
 
 // The registry of temporary outputs that exist right now, for the signal handler: fixed slots
-// (no allocation in a handler). A slot is claimed first, then its path copied, then marked
-// ready: two threads never write one slot, and the handler reads only ready ones.
+// (no allocation in a handler). A slot is claimed first, then its paths copied, then marked
+// ready: two threads never write one slot, and the handler reads only ready ones. A slot with a
+// `restore` path holds an earlier run's file kept aside: the handler moves it back there.
 constexpr int kSlots = 64;
 constexpr size_t kSlotBytes = 4096;
 enum SlotState : int { kFree, kClaimed, kReady };
 char slot_path[kSlots][kSlotBytes];
+char slot_restore[kSlots][kSlotBytes];
 std::atomic<int> slot_state[kSlots];
 
-int register_temporary(const std::string& path) {
-    if (path.size() >= kSlotBytes) return -1;
+int register_temporary(const std::string& path, const std::string& restore = "") {
+    if (path.size() >= kSlotBytes || restore.size() >= kSlotBytes) return -1;
     for (int i = 0; i < kSlots; ++i) {
         int expected = kFree;
         if (!slot_state[i].compare_exchange_strong(expected, kClaimed, std::memory_order_acq_rel)) continue;
         std::memcpy(slot_path[i], path.c_str(), path.size() + 1);
+        std::memcpy(slot_restore[i], restore.c_str(), restore.size() + 1);
         slot_state[i].store(kReady, std::memory_order_release);
         return i;
     }
@@ -45,10 +49,20 @@ void unregister_temporary(int slot) {
 }
 
 extern "C" void remove_temporaries_and_die(int signal) {
-    for (int i = 0; i < kSlots; ++i)
-        if (slot_state[i].load(std::memory_order_acquire) == kReady) ::unlink(slot_path[i]);
+    for (int i = 0; i < kSlots; ++i) {
+        if (slot_state[i].load(std::memory_order_acquire) != kReady) continue;
+        // An earlier run's file is put back; when it is still a second link to the target (the
+        // rename is then a no-op), that link goes.
+        if (slot_restore[i][0] == '\0' || ::rename(slot_path[i], slot_restore[i]) == 0) ::unlink(slot_path[i]);
+    }
     std::signal(signal, SIG_DFL);
     std::raise(signal);
+}
+
+// A disk or partition is never an output: written directly, as a character device is, it would
+// lose its first blocks.
+void require_not_block_device(const std::string& path, mode_t mode) {
+    ISS_INPUT(!S_ISBLK(mode), path, ": is a block device (a disk or partition): refusing to write over it");
 }
 
 // Follows symbolic links (chains too, relative ones from their own directory) to the path that
@@ -101,13 +115,20 @@ std::string output_suffix(const std::string& path) {
 
 }  // namespace
 
+// Testing hook: INFANT_NO_HARD_LINKS=1 makes every hard link fail, as on a file system without
+// them or under fs.protected_hardlinks. Unset in normal use.
+static bool hard_links_refused() {
+    static const bool refused = std::getenv("INFANT_NO_HARD_LINKS") != nullptr;
+    return refused;
+}
+
 OutputSet::~OutputSet() {
     if (done_) return;
     pending_.clear();  // their temporaries removed
     for (auto it = moved_.rbegin(); it != moved_.rend(); ++it) {
+        unregister_temporary(it->slot);
         if (it->previous.empty() || std::rename(it->previous.c_str(), it->target.c_str()) != 0)
             remove_committed_output(it->path);
-        unregister_temporary(it->slot);
     }
 }
 
@@ -134,22 +155,28 @@ void OutputSet::write(const std::string& path, const std::function<void(const st
 void OutputSet::commit_so_far() {
     ISS_REQUIRE(!done_, "output set committed twice");
     for (std::unique_ptr<OutputFile>& out : pending_) {
-        Moved moved{out->path(), out->target(), "", -1};
-        // A regular file about to be replaced (an earlier run's output) stays linked under a
-        // second name until the set is done, so that a failure can put it back.
+        Moved moved{out->path(), out->target(), "", -1, false};
+        // A regular file about to be replaced (an earlier run's output) stays under a second
+        // name until the set is done, so that a failure or a signal can put it back: linked
+        // there, or, where no hard link can be made (another user's file under
+        // fs.protected_hardlinks, a file system without links), moved there.
         struct stat info {};
         if (!out->direct() && ::lstat(out->target().c_str(), &info) == 0 && S_ISREG(info.st_mode)) {
             const std::string previous = cat(out->target(), ".tmp-", ::getpid(), "-replaced");
-            if (::link(out->target().c_str(), previous.c_str()) == 0) {
+            moved.aside = hard_links_refused() || ::link(out->target().c_str(), previous.c_str()) != 0;
+            if (!moved.aside || ::rename(out->target().c_str(), previous.c_str()) == 0) {
                 moved.previous = previous;
-                moved.slot = register_temporary(previous);
+                moved.slot = register_temporary(previous, out->target());
             }
         }
         try {
             out->commit();
-        } catch (...) {  // not moved: its previous file is still in place
-            if (!moved.previous.empty()) ::unlink(moved.previous.c_str());
+        } catch (...) {  // not moved: its previous file goes back as it was
             unregister_temporary(moved.slot);
+            if (moved.aside && !moved.previous.empty())
+                std::rename(moved.previous.c_str(), moved.target.c_str());
+            else if (!moved.previous.empty())
+                ::unlink(moved.previous.c_str());
             throw;  // the destructor takes back what was moved before
         }
         moved_.push_back(moved);
@@ -161,8 +188,8 @@ void OutputSet::commit() {
     commit_so_far();
     done_ = true;
     for (const Moved& m : moved_) {
+        unregister_temporary(m.slot);  // first: a signal now must not put it back
         if (!m.previous.empty()) ::unlink(m.previous.c_str());
-        unregister_temporary(m.slot);
     }
 }
 
@@ -174,8 +201,7 @@ void install_output_cleanup_on_signal(int signal) {
 }
 
 void install_output_cleanup_on_signals() {
-    install_output_cleanup_on_signal(SIGINT);
-    install_output_cleanup_on_signal(SIGTERM);
+    for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) install_output_cleanup_on_signal(signal);
 }
 
 OutputFile::OutputFile(const std::string& path, const std::string& suffix) : path_(path) {
@@ -183,6 +209,7 @@ OutputFile::OutputFile(const std::string& path, const std::string& suffix) : pat
     struct stat info {};
     direct_ = ::stat(target_.c_str(), &info) == 0 && !S_ISREG(info.st_mode);
     ISS_INPUT(!(direct_ && S_ISDIR(info.st_mode)), path_, ": is a directory, expected a file name");
+    require_not_block_device(path_, direct_ ? info.st_mode : 0);
     write_path_ = direct_ ? target_ : cat(target_, ".tmp-", ::getpid(), suffix);
     if (!direct_) slot_ = register_temporary(write_path_);
 }
@@ -256,7 +283,9 @@ std::string file_identity(const std::string& path) {
     struct stat info {};
     if (::stat(path.c_str(), &info) == 0) return cat("inode ", info.st_dev, ":", info.st_ino);
     std::error_code ec;
-    const std::filesystem::path resolved = std::filesystem::weakly_canonical(resolve_links(path), ec);
+    // Absolute first: "s.nii.gz" and "./s.nii.gz" (neither there yet) are one file.
+    const std::filesystem::path resolved =
+        std::filesystem::weakly_canonical(std::filesystem::absolute(resolve_links(path), ec), ec);
     return "name " + (ec ? path : resolved.string());
 }
 
@@ -298,6 +327,7 @@ void check_outputs(const std::string& command, const std::vector<NamedPath>& inp
         const bool exists = ::stat(target.c_str(), &info) == 0;
         ISS_INPUT(!(exists && S_ISDIR(info.st_mode)), command, ": ", out.option, " ", out.path,
                   " is a directory, expected a file name");
+        require_not_block_device(out.path, exists ? info.st_mode : 0);
         fs::path dir = fs::path(target).parent_path();
         if (dir.empty()) dir = ".";
         std::error_code ec;
@@ -338,8 +368,12 @@ std::vector<std::string> nifti_files(const std::string& path) {
     for (const fs::directory_entry& entry : fs::directory_iterator(path, ec)) {
         const std::string name = entry.path().filename().string();
         // Hidden files are not scans (macOS writes ._NAME beside every file it copies).
-        if (name.front() != '.' && is_nifti_name(name) && entry.is_regular_file(ec))
-            files.push_back(entry.path().string());
+        if (name.front() == '.' || !is_nifti_name(name) || !entry.is_regular_file(ec)) continue;
+        if (is_temporary_output(name)) {  // a killed run's (SIGKILL): its name ends in .nii.gz too
+            warning(cat(entry.path().string(), ": an unfinished output of a run that was killed: not read"));
+            continue;
+        }
+        files.push_back(entry.path().string());
     }
     ISS_INPUT(!ec, path, ": cannot list: ", ec.message());
     ISS_INPUT(!files.empty(), path, ": no NIfTI files (*.nii, *.nii.gz) in this directory");
@@ -418,6 +452,12 @@ DirectoryLock::DirectoryLock(const std::string& dir, const std::string& name, co
 
 DirectoryLock::~DirectoryLock() {
     if (fd_ >= 0) ::close(fd_);  // closing releases the lock
+}
+
+bool is_temporary_output(const std::string& name) {
+    const size_t at = name.rfind(".tmp-");
+    return at != std::string::npos && at + 5 < name.size() && std::isdigit((unsigned char)name[at + 5]) &&
+           (ends_with(name.substr(0, at), ".nii") || ends_with(name.substr(0, at), ".nii.gz"));
 }
 
 bool is_nifti_name(const std::string& path) { return ends_with(path, ".nii") || ends_with(path, ".nii.gz"); }

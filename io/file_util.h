@@ -97,8 +97,9 @@ private:
     struct Moved {
         std::string path;      // as the user named it
         std::string target;    // the file it replaced or created
-        std::string previous;  // the replaced file's content, linked here until commit(); "" if new
+        std::string previous;  // the replaced file's content, kept here until commit(); "" if new
         int slot = -1;         // `previous` in the registry of temporaries
+        bool aside = false;    // `previous` was moved there (no hard link could be made)
     };
     std::vector<std::unique_ptr<OutputFile>> pending_;
     std::vector<Moved> moved_;
@@ -152,6 +153,8 @@ bool ends_with(const std::string& text, const std::string& suffix);
 
 // A name ending in .nii or .nii.gz (readers such as nibabel choose by the ending).
 bool is_nifti_name(const std::string& path);
+// An OutputFile's temporary of a NIfTI output ("a.nii.gz.tmp-123.nii.gz"), left by a killed run.
+bool is_temporary_output(const std::string& name);
 // A NIfTI file's name without its folder and .nii / .nii.gz ("dir/sub01.nii.gz" -> "sub01").
 std::string nifti_stem(const std::string& path);
 

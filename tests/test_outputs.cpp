@@ -116,23 +116,84 @@ TEST_F(Outputs, AMissingDirectoryIsBadInput) {
     EXPECT_TRUE(entries().empty());
 }
 
-// A process that has a temporary output open when SIGTERM arrives removes it and dies of the
-// signal (as it would have without the handler).
+// A process that has a temporary output open when SIGTERM, SIGINT, SIGHUP (a closed SSH session)
+// or SIGQUIT arrives removes it and dies of the signal (as it would have without the handler).
 TEST_F(Outputs, SigtermRemovesTemporaryOutputs) {
     const std::string target = path("out.bin");
-    const pid_t child = ::fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-        install_output_cleanup_on_signals();
-        OutputFile out(target);
-        std::ofstream(out.write_path()) << "partial";
-        ::raise(SIGTERM);
-        ::_exit(0);  // not reached
+    for (const int signal : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) {
+        SCOPED_TRACE(strsignal(signal));
+        const pid_t child = ::fork();
+        ASSERT_GE(child, 0);
+        if (child == 0) {
+            install_output_cleanup_on_signals();
+            OutputFile out(target);
+            std::ofstream(out.write_path()) << "partial";
+            ::raise(signal);
+            ::_exit(0);  // not reached
+        }
+        int status = 0;
+        ASSERT_EQ(::waitpid(child, &status, 0), child);
+        EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == signal) << "status " << status;
+        EXPECT_TRUE(entries().empty()) << "left: " << (entries().empty() ? "" : entries().front());
     }
-    int status = 0;
-    ASSERT_EQ(::waitpid(child, &status, 0), child);
-    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << "status " << status;
-    EXPECT_TRUE(entries().empty()) << "left: " << (entries().empty() ? "" : entries().front());
+}
+
+// A signal while a set's files are being moved into place puts back the earlier run's files
+// that were replaced, whether they were kept aside as a hard link or (no hard links) moved.
+TEST_F(Outputs, ASignalPutsBackTheFilesASetReplaced) {
+    for (const bool links : {true, false}) {
+        SCOPED_TRACE(links ? "hard link kept" : "moved aside");
+        std::ofstream(path("a.csv")) << "old\n";
+        const pid_t child = ::fork();
+        ASSERT_GE(child, 0);
+        if (child == 0) {
+            if (!links) ::setenv("INFANT_NO_HARD_LINKS", "1", 1);
+            install_output_cleanup_on_signals();
+            OutputSet set;
+            set.write(path("a.csv"), [&](const std::string& p) { write_csv(p, table()); });
+            set.commit_so_far();
+            ::raise(SIGTERM);
+            ::_exit(0);  // not reached
+        }
+        int status = 0;
+        ASSERT_EQ(::waitpid(child, &status, 0), child);
+        EXPECT_TRUE(WIFSIGNALED(status)) << "status " << status;
+        EXPECT_EQ(test::read_text(path("a.csv")), "old\n");
+        EXPECT_EQ(entries(), std::vector<std::string>{"a.csv"}) << "a temporary or a kept-aside file left";
+    }
+}
+
+// A killed run's temporary outputs end in .nii.gz too: a folder's listing leaves them out.
+TEST_F(Outputs, TemporariesOfAKilledRunAreNotScans) {
+    for (const char* name : {"a.nii.gz", "a.nii.gz.tmp-123.nii.gz", "b.nii.tmp-9.nii", "c.tmp-1.nii.gz"})
+        std::ofstream(path(name)) << "x";
+    EXPECT_EQ(nifti_files(dir_.string()),
+              (std::vector<std::string>{path("a.nii.gz"), path("c.tmp-1.nii.gz")}));
+    EXPECT_TRUE(is_temporary_output("seg.nii.tmp-42.nii"));
+    EXPECT_FALSE(is_temporary_output("scan.tmp-.nii.gz"));
+}
+
+// Two names of one file that does not exist yet ("s.nii.gz" and "./s.nii.gz") are one output.
+TEST_F(Outputs, TwoSpellingsOfANewOutputAreOneFile) {
+    const fs::path before = fs::current_path();
+    fs::current_path(dir_);
+    try {
+        check_outputs("t", {}, {{"s.nii.gz", "--o"}, {"./s.nii.gz", "--post"}});
+        ADD_FAILURE() << "two spellings of one new file accepted";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("is the same file as the output --o"), std::string::npos) << e.what();
+    }
+    fs::current_path(before);
+}
+
+// A block device (a disk) is never written over, through a link or not.
+TEST_F(Outputs, ABlockDeviceIsRefused) {
+    const std::string disk = path("disk");
+    if (::mknod(disk.c_str(), S_IFBLK | 0600, makedev(7, 200)) != 0)
+        GTEST_SKIP() << "mknod not permitted: block device outputs not checked";
+    fs::create_symlink("disk", path("disk.nii.gz"));
+    EXPECT_THROW(check_outputs("t", {}, {{path("disk.nii.gz"), "--o"}}), InputError);
+    EXPECT_THROW(write_csv(disk, table()), InputError);
 }
 
 // --- commands: an output that is an input, or another output, is refused before anything runs ---
@@ -207,6 +268,43 @@ TEST_F(SameFileCli, SynthAndPriorsRefuseToOverwriteTheirInputs) {
     expect_refused("priors --images " + q("images") + " --labels " + q("maps") + " --out " + q("") +
                        " --labels-list " + q("prior_means.npy"),
                    "is the same file as the input --labels-list");
+}
+
+// An output reaching an input another way: synth's sample names linked to a label map (either
+// way round; synth replaced the map with a sample), and predict's --vol on a Keras model's
+// --labels file.
+TEST_F(SameFileCli, OutputsLinkedToInputsAreRefused) {
+    fs::create_directories(path("maps"));
+    fs::create_directories(path("out"));
+    fs::copy_file(path("seg.nii.gz"), path("maps/m.nii.gz"));
+    fs::create_symlink("../maps/m.nii.gz", path("out/labels_0001.nii.gz"));
+    expect_refused("synth --labels " + q("maps") + " --out " + q("out") + " --count 2 --shape 32",
+                   "is the same file as the input --labels");
+    fs::create_directories(path("maps2"));
+    fs::create_directories(path("out2"));
+    fs::copy_file(path("seg.nii.gz"), path("out2/labels_0000.nii.gz"));
+    fs::create_symlink("../out2/labels_0000.nii.gz", path("maps2/m.nii.gz"));
+    expect_refused("synth --labels " + q("maps2") + " --out " + q("out2") + " --count 1 --shape 32",
+                   "is the same file as the input --labels");
+
+    ASSERT_EQ(test::run_command(test::cli_path() + " export --model " + q("model") + " --keras " + q("m.h5")).status,
+              0);
+    write_npy(path("labels.npy"), {2}, {0, 2});
+    expect_refused("predict --device cpu --model " + q("m.h5") + " --labels " + q("labels.npy") + " --i " +
+                       q("scan.nii.gz") + " --o " + q("o.nii.gz") + " --vol " + q("labels.npy"),
+                   "is the same file as the input --labels");
+}
+
+// A file size limit (ulimit -f) is a failed write: exit 1 naming the file, no temporary left (the
+// default SIGXFSZ killed the process and left them).
+TEST_F(SameFileCli, AFileSizeLimitIsAFailedWrite) {
+    write_labels(path("map.nii.gz"), make_phantom(0, 1));
+    const test::RunResult r = test::run_command("ulimit -f 8; " + test::cli_path() +
+                                                " synth --device cpu --count 2 --shape 64 --labels " +
+                                                q("map.nii.gz") + " --out " + q("s"));
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_NE(r.err.find("File too large"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(path("s"))) << "a file or the folder left";
 }
 
 // --- commands: a run that fails leaves none of its outputs -------------------------------------
@@ -346,6 +444,8 @@ std::map<std::string, std::string> contents(const fs::path& dir) {
 
 // A run that fails over an earlier run's files puts them back as they were (it used to leave
 // its own new samples beside the old ones, and then, taking its own back, gaps).
+// Where no hard link can be made (INFANT_NO_HARD_LINKS: another user's file under
+// fs.protected_hardlinks), the replaced file is moved aside instead (it used to be deleted).
 TEST_F(SameFileCli, AFailedRunPutsBackTheFilesItReplaced) {
     write_labels(path("map.nii.gz"), make_phantom(0, 1));
     const std::string synth = test::cli_path() + " synth --device cpu --count 2 --shape 32 --labels " +
@@ -354,15 +454,17 @@ TEST_F(SameFileCli, AFailedRunPutsBackTheFilesItReplaced) {
     const std::map<std::string, std::string> before = contents(path("synth"));
     ASSERT_EQ(before.size(), 4u);
     int failures = 0;
-    for (int k = 1; k <= 8; ++k) {
-        SCOPED_TRACE("fault at " + std::to_string(k));
-        const test::RunResult r =
-            test::run_command("INFANT_FAULT_OUTPUT=" + std::to_string(k) + " " + synth + " --seed 2");
-        ASSERT_EQ(r.status, 1) << r.err;
-        ++failures;
-        EXPECT_TRUE(contents(path("synth")) == before) << "the earlier run's files changed";
-    }
-    EXPECT_EQ(failures, 8);
+    for (const char* links : {"", "INFANT_NO_HARD_LINKS=1 "})
+        for (int k = 1; k <= 8; ++k) {
+            SCOPED_TRACE(links + std::string("fault at ") + std::to_string(k));
+            const test::RunResult r =
+                test::run_command(links + std::string("INFANT_FAULT_OUTPUT=") + std::to_string(k) + " " + synth +
+                                  " --seed 2");
+            ASSERT_EQ(r.status, 1) << r.err;
+            ++failures;
+            EXPECT_TRUE(contents(path("synth")) == before) << "the earlier run's files changed";
+        }
+    EXPECT_EQ(failures, 16);
     ASSERT_EQ(test::run_command(synth + " --seed 2").status, 0);
     EXPECT_FALSE(contents(path("synth")) == before) << "the new run replaces them when it succeeds";
     EXPECT_EQ(contents(path("synth")).size(), 4u) << "no file of the earlier run kept aside";
