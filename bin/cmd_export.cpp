@@ -25,7 +25,7 @@ const char* usage =
     "the recorded order, and the recorded orientation (RAS for models trained here).\n"
     "\n"
     "  --model M        a model directory (model.safetensors + model.json) or its .safetensors\n"
-    "  --keras OUT.h5   the file to write (not an existing model file)\n"
+    "  --keras OUT.h5   the file to write (a file there is replaced; never the model's own)\n"
     "  --help           this text\n";
 
 }  // namespace
@@ -37,6 +37,8 @@ int cmd_export(int argc, char** argv) {
         return 0;
     }
     ISS_INPUT(args.positional().empty(), "export: unexpected argument '", args.positional().front(), "'");
+    ISS_INPUT(!ends_with(args.require("--model"), ".h5"), "export: --model ", args.require("--model"),
+              " is a Keras file already: export writes our models (a model directory, or its .safetensors)");
     const std::string weights = resolve_model_path(args.require("--model")), out = args.require("--keras");
     ISS_INPUT(ends_with(out, ".h5"), "export: --keras must name a .h5 file, got '", out, "'");
     check_outputs("export", {{weights, "--model"}, {model_json_path(weights), "--model"}}, {{out, "--keras"}});

@@ -460,8 +460,13 @@ Id intermediate_groups() {
 
 Hdf5Writer::Hdf5Writer(const std::string& path) : path_(path) {
     init_hdf5();
-    file_ = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (file_ < 0) throw Error(cat(path, ": cannot create the HDF5 file"));
+    // In memory (the core driver, no backing store): HDF5 never holds a half-written file on
+    // disk. One whose close failed on a full disk stayed open in HDF5 and crashed its clean-up
+    // at exit (exit 139).
+    Id access(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+    check(access.ok() && H5Pset_fapl_core(access.get(), 1 << 20, 0) >= 0 ? 0 : -1, path_, "set up the file image");
+    file_ = H5Fcreate(cat(path, " (in memory)").c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access.get());
+    if (file_ < 0) throw Error(cat(path, ": cannot create the HDF5 file in memory"));
 }
 
 Hdf5Writer::~Hdf5Writer() {
@@ -551,9 +556,16 @@ void Hdf5Writer::dataset_f32_unwritten(const std::string& name, const std::vecto
 void Hdf5Writer::close() {
     if (file_ < 0) return;
     const herr_t flushed = H5Fflush(file_, H5F_SCOPE_GLOBAL);
+    const ssize_t bytes = flushed < 0 ? -1 : H5Fget_file_image(file_, nullptr, 0);
+    std::vector<char> image(size_t(std::max<ssize_t>(bytes, 0)));
+    const ssize_t copied = bytes <= 0 ? -1 : H5Fget_file_image(file_, image.data(), image.size());
     const herr_t closed = H5Fclose(file_);
     file_ = -1;
-    check(flushed < 0 ? flushed : closed, path_, "write the file (disk full?)");
+    check(copied == bytes && closed >= 0 ? 0 : -1, path_, "finish the file image");
+    // Through a temporary name, renamed when whole: a full disk is an error naming `path_`.
+    AtomicWriter out(path_);
+    out.write(image.data(), image.size());
+    out.commit();
 }
 
 }  // namespace iss

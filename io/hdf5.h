@@ -67,8 +67,9 @@ private:
     std::unique_ptr<Heaps> heaps_;
 };
 
-// Writes a new HDF5 file (replacing one at `path`: callers write to a temporary name and rename).
-// Failures are iss::Error (exit 1): they are not bad input.
+// Writes a new HDF5 file at `path`: built in memory, then written whole by close() through a
+// temporary name (AtomicWriter), replacing a file there. Failures are iss::Error (exit 1): they
+// are not bad input.
 class Hdf5Writer {
 public:
     explicit Hdf5Writer(const std::string& path);
@@ -88,7 +89,7 @@ public:
     void dataset_f64(const std::string& name, const std::vector<int64_t>& shape, const std::vector<double>& data);
     // A float32 dataset created and never written, as an interrupted save leaves one (tests).
     void dataset_f32_unwritten(const std::string& name, const std::vector<int64_t>& shape);
-    // Flushes and closes; the destructor closes without checking.
+    // Writes the file; the destructor, without close(), writes nothing.
     void close();
 
 private:

@@ -590,43 +590,39 @@ void write_keras_unet(const std::string& path, const UNetConfig& unet, ParamStor
         ISS_REQUIRE(it != by_name.end(), "Keras export: the model has no parameter ", name);
         return params.download(it->second);
     };
-    OutputFile output(path);
-    {
-        Hdf5Writer file(output.write_path());
-        file.string_list("/", "layer_names", layout.layer_names);
-        file.string_attribute("/", "backend", "tensorflow");
-        file.string_attribute("/", "keras_version", "2.2.4");
-        std::map<std::string, const LayerMap*> weighted;
-        for (const LayerMap& layer : layout.weighted) weighted[layer.keras] = &layer;
-        for (const std::string& name : layout.layer_names) {
-            const std::string group = "/" + name;
-            file.group(group);
-            const auto it = weighted.find(name);
-            if (it == weighted.end()) {
-                file.string_list(group, "weight_names", {});
-                continue;
-            }
-            const LayerMap& layer = *it->second;
-            std::vector<std::string> names;
-            if (layer.batch_norm) {
-                for (int w = 0; w < 4; ++w) {
-                    names.push_back(name + "/" + bn_weights[w]);
-                    file.dataset_f32(group + "/" + names.back(), {layer.out_c},
-                                     values(layer.ours + "." + bn_params[w]));
-                }
-            } else {
-                const int64_t k = layer.kernel;
-                names = {name + "/kernel:0", name + "/bias:0"};
-                file.dataset_f32(
-                    group + "/" + names[0], {k, k, k, layer.in_c, layer.out_c},
-                    transpose_kernel(values(layer.ours + ".weight"), k, layer.in_c, layer.out_c, Direction::to_keras));
-                file.dataset_f32(group + "/" + names[1], {layer.out_c}, values(layer.ours + ".bias"));
-            }
-            file.string_list(group, "weight_names", names);
+    Hdf5Writer file(path);
+    file.string_list("/", "layer_names", layout.layer_names);
+    file.string_attribute("/", "backend", "tensorflow");
+    file.string_attribute("/", "keras_version", "2.2.4");
+    std::map<std::string, const LayerMap*> weighted;
+    for (const LayerMap& layer : layout.weighted) weighted[layer.keras] = &layer;
+    for (const std::string& name : layout.layer_names) {
+        const std::string group = "/" + name;
+        file.group(group);
+        const auto it = weighted.find(name);
+        if (it == weighted.end()) {
+            file.string_list(group, "weight_names", {});
+            continue;
         }
-        file.close();
+        const LayerMap& layer = *it->second;
+        std::vector<std::string> names;
+        if (layer.batch_norm) {
+            for (int w = 0; w < 4; ++w) {
+                names.push_back(name + "/" + bn_weights[w]);
+                file.dataset_f32(group + "/" + names.back(), {layer.out_c},
+                                 values(layer.ours + "." + bn_params[w]));
+            }
+        } else {
+            const int64_t k = layer.kernel;
+            names = {name + "/kernel:0", name + "/bias:0"};
+            file.dataset_f32(
+                group + "/" + names[0], {k, k, k, layer.in_c, layer.out_c},
+                transpose_kernel(values(layer.ours + ".weight"), k, layer.in_c, layer.out_c, Direction::to_keras));
+            file.dataset_f32(group + "/" + names[1], {layer.out_c}, values(layer.ours + ".bias"));
+        }
+        file.string_list(group, "weight_names", names);
     }
-    output.commit();
+    file.close();
 }
 
 }  // namespace iss

@@ -44,7 +44,7 @@ void load_keras_tensors(const KerasUNet& model, ParamStore& params);
 
 // Writes the network as a weights-only Keras 2 file: the layer names, their order, the
 // attributes and the dataset shapes of `save_weights`, name lists as fixed-length byte strings.
-// Writes to a temporary name and renames when complete.
+// Built in memory, then written through a temporary name and renamed when complete.
 void write_keras_unet(const std::string& path, const UNetConfig& unet, ParamStore& params);
 
 }  // namespace iss

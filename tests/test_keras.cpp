@@ -5,6 +5,7 @@
 // then import is bit-identical and has the fixture's layout. Without ../shared a file our own
 // writer makes covers the import path. Bad files are InputErrors naming the file and the layer.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -485,6 +486,7 @@ TEST_F(KerasCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad("import --keras " + q("ours.h5") + " --out " + q("ours") + " --labels 0,2,3,41,42",
                "already holds a model");
     expect_bad("export --model " + q("ours") + " --keras " + q("ours/model.safetensors"), "must name a .h5 file");
+    expect_bad("export --model " + q("ours.h5") + " --keras " + q("again.h5"), "is a Keras file already");
     expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("out.nii.gz") + " --model " + q("ours.h5"),
                "--labels is required");
     expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("out.nii.gz") + " --model " + q("ours") +
@@ -493,6 +495,19 @@ TEST_F(KerasCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --i " + q("scan.nii.gz") + " --o " + q("out.nii.gz") +
                    " --model " + q("ours"),
                "--i given 2 times (the channels of one subject), but " + path("ours") + " takes 1 image");
+}
+
+// A full disk under export: exit 1 naming the file the user gave, and the process ends cleanly
+// (HDF5 kept a file whose close had failed open, and crashed at exit: 139).
+TEST_F(KerasCli, ExportOnAFullDiskIsAFailedWrite) {
+    if (::access("/dev/full", W_OK) != 0) GTEST_SKIP() << "no writable /dev/full here";
+    make_model_dir("ours");
+    fs::create_symlink("/dev/full", path("full.h5"));
+    const test::RunResult r = run("export --model " + q("ours") + " --keras " + q("full.h5"));
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_NE(r.err.find(path("full.h5") + ": "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
 // --- label order -------------------------------------------------------------------------------
