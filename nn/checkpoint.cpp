@@ -183,7 +183,13 @@ Preprocessing parse_preprocessing(const ModelSpec& spec, const std::string& sour
 
 void save_model(const std::string& weights_path, const ModelSpec& spec, ParamStore& params,
                 const std::map<std::string, std::string>& metadata) {
-    const std::string json_path = model_json_path(weights_path);
+    OutputSet files;
+    write_model_files(files, weights_path, spec, params, metadata);
+    files.commit();
+}
+
+void write_model_files(OutputSet& files, const std::string& weights_path, const ModelSpec& spec, ParamStore& params,
+                       const std::map<std::string, std::string>& metadata) {
     ISS_REQUIRE(int64_t(spec.labels.size()) == spec.unet.classes, "model has ", spec.unet.classes,
                 " classes but ", spec.labels.size(), " labels");
     nlohmann::json j = {{"format", model_format},
@@ -196,11 +202,13 @@ void save_model(const std::string& weights_path, const ModelSpec& spec, ParamSto
                         {"written_by", cat("infant-synthseg ", build_version())}};
     std::map<std::string, std::string> meta = metadata;
     meta["format"] = model_format;
-    write_safetensors(weights_path, parameter_tensors(params), meta);
+    files.write(weights_path, [&](const std::string& path) { write_safetensors(path, parameter_tensors(params), meta); });
     const std::string text = j.dump(2) + "\n";
-    AtomicWriter out(json_path);
-    out.write(text.data(), text.size());
-    out.commit();
+    files.write(model_json_path(weights_path), [&](const std::string& path) {
+        AtomicWriter out(path);
+        out.write(text.data(), text.size());
+        out.commit();
+    });
 }
 
 ModelSpec load_model_spec(const std::string& weights_path) {

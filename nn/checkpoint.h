@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "io/file_util.h"  // OutputSet
 #include "nn/optimizer.h"
 #include "nn/params.h"
 #include "nn/unet.h"
@@ -42,10 +43,14 @@ Preprocessing parse_preprocessing(const ModelSpec& spec, const std::string& sour
 // "dir/model.safetensors" -> "dir/model.json".
 std::string model_json_path(const std::string& weights_path);
 
-// Writes the weights and the JSON (each through a temporary name); `metadata` goes into the
-// weights file's safetensors metadata beside its format (a checkpoint's stamp).
+// Writes the weights and the JSON as one set: both or, where a write fails, neither (an earlier
+// model's files as they were). `metadata` goes into the weights file's safetensors metadata
+// beside its format (a checkpoint's stamp).
 void save_model(const std::string& weights_path, const ModelSpec& spec, ParamStore& params,
                 const std::map<std::string, std::string>& metadata = {});
+// The same two files added to `files`, a larger set (a checkpoint) that the caller commits.
+void write_model_files(OutputSet& files, const std::string& weights_path, const ModelSpec& spec, ParamStore& params,
+                       const std::map<std::string, std::string>& metadata = {});
 
 // Reads and checks the JSON beside the weights completely before anything is built: types
 // (integers where integers belong), ranges (levels, features, kernel, convolutions, classes,

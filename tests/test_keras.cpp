@@ -510,6 +510,22 @@ TEST_F(KerasCli, ExportOnAFullDiskIsAFailedWrite) {
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
+// import writes its two files as one set into a folder it makes: a failure at any write or move
+// leaves neither file nor the folder (it left model.safetensors alone, which a rerun called "a
+// model already" and predict could not load).
+TEST_F(KerasCli, AFailedImportLeavesNoHalfModel) {
+    make_model_dir("ours");
+    ASSERT_EQ(run("export --model " + q("ours") + " --keras " + q("ours.h5")).status, 0);
+    for (int k = 1; k <= 4; ++k) {  // 2 files, each moved by its writer, then by the set
+        SCOPED_TRACE("fault at move " + std::to_string(k));
+        const test::RunResult r = test::run_command("INFANT_FAULT_OUTPUT=" + std::to_string(k) + " " +
+                                                    test::cli_path() + " import --keras " + q("ours.h5") +
+                                                    " --out " + q("new/model") + " --labels 0,2,3,41,42");
+        EXPECT_EQ(r.status, 1) << r.err;
+        EXPECT_FALSE(fs::exists(path("new"))) << "a half model or its folder was left";
+    }
+}
+
 // --- label order -------------------------------------------------------------------------------
 
 TEST(KerasLabels, FreeSurferOrderGivesThePublishedChannelOrders) {

@@ -251,18 +251,23 @@ struct Trainer::State {
 };
 
 void Trainer::State::save_checkpoint() {
-    // The files are written one after another: a kill or a failed write between two leaves them
-    // at different steps. Each carries the step and the run, and a resume checks they agree.
+    // One set: every file written under a temporary name, then all moved into place; a failed
+    // write (a full disk) or move leaves the previous checkpoint as it was. Only a kill while
+    // they move can mix two: each file carries the step and the run, and a resume checks they agree.
+    OutputSet files;
     ModelSpec stamped = spec;
     stamped.training["checkpoint"] = {{"step", step}, {"run_id", run_id}};
-    save_model(weights_path(), stamped, params, {{"checkpoint_step", std::to_string(step)}, {"run_id", run_id}});
-    save_optimizer(optimizer_path(), params, adam,
-                   {{"step", std::to_string(step)}, {"seconds", csv_number(elapsed())}, {"run_id", run_id}});
+    write_model_files(files, weights_path(), stamped, params,
+                      {{"checkpoint_step", std::to_string(step)}, {"run_id", run_id}});
+    files.write(optimizer_path(), [&](const std::string& path) {
+        save_optimizer(path, params, adam,
+                       {{"step", std::to_string(step)}, {"seconds", csv_number(elapsed())}, {"run_id", run_id}});
+    });
     // Losses print in their shortest exact form, so a resumed run continues the same sequence.
     CsvTable table{{"step", "loss", "lr", "seconds"}, {}, ""};
     for (const LogRow& r : log)
         table.rows.push_back({std::to_string(r.step), csv_number(r.loss), csv_number(r.lr), csv_number(r.seconds)});
-    write_csv(log_path(), table);
+    files.write(log_path(), [&](const std::string& path) { write_csv(path, table); });
     std::vector<double> steps, losses_so_far, validation_steps, validation_dice;
     for (const LogRow& r : log) {
         steps.push_back(double(r.step));
@@ -278,9 +283,12 @@ void Trainer::State::save_checkpoint() {
             validation_steps.push_back(double(r.step));
             validation_dice.push_back(r.mean_dice);
         }
-        write_csv(validation_path(), v);
+        files.write(validation_path(), [&](const std::string& path) { write_csv(path, v); });
     }
-    write_loss_curve(join(options.model_dir, "loss.png"), steps, losses_so_far, validation_steps, validation_dice);
+    files.write(join(options.model_dir, "loss.png"), [&](const std::string& path) {
+        write_loss_curve(path, steps, losses_so_far, validation_steps, validation_dice);
+    });
+    files.commit();
     made_model_dir.keep();  // a model that resumes: it stays whatever happens next
 }
 
