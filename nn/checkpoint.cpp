@@ -202,7 +202,8 @@ void write_model_files(OutputSet& files, const std::string& weights_path, const 
                         {"written_by", cat("infant-synthseg ", build_version())}};
     std::map<std::string, std::string> meta = metadata;
     meta["format"] = model_format;
-    files.write(weights_path, [&](const std::string& path) { write_safetensors(path, parameter_tensors(params), meta); });
+    files.write(weights_path,
+                [&](const std::string& path) { write_safetensors(path, parameter_tensors(params), meta); });
     const std::string text = j.dump(2) + "\n";
     files.write(model_json_path(weights_path), [&](const std::string& path) {
         AtomicWriter out(path);
