@@ -165,7 +165,8 @@ int cmd_dice(int argc, char** argv) {
     }
 
     write_csv(out, dice_table(subjects, labels));
-    std::printf("dice: %zu subjects, %zu structures: wrote %s\n", subjects.size(), labels.size(), out.c_str());
+    std::fprintf(report_stream({out}), "dice: %zu subjects, %zu structures: wrote %s\n", subjects.size(), labels.size(),
+                 out.c_str());
     return 0;
 }
 

@@ -232,6 +232,7 @@ int cmd_predict(int argc, char** argv) {
     auto run_outputs = std::make_unique<OutputSet>();
     std::string done_line;  // a single file's "in -> out", said once everything is in place
     const bool show_bar = folder && ::isatty(::fileno(stderr)) != 0;
+    FILE* const report = report_stream({args.get("--vol", ""), args.get("--preview", "")});
     const auto start = std::chrono::steady_clock::now();
     int failed_input = 0, failed_other = 0;
     for (size_t n = 0; n < jobs.size(); ++n) {
@@ -288,7 +289,7 @@ int cmd_predict(int argc, char** argv) {
             std::snprintf(seconds, sizeof seconds, "%.1f", std::chrono::duration<double>(now - job_start).count());
             const std::string line = cat(job.input, " -> ", job.seg, " (", seconds, " s)");
             if (folder)
-                std::printf("%s\n", line.c_str());
+                std::fprintf(report, "%s\n", line.c_str());
             else
                 done_line = line;
         }
@@ -304,7 +305,7 @@ int cmd_predict(int argc, char** argv) {
         });
     }
     run_outputs->commit();
-    if (!done_line.empty()) std::printf("%s\n", done_line.c_str());
+    if (!done_line.empty()) std::fprintf(report, "%s\n", done_line.c_str());
     if (failed_input + failed_other > 0) {
         if (folder)
             std::fprintf(stderr, "infant-synthseg predict: %d of %zu file(s) failed\n", failed_input + failed_other,

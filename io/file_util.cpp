@@ -65,13 +65,31 @@ void require_not_block_device(const std::string& path, mode_t mode) {
     ISS_INPUT(!S_ISBLK(mode), path, ": is a block device (a disk or partition): refusing to write over it");
 }
 
+// The descriptor of this process that `p` names by itself (/dev/stdout, /dev/stderr, /dev/fd/N,
+// /proc/self/fd/N, /proc/PID/fd/N), or -1. Its link leads to whatever the descriptor holds
+// ("pipe:[123]", a file the shell opened for appending), which is no path to write.
+int descriptor_named(const std::filesystem::path& p) {
+    const std::string s = p.lexically_normal().string();
+    if (s == "/dev/stdout") return 1;
+    if (s == "/dev/stderr") return 2;
+    for (const std::string& prefix : {std::string("/dev/fd/"), std::string("/proc/self/fd/"),
+                                      cat("/proc/", ::getpid(), "/fd/")}) {
+        if (s.size() <= prefix.size() || s.compare(0, prefix.size(), prefix) != 0) continue;
+        const std::string number = s.substr(prefix.size());
+        const bool digits = std::all_of(number.begin(), number.end(), [](char c) { return c >= '0' && c <= '9'; });
+        if (digits && number.size() <= 9) return std::stoi(number);
+    }
+    return -1;
+}
+
 // Follows symbolic links (chains too, relative ones from their own directory) to the path that
-// a write should replace; a dangling link gives the file it names.
+// a write should replace; a dangling link gives the file it names. It stops at a descriptor's
+// name (descriptor_named).
 std::string resolve_links(const std::string& path) {
     namespace fs = std::filesystem;
     fs::path p = path;
     std::error_code ec;
-    for (int hops = 0; hops < 40 && fs::is_symlink(fs::symlink_status(p, ec)); ++hops) {
+    for (int hops = 0; hops < 40 && descriptor_named(p) < 0 && fs::is_symlink(fs::symlink_status(p, ec)); ++hops) {
         const fs::path target = fs::read_symlink(p, ec);
         if (ec) break;
         p = target.is_absolute() ? target : p.parent_path() / target;
@@ -206,6 +224,19 @@ void install_output_cleanup_on_signals() {
 
 OutputFile::OutputFile(const std::string& path, const std::string& suffix) : path_(path) {
     target_ = resolve_links(path);
+    descriptor_ = descriptor_named(target_);
+    if (descriptor_ >= 0) {
+        // Written to a temporary file, then copied to the descriptor by commit(): opening
+        // /dev/stdout anew would truncate a file the shell opened for appending (>>).
+        static std::atomic<int> count{0};
+        std::error_code ec;
+        const std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
+        write_path_ = ((ec ? std::filesystem::path("/tmp") : dir) /
+                       cat("infant-synthseg-", ::getpid(), "-", count++, ".tmp", suffix))
+                          .string();
+        slot_ = register_temporary(write_path_);
+        return;
+    }
     struct stat info {};
     direct_ = ::stat(target_.c_str(), &info) == 0 && !S_ISREG(info.st_mode);
     ISS_INPUT(!(direct_ && S_ISDIR(info.st_mode)), path_, ": is a directory, expected a file name");
@@ -215,6 +246,31 @@ OutputFile::OutputFile(const std::string& path, const std::string& suffix) : pat
 }
 
 OutputFile::~OutputFile() { discard(); }
+
+// Appends the file's bytes to `descriptor` where it stands (a pipe, a terminal, a file opened
+// with >>); 0 or the errno of the failure.
+static int copy_to_descriptor(const std::string& path, int descriptor) {
+    const int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (in < 0) return errno;
+    char buffer[1 << 16];
+    int err = 0;
+    for (;;) {
+        const ssize_t got = ::read(in, buffer, sizeof buffer);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            err = got < 0 ? errno : 0;
+            break;
+        }
+        for (ssize_t done = 0; done < got && err == 0;) {
+            const ssize_t put = ::write(descriptor, buffer + done, size_t(got - done));
+            if (put < 0 && errno != EINTR) err = errno;
+            if (put > 0) done += put;
+        }
+        if (err != 0) break;
+    }
+    ::close(in);
+    return err;
+}
 
 // Testing hook: INFANT_FAULT_OUTPUT=N makes the N-th commit of this process fail as a full disk
 // would (the target keeps its old content), so that the tests can fail each write of a checkpoint
@@ -237,6 +293,12 @@ void OutputFile::commit() {
     done_ = true;
     unregister_temporary(slot_);
     if (direct_) return;
+    if (descriptor_ >= 0) {
+        const int err = copy_to_descriptor(write_path_, descriptor_);
+        ::unlink(write_path_.c_str());
+        if (err != 0) throw_output_error(path_, err, "cannot write");
+        return;
+    }
     if (std::rename(write_path_.c_str(), target_.c_str()) != 0) {
         const int err = errno;
         ::unlink(write_path_.c_str());
@@ -300,6 +362,12 @@ std::filesystem::path existing_ancestor(std::filesystem::path p) {
 
 }  // namespace
 
+FILE* report_stream(const std::vector<std::string>& outputs) {
+    for (const std::string& out : outputs)
+        if (!out.empty() && descriptor_named(resolve_links(out)) == STDOUT_FILENO) return stderr;
+    return stdout;
+}
+
 void check_outputs(const std::string& command, const std::vector<NamedPath>& inputs,
                    const std::vector<NamedPath>& outputs, const std::vector<std::string>& will_create) {
     namespace fs = std::filesystem;
@@ -321,8 +389,9 @@ void check_outputs(const std::string& command, const std::vector<NamedPath>& inp
                                      other.named->path, other.input ? ": it would be overwritten" : ""));
         seen.push_back({id, &out, false});
         // Writable: the resolved target's directory, or the nearest existing ancestor of a
-        // directory the command will make.
+        // directory the command will make. A descriptor (/dev/stdout) is open already.
         const std::string target = resolve_links(out.path);
+        if (descriptor_named(target) >= 0) continue;
         struct stat info {};
         const bool exists = ::stat(target.c_str(), &info) == 0;
         ISS_INPUT(!(exists && S_ISDIR(info.st_mode)), command, ": ", out.option, " ", out.path,

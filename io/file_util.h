@@ -33,7 +33,9 @@ public:
     const std::string& path() const { return path_; }              // as the user named it
     const std::string& write_path() const { return write_path_; }  // where the bytes go
     const std::string& target() const { return target_; }          // what commit() replaces
-    bool direct() const { return direct_; }  // a device or FIFO, written in place
+    // A device or FIFO, written in place. Not a descriptor of this process (/dev/stdout,
+    // /dev/fd/N): that is written to a temporary file, then copied to it by commit().
+    bool direct() const { return direct_; }
     void commit();
     // Removes what was written (uncommitted); no-op once committed or in direct mode.
     void discard() noexcept;
@@ -41,7 +43,8 @@ public:
 private:
     std::string path_, target_, write_path_;
     bool direct_ = false, done_ = false;
-    int slot_ = -1;  // in the registry of temporaries
+    int slot_ = -1;        // in the registry of temporaries
+    int descriptor_ = -1;  // the descriptor the path names, or -1
 };
 
 // Throws for a failed output operation on `path` with errno `err`: InputError when the path
@@ -144,6 +147,10 @@ struct NamedPath {
 // Empty paths are skipped (an optional output not asked for).
 void check_outputs(const std::string& command, const std::vector<NamedPath>& inputs,
                    const std::vector<NamedPath>& outputs, const std::vector<std::string>& will_create = {});
+
+// Where a command's report lines go: stderr when one of its `outputs` is this process's standard
+// output (`dice --out /dev/stdout | ...`: the data stays clean), else stdout.
+FILE* report_stream(const std::vector<std::string>& outputs);
 
 // InputError naming `path` unless it is an existing regular file (or a link to one): a
 // directory, a FIFO or a device would be read wrongly or block forever.

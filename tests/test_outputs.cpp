@@ -295,6 +295,23 @@ TEST_F(SameFileCli, OutputsLinkedToInputsAreRefused) {
                    "is the same file as the input --labels");
 }
 
+// /dev/stdout is this process's descriptor, written through where it stands: a pipe (its /proc
+// link names no file: exit 2 before), or a file the shell opened with >> (it was replaced, and the
+// earlier lines lost). The report line then goes to stderr, so the data stays clean.
+TEST_F(SameFileCli, StandardOutputIsWrittenThroughNotReplaced) {
+    const std::string dice = test::cli_path() + " dice --pred " + q("seg.nii.gz") + " --gt " + q("seg.nii.gz") +
+                             " --out /dev/stdout";
+    const test::RunResult piped = test::run_command(dice);
+    ASSERT_EQ(piped.status, 0) << piped.err;
+    EXPECT_EQ(piped.out.rfind("subject,dice_2", 0), 0u) << piped.out;
+    EXPECT_EQ(piped.out.find("wrote"), std::string::npos) << "the report line is in the data: " << piped.out;
+    EXPECT_NE(piped.err.find("wrote /dev/stdout"), std::string::npos) << piped.err;
+    std::ofstream(path("all.csv")) << "old\n";
+    const test::RunResult appended = test::run_command(dice + " >> " + q("all.csv"));
+    ASSERT_EQ(appended.status, 0) << appended.err;
+    EXPECT_EQ(test::read_text(path("all.csv")), "old\n" + piped.out);
+}
+
 // A file size limit (ulimit -f) is a failed write: exit 1 naming the file, no temporary left (the
 // default SIGXFSZ killed the process and left them).
 TEST_F(SameFileCli, AFileSizeLimitIsAFailedWrite) {
