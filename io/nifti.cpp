@@ -15,6 +15,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstddef>
@@ -26,6 +27,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/common/device.h"  // host_memory_bytes
 #include "kernels/common/error.h"
 
 static_assert(sizeof(nifti_1_header) == 348, "nifti_1_header must be 348 bytes");
@@ -36,6 +38,13 @@ namespace iss {
 namespace {
 
 constexpr size_t chunk_bytes = size_t(16) << 20;
+
+// All the digits a float64 needs, so that 1.99999988 is not shown as 2.
+std::string exact_text(double x) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.17g", x);
+    return text;
+}
 
 std::string human_bytes(int64_t n) { return cat(n, " bytes (", double(n) / double(int64_t(1) << 30), " GiB)"); }
 
@@ -251,17 +260,28 @@ private:
     gzFile file_ = nullptr;
 };
 
-// The data file of a header-only pair: name.img (or .img.gz) beside name.hdr.
+std::string lower_case(std::string text) {
+    for (char& c : text) c = char(std::tolower((unsigned char)c));
+    return text;
+}
+
+bool is_pair_image_name(const std::string& path) {
+    const std::string name = lower_case(path);
+    return ends_with(name, ".img") || ends_with(name, ".img.gz");
+}
+
+// The data file of a header-only pair: name.img (or .img.gz) beside name.hdr, in the header's
+// case (NAME.HDR with NAME.IMG, as some scanners' exports name them).
 std::string image_file_for(const std::string& path) {
     std::string base = path;
-    if (ends_with(base, ".gz")) base.resize(base.size() - 3);
+    if (ends_with(lower_case(base), ".gz")) base.resize(base.size() - 3);
     for (const char* ext : {".hdr", ".nii", ".img"})
-        if (ends_with(base, ext)) {
+        if (ends_with(lower_case(base), ext)) {
             base.resize(base.size() - 4);
             break;
         }
     struct stat st;
-    for (const char* ext : {".img", ".img.gz"})
+    for (const char* ext : {".img", ".img.gz", ".IMG", ".IMG.gz", ".IMG.GZ"})
         if (::stat((base + ext).c_str(), &st) == 0) return base + ext;
     throw InputError(cat(path, ": header-only NIfTI (magic ni1/ni2) but its data file ", base,
                          ".img is missing"));
@@ -326,7 +346,10 @@ void set_affine(const RawHeader& raw, const std::string& path, NiftiHeader& h) {
     for (int r = 0; r < 3; ++r)
         for (int c = 0; c < 4; ++c)
             ISS_INPUT(std::isfinite(h.affine.m[r][c]), path, ": ", h.affine_source, " affine has a non-finite entry");
-    ISS_INPUT(std::fabs(det3(h.affine)) > 1e-12, path, ": ", h.affine_source,
+    // Relative to the columns' lengths: a 100 um scan in metres has a determinant of 1e-12 (mm are
+    // applied later) and is no less regular than one in mm.
+    const double lengths = h.affine.column_norm(0) * h.affine.column_norm(1) * h.affine.column_norm(2);
+    ISS_INPUT(lengths > 0 && std::fabs(det3(h.affine)) > 1e-9 * lengths, path, ": ", h.affine_source,
               " affine is singular (a voxel axis has no extent in world space)");
 }
 
@@ -383,12 +406,22 @@ NiftiHeader parse_and_validate(const std::string& path) {
         swapped = true;
     } else {
         throw InputError(cat(path, ": not a NIfTI file: sizeof_hdr is ", sizeof_hdr, " (expected 348 or 540)",
-                             ends_with(path, ".img") ? "; a .img holds a header/image pair's voxels: give its .hdr"
+                             is_pair_image_name(path) ? "; a .img holds a header/image pair's voxels: give its .hdr"
                                                      : ""));
     }
     const size_t header_size = version == 1 ? 348 : 540;
     ISS_INPUT(got >= header_size, path, ": truncated header: ", got, " of ", header_size, " bytes");
-    const RawHeader raw = version == 1 ? decode_v1(buf, swapped) : decode_v2(buf, swapped);
+    auto decode = [&](bool sw) { return version == 1 ? decode_v1(buf, sw) : decode_v2(buf, sw); };
+    RawHeader raw = decode(swapped);
+    // The byte order is the one in which dim[0] reads 1 to 7, as nifti_clib decides it: a writer
+    // that stored sizeof_hdr alone in the other order has a readable header.
+    if (raw.dim[0] < 1 || raw.dim[0] > 7) {
+        const RawHeader other = decode(!swapped);
+        if (other.dim[0] >= 1 && other.dim[0] <= 7) {
+            swapped = !swapped;
+            raw = other;
+        }
+    }
 
     // Magic: "n+1\0"/"ni1\0", or "n+2\0" / "ni2\0" followed by \r\n\032\n.
     NiftiHeader h;
@@ -408,9 +441,10 @@ NiftiHeader parse_and_validate(const std::string& path) {
                              expect_pair.substr(0, 3), "' for sizeof_hdr ", header_size,
                              "); Analyze 7.5 files are not supported"));
     }
+    // Some writers leave the four bytes after a NIfTI-2 magic zero (nibabel reads those too).
     if (version == 2)
-        ISS_INPUT(raw.magic.substr(4) == std::string("\r\n\032\n", 4), path,
-                  ": NIfTI-2 magic signature is corrupted (file transferred in text mode?)");
+        ISS_INPUT(raw.magic.substr(4) == std::string("\r\n\032\n", 4) || raw.magic.substr(4) == std::string(4, '\0'),
+                  path, ": NIfTI-2 magic signature is corrupted (file transferred in text mode?)");
 
     // Dims.
     ISS_INPUT(raw.dim[0] >= 1 && raw.dim[0] <= 7, path, ": dim[0] is ", raw.dim[0], " (expected 1 to 7)");
@@ -563,6 +597,7 @@ void read_voxels(const NiftiHeader& h, Store&& store) {
 
 template <class T>
 Volume<T> empty_volume(const NiftiHeader& h) {
+    require_memory_for_volume(h, sizeof(T), host_memory_bytes());
     Volume<T> vol;
     vol.grid = h.grid();
     vol.frames = h.frames();
@@ -874,6 +909,13 @@ std::string nifti_datatype_name(int datatype) {
 
 NiftiHeader read_nifti_header(const std::string& path) { return parse_and_validate(path); }
 
+void require_memory_for_volume(const NiftiHeader& h, size_t element_bytes, size_t host_bytes) {
+    const double bytes = double(h.voxels()) * double(element_bytes);
+    ISS_INPUT(bytes <= 0.8 * double(host_bytes), h.data_path, ": its ", h.voxels(), " voxels need ",
+              human_bytes(int64_t(bytes)), " in memory, more than this machine's ",
+              std::floor(double(host_bytes) / double(int64_t(1) << 30)), " GiB");
+}
+
 Image read_image(const std::string& path, NiftiHeader* header) { return read_scaled<float>(path, header); }
 
 Volume<double> read_image_f64(const std::string& path, NiftiHeader* header) {
@@ -898,8 +940,9 @@ LabelMap read_labels(const std::string& path, NiftiHeader* header) {
             return;
         }
         const double x = scaled ? double(v) * slope + inter : double(v);
-        ISS_INPUT(std::isfinite(x) && x == std::floor(x), path, ": label value ", x, " at voxel ", i,
-                  " is not an integer", scaled ? " (after scaling)" : "");
+        ISS_INPUT(std::isfinite(x) && x == std::floor(x), path, ": label value ", exact_text(x), " at voxel ", i,
+                  " is not an integer", scaled ? " (after scaling)" : "",
+                  ": a label map holds whole numbers (round it, or store it as an integer type)");
         ISS_INPUT(x >= lo && x <= hi, path, ": label value ", x, " at voxel ", i, " does not fit in int32");
         vol.data[size_t(i)] = int32_t(x);
     });

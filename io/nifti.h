@@ -59,6 +59,11 @@ std::string nifti_datatype_name(int datatype);
 // Reads and validates a header (and checks that the data fits in the file).
 NiftiHeader read_nifti_header(const std::string& path);
 
+// InputError naming the file when its voxels, `element_bytes` each as read, would take more than
+// 80% of `host_bytes`: a gzip file of 1 MB can describe a 1024^3 volume, and the readers check
+// this before they allocate (it was std::bad_alloc, exit 1, after many GB).
+void require_memory_for_volume(const NiftiHeader& h, size_t element_bytes, size_t host_bytes);
+
 // All frames, scaling applied. `header`, when given, receives the file's header.
 Image read_image(const std::string& path, NiftiHeader* header = nullptr);
 Volume<double> read_image_f64(const std::string& path, NiftiHeader* header = nullptr);

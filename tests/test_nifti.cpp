@@ -457,6 +457,11 @@ TEST_F(NiftiRead, LabelsRejectNonIntegersAndOutOfRange) {
     const std::string frac = path("frac.nii");
     write_raw(frac, s);
     expect_input_error([&] { iss::read_labels(frac); }, frac, "2.5");
+    // Every digit: float32 1.9999999 is not "2" in the message.
+    s.data = encode(std::vector<float>{1, 1.9999999f, 3}, false);
+    const std::string almost = path("almost.nii");
+    write_raw(almost, s);
+    expect_input_error([&] { iss::read_labels(almost); }, almost, "1.99999988");
 
     s.datatype = NIFTI_TYPE_UINT32, s.bitpix = 32;
     s.data = encode(std::vector<uint32_t>{1, 3000000000u, 3}, false);
@@ -525,6 +530,47 @@ TEST_F(NiftiRead, HeaderImagePair) {
         EXPECT_EQ(iss::read_image(file, &h).data, (std::vector<float>{1, 2, 3}));
         EXPECT_FALSE(h.single_file);
     }
+}
+
+// NAME.HDR with NAME.IMG, as some scanners' exports name a pair.
+TEST_F(NiftiRead, UpperCasePairReads) {
+    RawSpec s;
+    s.pair = true;
+    s.dim[1] = 3, s.dim[2] = 1, s.dim[3] = 1;
+    s.data = encode(std::vector<float>{1, 2, 3}, false);
+    write_raw(path("lower.hdr"), s);
+    std::filesystem::rename(path("lower.hdr"), path("UP.HDR"));
+    std::filesystem::rename(path("lower.img"), path("UP.IMG"));
+    EXPECT_EQ(iss::read_image(path("UP.HDR")).data, (std::vector<float>{1, 2, 3}));
+    expect_input_error([&] { iss::read_image(path("UP.IMG")); }, path("UP.IMG"), "give its .hdr");
+}
+
+// A 100 um scan stored in metres has a determinant of 1e-12 before the conversion to mm: it is no
+// less regular than one in mm (it was refused as singular).
+TEST_F(NiftiRead, TinyVoxelsInMetresAreNotSingular) {
+    RawSpec s;
+    s.data = encode(std::vector<float>(24, 1.0f), false);
+    s.xyzt_units = NIFTI_UNITS_METER;
+    for (int r = 0; r < 3; ++r)
+        for (int c = 0; c < 4; ++c) s.srow[r][c] = r == c ? 1e-4 : 0.0;
+    for (int i = 1; i <= 3; ++i) s.pixdim[i] = 1e-4;
+    write_raw(path("tiny.nii"), s);
+    iss::NiftiHeader h;
+    const iss::Image image = iss::read_image(path("tiny.nii"), &h);
+    EXPECT_NEAR(image.grid.affine.m[0][0], 0.1, 1e-6);  // stored as float32
+    EXPECT_NEAR(h.pixdim[3], 0.1, 1e-6);
+}
+
+// A volume that cannot fit in memory is refused, naming the file, before it is allocated (a 1 MB
+// gzip file can describe 1024^3 voxels).
+TEST_F(NiftiRead, AVolumeBeyondMemoryIsRefusedBeforeAllocation) {
+    iss::NiftiHeader h;
+    h.data_path = "big.nii.gz";
+    h.dim = {3, 1024, 1024, 1024, 1, 1, 1, 1};
+    const size_t gib = size_t(1) << 30;
+    EXPECT_NO_THROW(iss::require_memory_for_volume(h, 4, 64 * gib));
+    expect_input_error([&] { iss::require_memory_for_volume(h, 8, 8 * gib); }, "big.nii.gz",
+                       "voxels need 8589934592 bytes");
 }
 
 TEST_F(NiftiRead, AffinePrecedence) {
@@ -639,6 +685,15 @@ TEST_F(NiftiBadInput, MagicAndSizeofHdr) {
     s.version = 2;
     s.magic = std::string("n+2\0\n\n\032\n", 8);
     expect_bad(write("magic2.nii", s), "text mode");
+    s.magic = std::string("n+2\0\0\0\0\0", 8);  // a writer that left them zero: read, as nibabel does
+    EXPECT_NO_THROW(iss::read_image(write("magic2zero.nii", s)));
+    // sizeof_hdr alone stored in the other byte order: dim[0] decides, as in nifti_clib.
+    s = good();
+    const std::string odd = write("sizeof_swapped.nii", s);
+    Bytes bytes = read_bytes(odd);
+    std::reverse(bytes.begin(), bytes.begin() + 4);
+    write_bytes(odd, bytes);
+    EXPECT_NO_THROW(iss::read_image(odd));
     s = good();
     s.sizeof_hdr = 349;
     expect_bad(write("sizeof.nii", s), "sizeof_hdr is 349");
