@@ -340,8 +340,12 @@ void set_affine(const RawHeader& raw, const std::string& path, NiftiHeader& h) {
                                                        h.pixdim[1], h.pixdim[2], h.pixdim[3], qfac));
         h.affine_source = "qform";
     } else {
+        // NIfTI's method 1. Left and right are then a guess, and a guess others make otherwise:
+        // said, since lateralised labels depend on it.
         h.affine = Mat4::scaling(h.pixdim[1], h.pixdim[2], h.pixdim[3]);
         h.affine_source = "pixdim";
+        warning(cat(path, ": no qform or sform: its orientation is unknown, read as RAS (NIfTI's method 1; nibabel, ",
+                    "and so SynthSeg, take such a file as LAS): check left and right"));
     }
     for (int r = 0; r < 3; ++r)
         for (int c = 0; c < 4; ++c)

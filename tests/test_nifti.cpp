@@ -588,11 +588,14 @@ TEST_F(NiftiRead, AffinePrecedence) {
     EXPECT_EQ(iss::orientation_code(h.affine), "LPS");
     EXPECT_DOUBLE_EQ(h.affine.m[0][0], -1.5);
     EXPECT_DOUBLE_EQ(h.affine.m[0][3], 5);
-    // Neither: pixdim scaling.
+    // Neither: pixdim scaling, with a warning (left and right are a guess; nibabel guesses LAS).
     s.qform_code = 0;
     const std::string p = path("p.nii");
     write_raw(p, s);
+    ::testing::internal::CaptureStderr();
     h = iss::read_nifti_header(p);
+    const std::string err = ::testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find(p + ": no qform or sform: its orientation is unknown, read as RAS"), std::string::npos) << err;
     EXPECT_EQ(h.affine_source, "pixdim");
     EXPECT_TRUE(h.affine.approx_equal(iss::Mat4::scaling(1.5, 2, 2.5), 1e-12));
 }
