@@ -53,6 +53,17 @@ std::string Args::get(const std::string& name, const std::string& fallback) cons
     return it == values_.end() ? fallback : it->second.back();
 }
 
+uint64_t Args::seed() const {
+    const long long seed = integer("--seed", 1);
+    ISS_INPUT(seed >= 0, command_, ": --seed must be a non-negative integer, got ", seed);
+    return uint64_t(seed);
+}
+
+void Args::reject_positional() const {
+    ISS_INPUT(positional_.empty(), command_, ": unexpected argument '", positional_.front(), "' (see 'infant-synthseg ",
+              command_, " --help')");
+}
+
 std::string Args::require(const std::string& name) const {
     const auto it = values_.find(name);
     ISS_INPUT(it != values_.end(), command_, ": option ", name, " is required");
@@ -115,6 +126,15 @@ void install_stop_handlers() {
 
 const std::atomic<bool>& stop_flag() { return stop_requested; }
 int stop_signal() { return stop_signal_number.load(); }
+
+const char* signal_name(int signal) {
+    switch (signal) {
+        case SIGINT: return "SIGINT";
+        case SIGTERM: return "SIGTERM";
+        case SIGHUP: return "SIGHUP";
+        default: return "a signal";
+    }
+}
 
 int predict_output_index(const std::string& file) {
     const std::string stem = nifti_stem(file);

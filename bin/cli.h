@@ -30,6 +30,10 @@ public:
     long long integer(const std::string& name, long long fallback) const;
     double number(const std::string& name, double fallback) const;
     const std::vector<std::string>& positional() const { return positional_; }
+    // InputError for a command that takes no positional argument and was given one.
+    void reject_positional() const;
+    // --seed: a non-negative integer, 1 when absent.
+    uint64_t seed() const;
     const std::string& command() const { return command_; }
 
 private:
@@ -39,7 +43,7 @@ private:
     std::vector<std::string> positional_;
 };
 
-// SIGINT and SIGTERM as a request to stop at the next safe point (train: after the step, with a
+// SIGINT, SIGTERM and SIGHUP as a request to stop at the next safe point (train: after the step, with a
 // checkpoint; synth: once the sample in hand is written). The first signal sets the flag; a
 // second one removes the temporary outputs being written and ends the process as the signal
 // would. A signal that was ignored when we started (a background job of a non-interactive
@@ -48,6 +52,7 @@ private:
 void install_stop_handlers();
 const std::atomic<bool>& stop_flag();
 int stop_signal();  // the signal that asked to stop, 0 while none has
+const char* signal_name(int signal);  // "SIGINT", "SIGTERM", "SIGHUP", else "a signal"
 
 // The names predict gives a folder's outputs for the scan NAME: NAME_synthseg.nii.gz (the
 // segmentation), NAME_posteriors and NAME_resampled; dice pairs a folder of them with the scans.

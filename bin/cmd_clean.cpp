@@ -52,8 +52,7 @@ int cmd_clean(int argc, char** argv) {
         std::fputs(usage, stdout);
         return 0;
     }
-    ISS_INPUT(args.positional().empty(), "clean: unexpected argument '", args.positional().front(),
-              "' (see 'infant-synthseg clean --help')");
+    args.reject_positional();
     const std::string seg_path = args.require("--seg"), post_path = args.require("--post");
     const std::string out = args.require("--o"), out_post = args.get("--o-post", "");
     require_nifti_output(out, "--o");

@@ -130,8 +130,7 @@ int cmd_dice(int argc, char** argv) {
         std::fputs(usage, stdout);
         return 0;
     }
-    ISS_INPUT(args.positional().empty(), "dice: unexpected argument '", args.positional().front(),
-              "' (see 'infant-synthseg dice --help')");
+    args.reject_positional();
     const std::string pred = args.require("--pred"), gt = args.require("--gt"), out = args.require("--out");
     std::vector<int32_t> labels;
     if (args.has("--labels")) labels = named_label_list(args.get("--labels", ""));
@@ -165,8 +164,7 @@ int cmd_dice(int argc, char** argv) {
     }
 
     write_csv(out, dice_table(subjects, labels));
-    std::fprintf(report_stream({out}), "dice: %zu subjects, %zu structures: wrote %s\n", subjects.size(), labels.size(),
-                 out.c_str());
+    std::printf("dice: %zu subjects, %zu structures: wrote %s\n", subjects.size(), labels.size(), out.c_str());
     return 0;
 }
 

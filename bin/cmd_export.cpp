@@ -36,7 +36,7 @@ int cmd_export(int argc, char** argv) {
         std::fputs(usage, stdout);
         return 0;
     }
-    ISS_INPUT(args.positional().empty(), "export: unexpected argument '", args.positional().front(), "'");
+    args.reject_positional();
     ISS_INPUT(!ends_with(args.require("--model"), ".h5"), "export: --model ", args.require("--model"),
               " is a Keras file already: export writes our models (a model directory, or its .safetensors)");
     const std::string weights = resolve_model_path(args.require("--model")), out = args.require("--keras");

@@ -52,7 +52,7 @@ int cmd_import(int argc, char** argv) {
         std::fputs(usage, stdout);
         return 0;
     }
-    ISS_INPUT(args.positional().empty(), "import: unexpected argument '", args.positional().front(), "'");
+    args.reject_positional();
     const std::string keras = args.require("--keras"), out = args.require("--out");
     KerasImportOptions options;
     options.labels = args.require("--labels");
@@ -60,7 +60,7 @@ int cmd_import(int argc, char** argv) {
     options.voxel_size_mm = args.number("--voxel-size", 0);
     ISS_INPUT(!args.has("--voxel-size") || (options.voxel_size_mm > 0 && options.voxel_size_mm <= 10),
               "import: --voxel-size must be a size in mm from 0 to 10");
-    const std::string weights = (fs::path(out) / "model.safetensors").string();
+    const std::string weights = model_weights_in(out);
     std::error_code ec;
     ISS_INPUT(!fs::exists(model_json_path(weights), ec) && !fs::exists(weights, ec), out,
               ": already holds a model; choose another --out");

@@ -51,8 +51,7 @@ int cmd_merge(int argc, char** argv) {
         std::fputs(usage, stdout);
         return 0;
     }
-    ISS_INPUT(args.positional().empty(), "merge: unexpected argument '", args.positional().front(),
-              "' (see 'infant-synthseg merge --help')");
+    args.reject_positional();
     const std::string t1_seg = args.require("--t1-seg"), t1_post = args.require("--t1-post");
     const std::string t2_seg = args.require("--t2-seg"), t2_post = args.require("--t2-post");
     const std::string o_seg = args.require("--o-seg"), o_post = args.require("--o-post");

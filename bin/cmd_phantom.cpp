@@ -33,13 +33,12 @@ int cmd_phantom(int argc, char** argv) {
         std::fputs(usage, stdout);
         return 0;
     }
-    ISS_INPUT(args.positional().empty(), "phantom: unexpected argument '", args.positional().front(), "'");
+    args.reject_positional();
     ISS_INPUT(args.has("--age-months"), "phantom: option --age-months is required");
     const double age = args.number("--age-months", 0.0);
     ISS_INPUT(age >= 0 && age <= 24, "phantom: --age-months ", age, " is outside [0, 24]");
     const std::string out = args.require("--out");
-    const long long seed = args.integer("--seed", 1);
-    ISS_INPUT(seed >= 0, "phantom: --seed must be a non-negative integer, got ", seed);
+    const uint64_t seed = args.seed();
 
     const std::string orientation = args.get("--orientation", "RAS");
     try {
@@ -48,10 +47,10 @@ int cmd_phantom(int argc, char** argv) {
         throw InputError(cat("phantom: --orientation: ", e.what()));
     }
 
-    const LabelMap map = reorient(make_phantom(age, uint64_t(seed)), orientation);
+    const LabelMap map = reorient(make_phantom(age, seed), orientation);
     write_labels(out, map);
     std::printf("wrote %s: %lldx%lldx%lld voxels %s, age %g months, seed %lld\n", out.c_str(), (long long)map.nx(),
-                (long long)map.ny(), (long long)map.nz(), orientation.c_str(), age, seed);
+                (long long)map.ny(), (long long)map.nz(), orientation.c_str(), age, (long long)seed);
     return 0;
 }
 

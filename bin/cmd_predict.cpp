@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -111,7 +112,7 @@ int cmd_predict(int argc, char** argv) {
         std::fputs(usage, stdout);
         return 0;
     }
-    ISS_INPUT(args.positional().empty(), "predict: unexpected argument '", args.positional().front(), "'");
+    args.reject_positional();
     const std::vector<std::string> channels = args.all("--i");
     ISS_INPUT(!channels.empty(), "predict: option --i is required");
     const std::string in = channels.front(), out = args.require("--o"), model = args.require("--model");
@@ -232,7 +233,6 @@ int cmd_predict(int argc, char** argv) {
     auto run_outputs = std::make_unique<OutputSet>();
     std::string done_line;  // a single file's "in -> out", said once everything is in place
     const bool show_bar = folder && ::isatty(::fileno(stderr)) != 0;
-    FILE* const report = report_stream({args.get("--vol", ""), args.get("--preview", "")});
     const auto start = std::chrono::steady_clock::now();
     int failed_input = 0, failed_other = 0;
     for (size_t n = 0; n < jobs.size(); ++n) {
@@ -257,7 +257,7 @@ int cmd_predict(int argc, char** argv) {
             }
             row.push_back(csv_number(std::round(total * 1000.0) / 1000.0));
             volumes.rows.push_back(row);
-            if (args.has("--preview") && preview_rows.size() < 8) {
+            if (args.has("--preview") && preview_rows.size() < preview_max_rows) {
                 const MidSlices cells = overlay_mid_slices(image, result.segmentation);
                 preview_rows.push_back({cells[0], cells[1], cells[2]});
             }
@@ -265,18 +265,18 @@ int cmd_predict(int argc, char** argv) {
             // so that a failure above drops them.
             if (!folder) run_outputs = std::move(outputs);
             written = true;
-        } catch (const InputError& e) {
-            std::fprintf(stderr, "%sinfant-synthseg predict: error: %s%s\n", show_bar ? "\n" : "",
-                         one_line(e.what()).c_str(), folder ? " (skipped)" : "");
-            ++failed_input;
-        } catch (const Error& e) {  // not the input's fault (a full disk): said as main says it
-            std::fprintf(stderr, "%sinfant-synthseg predict: error: %s%s\n", show_bar ? "\n" : "",
-                         one_line(e.what()).c_str(), folder ? " (skipped)" : "");
-            ++failed_other;
         } catch (const std::exception& e) {
-            std::fprintf(stderr, "%sinfant-synthseg predict: internal error on %s: %s%s\n", show_bar ? "\n" : "",
-                         one_line(job.input).c_str(), one_line(e.what()).c_str(), folder ? " (skipped)" : "");
-            ++failed_other;
+            // Said as main says it (a folder goes on with its next scan); the exit status tells
+            // the input's fault (2) from another (1: a full disk, out of memory).
+            const bool input = dynamic_cast<const InputError*>(&e) != nullptr;
+            std::string message = cat("error: ", one_line(e.what()));
+            if (dynamic_cast<const std::bad_alloc*>(&e))
+                message = "error: out of memory (the host's)";
+            else if (!dynamic_cast<const Error*>(&e))
+                message = cat("internal error on ", one_line(job.input), ": ", one_line(e.what()));
+            std::fprintf(stderr, "%sinfant-synthseg predict: %s%s\n", show_bar ? "\n" : "", message.c_str(),
+                         folder ? " (skipped)" : "");
+            ++(input ? failed_input : failed_other);
         }
         const auto now = std::chrono::steady_clock::now();
         if (show_bar) {
@@ -289,7 +289,7 @@ int cmd_predict(int argc, char** argv) {
             std::snprintf(seconds, sizeof seconds, "%.1f", std::chrono::duration<double>(now - job_start).count());
             const std::string line = cat(job.input, " -> ", job.seg, " (", seconds, " s)");
             if (folder)
-                std::fprintf(report, "%s\n", line.c_str());
+                std::printf("%s\n", line.c_str());
             else
                 done_line = line;
         }
@@ -305,7 +305,7 @@ int cmd_predict(int argc, char** argv) {
         });
     }
     run_outputs->commit();
-    if (!done_line.empty()) std::fprintf(report, "%s\n", done_line.c_str());
+    if (!done_line.empty()) std::printf("%s\n", done_line.c_str());
     if (failed_input + failed_other > 0) {
         if (folder)
             std::fprintf(stderr, "infant-synthseg predict: %d of %zu file(s) failed\n", failed_input + failed_other,

@@ -3,7 +3,6 @@
 // measures every subject before writing anything, then writes prior_means.npy and
 // prior_stds.npy (float64, (2, n_labels)) and prints a table per label.
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -17,6 +16,7 @@
 #include "bin/commands.h"
 #include "io/file_util.h"
 #include "io/npy.h"
+#include "post/prediction.h"  // parse_label_list
 #include "kernels/common/error.h"
 #include "synth/labels.h"
 #include "synth/priors_estimate.h"
@@ -53,35 +53,21 @@ const char* usage =
     "                     column of every label of the group\n"
     "  --help             this text\n";
 
-// "2,3,41" or a .npy file of integers; duplicates are bad input (a column would be lost).
-std::vector<int32_t> parse_label_list(const std::string& text) {
+// "2,3,41" (parse_label_list, shared with the other commands) or a .npy file of integers;
+// duplicates are bad input (a column would be lost).
+std::vector<int32_t> priors_label_list(const std::string& text) {
+    if (!ends_with(text, ".npy")) return parse_label_list(text, "priors: --labels-list");
     std::vector<int32_t> list;
-    if (ends_with(text, ".npy")) {
-        const NpyArray a = read_npy(text);
-        ISS_INPUT(a.shape.size() == 1, text, ": expected a 1-D array of labels, found ", a.shape.size(), " dims");
-        for (const double v : a.values) {
-            ISS_INPUT(v == std::floor(v) && std::fabs(v) < 2147483648.0, text, ": ", v, " is not an int32 label");
-            list.push_back(int32_t(v));
-        }
-    } else {
-        size_t start = 0;
-        while (start <= text.size()) {
-            const size_t comma = std::min(text.find(',', start), text.size());
-            const std::string item = text.substr(start, comma - start);
-            char* end = nullptr;
-            errno = 0;
-            const long long v = std::strtoll(item.c_str(), &end, 10);
-            ISS_INPUT(!item.empty() && *end == '\0' && errno == 0 && v >= INT32_MIN && v <= INT32_MAX,
-                      "priors: --labels-list: '", item,
-                      "' is not an integer label (expected e.g. 0,2,3 or a .npy file)");
-            list.push_back(int32_t(v));
-            start = comma + 1;
-        }
+    const NpyArray a = read_npy(text);
+    ISS_INPUT(a.shape.size() == 1, text, ": expected a 1-D array of labels, found ", a.shape.size(), " dims");
+    for (const double v : a.values) {
+        ISS_INPUT(v == std::floor(v) && std::fabs(v) < 2147483648.0, text, ": ", v, " is not an int32 label");
+        list.push_back(int32_t(v));
     }
     ISS_INPUT(!list.empty(), "priors: --labels-list ", text, " holds no labels");
     std::set<int32_t> seen;
     for (const int32_t label : list)
-        ISS_INPUT(seen.insert(label).second, "priors: --labels-list: label ", label, " twice");
+        ISS_INPUT(seen.insert(label).second, "priors: --labels-list: label ", label, " is listed twice");
     return list;
 }
 
@@ -93,14 +79,13 @@ int cmd_priors(int argc, char** argv) {
         std::fputs(usage, stdout);
         return 0;
     }
-    ISS_INPUT(args.positional().empty(), "priors: unexpected argument '", args.positional().front(),
-              "' (see 'infant-synthseg priors --help')");
+    args.reject_positional();
     const std::string images = args.require("--images");
     const std::string label_maps = args.require("--labels");
     const std::string out_dir = args.require("--out");
     PriorsOptions options;
     options.labels =
-        args.has("--labels-list") ? parse_label_list(args.get("--labels-list", "")) : labels::generation_labels();
+        args.has("--labels-list") ? priors_label_list(args.get("--labels-list", "")) : labels::generation_labels();
     options.classes = args.flag("--classes");
     if (options.labels.front() != 0)
         warning(cat("priors: label ", options.labels.front(), " is listed first, so it is taken as the background, ",

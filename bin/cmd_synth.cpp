@@ -30,10 +30,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The preview shows at most this many samples, one row each: beyond that the picture gets too
-// tall to be a quick look.
-constexpr int preview_max_rows = 8;
-
 const char* usage =
     "usage: infant-synthseg synth --labels FILE|DIR --out DIR [--count N] [--first F]\n"
     "                             [--seed S] [--preset NAME] [--config FILE] [--shape N]\n"
@@ -46,8 +42,8 @@ const char* usage =
     "map it came from. Sample N depends only on the inputs, the seed and N, so any sample can\n"
     "be made again alone (--first N --count 1).\n"
     "Every input is checked before anything is written; a run that fails leaves none of its\n"
-    "files (and puts back those of an earlier run it replaced). SIGINT (Ctrl-C) or SIGTERM\n"
-    "stops it once the sample in hand is written: the samples done stay, each image with its\n"
+    "files (and puts back those of an earlier run it replaced). SIGINT (Ctrl-C), SIGTERM or\n"
+    "SIGHUP stops it once the sample in hand is written: the samples done stay, each image with its\n"
     "labels, and the exit status is 128 + the signal; a second signal ends it at once.\n"
     "\n"
     "  --labels FILE|DIR  a NIfTI label map, or a directory: every *.nii and *.nii.gz in it,\n"
@@ -168,8 +164,7 @@ int cmd_synth(int argc, char** argv) {
         std::fputs(usage, stdout);
         return 0;
     }
-    ISS_INPUT(args.positional().empty(), "synth: unexpected argument '", args.positional().front(),
-              "' (see 'infant-synthseg synth --help')");
+    args.reject_positional();
 
     // Configuration: preset, file overrides, --shape; checked as a whole.
     const std::string preset = args.get("--preset", "infant-t1");
@@ -197,8 +192,7 @@ int cmd_synth(int argc, char** argv) {
     const long long first = args.integer("--first", 0);
     ISS_INPUT(first >= 0 && first <= (1ll << 32) - count, "synth: --first must be between 0 and 2^32 - count, got ",
               first);
-    const long long seed = args.integer("--seed", 1);
-    ISS_INPUT(seed >= 0, "synth: --seed must be a non-negative integer, got ", seed);
+    const uint64_t seed = args.seed();
     const std::string labels_path = args.require("--labels");
     const std::string out_dir = args.require("--out");
     const Device device = parse_device(args.get("--device", "auto"));
@@ -209,7 +203,7 @@ int cmd_synth(int argc, char** argv) {
     warn_of_other_runs(out_dir, maps, first, count, args.flag("--preview"));
 
     DeviceContext ctx(device);
-    Generator gen(ctx, config, std::move(maps), uint64_t(seed));
+    Generator gen(ctx, config, std::move(maps), seed);
     OutputDirectories folders;
     folders.make(out_dir);
 
@@ -218,7 +212,7 @@ int cmd_synth(int argc, char** argv) {
     auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
     std::vector<std::vector<RgbImage>> preview_rows;
     // Every sample and the picture, or none: a failure takes back the samples already written.
-    // SIGINT or SIGTERM stops once the sample in hand is written: the complete pairs stay.
+    // SIGINT, SIGTERM or SIGHUP stops once the sample in hand is written: the complete pairs stay.
     OutputSet outputs;
     std::array<int64_t, 3> first_shape{};
     bool mixed_shapes = false;
@@ -239,7 +233,7 @@ int cmd_synth(int argc, char** argv) {
 
         if (i == 0) first_shape = image.grid.dim;
         mixed_shapes |= image.grid.dim != first_shape;
-        if (args.flag("--preview") && i < preview_max_rows) preview_rows.push_back(montage_row(image, labels));
+        if (args.flag("--preview") && size_t(i) < preview_max_rows) preview_rows.push_back(montage_row(image, labels));
         if (show_bar) draw_progress(i + 1, count, elapsed());
     }
     if (!preview_rows.empty()) {
@@ -258,7 +252,7 @@ int cmd_synth(int argc, char** argv) {
     }
     if (written < count) {
         std::fprintf(stderr, "infant-synthseg synth: stopped by %s after %lld of %lld samples (each written whole)\n",
-                     stop_signal() == SIGTERM ? "SIGTERM" : "SIGINT", written, count);
+                     signal_name(stop_signal()), written, count);
         return 128 + stop_signal();
     }
     return 0;

@@ -1,7 +1,7 @@
 // `infant-synthseg train`: trains a segmentation U-Net on synthetic images made on the fly from
 // label maps (SPEC.md section 5). A thin shell around iss::Trainer, which checks every input
 // before any step and writes the model directory; this file parses the options, shows progress
-// and turns SIGINT/SIGTERM into a clean stop with a checkpoint.
+// and turns SIGINT/SIGTERM/SIGHUP into a clean stop with a checkpoint.
 #include <unistd.h>
 
 #include <algorithm>
@@ -96,9 +96,9 @@ const char* usage =
     "                                  --validation-labels)\n"
     "  loss.png                        the loss curve (and the validation Dice)\n"
     "\n"
-    "SIGINT (Ctrl-C) or SIGTERM: the current step finishes, a checkpoint is written and the\n"
-    "command exits with status 0; --resume continues from there. A second signal ends it at\n"
-    "once, without that checkpoint.\n"
+    "SIGINT (Ctrl-C), SIGTERM or SIGHUP: the current step finishes, a checkpoint is written\n"
+    "and the command exits with status 0; --resume continues from there. A second signal ends\n"
+    "it at once, without that checkpoint.\n"
     "\n"
     "Progress: a bar on stderr when it is a terminal (loss = mean of the last 100 steps),\n"
     "otherwise one line per checkpoint on stdout; a summary at the end.\n";
@@ -115,7 +115,7 @@ int int_option(const Args& args, const std::string& name, long long fallback, lo
 // recorded. (Options given must still match it: the trainer checks.) Fields that are missing or
 // of another type are left to the trainer's checks.
 void adopt_recorded_options(const Args& args, TrainOptions& o) {
-    const std::string weights = (std::filesystem::path(o.model_dir) / "model.safetensors").string();
+    const std::string weights = model_weights_in(o.model_dir);
     if (!std::filesystem::exists(model_json_path(weights))) return;  // the trainer says so
     const ModelSpec saved = load_model_spec(weights);
     const nlohmann::json& t = saved.training;
@@ -174,9 +174,7 @@ TrainOptions parse_options(const Args& args) {
     o.unet.features = int_option(args, "--features", o.unet.features, 1, 4096);
     o.wl2_epochs = args.integer("--wl2-epochs", o.wl2_epochs);
     o.resume = args.flag("--resume");
-    const long long seed = args.integer("--seed", 1);
-    ISS_INPUT(seed >= 0, "train: --seed must be a non-negative integer, got ", seed);
-    o.seed = uint64_t(seed);
+    o.seed = args.seed();
     o.device = parse_device(args.get("--device", "auto"));
     o.precision = parse_precision(args.get("--precision", "fp32"), "train: --precision");
 
@@ -269,8 +267,7 @@ int cmd_train(int argc, char** argv) {
         std::fputs(usage, stdout);
         return 0;
     }
-    ISS_INPUT(args.positional().empty(), "train: unexpected argument '", args.positional().front(),
-              "' (see 'infant-synthseg train --help')");
+    args.reject_positional();
     const TrainOptions options = parse_options(args);
 
     // Reads and checks everything; throws InputError (exit 2) before a file is written.

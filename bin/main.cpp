@@ -77,8 +77,15 @@ int main(int argc, char** argv) {
     std::signal(SIGXFSZ, SIG_IGN);
     for (const Command& c : commands) {
         if (std::strcmp(argv[1], c.name) != 0) continue;
-        // A command stopped by SIGINT/SIGTERM leaves no temporary file; train handles the
-        // signals itself (it finishes the step and writes a checkpoint).
+        // An output to standard output (`dice --out /dev/stdout | ...`) keeps it for the data.
+        for (int a = 2; a < argc; ++a)
+            if (iss::names_standard_output(argv[a])) {
+                iss::route_reports_to_stderr();
+                break;
+            }
+        // A command stopped by a signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE) leaves no
+        // temporary file; train handles the first three itself (it finishes the step and writes
+        // a checkpoint).
         if (std::strcmp(c.name, "train") != 0) iss::install_output_cleanup_on_signals();
         // Not for train: it runs for days, allocates its buffers once, and a heap that never
         // shrinks could only grow there.

@@ -1,6 +1,7 @@
 #include "io/file_util.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
 
 #include "kernels/common/error.h"
 
@@ -23,13 +25,17 @@ namespace {
 // The registry of temporary outputs that exist right now, for the signal handler: fixed slots
 // (no allocation in a handler). A slot is claimed first, then its paths copied, then marked
 // ready: two threads never write one slot, and the handler reads only ready ones. A slot with a
-// `restore` path holds an earlier run's file kept aside: the handler moves it back there.
-constexpr int kSlots = 64;
+// `restore` path holds an earlier run's file kept aside: the handler moves it back there. (The
+// arrays are zero pages until used.)
+constexpr int kSlots = 1024;
 constexpr size_t kSlotBytes = 4096;
 enum SlotState : int { kFree, kClaimed, kReady };
 char slot_path[kSlots][kSlotBytes];
 char slot_restore[kSlots][kSlotBytes];
 std::atomic<int> slot_state[kSlots];
+// Earlier files kept aside that found no slot. While there are any, a signal puts none back:
+// some pairs old and some new would be worse than all new with the old ones kept aside.
+std::atomic<int> restores_without_slot{0};
 
 int register_temporary(const std::string& path, const std::string& restore = "") {
     if (path.size() >= kSlotBytes || restore.size() >= kSlotBytes) return -1;
@@ -48,16 +54,28 @@ void unregister_temporary(int slot) {
     if (slot >= 0) slot_state[slot].store(kFree, std::memory_order_release);
 }
 
+// Puts an earlier file kept as `previous` back over `target`; when it was a second link to the
+// target still in place (the rename is then a no-op), that link goes. Async-signal-safe.
+void put_back_previous(const char* previous, const char* target) {
+    if (::rename(previous, target) == 0) ::unlink(previous);
+}
+
 extern "C" void remove_temporaries_and_die(int signal) {
+    const bool restore = restores_without_slot.load() == 0;
     for (int i = 0; i < kSlots; ++i) {
         if (slot_state[i].load(std::memory_order_acquire) != kReady) continue;
-        // An earlier run's file is put back; when it is still a second link to the target (the
-        // rename is then a no-op), that link goes.
-        if (slot_restore[i][0] == '\0' || ::rename(slot_path[i], slot_restore[i]) == 0) ::unlink(slot_path[i]);
+        if (slot_restore[i][0] == '\0')
+            ::unlink(slot_path[i]);
+        else if (restore)
+            put_back_previous(slot_path[i], slot_restore[i]);
     }
     std::signal(signal, SIG_DFL);
     std::raise(signal);
 }
+
+// The descriptor that "standard output" names for outputs: 1, or the copy of it kept by
+// route_reports_to_stderr().
+std::atomic<int> stdout_descriptor{STDOUT_FILENO};
 
 // A disk or partition is never an output: written directly, as a character device is, it would
 // lose its first blocks.
@@ -68,10 +86,10 @@ void require_not_block_device(const std::string& path, mode_t mode) {
 // The descriptor of this process that `p` names by itself (/dev/stdout, /dev/stderr, /dev/fd/N,
 // /proc/self/fd/N, /proc/PID/fd/N), or -1. Its link leads to whatever the descriptor holds
 // ("pipe:[123]", a file the shell opened for appending), which is no path to write.
-int descriptor_named(const std::filesystem::path& p) {
+int descriptor_number(const std::filesystem::path& p) {
     const std::string s = p.lexically_normal().string();
-    if (s == "/dev/stdout") return 1;
-    if (s == "/dev/stderr") return 2;
+    if (s == "/dev/stdout") return STDOUT_FILENO;
+    if (s == "/dev/stderr") return STDERR_FILENO;
     for (const std::string& prefix : {std::string("/dev/fd/"), std::string("/proc/self/fd/"),
                                       cat("/proc/", ::getpid(), "/fd/")}) {
         if (s.size() <= prefix.size() || s.compare(0, prefix.size(), prefix) != 0) continue;
@@ -80,6 +98,12 @@ int descriptor_named(const std::filesystem::path& p) {
         if (digits && number.size() <= 9) return std::stoi(number);
     }
     return -1;
+}
+
+// The same, where standard output is the descriptor route_reports_to_stderr() kept for it.
+int descriptor_named(const std::filesystem::path& p) {
+    const int n = descriptor_number(p);
+    return n == STDOUT_FILENO ? stdout_descriptor.load() : n;
 }
 
 // Follows symbolic links (chains too, relative ones from their own directory) to the path that
@@ -140,13 +164,25 @@ static bool hard_links_refused() {
     return refused;
 }
 
+// A kept-aside earlier file is settled (put back, or removed on commit): the signal handler no
+// longer needs it.
+void OutputSet::release(Moved& m) noexcept {
+    unregister_temporary(m.slot);
+    m.slot = -1;
+    if (m.without_slot) restores_without_slot.fetch_sub(1);
+    m.without_slot = false;
+}
+
 OutputSet::~OutputSet() {
     if (done_) return;
     pending_.clear();  // their temporaries removed
     for (auto it = moved_.rbegin(); it != moved_.rend(); ++it) {
-        unregister_temporary(it->slot);
-        if (it->previous.empty() || std::rename(it->previous.c_str(), it->target.c_str()) != 0)
+        // Put back first, then unregistered: a signal in between finds nothing to move.
+        if (it->previous.empty())
             remove_committed_output(it->path);
+        else
+            put_back_previous(it->previous.c_str(), it->target.c_str());
+        release(*it);
     }
 }
 
@@ -177,24 +213,25 @@ void OutputSet::commit_so_far() {
         // A regular file about to be replaced (an earlier run's output) stays under a second
         // name until the set is done, so that a failure or a signal can put it back: linked
         // there, or, where no hard link can be made (another user's file under
-        // fs.protected_hardlinks, a file system without links), moved there.
+        // fs.protected_hardlinks, a file system without links), moved there. Registered first:
+        // a signal before the link or move finds nothing to put back.
         struct stat info {};
         if (!out->direct() && ::lstat(out->target().c_str(), &info) == 0 && S_ISREG(info.st_mode)) {
-            const std::string previous = cat(out->target(), ".tmp-", ::getpid(), "-replaced");
-            moved.aside = hard_links_refused() || ::link(out->target().c_str(), previous.c_str()) != 0;
-            if (!moved.aside || ::rename(out->target().c_str(), previous.c_str()) == 0) {
+            const std::string previous = temporary_name_for(out->target(), "-replaced");
+            moved.slot = register_temporary(previous, out->target());
+            moved.without_slot = moved.slot < 0;
+            if (moved.without_slot) restores_without_slot.fetch_add(1);
+            const bool linked = !hard_links_refused() && ::link(out->target().c_str(), previous.c_str()) == 0;
+            if (linked || ::rename(out->target().c_str(), previous.c_str()) == 0)
                 moved.previous = previous;
-                moved.slot = register_temporary(previous, out->target());
-            }
+            else
+                release(moved);
         }
         try {
             out->commit();
-        } catch (...) {  // not moved: its previous file goes back as it was
-            unregister_temporary(moved.slot);
-            if (moved.aside && !moved.previous.empty())
-                std::rename(moved.previous.c_str(), moved.target.c_str());
-            else if (!moved.previous.empty())
-                ::unlink(moved.previous.c_str());
+        } catch (...) {  // not moved in: its earlier file goes back as it was
+            if (!moved.previous.empty()) put_back_previous(moved.previous.c_str(), moved.target.c_str());
+            release(moved);
             throw;  // the destructor takes back what was moved before
         }
         moved_.push_back(moved);
@@ -205,13 +242,16 @@ void OutputSet::commit_so_far() {
 void OutputSet::commit() {
     commit_so_far();
     done_ = true;
-    for (const Moved& m : moved_) {
-        unregister_temporary(m.slot);  // first: a signal now must not put it back
+    for (Moved& m : moved_) release(m);  // all first: a signal from now on must put nothing back
+    for (const Moved& m : moved_)
         if (!m.previous.empty()) ::unlink(m.previous.c_str());
-    }
 }
 
 void install_output_cleanup_on_signal(int signal) {
+    struct sigaction old {};
+    // An ignored signal stays ignored (nohup ignores SIGHUP; a background job of a
+    // non-interactive shell, SIGINT), as the one who started us meant.
+    if (::sigaction(signal, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) return;
     struct sigaction action {};
     action.sa_handler = remove_temporaries_and_die;
     sigemptyset(&action.sa_mask);
@@ -219,7 +259,35 @@ void install_output_cleanup_on_signal(int signal) {
 }
 
 void install_output_cleanup_on_signals() {
-    for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) install_output_cleanup_on_signal(signal);
+    // SIGPIPE: a reader of /dev/stdout that closed early (| head).
+    for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) install_output_cleanup_on_signal(signal);
+}
+
+void route_reports_to_stderr() {
+    std::fflush(stdout);
+    const int kept = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+    if (kept < 0 || ::dup2(STDERR_FILENO, STDOUT_FILENO) < 0) return;  // reports stay where they were
+    stdout_descriptor.store(kept);
+}
+
+bool names_standard_output(const std::string& path) {
+    return descriptor_number(resolve_links(path)) == STDOUT_FILENO;
+}
+
+std::string temporary_name_for(const std::string& target, const std::string& suffix) {
+    return cat(target, ".tmp-", ::getpid(), suffix);
+}
+
+std::optional<TemporaryName> temporary_name(const std::string& name) {
+    const size_t at = name.rfind(".tmp-");
+    if (at == std::string::npos || at == 0) return std::nullopt;
+    size_t end = at + 5;
+    while (end < name.size() && std::isdigit((unsigned char)name[end])) ++end;
+    if (end == at + 5) return std::nullopt;
+    const std::string rest = name.substr(end);
+    const bool replaced = rest == "-replaced";
+    if (!replaced && !rest.empty() && rest.front() != '.') return std::nullopt;
+    return TemporaryName{name.substr(0, at), replaced};
 }
 
 OutputFile::OutputFile(const std::string& path, const std::string& suffix) : path_(path) {
@@ -227,13 +295,15 @@ OutputFile::OutputFile(const std::string& path, const std::string& suffix) : pat
     descriptor_ = descriptor_named(target_);
     if (descriptor_ >= 0) {
         // Written to a temporary file, then copied to the descriptor by commit(): opening
-        // /dev/stdout anew would truncate a file the shell opened for appending (>>).
-        static std::atomic<int> count{0};
+        // /dev/stdout anew would truncate a file the shell opened for appending (>>). Made by
+        // mkstemps (a new file of ours: no link planted in a shared /tmp is followed).
         std::error_code ec;
         const std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
-        write_path_ = ((ec ? std::filesystem::path("/tmp") : dir) /
-                       cat("infant-synthseg-", ::getpid(), "-", count++, ".tmp", suffix))
-                          .string();
+        std::string name = ((ec ? std::filesystem::path("/tmp") : dir) / ("infant-synthseg-XXXXXX" + suffix)).string();
+        const int fd = ::mkstemps(name.data(), int(suffix.size()));
+        if (fd < 0) throw_output_error(path_, errno, "cannot make a temporary file for it");
+        ::close(fd);
+        write_path_ = name;
         slot_ = register_temporary(write_path_);
         return;
     }
@@ -241,20 +311,20 @@ OutputFile::OutputFile(const std::string& path, const std::string& suffix) : pat
     direct_ = ::stat(target_.c_str(), &info) == 0 && !S_ISREG(info.st_mode);
     ISS_INPUT(!(direct_ && S_ISDIR(info.st_mode)), path_, ": is a directory, expected a file name");
     require_not_block_device(path_, direct_ ? info.st_mode : 0);
-    write_path_ = direct_ ? target_ : cat(target_, ".tmp-", ::getpid(), suffix);
+    write_path_ = direct_ ? target_ : temporary_name_for(target_, suffix);
     if (!direct_) slot_ = register_temporary(write_path_);
 }
 
 OutputFile::~OutputFile() { discard(); }
 
 // Appends the file's bytes to `descriptor` where it stands (a pipe, a terminal, a file opened
-// with >>); 0 or the errno of the failure.
+// with >>); 0 or the errno of the failure. A non-blocking descriptor is waited on.
 static int copy_to_descriptor(const std::string& path, int descriptor) {
     const int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (in < 0) return errno;
     char buffer[1 << 16];
     int err = 0;
-    for (;;) {
+    while (err == 0) {
         const ssize_t got = ::read(in, buffer, sizeof buffer);
         if (got < 0 && errno == EINTR) continue;
         if (got <= 0) {
@@ -263,10 +333,15 @@ static int copy_to_descriptor(const std::string& path, int descriptor) {
         }
         for (ssize_t done = 0; done < got && err == 0;) {
             const ssize_t put = ::write(descriptor, buffer + done, size_t(got - done));
-            if (put < 0 && errno != EINTR) err = errno;
-            if (put > 0) done += put;
+            if (put > 0) {
+                done += put;
+            } else if (put < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                pollfd wait{descriptor, POLLOUT, 0};
+                ::poll(&wait, 1, -1);
+            } else if (put == 0 || errno != EINTR) {
+                err = put == 0 ? EIO : errno;
+            }
         }
-        if (err != 0) break;
     }
     ::close(in);
     return err;
@@ -291,14 +366,15 @@ void OutputFile::commit() {
         throw_output_error(path_, EIO, "cannot write (fault injected by INFANT_FAULT_OUTPUT)");
     }
     done_ = true;
-    unregister_temporary(slot_);
-    if (direct_) return;
-    if (descriptor_ >= 0) {
+    if (descriptor_ >= 0) {  // the temporary stays registered while it is copied
         const int err = copy_to_descriptor(write_path_, descriptor_);
         ::unlink(write_path_.c_str());
+        unregister_temporary(slot_);
         if (err != 0) throw_output_error(path_, err, "cannot write");
         return;
     }
+    unregister_temporary(slot_);
+    if (direct_) return;
     if (std::rename(write_path_.c_str(), target_.c_str()) != 0) {
         const int err = errno;
         ::unlink(write_path_.c_str());
@@ -341,6 +417,12 @@ namespace {
 
 // A key that is equal for two names of one file: (device, inode) when it exists, else the
 // absolute, normalised name with existing links resolved.
+std::string descriptor_identity(int descriptor) {
+    struct stat info {};
+    if (::fstat(descriptor, &info) == 0) return cat("inode ", info.st_dev, ":", info.st_ino);
+    return cat("descriptor ", descriptor);
+}
+
 std::string file_identity(const std::string& path) {
     struct stat info {};
     if (::stat(path.c_str(), &info) == 0) return cat("inode ", info.st_dev, ":", info.st_ino);
@@ -362,36 +444,38 @@ std::filesystem::path existing_ancestor(std::filesystem::path p) {
 
 }  // namespace
 
-FILE* report_stream(const std::vector<std::string>& outputs) {
-    for (const std::string& out : outputs)
-        if (!out.empty() && descriptor_named(resolve_links(out)) == STDOUT_FILENO) return stderr;
-    return stdout;
-}
-
 void check_outputs(const std::string& command, const std::vector<NamedPath>& inputs,
                    const std::vector<NamedPath>& outputs, const std::vector<std::string>& will_create) {
     namespace fs = std::filesystem;
     struct Seen {
-        std::string id;
         const NamedPath* named;
         bool input;
     };
-    std::vector<Seen> seen;
+    std::map<std::string, Seen> seen;  // by file identity (synth checks thousands of samples)
     for (const NamedPath& in : inputs)
-        if (!in.path.empty()) seen.push_back({file_identity(in.path), &in, true});
+        if (!in.path.empty()) seen.emplace(file_identity(in.path), Seen{&in, true});
     for (const NamedPath& out : outputs) {
         if (out.path.empty()) continue;
-        const std::string id = file_identity(out.path);
-        for (const Seen& other : seen)
-            if (other.id == id)
-                throw InputError(cat(command, ": ", out.option, " ", out.path, " is the same file as ",
-                                     other.input ? "the input " : "the output ", other.named->option, " ",
-                                     other.named->path, other.input ? ": it would be overwritten" : ""));
-        seen.push_back({id, &out, false});
-        // Writable: the resolved target's directory, or the nearest existing ancestor of a
-        // directory the command will make. A descriptor (/dev/stdout) is open already.
         const std::string target = resolve_links(out.path);
-        if (descriptor_named(target) >= 0) continue;
+        const int descriptor = descriptor_named(target);
+        const std::string id = descriptor >= 0 ? descriptor_identity(descriptor) : file_identity(out.path);
+        const auto [at, fresh] = seen.emplace(id, Seen{&out, false});
+        const Seen& other = at->second;
+        if (!fresh)
+            throw InputError(cat(command, ": ", out.option, " ", out.path, " is the same file as ",
+                                 other.input ? "the input " : "the output ", other.named->option, " ",
+                                 other.named->path, other.input ? ": it would be overwritten" : ""));
+        // A descriptor (/dev/stdout) is open already: for writing, or the whole run would be
+        // wasted on an output it cannot write.
+        if (descriptor >= 0) {
+            const int flags = ::fcntl(descriptor, F_GETFL);
+            ISS_INPUT(flags >= 0 && (flags & O_ACCMODE) != O_RDONLY, command, ": ", out.option, " ", out.path,
+                      ": descriptor ", descriptor_number(target),
+                      flags < 0 ? " is not open" : " is open for reading only");
+            continue;
+        }
+        // Writable: the resolved target's directory, or the nearest existing ancestor of a
+        // directory the command will make.
         struct stat info {};
         const bool exists = ::stat(target.c_str(), &info) == 0;
         ISS_INPUT(!(exists && S_ISDIR(info.st_mode)), command, ": ", out.option, " ", out.path,
@@ -461,13 +545,17 @@ void OutputDirectories::make(const std::string& dir) {
     std::error_code ec;
     if (fs::is_directory(dir, ec)) return;
     ISS_INPUT(!fs::exists(dir, ec), dir, ": exists and is not a directory");
-    // The levels that do not exist yet, outermost first: those are this command's to take back.
-    std::vector<std::string> missing;
+    // The levels that do not exist yet, outermost first, each made here: only those this
+    // process's mkdir made are its to take back (another process may make one meanwhile).
+    std::vector<fs::path> missing;
     for (fs::path p = normal_path(dir); p.has_filename() && !fs::exists(p, ec); p = p.parent_path())
-        missing.insert(missing.begin(), p.string());
-    fs::create_directories(dir, ec);
-    ISS_INPUT(!ec, dir, ": cannot create directory: ", ec.message());
-    made_.insert(made_.end(), missing.begin(), missing.end());
+        missing.insert(missing.begin(), p);
+    for (const fs::path& p : missing) {
+        const bool made = fs::create_directory(p, ec);
+        ISS_INPUT(!ec, dir, ": cannot create directory: ", ec.message());
+        if (made) made_.push_back(p.string());
+    }
+    ISS_INPUT(fs::is_directory(dir, ec), dir, ": cannot create directory");
 }
 
 OutputDirectories::~OutputDirectories() {
@@ -480,8 +568,9 @@ OutputDirectories::~OutputDirectories() {
         // They go only with a folder that holds nothing else.
         std::error_code ec;
         bool only_own = true;
-        for (const auto& entry : fs::directory_iterator(*dir, ec))
-            only_own = only_own && std::count(own.begin(), own.end(), entry.path().filename()) > 0;
+        fs::directory_iterator entry(*dir, ec);
+        for (; !ec && entry != fs::directory_iterator(); entry.increment(ec))  // no throw here
+            only_own = only_own && std::count(own.begin(), own.end(), entry->path().filename()) > 0;
         if (ec) continue;
         if (only_own)
             for (const fs::path& name : own) fs::remove(fs::path(*dir) / name, ec);
@@ -524,9 +613,8 @@ DirectoryLock::~DirectoryLock() {
 }
 
 bool is_temporary_output(const std::string& name) {
-    const size_t at = name.rfind(".tmp-");
-    return at != std::string::npos && at + 5 < name.size() && std::isdigit((unsigned char)name[at + 5]) &&
-           (ends_with(name.substr(0, at), ".nii") || ends_with(name.substr(0, at), ".nii.gz"));
+    const std::optional<TemporaryName> t = temporary_name(name);
+    return t && !t->replaced && is_nifti_name(t->base);
 }
 
 bool is_nifti_name(const std::string& path) { return ends_with(path, ".nii") || ends_with(path, ".nii.gz"); }

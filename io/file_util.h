@@ -6,6 +6,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -102,18 +103,39 @@ private:
         std::string target;    // the file it replaced or created
         std::string previous;  // the replaced file's content, kept here until commit(); "" if new
         int slot = -1;         // `previous` in the registry of temporaries
-        bool aside = false;    // `previous` was moved there (no hard link could be made)
+        bool without_slot = false;  // the registry was full: a signal then puts nothing back
     };
+    static void release(Moved& m) noexcept;
     std::vector<std::unique_ptr<OutputFile>> pending_;
     std::vector<Moved> moved_;
     bool done_ = false;
 };
 
-// SIGINT and SIGTERM remove every registered temporary output, then end the process as the
-// signal would. Commands that handle the signals themselves (train) do not install it. The one
-// signal's handler alone (async-signal-safe: a stop handler installs it for the next signal).
+// SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGPIPE remove every registered temporary output and put
+// back the earlier files the sets in progress had replaced, then end the process as the signal
+// would. A signal that was ignored stays ignored (nohup). Commands that handle the signals
+// themselves (train) do not install it. The one signal's handler alone (async-signal-safe: a
+// stop handler installs it for the next signal).
 void install_output_cleanup_on_signals();
 void install_output_cleanup_on_signal(int signal);
+
+// For a command one of whose outputs is its standard output (`--out /dev/stdout`): from now on
+// its report lines (printf) go to stderr, and an output naming standard output is written to the
+// descriptor that was standard output, so that the data stays clean.
+void route_reports_to_stderr();
+// `path` names this process's standard output (/dev/stdout, /dev/fd/1, /proc/self/fd/1, or a
+// link to one of them).
+bool names_standard_output(const std::string& path);
+
+// Our temporaries beside an output: "<target>.tmp-<pid><suffix>" (suffix: the ending a writer
+// needs, or "-replaced" for an earlier file kept aside until its set is done).
+std::string temporary_name_for(const std::string& target, const std::string& suffix);
+struct TemporaryName {
+    std::string base;       // the output's name
+    bool replaced = false;  // an earlier file kept aside, not one being written
+};
+// What a file name of that form says, or nothing for any other name.
+std::optional<TemporaryName> temporary_name(const std::string& name);
 
 // A binary output file written through OutputFile. Every write is checked; commit() closes and
 // renames; destruction without commit() removes the temporary file.
@@ -147,10 +169,6 @@ struct NamedPath {
 // Empty paths are skipped (an optional output not asked for).
 void check_outputs(const std::string& command, const std::vector<NamedPath>& inputs,
                    const std::vector<NamedPath>& outputs, const std::vector<std::string>& will_create = {});
-
-// Where a command's report lines go: stderr when one of its `outputs` is this process's standard
-// output (`dice --out /dev/stdout | ...`: the data stays clean), else stdout.
-FILE* report_stream(const std::vector<std::string>& outputs);
 
 // InputError naming `path` unless it is an existing regular file (or a link to one): a
 // directory, a FIFO or a device would be read wrongly or block forever.

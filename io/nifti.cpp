@@ -23,7 +23,9 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <type_traits>
 #include <vector>
 
@@ -38,6 +40,14 @@ namespace iss {
 namespace {
 
 constexpr size_t chunk_bytes = size_t(16) << 20;
+
+// A warning about a file, said once however often the file is read (dice reads each header twice).
+void warn_once_per_file(const std::string& path, const std::string& message) {
+    static std::mutex mutex;
+    static std::set<std::string> warned;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (warned.insert(path).second) warning(message);
+}
 
 // All the digits a float64 needs, so that 1.99999988 is not shown as 2.
 std::string exact_text(double x) {
@@ -270,8 +280,8 @@ bool is_pair_image_name(const std::string& path) {
     return ends_with(name, ".img") || ends_with(name, ".img.gz");
 }
 
-// The data file of a header-only pair: name.img (or .img.gz) beside name.hdr, in the header's
-// case (NAME.HDR with NAME.IMG, as some scanners' exports name them).
+// The data file of a header-only pair: name.img (or .img.gz) beside name.hdr, the lower-case
+// ending first, then the upper-case one (NAME.HDR with NAME.IMG, as some exports name them).
 std::string image_file_for(const std::string& path) {
     std::string base = path;
     if (ends_with(lower_case(base), ".gz")) base.resize(base.size() - 3);
@@ -344,8 +354,9 @@ void set_affine(const RawHeader& raw, const std::string& path, NiftiHeader& h) {
         // said, since lateralised labels depend on it.
         h.affine = Mat4::scaling(h.pixdim[1], h.pixdim[2], h.pixdim[3]);
         h.affine_source = "pixdim";
-        warning(cat(path, ": no qform or sform: its orientation is unknown, read as RAS (NIfTI's method 1; nibabel, ",
-                    "and so SynthSeg, take such a file as LAS): check left and right"));
+        warn_once_per_file(path, cat(path, ": no qform or sform: its orientation is unknown, read as RAS (NIfTI's ",
+                                     "method 1; nibabel, and so SynthSeg, take such a file as LAS): check left and "
+                                     "right"));
     }
     for (int r = 0; r < 3; ++r)
         for (int c = 0; c < 4; ++c)

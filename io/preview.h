@@ -45,6 +45,10 @@ std::array<uint8_t, 3> label_colour(int32_t label);
 // One montage row for a sample: the image's mid-slices then the labels' (six cells).
 std::vector<RgbImage> montage_row(const Image& image, const LabelMap& labels);
 
+// A preview picture shows at most this many rows (samples, subjects): beyond that it gets too
+// tall to be a quick look.
+constexpr size_t preview_max_rows = 8;
+
 // Tiles `rows` (each a list of cells, left to right) into one picture: each column as wide as
 // its widest cell, each row as tall as its tallest, `gap` pixels between and around cells,
 // on a dark grey background. A cell smaller than its slot is centred in it.

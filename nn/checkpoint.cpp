@@ -97,6 +97,10 @@ std::array<double, 3> voxel_sizes(const nlohmann::json& v, const std::string& so
 
 }  // namespace
 
+std::string model_weights_in(const std::string& dir) {
+    return (std::filesystem::path(dir) / "model.safetensors").string();
+}
+
 std::string model_json_path(const std::string& weights_path) {
     const std::string suffix = ".safetensors";
     ISS_INPUT(ends_with(weights_path, suffix), weights_path, ": a model's weights file must end in .safetensors");

@@ -40,6 +40,8 @@ struct Preprocessing {
 // `source` and the field.
 Preprocessing parse_preprocessing(const ModelSpec& spec, const std::string& source);
 
+// A model directory's weights file: "dir" -> "dir/model.safetensors".
+std::string model_weights_in(const std::string& dir);
 // "dir/model.safetensors" -> "dir/model.json".
 std::string model_json_path(const std::string& weights_path);
 

@@ -33,7 +33,6 @@ void check_shape(const ConvShape& s) {
                 ")");
 }
 
-// A null tensor is named in the message, so the caller sees which argument was missing.
 void require_backward(const ConvShape& s, const char* call) {
     ISS_REQUIRE(!s.forward_only, "Conv3d::", call, ": this engine was made for forward passes only (forward_only)");
 }

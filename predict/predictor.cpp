@@ -91,6 +91,15 @@ void replace_non_finite(Image& image, const std::string& name) {
 
 }  // namespace
 
+void warn_if_not_head_sized(const Grid& grid, const std::string& name) {
+    const std::array<double, 3> size = grid.voxel_size();
+    double longest = 0;
+    for (size_t d = 0; d < 3; ++d) longest = std::max(longest, size[d] * double(grid.dim[d]));
+    if (longest >= 10 && longest <= 2000) return;
+    warning(cat(name, ": its field of view is at most ", longest, " mm across, not a head's (", size[0], " x ", size[1],
+                " x ", size[2], " mm voxels): check the voxel size and the header's units (xyzt_units)"));
+}
+
 void require_memory_to_segment(const std::string& name, const Grid& work, const Grid& own, bool resampled,
                                int64_t channels, int64_t classes, size_t host_bytes) {
     auto voxels_of = [](const Grid& g) { return double(g.dim[0]) * double(g.dim[1]) * double(g.dim[2]); };
@@ -111,7 +120,7 @@ std::string resolve_model_path(const std::string& model) {
     std::error_code ec;
     ISS_INPUT(std::filesystem::exists(model, ec), model,
               ": no such model (expected a model directory, its model.safetensors, or a Keras .h5 file)");
-    if (std::filesystem::is_directory(model, ec)) return (std::filesystem::path(model) / "model.safetensors").string();
+    if (std::filesystem::is_directory(model, ec)) return model_weights_in(model);
     return model;
 }
 
@@ -228,6 +237,7 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
         if (resampled) work = grid_at_voxel_size(ras.grid, target);
     }
     require_memory_to_segment(name, work, ras.grid, resampled, channels, classes, host_memory_bytes());
+    warn_if_not_head_sized(image.grid, name);  // after the refusal a huge one gets: one line, not two
     Image x = resampled ? resample_image(s.ctx, ras, work, Interp::linear, OutOfBounds::clamp) : ras;
 
     // 4. Normalisation of each channel on its own (before padding, so the padding is the image

@@ -78,6 +78,10 @@ private:
     std::unique_ptr<State> state_;
 };
 
+// A warning when the scan's largest extent is below 1 cm or above 2 m: a header in the wrong units
+// (microns for mm) resamples a head to a few voxels, which segments as nothing.
+void warn_if_not_head_sized(const Grid& grid, const std::string& name);
+
 // Sizes that come from a header (a scan of 1000 mm voxels resampled to 1 mm, a huge grid) are
 // checked against the memory a segmentation takes before anything is allocated: on the model's
 // grid `work` the image, the posteriors and their smoothing; on the scan's own grid, when

@@ -196,6 +196,15 @@ TEST_F(Outputs, ABlockDeviceIsRefused) {
     EXPECT_THROW(write_csv(disk, table()), InputError);
 }
 
+// The files a command wrote into `dir` (temporaries included).
+std::vector<std::string> files_in(const fs::path& dir) {
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
 // --- commands: an output that is an input, or another output, is refused before anything runs ---
 
 class SameFileCli : public Outputs {
@@ -310,6 +319,45 @@ TEST_F(SameFileCli, StandardOutputIsWrittenThroughNotReplaced) {
     const test::RunResult appended = test::run_command(dice + " >> " + q("all.csv"));
     ASSERT_EQ(appended.status, 0) << appended.err;
     EXPECT_EQ(test::read_text(path("all.csv")), "old\n" + piped.out);
+
+    // Every command's report goes to stderr then: a NIfTI through a link to /dev/stdout is clean.
+    fs::create_symlink("/dev/stdout", path("out.nii.gz"));
+    const test::RunResult nifti =
+        test::run_command(test::cli_path() + " phantom --age-months 0 --out " + q("out.nii.gz"));
+    ASSERT_EQ(nifti.status, 0) << nifti.err;
+    ASSERT_GE(nifti.out.size(), 2u);
+    EXPECT_EQ(nifti.out.substr(0, 2), "\x1f\x8b") << "not gzip data alone";
+    EXPECT_NE(nifti.err.find("wrote"), std::string::npos) << nifti.err;
+
+    // A descriptor that is not open for writing is refused before any work.
+    const test::RunResult closed = test::run_command(test::cli_path() + " dice --pred " + q("seg.nii.gz") +
+                                                     " --gt " + q("seg.nii.gz") + " --out /dev/fd/9 9<&-");
+    EXPECT_EQ(closed.status, 2) << closed.err;
+    EXPECT_NE(closed.err.find("descriptor 9 is not open"), std::string::npos) << closed.err;
+    std::ofstream(path("notes.txt")) << "a file opened for reading\n";
+    const test::RunResult read_only = test::run_command(test::cli_path() + " dice --pred " + q("seg.nii.gz") +
+                                                        " --gt " + q("seg.nii.gz") + " --out /dev/fd/9 9<" +
+                                                        q("notes.txt"));
+    EXPECT_EQ(read_only.status, 2) << read_only.err;
+    EXPECT_NE(read_only.err.find("is open for reading only"), std::string::npos) << read_only.err;
+
+    // A reader that closes early (| head) ends the writer by SIGPIPE: its temporary goes too.
+    fs::create_directories(path("tmp"));
+    test::run_command("TMPDIR=" + q("tmp") + " " + test::cli_path() + " phantom --age-months 0 --out " +
+                      q("out.nii.gz") + " | head -c 10 > /dev/null");
+    EXPECT_TRUE(files_in(path("tmp")).empty()) << "left: " << files_in(path("tmp")).front();
+}
+
+// nohup ignores SIGHUP: it stays ignored (the cleanup handler took it over, and synth stopped).
+TEST_F(SameFileCli, AnIgnoredSighupStaysIgnored) {
+    write_labels(path("map.nii.gz"), make_phantom(0, 1));
+    // About a second of samples, SIGHUP after 0.3 s.
+    const std::string synth = test::cli_path() + " synth --device cpu --count 150 --shape 32 --labels " +
+                              q("map.nii.gz") + " --out " + q("s");
+    const test::RunResult r =
+        test::run_command("trap '' HUP; " + synth + " & pid=$!; sleep 0.3; kill -HUP $pid; wait $pid");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(files_in(path("s")).size(), 300u);
 }
 
 // A file size limit (ulimit -f) is a failed write: exit 1 naming the file, no temporary left (the
@@ -325,15 +373,6 @@ TEST_F(SameFileCli, AFileSizeLimitIsAFailedWrite) {
 }
 
 // --- commands: a run that fails leaves none of its outputs -------------------------------------
-
-// The files a command wrote into `dir` (temporaries included).
-std::vector<std::string> files_in(const fs::path& dir) {
-    std::vector<std::string> names;
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(dir, ec)) names.push_back(e.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-}
 
 // OutputSet: what one run writes is all there or none of it, whichever of its writes fails.
 TEST_F(Outputs, AFailedSetTakesBackWhatItMoved) {

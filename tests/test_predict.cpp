@@ -487,6 +487,27 @@ TEST(PredictMemory, CountsThePosteriorsBackOnTheScansGrid) {
     }
 }
 
+// A header in the wrong units (microns for mm) makes a head a fraction of a millimetre across, which
+// resamples to a few voxels and segments as nothing: said, not only "the image is constant".
+TEST(PredictGeometry, AScanNotHeadSizedIsAWarning) {
+    Grid head;
+    head.dim = {160, 192, 160};
+    auto warned = [](const Grid& g) {
+        ::testing::internal::CaptureStderr();
+        warn_if_not_head_sized(g, "scan.nii.gz");
+        return ::testing::internal::GetCapturedStderr();
+    };
+    EXPECT_EQ(warned(head), "");
+    Grid microns = head;
+    microns.affine = Mat4::scaling(0.001, 0.001, 0.001);
+    const std::string err = warned(microns);
+    EXPECT_NE(err.find("scan.nii.gz: its field of view is at most 0.192 mm across, not a head's"), std::string::npos)
+        << err;
+    Grid metres = head;
+    metres.affine = Mat4::scaling(1000, 1000, 1000);
+    EXPECT_NE(warned(metres).find("xyzt_units"), std::string::npos);
+}
+
 // A folder read and written by predict: hidden files (macOS's ._NAME) and predict's own outputs
 // are not scans, so a second run works as the first; two scans that would write one output
 // name are refused naming both; a NIfTI name for a folder's outputs and a picture not named

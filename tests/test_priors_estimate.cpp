@@ -486,8 +486,9 @@ TEST_F(PriorsCli, BadInputExitsTwoAndWritesNothing) {
     fs::copy_file(image("s1.nii.gz"), image("s2.nii.gz"));
     expect_bad("", image("s2.nii.gz") + ": no label map of the same name");
     fs::remove(image("s2.nii.gz"));
-    expect_bad("--labels-list 2,x", "'x' is not an integer label");
-    expect_bad("--labels-list 2,3,2", "label 2 twice");
+    expect_bad("--labels-list 2,x", "expected comma-separated integer labels, got 'x'");
+    expect_bad("--labels-list 2,3,2", "label 2 is listed twice");
+    expect_bad("--labels-list 2,", "got ''");
     Grid grid;
     grid.dim = {10, 10, 10};
     write_image(image("s1.nii.gz"), Image(grid, 3, 1.0f));

@@ -291,20 +291,24 @@ void interrupt_and_resume(const fs::path& dir, const std::vector<std::string>& b
 TEST_F(TrainCli, ACheckpointIsOneUnit) {
     ASSERT_EQ(train_tiny((dir_ / "straight").string(), 4).status, 0);
     const auto straight = weights_of(dir_ / "straight");
-    // 5 files per checkpoint here, each moved twice: by its writer, then by the set.
+    // 5 files per checkpoint here, each moved twice: by its writer, then by the set. Where no
+    // hard link can be made (INFANT_NO_HARD_LINKS) the earlier files are moved aside instead.
     const int moves_per_checkpoint = 10;
-    for (int k = 1; k <= moves_per_checkpoint + 1; ++k) {
-        SCOPED_TRACE("fault at move " + std::to_string(k));
-        const fs::path model = dir_ / ("faulty" + std::to_string(k));
-        ASSERT_EQ(train_tiny(model.string(), 2).status, 0);
-        const RunResult faulty = train_tiny(model.string(), 4, " --resume", "INFANT_FAULT_OUTPUT=" + std::to_string(k) + " ");
-        EXPECT_EQ(faulty.status, k <= moves_per_checkpoint ? 1 : 0) << faulty.err;
-        if (k <= moves_per_checkpoint) {
-            EXPECT_NE(faulty.err.find("fault injected"), std::string::npos) << faulty.err;
+    for (const char* links : {"", "INFANT_NO_HARD_LINKS=1 "}) {
+        for (int k = 1; k <= moves_per_checkpoint + 1; ++k) {
+            SCOPED_TRACE(links + std::string("fault at move ") + std::to_string(k));
+            const fs::path model = dir_ / ("faulty" + std::string(*links ? "_aside" : "") + std::to_string(k));
+            ASSERT_EQ(train_tiny(model.string(), 2).status, 0);
+            const std::string fault = links + std::string("INFANT_FAULT_OUTPUT=") + std::to_string(k) + " ";
+            const RunResult faulty = train_tiny(model.string(), 4, " --resume", fault);
+            EXPECT_EQ(faulty.status, k <= moves_per_checkpoint ? 1 : 0) << faulty.err;
+            if (k <= moves_per_checkpoint) {
+                EXPECT_NE(faulty.err.find("fault injected"), std::string::npos) << faulty.err;
+            }
+            const RunResult again = train_tiny(model.string(), 4, " --resume");
+            EXPECT_EQ(again.status, 0) << again.err;
+            EXPECT_TRUE(weights_of(model) == straight) << "resumed to other weights than the uninterrupted run";
         }
-        const RunResult again = train_tiny(model.string(), 4, " --resume");
-        EXPECT_EQ(again.status, 0) << again.err;
-        EXPECT_TRUE(weights_of(model) == straight) << "resumed to other weights than the uninterrupted run";
     }
 
     // An optimizer file copied in from another run with the same step: refused.
@@ -315,6 +319,36 @@ TEST_F(TrainCli, ACheckpointIsOneUnit) {
     const RunResult mixed = train_tiny((dir_ / "a").string(), 4, " --resume");
     EXPECT_EQ(mixed.status, 2) << mixed.err;
     EXPECT_NE(mixed.err.find("the checkpoint's files disagree"), std::string::npos) << mixed.err;
+}
+
+// A run killed while its checkpoint's files moved (SIGKILL: no handler) left some files new, some
+// old, and the old ones' copies kept aside (NAME.tmp-PID-replaced). --resume puts those back and
+// continues the previous checkpoint exactly; it used to delete them and refuse the mixture. Killed
+// while the kept copies were being removed, the new checkpoint is whole: the rest of them go.
+TEST_F(TrainCli, AResumePutsBackACheckpointAKilledRunWasReplacing) {
+    ASSERT_EQ(train_tiny((dir_ / "straight").string(), 4).status, 0);
+    const auto straight = weights_of(dir_ / "straight");
+    const fs::path before = dir_ / "before", after = dir_ / "after", mixed = dir_ / "mixed";
+    ASSERT_EQ(train_tiny(before.string(), 2).status, 0);
+    fs::copy(before, after, fs::copy_options::recursive);
+    ASSERT_EQ(train_tiny(after.string(), 4, " --resume").status, 0);
+    // Killed after moving the weights and model.json of the step-4 checkpoint into place.
+    fs::copy(before, mixed, fs::copy_options::recursive);
+    for (const char* name : {"model.safetensors", "model.json"}) {
+        fs::rename(mixed / name, mixed / (std::string(name) + ".tmp-999-replaced"));
+        fs::copy_file(after / name, mixed / name);
+    }
+    const RunResult resumed = train_tiny(mixed.string(), 4, " --resume");
+    ASSERT_EQ(resumed.status, 0) << resumed.err;
+    EXPECT_NE(resumed.err.find("put back 2 files of the checkpoint before"), std::string::npos) << resumed.err;
+    EXPECT_TRUE(weights_of(mixed) == straight) << "resumed to other weights than the uninterrupted run";
+    EXPECT_FALSE(fs::exists(mixed / "model.safetensors.tmp-999-replaced"));
+    // Killed after every file moved and the weights' kept copy was removed: the step-4 one stands.
+    std::ofstream(after / "training_log.csv.tmp-999-replaced") << "step,loss\n";
+    const RunResult whole = train_tiny(after.string(), 4, " --resume");
+    ASSERT_EQ(whole.status, 0) << whole.err;
+    EXPECT_NE(whole.out.find("already at step 4"), std::string::npos) << whole.out;
+    EXPECT_FALSE(fs::exists(after / "training_log.csv.tmp-999-replaced"));
 }
 
 // A new run that fails before its first whole checkpoint takes back the directory it made, with

@@ -11,6 +11,8 @@
 #include <optional>
 #include <random>
 #include <thread>
+#include <tuple>
+#include <utility>
 
 #include "io/csv.h"
 #include "io/file_util.h"
@@ -21,6 +23,7 @@
 #include "nn/ops.h"
 #include "nn/optimizer.h"
 #include "nn/tensor.h"
+#include "post/dice.h"
 #include "synth/generator.h"
 #include "synth/sample_params.h"
 
@@ -31,8 +34,9 @@ namespace fs = std::filesystem;
 
 std::string join(const std::string& dir, const std::string& name) { return (fs::path(dir) / name).string(); }
 
-// The files a checkpoint writes; a "<name>.tmp-<pid>..." beside one of them is a temporary
-// file of a run that was killed while writing it.
+// The files a checkpoint writes, the weights first (save_checkpoint writes them in this order,
+// and tidy_interrupted_checkpoint relies on it); a "<name>.tmp-<pid>..." beside one of them was
+// left by a run killed while writing it.
 const char* const checkpoint_files[] = {"model.safetensors", "model.json", "model.optimizer.safetensors",
                                         "training_log.csv", "validation.csv", "loss.png"};
 // What a run holds (flock) while it writes the model directory.
@@ -47,16 +51,35 @@ std::string new_run_id() {
     return text;
 }
 
-void remove_stale_temporaries(const std::string& model_dir) {
+// What a run killed while it wrote a checkpoint left, made whole again before a resume reads it.
+// Files being written (NAME.tmp-PID...) are removed. Earlier files kept aside until the
+// checkpoint was done (NAME.tmp-PID-replaced) tell where the kill came: the set moves its files
+// in order, weights first, and removes the kept ones in that order once all are moved. So with
+// the weights' kept copy there, the previous checkpoint is whole once every kept file is put back
+// (a kill while the files moved, or just after); without it, the new one is whole already (a
+// kill while the kept files were removed), and the rest of them go. Returns the files put back.
+int tidy_interrupted_checkpoint(const std::string& model_dir) {
     std::error_code ec;
+    std::map<std::string, fs::path> kept;  // checkpoint file -> its earlier copy
     for (const fs::directory_entry& entry : fs::directory_iterator(model_dir, ec)) {
-        const std::string name = entry.path().filename().string();
-        const size_t at = name.find(".tmp-");
-        if (at == std::string::npos || !entry.is_regular_file(ec)) continue;
-        const std::string base = name.substr(0, at);
-        for (const char* ours : checkpoint_files)
-            if (base == ours) fs::remove(entry.path(), ec);
+        const std::optional<TemporaryName> t = temporary_name(entry.path().filename().string());
+        if (!t || !entry.is_regular_file(ec) ||
+            std::none_of(std::begin(checkpoint_files), std::end(checkpoint_files),
+                         [&](const char* ours) { return t->base == ours; }))
+            continue;
+        if (t->replaced)
+            kept[t->base] = entry.path();
+        else
+            fs::remove(entry.path(), ec);
     }
+    const bool put_back = kept.count(checkpoint_files[0]) > 0;
+    for (const auto& [name, copy] : kept) {
+        if (put_back)
+            fs::rename(copy, join(model_dir, name), ec);
+        else
+            fs::remove(copy, ec);
+    }
+    return put_back ? int(kept.size()) : 0;
 }
 
 // One batch of synthetic samples on the device: images (B, D, H, W, 1) and class targets.
@@ -190,15 +213,16 @@ struct ValidationRow {
     std::vector<double> dice;  // per segmentation label; NaN where absent from both
 };
 
-// Hard Dice per class between argmax(probs) and the target, over one sample.
-void accumulate_dice(const std::vector<float>& probs, const std::vector<uint8_t>& target, int64_t classes,
-                     std::vector<int64_t>& overlap, std::vector<int64_t>& predicted, std::vector<int64_t>& truth) {
+// Adds one sample's voxel counts per class to `overlaps`: argmax(probs), the target, and where
+// the two agree (the hard Dice's terms).
+void count_overlaps(const std::vector<float>& probs, const std::vector<uint8_t>& target, int64_t classes,
+                    std::vector<Overlap>& overlaps) {
     for (size_t v = 0; v < target.size(); ++v) {
         const float* p = &probs[v * size_t(classes)];
-        const int64_t best = std::max_element(p, p + classes) - p;
-        ++predicted[size_t(best)];
-        ++truth[target[v]];
-        if (best == target[v]) ++overlap[size_t(best)];
+        const size_t best = size_t(std::max_element(p, p + classes) - p);
+        ++overlaps[best].pred;
+        ++overlaps[target[v]].truth;
+        if (best == target[v]) ++overlaps[best].both;
     }
 }
 
@@ -227,17 +251,17 @@ struct Trainer::State {
     // Identifies one training run (kept across resumes): every file of a checkpoint is stamped
     // with it and the step, so files of different checkpoints or runs are never mixed.
     std::string run_id;
-    // The model directory when this run made it: removed again, with the pieces of a checkpoint,
-    // if the run fails before its first whole checkpoint. Declared before the lock, so that the
-    // lock is released first.
-    OutputDirectories made_model_dir;
     // Held while this run may write the model directory: a second train on it is refused.
     std::unique_ptr<DirectoryLock> lock;
+    // The model directory when this run made it: removed again, with the pieces of a checkpoint,
+    // if the run fails before its first whole checkpoint. Declared after the lock, so that it is
+    // removed while the lock is still held.
+    OutputDirectories made_model_dir;
 
     explicit State(const TrainOptions& o)
         : options(o), ctx(o.device), params(ctx), adam(AdamConfig{o.lr, 0.9f, 0.999f, 1e-7f}), arena(ctx) {}
 
-    std::string weights_path() const { return join(options.model_dir, "model.safetensors"); }
+    std::string weights_path() const { return model_weights_in(options.model_dir); }
     std::string optimizer_path() const { return join(options.model_dir, "model.optimizer.safetensors"); }
     std::string log_path() const { return join(options.model_dir, "training_log.csv"); }
     std::string validation_path() const { return join(options.model_dir, "validation.csv"); }
@@ -352,6 +376,13 @@ void Trainer::State::load_checkpoint() {
 
 namespace {
 
+// The step at which the loss turns from weighted L2 to Dice: --wl2-epochs x --steps-per-epoch,
+// saturated (2^63 - 1 epochs overflowed into the Dice loss).
+int64_t wl2_step_count(int64_t epochs, int64_t steps_per_epoch) {
+    return epochs > std::numeric_limits<int64_t>::max() / steps_per_epoch ? std::numeric_limits<int64_t>::max()
+                                                                          : epochs * steps_per_epoch;
+}
+
 // A resumed run continues the run its checkpoint records. What draws its samples and picks its
 // loss must be the same: changed, the model went on training on other data while model.json
 // named only the last run's settings. (A model.json from before a field was recorded is not
@@ -366,7 +397,7 @@ void require_same_samples(const ModelSpec& saved, const ModelSpec& now, const st
             return nullptr;
         const int64_t epochs = t["wl2_epochs"].get<int64_t>(), length = t["steps_per_epoch"].get<int64_t>();
         if (epochs < 0 || length < 1) return nullptr;
-        return epochs == 0 ? 0 : epochs > std::numeric_limits<int64_t>::max() / length ? -1 : epochs * length;
+        return wl2_step_count(epochs, length);
     };
     if (!wl2_steps(was).is_null() && wl2_steps(was) != wl2_steps(is))
         throw InputError(cat(json, ": was trained with the weighted-L2 loss for its first ", wl2_steps(was).dump(),
@@ -438,8 +469,7 @@ std::array<int64_t, 3> common_crop(const GeneratorConfig& config, const std::vec
 double Trainer::State::validate() {
     PoolAllocator& pool = *validation_pool;
     const int64_t classes = int64_t(gen_config.segmentation_labels.size());
-    const size_t n = static_cast<size_t>(classes);
-    std::vector<int64_t> overlap(n), predicted(n), truth(n);
+    std::vector<Overlap> overlaps(static_cast<size_t>(classes));
     for (int i = 0; i < options.validation_samples; ++i) {
         const Batch& b = validation->next(i);
         Graph g(pool, params, false);
@@ -450,17 +480,16 @@ double Trainer::State::validate() {
         const Var probs = softmax(g, net->forward(g, g.input(x), false));
         std::vector<float> p(size_t(probs.value().size()));
         ctx.copy_to_host(p.data(), probs.data(), p.size() * sizeof(float));
-        accumulate_dice(p, b.target.download(), classes, overlap, predicted, truth);
+        count_overlaps(p, b.target.download(), classes, overlaps);
     }
     ValidationRow row{step, 0, {}};
     int present = 0;
     for (int64_t c = 0; c < classes; ++c) {
-        const int64_t denominator = predicted[size_t(c)] + truth[size_t(c)];
-        const double d = denominator > 0 ? 2.0 * double(overlap[size_t(c)]) / double(denominator) : NAN;
+        const double d = dice(overlaps[size_t(c)]);  // NaN where absent from both
         row.dice.push_back(d);
         // The mean is over the structures: background left out, as `dice` and SynthSeg's
         // validation curves leave it out.
-        if (gen_config.segmentation_labels[size_t(c)] != 0 && denominator > 0 && truth[size_t(c)] > 0) {
+        if (gen_config.segmentation_labels[size_t(c)] != 0 && overlaps[size_t(c)].truth > 0) {
             row.mean_dice += d;
             ++present;
         }
@@ -468,6 +497,18 @@ double Trainer::State::validate() {
     row.mean_dice = present ? row.mean_dice / present : NAN;
     validation_log.push_back(row);
     return row.mean_dice;
+}
+
+// The generator's configuration and what it came from (for messages): a --config file, the one
+// a resumed model recorded, or the preset.
+static std::pair<GeneratorConfig, std::string> generator_config_for(const TrainOptions& opt) {
+    if (!opt.config_path.empty()) return {load_config(opt.preset, opt.config_path), opt.config_path};
+    if (!opt.recorded_generator.empty())
+        return {parse_config(opt.preset, opt.recorded_generator, opt.recorded_generator_source),
+                opt.recorded_generator_source};
+    GeneratorConfig preset = preset_config(opt.preset);
+    const std::string source = cat("preset ", preset.preset);
+    return {std::move(preset), source};
 }
 
 Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
@@ -484,13 +525,8 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
 
     // Generator configuration: preset, file overrides, then the options that belong to the
     // network (crop size multiple of 2^levels, as SPEC.md 3.3 says).
-    s.gen_config = !opt.config_path.empty()        ? load_config(opt.preset, opt.config_path)
-                   : !opt.recorded_generator.empty() ? parse_config(opt.preset, opt.recorded_generator,
-                                                                    opt.recorded_generator_source)
-                                                     : preset_config(opt.preset);
-    const std::string config_source = !opt.config_path.empty()        ? opt.config_path
-                                      : !opt.recorded_generator.empty() ? opt.recorded_generator_source
-                                                                        : cat("preset ", s.gen_config.preset);
+    std::string config_source;
+    std::tie(s.gen_config, config_source) = generator_config_for(opt);
     if (opt.shape > 0)
         s.gen_config.output_shape = {opt.shape, opt.shape, opt.shape};
     else if (opt.recorded_crop[0] > 0)
@@ -543,6 +579,12 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     };
     std::error_code ec;
     if (fs::is_directory(opt.model_dir, ec)) lock_model_dir();
+    if (opt.resume && s.lock) {
+        const int put_back = tidy_interrupted_checkpoint(opt.model_dir);
+        if (put_back > 0)
+            warning(cat(opt.model_dir, ": a run was killed while it replaced its checkpoint: put back ", put_back,
+                        " file", put_back > 1 ? "s" : "", " of the checkpoint before, which the resume continues"));
+    }
     const std::string json = model_json_path(s.weights_path());
     const bool has_model = fs::exists(json);
     auto require_no_model = [&](bool none) {
@@ -594,7 +636,6 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     s.run_id = new_run_id();  // a resume takes the checkpoint's instead
     if (saved) {
         require_same_samples(*saved, s.spec, json);
-        remove_stale_temporaries(opt.model_dir);
         s.load_checkpoint();
         continue_record(*saved, s.spec, s.step);
     }
@@ -629,10 +670,7 @@ void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const 
                   const std::function<void(int64_t step)>& on_checkpoint) {
     State& s = *state_;
     const TrainOptions& opt = s.options;
-    // Saturated: --wl2-epochs of 2^63 - 1 overflowed into the Dice loss.
-    const int64_t wl2_steps = opt.wl2_epochs > std::numeric_limits<int64_t>::max() / opt.steps_per_epoch
-                                  ? std::numeric_limits<int64_t>::max()
-                                  : opt.wl2_epochs * opt.steps_per_epoch;
+    const int64_t wl2_steps = wl2_step_count(opt.wl2_epochs, opt.steps_per_epoch);
     const int64_t first = s.step;
     const auto run_start = std::chrono::steady_clock::now();
     while (s.step < opt.steps) {
