@@ -78,11 +78,13 @@ int main(int argc, char** argv) {
     for (const Command& c : commands) {
         if (std::strcmp(argv[1], c.name) != 0) continue;
         // An output to standard output (`dice --out /dev/stdout | ...`) keeps it for the data.
-        for (int a = 2; a < argc; ++a)
-            if (iss::names_standard_output(argv[a])) {
+        for (int a = 2; a < argc; ++a) {
+            const char* equals = argv[a][0] == '-' ? std::strchr(argv[a], '=') : nullptr;  // --out=VALUE
+            if (iss::names_standard_output(equals ? equals + 1 : argv[a])) {
                 iss::route_reports_to_stderr();
                 break;
             }
+        }
         // A command stopped by a signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE) leaves no
         // temporary file; train handles the first three itself (it finishes the step and writes
         // a checkpoint).

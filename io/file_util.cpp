@@ -33,9 +33,10 @@ enum SlotState : int { kFree, kClaimed, kReady };
 char slot_path[kSlots][kSlotBytes];
 char slot_restore[kSlots][kSlotBytes];
 std::atomic<int> slot_state[kSlots];
-// Earlier files kept aside that found no slot. While there are any, a signal puts none back:
-// some pairs old and some new would be worse than all new with the old ones kept aside.
-std::atomic<int> restores_without_slot{0};
+// While this is above 0, a signal puts no earlier file back: some kept aside found no slot, or a
+// set is releasing its kept files (committed). Some files old and some new would be worse than
+// all new with the old ones kept aside.
+std::atomic<int> restore_blockers{0};
 
 int register_temporary(const std::string& path, const std::string& restore = "") {
     if (path.size() >= kSlotBytes || restore.size() >= kSlotBytes) return -1;
@@ -61,7 +62,7 @@ void put_back_previous(const char* previous, const char* target) {
 }
 
 extern "C" void remove_temporaries_and_die(int signal) {
-    const bool restore = restores_without_slot.load() == 0;
+    const bool restore = restore_blockers.load() == 0;
     for (int i = 0; i < kSlots; ++i) {
         if (slot_state[i].load(std::memory_order_acquire) != kReady) continue;
         if (slot_restore[i][0] == '\0')
@@ -69,8 +70,14 @@ extern "C" void remove_temporaries_and_die(int signal) {
         else if (restore)
             put_back_previous(slot_path[i], slot_restore[i]);
     }
+    // Ended by the signal itself, as without the handler: unblocked here, it is delivered at once.
     std::signal(signal, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, signal);
+    ::sigprocmask(SIG_UNBLOCK, &set, nullptr);
     std::raise(signal);
+    ::_exit(128 + signal);  // PID 1 (a container without an init) ignores its own default signals
 }
 
 // The descriptor that "standard output" names for outputs: 1, or the copy of it kept by
@@ -169,7 +176,7 @@ static bool hard_links_refused() {
 void OutputSet::release(Moved& m) noexcept {
     unregister_temporary(m.slot);
     m.slot = -1;
-    if (m.without_slot) restores_without_slot.fetch_sub(1);
+    if (m.without_slot) restore_blockers.fetch_sub(1);
     m.without_slot = false;
 }
 
@@ -218,9 +225,10 @@ void OutputSet::commit_so_far() {
         struct stat info {};
         if (!out->direct() && ::lstat(out->target().c_str(), &info) == 0 && S_ISREG(info.st_mode)) {
             const std::string previous = temporary_name_for(out->target(), "-replaced");
+            ::unlink(previous.c_str());  // a dead process's of our pid (containers): never put back
             moved.slot = register_temporary(previous, out->target());
             moved.without_slot = moved.slot < 0;
-            if (moved.without_slot) restores_without_slot.fetch_add(1);
+            if (moved.without_slot) restore_blockers.fetch_add(1);
             const bool linked = !hard_links_refused() && ::link(out->target().c_str(), previous.c_str()) == 0;
             if (linked || ::rename(out->target().c_str(), previous.c_str()) == 0)
                 moved.previous = previous;
@@ -242,9 +250,11 @@ void OutputSet::commit_so_far() {
 void OutputSet::commit() {
     commit_so_far();
     done_ = true;
-    for (Moved& m : moved_) release(m);  // all first: a signal from now on must put nothing back
+    restore_blockers.fetch_add(1);  // committed: a signal from now on must put nothing back
+    for (Moved& m : moved_) release(m);
     for (const Moved& m : moved_)
         if (!m.previous.empty()) ::unlink(m.previous.c_str());
+    restore_blockers.fetch_sub(1);
 }
 
 void install_output_cleanup_on_signal(int signal) {
@@ -279,7 +289,8 @@ std::string temporary_name_for(const std::string& target, const std::string& suf
 }
 
 std::optional<TemporaryName> temporary_name(const std::string& name) {
-    const size_t at = name.rfind(".tmp-");
+    // The first ".tmp-": a writer's own temporary inside a set's is "<target>.tmp-P<ext>.tmp-P".
+    const size_t at = name.find(".tmp-");
     if (at == std::string::npos || at == 0) return std::nullopt;
     size_t end = at + 5;
     while (end < name.size() && std::isdigit((unsigned char)name[end])) ++end;
@@ -299,9 +310,10 @@ OutputFile::OutputFile(const std::string& path, const std::string& suffix) : pat
         // mkstemps (a new file of ours: no link planted in a shared /tmp is followed).
         std::error_code ec;
         const std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
-        std::string name = ((ec ? std::filesystem::path("/tmp") : dir) / ("infant-synthseg-XXXXXX" + suffix)).string();
+        const std::filesystem::path in = ec ? std::filesystem::path("/tmp") : dir;
+        std::string name = (in / ("infant-synthseg-XXXXXX" + suffix)).string();
         const int fd = ::mkstemps(name.data(), int(suffix.size()));
-        if (fd < 0) throw_output_error(path_, errno, "cannot make a temporary file for it");
+        if (fd < 0) throw_output_error(path_, errno, cat("cannot make its temporary file in ", in.string()));
         ::close(fd);
         write_path_ = name;
         slot_ = register_temporary(write_path_);
@@ -373,13 +385,16 @@ void OutputFile::commit() {
         if (err != 0) throw_output_error(path_, err, "cannot write");
         return;
     }
-    unregister_temporary(slot_);
-    if (direct_) return;
-    if (std::rename(write_path_.c_str(), target_.c_str()) != 0) {
-        const int err = errno;
-        ::unlink(write_path_.c_str());
-        throw_output_error(path_, err, "cannot move the finished file into place");
+    if (direct_) {
+        unregister_temporary(slot_);
+        return;
     }
+    // Moved, then unregistered: a signal in between finds nothing left to remove.
+    const bool moved = std::rename(write_path_.c_str(), target_.c_str()) == 0;
+    const int err = errno;
+    if (!moved) ::unlink(write_path_.c_str());
+    unregister_temporary(slot_);
+    if (!moved) throw_output_error(path_, err, "cannot move the finished file into place");
 }
 
 void OutputFile::discard() noexcept {

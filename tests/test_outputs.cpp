@@ -320,6 +320,11 @@ TEST_F(SameFileCli, StandardOutputIsWrittenThroughNotReplaced) {
     ASSERT_EQ(appended.status, 0) << appended.err;
     EXPECT_EQ(test::read_text(path("all.csv")), "old\n" + piped.out);
 
+    const test::RunResult equals = test::run_command(test::cli_path() + " dice --pred " + q("seg.nii.gz") +
+                                                     " --gt " + q("seg.nii.gz") + " --out=/dev/stdout");
+    ASSERT_EQ(equals.status, 0) << equals.err;
+    EXPECT_EQ(equals.out, piped.out) << "--out=/dev/stdout: the report line is in the data";
+
     // Every command's report goes to stderr then: a NIfTI through a link to /dev/stdout is clean.
     fs::create_symlink("/dev/stdout", path("out.nii.gz"));
     const test::RunResult nifti =
@@ -341,10 +346,14 @@ TEST_F(SameFileCli, StandardOutputIsWrittenThroughNotReplaced) {
     EXPECT_EQ(read_only.status, 2) << read_only.err;
     EXPECT_NE(read_only.err.find("is open for reading only"), std::string::npos) << read_only.err;
 
-    // A reader that closes early (| head) ends the writer by SIGPIPE: its temporary goes too.
+    // A reader that closes early (| head) ends the writer by SIGPIPE (exit 141): its temporary goes
+    // too. A 12-month map is several times the largest pipe buffer.
     fs::create_directories(path("tmp"));
-    test::run_command("TMPDIR=" + q("tmp") + " " + test::cli_path() + " phantom --age-months 0 --out " +
-                      q("out.nii.gz") + " | head -c 10 > /dev/null");
+    const test::RunResult piped_early = test::run_command(
+        "bash -c " + test::shell_quote("set -o pipefail; TMPDIR=" + q("tmp") + " " + test::cli_path() +
+                                       " phantom --age-months 12 --out " + q("out.nii.gz") +
+                                       " | head -c 10 > /dev/null"));
+    EXPECT_EQ(piped_early.status, 141) << piped_early.err;
     EXPECT_TRUE(files_in(path("tmp")).empty()) << "left: " << files_in(path("tmp")).front();
 }
 

@@ -343,6 +343,18 @@ TEST_F(TrainCli, AResumePutsBackACheckpointAKilledRunWasReplacing) {
     EXPECT_NE(resumed.err.find("put back 2 files of the checkpoint before"), std::string::npos) << resumed.err;
     EXPECT_TRUE(weights_of(mixed) == straight) << "resumed to other weights than the uninterrupted run";
     EXPECT_FALSE(fs::exists(mixed / "model.safetensors.tmp-999-replaced"));
+    // Killed after the weights' copy was linked, before the new weights moved in (hard links):
+    // the copy is the file itself and goes; so does a writer's temporary inside the set's.
+    const fs::path linked = dir_ / "linked";
+    fs::copy(before, linked, fs::copy_options::recursive);
+    fs::create_hard_link(linked / "model.safetensors", linked / "model.safetensors.tmp-999-replaced");
+    std::ofstream(linked / "model.safetensors.tmp-999.safetensors.tmp-999") << "half";
+    const RunResult relinked = train_tiny(linked.string(), 4, " --resume");
+    ASSERT_EQ(relinked.status, 0) << relinked.err;
+    EXPECT_EQ(relinked.err.find("put back"), std::string::npos) << relinked.err;
+    EXPECT_TRUE(weights_of(linked) == straight);
+    EXPECT_EQ(file_names(linked).count("model.safetensors.tmp-999-replaced"), 0u);
+    EXPECT_EQ(file_names(linked).count("model.safetensors.tmp-999.safetensors.tmp-999"), 0u);
     // Killed after every file moved and the weights' kept copy was removed: the step-4 one stands.
     std::ofstream(after / "training_log.csv.tmp-999-replaced") << "step,loss\n";
     const RunResult whole = train_tiny(after.string(), 4, " --resume");

@@ -57,7 +57,8 @@ std::string new_run_id() {
 // in order, weights first, and removes the kept ones in that order once all are moved. So with
 // the weights' kept copy there, the previous checkpoint is whole once every kept file is put back
 // (a kill while the files moved, or just after); without it, the new one is whole already (a
-// kill while the kept files were removed), and the rest of them go. Returns the files put back.
+// kill while the kept files were removed), and the rest of them go. Returns the files put back
+// (a copy still linked to its file, killed before the new one moved in, is only removed).
 int tidy_interrupted_checkpoint(const std::string& model_dir) {
     std::error_code ec;
     std::map<std::string, fs::path> kept;  // checkpoint file -> its earlier copy
@@ -72,14 +73,19 @@ int tidy_interrupted_checkpoint(const std::string& model_dir) {
         else
             fs::remove(entry.path(), ec);
     }
+    // A copy still linked to its file (killed before the new one moved in) is that file already.
     const bool put_back = kept.count(checkpoint_files[0]) > 0;
+    int restored = 0;
     for (const auto& [name, copy] : kept) {
-        if (put_back)
-            fs::rename(copy, join(model_dir, name), ec);
-        else
+        const fs::path target = join(model_dir, name);
+        if (put_back && !fs::equivalent(copy, target, ec)) {
+            fs::rename(copy, target, ec);
+            restored += ec ? 0 : 1;
+        } else {
             fs::remove(copy, ec);
+        }
     }
-    return put_back ? int(kept.size()) : 0;
+    return restored;
 }
 
 // One batch of synthetic samples on the device: images (B, D, H, W, 1) and class targets.
@@ -605,7 +611,9 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
                   unet.classes, ")");
         ISS_INPUT(saved->labels == s.gen_config.segmentation_labels, json,
                   ": its label list differs from the preset's segmentation labels");
-        ISS_INPUT(fs::exists(s.optimizer_path()), s.optimizer_path(), ": missing: cannot resume without it");
+        ISS_INPUT(fs::exists(s.optimizer_path()), s.optimizer_path(),
+                  ": missing: cannot resume without it (a run killed while it wrote its first checkpoint leaves ",
+                  "this: remove ", opt.model_dir, " to start again)");
     }
 
     s.net = std::make_unique<UNet>(unet, s.params);
