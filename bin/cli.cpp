@@ -104,16 +104,20 @@ std::atomic<int> stop_signal_number{0};
 static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free,
               "the signal handler needs lock-free flags");
 
+constexpr int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};  // SIGHUP: the terminal or SSH session went away
+
 extern "C" void on_stop_signal(int signal) {
-    stop_signal_number.store(signal);
+    int none = 0;
+    stop_signal_number.compare_exchange_strong(none, signal);  // the first one is the one reported
     stop_requested.store(true);
-    install_output_cleanup_on_signal(signal);  // the next one: temporaries removed, then the default
+    // The next one, of any of them: temporaries removed, then the default.
+    for (int sig : stop_signals) install_output_cleanup_on_signal(sig);
 }
 
 }  // namespace
 
 void install_stop_handlers() {
-    for (int sig : {SIGINT, SIGTERM, SIGHUP}) {  // SIGHUP: the terminal or SSH session went away
+    for (int sig : stop_signals) {
         struct sigaction old {};
         if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
         struct sigaction action {};

@@ -86,9 +86,9 @@ int main(int argc, char** argv) {
             }
         }
         // A command stopped by a signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE) leaves no
-        // temporary file; train handles the first three itself (it finishes the step and writes
-        // a checkpoint).
-        if (std::strcmp(c.name, "train") != 0) iss::install_output_cleanup_on_signals();
+        // temporary file; train stops at a safe point on the first three instead (it finishes
+        // the step and writes a checkpoint), installed once its inputs are read.
+        iss::install_output_cleanup_on_signals();
         // Not for train: it runs for days, allocates its buffers once, and a heap that never
         // shrinks could only grow there.
         if (std::strcmp(c.name, "train") != 0) iss::keep_freed_host_memory();

@@ -18,8 +18,8 @@ namespace iss {
 //   - a symbolic link is followed: the file it points to is replaced, the link stays;
 //   - a target that exists and is not a regular file (a device such as /dev/null, a FIFO) is
 //     written directly, never replaced.
-// Temporary names are registered while they exist, so that a command stopped by SIGINT or
-// SIGTERM removes them (install_output_cleanup_on_signals).
+// Temporary names are registered while they exist, so that a command stopped by a signal
+// removes them (install_output_cleanup_on_signals).
 // Errors name the file the user asked for: a path that cannot be created (no such directory, no
 // permission, read-only file system) is an InputError (exit 2); a failure while writing or
 // renaming (disk full, I/O error) is an iss::Error (exit 1), with the system's reason.
