@@ -86,7 +86,6 @@ struct Job {
     std::string input, seg, post, resampled;
 };
 
-
 // One image whose frames are the files, in order: each one volume, all on the first's grid.
 Image read_channels(const std::vector<std::string>& files, NiftiHeader* header) {
     Image first = read_image(files.front(), header);
@@ -101,21 +100,9 @@ Image read_channels(const std::vector<std::string>& files, NiftiHeader* header) 
     return stacked;
 }
 
-}  // namespace
-
-int cmd_predict(int argc, char** argv) {
-    const Args args("predict", argc, argv,
-                    {"--i", "--o", "--model", "--post", "--vol", "--resample", "--preview", "--threads", "--device",
-                     "--labels", "--orientation", "--precision"},
-                    {"--no-flip", "--no-resample", "--clip-percentiles", "--help"}, {"--i"});
-    if (args.flag("--help")) {
-        std::fputs(usage, stdout);
-        return 0;
-    }
-    args.reject_positional();
-    const std::vector<std::string> channels = args.all("--i");
-    ISS_INPUT(!channels.empty(), "predict: option --i is required");
-    const std::string in = channels.front(), out = args.require("--o"), model = args.require("--model");
+// The options that say how to segment (and how many threads), checked; `model` decides
+// whether --labels and --orientation belong (a Keras .h5 model) or not.
+PredictOptions predict_options(const Args& args, const std::string& model) {
     if (args.has("--threads")) {
         long long threads = args.integer("--threads", 0);
         ISS_INPUT(threads >= 1, "predict: --threads must be at least 1, got ", threads);
@@ -142,18 +129,12 @@ int cmd_predict(int argc, char** argv) {
         ISS_INPUT(!args.has("--labels") && !args.has("--orientation"),
                   "predict: --labels and --orientation are for a Keras .h5 model; a model directory records its own");
     }
+    return options;
+}
 
-    // Inputs and outputs: file to file, or directory to directory; several --i: files stacked
-    // into one image of several channels.
-    std::error_code ec;
-    const bool folder = fs::is_directory(in, ec);
-    ISS_INPUT(channels.size() == 1 || !folder, "predict: several --i are the channels of one subject: give files");
-    if (folder)  // a NIfTI name would become a folder of that name
-        for (const char* option : {"--o", "--post", "--resample"})
-            ISS_INPUT(!args.has(option) || !is_nifti_name(args.get(option, "")), "predict: ", option, " ",
-                      args.get(option, ""), ": with a folder of scans, ", option, " names a folder");
-    ISS_INPUT(!args.has("--preview") || ends_with(args.get("--preview", ""), ".png"), "predict: --preview ",
-              args.get("--preview", ""), ": the picture is a PNG (name it .png)");
+// One job per scan: the input and its outputs' names (in a folder, NAME_synthseg.nii.gz and so
+// on; predict's own earlier outputs there are not scans, with a note).
+std::vector<Job> plan_jobs(const Args& args, const std::string& in, const std::string& out, bool folder) {
     std::vector<Job> jobs;
     std::map<std::string, std::string> input_of_output;  // a folder's output names, each from one scan
     int skipped_outputs = 0;
@@ -185,8 +166,14 @@ int cmd_predict(int argc, char** argv) {
                              "not segmented\n",
                      skipped_outputs, predict_output_suffixes[0], predict_output_suffixes[1],
                      predict_output_suffixes[2]);
-    // Every output checked before the network runs: none is an input, none another output, each
-    // can be written.
+    return jobs;
+}
+
+// Every output checked before the network runs: none is an input, none another output, each
+// can be written, and a single file's are named as NIfTI.
+void check_prediction_outputs(const Args& args, const std::vector<Job>& jobs,
+                              const std::vector<std::string>& channels, const std::string& model,
+                              const PredictOptions& options, bool folder) {
     std::vector<NamedPath> inputs, outputs{{args.get("--vol", ""), "--vol"}, {args.get("--preview", ""), "--preview"}};
     if (ends_with(model, ".h5")) {
         inputs.insert(inputs.end(), {{model, "--model"}, label_file_of(options.keras.labels)});
@@ -208,6 +195,38 @@ int cmd_predict(int argc, char** argv) {
     if (!folder)  // a NIfTI under another name misleads its readers (nibabel goes by the ending)
         for (const char* option : {"--o", "--post", "--resample"})
             if (args.has(option)) require_nifti_output(args.get(option, ""), option);
+}
+
+}  // namespace
+
+int cmd_predict(int argc, char** argv) {
+    const Args args("predict", argc, argv,
+                    {"--i", "--o", "--model", "--post", "--vol", "--resample", "--preview", "--threads", "--device",
+                     "--labels", "--orientation", "--precision"},
+                    {"--no-flip", "--no-resample", "--clip-percentiles", "--help"}, {"--i"});
+    if (args.flag("--help")) {
+        std::fputs(usage, stdout);
+        return 0;
+    }
+    args.reject_positional();
+    const std::vector<std::string> channels = args.all("--i");
+    ISS_INPUT(!channels.empty(), "predict: option --i is required");
+    const std::string in = channels.front(), out = args.require("--o"), model = args.require("--model");
+    const PredictOptions options = predict_options(args, model);
+
+    // Inputs and outputs: file to file, or directory to directory; several --i: files stacked
+    // into one image of several channels.
+    std::error_code ec;
+    const bool folder = fs::is_directory(in, ec);
+    ISS_INPUT(channels.size() == 1 || !folder, "predict: several --i are the channels of one subject: give files");
+    if (folder)  // a NIfTI name would become a folder of that name
+        for (const char* option : {"--o", "--post", "--resample"})
+            ISS_INPUT(!args.has(option) || !is_nifti_name(args.get(option, "")), "predict: ", option, " ",
+                      args.get(option, ""), ": with a folder of scans, ", option, " names a folder");
+    ISS_INPUT(!args.has("--preview") || ends_with(args.get("--preview", ""), ".png"), "predict: --preview ",
+              args.get("--preview", ""), ": the picture is a PNG (name it .png)");
+    const std::vector<Job> jobs = plan_jobs(args, in, out, folder);
+    check_prediction_outputs(args, jobs, channels, model, options, folder);
 
     Predictor predictor(model, options);  // the model is read and checked before any output
     const int64_t model_channels = predictor.input_channels();
