@@ -293,8 +293,14 @@ int cmd_predict(int argc, char** argv) {
                 message = "error: out of memory (the host's)";
             else if (!dynamic_cast<const Error*>(&e))
                 message = cat("internal error on ", one_line(job.input), ": ", one_line(e.what()));
-            std::fprintf(stderr, "%sinfant-synthseg predict: %s%s\n", show_bar ? "\n" : "", message.c_str(),
-                         folder ? " (skipped)" : "");
+            // In a folder, an earlier run's outputs for this scan are not this run's: said, as the
+            // volumes table leaves the scan out.
+            std::error_code exists_error;
+            const bool earlier = folder && fs::exists(job.seg, exists_error);
+            const char* skipped = !folder   ? ""
+                                  : earlier ? " (skipped; an earlier run's outputs for it stay)"
+                                            : " (skipped)";
+            std::fprintf(stderr, "%sinfant-synthseg predict: %s%s\n", show_bar ? "\n" : "", message.c_str(), skipped);
             ++(input ? failed_input : failed_other);
         }
         const auto now = std::chrono::steady_clock::now();

@@ -44,6 +44,12 @@ std::vector<int32_t> labels_present(const std::vector<DiceSubject>& subjects) {
     return {present.begin(), present.end()};
 }
 
+std::string dice_field(double d) { return std::isnan(d) ? std::string() : csv_number(d); }
+
+double dice_from_field(const std::string& field, const std::string& source) {
+    return field.empty() ? NAN : csv_to_number(field, source);
+}
+
 CsvTable dice_table(const std::vector<DiceSubject>& subjects, const std::vector<int32_t>& labels) {
     CsvTable table;
     table.columns.push_back("subject");
@@ -55,7 +61,7 @@ CsvTable dice_table(const std::vector<DiceSubject>& subjects, const std::vector<
         for (size_t k = 0; k < labels.size(); ++k) {
             const auto it = s.overlaps.find(labels[k]);
             const double d = it == s.overlaps.end() ? NAN : dice(it->second);
-            row.push_back(std::isnan(d) ? std::string() : csv_number(d));
+            row.push_back(dice_field(d));
             if (!std::isnan(d)) {
                 sum[k] += d;
                 ++count[k];
@@ -65,7 +71,7 @@ CsvTable dice_table(const std::vector<DiceSubject>& subjects, const std::vector<
     }
     std::vector<std::string> mean{"mean"};
     for (size_t k = 0; k < labels.size(); ++k)
-        mean.push_back(count[k] ? csv_number(sum[k] / double(count[k])) : std::string());
+        mean.push_back(dice_field(count[k] ? sum[k] / double(count[k]) : NAN));
     table.rows.push_back(std::move(mean));
     return table;
 }

@@ -26,6 +26,10 @@ std::map<int32_t, Overlap> label_overlaps(const LabelMap& pred, const LabelMap& 
 
 // 2|A ∩ B| / (|A| + |B|); NaN when both are empty.
 double dice(const Overlap& o);
+// A Dice value as a CSV field: empty where there is none (NaN), as `dice` and pandas read it.
+std::string dice_field(double d);
+// Back from such a field: NaN for an empty one; InputError naming `source` otherwise.
+double dice_from_field(const std::string& field, const std::string& source);
 
 struct DiceSubject {
     std::string name;                     // the CSV's `subject` field

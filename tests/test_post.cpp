@@ -458,6 +458,17 @@ TEST(Dice, KnownPairWithEmptyAndOneSidedStructures) {
     EXPECT_EQ(t.rows[2], (std::vector<std::string>{"mean", "0.875", "0.5", "", "0"}));
 }
 
+// One spelling of "no Dice" in every CSV we write (dice's table and train's validation.csv):
+// an empty field, read back as NaN; an older file's "nan" still reads.
+TEST(Dice, AbsentIsAnEmptyFieldAndReadsBackAsNan) {
+    EXPECT_EQ(dice_field(NAN), "");
+    EXPECT_EQ(dice_field(0.5), "0.5");
+    EXPECT_TRUE(std::isnan(dice_from_field("", "t")));
+    EXPECT_TRUE(std::isnan(dice_from_field("nan", "t")));
+    EXPECT_EQ(dice_from_field("0.25", "t"), 0.25);
+    EXPECT_THROW(dice_from_field("x", "t"), InputError);
+}
+
 TEST(Dice, CommonListMapsUnlistedLabelsToBackground) {
     // 5 and 7 are not listed: both become background, and so overlap there.
     const LabelMap pred = labels_of(4, 1, 1, {1, 5, 5, 0});

@@ -629,6 +629,16 @@ TEST_F(Predict, CommandProcessesAFolderFileByFile) {
     const LabelMap b = read_labels(path("out/b_synthseg.nii.gz"));
     EXPECT_EQ(b.grid.dim, (std::array<int64_t, 3>{10, 14, 12}));
     EXPECT_EQ(orientation_code(b.grid.affine), "LAS");
+
+    // Run again with b broken: the outputs the first run wrote for b stay, and the error says so.
+    std::ofstream(path("in/b.nii.gz")) << "no longer a NIfTI file";
+    const test::RunResult again = test::run_command(test::cli_path() + " predict --i " +
+                                                    test::shell_quote(path("in")) + " --o " +
+                                                    test::shell_quote(path("out")) + " --model " +
+                                                    test::shell_quote(model) + " --device cpu");
+    EXPECT_EQ(again.status, 2) << again.err;
+    EXPECT_NE(again.err.find("b.nii.gz: "), std::string::npos) << again.err;
+    EXPECT_NE(again.err.find("(skipped; an earlier run's outputs for it stay)"), std::string::npos) << again.err;
 }
 
 }  // namespace

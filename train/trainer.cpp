@@ -307,8 +307,8 @@ void Trainer::State::save_checkpoint() {
         CsvTable v{{"step", "mean_dice"}, {}, ""};
         for (int32_t label : gen_config.segmentation_labels) v.columns.push_back(cat("dice_", label));
         for (const ValidationRow& r : validation_log) {
-            std::vector<std::string> row{std::to_string(r.step), csv_number(r.mean_dice)};
-            for (double d : r.dice) row.push_back(csv_number(d));
+            std::vector<std::string> row{std::to_string(r.step), dice_field(r.mean_dice)};
+            for (double d : r.dice) row.push_back(dice_field(d));
             v.rows.push_back(row);
             validation_steps.push_back(double(r.step));
             validation_dice.push_back(r.mean_dice);
@@ -372,9 +372,10 @@ void Trainer::State::load_checkpoint() {
     if (fs::exists(validation_path())) {
         const CsvTable table = read_csv(validation_path());
         for (const auto& row : table.rows) {
-            ValidationRow r{int64_t(csv_to_number(row[0], validation_path())), csv_to_number(row[1], validation_path()), {}};
+            ValidationRow r{int64_t(csv_to_number(row[0], validation_path())),
+                            dice_from_field(row[1], validation_path()), {}};
             if (r.step > step) break;
-            for (size_t c = 2; c < row.size(); ++c) r.dice.push_back(csv_to_number(row[c], validation_path()));
+            for (size_t c = 2; c < row.size(); ++c) r.dice.push_back(dice_from_field(row[c], validation_path()));
             validation_log.push_back(r);
         }
     }
