@@ -506,6 +506,54 @@ double Trainer::State::validate() {
     return row.mean_dice;
 }
 
+// The model a --resume continues: its model.json, checked against the network and the labels
+// asked for, with its optimizer state there.
+static ModelSpec resumable_model(const std::string& weights, const std::string& optimizer, const std::string& model_dir,
+                                 const UNetConfig& unet, const std::vector<int32_t>& labels) {
+    const std::string json = model_json_path(weights);
+    ModelSpec saved = load_model_spec(weights);
+    const UNetConfig& a = saved.unet;
+    ISS_INPUT(a.levels == unet.levels && a.features == unet.features && a.classes == unet.classes &&
+                  a.in_channels == unet.in_channels && a.kernel == unet.kernel &&
+                  a.convs_per_level == unet.convs_per_level,
+              json, ": holds a different architecture (levels ", a.levels, ", features ", a.features, ", classes ",
+              a.classes, ") than asked for (levels ", unet.levels, ", features ", unet.features, ", classes ",
+              unet.classes, ")");
+    ISS_INPUT(saved.labels == labels, json, ": its label list differs from the preset's segmentation labels");
+    ISS_INPUT(fs::exists(optimizer), optimizer,
+              ": missing: cannot resume without it (a run killed while it wrote its first checkpoint leaves ",
+              "this: remove ", model_dir, " to start again)");
+    return saved;
+}
+
+// What model.json records: the network, its labels, what its input is (maps in the training
+// frame, at every voxel size in `voxels`) and how it is trained.
+static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig& config, const UNetConfig& unet,
+                                 const VoxelSizeRange& voxels, int64_t maps, const std::array<int64_t, 3>& crop,
+                                 Precision precision) {
+    ModelSpec spec;
+    spec.unet = unet;
+    spec.labels = config.segmentation_labels;
+    spec.preprocessing = {{"orientation", training_frame},
+                          {"voxel_size_range_mm",
+                           {{"min", {voxels.min[0], voxels.min[1], voxels.min[2]}},
+                            {"max", {voxels.max[0], voxels.max[1], voxels.max[2]}}}},
+                          {"size_multiple", unet.reference_multiple()},
+                          {"normalisation", "min-max to [0, 1]"},
+                          {"input_channels", unet.in_channels}};
+    spec.training = {{"preset", config.preset},
+                     {"seed", opt.seed},
+                     {"batch", opt.batch},
+                     {"crop", {crop[0], crop[1], crop[2]}},
+                     {"lr", opt.lr},
+                     {"steps_per_epoch", opt.steps_per_epoch},
+                     {"wl2_epochs", opt.wl2_epochs},
+                     {"maps", maps},
+                     {"precision", precision_name(precision)},
+                     {"generator", nlohmann::json::parse(config_to_json(config))}};
+    return spec;
+}
+
 // The generator's configuration and what it came from (for messages): a --config file, the one
 // a resumed model recorded, or the preset.
 static std::pair<GeneratorConfig, std::string> generator_config_for(const TrainOptions& opt) {
@@ -602,46 +650,16 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     std::optional<ModelSpec> saved;
     if (opt.resume) {
         ISS_INPUT(has_model, opt.model_dir, ": --resume, but there is no model.json to resume");
-        saved = load_model_spec(s.weights_path());
-        const UNetConfig& a = saved->unet;
-        ISS_INPUT(a.levels == unet.levels && a.features == unet.features && a.classes == unet.classes &&
-                      a.in_channels == unet.in_channels && a.kernel == unet.kernel &&
-                      a.convs_per_level == unet.convs_per_level,
-                  json, ": holds a different architecture (levels ", a.levels, ", features ", a.features, ", classes ",
-                  a.classes, ") than asked for (levels ", unet.levels, ", features ", unet.features, ", classes ",
-                  unet.classes, ")");
-        ISS_INPUT(saved->labels == s.gen_config.segmentation_labels, json,
-                  ": its label list differs from the preset's segmentation labels");
-        ISS_INPUT(fs::exists(s.optimizer_path()), s.optimizer_path(),
-                  ": missing: cannot resume without it (a run killed while it wrote its first checkpoint leaves ",
-                  "this: remove ", opt.model_dir, " to start again)");
+        saved = resumable_model(s.weights_path(), s.optimizer_path(), opt.model_dir, unet,
+                                s.gen_config.segmentation_labels);
     }
 
     s.net = std::make_unique<UNet>(unet, s.params);
     s.params.allocate();
     s.net->initialise(opt.seed);
-    s.spec.unet = unet;
-    s.spec.labels = s.gen_config.segmentation_labels;
-    // What the network saw: maps in the training frame, at every voxel size in this range.
-    const VoxelSizeRange voxels = voxel_size_range(maps);
     s.maps_summary = describe_training_maps(maps);
-    s.spec.preprocessing = {{"orientation", training_frame},
-                            {"voxel_size_range_mm",
-                             {{"min", {voxels.min[0], voxels.min[1], voxels.min[2]}},
-                              {"max", {voxels.max[0], voxels.max[1], voxels.max[2]}}}},
-                            {"size_multiple", unet.reference_multiple()},
-                            {"normalisation", "min-max to [0, 1]"},
-                            {"input_channels", unet.in_channels}};
-    s.spec.training = {{"preset", s.gen_config.preset},
-                       {"seed", opt.seed},
-                       {"batch", opt.batch},
-                       {"crop", {common[0], common[1], common[2]}},
-                       {"lr", opt.lr},
-                       {"steps_per_epoch", opt.steps_per_epoch},
-                       {"wl2_epochs", opt.wl2_epochs},
-                       {"maps", int64_t(maps.size())},
-                       {"precision", precision_name(s.precision)},
-                       {"generator", nlohmann::json::parse(config_to_json(s.gen_config))}};
+    s.spec = training_record(opt, s.gen_config, unet, voxel_size_range(maps), int64_t(maps.size()), common,
+                             s.precision);
     s.run_id = new_run_id();  // a resume takes the checkpoint's instead
     if (saved) {
         require_same_samples(*saved, s.spec, json);
