@@ -122,7 +122,8 @@ void install_stop_handlers() {
         if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
         struct sigaction action {};
         action.sa_handler = on_stop_signal;
-        sigemptyset(&action.sa_mask);
+        sigemptyset(&action.sa_mask);  // the others wait while one re-arms them: a second one then ends it
+        for (int other : stop_signals) sigaddset(&action.sa_mask, other);
         action.sa_flags = SA_RESTART;  // restart: the writes of a checkpoint are not cut short
         ::sigaction(sig, &action, nullptr);
     }

@@ -257,7 +257,7 @@ int cmd_predict(int argc, char** argv) {
     for (size_t n = 0; n < jobs.size(); ++n) {
         const Job& job = jobs[n];
         const auto job_start = std::chrono::steady_clock::now();
-        bool written = false;
+        bool written = false, committed = false;
         try {
             NiftiHeader header;
             const Image image = channels.size() > 1 ? read_channels(channels, &header) : read_image(job.input, &header);
@@ -266,7 +266,10 @@ int cmd_predict(int argc, char** argv) {
             auto outputs = std::make_unique<OutputSet>();  // a failure below removes what it wrote
             write_prediction(*outputs, job.seg, result.segmentation, &header, job.post, result.posteriors, &header);
             outputs->write(job.resampled, [&](const std::string& path) { write_image(path, result.resampled); });
-            if (folder) outputs->commit();
+            if (folder) {
+                outputs->commit();
+                committed = true;
+            }
             std::vector<std::string> row{nifti_stem(job.input)};
             double total = 0;
             for (size_t c = 0; c < predictor.labels().size(); ++c) {
@@ -296,10 +299,11 @@ int cmd_predict(int argc, char** argv) {
             // In a folder, an earlier run's outputs for this scan are not this run's: said, as the
             // volumes table leaves the scan out.
             std::error_code exists_error;
-            const bool earlier = folder && fs::exists(job.seg, exists_error);
-            const char* skipped = !folder   ? ""
-                                  : earlier ? " (skipped; an earlier run's outputs for it stay)"
-                                            : " (skipped)";
+            const bool earlier = folder && !committed && fs::exists(job.seg, exists_error);
+            const char* skipped = !folder     ? ""
+                                  : committed ? " (its outputs are written; the volumes table leaves it out)"
+                                  : earlier   ? " (skipped; an earlier run's outputs for it stay)"
+                                              : " (skipped)";
             std::fprintf(stderr, "%sinfant-synthseg predict: %s%s\n", show_bar ? "\n" : "", message.c_str(), skipped);
             ++(input ? failed_input : failed_other);
         }

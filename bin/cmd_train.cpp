@@ -287,8 +287,9 @@ int cmd_train(int argc, char** argv) {
     progress.last.step = first_step;
     if (progress.bar) progress.draw();  // at once: a full-size first step takes a while on the CPU
 
-    // Installed only now: a signal while the inputs load simply ends the process, as nothing
-    // has been written yet that a checkpoint would need to complete.
+    // Installed only now: a signal while the inputs load simply ends the process (the cleanup
+    // handler, bin/main.cpp), as no step has run that a checkpoint would keep; a model directory
+    // made for this run then stays, holding only the lock file, which a next run uses.
     install_stop_handlers();
     const auto start = std::chrono::steady_clock::now();
     trainer.run(

@@ -113,9 +113,10 @@ private:
 
 // SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGPIPE remove every registered temporary output and put
 // back the earlier files the sets in progress had replaced, then end the process as the signal
-// would. A signal that was ignored stays ignored (nohup). Commands that handle the signals
-// themselves (train) do not install it. The one signal's handler alone (async-signal-safe: a
-// stop handler installs it for the next signal).
+// would. A signal that was ignored stays ignored (nohup). Commands that stop at a safe point
+// (train, synth) install their own handlers over it for SIGINT, SIGTERM and SIGHUP once their
+// inputs are read. The one signal's handler alone (async-signal-safe: a stop handler installs
+// it for the next signal).
 void install_output_cleanup_on_signals();
 void install_output_cleanup_on_signal(int signal);
 

@@ -401,7 +401,7 @@ NiftiHeader parse_and_validate(const std::string& path) {
     const int64_t size = file_size(path);
     ISS_INPUT(size > 0, path, ": file is empty");
 
-    unsigned char buf[544] = {};  // the largest header and its extension flag
+    unsigned char buf[540] = {};
     size_t got;
     {
         GzReader in(path);
@@ -515,13 +515,11 @@ NiftiHeader parse_and_validate(const std::string& path) {
         }
     }
 
-    // Where the data starts. A single file with vox_offset 0 (old writers' "unset") is read from
-    // just past the header and its extension flag, as nibabel reads it, when it has no extensions.
+    // Where the data starts. A single file's vox_offset 0 leaves it unknown: readers disagree
+    // (nibabel reads from byte 0, nifti_clib from 348), so it is refused, saying so.
     const int64_t min_offset = h.single_file ? int64_t(header_size) + 4 : 0;
-    if (h.single_file && raw.vox_offset == 0 && got > header_size && buf[header_size] == 0) {
-        warning(cat(path, ": vox_offset is 0; reading the data from byte ", min_offset, ", just past the header"));
-        raw.vox_offset = double(min_offset);
-    }
+    ISS_INPUT(!(h.single_file && raw.vox_offset == 0), path, ": vox_offset is 0, so where the voxel data starts is ",
+              "unknown (readers disagree); write the file again with a tool that sets it (e.g. nibabel)");
     ISS_INPUT(std::isfinite(raw.vox_offset) && raw.vox_offset == std::floor(raw.vox_offset) &&
                   raw.vox_offset >= double(min_offset) && raw.vox_offset < 9.0e18,
               path, ": vox_offset is ", raw.vox_offset, " (expected an integer >= ", min_offset,
