@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <new>
 
 #include "io/file_util.h"
 #include "kernels/common/error.h"
@@ -51,6 +52,22 @@ Args::Args(const std::string& command, int argc, char** argv, const std::set<std
 std::string Args::get(const std::string& name, const std::string& fallback) const {
     const auto it = values_.find(name);
     return it == values_.end() ? fallback : it->second.back();
+}
+
+Failure describe_failure(const std::exception& e, const std::string& command, const std::string& subject) {
+    const std::string message = one_line(e.what());
+    if (dynamic_cast<const InputError*>(&e)) {
+        // Messages that already start with the command's name ("train: option ...") keep it once.
+        const std::string own = command + ": ";
+        const bool named = message.compare(0, own.size(), own) == 0;
+        return {"error: " + (named ? message.substr(own.size()) : message), 2};
+    }
+    // Not the user's input: a failed write (disk full), a library call, a broken invariant.
+    if (dynamic_cast<const Error*>(&e)) return {"error: " + message, 1};
+    // Host memory: what() says only "std::bad_alloc".
+    if (dynamic_cast<const std::bad_alloc*>(&e))
+        return {"error: out of memory (the host's): this run needs more than the machine can give", 1};
+    return {cat("internal error", subject.empty() ? "" : " on " + one_line(subject), ": ", message), 1};
 }
 
 uint64_t Args::seed() const {

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <atomic>
+#include <exception>
 #include <map>
 #include <set>
 #include <string>
@@ -42,6 +43,15 @@ private:
     std::set<std::string> flags_;
     std::vector<std::string> positional_;
 };
+
+// How a command's failure is said after "infant-synthseg CMD: ", and its exit status: 2 for the
+// user's input (InputError), 1 for anything else (a full disk, out of memory, a broken
+// invariant). `subject` names what an internal error happened on, when the message may not.
+struct Failure {
+    std::string text;  // "error: ..." or "internal error: ..."
+    int status;
+};
+Failure describe_failure(const std::exception& e, const std::string& command, const std::string& subject = "");
 
 // SIGINT, SIGTERM and SIGHUP as a request to stop at the next safe point (train: after the step, with a
 // checkpoint; synth: once the sample in hand is written). The first signal sets the flag; a

@@ -117,8 +117,9 @@ std::vector<Pair> pair_inputs(const std::string& pred, const std::string& gt) {
         pairs.push_back({subject, f, it->second});
         truths.erase(it);
     }
-    ISS_INPUT(truths.empty(), truths.empty() ? std::string() : truths.begin()->second,
-              ": no prediction for subject ", truths.empty() ? std::string() : truths.begin()->first, " in ", pred);
+    if (!truths.empty())
+        throw InputError(
+            cat(truths.begin()->second, ": no prediction for subject ", truths.begin()->first, " in ", pred));
     return pairs;
 }
 

@@ -13,7 +13,6 @@
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -288,14 +287,8 @@ int cmd_predict(int argc, char** argv) {
             if (!folder) run_outputs = std::move(outputs);
             written = true;
         } catch (const std::exception& e) {
-            // Said as main says it (a folder goes on with its next scan); the exit status tells
-            // the input's fault (2) from another (1: a full disk, out of memory).
-            const bool input = dynamic_cast<const InputError*>(&e) != nullptr;
-            std::string message = cat("error: ", one_line(e.what()));
-            if (dynamic_cast<const std::bad_alloc*>(&e))
-                message = "error: out of memory (the host's)";
-            else if (!dynamic_cast<const Error*>(&e))
-                message = cat("internal error on ", one_line(job.input), ": ", one_line(e.what()));
+            // Said as main says it; a folder goes on with its next scan.
+            const Failure failure = describe_failure(e, "predict", job.input);
             // In a folder, an earlier run's outputs for this scan are not this run's: said, as the
             // volumes table leaves the scan out.
             std::error_code exists_error;
@@ -304,8 +297,9 @@ int cmd_predict(int argc, char** argv) {
                                   : committed ? " (its outputs are written; the volumes table leaves it out)"
                                   : earlier   ? " (skipped; an earlier run's outputs for it stay)"
                                               : " (skipped)";
-            std::fprintf(stderr, "%sinfant-synthseg predict: %s%s\n", show_bar ? "\n" : "", message.c_str(), skipped);
-            ++(input ? failed_input : failed_other);
+            std::fprintf(stderr, "%sinfant-synthseg predict: %s%s\n", show_bar ? "\n" : "", failure.text.c_str(),
+                         skipped);
+            ++(failure.status == 2 ? failed_input : failed_other);
         }
         const auto now = std::chrono::steady_clock::now();
         if (show_bar) {

@@ -1,7 +1,8 @@
 // `infant-synthseg train`: trains a segmentation U-Net on synthetic images made on the fly from
 // label maps (SPEC.md section 5). A thin shell around iss::Trainer, which checks every input
-// before any step and writes the model directory; this file parses the options, shows progress
-// and turns SIGINT/SIGTERM/SIGHUP into a clean stop with a checkpoint.
+// before any step and writes the model directory; this file parses the options (taking those not
+// given from model.json on --resume), shows progress and turns SIGINT/SIGTERM/SIGHUP into a
+// clean stop with a checkpoint.
 #include <unistd.h>
 
 #include <algorithm>

@@ -3,9 +3,9 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
-#include <new>
 #include <string>
 
+#include "bin/cli.h"  // describe_failure
 #include "bin/commands.h"
 #include "io/file_util.h"
 #include "kernels/common/device.h"
@@ -86,36 +86,18 @@ int main(int argc, char** argv) {
             }
         }
         // A command stopped by a signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE) leaves no
-        // temporary file; train stops at a safe point on the first three instead (it finishes
-        // the step and writes a checkpoint), installed once its inputs are read.
+        // temporary file; train and synth stop at a safe point on the first three instead (the
+        // step and a checkpoint, the sample in hand), installed once their inputs are read.
         iss::install_output_cleanup_on_signals();
         // Not for train: it runs for days, allocates its buffers once, and a heap that never
         // shrinks could only grow there.
         if (std::strcmp(c.name, "train") != 0) iss::keep_freed_host_memory();
         try {
             return c.run(argc - 2, argv + 2);
-        } catch (const iss::InputError& e) {
-            // Messages that already start with the command's name ("train: option ...") keep
-            // it once.
-            const std::string message = iss::one_line(e.what()), own = std::string(c.name) + ": ";
-            const bool named = message.compare(0, own.size(), own) == 0;
-            std::fprintf(stderr, "infant-synthseg %s: error: %s\n", c.name,
-                         named ? message.c_str() + own.size() : message.c_str());
-            return 2;
-        } catch (const iss::Error& e) {
-            // Not the user's input: a failed write (disk full), a library call, a broken invariant.
-            std::fprintf(stderr, "infant-synthseg %s: error: %s\n", c.name,
-                         iss::one_line(e.what()).c_str());
-            return 1;
-        } catch (const std::bad_alloc&) {
-            // Host memory: what() says only "std::bad_alloc".
-            std::fprintf(stderr, "infant-synthseg %s: error: out of memory (the host's): this run needs more than "
-                                 "the machine can give\n", c.name);
-            return 1;
         } catch (const std::exception& e) {
-            std::fprintf(stderr, "infant-synthseg %s: internal error: %s\n", c.name,
-                         iss::one_line(e.what()).c_str());
-            return 1;
+            const iss::cli::Failure failure = iss::cli::describe_failure(e, c.name);
+            std::fprintf(stderr, "infant-synthseg %s: %s\n", c.name, failure.text.c_str());
+            return failure.status;
         }
     }
     std::fprintf(stderr, "infant-synthseg: unknown command '%s'\n\n", iss::one_line(argv[1]).c_str());

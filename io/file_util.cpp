@@ -430,14 +430,15 @@ void AtomicWriter::commit() {
 
 namespace {
 
-// A key that is equal for two names of one file: (device, inode) when it exists, else the
-// absolute, normalised name with existing links resolved.
+// file_identity's key for an open descriptor (/dev/stdout): the (device, inode) it holds.
 std::string descriptor_identity(int descriptor) {
     struct stat info {};
     if (::fstat(descriptor, &info) == 0) return cat("inode ", info.st_dev, ":", info.st_ino);
     return cat("descriptor ", descriptor);
 }
 
+// A key that is equal for two names of one file: (device, inode) when it exists, else the
+// absolute, normalised name with existing links resolved.
 std::string file_identity(const std::string& path) {
     struct stat info {};
     if (::stat(path.c_str(), &info) == 0) return cat("inode ", info.st_dev, ":", info.st_ino);

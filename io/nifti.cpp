@@ -4,6 +4,7 @@
 // also reads plain files, in chunks so that a huge file never needs a second full copy.
 #include "io/nifti.h"
 
+#include "io/csv.h"  // csv_number: every digit a value needs
 #include "io/file_util.h"
 #include "io/gzip_stream.h"
 
@@ -23,9 +24,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <set>
 #include <type_traits>
 #include <vector>
 
@@ -40,21 +39,6 @@ namespace iss {
 namespace {
 
 constexpr size_t chunk_bytes = size_t(16) << 20;
-
-// A warning about a file, said once however often the file is read (dice reads each header twice).
-void warn_once_per_file(const std::string& path, const std::string& message) {
-    static std::mutex mutex;
-    static std::set<std::string> warned;
-    std::lock_guard<std::mutex> lock(mutex);
-    if (warned.insert(path).second) warning(message);
-}
-
-// All the digits a float64 needs, so that 1.99999988 is not shown as 2.
-std::string exact_text(double x) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%.17g", x);
-    return text;
-}
 
 std::string human_bytes(int64_t n) { return cat(n, " bytes (", double(n) / double(int64_t(1) << 30), " GiB)"); }
 
@@ -280,13 +264,15 @@ bool is_pair_image_name(const std::string& path) {
     return ends_with(name, ".img") || ends_with(name, ".img.gz");
 }
 
-// The data file of a header-only pair: name.img (or .img.gz) beside name.hdr, the lower-case
-// ending first, then the upper-case one (NAME.HDR with NAME.IMG, as some exports name them).
+// The data file of a header-only pair beside name.hdr: name.img, name.img.gz, then the
+// upper-case endings name.IMG, name.IMG.gz, name.IMG.GZ (NAME.HDR with NAME.IMG, as some exports
+// name them).
 std::string image_file_for(const std::string& path) {
     std::string base = path;
-    if (ends_with(lower_case(base), ".gz")) base.resize(base.size() - 3);
+    const std::string lower = lower_case(path);
+    if (ends_with(lower, ".gz")) base.resize(base.size() - 3);
     for (const char* ext : {".hdr", ".nii", ".img"})
-        if (ends_with(lower_case(base), ext)) {
+        if (ends_with(lower.substr(0, base.size()), ext)) {
             base.resize(base.size() - 4);
             break;
         }
@@ -354,9 +340,8 @@ void set_affine(const RawHeader& raw, const std::string& path, NiftiHeader& h) {
         // said, since lateralised labels depend on it.
         h.affine = Mat4::scaling(h.pixdim[1], h.pixdim[2], h.pixdim[3]);
         h.affine_source = "pixdim";
-        warn_once_per_file(path, cat(path, ": no qform or sform: its orientation is unknown, read as RAS (NIfTI's ",
-                                     "method 1; nibabel, and so SynthSeg, take such a file as LAS): check left and "
-                                     "right"));
+        warning(cat(path, ": no qform or sform: its orientation is unknown, read as RAS (NIfTI's method 1; nibabel, ",
+                    "and so SynthSeg, take such a file as LAS): check left and right"));
     }
     for (int r = 0; r < 3; ++r)
         for (int c = 0; c < 4; ++c)
@@ -635,16 +620,21 @@ T narrow(double x) {
 }
 
 template <class T>
-Volume<T> read_scaled(const std::string& path, NiftiHeader* header_out) {
-    const NiftiHeader h = read_nifti_header(path);
+Volume<T> read_scaled(const NiftiHeader& h) {
     Volume<T> vol = empty_volume<T>(h);
     const double slope = h.scl_slope, inter = h.scl_inter;
     const bool scaled = h.scaled();
     read_voxels(h, [&](int64_t i, auto v) {
         vol.data[size_t(i)] = narrow<T>(scaled ? double(v) * slope + inter : double(v));
     });
-    if (header_out) *header_out = h;
     return vol;
+}
+
+// The header, also to the caller when it asks for it.
+NiftiHeader header_of(const std::string& path, NiftiHeader* header_out) {
+    NiftiHeader h = read_nifti_header(path);
+    if (header_out) *header_out = h;
+    return h;
 }
 
 // --- writing ----------------------------------------------------------------------------------
@@ -925,7 +915,11 @@ std::string nifti_datatype_name(int datatype) {
     return t ? std::string(t->name) : cat("unknown(", datatype, ")");
 }
 
-NiftiHeader read_nifti_header(const std::string& path) { return parse_and_validate(path); }
+NiftiHeader read_nifti_header(const std::string& path) {
+    NiftiHeader h = parse_and_validate(path);
+    h.path = path;
+    return h;
+}
 
 void require_memory_for_volume(const NiftiHeader& h, size_t element_bytes, size_t host_bytes) {
     const double bytes = double(h.voxels()) * double(element_bytes);
@@ -934,14 +928,17 @@ void require_memory_for_volume(const NiftiHeader& h, size_t element_bytes, size_
               std::floor(double(host_bytes) / double(int64_t(1) << 30)), " GiB");
 }
 
-Image read_image(const std::string& path, NiftiHeader* header) { return read_scaled<float>(path, header); }
+Image read_image(const std::string& path, NiftiHeader* header) { return read_scaled<float>(header_of(path, header)); }
+Image read_image(const NiftiHeader& header) { return read_scaled<float>(header); }
 
 Volume<double> read_image_f64(const std::string& path, NiftiHeader* header) {
-    return read_scaled<double>(path, header);
+    return read_scaled<double>(header_of(path, header));
 }
 
-LabelMap read_labels(const std::string& path, NiftiHeader* header) {
-    const NiftiHeader h = read_nifti_header(path);
+LabelMap read_labels(const std::string& path, NiftiHeader* header) { return read_labels(header_of(path, header)); }
+
+LabelMap read_labels(const NiftiHeader& h) {
+    const std::string& path = h.path;
     LabelMap vol = empty_volume<int32_t>(h);
     const double slope = h.scl_slope, inter = h.scl_inter;
     const bool scaled = h.scaled();
@@ -958,13 +955,12 @@ LabelMap read_labels(const std::string& path, NiftiHeader* header) {
             return;
         }
         const double x = scaled ? double(v) * slope + inter : double(v);
-        ISS_INPUT(std::isfinite(x) && x == std::floor(x), path, ": label value ", exact_text(x), " at voxel ", i,
+        ISS_INPUT(std::isfinite(x) && x == std::floor(x), path, ": label value ", csv_number(x), " at voxel ", i,
                   " is not an integer", scaled ? " (after scaling)" : "",
                   ": a label map holds whole numbers (round it, or store it as an integer type)");
         ISS_INPUT(x >= lo && x <= hi, path, ": label value ", x, " at voxel ", i, " does not fit in int32");
         vol.data[size_t(i)] = int32_t(x);
     });
-    if (header) *header = h;
     return vol;
 }
 

@@ -23,6 +23,7 @@ struct NiftiHeader {
     int version = 1;            // 1 or 2
     bool single_file = true;    // n+1 / n+2 (.nii) rather than ni1 / ni2 (.hdr + .img)
     bool byte_swapped = false;  // stored in the other byte order than this machine's
+    std::string path;           // the file the header was read from (for messages)
     std::string data_path;      // the file that holds the voxels (the .img for a pair)
     std::array<int64_t, 8> dim{};      // dim[0] = number of dims; dims past dim[0] read as 1
     std::array<double, 8> pixdim{};    // pixdim[0] is qfac (+1 or -1)
@@ -70,6 +71,10 @@ Volume<double> read_image_f64(const std::string& path, NiftiHeader* header = nul
 // Exact integers: a value that is not an integer or does not fit in int32 (after scaling) is
 // an InputError naming the file and the value.
 LabelMap read_labels(const std::string& path, NiftiHeader* header = nullptr);
+// The same voxels from a header read_nifti_header returned: a caller that checks the header
+// first reads (and warns about) it once.
+Image read_image(const NiftiHeader& header);
+LabelMap read_labels(const NiftiHeader& header);
 
 // Writes NIfTI-1 (NIfTI-2 when a dim exceeds 32767), gzip-compressed when the path ends in
 // .gz. The affine goes into the sform and, when it is a rotation with scaling, the qform too.

@@ -140,7 +140,8 @@ LabelMap read_segmentation(const std::string& path, NiftiHeader* header) {
     const NiftiHeader h = read_nifti_header(path);
     ISS_INPUT(h.frames() == 1, path, ": a 4-D volume with ", h.frames(),
               " frames where a 3-D segmentation is expected");
-    return read_labels(path, header);
+    if (header) *header = h;
+    return read_labels(h);
 }
 
 Image read_posteriors(const std::string& path, const LabelList& list, NiftiHeader* header) {
@@ -148,7 +149,8 @@ Image read_posteriors(const std::string& path, const LabelList& list, NiftiHeade
     ISS_INPUT(h.frames() == int64_t(list.labels.size()), path, ": ", h.frames(), " posterior frame",
               h.frames() == 1 ? "" : "s", " but ", list.source, " has ", list.labels.size(),
               " labels (one frame per label expected)");
-    Image post = read_image(path, header);
+    if (header) *header = h;
+    Image post = read_image(h);
     // Probabilities: a NaN would win or lose every comparison, a negative value is no posterior.
     for (size_t i = 0; i < post.data.size(); ++i) {
         const float v = post.data[i];

@@ -162,8 +162,9 @@ SampleParams draw_sample_params(const GeneratorConfig& config, uint64_t seed, ui
         p.std[g] = float(class_std[size_t(class_of[g])]);
     }
 
-    // Resolution and blur: the window is fixed by the base sigma and the range; the sigma itself
-    // varies by the random coefficient.
+    // Resolution and blur: the window is fixed by the configuration (the base sigma and the range,
+    // or on resampled axes the largest sigma a sample can draw); the sigma itself varies by the
+    // random coefficient.
     Draws blur(seed, sample, purpose_blur);
     std::array<double, 3> base_sigma{config.blur_sigma, config.blur_sigma, config.blur_sigma};
     if (config.randomise_resolution) {

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "kernels/common/index_type.h"  // a voxel body's index type, on both backends
+#include "kernels/common/index_type.h"  // kept: the dispatchers that include this use its index types
 
 namespace iss {
 
