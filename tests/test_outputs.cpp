@@ -152,6 +152,7 @@ TEST_F(Outputs, ASignalPutsBackTheFilesASetReplaced) {
             OutputSet set;
             set.write(path("a.csv"), [&](const std::string& p) { write_csv(p, table()); });
             set.commit_so_far();
+            if (test::read_text(path("a.csv")) != "a\n1\n") ::_exit(3);  // not replaced: nothing to put back
             ::raise(SIGTERM);
             ::_exit(0);  // not reached
         }
@@ -283,18 +284,18 @@ TEST_F(SameFileCli, SynthAndPriorsRefuseToOverwriteTheirInputs) {
 // way round; synth replaced the map with a sample), and predict's --vol on a Keras model's
 // --labels file.
 TEST_F(SameFileCli, OutputsLinkedToInputsAreRefused) {
-    fs::create_directories(path("maps"));
-    fs::create_directories(path("out"));
-    fs::copy_file(path("seg.nii.gz"), path("maps/m.nii.gz"));
-    fs::create_symlink("../maps/m.nii.gz", path("out/labels_0001.nii.gz"));
-    expect_refused("synth --labels " + q("maps") + " --out " + q("out") + " --count 2 --shape 32",
-                   "is the same file as the input --labels");
-    fs::create_directories(path("maps2"));
-    fs::create_directories(path("out2"));
-    fs::copy_file(path("seg.nii.gz"), path("out2/labels_0000.nii.gz"));
-    fs::create_symlink("../out2/labels_0000.nii.gz", path("maps2/m.nii.gz"));
-    expect_refused("synth --labels " + q("maps2") + " --out " + q("out2") + " --count 1 --shape 32",
-                   "is the same file as the input --labels");
+    // In `maps` and `out`: the label map at `real` (relative), a link to it at `link`.
+    auto linked = [&](const std::string& maps, const std::string& out, const std::string& real,
+                      const std::string& link) {
+        fs::create_directories(path(maps));
+        fs::create_directories(path(out));
+        fs::copy_file(path("seg.nii.gz"), path(real));
+        fs::create_symlink("../" + real, path(link));
+        expect_refused("synth --labels " + q(maps) + " --out " + q(out) + " --count 2 --shape 32",
+                       "is the same file as the input --labels");
+    };
+    linked("maps", "out", "maps/m.nii.gz", "out/labels_0001.nii.gz");     // a sample name links to the map
+    linked("maps2", "out2", "out2/labels_0000.nii.gz", "maps2/m.nii.gz");  // the map links to a sample
 
     ASSERT_EQ(test::run_command(test::cli_path() + " export --model " + q("model") + " --keras " + q("m.h5")).status,
               0);
@@ -360,13 +361,14 @@ TEST_F(SameFileCli, StandardOutputIsWrittenThroughNotReplaced) {
 // nohup ignores SIGHUP: it stays ignored (the cleanup handler took it over, and synth stopped).
 TEST_F(SameFileCli, AnIgnoredSighupStaysIgnored) {
     write_labels(path("map.nii.gz"), make_phantom(0, 1));
-    // About a second of samples, SIGHUP after 0.3 s.
-    const std::string synth = test::cli_path() + " synth --device cpu --count 150 --shape 32 --labels " +
+    // About two seconds of samples here, SIGHUP after 0.3 s (a run over by then fails the test).
+    const std::string synth = test::cli_path() + " synth --device cpu --count 300 --shape 32 --labels " +
                               q("map.nii.gz") + " --out " + q("s");
     const test::RunResult r =
-        test::run_command("trap '' HUP; " + synth + " & pid=$!; sleep 0.3; kill -HUP $pid; wait $pid");
+        test::run_command("trap '' HUP; " + synth + " & pid=$!; sleep 0.3; kill -HUP $pid || exit 99; wait $pid");
+    EXPECT_NE(r.status, 99) << "synth ended before the signal: the test signalled nothing";
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_EQ(files_in(path("s")).size(), 300u);
+    EXPECT_EQ(files_in(path("s")).size(), 600u);
 }
 
 // A file size limit (ulimit -f) is a failed write: exit 1 naming the file, no temporary left (the

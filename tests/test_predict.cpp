@@ -639,6 +639,7 @@ TEST_F(Predict, CommandProcessesAFolderFileByFile) {
     EXPECT_EQ(again.status, 2) << again.err;
     EXPECT_NE(again.err.find("b.nii.gz: "), std::string::npos) << again.err;
     EXPECT_NE(again.err.find("(skipped; an earlier run's outputs for it stay)"), std::string::npos) << again.err;
+    EXPECT_TRUE(read_labels(path("out/b_synthseg.nii.gz")).data == b.data) << "b's earlier outputs changed";
 }
 
 }  // namespace
