@@ -12,19 +12,18 @@
 //                                        pausing the timer costs about a microsecond, which
 //                                        counts in a CUDA stage of tens of them
 //   SynthSampleStages/<cpu|cuda>/...     whole samples, one after another (their parameters,
-//                                        hence their costs, vary), with each stage's mean time
-//                                        as a counter <stage>_ms; a synchronisation after every
-//                                        stage, so the total is SynthSample's plus those waits
-// Bytes/s count what a stage must at least read and write (documented per stage below), so
-// the figure says how close a stage runs to memory speed. CUDA variants are registered only
+//                                        hence their costs, vary), with the draw's and each
+//                                        stage's mean time as a counter <stage>_ms
+//                                        (iss::StageProfile, as synth --profile): a
+//                                        synchronisation after every stage, so the total is
+//                                        SynthSample's plus those waits
+// Bytes/s count what a stage must at least read and write (iss::stage_traffic_bytes), so the
+// figure says how close a stage runs to memory speed. CUDA variants are registered only
 // when a device is present; CUDA timings synchronise every iteration.
 #include <benchmark/benchmark.h>
 
 #include "bench/bench_util.h"
 
-#include <algorithm>
-#include <chrono>
-#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,6 +32,7 @@
 #include "synth/config.h"
 #include "synth/generator.h"
 #include "synth/phantom.h"
+#include "synth/stage_profile.h"
 
 namespace {
 
@@ -56,21 +56,6 @@ Setup make_setup(iss::Backend backend) {
 }
 
 int64_t voxels(const std::array<int64_t, 3>& d) { return d[0] * d[1] * d[2]; }
-
-// The least a stage must move, in bytes, for the sample `p`.
-int64_t stage_bytes(Generator::Stage stage, const iss::SampleParams& p) {
-    const int64_t out = voxels(p.out_shape), field = voxels(p.integration_shape) * 3 * 4;
-    switch (stage) {
-        case Generator::Stage::velocity: return field * (1 + 2 * 7);  // resize write + 7 x (read + write)
-        case Generator::Stage::deform: return out * 2;                // gather 1 label byte, write 1
-        case Generator::Stage::paint: return out * 6;                 // label in, image + target out
-        case Generator::Stage::blur: return out * 24;                 // 3 passes of float in + out
-        case Generator::Stage::resolution: return p.resolution[0] * p.resolution[1] * p.resolution[2] > 1 ? out * 8 : 0;
-        case Generator::Stage::bias_clip: return out * 13;            // image + label in, image out, range read
-        case Generator::Stage::normalise: return out * 8;             // image in and out
-    }
-    return 0;
-}
 
 // Two untimed samples first: a CUDA graph is captured on the second.
 void warm_up(Setup& s, bool graph, uint32_t& n) {
@@ -126,7 +111,7 @@ void stage(benchmark::State& state, iss::Backend backend, Generator::Stage which
         s.ctx->synchronize();
     }
     state.SetItemsProcessed(int64_t(state.iterations()));
-    state.SetBytesProcessed(int64_t(state.iterations()) * stage_bytes(which, p));
+    state.SetBytesProcessed(int64_t(state.iterations()) * iss::stage_traffic_bytes(which, p));
 }
 
 // Stage costs vary with the sample (its deformation's reach, its blur, a resolution step or
@@ -134,21 +119,11 @@ void stage(benchmark::State& state, iss::Backend backend, Generator::Stage which
 // user's training step pays, where SynthStage repeats one stage of one sample.
 void sample_stages(benchmark::State& state, iss::Backend backend) {
     Setup s = make_setup(backend);
-    constexpr size_t stages = std::size(Generator::all_stages);
-    std::vector<double> seconds(stages, 0.0);
+    iss::StageProfile profile;
     uint32_t n = 0;
-    for (auto _ : state) {
-        s.generator->draw(n++);
-        for (size_t st = 0; st < stages; ++st) {
-            const auto start = std::chrono::steady_clock::now();
-            s.generator->run(Generator::all_stages[st]);
-            s.ctx->synchronize();
-            seconds[st] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        }
-    }
-    for (size_t st = 0; st < stages; ++st)
-        state.counters[std::string(Generator::stage_name(Generator::all_stages[st])) + "_ms"] =
-            1e3 * seconds[st] / double(std::max<int64_t>(1, int64_t(state.iterations())));
+    for (auto _ : state) profile.generate(*s.generator, n++);
+    for (const iss::StageProfile::Row& row : profile.rows())
+        state.counters[row.name + "_ms"] = 1e3 * profile.mean_seconds(row);
     state.SetItemsProcessed(int64_t(state.iterations()));
 }
 

@@ -3,6 +3,7 @@
 // writes image_NNNN.nii.gz / labels_NNNN.nii.gz per sample, and optionally a preview montage.
 // Each sample is a pure function of (seed, sample number), so the same arguments give
 // byte-identical files.
+#include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,6 +25,7 @@
 #include "kernels/common/error.h"
 #include "synth/config.h"
 #include "synth/generator.h"
+#include "synth/stage_profile.h"
 
 namespace iss::cli {
 namespace {
@@ -33,7 +35,8 @@ namespace fs = std::filesystem;
 const char* usage =
     "usage: infant-synthseg synth --labels FILE|DIR --out DIR [--count N] [--first F]\n"
     "                             [--seed S] [--preset NAME] [--config FILE] [--shape N]\n"
-    "                             [--device auto|cpu|cuda[:N]] [--preview] [--print-config]\n"
+    "                             [--device auto|cpu|cuda[:N]] [--preview] [--profile]\n"
+    "                             [--print-config]\n"
     "\n"
     "Generates synthetic training pairs: each sample picks one label map, deforms it, paints\n"
     "it with a random Gaussian mixture, blurs it, applies a bias field and a gamma, and crops\n"
@@ -68,6 +71,10 @@ const char* usage =
     "  --preview          also write DIR/preview.png: one row per sample (the first 8 only),\n"
     "                     the image's axial, coronal and sagittal mid-slices beside the\n"
     "                     labels' in colour\n"
+    "  --profile          at the end, print where a sample's time went: the parameters' draw,\n"
+    "                     each generator stage run alone and waited for (with GB/s of the\n"
+    "                     least traffic it must move), the copy to the host, the file writes;\n"
+    "                     the same files as without it\n"
     "  --print-config     print the effective parameters as JSON and exit (needs no --labels\n"
     "                     or --out)\n"
     "  --help             this text\n"
@@ -159,7 +166,7 @@ int cmd_synth(int argc, char** argv) {
     const Args args("synth", argc, argv,
                     {"--labels", "--out", "--count", "--first", "--seed", "--preset", "--config", "--shape",
                      "--device"},
-                    {"--preview", "--print-config", "--help"});
+                    {"--preview", "--profile", "--print-config", "--help"});
     if (args.flag("--help")) {
         std::fputs(usage, stdout);
         return 0;
@@ -218,16 +225,33 @@ int cmd_synth(int argc, char** argv) {
     bool mixed_shapes = false;
     if (show_bar) draw_progress(0, count, 0);
     install_stop_handlers();
+    const bool profile = args.flag("--profile");
+    StageProfile stage_times;
+    auto timed = [&](const char* step, auto&& work) {
+        const auto step_start = std::chrono::steady_clock::now();
+        work();
+        if (profile)
+            stage_times.add(step, std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count());
+    };
     long long written = 0;
     for (long long i = 0; i < count && !stop_flag(); ++i) {
         const long long sample = first + i;
-        gen.generate(uint32_t(sample));
-        const Image image = gen.image_host();
-        const LabelMap labels = gen.labels_host();
-        outputs.write((fs::path(out_dir) / sample_name("image", sample)).string(),
-                      [&](const std::string& path) { write_image(path, image); });
-        outputs.write((fs::path(out_dir) / sample_name("labels", sample)).string(),
-                      [&](const std::string& path) { write_labels(path, labels); });
+        if (profile)
+            stage_times.generate(gen, uint32_t(sample));
+        else
+            gen.generate(uint32_t(sample));
+        Image image;
+        LabelMap labels;
+        timed("to host", [&] {
+            image = gen.image_host();
+            labels = gen.labels_host();
+        });
+        timed("write", [&] {
+            outputs.write((fs::path(out_dir) / sample_name("image", sample)).string(),
+                          [&](const std::string& path) { write_image(path, image); });
+            outputs.write((fs::path(out_dir) / sample_name("labels", sample)).string(),
+                          [&](const std::string& path) { write_labels(path, labels); });
+        });
         outputs.commit_so_far();  // pair by pair
         written = i + 1;
 
@@ -250,6 +274,11 @@ int cmd_synth(int argc, char** argv) {
                     written == 0 ? "no shape" : mixed_shapes ? "several shapes" : shape_text(first_shape).c_str(),
                     out_dir.c_str(), seconds, seconds > 0 ? double(written) / seconds : 0.0);
     }
+    if (profile && written > 0)
+        std::fputs(stage_times.table(ctx.is_cuda() ? ctx.device().name()
+                                                   : cat("cpu, ", omp_get_max_threads(), " threads"))
+                       .c_str(),
+                   stdout);
     if (written < count) {
         std::fprintf(stderr, "infant-synthseg synth: stopped by %s after %lld of %lld samples (each written whole)\n",
                      signal_name(stop_signal()), written, count);

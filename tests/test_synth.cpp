@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <set>
 #include <string>
 #include <utility>
@@ -22,6 +23,7 @@
 #include "synth/generator.h"
 #include "synth/labels.h"
 #include "synth/sample_params.h"
+#include "synth/stage_profile.h"
 #include "tests/backends.h"
 #include "tests/ref/synth.h"
 
@@ -588,6 +590,52 @@ TEST_P(SynthGenerator, SampleInvariantsAndReproducibility) {
             EXPECT_EQ(gen.image_host().data, on_cpu.image_host().data) << "sample " << sample << ": CUDA and CPU differ";
         }
     }
+}
+
+// synth --profile's stage by stage run gives generate()'s bits; every stage gets a row and the
+// least traffic its sample moves (the resolution step none where the sample draws none), and the
+// table sums the generator's rows before the steps outside it.
+TEST_P(SynthGenerator, StageProfileGivesTheSampleItTimes) {
+    GeneratorConfig config = toy_config();
+    std::vector<TrainingMap> maps{make_training_map(toy_label_map(), config, "toy.nii.gz")};
+    Generator whole(ctx(), config, maps, 99), staged(ctx(), config, maps, 99);
+    StageProfile profile;
+    const uint32_t samples = 6;
+    for (uint32_t sample = 0; sample < samples; ++sample) {
+        whole.generate(sample);
+        profile.generate(staged, sample);
+        EXPECT_EQ(staged.image_host().data, whole.image_host().data) << "sample " << sample;
+        EXPECT_EQ(staged.labels_host().data, whole.labels_host().data) << "sample " << sample;
+    }
+    profile.add("write", 0.5);
+    EXPECT_EQ(profile.samples(), samples);
+    const std::vector<StageProfile::Row>& rows = profile.rows();
+    ASSERT_EQ(rows.size(), 1 + std::size(Generator::all_stages) + 1);
+    EXPECT_EQ(rows.front().name, "draw");
+    EXPECT_EQ(rows.back().name, "write");
+    EXPECT_DOUBLE_EQ(profile.mean_seconds(rows.back()), 0.5 / samples);
+    const double voxels = 32.0 * 32 * 32 * samples;
+    for (size_t s = 0; s < std::size(Generator::all_stages); ++s) {
+        const Generator::Stage stage = Generator::all_stages[s];
+        const StageProfile::Row& row = rows[1 + s];
+        EXPECT_EQ(row.name, Generator::stage_name(stage));
+        EXPECT_GE(row.seconds, 0);
+        if (stage == Generator::Stage::resolution) {
+            EXPECT_EQ(row.traffic_bytes, 0) << "no random resolution, no resolution step";
+        } else if (stage != Generator::Stage::velocity) {
+            EXPECT_GE(row.traffic_bytes, 2 * voxels) << row.name << ": a byte in and out per voxel at least";
+        }
+    }
+    SampleParams thick;
+    thick.out_shape = {4, 5, 6};
+    thick.resolution = {1, 2.5f, 1};
+    EXPECT_EQ(stage_traffic_bytes(Generator::Stage::resolution, thick), 4 * 5 * 6 * 8) << "a float in and out";
+    const std::string table = profile.table("here");
+    EXPECT_NE(table.find("mean of 6 (here;"), std::string::npos) << table;
+    const size_t generator_line = table.find("\n  generator "), write_line = table.find("\n  write ");
+    EXPECT_NE(generator_line, std::string::npos) << table;
+    EXPECT_LT(generator_line, write_line) << table;
+    EXPECT_NE(table.find("\n  total "), std::string::npos) << table;
 }
 
 // The map is stored LAS with 0.859 mm voxels and an offset: the sample comes out in the training

@@ -148,6 +148,23 @@ TEST_F(SynthCli, SameSeedGivesIdenticalFiles) {
               2);
 }
 
+// --profile prints a row per generator stage and per step outside it, and writes the files a
+// run without it writes.
+TEST_F(SynthCli, ProfileTimesEveryStageAndChangesNoFile) {
+    const std::string args = "--labels " + shell_quote(map_file()) + " --count 2 --shape 64 --device cpu";
+    ASSERT_EQ(synth(args + " --out " + shell_quote(path("plain"))).status, 0);
+    const RunResult r = synth(args + " --profile --out " + shell_quote(path("profiled")));
+    ASSERT_EQ(r.status, 0) << r.err;
+    for (const char* name : {"image_0000.nii.gz", "image_0001.nii.gz", "labels_0000.nii.gz", "labels_0001.nii.gz"})
+        EXPECT_TRUE(read_text(dir_ / "plain" / name) == read_text(dir_ / "profiled" / name)) << name;
+    EXPECT_NE(r.out.find("mean of 2 (cpu, "), std::string::npos) << r.out;
+    for (const char* row : {"draw", "velocity", "deform", "gmm", "blur", "resolution", "bias", "normalise",
+                            "generator", "to host", "write", "total"})
+        EXPECT_NE(r.out.find("\n  " + std::string(row) + " "), std::string::npos) << row << " in:\n" << r.out;
+    EXPECT_EQ(synth(args + " --out " + shell_quote(path("plain2"))).out.find("generator"), std::string::npos)
+        << "no table without --profile";
+}
+
 TEST_F(SynthCli, DirectoryOfMaps) {
     fs::create_directories(dir_ / "maps");
     fs::copy_file(map_file(), dir_ / "maps" / "b.nii.gz");
@@ -189,7 +206,8 @@ TEST_F(SynthCli, HelpDescribesEveryOptionAndPreset) {
     const RunResult r = synth("--help");
     EXPECT_EQ(r.status, 0);
     for (const char* word : {"--labels", "--out", "--count", "--seed", "--preset", "--config", "--shape", "--device",
-                             "--preview", "--print-config", "infant-t1", "infant-t2", "synthseg", "first 8"})
+                             "--preview", "--profile", "--print-config", "infant-t1", "infant-t2", "synthseg",
+                             "first 8"})
         EXPECT_NE(r.out.find(word), std::string::npos) << word;
 }
 
