@@ -111,7 +111,7 @@ void stage(benchmark::State& state, iss::Backend backend, Generator::Stage which
         s.ctx->synchronize();
     }
     state.SetItemsProcessed(int64_t(state.iterations()));
-    state.SetBytesProcessed(int64_t(state.iterations()) * iss::stage_traffic_bytes(which, p));
+    state.SetBytesProcessed(int64_t(state.iterations()) * iss::stage_traffic_bytes(which, p, s.generator->config().integration_steps));
 }
 
 // Stage costs vary with the sample (its deformation's reach, its blur, a resolution step or

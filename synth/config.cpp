@@ -26,7 +26,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GeneratorConfig, preset, generat
                                                 shearing_bounds, translation_bounds, nonlin_std, nonlin_shape_factor, integration_steps,
                                                 rescale_velocity, flip_probability, blur_sigma, blur_range,
                                                 background_reset_probability, randomise_resolution, max_isotropic,
-                                                max_anisotropic, anisotropic_probability, randomise_thickness,
+                                                max_anisotropic, anisotropic_probability, full_resolution_probability,
+                                                randomise_thickness,
                                                 bias_field_std, bias_shape_factor, clip_max, gamma_std)
 
 namespace {
@@ -215,6 +216,7 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
     ISS_INPUT(c.integration_steps >= 0 && c.integration_steps <= 20, source, ": integration_steps must be in 0..20");
     ISS_INPUT(c.blur_sigma >= 0 && c.blur_range >= 1, source, ": blur_sigma must be >= 0 and blur_range >= 1");
     probability(c.anisotropic_probability, "anisotropic_probability");
+    probability(c.full_resolution_probability, "full_resolution_probability");
     ISS_INPUT(c.max_isotropic >= 1 && c.max_anisotropic >= 1 && c.max_anisotropic <= 16, source,
               ": max_isotropic and max_anisotropic must be in [1, 16] (map voxels)");
     // The blur's window, 2.5 sigma times the range each side at the largest sigma a sample can
@@ -237,6 +239,7 @@ double blur_window(double sigma, double blur_range) {
 }
 
 double largest_random_resolution(const GeneratorConfig& c) {
+    if (c.full_resolution_probability >= 1) return 1;
     return std::max(c.anisotropic_probability < 1 ? c.max_isotropic : 1.0,
                     c.anisotropic_probability > 0 ? c.max_anisotropic : 1.0);
 }

@@ -48,18 +48,21 @@ struct GeneratorConfig {
     double blur_sigma = 0.5;
     double blur_range = 1.03;
     double background_reset_probability = 0.2;
-    // Optional (SynthSeg 2.0 style): a random acquisition resolution r, in map voxels. With
-    // probability anisotropic_probability one random axis gets r ~ U(1, max_anisotropic) and
-    // the others 1, else all axes r ~ U(1, max_isotropic); slice thickness ~ U(1, r) when
-    // randomise_thickness (else r). Sigma = 0.75 * min(r, thickness) where r > 1, then the
-    // image is downsampled to int(n / r) voxels by nearest neighbour and resampled back to the
-    // output grid trilinearly. As in SynthSeg 2.0, the blurred axes' window is that of the
+    // Optional (SynthSeg 2.0 style, drawn as its SampleResolution draws): a random acquisition
+    // resolution r per axis, in map voxels. With probability anisotropic_probability one random
+    // axis gets r ~ U(1, max_anisotropic) and the others 1, else every axis r ~ U(1,
+    // max_isotropic), each its own (2.0's "isotropic" case draws the axes independently); then,
+    // with probability full_resolution_probability, every axis r = 1 after all. Slice thickness
+    // ~ U(1, r) when randomise_thickness (else r). Sigma = 0.75 * min(r, thickness) where r > 1,
+    // then the image is downsampled to int(n / r) voxels by nearest neighbour and resampled back
+    // to the output grid trilinearly. As in SynthSeg 2.0, the blurred axes' window is that of the
     // largest sigma a sample can draw, and there is no background reset (here it would come
     // after the resampling).
     bool randomise_resolution = false;
     double max_isotropic = 4;
     double max_anisotropic = 8;
-    double anisotropic_probability = 0.5;
+    double anisotropic_probability = 0.9;       // 2.0: 1 - prob_iso (0.1)
+    double full_resolution_probability = 0.05;  // 2.0: prob_min
     bool randomise_thickness = true;
 
     // Bias field (section 3.7).
@@ -91,7 +94,8 @@ void validate_config(const GeneratorConfig& config, const std::string& source);
 double blur_window(double sigma, double blur_range);
 
 // The largest acquisition resolution a sample can draw (randomise_resolution): a bound counts
-// only where it can be drawn (anisotropic_probability 0: never the anisotropic one).
+// only where it can be drawn (anisotropic_probability 0: never the anisotropic one;
+// full_resolution_probability 1: neither).
 double largest_random_resolution(const GeneratorConfig& config);
 
 std::string config_to_json(const GeneratorConfig& config);

@@ -172,8 +172,9 @@ SampleParams draw_sample_params(const GeneratorConfig& config, uint64_t seed, ui
             const int64_t axis = blur.below(3);
             p.resolution[size_t(axis)] = float(blur.uniform(1, config.max_anisotropic));
         } else {
-            p.resolution.fill(float(blur.uniform(1, config.max_isotropic)));
+            for (float& r : p.resolution) r = float(blur.uniform(1, config.max_isotropic));
         }
+        if (blur.uniform(0, 1) < config.full_resolution_probability) p.resolution.fill(1);
         for (int d = 0; d < 3; ++d) {
             const double r = p.resolution[size_t(d)];
             const double thickness = config.randomise_thickness ? blur.uniform(1, r) : r;

@@ -19,11 +19,12 @@ constexpr size_t generator_rows = 1 + std::size(Generator::all_stages);
 
 }  // namespace
 
-int64_t stage_traffic_bytes(Generator::Stage stage, const SampleParams& p) {
+int64_t stage_traffic_bytes(Generator::Stage stage, const SampleParams& p, int integration_steps) {
     const int64_t out = voxels(p.out_shape), field = voxels(p.integration_shape) * 3 * 4;
     const bool resampled = p.resolution[0] > 1 || p.resolution[1] > 1 || p.resolution[2] > 1;
     switch (stage) {
-        case Generator::Stage::velocity: return field * (1 + 2 * 7);  // resize write + 7 x (read + write)
+        case Generator::Stage::velocity:  // resize write + (read + write) a step; none without a field
+            return p.velocity_std > 0 ? field * (1 + 2 * integration_steps) : 0;
         case Generator::Stage::deform: return out * 2;                // gather 1 label byte, write 1
         case Generator::Stage::paint: return out * 6;                 // label in, image + target out
         case Generator::Stage::blur: return out * 24;                 // 3 passes of float in + out
@@ -61,7 +62,7 @@ const SampleParams& StageProfile::generate(Generator& generator, uint32_t sample
     lap(0, 0);
     for (size_t s = 0; s < std::size(Generator::all_stages); ++s) {
         generator.run(Generator::all_stages[s]);
-        lap(1 + s, stage_traffic_bytes(Generator::all_stages[s], p));
+        lap(1 + s, stage_traffic_bytes(Generator::all_stages[s], p, generator.config().integration_steps));
     }
     ++samples_;
     return p;

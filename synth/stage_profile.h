@@ -14,9 +14,9 @@
 
 namespace iss {
 
-// The least a stage must read and write, in bytes, for the sample `p` (0 for a stage the sample
-// skips, such as a resolution step it did not draw).
-int64_t stage_traffic_bytes(Generator::Stage stage, const SampleParams& p);
+// The least a stage must read and write, in bytes, for the sample `p` with the configuration's
+// `integration_steps` (0 for a stage the sample skips: no velocity field, no resolution step).
+int64_t stage_traffic_bytes(Generator::Stage stage, const SampleParams& p, int integration_steps);
 
 class StageProfile {
 public:

@@ -629,7 +629,12 @@ TEST_P(SynthGenerator, StageProfileGivesTheSampleItTimes) {
     SampleParams thick;
     thick.out_shape = {4, 5, 6};
     thick.resolution = {1, 2.5f, 1};
-    EXPECT_EQ(stage_traffic_bytes(Generator::Stage::resolution, thick), 4 * 5 * 6 * 8) << "a float in and out";
+    EXPECT_EQ(stage_traffic_bytes(Generator::Stage::resolution, thick, 7), 4 * 5 * 6 * 8) << "a float in and out";
+    thick.integration_shape = {2, 3, 4};
+    EXPECT_EQ(stage_traffic_bytes(Generator::Stage::velocity, thick, 5), 0) << "no velocity field, no integration";
+    thick.velocity_std = 0.5f;
+    EXPECT_EQ(stage_traffic_bytes(Generator::Stage::velocity, thick, 5), 2 * 3 * 4 * 12 * (1 + 2 * 5))
+        << "the resized field written once, then read and written at each of the 5 steps";
     const std::string table = profile.table("here");
     EXPECT_NE(table.find("mean of 6 (here;"), std::string::npos) << table;
     const size_t generator_line = table.find("\n  generator "), write_line = table.find("\n  write ");
@@ -725,6 +730,7 @@ GeneratorConfig thick_axis_config() {
     config.background_reset_probability = 0;
     config.randomise_resolution = true;
     config.anisotropic_probability = 1;
+    config.full_resolution_probability = 0;
     config.bias_field_std = 0;
     config.gamma_std = 0;
     return config;
@@ -1023,12 +1029,47 @@ TEST(SynthParams, NoBackgroundResetWithARandomResolution) {
     // the window still is the one the configuration's check accepted (sample 2838437 of seed 1
     // drew such a resolution and asked for 17 taps each side of the kernels' 16).
     config.anisotropic_probability = 0;
+    config.full_resolution_probability = 0;
     config.max_isotropic = 4.49999999;
     config.randomise_thickness = false;
     config.blur_range = 3.9111111118933333;
     validate_config(config, "edge.json");
     const SampleParams edge = draw_sample_params(config, 1, 2838437, {{155, 175, 149}}, {0});
     for (int d = 0; d < 3; ++d) EXPECT_LE(edge.blur_half_width[size_t(d)], max_blur_half_width) << d;
+}
+
+// The random resolution is drawn as SynthSeg 2.0's SampleResolution draws it (prob_min 0.05,
+// prob_iso 0.1): 5% of the samples keep the full resolution; of the others 90% have one thick
+// axis, 10% every axis thick, each with a resolution of its own.
+TEST(SynthParams, RandomResolutionIsDrawnAsSynthSeg2DrawsIt) {
+    GeneratorConfig config = preset_config("infant-t1");
+    config.randomise_resolution = true;
+    const int samples = 4000;
+    int full = 0, one_axis = 0, every_axis = 0, every_axis_its_own = 0;
+    for (uint32_t sample = 0; sample < uint32_t(samples); ++sample) {
+        const SampleParams p = draw_sample_params(config, 3, sample, {{155, 175, 149}}, {0});
+        int thick = 0;
+        for (const float r : p.resolution) {
+            ASSERT_GE(r, 1.0f);
+            thick += r > 1;
+        }
+        if (thick == 0) {
+            ++full;
+        } else if (thick == 1) {
+            ++one_axis;
+            for (const float r : p.resolution) ASSERT_LE(r, config.max_anisotropic);
+        } else {
+            ASSERT_EQ(thick, 3) << "sample " << sample << ": two thick axes";
+            ++every_axis;
+            for (const float r : p.resolution) ASSERT_LE(r, config.max_isotropic);
+            every_axis_its_own += p.resolution[0] != p.resolution[1] && p.resolution[1] != p.resolution[2];
+        }
+    }
+    // Expected 200, 3420 and 380; the bounds are about 4 standard deviations wide.
+    EXPECT_NEAR(full, 200, 55);
+    EXPECT_NEAR(one_axis, 3420, 90);
+    EXPECT_NEAR(every_axis, 380, 75);
+    EXPECT_EQ(every_axis_its_own, every_axis);
 }
 
 // A flip swaps every one-sided label with its twin: SynthSeg's adult lateral labels too (25/57,
