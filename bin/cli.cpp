@@ -38,10 +38,15 @@ Args::Args(const std::string& command, int argc, char** argv, const std::set<std
                 ISS_INPUT(i + 1 < argc, command_, ": option ", arg, " needs a value");
                 value = argv[++i];
             }
-            // A repeatable option collects its values; any other keeps the last (as argparse), so a
-            // script can override an option it was given.
+            // A repeatable option collects its values. Any other given twice with two values is
+            // refused: keeping the last, as argparse does, made "dice --gt a --gt pred" score a
+            // prediction against itself without a word.
             std::vector<std::string>& given = values_[arg];
-            if (!repeatable.count(arg)) given.clear();
+            if (!repeatable.count(arg) && !given.empty()) {
+                ISS_INPUT(given.back() == value, command_, ": ", arg, " given twice (", given.back(), ", then ", value,
+                          "): give it once");
+                continue;
+            }
             given.push_back(value);
         } else {
             throw InputError(cat(command_, ": unknown option ", arg, " (see 'infant-synthseg ", command_, " --help')"));

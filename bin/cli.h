@@ -13,8 +13,8 @@
 namespace iss::cli {
 
 // Options are "--name value" or "--name=value"; flags are "--name"; everything else is
-// positional. Unknown options are bad input (exit 2) naming the option. An option given twice
-// keeps its last value, unless it is declared repeatable (predict's --i T1 --i T2).
+// positional. Unknown options are bad input (exit 2) naming the option, and so is an option
+// given twice with two values, unless it is declared repeatable (predict's --i T1 --i T2).
 class Args {
 public:
     // `with_value`: options that take a value; `flags`: options that do not; `repeatable`: those

@@ -62,12 +62,18 @@ protected:
         fs::remove_all(root_, ec);
     }
 
-    // The options of every run here, without --steps and --model-dir.
-    static std::vector<std::string> tiny_args() {
-        std::vector<std::string> args{"--labels", (root_ / "maps").string()};
-        for (const char* a : {"--shape", "32", "--levels", "2", "--features", "4", "--steps-per-epoch", "2", "--lr",
-                              "1e-3", "--seed", "5", "--device", "cpu"})
-            args.push_back(a);
+    // The options of every run here, without --steps and --model-dir; `changed` gives some of them
+    // other values (an option given twice with two values is refused).
+    static std::vector<std::string> tiny_args(const std::map<std::string, std::string>& changed = {}) {
+        const std::vector<std::pair<std::string, std::string>> options{
+            {"--labels", (root_ / "maps").string()}, {"--shape", "32"}, {"--levels", "2"}, {"--features", "4"},
+            {"--steps-per-epoch", "2"}, {"--lr", "1e-3"}, {"--seed", "5"}, {"--device", "cpu"}};
+        std::vector<std::string> args;
+        for (const auto& [name, value] : options) {
+            const auto it = changed.find(name);
+            args.push_back(name);
+            args.push_back(it == changed.end() ? value : it->second);
+        }
         return args;
     }
     static std::string joined(const std::vector<std::string>& args) {
@@ -208,8 +214,8 @@ void interrupt_and_resume(const fs::path& dir, const std::vector<std::string>& b
     const fs::path model = dir / "model";
     std::vector<std::string> args{test::cli_path(), "train"};
     args.insert(args.end(), base.begin(), base.end());
-    // An epoch per step, so a checkpoint comes quickly; far more steps than will run.
-    args.insert(args.end(), {"--model-dir", model.string(), "--steps", "1000", "--steps-per-epoch", "1"});
+    // Far more steps than will run (`base` has an epoch per step, so a checkpoint comes quickly).
+    args.insert(args.end(), {"--model-dir", model.string(), "--steps", "1000"});
     const std::string out_file = (dir / "stdout.txt").string(), err_file = (dir / "stderr.txt").string();
 
     const pid_t pid = ::fork();
@@ -387,7 +393,8 @@ TEST_F(TrainCli, ADivergedRunStopsAndKeepsTheLastCheckpoint) {
     const fs::path model = dir_ / "diverging";
     ASSERT_EQ(train_tiny(model.string(), 2).status, 0);
     const auto good = weights_of(model);
-    const RunResult r = train_tiny(model.string(), 8, " --resume --lr 1e30");
+    const RunResult r =
+        train(joined(tiny_args({{"--lr", "1e30"}})) + " --model-dir " + shell_quote(model.string()) + " --steps 8 --resume");
     EXPECT_EQ(r.status, 1) << r.err;
     EXPECT_NE(r.err.find("training diverged at step"), std::string::npos) << r.err;
     const auto kept = weights_of(model);
@@ -397,11 +404,11 @@ TEST_F(TrainCli, ADivergedRunStopsAndKeepsTheLastCheckpoint) {
 }
 
 TEST_F(TrainCli, SigintFinishesTheStepSavesAndExitsZero) {
-    interrupt_and_resume(dir_, tiny_args(), SIGINT);
+    interrupt_and_resume(dir_, tiny_args({{"--steps-per-epoch", "1"}}), SIGINT);
 }
 
 TEST_F(TrainCli, SigtermDoesTheSame) {
-    interrupt_and_resume(dir_, tiny_args(), SIGTERM);
+    interrupt_and_resume(dir_, tiny_args({{"--steps-per-epoch", "1"}}), SIGTERM);
 }
 
 TEST_F(TrainCli, HelpDescribesTheOptionsAndFiles) {
@@ -458,8 +465,9 @@ TEST_F(TrainCli, BadInputIsRefusedBeforeAnyStep) {
     expect_bad(tiny + to_fresh + " --steps 0", "--steps", fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --batch 0", "--batch", fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --frobnicate 3", "unknown option --frobnicate", fresh);
-    expect_bad(tiny + to_fresh + " --steps 2 --lr fast", "--lr", fresh);
-    expect_bad(tiny + to_fresh + " --steps 2 --levels 9", "--levels", fresh);
+    expect_bad(joined(tiny_args({{"--lr", "fast"}})) + to_fresh + " --steps 2", "option --lr expects a number", fresh);
+    expect_bad(joined(tiny_args({{"--levels", "9"}})) + to_fresh + " --steps 2", "--levels must be", fresh);
+    expect_bad(tiny + to_fresh + " --steps 2 --seed 6", "--seed given twice (5, then 6)", fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --validate-every 5", "--validation-labels", fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --resume", "no model.json", fresh);
     expect_bad(tiny + " --steps 2", "--model-dir is required", fresh);
@@ -469,7 +477,8 @@ TEST_F(TrainCli, BadInputIsRefusedBeforeAnyStep) {
     ASSERT_EQ(train_tiny(existing.string(), 1).status, 0);
     const std::string weights = read_text(existing / "model.safetensors");
     const std::string to_existing = " --model-dir " + shell_quote(existing.string());
-    expect_bad(tiny + to_existing + " --steps 3 --features 6 --resume", "different architecture", existing);
+    expect_bad(joined(tiny_args({{"--features", "6"}})) + to_existing + " --steps 3 --resume", "different architecture",
+               existing);
     expect_bad(tiny + to_existing + " --steps 3", "already holds a model", existing);
     EXPECT_TRUE(read_text(existing / "model.safetensors") == weights);
 }
