@@ -40,26 +40,41 @@ void parse_code(const std::string& code, std::array<int, 3>& world_axis, std::ar
     }
 }
 
-}  // namespace
-
-std::string orientation_code(const Mat4& affine) {
-    // Normalised columns: how much each voxel axis points along each world axis.
-    double weight[3][3];
-    for (int v = 0; v < 3; ++v) {
-        const double norm = affine.column_norm(v);
-        for (int w = 0; w < 3; ++w) weight[v][w] = norm > 0 ? affine.m[w][v] / norm : 0;
-    }
-    // Best of the six assignments of voxel axes to distinct world axes.
+// Row r's column best[r]: of the six assignments of rows to distinct columns, the one with the
+// largest sum of |weight|; a tie keeps the first in permutation order.
+std::array<int, 3> best_assignment(const double (&weight)[3][3]) {
     std::array<int, 3> perm{0, 1, 2}, best = perm;
     double best_score = -1;
     do {
         double score = 0;
-        for (int v = 0; v < 3; ++v) score += std::fabs(weight[v][perm[size_t(v)]]);
+        for (int r = 0; r < 3; ++r) score += std::fabs(weight[r][perm[size_t(r)]]);
         if (score > best_score + 1e-12) {
             best_score = score;
             best = perm;
         }
     } while (std::next_permutation(perm.begin(), perm.end()));
+    return best;
+}
+
+// Column v of the affine's linear part, scaled to length 1 (zero stays zero).
+std::array<double, 3> unit_column(const Mat4& affine, int v) {
+    const double norm = affine.column_norm(v);
+    std::array<double, 3> u{};
+    for (int w = 0; w < 3; ++w) u[size_t(w)] = norm > 0 ? affine.m[w][v] / norm : 0;
+    return u;
+}
+
+}  // namespace
+
+std::string orientation_code(const Mat4& affine) {
+    // How much each voxel axis points along each world axis; the voxel axes go to distinct
+    // world axes.
+    double weight[3][3];
+    for (int v = 0; v < 3; ++v) {
+        const std::array<double, 3> u = unit_column(affine, v);
+        for (int w = 0; w < 3; ++w) weight[v][w] = u[size_t(w)];
+    }
+    const std::array<int, 3> best = best_assignment(weight);
     std::string code(3, '?');
     for (int v = 0; v < 3; ++v) {
         const int w = best[size_t(v)];
@@ -82,8 +97,30 @@ AxisMap axis_map_between(const std::string& from, const std::string& to) {
     return map;
 }
 
+AxisMap axis_map_onto(const Mat4& from, const Mat4& to) {
+    // How nearly each axis of `to` points along (or against) each axis of `from`.
+    double weight[3][3];
+    for (int a = 0; a < 3; ++a) {
+        const std::array<double, 3> t = unit_column(to, a);
+        for (int b = 0; b < 3; ++b) {
+            const std::array<double, 3> f = unit_column(from, b);
+            weight[a][b] = t[0] * f[0] + t[1] * f[1] + t[2] * f[2];
+        }
+    }
+    const std::array<int, 3> best = best_assignment(weight);
+    AxisMap map;
+    for (int a = 0; a < 3; ++a) {
+        map.axis[size_t(a)] = best[size_t(a)];
+        map.flip[size_t(a)] = weight[a][best[size_t(a)]] < 0;
+    }
+    return map;
+}
+
 Grid reoriented_grid(const Grid& in, const std::string& to) {
-    const AxisMap map = axis_map_between(orientation_code(in.affine), to);
+    return reoriented_grid(in, axis_map_between(orientation_code(in.affine), to));
+}
+
+Grid reoriented_grid(const Grid& in, const AxisMap& map) {
     Grid grid;
     // Input voxel coordinates of an output voxel: in[axis[a]] = flip ? n - 1 - out[a] : out[a].
     Mat4 out_to_in;
@@ -101,8 +138,12 @@ Grid reoriented_grid(const Grid& in, const std::string& to) {
 
 template <class T>
 Volume<T> reorient(const Volume<T>& in, const std::string& to) {
-    const AxisMap map = axis_map_between(orientation_code(in.grid.affine), to);
-    const Grid grid = reoriented_grid(in.grid, to);
+    return reorient(in, axis_map_between(orientation_code(in.grid.affine), to));
+}
+
+template <class T>
+Volume<T> reorient(const Volume<T>& in, const AxisMap& map) {
+    const Grid grid = reoriented_grid(in.grid, map);
     Volume<T> out(grid, in.frames);
     const int64_t n[3] = {grid.dim[0], grid.dim[1], grid.dim[2]};
     // Input strides along each output axis, and the input offset of output voxel (0, 0, 0).
@@ -155,11 +196,30 @@ Volume<T> reorient(const Volume<T>& in, const std::string& to) {
 }
 
 template <class T>
-Volume<T> reorient(Volume<T>&& in, const std::string& to) {
-    if (axis_map_between(orientation_code(in.grid.affine), to).identity()) return std::move(in);
-    return reorient(static_cast<const Volume<T>&>(in), to);
+Volume<T> reorient(Volume<T>&& in, const AxisMap& map) {
+    if (map.identity()) return std::move(in);
+    return reorient(static_cast<const Volume<T>&>(in), map);
 }
 
+template <class T>
+Volume<T> reorient(Volume<T>&& in, const std::string& to) {
+    return reorient(std::move(in), axis_map_between(orientation_code(in.grid.affine), to));
+}
+
+template <class T>
+Volume<T> reordered_onto(Volume<T>&& in, const Grid& grid) {
+    if (grid.same_as(in.grid)) return std::move(in);
+    const AxisMap map = axis_map_onto(in.grid.affine, grid.affine);
+    if (map.identity() || !grid.same_as(reoriented_grid(in.grid, map))) return std::move(in);
+    return reorient(static_cast<const Volume<T>&>(in), map);
+}
+
+template Volume<float> reordered_onto(Volume<float>&&, const Grid&);
+template Volume<int32_t> reordered_onto(Volume<int32_t>&&, const Grid&);
+template Volume<float> reorient(const Volume<float>&, const AxisMap&);
+template Volume<int32_t> reorient(const Volume<int32_t>&, const AxisMap&);
+template Volume<float> reorient(Volume<float>&&, const AxisMap&);
+template Volume<int32_t> reorient(Volume<int32_t>&&, const AxisMap&);
 template Volume<float> reorient(Volume<float>&&, const std::string&);
 template Volume<int32_t> reorient(Volume<int32_t>&&, const std::string&);
 template Volume<float> reorient(const Volume<float>&, const std::string&);

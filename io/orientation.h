@@ -27,8 +27,15 @@ struct AxisMap {
 // letters from {R,L}, {A,P}, {S,I}, one of each pair; InputError otherwise.
 AxisMap axis_map_between(const std::string& from, const std::string& to);
 
+// The AxisMap that brings a volume on `from` to the voxel axes of `to`: each axis of `to` reads
+// the axis of `from` that points most nearly along it (flipped when against it). Exact for two
+// grids that differ only in voxel order however oblique, even with axes at exactly 45 degrees,
+// where orientation codes tie and may pick different letters for the two.
+AxisMap axis_map_onto(const Mat4& from, const Mat4& to);
+
 // The grid a volume on `in` has once reoriented to `to` (below): dims permuted, affine updated.
 Grid reoriented_grid(const Grid& in, const std::string& to);
+Grid reoriented_grid(const Grid& in, const AxisMap& map);
 
 // Reorders the voxels of every frame so that the volume has orientation `to`; the affine is
 // updated so that every voxel keeps its world position.
@@ -38,5 +45,15 @@ Volume<T> reorient(const Volume<T>& in, const std::string& to);
 // returned as it is, without a copy (predict's posteriors: 485 MB for a 150x170x140 scan).
 template <class T>
 Volume<T> reorient(Volume<T>&& in, const std::string& to);
+// The same by an AxisMap (output axis a reads input axis map.axis[a]).
+template <class T>
+Volume<T> reorient(const Volume<T>& in, const AxisMap& map);
+template <class T>
+Volume<T> reorient(Volume<T>&& in, const AxisMap& map);
+
+// `in` with its voxels reordered onto `grid` where the two grids are one but for voxel order
+// (axis_map_onto); otherwise `in` as it is, for the caller to compare with `grid` and refuse.
+template <class T>
+Volume<T> reordered_onto(Volume<T>&& in, const Grid& grid);
 
 }  // namespace iss

@@ -175,10 +175,7 @@ void require_same_grid(const Grid& a, const std::string& a_path, const Grid& b, 
 
 template <class T>
 Volume<T> on_grid_of(Volume<T> b, const std::string& b_path, const Grid& a, const std::string& a_path) {
-    if (a.same_as(b.grid)) return b;
-    const std::string code = orientation_code(a.affine);
-    if (orientation_code(b.grid.affine) != code && a.same_as(reoriented_grid(b.grid, code)))
-        return reorient(std::move(b), code);
+    b = reordered_onto(std::move(b), a);
     require_same_grid(a, a_path, b.grid, b_path);  // throws, naming what differs
     return b;
 }

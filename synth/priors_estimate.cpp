@@ -195,15 +195,14 @@ std::vector<SubjectFiles> pair_subject_files(const std::string& images, const st
 }
 
 SubjectStats measure_subject_files(const SubjectFiles& files, const PriorsOptions& options) {
-    Volume<double> stored_image = read_image_f64(files.image);
-    ISS_INPUT(stored_image.frames == 1, files.image, ": expected a 3-D image, found ", stored_image.frames, " volumes");
-    const LabelMap stored_labels = read_labels(files.labels);
+    Volume<double> image = read_image_f64(files.image);
+    ISS_INPUT(image.frames == 1, files.image, ": expected a 3-D image, found ", image.frames, " volumes");
+    LabelMap stored_labels = read_labels(files.labels);
     ISS_INPUT(stored_labels.frames == 1, files.labels, ": expected a 3-D label map, found ", stored_labels.frames,
               " volumes");
-    // Both in RAS (exactly, as training and predict do), so an image and a label map of one
-    // grid pair up whatever voxel order each file was stored in.
-    Volume<double> image = reorient(stored_image, "RAS");
-    const LabelMap labels = reorient(stored_labels, "RAS");
+    // The label map in the image's voxel order, so the two pair up whatever order each file
+    // was stored in (the statistics do not depend on the order).
+    const LabelMap labels = reordered_onto(std::move(stored_labels), image.grid);
     ISS_INPUT(image.grid.dim == labels.grid.dim, files.image, " and ", files.labels, ": dims differ (",
               dims_text(image.grid), " vs ", dims_text(labels.grid), ")");
     ISS_INPUT(image.grid.same_as(labels.grid), files.image, " and ", files.labels,
