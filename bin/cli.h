@@ -35,7 +35,6 @@ public:
     void reject_positional() const;
     // --seed: a non-negative integer, 1 when absent.
     uint64_t seed() const;
-    const std::string& command() const { return command_; }
 
 private:
     std::string command_;

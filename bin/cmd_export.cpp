@@ -1,7 +1,6 @@
 // `infant-synthseg export`: one of our models as a weights-only Keras 2 HDF5 file with
 // SynthSeg's layer and weight names, which SynthSeg's own predict loads by name.
 #include <cstdio>
-#include <filesystem>
 
 #include "bin/cli.h"
 #include "bin/commands.h"
@@ -13,8 +12,6 @@
 
 namespace iss::cli {
 namespace {
-
-namespace fs = std::filesystem;
 
 const char* usage =
     "usage: infant-synthseg export --model MODEL_DIR|FILE.safetensors --keras OUT.h5\n"

@@ -41,11 +41,7 @@ int cmd_phantom(int argc, char** argv) {
     const uint64_t seed = args.seed();
 
     const std::string orientation = args.get("--orientation", "RAS");
-    try {
-        axis_map_between("RAS", orientation);
-    } catch (const InputError& e) {
-        throw InputError(cat("phantom: --orientation: ", e.what()));
-    }
+    require_orientation_code(orientation, "phantom: --orientation");
 
     const LabelMap map = reorient(make_phantom(age, seed), orientation);
     write_labels(out, map);

@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -81,10 +80,6 @@ const char* usage =
     "\n"
     "Progress: a bar on stderr when it is a terminal, otherwise one summary line on stdout.\n";
 
-
-std::string shape_text(const std::array<int64_t, 3>& s) {
-    return cat(s[0], "x", s[1], "x", s[2]);
-}
 
 // "synth [=====>    ] 12/100  3.4 samples/s  ETA 0:26", redrawn in place.
 void draw_progress(long long done, long long total, double elapsed) {
@@ -271,7 +266,7 @@ int cmd_synth(int argc, char** argv) {
     if (!show_bar || written < count) {
         const double seconds = elapsed();
         std::printf("wrote %lld samples of %s to %s in %.1f s (%.2f samples/s)\n", written,
-                    written == 0 ? "no shape" : mixed_shapes ? "several shapes" : shape_text(first_shape).c_str(),
+                    written == 0 ? "no shape" : mixed_shapes ? "several shapes" : dims_text(first_shape).c_str(),
                     out_dir.c_str(), seconds, seconds > 0 ? double(written) / seconds : 0.0);
     }
     if (profile && written > 0)

@@ -5,9 +5,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
-#include <iterator>
 
 #include "io/file_util.h"
 #include "kernels/common/error.h"
@@ -68,11 +65,7 @@ void write_csv(const std::string& path, const CsvTable& table) {
 }
 
 CsvTable read_csv(const std::string& path) {
-    require_regular_file(path);
-    std::ifstream in(path, std::ios::binary);
-    ISS_INPUT(in, path, ": cannot open: ", std::strerror(errno));
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    ISS_INPUT(!in.bad(), path, ": read failed");
+    const std::string text = read_text_file(path);
 
     CsvTable table;
     table.source = path;

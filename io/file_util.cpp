@@ -14,6 +14,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 
 #include "kernels/common/error.h"
@@ -524,6 +526,15 @@ void require_regular_file(const std::string& path) {
     ISS_INPUT(::stat(path.c_str(), &info) == 0, path, ": cannot open: ", std::strerror(errno));
     ISS_INPUT(!S_ISDIR(info.st_mode), path, ": is a directory, expected a file");
     ISS_INPUT(S_ISREG(info.st_mode), path, ": is not a regular file (a FIFO or a device?), expected a file");
+}
+
+std::string read_text_file(const std::string& path) {
+    require_regular_file(path);
+    std::ifstream in(path, std::ios::binary);
+    ISS_INPUT(in, path, ": cannot open: ", std::strerror(errno));
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ISS_INPUT(!in.bad(), path, ": read failed: ", std::strerror(errno));
+    return text;
 }
 
 std::vector<std::string> nifti_files(const std::string& path) {

@@ -175,6 +175,10 @@ void check_outputs(const std::string& command, const std::vector<NamedPath>& inp
 // directory, a FIFO or a device would be read wrongly or block forever.
 void require_regular_file(const std::string& path);
 
+// The whole of a regular file (require_regular_file first); InputError naming `path` and the
+// system's reason when it cannot be opened or read.
+std::string read_text_file(const std::string& path);
+
 bool ends_with(const std::string& text, const std::string& suffix);
 
 // A name ending in .nii or .nii.gz (readers such as nibabel choose by the ending).

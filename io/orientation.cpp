@@ -83,6 +83,15 @@ std::string orientation_code(const Mat4& affine) {
     return code;
 }
 
+void require_orientation_code(const std::string& code, const std::string& what) {
+    std::array<int, 3> world_axis{}, sign{};
+    try {
+        parse_code(code, world_axis, sign);
+    } catch (const InputError& e) {
+        throw InputError(cat(what, ": ", e.what()));
+    }
+}
+
 AxisMap axis_map_between(const std::string& from, const std::string& to) {
     std::array<int, 3> from_world{}, from_sign{}, to_world{}, to_sign{};
     parse_code(from, from_world, from_sign);

@@ -23,6 +23,10 @@ struct AxisMap {
     bool identity() const { return axis == AxisMap{}.axis && flip == AxisMap{}.flip; }
 };
 
+// InputError "WHAT: bad orientation code ..." unless `code` is three letters, one of each of
+// {R,L}, {A,P}, {S,I}: for a code taken from a user or a file.
+void require_orientation_code(const std::string& code, const std::string& what);
+
 // The AxisMap that turns a volume with code `from` into one with code `to`. Codes are three
 // letters from {R,L}, {A,P}, {S,I}, one of each pair; InputError otherwise.
 AxisMap axis_map_between(const std::string& from, const std::string& to);

@@ -6,6 +6,8 @@
 
 namespace iss {
 
+std::string dims_text(const std::array<int64_t, 3>& dim) { return cat(dim[0], "x", dim[1], "x", dim[2]); }
+
 Mat4 Mat4::scaling(double sx, double sy, double sz) {
     Mat4 s;
     s.m[0][0] = sx;

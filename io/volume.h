@@ -5,6 +5,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace iss {
@@ -23,6 +24,9 @@ struct Mat4 {
     double column_norm(int c) const;
     bool approx_equal(const Mat4& other, double tolerance) const;
 };
+
+// "155x175x149": a grid's dims for messages.
+std::string dims_text(const std::array<int64_t, 3>& dim);
 
 struct Grid {
     std::array<int64_t, 3> dim{1, 1, 1};

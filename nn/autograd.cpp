@@ -49,6 +49,5 @@ void Graph::backward() {
     }
 }
 
-void Graph::clear() { nodes_.clear(); }
 
 }  // namespace iss

@@ -46,7 +46,6 @@ struct Var {
     const Shape5& shape() const { return tensor.shape; }
     DType dtype() const { return tensor.dtype; }
     float* data() const { return tensor.data; }  // fp32 values only (null for bf16)
-    bool valid() const { return d != nullptr; }
 };
 
 using Slot = std::shared_ptr<VarData>;
@@ -58,7 +57,7 @@ class Graph;
 // max-pool winners), and a few numbers.
 struct Node {
     void (*backward)(Graph&, Node&) = nullptr;
-    const char* name = "";
+    const char* name = "";  // the op's, for a debugger
     std::vector<Slot> inputs;
     Slot output;
     std::vector<Param> params;
@@ -112,8 +111,6 @@ public:
     void accumulate(const Slot& slot, Tensor grad);
 
     size_t node_count() const { return nodes_.size(); }
-    // Forgets the tape (values still named by Vars stay alive).
-    void clear();
 
 private:
     Allocator& allocator_;

@@ -4,8 +4,6 @@
 #include <climits>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 
 #include "io/file_util.h"
 #include "io/orientation.h"
@@ -154,11 +152,7 @@ Preprocessing parse_preprocessing(const ModelSpec& spec, const std::string& sour
     ISS_INPUT(j.is_object() && !j.empty(), source, ": missing field 'preprocessing'");
     Preprocessing p;
     p.frame = string_field(j, "orientation", source, at);
-    try {
-        axis_map_between(p.frame, p.frame);
-    } catch (const InputError& e) {
-        throw InputError(cat(source, ": field 'preprocessing.orientation': ", e.what()));
-    }
+    require_orientation_code(p.frame, cat(source, ": field 'preprocessing.orientation'"));
     const int64_t network = spec.unet.size_multiple();
     p.size_multiple = integer_field(j, "size_multiple", source, at, 1, 256);
     ISS_INPUT(p.size_multiple % network == 0, source, ": field 'preprocessing.size_multiple' = ", p.size_multiple,
@@ -218,11 +212,7 @@ void write_model_files(OutputSet& files, const std::string& weights_path, const 
 
 ModelSpec load_model_spec(const std::string& weights_path) {
     const std::string path = model_json_path(weights_path);
-    require_regular_file(path);
-    std::ifstream in(path);
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    ISS_INPUT(!in.bad(), path, ": cannot read");
-    ModelSpec spec = parse_model_description(text, path);
+    ModelSpec spec = parse_model_description(read_text_file(path), path);
     // The network the description asks for must be in the weights file before anything is
     // allocated for it: its size proves the parameter count (float32 each).
     require_regular_file(weights_path);

@@ -3,7 +3,8 @@
 //
 // Activations are 5-D tensors with dims (N, C, D, H, W) and channels-last strides (NDHWC);
 // the filter is CUDNN_TENSOR_NHWC with dims (K, C, kD, kH, kW), which is odhwi in memory;
-// bias is a (1, Co, 1, 1, 1) tensor. Cross-correlation, padding k/2, stride 1.
+// bias is a (1, Co, 1, 1, 1) tensor. Cross-correlation, padding k/2 (none along D
+// where ConvShape::pad_d is off), stride 1.
 //
 // How a pass computes (PassMath):
 // - fp32: fp32 data and fp32 compute with CUDNN_FMA_MATH, which forbids tensor cores and so

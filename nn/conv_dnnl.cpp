@@ -8,8 +8,8 @@
 // The weights arrive as odhwi and the primitives choose their own blocked weight layout (format
 // `any`), so the user weights are reordered into it before forward / backward-data and the
 // weight gradient is reordered back to odhwi. Bias is a plain vector (`x`). Padding k/2 on
-// every side (nn/conv.h), stride 1. A fused ELU is a post-op of the forward primitive (oneDNN's
-// own exp: within a few ulp of ours).
+// every side, or none along D (ConvShape::pad_d, nn/conv.h), stride 1. A fused ELU is a
+// post-op of the forward primitive (oneDNN's own exp: within a few ulp of ours).
 //
 // fp32 throughout, or in bf16 (ConvShape::precision): the primitives read bf16 inputs (the
 // activation, the incoming gradient, the weights) and write the output and the activation

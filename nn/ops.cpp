@@ -157,8 +157,8 @@ Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engine
     return out;
 }
 
-Var elu(Graph& g, const Var& x, float alpha, bool in_place) {
-    Tensor y = in_place ? x.value() : g.make(x.shape(), x.dtype());
+Var elu(Graph& g, const Var& x, float alpha) {
+    Tensor y = x.value();
     with_storage(y.dtype, [&](auto type) {
         using T = decltype(type);
         elu_forward(g.context(), x.value().as<T>(), y.as<T>(), x.value().size(), alpha);

@@ -48,7 +48,8 @@ private:
 
 Var conv3d(Graph& g, const Var& x, Param weight, Param bias, ConvEngines& engines, DType out_type,
            float elu_alpha = 0.0f, bool pad_d = true);
-Var elu(Graph& g, const Var& x, float alpha = 1.0f, bool in_place = true);
+// ELU in place: x's storage becomes the output (the backward needs only the output).
+Var elu(Graph& g, const Var& x, float alpha);
 
 struct BatchNormParams {
     Param gamma, beta;                  // trainable

@@ -31,7 +31,6 @@ struct ParamInfo {
 // A handle to a declared parameter.
 struct Param {
     int index = -1;
-    bool valid() const { return index >= 0; }
 };
 
 class ParamStore {

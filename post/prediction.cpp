@@ -4,19 +4,17 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <set>
 #include <utility>
 
-#include <nlohmann/json.hpp>
 
 #include "io/file_util.h"
 #include "io/npy.h"
 #include "io/orientation.h"
 #include "kernels/common/error.h"
+#include "nn/checkpoint.h"
 #include "synth/labels.h"
 
 namespace iss {
@@ -25,10 +23,6 @@ namespace {
 std::string trim(const std::string& s) {
     const size_t a = s.find_first_not_of(" \t"), b = s.find_last_not_of(" \t");
     return a == std::string::npos ? std::string() : s.substr(a, b - a + 1);
-}
-
-std::string dims_text(const Grid& g) {
-    return cat(g.dim[0], "x", g.dim[1], "x", g.dim[2]);
 }
 
 }  // namespace
@@ -60,25 +54,10 @@ std::vector<int32_t> parse_label_list(const std::string& text, const std::string
 
 namespace {
 
-// A model trained or imported here names its labels, in channel order, in its model.json.
+// A model trained or imported here names its labels, in channel order, in its model.json:
+// read with every check predict makes of it.
 std::vector<int32_t> model_labels(const std::string& json_path) {
-    require_regular_file(json_path);
-    std::ifstream in(json_path);
-    ISS_INPUT(in, json_path, ": cannot open");
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception&) {
-        throw InputError(cat(json_path, ": not valid JSON"));
-    }
-    ISS_INPUT(j.is_object() && j.contains("labels") && j["labels"].is_array(), json_path,
-              ": holds no label list ('labels'): not a model's description");
-    std::string list;
-    for (const nlohmann::json& v : j["labels"]) {
-        ISS_INPUT(v.is_number_integer(), json_path, ": 'labels' holds ", v.dump().substr(0, 40), ", not a label");
-        list += cat(list.empty() ? "" : ",", v.get<int64_t>());
-    }
-    return parse_label_list(list, json_path);
+    return parse_model_description(read_text_file(json_path), json_path).labels;
 }
 
 // The model.json a --labels value names (a model's folder or the file itself), else "".
@@ -164,8 +143,8 @@ Image read_posteriors(const std::string& path, const LabelList& list, NiftiHeade
 }
 
 void require_same_grid(const Grid& a, const std::string& a_path, const Grid& b, const std::string& b_path) {
-    ISS_INPUT(a.dim == b.dim, b_path, ": not on the voxel grid of ", a_path, ": dims ", dims_text(b), " vs ",
-              dims_text(a));
+    ISS_INPUT(a.dim == b.dim, b_path, ": not on the voxel grid of ", a_path, ": dims ", dims_text(b.dim), " vs ",
+              dims_text(a.dim));
     double worst = 0;
     for (int r = 0; r < 4; ++r)
         for (int c = 0; c < 4; ++c) worst = std::max(worst, std::fabs(a.affine.m[r][c] - b.affine.m[r][c]));

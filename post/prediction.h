@@ -17,7 +17,9 @@ namespace iss {
 
 struct LabelList {
     std::vector<int32_t> labels;  // frame k of a posteriors file belongs to labels[k]
-    std::string source;           // for messages: "--labels" or "the infant segmentation list"
+    // For messages: "the infant segmentation list", "infant labels", "synthseg labels", the
+    // option's name, or the label file or model.json it named.
+    std::string source;
 
     // Position of `label` in the list, or -1.
     int index_of(int32_t label) const;

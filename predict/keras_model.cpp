@@ -20,11 +20,7 @@ ModelSpec keras_model_spec(const KerasUNet& model, const KerasImportOptions& opt
     spec.labels = labels::freesurfer_sorted(keras_label_list(options.labels));
     ISS_INPUT(int(spec.labels.size()) == model.unet.classes, "--labels: ", spec.labels.size(),
               " labels, but the network in ", source, " has ", model.unet.classes, " outputs");
-    try {
-        axis_map_between(options.orientation, options.orientation);
-    } catch (const InputError& e) {
-        throw InputError(cat("--orientation: ", e.what()));
-    }
+    require_orientation_code(options.orientation, "--orientation");
     spec.preprocessing = {{"orientation", options.orientation},
                           {"size_multiple", model.unet.reference_multiple()},
                           {"normalisation", "min-max to [0, 1]"},

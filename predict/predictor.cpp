@@ -108,9 +108,9 @@ void require_memory_to_segment(const std::string& name, const Grid& work, const 
                          (resampled ? own_voxels * 4.0 * double(2 * classes) : 0.0);
     const double host = double(host_bytes);
     ISS_INPUT(work_voxels <= double(int64_t(1) << 31) && bytes <= 0.8 * host, name, ": segmenting it on a grid of ",
-              work.dim[0], "x", work.dim[1], "x", work.dim[2], " voxels",
-              resampled ? cat(" (resampled to the model's voxel size; its posteriors then back on its ", own.dim[0],
-                              "x", own.dim[1], "x", own.dim[2], ")")
+              dims_text(work.dim), " voxels",
+              resampled ? cat(" (resampled to the model's voxel size; its posteriors then back on its ",
+                              dims_text(own.dim), ")")
                         : std::string(),
               " needs about ", std::ceil(bytes / double(1 << 30)), " GiB, more than this machine's ",
               std::floor(host / double(1 << 30)), " GiB");
@@ -172,10 +172,7 @@ Predictor::Predictor(const std::string& model, const PredictOptions& options)
         s.pre = parse_preprocessing(s.spec, model_json_path(weights));
     }
     s.lr_axis = int(s.pre.frame.find_first_of("RL"));
-    for (size_t c = 0; c < s.spec.labels.size(); ++c) {
-        const int twin = labels::index_of(s.spec.labels, labels::lr_twin(s.spec.labels[c]));
-        s.twin_channel.push_back(twin >= 0 ? twin : int(c));
-    }
+    s.twin_channel = labels::twin_positions(s.spec.labels);
 }
 
 Predictor::~Predictor() = default;
@@ -226,19 +223,19 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
 
     // 1-2. The model's frame, then a voxel size the model has seen.
     const std::string input_code = orientation_code(image.grid.affine);
-    Image ras = reorient(image, s.pre.frame);
-    replace_non_finite(ras, name);
-    Grid work = ras.grid;
+    Image framed = reorient(image, s.pre.frame);
+    replace_non_finite(framed, name);
+    Grid work = framed.grid;
     bool resampled = false;
     if (s.options.resample_to_model && s.pre.voxel_max[0] > 0) {
         const std::array<double, 3> target =
-            voxel_size_to_segment_at(ras.grid.voxel_size(), s.pre.voxel_min, s.pre.voxel_max);
-        resampled = target != ras.grid.voxel_size();
-        if (resampled) work = grid_at_voxel_size(ras.grid, target);
+            voxel_size_to_segment_at(framed.grid.voxel_size(), s.pre.voxel_min, s.pre.voxel_max);
+        resampled = target != framed.grid.voxel_size();
+        if (resampled) work = grid_at_voxel_size(framed.grid, target);
     }
-    require_memory_to_segment(name, work, ras.grid, resampled, channels, classes, host_memory_bytes());
+    require_memory_to_segment(name, work, framed.grid, resampled, channels, classes, host_memory_bytes());
     warn_if_not_head_sized(image.grid, name);  // after the refusal a huge one gets: one line, not two
-    Image x = resampled ? resample_image(s.ctx, ras, work, Interp::linear, OutOfBounds::clamp) : ras;
+    Image x = resampled ? resample_image(s.ctx, framed, work, Interp::linear, OutOfBounds::clamp) : framed;
 
     // 4. Normalisation of each channel on its own (before padding, so the padding is the image
     // minimum: 0 afterwards).
@@ -316,7 +313,7 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
     // 6. Smoothing, cropped and channel-first; back to the input's grid in the model's frame.
     Image post = smooth_and_crop_posteriors(s.ctx, probs.get(), padded.grid.dim, before, x.grid, classes);
     probs.reset();  // freed before the outputs are allocated
-    if (resampled) post = resample_image(s.ctx, post, ras.grid, Interp::linear, OutOfBounds::clamp);
+    if (resampled) post = resample_image(s.ctx, post, framed.grid, Interp::linear, OutOfBounds::clamp);
 
     // 7. Argmax and the largest connected component.
     LabelMap seg = segment_posteriors(post, s.spec.labels);

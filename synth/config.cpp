@@ -1,11 +1,8 @@
 #include "synth/config.h"
 
 #include <algorithm>
-#include <climits>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -110,12 +107,7 @@ nlohmann::json flat_priors(const nlohmann::json& value, const std::string& json_
 }  // namespace
 
 GeneratorConfig load_config(const std::string& preset_name, const std::string& json_path) {
-    require_regular_file(json_path);  // a FIFO would block the read forever
-    std::ifstream in(json_path);
-    ISS_INPUT(in, json_path, ": cannot open config file");
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    ISS_INPUT(!in.bad(), json_path, ": cannot read config file");
-    return parse_config(preset_name, text, json_path);
+    return parse_config(preset_name, read_text_file(json_path), json_path);
 }
 
 GeneratorConfig parse_config(const std::string& preset_name, const std::string& json_text, const std::string& source) {

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstring>
 #include <map>
-#include <tuple>
 
 #include "io/file_util.h"
 #include "io/nifti.h"
@@ -74,8 +73,8 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
     // (pad_when_smaller fills it with background instead).
     const int64_t m = config.shape_multiple;
     for (int d = 0; d < 3; ++d)
-        ISS_INPUT(config.pad_when_smaller || map.grid.dim[size_t(d)] >= m, name, ": ", map.grid.dim[0], "x",
-                  map.grid.dim[1], "x", map.grid.dim[2], " voxels (in ", training_frame, " order) cannot hold a ",
+        ISS_INPUT(config.pad_when_smaller || map.grid.dim[size_t(d)] >= m, name, ": ", dims_text(map.grid.dim),
+                  " voxels (in ", training_frame, " order) cannot hold a ",
                   "crop of ", m, " voxels along ", "xyz"[d], " (shape_multiple, 2^levels of the U-Net) without ",
                   "repeating its last slice: use a smaller shape_multiple (train: fewer --levels)");
     return map;
@@ -162,13 +161,10 @@ Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vec
     const size_t n = config_.generation_labels.size();
     ISS_REQUIRE(n <= size_t(max_generation_labels), "too many generation labels: ", n);
     target_of_.resize(n);
-    twin_of_.resize(n);
-    for (size_t g = 0; g < n; ++g) {
-        const int32_t label = config_.generation_labels[g];
-        target_of_[g] = uint8_t(std::max(0, labels::index_of(config_.segmentation_labels, label)));
-        const int twin = labels::index_of(config_.generation_labels, labels::lr_twin(label));
-        twin_of_[g] = uint8_t(twin >= 0 ? twin : int(g));
-    }
+    for (size_t g = 0; g < n; ++g)
+        target_of_[g] =
+            uint8_t(std::max(0, labels::index_of(config_.segmentation_labels, config_.generation_labels[g])));
+    for (const int twin : labels::twin_positions(config_.generation_labels)) twin_of_.push_back(uint8_t(twin));
 
     // Workspace at the largest shapes any map can produce.
     for (const TrainingMap& m : maps_) {

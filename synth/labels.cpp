@@ -90,6 +90,15 @@ int32_t lr_twin(int32_t label) {
     return label;
 }
 
+std::vector<int> twin_positions(const std::vector<int32_t>& list) {
+    std::vector<int> twin(list.size());
+    for (size_t p = 0; p < list.size(); ++p) {
+        const int t = index_of(list, lr_twin(list[p]));
+        twin[p] = t >= 0 ? t : int(p);
+    }
+    return twin;
+}
+
 bool lateral(int32_t label) {
     const Side side = side_of(label);
     return side == Side::left || side == Side::right;

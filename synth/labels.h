@@ -17,6 +17,9 @@ const std::vector<std::vector<int32_t>>& fused_classes();
 // position, extended with the lateral pairs of SynthSeg's adult maps: 25/57, 136/163, 137/164,
 // and the cortical parcels 1000+k/2000+k); labels without a twin map to themselves.
 int32_t lr_twin(int32_t label);
+// For each position of `list`, the position of its label's twin there, or its own where the
+// twin is not in the list (or the label has none): how a left/right flip renumbers channels.
+std::vector<int> twin_positions(const std::vector<int32_t>& list);
 // Whether FreeSurfer's classification puts the label on one side (a flip must swap it).
 bool lateral(int32_t label);
 

@@ -5,7 +5,7 @@
 // head grows uniformly; only the thin things that should not grow with the head (cortical
 // ribbon, interhemispheric fissure, CSF layer) are set in real voxels. Shapes are evaluated
 // at (|x|, y, z) and the side is applied afterwards, which makes the left/right mirror exact.
-// Two passes: (1) each voxel gets its structure, or "cortex candidate" in the outer shell of
+// Three passes: (1) each voxel gets its structure, or "cortex candidate" in the outer shell of
 // the cerebrum; (2) a candidate becomes cortex when cerebral WM lies within the ribbon radius,
 // else sulcal CSF, so the ribbon follows the folded WM surface with a constant thickness;
 // (3) stray voxels cut off from a compact structure by a carving join their neighbours.
@@ -130,7 +130,6 @@ enum Purpose : uint32_t {
     purpose_folding = 2,
     purpose_myelin = 3,
     purpose_brainstem = 4,
-    purpose_core = 5,
     purpose_cerebellum_core = 6,
     purpose_blob = 100,
 };

@@ -41,10 +41,6 @@ std::vector<int> group_of_index(const PriorsOptions& options) {
     return group;
 }
 
-std::string dims_text(const Grid& g) {
-    return cat(g.dim[0], "x", g.dim[1], "x", g.dim[2]);
-}
-
 }  // namespace
 
 double percentile(std::vector<double>& values, double p) {
@@ -204,7 +200,7 @@ SubjectStats measure_subject_files(const SubjectFiles& files, const PriorsOption
     // was stored in (the statistics do not depend on the order).
     const LabelMap labels = reordered_onto(std::move(stored_labels), image.grid);
     ISS_INPUT(image.grid.dim == labels.grid.dim, files.image, " and ", files.labels, ": dims differ (",
-              dims_text(image.grid), " vs ", dims_text(labels.grid), ")");
+              dims_text(image.grid.dim), " vs ", dims_text(labels.grid.dim), ")");
     ISS_INPUT(image.grid.same_as(labels.grid), files.image, " and ", files.labels,
               ": voxel-to-world affines differ (more than 1e-4 mm)");
     rescale_intensities(image.data, files.image);

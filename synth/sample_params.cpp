@@ -91,7 +91,6 @@ SampleParams draw_sample_params(const GeneratorConfig& config, uint64_t seed, ui
                                 const std::vector<std::array<int64_t, 3>>& map_shapes, const std::vector<int>& lr_axis) {
     ISS_REQUIRE(!map_shapes.empty() && map_shapes.size() == lr_axis.size(), "draw_sample_params: no label maps");
     SampleParams p;
-    p.seed = seed;
     p.sample = sample;
     p.map_index = int(Draws(seed, sample, purpose_label_map).below(int64_t(map_shapes.size())));
     p.map_shape = map_shapes[size_t(p.map_index)];

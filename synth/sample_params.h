@@ -32,7 +32,6 @@ enum RandomPurpose : uint32_t {
 std::array<int64_t, 3> crop_shape(const GeneratorConfig& config, const std::array<int64_t, 3>& map_shape);
 
 struct SampleParams {
-    uint64_t seed = 0;
     uint32_t sample = 0;
     int map_index = 0;  // which training label map
 

@@ -1,10 +1,12 @@
 // A small U-Net saved as a model directory (model.safetensors + model.json), and a small scan,
-// for the tests that run commands on a model: 3 levels, 3 features, labels {0, 2, 3, 41, 42},
+// for the tests that run commands on a model: 3 levels, 3 features, labels {0, 2, 3, 41, 42}
+// unless others are asked for,
 // Glorot weights of a fixed seed, RAS frame, no voxel size (scans keep theirs).
 #pragma once
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "io/nifti.h"
 #include "nn/checkpoint.h"
@@ -13,14 +15,15 @@
 
 namespace iss::test {
 
-inline void write_small_model(const std::string& dir, uint64_t seed = 11, int in_channels = 1) {
+inline void write_small_model(const std::string& dir, uint64_t seed = 11, int in_channels = 1,
+                              const std::vector<int32_t>& labels = {0, 2, 3, 41, 42}) {
     DeviceContext cpu;
     ModelSpec spec;
     spec.unet.in_channels = in_channels;
     spec.unet.levels = 3;
     spec.unet.features = 3;
-    spec.unet.classes = 5;
-    spec.labels = {0, 2, 3, 41, 42};
+    spec.unet.classes = int(labels.size());
+    spec.labels = labels;
     spec.preprocessing = {
         {"orientation", "RAS"}, {"size_multiple", spec.unet.reference_multiple()}, {"voxel_size_mm", nullptr}};
     ParamStore params(cpu);

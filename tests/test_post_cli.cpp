@@ -16,6 +16,7 @@
 #include "io/orientation.h"
 #include "post/prediction.h"
 #include "synth/labels.h"
+#include "tests/small_model.h"
 #include "test_util.h"
 
 namespace iss {
@@ -110,11 +111,10 @@ TEST_F(MergeCli, WritesMergedSegmentationAndPosteriors) {
 
 // A model's folder or its model.json names the frames' labels as the model wrote them.
 TEST_F(MergeCli, LabelsFromAModelsFolder) {
-    fs::create_directories(dir_ / "model");
-    std::ofstream(dir_ / "model" / "model.json") << R"({"labels": [0, 2, 3], "unet": {}})";
-    std::ofstream(dir_ / "other.json") << R"({"unet": {}})";
+    test::write_small_model(path("model"), 11, 1, {0, 2, 3});
+    std::ofstream(dir_ / "other.json") << R"({"labels": [0, 2, 3]})";
     expect_bad("merge", inputs() + outputs() + " --labels " + q("other.json"),
-               "other.json: holds no label list ('labels'): not a model's description");
+               "other.json: not an Infant-SynthSeg model description");
     const RunResult listed = run("merge", inputs() + outputs() + " --labels 0,2,3");
     ASSERT_EQ(listed.status, 0) << listed.err;
     const std::string expected = test::read_text((dir_ / "out" / "post.nii.gz").string());

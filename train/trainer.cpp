@@ -148,8 +148,8 @@ private:
         for (int i = 0; i < batch_; ++i) {
             const SampleParams& p = generator_->generate(uint32_t(step * batch_ + i));
             ISS_REQUIRE(p.out_shape[0] == shape_.w && p.out_shape[1] == shape_.h && p.out_shape[2] == shape_.d,
-                        "batches: sample ", step * batch_ + i, " is ", p.out_shape[0], "x", p.out_shape[1], "x",
-                        p.out_shape[2], ", not the batch's crop");
+                        "batches: sample ", step * batch_ + i, " is ", dims_text(p.out_shape),
+                        ", not the batch's crop");
             gctx.copy_on_device(b.image.data() + i * voxels, generator_->image(), size_t(voxels) * sizeof(float));
             gctx.copy_on_device(b.target.data() + i * voxels, generator_->target(), size_t(voxels));
         }
