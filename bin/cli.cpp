@@ -113,7 +113,9 @@ double Args::number(const std::string& name, double fallback) const {
     const std::string text = get(name, "");
     char* end = nullptr;
     const double value = std::strtod(text.c_str(), &end);
-    ISS_INPUT(!text.empty() && *end == '\0' && std::isfinite(value), command_, ": option ", name,
+    // Decimal only: strtod also reads hexadecimal ("0x3" as 3), which nobody means here.
+    const bool decimal = text.find_first_not_of("0123456789+-.eE") == std::string::npos;
+    ISS_INPUT(!text.empty() && decimal && *end == '\0' && std::isfinite(value), command_, ": option ", name,
               " expects a number, got '", text, "'");
     return value;
 }

@@ -40,10 +40,20 @@ void print_file(const std::string& path) {
     std::printf("  dims:");
     for (int i = 1; i <= h.dim[0]; ++i) std::printf("%s%lld", i == 1 ? " " : " x ", static_cast<long long>(h.dim[i]));
     const int unit = h.xyzt_units & 0x07;
-    std::printf("\n  voxel size: %.7g x %.7g x %.7g mm%s\n", h.pixdim[1], h.pixdim[2], h.pixdim[3],
+    // The affine's column lengths: the voxel size every command works with. An sform may
+    // disagree with pixdim (then pixdim is only a note).
+    const std::array<double, 3> size = vol.grid.voxel_size();
+    bool pixdim_differs = false;
+    for (int d = 0; d < 3; ++d)
+        pixdim_differs |= std::fabs(h.pixdim[size_t(d + 1)] - size[size_t(d)]) > 1e-4 * std::max(1.0, size[size_t(d)]);
+    std::printf("\n  voxel size: %.7g x %.7g x %.7g mm%s%s\n", size[0], size[1], size[2],
                 unit == NIFTI_UNITS_METER    ? " (the header's unit is metres)"
                 : unit == NIFTI_UNITS_MICRON ? " (the header's unit is microns)"
-                                             : "");
+                                             : "",
+                pixdim_differs ? cat(" (from the affine; pixdim says ", h.pixdim[1], " x ", h.pixdim[2], " x ",
+                                     h.pixdim[3], ")")
+                                     .c_str()
+                               : "");
     std::printf("  datatype: %s\n", h.datatype_name().c_str());
     if (h.scaled())
         std::printf("  scaling: slope %.9g, inter %.9g\n", h.scl_slope, h.scl_inter);

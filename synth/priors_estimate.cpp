@@ -176,17 +176,30 @@ EstimatedPriors combine_subjects(const std::vector<SubjectStats>& subjects, cons
 
 std::vector<SubjectFiles> pair_subject_files(const std::string& images, const std::string& labels) {
     namespace fs = std::filesystem;
-    std::map<std::string, std::string> image_by_name, labels_by_name;
-    for (const std::string& f : nifti_files(images)) image_by_name[fs::path(f).filename().string()] = f;
-    for (const std::string& f : nifti_files(labels)) labels_by_name[fs::path(f).filename().string()] = f;
+    std::error_code ec;
+    const bool image_folder = fs::is_directory(images, ec), label_folder = fs::is_directory(labels, ec);
+    ISS_INPUT(image_folder == label_folder, "--images and --labels must both be folders or both files (",
+              images, ", ", labels, ")");
+    if (!image_folder) return {{nifti_files(images).front(), nifti_files(labels).front()}};  // one subject
+    // Folders pair by subject: the name without .nii / .nii.gz (a.nii with a.nii.gz), as dice does.
+    auto by_subject = [](const std::string& folder) {
+        std::map<std::string, std::string> files;
+        for (const std::string& f : nifti_files(folder)) {
+            const auto [it, added] = files.emplace(nifti_stem(f), f);
+            ISS_INPUT(added, folder, ": ", fs::path(it->second).filename().string(), " and ",
+                      fs::path(f).filename().string(), " are one subject's: keep one");
+        }
+        return files;
+    };
+    const std::map<std::string, std::string> image_of = by_subject(images), labels_of = by_subject(labels);
     std::vector<SubjectFiles> pairs;
-    for (const auto& [name, path] : image_by_name) {
-        const auto it = labels_by_name.find(name);
-        ISS_INPUT(it != labels_by_name.end(), path, ": no label map of the same name in ", labels);
+    for (const auto& [subject, path] : image_of) {
+        const auto it = labels_of.find(subject);
+        ISS_INPUT(it != labels_of.end(), path, ": no label map of the same name in ", labels);
         pairs.push_back({path, it->second});
     }
-    for (const auto& [name, path] : labels_by_name)
-        ISS_INPUT(image_by_name.count(name), path, ": no image of the same name in ", images);
+    for (const auto& [subject, path] : labels_of)
+        ISS_INPUT(image_of.count(subject), path, ": no image of the same name in ", images);
     return pairs;
 }
 

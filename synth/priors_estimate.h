@@ -77,8 +77,9 @@ struct SubjectFiles {
     std::string image, labels;
 };
 
-// Each of `images` and `labels` is a NIfTI file or a directory of them; files pair by name
-// (the same file name in both). InputError naming the first file without a partner.
+// `images` and `labels` are two NIfTI files (one subject, whatever their names) or two folders
+// of them, paired by subject: the file name without .nii / .nii.gz. InputError naming the first
+// file without a partner, or two files of one subject in a folder.
 std::vector<SubjectFiles> pair_subject_files(const std::string& images, const std::string& labels);
 
 // Reads one pair, checks it (3-D, the same grid: the message says whether dims or affines

@@ -1004,6 +1004,22 @@ TEST_F(CliInfo, GoodFile) {
     EXPECT_NE(r.out.find("    1.500000     0.000000     0.000000    10.000000"), std::string::npos) << r.out;
 }
 
+// The voxel size is the affine's (what every command works with); pixdim, where an sform says
+// otherwise, is a note beside it.
+TEST_F(CliInfo, VoxelSizeIsTheAffinesWithADisagreeingPixdimNoted) {
+    RawSpec s;
+    s.data = Bytes(24 * 4, 0);
+    const std::string agree = path("agree.nii");
+    s.pixdim[1] = 1.5;
+    write_raw(agree, s);
+    EXPECT_EQ(line_value(info(shell_quote(agree)).out, "voxel size"), "1.5 x 2 x 2.5 mm");
+    const std::string differ = path("differ.nii");
+    s.pixdim[1] = 1, s.pixdim[2] = 1, s.pixdim[3] = 1;
+    write_raw(differ, s);
+    EXPECT_EQ(line_value(info(shell_quote(differ)).out, "voxel size"),
+              "1.5 x 2 x 2.5 mm (from the affine; pixdim says 1 x 1 x 1)");
+}
+
 TEST_F(CliInfo, NanCountAndNoLabelsForFractions) {
     iss::Image img(test_grid(), 1, 0.5f);
     img.data[3] = std::nanf("");

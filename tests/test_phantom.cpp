@@ -297,6 +297,7 @@ TEST_F(PhantomCli, BadArgumentsExitWithStatus2) {
     EXPECT_EQ(run_cli("--age-months -1 --out " + out), 2);
     EXPECT_EQ(run_cli("--age-months 30 --out " + out), 2);
     EXPECT_EQ(run_cli("--age-months six --out " + out), 2);
+    EXPECT_EQ(run_cli("--age-months 0x3 --out " + out), 2) << "hexadecimal is not a number here";
     EXPECT_EQ(run_cli("--age-months 6 --seed -3 --out " + out), 2);
     EXPECT_EQ(run_cli("--age-months 6 --bogus 1 --out " + out), 2);
     EXPECT_EQ(run_cli("--age-months 6 --orientation RAR --out " + out), 2);

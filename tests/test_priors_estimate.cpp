@@ -271,6 +271,23 @@ TEST_F(PriorsFiles, PairsByNameAndNamesTheFileWithoutAPartner) {
     fs::copy_file(label_map("a.nii"), label_map("d.nii"));
     expect_input_error([&] { pair_subject_files((dir_ / "images").string(), (dir_ / "labels").string()); },
                        label_map("d.nii"), "no image");
+    fs::remove(label_map("d.nii"));
+
+    // A subject is the name without .nii / .nii.gz: a.nii.gz pairs with a.nii, two of one
+    // subject in a folder are refused.
+    fs::rename(label_map("a.nii"), label_map("a.nii.gz"));
+    EXPECT_EQ(pair_subject_files((dir_ / "images").string(), (dir_ / "labels").string())[0].labels,
+              label_map("a.nii.gz"));
+    fs::copy_file(image("a.nii"), image("a.nii.gz"));
+    expect_input_error([&] { pair_subject_files((dir_ / "images").string(), (dir_ / "labels").string()); },
+                       "a.nii and a.nii.gz", "are one subject's");
+    // Two files are one subject whatever their names; a file and a folder are refused.
+    const std::vector<SubjectFiles> one = pair_subject_files(image("b.nii.gz"), label_map("a.nii.gz"));
+    ASSERT_EQ(one.size(), 1u);
+    EXPECT_EQ(one[0].image, image("b.nii.gz"));
+    EXPECT_EQ(one[0].labels, label_map("a.nii.gz"));
+    expect_input_error([&] { pair_subject_files(image("b.nii.gz"), (dir_ / "labels").string()); }, "--images",
+                       "both be folders or both files");
 }
 
 TEST_F(PriorsFiles, GridMismatchAndFourDimensionalImagesAreInputErrors) {
