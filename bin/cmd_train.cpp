@@ -112,12 +112,11 @@ int int_option(const Args& args, const std::string& name, long long fallback, lo
 
 // `train --labels MAPS --model-dir DIR --resume` goes on as the run was started: every option
 // that says what the network is or what it is trained on, when not given, is what model.json
-// recorded. (Options given must still match it: the trainer checks.) Fields that are missing or
-// of another type are left to the trainer's checks.
-void adopt_recorded_options(const Args& args, TrainOptions& o) {
+// recorded (`saved`: the trainer reads it once the model directory is locked). Options given
+// must still match it: the trainer checks. Fields that are missing or of another type are left
+// to the trainer's checks.
+void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptions& o) {
     const std::string weights = model_weights_in(o.model_dir);
-    if (!std::filesystem::exists(model_json_path(weights))) return;  // the trainer says so
-    const ModelSpec saved = load_model_spec(weights);
     const nlohmann::json& t = saved.training;
     auto integer = [&](const char* key, auto& field, const char* option) {
         if (!args.has(option) && t.contains(key) && t[key].is_number_integer())
@@ -156,6 +155,11 @@ void adopt_recorded_options(const Args& args, TrainOptions& o) {
     }
 }
 
+// Without --validate-every: once an epoch (on --resume, of the recorded epoch length).
+int64_t validation_interval(const Args& args, const TrainOptions& o) {
+    return args.integer("--validate-every", o.validation_labels.empty() ? 0 : o.steps_per_epoch);
+}
+
 TrainOptions parse_options(const Args& args) {
     TrainOptions o;
     o.labels = args.require("--labels");
@@ -178,13 +182,16 @@ TrainOptions parse_options(const Args& args) {
     o.device = parse_device(args.get("--device", "auto"));
     o.precision = parse_precision(args.get("--precision", "fp32"), "train: --precision");
 
-    if (o.resume) adopt_recorded_options(args, o);
-
     o.validation_labels = args.get("--validation-labels", "");
     ISS_INPUT(!o.validation_labels.empty() || (!args.has("--validate-every") && !args.has("--validation-samples")),
               "train: --validate-every and --validation-samples need --validation-labels");
-    o.validate_every = args.integer("--validate-every", o.validation_labels.empty() ? 0 : o.steps_per_epoch);
+    o.validate_every = validation_interval(args, o);
     o.validation_samples = int_option(args, "--validation-samples", o.validation_samples, 1, 1 << 20);
+    if (o.resume)
+        o.adopt_recorded = [args](const ModelSpec& saved, TrainOptions& options) {
+            adopt_recorded_options(args, saved, options);
+            options.validate_every = validation_interval(args, options);
+        };
     return o;
 }
 

@@ -592,8 +592,15 @@ TEST_F(Train, BadInputIsRefusedBeforeAnyStep) {
         expect_refused(tiny(path("busy"), 2), "another train is writing this model directory (process ");
         TrainOptions resume = tiny(path("existing"), 3);
         resume.resume = true;
+        int adopted = 0;
+        resume.adopt_recorded = [&adopted](const ModelSpec& recorded, TrainOptions&) {
+            adopted += int(recorded.labels.size());
+        };
         Trainer resuming(resume);
+        EXPECT_GT(adopted, 0) << "the recorded model handed to the options";
+        adopted = 0;
         expect_refused(resume, "another train is writing this model directory");
+        EXPECT_EQ(adopted, 0) << "a model another train is writing is locked before it is read";
     }
     TrainOptions after = tiny(path("existing"), 3);
     after.resume = true;

@@ -294,6 +294,28 @@ void interrupt_and_resume(const fs::path& dir, const std::vector<std::string>& b
 // file this run moves, as a full disk would) leaves the previous checkpoint whole, and a resume
 // repeats the uninterrupted run exactly. (Written one after another, a failure between two files
 // left a directory that resume refused as a mixture, and lost the good checkpoint before it.)
+// A model.json from before full_resolution_probability was recorded resumes where the random
+// resolution is off (the parameter changes no draw) and is refused, saying why, where it is on
+// (that build drew otherwise).
+TEST_F(TrainCli, AModelRecordedBeforeFullResolutionProbabilityResumes) {
+    const fs::path model = dir_ / "older";
+    ASSERT_EQ(train_tiny(model.string(), 2).status, 0);
+    const fs::path json = model / "model.json";
+    auto record_as_older_build = [&](bool random_resolution) {
+        nlohmann::json spec = nlohmann::json::parse(read_text(json));
+        nlohmann::json& generator = spec["training"]["generator"];
+        ASSERT_EQ(generator.erase("full_resolution_probability"), 1u);
+        generator["randomise_resolution"] = random_resolution;
+        std::ofstream(json) << spec.dump(2);
+    };
+    record_as_older_build(false);
+    const RunResult r = train_tiny(model.string(), 3, " --resume");
+    EXPECT_EQ(r.status, 0) << r.err;
+    record_as_older_build(true);
+    expect_bad(joined(tiny_args()) + " --model-dir " + shell_quote(model.string()) + " --steps 4 --resume",
+               "was trained by an earlier build, whose random resolution drew otherwise", model);
+}
+
 TEST_F(TrainCli, ACheckpointIsOneUnit) {
     ASSERT_EQ(train_tiny((dir_ / "straight").string(), 4).status, 0);
     const auto straight = weights_of(dir_ / "straight");

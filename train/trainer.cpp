@@ -276,7 +276,8 @@ struct Trainer::State {
     }
 
     void save_checkpoint();
-    void load_checkpoint();
+    // The checkpoint of `saved` (its model.json, read already): weights, optimizer, logs.
+    void load_checkpoint(const ModelSpec& saved);
     double validate();
 };
 
@@ -329,14 +330,14 @@ static std::string stamp_text(const std::map<std::string, std::string>& meta, co
     return cat("step ", step->second, ", run ", run->second);
 }
 
-void Trainer::State::load_checkpoint() {
+void Trainer::State::load_checkpoint(const ModelSpec& saved) {
     const auto weights_meta = load_weights(weights_path(), params);
     const auto meta = load_optimizer(optimizer_path(), params, adam);
     const auto it = meta.find("step");
     ISS_INPUT(it != meta.end(), optimizer_path(), ": no training step in the metadata");
     step = int64_t(csv_to_number(it->second, optimizer_path() + " step"));
     // Every file of the checkpoint must be of this step and this run.
-    const nlohmann::json json_stamp = load_model_spec(weights_path()).training.value("checkpoint", nlohmann::json());
+    const nlohmann::json json_stamp = saved.training.value("checkpoint", nlohmann::json());
     std::map<std::string, std::string> json_meta;
     if (json_stamp.is_object() && json_stamp.contains("step") && json_stamp.contains("run_id"))
         json_meta = {{"checkpoint_step", json_stamp["step"].dump()}, {"run_id", json_stamp["run_id"].is_string()
@@ -395,7 +396,22 @@ int64_t wl2_step_count(int64_t epochs, int64_t steps_per_epoch) {
 // named only the last run's settings. (A model.json from before a field was recorded is not
 // checked on it.)
 void require_same_samples(const ModelSpec& saved, const ModelSpec& now, const std::string& json) {
-    const nlohmann::json &was = saved.training, &is = now.training;
+    const nlohmann::json& is = now.training;
+    nlohmann::json was = saved.training;
+    // A generator recorded before full_resolution_probability existed (2026-12-05): with the
+    // random resolution off it changes no draw; with it on, that build drew otherwise (one value
+    // for all axes in the isotropic case, never the full resolution).
+    const char* added = "full_resolution_probability";
+    if (was.contains("generator") && was["generator"].is_object() && !was["generator"].contains(added) &&
+        is.contains("generator") && is["generator"].contains(added)) {
+        nlohmann::json& generator = was["generator"];
+        ISS_INPUT(generator.value("randomise_resolution", nlohmann::json(false)) != true, json,
+                  ": was trained by an earlier build, whose random resolution drew otherwise (one value for all "
+                  "axes in the isotropic case, never the full resolution); this build draws as SynthSeg 2.0 does, "
+                  "so the run cannot go on as it began: resume it with the build that began it, or start a new "
+                  "--model-dir");
+        generator[added] = is["generator"][added];
+    }
     // The step at which the loss turns from weighted L2 to Dice (the epoch length alone may change:
     // it spaces the checkpoints).
     auto wl2_steps = [](const nlohmann::json& t) -> nlohmann::json {
@@ -506,12 +522,10 @@ double Trainer::State::validate() {
     return row.mean_dice;
 }
 
-// The model a --resume continues: its model.json, checked against the network and the labels
-// asked for, with its optimizer state there.
-static ModelSpec resumable_model(const std::string& weights, const std::string& optimizer, const std::string& model_dir,
-                                 const UNetConfig& unet, const std::vector<int32_t>& labels) {
-    const std::string json = model_json_path(weights);
-    ModelSpec saved = load_model_spec(weights);
+// The model a --resume continues (`saved`, read from `json`) has the network and the labels
+// asked for, and its optimizer state is there.
+static void require_resumable(const ModelSpec& saved, const std::string& json, const std::string& optimizer,
+                              const std::string& model_dir, const UNetConfig& unet, const std::vector<int32_t>& labels) {
     const UNetConfig& a = saved.unet;
     ISS_INPUT(a.levels == unet.levels && a.features == unet.features && a.classes == unet.classes &&
                   a.in_channels == unet.in_channels && a.kernel == unet.kernel &&
@@ -523,7 +537,6 @@ static ModelSpec resumable_model(const std::string& weights, const std::string& 
     ISS_INPUT(fs::exists(optimizer), optimizer,
               ": missing: cannot resume without it (a run killed while it wrote its first checkpoint leaves ",
               "this: remove ", model_dir, " to start again)");
-    return saved;
 }
 
 // What model.json records: the network, its labels, what its input is (maps in the training
@@ -554,6 +567,11 @@ static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig&
     return spec;
 }
 
+// One run at a time writes a model directory: two would overwrite each other's checkpoints.
+static std::unique_ptr<DirectoryLock> lock_model_dir(const std::string& dir) {
+    return std::make_unique<DirectoryLock>(dir, lock_file_name, "another train is writing this model directory");
+}
+
 // The generator's configuration and what it came from (for messages): a --config file, the one
 // a resumed model recorded, or the preset.
 static std::pair<GeneratorConfig, std::string> generator_config_for(const TrainOptions& opt) {
@@ -566,8 +584,33 @@ static std::pair<GeneratorConfig, std::string> generator_config_for(const TrainO
     return {std::move(preset), source};
 }
 
-Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
+Trainer::Trainer(const TrainOptions& given) {
+    ISS_INPUT(!given.model_dir.empty(), "train: --model-dir is required");
+    // On --resume the model directory is locked before anything is read from it, a checkpoint a
+    // killed run left half replaced is put back, and model.json read, once, before the options it
+    // may complete are read.
+    std::unique_ptr<DirectoryLock> lock;
+    std::error_code ec;
+    if (given.resume && fs::is_directory(given.model_dir, ec)) lock = lock_model_dir(given.model_dir);
+    TrainOptions options = given;
+    std::optional<ModelSpec> saved;
+    if (given.resume) {
+        if (lock) {
+            const int put_back = tidy_interrupted_checkpoint(given.model_dir);
+            if (put_back > 0)
+                warning(cat(given.model_dir, ": a run was killed while it replaced its checkpoint: put back ",
+                            put_back, " file", put_back > 1 ? "s" : "",
+                            " of the checkpoint before, which the resume continues"));
+        }
+        const std::string weights = model_weights_in(given.model_dir);
+        ISS_INPUT(fs::exists(model_json_path(weights)), given.model_dir,
+                  ": --resume, but there is no model.json to resume");
+        saved = load_model_spec(weights);
+        if (options.adopt_recorded) options.adopt_recorded(*saved, options);
+    }
+    state_ = std::make_unique<State>(options);
     State& s = *state_;
+    s.lock = std::move(lock);
     const TrainOptions& opt = s.options;
     ISS_INPUT(opt.steps >= 1, "train: --steps must be at least 1, got ", opt.steps);
     ISS_INPUT(opt.steps_per_epoch >= 1, "train: --steps-per-epoch must be at least 1, got ", opt.steps_per_epoch);
@@ -575,7 +618,6 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     ISS_INPUT(opt.lr > 0 && std::isfinite(opt.lr), "train: --lr must be a positive number");
     ISS_INPUT(opt.shape >= 0, "train: --shape must be at least 1 (or 0: the configuration's), got ", opt.shape);
     ISS_INPUT(opt.wl2_epochs >= 0, "train: --wl2-epochs must be >= 0");
-    ISS_INPUT(!opt.model_dir.empty(), "train: --model-dir is required");
     s.precision = usable_precision(s.ctx, opt.precision);
 
     // Generator configuration: preset, file overrides, then the options that belong to the
@@ -626,33 +668,16 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     for (const char* name : checkpoint_files) outputs.push_back({join(opt.model_dir, name), "--model-dir"});
     check_outputs("train", inputs, outputs, {opt.model_dir});
 
-    // One run at a time writes a model directory: two would overwrite each other's checkpoints
-    // (a model directory that does not exist yet is locked once it is made, below).
-    auto lock_model_dir = [&] {
-        s.lock = std::make_unique<DirectoryLock>(opt.model_dir, lock_file_name,
-                                                 "another train is writing this model directory");
-    };
-    std::error_code ec;
-    if (fs::is_directory(opt.model_dir, ec)) lock_model_dir();
-    if (opt.resume && s.lock) {
-        const int put_back = tidy_interrupted_checkpoint(opt.model_dir);
-        if (put_back > 0)
-            warning(cat(opt.model_dir, ": a run was killed while it replaced its checkpoint: put back ", put_back,
-                        " file", put_back > 1 ? "s" : "", " of the checkpoint before, which the resume continues"));
-    }
+    // Any other existing directory is locked once every input is checked (a refusal leaves no
+    // lock file in it); one that does not exist yet once it is made, below.
+    if (!s.lock && fs::is_directory(opt.model_dir, ec)) s.lock = lock_model_dir(opt.model_dir);
     const std::string json = model_json_path(s.weights_path());
-    const bool has_model = fs::exists(json);
     auto require_no_model = [&](bool none) {
         ISS_INPUT(none, opt.model_dir, ": already holds a model (model.json); pass --resume to continue it, or "
                                        "choose another --model-dir");
     };
-    if (!opt.resume) require_no_model(!has_model);
-    std::optional<ModelSpec> saved;
-    if (opt.resume) {
-        ISS_INPUT(has_model, opt.model_dir, ": --resume, but there is no model.json to resume");
-        saved = resumable_model(s.weights_path(), s.optimizer_path(), opt.model_dir, unet,
-                                s.gen_config.segmentation_labels);
-    }
+    if (!opt.resume) require_no_model(!fs::exists(json));
+    if (saved) require_resumable(*saved, json, s.optimizer_path(), opt.model_dir, unet, s.gen_config.segmentation_labels);
 
     s.net = std::make_unique<UNet>(unet, s.params);
     s.params.allocate();
@@ -663,7 +688,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     s.run_id = new_run_id();  // a resume takes the checkpoint's instead
     if (saved) {
         require_same_samples(*saved, s.spec, json);
-        s.load_checkpoint();
+        s.load_checkpoint(*saved);
         continue_record(*saved, s.spec, s.step);
     }
     ISS_INPUT(s.step <= opt.steps, opt.model_dir, ": the checkpoint is at step ", s.step, ", past --steps ",
@@ -674,7 +699,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>(o)) {
     s.made_model_dir.own_file(join(opt.model_dir, lock_file_name));
     for (const char* name : checkpoint_files) s.made_model_dir.own_file(join(opt.model_dir, name));
     if (!s.lock) {
-        lock_model_dir();
+        s.lock = lock_model_dir(opt.model_dir);
         require_no_model(!fs::exists(json));  // another run may have made one since the check above
     }
     const bool threaded = opt.prefetch < 0 ? s.ctx.is_cuda() : opt.prefetch > 0;

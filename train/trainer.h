@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "kernels/common/device.h"
+#include "nn/checkpoint.h"
 #include "nn/precision.h"
 #include "nn/unet.h"
 #include "synth/config.h"
@@ -57,6 +58,11 @@ struct TrainOptions {
     int prefetch = -1;
     // The convolutions' arithmetic (nn/precision.h); bf16 runs fp32 where it is not native.
     Precision precision = Precision::fp32;
+    // With resume: called with the model.json to resume, read once the model directory is locked
+    // and a checkpoint a killed run left half replaced is put back, before anything reads these
+    // options; it may take what the model recorded for options the user did not give
+    // (`train --resume` repeats the run's options without them being given again).
+    std::function<void(const ModelSpec& recorded, TrainOptions& options)> adopt_recorded;
 };
 
 struct StepReport {
