@@ -252,7 +252,8 @@ int cmd_synth(int argc, char** argv) {
 
         if (i == 0) first_shape = image.grid.dim;
         mixed_shapes |= image.grid.dim != first_shape;
-        if (args.flag("--preview") && size_t(i) < preview_max_rows) preview_rows.push_back(montage_row(image, labels));
+        if (args.flag("--preview") && size_t(i) < preview_max_rows)
+            timed("preview", [&] { preview_rows.push_back(montage_row(image, labels)); });
         if (show_bar) draw_progress(i + 1, count, elapsed());
     }
     if (!preview_rows.empty()) {
@@ -271,7 +272,8 @@ int cmd_synth(int argc, char** argv) {
     }
     if (profile && written > 0)
         std::fputs(stage_times.table(ctx.is_cuda() ? ctx.device().name()
-                                                   : cat("cpu, ", omp_get_max_threads(), " threads"))
+                                                   : cat("cpu, ", omp_get_max_threads(), " thread",
+                                                         omp_get_max_threads() > 1 ? "s" : ""))
                        .c_str(),
                    stdout);
     if (written < count) {

@@ -176,22 +176,25 @@ EstimatedPriors combine_subjects(const std::vector<SubjectStats>& subjects, cons
 
 std::vector<SubjectFiles> pair_subject_files(const std::string& images, const std::string& labels) {
     namespace fs = std::filesystem;
+    // Each path exists (a mistyped one is named as missing, not as the wrong kind).
+    const std::vector<std::string> image_files = nifti_files(images), label_files = nifti_files(labels);
     std::error_code ec;
     const bool image_folder = fs::is_directory(images, ec), label_folder = fs::is_directory(labels, ec);
     ISS_INPUT(image_folder == label_folder, "--images and --labels must both be folders or both files (",
               images, ", ", labels, ")");
-    if (!image_folder) return {{nifti_files(images).front(), nifti_files(labels).front()}};  // one subject
+    if (!image_folder) return {{image_files.front(), label_files.front()}};  // one subject
     // Folders pair by subject: the name without .nii / .nii.gz (a.nii with a.nii.gz), as dice does.
-    auto by_subject = [](const std::string& folder) {
+    auto by_subject = [](const std::string& folder, const std::vector<std::string>& in_folder) {
         std::map<std::string, std::string> files;
-        for (const std::string& f : nifti_files(folder)) {
+        for (const std::string& f : in_folder) {
             const auto [it, added] = files.emplace(nifti_stem(f), f);
             ISS_INPUT(added, folder, ": ", fs::path(it->second).filename().string(), " and ",
                       fs::path(f).filename().string(), " are one subject's: keep one");
         }
         return files;
     };
-    const std::map<std::string, std::string> image_of = by_subject(images), labels_of = by_subject(labels);
+    const std::map<std::string, std::string> image_of = by_subject(images, image_files),
+                                             labels_of = by_subject(labels, label_files);
     std::vector<SubjectFiles> pairs;
     for (const auto& [subject, path] : image_of) {
         const auto it = labels_of.find(subject);

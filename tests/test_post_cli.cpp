@@ -174,7 +174,7 @@ TEST_F(MergeCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad("merge", inputs() + " --o-seg " + out("seg.nii.gz"), "--o-post is required");
     expect_bad("merge", inputs() + " --o-seg " + out("s.nii") + " --o-post " + out("s.nii") + " --labels 0,2,3",
                "is the same file as the output --o-seg");
-    expect_bad("merge", args + " --labels 0,2,x", "--labels");
+    expect_bad("merge", inputs() + outputs() + " --labels 0,2,x", "--labels: expected comma-separated integer labels");
 }
 
 TEST_F(MergeCli, HelpNamesEveryOption) {

@@ -288,6 +288,8 @@ TEST_F(PriorsFiles, PairsByNameAndNamesTheFileWithoutAPartner) {
     EXPECT_EQ(one[0].labels, label_map("a.nii.gz"));
     expect_input_error([&] { pair_subject_files(image("b.nii.gz"), (dir_ / "labels").string()); }, "--images",
                        "both be folders or both files");
+    expect_input_error([&] { pair_subject_files(image("typo.nii.gz"), label_map("a.nii.gz")); }, image("typo.nii.gz"),
+                       "cannot open");
 }
 
 TEST_F(PriorsFiles, GridMismatchAndFourDimensionalImagesAreInputErrors) {
