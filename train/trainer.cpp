@@ -525,7 +525,8 @@ double Trainer::State::validate() {
 // The model a --resume continues (`saved`, read from `json`) has the network and the labels
 // asked for, and its optimizer state is there.
 static void require_resumable(const ModelSpec& saved, const std::string& json, const std::string& optimizer,
-                              const std::string& model_dir, const UNetConfig& unet, const std::vector<int32_t>& labels) {
+                              const std::string& model_dir, const UNetConfig& unet,
+                              const std::vector<int32_t>& labels) {
     const UNetConfig& a = saved.unet;
     ISS_INPUT(a.levels == unet.levels && a.features == unet.features && a.classes == unet.classes &&
                   a.in_channels == unet.in_channels && a.kernel == unet.kernel &&
@@ -677,7 +678,8 @@ Trainer::Trainer(const TrainOptions& given) {
                                        "choose another --model-dir");
     };
     if (!opt.resume) require_no_model(!fs::exists(json));
-    if (saved) require_resumable(*saved, json, s.optimizer_path(), opt.model_dir, unet, s.gen_config.segmentation_labels);
+    if (saved)
+        require_resumable(*saved, json, s.optimizer_path(), opt.model_dir, unet, s.gen_config.segmentation_labels);
 
     s.net = std::make_unique<UNet>(unet, s.params);
     s.params.allocate();
