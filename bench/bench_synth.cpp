@@ -111,7 +111,8 @@ void stage(benchmark::State& state, iss::Backend backend, Generator::Stage which
         s.ctx->synchronize();
     }
     state.SetItemsProcessed(int64_t(state.iterations()));
-    state.SetBytesProcessed(int64_t(state.iterations()) * iss::stage_traffic_bytes(which, p, s.generator->config().integration_steps));
+    const int64_t bytes = iss::stage_traffic_bytes(which, p, s.generator->config().integration_steps);
+    state.SetBytesProcessed(int64_t(state.iterations()) * bytes);
 }
 
 // Stage costs vary with the sample (its deformation's reach, its blur, a resolution step or

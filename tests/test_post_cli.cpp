@@ -382,7 +382,8 @@ TEST_F(DiceCli, BadInputExitsTwoAndWritesNothing) {
     // A doubled option with two values is refused, not resolved to the last: here that would
     // score the prediction against itself.
     expect_bad("dice", "--pred " + q("pred/a.nii.gz") + " --gt " + q("gt/a.nii.gz") + " --gt=" + q("pred/a.nii.gz") + o,
-               "error: --gt given twice (" + path("gt/a.nii.gz") + ", then " + path("pred/a.nii.gz") + "): give it once");
+               "error: --gt given twice (" + path("gt/a.nii.gz") + ", then " + path("pred/a.nii.gz") +
+                   "): give it once");
     const RunResult same = run("dice", "--pred " + q("pred/a.nii.gz") + " --gt " + q("gt/a.nii.gz") + " --gt " +
                                            q("gt/a.nii.gz") + o);
     EXPECT_EQ(same.status, 0) << "the same value twice is no conflict: " << same.err;

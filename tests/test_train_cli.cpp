@@ -416,7 +416,8 @@ TEST_F(TrainCli, ADivergedRunStopsAndKeepsTheLastCheckpoint) {
     ASSERT_EQ(train_tiny(model.string(), 2).status, 0);
     const auto good = weights_of(model);
     const RunResult r =
-        train(joined(tiny_args({{"--lr", "1e30"}})) + " --model-dir " + shell_quote(model.string()) + " --steps 8 --resume");
+        train(joined(tiny_args({{"--lr", "1e30"}})) + " --model-dir " + shell_quote(model.string()) +
+              " --steps 8 --resume");
     EXPECT_EQ(r.status, 1) << r.err;
     EXPECT_NE(r.err.find("training diverged at step"), std::string::npos) << r.err;
     const auto kept = weights_of(model);
