@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <set>
@@ -12,6 +13,7 @@
 #include "io/resample.h"
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
+#include "kernels/geometry/resample.h"
 #include "tests/backends.h"
 #include "tests/ref/resample.h"
 
@@ -365,6 +367,69 @@ TEST_P(ResampleChecks, PreconditionsThrowNamingTheTensor) {
     Image bad(make_grid(3, 3, 3));
     bad.data.pop_back();
     EXPECT_THROW(resample_image(ctx(), bad, bad.grid, Interp::linear, OutOfBounds::fill), Error);
+}
+
+// The CPU launcher's path for axis-aligned transforms (taps once per index, a row at a time)
+// gives the per-voxel body's bits: up- and downsampling, flips, fractional shifts, both
+// policies with a NaN and a plain fill, two frames, labels.
+TEST(ResampleCpu, AxisAlignedTransformsGiveTheBodysBits) {
+    struct Case {
+        std::array<float, 3> scale, shift;
+        std::array<int64_t, 3> dst;
+    };
+    const Case cases[] = {
+        {{0.375f, 0.2f, 1.0f}, {0.0f, 0.0f, 0.0f}, {35, 41, 9}},          // up, as the resolution pass
+        {{2.666f, 1.0f, 4.1f}, {0.0f, 0.0f, 0.0f}, {6, 12, 3}},           // down
+        {{-1.0f, 0.5f, 0.7f}, {12.0f, -0.25f, 0.6f}, {13, 27, 14}},       // a flip, half voxels, shifts
+        {{1.3f, -0.45f, 2.0f}, {-3.5f, 14.2f, -5.0f}, {16, 29, 8}},       // partly outside the source
+    };
+    const Grid src_grid = make_grid(13, 12, 9, Mat4::identity());
+    const Image src = random_image(src_grid, 2, 17);
+    LabelMap labels(src_grid, 2);
+    for (size_t n = 0; n < labels.data.size(); ++n) labels.data[n] = int32_t((n * 7919) % 23);
+    int tested = 0;
+    for (const Case& c : cases)
+        for (const OutOfBounds oob : {OutOfBounds::clamp, OutOfBounds::fill})
+            for (const float fill : {-7.0f, std::numeric_limits<float>::quiet_NaN()})
+                for (const Interp interp : {Interp::linear, Interp::nearest}) {
+                    ResampleArgs a;
+                    a.src = src.data.data();
+                    for (int d = 0; d < 3; ++d) {
+                        a.src_dim[d] = src_grid.dim[size_t(d)];
+                        a.dst_dim[d] = c.dst[size_t(d)];
+                        a.xform[d][d] = c.scale[size_t(d)];
+                        a.xform[d][3] = c.shift[size_t(d)];
+                    }
+                    a.frames = 2, a.interp = interp, a.oob = oob, a.fill = fill;
+                    const size_t n = size_t(2 * c.dst[0] * c.dst[1] * c.dst[2]);
+                    std::vector<float> fast(n), body(n);
+                    a.dst = fast.data();
+                    resample_cpu(a);
+                    a.dst = body.data();
+                    for (int64_t k = 0; k < c.dst[2]; ++k)
+                        for (int64_t j = 0; j < c.dst[1]; ++j)
+                            for (int64_t i = 0; i < c.dst[0]; ++i) resample_voxel(a, i, j, k);
+                    ASSERT_EQ(std::memcmp(fast.data(), body.data(), n * sizeof(float)), 0)
+                        << "scale " << c.scale[0] << ", oob " << int(oob) << ", fill " << fill << ", interp "
+                        << int(interp);
+                    if (interp == Interp::nearest && fill == -7.0f) {
+                        ResampleLabelArgs l;
+                        l.src = labels.data.data();
+                        for (int d = 0; d < 3; ++d) l.src_dim[d] = a.src_dim[d], l.dst_dim[d] = a.dst_dim[d];
+                        std::copy(&a.xform[0][0], &a.xform[0][0] + 12, &l.xform[0][0]);
+                        l.frames = 2, l.interp = Interp::nearest, l.oob = oob, l.fill = -1;
+                        std::vector<int32_t> fast_labels(n), body_labels(n);
+                        l.dst = fast_labels.data();
+                        resample_cpu(l);
+                        l.dst = body_labels.data();
+                        for (int64_t k = 0; k < c.dst[2]; ++k)
+                            for (int64_t j = 0; j < c.dst[1]; ++j)
+                                for (int64_t i = 0; i < c.dst[0]; ++i) resample_voxel(l, i, j, k);
+                        ASSERT_EQ(fast_labels, body_labels);
+                    }
+                    ++tested;
+                }
+    EXPECT_EQ(tested, 32);
 }
 
 ISS_INSTANTIATE_BACKENDS(ResampleLinear);

@@ -169,13 +169,11 @@ ISS_HD_INLINE float corner(const ResampleArgs& a, const float* s, const LinearTa
 
 }  // namespace detail
 
-// Writes output voxel (i, j, k) of every frame by nearest neighbour.
+// Writes output voxel (i, j, k) of every frame from source voxel (si, sj, sk) (-1 along an axis:
+// outside, the fill).
 template <class T>
-ISS_HD_INLINE void resample_nearest_voxel(const ResampleArgsT<T>& a, int64_t i, int64_t j, int64_t k) {
-    const float x = float(i), y = float(j), z = float(k);
-    const int64_t si = detail::nearest_index(detail::source_position(a, 0, x, y, z), a.src_dim[0], a.oob);
-    const int64_t sj = detail::nearest_index(detail::source_position(a, 1, x, y, z), a.src_dim[1], a.oob);
-    const int64_t sk = detail::nearest_index(detail::source_position(a, 2, x, y, z), a.src_dim[2], a.oob);
+ISS_HD_INLINE void write_nearest(const ResampleArgsT<T>& a, int64_t i, int64_t j, int64_t k, int64_t si, int64_t sj,
+                                 int64_t sk) {
     const bool inside = si >= 0 && sj >= 0 && sk >= 0;
     const int64_t src_frame = a.src_dim[0] * a.src_dim[1] * a.src_dim[2];
     const int64_t dst_frame = a.dst_dim[0] * a.dst_dim[1] * a.dst_dim[2];
@@ -185,11 +183,18 @@ ISS_HD_INLINE void resample_nearest_voxel(const ResampleArgsT<T>& a, int64_t i, 
         a.dst[t * dst_frame + dst_at] = inside ? a.src[t * src_frame + src_at] : a.fill;
 }
 
-ISS_HD_INLINE void resample_linear_voxel(const ResampleArgs& a, int64_t i, int64_t j, int64_t k) {
+// Writes output voxel (i, j, k) of every frame by nearest neighbour.
+template <class T>
+ISS_HD_INLINE void resample_nearest_voxel(const ResampleArgsT<T>& a, int64_t i, int64_t j, int64_t k) {
     const float x = float(i), y = float(j), z = float(k);
-    const detail::LinearTaps tx = detail::linear_taps(detail::source_position(a, 0, x, y, z), a.src_dim[0], a.oob);
-    const detail::LinearTaps ty = detail::linear_taps(detail::source_position(a, 1, x, y, z), a.src_dim[1], a.oob);
-    const detail::LinearTaps tz = detail::linear_taps(detail::source_position(a, 2, x, y, z), a.src_dim[2], a.oob);
+    write_nearest(a, i, j, k, detail::nearest_index(detail::source_position(a, 0, x, y, z), a.src_dim[0], a.oob),
+                  detail::nearest_index(detail::source_position(a, 1, x, y, z), a.src_dim[1], a.oob),
+                  detail::nearest_index(detail::source_position(a, 2, x, y, z), a.src_dim[2], a.oob));
+}
+
+// Writes output voxel (i, j, k) of every frame from the cell of taps tx, ty, tz.
+ISS_HD_INLINE void write_linear(const ResampleArgs& a, int64_t i, int64_t j, int64_t k, const detail::LinearTaps& tx,
+                                const detail::LinearTaps& ty, const detail::LinearTaps& tz) {
     const int64_t src_frame = a.src_dim[0] * a.src_dim[1] * a.src_dim[2];
     const int64_t dst_frame = a.dst_dim[0] * a.dst_dim[1] * a.dst_dim[2];
     const int64_t dst_at = (k * a.dst_dim[1] + j) * a.dst_dim[0] + i;
@@ -204,6 +209,13 @@ ISS_HD_INLINE void resample_linear_voxel(const ResampleArgs& a, int64_t i, int64
         const float c1 = detail::lerp(c01, c11, ty.w1);
         a.dst[t * dst_frame + dst_at] = detail::lerp(c0, c1, tz.w1);
     }
+}
+
+ISS_HD_INLINE void resample_linear_voxel(const ResampleArgs& a, int64_t i, int64_t j, int64_t k) {
+    const float x = float(i), y = float(j), z = float(k);
+    write_linear(a, i, j, k, detail::linear_taps(detail::source_position(a, 0, x, y, z), a.src_dim[0], a.oob),
+                 detail::linear_taps(detail::source_position(a, 1, x, y, z), a.src_dim[1], a.oob),
+                 detail::linear_taps(detail::source_position(a, 2, x, y, z), a.src_dim[2], a.oob));
 }
 
 // Writes output voxel (i, j, k) of every frame: the one body both launchers run.
