@@ -28,6 +28,20 @@ struct Mat4 {
 // "155x175x149": a grid's dims for messages.
 std::string dims_text(const std::array<int64_t, 3>& dim);
 
+// Calls f(w) for each face neighbour w (6-connectivity) inside a grid of dims `dim` of the voxel
+// at index v (x fastest), in the order -x, +x, -y, +y, -z, +z.
+template <class F>
+inline void for_each_face_neighbour(const std::array<int64_t, 3>& dim, int64_t v, F&& f) {
+    const int64_t nx = dim[0], ny = dim[1], slice = nx * ny;
+    const int64_t i = v % nx, j = (v / nx) % ny, k = v / slice;
+    if (i > 0) f(v - 1);
+    if (i + 1 < nx) f(v + 1);
+    if (j > 0) f(v - nx);
+    if (j + 1 < ny) f(v + nx);
+    if (k > 0) f(v - slice);
+    if (k + 1 < dim[2]) f(v + slice);
+}
+
 struct Grid {
     std::array<int64_t, 3> dim{1, 1, 1};
     Mat4 affine;

@@ -55,11 +55,10 @@ void fold_posteriors(Image& post, const LabelList& list, bool merge_cerebellum) 
 }
 
 CleanStats remove_islands(LabelMap& seg, const Image& post, const LabelList& list, int64_t island_threshold) {
-    const int64_t nx = seg.nx(), ny = seg.ny(), nz = seg.nz(), n = seg.grid.voxels();
+    const int64_t n = seg.grid.voxels();
     ISS_REQUIRE(seg.frames == 1, "islands: a 3-D segmentation");
     ISS_REQUIRE(post.grid.dim == seg.grid.dim && post.frames == int64_t(list.labels.size()),
                 "islands: posteriors on the segmentation's dims with one frame per listed label");
-    const int64_t sy = nx, sz = nx * ny;
     CleanStats stats;
 
     // Which components are islands: the small ones smaller than the largest of their label.
@@ -90,16 +89,7 @@ CleanStats remove_islands(LabelMap& seg, const Image& post, const LabelList& lis
     std::unordered_map<int32_t, int> frame_of;
     for (size_t k = 0; k < list.labels.size(); ++k) frame_of.emplace(list.labels[k], int(k));
 
-    // Calls f(w) for each in-bounds 6-neighbour w of v.
-    auto for_neighbours = [&](int64_t v, auto&& f) {
-        const int64_t i = v % nx, j = (v / nx) % ny, z = v / sz;
-        if (i > 0) f(v - 1);
-        if (i + 1 < nx) f(v + 1);
-        if (j > 0) f(v - sy);
-        if (j + 1 < ny) f(v + sy);
-        if (z > 0) f(v - sz);
-        if (z + 1 < nz) f(v + sz);
-    };
+    auto for_neighbours = [&](int64_t v, auto&& f) { for_each_face_neighbour(seg.grid.dim, v, f); };
 
     std::vector<int64_t> layer, next;
     for (int64_t v = 0; v < n; ++v) {

@@ -14,9 +14,8 @@ namespace {
 template <class T, class Key>
 Components label_components(const Volume<T>& vol, bool include_zero, Key key) {
     ISS_REQUIRE(vol.frames == 1, "connected components of a 3-D volume, got ", vol.frames, " frames");
-    const int64_t nx = vol.nx(), ny = vol.ny(), nz = vol.nz(), n = vol.grid.voxels();
+    const int64_t n = vol.grid.voxels();
     ISS_REQUIRE(n < (int64_t(1) << 31), "connected components need fewer than 2^31 voxels, got ", n);
-    const int64_t sy = nx, sz = nx * ny;
 
     Components out;
     out.id = LabelMap(vol.grid, 1, -1);
@@ -32,20 +31,12 @@ Components label_components(const Volume<T>& vol, bool include_zero, Key key) {
         queue.clear();
         queue.push_back(start);
         for (size_t head = 0; head < queue.size(); ++head) {
-            const int64_t v = queue[head];
-            const int64_t i = v % nx, j = (v / nx) % ny, z = v / sz;
-            auto visit = [&](int64_t w) {
+            for_each_face_neighbour(vol.grid.dim, queue[head], [&](int64_t w) {
                 if (id[w] < 0 && key(value[w]) == k) {
                     id[w] = cid;
                     queue.push_back(w);
                 }
-            };
-            if (i > 0) visit(v - 1);
-            if (i + 1 < nx) visit(v + 1);
-            if (j > 0) visit(v - sy);
-            if (j + 1 < ny) visit(v + sy);
-            if (z > 0) visit(v - sz);
-            if (z + 1 < nz) visit(v + sz);
+            });
         }
         out.size.push_back(int64_t(queue.size()));
         out.label.push_back(int32_t(value[start]));

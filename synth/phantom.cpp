@@ -302,21 +302,9 @@ void remove_stray_pieces(LabelMap& map) {
     auto compact = [](int32_t v) {
         return v != 0 && v != 24 && v != 2 && v != 41 && v != 21 && v != 61 && v != 3 && v != 42;
     };
-    const int64_t nx = map.nx(), ny = map.ny(), nz = map.nz();
     std::vector<int32_t> piece(map.data.size(), -1);
     std::vector<int64_t> piece_size, stack;
     std::vector<int32_t> piece_label;
-    auto neighbours = [&](int64_t v, int64_t out[6]) {
-        const int64_t i = v % nx, j = (v / nx) % ny, k = v / (nx * ny);
-        int n = 0;
-        if (i > 0) out[n++] = v - 1;
-        if (i + 1 < nx) out[n++] = v + 1;
-        if (j > 0) out[n++] = v - nx;
-        if (j + 1 < ny) out[n++] = v + nx;
-        if (k > 0) out[n++] = v - nx * ny;
-        if (k + 1 < nz) out[n++] = v + nx * ny;
-        return n;
-    };
     for (int64_t start = 0; start < int64_t(map.data.size()); ++start) {
         const int32_t label = map.data[size_t(start)];
         if (!compact(label) || piece[size_t(start)] >= 0) continue;
@@ -328,13 +316,12 @@ void remove_stray_pieces(LabelMap& map) {
             const int64_t v = stack.back();
             stack.pop_back();
             ++size;
-            int64_t nbr[6];
-            const int n = neighbours(v, nbr);
-            for (int t = 0; t < n; ++t)
-                if (map.data[size_t(nbr[t])] == label && piece[size_t(nbr[t])] < 0) {
-                    piece[size_t(nbr[t])] = id;
-                    stack.push_back(nbr[t]);
+            for_each_face_neighbour(map.grid.dim, v, [&](int64_t w) {
+                if (map.data[size_t(w)] == label && piece[size_t(w)] < 0) {
+                    piece[size_t(w)] = id;
+                    stack.push_back(w);
                 }
+            });
         }
         piece_size.push_back(size);
         piece_label.push_back(label);
@@ -349,12 +336,10 @@ void remove_stray_pieces(LabelMap& map) {
         const int32_t p = piece[size_t(v)];
         if (p < 0 || piece_size[size_t(p)] == largest[size_t(piece_label[size_t(p)])]) continue;
         if (votes[size_t(p)].empty()) votes[size_t(p)].assign(256, 0);
-        int64_t nbr[6];
-        const int n = neighbours(v, nbr);
-        for (int t = 0; t < n; ++t) {
-            const int32_t w = map.data[size_t(nbr[t])];
+        for_each_face_neighbour(map.grid.dim, v, [&](int64_t n) {
+            const int32_t w = map.data[size_t(n)];
             if (w != piece_label[size_t(p)] && w >= 0 && w < 256) ++votes[size_t(p)][size_t(w)];
-        }
+        });
     }
     std::vector<int32_t> target(piece_size.size(), -1);
     for (size_t p = 0; p < votes.size(); ++p) {

@@ -369,6 +369,14 @@ TEST_P(ResampleChecks, PreconditionsThrowNamingTheTensor) {
     EXPECT_THROW(resample_image(ctx(), bad, bad.grid, Interp::linear, OutOfBounds::fill), Error);
 }
 
+// Every output voxel through the per-voxel body, one after another.
+template <class T>
+void run_body(const ResampleArgsT<T>& a) {
+    for (int64_t k = 0; k < a.dst_dim[2]; ++k)
+        for (int64_t j = 0; j < a.dst_dim[1]; ++j)
+            for (int64_t i = 0; i < a.dst_dim[0]; ++i) resample_voxel(a, i, j, k);
+}
+
 // The CPU launcher's path for axis-aligned transforms (taps once per index, a row at a time)
 // gives the per-voxel body's bits: up- and downsampling, flips, fractional shifts, both
 // policies with a NaN and a plain fill, two frames, labels.
@@ -406,9 +414,7 @@ TEST(ResampleCpu, AxisAlignedTransformsGiveTheBodysBits) {
                     a.dst = fast.data();
                     resample_cpu(a);
                     a.dst = body.data();
-                    for (int64_t k = 0; k < c.dst[2]; ++k)
-                        for (int64_t j = 0; j < c.dst[1]; ++j)
-                            for (int64_t i = 0; i < c.dst[0]; ++i) resample_voxel(a, i, j, k);
+                    run_body(a);
                     ASSERT_EQ(std::memcmp(fast.data(), body.data(), n * sizeof(float)), 0)
                         << "scale " << c.scale[0] << ", oob " << int(oob) << ", fill " << fill << ", interp "
                         << int(interp);
@@ -422,9 +428,7 @@ TEST(ResampleCpu, AxisAlignedTransformsGiveTheBodysBits) {
                         l.dst = fast_labels.data();
                         resample_cpu(l);
                         l.dst = body_labels.data();
-                        for (int64_t k = 0; k < c.dst[2]; ++k)
-                            for (int64_t j = 0; j < c.dst[1]; ++j)
-                                for (int64_t i = 0; i < c.dst[0]; ++i) resample_voxel(l, i, j, k);
+                        run_body(l);
                         ASSERT_EQ(fast_labels, body_labels);
                     }
                     ++tested;
