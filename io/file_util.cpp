@@ -158,9 +158,9 @@ void remove_committed_output(const std::string& path) noexcept {
 
 namespace {
 
-// The ending a temporary keeps: ".nii.gz" whole, else the last extension.
+// The ending a temporary keeps: ".nii.gz" whole (in the name's case), else the last extension.
 std::string output_suffix(const std::string& path) {
-    if (ends_with(path, ".nii.gz")) return ".nii.gz";
+    if (ends_with_ignoring_case(path, ".nii.gz")) return path.substr(path.size() - 7);
     return std::filesystem::path(path).extension().string();
 }
 
@@ -644,17 +644,27 @@ bool is_temporary_output(const std::string& name) {
     return t && !t->replaced && is_nifti_name(t->base);
 }
 
-bool is_nifti_name(const std::string& path) { return ends_with(path, ".nii") || ends_with(path, ".nii.gz"); }
+bool is_nifti_name(const std::string& path) {
+    return ends_with_ignoring_case(path, ".nii") || ends_with_ignoring_case(path, ".nii.gz");
+}
 
 std::string nifti_stem(const std::string& path) {
     std::string name = std::filesystem::path(path).filename().string();
     for (const char* ext : {".nii.gz", ".nii"})
-        if (ends_with(name, ext)) return name.substr(0, name.size() - std::strlen(ext));
+        if (ends_with_ignoring_case(name, ext)) return name.substr(0, name.size() - std::strlen(ext));
     return name;
 }
 
 bool ends_with(const std::string& text, const std::string& suffix) {
     return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+bool ends_with_ignoring_case(const std::string& text, const std::string& suffix) {
+    if (text.size() < suffix.size()) return false;
+    const size_t from = text.size() - suffix.size();
+    for (size_t n = 0; n < suffix.size(); ++n)
+        if (std::tolower((unsigned char)text[from + n]) != std::tolower((unsigned char)suffix[n])) return false;
+    return true;
 }
 
 }  // namespace iss

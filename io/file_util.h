@@ -180,12 +180,16 @@ void require_regular_file(const std::string& path);
 std::string read_text_file(const std::string& path);
 
 bool ends_with(const std::string& text, const std::string& suffix);
+// The same, with ASCII letters compared without case ("A.NII.GZ" ends with ".nii.gz").
+bool ends_with_ignoring_case(const std::string& text, const std::string& suffix);
 
-// A name ending in .nii or .nii.gz (readers such as nibabel choose by the ending).
+// A name ending in .nii or .nii.gz, in any case (readers such as nibabel choose by the ending,
+// and take SCAN.NII.GZ as scan.nii.gz).
 bool is_nifti_name(const std::string& path);
 // An OutputFile's temporary of a NIfTI output ("a.nii.gz.tmp-123.nii.gz"), left by a killed run.
 bool is_temporary_output(const std::string& name);
-// A NIfTI file's name without its folder and .nii / .nii.gz ("dir/sub01.nii.gz" -> "sub01").
+// A NIfTI file's name without its folder and .nii / .nii.gz in any case ("dir/sub01.nii.gz" ->
+// "sub01").
 std::string nifti_stem(const std::string& path);
 
 // The NIfTI files a path names: the file itself, or every *.nii / *.nii.gz in a directory but

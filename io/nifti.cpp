@@ -658,7 +658,7 @@ public:
     GzWriter(const std::string& path, int datatype)
         : output_(checked_name(path)), file_(std::fopen(output_.write_path().c_str(), "wb"), &std::fclose) {
         if (!file_) throw_output_error(path, errno, "cannot create");
-        if (ends_with(path, ".gz"))
+        if (ends_with_ignoring_case(path, ".gz"))
             gzip_.emplace(deflate_settings_for(datatype), [this](const void* data, size_t n) { put(data, n); });
     }
 

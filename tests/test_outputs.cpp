@@ -174,6 +174,22 @@ TEST_F(Outputs, TemporariesOfAKilledRunAreNotScans) {
     EXPECT_FALSE(is_temporary_output("scan.tmp-.nii.gz"));
 }
 
+// Upper-case endings (SCAN.NII.GZ, as some exports name files) are NIfTI names: listed in a
+// folder, stripped from the stem, and written compressed.
+TEST_F(Outputs, UpperCaseEndingsAreNiftiNames) {
+    write_labels(path("UP.NII.GZ"), LabelMap(Grid{}, 1, 3));
+    write_labels(path("Mixed.Nii"), LabelMap(Grid{}, 1, 3));
+    EXPECT_EQ(nifti_files(dir_.string()), (std::vector<std::string>{path("Mixed.Nii"), path("UP.NII.GZ")}));
+    EXPECT_EQ(nifti_stem(path("UP.NII.GZ")), "UP");
+    EXPECT_EQ(nifti_stem(path("Mixed.Nii")), "Mixed");
+    const std::string bytes = test::read_text(path("UP.NII.GZ"));
+    ASSERT_GE(bytes.size(), 2u);
+    EXPECT_EQ((unsigned char)bytes[0], 0x1f) << "a .NII.GZ is written compressed";
+    EXPECT_EQ((unsigned char)bytes[1], 0x8b);
+    EXPECT_EQ(read_labels(path("UP.NII.GZ")).data, std::vector<int32_t>{3});
+    EXPECT_EQ(test::read_text(path("Mixed.Nii")).substr(344, 4), std::string("n+1\0", 4)) << "a .Nii uncompressed";
+}
+
 // Two names of one file that does not exist yet ("s.nii.gz" and "./s.nii.gz") are one output.
 TEST_F(Outputs, TwoSpellingsOfANewOutputAreOneFile) {
     const fs::path before = fs::current_path();
