@@ -161,11 +161,41 @@ std::vector<float> wavy(size_t n, float amplitude, uint32_t purpose) {
     return v;
 }
 
+// One blur pass by BlurBody (four voxels a call) and by the CPU's rows, bit for bit; the floats
+// around the output stay NaN: nothing is written past its ends.
+void expect_rows_give_the_bodys_bits(const int64_t (&dim)[3], int64_t channels, int in_offset, int out_offset, int h,
+                                     int axis) {
+    SCOPED_TRACE("dim " + std::to_string(dim[0]) + "x" + std::to_string(dim[1]) + "x" + std::to_string(dim[2]) +
+                 " channels " + std::to_string(channels) + " offsets " + std::to_string(in_offset) + "," +
+                 std::to_string(out_offset) + " h " + std::to_string(h) + " axis " + std::to_string(axis));
+    const size_t n = size_t(dim[0] * dim[1] * dim[2] * channels);
+    // 16-byte-aligned storage (std::vector<float>'s), used from its start or one float on, with
+    // 4 floats to spare after the volume.
+    std::vector<float> storage(n + 4), by_body(n + 4, std::nanf("")), by_rows(n + 4, std::nanf(""));
+    ASSERT_EQ(reinterpret_cast<uintptr_t>(storage.data()) % 16, 0u);
+    ASSERT_EQ(reinterpret_cast<uintptr_t>(by_body.data()) % 16, 0u);
+    float* input = storage.data() + in_offset;
+    for (size_t v = 0; v < n; ++v) input[v] = (v % 3 == 0 ? -0.0f : 1.0f) * float((v * 7919) % 97) / 7.0f;
+    BlurArgs args;
+    args.src = input;
+    for (int d = 0; d < 3; ++d) args.dim[d] = dim[d];
+    args.channels = channels;
+    args.axis = axis;
+    args.half_width = h;
+    const std::vector<float> taps = blur_taps(1.3 + 0.4 * h, h);
+    std::copy(taps.begin(), taps.end(), args.taps);
+    args.dst = by_body.data() + out_offset;
+    run_per_quad(dim, BlurBody{args});
+    args.dst = by_rows.data() + out_offset;
+    DeviceContext cpu;
+    blur_axis(cpu, args);
+    expect_same_bits(by_rows, by_body);
+}
+
 // BlurBody runs four voxels of a row a thread: images of whole 16-byte-aligned quads with the
 // taps unrolled (half-widths 0-4), anything else voxel by voxel. Both against the CPU's rows:
 // rows one quad long (no neighbours along x) and several, odd widths, the input or the output
-// or both misaligned, every unrolled width and two beyond, channels-last volumes. The floats
-// around the output stay NaN: nothing is written past its ends.
+// or both misaligned, every unrolled width and two beyond, channels-last volumes.
 TEST(SynthRows, BlurGivesThePerVoxelBodysBits) {
     const int64_t dims[][3] = {{6, 3, 2}, {4, 3, 5}, {12, 5, 3}, {9, 2, 6}};
     const std::pair<int, int> misalignments[] = {{0, 0}, {1, 1}, {0, 1}, {1, 0}};  // floats: input, output
@@ -173,35 +203,17 @@ TEST(SynthRows, BlurGivesThePerVoxelBodysBits) {
         for (const int64_t channels : {int64_t(1), int64_t(5)})
             for (const auto& [in_offset, out_offset] : misalignments)
                 for (const int h : {0, 1, 2, 3, 4, 5, 7})
-                    for (int axis = 0; axis < 3; ++axis) {
-                        SCOPED_TRACE("dim " + std::to_string(dim[0]) + "x" + std::to_string(dim[1]) + "x" +
-                                     std::to_string(dim[2]) + " channels " + std::to_string(channels) + " offsets " +
-                                     std::to_string(in_offset) + "," + std::to_string(out_offset) + " h " +
-                                     std::to_string(h) + " axis " + std::to_string(axis));
-                        const size_t n = size_t(dim[0] * dim[1] * dim[2] * channels);
-                        // 16-byte-aligned storage (std::vector<float>'s), used from its start or one
-                        // float on, with 4 floats to spare after the volume.
-                        std::vector<float> storage(n + 4), by_body(n + 4, std::nanf("")), by_rows(n + 4, std::nanf(""));
-                        ASSERT_EQ(reinterpret_cast<uintptr_t>(storage.data()) % 16, 0u);
-                        ASSERT_EQ(reinterpret_cast<uintptr_t>(by_body.data()) % 16, 0u);
-                        float* input = storage.data() + in_offset;
-                        for (size_t v = 0; v < n; ++v)
-                            input[v] = (v % 3 == 0 ? -0.0f : 1.0f) * float((v * 7919) % 97) / 7.0f;
-                        BlurArgs args;
-                        args.src = input;
-                        for (int d = 0; d < 3; ++d) args.dim[d] = dim[d];
-                        args.channels = channels;
-                        args.axis = axis;
-                        args.half_width = h;
-                        const std::vector<float> taps = blur_taps(1.3, h);
-                        std::copy(taps.begin(), taps.end(), args.taps);
-                        args.dst = by_body.data() + out_offset;
-                        run_per_quad(dim, BlurBody{args});
-                        args.dst = by_rows.data() + out_offset;
-                        DeviceContext cpu;
-                        blur_axis(cpu, args);
-                        expect_same_bits(by_rows, by_body);
-                    }
+                    for (int axis = 0; axis < 3; ++axis)
+                        expect_rows_give_the_bodys_bits(dim, channels, in_offset, out_offset, h, axis);
+}
+
+// The wide windows of a random resolution's thick axes (beyond the 9 taps compiled per count:
+// the CPU's rows sum them 16 elements at a time), on volumes wide enough along every axis for
+// all the taps, with odd sizes for the rows' tails.
+TEST(SynthRows, WideBlurWindowsGiveTheBodysBits) {
+    const int64_t dim[3] = {45, 37, 35};
+    for (const int h : {5, 8, 16})
+        for (int axis = 0; axis < 3; ++axis) expect_rows_give_the_bodys_bits(dim, 1, 1, 0, h, axis);
 }
 
 // The CPU's one sweep of the three passes (blur_passes) against the passes one at a time, on 1,

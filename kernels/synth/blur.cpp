@@ -45,6 +45,28 @@ void sum_taps(const float* const* rows, const float* taps, float* __restrict dst
     }
 }
 
+// The same for any count: 16 elements at a time, each with its own sum in the same order (the
+// wide windows of a random resolution's thick axes, up to 33 taps).
+void sum_many_taps(const float* const* rows, const float* taps, int n, float* __restrict dst, int64_t begin,
+                   int64_t end) {
+    constexpr int64_t lanes = 16;
+    int64_t e = begin;
+    for (; e + lanes <= end; e += lanes) {
+        float sum[lanes] = {};
+        for (int t = 0; t < n; ++t) {
+            const float w = taps[t];
+            const float* r = rows[t] + e;
+            for (int64_t l = 0; l < lanes; ++l) sum[l] = fmaf(w, r[l], sum[l]);
+        }
+        for (int64_t l = 0; l < lanes; ++l) dst[e + l] = sum[l];
+    }
+    for (; e < end; ++e) {
+        float sum = 0.0f;
+        for (int t = 0; t < n; ++t) sum = fmaf(taps[t], rows[t][e], sum);
+        dst[e] = sum;
+    }
+}
+
 // The same for n taps, compiled per count up to 9 (half-widths up to 4).
 void sum_taps(const float* const* rows, const float* taps, int n, float* dst, int64_t begin, int64_t end) {
     switch (n) {
@@ -57,12 +79,7 @@ void sum_taps(const float* const* rows, const float* taps, int n, float* dst, in
         case 7: return sum_taps<7>(rows, taps, dst, begin, end);
         case 8: return sum_taps<8>(rows, taps, dst, begin, end);
         case 9: return sum_taps<9>(rows, taps, dst, begin, end);
-        default:
-            for (int64_t e = begin; e < end; ++e) {
-                float sum = 0.0f;
-                for (int t = 0; t < n; ++t) sum = fmaf(taps[t], rows[t][e], sum);
-                dst[e] = sum;
-            }
+        default: return sum_many_taps(rows, taps, n, dst, begin, end);
     }
 }
 
