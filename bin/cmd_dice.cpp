@@ -133,6 +133,7 @@ int cmd_dice(int argc, char** argv) {
     }
     args.reject_positional();
     const std::string pred = args.require("--pred"), gt = args.require("--gt"), out = args.require("--out");
+    ISS_INPUT(!is_nifti_name(out), "dice: --out ", out, ": the table is CSV text, not a NIfTI image (name it .csv)");
     std::vector<int32_t> labels;
     if (args.has("--labels")) labels = named_label_list(args.get("--labels", ""));
 

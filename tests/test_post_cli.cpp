@@ -379,6 +379,8 @@ TEST_F(DiceCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad("dice", "--pred " + q("pred/zz.nii.gz") + " --gt " + q("gt/a.nii.gz") + o, "zz.nii.gz");
     expect_bad("dice", "--pred " + q("pred") + " --gt " + q("gt/a.nii.gz") + o, "both be files or both");
     expect_bad("dice", "--pred " + q("pred") + " --gt " + q("gt"), "--out is required");
+    expect_bad("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + out("dice.nii.gz"),
+               "the table is CSV text, not a NIfTI image");
     // A doubled option with two values is refused, not resolved to the last: here that would
     // score the prediction against itself.
     expect_bad("dice", "--pred " + q("pred/a.nii.gz") + " --gt " + q("gt/a.nii.gz") + " --gt=" + q("pred/a.nii.gz") + o,

@@ -546,6 +546,10 @@ TEST_F(Predict, CommandFoldersSkipHiddenFilesAndTheirOwnOutputs) {
                           " --preview " + test::shell_quote(path("p.jpg")));
     EXPECT_EQ(r.status, 2);
     EXPECT_NE(r.err.find("the picture is a PNG"), std::string::npos) << r.err;
+    r = test::run_command(base + test::shell_quote(path("f/s.nii.gz")) + " --o " + test::shell_quote(path("s.nii.gz")) +
+                          " --vol " + test::shell_quote(path("v.nii")));
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("the volumes are CSV text, not a NIfTI image"), std::string::npos) << r.err;
     EXPECT_FALSE(fs::exists(path("o")));
     EXPECT_FALSE(fs::exists(path("s.nii.gz")));
 
