@@ -168,7 +168,7 @@ const char* signal_name(int signal) {
 int predict_output_index(const std::string& file) {
     const std::string stem = nifti_stem(file);
     for (size_t i = 0; i < predict_output_suffixes.size(); ++i)
-        if (ends_with(stem, predict_output_suffixes[i])) return int(i);
+        if (ends_with_ignoring_case(stem, predict_output_suffixes[i])) return int(i);
     return -1;
 }
 

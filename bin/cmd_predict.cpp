@@ -222,8 +222,8 @@ int cmd_predict(int argc, char** argv) {
         for (const char* option : {"--o", "--post", "--resample"})
             ISS_INPUT(!args.has(option) || !is_nifti_name(args.get(option, "")), "predict: ", option, " ",
                       args.get(option, ""), ": with a folder of scans, ", option, " names a folder");
-    ISS_INPUT(!args.has("--preview") || ends_with(args.get("--preview", ""), ".png"), "predict: --preview ",
-              args.get("--preview", ""), ": the picture is a PNG (name it .png)");
+    ISS_INPUT(!args.has("--preview") || ends_with_ignoring_case(args.get("--preview", ""), ".png"),
+              "predict: --preview ", args.get("--preview", ""), ": the picture is a PNG (name it .png)");
     ISS_INPUT(!args.has("--vol") || !is_nifti_name(args.get("--vol", "")), "predict: --vol ", args.get("--vol", ""),
               ": the volumes are CSV text, not a NIfTI image (name it .csv)");
     const std::vector<Job> jobs = plan_jobs(args, in, out, folder);

@@ -264,14 +264,18 @@ TEST_F(SameFileCli, PredictRefusesToOverwriteItsInputs) {
                    "--post " + path("out.nii.gz") + " is the same file as the output --o");
     expect_refused(run + " --o " + q("out.nii.gz") + " --post " + q("scan.nii.gz"), "is the same file as the input --i");
     expect_refused(run + " --o " + q("model/model.json"), "is the same file as the input --model");
-    expect_refused(run + " --o " + q("out.nii.gz") + " --vol " + q("out.nii.gz"), "is the same file as the output");
+    // A table's name is never a NIfTI one, but a link may still lead to an input.
+    fs::create_symlink(path("scan.nii.gz"), path("scan_link.csv"));
+    expect_refused(run + " --o " + q("out.nii.gz") + " --vol " + q("scan_link.csv"),
+                   "is the same file as the input --i");
     expect_refused(run + " --o " + q("no/such/dir/out.nii.gz"), "no such directory");
     expect_refused(run + " --o " + q("model"), "is a directory, expected a file name");
 }
 
 TEST_F(SameFileCli, PostCommandsRefuseToOverwriteTheirInputs) {
-    expect_refused("dice --pred " + q("seg.nii.gz") + " --gt " + q("seg.nii.gz") + " --out " + q("seg.nii.gz"),
-                   "--out " + path("seg.nii.gz") + " is the same file as the input --pred");
+    fs::create_symlink(path("seg.nii.gz"), path("seg_link.csv"));
+    expect_refused("dice --pred " + q("seg.nii.gz") + " --gt " + q("seg.nii.gz") + " --out " + q("seg_link.csv"),
+                   "--out " + path("seg_link.csv") + " is the same file as the input --pred");
     const std::string clean = "clean --labels 0,2,3,41,42 --seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz");
     expect_refused(clean + " --o " + q("seg.nii.gz"), "is the same file as the input --seg");
     expect_refused(clean + " --o " + q("c.nii.gz") + " --o-post " + q("post.nii.gz"),

@@ -378,18 +378,22 @@ void run_body(const ResampleArgsT<T>& a) {
 }
 
 // The CPU launcher's path for axis-aligned transforms (taps once per index, a row at a time)
-// gives the per-voxel body's bits: up- and downsampling, flips, fractional shifts, both
-// policies with a NaN and a plain fill, two frames, labels.
+// gives the per-voxel body's bits: up- and downsampling, flips, fractional shifts, a zero scale,
+// off-diagonal entries of -0, positions far outside, both policies with a NaN and a plain fill,
+// two frames, labels. Every case takes that path (is_axis_aligned); an oblique one does not.
 TEST(ResampleCpu, AxisAlignedTransformsGiveTheBodysBits) {
     struct Case {
         std::array<float, 3> scale, shift;
         std::array<int64_t, 3> dst;
+        float off_diagonal = 0.0f;
     };
     const Case cases[] = {
         {{0.375f, 0.2f, 1.0f}, {0.0f, 0.0f, 0.0f}, {35, 41, 9}},          // up, as the resolution pass
         {{2.666f, 1.0f, 4.1f}, {0.0f, 0.0f, 0.0f}, {6, 12, 3}},           // down
-        {{-1.0f, 0.5f, 0.7f}, {12.0f, -0.25f, 0.6f}, {13, 27, 14}},       // a flip, half voxels, shifts
+        {{-1.0f, 0.5f, 0.7f}, {12.0f, -0.25f, 0.6f}, {13, 27, 14}, -0.0f},  // a flip, halves, shifts
         {{1.3f, -0.45f, 2.0f}, {-3.5f, 14.2f, -5.0f}, {16, 29, 8}},       // partly outside the source
+        {{0.0f, 1.0f, -0.0f}, {3.3f, 0.0f, -0.0f}, {5, 6, 7}, -0.0f},     // zero scales
+        {{1.0f, 1.0f, 1.0f}, {1e7f, -1e7f, 0.5f}, {5, 4, 3}},             // far outside
     };
     const Grid src_grid = make_grid(13, 12, 9, Mat4::identity());
     const Image src = random_image(src_grid, 2, 17);
@@ -405,10 +409,11 @@ TEST(ResampleCpu, AxisAlignedTransformsGiveTheBodysBits) {
                     for (int d = 0; d < 3; ++d) {
                         a.src_dim[d] = src_grid.dim[size_t(d)];
                         a.dst_dim[d] = c.dst[size_t(d)];
-                        a.xform[d][d] = c.scale[size_t(d)];
+                        for (int e = 0; e < 3; ++e) a.xform[d][e] = d == e ? c.scale[size_t(d)] : c.off_diagonal;
                         a.xform[d][3] = c.shift[size_t(d)];
                     }
                     a.frames = 2, a.interp = interp, a.oob = oob, a.fill = fill;
+                    ASSERT_TRUE(is_axis_aligned(a));
                     const size_t n = size_t(2 * c.dst[0] * c.dst[1] * c.dst[2]);
                     std::vector<float> fast(n), body(n);
                     a.dst = fast.data();
@@ -433,7 +438,10 @@ TEST(ResampleCpu, AxisAlignedTransformsGiveTheBodysBits) {
                     }
                     ++tested;
                 }
-    EXPECT_EQ(tested, 32);
+    EXPECT_EQ(tested, 48);
+    ResampleArgs oblique;
+    oblique.xform[0][1] = 1e-30f;
+    EXPECT_FALSE(is_axis_aligned(oblique));
 }
 
 ISS_INSTANTIATE_BACKENDS(ResampleLinear);

@@ -31,17 +31,6 @@ void check_common(const ResampleArgsT<T>& a, const char* what) {
             ISS_REQUIRE(std::isfinite(a.xform[r][c]), what, ": transform 'xform' entry (", r, ", ", c, ") is not finite");
 }
 
-// Every off-diagonal entry of the transform is 0 (scalings, flips and shifts: the generator's
-// resolution passes, predict's resampling to a voxel size). Then the source position along an
-// axis depends on that axis's output index alone: fmaf(0, y, c) is c for any index y >= 0, to
-// the sign of a zero. So the position computed with the other indices 0 has the same bits.
-template <class T>
-bool axis_aligned(const ResampleArgsT<T>& a) {
-    for (int r = 0; r < 3; ++r)
-        for (int c = 0; c < 3; ++c)
-            if (r != c && a.xform[r][c] != 0.0f) return false;
-    return true;
-}
 
 // The position along `axis` of every output index, through `taps` (linear or nearest).
 template <class T, class Taps>
@@ -68,11 +57,10 @@ void run_nearest_aligned(const ResampleArgsT<T>& a) {
             for (int64_t i = 0; i < nx; ++i) write_nearest(a, i, j, k, si[size_t(i)], sj[size_t(j)], sk[size_t(k)]);
 }
 
-// write_linear's arithmetic, a row at a time: the four source rows of the cell's y and z taps
+// write_linear's blend_cell, a row at a time: the four source rows of the cell's y and z taps
 // fixed, the x taps from the table.
 void run_linear_aligned(const ResampleArgs& a) {
     using detail::LinearTaps;
-    using detail::lerp;
     auto taps = [&](int axis) {
         return axis_table(a, axis, [&](float p) { return detail::linear_taps(p, a.src_dim[axis], a.oob); });
     };
@@ -96,19 +84,19 @@ void run_linear_aligned(const ResampleArgs& a) {
                 float* out = a.dst + t * dst_frame + (k * ny + j) * nx;
                 for (int64_t i = 0; i < nx; ++i) {
                     const LinearTaps& x = tx[size_t(i)];
-                    auto at = [&](const float* r, int ux) {
-                        return r && (ux ? x.valid1 : x.valid0) ? r[ux ? x.i1 : x.i0] : fill;
-                    };
-                    const float c00 = lerp(at(r00, 0), at(r00, 1), x.w1), c10 = lerp(at(r10, 0), at(r10, 1), x.w1);
-                    const float c01 = lerp(at(r01, 0), at(r01, 1), x.w1), c11 = lerp(at(r11, 0), at(r11, 1), x.w1);
-                    out[i] = lerp(lerp(c00, c10, y.w1), lerp(c01, c11, y.w1), z.w1);
+                    out[i] = detail::blend_cell(
+                        [&](int ux, int uy, int uz) {
+                            const float* r = uz ? (uy ? r11 : r01) : (uy ? r10 : r00);
+                            return r && (ux ? x.valid1 : x.valid0) ? r[ux ? x.i1 : x.i0] : fill;
+                        },
+                        x.w1, y.w1, z.w1);
                 }
             }
 }
 
 template <class T>
 void run_cpu(const ResampleArgsT<T>& a) {
-    if (axis_aligned(a)) {
+    if (is_axis_aligned(a)) {
         if constexpr (std::is_same_v<T, float>) {
             if (a.interp == Interp::linear) return run_linear_aligned(a);
         }
@@ -135,6 +123,19 @@ void dispatch(DeviceContext& ctx, const ResampleArgsT<T>& a) {
 }
 
 }  // namespace
+
+// With an off-diagonal entry w = +-0, fmaf(w, y, c) for an index y >= 0 is w * y (a zero of w's
+// sign, whatever y) plus c: the same bits for y = 0. So the position along an axis computed
+// with the other indices 0 is the one every voxel of that index computes.
+template <class T>
+bool is_axis_aligned(const ResampleArgsT<T>& a) {
+    for (int r = 0; r < 3; ++r)
+        for (int c = 0; c < 3; ++c)
+            if (r != c && a.xform[r][c] != 0.0f) return false;
+    return true;
+}
+template bool is_axis_aligned(const ResampleArgs&);
+template bool is_axis_aligned(const ResampleLabelArgs&);
 
 void check_resample_args(const ResampleArgs& args) {
     check_common(args, "resample (float)");

@@ -57,6 +57,11 @@ void check_resample_args(const ResampleLabelArgs& args);
 void resample(DeviceContext& ctx, const ResampleArgs& args);
 void resample(DeviceContext& ctx, const ResampleLabelArgs& args);
 
+// Whether every off-diagonal entry of the transform is 0 (+0 or -0): scalings, flips and
+// shifts. The CPU launcher then computes the taps once per index (the same bits).
+template <class T>
+bool is_axis_aligned(const ResampleArgsT<T>& args);
+
 // The launchers behind the dispatcher (the CUDA ones exist only when built with CUDA).
 void resample_cpu(const ResampleArgs& args);
 void resample_cpu(const ResampleLabelArgs& args);
@@ -157,6 +162,18 @@ ISS_HD_INLINE int64_t nearest_index(float p, int64_t n, OutOfBounds oob) {
 // up to the rounding of b - a.
 ISS_HD_INLINE float lerp(float a, float b, float w) { return fmaf(w, b - a, a); }
 
+// The trilinear blend of a cell whose corner (ux, uy, uz) in {0, 1}^3 is corner(ux, uy, uz):
+// along x, then y, then z, a fixed order, so that every caller (both backends, the CPU's rows)
+// rounds alike.
+template <class Corner>
+ISS_HD_INLINE float blend_cell(const Corner& corner, float wx, float wy, float wz) {
+    const float c00 = lerp(corner(0, 0, 0), corner(1, 0, 0), wx);
+    const float c10 = lerp(corner(0, 1, 0), corner(1, 1, 0), wx);
+    const float c01 = lerp(corner(0, 0, 1), corner(1, 0, 1), wx);
+    const float c11 = lerp(corner(0, 1, 1), corner(1, 1, 1), wx);
+    return lerp(lerp(c00, c10, wy), lerp(c01, c11, wy), wz);
+}
+
 // Corner (ux, uy, uz) in {0, 1}^3 of the cell around p in one frame `s`: the fill value when
 // any of its taps is outside the volume.
 ISS_HD_INLINE float corner(const ResampleArgs& a, const float* s, const LinearTaps& tx, const LinearTaps& ty,
@@ -200,14 +217,8 @@ ISS_HD_INLINE void write_linear(const ResampleArgs& a, int64_t i, int64_t j, int
     const int64_t dst_at = (k * a.dst_dim[1] + j) * a.dst_dim[0] + i;
     for (int64_t t = 0; t < a.frames; ++t) {
         const float* s = a.src + t * src_frame;
-        // Along x, then y, then z: fixed order, so both backends round identically.
-        const float c00 = detail::lerp(detail::corner(a, s, tx, ty, tz, 0, 0, 0), detail::corner(a, s, tx, ty, tz, 1, 0, 0), tx.w1);
-        const float c10 = detail::lerp(detail::corner(a, s, tx, ty, tz, 0, 1, 0), detail::corner(a, s, tx, ty, tz, 1, 1, 0), tx.w1);
-        const float c01 = detail::lerp(detail::corner(a, s, tx, ty, tz, 0, 0, 1), detail::corner(a, s, tx, ty, tz, 1, 0, 1), tx.w1);
-        const float c11 = detail::lerp(detail::corner(a, s, tx, ty, tz, 0, 1, 1), detail::corner(a, s, tx, ty, tz, 1, 1, 1), tx.w1);
-        const float c0 = detail::lerp(c00, c10, ty.w1);
-        const float c1 = detail::lerp(c01, c11, ty.w1);
-        a.dst[t * dst_frame + dst_at] = detail::lerp(c0, c1, tz.w1);
+        a.dst[t * dst_frame + dst_at] = detail::blend_cell(
+            [&](int ux, int uy, int uz) { return detail::corner(a, s, tx, ty, tz, ux, uy, uz); }, tx.w1, ty.w1, tz.w1);
     }
 }
 
