@@ -21,11 +21,12 @@ namespace {
 const char* help_text =
     "usage: infant-synthseg info FILE...\n"
     "\n"
-    "Prints, for each NIfTI file (.nii, .nii.gz, .hdr/.img): format, dims, voxel size,\n"
-    "datatype, scaling, orientation code, the voxel-to-world affine and where it comes from\n"
-    "(sform, qform or pixdim), the intensity range after scaling with the NaN count, and, when\n"
-    "every value is an integer, the labels with their voxel counts (only their number when\n"
-    "there are over 1000: an integer scan rather than a label map).\n"
+    "Prints, for each NIfTI file (.nii, .nii.gz, .hdr/.img): format, dims, voxel size (the\n"
+    "affine's, with pixdim where it differs), datatype, scaling, orientation code, the\n"
+    "voxel-to-world affine and where it comes from (sform, qform or pixdim), the intensity\n"
+    "range after scaling with the NaN count, and, when every value is an integer, the labels\n"
+    "with their voxel counts (only their number when there are over 1000: an integer scan\n"
+    "rather than a label map).\n"
     "\n"
     "Exit status: 0 when every file was read, 2 when any file is bad (the others are still\n"
     "printed).\n";
