@@ -97,12 +97,7 @@ std::vector<Pair> pair_inputs(const std::string& pred, const std::string& gt) {
     // predict's folder against ground truth named like the scans: NAME_synthseg is subject NAME.
     // Two folders predict wrote (one model against another) pair by their names as they are.
     const bool strip = all_predicted(files) && !all_predicted(truth_files);
-    std::map<std::string, std::string> truths;
-    for (const std::string& f : truth_files) {
-        const auto [it, added] = truths.emplace(nifti_stem(f), f);
-        ISS_INPUT(added, gt, ": ", fs::path(it->second).filename().string(), " and ",
-                  fs::path(f).filename().string(), " are one subject's: keep one");
-    }
+    std::map<std::string, std::string> truths = nifti_files_by_subject(gt, truth_files);
     std::map<std::string, std::string> predictions;
     for (const std::string& f : files) {
         const std::string subject = strip ? subject_of(f) : nifti_stem(f);

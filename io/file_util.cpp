@@ -655,6 +655,17 @@ std::string nifti_stem(const std::string& path) {
     return name;
 }
 
+std::map<std::string, std::string> nifti_files_by_subject(const std::string& folder,
+                                                          const std::vector<std::string>& files) {
+    std::map<std::string, std::string> by_subject;
+    for (const std::string& f : files) {
+        const auto [it, added] = by_subject.emplace(nifti_stem(f), f);
+        ISS_INPUT(added, folder, ": ", std::filesystem::path(it->second).filename().string(), " and ",
+                  std::filesystem::path(f).filename().string(), " are one subject's: keep one");
+    }
+    return by_subject;
+}
+
 bool ends_with(const std::string& text, const std::string& suffix) {
     return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <exception>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -191,6 +192,10 @@ bool is_temporary_output(const std::string& name);
 // A NIfTI file's name without its folder and .nii / .nii.gz in any case ("dir/sub01.nii.gz" ->
 // "sub01").
 std::string nifti_stem(const std::string& path);
+// `files` (NIfTI files of `folder`) by subject, their nifti_stem; InputError naming `folder` and
+// two files of one subject (a.nii and a.nii.gz).
+std::map<std::string, std::string> nifti_files_by_subject(const std::string& folder,
+                                                          const std::vector<std::string>& files);
 
 // The NIfTI files a path names: the file itself, or every *.nii / *.nii.gz in a directory but
 // hidden ones (macOS's ._NAME copies), sorted by name. InputError naming the path when it does

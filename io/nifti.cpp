@@ -16,7 +16,6 @@
 #include <zlib.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstddef>
@@ -254,14 +253,8 @@ private:
     gzFile file_ = nullptr;
 };
 
-std::string lower_case(std::string text) {
-    for (char& c : text) c = char(std::tolower((unsigned char)c));
-    return text;
-}
-
 bool is_pair_image_name(const std::string& path) {
-    const std::string name = lower_case(path);
-    return ends_with(name, ".img") || ends_with(name, ".img.gz");
+    return ends_with_ignoring_case(path, ".img") || ends_with_ignoring_case(path, ".img.gz");
 }
 
 // The data file of a header-only pair beside name.hdr: name.img, name.img.gz, then the
@@ -269,10 +262,9 @@ bool is_pair_image_name(const std::string& path) {
 // name them).
 std::string image_file_for(const std::string& path) {
     std::string base = path;
-    const std::string lower = lower_case(path);
-    if (ends_with(lower, ".gz")) base.resize(base.size() - 3);
+    if (ends_with_ignoring_case(base, ".gz")) base.resize(base.size() - 3);
     for (const char* ext : {".hdr", ".nii", ".img"})
-        if (ends_with(lower.substr(0, base.size()), ext)) {
+        if (ends_with_ignoring_case(base, ext)) {
             base.resize(base.size() - 4);
             break;
         }

@@ -184,17 +184,8 @@ std::vector<SubjectFiles> pair_subject_files(const std::string& images, const st
               images, ", ", labels, ")");
     if (!image_folder) return {{image_files.front(), label_files.front()}};  // one subject
     // Folders pair by subject: the name without .nii / .nii.gz (a.nii with a.nii.gz), as dice does.
-    auto by_subject = [](const std::string& folder, const std::vector<std::string>& in_folder) {
-        std::map<std::string, std::string> files;
-        for (const std::string& f : in_folder) {
-            const auto [it, added] = files.emplace(nifti_stem(f), f);
-            ISS_INPUT(added, folder, ": ", fs::path(it->second).filename().string(), " and ",
-                      fs::path(f).filename().string(), " are one subject's: keep one");
-        }
-        return files;
-    };
-    const std::map<std::string, std::string> image_of = by_subject(images, image_files),
-                                             labels_of = by_subject(labels, label_files);
+    const std::map<std::string, std::string> image_of = nifti_files_by_subject(images, image_files),
+                                             labels_of = nifti_files_by_subject(labels, label_files);
     std::vector<SubjectFiles> pairs;
     for (const auto& [subject, path] : image_of) {
         const auto it = labels_of.find(subject);

@@ -5,6 +5,7 @@
 // least traffic its voxels must move (stage_traffic_bytes): how close it runs to memory speed.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -29,6 +30,13 @@ public:
     // Adds time spent on a step outside the generator (copying a sample to the host, writing its
     // files): a row of its own, after the stages, in the order first added.
     void add(const std::string& step, double seconds);
+    // Runs `work` and adds its time to `step`'s row.
+    template <class Work>
+    void time(const std::string& step, Work&& work) {
+        const auto start = std::chrono::steady_clock::now();
+        work();
+        add(step, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
 
     struct Row {
         std::string name;
