@@ -396,22 +396,21 @@ int64_t wl2_step_count(int64_t epochs, int64_t steps_per_epoch) {
 // named only the last run's settings. (A model.json from before a field was recorded is not
 // checked on it.)
 void require_same_samples(const ModelSpec& saved, const ModelSpec& now, const std::string& json) {
-    const nlohmann::json& is = now.training;
-    nlohmann::json was = saved.training;
-    // A generator recorded before full_resolution_probability existed (2026-12-05): with the
-    // random resolution off it changes no draw; with it on, that build drew otherwise (one value
-    // for all axes in the isotropic case, never the full resolution).
-    const char* added = "full_resolution_probability";
-    if (was.contains("generator") && was["generator"].is_object() && !was["generator"].contains(added) &&
-        is.contains("generator") && is["generator"].contains(added)) {
-        nlohmann::json& generator = was["generator"];
-        ISS_INPUT(generator.value("randomise_resolution", nlohmann::json(false)) != true, json,
-                  ": was trained by an earlier build, whose random resolution drew otherwise (one value for all "
-                  "axes in the isotropic case, never the full resolution); this build draws as SynthSeg 2.0 does, "
-                  "so the run cannot go on as it began: resume it with the build that began it, or start a new "
-                  "--model-dir");
-        generator[added] = is["generator"][added];
-    }
+    const nlohmann::json& was = saved.training;
+    // A record names the generator parameters its build had: one added since is not compared, as a
+    // field a record lacks is not (below). One was added with other draws: a record from before
+    // full_resolution_probability (2026-12-05) with the random resolution on drew one value for all
+    // axes in the isotropic case and never the full resolution.
+    const nlohmann::json recorded = was.value("generator", nlohmann::json());
+    ISS_INPUT(!(recorded.is_object() && !recorded.contains("full_resolution_probability") &&
+                recorded.value("randomise_resolution", nlohmann::json(false)) == true),
+              json, ": was trained by an earlier build, whose random resolution drew otherwise; this build draws ",
+              "as SynthSeg 2.0 does, so the run cannot go on as it began: resume it with the build that began it, ",
+              "or start a new --model-dir");
+    nlohmann::json is = now.training;
+    if (recorded.is_object() && is["generator"].is_object())
+        for (auto it = is["generator"].begin(); it != is["generator"].end();)
+            it = recorded.contains(it.key()) ? std::next(it) : is["generator"].erase(it);
     // The step at which the loss turns from weighted L2 to Dice (the epoch length alone may change:
     // it spaces the checkpoints).
     auto wl2_steps = [](const nlohmann::json& t) -> nlohmann::json {
