@@ -34,6 +34,8 @@ PAIRS = [
 for suffix in ("", "_bf16"):
     PAIRS += [("UNetForward/cpu/", f"baseline_unet_torch_cpu{suffix}.json", "forward"),
               ("UNetTrainStep/cpu/", f"baseline_unet_torch_cpu{suffix}.json", "train_step")]
+PAIRS += [("UNetForward/cpu/", "baseline_unet_keras_cpu.json", "forward"),
+          ("UNetTrainStep/cpu/", "baseline_unet_keras_cpu.json", "train_step")]
 for suffix in ("", "_bf16", "_compile", "_bf16_compile"):
     PAIRS += [("UNetForward/cuda/", f"baseline_unet_torch_cuda{suffix}.json", "forward"),
               ("UNetTrainStep/cuda/", f"baseline_unet_torch_cuda{suffix}.json", "train_step")]

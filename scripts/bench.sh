@@ -40,6 +40,12 @@ if python3 -c 'import torch' 2>/dev/null; then
 else
     echo "torch not installed: PyTorch baselines skipped (pip install torch)"
 fi
+# The framework the published SynthSeg tools run on (it may live in another Python than torch).
+if python3 -c 'import tensorflow, tf_keras' 2>/dev/null; then
+    python3 bench/baselines/unet_keras.py --json "$out/baseline_unet_keras_cpu.json"
+else
+    echo "tensorflow not installed: the Keras baseline skipped (pip install tensorflow-cpu tf-keras)"
+fi
 if python3 -c 'import json' 2>/dev/null; then
     python3 bench/compare.py "$out"
 fi

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""TensorFlow/Keras baseline of bench_nn: the U-Net of SPEC.md section 4 built as the published
+SynthSeg tools build it (neurite's `unet` called as SynthSeg's predict calls it: ELU inside each
+Conv3D, batch norm once per level after its convolutions, the skip taken before it, nearest
+upsampling, concatenation [skip, upsampled], softmax), with the released files' layer names, so
+that `load_weights(..., by_name=True)` fills it from a published or exported `.h5`. The same
+soft Dice loss and Adam as unet_torch.py, channels-last, fp32, the train step as one
+tf.function (what Keras' fit runs).
+
+usage: unet_keras.py [--scale S] [--repeats N] [--json OUT]
+  UNetForward   at 160x192x160 (inference: batch norm's running statistics)
+  UNetTrainStep at 128x160x128 (forward + Dice + backward + Adam)
+Optional: needs tensorflow-cpu and tf-keras (pip); never part of the build or the tests.
+"""
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+KL = keras.layers
+
+
+def build_unet(levels=5, features=24, labels=34, channels=1, shape=(None, None, None)):
+    """The published network with its layer names (ext/neuron/models.py `unet`)."""
+    x = inputs = KL.Input(shape=(*shape, channels), name="unet_input")
+    skips = []
+    for level in range(levels):
+        n = features * 2 ** level
+        for c in range(2):
+            x = KL.Conv3D(n, 3, padding="same", activation="elu", name=f"unet_conv_downarm_{level}_{c}")(x)
+        skips.append(x)
+        x = KL.BatchNormalization(axis=-1, momentum=0.99, epsilon=1e-3, name=f"unet_bn_down_{level}")(x)
+        if level < levels - 1:
+            x = KL.MaxPooling3D(2, name=f"unet_maxpool_{level}")(x)
+    for i, level in enumerate(range(levels - 2, -1, -1)):
+        n = features * 2 ** level
+        up = KL.UpSampling3D(2, name=f"unet_up_{levels + i}")(x)
+        x = KL.Concatenate(axis=-1, name=f"unet_merge_{levels + i}")([skips[level], up])
+        for c in range(2):
+            x = KL.Conv3D(n, 3, padding="same", activation="elu", name=f"unet_conv_uparm_{levels + i}_{c}")(x)
+        x = KL.BatchNormalization(axis=-1, momentum=0.99, epsilon=1e-3, name=f"unet_bn_up_{i}")(x)
+    x = KL.Conv3D(labels, 1, name="unet_likelihood")(x)
+    return keras.Model(inputs, KL.Activation("softmax", name="unet_prediction")(x))
+
+
+def dice_loss(p, target, classes):
+    p = tf.clip_by_value(p / tf.reduce_sum(p, axis=-1, keepdims=True), 1e-7, 1)
+    y = tf.clip_by_value(tf.one_hot(target, classes), 1e-7, 1)
+    axes = (0, 1, 2, 3)
+    dice = 2 * tf.reduce_sum(y * p, axes) / tf.maximum(tf.reduce_sum(y * y + p * p, axes), 1e-3)
+    return 1 - tf.reduce_mean(dice)
+
+
+def best_of(repeats, run):
+    times = []
+    for _ in range(repeats + 1):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    return min(times[1:])  # the first run warms up (and traces the tf.function)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    s = args.scale
+    model = build_unet()
+    print(f"tensorflow {tf.__version__}, tf-keras {keras.__version__}, "
+          f"threads {tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()}, "
+          f"parameters {model.count_params()}, fp32")
+    result = {}
+
+    x = tf.random.uniform((1, 160 // s, 192 // s, 160 // s, 1))
+    forward = tf.function(lambda v: model(v, training=False))
+    result["forward"] = best_of(args.repeats, lambda: forward(x).numpy())
+    print(f"keras UNetForward   {result['forward'] * 1e3:9.1f} ms")
+
+    opt = keras.optimizers.Adam(learning_rate=1e-4, epsilon=1e-7)
+    x = tf.random.uniform((1, 128 // s, 160 // s, 128 // s, 1))
+    voxels = x.shape[1] * x.shape[2] * x.shape[3]
+    target = tf.reshape(tf.range(voxels) // 4096 % 34, (1, *x.shape[1:4]))
+
+    @tf.function
+    def train_step():
+        with tf.GradientTape() as tape:
+            loss = dice_loss(model(x, training=True), target, 34)
+        opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return loss
+
+    result["train_step"] = best_of(args.repeats, lambda: train_step().numpy())
+    print(f"keras UNetTrainStep {result['train_step'] * 1e3:9.1f} ms")
+    result["precision"] = "fp32"
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
