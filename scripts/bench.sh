@@ -41,10 +41,11 @@ else
     echo "torch not installed: PyTorch baselines skipped (pip install torch)"
 fi
 # The framework the published SynthSeg tools run on (it may live in another Python than torch).
-if python3 -c 'import tensorflow, tf_keras' 2>/dev/null; then
+if python3 -c 'import tensorflow, tf_keras, nibabel, scipy' 2>/dev/null; then
     python3 bench/baselines/unet_keras.py --json "$out/baseline_unet_keras_cpu.json"
+    python3 bench/baselines/synth_tf.py "$out/phantom_12mo.nii.gz" --json "$out/baseline_synth_tf.json"
 else
-    echo "tensorflow not installed: the Keras baseline skipped (pip install tensorflow-cpu tf-keras)"
+    echo "tensorflow not installed: its baselines skipped (pip install tensorflow-cpu tf-keras nibabel scipy)"
 fi
 if python3 -c 'import json' 2>/dev/null; then
     python3 bench/compare.py "$out"
