@@ -89,6 +89,64 @@ void replace_non_finite(Image& image, const std::string& name) {
     }
 }
 
+// Each channel min-max normalised to [0, 1] on its own (or between its 0.5% and 99.5%
+// quantiles, clipped), a constant channel to zeros with a warning.
+void normalise_channels(Image& x, bool clip_percentiles, const std::string& name) {
+    const int64_t voxels = x.grid.voxels();
+    for (int64_t c = 0; c < x.frames; ++c) {
+        const auto first = x.data.begin() + c * voxels, last = first + voxels;
+        float low = *std::min_element(first, last);
+        float high = *std::max_element(first, last);
+        if (!(high > low))  // a blank or failed conversion, segmented as zeros: say so
+            warning(cat(name, ": the image is constant (", low, x.frames > 1 ? cat(" in channel ", c + 1) : "",
+                        "); it is segmented as a blank image"));
+        if (clip_percentiles) std::tie(low, high) = quantiles(std::vector<float>(first, last), 0.005, 0.995);
+        for (auto v = first; v != last; ++v)
+            *v = high > low ? std::min(std::max((*v - low) / (high - low), 0.0f), 1.0f) : 0.0f;
+    }
+}
+
+// `x` centred in zeros up to the next multiple of `multiple` per axis; `before` gets the zeros
+// ahead of it on each axis.
+Image padded_to_multiple(const Image& x, int64_t multiple, std::array<int64_t, 3>& before) {
+    Grid grid = x.grid;
+    for (size_t d = 0; d < 3; ++d) {
+        const int64_t n = x.grid.dim[d];
+        grid.dim[d] = (n + multiple - 1) / multiple * multiple;
+        before[d] = (grid.dim[d] - n) / 2;
+    }
+    Image padded(grid, x.frames, 0.0f);
+    for (int64_t c = 0; c < x.frames; ++c)
+        for (int64_t k = 0; k < x.nz(); ++k)
+            for (int64_t j = 0; j < x.ny(); ++j)
+                std::copy(&x.at(0, j, k, c), &x.at(0, j, k, c) + x.nx(),
+                          &padded.at(before[0], j + before[1], k + before[2], c));
+    return padded;
+}
+
+// The index in `image` of the voxel mirrored to (i, j, k) along `axis`.
+struct Mirror {
+    const Image& image;
+    size_t axis;
+    int64_t operator()(int64_t i, int64_t j, int64_t k) const {
+        std::array<int64_t, 3> q{i, j, k};
+        q[axis] = image.grid.dim[axis] - 1 - q[axis];
+        return image.index(q[0], q[1], q[2]);
+    }
+};
+
+// The image `mirror` reads, mirrored.
+Image mirrored(const Mirror& mirror) {
+    const Image& x = mirror.image;
+    const int64_t voxels = x.grid.voxels();
+    Image out(x.grid, x.frames);
+    for (int64_t c = 0; c < x.frames; ++c)
+        for (int64_t k = 0; k < x.nz(); ++k)
+            for (int64_t j = 0; j < x.ny(); ++j)
+                for (int64_t i = 0; i < x.nx(); ++i) out.at(i, j, k, c) = x.data[size_t(c * voxels + mirror(i, j, k))];
+    return out;
+}
+
 }  // namespace
 
 void warn_if_not_head_sized(const Grid& grid, const std::string& name) {
@@ -237,66 +295,27 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
     warn_if_not_head_sized(image.grid, name);  // after the refusal a huge one gets: one line, not two
     Image x = resampled ? resample_image(s.ctx, framed, work, Interp::linear, OutOfBounds::clamp) : framed;
 
-    // 4. Normalisation of each channel on its own (before padding, so the padding is the image
-    // minimum: 0 afterwards).
-    const int64_t voxels = x.grid.voxels();
-    for (int64_t c = 0; c < channels; ++c) {
-        const auto first = x.data.begin() + c * voxels, last = first + voxels;
-        float low = *std::min_element(first, last);
-        float high = *std::max_element(first, last);
-        if (!(high > low))  // a blank or failed conversion, segmented as zeros: say so
-            warning(cat(name, ": the image is constant (", low, channels > 1 ? cat(" in channel ", c + 1) : "",
-                        "); it is segmented as a blank image"));
-        if (s.options.clip_percentiles) std::tie(low, high) = quantiles(std::vector<float>(first, last), 0.005, 0.995);
-        for (auto v = first; v != last; ++v)
-            *v = high > low ? std::min(std::max((*v - low) / (high - low), 0.0f), 1.0f) : 0.0f;
-    }
-
-    // 3. Pad to the size multiple, centred.
-    const int64_t m = s.pre.size_multiple;
-    Grid padded_grid = x.grid;
+    // 4, then 3: normalised before padding, so that the padding is the image minimum, 0.
+    normalise_channels(x, s.options.clip_percentiles, name);
     std::array<int64_t, 3> before{};
-    for (int d = 0; d < 3; ++d) {
-        const int64_t n = x.grid.dim[size_t(d)];
-        padded_grid.dim[size_t(d)] = (n + m - 1) / m * m;
-        before[size_t(d)] = (padded_grid.dim[size_t(d)] - n) / 2;
-    }
-    Image padded(padded_grid, channels, 0.0f);
-    for (int64_t c = 0; c < channels; ++c)
-        for (int64_t k = 0; k < x.nz(); ++k)
-            for (int64_t j = 0; j < x.ny(); ++j)
-                std::copy(&x.at(0, j, k, c), &x.at(0, j, k, c) + x.nx(),
-                          &padded.at(before[0], j + before[1], k + before[2], c));
-
+    const Image padded = padded_to_multiple(x, s.pre.size_multiple, before);
     lap("preprocess");
 
     // 5. Forward, and the forward of the image mirrored along the frame's left-right axis,
     // mapped back with left and right channels swapped, averaged in as its slabs arrive (no
     // second volume of probabilities).
-    const int64_t nx = padded.nx(), ny = padded.ny(), nz = padded.nz();
+    const int64_t nx = padded.nx(), ny = padded.ny();
     // Uninitialised: the forward writes every value. Zeroing it first cost a single-threaded
     // pass that also took each fresh page's first touch (a probe on a 2-vCPU VM, 613 MB: zeroed
     // then written 0.26 s, written alone 0.15 s), which the forward's threads now share.
     std::unique_ptr<float[]> probs(new float[size_t(padded.grid.voxels() * classes)]);
     s.forward(padded, &out.network_peak_bytes, nullptr, probs.get());
     if (s.options.flip) {
-        // Index of the voxel mirrored to (i, j, k) along the left-right axis.
-        const auto mirror = [&, lr = size_t(s.lr_axis)](int64_t i, int64_t j, int64_t k) {
-            std::array<int64_t, 3> q{i, j, k};
-            q[lr] = padded.grid.dim[lr] - 1 - q[lr];
-            return padded.index(q[0], q[1], q[2]);
-        };
-        const int64_t padded_voxels = padded.grid.voxels();
-        Image mirrored(padded.grid, channels);
-        for (int64_t c = 0; c < channels; ++c)
-            for (int64_t k = 0; k < nz; ++k)
-                for (int64_t j = 0; j < ny; ++j)
-                    for (int64_t i = 0; i < nx; ++i)
-                        mirrored.at(i, j, k, c) = padded.data[size_t(c * padded_voxels + mirror(i, j, k))];
+        const Mirror mirror{padded, size_t(s.lr_axis)};
         // Voxel u of the mirrored scan's output is voxel mirror(u) of the scan's: each voxel of
         // `probs` is averaged with exactly one, so the rows can be merged in parallel.
         const int* twin = s.twin_channel.data();
-        s.forward(mirrored, &out.network_peak_bytes, [&](int64_t z0, int64_t z1, const float* p) {
+        s.forward(mirrored(mirror), &out.network_peak_bytes, [&](int64_t z0, int64_t z1, const float* p) {
 #pragma omp parallel for collapse(2) schedule(static)
             for (int64_t k = z0; k < z1; ++k)
                 for (int64_t j = 0; j < ny; ++j)
