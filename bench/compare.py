@@ -35,6 +35,7 @@ PAIRS = [
     ("Resample/trilinear/cpu/", "baseline_resample_scipy.json", "trilinear"),
     ("Resample/nearest/cpu/", "baseline_resample_scipy.json", "nearest"),
     ("Predict/cpu/", "baseline_predict_torch_cpu.json", "total"),
+    ("Predict/cpu/", "baseline_predict_keras_cpu.json", "total"),
     ("PredictPost/cpu/", "baseline_post_scipy.json", "postprocess"),
     ("WriteNifti/posteriors/", "baseline_write_nibabel.json", "posteriors"),
 ]

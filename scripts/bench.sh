@@ -44,6 +44,7 @@ fi
 if python3 -c 'import tensorflow, tf_keras, nibabel, scipy' 2>/dev/null; then
     python3 bench/baselines/unet_keras.py --json "$out/baseline_unet_keras_cpu.json"
     python3 bench/baselines/synth_tf.py "$out/phantom_12mo.nii.gz" --json "$out/baseline_synth_tf.json"
+    python3 bench/baselines/predict_keras.py --json "$out/baseline_predict_keras_cpu.json"
 else
     echo "tensorflow not installed: its baselines skipped (pip install tensorflow-cpu tf-keras nibabel scipy)"
 fi

@@ -1,0 +1,40 @@
+"""What bench_predict's baselines share, whatever runs their network: the scan (155x175x149,
+1 mm, LIA, seeded), its preprocessing (reorient to RAS, min-max normalise, pad to 16) and the
+channel swap of the flipped forward. Used by predict_torch.py and predict_keras.py.
+"""
+import numpy as np
+
+from post_scipy import SEG
+
+LEFT = [2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 17, 18, 21, 26, 28, 30, 31]
+RIGHT = [41, 42, 43, 44, 46, 47, 49, 50, 51, 52, 53, 54, 61, 58, 60, 62, 63]
+
+
+def twin(label):
+    if label in LEFT:
+        return RIGHT[LEFT.index(label)]
+    if label in RIGHT:
+        return LEFT[RIGHT.index(label)]
+    return label
+
+
+# Channel of each channel's left/right twin: the flipped forward's channels swapped back.
+SWAP = [SEG.index(twin(label)) for label in SEG]
+
+
+def lia_scan():
+    # An LIA volume: x runs R->L, y runs S->I, z runs P->A.
+    rng = np.random.default_rng(1)
+    return (rng.random((155, 149, 175), dtype=np.float32) * 200).astype(np.float32)
+
+
+def preprocess(lia):
+    """The padded RAS volume in [0, 1], where the scan starts in it and its shape."""
+    ras = np.ascontiguousarray(np.transpose(lia[::-1, ::-1, :], (0, 2, 1)))  # LIA -> RAS
+    lo, hi = ras.min(), ras.max()
+    x = (ras - lo) / (hi - lo)
+    shape = [-(-n // 16) * 16 for n in x.shape]
+    before = [(s - n) // 2 for s, n in zip(shape, x.shape)]
+    padded = np.zeros(shape, np.float32)
+    padded[before[0]:before[0] + x.shape[0], before[1]:before[1] + x.shape[1], before[2]:before[2] + x.shape[2]] = x
+    return padded, before, x.shape
