@@ -70,7 +70,8 @@ fuzz: deps
 	cmake --build build-fuzz -j $(JOBS) --target fuzz_all
 	FUZZ_SEED=$(FUZZ_SEED) bash scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
-# Formats the lines changed since the last commit, not whole files: most files were never run
+# Formats the lines changed since the last commit (in tracked files: `git add` a new one
+# first), not whole files: most files were never run
 # through one clang-format version, and Debian's 14 reads some macro arguments as templates
 # (`ISS_INPUT(a < b, ..., c > 1 ? ...)` becomes `a<b ... c> 1`).
 format:

@@ -40,11 +40,13 @@ if python3 -c 'import torch' 2>/dev/null; then
 else
     echo "torch not installed: PyTorch baselines skipped (pip install torch)"
 fi
-# The framework the published SynthSeg tools run on (it may live in another Python than torch).
-if python3 -c 'import tensorflow, tf_keras, nibabel, scipy' 2>/dev/null; then
-    python3 bench/baselines/unet_keras.py --json "$out/baseline_unet_keras_cpu.json"
-    python3 bench/baselines/synth_tf.py "$out/phantom_12mo.nii.gz" --json "$out/baseline_synth_tf.json"
-    python3 bench/baselines/predict_keras.py --json "$out/baseline_predict_keras_cpu.json"
+# The framework the published SynthSeg tools run on; TF_PYTHON names another Python for it
+# (TensorFlow and torch may not share one environment).
+tf_python=${TF_PYTHON:-python3}
+if "$tf_python" -c 'import tensorflow, tf_keras, nibabel, scipy' 2>/dev/null; then
+    "$tf_python" bench/baselines/unet_keras.py --json "$out/baseline_unet_keras_cpu.json"
+    "$tf_python" bench/baselines/synth_tf.py "$out/phantom_12mo.nii.gz" --json "$out/baseline_synth_tf.json"
+    "$tf_python" bench/baselines/predict_keras.py --json "$out/baseline_predict_keras_cpu.json"
 else
     echo "tensorflow not installed: its baselines skipped (pip install tensorflow-cpu tf-keras nibabel scipy)"
 fi

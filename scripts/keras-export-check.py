@@ -7,13 +7,14 @@ with the released layer names, bench/baselines/unet_keras.py), and give Keras' o
    imported and exported again; Keras loads the export into a network whose every weight is
    first set to NaN, so that a weight the file leaves out stays NaN and fails, and its softmax
    on the fixture's input must equal, bit for bit, the one Keras computes from the fixture's own
-   weights.
+   weights (which must match the softmax stored with the fixture: the network built here is the
+   published one).
 2. A model trained here (a phantom, a few steps: its batch norms' running statistics are not
    Keras' defaults) is exported, loaded by Keras the same way, written back by Keras
    (`save_weights`) and imported again: every tensor of the model must come back byte for byte,
    which fails if Keras assigned a layer's weights in another order than ours.
 
-usage: keras-export-check.py [--binary build/infant-synthseg] [--shared ../shared]
+usage: keras-export-check.py [--binary build/infant-synthseg] [--shared ../shared] [--trained-only]
 Optional: needs tensorflow-cpu, tf-keras, h5py and numpy (pip); never part of the build or the
 tests. Exit 0 when every check passes, 1 otherwise.
 """
@@ -29,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "baselines"))
-from unet_keras import build_unet  # noqa: E402
+from unet_keras import build_unet, keras, tf  # noqa: E402
 
 FIXTURES = ["unet_l5_f4_c34", "unet_l3_f8_c19", "unet_l3_f4_c34_in2"]
 
@@ -78,6 +79,11 @@ def check_fixture(binary, keras_dir, stem, work):
     a, b = ours.predict(x, verbose=0), theirs.predict(x, verbose=0)
     if not np.array_equal(a, b):
         return f"{stem}: Keras' softmax from the export differs from the fixture's by up to {np.abs(a - b).max():.3g}"
+    # The network built here is the published one: the fixture's own file gives the softmax Keras
+    # stored with it (another machine's summation order: close, not equal).
+    stored = np.load(os.path.join(keras_dir, stem + ".softmax.npy"))
+    if not np.allclose(b, stored, rtol=0, atol=1e-5):
+        return f"{stem}: unet_keras.py's network is not the fixture's (softmax off by {np.abs(b - stored).max():.3g})"
     print(f"ok  {stem}: every weight filled, Keras' softmax ({a.size} values) identical to the fixture's")
     return None
 
@@ -113,17 +119,16 @@ def main():
     parser.add_argument("--binary", default=os.path.join(here, "..", "build", "infant-synthseg"))
     default_shared = os.environ.get("INFANT_SHARED_DIR", os.path.join(here, "..", "..", "shared"))
     parser.add_argument("--shared", default=default_shared)
+    parser.add_argument("--trained-only", action="store_true", help="without ../shared: only the trained model")
     args = parser.parse_args()
-    import tensorflow as tf
-    import tf_keras as keras
     print(f"tensorflow {tf.__version__}, tf-keras {keras.__version__}")
+    keras_dir = os.path.join(args.shared, "data", "keras")
+    if not args.trained_only and not os.path.isdir(keras_dir):
+        sys.exit(f"{keras_dir} is missing: give --shared, or --trained-only to check the trained model alone")
     failures = []
     with tempfile.TemporaryDirectory() as work:
-        keras_dir = os.path.join(args.shared, "data", "keras")
-        if os.path.isdir(keras_dir):
+        if not args.trained_only:
             failures += [check_fixture(args.binary, keras_dir, stem, work) for stem in FIXTURES]
-        else:
-            print(f"skip the fixtures: {keras_dir} is missing")
         failures.append(check_trained(args.binary, work))
     failures = [f for f in failures if f]
     for f in failures:

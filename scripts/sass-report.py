@@ -3,7 +3,8 @@
 registers a thread, stack, local-memory loads and stores (a spill, or an array indexed at run
 time), and its SASS instruction count with the global loads and stores among them. Static
 counts: a loop's body counts once, a branch's both sides. Use it to compare two builds of a
-change to a kernel (registers set the occupancy; local memory is slow).
+change to a kernel (registers set the occupancy; local memory is slow). One architecture a
+build: a kernel compiled for several is listed once, with the last one's figures.
 
 usage: sass-report.py [BUILD_DIR] [--filter TEXT] [--cuobjdump PATH]
   BUILD_DIR   a CMake build with CUDA (default build); its kernels/*/*.cu.o are read
@@ -28,9 +29,16 @@ def demangle(names):
     return dict(zip(names, done.stdout.splitlines()))
 
 
+def run(*command):
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
 def resources(cuobjdump, obj):
     """Mangled kernel name -> (registers, stack bytes)."""
-    text = subprocess.run([cuobjdump, "-res-usage", obj], capture_output=True, text=True).stdout
+    text = run(cuobjdump, "-res-usage", obj)
     found = {}
     for name, usage in re.findall(r"Function (\S+):\s*\n\s*(REG:.*)", text):
         fields = dict(re.findall(r"(\w+):(\d+)", usage))
@@ -40,7 +48,7 @@ def resources(cuobjdump, obj):
 
 def instructions(cuobjdump, obj):
     """Mangled kernel name -> Counter of its SASS opcodes (without the modifiers)."""
-    text = subprocess.run([cuobjdump, "-sass", obj], capture_output=True, text=True).stdout
+    text = run(cuobjdump, "-sass", obj)
     parts = re.split(r"\n\s*Function : (\S+)", text)
     return {parts[i]: collections.Counter(op.split(".")[0] for op in INSTRUCTION.findall(parts[i + 1])
                                           if not op.startswith("NOP"))

@@ -7,7 +7,7 @@ to the 128x160x128 training crop, on the CPU.
 
 usage: synth_tf.py LABELS.nii.gz [--repeats N] [--json OUT]
 Prints one line per stage (median seconds) and writes JSON for scripts/bench.sh.
-Optional: needs tensorflow-cpu, numpy and nibabel (pip); never part of the build or the tests.
+Optional: needs tensorflow-cpu, numpy, scipy and nibabel (pip); never part of the build or the tests.
 """
 import argparse
 import json
