@@ -272,6 +272,27 @@ bool Hdf5Reader::has_attribute(const std::string& object, const std::string& nam
     return H5Aexists_by_name(file_, object.c_str(), name.c_str(), H5P_DEFAULT) > 0;
 }
 
+std::vector<std::string> Hdf5Reader::group_members(const std::string& group, int64_t max_count) const {
+    const std::string where = cat(path_, ": group ", group);
+    ISS_INPUT(has_group(group), path_, ": no group ", group);
+    Id g(H5Gopen2(file_, group.c_str(), H5P_DEFAULT), H5Gclose);
+    H5G_info_t info{};
+    ISS_INPUT(g.ok() && H5Gget_info(g.get(), &info) >= 0, where, ": unreadable");
+    ISS_INPUT(info.nlinks <= hsize_t(max_count), where, ": holds ", info.nlinks, " members, expected at most ",
+              max_count);
+    std::vector<std::string> names;
+    for (hsize_t i = 0; i < info.nlinks; ++i) {
+        const ssize_t length = H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+        ISS_INPUT(length > 0 && size_t(length) <= max_name_bytes, where, ": member ", i, " has an unreadable name");
+        std::vector<char> name(size_t(length) + 1, '\0');
+        ISS_INPUT(H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(),
+                                     H5P_DEFAULT) == length,
+                  where, ": member ", i, " has an unreadable name");
+        names.emplace_back(name.data(), size_t(length));
+    }
+    return names;
+}
+
 std::vector<std::string> Hdf5Reader::string_list(const std::string& object, const std::string& name,
                                                  size_t max_bytes, int64_t max_count) const {
     const std::string where = cat(path_, ": attribute '", name, "' of ", object);

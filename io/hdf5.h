@@ -1,6 +1,6 @@
 // HDF5 files through the HDF Group's C library, confined to io/hdf5.cpp: nothing else in the
-// project sees an HDF5 type. Only what Keras 2 weight files need: groups, string-list and string
-// attributes, and float32 datasets.
+// project sees an HDF5 type. Only what Keras weight files need: groups and their members,
+// string-list and string attributes, and float32 datasets.
 //
 // Reading treats the file as untrusted: every object is looked up before it is opened, every
 // attribute's and dataset's type, rank and dims are checked before anything is allocated, and
@@ -39,6 +39,10 @@ public:
     static constexpr int64_t max_names = 1 << 20;
     std::vector<std::string> string_list(const std::string& object, const std::string& name,
                                          size_t max_bytes = max_name_bytes, int64_t max_count = max_names) const;
+
+    // The names of a group's members (groups, datasets, links), in name order. More than
+    // `max_count`, or a name longer than max_name_bytes, is bad input.
+    std::vector<std::string> group_members(const std::string& group, int64_t max_count) const;
 
     // The dims of a dataset, and whether it holds 32-bit floats.
     struct DatasetInfo {

@@ -140,15 +140,19 @@ public:
     explicit Reader(const std::string& path) : file_(path), path_(path) {
         root_ = file_.has_group("/model_weights") ? "/model_weights" : "";
         const std::string object = root_.empty() ? "/" : root_;
-        ISS_INPUT(file_.has_attribute(object, "layer_names") || file_.has_attribute(object, "layer_names0"), path_,
-                  ": not a Keras weights file (no 'layer_names' attribute", root_.empty() ? "" : " in /model_weights",
-                  ")");
+        const bool listed = file_.has_attribute(object, "layer_names") || file_.has_attribute(object, "layer_names0");
+        if (!listed && root_.empty() && file_.has_group("/layers")) {
+            read_keras3_layers();
+            return;
+        }
+        ISS_INPUT(listed, path_, ": not a Keras weights file (no 'layer_names' attribute",
+                  root_.empty() ? "" : " in /model_weights", ")");
         layers_ = name_list(object, "layer_names");
     }
 
     KerasUNet read() {
         KerasUNet model;
-        model.layout = root_.empty() ? "weights only" : "whole model";
+        model.layout = !keras3_vars_.empty() ? "Keras 3 weights" : root_.empty() ? "weights only" : "whole model";
         model.keras_version = "unknown";
         if (file_.has_attribute("/", "keras_version")) {
             const std::vector<std::string> v = file_.string_list("/", "keras_version");
@@ -163,6 +167,23 @@ public:
     }
 
 private:
+    // Keras 3's save_weights (`.weights.h5`): no layer list, a group per layer under /layers
+    // named after its class (conv3d, conv3d_1, ...), whose `vars` group holds the layer's name as
+    // an attribute and its weights as datasets 0, 1, ... in the layer's order.
+    void read_keras3_layers() {
+        for (const std::string& member : file_.group_members("/layers", 4096)) {
+            const std::string vars = "/layers/" + member + "/vars";
+            ISS_INPUT(file_.has_group(vars) && file_.has_attribute(vars, "name"), path_, ": Keras 3 layer group ",
+                      member, " names no layer (no 'name' attribute on its vars group: a Keras 3 file from before "
+                      "3.x stored names? Save it with a current Keras, or as .h5 with model.save)");
+            const std::vector<std::string> name = file_.string_list(vars, "name");
+            ISS_INPUT(name.size() == 1 && !name[0].empty(), path_, ": Keras 3 layer group ", member,
+                      " has an empty or listed 'name'");
+            ISS_INPUT(keras3_vars_.emplace(name[0], vars).second, path_, ": two layers are named ", name[0]);
+            layers_.push_back(name[0]);
+        }
+    }
+
     // A name list as Keras writes it: one attribute, or, past 64 KB, split into NAME0, NAME1, ...
     // (save_attributes_to_hdf5_group).
     std::vector<std::string> name_list(const std::string& object, const std::string& name) const {
@@ -409,20 +430,35 @@ private:
         return u;
     }
 
-    std::string group(const std::string& layer) const { return root_ + "/" + layer; }
+    std::string group(const std::string& layer) const {
+        if (keras3_vars_.empty()) return root_ + "/" + layer;
+        const auto it = keras3_vars_.find(layer);
+        ISS_INPUT(it != keras3_vars_.end(), path_, ": missing layer ", layer);
+        return it->second;
+    }
 
-    // The layer's weight names, which must be those expected (by suffix), in that order.
+    // The layer's weight names, which must be those expected (by suffix), in that order; in a
+    // Keras 3 file, where weights are numbered, as many as expected.
     std::vector<std::string> weight_names(const std::string& layer, const std::vector<std::string>& suffixes) const {
         ISS_INPUT(std::find(layers_.begin(), layers_.end(), layer) != layers_.end(), path_, ": missing layer ", layer);
         ISS_INPUT(file_.has_group(group(layer)), path_, ": layer ", layer, " is listed but its group is missing");
+        std::string expected;
+        for (const std::string& s : suffixes) expected += (expected.empty() ? "" : ", ") + s;
+        if (!keras3_vars_.empty()) {
+            std::vector<std::string> numbered;
+            while (numbered.size() <= suffixes.size() && file_.has_dataset(cat(group(layer), "/", numbered.size())))
+                numbered.push_back(std::to_string(numbered.size()));
+            ISS_INPUT(numbered.size() == suffixes.size(), path_, ": layer ", layer, " holds ",
+                      numbered.size() > suffixes.size() ? cat("more than ", suffixes.size()) : cat(numbered.size()),
+                      " weights; expected ", expected);
+            return numbered;
+        }
         const std::vector<std::string> names = name_list(group(layer), "weight_names");
         // tf-keras writes "layer/kernel:0", Keras 3's legacy HDF5 "layer/kernel".
         auto without_index = [](const std::string& n) { return ends_with(n, ":0") ? n.substr(0, n.size() - 2) : n; };
         bool ok = names.size() == suffixes.size();
         for (size_t i = 0; ok && i < names.size(); ++i)
             ok = ends_with(without_index(names[i]), "/" + without_index(suffixes[i]));
-        std::string expected;
-        for (const std::string& s : suffixes) expected += (expected.empty() ? "" : ", ") + s;
         ISS_INPUT(ok, path_, ": layer ", layer, " holds ", names.size(), " weights; expected ", expected);
         return names;
     }
@@ -462,6 +498,7 @@ private:
     std::string path_;
     std::string root_;  // "" (weights only) or "/model_weights"
     std::vector<std::string> layers_;
+    std::map<std::string, std::string> keras3_vars_;  // Keras 3: layer name -> its vars group
 };
 
 // The model as the reader process sends it (io/isolate.h): the architecture and the two texts,
@@ -566,6 +603,15 @@ KerasUNet decode(const std::string& data, const std::string& path) {
 }  // namespace
 
 KerasUNet read_keras_unet(const std::string& path, unsigned timeout_seconds) {
+    // Keras 3's `.keras` archive is a zip around a `.weights.h5`, which is what is read here.
+    require_regular_file(path);
+    char magic[4] = {};
+    if (FILE* f = std::fopen(path.c_str(), "rb")) {
+        const size_t got = std::fread(magic, 1, sizeof magic, f);
+        std::fclose(f);
+        ISS_INPUT(got < 4 || std::memcmp(magic, "PK\3\4", 4) != 0, path,
+                  ": a zip archive (Keras 3's .keras format); unzip it and give the model.weights.h5 inside");
+    }
     // libhdf5 in a process of its own (io/isolate.h): a crash or hang inside it on a damaged file
     // is a refused file, not a dead command. A published model reads in well under a second.
     return decode(run_isolated([&] { return encode(Reader(path).read()); }, timeout_seconds, path), path);

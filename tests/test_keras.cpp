@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "io/hdf5.h"
@@ -409,6 +410,108 @@ TEST(KerasDamagedStrings, AreRefusedBeforeLibhdf5ReadsThem) {
             EXPECT_NE(message.find(problem), std::string::npos) << message;
         }
     }
+}
+
+// --- Keras 3's save_weights layout ------------------------------------------------------------
+
+// tests/data/make_keras3_fixture.py wrote the 2-channel fixture again with Keras 3.15's own
+// save_weights: a group per layer under /layers, its name an attribute, its weights numbered.
+std::string keras3_fixture() {
+    const char* source = std::getenv("INFANT_SOURCE_DIR");
+    return source && *source ? std::string(source) + "/tests/data/keras3_unet_l3_f4_c34_in2.weights.h5" : "";
+}
+
+TEST(KerasImport, Keras3WeightsFileGivesTheKeras2FilesTensors) {
+    if (keras3_fixture().empty()) GTEST_SKIP() << "INFANT_SOURCE_DIR unset (ctest sets it): tests/data not read";
+    const KerasUNet model = read_keras_unet(keras3_fixture());
+    EXPECT_EQ(model.layout, "Keras 3 weights");
+    EXPECT_EQ(model.unet.levels, 3);
+    EXPECT_EQ(model.unet.features, 4);
+    EXPECT_EQ(model.unet.classes, 34);
+    EXPECT_EQ(model.unet.in_channels, 2);
+    if (!fs::is_directory(keras_dir())) GTEST_SKIP() << keras_dir() << " not found: not compared with tf-keras' file";
+    const auto theirs = read_keras_unet(keras_dir() + "/unet_l3_f4_c34_in2_weights.h5").tensors;
+    EXPECT_EQ(model.tensors.size(), theirs.size());
+    for (const auto& [name, values] : theirs) {
+        const auto ours = model.tensors.find(name);
+        EXPECT_TRUE(ours != model.tensors.end() && ours->second == values) << name << " differs";
+    }
+}
+
+// The fixture copied with one change (`edit` sees each layer's name and the fixture's datasets
+// that become its weights 0, 1, ..., and may change them), then read: the InputError's message.
+std::string keras3_copy_refusal(const fs::path& dir, const std::string& what,
+                                const std::function<void(std::string& name, std::vector<std::string>& weights)>& edit) {
+    const Hdf5Reader in(keras3_fixture());
+    const std::string out = (dir / (what + ".weights.h5")).string();
+    Hdf5Writer w(out);
+    for (const std::string& member : in.group_members("/layers", 100)) {
+        const std::string vars = "/layers/" + member + "/vars";
+        std::string name = in.string_list(vars, "name").at(0);
+        std::vector<std::string> weights;
+        while (in.has_dataset(cat(vars, "/", weights.size()))) weights.push_back(cat(vars, "/", weights.size()));
+        edit(name, weights);
+        w.group(vars);
+        if (!name.empty()) w.string_attribute(vars, "name", name);
+        for (size_t i = 0; i < weights.size(); ++i) {  // weight i of the copy from the fixture's weights[i]
+            const std::vector<int64_t> shape = in.dataset_info(weights[i]).shape;
+            w.dataset_f32(cat(vars, "/", i), shape, in.read_f32(weights[i], shape));
+        }
+    }
+    w.close();
+    try {
+        read_keras_unet(out);
+    } catch (const InputError& e) {
+        const std::string message = e.what();
+        EXPECT_NE(message.find(out), std::string::npos) << message;
+        return message;
+    }
+    ADD_FAILURE() << what << ": accepted";
+    return "";
+}
+
+TEST(KerasImport, Keras3FilesWithoutNamesOrWithWrongWeightCountsAreRefused) {
+    if (keras3_fixture().empty()) GTEST_SKIP() << "INFANT_SOURCE_DIR unset (ctest sets it): tests/data not read";
+    const fs::path dir = test::unique_temp_dir("keras3-bad");
+    EXPECT_NE(keras3_copy_refusal(dir, "unnamed",
+                                  [](std::string& name, std::vector<std::string>&) {
+                                      if (name == "unet_bn_up_0") name.clear();
+                                  })
+                  .find("names no layer"),
+              std::string::npos);
+    EXPECT_NE(keras3_copy_refusal(dir, "twice",
+                                  [](std::string& name, std::vector<std::string>&) {
+                                      if (name == "unet_conv_uparm_3_1") name = "unet_conv_uparm_3_0";
+                                  })
+                  .find("two layers are named unet_conv_uparm_3_0"),
+              std::string::npos);
+    EXPECT_NE(keras3_copy_refusal(dir, "three",
+                                  [](std::string& name, std::vector<std::string>& weights) {
+                                      if (name == "unet_bn_down_1") weights.pop_back();
+                                  })
+                  .find("layer unet_bn_down_1 holds 3 weights; expected gamma:0"),
+              std::string::npos);
+    EXPECT_NE(keras3_copy_refusal(dir, "extra",
+                                  [](std::string& name, std::vector<std::string>& weights) {
+                                      if (name == "unet_likelihood") weights.push_back(weights.back());
+                                  })
+                  .find("layer unet_likelihood holds more than 2 weights"),
+              std::string::npos);
+    fs::remove_all(dir);
+}
+
+TEST(KerasImport, AKerasArchiveIsToldToBeUnzipped) {
+    const fs::path dir = test::unique_temp_dir("keras3-zip");
+    const std::string archive = (dir / "model.keras").string();
+    std::ofstream(archive, std::ios::binary) << std::string("PK\3\4", 4) << std::string(60, '\0');
+    try {
+        read_keras_unet(archive);
+        ADD_FAILURE() << "accepted";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("unzip it and give the model.weights.h5 inside"), std::string::npos)
+            << e.what();
+    }
+    fs::remove_all(dir);
 }
 
 // --- the commands ------------------------------------------------------------------------------
