@@ -34,10 +34,14 @@ private:
 };
 
 // Runs a reader; iss::Error (bad input refused) is the expected way to say no. Warnings are
-// off: the readers would warn on most of what a fuzzer makes.
+// off while it runs (the readers would warn on most of what a fuzzer makes), and back as they
+// were after: the seed test runs these bodies in the test binary, whose later tests expect them.
 template <class Reader>
 void refuse_or_accept(Reader&& read) {
-    set_warnings_enabled(false);
+    struct Quiet {
+        bool was = set_warnings_enabled(false);
+        ~Quiet() { set_warnings_enabled(was); }
+    } quiet;
     try {
         read();
     } catch (const Error&) {

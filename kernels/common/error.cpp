@@ -28,7 +28,7 @@ void warning(const std::string& message) {
     if (warnings_enabled.load()) std::fprintf(stderr, "warning: %s\n", one_line(message).c_str());
 }
 
-void set_warnings_enabled(bool enabled) { warnings_enabled.store(enabled); }
+bool set_warnings_enabled(bool enabled) { return warnings_enabled.exchange(enabled); }
 
 bool environment_flag(const char* name) {
     const char* v = std::getenv(name);

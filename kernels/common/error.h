@@ -30,9 +30,10 @@ public:
 std::string one_line(const std::string& message);
 
 // A warning for the user: "warning: <message>" on one line of stderr (one_line). The fuzz
-// targets switch them off (a reader warns on every odd file they try).
+// targets switch them off while a reader runs (it warns on every odd file they try);
+// set_warnings_enabled returns the previous setting, for the caller to put back.
 void warning(const std::string& message);
-void set_warnings_enabled(bool enabled);
+bool set_warnings_enabled(bool enabled);
 
 // Whether the environment variable `name` is set to anything but "" or "0" (the INFANT_* switches:
 // INFANT_CUDA_SYNC, INFANT_CUDNN_LOG, INFANT_PLAN_LOG, INFANT_CUDA_GRAPH).
