@@ -34,10 +34,10 @@ int cmd_export(int argc, char** argv) {
         return 0;
     }
     args.reject_positional();
-    ISS_INPUT(!ends_with(args.require("--model"), ".h5"), "export: --model ", args.require("--model"),
+    ISS_INPUT(!is_keras_model_path(args.require("--model")), "export: --model ", args.require("--model"),
               " is a Keras file already: export writes our models (a model directory, or its .safetensors)");
     const std::string weights = resolve_model_path(args.require("--model")), out = args.require("--keras");
-    ISS_INPUT(ends_with(out, ".h5"), "export: --keras must name a .h5 file, got '", out, "'");
+    ISS_INPUT(ends_with_ignoring_case(out, ".h5"), "export: --keras must name a .h5 file, got '", out, "'");
     check_outputs("export", {{weights, "--model"}, {model_json_path(weights), "--model"}}, {{out, "--keras"}});
 
     const ModelSpec spec = load_model_spec(weights);

@@ -80,10 +80,11 @@ int cmd_import(int argc, char** argv) {
     save_model(weights, spec, params);
     const UNetConfig& u = spec.unet;
     std::printf(
-        "imported %s (%s, Keras %s): %d levels, %d features, %d convolutions per level, %d input channel%s, "
+        "imported %s (%s, Keras %s): %d level%s, %d features, %d convolution%s per level, %d input channel%s, "
         "%d labels, frame %s -> %s\n",
-        keras.c_str(), model.layout.c_str(), model.keras_version.c_str(), u.levels, u.features, u.convs_per_level,
-        u.in_channels, u.in_channels > 1 ? "s" : "", u.classes, options.orientation.c_str(), weights.c_str());
+        keras.c_str(), model.layout.c_str(), model.keras_version.c_str(), u.levels, u.levels > 1 ? "s" : "",
+        u.features, u.convs_per_level, u.convs_per_level > 1 ? "s" : "", u.in_channels, u.in_channels > 1 ? "s" : "",
+        u.classes, options.orientation.c_str(), weights.c_str());
     return 0;
 }
 

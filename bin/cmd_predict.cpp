@@ -26,6 +26,7 @@
 #include "io/preview.h"
 #include "kernels/common/error.h"
 #include "nn/checkpoint.h"
+#include "nn/keras.h"
 #include "post/prediction.h"
 #include "predict/predictor.h"
 
@@ -121,7 +122,7 @@ PredictOptions predict_options(const Args& args, const std::string& model) {
     options.resample_to_model = !args.flag("--no-resample");
     options.clip_percentiles = args.flag("--clip-percentiles");
     options.keep_posteriors = args.has("--post");  // the volumes need no reoriented posteriors
-    if (ends_with(model, ".h5")) {
+    if (is_keras_model_path(model)) {
         options.keras.labels = args.require("--labels");
         options.keras.orientation = args.get("--orientation", "RAS");
     } else {
@@ -174,7 +175,7 @@ void check_prediction_outputs(const Args& args, const std::vector<Job>& jobs,
                               const std::vector<std::string>& channels, const std::string& model,
                               const PredictOptions& options, bool folder) {
     std::vector<NamedPath> inputs, outputs{{args.get("--vol", ""), "--vol"}, {args.get("--preview", ""), "--preview"}};
-    if (ends_with(model, ".h5")) {
+    if (is_keras_model_path(model)) {
         inputs.insert(inputs.end(), {{model, "--model"}, label_file_of(options.keras.labels)});
     } else {
         const std::string weights = resolve_model_path(model);

@@ -602,6 +602,10 @@ KerasUNet decode(const std::string& data, const std::string& path) {
 
 }  // namespace
 
+bool is_keras_model_path(const std::string& path) {
+    return ends_with_ignoring_case(path, ".h5") || ends_with_ignoring_case(path, ".keras");
+}
+
 KerasUNet read_keras_unet(const std::string& path, unsigned timeout_seconds) {
     // Keras 3's `.keras` archive is a zip around a `.weights.h5`, which is what is read here.
     require_regular_file(path);

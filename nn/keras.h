@@ -31,6 +31,10 @@ struct KerasUNet {
     std::string keras_version;  // as the file says, or "unknown"
 };
 
+// Whether `path` names a Keras file (`.h5`, or Keras 3's `.keras` archive, which the reader
+// refuses naming what to unzip), in any case, rather than one of our models.
+bool is_keras_model_path(const std::string& path);
+
 // Reads and checks the whole U-Net: every layer present, every dataset float32 of the shape the
 // inferred architecture needs; an architecture our U-Net does not build (another feature
 // multiplier, no batch norm, an unknown `unet_*` layer such as a residual or dropout variant) is

@@ -213,7 +213,7 @@ struct Predictor::State {
 Predictor::Predictor(const std::string& model, const PredictOptions& options)
     : state_(std::make_unique<State>(options)) {
     State& s = *state_;
-    if (ends_with(model, ".h5")) {
+    if (is_keras_model_path(model)) {
         // A published Keras model, imported in memory.
         const KerasUNet keras = read_keras_unet(model);
         s.spec = keras_model_spec(keras, options.keras, model);

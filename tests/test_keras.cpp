@@ -598,6 +598,24 @@ TEST_F(KerasCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --i " + q("scan.nii.gz") + " --o " + q("out.nii.gz") +
                    " --model " + q("ours"),
                "--i given 2 times (the channels of one subject), but " + path("ours") + " takes 1 image");
+    // Keras 3's archive, wherever a Keras file is taken: named as a zip to unzip.
+    std::ofstream(path("model.keras"), std::ios::binary) << std::string("PK\3\4", 4) << std::string(60, '\0');
+    for (const std::string& command : {"import --keras " + q("model.keras") + " --out " + q("out") + " --labels infant",
+                                       "predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("out.nii.gz") +
+                                           " --model " + q("model.keras") + " --labels infant"})
+        expect_bad(command, "unzip it and give the model.weights.h5 inside");
+    expect_bad("export --model " + q("model.keras") + " --keras " + q("again.h5"), "is a Keras file already");
+}
+
+// A Keras file's ending in any case: OURS.H5 is read as a Keras file, not as a model directory.
+TEST_F(KerasCli, KerasEndingsInAnyCase) {
+    make_model_dir("ours");
+    scan("scan.nii.gz");
+    ASSERT_EQ(run("export --model " + q("ours") + " --keras " + q("OURS.H5")).status, 0);
+    const test::RunResult r = run("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("seg.nii.gz") +
+                                  " --model " + q("OURS.H5") + " --labels 0,2,3,41,42");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(fs::exists(path("seg.nii.gz")));
 }
 
 // A full disk under export: exit 1 naming the file the user gave, and the process ends cleanly
