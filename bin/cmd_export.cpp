@@ -38,6 +38,10 @@ int cmd_export(int argc, char** argv) {
               " is a Keras file already: export writes our models (a model directory, or its .safetensors)");
     const std::string weights = resolve_model_path(args.require("--model")), out = args.require("--keras");
     ISS_INPUT(ends_with_ignoring_case(out, ".h5"), "export: --keras must name a .h5 file, got '", out, "'");
+    // Keras 3 reads a file of this ending in its own layout, and this one is Keras 2's.
+    ISS_INPUT(!ends_with_ignoring_case(out, ".weights.h5"), "export: --keras ", out,
+              ": Keras 3 would read a .weights.h5 name in its own layout, not the Keras 2 layout written here; "
+              "name it .h5 (every Keras version reads that as Keras 2's)");
     check_outputs("export", {{weights, "--model"}, {model_json_path(weights), "--model"}}, {{out, "--keras"}});
 
     const ModelSpec spec = load_model_spec(weights);

@@ -153,7 +153,8 @@ public:
     KerasUNet read() {
         KerasUNet model;
         model.layout = !keras3_vars_.empty() ? "Keras 3 weights" : root_.empty() ? "weights only" : "whole model";
-        model.keras_version = "unknown";
+        // Keras 3's weights files record no version.
+        model.keras_version = keras3_vars_.empty() ? "unknown" : "3 (release not recorded)";
         if (file_.has_attribute("/", "keras_version")) {
             const std::vector<std::string> v = file_.string_list("/", "keras_version");
             if (v.size() == 1) model.keras_version = v[0];
@@ -171,11 +172,12 @@ private:
     // named after its class (conv3d, conv3d_1, ...), whose `vars` group holds the layer's name as
     // an attribute and its weights as datasets 0, 1, ... in the layer's order.
     void read_keras3_layers() {
-        for (const std::string& member : file_.group_members("/layers", 4096)) {
+        // A U-Net has a few dozen layers; a training model around it a few more.
+        for (const std::string& member : file_.group_members("/layers", 1024)) {
             const std::string vars = "/layers/" + member + "/vars";
             ISS_INPUT(file_.has_group(vars) && file_.has_attribute(vars, "name"), path_, ": Keras 3 layer group ",
-                      member, " names no layer (no 'name' attribute on its vars group: a Keras 3 file from before "
-                      "3.x stored names? Save it with a current Keras, or as .h5 with model.save)");
+                      member, " names no layer (no 'name' attribute on its vars group, which older Keras 3 "
+                      "releases did not write; save it again with a current Keras, or as .h5 with model.save)");
             const std::vector<std::string> name = file_.string_list(vars, "name");
             ISS_INPUT(name.size() == 1 && !name[0].empty(), path_, ": Keras 3 layer group ", member,
                       " has an empty or listed 'name'");

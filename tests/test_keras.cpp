@@ -425,6 +425,7 @@ TEST(KerasImport, Keras3WeightsFileGivesTheKeras2FilesTensors) {
     if (keras3_fixture().empty()) GTEST_SKIP() << "INFANT_SOURCE_DIR unset (ctest sets it): tests/data not read";
     const KerasUNet model = read_keras_unet(keras3_fixture());
     EXPECT_EQ(model.layout, "Keras 3 weights");
+    EXPECT_EQ(model.keras_version, "3 (release not recorded)");
     EXPECT_EQ(model.unet.levels, 3);
     EXPECT_EQ(model.unet.features, 4);
     EXPECT_EQ(model.unet.classes, 34);
@@ -605,6 +606,7 @@ TEST_F(KerasCli, BadInputExitsTwoAndWritesNothing) {
                                            " --model " + q("model.keras") + " --labels infant"})
         expect_bad(command, "unzip it and give the model.weights.h5 inside");
     expect_bad("export --model " + q("model.keras") + " --keras " + q("again.h5"), "is a Keras file already");
+    expect_bad("export --model " + q("ours") + " --keras " + q("ours.weights.h5"), "Keras 3 would read a .weights.h5");
 }
 
 // A Keras file's ending in any case: OURS.H5 is read as a Keras file, not as a model directory.
