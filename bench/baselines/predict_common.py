@@ -1,10 +1,14 @@
 """What bench_predict's baselines share, whatever runs their network: the scan (155x175x149,
-1 mm, LIA, seeded), its preprocessing (reorient to RAS, min-max normalise, pad to 16) and the
-channel swap of the flipped forward. Used by predict_torch.py and predict_keras.py.
+1 mm, LIA, seeded), its preprocessing (reorient to RAS, min-max normalise, pad to 16), the
+channel swap of the flipped forward, SciPy's post-processing and the timed loop around them.
+Used by predict_torch.py and predict_keras.py.
 """
+import time
+
 import numpy as np
 
-from post_scipy import SEG
+from post_scipy import SEG, postprocess
+from report import report
 
 LEFT = [2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 17, 18, 21, 26, 28, 30, 31]
 RIGHT = [41, 42, 43, 44, 46, 47, 49, 50, 51, 52, 53, 54, 61, 58, 60, 62, 63]
@@ -38,3 +42,25 @@ def preprocess(lia):
     padded = np.zeros(shape, np.float32)
     padded[before[0]:before[0] + x.shape[0], before[1]:before[1] + x.shape[1], before[2]:before[2] + x.shape[2]] = x
     return padded, before, x.shape
+
+
+def time_predict(label, network, repeats, json_path):
+    """Times the three stages, best of `repeats` after a warm-up run, and reports them with their
+    total. network(padded) -> the flip-averaged posteriors, (classes, *padded.shape)."""
+    lia = lia_scan()
+    times = {"preprocess": [], "network": [], "postprocess": []}
+    for run in range(repeats + 1):
+        t = time.perf_counter()
+        padded, before, shape = preprocess(lia)
+        t_pre = time.perf_counter()
+        post = network(padded)
+        t_net = time.perf_counter()
+        postprocess(post, before, shape)
+        t_post = time.perf_counter()
+        if run > 0:  # the first run warms up (and traces or tunes the framework's kernels)
+            times["preprocess"].append(t_pre - t)
+            times["network"].append(t_net - t_pre)
+            times["postprocess"].append(t_post - t_net)
+    result = {k: float(min(v)) for k, v in times.items()}
+    result["total"] = sum(result.values())
+    report(label, result, json_path)

@@ -10,17 +10,14 @@ usage: predict_torch.py [--device cpu|cuda] [--repeats N] [--json OUT]
 Optional: needs numpy, scipy and torch (pip); never part of the build or the tests.
 """
 import argparse
-import json
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from unet_torch import UNet  # noqa: E402
-from post_scipy import postprocess  # noqa: E402
-from predict_common import SWAP, lia_scan, preprocess  # noqa: E402
+from predict_common import SWAP, time_predict  # noqa: E402
 
 
 def main():
@@ -30,33 +27,16 @@ def main():
     parser.add_argument("--json")
     args = parser.parse_args()
     dev = args.device
-    lia = lia_scan()
     model = UNet().to(dev).to(memory_format=torch.channels_last_3d).eval()
-    times = {"preprocess": [], "network": [], "postprocess": []}
-    for run in range(args.repeats + 1):
-        t = time.perf_counter()
-        padded, before, shape = preprocess(lia)
-        t_pre = time.perf_counter()
+
+    def network(padded):
         with torch.no_grad():
             inp = torch.from_numpy(padded).to(dev)[None, None].to(memory_format=torch.channels_last_3d)
             p = torch.softmax(model(inp), dim=1)
             q = torch.softmax(model(torch.flip(inp, dims=[2])), dim=1)
-            p = 0.5 * (p + torch.flip(q, dims=[2])[:, SWAP])
-            post = p[0].cpu().numpy()
-        t_net = time.perf_counter()
-        postprocess(post, before, shape)
-        t_post = time.perf_counter()
-        if run > 0:  # the first run warms up
-            times["preprocess"].append(t_pre - t)
-            times["network"].append(t_net - t_pre)
-            times["postprocess"].append(t_post - t_net)
-    result = {k: float(min(v)) for k, v in times.items()}
-    result["total"] = sum(result.values())
-    for k, v in result.items():
-        print(f"torch predict {k:12s} {v * 1e3:9.1f} ms")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+            return (0.5 * (p + torch.flip(q, dims=[2])[:, SWAP]))[0].cpu().numpy()
+
+    time_predict("torch predict", network, args.repeats, args.json)
 
 
 if __name__ == "__main__":

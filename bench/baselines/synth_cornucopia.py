@@ -20,7 +20,6 @@ Prints one line per stage (median seconds) and writes JSON for scripts/bench.sh.
 Optional: needs torch, cornucopia, numpy, scipy and nibabel (pip); never part of the build or the tests.
 """
 import argparse
-import json
 import math
 import time
 
@@ -29,6 +28,7 @@ import torch
 
 import cornucopia as cc
 
+from report import report
 from synth_numpy import CROP, MAP, padded_map  # the same map, padded the same way
 
 
@@ -88,12 +88,7 @@ def main():
             timed(times, "normalise", lambda: cc.GammaTransform(gamma)(image))
             timed(times, "sample", lambda: whole(labels))
 
-    result = {k: float(np.median(v)) for k, v in times.items()}
-    for k, v in result.items():
-        print(f"cornucopia {k:10s} {v * 1e3:9.1f} ms")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    report("cornucopia", {k: float(np.median(v)) for k, v in times.items()}, args.json)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,14 @@ Prints one line per stage (median seconds) and writes JSON for scripts/bench.sh.
 Optional: needs numpy, scipy and nibabel (pip); never part of the build or the tests.
 """
 import argparse
-import json
 import math
 import time
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
+
+from report import report
 
 MAP = (155, 175, 149)
 CROP = (128, 160, 128)
@@ -112,12 +113,7 @@ def main():
         times["normalise"].append(time.perf_counter() - t)
         times["sample"].append(time.perf_counter() - t_sample)
 
-    result = {k: float(np.median(v)) for k, v in times.items()}
-    for k, v in result.items():
-        print(f"numpy {k:10s} {v * 1e3:9.1f} ms")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    report("numpy", {k: float(np.median(v)) for k, v in times.items()}, args.json)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Prints one line per stage (median seconds) and writes JSON for scripts/bench.sh.
 Optional: needs tensorflow-cpu, numpy, scipy and nibabel (pip); never part of the build or the tests.
 """
 import argparse
-import json
 import math
 import os
 import sys
@@ -21,6 +20,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
+from report import report  # noqa: E402
 from synth_numpy import CROP, MAP, padded_map  # noqa: E402
 
 
@@ -139,13 +139,8 @@ def main():
             for v in times.values():
                 v.clear()
 
-    result = {k: float(np.median(v)) for k, v in times.items()}
     print(f"tensorflow {tf.__version__}")
-    for k, v in result.items():
-        print(f"tf {k:10s} {v * 1e3:9.1f} ms")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    report("tf", {k: float(np.median(v)) for k, v in times.items()}, args.json)
 
 
 if __name__ == "__main__":

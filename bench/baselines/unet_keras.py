@@ -21,11 +21,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-KL = keras.layers
 
 
-def build_unet(levels=5, features=24, labels=34, channels=1, shape=(None, None, None)):
-    """The published network with its layer names (ext/neuron/models.py `unet`)."""
+def build_unet(levels=5, features=24, labels=34, channels=1, shape=(None, None, None), api=keras):
+    """The published network with its layer names (ext/neuron/models.py `unet`), in tf-keras or
+    in another Keras given as `api` (tests/data/make_keras3_fixture.py builds it in Keras 3)."""
+    KL = api.layers
     x = inputs = KL.Input(shape=(*shape, channels), name="unet_input")
     skips = []
     for level in range(levels):
@@ -44,7 +45,7 @@ def build_unet(levels=5, features=24, labels=34, channels=1, shape=(None, None, 
             x = KL.Conv3D(n, 3, padding="same", activation="elu", name=f"unet_conv_uparm_{levels + i}_{c}")(x)
         x = KL.BatchNormalization(axis=-1, momentum=0.99, epsilon=1e-3, name=f"unet_bn_up_{i}")(x)
     x = KL.Conv3D(labels, 1, name="unet_likelihood")(x)
-    return keras.Model(inputs, KL.Activation("softmax", name="unet_prediction")(x))
+    return api.Model(inputs, KL.Activation("softmax", name="unet_prediction")(x))
 
 
 def dice_loss(p, target, classes):

@@ -13,36 +13,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import h5py  # noqa: E402
 import keras  # noqa: E402
 
-KL = keras.layers
-
-
-def build(levels, features, labels, channels):
-    """The published U-Net with its layer names (as bench/baselines/unet_keras.py, in Keras 3)."""
-    x = inputs = KL.Input(shape=(None, None, None, channels), name="unet_input")
-    skips = []
-    for level in range(levels):
-        for c in range(2):
-            x = KL.Conv3D(features * 2 ** level, 3, padding="same", activation="elu",
-                          name=f"unet_conv_downarm_{level}_{c}")(x)
-        skips.append(x)
-        x = KL.BatchNormalization(epsilon=1e-3, name=f"unet_bn_down_{level}")(x)
-        if level < levels - 1:
-            x = KL.MaxPooling3D(2, name=f"unet_maxpool_{level}")(x)
-    for i, level in enumerate(range(levels - 2, -1, -1)):
-        up = KL.UpSampling3D(2, name=f"unet_up_{levels + i}")(x)
-        x = KL.Concatenate(name=f"unet_merge_{levels + i}")([skips[level], up])
-        for c in range(2):
-            x = KL.Conv3D(features * 2 ** level, 3, padding="same", activation="elu",
-                          name=f"unet_conv_uparm_{levels + i}_{c}")(x)
-        x = KL.BatchNormalization(epsilon=1e-3, name=f"unet_bn_up_{i}")(x)
-    x = KL.Conv3D(labels, 1, name="unet_likelihood")(x)
-    return keras.Model(inputs, KL.Activation("softmax", name="unet_prediction")(x))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench", "baselines"))
+from unet_keras import build_unet  # noqa: E402
 
 
 def main():
     shared, out = sys.argv[1], sys.argv[2]
     source = h5py.File(os.path.join(shared, "data", "keras", "unet_l3_f4_c34_in2_weights.h5"), "r")
-    model = build(3, 4, 34, 2)
+    model = build_unet(3, 4, 34, 2, api=keras)  # Keras 3, where unet_keras builds in tf-keras
     for layer in model.layers:
         if layer.weights:
             group = source[layer.name]
