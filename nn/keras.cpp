@@ -152,9 +152,9 @@ public:
 
     KerasUNet read() {
         KerasUNet model;
-        model.layout = !keras3_vars_.empty() ? "Keras 3 weights" : root_.empty() ? "weights only" : "whole model";
+        model.layout = keras3_ ? "Keras 3 weights" : root_.empty() ? "weights only" : "whole model";
         // Keras 3's weights files record no version.
-        model.keras_version = keras3_vars_.empty() ? "unknown" : "3 (release not recorded)";
+        model.keras_version = keras3_ ? "3 (release not recorded)" : "unknown";
         if (file_.has_attribute("/", "keras_version")) {
             const std::vector<std::string> v = file_.string_list("/", "keras_version");
             if (v.size() == 1) model.keras_version = v[0];
@@ -172,6 +172,7 @@ private:
     // named after its class (conv3d, conv3d_1, ...), whose `vars` group holds the layer's name as
     // an attribute and its weights as datasets 0, 1, ... in the layer's order.
     void read_keras3_layers() {
+        keras3_ = true;
         // A U-Net has a few dozen layers; a training model around it a few more.
         for (const std::string& member : file_.group_members("/layers", 1024)) {
             const std::string vars = "/layers/" + member + "/vars";
@@ -433,7 +434,7 @@ private:
     }
 
     std::string group(const std::string& layer) const {
-        if (keras3_vars_.empty()) return root_ + "/" + layer;
+        if (!keras3_) return root_ + "/" + layer;
         const auto it = keras3_vars_.find(layer);
         ISS_INPUT(it != keras3_vars_.end(), path_, ": missing layer ", layer);
         return it->second;
@@ -446,7 +447,7 @@ private:
         ISS_INPUT(file_.has_group(group(layer)), path_, ": layer ", layer, " is listed but its group is missing");
         std::string expected;
         for (const std::string& s : suffixes) expected += (expected.empty() ? "" : ", ") + s;
-        if (!keras3_vars_.empty()) {
+        if (keras3_) {
             std::vector<std::string> numbered;
             while (numbered.size() <= suffixes.size() && file_.has_dataset(cat(group(layer), "/", numbered.size())))
                 numbered.push_back(std::to_string(numbered.size()));
@@ -500,7 +501,8 @@ private:
     std::string path_;
     std::string root_;  // "" (weights only) or "/model_weights"
     std::vector<std::string> layers_;
-    std::map<std::string, std::string> keras3_vars_;  // Keras 3: layer name -> its vars group
+    bool keras3_ = false;  // Keras 3's save_weights layout
+    std::map<std::string, std::string> keras3_vars_;  // there: layer name -> its vars group
 };
 
 // The model as the reader process sends it (io/isolate.h): the architecture and the two texts,
