@@ -8,6 +8,7 @@
 #include "io/nifti.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
+#include "io/zip.h"
 #include "kernels/common/error.h"
 #include "nn/checkpoint.h"
 #include "nn/keras.h"
@@ -92,6 +93,14 @@ void keras_hdf5(const uint8_t* data, size_t size) {
     refuse_or_accept([&] { read_keras_unet(file.path(), 5); });
 }
 
+void zip(const uint8_t* data, size_t size) {
+    const InputFile file(data, size, ".keras");
+    refuse_or_accept([&] {
+        const ZipReader archive(file.path());
+        for (const ZipReader::Member& m : archive.members()) refuse_or_accept([&] { archive.read(m.name, 1 << 20); });
+    });
+}
+
 void csv(const uint8_t* data, size_t size) {
     const InputFile file(data, size, ".csv");
     refuse_or_accept([&] {
@@ -108,6 +117,7 @@ const std::vector<NamedTarget>& all_targets() {
         {"model_json", model_json},
         {"generator_config", generator_config},
         {"keras_hdf5", keras_hdf5},
+        {"zip", zip},
         {"csv", csv}};
     return targets;
 }

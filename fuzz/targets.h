@@ -26,8 +26,11 @@ void safetensors(const uint8_t* data, size_t size);
 void model_json(const uint8_t* data, size_t size);
 // The generator's JSON configuration.
 void generator_config(const uint8_t* data, size_t size);
-// A Keras HDF5 file of the U-Net.
+// A Keras file of the U-Net: HDF5, or a `.keras` archive (a zip holding HDF5).
 void keras_hdf5(const uint8_t* data, size_t size);
+// A zip archive (the `.keras` container) in this process, every member read: the archive reader
+// alone, whose coverage keras_hdf5's child process hides from libFuzzer.
+void zip(const uint8_t* data, size_t size);
 // A CSV table (the training log read on --resume).
 void csv(const uint8_t* data, size_t size);
 

@@ -3,6 +3,7 @@
 #include <hdf5.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -113,7 +114,9 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 
 class Hdf5Reader::Heaps {
 public:
-    Heaps(const std::string& path, uint64_t base) : path_(path), base_(base) {}
+    // The file's bytes: `image` when the file was opened from memory, else the file at `path`.
+    Heaps(const std::string& path, const std::vector<uint8_t>* image, uint64_t base)
+        : path_(path), image_(image), base_(base), file_size_(image ? image->size() : 0) {}
 
     // Throws InputError unless object `index` of the collection at `address` holds `length`
     // bytes.
@@ -133,7 +136,7 @@ private:
     const std::map<uint32_t, uint64_t>& collection(uint64_t address, const std::string& where) {
         const auto known = collections_.find(address);
         if (known != collections_.end()) return known->second;
-        if (!file_) {
+        if (!image_ && !file_) {
             std::FILE* raw = std::fopen(path_.c_str(), "rb");
             ISS_INPUT(raw != nullptr, path_, ": cannot open (missing or unreadable)");
             file_.reset(raw);
@@ -172,6 +175,9 @@ private:
     }
 
     std::vector<uint8_t> bytes_at(uint64_t offset, size_t count) {
+        if (image_)
+            return std::vector<uint8_t>(image_->begin() + ptrdiff_t(offset),
+                                        image_->begin() + ptrdiff_t(offset + count));
         std::vector<uint8_t> bytes(count, 0);
         std::fseek(file_.get(), long(offset), SEEK_SET);
         ISS_INPUT(std::fread(bytes.data(), 1, count, file_.get()) == count, path_, ": cannot be read at byte ",
@@ -189,9 +195,10 @@ private:
         void operator()(std::FILE* f) const { std::fclose(f); }
     };
     std::string path_;
+    const std::vector<uint8_t>* image_;
     uint64_t base_;  // where addresses count from (after a user block)
     std::unique_ptr<std::FILE, Close> file_;
-    uint64_t file_size_ = 0;
+    uint64_t file_size_;
     std::map<uint64_t, std::map<uint32_t, uint64_t>> collections_;
 };
 
@@ -214,6 +221,15 @@ herr_t keep_raw_references(hid_t source, hid_t destination, H5T_cdata_t* cdata, 
     const bool ours = tag && std::strcmp(tag, kRawReferenceTag) == 0;
     H5free_memory(tag);
     return ours ? 0 : -1;
+}
+
+// HDF5's signature at the start of the superblock, which lies at byte 0 or after a user block of
+// 512, 1024, 2048, ... bytes (where H5Fis_hdf5 looks for it).
+bool has_hdf5_signature(const std::vector<uint8_t>& image) {
+    static const uint8_t signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    for (uint64_t at = 0; at + sizeof signature <= image.size(); at = at == 0 ? 512 : 2 * at)
+        if (std::memcmp(image.data() + at, signature, sizeof signature) == 0) return true;
+    return false;
 }
 
 // Once per process: HDF5 prints its error stack to stderr by default (we report errors
@@ -242,7 +258,26 @@ Hdf5Reader::Hdf5Reader(const std::string& path) : path_(path) {
     ISS_INPUT(is_hdf5 >= 0, path, ": cannot open (missing or unreadable)");
     ISS_INPUT(is_hdf5 > 0, path, ": not an HDF5 file");
     file_ = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-    ISS_INPUT(file_ >= 0, path, ": cannot open as HDF5 (damaged or truncated?)");
+    finish_open();
+}
+
+Hdf5Reader::Hdf5Reader(const std::string& name, std::vector<uint8_t> image) : path_(name), image_(std::move(image)) {
+    init_hdf5();
+    ISS_INPUT(has_hdf5_signature(image_), name, ": not an HDF5 file");
+    // libhdf5's core driver on a copy of the image, without a file behind it. Its name only has
+    // to differ from every other file libhdf5 has open.
+    static std::atomic<uint64_t> images{0};
+    const std::string image_name = cat("infant-synthseg-image-", images++);
+    Id access(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+    const bool set = access.ok() && H5Pset_fapl_core(access.get(), 1 << 20, 0) >= 0 &&
+                     H5Pset_file_image(access.get(), image_.data(), image_.size()) >= 0;
+    ISS_REQUIRE(set, "HDF5: cannot set up reading a file image");
+    file_ = H5Fopen(image_name.c_str(), H5F_ACC_RDONLY, access.get());
+    finish_open();
+}
+
+void Hdf5Reader::finish_open() {
+    ISS_INPUT(file_ >= 0, path_, ": cannot open as HDF5 (damaged or truncated?)");
     // Where the file's addresses count from, and their sizes (for the raw heap references).
     Id create(H5Fget_create_plist(file_), H5Pclose);
     hsize_t user_block = 0;
@@ -250,9 +285,9 @@ Hdf5Reader::Hdf5Reader(const std::string& path) : path_(path) {
                              H5Pget_sizes(create.get(), &address_bytes_, &length_bytes_) >= 0;
     if (!sizes_known) {
         H5Fclose(file_);  // the destructor does not run for a constructor that throws
-        throw InputError(cat(path, ": cannot open as HDF5 (damaged superblock)"));
+        throw InputError(cat(path_, ": cannot open as HDF5 (damaged superblock)"));
     }
-    heaps_ = std::make_unique<Heaps>(path, uint64_t(user_block));
+    heaps_ = std::make_unique<Heaps>(path_, image_.empty() ? nullptr : &image_, uint64_t(user_block));
 }
 
 Hdf5Reader::~Hdf5Reader() {

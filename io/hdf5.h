@@ -19,6 +19,8 @@ class Hdf5Reader {
 public:
     // InputError when the file cannot be opened or is not HDF5.
     explicit Hdf5Reader(const std::string& path);
+    // The same for a file held in memory (a member of an archive), named `name` in messages.
+    Hdf5Reader(const std::string& name, std::vector<uint8_t> image);
     ~Hdf5Reader();
     Hdf5Reader(const Hdf5Reader&) = delete;
     Hdf5Reader& operator=(const Hdf5Reader&) = delete;
@@ -60,9 +62,11 @@ public:
     std::vector<float> read_f32(const std::string& name, const std::vector<int64_t>& shape) const;
 
 private:
+    void finish_open();
     void require_stored_data(int64_t dataset, const std::string& name, const std::vector<int64_t>& shape) const;
 
     std::string path_;
+    std::vector<uint8_t> image_;  // the file, when read from memory
     int64_t file_ = -1;  // hid_t
     size_t address_bytes_ = 8, length_bytes_ = 8;  // the file's sizes of addresses and lengths
     // The global heap collections that variable-length strings refer to, checked before

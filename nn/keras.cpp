@@ -4,13 +4,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "io/file_util.h"
 #include "io/hdf5.h"
 #include "io/isolate.h"
+#include "io/zip.h"
 #include "kernels/common/error.h"
 
 namespace iss {
@@ -54,6 +54,9 @@ std::string up_bn(int step) {
     return cat("unet_bn_up_", step);
 }
 const char* const likelihood = "unet_likelihood";
+
+// A model's JSON config, as a whole-model file's attribute or an archive's config.json.
+constexpr size_t kMaxConfigBytes = size_t(64) << 20;
 
 const char* const bn_weights[4] = {"gamma:0", "beta:0", "moving_mean:0", "moving_variance:0"};
 const char* const bn_params[4] = {"gamma", "beta", "running_mean", "running_var"};
@@ -133,11 +136,19 @@ bool weightless_unet_layer(const std::string& name) {
            one_index(name, "unet_up_") >= 0 || one_index(name, "unet_merge_") >= 0;
 }
 
-// Reads one file's U-Net: the layer list first, the architecture from the shapes, then every
-// dataset checked against that architecture.
+// What a `.keras` archive (Keras 3's saving_lib) holds besides its weights file: the model's
+// config (config.json, in the shape of Keras 2's model_config) and the Keras release that saved
+// it (metadata.json).
+struct ArchiveText {
+    std::string config, config_where, keras_version;
+};
+
+// Reads one weights file's U-Net: the layer list first, the architecture from the shapes, then
+// every dataset checked against that architecture.
 class Reader {
 public:
-    explicit Reader(const std::string& path) : file_(path), path_(path) {
+    explicit Reader(const Hdf5Reader& file, const ArchiveText* archive = nullptr)
+        : file_(file), path_(file.path()), archive_(archive) {
         root_ = file_.has_group("/model_weights") ? "/model_weights" : "";
         const std::string object = root_.empty() ? "/" : root_;
         const bool listed = file_.has_attribute(object, "layer_names") || file_.has_attribute(object, "layer_names0");
@@ -152,17 +163,23 @@ public:
 
     KerasUNet read() {
         KerasUNet model;
-        model.layout = keras3_ ? "Keras 3 weights" : root_.empty() ? "weights only" : "whole model";
-        // Keras 3's weights files record no version.
-        model.keras_version = keras3_ ? "3 (release not recorded)" : "unknown";
-        if (file_.has_attribute("/", "keras_version")) {
+        model.layout = archive_        ? "Keras 3 archive"
+                       : keras3_       ? "Keras 3 weights"
+                       : root_.empty() ? "weights only"
+                                       : "whole model";
+        // Keras 3's weights files record no version (its archives do, beside them).
+        model.keras_version = archive_ ? archive_->keras_version : keras3_ ? "3 (release not recorded)" : "unknown";
+        if (!archive_ && file_.has_attribute("/", "keras_version")) {
             const std::vector<std::string> v = file_.string_list("/", "keras_version");
             if (v.size() == 1) model.keras_version = v[0];
         }
         model.unet = infer();
         const KerasLayout layout = layout_of(model.unet);
         require_only_layout_layers(layout);
-        if (!root_.empty() && file_.has_attribute("/", "model_config")) check_model_config(layout);
+        if (archive_)
+            check_model_config(layout, archive_->config, archive_->config_where);
+        else if (!root_.empty() && file_.has_attribute("/", "model_config"))
+            check_model_config(layout, model_config_attribute(), path_ + ": model_config");
         for (const LayerMap& layer : layout.weighted) read_layer(layer, model.tensors);
         return model;
     }
@@ -220,20 +237,19 @@ private:
     // ext/neuron's U-Net as SynthSeg builds it (ELU, batch norm epsilon 1e-3, softmax). Every
     // U-Net layer of model_config must compute what our U-Net computes, or the file is refused:
     // a ReLU model run with ELU gives other labels without any error.
-    void check_model_config(const KerasLayout& layout) const {
-        const std::vector<std::string> text = file_.string_list("/", "model_config", size_t(64) << 20, 1);
-        ISS_INPUT(text.size() == 1, path_, ": attribute 'model_config' is not one string");
+    // `where` names the config in messages ("FILE: model_config", "FILE: config.json").
+    void check_model_config(const KerasLayout& layout, const std::string& text, const std::string& where) const {
         nlohmann::json config;
         try {
-            config = nlohmann::json::parse(text[0]);
+            config = nlohmann::json::parse(text);
         } catch (const nlohmann::json::exception&) {
-            throw InputError(cat(path_, ": attribute 'model_config' is not valid JSON"));
+            throw InputError(cat(where, " is not valid JSON"));
         }
         const nlohmann::json* layers = nullptr;
         if (config.is_object() && config.contains("config") && config["config"].is_object() &&
             config["config"].contains("layers") && config["config"]["layers"].is_array())
             layers = &config["config"]["layers"];
-        ISS_INPUT(layers, path_, ": model_config holds no layer list");
+        ISS_INPUT(layers, where, " holds no layer list");
         const std::set<std::string> weighted = [&] {
             std::set<std::string> names;
             for (const LayerMap& l : layout.weighted) names.insert(l.keras);
@@ -245,11 +261,17 @@ private:
             const std::string name = text_of(c, "name"), kind = text_of(layer, "class_name");
             if (!starts_with(name, "unet_")) continue;  // another model's layer (training checkpoints)
             const std::string why = layer_difference(kind, name, c);
-            ISS_INPUT(why.empty(), path_, ": model_config: layer ", name, " (", kind, ") ", why,
+            ISS_INPUT(why.empty(), where, ": layer ", name, " (", kind, ") ", why,
                       "; this program's U-Net computes only what ext/neuron's SynthSeg U-Net does");
             if (kind == "Conv3D" || kind == "BatchNormalization")
-                ISS_INPUT(weighted.count(name), path_, ": model_config: layer ", name, " holds no weights in the file");
+                ISS_INPUT(weighted.count(name), where, ": layer ", name, " holds no weights in the file");
         }
+    }
+
+    std::string model_config_attribute() const {
+        const std::vector<std::string> text = file_.string_list("/", "model_config", kMaxConfigBytes, 1);
+        ISS_INPUT(text.size() == 1, path_, ": attribute 'model_config' is not one string");
+        return text[0];
     }
 
     static std::string text_of(const nlohmann::json& object, const char* key) {
@@ -497,8 +519,9 @@ private:
         return values;
     }
 
-    Hdf5Reader file_;
+    const Hdf5Reader& file_;
     std::string path_;
+    const ArchiveText* archive_;  // for a `.keras` archive's weights
     std::string root_;  // "" (weights only) or "/model_weights"
     std::vector<std::string> layers_;
     bool keras3_ = false;  // Keras 3's save_weights layout
@@ -604,6 +627,42 @@ KerasUNet decode(const std::string& data, const std::string& path) {
     return m;
 }
 
+// A Keras HDF5 file, or a `.keras` archive (a zip, whatever its name says): its config.json,
+// metadata.json and model.weights.h5, read from memory.
+KerasUNet read_keras_file(const std::string& path) {
+    if (!looks_like_zip(path)) {
+        const Hdf5Reader file(path);
+        return Reader(file).read();
+    }
+    const ZipReader zip(path);
+    const char* const weights = "model.weights.h5";
+    ISS_INPUT(zip.find(weights) || !zip.find("model.weights.npz"), path,
+              ": a .keras archive with its weights as model.weights.npz; save it again in Keras' default format "
+              "(model.weights.h5)");
+    ISS_INPUT(zip.find(weights) && zip.find("config.json"), path, ": a zip archive without ",
+              zip.find(weights) ? "config.json" : weights, ": not a Keras 3 .keras model");
+    ArchiveText text;
+    text.config_where = path + ": config.json";
+    const std::vector<uint8_t> config = zip.read("config.json", kMaxConfigBytes);
+    text.config.assign(config.begin(), config.end());
+    text.keras_version = "3 (release not recorded)";
+    if (zip.find("metadata.json")) {
+        const std::vector<uint8_t> bytes = zip.read("metadata.json", 1 << 16);
+        const nlohmann::json metadata = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
+        ISS_INPUT(metadata.is_object(), path, ": metadata.json is not a JSON object");
+        const auto version = metadata.find("keras_version");
+        if (version != metadata.end()) {
+            ISS_INPUT(version->is_string() && !version->get<std::string>().empty() &&
+                          version->get<std::string>().size() <= 64,
+                      path, ": metadata.json's keras_version is not a release name");
+            text.keras_version = version->get<std::string>();
+        }
+    }
+    // The parameters a U-Net may have (infer's bound, 2^28 floats) and the file's structure.
+    const Hdf5Reader file(cat(path, ": ", weights), zip.read(weights, uint64_t(3) << 30));
+    return Reader(file, &text).read();
+}
+
 }  // namespace
 
 bool is_keras_model_path(const std::string& path) {
@@ -611,18 +670,10 @@ bool is_keras_model_path(const std::string& path) {
 }
 
 KerasUNet read_keras_unet(const std::string& path, unsigned timeout_seconds) {
-    // Keras 3's `.keras` archive is a zip around a `.weights.h5`, which is what is read here.
     require_regular_file(path);
-    char magic[4] = {};
-    if (FILE* f = std::fopen(path.c_str(), "rb")) {
-        const size_t got = std::fread(magic, 1, sizeof magic, f);
-        std::fclose(f);
-        ISS_INPUT(got < 4 || std::memcmp(magic, "PK\3\4", 4) != 0, path,
-                  ": a zip archive (Keras 3's .keras format); unzip it and give the model.weights.h5 inside");
-    }
     // libhdf5 in a process of its own (io/isolate.h): a crash or hang inside it on a damaged file
     // is a refused file, not a dead command. A published model reads in well under a second.
-    return decode(run_isolated([&] { return encode(Reader(path).read()); }, timeout_seconds, path), path);
+    return decode(run_isolated([&] { return encode(read_keras_file(path)); }, timeout_seconds, path), path);
 }
 
 void load_keras_tensors(const KerasUNet& model, ParamStore& params) {

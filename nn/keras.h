@@ -4,7 +4,9 @@
 //
 // Accepted layouts: weights only (`save_weights`: the layers at the root) and whole models
 // (`model.save`: the layers under /model_weights), name lists as fixed-length byte strings
-// (Keras 2.2, the published files) or variable-length strings (tf-keras 2.x). Layers that are not
+// (Keras 2.2, the published files) or variable-length strings (tf-keras 2.x); Keras 3's
+// `.weights.h5` (a group per layer under /layers), and its `.keras` archive (a zip of that
+// weights file, config.json and metadata.json; read from memory). Layers that are not
 // the U-Net's (`unet_*`) are ignored, so a training checkpoint of the published code, which also
 // holds the synthetic-image and loss models, imports too.
 //
@@ -27,16 +29,17 @@ struct KerasUNet {
     UNetConfig unet;  // inferred from the file (levels, features, convolutions, kernel, channels, classes)
     // Our parameter name -> values in our layout, for every parameter UNet(unet) declares.
     std::map<std::string, std::vector<float>> tensors;
-    std::string layout;         // "weights only" or "whole model"
+    std::string layout;         // "weights only", "whole model", "Keras 3 weights" or "Keras 3 archive"
     std::string keras_version;  // as the file says, or "unknown"
 };
 
-// Whether `path` names a Keras file (`.h5`, or Keras 3's `.keras` archive, which the reader
-// refuses naming what to unzip), in any case, rather than one of our models.
+// Whether `path` names a Keras file (`.h5`, or Keras 3's `.keras` archive), in any case, rather
+// than one of our models.
 bool is_keras_model_path(const std::string& path);
 
 // Reads and checks the whole U-Net: every layer present, every dataset float32 of the shape the
-// inferred architecture needs; an architecture our U-Net does not build (another feature
+// inferred architecture needs (an archive's config.json is checked as a whole model's
+// model_config is); an architecture our U-Net does not build (another feature
 // multiplier, no batch norm, an unknown `unet_*` layer such as a residual or dropout variant) is
 // an InputError naming the file and the layer. The HDF Group's library reads the file in a child
 // process (io/isolate.h): a crash inside it, or a read longer than `timeout_seconds`, refuses

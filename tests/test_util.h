@@ -4,6 +4,8 @@
 //   run_command      runs a /bin/sh command line: exit status, stdout and stderr;
 //   shell_quote      quotes one argument for that command line;
 //   read_text        a whole file as a string (bytes as they are);
+//   read_bytes, write_bytes  a whole file as bytes, and back;
+//   refusal_of       the message of the InputError a reader throws, which must start with the file's name;
 //   cli_path         the infant-synthseg binary the CLI tests run;
 //   shared_dir       the project's shared data folder, for the tests that use it when it exists.
 //
@@ -16,18 +18,47 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <vector>
+
+#include "kernels/common/error.h"
 
 namespace iss::test {
+
+// The message of the InputError that `read` throws, which must start with `file` (the first
+// thing a user reads); "" and a test failure when it throws none.
+template <class Read>
+std::string refusal_of(const std::string& file, Read&& read) {
+    try {
+        read();
+    } catch (const InputError& e) {
+        const std::string message = e.what();
+        EXPECT_EQ(message.rfind(file, 0), 0u) << "does not start with the file's name: " << message;
+        return message;
+    }
+    ADD_FAILURE() << file << ": accepted";
+    return "";
+}
 
 inline std::string read_text(const std::filesystem::path& file) {
     std::ifstream in(file, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+inline std::vector<uint8_t> read_bytes(const std::filesystem::path& file) {
+    const std::string text = read_text(file);
+    return std::vector<uint8_t>(text.begin(), text.end());
+}
+
+inline void write_bytes(const std::filesystem::path& file, const std::vector<uint8_t>& bytes) {
+    std::ofstream(file, std::ios::binary)
+        .write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
 }
 
 // An empty directory "iss-<tag>-<pid>" under gtest's TempDir (anything there before is removed).

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Makes keras3_unet_l3_f4_c34_in2.weights.h5: the 2-channel Keras fixture of
-../shared/data/keras (unet_l3_f4_c34_in2_weights.h5, tf-keras' layout) written again by Keras 3's
-own save_weights, the `.weights.h5` layout (a group per layer under /layers, weights numbered).
-tests/test_keras.cpp imports both and expects the same tensors.
+"""Makes keras3_unet_l3_f4_c34_in2.weights.h5 and keras3_unet_l3_f4_c34_in2.keras: the 2-channel
+Keras fixture of ../shared/data/keras (unet_l3_f4_c34_in2_weights.h5, tf-keras' layout) written
+again by Keras 3, with its own save_weights (the `.weights.h5` layout: a group per layer under
+/layers, weights numbered) and its own model.save (the `.keras` archive: a zip of that weights
+file, config.json and metadata.json). tests/test_keras.cpp imports all three and expects the
+same tensors.
 
-usage: make_keras3_fixture.py SHARED_DIR OUT.weights.h5   (needs tensorflow-cpu with Keras 3, h5py)
+usage: make_keras3_fixture.py SHARED_DIR OUT_DIR   (needs tensorflow-cpu with Keras 3, h5py)
 """
 import os
 import sys
@@ -26,7 +28,8 @@ def main():
             group = source[layer.name]
             names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]]
             layer.set_weights([group[n][()] for n in names])
-    model.save_weights(out)
+    model.save_weights(os.path.join(out, "keras3_unet_l3_f4_c34_in2.weights.h5"))
+    model.save(os.path.join(out, "keras3_unet_l3_f4_c34_in2.keras"))
 
 
 if __name__ == "__main__":

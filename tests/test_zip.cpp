@@ -1,0 +1,128 @@
+// io/zip.h: members read back as written, stored or deflated, and every kind of damage refused
+// with a message naming the archive.
+#include <gtest/gtest.h>
+
+#include "io/zip.h"
+#include "kernels/common/error.h"
+#include "tests/test_util.h"
+#include "tests/zip_writer.h"
+
+namespace iss {
+namespace {
+
+class Zip : public test::TempDirTest {
+protected:
+    std::string write(const std::string& name, const std::vector<uint8_t>& bytes) {
+        test::write_bytes(path(name), bytes);
+        return path(name);
+    }
+    std::string archive(const std::string& name, const std::vector<test::ZipEntry>& entries) {
+        return write(name, test::zip_bytes(entries));
+    }
+
+    // The InputError's message of opening `file` and reading `member` from it ("" to only open).
+    static std::string refusal(const std::string& file, const std::string& member = "") {
+        return test::refusal_of(file, [&] {
+            const ZipReader zip(file);
+            if (!member.empty()) zip.read(member, 1 << 20);
+        });
+    }
+
+    static std::vector<uint8_t> pattern(size_t n) {
+        std::vector<uint8_t> v(n);
+        for (size_t i = 0; i < n; ++i) v[i] = uint8_t((i * 7) % 13 + (i / 1000));
+        return v;
+    }
+};
+
+TEST_F(Zip, StoredAndDeflatedMembersReadBack) {
+    const std::vector<uint8_t> text = test::from_text("{\"keras_version\": \"3.15.1\"}"), big = pattern(200000);
+    test::ZipEntry deflated{"weights.bin", big};
+    deflated.deflate = true;
+    test::ZipEntry empty_deflated{"empty.deflated", {}};
+    empty_deflated.deflate = true;
+    const std::string file = archive("a.zip", {{"metadata.json", text}, deflated, {"empty", {}}, empty_deflated});
+    ASSERT_TRUE(looks_like_zip(file));
+    const ZipReader zip(file);
+    ASSERT_EQ(zip.members().size(), 4u);
+    EXPECT_EQ(zip.members()[1].name, "weights.bin");
+    EXPECT_EQ(zip.members()[1].method, 8);
+    EXPECT_LT(zip.members()[1].compressed_size, big.size() / 4);  // deflated for real
+    EXPECT_EQ(zip.read("metadata.json", 100), text);
+    EXPECT_EQ(zip.read("weights.bin", big.size()), big);
+    EXPECT_TRUE(zip.read("empty", 0).empty());
+    EXPECT_TRUE(zip.read("empty.deflated", 0).empty());
+    EXPECT_EQ(zip.find("absent"), nullptr);
+}
+
+TEST_F(Zip, AnEmptyArchiveHasNoMembers) {
+    const std::string file = archive("empty.zip", {});
+    ASSERT_TRUE(looks_like_zip(file));
+    EXPECT_TRUE(ZipReader(file).members().empty());
+    EXPECT_NE(refusal(file, "config.json").find("has no member config.json"), std::string::npos);
+}
+
+TEST_F(Zip, DamagedArchivesAreRefused) {
+    const std::vector<uint8_t> big = pattern(5000);
+    auto one = [&](const std::string& name, test::ZipEntry e) { return archive(name, {std::move(e)}); };
+    auto entry = [&](bool deflate) {
+        test::ZipEntry e{"m", big};
+        e.deflate = deflate;
+        return e;
+    };
+    test::ZipEntry e = entry(false);
+    e.crc_xor = 1;
+    EXPECT_NE(refusal(one("crc.zip", e), "m").find("member m: CRC-32 mismatch"), std::string::npos);
+    e = entry(true);
+    e.crc_xor = 0x80000000u;
+    EXPECT_NE(refusal(one("crc-deflated.zip", e), "m").find("CRC-32 mismatch"), std::string::npos);
+    e = entry(true);
+    e.size_delta = -1;  // inflates to one byte more than recorded
+    EXPECT_NE(refusal(one("longer.zip", e), "m").find("its deflated data is damaged"), std::string::npos);
+    e = entry(true);
+    e.size_delta = 1;
+    EXPECT_NE(refusal(one("shorter.zip", e), "m").find("its deflated data is damaged"), std::string::npos);
+    e = entry(true);
+    e.size_delta = 900000;  // about 50 compressed bytes claiming 905,000
+    EXPECT_NE(refusal(one("bomb.zip", e), "m").find("more than deflate gives"), std::string::npos);
+    e = entry(false);
+    e.flags = 1;
+    EXPECT_NE(refusal(one("encrypted.zip", e), "m").find("member m is encrypted"), std::string::npos);
+    e = entry(false);
+    e.method = 12;
+    EXPECT_NE(refusal(one("bzip2.zip", e), "m").find("compressed with method 12"), std::string::npos);
+    const std::string bound = one("bound.zip", entry(false));
+    EXPECT_NE(test::refusal_of(bound, [&] { ZipReader(bound).read("m", 4999); })
+                  .find("holds 5000 bytes, more than the 4999 expected"),
+              std::string::npos);
+    EXPECT_NE(refusal(archive("twice.zip", {entry(false), entry(true)})).find("lists m twice"), std::string::npos);
+
+    // Damage to the bytes themselves.
+    const std::vector<uint8_t> good = test::zip_bytes({entry(false)});
+    EXPECT_NE(refusal(write("cut.zip", {good.begin(), good.end() - 10})).find("no end of central directory record"),
+              std::string::npos);
+    EXPECT_NE(refusal(write("short.zip", {good.begin(), good.begin() + 10})).find("not a zip archive"),
+              std::string::npos);
+    EXPECT_NE(refusal(write("shifted.zip", {good.begin() + 5, good.end()})).find("does not end where"),
+              std::string::npos);
+    std::vector<uint8_t> zip64 = good;
+    zip64[zip64.size() - 22 + 10] = zip64[zip64.size() - 22 + 11] = 0xff;  // entries: 0xffff
+    EXPECT_NE(refusal(write("zip64.zip", zip64)).find("a zip64 archive"), std::string::npos);
+    std::vector<uint8_t> no_local = good;
+    no_local[0] = 'X';  // the local header's signature
+    EXPECT_NE(refusal(write("no-local.zip", no_local), "m").find("no local header at byte 0"), std::string::npos);
+    std::vector<uint8_t> past = good;
+    const size_t central = good.size() - 22 - (46 + 1);
+    past[central + 45] = 0x7f;  // the member's local header offset, past the data
+    EXPECT_NE(refusal(write("past.zip", past)).find("starts past the archive's data"), std::string::npos);
+    std::vector<uint8_t> renamed = good;
+    renamed[30] = 'n';  // the local header's name
+    EXPECT_NE(refusal(write("renamed.zip", renamed), "m").find("differs from the central directory"),
+              std::string::npos);
+    EXPECT_FALSE(looks_like_zip(write("text.zip", test::from_text("not an archive at all, but long enough"))));
+    EXPECT_NE(refusal(path("text.zip")).find("no end of central directory record"), std::string::npos);
+    EXPECT_NE(refusal(path("absent.zip")).find("absent.zip"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace iss
