@@ -232,6 +232,28 @@ bool has_hdf5_signature(const std::vector<uint8_t>& image) {
     return false;
 }
 
+// File image callbacks under which libhdf5 reads an image in place: every buffer it would
+// allocate for the image (in the property lists, in the core driver) is the image itself, and
+// nothing is copied or freed. The image outlives the property list and the file (it is the
+// reader's member, and the file is read only). As the HDF Group's H5LTopen_file_image does with
+// H5LT_FILE_IMAGE_DONT_COPY | H5LT_FILE_IMAGE_DONT_RELEASE, without its reference counts.
+H5FD_file_image_callbacks_t borrowed_image_callbacks(std::vector<uint8_t>* image) {
+    H5FD_file_image_callbacks_t c{};
+    c.image_malloc = [](size_t size, H5FD_file_image_op_t, void* udata) -> void* {
+        auto* bytes = static_cast<std::vector<uint8_t>*>(udata);
+        return size == bytes->size() ? bytes->data() : nullptr;
+    };
+    c.image_memcpy = [](void* dest, const void* src, size_t, H5FD_file_image_op_t, void*) -> void* {
+        return dest == src ? dest : nullptr;  // the same image: nothing to copy
+    };
+    c.image_realloc = [](void*, size_t, H5FD_file_image_op_t, void*) -> void* { return nullptr; };  // read only
+    c.image_free = [](void*, H5FD_file_image_op_t, void*) -> herr_t { return 0; };
+    c.udata_copy = [](void* udata) -> void* { return udata; };
+    c.udata_free = [](void*) -> herr_t { return 0; };
+    c.udata = image;
+    return c;
+}
+
 // Once per process: HDF5 prints its error stack to stderr by default (we report errors
 // ourselves), and the raw reference conversion is registered.
 void init_hdf5() {
@@ -264,14 +286,18 @@ Hdf5Reader::Hdf5Reader(const std::string& path) : path_(path) {
 Hdf5Reader::Hdf5Reader(const std::string& name, std::vector<uint8_t> image) : path_(name), image_(std::move(image)) {
     init_hdf5();
     ISS_INPUT(has_hdf5_signature(image_), name, ": not an HDF5 file");
-    // libhdf5's core driver on a copy of the image, without a file behind it. Its name only has
-    // to differ from every other file libhdf5 has open.
+    // libhdf5's core driver on the image itself (borrowed_image_callbacks), without a file
+    // behind it. The driver makes sure no file of the name exists by opening it, so the name is
+    // one that cannot be opened (ENOTDIR); it must also differ from every other image open, which
+    // the driver tells apart by name.
     static std::atomic<uint64_t> images{0};
-    const std::string image_name = cat("infant-synthseg-image-", images++);
+    const std::string image_name = cat("/dev/null/infant-synthseg-image-", images++);
+    H5FD_file_image_callbacks_t callbacks = borrowed_image_callbacks(&image_);
     Id access(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
     const bool set = access.ok() && H5Pset_fapl_core(access.get(), 1 << 20, 0) >= 0 &&
+                     H5Pset_file_image_callbacks(access.get(), &callbacks) >= 0 &&
                      H5Pset_file_image(access.get(), image_.data(), image_.size()) >= 0;
-    ISS_REQUIRE(set, "HDF5: cannot set up reading a file image");
+    ISS_REQUIRE(set, path_, ": libhdf5 cannot set up reading it from memory");
     file_ = H5Fopen(image_name.c_str(), H5F_ACC_RDONLY, access.get());
     finish_open();
 }

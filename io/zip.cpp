@@ -18,6 +18,8 @@ namespace {
 
 // The records' signatures and fixed sizes (PKWARE's APPNOTE, sections 4.3.7, 4.3.12, 4.3.16).
 constexpr uint32_t kLocalSignature = 0x04034b50, kCentralSignature = 0x02014b50, kEndSignature = 0x06054b50;
+constexpr uint32_t kZip64LocatorSignature = 0x07064b50;
+constexpr uint64_t kZip64LocatorBytes = 20;
 constexpr uint64_t kLocalBytes = 30, kCentralBytes = 46, kEndBytes = 22;
 constexpr uint64_t kMaxComment = 0xffff;
 // Keras writes three members; Python's zipfile needs 46 bytes and a name a member.
@@ -102,8 +104,13 @@ ZipReader::ZipReader(const std::string& path) : path_(path) {
     const uint16_t disk = u16(record + 4), directory_disk = u16(record + 6);
     const uint16_t entries_here = u16(record + 8), entries = u16(record + 10);
     const uint64_t directory_bytes = u32(record + 12), directory_offset = u32(record + 16);
-    ISS_INPUT(entries != 0xffff && directory_bytes != 0xffffffff && directory_offset != 0xffffffff, path,
-              ": a zip64 archive (over 4 GB or 65535 members), which this program does not read");
+    // Python's zipfile writes a zip64 end record and its locator before this one when the
+    // directory lies past 2 GB or the members are too many; the fields here may then be exact.
+    const bool zip64_locator =
+        end_offset >= kZip64LocatorBytes &&
+        u32(bytes_at(end_offset - kZip64LocatorBytes, 4, "its zip64 locator").data()) == kZip64LocatorSignature;
+    ISS_INPUT(!zip64_locator && entries != 0xffff && directory_bytes != 0xffffffff && directory_offset != 0xffffffff,
+              path, ": a zip64 archive (over 2 GB or 65535 members), which this program does not read");
     ISS_INPUT(disk == 0 && directory_disk == 0 && entries_here == entries, path,
               ": a zip archive split over several disks, which this program does not read");
     // Python's zipfile writes the directory right before the end record; data prepended to the
@@ -135,10 +142,13 @@ ZipReader::ZipReader(const std::string& path) : path_(path) {
         m.compressed_size = u32(p + 20);
         m.size = u32(p + 24);
         m.local_header = u32(p + 42);
-        ISS_INPUT(!m.name.empty() && m.name.find('\0') == std::string::npos, entry, " has an empty or invalid name");
+        // Names go into messages, which are one line each.
+        const bool printable = std::none_of(m.name.begin(), m.name.end(),
+                                            [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+        ISS_INPUT(!m.name.empty() && printable, entry, " has an empty name or one with control characters");
         const std::string member = cat(path, ": member ", m.name);
         ISS_INPUT(m.compressed_size != 0xffffffff && m.size != 0xffffffff && m.local_header != 0xffffffff, member,
-                  " is stored as zip64 (over 4 GB), which this program does not read");
+                  " is stored as zip64 (Python's zipfile does so past 2 GB), which this program does not read");
         ISS_INPUT(u16(p + 34) == 0, member, " lies on another disk");
         ISS_INPUT(m.local_header < directory_start_, member, " starts past the archive's data");
         ISS_INPUT(names.insert(m.name).second, path, ": the zip archive lists ", m.name, " twice");
@@ -169,6 +179,9 @@ std::vector<uint8_t> ZipReader::read(const std::string& name, uint64_t max_bytes
     // buffer is allocated.
     ISS_INPUT(m->method != kDeflated || m->size <= m->compressed_size * kMaxDeflateRatio + 64, where, " claims ",
               m->size, " bytes from ", m->compressed_size, " deflated ones, more than deflate gives");
+    // And deflate adds less than a 3000th to what it cannot compress (zlib's deflateBound).
+    ISS_INPUT(m->compressed_size <= max_bytes + max_bytes / 3000 + 64, where, " holds ", m->compressed_size,
+              " compressed bytes, more than a member of the ", max_bytes, " expected needs");
 
     // Its local header must name the same member with the same method; with flag bit 3 its
     // sizes and CRC follow the data instead, so the directory's are the ones used.

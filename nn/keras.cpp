@@ -1,10 +1,12 @@
 #include "nn/keras.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <set>
 
 #include "io/file_util.h"
@@ -136,11 +138,53 @@ bool weightless_unet_layer(const std::string& name) {
            one_index(name, "unet_up_") >= 0 || one_index(name, "unet_merge_") >= 0;
 }
 
+// The layer list of a model's JSON config (a whole model's model_config, a `.keras` archive's
+// config.json: {"config": {"layers": [...]}}); `where` names it in messages.
+nlohmann::json config_layers(const std::string& text, const std::string& where) {
+    nlohmann::json config = nlohmann::json::parse(text, nullptr, false);
+    ISS_INPUT(!config.is_discarded(), where, " is not valid JSON");
+    const bool listed = config.is_object() && config.contains("config") && config["config"].is_object() &&
+                        config["config"].contains("layers") && config["config"]["layers"].is_array();
+    ISS_INPUT(listed, where, " holds no layer list");
+    return std::move(config["config"]["layers"]);
+}
+
+// Keras' naming.to_snake_case, which names a layer's group in a Keras 3 weights file after its
+// class: "Conv3D" -> "conv3d", "BatchNormalization" -> "batch_normalization".
+std::string snake_case(const std::string& class_name) {
+    static const std::regex non_word("[^A-Za-z0-9_]+"), word("(.)([A-Z][a-z]+)"), lower_upper("([a-z])([A-Z])");
+    std::string name = std::regex_replace(class_name, non_word, "");
+    name = std::regex_replace(std::regex_replace(name, word, "$1_$2"), lower_upper, "$1_$2");
+    for (char& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
+    return name;
+}
+
+// Keras 3.0 to 3.5 wrote no layer names into a weights file: saving_lib named each layer's group
+// after its class, the second of a class with "_1" and so on, in the model's layer order, which
+// is the order of config.json's list. Group name -> layer name.
+std::map<std::string, std::string> keras3_groups_by_class(const nlohmann::json& layers) {
+    std::map<std::string, std::string> groups;
+    std::map<std::string, int> used;
+    for (const nlohmann::json& layer : layers) {
+        const auto kind = layer.is_object() ? layer.find("class_name") : layer.end();
+        const auto config = layer.is_object() ? layer.find("config") : layer.end();
+        if (kind == layer.end() || !kind->is_string() || config == layer.end() || !config->is_object()) continue;
+        const auto name = config->find("name");
+        if (name == config->end() || !name->is_string()) continue;
+        const std::string group = snake_case(kind->get<std::string>());
+        const auto seen = used.find(group);
+        const std::string numbered = seen == used.end() ? group : cat(group, "_", ++seen->second);
+        if (seen == used.end()) used[group] = 0;
+        groups[numbered] = name->get<std::string>();
+    }
+    return groups;
+}
+
 // What a `.keras` archive (Keras 3's saving_lib) holds besides its weights file: the model's
-// config (config.json, in the shape of Keras 2's model_config) and the Keras release that saved
-// it (metadata.json).
+// config's layer list (config.json) and the Keras release that saved it (metadata.json).
 struct ArchiveText {
-    std::string config, config_where, keras_version;
+    nlohmann::json layers;
+    std::string config_where, keras_version;
 };
 
 // Reads one weights file's U-Net: the layer list first, the architecture from the shapes, then
@@ -177,9 +221,10 @@ public:
         const KerasLayout layout = layout_of(model.unet);
         require_only_layout_layers(layout);
         if (archive_)
-            check_model_config(layout, archive_->config, archive_->config_where);
+            check_model_config(layout, archive_->layers, archive_->config_where);
         else if (!root_.empty() && file_.has_attribute("/", "model_config"))
-            check_model_config(layout, model_config_attribute(), path_ + ": model_config");
+            check_model_config(layout, config_layers(model_config_attribute(), path_ + ": model_config"),
+                               path_ + ": model_config");
         for (const LayerMap& layer : layout.weighted) read_layer(layer, model.tensors);
         return model;
     }
@@ -187,20 +232,33 @@ public:
 private:
     // Keras 3's save_weights (`.weights.h5`): no layer list, a group per layer under /layers
     // named after its class (conv3d, conv3d_1, ...), whose `vars` group holds the layer's name as
-    // an attribute and its weights as datasets 0, 1, ... in the layer's order.
+    // an attribute (Keras 3.6 on) and its weights as datasets 0, 1, ... in the layer's order.
+    // Without that attribute, an archive's config.json gives the name (keras3_groups_by_class).
     void read_keras3_layers() {
         keras3_ = true;
+        std::map<std::string, std::string> by_class;
+        if (archive_) by_class = keras3_groups_by_class(archive_->layers);
         // A U-Net has a few dozen layers; a training model around it a few more.
         for (const std::string& member : file_.group_members("/layers", 1024)) {
             const std::string vars = "/layers/" + member + "/vars";
-            ISS_INPUT(file_.has_group(vars) && file_.has_attribute(vars, "name"), path_, ": Keras 3 layer group ",
-                      member, " names no layer (no 'name' attribute on its vars group, which older Keras 3 "
-                      "releases did not write; save it again with a current Keras, or as .h5 with model.save)");
-            const std::vector<std::string> name = file_.string_list(vars, "name");
-            ISS_INPUT(name.size() == 1 && !name[0].empty(), path_, ": Keras 3 layer group ", member,
-                      " has an empty or listed 'name'");
-            ISS_INPUT(keras3_vars_.emplace(name[0], vars).second, path_, ": two layers are named ", name[0]);
-            layers_.push_back(name[0]);
+            ISS_INPUT(file_.has_group(vars), path_, ": Keras 3 layer group ", member, " has no vars group");
+            std::string name;
+            if (file_.has_attribute(vars, "name")) {
+                const std::vector<std::string> names = file_.string_list(vars, "name");
+                ISS_INPUT(names.size() == 1 && !names[0].empty(), path_, ": Keras 3 layer group ", member,
+                          " has an empty or listed 'name'");
+                name = names[0];
+            } else {
+                const auto it = by_class.find(member);
+                ISS_INPUT(archive_ == nullptr || it != by_class.end(), path_, ": Keras 3 layer group ", member,
+                          " names no layer, and config.json lists no layer that Keras would save under that name");
+                ISS_INPUT(it != by_class.end(), path_, ": Keras 3 layer group ", member,
+                          " names no layer (no 'name' attribute on its vars group: Keras 3.0 to 3.5 wrote none; "
+                          "the model's .keras archive reads, or save the weights again with Keras 3.6 or later)");
+                name = it->second;
+            }
+            ISS_INPUT(keras3_vars_.emplace(name, vars).second, path_, ": two layers are named ", name);
+            layers_.push_back(name);
         }
     }
 
@@ -237,25 +295,15 @@ private:
     // ext/neuron's U-Net as SynthSeg builds it (ELU, batch norm epsilon 1e-3, softmax). Every
     // U-Net layer of model_config must compute what our U-Net computes, or the file is refused:
     // a ReLU model run with ELU gives other labels without any error.
-    // `where` names the config in messages ("FILE: model_config", "FILE: config.json").
-    void check_model_config(const KerasLayout& layout, const std::string& text, const std::string& where) const {
-        nlohmann::json config;
-        try {
-            config = nlohmann::json::parse(text);
-        } catch (const nlohmann::json::exception&) {
-            throw InputError(cat(where, " is not valid JSON"));
-        }
-        const nlohmann::json* layers = nullptr;
-        if (config.is_object() && config.contains("config") && config["config"].is_object() &&
-            config["config"].contains("layers") && config["config"]["layers"].is_array())
-            layers = &config["config"]["layers"];
-        ISS_INPUT(layers, where, " holds no layer list");
+    // `layers`: config_layers of the config; `where` names it in messages ("FILE: model_config",
+    // "FILE: config.json").
+    void check_model_config(const KerasLayout& layout, const nlohmann::json& layers, const std::string& where) const {
         const std::set<std::string> weighted = [&] {
             std::set<std::string> names;
             for (const LayerMap& l : layout.weighted) names.insert(l.keras);
             return names;
         }();
-        for (const nlohmann::json& layer : *layers) {
+        for (const nlohmann::json& layer : layers) {
             if (!layer.is_object() || !layer.contains("config") || !layer["config"].is_object()) continue;
             const nlohmann::json& c = layer["config"];
             const std::string name = text_of(c, "name"), kind = text_of(layer, "class_name");
@@ -644,7 +692,7 @@ KerasUNet read_keras_file(const std::string& path) {
     ArchiveText text;
     text.config_where = path + ": config.json";
     const std::vector<uint8_t> config = zip.read("config.json", kMaxConfigBytes);
-    text.config.assign(config.begin(), config.end());
+    text.layers = config_layers(std::string(config.begin(), config.end()), text.config_where);
     text.keras_version = "3 (release not recorded)";
     if (zip.find("metadata.json")) {
         const std::vector<uint8_t> bytes = zip.read("metadata.json", 1 << 16);
@@ -652,14 +700,17 @@ KerasUNet read_keras_file(const std::string& path) {
         ISS_INPUT(metadata.is_object(), path, ": metadata.json is not a JSON object");
         const auto version = metadata.find("keras_version");
         if (version != metadata.end()) {
-            ISS_INPUT(version->is_string() && !version->get<std::string>().empty() &&
-                          version->get<std::string>().size() <= 64,
-                      path, ": metadata.json's keras_version is not a release name");
+            const bool release =
+                version->is_string() && !version->get<std::string>().empty() &&
+                version->get<std::string>().size() <= 64 &&
+                std::all_of(version->get_ref<const std::string&>().begin(),
+                            version->get_ref<const std::string&>().end(), [](char c) { return c > 0x20 && c < 0x7f; });
+            ISS_INPUT(release, path, ": metadata.json's keras_version is not a release name");
             text.keras_version = version->get<std::string>();
         }
     }
-    // The parameters a U-Net may have (infer's bound, 2^28 floats) and the file's structure.
-    const Hdf5Reader file(cat(path, ": ", weights), zip.read(weights, uint64_t(3) << 30));
+    // The parameters a U-Net may have (infer's bound, 2^28 floats: 1 GB) and the file's structure.
+    const Hdf5Reader file(cat(path, ": ", weights), zip.read(weights, (uint64_t(1) << 30) + (uint64_t(64) << 20)));
     return Reader(file, &text).read();
 }
 

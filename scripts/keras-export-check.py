@@ -44,7 +44,7 @@ def run(binary, *args):
 def filled_from(path, levels, features, labels, channels):
     """The network with every weight NaN, then loaded from `path` by name: None and a message if
     any weight was left out."""
-    model = build_unet(levels, features, labels, channels)
+    model = build_unet(keras, levels, features, labels, channels)
     for w in model.weights:
         w.assign(np.full(w.shape, np.nan, np.float32))
     model.load_weights(path, by_name=True)
@@ -74,7 +74,7 @@ def check_fixture(binary, keras_dir, stem, work):
     ours, missing = filled_from(exported, *shape)
     if missing:
         return f"{stem}: the export leaves out {len(missing)} weights, e.g. {missing[0]}"
-    theirs = build_unet(*shape)
+    theirs = build_unet(keras, *shape)
     theirs.load_weights(os.path.join(keras_dir, stem + "_weights.h5"), by_name=True)
     a, b = ours.predict(x, verbose=0), theirs.predict(x, verbose=0)
     if not np.array_equal(a, b):

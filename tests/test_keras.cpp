@@ -472,7 +472,7 @@ TEST(KerasImport, Keras3FilesWithoutNamesOrWithWrongWeightCountsAreRefused) {
                                   [](std::string& name, std::vector<std::string>&) {
                                       if (name == "unet_bn_up_0") name.clear();
                                   })
-                  .find("names no layer"),
+                  .find("names no layer (no 'name' attribute on its vars group: Keras 3.0 to 3.5 wrote none"),
               std::string::npos);
     EXPECT_NE(keras3_copy_refusal(dir, "twice",
                                   [](std::string& name, std::vector<std::string>&) {
@@ -495,29 +495,36 @@ TEST(KerasImport, Keras3FilesWithoutNamesOrWithWrongWeightCountsAreRefused) {
     fs::remove_all(dir);
 }
 
-std::string keras3_archive_fixture() {
-    const std::string weights = keras3_fixture();
-    return weights.empty() ? "" : weights.substr(0, weights.size() - std::string(".weights.h5").size()) + ".keras";
+std::string keras3_archive_fixture(const std::string& variant = "keras3_") {
+    const char* source = std::getenv("INFANT_SOURCE_DIR");
+    return source && *source ? cat(source, "/tests/data/", variant, "unet_l3_f4_c34_in2.keras") : "";
 }
 
 // Keras 3's model.save of the same network: its model.weights.h5 is the weights fixture's
-// layout, read from memory.
-TEST(KerasImport, KerasArchiveGivesItsWeightsFilesTensors) {
+// layout, read from memory. Keras 3.5's names no layer in its weights (Keras 3.6 began to):
+// config.json's layer list names them, in the order Keras saved them.
+TEST(KerasImport, KerasArchivesGiveTheWeightsFilesTensors) {
     if (keras3_fixture().empty()) GTEST_SKIP() << "INFANT_SOURCE_DIR unset (ctest sets it): tests/data not read";
-    const KerasUNet model = read_keras_unet(keras3_archive_fixture());
-    EXPECT_EQ(model.layout, "Keras 3 archive");
-    EXPECT_EQ(model.keras_version, "3.15.1");
     const KerasUNet weights = read_keras_unet(keras3_fixture());
-    EXPECT_EQ(model.unet.levels, weights.unet.levels);
-    EXPECT_EQ(model.unet.in_channels, weights.unet.in_channels);
-    EXPECT_EQ(model.unet.classes, weights.unet.classes);
-    EXPECT_TRUE(model.tensors == weights.tensors);
+    for (const auto& [variant, version] : {std::pair<std::string, std::string>{"keras3_", "3.15.1"},
+                                           std::pair<std::string, std::string>{"keras3_unnamed_", "3.5.0"}}) {
+        SCOPED_TRACE(variant);
+        const KerasUNet model = read_keras_unet(keras3_archive_fixture(variant));
+        EXPECT_EQ(model.layout, "Keras 3 archive");
+        EXPECT_EQ(model.keras_version, version);
+        EXPECT_EQ(model.unet.levels, weights.unet.levels);
+        EXPECT_EQ(model.unet.in_channels, weights.unet.in_channels);
+        EXPECT_EQ(model.unet.classes, weights.unet.classes);
+        EXPECT_TRUE(model.tensors == weights.tensors);
+    }
 }
 
-// The archive fixture's members, changed by `edit`, as a new archive in `dir`: its path.
+// The members of an archive fixture (keras3_archive_fixture's variant), changed by `edit`, as a
+// new archive in `dir`: its path.
 std::string keras_archive_variant(const fs::path& dir, const std::string& what,
-                                  const std::function<void(std::vector<test::ZipEntry>&)>& edit) {
-    const ZipReader fixture(keras3_archive_fixture());
+                                  const std::function<void(std::vector<test::ZipEntry>&)>& edit,
+                                  const std::string& variant = "keras3_") {
+    const ZipReader fixture(keras3_archive_fixture(variant));
     std::vector<test::ZipEntry> entries;
     for (const ZipReader::Member& m : fixture.members()) entries.push_back({m.name, fixture.read(m.name, 1 << 30)});
     edit(entries);
@@ -591,13 +598,24 @@ TEST(KerasImport, KerasArchivesDeflatedReadAndDamagedAreRefused) {
                 [&](std::vector<test::ZipEntry>& e) { edit_text(member(e, "metadata.json"), R"("3.15.1")", "3"); })
             .find("keras_version is not a release name"),
         std::string::npos);
-    // A damaged weights file inside: the Keras 3 reader's own checks, naming the member.
+    // Keras 3.5's unnamed groups: a group config.json has no layer for is named.
+    const std::string unlisted = keras_archive_variant(
+        dir, "unlisted",
+        [&](std::vector<test::ZipEntry>& e) {
+            edit_text(member(e, "config.json"), R"("class_name": "Activation")", R"("class_name": "Softmax")");
+        },
+        "keras3_unnamed_");
+    EXPECT_NE(test::refusal_of(unlisted, [&] { read_keras_unet(unlisted); })
+                  .find(": model.weights.h5: Keras 3 layer group activation names no layer, and config.json lists no "
+                        "layer that Keras would save under that name"),
+              std::string::npos);
+    // A truncated weights file inside (its CRC made for what is left): libhdf5 cannot open it.
     EXPECT_NE(refused("truncated",
                       [](std::vector<test::ZipEntry>& e) {
                           std::vector<uint8_t>& data = member(e, "model.weights.h5").data;
                           data.resize(data.size() / 2);
                       })
-                  .find(": model.weights.h5: "),
+                  .find(": model.weights.h5: cannot open as HDF5 (damaged or truncated?)"),
               std::string::npos);
     fs::remove_all(dir);
 }

@@ -55,6 +55,27 @@ TEST_F(Zip, StoredAndDeflatedMembersReadBack) {
     EXPECT_EQ(zip.find("absent"), nullptr);
 }
 
+// What other writers than Python's zipfile do: a streaming writer's data descriptors, extra
+// fields in the local header alone, an archive comment (one that starts with an end record's
+// signature, too short to be one).
+TEST_F(Zip, OtherWritersArchivesReadBack) {
+    const std::vector<uint8_t> big = pattern(70000);
+    test::ZipEntry streamed{"streamed", big};
+    streamed.deflate = true;
+    streamed.data_descriptor = true;
+    test::ZipEntry stored_streamed{"stored-streamed", test::from_text("config")};
+    stored_streamed.data_descriptor = true;
+    test::ZipEntry extra{"extra", big};
+    extra.local_extra = {0x55, 0x54, 5, 0, 1, 2, 3, 4, 5};  // a timestamp field
+    const std::string file =
+        write("other.zip", test::zip_bytes({streamed, stored_streamed, extra}, std::string("PK\5\6 a comment", 14)));
+    const ZipReader zip(file);
+    ASSERT_EQ(zip.members().size(), 3u);
+    EXPECT_EQ(zip.read("streamed", big.size()), big);
+    EXPECT_EQ(zip.read("stored-streamed", 6), test::from_text("config"));
+    EXPECT_EQ(zip.read("extra", big.size()), big);
+}
+
 TEST_F(Zip, AnEmptyArchiveHasNoMembers) {
     const std::string file = archive("empty.zip", {});
     ASSERT_TRUE(looks_like_zip(file));
@@ -96,6 +117,15 @@ TEST_F(Zip, DamagedArchivesAreRefused) {
                   .find("holds 5000 bytes, more than the 4999 expected"),
               std::string::npos);
     EXPECT_NE(refusal(archive("twice.zip", {entry(false), entry(true)})).find("lists m twice"), std::string::npos);
+    EXPECT_NE(
+        refusal(archive("control.zip", {{"model\n.h5", big}})).find("an empty name or one with control characters"),
+        std::string::npos);
+    e = entry(false);
+    e.size_delta = 3;  // a stored member recorded longer than its data
+    EXPECT_NE(refusal(one("stored-size.zip", e), "m").find("its data runs past the archive's data"), std::string::npos);
+    e = entry(true);
+    e.method = 0;  // deflated bytes, recorded as stored
+    EXPECT_NE(refusal(one("stored-deflated.zip", e), "m").find("is stored with 54 bytes for 5000"), std::string::npos);
 
     // Damage to the bytes themselves.
     const std::vector<uint8_t> good = test::zip_bytes({entry(false)});
@@ -108,6 +138,12 @@ TEST_F(Zip, DamagedArchivesAreRefused) {
     std::vector<uint8_t> zip64 = good;
     zip64[zip64.size() - 22 + 10] = zip64[zip64.size() - 22 + 11] = 0xff;  // entries: 0xffff
     EXPECT_NE(refusal(write("zip64.zip", zip64)).find("a zip64 archive"), std::string::npos);
+    // A zip64 end record's locator before the end record, whose own fields are exact.
+    std::vector<uint8_t> located(good.begin(), good.end() - 22);
+    const std::vector<uint8_t> locator = {0x50, 0x4b, 0x06, 0x07, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0};
+    located.insert(located.end(), locator.begin(), locator.end());
+    located.insert(located.end(), good.end() - 22, good.end());
+    EXPECT_NE(refusal(write("located.zip", located)).find("a zip64 archive"), std::string::npos);
     std::vector<uint8_t> no_local = good;
     no_local[0] = 'X';  // the local header's signature
     EXPECT_NE(refusal(write("no-local.zip", no_local), "m").find("no local header at byte 0"), std::string::npos);

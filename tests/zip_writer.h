@@ -1,5 +1,7 @@
 // Zip archives for the tests, laid out as Python's zipfile writes them (local header and data
-// per member, then the central directory and the end record), with ways to damage one member.
+// per member, then the central directory and the end record), with what other writers do
+// (data descriptors, extra fields only in local headers, an archive comment) and ways to damage
+// one member.
 #pragma once
 
 #include <zlib.h>
@@ -21,6 +23,10 @@ struct ZipEntry {
     int method = -1;  // -1: 8 when deflated, else 0
     uint32_t crc_xor = 0;
     int64_t size_delta = 0;
+    // Written as a streaming writer does: flag bit 3, zeros for the CRC and sizes in the local
+    // header, a data descriptor after the data.
+    bool data_descriptor = false;
+    std::vector<uint8_t> local_extra;  // an extra field in the local header only
 };
 
 inline std::vector<uint8_t> from_text(const std::string& text) {
@@ -41,7 +47,7 @@ inline std::vector<uint8_t> raw_deflate(const std::vector<uint8_t>& data) {
     return out;
 }
 
-inline std::vector<uint8_t> zip_bytes(const std::vector<ZipEntry>& entries) {
+inline std::vector<uint8_t> zip_bytes(const std::vector<ZipEntry>& entries, const std::string& comment = "") {
     std::vector<uint8_t> out, directory;
     auto put = [](std::vector<uint8_t>& to, uint64_t value, int bytes) {
         for (int b = 0; b < bytes; ++b) to.push_back(uint8_t(value >> (8 * b)));
@@ -52,25 +58,35 @@ inline std::vector<uint8_t> zip_bytes(const std::vector<ZipEntry>& entries) {
         const uint32_t crc = uint32_t(crc32(crc32(0L, Z_NULL, 0), e.data.data(), uInt(e.data.size()))) ^ e.crc_xor;
         const uint64_t size = uint64_t(int64_t(e.data.size()) + e.size_delta);
         const uint64_t local = out.size();
-        // The fields both headers share: version, flags, method, time, date, CRC, sizes, name length.
-        auto common = [&](std::vector<uint8_t>& to) {
+        const uint16_t flags = uint16_t(e.flags | (e.data_descriptor ? 8 : 0));
+        // The fields both headers share: version, flags, method, time, date, CRC, sizes, name and
+        // extra lengths (a data descriptor's local header has zeros for CRC and sizes).
+        auto common = [&](std::vector<uint8_t>& to, bool local) {
+            const bool described = local && e.data_descriptor;
             put(to, 20, 2);
-            put(to, e.flags, 2);
+            put(to, flags, 2);
             put(to, method, 2);
             put(to, 0, 4);
-            put(to, crc, 4);
-            put(to, e.deflate ? stored.size() : size, 4);
-            put(to, size, 4);
+            put(to, described ? 0 : crc, 4);
+            put(to, described ? 0 : e.deflate ? stored.size() : size, 4);
+            put(to, described ? 0 : size, 4);
             put(to, e.name.size(), 2);
-            put(to, 0, 2);  // extra
+            put(to, local ? e.local_extra.size() : 0, 2);
         };
         put(out, 0x04034b50, 4);
-        common(out);
+        common(out, true);
         out.insert(out.end(), e.name.begin(), e.name.end());
+        out.insert(out.end(), e.local_extra.begin(), e.local_extra.end());
         out.insert(out.end(), stored.begin(), stored.end());
+        if (e.data_descriptor) {
+            put(out, 0x08074b50, 4);
+            put(out, crc, 4);
+            put(out, e.deflate ? stored.size() : size, 4);
+            put(out, size, 4);
+        }
         put(directory, 0x02014b50, 4);
         put(directory, 0x0314, 2);  // made by: Unix, 2.0
-        common(directory);
+        common(directory, false);
         put(directory, 0, 2);  // comment
         put(directory, 0, 2);  // disk
         put(directory, 0, 2);  // internal attributes
@@ -86,7 +102,8 @@ inline std::vector<uint8_t> zip_bytes(const std::vector<ZipEntry>& entries) {
     put(out, entries.size(), 2);
     put(out, directory.size(), 4);
     put(out, directory_offset, 4);
-    put(out, 0, 2);  // comment
+    put(out, comment.size(), 2);
+    out.insert(out.end(), comment.begin(), comment.end());
     return out;
 }
 

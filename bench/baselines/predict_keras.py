@@ -15,7 +15,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from unet_keras import build_unet, tf  # noqa: E402
+from unet_keras import build_unet, keras, tf  # noqa: E402
 from predict_common import SWAP, time_predict  # noqa: E402
 
 
@@ -24,7 +24,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json")
     args = parser.parse_args()
-    model = build_unet()
+    model = build_unet(keras)
     forward = tf.function(lambda v: model(v, training=False))
 
     def network(padded):

@@ -1,10 +1,7 @@
 #!/usr/bin/env python3
 """TensorFlow/Keras baseline of bench_nn: the U-Net of SPEC.md section 4 built as the published
-SynthSeg tools build it (neurite's `unet` called as SynthSeg's predict calls it: ELU inside each
-Conv3D, batch norm once per level after its convolutions, the skip taken before it, nearest
-upsampling, concatenation [skip, upsampled], softmax), with the released files' layer names, so
-that `load_weights(..., by_name=True)` fills it from a published or exported `.h5`. The same
-soft Dice loss and Adam as unet_torch.py, channels-last, fp32, the train step as one
+SynthSeg tools build it (unet_layers.py, with the released files' layer names), in tf-keras. The
+same soft Dice loss and Adam as unet_torch.py, channels-last, fp32, the train step as one
 tf.function (what Keras' fit runs).
 
 usage: unet_keras.py [--scale S] [--repeats N] [--json OUT]
@@ -20,32 +17,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
-
-
-
-def build_unet(levels=5, features=24, labels=34, channels=1, shape=(None, None, None), api=keras):
-    """The published network with its layer names (ext/neuron/models.py `unet`), in tf-keras or
-    in another Keras given as `api` (tests/data/make_keras3_fixture.py builds it in Keras 3)."""
-    KL = api.layers
-    x = inputs = KL.Input(shape=(*shape, channels), name="unet_input")
-    skips = []
-    for level in range(levels):
-        n = features * 2 ** level
-        for c in range(2):
-            x = KL.Conv3D(n, 3, padding="same", activation="elu", name=f"unet_conv_downarm_{level}_{c}")(x)
-        skips.append(x)
-        x = KL.BatchNormalization(axis=-1, momentum=0.99, epsilon=1e-3, name=f"unet_bn_down_{level}")(x)
-        if level < levels - 1:
-            x = KL.MaxPooling3D(2, name=f"unet_maxpool_{level}")(x)
-    for i, level in enumerate(range(levels - 2, -1, -1)):
-        n = features * 2 ** level
-        up = KL.UpSampling3D(2, name=f"unet_up_{levels + i}")(x)
-        x = KL.Concatenate(axis=-1, name=f"unet_merge_{levels + i}")([skips[level], up])
-        for c in range(2):
-            x = KL.Conv3D(n, 3, padding="same", activation="elu", name=f"unet_conv_uparm_{levels + i}_{c}")(x)
-        x = KL.BatchNormalization(axis=-1, momentum=0.99, epsilon=1e-3, name=f"unet_bn_up_{i}")(x)
-    x = KL.Conv3D(labels, 1, name="unet_likelihood")(x)
-    return api.Model(inputs, KL.Activation("softmax", name="unet_prediction")(x))
+from unet_layers import build_unet  # noqa: E402,F401  (the other tf-keras scripts import it from here)
 
 
 def dice_loss(p, target, classes):
@@ -72,7 +44,7 @@ def main():
     parser.add_argument("--json")
     args = parser.parse_args()
     s = args.scale
-    model = build_unet()
+    model = build_unet(keras)
     print(f"tensorflow {tf.__version__}, tf-keras {keras.__version__}, "
           f"threads {tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()}, "
           f"parameters {model.count_params()}, fp32")
