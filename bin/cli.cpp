@@ -166,7 +166,7 @@ const char* signal_name(int signal) {
 }
 
 int predict_output_index(const std::string& file) {
-    const std::string stem = nifti_stem(file);
+    const std::string stem = volume_stem(file);
     for (size_t i = 0; i < predict_output_suffixes.size(); ++i)
         if (ends_with_ignoring_case(stem, predict_output_suffixes[i])) return int(i);
     return -1;

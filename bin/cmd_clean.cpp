@@ -30,7 +30,7 @@ const char* usage =
     "  --post FILE             its posteriors (4-D float NIfTI, one frame per label of the\n"
     "                          list), on the segmentation's voxel grid (stored in any voxel\n"
     "                          order)\n"
-    "  --o FILE                cleaned segmentation (.nii or .nii.gz)\n"
+    "  --o FILE                cleaned segmentation (.nii, .nii.gz, .mgz or .mgh)\n"
     "  --o-post FILE           also write the folded posteriors: a folded label's frame is\n"
     "                          added to its kept label's frame and left as zeros, so frame k\n"
     "                          still belongs to the k-th label of the list\n"
@@ -55,8 +55,8 @@ int cmd_clean(int argc, char** argv) {
     args.reject_positional();
     const std::string seg_path = args.require("--seg"), post_path = args.require("--post");
     const std::string out = args.require("--o"), out_post = args.get("--o-post", "");
-    require_nifti_output(out, "--o");
-    if (args.has("--o-post")) require_nifti_output(out_post, "--o-post");
+    require_volume_output(out, "--o");
+    if (args.has("--o-post")) require_volume_output(out_post, "--o-post");
     const std::string labels_text = args.get("--labels", "");
     check_outputs("clean", {{seg_path, "--seg"}, {post_path, "--post"}, label_file_of(labels_text)},
                   {{out, "--o"}, {out_post, "--o-post"}});

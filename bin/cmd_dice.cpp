@@ -31,13 +31,14 @@ const char* usage =
     "counts as background). A structure absent from both sides is an empty field, not 1; one\n"
     "present on one side only scores 0 and is named on stderr.\n"
     "\n"
-    "  --pred FILE|DIR   predicted segmentation, or a directory of them (*.nii, *.nii.gz)\n"
+    "  --pred FILE|DIR   predicted segmentation, or a directory of them (*.nii, *.nii.gz, and\n"
+    "                    FreeSurfer's *.mgz, *.mgh)\n"
     "  --gt FILE|DIR     ground truth, or a directory holding one for each prediction, paired\n"
-    "                    by name without .nii / .nii.gz, and without _synthseg when every\n"
-    "                    prediction has it and not every ground truth does (a folder predict\n"
-    "                    wrote pairs with the scans' names, or with another folder predict\n"
-    "                    wrote; their _posteriors and _resampled files are left out); a file\n"
-    "                    without a partner is an error\n"
+    "                    by name without .nii / .nii.gz / .mgz / .mgh, and without _synthseg\n"
+    "                    when every prediction has it and not every ground truth does (a\n"
+    "                    folder predict wrote pairs with the scans' names, or with another\n"
+    "                    folder predict wrote; their _posteriors and _resampled files are left\n"
+    "                    out); a file without a partner is an error\n"
     "  --out FILE.csv    one row per subject (column subject = that name: the scan's, as\n"
     "                    predict --vol writes it, for a predict folder against ground truth\n"
     "                    named like the scans), one column dice_<label> per structure, and a\n"
@@ -61,7 +62,7 @@ bool predicted_segmentation(const std::string& file) {
 // A prediction's subject: its name without .nii / .nii.gz and the _synthseg a predict folder
 // adds ("sub01_synthseg.nii.gz" -> "sub01"), as predict's --vol names it.
 std::string subject_of(const std::string& prediction) {
-    const std::string stem = nifti_stem(prediction);
+    const std::string stem = volume_stem(prediction);
     return predicted_segmentation(prediction) ? stem.substr(0, stem.size() - std::strlen(predict_output_suffixes[0]))
                                               : stem;
 }
@@ -69,7 +70,7 @@ std::string subject_of(const std::string& prediction) {
 // The segmentations in a folder: its NIfTI files, but in a folder predict wrote (NAME_synthseg
 // files) not the posteriors and resampled images --post and --resample put beside them.
 std::vector<std::string> segmentations_in(const std::string& folder) {
-    std::vector<std::string> files = nifti_files(folder);
+    std::vector<std::string> files = volume_files(folder);
     if (std::any_of(files.begin(), files.end(), predicted_segmentation))
         files.erase(std::remove_if(files.begin(), files.end(),
                                    [](const std::string& f) {
@@ -97,10 +98,10 @@ std::vector<Pair> pair_inputs(const std::string& pred, const std::string& gt) {
     // predict's folder against ground truth named like the scans: NAME_synthseg is subject NAME.
     // Two folders predict wrote (one model against another) pair by their names as they are.
     const bool strip = all_predicted(files) && !all_predicted(truth_files);
-    std::map<std::string, std::string> truths = nifti_files_by_subject(gt, truth_files);
+    std::map<std::string, std::string> truths = volume_files_by_subject(gt, truth_files);
     std::map<std::string, std::string> predictions;
     for (const std::string& f : files) {
-        const std::string subject = strip ? subject_of(f) : nifti_stem(f);
+        const std::string subject = strip ? subject_of(f) : volume_stem(f);
         const auto [it, added] = predictions.emplace(subject, f);
         ISS_INPUT(added, pred, ": ", fs::path(it->second).filename().string(), " and ",
                   fs::path(f).filename().string(), " are both predictions of ", subject);
@@ -128,7 +129,7 @@ int cmd_dice(int argc, char** argv) {
     }
     args.reject_positional();
     const std::string pred = args.require("--pred"), gt = args.require("--gt"), out = args.require("--out");
-    ISS_INPUT(!is_nifti_name(out), "dice: --out ", out, ": the table is CSV text, not a NIfTI image (name it .csv)");
+    ISS_INPUT(!is_volume_name(out), "dice: --out ", out, ": the table is CSV text, not an image (name it .csv)");
     std::vector<int32_t> labels;
     if (args.has("--labels")) labels = named_label_list(args.get("--labels", ""));
 

@@ -21,12 +21,12 @@ namespace {
 const char* help_text =
     "usage: infant-synthseg info FILE...\n"
     "\n"
-    "Prints, for each NIfTI file (.nii, .nii.gz, .hdr/.img): format, dims, voxel size (the\n"
-    "affine's, with pixdim where it differs), datatype, scaling, orientation code, the\n"
-    "voxel-to-world affine and where it comes from (sform, qform or pixdim), the intensity\n"
-    "range after scaling with the NaN count, and, when every value is an integer, the labels\n"
-    "with their voxel counts (only their number when there are over 1000: an integer scan\n"
-    "rather than a label map).\n"
+    "Prints, for each NIfTI file (.nii, .nii.gz, .hdr/.img) or MGH file (.mgz, .mgh): format,\n"
+    "dims, voxel size (the affine's, with pixdim where it differs), datatype, scaling,\n"
+    "orientation code, the voxel-to-world affine and where it comes from (sform, qform, pixdim\n"
+    "or the MGH header), the intensity range after scaling with the NaN count, and, when\n"
+    "every value is an integer, the labels with their voxel counts (only their number when\n"
+    "there are over 1000: an integer scan rather than a label map).\n"
     "\n"
     "Exit status: 0 when every file was read, 2 when any file is bad (the others are still\n"
     "printed).\n";
@@ -36,8 +36,11 @@ void print_file(const std::string& path) {
     const Volume<double> vol = read_image_f64(path, &h);
 
     std::printf("%s\n", path.c_str());
-    std::printf("  format: NIfTI-%d, %s, %s\n", h.version, h.single_file ? "single file" : "header + .img",
-                h.byte_swapped ? "byte-swapped (big-endian)" : "native byte order");
+    if (h.format == "MGH")
+        std::printf("  format: MGH (FreeSurfer), big-endian\n");
+    else
+        std::printf("  format: NIfTI-%d, %s, %s\n", h.version, h.single_file ? "single file" : "header + .img",
+                    h.byte_swapped ? "byte-swapped (big-endian)" : "native byte order");
     std::printf("  dims:");
     for (int i = 1; i <= h.dim[0]; ++i) std::printf("%s%lld", i == 1 ? " " : " x ", static_cast<long long>(h.dim[i]));
     const int unit = h.xyzt_units & 0x07;
@@ -61,8 +64,11 @@ void print_file(const std::string& path) {
     else
         std::printf("  scaling: none\n");
     std::printf("  orientation: %s\n", orientation_code(h.affine).c_str());
-    std::printf("  affine source: %s (qform_code %d, sform_code %d)\n", h.affine_source.c_str(), h.qform_code,
-                h.sform_code);
+    if (h.format == "MGH")
+        std::printf("  affine source: the MGH header (axis directions, voxel size, centre)\n");
+    else
+        std::printf("  affine source: %s (qform_code %d, sform_code %d)\n", h.affine_source.c_str(), h.qform_code,
+                    h.sform_code);
     std::printf("  affine:\n");
     for (int r = 0; r < 4; ++r)
         std::printf("    %12.6f %12.6f %12.6f %12.6f\n", h.affine.m[r][0], h.affine.m[r][1], h.affine.m[r][2],

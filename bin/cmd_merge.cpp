@@ -29,8 +29,8 @@ const char* usage =
     "  --t1-post FILE  T1 posteriors (4-D float NIfTI, one frame per label of the list)\n"
     "  --t2-seg FILE   T2 segmentation, on the T1 segmentation's voxel grid\n"
     "  --t2-post FILE  T2 posteriors, on the same grid\n"
-    "  --o-seg FILE    merged segmentation (.nii or .nii.gz)\n"
-    "  --o-post FILE   merged posteriors (.nii or .nii.gz), frames in the same order\n"
+    "  --o-seg FILE    merged segmentation (.nii, .nii.gz, .mgz or .mgh)\n"
+    "  --o-post FILE   merged posteriors (.nii, .nii.gz, .mgz or .mgh), frames in the same order\n"
     "  --labels LIST   the labels of the posterior frames, in frame order: infant (the 34\n"
     "                  infant segmentation labels, the default), synthseg (SynthSeg 1.0's\n"
     "                  32), a model's folder (its labels in channel order), a .npy label\n"
@@ -55,8 +55,8 @@ int cmd_merge(int argc, char** argv) {
     const std::string t1_seg = args.require("--t1-seg"), t1_post = args.require("--t1-post");
     const std::string t2_seg = args.require("--t2-seg"), t2_post = args.require("--t2-post");
     const std::string o_seg = args.require("--o-seg"), o_post = args.require("--o-post");
-    require_nifti_output(o_seg, "--o-seg");
-    require_nifti_output(o_post, "--o-post");
+    require_volume_output(o_seg, "--o-seg");
+    require_volume_output(o_post, "--o-post");
     const std::string labels_text = args.get("--labels", "");
     check_outputs("merge",
                   {{t1_seg, "--t1-seg"},

@@ -36,7 +36,7 @@ namespace {
 namespace fs = std::filesystem;
 
 const char* usage =
-    "usage: infant-synthseg predict --i FILE|DIR [--i FILE] --o FILE|DIR --model FILE|DIR|FILE.h5\n"
+    "usage: infant-synthseg predict --i FILE|DIR [--i FILE] --o FILE|DIR --model FILE|DIR|KERAS\n"
     "                               [--labels LABELS] [--orientation CODE] [--post FILE|DIR]\n"
     "                               [--vol FILE.csv] [--resample FILE|DIR] [--preview FILE.png]\n"
     "                               [--no-flip]\n"
@@ -51,16 +51,20 @@ const char* usage =
     "posteriors, takes the argmax and keeps the largest connected component, then writes\n"
     "everything on the input's own grid and affine.\n"
     "\n"
-    "  --i FILE|DIR        a NIfTI image, or a directory of them (*.nii, *.nii.gz); for a model\n"
+    "  --i FILE|DIR        an image, or a directory of them (*.nii, *.nii.gz, and FreeSurfer's\n"
+    "                      *.mgz, *.mgh; each output is NIfTI or MGH by its own name's\n"
+    "                      ending, NIfTI in a directory); for a model\n"
     "                      of several input channels (Infant-SynthSeg's multimodal model) a 4-D\n"
     "                      file of one volume per channel, or --i once per channel (T1 then T2,\n"
     "                      files on one grid)\n"
     "  --o FILE|DIR        the segmentation: a file for a file, a directory for a directory\n"
     "                      (NAME_synthseg.nii.gz for each input NAME)\n"
     "  --model FILE|DIR    a model's .safetensors (its .json beside it) or its directory, or a\n"
-    "                      published Keras .h5 file (imported in memory; see import --help)\n"
-    "  --labels LABELS     for a .h5 model: its labels (infant, synthseg, FILE.npy or a list)\n"
-    "  --orientation CODE  for a .h5 model: its frame (RAS, the default, or LIA for SynthSeg 1.0)\n"
+    "                      Keras file: .h5 as published, .weights.h5 or .keras (imported in\n"
+    "                      memory; see import --help)\n"
+    "  --labels LABELS     for a Keras model: its labels (infant, synthseg, FILE.npy or a list)\n"
+    "  --orientation CODE  for a Keras model: its frame (RAS, the default, or LIA for SynthSeg\n"
+    "                      1.0)\n"
     "  --post FILE|DIR     also write the posteriors: 4-D, one volume per label, in the model's\n"
     "                      label order (NAME_posteriors.nii.gz in a directory)\n"
     "  --vol FILE.csv      volumes in mm^3: one row per subject, one column per structure\n"
@@ -101,7 +105,7 @@ Image read_channels(const std::vector<std::string>& files, NiftiHeader* header) 
 }
 
 // The options that say how to segment (and how many threads), checked; `model` decides
-// whether --labels and --orientation belong (a Keras .h5 model) or not.
+// whether --labels and --orientation belong (a Keras model) or not.
 PredictOptions predict_options(const Args& args, const std::string& model) {
     if (args.has("--threads")) {
         long long threads = args.integer("--threads", 0);
@@ -127,7 +131,7 @@ PredictOptions predict_options(const Args& args, const std::string& model) {
         options.keras.orientation = args.get("--orientation", "RAS");
     } else {
         ISS_INPUT(!args.has("--labels") && !args.has("--orientation"),
-                  "predict: --labels and --orientation are for a Keras .h5 model; a model directory records its own");
+                  "predict: --labels and --orientation are for a Keras model; a model directory records its own");
     }
     return options;
 }
@@ -138,10 +142,10 @@ std::vector<Job> plan_jobs(const Args& args, const std::string& in, const std::s
     std::vector<Job> jobs;
     std::map<std::string, std::string> input_of_output;  // a folder's output names, each from one scan
     int skipped_outputs = 0;
-    for (const std::string& file : nifti_files(in)) {
+    for (const std::string& file : volume_files(in)) {
         Job job{file, out, args.get("--post", ""), args.get("--resample", "")};
         if (folder) {
-            const std::string name = nifti_stem(file);
+            const std::string name = volume_stem(file);
             // A run writing into the folder it reads: its earlier outputs are not scans.
             if (predict_output_index(file) >= 0) {
                 ++skipped_outputs;
@@ -194,7 +198,7 @@ void check_prediction_outputs(const Args& args, const std::vector<Job>& jobs,
     check_outputs("predict", inputs, outputs, will_create);
     if (!folder)  // a NIfTI under another name misleads its readers (nibabel goes by the ending)
         for (const char* option : {"--o", "--post", "--resample"})
-            if (args.has(option)) require_nifti_output(args.get(option, ""), option);
+            if (args.has(option)) require_volume_output(args.get(option, ""), option);
 }
 
 }  // namespace
@@ -219,14 +223,14 @@ int cmd_predict(int argc, char** argv) {
     std::error_code ec;
     const bool folder = fs::is_directory(in, ec);
     ISS_INPUT(channels.size() == 1 || !folder, "predict: several --i are the channels of one subject: give files");
-    if (folder)  // a NIfTI name would become a folder of that name
+    if (folder)  // a volume's name would become a folder of that name
         for (const char* option : {"--o", "--post", "--resample"})
-            ISS_INPUT(!args.has(option) || !is_nifti_name(args.get(option, "")), "predict: ", option, " ",
+            ISS_INPUT(!args.has(option) || !is_volume_name(args.get(option, "")), "predict: ", option, " ",
                       args.get(option, ""), ": with a folder of scans, ", option, " names a folder");
     ISS_INPUT(!args.has("--preview") || ends_with_ignoring_case(args.get("--preview", ""), ".png"),
               "predict: --preview ", args.get("--preview", ""), ": the picture is a PNG (name it .png)");
-    ISS_INPUT(!args.has("--vol") || !is_nifti_name(args.get("--vol", "")), "predict: --vol ", args.get("--vol", ""),
-              ": the volumes are CSV text, not a NIfTI image (name it .csv)");
+    ISS_INPUT(!args.has("--vol") || !is_volume_name(args.get("--vol", "")), "predict: --vol ", args.get("--vol", ""),
+              ": the volumes are CSV text, not an image (name it .csv)");
     const std::vector<Job> jobs = plan_jobs(args, in, out, folder);
     check_prediction_outputs(args, jobs, channels, model, options, folder);
 
@@ -272,7 +276,7 @@ int cmd_predict(int argc, char** argv) {
                 outputs->commit();
                 committed = true;
             }
-            std::vector<std::string> row{nifti_stem(job.input)};
+            std::vector<std::string> row{volume_stem(job.input)};
             double total = 0;
             for (size_t c = 0; c < predictor.labels().size(); ++c) {
                 if (predictor.labels()[c] == 0) continue;

@@ -48,8 +48,9 @@ const char* usage =
     "SIGHUP stops it once the sample in hand is written: the samples done stay, each image with its\n"
     "labels, and the exit status is 128 + the signal; a second signal ends it at once.\n"
     "\n"
-    "  --labels FILE|DIR  a NIfTI label map, or a directory: every *.nii and *.nii.gz in it,\n"
-    "                     sorted by name; every value must be a generation label of the preset\n"
+    "  --labels FILE|DIR  a label map, or a directory: every *.nii, *.nii.gz, *.mgz and *.mgh in\n"
+    "                     it, sorted by name; every value must be a generation label of the\n"
+    "                     preset\n"
     "  --out DIR          output directory, created when missing\n"
     "  --count N          number of samples, N >= 1 (default 1)\n"
     "  --first F          number of the first sample (default 0); first + count <= 2^32\n"
@@ -79,7 +80,6 @@ const char* usage =
     "  --help             this text\n"
     "\n"
     "Progress: a bar on stderr when it is a terminal, otherwise one summary line on stdout.\n";
-
 
 // "synth [=====>    ] 12/100  3.4 samples/s  ETA 0:26", redrawn in place.
 void draw_progress(long long done, long long total, double elapsed) {
@@ -116,7 +116,7 @@ long long sample_number(const std::string& name) {
 void check_synth_outputs(const std::string& labels_path, const std::string& config_path, const std::string& out_dir,
                          long long first, long long count, bool preview) {
     std::vector<NamedPath> inputs{{config_path, "--config"}};
-    for (const std::string& f : nifti_files(labels_path)) inputs.push_back({f, "--labels"});
+    for (const std::string& f : volume_files(labels_path)) inputs.push_back({f, "--labels"});
     const std::string first_image = sample_name("image", first);
     std::vector<NamedPath> outputs{{(fs::path(out_dir) / first_image).string(), "--out"}};
     if (preview) outputs.push_back({(fs::path(out_dir) / "preview.png").string(), "--out"});

@@ -58,6 +58,13 @@ void nifti(const uint8_t* data, size_t size) {
     refuse_or_accept([&] { read_labels(file.path()); });
 }
 
+void mgh(const uint8_t* data, size_t size) {
+    const bool gzip = size >= 2 && data[0] == 0x1f && data[1] == 0x8b;
+    const InputFile file(data, size, gzip ? ".mgz" : ".mgh");
+    refuse_or_accept([&] { read_image(file.path()); });
+    refuse_or_accept([&] { read_labels(file.path()); });
+}
+
 void npy(const uint8_t* data, size_t size) {
     const InputFile file(data, size, ".npy");
     refuse_or_accept([&] { read_npy(file.path()); });
@@ -112,13 +119,15 @@ void csv(const uint8_t* data, size_t size) {
 const std::vector<NamedTarget>& all_targets() {
     static const std::vector<NamedTarget> targets = {
         {"nifti", nifti},
+        {"mgh", mgh},
         {"npy", npy},
         {"safetensors", safetensors},
         {"model_json", model_json},
         {"generator_config", generator_config},
         {"keras_hdf5", keras_hdf5},
         {"zip", zip},
-        {"csv", csv}};
+        {"csv", csv},
+    };
     return targets;
 }
 

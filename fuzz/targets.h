@@ -18,6 +18,8 @@ using Target = void (*)(const uint8_t* data, size_t size);
 
 // NIfTI-1/-2 single files, plain or gzip (chosen by the gzip magic), read as an image and as labels.
 void nifti(const uint8_t* data, size_t size);
+// FreeSurfer's MGH, plain (.mgh) or gzip (.mgz, chosen by the gzip magic), as an image and as labels.
+void mgh(const uint8_t* data, size_t size);
 // NumPy .npy.
 void npy(const uint8_t* data, size_t size);
 // safetensors.

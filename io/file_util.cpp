@@ -537,7 +537,7 @@ std::string read_text_file(const std::string& path) {
     return text;
 }
 
-std::vector<std::string> nifti_files(const std::string& path) {
+std::vector<std::string> volume_files(const std::string& path) {
     namespace fs = std::filesystem;
     std::error_code ec;
     if (!fs::is_directory(path, ec)) {
@@ -548,7 +548,7 @@ std::vector<std::string> nifti_files(const std::string& path) {
     for (const fs::directory_entry& entry : fs::directory_iterator(path, ec)) {
         const std::string name = entry.path().filename().string();
         // Hidden files are not scans (macOS writes ._NAME beside every file it copies).
-        if (name.front() == '.' || !is_nifti_name(name) || !entry.is_regular_file(ec)) continue;
+        if (name.front() == '.' || !is_volume_name(name) || !entry.is_regular_file(ec)) continue;
         if (is_temporary_output(name)) {  // a killed run's (SIGKILL): its name ends in .nii.gz too
             warning(cat(entry.path().string(), ": an unfinished output of a run that was killed: not read"));
             continue;
@@ -556,7 +556,7 @@ std::vector<std::string> nifti_files(const std::string& path) {
         files.push_back(entry.path().string());
     }
     ISS_INPUT(!ec, path, ": cannot list: ", ec.message());
-    ISS_INPUT(!files.empty(), path, ": no NIfTI files (*.nii, *.nii.gz) in this directory");
+    ISS_INPUT(!files.empty(), path, ": no volume files (*.nii, *.nii.gz, *.mgz, *.mgh) in this directory");
     std::sort(files.begin(), files.end());
     return files;
 }
@@ -641,25 +641,33 @@ DirectoryLock::~DirectoryLock() {
 
 bool is_temporary_output(const std::string& name) {
     const std::optional<TemporaryName> t = temporary_name(name);
-    return t && !t->replaced && is_nifti_name(t->base);
+    return t && !t->replaced && is_volume_name(t->base);
 }
 
 bool is_nifti_name(const std::string& path) {
     return ends_with_ignoring_case(path, ".nii") || ends_with_ignoring_case(path, ".nii.gz");
 }
 
-std::string nifti_stem(const std::string& path) {
+bool is_mgh_name(const std::string& path) {
+    return ends_with_ignoring_case(path, ".mgz") || ends_with_ignoring_case(path, ".mgh");
+}
+
+bool is_volume_name(const std::string& path) {
+    return is_nifti_name(path) || is_mgh_name(path);
+}
+
+std::string volume_stem(const std::string& path) {
     std::string name = std::filesystem::path(path).filename().string();
-    for (const char* ext : {".nii.gz", ".nii"})
+    for (const char* ext : {".nii.gz", ".nii", ".mgz", ".mgh"})
         if (ends_with_ignoring_case(name, ext)) return name.substr(0, name.size() - std::strlen(ext));
     return name;
 }
 
-std::map<std::string, std::string> nifti_files_by_subject(const std::string& folder,
-                                                          const std::vector<std::string>& files) {
+std::map<std::string, std::string> volume_files_by_subject(const std::string& folder,
+                                                           const std::vector<std::string>& files) {
     std::map<std::string, std::string> by_subject;
     for (const std::string& f : files) {
-        const auto [it, added] = by_subject.emplace(nifti_stem(f), f);
+        const auto [it, added] = by_subject.emplace(volume_stem(f), f);
         ISS_INPUT(added, folder, ": ", std::filesystem::path(it->second).filename().string(), " and ",
                   std::filesystem::path(f).filename().string(), " are one subject's: keep one");
     }

@@ -185,22 +185,26 @@ bool ends_with(const std::string& text, const std::string& suffix);
 bool ends_with_ignoring_case(const std::string& text, const std::string& suffix);
 
 // A name ending in .nii or .nii.gz, in any case (readers such as nibabel choose by the ending,
-// and take SCAN.NII.GZ as scan.nii.gz).
+// and take SCAN.NII.GZ as scan.nii.gz): what outputs are named.
 bool is_nifti_name(const std::string& path);
+// FreeSurfer's .mgz or .mgh, in any case.
+bool is_mgh_name(const std::string& path);
+// A volume this program reads: NIfTI or MGH.
+bool is_volume_name(const std::string& path);
 // An OutputFile's temporary of a NIfTI output ("a.nii.gz.tmp-123.nii.gz"), left by a killed run.
 bool is_temporary_output(const std::string& name);
-// A NIfTI file's name without its folder and .nii / .nii.gz in any case ("dir/sub01.nii.gz" ->
-// "sub01").
-std::string nifti_stem(const std::string& path);
-// `files` (NIfTI files of `folder`) by subject, their nifti_stem; InputError naming `folder` and
-// two files of one subject (a.nii and a.nii.gz).
-std::map<std::string, std::string> nifti_files_by_subject(const std::string& folder,
-                                                          const std::vector<std::string>& files);
+// A volume file's name without its folder and .nii / .nii.gz / .mgz / .mgh in any case
+// ("dir/sub01.nii.gz" -> "sub01").
+std::string volume_stem(const std::string& path);
+// `files` (volume files of `folder`) by subject, their volume_stem; InputError naming `folder` and
+// two files of one subject (a.nii and a.nii.gz, a.nii.gz and a.mgz).
+std::map<std::string, std::string> volume_files_by_subject(const std::string& folder,
+                                                           const std::vector<std::string>& files);
 
-// The NIfTI files a path names: the file itself, or every *.nii / *.nii.gz in a directory but
-// hidden ones (macOS's ._NAME copies), sorted by name. InputError naming the path when it does
-// not exist or a directory has none.
-std::vector<std::string> nifti_files(const std::string& path);
+// The volume files a path names: the file itself, or every *.nii / *.nii.gz / *.mgz / *.mgh in a
+// directory but hidden ones (macOS's ._NAME copies), sorted by name. InputError naming the path
+// when it does not exist or a directory has none.
+std::vector<std::string> volume_files(const std::string& path);
 
 // The folders a command makes for its outputs (mkdir -p), taken back if the command fails: when
 // an exception unwinds past this object, every folder it made is removed again, innermost first,

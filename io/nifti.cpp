@@ -374,6 +374,36 @@ void warn_about_extensions(const std::string& path, const NiftiHeader& h, size_t
     }
 }
 
+// The voxel count and data size of h's dims, without overflow (every factor is checked against
+// the limit before multiplying).
+void require_bounded_size(const NiftiHeader& h, const std::string& path) {
+    int64_t voxels = 1;
+    for (int i = 1; i <= h.dim[0]; ++i) {
+        ISS_INPUT(h.dim[i] <= nifti_max_voxels && voxels <= nifti_max_voxels / h.dim[i], path,
+                  ": dims ask for more than ", nifti_max_voxels, " voxels (the limit is 2^31)");
+        voxels *= h.dim[i];
+    }
+    ISS_INPUT(h.data_bytes() <= nifti_max_bytes, path, ": dims ask for ", human_bytes(h.data_bytes()),
+              " of voxel data, more than the limit of 8 GiB");
+}
+
+// The data must fit in its file (h.data_path, of `data_file_size` bytes). A gzip stream cannot
+// expand more than 1032:1 (deflate's limit), so a tiny .gz that claims gigabytes is refused
+// before anything is allocated.
+void require_data_in_file(const NiftiHeader& h, int64_t data_file_size) {
+    const int64_t needed = h.vox_offset + h.data_bytes();
+    if (is_gzip(h.data_path)) {
+        ISS_INPUT(data_file_size >= needed / 1032, h.data_path, ": gzip file of ", data_file_size,
+                  " bytes cannot hold the ", needed, " bytes the header describes (truncated?)");
+    } else {
+        ISS_INPUT(h.vox_offset <= data_file_size, h.data_path, ": vox_offset ", h.vox_offset,
+                  " is past the end of the file (", data_file_size, " bytes)");
+        ISS_INPUT(needed <= data_file_size, h.data_path, ": truncated: the header needs ", needed,
+                  " bytes (vox_offset ", h.vox_offset, " + ", h.data_bytes(), " of voxel data) but the file has ",
+                  data_file_size);
+    }
+}
+
 NiftiHeader parse_and_validate(const std::string& path) {
     const int64_t size = file_size(path);
     ISS_INPUT(size > 0, path, ": file is empty");
@@ -462,16 +492,7 @@ NiftiHeader parse_and_validate(const std::string& path) {
     h.datatype = raw.datatype;
     h.bitpix = type->bitpix;
 
-    // Size, without overflow: every factor is checked against the limit before multiplying.
-    int64_t voxels = 1;
-    for (int i = 1; i <= h.dim[0]; ++i) {
-        ISS_INPUT(h.dim[i] <= nifti_max_voxels && voxels <= nifti_max_voxels / h.dim[i], path,
-                  ": dims ask for more than ", nifti_max_voxels, " voxels (the limit is 2^31)");
-        voxels *= h.dim[i];
-    }
-    const int64_t data_bytes = voxels * (h.bitpix / 8);
-    ISS_INPUT(data_bytes <= nifti_max_bytes, path, ": dims ask for ", human_bytes(data_bytes),
-              " of voxel data, more than the limit of 8 GiB");
+    require_bounded_size(h, path);
 
     // Voxel size: zero, NaN or negative spacing has no meaning for a qform or a pixdim-only
     // grid. An sform does not use it (MATLAB's NIfTI toolbox writes pixdim[1] = -1 for a
@@ -540,22 +561,92 @@ NiftiHeader parse_and_validate(const std::string& path) {
         for (int i = 1; i <= 3; ++i) h.pixdim[i] *= mm;
     }
 
-    // The data must fit in its file. A gzip stream cannot expand more than 1032:1 (deflate's
-    // limit), so a tiny .gz that claims gigabytes is refused before anything is allocated.
     h.data_path = h.single_file ? path : image_file_for(path);
-    const int64_t data_file_size = h.single_file ? size : file_size(h.data_path);
-    const int64_t needed = h.vox_offset + data_bytes;
-    if (is_gzip(h.data_path)) {
-        ISS_INPUT(data_file_size >= needed / 1032, h.data_path, ": gzip file of ", data_file_size,
-                  " bytes cannot hold the ", needed, " bytes the header describes (truncated?)");
-    } else {
-        ISS_INPUT(h.vox_offset <= data_file_size, h.data_path, ": vox_offset ", h.vox_offset,
-                  " is past the end of the file (", data_file_size, " bytes)");
-        ISS_INPUT(needed <= data_file_size, h.data_path, ": truncated: the header needs ", needed,
-                  " bytes (vox_offset ", h.vox_offset, " + ", data_bytes, " of voxel data) but the file has ",
-                  data_file_size);
-    }
+    require_data_in_file(h, h.single_file ? size : file_size(h.data_path));
     if (h.single_file) warn_about_extensions(path, h, header_size, swapped);
+    return h;
+}
+
+// FreeSurfer's MGH format (.mgh, and .mgz: the same gzip-compressed), as nibabel's mghformat
+// reads it: a big-endian header of 284 bytes (version 1, width, height, depth, frames, type, dof,
+// goodRASFlag, the voxel size, the direction cosines of the three axes as rows, the world
+// position of the volume's centre), then the voxels in NIfTI's order (x fastest, frames last),
+// big-endian, then an optional footer that nothing here needs.
+NiftiHeader parse_mgh(const std::string& path) {
+    const int64_t size = file_size(path);
+    ISS_INPUT(size > 0, path, ": file is empty");
+    constexpr size_t kHeaderBytes = 90, kDataOffset = 284;
+    unsigned char buf[kHeaderBytes] = {};
+    const size_t got = GzReader(path).read_some(buf, sizeof buf);
+    ISS_INPUT(got == kHeaderBytes, path, ": too short to be an MGH file (", got, " bytes)");
+    const int32_t version = field<int32_t>(buf, 0, true);
+    ISS_INPUT(version == 1, path, ": not an MGH file: version is ", version, " (expected 1)");
+
+    NiftiHeader h;
+    h.version = 0;
+    h.format = "MGH";
+    h.byte_swapped = true;  // big-endian, on a little-endian host (static_assert above)
+    const int32_t frames = field<int32_t>(buf, 16, true);
+    h.dim[0] = frames > 1 ? 4 : 3;
+    for (int i = 0; i < 4; ++i) {
+        const int32_t d = field<int32_t>(buf, size_t(4 + 4 * i), true);
+        ISS_INPUT(d >= 1, path, ": MGH dimension ", i + 1, " is ", d, " (every dimension must be >= 1)");
+        h.dim[size_t(i + 1)] = d;
+    }
+    for (int i = 5; i < 8; ++i) h.dim[size_t(i)] = 1;
+    // FreeSurfer's types as nibabel reads them.
+    const int32_t type = field<int32_t>(buf, 20, true);
+    const std::pair<int32_t, int> types[] = {{0, NIFTI_TYPE_UINT8},
+                                             {1, NIFTI_TYPE_INT32},
+                                             {3, NIFTI_TYPE_FLOAT32},
+                                             {4, NIFTI_TYPE_INT16},
+                                             {10, NIFTI_TYPE_UINT16}};
+    for (const auto& [mgh, nifti] : types)
+        if (type == mgh) h.datatype = nifti;
+    ISS_INPUT(h.datatype != 0, path, ": MGH data type ", type,
+              " is not one nibabel reads (0 uchar, 1 int, 3 float, 4 short, 10 ushort)");
+    h.bitpix = find_type(h.datatype)->bitpix;
+    require_bounded_size(h, path);
+
+    // The grid. Without one (goodRASFlag 0) FreeSurfer assumes coronal slices (LIA) and nibabel,
+    // and so SynthSeg's tools, other axes (LSP): refused rather than guessed.
+    ISS_INPUT(field<int16_t>(buf, 28, true) != 0, path,
+              ": MGH goodRASFlag is 0, so its orientation is not stored (FreeSurfer and nibabel assume different "
+              "ones); give it one, e.g. with FreeSurfer's mri_convert --in_orientation");
+    float delta[3], mdc[3][3], centre[3];
+    for (int i = 0; i < 3; ++i) {
+        delta[i] = field<float>(buf, size_t(30 + 4 * i), true);
+        centre[i] = field<float>(buf, size_t(78 + 4 * i), true);
+        for (int j = 0; j < 3; ++j) mdc[i][j] = field<float>(buf, size_t(42 + 12 * i + 4 * j), true);
+        ISS_INPUT(std::isfinite(delta[i]) && delta[i] > 0, path, ": MGH voxel size ", i + 1, " is ", delta[i],
+                  " (must be finite and > 0)");
+    }
+    // Column c of the affine is axis c's direction times its voxel size; the offset puts voxel
+    // dims / 2 at the centre. Each entry rounded to float, as nibabel gives them (SynthSeg's
+    // tools read its affine).
+    h.pixdim[0] = 1;
+    for (int c = 0; c < 3; ++c) h.pixdim[size_t(c + 1)] = delta[c];
+    for (int r = 0; r < 3; ++r) {
+        double half_extent = 0;
+        for (int c = 0; c < 3; ++c) {
+            h.affine.m[r][c] = double(mdc[c][r] * delta[c]);
+            half_extent += h.affine.m[r][c] * double(h.dim[size_t(c + 1)]);
+        }
+        h.affine.m[r][3] = double(float(double(centre[r]) - half_extent / 2));
+    }
+    h.affine_source = "MGH";
+    for (int r = 0; r < 3; ++r)
+        for (int c = 0; c < 4; ++c)
+            ISS_INPUT(std::isfinite(h.affine.m[r][c]), path, ": MGH direction cosines or centre are not finite");
+    const double lengths = h.affine.column_norm(0) * h.affine.column_norm(1) * h.affine.column_norm(2);
+    ISS_INPUT(lengths > 0 && std::fabs(det3(h.affine)) > 1e-9 * lengths, path,
+              ": MGH direction cosines are singular (a voxel axis has no extent in world space)");
+    // A NIfTI output made like it says the same: scanner coordinates, mm (as mri_convert writes).
+    h.qform_code = h.sform_code = NIFTI_XFORM_SCANNER_ANAT;
+    h.xyzt_units = NIFTI_UNITS_MM;
+    h.vox_offset = int64_t(kDataOffset);
+    h.data_path = path;
+    require_data_in_file(h, size);
     return h;
 }
 
@@ -650,7 +741,7 @@ public:
     GzWriter(const std::string& path, int datatype)
         : output_(checked_name(path)), file_(std::fopen(output_.write_path().c_str(), "wb"), &std::fclose) {
         if (!file_) throw_output_error(path, errno, "cannot create");
-        if (ends_with_ignoring_case(path, ".gz"))
+        if (ends_with_ignoring_case(path, ".gz") || ends_with_ignoring_case(path, ".mgz"))
             gzip_.emplace(deflate_settings_for(datatype), [this](const void* data, size_t n) { put(data, n); });
     }
 
@@ -672,7 +763,7 @@ public:
 
 private:
     static const std::string& checked_name(const std::string& path) {
-        ISS_INPUT(is_nifti_name(path), path, ": output must end in .nii or .nii.gz");
+        ISS_INPUT(is_volume_name(path), path, ": output must end in .nii, .nii.gz, .mgz or .mgh");
         return path;
     }
     void put(const void* data, size_t n) {
@@ -853,16 +944,60 @@ bool needs_nifti2(const Grid& grid, int64_t frames) {
 }
 
 // Writes `vol` converted to Out (an exact conversion the caller has checked).
+// FreeSurfer's MGH header (parse_mgh's fields) for a volume on `grid`, as nibabel writes one:
+// each voxel axis's size is its column's length and its direction the column divided by it;
+// the centre is the world position of voxel dims / 2. MGH has no units: the grid is in mm.
+std::vector<unsigned char> mgh_header(const Grid& grid, int64_t frames, int datatype) {
+    std::vector<unsigned char> h(284, 0);
+    auto put = [&](size_t at, auto value) {
+        std::memcpy(&h[at], &value, sizeof value);
+        swap_bytes(&h[at], sizeof value);  // big-endian
+    };
+    const std::pair<int, int32_t> types[] = {
+        {NIFTI_TYPE_UINT8, 0}, {NIFTI_TYPE_INT32, 1}, {NIFTI_TYPE_FLOAT32, 3}, {NIFTI_TYPE_INT16, 4}};
+    int32_t type = -1;
+    for (const auto& [nifti, mgh] : types)
+        if (datatype == nifti) type = mgh;
+    ISS_REQUIRE(type >= 0, "MGH: no type for NIfTI datatype ", datatype);
+    ISS_INPUT(grid.dim[0] <= INT32_MAX && grid.dim[1] <= INT32_MAX && grid.dim[2] <= INT32_MAX && frames <= INT32_MAX,
+              "MGH: a volume of ", grid.dim[0], "x", grid.dim[1], "x", grid.dim[2], "x", frames,
+              " does not fit the format's 32-bit dimensions");
+    put(0, int32_t(1));
+    for (int a = 0; a < 3; ++a) put(size_t(4 + 4 * a), int32_t(grid.dim[size_t(a)]));
+    put(16, int32_t(frames));
+    put(20, type);
+    put(28, int16_t(1));  // goodRASFlag
+    for (int c = 0; c < 3; ++c) {
+        const double length = grid.affine.column_norm(c);
+        put(size_t(30 + 4 * c), float(length));
+        for (int r = 0; r < 3; ++r) put(size_t(42 + 12 * c + 4 * r), float(grid.affine.m[r][c] / length));
+    }
+    for (int r = 0; r < 3; ++r) {
+        double centre = grid.affine.m[r][3];
+        for (int c = 0; c < 3; ++c) centre += grid.affine.m[r][c] * double(grid.dim[size_t(c)]) / 2;
+        put(size_t(78 + 4 * r), float(centre));
+    }
+    return h;
+}
+
+// NIfTI, or MGH for a .mgz / .mgh name (big-endian voxels, then nibabel's footer of five
+// zero floats: TR, flip angle, TE, TI, field of view).
 template <class Out, class T>
 void write_volume(const std::string& path, const Volume<T>& vol, int datatype, const NiftiHeader* like,
                   double cal_min = 0, double cal_max = 0) {
     check_shape(path, vol);
-    OutHeader o = make_header(vol.grid, vol.frames, datatype, int(sizeof(Out) * 8), like);
-    o.cal_min = cal_min;
-    o.cal_max = cal_max;
     GzWriter out(path, datatype);
-    write_header(out, o, needs_nifti2(vol.grid, vol.frames));
-    if constexpr (std::is_same<Out, T>::value) {
+    const bool mgh = is_mgh_name(path);
+    if (mgh) {
+        const std::vector<unsigned char> header = mgh_header(vol.grid, vol.frames, datatype);
+        out.write(header.data(), header.size());
+    } else {
+        OutHeader o = make_header(vol.grid, vol.frames, datatype, int(sizeof(Out) * 8), like);
+        o.cal_min = cal_min;
+        o.cal_max = cal_max;
+        write_header(out, o, needs_nifti2(vol.grid, vol.frames));
+    }
+    if (std::is_same<Out, T>::value && !mgh) {
         out.write(vol.data.data(), vol.data.size() * sizeof(T));
     } else {
         std::vector<Out> chunk;
@@ -870,8 +1005,14 @@ void write_volume(const std::string& path, const Volume<T>& vol, int datatype, c
         for (size_t first = 0; first < vol.data.size(); first += step) {
             const size_t n = std::min(step, vol.data.size() - first);
             chunk.assign(vol.data.begin() + first, vol.data.begin() + first + n);
+            if (mgh)
+                for (Out& v : chunk) swap_bytes(reinterpret_cast<unsigned char*>(&v), sizeof v);
             out.write(chunk.data(), n * sizeof(Out));
         }
+    }
+    if (mgh) {
+        const unsigned char footer[20] = {};
+        out.write(footer, sizeof footer);
     }
     out.commit();
 }
@@ -908,7 +1049,7 @@ std::string nifti_datatype_name(int datatype) {
 }
 
 NiftiHeader read_nifti_header(const std::string& path) {
-    NiftiHeader h = parse_and_validate(path);
+    NiftiHeader h = is_mgh_name(path) ? parse_mgh(path) : parse_and_validate(path);
     h.path = path;
     return h;
 }

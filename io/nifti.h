@@ -1,4 +1,5 @@
-// NIfTI-1 and NIfTI-2 images in and out: .nii, .nii.gz, and .hdr/.img pairs (read only).
+// NIfTI-1 and NIfTI-2 images in and out: .nii, .nii.gz, and .hdr/.img pairs (read only); and
+// FreeSurfer's .mgz / .mgh (read only), whose voxels lie as NIfTI's do.
 //
 // Reading validates the raw header ourselves before anything is allocated (nifticlib decodes
 // but does not validate: it repairs negative dims, reads bad magic as Analyze, and allocates
@@ -19,8 +20,11 @@ namespace iss {
 constexpr int64_t nifti_max_voxels = int64_t(1) << 31;
 constexpr int64_t nifti_max_bytes = int64_t(8) << 30;
 
+// The header of a volume file: NIfTI-1 or -2, or FreeSurfer's MGH (whose fields are given here as
+// the NIfTI header that describes the same voxels and grid would hold them).
 struct NiftiHeader {
-    int version = 1;            // 1 or 2
+    std::string format = "NIfTI";  // or "MGH"
+    int version = 1;               // 1 or 2 (0 for MGH)
     bool single_file = true;    // n+1 / n+2 (.nii) rather than ni1 / ni2 (.hdr + .img)
     bool byte_swapped = false;  // stored in the other byte order than this machine's
     std::string path;           // the file the header was read from (for messages)

@@ -176,8 +176,8 @@ void require_listed(const LabelMap& seg, const std::string& path, const LabelLis
               list.source, missing.size() > 1 ? cat(" (", missing.size(), " labels in all)") : std::string());
 }
 
-void require_nifti_output(const std::string& path, const std::string& option) {
-    ISS_INPUT(is_nifti_name(path), option, ": '", path, "' is not a NIfTI name (.nii or .nii.gz)");
+void require_volume_output(const std::string& path, const std::string& option) {
+    ISS_INPUT(is_volume_name(path), option, ": '", path, "' is not a NIfTI or MGH name (.nii, .nii.gz, .mgz or .mgh)");
 }
 
 void write_prediction(OutputSet& outputs, const std::string& seg_path, const LabelMap& seg,

@@ -71,9 +71,9 @@ Volume<T> on_grid_of(Volume<T> b, const std::string& b_path, const Grid& a, cons
 // posterior frame in `list`.
 void require_listed(const LabelMap& seg, const std::string& path, const LabelList& list);
 
-// InputError naming the option when `path` is not a .nii or .nii.gz name: checked before any
-// input is read, so a typo costs nothing and leaves nothing behind.
-void require_nifti_output(const std::string& path, const std::string& option);
+// InputError naming the option when `path` is not a .nii, .nii.gz, .mgz or .mgh name: checked
+// before any input is read, so a typo costs nothing and leaves nothing behind.
+void require_volume_output(const std::string& path, const std::string& option);
 
 // Writes a segmentation and, when `post_path` is not empty, its posteriors (float32, one frame
 // per label), `like` headers lending their descrip/units/xform codes. Both files are written

@@ -82,7 +82,8 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
 
 std::vector<TrainingMap> load_training_maps(const std::string& path, const GeneratorConfig& config) {
     std::vector<TrainingMap> maps;
-    for (const std::string& file : nifti_files(path)) maps.push_back(make_training_map(read_labels(file), config, file));
+    for (const std::string& file : volume_files(path))
+        maps.push_back(make_training_map(read_labels(file), config, file));
     return maps;
 }
 

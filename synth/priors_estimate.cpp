@@ -177,15 +177,15 @@ EstimatedPriors combine_subjects(const std::vector<SubjectStats>& subjects, cons
 std::vector<SubjectFiles> pair_subject_files(const std::string& images, const std::string& labels) {
     namespace fs = std::filesystem;
     // Each path exists (a mistyped one is named as missing, not as the wrong kind).
-    const std::vector<std::string> image_files = nifti_files(images), label_files = nifti_files(labels);
+    const std::vector<std::string> image_files = volume_files(images), label_files = volume_files(labels);
     std::error_code ec;
     const bool image_folder = fs::is_directory(images, ec), label_folder = fs::is_directory(labels, ec);
     ISS_INPUT(image_folder == label_folder, "--images and --labels must both be folders or both files (",
               images, ", ", labels, ")");
     if (!image_folder) return {{image_files.front(), label_files.front()}};  // one subject
     // Folders pair by subject: the name without .nii / .nii.gz (a.nii with a.nii.gz), as dice does.
-    const std::map<std::string, std::string> image_of = nifti_files_by_subject(images, image_files),
-                                             labels_of = nifti_files_by_subject(labels, label_files);
+    const std::map<std::string, std::string> image_of = volume_files_by_subject(images, image_files),
+                                             labels_of = volume_files_by_subject(labels, label_files);
     std::vector<SubjectFiles> pairs;
     for (const auto& [subject, path] : image_of) {
         const auto it = labels_of.find(subject);

@@ -123,14 +123,14 @@ TEST_F(Hardening, ThinMapsAreRefusedNotFilledWithTheirLastSlice) {
     EXPECT_FALSE(fs::exists(path("b")));
 }
 
-// predict's outputs are NIfTI files: another name (seg.mgz, a .txt) is refused before the
+// predict's outputs are NIfTI or MGH files: another name (seg.img, a .txt) is refused before the
 // network runs; several --i on different grids name the one that differs.
 TEST_F(Hardening, PredictNamesItsOutputsAndChannels) {
     const std::string predict = "predict --device cpu --model " + q("model") + " --i " + q("scan.nii.gz");
-    expect_bad(predict + " --o " + q("seg.mgz"), "--o: '" + path("seg.mgz") + "' is not a NIfTI name");
+    expect_bad(predict + " --o " + q("seg.img"), "--o: '" + path("seg.img") + "' is not a NIfTI or MGH name");
     expect_bad(predict + " --o " + q("seg.nii.gz") + " --post " + q("post.txt"), "--post: '");
-    expect_bad(predict + " --o " + q("seg.nii.gz") + " --resample " + q("r.mgz"), "--resample: '");
-    EXPECT_FALSE(fs::exists(path("seg.mgz")));
+    expect_bad(predict + " --o " + q("seg.nii.gz") + " --resample " + q("r.hdr"), "--resample: '");
+    EXPECT_FALSE(fs::exists(path("seg.img")));
     EXPECT_FALSE(fs::exists(path("seg.nii.gz")));
     Grid g;
     g.dim = {12, 14, 9};

@@ -711,7 +711,7 @@ TEST_F(KerasCli, BadInputExitsTwoAndWritesNothing) {
                "--labels is required");
     expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("out.nii.gz") + " --model " + q("ours") +
                    " --labels infant",
-               "--labels and --orientation are for a Keras .h5 model");
+               "--labels and --orientation are for a Keras model");
     expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --i " + q("scan.nii.gz") + " --o " + q("out.nii.gz") +
                    " --model " + q("ours"),
                "--i given 2 times (the channels of one subject), but " + path("ours") + " takes 1 image");

@@ -168,8 +168,7 @@ TEST_F(Outputs, ASignalPutsBackTheFilesASetReplaced) {
 TEST_F(Outputs, TemporariesOfAKilledRunAreNotScans) {
     for (const char* name : {"a.nii.gz", "a.nii.gz.tmp-123.nii.gz", "b.nii.tmp-9.nii", "c.tmp-1.nii.gz"})
         std::ofstream(path(name)) << "x";
-    EXPECT_EQ(nifti_files(dir_.string()),
-              (std::vector<std::string>{path("a.nii.gz"), path("c.tmp-1.nii.gz")}));
+    EXPECT_EQ(volume_files(dir_.string()), (std::vector<std::string>{path("a.nii.gz"), path("c.tmp-1.nii.gz")}));
     EXPECT_TRUE(is_temporary_output("seg.nii.tmp-42.nii"));
     EXPECT_FALSE(is_temporary_output("scan.tmp-.nii.gz"));
 }
@@ -179,9 +178,9 @@ TEST_F(Outputs, TemporariesOfAKilledRunAreNotScans) {
 TEST_F(Outputs, UpperCaseEndingsAreNiftiNames) {
     write_labels(path("UP.NII.GZ"), LabelMap(Grid{}, 1, 3));
     write_labels(path("Mixed.Nii"), LabelMap(Grid{}, 1, 3));
-    EXPECT_EQ(nifti_files(dir_.string()), (std::vector<std::string>{path("Mixed.Nii"), path("UP.NII.GZ")}));
-    EXPECT_EQ(nifti_stem(path("UP.NII.GZ")), "UP");
-    EXPECT_EQ(nifti_stem(path("Mixed.Nii")), "Mixed");
+    EXPECT_EQ(volume_files(dir_.string()), (std::vector<std::string>{path("Mixed.Nii"), path("UP.NII.GZ")}));
+    EXPECT_EQ(volume_stem(path("UP.NII.GZ")), "UP");
+    EXPECT_EQ(volume_stem(path("Mixed.Nii")), "Mixed");
     const std::string bytes = test::read_text(path("UP.NII.GZ"));
     ASSERT_GE(bytes.size(), 2u);
     EXPECT_EQ((unsigned char)bytes[0], 0x1f) << "a .NII.GZ is written compressed";

@@ -169,7 +169,7 @@ TEST_F(MergeCli, BadInputExitsTwoAndWritesNothing) {
     bad = args;
     bad.replace(bad.find(q("t2_seg.nii.gz")), q("t2_seg.nii.gz").size(), q("missing.nii.gz"));
     expect_bad("merge", bad, path("missing.nii.gz"));
-    expect_bad("merge", inputs() + " --o-seg " + out("seg.nii.gz") + " --o-post " + out("post.mgz") + " --labels 0,2,3",
+    expect_bad("merge", inputs() + " --o-seg " + out("seg.nii.gz") + " --o-post " + out("post.img") + " --labels 0,2,3",
                "--o-post");
     expect_bad("merge", inputs() + " --o-seg " + out("seg.nii.gz"), "--o-post is required");
     expect_bad("merge", inputs() + " --o-seg " + out("s.nii") + " --o-post " + out("s.nii") + " --labels 0,2,3",
@@ -380,7 +380,7 @@ TEST_F(DiceCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad("dice", "--pred " + q("pred") + " --gt " + q("gt/a.nii.gz") + o, "both be files or both");
     expect_bad("dice", "--pred " + q("pred") + " --gt " + q("gt"), "--out is required");
     expect_bad("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + out("dice.nii.gz"),
-               "the table is CSV text, not a NIfTI image");
+               "the table is CSV text, not an image");
     // A doubled option with two values is refused, not resolved to the last: here that would
     // score the prediction against itself.
     expect_bad("dice", "--pred " + q("pred/a.nii.gz") + " --gt " + q("gt/a.nii.gz") + " --gt=" + q("pred/a.nii.gz") + o,

@@ -549,7 +549,7 @@ TEST_F(Predict, CommandFoldersSkipHiddenFilesAndTheirOwnOutputs) {
     r = test::run_command(base + test::shell_quote(path("f/s.nii.gz")) + " --o " + test::shell_quote(path("s.nii.gz")) +
                           " --vol " + test::shell_quote(path("v.nii")));
     EXPECT_EQ(r.status, 2);
-    EXPECT_NE(r.err.find("the volumes are CSV text, not a NIfTI image"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("the volumes are CSV text, not an image"), std::string::npos) << r.err;
     EXPECT_FALSE(fs::exists(path("o")));
     EXPECT_FALSE(fs::exists(path("s.nii.gz")));
 

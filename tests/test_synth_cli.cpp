@@ -216,7 +216,7 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad("--labels " + shell_quote(path("missing.nii.gz")), "missing.nii.gz");
     fs::create_directories(dir_ / "empty");
     std::ofstream(dir_ / "empty" / "readme.txt") << "no maps here\n";
-    expect_bad("--labels " + shell_quote(path("empty")), path("empty") + ": no NIfTI files");
+    expect_bad("--labels " + shell_quote(path("empty")), path("empty") + ": no volume files");
 
     // A directory with one good map and one with a label outside the generation list: the bad
     // one is found before the first sample is written.

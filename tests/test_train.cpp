@@ -546,7 +546,7 @@ TEST_F(Train, BadInputIsRefusedBeforeAnyStep) {
     fs::create_directories(path("empty"));
     TrainOptions o = tiny(path("m1"), 2);
     o.labels = path("empty");
-    expect_refused(o, "no NIfTI files");
+    expect_refused(o, "no volume files");
     EXPECT_FALSE(fs::exists(path("m1"))) << "the model directory was created for a failed start";
 
     // A map with a label outside the preset.

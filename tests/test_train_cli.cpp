@@ -476,7 +476,8 @@ TEST_F(TrainCli, BadInputIsRefusedBeforeAnyStep) {
     const std::string to_fresh = " --model-dir " + shell_quote(fresh.string());
 
     fs::create_directories(dir_ / "empty");
-    expect_bad(" --labels " + shell_quote((dir_ / "empty").string()) + to_fresh + " --steps 2", "no NIfTI files", fresh);
+    expect_bad(" --labels " + shell_quote((dir_ / "empty").string()) + to_fresh + " --steps 2", "no volume files",
+               fresh);
 
     LabelMap bad = make_phantom(0, 2);
     bad.data[bad.data.size() / 2] = 99;
