@@ -9,6 +9,9 @@
 //   PostMerge               T1/T2 merge of two such predictions (labels + element-wise max)
 //   WriteNifti              writing the posteriors (float32, 34 frames) and the segmentation
 //                           (uint8) as .nii.gz, into the system's temporary directory
+//   WriteMgh                the posteriors as FreeSurfer's .mgz (big-endian voxels)
+//   ReadVolume              reading one frame of them (a scan's size, float32) back, from
+//                           .nii.gz and from .mgz
 // Times are wall-clock in ms per call; merge and the writes split their work over OpenMP
 // threads (OMP_NUM_THREADS), the others run on one thread. Freed memory is kept, as the
 // program's main() keeps it (iss::keep_freed_host_memory).
@@ -159,6 +162,30 @@ void BM_write_posteriors(benchmark::State& state) {
                      [&](const std::string& file) { iss::write_posteriors(file, post); });
 }
 
+void BM_write_posteriors_mgz(benchmark::State& state) {
+    const iss::LabelMap seg = infant_segmentation();
+    const iss::Image post = posteriors_for(seg, 1);
+    write_repeatedly(state, "posteriors.mgz", int64_t(post.data.size() * sizeof(float)),
+                     [&](const std::string& file) { iss::write_posteriors(file, post); });
+}
+
+// A scan-sized float32 volume (the first posterior frame) written once as `ending`, then read.
+void BM_read_volume(benchmark::State& state, const char* ending) {
+    const iss::LabelMap seg = infant_segmentation();
+    const iss::Image post = posteriors_for(seg, 1);
+    iss::Image frame(post.grid);
+    std::copy(post.data.begin(), post.data.begin() + int64_t(frame.data.size()), frame.data.begin());
+    const std::filesystem::path dir =
+        std::filesystem::temp_directory_path() / ("iss-bench-read-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const std::string file = (dir / (std::string("scan") + ending)).string();
+    iss::write_image(file, frame);
+    for (auto _ : state) benchmark::DoNotOptimize(iss::read_image(file).data.data());
+    state.counters["file_MB"] = double(std::filesystem::file_size(file)) / 1e6;
+    state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(frame.data.size() * sizeof(float)));
+    std::filesystem::remove_all(dir);
+}
+
 void BM_write_labels(benchmark::State& state) {
     const iss::LabelMap seg = infant_segmentation();
     write_repeatedly(state, "labels.nii.gz", seg.grid.voxels(),
@@ -169,6 +196,11 @@ void BM_write_labels(benchmark::State& state) {
 
 BENCHMARK(BM_write_posteriors)->Name("WriteNifti/posteriors/155x175x149x34")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_write_labels)->Name("WriteNifti/labels/155x175x149")->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_write_posteriors_mgz)->Name("WriteMgh/posteriors/155x175x149x34")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_read_volume, nii_gz, ".nii.gz")
+    ->Name("ReadVolume/nii.gz/155x175x149")
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_read_volume, mgz, ".mgz")->Name("ReadVolume/mgz/155x175x149")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_components)->Name("PostComponents/155x175x149")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_largest_foreground)->Name("PostLargestForeground/155x175x149")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_islands)->Name("PostIslands/155x175x149")->Unit(benchmark::kMillisecond);

@@ -38,6 +38,9 @@ PAIRS = [
     ("Predict/cpu/", "baseline_predict_keras_cpu.json", "total"),
     ("PredictPost/cpu/", "baseline_post_scipy.json", "postprocess"),
     ("WriteNifti/posteriors/", "baseline_write_nibabel.json", "posteriors"),
+    ("WriteMgh/posteriors/", "baseline_write_nibabel.json", "posteriors_mgz"),
+    ("ReadVolume/nii.gz/", "baseline_write_nibabel.json", "read_nii_gz"),
+    ("ReadVolume/mgz/", "baseline_write_nibabel.json", "read_mgz"),
 ]
 for suffix in ("", "_bf16"):
     PAIRS += [("UNetForward/cpu/", f"baseline_unet_torch_cpu{suffix}.json", "forward"),

@@ -20,7 +20,7 @@ const char* usage =
     "Writes a procedural infant-like label map (generation labels, 1 mm, origin at the centre;\n"
     "about 150x170x140 voxels at 12 months, smaller when younger).\n"
     "  --age-months M      age in months, 0 to 24 (cerebellar white matter appears at 2)\n"
-    "  --out FILE          output NIfTI file\n"
+    "  --out FILE          output file (.nii, .nii.gz, .mgz or .mgh)\n"
     "  --seed S            non-negative integer; the same seed gives the same map (default 1)\n"
     "  --orientation CODE  the voxel order to store it in, e.g. LAS or LIA (default RAS): the same\n"
     "                      anatomy in world space, as scanners and other tools store maps\n";

@@ -185,13 +185,14 @@ bool ends_with(const std::string& text, const std::string& suffix);
 bool ends_with_ignoring_case(const std::string& text, const std::string& suffix);
 
 // A name ending in .nii or .nii.gz, in any case (readers such as nibabel choose by the ending,
-// and take SCAN.NII.GZ as scan.nii.gz): what outputs are named.
+// and take SCAN.NII.GZ as scan.nii.gz).
 bool is_nifti_name(const std::string& path);
 // FreeSurfer's .mgz or .mgh, in any case.
 bool is_mgh_name(const std::string& path);
 // A volume this program reads: NIfTI or MGH.
 bool is_volume_name(const std::string& path);
-// An OutputFile's temporary of a NIfTI output ("a.nii.gz.tmp-123.nii.gz"), left by a killed run.
+// An OutputFile's temporary of a volume output ("a.nii.gz.tmp-123.nii.gz", "a.mgz.tmp-9.mgz"),
+// left by a killed run.
 bool is_temporary_output(const std::string& name);
 // A volume file's name without its folder and .nii / .nii.gz / .mgz / .mgh in any case
 // ("dir/sub01.nii.gz" -> "sub01").

@@ -188,7 +188,7 @@ void with_type(int datatype, F&& f) {
 int64_t file_size(const std::string& path) {
     struct stat st;
     ISS_INPUT(::stat(path.c_str(), &st) == 0, path, ": cannot open: ", std::strerror(errno));
-    ISS_INPUT(!S_ISDIR(st.st_mode), path, ": is a directory, not a NIfTI file");
+    ISS_INPUT(!S_ISDIR(st.st_mode), path, ": is a directory, not a volume file");
     ISS_INPUT(S_ISREG(st.st_mode), path, ": is not a regular file");
     return int64_t(st.st_size);
 }
@@ -387,6 +387,18 @@ void require_bounded_size(const NiftiHeader& h, const std::string& path) {
               " of voxel data, more than the limit of 8 GiB");
 }
 
+// Where the voxels start, for messages: a NIfTI header's vox_offset, or after MGH's header.
+std::string data_start(const NiftiHeader& h) {
+    return h.format == "MGH" ? cat("a ", h.vox_offset, "-byte MGH header") : cat("vox_offset ", h.vox_offset);
+}
+
+// The same, for a file that ends before it: "vox_offset N is past" / "its N-byte MGH header runs
+// past" (the end of ...).
+std::string data_start_past(const NiftiHeader& h) {
+    return h.format == "MGH" ? cat("its ", h.vox_offset, "-byte MGH header runs past")
+                             : cat("vox_offset ", h.vox_offset, " is past");
+}
+
 // The data must fit in its file (h.data_path, of `data_file_size` bytes). A gzip stream cannot
 // expand more than 1032:1 (deflate's limit), so a tiny .gz that claims gigabytes is refused
 // before anything is allocated.
@@ -396,11 +408,10 @@ void require_data_in_file(const NiftiHeader& h, int64_t data_file_size) {
         ISS_INPUT(data_file_size >= needed / 1032, h.data_path, ": gzip file of ", data_file_size,
                   " bytes cannot hold the ", needed, " bytes the header describes (truncated?)");
     } else {
-        ISS_INPUT(h.vox_offset <= data_file_size, h.data_path, ": vox_offset ", h.vox_offset,
-                  " is past the end of the file (", data_file_size, " bytes)");
-        ISS_INPUT(needed <= data_file_size, h.data_path, ": truncated: the header needs ", needed,
-                  " bytes (vox_offset ", h.vox_offset, " + ", h.data_bytes(), " of voxel data) but the file has ",
-                  data_file_size);
+        ISS_INPUT(h.vox_offset <= data_file_size, h.data_path, ": ", data_start_past(h), " the end of the file (",
+                  data_file_size, " bytes)");
+        ISS_INPUT(needed <= data_file_size, h.data_path, ": truncated: the header needs ", needed, " bytes (",
+                  data_start(h), " + ", h.data_bytes(), " of voxel data) but the file has ", data_file_size);
     }
 }
 
@@ -580,7 +591,9 @@ NiftiHeader parse_mgh(const std::string& path) {
     const size_t got = GzReader(path).read_some(buf, sizeof buf);
     ISS_INPUT(got == kHeaderBytes, path, ": too short to be an MGH file (", got, " bytes)");
     const int32_t version = field<int32_t>(buf, 0, true);
-    ISS_INPUT(version == 1, path, ": not an MGH file: version is ", version, " (expected 1)");
+    const int32_t sizeof_hdr = field<int32_t>(buf, 0, false);
+    ISS_INPUT(version == 1, path, ": not an MGH file: version is ", version, " (expected 1)",
+              sizeof_hdr == 348 || sizeof_hdr == 540 ? "; it is a NIfTI file: name it .nii or .nii.gz" : "");
 
     NiftiHeader h;
     h.version = 0;
@@ -608,11 +621,13 @@ NiftiHeader parse_mgh(const std::string& path) {
     h.bitpix = find_type(h.datatype)->bitpix;
     require_bounded_size(h, path);
 
-    // The grid. Without one (goodRASFlag 0) FreeSurfer assumes coronal slices (LIA) and nibabel,
-    // and so SynthSeg's tools, other axes (LSP): refused rather than guessed.
-    ISS_INPUT(field<int16_t>(buf, 28, true) != 0, path,
-              ": MGH goodRASFlag is 0, so its orientation is not stored (FreeSurfer and nibabel assume different "
-              "ones); give it one, e.g. with FreeSurfer's mri_convert --in_orientation");
+    // The grid. Without one (goodRASFlag 0; FreeSurfer reads the stored one only when it is
+    // positive, nibabel when it is not 0) FreeSurfer assumes coronal slices (LIA) and nibabel, and
+    // so SynthSeg's tools, other axes (LSP): refused rather than guessed.
+    const int16_t good_ras = field<int16_t>(buf, 28, true);
+    ISS_INPUT(good_ras > 0, path, ": MGH goodRASFlag is ", good_ras,
+              ", so its orientation is not stored (FreeSurfer and nibabel assume different ones); give it one, "
+              "e.g. with FreeSurfer's mri_convert --in_orientation");
     float delta[3], mdc[3][3], centre[3];
     for (int i = 0; i < 3; ++i) {
         delta[i] = field<float>(buf, size_t(30 + 4 * i), true);
@@ -624,7 +639,7 @@ NiftiHeader parse_mgh(const std::string& path) {
     // Column c of the affine is axis c's direction times its voxel size; the offset puts voxel
     // dims / 2 at the centre. Each entry rounded to float, as nibabel gives them (SynthSeg's
     // tools read its affine).
-    h.pixdim[0] = 1;
+    h.pixdim.fill(1);
     for (int c = 0; c < 3; ++c) h.pixdim[size_t(c + 1)] = delta[c];
     for (int r = 0; r < 3; ++r) {
         double half_extent = 0;
@@ -655,8 +670,8 @@ template <class Store>
 void read_voxels(const NiftiHeader& h, Store&& store) {
     GzReader in(h.data_path);
     const int64_t skipped = in.skip(h.vox_offset);
-    ISS_INPUT(skipped == h.vox_offset, h.data_path, ": vox_offset ", h.vox_offset,
-              " is past the end of the data (", skipped, " bytes)");
+    ISS_INPUT(skipped == h.vox_offset, h.data_path, ": ", data_start_past(h), " the end of the data (", skipped,
+              " bytes)");
     const int64_t total = h.data_bytes();
     const size_t bpv = size_t(h.bitpix / 8);
     std::vector<unsigned char> chunk(std::min<size_t>(size_t(total), chunk_bytes / bpv * bpv));
@@ -947,7 +962,7 @@ bool needs_nifti2(const Grid& grid, int64_t frames) {
 // FreeSurfer's MGH header (parse_mgh's fields) for a volume on `grid`, as nibabel writes one:
 // each voxel axis's size is its column's length and its direction the column divided by it;
 // the centre is the world position of voxel dims / 2. MGH has no units: the grid is in mm.
-std::vector<unsigned char> mgh_header(const Grid& grid, int64_t frames, int datatype) {
+std::vector<unsigned char> mgh_header(const std::string& path, const Grid& grid, int64_t frames, int datatype) {
     std::vector<unsigned char> h(284, 0);
     auto put = [&](size_t at, auto value) {
         std::memcpy(&h[at], &value, sizeof value);
@@ -960,8 +975,8 @@ std::vector<unsigned char> mgh_header(const Grid& grid, int64_t frames, int data
         if (datatype == nifti) type = mgh;
     ISS_REQUIRE(type >= 0, "MGH: no type for NIfTI datatype ", datatype);
     ISS_INPUT(grid.dim[0] <= INT32_MAX && grid.dim[1] <= INT32_MAX && grid.dim[2] <= INT32_MAX && frames <= INT32_MAX,
-              "MGH: a volume of ", grid.dim[0], "x", grid.dim[1], "x", grid.dim[2], "x", frames,
-              " does not fit the format's 32-bit dimensions");
+              path, ": a volume of ", grid.dim[0], "x", grid.dim[1], "x", grid.dim[2], "x", frames,
+              " does not fit MGH's 32-bit dimensions");
     put(0, int32_t(1));
     for (int a = 0; a < 3; ++a) put(size_t(4 + 4 * a), int32_t(grid.dim[size_t(a)]));
     put(16, int32_t(frames));
@@ -972,10 +987,10 @@ std::vector<unsigned char> mgh_header(const Grid& grid, int64_t frames, int data
         put(size_t(30 + 4 * c), float(length));
         for (int r = 0; r < 3; ++r) put(size_t(42 + 12 * c + 4 * r), float(grid.affine.m[r][c] / length));
     }
-    for (int r = 0; r < 3; ++r) {
-        double centre = grid.affine.m[r][3];
-        for (int c = 0; c < 3; ++c) centre += grid.affine.m[r][c] * double(grid.dim[size_t(c)]) / 2;
-        put(size_t(78 + 4 * r), float(centre));
+    for (int r = 0; r < 3; ++r) {  // in nibabel's order: affine . (dims / 2, 1)
+        double centre = 0;
+        for (int c = 0; c < 3; ++c) centre += grid.affine.m[r][c] * (double(grid.dim[size_t(c)]) / 2);
+        put(size_t(78 + 4 * r), float(centre + grid.affine.m[r][3]));
     }
     return h;
 }
@@ -986,10 +1001,16 @@ template <class Out, class T>
 void write_volume(const std::string& path, const Volume<T>& vol, int datatype, const NiftiHeader* like,
                   double cal_min = 0, double cal_max = 0) {
     check_shape(path, vol);
-    GzWriter out(path, datatype);
     const bool mgh = is_mgh_name(path);
+    // A NIfTI output on such an input's grid states no transform, so that every reader places
+    // the two alike; MGH always states one, and ours (NIfTI's method 1) is not nibabel's.
+    ISS_INPUT(!(mgh && like && like->affine_source == "pixdim" && like->grid().same_as(vol.grid)), path, ": its input ",
+              like ? like->path : std::string(),
+              " stores no orientation (no qform or sform), "
+              "which an MGH file cannot leave unstated: name the output .nii or .nii.gz");
+    GzWriter out(path, datatype);
     if (mgh) {
-        const std::vector<unsigned char> header = mgh_header(vol.grid, vol.frames, datatype);
+        const std::vector<unsigned char> header = mgh_header(path, vol.grid, vol.frames, datatype);
         out.write(header.data(), header.size());
     } else {
         OutHeader o = make_header(vol.grid, vol.frames, datatype, int(sizeof(Out) * 8), like);

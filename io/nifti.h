@@ -1,5 +1,5 @@
 // NIfTI-1 and NIfTI-2 images in and out: .nii, .nii.gz, and .hdr/.img pairs (read only); and
-// FreeSurfer's .mgz / .mgh (read only), whose voxels lie as NIfTI's do.
+// FreeSurfer's .mgz / .mgh, in and out, whose voxels lie as NIfTI's do.
 //
 // Reading validates the raw header ourselves before anything is allocated (nifticlib decodes
 // but does not validate: it repairs negative dims, reads bad magic as Analyze, and allocates
@@ -82,7 +82,9 @@ LabelMap read_labels(const NiftiHeader& header);
 
 // Writes NIfTI-1 (NIfTI-2 when a dim exceeds 32767), gzip-compressed when the path ends in
 // .gz. The affine goes into the sform and, when it is a rotation with scaling, the qform too.
-// `like` (optional) lends descrip, units and the xform codes of an input.
+// `like` (optional) lends descrip, units and the xform codes of an input. A path ending in .mgz
+// (gzip-compressed) or .mgh is written as FreeSurfer's MGH, as nibabel writes it; on the grid of
+// an input with no qform or sform that is an InputError (MGH cannot leave the affine unstated).
 void write_image(const std::string& path, const Image& image, const NiftiHeader* like = nullptr);
 // Stored as the smallest of uint8, int16, int32 that holds every value.
 void write_labels(const std::string& path, const LabelMap& labels, const NiftiHeader* like = nullptr);

@@ -155,7 +155,7 @@ void warn_if_not_head_sized(const Grid& grid, const std::string& name) {
     for (size_t d = 0; d < 3; ++d) longest = std::max(longest, size[d] * double(grid.dim[d]));
     if (longest >= 10 && longest <= 2000) return;
     warning(cat(name, ": its field of view is at most ", longest, " mm across, not a head's (", size[0], " x ", size[1],
-                " x ", size[2], " mm voxels): check the voxel size and the header's units (xyzt_units)"));
+                " x ", size[2], " mm voxels): check the voxel size (and a NIfTI header's units, xyzt_units)"));
 }
 
 void require_memory_to_segment(const std::string& name, const Grid& work, const Grid& own, bool resampled,

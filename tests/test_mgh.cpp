@@ -3,9 +3,11 @@
 // (golden.json), the commands taking them wherever they take a NIfTI input, and damaged headers
 // refused.
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -55,6 +57,66 @@ TEST(Mgh, FixturesReadAsNibabelReadsThem) {
     }
 }
 
+// A gzip file's bytes, inflated (zlib reads gzip with windowBits 16 + 15).
+std::vector<uint8_t> gunzip(const std::vector<uint8_t>& gz) {
+    z_stream s{};
+    EXPECT_EQ(inflateInit2(&s, 16 + MAX_WBITS), Z_OK);
+    std::vector<uint8_t> out(1 << 20);
+    s.next_in = const_cast<Bytef*>(gz.data());
+    s.avail_in = uInt(gz.size());
+    s.next_out = out.data();
+    s.avail_out = uInt(out.size());
+    EXPECT_EQ(inflate(&s, Z_FINISH), Z_STREAM_END);
+    out.resize(s.total_out);
+    inflateEnd(&s);
+    return out;
+}
+
+std::vector<uint8_t> gzip(const std::vector<uint8_t>& bytes) {
+    z_stream s{};
+    EXPECT_EQ(deflateInit2(&s, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    std::vector<uint8_t> out(deflateBound(&s, uLong(bytes.size())) + 32);
+    s.next_in = const_cast<Bytef*>(bytes.data());
+    s.avail_in = uInt(bytes.size());
+    s.next_out = out.data();
+    s.avail_out = uInt(out.size());
+    EXPECT_EQ(deflate(&s, Z_FINISH), Z_STREAM_END);
+    out.resize(s.total_out);
+    deflateEnd(&s);
+    return out;
+}
+
+// What we write is what nibabel writes (header, voxels, footer) for the same voxels and grid:
+// the label fixtures, written again as .mgh, against their inflated bytes. Byte for byte but
+// for the grid's floats (bytes 30 to 89), which we compute from the float-rounded affine we read
+// and nibabel from the double one it was given: there within a few units in the last place.
+TEST(Mgh, WrittenAsNibabelWritesThem) {
+    REQUIRE_FIXTURES();
+    const fs::path dir = test::unique_temp_dir("mgh-bytes");
+    for (const char* name : {"labels_lia_uchar.mgz", "short.mgz"}) {
+        const std::string out = (dir / "again.mgh").string();
+        write_labels(out, read_labels(mgh_fixture(name)));
+        const std::vector<uint8_t> ours = test::read_bytes(out), theirs = gunzip(test::read_bytes(mgh_fixture(name)));
+        ASSERT_EQ(ours.size(), theirs.size()) << name;
+        for (size_t at = 0; at < ours.size(); ++at) {
+            if (at < 30 || at >= 90) {
+                EXPECT_EQ(ours[at], theirs[at]) << name << ": byte " << at;
+                continue;
+            }
+            if ((at - 30) % 4 != 0) continue;
+            auto big_endian_float = [&](const std::vector<uint8_t>& b) {
+                const uint32_t bits =
+                    uint32_t(b[at]) << 24 | uint32_t(b[at + 1]) << 16 | uint32_t(b[at + 2]) << 8 | b[at + 3];
+                float f;
+                std::memcpy(&f, &bits, 4);
+                return f;
+            };
+            EXPECT_NEAR(big_endian_float(ours), big_endian_float(theirs), 1e-6) << name << ": the float at byte " << at;
+        }
+    }
+    fs::remove_all(dir);
+}
+
 // A header's fields, big-endian, in an uncompressed copy of frames_int32.mgh.
 class MghDamage : public test::TempDirTest {
 protected:
@@ -86,6 +148,8 @@ TEST_F(MghDamage, EachIsRefusedNamingTheFile) {
     b = good_;
     b[28] = b[29] = 0;  // goodRASFlag
     EXPECT_NE(refusal("ras.mgh", b).find("goodRASFlag is 0"), std::string::npos);
+    b[28] = b[29] = 0xff;  // -1: nibabel reads the stored grid, FreeSurfer its default
+    EXPECT_NE(refusal("ras-negative.mgh", b).find("goodRASFlag is -1"), std::string::npos);
     b = good_;
     put32(b, 34, 0x7fc00000);  // the second voxel size: NaN
     EXPECT_NE(refusal("nan.mgh", b).find("MGH voxel size 2 is nan"), std::string::npos);
@@ -97,7 +161,20 @@ TEST_F(MghDamage, EachIsRefusedNamingTheFile) {
     EXPECT_NE(refusal("huge.mgh", b).find("voxels (the limit is 2^31)"), std::string::npos);
     b = good_;
     b.resize(284 + 10);
-    EXPECT_NE(refusal("truncated.mgh", b).find("truncated"), std::string::npos);
+    EXPECT_NE(refusal("truncated.mgh", b)
+                  .find("truncated: the header needs 476 bytes (a 284-byte MGH header + 192 of voxel data)"),
+              std::string::npos);
+    // A .mgz of a few hundred bytes whose header claims 400 MB: refused before any allocation.
+    b = good_;
+    b.resize(284);
+    for (size_t at = 4; at < 16; at += 4) put32(b, at, at == 12 ? 100 : 1000);
+    put32(b, 16, 1);
+    EXPECT_NE(refusal("claims.mgz", gzip(b)).find("bytes cannot hold the 400000284 bytes the header describes"),
+              std::string::npos);
+    // A NIfTI file named .mgz.
+    write_labels(path("nifti.nii"), read_labels(mgh_fixture("short.mgz")));
+    EXPECT_NE(refusal("nifti.mgz", test::read_bytes(path("nifti.nii"))).find("it is a NIfTI file: name it .nii"),
+              std::string::npos);
     EXPECT_NE(refusal("short.mgh", {good_.begin(), good_.begin() + 50}).find("too short to be an MGH file"),
               std::string::npos);
     EXPECT_NE(refusal("empty.mgz", {}).find("file is empty"), std::string::npos);
@@ -161,6 +238,29 @@ TEST_F(MghCli, InfoSaysWhatTheFileIs) {
     EXPECT_NE(r.out.find("orientation: LIA"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("affine source: the MGH header"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("labels: 5"), std::string::npos) << r.out;
+}
+
+// An input that stores no orientation (a NIfTI file without qform or sform): a NIfTI output on
+// its grid states none either, so that every reader places the two alike; an MGH one cannot.
+TEST(Mgh, NoOutputStatesAnOrientationItsInputLeftOut) {
+    const fs::path dir = test::unique_temp_dir("mgh-unstated");
+    LabelMap labels(Grid{{4, 3, 2}, Mat4::scaling(1.5, 2, 3)});
+    labels.data[3] = 2;
+    const std::string plain = (dir / "plain.nii").string();
+    write_labels(plain, labels);
+    std::vector<uint8_t> bytes = test::read_bytes(plain);
+    bytes[252] = bytes[253] = bytes[254] = bytes[255] = 0;  // qform_code, sform_code (NIfTI-1)
+    test::write_bytes(plain, bytes);
+    NiftiHeader h;
+    const LabelMap read = read_labels(plain, &h);
+    ASSERT_EQ(h.affine_source, "pixdim");
+    const std::string out = (dir / "out.mgz").string();
+    EXPECT_NE(test::refusal_of(out, [&] { write_labels(out, read, &h); }).find("stores no orientation"),
+              std::string::npos);
+    EXPECT_FALSE(fs::exists(out));
+    write_labels((dir / "out.nii.gz").string(), read, &h);  // NIfTI: states none
+    EXPECT_EQ(read_nifti_header((dir / "out.nii.gz").string()).affine_source, "pixdim");
+    fs::remove_all(dir);
 }
 
 // Written and read back: the voxels exactly (each type write_labels chooses, and float), the

@@ -166,9 +166,11 @@ TEST_F(Outputs, ASignalPutsBackTheFilesASetReplaced) {
 
 // A killed run's temporary outputs end in .nii.gz too: a folder's listing leaves them out.
 TEST_F(Outputs, TemporariesOfAKilledRunAreNotScans) {
-    for (const char* name : {"a.nii.gz", "a.nii.gz.tmp-123.nii.gz", "b.nii.tmp-9.nii", "c.tmp-1.nii.gz"})
+    for (const char* name : {"a.nii.gz", "a.nii.gz.tmp-123.nii.gz", "b.nii.tmp-9.nii", "c.tmp-1.nii.gz", "d.mgz",
+                             "d.mgz.tmp-5.mgz", "e.MGH.tmp-7.MGH"})
         std::ofstream(path(name)) << "x";
-    EXPECT_EQ(volume_files(dir_.string()), (std::vector<std::string>{path("a.nii.gz"), path("c.tmp-1.nii.gz")}));
+    EXPECT_EQ(volume_files(dir_.string()),
+              (std::vector<std::string>{path("a.nii.gz"), path("c.tmp-1.nii.gz"), path("d.mgz")}));
     EXPECT_TRUE(is_temporary_output("seg.nii.tmp-42.nii"));
     EXPECT_FALSE(is_temporary_output("scan.tmp-.nii.gz"));
 }
