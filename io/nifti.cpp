@@ -45,6 +45,28 @@ std::string human_bytes(int64_t n) { return cat(n, " bytes (", double(n) / doubl
 
 void swap_bytes(unsigned char* p, size_t size) { std::reverse(p, p + size); }
 
+// Every one of `count` values of `size` bytes at p, in the other byte order: one loop of
+// bswaps for the usual sizes (the compiler vectorises it; MGH files are all big-endian).
+void swap_each(unsigned char* p, size_t count, size_t size) {
+    auto swap_all = [&](auto zero, auto bswap) {
+        using U = decltype(zero);
+        for (size_t v = 0; v < count; ++v) {
+            U x;
+            std::memcpy(&x, p + v * sizeof(U), sizeof(U));
+            x = bswap(x);
+            std::memcpy(p + v * sizeof(U), &x, sizeof(U));
+        }
+    };
+    switch (size) {
+        case 1: return;
+        case 2: return swap_all(uint16_t(0), [](uint16_t x) { return __builtin_bswap16(x); });
+        case 4: return swap_all(uint32_t(0), [](uint32_t x) { return __builtin_bswap32(x); });
+        case 8: return swap_all(uint64_t(0), [](uint64_t x) { return __builtin_bswap64(x); });
+        default:
+            for (size_t v = 0; v < count; ++v) swap_bytes(p + v * size, size);
+    }
+}
+
 template <class T>
 T field(const unsigned char* buf, size_t offset, bool swapped) {
     unsigned char bytes[sizeof(T)];
@@ -684,11 +706,10 @@ void read_voxels(const NiftiHeader& h, Store&& store) {
             ISS_INPUT(got == want, h.data_path, ": truncated: ", total - done - int64_t(got), " of ", total,
                       " bytes of voxel data are missing");
             const int64_t first = done / int64_t(bpv);
+            if (h.byte_swapped) swap_each(chunk.data(), want / bpv, bpv);
             for (size_t v = 0; v < want / bpv; ++v) {
-                unsigned char* p = chunk.data() + v * bpv;
-                if (h.byte_swapped) swap_bytes(p, bpv);
                 T value;
-                std::memcpy(&value, p, sizeof(T));
+                std::memcpy(&value, chunk.data() + v * bpv, sizeof(T));
                 store(first + int64_t(v), value);
             }
             done += int64_t(got);
@@ -1026,8 +1047,7 @@ void write_volume(const std::string& path, const Volume<T>& vol, int datatype, c
         for (size_t first = 0; first < vol.data.size(); first += step) {
             const size_t n = std::min(step, vol.data.size() - first);
             chunk.assign(vol.data.begin() + first, vol.data.begin() + first + n);
-            if (mgh)
-                for (Out& v : chunk) swap_bytes(reinterpret_cast<unsigned char*>(&v), sizeof v);
+            if (mgh) swap_each(reinterpret_cast<unsigned char*>(chunk.data()), n, sizeof(Out));
             out.write(chunk.data(), n * sizeof(Out));
         }
     }
