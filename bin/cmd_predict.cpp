@@ -53,12 +53,13 @@ const char* usage =
     "\n"
     "  --i FILE|DIR        an image, or a directory of them (*.nii, *.nii.gz, and FreeSurfer's\n"
     "                      *.mgz, *.mgh; each output is NIfTI or MGH by its own name's\n"
-    "                      ending, NIfTI in a directory); for a model\n"
+    "                      ending, in a directory by the scan's); for a model\n"
     "                      of several input channels (Infant-SynthSeg's multimodal model) a 4-D\n"
     "                      file of one volume per channel, or --i once per channel (T1 then T2,\n"
     "                      files on one grid)\n"
     "  --o FILE|DIR        the segmentation: a file for a file, a directory for a directory\n"
-    "                      (NAME_synthseg.nii.gz for each input NAME)\n"
+    "                      (NAME_synthseg.nii.gz for each input NAME; .mgz or .mgh for an\n"
+    "                      MGH one)\n"
     "  --model FILE|DIR    a model's .safetensors (its .json beside it) or its directory, or a\n"
     "                      Keras file: .h5 as published, .weights.h5 or .keras (imported in\n"
     "                      memory; see import --help)\n"
@@ -137,10 +138,11 @@ PredictOptions predict_options(const Args& args, const std::string& model) {
 }
 
 // One job per scan: the input and its outputs' names (in a folder, NAME_synthseg.nii.gz and so
-// on; predict's own earlier outputs there are not scans, with a note).
+// on, or .mgz / .mgh for an MGH scan, as SynthSeg names them; predict's own earlier outputs
+// there are not scans, with a note).
 std::vector<Job> plan_jobs(const Args& args, const std::string& in, const std::string& out, bool folder) {
     std::vector<Job> jobs;
-    std::map<std::string, std::string> input_of_output;  // a folder's output names, each from one scan
+    std::map<std::string, std::string> input_of_output;  // a folder's output stems, each from one scan
     int skipped_outputs = 0;
     for (const std::string& file : volume_files(in)) {
         Job job{file, out, args.get("--post", ""), args.get("--resample", "")};
@@ -151,15 +153,19 @@ std::vector<Job> plan_jobs(const Args& args, const std::string& in, const std::s
                 ++skipped_outputs;
                 continue;
             }
+            const std::string ending = ends_with_ignoring_case(file, ".mgz")   ? ".mgz"
+                                       : ends_with_ignoring_case(file, ".mgh") ? ".mgh"
+                                                                               : ".nii.gz";
             auto named = [&](const std::string& dir, const char* suffix) {
-                return (fs::path(dir) / (name + suffix + ".nii.gz")).string();
+                return (fs::path(dir) / (name + suffix + ending)).string();
             };
             job.seg = named(out, predict_output_suffixes[0]);
             if (!job.post.empty()) job.post = named(job.post, predict_output_suffixes[1]);
             if (!job.resampled.empty()) job.resampled = named(job.resampled, predict_output_suffixes[2]);
-            const auto [seen, fresh] = input_of_output.emplace(job.seg, file);
-            ISS_INPUT(fresh, "predict: ", seen->second, " and ", file, " would both be written as ", job.seg,
-                      ": rename one");
+            // By stem: a.nii.gz and a.mgz are one subject's, whose outputs dice and --vol would mix.
+            const auto [seen, fresh] = input_of_output.emplace(volume_stem(job.seg), file);
+            ISS_INPUT(fresh, "predict: ", seen->second, " and ", file, " would both be written as ",
+                      volume_stem(job.seg), ": rename one");
         }
         jobs.push_back(job);
     }

@@ -203,13 +203,22 @@ TEST_F(MghCli, FoldersPredictAndDiceTakeMghFiles) {
     const test::RunResult predicted =
         run("predict --device cpu --i " + q("scans") + " --o " + q("segs") + " --model " + q("model"));
     ASSERT_EQ(predicted.status, 0) << predicted.err;
-    for (const char* subject : {"a", "b"}) {
+    for (const char* subject : {"a", "b"}) {  // MGH scans' outputs are MGH, as SynthSeg names them
         const Grid in = read_nifti_header(path(cat("scans/", subject, subject[0] == 'a' ? ".MGZ" : ".mgz"))).grid();
-        const LabelMap seg = read_labels(path(cat("segs/", subject, "_synthseg.nii.gz")));
+        const LabelMap seg = read_labels(path(cat("segs/", subject, "_synthseg.mgz")));
         EXPECT_EQ(seg.grid.dim, in.dim) << subject;
         for (int r = 0; r < 3; ++r)
             for (int c = 0; c < 4; ++c) EXPECT_NEAR(seg.grid.affine.m[r][c], in.affine.m[r][c], 1e-6) << subject;
     }
+
+    // One subject as .mgz and .nii.gz: its outputs would be mixed up (dice, --vol), so refused.
+    fs::create_directories(path("dup"));
+    fs::copy_file(mgh_fixture("short.mgz"), path("dup/s.mgz"));
+    write_image(path("dup/s.nii.gz"), read_image(mgh_fixture("short.mgz")));
+    const test::RunResult dup =
+        run("predict --device cpu --i " + q("dup") + " --o " + q("dup-segs") + " --model " + q("model"));
+    EXPECT_EQ(dup.status, 2);
+    EXPECT_NE(dup.err.find("would both be written as s_synthseg: rename one"), std::string::npos) << dup.err;
 
     const LabelMap truth = read_labels(mgh_fixture("labels_lia_uchar.mgz"));
     write_labels(path("truth.nii.gz"), truth);
@@ -226,7 +235,7 @@ TEST_F(MghCli, FoldersPredictAndDiceTakeMghFiles) {
     NiftiHeader h;
     const LabelMap seg = read_labels(path("seg.mgz"), &h);
     EXPECT_EQ(h.format, "MGH");
-    EXPECT_EQ(seg.data, read_labels(path("segs/b_synthseg.nii.gz")).data);
+    EXPECT_EQ(seg.data, read_labels(path("segs/b_synthseg.mgz")).data);
     EXPECT_TRUE(seg.grid.same_as(read_nifti_header(path("scans/b.mgz")).grid()));
     EXPECT_EQ(read_image(path("post.mgh")).frames, 5);
 }
