@@ -66,7 +66,7 @@ int cmd_clean(int argc, char** argv) {
     options.merge_cerebellum = args.flag("--merge-cerebellum");
     const LabelList list = label_list_or_default(args.has("--labels") ? &labels_text : nullptr);
 
-    NiftiHeader seg_header, post_header;
+    VolumeHeader seg_header, post_header;
     Prediction p{read_segmentation(seg_path, &seg_header), Image()};
     p.post = on_grid_of(read_posteriors(post_path, list, &post_header), post_path, p.seg.grid, seg_path);
 

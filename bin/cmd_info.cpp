@@ -32,7 +32,7 @@ const char* help_text =
     "printed).\n";
 
 void print_file(const std::string& path) {
-    NiftiHeader h;
+    VolumeHeader h;
     const Volume<double> vol = read_image_f64(path, &h);
 
     std::printf("%s\n", path.c_str());

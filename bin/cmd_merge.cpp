@@ -67,7 +67,7 @@ int cmd_merge(int argc, char** argv) {
                   {{o_seg, "--o-seg"}, {o_post, "--o-post"}});
     const LabelList list = label_list_or_default(args.has("--labels") ? &labels_text : nullptr);
 
-    NiftiHeader seg_header, post_header;
+    VolumeHeader seg_header, post_header;
     // Everything on the T1 segmentation's grid (a file of it stored in another voxel order is
     // reordered).
     Prediction t1{read_segmentation(t1_seg, &seg_header), Image()};

@@ -92,7 +92,7 @@ struct Job {
 };
 
 // One image whose frames are the files, in order: each one volume, all on the first's grid.
-Image read_channels(const std::vector<std::string>& files, NiftiHeader* header) {
+Image read_channels(const std::vector<std::string>& files, VolumeHeader* header) {
     Image first = read_image(files.front(), header);
     ISS_INPUT(first.frames == 1, files.front(), ": a channel must be one volume, found ", first.frames);
     Image stacked(first.grid, int64_t(files.size()));
@@ -271,7 +271,7 @@ int cmd_predict(int argc, char** argv) {
         const auto job_start = std::chrono::steady_clock::now();
         bool written = false, committed = false;
         try {
-            NiftiHeader header;
+            VolumeHeader header;
             const Image image = channels.size() > 1 ? read_channels(channels, &header) : read_image(job.input, &header);
             const Segmentation result = predictor.predict(image, job.input);
             // All of one input's outputs, or none of them.

@@ -334,7 +334,7 @@ std::string qform_problem(const RawHeader& raw) {
 }
 
 // Standard precedence (nifti1.h): sform when its code > 0, else qform, else pixdim scaling.
-void set_affine(const RawHeader& raw, const std::string& path, NiftiHeader& h) {
+void set_affine(const RawHeader& raw, const std::string& path, VolumeHeader& h) {
     if (raw.sform_code > 0) {
         Mat4 a;
         for (int r = 0; r < 3; ++r)
@@ -372,7 +372,7 @@ void set_affine(const RawHeader& raw, const std::string& path, NiftiHeader& h) {
 // Extensions (after the 4-byte extension flag of a single file): each esize (a multiple of 16,
 // its 8-byte head included), ecode, data. One that runs into the voxel data, or a malformed one,
 // gets a warning: the data is still read from vox_offset, as other readers do.
-void warn_about_extensions(const std::string& path, const NiftiHeader& h, size_t header_size, bool swapped) {
+void warn_about_extensions(const std::string& path, const VolumeHeader& h, size_t header_size, bool swapped) {
     constexpr int64_t kMaxScan = int64_t(16) << 20;
     const int64_t end = std::min<int64_t>(h.vox_offset, kMaxScan);
     if (end <= int64_t(header_size) + 4) return;
@@ -398,7 +398,7 @@ void warn_about_extensions(const std::string& path, const NiftiHeader& h, size_t
 
 // The voxel count and data size of h's dims, without overflow (every factor is checked against
 // the limit before multiplying).
-void require_bounded_size(const NiftiHeader& h, const std::string& path) {
+void require_bounded_size(const VolumeHeader& h, const std::string& path) {
     int64_t voxels = 1;
     for (int i = 1; i <= h.dim[0]; ++i) {
         ISS_INPUT(h.dim[i] <= nifti_max_voxels && voxels <= nifti_max_voxels / h.dim[i], path,
@@ -410,13 +410,13 @@ void require_bounded_size(const NiftiHeader& h, const std::string& path) {
 }
 
 // Where the voxels start, for messages: a NIfTI header's vox_offset, or after MGH's header.
-std::string data_start(const NiftiHeader& h) {
+std::string data_start(const VolumeHeader& h) {
     return h.format == "MGH" ? cat("a ", h.vox_offset, "-byte MGH header") : cat("vox_offset ", h.vox_offset);
 }
 
 // The same, for a file that ends before it: "vox_offset N is past" / "its N-byte MGH header runs
 // past" (the end of ...).
-std::string data_start_past(const NiftiHeader& h) {
+std::string data_start_past(const VolumeHeader& h) {
     return h.format == "MGH" ? cat("its ", h.vox_offset, "-byte MGH header runs past")
                              : cat("vox_offset ", h.vox_offset, " is past");
 }
@@ -424,7 +424,7 @@ std::string data_start_past(const NiftiHeader& h) {
 // The data must fit in its file (h.data_path, of `data_file_size` bytes). A gzip stream cannot
 // expand more than 1032:1 (deflate's limit), so a tiny .gz that claims gigabytes is refused
 // before anything is allocated.
-void require_data_in_file(const NiftiHeader& h, int64_t data_file_size) {
+void require_data_in_file(const VolumeHeader& h, int64_t data_file_size) {
     const int64_t needed = h.vox_offset + h.data_bytes();
     if (is_gzip(h.data_path)) {
         ISS_INPUT(data_file_size >= needed / 1032, h.data_path, ": gzip file of ", data_file_size,
@@ -437,7 +437,7 @@ void require_data_in_file(const NiftiHeader& h, int64_t data_file_size) {
     }
 }
 
-NiftiHeader parse_and_validate(const std::string& path) {
+VolumeHeader parse_and_validate(const std::string& path) {
     const int64_t size = file_size(path);
     ISS_INPUT(size > 0, path, ": file is empty");
 
@@ -479,7 +479,7 @@ NiftiHeader parse_and_validate(const std::string& path) {
     }
 
     // Magic: "n+1\0"/"ni1\0", or "n+2\0" / "ni2\0" followed by \r\n\032\n.
-    NiftiHeader h;
+    VolumeHeader h;
     h.version = version;
     h.byte_swapped = swapped;
     const std::string expect_single = version == 1 ? std::string("n+1\0", 4) : std::string("n+2\0", 4);
@@ -605,7 +605,7 @@ NiftiHeader parse_and_validate(const std::string& path) {
 // goodRASFlag, the voxel size, the direction cosines of the three axes as rows, the world
 // position of the volume's centre), then the voxels in NIfTI's order (x fastest, frames last),
 // big-endian, then an optional footer that nothing here needs.
-NiftiHeader parse_mgh(const std::string& path) {
+VolumeHeader parse_mgh(const std::string& path) {
     const int64_t size = file_size(path);
     ISS_INPUT(size > 0, path, ": file is empty");
     constexpr size_t kHeaderBytes = 90, kDataOffset = 284;
@@ -617,7 +617,7 @@ NiftiHeader parse_mgh(const std::string& path) {
     ISS_INPUT(version == 1, path, ": not an MGH file: version is ", version, " (expected 1)",
               sizeof_hdr == 348 || sizeof_hdr == 540 ? "; it is a NIfTI file: name it .nii or .nii.gz" : "");
 
-    NiftiHeader h;
+    VolumeHeader h;
     h.version = 0;
     h.format = "MGH";
     h.byte_swapped = true;  // big-endian, on a little-endian host (static_assert above)
@@ -689,7 +689,7 @@ NiftiHeader parse_mgh(const std::string& path) {
 
 // Reads the voxels of a validated header, passing each one (native type) to store(index, v).
 template <class Store>
-void read_voxels(const NiftiHeader& h, Store&& store) {
+void read_voxels(const VolumeHeader& h, Store&& store) {
     GzReader in(h.data_path);
     const int64_t skipped = in.skip(h.vox_offset);
     ISS_INPUT(skipped == h.vox_offset, h.data_path, ": ", data_start_past(h), " the end of the data (", skipped,
@@ -718,7 +718,7 @@ void read_voxels(const NiftiHeader& h, Store&& store) {
 }
 
 template <class T>
-Volume<T> empty_volume(const NiftiHeader& h) {
+Volume<T> empty_volume(const VolumeHeader& h) {
     require_memory_for_volume(h, sizeof(T), host_memory_bytes());
     Volume<T> vol;
     vol.grid = h.grid();
@@ -739,7 +739,7 @@ T narrow(double x) {
 }
 
 template <class T>
-Volume<T> read_scaled(const NiftiHeader& h) {
+Volume<T> read_scaled(const VolumeHeader& h) {
     Volume<T> vol = empty_volume<T>(h);
     const double slope = h.scl_slope, inter = h.scl_inter;
     const bool scaled = h.scaled();
@@ -750,8 +750,8 @@ Volume<T> read_scaled(const NiftiHeader& h) {
 }
 
 // The header, also to the caller when it asks for it.
-NiftiHeader header_of(const std::string& path, NiftiHeader* header_out) {
-    NiftiHeader h = read_nifti_header(path);
+VolumeHeader header_of(const std::string& path, VolumeHeader* header_out) {
+    VolumeHeader h = read_volume_header(path);
     if (header_out) *header_out = h;
     return h;
 }
@@ -838,7 +838,7 @@ struct OutHeader {
     std::string descrip;
 };
 
-OutHeader make_header(const Grid& grid, int64_t frames, int datatype, int bitpix, const NiftiHeader* like) {
+OutHeader make_header(const Grid& grid, int64_t frames, int datatype, int bitpix, const VolumeHeader* like) {
     OutHeader o;
     // In the units of the input it is made like (mm otherwise): the grid is in mm.
     Mat4 affine = grid.affine;
@@ -1019,7 +1019,7 @@ std::vector<unsigned char> mgh_header(const std::string& path, const Grid& grid,
 // NIfTI, or MGH for a .mgz / .mgh name (big-endian voxels, then nibabel's footer of five
 // zero floats: TR, flip angle, TE, TI, field of view).
 template <class Out, class T>
-void write_volume(const std::string& path, const Volume<T>& vol, int datatype, const NiftiHeader* like,
+void write_volume(const std::string& path, const Volume<T>& vol, int datatype, const VolumeHeader* like,
                   double cal_min = 0, double cal_max = 0) {
     check_shape(path, vol);
     const bool mgh = is_mgh_name(path);
@@ -1062,22 +1062,26 @@ void write_volume(const std::string& path, const Volume<T>& vol, int datatype, c
 
 // --- public -----------------------------------------------------------------------------------
 
-int64_t NiftiHeader::voxels() const {
+int64_t VolumeHeader::voxels() const {
     int64_t n = 1;
     for (int i = 1; i < 8; ++i) n *= dim[i];
     return n;
 }
 
-int64_t NiftiHeader::frames() const { return dim[4] * dim[5] * dim[6] * dim[7]; }
+int64_t VolumeHeader::frames() const {
+    return dim[4] * dim[5] * dim[6] * dim[7];
+}
 
-bool NiftiHeader::integer_type() const {
+bool VolumeHeader::integer_type() const {
     const TypeInfo* t = find_type(datatype);
     return t && t->integer;
 }
 
-std::string NiftiHeader::datatype_name() const { return nifti_datatype_name(datatype); }
+std::string VolumeHeader::datatype_name() const {
+    return nifti_datatype_name(datatype);
+}
 
-Grid NiftiHeader::grid() const {
+Grid VolumeHeader::grid() const {
     Grid g;
     g.dim = {dim[1], dim[2], dim[3]};
     g.affine = affine;
@@ -1089,29 +1093,35 @@ std::string nifti_datatype_name(int datatype) {
     return t ? std::string(t->name) : cat("unknown(", datatype, ")");
 }
 
-NiftiHeader read_nifti_header(const std::string& path) {
-    NiftiHeader h = is_mgh_name(path) ? parse_mgh(path) : parse_and_validate(path);
+VolumeHeader read_volume_header(const std::string& path) {
+    VolumeHeader h = is_mgh_name(path) ? parse_mgh(path) : parse_and_validate(path);
     h.path = path;
     return h;
 }
 
-void require_memory_for_volume(const NiftiHeader& h, size_t element_bytes, size_t host_bytes) {
+void require_memory_for_volume(const VolumeHeader& h, size_t element_bytes, size_t host_bytes) {
     const double bytes = double(h.voxels()) * double(element_bytes);
     ISS_INPUT(bytes <= 0.8 * double(host_bytes), h.data_path, ": its ", h.voxels(), " voxels need ",
               human_bytes(int64_t(bytes)), " in memory, more than this machine's ",
               std::floor(double(host_bytes) / double(int64_t(1) << 30)), " GiB");
 }
 
-Image read_image(const std::string& path, NiftiHeader* header) { return read_scaled<float>(header_of(path, header)); }
-Image read_image(const NiftiHeader& header) { return read_scaled<float>(header); }
+Image read_image(const std::string& path, VolumeHeader* header) {
+    return read_scaled<float>(header_of(path, header));
+}
+Image read_image(const VolumeHeader& header) {
+    return read_scaled<float>(header);
+}
 
-Volume<double> read_image_f64(const std::string& path, NiftiHeader* header) {
+Volume<double> read_image_f64(const std::string& path, VolumeHeader* header) {
     return read_scaled<double>(header_of(path, header));
 }
 
-LabelMap read_labels(const std::string& path, NiftiHeader* header) { return read_labels(header_of(path, header)); }
+LabelMap read_labels(const std::string& path, VolumeHeader* header) {
+    return read_labels(header_of(path, header));
+}
 
-LabelMap read_labels(const NiftiHeader& h) {
+LabelMap read_labels(const VolumeHeader& h) {
     const std::string& path = h.path;
     LabelMap vol = empty_volume<int32_t>(h);
     const double slope = h.scl_slope, inter = h.scl_inter;
@@ -1138,11 +1148,11 @@ LabelMap read_labels(const NiftiHeader& h) {
     return vol;
 }
 
-void write_image(const std::string& path, const Image& image, const NiftiHeader* like) {
+void write_image(const std::string& path, const Image& image, const VolumeHeader* like) {
     write_volume<float>(path, image, NIFTI_TYPE_FLOAT32, like);
 }
 
-void write_labels(const std::string& path, const LabelMap& labels, const NiftiHeader* like) {
+void write_labels(const std::string& path, const LabelMap& labels, const VolumeHeader* like) {
     int32_t lo = 0, hi = 0;
     if (!labels.data.empty()) {
         const auto mm = std::minmax_element(labels.data.begin(), labels.data.end());
@@ -1157,7 +1167,7 @@ void write_labels(const std::string& path, const LabelMap& labels, const NiftiHe
         write_volume<int32_t>(path, labels, NIFTI_TYPE_INT32, like);
 }
 
-void write_posteriors(const std::string& path, const Image& posteriors, const NiftiHeader* like) {
+void write_posteriors(const std::string& path, const Image& posteriors, const VolumeHeader* like) {
     // Display range 0..1 tells viewers these are probabilities.
     write_volume<float>(path, posteriors, NIFTI_TYPE_FLOAT32, like, 0.0, 1.0);
 }

@@ -22,7 +22,7 @@ constexpr int64_t nifti_max_bytes = int64_t(8) << 30;
 
 // The header of a volume file: NIfTI-1 or -2, or FreeSurfer's MGH (whose fields are given here as
 // the NIfTI header that describes the same voxels and grid would hold them).
-struct NiftiHeader {
+struct VolumeHeader {
     std::string format = "NIfTI";  // or "MGH"
     int version = 1;               // 1 or 2 (0 for MGH)
     bool single_file = true;    // n+1 / n+2 (.nii) rather than ni1 / ni2 (.hdr + .img)
@@ -61,35 +61,35 @@ struct NiftiHeader {
 // "uint8", "float32", ... or "unknown(<code>)".
 std::string nifti_datatype_name(int datatype);
 
-// Reads and validates a header (and checks that the data fits in the file).
-NiftiHeader read_nifti_header(const std::string& path);
+// Reads and validates a NIfTI header, or an MGH one for a .mgz / .mgh name (and checks that
+// the data fits in the file).
+VolumeHeader read_volume_header(const std::string& path);
 
 // InputError naming the file when its voxels, `element_bytes` each as read, would take more than
 // 80% of `host_bytes`: a gzip file of 1 MB can describe a 1024^3 volume, and the readers check
 // this before they allocate (it was std::bad_alloc, exit 1, after many GB).
-void require_memory_for_volume(const NiftiHeader& h, size_t element_bytes, size_t host_bytes);
+void require_memory_for_volume(const VolumeHeader& h, size_t element_bytes, size_t host_bytes);
 
 // All frames, scaling applied. `header`, when given, receives the file's header.
-Image read_image(const std::string& path, NiftiHeader* header = nullptr);
-Volume<double> read_image_f64(const std::string& path, NiftiHeader* header = nullptr);
+Image read_image(const std::string& path, VolumeHeader* header = nullptr);
+Volume<double> read_image_f64(const std::string& path, VolumeHeader* header = nullptr);
 // Exact integers: a value that is not an integer or does not fit in int32 (after scaling) is
 // an InputError naming the file and the value.
-LabelMap read_labels(const std::string& path, NiftiHeader* header = nullptr);
-// The same voxels from a header read_nifti_header returned: a caller that checks the header
+LabelMap read_labels(const std::string& path, VolumeHeader* header = nullptr);
+// The same voxels from a header read_volume_header returned: a caller that checks the header
 // first reads (and warns about) it once.
-Image read_image(const NiftiHeader& header);
-LabelMap read_labels(const NiftiHeader& header);
+Image read_image(const VolumeHeader& header);
+LabelMap read_labels(const VolumeHeader& header);
 
 // Writes NIfTI-1 (NIfTI-2 when a dim exceeds 32767), gzip-compressed when the path ends in
 // .gz. The affine goes into the sform and, when it is a rotation with scaling, the qform too.
 // `like` (optional) lends descrip, units and the xform codes of an input. A path ending in .mgz
 // (gzip-compressed) or .mgh is written as FreeSurfer's MGH, as nibabel writes it; on the grid of
 // an input with no qform or sform that is an InputError (MGH cannot leave the affine unstated).
-void write_image(const std::string& path, const Image& image, const NiftiHeader* like = nullptr);
+void write_image(const std::string& path, const Image& image, const VolumeHeader* like = nullptr);
 // Stored as the smallest of uint8, int16, int32 that holds every value.
-void write_labels(const std::string& path, const LabelMap& labels, const NiftiHeader* like = nullptr);
+void write_labels(const std::string& path, const LabelMap& labels, const VolumeHeader* like = nullptr);
 // One frame per class (float32, 4-D).
-void write_posteriors(const std::string& path, const Image& posteriors, const NiftiHeader* like = nullptr);
-
+void write_posteriors(const std::string& path, const Image& posteriors, const VolumeHeader* like = nullptr);
 
 }  // namespace iss

@@ -113,18 +113,18 @@ LabelList label_list_or_default(const std::string* text, const std::string& opti
     return {named_label_list(*text, option), source};
 }
 
-LabelMap read_segmentation(const std::string& path, NiftiHeader* header) {
+LabelMap read_segmentation(const std::string& path, VolumeHeader* header) {
     // Header first: a posteriors file given by mistake should be named as 4-D, not as holding a
     // non-integer label.
-    const NiftiHeader h = read_nifti_header(path);
+    const VolumeHeader h = read_volume_header(path);
     ISS_INPUT(h.frames() == 1, path, ": a 4-D volume with ", h.frames(),
               " frames where a 3-D segmentation is expected");
     if (header) *header = h;
     return read_labels(h);
 }
 
-Image read_posteriors(const std::string& path, const LabelList& list, NiftiHeader* header) {
-    const NiftiHeader h = read_nifti_header(path);
+Image read_posteriors(const std::string& path, const LabelList& list, VolumeHeader* header) {
+    const VolumeHeader h = read_volume_header(path);
     ISS_INPUT(h.frames() == int64_t(list.labels.size()), path, ": ", h.frames(), " posterior frame",
               h.frames() == 1 ? "" : "s", " but ", list.source, " has ", list.labels.size(),
               " labels (one frame per label expected)");
@@ -181,15 +181,15 @@ void require_volume_output(const std::string& path, const std::string& option) {
 }
 
 void write_prediction(OutputSet& outputs, const std::string& seg_path, const LabelMap& seg,
-                      const NiftiHeader* seg_like, const std::string& post_path, const Image& post,
-                      const NiftiHeader* post_like) {
+                      const VolumeHeader* seg_like, const std::string& post_path, const Image& post,
+                      const VolumeHeader* post_like) {
     ISS_INPUT(seg_path != post_path, seg_path, ": named as both the segmentation and the posteriors output");
     outputs.write(seg_path, [&](const std::string& t) { write_labels(t, seg, seg_like); });
     outputs.write(post_path, [&](const std::string& t) { write_posteriors(t, post, post_like); });
 }
 
-void write_prediction(const std::string& seg_path, const LabelMap& seg, const NiftiHeader* seg_like,
-                      const std::string& post_path, const Image& post, const NiftiHeader* post_like) {
+void write_prediction(const std::string& seg_path, const LabelMap& seg, const VolumeHeader* seg_like,
+                      const std::string& post_path, const Image& post, const VolumeHeader* post_like) {
     OutputSet outputs;
     write_prediction(outputs, seg_path, seg, seg_like, post_path, post, post_like);
     outputs.commit();

@@ -51,11 +51,11 @@ NamedPath label_file_of(const std::string& labels_text);
 LabelList label_list_or_default(const std::string* text, const std::string& option = "--labels");
 
 // A 3-D label map: InputError naming the file when it has more than one frame.
-LabelMap read_segmentation(const std::string& path, NiftiHeader* header = nullptr);
+LabelMap read_segmentation(const std::string& path, VolumeHeader* header = nullptr);
 
 // Posteriors with exactly one frame per label of `list`: InputError naming the file, its frame
 // count and the list otherwise.
-Image read_posteriors(const std::string& path, const LabelList& list, NiftiHeader* header = nullptr);
+Image read_posteriors(const std::string& path, const LabelList& list, VolumeHeader* header = nullptr);
 
 // InputError when `b` is not on `a`'s voxel grid (dims equal, affines within 1e-4 mm), naming
 // both files and what differs: the dims, or the largest affine difference.
@@ -79,11 +79,11 @@ void require_volume_output(const std::string& path, const std::string& option);
 // per label), `like` headers lending their descrip/units/xform codes. Both files are written
 // under temporary names first and renamed only when both are complete, so a failure leaves
 // neither behind (nor half of a pair beside an older other half).
-void write_prediction(const std::string& seg_path, const LabelMap& seg, const NiftiHeader* seg_like,
-                      const std::string& post_path, const Image& post, const NiftiHeader* post_like);
+void write_prediction(const std::string& seg_path, const LabelMap& seg, const VolumeHeader* seg_like,
+                      const std::string& post_path, const Image& post, const VolumeHeader* post_like);
 // The same into a set of outputs that the caller commits (with other outputs of the same run).
 void write_prediction(OutputSet& outputs, const std::string& seg_path, const LabelMap& seg,
-                      const NiftiHeader* seg_like, const std::string& post_path, const Image& post,
-                      const NiftiHeader* post_like);
+                      const VolumeHeader* seg_like, const std::string& post_path, const Image& post,
+                      const VolumeHeader* post_like);
 
 }  // namespace iss

@@ -37,7 +37,7 @@ TEST(Mgh, FixturesReadAsNibabelReadsThem) {
     ASSERT_EQ(golden.size(), 5u);
     for (const auto& [name, g] : golden.items()) {
         SCOPED_TRACE(name);
-        NiftiHeader h;
+        VolumeHeader h;
         const Volume<double> image = read_image_f64(mgh_fixture(name), &h);
         EXPECT_EQ(h.format, "MGH");
         const std::vector<int64_t> shape = g["shape"].get<std::vector<int64_t>>();
@@ -204,7 +204,7 @@ TEST_F(MghCli, FoldersPredictAndDiceTakeMghFiles) {
         run("predict --device cpu --i " + q("scans") + " --o " + q("segs") + " --model " + q("model"));
     ASSERT_EQ(predicted.status, 0) << predicted.err;
     for (const char* subject : {"a", "b"}) {  // MGH scans' outputs are MGH, as SynthSeg names them
-        const Grid in = read_nifti_header(path(cat("scans/", subject, subject[0] == 'a' ? ".MGZ" : ".mgz"))).grid();
+        const Grid in = read_volume_header(path(cat("scans/", subject, subject[0] == 'a' ? ".MGZ" : ".mgz"))).grid();
         const LabelMap seg = read_labels(path(cat("segs/", subject, "_synthseg.mgz")));
         EXPECT_EQ(seg.grid.dim, in.dim) << subject;
         for (int r = 0; r < 3; ++r)
@@ -232,11 +232,11 @@ TEST_F(MghCli, FoldersPredictAndDiceTakeMghFiles) {
     const test::RunResult written = run("predict --device cpu --i " + q("scans/b.mgz") + " --o " + q("seg.mgz") +
                                         " --post " + q("post.mgh") + " --model " + q("model"));
     ASSERT_EQ(written.status, 0) << written.err;
-    NiftiHeader h;
+    VolumeHeader h;
     const LabelMap seg = read_labels(path("seg.mgz"), &h);
     EXPECT_EQ(h.format, "MGH");
     EXPECT_EQ(seg.data, read_labels(path("segs/b_synthseg.mgz")).data);
-    EXPECT_TRUE(seg.grid.same_as(read_nifti_header(path("scans/b.mgz")).grid()));
+    EXPECT_TRUE(seg.grid.same_as(read_volume_header(path("scans/b.mgz")).grid()));
     EXPECT_EQ(read_image(path("post.mgh")).frames, 5);
 }
 
@@ -260,7 +260,7 @@ TEST(Mgh, NoOutputStatesAnOrientationItsInputLeftOut) {
     std::vector<uint8_t> bytes = test::read_bytes(plain);
     bytes[252] = bytes[253] = bytes[254] = bytes[255] = 0;  // qform_code, sform_code (NIfTI-1)
     test::write_bytes(plain, bytes);
-    NiftiHeader h;
+    VolumeHeader h;
     const LabelMap read = read_labels(plain, &h);
     ASSERT_EQ(h.affine_source, "pixdim");
     const std::string out = (dir / "out.mgz").string();
@@ -268,7 +268,7 @@ TEST(Mgh, NoOutputStatesAnOrientationItsInputLeftOut) {
               std::string::npos);
     EXPECT_FALSE(fs::exists(out));
     write_labels((dir / "out.nii.gz").string(), read, &h);  // NIfTI: states none
-    EXPECT_EQ(read_nifti_header((dir / "out.nii.gz").string()).affine_source, "pixdim");
+    EXPECT_EQ(read_volume_header((dir / "out.nii.gz").string()).affine_source, "pixdim");
     fs::remove_all(dir);
 }
 

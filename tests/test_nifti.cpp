@@ -231,7 +231,7 @@ TEST_F(NiftiRoundTrip, ImageFloatExactAndAffineKept) {
         for (size_t i = 0; i < img.data.size(); ++i) img.data[i] = float(i) * 0.37f - 3.0f;
         const std::string file = path(std::string("img") + ext);
         iss::write_image(file, img);
-        iss::NiftiHeader h;
+        iss::VolumeHeader h;
         const iss::Image back = iss::read_image(file, &h);
         EXPECT_EQ(h.version, 1);
         EXPECT_EQ(h.datatype_name(), "float32");
@@ -252,7 +252,7 @@ TEST_F(NiftiRoundTrip, QformAloneGivesTheSameAffine) {
     Bytes bytes = read_bytes(file);
     put<int16_t>(bytes, offsetof(nifti_1_header, sform_code), 0, false);
     write_bytes(file, bytes);
-    const iss::NiftiHeader h = iss::read_nifti_header(file);
+    const iss::VolumeHeader h = iss::read_volume_header(file);
     EXPECT_EQ(h.affine_source, "qform");
     EXPECT_TRUE(h.affine.approx_equal(img.grid.affine, 1e-5));
 }
@@ -262,7 +262,7 @@ TEST_F(NiftiRoundTrip, ShearedAffineHasNoQform) {
     img.grid.affine.m[0][1] = 0.4;  // shear: not a rotation with scaling
     const std::string file = path("shear.nii.gz");
     iss::write_image(file, img);
-    const iss::NiftiHeader h = iss::read_nifti_header(file);
+    const iss::VolumeHeader h = iss::read_volume_header(file);
     EXPECT_EQ(h.qform_code, 0);
     EXPECT_EQ(h.sform_code, 2);
     EXPECT_TRUE(h.affine.approx_equal(img.grid.affine, 1e-6));
@@ -282,7 +282,7 @@ TEST_F(NiftiRoundTrip, LabelsExactInSmallestType) {
         labels.data.back() = c.hi;
         const std::string file = path(std::string("lab_") + c.type + ".nii.gz");
         iss::write_labels(file, labels);
-        iss::NiftiHeader h;
+        iss::VolumeHeader h;
         const iss::LabelMap back = iss::read_labels(file, &h);
         EXPECT_EQ(h.datatype_name(), c.type) << c.lo << ".." << c.hi;
         EXPECT_EQ(back.data, labels.data);
@@ -293,14 +293,14 @@ TEST_F(NiftiRoundTrip, LabelsExactInSmallestType) {
 TEST_F(NiftiRoundTrip, PosteriorsKeepFramesAndLikeHeader) {
     iss::Image post(test_grid(), 5);
     for (size_t i = 0; i < post.data.size(); ++i) post.data[i] = float(i % 10) / 10.0f;
-    iss::NiftiHeader like;
+    iss::VolumeHeader like;
     like.descrip = "from the input";
     like.xyzt_units = NIFTI_UNITS_MM | NIFTI_UNITS_SEC;
     like.sform_code = NIFTI_XFORM_SCANNER_ANAT;
     like.qform_code = NIFTI_XFORM_SCANNER_ANAT;
     const std::string file = path("post.nii");
     iss::write_posteriors(file, post, &like);
-    iss::NiftiHeader h;
+    iss::VolumeHeader h;
     const iss::Image back = iss::read_image(file, &h);
     EXPECT_EQ(h.dim[0], 4);
     EXPECT_EQ(h.dim[4], 5);
@@ -317,7 +317,7 @@ TEST_F(NiftiRoundTrip, LargeDimWritesNifti2) {
     for (const char* ext : {".nii", ".nii.gz"}) {
         const std::string file = path(std::string("wide") + ext);
         iss::write_image(file, img);
-        iss::NiftiHeader h;
+        iss::VolumeHeader h;
         const iss::Image back = iss::read_image(file, &h);
         EXPECT_EQ(h.version, 2);
         EXPECT_EQ(h.vox_offset, 544);
@@ -371,7 +371,7 @@ protected:
                     const std::string file = path(iss::cat("t", datatype, "_v", version, big ? "_be" : "_le", ext));
                     write_raw(file, s);
                     SCOPED_TRACE(file);
-                    iss::NiftiHeader h;
+                    iss::VolumeHeader h;
                     const iss::Volume<double> back = iss::read_image_f64(file, &h);
                     EXPECT_EQ(h.version, version);
                     EXPECT_EQ(h.byte_swapped, big);
@@ -490,7 +490,7 @@ TEST_F(NiftiRead, ExtensionAndTrailingBytesReadFine) {
     for (const char* ext : {".nii", ".nii.gz"}) {
         const std::string file = path(std::string("ext") + ext);
         write_raw(file, s);
-        iss::NiftiHeader h;
+        iss::VolumeHeader h;
         testing::internal::CaptureStderr();
         EXPECT_EQ(iss::read_image(file, &h).data, (std::vector<float>{7, 8, 9}));
         EXPECT_EQ(testing::internal::GetCapturedStderr(), "") << "a well-formed extension is not worth a warning";
@@ -526,7 +526,7 @@ TEST_F(NiftiRead, HeaderImagePair) {
         s.big_endian = true;
         const std::string file = path(iss::cat("pair", version, ".hdr"));
         write_raw(file, s);
-        iss::NiftiHeader h;
+        iss::VolumeHeader h;
         EXPECT_EQ(iss::read_image(file, &h).data, (std::vector<float>{1, 2, 3}));
         EXPECT_FALSE(h.single_file);
     }
@@ -555,7 +555,7 @@ TEST_F(NiftiRead, TinyVoxelsInMetresAreNotSingular) {
         for (int c = 0; c < 4; ++c) s.srow[r][c] = r == c ? 1e-4 : 0.0;
     for (int i = 1; i <= 3; ++i) s.pixdim[i] = 1e-4;
     write_raw(path("tiny.nii"), s);
-    iss::NiftiHeader h;
+    iss::VolumeHeader h;
     const iss::Image image = iss::read_image(path("tiny.nii"), &h);
     EXPECT_NEAR(image.grid.affine.m[0][0], 0.1, 1e-6);  // stored as float32
     EXPECT_NEAR(h.pixdim[3], 0.1, 1e-6);
@@ -564,7 +564,7 @@ TEST_F(NiftiRead, TinyVoxelsInMetresAreNotSingular) {
 // A volume that cannot fit in memory is refused, naming the file, before it is allocated (a 1 MB
 // gzip file can describe 1024^3 voxels).
 TEST_F(NiftiRead, AVolumeBeyondMemoryIsRefusedBeforeAllocation) {
-    iss::NiftiHeader h;
+    iss::VolumeHeader h;
     h.data_path = "big.nii.gz";
     h.dim = {3, 1024, 1024, 1024, 1, 1, 1, 1};
     const size_t gib = size_t(1) << 30;
@@ -583,7 +583,7 @@ TEST_F(NiftiRead, AffinePrecedence) {
     s.qoffset[0] = 5;
     const std::string q = path("q.nii");
     write_raw(q, s);
-    iss::NiftiHeader h = iss::read_nifti_header(q);
+    iss::VolumeHeader h = iss::read_volume_header(q);
     EXPECT_EQ(h.affine_source, "qform");
     EXPECT_EQ(iss::orientation_code(h.affine), "LPS");
     EXPECT_DOUBLE_EQ(h.affine.m[0][0], -1.5);
@@ -593,7 +593,7 @@ TEST_F(NiftiRead, AffinePrecedence) {
     const std::string p = path("p.nii");
     write_raw(p, s);
     ::testing::internal::CaptureStderr();
-    h = iss::read_nifti_header(p);
+    h = iss::read_volume_header(p);
     const std::string err = ::testing::internal::GetCapturedStderr();
     EXPECT_NE(err.find(p + ": no qform or sform: its orientation is unknown, read as RAS"), std::string::npos) << err;
     EXPECT_EQ(h.affine_source, "pixdim");
@@ -789,7 +789,7 @@ TEST_F(NiftiBadInput, VoxelSize) {
             s.sform_code = 2;
             const std::string file = write(iss::cat("pixdim", i, "_", version, "_s.nii"), s);
             testing::internal::CaptureStderr();
-            const iss::NiftiHeader h = iss::read_nifti_header(file);
+            const iss::VolumeHeader h = iss::read_volume_header(file);
             const std::string warned = testing::internal::GetCapturedStderr();
             EXPECT_NE(warned.find("taking the sform's instead"), std::string::npos) << warned;
             EXPECT_EQ(h.affine_source, "sform");
@@ -819,14 +819,14 @@ TEST_F(NiftiRead, OutputsOnTheInputsGridKeepItsTransforms) {
     s.data = encode(std::vector<float>(24, 1.0f), false);
     s.sform_code = 0, s.qform_code = 0;
     write_raw(path("none.nii"), s);
-    iss::NiftiHeader h;
+    iss::VolumeHeader h;
     const iss::Image none = iss::read_image(path("none.nii"), &h);
     iss::write_image(path("none_out.nii"), none, &h);
     const Bytes none_out = read_bytes(path("none_out.nii"));
     EXPECT_EQ(code(none_out, offsetof(nifti_1_header, sform_code)), 0);
     EXPECT_EQ(code(none_out, offsetof(nifti_1_header, qform_code)), 0);
     EXPECT_EQ(header_field(none_out, offsetof(nifti_1_header, pixdim) + 8), 2.0f);
-    EXPECT_TRUE(iss::read_nifti_header(path("none_out.nii")).affine.approx_equal(h.affine, 1e-9));
+    EXPECT_TRUE(iss::read_volume_header(path("none_out.nii")).affine.approx_equal(h.affine, 1e-9));
 
     // A qform 5 mm and 180 degrees away from the sform: kept as stored.
     s.sform_code = 2, s.qform_code = 1;
@@ -840,7 +840,7 @@ TEST_F(NiftiRead, OutputsOnTheInputsGridKeepItsTransforms) {
     EXPECT_EQ(header_field(both_out, offsetof(nifti_1_header, quatern_d)), 1.0f);
     EXPECT_EQ(header_field(both_out, offsetof(nifti_1_header, qoffset_x)), 5.0f);
     EXPECT_EQ(code(both_out, offsetof(nifti_1_header, sform_code)), 2);
-    EXPECT_TRUE(iss::read_nifti_header(path("both_out.nii")).affine.approx_equal(h.affine, 1e-9));
+    EXPECT_TRUE(iss::read_volume_header(path("both_out.nii")).affine.approx_equal(h.affine, 1e-9));
 
     // On another grid the input's transforms do not apply: the output's own affine, both codes.
     iss::Grid other = both.grid;
@@ -866,13 +866,13 @@ TEST_F(NiftiRead, SpatialUnitsAreConvertedToMillimetres) {
         s.qform_code = 1;  // the qform (identity rotation, a zero offset) loses to the sform
         const std::string file = path(iss::cat("units", units, ".nii"));
         write_raw(file, s);
-        iss::NiftiHeader h;
+        iss::VolumeHeader h;
         const iss::Image image = iss::read_image(file, &h);
         EXPECT_TRUE(image.grid.affine.approx_equal(in_mm, 1e-4)) << "not in mm";
         EXPECT_NEAR(h.pixdim[2], 2, 1e-6);
         const std::string out = path(iss::cat("out", units, ".nii"));
         iss::write_image(out, image, &h);
-        iss::NiftiHeader back;
+        iss::VolumeHeader back;
         const iss::Image again = iss::read_image(out, &back);
         EXPECT_EQ(back.xyzt_units, units | NIFTI_UNITS_SEC);
         EXPECT_TRUE(again.grid.affine.approx_equal(image.grid.affine, 1e-6));
@@ -1193,7 +1193,7 @@ TEST(NiftiPeer, GoldenValues) {
             ADD_FAILURE() << "peer file missing";
             continue;
         }
-        iss::NiftiHeader h;
+        iss::VolumeHeader h;
         const iss::Volume<double> vol = iss::read_image_f64(file, &h);
         std::vector<int64_t> shape(h.dim.begin() + 1, h.dim.begin() + 1 + h.dim[0]);
         EXPECT_EQ(shape, row.shape);

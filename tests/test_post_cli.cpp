@@ -95,7 +95,7 @@ TEST_F(MergeCli, WritesMergedSegmentationAndPosteriors) {
     const RunResult r = run("merge", inputs() + outputs() + " --labels 0,2,3");
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_NE(r.out.find("merged"), std::string::npos) << r.out;
-    NiftiHeader h;
+    VolumeHeader h;
     const LabelMap seg = read_labels((dir_ / "out" / "seg.nii.gz").string(), &h);
     const Image post = read_image((dir_ / "out" / "post.nii.gz").string());
     const int64_t n = seg.grid.voxels();

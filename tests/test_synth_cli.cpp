@@ -83,7 +83,7 @@ TEST_F(SynthCli, WritesImagesLabelsAndPreview) {
     const std::vector<int32_t> seg = preset_config("infant-t1").segmentation_labels;
     for (const char* n : {"0000", "0001"}) {
         SCOPED_TRACE(n);
-        NiftiHeader h;
+        VolumeHeader h;
         const Image image = read_image(out + "/image_" + n + ".nii.gz", &h);
         EXPECT_EQ(h.datatype_name(), "float32");
         EXPECT_EQ(image.grid.dim, (std::array<int64_t, 3>{64, 64, 64}));
