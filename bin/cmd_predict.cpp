@@ -153,9 +153,7 @@ std::vector<Job> plan_jobs(const Args& args, const std::string& in, const std::s
                 ++skipped_outputs;
                 continue;
             }
-            const std::string ending = ends_with_ignoring_case(file, ".mgz")   ? ".mgz"
-                                       : ends_with_ignoring_case(file, ".mgh") ? ".mgh"
-                                                                               : ".nii.gz";
+            const std::string ending = is_mgh_name(file) ? volume_ending(file) : ".nii.gz";
             auto named = [&](const std::string& dir, const char* suffix) {
                 return (fs::path(dir) / (name + suffix + ending)).string();
             };

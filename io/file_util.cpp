@@ -537,6 +537,15 @@ std::string read_text_file(const std::string& path) {
     return text;
 }
 
+std::string file_prefix(const std::string& path, size_t count) {
+    std::string bytes(count, '\0');
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) return "";
+    bytes.resize(std::fread(bytes.data(), 1, count, f));
+    std::fclose(f);
+    return bytes;
+}
+
 std::vector<std::string> volume_files(const std::string& path) {
     namespace fs = std::filesystem;
     std::error_code ec;
@@ -656,11 +665,15 @@ bool is_volume_name(const std::string& path) {
     return is_nifti_name(path) || is_mgh_name(path);
 }
 
-std::string volume_stem(const std::string& path) {
-    std::string name = std::filesystem::path(path).filename().string();
+std::string volume_ending(const std::string& path) {
     for (const char* ext : {".nii.gz", ".nii", ".mgz", ".mgh"})
-        if (ends_with_ignoring_case(name, ext)) return name.substr(0, name.size() - std::strlen(ext));
-    return name;
+        if (ends_with_ignoring_case(path, ext)) return ext;
+    return "";
+}
+
+std::string volume_stem(const std::string& path) {
+    const std::string name = std::filesystem::path(path).filename().string();
+    return name.substr(0, name.size() - volume_ending(name).size());
 }
 
 std::map<std::string, std::string> volume_files_by_subject(const std::string& folder,

@@ -176,6 +176,10 @@ void check_outputs(const std::string& command, const std::vector<NamedPath>& inp
 // directory, a FIFO or a device would be read wrongly or block forever.
 void require_regular_file(const std::string& path);
 
+// The first `count` bytes of a file: fewer when it is shorter, none when it cannot be read (for
+// telling formats apart by their magic).
+std::string file_prefix(const std::string& path, size_t count);
+
 // The whole of a regular file (require_regular_file first); InputError naming `path` and the
 // system's reason when it cannot be opened or read.
 std::string read_text_file(const std::string& path);
@@ -194,6 +198,8 @@ bool is_volume_name(const std::string& path);
 // An OutputFile's temporary of a volume output ("a.nii.gz.tmp-123.nii.gz", "a.mgz.tmp-9.mgz"),
 // left by a killed run.
 bool is_temporary_output(const std::string& name);
+// A volume name's ending, in lower case: ".nii.gz", ".nii", ".mgz" or ".mgh" ("" for another).
+std::string volume_ending(const std::string& path);
 // A volume file's name without its folder and .nii / .nii.gz / .mgz / .mgh in any case
 // ("dir/sub01.nii.gz" -> "sub01").
 std::string volume_stem(const std::string& path);

@@ -216,12 +216,7 @@ int64_t file_size(const std::string& path) {
 }
 
 bool is_gzip(const std::string& path) {
-    unsigned char magic[2] = {0, 0};
-    FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) return false;
-    const size_t n = std::fread(magic, 1, 2, f);
-    std::fclose(f);
-    return n == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+    return file_prefix(path, 2) == "\x1f\x8b";
 }
 
 // A file opened for reading through zlib (plain or gzip), closed on scope exit.
@@ -333,6 +328,18 @@ std::string qform_problem(const RawHeader& raw) {
     return cat("qform quaternion (b, c, d) has norm ", std::sqrt(qsum), " > 1, not a rotation");
 }
 
+// h.affine (from h.affine_source) finite and regular, whichever header it came from.
+void require_regular_affine(const VolumeHeader& h, const std::string& path) {
+    for (int r = 0; r < 3; ++r)
+        for (int c = 0; c < 4; ++c)
+            ISS_INPUT(std::isfinite(h.affine.m[r][c]), path, ": ", h.affine_source, " affine has a non-finite entry");
+    // Relative to the columns' lengths: a 100 um scan in metres has a determinant of 1e-12 (mm are
+    // applied later) and is no less regular than one in mm.
+    const double lengths = h.affine.column_norm(0) * h.affine.column_norm(1) * h.affine.column_norm(2);
+    ISS_INPUT(lengths > 0 && std::fabs(det3(h.affine)) > 1e-9 * lengths, path, ": ", h.affine_source,
+              " affine is singular (a voxel axis has no extent in world space)");
+}
+
 // Standard precedence (nifti1.h): sform when its code > 0, else qform, else pixdim scaling.
 void set_affine(const RawHeader& raw, const std::string& path, VolumeHeader& h) {
     if (raw.sform_code > 0) {
@@ -357,14 +364,7 @@ void set_affine(const RawHeader& raw, const std::string& path, VolumeHeader& h) 
         warning(cat(path, ": no qform or sform: its orientation is unknown, read as RAS (NIfTI's method 1; nibabel, ",
                     "and so SynthSeg, take such a file as LAS): check left and right"));
     }
-    for (int r = 0; r < 3; ++r)
-        for (int c = 0; c < 4; ++c)
-            ISS_INPUT(std::isfinite(h.affine.m[r][c]), path, ": ", h.affine_source, " affine has a non-finite entry");
-    // Relative to the columns' lengths: a 100 um scan in metres has a determinant of 1e-12 (mm are
-    // applied later) and is no less regular than one in mm.
-    const double lengths = h.affine.column_norm(0) * h.affine.column_norm(1) * h.affine.column_norm(2);
-    ISS_INPUT(lengths > 0 && std::fabs(det3(h.affine)) > 1e-9 * lengths, path, ": ", h.affine_source,
-              " affine is singular (a voxel axis has no extent in world space)");
+    require_regular_affine(h, path);
 }
 
 // --- header validation ------------------------------------------------------------------------
@@ -411,14 +411,7 @@ void require_bounded_size(const VolumeHeader& h, const std::string& path) {
 
 // Where the voxels start, for messages: a NIfTI header's vox_offset, or after MGH's header.
 std::string data_start(const VolumeHeader& h) {
-    return h.format == "MGH" ? cat("a ", h.vox_offset, "-byte MGH header") : cat("vox_offset ", h.vox_offset);
-}
-
-// The same, for a file that ends before it: "vox_offset N is past" / "its N-byte MGH header runs
-// past" (the end of ...).
-std::string data_start_past(const VolumeHeader& h) {
-    return h.format == "MGH" ? cat("its ", h.vox_offset, "-byte MGH header runs past")
-                             : cat("vox_offset ", h.vox_offset, " is past");
+    return h.format == "MGH" ? cat("the ", h.vox_offset, "-byte MGH header") : cat("vox_offset ", h.vox_offset);
 }
 
 // The data must fit in its file (h.data_path, of `data_file_size` bytes). A gzip stream cannot
@@ -430,7 +423,7 @@ void require_data_in_file(const VolumeHeader& h, int64_t data_file_size) {
         ISS_INPUT(data_file_size >= needed / 1032, h.data_path, ": gzip file of ", data_file_size,
                   " bytes cannot hold the ", needed, " bytes the header describes (truncated?)");
     } else {
-        ISS_INPUT(h.vox_offset <= data_file_size, h.data_path, ": ", data_start_past(h), " the end of the file (",
+        ISS_INPUT(h.vox_offset <= data_file_size, h.data_path, ": ", data_start(h), " is past the end of the file (",
                   data_file_size, " bytes)");
         ISS_INPUT(needed <= data_file_size, h.data_path, ": truncated: the header needs ", needed, " bytes (",
                   data_start(h), " + ", h.data_bytes(), " of voxel data) but the file has ", data_file_size);
@@ -600,6 +593,17 @@ VolumeHeader parse_and_validate(const std::string& path) {
     return h;
 }
 
+// FreeSurfer's types, as nibabel reads and writes them, and the NIfTI datatype of each.
+struct MghType {
+    int32_t mgh;
+    int nifti;
+};
+constexpr MghType mgh_types[] = {{0, NIFTI_TYPE_UINT8},
+                                 {1, NIFTI_TYPE_INT32},
+                                 {3, NIFTI_TYPE_FLOAT32},
+                                 {4, NIFTI_TYPE_INT16},
+                                 {10, NIFTI_TYPE_UINT16}};
+
 // FreeSurfer's MGH format (.mgh, and .mgz: the same gzip-compressed), as nibabel's mghformat
 // reads it: a big-endian header of 284 bytes (version 1, width, height, depth, frames, type, dof,
 // goodRASFlag, the voxel size, the direction cosines of the three axes as rows, the world
@@ -629,15 +633,9 @@ VolumeHeader parse_mgh(const std::string& path) {
         h.dim[size_t(i + 1)] = d;
     }
     for (int i = 5; i < 8; ++i) h.dim[size_t(i)] = 1;
-    // FreeSurfer's types as nibabel reads them.
     const int32_t type = field<int32_t>(buf, 20, true);
-    const std::pair<int32_t, int> types[] = {{0, NIFTI_TYPE_UINT8},
-                                             {1, NIFTI_TYPE_INT32},
-                                             {3, NIFTI_TYPE_FLOAT32},
-                                             {4, NIFTI_TYPE_INT16},
-                                             {10, NIFTI_TYPE_UINT16}};
-    for (const auto& [mgh, nifti] : types)
-        if (type == mgh) h.datatype = nifti;
+    for (const MghType& t : mgh_types)
+        if (type == t.mgh) h.datatype = t.nifti;
     ISS_INPUT(h.datatype != 0, path, ": MGH data type ", type,
               " is not one nibabel reads (0 uchar, 1 int, 3 float, 4 short, 10 ushort)");
     h.bitpix = find_type(h.datatype)->bitpix;
@@ -672,12 +670,7 @@ VolumeHeader parse_mgh(const std::string& path) {
         h.affine.m[r][3] = double(float(double(centre[r]) - half_extent / 2));
     }
     h.affine_source = "MGH";
-    for (int r = 0; r < 3; ++r)
-        for (int c = 0; c < 4; ++c)
-            ISS_INPUT(std::isfinite(h.affine.m[r][c]), path, ": MGH direction cosines or centre are not finite");
-    const double lengths = h.affine.column_norm(0) * h.affine.column_norm(1) * h.affine.column_norm(2);
-    ISS_INPUT(lengths > 0 && std::fabs(det3(h.affine)) > 1e-9 * lengths, path,
-              ": MGH direction cosines are singular (a voxel axis has no extent in world space)");
+    require_regular_affine(h, path);
     // A NIfTI output made like it says the same: scanner coordinates, mm (as mri_convert writes).
     h.qform_code = h.sform_code = NIFTI_XFORM_SCANNER_ANAT;
     h.xyzt_units = NIFTI_UNITS_MM;
@@ -692,7 +685,7 @@ template <class Store>
 void read_voxels(const VolumeHeader& h, Store&& store) {
     GzReader in(h.data_path);
     const int64_t skipped = in.skip(h.vox_offset);
-    ISS_INPUT(skipped == h.vox_offset, h.data_path, ": ", data_start_past(h), " the end of the data (", skipped,
+    ISS_INPUT(skipped == h.vox_offset, h.data_path, ": ", data_start(h), " is past the end of the data (", skipped,
               " bytes)");
     const int64_t total = h.data_bytes();
     const size_t bpv = size_t(h.bitpix / 8);
@@ -979,7 +972,6 @@ bool needs_nifti2(const Grid& grid, int64_t frames) {
     return frames > 32767;
 }
 
-// Writes `vol` converted to Out (an exact conversion the caller has checked).
 // FreeSurfer's MGH header (parse_mgh's fields) for a volume on `grid`, as nibabel writes one:
 // each voxel axis's size is its column's length and its direction the column divided by it;
 // the centre is the world position of voxel dims / 2. MGH has no units: the grid is in mm.
@@ -989,11 +981,9 @@ std::vector<unsigned char> mgh_header(const std::string& path, const Grid& grid,
         std::memcpy(&h[at], &value, sizeof value);
         swap_bytes(&h[at], sizeof value);  // big-endian
     };
-    const std::pair<int, int32_t> types[] = {
-        {NIFTI_TYPE_UINT8, 0}, {NIFTI_TYPE_INT32, 1}, {NIFTI_TYPE_FLOAT32, 3}, {NIFTI_TYPE_INT16, 4}};
     int32_t type = -1;
-    for (const auto& [nifti, mgh] : types)
-        if (datatype == nifti) type = mgh;
+    for (const MghType& t : mgh_types)
+        if (datatype == t.nifti) type = t.mgh;
     ISS_REQUIRE(type >= 0, "MGH: no type for NIfTI datatype ", datatype);
     ISS_INPUT(grid.dim[0] <= INT32_MAX && grid.dim[1] <= INT32_MAX && grid.dim[2] <= INT32_MAX && frames <= INT32_MAX,
               path, ": a volume of ", grid.dim[0], "x", grid.dim[1], "x", grid.dim[2], "x", frames,
@@ -1016,8 +1006,9 @@ std::vector<unsigned char> mgh_header(const std::string& path, const Grid& grid,
     return h;
 }
 
-// NIfTI, or MGH for a .mgz / .mgh name (big-endian voxels, then nibabel's footer of five
-// zero floats: TR, flip angle, TE, TI, field of view).
+// Writes `vol` converted to Out (an exact conversion the caller has checked): NIfTI, or MGH for
+// a .mgz / .mgh name (big-endian voxels, then nibabel's footer of five zero floats: TR, flip
+// angle, TE, TI, field of view).
 template <class Out, class T>
 void write_volume(const std::string& path, const Volume<T>& vol, int datatype, const VolumeHeader* like,
                   double cal_min = 0, double cal_max = 0) {

@@ -74,12 +74,8 @@ void ZipReader::Close::operator()(std::FILE* f) const {
 }
 
 bool looks_like_zip(const std::string& path) {
-    char magic[4] = {};
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) return false;
-    const size_t got = std::fread(magic, 1, sizeof magic, f);
-    std::fclose(f);
-    return got == 4 && (std::memcmp(magic, "PK\3\4", 4) == 0 || std::memcmp(magic, "PK\5\6", 4) == 0);
+    const std::string magic = file_prefix(path, 4);
+    return magic == "PK\3\4" || magic == "PK\5\6";
 }
 
 ZipReader::ZipReader(const std::string& path) : path_(path) {

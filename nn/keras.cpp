@@ -250,11 +250,13 @@ private:
                 name = names[0];
             } else {
                 const auto it = by_class.find(member);
-                ISS_INPUT(archive_ == nullptr || it != by_class.end(), path_, ": Keras 3 layer group ", member,
-                          " names no layer, and config.json lists no layer that Keras would save under that name");
-                ISS_INPUT(it != by_class.end(), path_, ": Keras 3 layer group ", member,
-                          " names no layer (no 'name' attribute on its vars group: Keras 3.0 to 3.5 wrote none; "
-                          "the model's .keras archive reads, or save the weights again with Keras 3.6 or later)");
+                if (it == by_class.end())
+                    throw InputError(cat(path_, ": Keras 3 layer group ", member, " names no layer",
+                                         archive_ ? ", and config.json lists no layer that Keras would save under that "
+                                                    "name"
+                                                  : " (no 'name' attribute on its vars group: Keras 3.0 to 3.5 wrote "
+                                                    "none; the model's .keras archive reads, or save the weights "
+                                                    "again with Keras 3.6 or later)"));
                 name = it->second;
             }
             ISS_INPUT(keras3_vars_.emplace(name, vars).second, path_, ": two layers are named ", name);
@@ -700,13 +702,11 @@ KerasUNet read_keras_file(const std::string& path) {
         ISS_INPUT(metadata.is_object(), path, ": metadata.json is not a JSON object");
         const auto version = metadata.find("keras_version");
         if (version != metadata.end()) {
-            const bool release =
-                version->is_string() && !version->get<std::string>().empty() &&
-                version->get<std::string>().size() <= 64 &&
-                std::all_of(version->get_ref<const std::string&>().begin(),
-                            version->get_ref<const std::string&>().end(), [](char c) { return c > 0x20 && c < 0x7f; });
-            ISS_INPUT(release, path, ": metadata.json's keras_version is not a release name");
-            text.keras_version = version->get<std::string>();
+            const std::string* release = version->get_ptr<const std::string*>();
+            ISS_INPUT(release && !release->empty() && release->size() <= 64 &&
+                          std::all_of(release->begin(), release->end(), [](char c) { return c > 0x20 && c < 0x7f; }),
+                      path, ": metadata.json's keras_version is not a release name");
+            text.keras_version = *release;
         }
     }
     // The parameters a U-Net may have (infer's bound, 2^28 floats: 1 GB) and the file's structure.

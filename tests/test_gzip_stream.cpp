@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "io/gzip_stream.h"
+#include "tests/zlib_util.h"
 
 namespace iss {
 namespace {
@@ -47,29 +48,6 @@ Bytes gzip(const Bytes& in, DeflateSettings settings) {
     return out;
 }
 
-// zlib's gzip decoder (inflate with gzip framing, which checks the CRC-32 and the size). Fails
-// the test unless the bytes are exactly one complete gzip member.
-Bytes gunzip(const Bytes& gz) {
-    z_stream z;
-    std::memset(&z, 0, sizeof z);
-    EXPECT_EQ(inflateInit2(&z, 16 + 15), Z_OK);
-    Bytes out;
-    z.next_in = const_cast<Bytef*>(gz.data());
-    z.avail_in = uInt(gz.size());
-    int rc = Z_OK;
-    while (rc == Z_OK) {
-        uint8_t buffer[1 << 16];
-        z.next_out = buffer;
-        z.avail_out = sizeof buffer;
-        rc = inflate(&z, Z_NO_FLUSH);
-        out.insert(out.end(), buffer, buffer + (sizeof buffer - z.avail_out));
-    }
-    EXPECT_EQ(rc, Z_STREAM_END) << "zlib: " << (z.msg ? z.msg : "");
-    EXPECT_EQ(z.avail_in, 0u) << "bytes after the gzip member";
-    inflateEnd(&z);
-    return out;
-}
-
 TEST(GzipStream, ZlibReadsBackEverySizeAroundTheChunks) {
     const size_t chunk = gzip_chunk_bytes, batch = 16 * chunk;
     for (const DeflateSettings settings : {DeflateSettings{1, Z_RLE}, DeflateSettings{6, Z_DEFAULT_STRATEGY}})
@@ -82,7 +60,7 @@ TEST(GzipStream, ZlibReadsBackEverySizeAroundTheChunks) {
             ASSERT_GE(gz.size(), 18u);
             EXPECT_EQ(gz[0], 0x1f);
             EXPECT_EQ(gz[1], 0x8b);
-            EXPECT_TRUE(gunzip(gz) == in);
+            EXPECT_TRUE(test::gunzip(gz) == in);
         }
 }
 

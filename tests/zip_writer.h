@@ -7,9 +7,10 @@
 #include <zlib.h>
 
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "tests/zlib_util.h"
 
 namespace iss::test {
 
@@ -33,27 +34,13 @@ inline std::vector<uint8_t> from_text(const std::string& text) {
     return {text.begin(), text.end()};
 }
 
-inline std::vector<uint8_t> raw_deflate(const std::vector<uint8_t>& data) {
-    z_stream s{};
-    if (deflateInit2(&s, 6, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) throw std::runtime_error("zlib");
-    std::vector<uint8_t> out(deflateBound(&s, uLong(data.size())));
-    s.next_in = const_cast<Bytef*>(data.data());
-    s.avail_in = uInt(data.size());
-    s.next_out = out.data();
-    s.avail_out = uInt(out.size());
-    if (deflate(&s, Z_FINISH) != Z_STREAM_END) throw std::runtime_error("zlib deflate");
-    out.resize(s.total_out);
-    deflateEnd(&s);
-    return out;
-}
-
 inline std::vector<uint8_t> zip_bytes(const std::vector<ZipEntry>& entries, const std::string& comment = "") {
     std::vector<uint8_t> out, directory;
     auto put = [](std::vector<uint8_t>& to, uint64_t value, int bytes) {
         for (int b = 0; b < bytes; ++b) to.push_back(uint8_t(value >> (8 * b)));
     };
     for (const ZipEntry& e : entries) {
-        const std::vector<uint8_t> stored = e.deflate ? raw_deflate(e.data) : e.data;
+        const std::vector<uint8_t> stored = e.deflate ? deflated(e.data, -MAX_WBITS) : e.data;
         const uint16_t method = uint16_t(e.method >= 0 ? e.method : e.deflate ? 8 : 0);
         const uint32_t crc = uint32_t(crc32(crc32(0L, Z_NULL, 0), e.data.data(), uInt(e.data.size()))) ^ e.crc_xor;
         const uint64_t size = uint64_t(int64_t(e.data.size()) + e.size_delta);
