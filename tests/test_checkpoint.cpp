@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <limits>
 
 #include "io/safetensors.h"
 #include "kernels/common/error.h"
@@ -181,6 +182,31 @@ TEST_F(Checkpoint, TamperedModelDescriptionsAreNamedInputErrors) {
     EXPECT_NE(tampered_weights("enc0.conv0.weight", std::nanf("")).find("tensor enc0.conv0.weight holds nan"),
               std::string::npos);
     EXPECT_NE(tampered_weights("enc0.bn.running_var", -1.0f).find("negative variance"), std::string::npos);
+}
+
+// require_usable_parameter's branch-free pass and the element search after it agree: -0 and any
+// negative weight pass, a NaN, an infinity and a negative variance (a denormal one too) are named
+// with their element.
+TEST(UsableParameter, EveryKindOfValueIsJudgedAsItsElementIs) {
+    auto verdict = [](float value, bool variance) {
+        std::vector<float> values(37, 0.5f);
+        values[29] = value;
+        try {
+            require_usable_parameter(values, "t", variance);
+            return std::string("usable");
+        } catch (const InputError& e) {
+            return std::string(e.what());
+        }
+    };
+    const float inf = std::numeric_limits<float>::infinity(), denormal = -std::numeric_limits<float>::denorm_min();
+    EXPECT_EQ(verdict(-0.0f, true), "usable");
+    EXPECT_EQ(verdict(-3.0f, false), "usable");
+    EXPECT_EQ(verdict(denormal, false), "usable");
+    EXPECT_EQ(verdict(std::nanf(""), false), "t holds nan at element 29");
+    EXPECT_EQ(verdict(inf, false), "t holds inf at element 29");
+    EXPECT_EQ(verdict(-inf, true), "t holds -inf at element 29");
+    EXPECT_EQ(verdict(-2.0f, true), "t holds the negative variance -2 at element 29");
+    EXPECT_NE(verdict(denormal, true).find("t holds the negative variance"), std::string::npos);
 }
 
 TEST_F(Checkpoint, ModelRoundTripAndSelfDescription) {

@@ -1,6 +1,7 @@
 // run_isolated (io/isolate.h): the child's result, its errors with their messages and kinds, and
 // a child that crashes or hangs, each as the caller sees it.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <string>
@@ -49,6 +50,13 @@ TEST(Isolate, ACrashOrAHangInTheChildIsARefusedFile) {
         },
         1);
     EXPECT_EQ(hung, "InputError: model.h5: reading it took more than 1 s (a damaged file?)");
+}
+
+// A child that ends with status 0 before sending its result (its work called _exit) sent
+// nothing whole: refused, not taken as an empty result.
+TEST(Isolate, AChildThatExitsWithoutItsResultIsARefusedFile) {
+    const std::string quit = message_of([]() -> std::string { ::_exit(0); });
+    EXPECT_EQ(quit, "InputError: model.h5: the HDF5 reader process sent a malformed result (a damaged file?)");
 }
 
 }  // namespace
