@@ -6,7 +6,11 @@
 //   blocks and the convolutions' workspace).
 //   Predict/<cpu|cuda>/155x175x149/keras: the same network given as a Keras .h5 file (as the
 //   published T1.h5), imported in memory: the scan's time must not differ.
-//   KerasImport/published: reading and checking that 13.2-million-parameter file.
+//   KerasImport/published[/keras]: reading and checking that 13.2-million-parameter file, or the
+//   same network as Keras 3's .keras archive (baseline: bench/baselines/keras_files.py,
+//   Keras' load_model).
+//   KerasExport/published/<h5|keras>: writing it from a loaded model (export's work), as Keras 2
+//   weights or as a .keras archive (baseline: Keras' model.save).
 //   PredictPost/<cpu|cuda>/155x175x149x34: the post-processing alone (smooth, crop, argmax,
 //   largest component, back to LIA) on random posteriors of the padded 160x176x160 grid, the
 //   stages bench/baselines/post_scipy.py times; counter extra_s: what predict also does and the
@@ -48,23 +52,31 @@ Image infant_scan() {
     return reorient(image, "LIA");
 }
 
-// The published U-Net (random weights) saved as one of our model directories and as a Keras file.
+// The published U-Net (random weights) saved as one of our model directories and as Keras files;
+// its parameters stay loaded (for the export benchmarks).
+ModelSpec published_spec() {
+    ModelSpec spec;
+    spec.unet.classes = int(labels::segmentation_labels().size());
+    spec.labels = labels::segmentation_labels();
+    spec.preprocessing = {{"orientation", "RAS"}, {"voxel_size_mm", {1.0, 1.0, 1.0}}, {"size_multiple", 16}};
+    return spec;
+}
+
 struct PublishedModel {
-    std::string dir, keras;
+    std::string dir, keras, archive;
+    DeviceContext ctx;
+    ModelSpec spec = published_spec();
+    ParamStore params{ctx};
+    UNet net{spec.unet, params};
     PublishedModel() : dir((std::filesystem::temp_directory_path() / "iss-bench-predict").string()) {
         std::filesystem::create_directories(dir);
         keras = dir + "/published.h5";
-        DeviceContext ctx;
-        ModelSpec spec;
-        spec.unet.classes = int(labels::segmentation_labels().size());
-        spec.labels = labels::segmentation_labels();
-        spec.preprocessing = {{"orientation", "RAS"}, {"voxel_size_mm", {1.0, 1.0, 1.0}}, {"size_multiple", 16}};
-        ParamStore params(ctx);
-        UNet net(spec.unet, params);
+        archive = dir + "/published.keras";
         params.allocate();
         net.initialise(1);
         save_model(dir + "/model.safetensors", spec, params);
         write_keras_unet(keras, spec.unet, params);
+        write_keras_archive(archive, spec, params);
     }
     ~PublishedModel() { std::filesystem::remove_all(dir); }
 };
@@ -133,13 +145,25 @@ void predict_post(benchmark::State& state, Backend backend) {
     state.counters["extra_s"] = extra / double(state.iterations());
 }
 
-void keras_import(benchmark::State& state) {
+void keras_import(benchmark::State& state, bool archive) {
     const PublishedModel model;
     for (auto _ : state) {
-        const KerasUNet imported = read_keras_unet(model.keras);
+        const KerasUNet imported = read_keras_unet(archive ? model.archive : model.keras);
         benchmark::DoNotOptimize(imported.tensors.size());
     }
     state.counters["parameters"] = 13240666;
+}
+
+// What export does once the model is loaded: the Keras file written and renamed into place.
+void keras_export(benchmark::State& state, bool archive) {
+    PublishedModel model;
+    const std::string out = model.dir + "/exported";
+    for (auto _ : state) {
+        if (archive)
+            write_keras_archive(out + ".keras", model.spec, model.params);
+        else
+            write_keras_unet(out + ".h5", model.spec.unet, model.params);
+    }
 }
 
 void register_all() {
@@ -161,7 +185,16 @@ void register_all() {
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime()
             ->MinTime(1.0);
-    benchmark::RegisterBenchmark("KerasImport/published", keras_import)->Unit(benchmark::kMillisecond)->UseRealTime();
+    for (const bool archive : {false, true}) {
+        benchmark::RegisterBenchmark(archive ? "KerasImport/published/keras" : "KerasImport/published", keras_import,
+                                     archive)
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
+        benchmark::RegisterBenchmark(archive ? "KerasExport/published/keras" : "KerasExport/published/h5", keras_export,
+                                     archive)
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
+    }
 }
 
 }  // namespace

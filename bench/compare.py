@@ -41,6 +41,8 @@ PAIRS = [
     ("WriteMgh/posteriors/", "baseline_write_nibabel.json", "posteriors_mgz"),
     ("ReadVolume/nii.gz/", "baseline_write_nibabel.json", "read_nii_gz"),
     ("ReadVolume/mgz/", "baseline_write_nibabel.json", "read_mgz"),
+    ("KerasExport/published/keras", "baseline_keras_files.json", "save_keras"),
+    ("KerasImport/published/keras", "baseline_keras_files.json", "load_keras"),
 ]
 for suffix in ("", "_bf16"):
     PAIRS += [("UNetForward/cpu/", f"baseline_unet_torch_cpu{suffix}.json", "forward"),
@@ -66,12 +68,13 @@ def main():
     for prefixes, file, key in PAIRS:
         path = os.path.join(out, file)
         # Our bf16 rows beside a bf16 baseline, fp32 rows beside the others; whole volumes only
-        # (the baselines run no slabs).
+        # (the baselines run no slabs); a model from a Keras file only where the prefix asks.
         bf16 = "_bf16" in file
         names = []
         for prefix in prefixes.split("+"):
             matches = [n for n in ours
-                       if n.startswith(prefix) and ("/bf16" in n) == bf16 and "/slab" not in n and "/keras" not in n]
+                       if n.startswith(prefix) and ("/bf16" in n) == bf16 and "/slab" not in n and
+                       ("/keras" not in n or "/keras" in prefix)]
             if matches:
                 names.append(matches[0])
         if len(names) < len(prefixes.split("+")) or not os.path.exists(path):

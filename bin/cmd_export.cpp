@@ -1,5 +1,6 @@
-// `infant-synthseg export`: one of our models as a weights-only Keras 2 HDF5 file with
-// SynthSeg's layer and weight names, which SynthSeg's own predict loads by name.
+// `infant-synthseg export`: one of our models as a Keras file. A weights-only Keras 2 HDF5 file
+// with SynthSeg's layer and weight names, which SynthSeg's own predict loads by name; or Keras 3's
+// `.keras` archive, which Keras loads and runs alone, and which carries our model.json.
 #include <cstdio>
 
 #include "bin/cli.h"
@@ -14,15 +15,23 @@ namespace iss::cli {
 namespace {
 
 const char* usage =
-    "usage: infant-synthseg export --model MODEL_DIR|FILE.safetensors --keras OUT.h5\n"
+    "usage: infant-synthseg export --model MODEL_DIR|FILE.safetensors --keras OUT.h5|OUT.keras\n"
     "\n"
-    "Writes the model's U-Net as a weights-only Keras 2 HDF5 file (the layout of Keras'\n"
-    "save_weights, names as SynthSeg's unet_* layers), for SynthSeg's and Infant-SynthSeg's\n"
-    "Python tools. Their predict needs the label list and frame of model.json: the labels in\n"
-    "the recorded order, and the recorded orientation (RAS for models trained here).\n"
+    "Writes the model's U-Net as a Keras file, its layers named as SynthSeg's (unet_*):\n"
+    "  OUT.h5     weights only, Keras 2's layout (save_weights), for SynthSeg's and\n"
+    "             Infant-SynthSeg's Python tools, which build the network and load it by\n"
+    "             name. Their predict needs the label list and frame of model.json: the\n"
+    "             labels in the recorded order, and the recorded orientation (RAS for models\n"
+    "             trained here).\n"
+    "  OUT.keras  the whole model, Keras 3's archive (what model.save writes): Keras 3.0 and\n"
+    "             later load it with keras.saving.load_model and run it, no other code needed\n"
+    "             (input: a batch of volumes in the model's frame, RAS for models trained\n"
+    "             here, in nibabel's axis order, channels last, in [0, 1]). metadata.json\n"
+    "             also holds model.json, so import and predict take the archive without\n"
+    "             --labels.\n"
     "\n"
     "  --model M        a model directory (model.safetensors + model.json) or its .safetensors\n"
-    "  --keras OUT.h5   the file to write (a file there is replaced; never the model's own)\n"
+    "  --keras OUT      the file to write (a file there is replaced; never the model's own)\n"
     "  --help           this text\n";
 
 }  // namespace
@@ -37,7 +46,9 @@ int cmd_export(int argc, char** argv) {
     ISS_INPUT(!is_keras_model_path(args.require("--model")), "export: --model ", args.require("--model"),
               " is a Keras file already: export writes our models (a model directory, or its .safetensors)");
     const std::string weights = resolve_model_path(args.require("--model")), out = args.require("--keras");
-    ISS_INPUT(ends_with_ignoring_case(out, ".h5"), "export: --keras must name a .h5 file, got '", out, "'");
+    const bool archive = ends_with_ignoring_case(out, ".keras");
+    ISS_INPUT(archive || ends_with_ignoring_case(out, ".h5"), "export: --keras must name a .h5 or .keras file, got '",
+              out, "'");
     // Keras 3 reads a file of this ending in its own layout, and this one is Keras 2's.
     ISS_INPUT(!ends_with_ignoring_case(out, ".weights.h5"), "export: --keras ", out,
               ": Keras 3 would read a .weights.h5 name in its own layout, not the Keras 2 layout written here; "
@@ -45,13 +56,18 @@ int cmd_export(int argc, char** argv) {
     check_outputs("export", {{weights, "--model"}, {model_json_path(weights), "--model"}}, {{out, "--keras"}});
 
     const ModelSpec spec = load_model_spec(weights);
+    require_neuron_arithmetic(spec.unet, model_json_path(weights));
     DeviceContext cpu;
     ParamStore params(cpu);
     UNet net(spec.unet, params);
     params.allocate(ParamStore::Use::inference);
     load_weights(weights, params);
-    write_keras_unet(out, spec.unet, params);
-    std::printf("exported %s -> %s (Keras 2 weights; labels in channel order:", weights.c_str(), out.c_str());
+    if (archive)
+        write_keras_archive(out, spec, params);
+    else
+        write_keras_unet(out, spec.unet, params);
+    std::printf("exported %s -> %s (%s; labels in channel order:", weights.c_str(), out.c_str(),
+                archive ? "Keras 3 model" : "Keras 2 weights");
     for (int32_t label : spec.labels) std::printf(" %d", label);
     std::printf("; frame %s)\n", spec.preprocessing.value("orientation", std::string("RAS")).c_str());
     return 0;

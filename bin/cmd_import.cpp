@@ -19,8 +19,8 @@ namespace {
 namespace fs = std::filesystem;
 
 const char* usage =
-    "usage: infant-synthseg import --keras FILE.h5|FILE.keras --out MODEL_DIR --labels LABELS\n"
-    "                              [--orientation RAS|LIA|CODE] [--voxel-size MM]\n"
+    "usage: infant-synthseg import --keras FILE.h5|FILE.keras --out MODEL_DIR [--labels LABELS\n"
+    "                              [--orientation RAS|LIA|CODE] [--voxel-size MM]]\n"
     "\n"
     "Reads a Keras file of the SynthSeg-family U-Net (Keras 2, tf-keras, Keras 3's .keras,\n"
     ".weights.h5 or legacy .h5; weights only or a whole model, a training checkpoint too: only\n"
@@ -37,7 +37,9 @@ const char* usage =
     "                       infant (Infant-SynthSeg's 34), synthseg (SynthSeg 1.0's 32), a .npy\n"
     "                       file (e.g. synthseg_segmentation_labels.npy) or a list such as 0,2,3;\n"
     "                       they are put in SynthSeg's channel order (unsided, left, right) and\n"
-    "                       that order is recorded\n"
+    "                       that order is recorded. Required, except for a .keras archive\n"
+    "                       written by export, which records its model: labels, frame, voxel\n"
+    "                       sizes and provenance, all taken as recorded when --labels is absent\n"
     "  --orientation CODE   the voxel frame the network was trained in: RAS for Infant-SynthSeg\n"
     "                       (default), LIA for SynthSeg 1.0; predict reorients scans to it\n"
     "  --voxel-size MM      record a voxel size, so that predict resamples scans to it; by\n"
@@ -56,8 +58,8 @@ int cmd_import(int argc, char** argv) {
     args.reject_positional();
     const std::string keras = args.require("--keras"), out = args.require("--out");
     KerasImportOptions options;
-    options.labels = args.require("--labels");
-    options.orientation = args.get("--orientation", "RAS");
+    options.labels = args.get("--labels", "");
+    options.orientation = args.get("--orientation", "");
     options.voxel_size_mm = args.number("--voxel-size", 0);
     ISS_INPUT(!args.has("--voxel-size") || (options.voxel_size_mm > 0 && options.voxel_size_mm <= 10),
               "import: --voxel-size must be a size in mm from 0 to 10");
@@ -69,6 +71,7 @@ int cmd_import(int argc, char** argv) {
                   {{weights, "--out"}, {model_json_path(weights), "--out"}}, {out});
 
     // Everything read and checked before the directory is touched.
+    require_labels_unless_recorded(options, keras);
     const KerasUNet model = read_keras_unet(keras);
     const ModelSpec spec = keras_model_spec(model, options, keras);
     DeviceContext cpu;
@@ -83,9 +86,9 @@ int cmd_import(int argc, char** argv) {
     std::printf(
         "imported %s (%s, Keras %s): %d level%s, %d features, %d convolution%s per level, %d input channel%s, "
         "%d labels, frame %s -> %s\n",
-        keras.c_str(), model.layout.c_str(), model.keras_version.c_str(), u.levels, u.levels > 1 ? "s" : "",
-        u.features, u.convs_per_level, u.convs_per_level > 1 ? "s" : "", u.in_channels, u.in_channels > 1 ? "s" : "",
-        u.classes, options.orientation.c_str(), weights.c_str());
+        keras.c_str(), model.layout.c_str(), model.keras_version.c_str(), u.levels, u.levels > 1 ? "s" : "", u.features,
+        u.convs_per_level, u.convs_per_level > 1 ? "s" : "", u.in_channels, u.in_channels > 1 ? "s" : "", u.classes,
+        spec.preprocessing.value("orientation", std::string("RAS")).c_str(), weights.c_str());
     return 0;
 }
 

@@ -63,7 +63,8 @@ const char* usage =
     "  --model FILE|DIR    a model's .safetensors (its .json beside it) or its directory, or a\n"
     "                      Keras file: .h5 as published, .weights.h5 or .keras (imported in\n"
     "                      memory; see import --help)\n"
-    "  --labels LABELS     for a Keras model: its labels (infant, synthseg, FILE.npy or a list)\n"
+    "  --labels LABELS     for a Keras model: its labels (infant, synthseg, FILE.npy or a list);\n"
+    "                      a .keras written by export records its own\n"
     "  --orientation CODE  for a Keras model: its frame (RAS, the default, or LIA for SynthSeg\n"
     "                      1.0)\n"
     "  --post FILE|DIR     also write the posteriors: 4-D, one volume per label, in the model's\n"
@@ -128,8 +129,8 @@ PredictOptions predict_options(const Args& args, const std::string& model) {
     options.clip_percentiles = args.flag("--clip-percentiles");
     options.keep_posteriors = args.has("--post");  // the volumes need no reoriented posteriors
     if (is_keras_model_path(model)) {
-        options.keras.labels = args.require("--labels");
-        options.keras.orientation = args.get("--orientation", "RAS");
+        options.keras.labels = args.get("--labels", "");
+        options.keras.orientation = args.get("--orientation", "");
     } else {
         ISS_INPUT(!args.has("--labels") && !args.has("--orientation"),
                   "predict: --labels and --orientation are for a Keras model; a model directory records its own");

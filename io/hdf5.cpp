@@ -545,10 +545,22 @@ void check(herr_t status, const std::string& path, const std::string& what) {
 }
 
 // Link creation that makes missing groups above the new object.
-Id intermediate_groups() {
-    Id plist(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
-    H5Pset_create_intermediate_group(plist.get(), 1);
+// Creation properties of a group or dataset (`kind`) without modification times, which libhdf5
+// would otherwise store in each object (h5py does not): the same weights give the same bytes.
+Id untimed(hid_t kind) {
+    Id plist(H5Pcreate(kind), H5Pclose);
+    H5Pset_obj_track_times(plist.get(), 0);
     return plist;
+}
+
+// The group `name` (absolute) and every missing group above it, each untimed (libhdf5's own
+// intermediate groups would carry times).
+void create_groups(hid_t file, const std::string& path, const std::string& name) {
+    if (name.empty() || name == "/" || object_type(file, name) == H5I_GROUP) return;
+    create_groups(file, path, name.substr(0, name.rfind('/')));
+    const Id properties = untimed(H5P_GROUP_CREATE);
+    Id group(H5Gcreate2(file, name.c_str(), H5P_DEFAULT, properties.get(), H5P_DEFAULT), H5Gclose);
+    check(group.ok() ? 0 : -1, path, cat("create group ", name));
 }
 
 }  // namespace
@@ -569,10 +581,7 @@ Hdf5Writer::~Hdf5Writer() {
 }
 
 void Hdf5Writer::group(const std::string& name) {
-    if (object_type(file_, name) == H5I_GROUP) return;
-    const Id links = intermediate_groups();
-    Id group(H5Gcreate2(file_, name.c_str(), links.get(), H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
-    check(group.ok() ? 0 : -1, path_, cat("create group ", name));
+    create_groups(file_, path_, name);
 }
 
 void Hdf5Writer::string_list(const std::string& object, const std::string& name,
@@ -594,18 +603,36 @@ void Hdf5Writer::string_list(const std::string& object, const std::string& name,
     check(H5Awrite(attribute.get(), type.get(), buffer.data()), path_, cat("write attribute ", name, " on ", object));
 }
 
+namespace {
+
+// A scalar attribute of `type` holding `value` (the layout `type` says).
+void write_scalar_attribute(hid_t file, const std::string& path, const std::string& object, const std::string& name,
+                            hid_t type, const void* value) {
+    Id space(H5Screate(H5S_SCALAR), H5Sclose);
+    Id attribute(
+        H5Acreate_by_name(file, object.c_str(), name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+        H5Aclose);
+    check(attribute.ok() ? 0 : -1, path, cat("create attribute ", name, " on ", object));
+    check(H5Awrite(attribute.get(), type, value), path, cat("write attribute ", name, " on ", object));
+}
+
+}  // namespace
+
 void Hdf5Writer::string_attribute(const std::string& object, const std::string& name, const std::string& value) {
     Id type(H5Tcopy(H5T_C_S1), H5Tclose);
     H5Tset_size(type.get(), std::max<size_t>(value.size(), 1));
     H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
-    Id space(H5Screate(H5S_SCALAR), H5Sclose);
-    Id attribute(H5Acreate_by_name(file_, object.c_str(), name.c_str(), type.get(), space.get(), H5P_DEFAULT,
-                                   H5P_DEFAULT, H5P_DEFAULT),
-                 H5Aclose);
-    check(attribute.ok() ? 0 : -1, path_, cat("create attribute ", name, " on ", object));
     std::vector<char> buffer(std::max<size_t>(value.size(), 1), '\0');
     std::memcpy(buffer.data(), value.data(), value.size());
-    check(H5Awrite(attribute.get(), type.get(), buffer.data()), path_, cat("write attribute ", name, " on ", object));
+    write_scalar_attribute(file_, path_, object, name, type.get(), buffer.data());
+}
+
+void Hdf5Writer::utf8_attribute(const std::string& object, const std::string& name, const std::string& value) {
+    Id type(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(type.get(), H5T_VARIABLE);
+    H5Tset_cset(type.get(), H5T_CSET_UTF8);
+    const char* text = value.c_str();  // a variable-length string is written from its pointer
+    write_scalar_attribute(file_, path_, object, name, type.get(), &text);
 }
 
 namespace {
@@ -622,8 +649,10 @@ void write_dataset(hid_t file, const std::string& path, const std::string& name,
     }
     ISS_REQUIRE(expected == int64_t(count), "dataset ", name, ": ", count, " values for shape ", shape_text(shape));
     Id space(H5Screate_simple(int(dims.size()), dims.data(), nullptr), H5Sclose);
-    const Id links = intermediate_groups();
-    Id dataset(H5Dcreate2(file, name.c_str(), file_type, space.get(), links.get(), H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+    create_groups(file, path, name.substr(0, name.rfind('/')));
+    const Id properties = untimed(H5P_DATASET_CREATE);
+    Id dataset(H5Dcreate2(file, name.c_str(), file_type, space.get(), H5P_DEFAULT, properties.get(), H5P_DEFAULT),
+               H5Dclose);
     check(dataset.ok() ? 0 : -1, path, cat("create dataset ", name));
     if (count > 0 && data)
         check(H5Dwrite(dataset.get(), memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), path,
@@ -648,18 +677,24 @@ void Hdf5Writer::dataset_f32_unwritten(const std::string& name, const std::vecto
     write_dataset(file_, path_, name, shape, nullptr, size_t(count), H5T_IEEE_F32LE, H5T_NATIVE_FLOAT);
 }
 
-void Hdf5Writer::close() {
-    if (file_ < 0) return;
+std::vector<uint8_t> Hdf5Writer::image() {
+    ISS_REQUIRE(file_ >= 0, path_, ": the HDF5 file was finished already");
     const herr_t flushed = H5Fflush(file_, H5F_SCOPE_GLOBAL);
     const ssize_t bytes = flushed < 0 ? -1 : H5Fget_file_image(file_, nullptr, 0);
-    std::vector<char> image(size_t(std::max<ssize_t>(bytes, 0)));
+    std::vector<uint8_t> image(size_t(std::max<ssize_t>(bytes, 0)));
     const ssize_t copied = bytes <= 0 ? -1 : H5Fget_file_image(file_, image.data(), image.size());
     const herr_t closed = H5Fclose(file_);
     file_ = -1;
-    check(copied == bytes && closed >= 0 ? 0 : -1, path_, "finish the file image");
+    check(bytes > 0 && copied == bytes && closed >= 0 ? 0 : -1, path_, "finish the file image");
+    return image;
+}
+
+void Hdf5Writer::close() {
+    if (file_ < 0) return;
+    const std::vector<uint8_t> bytes = image();
     // Through a temporary name, renamed when whole: a full disk is an error naming `path_`.
     AtomicWriter out(path_);
-    out.write(image.data(), image.size());
+    out.write(bytes.data(), bytes.size());
     out.commit();
 }
 

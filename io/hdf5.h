@@ -76,7 +76,8 @@ private:
 };
 
 // Writes a new HDF5 file at `path`: built in memory, then written whole by close() through a
-// temporary name (AtomicWriter), replacing a file there. Failures are iss::Error (exit 1): they
+// temporary name (AtomicWriter), replacing a file there, or handed over by image() (then `path`
+// only names it in messages). Failures are iss::Error (exit 1): they
 // are not bad input.
 class Hdf5Writer {
 public:
@@ -91,6 +92,9 @@ public:
     // every Keras version reads), or a scalar one.
     void string_list(const std::string& object, const std::string& name, const std::vector<std::string>& values);
     void string_attribute(const std::string& object, const std::string& name, const std::string& value);
+    // A scalar variable-length UTF-8 string attribute: what h5py writes for a Python str (Keras 3
+    // names its layers so).
+    void utf8_attribute(const std::string& object, const std::string& name, const std::string& value);
     // A little-endian float32 dataset (any missing groups above it are created).
     void dataset_f32(const std::string& name, const std::vector<int64_t>& shape, const std::vector<float>& data);
     // The same in float64 (no weights file of ours has one: the tests write wrong-dtype files).
@@ -99,6 +103,9 @@ public:
     void dataset_f32_unwritten(const std::string& name, const std::vector<int64_t>& shape);
     // Writes the file; the destructor, without close(), writes nothing.
     void close();
+    // Finishes the file in memory and returns its bytes instead (a member of an archive); the
+    // writer is then closed and writes nothing.
+    std::vector<uint8_t> image();
 
 private:
     std::string path_;

@@ -73,6 +73,69 @@ void ZipReader::Close::operator()(std::FILE* f) const {
     std::fclose(f);
 }
 
+void write_zip(const std::string& path, const std::vector<ZipMember>& members) {
+    constexpr uint16_t kVersion = 20;  // 2.0: stored members, no zip64
+    constexpr uint16_t kMadeOnUnix = 3 << 8 | kVersion;
+    constexpr uint16_t kFirstDate = 1 << 5 | 1;     // 1980-01-01 (years from 1980, month, day)
+    constexpr uint32_t kReadable = 0100644u << 16;  // a regular file, rw-r--r--, as unzip restores it
+    constexpr uint64_t kLimit = 0xffffffffu;
+    auto put = [](std::vector<uint8_t>& to, uint64_t value, int bytes) {
+        for (int b = 0; b < bytes; ++b) to.push_back(uint8_t(value >> (8 * b)));
+    };
+    AtomicWriter file(path);
+    std::vector<uint8_t> directory;
+    uint64_t written = 0;
+    for (const ZipMember& m : members) {
+        ISS_REQUIRE(!m.name.empty() && m.name.size() <= 0xffff, path, ": member name of ", m.name.size(), " bytes");
+        ISS_REQUIRE(m.data.size() < kLimit && written + kLocalBytes + m.name.size() + m.data.size() < kLimit, path,
+                    ": member ", m.name, " would take the archive past 4 GB (zip64 is not written)");
+        const uint32_t crc = crc_of(m.data);
+        // What the local header and the directory entry share: version, flags, method, time,
+        // date, CRC, both sizes, the name's and the extra field's lengths.
+        auto common = [&](std::vector<uint8_t>& to) {
+            put(to, kVersion, 2);
+            put(to, 0, 2);
+            put(to, kStored, 2);
+            put(to, 0, 2);
+            put(to, kFirstDate, 2);
+            put(to, crc, 4);
+            put(to, m.data.size(), 4);
+            put(to, m.data.size(), 4);
+            put(to, m.name.size(), 2);
+            put(to, 0, 2);
+        };
+        std::vector<uint8_t> local;
+        put(local, kLocalSignature, 4);
+        common(local);
+        local.insert(local.end(), m.name.begin(), m.name.end());
+        put(directory, kCentralSignature, 4);
+        put(directory, kMadeOnUnix, 2);
+        common(directory);
+        put(directory, 0, 2);  // comment
+        put(directory, 0, 2);  // disk
+        put(directory, 0, 2);  // internal attributes
+        put(directory, kReadable, 4);
+        put(directory, written, 4);
+        directory.insert(directory.end(), m.name.begin(), m.name.end());
+        file.write(local.data(), local.size());
+        file.write(m.data.data(), m.data.size());
+        written += local.size() + m.data.size();
+    }
+    ISS_REQUIRE(members.size() < 0xffff && written + directory.size() + kEndBytes < kLimit, path,
+                ": the archive would reach 4 GB or 65535 members (zip64 is not written)");
+    const uint64_t entries_bytes = directory.size();
+    put(directory, kEndSignature, 4);
+    put(directory, 0, 2);  // this disk
+    put(directory, 0, 2);  // the directory's disk
+    put(directory, members.size(), 2);
+    put(directory, members.size(), 2);
+    put(directory, entries_bytes, 4);
+    put(directory, written, 4);
+    put(directory, 0, 2);  // comment
+    file.write(directory.data(), directory.size());
+    file.commit();
+}
+
 bool looks_like_zip(const std::string& path) {
     const std::string magic = file_prefix(path, 4);
     return magic == "PK\3\4" || magic == "PK\5\6";

@@ -1,6 +1,6 @@
-// Reading members of a zip archive: what Keras 3's `.keras` model files are (config.json,
-// metadata.json and model.weights.h5, written by Python's zipfile). Only what such files need:
-// one disk, stored or deflated members, no encryption, no zip64 (archives under 4 GB).
+// Zip archives: what Keras 3's `.keras` model files are (config.json, metadata.json and
+// model.weights.h5, written by Python's zipfile). Only what such files need: one disk, stored or
+// deflated members, no encryption, no zip64 (archives under 4 GB). Written stored.
 //
 // The archive is untrusted: the central directory is read and every entry checked against the
 // file's size before anything is allocated; a member's local header must agree with its entry,
@@ -54,6 +54,20 @@ private:
     uint64_t directory_start_ = 0;  // members' data lie before it
     std::vector<Member> members_;
 };
+
+// One member of an archive to write.
+struct ZipMember {
+    std::string name;
+    std::vector<uint8_t> data;
+};
+
+// Writes `members`, in order, as a zip archive at `path`: stored, as Keras 3 writes its `.keras`
+// files, dated 1980-01-01 (zip's earliest date, which Python's zipfile gives a member written
+// through ZipFile.open(name, "w"), as Keras writes its JSON members), so that the same members
+// give the same file. Through a temporary name renamed when
+// complete (AtomicWriter). iss::Error when a member or the archive reaches 4 GB: zip64 is not
+// written.
+void write_zip(const std::string& path, const std::vector<ZipMember>& members);
 
 // Whether the file starts as a zip archive does ("PK\3\4"; an empty archive "PK\5\6").
 bool looks_like_zip(const std::string& path);

@@ -186,18 +186,22 @@ void save_model(const std::string& weights_path, const ModelSpec& spec, ParamSto
     files.commit();
 }
 
-void write_model_files(OutputSet& files, const std::string& weights_path, const ModelSpec& spec, ParamStore& params,
-                       const std::map<std::string, std::string>& metadata) {
+nlohmann::json model_description(const ModelSpec& spec, const ParamStore& params) {
     ISS_REQUIRE(int64_t(spec.labels.size()) == spec.unet.classes, "model has ", spec.unet.classes,
                 " classes but ", spec.labels.size(), " labels");
-    nlohmann::json j = {{"format", model_format},
-                        {"version", model_format_version},
-                        {"architecture", unet_config_to_json(spec.unet)},
-                        {"labels", spec.labels},
-                        {"preprocessing", spec.preprocessing},
-                        {"training", spec.training},
-                        {"parameters", {{"trainable", params.trainable_count()}, {"state", params.state_count()}}},
-                        {"written_by", cat("infant-synthseg ", build_version())}};
+    return {{"format", model_format},
+            {"version", model_format_version},
+            {"architecture", unet_config_to_json(spec.unet)},
+            {"labels", spec.labels},
+            {"preprocessing", spec.preprocessing},
+            {"training", spec.training},
+            {"parameters", {{"trainable", params.trainable_count()}, {"state", params.state_count()}}},
+            {"written_by", cat("infant-synthseg ", build_version())}};
+}
+
+void write_model_files(OutputSet& files, const std::string& weights_path, const ModelSpec& spec, ParamStore& params,
+                       const std::map<std::string, std::string>& metadata) {
+    const nlohmann::json j = model_description(spec, params);
     std::map<std::string, std::string> meta = metadata;
     meta["format"] = model_format;
     files.write(weights_path,

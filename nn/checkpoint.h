@@ -54,6 +54,9 @@ void save_model(const std::string& weights_path, const ModelSpec& spec, ParamSto
 void write_model_files(OutputSet& files, const std::string& weights_path, const ModelSpec& spec, ParamStore& params,
                        const std::map<std::string, std::string>& metadata = {});
 
+// The JSON written beside the weights (model.json): the spec, the parameter counts and the build.
+nlohmann::json model_description(const ModelSpec& spec, const ParamStore& params);
+
 // Reads and checks the JSON beside the weights completely before anything is built: types
 // (integers where integers belong), ranges (levels, features, kernel, convolutions, classes,
 // batch norm), known values (type, activation), the label list (distinct labels 0..65535, one

@@ -56,9 +56,14 @@ std::string up_bn(int step) {
     return cat("unet_bn_up_", step);
 }
 const char* const likelihood = "unet_likelihood";
+// ext/neuron's batch norm (Keras' default epsilon; its ELU is Keras' "elu", alpha 1).
+constexpr double kNeuronEpsilon = 1e-3;
 
 // A model's JSON config, as a whole-model file's attribute or an archive's config.json.
 constexpr size_t kMaxConfigBytes = size_t(64) << 20;
+// An archive's metadata.json, which holds our model.json under this key when we wrote it.
+constexpr size_t kMaxMetadataBytes = size_t(4) << 20;
+const char* const kDescriptionKey = "infant_synthseg_model";
 
 const char* const bn_weights[4] = {"gamma:0", "beta:0", "moving_mean:0", "moving_variance:0"};
 const char* const bn_params[4] = {"gamma", "beta", "running_mean", "running_var"};
@@ -71,45 +76,61 @@ struct LayerMap {
     int64_t in_c = 0, out_c = 0, kernel = 0;  // convolutions
 };
 
-// Every weighted layer of the U-Net in Keras' layer order, with what the weights-only file lists
-// around them (the layers without weights), so a written file has the published layout.
+// One layer of the U-Net as ext/neuron's `unet` builds it.
+struct KerasLayer {
+    std::string name;
+    std::string kind;                 // its Keras class
+    std::vector<std::string> inputs;  // the layers whose outputs it takes, in order
+    int64_t channels = 0;             // of its output
+};
+
+// The U-Net as Keras holds it: every layer in the model's order (the weights-only file's list,
+// a `.keras` archive's config.json), and the weighted ones with the parameters of ours they fill.
 struct KerasLayout {
-    std::vector<std::string> layer_names;  // all layers, in order
+    std::vector<KerasLayer> layers;
     std::vector<LayerMap> weighted;
 };
 
 KerasLayout layout_of(const UNetConfig& u) {
     KerasLayout k;
     const int L = u.levels;
-    k.layer_names.push_back("unet_input");
-    for (int l = 0; l < L; ++l) {
-        int64_t in_c = l == 0 ? u.in_channels : u.features_at(l - 1);
+    auto add = [&](const std::string& name, const char* kind, std::vector<std::string> inputs, int64_t channels) {
+        k.layers.push_back({name, kind, std::move(inputs), channels});
+        return name;
+    };
+    auto convolutions = [&](int level, std::string input, int64_t in_c, auto name_of, const std::string& ours) {
         for (int c = 0; c < u.convs_per_level; ++c) {
-            k.weighted.push_back({down_conv(l, c), cat("enc", l, ".conv", c), false, in_c, u.features_at(l), u.kernel});
-            k.layer_names.push_back(k.weighted.back().keras);
-            in_c = u.features_at(l);
+            k.weighted.push_back({name_of(c), cat(ours, ".conv", c), false, in_c, u.features_at(level), u.kernel});
+            input = add(k.weighted.back().keras, "Conv3D", {input}, u.features_at(level));
+            in_c = u.features_at(level);
         }
+        return input;
+    };
+    std::string previous = add("unet_input", "InputLayer", {}, u.in_channels);
+    std::vector<std::string> skips;  // each level's last convolution, before its batch norm
+    for (int l = 0; l < L; ++l) {
+        const int64_t in_c = l == 0 ? u.in_channels : u.features_at(l - 1);
+        previous = convolutions(
+            l, previous, in_c, [&](int c) { return down_conv(l, c); }, cat("enc", l));
+        skips.push_back(previous);
         k.weighted.push_back({down_bn(l), cat("enc", l, ".bn"), true, 0, u.features_at(l), 0});
-        k.layer_names.push_back(k.weighted.back().keras);
-        if (l < L - 1) k.layer_names.push_back(cat("unet_maxpool_", l));
+        previous = add(down_bn(l), "BatchNormalization", {previous}, u.features_at(l));
+        if (l < L - 1) previous = add(cat("unet_maxpool_", l), "MaxPooling3D", {previous}, u.features_at(l));
     }
     for (int i = 0; i < L - 1; ++i) {
         const int l = L - 2 - i;
-        k.layer_names.push_back(cat("unet_up_", L + i));
-        k.layer_names.push_back(cat("unet_merge_", L + i));
-        int64_t in_c = u.features_at(l) + u.features_at(l + 1);
-        for (int c = 0; c < u.convs_per_level; ++c) {
-            k.weighted.push_back(
-                {up_conv(L, i, c), cat("dec", l, ".conv", c), false, in_c, u.features_at(l), u.kernel});
-            k.layer_names.push_back(k.weighted.back().keras);
-            in_c = u.features_at(l);
-        }
+        const std::string up = add(cat("unet_up_", L + i), "UpSampling3D", {previous}, u.features_at(l + 1));
+        previous = add(cat("unet_merge_", L + i), "Concatenate", {skips[size_t(l)], up},
+                       u.features_at(l) + u.features_at(l + 1));
+        previous = convolutions(
+            l, previous, u.features_at(l) + u.features_at(l + 1), [&](int c) { return up_conv(L, i, c); },
+            cat("dec", l));
         k.weighted.push_back({up_bn(i), cat("dec", l, ".bn"), true, 0, u.features_at(l), 0});
-        k.layer_names.push_back(k.weighted.back().keras);
+        previous = add(up_bn(i), "BatchNormalization", {previous}, u.features_at(l));
     }
     k.weighted.push_back({likelihood, "head", false, u.features_at(0), u.classes, 1});
-    k.layer_names.push_back(likelihood);
-    k.layer_names.push_back("unet_prediction");
+    previous = add(likelihood, "Conv3D", {previous}, u.classes);
+    add("unet_prediction", "Activation", {previous}, u.classes);
     return k;
 }
 
@@ -159,25 +180,38 @@ std::string snake_case(const std::string& class_name) {
     return name;
 }
 
-// Keras 3.0 to 3.5 wrote no layer names into a weights file: saving_lib named each layer's group
-// after its class, the second of a class with "_1" and so on, in the model's layer order, which
-// is the order of config.json's list. Group name -> layer name.
-std::map<std::string, std::string> keras3_groups_by_class(const nlohmann::json& layers) {
-    std::map<std::string, std::string> groups;
+// The groups Keras 3's saving_lib gives a model's layers in a weights file, from their classes in
+// the model's layer order: the class in snake case, the second of a class with "_1" and so on.
+std::vector<std::string> keras3_group_names(const std::vector<std::string>& kinds) {
+    std::vector<std::string> groups;
     std::map<std::string, int> used;
+    for (const std::string& kind : kinds) {
+        const std::string group = snake_case(kind);
+        const auto seen = used.find(group);
+        groups.push_back(seen == used.end() ? group : cat(group, "_", ++seen->second));
+        if (seen == used.end()) used[group] = 0;
+    }
+    return groups;
+}
+
+// Keras 3.0 to 3.5 wrote no layer names into a weights file, so a layer's group is found from
+// config.json's list, which is in the model's layer order (keras3_group_names). Group name ->
+// layer name.
+std::map<std::string, std::string> keras3_groups_by_class(const nlohmann::json& layers) {
+    std::vector<std::string> kinds, names;
     for (const nlohmann::json& layer : layers) {
         const auto kind = layer.is_object() ? layer.find("class_name") : layer.end();
         const auto config = layer.is_object() ? layer.find("config") : layer.end();
         if (kind == layer.end() || !kind->is_string() || config == layer.end() || !config->is_object()) continue;
         const auto name = config->find("name");
         if (name == config->end() || !name->is_string()) continue;
-        const std::string group = snake_case(kind->get<std::string>());
-        const auto seen = used.find(group);
-        const std::string numbered = seen == used.end() ? group : cat(group, "_", ++seen->second);
-        if (seen == used.end()) used[group] = 0;
-        groups[numbered] = name->get<std::string>();
+        kinds.push_back(kind->get<std::string>());
+        names.push_back(name->get<std::string>());
     }
-    return groups;
+    std::map<std::string, std::string> by_group;
+    const std::vector<std::string> groups = keras3_group_names(kinds);
+    for (size_t i = 0; i < groups.size(); ++i) by_group[groups[i]] = names[i];
+    return by_group;
 }
 
 // What a `.keras` archive (Keras 3's saving_lib) holds besides its weights file: the model's
@@ -185,6 +219,7 @@ std::map<std::string, std::string> keras3_groups_by_class(const nlohmann::json& 
 struct ArchiveText {
     nlohmann::json layers;
     std::string config_where, keras_version;
+    std::string description;  // metadata.json's kDescriptionKey object, as text ("" when absent)
 };
 
 // Reads one weights file's U-Net: the layer list first, the architecture from the shapes, then
@@ -213,6 +248,7 @@ public:
                                        : "whole model";
         // Keras 3's weights files record no version (its archives do, beside them).
         model.keras_version = archive_ ? archive_->keras_version : keras3_ ? "3 (release not recorded)" : "unknown";
+        if (archive_) model.description = archive_->description;
         if (!archive_ && file_.has_attribute("/", "keras_version")) {
             const std::vector<std::string> v = file_.string_list("/", "keras_version");
             if (v.size() == 1) model.keras_version = v[0];
@@ -280,7 +316,8 @@ private:
     // does not have (a third decoder convolution, a batch norm past the last level) would
     // otherwise be dropped without a word.
     void require_only_layout_layers(const KerasLayout& layout) const {
-        const std::set<std::string> known(layout.layer_names.begin(), layout.layer_names.end());
+        std::set<std::string> known;
+        for (const KerasLayer& layer : layout.layers) known.insert(layer.name);
         for (const std::string& name : layers_)
             ISS_INPUT(!starts_with(name, "unet_") || weightless_unet_layer(name) || known.count(name), path_,
                       ": layer ", name, " is not part of the U-Net its other layers describe (", layout_text(layout),
@@ -379,7 +416,7 @@ private:
         }
         if (kind == "BatchNormalization") {
             const auto eps = c.find("epsilon");
-            if (eps != c.end() && !(eps->is_number() && std::fabs(eps->get<double>() - 1e-3) <= 1e-9))
+            if (eps != c.end() && !(eps->is_number() && std::fabs(eps->get<double>() - kNeuronEpsilon) <= 1e-9))
                 return cat("has epsilon ", eps->dump(), ", not 0.001");
             if ((c.contains("center") && c["center"] != true) || (c.contains("scale") && c["scale"] != true))
                 return "has no beta or no gamma";
@@ -582,6 +619,7 @@ private:
 // then every tensor of layout_of(unet), in order, as raw floats.
 class Bytes {
 public:
+    void reserve(size_t bytes) { data_.reserve(bytes); }
     void put(int32_t v) { data_.append(reinterpret_cast<const char*>(&v), sizeof v); }
     void put(const std::string& s) {
         put(int32_t(s.size()));
@@ -602,9 +640,10 @@ public:
         std::memcpy(&v, need(sizeof v), sizeof v);
         return v;
     }
-    std::string text() {
+    std::string text(int32_t max_bytes = 4096) {
         const int32_t n = integer();
-        ISS_INPUT(n >= 0 && n <= 4096, path_, ": the HDF5 reader process sent a malformed model (a damaged file?)");
+        ISS_INPUT(n >= 0 && n <= max_bytes, path_,
+                  ": the HDF5 reader process sent a malformed model (a damaged file?)");
         return std::string(need(size_t(n)), size_t(n));
     }
     std::vector<float> floats(int64_t count) {
@@ -630,11 +669,13 @@ private:
 
 std::string encode(const KerasUNet& m) {
     Bytes b;
+    b.reserve(size_t(unet_parameter_count(m.unet)) * 4 + m.description.size() + 1024);
     for (int v : {m.unet.levels, m.unet.features, m.unet.convs_per_level, m.unet.kernel, m.unet.in_channels,
                   m.unet.classes})
         b.put(int32_t(v));
     b.put(m.layout);
     b.put(m.keras_version);
+    b.put(m.description);
     for (const LayerMap& layer : layout_of(m.unet).weighted) {
         if (layer.batch_norm)
             for (const char* p : bn_params) b.put(m.tensors.at(layer.ours + "." + p));
@@ -664,6 +705,7 @@ KerasUNet decode(const std::string& data, const std::string& path) {
     ISS_INPUT(plausible, path, ": the HDF5 reader process sent a malformed model (a damaged file?)");
     m.layout = in.text();
     m.keras_version = in.text();
+    m.description = in.text(int32_t(kMaxMetadataBytes));
     for (const LayerMap& layer : layout_of(u).weighted) {
         if (layer.batch_norm)
             for (const char* p : bn_params) m.tensors[layer.ours + "." + p] = in.floats(layer.out_c);
@@ -697,7 +739,7 @@ KerasUNet read_keras_file(const std::string& path) {
     text.layers = config_layers(std::string(config.begin(), config.end()), text.config_where);
     text.keras_version = "3 (release not recorded)";
     if (zip.find("metadata.json")) {
-        const std::vector<uint8_t> bytes = zip.read("metadata.json", 1 << 16);
+        const std::vector<uint8_t> bytes = zip.read("metadata.json", kMaxMetadataBytes);
         const nlohmann::json metadata = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
         ISS_INPUT(metadata.is_object(), path, ": metadata.json is not a JSON object");
         const auto version = metadata.find("keras_version");
@@ -708,6 +750,13 @@ KerasUNet read_keras_file(const std::string& path) {
                       path, ": metadata.json's keras_version is not a release name");
             text.keras_version = *release;
         }
+        const auto description = metadata.find(kDescriptionKey);
+        if (description != metadata.end()) {
+            ISS_INPUT(description->is_object(), path, ": metadata.json's ", kDescriptionKey, " is not a JSON object");
+            text.description = description->dump();
+            ISS_INPUT(text.description.size() <= kMaxMetadataBytes, path, ": metadata.json's ", kDescriptionKey,
+                      " is larger than ", kMaxMetadataBytes >> 20, " MB");
+        }
     }
     // The parameters a U-Net may have (infer's bound, 2^28 floats: 1 GB) and the file's structure.
     const Hdf5Reader file(cat(path, ": ", weights), zip.read(weights, (uint64_t(1) << 30) + (uint64_t(64) << 20)));
@@ -715,6 +764,12 @@ KerasUNet read_keras_file(const std::string& path) {
 }
 
 }  // namespace
+
+void require_neuron_arithmetic(const UNetConfig& u, const std::string& source) {
+    ISS_INPUT(std::fabs(double(u.bn_epsilon) - kNeuronEpsilon) <= 1e-9 && u.elu_alpha == 1.0f, source,
+              ": batch norm epsilon ", u.bn_epsilon, " and ELU alpha ", u.elu_alpha,
+              ": a Keras export is ext/neuron's U-Net, whose are 0.001 and 1");
+}
 
 bool is_keras_model_path(const std::string& path) {
     return ends_with_ignoring_case(path, ".h5") || ends_with_ignoring_case(path, ".keras");
@@ -737,48 +792,203 @@ void load_keras_tensors(const KerasUNet& model, ParamStore& params) {
     }
 }
 
-void write_keras_unet(const std::string& path, const UNetConfig& unet, ParamStore& params) {
-    const KerasLayout layout = layout_of(unet);
-    std::map<std::string, Param> by_name;
-    for (size_t p = 0; p < params.infos().size(); ++p) by_name[params.infos()[p].name] = Param{int(p)};
-    auto values = [&](const std::string& name) {
-        const auto it = by_name.find(name);
-        ISS_REQUIRE(it != by_name.end(), "Keras export: the model has no parameter ", name);
-        return params.download(it->second);
-    };
-    Hdf5Writer file(path);
-    file.string_list("/", "layer_names", layout.layer_names);
-    file.string_attribute("/", "backend", "tensorflow");
-    file.string_attribute("/", "keras_version", "2.2.4");
+namespace {
+
+// Our parameters by name, downloaded as a writer asks for them.
+class ParamValues {
+public:
+    explicit ParamValues(ParamStore& params) : params_(params) {
+        for (size_t p = 0; p < params.infos().size(); ++p) by_name_[params.infos()[p].name] = Param{int(p)};
+    }
+    std::vector<float> operator()(const std::string& name) const {
+        const auto it = by_name_.find(name);
+        ISS_REQUIRE(it != by_name_.end(), "Keras export: the model has no parameter ", name);
+        return params_.download(it->second);
+    }
+
+private:
+    ParamStore& params_;
+    std::map<std::string, Param> by_name_;
+};
+
+std::map<std::string, const LayerMap*> weighted_by_name(const KerasLayout& layout) {
     std::map<std::string, const LayerMap*> weighted;
     for (const LayerMap& layer : layout.weighted) weighted[layer.keras] = &layer;
-    for (const std::string& name : layout.layer_names) {
+    return weighted;
+}
+
+// One weight of a Keras layer, in Keras' layout.
+struct KerasWeight {
+    std::string name;  // Keras 2's: "kernel:0", "gamma:0", ...
+    std::vector<int64_t> shape;
+    std::vector<float> values;
+};
+
+// A weighted layer's weights in Keras' order: a convolution's kernel and bias, a batch norm's
+// gamma, beta, moving mean and moving variance.
+std::vector<KerasWeight> keras_weights(const LayerMap& layer, const ParamValues& values) {
+    if (layer.batch_norm) {
+        std::vector<KerasWeight> weights;
+        for (int w = 0; w < 4; ++w)
+            weights.push_back({bn_weights[w], {layer.out_c}, values(layer.ours + "." + bn_params[w])});
+        return weights;
+    }
+    const int64_t k = layer.kernel;
+    return {{"kernel:0",
+             {k, k, k, layer.in_c, layer.out_c},
+             transpose_kernel(values(layer.ours + ".weight"), k, layer.in_c, layer.out_c, Direction::to_keras)},
+            {"bias:0", {layer.out_c}, values(layer.ours + ".bias")}};
+}
+
+// The float as the shortest decimal that reads back to it (0.99f as 0.99, as Keras writes it;
+// not 0.9900000095367432).
+double shortest_decimal(float value) {
+    char text[32];
+    for (int digits = 1; digits <= 9; ++digits) {
+        std::snprintf(text, sizeof text, "%.*g", digits, double(value));
+        if (std::strtof(text, nullptr) == value) return std::strtod(text, nullptr);
+    }
+    return double(value);
+}
+
+// config.json of a `.keras` archive: the Functional model layer by layer, as Keras 3 serialises
+// it (from 3.0 on: a dtype as a name, no per-release extras), with ext/neuron's layer options
+// (its pooling pads 'same', its 1x1x1 head 'valid'). Its softmax is Keras' Activation rather than
+// ext/neuron's Lambda, which Keras would refuse to load without safe_mode=False.
+nlohmann::json keras3_model_config(const UNetConfig& u, const KerasLayout& layout) {
+    using nlohmann::json;
+    const json any = nullptr;
+    std::map<std::string, int64_t> channels;
+    json layers = json::array();
+    for (const KerasLayer& layer : layout.layers) {
+        channels[layer.name] = layer.channels;
+        auto shape = [&](int64_t c) { return json::array({any, any, any, any, c}); };
+        auto triple = [](int v) { return json::array({v, v, v}); };
+        json config = {{"name", layer.name}, {"trainable", true}, {"dtype", "float32"}};
+        if (layer.kind == "InputLayer") {
+            config = {
+                {"batch_shape", shape(layer.channels)}, {"dtype", "float32"}, {"sparse", false}, {"name", layer.name}};
+        } else if (layer.kind == "Conv3D") {
+            const bool head = layer.name == likelihood;
+            config.update({{"filters", layer.channels},
+                           {"kernel_size", triple(head ? 1 : u.kernel)},
+                           {"strides", triple(1)},
+                           {"padding", head ? "valid" : "same"},
+                           {"data_format", "channels_last"},
+                           {"dilation_rate", triple(1)},
+                           {"groups", 1},
+                           {"activation", head ? "linear" : "elu"},
+                           {"use_bias", true}});
+        } else if (layer.kind == "BatchNormalization") {
+            config.update({{"axis", -1},
+                           {"momentum", shortest_decimal(u.bn_momentum)},
+                           {"epsilon", kNeuronEpsilon},
+                           {"center", true},
+                           {"scale", true}});
+        } else if (layer.kind == "MaxPooling3D") {
+            config.update({{"pool_size", triple(2)},
+                           {"padding", "same"},
+                           {"strides", triple(2)},
+                           {"data_format", "channels_last"}});
+        } else if (layer.kind == "UpSampling3D") {
+            config.update({{"size", triple(2)}, {"data_format", "channels_last"}});
+        } else if (layer.kind == "Concatenate") {
+            config.update({{"axis", -1}});
+        } else {
+            ISS_REQUIRE(layer.kind == "Activation", "Keras export: no configuration for a ", layer.kind);
+            config.update({{"activation", "softmax"}});
+        }
+        json tensors = json::array(), input_shapes = json::array();
+        for (const std::string& input : layer.inputs) {
+            tensors.push_back({{"class_name", "__keras_tensor__"},
+                               {"config",
+                                {{"shape", shape(channels.at(input))},
+                                 {"dtype", "float32"},
+                                 {"keras_history", json::array({input, 0, 0})}}}});
+            input_shapes.push_back(shape(channels.at(input)));
+        }
+        json entry = {{"module", "keras.layers"}, {"class_name", layer.kind}, {"config", config},
+                      {"registered_name", any},   {"name", layer.name},       {"inbound_nodes", json::array()}};
+        if (!layer.inputs.empty()) {
+            // A merge takes its inputs as one list argument; the other layers one tensor.
+            const bool merge = layer.inputs.size() > 1;
+            // Keras 3.15 records no build for the layers whose building does nothing.
+            if (layer.kind != "MaxPooling3D" && layer.kind != "Activation")
+                entry["build_config"] = {{"input_shape", merge ? input_shapes : input_shapes[0]}};
+            entry["inbound_nodes"].push_back(
+                {{"args", json::array({merge ? tensors : tensors[0]})}, {"kwargs", json::object()}});
+        }
+        layers.push_back(entry);
+    }
+    const std::string& output = layout.layers.back().name;
+    return {{"module", "keras.src.models.functional"},
+            {"class_name", "Functional"},
+            {"config",
+             {{"name", "unet"},
+              {"trainable", true},
+              {"layers", layers},
+              {"input_layers", json::array({"unet_input", 0, 0})},
+              {"output_layers", json::array({output, 0, 0})}}},
+            {"registered_name", "Functional"},
+            {"build_config", {{"input_shape", any}}}};
+}
+
+}  // namespace
+
+void write_keras_unet(const std::string& path, const UNetConfig& unet, ParamStore& params) {
+    require_neuron_arithmetic(unet, path);
+    const KerasLayout layout = layout_of(unet);
+    const ParamValues values(params);
+    Hdf5Writer file(path);
+    std::vector<std::string> layer_names;
+    for (const KerasLayer& layer : layout.layers) layer_names.push_back(layer.name);
+    file.string_list("/", "layer_names", layer_names);
+    file.string_attribute("/", "backend", "tensorflow");
+    file.string_attribute("/", "keras_version", "2.2.4");
+    const std::map<std::string, const LayerMap*> weighted = weighted_by_name(layout);
+    for (const std::string& name : layer_names) {
         const std::string group = "/" + name;
         file.group(group);
-        const auto it = weighted.find(name);
-        if (it == weighted.end()) {
-            file.string_list(group, "weight_names", {});
-            continue;
-        }
-        const LayerMap& layer = *it->second;
         std::vector<std::string> names;
-        if (layer.batch_norm) {
-            for (int w = 0; w < 4; ++w) {
-                names.push_back(name + "/" + bn_weights[w]);
-                file.dataset_f32(group + "/" + names.back(), {layer.out_c},
-                                 values(layer.ours + "." + bn_params[w]));
+        const auto it = weighted.find(name);
+        if (it != weighted.end())
+            for (const KerasWeight& w : keras_weights(*it->second, values)) {
+                names.push_back(name + "/" + w.name);
+                file.dataset_f32(group + "/" + names.back(), w.shape, w.values);
             }
-        } else {
-            const int64_t k = layer.kernel;
-            names = {name + "/kernel:0", name + "/bias:0"};
-            file.dataset_f32(
-                group + "/" + names[0], {k, k, k, layer.in_c, layer.out_c},
-                transpose_kernel(values(layer.ours + ".weight"), k, layer.in_c, layer.out_c, Direction::to_keras));
-            file.dataset_f32(group + "/" + names[1], {layer.out_c}, values(layer.ours + ".bias"));
-        }
         file.string_list(group, "weight_names", names);
     }
     file.close();
+}
+
+void write_keras_archive(const std::string& path, const ModelSpec& spec, ParamStore& params) {
+    require_neuron_arithmetic(spec.unet, path);
+    const KerasLayout layout = layout_of(spec.unet);
+    const ParamValues values(params);
+    // Keras 3's weights file: a group per layer, named after its class, whose `vars` group holds
+    // the layer's name and its weights numbered in the layer's order; the model's own under /vars.
+    Hdf5Writer weights(cat(path, ": model.weights.h5"));
+    weights.group("/vars");
+    weights.utf8_attribute("/vars", "name", "unet");
+    std::vector<std::string> kinds;
+    for (const KerasLayer& layer : layout.layers) kinds.push_back(layer.kind);
+    const std::vector<std::string> groups = keras3_group_names(kinds);
+    const std::map<std::string, const LayerMap*> weighted = weighted_by_name(layout);
+    for (size_t i = 0; i < layout.layers.size(); ++i) {
+        const std::string vars = "/layers/" + groups[i] + "/vars";
+        weights.group(vars);
+        weights.utf8_attribute(vars, "name", layout.layers[i].name);
+        const auto it = weighted.find(layout.layers[i].name);
+        if (it == weighted.end()) continue;
+        const std::vector<KerasWeight> list = keras_weights(*it->second, values);
+        for (size_t w = 0; w < list.size(); ++w) weights.dataset_f32(cat(vars, "/", w), list[w].shape, list[w].values);
+    }
+    // Keras reads no release from metadata.json; ours is there for import and predict.
+    const nlohmann::json metadata = {{"keras_version", "3"}, {kDescriptionKey, model_description(spec, params)}};
+    const std::string config = keras3_model_config(spec.unet, layout).dump(), about = metadata.dump();
+    write_zip(path, {{"metadata.json", {about.begin(), about.end()}},
+                     {"config.json", {config.begin(), config.end()}},
+                     {"model.weights.h5", weights.image()}});
 }
 
 }  // namespace iss

@@ -1,6 +1,7 @@
-// Keras 2 HDF5 weight files of the SynthSeg-family U-Net (ext/neuron's `unet`, as SynthSeg and
-// Infant-SynthSeg build it): reading one into our U-Net, and writing ours in the same layout so
-// that SynthSeg's own tools load it by name. docs/FORMATS.md ("Keras HDF5") has the name mapping.
+// Keras files of the SynthSeg-family U-Net (ext/neuron's `unet`, as SynthSeg and Infant-SynthSeg
+// build it): reading one into our U-Net, and writing ours as a Keras 2 weights file that
+// SynthSeg's own tools load by name, or as a Keras 3 `.keras` model that Keras loads alone.
+// docs/FORMATS.md ("Keras HDF5") has the name mapping.
 //
 // Accepted layouts: weights only (`save_weights`: the layers at the root) and whole models
 // (`model.save`: the layers under /model_weights), name lists as fixed-length byte strings
@@ -20,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "nn/checkpoint.h"
 #include "nn/params.h"
 #include "nn/unet.h"
 
@@ -31,6 +33,9 @@ struct KerasUNet {
     std::map<std::string, std::vector<float>> tensors;
     std::string layout;         // "weights only", "whole model", "Keras 3 weights" or "Keras 3 archive"
     std::string keras_version;  // as the file says, or "unknown"
+    // An archive this program wrote (write_keras_archive) records the model it came from: its
+    // model.json, as text, unchecked (predict/keras_model.h parses it when it is used).
+    std::string description;
 };
 
 // Whether `path` names a Keras file (`.h5`, or Keras 3's `.keras` archive), in any case, rather
@@ -49,9 +54,22 @@ KerasUNet read_keras_unet(const std::string& path, unsigned timeout_seconds = 12
 // Puts the tensors of read_keras_unet into a ParamStore made by UNet(unet) (allocated).
 void load_keras_tensors(const KerasUNet& model, ParamStore& params);
 
+// Writes the network as Keras 3's `.keras` archive, as `model.save` writes one: config.json
+// describes ext/neuron's U-Net layer by layer, so that `keras.saving.load_model` rebuilds and runs
+// it with no code of SynthSeg's; model.weights.h5 holds the weights in Keras 3's layout; and
+// metadata.json also holds the spec's model.json (labels in channel order, frame,
+// preprocessing), which read_keras_unet returns as `description`. Written through a temporary
+// name, renamed when complete. The network must pass require_neuron_arithmetic.
+void write_keras_archive(const std::string& path, const ModelSpec& spec, ParamStore& params);
+
+// Keras' "elu" and ext/neuron's batch norm are what both exports write: a network of another
+// batch norm epsilon or ELU alpha is an InputError naming `source` (where those values are set).
+void require_neuron_arithmetic(const UNetConfig& unet, const std::string& source);
+
 // Writes the network as a weights-only Keras 2 file: the layer names, their order, the
 // attributes and the dataset shapes of `save_weights`, name lists as fixed-length byte strings.
-// Built in memory, then written through a temporary name and renamed when complete.
+// Built in memory, then written through a temporary name and renamed when complete. The network
+// must pass require_neuron_arithmetic.
 void write_keras_unet(const std::string& path, const UNetConfig& unet, ParamStore& params);
 
 }  // namespace iss

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "io/orientation.h"
+#include "io/zip.h"
 #include "kernels/common/error.h"
 #include "post/prediction.h"
 #include "synth/labels.h"
@@ -10,18 +11,63 @@
 namespace iss {
 
 std::vector<int32_t> keras_label_list(const std::string& text) {
-    ISS_INPUT(!text.empty(), "--labels is required for a Keras model: infant, synthseg, a .npy file or a list");
+    ISS_INPUT(!text.empty(),
+              "--labels is required for a Keras model: infant, synthseg, a .npy file or a list (an "
+              "archive written by this program's export records them)");
     return named_label_list(text, "--labels");
 }
 
+namespace {
+
+// The model an archive of our export records, checked as model.json is and against the network
+// of the archive's weights.
+ModelSpec recorded_spec(const KerasUNet& model, const std::string& source) {
+    const std::string where = cat(source, ": metadata.json's infant_synthseg_model");
+    ModelSpec spec = parse_model_description(model.description, where);
+    const UNetConfig &a = spec.unet, &b = model.unet;
+    const std::pair<const char*, bool> same[] = {{"levels", a.levels == b.levels},
+                                                 {"features", a.features == b.features},
+                                                 {"convolutions per level", a.convs_per_level == b.convs_per_level},
+                                                 {"kernel", a.kernel == b.kernel},
+                                                 {"input channels", a.in_channels == b.in_channels},
+                                                 {"classes", a.classes == b.classes},
+                                                 {"batch norm epsilon", a.bn_epsilon == b.bn_epsilon},
+                                                 {"ELU alpha", a.elu_alpha == b.elu_alpha}};
+    for (const auto& [field, equal] : same)
+        ISS_INPUT(equal, where, " gives the network other ", field, " than the archive's weights and config.json");
+    // Where the model came from: the recorded import when it was one (then this archive is
+    // noted beside it), else this archive.
+    nlohmann::json& t = spec.training;
+    if (t.contains("imported_from")) {
+        t["reimported_from"] = source;
+    } else {
+        t["imported_from"] = source;
+        t["keras_layout"] = model.layout;
+        t["keras_version"] = model.keras_version;
+    }
+    return spec;
+}
+
+}  // namespace
+
+void require_labels_unless_recorded(const KerasImportOptions& options, const std::string& path) {
+    if (options.labels.empty() && !looks_like_zip(path)) keras_label_list(options.labels);
+}
+
 ModelSpec keras_model_spec(const KerasUNet& model, const KerasImportOptions& options, const std::string& source) {
+    if (!model.description.empty() && options.labels.empty()) {
+        ISS_INPUT(options.orientation.empty() && options.voxel_size_mm == 0, source,
+                  " records its model (labels, frame, voxel sizes): --orientation and --voxel-size go with --labels");
+        return recorded_spec(model, source);
+    }
     ModelSpec spec;
     spec.unet = model.unet;
     spec.labels = labels::freesurfer_sorted(keras_label_list(options.labels));
     ISS_INPUT(int(spec.labels.size()) == model.unet.classes, "--labels: ", spec.labels.size(),
               " labels, but the network in ", source, " has ", model.unet.classes, " outputs");
-    require_orientation_code(options.orientation, "--orientation");
-    spec.preprocessing = {{"orientation", options.orientation},
+    const std::string orientation = options.orientation.empty() ? "RAS" : options.orientation;
+    require_orientation_code(orientation, "--orientation");
+    spec.preprocessing = {{"orientation", orientation},
                           {"size_multiple", model.unet.reference_multiple()},
                           {"normalisation", "min-max to [0, 1]"},
                           {"input_channels", model.unet.in_channels}};

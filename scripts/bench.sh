@@ -50,6 +50,13 @@ if "$tf_python" -c 'import tensorflow, tf_keras, nibabel, scipy' 2>/dev/null; th
 else
     echo "tensorflow not installed: its baselines skipped (pip install tensorflow-cpu tf-keras nibabel scipy)"
 fi
+# Keras 3's own .keras files (any backend); KERAS3_PYTHON names another Python for it.
+keras3_python=${KERAS3_PYTHON:-python3}
+if "$keras3_python" -c 'import keras, sys; sys.exit(0 if keras.__version__.startswith("3.") else 1)' 2>/dev/null; then
+    "$keras3_python" bench/baselines/keras_files.py --json "$out/baseline_keras_files.json"
+else
+    echo "Keras 3 not installed: its .keras baseline skipped (pip install keras jax[cpu] h5py)"
+fi
 if python3 -c 'import json' 2>/dev/null; then
     python3 bench/compare.py "$out"
 fi

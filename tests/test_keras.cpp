@@ -8,12 +8,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "io/hdf5.h"
 #include "io/nifti.h"
@@ -27,6 +29,7 @@
 #include "nn/ops.h"
 #include "nn/tensor.h"
 #include "nn/unet.h"
+#include "predict/keras_model.h"
 #include "synth/labels.h"
 #include "tests/backends.h"
 #include "tests/small_model.h"
@@ -620,6 +623,109 @@ TEST(KerasImport, KerasArchivesDeflatedReadAndDamagedAreRefused) {
     fs::remove_all(dir);
 }
 
+// --- our .keras export against Keras' own model.save -------------------------------------------
+
+// The options of a layer's config that say what it computes (not Keras' initialisers, dtype
+// policy or object ids).
+const char* const computing_options[] = {
+    "batch_shape", "filters",  "kernel_size", "strides", "padding", "dilation_rate", "groups", "activation", "use_bias",
+    "axis",        "momentum", "epsilon",     "center",  "scale",   "pool_size",     "size",   "data_format"};
+
+// The layers a config.json layer takes its inputs from (keras_history), in order.
+std::vector<std::string> inbound_layers(const nlohmann::json& layer) {
+    std::vector<std::string> names;
+    for (const nlohmann::json& node : layer.at("inbound_nodes")) {
+        const nlohmann::json& args = node.at("args").at(0);
+        for (const nlohmann::json& tensor : args.is_array() ? args : nlohmann::json::array({args}))
+            names.push_back(tensor.at("config").at("keras_history").at(0).get<std::string>());
+    }
+    return names;
+}
+
+std::vector<std::string> member_names(const ZipReader& zip) {
+    std::vector<std::string> names;
+    for (const ZipReader::Member& m : zip.members()) names.push_back(m.name);
+    return names;
+}
+
+// The archive our export writes holds what Keras 3.15's model.save wrote for the same network
+// (tests/data/keras3_unet_l3_f4_c34_in2.keras): the members in Keras' order; config.json's layers
+// with the same classes, names, connections, input shapes and computing options; the weights file's
+// groups with the same layer names and the same values. The one difference is ext/neuron's:
+// its pooling pads 'same' (Keras' default, which the fixture's builder kept, is 'valid'; the two
+// agree on the even sizes a U-Net takes). The archive reads back to the fixture's tensors with its
+// model recorded, and the same model gives the same bytes.
+TEST(KerasExport, ArchiveHoldsWhatKerasModelSaveWrites) {
+    if (keras3_fixture().empty()) GTEST_SKIP() << "INFANT_SOURCE_DIR unset (ctest sets it): tests/data not read";
+    const fs::path dir = test::unique_temp_dir("keras-archive-export");
+    const std::string theirs_path = keras3_archive_fixture(), ours_path = (dir / "ours.keras").string();
+    const KerasUNet model = read_keras_unet(theirs_path);
+    DeviceContext cpu;
+    Network n(cpu, model);
+    KerasImportOptions options;
+    options.labels = "infant";
+    const ModelSpec spec = keras_model_spec(model, options, theirs_path);
+    write_keras_archive(ours_path, spec, n.params);
+
+    const ZipReader theirs(theirs_path), ours(ours_path);
+    EXPECT_EQ(member_names(ours), member_names(theirs));
+    auto json_of = [](const ZipReader& zip, const std::string& name) {
+        const std::vector<uint8_t> bytes = zip.read(name, 1 << 26);
+        return nlohmann::json::parse(bytes.begin(), bytes.end());
+    };
+    const nlohmann::json want = json_of(theirs, "config.json"), got = json_of(ours, "config.json");
+    for (const char* key : {"module", "class_name", "registered_name"}) EXPECT_EQ(got.at(key), want.at(key)) << key;
+    for (const char* key : {"input_layers", "output_layers"})
+        EXPECT_EQ(got.at("config").at(key), want.at("config").at(key)) << key;
+    const nlohmann::json &want_layers = want.at("config").at("layers"), &got_layers = got.at("config").at("layers");
+    ASSERT_EQ(got_layers.size(), want_layers.size());
+    for (size_t i = 0; i < want_layers.size(); ++i) {
+        const nlohmann::json &w = want_layers[i], &g = got_layers[i];
+        SCOPED_TRACE(w.at("name").get<std::string>());
+        for (const char* key : {"module", "class_name", "name"}) EXPECT_EQ(g.at(key), w.at(key)) << key;
+        EXPECT_EQ(inbound_layers(g), inbound_layers(w));
+        EXPECT_EQ(g.value("build_config", nlohmann::json()), w.value("build_config", nlohmann::json()));
+        for (const char* option : computing_options) {
+            const nlohmann::json none;
+            const nlohmann::json &wc = w.at("config"), &gc = g.at("config");
+            if (w.at("class_name") == "MaxPooling3D" && std::string(option) == "padding")
+                EXPECT_EQ(gc.at(option), "same");
+            else
+                EXPECT_EQ(gc.value(option, none), wc.value(option, none)) << option;
+        }
+    }
+    const Hdf5Reader want_weights("theirs", theirs.read("model.weights.h5", 1 << 26)),
+        got_weights("ours", ours.read("model.weights.h5", 1 << 26));
+    const std::vector<std::string> groups = want_weights.group_members("/layers", 1024);
+    EXPECT_EQ(got_weights.group_members("/layers", 1024), groups);
+    for (const std::string& group : groups) {
+        SCOPED_TRACE(group);
+        const std::string vars = "/layers/" + group + "/vars";
+        ASSERT_TRUE(got_weights.has_group(vars));
+        EXPECT_EQ(got_weights.string_list(vars, "name"), want_weights.string_list(vars, "name"));
+        const std::vector<std::string> datasets = want_weights.group_members(vars, 16);
+        ASSERT_EQ(got_weights.group_members(vars, 16), datasets);
+        for (const std::string& d : datasets) {
+            const std::vector<int64_t> shape = want_weights.dataset_info(vars + "/" + d).shape;
+            EXPECT_EQ(got_weights.read_f32(vars + "/" + d, shape), want_weights.read_f32(vars + "/" + d, shape)) << d;
+        }
+    }
+    EXPECT_TRUE(got_weights.has_group("/vars"));
+
+    const KerasUNet back = read_keras_unet(ours_path);
+    EXPECT_EQ(back.layout, "Keras 3 archive");
+    EXPECT_TRUE(back.tensors == model.tensors);
+    const ModelSpec recorded = keras_model_spec(back, KerasImportOptions(), ours_path);
+    EXPECT_EQ(recorded.labels, spec.labels);
+    EXPECT_EQ(recorded.preprocessing, spec.preprocessing);
+    // A second later (libhdf5 would store each object's time of creation, in seconds).
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    const std::string again = (dir / "again.keras").string();
+    write_keras_archive(again, spec, n.params);
+    EXPECT_EQ(test::read_bytes(again), test::read_bytes(ours_path));
+    fs::remove_all(dir);
+}
+
 // --- the commands ------------------------------------------------------------------------------
 
 class KerasCli : public test::TempDirTest {
@@ -627,6 +733,15 @@ protected:
     static test::RunResult run(const std::string& args) { return test::run_command(test::cli_path() + " " + args); }
     std::string q(const std::string& name) const { return test::shell_quote(path(name)); }
     void make_model_dir(const std::string& dir) { test::write_small_model(path(dir)); }
+    // Exit 2, one line naming the problem (`fragment`), and nothing written at "out".
+    void expect_bad(const std::string& args, const std::string& fragment) const {
+        SCOPED_TRACE(args);
+        const test::RunResult r = run(args);
+        EXPECT_EQ(r.status, 2) << r.err;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+        EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
+        EXPECT_FALSE(fs::exists(path("out"))) << "something was written";
+    }
     void scan(const std::string& name) {
         Grid g;
         g.dim = {12, 14, 10};
@@ -681,20 +796,87 @@ TEST_F(KerasCli, ExportThenImportGivesTheSameModel) {
     EXPECT_EQ(read_labels(path("seg_keras.nii.gz")).data, read_labels(path("seg_ours.nii.gz")).data);
 }
 
+// export to .keras: predict and import take the archive without --labels, as the model it came
+// from (the same segmentation, the same tensors and model.json); --labels makes it an ordinary
+// Keras import. A recorded model that does not fit the archive's network is refused.
+TEST_F(KerasCli, KerasArchiveExportCarriesTheModel) {
+    make_model_dir("ours");
+    scan("scan.nii.gz");
+    const test::RunResult exported = run("export --model " + q("ours") + " --keras " + q("ours.keras"));
+    ASSERT_EQ(exported.status, 0) << exported.err;
+    EXPECT_NE(exported.out.find("(Keras 3 model; labels in channel order: 0 2 3 41 42"), std::string::npos)
+        << exported.out;
+    for (const char* model : {"ours", "ours.keras"}) {
+        const test::RunResult r = run(std::string("predict --device cpu --i ") + q("scan.nii.gz") + " --o " +
+                                      q(std::string("seg_") + model + ".nii.gz") + " --model " + q(model));
+        ASSERT_EQ(r.status, 0) << r.err;
+    }
+    EXPECT_EQ(read_labels(path("seg_ours.keras.nii.gz")).data, read_labels(path("seg_ours.nii.gz")).data);
+
+    const test::RunResult imported = run("import --keras " + q("ours.keras") + " --out " + q("back"));
+    ASSERT_EQ(imported.status, 0) << imported.err;
+    const SafetensorsFile a = read_safetensors(path("ours/model.safetensors"));
+    const SafetensorsFile b = read_safetensors(path("back/model.safetensors"));
+    ASSERT_EQ(a.tensors.size(), b.tensors.size());
+    for (const auto& t : a.tensors) EXPECT_EQ(t.as_f32(), b.at(t.name).as_f32()) << t.name;
+    const ModelSpec original = load_model_spec(path("ours/model.safetensors"));
+    const ModelSpec back = load_model_spec(path("back/model.safetensors"));
+    EXPECT_EQ(back.labels, original.labels);
+    EXPECT_EQ(back.preprocessing, original.preprocessing);
+    EXPECT_EQ(back.training.value("imported_from", ""), path("ours.keras"));
+    EXPECT_EQ(back.training.value("keras_layout", ""), "Keras 3 archive");
+
+    expect_bad("import --keras " + q("ours.keras") + " --out " + q("out") + " --orientation LIA",
+               "records its model (labels, frame, voxel sizes): --orientation and --voxel-size go with --labels");
+    // Given --labels, the archive is an ordinary Keras model: SynthSeg's channel order, frame RAS.
+    const test::RunResult relabelled =
+        run("import --keras " + q("ours.keras") + " --out " + q("relabelled") + " --labels 42,41,3,2,0");
+    ASSERT_EQ(relabelled.status, 0) << relabelled.err;
+    EXPECT_EQ(load_model_spec(path("relabelled/model.safetensors")).labels, (std::vector<int32_t>{0, 2, 3, 41, 42}));
+
+    // The recorded model edited: another network, then labels that are not a list.
+    auto with_description = [&](const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
+        const ZipReader zip(path("ours.keras"));
+        std::vector<test::ZipEntry> entries;
+        for (const ZipReader::Member& m : zip.members()) entries.push_back({m.name, zip.read(m.name, 1 << 26)});
+        std::vector<uint8_t>& bytes = member(entries, "metadata.json").data;
+        nlohmann::json metadata = nlohmann::json::parse(bytes.begin(), bytes.end());
+        edit(metadata.at("infant_synthseg_model"));
+        bytes = test::from_text(metadata.dump());
+        test::write_bytes(path(name), test::zip_bytes(entries));
+        return q(name);
+    };
+    expect_bad("import --keras " +
+                   with_description("wider.keras", [](nlohmann::json& d) { d["architecture"]["features"] = 4; }) +
+                   " --out " + q("out"),
+               "metadata.json's infant_synthseg_model gives the network other features than the archive's weights");
+    const std::string unlabelled =
+        with_description("unlabelled.keras", [](nlohmann::json& d) { d["labels"] = "infant"; });
+    expect_bad("import --keras " + unlabelled + " --out " + q("out"),
+               "metadata.json's infant_synthseg_model: field 'labels'");
+    // With --labels the record is not read: a broken one does not stop the archive.
+    const test::RunResult labelled =
+        run("import --keras " + unlabelled + " --out " + q("labelled") + " --labels 0,2,3,41,42");
+    EXPECT_EQ(labelled.status, 0) << labelled.err;
+
+    // ext/neuron's U-Net has batch norm epsilon 1e-3: a model with another is not written as it.
+    nlohmann::json description = nlohmann::json::parse(test::read_text(path("ours/model.json")));
+    description["architecture"]["batch_norm"]["epsilon"] = 1e-5;
+    std::ofstream(path("ours/model.json")) << description.dump(2);
+    for (const char* out : {"out.keras", "out.h5"})
+        expect_bad("export --model " + q("ours") + " --keras " + q(out),
+                   path("ours/model.json") +
+                       ": batch norm epsilon 1e-05 and ELU alpha 1: a Keras export is ext/neuron's U-Net, whose are "
+                       "0.001 and 1");
+    EXPECT_FALSE(fs::exists(path("out.keras")) || fs::exists(path("out.h5")));
+}
+
 // Exit 2, one line naming the problem, and nothing written.
 TEST_F(KerasCli, BadInputExitsTwoAndWritesNothing) {
     make_model_dir("ours");
     scan("scan.nii.gz");
     ASSERT_EQ(run("export --model " + q("ours") + " --keras " + q("ours.h5")).status, 0);
     std::ofstream(path("text.h5")) << "plain text\n";
-    const auto expect_bad = [&](const std::string& args, const std::string& fragment) {
-        SCOPED_TRACE(args);
-        const test::RunResult r = run(args);
-        EXPECT_EQ(r.status, 2) << r.err;
-        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-        EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
-        EXPECT_FALSE(fs::exists(path("out"))) << "something was written";
-    };
     expect_bad("import --keras " + q("text.h5") + " --out " + q("out") + " --labels 0,2,3,41,42", "not an HDF5 file");
     expect_bad("import --keras " + q("ours.h5") + " --out " + q("out") + " --labels 0,2,3",
                "--labels: 3 labels, but the network in");
@@ -705,7 +887,8 @@ TEST_F(KerasCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad("import --keras " + q("ours.h5") + " --out " + q("out"), "--labels is required");
     expect_bad("import --keras " + q("ours.h5") + " --out " + q("ours") + " --labels 0,2,3,41,42",
                "already holds a model");
-    expect_bad("export --model " + q("ours") + " --keras " + q("ours/model.safetensors"), "must name a .h5 file");
+    expect_bad("export --model " + q("ours") + " --keras " + q("ours/model.safetensors"),
+               "must name a .h5 or .keras file");
     expect_bad("export --model " + q("ours.h5") + " --keras " + q("again.h5"), "is a Keras file already");
     expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("out.nii.gz") + " --model " + q("ours.h5"),
                "--labels is required");

@@ -55,6 +55,31 @@ TEST_F(Zip, StoredAndDeflatedMembersReadBack) {
     EXPECT_EQ(zip.find("absent"), nullptr);
 }
 
+// write_zip: the members read back in order, stored, each dated 1980-01-01 (as Python's zipfile
+// dates one written through ZipFile.open), as regular rw-r--r-- files; an archive of none is a
+// valid empty one.
+TEST_F(Zip, WrittenArchivesReadBackAsWritten) {
+    const std::vector<ZipMember> members{
+        {"metadata.json", test::from_text("{}")}, {"empty", {}}, {"model.weights.h5", pattern(70000)}};
+    write_zip(path("w.zip"), members);
+    ASSERT_TRUE(looks_like_zip(path("w.zip")));
+    const ZipReader zip(path("w.zip"));
+    ASSERT_EQ(zip.members().size(), members.size());
+    for (size_t i = 0; i < members.size(); ++i) {
+        SCOPED_TRACE(members[i].name);
+        EXPECT_EQ(zip.members()[i].name, members[i].name);
+        EXPECT_EQ(zip.members()[i].method, 0);
+        EXPECT_EQ(zip.read(members[i].name, 1 << 20), members[i].data);  // its CRC checked
+    }
+    const std::vector<uint8_t> bytes = test::read_bytes(path("w.zip"));
+    auto u16 = [&](size_t at) { return unsigned(bytes[at] | bytes[at + 1] << 8); };
+    EXPECT_EQ(u16(12), 0x21u);  // the first local header's date: 1980-01-01
+    const size_t end = bytes.size() - 22, directory = size_t(u16(end + 16) | u16(end + 18) << 16);
+    EXPECT_EQ(u16(directory + 38) | u16(directory + 40) << 16, 0100644u << 16);  // external attributes
+    write_zip(path("none.zip"), {});
+    EXPECT_TRUE(ZipReader(path("none.zip")).members().empty());
+}
+
 // What other writers than Python's zipfile do: a streaming writer's data descriptors, extra
 // fields in the local header alone, an archive comment (one that starts with an end record's
 // signature, too short to be one).

@@ -27,7 +27,7 @@ struct ZipEntry {
     // Written as a streaming writer does: flag bit 3, zeros for the CRC and sizes in the local
     // header, a data descriptor after the data.
     bool data_descriptor = false;
-    std::vector<uint8_t> local_extra;  // an extra field in the local header only
+    std::vector<uint8_t> local_extra{};  // an extra field in the local header only
 };
 
 inline std::vector<uint8_t> from_text(const std::string& text) {

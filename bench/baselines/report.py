@@ -1,6 +1,17 @@
 """How every stage-by-stage baseline reports: one line per figure in milliseconds, and the same
 figures (seconds) as JSON for scripts/bench.sh and compare.py."""
 import json
+import time
+
+
+def best_time(run, repeats):
+    """The fastest of `repeats` calls of run(), in seconds."""
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    return min(times)
 
 
 def report(label, result, json_path=None):
