@@ -342,6 +342,8 @@ private:
             for (const LayerMap& l : layout.weighted) names.insert(l.keras);
             return names;
         }();
+        std::map<std::string, const KerasLayer*> ours;
+        for (const KerasLayer& l : layout.layers) ours[l.name] = &l;
         for (const nlohmann::json& layer : layers) {
             if (!layer.is_object() || !layer.contains("config") || !layer["config"].is_object()) continue;
             const nlohmann::json& c = layer["config"];
@@ -352,7 +354,57 @@ private:
                       "; this program's U-Net computes only what ext/neuron's SynthSeg U-Net does");
             if (kind == "Conv3D" || kind == "BatchNormalization")
                 ISS_INPUT(weighted.count(name), where, ": layer ", name, " holds no weights in the file");
+            const auto it = ours.find(name);
+            if (it != ours.end()) check_inputs(*it->second, layer, where);
         }
+    }
+
+    // A layer must take the inputs ext/neuron's U-Net gives it, in that order (the skip before
+    // the upsampled path in a merge; each level's skip from its last convolution, before the
+    // batch norm): the same layers wired otherwise compute something else. The network's first
+    // convolution may take anything (a training checkpoint feeds it the synthetic image), and a
+    // config that states no inbound nodes states nothing to compare.
+    static void check_inputs(const KerasLayer& ours, const nlohmann::json& layer, const std::string& where) {
+        const auto nodes = layer.find("inbound_nodes");
+        if (nodes == layer.end() || (ours.inputs.size() == 1 && ours.inputs[0] == "unet_input")) return;
+        const std::vector<std::string> theirs = inbound_layers(*nodes);
+        auto listed = [](const std::vector<std::string>& names) {
+            std::string text;
+            for (const std::string& n : names) text += (text.empty() ? "" : ", ") + n;
+            return text.empty() ? std::string("nothing") : text;
+        };
+        ISS_INPUT(theirs == ours.inputs, where, ": layer ", ours.name, " takes ", listed(theirs),
+                  "; in ext/neuron's U-Net it takes ", listed(ours.inputs));
+    }
+
+    // The layers whose outputs a layer takes, as Keras 2 ([[["name", 0, 0, {}], ...]]) and Keras 3
+    // ([{"args": [tensor or [tensors]], "kwargs": {}}]) write its one inbound node; a layer
+    // called more than once, or nodes in another form, give "(unreadable)".
+    static std::vector<std::string> inbound_layers(const nlohmann::json& nodes) {
+        const std::vector<std::string> unreadable{"(unreadable)"};
+        if (!nodes.is_array() || nodes.size() > 1) return unreadable;
+        if (nodes.empty()) return {};
+        const nlohmann::json& node = nodes[0];
+        nlohmann::json sources = nlohmann::json::array();
+        if (node.is_array()) {
+            sources = node;  // Keras 2: [name, node index, tensor index, kwargs] per input
+        } else if (node.is_object() && node.contains("args") && node["args"].is_array() && node["args"].size() == 1) {
+            const nlohmann::json& args = node["args"][0];
+            sources = args.is_array() ? args : nlohmann::json::array({args});
+        }
+        std::vector<std::string> names;
+        for (const nlohmann::json& source : sources) {
+            const nlohmann::json* history = &source;  // Keras 2's list, or Keras 3's tensor's keras_history
+            if (source.is_object()) {
+                const auto config = source.find("config");
+                if (config == source.end() || !config->is_object() || !config->contains("keras_history"))
+                    return unreadable;
+                history = &(*config)["keras_history"];
+            }
+            if (!history->is_array() || history->empty() || !(*history)[0].is_string()) return unreadable;
+            names.push_back((*history)[0].get<std::string>());
+        }
+        return names;
     }
 
     std::string model_config_attribute() const {

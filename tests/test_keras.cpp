@@ -299,6 +299,20 @@ protected:
                R"({"class_name": "Conv3D", "config": {"name": "unet_likelihood", "activation": "linear"}},)" +
                prediction + "]}}";
     }
+    // tiny()'s network with Keras 2's inbound nodes, the head taking `head_input`.
+    static std::string wired_config(const std::string& head_input) {
+        auto layer = [](const std::string& kind, const std::string& config, const std::string& from) {
+            return R"({"class_name": ")" + kind + R"(", "config": {)" + config + R"(}, "inbound_nodes": )" +
+                   (from.empty() ? "[]" : R"([[[")" + from + R"(", 0, 0, {}]]])") + "}";
+        };
+        return std::string(R"({"class_name": "Functional", "config": {"name": "unet", "layers": [)") +
+               layer("InputLayer", R"("name": "unet_input")", "") + "," +
+               layer("Conv3D", R"("name": "unet_conv_downarm_0_0", "activation": "elu", "padding": "same")",
+                     "unet_input") +
+               "," + layer("BatchNormalization", R"("name": "unet_bn_down_0")", "unet_conv_downarm_0_0") + "," +
+               layer("Conv3D", R"("name": "unet_likelihood", "activation": "linear")", head_input) + "," +
+               layer("Activation", R"("name": "unet_prediction", "activation": "softmax")", "unet_likelihood") + "]}}";
+    }
     static std::string error_of(const std::string& file) {
         try {
             read_keras_unet(file);
@@ -362,6 +376,14 @@ TEST_F(KerasBadInput, EachIsAnInputErrorNamingFileAndLayer) {
                                       R"("config": {"code": "a2VyYXMuYWN0aXZhdGlvbnMuc29mdG1heA=="}}}})";
     EXPECT_EQ(read_keras_unet(tiny(none, config_of("elu", 1e-3, keras3_lambda))).tensors, ok.tensors)
         << "Keras 3 stores a Lambda's code in an object";
+    // ... and connect its layers as ext/neuron does (Keras 2's inbound nodes here; Keras 3's in
+    // KerasArchivesDeflatedReadAndDamagedAreRefused).
+    EXPECT_EQ(read_keras_unet(tiny(none, wired_config("unet_bn_down_0"))).tensors, ok.tensors);
+    const std::string skipped_norm = error_of(tiny(none, wired_config("unet_conv_downarm_0_0")));
+    EXPECT_NE(skipped_norm.find("model_config: layer unet_likelihood takes unet_conv_downarm_0_0; in ext/neuron's "
+                                "U-Net it takes unet_bn_down_0"),
+              std::string::npos)
+        << skipped_norm;
     const std::string listed = error_of(tiny(config_list, config_of()));
     EXPECT_NE(listed.find("'model_config' of /: holds 2 strings, expected at most 1"), std::string::npos) << listed;
     const std::pair<std::string, const char*> refused[] = {
@@ -566,6 +588,21 @@ TEST(KerasImport, KerasArchivesDeflatedReadAndDamagedAreRefused) {
                           edit_text(member(e, "config.json"), R"("activation": "elu")", R"("activation": "relu")");
                       })
                   .find("config.json: layer unet_conv_downarm_0_0 (Conv3D) has activation relu, not elu"),
+              std::string::npos);
+    // The skip and the upsampled path swapped in a merge: the same layers, another network.
+    EXPECT_NE(refused("swapped",
+                      [](std::vector<test::ZipEntry>& e) {
+                          std::vector<uint8_t>& bytes = member(e, "config.json").data;
+                          nlohmann::json config = nlohmann::json::parse(bytes.begin(), bytes.end());
+                          for (nlohmann::json& layer : config["config"]["layers"])
+                              if (layer["name"] == "unet_merge_3") {
+                                  nlohmann::json& inputs = layer["inbound_nodes"][0]["args"][0];
+                                  std::swap(inputs[0], inputs[1]);
+                              }
+                          bytes = test::from_text(config.dump());
+                      })
+                  .find("config.json: layer unet_merge_3 takes unet_up_3, unet_conv_downarm_1_1; in ext/neuron's "
+                        "U-Net it takes unet_conv_downarm_1_1, unet_up_3"),
               std::string::npos);
     EXPECT_NE(refused("not-json",
                       [&](std::vector<test::ZipEntry>& e) { member(e, "config.json").data = test::from_text("{"); })
