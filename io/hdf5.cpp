@@ -555,9 +555,12 @@ Id untimed(hid_t kind) {
 
 // The group `name` (absolute) and every missing group above it, each untimed (libhdf5's own
 // intermediate groups would carry times).
-void create_groups(hid_t file, const std::string& path, const std::string& name) {
-    if (name.empty() || name == "/" || object_type(file, name) == H5I_GROUP) return;
-    create_groups(file, path, name.substr(0, name.rfind('/')));
+void create_groups(hid_t file, const std::string& path, std::string name) {
+    while (name.size() > 1 && name.back() == '/') name.pop_back();
+    ISS_REQUIRE(!name.empty() && name[0] == '/', path, ": HDF5 object names here are absolute, got '", name, "'");
+    if (name == "/" || object_type(file, name) == H5I_GROUP) return;
+    const size_t parent = name.rfind('/');
+    if (parent > 0) create_groups(file, path, name.substr(0, parent));
     const Id properties = untimed(H5P_GROUP_CREATE);
     Id group(H5Gcreate2(file, name.c_str(), H5P_DEFAULT, properties.get(), H5P_DEFAULT), H5Gclose);
     check(group.ok() ? 0 : -1, path, cat("create group ", name));
@@ -649,7 +652,9 @@ void write_dataset(hid_t file, const std::string& path, const std::string& name,
     }
     ISS_REQUIRE(expected == int64_t(count), "dataset ", name, ": ", count, " values for shape ", shape_text(shape));
     Id space(H5Screate_simple(int(dims.size()), dims.data(), nullptr), H5Sclose);
-    create_groups(file, path, name.substr(0, name.rfind('/')));
+    ISS_REQUIRE(!name.empty() && name[0] == '/', path, ": HDF5 object names here are absolute, got '", name, "'");
+    const size_t parent = name.rfind('/');
+    if (parent > 0) create_groups(file, path, name.substr(0, parent));
     const Id properties = untimed(H5P_DATASET_CREATE);
     Id dataset(H5Dcreate2(file, name.c_str(), file_type, space.get(), H5P_DEFAULT, properties.get(), H5P_DEFAULT),
                H5Dclose);

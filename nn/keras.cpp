@@ -344,6 +344,12 @@ private:
         }();
         std::map<std::string, const KerasLayer*> ours;
         for (const KerasLayer& l : layout.layers) ours[l.name] = &l;
+        // A model that has its own input layer is the U-Net alone: its first convolution must
+        // take that input too. Without one, a training checkpoint feeds it the synthetic image.
+        bool own_input = false;
+        for (const nlohmann::json& layer : layers)
+            own_input = own_input || (layer.is_object() && layer.contains("config") && layer["config"].is_object() &&
+                                      text_of(layer["config"], "name") == "unet_input");
         for (const nlohmann::json& layer : layers) {
             if (!layer.is_object() || !layer.contains("config") || !layer["config"].is_object()) continue;
             const nlohmann::json& c = layer["config"];
@@ -355,22 +361,37 @@ private:
             if (kind == "Conv3D" || kind == "BatchNormalization")
                 ISS_INPUT(weighted.count(name), where, ": layer ", name, " holds no weights in the file");
             const auto it = ours.find(name);
-            if (it != ours.end()) check_inputs(*it->second, layer, where);
+            ISS_INPUT(it != ours.end(), where, ": layer ", printable(name),
+                      " is not part of the U-Net its weights describe");
+            check_inputs(*it->second, layer, own_input, where);
         }
+    }
+
+    // A name from the file, fit for a one-line message: control characters as '?', at most 100
+    // characters.
+    static std::string printable(const std::string& name) {
+        std::string text = name.substr(0, 100);
+        for (char& c : text)
+            if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+        return name.size() > 100 ? text + "..." : text;
     }
 
     // A layer must take the inputs ext/neuron's U-Net gives it, in that order (the skip before
     // the upsampled path in a merge; each level's skip from its last convolution, before the
-    // batch norm): the same layers wired otherwise compute something else. The network's first
-    // convolution may take anything (a training checkpoint feeds it the synthetic image), and a
-    // config that states no inbound nodes states nothing to compare.
-    static void check_inputs(const KerasLayer& ours, const nlohmann::json& layer, const std::string& where) {
+    // batch norm): the same layers wired otherwise compute something else. The first convolution
+    // of a model without `own_input` may take anything (a training checkpoint's synthetic image),
+    // and a layer without an `inbound_nodes` key states nothing to compare.
+    static void check_inputs(const KerasLayer& ours, const nlohmann::json& layer, bool own_input,
+                             const std::string& where) {
         const auto nodes = layer.find("inbound_nodes");
-        if (nodes == layer.end() || (ours.inputs.size() == 1 && ours.inputs[0] == "unet_input")) return;
+        if (nodes == layer.end() || (!own_input && ours.inputs == std::vector<std::string>{"unet_input"})) return;
+        ISS_INPUT(nodes->is_array() && nodes->size() <= 1, where, ": layer ", ours.name, " is called ",
+                  nodes->is_array() ? cat(nodes->size(), " times") : std::string("in a form Keras does not write"),
+                  "; in ext/neuron's U-Net each layer is called once");
         const std::vector<std::string> theirs = inbound_layers(*nodes);
         auto listed = [](const std::vector<std::string>& names) {
             std::string text;
-            for (const std::string& n : names) text += (text.empty() ? "" : ", ") + n;
+            for (const std::string& n : names) text += (text.empty() ? "" : ", ") + printable(n);
             return text.empty() ? std::string("nothing") : text;
         };
         ISS_INPUT(theirs == ours.inputs, where, ": layer ", ours.name, " takes ", listed(theirs),
@@ -378,19 +399,20 @@ private:
     }
 
     // The layers whose outputs a layer takes, as Keras 2 ([[["name", 0, 0, {}], ...]]) and Keras 3
-    // ([{"args": [tensor or [tensors]], "kwargs": {}}]) write its one inbound node; a layer
-    // called more than once, or nodes in another form, give "(unreadable)".
+    // ([{"args": [tensor or [tensors]], "kwargs": {}}]) write its one inbound node (at most one:
+    // check_inputs); a node in another form gives "(unreadable)".
     static std::vector<std::string> inbound_layers(const nlohmann::json& nodes) {
         const std::vector<std::string> unreadable{"(unreadable)"};
-        if (!nodes.is_array() || nodes.size() > 1) return unreadable;
         if (nodes.empty()) return {};
         const nlohmann::json& node = nodes[0];
-        nlohmann::json sources = nlohmann::json::array();
+        nlohmann::json sources;
         if (node.is_array()) {
             sources = node;  // Keras 2: [name, node index, tensor index, kwargs] per input
         } else if (node.is_object() && node.contains("args") && node["args"].is_array() && node["args"].size() == 1) {
             const nlohmann::json& args = node["args"][0];
             sources = args.is_array() ? args : nlohmann::json::array({args});
+        } else {
+            return unreadable;
         }
         std::vector<std::string> names;
         for (const nlohmann::json& source : sources) {
@@ -802,9 +824,9 @@ KerasUNet read_keras_file(const std::string& path) {
                       path, ": metadata.json's keras_version is not a release name");
             text.keras_version = *release;
         }
+        // Passed on unchecked (keras_model_spec checks it when it is used: not with --labels).
         const auto description = metadata.find(kDescriptionKey);
         if (description != metadata.end()) {
-            ISS_INPUT(description->is_object(), path, ": metadata.json's ", kDescriptionKey, " is not a JSON object");
             text.description = description->dump();
             ISS_INPUT(text.description.size() <= kMaxMetadataBytes, path, ": metadata.json's ", kDescriptionKey,
                       " is larger than ", kMaxMetadataBytes >> 20, " MB");

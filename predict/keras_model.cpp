@@ -57,7 +57,8 @@ void require_labels_unless_recorded(const KerasImportOptions& options, const std
 ModelSpec keras_model_spec(const KerasUNet& model, const KerasImportOptions& options, const std::string& source) {
     if (!model.description.empty() && options.labels.empty()) {
         ISS_INPUT(options.orientation.empty() && options.voxel_size_mm == 0, source,
-                  " records its model (labels, frame, voxel sizes): --orientation and --voxel-size go with --labels");
+                  " records its model (labels, frame, voxel sizes): ",
+                  options.orientation.empty() ? "--voxel-size" : "--orientation", " goes with --labels");
         return recorded_spec(model, source);
     }
     ModelSpec spec;

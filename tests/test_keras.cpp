@@ -299,8 +299,9 @@ protected:
                R"({"class_name": "Conv3D", "config": {"name": "unet_likelihood", "activation": "linear"}},)" +
                prediction + "]}}";
     }
-    // tiny()'s network with Keras 2's inbound nodes, the head taking `head_input`.
-    static std::string wired_config(const std::string& head_input) {
+    // tiny()'s network with Keras 2's inbound nodes, the head taking `head_input`, the first
+    // convolution `first_input`.
+    static std::string wired_config(const std::string& head_input, const std::string& first_input = "unet_input") {
         auto layer = [](const std::string& kind, const std::string& config, const std::string& from) {
             return R"({"class_name": ")" + kind + R"(", "config": {)" + config + R"(}, "inbound_nodes": )" +
                    (from.empty() ? "[]" : R"([[[")" + from + R"(", 0, 0, {}]]])") + "}";
@@ -308,7 +309,7 @@ protected:
         return std::string(R"({"class_name": "Functional", "config": {"name": "unet", "layers": [)") +
                layer("InputLayer", R"("name": "unet_input")", "") + "," +
                layer("Conv3D", R"("name": "unet_conv_downarm_0_0", "activation": "elu", "padding": "same")",
-                     "unet_input") +
+                     first_input) +
                "," + layer("BatchNormalization", R"("name": "unet_bn_down_0")", "unet_conv_downarm_0_0") + "," +
                layer("Conv3D", R"("name": "unet_likelihood", "activation": "linear")", head_input) + "," +
                layer("Activation", R"("name": "unet_prediction", "activation": "softmax")", "unet_likelihood") + "]}}";
@@ -384,6 +385,13 @@ TEST_F(KerasBadInput, EachIsAnInputErrorNamingFileAndLayer) {
                                 "U-Net it takes unet_bn_down_0"),
               std::string::npos)
         << skipped_norm;
+    // A model with its own input must feed it to the first convolution (a training checkpoint,
+    // without one, feeds that convolution the synthetic image).
+    const std::string bypassed = error_of(tiny(none, wired_config("unet_bn_down_0", "other_model_output")));
+    EXPECT_NE(bypassed.find("layer unet_conv_downarm_0_0 takes other_model_output; in ext/neuron's U-Net it takes "
+                            "unet_input"),
+              std::string::npos)
+        << bypassed;
     const std::string listed = error_of(tiny(config_list, config_of()));
     EXPECT_NE(listed.find("'model_config' of /: holds 2 strings, expected at most 1"), std::string::npos) << listed;
     const std::pair<std::string, const char*> refused[] = {
@@ -864,12 +872,18 @@ TEST_F(KerasCli, KerasArchiveExportCarriesTheModel) {
     EXPECT_EQ(back.training.value("keras_layout", ""), "Keras 3 archive");
 
     expect_bad("import --keras " + q("ours.keras") + " --out " + q("out") + " --orientation LIA",
-               "records its model (labels, frame, voxel sizes): --orientation and --voxel-size go with --labels");
+               "records its model (labels, frame, voxel sizes): --orientation goes with --labels");
     // Given --labels, the archive is an ordinary Keras model: SynthSeg's channel order, frame RAS.
     const test::RunResult relabelled =
         run("import --keras " + q("ours.keras") + " --out " + q("relabelled") + " --labels 42,41,3,2,0");
     ASSERT_EQ(relabelled.status, 0) << relabelled.err;
     EXPECT_EQ(load_model_spec(path("relabelled/model.safetensors")).labels, (std::vector<int32_t>{0, 2, 3, 41, 42}));
+    // A model that was itself imported keeps its origin through an archive of ours.
+    ASSERT_EQ(run("export --model " + q("relabelled") + " --keras " + q("relabelled.keras")).status, 0);
+    ASSERT_EQ(run("import --keras " + q("relabelled.keras") + " --out " + q("again")).status, 0);
+    const nlohmann::json again = load_model_spec(path("again/model.safetensors")).training;
+    EXPECT_EQ(again.value("imported_from", ""), path("ours.keras")) << again.dump();
+    EXPECT_EQ(again.value("reimported_from", ""), path("relabelled.keras")) << again.dump();
 
     // The recorded model edited: another network, then labels that are not a list.
     auto with_description = [&](const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
