@@ -59,7 +59,7 @@ bool predicted_segmentation(const std::string& file) {
     return predict_output_index(file) == 0;
 }
 
-// A prediction's subject: its name without .nii / .nii.gz and the _synthseg a predict folder
+// A prediction's subject: its name without .nii / .nii.gz / .mgz / .mgh and the _synthseg a predict folder
 // adds ("sub01_synthseg.nii.gz" -> "sub01"), as predict's --vol names it.
 std::string subject_of(const std::string& prediction) {
     const std::string stem = volume_stem(prediction);
@@ -67,7 +67,7 @@ std::string subject_of(const std::string& prediction) {
                                               : stem;
 }
 
-// The segmentations in a folder: its NIfTI files, but in a folder predict wrote (NAME_synthseg
+// The segmentations in a folder: its volumes, but in a folder predict wrote (NAME_synthseg
 // files) not the posteriors and resampled images --post and --resample put beside them.
 std::vector<std::string> segmentations_in(const std::string& folder) {
     std::vector<std::string> files = volume_files(folder);

@@ -653,16 +653,13 @@ bool is_temporary_output(const std::string& name) {
     return t && !t->replaced && is_volume_name(t->base);
 }
 
-bool is_nifti_name(const std::string& path) {
-    return ends_with_ignoring_case(path, ".nii") || ends_with_ignoring_case(path, ".nii.gz");
-}
-
 bool is_mgh_name(const std::string& path) {
-    return ends_with_ignoring_case(path, ".mgz") || ends_with_ignoring_case(path, ".mgh");
+    const std::string ending = volume_ending(path);
+    return ending == ".mgz" || ending == ".mgh";
 }
 
 bool is_volume_name(const std::string& path) {
-    return is_nifti_name(path) || is_mgh_name(path);
+    return !volume_ending(path).empty();
 }
 
 std::string volume_ending(const std::string& path) {

@@ -188,12 +188,10 @@ bool ends_with(const std::string& text, const std::string& suffix);
 // The same, with ASCII letters compared without case ("A.NII.GZ" ends with ".nii.gz").
 bool ends_with_ignoring_case(const std::string& text, const std::string& suffix);
 
-// A name ending in .nii or .nii.gz, in any case (readers such as nibabel choose by the ending,
-// and take SCAN.NII.GZ as scan.nii.gz).
-bool is_nifti_name(const std::string& path);
 // FreeSurfer's .mgz or .mgh, in any case.
 bool is_mgh_name(const std::string& path);
-// A volume this program reads: NIfTI or MGH.
+// A volume this program reads: .nii, .nii.gz (NIfTI), .mgz or .mgh (MGH), in any case (readers
+// such as nibabel choose by the ending, and take SCAN.NII.GZ as scan.nii.gz).
 bool is_volume_name(const std::string& path);
 // An OutputFile's temporary of a volume output ("a.nii.gz.tmp-123.nii.gz", "a.mgz.tmp-9.mgz"),
 // left by a killed run.

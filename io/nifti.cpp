@@ -593,6 +593,14 @@ VolumeHeader parse_and_validate(const std::string& path) {
     return h;
 }
 
+// Where the MGH header keeps each field (big-endian), for the reader and the writer.
+namespace mgh_at {
+constexpr size_t version = 0, dims = 4, frames = 16, type = 20, good_ras = 28, voxel_size = 30, directions = 42,
+                 centre = 78;
+constexpr size_t read_bytes = 90;  // what the reader needs: the fields above
+constexpr size_t data = 284;       // the voxels
+}  // namespace mgh_at
+
 // FreeSurfer's types, as nibabel reads and writes them, and the NIfTI datatype of each.
 struct MghType {
     int32_t mgh;
@@ -612,12 +620,11 @@ constexpr MghType mgh_types[] = {{0, NIFTI_TYPE_UINT8},
 VolumeHeader parse_mgh(const std::string& path) {
     const int64_t size = file_size(path);
     ISS_INPUT(size > 0, path, ": file is empty");
-    constexpr size_t kHeaderBytes = 90, kDataOffset = 284;
-    unsigned char buf[kHeaderBytes] = {};
+    unsigned char buf[mgh_at::read_bytes] = {};
     const size_t got = GzReader(path).read_some(buf, sizeof buf);
-    ISS_INPUT(got == kHeaderBytes, path, ": too short to be an MGH file (", got, " bytes)");
-    const int32_t version = field<int32_t>(buf, 0, true);
-    const int32_t sizeof_hdr = field<int32_t>(buf, 0, false);
+    ISS_INPUT(got == mgh_at::read_bytes, path, ": too short to be an MGH file (", got, " bytes)");
+    const int32_t version = field<int32_t>(buf, mgh_at::version, true);
+    const int32_t sizeof_hdr = field<int32_t>(buf, 0, false);  // were it NIfTI
     ISS_INPUT(version == 1, path, ": not an MGH file: version is ", version, " (expected 1)",
               sizeof_hdr == 348 || sizeof_hdr == 540 ? "; it is a NIfTI file: name it .nii or .nii.gz" : "");
 
@@ -625,15 +632,15 @@ VolumeHeader parse_mgh(const std::string& path) {
     h.version = 0;
     h.format = "MGH";
     h.byte_swapped = true;  // big-endian, on a little-endian host (static_assert above)
-    const int32_t frames = field<int32_t>(buf, 16, true);
+    const int32_t frames = field<int32_t>(buf, mgh_at::frames, true);
     h.dim[0] = frames > 1 ? 4 : 3;
     for (int i = 0; i < 4; ++i) {
-        const int32_t d = field<int32_t>(buf, size_t(4 + 4 * i), true);
+        const int32_t d = field<int32_t>(buf, mgh_at::dims + size_t(4 * i), true);
         ISS_INPUT(d >= 1, path, ": MGH dimension ", i + 1, " is ", d, " (every dimension must be >= 1)");
         h.dim[size_t(i + 1)] = d;
     }
     for (int i = 5; i < 8; ++i) h.dim[size_t(i)] = 1;
-    const int32_t type = field<int32_t>(buf, 20, true);
+    const int32_t type = field<int32_t>(buf, mgh_at::type, true);
     for (const MghType& t : mgh_types)
         if (type == t.mgh) h.datatype = t.nifti;
     ISS_INPUT(h.datatype != 0, path, ": MGH data type ", type,
@@ -644,15 +651,15 @@ VolumeHeader parse_mgh(const std::string& path) {
     // The grid. Without one (goodRASFlag 0; FreeSurfer reads the stored one only when it is
     // positive, nibabel when it is not 0) FreeSurfer assumes coronal slices (LIA) and nibabel, and
     // so SynthSeg's tools, other axes (LSP): refused rather than guessed.
-    const int16_t good_ras = field<int16_t>(buf, 28, true);
+    const int16_t good_ras = field<int16_t>(buf, mgh_at::good_ras, true);
     ISS_INPUT(good_ras > 0, path, ": MGH goodRASFlag is ", good_ras,
               ", so its orientation is not stored (FreeSurfer and nibabel assume different ones); give it one, "
               "e.g. with FreeSurfer's mri_convert --in_orientation");
     float delta[3], mdc[3][3], centre[3];
     for (int i = 0; i < 3; ++i) {
-        delta[i] = field<float>(buf, size_t(30 + 4 * i), true);
-        centre[i] = field<float>(buf, size_t(78 + 4 * i), true);
-        for (int j = 0; j < 3; ++j) mdc[i][j] = field<float>(buf, size_t(42 + 12 * i + 4 * j), true);
+        delta[i] = field<float>(buf, mgh_at::voxel_size + size_t(4 * i), true);
+        centre[i] = field<float>(buf, mgh_at::centre + size_t(4 * i), true);
+        for (int j = 0; j < 3; ++j) mdc[i][j] = field<float>(buf, mgh_at::directions + size_t(12 * i + 4 * j), true);
         ISS_INPUT(std::isfinite(delta[i]) && delta[i] > 0, path, ": MGH voxel size ", i + 1, " is ", delta[i],
                   " (must be finite and > 0)");
     }
@@ -674,7 +681,7 @@ VolumeHeader parse_mgh(const std::string& path) {
     // A NIfTI output made like it says the same: scanner coordinates, mm (as mri_convert writes).
     h.qform_code = h.sform_code = NIFTI_XFORM_SCANNER_ANAT;
     h.xyzt_units = NIFTI_UNITS_MM;
-    h.vox_offset = int64_t(kDataOffset);
+    h.vox_offset = int64_t(mgh_at::data);
     h.data_path = path;
     require_data_in_file(h, size);
     return h;
@@ -831,6 +838,12 @@ struct OutHeader {
     std::string descrip;
 };
 
+// Whether an output on `grid` is on the grid of an input `like` that stated no transform
+// (NIfTI's method 1: the voxel size alone): such an output states none either.
+bool states_no_transform(const VolumeHeader* like, const Grid& grid) {
+    return like && like->affine_source == "pixdim" && like->grid().same_as(grid);
+}
+
 OutHeader make_header(const Grid& grid, int64_t frames, int datatype, int bitpix, const VolumeHeader* like) {
     OutHeader o;
     // In the units of the input it is made like (mm otherwise): the grid is in mm.
@@ -858,7 +871,7 @@ OutHeader make_header(const Grid& grid, int64_t frames, int datatype, int bitpix
     // places the two alike: no transform when the input had none (readers then fall back on the
     // voxel size, each in its own way, the same for both), and the input's own qform.
     const bool input_grid = like && like->grid().same_as(grid);
-    if (input_grid && like->affine_source == "pixdim") {
+    if (states_no_transform(like, grid)) {
         o.pixdim[0] = like->pixdim[0];
         return o;  // sform_code and qform_code 0
     }
@@ -976,7 +989,7 @@ bool needs_nifti2(const Grid& grid, int64_t frames) {
 // each voxel axis's size is its column's length and its direction the column divided by it;
 // the centre is the world position of voxel dims / 2. MGH has no units: the grid is in mm.
 std::vector<unsigned char> mgh_header(const std::string& path, const Grid& grid, int64_t frames, int datatype) {
-    std::vector<unsigned char> h(284, 0);
+    std::vector<unsigned char> h(mgh_at::data, 0);
     auto put = [&](size_t at, auto value) {
         std::memcpy(&h[at], &value, sizeof value);
         swap_bytes(&h[at], sizeof value);  // big-endian
@@ -988,20 +1001,21 @@ std::vector<unsigned char> mgh_header(const std::string& path, const Grid& grid,
     ISS_INPUT(grid.dim[0] <= INT32_MAX && grid.dim[1] <= INT32_MAX && grid.dim[2] <= INT32_MAX && frames <= INT32_MAX,
               path, ": a volume of ", grid.dim[0], "x", grid.dim[1], "x", grid.dim[2], "x", frames,
               " does not fit MGH's 32-bit dimensions");
-    put(0, int32_t(1));
-    for (int a = 0; a < 3; ++a) put(size_t(4 + 4 * a), int32_t(grid.dim[size_t(a)]));
-    put(16, int32_t(frames));
-    put(20, type);
-    put(28, int16_t(1));  // goodRASFlag
+    put(mgh_at::version, int32_t(1));
+    for (int a = 0; a < 3; ++a) put(mgh_at::dims + size_t(4 * a), int32_t(grid.dim[size_t(a)]));
+    put(mgh_at::frames, int32_t(frames));
+    put(mgh_at::type, type);
+    put(mgh_at::good_ras, int16_t(1));
     for (int c = 0; c < 3; ++c) {
         const double length = grid.affine.column_norm(c);
-        put(size_t(30 + 4 * c), float(length));
-        for (int r = 0; r < 3; ++r) put(size_t(42 + 12 * c + 4 * r), float(grid.affine.m[r][c] / length));
+        put(mgh_at::voxel_size + size_t(4 * c), float(length));
+        for (int r = 0; r < 3; ++r)
+            put(mgh_at::directions + size_t(12 * c + 4 * r), float(grid.affine.m[r][c] / length));
     }
     for (int r = 0; r < 3; ++r) {  // in nibabel's order: affine . (dims / 2, 1)
         double centre = 0;
         for (int c = 0; c < 3; ++c) centre += grid.affine.m[r][c] * (double(grid.dim[size_t(c)]) / 2);
-        put(size_t(78 + 4 * r), float(centre + grid.affine.m[r][3]));
+        put(mgh_at::centre + size_t(4 * r), float(centre + grid.affine.m[r][3]));
     }
     return h;
 }
@@ -1016,8 +1030,7 @@ void write_volume(const std::string& path, const Volume<T>& vol, int datatype, c
     const bool mgh = is_mgh_name(path);
     // A NIfTI output on such an input's grid states no transform, so that every reader places
     // the two alike; MGH always states one, and ours (NIfTI's method 1) is not nibabel's.
-    ISS_INPUT(!(mgh && like && like->affine_source == "pixdim" && like->grid().same_as(vol.grid)), path, ": its input ",
-              like ? like->path : std::string(),
+    ISS_INPUT(!(mgh && states_no_transform(like, vol.grid)), path, ": its input ", like ? like->path : std::string(),
               " stores no orientation (no qform or sform), "
               "which an MGH file cannot leave unstated: name the output .nii or .nii.gz");
     GzWriter out(path, datatype);

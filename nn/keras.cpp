@@ -82,6 +82,7 @@ struct KerasLayer {
     std::string kind;                 // its Keras class
     std::vector<std::string> inputs;  // the layers whose outputs it takes, in order
     int64_t channels = 0;             // of its output
+    int weights = -1;                 // its index in KerasLayout::weighted; -1: it holds none
 };
 
 // The U-Net as Keras holds it: every layer in the model's order (the weights-only file's list,
@@ -98,10 +99,16 @@ KerasLayout layout_of(const UNetConfig& u) {
         k.layers.push_back({name, kind, std::move(inputs), channels});
         return name;
     };
+    // A layer with weights: the last weighted entry's.
+    auto add_weighted = [&](const char* kind, std::vector<std::string> inputs) {
+        const LayerMap& w = k.weighted.back();
+        k.layers.push_back({w.keras, kind, std::move(inputs), w.out_c, int(k.weighted.size()) - 1});
+        return w.keras;
+    };
     auto convolutions = [&](int level, std::string input, int64_t in_c, auto name_of, const std::string& ours) {
         for (int c = 0; c < u.convs_per_level; ++c) {
             k.weighted.push_back({name_of(c), cat(ours, ".conv", c), false, in_c, u.features_at(level), u.kernel});
-            input = add(k.weighted.back().keras, "Conv3D", {input}, u.features_at(level));
+            input = add_weighted("Conv3D", {input});
             in_c = u.features_at(level);
         }
         return input;
@@ -114,7 +121,7 @@ KerasLayout layout_of(const UNetConfig& u) {
             l, previous, in_c, [&](int c) { return down_conv(l, c); }, cat("enc", l));
         skips.push_back(previous);
         k.weighted.push_back({down_bn(l), cat("enc", l, ".bn"), true, 0, u.features_at(l), 0});
-        previous = add(down_bn(l), "BatchNormalization", {previous}, u.features_at(l));
+        previous = add_weighted("BatchNormalization", {previous});
         if (l < L - 1) previous = add(cat("unet_maxpool_", l), "MaxPooling3D", {previous}, u.features_at(l));
     }
     for (int i = 0; i < L - 1; ++i) {
@@ -126,10 +133,10 @@ KerasLayout layout_of(const UNetConfig& u) {
             l, previous, u.features_at(l) + u.features_at(l + 1), [&](int c) { return up_conv(L, i, c); },
             cat("dec", l));
         k.weighted.push_back({up_bn(i), cat("dec", l, ".bn"), true, 0, u.features_at(l), 0});
-        previous = add(up_bn(i), "BatchNormalization", {previous}, u.features_at(l));
+        previous = add_weighted("BatchNormalization", {previous});
     }
     k.weighted.push_back({likelihood, "head", false, u.features_at(0), u.classes, 1});
-    previous = add(likelihood, "Conv3D", {previous}, u.classes);
+    previous = add_weighted("Conv3D", {previous});
     add("unet_prediction", "Activation", {previous}, u.classes);
     return k;
 }
@@ -337,34 +344,31 @@ private:
     // `layers`: config_layers of the config; `where` names it in messages ("FILE: model_config",
     // "FILE: config.json").
     void check_model_config(const KerasLayout& layout, const nlohmann::json& layers, const std::string& where) const {
-        const std::set<std::string> weighted = [&] {
-            std::set<std::string> names;
-            for (const LayerMap& l : layout.weighted) names.insert(l.keras);
-            return names;
-        }();
         std::map<std::string, const KerasLayer*> ours;
         for (const KerasLayer& l : layout.layers) ours[l.name] = &l;
         // A model that has its own input layer is the U-Net alone: its first convolution must
         // take that input too. Without one, a training checkpoint feeds it the synthetic image.
-        bool own_input = false;
-        for (const nlohmann::json& layer : layers)
-            own_input = own_input || (layer.is_object() && layer.contains("config") && layer["config"].is_object() &&
-                                      text_of(layer["config"], "name") == "unet_input");
+        const bool own_input = std::any_of(layers.begin(), layers.end(),
+                                           [](const nlohmann::json& layer) { return name_of(layer) == "unet_input"; });
         for (const nlohmann::json& layer : layers) {
-            if (!layer.is_object() || !layer.contains("config") || !layer["config"].is_object()) continue;
-            const nlohmann::json& c = layer["config"];
-            const std::string name = text_of(c, "name"), kind = text_of(layer, "class_name");
+            const std::string name = name_of(layer);
             if (!starts_with(name, "unet_")) continue;  // another model's layer (training checkpoints)
-            const std::string why = layer_difference(kind, name, c);
-            ISS_INPUT(why.empty(), where, ": layer ", name, " (", kind, ") ", why,
+            const std::string kind = text_of(layer, "class_name"), shown = printable(name);
+            const std::string why = layer_difference(kind, name, layer["config"]);
+            ISS_INPUT(why.empty(), where, ": layer ", shown, " (", printable(kind), ") ", why,
                       "; this program's U-Net computes only what ext/neuron's SynthSeg U-Net does");
-            if (kind == "Conv3D" || kind == "BatchNormalization")
-                ISS_INPUT(weighted.count(name), where, ": layer ", name, " holds no weights in the file");
             const auto it = ours.find(name);
-            ISS_INPUT(it != ours.end(), where, ": layer ", printable(name),
-                      " is not part of the U-Net its weights describe");
+            ISS_INPUT(it != ours.end(), where, ": layer ", shown, " is not part of the U-Net its weights describe");
+            if (kind == "Conv3D" || kind == "BatchNormalization")
+                ISS_INPUT(it->second->weights >= 0, where, ": layer ", shown, " holds no weights in the file");
             check_inputs(*it->second, layer, own_input, where);
         }
+    }
+
+    // A config layer's name ("" when it has no config object or no name).
+    static std::string name_of(const nlohmann::json& layer) {
+        const auto config = layer.is_object() ? layer.find("config") : layer.end();
+        return config != layer.end() && config->is_object() ? text_of(*config, "name") : std::string();
     }
 
     // A name from the file, fit for a one-line message: control characters as '?', at most 100
@@ -885,12 +889,6 @@ private:
     std::map<std::string, Param> by_name_;
 };
 
-std::map<std::string, const LayerMap*> weighted_by_name(const KerasLayout& layout) {
-    std::map<std::string, const LayerMap*> weighted;
-    for (const LayerMap& layer : layout.weighted) weighted[layer.keras] = &layer;
-    return weighted;
-}
-
 // One weight of a Keras layer, in Keras' layout.
 struct KerasWeight {
     std::string name;  // Keras 2's: "kernel:0", "gamma:0", ...
@@ -932,12 +930,12 @@ double shortest_decimal(float value) {
 nlohmann::json keras3_model_config(const UNetConfig& u, const KerasLayout& layout) {
     using nlohmann::json;
     const json any = nullptr;
-    std::map<std::string, int64_t> channels;
+    auto shape = [&](int64_t c) { return json::array({any, any, any, any, c}); };
+    auto triple = [](int v) { return json::array({v, v, v}); };
+    std::map<std::string, int64_t> channels;  // of the layers so far, which feed the next ones
     json layers = json::array();
     for (const KerasLayer& layer : layout.layers) {
         channels[layer.name] = layer.channels;
-        auto shape = [&](int64_t c) { return json::array({any, any, any, any, c}); };
-        auto triple = [](int v) { return json::array({v, v, v}); };
         json config = {{"name", layer.name}, {"trainable", true}, {"dtype", "float32"}};
         if (layer.kind == "InputLayer") {
             config = {
@@ -1019,15 +1017,13 @@ void write_keras_unet(const std::string& path, const UNetConfig& unet, ParamStor
     file.string_list("/", "layer_names", layer_names);
     file.string_attribute("/", "backend", "tensorflow");
     file.string_attribute("/", "keras_version", "2.2.4");
-    const std::map<std::string, const LayerMap*> weighted = weighted_by_name(layout);
-    for (const std::string& name : layer_names) {
-        const std::string group = "/" + name;
+    for (const KerasLayer& layer : layout.layers) {
+        const std::string group = "/" + layer.name;
         file.group(group);
         std::vector<std::string> names;
-        const auto it = weighted.find(name);
-        if (it != weighted.end())
-            for (const KerasWeight& w : keras_weights(*it->second, values)) {
-                names.push_back(name + "/" + w.name);
+        if (layer.weights >= 0)
+            for (const KerasWeight& w : keras_weights(layout.weighted[size_t(layer.weights)], values)) {
+                names.push_back(layer.name + "/" + w.name);
                 file.dataset_f32(group + "/" + names.back(), w.shape, w.values);
             }
         file.string_list(group, "weight_names", names);
@@ -1047,14 +1043,13 @@ void write_keras_archive(const std::string& path, const ModelSpec& spec, ParamSt
     std::vector<std::string> kinds;
     for (const KerasLayer& layer : layout.layers) kinds.push_back(layer.kind);
     const std::vector<std::string> groups = keras3_group_names(kinds);
-    const std::map<std::string, const LayerMap*> weighted = weighted_by_name(layout);
     for (size_t i = 0; i < layout.layers.size(); ++i) {
+        const KerasLayer& layer = layout.layers[i];
         const std::string vars = "/layers/" + groups[i] + "/vars";
         weights.group(vars);
-        weights.utf8_attribute(vars, "name", layout.layers[i].name);
-        const auto it = weighted.find(layout.layers[i].name);
-        if (it == weighted.end()) continue;
-        const std::vector<KerasWeight> list = keras_weights(*it->second, values);
+        weights.utf8_attribute(vars, "name", layer.name);
+        if (layer.weights < 0) continue;
+        const std::vector<KerasWeight> list = keras_weights(layout.weighted[size_t(layer.weights)], values);
         for (size_t w = 0; w < list.size(); ++w) weights.dataset_f32(cat(vars, "/", w), list[w].shape, list[w].values);
     }
     // Keras reads no release from metadata.json; ours is there for import and predict.

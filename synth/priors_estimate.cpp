@@ -183,7 +183,7 @@ std::vector<SubjectFiles> pair_subject_files(const std::string& images, const st
     ISS_INPUT(image_folder == label_folder, "--images and --labels must both be folders or both files (",
               images, ", ", labels, ")");
     if (!image_folder) return {{image_files.front(), label_files.front()}};  // one subject
-    // Folders pair by subject: the name without .nii / .nii.gz (a.nii with a.nii.gz), as dice does.
+    // Folders pair by subject: the name without its ending (a.nii with a.nii.gz or a.mgz), as dice does.
     const std::map<std::string, std::string> image_of = volume_files_by_subject(images, image_files),
                                              labels_of = volume_files_by_subject(labels, label_files);
     std::vector<SubjectFiles> pairs;

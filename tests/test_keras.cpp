@@ -552,17 +552,23 @@ TEST(KerasImport, KerasArchivesGiveTheWeightsFilesTensors) {
     }
 }
 
-// The members of an archive fixture (keras3_archive_fixture's variant), changed by `edit`, as a
-// new archive in `dir`: its path.
-std::string keras_archive_variant(const fs::path& dir, const std::string& what,
-                                  const std::function<void(std::vector<test::ZipEntry>&)>& edit,
-                                  const std::string& variant = "keras3_") {
-    const ZipReader fixture(keras3_archive_fixture(variant));
+using ArchiveEdit = std::function<void(std::vector<test::ZipEntry>&)>;
+
+// The members of the archive `source`, changed by `edit`, written as the archive `out`.
+void edited_archive(const std::string& source, const std::string& out, const ArchiveEdit& edit) {
+    const ZipReader zip(source);
     std::vector<test::ZipEntry> entries;
-    for (const ZipReader::Member& m : fixture.members()) entries.push_back({m.name, fixture.read(m.name, 1 << 30)});
+    for (const ZipReader::Member& m : zip.members()) entries.push_back({m.name, zip.read(m.name, 1 << 30)});
     edit(entries);
-    const std::string out = (dir / (what + ".keras")).string();
     test::write_bytes(out, test::zip_bytes(entries));
+}
+
+// An archive fixture (keras3_archive_fixture's variant) changed by `edit`, as WHAT.keras in
+// `dir`: its path.
+std::string keras_archive_variant(const fs::path& dir, const std::string& what, const ArchiveEdit& edit,
+                                  const std::string& variant = "keras3_") {
+    const std::string out = (dir / (what + ".keras")).string();
+    edited_archive(keras3_archive_fixture(variant), out, edit);
     return out;
 }
 
@@ -570,6 +576,13 @@ test::ZipEntry& member(std::vector<test::ZipEntry>& entries, const std::string& 
     for (test::ZipEntry& e : entries)
         if (e.name == name) return e;
     throw std::runtime_error("the fixture has no " + name);
+}
+
+// A JSON member changed by `edit`.
+void edit_json(test::ZipEntry& entry, const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json json = nlohmann::json::parse(entry.data.begin(), entry.data.end());
+    edit(json);
+    entry.data = test::from_text(json.dump());
 }
 
 TEST(KerasImport, KerasArchivesDeflatedReadAndDamagedAreRefused) {
@@ -600,14 +613,13 @@ TEST(KerasImport, KerasArchivesDeflatedReadAndDamagedAreRefused) {
     // The skip and the upsampled path swapped in a merge: the same layers, another network.
     EXPECT_NE(refused("swapped",
                       [](std::vector<test::ZipEntry>& e) {
-                          std::vector<uint8_t>& bytes = member(e, "config.json").data;
-                          nlohmann::json config = nlohmann::json::parse(bytes.begin(), bytes.end());
-                          for (nlohmann::json& layer : config["config"]["layers"])
-                              if (layer["name"] == "unet_merge_3") {
-                                  nlohmann::json& inputs = layer["inbound_nodes"][0]["args"][0];
-                                  std::swap(inputs[0], inputs[1]);
-                              }
-                          bytes = test::from_text(config.dump());
+                          edit_json(member(e, "config.json"), [](nlohmann::json& config) {
+                              for (nlohmann::json& layer : config["config"]["layers"])
+                                  if (layer["name"] == "unet_merge_3") {
+                                      nlohmann::json& inputs = layer["inbound_nodes"][0]["args"][0];
+                                      std::swap(inputs[0], inputs[1]);
+                                  }
+                          });
                       })
                   .find("config.json: layer unet_merge_3 takes unet_up_3, unet_conv_downarm_1_1; in ext/neuron's "
                         "U-Net it takes unet_conv_downarm_1_1, unet_up_3"),
@@ -873,11 +885,13 @@ TEST_F(KerasCli, KerasArchiveExportCarriesTheModel) {
 
     expect_bad("import --keras " + q("ours.keras") + " --out " + q("out") + " --orientation LIA",
                "records its model (labels, frame, voxel sizes): --orientation goes with --labels");
-    // Given --labels, the archive is an ordinary Keras model: SynthSeg's channel order, frame RAS.
-    const test::RunResult relabelled =
-        run("import --keras " + q("ours.keras") + " --out " + q("relabelled") + " --labels 42,41,3,2,0");
+    // Given --labels, the archive is an ordinary Keras model: SynthSeg's channel order, the frame given.
+    const test::RunResult relabelled = run("import --keras " + q("ours.keras") + " --out " + q("relabelled") +
+                                           " --labels 42,41,3,2,0 --orientation LIA");
     ASSERT_EQ(relabelled.status, 0) << relabelled.err;
-    EXPECT_EQ(load_model_spec(path("relabelled/model.safetensors")).labels, (std::vector<int32_t>{0, 2, 3, 41, 42}));
+    const ModelSpec relabelled_spec = load_model_spec(path("relabelled/model.safetensors"));
+    EXPECT_EQ(relabelled_spec.labels, (std::vector<int32_t>{0, 2, 3, 41, 42}));
+    EXPECT_EQ(relabelled_spec.preprocessing.value("orientation", ""), "LIA");  // not the record's RAS
     // A model that was itself imported keeps its origin through an archive of ours.
     ASSERT_EQ(run("export --model " + q("relabelled") + " --keras " + q("relabelled.keras")).status, 0);
     ASSERT_EQ(run("import --keras " + q("relabelled.keras") + " --out " + q("again")).status, 0);
@@ -887,14 +901,10 @@ TEST_F(KerasCli, KerasArchiveExportCarriesTheModel) {
 
     // The recorded model edited: another network, then labels that are not a list.
     auto with_description = [&](const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
-        const ZipReader zip(path("ours.keras"));
-        std::vector<test::ZipEntry> entries;
-        for (const ZipReader::Member& m : zip.members()) entries.push_back({m.name, zip.read(m.name, 1 << 26)});
-        std::vector<uint8_t>& bytes = member(entries, "metadata.json").data;
-        nlohmann::json metadata = nlohmann::json::parse(bytes.begin(), bytes.end());
-        edit(metadata.at("infant_synthseg_model"));
-        bytes = test::from_text(metadata.dump());
-        test::write_bytes(path(name), test::zip_bytes(entries));
+        edited_archive(path("ours.keras"), path(name), [&](std::vector<test::ZipEntry>& entries) {
+            edit_json(member(entries, "metadata.json"),
+                      [&](nlohmann::json& metadata) { edit(metadata.at("infant_synthseg_model")); });
+        });
         return q(name);
     };
     expect_bad("import --keras " +
