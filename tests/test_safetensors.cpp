@@ -3,7 +3,6 @@
 // file when a write fails. Optional cross-check with the Python package when it is installed.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -12,15 +11,10 @@
 
 #include "io/safetensors.h"
 #include "kernels/common/error.h"
+#include "tests/test_util.h"
 
 namespace iss {
 namespace {
-
-std::string temp_file(const std::string& name) {
-    const std::string dir = ::testing::TempDir() + "iss_safetensors_" + std::to_string(getpid());
-    ::mkdir(dir.c_str(), 0755);
-    return dir + "/" + name;
-}
 
 void write_bytes(const std::string& path, const std::string& bytes) {
     std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
@@ -47,6 +41,12 @@ std::string le64(uint64_t v) {
 // A safetensors file by hand: length, header text as given (no padding added), data.
 std::string file_bytes(const std::string& header, const std::string& data) { return le64(header.size()) + header + data; }
 
+// Each test's files live in a directory of its own, removed after it.
+class Safetensors : public test::TempDirTest {
+protected:
+    std::string temp_file(const std::string& name) const { return path(name); }
+};
+
 void expect_input_error(const std::string& path, const std::string& fragment) {
     try {
         read_safetensors(path);
@@ -58,7 +58,7 @@ void expect_input_error(const std::string& path, const std::string& fragment) {
     }
 }
 
-TEST(Safetensors, RoundTripOfSeveralDtypesAndMetadata) {
+TEST_F(Safetensors, RoundTripOfSeveralDtypesAndMetadata) {
     const std::string path = temp_file("round.safetensors");
     std::vector<float> weights(2 * 3 * 4);
     for (size_t i = 0; i < weights.size(); ++i) weights[i] = float(i) * 0.25f - 3.0f;
@@ -95,7 +95,7 @@ TEST(Safetensors, RoundTripOfSeveralDtypesAndMetadata) {
     EXPECT_EQ(read_bytes(again), read_bytes(path));
 }
 
-TEST(Safetensors, WritesTheDocumentedBytes) {
+TEST_F(Safetensors, WritesTheDocumentedBytes) {
     // One F32 tensor [1.5, -2] and one metadata entry: the length, the compact JSON (keys
     // sorted) padded with spaces to a multiple of 8, then the data.
     const std::string path = temp_file("bytes.safetensors");
@@ -106,7 +106,7 @@ TEST(Safetensors, WritesTheDocumentedBytes) {
     EXPECT_EQ(read_bytes(path), file_bytes(header, data));
 }
 
-TEST(Safetensors, ReadsAFileWrittenByHand) {
+TEST_F(Safetensors, ReadsAFileWrittenByHand) {
     // As another writer might produce it: tensors not in our order, no padding, a scalar,
     // metadata last, spaces inside the JSON.
     const std::string header =
@@ -129,7 +129,7 @@ TEST(Safetensors, ReadsAFileWrittenByHand) {
     EXPECT_EQ(file.metadata.at("format"), "pt");
 }
 
-TEST(Safetensors, RejectsMalformedFiles) {
+TEST_F(Safetensors, RejectsMalformedFiles) {
     const std::string path = temp_file("bad.safetensors");
     const std::string good_header = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
     const std::string data(8, '\x01');
@@ -181,7 +181,7 @@ TEST(Safetensors, RejectsMalformedFiles) {
     expect_input_error(temp_file("missing.safetensors"), "cannot open");
 }
 
-TEST(Safetensors, FailedWriteLeavesNoFile) {
+TEST_F(Safetensors, FailedWriteLeavesNoFile) {
     const std::string dir = temp_file("no_such_dir");
     const std::string path = dir + "/model.safetensors";
     EXPECT_THROW(write_safetensors(path, {SafeTensor::f32("w", {1}, {1.0f})}), InputError);
@@ -196,7 +196,7 @@ TEST(Safetensors, FailedWriteLeavesNoFile) {
     EXPECT_FALSE(exists(target));
 }
 
-TEST(Safetensors, CrossCheckWithPythonPackage) {
+TEST_F(Safetensors, CrossCheckWithPythonPackage) {
     if (std::system("python3 -c 'import numpy, safetensors' >/dev/null 2>&1") != 0)
         GTEST_SKIP() << "python3 with numpy and the safetensors package is not available; cross-check skipped";
     const std::string ours = temp_file("ours.safetensors"), theirs = temp_file("theirs.safetensors");
