@@ -36,7 +36,7 @@ void print_file(const std::string& path) {
     const Volume<double> vol = read_image_f64(path, &h);
 
     std::printf("%s\n", path.c_str());
-    if (h.format == "MGH")
+    if (h.format == VolumeFormat::mgh)
         std::printf("  format: MGH (FreeSurfer), big-endian\n");
     else
         std::printf("  format: NIfTI-%d, %s, %s\n", h.version, h.single_file ? "single file" : "header + .img",
@@ -64,7 +64,7 @@ void print_file(const std::string& path) {
     else
         std::printf("  scaling: none\n");
     std::printf("  orientation: %s\n", orientation_code(h.affine).c_str());
-    if (h.format == "MGH")
+    if (h.format == VolumeFormat::mgh)
         std::printf("  affine source: the MGH header (axis directions, voxel size, centre)\n");
     else
         std::printf("  affine source: %s (qform_code %d, sform_code %d)\n", h.affine_source.c_str(), h.qform_code,

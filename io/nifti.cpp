@@ -411,7 +411,8 @@ void require_bounded_size(const VolumeHeader& h, const std::string& path) {
 
 // Where the voxels start, for messages: a NIfTI header's vox_offset, or after MGH's header.
 std::string data_start(const VolumeHeader& h) {
-    return h.format == "MGH" ? cat("the ", h.vox_offset, "-byte MGH header") : cat("vox_offset ", h.vox_offset);
+    return h.format == VolumeFormat::mgh ? cat("the ", h.vox_offset, "-byte MGH header")
+                                         : cat("vox_offset ", h.vox_offset);
 }
 
 // The data must fit in its file (h.data_path, of `data_file_size` bytes). A gzip stream cannot
@@ -630,7 +631,7 @@ VolumeHeader parse_mgh(const std::string& path) {
 
     VolumeHeader h;
     h.version = 0;
-    h.format = "MGH";
+    h.format = VolumeFormat::mgh;
     h.byte_swapped = true;  // big-endian, on a little-endian host (static_assert above)
     const int32_t frames = field<int32_t>(buf, mgh_at::frames, true);
     h.dim[0] = frames > 1 ? 4 : 3;

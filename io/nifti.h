@@ -22,9 +22,12 @@ constexpr int64_t nifti_max_bytes = int64_t(8) << 30;
 
 // The header of a volume file: NIfTI-1 or -2, or FreeSurfer's MGH (whose fields are given here as
 // the NIfTI header that describes the same voxels and grid would hold them).
+// Which kind of file a header came from.
+enum class VolumeFormat { nifti, mgh };
+
 struct VolumeHeader {
-    std::string format = "NIfTI";  // or "MGH"
-    int version = 1;               // 1 or 2 (0 for MGH)
+    VolumeFormat format = VolumeFormat::nifti;
+    int version = 1;            // 1 or 2 (0 for MGH)
     bool single_file = true;    // n+1 / n+2 (.nii) rather than ni1 / ni2 (.hdr + .img)
     bool byte_swapped = false;  // stored in the other byte order than this machine's
     std::string path;           // the file the header was read from (for messages)

@@ -40,7 +40,7 @@ TEST(Mgh, FixturesReadAsNibabelReadsThem) {
         SCOPED_TRACE(name);
         VolumeHeader h;
         const Volume<double> image = read_image_f64(mgh_fixture(name), &h);
-        EXPECT_EQ(h.format, "MGH");
+        EXPECT_EQ(h.format, VolumeFormat::mgh);
         const std::vector<int64_t> shape = g["shape"].get<std::vector<int64_t>>();
         for (int a = 0; a < 3; ++a) EXPECT_EQ(image.grid.dim[size_t(a)], shape[size_t(a)]);
         EXPECT_EQ(image.frames, shape.size() == 4 ? shape[3] : 1);
@@ -208,7 +208,7 @@ TEST_F(MghCli, FoldersPredictAndDiceTakeMghFiles) {
     ASSERT_EQ(written.status, 0) << written.err;
     VolumeHeader h;
     const LabelMap seg = read_labels(path("seg.mgz"), &h);
-    EXPECT_EQ(h.format, "MGH");
+    EXPECT_EQ(h.format, VolumeFormat::mgh);
     EXPECT_EQ(seg.data, read_labels(path("segs/b_synthseg.mgz")).data);
     EXPECT_TRUE(seg.grid.same_as(read_volume_header(path("scans/b.mgz")).grid()));
     EXPECT_EQ(read_image(path("post.mgh")).frames, 5);
