@@ -142,48 +142,54 @@ void BM_merge(benchmark::State& state) {
     state.SetBytesProcessed(int64_t(state.iterations()) * seg.grid.voxels() * (3 * 34 * 4 + 3 * 4));
 }
 
-// One file written again and again in a fresh temporary directory, removed at the end.
+// A fresh directory under the system's temporary one, removed with everything in it at the end.
+class ScratchDir {
+public:
+    explicit ScratchDir(const std::string& tag)
+        : dir_(std::filesystem::temp_directory_path() / ("iss-bench-" + tag + "-" + std::to_string(::getpid()))) {
+        std::filesystem::create_directories(dir_);
+    }
+    ~ScratchDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(dir_, ec);
+    }
+    ScratchDir(const ScratchDir&) = delete;
+    ScratchDir& operator=(const ScratchDir&) = delete;
+    std::string file(const std::string& name) const { return (dir_ / name).string(); }
+
+private:
+    std::filesystem::path dir_;
+};
+
+// One file written again and again in a scratch directory.
 template <class Write>
-void write_repeatedly(benchmark::State& state, const char* name, int64_t bytes, const Write& write) {
-    const std::filesystem::path dir =
-        std::filesystem::temp_directory_path() / ("iss-bench-write-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
-    const std::string file = (dir / name).string();
+void write_repeatedly(benchmark::State& state, const std::string& name, int64_t bytes, const Write& write) {
+    const ScratchDir dir("write");
+    const std::string file = dir.file(name);
     for (auto _ : state) write(file);
     state.counters["file_MB"] = double(std::filesystem::file_size(file)) / 1e6;
     state.SetBytesProcessed(int64_t(state.iterations()) * bytes);
-    std::filesystem::remove_all(dir);
 }
 
-void BM_write_posteriors(benchmark::State& state) {
+// The posteriors of a scan, as `ending` (.nii.gz or .mgz) says.
+void BM_write_posteriors(benchmark::State& state, const char* ending) {
     const iss::LabelMap seg = infant_segmentation();
     const iss::Image post = posteriors_for(seg, 1);
-    write_repeatedly(state, "posteriors.nii.gz", int64_t(post.data.size() * sizeof(float)),
-                     [&](const std::string& file) { iss::write_posteriors(file, post); });
-}
-
-void BM_write_posteriors_mgz(benchmark::State& state) {
-    const iss::LabelMap seg = infant_segmentation();
-    const iss::Image post = posteriors_for(seg, 1);
-    write_repeatedly(state, "posteriors.mgz", int64_t(post.data.size() * sizeof(float)),
+    write_repeatedly(state, std::string("posteriors") + ending, int64_t(post.data.size() * sizeof(float)),
                      [&](const std::string& file) { iss::write_posteriors(file, post); });
 }
 
 // A scan-sized float32 volume (the first posterior frame) written once as `ending`, then read.
 void BM_read_volume(benchmark::State& state, const char* ending) {
     const iss::LabelMap seg = infant_segmentation();
-    const iss::Image post = posteriors_for(seg, 1);
-    iss::Image frame(post.grid);
-    std::copy(post.data.begin(), post.data.begin() + int64_t(frame.data.size()), frame.data.begin());
-    const std::filesystem::path dir =
-        std::filesystem::temp_directory_path() / ("iss-bench-read-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
-    const std::string file = (dir / (std::string("scan") + ending)).string();
+    iss::Image frame(seg.grid);
+    std::copy_n(posteriors_for(seg, 1).data.begin(), frame.data.size(), frame.data.begin());
+    const ScratchDir dir("read");
+    const std::string file = dir.file(std::string("scan") + ending);
     iss::write_image(file, frame);
     for (auto _ : state) benchmark::DoNotOptimize(iss::read_image(file).data.data());
     state.counters["file_MB"] = double(std::filesystem::file_size(file)) / 1e6;
     state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(frame.data.size() * sizeof(float)));
-    std::filesystem::remove_all(dir);
 }
 
 void BM_write_labels(benchmark::State& state) {
@@ -194,9 +200,13 @@ void BM_write_labels(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(BM_write_posteriors)->Name("WriteNifti/posteriors/155x175x149x34")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_write_posteriors, nii_gz, ".nii.gz")
+    ->Name("WriteNifti/posteriors/155x175x149x34")
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_write_labels)->Name("WriteNifti/labels/155x175x149")->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_write_posteriors_mgz)->Name("WriteMgh/posteriors/155x175x149x34")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_write_posteriors, mgz, ".mgz")
+    ->Name("WriteMgh/posteriors/155x175x149x34")
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_read_volume, nii_gz, ".nii.gz")
     ->Name("ReadVolume/nii.gz/155x175x149")
     ->Unit(benchmark::kMillisecond);
