@@ -45,23 +45,35 @@ std::string human_bytes(int64_t n) { return cat(n, " bytes (", double(n) / doubl
 
 void swap_bytes(unsigned char* p, size_t size) { std::reverse(p, p + size); }
 
+inline uint16_t byte_reversed(uint16_t x) {
+    return __builtin_bswap16(x);
+}
+inline uint32_t byte_reversed(uint32_t x) {
+    return __builtin_bswap32(x);
+}
+inline uint64_t byte_reversed(uint64_t x) {
+    return __builtin_bswap64(x);
+}
+
+// `count` values of type U at p (any alignment), each in the other byte order.
+template <class U>
+void swap_all(unsigned char* p, size_t count) {
+    for (size_t v = 0; v < count; ++v) {
+        U x;
+        std::memcpy(&x, p + v * sizeof(U), sizeof(U));
+        x = byte_reversed(x);
+        std::memcpy(p + v * sizeof(U), &x, sizeof(U));
+    }
+}
+
 // Every one of `count` values of `size` bytes at p, in the other byte order: one loop of
 // bswaps for the usual sizes (the compiler vectorises it; MGH files are all big-endian).
 void swap_each(unsigned char* p, size_t count, size_t size) {
-    auto swap_all = [&](auto zero, auto bswap) {
-        using U = decltype(zero);
-        for (size_t v = 0; v < count; ++v) {
-            U x;
-            std::memcpy(&x, p + v * sizeof(U), sizeof(U));
-            x = bswap(x);
-            std::memcpy(p + v * sizeof(U), &x, sizeof(U));
-        }
-    };
     switch (size) {
         case 1: return;
-        case 2: return swap_all(uint16_t(0), [](uint16_t x) { return __builtin_bswap16(x); });
-        case 4: return swap_all(uint32_t(0), [](uint32_t x) { return __builtin_bswap32(x); });
-        case 8: return swap_all(uint64_t(0), [](uint64_t x) { return __builtin_bswap64(x); });
+        case 2: return swap_all<uint16_t>(p, count);
+        case 4: return swap_all<uint32_t>(p, count);
+        case 8: return swap_all<uint64_t>(p, count);
         default:
             for (size_t v = 0; v < count; ++v) swap_bytes(p + v * size, size);
     }
