@@ -8,7 +8,6 @@ usage: keras_files.py [--repeats N] [--json OUT]
 Optional: needs Keras 3 and a backend (jax[cpu], tensorflow or torch: KERAS_BACKEND), h5py and
 numpy (pip); never part of the build or the tests.
 """
-import argparse
 import os
 import sys
 import tempfile
@@ -17,14 +16,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
-from report import best_time, report  # noqa: E402
+from report import baseline_arguments, best_time, report  # noqa: E402
 from unet_layers import build_unet  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json")
+    parser = baseline_arguments(3)
     args = parser.parse_args()
     model = build_unet(keras, 5, 24, 34, 1)
     rng = np.random.default_rng(1)

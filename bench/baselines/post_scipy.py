@@ -7,12 +7,11 @@ back to LIA. predict_torch.py runs the same function after its network.
 usage: post_scipy.py [--repeats N] [--json OUT]
 Optional: needs numpy and scipy (pip); never part of the build or the tests.
 """
-import argparse
-import json
 import time
 
 import numpy as np
 from scipy import ndimage
+from report import baseline_arguments, save_json
 
 SEG = [0, 14, 15, 16, 170, 172, 2, 3, 4, 7, 8, 10, 11, 12, 13, 17, 18, 21, 26, 28,
        41, 42, 43, 46, 47, 49, 50, 51, 52, 53, 54, 58, 60, 61]
@@ -32,9 +31,7 @@ def postprocess(post, before, shape):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json")
+    parser = baseline_arguments(3)
     args = parser.parse_args()
     shape, padded = (155, 175, 149), (160, 176, 160)
     before = [(p - n) // 2 for p, n in zip(padded, shape)]
@@ -49,9 +46,7 @@ def main():
             times.append(time.perf_counter() - t)
     result = {"postprocess": float(min(times))}
     print(f"scipy postprocess {result['postprocess'] * 1e3:9.1f} ms")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    save_json(result, args.json)
 
 
 if __name__ == "__main__":

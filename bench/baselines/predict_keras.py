@@ -10,19 +10,17 @@ unet_keras.py (random weights), flip on.
 usage: predict_keras.py [--repeats N] [--json OUT]
 Optional: needs tensorflow-cpu, tf-keras, numpy and scipy (pip); never part of the build or the tests.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 from unet_keras import build_unet, keras, tf  # noqa: E402
 from predict_common import SWAP, time_predict  # noqa: E402
+from report import baseline_arguments  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--json")
+    parser = baseline_arguments(1)
     args = parser.parse_args()
     model = build_unet(keras)
     forward = tf.function(lambda v: model(v, training=False))

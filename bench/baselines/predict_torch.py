@@ -9,7 +9,6 @@ kind of scan (155x175x149, 1 mm, LIA), the published U-Net with random weights, 
 usage: predict_torch.py [--device cpu|cuda] [--repeats N] [--json OUT]
 Optional: needs numpy, scipy and torch (pip); never part of the build or the tests.
 """
-import argparse
 import os
 import sys
 
@@ -18,13 +17,12 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from unet_torch import UNet  # noqa: E402
 from predict_common import SWAP, time_predict  # noqa: E402
+from report import baseline_arguments  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = baseline_arguments(1)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--json")
     args = parser.parse_args()
     dev = args.device
     model = UNet().to(dev).to(memory_format=torch.channels_last_3d).eval()

@@ -1,7 +1,25 @@
 """How every stage-by-stage baseline reports: one line per figure in milliseconds, and the same
 figures (seconds) as JSON for scripts/bench.sh and compare.py."""
+import argparse
 import json
 import time
+
+
+def baseline_arguments(default_repeats):
+    """A parser with the options every baseline takes: --repeats N (timed runs of each figure;
+    the script says whether the fastest or the median counts) and --json OUT (the figures, in
+    seconds, for scripts/bench.sh and compare.py)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=default_repeats, help="timed runs of each figure")
+    parser.add_argument("--json", help="also write the figures (seconds) to this file")
+    return parser
+
+
+def save_json(result, json_path):
+    """result: name -> seconds, written to json_path when one is given."""
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(result, f, indent=1)
 
 
 def best_time(run, repeats):
@@ -18,6 +36,4 @@ def report(label, result, json_path=None):
     """result: name -> seconds; printed as "LABEL NAME  12.3 ms", written to json_path if given."""
     for name, seconds in result.items():
         print(f"{label} {name:12s} {seconds * 1e3:9.1f} ms")
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump(result, f, indent=1)
+    save_json(result, json_path)

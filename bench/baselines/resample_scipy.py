@@ -6,13 +6,12 @@ coordinates clamped (mode="nearest"), as scipy.ndimage.affine_transform does it.
 usage: resample_scipy.py [--repeats N] [--json OUT]
 Optional: needs numpy and scipy (pip); never part of the build or the tests.
 """
-import argparse
-import json
 import math
 import time
 
 import numpy as np
 from scipy import ndimage
+from report import baseline_arguments, save_json
 
 DIM = (155, 175, 149)
 
@@ -27,9 +26,7 @@ def transform():
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json")
+    parser = baseline_arguments(5)
     args = parser.parse_args()
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, DIM).astype(np.float32)
@@ -44,9 +41,7 @@ def main():
             times.append(time.perf_counter() - t)
         result[name] = float(np.median(times))
         print(f"scipy resample {name:10s} {result[name] * 1e3:8.1f} ms")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    save_json(result, args.json)
 
 
 if __name__ == "__main__":

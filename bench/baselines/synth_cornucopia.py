@@ -19,7 +19,6 @@ usage: synth_cornucopia.py LABELS.nii.gz [--repeats N] [--threads T] [--json OUT
 Prints one line per stage (median seconds) and writes JSON for scripts/bench.sh.
 Optional: needs torch, cornucopia, numpy, scipy and nibabel (pip); never part of the build or the tests.
 """
-import argparse
 import math
 import time
 
@@ -28,7 +27,7 @@ import torch
 
 import cornucopia as cc
 
-from report import report
+from report import baseline_arguments, report
 from synth_numpy import CROP, MAP, padded_map  # the same map, padded the same way
 
 
@@ -46,11 +45,9 @@ def timed(times, key, fn):
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = baseline_arguments(5)
     parser.add_argument("labels")
-    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)

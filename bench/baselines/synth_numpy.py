@@ -7,7 +7,6 @@ usage: synth_numpy.py LABELS.nii.gz [--repeats N] [--json OUT]
 Prints one line per stage (median seconds) and writes JSON for scripts/bench.sh.
 Optional: needs numpy, scipy and nibabel (pip); never part of the build or the tests.
 """
-import argparse
 import math
 import time
 
@@ -15,7 +14,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from report import report
+from report import baseline_arguments, report
 
 MAP = (155, 175, 149)
 CROP = (128, 160, 128)
@@ -48,10 +47,8 @@ def integrate(v, steps=7):
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = baseline_arguments(5)
     parser.add_argument("labels")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json")
     args = parser.parse_args()
 
     labels = padded_map(args.labels)

@@ -9,7 +9,6 @@ usage: synth_tf.py LABELS.nii.gz [--repeats N] [--json OUT]
 Prints one line per stage (median seconds) and writes JSON for scripts/bench.sh.
 Optional: needs tensorflow-cpu, numpy, scipy and nibabel (pip); never part of the build or the tests.
 """
-import argparse
 import math
 import os
 import sys
@@ -20,7 +19,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from report import report  # noqa: E402
+from report import baseline_arguments, report  # noqa: E402
 from synth_numpy import CROP, MAP, padded_map  # noqa: E402
 
 
@@ -55,10 +54,8 @@ def resize(field, shape):
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = baseline_arguments(5)
     parser.add_argument("labels")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json")
     args = parser.parse_args()
 
     labels = padded_map(args.labels)

@@ -9,8 +9,6 @@ usage: unet_keras.py [--scale S] [--repeats N] [--json OUT]
   UNetTrainStep at 128x160x128 (forward + Dice + backward + Adam)
 Optional: needs tensorflow-cpu and tf-keras (pip); never part of the build or the tests.
 """
-import argparse
-import json
 import os
 import time
 
@@ -18,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from unet_layers import build_unet  # noqa: E402,F401  (the other tf-keras scripts import it from here)
+from report import baseline_arguments, save_json
 
 
 def dice_loss(p, target, classes):
@@ -38,10 +37,8 @@ def best_of(repeats, run):
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = baseline_arguments(2)
     parser.add_argument("--scale", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--json")
     args = parser.parse_args()
     s = args.scale
     model = build_unet(keras)
@@ -70,9 +67,7 @@ def main():
     result["train_step"] = best_of(args.repeats, lambda: train_step().numpy())
     print(f"keras UNetTrainStep {result['train_step'] * 1e3:9.1f} ms")
     result["precision"] = "fp32"
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    save_json(result, args.json)
 
 
 if __name__ == "__main__":

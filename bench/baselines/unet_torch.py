@@ -10,13 +10,12 @@ usage: unet_torch.py [--device cpu|cuda] [--precision fp32|bf16] [--compile] [--
   UNetTrainStep at 128x160x128 (forward + Dice + backward + Adam)
 Optional: needs torch (pip); never part of the build or the tests.
 """
-import argparse
-import json
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from report import baseline_arguments, save_json
 
 
 class UNet(nn.Module):
@@ -70,13 +69,11 @@ def sync(device):
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = baseline_arguments(2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--scale", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (compile time excluded)")
-    parser.add_argument("--json")
     args = parser.parse_args()
     dev = args.device
     autocast = torch.autocast(device_type=dev, dtype=torch.bfloat16, enabled=args.precision == "bf16")
@@ -130,9 +127,7 @@ def main():
         result["train_step_peak_bytes"] = torch.cuda.max_memory_allocated()
     result["precision"] = args.precision
     result["compiled"] = args.compile
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    save_json(result, args.json)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ build.)
 usage: write_nibabel.py [--repeats N] [--json OUT]
 Optional: needs numpy and nibabel (pip); never part of the build or the tests.
 """
-import argparse
-import json
 import os
 import sys
 import tempfile
@@ -20,13 +18,11 @@ import nibabel as nib
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report import best_time  # noqa: E402
+from report import baseline_arguments, best_time, save_json  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json")
+    parser = baseline_arguments(3)
     args = parser.parse_args()
     shape = (155, 175, 149)
     rng = np.random.default_rng(1)
@@ -49,9 +45,7 @@ def main():
             nib.save(make(scan, np.eye(4)), scan_file)
             result[key] = best_time(lambda: nib.load(scan_file).get_fdata(dtype=np.float32), args.repeats)
             print(f"nibabel read  {name:18s} {result[key] * 1e3:9.1f} ms")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    save_json(result, args.json)
 
 
 if __name__ == "__main__":
