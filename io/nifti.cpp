@@ -313,12 +313,6 @@ Mat4 from_dmat44(const nifti_dmat44& d) {
     return m;
 }
 
-double det3(const Mat4& a) {
-    const auto& m = a.m;
-    return m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
-           m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
-}
-
 // Millimetres per unit of a header's spatial unit (the low 3 bits of xyzt_units); unknown counts
 // as mm, as every reader takes it.
 double mm_per_spatial_unit(int xyzt_units) {
@@ -348,7 +342,7 @@ void require_regular_affine(const VolumeHeader& h, const std::string& path) {
     // Relative to the columns' lengths: a 100 um scan in metres has a determinant of 1e-12 (mm are
     // applied later) and is no less regular than one in mm.
     const double lengths = h.affine.column_norm(0) * h.affine.column_norm(1) * h.affine.column_norm(2);
-    ISS_INPUT(lengths > 0 && std::fabs(det3(h.affine)) > 1e-9 * lengths, path, ": ", h.affine_source,
+    ISS_INPUT(lengths > 0 && std::fabs(h.affine.determinant3()) > 1e-9 * lengths, path, ": ", h.affine_source,
               " affine is singular (a voxel axis has no extent in world space)");
 }
 

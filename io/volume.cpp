@@ -32,7 +32,7 @@ Mat4 Mat4::inverse() const {
     const double a = m[0][0], b = m[0][1], c = m[0][2];
     const double d = m[1][0], e = m[1][1], f = m[1][2];
     const double g = m[2][0], h = m[2][1], i = m[2][2];
-    const double det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g);
+    const double det = determinant3();
     if (!(std::fabs(det) > 1e-300)) throw Error("affine matrix is singular and cannot be inverted");
     Mat4 inv;
     inv.m[0][0] = (e * i - f * h) / det;
@@ -47,6 +47,11 @@ Mat4 Mat4::inverse() const {
     for (int r = 0; r < 3; ++r)
         inv.m[r][3] = -(inv.m[r][0] * m[0][3] + inv.m[r][1] * m[1][3] + inv.m[r][2] * m[2][3]);
     return inv;
+}
+
+double Mat4::determinant3() const {
+    return m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
+           m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
 }
 
 std::array<double, 3> Mat4::apply(double x, double y, double z) const {

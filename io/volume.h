@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -19,6 +20,8 @@ struct Mat4 {
     Mat4 operator*(const Mat4& other) const;
     // Throws iss::Error when the 3x3 part is singular.
     Mat4 inverse() const;
+    // The 3x3 part's determinant: a voxel's signed volume (negative for a left-handed grid).
+    double determinant3() const;
     std::array<double, 3> apply(double x, double y, double z) const;
     // Length of column c of the 3x3 part: the voxel size along axis c.
     double column_norm(int c) const;
@@ -50,6 +53,9 @@ struct Grid {
     std::array<double, 3> voxel_size() const {
         return {affine.column_norm(0), affine.column_norm(1), affine.column_norm(2)};
     }
+    // A voxel's volume (mm^3): |det|, which is the voxel sizes' product only for a grid without
+    // shear (an affine registration's or a tilted gantry's sform has some).
+    double voxel_volume() const { return std::fabs(affine.determinant3()); }
     // Same dims and affines equal to `tolerance` (world units).
     bool same_as(const Grid& other, double tolerance = 1e-4) const {
         return dim == other.dim && affine.approx_equal(other.affine, tolerance);

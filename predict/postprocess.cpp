@@ -162,8 +162,7 @@ LabelMap segment_posteriors(const Image& posteriors, const std::vector<int32_t>&
 }
 
 std::vector<double> posterior_volumes_mm3(const Image& posteriors, const std::vector<int32_t>& labels) {
-    const auto vs = posteriors.grid.voxel_size();
-    const double voxel_volume = vs[0] * vs[1] * vs[2];
+    const double voxel_volume = posteriors.grid.voxel_volume();
     const int64_t n = posteriors.grid.voxels(), classes = posteriors.frames;
     std::vector<double> volumes(size_t(classes), 0.0);
     // A class per thread: each sum keeps its voxel order, so the volumes do not depend on the

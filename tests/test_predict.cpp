@@ -383,6 +383,19 @@ TEST_F(Predict, PosteriorsSumToOneUpToTheFaces) {
     }
 }
 
+// A sheared grid (an affine registration's sform): a voxel's volume is |det|, not the product
+// of its columns' lengths (2 mm^3 here, where the lengths multiply to 2.24).
+TEST(PosteriorVolumes, AShearedVoxelHoldsItsDeterminantsVolume) {
+    Grid sheared;
+    sheared.dim = {2, 2, 1};
+    sheared.affine = Mat4::scaling(1.0, 1.0, -2.0);
+    sheared.affine.m[0][1] = 0.5;
+    Image posteriors(sheared, 2);
+    std::fill(posteriors.data.begin() + 4, posteriors.data.end(), 0.25f);
+    EXPECT_DOUBLE_EQ(sheared.voxel_volume(), 2.0);
+    EXPECT_EQ(posterior_volumes_mm3(posteriors, {0, 17}), (std::vector<double>{0.0, 2.0}));
+}
+
 TEST_F(Predict, VolumesAreThePosteriorsTimesTheVoxelVolume) {
     PredictOptions options;
     options.resample_to_model = false;
