@@ -110,13 +110,21 @@ long long sample_number(const std::string& name) {
 }
 
 // The outputs are image_NNNN / labels_NNNN (first <= N < first + count) and preview.png in
-// `out_dir`: none may be an input, and the directory must be writable. Each of those names that
-// exists already is checked: a label map stored there under such a name, or a link to an input
-// (either way round), would be replaced by a sample.
+// `out_dir`, which holds no label map of the run: none may be an input, and the directory must be
+// writable. Each of those names that exists already is checked: a link to an input (either way
+// round) would be replaced by a sample.
 void check_synth_outputs(const std::string& labels_path, const std::string& config_path, const std::string& out_dir,
                          long long first, long long count, bool preview) {
     std::vector<NamedPath> inputs{{config_path, "--config"}};
-    for (const std::string& f : volume_files(labels_path)) inputs.push_back({f, "--labels"});
+    for (const std::string& f : volume_files(labels_path)) {
+        inputs.push_back({f, "--labels"});
+        // Samples beside the maps would be read as maps by the next `--labels` of that folder
+        // (the images refused as non-integer labels, the label crops trained on as maps).
+        const fs::path folder = fs::path(f).has_parent_path() ? fs::path(f).parent_path() : fs::path(".");
+        std::error_code ec;
+        ISS_INPUT(!fs::equivalent(folder, out_dir, ec), "synth: --out ", out_dir, " holds the label map ", f,
+                  ": the samples would be taken for label maps there; write them to another folder");
+    }
     const std::string first_image = sample_name("image", first);
     std::vector<NamedPath> outputs{{(fs::path(out_dir) / first_image).string(), "--out"}};
     if (preview) outputs.push_back({(fs::path(out_dir) / "preview.png").string(), "--out"});

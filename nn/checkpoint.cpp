@@ -96,7 +96,7 @@ std::array<double, 3> voxel_sizes(const nlohmann::json& v, const std::string& so
 }  // namespace
 
 std::string model_weights_in(const std::string& dir) {
-    return (std::filesystem::path(dir) / "model.safetensors").string();
+    return (std::filesystem::path(dir) / checkpoint_files[0]).string();
 }
 
 std::string model_json_path(const std::string& weights_path) {

@@ -40,6 +40,12 @@ struct Preprocessing {
 // `source` and the field.
 Preprocessing parse_preprocessing(const ModelSpec& spec, const std::string& source);
 
+// The files a checkpoint writes into a model directory, the weights first (train writes them in
+// this order, and its tidying of a killed run's checkpoint relies on it; a "<name>.tmp-<pid>..."
+// beside one of them was left by a run killed while writing it). No other command overwrites them.
+inline constexpr std::array<const char*, 6> checkpoint_files = {
+    "model.safetensors", "model.json", "model.optimizer.safetensors", "training_log.csv", "validation.csv", "loss.png"};
+
 // A model directory's weights file: "dir" -> "dir/model.safetensors".
 std::string model_weights_in(const std::string& dir);
 // "dir/model.safetensors" -> "dir/model.json".

@@ -265,6 +265,13 @@ TEST_F(SameFileCli, PredictRefusesToOverwriteItsInputs) {
                    "--post " + path("out.nii.gz") + " is the same file as the output --o");
     expect_refused(run + " --o " + q("out.nii.gz") + " --post " + q("scan.nii.gz"), "is the same file as the input --i");
     expect_refused(run + " --o " + q("model/model.json"), "is the same file as the input --model");
+    // The model directory's other files: a resumed train reads Adam's state and the log back.
+    expect_refused(run + " --o " + q("out.nii.gz") + " --vol " + q("model/training_log.csv"),
+                   "--vol " + path("model/training_log.csv") + " is the same file as the input --model");
+    expect_refused(run + " --o " + q("out.nii.gz") + " --vol " + q("model/model.optimizer.safetensors"),
+                   "is the same file as the input --model");
+    expect_refused(run + " --o " + q("out.nii.gz") + " --preview " + q("model/loss.png"),
+                   "is the same file as the input --model");
     // A table's name is never a NIfTI one, but a link may still lead to an input.
     fs::create_symlink(path("scan.nii.gz"), path("scan_link.csv"));
     expect_refused(run + " --o " + q("out.nii.gz") + " --vol " + q("scan_link.csv"),
@@ -290,7 +297,14 @@ TEST_F(SameFileCli, PostCommandsRefuseToOverwriteTheirInputs) {
 TEST_F(SameFileCli, SynthAndPriorsRefuseToOverwriteTheirInputs) {
     fs::copy_file(path("seg.nii.gz"), path("labels_0000.nii.gz"));
     expect_refused("synth --labels " + q("labels_0000.nii.gz") + " --out " + q("") + " --count 1",
-                   "is the same file as the input --labels");
+                   "holds the label map " + path("labels_0000.nii.gz"));
+    // Nor into the folder of the maps under other names: a later --labels of it takes the samples.
+    fs::create_directories(path("own"));
+    fs::copy_file(path("seg.nii.gz"), path("own/map.nii.gz"));
+    expect_refused("synth --labels " + q("own") + " --out " + q("own/.") + " --count 1 --shape 32",
+                   "--out " + path("own/.") + " holds the label map " + path("own/map.nii.gz"));
+    expect_refused("synth --labels " + q("own/map.nii.gz") + " --out " + q("own") + " --count 1 --shape 32",
+                   "holds the label map");
     fs::create_directories(path("images"));
     fs::create_directories(path("maps"));
     fs::copy_file(path("scan.nii.gz"), path("images/s.nii.gz"));

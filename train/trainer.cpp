@@ -34,11 +34,6 @@ namespace fs = std::filesystem;
 
 std::string join(const std::string& dir, const std::string& name) { return (fs::path(dir) / name).string(); }
 
-// The files a checkpoint writes, the weights first (save_checkpoint writes them in this order,
-// and tidy_interrupted_checkpoint relies on it); a "<name>.tmp-<pid>..." beside one of them was
-// left by a run killed while writing it.
-const char* const checkpoint_files[] = {"model.safetensors", "model.json", "model.optimizer.safetensors",
-                                        "training_log.csv", "validation.csv", "loss.png"};
 // What a run holds (flock) while it writes the model directory.
 const char* const lock_file_name = ".train.lock";
 
