@@ -222,8 +222,11 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
                                                           c.max_anisotropic)
                                                    : std::string(),
               " ask for a blur of up to ", std::floor(window / 2), " voxels each side; at most ", max_blur_half_width);
-    ISS_INPUT(c.bias_field_std >= 0 && c.gamma_std >= 0 && c.clip_max > 0, source,
-              ": bias_field_std and gamma_std must be >= 0, clip_max > 0");
+    ISS_INPUT(c.bias_field_std >= 0 && c.clip_max > 0, source, ": bias_field_std must be >= 0, clip_max > 0");
+    // gamma = exp(N(0, gamma_std)) as a float, positive and finite: a draw is at most 5.8 standard
+    // deviations (Box-Muller on 24-bit uniforms) and exp underflows below -87, so 10 keeps a margin.
+    ISS_INPUT(c.gamma_std >= 0 && c.gamma_std <= 10, source, ": gamma_std must be in [0, 10] (gamma is exp(N(0, ",
+              "gamma_std)); larger ones give exponents of 0 or infinity), got ", c.gamma_std);
 }
 
 double blur_window(double sigma, double blur_range) {

@@ -13,6 +13,7 @@
 
 #include "io/orientation.h"
 #include "kernels/common/error.h"
+#include "kernels/common/philox.h"
 #include "kernels/synth/blur.h"
 #include "kernels/synth/deform.h"
 #include "kernels/synth/gmm.h"
@@ -1118,6 +1119,16 @@ TEST(SynthParams, BadInputIsNamed) {
     broken.prior_means.resize(43);
     EXPECT_THROW(validate_config(broken, "cfg.json"), InputError);
     EXPECT_THROW(preset_config("adult"), InputError);
+    // gamma_std: at most 10, where the largest draw Box-Muller gives (uniform 0 bits: its radius)
+    // still makes gamma = exp(N(0, gamma_std)) a positive finite float either way.
+    GeneratorConfig steep = config;
+    steep.gamma_std = 10;
+    EXPECT_NO_THROW(validate_config(steep, "cfg.json"));
+    const float widest = box_muller(0, 0).z0;
+    EXPECT_GT(float(std::exp(-steep.gamma_std * widest)), 0.0f);
+    EXPECT_TRUE(std::isfinite(float(std::exp(steep.gamma_std * widest))));
+    steep.gamma_std = 10.5;
+    EXPECT_THROW(validate_config(steep, "cfg.json"), InputError);
 
     // A padded crop far larger than memory: refused before any allocation, naming the size.
     GeneratorConfig huge = config;
