@@ -1145,15 +1145,17 @@ LabelMap read_labels(const VolumeHeader& h) {
             const bool fits = std::is_signed<T>::value
                                   ? (int64_t(v) >= INT32_MIN && int64_t(v) <= INT32_MAX)
                                   : (uint64_t(v) <= uint64_t(INT32_MAX));
-            ISS_INPUT(fits, path, ": label value ", +v, " at voxel ", i, " does not fit in int32");
+            ISS_INPUT(fits, path, ": label value ", +v, " at voxel ", voxel_text(vol.grid.dim, i),
+                      " does not fit in int32");
             vol.data[size_t(i)] = int32_t(v);
             return;
         }
         const double x = scaled ? double(v) * slope + inter : double(v);
-        ISS_INPUT(std::isfinite(x) && x == std::floor(x), path, ": label value ", csv_number(x), " at voxel ", i,
-                  " is not an integer", scaled ? " (after scaling)" : "",
+        ISS_INPUT(std::isfinite(x) && x == std::floor(x), path, ": label value ", csv_number(x), " at voxel ",
+                  voxel_text(vol.grid.dim, i), " is not an integer", scaled ? " (after scaling)" : "",
                   ": a label map holds whole numbers (round it, or store it as an integer type)");
-        ISS_INPUT(x >= lo && x <= hi, path, ": label value ", x, " at voxel ", i, " does not fit in int32");
+        ISS_INPUT(x >= lo && x <= hi, path, ": label value ", x, " at voxel ", voxel_text(vol.grid.dim, i),
+                  " does not fit in int32");
         vol.data[size_t(i)] = int32_t(x);
     });
     return vol;

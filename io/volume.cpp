@@ -8,6 +8,11 @@ namespace iss {
 
 std::string dims_text(const std::array<int64_t, 3>& dim) { return cat(dim[0], "x", dim[1], "x", dim[2]); }
 
+std::string voxel_text(const std::array<int64_t, 3>& dim, int64_t v) {
+    const int64_t slice = dim[0] * dim[1], voxels = slice * dim[2], w = v % voxels;
+    return cat(w % dim[0], ",", w / dim[0] % dim[1], ",", w / slice, v >= voxels ? cat(" of frame ", v / voxels) : "");
+}
+
 Mat4 Mat4::scaling(double sx, double sy, double sz) {
     Mat4 s;
     s.m[0][0] = sx;

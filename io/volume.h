@@ -30,6 +30,9 @@ struct Mat4 {
 
 // "155x175x149": a grid's dims for messages.
 std::string dims_text(const std::array<int64_t, 3>& dim);
+// "i,j,k" of the voxel at index v of a grid of dims `dim` (x fastest), for messages; with
+// " of frame t" where v lies past the first frame.
+std::string voxel_text(const std::array<int64_t, 3>& dim, int64_t v);
 
 // Calls f(w) for each face neighbour w (6-connectivity) inside a grid of dims `dim` of the voxel
 // at index v (x fastest), in the order -x, +x, -y, +y, -z, +z.

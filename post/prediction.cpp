@@ -130,14 +130,14 @@ Image read_posteriors(const std::string& path, const LabelList& list, VolumeHead
               " labels (one frame per label expected)");
     if (header) *header = h;
     Image post = read_image(h);
-    // Probabilities: a NaN would win or lose every comparison, a negative value is no posterior.
+    // Probabilities: a NaN would win or lose every comparison, and a value past 1 (percentages,
+    // a scaled integer type) would win every maximum a merge takes against another model's.
+    // Rounding may put a smoothed posterior a little past 1; 1e-3 is far beyond it.
     for (size_t i = 0; i < post.data.size(); ++i) {
         const float v = post.data[i];
-        if (!(std::isfinite(v) && v >= 0)) {
-            const int64_t voxels = post.grid.voxels();
-            throw InputError(cat(path, ": posterior ", v, " (frame ", int64_t(i) / voxels, ", voxel ",
-                                 int64_t(i) % voxels, ") is not a probability"));
-        }
+        if (!(std::isfinite(v) && v >= 0 && v <= 1.001f))
+            throw InputError(cat(path, ": posterior ", v, " at voxel ", voxel_text(post.grid.dim, int64_t(i)),
+                                 " is not a probability (0 to 1)"));
     }
     return post;
 }

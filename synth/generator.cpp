@@ -50,11 +50,11 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
     if (!unknown.empty()) {
         const auto first = std::min_element(unknown.begin(), unknown.end(),
                                             [](const auto& a, const auto& b) { return a.second < b.second; });
-        const int64_t nx = labels.nx(), ny = labels.ny(), v = int64_t(first->second);
         std::string values;
         for (const auto& [value, at] : unknown) values += cat(values.empty() ? "" : ", ", value);
-        throw InputError(cat(name, ": label value ", first->first, " (first at voxel ", v % nx, ",", v / nx % ny, ",",
-                             v / (nx * ny), ") is not a generation label of preset '", config.preset, "'",
+        throw InputError(cat(name, ": label value ", first->first, " (first at voxel ",
+                             voxel_text(labels.grid.dim, int64_t(first->second)),
+                             ") is not a generation label of preset '", config.preset, "'",
                              unknown.size() > 1 ? cat(" (", unknown.size(), " such values: ", values, ")") : "",
                              "; a --config whose generation_labels list them (priors of that length) can use them"));
     }

@@ -549,6 +549,25 @@ TEST_F(PostInputs, FrameCountsDimensionsGridsAndMissingFilesNameTheFile) {
         << affine;
 }
 
+// A posterior is a probability: NaN, negative and past-1 values (percentages, scaled integers,
+// which would win every merge) are refused, naming the voxel; rounding's excess over 1 is not.
+TEST_F(PostInputs, PosteriorsOutsideZeroToOneAreRefusedWhereTheyAre) {
+    const Grid g = grid_of(3, 2, 2);
+    const LabelList two{{0, 2}, "--labels"};
+    Image post(g, 2, 0.5f);
+    post.at(2, 1, 0, 1) = 1.0004f;
+    write_posteriors(path("p.nii.gz"), post);
+    EXPECT_EQ(read_posteriors(path("p.nii.gz"), two).frames, 2);
+    for (const float bad : {5.0f, 1.01f, -0.1f, std::nanf("")}) {
+        SCOPED_TRACE(bad);
+        post.at(2, 1, 0, 1) = bad;
+        write_posteriors(path("p.nii.gz"), post);
+        const std::string e = error_of([&] { read_posteriors(path("p.nii.gz"), two); });
+        EXPECT_NE(e.find(path("p.nii.gz") + ": posterior "), std::string::npos) << e;
+        EXPECT_NE(e.find(" at voxel 2,1,0 of frame 1 is not a probability (0 to 1)"), std::string::npos) << e;
+    }
+}
+
 TEST_F(PostInputs, WritePredictionLeavesNothingOnFailure) {
     const Grid g = grid_of(2, 2, 2);
     write_prediction(path("s.nii.gz"), LabelMap(g), nullptr, path("p.nii"), Image(g, 2), nullptr);
