@@ -177,9 +177,10 @@ int cmd_synth(int argc, char** argv) {
     args.reject_positional();
 
     // Configuration: preset, file overrides, --shape; checked as a whole.
-    const std::string preset = args.get("--preset", "infant-t1");
+    const std::string preset = args.get("--preset", "");
     const std::string config_path = args.get("--config", "");
-    GeneratorConfig config = config_path.empty() ? preset_config(preset) : load_config(preset, config_path);
+    GeneratorConfig config = config_path.empty() ? preset_config(preset.empty() ? default_preset : preset)
+                                                 : load_config(preset, config_path);
     if (args.has("--shape")) {
         const long long n = args.integer("--shape", 0);
         ISS_INPUT(n >= 1, "synth: --shape must be at least 1, got ", n);

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "io/file_util.h"
+#include "io/json.h"
 #include "kernels/common/error.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian, as is the host assumed");
@@ -63,22 +64,9 @@ uint64_t read_le64(const unsigned char* b) {
     return v;
 }
 
-// The header's JSON; duplicate tensor names are an error (the JSON library would keep the last).
+// The header's JSON; a tensor named twice is refused with every other repeated key.
 json parse_header(const std::string& text, const std::string& path) {
-    std::set<std::string> names;
-    std::string duplicate;
-    const json::parser_callback_t check = [&](int depth, json::parse_event_t event, json& parsed) {
-        if (event == json::parse_event_t::key && depth == 1 && !names.insert(parsed.get<std::string>()).second)
-            duplicate = parsed.get<std::string>();
-        return true;
-    };
-    json header;
-    try {
-        header = json::parse(text, check);
-    } catch (const json::exception& e) {
-        throw InputError(cat(path, ": safetensors header is not valid JSON: ", e.what()));
-    }
-    ISS_INPUT(duplicate.empty(), path, ": safetensors header names tensor '", duplicate, "' twice");
+    const json header = parse_json(text, path + ": the safetensors header");
     ISS_INPUT(header.is_object(), path, ": safetensors header is not a JSON object");
     return header;
 }

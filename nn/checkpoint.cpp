@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "io/file_util.h"
+#include "io/json.h"
 #include "io/orientation.h"
 #include "io/safetensors.h"
 #include "kernels/common/error.h"
@@ -229,12 +230,7 @@ ModelSpec load_model_spec(const std::string& weights_path) {
 }
 
 ModelSpec parse_model_description(const std::string& text, const std::string& path) {
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-        throw InputError(cat(path, ": not valid JSON: ", e.what()));
-    }
+    const nlohmann::json j = parse_json(text, path);
     ISS_INPUT(j.is_object() && j.contains("format") && j["format"] == model_format, path,
               ": not an Infant-SynthSeg model description");
     const int64_t version = integer_field(j, "version", path, "", 0, INT32_MAX);

@@ -12,6 +12,7 @@
 #include "io/file_util.h"
 #include "io/hdf5.h"
 #include "io/isolate.h"
+#include "io/json.h"
 #include "io/zip.h"
 #include "kernels/common/error.h"
 
@@ -169,8 +170,7 @@ bool weightless_unet_layer(const std::string& name) {
 // The layer list of a model's JSON config (a whole model's model_config, a `.keras` archive's
 // config.json: {"config": {"layers": [...]}}); `where` names it in messages.
 nlohmann::json config_layers(const std::string& text, const std::string& where) {
-    nlohmann::json config = nlohmann::json::parse(text, nullptr, false);
-    ISS_INPUT(!config.is_discarded(), where, " is not valid JSON");
+    nlohmann::json config = parse_json(text, where);
     const bool listed = config.is_object() && config.contains("config") && config["config"].is_object() &&
                         config["config"].contains("layers") && config["config"]["layers"].is_array();
     ISS_INPUT(listed, where, " holds no layer list");
@@ -818,7 +818,7 @@ KerasUNet read_keras_file(const std::string& path) {
     text.keras_version = "3 (release not recorded)";
     if (zip.find("metadata.json")) {
         const std::vector<uint8_t> bytes = zip.read("metadata.json", kMaxMetadataBytes);
-        const nlohmann::json metadata = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
+        const nlohmann::json metadata = parse_json(std::string(bytes.begin(), bytes.end()), path + ": metadata.json");
         ISS_INPUT(metadata.is_object(), path, ": metadata.json is not a JSON object");
         const auto version = metadata.find("keras_version");
         if (version != metadata.end()) {

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "io/file_util.h"
+#include "io/json.h"
 #include "io/npy.h"
 #include "kernels/common/error.h"
 #include "kernels/synth/blur.h"
@@ -112,20 +113,18 @@ GeneratorConfig load_config(const std::string& preset_name, const std::string& j
 
 GeneratorConfig parse_config(const std::string& preset_name, const std::string& json_text, const std::string& source) {
     const std::string& json_path = source;  // a relative prior .npy path is taken beside it
-    nlohmann::json overrides;
-    try {
-        overrides = nlohmann::json::parse(json_text);
-    } catch (const nlohmann::json::exception& e) {
-        throw InputError(cat(json_path, ": not valid JSON: ", e.what()));
-    }
+    nlohmann::json overrides = parse_json(json_text, json_path);
     ISS_INPUT(overrides.is_object(), json_path, ": expected a JSON object of generator parameters");
     ISS_INPUT(!overrides.contains("preset") || overrides["preset"].is_string(), json_path,
               ": parameter 'preset' must be a preset's name (a string)");
-    const std::string base = overrides.value("preset", preset_name);
+    const std::string named = overrides.value("preset", std::string());
+    ISS_INPUT(named.empty() || preset_name.empty() || named == preset_name, json_path, ": its \"preset\" is ", named,
+              " but --preset is ", preset_name, ": give the preset once");
+    const std::string base = !named.empty() ? named : !preset_name.empty() ? preset_name : default_preset;
     GeneratorConfig config = preset_config(base);
     nlohmann::json merged = config;
     // The infant preset has every list filled: the template for the types of every value.
-    const nlohmann::json like = preset_config("infant-t1");
+    const nlohmann::json like = preset_config("infant-t1");  // not default_preset: a choice of its own
     // Parameters of a fixed number of values (the others are lists of any length).
     const std::set<std::string> fixed_length = {"random_mean", "random_std", "output_shape"};
     for (const char* key : {"prior_means", "prior_stds"})

@@ -11,8 +11,11 @@
 
 namespace iss {
 
+// The preset of a command given neither --preset nor a config naming one.
+inline constexpr const char* default_preset = "infant-t1";
+
 struct GeneratorConfig {
-    std::string preset = "infant-t1";
+    std::string preset = default_preset;
 
     // Labels (SPEC.md section 1).
     std::vector<int32_t> generation_labels;
@@ -78,7 +81,8 @@ struct GeneratorConfig {
 GeneratorConfig preset_config(const std::string& name);
 
 // Overrides fields from a JSON file; InputError naming the file for unreadable JSON, an
-// unknown field or a value of the wrong type. A "preset" field selects the base preset first.
+// unknown field or a value of the wrong type. The base preset is the file's "preset" field or
+// `preset_name` (--preset; "" for none: default_preset); both, naming two, is an InputError.
 GeneratorConfig load_config(const std::string& preset_name, const std::string& json_path);
 // The same from JSON text (a model.json's recorded generator); messages name `source`, and a
 // prior .npy path is read relative to the folder `source` names, as for a file.

@@ -1,4 +1,4 @@
-// .npy reading/writing and exact reorientation.
+// .npy reading/writing, exact reorientation, and the JSON reader's repeated keys.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "io/json.h"
 #include "io/npy.h"
 #include "io/orientation.h"
 #include "kernels/common/error.h"
@@ -130,6 +131,18 @@ Volume<int32_t> oriented_volume(const std::string& code) {
     Volume<int32_t> v(grid);
     for (size_t i = 0; i < v.data.size(); ++i) v.data[i] = int32_t(i) * 7 + 1;
     return v;
+}
+
+// A key given twice in one object, at any depth, is refused; the same key in two objects is not.
+TEST(ParseJson, AKeyTwiceInOneObjectIsRefused) {
+    const nlohmann::json parsed = parse_json(R"({"a": {"k": 1}, "b": [{"k": 2}, {"k": 3}], "k": 4})", "t.json");
+    EXPECT_EQ(parsed["b"][1]["k"], 3);
+    EXPECT_EQ(test::refusal_of("t.json", [] { parse_json(R"({"a": 1, "b": {"k": [1], "k": [2]}})", "t.json"); }),
+              "t.json: key 'k' is given twice in one object");
+    EXPECT_EQ(test::refusal_of("t.json", [] { parse_json(R"([{"x": 1, "y": 2, "x": 1}])", "t.json"); }),
+              "t.json: key 'x' is given twice in one object");
+    EXPECT_NE(test::refusal_of("t.json", [] { parse_json(R"({"a": )", "t.json"); }).find("t.json is not valid JSON"),
+              std::string::npos);
 }
 
 TEST(Orientation, CodesOfAffines) {

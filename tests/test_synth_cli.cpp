@@ -200,6 +200,14 @@ TEST_F(SynthCli, PrintConfigIsJson) {
     const nlohmann::json t2 = nlohmann::json::parse(o.out);
     EXPECT_EQ(t2.at("preset"), "infant-t2");
     EXPECT_EQ(t2.at("gamma_std"), 0.25);
+    // The file's preset, with no --preset or the same one.
+    std::ofstream(path("synthseg.json")) << R"({"preset": "synthseg"})";
+    for (const char* preset : {"", " --preset synthseg"}) {
+        const RunResult f =
+            synth(std::string("--print-config --config ") + shell_quote(path("synthseg.json")) + preset);
+        ASSERT_EQ(f.status, 0) << f.err;
+        EXPECT_EQ(nlohmann::json::parse(f.out).at("preset"), "synthseg");
+    }
 }
 
 TEST_F(SynthCli, HelpDescribesEveryOptionAndPreset) {
@@ -236,6 +244,13 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad(map + " --preset infant-t3", "unknown preset 'infant-t3'");
     std::ofstream(path("unknown_key.json")) << R"({"gamma_stdev": 0.3})";
     expect_bad(map + " --config " + shell_quote(path("unknown_key.json")), "gamma_stdev");
+    // JSON would keep the last of two values given one key; which was meant is the user's to say.
+    std::ofstream(path("twice.json")) << R"({"gamma_std": 0.1, "nonlin_std": 2, "gamma_std": 0.2})";
+    expect_bad(map + " --config " + shell_quote(path("twice.json")),
+               path("twice.json") + ": key 'gamma_std' is given twice in one object");
+    std::ofstream(path("synthseg.json")) << R"({"preset": "synthseg", "gamma_std": 0.2})";
+    expect_bad(map + " --preset infant-t2 --config " + shell_quote(path("synthseg.json")),
+               path("synthseg.json") + ": its \"preset\" is synthseg but --preset is infant-t2: give the preset once");
     std::ofstream(path("prior_shape.json")) << R"({"prior_means": [1, 2, 3]})";
     expect_bad(map + " --config " + shell_quote(path("prior_shape.json")), "prior_means");
     // Types checked before the JSON library converts (an out-of-range number was undefined

@@ -574,7 +574,7 @@ static std::pair<GeneratorConfig, std::string> generator_config_for(const TrainO
     if (!opt.recorded_generator.empty())
         return {parse_config(opt.preset, opt.recorded_generator, opt.recorded_generator_source),
                 opt.recorded_generator_source};
-    GeneratorConfig preset = preset_config(opt.preset);
+    GeneratorConfig preset = preset_config(opt.preset.empty() ? default_preset : opt.preset);
     const std::string source = cat("preset ", preset.preset);
     return {std::move(preset), source};
 }

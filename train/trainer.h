@@ -31,7 +31,7 @@ namespace iss {
 struct TrainOptions {
     std::string labels;      // a label map or a directory of them
     std::string model_dir;
-    std::string preset = "infant-t1";
+    std::string preset;       // --preset; "" for none: the config's, or default_preset
     std::string config_path;  // JSON overrides of the generator (optional)
     // Without config_path: the generator parameters a resumed model recorded (model.json's
     // training.generator, as JSON text), which `source` names in messages; empty: the preset's.

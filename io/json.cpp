@@ -1,0 +1,33 @@
+#include "io/json.h"
+
+#include <set>
+#include <vector>
+
+#include "kernels/common/error.h"
+
+namespace iss {
+
+nlohmann::json parse_json(const std::string& text, const std::string& where) {
+    using json = nlohmann::json;
+    std::vector<std::set<std::string>> keys_of_open_objects;
+    std::string twice;
+    const json::parser_callback_t check = [&](int, json::parse_event_t event, json& parsed) {
+        if (event == json::parse_event_t::object_start) keys_of_open_objects.emplace_back();
+        if (event == json::parse_event_t::object_end) keys_of_open_objects.pop_back();
+        if (event == json::parse_event_t::key && twice.empty() &&
+            !keys_of_open_objects.back().insert(parsed.get<std::string>()).second)
+            twice = parsed.get<std::string>();
+        return true;
+    };
+    json parsed;
+    try {
+        parsed = json::parse(text, check);
+    } catch (const json::exception& e) {
+        throw InputError(cat(where, " is not valid JSON: ", e.what()));
+    }
+    ISS_INPUT(twice.empty(), where, ": key '", twice.substr(0, 100), twice.size() > 100 ? "..." : "",
+              "' is given twice in one object");
+    return parsed;
+}
+
+}  // namespace iss

@@ -1,0 +1,15 @@
+// JSON text from a file we did not write (a config, a model's description, a Keras config, a
+// safetensors header), parsed as JSON with one rule more than the library keeps: a key given twice
+// in one object is refused, where nlohmann::json would keep the last one without a word (a config
+// with "preset" twice would run the second).
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace iss {
+
+// InputError "<where> is not valid JSON: ..." or "<where>: key 'K' is given twice in one object".
+nlohmann::json parse_json(const std::string& text, const std::string& where);
+
+}  // namespace iss
