@@ -495,6 +495,9 @@ TEST_F(TrainCli, BadInputIsRefusedBeforeAnyStep) {
     expect_bad(tiny + to_fresh + " --steps 2 --validate-every 5", "--validation-labels", fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --resume", "no model.json", fresh);
     expect_bad(tiny + " --steps 2", "--model-dir is required", fresh);
+    // More memory than any machine has (petabytes): refused before the first step, not killed in it.
+    expect_bad(joined(tiny_args({{"--features", "4096"}, {"--shape", "100000"}})) + to_fresh + " --steps 2 --batch 64",
+               "lower --batch, the crop (--shape) or --features", fresh);
 
     // An existing model: another architecture, or no --resume, leaves it untouched.
     const fs::path existing = dir_ / "existing";
