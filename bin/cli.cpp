@@ -18,6 +18,10 @@ Args::Args(const std::string& command, int argc, char** argv, const std::set<std
     : command_(command) {
     for (int i = 0; i < argc; ++i) {
         std::string arg = argv[i];
+        if (arg == "--") {  // the options' end, as getopt has it: the rest are names (a file "--x")
+            positional_.insert(positional_.end(), argv + i + 1, argv + argc);
+            break;
+        }
         if (arg.size() < 3 || arg.compare(0, 2, "--") != 0) {
             positional_.push_back(arg);
             continue;

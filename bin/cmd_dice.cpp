@@ -134,6 +134,9 @@ int cmd_dice(int argc, char** argv) {
     if (args.has("--labels")) labels = named_label_list(args.get("--labels", ""));
 
     const std::vector<Pair> pairs = pair_inputs(pred, gt);
+    for (const Pair& p : pairs)  // a table read by subject (pandas' index) would find two rows
+        ISS_INPUT(p.name != dice_mean_row, p.pred, ": subject '", dice_mean_row,
+                  "' shares its name with the table's last row, the mean over the subjects: rename the files");
     std::vector<NamedPath> inputs{label_file_of(args.get("--labels", ""))};
     for (const Pair& p : pairs) inputs.insert(inputs.end(), {{p.pred, "--pred"}, {p.gt, "--gt"}});
     check_outputs("dice", inputs, {{out, "--out"}});

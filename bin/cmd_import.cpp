@@ -62,7 +62,7 @@ int cmd_import(int argc, char** argv) {
     options.orientation = args.get("--orientation", "");
     options.voxel_size_mm = args.number("--voxel-size", 0);
     ISS_INPUT(!args.has("--voxel-size") || (options.voxel_size_mm > 0 && options.voxel_size_mm <= 10),
-              "import: --voxel-size must be a size in mm from 0 to 10");
+              "import: --voxel-size must be a size in mm above 0 and at most 10, got ", args.get("--voxel-size", ""));
     const std::string weights = model_weights_in(out);
     std::error_code ec;
     ISS_INPUT(!fs::exists(model_json_path(weights), ec) && !fs::exists(weights, ec), out,

@@ -69,7 +69,7 @@ CsvTable dice_table(const std::vector<DiceSubject>& subjects, const std::vector<
         }
         table.rows.push_back(std::move(row));
     }
-    std::vector<std::string> mean{"mean"};
+    std::vector<std::string> mean{dice_mean_row};
     for (size_t k = 0; k < labels.size(); ++k)
         mean.push_back(dice_field(count[k] ? sum[k] / double(count[k]) : NAN));
     table.rows.push_back(std::move(mean));

@@ -41,6 +41,8 @@ struct DiceSubject {
 // Empty fields where a structure is absent from both sides (or from every subject, for the
 // mean). Numbers as csv_number writes them.
 CsvTable dice_table(const std::vector<DiceSubject>& subjects, const std::vector<int32_t>& labels);
+// The name of that last row, which no subject may have.
+inline constexpr const char* dice_mean_row = "mean";
 
 // The labels present in any subject (either side), increasing, background 0 left out.
 std::vector<int32_t> labels_present(const std::vector<DiceSubject>& subjects);

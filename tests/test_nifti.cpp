@@ -1005,6 +1005,17 @@ TEST_F(CliInfo, GoodFile) {
     EXPECT_NE(r.out.find("    1.500000     0.000000     0.000000    10.000000"), std::string::npos) << r.out;
 }
 
+// "--" ends the options: a file whose name starts with "--" is read after it, as getopt has it.
+TEST_F(CliInfo, ADoubleDashEndsTheOptions) {
+    iss::write_labels(path("--odd.nii.gz"), iss::LabelMap(test_grid(), 1, 0));
+    const RunResult r =
+        run_command("cd " + shell_quote(dir_.string()) + " && " + iss::test::cli_path() + " info -- --odd.nii.gz");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(line_value(r.out, "dims"), "4 x 3 x 2");
+    EXPECT_EQ(r.out.find("--:"), std::string::npos) << r.out;
+    EXPECT_EQ(info("-- --help").status, 2) << "a file named --help, which is not there";
+}
+
 // The voxel size is the affine's (what every command works with); pixdim, where an sform says
 // otherwise, is a note beside it.
 TEST_F(CliInfo, VoxelSizeIsTheAffinesWithADisagreeingPixdimNoted) {

@@ -378,6 +378,10 @@ TEST_F(DiceCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad("dice", "--pred " + q("four.nii.gz") + " --gt " + q("gt/a.nii.gz") + o, "four.nii.gz: a 4-D volume");
     expect_bad("dice", "--pred " + q("pred/zz.nii.gz") + " --gt " + q("gt/a.nii.gz") + o, "zz.nii.gz");
     expect_bad("dice", "--pred " + q("pred") + " --gt " + q("gt/a.nii.gz") + o, "both be files or both");
+    // A subject named as the table's mean row: two rows "mean" for whoever indexes by subject.
+    fs::copy_file(path("pred/a.nii.gz"), path("mean.nii.gz"));
+    expect_bad("dice", "--pred " + q("mean.nii.gz") + " --gt " + q("gt/a.nii.gz") + o,
+               path("mean.nii.gz") + ": subject 'mean' shares its name with the table's last row");
     expect_bad("dice", "--pred " + q("pred") + " --gt " + q("gt"), "--out is required");
     expect_bad("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + out("dice.nii.gz"),
                "the table is CSV text, not an image");
