@@ -59,6 +59,34 @@ T load_value(const char* bytes, bool swap) {
     return value;
 }
 
+// One element of dtype `kind` (the code without its byte order: "f8", "u1", ...) at p, widened
+// to double; 0 and false for a kind not read.
+bool load_element(const std::string& kind, const char* p, bool swap, double* value) {
+    if (kind == "f8")
+        *value = load_value<double>(p, swap);
+    else if (kind == "f4")
+        *value = load_value<float>(p, swap);
+    else if (kind == "i1")
+        *value = load_value<int8_t>(p, swap);
+    else if (kind == "i2")
+        *value = load_value<int16_t>(p, swap);
+    else if (kind == "i4")
+        *value = load_value<int32_t>(p, swap);
+    else if (kind == "i8")
+        *value = double(load_value<int64_t>(p, swap));
+    else if (kind == "u1")
+        *value = load_value<uint8_t>(p, swap);
+    else if (kind == "u2")
+        *value = load_value<uint16_t>(p, swap);
+    else if (kind == "u4")
+        *value = load_value<uint32_t>(p, swap);
+    else if (kind == "u8")
+        *value = double(load_value<uint64_t>(p, swap));
+    else
+        return false;
+    return true;
+}
+
 }  // namespace
 
 int64_t NpyArray::size() const {
@@ -97,12 +125,15 @@ NpyArray read_npy(const std::string& path) {
     ISS_INPUT(fortran == "False", path, ": Fortran-order arrays are not supported (save with C order)");
     array.shape = parse_shape(dict_value(header, "shape", path), path);
 
+    // A byte order ('|' for single bytes, which have none), then a kind load_element reads (tried
+    // on zero bytes: the list of kinds is written once, there).
     const std::string& dt = array.dtype;
-    ISS_INPUT(dt.size() == 3 && (dt[0] == '<' || dt[0] == '>' || dt[0] == '='), path, ": unsupported dtype '", dt,
-              "' (expected float64, float32, int32 or int64)");
-    const std::string kind = dt.substr(1);
-    ISS_INPUT(kind == "f8" || kind == "f4" || kind == "i4" || kind == "i8", path, ": unsupported dtype '", dt,
-              "' (expected float64, float32, int32 or int64)");
+    const bool ordered = dt.size() == 3 && std::string("<>=|").find(dt[0]) != std::string::npos;
+    const std::string kind = ordered ? dt.substr(1) : "";
+    double probe = 0;
+    const char zeros[8] = {};
+    ISS_INPUT(load_element(kind, zeros, false, &probe), path, ": unsupported dtype '", dt,
+              "' (expected a float of 32 or 64 bits or an integer type)");
     const bool swap = dt[0] == '>';
     const size_t item = size_t(kind[1] - '0');
 
@@ -129,12 +160,7 @@ NpyArray read_npy(const std::string& path) {
     array.values.resize(size_t(count));
     for (int64_t i = 0; i < count; ++i) {
         const char* p = raw.data() + size_t(i) * item;
-        double v = 0;
-        if (kind == "f8") v = load_value<double>(p, swap);
-        else if (kind == "f4") v = load_value<float>(p, swap);
-        else if (kind == "i4") v = load_value<int32_t>(p, swap);
-        else v = double(load_value<int64_t>(p, swap));
-        array.values[size_t(i)] = v;
+        load_element(kind, p, swap, &array.values[size_t(i)]);
     }
     return array;
 }

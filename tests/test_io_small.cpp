@@ -63,6 +63,26 @@ TEST_F(Npy, ReadsOtherDtypesAndBigEndian) {
                                 std::string(reinterpret_cast<const char*>(longs), sizeof longs)));
     EXPECT_EQ(read_npy(file).values, (std::vector<double>{double(int64_t(1) << 40), -3}));
 
+    // Label lists saved as small integer types (numpy's '|' marks a single byte's no byte order).
+    write_bytes(file,
+                npy_bytes("{'descr': '|u1', 'fortran_order': False, 'shape': (3,), }", std::string("\x00\x02\xff", 3)));
+    EXPECT_EQ(read_npy(file).values, (std::vector<double>{0, 2, 255}));
+    write_bytes(file,
+                npy_bytes("{'descr': '|i1', 'fortran_order': False, 'shape': (2,), }", std::string("\x80\x7f", 2)));
+    EXPECT_EQ(read_npy(file).values, (std::vector<double>{-128, 127}));
+    write_bytes(file, npy_bytes("{'descr': '>i2', 'fortran_order': False, 'shape': (2,), }",
+                                std::string("\xff\xfe\x01\x00", 4)));
+    EXPECT_EQ(read_npy(file).values, (std::vector<double>{-2, 256}));
+    write_bytes(file,
+                npy_bytes("{'descr': '<u2', 'fortran_order': False, 'shape': (1,), }", std::string("\x10\x27", 2)));
+    EXPECT_EQ(read_npy(file).values, (std::vector<double>{10000}));
+    write_bytes(file, npy_bytes("{'descr': '<u4', 'fortran_order': False, 'shape': (1,), }",
+                                std::string("\xff\xff\xff\xff", 4)));
+    EXPECT_EQ(read_npy(file).values, (std::vector<double>{4294967295.0}));
+    write_bytes(file, npy_bytes("{'descr': '<u8', 'fortran_order': False, 'shape': (1,), }",
+                                std::string("\x01\0\0\0\0\0\0\x80", 8)));
+    EXPECT_EQ(read_npy(file).values, (std::vector<double>{9223372036854775809.0}));
+
     // 1.0 as a big-endian float64.
     write_bytes(file, npy_bytes("{'descr': '>f8', 'fortran_order': False, 'shape': (1,), }",
                                 std::string("\x3f\xf0\x00\x00\x00\x00\x00\x00", 8)));
@@ -92,7 +112,9 @@ TEST_F(Npy, BadInputNamesFileAndProblem) {
     expect_input_error(file, "Fortran");
     write_bytes(file, npy_bytes("{'descr': '<c16', 'fortran_order': False, 'shape': (1,), }", std::string(16, '\0')));
     expect_input_error(file, "unsupported dtype");
-    write_bytes(file, npy_bytes("{'descr': '|u1', 'fortran_order': False, 'shape': (1,), }", std::string(1, '\0')));
+    write_bytes(file, npy_bytes("{'descr': '|b1', 'fortran_order': False, 'shape': (1,), }", std::string(1, '\0')));
+    expect_input_error(file, "unsupported dtype");
+    write_bytes(file, npy_bytes("{'descr': '<u16', 'fortran_order': False, 'shape': (1,), }", std::string(16, '\0')));
     expect_input_error(file, "unsupported dtype");
     write_bytes(file, npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 43), }", std::string(100, '\0')));
     expect_input_error(file, "truncated");
