@@ -8,15 +8,15 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cfloat>
 #include <chrono>
 #include <cstdio>
 #include <deque>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <type_traits>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "bin/cli.h"
 #include "bin/commands.h"
@@ -168,7 +168,10 @@ TrainOptions parse_options(const Args& args) {
     o.config_path = args.get("--config", "");
     o.steps = args.integer("--steps", o.steps);
     o.steps_per_epoch = args.integer("--steps-per-epoch", o.steps_per_epoch);
-    o.lr = float(args.number("--lr", o.lr));
+    const double lr = args.number("--lr", o.lr);  // Adam's is a float: 1e300 would be infinite, 1e-50 zero
+    ISS_INPUT(lr >= FLT_MIN && lr <= FLT_MAX, "train: --lr must be a positive number from ", FLT_MIN, " to ", FLT_MAX,
+              " (a float's), got ", args.get("--lr", ""));
+    o.lr = float(lr);
     o.batch = int_option(args, "--batch", o.batch, 1, 64);
     if (args.has("--shape")) {
         o.shape = args.integer("--shape", 0);

@@ -94,6 +94,9 @@ nlohmann::json flat_priors(const nlohmann::json& value, const std::string& json_
         const NpyArray a = read_npy(file.string());
         ISS_INPUT(a.shape.size() == 2 && a.shape[0] == 2, file.string(), ": ", key,
                   " must be an array of shape (2, n_labels), as priors writes it");
+        for (size_t i = 0; i < a.values.size(); ++i)
+            ISS_INPUT(std::isfinite(a.values[i]), file.string(), ": ", key, " holds ", a.values[i], " at row ",
+                      i / size_t(a.shape[1]), ", column ", i % size_t(a.shape[1]), ": not a finite number");
         return a.values;
     }
     if (!value.is_array() || value.size() != 2 || !value[0].is_array() || !value[1].is_array()) return value;
@@ -175,10 +178,14 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
         }
     ISS_INPUT(!c.pad_when_smaller || labels::index_of(c.generation_labels, 0) >= 0, source,
               ": pad_when_smaller pads with background, so generation_labels must hold 0");
+    std::set<int32_t> fused;
     for (const auto& group : c.fused_classes)
-        for (int32_t label : group)
+        for (int32_t label : group) {
             ISS_INPUT(labels::index_of(c.generation_labels, label) >= 0, source, ": fused class label ", label,
                       " is not a generation label");
+            ISS_INPUT(fused.insert(label).second, source, ": label ", label,
+                      " is in two fused classes (which of their intensities would it share?)");
+        }
     const bool uses_priors = !c.prior_means.empty() || !c.prior_stds.empty();
     if (uses_priors) {
         ISS_INPUT(c.prior_means.size() == 2 * n, source, ": prior_means must have shape (2, ", n,
@@ -187,6 +194,12 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
         ISS_INPUT(c.prior_stds.size() == 2 * n, source, ": prior_stds must have shape (2, ", n,
                   ") (a .npy file, [[means], [their stds]], or the ", 2 * n, " values row by row), has ",
                   c.prior_stds.size(), " values");
+        // Each file's second row is the spread of the first across subjects: a standard deviation.
+        for (const auto& [prior, name] : {std::pair{&c.prior_means, "prior_means"}, {&c.prior_stds, "prior_stds"}})
+            for (size_t k = 0; k < 2 * n; ++k)
+                ISS_INPUT(std::isfinite((*prior)[k]) && (k < n || (*prior)[k] >= 0), source, ": ", name, " holds ",
+                          (*prior)[k], " at row ", k / n, ", column ", k % n,
+                          k < n ? ": not a finite number" : ": a standard deviation is >= 0");
     }
     auto probability = [&](double p, const char* name) {
         ISS_INPUT(p >= 0 && p <= 1, source, ": ", name, " must be a probability in [0, 1], is ", p);

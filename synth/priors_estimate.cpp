@@ -73,7 +73,7 @@ double scaled_mad(std::vector<double>& values, double median) {
 void rescale_intensities(std::vector<double>& values, const std::string& source) {
     std::vector<double> positive;
     for (const double v : values)
-        if (v > 0) positive.push_back(v);  // NaN fails the test too
+        if (v > 0 && std::isfinite(v)) positive.push_back(v);
     ISS_INPUT(!positive.empty(), source, ": no positive intensity to rescale");
     const double lo = percentile(positive, 2);
     const double hi = percentile(positive, 98);
@@ -81,7 +81,7 @@ void rescale_intensities(std::vector<double>& values, const std::string& source)
         warning(cat(source, ": its positive intensities have no spread (2nd and 98th percentiles both ", lo,
                     "); rescaled to 0 as the reference does, so it counts for the background only"));
     for (double& v : values) {
-        if (std::isnan(v)) continue;
+        if (!std::isfinite(v)) continue;
         // The reference returns zeros for a flat image rather than divide by zero.
         v = lo == hi ? 0 : (std::clamp(v, lo, hi) - lo) / (hi - lo) * 255;
     }
@@ -103,7 +103,7 @@ SubjectStats measure_subject(const std::vector<double>& image, const std::vector
     int last_group = -1;
     bool have_last = false;
     for (size_t v = 0; v < image.size(); ++v) {
-        if (std::isnan(image[v])) continue;
+        if (!std::isfinite(image[v])) continue;  // no intensity (outside a registration's mask)
         // Label maps come in long runs of one value: remember the last lookup.
         if (!have_last || labels[v] != last_label) {
             const auto it = group_of_label.find(labels[v]);
@@ -200,6 +200,11 @@ std::vector<SubjectFiles> pair_subject_files(const std::string& images, const st
 SubjectStats measure_subject_files(const SubjectFiles& files, const PriorsOptions& options) {
     Volume<double> image = read_image_f64(files.image);
     ISS_INPUT(image.frames == 1, files.image, ": expected a 3-D image, found ", image.frames, " volumes");
+    const auto non_finite =
+        std::count_if(image.data.begin(), image.data.end(), [](double v) { return !std::isfinite(v); });
+    if (non_finite > 0)
+        warning(cat(files.image, ": ", non_finite, " voxel", non_finite > 1 ? "s are" : " is",
+                    " NaN or infinite: left out of the statistics"));
     LabelMap stored_labels = read_labels(files.labels);
     ISS_INPUT(stored_labels.frames == 1, files.labels, ": expected a 3-D label map, found ", stored_labels.frames,
               " volumes");

@@ -75,6 +75,7 @@ TEST(PriorsEstimate, RescaleClipsAtPositivePercentilesOfARamp) {
     std::vector<double> ramp;
     for (int i = 0; i <= 100; ++i) ramp.push_back(i);
     ramp.push_back(NAN);
+    ramp.push_back(INFINITY);  // no intensity either: not among the percentiles' values
     rescale_intensities(ramp, "ramp");
     const double lo = 2.98, hi = 98.02;
     EXPECT_EQ(ramp[0], 0);  // below lo: clipped to lo, then 0
@@ -85,6 +86,7 @@ TEST(PriorsEstimate, RescaleClipsAtPositivePercentilesOfARamp) {
     EXPECT_EQ(ramp[99], 255);  // above hi: clipped
     EXPECT_EQ(ramp[100], 255);
     EXPECT_TRUE(std::isnan(ramp[101]));
+    EXPECT_TRUE(std::isinf(ramp[102]));
 
     std::vector<double> flat = {0, 5, 5, 5};  // lo == hi: zeros, as the reference, and a warning
     testing::internal::CaptureStderr();
@@ -103,9 +105,9 @@ TEST(PriorsEstimate, RescaleClipsAtPositivePercentilesOfARamp) {
 
 TEST(PriorsEstimate, ConstantAndKnownRegionsPerLabel) {
     // Label 2 constant 40, label 3 the values {10, 20, 30, 40, 90}, label 5 not in the list,
-    // label 4 listed but absent. NaN voxels are ignored.
-    const std::vector<int32_t> labels = {2, 2, 2, 3, 3, 3, 3, 3, 5, 2};
-    const std::vector<double> image = {40, 40, 40, 20, 90, 10, 40, 30, 7, NAN};
+    // label 4 listed but absent. NaN and infinite voxels are ignored.
+    const std::vector<int32_t> labels = {2, 2, 2, 3, 3, 3, 3, 3, 5, 2, 3, 3};
+    const std::vector<double> image = {40, 40, 40, 20, 90, 10, 40, 30, 7, NAN, INFINITY, -INFINITY};
     const SubjectStats s = measure_subject(image, labels, options_for({3, 4, 2}));
     ASSERT_EQ(s.median.size(), 3u);
     EXPECT_EQ(s.median[0], 30);
@@ -481,6 +483,23 @@ TEST_F(PriorsCli, WritesTwoNpyFilesOfShapeTwoBy43) {
         EXPECT_NE(std::string(e.what()).find("prior_means must have shape (2, 43) (a .npy file"), std::string::npos)
             << e.what();
     }
+    // A NaN in the file is named where it is (not as a null in the configuration); a negative
+    // spread in a second row is no standard deviation.
+    std::vector<double> broken = means.values;
+    broken[3] = std::nan("");
+    write_npy((dir_ / "nan.npy").string(), {2, 43}, broken);
+    std::ofstream(dir_ / "nan.json") << R"({"prior_means": "nan.npy"})";
+    EXPECT_EQ(
+        test::refusal_of((dir_ / "nan.npy").string(), [&] { load_config("infant-t1", (dir_ / "nan.json").string()); }),
+        (dir_ / "nan.npy").string() + ": prior_means holds nan at row 0, column 3: not a finite number");
+    broken = stds.values;
+    broken[43 + 5] = -1;
+    write_npy((dir_ / "negative.npy").string(), {2, 43}, broken);
+    std::ofstream(dir_ / "negative.json") << R"({"prior_stds": "negative.npy"})";
+    EXPECT_EQ(
+        test::refusal_of((dir_ / "negative.json").string(),
+                         [&] { load_config("infant-t1", (dir_ / "negative.json").string()); }),
+        (dir_ / "negative.json").string() + ": prior_stds holds -1 at row 1, column 5: a standard deviation is >= 0");
 }
 
 TEST_F(PriorsCli, LabelListAndClasses) {

@@ -27,6 +27,7 @@
 #include "synth/stage_profile.h"
 #include "tests/backends.h"
 #include "tests/ref/synth.h"
+#include "tests/test_util.h"
 
 namespace iss {
 namespace {
@@ -1129,6 +1130,11 @@ TEST(SynthParams, BadInputIsNamed) {
     EXPECT_TRUE(std::isfinite(float(std::exp(steep.gamma_std * widest))));
     steep.gamma_std = 10.5;
     EXPECT_THROW(validate_config(steep, "cfg.json"), InputError);
+    // A label shares one class's intensity: in two classes it would have two.
+    GeneratorConfig twice = preset_config("infant-t1");
+    twice.fused_classes = {{2, 41}, {41, 3}};
+    EXPECT_EQ(test::refusal_of("cfg.json", [&] { validate_config(twice, "cfg.json"); }),
+              "cfg.json: label 41 is in two fused classes (which of their intensities would it share?)");
 
     // A padded crop far larger than memory: refused before any allocation, naming the size.
     GeneratorConfig huge = config;
