@@ -565,7 +565,7 @@ std::vector<std::string> volume_files(const std::string& path) {
         files.push_back(entry.path().string());
     }
     ISS_INPUT(!ec, path, ": cannot list: ", ec.message());
-    ISS_INPUT(!files.empty(), path, ": no volume files (*.nii, *.nii.gz, *.mgz, *.mgh) in this directory");
+    ISS_INPUT(!files.empty(), path, ": no volume files (*.nii, *.nii.gz, *.hdr, *.mgz, *.mgh) in this directory");
     std::sort(files.begin(), files.end());
     return files;
 }
@@ -662,8 +662,12 @@ bool is_volume_name(const std::string& path) {
     return !volume_ending(path).empty();
 }
 
+bool is_output_volume_name(const std::string& path) {
+    return is_volume_name(path) && volume_ending(path) != ".hdr";
+}
+
 std::string volume_ending(const std::string& path) {
-    for (const char* ext : {".nii.gz", ".nii", ".mgz", ".mgh"})
+    for (const char* ext : {".nii.gz", ".nii", ".hdr", ".mgz", ".mgh"})
         if (ends_with_ignoring_case(path, ext)) return ext;
     return "";
 }

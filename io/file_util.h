@@ -190,15 +190,18 @@ bool ends_with_ignoring_case(const std::string& text, const std::string& suffix)
 
 // FreeSurfer's .mgz or .mgh, in any case.
 bool is_mgh_name(const std::string& path);
-// A volume this program reads: .nii, .nii.gz (NIfTI), .mgz or .mgh (MGH), in any case (readers
-// such as nibabel choose by the ending, and take SCAN.NII.GZ as scan.nii.gz).
+// A volume this program reads: .nii, .nii.gz (NIfTI), .hdr (a NIfTI pair's header, its voxels in
+// the .img beside it), .mgz or .mgh (MGH), in any case (readers such as nibabel choose by the
+// ending, and take SCAN.NII.GZ as scan.nii.gz).
 bool is_volume_name(const std::string& path);
+// A volume this program writes: the same but .hdr (pairs are read, never written).
+bool is_output_volume_name(const std::string& path);
 // An OutputFile's temporary of a volume output ("a.nii.gz.tmp-123.nii.gz", "a.mgz.tmp-9.mgz"),
 // left by a killed run.
 bool is_temporary_output(const std::string& name);
-// A volume name's ending, in lower case: ".nii.gz", ".nii", ".mgz" or ".mgh" ("" for another).
+// A volume name's ending, in lower case: ".nii.gz", ".nii", ".hdr", ".mgz" or ".mgh" ("" for another).
 std::string volume_ending(const std::string& path);
-// A volume file's name without its folder and .nii / .nii.gz / .mgz / .mgh in any case
+// A volume file's name without its folder and .nii / .nii.gz / .hdr / .mgz / .mgh in any case
 // ("dir/sub01.nii.gz" -> "sub01").
 std::string volume_stem(const std::string& path);
 // `files` (volume files of `folder`) by subject, their volume_stem; InputError naming `folder` and
@@ -206,8 +209,8 @@ std::string volume_stem(const std::string& path);
 std::map<std::string, std::string> volume_files_by_subject(const std::string& folder,
                                                            const std::vector<std::string>& files);
 
-// The volume files a path names: the file itself, or every *.nii / *.nii.gz / *.mgz / *.mgh in a
-// directory but hidden ones (macOS's ._NAME copies), sorted by name. InputError naming the path
+// The volume files a path names: the file itself, or every *.nii / *.nii.gz / *.hdr / *.mgz /
+// *.mgh in a directory but hidden ones (macOS's ._NAME copies), sorted by name. InputError naming the path
 // when it does not exist or a directory has none.
 std::vector<std::string> volume_files(const std::string& path);
 

@@ -806,7 +806,7 @@ public:
 
 private:
     static const std::string& checked_name(const std::string& path) {
-        ISS_INPUT(is_volume_name(path), path, ": output must end in .nii, .nii.gz, .mgz or .mgh");
+        ISS_INPUT(is_output_volume_name(path), path, ": output must end in .nii, .nii.gz, .mgz or .mgh");
         return path;
     }
     void put(const void* data, size_t n) {

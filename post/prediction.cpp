@@ -177,7 +177,8 @@ void require_listed(const LabelMap& seg, const std::string& path, const LabelLis
 }
 
 void require_volume_output(const std::string& path, const std::string& option) {
-    ISS_INPUT(is_volume_name(path), option, ": '", path, "' is not a NIfTI or MGH name (.nii, .nii.gz, .mgz or .mgh)");
+    ISS_INPUT(is_output_volume_name(path), option, ": '", path,
+              "' is not a NIfTI or MGH name (.nii, .nii.gz, .mgz or .mgh)");
 }
 
 void write_prediction(OutputSet& outputs, const std::string& seg_path, const LabelMap& seg,

@@ -525,6 +525,50 @@ TEST(PredictGeometry, AScanNotHeadSizedIsAWarning) {
 // are not scans, so a second run works as the first; two scans that would write one output
 // name are refused naming both; a NIfTI name for a folder's outputs and a picture not named
 // .png are refused before any work. A constant image is segmented with a warning.
+// The .hdr/.img pair of a single-file NIfTI-1 `nii`, as SPM and older tools store scans: its
+// header with the pair's magic and vox_offset 0 in STEM.hdr, its voxels in STEM.img.
+void split_into_pair(const std::string& nii, const std::string& stem) {
+    const std::string bytes = test::read_text(nii);
+    float offset = 0;
+    std::memcpy(&offset, bytes.data() + 108, sizeof offset);
+    std::string header = bytes.substr(0, 348);
+    const float zero = 0;
+    std::memcpy(&header[108], &zero, sizeof zero);
+    std::memcpy(&header[344], "ni1\0", 4);
+    std::ofstream(stem + ".hdr", std::ios::binary) << header;
+    std::ofstream(stem + ".img", std::ios::binary) << bytes.substr(size_t(offset));
+}
+
+// A folder of pairs is a folder of scans (each listed once, by its .hdr): the outputs are those of
+// the same scans as .nii files, named NAME_synthseg.nii.gz; a pair is never an output's format.
+TEST_F(Predict, AFolderOfHdrImgPairsIsSegmentedAsItsNiftiFiles) {
+    const std::string model = make_model();
+    fs::create_directories(path("single"));
+    fs::create_directories(path("pairs"));
+    for (const char* name : {"a", "b"}) {
+        const std::string nii = path(cat("single/", name, ".nii"));
+        write_image(nii, test_image(grid({12, 12, 10}, Mat4::scaling(-1.0, 1.0, 1.2))));
+        split_into_pair(nii, path(cat("pairs/", name)));
+    }
+    EXPECT_EQ(volume_files(path("pairs")), (std::vector<std::string>{path("pairs/a.hdr"), path("pairs/b.hdr")}));
+    const std::string run = test::cli_path() + " predict --device cpu --model " + test::shell_quote(model) + " --i ";
+    for (const char* folder : {"single", "pairs"}) {
+        const test::RunResult r = test::run_command(run + test::shell_quote(path(folder)) + " --o " +
+                                                    test::shell_quote(path(cat(folder, "_out"))));
+        ASSERT_EQ(r.status, 0) << r.err;
+    }
+    for (const char* name : {"a", "b"}) {
+        VolumeHeader h;
+        const LabelMap from_pair = read_labels(path(cat("pairs_out/", name, "_synthseg.nii.gz")), &h);
+        EXPECT_EQ(from_pair.data, read_labels(path(cat("single_out/", name, "_synthseg.nii.gz"))).data) << name;
+        EXPECT_TRUE(h.grid().same_as(read_volume_header(path(cat("pairs/", name, ".hdr"))).grid())) << name;
+    }
+    const test::RunResult to_pair =
+        test::run_command(run + test::shell_quote(path("pairs/a.hdr")) + " --o " + test::shell_quote(path("seg.hdr")));
+    EXPECT_EQ(to_pair.status, 2);
+    EXPECT_NE(to_pair.err.find("is not a NIfTI or MGH name"), std::string::npos) << to_pair.err;
+}
+
 TEST_F(Predict, CommandFoldersSkipHiddenFilesAndTheirOwnOutputs) {
     const std::string model = make_model();
     fs::create_directories(path("f"));
