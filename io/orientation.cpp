@@ -41,15 +41,25 @@ void parse_code(const std::string& code, std::array<int, 3>& world_axis, std::ar
 }
 
 // Row r's column best[r]: of the six assignments of rows to distinct columns, the one with the
-// largest sum of |weight|; a tie keeps the first in permutation order.
+// largest sum of |weight|. A tie (two axes at exactly 45 degrees) goes to the largest sum, over
+// the rows, of the weight at the row's column times the weight at the next column (x then y,
+// y then z, z then x): it is the same for a row and its negative, and belongs to the row, not
+// its place, so a scan stored with two voxel axes swapped or flipped gets the same frame, not
+// one turned by 90 degrees. A tie of both keeps the first in permutation order.
 std::array<int, 3> best_assignment(const double (&weight)[3][3]) {
     std::array<int, 3> perm{0, 1, 2}, best = perm;
-    double best_score = -1;
+    double best_score = -1, best_turn = -4;
     do {
-        double score = 0;
-        for (int r = 0; r < 3; ++r) score += std::fabs(weight[r][perm[size_t(r)]]);
-        if (score > best_score + 1e-12) {
+        double score = 0, turn = 0;
+        for (int r = 0; r < 3; ++r) {
+            const int column = perm[size_t(r)];
+            score += std::fabs(weight[r][column]);
+            turn += weight[r][column] * weight[r][(column + 1) % 3];
+        }
+        const bool tie = std::fabs(score - best_score) <= 1e-12;
+        if ((!tie && score > best_score) || (tie && turn > best_turn + 1e-12)) {
             best_score = score;
+            best_turn = turn;
             best = perm;
         }
     } while (std::next_permutation(perm.begin(), perm.end()));
