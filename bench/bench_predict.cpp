@@ -76,7 +76,7 @@ struct PublishedModel {
         params.allocate();
         net.initialise(1);
         save_model(dir + "/model.safetensors", spec, params);
-        write_keras_unet(keras, spec.unet, params);
+        write_keras_unet(keras, spec, params);
         if (with_archive) write_keras_archive(archive, spec, params);
     }
     ~PublishedModel() { std::filesystem::remove_all(dir); }
@@ -163,7 +163,7 @@ void keras_export(benchmark::State& state, bool archive) {
         if (archive)
             write_keras_archive(out + ".keras", model.spec, model.params);
         else
-            write_keras_unet(out + ".h5", model.spec.unet, model.params);
+            write_keras_unet(out + ".h5", model.spec, model.params);
     }
 }
 

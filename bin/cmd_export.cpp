@@ -65,7 +65,7 @@ int cmd_export(int argc, char** argv) {
     if (archive)
         write_keras_archive(out, spec, params);
     else
-        write_keras_unet(out, spec.unet, params);
+        write_keras_unet(out, spec, params);
     std::printf("exported %s -> %s (%s; labels in channel order:", weights.c_str(), out.c_str(),
                 archive ? "Keras 3 model" : "Keras 2 weights");
     for (int32_t label : spec.labels) std::printf(" %d", label);

@@ -37,9 +37,10 @@ const char* usage =
     "                       infant (Infant-SynthSeg's 34), synthseg (SynthSeg 1.0's 32), a .npy\n"
     "                       file (e.g. synthseg_segmentation_labels.npy) or a list such as 0,2,3;\n"
     "                       they are put in SynthSeg's channel order (unsided, left, right) and\n"
-    "                       that order is recorded. Required, except for a .keras archive\n"
-    "                       written by export, which records its model: labels, frame, voxel\n"
-    "                       sizes and provenance, all taken as recorded when --labels is absent\n"
+    "                       that order is recorded. Required, except for a file written by\n"
+    "                       export (.h5 or .keras), which records its model: labels, frame,\n"
+    "                       voxel sizes and provenance, all taken as recorded when --labels is\n"
+    "                       absent; given, they must be its labels, kept in its channel order\n"
     "  --orientation CODE   the voxel frame the network was trained in: RAS for Infant-SynthSeg\n"
     "                       (default), LIA for SynthSeg 1.0; predict reorients scans to it\n"
     "  --voxel-size MM      record a voxel size, so that predict resamples scans to it; by\n"
@@ -71,7 +72,6 @@ int cmd_import(int argc, char** argv) {
                   {{weights, "--out"}, {model_json_path(weights), "--out"}}, {out});
 
     // Everything read and checked before the directory is touched.
-    require_labels_unless_recorded(options, keras);
     const KerasUNet model = read_keras_unet(keras);
     const ModelSpec spec = keras_model_spec(model, options, keras);
     DeviceContext cpu;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -64,7 +65,6 @@ constexpr double kNeuronEpsilon = 1e-3;
 constexpr size_t kMaxConfigBytes = size_t(64) << 20;
 // An archive's metadata.json, which holds our model.json under this key when we wrote it.
 constexpr size_t kMaxMetadataBytes = size_t(4) << 20;
-const char* const kDescriptionKey = "infant_synthseg_model";
 
 const char* const bn_weights[4] = {"gamma:0", "beta:0", "moving_mean:0", "moving_variance:0"};
 const char* const bn_params[4] = {"gamma", "beta", "running_mean", "running_var"};
@@ -226,7 +226,7 @@ std::map<std::string, std::string> keras3_groups_by_class(const nlohmann::json& 
 struct ArchiveText {
     nlohmann::json layers;
     std::string config_where, keras_version;
-    std::string description;  // metadata.json's kDescriptionKey object, as text ("" when absent)
+    std::string description;  // metadata.json's keras_record_key object, as text ("" when absent)
 };
 
 // Reads one weights file's U-Net: the layer list first, the architecture from the shapes, then
@@ -255,7 +255,7 @@ public:
                                        : "whole model";
         // Keras 3's weights files record no version (its archives do, beside them).
         model.keras_version = archive_ ? archive_->keras_version : keras3_ ? "3 (release not recorded)" : "unknown";
-        if (archive_) model.description = archive_->description;
+        model.description = archive_ ? archive_->description : recorded_description();
         if (!archive_ && file_.has_attribute("/", "keras_version")) {
             const std::vector<std::string> v = file_.string_list("/", "keras_version");
             if (v.size() == 1) model.keras_version = v[0];
@@ -322,13 +322,20 @@ private:
     // Every U-Net layer in the file is one the inferred architecture has: a weighted layer it
     // does not have (a third decoder convolution, a batch norm past the last level) would
     // otherwise be dropped without a word.
+    // And a U-Net layer that holds no weights in ours (pooling, upsampling, a merge) holds none in
+    // the file: a transposed convolution named unet_up_2 would otherwise have its weights unread.
     void require_only_layout_layers(const KerasLayout& layout) const {
-        std::set<std::string> known;
-        for (const KerasLayer& layer : layout.layers) known.insert(layer.name);
-        for (const std::string& name : layers_)
-            ISS_INPUT(!starts_with(name, "unet_") || weightless_unet_layer(name) || known.count(name), path_,
-                      ": layer ", name, " is not part of the U-Net its other layers describe (", layout_text(layout),
-                      ")");
+        std::map<std::string, bool> weighted;
+        for (const KerasLayer& layer : layout.layers) weighted[layer.name] = layer.weights >= 0;
+        for (const std::string& name : layers_) {
+            if (!starts_with(name, "unet_")) continue;  // a training model's other layers
+            const auto known = weighted.find(name);
+            ISS_INPUT(weightless_unet_layer(name) || known != weighted.end(), path_, ": layer ", name,
+                      " is not part of the U-Net its other layers describe (", layout_text(layout), ")");
+            const bool weightless = known == weighted.end() || !known->second;
+            if (weightless && (!keras3_ || keras3_vars_.count(name)) && file_.has_group(group(name)))
+                weight_names(name, {});
+        }
     }
 
     static std::string layout_text(const KerasLayout& layout) {
@@ -346,10 +353,13 @@ private:
     void check_model_config(const KerasLayout& layout, const nlohmann::json& layers, const std::string& where) const {
         std::map<std::string, const KerasLayer*> ours;
         for (const KerasLayer& l : layout.layers) ours[l.name] = &l;
+        auto listed = [&](const std::function<bool(const std::string&)>& named) {
+            return std::any_of(layers.begin(), layers.end(),
+                               [&](const nlohmann::json& layer) { return named(name_of(layer)); });
+        };
         // A model that has its own input layer is the U-Net alone: its first convolution must
         // take that input too. Without one, a training checkpoint feeds it the synthetic image.
-        const bool own_input = std::any_of(layers.begin(), layers.end(),
-                                           [](const nlohmann::json& layer) { return name_of(layer) == "unet_input"; });
+        const bool own_input = listed([](const std::string& n) { return n == "unet_input"; });
         for (const nlohmann::json& layer : layers) {
             const std::string name = name_of(layer);
             if (!starts_with(name, "unet_")) continue;  // another model's layer (training checkpoints)
@@ -363,6 +373,12 @@ private:
                 ISS_INPUT(it->second->weights >= 0, where, ": layer ", shown, " holds no weights in the file");
             check_inputs(*it->second, layer, own_input, where);
         }
+        // Without its softmax the model gives logits, which Keras would output as they are (a config
+        // that lists no U-Net layer says nothing either way).
+        ISS_INPUT(!listed([](const std::string& n) { return starts_with(n, "unet_"); }) ||
+                      listed([](const std::string& n) { return n == "unet_prediction"; }),
+                  where,
+                  ": no layer unet_prediction: ext/neuron's U-Net ends in a softmax, and this model gives its logits");
     }
 
     // A config layer's name ("" when it has no config object or no name).
@@ -431,6 +447,18 @@ private:
             names.push_back((*history)[0].get<std::string>());
         }
         return names;
+    }
+
+    // The model.json our Keras 2 export records (write_keras_unet): one attribute or its parts,
+    // "" in a file of another's. Passed on unchecked, as an archive's.
+    std::string recorded_description() const {
+        std::string text;
+        for (const std::string& part : name_list("/", keras_record_key)) {
+            text += part;
+            ISS_INPUT(text.size() <= kMaxMetadataBytes, path_, ": attribute ", keras_record_key, " is larger than ",
+                      kMaxMetadataBytes >> 20, " MB");
+        }
+        return text;
     }
 
     std::string model_config_attribute() const {
@@ -632,15 +660,17 @@ private:
     std::vector<std::string> weight_names(const std::string& layer, const std::vector<std::string>& suffixes) const {
         ISS_INPUT(std::find(layers_.begin(), layers_.end(), layer) != layers_.end(), path_, ": missing layer ", layer);
         ISS_INPUT(file_.has_group(group(layer)), path_, ": layer ", layer, " is listed but its group is missing");
-        std::string expected;
+        std::string expected = suffixes.empty() ? "none" : "";
         for (const std::string& s : suffixes) expected += (expected.empty() ? "" : ", ") + s;
         if (keras3_) {
             std::vector<std::string> numbered;
             while (numbered.size() <= suffixes.size() && file_.has_dataset(cat(group(layer), "/", numbered.size())))
                 numbered.push_back(std::to_string(numbered.size()));
-            ISS_INPUT(numbered.size() == suffixes.size(), path_, ": layer ", layer, " holds ",
-                      numbered.size() > suffixes.size() ? cat("more than ", suffixes.size()) : cat(numbered.size()),
-                      " weights; expected ", expected);
+            const std::string held = numbered.size() <= suffixes.size() ? cat(numbered.size(), " weights")
+                                     : suffixes.empty()                 ? std::string("weights")
+                                                        : cat("more than ", suffixes.size(), " weights");
+            ISS_INPUT(numbered.size() == suffixes.size(), path_, ": layer ", layer, " holds ", held, "; expected ",
+                      expected);
             return numbered;
         }
         const std::vector<std::string> names = name_list(group(layer), "weight_names");
@@ -829,10 +859,10 @@ KerasUNet read_keras_file(const std::string& path) {
             text.keras_version = *release;
         }
         // Passed on unchecked (keras_model_spec checks it when it is used: not with --labels).
-        const auto description = metadata.find(kDescriptionKey);
+        const auto description = metadata.find(keras_record_key);
         if (description != metadata.end()) {
             text.description = description->dump();
-            ISS_INPUT(text.description.size() <= kMaxMetadataBytes, path, ": metadata.json's ", kDescriptionKey,
+            ISS_INPUT(text.description.size() <= kMaxMetadataBytes, path, ": metadata.json's ", keras_record_key,
                       " is larger than ", kMaxMetadataBytes >> 20, " MB");
         }
     }
@@ -1007,9 +1037,9 @@ nlohmann::json keras3_model_config(const UNetConfig& u, const KerasLayout& layou
 
 }  // namespace
 
-void write_keras_unet(const std::string& path, const UNetConfig& unet, ParamStore& params) {
-    require_neuron_arithmetic(unet, path);
-    const KerasLayout layout = layout_of(unet);
+void write_keras_unet(const std::string& path, const ModelSpec& spec, ParamStore& params) {
+    require_neuron_arithmetic(spec.unet, path);
+    const KerasLayout layout = layout_of(spec.unet);
     const ParamValues values(params);
     Hdf5Writer file(path);
     std::vector<std::string> layer_names;
@@ -1017,6 +1047,15 @@ void write_keras_unet(const std::string& path, const UNetConfig& unet, ParamStor
     file.string_list("/", "layer_names", layer_names);
     file.string_attribute("/", "backend", "tensorflow");
     file.string_attribute("/", "keras_version", "2.2.4");
+    // HDF5 keeps an attribute within 64 KB: a longer record goes in parts NAME0, NAME1, ..., as
+    // Keras splits its own long lists (read back by name_list).
+    const std::string record = model_description(spec, params).dump();
+    constexpr size_t part_bytes = 60000;
+    if (record.size() <= part_bytes)
+        file.string_attribute("/", keras_record_key, record);
+    else
+        for (size_t p = 0; p * part_bytes < record.size(); ++p)
+            file.string_attribute("/", cat(keras_record_key, p), record.substr(p * part_bytes, part_bytes));
     for (const KerasLayer& layer : layout.layers) {
         const std::string group = "/" + layer.name;
         file.group(group);
@@ -1053,7 +1092,7 @@ void write_keras_archive(const std::string& path, const ModelSpec& spec, ParamSt
         for (size_t w = 0; w < list.size(); ++w) weights.dataset_f32(cat(vars, "/", w), list[w].shape, list[w].values);
     }
     // Keras reads no release from metadata.json; ours is there for import and predict.
-    const nlohmann::json metadata = {{"keras_version", "3"}, {kDescriptionKey, model_description(spec, params)}};
+    const nlohmann::json metadata = {{"keras_version", "3"}, {keras_record_key, model_description(spec, params)}};
     const std::string config = keras3_model_config(spec.unet, layout).dump(), about = metadata.dump();
     write_zip(path, {{"metadata.json", {about.begin(), about.end()}},
                      {"config.json", {config.begin(), config.end()}},

@@ -33,10 +33,15 @@ struct KerasUNet {
     std::map<std::string, std::vector<float>> tensors;
     std::string layout;         // "weights only", "whole model", "Keras 3 weights" or "Keras 3 archive"
     std::string keras_version;  // as the file says, or "unknown"
-    // An archive this program wrote (write_keras_archive) records the model it came from: its
-    // model.json, as text, unchecked (predict/keras_model.h parses it when it is used).
+    // A file this program's export wrote (write_keras_archive, write_keras_unet) records the model
+    // it came from: its model.json, as text, unchecked (predict/keras_model.h parses it when it is
+    // used), under keras_record_key; "" for a file of another's.
     std::string description;
 };
+
+// Where our exports keep the model.json: a key of an archive's metadata.json, an attribute (or
+// its parts) of a Keras 2 file's root group. Keras reads neither.
+inline constexpr const char* keras_record_key = "infant_synthseg_model";
 
 // Whether `path` names a Keras file (`.h5`, or Keras 3's `.keras` archive), in any case, rather
 // than one of our models.
@@ -67,9 +72,11 @@ void write_keras_archive(const std::string& path, const ModelSpec& spec, ParamSt
 void require_neuron_arithmetic(const UNetConfig& unet, const std::string& source);
 
 // Writes the network as a weights-only Keras 2 file: the layer names, their order, the
-// attributes and the dataset shapes of `save_weights`, name lists as fixed-length byte strings.
-// Built in memory, then written through a temporary name and renamed when complete. The network
-// must pass require_neuron_arithmetic.
-void write_keras_unet(const std::string& path, const UNetConfig& unet, ParamStore& params);
+// attributes and the dataset shapes of `save_weights`, name lists as fixed-length byte strings;
+// and the spec's model.json as the root's attribute keras_record_key (which read_keras_unet
+// returns as `description`: the labels in channel order, which SynthSeg's sorted order need not
+// be). Built in memory, then written through a temporary name and renamed when complete. The
+// network must pass require_neuron_arithmetic.
+void write_keras_unet(const std::string& path, const ModelSpec& spec, ParamStore& params);
 
 }  // namespace iss

@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "io/orientation.h"
-#include "io/zip.h"
 #include "kernels/common/error.h"
 #include "post/prediction.h"
 #include "synth/labels.h"
@@ -12,17 +11,18 @@ namespace iss {
 
 std::vector<int32_t> keras_label_list(const std::string& text) {
     ISS_INPUT(!text.empty(),
-              "--labels is required for a Keras model: infant, synthseg, a .npy file or a list (an "
-              "archive written by this program's export records them)");
+              "--labels is required for a Keras model: infant, synthseg, a .npy file or a list (a file "
+              "written by this program's export records them)");
     return named_label_list(text, "--labels");
 }
 
 namespace {
 
-// The model an archive of our export records, checked as model.json is and against the network
-// of the archive's weights.
+// The model a file of our export records, checked as model.json is and against the network of
+// the file's weights.
 ModelSpec recorded_spec(const KerasUNet& model, const std::string& source) {
-    const std::string where = cat(source, ": metadata.json's infant_synthseg_model");
+    const bool archive = model.layout == "Keras 3 archive";
+    const std::string where = cat(source, archive ? ": metadata.json's " : ": the attribute ", keras_record_key);
     ModelSpec spec = parse_model_description(model.description, where);
     const UNetConfig &a = spec.unet, &b = model.unet;
     const std::pair<const char*, bool> same[] = {{"levels", a.levels == b.levels},
@@ -34,7 +34,8 @@ ModelSpec recorded_spec(const KerasUNet& model, const std::string& source) {
                                                  {"batch norm epsilon", a.bn_epsilon == b.bn_epsilon},
                                                  {"ELU alpha", a.elu_alpha == b.elu_alpha}};
     for (const auto& [field, equal] : same)
-        ISS_INPUT(equal, where, " gives the network other ", field, " than the archive's weights and config.json");
+        ISS_INPUT(equal, where, " gives the network other ", field, " than the ",
+                  archive ? "archive's weights and config.json" : "file's weights");
     // Where the model came from: the recorded import when it was one (then this archive is
     // noted beside it), else this archive.
     nlohmann::json& t = spec.training;
@@ -50,10 +51,6 @@ ModelSpec recorded_spec(const KerasUNet& model, const std::string& source) {
 
 }  // namespace
 
-void require_labels_unless_recorded(const KerasImportOptions& options, const std::string& path) {
-    if (options.labels.empty() && !looks_like_zip(path)) keras_label_list(options.labels);
-}
-
 ModelSpec keras_model_spec(const KerasUNet& model, const KerasImportOptions& options, const std::string& source) {
     if (!model.description.empty() && options.labels.empty()) {
         ISS_INPUT(options.orientation.empty() && options.voxel_size_mm == 0, source,
@@ -66,6 +63,19 @@ ModelSpec keras_model_spec(const KerasUNet& model, const KerasImportOptions& opt
     spec.labels = labels::freesurfer_sorted(keras_label_list(options.labels));
     ISS_INPUT(int(spec.labels.size()) == model.unet.classes, "--labels: ", spec.labels.size(),
               " labels, but the network in ", source, " has ", model.unet.classes, " outputs");
+    if (!model.description.empty()) {
+        // A network trained here has its channels in its own label order, which SynthSeg's sorted
+        // one need not be (0, 2, 16, 41 is 0, 16, 2, 41 sorted): the record's order, for the
+        // labels given (the same ones, in any order; the record's frame and sizes are not taken).
+        const std::vector<int32_t> recorded = recorded_spec(model, source).labels;
+        std::vector<int32_t> given = spec.labels, sorted = recorded;
+        std::sort(given.begin(), given.end());
+        std::sort(sorted.begin(), sorted.end());
+        std::string listed;
+        for (const int32_t label : recorded) listed += cat(listed.empty() ? "" : ",", label);
+        ISS_INPUT(given == sorted, source, " records its labels (", listed, "): --labels names others");
+        spec.labels = recorded;
+    }
     const std::string orientation = options.orientation.empty() ? "RAS" : options.orientation;
     require_orientation_code(orientation, "--orientation");
     spec.preprocessing = {{"orientation", orientation},

@@ -15,7 +15,7 @@ struct KerasImportOptions {
     // "infant" (the 34 infant labels), "synthseg" (SynthSeg 1.0's 32), a .npy file of label
     // values (duplicates allowed, as SynthSeg's files have them) or a comma-separated list, in any
     // order: they are put in SynthSeg's channel order (labels::freesurfer_sorted).
-    // Empty: those an archive written by our export records (KerasUNet::description); required
+    // Empty: those a file written by our export records (KerasUNet::description); required
     // otherwise.
     std::string labels;
     std::string orientation;          // the frame the network was trained in (SynthSeg 1.0: LIA); empty: RAS
@@ -27,14 +27,11 @@ struct KerasImportOptions {
 std::vector<int32_t> keras_label_list(const std::string& text);
 
 // The ModelSpec of an imported network; InputError when the label list does not fit the
-// network's outputs or the orientation is not a code. Without labels, an archive our export wrote
-// gives the spec it records (checked as model.json is, and against the archive's network; its
-// provenance noting the archive), and --orientation and --voxel-size are refused there. With
-// labels, the archive is any Keras model and its record is not read.
+// network's outputs or the orientation is not a code. Without labels, a file our export wrote
+// gives the spec it records (checked as model.json is, and against the file's network; its
+// provenance noting the file), and --orientation and --voxel-size are refused there. With
+// labels, such a file is imported as any Keras model, but in its recorded channel order (the
+// labels must be the recorded ones): SynthSeg's sorted order is that of published networks only.
 ModelSpec keras_model_spec(const KerasUNet& model, const KerasImportOptions& options, const std::string& source);
-
-// Before a Keras file is read: InputError when no --labels is given and the file cannot record
-// them (only a `.keras` archive, a zip, can).
-void require_labels_unless_recorded(const KerasImportOptions& options, const std::string& path);
 
 }  // namespace iss

@@ -215,7 +215,6 @@ Predictor::Predictor(const std::string& model, const PredictOptions& options)
     State& s = *state_;
     if (is_keras_model_path(model)) {
         // A published Keras model, imported in memory.
-        require_labels_unless_recorded(options.keras, model);
         const KerasUNet keras = read_keras_unet(model);
         s.spec = keras_model_spec(keras, options.keras, model);
         s.net = std::make_unique<UNet>(s.spec.unet, s.params);

@@ -158,6 +158,15 @@ struct Layout {
     std::map<std::string, std::vector<int64_t>> shapes;
 };
 
+// A spec for exporting `unet`: labels 0 to classes - 1 in channel order, RAS.
+ModelSpec spec_for(const UNetConfig& unet) {
+    ModelSpec spec;
+    spec.unet = unet;
+    for (int c = 0; c < unet.classes; ++c) spec.labels.push_back(c);
+    spec.preprocessing = {{"orientation", "RAS"}, {"size_multiple", unet.reference_multiple()}};
+    return spec;
+}
+
 Layout layout_of_file(const std::string& path) {
     Hdf5Reader f(path);
     const std::string root = f.has_group("/model_weights") ? "/model_weights" : "";
@@ -180,7 +189,7 @@ TEST(KerasExport, RoundTripIsBitIdenticalWithTheFixturesLayout) {
         const KerasUNet model = read_keras_unet(source);
         Network n(cpu, model);
         const std::string exported = (dir / (std::string(f.stem) + ".h5")).string();
-        write_keras_unet(exported, model.unet, n.params);
+        write_keras_unet(exported, spec_for(model.unet), n.params);
         const KerasUNet again = read_keras_unet(exported);
         EXPECT_EQ(again.tensors, model.tensors);
         EXPECT_EQ(again.keras_version, "2.2.4");
@@ -207,7 +216,7 @@ TEST(KerasImport, OwnWriterRoundTripGivesTheSameNetwork) {
     params.allocate();
     net.initialise(7);
     const std::string file = (dir / "own.h5").string();
-    write_keras_unet(file, config, params);
+    write_keras_unet(file, spec_for(config), params);
     const KerasUNet model = read_keras_unet(file);
     EXPECT_EQ(model.unet.levels, 3);
     EXPECT_EQ(model.unet.features, 3);
@@ -225,8 +234,20 @@ class KerasBadInput : public test::TempDirTest {
 protected:
     // A one-level U-Net (1 convolution, batch norm, head) written by hand, with a mutation.
     enum Mutation {
-        none, no_bn, head_group_missing, head_wrong_shape, kernel_float64, unknown_layer, checkpoint,
-        nan_variance, unwritten_kernel, extra_batch_norm, cascade, keras3_names, config_list
+        none,
+        no_bn,
+        head_group_missing,
+        head_wrong_shape,
+        kernel_float64,
+        unknown_layer,
+        checkpoint,
+        nan_variance,
+        unwritten_kernel,
+        extra_batch_norm,
+        cascade,
+        keras3_names,
+        config_list,
+        weighted_prediction
     };
     // With `model_config`, a whole model: the layers under /model_weights beside that JSON.
     std::string tiny(Mutation m, const std::string& model_config = "") {
@@ -274,6 +295,9 @@ protected:
             } else if (layer == "labels_to_image_model_affine") {
                 names = {layer + "/kernel:0"};
                 w.dataset_f32(group + "/" + names[0], {4, 4}, std::vector<float>(16, 1.0f));
+            } else if (layer == "unet_prediction" && m == weighted_prediction) {  // not a softmax, then
+                names = {layer + "/kernel" + suffix};
+                w.dataset_f32(group + "/" + names[0], {3}, {1, 1, 1});
             } else if (layer == "unet_likelihood") {
                 names = {layer + "/kernel" + suffix, layer + "/bias" + suffix};
                 const int64_t in = m == head_wrong_shape ? 5 : 2;
@@ -358,6 +382,10 @@ TEST_F(KerasBadInput, EachIsAnInputErrorNamingFileAndLayer) {
     EXPECT_NE(nan.find("unet_bn_down_0/moving_variance:0 holds nan at element 1"), std::string::npos) << nan;
     const std::string unwritten = error_of(tiny(unwritten_kernel));
     EXPECT_NE(unwritten.find("unet_conv_downarm_0_0/kernel:0 has no storage"), std::string::npos) << unwritten;
+    // A layer without weights in the U-Net holding some is something else (a transposed
+    // convolution for an upsampling): refused, its weights not dropped unread.
+    const std::string weighted = error_of(tiny(weighted_prediction));
+    EXPECT_NE(weighted.find("layer unet_prediction holds 1 weights; expected none"), std::string::npos) << weighted;
     const std::string extra = error_of(tiny(extra_batch_norm));
     EXPECT_NE(extra.find("layer unet_bn_down_1 is not part of the U-Net its other layers describe"),
               std::string::npos)
@@ -406,6 +434,10 @@ TEST_F(KerasBadInput, EachIsAnInputErrorNamingFileAndLayer) {
         {config_of("elu", 1e-3, R"({"class_name": "Dropout", "config": {"name": "unet_dropout_0"}})"),
          "layer unet_dropout_0 (Dropout) is a layer type this program does not build"},
         {"{not json", "tiny_0_whole.h5: model_config is not valid JSON"},
+        // The logits as the model's output: Keras would give them, not posteriors.
+        {config_of("elu", 1e-3,
+                   R"({"class_name": "Activation", "config": {"name": "logits", "activation": "linear"}})"),
+         "model_config: no layer unet_prediction: ext/neuron's U-Net ends in a softmax"},
     };
     for (const auto& [config, problem] : refused) {
         const std::string message = error_of(tiny(none, config));
@@ -816,7 +848,7 @@ TEST_F(KerasCli, ExportThenImportGivesTheSameModel) {
     const test::RunResult exported = run("export --model " + q("ours") + " --keras " + q("ours.h5"));
     ASSERT_EQ(exported.status, 0) << exported.err;
     EXPECT_NE(exported.out.find("labels in channel order: 0 2 3 41 42"), std::string::npos) << exported.out;
-    // Labels in any order: they are put in SynthSeg's channel order.
+    // Labels in any order: the channel order is the one the file records.
     const test::RunResult imported =
         run("import --keras " + q("ours.h5") + " --out " + q("back") + " --labels 42,41,3,2,0");
     ASSERT_EQ(imported.status, 0) << imported.err;
@@ -853,9 +885,36 @@ TEST_F(KerasCli, ExportThenImportGivesTheSameModel) {
     EXPECT_EQ(read_labels(path("seg_keras.nii.gz")).data, read_labels(path("seg_ours.nii.gz")).data);
 }
 
-// export to .keras: predict and import take the archive without --labels, as the model it came
-// from (the same segmentation, the same tensors and model.json); --labels makes it an ordinary
-// Keras import. A recorded model that does not fit the archive's network is refused.
+// A network trained here with its labels in an order of its own (16 after 2; SynthSeg's sorted
+// order puts the unsided 16 first): its .h5 export records the order, and import and predict keep
+// it with or without --labels, where sorting would have put labels on other channels.
+TEST_F(KerasCli, AnExportKeepsItsOwnChannelOrder) {
+    test::write_small_model(path("ours"), 11, 1, {0, 2, 16, 41, 42});
+    scan("scan.nii.gz");
+    ASSERT_EQ(run("export --model " + q("ours") + " --keras " + q("ours.h5")).status, 0);
+    for (const char* labels : {"", " --labels 42,41,16,2,0"}) {
+        SCOPED_TRACE(labels);
+        fs::remove_all(path("back"));
+        const test::RunResult imported = run("import --keras " + q("ours.h5") + " --out " + q("back") + labels);
+        ASSERT_EQ(imported.status, 0) << imported.err;
+        EXPECT_EQ(load_model_spec(path("back/model.safetensors")).labels, (std::vector<int32_t>{0, 2, 16, 41, 42}));
+    }
+    for (const char* model : {"ours", "ours.h5"}) {
+        const test::RunResult r =
+            run(std::string("predict --device cpu --i ") + q("scan.nii.gz") + " --o " +
+                q(std::string("seg_") + model + ".nii.gz") + " --post " + q(std::string("post_") + model + ".nii.gz") +
+                " --model " + q(model) + (std::string(model) == "ours.h5" ? " --labels 0,2,16,41,42" : ""));
+        ASSERT_EQ(r.status, 0) << r.err;
+    }
+    EXPECT_EQ(read_labels(path("seg_ours.h5.nii.gz")).data, read_labels(path("seg_ours.nii.gz")).data);
+    EXPECT_EQ(read_image(path("post_ours.h5.nii.gz")).data, read_image(path("post_ours.nii.gz")).data);
+    expect_bad("import --keras " + q("ours.h5") + " --out " + q("out") + " --labels 0,2,3,41,42",
+               path("ours.h5") + " records its labels (0,2,16,41,42): --labels names others");
+}
+
+// export to .keras: predict and import take the archive without --labels,// export to .keras: predict and import take
+// the archive without --labels, as the model it came from (the same segmentation, the same tensors and model.json);
+// --labels makes it an ordinary Keras import. A recorded model that does not fit the archive's network is refused.
 TEST_F(KerasCli, KerasArchiveExportCarriesTheModel) {
     make_model_dir("ours");
     scan("scan.nii.gz");
@@ -915,10 +974,9 @@ TEST_F(KerasCli, KerasArchiveExportCarriesTheModel) {
         with_description("unlabelled.keras", [](nlohmann::json& d) { d["labels"] = "infant"; });
     expect_bad("import --keras " + unlabelled + " --out " + q("out"),
                "metadata.json's infant_synthseg_model: field 'labels'");
-    // With --labels the record is not read: a broken one does not stop the archive.
-    const test::RunResult labelled =
-        run("import --keras " + unlabelled + " --out " + q("labelled") + " --labels 0,2,3,41,42");
-    EXPECT_EQ(labelled.status, 0) << labelled.err;
+    // With --labels too: the record gives the channel order, and a broken one cannot.
+    expect_bad("import --keras " + unlabelled + " --out " + q("out") + " --labels 0,2,3,41,42",
+               "metadata.json's infant_synthseg_model: field 'labels'");
 
     // ext/neuron's U-Net has batch norm epsilon 1e-3: a model with another is not written as it.
     nlohmann::json description = nlohmann::json::parse(test::read_text(path("ours/model.json")));
@@ -945,14 +1003,17 @@ TEST_F(KerasCli, BadInputExitsTwoAndWritesNothing) {
                "label 999 is in none of SynthSeg's label classes");
     expect_bad("import --keras " + q("ours.h5") + " --out " + q("out") + " --labels 0,2,3,41,42 --orientation XYZ",
                "--orientation");
-    expect_bad("import --keras " + q("ours.h5") + " --out " + q("out"), "--labels is required");
     expect_bad("import --keras " + q("ours.h5") + " --out " + q("ours") + " --labels 0,2,3,41,42",
                "already holds a model");
     expect_bad("export --model " + q("ours") + " --keras " + q("ours/model.safetensors"),
                "must name a .h5 or .keras file");
     expect_bad("export --model " + q("ours.h5") + " --keras " + q("again.h5"), "is a Keras file already");
-    expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("out.nii.gz") + " --model " + q("ours.h5"),
-               "--labels is required");
+    // A Keras file of another's records no labels: --labels is required, by import and predict.
+    KerasUNet foreign;
+    foreign.unet.classes = 5;
+    EXPECT_EQ(test::refusal_of("--labels", [&] { keras_model_spec(foreign, KerasImportOptions{}, "f.h5"); }),
+              "--labels is required for a Keras model: infant, synthseg, a .npy file or a list (a file written by "
+              "this program's export records them)");
     expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("out.nii.gz") + " --model " + q("ours") +
                    " --labels infant",
                "--labels and --orientation are for a Keras model");
