@@ -85,6 +85,12 @@ uint64_t Args::seed() const {
     return uint64_t(seed);
 }
 
+std::string Args::preset() const {
+    const std::string name = get("--preset", "");
+    ISS_INPUT(!has("--preset") || !name.empty(), command_, ": --preset needs a preset's name");
+    return name;
+}
+
 void Args::reject_positional() const {
     ISS_INPUT(positional_.empty(), command_, ": unexpected argument '", positional_.front(), "' (see 'infant-synthseg ",
               command_, " --help')");

@@ -35,6 +35,8 @@ public:
     void reject_positional() const;
     // --seed: a non-negative integer, 1 when absent.
     uint64_t seed() const;
+    // --preset: a preset's name, "" when absent (an empty value is refused, not taken for none).
+    std::string preset() const;
 
 private:
     std::string command_;

@@ -59,7 +59,7 @@ bool predicted_segmentation(const std::string& file) {
     return predict_output_index(file) == 0;
 }
 
-// A prediction's subject: its name without .nii / .nii.gz / .mgz / .mgh and the _synthseg a predict folder
+// A prediction's subject: its name without .nii / .nii.gz / .hdr / .mgz / .mgh and the _synthseg a predict folder
 // adds ("sub01_synthseg.nii.gz" -> "sub01"), as predict's --vol names it.
 std::string subject_of(const std::string& prediction) {
     const std::string stem = volume_stem(prediction);

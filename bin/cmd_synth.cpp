@@ -110,25 +110,22 @@ long long sample_number(const std::string& name) {
 }
 
 // The outputs are image_NNNN / labels_NNNN (first <= N < first + count) and preview.png in
-// `out_dir`, which holds no label map of the run: none may be an input, and the directory must be
-// writable. Each of those names that exists already is checked: a link to an input (either way
-// round) would be replaced by a sample.
+// `out_dir`, which is not the --labels folder: none may be an input, and the directory must be
+// writable. Each of those names that exists already is checked: a label map stored there under
+// such a name, or a link to an input (either way round), would be replaced by a sample.
 void check_synth_outputs(const std::string& labels_path, const std::string& config_path, const std::string& out_dir,
                          long long first, long long count, bool preview) {
+    // Samples in the folder of maps would be read as maps by the next `--labels` of it (the
+    // images refused as non-integer labels, the label crops trained on as maps).
+    std::error_code ec;
+    ISS_INPUT(!fs::is_directory(labels_path, ec) || !fs::equivalent(labels_path, out_dir, ec), "synth: --out ", out_dir,
+              " is the folder of label maps --labels reads: the samples would be taken for label maps there; "
+              "write them to another folder");
     std::vector<NamedPath> inputs{{config_path, "--config"}};
-    for (const std::string& f : volume_files(labels_path)) {
-        inputs.push_back({f, "--labels"});
-        // Samples beside the maps would be read as maps by the next `--labels` of that folder
-        // (the images refused as non-integer labels, the label crops trained on as maps).
-        const fs::path folder = fs::path(f).has_parent_path() ? fs::path(f).parent_path() : fs::path(".");
-        std::error_code ec;
-        ISS_INPUT(!fs::equivalent(folder, out_dir, ec), "synth: --out ", out_dir, " holds the label map ", f,
-                  ": the samples would be taken for label maps there; write them to another folder");
-    }
+    for (const std::string& f : volume_files(labels_path)) inputs.push_back({f, "--labels"});
     const std::string first_image = sample_name("image", first);
     std::vector<NamedPath> outputs{{(fs::path(out_dir) / first_image).string(), "--out"}};
     if (preview) outputs.push_back({(fs::path(out_dir) / "preview.png").string(), "--out"});
-    std::error_code ec;
     for (const fs::directory_entry& entry : fs::directory_iterator(out_dir, ec)) {
         const std::string name = entry.path().filename().string();
         const long long index = sample_number(name);
@@ -177,10 +174,9 @@ int cmd_synth(int argc, char** argv) {
     args.reject_positional();
 
     // Configuration: preset, file overrides, --shape; checked as a whole.
-    const std::string preset = args.get("--preset", "");
+    const PresetChoice preset{args.preset()};
     const std::string config_path = args.get("--config", "");
-    GeneratorConfig config = config_path.empty() ? preset_config(preset.empty() ? default_preset : preset)
-                                                 : load_config(preset, config_path);
+    GeneratorConfig config = config_path.empty() ? preset_config(preset.base()) : load_config(preset, config_path);
     if (args.has("--shape")) {
         const long long n = args.integer("--shape", 0);
         ISS_INPUT(n >= 1, "synth: --shape must be at least 1, got ", n);

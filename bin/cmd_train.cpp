@@ -128,7 +128,7 @@ void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptio
         if (!args.has("--levels")) o.unet.levels = saved.unet.levels;
         if (!args.has("--features")) o.unet.features = saved.unet.features;
     }
-    if (!args.has("--preset") && t.contains("preset") && t["preset"].is_string()) o.preset = t["preset"];
+    if (t.contains("preset") && t["preset"].is_string()) o.recorded_preset = t["preset"];
     integer("seed", o.seed, "--seed");
     integer("batch", o.batch, "--batch");
     integer("steps_per_epoch", o.steps_per_epoch, "--steps-per-epoch");
@@ -164,7 +164,7 @@ TrainOptions parse_options(const Args& args) {
     TrainOptions o;
     o.labels = args.require("--labels");
     o.model_dir = args.require("--model-dir");
-    o.preset = args.get("--preset", o.preset);
+    o.preset = args.preset();
     o.config_path = args.get("--config", "");
     o.steps = args.integer("--steps", o.steps);
     o.steps_per_epoch = args.integer("--steps-per-epoch", o.steps_per_epoch);

@@ -89,7 +89,7 @@ void model_json(const uint8_t* data, size_t size) {
 
 void generator_config(const uint8_t* data, size_t size) {
     const InputFile file(data, size, ".json");
-    refuse_or_accept([&] { load_config("infant-t1", file.path()); });
+    refuse_or_accept([&] { load_config(PresetChoice{}, file.path()); });
 }
 
 void keras_hdf5(const uint8_t* data, size_t size) {

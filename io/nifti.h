@@ -20,10 +20,11 @@ namespace iss {
 constexpr int64_t nifti_max_voxels = int64_t(1) << 31;
 constexpr int64_t nifti_max_bytes = int64_t(8) << 30;
 
-// The header of a volume file: NIfTI-1 or -2, or FreeSurfer's MGH (whose fields are given here as
-// the NIfTI header that describes the same voxels and grid would hold them).
 // Which kind of file a header came from.
 enum class VolumeFormat { nifti, mgh };
+
+// The header of a volume file: NIfTI-1 or -2, or FreeSurfer's MGH (whose fields are given here as
+// the NIfTI header that describes the same voxels and grid would hold them).
 
 struct VolumeHeader {
     VolumeFormat format = VolumeFormat::nifti;

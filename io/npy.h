@@ -1,7 +1,7 @@
 // NumPy .npy files (format versions 1.0, 2.0 and 3.0): the infant intensity priors are
 // float64 arrays of shape (2, n_labels). Read: float64, float32 and every integer type (a label
-// list may be uint8), little or big endian, C order; values come back as double. Write: float64 (priors) or int64, C
-// order.
+// list may be uint8), little or big endian, C order; values come back as double. Write: float64
+// (priors) or int64, C order.
 #pragma once
 
 #include <cstdint>

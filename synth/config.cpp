@@ -110,21 +110,20 @@ nlohmann::json flat_priors(const nlohmann::json& value, const std::string& json_
 
 }  // namespace
 
-GeneratorConfig load_config(const std::string& preset_name, const std::string& json_path) {
-    return parse_config(preset_name, read_text_file(json_path), json_path);
+GeneratorConfig load_config(const PresetChoice& preset, const std::string& json_path) {
+    return parse_config(preset, read_text_file(json_path), json_path);
 }
 
-GeneratorConfig parse_config(const std::string& preset_name, const std::string& json_text, const std::string& source) {
+GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json_text, const std::string& source) {
     const std::string& json_path = source;  // a relative prior .npy path is taken beside it
     nlohmann::json overrides = parse_json(json_text, json_path);
     ISS_INPUT(overrides.is_object(), json_path, ": expected a JSON object of generator parameters");
     ISS_INPUT(!overrides.contains("preset") || overrides["preset"].is_string(), json_path,
               ": parameter 'preset' must be a preset's name (a string)");
     const std::string named = overrides.value("preset", std::string());
-    ISS_INPUT(named.empty() || preset_name.empty() || named == preset_name, json_path, ": its \"preset\" is ", named,
-              " but --preset is ", preset_name, ": give the preset once");
-    const std::string base = !named.empty() ? named : !preset_name.empty() ? preset_name : default_preset;
-    GeneratorConfig config = preset_config(base);
+    ISS_INPUT(named.empty() || preset.asked.empty() || named == preset.asked, json_path, ": its \"preset\" is ", named,
+              " but --preset is ", preset.asked, ": give the preset once");
+    GeneratorConfig config = preset_config(preset.base(named));
     nlohmann::json merged = config;
     // The infant preset has every list filled: the template for the types of every value.
     const nlohmann::json like = preset_config("infant-t1");  // not default_preset: a choice of its own
@@ -199,7 +198,7 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
             for (size_t k = 0; k < 2 * n; ++k)
                 ISS_INPUT(std::isfinite((*prior)[k]) && (k < n || (*prior)[k] >= 0), source, ": ", name, " holds ",
                           (*prior)[k], " at row ", k / n, ", column ", k % n,
-                          k < n ? ": not a finite number" : ": a standard deviation is >= 0");
+                          !std::isfinite((*prior)[k]) ? ": not a finite number" : ": a standard deviation is >= 0");
     }
     auto probability = [&](double p, const char* name) {
         ISS_INPUT(p >= 0 && p <= 1, source, ": ", name, " must be a probability in [0, 1], is ", p);

@@ -77,16 +77,29 @@ struct GeneratorConfig {
     double gamma_std = 0.5;
 };
 
+// Which preset a configuration starts from: the one a user asked for (--preset; "" for none),
+// else a JSON file's "preset" field, else `otherwise` (a resumed model's recorded preset, or
+// default_preset). A file naming another preset than the one asked for is an InputError.
+struct PresetChoice {
+    std::string asked;
+    std::string otherwise = default_preset;
+
+    // The preset to start from, `named` being the file's field ("" for none or no file).
+    const std::string& base(const std::string& named = "") const {
+        return !asked.empty() ? asked : !named.empty() ? named : otherwise;
+    }
+};
+
 // The named preset; InputError for an unknown name (the message lists the known ones).
 GeneratorConfig preset_config(const std::string& name);
 
-// Overrides fields from a JSON file; InputError naming the file for unreadable JSON, an
-// unknown field or a value of the wrong type. The base preset is the file's "preset" field or
-// `preset_name` (--preset; "" for none: default_preset); both, naming two, is an InputError.
-GeneratorConfig load_config(const std::string& preset_name, const std::string& json_path);
+// Overrides fields of the preset `preset` chooses from a JSON file; InputError naming the file
+// for unreadable JSON, an unknown field, a value of the wrong type or a preset other than the
+// one asked for.
+GeneratorConfig load_config(const PresetChoice& preset, const std::string& json_path);
 // The same from JSON text (a model.json's recorded generator); messages name `source`, and a
 // prior .npy path is read relative to the folder `source` names, as for a file.
-GeneratorConfig parse_config(const std::string& preset_name, const std::string& json_text, const std::string& source);
+GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json_text, const std::string& source);
 
 // Checks consistency (prior shapes match the label list, bounds are ordered, probabilities in
 // [0, 1], ...); InputError naming `source` and the field.

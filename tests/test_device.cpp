@@ -1,13 +1,15 @@
 // The device context: --device parsing, allocation and copies, library handles, and the
 // error-check macros' messages.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <dnnl.hpp>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
-
-#include <dnnl.hpp>
 
 #include "kernels/common/device.h"
 #include "kernels/common/dnnl_check.h"
@@ -87,6 +89,32 @@ TEST_P(DeviceBuffers, RoundTripAndWorkspace) {
     EXPECT_EQ(ctx().workspace(10), kept);
     EXPECT_EQ(ctx().workspace_bytes(), 4096u);
     EXPECT_GT(ctx().memory_free(), 0u);
+}
+
+// A container's memory limit, v2 and v1, is found on the process's cgroup or an ancestor (the
+// smallest wins); "max" and v1's huge "no limit" number are no limit.
+TEST(HostMemory, TheCgroupLimitIsTheSmallestOnThePath) {
+    const std::filesystem::path root = test::unique_temp_dir("cgroup");
+    auto write = [&](const std::string& name, const std::string& text) {
+        std::filesystem::create_directories((root / name).parent_path());
+        std::ofstream(root / name) << text;
+    };
+    write("self_v2", "0::/job/step\n");
+    write("fs/memory.max", "max\n");
+    write("fs/job/memory.max", "3000000000\n");
+    write("fs/job/step/memory.max", "max\n");
+    EXPECT_EQ(cgroup_memory_limit((root / "self_v2").string(), (root / "fs").string()), 3000000000u);
+    write("self_v1", "5:cpu,cpuacct:/x\n4:memory:/docker/abc\n0::/\n");
+    write("fs/memory/docker/abc/memory.limit_in_bytes", "2000000000\n");
+    write("fs/memory/memory.limit_in_bytes", "9223372036854771712\n");
+    EXPECT_EQ(cgroup_memory_limit((root / "self_v1").string(), (root / "fs").string()), 2000000000u);
+    write("self_none", "0::/free\n");
+    EXPECT_EQ(cgroup_memory_limit((root / "self_none").string(), (root / "fs").string()), 0u);
+    EXPECT_EQ(cgroup_memory_limit((root / "missing").string(), (root / "fs").string()), 0u);
+    const size_t physical = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE));
+    EXPECT_GT(host_memory_bytes(), 0u);
+    EXPECT_LE(host_memory_bytes(), physical);
+    std::filesystem::remove_all(root);
 }
 
 // upload_async returns before the copy has run on CUDA; the source may be changed at once,

@@ -163,6 +163,8 @@ TEST(ParseJson, AKeyTwiceInOneObjectIsRefused) {
               "t.json: key 'k' is given twice in one object");
     EXPECT_EQ(test::refusal_of("t.json", [] { parse_json(R"([{"x": 1, "y": 2, "x": 1}])", "t.json"); }),
               "t.json: key 'x' is given twice in one object");
+    EXPECT_EQ(test::refusal_of("t.json", [] { parse_json(R"({"": 1, "": 2})", "t.json"); }),
+              "t.json: key '' is given twice in one object");
     EXPECT_NE(test::refusal_of("t.json", [] { parse_json(R"({"a": )", "t.json"); }).find("t.json is not valid JSON"),
               std::string::npos);
 }

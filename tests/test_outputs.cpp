@@ -297,14 +297,13 @@ TEST_F(SameFileCli, PostCommandsRefuseToOverwriteTheirInputs) {
 TEST_F(SameFileCli, SynthAndPriorsRefuseToOverwriteTheirInputs) {
     fs::copy_file(path("seg.nii.gz"), path("labels_0000.nii.gz"));
     expect_refused("synth --labels " + q("labels_0000.nii.gz") + " --out " + q("") + " --count 1",
-                   "holds the label map " + path("labels_0000.nii.gz"));
-    // Nor into the folder of the maps under other names: a later --labels of it takes the samples.
+                   "is the same file as the input --labels");
+    // Nor into the folder of maps it reads, under other names: a later --labels of it takes the
+    // samples for maps.
     fs::create_directories(path("own"));
     fs::copy_file(path("seg.nii.gz"), path("own/map.nii.gz"));
     expect_refused("synth --labels " + q("own") + " --out " + q("own/.") + " --count 1 --shape 32",
-                   "--out " + path("own/.") + " holds the label map " + path("own/map.nii.gz"));
-    expect_refused("synth --labels " + q("own/map.nii.gz") + " --out " + q("own") + " --count 1 --shape 32",
-                   "holds the label map");
+                   "--out " + path("own/.") + " is the folder of label maps --labels reads");
     fs::create_directories(path("images"));
     fs::create_directories(path("maps"));
     fs::copy_file(path("scan.nii.gz"), path("images/s.nii.gz"));

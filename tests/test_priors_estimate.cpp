@@ -468,16 +468,16 @@ TEST_F(PriorsCli, WritesTwoNpyFilesOfShapeTwoBy43) {
     // or their rows as nested lists.
     std::ofstream(dir_ / "by_path.json")
         << R"({"prior_means": "out/prior_means.npy", "prior_stds": "out/prior_stds.npy"})";
-    const GeneratorConfig by_path = load_config("infant-t1", (dir_ / "by_path.json").string());
+    const GeneratorConfig by_path = load_config({"infant-t1"}, (dir_ / "by_path.json").string());
     EXPECT_EQ(by_path.prior_means, means.values);
     EXPECT_EQ(by_path.prior_stds, stds.values);
     nlohmann::json nested = {{"prior_means", {std::vector<double>(means.values.begin(), means.values.begin() + 43),
                                               std::vector<double>(means.values.begin() + 43, means.values.end())}}};
     std::ofstream(dir_ / "nested.json") << nested.dump();
-    EXPECT_EQ(load_config("infant-t1", (dir_ / "nested.json").string()).prior_means, means.values);
+    EXPECT_EQ(load_config({"infant-t1"}, (dir_ / "nested.json").string()).prior_means, means.values);
     std::ofstream(dir_ / "row.json") << R"({"prior_means": [1, 2, 3]})";
     try {
-        load_config("infant-t1", (dir_ / "row.json").string());
+        load_config({"infant-t1"}, (dir_ / "row.json").string());
         FAIL() << "3 prior values accepted";
     } catch (const InputError& e) {
         EXPECT_NE(std::string(e.what()).find("prior_means must have shape (2, 43) (a .npy file"), std::string::npos)
@@ -489,16 +489,16 @@ TEST_F(PriorsCli, WritesTwoNpyFilesOfShapeTwoBy43) {
     broken[3] = std::nan("");
     write_npy((dir_ / "nan.npy").string(), {2, 43}, broken);
     std::ofstream(dir_ / "nan.json") << R"({"prior_means": "nan.npy"})";
-    EXPECT_EQ(
-        test::refusal_of((dir_ / "nan.npy").string(), [&] { load_config("infant-t1", (dir_ / "nan.json").string()); }),
-        (dir_ / "nan.npy").string() + ": prior_means holds nan at row 0, column 3: not a finite number");
+    EXPECT_EQ(test::refusal_of((dir_ / "nan.npy").string(),
+                               [&] { load_config({"infant-t1"}, (dir_ / "nan.json").string()); }),
+              (dir_ / "nan.npy").string() + ": prior_means holds nan at row 0, column 3: not a finite number");
     broken = stds.values;
     broken[43 + 5] = -1;
     write_npy((dir_ / "negative.npy").string(), {2, 43}, broken);
     std::ofstream(dir_ / "negative.json") << R"({"prior_stds": "negative.npy"})";
     EXPECT_EQ(
         test::refusal_of((dir_ / "negative.json").string(),
-                         [&] { load_config("infant-t1", (dir_ / "negative.json").string()); }),
+                         [&] { load_config({"infant-t1"}, (dir_ / "negative.json").string()); }),
         (dir_ / "negative.json").string() + ": prior_stds holds -1 at row 1, column 5: a standard deviation is >= 0");
 }
 

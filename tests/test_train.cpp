@@ -354,7 +354,7 @@ TEST_F(Train, TinyModelLearnsPhantomAnatomy) {
 
     // A synthetic scan of the held-out map and its truth (in the training frame), then the scan
     // stored LAS with a true header, and the same voxels with the header edited to RAS.
-    GeneratorConfig config = load_config("infant-t1", path("seg7.json"));
+    GeneratorConfig config = load_config({"infant-t1"}, path("seg7.json"));
     config.output_shape = {48, 48, 48};
     Generator gen(cpu, config, {make_training_map(read_labels(path("held_out/p2.nii.gz")), config, "p2")}, 11);
     gen.generate(0);
@@ -407,7 +407,7 @@ TEST_F(Train, Bf16TrainingLearnsAndIsRecorded) {
     EXPECT_EQ(load_model_spec(path("model/model.safetensors")).training.value("precision", ""), "bf16");
     // The weights are fp32 whatever the arithmetic: the bf16-trained model predicts in fp32,
     // finding structures, and nearly as it does in bf16.
-    const GeneratorConfig config = load_config("infant-t1", path("seg7.json"));
+    const GeneratorConfig config = load_config({"infant-t1"}, path("seg7.json"));
     Generator gen(cpu, config, {make_training_map(read_labels(path("maps/p1.nii.gz")), config, "p1")}, 5);
     gen.generate(0);
     const Image scan = gen.image_host();

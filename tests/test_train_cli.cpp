@@ -490,12 +490,17 @@ TEST_F(TrainCli, BadInputIsRefusedBeforeAnyStep) {
     expect_bad(tiny + to_fresh + " --steps 2 --batch 0", "--batch", fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --frobnicate 3", "unknown option --frobnicate", fresh);
     expect_bad(joined(tiny_args({{"--lr", "fast"}})) + to_fresh + " --steps 2", "option --lr expects a number", fresh);
+    for (const char* lr : {"1e300", "1e-50"})  // positive, but Adam's float would hold infinity or 0
+        expect_bad(joined(tiny_args({{"--lr", lr}})) + to_fresh + " --steps 2",
+                   std::string("--lr must be a positive number from 1.17549e-38 to 3.40282e+38 (a float's), got ") + lr,
+                   fresh);
+    expect_bad(tiny + to_fresh + " --steps 2 --preset ''", "--preset needs a preset's name", fresh);
     expect_bad(joined(tiny_args({{"--levels", "9"}})) + to_fresh + " --steps 2", "--levels must be", fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --seed 6", "--seed given twice (5, then 6)", fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --validate-every 5", "--validation-labels", fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --resume", "no model.json", fresh);
     expect_bad(tiny + " --steps 2", "--model-dir is required", fresh);
-    // More memory than any machine has (petabytes): refused before the first step, not killed in it.
+    // More memory than any machine has (terabytes): refused before the first step, not killed in it.
     expect_bad(joined(tiny_args({{"--features", "4096"}, {"--shape", "100000"}})) + to_fresh + " --steps 2 --batch 64",
                "lower --batch, the crop (--shape) or --features", fresh);
 

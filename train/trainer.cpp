@@ -591,11 +591,13 @@ static std::unique_ptr<DirectoryLock> lock_model_dir(const std::string& dir) {
 // The generator's configuration and what it came from (for messages): a --config file, the one
 // a resumed model recorded, or the preset.
 static std::pair<GeneratorConfig, std::string> generator_config_for(const TrainOptions& opt) {
-    if (!opt.config_path.empty()) return {load_config(opt.preset, opt.config_path), opt.config_path};
+    PresetChoice choice{opt.preset};
+    if (!opt.recorded_preset.empty()) choice.otherwise = opt.recorded_preset;
+    if (!opt.config_path.empty()) return {load_config(choice, opt.config_path), opt.config_path};
     if (!opt.recorded_generator.empty())
-        return {parse_config(opt.preset, opt.recorded_generator, opt.recorded_generator_source),
+        return {parse_config(choice, opt.recorded_generator, opt.recorded_generator_source),
                 opt.recorded_generator_source};
-    GeneratorConfig preset = preset_config(opt.preset.empty() ? default_preset : opt.preset);
+    GeneratorConfig preset = preset_config(choice.base());
     const std::string source = cat("preset ", preset.preset);
     return {std::move(preset), source};
 }

@@ -31,7 +31,9 @@ namespace iss {
 struct TrainOptions {
     std::string labels;      // a label map or a directory of them
     std::string model_dir;
-    std::string preset;       // --preset; "" for none: the config's, or default_preset
+    // --preset ("" for none: the config's, else recorded_preset); a resumed model's own preset,
+    // which its --config, naming another, contradicts only as any change of preset does.
+    std::string preset, recorded_preset;
     std::string config_path;  // JSON overrides of the generator (optional)
     // Without config_path: the generator parameters a resumed model recorded (model.json's
     // training.generator, as JSON text), which `source` names in messages; empty: the preset's.

@@ -1,10 +1,14 @@
 #include "kernels/common/device.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <unistd.h>
+#include <fstream>
+#include <string>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -380,7 +384,37 @@ size_t DeviceContext::memory_capacity() const {
     return host_memory_bytes();
 }
 
-size_t host_memory_bytes() { return size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE)); }
+size_t cgroup_memory_limit(const std::string& cgroup_list, const std::string& cgroup_root) {
+    size_t limit = 0;
+    auto consider = [&](const std::string& file) {
+        std::ifstream in(file);
+        unsigned long long bytes = 0;  // "max" (none) does not read as a number
+        if (in >> bytes && bytes > 0 && (limit == 0 || bytes < limit)) limit = size_t(bytes);
+    };
+    std::ifstream groups(cgroup_list);
+    std::string line;
+    while (std::getline(groups, line)) {
+        // "ID:CONTROLLERS:PATH": v2's line names no controllers, v1's memory line names "memory".
+        const size_t a = line.find(':'), b = line.find(':', a == std::string::npos ? a : a + 1);
+        if (b == std::string::npos) continue;
+        const std::string controllers = "," + line.substr(a + 1, b - a - 1) + ",";
+        const bool v2 = controllers == ",,";
+        if (!v2 && controllers.find(",memory,") == std::string::npos) continue;
+        const std::string base = v2 ? cgroup_root : cgroup_root + "/memory";
+        const char* file = v2 ? "/memory.max" : "/memory.limit_in_bytes";
+        for (std::string path = line.substr(b + 1);; path = path.substr(0, path.rfind('/'))) {
+            consider(base + (path == "/" ? "" : path) + file);
+            if (path.empty() || path == "/") break;
+        }
+    }
+    return limit;
+}
+
+size_t host_memory_bytes() {
+    const size_t physical = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE));
+    const size_t limit = cgroup_memory_limit();
+    return limit > 0 ? std::min(physical, limit) : physical;
+}
 
 size_t DeviceContext::memory_free() const {
 #if INFANT_WITH_CUDA

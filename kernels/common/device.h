@@ -52,8 +52,16 @@ std::string cuda_library_versions();
 // "auto" picks cuda:0 when a device is present, else cpu; "cuda" without a device throws.
 Device parse_device(const std::string& text);
 
-// Bytes of RAM this machine has (what a host-side allocation can hope for).
+// Bytes of RAM this process may use (what a host-side allocation can hope for): the machine's,
+// or less where its cgroup (a container, a batch job's slot) sets a memory limit.
 size_t host_memory_bytes();
+// The smallest memory limit set on a process's cgroup or an ancestor of it (cgroup v2's
+// memory.max, v1's memory.limit_in_bytes), 0 where none is set or readable: in a container or a
+// batch job's slot the kernel's out-of-memory killer acts at that limit, not at the machine's RAM.
+// `cgroup_list` is /proc/self/cgroup's form ("ID:CONTROLLERS:PATH" lines), `cgroup_root` where
+// the hierarchies are mounted.
+size_t cgroup_memory_limit(const std::string& cgroup_list = "/proc/self/cgroup",
+                           const std::string& cgroup_root = "/sys/fs/cgroup");
 
 class DeviceContext {
 public:
