@@ -194,6 +194,13 @@ TEST_F(TrainCli, ResumeTakesWhatTheModelRecorded) {
                                 shell_quote(resumed.string()) + " --steps 6 --device cpu --resume";
     expect_bad(minimal + " --seed 9", "was trained with seed 5", resumed);
     expect_bad(minimal + " --preset infant-t2", "this run asks for \"infant-t2\"", resumed);
+    // A --config naming a preset is held to the model's record, not to a --preset nobody gave.
+    std::ofstream(dir_ / "t2.json") << R"({"preset": "infant-t2", "blur_range": 1.5})";
+    expect_bad(minimal + " --config " + shell_quote((dir_ / "t2.json").string()), "this run asks for \"infant-t2\"",
+               resumed);
+    std::ofstream(dir_ / "t1.json") << R"({"preset": "infant-t1", "blur_range": 1.5})";
+    const RunResult named = train(minimal + " --config " + shell_quote((dir_ / "t1.json").string()));
+    EXPECT_EQ(named.status, 0) << named.err;
 
     // A configuration's crop need not be a cube: the recorded crop is taken as it is.
     std::ofstream(dir_ / "box.json") << R"({"output_shape": [32, 24, 32]})";
