@@ -156,6 +156,22 @@ TEST_F(Hardening, MessagesNameTheProblem) {
                "--labels: expected comma-separated integer labels");
     // A name with a line break (from a file's own text, or a path) stays on the message's line.
     expect_bad("info " + q("two\nlines.nii.gz"), "two\\x0alines.nii.gz");
+    // Bytes that are not UTF-8 (a damaged file's text) are escaped too; a Unicode name is kept.
+    expect_bad("info " + q("caf\xe9.nii.gz"), "caf\\xe9.nii.gz");
+    expect_bad("info " + q("caf\xc3\xa9.nii.gz"), "caf\xc3\xa9.nii.gz: cannot open");
+    expect_bad("info " + q("half\xc3.nii.gz"), "half\\xc3.nii.gz");
+}
+
+// one_line: every well-formed UTF-8 sequence kept, and each byte of a malformed one escaped
+// (overlong, surrogate, past U+10FFFF, cut short), so that the message is valid text.
+TEST(OneLine, KeepsUtf8AndEscapesTheRest) {
+    EXPECT_EQ(one_line("a\tb"), "a\\x09b");
+    EXPECT_EQ(one_line("\xce\xbc \xe2\x82\xac \xf0\x9f\x98\x80"), "\xce\xbc \xe2\x82\xac \xf0\x9f\x98\x80");
+    EXPECT_EQ(one_line("\xc0\xaf"), "\\xc0\\xaf");                    // overlong '/'
+    EXPECT_EQ(one_line("\xed\xa0\x80"), "\\xed\\xa0\\x80");           // a surrogate
+    EXPECT_EQ(one_line("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80");  // past U+10FFFF
+    EXPECT_EQ(one_line("\xe2\x82"), "\\xe2\\x82");                    // cut short
+    EXPECT_EQ(one_line("\x7f\xff"), "\\x7f\\xff");
 }
 
 TEST_F(Hardening, MergeChecksLabelsAndPosteriors) {
