@@ -55,6 +55,9 @@ int print_version() {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Each report line ("in -> out", a training step) as it is printed, also into a file or a
+    // pipe: a run killed part way then leaves in its log which subjects it finished.
+    std::setvbuf(stdout, nullptr, _IOLBF, BUFSIZ);
     // "help CMD" is "CMD --help": the command's own text, from the command itself.
     if (argc == 3 && !std::strcmp(argv[1], "help")) {
         for (const Command& c : commands)

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -880,7 +881,9 @@ void require_neuron_arithmetic(const UNetConfig& u, const std::string& source) {
 }
 
 bool is_keras_model_path(const std::string& path) {
-    return ends_with_ignoring_case(path, ".h5") || ends_with_ignoring_case(path, ".keras");
+    std::error_code ec;  // a model directory may be named so (import --out m.h5 made one)
+    return (ends_with_ignoring_case(path, ".h5") || ends_with_ignoring_case(path, ".keras")) &&
+           !std::filesystem::is_directory(path, ec);
 }
 
 KerasUNet read_keras_unet(const std::string& path, unsigned timeout_seconds) {

@@ -43,8 +43,8 @@ struct KerasUNet {
 // its parts) of a Keras 2 file's root group. Keras reads neither.
 inline constexpr const char* keras_record_key = "infant_synthseg_model";
 
-// Whether `path` names a Keras file (`.h5`, or Keras 3's `.keras` archive), in any case, rather
-// than one of our models.
+// Whether `path` names a Keras file (`.h5`, or Keras 3's `.keras` archive, in any case, and not a
+// directory), rather than one of our models.
 bool is_keras_model_path(const std::string& path);
 
 // Reads and checks the whole U-Net: every layer present, every dataset float32 of the shape the

@@ -1030,7 +1030,8 @@ TEST_F(KerasCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad("export --model " + q("ours") + " --keras " + q("ours.weights.h5"), "Keras 3 would read a .weights.h5");
 }
 
-// A Keras file's ending in any case: OURS.H5 is read as a Keras file, not as a model directory.
+// A Keras file's ending in any case: OURS.H5 is read as a Keras file, not as a model directory;
+// a directory is one whatever its name.
 TEST_F(KerasCli, KerasEndingsInAnyCase) {
     make_model_dir("ours");
     scan("scan.nii.gz");
@@ -1039,6 +1040,12 @@ TEST_F(KerasCli, KerasEndingsInAnyCase) {
                                   " --model " + q("OURS.H5") + " --labels 0,2,3,41,42");
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_TRUE(fs::exists(path("seg.nii.gz")));
+    // A model directory named so (import --out m.h5 makes one) is a model directory.
+    make_model_dir("dir.h5");
+    const test::RunResult d =
+        run("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("seg_dir.nii.gz") + " --model " + q("dir.h5"));
+    EXPECT_EQ(d.status, 0) << d.err;
+    EXPECT_EQ(read_labels(path("seg_dir.nii.gz")).data, read_labels(path("seg.nii.gz")).data);
 }
 
 // A full disk under export: exit 1 naming the file the user gave, and the process ends cleanly
