@@ -64,7 +64,7 @@ const char* usage =
     "                      Keras file: .h5 as published, .weights.h5 or .keras (imported in\n"
     "                      memory; see import --help)\n"
     "  --labels LABELS     for a Keras model: its labels (infant, synthseg, FILE.npy or a list);\n"
-    "                      a .keras written by export records its own\n"
+    "                      a file written by export (.h5 or .keras) records its own\n"
     "  --orientation CODE  for a Keras model: its frame (RAS, the default, or LIA for SynthSeg\n"
     "                      1.0)\n"
     "  --post FILE|DIR     also write the posteriors: 4-D, one volume per label, in the model's\n"

@@ -1053,6 +1053,8 @@ void write_keras_unet(const std::string& path, const ModelSpec& spec, ParamStore
     // HDF5 keeps an attribute within 64 KB: a longer record goes in parts NAME0, NAME1, ..., as
     // Keras splits its own long lists (read back by name_list).
     const std::string record = model_description(spec, params).dump();
+    ISS_INPUT(record.size() <= kMaxMetadataBytes, path, ": the model's description (model.json) is larger than ",
+              kMaxMetadataBytes >> 20, " MB, which import would refuse");
     constexpr size_t part_bytes = 60000;
     if (record.size() <= part_bytes)
         file.string_attribute("/", keras_record_key, record);

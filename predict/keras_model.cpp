@@ -58,37 +58,40 @@ ModelSpec keras_model_spec(const KerasUNet& model, const KerasImportOptions& opt
                   options.orientation.empty() ? "--voxel-size" : "--orientation", " goes with --labels");
         return recorded_spec(model, source);
     }
+    std::vector<int32_t> labels = labels::freesurfer_sorted(keras_label_list(options.labels));
+    ISS_INPUT(int(labels.size()) == model.unet.classes, "--labels: ", labels.size(), " labels, but the network in ",
+              source, " has ", model.unet.classes, " outputs");
+    if (!options.orientation.empty()) require_orientation_code(options.orientation, "--orientation");
     ModelSpec spec;
-    spec.unet = model.unet;
-    spec.labels = labels::freesurfer_sorted(keras_label_list(options.labels));
-    ISS_INPUT(int(spec.labels.size()) == model.unet.classes, "--labels: ", spec.labels.size(),
-              " labels, but the network in ", source, " has ", model.unet.classes, " outputs");
     if (!model.description.empty()) {
-        // A network trained here has its channels in its own label order, which SynthSeg's sorted
-        // one need not be (0, 2, 16, 41 is 0, 16, 2, 41 sorted): the record's order, for the
-        // labels given (the same ones, in any order; the record's frame and sizes are not taken).
-        const std::vector<int32_t> recorded = recorded_spec(model, source).labels;
-        std::vector<int32_t> given = spec.labels, sorted = recorded;
+        // A file of ours: its record, with the frame and voxel size given in place of its own. A
+        // network trained here has its channels in its own label order, which SynthSeg's sorted
+        // one need not be (0, 2, 16, 41 is 0, 16, 2, 41 sorted): the labels given must be the
+        // recorded ones, and keep the recorded order.
+        spec = recorded_spec(model, source);
+        std::vector<int32_t> given = labels, recorded = spec.labels;
         std::sort(given.begin(), given.end());
-        std::sort(sorted.begin(), sorted.end());
+        std::sort(recorded.begin(), recorded.end());
         std::string listed;
-        for (const int32_t label : recorded) listed += cat(listed.empty() ? "" : ",", label);
-        ISS_INPUT(given == sorted, source, " records its labels (", listed, "): --labels names others");
-        spec.labels = recorded;
+        for (const int32_t label : spec.labels) listed += cat(listed.empty() ? "" : ",", label);
+        ISS_INPUT(given == recorded, source, " records its labels (", listed, "): --labels names others");
+        if (!options.orientation.empty()) spec.preprocessing["orientation"] = options.orientation;
+    } else {
+        spec.unet = model.unet;
+        spec.labels = labels;
+        spec.preprocessing = {{"orientation", options.orientation.empty() ? "RAS" : options.orientation},
+                              {"size_multiple", model.unet.reference_multiple()},
+                              {"normalisation", "min-max to [0, 1]"},
+                              {"input_channels", model.unet.in_channels},
+                              {"voxel_size_mm", nullptr}};  // none: scans keep their resolution
+        spec.training = {
+            {"imported_from", source}, {"keras_layout", model.layout}, {"keras_version", model.keras_version}};
     }
-    const std::string orientation = options.orientation.empty() ? "RAS" : options.orientation;
-    require_orientation_code(orientation, "--orientation");
-    spec.preprocessing = {{"orientation", orientation},
-                          {"size_multiple", model.unet.reference_multiple()},
-                          {"normalisation", "min-max to [0, 1]"},
-                          {"input_channels", model.unet.in_channels}};
     if (options.voxel_size_mm > 0) {
         const double v = options.voxel_size_mm;
+        spec.preprocessing.erase("voxel_size_mm");
         spec.preprocessing["voxel_size_range_mm"] = {{"min", {v, v, v}}, {"max", {v, v, v}}};
-    } else {
-        spec.preprocessing["voxel_size_mm"] = nullptr;  // none: scans keep their resolution
     }
-    spec.training = {{"imported_from", source}, {"keras_layout", model.layout}, {"keras_version", model.keras_version}};
     return spec;
 }
 

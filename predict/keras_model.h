@@ -30,8 +30,9 @@ std::vector<int32_t> keras_label_list(const std::string& text);
 // network's outputs or the orientation is not a code. Without labels, a file our export wrote
 // gives the spec it records (checked as model.json is, and against the file's network; its
 // provenance noting the file), and --orientation and --voxel-size are refused there. With
-// labels, such a file is imported as any Keras model, but in its recorded channel order (the
-// labels must be the recorded ones): SynthSeg's sorted order is that of published networks only.
+// labels (the recorded ones, in any order), its record too, in its recorded channel order
+// (SynthSeg's sorted order is that of published networks only), the frame and voxel size given
+// replacing the recorded ones.
 ModelSpec keras_model_spec(const KerasUNet& model, const KerasImportOptions& options, const std::string& source);
 
 }  // namespace iss

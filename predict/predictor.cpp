@@ -170,8 +170,8 @@ void require_memory_to_segment(const std::string& name, const Grid& work, const 
               resampled ? cat(" (resampled to the model's voxel size; its posteriors then back on its ",
                               dims_text(own.dim), ")")
                         : std::string(),
-              " needs about ", std::ceil(bytes / double(1 << 30)), " GiB, more than this machine's ",
-              std::floor(host / double(1 << 30)), " GiB");
+              " needs about ", std::ceil(bytes / double(1 << 30)), " GiB, more than the ",
+              std::floor(host / double(1 << 30)), " GiB this process may use");
 }
 
 std::string resolve_model_path(const std::string& model) {

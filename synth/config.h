@@ -85,7 +85,7 @@ struct PresetChoice {
     std::string otherwise = default_preset;
 
     // The preset to start from, `named` being the file's field ("" for none or no file).
-    const std::string& base(const std::string& named = "") const {
+    std::string base(const std::string& named = "") const {
         return !asked.empty() ? asked : !named.empty() ? named : otherwise;
     }
 };

@@ -172,6 +172,19 @@ TEST(OneLine, KeepsUtf8AndEscapesTheRest) {
     EXPECT_EQ(one_line("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80");  // past U+10FFFF
     EXPECT_EQ(one_line("\xe2\x82"), "\\xe2\\x82");                    // cut short
     EXPECT_EQ(one_line("\x7f\xff"), "\\x7f\\xff");
+    // Well-formed, but a line break or a terminal's or the text direction's control: escaped.
+    EXPECT_EQ(one_line("a\xc2\x85"
+                       "b"),
+              "a\\xc2\\x85"
+              "b");  // NEL
+    EXPECT_EQ(one_line("\xc2\x9b"
+                       "31m"),
+              "\\xc2\\x9b"
+              "31m");                                                       // CSI
+    EXPECT_EQ(one_line("\xe2\x80\xa8"), "\\xe2\\x80\\xa8");                 // line separator
+    EXPECT_EQ(one_line("\xe2\x80\xae"), "\\xe2\\x80\\xae");                 // right-to-left override
+    EXPECT_EQ(one_line("\xe2\x81\xa6"), "\\xe2\\x81\\xa6");                 // left-to-right isolate
+    EXPECT_EQ(one_line("\xe2\x80\xa7 \xc2\xa0"), "\xe2\x80\xa7 \xc2\xa0");  // their neighbours kept
 }
 
 TEST_F(Hardening, MergeChecksLabelsAndPosteriors) {

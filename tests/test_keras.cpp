@@ -216,8 +216,19 @@ TEST(KerasImport, OwnWriterRoundTripGivesTheSameNetwork) {
     params.allocate();
     net.initialise(7);
     const std::string file = (dir / "own.h5").string();
-    write_keras_unet(file, spec_for(config), params);
+    ModelSpec spec = spec_for(config);
+    write_keras_unet(file, spec, params);
     const KerasUNet model = read_keras_unet(file);
+    EXPECT_EQ(model.description, model_description(spec, params).dump()) << "the record, as written";
+    // A record past HDF5's 64 KB attribute goes in parts, as Keras splits its lists; non-ASCII
+    // text across a part's end comes back whole.
+    std::string note;
+    for (int i = 0; i < 40000; ++i) note += "\xc3\xa9x";  // e-acute, x: 120 KB
+    spec.training["note"] = note;
+    const std::string long_file = (dir / "long.h5").string();
+    write_keras_unet(long_file, spec, params);
+    EXPECT_TRUE(Hdf5Reader(long_file).has_attribute("/", "infant_synthseg_model1"));
+    EXPECT_EQ(read_keras_unet(long_file).description, model_description(spec, params).dump());
     EXPECT_EQ(model.unet.levels, 3);
     EXPECT_EQ(model.unet.features, 3);
     EXPECT_EQ(model.unet.classes, 5);
@@ -912,9 +923,10 @@ TEST_F(KerasCli, AnExportKeepsItsOwnChannelOrder) {
                path("ours.h5") + " records its labels (0,2,16,41,42): --labels names others");
 }
 
-// export to .keras: predict and import take the archive without --labels,// export to .keras: predict and import take
-// the archive without --labels, as the model it came from (the same segmentation, the same tensors and model.json);
-// --labels makes it an ordinary Keras import. A recorded model that does not fit the archive's network is refused.
+// export to .keras: predict and import take the archive without --labels, as the model it came
+// from (the same segmentation, the same tensors and model.json); with --labels (the recorded ones)
+// a frame given replaces the recorded one. A recorded model that does not fit the archive's
+// network is refused.
 TEST_F(KerasCli, KerasArchiveExportCarriesTheModel) {
     make_model_dir("ours");
     scan("scan.nii.gz");
@@ -944,7 +956,7 @@ TEST_F(KerasCli, KerasArchiveExportCarriesTheModel) {
 
     expect_bad("import --keras " + q("ours.keras") + " --out " + q("out") + " --orientation LIA",
                "records its model (labels, frame, voxel sizes): --orientation goes with --labels");
-    // Given --labels, the archive is an ordinary Keras model: SynthSeg's channel order, the frame given.
+    // Given --labels, the recorded ones in any order: the recorded channel order, the frame given.
     const test::RunResult relabelled = run("import --keras " + q("ours.keras") + " --out " + q("relabelled") +
                                            " --labels 42,41,3,2,0 --orientation LIA");
     ASSERT_EQ(relabelled.status, 0) << relabelled.err;
@@ -957,6 +969,14 @@ TEST_F(KerasCli, KerasArchiveExportCarriesTheModel) {
     const nlohmann::json again = load_model_spec(path("again/model.safetensors")).training;
     EXPECT_EQ(again.value("imported_from", ""), path("ours.keras")) << again.dump();
     EXPECT_EQ(again.value("reimported_from", ""), path("relabelled.keras")) << again.dump();
+    // --labels alone keeps the recorded frame (LIA here, not RAS) and provenance.
+    ASSERT_EQ(run("export --model " + q("relabelled") + " --keras " + q("relabelled.h5")).status, 0);
+    ASSERT_EQ(run("import --keras " + q("relabelled.h5") + " --out " + q("labelled") + " --labels 0,2,3,41,42").status,
+              0);
+    const ModelSpec labelled = load_model_spec(path("labelled/model.safetensors"));
+    EXPECT_EQ(labelled.preprocessing.value("orientation", ""), "LIA");
+    EXPECT_EQ(labelled.training.value("imported_from", ""), path("ours.keras")) << labelled.training.dump();
+    EXPECT_EQ(labelled.training.value("reimported_from", ""), path("relabelled.h5")) << labelled.training.dump();
 
     // The recorded model edited: another network, then labels that are not a list.
     auto with_description = [&](const std::string& name, const std::function<void(nlohmann::json&)>& edit) {

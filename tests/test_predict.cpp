@@ -494,7 +494,7 @@ TEST(PredictMemory, CountsThePosteriorsBackOnTheScansGrid) {
     } catch (const InputError& e) {
         EXPECT_NE(std::string(e.what()).find("fine.nii.gz: segmenting it on a grid of 128x128x128 voxels (resampled to "
                                              "the model's voxel size; its posteriors then back on its 512x512x512) "
-                                             "needs about 35 GiB, more than this machine's 24 GiB"),
+                                             "needs about 35 GiB, more than the 24 GiB this process may use"),
                   std::string::npos)
             << e.what();
     }

@@ -497,9 +497,10 @@ void require_memory_to_train(const UNetConfig& unet, const std::array<int64_t, 3
     const double capacity = double(ctx.memory_capacity()), gib = double(int64_t(1) << 30);
     ISS_INPUT(bytes <= 0.8 * capacity, "train: a step of --batch ", batch, " on ", dims_text(crop), " crops with ",
               unet.features, " features, ", unet.levels, " levels and ", unet.classes, " classes (",
-              precision_name(precision), ") needs about ", std::ceil(bytes / gib), " GiB, more than 80% of ",
-              ctx.device().is_cuda() ? ctx.device().name() + "'s " : std::string("this machine's "),
-              std::floor(capacity / gib), " GiB: lower --batch, the crop (--shape) or --features");
+              precision_name(precision), ") needs about ", std::ceil(bytes / gib), " GiB, more than 80% of the ",
+              std::floor(capacity / gib), " GiB ",
+              ctx.device().is_cuda() ? ctx.device().name() + " has" : std::string("this process may use"),
+              ": lower --batch, the crop (--shape) or --features");
 }
 
 }  // namespace

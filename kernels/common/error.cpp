@@ -1,5 +1,6 @@
 #include "kernels/common/error.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -28,6 +29,16 @@ size_t utf8_length(const std::string& s, size_t i) {
     return 0;
 }
 
+// Whether the well-formed character of `length` bytes at s[i] is one that breaks a line or steers
+// a terminal or the text's direction: the C1 controls (U+0080 to U+009F, CSI among them), the
+// line and paragraph separators U+2028 and U+2029, the bidirectional overrides and isolates.
+bool controlling(const std::string& s, size_t i, size_t length) {
+    const auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
+    if (length == 2) return b(0) == 0xc2 && b(1) <= 0x9f;
+    if (length != 3 || b(0) != 0xe2) return false;
+    return (b(1) == 0x80 && b(2) >= 0xa8 && b(2) <= 0xae) || (b(1) == 0x81 && b(2) >= 0xa6 && b(2) <= 0xa9);
+}
+
 }  // namespace
 
 std::string one_line(const std::string& message) {
@@ -35,15 +46,18 @@ std::string one_line(const std::string& message) {
     for (size_t i = 0; i < message.size();) {
         const unsigned char c = static_cast<unsigned char>(message[i]);
         const size_t length = utf8_length(message, i);
-        if (length > 1 || (length == 1 && c >= 0x20 && c != 0x7f)) {  // text, a file's Unicode name too
+        // Text, a file's Unicode name too; not what would end the line or steer the terminal.
+        if ((length > 1 && !controlling(message, i, length)) || (length == 1 && c >= 0x20 && c != 0x7f)) {
             out.append(message, i, length);
             i += length;
             continue;
         }
-        char escaped[8];
-        std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
-        out += escaped;
-        ++i;
+        for (size_t k = 0; k < std::max<size_t>(length, 1); ++k) {  // each byte of it
+            char escaped[8];
+            std::snprintf(escaped, sizeof escaped, "\\x%02x", static_cast<unsigned char>(message[i + k]));
+            out += escaped;
+        }
+        i += std::max<size_t>(length, 1);
     }
     return out;
 }

@@ -26,8 +26,9 @@ public:
                                    const std::string& message);
 
 // A message as one line of text: names taken from a file (a layer, a header's text) or a path may
-// hold line breaks, other control characters or bytes that are not UTF-8 (a damaged file's), which
-// are shown escaped (\x0a, \xe9); well-formed UTF-8 (a file's Unicode name) is kept as it is.
+// hold line breaks, other control characters (C1, Unicode's line separators and direction
+// overrides too) or bytes that are not UTF-8 (a damaged file's), which are shown escaped (\x0a,
+// \xe9); other well-formed UTF-8 (a file's Unicode name) is kept as it is.
 std::string one_line(const std::string& message);
 
 // A warning for the user: "warning: <message>" on one line of stderr (one_line). The fuzz
