@@ -187,14 +187,15 @@ void check_prediction_outputs(const Args& args, const std::vector<Job>& jobs,
     if (is_keras_model_path(model)) {
         inputs.insert(inputs.end(), {{model, "--model"}, label_file_of(options.keras.labels)});
     } else {
-        const std::string weights = resolve_model_path(model);
-        inputs.insert(inputs.end(), {{weights, "--model"}, {model_json_path(weights), "--model"}});
-        // A model directory's other files (Adam's state and the logs a resumed train reads) are
-        // not predict's to replace either.
-        const fs::path weights_file(weights);
-        if (weights_file.filename() == checkpoint_files[0])
+        // The weights and model.json; in a model directory every file of a checkpoint (Adam's
+        // state and the logs a resumed train reads are not predict's to replace either).
+        const fs::path weights = resolve_model_path(model);
+        if (weights.filename() == checkpoint_files[0])
             for (const char* name : checkpoint_files)
-                inputs.push_back({(weights_file.parent_path() / name).string(), "--model"});
+                inputs.push_back({(weights.parent_path() / name).string(), "--model"});
+        else
+            inputs.insert(inputs.end(),
+                          {{weights.string(), "--model"}, {model_json_path(weights.string()), "--model"}});
     }
     // The first --i is each job's input (or the folder of them); the other channels are extra.
     for (size_t c = 1; c < channels.size(); ++c) inputs.push_back({channels[c], "--i"});

@@ -69,12 +69,10 @@ ModelSpec keras_model_spec(const KerasUNet& model, const KerasImportOptions& opt
         // one need not be (0, 2, 16, 41 is 0, 16, 2, 41 sorted): the labels given must be the
         // recorded ones, and keep the recorded order.
         spec = recorded_spec(model, source);
-        std::vector<int32_t> given = labels, recorded = spec.labels;
-        std::sort(given.begin(), given.end());
-        std::sort(recorded.begin(), recorded.end());
         std::string listed;
         for (const int32_t label : spec.labels) listed += cat(listed.empty() ? "" : ",", label);
-        ISS_INPUT(given == recorded, source, " records its labels (", listed, "): --labels names others");
+        ISS_INPUT(std::is_permutation(labels.begin(), labels.end(), spec.labels.begin(), spec.labels.end()), source,
+                  " records its labels (", listed, "): --labels names others");
         if (!options.orientation.empty()) spec.preprocessing["orientation"] = options.orientation;
     } else {
         spec.unet = model.unet;

@@ -165,8 +165,8 @@ void require_memory_to_segment(const std::string& name, const Grid& work, const 
     const double bytes = work_voxels * 4.0 * double(channels + 3 * classes) +
                          (resampled ? own_voxels * 4.0 * double(2 * classes) : 0.0);
     const double host = double(host_bytes);
-    ISS_INPUT(work_voxels <= double(int64_t(1) << 31) && bytes <= 0.8 * host, name, ": segmenting it on a grid of ",
-              dims_text(work.dim), " voxels",
+    ISS_INPUT(work_voxels <= double(int64_t(1) << 31) && fits_in_memory(bytes, host_bytes), name,
+              ": segmenting it on a grid of ", dims_text(work.dim), " voxels",
               resampled ? cat(" (resampled to the model's voxel size; its posteriors then back on its ",
                               dims_text(own.dim), ")")
                         : std::string(),

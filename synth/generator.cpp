@@ -190,9 +190,10 @@ Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vec
     for (const TrainingMap& m : maps_) map_bytes += int64_t(m.generation.size());
     const double workspace = double(map_bytes) + 4.0 * double(max_velocity + 2 * max_field + max_bias) +
                              (2.0 + 2.0 * sizeof(float)) * double(max_out);
-    ISS_INPUT(workspace < 0.8 * double(ctx_.memory_capacity()), "the generator needs ", workspace / double(1 << 30),
-              " GiB on ", ctx_.device().name(), " for a crop of ", max_out, " voxels, more than the device has (",
-              double(ctx_.memory_capacity()) / double(1 << 30), " GiB): ask for a smaller shape");
+    const size_t capacity = ctx_.memory_capacity();
+    ISS_INPUT(fits_in_memory(workspace, capacity), "the generator needs ", workspace / double(1 << 30), " GiB on ",
+              ctx_.device().name(), " for a crop of ", max_out, " voxels, more than the device has (",
+              double(capacity) / double(1 << 30), " GiB): ask for a smaller shape");
     Buffers& b = *buffers_;
     for (const TrainingMap& m : maps_) b.maps.emplace_back(ctx_, m.generation);
     b.field_a = Buffer<float>(ctx_, size_t(max_field));

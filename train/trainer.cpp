@@ -485,7 +485,7 @@ std::array<int64_t, 3> common_crop(const GeneratorConfig& config, const std::vec
 // gradient, fp32 in either precision) and, per level-0 feature, 34.6 bytes in fp32 (17.3 in bf16)
 // for a U-Net of 2 levels and a fifth more for a deeper one; then the weights with their gradients
 // and Adam's two moments. The planned arena of measured steps (docs/PERFORMANCE.md, nineteenth
-// session) was within 2.5% of it. A step past 80% of the device's memory is refused before
+// session) was within 2.5% of its per-voxel term. A step past 80% of the device's memory is refused before
 // anything is written: on the CPU it would be killed by the kernel's out-of-memory killer, part
 // way into the first step and without a word.
 void require_memory_to_train(const UNetConfig& unet, const std::array<int64_t, 3>& crop, int batch, Precision precision,
@@ -494,11 +494,12 @@ void require_memory_to_train(const UNetConfig& unet, const std::array<int64_t, 3
     const double per_feature = (precision == Precision::bf16 ? 17.3 : 34.6) * (unet.levels > 2 ? 1.2 : 1.0);
     const double bytes =
         voxels * (8.0 * unet.classes + per_feature * unet.features) + 16.0 * double(unet_parameter_count(unet));
-    const double capacity = double(ctx.memory_capacity()), gib = double(int64_t(1) << 30);
-    ISS_INPUT(bytes <= 0.8 * capacity, "train: a step of --batch ", batch, " on ", dims_text(crop), " crops with ",
-              unet.features, " features, ", unet.levels, " levels and ", unet.classes, " classes (",
+    const size_t capacity = ctx.memory_capacity();
+    const double gib = double(int64_t(1) << 30);
+    ISS_INPUT(fits_in_memory(bytes, capacity), "train: a step of --batch ", batch, " on ", dims_text(crop),
+              " crops with ", unet.features, " features, ", unet.levels, " levels and ", unet.classes, " classes (",
               precision_name(precision), ") needs about ", std::ceil(bytes / gib), " GiB, more than 80% of the ",
-              std::floor(capacity / gib), " GiB ",
+              std::floor(double(capacity) / gib), " GiB ",
               ctx.device().is_cuda() ? ctx.device().name() + " has" : std::string("this process may use"),
               ": lower --batch, the crop (--shape) or --features");
 }

@@ -411,9 +411,13 @@ size_t cgroup_memory_limit(const std::string& cgroup_list, const std::string& cg
 }
 
 size_t host_memory_bytes() {
-    const size_t physical = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE));
-    const size_t limit = cgroup_memory_limit();
-    return limit > 0 ? std::min(physical, limit) : physical;
+    // Once a process: every volume read and every scan predicted asks, and the files do not change.
+    static const size_t bytes = [] {
+        const size_t physical = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE));
+        const size_t limit = cgroup_memory_limit();
+        return limit > 0 ? std::min(physical, limit) : physical;
+    }();
+    return bytes;
 }
 
 size_t DeviceContext::memory_free() const {

@@ -55,6 +55,11 @@ Device parse_device(const std::string& text);
 // Bytes of RAM this process may use (what a host-side allocation can hope for): the machine's,
 // or less where its cgroup (a container, a batch job's slot) sets a memory limit.
 size_t host_memory_bytes();
+// Whether one request of `bytes` may be planned on a memory of `capacity` bytes: at most 80% of it,
+// the rest left to what else the process holds. Every up-front memory check asks this.
+inline bool fits_in_memory(double bytes, size_t capacity) {
+    return bytes <= 0.8 * double(capacity);
+}
 // The smallest memory limit set on a process's cgroup or an ancestor of it (cgroup v2's
 // memory.max, v1's memory.limit_in_bytes), 0 where none is set or readable: in a container or a
 // batch job's slot the kernel's out-of-memory killer acts at that limit, not at the machine's RAM.
