@@ -92,7 +92,7 @@ TEST_P(DeviceBuffers, RoundTripAndWorkspace) {
 }
 
 // A container's memory limit, v2 and v1, is found on the process's cgroup or an ancestor (the
-// smallest wins); "max" and v1's huge "no limit" number are no limit.
+// smallest wins); "max" is no limit, and v1's huge "no limit" number is larger than any RAM.
 TEST(HostMemory, TheCgroupLimitIsTheSmallestOnThePath) {
     const std::filesystem::path root = test::unique_temp_dir("cgroup");
     auto write = [&](const std::string& name, const std::string& text) {
@@ -104,6 +104,10 @@ TEST(HostMemory, TheCgroupLimitIsTheSmallestOnThePath) {
     write("fs/job/memory.max", "3000000000\n");
     write("fs/job/step/memory.max", "max\n");
     EXPECT_EQ(cgroup_memory_limit((root / "self_v2").string(), (root / "fs").string()), 3000000000u);
+    write("fs/job/step/memory.max", "4000000000\n");  // the nearer limit is the larger: the ancestor's holds
+    EXPECT_EQ(cgroup_memory_limit((root / "self_v2").string(), (root / "fs").string()), 3000000000u);
+    write("fs/job/step/memory.max", "1000000000\n");
+    EXPECT_EQ(cgroup_memory_limit((root / "self_v2").string(), (root / "fs").string()), 1000000000u);
     write("self_v1", "5:cpu,cpuacct:/x\n4:memory:/docker/abc\n0::/\n");
     write("fs/memory/docker/abc/memory.limit_in_bytes", "2000000000\n");
     write("fs/memory/memory.limit_in_bytes", "9223372036854771712\n");

@@ -521,10 +521,6 @@ TEST(PredictGeometry, AScanNotHeadSizedIsAWarning) {
     EXPECT_NE(warned(metres).find("xyzt_units"), std::string::npos);
 }
 
-// A folder read and written by predict: hidden files (macOS's ._NAME) and predict's own outputs
-// are not scans, so a second run works as the first; two scans that would write one output
-// name are refused naming both; a NIfTI name for a folder's outputs and a picture not named
-// .png are refused before any work. A constant image is segmented with a warning.
 // The .hdr/.img pair of a single-file NIfTI-1 `nii`, as SPM and older tools store scans: its
 // header with the pair's magic and vox_offset 0 in STEM.hdr, its voxels in STEM.img.
 void split_into_pair(const std::string& nii, const std::string& stem) {
@@ -569,6 +565,10 @@ TEST_F(Predict, AFolderOfHdrImgPairsIsSegmentedAsItsNiftiFiles) {
     EXPECT_NE(to_pair.err.find("is not a NIfTI or MGH name"), std::string::npos) << to_pair.err;
 }
 
+// A folder read and written by predict: hidden files (macOS's ._NAME) and predict's own outputs
+// are not scans, so a second run works as the first; two scans that would write one output
+// name are refused naming both; a NIfTI name for a folder's outputs and a picture not named
+// .png are refused before any work. A constant image is segmented with a warning.
 TEST_F(Predict, CommandFoldersSkipHiddenFilesAndTheirOwnOutputs) {
     const std::string model = make_model();
     fs::create_directories(path("f"));
