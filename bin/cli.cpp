@@ -63,6 +63,12 @@ std::string Args::get(const std::string& name, const std::string& fallback) cons
     return it == values_.end() ? fallback : it->second.back();
 }
 
+std::optional<LabelList> given_label_list(const Args& args, const std::string& option) {
+    if (!args.has(option)) return std::nullopt;
+    const std::string text = args.get(option, "");
+    return label_list_or_default(&text, option);
+}
+
 Failure describe_failure(const std::exception& e, const std::string& command, const std::string& subject) {
     const std::string message = one_line(e.what());
     if (dynamic_cast<const InputError*>(&e)) {

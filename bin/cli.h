@@ -6,9 +6,12 @@
 #include <atomic>
 #include <exception>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
+
+#include "post/prediction.h"
 
 namespace iss::cli {
 
@@ -44,6 +47,9 @@ private:
     std::set<std::string> flags_;
     std::vector<std::string> positional_;
 };
+
+// The label list `option` names (label_list_or_default), or none when it was not given.
+std::optional<LabelList> given_label_list(const Args& args, const std::string& option);
 
 // How a command's failure is said after "infant-synthseg CMD: ", and its exit status: 2 for the
 // user's input (InputError), 1 for anything else (a full disk, out of memory, a broken

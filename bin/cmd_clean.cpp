@@ -2,7 +2,9 @@
 // section 6, "Clean"; the rules in post/clean.h). Inputs are read and checked before anything
 // is written; the outputs appear together or not at all.
 #include <cstdio>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "bin/cli.h"
 #include "bin/commands.h"
@@ -40,7 +42,9 @@ const char* usage =
     "  --labels LIST           the labels of the posterior frames, in frame order: infant (the\n"
     "                          34 infant segmentation labels, the default), synthseg (SynthSeg\n"
     "                          1.0's 32), a model's folder (its labels in channel order), a\n"
-    "                          .npy label file (SynthSeg's), or a comma-separated list\n"
+    "                          .npy label file (SynthSeg's), or a comma-separated list;\n"
+    "                          posteriors written by predict, merge or clean as NIfTI record\n"
+    "                          their labels and need none (one given must be the recorded one)\n"
     "  --help                  this text\n";
 
 }  // namespace
@@ -64,14 +68,15 @@ int cmd_clean(int argc, char** argv) {
     options.island_threshold = args.integer("--island-threshold", options.island_threshold);
     ISS_INPUT(options.island_threshold >= 0, "clean: --island-threshold must be >= 0, got ", options.island_threshold);
     options.merge_cerebellum = args.flag("--merge-cerebellum");
-    const LabelList list = label_list_or_default(args.has("--labels") ? &labels_text : nullptr);
+    const std::optional<LabelList> given = given_label_list(args, "--labels");
 
     VolumeHeader seg_header, post_header;
     Prediction p{read_segmentation(seg_path, &seg_header), Image()};
-    p.post = on_grid_of(read_posteriors(post_path, list, &post_header), post_path, p.seg.grid, seg_path);
+    Posteriors posteriors = read_posteriors(post_path, given ? &*given : nullptr, &post_header);
+    p.post = on_grid_of(std::move(posteriors.image), post_path, p.seg.grid, seg_path);
 
-    const CleanStats s = clean_prediction(p, list, options, seg_path);
-    write_prediction(out, p.seg, &seg_header, out_post, p.post, &post_header);
+    const CleanStats s = clean_prediction(p, posteriors.labels, options, seg_path);
+    write_prediction(out, p.seg, &seg_header, out_post, p.post, posteriors.labels.labels, &post_header);
     std::printf(
         "clean: folded %lld voxels; %lld islands (%lld voxels) relabelled, %lld voxels to background; wrote %s%s%s\n",
         (long long)s.folded_voxels, (long long)s.islands, (long long)s.island_voxels, (long long)s.to_background,

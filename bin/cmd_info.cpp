@@ -14,6 +14,7 @@
 #include "io/nifti.h"
 #include "io/orientation.h"
 #include "kernels/common/error.h"
+#include "post/prediction.h"
 
 namespace iss::cli {
 namespace {
@@ -69,6 +70,8 @@ void print_file(const std::string& path) {
     else
         std::printf("  affine source: %s (qform_code %d, sform_code %d)\n", h.affine_source.c_str(), h.qform_code,
                     h.sform_code);
+    if (!h.frame_labels.empty())
+        std::printf("  frame labels: %s (recorded with the posteriors)\n", label_list_text(h.frame_labels).c_str());
     std::printf("  affine:\n");
     for (int r = 0; r < 4; ++r)
         std::printf("    %12.6f %12.6f %12.6f %12.6f\n", h.affine.m[r][0], h.affine.m[r][1], h.affine.m[r][2],

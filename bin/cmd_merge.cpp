@@ -3,8 +3,10 @@
 // posteriors with one frame per label, all four files on one voxel grid) before anything is
 // written; both outputs appear together or not at all.
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "bin/cli.h"
 #include "bin/commands.h"
@@ -19,23 +21,31 @@ namespace {
 const char* usage =
     "usage: infant-synthseg merge --t1-seg FILE --t1-post FILE --t2-seg FILE --t2-post FILE\n"
     "                             --o-seg FILE --o-post FILE [--labels LIST]\n"
+    "                             [--t1-labels LIST] [--t2-labels LIST]\n"
     "\n"
     "Merges the predictions of a co-registered T1 and T2 image of one subject. At each voxel\n"
     "the segmentation keeps the T1 label where the T1 posteriors' maximum is strictly greater\n"
     "than the T2 posteriors' maximum, else the T2 label (ties go to T2); the merged\n"
-    "posteriors are the element-wise maximum of the two posterior vectors.\n"
+    "posteriors are the element-wise maximum of the two posterior vectors, label by label.\n"
     "\n"
     "  --t1-seg FILE   T1 segmentation (3-D label map, NIfTI or MGH)\n"
-    "  --t1-post FILE  T1 posteriors (4-D float, one frame per label of the list)\n"
+    "  --t1-post FILE  T1 posteriors (4-D float, one frame per label of its list)\n"
     "  --t2-seg FILE   T2 segmentation, on the T1 segmentation's voxel grid\n"
-    "  --t2-post FILE  T2 posteriors, on the same grid\n"
+    "  --t2-post FILE  T2 posteriors, on the same grid, with the same labels in any order\n"
     "  --o-seg FILE    merged segmentation (.nii, .nii.gz, .mgz or .mgh)\n"
-    "  --o-post FILE   merged posteriors (.nii, .nii.gz, .mgz or .mgh), frames in the same order\n"
-    "  --labels LIST   the labels of the posterior frames, in frame order: infant (the 34\n"
-    "                  infant segmentation labels, the default), synthseg (SynthSeg 1.0's\n"
-    "                  32), a model's folder (its labels in channel order), a .npy label\n"
-    "                  file (SynthSeg's), or a comma-separated list\n"
+    "  --o-post FILE   merged posteriors (.nii, .nii.gz, .mgz or .mgh), frames in the T1\n"
+    "                  posteriors' order\n"
+    "  --labels LIST   the labels of both posteriors' frames, in frame order: infant (the 34\n"
+    "                  infant segmentation labels), synthseg (SynthSeg 1.0's 32), a model's\n"
+    "                  folder (its labels in channel order), a .npy label file (SynthSeg's),\n"
+    "                  or a comma-separated list\n"
+    "  --t1-labels LIST, --t2-labels LIST\n"
+    "                  the same for one side's posteriors (from models with other orders)\n"
     "  --help          this text\n"
+    "\n"
+    "Posteriors written by predict, merge or clean as NIfTI record their frames' labels, and\n"
+    "need no list (one given must be the recorded one). Others (SynthSeg's, MGH files) take\n"
+    "their side's option, else --labels, else the infant list.\n"
     "\n"
     "All four inputs must be on one voxel grid (dims and affine to 1e-4 mm; a file of that\n"
     "grid stored in another voxel order, LIA beside RAS, is reordered exactly); the command\n"
@@ -46,7 +56,9 @@ const char* usage =
 
 int cmd_merge(int argc, char** argv) {
     const Args args("merge", argc, argv,
-                    {"--t1-seg", "--t1-post", "--t2-seg", "--t2-post", "--o-seg", "--o-post", "--labels"}, {"--help"});
+                    {"--t1-seg", "--t1-post", "--t2-seg", "--t2-post", "--o-seg", "--o-post", "--labels", "--t1-labels",
+                     "--t2-labels"},
+                    {"--help"});
     if (args.flag("--help")) {
         std::fputs(usage, stdout);
         return 0;
@@ -57,29 +69,37 @@ int cmd_merge(int argc, char** argv) {
     const std::string o_seg = args.require("--o-seg"), o_post = args.require("--o-post");
     require_volume_output(o_seg, "--o-seg");
     require_volume_output(o_post, "--o-post");
-    const std::string labels_text = args.get("--labels", "");
+    // Each side's labels as given: its own option, else --labels, else none.
+    auto option_for = [&](const std::string& side) { return args.has(side) ? side : std::string("--labels"); };
+    const std::string t1_option = option_for("--t1-labels"), t2_option = option_for("--t2-labels");
     check_outputs("merge",
                   {{t1_seg, "--t1-seg"},
                    {t1_post, "--t1-post"},
                    {t2_seg, "--t2-seg"},
                    {t2_post, "--t2-post"},
-                   label_file_of(labels_text)},
+                   label_file_of(args.get(t1_option, ""), t1_option),
+                   label_file_of(args.get(t2_option, ""), t2_option)},
                   {{o_seg, "--o-seg"}, {o_post, "--o-post"}});
-    const LabelList list = label_list_or_default(args.has("--labels") ? &labels_text : nullptr);
+    const std::optional<LabelList> t1_given = given_label_list(args, t1_option);
+    const std::optional<LabelList> t2_given = given_label_list(args, t2_option);
 
     VolumeHeader seg_header, post_header;
     // Everything on the T1 segmentation's grid (a file of it stored in another voxel order is
     // reordered).
     Prediction t1{read_segmentation(t1_seg, &seg_header), Image()};
-    t1.post = on_grid_of(read_posteriors(t1_post, list, &post_header), t1_post, t1.seg.grid, t1_seg);
+    Posteriors t1_read = read_posteriors(t1_post, t1_given ? &*t1_given : nullptr, &post_header);
+    t1.post = on_grid_of(std::move(t1_read.image), t1_post, t1.seg.grid, t1_seg);
     Prediction t2{on_grid_of(read_segmentation(t2_seg), t2_seg, t1.seg.grid, t1_seg), Image()};
-    t2.post = on_grid_of(read_posteriors(t2_post, list), t2_post, t1.seg.grid, t1_seg);
+    Posteriors t2_read = read_posteriors(t2_post, t2_given ? &*t2_given : nullptr);
+    t2.post = on_grid_of(std::move(t2_read.image), t2_post, t1.seg.grid, t1_seg);
 
-    // Every label of either segmentation must have its posterior frame (as clean requires).
-    require_listed(t1.seg, t1_seg, list);
-    require_listed(t2.seg, t2_seg, list);
-    const Prediction merged = merge_t1_t2(std::move(t1), t2);
-    write_prediction(o_seg, merged.seg, &seg_header, o_post, merged.post, &post_header);
+    // Every label of either segmentation must have its posterior frame (as clean requires), and
+    // the two posteriors the same labels, T2's read in T1's order.
+    require_listed(t1.seg, t1_seg, t1_read.labels);
+    require_listed(t2.seg, t2_seg, t2_read.labels);
+    std::vector<int64_t> t2_frames = frames_in_order_of(t2_read.labels, t1_read.labels);
+    const Prediction merged = merge_t1_t2(std::move(t1), t2, std::move(t2_frames));
+    write_prediction(o_seg, merged.seg, &seg_header, o_post, merged.post, t1_read.labels.labels, &post_header);
     std::printf("merged %s and %s: wrote %s and %s\n", t1_seg.c_str(), t2_seg.c_str(), o_seg.c_str(), o_post.c_str());
     return 0;
 }

@@ -282,7 +282,8 @@ int cmd_predict(int argc, char** argv) {
             const Segmentation result = predictor.predict(image, job.input);
             // All of one input's outputs, or none of them.
             auto outputs = std::make_unique<OutputSet>();  // a failure below removes what it wrote
-            write_prediction(*outputs, job.seg, result.segmentation, &header, job.post, result.posteriors, &header);
+            write_prediction(*outputs, job.seg, result.segmentation, &header, job.post, result.posteriors,
+                             predictor.labels(), &header);
             outputs->write(job.resampled, [&](const std::string& path) { write_image(path, result.resampled); });
             if (folder) {
                 outputs->commit();

@@ -4,10 +4,6 @@
 // also reads plain files, in chunks so that a huge file never needs a second full copy.
 #include "io/nifti.h"
 
-#include "io/csv.h"  // csv_number: every digit a value needs
-#include "io/file_util.h"
-#include "io/gzip_stream.h"
-
 #include <nifti/nifti1.h>
 #include <nifti/nifti2.h>
 #include <nifti/nifti2_io.h>
@@ -27,6 +23,10 @@
 #include <type_traits>
 #include <vector>
 
+#include "io/csv.h"  // csv_number: every digit a value needs
+#include "io/file_util.h"
+#include "io/gzip_stream.h"
+#include "io/json.h"
 #include "kernels/common/device.h"  // host_memory_bytes
 #include "kernels/common/error.h"
 
@@ -375,10 +375,37 @@ void set_affine(const RawHeader& raw, const std::string& path, VolumeHeader& h) 
 
 // --- header validation ------------------------------------------------------------------------
 
+// The labels of a posteriors file's frames as write_posteriors records them: a comment
+// extension holding a JSON object with this one key (other tools' comments are left alone).
+constexpr int32_t frame_labels_ecode = NIFTI_ECODE_COMMENT;
+constexpr char frame_labels_key[] = "infant_synthseg_frame_labels";
+
+// A record of ours, checked as any input: one distinct int32 label per frame. InputError naming
+// the file otherwise (a record that no longer fits the file is refused, not ignored).
+std::vector<int32_t> parse_frame_labels(const std::string& text, const VolumeHeader& h, const std::string& path) {
+    const std::string where = cat(path, ": its extension recording the frames' labels");
+    const nlohmann::json j = parse_json(text, where);
+    ISS_INPUT(j.is_object() && j.size() == 1 && j.contains(frame_labels_key) && j[frame_labels_key].is_array(), where,
+              " is not {\"", frame_labels_key, "\": [labels]}");
+    const nlohmann::json& list = j[frame_labels_key];
+    ISS_INPUT(int64_t(list.size()) == h.frames(), where, " lists ", list.size(), " labels for ", h.frames(), " frames");
+    std::vector<int32_t> labels;
+    for (const nlohmann::json& v : list) {
+        ISS_INPUT(v.is_number_integer() && v.get<int64_t>() >= INT32_MIN && v.get<int64_t>() <= INT32_MAX, where,
+                  " holds ", v.is_number() ? v.dump() : std::string(v.type_name()), ", not an integer label");
+        const int32_t label = int32_t(v.get<int64_t>());
+        ISS_INPUT(std::find(labels.begin(), labels.end(), label) == labels.end(), where, " lists label ", label,
+                  " twice");
+        labels.push_back(label);
+    }
+    return labels;
+}
+
 // Extensions (after the 4-byte extension flag of a single file): each esize (a multiple of 16,
 // its 8-byte head included), ecode, data. One that runs into the voxel data, or a malformed one,
-// gets a warning: the data is still read from vox_offset, as other readers do.
-void warn_about_extensions(const std::string& path, const VolumeHeader& h, size_t header_size, bool swapped) {
+// gets a warning: the data is still read from vox_offset, as other readers do. Our record of the
+// frames' labels goes into h.frame_labels.
+void read_extensions(const std::string& path, VolumeHeader& h, size_t header_size, bool swapped) {
     constexpr int64_t kMaxScan = int64_t(16) << 20;
     const int64_t end = std::min<int64_t>(h.vox_offset, kMaxScan);
     if (end <= int64_t(header_size) + 4) return;
@@ -397,6 +424,16 @@ void warn_about_extensions(const std::string& path, const VolumeHeader& h, size_
             warning(cat(path, ": the extension at byte ", pos, " (", esize, " bytes) runs past vox_offset ", h.vox_offset,
                         " into the voxel data; reading the data from vox_offset"));
             return;
+        }
+        if (field<int32_t>(bytes.data(), size_t(pos) + 4, swapped) == frame_labels_ecode &&
+            pos + esize <= int64_t(got)) {
+            // The text up to its NUL padding.
+            const char* data = reinterpret_cast<const char*>(bytes.data()) + pos + 8;
+            const std::string text(data, strnlen(data, size_t(esize) - 8));
+            if (text.find(cat("\"", frame_labels_key, "\"")) != std::string::npos) {
+                ISS_INPUT(h.frame_labels.empty(), path, ": two extensions record the frames' labels");
+                h.frame_labels = parse_frame_labels(text, h, path);
+            }
         }
         pos += esize;
     }
@@ -596,7 +633,7 @@ VolumeHeader parse_and_validate(const std::string& path) {
 
     h.data_path = h.single_file ? path : image_file_for(path);
     require_data_in_file(h, h.single_file ? size : file_size(h.data_path));
-    if (h.single_file) warn_about_extensions(path, h, header_size, swapped);
+    if (h.single_file) read_extensions(path, h, header_size, swapped);
     return h;
 }
 
@@ -843,6 +880,7 @@ struct OutHeader {
     double quatern[3] = {}, qoffset[3] = {}, srow[3][4] = {};
     double cal_min = 0, cal_max = 0;
     std::string descrip;
+    std::string comment;  // written as a comment extension when not empty
 };
 
 // Whether an output on `grid` is on the grid of an input `like` that stated no transform
@@ -906,7 +944,9 @@ OutHeader make_header(const Grid& grid, int64_t frames, int datatype, int bitpix
 }
 
 void write_header(GzWriter& out, const OutHeader& o, bool nifti2) {
-    const char extension[4] = {0, 0, 0, 0};
+    // The extension: esize (its 8-byte head and the text, NUL-padded to a multiple of 16), ecode.
+    const char extension_flag[4] = {char(o.comment.empty() ? 0 : 1), 0, 0, 0};
+    const int32_t esize = o.comment.empty() ? 0 : int32_t((8 + o.comment.size() + 1 + 15) / 16 * 16);
     if (!nifti2) {
         nifti_1_header h;
         std::memset(&h, 0, sizeof h);
@@ -917,7 +957,7 @@ void write_header(GzWriter& out, const OutHeader& o, bool nifti2) {
         }
         h.datatype = int16_t(o.datatype);
         h.bitpix = int16_t(o.bitpix);
-        h.vox_offset = 352;
+        h.vox_offset = 352 + esize;
         h.scl_slope = 1;
         h.xyzt_units = char(o.xyzt_units);
         h.intent_code = int16_t(o.intent_code);
@@ -950,7 +990,7 @@ void write_header(GzWriter& out, const OutHeader& o, bool nifti2) {
         }
         h.datatype = int16_t(o.datatype);
         h.bitpix = int16_t(o.bitpix);
-        h.vox_offset = 544;
+        h.vox_offset = 544 + esize;
         h.scl_slope = 1;
         h.xyzt_units = o.xyzt_units;
         h.intent_code = o.intent_code;
@@ -972,7 +1012,14 @@ void write_header(GzWriter& out, const OutHeader& o, bool nifti2) {
         std::strncpy(h.descrip, o.descrip.c_str(), sizeof h.descrip - 1);
         out.write(&h, sizeof h);
     }
-    out.write(extension, sizeof extension);
+    out.write(extension_flag, sizeof extension_flag);
+    if (esize > 0) {
+        const int32_t head[2] = {esize, frame_labels_ecode};
+        std::vector<char> data(size_t(esize) - sizeof head, '\0');
+        std::memcpy(data.data(), o.comment.data(), o.comment.size());
+        out.write(head, sizeof head);
+        out.write(data.data(), data.size());
+    }
 }
 
 template <class T>
@@ -1032,7 +1079,7 @@ std::vector<unsigned char> mgh_header(const std::string& path, const Grid& grid,
 // angle, TE, TI, field of view).
 template <class Out, class T>
 void write_volume(const std::string& path, const Volume<T>& vol, int datatype, const VolumeHeader* like,
-                  double cal_min = 0, double cal_max = 0) {
+                  double cal_min = 0, double cal_max = 0, const std::string& comment = "") {
     check_shape(path, vol);
     const bool mgh = is_mgh_name(path);
     // A NIfTI output on such an input's grid states no transform, so that every reader places
@@ -1048,6 +1095,7 @@ void write_volume(const std::string& path, const Volume<T>& vol, int datatype, c
         OutHeader o = make_header(vol.grid, vol.frames, datatype, int(sizeof(Out) * 8), like);
         o.cal_min = cal_min;
         o.cal_max = cal_max;
+        o.comment = comment;
         write_header(out, o, needs_nifti2(vol.grid, vol.frames));
     }
     if (std::is_same<Out, T>::value && !mgh) {
@@ -1180,9 +1228,14 @@ void write_labels(const std::string& path, const LabelMap& labels, const VolumeH
         write_volume<int32_t>(path, labels, NIFTI_TYPE_INT32, like);
 }
 
-void write_posteriors(const std::string& path, const Image& posteriors, const VolumeHeader* like) {
+void write_posteriors(const std::string& path, const Image& posteriors, const VolumeHeader* like,
+                      const std::vector<int32_t>& frame_labels) {
+    ISS_REQUIRE(frame_labels.empty() || int64_t(frame_labels.size()) == posteriors.frames, path, ": ",
+                frame_labels.size(), " labels for ", posteriors.frames, " frames");
+    std::string comment;
+    if (!frame_labels.empty()) comment = nlohmann::json{{frame_labels_key, frame_labels}}.dump();
     // Display range 0..1 tells viewers these are probabilities.
-    write_volume<float>(path, posteriors, NIFTI_TYPE_FLOAT32, like, 0.0, 1.0);
+    write_volume<float>(path, posteriors, NIFTI_TYPE_FLOAT32, like, 0.0, 1.0, comment);
 }
 
 }  // namespace iss

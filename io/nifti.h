@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "io/volume.h"
 
@@ -52,6 +53,9 @@ struct VolumeHeader {
     int xyzt_units = 0;
     int intent_code = 0;
     std::string descrip;
+    // The labels of the frames, in frame order, where the file records them (posteriors we wrote
+    // as NIfTI: write_posteriors); empty otherwise.
+    std::vector<int32_t> frame_labels;
 
     bool scaled() const { return scl_slope != 1 || scl_inter != 0; }
     int64_t voxels() const;           // product of dims 1..7
@@ -93,7 +97,10 @@ LabelMap read_labels(const VolumeHeader& header);
 void write_image(const std::string& path, const Image& image, const VolumeHeader* like = nullptr);
 // Stored as the smallest of uint8, int16, int32 that holds every value.
 void write_labels(const std::string& path, const LabelMap& labels, const VolumeHeader* like = nullptr);
-// One frame per class (float32, 4-D).
-void write_posteriors(const std::string& path, const Image& posteriors, const VolumeHeader* like = nullptr);
+// One frame per class (float32, 4-D). `frame_labels` (one per frame, or none) are recorded in a
+// NIfTI comment extension, {"infant_synthseg_frame_labels": [...]}, which the reader returns as
+// VolumeHeader::frame_labels; an MGH file has no place for them and records nothing.
+void write_posteriors(const std::string& path, const Image& posteriors, const VolumeHeader* like = nullptr,
+                      const std::vector<int32_t>& frame_labels = {});
 
 }  // namespace iss

@@ -1,6 +1,7 @@
 // The merge in one sweep over the posteriors, block of voxels by block: for each block every
-// frame is read once from both sides, the element-wise maximum written into the T1 buffer and
-// each voxel's T1 and T2 maxima kept, then the block's labels are picked.
+// frame is read once from both sides (T2's in T1's label order), the element-wise maximum
+// written into the T1 buffer and each voxel's T1 and T2 maxima kept, then the block's labels
+// are picked.
 #include "post/merge.h"
 
 #include <algorithm>
@@ -10,7 +11,7 @@
 
 namespace iss {
 
-Prediction merge_t1_t2(Prediction t1, const Prediction& t2) {
+Prediction merge_t1_t2(Prediction t1, const Prediction& t2, std::vector<int64_t> t2_frames) {
     const int64_t n = t1.seg.grid.voxels();
     const int64_t frames = t1.post.frames;
     ISS_REQUIRE(t1.seg.grid.dim == t2.seg.grid.dim && t1.post.grid.dim == t1.seg.grid.dim &&
@@ -19,6 +20,13 @@ Prediction merge_t1_t2(Prediction t1, const Prediction& t2) {
     ISS_REQUIRE(t2.post.frames == frames && frames >= 1, "merge: T1 has ", frames, " posterior frames, T2 ",
                 t2.post.frames);
     ISS_REQUIRE(t1.seg.frames == 1 && t2.seg.frames == 1, "merge: 3-D segmentations");
+    if (t2_frames.empty())
+        for (int64_t f = 0; f < frames; ++f) t2_frames.push_back(f);
+    std::vector<int64_t> sorted = t2_frames;
+    std::sort(sorted.begin(), sorted.end());
+    bool permutation = int64_t(sorted.size()) == frames;
+    for (int64_t f = 0; permutation && f < frames; ++f) permutation = sorted[size_t(f)] == f;
+    ISS_REQUIRE(permutation, "merge: T2's frame order is not a permutation of its ", frames, " frames");
 
     // Blocks of voxels, all frames per block: the running maxima stay in L1 instead of
     // streaming two volume-sized arrays through memory once per frame.
@@ -36,7 +44,7 @@ Prediction merge_t1_t2(Prediction t1, const Prediction& t2) {
         std::fill(max2, max2 + len, -INFINITY);
         for (int64_t f = 0; f < frames; ++f) {
             float* p1 = p1_all + f * n + b0;
-            const float* p2 = p2_all + f * n + b0;
+            const float* p2 = p2_all + t2_frames[size_t(f)] * n + b0;
             for (int64_t v = 0; v < len; ++v) {
                 const float a = p1[v], b = p2[v];
                 max1[v] = a > max1[v] ? a : max1[v];

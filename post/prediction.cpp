@@ -6,9 +6,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <utility>
-
 
 #include "io/file_util.h"
 #include "io/npy.h"
@@ -52,6 +52,12 @@ std::vector<int32_t> parse_label_list(const std::string& text, const std::string
     return out;
 }
 
+std::string label_list_text(const std::vector<int32_t>& labels) {
+    std::string text;
+    for (const int32_t label : labels) text += (text.empty() ? "" : ",") + std::to_string(label);
+    return text;
+}
+
 namespace {
 
 // A model trained or imported here names its labels, in channel order, in its model.json:
@@ -88,11 +94,11 @@ std::vector<int32_t> named_label_list(const std::string& text, const std::string
     return values;
 }
 
-NamedPath label_file_of(const std::string& labels_text) {
-    if (labels_text == "infant" || labels_text == "synthseg") return {"", "--labels"};  // names, not files
+NamedPath label_file_of(const std::string& labels_text, const std::string& option) {
+    if (labels_text == "infant" || labels_text == "synthseg") return {"", option};  // names, not files
     const std::string model_json = model_json_of(labels_text);
-    if (!model_json.empty()) return {model_json, "--labels"};
-    return {ends_with(labels_text, ".npy") ? labels_text : std::string(), "--labels"};
+    if (!model_json.empty()) return {model_json, option};
+    return {ends_with(labels_text, ".npy") ? labels_text : std::string(), option};
 }
 
 LabelList label_list_or_default(const std::string* text, const std::string& option) {
@@ -123,11 +129,23 @@ LabelMap read_segmentation(const std::string& path, VolumeHeader* header) {
     return read_labels(h);
 }
 
-Image read_posteriors(const std::string& path, const LabelList& list, VolumeHeader* header) {
+Posteriors read_posteriors(const std::string& path, const LabelList* given, VolumeHeader* header) {
     const VolumeHeader h = read_volume_header(path);
-    ISS_INPUT(h.frames() == int64_t(list.labels.size()), path, ": ", h.frames(), " posterior frame",
-              h.frames() == 1 ? "" : "s", " but ", list.source, " has ", list.labels.size(),
-              " labels (one frame per label expected)");
+    LabelList list;
+    if (!h.frame_labels.empty()) {
+        // A record of ours, checked against the frame count when read.
+        list = {h.frame_labels, cat("the labels ", path, " records")};
+        ISS_INPUT(!given || given->labels == list.labels, path, ": its frames are labels ",
+                  label_list_text(list.labels), " (recorded when it was written) but ",
+                  given ? given->source : std::string(), " says ",
+                  given ? label_list_text(given->labels) : std::string(),
+                  "; leave the option out or give the recorded labels");
+    } else {
+        list = given ? *given : label_list_or_default(nullptr);
+        ISS_INPUT(h.frames() == int64_t(list.labels.size()), path, ": ", h.frames(), " posterior frame",
+                  h.frames() == 1 ? "" : "s", " but ", list.source, " has ", list.labels.size(),
+                  " labels (one frame per label expected)");
+    }
     if (header) *header = h;
     Image post = read_image(h);
     // Probabilities: a NaN would win or lose every comparison, and a value past 1 (percentages,
@@ -139,7 +157,23 @@ Image read_posteriors(const std::string& path, const LabelList& list, VolumeHead
             throw InputError(cat(path, ": posterior ", v, " at voxel ", voxel_text(post.grid.dim, int64_t(i)),
                                  " is not a probability (0 to 1)"));
     }
-    return post;
+    return {std::move(post), std::move(list)};
+}
+
+std::vector<int64_t> frames_in_order_of(const LabelList& from, const LabelList& to) {
+    auto first_missing = [](const LabelList& a, const LabelList& b) {  // a label of a that b lacks
+        for (const int32_t label : a.labels)
+            if (b.index_of(label) < 0) return std::optional<int32_t>(label);
+        return std::optional<int32_t>();
+    };
+    for (const auto& [a, b] : {std::pair{&from, &to}, std::pair{&to, &from}}) {
+        const std::optional<int32_t> missing = first_missing(*a, *b);
+        ISS_INPUT(!missing, a->source, " has label ", missing.value_or(0), " and ", b->source,
+                  " has not: the two posteriors must hold the same labels");
+    }
+    std::vector<int64_t> frames;
+    for (const int32_t label : to.labels) frames.push_back(from.index_of(label));
+    return frames;
 }
 
 void require_same_grid(const Grid& a, const std::string& a_path, const Grid& b, const std::string& b_path) {
@@ -183,16 +217,17 @@ void require_volume_output(const std::string& path, const std::string& option) {
 
 void write_prediction(OutputSet& outputs, const std::string& seg_path, const LabelMap& seg,
                       const VolumeHeader* seg_like, const std::string& post_path, const Image& post,
-                      const VolumeHeader* post_like) {
+                      const std::vector<int32_t>& frame_labels, const VolumeHeader* post_like) {
     ISS_INPUT(seg_path != post_path, seg_path, ": named as both the segmentation and the posteriors output");
     outputs.write(seg_path, [&](const std::string& t) { write_labels(t, seg, seg_like); });
-    outputs.write(post_path, [&](const std::string& t) { write_posteriors(t, post, post_like); });
+    outputs.write(post_path, [&](const std::string& t) { write_posteriors(t, post, post_like, frame_labels); });
 }
 
 void write_prediction(const std::string& seg_path, const LabelMap& seg, const VolumeHeader* seg_like,
-                      const std::string& post_path, const Image& post, const VolumeHeader* post_like) {
+                      const std::string& post_path, const Image& post, const std::vector<int32_t>& frame_labels,
+                      const VolumeHeader* post_like) {
     OutputSet outputs;
-    write_prediction(outputs, seg_path, seg, seg_like, post_path, post, post_like);
+    write_prediction(outputs, seg_path, seg, seg_like, post_path, post, frame_labels, post_like);
     outputs.commit();
 }
 

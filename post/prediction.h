@@ -1,8 +1,9 @@
 // A prediction as the post-processing tools see it: a 3-D segmentation and its posteriors, a
 // 4-D float volume with one frame per label of a label list (frame k belongs to labels[k]).
-// The NIfTI file does not carry the list, so the tools take it from --labels or, by default,
-// the infant segmentation list (SPEC.md section 1, 34 labels). The readers here check what
-// the files must agree on before any work is done, each failure an InputError naming the file.
+// Posteriors we write as NIfTI record the list (write_posteriors); for others (SynthSeg's, an
+// MGH file's) the tools take it from --labels or, by default, the infant segmentation list
+// (SPEC.md section 1, 34 labels). The readers here check what the files must agree on before
+// any work is done, each failure an InputError naming the file.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +34,8 @@ struct Prediction {
 // "0,2,3,41": distinct integers separated by commas (spaces allowed around them). InputError
 // naming `option` for an empty list, a non-integer, or a repeated label.
 std::vector<int32_t> parse_label_list(const std::string& text, const std::string& option = "--labels");
+// "0,2,3,41": the text parse_label_list reads back.
+std::string label_list_text(const std::vector<int32_t>& labels);
 
 // The label values a --labels text names: "infant" (the 34 infant segmentation labels) or
 // "synthseg" (SynthSeg 1.0's 32), each in its networks' channel order; a model's folder or its
@@ -42,7 +45,7 @@ std::vector<int32_t> named_label_list(const std::string& text, const std::string
 
 // The file a --labels value reads (a .npy label file, a model.json), else "": an input no output
 // may replace.
-NamedPath label_file_of(const std::string& labels_text);
+NamedPath label_file_of(const std::string& labels_text, const std::string& option = "--labels");
 
 // The labels of a posteriors file's frames, in frame order: those `text` names (an option's
 // value: an empty value is an error naming the option; a .npy file's put in the networks'
@@ -53,9 +56,20 @@ LabelList label_list_or_default(const std::string* text, const std::string& opti
 // A 3-D label map: InputError naming the file when it has more than one frame.
 LabelMap read_segmentation(const std::string& path, VolumeHeader* header = nullptr);
 
-// Posteriors with exactly one frame per label of `list`: InputError naming the file, its frame
-// count and the list otherwise.
-Image read_posteriors(const std::string& path, const LabelList& list, VolumeHeader* header = nullptr);
+struct Posteriors {
+    Image image;
+    LabelList labels;  // frame k belongs to labels.labels[k]
+};
+
+// Posteriors (every value a probability) and the labels of their frames: those the file records,
+// else `given` (an option's list; null when it was not given), else the infant segmentation
+// list. InputError naming the file when the recorded labels and `given` differ (the frames would
+// be taken for other labels), or when the frame count is not the list's.
+Posteriors read_posteriors(const std::string& path, const LabelList* given, VolumeHeader* header = nullptr);
+
+// For each label of `to`, its frame in `from`: how to read posteriors of `from`'s order in
+// `to`'s. InputError naming both lists' sources when they do not hold the same labels.
+std::vector<int64_t> frames_in_order_of(const LabelList& from, const LabelList& to);
 
 // InputError when `b` is not on `a`'s voxel grid (dims equal, affines within 1e-4 mm), naming
 // both files and what differs: the dims, or the largest affine difference.
@@ -76,14 +90,16 @@ void require_listed(const LabelMap& seg, const std::string& path, const LabelLis
 void require_volume_output(const std::string& path, const std::string& option);
 
 // Writes a segmentation and, when `post_path` is not empty, its posteriors (float32, one frame
-// per label), `like` headers lending their descrip/units/xform codes. Both files are written
-// under temporary names first and renamed only when both are complete, so a failure leaves
-// neither behind (nor half of a pair beside an older other half).
+// per label, the labels recorded in a NIfTI file), `like` headers lending their
+// descrip/units/xform codes. Both files are written under temporary names first and renamed only
+// when both are complete, so a failure leaves neither behind (nor half of a pair beside an older
+// other half).
 void write_prediction(const std::string& seg_path, const LabelMap& seg, const VolumeHeader* seg_like,
-                      const std::string& post_path, const Image& post, const VolumeHeader* post_like);
+                      const std::string& post_path, const Image& post, const std::vector<int32_t>& frame_labels,
+                      const VolumeHeader* post_like);
 // The same into a set of outputs that the caller commits (with other outputs of the same run).
 void write_prediction(OutputSet& outputs, const std::string& seg_path, const LabelMap& seg,
                       const VolumeHeader* seg_like, const std::string& post_path, const Image& post,
-                      const VolumeHeader* post_like);
+                      const std::vector<int32_t>& frame_labels, const VolumeHeader* post_like);
 
 }  // namespace iss

@@ -207,6 +207,13 @@ iss::Grid test_grid(int nx = 4, int ny = 3, int nz = 2) {
     return g;
 }
 
+// Posteriors-like values from 0 to 1, distinct voxel by voxel.
+iss::Image ramp_image(const iss::Grid& g, int64_t frames) {
+    iss::Image img(g, frames);
+    for (size_t i = 0; i < img.data.size(); ++i) img.data[i] = float(i) / float(img.data.size());
+    return img;
+}
+
 // A rotation about an oblique axis with anisotropic voxels and a flip: a rigid oblique affine.
 iss::Mat4 oblique_affine() {
     const double a = 0.3, b = -0.2;
@@ -483,7 +490,7 @@ TEST_F(NiftiRead, ExtensionAndTrailingBytesReadFine) {
     s.dim[1] = 3, s.dim[2] = 1, s.dim[3] = 1;
     s.extension = Bytes(32, 0);
     put<int32_t>(s.extension, 0, 32, false);  // esize
-    put<int32_t>(s.extension, 4, 4, false);   // ecode: comment
+    put<int32_t>(s.extension, 4, 4, false);   // ecode: AFNI's
     std::memcpy(s.extension.data() + 8, "a comment", 9);
     s.data = encode(std::vector<float>{7, 8, 9}, false);
     s.trailing = Bytes(100, 0xAB);
@@ -514,6 +521,78 @@ TEST_F(NiftiRead, ExtensionRunningIntoTheDataIsAWarning) {
     const std::string warning = testing::internal::GetCapturedStderr();
     EXPECT_NE(warning.find(file + ": the extension at byte 352 (48 bytes) runs past vox_offset 384"), std::string::npos)
         << warning;
+}
+
+// Posteriors record their frames' labels in a comment extension: read back as written, in
+// NIfTI-1 and NIfTI-2 (a dim past 32767), plain and gzip; an MGH file and a file written
+// without them have none. Other readers see an ordinary extension before the voxels.
+TEST_F(NiftiRead, PosteriorsRecordTheirFramesLabels) {
+    const std::vector<int32_t> labels{0, 24, 2};
+    for (const iss::Grid& g : {test_grid(), test_grid(32768, 1, 1)}) {
+        const iss::Image post = ramp_image(g, 3);
+        for (const char* ending : {".nii", ".nii.gz"}) {
+            const std::string file = path(iss::cat("post", g.dim[0], ending));
+            iss::write_posteriors(file, post, nullptr, labels);
+            iss::VolumeHeader h;
+            testing::internal::CaptureStderr();
+            EXPECT_EQ(iss::read_image(file, &h).data, post.data) << file;
+            EXPECT_EQ(testing::internal::GetCapturedStderr(), "") << file;
+            EXPECT_EQ(h.version, g.dim[0] > 32767 ? 2 : 1) << file;
+            EXPECT_EQ(h.frame_labels, labels) << file;
+            EXPECT_EQ(h.vox_offset, (h.version == 1 ? 352 : 544) + 64) << file << ": the record takes 64 bytes";
+        }
+    }
+    iss::write_posteriors(path("plain.nii"), ramp_image(test_grid(), 3));
+    EXPECT_TRUE(iss::read_volume_header(path("plain.nii")).frame_labels.empty());
+    iss::write_posteriors(path("post.mgz"), ramp_image(test_grid(), 3), nullptr, labels);
+    EXPECT_TRUE(iss::read_volume_header(path("post.mgz")).frame_labels.empty()) << "MGH has no place for them";
+    EXPECT_THROW(iss::write_posteriors(path("two.nii"), ramp_image(test_grid(), 3), nullptr, {0, 1}), iss::Error);
+}
+
+// A record that does not fit its file is refused, naming the file (a big-endian one is read in
+// its byte order); another tool's comment is left alone.
+TEST_F(NiftiRead, ABrokenFrameLabelsRecordIsRefused) {
+    auto comment = [](const std::string& text, bool big_endian) {
+        Bytes e((8 + text.size() + 1 + 15) / 16 * 16, 0);
+        put<int32_t>(e, 0, int32_t(e.size()), big_endian);
+        put<int32_t>(e, 4, 6, big_endian);  // ecode: NIFTI_ECODE_COMMENT
+        std::memcpy(e.data() + 8, text.data(), text.size());
+        return e;
+    };
+    RawSpec s;
+    s.dim[0] = 4, s.dim[1] = 2, s.dim[2] = 1, s.dim[3] = 1, s.dim[4] = 2;
+    s.big_endian = true;
+    s.data = encode(std::vector<float>{0.1f, 0.2f, 0.9f, 0.8f}, true);
+    s.extension = comment(R"({"infant_synthseg_frame_labels": [3, 7]})", true);
+    write_raw(path("big.nii"), s);
+    EXPECT_EQ(iss::read_volume_header(path("big.nii")).frame_labels, (std::vector<int32_t>{3, 7}));
+    s.extension = comment("a comment naming no labels", true);
+    write_raw(path("other.nii"), s);
+    EXPECT_TRUE(iss::read_volume_header(path("other.nii")).frame_labels.empty());
+
+    const std::map<std::string, std::string> broken{
+        {R"({"infant_synthseg_frame_labels": [3]})", "lists 1 labels for 2 frames"},
+        {R"({"infant_synthseg_frame_labels": [3, 3]})", "lists label 3 twice"},
+        {R"({"infant_synthseg_frame_labels": [3, 2.5]})", "holds 2.5, not an integer label"},
+        {R"({"infant_synthseg_frame_labels": [3, "7"]})", "holds string, not an integer label"},
+        {R"({"infant_synthseg_frame_labels": [3, 4294967296]})", "holds 4294967296"},
+        {R"({"infant_synthseg_frame_labels": [3, 7], "x": 1})", "is not {\"infant_synthseg_frame_labels\": [labels]}"},
+        {R"({"infant_synthseg_frame_labels": 3})", "is not {"},
+        {R"({"infant_synthseg_frame_labels": [3, 7], "infant_synthseg_frame_labels": [7, 3]})", "given twice"},
+        {R"(labels: "infant_synthseg_frame_labels")", "is not valid JSON"},
+    };
+    for (const auto& [text, fragment] : broken) {
+        SCOPED_TRACE(text);
+        s.extension = comment(text, true);
+        write_raw(path("broken.nii"), s);
+        expect_input_error([&] { iss::read_volume_header(path("broken.nii")); }, path("broken.nii"), fragment);
+    }
+    const Bytes one = comment(R"({"infant_synthseg_frame_labels": [3, 7]})", true);
+    s.extension = one;
+    s.extension.insert(s.extension.end(), one.begin(), one.end());
+    write_raw(path("twice.nii"), s);
+    expect_input_error([&] { iss::read_volume_header(path("twice.nii")); }, path("twice.nii"),
+                       "two extensions record the frames' labels");
 }
 
 TEST_F(NiftiRead, HeaderImagePair) {
@@ -1003,6 +1082,16 @@ TEST_F(CliInfo, GoodFile) {
     EXPECT_NE(r.out.find("    0 8\n    10 8\n    20 8\n"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("affine source: sform"), std::string::npos);
     EXPECT_NE(r.out.find("    1.500000     0.000000     0.000000    10.000000"), std::string::npos) << r.out;
+}
+
+// Posteriors that record their frames' labels say them.
+TEST_F(CliInfo, RecordedFrameLabelsAreShown) {
+    iss::write_posteriors(path("post.nii.gz"), ramp_image(test_grid(), 3), nullptr, {0, 41, 2});
+    const RunResult r = info(shell_quote(path("post.nii.gz")));
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(line_value(r.out, "frame labels"), "0,41,2 (recorded with the posteriors)");
+    iss::write_posteriors(path("plain.nii.gz"), ramp_image(test_grid(), 3));
+    EXPECT_EQ(info(shell_quote(path("plain.nii.gz"))).out.find("frame labels"), std::string::npos);
 }
 
 // "--" ends the options: a file whose name starts with "--" is read after it, as getopt has it.

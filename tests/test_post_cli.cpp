@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "io/csv.h"
@@ -16,8 +17,8 @@
 #include "io/orientation.h"
 #include "post/prediction.h"
 #include "synth/labels.h"
-#include "tests/small_model.h"
 #include "test_util.h"
+#include "tests/small_model.h"
 
 namespace iss {
 namespace {
@@ -144,6 +145,54 @@ TEST_F(MergeCli, FilesOfTheGridInAnotherVoxelOrderAreReordered) {
     EXPECT_EQ(read_image((dir_ / "out" / "post.nii.gz").string()).data, want_post.data);
 }
 
+// T2 posteriors in another label order (a model trained with another list) are read in T1's
+// order: the same merge as with T2's frames in T1's order, whether the order is given
+// (--t1-labels/--t2-labels) or recorded in the file. The merged posteriors record T1's order.
+TEST_F(MergeCli, T2PosteriorsInAnotherOrderAreReadInT1sOrder) {
+    ASSERT_EQ(run("merge", inputs() + outputs() + " --labels 0,2,3").status, 0);
+    const Image want_post = read_image((dir_ / "out" / "post.nii.gz").string());
+    const LabelMap want_seg = read_labels((dir_ / "out" / "seg.nii.gz").string());
+    // T2's frames as labels 3, 0, 2.
+    const Image t2 = read_image(path("t2_post.nii.gz"));
+    const int64_t n = t2.grid.voxels();
+    Image shuffled = t2;
+    for (const auto& [to, from] : {std::pair{0, 2}, std::pair{1, 0}, std::pair{2, 1}})
+        std::copy_n(t2.data.begin() + from * n, n, shuffled.data.begin() + to * n);
+    write_posteriors(path("t2_shuffled.nii.gz"), shuffled);
+    write_posteriors(path("t2_recorded.nii.gz"), shuffled, nullptr, {3, 0, 2});
+    write_posteriors(path("t1_recorded.nii.gz"), read_image(path("t1_post.nii.gz")), nullptr, {0, 2, 3});
+    auto with = [&](const std::string& t1_post, const std::string& t2_post) {
+        std::string args = inputs();
+        args.replace(args.find(q("t1_post.nii.gz")), q("t1_post.nii.gz").size(), q(t1_post));
+        args.replace(args.find(q("t2_post.nii.gz")), q("t2_post.nii.gz").size(), q(t2_post));
+        return args + outputs();
+    };
+    for (const std::string& args :
+         {with("t1_post.nii.gz", "t2_shuffled.nii.gz") + " --t2-labels 3,0,2 --labels 0,2,3",
+          with("t1_post.nii.gz", "t2_shuffled.nii.gz") + " --t1-labels 0,2,3 --t2-labels 3,0,2",
+          with("t1_recorded.nii.gz", "t2_recorded.nii.gz")}) {
+        SCOPED_TRACE(args);
+        fs::remove_all(dir_ / "out");
+        fs::create_directories(dir_ / "out");
+        const RunResult r = run("merge", args);
+        ASSERT_EQ(r.status, 0) << r.err;
+        VolumeHeader h;
+        EXPECT_EQ(read_image((dir_ / "out" / "post.nii.gz").string(), &h).data, want_post.data);
+        EXPECT_EQ(h.frame_labels, (std::vector<int32_t>{0, 2, 3}));
+        EXPECT_EQ(read_labels((dir_ / "out" / "seg.nii.gz").string()).data, want_seg.data);
+    }
+
+    fs::remove_all(dir_ / "out");
+    fs::create_directories(dir_ / "out");
+    expect_bad("merge", with("t1_post.nii.gz", "t2_shuffled.nii.gz") + " --labels 0,2,3 --t2-labels 0,3,4",
+               "--t2-labels has label 4 and --labels has not: the two posteriors must hold the same labels");
+    expect_bad("merge", with("t1_recorded.nii.gz", "t2_recorded.nii.gz") + " --t2-labels 0,2,3",
+               "t2_recorded.nii.gz: its frames are labels 3,0,2 (recorded when it was written) but --t2-labels says "
+               "0,2,3");
+    // A recorded file needs no option, and one given for the other side only is that side's.
+    ASSERT_EQ(run("merge", with("t1_post.nii.gz", "t2_recorded.nii.gz") + " --t1-labels 0,2,3").status, 0);
+}
+
 TEST_F(MergeCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad("merge", inputs() + outputs(), "t1_post.nii.gz: 3 posterior frames but the infant segmentation list");
     expect_bad("merge", inputs() + outputs() + " --labels 0,2", "t1_post.nii.gz: 3 posterior frames but --labels");
@@ -234,6 +283,54 @@ TEST_F(CleanCli, FoldsRelabelsIslandsAndWritesFoldedPosteriors) {
     EXPECT_EQ(cereb.at(0, 5, 0), 8);
     EXPECT_EQ(cereb.at(2, 3, 0), 4) << "threshold 1 keeps every component";
     EXPECT_EQ(file_count(dir_ / "out"), 3) << "no --o-post, no posteriors file";
+}
+
+// predict records its model's labels with the posteriors, in the model's channel order, and
+// merge and clean take them from there: two models with their own label orders need no --labels.
+TEST_F(CleanCli, PredictMergeAndCleanCarryTheLabelsOfEveryFrame) {
+    const std::vector<int32_t> t1_labels{0, 2, 3, 41, 42}, t2_labels{0, 41, 3, 42, 2};
+    test::write_small_model(path("t1_model"), 11, 1, t1_labels);
+    test::write_small_model(path("t2_model"), 12, 1, t2_labels);
+    Grid g;
+    g.dim = {10, 12, 9};
+    g.affine = Mat4::scaling(1.2, 1.0, 1.4);
+    Image scan(g, 1);
+    for (size_t i = 0; i < scan.data.size(); ++i) scan.data[i] = float((i * 37) % 101);
+    write_image(path("scan.nii.gz"), scan);
+    for (const char* side : {"t1", "t2"}) {
+        const RunResult r =
+            run("predict", cat("--i ", q("scan.nii.gz"), " --model ", q(cat(side, "_model")), " --o ",
+                               q(cat(side, "_seg.nii.gz")), " --post ", q(cat(side, "_post.nii.gz")), " --device cpu"));
+        ASSERT_EQ(r.status, 0) << r.err;
+    }
+    EXPECT_EQ(read_volume_header(path("t2_post.nii.gz")).frame_labels, t2_labels);
+    const RunResult merged = run("merge", "--t1-seg " + q("t1_seg.nii.gz") + " --t1-post " + q("t1_post.nii.gz") +
+                                              " --t2-seg " + q("t2_seg.nii.gz") + " --t2-post " + q("t2_post.nii.gz") +
+                                              " --o-seg " + q("m_seg.nii.gz") + " --o-post " + q("m_post.nii.gz"));
+    ASSERT_EQ(merged.status, 0) << merged.err;
+    // Label by label, the merged posterior is the larger of the two models'.
+    VolumeHeader h1, h2, hm;
+    const Image p1 = read_image(path("t1_post.nii.gz"), &h1), p2 = read_image(path("t2_post.nii.gz"), &h2);
+    const Image pm = read_image(path("m_post.nii.gz"), &hm);
+    EXPECT_EQ(hm.frame_labels, t1_labels);
+    const int64_t n = g.voxels();
+    for (size_t k = 0; k < t1_labels.size(); ++k) {
+        const int64_t k2 = labels::index_of(t2_labels, t1_labels[k]);
+        for (int64_t v = 0; v < n; ++v)
+            ASSERT_EQ(pm.data[size_t(int64_t(k) * n + v)],
+                      std::max(p1.data[size_t(int64_t(k) * n + v)], p2.data[size_t(k2 * n + v)]))
+                << "label " << t1_labels[k] << " voxel " << v;
+    }
+    const RunResult cleaned = run("clean", "--seg " + q("m_seg.nii.gz") + " --post " + q("m_post.nii.gz") + " --o " +
+                                               q("clean.nii.gz") + " --o-post " + q("clean_post.nii.gz"));
+    ASSERT_EQ(cleaned.status, 0) << cleaned.err;
+    EXPECT_EQ(read_volume_header(path("clean_post.nii.gz")).frame_labels, t1_labels);
+    // The recorded labels stand against a --labels that would read the frames as others.
+    expect_bad("clean",
+               "--seg " + q("m_seg.nii.gz") + " --post " + q("m_post.nii.gz") + " --o " + out("c.nii.gz") +
+                   " --labels 0,41,3,42,2",
+               "m_post.nii.gz: its frames are labels 0,2,3,41,42 (recorded when it was written) but --labels says "
+               "0,41,3,42,2");
 }
 
 TEST_F(CleanCli, BadInputExitsTwoAndWritesNothing) {
