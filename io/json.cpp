@@ -26,8 +26,7 @@ nlohmann::json parse_json(const std::string& text, const std::string& where) {
     } catch (const json::exception& e) {
         throw InputError(cat(where, " is not valid JSON: ", e.what()));
     }
-    ISS_INPUT(!twice, where, ": key '", twice->substr(0, 100), twice->size() > 100 ? "..." : "",
-              "' is given twice in one object");
+    ISS_INPUT(!twice, where, ": key '", clipped(*twice), "' is given twice in one object");
     return parsed;
 }
 

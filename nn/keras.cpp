@@ -364,9 +364,9 @@ private:
         for (const nlohmann::json& layer : layers) {
             const std::string name = name_of(layer);
             if (!starts_with(name, "unet_")) continue;  // another model's layer (training checkpoints)
-            const std::string kind = text_of(layer, "class_name"), shown = printable(name);
+            const std::string kind = text_of(layer, "class_name"), shown = clipped(name);
             const std::string why = layer_difference(kind, name, layer["config"]);
-            ISS_INPUT(why.empty(), where, ": layer ", shown, " (", printable(kind), ") ", why,
+            ISS_INPUT(why.empty(), where, ": layer ", shown, " (", clipped(kind), ") ", why,
                       "; this program's U-Net computes only what ext/neuron's SynthSeg U-Net does");
             const auto it = ours.find(name);
             ISS_INPUT(it != ours.end(), where, ": layer ", shown, " is not part of the U-Net its weights describe");
@@ -388,15 +388,6 @@ private:
         return config != layer.end() && config->is_object() ? text_of(*config, "name") : std::string();
     }
 
-    // A name from the file, fit for a one-line message: control characters as '?', at most 100
-    // characters.
-    static std::string printable(const std::string& name) {
-        std::string text = name.substr(0, 100);
-        for (char& c : text)
-            if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-        return name.size() > 100 ? text + "..." : text;
-    }
-
     // A layer must take the inputs ext/neuron's U-Net gives it, in that order (the skip before
     // the upsampled path in a merge; each level's skip from its last convolution, before the
     // batch norm): the same layers wired otherwise compute something else. The first convolution
@@ -412,7 +403,7 @@ private:
         const std::vector<std::string> theirs = inbound_layers(*nodes);
         auto listed = [](const std::vector<std::string>& names) {
             std::string text;
-            for (const std::string& n : names) text += (text.empty() ? "" : ", ") + printable(n);
+            for (const std::string& n : names) text += (text.empty() ? "" : ", ") + clipped(n);
             return text.empty() ? std::string("nothing") : text;
         };
         ISS_INPUT(theirs == ours.inputs, where, ": layer ", ours.name, " takes ", listed(theirs),

@@ -36,7 +36,8 @@ namespace {
 void check_type(const nlohmann::json& value, const nlohmann::json& like, const std::string& source,
                 const std::string& name) {
     auto wrong = [&](const char* expected) {
-        throw InputError(cat(source, ": parameter '", name, "' must be ", expected, ", got ", value.dump().substr(0, 80)));
+        throw InputError(
+            cat(source, ": parameter '", name, "' must be ", expected, ", got ", clipped(value.dump(), 80)));
     };
     if (like.is_number_integer()) {
         if (!value.is_number_integer()) wrong("an integer");
@@ -137,7 +138,7 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
         check_type(it.value(), like[it.key()], json_path, it.key());
         ISS_INPUT(!fixed_length.count(it.key()) || it.value().size() == like[it.key()].size(), json_path,
                   ": parameter '", it.key(), "' must be a list of ", like[it.key()].size(), " values, got ",
-                  it.value().dump().substr(0, 80));
+                  clipped(it.value().dump(), 80));
         merged[it.key()] = it.value();
     }
     try {

@@ -187,6 +187,13 @@ TEST(OneLine, KeepsUtf8AndEscapesTheRest) {
     EXPECT_EQ(one_line("\xe2\x80\xa7 \xc2\xa0"), "\xe2\x80\xa7 \xc2\xa0");  // their neighbours kept
 }
 
+// clipped: a file's long name or value cut for a message, saying that it was.
+TEST(Clipped, CutsPastTheLimitAndSaysSo) {
+    EXPECT_EQ(clipped(std::string(100, 'a')), std::string(100, 'a'));
+    EXPECT_EQ(clipped(std::string(101, 'a')), std::string(100, 'a') + "...");
+    EXPECT_EQ(clipped("abcdef", 3), "abc...");
+}
+
 TEST_F(Hardening, MergeChecksLabelsAndPosteriors) {
     Grid g;
     g.dim = {4, 3, 2};

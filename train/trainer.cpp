@@ -431,8 +431,8 @@ void require_same_samples(const ModelSpec& saved, const ModelSpec& now, const st
                 const std::string then = was[key].contains(name) ? was[key][name].dump() : "unset";
                 const std::string now_value = is[key].contains(name) ? is[key][name].dump() : "unset";
                 if (then != now_value) {
-                    what = cat("the generator parameter '", name, "' ", then.substr(0, 80), ", this run's is ",
-                               now_value.substr(0, 80));
+                    what = cat("the generator parameter '", name, "' ", clipped(then, 80), ", this run's is ",
+                               clipped(now_value, 80));
                     break;
                 }
             }

@@ -62,6 +62,10 @@ std::string one_line(const std::string& message) {
     return out;
 }
 
+std::string clipped(const std::string& text, size_t max) {
+    return text.size() > max ? text.substr(0, max) + "..." : text;
+}
+
 void warning(const std::string& message) {
     if (warnings_enabled.load()) std::fprintf(stderr, "warning: %s\n", one_line(message).c_str());
 }

@@ -31,6 +31,10 @@ public:
 // \xe9); other well-formed UTF-8 (a file's Unicode name) is kept as it is.
 std::string one_line(const std::string& message);
 
+// A name or value from a file, cut for a message: its first `max` bytes and "..." when longer
+// (a 1 MB layer name would otherwise be the whole message; one_line escapes what it holds).
+std::string clipped(const std::string& text, size_t max = 100);
+
 // A warning for the user: "warning: <message>" on one line of stderr (one_line). The fuzz
 // targets switch them off while a reader runs (it warns on every odd file they try);
 // set_warnings_enabled returns the previous setting, for the caller to put back.
