@@ -43,7 +43,8 @@ const char* usage =
     "to the configuration's folder). Labels present in no subject get 0 and a warning. Every\n"
     "input is checked before anything is written.\n"
     "\n"
-    "  --images DIR       images (*.nii, *.nii.gz, *.hdr with its .img, *.mgz, *.mgh), or one file\n"
+    "  --images DIR       images (*.nii, *.nii.gz, NIfTI pairs *.hdr + .img, *.mgz, *.mgh), or\n"
+    "                     one file\n"
     "  --labels DIR       their label maps, each on its image's grid (in any voxel order):\n"
     "                     in a folder the same names (without .nii / .nii.gz / .hdr / .mgz / .mgh);\n"
     "                     beside one image file, one label map file\n"
@@ -59,14 +60,7 @@ const char* usage =
 // duplicates are bad input (a column would be lost).
 std::vector<int32_t> priors_label_list(const std::string& text) {
     if (!ends_with(text, ".npy")) return parse_label_list(text, "priors: --labels-list");
-    std::vector<int32_t> list;
-    const NpyArray a = read_npy(text);
-    ISS_INPUT(a.shape.size() == 1, text, ": expected a 1-D array of labels, found ", a.shape.size(), " dims");
-    for (const double v : a.values) {
-        ISS_INPUT(v == std::floor(v) && std::fabs(v) < 2147483648.0, text, ": ", v, " is not an int32 label");
-        list.push_back(int32_t(v));
-    }
-    ISS_INPUT(!list.empty(), "priors: --labels-list ", text, " holds no labels");
+    const std::vector<int32_t> list = read_npy_labels(text);
     std::set<int32_t> seen;
     for (const int32_t label : list)
         ISS_INPUT(seen.insert(label).second, "priors: --labels-list: label ", label, " is listed twice");

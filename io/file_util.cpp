@@ -510,8 +510,10 @@ void check_outputs(const std::string& command, const std::vector<NamedPath>& inp
                       ": cannot write: ", std::strerror(errno));
         } else if (created_later) {
             const fs::path ancestor = existing_ancestor(dir);
-            ISS_INPUT(fs::is_directory(ancestor, ec) && ::access(ancestor.c_str(), W_OK) == 0, command, ": ",
-                      out.option, " ", out.path, ": cannot create its directory under ", ancestor.string());
+            ISS_INPUT(fs::is_directory(ancestor, ec), command, ": ", out.option, " ", out.path,
+                      ": cannot create its directory: ", ancestor.string(), " is not a directory");
+            ISS_INPUT(::access(ancestor.c_str(), W_OK) == 0, command, ": ", out.option, " ", out.path,
+                      ": cannot create its directory under ", ancestor.string(), ": ", std::strerror(errno));
         } else {
             ISS_INPUT(fs::is_directory(dir, ec), command, ": ", out.option, " ", out.path, ": no such directory ",
                       dir.string());

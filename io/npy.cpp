@@ -1,10 +1,12 @@
 #include "io/npy.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <limits>
 
+#include "io/csv.h"  // csv_number: a label as it is written
 #include "io/file_util.h"
 #include "kernels/common/error.h"
 
@@ -87,6 +89,13 @@ bool load_element(const std::string& kind, const char* p, bool swap, double* val
     return true;
 }
 
+// NumPy's text for a shape: "(2, 3)", "(4,)", "()".
+std::string shape_text(const std::vector<int64_t>& shape) {
+    std::string tuple;
+    for (size_t i = 0; i < shape.size(); ++i) tuple += (i ? ", " : "") + std::to_string(shape[i]);
+    return "(" + tuple + (shape.size() == 1 ? ",)" : ")");
+}
+
 }  // namespace
 
 int64_t NpyArray::size() const {
@@ -165,17 +174,25 @@ NpyArray read_npy(const std::string& path) {
     return array;
 }
 
+std::vector<int32_t> read_npy_labels(const std::string& path) {
+    const NpyArray a = read_npy(path);
+    ISS_INPUT(a.shape.size() == 1 && a.size() >= 1, path, ": expected a list of labels (a 1-D array), found shape ",
+              shape_text(a.shape));
+    std::vector<int32_t> labels;
+    for (const double v : a.values) {
+        ISS_INPUT(v == std::floor(v) && v >= INT32_MIN && v <= INT32_MAX, path, ": label ", csv_number(v),
+                  " is not an integer that fits int32");
+        labels.push_back(int32_t(v));
+    }
+    return labels;
+}
+
 void write_npy(const std::string& path, const std::vector<int64_t>& shape, const std::vector<double>& values) {
     int64_t count = 1;
     for (int64_t d : shape) count *= d;
     ISS_REQUIRE(count == int64_t(values.size()), "write_npy ", path, ": shape holds ", count, " values, got ",
                 values.size());
-    // Python tuple syntax: "(2, 43)", and "(7,)" for one dimension.
-    std::string tuple;
-    for (size_t i = 0; i < shape.size(); ++i) tuple += (i ? ", " : "") + std::to_string(shape[i]);
-    if (shape.size() == 1) tuple += ",";
-    std::string dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (" + tuple;
-    dict += "), }";
+    std::string dict = "{'descr': '<f8', 'fortran_order': False, 'shape': " + shape_text(shape) + ", }";
     // Pad with spaces so that magic + version + length + header is a multiple of 64 bytes.
     const size_t unpadded = npy_magic_size + 2 + 2 + dict.size() + 1;
     dict.append((64 - unpadded % 64) % 64, ' ');

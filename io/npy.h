@@ -21,6 +21,11 @@ struct NpyArray {
 // Throws InputError naming the file: not a .npy, unsupported dtype, Fortran order, truncated.
 NpyArray read_npy(const std::string& path);
 
+// A label list from a .npy file: a 1-D array whose every value is an integer that fits int32
+// (any dtype), in file order, repeats kept. InputError naming the file and the first value that
+// is not, or an array of another shape or with no value.
+std::vector<int32_t> read_npy_labels(const std::string& path);
+
 // Writes float64 ("<f8") through a temporary name.
 void write_npy(const std::string& path, const std::vector<int64_t>& shape, const std::vector<double>& values);
 

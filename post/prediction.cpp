@@ -82,15 +82,9 @@ std::vector<int32_t> named_label_list(const std::string& text, const std::string
     if (!model_json.empty()) return model_labels(model_json);
     if (!ends_with(text, ".npy")) return parse_label_list(text, option);
     // SynthSeg's label files repeat values (one per generation label): the distinct ones.
-    const NpyArray array = read_npy(text);
-    ISS_INPUT(array.size() >= 1 && array.size() <= 4096, text, ": expected a list of labels, found ", array.size(),
-              " values");
     std::vector<int32_t> values;
-    for (double v : array.values) {
-        ISS_INPUT(std::isfinite(v) && v == std::floor(v) && v >= 0 && v <= 65535, text, ": label ", v,
-                  " is not an integer from 0 to 65535");
-        if (std::find(values.begin(), values.end(), int32_t(v)) == values.end()) values.push_back(int32_t(v));
-    }
+    for (const int32_t label : read_npy_labels(text))
+        if (std::find(values.begin(), values.end(), label) == values.end()) values.push_back(label);
     return values;
 }
 

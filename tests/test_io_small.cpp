@@ -89,6 +89,33 @@ TEST_F(Npy, ReadsOtherDtypesAndBigEndian) {
     EXPECT_EQ(read_npy(file).values, (std::vector<double>{1.0}));
 }
 
+// Label lists: any integer that fits int32 (a label list given as text takes the same), repeats
+// kept for the caller; a value that is not one is named as written, as is a shape that is not a
+// list.
+TEST_F(Npy, LabelListsTakeEveryInt32AndNameTheValueThatIsNot) {
+    const std::string file = path("labels.npy");
+    write_npy(file, {4}, {0, 70000, -3, 70000});
+    EXPECT_EQ(read_npy_labels(file), (std::vector<int32_t>{0, 70000, -3, 70000}));
+    auto error_of = [&](const std::vector<int64_t>& shape, const std::vector<double>& values) {
+        write_npy(file, shape, values);
+        try {
+            read_npy_labels(file);
+        } catch (const InputError& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    const std::string not_int32 = file + ": label 2147483648 is not an integer that fits int32";
+    EXPECT_NE(error_of({2}, {2, 2147483648.0}).find(not_int32), std::string::npos);
+    EXPECT_NE(error_of({2}, {2, 1073741824.5}).find(file + ": label 1073741824.5 is not"), std::string::npos);
+    EXPECT_NE(error_of({2}, {2, std::nan("")}).find(file + ": label nan is not"), std::string::npos);
+    EXPECT_NE(error_of({1}, {-INFINITY}).find(file + ": label -inf is not"), std::string::npos);
+    EXPECT_NE(
+        error_of({2, 2}, {0, 2, 3, 4}).find(file + ": expected a list of labels (a 1-D array), found shape (2, 2)"),
+        std::string::npos);
+    EXPECT_NE(error_of({0}, {}).find("found shape (0,)"), std::string::npos) << "no label";
+}
+
 void expect_input_error(const std::string& path, const std::string& fragment) {
     try {
         read_npy(path);

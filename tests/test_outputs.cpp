@@ -116,6 +116,19 @@ TEST_F(Outputs, AMissingDirectoryIsBadInput) {
     EXPECT_TRUE(entries().empty());
 }
 
+// A folder the command would make where a file stands: the file is named as what is in the way.
+TEST_F(Outputs, AFolderToMakeWhereAFileStandsIsNamed) {
+    std::ofstream(path("afile")) << "x";
+    try {
+        check_outputs("priors", {}, {{path("afile/prior_means.npy"), "--out"}}, {path("afile")});
+        ADD_FAILURE() << "no error";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("cannot create its directory: " + path("afile") + " is not a directory"),
+                  std::string::npos)
+            << e.what();
+    }
+}
+
 // A process that has a temporary output open when SIGTERM, SIGINT, SIGHUP (a closed SSH session)
 // or SIGQUIT arrives removes it and dies of the signal (as it would have without the handler).
 TEST_F(Outputs, SigtermRemovesTemporaryOutputs) {
