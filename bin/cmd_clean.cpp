@@ -42,7 +42,8 @@ const char* usage =
     "  --labels LIST           the labels of the posterior frames, in frame order: infant (the\n"
     "                          34 infant segmentation labels, the default), synthseg (SynthSeg\n"
     "                          1.0's 32), a model's folder (its labels in channel order), a\n"
-    "                          .npy label file (SynthSeg's), or a comma-separated list;\n"
+    "                          .npy label file (SynthSeg's: its labels in SynthSeg's channel\n"
+    "                          order, whatever the file's), or a comma-separated list;\n"
     "                          posteriors written by predict, merge or clean as NIfTI record\n"
     "                          their labels and need none (one given must be the recorded one)\n"
     "  --help                  this text\n";

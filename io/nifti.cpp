@@ -401,32 +401,45 @@ std::vector<int32_t> parse_frame_labels(const std::string& text, const VolumeHea
     return labels;
 }
 
-// Extensions (after the 4-byte extension flag of a single file): each esize (a multiple of 16,
-// its 8-byte head included), ecode, data. One that runs into the voxel data, or a malformed one,
-// gets a warning: the data is still read from vox_offset, as other readers do. Our record of the
+// Extensions (after the 4-byte extension flag): each esize (a multiple of 16, its 8-byte head
+// included), ecode, data; a single file's end where its voxels start, a pair's .hdr holds them to
+// its end. One that runs into the voxel data or past the file, or a malformed one, gets a
+// warning: the data is still read from vox_offset, as other readers do. Our record of the
 // frames' labels goes into h.frame_labels.
 void read_extensions(const std::string& path, VolumeHeader& h, size_t header_size, bool swapped) {
     constexpr int64_t kMaxScan = int64_t(16) << 20;
-    const int64_t end = std::min<int64_t>(h.vox_offset, kMaxScan);
-    if (end <= int64_t(header_size) + 4) return;
-    std::vector<unsigned char> bytes(static_cast<size_t>(end));
+    const int64_t limit = h.single_file ? std::min<int64_t>(h.vox_offset, kMaxScan) : kMaxScan;
+    if (limit <= int64_t(header_size) + 4) return;
+    // Read in pieces: a pair's header file is usually 352 bytes, and its size is not known
+    // before inflating a .hdr.gz.
+    std::vector<unsigned char> bytes;
     GzReader in(path);
-    const size_t got = in.read_some(bytes.data(), bytes.size());
-    if (got < header_size + 4 || bytes[header_size] == 0) return;  // no extensions
+    while (int64_t(bytes.size()) < limit) {
+        const size_t had = bytes.size();
+        bytes.resize(size_t(std::min<int64_t>(limit, int64_t(had) + (int64_t(1) << 16))));
+        const size_t got = in.read_some(bytes.data() + had, bytes.size() - had);
+        bytes.resize(had + got);
+        if (got == 0) break;
+    }
+    const int64_t got = int64_t(bytes.size());
+    if (got < int64_t(header_size) + 4 || bytes[header_size] == 0) return;  // no extensions
+    const int64_t end = h.single_file ? h.vox_offset : got;
     int64_t pos = int64_t(header_size) + 4;
-    while (pos + 8 <= int64_t(got)) {
+    while (pos + 8 <= got) {
         const int32_t esize = field<int32_t>(bytes.data(), size_t(pos), swapped);
         if (esize < 16 || esize % 16 != 0) {
             warning(cat(path, ": malformed extension at byte ", pos, " (esize ", esize, "); ignoring extensions"));
             return;
         }
-        if (pos + esize > h.vox_offset) {
-            warning(cat(path, ": the extension at byte ", pos, " (", esize, " bytes) runs past vox_offset ", h.vox_offset,
-                        " into the voxel data; reading the data from vox_offset"));
+        if (pos + esize > end) {
+            warning(h.single_file
+                        ? cat(path, ": the extension at byte ", pos, " (", esize, " bytes) runs past vox_offset ",
+                              h.vox_offset, " into the voxel data; reading the data from vox_offset")
+                        : cat(path, ": the extension at byte ", pos, " (", esize,
+                              " bytes) runs past the end of the file; ignoring it"));
             return;
         }
-        if (field<int32_t>(bytes.data(), size_t(pos) + 4, swapped) == frame_labels_ecode &&
-            pos + esize <= int64_t(got)) {
+        if (field<int32_t>(bytes.data(), size_t(pos) + 4, swapped) == frame_labels_ecode && pos + esize <= got) {
             // The text up to its NUL padding.
             const char* data = reinterpret_cast<const char*>(bytes.data()) + pos + 8;
             const std::string text(data, strnlen(data, size_t(esize) - 8));
@@ -633,7 +646,7 @@ VolumeHeader parse_and_validate(const std::string& path) {
 
     h.data_path = h.single_file ? path : image_file_for(path);
     require_data_in_file(h, h.single_file ? size : file_size(h.data_path));
-    if (h.single_file) read_extensions(path, h, header_size, swapped);
+    read_extensions(path, h, header_size, swapped);
     return h;
 }
 

@@ -127,6 +127,7 @@ CleanStats remove_islands(LabelMap& seg, const Image& post, const LabelList& lis
         for (size_t q = 0; q < layer.size(); ++q) {
             seg.data[size_t(layer[q])] = decided[q];
             state[size_t(layer[q])] = settled;
+            stats.to_background += decided[q] == 0;
         }
         for (const int64_t v : layer)
             for_neighbours(v, [&](int64_t w) {
@@ -150,9 +151,11 @@ CleanStats remove_islands(LabelMap& seg, const Image& post, const LabelList& lis
 
 CleanStats clean_prediction(Prediction& p, const LabelList& list, const CleanOptions& options,
                             const std::string& seg_path) {
+    // The posteriors first: a list holding 21 but not 2 is named as such, where the folded
+    // segmentation would only say that 2 has no frame.
+    fold_posteriors(p.post, list, options.merge_cerebellum);
     const int64_t folded = fold_segmentation(p.seg, options.merge_cerebellum);
     require_listed(p.seg, seg_path, list);
-    fold_posteriors(p.post, list, options.merge_cerebellum);
     CleanStats stats = remove_islands(p.seg, p.post, list, options.island_threshold);
     stats.folded_voxels = folded;
     return stats;

@@ -170,21 +170,36 @@ std::vector<int64_t> frames_in_order_of(const LabelList& from, const LabelList& 
     return frames;
 }
 
-void require_same_grid(const Grid& a, const std::string& a_path, const Grid& b, const std::string& b_path) {
-    ISS_INPUT(a.dim == b.dim, b_path, ": not on the voxel grid of ", a_path, ": dims ", dims_text(b.dim), " vs ",
-              dims_text(a.dim));
+namespace {
+
+// What keeps `b` off `a`'s voxel grid ("dims ... vs ...", "the affines differ by up to ..."), or
+// "" when it is on it.
+std::string grid_difference(const Grid& a, const Grid& b) {
+    if (a.dim != b.dim) return cat("dims ", dims_text(b.dim), " vs ", dims_text(a.dim));
     double worst = 0;
     for (int r = 0; r < 4; ++r)
         for (int c = 0; c < 4; ++c) worst = std::max(worst, std::fabs(a.affine.m[r][c] - b.affine.m[r][c]));
-    ISS_INPUT(a.same_as(b), b_path, ": not on the voxel grid of ", a_path, ": the affines differ by up to ", worst,
-              " (tolerance 1e-4)");
+    return a.same_as(b) ? std::string() : cat("the affines differ by up to ", worst, " (tolerance 1e-4)");
+}
+
+}  // namespace
+
+void require_same_grid(const Grid& a, const std::string& a_path, const Grid& b, const std::string& b_path) {
+    const std::string why = grid_difference(a, b);
+    ISS_INPUT(why.empty(), b_path, ": not on the voxel grid of ", a_path, ": ", why);
 }
 
 template <class T>
 Volume<T> on_grid_of(Volume<T> b, const std::string& b_path, const Grid& a, const std::string& a_path) {
     b = reordered_onto(std::move(b), a);
-    require_same_grid(a, a_path, b.grid, b_path);  // throws, naming what differs
-    return b;
+    std::string why = grid_difference(a, b.grid);
+    if (why.empty()) return b;
+    // A file stored in another voxel order is compared in `a`'s: its dims are only permuted, and
+    // what differs is where it lies (a shift, a rotation) or its size along an axis.
+    const AxisMap map = axis_map_onto(b.grid.affine, a.affine);
+    const std::string in_a_order = map.identity() ? std::string() : grid_difference(a, reoriented_grid(b.grid, map));
+    if (!in_a_order.empty()) why = in_a_order + cat(" (", b_path, " read in the voxel order of ", a_path, ")");
+    throw InputError(cat(b_path, ": not on the voxel grid of ", a_path, ": ", why));
 }
 template LabelMap on_grid_of(LabelMap, const std::string&, const Grid&, const std::string&);
 template Image on_grid_of(Image, const std::string&, const Grid&, const std::string&);

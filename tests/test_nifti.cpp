@@ -162,6 +162,11 @@ Bytes read_bytes(const std::string& path) {
 void write_raw(const std::string& path, const RawSpec& s) {
     Bytes file = raw_header(s);
     if (s.pair) {
+        if (!s.extension.empty()) {  // in the .hdr after the flag, as nibabel writes a pair's
+            const unsigned char flag[4] = {1, 0, 0, 0};
+            file.insert(file.end(), flag, flag + 4);
+            file.insert(file.end(), s.extension.begin(), s.extension.end());
+        }
         write_bytes(path, file);
         Bytes img = s.data;
         img.insert(img.end(), s.trailing.begin(), s.trailing.end());
@@ -593,6 +598,26 @@ TEST_F(NiftiRead, ABrokenFrameLabelsRecordIsRefused) {
     write_raw(path("twice.nii"), s);
     expect_input_error([&] { iss::read_volume_header(path("twice.nii")); }, path("twice.nii"),
                        "two extensions record the frames' labels");
+
+    // A pair keeps its extensions in the .hdr, after the flag (nibabel saves a pair so): the
+    // record is read there too, and one cut short is a warning, as in a single file.
+    s.pair = true;
+    s.extension = one;
+    write_raw(path("pair.hdr"), s);
+    EXPECT_EQ(iss::read_volume_header(path("pair.hdr")).frame_labels, (std::vector<int32_t>{3, 7}));
+    s.extension = comment(R"({"infant_synthseg_frame_labels": [3]})", true);
+    write_raw(path("pair.hdr"), s);
+    expect_input_error([&] { iss::read_volume_header(path("pair.hdr")); }, path("pair.hdr"),
+                       "lists 1 labels for 2 frames");
+    s.extension = one;
+    put<int32_t>(s.extension, 0, int32_t(one.size()) + 16, true);  // claims 16 bytes past the file's end
+    write_raw(path("pair.hdr"), s);
+    testing::internal::CaptureStderr();
+    EXPECT_TRUE(iss::read_volume_header(path("pair.hdr")).frame_labels.empty());
+    const std::string warned = testing::internal::GetCapturedStderr();
+    EXPECT_NE(warned.find(path("pair.hdr") + ": the extension at byte 352 (80 bytes) runs past the end of the file"),
+              std::string::npos)
+        << warned;
 }
 
 TEST_F(NiftiRead, HeaderImagePair) {

@@ -260,6 +260,19 @@ TEST(Clean, IslandInsideLabelTwoBecomesTwoAndBigIslandsAndLargestComponentsStay)
     LabelMap c = seg;
     EXPECT_EQ(remove_islands(c, posteriors_like(seg, list), list, 0).islands, 0) << "threshold 0 keeps all";
     EXPECT_EQ(c.data, seg.data);
+    // The lone 3 at the edge of a background slab, where background is likelier than 2: it goes
+    // to background, and is counted so.
+    LabelMap d = seg;
+    for (int j = 0; j < 9; ++j)
+        for (int i = 0; i < 9; ++i) d.at(i, j, 2) = 0;
+    Image post = posteriors_like(d, list);
+    post_at(post, list, 0, d.index(6, 6, 1)) = 0.5f;
+    for (const int i : {6, 7}) post_at(post, list, 2, d.index(i, 2, 1)) = 0.5f;  // the pair stays with 2
+    const CleanStats ds = remove_islands(d, post, list, 3);
+    EXPECT_EQ(ds.islands, 2);
+    EXPECT_EQ(ds.to_background, 1);
+    EXPECT_EQ(d.at(6, 6, 1), 0);
+    EXPECT_EQ(d.at(6, 2, 1), 2);
 }
 
 TEST(Clean, ThickIslandIsResolvedFromTheBorderInwards) {
@@ -548,6 +561,24 @@ TEST_F(PostInputs, FrameCountsDimensionsGridsAndMissingFilesNameTheFile) {
     const std::string affine = error_of([&] { require_same_grid(g, "a.nii", other, "b.nii"); });
     EXPECT_NE(affine.find("b.nii: not on the voxel grid of a.nii: the affines differ by up to 0.5"), std::string::npos)
         << affine;
+
+    // A shifted grid stored in another voxel order (LIA): compared in a's order, so the message
+    // says the shift, not the permuted dims; another size along an axis likewise.
+    const Grid a = grid_of(4, 3, 2);
+    Grid moved = a;
+    moved.affine.m[1][3] = 0.5;
+    LabelMap lia = reorient(LabelMap(moved), "LIA");
+    ASSERT_NE(lia.grid.dim, a.dim);
+    const std::string shifted = error_of([&] { on_grid_of(std::move(lia), "b.nii", a, "a.nii"); });
+    EXPECT_NE(shifted.find("b.nii: not on the voxel grid of a.nii: the affines differ by up to 0.5 (tolerance 1e-4) "
+                           "(b.nii read in the voxel order of a.nii)"),
+              std::string::npos)
+        << shifted;
+    const std::string longer =
+        error_of([&] { on_grid_of(reorient(LabelMap(grid_of(4, 3, 3)), "LIA"), "b.nii", a, "a.nii"); });
+    EXPECT_NE(longer.find("b.nii: not on the voxel grid of a.nii: dims 4x3x3 vs 4x3x2 (b.nii read in"),
+              std::string::npos)
+        << longer;
 }
 
 // A posterior is a probability: NaN, negative and past-1 values (percentages, scaled integers,
