@@ -25,7 +25,8 @@ const char* help_text =
     "Prints, for each NIfTI file (.nii, .nii.gz, .hdr/.img) or MGH file (.mgz, .mgh): format,\n"
     "dims, voxel size (the affine's, with pixdim where it differs), datatype, scaling,\n"
     "orientation code, the voxel-to-world affine and where it comes from (sform, qform, pixdim\n"
-    "or the MGH header), the intensity range after scaling with the NaN count, and, when\n"
+    "or the MGH header), the frames' labels that posteriors written by predict, merge or clean\n"
+    "record, the intensity range after scaling with the NaN count, and, when\n"
     "every value is an integer, the labels with their voxel counts (only their number when\n"
     "there are over 1000: an integer scan rather than a label map).\n"
     "\n"
@@ -71,7 +72,10 @@ void print_file(const std::string& path) {
         std::printf("  affine source: %s (qform_code %d, sform_code %d)\n", h.affine_source.c_str(), h.qform_code,
                     h.sform_code);
     if (!h.frame_labels.empty())
-        std::printf("  frame labels: %s (recorded with the posteriors)\n", label_list_text(h.frame_labels).c_str());
+        std::printf("  frame labels: %s (recorded with the posteriors)\n",
+                    clipped(label_list_text(h.frame_labels), 300).c_str());
+    else if (!h.frame_labels_problem.empty())
+        std::printf("  frame labels: unreadable record (%s)\n", one_line(h.frame_labels_problem).c_str());
     std::printf("  affine:\n");
     for (int r = 0; r < 4; ++r)
         std::printf("    %12.6f %12.6f %12.6f %12.6f\n", h.affine.m[r][0], h.affine.m[r][1], h.affine.m[r][2],

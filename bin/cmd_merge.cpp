@@ -70,6 +70,8 @@ int cmd_merge(int argc, char** argv) {
     const std::string o_seg = args.require("--o-seg"), o_post = args.require("--o-post");
     require_volume_output(o_seg, "--o-seg");
     require_volume_output(o_post, "--o-post");
+    ISS_INPUT(!(args.has("--labels") && args.has("--t1-labels") && args.has("--t2-labels")),
+              "merge: --labels is for a side without its own --t1-labels or --t2-labels; both are given");
     // Each side's labels as given: its own option, else --labels, else none.
     auto option_for = [&](const std::string& side) { return args.has(side) ? side : std::string("--labels"); };
     const std::string t1_option = option_for("--t1-labels"), t2_option = option_for("--t2-labels");
@@ -98,7 +100,7 @@ int cmd_merge(int argc, char** argv) {
     // the two posteriors the same labels, T2's read in T1's order.
     require_listed(t1.seg, t1_seg, t1_read.labels);
     require_listed(t2.seg, t2_seg, t2_read.labels);
-    std::vector<int64_t> t2_frames = frames_in_order_of(t2_read.labels, t1_read.labels);
+    std::vector<int64_t> t2_frames = frames_in_order_of(t2_read.labels, t2_post, t1_read.labels, t1_post);
     const Prediction merged = merge_t1_t2(std::move(t1), t2, std::move(t2_frames));
     write_prediction(o_seg, merged.seg, &seg_header, o_post, merged.post, t1_read.labels.labels, &post_header);
     std::printf("merged %s and %s: wrote %s and %s\n", t1_seg.c_str(), t2_seg.c_str(), o_seg.c_str(), o_post.c_str());

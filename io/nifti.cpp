@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <type_traits>
+#include <unordered_set>
 #include <vector>
 
 #include "io/csv.h"  // csv_number: every digit a value needs
@@ -390,15 +391,27 @@ std::vector<int32_t> parse_frame_labels(const std::string& text, const VolumeHea
     const nlohmann::json& list = j[frame_labels_key];
     ISS_INPUT(int64_t(list.size()) == h.frames(), where, " lists ", list.size(), " labels for ", h.frames(), " frames");
     std::vector<int32_t> labels;
+    std::unordered_set<int32_t> seen;
     for (const nlohmann::json& v : list) {
-        ISS_INPUT(v.is_number_integer() && v.get<int64_t>() >= INT32_MIN && v.get<int64_t>() <= INT32_MAX, where,
-                  " holds ", v.is_number() ? v.dump() : std::string(v.type_name()), ", not an integer label");
+        // An unsigned value past int64 would wrap in get<int64_t>(): compared as unsigned.
+        const bool fits = v.is_number_unsigned()  ? v.get<uint64_t>() <= uint64_t(INT32_MAX)
+                          : v.is_number_integer() ? v.get<int64_t>() >= INT32_MIN && v.get<int64_t>() <= INT32_MAX
+                                                  : false;
+        ISS_INPUT(fits, where, " holds ", v.is_number() ? v.dump() : std::string(v.type_name()),
+                  ", not an integer label");
         const int32_t label = int32_t(v.get<int64_t>());
-        ISS_INPUT(std::find(labels.begin(), labels.end(), label) == labels.end(), where, " lists label ", label,
-                  " twice");
+        ISS_INPUT(seen.insert(label).second, where, " lists label ", label, " twice");
         labels.push_back(label);
     }
     return labels;
+}
+
+// Whether a comment extension's text is meant as our record: a JSON object naming our key
+// (another tool's comment that mentions it in passing is left alone).
+bool is_frame_labels_record(const std::string& text) {
+    const size_t first = text.find_first_not_of(" \t\r\n");
+    return first != std::string::npos && text[first] == '{' &&
+           text.find(cat("\"", frame_labels_key, "\"")) != std::string::npos;
 }
 
 // Extensions (after the 4-byte extension flag): each esize (a multiple of 16, its 8-byte head
@@ -439,13 +452,25 @@ void read_extensions(const std::string& path, VolumeHeader& h, size_t header_siz
                               " bytes) runs past the end of the file; ignoring it"));
             return;
         }
-        if (field<int32_t>(bytes.data(), size_t(pos) + 4, swapped) == frame_labels_ecode && pos + esize <= got) {
+        if (pos + esize > got) {  // past the bytes scanned
+            warning(cat(path, ": extensions past the first ", kMaxScan >> 20, " MB of the file are not read"));
+            return;
+        }
+        if (field<int32_t>(bytes.data(), size_t(pos) + 4, swapped) == frame_labels_ecode) {
             // The text up to its NUL padding.
             const char* data = reinterpret_cast<const char*>(bytes.data()) + pos + 8;
             const std::string text(data, strnlen(data, size_t(esize) - 8));
-            if (text.find(cat("\"", frame_labels_key, "\"")) != std::string::npos) {
-                ISS_INPUT(h.frame_labels.empty(), path, ": two extensions record the frames' labels");
-                h.frame_labels = parse_frame_labels(text, h, path);
+            if (is_frame_labels_record(text)) {
+                // A record that does not fit is the posteriors readers' to refuse: this file may
+                // be read as something else (a segmentation saved with a posteriors' header).
+                try {
+                    ISS_INPUT(h.frame_labels.empty() && h.frame_labels_problem.empty(), path,
+                              ": two extensions record the frames' labels");
+                    h.frame_labels = parse_frame_labels(text, h, path);
+                } catch (const InputError& e) {
+                    h.frame_labels.clear();
+                    h.frame_labels_problem = e.what();
+                }
             }
         }
         pos += esize;

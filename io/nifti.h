@@ -54,8 +54,12 @@ struct VolumeHeader {
     int intent_code = 0;
     std::string descrip;
     // The labels of the frames, in frame order, where the file records them (posteriors we wrote
-    // as NIfTI: write_posteriors); empty otherwise.
+    // as NIfTI: write_posteriors); empty otherwise. A record that does not fit the file (a count
+    // other than the frames', a repeated label, broken JSON, two records) leaves them empty and
+    // says why in frame_labels_problem, for a reader of posteriors to refuse; other readers do
+    // not need the labels.
     std::vector<int32_t> frame_labels;
+    std::string frame_labels_problem;
 
     bool scaled() const { return scl_slope != 1 || scl_inter != 0; }
     int64_t voxels() const;           // product of dims 1..7

@@ -178,6 +178,8 @@ std::vector<int32_t> read_npy_labels(const std::string& path) {
     const NpyArray a = read_npy(path);
     ISS_INPUT(a.shape.size() == 1 && a.size() >= 1, path, ": expected a list of labels (a 1-D array), found shape ",
               shape_text(a.shape));
+    ISS_INPUT(a.size() <= max_npy_labels, path, ": ", a.size(), " values, more than a label list holds (",
+              max_npy_labels, ")");
     std::vector<int32_t> labels;
     for (const double v : a.values) {
         ISS_INPUT(v == std::floor(v) && v >= INT32_MIN && v <= INT32_MAX, path, ": label ", csv_number(v),

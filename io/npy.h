@@ -23,7 +23,8 @@ NpyArray read_npy(const std::string& path);
 
 // A label list from a .npy file: a 1-D array whose every value is an integer that fits int32
 // (any dtype), in file order, repeats kept. InputError naming the file and the first value that
-// is not, or an array of another shape or with no value.
+// is not, or an array of another shape, with no value or with more than max_npy_labels.
+constexpr int64_t max_npy_labels = 65536;
 std::vector<int32_t> read_npy_labels(const std::string& path);
 
 // Writes float64 ("<f8") through a temporary name.

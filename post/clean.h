@@ -39,7 +39,7 @@ struct CleanStats {
     int64_t folded_voxels = 0;  // segmentation voxels whose label was folded
     int64_t islands = 0;        // island components
     int64_t island_voxels = 0;  // voxels in them
-    int64_t to_background = 0;  // island voxels relabelled 0 (a background neighbour won)
+    int64_t to_background = 0;  // island voxels relabelled 0
 };
 
 // The (folded label, kept label) pairs, in the order listed above.

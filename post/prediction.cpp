@@ -6,8 +6,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <optional>
 #include <set>
+#include <unordered_set>
 #include <utility>
 
 #include "io/file_util.h"
@@ -83,8 +83,9 @@ std::vector<int32_t> named_label_list(const std::string& text, const std::string
     if (!ends_with(text, ".npy")) return parse_label_list(text, option);
     // SynthSeg's label files repeat values (one per generation label): the distinct ones.
     std::vector<int32_t> values;
+    std::unordered_set<int32_t> seen;
     for (const int32_t label : read_npy_labels(text))
-        if (std::find(values.begin(), values.end(), label) == values.end()) values.push_back(label);
+        if (seen.insert(label).second) values.push_back(label);
     return values;
 }
 
@@ -125,14 +126,15 @@ LabelMap read_segmentation(const std::string& path, VolumeHeader* header) {
 
 Posteriors read_posteriors(const std::string& path, const LabelList* given, VolumeHeader* header) {
     const VolumeHeader h = read_volume_header(path);
+    ISS_INPUT(h.frame_labels_problem.empty(), h.frame_labels_problem);
     LabelList list;
     if (!h.frame_labels.empty()) {
         // A record of ours, checked against the frame count when read.
         list = {h.frame_labels, cat("the labels ", path, " records")};
         ISS_INPUT(!given || given->labels == list.labels, path, ": its frames are labels ",
-                  label_list_text(list.labels), " (recorded when it was written) but ",
+                  clipped(label_list_text(list.labels), 300), " (recorded when it was written) but ",
                   given ? given->source : std::string(), " says ",
-                  given ? label_list_text(given->labels) : std::string(),
+                  given ? clipped(label_list_text(given->labels), 300) : std::string(),
                   "; leave the option out or give the recorded labels");
     } else {
         list = given ? *given : label_list_or_default(nullptr);
@@ -154,16 +156,19 @@ Posteriors read_posteriors(const std::string& path, const LabelList* given, Volu
     return {std::move(post), std::move(list)};
 }
 
-std::vector<int64_t> frames_in_order_of(const LabelList& from, const LabelList& to) {
-    auto first_missing = [](const LabelList& a, const LabelList& b) {  // a label of a that b lacks
-        for (const int32_t label : a.labels)
-            if (b.index_of(label) < 0) return std::optional<int32_t>(label);
-        return std::optional<int32_t>();
+std::vector<int64_t> frames_in_order_of(const LabelList& from, const std::string& from_path, const LabelList& to,
+                                        const std::string& to_path) {
+    struct Side {
+        const LabelList& list;
+        const std::string& path;
     };
-    for (const auto& [a, b] : {std::pair{&from, &to}, std::pair{&to, &from}}) {
-        const std::optional<int32_t> missing = first_missing(*a, *b);
-        ISS_INPUT(!missing, a->source, " has label ", missing.value_or(0), " and ", b->source,
-                  " has not: the two posteriors must hold the same labels");
+    const Side sides[2] = {{from, from_path}, {to, to_path}};
+    for (int s = 0; s < 2; ++s) {
+        const Side &a = sides[s], &b = sides[1 - s];
+        for (const int32_t label : a.list.labels)
+            ISS_INPUT(b.list.index_of(label) >= 0, a.path, " has a frame for label ", label, " (", a.list.source,
+                      ") and ", b.path, " has none (", b.list.source,
+                      "): the two posteriors must hold the same labels");
     }
     std::vector<int64_t> frames;
     for (const int32_t label : to.labels) frames.push_back(from.index_of(label));

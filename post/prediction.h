@@ -68,8 +68,10 @@ struct Posteriors {
 Posteriors read_posteriors(const std::string& path, const LabelList* given, VolumeHeader* header = nullptr);
 
 // For each label of `to`, its frame in `from`: how to read posteriors of `from`'s order in
-// `to`'s. InputError naming both lists' sources when they do not hold the same labels.
-std::vector<int64_t> frames_in_order_of(const LabelList& from, const LabelList& to);
+// `to`'s. InputError naming both files and their lists' sources when the lists do not hold the
+// same labels.
+std::vector<int64_t> frames_in_order_of(const LabelList& from, const std::string& from_path, const LabelList& to,
+                                        const std::string& to_path);
 
 // InputError when `b` is not on `a`'s voxel grid (dims equal, affines within 1e-4 mm), naming
 // both files and what differs: the dims, or the largest affine difference.

@@ -185,7 +185,11 @@ TEST_F(MergeCli, T2PosteriorsInAnotherOrderAreReadInT1sOrder) {
     fs::remove_all(dir_ / "out");
     fs::create_directories(dir_ / "out");
     expect_bad("merge", with("t1_post.nii.gz", "t2_shuffled.nii.gz") + " --labels 0,2,3 --t2-labels 0,3,4",
-               "--t2-labels has label 4 and --labels has not: the two posteriors must hold the same labels");
+               "t2_shuffled.nii.gz has a frame for label 4 (--t2-labels) and " + path("t1_post.nii.gz") +
+                   " has none (--labels): the two posteriors must hold the same labels");
+    expect_bad("merge",
+               with("t1_post.nii.gz", "t2_shuffled.nii.gz") + " --labels 0,2,x --t1-labels 0,2,3 --t2-labels 3,0,2",
+               "error: --labels is for a side without its own --t1-labels or --t2-labels; both are given");
     expect_bad("merge", with("t1_recorded.nii.gz", "t2_recorded.nii.gz") + " --t2-labels 0,2,3",
                "t2_recorded.nii.gz: its frames are labels 3,0,2 (recorded when it was written) but --t2-labels says "
                "0,2,3");
@@ -331,6 +335,29 @@ TEST_F(CleanCli, PredictMergeAndCleanCarryTheLabelsOfEveryFrame) {
                    " --labels 0,41,3,42,2",
                "m_post.nii.gz: its frames are labels 0,2,3,41,42 (recorded when it was written) but --labels says "
                "0,41,3,42,2");
+}
+
+// A record that no longer fits its file is refused where the frames' labels are needed (the
+// posteriors), and does not stop the file being read as a segmentation (one saved from a
+// posteriors file's header keeps its record).
+TEST_F(CleanCli, ABrokenRecordIsRefusedInPosteriorsOnly) {
+    const Grid g = small_grid();
+    auto rewrite = [&](const std::string& name, const std::string& from, const std::string& to) {
+        std::string bytes = test::read_text(path(name));
+        const size_t at = bytes.find(from);
+        ASSERT_NE(at, std::string::npos) << name;
+        bytes.replace(at, from.size(), to);
+        std::ofstream(path(name), std::ios::binary) << bytes;
+    };
+    write_posteriors(path("post.nii"), Image(g, 3, 0.3f), nullptr, {0, 2, 3});
+    write_posteriors(path("seg.nii"), Image(g, 1, 2.0f), nullptr, {0});
+    rewrite("seg.nii", "[0]}", "[0,}");  // broken JSON
+    const std::string args = "--seg " + q("seg.nii") + " --post " + q("post.nii") + " --o " + out("c.nii.gz");
+    const RunResult r = run("clean", args);
+    ASSERT_EQ(r.status, 0) << r.err;
+    fs::remove(dir_ / "out" / "c.nii.gz");
+    rewrite("post.nii", "[0,2,3]", "[0,2,2]");
+    expect_bad("clean", args, path("post.nii") + ": its extension recording the frames' labels lists label 2 twice");
 }
 
 TEST_F(CleanCli, BadInputExitsTwoAndWritesNothing) {
