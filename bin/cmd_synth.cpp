@@ -267,8 +267,10 @@ int cmd_synth(int argc, char** argv) {
     if (show_bar && written < count) std::fputc('\n', stderr);
     if (!show_bar || written < count) {
         const double seconds = elapsed();
-        std::printf("wrote %lld samples of %s to %s in %.1f s (%.2f samples/s)\n", written,
-                    written == 0 ? "no shape" : mixed_shapes ? "several shapes" : dims_text(first_shape).c_str(),
+        std::printf("wrote %lld sample%s of %s to %s in %.1f s (%.2f samples/s)\n", written, written == 1 ? "" : "s",
+                    written == 0   ? "no shape"
+                    : mixed_shapes ? "several shapes"
+                                   : dims_text(first_shape).c_str(),
                     out_dir.c_str(), seconds, seconds > 0 ? double(written) / seconds : 0.0);
     }
     if (profile && written > 0)

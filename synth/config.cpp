@@ -212,8 +212,18 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
     for (int64_t s : c.output_shape) ISS_INPUT(s >= 1, source, ": output_shape entries must be >= 1");
     ISS_INPUT(c.shape_multiple >= 1, source, ": shape_multiple must be >= 1");
     ISS_INPUT(c.scaling_bounds >= 0 && c.scaling_bounds < 1, source, ": scaling_bounds must be in [0, 1)");
-    ISS_INPUT(c.rotation_bounds >= 0 && c.shearing_bounds >= 0 && c.translation_bounds >= 0 && c.nonlin_std >= 0,
-              source, ": rotation_bounds, shearing_bounds, translation_bounds and nonlin_std must be >= 0");
+    // Upper bounds far past any use, where a typo (1e30, 40 for 4.0) would otherwise give samples
+    // whose coordinates overflow to one label everywhere, without a word.
+    const struct {
+        double value, high;
+        const char *name, *why;
+    } spatial[] = {{c.rotation_bounds, 180, "rotation_bounds", "degrees: 180 allows every rotation"},
+                   {c.shearing_bounds, 1, "shearing_bounds", "1 tilts an axis by 45 degrees"},
+                   {c.translation_bounds, 1000, "translation_bounds", "voxels"},
+                   {c.nonlin_std, 100, "nonlin_std", "voxels"}};
+    for (const auto& b : spatial)
+        ISS_INPUT(b.value >= 0 && b.value <= b.high, source, ": ", b.name, " must be in [0, ", b.high, "] (", b.why,
+                  "), is ", b.value);
     ISS_INPUT(c.nonlin_shape_factor > 0 && c.nonlin_shape_factor <= 1 && c.bias_shape_factor > 0 &&
                   c.bias_shape_factor <= 1,
               source, ": shape factors must be in (0, 1]");

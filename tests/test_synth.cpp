@@ -1130,6 +1130,22 @@ TEST(SynthParams, BadInputIsNamed) {
     EXPECT_TRUE(std::isfinite(float(std::exp(steep.gamma_std * widest))));
     steep.gamma_std = 10.5;
     EXPECT_THROW(validate_config(steep, "cfg.json"), InputError);
+    // The spatial bounds: the largest each allows passes, past it is refused, naming it.
+    for (const auto& [field, high] :
+         std::vector<std::pair<double GeneratorConfig::*, double>>{{&GeneratorConfig::rotation_bounds, 180},
+                                                                   {&GeneratorConfig::shearing_bounds, 1},
+                                                                   {&GeneratorConfig::translation_bounds, 1000},
+                                                                   {&GeneratorConfig::nonlin_std, 100}}) {
+        GeneratorConfig bounded = config;
+        bounded.*field = high;
+        EXPECT_NO_THROW(validate_config(bounded, "cfg.json")) << high;
+        bounded.*field = high * 1.01;
+        EXPECT_NE(test::refusal_of("cfg.json", [&] { validate_config(bounded, "cfg.json"); }).find(" must be in [0, "),
+                  std::string::npos)
+            << high;
+        bounded.*field = -1;
+        EXPECT_THROW(validate_config(bounded, "cfg.json"), InputError) << high;
+    }
     // A label shares one class's intensity: in two classes it would have two.
     GeneratorConfig twice = preset_config("infant-t1");
     twice.fused_classes = {{2, 41}, {41, 3}};
