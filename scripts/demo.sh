@@ -70,12 +70,13 @@ echo "== merge (T1/T2, max posterior) and clean (islands) -> $out/final"
 mkdir -p "$out/merged" "$out/final"
 for image in "$out"/in-t1/image_*.nii.gz; do
     name=$(basename "$image" .nii.gz)
-    "$bin" merge --labels "$labels" \
+    # The posteriors record their models' label order: merge and clean need no --labels.
+    "$bin" merge \
         --t1-seg "$out/pred-t1/${name}_synthseg.nii.gz" --t1-post "$out/post-t1/${name}_posteriors.nii.gz" \
         --t2-seg "$out/pred-t2/${name}_synthseg.nii.gz" --t2-post "$out/post-t2/${name}_posteriors.nii.gz" \
         --o-seg "$out/merged/${name}_seg.nii.gz" --o-post "$out/merged/${name}_post.nii.gz"
     # Named like the truth files (labels_NNNN), so dice pairs them.
-    "$bin" clean --labels "$labels" --seg "$out/merged/${name}_seg.nii.gz" --post "$out/merged/${name}_post.nii.gz" \
+    "$bin" clean --seg "$out/merged/${name}_seg.nii.gz" --post "$out/merged/${name}_post.nii.gz" \
         --o "$out/final/labels_${name#image_}.nii.gz"
 done
 
