@@ -26,9 +26,9 @@ const char* help_text =
     "dims, voxel size (the affine's, with pixdim where it differs), datatype, scaling,\n"
     "orientation code, the voxel-to-world affine and where it comes from (sform, qform, pixdim\n"
     "or the MGH header), the frames' labels that posteriors written by predict, merge or clean\n"
-    "record, the intensity range after scaling with the NaN count, and, when\n"
-    "every value is an integer, the labels with their voxel counts (only their number when\n"
-    "there are over 1000: an integer scan rather than a label map).\n"
+    "record, the intensity range after scaling with the NaN count, and, when every value is\n"
+    "an integer, the labels with their voxel counts (only their number when there are over\n"
+    "1000: an integer scan rather than a label map).\n"
     "\n"
     "Exit status: 0 when every file was read, 2 when any file is bad (the others are still\n"
     "printed).\n";

@@ -22,8 +22,8 @@ const char* usage =
     "  --age-months M      age in months, 0 to 24 (cerebellar white matter appears at 2)\n"
     "  --out FILE          output file (.nii, .nii.gz, .mgz or .mgh)\n"
     "  --seed S            non-negative integer; the same seed gives the same map (default 1)\n"
-    "  --orientation CODE  the voxel order to store it in, e.g. LAS or LIA (default RAS): the same\n"
-    "                      anatomy in world space, as scanners and other tools store maps\n";
+    "  --orientation CODE  the voxel order to store it in, e.g. LAS or LIA (default RAS): the\n"
+    "                      same anatomy in world space, as scanners and other tools store maps\n";
 
 }  // namespace
 
