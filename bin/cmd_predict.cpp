@@ -29,6 +29,7 @@
 #include "nn/keras.h"
 #include "post/prediction.h"
 #include "predict/predictor.h"
+#include "synth/labels.h"
 
 namespace iss::cli {
 namespace {
@@ -256,6 +257,16 @@ int cmd_predict(int argc, char** argv) {
     check_prediction_outputs(args, jobs, channels, model, options, folder);
 
     Predictor predictor(model, options);  // the model is read and checked before any output
+    // MGH has no place for the frames' labels: merge and clean will take the infant list unless
+    // told, which is wrong for a model of another list or order.
+    if (predictor.labels() != labels::segmentation_labels()) {
+        const auto mgh = std::find_if(jobs.begin(), jobs.end(), [](const Job& job) { return is_mgh_name(job.post); });
+        if (mgh != jobs.end())
+            warning(cat(mgh->post,
+                        ": an MGH file cannot record the posteriors' labels, and this model's are not the "
+                        "infant list: give merge and clean --labels ",
+                        label_list_text(predictor.labels())));
+    }
     const int64_t model_channels = predictor.input_channels();
     ISS_INPUT(channels.size() == 1 || int64_t(channels.size()) == model_channels, "predict: --i given ",
               channels.size(), " times (the channels of one subject), but ", model, " takes ", model_channels,

@@ -308,6 +308,15 @@ TEST_F(CleanCli, PredictMergeAndCleanCarryTheLabelsOfEveryFrame) {
         ASSERT_EQ(r.status, 0) << r.err;
     }
     EXPECT_EQ(read_volume_header(path("t2_post.nii.gz")).frame_labels, t2_labels);
+    // An MGH file has no place for them: predict says which list to give instead.
+    const RunResult mgh = run("predict", "--i " + q("scan.nii.gz") + " --model " + q("t2_model") + " --o " +
+                                             q("mgh_seg.mgz") + " --post " + q("mgh_post.mgz") + " --device cpu");
+    ASSERT_EQ(mgh.status, 0) << mgh.err;
+    EXPECT_NE(mgh.err.find("warning: " + path("mgh_post.mgz") +
+                           ": an MGH file cannot record the posteriors' labels, and this model's are not the infant "
+                           "list: give merge and clean --labels 0,41,3,42,2"),
+              std::string::npos)
+        << mgh.err;
     const RunResult merged = run("merge", "--t1-seg " + q("t1_seg.nii.gz") + " --t1-post " + q("t1_post.nii.gz") +
                                               " --t2-seg " + q("t2_seg.nii.gz") + " --t2-post " + q("t2_post.nii.gz") +
                                               " --o-seg " + q("m_seg.nii.gz") + " --o-post " + q("m_post.nii.gz"));
