@@ -50,7 +50,7 @@ const char* usage =
     "                      infant-t1; see 'infant-synthseg synth --help')\n"
     "  --config FILE       JSON overrides of the preset's generator parameters\n"
     "  --steps N           total number of training steps; with --resume, training continues\n"
-    "                      until step N (default 900000)\n"
+    "                      until step N (default 900000; with --resume, the recorded total)\n"
     "  --steps-per-epoch N steps between checkpoints (default 3000)\n"
     "  --lr X              Adam's learning rate (default 1e-4)\n"
     "  --batch B           samples per step, 1 to 64 (default 1)\n"
@@ -62,12 +62,13 @@ const char* usage =
     "  --wl2-epochs E      epochs of weighted-L2 pre-training before the Dice loss (default 0)\n"
     "  --resume            continue the model in --model-dir from its last checkpoint; an\n"
     "                      option not given is what model.json recorded (the architecture,\n"
-    "                      preset, --config's parameters, --seed, --batch, the crop,\n"
+    "                      preset, --config's parameters, --seed, --batch, the crop, --steps,\n"
     "                      --steps-per-epoch, --wl2-epochs, --lr, --precision); one given must\n"
-    "                      match what draws the samples (all of these but --lr, --precision\n"
-    "                      and --steps-per-epoch, which may change: model.json keeps a\n"
-    "                      history; the weighted-L2 steps, --wl2-epochs x --steps-per-epoch,\n"
-    "                      must stay). One train at a time writes a --model-dir\n"
+    "                      match what draws the samples (all of these but --steps, --lr,\n"
+    "                      --precision and --steps-per-epoch, which may change: model.json\n"
+    "                      keeps a history of the last three; the weighted-L2 steps,\n"
+    "                      --wl2-epochs x --steps-per-epoch, must stay). One train at a time\n"
+    "                      writes a --model-dir\n"
     "  --seed S            non-negative integer: initial weights and every sample; a resumed run\n"
     "                      repeats the uninterrupted one exactly on the same device and number\n"
     "                      of threads (sums run in another order otherwise) (default 1)\n"
@@ -132,6 +133,13 @@ void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptio
     integer("seed", o.seed, "--seed");
     integer("batch", o.batch, "--batch");
     integer("steps_per_epoch", o.steps_per_epoch, "--steps-per-epoch");
+    // The total the run was started with: a resumed run without --steps stops where it would have.
+    if (!args.has("--steps") && !(t.contains("steps") && t["steps"].is_number_integer()))
+        warning(cat("train: ", model_json_path(weights),
+                    " records no --steps (an older model): training goes on to "
+                    "step ",
+                    o.steps, "; give --steps to stop sooner"));
+    integer("steps", o.steps, "--steps");
     integer("wl2_epochs", o.wl2_epochs, "--wl2-epochs");
     if (!args.has("--shape") && t.contains("crop") && t["crop"].is_array() && t["crop"].size() == 3) {
         std::array<int64_t, 3> crop{};  // the crop itself (a --config's may be no cube)
@@ -278,10 +286,9 @@ int cmd_train(int argc, char** argv) {
         return 0;
     }
     args.reject_positional();
-    const TrainOptions options = parse_options(args);
-
     // Reads and checks everything; throws InputError (exit 2) before a file is written.
-    Trainer trainer(options);
+    Trainer trainer(parse_options(args));
+    const TrainOptions& options = trainer.options();  // on --resume, completed from model.json
     const int64_t first_step = trainer.step();
     std::printf("training on %s (predict resamples scans outside this range)\n", trainer.maps_summary().c_str());
     if (first_step > 0 && first_step < options.steps) {

@@ -213,6 +213,14 @@ TEST_F(TrainCli, ResumeTakesWhatTheModelRecorded) {
     const RunResult boxed = train(" --labels " + shell_quote((root_ / "maps").string()) + " --model-dir " +
                                   shell_quote(box.string()) + " --steps 3 --device cpu --resume");
     EXPECT_EQ(boxed.status, 0) << boxed.err;
+    // Without --steps, the total recorded (3, the last one asked for): no step is left to run.
+    // (It went on to the default 900000.)
+    const std::string log = test::read_text((box / "training_log.csv").string());
+    const RunResult done = train(" --labels " + shell_quote((root_ / "maps").string()) + " --model-dir " +
+                                 shell_quote(box.string()) + " --device cpu --resume");
+    EXPECT_EQ(done.status, 0) << done.err;
+    EXPECT_EQ(done.out.find("900000"), std::string::npos) << done.out;
+    EXPECT_EQ(test::read_text((box / "training_log.csv").string()), log) << "a step ran";
 }
 
 // Starts the binary directly (no shell in between, so the signal reaches it), waits for its

@@ -577,6 +577,7 @@ static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig&
                      {"batch", opt.batch},
                      {"crop", {crop[0], crop[1], crop[2]}},
                      {"lr", opt.lr},
+                     {"steps", opt.steps},
                      {"steps_per_epoch", opt.steps_per_epoch},
                      {"wl2_epochs", opt.wl2_epochs},
                      {"maps", maps},
@@ -738,6 +739,9 @@ Trainer::~Trainer() = default;
 
 int64_t Trainer::step() const { return state_->step; }
 const std::string& Trainer::maps_summary() const { return state_->maps_summary; }
+const TrainOptions& Trainer::options() const {
+    return state_->options;
+}
 const std::vector<double>& Trainer::losses() const { return state_->losses; }
 
 void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const StepReport&)>& on_step,
