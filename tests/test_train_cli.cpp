@@ -173,6 +173,25 @@ TEST_F(TrainCli, TrainsWritesTheModelDirectoryAndResumes) {
     ASSERT_EQ(rows.size(), 6u);
     EXPECT_EQ(std::vector<std::string>(rows.begin(), rows.begin() + 4), first_rows);
     EXPECT_EQ(optimizer_step(model), 6);
+    EXPECT_EQ(more.err.find("not the label maps"), std::string::npos) << "the same maps: " << more.err;
+
+    // Other maps may continue a model, but the run is then not the uninterrupted one: said, and
+    // kept in the history (it went on without a word).
+    fs::create_directories(dir_ / "other_maps");
+    write_labels((dir_ / "other_maps" / "phantom_6mo.nii.gz").string(), make_phantom(6, 1));
+    const RunResult other = train(" --labels " + shell_quote((dir_ / "other_maps").string()) + " --model-dir " +
+                                  shell_quote(model.string()) + " --steps 7 --device cpu --resume");
+    ASSERT_EQ(other.status, 0) << other.err;
+    EXPECT_NE(other.err.find("warning: train: --labels " + (dir_ / "other_maps").string() + ": not the label maps " +
+                             (model / "model.json").string() +
+                             " was trained on (1 then, 1 now, or their voxels differ): from step 6 the samples are "
+                             "not the uninterrupted run's"),
+              std::string::npos)
+        << other.err;
+    const nlohmann::json history = nlohmann::json::parse(read_text(model / "model.json"))["training"]["history"];
+    ASSERT_EQ(history.size(), 2u) << history.dump();
+    EXPECT_EQ(history[1]["from_step"], 6);
+    EXPECT_NE(history[0]["maps_digest"], history[1]["maps_digest"]);
 }
 
 // --resume with only the maps and the model directory goes on as the run was started: the

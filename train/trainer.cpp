@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -442,14 +444,14 @@ void require_same_samples(const ModelSpec& saved, const ModelSpec& now, const st
     }
 }
 
-// What a resumed run records: the learning rate, precision and epoch length may change, each
-// change kept in a history with the step it took effect; the voxel sizes the network has seen
-// are those of both runs' maps.
+// What a resumed run records: the learning rate, precision, epoch length and the maps may
+// change, each change kept in a history with the step it took effect; the voxel sizes the
+// network has seen are those of both runs' maps.
 void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
     const nlohmann::json& was = saved.training;
     nlohmann::json history = was.value("history", nlohmann::json::array());
     if (!history.is_array()) history = nlohmann::json::array();
-    static const char* const may_change[] = {"lr", "precision", "steps_per_epoch"};
+    static const char* const may_change[] = {"lr", "precision", "steps_per_epoch", "maps", "maps_digest"};
     auto entry = [](int64_t from, const nlohmann::json& t) {
         nlohmann::json e = {{"from_step", from}};
         for (const char* key : may_change) e[key] = t.value(key, nlohmann::json());
@@ -557,11 +559,42 @@ static void require_resumable(const ModelSpec& saved, const std::string& json, c
               "this: remove ", model_dir, " to start again)");
 }
 
+// A fingerprint of the training maps in the order samples draw them (their grids and generation
+// indices), so that a resume on other maps is told: not a checksum against tampering.
+static std::string maps_digest(const std::vector<TrainingMap>& maps) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    auto mix = [&h](uint64_t v) {
+        h ^= v;
+        h *= 0x100000001b3ull;
+        h ^= h >> 29;
+    };
+    for (const TrainingMap& m : maps) {
+        for (const int64_t d : m.grid.dim) mix(uint64_t(d));
+        for (int r = 0; r < 4; ++r)
+            for (int c = 0; c < 4; ++c) {
+                uint64_t bits = 0;
+                std::memcpy(&bits, &m.grid.affine.m[r][c], sizeof bits);
+                mix(bits);
+            }
+        const size_t n = m.generation.size(), words = n / 8;
+        for (size_t w = 0; w < words; ++w) {
+            uint64_t word = 0;
+            std::memcpy(&word, m.generation.data() + 8 * w, 8);
+            mix(word);
+        }
+        for (size_t i = 8 * words; i < n; ++i) mix(m.generation[i]);
+    }
+    char text[17];
+    std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));
+    return text;
+}
+
 // What model.json records: the network, its labels, what its input is (maps in the training
 // frame, at every voxel size in `voxels`) and how it is trained.
 static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig& config, const UNetConfig& unet,
-                                 const VoxelSizeRange& voxels, int64_t maps, const std::array<int64_t, 3>& crop,
+                                 const std::vector<TrainingMap>& maps, const std::array<int64_t, 3>& crop,
                                  Precision precision) {
+    const VoxelSizeRange voxels = voxel_size_range(maps);
     ModelSpec spec;
     spec.unet = unet;
     spec.labels = config.segmentation_labels;
@@ -580,7 +613,8 @@ static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig&
                      {"steps", opt.steps},
                      {"steps_per_epoch", opt.steps_per_epoch},
                      {"wl2_epochs", opt.wl2_epochs},
-                     {"maps", maps},
+                     {"maps", int64_t(maps.size())},
+                     {"maps_digest", maps_digest(maps)},
                      {"precision", precision_name(precision)},
                      {"generator", nlohmann::json::parse(config_to_json(config))}};
     return spec;
@@ -706,13 +740,20 @@ Trainer::Trainer(const TrainOptions& given) {
     s.params.allocate();
     s.net->initialise(opt.seed);
     s.maps_summary = describe_training_maps(maps);
-    s.spec = training_record(opt, s.gen_config, unet, voxel_size_range(maps), int64_t(maps.size()), common,
-                             s.precision);
+    s.spec = training_record(opt, s.gen_config, unet, maps, common, s.precision);
     s.run_id = new_run_id();  // a resume takes the checkpoint's instead
     if (saved) {
         require_same_samples(*saved, s.spec, json);
         s.load_checkpoint(*saved);
         continue_record(*saved, s.spec, s.step);
+        // Other maps may continue a model (more subjects, another set), but the run is then not
+        // the one it continues: said, and kept in the record's history.
+        const nlohmann::json& was = saved->training;
+        if (was.contains("maps_digest") && was["maps_digest"] != s.spec.training["maps_digest"])
+            warning(cat("train: --labels ", opt.labels, ": not the label maps ", json, " was trained on (",
+                        was.value("maps", nlohmann::json()).dump(), " then, ", maps.size(),
+                        " now, or their voxels differ): from step ", s.step,
+                        " the samples are not the uninterrupted run's; its history records the change"));
     }
     ISS_INPUT(s.step <= opt.steps, opt.model_dir, ": the checkpoint is at step ", s.step, ", past --steps ",
               opt.steps);
