@@ -545,8 +545,17 @@ TEST_F(TrainCli, BadInputIsRefusedBeforeAnyStep) {
     const std::string to_existing = " --model-dir " + shell_quote(existing.string());
     expect_bad(joined(tiny_args({{"--features", "6"}})) + to_existing + " --steps 3 --resume", "different architecture",
                existing);
-    expect_bad(tiny + to_existing + " --steps 3", "already holds a model", existing);
+    expect_bad(tiny + to_existing + " --steps 3", "already holds a model (model.safetensors)", existing);
     EXPECT_TRUE(read_text(existing / "model.safetensors") == weights);
+    // Without model.json, the weights alone (kept by hand) or an earlier run's log still count.
+    for (const char* kept : {"model.safetensors", "validation.csv"}) {
+        const fs::path part = dir_ / (std::string("part_") + kept);
+        fs::create_directories(part);
+        std::ofstream(part / kept) << "kept";
+        expect_bad(tiny + " --model-dir " + shell_quote(part.string()) + " --steps 3",
+                   std::string("already holds a model (") + kept + ")", part);
+        EXPECT_EQ(read_text(part / kept), "kept");
+    }
 }
 
 }  // namespace

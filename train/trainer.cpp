@@ -555,8 +555,8 @@ static void require_resumable(const ModelSpec& saved, const std::string& json, c
               unet.classes, ")");
     ISS_INPUT(saved.labels == labels, json, ": its label list differs from the preset's segmentation labels");
     ISS_INPUT(fs::exists(optimizer), optimizer,
-              ": missing: cannot resume without it (a run killed while it wrote its first checkpoint leaves ",
-              "this: remove ", model_dir, " to start again)");
+              ": missing: cannot resume without Adam's state (a run killed while it wrote its first checkpoint ",
+              "leaves this; the weights in ", model_dir, " still predict: train a new --model-dir to start again)");
 }
 
 // A fingerprint of the training maps in the order samples draw them (their grids and generation
@@ -724,15 +724,22 @@ Trainer::Trainer(const TrainOptions& given) {
     for (const char* name : checkpoint_files) outputs.push_back({join(opt.model_dir, name), "--model-dir"});
     check_outputs("train", inputs, outputs, {opt.model_dir});
 
-    // Any other existing directory is locked once every input is checked (a refusal leaves no
-    // lock file in it); one that does not exist yet once it is made, below.
-    if (!s.lock && fs::is_directory(opt.model_dir, ec)) s.lock = lock_model_dir(opt.model_dir);
     const std::string json = model_json_path(s.weights_path());
-    auto require_no_model = [&](bool none) {
-        ISS_INPUT(none, opt.model_dir, ": already holds a model (model.json); pass --resume to continue it, or "
-                                       "choose another --model-dir");
+    // Any file of a checkpoint counts (weights someone kept, an earlier run's logs): a new run
+    // would replace it, or leave it beside a model it does not belong to.
+    auto require_no_model = [&] {
+        for (const char* name : checkpoint_files)
+            ISS_INPUT(!fs::exists(join(opt.model_dir, name), ec), opt.model_dir, ": already holds a model (", name,
+                      "); pass --resume to continue it, or choose another --model-dir");
     };
-    if (!opt.resume) require_no_model(!fs::exists(json));
+    // Any other existing directory is locked once every input is checked (a refusal leaves no
+    // lock file in it), and checked again under the lock (another run may have begun a model);
+    // one that does not exist yet is locked once it is made, below.
+    if (!opt.resume) require_no_model();
+    if (!s.lock && fs::is_directory(opt.model_dir, ec)) {
+        s.lock = lock_model_dir(opt.model_dir);
+        if (!opt.resume) require_no_model();
+    }
     if (saved)
         require_resumable(*saved, json, s.optimizer_path(), opt.model_dir, unet, s.gen_config.segmentation_labels);
 
@@ -764,7 +771,7 @@ Trainer::Trainer(const TrainOptions& given) {
     for (const char* name : checkpoint_files) s.made_model_dir.own_file(join(opt.model_dir, name));
     if (!s.lock) {
         s.lock = lock_model_dir(opt.model_dir);
-        require_no_model(!fs::exists(json));  // another run may have made one since the check above
+        require_no_model();  // another run may have made one since the check above
     }
     const bool threaded = opt.prefetch < 0 ? s.ctx.is_cuda() : opt.prefetch > 0;
     s.batches = std::make_unique<BatchSource>(s.ctx, s.gen_config, std::move(maps), opt.seed, opt.batch, threaded);
