@@ -65,6 +65,11 @@ void ParamStore::zero_grads() {
     if (grads_.size() > 0) ctx_.fill_zero(all, grads_.size() * sizeof(float));
 }
 
+void ParamStore::zero_moments() {
+    if (m_.size() > 0) ctx_.fill_zero(adam_m(), m_.size() * sizeof(float));
+    if (v_.size() > 0) ctx_.fill_zero(adam_v(), v_.size() * sizeof(float));
+}
+
 std::vector<float> ParamStore::download(Param p) const {
     const ParamInfo& i = info(p);
     std::vector<float> host(size_t(i.count));

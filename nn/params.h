@@ -73,6 +73,8 @@ public:
     float* state() { return state_.data(); }
 
     void zero_grads();
+    // Adam's moments back to zero: a fresh optimizer over the same weights.
+    void zero_moments();
     // Host copies of a parameter's values (for checkpoints and tests) and the reverse.
     std::vector<float> download(Param p) const;
     void upload(Param p, const std::vector<float>& values);

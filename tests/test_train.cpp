@@ -199,6 +199,29 @@ TEST_F(Train, ResumeAfterStepsOrInterruptionRepeatsTheUninterruptedRun) {
         EXPECT_TRUE(fs::exists(path(std::string("interrupted/") + f))) << f;
 }
 
+// After the weighted-L2 steps the Dice loss starts with a fresh Adam (SynthSeg compiles its Dice
+// model with a new optimizer): its step count starts again, and a run stopped exactly at the
+// switch resumes into the uninterrupted run.
+TEST_F(Train, TheDiceLossStartsWithAFreshAdam) {
+    TrainOptions o = tiny(path("wl2_straight"), 5);
+    o.wl2_epochs = 1;  // 3 steps of weighted L2 (steps_per_epoch 3), then 2 of Dice
+    const std::vector<double> straight = train(o);
+    ASSERT_EQ(straight.size(), 5u);
+    auto adam_step = [&](const std::string& dir) {
+        return read_safetensors(path(dir + "/model.optimizer.safetensors")).metadata.at("adam_step");
+    };
+    EXPECT_EQ(adam_step("wl2_straight"), "2");
+    TrainOptions first = o;
+    first.model_dir = path("wl2_resumed");
+    first.steps = 3;
+    train(first);
+    EXPECT_EQ(adam_step("wl2_resumed"), "3") << "the weighted-L2 steps' own count";
+    TrainOptions rest = o;
+    rest.model_dir = path("wl2_resumed");
+    rest.resume = true;
+    EXPECT_EQ(train(rest), straight);
+}
+
 // The same map stored RAS and LAS trains the same model (the same losses and weights, bit for
 // bit): training sees every map in the RAS frame. Both models then segment a scan (itself stored
 // LAS) identically in world space.

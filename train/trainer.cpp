@@ -800,6 +800,12 @@ void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const 
     const int64_t first = s.step;
     const auto run_start = std::chrono::steady_clock::now();
     while (s.step < opt.steps) {
+        // The Dice loss starts with a fresh Adam, as SynthSeg compiles its Dice model with a new
+        // optimizer after the weighted-L2 pre-training: moments zero, bias corrections from t = 1.
+        if (wl2_steps > 0 && s.step == wl2_steps) {
+            s.params.zero_moments();
+            s.adam.set_steps(0);
+        }
         const Batch& batch = s.batches->next(s.step);
         s.arena.reset();
         Graph g(s.arena, s.params, true);
