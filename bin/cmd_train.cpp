@@ -291,7 +291,7 @@ int cmd_train(int argc, char** argv) {
     Trainer trainer(parse_options(args));
     const TrainOptions& options = trainer.options();  // on --resume, completed from model.json
     const int64_t first_step = trainer.step();
-    std::printf("training on %s (predict resamples scans outside this range)\n", trainer.maps_summary().c_str());
+    std::printf("training on %s\n", trainer.maps_summary().c_str());
     if (first_step > 0 && first_step < options.steps) {
         std::printf("resuming %s at step %lld of %lld\n", options.model_dir.c_str(), (long long)first_step,
                     (long long)options.steps);
@@ -336,9 +336,10 @@ int cmd_train(int argc, char** argv) {
     double tail_sum = 0;
     for (size_t i = losses.size() - tail; i < losses.size(); ++i) tail_sum += losses[i];
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("trained steps %lld to %lld in %s (%.1f samples/s); loss %.4f (mean of the last %zu steps)\n",
-                (long long)first_step + 1, (long long)step, duration_text(seconds).c_str(),
-                progress.last.samples_per_second, tail > 0 ? tail_sum / double(tail) : 0.0, tail);
+    std::printf("trained steps %lld to %lld in %s (%.1f samples/s); loss %.4f (%s)\n", (long long)first_step + 1,
+                (long long)step, duration_text(seconds).c_str(), progress.last.samples_per_second,
+                tail > 0 ? tail_sum / double(tail) : 0.0,
+                tail == 1 ? "the last step" : cat("mean of the last ", tail, " steps").c_str());
     std::printf("model: %s/model.safetensors + model.json; log: %s/training_log.csv; loss curve: %s/loss.png\n",
                 options.model_dir.c_str(), options.model_dir.c_str(), options.model_dir.c_str());
     return 0;

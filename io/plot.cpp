@@ -542,7 +542,10 @@ void write_loss_curve(const std::string& path, const std::vector<double>& steps,
     plot.y_label = "loss";
     plot.series.push_back({"loss", steps, losses, {166, 196, 232}});
     const size_t window = std::max<size_t>(1, losses.size() / 50);
-    Series smooth{cat("moving average (", window, " points)"), steps, moving_average(losses, window), {24, 78, 170}};
+    Series smooth{cat("moving average (", window, window == 1 ? " point)" : " points)"),
+                  steps,
+                  moving_average(losses, window),
+                  {24, 78, 170}};
     smooth.thickness = 2;
     plot.series.push_back(smooth);
     if (!validation_steps.empty()) {

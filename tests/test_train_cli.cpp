@@ -136,7 +136,10 @@ TEST_F(TrainCli, TrainsWritesTheModelDirectoryAndResumes) {
     // Not a terminal: what it trains on, one line per checkpoint (steps 2 and 4), then the summary.
     const std::vector<std::string> out = lines_of(r.out);
     ASSERT_GE(out.size(), 4u) << r.out;
-    EXPECT_EQ(out[0].rfind("training on 1 label map (stored RAS: 1), brought to RAS; voxel size 1 x 1 x 1 mm", 0), 0u)
+    EXPECT_EQ(out[0].rfind("training on 1 label map (stored RAS: 1), brought to RAS; voxel size 1 x 1 x 1 mm "
+                           "(predict resamples scans outside this range); crops of 32x32x32 voxels",
+                           0),
+              0u)
         << out[0];
     EXPECT_EQ(out[1].rfind("step 2/4 loss ", 0), 0u) << out[1];
     EXPECT_NE(out[1].find("(mean of the epoch)"), std::string::npos) << out[1];

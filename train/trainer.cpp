@@ -746,7 +746,10 @@ Trainer::Trainer(const TrainOptions& given) {
     s.net = std::make_unique<UNet>(unet, s.params);
     s.params.allocate();
     s.net->initialise(opt.seed);
-    s.maps_summary = describe_training_maps(maps);
+    // The crop said once: a --shape or output_shape is clipped to the smallest map and rounded
+    // down to the network's multiple.
+    s.maps_summary = cat(describe_training_maps(maps), " (predict resamples scans outside this range); crops of ",
+                         dims_text(common), " voxels");
     s.spec = training_record(opt, s.gen_config, unet, maps, common, s.precision);
     s.run_id = new_run_id();  // a resume takes the checkpoint's instead
     if (saved) {

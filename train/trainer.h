@@ -94,7 +94,7 @@ public:
 
     int64_t step() const;
     const std::vector<double>& losses() const;  // per step, from step 1 (resumed runs included)
-    // The training maps in one line: count, stored orientations, voxel size range.
+    // The training maps in one line: count, stored orientations, voxel size range, the crop.
     const std::string& maps_summary() const;
     // The options the run uses: those given, completed on --resume by what the model recorded
     // (its total --steps, epoch length, batch...).
