@@ -73,7 +73,7 @@ int cmd_clean(int argc, char** argv) {
 
     VolumeHeader seg_header, post_header;
     Prediction p{read_segmentation(seg_path, &seg_header), Image()};
-    Posteriors posteriors = read_posteriors(post_path, given ? &*given : nullptr, &post_header);
+    Posteriors posteriors = read_posteriors(post_path, given, &post_header);
     p.post = on_grid_of(std::move(posteriors.image), post_path, p.seg.grid, seg_path);
 
     const CleanStats s = clean_prediction(p, posteriors.labels, options, seg_path);

@@ -72,28 +72,24 @@ int cmd_merge(int argc, char** argv) {
     require_volume_output(o_post, "--o-post");
     ISS_INPUT(!(args.has("--labels") && args.has("--t1-labels") && args.has("--t2-labels")),
               "merge: --labels is for a side without its own --t1-labels or --t2-labels; both are given");
-    // Each side's labels as given: its own option, else --labels, else none.
-    auto option_for = [&](const std::string& side) { return args.has(side) ? side : std::string("--labels"); };
-    const std::string t1_option = option_for("--t1-labels"), t2_option = option_for("--t2-labels");
-    check_outputs("merge",
-                  {{t1_seg, "--t1-seg"},
-                   {t1_post, "--t1-post"},
-                   {t2_seg, "--t2-seg"},
-                   {t2_post, "--t2-post"},
-                   label_file_of(args.get(t1_option, ""), t1_option),
-                   label_file_of(args.get(t2_option, ""), t2_option)},
-                  {{o_seg, "--o-seg"}, {o_post, "--o-post"}});
-    const std::optional<LabelList> t1_given = given_label_list(args, t1_option);
-    const std::optional<LabelList> t2_given = given_label_list(args, t2_option);
+    std::vector<NamedPath> inputs{
+        {t1_seg, "--t1-seg"}, {t1_post, "--t1-post"}, {t2_seg, "--t2-seg"}, {t2_post, "--t2-post"}};
+    for (const char* option : {"--labels", "--t1-labels", "--t2-labels"})
+        if (args.has(option)) inputs.push_back(label_file_of(args.get(option, ""), option));
+    check_outputs("merge", inputs, {{o_seg, "--o-seg"}, {o_post, "--o-post"}});
+    // Each side's labels as given: its own option, else --labels (read once), else none.
+    const std::optional<LabelList> both = given_label_list(args, "--labels");
+    const std::optional<LabelList> t1_given = args.has("--t1-labels") ? given_label_list(args, "--t1-labels") : both;
+    const std::optional<LabelList> t2_given = args.has("--t2-labels") ? given_label_list(args, "--t2-labels") : both;
 
     VolumeHeader seg_header, post_header;
     // Everything on the T1 segmentation's grid (a file of it stored in another voxel order is
     // reordered).
     Prediction t1{read_segmentation(t1_seg, &seg_header), Image()};
-    Posteriors t1_read = read_posteriors(t1_post, t1_given ? &*t1_given : nullptr, &post_header);
+    Posteriors t1_read = read_posteriors(t1_post, t1_given, &post_header);
     t1.post = on_grid_of(std::move(t1_read.image), t1_post, t1.seg.grid, t1_seg);
     Prediction t2{on_grid_of(read_segmentation(t2_seg), t2_seg, t1.seg.grid, t1_seg), Image()};
-    Posteriors t2_read = read_posteriors(t2_post, t2_given ? &*t2_given : nullptr);
+    Posteriors t2_read = read_posteriors(t2_post, t2_given);
     t2.post = on_grid_of(std::move(t2_read.image), t2_post, t1.seg.grid, t1_seg);
 
     // Every label of either segmentation must have its posterior frame (as clean requires), and

@@ -3,7 +3,6 @@
 // measures every subject before writing anything, then writes prior_means.npy and
 // prior_stds.npy (float64, (2, n_labels)) and prints a table per label.
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -16,8 +15,8 @@
 #include "bin/commands.h"
 #include "io/file_util.h"
 #include "io/npy.h"
-#include "post/prediction.h"  // parse_label_list
 #include "kernels/common/error.h"
+#include "post/prediction.h"  // parse_label_list
 #include "synth/labels.h"
 #include "synth/priors_estimate.h"
 

@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "io/file_util.h"
+#include "io/volume.h"  // shape_text
 #include "kernels/common/error.h"
 
 namespace iss {
@@ -87,12 +88,6 @@ int64_t extent(hid_t space, std::vector<int64_t>* shape) {
         if (count > kMaxDatasetElements) return -1;
     }
     return count;
-}
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-    std::string s = "(";
-    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-    return s + (shape.size() == 1 ? ",)" : ")");
 }
 
 // Variable-length strings live in global heap collections, and libhdf5 1.10 trusts them: it

@@ -8,6 +8,7 @@
 
 #include "io/csv.h"  // csv_number: a label as it is written
 #include "io/file_util.h"
+#include "io/volume.h"  // shape_text
 #include "kernels/common/error.h"
 
 namespace iss {
@@ -87,13 +88,6 @@ bool load_element(const std::string& kind, const char* p, bool swap, double* val
     else
         return false;
     return true;
-}
-
-// NumPy's text for a shape: "(2, 3)", "(4,)", "()".
-std::string shape_text(const std::vector<int64_t>& shape) {
-    std::string tuple;
-    for (size_t i = 0; i < shape.size(); ++i) tuple += (i ? ", " : "") + std::to_string(shape[i]);
-    return "(" + tuple + (shape.size() == 1 ? ",)" : ")");
 }
 
 }  // namespace

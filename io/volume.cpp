@@ -8,6 +8,12 @@ namespace iss {
 
 std::string dims_text(const std::array<int64_t, 3>& dim) { return cat(dim[0], "x", dim[1], "x", dim[2]); }
 
+std::string shape_text(const std::vector<int64_t>& shape) {
+    std::string tuple;
+    for (size_t i = 0; i < shape.size(); ++i) tuple += (i ? ", " : "") + std::to_string(shape[i]);
+    return "(" + tuple + (shape.size() == 1 ? ",)" : ")");
+}
+
 std::string voxel_text(const std::array<int64_t, 3>& dim, int64_t v) {
     const int64_t slice = dim[0] * dim[1], voxels = slice * dim[2], w = v % voxels;
     return cat(w % dim[0], ",", w / dim[0] % dim[1], ",", w / slice, v >= voxels ? cat(" of frame ", v / voxels) : "");

@@ -30,6 +30,8 @@ struct Mat4 {
 
 // "155x175x149": a grid's dims for messages.
 std::string dims_text(const std::array<int64_t, 3>& dim);
+// NumPy's text for an array shape: "(2, 3)", "(4,)", "()" (.npy headers, HDF5 messages).
+std::string shape_text(const std::vector<int64_t>& shape);
 // "i,j,k" of the voxel at index v of a grid of dims `dim` (x fastest), for messages; with
 // " of frame t" where v lies past the first frame.
 std::string voxel_text(const std::array<int64_t, 3>& dim, int64_t v);

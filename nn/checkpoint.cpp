@@ -18,7 +18,8 @@ namespace {
 constexpr const char* model_format = "infant-synthseg-model";
 constexpr int model_format_version = 1;
 
-std::string shape_text(const std::vector<int64_t>& shape) {
+// A tensor's shape as the safetensors header writes it: "[3, 3, 3, 1, 24]".
+std::string tensor_shape_text(const std::vector<int64_t>& shape) {
     std::string s = "[";
     for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
     return s + "]";
@@ -266,17 +267,18 @@ std::map<std::string, std::string> load_weights(const std::string& weights_path,
     for (const ParamInfo& info : params.infos()) {
         const auto it = by_name.find(info.name);
         if (it == by_name.end()) {
-            problems.push_back(cat("missing tensor ", info.name, " ", shape_text(info.shape)));
+            problems.push_back(cat("missing tensor ", info.name, " ", tensor_shape_text(info.shape)));
             continue;
         }
         const SafeTensor& t = *it->second;
         if (t.dtype != "F32") problems.push_back(cat(info.name, " is ", t.dtype, ", expected F32"));
         else if (t.shape != info.shape)
-            problems.push_back(cat(info.name, " has shape ", shape_text(t.shape), ", the model expects ",
-                                   shape_text(info.shape)));
+            problems.push_back(cat(info.name, " has shape ", tensor_shape_text(t.shape), ", the model expects ",
+                                   tensor_shape_text(info.shape)));
         by_name.erase(it);
     }
-    for (const auto& [name, t] : by_name) problems.push_back(cat("unexpected tensor ", name, " ", shape_text(t->shape)));
+    for (const auto& [name, t] : by_name)
+        problems.push_back(cat("unexpected tensor ", name, " ", tensor_shape_text(t->shape)));
     if (!problems.empty()) {
         std::string message = cat(weights_path, ": does not match the model (", problems.size(), " problem",
                                   problems.size() > 1 ? "s" : "", "): ");

@@ -19,6 +19,8 @@ public:
     const AdamConfig& config() const { return config_; }
     AdamConfig& config() { return config_; }
     int64_t steps() const { return steps_; }
+    // A fresh optimizer over the same weights: moments zero, the step count from 0.
+    void reset(ParamStore& params);
     void set_steps(int64_t steps) { steps_ = steps; }
 
 private:

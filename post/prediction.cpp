@@ -124,7 +124,7 @@ LabelMap read_segmentation(const std::string& path, VolumeHeader* header) {
     return read_labels(h);
 }
 
-Posteriors read_posteriors(const std::string& path, const LabelList* given, VolumeHeader* header) {
+Posteriors read_posteriors(const std::string& path, const std::optional<LabelList>& given, VolumeHeader* header) {
     const VolumeHeader h = read_volume_header(path);
     ISS_INPUT(h.frame_labels_problem.empty(), h.frame_labels_problem);
     LabelList list;
@@ -158,18 +158,15 @@ Posteriors read_posteriors(const std::string& path, const LabelList* given, Volu
 
 std::vector<int64_t> frames_in_order_of(const LabelList& from, const std::string& from_path, const LabelList& to,
                                         const std::string& to_path) {
-    struct Side {
-        const LabelList& list;
-        const std::string& path;
+    // Every label of `a` must have a frame in `b`, both ways round.
+    auto require_within = [](const LabelList& a, const std::string& a_path, const LabelList& b,
+                             const std::string& b_path) {
+        for (const int32_t label : a.labels)
+            ISS_INPUT(b.index_of(label) >= 0, a_path, " has a frame for label ", label, " (", a.source, ") and ",
+                      b_path, " has none (", b.source, "): the two posteriors must hold the same labels");
     };
-    const Side sides[2] = {{from, from_path}, {to, to_path}};
-    for (int s = 0; s < 2; ++s) {
-        const Side &a = sides[s], &b = sides[1 - s];
-        for (const int32_t label : a.list.labels)
-            ISS_INPUT(b.list.index_of(label) >= 0, a.path, " has a frame for label ", label, " (", a.list.source,
-                      ") and ", b.path, " has none (", b.list.source,
-                      "): the two posteriors must hold the same labels");
-    }
+    require_within(from, from_path, to, to_path);
+    require_within(to, to_path, from, from_path);
     std::vector<int64_t> frames;
     for (const int32_t label : to.labels) frames.push_back(from.index_of(label));
     return frames;

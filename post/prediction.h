@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,10 +63,11 @@ struct Posteriors {
 };
 
 // Posteriors (every value a probability) and the labels of their frames: those the file records,
-// else `given` (an option's list; null when it was not given), else the infant segmentation
+// else `given` (an option's list, when it was given), else the infant segmentation
 // list. InputError naming the file when the recorded labels and `given` differ (the frames would
 // be taken for other labels), or when the frame count is not the list's.
-Posteriors read_posteriors(const std::string& path, const LabelList* given, VolumeHeader* header = nullptr);
+Posteriors read_posteriors(const std::string& path, const std::optional<LabelList>& given,
+                           VolumeHeader* header = nullptr);
 
 // For each label of `to`, its frame in `from`: how to read posteriors of `from`'s order in
 // `to`'s. InputError naming both files and their lists' sources when the lists do not hold the

@@ -69,10 +69,8 @@ ModelSpec keras_model_spec(const KerasUNet& model, const KerasImportOptions& opt
         // one need not be (0, 2, 16, 41 is 0, 16, 2, 41 sorted): the labels given must be the
         // recorded ones, and keep the recorded order.
         spec = recorded_spec(model, source);
-        std::string listed;
-        for (const int32_t label : spec.labels) listed += cat(listed.empty() ? "" : ",", label);
         ISS_INPUT(std::is_permutation(labels.begin(), labels.end(), spec.labels.begin(), spec.labels.end()), source,
-                  " records its labels (", listed, "): --labels names others");
+                  " records its labels (", label_list_text(spec.labels), "): --labels names others");
         if (!options.orientation.empty()) spec.preprocessing["orientation"] = options.orientation;
     } else {
         spec.unet = model.unet;

@@ -541,8 +541,8 @@ TEST_F(PostInputs, FrameCountsDimensionsGridsAndMissingFilesNameTheFile) {
     write_labels(path("seg.nii.gz"), LabelMap(g));
     const LabelList two{{0, 2}, "--labels"};
     const LabelList three{{0, 2, 3}, "--labels"};
-    EXPECT_EQ(read_posteriors(path("post3.nii.gz"), &three).image.frames, 3);
-    const std::string frames = error_of([&] { read_posteriors(path("post3.nii.gz"), &two); });
+    EXPECT_EQ(read_posteriors(path("post3.nii.gz"), three).image.frames, 3);
+    const std::string frames = error_of([&] { read_posteriors(path("post3.nii.gz"), two); });
     EXPECT_NE(frames.find(path("post3.nii.gz") + ": 3 posterior frames but --labels has 2 labels"), std::string::npos)
         << frames;
     const std::string four_d = error_of([&] { read_segmentation(path("post3.nii.gz")); });
@@ -589,12 +589,12 @@ TEST_F(PostInputs, PosteriorsOutsideZeroToOneAreRefusedWhereTheyAre) {
     Image post(g, 2, 0.5f);
     post.at(2, 1, 0, 1) = 1.0004f;
     write_posteriors(path("p.nii.gz"), post);
-    EXPECT_EQ(read_posteriors(path("p.nii.gz"), &two).image.frames, 2);
+    EXPECT_EQ(read_posteriors(path("p.nii.gz"), two).image.frames, 2);
     for (const float bad : {5.0f, 1.01f, -0.1f, std::nanf("")}) {
         SCOPED_TRACE(bad);
         post.at(2, 1, 0, 1) = bad;
         write_posteriors(path("p.nii.gz"), post);
-        const std::string e = error_of([&] { read_posteriors(path("p.nii.gz"), &two); });
+        const std::string e = error_of([&] { read_posteriors(path("p.nii.gz"), two); });
         EXPECT_NE(e.find(path("p.nii.gz") + ": posterior "), std::string::npos) << e;
         EXPECT_NE(e.find(" at voxel 2,1,0 of frame 1 is not a probability (0 to 1)"), std::string::npos) << e;
     }
@@ -603,7 +603,7 @@ TEST_F(PostInputs, PosteriorsOutsideZeroToOneAreRefusedWhereTheyAre) {
 TEST_F(PostInputs, WritePredictionLeavesNothingOnFailure) {
     const Grid g = grid_of(2, 2, 2);
     write_prediction(path("s.nii.gz"), LabelMap(g), nullptr, path("p.nii"), Image(g, 2), {0, 1}, nullptr);
-    EXPECT_EQ(read_posteriors(path("p.nii"), nullptr).image.frames, 2);
+    EXPECT_EQ(read_posteriors(path("p.nii"), std::nullopt).image.frames, 2);
     // The posteriors cannot be written (their directory is missing): no segmentation either.
     const std::string e = error_of([&] {
         write_prediction(path("s2.nii.gz"), LabelMap(g), nullptr, path("no/p.nii.gz"), Image(g, 2), {}, nullptr);

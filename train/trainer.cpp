@@ -1,11 +1,12 @@
 #include "train/trainer.h"
 
+#include <zlib.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -560,32 +561,17 @@ static void require_resumable(const ModelSpec& saved, const std::string& json, c
 }
 
 // A fingerprint of the training maps in the order samples draw them (their grids and generation
-// indices), so that a resume on other maps is told: not a checksum against tampering.
+// indices), so that a resume on other maps is told: zlib's CRC-32, not a checksum against
+// tampering.
 static std::string maps_digest(const std::vector<TrainingMap>& maps) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    auto mix = [&h](uint64_t v) {
-        h ^= v;
-        h *= 0x100000001b3ull;
-        h ^= h >> 29;
-    };
+    uLong crc = crc32_z(0L, Z_NULL, 0);
     for (const TrainingMap& m : maps) {
-        for (const int64_t d : m.grid.dim) mix(uint64_t(d));
-        for (int r = 0; r < 4; ++r)
-            for (int c = 0; c < 4; ++c) {
-                uint64_t bits = 0;
-                std::memcpy(&bits, &m.grid.affine.m[r][c], sizeof bits);
-                mix(bits);
-            }
-        const size_t n = m.generation.size(), words = n / 8;
-        for (size_t w = 0; w < words; ++w) {
-            uint64_t word = 0;
-            std::memcpy(&word, m.generation.data() + 8 * w, 8);
-            mix(word);
-        }
-        for (size_t i = 8 * words; i < n; ++i) mix(m.generation[i]);
+        crc = crc32_z(crc, reinterpret_cast<const Bytef*>(m.grid.dim.data()), sizeof m.grid.dim);
+        crc = crc32_z(crc, reinterpret_cast<const Bytef*>(&m.grid.affine.m[0][0]), sizeof m.grid.affine.m);
+        crc = crc32_z(crc, m.generation.data(), m.generation.size());
     }
-    char text[17];
-    std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));
+    char text[9];
+    std::snprintf(text, sizeof text, "%08lx", static_cast<unsigned long>(crc & 0xffffffffu));
     return text;
 }
 
@@ -805,10 +791,7 @@ void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const 
     while (s.step < opt.steps) {
         // The Dice loss starts with a fresh Adam, as SynthSeg compiles its Dice model with a new
         // optimizer after the weighted-L2 pre-training: moments zero, bias corrections from t = 1.
-        if (wl2_steps > 0 && s.step == wl2_steps) {
-            s.params.zero_moments();
-            s.adam.set_steps(0);
-        }
+        if (wl2_steps > 0 && s.step == wl2_steps) s.adam.reset(s.params);
         const Batch& batch = s.batches->next(s.step);
         s.arena.reset();
         Graph g(s.arena, s.params, true);
