@@ -9,6 +9,7 @@
 #include <iterator>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "io/orientation.h"
@@ -1131,20 +1132,20 @@ TEST(SynthParams, BadInputIsNamed) {
     steep.gamma_std = 10.5;
     EXPECT_THROW(validate_config(steep, "cfg.json"), InputError);
     // The spatial bounds: the largest each allows passes, past it is refused, naming it.
-    for (const auto& [field, high] :
-         std::vector<std::pair<double GeneratorConfig::*, double>>{{&GeneratorConfig::rotation_bounds, 180},
-                                                                   {&GeneratorConfig::shearing_bounds, 1},
-                                                                   {&GeneratorConfig::translation_bounds, 1000},
-                                                                   {&GeneratorConfig::nonlin_std, 100}}) {
+    const std::vector<std::tuple<double GeneratorConfig::*, std::string, double>> bounds{
+        {&GeneratorConfig::rotation_bounds, "rotation_bounds", 180},
+        {&GeneratorConfig::shearing_bounds, "shearing_bounds", 1},
+        {&GeneratorConfig::translation_bounds, "translation_bounds", 1000},
+        {&GeneratorConfig::nonlin_std, "nonlin_std", 100}};
+    for (const auto& [field, name, high] : bounds) {
         GeneratorConfig bounded = config;
         bounded.*field = high;
-        EXPECT_NO_THROW(validate_config(bounded, "cfg.json")) << high;
+        EXPECT_NO_THROW(validate_config(bounded, "cfg.json")) << name;
         bounded.*field = high * 1.01;
-        EXPECT_NE(test::refusal_of("cfg.json", [&] { validate_config(bounded, "cfg.json"); }).find(" must be in [0, "),
-                  std::string::npos)
-            << high;
+        const std::string refusal = test::refusal_of("cfg.json", [&] { validate_config(bounded, "cfg.json"); });
+        EXPECT_NE(refusal.find(cat("cfg.json: ", name, " must be in [0, ", high, "]")), std::string::npos) << refusal;
         bounded.*field = -1;
-        EXPECT_THROW(validate_config(bounded, "cfg.json"), InputError) << high;
+        EXPECT_THROW(validate_config(bounded, "cfg.json"), InputError) << name;
     }
     // A label shares one class's intensity: in two classes it would have two.
     GeneratorConfig twice = preset_config("infant-t1");

@@ -216,6 +216,21 @@ TEST_F(Train, TheDiceLossStartsWithAFreshAdam) {
     first.steps = 3;
     train(first);
     EXPECT_EQ(adam_step("wl2_resumed"), "3") << "the weighted-L2 steps' own count";
+    // One Dice step after the switch, fresh moments are one gradient's: m = (1 - b1) g and
+    // v = (1 - b2) g^2, so m^2 / v = 0.01 / 0.001 = 10 wherever g != 0 (carried moments are not).
+    TrainOptions one = o;
+    one.model_dir = path("wl2_one");
+    one.steps = 4;
+    train(one);
+    const SafetensorsFile state = read_safetensors(path("wl2_one/model.optimizer.safetensors"));
+    const std::vector<float> m = state.at("adam.m").as_f32(), v = state.at("adam.v").as_f32();
+    int64_t moved = 0;
+    for (size_t i = 0; i < m.size(); ++i)
+        if (v[i] > 1e-30f) {
+            ++moved;
+            ASSERT_NEAR(double(m[i]) * m[i] / v[i], 10.0, 1e-3) << "parameter " << i;
+        }
+    EXPECT_GT(moved, 0);
     TrainOptions rest = o;
     rest.model_dir = path("wl2_resumed");
     rest.resume = true;

@@ -178,6 +178,17 @@ TEST_F(TrainCli, TrainsWritesTheModelDirectoryAndResumes) {
     EXPECT_EQ(optimizer_step(model), 6);
     EXPECT_EQ(more.err.find("not the label maps"), std::string::npos) << "the same maps: " << more.err;
 
+    // A --shape past the map is clipped to it and rounded: the start line says the crop that
+    // runs, as model.json records it (it said nothing).
+    const fs::path big = dir_ / "big";
+    const RunResult b =
+        train(joined(tiny_args({{"--shape", "200"}})) + " --model-dir " + shell_quote(big.string()) + " --steps 1");
+    ASSERT_EQ(b.status, 0) << b.err;
+    const nlohmann::json crop = nlohmann::json::parse(read_text(big / "model.json"))["training"]["crop"];
+    const std::string ran = cat(crop[0].get<int64_t>(), "x", crop[1].get<int64_t>(), "x", crop[2].get<int64_t>());
+    EXPECT_NE(ran, "200x200x200");
+    EXPECT_NE(b.out.find("; crops of " + ran + " voxels"), std::string::npos) << b.out;
+
     // Other maps may continue a model, but the run is then not the uninterrupted one: said, and
     // kept in the history (it went on without a word).
     fs::create_directories(dir_ / "other_maps");
@@ -241,6 +252,7 @@ TEST_F(TrainCli, ResumeTakesWhatTheModelRecorded) {
     const RunResult done = train(" --labels " + shell_quote((root_ / "maps").string()) + " --model-dir " +
                                  shell_quote(box.string()) + " --device cpu --resume");
     EXPECT_EQ(done.status, 0) << done.err;
+    EXPECT_NE(done.out.find("is already at step 3: nothing to train"), std::string::npos) << done.out;
     EXPECT_EQ(done.out.find("900000"), std::string::npos) << done.out;
     EXPECT_EQ(test::read_text((box / "training_log.csv").string()), log) << "a step ran";
 }
