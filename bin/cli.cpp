@@ -1,12 +1,15 @@
 #include "bin/cli.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cerrno>
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <new>
+#include <thread>
 
 #include "io/file_util.h"
 #include "kernels/common/error.h"
@@ -89,6 +92,20 @@ uint64_t Args::seed() const {
     const long long seed = integer("--seed", 1);
     ISS_INPUT(seed >= 0, command_, ": --seed must be a non-negative integer, got ", seed);
     return uint64_t(seed);
+}
+
+void Args::apply_threads() const {
+    if (!has("--threads")) return;
+    long long threads = integer("--threads", 0);
+    ISS_INPUT(threads >= 1, command_, ": --threads must be at least 1, got ", threads);
+    // More threads than the machine runs at once only costs memory (and 100000 of them made the
+    // OpenMP runtime fail): at most one per hardware thread.
+    const long long hardware = std::max(1u, std::thread::hardware_concurrency());
+    if (threads > hardware) {
+        warning(cat(command_, ": --threads ", threads, ": this machine runs ", hardware, "; using ", hardware));
+        threads = hardware;
+    }
+    omp_set_num_threads(int(threads));
 }
 
 std::string Args::preset() const {

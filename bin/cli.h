@@ -40,6 +40,9 @@ public:
     uint64_t seed() const;
     // --preset: a preset's name, "" when absent (an empty value is refused, not taken for none).
     std::string preset() const;
+    // --threads N: the CPU threads from now on (OpenMP's), at most the machine's hardware threads
+    // (more: a warning); nothing when absent.
+    void apply_threads() const;
 
 private:
     std::string command_;

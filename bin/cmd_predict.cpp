@@ -2,7 +2,6 @@
 // file; flags follow FreeSurfer's mri_synthseg where they mean the same thing. A folder is
 // processed file by file: a bad file is reported and skipped, the rest still done, and the exit
 // status says that something failed (2 for bad input, 1 for anything else).
-#include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,7 +13,6 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "bin/cli.h"
@@ -89,7 +87,7 @@ const char* usage =
     "  --no-flip           no left/right test-time augmentation (twice as fast)\n"
     "  --no-resample       keep the input's voxel size even outside the model's range\n"
     "  --clip-percentiles  clip intensities to the 0.5 and 99.5 percentiles before normalising\n"
-    "  --threads N         CPU threads (default: all)\n"
+    "  --threads N         CPU threads (default: all, or OMP_NUM_THREADS)\n"
     "  --device D          auto (CUDA when present, else CPU), cpu, cuda or cuda:N\n"
     "  --precision P       the network's arithmetic: fp32 (default) or bf16 (activations\n"
     "                      stored as bfloat16, convolutions summing in fp32, the posteriors\n"
@@ -119,18 +117,7 @@ Image read_channels(const std::vector<std::string>& files, VolumeHeader* header)
 // The options that say how to segment (and how many threads), checked; `model` decides
 // whether --labels and --orientation belong (a Keras model) or not.
 PredictOptions predict_options(const Args& args, const std::string& model) {
-    if (args.has("--threads")) {
-        long long threads = args.integer("--threads", 0);
-        ISS_INPUT(threads >= 1, "predict: --threads must be at least 1, got ", threads);
-        // More threads than the machine runs at once only costs memory (and 100000 of them made
-        // the OpenMP runtime fail): at most one per hardware thread.
-        const long long hardware = std::max(1u, std::thread::hardware_concurrency());
-        if (threads > hardware) {
-            warning(cat("predict: --threads ", threads, ": this machine runs ", hardware, "; using ", hardware));
-            threads = hardware;
-        }
-        omp_set_num_threads(int(threads));
-    }
+    args.apply_threads();
     PredictOptions options;
     options.device = parse_device(args.get("--device", "auto"));
     options.precision = parse_precision(args.get("--precision", "fp32"), "predict: --precision");

@@ -34,7 +34,7 @@ const char* usage =
     "                             [--steps N] [--steps-per-epoch N] [--lr X] [--batch B]\n"
     "                             [--shape S] [--levels L] [--features F] [--wl2-epochs E]\n"
     "                             [--resume] [--seed S] [--device auto|cpu|cuda[:N]]\n"
-    "                             [--precision fp32|bf16]\n"
+    "                             [--precision fp32|bf16] [--threads N]\n"
     "                             [--validation-labels FILE|DIR [--validate-every N]\n"
     "                              [--validation-samples K]]\n"
     "\n"
@@ -74,8 +74,10 @@ const char* usage =
     "                      time writes a --model-dir\n"
     "  --seed S            non-negative integer: initial weights and every sample; a resumed run\n"
     "                      repeats the uninterrupted one exactly on the same device and number\n"
-    "                      of threads (sums run in another order otherwise) (default 1)\n"
+    "                      of threads (sums run in another order otherwise: model.json records\n"
+    "                      them, and a resume on others warns) (default 1)\n"
     "  --device D          auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default auto)\n"
+    "  --threads N         CPU threads (default: all, or OMP_NUM_THREADS)\n"
     "  --precision P       the network's arithmetic: fp32 (default) or bf16 (activations and\n"
     "                      their gradients stored as bfloat16, convolutions summing in fp32;\n"
     "                      weights, their gradients, the loss and Adam fp32; recorded in\n"
@@ -195,6 +197,7 @@ TrainOptions parse_options(const Args& args) {
     o.seed = args.seed();
     o.device = parse_device(args.get("--device", "auto"));
     o.precision = parse_precision(args.get("--precision", "fp32"), "train: --precision");
+    args.apply_threads();
 
     o.validation_labels = args.get("--validation-labels", "");
     ISS_INPUT(!o.validation_labels.empty() || (!args.has("--validate-every") && !args.has("--validation-samples")),
@@ -282,7 +285,7 @@ int cmd_train(int argc, char** argv) {
     const Args args("train", argc, argv,
                     {"--labels", "--model-dir", "--preset", "--config", "--steps", "--steps-per-epoch", "--lr",
                      "--batch", "--shape", "--levels", "--features", "--wl2-epochs", "--seed", "--device",
-                     "--precision", "--validation-labels", "--validate-every", "--validation-samples"},
+                     "--precision", "--threads", "--validation-labels", "--validate-every", "--validation-samples"},
                     {"--resume", "--help"});
     if (args.flag("--help")) {
         std::fputs(usage, stdout);

@@ -31,6 +31,8 @@ int64_t set_dnnl_weights_slab_rows(int64_t rows);
 // Whether oneDNN found a CPU with bf16 instructions (AVX512-BF16 or AMX), and whether with AMX.
 bool dnnl_bf16_is_native();
 bool dnnl_has_amx();
+// The instruction set oneDNN's kernels use here, e.g. "AVX-512 with AMX" (each sums in its own order).
+const char* dnnl_isa_name();
 // AVX2 without AVX-512 as oneDNN sees the CPU (ONEDNN_MAX_CPU_ISA can cap it): where an
 // inference's fp32 forward of 48 channels and more runs on the blocked layout (conv_dnnl.cpp).
 bool dnnl_avx2_without_avx512();

@@ -511,6 +511,13 @@ int64_t set_dnnl_weights_slab_rows(int64_t rows) { return forced_weights_slab_ro
 
 bool dnnl_bf16_is_native() { return dnnl_isa_includes(dnnl::cpu_isa::avx512_core_bf16); }
 bool dnnl_has_amx() { return dnnl_isa_includes(dnnl::cpu_isa::avx512_core_amx); }
+const char* dnnl_isa_name() {
+    if (dnnl_has_amx()) return "AVX-512 with AMX";
+    if (dnnl_bf16_is_native()) return "AVX-512 with BF16";
+    if (dnnl_isa_includes(dnnl::cpu_isa::avx512_core)) return "AVX-512";
+    if (dnnl_isa_includes(dnnl::cpu_isa::avx2)) return "AVX2";
+    return "before AVX2";
+}
 // Only where it was measured: with AVX-512, oneDNN's brgconv kernels ask for ndhwc themselves
 // (an AMX Xeon, docs/PERFORMANCE.md ninth session); older CPUs were not timed.
 bool dnnl_avx2_without_avx512() {

@@ -1,5 +1,7 @@
 #include "nn/precision.h"
 
+#include <omp.h>
+
 #include <atomic>
 
 #include "kernels/common/device.h"
@@ -38,6 +40,12 @@ Precision usable_precision(DeviceContext& ctx, Precision requested) {
                               : std::string("this CPU has no native bf16 (AVX512-BF16 or AMX), where bf16 is slower "
                                             "than fp32: running fp32"));
     return Precision::fp32;
+}
+
+std::string arithmetic_identity(DeviceContext& ctx) {
+    if (ctx.is_cuda()) return cuda_device_identity(ctx.device().index);
+    const int threads = omp_get_max_threads();
+    return cat("cpu, ", threads, threads == 1 ? " thread" : " threads", ", oneDNN ", dnnl_isa_name());
 }
 
 }  // namespace iss

@@ -37,4 +37,10 @@ bool bf16_is_native(DeviceContext& ctx);
 // faster there.
 Precision usable_precision(DeviceContext& ctx, Precision requested);
 
+// What decides the order of the network's sums, and so the last bits of a step: on the CPU the
+// thread count and oneDNN's instruction set ("cpu, 2 threads, oneDNN AVX-512 with AMX"), on CUDA
+// the GPU and cuDNN (cuda_device_identity). Two runs of one seed repeat each other bit for bit
+// only where this is the same.
+std::string arithmetic_identity(DeviceContext& ctx);
+
 }  // namespace iss

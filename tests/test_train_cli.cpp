@@ -338,11 +338,6 @@ void interrupt_and_resume(const fs::path& dir, const std::vector<std::string>& b
     EXPECT_EQ(std::vector<std::string>(resumed.begin(), resumed.begin() + step), rows);
 }
 
-// A checkpoint is one unit. Its files are one OutputSet: each written under a temporary name, then
-// all moved into place. Failing each write and each move in turn (INFANT_FAULT_OUTPUT=k: the k-th
-// file this run moves, as a full disk would) leaves the previous checkpoint whole, and a resume
-// repeats the uninterrupted run exactly. (Written one after another, a failure between two files
-// left a directory that resume refused as a mixture, and lost the good checkpoint before it.)
 // A model.json from before full_resolution_probability was recorded resumes where the random
 // resolution is off (the parameter changes no draw) and is refused, saying why, where it is on
 // (that build drew otherwise).
@@ -365,6 +360,48 @@ TEST_F(TrainCli, AModelRecordedBeforeFullResolutionProbabilityResumes) {
                "was trained by an earlier build, whose random resolution drew otherwise", model);
 }
 
+// model.json records what decides the order of the network's sums (threads, oneDNN's
+// instruction set, or the GPU): a resume on another says that the weights no longer repeat the
+// uninterrupted run's bit for bit, and the history keeps the change. (The thread count was
+// neither recorded nor compared: a resume with another OMP_NUM_THREADS drifted without a word.)
+TEST_F(TrainCli, TheArithmeticIsRecordedAndAResumeOnAnotherIsTold) {
+    const fs::path model = dir_ / "arithmetic";
+    const fs::path json = model / "model.json";
+    ASSERT_EQ(train_tiny(model.string(), 2, " --threads 1").status, 0);
+    const std::string recorded = nlohmann::json::parse(read_text(json))["training"]["arithmetic"];
+    EXPECT_EQ(recorded.rfind("cpu, 1 thread, oneDNN ", 0), 0u) << recorded;
+
+    const RunResult same = train_tiny(model.string(), 3, " --threads 1 --resume");
+    ASSERT_EQ(same.status, 0) << same.err;
+    EXPECT_EQ(same.err.find("another order"), std::string::npos) << same.err;
+    EXPECT_FALSE(nlohmann::json::parse(read_text(json))["training"].contains("history"));
+
+    // As if trained on another machine.
+    nlohmann::json spec = nlohmann::json::parse(read_text(json));
+    spec["training"]["arithmetic"] = "cpu, 64 threads, oneDNN AVX2";
+    std::ofstream(json) << spec.dump(2);
+    const RunResult other = train_tiny(model.string(), 4, " --threads 1 --resume");
+    ASSERT_EQ(other.status, 0) << other.err;
+    EXPECT_NE(other.err.find("warning: train: " + json.string() +
+                             " was trained on \"cpu, 64 threads, oneDNN AVX2\", "
+                             "this run is on \"" +
+                             recorded +
+                             "\": the network's sums run in another order, so from "
+                             "step 3 the weights do not repeat the uninterrupted run's bit for bit"),
+              std::string::npos)
+        << other.err;
+    const nlohmann::json history = nlohmann::json::parse(read_text(json))["training"]["history"];
+    ASSERT_EQ(history.size(), 2u) << history.dump();
+    EXPECT_EQ(history[0]["arithmetic"], "cpu, 64 threads, oneDNN AVX2");
+    EXPECT_EQ(history[1]["from_step"], 3);
+    EXPECT_EQ(history[1]["arithmetic"], recorded);
+}
+
+// A checkpoint is one unit. Its files are one OutputSet: each written under a temporary name, then
+// all moved into place. Failing each write and each move in turn (INFANT_FAULT_OUTPUT=k: the k-th
+// file this run moves, as a full disk would) leaves the previous checkpoint whole, and a resume
+// repeats the uninterrupted run exactly. (Written one after another, a failure between two files
+// left a directory that resume refused as a mixture, and lost the good checkpoint before it.)
 TEST_F(TrainCli, ACheckpointIsOneUnit) {
     ASSERT_EQ(train_tiny((dir_ / "straight").string(), 4).status, 0);
     const auto straight = weights_of(dir_ / "straight");
@@ -537,6 +574,7 @@ TEST_F(TrainCli, BadInputIsRefusedBeforeAnyStep) {
 
     expect_bad(tiny + to_fresh + " --steps 0", "--steps", fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --batch 0", "--batch", fresh);
+    expect_bad(tiny + to_fresh + " --steps 2 --threads 0", "error: --threads must be at least 1, got 0", fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --frobnicate 3", "unknown option --frobnicate", fresh);
     expect_bad(joined(tiny_args({{"--lr", "fast"}})) + to_fresh + " --steps 2", "option --lr expects a number", fresh);
     for (const char* lr : {"1e300", "1e-50"})  // positive, but Adam's float would hold infinity or 0

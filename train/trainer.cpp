@@ -445,14 +445,14 @@ void require_same_samples(const ModelSpec& saved, const ModelSpec& now, const st
     }
 }
 
-// What a resumed run records: the learning rate, precision, epoch length and the maps may
-// change, each change kept in a history with the step it took effect; the voxel sizes the
-// network has seen are those of both runs' maps.
+// What a resumed run records: the learning rate, precision, epoch length, the maps and the
+// arithmetic (device, threads) may change, each change kept in a history with the step it took
+// effect; the voxel sizes the network has seen are those of both runs' maps.
 void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
     const nlohmann::json& was = saved.training;
     nlohmann::json history = was.value("history", nlohmann::json::array());
     if (!history.is_array()) history = nlohmann::json::array();
-    static const char* const may_change[] = {"lr", "precision", "steps_per_epoch", "maps", "maps_digest"};
+    static const char* const may_change[] = {"lr", "precision", "steps_per_epoch", "maps", "maps_digest", "arithmetic"};
     auto entry = [](int64_t from, const nlohmann::json& t) {
         nlohmann::json e = {{"from_step", from}};
         for (const char* key : may_change) e[key] = t.value(key, nlohmann::json());
@@ -579,7 +579,7 @@ static std::string maps_digest(const std::vector<TrainingMap>& maps) {
 // frame, at every voxel size in `voxels`) and how it is trained.
 static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig& config, const UNetConfig& unet,
                                  const std::vector<TrainingMap>& maps, const std::array<int64_t, 3>& crop,
-                                 Precision precision) {
+                                 Precision precision, const std::string& arithmetic) {
     const VoxelSizeRange voxels = voxel_size_range(maps);
     ModelSpec spec;
     spec.unet = unet;
@@ -602,6 +602,7 @@ static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig&
                      {"maps", int64_t(maps.size())},
                      {"maps_digest", maps_digest(maps)},
                      {"precision", precision_name(precision)},
+                     {"arithmetic", arithmetic},
                      {"generator", nlohmann::json::parse(config_to_json(config))}};
     return spec;
 }
@@ -736,7 +737,7 @@ Trainer::Trainer(const TrainOptions& given) {
     // down to the network's multiple.
     s.maps_summary = cat(describe_training_maps(maps), " (predict resamples scans outside this range); crops of ",
                          dims_text(common), " voxels");
-    s.spec = training_record(opt, s.gen_config, unet, maps, common, s.precision);
+    s.spec = training_record(opt, s.gen_config, unet, maps, common, s.precision, arithmetic_identity(s.ctx));
     s.run_id = new_run_id();  // a resume takes the checkpoint's instead
     if (saved) {
         require_same_samples(*saved, s.spec, json);
@@ -750,6 +751,14 @@ Trainer::Trainer(const TrainOptions& given) {
                         was.value("maps", nlohmann::json()).dump(), " then, ", maps.size(),
                         " now, or their voxels differ): from step ", s.step,
                         " the samples are not the uninterrupted run's; its history records the change"));
+        // The same samples summed in another order (threads, instruction set, GPU): the weights
+        // drift from the uninterrupted run's in the last bits, then further.
+        if (was.contains("arithmetic") && was["arithmetic"] != s.spec.training["arithmetic"])
+            warning(cat("train: ", json, " was trained on ", was["arithmetic"].dump(), ", this run is on ",
+                        s.spec.training["arithmetic"].dump(),
+                        ": the network's sums run in another order, so from step ", s.step,
+                        " the weights do not repeat the uninterrupted run's bit for bit (the same device and ",
+                        "--threads would); its history records the change"));
     }
     ISS_INPUT(s.step <= opt.steps, opt.model_dir, ": the checkpoint is at step ", s.step, ", past --steps ",
               opt.steps);

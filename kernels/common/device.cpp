@@ -202,6 +202,17 @@ std::string cuda_library_versions() {
     return text;
 }
 
+std::string cuda_device_identity(int index) {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, index) != cudaSuccess) {
+        cudaGetLastError();
+        return cat("cuda:", index, " (unreadable)");
+    }
+    const size_t cudnn = cudnnGetVersion();
+    return cat(prop.name, " (sm_", prop.major, prop.minor, "), cuDNN ", cudnn / 10000, ".", cudnn / 100 % 100, ".",
+               cudnn % 100);
+}
+
 int cuda_device_count() {
     int count = 0;
     // No driver or no GPU is not an error here: it means "no CUDA device".
@@ -216,6 +227,9 @@ int cuda_device_count() {
 
 int cuda_device_count() { return 0; }
 std::string cuda_library_versions() { return "built without CUDA"; }
+std::string cuda_device_identity(int index) {
+    return cat("cuda:", index, " (built without CUDA)");
+}
 
 #endif
 

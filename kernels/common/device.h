@@ -49,6 +49,10 @@ int cuda_device_count();
 // (cuDNN's is read without touching a device), then a line per GPU; "built without CUDA" in a
 // CPU-only build.
 std::string cuda_library_versions();
+// What decides a CUDA device's arithmetic for the network: its name, compute capability and
+// the cuDNN run (which picks the convolution algorithms), e.g. "NVIDIA H100 80GB HBM3 (sm_90),
+// cuDNN 9.1.0".
+std::string cuda_device_identity(int index);
 // "auto" picks cuda:0 when a device is present, else cpu; "cuda" without a device throws.
 Device parse_device(const std::string& text);
 
