@@ -96,7 +96,8 @@ const char* usage =
     "  model.safetensors, model.json   the weights and their description (architecture,\n"
     "                                  labels, preprocessing, training options)\n"
     "  model.optimizer.safetensors     Adam's state and the step, for --resume\n"
-    "  training_log.csv                one row per step: step, loss, lr, seconds\n"
+    "  training_log.csv                one row per step: step, loss, loss_function (soft_dice, or\n"
+    "                                  weighted_l2 in --wl2-epochs), lr, seconds\n"
     "  validation.csv                  step, mean_dice (over the structures present, background\n"
     "                                  left out), then the Dice of each label, empty where\n"
     "                                  a label is in neither (with --validation-labels)\n"
@@ -267,9 +268,9 @@ struct Progress {
             std::snprintf(text, sizeof text, " dice %.4f", last.validation_dice);
             dice_text = text;
         }
-        std::printf("step %lld/%lld loss %.4f (mean of %s)%s %.1f samples/s, checkpoint saved\n", (long long)last.step,
-                    (long long)total, epoch_sum / double(epoch_steps), over.c_str(), dice_text.c_str(),
-                    last.samples_per_second);
+        std::printf("step %lld/%lld %s %.4f (mean of %s)%s %.1f samples/s, checkpoint saved\n", (long long)last.step,
+                    (long long)total, last.weighted_l2 ? "weighted-L2 loss" : "loss", epoch_sum / double(epoch_steps),
+                    over.c_str(), dice_text.c_str(), last.samples_per_second);
         std::fflush(stdout);  // a log file or a pipe sees each epoch as it ends
     }
 

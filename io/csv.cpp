@@ -147,14 +147,16 @@ CsvTable read_csv(const std::string& path) {
     return table;
 }
 
-std::string csv_number(double v) {
+// The fewest significant digits that read back as `v` exactly, as a double or (`as_float`) as a
+// float: 17 and 9 digits always do.
+static std::string shortest_text(double v, bool as_float) {
     if (std::isnan(v)) return "nan";
     if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
     char buf[40];
-    // The fewest significant digits that read back exactly; 17 always do.
     for (int digits = 1; digits <= 17; ++digits) {
         std::snprintf(buf, sizeof buf, "%.*g", digits, v);
-        if (std::strtod(buf, nullptr) == v) break;
+        const double read = std::strtod(buf, nullptr);  // as csv_to_number reads it
+        if (as_float ? float(read) == float(v) : read == v) break;
     }
     // Tidy the exponent: "1e-07" -> "1e-7", "1e+20" -> "1e20".
     std::string s = buf;
@@ -170,6 +172,13 @@ std::string csv_number(double v) {
         s = s.substr(0, e + 1) + sign + s.substr(d);
     }
     return s;
+}
+
+std::string csv_number(double v) {
+    return shortest_text(v, false);
+}
+std::string csv_float(float v) {
+    return shortest_text(v, true);
 }
 
 double csv_to_number(const std::string& field, const std::string& what) {

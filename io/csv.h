@@ -31,6 +31,9 @@ CsvTable read_csv(const std::string& path);
 // Shortest text that reads back as exactly `v` ("0.1", "1e-7", "123456789"; integers without
 // ".0"); "nan", "inf", "-inf" for the non-finite values.
 std::string csv_number(double v);
+// The same for a float: the shortest text that reads back as `v` as a float ("0.0001" for
+// 1e-4f, where csv_number gives its double's "9.999999747378752e-5").
+std::string csv_float(float v);
 // The inverse: a whole field as a number (csv_number's "nan" and "inf" included); InputError
 // naming `what` (e.g. "runs.csv line 4 column loss") when the field is not one.
 double csv_to_number(const std::string& field, const std::string& what);

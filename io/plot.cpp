@@ -530,14 +530,15 @@ void write_line_plot(const std::string& path, const LinePlot& plot) {
     write_png(path, image.rgb, image.width, image.height);
 }
 
-void write_loss_curve(const std::string& path, const std::vector<double>& steps, const std::vector<double>& losses,
-                      const std::vector<double>& validation_steps, const std::vector<double>& validation_dice) {
+void write_loss_curve(const std::string& path, const std::string& title, const std::vector<double>& steps,
+                      const std::vector<double>& losses, const std::vector<double>& validation_steps,
+                      const std::vector<double>& validation_dice) {
     ISS_REQUIRE(steps.size() == losses.size(), "loss curve ", path, ": ", steps.size(), " steps and ",
                 losses.size(), " losses");
     ISS_REQUIRE(validation_steps.size() == validation_dice.size(), "loss curve ", path, ": ",
                 validation_steps.size(), " validation steps and ", validation_dice.size(), " Dice values");
     LinePlot plot;
-    plot.title = "training loss";
+    plot.title = title;
     plot.x_label = "step";
     plot.y_label = "loss";
     plot.series.push_back({"loss", steps, losses, {166, 196, 232}});
@@ -549,7 +550,7 @@ void write_loss_curve(const std::string& path, const std::vector<double>& steps,
     smooth.thickness = 2;
     plot.series.push_back(smooth);
     if (!validation_steps.empty()) {
-        Series val{"1 - mean Dice (validation)", validation_steps, {}, {222, 110, 20}};
+        Series val{"1 - mean hard Dice (validation)", validation_steps, {}, {222, 110, 20}};
         for (double d : validation_dice) val.y.push_back(1.0 - d);
         val.thickness = 2;
         val.markers = true;

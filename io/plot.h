@@ -44,11 +44,11 @@ RgbImage render_line_plot(const LinePlot& plot);
 // y[i - window + 1 .. i] (fewer at the start), NaN when there are none. window >= 1.
 std::vector<double> moving_average(const std::vector<double>& y, size_t window);
 
-// A training curve: the raw loss (light), its moving average over max(1, n / 50) logged
-// points (strong) and, when validation is given, 1 - mean Dice at the validation steps
-// (markers).
-void write_loss_curve(const std::string& path, const std::vector<double>& steps, const std::vector<double>& losses,
-                      const std::vector<double>& validation_steps = {},
+// A training curve under `title` (which says the loss): the raw loss (light), its moving
+// average over max(1, n / 50) logged points (strong) and, when validation is given, 1 - mean
+// hard Dice at the validation steps (markers).
+void write_loss_curve(const std::string& path, const std::string& title, const std::vector<double>& steps,
+                      const std::vector<double>& losses, const std::vector<double>& validation_steps = {},
                       const std::vector<double>& validation_dice = {});
 
 // Tick positions: multiples of a step 1, 2 or 5 x 10^k inside [lo, hi], about `target`

@@ -2,6 +2,8 @@
 // and line, CRLF and blank lines, number formatting that reads back exactly, a failed write.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -132,12 +134,27 @@ TEST(CsvNumberTest, ShortestTextThatReadsBack) {
     EXPECT_EQ(csv_number(std::numeric_limits<double>::infinity()), "inf");
     EXPECT_EQ(csv_number(-std::numeric_limits<double>::infinity()), "-inf");
     EXPECT_EQ(csv_number(1.0 / 3.0), "0.3333333333333333");
+    // A float in its own shortest form (a learning rate of 1e-4 was logged as its double's digits).
+    EXPECT_EQ(csv_number(double(1e-4f)), "9.999999747378752e-5");
+    EXPECT_EQ(csv_float(1e-4f), "0.0001");
+    EXPECT_EQ(csv_float(1.0f / 3.0f), "0.33333334");
+    EXPECT_EQ(csv_float(std::numeric_limits<float>::infinity()), "inf");
+    EXPECT_EQ(csv_float(-std::numeric_limits<float>::denorm_min()), "-1e-45");
 
     std::mt19937_64 rng(7);
     std::uniform_real_distribution<double> exponent(-30, 30);
     for (int i = 0; i < 2000; ++i) {
         const double v = std::pow(10.0, exponent(rng)) * (i % 2 ? -1 : 1);
         EXPECT_EQ(csv_to_number(csv_number(v), "test"), v) << csv_number(v);
+    }
+    for (int i = 0; i < 2000; ++i) {
+        const float v = float(std::pow(10.0, exponent(rng) * 1.2)) * (i % 2 ? -1.0f : 1.0f);
+        EXPECT_EQ(float(csv_to_number(csv_float(v), "test")), v) << csv_float(v);
+        const std::string text = csv_float(v);
+        const std::string mantissa = text.substr(0, text.find('e'));
+        const size_t first = mantissa.find_first_of("123456789");
+        EXPECT_LE(std::count_if(mantissa.begin() + first, mantissa.end(), ::isdigit), 9)
+            << text << ": a float needs at most 9 significant digits";
     }
     EXPECT_EQ(csv_to_number(csv_number(std::numeric_limits<double>::denorm_min()), "test"),
               std::numeric_limits<double>::denorm_min());

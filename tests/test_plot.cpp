@@ -284,16 +284,16 @@ TEST_F(PlotTest, LossCurveHasRawSmoothedAndValidation) {
     }
     losses[123] = nan;
     const std::string file = path("loss.png");
-    write_loss_curve(file, steps, losses, val_steps, dice);
+    write_loss_curve(file, "training loss: soft Dice", steps, losses, val_steps, dice);
     const RgbImage image = read_back(file);
     const Box area = plot_area(image);
     EXPECT_GT(count_in(image, area, {166, 196, 232}), 1000) << "raw loss";
     EXPECT_GT(count_in(image, area, {24, 78, 170}), 1000) << "moving average";
     EXPECT_GT(count_in(image, area, {222, 110, 20}), 200) << "validation";
 
-    write_loss_curve(path("no-validation.png"), steps, losses);
-    write_loss_curve(path("empty.png"), {}, {});
-    EXPECT_THROW(write_loss_curve(path("bad.png"), {1, 2}, {1}), Error);
+    write_loss_curve(path("no-validation.png"), "loss", steps, losses);
+    write_loss_curve(path("empty.png"), "loss", {}, {});
+    EXPECT_THROW(write_loss_curve(path("bad.png"), "loss", {1, 2}, {1}), Error);
 }
 
 TEST_F(PlotTest, FailedWriteNamesTheFileAndLeavesNothing) {

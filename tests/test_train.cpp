@@ -211,6 +211,12 @@ TEST_F(Train, TheDiceLossStartsWithAFreshAdam) {
         return read_safetensors(path(dir + "/model.optimizer.safetensors")).metadata.at("adam_step");
     };
     EXPECT_EQ(adam_step("wl2_straight"), "2");
+    // The log says which loss each row holds (an L2 of ~25 sat unmarked beside Dice losses <= 1).
+    const CsvTable log = read_csv(path("wl2_straight/training_log.csv"));
+    const size_t function = log.column("loss_function");
+    ASSERT_EQ(log.rows.size(), 5u);
+    for (size_t i = 0; i < 5; ++i)
+        EXPECT_EQ(log.rows[i][function], i < 3 ? "weighted_l2" : "soft_dice") << "step " << i + 1;
     TrainOptions first = o;
     first.model_dir = path("wl2_resumed");
     first.steps = 3;

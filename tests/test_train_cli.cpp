@@ -156,13 +156,14 @@ TEST_F(TrainCli, TrainsWritesTheModelDirectoryAndResumes) {
     EXPECT_EQ(spec.dump().find("\"levels\":2") != std::string::npos, true) << spec.dump();
 
     const CsvTable table = read_csv((model / "training_log.csv").string());
-    EXPECT_EQ(table.columns, (std::vector<std::string>{"step", "loss", "lr", "seconds"}));
+    EXPECT_EQ(table.columns, (std::vector<std::string>{"step", "loss", "loss_function", "lr", "seconds"}));
     ASSERT_EQ(table.rows.size(), 4u);
     for (size_t i = 0; i < 4; ++i) {
         EXPECT_EQ(table.rows[i][0], std::to_string(i + 1));
         const double loss = csv_to_number(table.rows[i][1], "loss");
         EXPECT_TRUE(loss > 0 && loss <= 1) << "soft Dice loss " << loss;
-        EXPECT_EQ(csv_to_number(table.rows[i][2], "lr"), double(1e-3f));
+        EXPECT_EQ(table.rows[i][2], "soft_dice");
+        EXPECT_EQ(table.rows[i][3], "0.001") << "the float's shortest form, not its double's";
     }
     EXPECT_EQ(optimizer_step(model), 4);
 

@@ -204,6 +204,13 @@ private:
     std::exception_ptr failure_;
 };
 
+// The step at which the loss turns from weighted L2 to Dice: --wl2-epochs x --steps-per-epoch,
+// saturated (2^63 - 1 epochs overflowed into the Dice loss).
+int64_t wl2_step_count(int64_t epochs, int64_t steps_per_epoch) {
+    return epochs > std::numeric_limits<int64_t>::max() / steps_per_epoch ? std::numeric_limits<int64_t>::max()
+                                                                          : epochs * steps_per_epoch;
+}
+
 struct LogRow {
     int64_t step;
     double loss;
@@ -269,6 +276,8 @@ struct Trainer::State {
     std::string optimizer_path() const { return join(options.model_dir, "model.optimizer.safetensors"); }
     std::string log_path() const { return join(options.model_dir, "training_log.csv"); }
     std::string validation_path() const { return join(options.model_dir, "validation.csv"); }
+    // Steps 1 to this one train with the weighted-L2 loss, the later ones with soft Dice.
+    int64_t last_wl2_step() const { return wl2_step_count(options.wl2_epochs, options.steps_per_epoch); }
     double elapsed() const {
         return seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
@@ -292,13 +301,21 @@ void Trainer::State::save_checkpoint() {
         save_optimizer(path, params, adam,
                        {{"step", std::to_string(step)}, {"seconds", csv_number(elapsed())}, {"run_id", run_id}});
     });
-    // Losses print in their shortest exact form, so a resumed run continues the same sequence.
-    CsvTable table{{"step", "loss", "lr", "seconds"}, {}, ""};
+    // Losses print in their shortest exact form, so a resumed run continues the same sequence;
+    // the loss column holds two functions when weighted-L2 steps came first, each row says which.
+    const int64_t wl2_steps = last_wl2_step();
+    auto loss_function = [&](int64_t step) { return step <= wl2_steps ? "weighted_l2" : "soft_dice"; };
+    CsvTable table{{"step", "loss", "loss_function", "lr", "seconds"}, {}, ""};
     for (const LogRow& r : log)
-        table.rows.push_back({std::to_string(r.step), csv_number(r.loss), csv_number(r.lr), csv_number(r.seconds)});
+        table.rows.push_back({std::to_string(r.step), csv_number(r.loss), loss_function(r.step), csv_float(r.lr),
+                              csv_number(r.seconds)});
     files.write(log_path(), [&](const std::string& path) { write_csv(path, table); });
+    // The curve shows one loss: soft Dice once it has begun (an L2 of ~25 beside Dice <= 1 would
+    // flatten it), else the weighted L2.
+    const bool dice_begun = !log.empty() && log.back().step > wl2_steps;
     std::vector<double> steps, losses_so_far, validation_steps, validation_dice;
     for (const LogRow& r : log) {
+        if (dice_begun && r.step <= wl2_steps) continue;
         steps.push_back(double(r.step));
         losses_so_far.push_back(r.loss);
     }
@@ -315,7 +332,11 @@ void Trainer::State::save_checkpoint() {
         files.write(validation_path(), [&](const std::string& path) { write_csv(path, v); });
     }
     files.write(join(options.model_dir, "loss.png"), [&](const std::string& path) {
-        write_loss_curve(path, steps, losses_so_far, validation_steps, validation_dice);
+        const std::string title = !dice_begun ? "training loss: weighted L2 (before soft Dice)"
+                                  : wl2_steps > 0
+                                      ? cat("training loss: soft Dice, after ", wl2_steps, " weighted-L2 steps")
+                                      : "training loss: soft Dice";
+        write_loss_curve(path, title, steps, losses_so_far, validation_steps, validation_dice);
     });
     files.commit();
     made_model_dir.keep();  // a model that resumes: it stays whatever happens next
@@ -381,13 +402,6 @@ void Trainer::State::load_checkpoint(const ModelSpec& saved) {
 }
 
 namespace {
-
-// The step at which the loss turns from weighted L2 to Dice: --wl2-epochs x --steps-per-epoch,
-// saturated (2^63 - 1 epochs overflowed into the Dice loss).
-int64_t wl2_step_count(int64_t epochs, int64_t steps_per_epoch) {
-    return epochs > std::numeric_limits<int64_t>::max() / steps_per_epoch ? std::numeric_limits<int64_t>::max()
-                                                                          : epochs * steps_per_epoch;
-}
 
 // A resumed run continues the run its checkpoint records. What draws its samples and picks its
 // loss must be the same: changed, the model went on training on other data while model.json
@@ -794,7 +808,7 @@ void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const 
                   const std::function<void(int64_t step)>& on_checkpoint) {
     State& s = *state_;
     const TrainOptions& opt = s.options;
-    const int64_t wl2_steps = wl2_step_count(opt.wl2_epochs, opt.steps_per_epoch);
+    const int64_t wl2_steps = s.last_wl2_step();
     const int64_t first = s.step;
     const auto run_start = std::chrono::steady_clock::now();
     while (s.step < opt.steps) {
@@ -828,6 +842,7 @@ void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const 
         StepReport report;
         report.step = s.step;
         report.loss = loss;
+        report.weighted_l2 = s.step <= wl2_steps;
         report.lr = opt.lr;
         report.seconds = s.elapsed();
         const double run_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();

@@ -6,7 +6,7 @@
 // The model directory holds:
 //   model.safetensors + model.json     the weights and their description (docs/FORMATS.md)
 //   model.optimizer.safetensors        Adam's state and the step, for --resume
-//   training_log.csv                   step, loss, lr, seconds (one row per step)
+//   training_log.csv                   step, loss, loss_function, lr, seconds (one row per step)
 //   validation.csv                     step, mean_dice, then one column per label (optional)
 //   loss.png                           the loss curve
 // all rewritten at every checkpoint (each epoch, at the end, and when interrupted).
@@ -70,6 +70,7 @@ struct TrainOptions {
 struct StepReport {
     int64_t step = 0;        // steps done so far (1-based after the first)
     double loss = 0;
+    bool weighted_l2 = false;  // the loss is the pre-training's weighted L2, not soft Dice
     float lr = 0;
     double seconds = 0;      // wall time since this process started training
     double samples_per_second = 0;
