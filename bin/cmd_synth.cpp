@@ -124,16 +124,28 @@ void check_synth_outputs(const std::string& labels_path, const std::string& conf
               " is the folder of label maps --labels reads: the samples would be taken for label maps there; "
               "write them to another folder");
     std::vector<NamedPath> inputs{{config_path, "--config"}};
+    for (const std::string& f : config_prior_files(config_path)) inputs.push_back({f, "--config's priors"});
     for (const std::string& f : volume_files(labels_path)) inputs.push_back({f, "--labels"});
     const std::string first_image = sample_name("image", first);
+    auto is_output = [&](const std::string& name) {
+        const long long index = sample_number(name);
+        return index >= first && index < first + count &&
+               (name == sample_name("image", index) || name == sample_name("labels", index));
+    };
     std::vector<NamedPath> outputs{{(fs::path(out_dir) / first_image).string(), "--out"}};
     if (preview) outputs.push_back({(fs::path(out_dir) / "preview.png").string(), "--out"});
     for (const fs::directory_entry& entry : fs::directory_iterator(out_dir, ec)) {
         const std::string name = entry.path().filename().string();
-        const long long index = sample_number(name);
-        if (index >= first && index < first + count && name != first_image &&
-            (name == sample_name("image", index) || name == sample_name("labels", index)))
-            outputs.push_back({entry.path().string(), "--out"});
+        if (name != first_image && is_output(name)) outputs.push_back({entry.path().string(), "--out"});
+    }
+    // An output linked to a later sample's name, not there yet, is two outputs in one file (a
+    // preview.png -> image_0001 link left sample 1 a PNG): the target counts as an output too.
+    const size_t listed = outputs.size();
+    for (size_t i = 0; i < listed; ++i) {
+        const fs::path target = resolve_links(outputs[i].path);
+        if (target != outputs[i].path && !fs::exists(target, ec) && is_output(target.filename().string()) &&
+            fs::equivalent(target.parent_path(), out_dir, ec))
+            outputs.push_back({target.string(), "--out"});
     }
     check_outputs("synth", inputs, outputs, {out_dir});
 }

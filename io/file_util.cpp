@@ -115,9 +115,8 @@ int descriptor_named(const std::filesystem::path& p) {
     return n == STDOUT_FILENO ? stdout_descriptor.load() : n;
 }
 
-// Follows symbolic links (chains too, relative ones from their own directory) to the path that
-// a write should replace; a dangling link gives the file it names. It stops at a descriptor's
-// name (descriptor_named).
+}  // namespace
+
 std::string resolve_links(const std::string& path) {
     namespace fs = std::filesystem;
     fs::path p = path;
@@ -129,8 +128,6 @@ std::string resolve_links(const std::string& path) {
     }
     return p.string();
 }
-
-}  // namespace
 
 void remove_committed_output(const std::string& path) noexcept {
     try {
@@ -470,8 +467,20 @@ void check_outputs(const std::string& command, const std::vector<NamedPath>& inp
         bool input;
     };
     std::map<std::string, Seen> seen;  // by file identity (synth checks thousands of samples)
-    for (const NamedPath& in : inputs)
-        if (!in.path.empty()) seen.emplace(file_identity(in.path), Seen{&in, true});
+    std::vector<NamedPath> pair_data;  // reserved: `seen` points into it
+    pair_data.reserve(inputs.size() * 5);
+    for (const NamedPath& in : inputs) {
+        if (in.path.empty()) continue;
+        seen.emplace(file_identity(in.path), Seen{&in, true});
+        // A pair's voxels are read from its .img: overwriting that loses the input as surely.
+        if (!ends_with_ignoring_case(in.path, ".hdr") && !ends_with_ignoring_case(in.path, ".hdr.gz")) continue;
+        std::error_code ec;
+        for (const std::string& data : pair_data_files(in.path))
+            if (fs::exists(data, ec)) {
+                pair_data.push_back({data, in.option});
+                seen.emplace(file_identity(data), Seen{&pair_data.back(), true});
+            }
+    }
     for (const NamedPath& out : outputs) {
         if (out.path.empty()) continue;
         const std::string target = resolve_links(out.path);
@@ -692,6 +701,19 @@ std::map<std::string, std::string> volume_files_by_subject(const std::string& fo
 
 bool ends_with(const std::string& text, const std::string& suffix) {
     return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::vector<std::string> pair_data_files(const std::string& header_path) {
+    std::string base = header_path;
+    if (ends_with_ignoring_case(base, ".gz")) base.resize(base.size() - 3);
+    for (const char* ext : {".hdr", ".nii", ".img"})
+        if (ends_with_ignoring_case(base, ext)) {
+            base.resize(base.size() - 4);
+            break;
+        }
+    std::vector<std::string> files;
+    for (const char* ext : {".img", ".img.gz", ".IMG", ".IMG.gz", ".IMG.GZ"}) files.push_back(base + ext);
+    return files;
 }
 
 bool ends_with_ignoring_case(const std::string& text, const std::string& suffix) {

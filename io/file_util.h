@@ -162,13 +162,19 @@ struct NamedPath {
     std::string option;  // e.g. "--o"
 };
 
+// Follows symbolic links (chains too, relative ones from their own directory) to the path that
+// a write should replace; a dangling link gives the file it names. It stops at a descriptor's
+// name (/dev/stdout, /proc/self/fd/N).
+std::string resolve_links(const std::string& path);
+
 // Checks one run's outputs before anything is computed or written (InputError, exit 2):
 //   - no output is the same file as an input (through links, hard links and relative names);
 //   - no two outputs are the same file;
 //   - each output can be written: its directory exists and is writable (or, for a name in
 //     `will_create`, an ancestor that exists is writable), and an existing target is not a
 //     directory.
-// Empty paths are skipped (an optional output not asked for).
+// Empty paths are skipped (an optional output not asked for). An input NIfTI pair's header
+// (name.hdr) counts with its data file (pair_data_files).
 void check_outputs(const std::string& command, const std::vector<NamedPath>& inputs,
                    const std::vector<NamedPath>& outputs, const std::vector<std::string>& will_create = {});
 
@@ -187,6 +193,11 @@ std::string read_text_file(const std::string& path);
 bool ends_with(const std::string& text, const std::string& suffix);
 // The same, with ASCII letters compared without case ("A.NII.GZ" ends with ".nii.gz").
 bool ends_with_ignoring_case(const std::string& text, const std::string& suffix);
+
+// The data files a header-only NIfTI (a pair's name.hdr, or a .nii of magic ni1/ni2) may have
+// beside it, in the order a reader tries them: name.img, name.img.gz, then the upper-case
+// endings name.IMG, name.IMG.gz, name.IMG.GZ (NAME.HDR with NAME.IMG, as some exports name them).
+std::vector<std::string> pair_data_files(const std::string& header_path);
 
 // FreeSurfer's .mgz or .mgh, in any case.
 bool is_mgh_name(const std::string& path);

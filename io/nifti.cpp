@@ -287,22 +287,14 @@ bool is_pair_image_name(const std::string& path) {
     return ends_with_ignoring_case(path, ".img") || ends_with_ignoring_case(path, ".img.gz");
 }
 
-// The data file of a header-only pair beside name.hdr: name.img, name.img.gz, then the
-// upper-case endings name.IMG, name.IMG.gz, name.IMG.GZ (NAME.HDR with NAME.IMG, as some exports
-// name them).
+// The data file of a header-only pair: the first of pair_data_files that exists.
 std::string image_file_for(const std::string& path) {
-    std::string base = path;
-    if (ends_with_ignoring_case(base, ".gz")) base.resize(base.size() - 3);
-    for (const char* ext : {".hdr", ".nii", ".img"})
-        if (ends_with_ignoring_case(base, ext)) {
-            base.resize(base.size() - 4);
-            break;
-        }
+    const std::vector<std::string> candidates = pair_data_files(path);
     struct stat st;
-    for (const char* ext : {".img", ".img.gz", ".IMG", ".IMG.gz", ".IMG.GZ"})
-        if (::stat((base + ext).c_str(), &st) == 0) return base + ext;
-    throw InputError(cat(path, ": header-only NIfTI (magic ni1/ni2) but its data file ", base,
-                         ".img is missing"));
+    for (const std::string& file : candidates)
+        if (::stat(file.c_str(), &st) == 0) return file;
+    throw InputError(
+        cat(path, ": header-only NIfTI (magic ni1/ni2) but its data file ", candidates.front(), " is missing"));
 }
 
 // --- affine -----------------------------------------------------------------------------------

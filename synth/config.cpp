@@ -88,15 +88,20 @@ namespace {
 // prior_means / prior_stds as priors writes them or a user has them at hand: a (2, n) .npy file
 // (a path relative to the configuration's folder), a nested [[means], [stds]] list, or the 2n
 // values row by row; given back as the last.
+// A prior's .npy path as a configuration names it: relative ones beside the configuration.
+std::string prior_file(const std::string& named, const std::string& json_path) {
+    const std::filesystem::path file = named;
+    return file.is_relative() ? (std::filesystem::path(json_path).parent_path() / file).string() : named;
+}
+
 nlohmann::json flat_priors(const nlohmann::json& value, const std::string& json_path, const std::string& key) {
     if (value.is_string()) {
-        std::filesystem::path file = value.get<std::string>();
-        if (file.is_relative()) file = std::filesystem::path(json_path).parent_path() / file;
-        const NpyArray a = read_npy(file.string());
-        ISS_INPUT(a.shape.size() == 2 && a.shape[0] == 2, file.string(), ": ", key,
+        const std::string file = prior_file(value.get<std::string>(), json_path);
+        const NpyArray a = read_npy(file);
+        ISS_INPUT(a.shape.size() == 2 && a.shape[0] == 2, file, ": ", key,
                   " must be an array of shape (2, n_labels), as priors writes it");
         for (size_t i = 0; i < a.values.size(); ++i)
-            ISS_INPUT(std::isfinite(a.values[i]), file.string(), ": ", key, " holds ", a.values[i], " at row ",
+            ISS_INPUT(std::isfinite(a.values[i]), file, ": ", key, " holds ", a.values[i], " at row ",
                       i / size_t(a.shape[1]), ", column ", i % size_t(a.shape[1]), ": not a finite number");
         return a.values;
     }
@@ -110,6 +115,16 @@ nlohmann::json flat_priors(const nlohmann::json& value, const std::string& json_
 }
 
 }  // namespace
+
+std::vector<std::string> config_prior_files(const std::string& json_path) {
+    std::vector<std::string> files;
+    if (json_path.empty()) return files;
+    const nlohmann::json overrides = parse_json(read_text_file(json_path), json_path);
+    for (const char* key : {"prior_means", "prior_stds"})
+        if (overrides.is_object() && overrides.contains(key) && overrides[key].is_string())
+            files.push_back(prior_file(overrides[key].get<std::string>(), json_path));
+    return files;
+}
 
 GeneratorConfig load_config(const PresetChoice& preset, const std::string& json_path) {
     return parse_config(preset, read_text_file(json_path), json_path);

@@ -97,6 +97,9 @@ GeneratorConfig preset_config(const std::string& name);
 // for unreadable JSON, an unknown field, a value of the wrong type or a preset other than the
 // one asked for.
 GeneratorConfig load_config(const PresetChoice& preset, const std::string& json_path);
+// The .npy files a configuration file names for prior_means and prior_stds (inputs a command
+// must not overwrite); none for "".
+std::vector<std::string> config_prior_files(const std::string& json_path);
 // The same from JSON text (a model.json's recorded generator); messages name `source`, and a
 // prior .npy path is read relative to the folder `source` names, as for a file.
 GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json_text, const std::string& source);

@@ -10,19 +10,21 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <csignal>
-#include <thread>
 #include <chrono>
+#include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <thread>
 
 #include "io/csv.h"
 #include "io/file_util.h"
 #include "io/nifti.h"
 #include "io/npy.h"
 #include "kernels/common/error.h"
+#include "synth/config.h"
 #include "synth/phantom.h"
 #include "tests/small_model.h"
 #include "tests/test_util.h"
@@ -297,6 +299,19 @@ TEST_F(SameFileCli, PostCommandsRefuseToOverwriteTheirInputs) {
     fs::create_symlink(path("seg.nii.gz"), path("seg_link.csv"));
     expect_refused("dice --pred " + q("seg.nii.gz") + " --gt " + q("seg.nii.gz") + " --out " + q("seg_link.csv"),
                    "--out " + path("seg_link.csv") + " is the same file as the input --pred");
+    // A NIfTI pair's voxels are in its .img: a table written there lost the prediction (exit 0).
+    write_labels(path("seg.nii"), read_labels(path("seg.nii.gz")));
+    std::string single = test::read_text(path("seg.nii"));
+    float vox_offset = 0;
+    std::memcpy(&vox_offset, &single[108], 4);
+    std::ofstream(path("pair.img"), std::ios::binary) << single.substr(size_t(vox_offset));
+    single.replace(344, 4, std::string("ni1\0", 4));
+    const float zero = 0;
+    single.replace(108, 4, reinterpret_cast<const char*>(&zero), 4);
+    std::ofstream(path("pair.hdr"), std::ios::binary) << single.substr(0, 348);
+    ASSERT_EQ(read_labels(path("pair.hdr")).data, read_labels(path("seg.nii")).data);
+    expect_refused("dice --pred " + q("pair.hdr") + " --gt " + q("seg.nii.gz") + " --out " + q("pair.img"),
+                   "--out " + path("pair.img") + " is the same file as the input --pred " + path("pair.img"));
     const std::string clean = "clean --labels 0,2,3,41,42 --seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz");
     expect_refused(clean + " --o " + q("seg.nii.gz"), "is the same file as the input --seg");
     expect_refused(clean + " --o " + q("c.nii.gz") + " --o-post " + q("post.nii.gz"),
@@ -350,6 +365,30 @@ TEST_F(SameFileCli, OutputsLinkedToInputsAreRefused) {
     expect_refused("predict --device cpu --model " + q("m.h5") + " --labels " + q("labels.npy") + " --i " +
                        q("scan.nii.gz") + " --o " + q("o.nii.gz") + " --vol " + q("labels.npy"),
                    "is the same file as the input --labels");
+}
+
+// synth's outputs that are one file through a link to a later sample, not written yet (a
+// preview.png -> image_0001 link left sample 1 a PNG, exit 0), and the prior .npy files a
+// --config names, which are inputs (replaced by a sample and the preview, exit 0).
+TEST_F(SameFileCli, SynthOutputsLinkedToLaterSamplesAndConfigPriorsAreRefused) {
+    const std::string synth = "synth --labels " + q("seg.nii.gz") + " --count 2 --shape 32 --out ";
+    fs::create_directories(path("s1"));
+    fs::create_symlink("image_0001.nii.gz", path("s1/preview.png"));
+    expect_refused(synth + q("s1") + " --preview", "is the same file as the output --out");
+    fs::create_directories(path("s2"));
+    fs::create_symlink("labels_0000.nii.gz", path("s2/image_0001.nii.gz"));
+    expect_refused(synth + q("s2"), "is the same file as the output --out");
+    fs::create_directories(path("s3"));
+    fs::create_symlink("labels_0001.nii.gz", path("s3/image_0000.nii.gz"));
+    expect_refused(synth + q("s3"), "is the same file as the output --out");
+
+    fs::create_directories(path("s4"));
+    const size_t n = preset_config("infant-t1").generation_labels.size();
+    write_npy(path("s4/preview.png"), {2, int64_t(n)}, std::vector<double>(2 * n, 50.0));
+    write_npy(path("s4/image_0001.nii.gz"), {2, int64_t(n)}, std::vector<double>(2 * n, 5.0));
+    std::ofstream(path("priors.json")) << R"({"prior_means": "s4/preview.png", "prior_stds": "s4/image_0001.nii.gz"})";
+    expect_refused(synth + q("s4") + " --preview --config " + q("priors.json"),
+                   "--out " + path("s4/preview.png") + " is the same file as the input --config's priors");
 }
 
 // /dev/stdout is this process's descriptor, written through where it stands: a pipe (its /proc
