@@ -291,7 +291,8 @@ int cmd_predict(int argc, char** argv) {
             auto outputs = std::make_unique<OutputSet>();  // a failure below removes what it wrote
             write_prediction(*outputs, job.seg, result.segmentation, &header, job.post, result.posteriors,
                              predictor.labels(), &header);
-            outputs->write(job.resampled, [&](const std::string& path) { write_image(path, result.resampled); });
+            outputs->write(job.resampled,
+                           [&](const std::string& path) { write_image(path, result.resampled, &header); });
             if (folder) {
                 outputs->commit();
                 committed = true;

@@ -348,6 +348,12 @@ void set_affine(const RawHeader& raw, const std::string& path, VolumeHeader& h) 
         h.affine = a;
         h.affine_source = "sform";
     } else if (raw.qform_code > 0) {
+        // The standard allows 1 and -1. Readers take other values otherwise: nifti_clib any
+        // negative one as -1, nibabel everything but -1 as 1, so the two see mirror images.
+        ISS_INPUT(
+            !(raw.pixdim[0] < 0 && raw.pixdim[0] != -1), path, ": pixdim[0] (the qform's qfac) is ", raw.pixdim[0],
+            ", neither 1 nor -1, so whether the qform mirrors the image is unknown (readers disagree: nifti_clib ",
+            "reads -1, nibabel 1); write the file again with pixdim[0] 1 or -1");
         const double qfac = raw.pixdim[0] < 0 ? -1.0 : 1.0;
         const std::string problem = qform_problem(raw);
         ISS_INPUT(problem.empty(), path, ": ", problem);

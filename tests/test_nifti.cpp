@@ -707,6 +707,21 @@ TEST_F(NiftiRead, AffinePrecedence) {
     EXPECT_EQ(iss::orientation_code(h.affine), "LPS");
     EXPECT_DOUBLE_EQ(h.affine.m[0][0], -1.5);
     EXPECT_DOUBLE_EQ(h.affine.m[0][3], 5);
+    // qfac (pixdim[0]) -1 mirrors the third axis; 0 and 5 read as 1, as every reader does; -0.5
+    // is refused: nifti_clib reads -1 and nibabel 1, mirror images (read as RAI, silently).
+    for (const double qfac : {-1.0, 0.0, 5.0}) {
+        s.pixdim[0] = qfac;
+        write_raw(q, s);
+        EXPECT_EQ(iss::orientation_code(iss::read_volume_header(q).affine), qfac < 0 ? "LPI" : "LPS") << qfac;
+    }
+    s.pixdim[0] = -0.5;
+    write_raw(q, s);
+    expect_input_error([&] { iss::read_volume_header(q); }, q,
+                       "pixdim[0] (the qform's qfac) is -0.5, neither 1 nor -1");
+    s.sform_code = 2;  // unused beside an sform: read
+    write_raw(q, s);
+    EXPECT_EQ(iss::read_volume_header(q).affine_source, "sform");
+    s.sform_code = 0, s.pixdim[0] = 1;
     // Neither: pixdim scaling, with a warning (left and right are a guess; nibabel guesses LAS).
     s.qform_code = 0;
     const std::string p = path("p.nii");

@@ -4,6 +4,7 @@
 // symmetry in any model frame, volumes in mm^3, the largest-component rule, and bad input file
 // by file.
 #include <gtest/gtest.h>
+#include <nifti/nifti1.h>
 
 #include <algorithm>
 #include <cmath>
@@ -17,9 +18,9 @@
 #include "io/orientation.h"
 #include "kernels/common/error.h"
 #include "kernels/common/philox.h"
+#include "kernels/synth/blur.h"
 #include "nn/checkpoint.h"
 #include "post/components.h"
-#include "kernels/synth/blur.h"
 #include "predict/postprocess.h"
 #include "predict/predictor.h"
 #include "synth/labels.h"
@@ -306,6 +307,28 @@ TEST_F(Predict, ResamplesOnlyScansOutsideTheTrainedVoxelSizeRange) {
     EXPECT_NEAR(v[1], 1.5, 1e-9) << "inside the range: kept";
     EXPECT_NEAR(v[2], 1.0, 0.05) << "0.5 mm is below the range: the lower bound";
     EXPECT_TRUE(outside.segmentation.grid.same_as(outside_scan.grid));
+}
+
+// The image as the network saw it (--resample), on another grid, keeps the scan's transform codes
+// (scanner anatomical here): it was written with code 2 (aligned), as if registered elsewhere.
+TEST_F(Predict, TheResampledImageKeepsTheScansTransformCodes) {
+    const std::string model = make_model();
+    set_preprocessing(model, "voxel_size_mm", nullptr);
+    set_preprocessing(model, "voxel_size_range_mm", {{"min", {2, 2, 2}}, {"max", {2, 2, 2}}});
+    write_image(path("plain.nii.gz"), test_image(grid({20, 18, 16}, Mat4::scaling(1, 1, 1))));
+    VolumeHeader scanner = read_volume_header(path("plain.nii.gz"));
+    scanner.sform_code = NIFTI_XFORM_SCANNER_ANAT;
+    scanner.qform_code = NIFTI_XFORM_SCANNER_ANAT;
+    write_image(path("scan.nii.gz"), read_image(path("plain.nii.gz")), &scanner);
+    const test::RunResult r =
+        test::run_command(test::cli_path() + " predict --device cpu --model " + test::shell_quote(model) + " --i " +
+                          test::shell_quote(path("scan.nii.gz")) + " --o " + test::shell_quote(path("seg.nii.gz")) +
+                          " --resample " + test::shell_quote(path("res.nii.gz")));
+    ASSERT_EQ(r.status, 0) << r.err;
+    const VolumeHeader res = read_volume_header(path("res.nii.gz"));
+    EXPECT_NEAR(res.grid().voxel_size()[0], 2.0, 1e-6) << "another grid";
+    EXPECT_EQ(res.sform_code, NIFTI_XFORM_SCANNER_ANAT);
+    EXPECT_EQ(res.qform_code, NIFTI_XFORM_SCANNER_ANAT);
 }
 
 // The flip augmentation mirrors the left-right axis of the model's frame, wherever that axis is
