@@ -161,7 +161,9 @@ std::atomic<int> stop_signal_number{0};
 static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free,
               "the signal handler needs lock-free flags");
 
-constexpr int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};  // SIGHUP: the terminal or SSH session went away
+// SIGHUP: the terminal or SSH session went away; SIGUSR1, SIGUSR2: a batch scheduler's warning
+// before its time limit (Slurm's --signal).
+constexpr int stop_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2};
 
 extern "C" void on_stop_signal(int signal) {
     int none = 0;
@@ -194,6 +196,8 @@ const char* signal_name(int signal) {
         case SIGINT: return "SIGINT";
         case SIGTERM: return "SIGTERM";
         case SIGHUP: return "SIGHUP";
+        case SIGUSR1: return "SIGUSR1";
+        case SIGUSR2: return "SIGUSR2";
         default: return "a signal";
     }
 }

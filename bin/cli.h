@@ -63,7 +63,8 @@ struct Failure {
 };
 Failure describe_failure(const std::exception& e, const std::string& command, const std::string& subject = "");
 
-// SIGINT, SIGTERM and SIGHUP as a request to stop at the next safe point (train: after the step, with a
+// SIGINT, SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 (a batch scheduler's warning) as a request to stop
+// at the next safe point (train: after the step, with a
 // checkpoint; synth: once the sample in hand is written). The first signal sets the flag; a
 // second one removes the temporary outputs being written and ends the process as the signal
 // would. A signal that was ignored when we started (a background job of a non-interactive
@@ -72,7 +73,7 @@ Failure describe_failure(const std::exception& e, const std::string& command, co
 void install_stop_handlers();
 const std::atomic<bool>& stop_flag();
 int stop_signal();  // the signal that asked to stop, 0 while none has
-const char* signal_name(int signal);  // "SIGINT", "SIGTERM", "SIGHUP", else "a signal"
+const char* signal_name(int signal);  // "SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", else "a signal"
 
 // The names predict gives a folder's outputs for the scan NAME: NAME_synthseg.nii.gz (the
 // segmentation), NAME_posteriors and NAME_resampled; dice pairs a folder of them with the scans.

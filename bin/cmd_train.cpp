@@ -1,7 +1,7 @@
 // `infant-synthseg train`: trains a segmentation U-Net on synthetic images made on the fly from
 // label maps (SPEC.md section 5). A thin shell around iss::Trainer, which checks every input
 // before any step and writes the model directory; this file parses the options (taking those not
-// given from model.json on --resume), shows progress and turns SIGINT/SIGTERM/SIGHUP into a
+// given from model.json on --resume), shows progress and turns SIGINT/SIGTERM/SIGHUP/SIGUSR1/2 into a
 // clean stop with a checkpoint.
 #include <unistd.h>
 
@@ -103,9 +103,10 @@ const char* usage =
     "                                  a label is in neither (with --validation-labels)\n"
     "  loss.png                        the loss curve (and the validation Dice)\n"
     "\n"
-    "SIGINT (Ctrl-C), SIGTERM or SIGHUP: the current step finishes, a checkpoint is written\n"
-    "and the command exits with status 0; --resume continues from there. A second signal ends\n"
-    "it at once, without that checkpoint.\n"
+    "SIGINT (Ctrl-C), SIGTERM, SIGHUP, SIGUSR1 or SIGUSR2 (a batch scheduler's warning before\n"
+    "its time limit, e.g. Slurm's --signal=USR1@300): the current step finishes, a checkpoint\n"
+    "is written and the command exits with status 0; --resume continues from there. A second\n"
+    "signal ends it at once, without that checkpoint.\n"
     "\n"
     "Progress: a bar on stderr when it is a terminal (loss = mean of the last 100 steps),\n"
     "otherwise one line per checkpoint on stdout; a summary at the end.\n";

@@ -24,37 +24,58 @@ namespace iss {
 
 namespace {
 
-// The registry of temporary outputs that exist right now, for the signal handler: fixed slots
-// (no allocation in a handler). A slot is claimed first, then its paths copied, then marked
-// ready: two threads never write one slot, and the handler reads only ready ones. A slot with a
-// `restore` path holds an earlier run's file kept aside: the handler moves it back there. (The
+// Registries of the files a signal must deal with, for its handler: fixed slots (no allocation
+// in a handler). A slot is claimed first, then its paths copied, then marked ready: two threads
+// never write one slot, and the handler reads only ready ones. A slot with a `restore` path holds
+// an earlier file kept aside, which the handler moves back there; one without is removed. (The
 // arrays are zero pages until used.)
-constexpr int kSlots = 1024;
-constexpr size_t kSlotBytes = 4096;
-enum SlotState : int { kFree, kClaimed, kReady };
-char slot_path[kSlots][kSlotBytes];
-char slot_restore[kSlots][kSlotBytes];
-std::atomic<int> slot_state[kSlots];
-// While this is above 0, a signal puts no earlier file back: some kept aside found no slot, or a
-// set is releasing its kept files (committed). Some files old and some new would be worse than
-// all new with the old ones kept aside.
+template <int kSlots>
+struct SignalRegistry {
+    static constexpr size_t kSlotBytes = 4096;
+    enum SlotState : int { kFree, kClaimed, kReady };
+    char path[kSlots][kSlotBytes];
+    char restore[kSlots][kSlotBytes];
+    std::atomic<int> state[kSlots];
+
+    // The slot, or -1 when every one is taken (the file is then left to the normal paths).
+    int claim(const std::string& file, const std::string& restore_to = "") {
+        if (file.size() >= kSlotBytes || restore_to.size() >= kSlotBytes) return -1;
+        for (int i = 0; i < kSlots; ++i) {
+            int expected = kFree;
+            if (!state[i].compare_exchange_strong(expected, kClaimed, std::memory_order_acq_rel)) continue;
+            std::memcpy(path[i], file.c_str(), file.size() + 1);
+            std::memcpy(restore[i], restore_to.c_str(), restore_to.size() + 1);
+            state[i].store(kReady, std::memory_order_release);
+            return i;
+        }
+        return -1;
+    }
+    void free(int slot) {
+        if (slot >= 0) state[slot].store(kFree, std::memory_order_release);
+    }
+    bool ready(int slot) const { return state[slot].load(std::memory_order_acquire) == kReady; }
+};
+
+// Temporaries being written, and earlier files kept aside while their set is in progress.
+constexpr int kTemporarySlots = 1024;
+SignalRegistry<kTemporarySlots> temporaries;
+// New outputs (no earlier file) the sets in progress have moved into place: a signal takes them
+// back too, as a failure does, so that no half set is left. While any such output found no slot
+// (synth's thousands of samples), a signal keeps them all: each sample stays whole.
+constexpr int kMovedSlots = 256;
+SignalRegistry<kMovedSlots> moved_new_outputs;
+std::atomic<int> moved_without_slot{0};
+// While this is above 0, a signal puts no earlier file back and removes no new one: some kept
+// aside found no slot, or a set is releasing its files (committed). Some files old and some new
+// would be worse than all new with the old ones kept aside.
 std::atomic<int> restore_blockers{0};
 
 int register_temporary(const std::string& path, const std::string& restore = "") {
-    if (path.size() >= kSlotBytes || restore.size() >= kSlotBytes) return -1;
-    for (int i = 0; i < kSlots; ++i) {
-        int expected = kFree;
-        if (!slot_state[i].compare_exchange_strong(expected, kClaimed, std::memory_order_acq_rel)) continue;
-        std::memcpy(slot_path[i], path.c_str(), path.size() + 1);
-        std::memcpy(slot_restore[i], restore.c_str(), restore.size() + 1);
-        slot_state[i].store(kReady, std::memory_order_release);
-        return i;
-    }
-    return -1;  // more than kSlots at once: not removed on a signal, still removed normally
+    return temporaries.claim(path, restore);
 }
 
 void unregister_temporary(int slot) {
-    if (slot >= 0) slot_state[slot].store(kFree, std::memory_order_release);
+    temporaries.free(slot);
 }
 
 // Puts an earlier file kept as `previous` back over `target`; when it was a second link to the
@@ -65,13 +86,16 @@ void put_back_previous(const char* previous, const char* target) {
 
 extern "C" void remove_temporaries_and_die(int signal) {
     const bool restore = restore_blockers.load() == 0;
-    for (int i = 0; i < kSlots; ++i) {
-        if (slot_state[i].load(std::memory_order_acquire) != kReady) continue;
-        if (slot_restore[i][0] == '\0')
-            ::unlink(slot_path[i]);
+    for (int i = 0; i < kTemporarySlots; ++i) {
+        if (!temporaries.ready(i)) continue;
+        if (temporaries.restore[i][0] == '\0')
+            ::unlink(temporaries.path[i]);
         else if (restore)
-            put_back_previous(slot_path[i], slot_restore[i]);
+            put_back_previous(temporaries.path[i], temporaries.restore[i]);
     }
+    if (restore && moved_without_slot.load() == 0)
+        for (int i = 0; i < kMovedSlots; ++i)
+            if (moved_new_outputs.ready(i)) ::unlink(moved_new_outputs.path[i]);
     // Ended by the signal itself, as without the handler: unblocked here, it is delivered at once.
     std::signal(signal, SIG_DFL);
     sigset_t set;
@@ -177,6 +201,10 @@ void OutputSet::release(Moved& m) noexcept {
     m.slot = -1;
     if (m.without_slot) restore_blockers.fetch_sub(1);
     m.without_slot = false;
+    moved_new_outputs.free(m.new_slot);
+    m.new_slot = -1;
+    if (m.new_without_slot) moved_without_slot.fetch_sub(1);
+    m.new_without_slot = false;
 }
 
 OutputSet::~OutputSet() {
@@ -215,14 +243,22 @@ void OutputSet::write(const std::string& path, const std::function<void(const st
 void OutputSet::commit_so_far() {
     ISS_REQUIRE(!done_, "output set committed twice");
     for (std::unique_ptr<OutputFile>& out : pending_) {
-        Moved moved{out->path(), out->target(), "", -1, false};
+        Moved moved;
+        moved.path = out->path();
+        moved.target = out->target();
         // A regular file about to be replaced (an earlier run's output) stays under a second
         // name until the set is done, so that a failure or a signal can put it back: linked
         // there, or, where no hard link can be made (another user's file under
         // fs.protected_hardlinks, a file system without links), moved there. Registered first:
         // a signal before the link or move finds nothing to put back.
         struct stat info {};
-        if (!out->direct() && ::lstat(out->target().c_str(), &info) == 0 && S_ISREG(info.st_mode)) {
+        const bool existed = ::lstat(out->target().c_str(), &info) == 0;
+        if (!out->direct() && !existed) {  // new: a signal from its move on takes it back
+            moved.new_slot = moved_new_outputs.claim(out->target());
+            moved.new_without_slot = moved.new_slot < 0;
+            if (moved.new_without_slot) moved_without_slot.fetch_add(1);
+        }
+        if (!out->direct() && existed && S_ISREG(info.st_mode)) {
             const std::string previous = temporary_name_for(out->target(), "-replaced");
             ::unlink(previous.c_str());  // a dead process's of our pid (containers): never put back
             moved.slot = register_temporary(previous, out->target());
@@ -268,8 +304,11 @@ void install_output_cleanup_on_signal(int signal) {
 }
 
 void install_output_cleanup_on_signals() {
-    // SIGPIPE: a reader of /dev/stdout that closed early (| head).
-    for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) install_output_cleanup_on_signal(signal);
+    // SIGPIPE: a reader of /dev/stdout that closed early (| head). SIGUSR1 and SIGUSR2: a batch
+    // scheduler's warning before it kills a job (Slurm's --signal). SIGALRM, SIGXCPU, SIGVTALRM:
+    // a time limit (timeout -s, ulimit -t). Each ends the process by default.
+    for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU, SIGVTALRM})
+        install_output_cleanup_on_signal(signal);
 }
 
 void route_reports_to_stderr() {
@@ -358,6 +397,15 @@ static int copy_to_descriptor(const std::string& path, int descriptor) {
     return err;
 }
 
+// Flushes a written file's data to the disk (fsync); 0 or the errno of the failure.
+static int sync_to_disk(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    const int err = ::fsync(fd) == 0 ? 0 : errno;
+    ::close(fd);
+    return err == EINVAL || err == EROFS ? 0 : err;  // a file system without fsync: nothing to flush
+}
+
 // Testing hook: INFANT_FAULT_OUTPUT=N makes the N-th commit of this process fail as a full disk
 // would (the target keeps its old content), so that the tests can fail each write of a checkpoint
 // in turn. Unset in normal use.
@@ -387,6 +435,16 @@ void OutputFile::commit() {
     if (direct_) {
         unregister_temporary(slot_);
         return;
+    }
+    // The file replaced keeps its permissions (a segmentation made private stays private), and
+    // the new one is on the disk before its name is: a crash after the rename finds it whole.
+    struct stat replaced {};
+    if (::stat(target_.c_str(), &replaced) == 0 && S_ISREG(replaced.st_mode))
+        ::chmod(write_path_.c_str(), replaced.st_mode & 07777);
+    if (const int err = sync_to_disk(write_path_); err != 0) {
+        ::unlink(write_path_.c_str());
+        unregister_temporary(slot_);
+        throw_output_error(path_, err, "cannot write");
     }
     // Moved, then unregistered: a signal in between finds nothing left to remove.
     const bool moved = std::rename(write_path_.c_str(), target_.c_str()) == 0;
@@ -508,6 +566,14 @@ void check_outputs(const std::string& command, const std::vector<NamedPath>& inp
         ISS_INPUT(!(exists && S_ISDIR(info.st_mode)), command, ": ", out.option, " ", out.path,
                   " is a directory, expected a file name");
         require_not_block_device(out.path, exists ? info.st_mode : 0);
+        ISS_INPUT(!(exists && S_ISSOCK(info.st_mode)), command, ": ", out.option, " ", out.path,
+                  " is a socket, expected a file name");
+        // Made read-only by its owner, as a result to keep (root included, whom access() lets write).
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", unsigned(info.st_mode & 07777));
+        ISS_INPUT(!(exists && S_ISREG(info.st_mode) && (info.st_mode & 0222) == 0), command, ": ", out.option, " ",
+                  out.path, " is read-only (mode ", mode,
+                  "): not replaced; make it writable or remove it to write it again");
         fs::path dir = fs::path(target).parent_path();
         if (dir.empty()) dir = ".";
         std::error_code ec;

@@ -105,6 +105,8 @@ private:
         std::string previous;  // the replaced file's content, kept here until commit(); "" if new
         int slot = -1;         // `previous` in the registry of temporaries
         bool without_slot = false;  // the registry was full: a signal then puts nothing back
+        int new_slot = -1;          // a new output (no earlier file) in the signal's registry of them
+        bool new_without_slot = false;  // that registry was full: a signal then removes none
     };
     static void release(Moved& m) noexcept;
     std::vector<std::unique_ptr<OutputFile>> pending_;
@@ -112,9 +114,10 @@ private:
     bool done_ = false;
 };
 
-// SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGPIPE remove every registered temporary output and put
-// back the earlier files the sets in progress had replaced, then end the process as the signal
-// would. A signal that was ignored stays ignored (nohup). Commands that stop at a safe point
+// SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU and SIGVTALRM
+// remove every registered temporary output, put back the earlier files the sets in progress had
+// replaced and remove the new ones they had moved into place, as a failure does, then end the
+// process as the signal would. A signal that was ignored stays ignored (nohup). Commands that stop at a safe point
 // (train, synth) install their own handlers over it for SIGINT, SIGTERM and SIGHUP once their
 // inputs are read. The one signal's handler alone (async-signal-safe: a stop handler installs
 // it for the next signal).

@@ -4,8 +4,10 @@
 // and a command stopped by SIGTERM leaves no temporary file. Device nodes are made in the test's
 // own directory (mknod, when permitted), never /dev's.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -179,6 +181,52 @@ TEST_F(Outputs, ASignalPutsBackTheFilesASetReplaced) {
     }
 }
 
+// A signal while a set's files are being moved into place takes the whole set back, as a failure
+// does: the earlier file it replaced goes back, and a new one it had moved in goes (it stayed,
+// beside a missing third output: a half set, exit by the signal with nothing said). The same for
+// the signals a batch scheduler or a time limit sends (they left every temporary behind).
+TEST_F(Outputs, ASignalDuringTheMovesTakesTheWholeSetBack) {
+    for (const int signal : {SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU}) {
+        SCOPED_TRACE(strsignal(signal));
+        std::ofstream(path("old.csv")) << "old\n";
+        const pid_t child = ::fork();
+        ASSERT_GE(child, 0);
+        if (child == 0) {
+            install_output_cleanup_on_signals();
+            OutputSet set;
+            set.write(path("old.csv"), [&](const std::string& p) { write_csv(p, table()); });
+            set.write(path("new.csv"), [&](const std::string& p) { write_csv(p, table()); });
+            set.commit_so_far();
+            set.write(path("third.csv"), [&](const std::string& p) { write_csv(p, table()); });
+            if (!fs::exists(path("new.csv"))) ::_exit(3);  // not moved in: nothing to take back
+            ::raise(signal);
+            ::_exit(0);  // not reached
+        }
+        int status = 0;
+        ASSERT_EQ(::waitpid(child, &status, 0), child);
+        EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == signal) << "status " << status;
+        EXPECT_EQ(test::read_text(path("old.csv")), "old\n");
+        EXPECT_EQ(entries(), std::vector<std::string>{"old.csv"}) << "a new output or a temporary left";
+    }
+}
+
+// A replaced output keeps its permissions: a segmentation made private (0600) became 0644,
+// readable by everyone, when a run wrote it again.
+TEST_F(Outputs, AReplacedFileKeepsItsPermissions) {
+    std::ofstream(path("private.csv")) << "old\n";
+    ASSERT_EQ(::chmod(path("private.csv").c_str(), 0600), 0);
+    OutputSet set;
+    set.write(path("private.csv"), [&](const std::string& p) { write_csv(p, table()); });
+    set.write(path("new.csv"), [&](const std::string& p) { write_csv(p, table()); });
+    set.commit();
+    struct stat info {};
+    ASSERT_EQ(::stat(path("private.csv").c_str(), &info), 0);
+    EXPECT_EQ(info.st_mode & 07777, 0600u);
+    EXPECT_EQ(test::read_text(path("private.csv")), "a\n1\n");
+    ASSERT_EQ(::stat(path("new.csv").c_str(), &info), 0);
+    EXPECT_NE(info.st_mode & 0600, 0u) << "a new file has the umask's mode";
+}
+
 // A killed run's temporary outputs end in .nii.gz too: a folder's listing leaves them out.
 TEST_F(Outputs, TemporariesOfAKilledRunAreNotScans) {
     for (const char* name : {"a.nii.gz", "a.nii.gz.tmp-123.nii.gz", "b.nii.tmp-9.nii", "c.tmp-1.nii.gz", "d.mgz",
@@ -293,6 +341,27 @@ TEST_F(SameFileCli, PredictRefusesToOverwriteItsInputs) {
                    "is the same file as the input --i");
     expect_refused(run + " --o " + q("no/such/dir/out.nii.gz"), "no such directory");
     expect_refused(run + " --o " + q("model"), "is a directory, expected a file name");
+}
+
+// An output its owner made read-only is kept, not replaced (it was, silently, even as another
+// user: a rename needs only the folder's permission); a socket where an output would go is
+// refused before the work (it failed after it, exit 1).
+TEST_F(SameFileCli, AReadOnlyOutputOrASocketIsRefused) {
+    const std::string dice = "dice --pred " + q("seg.nii.gz") + " --gt " + q("seg.nii.gz") + " --out ";
+    std::ofstream(path("kept.csv")) << "kept\n";
+    ASSERT_EQ(::chmod(path("kept.csv").c_str(), 0444), 0);
+    expect_refused(dice + q("kept.csv"),
+                   "--out " + path("kept.csv") + " is read-only (mode 0444): not replaced; make it writable");
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    const std::string socket_path = path("sock.csv");
+    ASSERT_LT(socket_path.size(), sizeof address.sun_path);
+    std::strcpy(address.sun_path, socket_path.c_str());
+    ASSERT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+    expect_refused(dice + q("sock.csv"), "--out " + socket_path + " is a socket, expected a file name");
+    ::close(fd);
 }
 
 TEST_F(SameFileCli, PostCommandsRefuseToOverwriteTheirInputs) {

@@ -521,6 +521,12 @@ TEST_F(TrainCli, SigtermDoesTheSame) {
     interrupt_and_resume(dir_, tiny_args({{"--steps-per-epoch", "1"}}), SIGTERM);
 }
 
+// A batch scheduler's warning before its time limit (Slurm's --signal=USR1@300): it ended the run
+// without a checkpoint.
+TEST_F(TrainCli, Sigusr1DoesTheSame) {
+    interrupt_and_resume(dir_, tiny_args({{"--steps-per-epoch", "1"}}), SIGUSR1);
+}
+
 TEST_F(TrainCli, HelpDescribesTheOptionsAndFiles) {
     const RunResult r = train(" --help");
     ASSERT_EQ(r.status, 0) << r.err;
