@@ -45,6 +45,9 @@ Args::Args(const std::string& command, int argc, char** argv, const std::set<std
                 ISS_INPUT(i + 1 < argc, command_, ": option ", arg, " needs a value");
                 value = argv[++i];
             }
+            // An empty value names nothing: "--out ''" (an unset shell variable) was taken for an
+            // output not asked for, or failed after the work.
+            ISS_INPUT(!value.empty(), command_, ": option ", arg, " has an empty value");
             // A repeatable option collects its values. Any other given twice with two values is
             // refused: keeping the last, as argparse does, made "dice --gt a --gt pred" score a
             // prediction against itself without a word.
@@ -109,9 +112,7 @@ void Args::apply_threads() const {
 }
 
 std::string Args::preset() const {
-    const std::string name = get("--preset", "");
-    ISS_INPUT(!has("--preset") || !name.empty(), command_, ": --preset needs a preset's name");
-    return name;
+    return get("--preset", "");
 }
 
 void Args::reject_positional() const {

@@ -23,7 +23,7 @@ struct Command {
 const Command commands[] = {
     {"clean", iss::cli::cmd_clean, "fold the infant extra labels and relabel small islands of a segmentation"},
     {"dice", iss::cli::cmd_dice, "Dice overlap per structure between segmentations and ground truth, as CSV"},
-    {"export", iss::cli::cmd_export, "write a model as a Keras HDF5 file that SynthSeg's Python tools load"},
+    {"export", iss::cli::cmd_export, "write a model as a Keras file (.h5, .keras) that SynthSeg's Python tools load"},
     {"import", iss::cli::cmd_import, "make a model directory from a published Keras model (SynthSeg, Infant-SynthSeg)"},
     {"info", iss::cli::cmd_info, "print the header, orientation, intensity range and labels of NIfTI or MGH files"},
     {"merge", iss::cli::cmd_merge, "merge the predictions of a T1 and a T2 image of one subject"},
@@ -33,6 +33,15 @@ const Command commands[] = {
     {"synth", iss::cli::cmd_synth, "generate synthetic training images and label maps from label maps"},
     {"train", iss::cli::cmd_train, "train a segmentation network on synthetic images made from label maps"},
 };
+
+// One line, as for any other bad input: the commands' names and where they are described.
+int unknown_command(const char* name) {
+    std::string names;
+    for (const Command& c : commands) names += iss::cat(names.empty() ? "" : ", ", c.name);
+    std::fprintf(stderr, "infant-synthseg: unknown command '%s' (the commands: %s; see 'infant-synthseg --help')\n",
+                 iss::one_line(name).c_str(), names.c_str());
+    return 2;
+}
 
 void print_usage(FILE* out) {
     std::fprintf(out, "usage: infant-synthseg <command> [options]\n\ncommands:\n");
@@ -66,9 +75,7 @@ int main(int argc, char** argv) {
                 char* help_argv[] = {help_flag, nullptr};
                 return c.run(1, help_argv);
             }
-        std::fprintf(stderr, "infant-synthseg: unknown command '%s'\n\n", argv[2]);
-        print_usage(stderr);
-        return 2;
+        return unknown_command(argv[2]);
     }
     if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
         print_usage(argc < 2 ? stderr : stdout);
@@ -104,7 +111,5 @@ int main(int argc, char** argv) {
             return failure.status;
         }
     }
-    std::fprintf(stderr, "infant-synthseg: unknown command '%s'\n\n", iss::one_line(argv[1]).c_str());
-    print_usage(stderr);
-    return 2;
+    return unknown_command(argv[1]);
 }

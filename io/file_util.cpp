@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <cctype>
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -17,6 +17,8 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <mutex>
+#include <set>
 
 #include "kernels/common/error.h"
 
@@ -212,10 +214,15 @@ OutputSet::~OutputSet() {
     pending_.clear();  // their temporaries removed
     for (auto it = moved_.rbegin(); it != moved_.rend(); ++it) {
         // Put back first, then unregistered: a signal in between finds nothing to move.
-        if (it->previous.empty())
+        if (it->previous.empty()) {
             remove_committed_output(it->path);
-        else
+        } else {
             put_back_previous(it->previous.c_str(), it->target.c_str());
+            // Said, beside the failure being reported: the set is then half new, half old.
+            struct stat kept {};
+            if (::lstat(it->previous.c_str(), &kept) == 0)
+                warning(cat(it->path, ": the earlier file could not be put back: it is kept as ", it->previous));
+        }
         release(*it);
     }
 }
@@ -288,7 +295,9 @@ void OutputSet::commit() {
     restore_blockers.fetch_add(1);  // committed: a signal from now on must put nothing back
     for (Moved& m : moved_) release(m);
     for (const Moved& m : moved_)
-        if (!m.previous.empty()) ::unlink(m.previous.c_str());
+        if (!m.previous.empty() && ::unlink(m.previous.c_str()) != 0 && errno != ENOENT)
+            warning(cat(m.path, ": written; the earlier file it replaced could not be removed: ", m.previous, " (",
+                        std::strerror(errno), ")"));
     restore_blockers.fetch_sub(1);
 }
 
@@ -583,17 +592,17 @@ void check_outputs(const std::string& command, const std::vector<NamedPath>& inp
         if (exists && !S_ISREG(info.st_mode)) {
             ISS_INPUT(::access(target.c_str(), W_OK) == 0, command, ": ", out.option, " ", out.path,
                       ": cannot write: ", std::strerror(errno));
-        } else if (created_later) {
-            const fs::path ancestor = existing_ancestor(dir);
-            ISS_INPUT(fs::is_directory(ancestor, ec), command, ": ", out.option, " ", out.path,
-                      ": cannot create its directory: ", ancestor.string(), " is not a directory");
-            ISS_INPUT(::access(ancestor.c_str(), W_OK) == 0, command, ": ", out.option, " ", out.path,
-                      ": cannot create its directory under ", ancestor.string(), ": ", std::strerror(errno));
         } else {
-            ISS_INPUT(fs::is_directory(dir, ec), command, ": ", out.option, " ", out.path, ": no such directory ",
+            // The folder, or where it would be made: its nearest existing ancestor.
+            const fs::path ancestor = existing_ancestor(dir);
+            ISS_INPUT(fs::is_directory(ancestor, ec), command, ": ", out.option, " ", out.path, ": ", ancestor.string(),
+                      " is not a directory");
+            const bool there = fs::equivalent(ancestor, dir, ec);
+            ISS_INPUT(there || created_later, command, ": ", out.option, " ", out.path, ": no such directory ",
                       dir.string());
-            ISS_INPUT(::access(dir.c_str(), W_OK) == 0, command, ": ", out.option, " ", out.path,
-                      ": cannot write in ", dir.string(), ": ", std::strerror(errno));
+            ISS_INPUT(::access(ancestor.c_str(), W_OK) == 0, command, ": ", out.option, " ", out.path,
+                      there ? ": cannot write in " : ": cannot create its directory under ", ancestor.string(), ": ",
+                      std::strerror(errno));
         }
     }
 }
@@ -636,7 +645,12 @@ std::vector<std::string> volume_files(const std::string& path) {
         // Hidden files are not scans (macOS writes ._NAME beside every file it copies).
         if (name.front() == '.' || !is_volume_name(name) || !entry.is_regular_file(ec)) continue;
         if (is_temporary_output(name)) {  // a killed run's (SIGKILL): its name ends in .nii.gz too
-            warning(cat(entry.path().string(), ": an unfinished output of a run that was killed: not read"));
+            // Said once, though a command may list a folder twice (its outputs checked, then read).
+            static std::mutex told_mutex;
+            static std::set<std::string> told;
+            const std::lock_guard<std::mutex> lock(told_mutex);
+            if (told.insert(entry.path().string()).second)
+                warning(cat(entry.path().string(), ": an unfinished output of a run that was killed: not read"));
             continue;
         }
         files.push_back(entry.path().string());

@@ -151,9 +151,15 @@ TEST_F(Hardening, MessagesNameTheProblem) {
     LabelMap seg(Grid{});
     write_labels(path("seg.nii.gz"), seg);
     write_image(path("post.nii.gz"), Image(Grid{}, 34, 0.5f));
-    expect_bad("clean --seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz") + " --o " + q("c.nii.gz") +
-                   " --labels ''",
-               "--labels: expected comma-separated integer labels");
+    expect_bad(
+        "clean --seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz") + " --o " + q("c.nii.gz") + " --labels ''",
+        "option --labels has an empty value");
+    // An unknown command is one line too (it was followed by the 18 lines of the usage).
+    expect_bad("frobnicate --i x", "infant-synthseg: unknown command 'frobnicate' (the commands: clean, dice,");
+    expect_bad("help frobnicate", "unknown command 'frobnicate'");
+    // An empty output (an unset shell variable) did the work, then failed naming no file.
+    expect_bad("dice --pred " + q("seg.nii.gz") + " --gt " + q("seg.nii.gz") + " --out=",
+               "option --out has an empty value");
     // A name with a line break (from a file's own text, or a path) stays on the message's line.
     expect_bad("info " + q("two\nlines.nii.gz"), "two\\x0alines.nii.gz");
     // Bytes that are not UTF-8 (a damaged file's text) are escaped too; a Unicode name is kept.

@@ -127,7 +127,8 @@ TEST_F(Outputs, AFolderToMakeWhereAFileStandsIsNamed) {
         check_outputs("priors", {}, {{path("afile/prior_means.npy"), "--out"}}, {path("afile")});
         ADD_FAILURE() << "no error";
     } catch (const InputError& e) {
-        EXPECT_NE(std::string(e.what()).find("cannot create its directory: " + path("afile") + " is not a directory"),
+        EXPECT_NE(std::string(e.what()).find("--out " + path("afile/prior_means.npy") + ": " + path("afile") +
+                                             " is not a directory"),
                   std::string::npos)
             << e.what();
     }
@@ -232,8 +233,12 @@ TEST_F(Outputs, TemporariesOfAKilledRunAreNotScans) {
     for (const char* name : {"a.nii.gz", "a.nii.gz.tmp-123.nii.gz", "b.nii.tmp-9.nii", "c.tmp-1.nii.gz", "d.mgz",
                              "d.mgz.tmp-5.mgz", "e.MGH.tmp-7.MGH"})
         std::ofstream(path(name)) << "x";
+    ::testing::internal::CaptureStderr();
     EXPECT_EQ(volume_files(dir_.string()),
               (std::vector<std::string>{path("a.nii.gz"), path("c.tmp-1.nii.gz"), path("d.mgz")}));
+    volume_files(dir_.string());  // a command listing the folder again (synth: to check, then to read)
+    const std::string err = ::testing::internal::GetCapturedStderr();
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 4) << "each temporary said once: " << err;
     EXPECT_TRUE(is_temporary_output("seg.nii.tmp-42.nii"));
     EXPECT_FALSE(is_temporary_output("scan.tmp-.nii.gz"));
 }
@@ -340,6 +345,7 @@ TEST_F(SameFileCli, PredictRefusesToOverwriteItsInputs) {
     expect_refused(run + " --o " + q("out.nii.gz") + " --vol " + q("scan_link.csv"),
                    "is the same file as the input --i");
     expect_refused(run + " --o " + q("no/such/dir/out.nii.gz"), "no such directory");
+    expect_refused(run + " --o " + q("seg.nii.gz/out.nii.gz"), ": " + path("seg.nii.gz") + " is not a directory");
     expect_refused(run + " --o " + q("model"), "is a directory, expected a file name");
 }
 

@@ -506,11 +506,22 @@ TEST_F(TrainCli, ADivergedRunStopsAndKeepsTheLastCheckpoint) {
         train(joined(tiny_args({{"--lr", "1e30"}})) + " --model-dir " + shell_quote(model.string()) +
               " --steps 8 --resume");
     EXPECT_EQ(r.status, 1) << r.err;
-    EXPECT_NE(r.err.find("training diverged at step"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("training diverged at step "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("; the checkpoint of step 2 in " + model.string() + " is kept: --resume with a smaller --lr"),
+              std::string::npos)
+        << r.err;
     const auto kept = weights_of(model);
     for (const auto& [name, values] : kept)
         for (float v : values) ASSERT_TRUE(std::isfinite(v)) << name;
     EXPECT_EQ(train_tiny(model.string(), 2, " --resume").status, 0) << "the checkpoint left is usable";
+    // Before a first checkpoint there is none to keep (the message said there was, and the
+    // directory it named was gone).
+    const fs::path fresh = dir_ / "diverging_fresh";
+    const RunResult first = train(joined(tiny_args({{"--lr", "1e30"}, {"--steps-per-epoch", "4"}})) + " --model-dir " +
+                                  shell_quote(fresh.string()) + " --steps 8");
+    EXPECT_EQ(first.status, 1) << first.err;
+    EXPECT_NE(first.err.find("no checkpoint was written yet. Try a smaller --lr"), std::string::npos) << first.err;
+    EXPECT_FALSE(fs::exists(fresh));
 }
 
 TEST_F(TrainCli, SigintFinishesTheStepSavesAndExitsZero) {
@@ -525,6 +536,25 @@ TEST_F(TrainCli, SigtermDoesTheSame) {
 // without a checkpoint.
 TEST_F(TrainCli, Sigusr1DoesTheSame) {
     interrupt_and_resume(dir_, tiny_args({{"--steps-per-epoch", "1"}}), SIGUSR1);
+}
+
+// A run killed during its first checkpoint leaves pieces without model.json, which neither a
+// resume ("no model.json to resume") nor a new run ("pass --resume") took, and neither said what
+// to do: both now name the pieces and say to remove them.
+TEST_F(TrainCli, PiecesOfAFirstCheckpointAreNamed) {
+    const fs::path pieces = dir_ / "pieces";
+    fs::create_directories(pieces);
+    std::ofstream(pieces / "model.safetensors") << "half";
+    std::ofstream(pieces / "training_log.csv") << "step,loss\n";
+    const std::string to_pieces = joined(tiny_args()) + " --model-dir " + shell_quote(pieces.string()) + " --steps 2";
+    expect_bad(to_pieces, ": already holds a model (model.safetensors) without its model.json (a run killed", pieces);
+    // A resume locks the directory first (it may have to put back a checkpoint a killed run was
+    // replacing), so its lock file stays.
+    std::ofstream(pieces / ".train.lock");
+    expect_bad(to_pieces + " --resume",
+               ": --resume, but there is no model.json to resume; it holds model.safetensors, training_log.csv (a run "
+               "killed during its first checkpoint leaves such pieces, or they were kept by hand): remove them",
+               pieces);
 }
 
 TEST_F(TrainCli, HelpDescribesTheOptionsAndFiles) {
@@ -588,7 +618,7 @@ TEST_F(TrainCli, BadInputIsRefusedBeforeAnyStep) {
         expect_bad(joined(tiny_args({{"--lr", lr}})) + to_fresh + " --steps 2",
                    std::string("--lr must be a positive number from 1.17549e-38 to 3.40282e+38 (a float's), got ") + lr,
                    fresh);
-    expect_bad(tiny + to_fresh + " --steps 2 --preset ''", "--preset needs a preset's name", fresh);
+    expect_bad(tiny + to_fresh + " --steps 2 --preset ''", "option --preset has an empty value", fresh);
     expect_bad(joined(tiny_args({{"--levels", "9"}})) + to_fresh + " --steps 2", "--levels must be", fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --seed 6", "--seed given twice (5, then 6)", fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --validate-every 5", "--validation-labels", fresh);

@@ -252,6 +252,7 @@ struct Trainer::State {
     std::unique_ptr<BatchSource> validation;
     std::unique_ptr<PoolAllocator> validation_pool;  // kept: no device allocations per validation
     int64_t step = 0;
+    int64_t checkpoint_step = -1;  // the step of the checkpoint in the model directory, -1: none yet
     std::vector<double> losses;
     std::vector<LogRow> log;
     std::vector<ValidationRow> validation_log;
@@ -340,6 +341,7 @@ void Trainer::State::save_checkpoint() {
     });
     files.commit();
     made_model_dir.keep();  // a model that resumes: it stays whatever happens next
+    checkpoint_step = step;
 }
 
 // One file's checkpoint stamp: "step <n>, run <id>", or why there is none.
@@ -369,6 +371,7 @@ void Trainer::State::load_checkpoint(const ModelSpec& saved) {
               "model.safetensors ", weights, "; model.json ", json, "; model.optimizer.safetensors ", optimizer,
               ". Resume from files of one checkpoint, or start a new --model-dir");
     run_id = meta.at("run_id");
+    checkpoint_step = step;
     const auto secs = meta.find("seconds");
     if (secs != meta.end()) seconds_before = csv_to_number(secs->second, optimizer_path() + " seconds");
     // The logs up to the checkpoint (rows after it belong to steps that will run again).
@@ -621,6 +624,20 @@ static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig&
     return spec;
 }
 
+// The files of a checkpoint in a model directory that has no model.json ("model.safetensors,
+// training_log.csv"), "" where there are none; neither a resume nor a new run takes them.
+static std::string pieces_without_record(const std::string& dir) {
+    std::string pieces;
+    std::error_code ec;
+    for (const char* name : checkpoint_files)
+        if (std::string(name) != "model.json" && fs::exists(join(dir, name), ec))
+            pieces += cat(pieces.empty() ? "" : ", ", name);
+    return pieces;
+}
+constexpr char without_record_advice[] =
+    " (a run killed during its first checkpoint leaves such pieces, or they were kept by hand): remove them to "
+    "train anew there, or choose another --model-dir";
+
 // One run at a time writes a model directory: two would overwrite each other's checkpoints.
 static std::unique_ptr<DirectoryLock> lock_model_dir(const std::string& dir) {
     return std::make_unique<DirectoryLock>(dir, lock_file_name, "another train is writing this model directory");
@@ -659,8 +676,10 @@ Trainer::Trainer(const TrainOptions& given) {
                             " of the checkpoint before, which the resume continues"));
         }
         const std::string weights = model_weights_in(given.model_dir);
+        const std::string pieces = pieces_without_record(given.model_dir);
         ISS_INPUT(fs::exists(model_json_path(weights)), given.model_dir,
-                  ": --resume, but there is no model.json to resume");
+                  ": --resume, but there is no model.json to resume",
+                  pieces.empty() ? "" : cat("; it holds ", pieces, without_record_advice));
         saved = load_model_spec(weights);
         if (options.adopt_recorded) options.adopt_recorded(*saved, options);
     }
@@ -730,9 +749,11 @@ Trainer::Trainer(const TrainOptions& given) {
     // Any file of a checkpoint counts (weights someone kept, an earlier run's logs): a new run
     // would replace it, or leave it beside a model it does not belong to.
     auto require_no_model = [&] {
+        const bool recorded = fs::exists(join(opt.model_dir, "model.json"), ec);
         for (const char* name : checkpoint_files)
             ISS_INPUT(!fs::exists(join(opt.model_dir, name), ec), opt.model_dir, ": already holds a model (", name,
-                      "); pass --resume to continue it, or choose another --model-dir");
+                      recorded ? "); pass --resume to continue it, or choose another --model-dir"
+                               : cat(") without its model.json", without_record_advice));
     };
     // Any other existing directory is locked once every input is checked (a refusal leaves no
     // lock file in it), and checked again under the lock (another run may have begun a model);
@@ -830,10 +851,15 @@ void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const 
             loss = s.step < wl2_steps ? wl2_loss(g, logits, batch.target.data())
                                       : softmax_dice_loss(g, logits, batch.target.data()).loss;
         }
-        // A diverged run stops before its NaN reaches the weights: the last checkpoint stays good.
+        // A diverged run stops before its NaN reaches the weights: the last checkpoint stays as it
+        // was (finite, though a rate this large may have grown its weights already).
         if (!std::isfinite(loss))
-            throw Error(cat("training diverged at step ", s.step + 1, ": the loss is ", loss, "; the last checkpoint (",
-                            s.options.model_dir, ") is kept. Try a smaller --lr"));
+            throw Error(cat("training diverged at step ", s.step + 1, ": the loss is ", loss, "; ",
+                            s.checkpoint_step < 0
+                                ? std::string("no checkpoint was written yet. Try a smaller --lr")
+                                : cat("the checkpoint of step ", s.checkpoint_step, " in ", s.options.model_dir,
+                                      " is kept: --resume with a smaller --lr continues it, unless its weights had "
+                                      "grown already (then start again in a new --model-dir)")));
         s.params.zero_grads();
         g.backward();
         s.adam.step(s.params);
