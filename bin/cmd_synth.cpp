@@ -47,7 +47,8 @@ const char* usage =
     "files (and puts back those of an earlier run it replaced). SIGINT (Ctrl-C), SIGTERM,\n"
     "SIGHUP, SIGUSR1 or SIGUSR2 (a batch scheduler's warning, e.g. Slurm's --signal) stops it\n"
     "once the sample in hand is written: the samples done stay, each image with its labels,\n"
-    "and the exit status is 128 + the signal; a second signal ends it at once.\n"
+    "and the exit status is 128 + the signal; a second signal ends it at once (the pair in\n"
+    "hand taken back).\n"
     "\n"
     "  --labels FILE|DIR  a label map, or a directory: every *.nii, *.nii.gz, *.hdr, *.mgz and\n"
     "                     *.mgh in it, sorted by name; every value must be a generation label\n"
@@ -124,9 +125,9 @@ void check_synth_outputs(const std::string& labels_path, const std::string& conf
     ISS_INPUT(!fs::is_directory(labels_path, ec) || !fs::equivalent(labels_path, out_dir, ec), "synth: --out ", out_dir,
               " is the folder of label maps --labels reads: the samples would be taken for label maps there; "
               "write them to another folder");
-    std::vector<NamedPath> inputs{{config_path, "--config"}};
-    for (const std::string& f : config_prior_files(config_path)) inputs.push_back({f, "--config's priors"});
-    for (const std::string& f : volume_files(labels_path)) inputs.push_back({f, "--labels"});
+    std::vector<NamedPath> inputs = config_inputs(config_path);
+    // Listed again to be read, where the temporaries left out are said.
+    for (const std::string& f : volume_files(labels_path, false)) inputs.push_back({f, "--labels"});
     const std::string first_image = sample_name("image", first);
     auto is_output = [&](const std::string& name) {
         const long long index = sample_number(name);

@@ -30,8 +30,9 @@ namespace iss::cli {
 namespace {
 
 const char* usage =
-    "usage: infant-synthseg train --labels FILE|DIR --model-dir DIR [--preset NAME] [--config FILE]\n"
-    "                             [--steps N] [--steps-per-epoch N] [--lr X] [--batch B]\n"
+    "usage: infant-synthseg train --labels FILE|DIR --model-dir DIR [--preset NAME]\n"
+    "                             [--config FILE] [--steps N] [--steps-per-epoch N] [--lr X]\n"
+    "                             [--batch B]\n"
     "                             [--shape S] [--levels L] [--features F] [--wl2-epochs E]\n"
     "                             [--resume] [--seed S] [--device auto|cpu|cuda[:N]]\n"
     "                             [--precision fp32|bf16] [--threads N]\n"

@@ -13,12 +13,11 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
-#include <mutex>
-#include <set>
 
 #include "kernels/common/error.h"
 
@@ -31,22 +30,25 @@ namespace {
 // never write one slot, and the handler reads only ready ones. A slot with a `restore` path holds
 // an earlier file kept aside, which the handler moves back there; one without is removed. (The
 // arrays are zero pages until used.)
-template <int kSlots>
+template <int kSlots, bool kWithRestore>
 struct SignalRegistry {
     static constexpr size_t kSlotBytes = 4096;
     enum SlotState : int { kFree, kClaimed, kReady };
     char path[kSlots][kSlotBytes];
-    char restore[kSlots][kSlotBytes];
+    char restore[kWithRestore ? kSlots : 1][kWithRestore ? kSlotBytes : 1];
     std::atomic<int> state[kSlots];
 
     // The slot, or -1 when every one is taken (the file is then left to the normal paths).
     int claim(const std::string& file, const std::string& restore_to = "") {
-        if (file.size() >= kSlotBytes || restore_to.size() >= kSlotBytes) return -1;
+        static_assert(kWithRestore || sizeof restore == 1);
+        if (file.size() >= kSlotBytes || restore_to.size() >= sizeof restore[0] ||
+            (!kWithRestore && !restore_to.empty()))
+            return -1;
         for (int i = 0; i < kSlots; ++i) {
             int expected = kFree;
             if (!state[i].compare_exchange_strong(expected, kClaimed, std::memory_order_acq_rel)) continue;
             std::memcpy(path[i], file.c_str(), file.size() + 1);
-            std::memcpy(restore[i], restore_to.c_str(), restore_to.size() + 1);
+            if (kWithRestore) std::memcpy(restore[i], restore_to.c_str(), restore_to.size() + 1);
             state[i].store(kReady, std::memory_order_release);
             return i;
         }
@@ -60,12 +62,12 @@ struct SignalRegistry {
 
 // Temporaries being written, and earlier files kept aside while their set is in progress.
 constexpr int kTemporarySlots = 1024;
-SignalRegistry<kTemporarySlots> temporaries;
-// New outputs (no earlier file) the sets in progress have moved into place: a signal takes them
-// back too, as a failure does, so that no half set is left. While any such output found no slot
-// (synth's thousands of samples), a signal keeps them all: each sample stays whole.
+SignalRegistry<kTemporarySlots, true> temporaries;
+// New outputs (no earlier file) that a set's commit is moving into place: a signal takes them
+// back too, as a failure does, so that no half set is left. While one of them found no slot (a
+// commit of more than 256 files at once), a signal keeps them all.
 constexpr int kMovedSlots = 256;
-SignalRegistry<kMovedSlots> moved_new_outputs;
+SignalRegistry<kMovedSlots, false> moved_new_outputs;
 std::atomic<int> moved_without_slot{0};
 // While this is above 0, a signal puts no earlier file back and removes no new one: some kept
 // aside found no slot, or a set is releasing its files (committed). Some files old and some new
@@ -190,10 +192,10 @@ std::string output_suffix(const std::string& path) {
 }  // namespace
 
 // Testing hook: INFANT_NO_HARD_LINKS=1 makes every hard link fail, as on a file system without
-// them or under fs.protected_hardlinks. Unset in normal use.
+// them or under fs.protected_hardlinks. Unset in normal use. Read each time: a test's forked
+// child sets it.
 static bool hard_links_refused() {
-    static const bool refused = std::getenv("INFANT_NO_HARD_LINKS") != nullptr;
-    return refused;
+    return std::getenv("INFANT_NO_HARD_LINKS") != nullptr;
 }
 
 // A kept-aside earlier file is settled (put back, or removed on commit): the signal handler no
@@ -203,6 +205,11 @@ void OutputSet::release(Moved& m) noexcept {
     m.slot = -1;
     if (m.without_slot) restore_blockers.fetch_sub(1);
     m.without_slot = false;
+    keep_on_signal(m);
+}
+
+// A new output moved in: a signal from now on leaves it (a failure still takes it back).
+void OutputSet::keep_on_signal(Moved& m) noexcept {
     moved_new_outputs.free(m.new_slot);
     m.new_slot = -1;
     if (m.new_without_slot) moved_without_slot.fetch_sub(1);
@@ -220,8 +227,10 @@ OutputSet::~OutputSet() {
             put_back_previous(it->previous.c_str(), it->target.c_str());
             // Said, beside the failure being reported: the set is then half new, half old.
             struct stat kept {};
-            if (::lstat(it->previous.c_str(), &kept) == 0)
-                warning(cat(it->path, ": the earlier file could not be put back: it is kept as ", it->previous));
+            if (::lstat(it->previous.c_str(), &kept) == 0) try {
+                    warning(cat(it->path, ": the earlier file could not be put back: it is kept as ", it->previous));
+                } catch (...) {  // out of memory while a failure unwinds: the files matter more
+                }
         }
         release(*it);
     }
@@ -247,8 +256,9 @@ void OutputSet::write(const std::string& path, const std::function<void(const st
     pending_.push_back(std::move(out));
 }
 
-void OutputSet::commit_so_far() {
+void OutputSet::move_pending() {
     ISS_REQUIRE(!done_, "output set committed twice");
+    moved_.reserve(moved_.size() + pending_.size());  // no allocation once a file has moved
     for (std::unique_ptr<OutputFile>& out : pending_) {
         Moved moved;
         moved.path = out->path();
@@ -276,6 +286,7 @@ void OutputSet::commit_so_far() {
                 moved.previous = previous;
             else
                 release(moved);
+            out->keep_mode(info.st_mode);  // the target may be gone from its name by the move
         }
         try {
             out->commit();
@@ -289,16 +300,23 @@ void OutputSet::commit_so_far() {
     pending_.clear();
 }
 
+void OutputSet::commit_so_far() {
+    move_pending();
+    for (Moved& m : moved_) keep_on_signal(m);
+}
+
 void OutputSet::commit() {
-    commit_so_far();
+    move_pending();
     done_ = true;
     restore_blockers.fetch_add(1);  // committed: a signal from now on must put nothing back
+    struct Unblock {
+        ~Unblock() { restore_blockers.fetch_sub(1); }
+    } unblock;  // however this ends: a process that goes on must still put files back on a signal
     for (Moved& m : moved_) release(m);
     for (const Moved& m : moved_)
         if (!m.previous.empty() && ::unlink(m.previous.c_str()) != 0 && errno != ENOENT)
             warning(cat(m.path, ": written; the earlier file it replaced could not be removed: ", m.previous, " (",
                         std::strerror(errno), ")"));
-    restore_blockers.fetch_sub(1);
 }
 
 void install_output_cleanup_on_signal(int signal) {
@@ -429,6 +447,10 @@ static bool injected_fault() {
 
 void OutputFile::commit() {
     ISS_REQUIRE(!done_, "output ", path_, " committed twice");
+    // Testing hook: INFANT_SIGNAL_BEFORE_MOVING=PATH raises SIGTERM just before the output named
+    // PATH moves into place, as a signal in the middle of a set's moves would come. Unset in
+    // normal use.
+    if (const char* at = std::getenv("INFANT_SIGNAL_BEFORE_MOVING"); at && path_ == at) ::raise(SIGTERM);
     if (injected_fault()) {
         discard();
         throw_output_error(path_, EIO, "cannot write (fault injected by INFANT_FAULT_OUTPUT)");
@@ -445,16 +467,19 @@ void OutputFile::commit() {
         unregister_temporary(slot_);
         return;
     }
-    // The file replaced keeps its permissions (a segmentation made private stays private), and
-    // the new one is on the disk before its name is: a crash after the rename finds it whole.
-    struct stat replaced {};
-    if (::stat(target_.c_str(), &replaced) == 0 && S_ISREG(replaced.st_mode))
-        ::chmod(write_path_.c_str(), replaced.st_mode & 07777);
+    // The new file is on the disk before its name is (a crash after the rename finds it whole),
+    // and takes the permissions of the one it replaces (a segmentation made private stays so);
+    // synced first, while it is still readable.
     if (const int err = sync_to_disk(write_path_); err != 0) {
         ::unlink(write_path_.c_str());
         unregister_temporary(slot_);
         throw_output_error(path_, err, "cannot write");
     }
+    struct stat replaced {};
+    if (kept_mode_ >= 0)
+        ::chmod(write_path_.c_str(), mode_t(kept_mode_));
+    else if (::stat(target_.c_str(), &replaced) == 0 && S_ISREG(replaced.st_mode))
+        ::chmod(write_path_.c_str(), replaced.st_mode & 0777);
     // Moved, then unregistered: a signal in between finds nothing left to remove.
     const bool moved = std::rename(write_path_.c_str(), target_.c_str()) == 0;
     const int err = errno;
@@ -534,17 +559,16 @@ void check_outputs(const std::string& command, const std::vector<NamedPath>& inp
         bool input;
     };
     std::map<std::string, Seen> seen;  // by file identity (synth checks thousands of samples)
-    std::vector<NamedPath> pair_data;  // reserved: `seen` points into it
-    pair_data.reserve(inputs.size() * 5);
+    std::deque<NamedPath> pair_data;   // a deque: `seen` points into it
     for (const NamedPath& in : inputs) {
         if (in.path.empty()) continue;
         seen.emplace(file_identity(in.path), Seen{&in, true});
         // A pair's voxels are read from its .img: overwriting that loses the input as surely.
-        if (!ends_with_ignoring_case(in.path, ".hdr") && !ends_with_ignoring_case(in.path, ".hdr.gz")) continue;
+        if (!is_header_only_nifti(in.path)) continue;
         std::error_code ec;
         for (const std::string& data : pair_data_files(in.path))
             if (fs::exists(data, ec)) {
-                pair_data.push_back({data, in.option});
+                pair_data.push_back({cat(in.path, " (its data file ", data, ")"), in.option});
                 seen.emplace(file_identity(data), Seen{&pair_data.back(), true});
             }
     }
@@ -632,7 +656,7 @@ std::string file_prefix(const std::string& path, size_t count) {
     return bytes;
 }
 
-std::vector<std::string> volume_files(const std::string& path) {
+std::vector<std::string> volume_files(const std::string& path, bool warn_of_temporaries) {
     namespace fs = std::filesystem;
     std::error_code ec;
     if (!fs::is_directory(path, ec)) {
@@ -645,11 +669,7 @@ std::vector<std::string> volume_files(const std::string& path) {
         // Hidden files are not scans (macOS writes ._NAME beside every file it copies).
         if (name.front() == '.' || !is_volume_name(name) || !entry.is_regular_file(ec)) continue;
         if (is_temporary_output(name)) {  // a killed run's (SIGKILL): its name ends in .nii.gz too
-            // Said once, though a command may list a folder twice (its outputs checked, then read).
-            static std::mutex told_mutex;
-            static std::set<std::string> told;
-            const std::lock_guard<std::mutex> lock(told_mutex);
-            if (told.insert(entry.path().string()).second)
+            if (warn_of_temporaries)
                 warning(cat(entry.path().string(), ": an unfinished output of a run that was killed: not read"));
             continue;
         }
@@ -781,6 +801,14 @@ std::map<std::string, std::string> volume_files_by_subject(const std::string& fo
 
 bool ends_with(const std::string& text, const std::string& suffix) {
     return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+bool is_header_only_nifti(const std::string& path) {
+    if (ends_with_ignoring_case(path, ".hdr") || ends_with_ignoring_case(path, ".hdr.gz")) return true;
+    if (!ends_with_ignoring_case(path, ".nii")) return false;  // a .nii.gz would need inflating: none seen
+    const std::string head = file_prefix(path, 348);
+    return (head.size() == 348 && head.compare(344, 4, std::string("ni1\0", 4)) == 0) ||
+           (head.size() >= 8 && head.compare(4, 4, std::string("ni2\0", 4)) == 0);
 }
 
 std::vector<std::string> pair_data_files(const std::string& header_path) {

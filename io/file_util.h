@@ -38,6 +38,9 @@ public:
     // A device or FIFO, written in place. Not a descriptor of this process (/dev/stdout,
     // /dev/fd/N): that is written to a temporary file, then copied to it by commit().
     bool direct() const { return direct_; }
+    // The permission bits the file gets when commit() replaces one (by default those of the
+    // target there then); for a set that has moved the target aside before.
+    void keep_mode(unsigned mode) { kept_mode_ = int(mode & 0777); }
     void commit();
     // Removes what was written (uncommitted); no-op once committed or in direct mode.
     void discard() noexcept;
@@ -45,6 +48,7 @@ public:
 private:
     std::string path_, target_, write_path_;
     bool direct_ = false, done_ = false;
+    int kept_mode_ = -1;   // keep_mode's bits, -1: the target's
     int slot_ = -1;        // in the registry of temporaries
     int descriptor_ = -1;  // the descriptor the path names, or -1
 };
@@ -93,12 +97,17 @@ public:
     // for) is skipped.
     void write(const std::string& path, const std::function<void(const std::string&)>& write);
     // Moves the outputs written so far into place; they are still taken back if the set is
-    // destroyed before commit().
+    // destroyed before commit() (a failure), but a signal from now on takes back only the moves
+    // in progress (synth's samples done stay, each pair whole).
     void commit_so_far();
-    // Moves the rest into place and keeps every output of the set.
+    // Moves the rest into place and keeps every output of the set; a signal during the moves
+    // takes the whole set back.
     void commit();
 
 private:
+    // Moves the pending outputs into place, each new one registered for the signal handler
+    // until release().
+    void move_pending();
     struct Moved {
         std::string path;      // as the user named it
         std::string target;    // the file it replaced or created
@@ -109,6 +118,7 @@ private:
         bool new_without_slot = false;  // that registry was full: a signal then removes none
     };
     static void release(Moved& m) noexcept;
+    static void keep_on_signal(Moved& m) noexcept;
     std::vector<std::unique_ptr<OutputFile>> pending_;
     std::vector<Moved> moved_;
     bool done_ = false;
@@ -177,7 +187,8 @@ std::string resolve_links(const std::string& path);
 //     `will_create`, an ancestor that exists is writable), and an existing target is not a
 //     directory.
 // Empty paths are skipped (an optional output not asked for). An input NIfTI pair's header
-// (name.hdr) counts with its data file (pair_data_files).
+// (is_header_only_nifti) counts with its data file (pair_data_files). An existing output must
+// not be a directory, a block device, a socket or a file with no write permission at all.
 void check_outputs(const std::string& command, const std::vector<NamedPath>& inputs,
                    const std::vector<NamedPath>& outputs, const std::vector<std::string>& will_create = {});
 
@@ -201,6 +212,8 @@ bool ends_with_ignoring_case(const std::string& text, const std::string& suffix)
 // beside it, in the order a reader tries them: name.img, name.img.gz, then the upper-case
 // endings name.IMG, name.IMG.gz, name.IMG.GZ (NAME.HDR with NAME.IMG, as some exports name them).
 std::vector<std::string> pair_data_files(const std::string& header_path);
+// Whether `path` is such a header: named .hdr (or .hdr.gz), or a .nii of magic ni1/ni2.
+bool is_header_only_nifti(const std::string& path);
 
 // FreeSurfer's .mgz or .mgh, in any case.
 bool is_mgh_name(const std::string& path);
@@ -226,7 +239,9 @@ std::map<std::string, std::string> volume_files_by_subject(const std::string& fo
 // The volume files a path names: the file itself, or every *.nii / *.nii.gz / *.hdr / *.mgz /
 // *.mgh in a directory but hidden ones (macOS's ._NAME copies), sorted by name. InputError naming the path
 // when it does not exist or a directory has none.
-std::vector<std::string> volume_files(const std::string& path);
+// `warn_of_temporaries`: a warning for each killed run's temporary left out (a command listing a
+// folder twice says it once).
+std::vector<std::string> volume_files(const std::string& path, bool warn_of_temporaries = true);
 
 // The folders a command makes for its outputs (mkdir -p), taken back if the command fails: when
 // an exception unwinds past this object, every folder it made is removed again, innermost first,

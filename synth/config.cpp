@@ -85,15 +85,15 @@ GeneratorConfig preset_config(const std::string& name) {
 
 namespace {
 
-// prior_means / prior_stds as priors writes them or a user has them at hand: a (2, n) .npy file
-// (a path relative to the configuration's folder), a nested [[means], [stds]] list, or the 2n
-// values row by row; given back as the last.
 // A prior's .npy path as a configuration names it: relative ones beside the configuration.
 std::string prior_file(const std::string& named, const std::string& json_path) {
     const std::filesystem::path file = named;
     return file.is_relative() ? (std::filesystem::path(json_path).parent_path() / file).string() : named;
 }
 
+// prior_means / prior_stds as priors writes them or a user has them at hand: a (2, n) .npy file
+// (a path relative to the configuration's folder), a nested [[means], [stds]] list, or the 2n
+// values row by row; given back as the last.
 nlohmann::json flat_priors(const nlohmann::json& value, const std::string& json_path, const std::string& key) {
     if (value.is_string()) {
         const std::string file = prior_file(value.get<std::string>(), json_path);
@@ -116,13 +116,13 @@ nlohmann::json flat_priors(const nlohmann::json& value, const std::string& json_
 
 }  // namespace
 
-std::vector<std::string> config_prior_files(const std::string& json_path) {
-    std::vector<std::string> files;
-    if (json_path.empty()) return files;
+std::vector<NamedPath> config_inputs(const std::string& json_path) {
+    if (json_path.empty()) return {};
+    std::vector<NamedPath> files{{json_path, "--config"}};
     const nlohmann::json overrides = parse_json(read_text_file(json_path), json_path);
     for (const char* key : {"prior_means", "prior_stds"})
         if (overrides.is_object() && overrides.contains(key) && overrides[key].is_string())
-            files.push_back(prior_file(overrides[key].get<std::string>(), json_path));
+            files.push_back({prior_file(overrides[key].get<std::string>(), json_path), "--config's priors"});
     return files;
 }
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "io/file_util.h"
+
 namespace iss {
 
 // The preset of a command given neither --preset nor a config naming one.
@@ -97,9 +99,9 @@ GeneratorConfig preset_config(const std::string& name);
 // for unreadable JSON, an unknown field, a value of the wrong type or a preset other than the
 // one asked for.
 GeneratorConfig load_config(const PresetChoice& preset, const std::string& json_path);
-// The .npy files a configuration file names for prior_means and prior_stds (inputs a command
-// must not overwrite); none for "".
-std::vector<std::string> config_prior_files(const std::string& json_path);
+// A --config file and the .npy files it names for prior_means and prior_stds: the inputs a
+// command must not overwrite (check_outputs); none for "".
+std::vector<NamedPath> config_inputs(const std::string& json_path);
 // The same from JSON text (a model.json's recorded generator); messages name `source`, and a
 // prior .npy path is read relative to the folder `source` names, as for a file.
 GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json_text, const std::string& source);

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -44,6 +45,18 @@ protected:
         EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
     }
 };
+
+// Every help text fits a 92-column terminal (the usage lines of predict and train ran past it).
+TEST_F(Hardening, HelpTextsFitIn92Columns) {
+    for (const char* command :
+         {"", "clean", "dice", "export", "import", "info", "merge", "phantom", "predict", "priors", "synth", "train"}) {
+        SCOPED_TRACE(command);
+        const test::RunResult r = run(std::string(command) + " --help");
+        ASSERT_EQ(r.status, 0) << r.err;
+        std::istringstream lines(r.out);
+        for (std::string line; std::getline(lines, line);) EXPECT_LE(line.size(), 92u) << line;
+    }
+}
 
 TEST_F(Hardening, ThreadsAreBoundedToTheMachine) {
     const test::RunResult r = run("predict --device cpu --threads 100000 --model " + q("model") + " --i " +

@@ -4,6 +4,7 @@
 // and a command stopped by SIGTERM leaves no temporary file. Device nodes are made in the test's
 // own directory (mknod, when permitted), never /dev's.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -134,15 +135,20 @@ TEST_F(Outputs, AFolderToMakeWhereAFileStandsIsNamed) {
     }
 }
 
-// A process that has a temporary output open when SIGTERM, SIGINT, SIGHUP (a closed SSH session)
-// or SIGQUIT arrives removes it and dies of the signal (as it would have without the handler).
+// A process that has a temporary output open when SIGTERM, SIGINT, SIGHUP (a closed SSH session),
+// SIGQUIT, a batch scheduler's SIGUSR1 or SIGUSR2, or a time limit's SIGALRM, SIGXCPU or
+// SIGVTALRM arrives removes it and dies of the signal (as it would have without the handler; the
+// last five left every temporary).
 TEST_F(Outputs, SigtermRemovesTemporaryOutputs) {
     const std::string target = path("out.bin");
-    for (const int signal : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) {
+    for (const int signal : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU, SIGVTALRM}) {
         SCOPED_TRACE(strsignal(signal));
         const pid_t child = ::fork();
         ASSERT_GE(child, 0);
         if (child == 0) {
+            ::signal(signal, SIG_DFL);  // a shell's background job may inherit SIGINT or SIGQUIT ignored
+            const rlimit no_core{0, 0};
+            ::setrlimit(RLIMIT_CORE, &no_core);  // SIGQUIT and SIGXCPU dump core by default
             install_output_cleanup_on_signals();
             OutputFile out(target);
             std::ofstream(out.write_path()) << "partial";
@@ -182,50 +188,70 @@ TEST_F(Outputs, ASignalPutsBackTheFilesASetReplaced) {
     }
 }
 
-// A signal while a set's files are being moved into place takes the whole set back, as a failure
-// does: the earlier file it replaced goes back, and a new one it had moved in goes (it stayed,
-// beside a missing third output: a half set, exit by the signal with nothing said). The same for
-// the signals a batch scheduler or a time limit sends (they left every temporary behind).
+// A signal while a set's files are being moved into place (INFANT_SIGNAL_BEFORE_MOVING raises
+// SIGTERM before the third moves) takes the whole set back, as a failure does: the earlier file
+// it replaced goes back, and a new one it had moved in goes (it stayed beside a missing third
+// output: a half set, ended by the signal with nothing said). What commit_so_far() moved before
+// stays (synth's samples done), as does a file a linked target replaced.
 TEST_F(Outputs, ASignalDuringTheMovesTakesTheWholeSetBack) {
-    for (const int signal : {SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU}) {
-        SCOPED_TRACE(strsignal(signal));
+    for (const bool so_far : {false, true}) {
+        SCOPED_TRACE(so_far ? "after commit_so_far" : "one commit");
+        fs::remove_all(dir_);
+        fs::create_directories(dir_);
         std::ofstream(path("old.csv")) << "old\n";
         const pid_t child = ::fork();
         ASSERT_GE(child, 0);
         if (child == 0) {
+            ::signal(SIGTERM, SIG_DFL);
+            ::setenv("INFANT_SIGNAL_BEFORE_MOVING", path("third.csv").c_str(), 1);
             install_output_cleanup_on_signals();
             OutputSet set;
+            set.write(path("done.csv"), [&](const std::string& p) { write_csv(p, table()); });
+            if (so_far) set.commit_so_far();
             set.write(path("old.csv"), [&](const std::string& p) { write_csv(p, table()); });
             set.write(path("new.csv"), [&](const std::string& p) { write_csv(p, table()); });
-            set.commit_so_far();
             set.write(path("third.csv"), [&](const std::string& p) { write_csv(p, table()); });
-            if (!fs::exists(path("new.csv"))) ::_exit(3);  // not moved in: nothing to take back
-            ::raise(signal);
+            set.commit();
             ::_exit(0);  // not reached
         }
         int status = 0;
         ASSERT_EQ(::waitpid(child, &status, 0), child);
-        EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == signal) << "status " << status;
+        EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << "status " << status;
         EXPECT_EQ(test::read_text(path("old.csv")), "old\n");
-        EXPECT_EQ(entries(), std::vector<std::string>{"old.csv"}) << "a new output or a temporary left";
+        EXPECT_EQ(entries(),
+                  so_far ? (std::vector<std::string>{"done.csv", "old.csv"}) : std::vector<std::string>{"old.csv"})
+            << "a new output or a temporary left, or a sample done taken back";
     }
 }
 
-// A replaced output keeps its permissions: a segmentation made private (0600) became 0644,
-// readable by everyone, when a run wrote it again.
+// A replaced output keeps its permission bits, whether the earlier file was kept aside as a hard
+// link or (no hard links: another user's file under fs.protected_hardlinks) moved aside: a
+// segmentation made private became 0644, readable by everyone, when a run wrote it again. A
+// write-only one (0200) is synced before its mode is set (it failed, unreadable, after the work).
 TEST_F(Outputs, AReplacedFileKeepsItsPermissions) {
-    std::ofstream(path("private.csv")) << "old\n";
-    ASSERT_EQ(::chmod(path("private.csv").c_str(), 0600), 0);
-    OutputSet set;
-    set.write(path("private.csv"), [&](const std::string& p) { write_csv(p, table()); });
-    set.write(path("new.csv"), [&](const std::string& p) { write_csv(p, table()); });
-    set.commit();
-    struct stat info {};
-    ASSERT_EQ(::stat(path("private.csv").c_str(), &info), 0);
-    EXPECT_EQ(info.st_mode & 07777, 0600u);
-    EXPECT_EQ(test::read_text(path("private.csv")), "a\n1\n");
-    ASSERT_EQ(::stat(path("new.csv").c_str(), &info), 0);
-    EXPECT_NE(info.st_mode & 0600, 0u) << "a new file has the umask's mode";
+    const mode_t umask_before = ::umask(022);
+    for (const bool links : {true, false}) {
+        SCOPED_TRACE(links ? "hard link kept" : "moved aside");
+        if (!links) ::setenv("INFANT_NO_HARD_LINKS", "1", 1);
+        for (const mode_t mode : {mode_t(0604), mode_t(0200)}) {
+            std::ofstream(path("kept.csv")) << "old\n";
+            ASSERT_EQ(::chmod(path("kept.csv").c_str(), mode), 0);
+            OutputSet set;
+            set.write(path("kept.csv"), [&](const std::string& p) { write_csv(p, table()); });
+            set.write(path("new.csv"), [&](const std::string& p) { write_csv(p, table()); });
+            set.commit();
+            struct stat info {};
+            ASSERT_EQ(::stat(path("kept.csv").c_str(), &info), 0);
+            EXPECT_EQ(info.st_mode & 07777, mode);
+            ASSERT_EQ(::stat(path("new.csv").c_str(), &info), 0);
+            EXPECT_EQ(info.st_mode & 07777, 0644u) << "a new file has the umask's mode";
+            ::chmod(path("kept.csv").c_str(), 0644);
+            EXPECT_EQ(test::read_text(path("kept.csv")), "a\n1\n");
+            fs::remove(path("new.csv"));
+        }
+        ::unsetenv("INFANT_NO_HARD_LINKS");
+    }
+    ::umask(umask_before);
 }
 
 // A killed run's temporary outputs end in .nii.gz too: a folder's listing leaves them out.
@@ -236,7 +262,7 @@ TEST_F(Outputs, TemporariesOfAKilledRunAreNotScans) {
     ::testing::internal::CaptureStderr();
     EXPECT_EQ(volume_files(dir_.string()),
               (std::vector<std::string>{path("a.nii.gz"), path("c.tmp-1.nii.gz"), path("d.mgz")}));
-    volume_files(dir_.string());  // a command listing the folder again (synth: to check, then to read)
+    volume_files(dir_.string(), false);  // a command listing the folder again (synth: to check, then to read)
     const std::string err = ::testing::internal::GetCapturedStderr();
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 4) << "each temporary said once: " << err;
     EXPECT_TRUE(is_temporary_output("seg.nii.tmp-42.nii"));
@@ -358,16 +384,20 @@ TEST_F(SameFileCli, AReadOnlyOutputOrASocketIsRefused) {
     ASSERT_EQ(::chmod(path("kept.csv").c_str(), 0444), 0);
     expect_refused(dice + q("kept.csv"),
                    "--out " + path("kept.csv") + " is read-only (mode 0444): not replaced; make it writable");
+    // Bound in a short folder (a socket's path has at most 107 bytes), reached through a link.
+    char short_dir[] = "/tmp/iss-sock-XXXXXX";
+    ASSERT_NE(::mkdtemp(short_dir), nullptr);
+    const std::string socket_path = std::string(short_dir) + "/s";
     const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
     ASSERT_GE(fd, 0);
     sockaddr_un address{};
     address.sun_family = AF_UNIX;
-    const std::string socket_path = path("sock.csv");
-    ASSERT_LT(socket_path.size(), sizeof address.sun_path);
     std::strcpy(address.sun_path, socket_path.c_str());
     ASSERT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
-    expect_refused(dice + q("sock.csv"), "--out " + socket_path + " is a socket, expected a file name");
+    fs::create_symlink(socket_path, path("sock.csv"));
+    expect_refused(dice + q("sock.csv"), "--out " + path("sock.csv") + " is a socket, expected a file name");
     ::close(fd);
+    fs::remove_all(short_dir);
 }
 
 TEST_F(SameFileCli, PostCommandsRefuseToOverwriteTheirInputs) {
@@ -386,7 +416,14 @@ TEST_F(SameFileCli, PostCommandsRefuseToOverwriteTheirInputs) {
     std::ofstream(path("pair.hdr"), std::ios::binary) << single.substr(0, 348);
     ASSERT_EQ(read_labels(path("pair.hdr")).data, read_labels(path("seg.nii")).data);
     expect_refused("dice --pred " + q("pair.hdr") + " --gt " + q("seg.nii.gz") + " --out " + q("pair.img"),
-                   "--out " + path("pair.img") + " is the same file as the input --pred " + path("pair.img"));
+                   "--out " + path("pair.img") + " is the same file as the input --pred " + path("pair.hdr") +
+                       " (its data file " + path("pair.img") + ")");
+    // A .nii of magic ni1 is such a header too.
+    fs::copy_file(path("pair.hdr"), path("header_only.nii"));
+    fs::copy_file(path("pair.img"), path("header_only.img"));
+    expect_refused(
+        "dice --pred " + q("header_only.nii") + " --gt " + q("seg.nii.gz") + " --out " + q("header_only.img"),
+        "is the same file as the input --pred " + path("header_only.nii"));
     const std::string clean = "clean --labels 0,2,3,41,42 --seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz");
     expect_refused(clean + " --o " + q("seg.nii.gz"), "is the same file as the input --seg");
     expect_refused(clean + " --o " + q("c.nii.gz") + " --o-post " + q("post.nii.gz"),
@@ -440,6 +477,22 @@ TEST_F(SameFileCli, OutputsLinkedToInputsAreRefused) {
     expect_refused("predict --device cpu --model " + q("m.h5") + " --labels " + q("labels.npy") + " --i " +
                        q("scan.nii.gz") + " --o " + q("o.nii.gz") + " --vol " + q("labels.npy"),
                    "is the same file as the input --labels");
+}
+
+// A killed run's temporary in a folder of maps is said once (synth lists the folder twice: to
+// check its outputs, then to read the maps; it was said twice).
+TEST_F(SameFileCli, SynthSaysAKilledRunsTemporaryOnce) {
+    fs::create_directories(path("maps"));
+    write_labels(path("maps/m.nii.gz"), make_phantom(0, 1));
+    std::ofstream(path("maps/m.nii.gz.tmp-99999.nii.gz")) << "x";
+    const test::RunResult r = test::run_command(test::cli_path() + " synth --labels " + q("maps") + " --out " + q("s") +
+                                                " --shape 32 --device cpu");
+    ASSERT_EQ(r.status, 0) << r.err;
+    size_t said = 0;
+    for (size_t at = r.err.find("unfinished output"); at != std::string::npos;
+         at = r.err.find("unfinished output", at + 1))
+        ++said;
+    EXPECT_EQ(said, 1u) << r.err;
 }
 
 // synth's outputs that are one file through a link to a later sample, not written yet (a

@@ -737,8 +737,7 @@ Trainer::Trainer(const TrainOptions& given) {
 
     // Every file a checkpoint writes is checked now, not at the first checkpoint an epoch later
     // (a directory of one of those names left a half-written model that would not resume).
-    std::vector<NamedPath> inputs{{opt.config_path, "--config"}};
-    for (const std::string& f : config_prior_files(opt.config_path)) inputs.push_back({f, "--config's priors"});
+    std::vector<NamedPath> inputs = config_inputs(opt.config_path);
     for (const TrainingMap& m : maps) inputs.push_back({m.name, "--labels"});
     for (const TrainingMap& m : validation_maps) inputs.push_back({m.name, "--validation-labels"});
     std::vector<NamedPath> outputs;
