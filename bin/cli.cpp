@@ -97,18 +97,30 @@ uint64_t Args::seed() const {
     return uint64_t(seed);
 }
 
+// More threads than the machine runs at once only cost memory (and 100000 of them made the
+// OpenMP runtime crash): at most one per hardware thread.
+static long long hardware_threads() {
+    return std::max(1u, std::thread::hardware_concurrency());
+}
+
 void Args::apply_threads() const {
     if (!has("--threads")) return;
     long long threads = integer("--threads", 0);
     ISS_INPUT(threads >= 1, command_, ": --threads must be at least 1, got ", threads);
-    // More threads than the machine runs at once only costs memory (and 100000 of them made the
-    // OpenMP runtime fail): at most one per hardware thread.
-    const long long hardware = std::max(1u, std::thread::hardware_concurrency());
-    if (threads > hardware) {
-        warning(cat(command_, ": --threads ", threads, ": this machine runs ", hardware, "; using ", hardware));
-        threads = hardware;
+    if (threads > hardware_threads()) {
+        warning(cat(command_, ": --threads ", threads, ": this machine runs ", hardware_threads(), "; using ",
+                    hardware_threads()));
+        threads = hardware_threads();
     }
     omp_set_num_threads(int(threads));
+}
+
+void limit_threads_to_machine() {
+    const long long asked = omp_get_max_threads();
+    if (asked <= hardware_threads()) return;
+    warning(cat("OMP_NUM_THREADS asks for ", asked, " threads: this machine runs ", hardware_threads(), "; using ",
+                hardware_threads()));
+    omp_set_num_threads(int(hardware_threads()));
 }
 
 std::string Args::preset() const {

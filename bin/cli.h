@@ -51,6 +51,10 @@ private:
     std::vector<std::string> positional_;
 };
 
+// For main(), before a command runs: OpenMP's thread count (OMP_NUM_THREADS) at most the
+// machine's hardware threads, with a warning, as --threads is.
+void limit_threads_to_machine();
+
 // The label list `option` names (label_list_or_default), or none when it was not given.
 std::optional<LabelList> given_label_list(const Args& args, const std::string& option);
 

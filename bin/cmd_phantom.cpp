@@ -5,6 +5,7 @@
 
 #include "bin/cli.h"
 #include "bin/commands.h"
+#include "io/file_util.h"
 #include "io/nifti.h"
 #include "io/orientation.h"
 #include "kernels/common/error.h"
@@ -42,6 +43,7 @@ int cmd_phantom(int argc, char** argv) {
 
     const std::string orientation = args.get("--orientation", "RAS");
     require_orientation_code(orientation, "phantom: --orientation");
+    check_outputs("phantom", {}, {{out, "--out"}});  // it reads no input, but a read-only file stays
 
     const LabelMap map = reorient(make_phantom(age, seed), orientation);
     write_labels(out, map);

@@ -103,6 +103,7 @@ int main(int argc, char** argv) {
         // Not for train: it runs for days, allocates its buffers once, and a heap that never
         // shrinks could only grow there.
         if (std::strcmp(c.name, "train") != 0) iss::keep_freed_host_memory();
+        iss::cli::limit_threads_to_machine();
         try {
             return c.run(argc - 2, argv + 2);
         } catch (const std::exception& e) {

@@ -316,8 +316,15 @@ double mm_per_spatial_unit(int xyzt_units) {
     }
 }
 
-// What makes a stored qform unusable ("" when it is a rotation with a finite offset).
+// What makes a stored qform unusable ("" when it is a rotation with a finite offset and a qfac
+// of 1 or -1, or one that every reader takes for 1).
 std::string qform_problem(const RawHeader& raw) {
+    // The standard allows 1 and -1. Readers take other values otherwise: nifti_clib any negative
+    // one as -1, nibabel everything but -1 as 1, so the two see mirror images.
+    if (raw.pixdim[0] < 0 && raw.pixdim[0] != -1)
+        return cat("pixdim[0] (the qform's qfac) is ", raw.pixdim[0],
+                   ", neither 1 nor -1, so whether the qform mirrors the image is unknown (readers disagree: ",
+                   "nifti_clib reads -1, nibabel 1); write the file again with pixdim[0] 1 or -1");
     for (int i = 0; i < 3; ++i)
         if (!std::isfinite(raw.quatern[i]) || !std::isfinite(raw.qoffset[i]))
             return "qform quaternion or offset is not finite";
@@ -348,12 +355,6 @@ void set_affine(const RawHeader& raw, const std::string& path, VolumeHeader& h) 
         h.affine = a;
         h.affine_source = "sform";
     } else if (raw.qform_code > 0) {
-        // The standard allows 1 and -1. Readers take other values otherwise: nifti_clib any
-        // negative one as -1, nibabel everything but -1 as 1, so the two see mirror images.
-        ISS_INPUT(
-            !(raw.pixdim[0] < 0 && raw.pixdim[0] != -1), path, ": pixdim[0] (the qform's qfac) is ", raw.pixdim[0],
-            ", neither 1 nor -1, so whether the qform mirrors the image is unknown (readers disagree: nifti_clib ",
-            "reads -1, nibabel 1); write the file again with pixdim[0] 1 or -1");
         const double qfac = raw.pixdim[0] < 0 ? -1.0 : 1.0;
         const std::string problem = qform_problem(raw);
         ISS_INPUT(problem.empty(), path, ": ", problem);

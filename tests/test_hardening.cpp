@@ -46,6 +46,17 @@ protected:
     }
 };
 
+// OMP_NUM_THREADS past the machine is bounded as --threads is (100000 crashed every command
+// that runs threads, with no message).
+TEST_F(Hardening, OmpNumThreadsIsBoundedToTheMachine) {
+    write_labels(path("map.nii.gz"), make_phantom(0, 1));
+    const test::RunResult r = test::run_command("OMP_NUM_THREADS=100000 " + test::cli_path() + " synth --labels " +
+                                                q("map.nii.gz") + " --out " + q("s") + " --shape 32 --device cpu");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("warning: OMP_NUM_THREADS asks for 100000 threads: this machine runs "), std::string::npos)
+        << r.err;
+}
+
 // Every help text fits a 92-column terminal (the usage lines of predict and train ran past it).
 TEST_F(Hardening, HelpTextsFitIn92Columns) {
     for (const char* command :

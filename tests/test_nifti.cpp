@@ -718,9 +718,11 @@ TEST_F(NiftiRead, AffinePrecedence) {
     write_raw(q, s);
     expect_input_error([&] { iss::read_volume_header(q); }, q,
                        "pixdim[0] (the qform's qfac) is -0.5, neither 1 nor -1");
-    s.sform_code = 2;  // unused beside an sform: read
+    s.sform_code = 2;  // beside an sform: read by it, and the qform not passed on to outputs
     write_raw(q, s);
-    EXPECT_EQ(iss::read_volume_header(q).affine_source, "sform");
+    const iss::VolumeHeader with_sform = iss::read_volume_header(q);
+    EXPECT_EQ(with_sform.affine_source, "sform");
+    EXPECT_FALSE(with_sform.qform_usable);
     s.sform_code = 0, s.pixdim[0] = 1;
     // Neither: pixdim scaling, with a warning (left and right are a guess; nibabel guesses LAS).
     s.qform_code = 0;

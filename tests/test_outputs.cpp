@@ -384,6 +384,9 @@ TEST_F(SameFileCli, AReadOnlyOutputOrASocketIsRefused) {
     ASSERT_EQ(::chmod(path("kept.csv").c_str(), 0444), 0);
     expect_refused(dice + q("kept.csv"),
                    "--out " + path("kept.csv") + " is read-only (mode 0444): not replaced; make it writable");
+    std::ofstream(path("kept.nii.gz")) << "kept\n";  // phantom reads no input, but checks its output too
+    ASSERT_EQ(::chmod(path("kept.nii.gz").c_str(), 0444), 0);
+    expect_refused("phantom --age-months 0 --out " + q("kept.nii.gz"), "is read-only (mode 0444)");
     // Bound in a short folder (a socket's path has at most 107 bytes), reached through a link.
     char short_dir[] = "/tmp/iss-sock-XXXXXX";
     ASSERT_NE(::mkdtemp(short_dir), nullptr);

@@ -154,6 +154,7 @@ TEST_F(TrainCli, TrainsWritesTheModelDirectoryAndResumes) {
     EXPECT_EQ(read_text(model / "loss.png").substr(0, 8), "\x89PNG\r\n\x1a\n");
     const nlohmann::json spec = nlohmann::json::parse(read_text(model / "model.json"));
     EXPECT_EQ(spec.dump().find("\"levels\":2") != std::string::npos, true) << spec.dump();
+    EXPECT_EQ(spec["training"]["lr"].get<double>(), 0.001) << "the float's shortest form, as in the log";
 
     const CsvTable table = read_csv((model / "training_log.csv").string());
     EXPECT_EQ(table.columns, (std::vector<std::string>{"step", "loss", "loss_function", "lr", "seconds"}));
@@ -547,7 +548,10 @@ TEST_F(TrainCli, PiecesOfAFirstCheckpointAreNamed) {
     std::ofstream(pieces / "model.safetensors") << "half";
     std::ofstream(pieces / "training_log.csv") << "step,loss\n";
     const std::string to_pieces = joined(tiny_args()) + " --model-dir " + shell_quote(pieces.string()) + " --steps 2";
-    expect_bad(to_pieces, ": already holds a model (model.safetensors) without its model.json (a run killed", pieces);
+    expect_bad(to_pieces,
+               ": already holds model.safetensors, training_log.csv, not a whole checkpoint (a run killed during its "
+               "first checkpoint",
+               pieces);
     // A resume locks the directory first (it may have to put back a checkpoint a killed run was
     // replacing), so its lock file stays.
     std::ofstream(pieces / ".train.lock");
@@ -555,6 +559,26 @@ TEST_F(TrainCli, PiecesOfAFirstCheckpointAreNamed) {
                ": --resume, but there is no model.json to resume; it holds model.safetensors, training_log.csv (a run "
                "killed during its first checkpoint leaves such pieces, or they were kept by hand): remove them",
                pieces);
+}
+
+// A new model in a folder where a killed run left a kept copy (NAME.tmp-PID-replaced): the copy
+// belongs to no checkpoint of it and goes (a later --resume put it back over the new weights).
+// A first checkpoint killed before its log moved says the log is missing (it said the log ended
+// at step 0).
+TEST_F(TrainCli, ANewModelRemovesAKilledRunsLeftovers) {
+    const fs::path model = dir_ / "leftovers";
+    fs::create_directories(model);
+    std::ofstream(model / "model.safetensors.tmp-999-replaced") << "stale";
+    const RunResult r = train_tiny(model.string(), 2);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("removed 1 temporary file a killed run left"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(model / "model.safetensors.tmp-999-replaced"));
+    const RunResult more = train_tiny(model.string(), 3, " --resume");
+    EXPECT_EQ(more.status, 0) << more.err;
+
+    fs::remove(model / "training_log.csv");
+    expect_bad(joined(tiny_args()) + " --model-dir " + shell_quote(model.string()) + " --steps 4 --resume",
+               (model / "training_log.csv").string() + ": missing, but the checkpoint is at step 3", model);
 }
 
 TEST_F(TrainCli, HelpDescribesTheOptionsAndFiles) {
@@ -635,7 +659,7 @@ TEST_F(TrainCli, BadInputIsRefusedBeforeAnyStep) {
     const std::string to_existing = " --model-dir " + shell_quote(existing.string());
     expect_bad(joined(tiny_args({{"--features", "6"}})) + to_existing + " --steps 3 --resume", "different architecture",
                existing);
-    expect_bad(tiny + to_existing + " --steps 3", "already holds a model (model.safetensors)", existing);
+    expect_bad(tiny + to_existing + " --steps 3", "already holds a model (model.safetensors, model.json,", existing);
     EXPECT_TRUE(read_text(existing / "model.safetensors") == weights);
     // Without model.json, the weights alone (kept by hand) or an earlier run's log still count.
     for (const char* kept : {"model.safetensors", "validation.csv"}) {
@@ -643,7 +667,7 @@ TEST_F(TrainCli, BadInputIsRefusedBeforeAnyStep) {
         fs::create_directories(part);
         std::ofstream(part / kept) << "kept";
         expect_bad(tiny + " --model-dir " + shell_quote(part.string()) + " --steps 3",
-                   std::string("already holds a model (") + kept + ")", part);
+                   std::string("already holds ") + kept + ", not a whole checkpoint", part);
         EXPECT_EQ(read_text(part / kept), "kept");
     }
 }

@@ -57,19 +57,28 @@ std::string new_run_id() {
 // (a kill while the files moved, or just after); without it, the new one is whole already (a
 // kill while the kept files were removed), and the rest of them go. Returns the files put back
 // (a copy still linked to its file, killed before the new one moved in, is only removed).
+// Our writer's temporaries of checkpoint files in a model directory (a killed run's).
+std::vector<std::pair<TemporaryName, fs::path>> checkpoint_temporaries(const std::string& model_dir) {
+    std::vector<std::pair<TemporaryName, fs::path>> found;
+    std::error_code ec;
+    for (const fs::directory_entry& entry : fs::directory_iterator(model_dir, ec)) {
+        const std::optional<TemporaryName> t = temporary_name(entry.path().filename().string());
+        if (t && entry.is_regular_file(ec) &&
+            std::any_of(std::begin(checkpoint_files), std::end(checkpoint_files),
+                        [&](const char* ours) { return t->base == ours; }))
+            found.emplace_back(*t, entry.path());
+    }
+    return found;
+}
+
 int tidy_interrupted_checkpoint(const std::string& model_dir) {
     std::error_code ec;
     std::map<std::string, fs::path> kept;  // checkpoint file -> its earlier copy
-    for (const fs::directory_entry& entry : fs::directory_iterator(model_dir, ec)) {
-        const std::optional<TemporaryName> t = temporary_name(entry.path().filename().string());
-        if (!t || !entry.is_regular_file(ec) ||
-            std::none_of(std::begin(checkpoint_files), std::end(checkpoint_files),
-                         [&](const char* ours) { return t->base == ours; }))
-            continue;
-        if (t->replaced)
-            kept[t->base] = entry.path();
+    for (const auto& [t, path] : checkpoint_temporaries(model_dir)) {
+        if (t.replaced)
+            kept[t.base] = path;
         else
-            fs::remove(entry.path(), ec);
+            fs::remove(path, ec);
     }
     // A copy still linked to its file (killed before the new one moved in) is that file already.
     const bool put_back = kept.count(checkpoint_files[0]) > 0;
@@ -389,8 +398,10 @@ void Trainer::State::load_checkpoint(const ModelSpec& saved) {
     }
     // The log is written after the weights and the optimizer: it must reach their step.
     const int64_t logged = log.empty() ? 0 : log.back().step;
-    ISS_INPUT(logged == step, log_path(), ": the training log ends at step ", logged, " but the checkpoint is at step ",
-              step, " (a run stopped while writing its checkpoint). Resume from files of one checkpoint, or start a "
+    ISS_INPUT(logged == step, log_path(),
+              fs::exists(log_path()) ? cat(": the training log ends at step ", logged) : std::string(": missing,"),
+              " but the checkpoint is at step ", step,
+              " (a run stopped while writing its checkpoint). Resume from files of one checkpoint, or start a "
               "new --model-dir");
     if (fs::exists(validation_path())) {
         const CsvTable table = read_csv(validation_path());
@@ -475,8 +486,15 @@ void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
         for (const char* key : may_change) e[key] = t.value(key, nlohmann::json());
         return e;
     };
+    // A rate is Adam's float: records before 2026-12-06 kept its double's digits (9.99...97e-05).
+    auto changed = [&](const char* key) {
+        const nlohmann::json &a = was[key], &b = now.training[key];
+        if (std::string(key) == "lr" && a.is_number() && b.is_number())
+            return float(a.get<double>()) != float(b.get<double>());
+        return a != b;
+    };
     for (const char* key : may_change)
-        if (was.contains(key) && was[key] != now.training[key]) {
+        if (was.contains(key) && changed(key)) {
             if (history.empty()) history.push_back(entry(0, was));  // what the steps before it ran with
             history.push_back(entry(step, now.training));
             break;
@@ -612,7 +630,7 @@ static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig&
                      {"seed", opt.seed},
                      {"batch", opt.batch},
                      {"crop", {crop[0], crop[1], crop[2]}},
-                     {"lr", opt.lr},
+                     {"lr", std::stod(csv_float(opt.lr))},  // 1e-4, not the float's double's digits
                      {"steps", opt.steps},
                      {"steps_per_epoch", opt.steps_per_epoch},
                      {"wl2_epochs", opt.wl2_epochs},
@@ -624,17 +642,24 @@ static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig&
     return spec;
 }
 
-// The files of a checkpoint in a model directory that has no model.json ("model.safetensors,
-// training_log.csv"), "" where there are none; neither a resume nor a new run takes them.
-static std::string pieces_without_record(const std::string& dir) {
+// The files of a checkpoint in a model directory ("model.safetensors, training_log.csv"), ""
+// where there are none.
+static std::string checkpoint_pieces(const std::string& dir) {
     std::string pieces;
     std::error_code ec;
     for (const char* name : checkpoint_files)
-        if (std::string(name) != "model.json" && fs::exists(join(dir, name), ec))
-            pieces += cat(pieces.empty() ? "" : ", ", name);
+        if (fs::exists(join(dir, name), ec)) pieces += cat(pieces.empty() ? "" : ", ", name);
     return pieces;
 }
-constexpr char without_record_advice[] =
+// Whether a model directory holds the files a resume needs (whether they agree, it checks).
+static bool holds_whole_checkpoint(const std::string& dir) {
+    std::error_code ec;
+    for (const char* name : {"model.safetensors", "model.json", "model.optimizer.safetensors", "training_log.csv"})
+        if (!fs::exists(join(dir, name), ec)) return false;
+    return true;
+}
+// Said of files that are no whole checkpoint: neither a resume nor a new run takes them.
+constexpr char pieces_advice[] =
     " (a run killed during its first checkpoint leaves such pieces, or they were kept by hand): remove them to "
     "train anew there, or choose another --model-dir";
 
@@ -676,10 +701,10 @@ Trainer::Trainer(const TrainOptions& given) {
                             " of the checkpoint before, which the resume continues"));
         }
         const std::string weights = model_weights_in(given.model_dir);
-        const std::string pieces = pieces_without_record(given.model_dir);
+        const std::string pieces = checkpoint_pieces(given.model_dir);
         ISS_INPUT(fs::exists(model_json_path(weights)), given.model_dir,
                   ": --resume, but there is no model.json to resume",
-                  pieces.empty() ? "" : cat("; it holds ", pieces, without_record_advice));
+                  pieces.empty() ? "" : cat("; it holds ", pieces, pieces_advice));
         saved = load_model_spec(weights);
         if (options.adopt_recorded) options.adopt_recorded(*saved, options);
     }
@@ -748,11 +773,11 @@ Trainer::Trainer(const TrainOptions& given) {
     // Any file of a checkpoint counts (weights someone kept, an earlier run's logs): a new run
     // would replace it, or leave it beside a model it does not belong to.
     auto require_no_model = [&] {
-        const bool recorded = fs::exists(join(opt.model_dir, "model.json"), ec);
-        for (const char* name : checkpoint_files)
-            ISS_INPUT(!fs::exists(join(opt.model_dir, name), ec), opt.model_dir, ": already holds a model (", name,
-                      recorded ? "); pass --resume to continue it, or choose another --model-dir"
-                               : cat(") without its model.json", without_record_advice));
+        const std::string pieces = checkpoint_pieces(opt.model_dir);
+        ISS_INPUT(pieces.empty(), opt.model_dir, ": already holds ",
+                  holds_whole_checkpoint(opt.model_dir)
+                      ? cat("a model (", pieces, "); pass --resume to continue it, or choose another --model-dir")
+                      : cat(pieces, ", not a whole checkpoint", pieces_advice));
     };
     // Any other existing directory is locked once every input is checked (a refusal leaves no
     // lock file in it), and checked again under the lock (another run may have begun a model);
@@ -805,6 +830,15 @@ Trainer::Trainer(const TrainOptions& given) {
     if (!s.lock) {
         s.lock = lock_model_dir(opt.model_dir);
         require_no_model();  // another run may have made one since the check above
+    }
+    // A new model: a killed run's temporaries here belong to no checkpoint of it (a resume would
+    // have taken a kept copy for this run's and put it back over its weights).
+    if (!opt.resume) {
+        int removed = 0;
+        for (const auto& leftover : checkpoint_temporaries(opt.model_dir)) removed += fs::remove(leftover.second, ec);
+        if (removed > 0)
+            warning(cat(opt.model_dir, ": removed ", removed, " temporary file", removed > 1 ? "s" : "",
+                        " a killed run left (NAME.tmp-PID...), which belong to no model"));
     }
     const bool threaded = opt.prefetch < 0 ? s.ctx.is_cuda() : opt.prefetch > 0;
     s.batches = std::make_unique<BatchSource>(s.ctx, s.gen_config, std::move(maps), opt.seed, opt.batch, threaded);
@@ -870,7 +904,7 @@ void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const 
         report.loss = loss;
         report.weighted_l2 = s.step <= wl2_steps;
         report.lr = opt.lr;
-        report.seconds = s.elapsed();
+        report.seconds = std::round(s.elapsed() * 1e6) / 1e6;  // microseconds: no float noise in the log
         const double run_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
         report.samples_per_second = run_seconds > 0 ? double((s.step - first) * opt.batch) / run_seconds : 0;
         s.losses.push_back(loss);
