@@ -33,7 +33,8 @@ namespace {
 template <int kSlots, bool kWithRestore>
 struct SignalRegistry {
     static constexpr size_t kSlotBytes = 4096;
-    enum SlotState : int { kFree, kClaimed, kReady };
+    // kRemove: a slot whose `restore` no longer counts: the handler removes its path.
+    enum SlotState : int { kFree, kClaimed, kReady, kRemove };
     char path[kSlots][kSlotBytes];
     char restore[kWithRestore ? kSlots : 1][kWithRestore ? kSlotBytes : 1];
     std::atomic<int> state[kSlots];
@@ -57,7 +58,11 @@ struct SignalRegistry {
     void free(int slot) {
         if (slot >= 0) state[slot].store(kFree, std::memory_order_release);
     }
+    void remove_on_signal(int slot) {
+        if (slot >= 0) state[slot].store(kRemove, std::memory_order_release);
+    }
     bool ready(int slot) const { return state[slot].load(std::memory_order_acquire) == kReady; }
+    bool to_remove(int slot) const { return state[slot].load(std::memory_order_acquire) == kRemove; }
 };
 
 // Temporaries being written, and earlier files kept aside while their set is in progress.
@@ -91,6 +96,10 @@ void put_back_previous(const char* previous, const char* target) {
 extern "C" void remove_temporaries_and_die(int signal) {
     const bool restore = restore_blockers.load() == 0;
     for (int i = 0; i < kTemporarySlots; ++i) {
+        if (temporaries.to_remove(i)) {
+            ::unlink(temporaries.path[i]);
+            continue;
+        }
         if (!temporaries.ready(i)) continue;
         if (temporaries.restore[i][0] == '\0')
             ::unlink(temporaries.path[i]);
@@ -308,15 +317,23 @@ void OutputSet::commit_so_far() {
 void OutputSet::commit() {
     move_pending();
     done_ = true;
-    restore_blockers.fetch_add(1);  // committed: a signal from now on must put nothing back
-    struct Unblock {
-        ~Unblock() { restore_blockers.fetch_sub(1); }
-    } unblock;  // however this ends: a process that goes on must still put files back on a signal
-    for (Moved& m : moved_) release(m);
-    for (const Moved& m : moved_)
-        if (!m.previous.empty() && ::unlink(m.previous.c_str()) != 0 && errno != ENOENT)
-            warning(cat(m.path, ": written; the earlier file it replaced could not be removed: ", m.previous, " (",
-                        std::strerror(errno), ")"));
+    // Committed: from now on a signal keeps the new files and removes the earlier ones kept
+    // aside (it left them, and died as if the command had failed). Switched for every file
+    // while no signal puts anything back, so that none sees half the set switched.
+    restore_blockers.fetch_add(1);
+    for (Moved& m : moved_) {
+        temporaries.remove_on_signal(m.slot);
+        keep_on_signal(m);
+    }
+    restore_blockers.fetch_sub(1);
+    for (Moved& m : moved_) {
+        if (!m.previous.empty() && ::unlink(m.previous.c_str()) != 0 && errno != ENOENT) try {
+                warning(cat(m.path, ": written; the earlier file it replaced could not be removed: ", m.previous, " (",
+                            std::strerror(errno), ")"));
+            } catch (...) {  // out of memory: the files are as they should be
+            }
+        release(m);
+    }
 }
 
 void install_output_cleanup_on_signal(int signal) {
