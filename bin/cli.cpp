@@ -97,30 +97,32 @@ uint64_t Args::seed() const {
     return uint64_t(seed);
 }
 
-// More threads than the machine runs at once only cost memory (and 100000 of them made the
-// OpenMP runtime crash): at most one per hardware thread.
-static long long hardware_threads() {
-    return std::max(1u, std::thread::hardware_concurrency());
+// The most threads a run may ask for: 4 per hardware thread. More than the machine runs at once
+// only cost time and memory (100000 of them crashed the OpenMP runtime), but a few more let a
+// training started on a larger machine go on, with its sums in the same order, on a smaller one.
+static long long thread_limit() {
+    const long long hardware = std::max(1u, std::thread::hardware_concurrency());
+    return 4 * hardware;
 }
 
 void Args::apply_threads() const {
     if (!has("--threads")) return;
     long long threads = integer("--threads", 0);
     ISS_INPUT(threads >= 1, command_, ": --threads must be at least 1, got ", threads);
-    if (threads > hardware_threads()) {
-        warning(cat(command_, ": --threads ", threads, ": this machine runs ", hardware_threads(), "; using ",
-                    hardware_threads()));
-        threads = hardware_threads();
+    if (threads > thread_limit()) {
+        warning(cat(command_, ": --threads ", threads, ": at most 4 per hardware thread of this machine; using ",
+                    thread_limit()));
+        threads = thread_limit();
     }
     omp_set_num_threads(int(threads));
 }
 
 void limit_threads_to_machine() {
     const long long asked = omp_get_max_threads();
-    if (asked <= hardware_threads()) return;
-    warning(cat("OMP_NUM_THREADS asks for ", asked, " threads: this machine runs ", hardware_threads(), "; using ",
-                hardware_threads()));
-    omp_set_num_threads(int(hardware_threads()));
+    if (asked <= thread_limit()) return;
+    warning(cat("OMP_NUM_THREADS asks for ", asked, " threads: at most 4 per hardware thread of this machine; using ",
+                thread_limit()));
+    omp_set_num_threads(int(thread_limit()));
 }
 
 std::string Args::preset() const {

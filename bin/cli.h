@@ -40,8 +40,8 @@ public:
     uint64_t seed() const;
     // --preset: a preset's name, "" when absent (an empty value is refused, not taken for none).
     std::string preset() const;
-    // --threads N: the CPU threads from now on (OpenMP's), at most the machine's hardware threads
-    // (more: a warning); nothing when absent.
+    // --threads N: the CPU threads from now on (OpenMP's), at most 4 per hardware thread of the
+    // machine (more: a warning); nothing when absent.
     void apply_threads() const;
 
 private:
@@ -51,8 +51,8 @@ private:
     std::vector<std::string> positional_;
 };
 
-// For main(), before a command runs: OpenMP's thread count (OMP_NUM_THREADS) at most the
-// machine's hardware threads, with a warning, as --threads is.
+// For main(), before a command runs: OpenMP's thread count (OMP_NUM_THREADS) at most 4 per
+// hardware thread, with a warning, as --threads is.
 void limit_threads_to_machine();
 
 // The label list `option` names (label_list_or_default), or none when it was not given.

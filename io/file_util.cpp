@@ -65,9 +65,14 @@ struct SignalRegistry {
     bool to_remove(int slot) const { return state[slot].load(std::memory_order_acquire) == kRemove; }
 };
 
-// Temporaries being written, and earlier files kept aside while their set is in progress.
-constexpr int kTemporarySlots = 1024;
-SignalRegistry<kTemporarySlots, true> temporaries;
+// Temporaries being written (a few per set at a time): a signal removes them. Their own
+// registry, so that a long run's kept copies never leave one without a slot.
+constexpr int kWritingSlots = 256;
+SignalRegistry<kWritingSlots, false> temporaries;
+// Earlier files kept aside while their set is in progress (kReady: a signal puts them back), or
+// once the moves they belong to are done (kRemove: a signal removes them).
+constexpr int kKeptSlots = 1024;
+SignalRegistry<kKeptSlots, true> kept_copies;
 // New outputs (no earlier file) that a set's commit is moving into place: a signal takes them
 // back too, as a failure does, so that no half set is left. While one of them found no slot (a
 // commit of more than 256 files at once), a signal keeps them all.
@@ -75,12 +80,12 @@ constexpr int kMovedSlots = 256;
 SignalRegistry<kMovedSlots, false> moved_new_outputs;
 std::atomic<int> moved_without_slot{0};
 // While this is above 0, a signal puts no earlier file back and removes no new one: some kept
-// aside found no slot, or a set is releasing its files (committed). Some files old and some new
-// would be worse than all new with the old ones kept aside.
+// aside found no slot, or a set is switching its files' slots (a commit done). Some files old
+// and some new would be worse than all new with the old ones kept aside.
 std::atomic<int> restore_blockers{0};
 
-int register_temporary(const std::string& path, const std::string& restore = "") {
-    return temporaries.claim(path, restore);
+int register_temporary(const std::string& path) {
+    return temporaries.claim(path);
 }
 
 void unregister_temporary(int slot) {
@@ -93,18 +98,19 @@ void put_back_previous(const char* previous, const char* target) {
     if (::rename(previous, target) == 0) ::unlink(previous);
 }
 
+// The signals install_output_cleanup_on_signals handles (each ends the process by default).
+constexpr int cleanup_signals[] = {SIGINT,  SIGTERM, SIGHUP,  SIGQUIT, SIGPIPE,
+                                   SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU, SIGVTALRM};
+
 extern "C" void remove_temporaries_and_die(int signal) {
     const bool restore = restore_blockers.load() == 0;
-    for (int i = 0; i < kTemporarySlots; ++i) {
-        if (temporaries.to_remove(i)) {
-            ::unlink(temporaries.path[i]);
-            continue;
-        }
-        if (!temporaries.ready(i)) continue;
-        if (temporaries.restore[i][0] == '\0')
-            ::unlink(temporaries.path[i]);
-        else if (restore)
-            put_back_previous(temporaries.path[i], temporaries.restore[i]);
+    for (int i = 0; i < kWritingSlots; ++i)
+        if (temporaries.ready(i)) ::unlink(temporaries.path[i]);
+    for (int i = 0; i < kKeptSlots; ++i) {
+        if (kept_copies.to_remove(i))
+            ::unlink(kept_copies.path[i]);
+        else if (restore && kept_copies.ready(i))
+            put_back_previous(kept_copies.path[i], kept_copies.restore[i]);
     }
     if (restore && moved_without_slot.load() == 0)
         for (int i = 0; i < kMovedSlots; ++i)
@@ -201,16 +207,25 @@ std::string output_suffix(const std::string& path) {
 }  // namespace
 
 // Testing hook: INFANT_NO_HARD_LINKS=1 makes every hard link fail, as on a file system without
-// them or under fs.protected_hardlinks. Unset in normal use. Read each time: a test's forked
-// child sets it.
+// them or under fs.protected_hardlinks. Unset in normal use. Read each time: a test sets it for
+// a part of its run.
 static bool hard_links_refused() {
     return std::getenv("INFANT_NO_HARD_LINKS") != nullptr;
+}
+
+// Testing hook: INFANT_SIGNAL_AT=POINT raises SIGTERM at that point of a set's commit, as a
+// signal that comes just then would: an output's path (before it moves into place) or
+// "removing-kept" (a committed set about to remove the earlier files kept aside). Unset in
+// normal use.
+static void signal_for_tests(const std::string& point) {
+    const char* at = std::getenv("INFANT_SIGNAL_AT");
+    if (at && point == at) ::raise(SIGTERM);
 }
 
 // A kept-aside earlier file is settled (put back, or removed on commit): the signal handler no
 // longer needs it.
 void OutputSet::release(Moved& m) noexcept {
-    unregister_temporary(m.slot);
+    kept_copies.free(m.slot);
     m.slot = -1;
     if (m.without_slot) restore_blockers.fetch_sub(1);
     m.without_slot = false;
@@ -228,6 +243,12 @@ void OutputSet::keep_on_signal(Moved& m) noexcept {
 OutputSet::~OutputSet() {
     if (done_) return;
     pending_.clear();  // their temporaries removed
+    // The set is taken back whole: a signal waits until it is (one between two files left a pair
+    // half taken back, or removed a kept copy this loop was putting back).
+    sigset_t cleanup, before;
+    sigemptyset(&cleanup);
+    for (const int signal : cleanup_signals) sigaddset(&cleanup, signal);
+    ::pthread_sigmask(SIG_BLOCK, &cleanup, &before);
     for (auto it = moved_.rbegin(); it != moved_.rend(); ++it) {
         // Put back first, then unregistered: a signal in between finds nothing to move.
         if (it->previous.empty()) {
@@ -243,6 +264,7 @@ OutputSet::~OutputSet() {
         }
         release(*it);
     }
+    ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
 }
 
 void OutputSet::write(const std::string& path, const std::function<void(const std::string&)>& write) {
@@ -287,7 +309,7 @@ void OutputSet::move_pending() {
         if (!out->direct() && existed && S_ISREG(info.st_mode)) {
             const std::string previous = temporary_name_for(out->target(), "-replaced");
             ::unlink(previous.c_str());  // a dead process's of our pid (containers): never put back
-            moved.slot = register_temporary(previous, out->target());
+            moved.slot = kept_copies.claim(previous, out->target());
             moved.without_slot = moved.slot < 0;
             if (moved.without_slot) restore_blockers.fetch_add(1);
             const bool linked = !hard_links_refused() && ::link(out->target().c_str(), previous.c_str()) == 0;
@@ -304,28 +326,34 @@ void OutputSet::move_pending() {
             release(moved);
             throw;  // the destructor takes back what was moved before
         }
-        moved_.push_back(moved);
+        moved_.push_back(std::move(moved));  // reserved: no allocation, no throw
     }
     pending_.clear();
 }
 
+void OutputSet::keep_moved_on_signal() noexcept {
+    // Switched for every file while no signal puts anything back or takes a new file away, so
+    // that none sees half the set switched (a pair half taken back).
+    restore_blockers.fetch_add(1);
+    for (Moved& m : moved_) {
+        kept_copies.remove_on_signal(m.slot);
+        keep_on_signal(m);
+    }
+    restore_blockers.fetch_sub(1);
+}
+
 void OutputSet::commit_so_far() {
     move_pending();
-    for (Moved& m : moved_) keep_on_signal(m);
+    keep_moved_on_signal();
 }
 
 void OutputSet::commit() {
     move_pending();
     done_ = true;
     // Committed: from now on a signal keeps the new files and removes the earlier ones kept
-    // aside (it left them, and died as if the command had failed). Switched for every file
-    // while no signal puts anything back, so that none sees half the set switched.
-    restore_blockers.fetch_add(1);
-    for (Moved& m : moved_) {
-        temporaries.remove_on_signal(m.slot);
-        keep_on_signal(m);
-    }
-    restore_blockers.fetch_sub(1);
+    // aside (it left them, and died as if the command had failed).
+    keep_moved_on_signal();
+    signal_for_tests("removing-kept");
     for (Moved& m : moved_) {
         if (!m.previous.empty() && ::unlink(m.previous.c_str()) != 0 && errno != ENOENT) try {
                 warning(cat(m.path, ": written; the earlier file it replaced could not be removed: ", m.previous, " (",
@@ -351,8 +379,7 @@ void install_output_cleanup_on_signals() {
     // SIGPIPE: a reader of /dev/stdout that closed early (| head). SIGUSR1 and SIGUSR2: a batch
     // scheduler's warning before it kills a job (Slurm's --signal). SIGALRM, SIGXCPU, SIGVTALRM:
     // a time limit (timeout -s, ulimit -t). Each ends the process by default.
-    for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU, SIGVTALRM})
-        install_output_cleanup_on_signal(signal);
+    for (const int signal : cleanup_signals) install_output_cleanup_on_signal(signal);
 }
 
 void route_reports_to_stderr() {
@@ -442,9 +469,13 @@ static int copy_to_descriptor(const std::string& path, int descriptor) {
 }
 
 // Flushes a written file's data to the disk (fsync); 0 or the errno of the failure.
-static int sync_to_disk(const std::string& path) {
+// Gives a written file the permission bits `mode` (none when negative) and flushes it to the
+// disk, data and mode (fsync); 0 or the errno of the failure. Opened before the mode changes:
+// a write-only mode (0200) still lets it be read for the sync.
+static int finish_file(const std::string& path, int mode) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return errno;
+    if (mode >= 0) ::fchmod(fd, mode_t(mode));
     const int err = ::fsync(fd) == 0 ? 0 : errno;
     ::close(fd);
     return err == EINVAL || err == EROFS ? 0 : err;  // a file system without fsync: nothing to flush
@@ -464,10 +495,7 @@ static bool injected_fault() {
 
 void OutputFile::commit() {
     ISS_REQUIRE(!done_, "output ", path_, " committed twice");
-    // Testing hook: INFANT_SIGNAL_BEFORE_MOVING=PATH raises SIGTERM just before the output named
-    // PATH moves into place, as a signal in the middle of a set's moves would come. Unset in
-    // normal use.
-    if (const char* at = std::getenv("INFANT_SIGNAL_BEFORE_MOVING"); at && path_ == at) ::raise(SIGTERM);
+    signal_for_tests(path_);
     if (injected_fault()) {
         discard();
         throw_output_error(path_, EIO, "cannot write (fault injected by INFANT_FAULT_OUTPUT)");
@@ -484,19 +512,17 @@ void OutputFile::commit() {
         unregister_temporary(slot_);
         return;
     }
-    // The new file is on the disk before its name is (a crash after the rename finds it whole),
-    // and takes the permissions of the one it replaces (a segmentation made private stays so);
-    // synced first, while it is still readable.
-    if (const int err = sync_to_disk(write_path_); err != 0) {
+    // The new file takes the permissions of the one it replaces (a segmentation made private
+    // stays so), and is on the disk before its name is (a crash after the rename finds it whole).
+    struct stat replaced {};
+    int mode = kept_mode_;
+    if (mode < 0 && ::stat(target_.c_str(), &replaced) == 0 && S_ISREG(replaced.st_mode))
+        mode = int(replaced.st_mode & 0777);
+    if (const int err = finish_file(write_path_, mode); err != 0) {
         ::unlink(write_path_.c_str());
         unregister_temporary(slot_);
         throw_output_error(path_, err, "cannot write");
     }
-    struct stat replaced {};
-    if (kept_mode_ >= 0)
-        ::chmod(write_path_.c_str(), mode_t(kept_mode_));
-    else if (::stat(target_.c_str(), &replaced) == 0 && S_ISREG(replaced.st_mode))
-        ::chmod(write_path_.c_str(), replaced.st_mode & 0777);
     // Moved, then unregistered: a signal in between finds nothing left to remove.
     const bool moved = std::rename(write_path_.c_str(), target_.c_str()) == 0;
     const int err = errno;
@@ -823,6 +849,8 @@ bool ends_with(const std::string& text, const std::string& suffix) {
 bool is_header_only_nifti(const std::string& path) {
     if (ends_with_ignoring_case(path, ".hdr") || ends_with_ignoring_case(path, ".hdr.gz")) return true;
     if (!ends_with_ignoring_case(path, ".nii")) return false;  // a .nii.gz would need inflating: none seen
+    struct stat info {};
+    if (::stat(path.c_str(), &info) != 0 || !S_ISREG(info.st_mode)) return false;  // a FIFO is refused, not read
     const std::string head = file_prefix(path, 348);
     return (head.size() == 348 && head.compare(344, 4, std::string("ni1\0", 4)) == 0) ||
            (head.size() >= 8 && head.compare(4, 4, std::string("ni2\0", 4)) == 0);

@@ -119,6 +119,8 @@ private:
     };
     static void release(Moved& m) noexcept;
     static void keep_on_signal(Moved& m) noexcept;
+    // The moves done so far stay on a signal: kept copies removed, new files kept.
+    void keep_moved_on_signal() noexcept;
     std::vector<std::unique_ptr<OutputFile>> pending_;
     std::vector<Moved> moved_;
     bool done_ = false;

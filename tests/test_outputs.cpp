@@ -162,66 +162,76 @@ TEST_F(Outputs, SigtermRemovesTemporaryOutputs) {
     }
 }
 
-// A signal while a set's files are being moved into place puts back the earlier run's files
-// that were replaced, whether they were kept aside as a hard link or (no hard links) moved.
-TEST_F(Outputs, ASignalPutsBackTheFilesASetReplaced) {
-    for (const bool links : {true, false}) {
-        SCOPED_TRACE(links ? "hard link kept" : "moved aside");
-        std::ofstream(path("a.csv")) << "old\n";
-        const pid_t child = ::fork();
-        ASSERT_GE(child, 0);
-        if (child == 0) {
-            if (!links) ::setenv("INFANT_NO_HARD_LINKS", "1", 1);
-            install_output_cleanup_on_signals();
-            OutputSet set;
-            set.write(path("a.csv"), [&](const std::string& p) { write_csv(p, table()); });
-            set.commit_so_far();
-            if (test::read_text(path("a.csv")) != "a\n1\n") ::_exit(3);  // not replaced: nothing to put back
-            ::raise(SIGTERM);
-            ::_exit(0);  // not reached
-        }
-        int status = 0;
-        ASSERT_EQ(::waitpid(child, &status, 0), child);
-        EXPECT_TRUE(WIFSIGNALED(status)) << "status " << status;
-        EXPECT_EQ(test::read_text(path("a.csv")), "old\n");
-        EXPECT_EQ(entries(), std::vector<std::string>{"a.csv"}) << "a temporary or a kept-aside file left";
+// Runs `body` in a child process with the output cleanup installed and the test's signal
+// dispositions reset (a shell's background job may inherit SIGQUIT ignored, or signals blocked),
+// and returns its wait status. `environment`: variables set in the child only.
+int in_child(const std::vector<std::pair<std::string, std::string>>& environment, const std::function<void()>& body) {
+    const pid_t child = ::fork();
+    if (child < 0) return -1;
+    if (child == 0) {
+        ::signal(SIGTERM, SIG_DFL);
+        sigset_t none;
+        sigemptyset(&none);
+        ::sigprocmask(SIG_SETMASK, &none, nullptr);
+        for (const auto& [name, value] : environment) ::setenv(name.c_str(), value.c_str(), 1);
+        install_output_cleanup_on_signals();
+        body();
+        ::_exit(0);
     }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    return status;
 }
 
-// A signal while a set's files are being moved into place (INFANT_SIGNAL_BEFORE_MOVING raises
-// SIGTERM before the third moves) takes the whole set back, as a failure does: the earlier file
-// it replaced goes back, and a new one it had moved in goes (it stayed beside a missing third
-// output: a half set, ended by the signal with nothing said). What commit_so_far() moved before
-// stays (synth's samples done), as does a file a linked target replaced.
+// A signal while a set's files are being moved into place (INFANT_SIGNAL_AT raises SIGTERM before
+// the one named moves) takes the whole set back, as a failure does: the earlier file it replaced
+// goes back, whether kept aside as a hard link or (no hard links) moved, and a new one it had
+// moved in goes (it stayed beside a missing third output: a half set, ended by the signal with
+// nothing said). What commit_so_far() moved before stays, as new files (synth's samples done):
+// its kept copies go (a second Ctrl-C put an earlier run's samples back among the new ones).
 TEST_F(Outputs, ASignalDuringTheMovesTakesTheWholeSetBack) {
-    for (const bool so_far : {false, true}) {
-        SCOPED_TRACE(so_far ? "after commit_so_far" : "one commit");
-        fs::remove_all(dir_);
-        fs::create_directories(dir_);
-        std::ofstream(path("old.csv")) << "old\n";
-        const pid_t child = ::fork();
-        ASSERT_GE(child, 0);
-        if (child == 0) {
-            ::signal(SIGTERM, SIG_DFL);
-            ::setenv("INFANT_SIGNAL_BEFORE_MOVING", path("third.csv").c_str(), 1);
-            install_output_cleanup_on_signals();
-            OutputSet set;
-            set.write(path("done.csv"), [&](const std::string& p) { write_csv(p, table()); });
-            if (so_far) set.commit_so_far();
-            set.write(path("old.csv"), [&](const std::string& p) { write_csv(p, table()); });
-            set.write(path("new.csv"), [&](const std::string& p) { write_csv(p, table()); });
-            set.write(path("third.csv"), [&](const std::string& p) { write_csv(p, table()); });
-            set.commit();
-            ::_exit(0);  // not reached
+    for (const bool links : {true, false})
+        for (const bool so_far : {false, true}) {
+            SCOPED_TRACE(std::string(links ? "hard link kept" : "moved aside") +
+                         (so_far ? ", after commit_so_far" : ""));
+            fs::remove_all(dir_);
+            fs::create_directories(dir_);
+            std::ofstream(path("done.csv")) << "old done\n";
+            std::ofstream(path("old.csv")) << "old\n";
+            std::vector<std::pair<std::string, std::string>> environment{{"INFANT_SIGNAL_AT", path("third.csv")}};
+            if (!links) environment.push_back({"INFANT_NO_HARD_LINKS", "1"});
+            const int status = in_child(environment, [&] {
+                OutputSet set;
+                set.write(path("done.csv"), [&](const std::string& p) { write_csv(p, table()); });
+                if (so_far) set.commit_so_far();
+                set.write(path("old.csv"), [&](const std::string& p) { write_csv(p, table()); });
+                set.write(path("new.csv"), [&](const std::string& p) { write_csv(p, table()); });
+                set.write(path("third.csv"), [&](const std::string& p) { write_csv(p, table()); });
+                set.commit();
+            });
+            EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << "status " << status;
+            EXPECT_EQ(test::read_text(path("old.csv")), "old\n");
+            EXPECT_EQ(test::read_text(path("done.csv")), so_far ? "a\n1\n" : "old done\n");
+            EXPECT_EQ(entries(), (std::vector<std::string>{"done.csv", "old.csv"}))
+                << "a new output, a temporary or a kept copy left";
         }
-        int status = 0;
-        ASSERT_EQ(::waitpid(child, &status, 0), child);
-        EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << "status " << status;
-        EXPECT_EQ(test::read_text(path("old.csv")), "old\n");
-        EXPECT_EQ(entries(),
-                  so_far ? (std::vector<std::string>{"done.csv", "old.csv"}) : std::vector<std::string>{"old.csv"})
-            << "a new output or a temporary left, or a sample done taken back";
-    }
+}
+
+// A signal once a set is committed, while the earlier files kept aside are removed, removes the
+// rest of them (they were left as NAME.tmp-PID-replaced, and the new files stayed).
+TEST_F(Outputs, ASignalAfterTheCommitRemovesTheKeptCopies) {
+    std::ofstream(path("a.csv")) << "old\n";
+    std::ofstream(path("b.csv")) << "old\n";
+    const int status = in_child({{"INFANT_SIGNAL_AT", "removing-kept"}}, [&] {
+        OutputSet set;
+        set.write(path("a.csv"), [&](const std::string& p) { write_csv(p, table()); });
+        set.write(path("b.csv"), [&](const std::string& p) { write_csv(p, table()); });
+        set.commit();
+    });
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << "status " << status;
+    EXPECT_EQ(test::read_text(path("a.csv")), "a\n1\n");
+    EXPECT_EQ(test::read_text(path("b.csv")), "a\n1\n");
+    EXPECT_EQ(entries(), (std::vector<std::string>{"a.csv", "b.csv"})) << "a kept copy left";
 }
 
 // A replaced output keeps its permission bits, whether the earlier file was kept aside as a hard
@@ -229,7 +239,13 @@ TEST_F(Outputs, ASignalDuringTheMovesTakesTheWholeSetBack) {
 // segmentation made private became 0644, readable by everyone, when a run wrote it again. A
 // write-only one (0200) is synced before its mode is set (it failed, unreadable, after the work).
 TEST_F(Outputs, AReplacedFileKeepsItsPermissions) {
-    const mode_t umask_before = ::umask(022);
+    struct Restore {  // however the test ends: the next tests run with the process's own
+        mode_t umask_before = ::umask(022);
+        ~Restore() {
+            ::umask(umask_before);
+            ::unsetenv("INFANT_NO_HARD_LINKS");
+        }
+    } restore;
     for (const bool links : {true, false}) {
         SCOPED_TRACE(links ? "hard link kept" : "moved aside");
         if (!links) ::setenv("INFANT_NO_HARD_LINKS", "1", 1);
@@ -249,9 +265,7 @@ TEST_F(Outputs, AReplacedFileKeepsItsPermissions) {
             EXPECT_EQ(test::read_text(path("kept.csv")), "a\n1\n");
             fs::remove(path("new.csv"));
         }
-        ::unsetenv("INFANT_NO_HARD_LINKS");
     }
-    ::umask(umask_before);
 }
 
 // A killed run's temporary outputs end in .nii.gz too: a folder's listing leaves them out.

@@ -552,6 +552,14 @@ TEST_F(TrainCli, PiecesOfAFirstCheckpointAreNamed) {
                ": already holds model.safetensors, training_log.csv, not a whole checkpoint (a run killed during its "
                "first checkpoint",
                pieces);
+    // Weights with their record but no training state (an imported model) predict: not pieces to
+    // remove.
+    const fs::path imported = dir_ / "imported";
+    ASSERT_EQ(train_tiny(imported.string(), 1).status, 0);
+    fs::remove(imported / "model.optimizer.safetensors");
+    expect_bad(joined(tiny_args()) + " --model-dir " + shell_quote(imported.string()) + " --steps 2",
+               "without its training state: it predicts, but a run cannot continue it; choose another --model-dir",
+               imported);
     // A resume locks the directory first (it may have to put back a checkpoint a killed run was
     // replacing), so its lock file stays.
     std::ofstream(pieces / ".train.lock");

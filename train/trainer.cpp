@@ -774,10 +774,18 @@ Trainer::Trainer(const TrainOptions& given) {
     // would replace it, or leave it beside a model it does not belong to.
     auto require_no_model = [&] {
         const std::string pieces = checkpoint_pieces(opt.model_dir);
-        ISS_INPUT(pieces.empty(), opt.model_dir, ": already holds ",
-                  holds_whole_checkpoint(opt.model_dir)
-                      ? cat("a model (", pieces, "); pass --resume to continue it, or choose another --model-dir")
-                      : cat(pieces, ", not a whole checkpoint", pieces_advice));
+        if (pieces.empty()) return;
+        // Weights and their record without the training state: an imported model, which predicts.
+        const bool predicts = fs::exists(join(opt.model_dir, "model.safetensors"), ec) &&
+                              fs::exists(join(opt.model_dir, "model.json"), ec);
+        throw InputError(
+            cat(opt.model_dir, ": already holds ",
+                holds_whole_checkpoint(opt.model_dir)
+                    ? cat("a model (", pieces, "); pass --resume to continue it, or choose another --model-dir")
+                : predicts ? cat("a model (", pieces,
+                                 ") without its training state: it predicts, but a run cannot continue "
+                                 "it; choose another --model-dir")
+                           : cat(pieces, ", not a whole checkpoint", pieces_advice)));
     };
     // Any other existing directory is locked once every input is checked (a refusal leaves no
     // lock file in it), and checked again under the lock (another run may have begun a model);
