@@ -1,6 +1,7 @@
 #include "bin/cli.h"
 
 #include <omp.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -100,9 +101,13 @@ uint64_t Args::seed() const {
 // The most threads a run may ask for: 4 per hardware thread. More than the machine runs at once
 // only cost time and memory (100000 of them crashed the OpenMP runtime), but a few more let a
 // training started on a larger machine go on, with its sums in the same order, on a smaller one.
-static long long thread_limit() {
-    const long long hardware = std::max(1u, std::thread::hardware_concurrency());
-    return 4 * hardware;
+long long thread_limit() {
+    // The hardware threads this process may run on (a container's or a batch job's CPU set).
+    cpu_set_t allowed;
+    const long long hardware = ::sched_getaffinity(0, sizeof allowed, &allowed) == 0
+                                   ? CPU_COUNT(&allowed)
+                                   : (long long)std::max(1u, std::thread::hardware_concurrency());
+    return 4 * std::max(1ll, hardware);
 }
 
 void Args::apply_threads() const {

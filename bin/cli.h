@@ -51,8 +51,10 @@ private:
     std::vector<std::string> positional_;
 };
 
-// For main(), before a command runs: OpenMP's thread count (OMP_NUM_THREADS) at most 4 per
-// hardware thread, with a warning, as --threads is.
+// The most CPU threads a command runs: 4 per hardware thread this process may use.
+long long thread_limit();
+// For main(), before a command runs: OpenMP's thread count (OMP_NUM_THREADS) at most
+// thread_limit(), with a warning, as --threads is.
 void limit_threads_to_machine();
 
 // The label list `option` names (label_list_or_default), or none when it was not given.

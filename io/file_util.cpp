@@ -102,7 +102,13 @@ void put_back_previous(const char* previous, const char* target) {
 constexpr int cleanup_signals[] = {SIGINT,  SIGTERM, SIGHUP,  SIGQUIT, SIGPIPE,
                                    SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU, SIGVTALRM};
 
+// Above 0 while a thread takes a failed set back: a signal another thread handles (an OpenMP
+// worker's) waits until it is done, as the taking thread itself has the signals blocked.
+std::atomic<int> taking_back{0};
+
 extern "C" void remove_temporaries_and_die(int signal) {
+    const timespec pause{0, 1000000};  // 1 ms
+    while (taking_back.load() > 0) ::nanosleep(&pause, nullptr);
     const bool restore = restore_blockers.load() == 0;
     for (int i = 0; i < kWritingSlots; ++i)
         if (temporaries.ready(i)) ::unlink(temporaries.path[i]);
@@ -213,13 +219,13 @@ static bool hard_links_refused() {
     return std::getenv("INFANT_NO_HARD_LINKS") != nullptr;
 }
 
-// Testing hook: INFANT_SIGNAL_AT=POINT raises SIGTERM at that point of a set's commit, as a
-// signal that comes just then would: an output's path (before it moves into place) or
-// "removing-kept" (a committed set about to remove the earlier files kept aside). Unset in
-// normal use.
+// Testing hook: INFANT_SIGNAL_AT=POINT sends this process SIGTERM at that point of a set's
+// commit, as a signal that comes just then would: an output's path (before it moves into
+// place), "removing-kept" (a committed set about to remove the earlier files kept aside) or
+// "taking-back" (a failed set about to be taken back). Unset in normal use.
 static void signal_for_tests(const std::string& point) {
     const char* at = std::getenv("INFANT_SIGNAL_AT");
-    if (at && point == at) ::raise(SIGTERM);
+    if (at && point == at) ::kill(::getpid(), SIGTERM);
 }
 
 // A kept-aside earlier file is settled (put back, or removed on commit): the signal handler no
@@ -245,10 +251,13 @@ OutputSet::~OutputSet() {
     pending_.clear();  // their temporaries removed
     // The set is taken back whole: a signal waits until it is (one between two files left a pair
     // half taken back, or removed a kept copy this loop was putting back).
+    // Blocked here, and waited for where another thread handles one (taking_back).
     sigset_t cleanup, before;
     sigemptyset(&cleanup);
     for (const int signal : cleanup_signals) sigaddset(&cleanup, signal);
     ::pthread_sigmask(SIG_BLOCK, &cleanup, &before);
+    taking_back.fetch_add(1);
+    signal_for_tests("taking-back");
     for (auto it = moved_.rbegin(); it != moved_.rend(); ++it) {
         // Put back first, then unregistered: a signal in between finds nothing to move.
         if (it->previous.empty()) {
@@ -264,6 +273,7 @@ OutputSet::~OutputSet() {
         }
         release(*it);
     }
+    taking_back.fetch_sub(1);
     ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
 }
 
@@ -338,6 +348,10 @@ void OutputSet::keep_moved_on_signal() noexcept {
     for (Moved& m : moved_) {
         kept_copies.remove_on_signal(m.slot);
         keep_on_signal(m);
+        // A copy that found no slot need not be put back any more: it no longer blocks the
+        // others (it stays as NAME.tmp-PID-replaced if a signal comes).
+        if (m.without_slot) restore_blockers.fetch_sub(1);
+        m.without_slot = false;
     }
     restore_blockers.fetch_sub(1);
 }
@@ -468,14 +482,17 @@ static int copy_to_descriptor(const std::string& path, int descriptor) {
     return err;
 }
 
-// Flushes a written file's data to the disk (fsync); 0 or the errno of the failure.
-// Gives a written file the permission bits `mode` (none when negative) and flushes it to the
-// disk, data and mode (fsync); 0 or the errno of the failure. Opened before the mode changes:
-// a write-only mode (0200) still lets it be read for the sync.
-static int finish_file(const std::string& path, int mode) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+// Gives a written file the permission bits `mode` (none when negative: a warning names the
+// output `name` where the file system refuses them) and flushes it to the disk, data and mode
+// (fsync); 0 or the errno of the failure. Opened before the mode changes: a write-only mode
+// (0200) still lets it be read for the sync.
+static int finish_file(const std::string& path, int mode, const std::string& name) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == EACCES) fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);  // a umask without read
     if (fd < 0) return errno;
-    if (mode >= 0) ::fchmod(fd, mode_t(mode));
+    if (mode >= 0 && ::fchmod(fd, mode_t(mode)) != 0)
+        warning(cat(name, ": cannot give it the permissions of the file it replaces (", std::strerror(errno),
+                    "): it has this file system's"));
     const int err = ::fsync(fd) == 0 ? 0 : errno;
     ::close(fd);
     return err == EINVAL || err == EROFS ? 0 : err;  // a file system without fsync: nothing to flush
@@ -518,7 +535,7 @@ void OutputFile::commit() {
     int mode = kept_mode_;
     if (mode < 0 && ::stat(target_.c_str(), &replaced) == 0 && S_ISREG(replaced.st_mode))
         mode = int(replaced.st_mode & 0777);
-    if (const int err = finish_file(write_path_, mode); err != 0) {
+    if (const int err = finish_file(write_path_, mode, path_); err != 0) {
         ::unlink(write_path_.c_str());
         unregister_temporary(slot_);
         throw_output_error(path_, err, "cannot write");

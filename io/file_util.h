@@ -106,14 +106,14 @@ public:
 
 private:
     // Moves the pending outputs into place, each new one registered for the signal handler
-    // until release().
+    // until keep_on_signal() or release().
     void move_pending();
     struct Moved {
         std::string path;      // as the user named it
         std::string target;    // the file it replaced or created
         std::string previous;  // the replaced file's content, kept here until commit(); "" if new
-        int slot = -1;         // `previous` in the registry of temporaries
-        bool without_slot = false;  // the registry was full: a signal then puts nothing back
+        int slot = -1;         // `previous` in the signal's registry of kept copies
+        bool without_slot = false;  // that registry was full: a signal then puts nothing back
         int new_slot = -1;          // a new output (no earlier file) in the signal's registry of them
         bool new_without_slot = false;  // that registry was full: a signal then removes none
     };

@@ -2,6 +2,7 @@
 // and one line naming the problem (or, for --threads, bounded with a warning), never a crash, a
 // hang or an allocation the machine cannot make. Commands that could block run under `timeout`.
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -46,6 +47,14 @@ protected:
     }
 };
 
+// The bound --threads and OMP_NUM_THREADS are held to: 4 per hardware thread this process may
+// use (more only cost time and memory; a few more let a run go on on a smaller machine).
+std::string thread_bound() {
+    cpu_set_t allowed;
+    EXPECT_EQ(::sched_getaffinity(0, sizeof allowed, &allowed), 0);
+    return std::to_string(4 * CPU_COUNT(&allowed));
+}
+
 // OMP_NUM_THREADS past the machine is bounded as --threads is (100000 crashed every command
 // that runs threads, with no message).
 TEST_F(Hardening, OmpNumThreadsIsBoundedToTheMachine) {
@@ -54,6 +63,7 @@ TEST_F(Hardening, OmpNumThreadsIsBoundedToTheMachine) {
                                                 q("map.nii.gz") + " --out " + q("s") + " --shape 32 --device cpu");
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_NE(r.err.find("warning: OMP_NUM_THREADS asks for "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("; using " + thread_bound() + "\n"), std::string::npos) << r.err;
 }
 
 // Every help text fits a 92-column terminal (the usage lines of predict and train ran past it).
@@ -72,10 +82,16 @@ TEST_F(Hardening, ThreadsAreBoundedToTheMachine) {
     const test::RunResult r = run("predict --device cpu --threads 100000 --model " + q("model") + " --i " +
                                   q("scan.nii.gz") + " --o " + q("seg.nii.gz"));
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_NE(r.err.find("warning: predict: --threads 100000: at most 4 per hardware thread of this machine; using "),
+    EXPECT_NE(r.err.find("warning: predict: --threads 100000: at most 4 per hardware thread of this machine; using " +
+                         thread_bound() + "\n"),
               std::string::npos)
         << r.err;
     EXPECT_TRUE(fs::exists(path("seg.nii.gz")));
+    // Within the bound, more threads than the machine has are what was asked for: no warning.
+    const test::RunResult more = run("predict --device cpu --threads " + thread_bound() + " --model " + q("model") +
+                                     " --i " + q("scan.nii.gz") + " --o " + q("seg2.nii.gz"));
+    EXPECT_EQ(more.status, 0) << more.err;
+    EXPECT_EQ(more.err.find("--threads"), std::string::npos) << more.err;
 }
 
 TEST_F(Hardening, FifosAreRefusedNotReadForever) {

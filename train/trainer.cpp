@@ -777,14 +777,15 @@ Trainer::Trainer(const TrainOptions& given) {
         if (pieces.empty()) return;
         // Weights and their record without the training state: an imported model, which predicts.
         const bool predicts = fs::exists(join(opt.model_dir, "model.safetensors"), ec) &&
-                              fs::exists(join(opt.model_dir, "model.json"), ec);
+                              fs::exists(join(opt.model_dir, "model.json"), ec) &&
+                              !fs::exists(join(opt.model_dir, "model.optimizer.safetensors"), ec);
         throw InputError(
             cat(opt.model_dir, ": already holds ",
                 holds_whole_checkpoint(opt.model_dir)
                     ? cat("a model (", pieces, "); pass --resume to continue it, or choose another --model-dir")
                 : predicts ? cat("a model (", pieces,
                                  ") without its training state: it predicts, but a run cannot continue "
-                                 "it; choose another --model-dir")
+                                 "it; choose another --model-dir, or remove them to train anew there")
                            : cat(pieces, ", not a whole checkpoint", pieces_advice)));
     };
     // Any other existing directory is locked once every input is checked (a refusal leaves no
