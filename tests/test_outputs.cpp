@@ -135,44 +135,22 @@ TEST_F(Outputs, AFolderToMakeWhereAFileStandsIsNamed) {
     }
 }
 
-// A process that has a temporary output open when SIGTERM, SIGINT, SIGHUP (a closed SSH session),
-// SIGQUIT, a batch scheduler's SIGUSR1 or SIGUSR2, or a time limit's SIGALRM, SIGXCPU or
-// SIGVTALRM arrives removes it and dies of the signal (as it would have without the handler; the
-// last five left every temporary).
-TEST_F(Outputs, SigtermRemovesTemporaryOutputs) {
-    const std::string target = path("out.bin");
-    for (const int signal : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU, SIGVTALRM}) {
-        SCOPED_TRACE(strsignal(signal));
-        const pid_t child = ::fork();
-        ASSERT_GE(child, 0);
-        if (child == 0) {
-            ::signal(signal, SIG_DFL);  // a shell's background job may inherit SIGINT or SIGQUIT ignored
-            const rlimit no_core{0, 0};
-            ::setrlimit(RLIMIT_CORE, &no_core);  // SIGQUIT and SIGXCPU dump core by default
-            install_output_cleanup_on_signals();
-            OutputFile out(target);
-            std::ofstream(out.write_path()) << "partial";
-            ::raise(signal);
-            ::_exit(0);  // not reached
-        }
-        int status = 0;
-        ASSERT_EQ(::waitpid(child, &status, 0), child);
-        EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == signal) << "status " << status;
-        EXPECT_TRUE(entries().empty()) << "left: " << (entries().empty() ? "" : entries().front());
-    }
-}
-
-// Runs `body` in a child process with the output cleanup installed, SIGTERM at its default and no
-// signal blocked (a shell's background job may inherit them otherwise), and returns its wait
-// status (exit 2 where `body` threw). `environment`: variables set in the child only.
+// Runs `body` in a child process with the output cleanup installed, every signal it handles at
+// its default, none blocked (a shell's background job may inherit SIGINT or SIGQUIT ignored) and
+// no core dump (SIGQUIT and SIGXCPU dump one by default), and returns its wait status (exit 2
+// where `body` threw). `environment`: variables set in the child only.
 int in_child(const std::vector<std::pair<std::string, std::string>>& environment, const std::function<void()>& body) {
     const pid_t child = ::fork();
     if (child < 0) return -1;
     if (child == 0) {
-        ::signal(SIGTERM, SIG_DFL);
+        for (const int signal :
+             {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU, SIGVTALRM})
+            ::signal(signal, SIG_DFL);
         sigset_t none;
         sigemptyset(&none);
         ::sigprocmask(SIG_SETMASK, &none, nullptr);
+        const rlimit no_core{0, 0};
+        ::setrlimit(RLIMIT_CORE, &no_core);
         for (const auto& [name, value] : environment) ::setenv(name.c_str(), value.c_str(), 1);
         install_output_cleanup_on_signals();
         try {
@@ -185,6 +163,24 @@ int in_child(const std::vector<std::pair<std::string, std::string>>& environment
     int status = 0;
     ::waitpid(child, &status, 0);
     return status;
+}
+
+// A process that has a temporary output open when SIGTERM, SIGINT, SIGHUP (a closed SSH session),
+// SIGQUIT, a batch scheduler's SIGUSR1 or SIGUSR2, or a time limit's SIGALRM, SIGXCPU or
+// SIGVTALRM arrives removes it and dies of the signal (as it would have without the handler; the
+// last five left every temporary).
+TEST_F(Outputs, SigtermRemovesTemporaryOutputs) {
+    const std::string target = path("out.bin");
+    for (const int signal : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU, SIGVTALRM}) {
+        SCOPED_TRACE(strsignal(signal));
+        const int status = in_child({}, [&] {
+            OutputFile out(target);
+            std::ofstream(out.write_path()) << "partial";
+            ::raise(signal);
+        });
+        EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == signal) << "status " << status;
+        EXPECT_TRUE(entries().empty()) << "left: " << (entries().empty() ? "" : entries().front());
+    }
 }
 
 // A signal while a set's files are being moved into place (INFANT_SIGNAL_AT raises SIGTERM before

@@ -288,6 +288,8 @@ struct Trainer::State {
     std::string validation_path() const { return join(options.model_dir, "validation.csv"); }
     // Steps 1 to this one train with the weighted-L2 loss, the later ones with soft Dice.
     int64_t last_wl2_step() const { return wl2_step_count(options.wl2_epochs, options.steps_per_epoch); }
+    // Whether step `step` (1-based, as logged) trains with the weighted-L2 loss.
+    bool weighted_l2_step(int64_t step) const { return step <= last_wl2_step(); }
     double elapsed() const {
         return seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
@@ -313,19 +315,18 @@ void Trainer::State::save_checkpoint() {
     });
     // Losses print in their shortest exact form, so a resumed run continues the same sequence;
     // the loss column holds two functions when weighted-L2 steps came first, each row says which.
-    const int64_t wl2_steps = last_wl2_step();
-    auto loss_function = [&](int64_t step) { return step <= wl2_steps ? "weighted_l2" : "soft_dice"; };
     CsvTable table{{"step", "loss", "loss_function", "lr", "seconds"}, {}, ""};
     for (const LogRow& r : log)
-        table.rows.push_back({std::to_string(r.step), csv_number(r.loss), loss_function(r.step), csv_float(r.lr),
+        table.rows.push_back({std::to_string(r.step), csv_number(r.loss),
+                              weighted_l2_step(r.step) ? "weighted_l2" : "soft_dice", csv_float(r.lr),
                               csv_number(r.seconds)});
     files.write(log_path(), [&](const std::string& path) { write_csv(path, table); });
     // The curve shows one loss: soft Dice once it has begun (an L2 of ~25 beside Dice <= 1 would
     // flatten it), else the weighted L2.
-    const bool dice_begun = !log.empty() && log.back().step > wl2_steps;
+    const bool dice_begun = !log.empty() && !weighted_l2_step(log.back().step);
     std::vector<double> steps, losses_so_far, validation_steps, validation_dice;
     for (const LogRow& r : log) {
-        if (dice_begun && r.step <= wl2_steps) continue;
+        if (dice_begun && weighted_l2_step(r.step)) continue;
         steps.push_back(double(r.step));
         losses_so_far.push_back(r.loss);
     }
@@ -343,8 +344,8 @@ void Trainer::State::save_checkpoint() {
     }
     files.write(join(options.model_dir, "loss.png"), [&](const std::string& path) {
         const std::string title = !dice_begun ? "training loss: weighted L2 (before soft Dice)"
-                                  : wl2_steps > 0
-                                      ? cat("training loss: soft Dice, after ", wl2_steps, " weighted-L2 steps")
+                                  : last_wl2_step() > 0
+                                      ? cat("training loss: soft Dice, after ", last_wl2_step(), " weighted-L2 steps")
                                       : "training loss: soft Dice";
         write_loss_curve(path, title, steps, losses_so_far, validation_steps, validation_dice);
     });
@@ -651,17 +652,26 @@ static std::string checkpoint_pieces(const std::string& dir) {
         if (fs::exists(join(dir, name), ec)) pieces += cat(pieces.empty() ? "" : ", ", name);
     return pieces;
 }
-// Whether a model directory holds the files a resume needs (whether they agree, it checks).
-static bool holds_whole_checkpoint(const std::string& dir) {
-    std::error_code ec;
-    for (const char* name : {"model.safetensors", "model.json", "model.optimizer.safetensors", "training_log.csv"})
-        if (!fs::exists(join(dir, name), ec)) return false;
-    return true;
-}
 // Said of files that are no whole checkpoint: neither a resume nor a new run takes them.
 constexpr char pieces_advice[] =
     " (a run killed during its first checkpoint leaves such pieces, or they were kept by hand): remove them to "
     "train anew there, or choose another --model-dir";
+
+// What a new run finds in its model directory, said after "already holds ": a model to resume,
+// an imported one (weights and record, no training state: it predicts), or pieces; "" for none.
+static std::string existing_model(const std::string& dir) {
+    const std::string pieces = checkpoint_pieces(dir);
+    if (pieces.empty()) return "";
+    std::error_code ec;
+    auto has = [&](const char* name) { return fs::exists(join(dir, name), ec); };
+    const bool weights = has("model.safetensors") && has("model.json");
+    if (weights && has("model.optimizer.safetensors") && has("training_log.csv"))
+        return cat("a model (", pieces, "); pass --resume to continue it, or choose another --model-dir");
+    if (weights && !has("model.optimizer.safetensors"))
+        return cat("a model (", pieces, ") without its training state: it predicts, but a run cannot continue it; ",
+                   "choose another --model-dir, or remove them to train anew there");
+    return cat(pieces, ", not a whole checkpoint", pieces_advice);
+}
 
 // One run at a time writes a model directory: two would overwrite each other's checkpoints.
 static std::unique_ptr<DirectoryLock> lock_model_dir(const std::string& dir) {
@@ -773,20 +783,8 @@ Trainer::Trainer(const TrainOptions& given) {
     // Any file of a checkpoint counts (weights someone kept, an earlier run's logs): a new run
     // would replace it, or leave it beside a model it does not belong to.
     auto require_no_model = [&] {
-        const std::string pieces = checkpoint_pieces(opt.model_dir);
-        if (pieces.empty()) return;
-        // Weights and their record without the training state: an imported model, which predicts.
-        const bool predicts = fs::exists(join(opt.model_dir, "model.safetensors"), ec) &&
-                              fs::exists(join(opt.model_dir, "model.json"), ec) &&
-                              !fs::exists(join(opt.model_dir, "model.optimizer.safetensors"), ec);
-        throw InputError(
-            cat(opt.model_dir, ": already holds ",
-                holds_whole_checkpoint(opt.model_dir)
-                    ? cat("a model (", pieces, "); pass --resume to continue it, or choose another --model-dir")
-                : predicts ? cat("a model (", pieces,
-                                 ") without its training state: it predicts, but a run cannot continue "
-                                 "it; choose another --model-dir, or remove them to train anew there")
-                           : cat(pieces, ", not a whole checkpoint", pieces_advice)));
+        const std::string held = existing_model(opt.model_dir);
+        ISS_INPUT(held.empty(), opt.model_dir, ": already holds ", held);
     };
     // Any other existing directory is locked once every input is checked (a refusal leaves no
     // lock file in it), and checked again under the lock (another run may have begun a model);
@@ -890,8 +888,8 @@ void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const 
         {
             // The logits' handle ends here: during backward they live only if the loss saved them.
             const Var logits = s.net->forward(g, g.input(x), true);
-            loss = s.step < wl2_steps ? wl2_loss(g, logits, batch.target.data())
-                                      : softmax_dice_loss(g, logits, batch.target.data()).loss;
+            loss = s.weighted_l2_step(s.step + 1) ? wl2_loss(g, logits, batch.target.data())
+                                                  : softmax_dice_loss(g, logits, batch.target.data()).loss;
         }
         // A diverged run stops before its NaN reaches the weights: the last checkpoint stays as it
         // was (finite, though a rate this large may have grown its weights already).
@@ -911,7 +909,7 @@ void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const 
         StepReport report;
         report.step = s.step;
         report.loss = loss;
-        report.weighted_l2 = s.step <= wl2_steps;
+        report.weighted_l2 = s.weighted_l2_step(s.step);
         report.lr = opt.lr;
         report.seconds = std::round(s.elapsed() * 1e6) / 1e6;  // microseconds: no float noise in the log
         const double run_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
