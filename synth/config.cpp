@@ -17,16 +17,13 @@
 namespace iss {
 
 // Field list in one place: JSON names equal the C++ names.
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GeneratorConfig, preset, generation_labels, segmentation_labels,
-                                                fused_classes, use_generation_classes, prior_means, prior_stds,
-                                                mix_prior_and_random, random_mean, random_std, output_shape,
-                                                shape_multiple, pad_when_smaller, scaling_bounds, rotation_bounds,
-                                                shearing_bounds, translation_bounds, nonlin_std, nonlin_shape_factor, integration_steps,
-                                                rescale_velocity, flip_probability, blur_sigma, blur_range,
-                                                background_reset_probability, randomise_resolution, max_isotropic,
-                                                max_anisotropic, anisotropic_probability, full_resolution_probability,
-                                                randomise_thickness,
-                                                bias_field_std, bias_shape_factor, clip_max, gamma_std)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
+    GeneratorConfig, preset, generation_labels, segmentation_labels, fused_classes, use_generation_classes, prior_means,
+    prior_stds, mix_prior_and_random, random_mean, random_std, output_shape, shape_multiple, pad_when_smaller,
+    scaling_bounds, rotation_bounds, shearing_bounds, translation_bounds, nonlin_std, nonlin_shape_factor,
+    integration_steps, rescale_velocity, flip_probability, blur_sigma, blur_range, background_reset_probability,
+    randomise_resolution, max_isotropic, max_anisotropic, resolution_unit, anisotropic_probability,
+    full_resolution_probability, randomise_thickness, bias_field_std, bias_shape_factor, clip_max, gamma_std)
 
 namespace {
 
@@ -246,19 +243,13 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
     ISS_INPUT(c.blur_sigma >= 0 && c.blur_range >= 1, source, ": blur_sigma must be >= 0 and blur_range >= 1");
     probability(c.anisotropic_probability, "anisotropic_probability");
     probability(c.full_resolution_probability, "full_resolution_probability");
-    ISS_INPUT(c.max_isotropic >= 1 && c.max_anisotropic >= 1 && c.max_anisotropic <= 16, source,
-              ": max_isotropic and max_anisotropic must be in [1, 16] (map voxels)");
-    // The blur's window, 2.5 sigma times the range each side at the largest sigma a sample can
-    // draw, must fit the kernels' taps (max_blur_half_width). A resolution bound counts only
-    // where it can be drawn (anisotropic_probability 0: never the anisotropic one).
-    const double largest_sigma =
-        std::max(c.blur_sigma, c.randomise_resolution ? 0.75 * largest_random_resolution(c) : 0.0);
-    const double window = blur_window(largest_sigma, c.blur_range);
-    ISS_INPUT(window <= 2 * max_blur_half_width + 1, source, ": blur_sigma ", c.blur_sigma, " and blur_range ",
-              c.blur_range, c.randomise_resolution ? cat(" with max_isotropic ", c.max_isotropic, " / max_anisotropic ",
-                                                          c.max_anisotropic)
-                                                   : std::string(),
-              " ask for a blur of up to ", std::floor(window / 2), " voxels each side; at most ", max_blur_half_width);
+    ISS_INPUT(c.resolution_unit == "mm" || c.resolution_unit == "voxel", source,
+              ": resolution_unit must be \"mm\" or \"voxel\", is \"", clipped(c.resolution_unit, 40), "\"");
+    ISS_INPUT(c.max_isotropic > 0 && c.max_isotropic <= 64 && c.max_anisotropic > 0 && c.max_anisotropic <= 64, source,
+              ": max_isotropic and max_anisotropic must be in (0, 64] (", c.resolution_unit, ")");
+    // The window of the blur at its base sigma; a random resolution's in mm depends on the maps'
+    // voxel sizes, and is checked with each map (make_training_map).
+    check_blur_window(c, {1, 1, 1}, source, c.resolution_unit == "voxel");
     ISS_INPUT(c.bias_field_std >= 0 && c.clip_max > 0, source, ": bias_field_std must be >= 0, clip_max > 0");
     // gamma = exp(N(0, gamma_std)) as a float, positive and finite: a draw is at most 5.8 standard
     // deviations (Box-Muller on 24-bit uniforms) and exp underflows below -87, so 10 keeps a margin.
@@ -270,10 +261,36 @@ double blur_window(double sigma, double blur_range) {
     return std::ceil(2.5 * blur_range * sigma - 1e-9);
 }
 
-double largest_random_resolution(const GeneratorConfig& c) {
+double resolution_in_voxels(const GeneratorConfig& c, double bound, double voxel_mm) {
+    return std::max(1.0, c.resolution_unit == "mm" ? bound / voxel_mm : bound);
+}
+
+double largest_random_resolution(const GeneratorConfig& c, double voxel_mm) {
     if (c.full_resolution_probability >= 1) return 1;
-    return std::max(c.anisotropic_probability < 1 ? c.max_isotropic : 1.0,
-                    c.anisotropic_probability > 0 ? c.max_anisotropic : 1.0);
+    return std::max(c.anisotropic_probability < 1 ? resolution_in_voxels(c, c.max_isotropic, voxel_mm) : 1.0,
+                    c.anisotropic_probability > 0 ? resolution_in_voxels(c, c.max_anisotropic, voxel_mm) : 1.0);
+}
+
+void check_blur_window(const GeneratorConfig& c, const std::array<double, 3>& voxel_mm, const std::string& source,
+                       bool with_random_resolution) {
+    // The blur's window, 2.5 sigma times the range each side at the largest sigma a sample can
+    // draw, must fit the kernels' taps. A resolution bound counts only where it can be drawn
+    // (anisotropic_probability 0: never the anisotropic one).
+    for (size_t d = 0; d < 3; ++d) {
+        const double resolution =
+            with_random_resolution && c.randomise_resolution ? largest_random_resolution(c, voxel_mm[d]) : 1.0;
+        const double window =
+            blur_window(std::max(c.blur_sigma, resolution > 1 ? 0.75 * resolution : 0.0), c.blur_range);
+        const std::string voxels =
+            c.resolution_unit == "mm" ? cat(" mm on voxels of ", voxel_mm[d], " mm") : std::string(" voxels");
+        ISS_INPUT(window <= 2 * max_blur_half_width + 1, source, ": blur_sigma ", c.blur_sigma, " and blur_range ",
+                  c.blur_range,
+                  resolution > 1
+                      ? cat(" with max_isotropic ", c.max_isotropic, " / max_anisotropic ", c.max_anisotropic, voxels)
+                      : std::string(),
+                  " ask for a blur of up to ", std::floor(window / 2), " voxels each side; at most ",
+                  max_blur_half_width);
+    }
 }
 
 std::string config_to_json(const GeneratorConfig& config) { return nlohmann::json(config).dump(2); }

@@ -54,18 +54,22 @@ struct GeneratorConfig {
     double blur_range = 1.03;
     double background_reset_probability = 0.2;
     // Optional (SynthSeg 2.0 style, drawn as its SampleResolution draws): a random acquisition
-    // resolution r per axis, in map voxels. With probability anisotropic_probability one random
-    // axis gets r ~ U(1, max_anisotropic) and the others 1, else every axis r ~ U(1,
-    // max_isotropic), each its own (2.0's "isotropic" case draws the axes independently); then,
-    // with probability full_resolution_probability, every axis r = 1 after all. Slice thickness
-    // ~ U(1, r) when randomise_thickness (else r). Sigma = 0.75 * min(r, thickness) where r > 1,
-    // then the image is downsampled to int(n / r) voxels by nearest neighbour and resampled back
-    // to the output grid trilinearly. As in SynthSeg 2.0, the blurred axes' window is that of the
-    // largest sigma a sample can draw, and there is no background reset (here it would come
-    // after the resampling).
+    // resolution per axis, its bounds in resolution_unit: "mm" (SynthSeg 2.0's, SPEC.md 3.6) or
+    // "voxel" (the map's voxels; what records from before 2026-12-06 mean). On an axis of
+    // voxel size a (1 for "voxel"), r below is the resolution in the map's voxels: with
+    // probability anisotropic_probability one random axis gets r ~ U(1, max_anisotropic / a)
+    // and the others 1, else every axis r ~ U(1, max_isotropic / a), each its own (2.0's
+    // "isotropic" case draws the axes independently); then, with probability
+    // full_resolution_probability, every axis r = 1 after all (a bound under a keeps r = 1).
+    // Slice thickness ~ U(1, r) when randomise_thickness (else r). Sigma = 0.75 * min(r,
+    // thickness) where r > 1, then the image is downsampled to int(n / r) voxels by nearest
+    // neighbour and resampled back to the output grid trilinearly. As in SynthSeg 2.0, the
+    // blurred axes' window is that of the largest sigma a sample can draw on that axis, and
+    // there is no background reset (here it would come after the resampling).
     bool randomise_resolution = false;
     double max_isotropic = 4;
     double max_anisotropic = 8;
+    std::string resolution_unit = "mm";
     double anisotropic_probability = 0.9;       // 2.0: 1 - prob_iso (0.1)
     double full_resolution_probability = 0.05;  // 2.0: prob_min
     bool randomise_thickness = true;
@@ -115,10 +119,21 @@ void validate_config(const GeneratorConfig& config, const std::string& source);
 // samples and for the configuration's check that they fit the kernels.
 double blur_window(double sigma, double blur_range);
 
-// The largest acquisition resolution a sample can draw (randomise_resolution): a bound counts
-// only where it can be drawn (anisotropic_probability 0: never the anisotropic one;
-// full_resolution_probability 1: neither).
-double largest_random_resolution(const GeneratorConfig& config);
+// The largest acquisition resolution a sample can draw (randomise_resolution), in map voxels on
+// an axis of voxel size `voxel_mm`, at least 1: a bound counts only where it can be drawn
+// (anisotropic_probability 0: never the anisotropic one; full_resolution_probability 1:
+// neither).
+double largest_random_resolution(const GeneratorConfig& config, double voxel_mm);
+// The bound a resolution drawn on an axis of voxel size `voxel_mm` has, in map voxels: `bound`
+// in the configuration's resolution_unit.
+double resolution_in_voxels(const GeneratorConfig& config, double bound, double voxel_mm);
+
+// InputError naming `source` when a sample on a map of these voxel sizes (mm) could ask for a
+// blur wider than the kernels' taps (max_blur_half_width): the base sigma's window, and with
+// randomise_resolution (unless `with_random_resolution` is false) the largest random
+// resolution's on each axis.
+void check_blur_window(const GeneratorConfig& config, const std::array<double, 3>& voxel_mm, const std::string& source,
+                       bool with_random_resolution = true);
 
 std::string config_to_json(const GeneratorConfig& config);
 

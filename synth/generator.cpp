@@ -24,6 +24,7 @@ namespace iss {
 TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& config, const std::string& name) {
     ISS_INPUT(labels.grid.voxels() > 0 && !labels.data.empty(), name, ": the label map is empty");
     ISS_INPUT(labels.frames == 1, name, ": expected a 3-D label map, found ", labels.frames, " volumes");
+    check_blur_window(config, labels.grid.voxel_size(), name);
     // Generation indices in the stored order first, so that an error names a voxel as the user
     // sees it in the file.
     Volume<uint8_t> generation(labels.grid);
@@ -169,13 +170,13 @@ Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vec
 
     // Workspace at the largest shapes any map can produce.
     for (const TrainingMap& m : maps_) {
-        map_shapes_.push_back(m.grid.dim);
-        map_lr_axes_.push_back(m.lr_axis);
+        check_blur_window(config_, m.grid.voxel_size(), m.name);
+        map_geometry_.push_back({m.grid.dim, m.lr_axis, m.grid.voxel_size()});
     }
     int64_t max_velocity = 0, max_field = 0, max_out = 0, max_bias = 0, max_map = 0, max_reach = 0;
-    for (uint32_t probe = 0; probe < maps_.size(); ++probe) {
+    for (const MapGeometry& map : map_geometry_) {
         // The shapes depend only on the map, so any draw for that map gives them.
-        const SampleParams p = draw_sample_params(config_, 0, 0, {map_shapes_[probe]}, {map_lr_axes_[probe]});
+        const SampleParams p = draw_sample_params(config_, 0, 0, {map});
         max_velocity = std::max(max_velocity, product(p.velocity_shape) * 3);
         max_field = std::max(max_field, product(p.integration_shape) * 3);
         max_out = std::max(max_out, product(p.out_shape));
@@ -246,7 +247,7 @@ const SampleParams& Generator::generate(uint32_t sample) {
 
 const SampleParams& Generator::draw(uint32_t sample) {
     buffers_->drawn = false;  // until the new sample's block is uploaded
-    params_ = draw_sample_params(config_, seed_, sample, map_shapes_, map_lr_axes_);
+    params_ = draw_sample_params(config_, seed_, sample, map_geometry_);
     plan_velocity();
     plan_deform();
     plan_paint();

@@ -128,8 +128,7 @@ private:
     GeneratorConfig config_;
     std::vector<TrainingMap> maps_;
     uint64_t seed_;
-    std::vector<std::array<int64_t, 3>> map_shapes_;
-    std::vector<int> map_lr_axes_;
+    std::vector<MapGeometry> map_geometry_;
     SampleParams params_;
     std::vector<uint8_t> target_of_;  // segmentation index of each generation index
     std::vector<uint8_t> twin_of_;    // generation index of each one's left/right twin

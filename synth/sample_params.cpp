@@ -88,12 +88,13 @@ std::vector<int> generation_classes(const GeneratorConfig& config, bool use_clas
 }
 
 SampleParams draw_sample_params(const GeneratorConfig& config, uint64_t seed, uint32_t sample,
-                                const std::vector<std::array<int64_t, 3>>& map_shapes, const std::vector<int>& lr_axis) {
-    ISS_REQUIRE(!map_shapes.empty() && map_shapes.size() == lr_axis.size(), "draw_sample_params: no label maps");
+                                const std::vector<MapGeometry>& maps) {
+    ISS_REQUIRE(!maps.empty(), "draw_sample_params: no label maps");
     SampleParams p;
     p.sample = sample;
-    p.map_index = int(Draws(seed, sample, purpose_label_map).below(int64_t(map_shapes.size())));
-    p.map_shape = map_shapes[size_t(p.map_index)];
+    p.map_index = int(Draws(seed, sample, purpose_label_map).below(int64_t(maps.size())));
+    const MapGeometry& map = maps[size_t(p.map_index)];
+    p.map_shape = map.shape;
     p.out_shape = crop_shape(config, p.map_shape);
 
     // Affine: scaling, shearing, then rotations about the first, second and third axis.
@@ -134,7 +135,7 @@ SampleParams draw_sample_params(const GeneratorConfig& config, uint64_t seed, ui
 
     Draws flip(seed, sample, purpose_flip);
     p.flip = flip.uniform(0, 1) < config.flip_probability;
-    p.flip_axis = lr_axis[size_t(p.map_index)];
+    p.flip_axis = map.lr_axis;
 
     // Contrast: fused classes or not, then priors or random per class.
     Draws classes(seed, sample, purpose_classes);
@@ -161,17 +162,20 @@ SampleParams draw_sample_params(const GeneratorConfig& config, uint64_t seed, ui
         p.std[g] = float(class_std[size_t(class_of[g])]);
     }
 
-    // Resolution and blur: the window is fixed by the configuration (the base sigma and the range,
-    // or on resampled axes the largest sigma a sample can draw); the sigma itself varies by the
-    // random coefficient.
+    // Resolution and blur: the window is fixed by the configuration and the map (the base sigma
+    // and the range, or on resampled axes the largest sigma a sample can draw there); the sigma
+    // itself varies by the random coefficient.
     Draws blur(seed, sample, purpose_blur);
     std::array<double, 3> base_sigma{config.blur_sigma, config.blur_sigma, config.blur_sigma};
     if (config.randomise_resolution) {
+        auto up_to = [&](double bound, size_t axis) {
+            return float(blur.uniform(1, resolution_in_voxels(config, bound, map.voxel_mm[axis])));
+        };
         if (blur.uniform(0, 1) < config.anisotropic_probability) {
-            const int64_t axis = blur.below(3);
-            p.resolution[size_t(axis)] = float(blur.uniform(1, config.max_anisotropic));
+            const size_t axis = size_t(blur.below(3));
+            p.resolution[axis] = up_to(config.max_anisotropic, axis);
         } else {
-            for (float& r : p.resolution) r = float(blur.uniform(1, config.max_isotropic));
+            for (size_t d = 0; d < 3; ++d) p.resolution[d] = up_to(config.max_isotropic, d);
         }
         if (blur.uniform(0, 1) < config.full_resolution_probability) p.resolution.fill(1);
         for (int d = 0; d < 3; ++d) {
@@ -183,14 +187,13 @@ SampleParams draw_sample_params(const GeneratorConfig& config, uint64_t seed, ui
     // With a random resolution the window is the one of the largest sigma a sample can draw, on
     // the blurred axes, as SynthSeg 2.0's DynamicGaussianBlur sizes it: a window from the drawn
     // sigma (2.5 sigma wide) would cut its Gaussian at +-1.25 sigma, a weaker blur than 2.0's.
-    const double window_sigma = 0.75 * largest_random_resolution(config);
-    for (int d = 0; d < 3; ++d) {
-        p.blur_sigma[size_t(d)] = float(base_sigma[size_t(d)] * blur.uniform(1.0 / config.blur_range, config.blur_range));
-        const bool resampled = p.resolution[size_t(d)] > 1;
-        // window_sigma bounds the drawn sigma (and is what the configuration's check saw: a
-        // resolution stored as float may round up past its bound).
-        const double sigma = resampled ? window_sigma : base_sigma[size_t(d)];
-        p.blur_half_width[size_t(d)] = int(blur_window(sigma, config.blur_range)) / 2;
+    for (size_t d = 0; d < 3; ++d) {
+        p.blur_sigma[d] = float(base_sigma[d] * blur.uniform(1.0 / config.blur_range, config.blur_range));
+        const bool resampled = p.resolution[d] > 1;
+        // The largest sigma bounds the drawn one (and is what check_blur_window saw: a resolution
+        // stored as float may round up past its bound).
+        const double sigma = resampled ? 0.75 * largest_random_resolution(config, map.voxel_mm[d]) : base_sigma[d];
+        p.blur_half_width[d] = int(blur_window(sigma, config.blur_range)) / 2;
     }
     // The reset is fused into the bias pass, which comes after a random resolution's resampling:
     // there it would put full-resolution background edges into a low-resolution image.

@@ -56,7 +56,7 @@ struct SampleParams {
     std::vector<float> mean;  // per generation index (class values already spread to labels)
     std::vector<float> std;
 
-    std::array<float, 3> resolution{1, 1, 1};  // acquisition resolution in map voxels (1: none)
+    std::array<float, 3> resolution{1, 1, 1};  // acquisition resolution in the map's voxels (1: none)
     std::array<float, 3> blur_sigma{};         // voxels, per axis
     std::array<int, 3> blur_half_width{};      // taps -h..h, per axis
     bool reset_background = false;
@@ -66,11 +66,16 @@ struct SampleParams {
     float gamma = 1;                      // exponent exp(N(0, gamma_std))
 };
 
-// Draws every per-sample parameter. `map_shapes` lists the training maps' shapes; `lr_axis`
-// is the left-right voxel axis of each map (for flips).
+// What a sample's draws need to know of a training map.
+struct MapGeometry {
+    std::array<int64_t, 3> shape{};
+    int lr_axis = 0;                          // the left-right voxel axis (for flips)
+    std::array<double, 3> voxel_mm{1, 1, 1};  // per axis (a random resolution in mm counts them)
+};
+
+// Draws every per-sample parameter; `maps` describes the training maps a sample picks from.
 SampleParams draw_sample_params(const GeneratorConfig& config, uint64_t seed, uint32_t sample,
-                                const std::vector<std::array<int64_t, 3>>& map_shapes,
-                                const std::vector<int>& lr_axis);
+                                const std::vector<MapGeometry>& maps);
 
 // Class index of every generation index: itself, or the first label of its fused group when
 // `use_classes`.

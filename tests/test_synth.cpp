@@ -138,7 +138,7 @@ TEST_P(SynthField, DeformationIsInvertibleAtDefaultStrength) {
     GeneratorConfig config = preset_config("infant-t1");
     const std::array<int64_t, 3> map_shape{155, 175, 149};
     for (uint32_t sample = 0; sample < 3; ++sample) {
-        SampleParams p = draw_sample_params(config, 11, sample, {map_shape}, {0});
+        SampleParams p = draw_sample_params(config, 11, sample, {{map_shape}});
         ASSERT_EQ(p.velocity_shape, (std::array<int64_t, 3>{7, 7, 6}));
         ASSERT_EQ(p.integration_shape, (std::array<int64_t, 3>{77, 87, 74}));
         const float boost = p.velocity_std > 0 ? 3.0f / p.velocity_std : 0.0f;
@@ -225,8 +225,7 @@ TEST_P(SynthDeform, IdentityIsTheCropAndFlipMirrorsWithTwins) {
 TEST_P(SynthDeform, AffineAndFieldMatchReference) {
     config.nonlin_std = 3;
     config.translation_bounds = 4;
-    std::vector<std::array<int64_t, 3>> shapes{map.grid.dim};
-    const SampleParams p = draw_sample_params(config, 5, 2, shapes, {0});
+    const SampleParams p = draw_sample_params(config, 5, 2, {{map.grid.dim}});
     // A smooth displacement on the integration grid (values in voxels).
     const auto& h = p.integration_shape;
     std::vector<float> field(size_t(count(h) * 3));
@@ -959,6 +958,9 @@ TEST(SynthParams, CropShapeFollowsTheSpec) {
     EXPECT_EQ(crop_shape(padded, {155, 175, 149}), (std::array<int64_t, 3>{160, 160, 160}));
 }
 
+// The infant label maps' shape, 1 mm voxels.
+const MapGeometry infant_map{{155, 175, 149}};
+
 TEST(SynthParams, ClassDrawsFollowPriorsRandomMixAndFusion) {
     const GeneratorConfig config = preset_config("infant-t1");
     const int n = 2000;
@@ -968,7 +970,7 @@ TEST(SynthParams, ClassDrawsFollowPriorsRandomMixAndFusion) {
     const int wm = labels::index_of(config.generation_labels, 2), wm_r = labels::index_of(config.generation_labels, 41);
     const int sub = labels::index_of(config.generation_labels, 170);
     for (int s = 0; s < n; ++s) {
-        const SampleParams p = draw_sample_params(config, 3, uint32_t(s), {{155, 175, 149}}, {0});
+        const SampleParams p = draw_sample_params(config, 3, uint32_t(s), {infant_map});
         random += p.random_contrast;
         fused += p.use_classes;
         if (p.use_classes) {
@@ -1021,10 +1023,10 @@ TEST(SynthParams, ClassDrawsFollowPriorsRandomMixAndFusion) {
 TEST(SynthParams, NoBackgroundResetWithARandomResolution) {
     GeneratorConfig config = preset_config("infant-t1");
     config.background_reset_probability = 1;
-    const SampleParams plain = draw_sample_params(config, 4, 9, {{155, 175, 149}}, {0});
+    const SampleParams plain = draw_sample_params(config, 4, 9, {infant_map});
     EXPECT_TRUE(plain.reset_background);
     config.randomise_resolution = true;
-    const SampleParams random = draw_sample_params(config, 4, 9, {{155, 175, 149}}, {0});
+    const SampleParams random = draw_sample_params(config, 4, 9, {infant_map});
     EXPECT_FALSE(random.reset_background);
 
     // A resolution stored as float rounds up past a bound that is no float (4.49999999 -> 4.5):
@@ -1036,7 +1038,7 @@ TEST(SynthParams, NoBackgroundResetWithARandomResolution) {
     config.randomise_thickness = false;
     config.blur_range = 3.9111111118933333;
     validate_config(config, "edge.json");
-    const SampleParams edge = draw_sample_params(config, 1, 2838437, {{155, 175, 149}}, {0});
+    const SampleParams edge = draw_sample_params(config, 1, 2838437, {infant_map});
     for (int d = 0; d < 3; ++d) EXPECT_LE(edge.blur_half_width[size_t(d)], max_blur_half_width) << d;
 }
 
@@ -1049,7 +1051,7 @@ TEST(SynthParams, RandomResolutionIsDrawnAsSynthSeg2DrawsIt) {
     const int samples = 4000;
     int full = 0, one_axis = 0, every_axis = 0, every_axis_its_own = 0;
     for (uint32_t sample = 0; sample < uint32_t(samples); ++sample) {
-        const SampleParams p = draw_sample_params(config, 3, sample, {{155, 175, 149}}, {0});
+        const SampleParams p = draw_sample_params(config, 3, sample, {infant_map});
         int thick = 0;
         for (const float r : p.resolution) {
             ASSERT_GE(r, 1.0f);
@@ -1072,6 +1074,76 @@ TEST(SynthParams, RandomResolutionIsDrawnAsSynthSeg2DrawsIt) {
     EXPECT_NEAR(one_axis, 3420, 90);
     EXPECT_NEAR(every_axis, 380, 75);
     EXPECT_EQ(every_axis_its_own, every_axis);
+}
+
+// The random resolution's bounds are in mm, as SynthSeg 2.0's (SPEC.md 3.6: sigma 0.75 r / a):
+// on a map of 0.5 x 1 x 2 mm voxels an 8 mm slice is 16, 8 or 4 of its voxels, and its window
+// that of the largest sigma on that axis. A bound under the voxel size keeps the axis whole. In
+// "voxel" units (records from before mm) every axis counts the map's voxels. On 1 mm voxels the
+// two draw the same bits.
+TEST(SynthParams, RandomResolutionBoundsAreMillimetresOfTheMapsVoxels) {
+    GeneratorConfig config = preset_config("infant-t1");
+    config.randomise_resolution = true;
+    config.full_resolution_probability = 0;
+    config.randomise_thickness = false;
+    const MapGeometry map{{64, 96, 80}, 0, {0.5, 1, 2}};
+    GeneratorConfig voxels = config;
+    voxels.resolution_unit = "voxel";
+    std::array<float, 3> largest{}, largest_in_voxels{};
+    for (uint32_t sample = 0; sample < 2000; ++sample) {
+        const SampleParams p = draw_sample_params(config, 8, sample, {map});
+        const SampleParams v = draw_sample_params(voxels, 8, sample, {map});
+        for (size_t d = 0; d < 3; ++d) {
+            largest[d] = std::max(largest[d], p.resolution[d]);
+            largest_in_voxels[d] = std::max(largest_in_voxels[d], v.resolution[d]);
+            // The same draw u of U(1, b / a) and of U(1, b): 1 + (b / a - 1) u against 1 + (b - 1) u.
+            const bool one_axis = std::count(v.resolution.begin(), v.resolution.end(), 1.0f) == 2;
+            const double bound = one_axis ? config.max_anisotropic : config.max_isotropic;
+            const double in_mm = bound / map.voxel_mm[d];
+            if (v.resolution[d] > 1 && in_mm > 1) {
+                EXPECT_NEAR((p.resolution[d] - 1) / (in_mm - 1), (v.resolution[d] - 1) / (bound - 1), 1e-5)
+                    << sample << " " << d;
+            }
+            if (p.resolution[d] > 1) {
+                const double sigma = 0.75 * 8 / map.voxel_mm[d];
+                EXPECT_EQ(p.blur_half_width[d], int(blur_window(sigma, config.blur_range)) / 2) << sample << " " << d;
+                EXPECT_NEAR(p.blur_sigma[d], 0.75 * p.resolution[d], 0.75 * p.resolution[d] * 0.031);
+            }
+        }
+        const SampleParams one_mm = draw_sample_params(config, 8, sample, {{map.shape}});
+        EXPECT_EQ(one_mm.resolution, v.resolution) << sample;
+        EXPECT_EQ(one_mm.blur_sigma, v.blur_sigma) << sample;
+        EXPECT_EQ(one_mm.blur_half_width, v.blur_half_width) << sample;
+    }
+    EXPECT_GT(largest[0], 15.0f);  // 8 mm of 0.5 mm voxels
+    EXPECT_LE(largest[0], 16.0f);
+    EXPECT_GT(largest[1], 7.5f);
+    EXPECT_LE(largest[1], 8.0f);
+    EXPECT_GT(largest[2], 3.7f);
+    EXPECT_LE(largest[2], 4.0f);
+    for (size_t d = 0; d < 3; ++d) EXPECT_GT(largest_in_voxels[d], 7.5f) << d;
+
+    config.max_isotropic = 0.4;  // under every voxel: those samples keep the full resolution
+    config.anisotropic_probability = 0;
+    for (uint32_t sample = 0; sample < 50; ++sample)
+        EXPECT_EQ(draw_sample_params(config, 8, sample, {map}).resolution, (std::array<float, 3>{1, 1, 1}));
+}
+
+// A map of fine voxels turns the mm bounds into more voxels than the blur's taps hold: refused
+// with the map, before anything is allocated for it.
+TEST(SynthParams, AMapTooFineForTheRandomResolutionsBlurIsRefused) {
+    GeneratorConfig config = toy_config("synthseg");
+    config.randomise_resolution = true;
+    LabelMap fine = toy_label_map();
+    fine.grid.affine = Mat4::scaling(1, 1, 0.25);  // 8 mm: 32 voxels, a sigma of 24
+    EXPECT_EQ(test::refusal_of("fine.nii.gz", [&] { make_training_map(fine, config, "fine.nii.gz"); }),
+              "fine.nii.gz: blur_sigma 0.5 and blur_range 1.03 with max_isotropic 4 / max_anisotropic 8 mm on "
+              "voxels of 0.25 mm ask for a blur of up to 31 voxels each side; at most 16");
+    config.resolution_unit = "voxel";  // 8 of its voxels
+    EXPECT_NO_THROW(make_training_map(fine, config, "fine.nii.gz"));
+    fine.grid.affine = Mat4::scaling(1, 1, 0.5);  // 16 voxels in mm: a sigma of 12, 15 taps each side
+    config.resolution_unit = "mm";
+    EXPECT_NO_THROW(make_training_map(fine, config, "fine.nii.gz"));
 }
 
 // A flip swaps every one-sided label with its twin: SynthSeg's adult lateral labels too (25/57,

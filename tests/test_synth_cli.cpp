@@ -270,13 +270,24 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
         {R"({"blur_sigma": 13})",
          "blur_sigma 13 and blur_range 1.03 ask for a blur of up to 17 voxels each side; at most 16"},
         {R"({"blur_sigma": 1e30})", "blur_sigma 1e+30 and blur_range 1.03 ask for a blur of up to"},
-        {R"({"randomise_resolution": true, "max_isotropic": 16, "anisotropic_probability": 0, "blur_range": 1.5})",
-         "blur_sigma 0.5 and blur_range 1.5 with max_isotropic 16"}};
+        {R"({"randomise_resolution": true, "resolution_unit": "voxel", "max_isotropic": 16,
+             "anisotropic_probability": 0, "blur_range": 1.5})",
+         "blur_sigma 0.5 and blur_range 1.5 with max_isotropic 16 / max_anisotropic 8 voxels ask for a blur of up to "
+         "22 voxels each side; at most 16"},
+        {R"({"resolution_unit": "inch"})", "resolution_unit must be \"mm\" or \"voxel\", is \"inch\""},
+        {R"({"max_anisotropic": 80})", "max_isotropic and max_anisotropic must be in (0, 64] (mm)"}};
     for (size_t i = 0; i < bad_values.size(); ++i) {
         const std::string file = path("bad_value_" + std::to_string(i) + ".json");
         std::ofstream(file) << bad_values[i].first;
         expect_bad(map + " --config " + shell_quote(file), file + ": " + bad_values[i].second);
     }
+    // In mm the window depends on the map's voxels: refused naming the map.
+    std::ofstream(path("wide_mm.json")) << R"({"randomise_resolution": true, "max_isotropic": 16,
+        "anisotropic_probability": 0, "blur_range": 1.5})";
+    expect_bad(map + " --config " + shell_quote(path("wide_mm.json")),
+               map_file() +
+                   ": blur_sigma 0.5 and blur_range 1.5 with max_isotropic 16 / max_anisotropic 8 mm on "
+                   "voxels of 1 mm ask for a blur of up to 22 voxels each side; at most 16");
     // A bound that cannot be drawn does not count: no anisotropic draws, a large max_anisotropic.
     std::ofstream(path("iso_only.json")) << R"({"randomise_resolution": true, "anisotropic_probability": 0,
         "max_anisotropic": 16, "blur_range": 1.5})";

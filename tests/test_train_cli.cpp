@@ -362,6 +362,29 @@ TEST_F(TrainCli, AModelRecordedBeforeFullResolutionProbabilityResumes) {
                "was trained by an earlier build, whose random resolution drew otherwise", model);
 }
 
+// A model.json from before resolution_unit, trained with the random resolution on, counted its
+// bounds in the maps' voxels: a resume goes on so (and records it), and a --config that would
+// now count mm is refused, naming the parameter.
+TEST_F(TrainCli, AModelRecordedBeforeResolutionUnitResumesInVoxels) {
+    const fs::path model = dir_ / "voxels";
+    const fs::path config = dir_ / "random_resolution.json";
+    std::ofstream(config) << R"({"randomise_resolution": true})";
+    const std::string with_config = " --config " + shell_quote(config.string());
+    ASSERT_EQ(train_tiny(model.string(), 2, with_config).status, 0);
+    const fs::path json = model / "model.json";
+    nlohmann::json spec = nlohmann::json::parse(read_text(json));
+    EXPECT_EQ(spec["training"]["generator"]["resolution_unit"], "mm");
+    ASSERT_EQ(spec["training"]["generator"].erase("resolution_unit"), 1u);
+    std::ofstream(json) << spec.dump(2);
+
+    const RunResult r = train_tiny(model.string(), 3, " --resume");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(nlohmann::json::parse(read_text(json))["training"]["generator"]["resolution_unit"], "voxel");
+    expect_bad(
+        joined(tiny_args()) + " --model-dir " + shell_quote(model.string()) + " --steps 4 --resume" + with_config,
+        "the generator parameter 'resolution_unit' \"voxel\", this run's is \"mm\"", model);
+}
+
 // model.json records what decides the order of the network's sums (threads, oneDNN's
 // instruction set, or the GPU): a resume on another says that the weights no longer repeat the
 // uninterrupted run's bit for bit, and the history keeps the change. (The thread count was

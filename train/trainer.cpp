@@ -418,6 +418,18 @@ void Trainer::State::load_checkpoint(const ModelSpec& saved) {
 
 namespace {
 
+// A generator record written before a parameter existed, completed with the value its build used,
+// so that a resume goes on drawing as the run began: until 2026-12-06 the random resolution's
+// bounds counted the maps' voxels (resolution_unit "voxel"), where they now count mm. (Where the
+// random resolution was off the unit draws nothing, and a record without it compares as before.)
+void complete_generator_record(nlohmann::json& training) {
+    if (!training.contains("generator") || !training["generator"].is_object()) return;
+    nlohmann::json& generator = training["generator"];
+    if (!generator.contains("resolution_unit") &&
+        generator.value("randomise_resolution", nlohmann::json(false)) == true)
+        generator["resolution_unit"] = "voxel";
+}
+
 // A resumed run continues the run its checkpoint records. What draws its samples and picks its
 // loss must be the same: changed, the model went on training on other data while model.json
 // named only the last run's settings. (A model.json from before a field was recorded is not
@@ -716,6 +728,7 @@ Trainer::Trainer(const TrainOptions& given) {
                   ": --resume, but there is no model.json to resume",
                   pieces.empty() ? "" : cat("; it holds ", pieces, pieces_advice));
         saved = load_model_spec(weights);
+        complete_generator_record(saved->training);
         if (options.adopt_recorded) options.adopt_recorded(*saved, options);
     }
     state_ = std::make_unique<State>(options);
