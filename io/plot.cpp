@@ -218,8 +218,12 @@ void set_range(Axis& axis, const std::vector<double>& values, double margin) {
     }
 }
 
-void linear_ticks(Axis& axis, int target) {
+void linear_ticks(Axis& axis, int target, bool integers = false) {
     axis.ticks = nice_ticks(axis.lo, axis.hi, target);
+    if (integers)
+        axis.ticks.erase(
+            std::remove_if(axis.ticks.begin(), axis.ticks.end(), [](double t) { return t != std::round(t); }),
+            axis.ticks.end());
     const double step = axis.ticks.size() > 1 ? axis.ticks[1] - axis.ticks[0] : 1.0;
     axis.labels.clear();
     for (double t : axis.ticks) axis.labels.push_back(compact_number(t, step));
@@ -423,7 +427,7 @@ RgbImage render_line_plot(const LinePlot& plot) {
                 " leaves no room for the plot area");
     // As many x ticks as fit with their labels a comfortable distance apart.
     for (int target = std::max(2, plot_w / 80);; --target) {
-        linear_ticks(xa, target);
+        linear_ticks(xa, target, plot.integer_x);
         const double px_per_tick = xa.ticks.size() > 1 ? plot_w * (xa.ticks[1] - xa.ticks[0]) / (xa.hi - xa.lo) : plot_w;
         if (target <= 2 || max_label_width(xa) + 16 <= px_per_tick) break;
     }
@@ -540,6 +544,7 @@ void write_loss_curve(const std::string& path, const std::string& title, const s
     LinePlot plot;
     plot.title = title;
     plot.x_label = "step";
+    plot.integer_x = true;
     plot.y_label = "loss";
     plot.series.push_back({"loss", steps, losses, {166, 196, 232}});
     const size_t window = std::max<size_t>(1, losses.size() / 50);

@@ -32,6 +32,7 @@ struct LinePlot {
     std::vector<Series> series;
     int width = 800, height = 480;  // at least 160 x 120
     bool log_y = false;
+    bool integer_x = false;  // x ticks at whole numbers only (steps: no 1.5 on a 2-step run)
 };
 
 // Renders `plot` and writes it through write_png: InputError naming `path` when the file

@@ -165,6 +165,22 @@ TEST_F(PlotTest, LogAxisDrawsPositiveValues) {
     EXPECT_GT(count_in(image, plot_area(image), {200, 0, 200}), 300);
 }
 
+// Steps are whole numbers: a 2-step run's axis has ticks at 1 and 2, not 1.2, 1.4, ...
+TEST_F(PlotTest, IntegerXAxisTicksOnlyWholeNumbers) {
+    LinePlot plot;
+    plot.series.push_back({"loss", {1, 2}, {0.5, 0.4}, {200, 0, 0}});
+    auto x_ticks = [&] {
+        const RgbImage image = render_line_plot(plot);
+        const Box area = plot_area(image);
+        int ticks = 0;  // marks below the frame, 2 to 5 pixels under the plot area
+        for (int x = area.x0 - 1; x <= area.x1 + 1; ++x) ticks += at(image, x, area.y1 + 3) == Rgb{90, 90, 90};
+        return ticks;
+    };
+    EXPECT_GT(x_ticks(), 2);
+    plot.integer_x = true;
+    EXPECT_EQ(x_ticks(), 2);
+}
+
 TEST_F(PlotTest, BadSeriesIsRejected) {
     LinePlot plot;
     plot.series.push_back({"uneven", {1, 2, 3}, {1, 2}, {0, 0, 0}});
