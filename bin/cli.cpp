@@ -122,11 +122,12 @@ void Args::apply_threads() const {
     omp_set_num_threads(int(threads));
 }
 
-void limit_threads_to_machine() {
+void limit_threads_to_machine(bool threads_option_given) {
     const long long asked = omp_get_max_threads();
     if (asked <= thread_limit()) return;
-    warning(cat("OMP_NUM_THREADS asks for ", asked, " threads: at most 4 per hardware thread of this machine; using ",
-                thread_limit()));
+    if (!threads_option_given)
+        warning(cat("OMP_NUM_THREADS asks for ", asked, " threads: at most 4 per hardware thread of this machine; ",
+                    "using ", thread_limit()));
     omp_set_num_threads(int(thread_limit()));
 }
 

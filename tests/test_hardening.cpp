@@ -64,6 +64,12 @@ TEST_F(Hardening, OmpNumThreadsIsBoundedToTheMachine) {
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_NE(r.err.find("warning: OMP_NUM_THREADS asks for "), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("; using " + thread_bound() + "\n"), std::string::npos) << r.err;
+    // --threads decides where it is given: no word of OMP_NUM_THREADS.
+    const test::RunResult given = test::run_command("OMP_NUM_THREADS=100000 " + test::cli_path() + " train --labels " +
+                                                    q("map.nii.gz") + " --model-dir " + q("m") + " --threads 1 " +
+                                                    "--shape 32 --levels 2 --features 4 --steps 1 --device cpu");
+    EXPECT_EQ(given.status, 0) << given.err;
+    EXPECT_EQ(given.err.find("OMP_NUM_THREADS"), std::string::npos) << given.err;
 }
 
 // Every help text fits a 92-column terminal (the usage lines of predict and train ran past it).
