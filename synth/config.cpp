@@ -18,12 +18,13 @@ namespace iss {
 
 // Field list in one place: JSON names equal the C++ names.
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
-    GeneratorConfig, preset, generation_labels, segmentation_labels, fused_classes, use_generation_classes, prior_means,
-    prior_stds, mix_prior_and_random, random_mean, random_std, output_shape, shape_multiple, pad_when_smaller,
-    scaling_bounds, rotation_bounds, shearing_bounds, translation_bounds, nonlin_std, nonlin_shape_factor,
-    integration_steps, rescale_velocity, flip_probability, blur_sigma, blur_range, background_reset_probability,
-    randomise_resolution, max_isotropic, max_anisotropic, resolution_unit, anisotropic_probability,
-    full_resolution_probability, randomise_thickness, bias_field_std, bias_shape_factor, clip_max, gamma_std)
+    GeneratorConfig, preset, generation_labels, segmentation_labels, output_labels, fused_classes,
+    use_generation_classes, prior_means, prior_stds, mix_prior_and_random, random_mean, random_std, output_shape,
+    shape_multiple, pad_when_smaller, scaling_bounds, rotation_bounds, shearing_bounds, translation_bounds, nonlin_std,
+    nonlin_shape_factor, integration_steps, rescale_velocity, flip_probability, blur_sigma, blur_range,
+    background_reset_probability, randomise_resolution, max_isotropic, max_anisotropic, resolution_unit,
+    anisotropic_probability, full_resolution_probability, randomise_thickness, bias_field_std, bias_shape_factor,
+    clip_max, gamma_std)
 
 namespace {
 
@@ -82,7 +83,11 @@ GeneratorConfig preset_config(const std::string& name) {
 
 namespace {
 
-// A prior's .npy path as a configuration names it: relative ones beside the configuration.
+// The parameters a configuration may give as a .npy file's path, as SynthSeg ships them.
+constexpr const char* npy_parameters[] = {"prior_means", "prior_stds", "generation_labels", "segmentation_labels",
+                                          "output_labels"};
+
+// A .npy path as a configuration names it: relative ones beside the configuration.
 std::string prior_file(const std::string& named, const std::string& json_path) {
     const std::filesystem::path file = named;
     return file.is_relative() ? (std::filesystem::path(json_path).parent_path() / file).string() : named;
@@ -111,15 +116,44 @@ nlohmann::json flat_priors(const nlohmann::json& value, const std::string& json_
     return flat;
 }
 
+// A label list given as a .npy file (SynthSeg's generation_labels.npy, segmentation_labels.npy):
+// its values, whole numbers, as a list; any other value as it is.
+nlohmann::json label_list(const nlohmann::json& value, const std::string& json_path, const std::string& key) {
+    if (!value.is_string()) return value;
+    const std::string file = prior_file(value.get<std::string>(), json_path);
+    const NpyArray a = read_npy(file);
+    ISS_INPUT(a.shape.size() == 1, file, ": ", key, " must be a list of labels (one dimension), has ", a.shape.size(),
+              " dimensions");
+    nlohmann::json labels = nlohmann::json::array();
+    for (size_t i = 0; i < a.values.size(); ++i) {
+        const double v = a.values[i];
+        ISS_INPUT(v == std::round(v) && std::fabs(v) <= INT32_MAX, file, ": ", key, " holds ", v, " at ", i,
+                  ": not a label (a whole number of at most 2^31)");
+        labels.push_back(int32_t(v));
+    }
+    return labels;
+}
+
+// SynthSeg's parameters that are not ours, and what takes their place here.
+std::string synthseg_equivalent(const std::string& name) {
+    if (name == "n_neutral_labels")
+        return "; not needed here: left and right labels are known by their values (FreeSurfer's), in any order";
+    if (name == "generation_classes")
+        return "; here fused_classes lists the groups of labels that share a Gaussian, used with probability "
+               "use_generation_classes";
+    if (name == "flipping") return "; here flip_probability (0 for none)";
+    if (name == "prior_distributions") return "; here uniform unless prior_means and prior_stds are given";
+    return "";
+}
 }  // namespace
 
 std::vector<NamedPath> config_inputs(const std::string& json_path) {
     if (json_path.empty()) return {};
     std::vector<NamedPath> files{{json_path, "--config"}};
     const nlohmann::json overrides = parse_json(read_text_file(json_path), json_path);
-    for (const char* key : {"prior_means", "prior_stds"})
+    for (const char* key : npy_parameters)
         if (overrides.is_object() && overrides.contains(key) && overrides[key].is_string())
-            files.push_back({prior_file(overrides[key].get<std::string>(), json_path), "--config's priors"});
+            files.push_back({prior_file(overrides[key].get<std::string>(), json_path), cat("--config's ", key)});
     return files;
 }
 
@@ -138,15 +172,19 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
               " but --preset is ", preset.asked, ": give the preset once");
     GeneratorConfig config = preset_config(preset.base(named));
     nlohmann::json merged = config;
-    // The infant preset has every list filled: the template for the types of every value.
-    const nlohmann::json like = preset_config("infant-t1");  // not default_preset: a choice of its own
+    // The infant preset has every list filled (output_labels, empty there, is a label list too):
+    // the template for the types of every value.
+    nlohmann::json like = preset_config("infant-t1");  // not default_preset: a choice of its own
+    like["output_labels"] = like["generation_labels"];
     // Parameters of a fixed number of values (the others are lists of any length).
     const std::set<std::string> fixed_length = {"random_mean", "random_std", "output_shape"};
     for (const char* key : {"prior_means", "prior_stds"})
         if (overrides.contains(key)) overrides[key] = flat_priors(overrides[key], json_path, key);
+    for (const char* key : {"generation_labels", "segmentation_labels", "output_labels"})
+        if (overrides.contains(key)) overrides[key] = label_list(overrides[key], json_path, key);
     for (auto it = overrides.begin(); it != overrides.end(); ++it) {
         ISS_INPUT(merged.contains(it.key()), json_path, ": unknown parameter '", it.key(),
-                  "' (see 'infant-synthseg synth --print-config' for the names)");
+                  "' (see 'infant-synthseg synth --print-config' for the names)", synthseg_equivalent(it.key()));
         check_type(it.value(), like[it.key()], json_path, it.key());
         ISS_INPUT(!fixed_length.count(it.key()) || it.value().size() == like[it.key()].size(), json_path,
                   ": parameter '", it.key(), "' must be a list of ", like[it.key()].size(), " values, got ",
@@ -158,7 +196,24 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
     } catch (const nlohmann::json::exception& e) {
         throw InputError(cat(json_path, ": a parameter has the wrong type: ", e.what()));
     }
-    validate_config(config, json_path);
+    // SynthSeg's way: the per-label targets alone, the network's outputs being the labels they
+    // hold, in its channel order (FreeSurfer's classes; ascending where a label is in none).
+    if (overrides.contains("output_labels") && !overrides.contains("segmentation_labels")) {
+        const std::set<int32_t> distinct(config.output_labels.begin(), config.output_labels.end());
+        config.segmentation_labels.assign(distinct.begin(), distinct.end());
+        try {
+            config.segmentation_labels = labels::freesurfer_sorted(config.segmentation_labels);
+        } catch (const InputError&) {
+        }
+    }
+    try {
+        validate_config(config, json_path);
+    } catch (const InputError& e) {
+        if (!named.empty() || !preset.asked.empty()) throw;
+        // The parameters a file does not give are its base preset's, which it may not know.
+        throw InputError(cat(e.what(), " (parameters not given are those of preset '", config.preset,
+                             "'; \"preset\": \"synthseg\" starts from SynthSeg's)"));
+    }
     return config;
 }
 
@@ -171,10 +226,22 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
               ": generation_labels has duplicates");
     ISS_INPUT(std::set<int32_t>(c.segmentation_labels.begin(), c.segmentation_labels.end()).size() ==
                   c.segmentation_labels.size(),
-              source, ": segmentation_labels has duplicates (one network output per label)");
+              source, ": segmentation_labels has duplicates (one network output per label)",
+              c.segmentation_labels.size() == n
+                  ? "; a target for each generation label (SynthSeg's segmentation_labels.npy) goes in output_labels"
+                  : "");
+    ISS_INPUT(c.output_labels.empty() || c.output_labels.size() == n, source, ": output_labels must hold one label ",
+              "for each of the ", n, " generation labels, has ", c.output_labels.size());
+    const std::vector<int32_t> targets = target_labels(c);
+    for (size_t g = 0; g < n; ++g)
+        ISS_INPUT(labels::index_of(c.segmentation_labels, targets[g]) >= 0, source, ": generation label ",
+                  c.generation_labels[g], " is learned as ", targets[g] == 0 ? "background (label 0)" : cat(targets[g]),
+                  ", which is not one of segmentation_labels",
+                  targets[g] == 0 ? " (list 0 there, or the label itself)" : "");
+    // An output no generation label is learned as would never be trained.
     for (int32_t label : c.segmentation_labels)
-        ISS_INPUT(labels::index_of(c.generation_labels, label) >= 0, source, ": segmentation label ", label,
-                  " is not a generation label");
+        ISS_INPUT(labels::index_of(targets, label) >= 0, source, ": segmentation label ", label,
+                  c.output_labels.empty() ? " is not a generation label" : " is not in output_labels");
     // A flip swaps each one-sided label with its twin; one without a twin to swap with would
     // stay on the wrong side of the flipped image.
     if (c.flip_probability > 0)
@@ -187,6 +254,15 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
             ISS_INPUT(labels::index_of(c.generation_labels, twin) >= 0, source, ": generation label ", label,
                       " has its twin ", twin, " missing from generation_labels, so a flip (flip_probability ",
                       c.flip_probability, ") would leave it on the wrong side");
+        }
+    // A flip swaps generation labels, then their targets follow: twins must be learned as twins.
+    if (c.flip_probability > 0)
+        for (size_t g = 0; g < n; ++g) {
+            const int t = labels::index_of(c.generation_labels, labels::lr_twin(c.generation_labels[g]));
+            const int32_t twin_target = t >= 0 ? targets[size_t(t)] : targets[g];
+            ISS_INPUT(labels::lr_twin(targets[g]) == twin_target, source, ": output_labels learns generation label ",
+                      c.generation_labels[g], " as ", targets[g], " but its mirror image as ", twin_target,
+                      ", so a flip (flip_probability ", c.flip_probability, ") would change what it is learned as");
         }
     ISS_INPUT(!c.pad_when_smaller || labels::index_of(c.generation_labels, 0) >= 0, source,
               ": pad_when_smaller pads with background, so generation_labels must hold 0");
@@ -245,8 +321,12 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
     probability(c.full_resolution_probability, "full_resolution_probability");
     ISS_INPUT(c.resolution_unit == "mm" || c.resolution_unit == "voxel", source,
               ": resolution_unit must be \"mm\" or \"voxel\", is \"", clipped(c.resolution_unit, 40), "\"");
-    ISS_INPUT(c.max_isotropic > 0 && c.max_isotropic <= 64 && c.max_anisotropic > 0 && c.max_anisotropic <= 64, source,
-              ": max_isotropic and max_anisotropic must be in (0, 64] (", c.resolution_unit, ")");
+    // In voxels a bound under 1 could never be drawn; in mm one under a map's voxel keeps it whole.
+    const bool in_voxels = c.resolution_unit == "voxel";
+    for (const double bound : {c.max_isotropic, c.max_anisotropic})
+        ISS_INPUT(bound >= (in_voxels ? 1 : 0) && bound > 0 && bound <= 64, source,
+                  ": max_isotropic and max_anisotropic must be in ", in_voxels ? "[1, 64] voxels" : "(0, 64] mm",
+                  ", are ", c.max_isotropic, " and ", c.max_anisotropic);
     // The window of the blur at its base sigma; a random resolution's in mm depends on the maps'
     // voxel sizes, and is checked with each map (make_training_map).
     check_blur_window(c, {1, 1, 1}, source, c.resolution_unit == "voxel");
@@ -255,6 +335,14 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
     // deviations (Box-Muller on 24-bit uniforms) and exp underflows below -87, so 10 keeps a margin.
     ISS_INPUT(c.gamma_std >= 0 && c.gamma_std <= 10, source, ": gamma_std must be in [0, 10] (gamma is exp(N(0, ",
               "gamma_std)); larger ones give exponents of 0 or infinity), got ", c.gamma_std);
+}
+
+std::vector<int32_t> target_labels(const GeneratorConfig& c) {
+    if (!c.output_labels.empty()) return c.output_labels;
+    std::vector<int32_t> targets;
+    for (const int32_t label : c.generation_labels)
+        targets.push_back(labels::index_of(c.segmentation_labels, label) >= 0 ? label : 0);
+    return targets;
 }
 
 double blur_window(double sigma, double blur_range) {

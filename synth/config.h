@@ -19,9 +19,14 @@ inline constexpr const char* default_preset = "infant-t1";
 struct GeneratorConfig {
     std::string preset = default_preset;
 
-    // Labels (SPEC.md section 1).
+    // Labels (SPEC.md section 1). segmentation_labels are the network's outputs, one channel
+    // each. output_labels (SynthSeg's per-label segmentation_labels.npy), when given, holds the
+    // label each generation label is learned as (0: background; lesions 25 and 57 as 2 and 41,
+    // say); when empty, a generation label is learned as itself where it is a segmentation label
+    // and as background elsewhere.
     std::vector<int32_t> generation_labels;
     std::vector<int32_t> segmentation_labels;
+    std::vector<int32_t> output_labels;
     std::vector<std::vector<int32_t>> fused_classes;
     double use_generation_classes = 0.5;  // probability per sample of using the fused classes
 
@@ -33,7 +38,8 @@ struct GeneratorConfig {
     std::array<double, 2> random_mean = {25, 225};  // U(a, b) when random
     std::array<double, 2> random_std = {5, 25};
 
-    // Spatial transform (section 3.2).
+    // Spatial transform (section 3.2): scaling, rotation and shearing act in mm (on a map of
+    // anisotropic voxels too); translation and the displacement field count the map's voxels.
     std::array<int64_t, 3> output_shape = {160, 160, 160};  // requested crop, clipped and rounded
     int shape_multiple = 32;                                 // 2^levels of the U-Net
     bool pad_when_smaller = false;                           // improvement: pad instead of shrinking
@@ -113,6 +119,9 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
 // Checks consistency (prior shapes match the label list, bounds are ordered, probabilities in
 // [0, 1], ...); InputError naming `source` and the field.
 void validate_config(const GeneratorConfig& config, const std::string& source);
+
+// The label each generation label is learned as (output_labels, or the rule it defaults to).
+std::vector<int32_t> target_labels(const GeneratorConfig& config);
 
 // The blur's window for a sigma (voxels) and the range of its random coefficient: 2.5 sigma
 // times the range, rounded up (SPEC.md 3.6); floor(window / 2) taps each side. One rule for the

@@ -21,10 +21,16 @@
 
 namespace iss {
 
+std::array<double, 3> map_voxel_mm(const Grid& grid) {
+    std::array<double, 3> size = grid.voxel_size();
+    for (double& s : size) s = std::round(s * 1e6) / 1e6;
+    return size;
+}
+
 TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& config, const std::string& name) {
     ISS_INPUT(labels.grid.voxels() > 0 && !labels.data.empty(), name, ": the label map is empty");
     ISS_INPUT(labels.frames == 1, name, ": expected a 3-D label map, found ", labels.frames, " volumes");
-    check_blur_window(config, labels.grid.voxel_size(), name);
+    check_blur_window(config, map_voxel_mm(labels.grid), name);
     // Generation indices in the stored order first, so that an error names a voxel as the user
     // sees it in the file.
     Volume<uint8_t> generation(labels.grid);
@@ -54,8 +60,9 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
         std::string values;
         for (const auto& [value, at] : unknown) values += cat(values.empty() ? "" : ", ", value);
         throw InputError(cat(name, ": label value ", first->first, " (first at voxel ",
-                             voxel_text(labels.grid.dim, int64_t(first->second)),
-                             ") is not a generation label of preset '", config.preset, "'",
+                             voxel_text(labels.grid.dim, int64_t(first->second)), ") is not one of the ",
+                             config.generation_labels.size(), " generation_labels (preset '", config.preset,
+                             "', or a --config's own list)",
                              unknown.size() > 1 ? cat(" (", unknown.size(), " such values: ", values, ")") : "",
                              "; a --config whose generation_labels list them (priors of that length) can use them"));
     }
@@ -107,14 +114,17 @@ std::string describe_training_maps(const std::vector<TrainingMap>& maps) {
     for (const TrainingMap& m : maps) ++by_orientation[m.stored_orientation];
     std::string stored;
     for (const auto& [code, count] : by_orientation) stored += cat(stored.empty() ? "" : ", ", code, ": ", count);
-    const VoxelSizeRange r = voxel_size_range(maps);
+    return cat(maps.size(), " label map", maps.size() == 1 ? "" : "s", " (stored ", stored, "), brought to ",
+               training_frame, "; voxel size ", voxel_size_text(voxel_size_range(maps)));
+}
+
+std::string voxel_size_text(const VoxelSizeRange& r) {
     std::string sizes;
     for (size_t d = 0; d < 3; ++d) {
         const std::string one = r.min[d] == r.max[d] ? cat(r.min[d]) : cat(r.min[d], "-", r.max[d]);
         sizes += (d ? " x " : "") + one;
     }
-    return cat(maps.size(), " label map", maps.size() == 1 ? "" : "s", " (stored ", stored, "), brought to ",
-               training_frame, "; voxel size ", sizes, " mm");
+    return sizes + " mm";
 }
 
 struct Generator::Buffers {
@@ -162,16 +172,16 @@ Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vec
     ISS_INPUT(!maps_.empty(), "no training label maps given");
     const size_t n = config_.generation_labels.size();
     ISS_REQUIRE(n <= size_t(max_generation_labels), "too many generation labels: ", n);
-    target_of_.resize(n);
+    // validate_config saw every target among the segmentation labels.
+    const std::vector<int32_t> targets = target_labels(config_);
     for (size_t g = 0; g < n; ++g)
-        target_of_[g] =
-            uint8_t(std::max(0, labels::index_of(config_.segmentation_labels, config_.generation_labels[g])));
+        target_of_.push_back(uint8_t(labels::index_of(config_.segmentation_labels, targets[g])));
     for (const int twin : labels::twin_positions(config_.generation_labels)) twin_of_.push_back(uint8_t(twin));
 
     // Workspace at the largest shapes any map can produce.
     for (const TrainingMap& m : maps_) {
-        check_blur_window(config_, m.grid.voxel_size(), m.name);
-        map_geometry_.push_back({m.grid.dim, m.lr_axis, m.grid.voxel_size()});
+        check_blur_window(config_, map_voxel_mm(m.grid), m.name);
+        map_geometry_.push_back({m.grid.dim, m.lr_axis, map_voxel_mm(m.grid)});
     }
     int64_t max_velocity = 0, max_field = 0, max_out = 0, max_bias = 0, max_map = 0, max_reach = 0;
     for (const MapGeometry& map : map_geometry_) {

@@ -44,6 +44,11 @@ struct TrainingMap {
     int lr_axis = 0;                  // voxel axis closest to left-right (0 in RAS)
 };
 
+// A map's voxel sizes (mm) as the generator's draws count them: the affine's column norms rounded
+// to 1e-6 mm, so that a 1 mm map whose rotated affine a file holds in float32 (norms of
+// 0.99999999) draws as one of exactly 1 mm.
+std::array<double, 3> map_voxel_mm(const Grid& grid);
+
 // Maps label values to generation indices, then reorients to the training frame; InputError
 // naming `name`, the value and a voxel (in the stored order) where it occurs when a value is not
 // in the configuration's generation list, when the map is empty or all background, or when it
@@ -60,6 +65,8 @@ struct VoxelSizeRange {
     std::array<double, 3> min{}, max{};
 };
 VoxelSizeRange voxel_size_range(const std::vector<TrainingMap>& maps);
+// "0.5-1 x 0.8 x 0.5-2 mm": each axis's range, or its one size.
+std::string voxel_size_text(const VoxelSizeRange& range);
 
 // One line for the user: how many maps, their stored orientations, and the voxel size range,
 // e.g. "4 label maps (stored LAS: 3, RAS: 1), brought to RAS; voxel size 0.86-1 x 0.86-1 x

@@ -111,8 +111,11 @@ SampleParams draw_sample_params(const GeneratorConfig& config, uint64_t seed, ui
             shear[r][c] = r == c ? 1.0 : affine.uniform(-config.shearing_bounds, config.shearing_bounds);
     for (int d = 0; d < 3; ++d) p.translation[d] = affine.uniform(-config.translation_bounds, config.translation_bounds);
     const Mat3 a = multiply(rot[2], multiply(rot[1], multiply(rot[0], multiply(shear, scale))));
-    for (int r = 0; r < 3; ++r)
-        for (int c = 0; c < 3; ++c) p.affine[r][c] = a[r][c];
+    // The transform acts in mm: on voxel offsets it is S^-1 A S, S the voxel sizes, else a rotation
+    // of a map of anisotropic voxels shears and stretches its anatomy (on isotropic voxels the
+    // ratios are exactly 1, and A is used as drawn).
+    for (size_t r = 0; r < 3; ++r)
+        for (size_t c = 0; c < 3; ++c) p.affine[r][c] = a[r][c] * (map.voxel_mm[c] / map.voxel_mm[r]);
 
     // Velocity field: sigma ~ U(0, nonlin_std), entries N(0, sigma).
     Draws velocity(seed, sample, purpose_velocity);

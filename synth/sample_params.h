@@ -39,7 +39,8 @@ struct SampleParams {
     std::array<int64_t, 3> out_shape{};
     std::array<int64_t, 3> crop_offset{};  // may be negative when padding a small map
 
-    // Linear part A = R3 R2 R1 Sh Sc (row-major), applied in centred voxel coordinates.
+    // Linear part A = R3 R2 R1 Sh Sc (row-major), drawn in mm and applied to centred voxel
+    // coordinates as S^-1 A S (S the map's voxel sizes; A itself on isotropic voxels).
     double affine[3][3] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}};
     double translation[3] = {0, 0, 0};  // voxels, added after the linear part
     // Stationary velocity field on a coarse grid, channels last (x, y, z components).

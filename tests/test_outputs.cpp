@@ -556,7 +556,7 @@ TEST_F(SameFileCli, SynthOutputsLinkedToLaterSamplesAndConfigPriorsAreRefused) {
     write_npy(path("s4/image_0001.nii.gz"), {2, int64_t(n)}, std::vector<double>(2 * n, 5.0));
     std::ofstream(path("priors.json")) << R"({"prior_means": "s4/preview.png", "prior_stds": "s4/image_0001.nii.gz"})";
     expect_refused(synth + q("s4") + " --preview --config " + q("priors.json"),
-                   "--out " + path("s4/preview.png") + " is the same file as the input --config's priors");
+                   "--out " + path("s4/preview.png") + " is the same file as the input --config's prior_means");
 }
 
 // /dev/stdout is this process's descriptor, written through where it stands: a pipe (its /proc

@@ -678,6 +678,47 @@ TEST_P(SynthGenerator, OutputAffineIsTrueForTheVoxelsWritten) {
             }
 }
 
+// What each generation label is learned as: itself where it is a segmentation label, background
+// elsewhere, wherever 0 stands in the list (it became the first listed label: 24 learned as 2
+// with 0 last); or, given output_labels (SynthSeg's per-label list), what that says: cortex as
+// white matter, CSF as background.
+TEST_P(SynthGenerator, EachGenerationLabelIsLearnedAsItsTarget) {
+    GeneratorConfig config = toy_config("synthseg");
+    config.nonlin_std = 0;
+    config.scaling_bounds = config.rotation_bounds = config.shearing_bounds = 0;
+    config.flip_probability = 0;
+    const LabelMap labels = toy_label_map();
+    auto check = [&](const std::map<int32_t, int32_t>& learned_as) {
+        std::vector<TrainingMap> maps{make_training_map(labels, config, "toy.nii.gz")};
+        Generator gen(ctx(), config, maps, 3);
+        gen.generate(0);
+        const LabelMap target = gen.labels_host();
+        const Mat4 out_to_map = labels.grid.affine.inverse() * gen.output_grid().affine;
+        int64_t checked = 0;
+        for (int64_t k = 0; k < 32; ++k)
+            for (int64_t j = 0; j < 32; ++j)
+                for (int64_t i = 0; i < 32; ++i) {
+                    const auto p = out_to_map.apply(double(i), double(j), double(k));
+                    const int32_t source = labels.at(std::llround(p[0]), std::llround(p[1]), std::llround(p[2]));
+                    const auto it = learned_as.find(source);
+                    const int32_t want = it == learned_as.end() ? 0 : it->second;
+                    ASSERT_EQ(target.at(i, j, k), want) << "label " << source << " at " << i << "," << j << "," << k;
+                    checked += source == 24;
+                }
+        EXPECT_GT(checked, 0) << "the crop holds CSF";
+    };
+    config.segmentation_labels = {2, 3, 41, 42, 0};
+    check({{2, 2}, {3, 3}, {41, 41}, {42, 42}});
+    config.segmentation_labels = {0, 2, 41};
+    config.output_labels.clear();
+    for (const int32_t g : config.generation_labels) {
+        const int32_t as = g == 3 ? 2 : g == 42 ? 41 : g == 2 || g == 41 ? g : 0;
+        config.output_labels.push_back(as);
+    }
+    validate_config(config, "output_labels");
+    check({{2, 2}, {3, 2}, {41, 41}, {42, 41}});
+}
+
 // One anatomy stored in four voxel orders (and anisotropic voxels, so a permutation shows) gives
 // the same samples bit for bit, with the flip off and on: every map is brought to the training
 // frame before the generator sees it. The flip mirrors the world's left-right axis: left labels
@@ -735,6 +776,46 @@ GeneratorConfig thick_axis_config() {
     config.bias_field_std = 0;
     config.gamma_std = 0;
     return config;
+}
+
+// The generator counts a map's own voxel sizes: on 0.5 mm voxels an 8 mm slice is up to 16 of
+// them, blurred with the window of a sigma of 12 (15 taps each side). A 1 mm map whose rotated
+// affine was stored in float32 (column norms of 0.99999999) draws as an exact 1 mm one.
+TEST_P(SynthGenerator, TheRandomResolutionCountsTheMapsVoxelSizes) {
+    GeneratorConfig config = thick_axis_config();
+    LabelMap half = toy_label_map();
+    half.grid.affine = Mat4::scaling(0.5, 0.5, 0.5);
+    Generator fine(ctx(), config, {make_training_map(half, config, "half.nii.gz")}, 21);
+    float largest = 0;
+    for (uint32_t sample = 0; sample < 200; ++sample) {
+        const SampleParams& p = fine.draw(sample);
+        for (size_t d = 0; d < 3; ++d) {
+            largest = std::max(largest, p.resolution[d]);
+            if (p.resolution[d] > 1) {
+                EXPECT_EQ(p.blur_half_width[d], 15) << sample;
+            }
+        }
+    }
+    EXPECT_GT(largest, 14.0f);
+    EXPECT_LE(largest, 16.0f);
+
+    LabelMap rotated = toy_label_map();
+    const double angle = 0.5236, c = std::cos(angle), s = std::sin(angle);
+    const double rotation[3][3] = {{c, -s, 0}, {s, c, 0}, {0, 0, 1}};
+    for (int r = 0; r < 3; ++r)
+        for (int k = 0; k < 3; ++k) rotated.grid.affine.m[r][k] = double(float(rotation[r][k]));
+    ASSERT_NE(rotated.grid.voxel_size()[0], 1.0) << "the float affine's norm is not exactly 1";
+    config.blur_range = 1.0;  // 2.5 * 0.75 * 8 = 15: a whole window, where noise in the size adds a tap
+    GeneratorConfig voxels = config;
+    voxels.resolution_unit = "voxel";
+    Generator in_mm(ctx(), config, {make_training_map(rotated, config, "rotated.nii.gz")}, 21);
+    Generator in_voxels(ctx(), voxels, {make_training_map(rotated, voxels, "rotated.nii.gz")}, 21);
+    for (uint32_t sample = 0; sample < 20; ++sample) {
+        const SampleParams& a = in_mm.draw(sample);
+        const SampleParams& b = in_voxels.draw(sample);
+        EXPECT_EQ(a.resolution, b.resolution) << sample;
+        EXPECT_EQ(a.blur_half_width, b.blur_half_width) << sample;
+    }
 }
 
 TEST_P(SynthGenerator, RandomAcquisitionResolutionSmoothsTheLowResolutionAxis) {
@@ -1127,6 +1208,33 @@ TEST(SynthParams, RandomResolutionBoundsAreMillimetresOfTheMapsVoxels) {
     config.anisotropic_probability = 0;
     for (uint32_t sample = 0; sample < 50; ++sample)
         EXPECT_EQ(draw_sample_params(config, 8, sample, {map}).resolution, (std::array<float, 3>{1, 1, 1}));
+}
+
+// The affine acts in mm: on a map of 2 x 0.5 x 0.5 mm voxels a drawn rotation, applied to voxel
+// offsets, is a rotation of the world (S A' S^-1 orthogonal); applied to the voxels as drawn it
+// sheared and stretched a 14 mm sphere to 8 x 14 x 23 mm.
+TEST(SynthParams, TheAffineActsInMillimetresOnAnisotropicVoxels) {
+    GeneratorConfig config = preset_config("infant-t1");
+    config.scaling_bounds = config.shearing_bounds = 0;
+    const MapGeometry map{{64, 128, 128}, 0, {2, 0.5, 0.5}};
+    for (uint32_t sample = 0; sample < 20; ++sample) {
+        const SampleParams p = draw_sample_params(config, 6, sample, {map});
+        double world[3][3];
+        for (size_t r = 0; r < 3; ++r)
+            for (size_t c = 0; c < 3; ++c) world[r][c] = map.voxel_mm[r] * p.affine[r][c] / map.voxel_mm[c];
+        for (size_t r = 0; r < 3; ++r)
+            for (size_t c = 0; c < 3; ++c) {
+                double dot = 0;
+                for (size_t k = 0; k < 3; ++k) dot += world[r][k] * world[c][k];
+                EXPECT_NEAR(dot, r == c ? 1.0 : 0.0, 1e-12) << sample;
+            }
+        EXPECT_GT(std::fabs(p.affine[0][1]), 0.0) << "a rotation was drawn";
+        // On isotropic voxels the drawn matrix itself, bit for bit.
+        const SampleParams iso = draw_sample_params(config, 6, sample, {{map.shape, 0, {0.7, 0.7, 0.7}}});
+        const SampleParams one = draw_sample_params(config, 6, sample, {{map.shape}});
+        for (size_t r = 0; r < 3; ++r)
+            for (size_t c = 0; c < 3; ++c) EXPECT_EQ(iso.affine[r][c], one.affine[r][c]);
+    }
 }
 
 // A map of fine voxels turns the mm bounds into more voxels than the blur's taps hold: refused

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "io/nifti.h"
+#include "io/npy.h"
 #include "synth/config.h"
 #include "synth/phantom.h"
 #include "test_util.h"
@@ -219,6 +220,63 @@ TEST_F(SynthCli, HelpDescribesEveryOptionAndPreset) {
         EXPECT_NE(r.out.find(word), std::string::npos) << word;
 }
 
+// A SynthSeg user's configuration: its label files as they ship (.npy), its per-label
+// segmentation list as output_labels (the network's outputs then the labels it holds, in
+// SynthSeg's channel order), and its parameter names met with what stands for them here.
+TEST_F(SynthCli, SynthSegsLabelFilesAndNamesAreUnderstood) {
+    const std::vector<double> generation{0, 24, 507, 2, 3, 4, 17, 25, 41, 42, 43, 53, 57};  // its tutorial's
+    const std::vector<double> learned_as{0, 0, 0, 2, 3, 4, 17, 2, 41, 42, 43, 53, 41};
+    write_npy(path("generation_labels.npy"), {13}, generation);
+    write_npy(path("segmentation_labels.npy"), {13}, learned_as);
+    const std::string file = path("c.json");
+    auto parse = [&](const std::string& text) { return parse_config(PresetChoice{}, text, file); };
+    auto refusal = [&](const std::string& text) {
+        try {
+            parse(text);
+        } catch (const InputError& e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    const GeneratorConfig config = parse(R"({"preset": "synthseg", "generation_labels": "generation_labels.npy",
+        "output_labels": "segmentation_labels.npy"})");
+    EXPECT_EQ(config.generation_labels, (std::vector<int32_t>{0, 24, 507, 2, 3, 4, 17, 25, 41, 42, 43, 53, 57}));
+    EXPECT_EQ(config.output_labels, (std::vector<int32_t>{0, 0, 0, 2, 3, 4, 17, 2, 41, 42, 43, 53, 41}));
+    EXPECT_EQ(config.segmentation_labels, (std::vector<int32_t>{0, 2, 3, 4, 17, 41, 42, 43, 53}));
+    EXPECT_EQ(target_labels(config), config.output_labels);
+
+    EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": "generation_labels.npy",
+        "segmentation_labels": "segmentation_labels.npy"})"),
+              file +
+                  ": segmentation_labels has duplicates (one network output per label); a target for each "
+                  "generation label (SynthSeg's segmentation_labels.npy) goes in output_labels");
+    EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": [0, 2, 3, 41, 42],
+        "output_labels": [0, 2, 2, 41, 43]})"),
+              file +
+                  ": output_labels learns generation label 3 as 2 but its mirror image as 43, so a flip "
+                  "(flip_probability 0.5) would change what it is learned as");
+    EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": [0, 2, 41], "segmentation_labels": [2, 41]})"),
+              file +
+                  ": generation label 0 is learned as background (label 0), which is not one of "
+                  "segmentation_labels (list 0 there, or the label itself)");
+    EXPECT_EQ(refusal(R"({"preset": "synthseg", "n_neutral_labels": 18})"),
+              file +
+                  ": unknown parameter 'n_neutral_labels' (see 'infant-synthseg synth --print-config' for the "
+                  "names); not needed here: left and right labels are known by their values (FreeSurfer's), in any "
+                  "order");
+    // Without "preset" the rest is infant-t1's, whose fused classes name labels this list lacks.
+    EXPECT_EQ(refusal(R"({"generation_labels": [0, 2, 41], "segmentation_labels": [0, 2, 41]})"),
+              file +
+                  ": fused class label 21 is not a generation label (parameters not given are those of preset "
+                  "'infant-t1'; \"preset\": \"synthseg\" starts from SynthSeg's)");
+    write_npy(path("table.npy"), {2, 2}, {0, 2, 0, 41});
+    write_npy(path("fractions.npy"), {2}, {0, 2.5});
+    EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": "table.npy"})"),
+              path("table.npy") + ": generation_labels must be a list of labels (one dimension), has 2 dimensions");
+    EXPECT_EQ(refusal(R"({"preset": "synthseg", "output_labels": "fractions.npy"})"),
+              path("fractions.npy") + ": output_labels holds 2.5 at 1: not a label (a whole number of at most 2^31)");
+}
+
 TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
     const std::string map = " --labels " + shell_quote(map_file());
     expect_bad("--labels " + shell_quote(path("missing.nii.gz")), "missing.nii.gz");
@@ -239,7 +297,8 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
     bad.data[bad.data.size() / 3] = 511;
     write_labels(path("mixed/b_bad.nii.gz"), bad);
     expect_bad("--labels " + shell_quote(path("mixed")) + " --shape 64",
-               "(2 such values: 511, 999); a --config whose generation_labels list them");
+               "is not one of the 43 generation_labels (preset 'infant-t1', or a --config's own list) (2 such values: "
+               "511, 999); a --config whose generation_labels list them");
 
     expect_bad(map + " --preset infant-t3", "unknown preset 'infant-t3'");
     std::ofstream(path("unknown_key.json")) << R"({"gamma_stdev": 0.3})";
@@ -275,7 +334,9 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
          "blur_sigma 0.5 and blur_range 1.5 with max_isotropic 16 / max_anisotropic 8 voxels ask for a blur of up to "
          "22 voxels each side; at most 16"},
         {R"({"resolution_unit": "inch"})", "resolution_unit must be \"mm\" or \"voxel\", is \"inch\""},
-        {R"({"max_anisotropic": 80})", "max_isotropic and max_anisotropic must be in (0, 64] (mm)"}};
+        {R"({"max_anisotropic": 80})", "max_isotropic and max_anisotropic must be in (0, 64] mm, are 4 and 80"},
+        {R"({"resolution_unit": "voxel", "max_isotropic": 0.5})",
+         "max_isotropic and max_anisotropic must be in [1, 64] voxels, are 0.5 and 8"}};
     for (size_t i = 0; i < bad_values.size(); ++i) {
         const std::string file = path("bad_value_" + std::to_string(i) + ".json");
         std::ofstream(file) << bad_values[i].first;

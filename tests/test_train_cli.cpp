@@ -208,6 +208,20 @@ TEST_F(TrainCli, TrainsWritesTheModelDirectoryAndResumes) {
     ASSERT_EQ(history.size(), 2u) << history.dump();
     EXPECT_EQ(history[1]["from_step"], 6);
     EXPECT_NE(history[0]["maps_digest"], history[1]["maps_digest"]);
+
+    // Maps of other voxels: the start line gives the range predict goes by, the runs' before too
+    // (it gave this run's alone).
+    LabelMap fine = make_phantom(6, 1);
+    fine.grid.affine = Mat4::scaling(0.8, 0.8, 0.8);
+    fs::create_directories(dir_ / "fine_maps");
+    write_labels((dir_ / "fine_maps" / "fine.nii.gz").string(), fine);
+    const RunResult widened = train(" --labels " + shell_quote((dir_ / "fine_maps").string()) + " --model-dir " +
+                                    shell_quote(model.string()) + " --steps 8 --device cpu --resume");
+    ASSERT_EQ(widened.status, 0) << widened.err;
+    EXPECT_NE(widened.out.find("voxel size 0.8 x 0.8 x 0.8 mm; with the runs it continues 0.8-1 x 0.8-1 x 0.8-1 mm "
+                               "(predict resamples scans outside that range)"),
+              std::string::npos)
+        << widened.out;
 }
 
 // --resume with only the maps and the model directory goes on as the run was started: the
@@ -379,6 +393,10 @@ TEST_F(TrainCli, AModelRecordedBeforeResolutionUnitResumesInVoxels) {
 
     const RunResult r = train_tiny(model.string(), 3, " --resume");
     ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("was written before resolution_unit: its random resolution's bounds count the maps' voxels, "
+                         "and the run goes on so"),
+              std::string::npos)
+        << r.err;
     EXPECT_EQ(nlohmann::json::parse(read_text(json))["training"]["generator"]["resolution_unit"], "voxel");
     expect_bad(
         joined(tiny_args()) + " --model-dir " + shell_quote(model.string()) + " --steps 4 --resume" + with_config,

@@ -422,12 +422,19 @@ namespace {
 // so that a resume goes on drawing as the run began: until 2026-12-06 the random resolution's
 // bounds counted the maps' voxels (resolution_unit "voxel"), where they now count mm. (Where the
 // random resolution was off the unit draws nothing, and a record without it compares as before.)
-void complete_generator_record(nlohmann::json& training) {
-    if (!training.contains("generator") || !training["generator"].is_object()) return;
+// Whether the record is from before then: its build also applied the affine to the voxels of
+// anisotropic maps.
+bool complete_generator_record(nlohmann::json& training, const std::string& json) {
+    if (!training.contains("generator") || !training["generator"].is_object()) return false;
     nlohmann::json& generator = training["generator"];
-    if (!generator.contains("resolution_unit") &&
-        generator.value("randomise_resolution", nlohmann::json(false)) == true)
+    if (generator.contains("resolution_unit")) return false;
+    if (generator.value("randomise_resolution", nlohmann::json(false)) == true) {
         generator["resolution_unit"] = "voxel";
+        warning(cat(
+            "train: ", json, " was written before resolution_unit: its random resolution's bounds count ",
+            "the maps' voxels, and the run goes on so (a --config for it says \"resolution_unit\": ", "\"voxel\")"));
+    }
+    return true;
 }
 
 // A resumed run continues the run its checkpoint records. What draws its samples and picks its
@@ -714,6 +721,7 @@ Trainer::Trainer(const TrainOptions& given) {
     if (given.resume && fs::is_directory(given.model_dir, ec)) lock = lock_model_dir(given.model_dir);
     TrainOptions options = given;
     std::optional<ModelSpec> saved;
+    bool recorded_before_mm = false;
     if (given.resume) {
         if (lock) {
             const int put_back = tidy_interrupted_checkpoint(given.model_dir);
@@ -728,7 +736,7 @@ Trainer::Trainer(const TrainOptions& given) {
                   ": --resume, but there is no model.json to resume",
                   pieces.empty() ? "" : cat("; it holds ", pieces, pieces_advice));
         saved = load_model_spec(weights);
-        complete_generator_record(saved->training);
+        recorded_before_mm = complete_generator_record(saved->training, model_json_path(weights));
         if (options.adopt_recorded) options.adopt_recorded(*saved, options);
     }
     state_ = std::make_unique<State>(options);
@@ -815,8 +823,6 @@ Trainer::Trainer(const TrainOptions& given) {
     s.net->initialise(opt.seed);
     // The crop said once: a --shape or output_shape is clipped to the smallest map and rounded
     // down to the network's multiple.
-    s.maps_summary = cat(describe_training_maps(maps), " (predict resamples scans outside this range); crops of ",
-                         dims_text(common), " voxels");
     s.spec = training_record(opt, s.gen_config, unet, maps, common, s.precision, arithmetic_identity(s.ctx));
     s.run_id = new_run_id();  // a resume takes the checkpoint's instead
     if (saved) {
@@ -840,6 +846,29 @@ Trainer::Trainer(const TrainOptions& given) {
                         " the weights do not repeat the uninterrupted run's bit for bit (the same device and ",
                         "--threads would); its history records the change"));
     }
+    // Since 2026-12-06 the random affine acts in mm: on anisotropic voxels the samples changed.
+    if (recorded_before_mm)
+        for (const TrainingMap& m : maps) {
+            const std::array<double, 3> v = map_voxel_mm(m.grid);
+            if (v[0] == v[1] && v[1] == v[2]) continue;
+            warning(cat("train: ", m.name, " has anisotropic voxels, on which the build that wrote ", json,
+                        " applied the random affine to voxels (now to mm): from step ", s.step,
+                        " the samples are not the uninterrupted run's"));
+            break;
+        }
+    // The voxel sizes predict goes by: on a resume, those of the runs before too.
+    const VoxelSizeRange these = voxel_size_range(maps);
+    VoxelSizeRange seen = these;
+    const nlohmann::json& recorded_range = s.spec.preprocessing["voxel_size_range_mm"];
+    for (size_t d = 0; d < 3; ++d) {
+        seen.min[d] = recorded_range["min"][d].get<double>();
+        seen.max[d] = recorded_range["max"][d].get<double>();
+    }
+    const bool widened = seen.min != these.min || seen.max != these.max;
+    s.maps_summary = cat(describe_training_maps(maps),
+                         widened ? cat("; with the runs it continues ", voxel_size_text(seen)) : std::string(),
+                         " (predict resamples scans outside ", widened ? "that" : "this", " range); crops of ",
+                         dims_text(common), " voxels");
     ISS_INPUT(s.step <= opt.steps, opt.model_dir, ": the checkpoint is at step ", s.step, ", past --steps ",
               opt.steps);
 
