@@ -1,6 +1,6 @@
 // `infant-synthseg dice`: Dice per structure and subject between predicted segmentations and
 // ground truth (SPEC.md section 8), as a CSV. Every pair is read and checked before the CSV is
-// written; a structure present on one side only is named once on stderr.
+// written; a structure in one of the two files only is named once on stderr.
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -28,8 +28,8 @@ const char* usage =
     "Dice overlap 2|A n B| / (|A| + |B|) per structure between predicted segmentations and\n"
     "ground truth, after mapping both to a common label list: --labels, or the union of the\n"
     "labels present (background 0 left out unless listed; with --labels, a label not listed\n"
-    "counts as background). A structure absent from both sides is an empty field, not 1; one\n"
-    "present on one side only scores 0 and is named on stderr.\n"
+    "counts as background). A structure in neither file is an empty field, not 1; one in the\n"
+    "prediction or the ground truth only scores 0 and is named on stderr.\n"
     "\n"
     "  --pred FILE|DIR   predicted segmentation, or a directory of them (*.nii, *.nii.gz, NIfTI\n"
     "                    pairs *.hdr + .img, and FreeSurfer's *.mgz, *.mgh)\n"
@@ -149,7 +149,7 @@ int cmd_dice(int argc, char** argv) {
     }
     if (labels.empty()) labels = labels_present(subjects);
 
-    // One warning per structure present on one side only, however many subjects show it.
+    // One warning per structure in one of the two files only, however many subjects show it.
     for (const int32_t label : labels) {
         int64_t count = 0;
         std::string first;
@@ -160,7 +160,7 @@ int cmd_dice(int argc, char** argv) {
                 first = cat(s.name, ", missing from the ", it->second.pred > 0 ? "ground truth" : "prediction");
         }
         if (count > 0)
-            warning(cat("dice: label ", label, " is present on one side only in ", count, " of ", subjects.size(),
+            warning(cat("dice: label ", label, " is in one of the two files only in ", count, " of ", subjects.size(),
                         " subjects (first: ", first, "); it scores 0 there"));
     }
 

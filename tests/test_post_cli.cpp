@@ -433,7 +433,7 @@ TEST_F(DiceCli, DirectoriesPairedByNameWithMeanRow) {
     const std::string csv = (dir_ / "out" / "dice.csv").string();
     const RunResult r = run("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + shell_quote(csv));
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_NE(r.err.find("label 2 is present on one side only in 1 of 2 subjects (first: a, missing from the "
+    EXPECT_NE(r.err.find("label 2 is in one of the two files only in 1 of 2 subjects (first: a, missing from the "
                          "ground truth)"),
               std::string::npos)
         << r.err;
