@@ -1,6 +1,7 @@
 // `infant-synthseg clean`: folds the infant extra labels and relabels small islands (SPEC.md
 // section 6, "Clean"; the rules in post/clean.h). Inputs are read and checked before anything
 // is written; the outputs appear together or not at all.
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -34,8 +35,9 @@ const char* usage =
     "                          order)\n"
     "  --o FILE                cleaned segmentation (.nii, .nii.gz, .mgz or .mgh)\n"
     "  --o-post FILE           also write the folded posteriors: a folded label's frame is\n"
-    "                          added to its kept label's frame and left as zeros, so frame k\n"
-    "                          still belongs to the k-th label of the list\n"
+    "                          added to its kept label's frame (at most 1: a merge's maxima\n"
+    "                          may sum past it) and left as zeros, so frame k still belongs\n"
+    "                          to the k-th label of the list\n"
     "  --island-threshold N    components of at least N voxels are kept (default 15; 0 or 1\n"
     "                          keeps every component)\n"
     "  --merge-cerebellum      also fold cerebellar white matter into cortex\n"
@@ -77,6 +79,9 @@ int cmd_clean(int argc, char** argv) {
     p.post = on_grid_of(std::move(posteriors.image), post_path, p.seg.grid, seg_path);
 
     const CleanStats s = clean_prediction(p, posteriors.labels, options, seg_path);
+    // A fold sums two frames: on a merge's maxima that may pass 1, which no reader (this one
+    // included) takes for a probability.
+    for (float& v : p.post.data) v = std::min(v, 1.0f);
     write_prediction(out, p.seg, &seg_header, out_post, p.post, posteriors.labels.labels, &post_header);
     std::printf(
         "clean: folded %lld voxels; %lld islands (%lld voxels) relabelled, %lld voxels to background; wrote %s%s%s\n",

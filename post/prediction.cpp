@@ -151,7 +151,7 @@ Posteriors read_posteriors(const std::string& path, const std::optional<LabelLis
         const float v = post.data[i];
         if (!(std::isfinite(v) && v >= 0 && v <= 1.001f))
             throw InputError(cat(path, ": posterior ", v, " at voxel ", voxel_text(post.grid.dim, int64_t(i)),
-                                 " is not a probability (0 to 1)"));
+                                 " is not a probability (0 to 1, past it by rounding up to 1.001)"));
     }
     return {std::move(post), std::move(list)};
 }

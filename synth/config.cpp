@@ -87,8 +87,8 @@ namespace {
 constexpr const char* npy_parameters[] = {"prior_means", "prior_stds", "generation_labels", "segmentation_labels",
                                           "output_labels"};
 
-// A .npy path as a configuration names it: relative ones beside the configuration.
-std::string prior_file(const std::string& named, const std::string& json_path) {
+// A .npy path as a configuration names it: a relative one is beside the configuration.
+std::string beside_config(const std::string& named, const std::string& json_path) {
     const std::filesystem::path file = named;
     return file.is_relative() ? (std::filesystem::path(json_path).parent_path() / file).string() : named;
 }
@@ -98,7 +98,7 @@ std::string prior_file(const std::string& named, const std::string& json_path) {
 // values row by row; given back as the last.
 nlohmann::json flat_priors(const nlohmann::json& value, const std::string& json_path, const std::string& key) {
     if (value.is_string()) {
-        const std::string file = prior_file(value.get<std::string>(), json_path);
+        const std::string file = beside_config(value.get<std::string>(), json_path);
         const NpyArray a = read_npy(file);
         ISS_INPUT(a.shape.size() == 2 && a.shape[0] == 2, file, ": ", key,
                   " must be an array of shape (2, n_labels), as priors writes it");
@@ -120,7 +120,7 @@ nlohmann::json flat_priors(const nlohmann::json& value, const std::string& json_
 // its values, whole numbers, as a list; any other value as it is.
 nlohmann::json label_list(const nlohmann::json& value, const std::string& json_path, const std::string& key) {
     if (!value.is_string()) return value;
-    const std::string file = prior_file(value.get<std::string>(), json_path);
+    const std::string file = beside_config(value.get<std::string>(), json_path);
     const NpyArray a = read_npy(file);
     ISS_INPUT(a.shape.size() == 1, file, ": ", key, " must be a list of labels (one dimension), has ", a.shape.size(),
               " dimensions");
@@ -136,13 +136,24 @@ nlohmann::json label_list(const nlohmann::json& value, const std::string& json_p
 
 // SynthSeg's parameters that are not ours, and what takes their place here.
 std::string synthseg_equivalent(const std::string& name) {
-    if (name == "n_neutral_labels")
-        return "; not needed here: left and right labels are known by their values (FreeSurfer's), in any order";
-    if (name == "generation_classes")
-        return "; here fused_classes lists the groups of labels that share a Gaussian, used with probability "
-               "use_generation_classes";
-    if (name == "flipping") return "; here flip_probability (0 for none)";
-    if (name == "prior_distributions") return "; here uniform unless prior_means and prior_stds are given";
+    static const std::pair<const char*, const char*> equivalents[] = {
+        {"n_neutral_labels",
+         "not needed here: left and right labels are known by their values (FreeSurfer's), in any "
+         "order"},
+        {"generation_classes",
+         "here fused_classes lists the groups of labels that share a Gaussian, used with "
+         "probability use_generation_classes"},
+        {"flipping", "here flip_probability (0 for none)"},
+        {"prior_distributions", "here uniform unless prior_means and prior_stds are given"},
+        {"randomise_res", "here randomise_resolution"},
+        {"max_res_iso", "here max_isotropic (mm)"},
+        {"max_res_aniso", "here max_anisotropic (mm)"},
+        {"nonlin_scale", "here nonlin_shape_factor"},
+        {"bias_scale", "here bias_shape_factor"},
+        {"output_div_by_n", "here shape_multiple (train sets it from --levels)"},
+    };
+    for (const auto& [theirs, ours] : equivalents)
+        if (name == theirs) return cat("; ", ours);
     return "";
 }
 }  // namespace
@@ -153,7 +164,7 @@ std::vector<NamedPath> config_inputs(const std::string& json_path) {
     const nlohmann::json overrides = parse_json(read_text_file(json_path), json_path);
     for (const char* key : npy_parameters)
         if (overrides.is_object() && overrides.contains(key) && overrides[key].is_string())
-            files.push_back({prior_file(overrides[key].get<std::string>(), json_path), cat("--config's ", key)});
+            files.push_back({beside_config(overrides[key].get<std::string>(), json_path), cat("--config's ", key)});
     return files;
 }
 
@@ -197,8 +208,9 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
         throw InputError(cat(json_path, ": a parameter has the wrong type: ", e.what()));
     }
     // SynthSeg's way: the per-label targets alone, the network's outputs being the labels they
-    // hold, in its channel order (FreeSurfer's classes; ascending where a label is in none).
-    if (overrides.contains("output_labels") && !overrides.contains("segmentation_labels")) {
+    // hold, in SynthSeg 1.0's and Infant-SynthSeg's channel order (FreeSurfer's classes), or
+    // ascending when a label is in none of them.
+    if (!config.output_labels.empty() && !overrides.contains("segmentation_labels")) {
         const std::set<int32_t> distinct(config.output_labels.begin(), config.output_labels.end());
         config.segmentation_labels.assign(distinct.begin(), distinct.end());
         try {
@@ -209,10 +221,14 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
     try {
         validate_config(config, json_path);
     } catch (const InputError& e) {
-        if (!named.empty() || !preset.asked.empty()) throw;
-        // The parameters a file does not give are its base preset's, which it may not know.
-        throw InputError(cat(e.what(), " (parameters not given are those of preset '", config.preset,
-                             "'; \"preset\": \"synthseg\" starts from SynthSeg's)"));
+        // The parameters a file does not give are its base preset's, which it may not know: where
+        // it brings its own labels, the preset's fused classes and priors are of other labels.
+        const bool own_labels = overrides.contains("generation_labels") || overrides.contains("segmentation_labels") ||
+                                overrides.contains("output_labels");
+        if (!named.empty() || !preset.asked.empty() || !own_labels) throw;
+        throw InputError(cat(e.what(), " (parameters not given are those of preset '", config.preset, "'",
+                             config.preset == "synthseg" ? "" : "; \"preset\": \"synthseg\" starts from SynthSeg's",
+                             ")"));
     }
     return config;
 }
@@ -224,6 +240,9 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
               ": segmentation_labels must hold 1 to 255 labels");
     ISS_INPUT(std::set<int32_t>(c.generation_labels.begin(), c.generation_labels.end()).size() == n, source,
               ": generation_labels has duplicates");
+    // As SynthSeg orders them: the background reset and the padding find the background there.
+    ISS_INPUT(c.generation_labels.front() == 0, source, ": generation_labels must start with 0, the background, ",
+              "starts with ", c.generation_labels.front());
     ISS_INPUT(std::set<int32_t>(c.segmentation_labels.begin(), c.segmentation_labels.end()).size() ==
                   c.segmentation_labels.size(),
               source, ": segmentation_labels has duplicates (one network output per label)",
@@ -258,14 +277,18 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
     // A flip swaps generation labels, then their targets follow: twins must be learned as twins.
     if (c.flip_probability > 0)
         for (size_t g = 0; g < n; ++g) {
-            const int t = labels::index_of(c.generation_labels, labels::lr_twin(c.generation_labels[g]));
+            const int32_t label = c.generation_labels[g];
+            const int t = labels::index_of(c.generation_labels, labels::lr_twin(label));
             const int32_t twin_target = t >= 0 ? targets[size_t(t)] : targets[g];
-            ISS_INPUT(labels::lr_twin(targets[g]) == twin_target, source, ": output_labels learns generation label ",
-                      c.generation_labels[g], " as ", targets[g], " but its mirror image as ", twin_target,
-                      ", so a flip (flip_probability ", c.flip_probability, ") would change what it is learned as");
+            if (labels::lr_twin(targets[g]) == twin_target) continue;
+            const std::string flip =
+                cat(", so a flip (flip_probability ", c.flip_probability, ") would change ", "what it is learned as");
+            if (labels::lr_twin(label) == label)
+                throw InputError(cat(source, ": generation label ", label, " has no side but is learned as ",
+                                     targets[g], ", which has one", flip));
+            throw InputError(cat(source, ": generation label ", label, " is learned as ", targets[g], " but its twin ",
+                                 labels::lr_twin(label), " as ", twin_target, flip));
         }
-    ISS_INPUT(!c.pad_when_smaller || labels::index_of(c.generation_labels, 0) >= 0, source,
-              ": pad_when_smaller pads with background, so generation_labels must hold 0");
     std::set<int32_t> fused;
     for (const auto& group : c.fused_classes)
         for (int32_t label : group) {

@@ -23,7 +23,10 @@ namespace iss {
 
 std::array<double, 3> map_voxel_mm(const Grid& grid) {
     std::array<double, 3> size = grid.voxel_size();
-    for (double& s : size) s = std::round(s * 1e6) / 1e6;
+    for (double& s : size) {
+        const double snapped = std::round(s * 1e6) / 1e6;
+        if (std::fabs(snapped - s) <= 1e-6 * s) s = snapped;  // float noise, not a size under 1e-6 mm
+    }
     return size;
 }
 
@@ -363,7 +366,7 @@ void Generator::plan_deform() {
     deform.flip_axis = p.flip ? p.flip_axis : -1;
     std::copy(twin_of_.begin(), twin_of_.end(), deform.twin);
     for (int d = 0; d < 3; ++d) deform.fill_outside[d] = p.out_shape[size_t(d)] > p.map_shape[size_t(d)];
-    deform.outside = uint8_t(std::max(0, labels::index_of(config_.generation_labels, 0)));
+    deform.outside = 0;  // the background's generation index (validate_config: listed first)
     deform.out = b.generation.data();
 }
 

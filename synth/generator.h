@@ -45,8 +45,8 @@ struct TrainingMap {
 };
 
 // A map's voxel sizes (mm) as the generator's draws count them: the affine's column norms rounded
-// to 1e-6 mm, so that a 1 mm map whose rotated affine a file holds in float32 (norms of
-// 0.99999999) draws as one of exactly 1 mm.
+// to 1e-6 mm where that moves them by at most a millionth, so that a 1 mm map whose rotated
+// affine a file holds in float32 (norms of 0.99999999) draws as one of exactly 1 mm.
 std::array<double, 3> map_voxel_mm(const Grid& grid);
 
 // Maps label values to generation indices, then reorients to the training frame; InputError

@@ -287,6 +287,18 @@ TEST_F(CleanCli, FoldsRelabelsIslandsAndWritesFoldedPosteriors) {
     EXPECT_EQ(cereb.at(0, 5, 0), 8);
     EXPECT_EQ(cereb.at(2, 3, 0), 4) << "threshold 1 keeps every component";
     EXPECT_EQ(file_count(dir_ / "out"), 3) << "no --o-post, no posteriors file";
+
+    // A merge's maxima need not sum to 1: folded, 0.8 + 0.7 is written as 1, which clean reads
+    // again (it wrote 1.5, which it then refused).
+    post.data[frame(2) + v21] = 0.7f;
+    write_posteriors(path("merged_post.nii.gz"), post);
+    const RunResult m = run("clean", "--seg " + q("seg.nii.gz") + " --post " + q("merged_post.nii.gz") + " --o " +
+                                         out("m.nii.gz") + " --o-post " + out("m_post.nii.gz"));
+    ASSERT_EQ(m.status, 0) << m.err;
+    EXPECT_EQ(read_image((dir_ / "out" / "m_post.nii.gz").string()).data[frame(2) + v21], 1.0f);
+    const RunResult again =
+        run("clean", "--seg " + out("m.nii.gz") + " --post " + out("m_post.nii.gz") + " --o " + out("again.nii.gz"));
+    EXPECT_EQ(again.status, 0) << again.err;
 }
 
 // predict records its model's labels with the posteriors, in the model's channel order, and

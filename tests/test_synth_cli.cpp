@@ -225,7 +225,7 @@ TEST_F(SynthCli, HelpDescribesEveryOptionAndPreset) {
 // SynthSeg's channel order), and its parameter names met with what stands for them here.
 TEST_F(SynthCli, SynthSegsLabelFilesAndNamesAreUnderstood) {
     const std::vector<double> generation{0, 24, 507, 2, 3, 4, 17, 25, 41, 42, 43, 53, 57};  // its tutorial's
-    const std::vector<double> learned_as{0, 0, 0, 2, 3, 4, 17, 2, 41, 42, 43, 53, 41};
+    const std::vector<double> learned_as{0, 24, 0, 2, 3, 4, 17, 2, 41, 42, 43, 53, 41};
     write_npy(path("generation_labels.npy"), {13}, generation);
     write_npy(path("segmentation_labels.npy"), {13}, learned_as);
     const std::string file = path("c.json");
@@ -241,9 +241,14 @@ TEST_F(SynthCli, SynthSegsLabelFilesAndNamesAreUnderstood) {
     const GeneratorConfig config = parse(R"({"preset": "synthseg", "generation_labels": "generation_labels.npy",
         "output_labels": "segmentation_labels.npy"})");
     EXPECT_EQ(config.generation_labels, (std::vector<int32_t>{0, 24, 507, 2, 3, 4, 17, 25, 41, 42, 43, 53, 57}));
-    EXPECT_EQ(config.output_labels, (std::vector<int32_t>{0, 0, 0, 2, 3, 4, 17, 2, 41, 42, 43, 53, 41}));
-    EXPECT_EQ(config.segmentation_labels, (std::vector<int32_t>{0, 2, 3, 4, 17, 41, 42, 43, 53}));
+    EXPECT_EQ(config.output_labels, (std::vector<int32_t>{0, 24, 0, 2, 3, 4, 17, 2, 41, 42, 43, 53, 41}));
+    // Unsided, left, right: CSF before white matter.
+    EXPECT_EQ(config.segmentation_labels, (std::vector<int32_t>{0, 24, 2, 3, 4, 17, 41, 42, 43, 53}));
     EXPECT_EQ(target_labels(config), config.output_labels);
+    // A label in none of FreeSurfer's classes: ascending.
+    EXPECT_EQ(parse(R"({"preset": "synthseg", "generation_labels": [0, 41, 2, 99], "output_labels": [0, 41, 2, 99]})")
+                  .segmentation_labels,
+              (std::vector<int32_t>{0, 2, 41, 99}));
 
     EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": "generation_labels.npy",
         "segmentation_labels": "segmentation_labels.npy"})"),
@@ -253,12 +258,22 @@ TEST_F(SynthCli, SynthSegsLabelFilesAndNamesAreUnderstood) {
     EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": [0, 2, 3, 41, 42],
         "output_labels": [0, 2, 2, 41, 43]})"),
               file +
-                  ": output_labels learns generation label 3 as 2 but its mirror image as 43, so a flip "
+                  ": generation label 3 is learned as 2 but its twin 42 as 43, so a flip (flip_probability 0.5) "
+                  "would change what it is learned as");
+    EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": [0, 2, 24, 41], "output_labels": [0, 2, 2, 41]})"),
+              file +
+                  ": generation label 24 has no side but is learned as 2, which has one, so a flip "
                   "(flip_probability 0.5) would change what it is learned as");
+    EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": [2, 0, 41]})"),
+              file + ": generation_labels must start with 0, the background, starts with 2");
     EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": [0, 2, 41], "segmentation_labels": [2, 41]})"),
               file +
                   ": generation label 0 is learned as background (label 0), which is not one of "
                   "segmentation_labels (list 0 there, or the label itself)");
+    EXPECT_EQ(refusal(R"({"preset": "synthseg", "max_res_iso": 4})"),
+              file +
+                  ": unknown parameter 'max_res_iso' (see 'infant-synthseg synth --print-config' for the names); "
+                  "here max_isotropic (mm)");
     EXPECT_EQ(refusal(R"({"preset": "synthseg", "n_neutral_labels": 18})"),
               file +
                   ": unknown parameter 'n_neutral_labels' (see 'infant-synthseg synth --print-config' for the "
@@ -269,6 +284,11 @@ TEST_F(SynthCli, SynthSegsLabelFilesAndNamesAreUnderstood) {
               file +
                   ": fused class label 21 is not a generation label (parameters not given are those of preset "
                   "'infant-t1'; \"preset\": \"synthseg\" starts from SynthSeg's)");
+    // Named, the preset is the file's choice; and a fault of the file's own values is not the preset's.
+    EXPECT_EQ(refusal(R"({"preset": "infant-t1", "generation_labels": [0, 2, 41]})"),
+              file + ": segmentation label 14 is not a generation label");
+    EXPECT_EQ(refusal(R"({"flip_probability": 1.5})"),
+              file + ": flip_probability must be a probability in [0, 1], is 1.5");
     write_npy(path("table.npy"), {2, 2}, {0, 2, 0, 41});
     write_npy(path("fractions.npy"), {2}, {0, 2.5});
     EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": "table.npy"})"),
