@@ -20,6 +20,7 @@ namespace fs = std::filesystem;
 
 const char* usage =
     "usage: infant-synthseg import --keras FILE.h5|FILE.keras --out MODEL_DIR [--labels LABELS\n"
+    "                              [--channel-order freesurfer|ascending]\n"
     "                              [--orientation RAS|LIA|CODE] [--voxel-size MM]]\n"
     "\n"
     "Reads a Keras file of the SynthSeg-family U-Net (Keras 2, tf-keras, Keras 3's .keras,\n"
@@ -34,15 +35,20 @@ const char* usage =
     "  --keras FILE         the Keras file (.h5, .weights.h5 or .keras)\n"
     "  --out MODEL_DIR      the model directory to write (must not hold a model yet)\n"
     "  --labels LABELS      the segmentation labels of the network's outputs, in any order:\n"
-    "                       infant (Infant-SynthSeg's 34), synthseg (SynthSeg 1.0's 32), a .npy\n"
+    "                       infant (Infant-SynthSeg's 34), synthseg (SynthSeg's 32), a .npy\n"
     "                       file (e.g. synthseg_segmentation_labels.npy) or a list such as 0,2,3;\n"
-    "                       they are put in SynthSeg's channel order (unsided, left, right) and\n"
-    "                       that order is recorded. Required, except for a file written by\n"
-    "                       export (.h5 or .keras), which records its model: labels, frame,\n"
-    "                       voxel sizes and provenance, all taken as recorded when --labels is\n"
-    "                       absent; given, they must be its labels, kept in its channel order\n"
-    "  --orientation CODE   the voxel frame the network was trained in: RAS for Infant-SynthSeg\n"
-    "                       (default), LIA for SynthSeg 1.0; predict reorients scans to it\n"
+    "                       they are put in the network's channel order and that order is\n"
+    "                       recorded. Required, except for a file written by export (.h5 or\n"
+    "                       .keras), which records its model: labels, frame, voxel sizes and\n"
+    "                       provenance, all taken as recorded when --labels is absent; given,\n"
+    "                       they must be its labels, kept in its channel order\n"
+    "  --channel-order ORDER  how the network numbers its outputs: freesurfer (default;\n"
+    "                       unsided, left, right labels, each ascending), as Infant-SynthSeg's\n"
+    "                       models and the first SynthSeg.h5 (2020) do, or ascending, as\n"
+    "                       SynthSeg's models since 2021 do (synthseg_1.0.h5)\n"
+    "  --orientation CODE   the voxel frame the network was trained in: RAS (default) for\n"
+    "                       Infant-SynthSeg and SynthSeg since 2021, LIA for the 2020\n"
+    "                       SynthSeg.h5; predict reorients scans to it\n"
     "  --voxel-size MM      record a voxel size, so that predict resamples scans to it; by\n"
     "                       default none (as the published predict: scans keep their resolution)\n"
     "  --help               this text\n";
@@ -50,8 +56,8 @@ const char* usage =
 }  // namespace
 
 int cmd_import(int argc, char** argv) {
-    const Args args("import", argc, argv, {"--keras", "--out", "--labels", "--orientation", "--voxel-size"},
-                    {"--help"});
+    const Args args("import", argc, argv,
+                    {"--keras", "--out", "--labels", "--channel-order", "--orientation", "--voxel-size"}, {"--help"});
     if (args.flag("--help")) {
         std::fputs(usage, stdout);
         return 0;
@@ -60,6 +66,7 @@ int cmd_import(int argc, char** argv) {
     const std::string keras = args.require("--keras"), out = args.require("--out");
     KerasImportOptions options;
     options.labels = args.get("--labels", "");
+    options.channel_order = args.get("--channel-order", "");
     options.orientation = args.get("--orientation", "");
     options.voxel_size_mm = args.number("--voxel-size", 0);
     ISS_INPUT(!args.has("--voxel-size") || (options.voxel_size_mm > 0 && options.voxel_size_mm <= 10),

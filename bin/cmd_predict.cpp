@@ -36,7 +36,8 @@ namespace fs = std::filesystem;
 
 const char* usage =
     "usage: infant-synthseg predict --i FILE|DIR [--i FILE] --o FILE|DIR --model FILE|DIR|KERAS\n"
-    "                               [--labels LABELS] [--orientation CODE] [--post FILE|DIR]\n"
+    "                               [--labels LABELS] [--channel-order ORDER]\n"
+    "                               [--orientation CODE] [--post FILE|DIR]\n"
     "                               [--vol FILE.csv] [--resample FILE|DIR] [--preview FILE.png]\n"
     "                               [--no-flip] [--no-resample] [--clip-percentiles]\n"
     "                               [--threads N] [--device auto|cpu|cuda[:N]]\n"
@@ -73,8 +74,10 @@ const char* usage =
     "                      memory; see import --help)\n"
     "  --labels LABELS     for a Keras model: its labels (infant, synthseg, FILE.npy or a list);\n"
     "                      a file written by export (.h5 or .keras) records its own\n"
-    "  --orientation CODE  for a Keras model: its frame (RAS, the default, or LIA for SynthSeg\n"
-    "                      1.0)\n"
+    "  --channel-order ORDER  for a Keras model: freesurfer (default) or ascending, as SynthSeg's\n"
+    "                      models since 2021 number their outputs (see import --help)\n"
+    "  --orientation CODE  for a Keras model: its frame (RAS, the default, or LIA for the 2020\n"
+    "                      SynthSeg.h5)\n"
     "  --post FILE|DIR     also write the posteriors: 4-D, one volume per label, in the model's\n"
     "                      label order, which a NIfTI file records for merge and clean\n"
     "                      (NAME_posteriors.nii.gz in a directory)\n"
@@ -130,10 +133,12 @@ PredictOptions predict_options(const Args& args, const std::string& model) {
     options.keep_posteriors = args.has("--post");  // the volumes need no reoriented posteriors
     if (is_keras_model_path(model)) {
         options.keras.labels = args.get("--labels", "");
+        options.keras.channel_order = args.get("--channel-order", "");
         options.keras.orientation = args.get("--orientation", "");
     } else {
-        ISS_INPUT(!args.has("--labels") && !args.has("--orientation"),
-                  "predict: --labels and --orientation are for a Keras model; a model directory records its own");
+        ISS_INPUT(!args.has("--labels") && !args.has("--channel-order") && !args.has("--orientation"),
+                  "predict: --labels, --channel-order and --orientation are for a Keras model; a model directory "
+                  "records its own");
     }
     return options;
 }
@@ -218,7 +223,7 @@ void check_prediction_outputs(const Args& args, const std::vector<Job>& jobs,
 int cmd_predict(int argc, char** argv) {
     const Args args("predict", argc, argv,
                     {"--i", "--o", "--model", "--post", "--vol", "--resample", "--preview", "--threads", "--device",
-                     "--labels", "--orientation", "--precision"},
+                     "--labels", "--channel-order", "--orientation", "--precision"},
                     {"--no-flip", "--no-resample", "--clip-percentiles", "--help"}, {"--i"});
     if (args.flag("--help")) {
         std::fputs(usage, stdout);

@@ -39,7 +39,7 @@ std::vector<int32_t> parse_label_list(const std::string& text, const std::string
 std::string label_list_text(const std::vector<int32_t>& labels);
 
 // The label values a --labels text names: "infant" (the 34 infant segmentation labels) or
-// "synthseg" (SynthSeg 1.0's 32), each in its networks' channel order; a model's folder or its
+// "synthseg" (SynthSeg's 32), each in FreeSurfer's order (freesurfer_sorted); a model's folder or its
 // model.json (its labels, in channel order); a .npy label file as SynthSeg ships them (its
 // distinct values, in file order); or a comma-separated list, as given.
 std::vector<int32_t> named_label_list(const std::string& text, const std::string& option = "--labels");

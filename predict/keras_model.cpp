@@ -52,13 +52,23 @@ ModelSpec recorded_spec(const KerasUNet& model, const std::string& source) {
 }  // namespace
 
 ModelSpec keras_model_spec(const KerasUNet& model, const KerasImportOptions& options, const std::string& source) {
+    ISS_INPUT(model.description.empty() || options.channel_order.empty(), source,
+              " records its model's channel order: --channel-order is for a file of another's");
     if (!model.description.empty() && options.labels.empty()) {
         ISS_INPUT(options.orientation.empty() && options.voxel_size_mm == 0, source,
                   " records its model (labels, frame, voxel sizes): ",
                   options.orientation.empty() ? "--voxel-size" : "--orientation", " goes with --labels");
         return recorded_spec(model, source);
     }
-    std::vector<int32_t> labels = labels::freesurfer_sorted(keras_label_list(options.labels));
+    ISS_INPUT(
+        options.channel_order.empty() || options.channel_order == "freesurfer" || options.channel_order == "ascending",
+        "--channel-order must be freesurfer or ascending, got '", options.channel_order, "'");
+    std::vector<int32_t> labels = keras_label_list(options.labels);
+    if (options.channel_order == "ascending") {
+        std::sort(labels.begin(), labels.end());  // distinct: named_label_list refuses a label twice
+    } else {
+        labels = labels::freesurfer_sorted(labels);
+    }
     ISS_INPUT(int(labels.size()) == model.unet.classes, "--labels: ", labels.size(), " labels, but the network in ",
               source, " has ", model.unet.classes, " outputs");
     if (!options.orientation.empty()) require_orientation_code(options.orientation, "--orientation");

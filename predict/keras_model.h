@@ -12,13 +12,18 @@
 namespace iss {
 
 struct KerasImportOptions {
-    // "infant" (the 34 infant labels), "synthseg" (SynthSeg 1.0's 32), a .npy file of label
-    // values (duplicates allowed, as SynthSeg's files have them) or a comma-separated list, in any
-    // order: they are put in SynthSeg's channel order (labels::freesurfer_sorted).
+    // "infant" (the 34 infant labels), "synthseg" (SynthSeg's 32), a .npy file of label values
+    // (duplicates allowed, as SynthSeg's files have them) or a comma-separated list, in any
+    // order: they are put in the network's channel order, channel_order's.
     // Empty: those a file written by our export records (KerasUNet::description); required
     // otherwise.
     std::string labels;
-    std::string orientation;          // the frame the network was trained in (SynthSeg 1.0: LIA); empty: RAS
+    // "freesurfer" (or empty): unsided, left, right labels, each ascending
+    // (labels::freesurfer_sorted), as Infant-SynthSeg's networks and the first SynthSeg.h5
+    // (2020) number their outputs; "ascending": as SynthSeg's networks since 2021 do (their
+    // code takes np.unique of the labels). A file of our export records its own order.
+    std::string channel_order;
+    std::string orientation;          // the frame the network was trained in (the 2020 SynthSeg.h5: LIA); empty: RAS
     double voxel_size_mm = 0;         // recorded only when given: the published predict never resamples
 };
 

@@ -208,7 +208,7 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
         throw InputError(cat(json_path, ": a parameter has the wrong type: ", e.what()));
     }
     // SynthSeg's way: the per-label targets alone, the network's outputs being the labels they
-    // hold, in SynthSeg 1.0's and Infant-SynthSeg's channel order (FreeSurfer's classes), or
+    // hold, in Infant-SynthSeg's channel order (FreeSurfer's classes), or
     // ascending when a label is in none of them.
     if (!config.output_labels.empty() && !overrides.contains("segmentation_labels")) {
         const std::set<int32_t> distinct(config.output_labels.begin(), config.output_labels.end());

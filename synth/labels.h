@@ -23,8 +23,9 @@ std::vector<int> twin_positions(const std::vector<int32_t>& list);
 // Whether FreeSurfer's classification puts the label on one side (a flip must swap it).
 bool lateral(int32_t label);
 
-// SynthSeg 1.0's 32 segmentation labels (the distinct values of its
-// synthseg_segmentation_labels.npy), in its output-channel order.
+// SynthSeg's 32 segmentation labels (the distinct values of its
+// synthseg_segmentation_labels.npy), in FreeSurfer's order, the first SynthSeg.h5's (2020)
+// output-channel order (since 2021 its networks number them ascending).
 const std::vector<int32_t>& synthseg_segmentation_labels();
 
 // A label list in the order SynthSeg's networks number their outputs (its get_list_labels with

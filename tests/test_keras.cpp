@@ -926,6 +926,8 @@ TEST_F(KerasCli, AnExportKeepsItsOwnChannelOrder) {
     }
     expect_bad("import --keras " + q("ours.h5") + " --out " + q("out") + " --labels 0,2,3,41,42",
                path("ours.h5") + " records its labels (0,2,16,41,42): --labels names others");
+    expect_bad("import --keras " + q("ours.h5") + " --out " + q("out") + " --channel-order ascending",
+               path("ours.h5") + " records its model's channel order: --channel-order is for a file of another's");
 }
 
 // export to .keras: predict and import take the archive without --labels, as the model it came
@@ -1041,7 +1043,7 @@ TEST_F(KerasCli, BadInputExitsTwoAndWritesNothing) {
               "this program's export records them)");
     expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("out.nii.gz") + " --model " + q("ours") +
                    " --labels infant",
-               "--labels and --orientation are for a Keras model");
+               "--labels, --channel-order and --orientation are for a Keras model");
     expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --i " + q("scan.nii.gz") + " --o " + q("out.nii.gz") +
                    " --model " + q("ours"),
                "--i given 2 times (the channels of one subject), but " + path("ours") + " takes 1 image");
@@ -1103,6 +1105,33 @@ TEST_F(KerasCli, AFailedImportLeavesNoHalfModel) {
 }
 
 // --- label order -------------------------------------------------------------------------------
+
+// SynthSeg's networks since 2021 number their outputs by ascending label (np.unique), Infant-
+// SynthSeg's and the 2020 SynthSeg.h5 unsided, left, right: --channel-order says which, and a
+// file of our export records its own.
+TEST(KerasLabels, TheChannelOrderIsTheOneGiven) {
+    KerasUNet foreign;
+    foreign.unet.classes = 5;
+    KerasImportOptions options;
+    options.labels = "42,41,24,2,0";
+    EXPECT_EQ(keras_model_spec(foreign, options, "f.h5").labels, (std::vector<int32_t>{0, 24, 2, 41, 42}));
+    options.channel_order = "freesurfer";
+    EXPECT_EQ(keras_model_spec(foreign, options, "f.h5").labels, (std::vector<int32_t>{0, 24, 2, 41, 42}));
+    options.channel_order = "ascending";
+    EXPECT_EQ(keras_model_spec(foreign, options, "f.h5").labels, (std::vector<int32_t>{0, 2, 24, 41, 42}));
+    options.labels = "synthseg";
+    foreign.unet.classes = 32;
+    const std::vector<int32_t> ascending = keras_model_spec(foreign, options, "f.h5").labels;
+    EXPECT_TRUE(std::is_sorted(ascending.begin(), ascending.end()));
+    EXPECT_EQ(ascending.size(), 32u);
+    options.labels = "0,2,2,41,42,3";
+    foreign.unet.classes = 6;
+    EXPECT_EQ(test::refusal_of("--labels", [&] { keras_model_spec(foreign, options, "f.h5"); }),
+              "--labels: label 2 is listed twice");
+    options.channel_order = "sideways";
+    EXPECT_EQ(test::refusal_of("--channel-order", [&] { keras_model_spec(foreign, options, "f.h5"); }),
+              "--channel-order must be freesurfer or ascending, got 'sideways'");
+}
 
 TEST(KerasLabels, FreeSurferOrderGivesThePublishedChannelOrders) {
     std::vector<int32_t> infant = labels::segmentation_labels();
