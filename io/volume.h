@@ -90,4 +90,7 @@ struct Volume {
 using Image = Volume<float>;
 using LabelMap = Volume<int32_t>;
 
+// The largest label value a model may learn and record (its segmentation written as uint16).
+inline constexpr int32_t max_label_value = 65535;
+
 }  // namespace iss

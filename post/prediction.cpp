@@ -10,6 +10,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "io/csv.h"
 #include "io/file_util.h"
 #include "io/npy.h"
 #include "io/orientation.h"
@@ -150,7 +151,8 @@ Posteriors read_posteriors(const std::string& path, const std::optional<LabelLis
     for (size_t i = 0; i < post.data.size(); ++i) {
         const float v = post.data[i];
         if (!(std::isfinite(v) && v >= 0 && v <= 1.001f))
-            throw InputError(cat(path, ": posterior ", v, " at voxel ", voxel_text(post.grid.dim, int64_t(i)),
+            throw InputError(cat(path, ": posterior ", csv_float(v), " at voxel ",
+                                 voxel_text(post.grid.dim, int64_t(i)),
                                  " is not a probability (0 to 1, past it by rounding up to 1.001)"));
     }
     return {std::move(post), std::move(list)};

@@ -5,10 +5,12 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <tuple>
 
 #include "io/file_util.h"
 #include "io/json.h"
 #include "io/npy.h"
+#include "io/volume.h"  // max_label_value
 #include "kernels/common/error.h"
 #include "kernels/synth/blur.h"
 #include "synth/infant_priors.h"
@@ -93,13 +95,25 @@ std::string beside_config(const std::string& named, const std::string& json_path
     return file.is_relative() ? (std::filesystem::path(json_path).parent_path() / file).string() : named;
 }
 
+// The .npy file a parameter names (beside the configuration); its refusals name the parameter.
+NpyArray config_npy(const nlohmann::json& value, const std::string& json_path, const std::string& key,
+                    std::string& file) {
+    ISS_INPUT(!value.get<std::string>().empty(), json_path, ": parameter '", key, "' names no file");
+    file = beside_config(value.get<std::string>(), json_path);
+    try {
+        return read_npy(file);
+    } catch (const InputError& e) {
+        throw InputError(cat(json_path, ": parameter '", key, "': ", e.what()));
+    }
+}
+
 // prior_means / prior_stds as priors writes them or a user has them at hand: a (2, n) .npy file
 // (a path relative to the configuration's folder), a nested [[means], [stds]] list, or the 2n
 // values row by row; given back as the last.
 nlohmann::json flat_priors(const nlohmann::json& value, const std::string& json_path, const std::string& key) {
     if (value.is_string()) {
-        const std::string file = beside_config(value.get<std::string>(), json_path);
-        const NpyArray a = read_npy(file);
+        std::string file;
+        const NpyArray a = config_npy(value, json_path, key, file);
         ISS_INPUT(a.shape.size() == 2 && a.shape[0] == 2, file, ": ", key,
                   " must be an array of shape (2, n_labels), as priors writes it");
         for (size_t i = 0; i < a.values.size(); ++i)
@@ -120,8 +134,8 @@ nlohmann::json flat_priors(const nlohmann::json& value, const std::string& json_
 // its values, whole numbers, as a list; any other value as it is.
 nlohmann::json label_list(const nlohmann::json& value, const std::string& json_path, const std::string& key) {
     if (!value.is_string()) return value;
-    const std::string file = beside_config(value.get<std::string>(), json_path);
-    const NpyArray a = read_npy(file);
+    std::string file;
+    const NpyArray a = config_npy(value, json_path, key, file);
     ISS_INPUT(a.shape.size() == 1, file, ": ", key, " must be a list of labels (one dimension), has ", a.shape.size(),
               " dimensions");
     nlohmann::json labels = nlohmann::json::array();
@@ -151,6 +165,8 @@ std::string synthseg_equivalent(const std::string& name) {
         {"nonlin_scale", "here nonlin_shape_factor"},
         {"bias_scale", "here bias_shape_factor"},
         {"output_div_by_n", "here shape_multiple (train sets it from --levels)"},
+        {"prob_iso", "here 1 - anisotropic_probability"},
+        {"prob_min", "here full_resolution_probability"},
     };
     for (const auto& [theirs, ours] : equivalents)
         if (name == theirs) return cat("; ", ours);
@@ -182,6 +198,7 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
     ISS_INPUT(named.empty() || preset.asked.empty() || named == preset.asked, json_path, ": its \"preset\" is ", named,
               " but --preset is ", preset.asked, ": give the preset once");
     GeneratorConfig config = preset_config(preset.base(named));
+    const GeneratorConfig base = config;
     nlohmann::json merged = config;
     // The infant preset has every list filled (output_labels, empty there, is a label list too):
     // the template for the types of every value.
@@ -218,26 +235,60 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
         } catch (const InputError&) {
         }
     }
-    try {
-        validate_config(config, json_path);
-    } catch (const InputError& e) {
-        // The parameters a file does not give are its base preset's, which it may not know: where
-        // it brings its own labels, the preset's fused classes and priors are of other labels.
-        const bool own_labels = overrides.contains("generation_labels") || overrides.contains("segmentation_labels") ||
-                                overrides.contains("output_labels");
-        if (!named.empty() || !preset.asked.empty() || !own_labels) throw;
-        throw InputError(cat(e.what(), " (parameters not given are those of preset '", config.preset, "'",
-                             config.preset == "synthseg" ? "" : "; \"preset\": \"synthseg\" starts from SynthSeg's",
-                             ")"));
+    // The preset's priors are columns of its own generation list: a file listing its own labels
+    // keeps each label's, found by value (in the preset's order they would be other labels').
+    if (overrides.contains("generation_labels"))
+        for (const auto& [key, prior, preset_prior] :
+             {std::tuple{"prior_means", &config.prior_means, &base.prior_means},
+              {"prior_stds", &config.prior_stds, &base.prior_stds}}) {
+            if (overrides.contains(key) || preset_prior->empty()) continue;
+            const size_t n = config.generation_labels.size(), preset_n = base.generation_labels.size();
+            std::vector<double> by_label(2 * n);
+            for (size_t k = 0; k < n; ++k) {
+                const int at = labels::index_of(base.generation_labels, config.generation_labels[k]);
+                ISS_INPUT(at >= 0, json_path, ": generation label ", config.generation_labels[k], " has no ", key,
+                          " in preset '", base.preset, "', whose priors are of its own labels: give ", key,
+                          " (priors estimates them), or start from preset synthseg (random contrasts)");
+                by_label[k] = (*preset_prior)[size_t(at)];
+                by_label[n + k] = (*preset_prior)[preset_n + size_t(at)];
+            }
+            *prior = by_label;
+        }
+    // A file's own generation labels with the label lists it left to its preset, of other labels.
+    if (overrides.contains("generation_labels")) {
+        auto missing = [&](const std::vector<int32_t>& list) {
+            for (const int32_t label : list)
+                if (labels::index_of(config.generation_labels, label) < 0) return label;
+            return -1;
+        };
+        if (!overrides.contains("segmentation_labels") && !overrides.contains("output_labels")) {
+            const int32_t label = missing(config.segmentation_labels);
+            ISS_INPUT(label < 0, json_path, ": segmentation label ", label, " of preset ", config.preset,
+                      " is not one of this file's generation_labels: give segmentation_labels, or output_labels");
+        }
+        if (!overrides.contains("fused_classes"))
+            for (const auto& group : config.fused_classes) {
+                const int32_t label = missing(group);
+                ISS_INPUT(label < 0, json_path, ": fused class label ", label, " of preset ", config.preset,
+                          " is not one of this file's generation_labels: give fused_classes ([] for none)");
+            }
     }
+    validate_config(config, json_path);
     return config;
 }
 
 void validate_config(const GeneratorConfig& c, const std::string& source) {
     const size_t n = c.generation_labels.size();
     ISS_INPUT(n >= 2 && n <= 255, source, ": generation_labels must hold 2 to 255 labels, has ", n);
-    ISS_INPUT(!c.segmentation_labels.empty() && c.segmentation_labels.size() <= 255, source,
-              ": segmentation_labels must hold 1 to 255 labels");
+    ISS_INPUT(c.segmentation_labels.size() >= 2 && c.segmentation_labels.size() <= 255, source,
+              ": segmentation_labels must hold 2 to 255 labels (the background and a structure at least), has ",
+              c.segmentation_labels.size());
+    for (const auto& [list, name] : {std::pair{&c.generation_labels, "generation_labels"},
+                                     {&c.output_labels, "output_labels"},
+                                     {&c.segmentation_labels, "segmentation_labels"}})
+        for (const int32_t label : *list)
+            ISS_INPUT(label >= 0 && label <= max_label_value, source, ": ", name, ": ", label,
+                      " is not a label (an integer from 0 to ", max_label_value, ")");
     ISS_INPUT(std::set<int32_t>(c.generation_labels.begin(), c.generation_labels.end()).size() == n, source,
               ": generation_labels has duplicates");
     // As SynthSeg orders them: the background reset and the padding find the background there.
@@ -252,6 +303,8 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
     ISS_INPUT(c.output_labels.empty() || c.output_labels.size() == n, source, ": output_labels must hold one label ",
               "for each of the ", n, " generation labels, has ", c.output_labels.size());
     const std::vector<int32_t> targets = target_labels(c);
+    ISS_INPUT(targets.front() == 0, source, ": generation label 0, the background, is learned as ", targets.front(),
+              "; it must be learned as background (0)");
     for (size_t g = 0; g < n; ++g)
         ISS_INPUT(labels::index_of(c.segmentation_labels, targets[g]) >= 0, source, ": generation label ",
                   c.generation_labels[g], " is learned as ", targets[g] == 0 ? "background (label 0)" : cat(targets[g]),
@@ -350,9 +403,17 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
         ISS_INPUT(bound >= (in_voxels ? 1 : 0) && bound > 0 && bound <= 64, source,
                   ": max_isotropic and max_anisotropic must be in ", in_voxels ? "[1, 64] voxels" : "(0, 64] mm",
                   ", are ", c.max_isotropic, " and ", c.max_anisotropic);
-    // The window of the blur at its base sigma; a random resolution's in mm depends on the maps'
-    // voxel sizes, and is checked with each map (make_training_map).
-    check_blur_window(c, {1, 1, 1}, source, c.resolution_unit == "voxel");
+    // The blur's window, 2.5 sigma times the range each side at the largest sigma a sample can
+    // draw, must fit the kernels' taps: at the base sigma, and at a random resolution in voxels
+    // (one in mm is drawn up to what the taps hold: resolution_in_voxels).
+    const double resolution = c.resolution_unit == "voxel" ? largest_random_resolution(c, 1) : 1;
+    const double window = blur_window(std::max(c.blur_sigma, resolution > 1 ? 0.75 * resolution : 0.0), c.blur_range);
+    ISS_INPUT(window <= 2 * max_blur_half_width + 1, source, ": blur_sigma ", c.blur_sigma, " and blur_range ",
+              c.blur_range,
+              resolution > 1
+                  ? cat(" with max_isotropic ", c.max_isotropic, " / max_anisotropic ", c.max_anisotropic, " voxels")
+                  : std::string(),
+              " ask for a blur of up to ", std::floor(window / 2), " voxels each side; at most ", max_blur_half_width);
     ISS_INPUT(c.bias_field_std >= 0 && c.clip_max > 0, source, ": bias_field_std must be >= 0, clip_max > 0");
     // gamma = exp(N(0, gamma_std)) as a float, positive and finite: a draw is at most 5.8 standard
     // deviations (Box-Muller on 24-bit uniforms) and exp underflows below -87, so 10 keeps a margin.
@@ -372,36 +433,24 @@ double blur_window(double sigma, double blur_range) {
     return std::ceil(2.5 * blur_range * sigma - 1e-9);
 }
 
+double largest_random_bound(const GeneratorConfig& c) {
+    if (!c.randomise_resolution || c.full_resolution_probability >= 1) return 0;
+    return std::max(c.anisotropic_probability < 1 ? c.max_isotropic : 0.0,
+                    c.anisotropic_probability > 0 ? c.max_anisotropic : 0.0);
+}
+
+double largest_blurred_resolution(const GeneratorConfig& c) {
+    return double(2 * max_blur_half_width + 1) / (2.5 * c.blur_range * 0.75);
+}
+
 double resolution_in_voxels(const GeneratorConfig& c, double bound, double voxel_mm) {
-    return std::max(1.0, c.resolution_unit == "mm" ? bound / voxel_mm : bound);
+    if (c.resolution_unit == "voxel") return std::max(1.0, bound);
+    return std::max(1.0, std::min(bound / voxel_mm, largest_blurred_resolution(c)));
 }
 
 double largest_random_resolution(const GeneratorConfig& c, double voxel_mm) {
-    if (c.full_resolution_probability >= 1) return 1;
-    return std::max(c.anisotropic_probability < 1 ? resolution_in_voxels(c, c.max_isotropic, voxel_mm) : 1.0,
-                    c.anisotropic_probability > 0 ? resolution_in_voxels(c, c.max_anisotropic, voxel_mm) : 1.0);
-}
-
-void check_blur_window(const GeneratorConfig& c, const std::array<double, 3>& voxel_mm, const std::string& source,
-                       bool with_random_resolution) {
-    // The blur's window, 2.5 sigma times the range each side at the largest sigma a sample can
-    // draw, must fit the kernels' taps. A resolution bound counts only where it can be drawn
-    // (anisotropic_probability 0: never the anisotropic one).
-    for (size_t d = 0; d < 3; ++d) {
-        const double resolution =
-            with_random_resolution && c.randomise_resolution ? largest_random_resolution(c, voxel_mm[d]) : 1.0;
-        const double window =
-            blur_window(std::max(c.blur_sigma, resolution > 1 ? 0.75 * resolution : 0.0), c.blur_range);
-        const std::string voxels =
-            c.resolution_unit == "mm" ? cat(" mm on voxels of ", voxel_mm[d], " mm") : std::string(" voxels");
-        ISS_INPUT(window <= 2 * max_blur_half_width + 1, source, ": blur_sigma ", c.blur_sigma, " and blur_range ",
-                  c.blur_range,
-                  resolution > 1
-                      ? cat(" with max_isotropic ", c.max_isotropic, " / max_anisotropic ", c.max_anisotropic, voxels)
-                      : std::string(),
-                  " ask for a blur of up to ", std::floor(window / 2), " voxels each side; at most ",
-                  max_blur_half_width);
-    }
+    const double bound = largest_random_bound(c);
+    return bound > 0 ? resolution_in_voxels(c, bound, voxel_mm) : 1.0;
 }
 
 std::string config_to_json(const GeneratorConfig& config) { return nlohmann::json(config).dump(2); }

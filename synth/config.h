@@ -128,21 +128,20 @@ std::vector<int32_t> target_labels(const GeneratorConfig& config);
 // samples and for the configuration's check that they fit the kernels.
 double blur_window(double sigma, double blur_range);
 
-// The largest acquisition resolution a sample can draw (randomise_resolution), in map voxels on
-// an axis of voxel size `voxel_mm`, at least 1: a bound counts only where it can be drawn
-// (anisotropic_probability 0: never the anisotropic one; full_resolution_probability 1:
-// neither).
-double largest_random_resolution(const GeneratorConfig& config, double voxel_mm);
-// The bound a resolution drawn on an axis of voxel size `voxel_mm` has, in map voxels: `bound`
-// in the configuration's resolution_unit.
+// The largest bound a sample's random resolution can draw (in resolution_unit), 0 for none: a
+// bound counts only where it can be drawn (anisotropic_probability 0: never the anisotropic
+// one; full_resolution_probability 1: neither).
+double largest_random_bound(const GeneratorConfig& config);
+// The largest resolution (map voxels) whose blur, 0.75 r with the blur_range, the kernels' taps
+// hold (max_blur_half_width each side): about 17 at the default range.
+double largest_blurred_resolution(const GeneratorConfig& config);
+// The bound a resolution drawn on an axis of voxel size `voxel_mm` has, in map voxels, at least
+// 1: `bound` in the configuration's resolution_unit; in mm, at most largest_blurred_resolution
+// (a map finer than the bound over it is drawn up to what the blur reaches; load_training_maps
+// says so), in voxels checked against it with the configuration.
 double resolution_in_voxels(const GeneratorConfig& config, double bound, double voxel_mm);
-
-// InputError naming `source` when a sample on a map of these voxel sizes (mm) could ask for a
-// blur wider than the kernels' taps (max_blur_half_width): the base sigma's window, and with
-// randomise_resolution (unless `with_random_resolution` is false) the largest random
-// resolution's on each axis.
-void check_blur_window(const GeneratorConfig& config, const std::array<double, 3>& voxel_mm, const std::string& source,
-                       bool with_random_resolution = true);
+// The largest resolution a sample can draw on an axis of voxel size `voxel_mm`, in map voxels.
+double largest_random_resolution(const GeneratorConfig& config, double voxel_mm);
 
 std::string config_to_json(const GeneratorConfig& config);
 

@@ -33,7 +33,6 @@ std::array<double, 3> map_voxel_mm(const Grid& grid) {
 TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& config, const std::string& name) {
     ISS_INPUT(labels.grid.voxels() > 0 && !labels.data.empty(), name, ": the label map is empty");
     ISS_INPUT(labels.frames == 1, name, ": expected a 3-D label map, found ", labels.frames, " volumes");
-    check_blur_window(config, map_voxel_mm(labels.grid), name);
     // Generation indices in the stored order first, so that an error names a voxel as the user
     // sees it in the file.
     Volume<uint8_t> generation(labels.grid);
@@ -95,6 +94,24 @@ std::vector<TrainingMap> load_training_maps(const std::string& path, const Gener
     std::vector<TrainingMap> maps;
     for (const std::string& file : volume_files(path))
         maps.push_back(make_training_map(read_labels(file), config, file));
+    // A random resolution in mm on voxels finer than its blur reaches is drawn up to what it
+    // reaches (resolution_in_voxels): said once for the maps.
+    const double bound = config.resolution_unit == "mm" ? largest_random_bound(config) : 0;
+    const double reach = largest_blurred_resolution(config);
+    const TrainingMap* first = nullptr;
+    double finest = 0;
+    int finer = 0;
+    for (const TrainingMap& m : maps) {
+        const std::array<double, 3> v = map_voxel_mm(m.grid);
+        const double smallest = *std::min_element(v.begin(), v.end());
+        if (bound <= 0 || bound / smallest <= reach) continue;
+        if (finer++ == 0) first = &m, finest = smallest;
+    }
+    if (first)
+        warning(cat(first->name, finer > 1 ? cat(" and ", finer - 1, " other map", finer > 2 ? "s" : "") : "",
+                    ": voxels of ", finest, " mm, finer than the random resolution's blur reaches at ", bound,
+                    " mm (the kernels' ", max_blur_half_width, " taps each side hold ", reach,
+                    " voxels): resolutions there are drawn up to ", reach * finest, " mm"));
     return maps;
 }
 
@@ -183,7 +200,6 @@ Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vec
 
     // Workspace at the largest shapes any map can produce.
     for (const TrainingMap& m : maps_) {
-        check_blur_window(config_, map_voxel_mm(m.grid), m.name);
         map_geometry_.push_back({m.grid.dim, m.lr_axis, map_voxel_mm(m.grid)});
     }
     int64_t max_velocity = 0, max_field = 0, max_out = 0, max_bias = 0, max_map = 0, max_reach = 0;

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "io/csv.h"
 #include "io/nifti.h"
 #include "io/npy.h"
 #include "io/orientation.h"
@@ -590,12 +591,12 @@ TEST_F(PostInputs, PosteriorsOutsideZeroToOneAreRefusedWhereTheyAre) {
     post.at(2, 1, 0, 1) = 1.0004f;
     write_posteriors(path("p.nii.gz"), post);
     EXPECT_EQ(read_posteriors(path("p.nii.gz"), two).image.frames, 2);
-    for (const float bad : {5.0f, 1.01f, -0.1f, std::nanf("")}) {
+    for (const float bad : {5.0f, 1.01f, std::nextafter(1.001f, 2.0f), -0.1f, std::nanf("")}) {
         SCOPED_TRACE(bad);
         post.at(2, 1, 0, 1) = bad;
         write_posteriors(path("p.nii.gz"), post);
         const std::string e = error_of([&] { read_posteriors(path("p.nii.gz"), two); });
-        EXPECT_NE(e.find(path("p.nii.gz") + ": posterior "), std::string::npos) << e;
+        EXPECT_NE(e.find(path("p.nii.gz") + ": posterior " + csv_float(bad) + " "), std::string::npos) << e;
         EXPECT_NE(e.find(" at voxel 2,1,0 of frame 1 is not a probability (0 to 1, past it by rounding up to 1.001)"),
                   std::string::npos)
             << e;

@@ -1237,21 +1237,27 @@ TEST(SynthParams, TheAffineActsInMillimetresOnAnisotropicVoxels) {
     }
 }
 
-// A map of fine voxels turns the mm bounds into more voxels than the blur's taps hold: refused
-// with the map, before anything is allocated for it.
-TEST(SynthParams, AMapTooFineForTheRandomResolutionsBlurIsRefused) {
-    GeneratorConfig config = toy_config("synthseg");
+// A map of voxels finer than the mm bounds' blur reaches (8 mm of 0.25 mm voxels: 32, a sigma of
+// 24) is drawn up to what the kernels' taps hold (17.1 voxels at blur_range 1.03), not refused:
+// 0.4 mm maps were, at the default bounds.
+TEST(SynthParams, AMapTooFineForTheRandomResolutionsBlurIsDrawnUpToItsReach) {
+    GeneratorConfig config = preset_config("infant-t1");
     config.randomise_resolution = true;
-    LabelMap fine = toy_label_map();
-    fine.grid.affine = Mat4::scaling(1, 1, 0.25);  // 8 mm: 32 voxels, a sigma of 24
-    EXPECT_EQ(test::refusal_of("fine.nii.gz", [&] { make_training_map(fine, config, "fine.nii.gz"); }),
-              "fine.nii.gz: blur_sigma 0.5 and blur_range 1.03 with max_isotropic 4 / max_anisotropic 8 mm on "
-              "voxels of 0.25 mm ask for a blur of up to 31 voxels each side; at most 16");
-    config.resolution_unit = "voxel";  // 8 of its voxels
-    EXPECT_NO_THROW(make_training_map(fine, config, "fine.nii.gz"));
-    fine.grid.affine = Mat4::scaling(1, 1, 0.5);  // 16 voxels in mm: a sigma of 12, 15 taps each side
-    config.resolution_unit = "mm";
-    EXPECT_NO_THROW(make_training_map(fine, config, "fine.nii.gz"));
+    config.full_resolution_probability = 0;
+    const MapGeometry fine{{155, 175, 149}, 0, {1, 1, 0.25}};
+    const double reach = largest_blurred_resolution(config);
+    EXPECT_NEAR(reach, 33 / (2.5 * 1.03 * 0.75), 1e-12);
+    float largest = 0;
+    for (uint32_t sample = 0; sample < 500; ++sample) {
+        const SampleParams p = draw_sample_params(config, 2, sample, {fine});
+        for (size_t d = 0; d < 3; ++d) EXPECT_LE(p.blur_half_width[d], max_blur_half_width) << sample;
+        EXPECT_LE(p.resolution[0], 8.0f);
+        largest = std::max(largest, p.resolution[2]);
+    }
+    EXPECT_GT(largest, 16.0f);
+    EXPECT_LE(largest, float(reach));
+    EXPECT_EQ(resolution_in_voxels(config, 8, 0.25), reach);
+    EXPECT_EQ(resolution_in_voxels(config, 8, 0.5), 16.0);
 }
 
 // A flip swaps every one-sided label with its twin: SynthSeg's adult lateral labels too (25/57,

@@ -17,6 +17,7 @@
 #include "io/nifti.h"
 #include "io/npy.h"
 #include "synth/config.h"
+#include "synth/labels.h"
 #include "synth/phantom.h"
 #include "test_util.h"
 
@@ -264,7 +265,7 @@ TEST_F(SynthCli, SynthSegsLabelFilesAndNamesAreUnderstood) {
               file +
                   ": generation label 24 has no side but is learned as 2, which has one, so a flip "
                   "(flip_probability 0.5) would change what it is learned as");
-    EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": [2, 0, 41]})"),
+    EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": [2, 0, 41], "segmentation_labels": [0, 2, 41]})"),
               file + ": generation_labels must start with 0, the background, starts with 2");
     EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": [0, 2, 41], "segmentation_labels": [2, 41]})"),
               file +
@@ -279,16 +280,52 @@ TEST_F(SynthCli, SynthSegsLabelFilesAndNamesAreUnderstood) {
                   ": unknown parameter 'n_neutral_labels' (see 'infant-synthseg synth --print-config' for the "
                   "names); not needed here: left and right labels are known by their values (FreeSurfer's), in any "
                   "order");
-    // Without "preset" the rest is infant-t1's, whose fused classes name labels this list lacks.
+    // What a file with its own generation labels leaves to its preset is of the preset's labels.
     EXPECT_EQ(refusal(R"({"generation_labels": [0, 2, 41], "segmentation_labels": [0, 2, 41]})"),
               file +
-                  ": fused class label 21 is not a generation label (parameters not given are those of preset "
-                  "'infant-t1'; \"preset\": \"synthseg\" starts from SynthSeg's)");
-    // Named, the preset is the file's choice; and a fault of the file's own values is not the preset's.
+                  ": fused class label 21 of preset infant-t1 is not one of this file's generation_labels: give "
+                  "fused_classes ([] for none)");
     EXPECT_EQ(refusal(R"({"preset": "infant-t1", "generation_labels": [0, 2, 41]})"),
-              file + ": segmentation label 14 is not a generation label");
+              file +
+                  ": segmentation label 14 of preset infant-t1 is not one of this file's generation_labels: give "
+                  "segmentation_labels, or output_labels");
     EXPECT_EQ(refusal(R"({"flip_probability": 1.5})"),
               file + ": flip_probability must be a probability in [0, 1], is 1.5");
+    // Its priors are the preset's of each label, by value: the T1 priors of 2 and 41 in any order.
+    const GeneratorConfig infant = preset_config("infant-t1");
+    const GeneratorConfig reordered = parse(R"({"generation_labels": [0, 41, 2], "segmentation_labels": [0, 2, 41],
+        "fused_classes": []})");
+    const size_t n = infant.generation_labels.size();
+    for (const auto& [k, label] : std::vector<std::pair<size_t, int32_t>>{{0, 0}, {1, 41}, {2, 2}}) {
+        const size_t at = size_t(labels::index_of(infant.generation_labels, label));
+        EXPECT_EQ(reordered.prior_means[k], infant.prior_means[at]) << label;
+        EXPECT_EQ(reordered.prior_means[3 + k], infant.prior_means[n + at]) << label;
+        EXPECT_EQ(reordered.prior_stds[k], infant.prior_stds[at]) << label;
+        EXPECT_EQ(reordered.prior_stds[3 + k], infant.prior_stds[n + at]) << label;
+    }
+    EXPECT_EQ(refusal(R"({"generation_labels": [0, 2, 41, 502], "segmentation_labels": [0, 2, 41],
+        "fused_classes": []})"),
+              file +
+                  ": generation label 502 has no prior_means in preset 'infant-t1', whose priors are of its own "
+                  "labels: give prior_means (priors estimates them), or start from preset synthseg (random "
+                  "contrasts)");
+    // Labels a model records (0 to 65535), two outputs at least, the background learned as such.
+    EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": [0, 2, 41], "output_labels": [0, 2, 70000]})"),
+              file + ": output_labels: 70000 is not a label (an integer from 0 to 65535)");
+    EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": [0, -2, 41], "segmentation_labels": [0, 41]})"),
+              file + ": generation_labels: -2 is not a label (an integer from 0 to 65535)");
+    EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": [0, 2, 41], "output_labels": [0, 0, 0]})"),
+              file +
+                  ": segmentation_labels must hold 2 to 255 labels (the background and a structure at least), "
+                  "has 1");
+    EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": [0, 2, 41], "output_labels": [24, 2, 41]})"),
+              file + ": generation label 0, the background, is learned as 24; it must be learned as background (0)");
+    EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": "nowhere.npy"})"),
+              file + ": parameter 'generation_labels': " + path("nowhere.npy") +
+                  ": cannot open: No such file or "
+                  "directory");
+    EXPECT_EQ(refusal(R"({"preset": "synthseg", "output_labels": ""})"),
+              file + ": parameter 'output_labels' names no file");
     write_npy(path("table.npy"), {2, 2}, {0, 2, 0, 41});
     write_npy(path("fractions.npy"), {2}, {0, 2.5});
     EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": "table.npy"})"),
@@ -365,10 +402,14 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
     // In mm the window depends on the map's voxels: refused naming the map.
     std::ofstream(path("wide_mm.json")) << R"({"randomise_resolution": true, "max_isotropic": 16,
         "anisotropic_probability": 0, "blur_range": 1.5})";
-    expect_bad(map + " --config " + shell_quote(path("wide_mm.json")),
-               map_file() +
-                   ": blur_sigma 0.5 and blur_range 1.5 with max_isotropic 16 / max_anisotropic 8 mm on "
-                   "voxels of 1 mm ask for a blur of up to 22 voxels each side; at most 16");
+    const RunResult wide = synth(map + " --config " + shell_quote(path("wide_mm.json")) + " --shape 64 --out " +
+                                 shell_quote(path("wide_out")));
+    EXPECT_EQ(wide.status, 0) << wide.err;
+    EXPECT_NE(wide.err.find(map_file() + ": voxels of 1 mm, finer than the random resolution's blur reaches at 16 mm "
+                                         "(the kernels' 16 taps each side hold 11.7333 voxels): resolutions there are "
+                                         "drawn up to 11.7333 mm"),
+              std::string::npos)
+        << wide.err;
     // A bound that cannot be drawn does not count: no anisotropic draws, a large max_anisotropic.
     std::ofstream(path("iso_only.json")) << R"({"randomise_resolution": true, "anisotropic_probability": 0,
         "max_anisotropic": 16, "blur_range": 1.5})";
