@@ -245,10 +245,12 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
             const size_t n = config.generation_labels.size(), preset_n = base.generation_labels.size();
             std::vector<double> by_label(2 * n);
             for (size_t k = 0; k < n; ++k) {
-                const int at = labels::index_of(base.generation_labels, config.generation_labels[k]);
-                ISS_INPUT(at >= 0, json_path, ": generation label ", config.generation_labels[k], " has no ", key,
-                          " in preset '", base.preset, "', whose priors are of its own labels: give ", key,
-                          " (priors estimates them), or start from preset synthseg (random contrasts)");
+                const int32_t label = config.generation_labels[k];
+                if (label < 0 || label > max_label_value) continue;  // validate_config names it
+                const int at = labels::index_of(base.generation_labels, label);
+                ISS_INPUT(at >= 0, json_path, ": generation label ", label, " has no ", key, " in preset '",
+                          base.preset, "', whose priors are of its own labels: give prior_means and prior_stds ",
+                          "(priors estimates them; [] for random contrasts), or start from preset synthseg");
                 by_label[k] = (*preset_prior)[size_t(at)];
                 by_label[n + k] = (*preset_prior)[preset_n + size_t(at)];
             }
@@ -406,6 +408,10 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
     // The blur's window, 2.5 sigma times the range each side at the largest sigma a sample can
     // draw, must fit the kernels' taps: at the base sigma, and at a random resolution in voxels
     // (one in mm is drawn up to what the taps hold: resolution_in_voxels).
+    // In mm the blur must reach past the full resolution, or the option would draw nothing.
+    ISS_INPUT(!c.randomise_resolution || c.resolution_unit == "voxel" || largest_blurred_resolution(c) >= 2, source,
+              ": blur_range ", c.blur_range, " leaves the random resolution no room: its blur's window holds ",
+              largest_blurred_resolution(c), " voxels of resolution (2 at least)");
     const double resolution = c.resolution_unit == "voxel" ? largest_random_resolution(c, 1) : 1;
     const double window = blur_window(std::max(c.blur_sigma, resolution > 1 ? 0.75 * resolution : 0.0), c.blur_range);
     ISS_INPUT(window <= 2 * max_blur_half_width + 1, source, ": blur_sigma ", c.blur_sigma, " and blur_range ",
@@ -443,9 +449,14 @@ double largest_blurred_resolution(const GeneratorConfig& c) {
     return double(2 * max_blur_half_width + 1) / (2.5 * c.blur_range * 0.75);
 }
 
+bool beyond_blur_reach(const GeneratorConfig& c, double resolution) {
+    return blur_window(0.75 * resolution, c.blur_range) > 2 * max_blur_half_width + 1;
+}
+
 double resolution_in_voxels(const GeneratorConfig& c, double bound, double voxel_mm) {
     if (c.resolution_unit == "voxel") return std::max(1.0, bound);
-    return std::max(1.0, std::min(bound / voxel_mm, largest_blurred_resolution(c)));
+    const double resolution = bound / voxel_mm;
+    return std::max(1.0, beyond_blur_reach(c, resolution) ? largest_blurred_resolution(c) : resolution);
 }
 
 double largest_random_resolution(const GeneratorConfig& c, double voxel_mm) {

@@ -133,8 +133,10 @@ double blur_window(double sigma, double blur_range);
 // one; full_resolution_probability 1: neither).
 double largest_random_bound(const GeneratorConfig& config);
 // The largest resolution (map voxels) whose blur, 0.75 r with the blur_range, the kernels' taps
-// hold (max_blur_half_width each side): about 17 at the default range.
+// hold (max_blur_half_width each side): about 17 at the default range. beyond_blur_reach: whether
+// a resolution's window would pass them.
 double largest_blurred_resolution(const GeneratorConfig& config);
+bool beyond_blur_reach(const GeneratorConfig& config, double resolution);
 // The bound a resolution drawn on an axis of voxel size `voxel_mm` has, in map voxels, at least
 // 1: `bound` in the configuration's resolution_unit; in mm, at most largest_blurred_resolution
 // (a map finer than the bound over it is drawn up to what the blur reaches; load_training_maps

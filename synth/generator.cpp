@@ -97,21 +97,23 @@ std::vector<TrainingMap> load_training_maps(const std::string& path, const Gener
     // A random resolution in mm on voxels finer than its blur reaches is drawn up to what it
     // reaches (resolution_in_voxels): said once for the maps.
     const double bound = config.resolution_unit == "mm" ? largest_random_bound(config) : 0;
-    const double reach = largest_blurred_resolution(config);
     const TrainingMap* first = nullptr;
-    double finest = 0;
+    double finest = 0, coarsest = 0;  // of the flagged maps' smallest voxels
     int finer = 0;
     for (const TrainingMap& m : maps) {
         const std::array<double, 3> v = map_voxel_mm(m.grid);
         const double smallest = *std::min_element(v.begin(), v.end());
-        if (bound <= 0 || bound / smallest <= reach) continue;
-        if (finer++ == 0) first = &m, finest = smallest;
+        if (bound <= 0 || !beyond_blur_reach(config, bound / smallest)) continue;
+        if (finer++ == 0) first = &m, finest = coarsest = smallest;
+        finest = std::min(finest, smallest);
+        coarsest = std::max(coarsest, smallest);
     }
     if (first)
         warning(cat(first->name, finer > 1 ? cat(" and ", finer - 1, " other map", finer > 2 ? "s" : "") : "",
-                    ": voxels of ", finest, " mm, finer than the random resolution's blur reaches at ", bound,
-                    " mm (the kernels' ", max_blur_half_width, " taps each side hold ", reach,
-                    " voxels): resolutions there are drawn up to ", reach * finest, " mm"));
+                    ": voxels of ", finest == coarsest ? cat(finest) : cat(finest, "-", coarsest),
+                    " mm, finer than the random resolution's blur reaches at ", bound, " mm (the kernels' ",
+                    max_blur_half_width, " taps each side hold ", largest_blurred_resolution(config),
+                    " voxels): resolutions there are drawn up to that many of their voxels"));
     return maps;
 }
 

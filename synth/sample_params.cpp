@@ -193,7 +193,7 @@ SampleParams draw_sample_params(const GeneratorConfig& config, uint64_t seed, ui
     for (size_t d = 0; d < 3; ++d) {
         p.blur_sigma[d] = float(base_sigma[d] * blur.uniform(1.0 / config.blur_range, config.blur_range));
         const bool resampled = p.resolution[d] > 1;
-        // The largest sigma bounds the drawn one (and is what validate_config saw: a resolution
+        // The largest sigma bounds the drawn one (and is what fits the kernels' taps: a resolution
         // stored as float may round up past its bound).
         const double sigma = resampled ? 0.75 * largest_random_resolution(config, map.voxel_mm[d]) : base_sigma[d];
         p.blur_half_width[d] = int(blur_window(sigma, config.blur_range)) / 2;

@@ -307,8 +307,24 @@ TEST_F(SynthCli, SynthSegsLabelFilesAndNamesAreUnderstood) {
         "fused_classes": []})"),
               file +
                   ": generation label 502 has no prior_means in preset 'infant-t1', whose priors are of its own "
-                  "labels: give prior_means (priors estimates them), or start from preset synthseg (random "
-                  "contrasts)");
+                  "labels: give prior_means and prior_stds (priors estimates them; [] for random contrasts), or "
+                  "start from preset synthseg");
+    // All 43 reversed (the lengths match, so columns were taken for labels silently), and with
+    // prior_stds given: it stays as given, prior_means follows the labels.
+    std::vector<int32_t> reversed(infant.generation_labels.rbegin(), infant.generation_labels.rend() - 1);
+    reversed.insert(reversed.begin(), 0);
+    std::vector<double> stds(2 * n, 7.0);
+    const GeneratorConfig all = parse(cat(R"({"generation_labels": )", nlohmann::json(reversed).dump(),
+                                          R"(, "prior_stds": )", nlohmann::json(stds).dump(), "}"));
+    for (size_t k = 0; k < n; ++k) {
+        const size_t at = size_t(labels::index_of(infant.generation_labels, reversed[k]));
+        ASSERT_EQ(all.prior_means[k], infant.prior_means[at]) << reversed[k];
+        ASSERT_EQ(all.prior_means[n + k], infant.prior_means[n + at]) << reversed[k];
+    }
+    EXPECT_EQ(all.prior_stds, stds);
+    // A label no list may hold is named as such, not as one without priors.
+    EXPECT_EQ(refusal(R"({"generation_labels": [0, -2, 41], "segmentation_labels": [0, 41], "fused_classes": []})"),
+              file + ": generation_labels: -2 is not a label (an integer from 0 to 65535)");
     // Labels a model records (0 to 65535), two outputs at least, the background learned as such.
     EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": [0, 2, 41], "output_labels": [0, 2, 70000]})"),
               file + ": output_labels: 70000 is not a label (an integer from 0 to 65535)");
@@ -392,6 +408,9 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
          "22 voxels each side; at most 16"},
         {R"({"resolution_unit": "inch"})", "resolution_unit must be \"mm\" or \"voxel\", is \"inch\""},
         {R"({"max_anisotropic": 80})", "max_isotropic and max_anisotropic must be in (0, 64] mm, are 4 and 80"},
+        {R"({"randomise_resolution": true, "blur_range": 20})",
+         "blur_range 20 leaves the random resolution no room: its blur's window holds 0.88 voxels of resolution (2 at "
+         "least)"},
         {R"({"resolution_unit": "voxel", "max_isotropic": 0.5})",
          "max_isotropic and max_anisotropic must be in [1, 64] voxels, are 0.5 and 8"}};
     for (size_t i = 0; i < bad_values.size(); ++i) {
@@ -407,7 +426,7 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
     EXPECT_EQ(wide.status, 0) << wide.err;
     EXPECT_NE(wide.err.find(map_file() + ": voxels of 1 mm, finer than the random resolution's blur reaches at 16 mm "
                                          "(the kernels' 16 taps each side hold 11.7333 voxels): resolutions there are "
-                                         "drawn up to 11.7333 mm"),
+                                         "drawn up to that many of their voxels"),
               std::string::npos)
         << wide.err;
     // A bound that cannot be drawn does not count: no anisotropic draws, a large max_anisotropic.
