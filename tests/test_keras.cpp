@@ -852,6 +852,29 @@ protected:
     }
 };
 
+// A published-layout file (no record of ours) takes its channel order from --channel-order: import
+// records it, and predict's posteriors carry it frame by frame.
+TEST_F(KerasCli, APublishedFilesChannelOrderIsTheOneGiven) {
+    const std::string keras = keras_dir() + "/unet_l3_f8_c19_weights.h5";
+    if (!fs::exists(keras)) GTEST_SKIP() << keras << " not found: the published layout's channel order not checked";
+    const std::string labels = " --labels 53,49,47,46,43,42,41,17,10,8,7,4,3,2,24,16,15,14,0";
+    const std::vector<int32_t> freesurfer{0, 14, 15, 16, 24, 2, 3, 4, 7, 8, 10, 17, 41, 42, 43, 46, 47, 49, 53};
+    std::vector<int32_t> ascending = freesurfer;
+    std::sort(ascending.begin(), ascending.end());
+    ASSERT_EQ(run("import --keras " + test::shell_quote(keras) + " --out " + q("fs") + labels).status, 0);
+    EXPECT_EQ(load_model_spec(path("fs/model.safetensors")).labels, freesurfer);
+    const test::RunResult imported = run("import --keras " + test::shell_quote(keras) + " --out " + q("asc") + labels +
+                                         " --channel-order ascending");
+    ASSERT_EQ(imported.status, 0) << imported.err;
+    EXPECT_EQ(load_model_spec(path("asc/model.safetensors")).labels, ascending);
+    scan("scan.nii.gz");
+    const test::RunResult predicted =
+        run("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("seg.nii.gz") + " --post " + q("post.nii.gz") +
+            " --model " + test::shell_quote(keras) + labels + " --channel-order ascending");
+    ASSERT_EQ(predicted.status, 0) << predicted.err;
+    EXPECT_EQ(read_volume_header(path("post.nii.gz")).frame_labels, ascending);
+}
+
 // export, then import: the same parameters bit for bit, and the same segmentation.
 TEST_F(KerasCli, ExportThenImportGivesTheSameModel) {
     make_model_dir("ours");
