@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "io/orientation.h"
+#include "io/volume.h"  // max_label_value
 #include "kernels/common/error.h"
 #include "post/prediction.h"
 #include "synth/labels.h"
@@ -13,7 +14,15 @@ std::vector<int32_t> keras_label_list(const std::string& text) {
     ISS_INPUT(!text.empty(),
               "--labels is required for a Keras model: infant, synthseg, a .npy file or a list (a file "
               "written by this program's export records them)");
-    return named_label_list(text, "--labels");
+    const std::vector<int32_t> labels = named_label_list(text, "--labels");
+    for (const int32_t label : labels)
+        ISS_INPUT(label >= 0 && label <= max_label_value, "--labels: ", label, " is not a label (an integer from 0 to ",
+                  max_label_value, ")");
+    // The SynthSeg family's networks all have a background output; without it every voxel would
+    // count as a structure (predict's volumes).
+    ISS_INPUT(std::find(labels.begin(), labels.end(), 0) != labels.end(),
+              "--labels must hold 0, the background: the network has an output for it");
+    return labels;
 }
 
 namespace {
@@ -53,7 +62,7 @@ ModelSpec recorded_spec(const KerasUNet& model, const std::string& source) {
 
 ModelSpec keras_model_spec(const KerasUNet& model, const KerasImportOptions& options, const std::string& source) {
     ISS_INPUT(model.description.empty() || options.channel_order.empty(), source,
-              " records its model's channel order: --channel-order is for a file of another's");
+              " records its model's channel order: --channel-order is for files written elsewhere");
     if (!model.description.empty() && options.labels.empty()) {
         ISS_INPUT(options.orientation.empty() && options.voxel_size_mm == 0, source,
                   " records its model (labels, frame, voxel sizes): ",

@@ -141,8 +141,8 @@ nlohmann::json label_list(const nlohmann::json& value, const std::string& json_p
     nlohmann::json labels = nlohmann::json::array();
     for (size_t i = 0; i < a.values.size(); ++i) {
         const double v = a.values[i];
-        ISS_INPUT(v == std::round(v) && std::fabs(v) <= INT32_MAX, file, ": ", key, " holds ", v, " at ", i,
-                  ": not a label (a whole number of at most 2^31)");
+        ISS_INPUT(v == std::round(v) && v >= 0 && v <= max_label_value, file, ": ", key, " holds ", v, " at ", i,
+                  ": not a label (an integer from 0 to ", max_label_value, ")");
         labels.push_back(int32_t(v));
     }
     return labels;
@@ -352,6 +352,9 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
             ISS_INPUT(fused.insert(label).second, source, ": label ", label,
                       " is in two fused classes (which of their intensities would it share?)");
         }
+    ISS_INPUT(c.prior_means.empty() == c.prior_stds.empty(), source,
+              ": prior_means and prior_stds go together (both [] for random contrasts); ",
+              c.prior_means.empty() ? "prior_means" : "prior_stds", " is empty");
     const bool uses_priors = !c.prior_means.empty() || !c.prior_stds.empty();
     if (uses_priors) {
         ISS_INPUT(c.prior_means.size() == 2 * n, source, ": prior_means must have shape (2, ", n,
@@ -409,9 +412,9 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
     // draw, must fit the kernels' taps: at the base sigma, and at a random resolution in voxels
     // (one in mm is drawn up to what the taps hold: resolution_in_voxels).
     // In mm the blur must reach past the full resolution, or the option would draw nothing.
-    ISS_INPUT(!c.randomise_resolution || c.resolution_unit == "voxel" || largest_blurred_resolution(c) >= 2, source,
+    ISS_INPUT(c.resolution_unit == "voxel" || largest_random_bound(c) == 0 || largest_blurred_resolution(c) > 1, source,
               ": blur_range ", c.blur_range, " leaves the random resolution no room: its blur's window holds ",
-              largest_blurred_resolution(c), " voxels of resolution (2 at least)");
+              largest_blurred_resolution(c), " voxels of resolution, the full resolution's 1");
     const double resolution = c.resolution_unit == "voxel" ? largest_random_resolution(c, 1) : 1;
     const double window = blur_window(std::max(c.blur_sigma, resolution > 1 ? 0.75 * resolution : 0.0), c.blur_range);
     ISS_INPUT(window <= 2 * max_blur_half_width + 1, source, ": blur_sigma ", c.blur_sigma, " and blur_range ",

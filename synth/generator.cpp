@@ -66,7 +66,7 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
                              config.generation_labels.size(), " generation_labels (preset '", config.preset,
                              "', or a --config's own list)",
                              unknown.size() > 1 ? cat(" (", unknown.size(), " such values: ", values, ")") : "",
-                             "; a --config whose generation_labels list them (priors of that length) can use them"));
+                             "; a --config whose generation_labels list them can use them"));
     }
     // All background (a blank or wrong file, a mask of zeros): its samples would teach nothing.
     ISS_INPUT(std::any_of(labels.data.begin(), labels.data.end(), [](int32_t v) { return v != 0; }), name,

@@ -950,7 +950,7 @@ TEST_F(KerasCli, AnExportKeepsItsOwnChannelOrder) {
     expect_bad("import --keras " + q("ours.h5") + " --out " + q("out") + " --labels 0,2,3,41,42",
                path("ours.h5") + " records its labels (0,2,16,41,42): --labels names others");
     expect_bad("import --keras " + q("ours.h5") + " --out " + q("out") + " --channel-order ascending",
-               path("ours.h5") + " records its model's channel order: --channel-order is for a file of another's");
+               path("ours.h5") + " records its model's channel order: --channel-order is for files written elsewhere");
 }
 
 // export to .keras: predict and import take the archive without --labels, as the model it came
@@ -1151,6 +1151,15 @@ TEST(KerasLabels, TheChannelOrderIsTheOneGiven) {
     foreign.unet.classes = 6;
     EXPECT_EQ(test::refusal_of("--labels", [&] { keras_model_spec(foreign, options, "f.h5"); }),
               "--labels: label 2 is listed twice");
+    options.labels = "0,2,-1,41,42,3";
+    options.channel_order = "freesurfer";
+    EXPECT_EQ(test::refusal_of("--labels", [&] { keras_model_spec(foreign, options, "f.h5"); }),
+              "--labels: -1 is not a label (an integer from 0 to 65535)");
+    options.labels = "1,2,3,41,42,43";
+    options.channel_order = "ascending";
+    EXPECT_EQ(test::refusal_of("--labels", [&] { keras_model_spec(foreign, options, "f.h5"); }),
+              "--labels must hold 0, the background: the network has an output for it");
+    options.labels = "0,2,3,41,42,43";
     options.channel_order = "sideways";
     EXPECT_EQ(test::refusal_of("--channel-order", [&] { keras_model_spec(foreign, options, "f.h5"); }),
               "--channel-order must be freesurfer or ascending, got 'sideways'");

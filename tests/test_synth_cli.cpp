@@ -347,7 +347,7 @@ TEST_F(SynthCli, SynthSegsLabelFilesAndNamesAreUnderstood) {
     EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": "table.npy"})"),
               path("table.npy") + ": generation_labels must be a list of labels (one dimension), has 2 dimensions");
     EXPECT_EQ(refusal(R"({"preset": "synthseg", "output_labels": "fractions.npy"})"),
-              path("fractions.npy") + ": output_labels holds 2.5 at 1: not a label (a whole number of at most 2^31)");
+              path("fractions.npy") + ": output_labels holds 2.5 at 1: not a label (an integer from 0 to 65535)");
 }
 
 TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
@@ -409,8 +409,10 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
         {R"({"resolution_unit": "inch"})", "resolution_unit must be \"mm\" or \"voxel\", is \"inch\""},
         {R"({"max_anisotropic": 80})", "max_isotropic and max_anisotropic must be in (0, 64] mm, are 4 and 80"},
         {R"({"randomise_resolution": true, "blur_range": 20})",
-         "blur_range 20 leaves the random resolution no room: its blur's window holds 0.88 voxels of resolution (2 at "
-         "least)"},
+         "blur_range 20 leaves the random resolution no room: its blur's window holds 0.88 voxels of resolution, the "
+         "full resolution's 1"},
+        {R"({"prior_means": []})",
+         "prior_means and prior_stds go together (both [] for random contrasts); prior_means is empty"},
         {R"({"resolution_unit": "voxel", "max_isotropic": 0.5})",
          "max_isotropic and max_anisotropic must be in [1, 64] voxels, are 0.5 and 8"}};
     for (size_t i = 0; i < bad_values.size(); ++i) {
