@@ -188,6 +188,45 @@ GeneratorConfig load_config(const PresetChoice& preset, const std::string& json_
     return parse_config(preset, read_text_file(json_path), json_path);
 }
 
+namespace {
+
+// A file that lists its own generation labels, given what it left to its preset (`base`): the
+// preset's priors are columns of the preset's list, so each label keeps its own, found by value
+// (in the preset's order they would be other labels'); the preset's segmentation labels and
+// fused classes must be among the file's labels, else the file must give its own.
+void fit_preset_to_own_labels(GeneratorConfig& config, const GeneratorConfig& base, const nlohmann::json& overrides,
+                              const std::string& json_path) {
+    const size_t n = config.generation_labels.size(), preset_n = base.generation_labels.size();
+    for (const auto& [key, prior, preset_prior] : {std::tuple{"prior_means", &config.prior_means, &base.prior_means},
+                                                   {"prior_stds", &config.prior_stds, &base.prior_stds}}) {
+        if (overrides.contains(key) || preset_prior->empty()) continue;
+        std::vector<double> by_label(2 * n);
+        for (size_t k = 0; k < n; ++k) {
+            const int32_t label = config.generation_labels[k];
+            if (label < 0 || label > max_label_value) continue;  // validate_config names it
+            const int at = labels::index_of(base.generation_labels, label);
+            ISS_INPUT(at >= 0, json_path, ": generation label ", label, " has no ", key, " in preset '", base.preset,
+                      "', whose priors are of its own labels: give prior_means and prior_stds (priors estimates ",
+                      "them; [] for random contrasts), or start from preset synthseg");
+            by_label[k] = (*preset_prior)[size_t(at)];
+            by_label[n + k] = (*preset_prior)[preset_n + size_t(at)];
+        }
+        *prior = by_label;
+    }
+    auto require_listed = [&](const std::vector<int32_t>& list, const char* what, const char* instead) {
+        for (const int32_t label : list)
+            ISS_INPUT(labels::index_of(config.generation_labels, label) >= 0, json_path, ": ", what, " ", label,
+                      " of preset ", config.preset, " is not one of this file's generation_labels: give ", instead);
+    };
+    if (!overrides.contains("segmentation_labels") && !overrides.contains("output_labels"))
+        require_listed(config.segmentation_labels, "segmentation label", "segmentation_labels, or output_labels");
+    if (!overrides.contains("fused_classes"))
+        for (const auto& group : config.fused_classes)
+            require_listed(group, "fused class label", "fused_classes ([] for none)");
+}
+
+}  // namespace
+
 GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json_text, const std::string& source) {
     const std::string& json_path = source;  // a relative prior .npy path is taken beside it
     nlohmann::json overrides = parse_json(json_text, json_path);
@@ -225,8 +264,8 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
         throw InputError(cat(json_path, ": a parameter has the wrong type: ", e.what()));
     }
     // SynthSeg's way: the per-label targets alone, the network's outputs being the labels they
-    // hold, in Infant-SynthSeg's channel order (FreeSurfer's classes), or
-    // ascending when a label is in none of them.
+    // hold, in Infant-SynthSeg's channel order (FreeSurfer's classes), or ascending when a label
+    // is in none of them.
     if (!config.output_labels.empty() && !overrides.contains("segmentation_labels")) {
         const std::set<int32_t> distinct(config.output_labels.begin(), config.output_labels.end());
         config.segmentation_labels.assign(distinct.begin(), distinct.end());
@@ -235,46 +274,7 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
         } catch (const InputError&) {
         }
     }
-    // The preset's priors are columns of its own generation list: a file listing its own labels
-    // keeps each label's, found by value (in the preset's order they would be other labels').
-    if (overrides.contains("generation_labels"))
-        for (const auto& [key, prior, preset_prior] :
-             {std::tuple{"prior_means", &config.prior_means, &base.prior_means},
-              {"prior_stds", &config.prior_stds, &base.prior_stds}}) {
-            if (overrides.contains(key) || preset_prior->empty()) continue;
-            const size_t n = config.generation_labels.size(), preset_n = base.generation_labels.size();
-            std::vector<double> by_label(2 * n);
-            for (size_t k = 0; k < n; ++k) {
-                const int32_t label = config.generation_labels[k];
-                if (label < 0 || label > max_label_value) continue;  // validate_config names it
-                const int at = labels::index_of(base.generation_labels, label);
-                ISS_INPUT(at >= 0, json_path, ": generation label ", label, " has no ", key, " in preset '",
-                          base.preset, "', whose priors are of its own labels: give prior_means and prior_stds ",
-                          "(priors estimates them; [] for random contrasts), or start from preset synthseg");
-                by_label[k] = (*preset_prior)[size_t(at)];
-                by_label[n + k] = (*preset_prior)[preset_n + size_t(at)];
-            }
-            *prior = by_label;
-        }
-    // A file's own generation labels with the label lists it left to its preset, of other labels.
-    if (overrides.contains("generation_labels")) {
-        auto missing = [&](const std::vector<int32_t>& list) {
-            for (const int32_t label : list)
-                if (labels::index_of(config.generation_labels, label) < 0) return label;
-            return -1;
-        };
-        if (!overrides.contains("segmentation_labels") && !overrides.contains("output_labels")) {
-            const int32_t label = missing(config.segmentation_labels);
-            ISS_INPUT(label < 0, json_path, ": segmentation label ", label, " of preset ", config.preset,
-                      " is not one of this file's generation_labels: give segmentation_labels, or output_labels");
-        }
-        if (!overrides.contains("fused_classes"))
-            for (const auto& group : config.fused_classes) {
-                const int32_t label = missing(group);
-                ISS_INPUT(label < 0, json_path, ": fused class label ", label, " of preset ", config.preset,
-                          " is not one of this file's generation_labels: give fused_classes ([] for none)");
-            }
-    }
+    if (overrides.contains("generation_labels")) fit_preset_to_own_labels(config, base, overrides, json_path);
     validate_config(config, json_path);
     return config;
 }

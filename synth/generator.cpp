@@ -90,12 +90,11 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
     return map;
 }
 
-std::vector<TrainingMap> load_training_maps(const std::string& path, const GeneratorConfig& config) {
-    std::vector<TrainingMap> maps;
-    for (const std::string& file : volume_files(path))
-        maps.push_back(make_training_map(read_labels(file), config, file));
-    // A random resolution in mm on voxels finer than its blur reaches is drawn up to what it
-    // reaches (resolution_in_voxels): said once for the maps.
+namespace {
+
+// A random resolution in mm on voxels finer than its blur reaches is drawn up to what it reaches
+// (resolution_in_voxels): said once for a set of maps.
+void warn_of_maps_past_the_blurs_reach(const std::vector<TrainingMap>& maps, const GeneratorConfig& config) {
     const double bound = config.resolution_unit == "mm" ? largest_random_bound(config) : 0;
     const TrainingMap* first = nullptr;
     double finest = 0, coarsest = 0;  // of the flagged maps' smallest voxels
@@ -114,6 +113,15 @@ std::vector<TrainingMap> load_training_maps(const std::string& path, const Gener
                     " mm, finer than the random resolution's blur reaches at ", bound, " mm (the kernels' ",
                     max_blur_half_width, " taps each side hold ", largest_blurred_resolution(config),
                     " voxels): resolutions there are drawn up to that many of their voxels"));
+}
+
+}  // namespace
+
+std::vector<TrainingMap> load_training_maps(const std::string& path, const GeneratorConfig& config) {
+    std::vector<TrainingMap> maps;
+    for (const std::string& file : volume_files(path))
+        maps.push_back(make_training_map(read_labels(file), config, file));
+    warn_of_maps_past_the_blurs_reach(maps, config);
     return maps;
 }
 
@@ -201,9 +209,7 @@ Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vec
     for (const int twin : labels::twin_positions(config_.generation_labels)) twin_of_.push_back(uint8_t(twin));
 
     // Workspace at the largest shapes any map can produce.
-    for (const TrainingMap& m : maps_) {
-        map_geometry_.push_back({m.grid.dim, m.lr_axis, map_voxel_mm(m.grid)});
-    }
+    for (const TrainingMap& m : maps_) map_geometry_.push_back({m.grid.dim, m.lr_axis, map_voxel_mm(m.grid)});
     int64_t max_velocity = 0, max_field = 0, max_out = 0, max_bias = 0, max_map = 0, max_reach = 0;
     for (const MapGeometry& map : map_geometry_) {
         // The shapes depend only on the map, so any draw for that map gives them.

@@ -231,13 +231,9 @@ TEST_F(SynthCli, SynthSegsLabelFilesAndNamesAreUnderstood) {
     write_npy(path("segmentation_labels.npy"), {13}, learned_as);
     const std::string file = path("c.json");
     auto parse = [&](const std::string& text) { return parse_config(PresetChoice{}, text, file); };
-    auto refusal = [&](const std::string& text) {
-        try {
-            parse(text);
-        } catch (const InputError& e) {
-            return std::string(e.what());
-        }
-        return std::string("accepted");
+    // The refusal of a configuration's text, which names `named` first (the configuration).
+    auto refusal = [&](const std::string& text, const std::string& named = "") {
+        return test::refusal_of(named.empty() ? file : named, [&] { parse(text); });
     };
     const GeneratorConfig config = parse(R"({"preset": "synthseg", "generation_labels": "generation_labels.npy",
         "output_labels": "segmentation_labels.npy"})");
@@ -344,9 +340,9 @@ TEST_F(SynthCli, SynthSegsLabelFilesAndNamesAreUnderstood) {
               file + ": parameter 'output_labels' names no file");
     write_npy(path("table.npy"), {2, 2}, {0, 2, 0, 41});
     write_npy(path("fractions.npy"), {2}, {0, 2.5});
-    EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": "table.npy"})"),
+    EXPECT_EQ(refusal(R"({"preset": "synthseg", "generation_labels": "table.npy"})", path("table.npy")),
               path("table.npy") + ": generation_labels must be a list of labels (one dimension), has 2 dimensions");
-    EXPECT_EQ(refusal(R"({"preset": "synthseg", "output_labels": "fractions.npy"})"),
+    EXPECT_EQ(refusal(R"({"preset": "synthseg", "output_labels": "fractions.npy"})", path("fractions.npy")),
               path("fractions.npy") + ": output_labels holds 2.5 at 1: not a label (an integer from 0 to 65535)");
 }
 

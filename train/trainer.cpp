@@ -606,12 +606,10 @@ static void require_resumable(const ModelSpec& saved, const std::string& json, c
     const UNetConfig& a = saved.unet;
     ISS_INPUT(a.classes == unet.classes, json, ": has ", a.classes, " outputs (", label_list_text(saved.labels),
               "), the generator's segmentation_labels ", unet.classes, " (", label_list_text(labels), ")");
-    ISS_INPUT(a.levels == unet.levels && a.features == unet.features && a.classes == unet.classes &&
-                  a.in_channels == unet.in_channels && a.kernel == unet.kernel &&
-                  a.convs_per_level == unet.convs_per_level,
-              json, ": holds a different architecture (levels ", a.levels, ", features ", a.features, ", classes ",
-              a.classes, ") than asked for (levels ", unet.levels, ", features ", unet.features, ", classes ",
-              unet.classes, ")");
+    ISS_INPUT(a.levels == unet.levels && a.features == unet.features && a.in_channels == unet.in_channels &&
+                  a.kernel == unet.kernel && a.convs_per_level == unet.convs_per_level,
+              json, ": holds a different architecture (levels ", a.levels, ", features ", a.features,
+              ") than asked for (levels ", unet.levels, ", features ", unet.features, ")");
     ISS_INPUT(saved.labels == labels, json, ": its labels (", label_list_text(saved.labels),
               ") are not the generator's segmentation_labels (", label_list_text(labels), "), in channel order");
     ISS_INPUT(fs::exists(optimizer), optimizer,
