@@ -299,7 +299,9 @@ void OutputSet::write(const std::string& path, const std::function<void(const st
 
 void OutputSet::move_pending() {
     ISS_REQUIRE(!done_, "output set committed twice");
-    moved_.reserve(moved_.size() + pending_.size());  // no allocation once a file has moved
+    // No allocation once a file has moved; grown geometrically, as synth commits sample by sample.
+    if (moved_.capacity() < moved_.size() + pending_.size())
+        moved_.reserve(std::max(moved_.size() + pending_.size(), 2 * moved_.capacity()));
     for (std::unique_ptr<OutputFile>& out : pending_) {
         Moved moved;
         moved.path = out->path();
@@ -345,7 +347,8 @@ void OutputSet::keep_moved_on_signal() noexcept {
     // Switched for every file while no signal puts anything back or takes a new file away, so
     // that none sees half the set switched (a pair half taken back).
     restore_blockers.fetch_add(1);
-    for (Moved& m : moved_) {
+    for (; kept_through_ < moved_.size(); ++kept_through_) {
+        Moved& m = moved_[kept_through_];
         kept_copies.remove_on_signal(m.slot);
         keep_on_signal(m);
         // A copy that found no slot need not be put back any more: it no longer blocks the

@@ -123,6 +123,7 @@ private:
     void keep_moved_on_signal() noexcept;
     std::vector<std::unique_ptr<OutputFile>> pending_;
     std::vector<Moved> moved_;
+    size_t kept_through_ = 0;  // moved_[0, kept_through_) stay on a signal already
     bool done_ = false;
 };
 
