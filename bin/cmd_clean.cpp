@@ -1,7 +1,6 @@
 // `infant-synthseg clean`: folds the infant extra labels and relabels small islands (SPEC.md
 // section 6, "Clean"; the rules in post/clean.h). Inputs are read and checked before anything
 // is written; the outputs appear together or not at all.
-#include <algorithm>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -79,9 +78,6 @@ int cmd_clean(int argc, char** argv) {
     p.post = on_grid_of(std::move(posteriors.image), post_path, p.seg.grid, seg_path);
 
     const CleanStats s = clean_prediction(p, posteriors.labels, options, seg_path);
-    // A fold sums two frames: on a merge's maxima that may pass 1, which no reader (this one
-    // included) takes for a probability.
-    for (float& v : p.post.data) v = std::min(v, 1.0f);
     write_prediction(out, p.seg, &seg_header, out_post, p.post, posteriors.labels.labels, &post_header);
     std::printf(
         "clean: folded %lld voxels; %lld islands (%lld voxels) relabelled, %lld voxels to background; wrote %s%s%s\n",

@@ -158,6 +158,15 @@ CleanStats clean_prediction(Prediction& p, const LabelList& list, const CleanOpt
     require_listed(p.seg, seg_path, list);
     CleanStats stats = remove_islands(p.seg, p.post, list, options.island_threshold);
     stats.folded_voxels = folded;
+    // A fold sums two frames: on a merge's maxima that may pass 1, which no reader (this one
+    // included) takes for a probability. Capped once the islands have compared the sums.
+    const int64_t n = p.post.grid.voxels();
+    for (const auto& [from, to] : fold_pairs(options.merge_cerebellum)) {
+        const int t = list.index_of(to);
+        if (list.index_of(from) < 0 || t < 0) continue;
+        float* frame = p.post.data.data() + int64_t(t) * n;
+        for (int64_t v = 0; v < n; ++v) frame[v] = std::min(frame[v], 1.0f);
+    }
     return stats;
 }
 
