@@ -63,6 +63,8 @@ Args::Args(const std::string& command, int argc, char** argv, const std::set<std
             throw InputError(cat(command_, ": unknown option ", arg, " (see 'infant-synthseg ", command_, " --help')"));
         }
     }
+    // Before any thread runs; a --threads given decides instead (apply_threads).
+    if (!has("--threads")) limit_threads_to_machine();
 }
 
 std::string Args::get(const std::string& name, const std::string& fallback) const {
@@ -114,21 +116,21 @@ void Args::apply_threads() const {
     if (!has("--threads")) return;
     long long threads = integer("--threads", 0);
     ISS_INPUT(threads >= 1, command_, ": --threads must be at least 1, got ", threads);
-    if (threads > thread_limit()) {
-        warning(cat(command_, ": --threads ", threads, ": at most 4 per hardware thread of this machine; using ",
-                    thread_limit()));
-        threads = thread_limit();
+    const long long limit = thread_limit();
+    if (threads > limit) {
+        warning(
+            cat(command_, ": --threads ", threads, ": at most 4 per hardware thread of this machine; using ", limit));
+        threads = limit;
     }
     omp_set_num_threads(int(threads));
 }
 
-void limit_threads_to_machine(bool threads_option_given) {
-    const long long asked = omp_get_max_threads();
-    if (asked <= thread_limit()) return;
-    if (!threads_option_given)
-        warning(cat("OMP_NUM_THREADS asks for ", asked, " threads: at most 4 per hardware thread of this machine; ",
-                    "using ", thread_limit()));
-    omp_set_num_threads(int(thread_limit()));
+void limit_threads_to_machine() {
+    const long long asked = omp_get_max_threads(), limit = thread_limit();
+    if (asked <= limit) return;
+    warning(cat("OMP_NUM_THREADS asks for ", asked, " threads: at most 4 per hardware thread of this machine; using ",
+                limit));
+    omp_set_num_threads(int(limit));
 }
 
 std::string Args::preset() const {

@@ -53,10 +53,9 @@ private:
 
 // The most CPU threads a command runs: 4 per hardware thread this process may use.
 long long thread_limit();
-// For main(), before a command runs: OpenMP's thread count (OMP_NUM_THREADS) at most
-// thread_limit(), with a warning, as --threads is; no warning when the command line gives
-// --threads, which then decides.
-void limit_threads_to_machine(bool threads_option_given);
+// OpenMP's thread count (OMP_NUM_THREADS) at most thread_limit(), with a warning, as --threads
+// is: Args' constructor calls it when the command line gives no --threads.
+void limit_threads_to_machine();
 
 // The label list `option` names (label_list_or_default), or none when it was not given.
 std::optional<LabelList> given_label_list(const Args& args, const std::string& option);

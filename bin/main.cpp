@@ -88,13 +88,13 @@ int main(int argc, char** argv) {
     for (const Command& c : commands) {
         if (std::strcmp(argv[1], c.name) != 0) continue;
         // An output to standard output (`dice --out /dev/stdout | ...`) keeps it for the data.
-        bool to_standard_output = false, threads_option = false;
         for (int a = 2; a < argc; ++a) {
             const char* equals = argv[a][0] == '-' ? std::strchr(argv[a], '=') : nullptr;  // --out=VALUE
-            to_standard_output |= iss::names_standard_output(equals ? equals + 1 : argv[a]);
-            threads_option |= std::strncmp(argv[a], "--threads", 9) == 0 && (!argv[a][9] || argv[a][9] == '=');
+            if (iss::names_standard_output(equals ? equals + 1 : argv[a])) {
+                iss::route_reports_to_stderr();
+                break;
+            }
         }
-        if (to_standard_output) iss::route_reports_to_stderr();
         // A command ended by a signal (install_output_cleanup_on_signals lists them) leaves no
         // temporary file and no half set of outputs; train and synth stop at a safe point on
         // SIGINT, SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 instead (the step and a checkpoint, the
@@ -103,7 +103,6 @@ int main(int argc, char** argv) {
         // Not for train: it runs for days, allocates its buffers once, and a heap that never
         // shrinks could only grow there.
         if (std::strcmp(c.name, "train") != 0) iss::keep_freed_host_memory();
-        iss::cli::limit_threads_to_machine(threads_option);
         try {
             return c.run(argc - 2, argv + 2);
         } catch (const std::exception& e) {
