@@ -41,10 +41,8 @@ struct SignalRegistry {
 
     // The slot, or -1 when every one is taken (the file is then left to the normal paths).
     int claim(const std::string& file, const std::string& restore_to = "") {
-        static_assert(kWithRestore || sizeof restore == 1);
-        if (file.size() >= kSlotBytes || restore_to.size() >= sizeof restore[0] ||
-            (!kWithRestore && !restore_to.empty()))
-            return -1;
+        // Without restore paths, restore[0] holds one byte: only "" fits.
+        if (file.size() >= kSlotBytes || restore_to.size() >= sizeof restore[0]) return -1;
         for (int i = 0; i < kSlots; ++i) {
             int expected = kFree;
             if (!state[i].compare_exchange_strong(expected, kClaimed, std::memory_order_acq_rel)) continue;
