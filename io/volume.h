@@ -93,4 +93,10 @@ using LabelMap = Volume<int32_t>;
 // The largest label value a model may learn and record (its segmentation written as uint16).
 inline constexpr int32_t max_label_value = 65535;
 
+// Whether a number read from a file or an option is such a label, and the words refusals end with.
+inline bool is_label_value(double v) {
+    return v >= 0 && v <= max_label_value && v == std::floor(v);
+}
+inline const std::string not_a_label = "not a label (an integer from 0 to " + std::to_string(max_label_value) + ")";
+
 }  // namespace iss

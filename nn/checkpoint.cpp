@@ -243,8 +243,8 @@ ModelSpec parse_model_description(const std::string& text, const std::string& pa
     ISS_INPUT(labels.is_array() && int64_t(labels.size()) == spec.unet.classes, path, ": field 'labels' must list ",
               spec.unet.classes, " labels, one per output class");
     for (const nlohmann::json& l : labels) {
-        ISS_INPUT(l.is_number_integer() && l.get<int64_t>() >= 0 && l.get<int64_t>() <= max_label_value, path,
-                  ": field 'labels': ", l.dump(), " is not a label (an integer from 0 to ", max_label_value, ")");
+        ISS_INPUT(l.is_number_integer() && is_label_value(double(l.get<int64_t>())), path,
+                  ": field 'labels': ", l.dump(), " is ", not_a_label);
         const int32_t label = int32_t(l.get<int64_t>());
         ISS_INPUT(std::find(spec.labels.begin(), spec.labels.end(), label) == spec.labels.end(), path,
                   ": field 'labels': ", label, " is listed twice");

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "io/orientation.h"
-#include "io/volume.h"  // max_label_value
+#include "io/volume.h"  // is_label_value
 #include "kernels/common/error.h"
 #include "post/prediction.h"
 #include "synth/labels.h"
@@ -15,9 +15,7 @@ std::vector<int32_t> keras_label_list(const std::string& text) {
               "--labels is required for a Keras model: infant, synthseg, a .npy file or a list (a file "
               "written by this program's export records them)");
     const std::vector<int32_t> labels = named_label_list(text, "--labels");
-    for (const int32_t label : labels)
-        ISS_INPUT(label >= 0 && label <= max_label_value, "--labels: ", label, " is not a label (an integer from 0 to ",
-                  max_label_value, ")");
+    for (const int32_t label : labels) ISS_INPUT(is_label_value(label), "--labels: ", label, " is ", not_a_label);
     // The SynthSeg family's networks all have a background output; without it every voxel would
     // count as a structure (predict's volumes).
     ISS_INPUT(std::find(labels.begin(), labels.end(), 0) != labels.end(),

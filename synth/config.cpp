@@ -10,7 +10,7 @@
 #include "io/file_util.h"
 #include "io/json.h"
 #include "io/npy.h"
-#include "io/volume.h"  // max_label_value
+#include "io/volume.h"  // is_label_value
 #include "kernels/common/error.h"
 #include "kernels/synth/blur.h"
 #include "synth/infant_priors.h"
@@ -141,8 +141,7 @@ nlohmann::json label_list(const nlohmann::json& value, const std::string& json_p
     nlohmann::json labels = nlohmann::json::array();
     for (size_t i = 0; i < a.values.size(); ++i) {
         const double v = a.values[i];
-        ISS_INPUT(v == std::round(v) && v >= 0 && v <= max_label_value, file, ": ", key, " holds ", v, " at ", i,
-                  ": not a label (an integer from 0 to ", max_label_value, ")");
+        ISS_INPUT(is_label_value(v), file, ": ", key, " holds ", v, " at ", i, ": ", not_a_label);
         labels.push_back(int32_t(v));
     }
     return labels;
@@ -203,7 +202,7 @@ void fit_preset_to_own_labels(GeneratorConfig& config, const GeneratorConfig& ba
         std::vector<double> by_label(2 * n);
         for (size_t k = 0; k < n; ++k) {
             const int32_t label = config.generation_labels[k];
-            if (label < 0 || label > max_label_value) continue;  // validate_config names it
+            if (!is_label_value(label)) continue;  // validate_config names it
             const int at = labels::index_of(base.generation_labels, label);
             ISS_INPUT(at >= 0, json_path, ": generation label ", label, " has no ", key, " in preset '", base.preset,
                       "', whose priors are of its own labels: give prior_means and prior_stds (priors estimates ",
@@ -289,8 +288,7 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
                                      {&c.output_labels, "output_labels"},
                                      {&c.segmentation_labels, "segmentation_labels"}})
         for (const int32_t label : *list)
-            ISS_INPUT(label >= 0 && label <= max_label_value, source, ": ", name, ": ", label,
-                      " is not a label (an integer from 0 to ", max_label_value, ")");
+            ISS_INPUT(is_label_value(label), source, ": ", name, ": ", label, " is ", not_a_label);
     ISS_INPUT(std::set<int32_t>(c.generation_labels.begin(), c.generation_labels.end()).size() == n, source,
               ": generation_labels has duplicates");
     // As SynthSeg orders them: the background reset and the padding find the background there.
