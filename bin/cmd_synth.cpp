@@ -117,8 +117,9 @@ long long sample_number(const std::string& name) {
 // `out_dir`, which is not the --labels folder: none may be an input, and the directory must be
 // writable. Each of those names that exists already is checked: a label map stored there under
 // such a name, or a link to an input (either way round), would be replaced by a sample.
-void check_synth_outputs(const std::string& labels_path, const std::string& config_path, const std::string& out_dir,
-                         long long first, long long count, bool preview) {
+void check_synth_outputs(const std::string& labels_path, const std::vector<std::string>& map_files,
+                         const std::string& config_path, const std::string& out_dir, long long first, long long count,
+                         bool preview) {
     // Samples in the folder of maps would be read as maps by the next `--labels` of it (the
     // images refused as non-integer labels, the label crops trained on as maps).
     std::error_code ec;
@@ -126,8 +127,7 @@ void check_synth_outputs(const std::string& labels_path, const std::string& conf
               " is the folder of label maps --labels reads: the samples would be taken for label maps there; "
               "write them to another folder");
     std::vector<NamedPath> inputs = config_inputs(config_path);
-    // Listed again to be read, where the temporaries left out are said.
-    for (const std::string& f : volume_files(labels_path, false)) inputs.push_back({f, "--labels"});
+    for (const std::string& f : map_files) inputs.push_back({f, "--labels"});
     const std::string first_image = sample_name("image", first);
     auto is_output = [&](const std::string& name) {
         const long long index = sample_number(name);
@@ -220,9 +220,10 @@ int cmd_synth(int argc, char** argv) {
     const std::string out_dir = args.require("--out");
     const Device device = parse_device(args.get("--device", "auto"));
 
-    check_synth_outputs(labels_path, config_path, out_dir, first, count, args.flag("--preview"));
+    const std::vector<std::string> map_files = volume_files(labels_path);
+    check_synth_outputs(labels_path, map_files, config_path, out_dir, first, count, args.flag("--preview"));
     // Every map read and checked before the output directory is touched.
-    std::vector<TrainingMap> maps = load_training_maps(labels_path, config);
+    std::vector<TrainingMap> maps = load_training_maps(map_files, config);
     warn_of_other_runs(out_dir, maps, first, count, args.flag("--preview"));
 
     DeviceContext ctx(device);

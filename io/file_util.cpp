@@ -717,7 +717,7 @@ std::string file_prefix(const std::string& path, size_t count) {
     return bytes;
 }
 
-std::vector<std::string> volume_files(const std::string& path, bool warn_of_temporaries) {
+std::vector<std::string> volume_files(const std::string& path) {
     namespace fs = std::filesystem;
     std::error_code ec;
     if (!fs::is_directory(path, ec)) {
@@ -730,8 +730,7 @@ std::vector<std::string> volume_files(const std::string& path, bool warn_of_temp
         // Hidden files are not scans (macOS writes ._NAME beside every file it copies).
         if (name.front() == '.' || !is_volume_name(name) || !entry.is_regular_file(ec)) continue;
         if (is_temporary_output(name)) {  // a killed run's (SIGKILL): its name ends in .nii.gz too
-            if (warn_of_temporaries)
-                warning(cat(entry.path().string(), ": an unfinished output of a run that was killed: not read"));
+            warning(cat(entry.path().string(), ": an unfinished output of a run that was killed: not read"));
             continue;
         }
         files.push_back(entry.path().string());

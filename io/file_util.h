@@ -242,9 +242,8 @@ std::map<std::string, std::string> volume_files_by_subject(const std::string& fo
 // The volume files a path names: the file itself, or every *.nii / *.nii.gz / *.hdr / *.mgz /
 // *.mgh in a directory but hidden ones (macOS's ._NAME copies), sorted by name. InputError naming the path
 // when it does not exist or a directory has none.
-// `warn_of_temporaries`: a warning for each killed run's temporary left out (a command listing a
-// folder twice says it once).
-std::vector<std::string> volume_files(const std::string& path, bool warn_of_temporaries = true);
+// A killed run's temporary left out is said in a warning.
+std::vector<std::string> volume_files(const std::string& path);
 
 // The folders a command makes for its outputs (mkdir -p), taken back if the command fails: when
 // an exception unwinds past this object, every folder it made is removed again, innermost first,

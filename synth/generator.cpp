@@ -117,10 +117,9 @@ void warn_of_maps_past_the_blurs_reach(const std::vector<TrainingMap>& maps, con
 
 }  // namespace
 
-std::vector<TrainingMap> load_training_maps(const std::string& path, const GeneratorConfig& config) {
+std::vector<TrainingMap> load_training_maps(const std::vector<std::string>& files, const GeneratorConfig& config) {
     std::vector<TrainingMap> maps;
-    for (const std::string& file : volume_files(path))
-        maps.push_back(make_training_map(read_labels(file), config, file));
+    for (const std::string& file : files) maps.push_back(make_training_map(read_labels(file), config, file));
     warn_of_maps_past_the_blurs_reach(maps, config);
     return maps;
 }

@@ -55,9 +55,9 @@ std::array<double, 3> map_voxel_mm(const Grid& grid);
 // is thinner than the crop's multiple along an axis.
 TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& config, const std::string& name);
 
-// Every label map a path names (a file, or a directory's NIfTI files sorted by name), read and
-// converted; all are checked before any is returned.
-std::vector<TrainingMap> load_training_maps(const std::string& path, const GeneratorConfig& config);
+// The label maps `files` names (volume_files of a --labels path), read and converted; all are
+// checked before any is returned.
+std::vector<TrainingMap> load_training_maps(const std::vector<std::string>& files, const GeneratorConfig& config);
 
 // The smallest and largest voxel size (mm) of the maps along each axis of the training frame:
 // the resolutions the network has seen (predict resamples only scans outside this range).

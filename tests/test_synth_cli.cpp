@@ -172,10 +172,15 @@ TEST_F(SynthCli, DirectoryOfMaps) {
     fs::copy_file(map_file(), dir_ / "maps" / "b.nii.gz");
     write_labels(path("maps/a.nii"), make_phantom(0, 2));
     std::ofstream(dir_ / "maps" / "notes.txt") << "not a map\n";
+    std::ofstream(dir_ / "maps" / "c.nii.gz.tmp-77.nii.gz") << "a killed run's half map";
     const RunResult r =
         synth("--labels " + shell_quote(path("maps")) + " --out " + shell_quote(path("out")) + " --count 3 --shape 64");
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(file_count(dir_ / "out"), 6);
+    // The folder is listed once, for the output check and the maps alike: the temporary said once.
+    const size_t said = r.err.find("c.nii.gz.tmp-77.nii.gz: an unfinished output");
+    EXPECT_NE(said, std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("c.nii.gz.tmp-77.nii.gz", said + 1), std::string::npos) << r.err;
 }
 
 TEST_F(SynthCli, PrintConfigIsJson) {

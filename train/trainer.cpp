@@ -774,12 +774,12 @@ Trainer::Trainer(const TrainOptions& given) {
     unet.classes = int(s.gen_config.segmentation_labels.size());
 
     // Every input read and checked before anything is written.
-    std::vector<TrainingMap> maps = load_training_maps(opt.labels, s.gen_config);
+    std::vector<TrainingMap> maps = load_training_maps(volume_files(opt.labels), s.gen_config);
     std::vector<TrainingMap> validation_maps;
     if (!opt.validation_labels.empty()) {
         ISS_INPUT(opt.validate_every >= 1, "train: --validate-every must be >= 1 with --validation-labels");
         ISS_INPUT(opt.validation_samples >= 1, "train: --validation-samples must be >= 1");
-        validation_maps = load_training_maps(opt.validation_labels, s.gen_config);
+        validation_maps = load_training_maps(volume_files(opt.validation_labels), s.gen_config);
     }
     // A batch needs one crop shape. The validation maps have their own (newborn maps checking a
     // model trained on 12-month ones give smaller crops; batch 1, so any shape runs).
