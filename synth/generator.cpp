@@ -21,6 +21,8 @@
 
 namespace iss {
 
+namespace {
+
 std::array<double, 3> map_voxel_mm(const Grid& grid) {
     std::array<double, 3> size = grid.voxel_size();
     for (double& s : size) {
@@ -29,6 +31,8 @@ std::array<double, 3> map_voxel_mm(const Grid& grid) {
     }
     return size;
 }
+
+}  // namespace
 
 TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& config, const std::string& name) {
     ISS_INPUT(labels.grid.voxels() > 0 && !labels.data.empty(), name, ": the label map is empty");
@@ -78,6 +82,7 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
     map.grid = framed.grid;
     map.generation = std::move(framed.data);
     map.lr_axis = int(orientation_code(map.grid.affine).find_first_of("RL"));
+    map.voxel_mm = map_voxel_mm(map.grid);
     // A crop is a multiple of shape_multiple voxels along each axis; on a thinner map (thick
     // slices, a slab) the clamped sampling would fill the rest with copies of its last slice
     // (pad_when_smaller fills it with background instead).
@@ -100,8 +105,7 @@ void warn_of_maps_past_the_blurs_reach(const std::vector<TrainingMap>& maps, con
     double finest = 0, coarsest = 0;  // of the flagged maps' smallest voxels
     int finer = 0;
     for (const TrainingMap& m : maps) {
-        const std::array<double, 3> v = map_voxel_mm(m.grid);
-        const double smallest = *std::min_element(v.begin(), v.end());
+        const double smallest = *std::min_element(m.voxel_mm.begin(), m.voxel_mm.end());
         if (bound <= 0 || !beyond_blur_reach(config, bound / smallest)) continue;
         if (finer++ == 0) first = &m, finest = coarsest = smallest;
         finest = std::min(finest, smallest);
@@ -208,7 +212,7 @@ Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vec
     for (const int twin : labels::twin_positions(config_.generation_labels)) twin_of_.push_back(uint8_t(twin));
 
     // Workspace at the largest shapes any map can produce.
-    for (const TrainingMap& m : maps_) map_geometry_.push_back({m.grid.dim, m.lr_axis, map_voxel_mm(m.grid)});
+    for (const TrainingMap& m : maps_) map_geometry_.push_back({m.grid.dim, m.lr_axis, m.voxel_mm});
     int64_t max_velocity = 0, max_field = 0, max_out = 0, max_bias = 0, max_map = 0, max_reach = 0;
     for (const MapGeometry& map : map_geometry_) {
         // The shapes depend only on the map, so any draw for that map gives them.

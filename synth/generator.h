@@ -42,12 +42,11 @@ struct TrainingMap {
     Grid grid;                       // in the training frame
     std::vector<uint8_t> generation;  // generation index per voxel
     int lr_axis = 0;                  // voxel axis closest to left-right (0 in RAS)
+    // Voxel sizes (mm) as the generator's draws count them: the affine's column norms rounded to
+    // 1e-6 mm where that moves them by at most a millionth, so that a 1 mm map whose rotated
+    // affine a file holds in float32 (norms of 0.99999999) draws as one of exactly 1 mm.
+    std::array<double, 3> voxel_mm{};
 };
-
-// A map's voxel sizes (mm) as the generator's draws count them: the affine's column norms rounded
-// to 1e-6 mm where that moves them by at most a millionth, so that a 1 mm map whose rotated
-// affine a file holds in float32 (norms of 0.99999999) draws as one of exactly 1 mm.
-std::array<double, 3> map_voxel_mm(const Grid& grid);
 
 // Maps label values to generation indices, then reorients to the training frame; InputError
 // naming `name`, the value and a voxel (in the stored order) where it occurs when a value is not

@@ -851,7 +851,7 @@ Trainer::Trainer(const TrainOptions& given) {
     // Since 2026-12-06 the random affine acts in mm: on anisotropic voxels the samples changed.
     if (recorded_before_mm)
         for (const TrainingMap& m : maps) {
-            const std::array<double, 3> v = map_voxel_mm(m.grid);
+            const std::array<double, 3>& v = m.voxel_mm;
             if (v[0] == v[1] && v[1] == v[2]) continue;
             warning(cat("train: ", m.name, " has anisotropic voxels, on which the build that wrote ", json,
                         " applied the random affine to voxels (now to mm): from step ", s.step,
