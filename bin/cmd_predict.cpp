@@ -366,6 +366,7 @@ int cmd_predict(int argc, char** argv) {
     run_outputs->commit();
     if (!done_line.empty()) std::printf("%s\n", done_line.c_str());
     if (failed_input + failed_other > 0) {
+        folders.take_back();  // those that hold no scan's outputs (every scan refused)
         if (folder)
             std::fprintf(stderr, "infant-synthseg predict: %d of %zu file(s) failed\n", failed_input + failed_other,
                          jobs.size());

@@ -766,8 +766,11 @@ void OutputDirectories::make(const std::string& dir) {
 }
 
 OutputDirectories::~OutputDirectories() {
+    if (std::uncaught_exceptions() > exceptions_at_start_) take_back();  // on success the folders stay
+}
+
+void OutputDirectories::take_back() {
     namespace fs = std::filesystem;
-    if (std::uncaught_exceptions() <= exceptions_at_start_) return;  // success: the folders stay
     for (auto dir = made_.rbegin(); dir != made_.rend(); ++dir) {
         std::vector<fs::path> own;  // the command's own files in this folder
         for (const std::string& file : own_files_)
@@ -783,6 +786,7 @@ OutputDirectories::~OutputDirectories() {
             for (const fs::path& name : own) fs::remove(fs::path(*dir) / name, ec);
         fs::remove(*dir, ec);  // removes nothing unless empty
     }
+    made_.clear();
 }
 
 DirectoryLock::DirectoryLock(const std::string& dir, const std::string& name, const std::string& what) {

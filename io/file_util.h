@@ -246,9 +246,9 @@ std::map<std::string, std::string> volume_files_by_subject(const std::string& fo
 std::vector<std::string> volume_files(const std::string& path);
 
 // The folders a command makes for its outputs (mkdir -p), taken back if the command fails: when
-// an exception unwinds past this object, every folder it made is removed again, innermost first,
-// if nothing but the command's own files (a lock) is in it. A failed run leaves no empty output
-// tree behind; a run that succeeds keeps its folders, even empty ones.
+// an exception unwinds past this object, or take_back() says so, every folder it made is removed
+// again, innermost first, if nothing but the command's own files (a lock) is in it. A failed run
+// leaves no empty output tree behind; a run that succeeds keeps its folders, even empty ones.
 class OutputDirectories {
 public:
     OutputDirectories() = default;
@@ -263,6 +263,9 @@ public:
     void own_file(const std::string& path) { own_files_.push_back(path); }
     // The folders stay from now on, whatever happens (a complete set of outputs is in them).
     void keep() { made_.clear(); }
+    // A command failing without an exception (predict, every scan of a folder refused): the
+    // folders it made that hold nothing of its outputs are removed now.
+    void take_back();
 
 private:
     int exceptions_at_start_ = std::uncaught_exceptions();

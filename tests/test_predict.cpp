@@ -724,6 +724,17 @@ TEST_F(Predict, CommandProcessesAFolderFileByFile) {
     EXPECT_NE(again.err.find("b.nii.gz: "), std::string::npos) << again.err;
     EXPECT_NE(again.err.find("(skipped; an earlier run's outputs for it stay)"), std::string::npos) << again.err;
     EXPECT_TRUE(read_labels(path("out/b_synthseg.nii.gz")).data == b.data) << "b's earlier outputs changed";
+
+    // A folder whose every scan is refused: exit 2 and none of the folders predict made stays.
+    fs::create_directories(path("bad"));
+    std::ofstream(path("bad/x.nii.gz")) << "not a NIfTI file";
+    const test::RunResult none =
+        test::run_command(test::cli_path() + " predict --i " + test::shell_quote(path("bad")) + " --o " +
+                          test::shell_quote(path("new/seg")) + " --post " + test::shell_quote(path("new-post")) +
+                          " --model " + test::shell_quote(model) + " --device cpu");
+    EXPECT_EQ(none.status, 2) << none.err;
+    EXPECT_FALSE(fs::exists(path("new"))) << "an empty output tree left";
+    EXPECT_FALSE(fs::exists(path("new-post")));
 }
 
 }  // namespace
