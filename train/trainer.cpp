@@ -586,8 +586,8 @@ double Trainer::State::validate() {
     for (int64_t c = 0; c < classes; ++c) {
         const double d = dice(overlaps[size_t(c)]);  // NaN where absent from both
         row.dice.push_back(d);
-        // The mean is over the structures: background left out, as `dice` and SynthSeg's
-        // validation curves leave it out.
+        // The mean is over the structures the truth holds: background left out, as `dice` and
+        // SynthSeg's validation curves leave it out.
         if (gen_config.segmentation_labels[size_t(c)] != 0 && overlaps[size_t(c)].truth > 0) {
             row.mean_dice += d;
             ++present;
