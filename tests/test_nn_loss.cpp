@@ -72,13 +72,14 @@ double eps_q(const Case& c) {
     return 4 * (2e-7 + u * spread) + (3 * double(c.shape.c) + 1) * u;
 }
 
-// The largest |dL/dp'_k| = |a_k| + |b_k| (times grad_scale), from the reference sums.
-double gradient_scale(const ref::Dice& d, int64_t classes, double grad_scale) {
+// The largest |dL/dp'_k| = |a_k| + |b_k| (times grad_scale) of any sample, from the reference sums.
+double gradient_scale(const ref::Dice& d, double grad_scale) {
     double g = 0;
-    for (int64_t k = 0; k < classes; ++k) {
-        const double uk = d.denominator[size_t(k)], uh = std::max(uk, 1e-3);
-        const double a = 2 / (double(classes) * uh);
-        const double b = uk > 1e-3 ? 4 * d.intersection[size_t(k)] / (double(classes) * uh * uh) : 0.0;
+    const double nc = double(d.denominator.size());  // samples x classes
+    for (size_t at = 0; at < d.denominator.size(); ++at) {
+        const double uk = d.denominator[at], uh = std::max(uk, 1e-3);
+        const double a = 2 / (nc * uh);
+        const double b = uk > 1e-3 ? 4 * d.intersection[at] / (nc * uh * uh) : 0.0;
         g = std::max(g, std::fabs(grad_scale) * (a + b));
     }
     return g;
@@ -89,13 +90,13 @@ double gradient_scale(const ref::Dice& d, int64_t classes, double grad_scale) {
 // G (15 eps_q + (C + 10) u) (docs/KERNELS.md derives it).
 void expect_matches_reference(const Case& c, const DiceRun& run, float grad_scale) {
     const std::vector<double> x = c.logits_d();
-    const ref::Dice want = ref::soft_dice(x, c.target, c.shape.c);
+    const ref::Dice want = ref::soft_dice(x, c.target, c.shape.c, c.shape.n);
     const double eq = eps_q(c);
     EXPECT_TRUE(all_near(run.probs, ref::softmax(x, c.shape.c), eq));
     EXPECT_TRUE(all_near(run.result.dice, want.dice, 3 * eq));
     EXPECT_NEAR(run.result.loss, want.loss, 3 * eq);
-    const double g = gradient_scale(want, c.shape.c, grad_scale);
-    EXPECT_TRUE(all_near(run.dlogits, ref::soft_dice_grad(x, c.target, c.shape.c, grad_scale),
+    const double g = gradient_scale(want, grad_scale);
+    EXPECT_TRUE(all_near(run.dlogits, ref::soft_dice_grad(x, c.target, c.shape.c, grad_scale, c.shape.n),
                          g * (15 * eq + double(c.shape.c + 10) * u)));
 }
 
@@ -127,6 +128,32 @@ TEST_P(NnLoss, ForwardAndBackwardMatchReference) {
     expect_matches_reference(big, run_dice(ctx(), big, 0.25f), 0.25f);
 }
 
+TEST_P(NnLoss, ABatchAveragesEachSamplesDice) {
+    // lab2im's DiceLoss: each sample's Dice per class, then the mean over samples and classes
+    // (not one Dice of the batch's pooled sums). 1320 positions a sample: each sample's chunks
+    // start at its first position, so its sums are a lone sample's bits.
+    const Case batch = random_case({2, 10, 11, 12, 6}, 5.0f, 15, 4);  // classes 4 and 5 absent
+    const DiceRun both = run_dice(ctx(), batch, 0.5f);
+    expect_matches_reference(batch, both, 0.5f);
+    const size_t positions = size_t(batch.shape.voxels() / 2), row = positions * 6;
+    double mean_dice = 0;
+    std::vector<double> class_dice(6, 0.0);
+    for (size_t n = 0; n < 2; ++n) {
+        Case one{{1, 10, 11, 12, 6},
+                 std::vector<float>(batch.logits.begin() + long(n * row), batch.logits.begin() + long((n + 1) * row)),
+                 std::vector<uint8_t>(batch.target.begin() + long(n * positions),
+                                      batch.target.begin() + long((n + 1) * positions))};
+        const DiceRun alone = run_dice(ctx(), one, 0.5f);
+        mean_dice += (1 - alone.result.loss) / 2;
+        for (size_t k = 0; k < 6; ++k) class_dice[k] += alone.result.dice[k] / 2;
+        // Each sample's gradient is its lone gradient over the batch's 2: halved, exactly.
+        for (size_t e = 0; e < row; ++e)
+            ASSERT_EQ(both.dlogits[n * row + e], alone.dlogits[e] / 2) << "sample " << n << " element " << e;
+    }
+    EXPECT_NEAR(both.result.loss, 1 - mean_dice, 1e-15);
+    EXPECT_TRUE(all_near(both.result.dice, class_dice, 1e-15));
+}
+
 TEST_P(NnLoss, GradientMatchesFiniteDifferences) {
     // Small enough that U_k is below 1e-3 for no class; some positions have a large margin so
     // that their other classes are clipped (their gradient through p' is zero).
@@ -143,7 +170,7 @@ TEST_P(NnLoss, GradientMatchesFiniteDifferences) {
     const double h = 1e-4;
     const std::vector<double> fd = finite_differences(x, loss, h);
     const ref::Dice d = ref::soft_dice(x, c.target, 4);
-    const double g = gradient_scale(d, 4, grad_scale);
+    const double g = gradient_scale(d, grad_scale);
     const double fd_tol = h * h * 10 * g / 6 + 2.3e-16 / h;
     const std::vector<double> analytic = ref::soft_dice_grad(x, c.target, 4, grad_scale);
     EXPECT_TRUE(all_near(analytic, fd, fd_tol));
@@ -167,7 +194,7 @@ TEST_P(NnLoss, PerfectPredictionGivesZeroLoss) {
     for (double dice : run.result.dice) EXPECT_NEAR(dice, 1.0, 1e-6);
     const ref::Dice d = ref::soft_dice(c.logits_d(), c.target, 5);
     EXPECT_NEAR(run.result.loss, d.loss, 3 * eps_q(c));
-    const double g = gradient_scale(d, 5, 1);
+    const double g = gradient_scale(d, 1);
     for (float dx : run.dlogits) EXPECT_LE(std::fabs(dx), 1e-6 * g);
 }
 

@@ -403,6 +403,28 @@ TEST_F(TrainCli, AModelRecordedBeforeResolutionUnitResumesInVoxels) {
         "the generator parameter 'resolution_unit' \"voxel\", this run's is \"mm\"", model);
 }
 
+// A batch's Dice is the mean of its samples' (SynthSeg's); records from before pooled them. A
+// resume of such a record with batches of several says the loss changed; of batch 1, nothing.
+TEST_F(TrainCli, AResumeOfARecordThatPooledTheBatchsDiceIsTold) {
+    for (const int batch : {2, 1}) {
+        const fs::path model = dir_ / ("pooled" + std::to_string(batch));
+        const std::string batch_option = " --batch " + std::to_string(batch);
+        ASSERT_EQ(train_tiny(model.string(), 2, batch_option).status, 0);
+        const fs::path json = model / "model.json";
+        nlohmann::json spec = nlohmann::json::parse(read_text(json));
+        EXPECT_EQ(spec["training"]["dice"], "the mean of each sample's per-label Dice");
+        ASSERT_EQ(spec["training"].erase("dice"), 1u);
+        std::ofstream(json) << spec.dump(2);
+        const RunResult r = train_tiny(model.string(), 3, " --resume");
+        ASSERT_EQ(r.status, 0) << r.err;
+        const bool told = r.err.find(
+                              "whose Dice pooled the batch's 2 samples; this build averages each sample's "
+                              "Dice, as SynthSeg: from step 2 the loss") != std::string::npos;
+        EXPECT_EQ(told, batch == 2) << r.err;
+        EXPECT_TRUE(nlohmann::json::parse(read_text(json))["training"].contains("dice")) << "recorded since";
+    }
+}
+
 // model.json records what decides the order of the network's sums (threads, oneDNN's
 // instruction set, or the GPU): a resume on another says that the weights no longer repeat the
 // uninterrupted run's bit for bit, and the history keeps the change. (The thread count was

@@ -41,6 +41,9 @@ std::string join(const std::string& dir, const std::string& name) { return (fs::
 // What a run holds (flock) while it writes the model directory.
 const char* const lock_file_name = ".train.lock";
 
+// How the soft Dice of a batch is reduced (kernels/nn/loss.h), as model.json records it.
+const char* const dice_reduction = "the mean of each sample's per-label Dice";
+
 // 64 random bits in hex: unlike the seed, different for every run started.
 std::string new_run_id() {
     std::random_device device;
@@ -656,6 +659,7 @@ static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig&
                      {"steps", opt.steps},
                      {"steps_per_epoch", opt.steps_per_epoch},
                      {"wl2_epochs", opt.wl2_epochs},
+                     {"dice", dice_reduction},
                      {"maps", int64_t(maps.size())},
                      {"maps_digest", maps_digest(maps)},
                      {"precision", precision_name(precision)},
@@ -847,6 +851,12 @@ Trainer::Trainer(const TrainOptions& given) {
                         ": the network's sums run in another order, so from step ", s.step,
                         " the weights do not repeat the uninterrupted run's bit for bit (the same device and ",
                         "--threads would); its history records the change"));
+        // Until 2026-12-06 a batch's Dice pooled its samples' sums: a batch of several optimised
+        // another loss from then on.
+        if (!was.contains("dice") && opt.batch > 1)
+            warning(cat("train: ", json, " was trained by a build whose Dice pooled the batch's ", opt.batch,
+                        " samples; this build averages each sample's Dice, as SynthSeg: from step ", s.step,
+                        " the loss and its gradients are not the uninterrupted run's"));
     }
     // Since 2026-12-06 the random affine acts in mm: on anisotropic voxels the samples changed.
     if (recorded_before_mm)

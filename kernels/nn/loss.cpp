@@ -3,14 +3,15 @@
 // the host turns the class totals into the loss, the per-class Dice and the backward's
 // coefficients, in double.
 //
-// Dice gradient (grad_scale s; per class k, sums over all positions v):
+// Dice gradient (grad_scale s; per class k, sums over the positions v of one sample of the N;
+// the sample's index left out below, each sample's positions taking its own a_k, b_k):
 //   I_k = sum_v y'_vk p'_vk,  U_k = sum_v (y'_vk^2 + p'_vk^2),  Û_k = max(U_k, 1e-3),
-//   D_k = 2 I_k / Û_k,  L = 1 - (1/C) sum_k D_k.
+//   D_k = 2 I_k / Û_k,  L = 1 - (1/(N C)) sum_{samples, k} D_k.
 //   dI_k/dp'_vk = y'_vk,  dU_k/dp'_vk = 2 p'_vk,  dÛ_k/dU_k = [U_k > 1e-3] (0 on the flat
 //   part of the max, and at the kink itself, as TensorFlow's maximum does for its 2nd input).
 //   dD_k/dp'_vk = 2 y'_vk / Û_k - (2 I_k / Û_k^2) [U_k > 1e-3] 2 p'_vk, so
 //   g_vk = s dL/dp'_vk = a_k y'_vk + b_k p'_vk,
-//     a_k = -2 s / (C Û_k),  b_k = 4 s I_k [U_k > 1e-3] / (C Û_k^2).
+//     a_k = -2 s / (N C Û_k),  b_k = 4 s I_k [U_k > 1e-3] / (N C Û_k^2).
 //   p' = clip(q, 1e-7, 1): dp'/dq = 1 where the clip leaves q unchanged (1e-7 <= q <= 1), 0
 //   where it replaced it (y' is a constant: no gradient flows to the target).
 //   q = p / sum_j p_j with p = softmax(x): sum_j p_j = 1 identically, so q(x) = softmax(x) as
@@ -29,17 +30,26 @@
 namespace iss {
 namespace {
 
-// Workspace layout: chunk partials (2 C doubles per chunk), class totals (2 C doubles), the
-// backward's coefficients (2 C floats). Offsets in bytes; doubles first keep them aligned.
+// Workspace layout: chunk partials (2 C doubles per chunk, reused sample after sample), class
+// totals (2 C doubles per sample), the backward's coefficients (2 C floats per sample). Offsets
+// in bytes; doubles first keep them aligned.
 struct WorkspaceLayout {
     size_t partials = 0, totals = 0, coef = 0, bytes = 0;
     explicit WorkspaceLayout(const Shape5& s) {
-        const size_t c = size_t(s.c);
+        const size_t c = size_t(s.c), n = size_t(s.n);
         totals = size_t(loss_chunks(s)) * 2 * c * sizeof(double);
-        coef = totals + 2 * c * sizeof(double);
-        bytes = coef + 2 * c * sizeof(float);
+        coef = totals + 2 * c * n * sizeof(double);
+        bytes = coef + 2 * c * n * sizeof(float);
     }
 };
+
+// Where sample n's rows of C channels and its targets begin.
+int64_t sample_positions(const Shape5& s) {
+    return s.d * s.h * s.w;
+}
+int64_t sample_offset(const Shape5& s, int64_t n) {
+    return n * sample_positions(s);
+}
 
 double* partials_of(void* ws) { return static_cast<double*>(ws); }
 double* totals_of(void* ws, const WorkspaceLayout& l) {
@@ -156,26 +166,36 @@ void cpu_class_sums(const Terms& terms, int64_t positions, int64_t classes, doub
     for (int64_t k = 0; k < classes; ++k) sum_chunks(partials, chunks, classes, k, totals);
 }
 
-// Class totals (I_k, U_k) of the clipped probabilities, on either backend, copied to the host.
-// With `softmax`, the probabilities are computed first (forward); without, read (backward).
+// Class totals (I_k, U_k) of the clipped probabilities, each sample's (2 C doubles a sample,
+// samples in order), on either backend, copied to the host. With `softmax`, the probabilities
+// are computed first (forward); without, read (backward).
 std::vector<double> dice_totals(DeviceContext& ctx, const float* probs, const uint8_t* target, const Shape5& s,
                                 void* workspace, const SoftmaxBody* softmax) {
     const WorkspaceLayout layout(s);
-    const DiceTerms terms{probs, target, s.c};
+    const int64_t positions = sample_positions(s);
+    auto terms_of = [&](int64_t n) {
+        return DiceTerms{probs + sample_offset(s, n) * s.c, target + sample_offset(s, n), s.c};
+    };
     double* partials = partials_of(workspace);
     double* totals = totals_of(workspace, layout);
-    std::vector<double> host(size_t(2 * s.c));
+    std::vector<double> host(size_t(2 * s.c * s.n));
     if (ctx.is_cuda()) {
         ISS_CUDA_ONLY("softmax_dice", {
             if (softmax) softmax_cuda(ctx, *softmax, s.voxels());
-            dice_sums_cuda(ctx, terms, s.voxels(), partials, totals);
+            for (int64_t n = 0; n < s.n; ++n)
+                dice_sums_cuda(ctx, terms_of(n), positions, partials, totals + 2 * s.c * n);
         });
         ctx.copy_to_host(host.data(), totals, host.size() * sizeof(double));
     } else {
-        if (softmax)
-            cpu_class_sums(terms, s.voxels(), s.c, partials, totals, SoftmaxPass{*softmax});
-        else
-            cpu_class_sums(terms, s.voxels(), s.c, partials, totals);
+        for (int64_t n = 0; n < s.n; ++n) {
+            if (softmax) {
+                const SoftmaxBody rows{softmax->logits + sample_offset(s, n) * s.c,
+                                       softmax->probs + sample_offset(s, n) * s.c, s.c};
+                cpu_class_sums(terms_of(n), positions, s.c, partials, totals + 2 * s.c * n, SoftmaxPass{rows});
+            } else {
+                cpu_class_sums(terms_of(n), positions, s.c, partials, totals + 2 * s.c * n);
+            }
+        }
         std::copy(totals, totals + host.size(), host.begin());
     }
     return host;
@@ -222,13 +242,17 @@ DiceResult softmax_dice_forward(DeviceContext& ctx, const float* logits, const u
     const SoftmaxBody softmax{logits, probs, s.c};
     const std::vector<double> totals = dice_totals(ctx, probs, target, s, workspace, &softmax);
     DiceResult result;
-    result.dice.resize(size_t(s.c));
-    double mean = 0;
-    for (int64_t k = 0; k < s.c; ++k) {
-        result.dice[size_t(k)] = 2 * totals[size_t(2 * k)] / dice_denominator(totals[size_t(2 * k + 1)]);
-        mean += result.dice[size_t(k)];
-    }
-    result.loss = 1 - mean / double(s.c);
+    result.dice.assign(size_t(s.c), 0.0);
+    double sum = 0;  // over the samples, then the classes: a batch of 1 sums as one sample
+    for (int64_t n = 0; n < s.n; ++n)
+        for (int64_t k = 0; k < s.c; ++k) {
+            const size_t at = size_t(2 * (s.c * n + k));
+            const double dice = 2 * totals[at] / dice_denominator(totals[at + 1]);
+            result.dice[size_t(k)] += dice;
+            sum += dice;
+        }
+    for (double& dice : result.dice) dice /= double(s.n);
+    result.loss = 1 - sum / double(s.n * s.c);
     return result;
 }
 
@@ -236,24 +260,29 @@ void softmax_dice_backward(DeviceContext& ctx, const float* probs, const uint8_t
                            float grad_scale, float* dlogits, void* workspace) {
     check_args("softmax_dice_backward", probs, target, s, dlogits, workspace);
     const std::vector<double> totals = dice_totals(ctx, probs, target, s, workspace, nullptr);
-    // a_k, b_k of the derivation above, in double, rounded once to float.
-    std::vector<float> coef(size_t(2 * s.c));
-    const double c = double(s.c);
-    for (int64_t k = 0; k < s.c; ++k) {
-        const double i = totals[size_t(2 * k)], u = totals[size_t(2 * k + 1)];
+    // a_k, b_k of the derivation above for each sample, in double, rounded once to float.
+    std::vector<float> coef(totals.size());
+    const double nc = double(s.n * s.c);
+    for (size_t at = 0; at < totals.size(); at += 2) {
+        const double i = totals[at], u = totals[at + 1];
         const double uh = dice_denominator(u);
-        coef[size_t(2 * k)] = float(-2.0 * grad_scale / (c * uh));
-        coef[size_t(2 * k + 1)] = u > 1e-3 ? float(4.0 * grad_scale * i / (c * uh * uh)) : 0.0f;
+        coef[at] = float(-2.0 * grad_scale / (nc * uh));
+        coef[at + 1] = u > 1e-3 ? float(4.0 * grad_scale * i / (nc * uh * uh)) : 0.0f;
     }
     const WorkspaceLayout layout(s);
     float* dev_coef = coef_of(workspace, layout);
-    const DiceBackwardBody body{probs, target, dev_coef, s.c, dlogits};
-    if (ctx.is_cuda()) {
+    if (ctx.is_cuda())
         ctx.copy_to_device(dev_coef, coef.data(), coef.size() * sizeof(float));
-        ISS_CUDA_ONLY("softmax_dice_backward", dice_backward_cuda(ctx, body, s.voxels()));
-    } else {
+    else
         std::copy(coef.begin(), coef.end(), dev_coef);
-        cpu_for_each(s.voxels(), body);
+    for (int64_t n = 0; n < s.n; ++n) {  // each sample's positions with its own coefficients
+        const int64_t first = sample_offset(s, n);
+        const DiceBackwardBody body{probs + first * s.c, target + first, dev_coef + 2 * s.c * n, s.c,
+                                    dlogits + first * s.c};
+        if (ctx.is_cuda())
+            ISS_CUDA_ONLY("softmax_dice_backward", dice_backward_cuda(ctx, body, sample_positions(s)));
+        else
+            cpu_for_each(sample_positions(s), body);
     }
 }
 

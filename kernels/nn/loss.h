@@ -3,12 +3,15 @@
 // Soft Dice, fused with the softmax: logits (N, D, H, W, C) channels-last, target index per
 // position (uint8, < C). p = softmax(logits) over C; p' = clip(p / sum_c p, 1e-7, 1) (the
 // renormalisation is the identity up to rounding but kept, as the reference does);
-// y' = clip(onehot(target), 1e-7, 1); per class over all positions:
-//   I_c = sum y' p', U_c = sum (y'^2 + p'^2), Dice_c = 2 I_c / max(U_c, 1e-3);
-//   loss = 1 - mean_c Dice_c.
+// y' = clip(onehot(target), 1e-7, 1); per sample n of the batch and class c, over the sample's
+// positions:
+//   I_nc = sum y' p', U_nc = sum (y'^2 + p'^2), Dice_nc = 2 I_nc / max(U_nc, 1e-3);
+//   loss = 1 - mean_{n,c} Dice_nc (lab2im's DiceLoss: sums over the spatial axes, then the mean
+//   over the batch and the labels; a batch of 1 is SPEC.md's).
 // softmax_dice_forward writes the probabilities (for the backward and for inference) and
-// returns the loss and the per-class Dice on the host; softmax_dice_backward writes dlogits
-// (scaled by `grad_scale`, the upstream gradient of the loss, normally 1).
+// returns the loss and each class's Dice (the mean over the samples) on the host;
+// softmax_dice_backward writes dlogits (scaled by `grad_scale`, the upstream gradient of the
+// loss, normally 1).
 // Weighted L2 (pre-training, optional; lab2im's WeightedL2Loss): per position a weight
 //   w = 1 - y_0 + 1e-4 (y_0 = 1 for background: background positions weigh 1e-4), target
 //   t_c = 5 (2 y_c - 1) (+5 for the true class, -5 otherwise), and
@@ -21,7 +24,8 @@
 //   so inference sees the probabilities and the backward the exact Jacobian's p.
 // - The backward recomputes the per-class sums from probs: it does not rely on what the
 //   forward left in the workspace, only on probs.
-// - Per-class sums: positions are cut into chunks of loss_chunk_positions (the last one
+// - Per-class sums, each sample's apart (its positions are contiguous): positions are cut into chunks of
+// loss_chunk_positions (the last one
 //   shorter); inside a chunk, "slot" (k, g) sums class k over positions g, g + G, g + 2G, ...
 //   (G = loss_groups(C)) in increasing order, in double; slots are combined g = 0, 1, ... and
 //   chunks in index order. Both launchers follow this order, with the same correctly rounded
@@ -46,7 +50,7 @@ class DeviceContext;
 
 struct DiceResult {
     double loss = 0;
-    std::vector<double> dice;  // per class
+    std::vector<double> dice;  // per class, the mean over the batch's samples
 };
 
 size_t loss_workspace_bytes(const Shape5& shape);

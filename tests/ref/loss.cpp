@@ -24,46 +24,50 @@ std::vector<double> softmax(const std::vector<double>& logits, int64_t classes) 
     return p;
 }
 
-Dice soft_dice(const std::vector<double>& logits, const std::vector<uint8_t>& target, int64_t classes) {
+Dice soft_dice(const std::vector<double>& logits, const std::vector<uint8_t>& target, int64_t classes,
+               int64_t samples) {
     const std::vector<double> p = softmax(logits, classes);
-    const size_t c = size_t(classes);
+    const size_t c = size_t(classes), n = size_t(samples), per_sample = target.size() / n;
     Dice d;
-    d.intersection.assign(c, 0.0);
-    d.denominator.assign(c, 0.0);
+    d.intersection.assign(n * c, 0.0);
+    d.denominator.assign(n * c, 0.0);
     d.dice.assign(c, 0.0);
     for (size_t v = 0; v < target.size(); ++v)
         for (size_t k = 0; k < c; ++k) {
             const double pc = clip(p[v * c + k]);
             const double yc = clip(target[v] == k ? 1.0 : 0.0);
-            d.intersection[k] += yc * pc;
-            d.denominator[k] += yc * yc + pc * pc;
+            const size_t at = v / per_sample * c + k;
+            d.intersection[at] += yc * pc;
+            d.denominator[at] += yc * yc + pc * pc;
         }
     double mean = 0;
-    for (size_t k = 0; k < c; ++k) {
-        d.dice[k] = 2 * d.intersection[k] / std::max(d.denominator[k], 1e-3);
-        mean += d.dice[k] / double(c);
+    for (size_t at = 0; at < n * c; ++at) {
+        const double dice = 2 * d.intersection[at] / std::max(d.denominator[at], 1e-3);
+        d.dice[at % c] += dice / double(n);
+        mean += dice / double(n * c);
     }
     d.loss = 1 - mean;
     return d;
 }
 
 std::vector<double> soft_dice_grad(const std::vector<double>& logits, const std::vector<uint8_t>& target,
-                                   int64_t classes, double grad_scale) {
+                                   int64_t classes, double grad_scale, int64_t samples) {
     const std::vector<double> p = softmax(logits, classes);
-    const Dice d = soft_dice(logits, target, classes);
-    const size_t c = size_t(classes);
+    const Dice d = soft_dice(logits, target, classes, samples);
+    const size_t c = size_t(classes), n = size_t(samples), per_sample = target.size() / n;
     std::vector<double> grad(logits.size(), 0.0);
     std::vector<double> dl_dp(c);
     for (size_t v = 0; v < target.size(); ++v) {
         for (size_t k = 0; k < c; ++k) {
             const double q = p[v * c + k];
             const double yc = clip(target[v] == k ? 1.0 : 0.0);
-            const double u = d.denominator[k], uh = std::max(u, 1e-3);
+            const size_t at = v / per_sample * c + k;
+            const double u = d.denominator[at], uh = std::max(u, 1e-3);
             // dDice_k/dp'_k by the quotient rule; the max passes dU only above 1e-3.
             const double du = u > 1e-3 ? 2 * q : 0.0;
-            const double ddice = (2 * yc * uh - 2 * d.intersection[k] * du) / (uh * uh);
+            const double ddice = (2 * yc * uh - 2 * d.intersection[at] * du) / (uh * uh);
             const bool clipped = q < 1e-7 || q > 1.0;
-            dl_dp[k] = clipped ? 0.0 : -ddice / double(c);
+            dl_dp[k] = clipped ? 0.0 : -ddice / double(n * c);
         }
         // Full Jacobian of the softmax: dp_k/dx_j = p_k (delta_kj - p_j).
         for (size_t j = 0; j < c; ++j) {

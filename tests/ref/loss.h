@@ -14,14 +14,17 @@ std::vector<double> softmax(const std::vector<double>& logits, int64_t classes);
 
 struct Dice {
     double loss = 0;
-    std::vector<double> dice, intersection, denominator;  // per class: Dice_c, I_c, U_c
+    std::vector<double> dice;                       // per class: Dice_c, the mean over the samples
+    std::vector<double> intersection, denominator;  // per sample n and class c at n C + c: I_nc, U_nc
 };
 
-// 1 - mean_c 2 I_c / max(U_c, 1e-3) with p' and y' clipped to [1e-7, 1].
-Dice soft_dice(const std::vector<double>& logits, const std::vector<uint8_t>& target, int64_t classes);
+// 1 - mean_{n,c} 2 I_nc / max(U_nc, 1e-3) with p' and y' clipped to [1e-7, 1], the positions cut
+// into `samples` samples of equal size (lab2im's DiceLoss: sums per sample, then the mean).
+Dice soft_dice(const std::vector<double>& logits, const std::vector<uint8_t>& target, int64_t classes,
+               int64_t samples = 1);
 // dLoss/dlogits times grad_scale, through the full C x C softmax Jacobian at each position.
 std::vector<double> soft_dice_grad(const std::vector<double>& logits, const std::vector<uint8_t>& target,
-                                   int64_t classes, double grad_scale = 1);
+                                   int64_t classes, double grad_scale = 1, int64_t samples = 1);
 
 // lab2im's weighted L2 and its gradient (times grad_scale).
 double wl2(const std::vector<double>& logits, const std::vector<uint8_t>& target, int64_t classes);
