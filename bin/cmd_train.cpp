@@ -74,6 +74,9 @@ const char* usage =
     "                      --steps-per-epoch, must stay). Other --labels maps, or another\n"
     "                      device or --threads, may continue a model: a warning says the run no\n"
     "                      longer repeats the uninterrupted one, and the history records them.\n"
+    "                      With --validation-labels again, the validation goes on as recorded\n"
+    "                      (its interval and sample count); without, or with other maps or\n"
+    "                      samples, a warning says validation.csv's rows stop or change.\n"
     "                      One train at a time writes a --model-dir\n"
     "  --seed S            non-negative integer: initial weights and every sample; a resumed run\n"
     "                      repeats the uninterrupted one exactly on the same device and number\n"
@@ -125,6 +128,12 @@ int int_option(const Args& args, const std::string& name, long long fallback, lo
     return int(v);
 }
 
+// Without --validate-every: once an epoch (on --resume, of the recorded epoch length, unless the
+// record holds the interval).
+int64_t validation_interval(const Args& args, const TrainOptions& o) {
+    return args.integer("--validate-every", o.validation_labels.empty() ? 0 : o.steps_per_epoch);
+}
+
 // `train --labels MAPS --model-dir DIR --resume` goes on as the run was started: every option
 // that says what the network is or what it is trained on, when not given, is what model.json
 // recorded (`saved`: the trainer reads it once the model directory is locked). Options given
@@ -133,10 +142,11 @@ int int_option(const Args& args, const std::string& name, long long fallback, lo
 void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptions& o) {
     const std::string weights = model_weights_in(o.model_dir);
     const nlohmann::json& t = saved.training;
-    auto integer = [&](const char* key, auto& field, const char* option) {
-        if (!args.has(option) && t.contains(key) && t[key].is_number_integer())
-            field = std::remove_reference_t<decltype(field)>(t[key].get<int64_t>());
+    auto integer_in = [&](const nlohmann::json& record, const char* key, auto& field, const char* option) {
+        if (!args.has(option) && record.contains(key) && record[key].is_number_integer())
+            field = std::remove_reference_t<decltype(field)>(record[key].get<int64_t>());
     };
+    auto integer = [&](const char* key, auto& field, const char* option) { integer_in(t, key, field, option); };
     if (!args.has("--levels") && !args.has("--features")) {
         o.unet = saved.unet;  // convolutions per level and kernel too
     } else {
@@ -175,11 +185,13 @@ void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptio
                         "the preset's are used; give --config if the run had one"));
         }
     }
-}
-
-// Without --validate-every: once an epoch (on --resume, of the recorded epoch length).
-int64_t validation_interval(const Args& args, const TrainOptions& o) {
-    return args.integer("--validate-every", o.validation_labels.empty() ? 0 : o.steps_per_epoch);
+    // The validation continues as it ran, when its maps are given again.
+    o.validate_every = validation_interval(args, o);
+    const nlohmann::json validation = t.value("validation", nlohmann::json());
+    if (!o.validation_labels.empty() && validation.is_object()) {
+        integer_in(validation, "samples", o.validation_samples, "--validation-samples");
+        integer_in(validation, "every", o.validate_every, "--validate-every");
+    }
 }
 
 TrainOptions parse_options(const Args& args) {
@@ -216,7 +228,6 @@ TrainOptions parse_options(const Args& args) {
     if (o.resume)
         o.adopt_recorded = [args](const ModelSpec& saved, TrainOptions& options) {
             adopt_recorded_options(args, saved, options);
-            options.validate_every = validation_interval(args, options);
         };
     return o;
 }

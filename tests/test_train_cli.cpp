@@ -403,6 +403,48 @@ TEST_F(TrainCli, AModelRecordedBeforeResolutionUnitResumesInVoxels) {
         "the generator parameter 'resolution_unit' \"voxel\", this run's is \"mm\"", model);
 }
 
+// model.json records the validation: a resume given its maps again validates as recorded (the
+// interval and sample count), one without them or with another set says validation.csv's rows
+// stop or change. (A resume dropped the validation without a word, and one with the maps but
+// the default sample count appended rows of another set.)
+TEST_F(TrainCli, AResumeValidatesAsRecorded) {
+    const fs::path model = dir_ / "validated";
+    const std::string maps = shell_quote((root_ / "maps").string());
+    ASSERT_EQ(
+        train_tiny(model.string(), 2, " --validation-labels " + maps + " --validate-every 1 --validation-samples 2")
+            .status,
+        0);
+    const nlohmann::json recorded = nlohmann::json::parse(read_text(model / "model.json"))["training"]["validation"];
+    EXPECT_EQ(recorded["every"], 1);
+    EXPECT_EQ(recorded["samples"], 2);
+    EXPECT_EQ(recorded["maps"], 1);
+    const std::string first_rows = read_text(model / "validation.csv");
+
+    const RunResult same = train_tiny(model.string(), 3, " --resume --validation-labels " + maps);
+    ASSERT_EQ(same.status, 0) << same.err;
+    EXPECT_EQ(same.err.find("validation"), std::string::npos) << same.err;
+    const std::vector<std::string> rows = lines_of(read_text(model / "validation.csv"));
+    ASSERT_EQ(rows.size(), 4u) << "a row a step: 1, 2, then 3";
+    // The set validated again: a model trained on it to step 3, measured as before.
+    EXPECT_EQ(read_text(model / "validation.csv").rfind(first_rows, 0), 0u);
+    EXPECT_EQ(nlohmann::json::parse(read_text(model / "model.json"))["training"]["validation"], recorded);
+
+    const RunResult other =
+        train_tiny(model.string(), 4, " --resume --validation-labels " + maps + " --validation-samples 3");
+    ASSERT_EQ(other.status, 0) << other.err;
+    EXPECT_NE(other.err.find("1 maps, 2 samples then; 1 and 3 now, or their voxels differ): validation.csv's rows "
+                             "from step 3 measure another set"),
+              std::string::npos)
+        << other.err;
+
+    const RunResult none = train_tiny(model.string(), 5, " --resume");
+    ASSERT_EQ(none.status, 0) << none.err;
+    EXPECT_NE(none.err.find("was validated every 1 steps; this run has no --validation-labels, so validation.csv and "
+                            "loss.png's Dice stop at step 4"),
+              std::string::npos)
+        << none.err;
+}
+
 // A batch's Dice is the mean of its samples' (SynthSeg's); records from before pooled them. A
 // resume of such a record with batches of several says the loss changed; of batch 1, nothing.
 TEST_F(TrainCli, AResumeOfARecordThatPooledTheBatchsDiceIsTold) {

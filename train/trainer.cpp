@@ -533,6 +533,30 @@ void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
         }
 }
 
+// validation.csv continues across a resume only where the run validates the same samples: a
+// resume without --validation-labels, or with other maps or another sample count, is said.
+void warn_of_another_validation(const nlohmann::json& was, const nlohmann::json& now, const std::string& json,
+                                int64_t step) {
+    const nlohmann::json before = was.value("validation", nlohmann::json());
+    if (!before.is_object()) return;
+    const nlohmann::json after = now.value("validation", nlohmann::json());
+    if (!after.is_object()) {
+        warning(cat("train: ", json, " was validated every ", before.value("every", nlohmann::json()).dump(),
+                    " steps; this run has no --validation-labels, so validation.csv and loss.png's Dice stop at step ",
+                    step, " (give --validation-labels to go on)"));
+        return;
+    }
+    for (const char* key : {"samples", "maps_digest"})
+        if (before.value(key, nlohmann::json()) != after.value(key, nlohmann::json())) {
+            warning(cat("train: --validation-labels: not the validation ", json, " records (",
+                        before.value("maps", nlohmann::json()).dump(), " maps, ",
+                        before.value("samples", nlohmann::json()).dump(), " samples then; ", after["maps"].dump(),
+                        " and ", after["samples"].dump(), " now, or their voxels differ): validation.csv's rows from ",
+                        "step ", step, " measure another set than those before"));
+            return;
+        }
+}
+
 // The largest crop every map can give: a batch's one shape.
 std::array<int64_t, 3> common_crop(const GeneratorConfig& config, const std::vector<TrainingMap>& maps) {
     std::array<int64_t, 3> common = crop_shape(config, maps.front().grid.dim);
@@ -638,8 +662,9 @@ static std::string maps_digest(const std::vector<TrainingMap>& maps) {
 // What model.json records: the network, its labels, what its input is (maps in the training
 // frame, at every voxel size in `voxels`) and how it is trained.
 static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig& config, const UNetConfig& unet,
-                                 const std::vector<TrainingMap>& maps, const std::array<int64_t, 3>& crop,
-                                 Precision precision, const std::string& arithmetic) {
+                                 const std::vector<TrainingMap>& validation_maps, const std::vector<TrainingMap>& maps,
+                                 const std::array<int64_t, 3>& crop, Precision precision,
+                                 const std::string& arithmetic) {
     const VoxelSizeRange voxels = voxel_size_range(maps);
     ModelSpec spec;
     spec.unet = unet;
@@ -665,6 +690,12 @@ static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig&
                      {"precision", precision_name(precision)},
                      {"arithmetic", arithmetic},
                      {"generator", nlohmann::json::parse(config_to_json(config))}};
+    // What validation.csv's rows measure, so that a resume can continue them.
+    if (!validation_maps.empty())
+        spec.training["validation"] = {{"every", opt.validate_every},
+                                       {"samples", opt.validation_samples},
+                                       {"maps", int64_t(validation_maps.size())},
+                                       {"maps_digest", maps_digest(validation_maps)}};
     return spec;
 }
 
@@ -829,7 +860,8 @@ Trainer::Trainer(const TrainOptions& given) {
     s.net->initialise(opt.seed);
     // The crop said once: a --shape or output_shape is clipped to the smallest map and rounded
     // down to the network's multiple.
-    s.spec = training_record(opt, s.gen_config, unet, maps, common, s.precision, arithmetic_identity(s.ctx));
+    s.spec = training_record(opt, s.gen_config, unet, validation_maps, maps, common, s.precision,
+                             arithmetic_identity(s.ctx));
     s.run_id = new_run_id();  // a resume takes the checkpoint's instead
     if (saved) {
         require_same_samples(*saved, s.spec, json);
@@ -853,6 +885,7 @@ Trainer::Trainer(const TrainOptions& given) {
                         "--threads would); its history records the change"));
         // Until 2026-12-06 a batch's Dice pooled its samples' sums: a batch of several optimised
         // another loss from then on.
+        warn_of_another_validation(was, s.spec.training, json, s.step);
         if (!was.contains("dice") && opt.batch > 1)
             warning(cat("train: ", json, " was trained by a build whose Dice pooled the batch's ", opt.batch,
                         " samples; this build averages each sample's Dice, as SynthSeg: from step ", s.step,
