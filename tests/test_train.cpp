@@ -220,7 +220,13 @@ TEST_F(Train, TheDiceLossStartsWithAFreshAdam) {
     TrainOptions first = o;
     first.model_dir = path("wl2_resumed");
     first.steps = 3;
+    // A run of weighted-L2 steps only is said (one ran to its end without a Dice step, unsaid).
+    ::testing::internal::CaptureStderr();
     train(first);
+    EXPECT_NE(::testing::internal::GetCapturedStderr().find(
+                  "--wl2-epochs 1 of --steps-per-epoch 3 are 3 weighted-L2 steps, all of the --steps 3: the soft "
+                  "Dice loss never runs"),
+              std::string::npos);
     EXPECT_EQ(adam_step("wl2_resumed"), "3") << "the weighted-L2 steps' own count";
     // One Dice step after the switch, fresh moments are one gradient's: m = (1 - b1) g and
     // v = (1 - b2) g^2, so m^2 / v = 0.01 / 0.001 = 10 wherever g != 0 (carried moments are not).

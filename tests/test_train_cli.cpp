@@ -262,6 +262,12 @@ TEST_F(TrainCli, ResumeTakesWhatTheModelRecorded) {
     const RunResult boxed = train(" --labels " + shell_quote((root_ / "maps").string()) + " --model-dir " +
                                   shell_quote(box.string()) + " --steps 3 --device cpu --resume");
     EXPECT_EQ(boxed.status, 0) << boxed.err;
+    // A --config naming another crop asks for it, as --shape does: refused (the recorded crop
+    // replaced it without a word).
+    std::ofstream(dir_ / "cube.json") << R"({"output_shape": [32, 32, 32]})";
+    expect_bad(" --labels " + shell_quote((root_ / "maps").string()) + " --model-dir " + shell_quote(box.string()) +
+                   " --steps 4 --device cpu --resume --config " + shell_quote((dir_ / "cube.json").string()),
+               "was trained with crop [32,24,32], this run asks for [32,32,32]", box);
     // Without --steps, the total recorded (3, the last one asked for): no step is left to run.
     // (It went on to the default 900000.)
     const std::string log = test::read_text((box / "training_log.csv").string());

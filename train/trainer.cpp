@@ -19,6 +19,7 @@
 
 #include "io/csv.h"
 #include "io/file_util.h"
+#include "io/json.h"  // parse_json
 #include "io/plot.h"
 #include "kernels/common/error.h"
 #include "nn/autograd.h"
@@ -736,6 +737,11 @@ static std::unique_ptr<DirectoryLock> lock_model_dir(const std::string& dir) {
 
 // The generator's configuration and what it came from (for messages): a --config file, the one
 // a resumed model recorded, or the preset.
+// Whether a --config file (read and checked already) gives output_shape itself.
+static bool names_output_shape(const std::string& config_path) {
+    return !config_path.empty() && parse_json(read_text_file(config_path), config_path).contains("output_shape");
+}
+
 static std::pair<GeneratorConfig, std::string> generator_config_for(const TrainOptions& opt) {
     PresetChoice choice{opt.preset};
     if (!opt.recorded_preset.empty()) choice.otherwise = opt.recorded_preset;
@@ -786,15 +792,21 @@ Trainer::Trainer(const TrainOptions& given) {
     ISS_INPUT(opt.lr > 0 && std::isfinite(opt.lr), "train: --lr must be a positive number");
     ISS_INPUT(opt.shape >= 0, "train: --shape must be at least 1 (or 0: the configuration's), got ", opt.shape);
     ISS_INPUT(opt.wl2_epochs >= 0, "train: --wl2-epochs must be >= 0");
+    if (opt.wl2_epochs > 0 && s.last_wl2_step() >= opt.steps)
+        warning(cat("train: --wl2-epochs ", opt.wl2_epochs, " of --steps-per-epoch ", opt.steps_per_epoch, " are ",
+                    s.last_wl2_step(), " weighted-L2 steps, all of the --steps ", opt.steps,
+                    ": the soft Dice loss never runs"));
     s.precision = usable_precision(s.ctx, opt.precision);
 
     // Generator configuration: preset, file overrides, then the options that belong to the
     // network (crop size multiple of 2^levels, as SPEC.md 3.3 says).
     std::string config_source;
     std::tie(s.gen_config, config_source) = generator_config_for(opt);
+    // The crop: --shape, else a --config's own output_shape, else on a resume the recorded one (it
+    // replaced a --config's without a word, where --shape is compared).
     if (opt.shape > 0)
         s.gen_config.output_shape = {opt.shape, opt.shape, opt.shape};
-    else if (opt.recorded_crop[0] > 0)
+    else if (opt.recorded_crop[0] > 0 && !names_output_shape(opt.config_path))
         s.gen_config.output_shape = opt.recorded_crop;
     s.gen_config.shape_multiple = opt.unet.reference_multiple();
     // The crop is rounded down to a multiple of 2^levels; a smaller one used to be raised silently
