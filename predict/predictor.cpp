@@ -231,6 +231,17 @@ Predictor::Predictor(const std::string& model, const PredictOptions& options)
     }
     s.lr_axis = int(s.pre.frame.find_first_of("RL"));
     s.twin_channel = labels::twin_positions(s.spec.labels);
+    // A side's label whose twin is no output (a model of one hemisphere): the mirrored scan's
+    // structure there is the scan's other side's, which has no channel to be averaged into.
+    for (size_t c = 0; c < s.spec.labels.size() && s.options.flip; ++c) {
+        const int32_t label = s.spec.labels[c];
+        if (!labels::lateral(label) || s.twin_channel[c] != int(c)) continue;
+        const int32_t twin = labels::lr_twin(label);
+        warning(cat(model, ": label ", label, " is one side's, and ",
+                    twin != label ? cat("its twin ", twin, " is not an output") : std::string("has no known twin"),
+                    ": the scans are segmented without the left/right flip averaging (as with --no-flip)"));
+        s.options.flip = false;
+    }
 }
 
 Predictor::~Predictor() = default;

@@ -25,6 +25,7 @@
 #include "predict/predictor.h"
 #include "synth/labels.h"
 #include "tests/backends.h"
+#include "tests/small_model.h"
 #include "tests/test_util.h"
 
 namespace iss {
@@ -114,6 +115,27 @@ TEST_F(Predict, OutputsOnTheInputGridWithTheLargestComponentOnly) {
     double sum = 0;
     for (int64_t k = 0; k < 34; ++k) sum += out.posteriors.data[size_t(k * n + centre)];
     EXPECT_NEAR(sum, 1.0, 1e-5);
+}
+
+// A model with one side's label but not its twin (the left hemisphere's white matter, 2, without
+// 41): the mirrored scan's left white matter is the scan's right one, which no channel holds, so
+// the flip averaging is off, said once. (It averaged channel 2 with itself: the right side's
+// probability copied onto the left.)
+TEST_F(Predict, AModelWithASideLabelButNotItsTwinIsNotFlipAveraged) {
+    test::write_small_model(path("left_only"), 11, 1, {0, 2, 3, 4, 17});
+    const Image image = test_image(grid({19, 22, 17}, Mat4::identity()));
+    ::testing::internal::CaptureStderr();
+    Predictor asked_to_flip(path("left_only"), PredictOptions{});
+    const std::string err = ::testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find(": label 2 is one side's, and its twin 41 is not an output: the scans are segmented without the "
+                       "left/right flip averaging (as with --no-flip)"),
+              std::string::npos)
+        << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    PredictOptions no_flip;
+    no_flip.flip = false;
+    Predictor unflipped(path("left_only"), no_flip);
+    EXPECT_EQ(asked_to_flip.predict(image, "scan").posteriors.data, unflipped.predict(image, "scan").posteriors.data);
 }
 
 TEST_F(Predict, SegmentationIsTheLargestForegroundComponentOfTheArgmax) {
