@@ -228,6 +228,15 @@ int cmd_synth(int argc, char** argv) {
 
     DeviceContext ctx(device);
     Generator gen(ctx, config, std::move(maps), seed);
+    // Said once every input is checked (a refusal is one line).
+    std::array<int64_t, 3> rounded = config.output_shape;
+    for (int64_t& n : rounded) n -= n % config.shape_multiple;
+    if (rounded != config.output_shape)
+        warning(cat("synth: ",
+                    args.has("--shape") ? cat("--shape ", config.output_shape[0])
+                                        : cat(config_path, ": output_shape ", dims_text(config.output_shape)),
+                    " is rounded down to ", dims_text(rounded), ", a multiple of shape_multiple ",
+                    config.shape_multiple));
     OutputDirectories folders;
     folders.make(out_dir);
 

@@ -174,9 +174,13 @@ TEST_F(SynthCli, DirectoryOfMaps) {
     std::ofstream(dir_ / "maps" / "notes.txt") << "not a map\n";
     std::ofstream(dir_ / "maps" / "c.nii.gz.tmp-77.nii.gz") << "a killed run's half map";
     const RunResult r =
-        synth("--labels " + shell_quote(path("maps")) + " --out " + shell_quote(path("out")) + " --count 3 --shape 64");
+        synth("--labels " + shell_quote(path("maps")) + " --out " + shell_quote(path("out")) + " --count 3 --shape 70");
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(file_count(dir_ / "out"), 6);
+    // A crop that is no multiple of shape_multiple is said to be rounded down (it was, unsaid).
+    EXPECT_NE(r.err.find("warning: synth: --shape 70 is rounded down to 64x64x64, a multiple of shape_multiple 32"),
+              std::string::npos)
+        << r.err;
     // The folder is listed once, for the output check and the maps alike: the temporary said once.
     const size_t said = r.err.find("c.nii.gz.tmp-77.nii.gz: an unfinished output");
     EXPECT_NE(said, std::string::npos) << r.err;
