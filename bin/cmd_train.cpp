@@ -175,8 +175,12 @@ void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptio
         o.lr = float(t["lr"].get<double>());
     if (!args.has("--precision") && t.contains("precision") && t["precision"].is_string())
         o.precision = parse_precision(t["precision"].get<std::string>(), model_json_path(weights));
-    // The recorded generator names its preset: a --preset given is checked against it instead.
-    if (!args.has("--config") && !args.has("--preset")) {
+    // The recorded generator names its preset: a --preset given is checked against it instead
+    // (the same one continues the recorded generator: a --config's parameters with it were
+    // refused as changed).
+    const bool recorded_preset =
+        args.has("--preset") && t.contains("preset") && t["preset"] == args.get("--preset", "");
+    if (!args.has("--config") && (!args.has("--preset") || recorded_preset)) {
         if (t.contains("generator") && t["generator"].is_object()) {
             o.recorded_generator = t["generator"].dump();
             o.recorded_generator_source = model_json_path(weights) + " (training.generator)";

@@ -250,6 +250,12 @@ TEST_F(TrainCli, ResumeTakesWhatTheModelRecorded) {
     std::ofstream(dir_ / "t1.json") << R"({"preset": "infant-t1", "blur_range": 1.5})";
     const RunResult named = train(minimal + " --config " + shell_quote((dir_ / "t1.json").string()));
     EXPECT_EQ(named.status, 0) << named.err;
+    // The recorded preset given again continues the recorded generator (the preset's own
+    // blur_range was held against the --config's and refused).
+    const RunResult preset =
+        train(" --labels " + shell_quote((root_ / "maps").string()) + " --model-dir " + shell_quote(resumed.string()) +
+              " --steps 7 --device cpu --resume --preset infant-t1");
+    EXPECT_EQ(preset.status, 0) << preset.err;
 
     // A configuration's crop need not be a cube: the recorded crop is taken as it is.
     std::ofstream(dir_ / "box.json") << R"({"output_shape": [32, 24, 32]})";
@@ -449,6 +455,29 @@ TEST_F(TrainCli, AResumeValidatesAsRecorded) {
                             "loss.png's Dice stop at step 4"),
               std::string::npos)
         << none.err;
+}
+
+// A resume without --shape asks for the recorded crop: maps too small for it are refused with
+// what they give (the refusal said the run "asks for" the smaller crop, which nobody asked for).
+TEST_F(TrainCli, AResumeOnMapsTooSmallForTheRecordedCropSaysSo) {
+    const fs::path model = dir_ / "cropped";
+    ASSERT_EQ(
+        train(joined(tiny_args({{"--shape", "64"}})) + " --model-dir " + shell_quote(model.string()) + " --steps 1")
+            .status,
+        0);
+    Grid g;
+    g.dim = {40, 40, 40};
+    LabelMap small(g);
+    for (int64_t k = 10; k < 30; ++k)
+        for (int64_t j = 10; j < 30; ++j)
+            for (int64_t i = 10; i < 30; ++i) small.at(i, j, k) = i < 20 ? 2 : 41;
+    fs::create_directories(dir_ / "small_maps");
+    write_labels((dir_ / "small_maps" / "small.nii.gz").string(), small);
+    expect_bad(" --labels " + shell_quote((dir_ / "small_maps").string()) + " --model-dir " +
+                   shell_quote(model.string()) + " --steps 2 --device cpu --resume",
+               "the model was trained on crops of 64x64x64 voxels, which these maps cannot hold (the smallest gives "
+               "40x40x40)",
+               model);
 }
 
 // A batch's Dice is the mean of its samples' (SynthSeg's); records from before pooled them. A

@@ -804,9 +804,10 @@ Trainer::Trainer(const TrainOptions& given) {
     std::tie(s.gen_config, config_source) = generator_config_for(opt);
     // The crop: --shape, else a --config's own output_shape, else on a resume the recorded one (it
     // replaced a --config's without a word, where --shape is compared).
+    const bool recorded_crop = opt.shape == 0 && opt.recorded_crop[0] > 0 && !names_output_shape(opt.config_path);
     if (opt.shape > 0)
         s.gen_config.output_shape = {opt.shape, opt.shape, opt.shape};
-    else if (opt.recorded_crop[0] > 0 && !names_output_shape(opt.config_path))
+    else if (recorded_crop)
         s.gen_config.output_shape = opt.recorded_crop;
     s.gen_config.shape_multiple = opt.unet.reference_multiple();
     // The crop is rounded down to a multiple of 2^levels; a smaller one used to be raised silently
@@ -831,6 +832,10 @@ Trainer::Trainer(const TrainOptions& given) {
     // A batch needs one crop shape. The validation maps have their own (newborn maps checking a
     // model trained on 12-month ones give smaller crops; batch 1, so any shape runs).
     const std::array<int64_t, 3> common = common_crop(s.gen_config, maps);
+    ISS_INPUT(!recorded_crop || common == opt.recorded_crop, "train: --labels ", opt.labels,
+              ": the model was trained on crops of ", dims_text(opt.recorded_crop),
+              " voxels, which these maps cannot hold (the smallest gives ", dims_text(common),
+              "): a resumed run draws its samples as the run it continues");
     GeneratorConfig validation_config = s.gen_config;
     if (!validation_maps.empty()) {  // at most the training crop: the field of view it learned
         validation_config.output_shape = common_crop(s.gen_config, validation_maps);
