@@ -162,6 +162,11 @@ Preprocessing parse_preprocessing(const ModelSpec& spec, const std::string& sour
     if (j.contains("normalisation")) string_field(j, "normalisation", source, at, {"min-max to [0, 1]"});
     if (j.contains("input_channels"))
         integer_field(j, "input_channels", source, at, spec.unet.in_channels, spec.unet.in_channels);
+    if (j.contains("flip_averaging")) {
+        ISS_INPUT(j["flip_averaging"].is_boolean(), source,
+                  ": field 'preprocessing.flip_averaging' must be true or false");
+        p.flip_averaging = j["flip_averaging"].get<bool>();
+    }
     // The voxel sizes the network has seen: a range, one size, or null (explicitly none).
     if (j.contains("voxel_size_range_mm")) {
         const nlohmann::json& range = j["voxel_size_range_mm"];

@@ -9,6 +9,7 @@
 #include <array>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,9 @@ struct Preprocessing {
     // The voxel sizes (mm, per axis of the frame) the network has seen; all 0: any (never resample).
     std::array<double, 3> voxel_min{0, 0, 0}, voxel_max{0, 0, 0};
     int64_t size_multiple = 1;  // spatial sizes are padded to a multiple of this
+    // Whether the outputs swap by their twins as a left/right flip swaps the structures (what
+    // predict's flip averaging assumes); unrecorded (imports, older models): judged by the labels.
+    std::optional<bool> flip_averaging;
 };
 
 // Parses and checks a spec's preprocessing: every field present with the right type, in range,

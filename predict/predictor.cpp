@@ -231,9 +231,16 @@ Predictor::Predictor(const std::string& model, const PredictOptions& options)
     }
     s.lr_axis = int(s.pre.frame.find_first_of("RL"));
     s.twin_channel = labels::twin_positions(s.spec.labels);
-    // A side's label whose twin is no output (a model of one hemisphere): the mirrored scan's
-    // structure there is the scan's other side's, which has no channel to be averaged into.
-    for (size_t c = 0; c < s.spec.labels.size() && s.options.flip; ++c) {
+    // A model whose outputs do not swap as a flip swaps the structures (one hemisphere's, a
+    // structure learned as one side's): the mirrored scan's prediction has no channels to be
+    // averaged into. Models trained here record it; for others, a side's label whose twin is no
+    // output says so (the mirrored scan's structure there is the other side's).
+    if (s.pre.flip_averaging == false && s.options.flip) {
+        warning(cat(model, ": its outputs do not swap as a left/right flip swaps the structures (model.json's ",
+                    "flip_averaging): the scans are segmented without the flip averaging (as with --no-flip)"));
+        s.options.flip = false;
+    }
+    for (size_t c = 0; c < s.spec.labels.size() && s.options.flip && !s.pre.flip_averaging.has_value(); ++c) {
         const int32_t label = s.spec.labels[c];
         if (!labels::lateral(label) || s.twin_channel[c] != int(c)) continue;
         const int32_t twin = labels::lr_twin(label);

@@ -327,21 +327,6 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
                       " has its twin ", twin, " missing from generation_labels, so a flip (flip_probability ",
                       c.flip_probability, ") would leave it on the wrong side");
         }
-    // A flip swaps generation labels, then their targets follow: twins must be learned as twins.
-    if (c.flip_probability > 0)
-        for (size_t g = 0; g < n; ++g) {
-            const int32_t label = c.generation_labels[g];
-            const int t = labels::index_of(c.generation_labels, labels::lr_twin(label));
-            const int32_t twin_target = t >= 0 ? targets[size_t(t)] : targets[g];
-            if (labels::lr_twin(targets[g]) == twin_target) continue;
-            const std::string flip =
-                cat(", so a flip (flip_probability ", c.flip_probability, ") would change ", "what it is learned as");
-            if (labels::lr_twin(label) == label)
-                throw InputError(cat(source, ": generation label ", label, " has no side but is learned as ",
-                                     targets[g], ", which has one", flip));
-            throw InputError(cat(source, ": generation label ", label, " is learned as ", targets[g], " but its twin ",
-                                 labels::lr_twin(label), " as ", twin_target, flip));
-        }
     std::set<int32_t> fused;
     for (const auto& group : c.fused_classes)
         for (int32_t label : group) {

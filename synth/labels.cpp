@@ -99,6 +99,17 @@ std::vector<int> twin_positions(const std::vector<int32_t>& list) {
     return twin;
 }
 
+int first_unmirrored(const std::vector<int32_t>& generation, const std::vector<int32_t>& targets,
+                     const std::vector<int32_t>& outputs) {
+    const std::vector<int> generation_twin = twin_positions(generation), output_twin = twin_positions(outputs);
+    for (size_t g = 0; g < generation.size(); ++g) {
+        const int output = index_of(outputs, targets[g]);
+        const int32_t swapped = output >= 0 ? outputs[size_t(output_twin[size_t(output)])] : targets[g];
+        if (swapped != targets[size_t(generation_twin[g])]) return int(g);
+    }
+    return -1;
+}
+
 bool lateral(int32_t label) {
     const Side side = side_of(label);
     return side == Side::left || side == Side::right;

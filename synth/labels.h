@@ -22,6 +22,12 @@ int32_t lr_twin(int32_t label);
 std::vector<int> twin_positions(const std::vector<int32_t>& list);
 // Whether FreeSurfer's classification puts the label on one side (a flip must swap it).
 bool lateral(int32_t label);
+// Whether a network that learns targets[g] for generation label generation[g] mirrors as
+// predict's left/right flip averaging assumes: a flip swaps the generation labels with their
+// twins, and must swap the network's outputs by twin_positions(outputs) (an output without its
+// twin there staying). The position of the first generation label where it does not, or -1.
+int first_unmirrored(const std::vector<int32_t>& generation, const std::vector<int32_t>& targets,
+                     const std::vector<int32_t>& outputs);
 
 // SynthSeg's 32 segmentation labels (the distinct values of its
 // synthseg_segmentation_labels.npy), in FreeSurfer's order, the first SynthSeg.h5's (2020)

@@ -135,7 +135,26 @@ TEST_F(Predict, AModelWithASideLabelButNotItsTwinIsNotFlipAveraged) {
     PredictOptions no_flip;
     no_flip.flip = false;
     Predictor unflipped(path("left_only"), no_flip);
-    EXPECT_EQ(asked_to_flip.predict(image, "scan").posteriors.data, unflipped.predict(image, "scan").posteriors.data);
+    const std::vector<float> alone = unflipped.predict(image, "scan").posteriors.data;
+    EXPECT_EQ(asked_to_flip.predict(image, "scan").posteriors.data, alone);
+
+    // What a model trained here records decides: the same outputs with the hemispheres merged
+    // (41 learned as 2) mirror, and are averaged without a word; outputs that do not mirror are not.
+    auto recording = [&](bool mirrors) {
+        set_preprocessing(path("left_only/model.safetensors"), "flip_averaging", mirrors);
+        ::testing::internal::CaptureStderr();
+        Predictor p(path("left_only"), PredictOptions{});
+        return std::pair{::testing::internal::GetCapturedStderr(), p.predict(image, "scan").posteriors.data};
+    };
+    const auto [merged_err, merged] = recording(true);
+    EXPECT_EQ(merged_err, "");
+    EXPECT_NE(merged, alone) << "not averaged with the mirror image";
+    const auto [unmirrored_err, unmirrored] = recording(false);
+    EXPECT_NE(unmirrored_err.find("its outputs do not swap as a left/right flip swaps the structures (model.json's "
+                                  "flip_averaging): the scans are segmented without the flip averaging"),
+              std::string::npos)
+        << unmirrored_err;
+    EXPECT_EQ(unmirrored, alone);
 }
 
 TEST_F(Predict, SegmentationIsTheLargestForegroundComponentOfTheArgmax) {

@@ -1289,6 +1289,21 @@ TEST(SynthParams, FlipsSwapEveryOneSidedLabelWithItsTwin) {
     EXPECT_NO_THROW(validate_config(config, "flip.json"));
 }
 
+// predict averages a scan's prediction with its mirror image's, swapping the outputs by their
+// twins: right where the generation labels' flip carries each target to the target's twin (an
+// output without its twin among the outputs staying itself).
+TEST(SynthParams, OutputsMirrorWhereAFlipCarriesEachTargetToItsTwin) {
+    const std::vector<int32_t> generation{0, 2, 24, 41};
+    auto first = [&](const std::vector<int32_t>& targets, const std::vector<int32_t>& outputs) {
+        return labels::first_unmirrored(generation, targets, outputs);
+    };
+    EXPECT_EQ(first({0, 2, 24, 41}, {0, 2, 24, 41}), -1);  // twins learned as twins
+    EXPECT_EQ(first({0, 2, 0, 2}, {0, 2}), -1);            // the hemispheres merged: 2 stays 2
+    EXPECT_EQ(first({0, 2, 0, 0}, {0, 2}), 1);             // the left one alone: its mirror is background
+    EXPECT_EQ(first({0, 2, 2, 41}, {0, 2, 41}), 2);        // CSF learned as one side's
+    EXPECT_EQ(first({0, 41, 24, 2}, {0, 2, 24, 41}), -1);  // sides exchanged, consistently
+}
+
 TEST(SynthParams, BadInputIsNamed) {
     const GeneratorConfig config = toy_config();
     LabelMap labels = toy_label_map();

@@ -457,6 +457,23 @@ TEST_F(TrainCli, AResumeValidatesAsRecorded) {
         << none.err;
 }
 
+// model.json records whether the outputs mirror as a flip mirrors the structures (predict's flip
+// averaging); a model of one hemisphere does not, and train says so.
+TEST_F(TrainCli, TheRecordSaysWhetherTheOutputsMirror) {
+    ASSERT_EQ(train_tiny((dir_ / "both").string(), 1).status, 0);
+    EXPECT_EQ(nlohmann::json::parse(read_text(dir_ / "both" / "model.json"))["preprocessing"]["flip_averaging"], true);
+    std::ofstream(dir_ / "left.json") << R"({"segmentation_labels": [0, 2, 3, 4, 17]})";
+    const RunResult left =
+        train_tiny((dir_ / "left").string(), 1, " --config " + shell_quote((dir_ / "left.json").string()));
+    ASSERT_EQ(left.status, 0) << left.err;
+    EXPECT_NE(left.err.find("warning: train: generation label 2 is learned as 2 but its mirror image (41) as 0: the "
+                            "outputs do not swap as a left/right flip swaps the structures, so predict segments with "
+                            "this model without averaging a scan with its mirror image"),
+              std::string::npos)
+        << left.err;
+    EXPECT_EQ(nlohmann::json::parse(read_text(dir_ / "left" / "model.json"))["preprocessing"]["flip_averaging"], false);
+}
+
 // A resume without --shape asks for the recorded crop: maps too small for it are refused with
 // what they give (the refusal said the run "asks for" the smaller crop, which nobody asked for).
 TEST_F(TrainCli, AResumeOnMapsTooSmallForTheRecordedCropSaysSo) {

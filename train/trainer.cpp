@@ -30,6 +30,7 @@
 #include "post/dice.h"
 #include "post/prediction.h"  // label_list_text
 #include "synth/generator.h"
+#include "synth/labels.h"
 #include "synth/sample_params.h"
 
 namespace iss {
@@ -660,6 +661,22 @@ static std::string maps_digest(const std::vector<TrainingMap>& maps) {
     return text;
 }
 
+// Whether predict may average a scan's prediction with its mirror image's (labels::first_unmirrored):
+// said where it may not (a model of one hemisphere, a structure learned as one side's).
+static bool outputs_mirror(const GeneratorConfig& config) {
+    const std::vector<int32_t> targets = target_labels(config);
+    const int g = labels::first_unmirrored(config.generation_labels, targets, config.segmentation_labels);
+    if (g < 0) return true;
+    const int32_t label = config.generation_labels[size_t(g)], twin = labels::lr_twin(label);
+    const int t = labels::index_of(config.generation_labels, twin);
+    const int32_t mirrored = targets[size_t(t >= 0 ? t : g)];
+    warning(cat("train: generation label ", label, " is learned as ", targets[size_t(g)], " but its mirror image",
+                t >= 0 && twin != label ? cat(" (", twin, ")") : std::string(), " as ", mirrored,
+                ": the outputs do not swap as a left/right flip swaps the structures, so predict segments with ",
+                "this model without averaging a scan with its mirror image"));
+    return false;
+}
+
 // What model.json records: the network, its labels, what its input is (maps in the training
 // frame, at every voxel size in `voxels`) and how it is trained.
 static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig& config, const UNetConfig& unet,
@@ -676,7 +693,8 @@ static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig&
                             {"max", {voxels.max[0], voxels.max[1], voxels.max[2]}}}},
                           {"size_multiple", unet.reference_multiple()},
                           {"normalisation", "min-max to [0, 1]"},
-                          {"input_channels", unet.in_channels}};
+                          {"input_channels", unet.in_channels},
+                          {"flip_averaging", outputs_mirror(config)}};
     spec.training = {{"preset", config.preset},
                      {"seed", opt.seed},
                      {"batch", opt.batch},
