@@ -1261,6 +1261,8 @@ void write_labels(const std::string& path, const LabelMap& labels, const VolumeH
         write_volume<uint8_t>(path, labels, NIFTI_TYPE_UINT8, like);
     else if (lo >= INT16_MIN && hi <= INT16_MAX)
         write_volume<int16_t>(path, labels, NIFTI_TYPE_INT16, like);
+    else if (lo >= 0 && hi <= UINT16_MAX && !is_mgh_name(path))  // MGH's type 10 is newer than its readers
+        write_volume<uint16_t>(path, labels, NIFTI_TYPE_UINT16, like);
     else
         write_volume<int32_t>(path, labels, NIFTI_TYPE_INT32, like);
 }

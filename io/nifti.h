@@ -99,7 +99,7 @@ LabelMap read_labels(const VolumeHeader& header);
 // (gzip-compressed) or .mgh is written as FreeSurfer's MGH, as nibabel writes it; on the grid of
 // an input with no qform or sform that is an InputError (MGH cannot leave the affine unstated).
 void write_image(const std::string& path, const Image& image, const VolumeHeader* like = nullptr);
-// Stored as the smallest of uint8, int16, int32 that holds every value.
+// Stored as the smallest of uint8, int16, uint16 (NIfTI only), int32 that holds every value.
 void write_labels(const std::string& path, const LabelMap& labels, const VolumeHeader* like = nullptr);
 // One frame per class (float32, 4-D). `frame_labels` (one per frame, or none) are recorded in a
 // NIfTI comment extension, {"infant_synthseg_frame_labels": [...]}, which the reader returns as

@@ -285,9 +285,10 @@ TEST_F(NiftiRoundTrip, LabelsExactInSmallestType) {
         int32_t lo, hi;
         const char* type;
     };
-    for (const Case& c : {Case{0, 255, "uint8"}, Case{-1, 2, "int16"}, Case{0, 32767, "int16"},
-                          Case{-32768, 5, "int16"}, Case{0, 40000, "int32"},
-                          Case{std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max(), "int32"}}) {
+    for (const Case& c :
+         {Case{0, 255, "uint8"}, Case{-1, 2, "int16"}, Case{0, 32767, "int16"}, Case{-32768, 5, "int16"},
+          Case{0, 40000, "uint16"}, Case{0, 65535, "uint16"}, Case{0, 65536, "int32"}, Case{-1, 40000, "int32"},
+          Case{std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max(), "int32"}}) {
         iss::LabelMap labels(test_grid(), 1, 0);
         for (size_t i = 0; i < labels.data.size(); ++i) labels.data[i] = int32_t(i % 7);
         labels.data.front() = c.lo;
