@@ -56,10 +56,11 @@ void print_file(const std::string& path) {
                 unit == NIFTI_UNITS_METER    ? " (the header's unit is metres)"
                 : unit == NIFTI_UNITS_MICRON ? " (the header's unit is microns)"
                                              : "",
-                pixdim_differs ? cat(" (from the affine; pixdim says ", h.pixdim[1], " x ", h.pixdim[2], " x ",
-                                     h.pixdim[3], ")")
-                                     .c_str()
-                               : "");
+                pixdim_differs
+                    ? cat(" (from the affine; ", h.format == VolumeFormat::mgh ? "the header's voxel size" : "pixdim",
+                          " says ", h.pixdim[1], " x ", h.pixdim[2], " x ", h.pixdim[3], ")")
+                          .c_str()
+                    : "");
     std::printf("  datatype: %s\n", h.datatype_name().c_str());
     if (h.scaled())
         std::printf("  scaling: slope %.9g, inter %.9g\n", h.scl_slope, h.scl_inter);
