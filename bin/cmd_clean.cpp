@@ -64,8 +64,9 @@ int cmd_clean(int argc, char** argv) {
     require_volume_output(out, "--o");
     if (args.has("--o-post")) require_volume_output(out_post, "--o-post");
     const std::string labels_text = args.get("--labels", "");
-    check_outputs("clean", {{seg_path, "--seg"}, {post_path, "--post"}, label_file_of(labels_text)},
-                  {{out, "--o"}, {out_post, "--o-post"}});
+    const std::vector<NamedPath> outputs{{out, "--o"}, {out_post, "--o-post"}};
+    check_outputs("clean", {{seg_path, "--seg"}, {post_path, "--post"}, label_file_of(labels_text)}, outputs,
+                  folders_of(outputs));
     CleanOptions options;
     options.island_threshold = args.integer("--island-threshold", options.island_threshold);
     ISS_INPUT(options.island_threshold >= 0, "clean: --island-threshold must be >= 0, got ", options.island_threshold);
@@ -78,6 +79,8 @@ int cmd_clean(int argc, char** argv) {
     p.post = on_grid_of(std::move(posteriors.image), post_path, p.seg.grid, seg_path);
 
     const CleanStats s = clean_prediction(p, posteriors.labels, options, seg_path);
+    OutputDirectories folders;
+    folders.make_for(outputs);
     write_prediction(out, p.seg, &seg_header, out_post, p.post, posteriors.labels.labels, &post_header);
     std::printf(
         "clean: folded %lld voxels; %lld islands (%lld voxels) relabelled, %lld voxels to background; wrote %s%s%s\n",

@@ -139,7 +139,8 @@ int cmd_dice(int argc, char** argv) {
                   "' shares its name with the table's last row, the mean over the subjects: rename the files");
     std::vector<NamedPath> inputs{label_file_of(args.get("--labels", ""))};
     for (const Pair& p : pairs) inputs.insert(inputs.end(), {{p.pred, "--pred"}, {p.gt, "--gt"}});
-    check_outputs("dice", inputs, {{out, "--out"}});
+    const std::vector<NamedPath> outputs{{out, "--out"}};
+    check_outputs("dice", inputs, outputs, folders_of(outputs));
 
     std::vector<DiceSubject> subjects;
     for (const Pair& p : pairs) {
@@ -164,6 +165,8 @@ int cmd_dice(int argc, char** argv) {
                         " subjects (first: ", first, "); it scores 0 there"));
     }
 
+    OutputDirectories folders;
+    folders.make_for(outputs);
     write_csv(out, dice_table(subjects, labels));
     std::printf("dice: %zu subjects, %zu structures: wrote %s\n", subjects.size(), labels.size(), out.c_str());
     return 0;

@@ -55,7 +55,9 @@ int cmd_export(int argc, char** argv) {
     ISS_INPUT(!ends_with_ignoring_case(out, ".weights.h5"), "export: --keras ", out,
               ": Keras 3 would read a .weights.h5 name in its own layout, not the Keras 2 layout written here; "
               "name it .h5 (every Keras version reads that as Keras 2's)");
-    check_outputs("export", {{weights, "--model"}, {model_json_path(weights), "--model"}}, {{out, "--keras"}});
+    const std::vector<NamedPath> outputs{{out, "--keras"}};
+    check_outputs("export", {{weights, "--model"}, {model_json_path(weights), "--model"}}, outputs,
+                  folders_of(outputs));
 
     const ModelSpec spec = load_model_spec(weights);
     require_neuron_arithmetic(spec.unet, model_json_path(weights));
@@ -64,6 +66,8 @@ int cmd_export(int argc, char** argv) {
     UNet net(spec.unet, params);
     params.allocate(ParamStore::Use::inference);
     load_weights(weights, params);
+    OutputDirectories folders;
+    folders.make_for(outputs);
     if (archive)
         write_keras_archive(out, spec, params);
     else

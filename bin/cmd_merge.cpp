@@ -78,7 +78,8 @@ int cmd_merge(int argc, char** argv) {
         {t1_seg, "--t1-seg"}, {t1_post, "--t1-post"}, {t2_seg, "--t2-seg"}, {t2_post, "--t2-post"}};
     for (const char* option : {"--labels", "--t1-labels", "--t2-labels"})
         if (args.has(option)) inputs.push_back(label_file_of(args.get(option, ""), option));
-    check_outputs("merge", inputs, {{o_seg, "--o-seg"}, {o_post, "--o-post"}});
+    const std::vector<NamedPath> outputs{{o_seg, "--o-seg"}, {o_post, "--o-post"}};
+    check_outputs("merge", inputs, outputs, folders_of(outputs));
     // Each side's labels as given: its own option, else --labels (read once), else none.
     const std::optional<LabelList> both = given_label_list(args, "--labels");
     const std::optional<LabelList> t1_given = args.has("--t1-labels") ? given_label_list(args, "--t1-labels") : both;
@@ -100,6 +101,8 @@ int cmd_merge(int argc, char** argv) {
     require_listed(t2.seg, t2_seg, t2_read.labels);
     std::vector<int64_t> t2_frames = frames_in_order_of(t2_read.labels, t2_post, t1_read.labels, t1_post);
     const Prediction merged = merge_t1_t2(std::move(t1), t2, std::move(t2_frames));
+    OutputDirectories folders;
+    folders.make_for(outputs);
     write_prediction(o_seg, merged.seg, &seg_header, o_post, merged.post, t1_read.labels.labels, &post_header);
     std::printf("merged %s and %s: wrote %s and %s\n", t1_seg.c_str(), t2_seg.c_str(), o_seg.c_str(), o_post.c_str());
     return 0;

@@ -43,9 +43,12 @@ int cmd_phantom(int argc, char** argv) {
 
     const std::string orientation = args.get("--orientation", "RAS");
     require_orientation_code(orientation, "phantom: --orientation");
-    check_outputs("phantom", {}, {{out, "--out"}});  // it reads no input, but a read-only file stays
+    const std::vector<NamedPath> outputs{{out, "--out"}};
+    check_outputs("phantom", {}, outputs, folders_of(outputs));  // it reads no input, but a read-only file stays
 
     const LabelMap map = reorient(make_phantom(age, seed), orientation);
+    OutputDirectories folders;
+    folders.make_for(outputs);
     write_labels(out, map);
     std::printf("wrote %s: %lldx%lldx%lld voxels %s, age %g months, seed %lld\n", out.c_str(), (long long)map.nx(),
                 (long long)map.ny(), (long long)map.nz(), orientation.c_str(), age, (long long)seed);

@@ -210,7 +210,7 @@ void check_prediction_outputs(const Args& args, const std::vector<Job>& jobs,
         inputs.push_back({job.input, "--i"});
         outputs.insert(outputs.end(), {{job.seg, "--o"}, {job.post, "--post"}, {job.resampled, "--resample"}});
     }
-    std::vector<std::string> will_create;
+    std::vector<std::string> will_create = folders_of(outputs);
     if (folder)
         for (const char* option : {"--o", "--post", "--resample"})
             if (args.has(option)) will_create.push_back(args.get(option, ""));
@@ -275,6 +275,11 @@ int cmd_predict(int argc, char** argv) {
         if (args.has("--post")) folders.make(args.get("--post", ""));
         if (args.has("--resample")) folders.make(args.get("--resample", ""));
     }
+    // A file's folder is made as SynthSeg's predict makes it; with the folders of scans above.
+    std::vector<NamedPath> files{{args.get("--vol", ""), "--vol"}, {args.get("--preview", ""), "--preview"}};
+    if (!folder)
+        for (const char* option : {"--o", "--post", "--resample"}) files.push_back({args.get(option, ""), option});
+    folders.make_for(files);
 
     CsvTable volumes{{"subject"}, {}, ""};
     for (int32_t label : predictor.labels())

@@ -765,6 +765,20 @@ void OutputDirectories::make(const std::string& dir) {
     ISS_INPUT(fs::is_directory(dir, ec), dir, ": cannot create directory");
 }
 
+std::vector<std::string> folders_of(const std::vector<NamedPath>& outputs) {
+    std::vector<std::string> folders;
+    for (const NamedPath& out : outputs) {
+        const std::string folder = std::filesystem::path(out.path).parent_path().string();
+        if (!out.path.empty() && !folder.empty() && std::find(folders.begin(), folders.end(), folder) == folders.end())
+            folders.push_back(folder);
+    }
+    return folders;
+}
+
+void OutputDirectories::make_for(const std::vector<NamedPath>& outputs) {
+    for (const std::string& folder : folders_of(outputs)) make(folder);
+}
+
 OutputDirectories::~OutputDirectories() {
     if (std::uncaught_exceptions() > exceptions_at_start_) take_back();  // on success the folders stay
 }

@@ -245,6 +245,10 @@ std::map<std::string, std::string> volume_files_by_subject(const std::string& fo
 // A killed run's temporary left out is said in a warning.
 std::vector<std::string> volume_files(const std::string& path);
 
+// The folders the files `outputs` name are in (those with a folder part, empty paths left out): what
+// check_outputs is told the command makes, and OutputDirectories::make_for makes.
+std::vector<std::string> folders_of(const std::vector<NamedPath>& outputs);
+
 // The folders a command makes for its outputs (mkdir -p), taken back if the command fails: when
 // an exception unwinds past this object, or take_back() says so, every folder it made is removed
 // again, innermost first, if nothing but the command's own files (a lock) is in it. A failed run
@@ -261,6 +265,9 @@ public:
     // A file the command writes into one of them that goes with the folder (a lock file, the
     // pieces of an unfinished set).
     void own_file(const std::string& path) { own_files_.push_back(path); }
+    // The folder of each of `outputs` (folders_of): a file named in a missing folder is written
+    // into it, as SynthSeg's commands do.
+    void make_for(const std::vector<NamedPath>& outputs);
     // The folders stay from now on, whatever happens (a complete set of outputs is in them).
     void keep() { made_.clear(); }
     // A command failing without an exception (predict, every scan of a folder refused): the

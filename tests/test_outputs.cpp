@@ -406,9 +406,40 @@ TEST_F(SameFileCli, PredictRefusesToOverwriteItsInputs) {
     fs::create_symlink(path("scan.nii.gz"), path("scan_link.csv"));
     expect_refused(run + " --o " + q("out.nii.gz") + " --vol " + q("scan_link.csv"),
                    "is the same file as the input --i");
-    expect_refused(run + " --o " + q("no/such/dir/out.nii.gz"), "no such directory");
+    // A missing folder would be made for an output, but not by a command refused.
+    expect_refused(run + " --o " + q("no/such/dir/out.nii.gz") + " --post " + q("scan.nii.gz"),
+                   "is the same file as the input --i");
+    EXPECT_FALSE(fs::exists(path("no")));
     expect_refused(run + " --o " + q("seg.nii.gz/out.nii.gz"), ": " + path("seg.nii.gz") + " is not a directory");
     expect_refused(run + " --o " + q("model"), "is a directory, expected a file name");
+}
+
+// A file named in a folder that does not exist is written into it, the folder made, as SynthSeg's
+// commands do ("no such directory" before); a command that fails after takes it back.
+TEST_F(SameFileCli, OutputsInMissingFoldersMakeThem) {
+    const std::string predict = test::cli_path() + " predict --device cpu --model " + q("model") + " --o " +
+                                q("made/seg/out.nii.gz") + " --vol " + q("tables/vol.csv") + " --i ";
+    const test::RunResult made = test::run_command(predict + q("scan.nii.gz"));
+    ASSERT_EQ(made.status, 0) << made.err;
+    EXPECT_TRUE(fs::is_regular_file(path("made/seg/out.nii.gz")));
+    EXPECT_TRUE(fs::is_regular_file(path("tables/vol.csv")));
+    std::ofstream(path("broken.nii.gz")) << "not a scan";
+    fs::remove_all(path("made"));
+    fs::remove_all(path("tables"));
+    EXPECT_EQ(test::run_command(predict + q("broken.nii.gz")).status, 2);
+    EXPECT_FALSE(fs::exists(path("made"))) << "a failed predict left its folders";
+    EXPECT_FALSE(fs::exists(path("tables")));
+    for (const std::string& command :
+         {"clean --seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz") + " --labels 0,2,3,41,42 --o " +
+              q("cleaned/seg.nii.gz"),
+          "dice --pred " + q("seg.nii.gz") + " --gt " + q("seg.nii.gz") + " --out " + q("scores/dice.csv"),
+          "phantom --age-months 0 --out " + q("maps/p.nii.gz"),
+          "export --model " + q("model") + " --keras " + q("keras/m.h5")}) {
+        const test::RunResult r = test::run_command(test::cli_path() + " " + command);
+        EXPECT_EQ(r.status, 0) << command << ": " << r.err;
+    }
+    for (const char* file : {"cleaned/seg.nii.gz", "scores/dice.csv", "maps/p.nii.gz", "keras/m.h5"})
+        EXPECT_TRUE(fs::is_regular_file(path(file))) << file;
 }
 
 // An output its owner made read-only is kept, not replaced (it was, silently, even as another
