@@ -53,8 +53,9 @@ const char* usage =
     "    value, with a warning), then pads with zeros to the model's size multiple (centred, an\n"
     "    odd voxel after);\n"
     "  - predicts, averaged with the prediction of the left/right-mirrored scan (its left and\n"
-    "    right channels swapped by their twins: 2 and 41, 17 and 53, ...; not for a model with\n"
-    "    one side's label but not its twin, with a warning);\n"
+    "    right channels swapped by their twins: 2 and 41, 17 and 53, ...; not, with a warning,\n"
+    "    for a model whose record says its outputs do not mirror so (flip_averaging), or one\n"
+    "    recording nothing with a side's label but not its twin);\n"
     "  - smooths the posteriors (Gaussian, sigma 0.5 voxel, 3 taps; near the padded volume's\n"
     "    faces, where taps fall outside, each voxel's posteriors are divided by their sum, as\n"
     "    SynthSeg renormalises), takes the argmax and keeps the largest 6-connected component\n"
@@ -373,7 +374,7 @@ int cmd_predict(int argc, char** argv) {
     run_outputs->commit();
     if (!done_line.empty()) std::printf("%s\n", done_line.c_str());
     if (failed_input + failed_other > 0) {
-        folders.take_back();  // those that hold no scan's outputs (every scan refused)
+        folders.take_back();  // those it made that hold nothing (every scan refused, say)
         if (folder)
             std::fprintf(stderr, "infant-synthseg predict: %d of %zu file(s) failed\n", failed_input + failed_other,
                          jobs.size());

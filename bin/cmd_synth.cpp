@@ -228,15 +228,12 @@ int cmd_synth(int argc, char** argv) {
 
     DeviceContext ctx(device);
     Generator gen(ctx, config, std::move(maps), seed);
-    // Said once every input is checked (a refusal is one line).
-    std::array<int64_t, 3> rounded = config.output_shape;
-    for (int64_t& n : rounded) n -= n % config.shape_multiple;
-    if (rounded != config.output_shape)
-        warning(cat("synth: ",
-                    args.has("--shape") ? cat("--shape ", config.output_shape[0])
-                                        : cat(config_path, ": output_shape ", dims_text(config.output_shape)),
-                    " is rounded down to ", dims_text(rounded), ", a multiple of shape_multiple ",
-                    config.shape_multiple));
+    // A --shape the crops cannot have, said once every input is checked (a refusal is one line).
+    const int64_t asked = config.output_shape[0];
+    if (args.has("--shape") && asked % config.shape_multiple != 0)
+        warning(cat("synth: --shape ", asked, " is not a multiple of shape_multiple ", config.shape_multiple,
+                    ": crops are rounded down to one (", asked - asked % config.shape_multiple,
+                    "), as well as clipped to each map"));
     OutputDirectories folders;
     folders.make(out_dir);
 

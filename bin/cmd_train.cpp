@@ -191,10 +191,19 @@ void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptio
     }
     // The validation continues as it ran, when its maps are given again.
     o.validate_every = validation_interval(args, o);
-    const nlohmann::json validation = t.value("validation", nlohmann::json());
-    if (!o.validation_labels.empty() && validation.is_object()) {
-        integer_in(validation, "samples", o.validation_samples, "--validation-samples");
-        integer_in(validation, "every", o.validate_every, "--validate-every");
+    if (t.contains("validation")) {
+        const nlohmann::json& validation = t["validation"];
+        auto positive = [&](const char* key, int64_t most) {
+            return validation.is_object() && validation.contains(key) && validation[key].is_number_integer() &&
+                   validation[key].get<int64_t>() >= 1 && validation[key].get<int64_t>() <= most;
+        };
+        ISS_INPUT(positive("every", INT64_MAX) && positive("samples", 1 << 20), model_json_path(weights),
+                  ": field 'training.validation' must hold 'every' (steps, at least 1) and 'samples' (1 to ", 1 << 20,
+                  "), integers; has ", clipped(validation.dump(), 80));
+        if (!o.validation_labels.empty()) {
+            integer_in(validation, "samples", o.validation_samples, "--validation-samples");
+            integer_in(validation, "every", o.validate_every, "--validate-every");
+        }
     }
 }
 

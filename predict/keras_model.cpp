@@ -11,9 +11,10 @@
 namespace iss {
 
 std::vector<int32_t> keras_label_list(const std::string& text) {
-    ISS_INPUT(!text.empty(),
-              "--labels is required for a Keras model: infant, synthseg, a .npy file or a list (a file "
-              "written by this program's export records them)");
+    ISS_INPUT(
+        !text.empty(),
+        "--labels is required for a Keras model: infant, synthseg, a model's folder, a .npy file or a list (a file "
+        "written by this program's export records them)");
     const std::vector<int32_t> labels = named_label_list(text, "--labels");
     for (const int32_t label : labels) ISS_INPUT(is_label_value(label), "--labels: ", label, " is ", not_a_label);
     // The SynthSeg family's networks all have a background output; without it every voxel would

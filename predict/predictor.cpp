@@ -236,7 +236,7 @@ Predictor::Predictor(const std::string& model, const PredictOptions& options)
     // averaged into. Models trained here record it; for others, a side's label whose twin is no
     // output says so (the mirrored scan's structure there is the other side's).
     if (s.pre.flip_averaging == false && s.options.flip) {
-        warning(cat(model, ": its outputs do not swap as a left/right flip swaps the structures (model.json's ",
+        warning(cat(model, ": its outputs do not swap as a left/right flip swaps the structures (its record's ",
                     "flip_averaging): the scans are segmented without the flip averaging (as with --no-flip)"));
         s.options.flip = false;
     }

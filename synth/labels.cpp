@@ -103,6 +103,7 @@ int first_unmirrored(const std::vector<int32_t>& generation, const std::vector<i
                      const std::vector<int32_t>& outputs) {
     const std::vector<int> generation_twin = twin_positions(generation), output_twin = twin_positions(outputs);
     for (size_t g = 0; g < generation.size(); ++g) {
+        if (lateral(generation[g]) && generation_twin[g] == int(g)) return int(g);
         const int output = index_of(outputs, targets[g]);
         const int32_t swapped = output >= 0 ? outputs[size_t(output_twin[size_t(output)])] : targets[g];
         if (swapped != targets[size_t(generation_twin[g])]) return int(g);

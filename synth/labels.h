@@ -25,7 +25,9 @@ bool lateral(int32_t label);
 // Whether a network that learns targets[g] for generation label generation[g] mirrors as
 // predict's left/right flip averaging assumes: a flip swaps the generation labels with their
 // twins, and must swap the network's outputs by twin_positions(outputs) (an output without its
-// twin there staying). The position of the first generation label where it does not, or -1.
+// twin there staying). A one-sided generation label whose twin is not among them (a map of one
+// hemisphere) has no mirror image: it does not. The position of the first generation label
+// where it does not, or -1.
 int first_unmirrored(const std::vector<int32_t>& generation, const std::vector<int32_t>& targets,
                      const std::vector<int32_t>& outputs);
 

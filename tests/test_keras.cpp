@@ -1062,7 +1062,8 @@ TEST_F(KerasCli, BadInputExitsTwoAndWritesNothing) {
     KerasUNet foreign;
     foreign.unet.classes = 5;
     EXPECT_EQ(test::refusal_of("--labels", [&] { keras_model_spec(foreign, KerasImportOptions{}, "f.h5"); }),
-              "--labels is required for a Keras model: infant, synthseg, a .npy file or a list (a file written by "
+              "--labels is required for a Keras model: infant, synthseg, a model's folder, a .npy file or a list (a "
+              "file written by "
               "this program's export records them)");
     expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("out.nii.gz") + " --model " + q("ours") +
                    " --labels infant",

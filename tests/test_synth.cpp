@@ -1302,6 +1302,8 @@ TEST(SynthParams, OutputsMirrorWhereAFlipCarriesEachTargetToItsTwin) {
     EXPECT_EQ(first({0, 2, 0, 0}, {0, 2}), 1);             // the left one alone: its mirror is background
     EXPECT_EQ(first({0, 2, 2, 41}, {0, 2, 41}), 2);        // CSF learned as one side's
     EXPECT_EQ(first({0, 41, 24, 2}, {0, 2, 24, 41}), -1);  // sides exchanged, consistently
+    // Maps of one hemisphere: the left labels without their twins have no mirror image.
+    EXPECT_EQ(labels::first_unmirrored({0, 24, 2, 3}, {0, 24, 2, 3}, {0, 2, 3, 24}), 2);
 }
 
 TEST(SynthParams, BadInputIsNamed) {

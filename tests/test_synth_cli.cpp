@@ -178,7 +178,8 @@ TEST_F(SynthCli, DirectoryOfMaps) {
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(file_count(dir_ / "out"), 6);
     // A crop that is no multiple of shape_multiple is said to be rounded down (it was, unsaid).
-    EXPECT_NE(r.err.find("warning: synth: --shape 70 is rounded down to 64x64x64, a multiple of shape_multiple 32"),
+    EXPECT_NE(r.err.find("warning: synth: --shape 70 is not a multiple of shape_multiple 32: crops are rounded down "
+                         "to one (64), as well as clipped to each map"),
               std::string::npos)
         << r.err;
     // The folder is listed once, for the output check and the maps alike: the temporary said once.

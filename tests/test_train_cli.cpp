@@ -455,6 +455,27 @@ TEST_F(TrainCli, AResumeValidatesAsRecorded) {
                             "loss.png's Dice stop at step 4"),
               std::string::npos)
         << none.err;
+    // The record kept through that run: given the maps again, the validation goes on as before it.
+    EXPECT_EQ(nlohmann::json::parse(read_text(model / "model.json"))["training"]["validation"]["samples"], 3);
+    const RunResult again = train_tiny(model.string(), 6, " --resume --validation-labels " + maps);
+    ASSERT_EQ(again.status, 0) << again.err;
+    EXPECT_EQ(again.err.find("validation"), std::string::npos) << again.err;
+    EXPECT_EQ(lines_of(read_text(model / "validation.csv")).size(), 6u) << "rows at steps 1 to 4, then 6";
+
+    // A record or a table not of this model is refused before a step runs (a table of other
+    // columns failed at the next checkpoint, the step lost; odd records were taken as none).
+    const std::string resume = joined(tiny_args()) + " --model-dir " + shell_quote(model.string()) +
+                               " --steps 7 --resume --validation-labels " + maps;
+    const std::string table = read_text(model / "validation.csv");
+    std::ofstream(model / "validation.csv") << "step,mean_dice,dice_0\n1,0.5,1\n";
+    expect_bad(resume, "validation.csv: 3 columns, where the model's validation table has 36", model);
+    std::ofstream(model / "validation.csv") << table;
+    const std::string json = read_text(model / "model.json");
+    nlohmann::json odd = nlohmann::json::parse(json);
+    odd["training"]["validation"]["every"] = 1.5;
+    std::ofstream(model / "model.json") << odd.dump(2);
+    expect_bad(resume, "field 'training.validation' must hold 'every' (steps, at least 1) and 'samples'", model);
+    std::ofstream(model / "model.json") << json;
 }
 
 // model.json records whether the outputs mirror as a flip mirrors the structures (predict's flip
@@ -466,9 +487,10 @@ TEST_F(TrainCli, TheRecordSaysWhetherTheOutputsMirror) {
     const RunResult left =
         train_tiny((dir_ / "left").string(), 1, " --config " + shell_quote((dir_ / "left.json").string()));
     ASSERT_EQ(left.status, 0) << left.err;
-    EXPECT_NE(left.err.find("warning: train: generation label 2 is learned as 2 but its mirror image (41) as 0: the "
-                            "outputs do not swap as a left/right flip swaps the structures, so predict segments with "
-                            "this model without averaging a scan with its mirror image"),
+    EXPECT_NE(left.err.find("warning: train: generation label 2 is learned as 2, so its mirror image (41) should be "
+                            "learned as 2 (2 has no twin among the outputs), but is learned as 0: the outputs do not "
+                            "swap as a left/right flip swaps the structures, so predict segments with this model "
+                            "without averaging a scan with its mirror image"),
               std::string::npos)
         << left.err;
     EXPECT_EQ(nlohmann::json::parse(read_text(dir_ / "left" / "model.json"))["preprocessing"]["flip_averaging"], false);

@@ -412,6 +412,12 @@ void Trainer::State::load_checkpoint(const ModelSpec& saved) {
               "new --model-dir");
     if (fs::exists(validation_path())) {
         const CsvTable table = read_csv(validation_path());
+        // Checked now: the checkpoint after the next step rewrites it (a table of other columns
+        // failed there, the step's work lost).
+        const size_t columns = 2 + gen_config.segmentation_labels.size();
+        ISS_INPUT(table.columns.size() == columns, validation_path(), ": ", table.columns.size(),
+                  " columns, where the model's validation table has ", columns,
+                  " (step, mean_dice and a Dice per label): not this model's");
         for (const auto& row : table.rows) {
             ValidationRow r{int64_t(csv_to_number(row[0], validation_path())),
                             dice_from_field(row[1], validation_path()), {}};
@@ -506,7 +512,8 @@ void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
     const nlohmann::json& was = saved.training;
     nlohmann::json history = was.value("history", nlohmann::json::array());
     if (!history.is_array()) history = nlohmann::json::array();
-    static const char* const may_change[] = {"lr", "precision", "steps_per_epoch", "maps", "maps_digest", "arithmetic"};
+    static const char* const may_change[] = {"lr",         "precision", "steps_per_epoch", "maps", "maps_digest",
+                                             "arithmetic", "dice"};
     auto entry = [](int64_t from, const nlohmann::json& t) {
         nlohmann::json e = {{"from_step", from}};
         for (const char* key : may_change) e[key] = t.value(key, nlohmann::json());
@@ -519,13 +526,19 @@ void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
             return float(a.get<double>()) != float(b.get<double>());
         return a != b;
     };
+    // A record from before "dice" whose batches of several pooled the samples' Dice (null there).
+    const bool dice_changed =
+        was.value("dice", nlohmann::json()) != dice_reduction && was.value("batch", nlohmann::json(1)) != 1;
     for (const char* key : may_change)
-        if (was.contains(key) && changed(key)) {
+        if ((was.contains(key) && changed(key)) || dice_changed) {
             if (history.empty()) history.push_back(entry(0, was));  // what the steps before it ran with
             history.push_back(entry(step, now.training));
             break;
         }
     if (!history.empty()) now.training["history"] = history;
+    // A run without --validation-labels keeps the validation on record, for the next to go on with.
+    if (!now.training.contains("validation") && was.contains("validation"))
+        now.training["validation"] = was["validation"];
     const nlohmann::json& old_range = saved.preprocessing.value("voxel_size_range_mm", nlohmann::json());
     nlohmann::json& range = now.preprocessing["voxel_size_range_mm"];
     if (old_range.is_object() && old_range.contains("min") && old_range.contains("max"))
@@ -537,12 +550,12 @@ void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
 
 // validation.csv continues across a resume only where the run validates the same samples: a
 // resume without --validation-labels, or with other maps or another sample count, is said.
-void warn_of_another_validation(const nlohmann::json& was, const nlohmann::json& now, const std::string& json,
-                                int64_t step) {
+void warn_of_another_validation(const nlohmann::json& was, const nlohmann::json& now, bool validates,
+                                const std::string& json, int64_t step) {
     const nlohmann::json before = was.value("validation", nlohmann::json());
     if (!before.is_object()) return;
     const nlohmann::json after = now.value("validation", nlohmann::json());
-    if (!after.is_object()) {
+    if (!validates) {
         warning(cat("train: ", json, " was validated every ", before.value("every", nlohmann::json()).dump(),
                     " steps; this run has no --validation-labels, so validation.csv and loss.png's Dice stop at step ",
                     step, " (give --validation-labels to go on)"));
@@ -669,11 +682,21 @@ static bool outputs_mirror(const GeneratorConfig& config) {
     if (g < 0) return true;
     const int32_t label = config.generation_labels[size_t(g)], twin = labels::lr_twin(label);
     const int t = labels::index_of(config.generation_labels, twin);
-    const int32_t mirrored = targets[size_t(t >= 0 ? t : g)];
-    warning(cat("train: generation label ", label, " is learned as ", targets[size_t(g)], " but its mirror image",
-                t >= 0 && twin != label ? cat(" (", twin, ")") : std::string(), " as ", mirrored,
-                ": the outputs do not swap as a left/right flip swaps the structures, so predict segments with ",
-                "this model without averaging a scan with its mirror image"));
+    const std::vector<int32_t>& outputs = config.segmentation_labels;
+    const int32_t target = targets[size_t(g)];
+    const int output = labels::index_of(outputs, target);
+    const int32_t swapped = outputs[size_t(labels::twin_positions(outputs)[size_t(output)])];
+    const std::string why =
+        labels::lateral(label) && (t < 0 || twin == label)
+            ? cat("generation label ", label, " is one side's and its twin ",
+                  twin == label ? std::string("is not known") : cat(twin, " is not a generation label"))
+            : cat("generation label ", label, " is learned as ", target, ", so its mirror image",
+                  twin != label ? cat(" (", twin, ")") : std::string(), " should be learned as ", swapped,
+                  swapped != target ? cat(" (", target, "'s twin)")
+                                    : cat(" (", target, " has no twin among the outputs)"),
+                  ", but is learned as ", targets[size_t(t)]);
+    warning(cat("train: ", why, ": the outputs do not swap as a left/right flip swaps the structures, so predict ",
+                "segments with this model without averaging a scan with its mirror image"));
     return false;
 }
 
@@ -753,12 +776,13 @@ static std::unique_ptr<DirectoryLock> lock_model_dir(const std::string& dir) {
     return std::make_unique<DirectoryLock>(dir, lock_file_name, "another train is writing this model directory");
 }
 
-// The generator's configuration and what it came from (for messages): a --config file, the one
-// a resumed model recorded, or the preset.
 // Whether a --config file (read and checked already) gives output_shape itself.
 static bool names_output_shape(const std::string& config_path) {
     return !config_path.empty() && parse_json(read_text_file(config_path), config_path).contains("output_shape");
 }
+
+// The generator's configuration and what it came from (for messages): a --config file, the one
+// a resumed model recorded, or the preset.
 
 static std::pair<GeneratorConfig, std::string> generator_config_for(const TrainOptions& opt) {
     PresetChoice choice{opt.preset};
@@ -810,10 +834,6 @@ Trainer::Trainer(const TrainOptions& given) {
     ISS_INPUT(opt.lr > 0 && std::isfinite(opt.lr), "train: --lr must be a positive number");
     ISS_INPUT(opt.shape >= 0, "train: --shape must be at least 1 (or 0: the configuration's), got ", opt.shape);
     ISS_INPUT(opt.wl2_epochs >= 0, "train: --wl2-epochs must be >= 0");
-    if (opt.wl2_epochs > 0 && s.last_wl2_step() >= opt.steps)
-        warning(cat("train: --wl2-epochs ", opt.wl2_epochs, " of --steps-per-epoch ", opt.steps_per_epoch, " are ",
-                    s.last_wl2_step(), " weighted-L2 steps, all of the --steps ", opt.steps,
-                    ": the soft Dice loss never runs"));
     s.precision = usable_precision(s.ctx, opt.precision);
 
     // Generator configuration: preset, file overrides, then the options that belong to the
@@ -850,7 +870,12 @@ Trainer::Trainer(const TrainOptions& given) {
     // A batch needs one crop shape. The validation maps have their own (newborn maps checking a
     // model trained on 12-month ones give smaller crops; batch 1, so any shape runs).
     const std::array<int64_t, 3> common = common_crop(s.gen_config, maps);
-    ISS_INPUT(!recorded_crop || common == opt.recorded_crop, "train: --labels ", opt.labels,
+    const bool a_map_too_small = std::any_of(maps.begin(), maps.end(), [&](const TrainingMap& m) {
+        for (size_t d = 0; d < 3; ++d)
+            if (m.grid.dim[d] < opt.recorded_crop[d]) return true;
+        return false;
+    });
+    ISS_INPUT(!recorded_crop || !a_map_too_small || common == opt.recorded_crop, "train: --labels ", opt.labels,
               ": the model was trained on crops of ", dims_text(opt.recorded_crop),
               " voxels, which these maps cannot hold (the smallest gives ", dims_text(common),
               "): a resumed run draws its samples as the run it continues");
@@ -889,6 +914,11 @@ Trainer::Trainer(const TrainOptions& given) {
     }
     if (saved)
         require_resumable(*saved, json, s.optimizer_path(), opt.model_dir, unet, s.gen_config.segmentation_labels);
+    // Said once every input is checked (a refusal is one line).
+    if (opt.wl2_epochs > 0 && s.last_wl2_step() >= opt.steps)
+        warning(cat("train: --wl2-epochs ", opt.wl2_epochs, " of --steps-per-epoch ", opt.steps_per_epoch, " are ",
+                    s.last_wl2_step(), " weighted-L2 steps, all of the --steps ", opt.steps,
+                    ": the soft Dice loss never runs"));
 
     s.net = std::make_unique<UNet>(unet, s.params);
     s.params.allocate();
@@ -918,10 +948,10 @@ Trainer::Trainer(const TrainOptions& given) {
                         ": the network's sums run in another order, so from step ", s.step,
                         " the weights do not repeat the uninterrupted run's bit for bit (the same device and ",
                         "--threads would); its history records the change"));
+        warn_of_another_validation(was, s.spec.training, !validation_maps.empty(), json, s.step);
         // Until 2026-12-06 a batch's Dice pooled its samples' sums: a batch of several optimised
         // another loss from then on.
-        warn_of_another_validation(was, s.spec.training, json, s.step);
-        if (!was.contains("dice") && opt.batch > 1)
+        if (was.value("dice", nlohmann::json()) != dice_reduction && opt.batch > 1)
             warning(cat("train: ", json, " was trained by a build whose Dice pooled the batch's ", opt.batch,
                         " samples; this build averages each sample's Dice, as SynthSeg: from step ", s.step,
                         " the loss and its gradients are not the uninterrupted run's"));

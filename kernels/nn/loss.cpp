@@ -30,9 +30,10 @@
 namespace iss {
 namespace {
 
-// Workspace layout: chunk partials (2 C doubles per chunk, reused sample after sample), class
-// totals (2 C doubles per sample), the backward's coefficients (2 C floats per sample). Offsets
-// in bytes; doubles first keep them aligned.
+// Workspace layout: chunk partials (2 C doubles per chunk of the whole batch, which the weighted
+// L2 sums at once; the Dice reuses them sample after sample), class totals (2 C doubles per
+// sample), the backward's coefficients (2 C floats per sample). Offsets in bytes; doubles first
+// keep them aligned.
 struct WorkspaceLayout {
     size_t partials = 0, totals = 0, coef = 0, bytes = 0;
     explicit WorkspaceLayout(const Shape5& s) {

@@ -24,13 +24,11 @@
 //   so inference sees the probabilities and the backward the exact Jacobian's p.
 // - The backward recomputes the per-class sums from probs: it does not rely on what the
 //   forward left in the workspace, only on probs.
-// - Per-class sums, each sample's apart (its positions are contiguous): positions are cut into chunks of
-// loss_chunk_positions (the last one
-//   shorter); inside a chunk, "slot" (k, g) sums class k over positions g, g + G, g + 2G, ...
-//   (G = loss_groups(C)) in increasing order, in double; slots are combined g = 0, 1, ... and
-//   chunks in index order. Both launchers follow this order, with the same correctly rounded
-//   double operations, so the sums, the loss and the gradients are bit-identical on CPU and
-//   CUDA (stronger than the 1e-5 promised above).
+// - Per-class sums, each sample's apart (its positions are contiguous): positions are cut into
+//   chunks of loss_chunk_positions (the last one shorter); inside a chunk, "slot" (k, g) sums class k over positions g,
+//   g + G, g + 2G, ... (G = loss_groups(C)) in increasing order, in double; slots are combined g = 0, 1, ... and chunks
+//   in index order. Both launchers follow this order, with the same correctly rounded double operations, so the sums,
+//   the loss and the gradients are bit-identical on CPU and CUDA (stronger than the 1e-5 promised above).
 // - Non-finite logits make the whole position's probabilities NaN (so the loss is NaN and a
 //   diverged run shows), instead of being clamped away by exp. Targets >= C count as no class.
 #pragma once
