@@ -9,6 +9,7 @@
 #include "io/nifti.h"
 #include "io/orientation.h"
 #include "kernels/common/error.h"
+#include "post/prediction.h"  // require_volume_output
 #include "synth/phantom.h"
 
 namespace iss::cli {
@@ -43,6 +44,7 @@ int cmd_phantom(int argc, char** argv) {
 
     const std::string orientation = args.get("--orientation", "RAS");
     require_orientation_code(orientation, "phantom: --orientation");
+    require_volume_output(out, "--out");
     const std::vector<NamedPath> outputs{{out, "--out"}};
     check_outputs("phantom", {}, outputs, folders_of(outputs));  // it reads no input, but a read-only file stays
 

@@ -635,6 +635,9 @@ void check_outputs(const std::string& command, const std::vector<NamedPath>& inp
     }
     for (const NamedPath& out : outputs) {
         if (out.path.empty()) continue;
+        const std::string file_name = fs::path(out.path).filename().string();
+        ISS_INPUT(!file_name.empty() && file_name != "." && file_name != "..", command, ": ", out.option, " ", out.path,
+                  ": expected a file name, not a folder");
         const std::string target = resolve_links(out.path);
         const int descriptor = descriptor_named(target);
         const std::string id = descriptor >= 0 ? descriptor_identity(descriptor) : file_identity(out.path);
@@ -765,12 +768,27 @@ void OutputDirectories::make(const std::string& dir) {
     ISS_INPUT(fs::is_directory(dir, ec), dir, ": cannot create directory");
 }
 
+// A folder that mkdir -p makes as written: no ".." (newdir/.. would be made as "." and written
+// through the missing newdir) and no broken link along it (its name exists, as nothing).
+static bool makeable_as_written(const std::filesystem::path& folder) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::path prefix;
+    for (const fs::path& part : folder) {
+        if (part == "..") return false;
+        prefix /= part;
+        if (fs::is_symlink(prefix, ec) && !fs::exists(prefix, ec)) return false;
+    }
+    return true;
+}
+
 std::vector<std::string> folders_of(const std::vector<NamedPath>& outputs) {
     std::vector<std::string> folders;
     for (const NamedPath& out : outputs) {
-        const std::string folder = std::filesystem::path(out.path).parent_path().string();
-        if (!out.path.empty() && !folder.empty() && std::find(folders.begin(), folders.end(), folder) == folders.end())
-            folders.push_back(folder);
+        const std::filesystem::path folder = std::filesystem::path(out.path).parent_path();
+        if (out.path.empty() || folder.empty() || !makeable_as_written(folder)) continue;  // check_outputs says
+        if (std::find(folders.begin(), folders.end(), folder.string()) == folders.end())
+            folders.push_back(folder.string());
     }
     return folders;
 }

@@ -245,7 +245,8 @@ std::map<std::string, std::string> volume_files_by_subject(const std::string& fo
 // A killed run's temporary left out is said in a warning.
 std::vector<std::string> volume_files(const std::string& path);
 
-// The folders the files `outputs` name are in (those with a folder part, empty paths left out): what
+// The folders the files `outputs` name are in (those with a folder part, empty paths left out,
+// and those mkdir -p would not make as written: through "..", or a broken link): what
 // check_outputs is told the command makes, and OutputDirectories::make_for makes.
 std::vector<std::string> folders_of(const std::vector<NamedPath>& outputs);
 

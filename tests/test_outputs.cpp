@@ -440,6 +440,14 @@ TEST_F(SameFileCli, OutputsInMissingFoldersMakeThem) {
     }
     for (const char* file : {"cleaned/seg.nii.gz", "scores/dice.csv", "maps/p.nii.gz", "keras/m.h5"})
         EXPECT_TRUE(fs::is_regular_file(path(file))) << file;
+    // Refused at once, no folder made: a folder for a name (after the work, it was refused as one
+    // made), a folder reached through ".." (made as "." and written through the missing one), a
+    // name of the wrong kind.
+    expect_refused("dice --pred " + q("seg.nii.gz") + " --gt " + q("seg.nii.gz") + " --out " + q("tables") + "/",
+                   "expected a file name, not a folder");
+    expect_refused("phantom --age-months 0 --out " + q("new") + "/../p.nii.gz", "no such directory");
+    expect_refused("phantom --age-months 0 --out " + q("more/p.txt"), "--out");
+    for (const char* folder : {"tables", "new", "more"}) EXPECT_FALSE(fs::exists(path(folder))) << folder;
 }
 
 // An output its owner made read-only is kept, not replaced (it was, silently, even as another

@@ -455,17 +455,21 @@ TEST_F(TrainCli, AResumeValidatesAsRecorded) {
                             "loss.png's Dice stop at step 4"),
               std::string::npos)
         << none.err;
-    // The record kept through that run: given the maps again, the validation goes on as before it.
+    // A second run without them: the table still ends at step 4.
+    const RunResult still = train_tiny(model.string(), 6, " --resume");
+    ASSERT_EQ(still.status, 0) << still.err;
+    EXPECT_NE(still.err.find("Dice stop at step 4"), std::string::npos) << still.err;
+    // The record kept through those runs: given the maps again, the validation goes on as before.
     EXPECT_EQ(nlohmann::json::parse(read_text(model / "model.json"))["training"]["validation"]["samples"], 3);
-    const RunResult again = train_tiny(model.string(), 6, " --resume --validation-labels " + maps);
+    const RunResult again = train_tiny(model.string(), 7, " --resume --validation-labels " + maps);
     ASSERT_EQ(again.status, 0) << again.err;
     EXPECT_EQ(again.err.find("validation"), std::string::npos) << again.err;
-    EXPECT_EQ(lines_of(read_text(model / "validation.csv")).size(), 6u) << "rows at steps 1 to 4, then 6";
+    EXPECT_EQ(lines_of(read_text(model / "validation.csv")).size(), 6u) << "rows at steps 1 to 4, then 7";
 
     // A record or a table not of this model is refused before a step runs (a table of other
     // columns failed at the next checkpoint, the step lost; odd records were taken as none).
     const std::string resume = joined(tiny_args()) + " --model-dir " + shell_quote(model.string()) +
-                               " --steps 7 --resume --validation-labels " + maps;
+                               " --steps 8 --resume --validation-labels " + maps;
     const std::string table = read_text(model / "validation.csv");
     std::ofstream(model / "validation.csv") << "step,mean_dice,dice_0\n1,0.5,1\n";
     expect_bad(resume, "validation.csv: 3 columns, where the model's validation table has 36", model);

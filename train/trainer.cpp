@@ -692,8 +692,9 @@ static bool outputs_mirror(const GeneratorConfig& config) {
                   twin == label ? std::string("is not known") : cat(twin, " is not a generation label"))
             : cat("generation label ", label, " is learned as ", target, ", so its mirror image",
                   twin != label ? cat(" (", twin, ")") : std::string(), " should be learned as ", swapped,
-                  swapped != target ? cat(" (", target, "'s twin)")
-                                    : cat(" (", target, " has no twin among the outputs)"),
+                  swapped != target         ? cat(" (", target, "'s twin)")
+                  : labels::lateral(target) ? cat(" (", target, " has no twin among the outputs)")
+                                            : cat(" (", target, " has no side)"),
                   ", but is learned as ", targets[size_t(t)]);
     warning(cat("train: ", why, ": the outputs do not swap as a left/right flip swaps the structures, so predict ",
                 "segments with this model without averaging a scan with its mirror image"));
@@ -948,7 +949,9 @@ Trainer::Trainer(const TrainOptions& given) {
                         ": the network's sums run in another order, so from step ", s.step,
                         " the weights do not repeat the uninterrupted run's bit for bit (the same device and ",
                         "--threads would); its history records the change"));
-        warn_of_another_validation(was, s.spec.training, !validation_maps.empty(), json, s.step);
+        // The last row validation.csv holds: a run before this one may have gone on without validating.
+        const int64_t validated = s.validation_log.empty() ? s.step : s.validation_log.back().step;
+        warn_of_another_validation(was, s.spec.training, !validation_maps.empty(), json, validated);
         // Until 2026-12-06 a batch's Dice pooled its samples' sums: a batch of several optimised
         // another loss from then on.
         if (was.value("dice", nlohmann::json()) != dice_reduction && opt.batch > 1)
