@@ -233,19 +233,21 @@ Predictor::Predictor(const std::string& model, const PredictOptions& options)
     s.twin_channel = labels::twin_positions(s.spec.labels);
     // A model whose outputs do not swap as a flip swaps the structures (one hemisphere's, a
     // structure learned as one side's): the mirrored scan's prediction has no channels to be
-    // averaged into. Models trained here record it; for others, a side's label whose twin is no
-    // output says so (the mirrored scan's structure there is the other side's).
-    if (s.pre.flip_averaging == false && s.options.flip) {
-        warning(cat(model, ": its outputs do not swap as a left/right flip swaps the structures (its record's ",
-                    "flip_averaging): the scans are segmented without the flip averaging (as with --no-flip)"));
-        s.options.flip = false;
-    }
-    for (size_t c = 0; c < s.spec.labels.size() && s.options.flip && !s.pre.flip_averaging.has_value(); ++c) {
-        const int32_t label = s.spec.labels[c];
-        if (!labels::lateral(label) || s.twin_channel[c] != int(c)) continue;
-        const int32_t twin = labels::lr_twin(label);
-        warning(cat(model, ": label ", label, " is one side's, and ",
-                    twin != label ? cat("its twin ", twin, " is not an output") : std::string("has no known twin"),
+    // averaged into. Models trained here record it (labels::first_unmirrored); others are judged
+    // by their outputs taken as their own generation labels (a side's label whose twin is no
+    // output: the mirrored scan's structure there is the other side's).
+    const std::vector<int32_t>& outputs = s.spec.labels;
+    const int unmirrored = s.pre.flip_averaging.has_value() ? -1 : labels::first_unmirrored(outputs, outputs, outputs);
+    if (s.options.flip && (s.pre.flip_averaging == false || unmirrored >= 0)) {
+        std::string why =
+            "its outputs do not swap as a left/right flip swaps the structures (its record's "
+            "flip_averaging)";
+        if (unmirrored >= 0) {
+            const int32_t label = outputs[size_t(unmirrored)], twin = labels::lr_twin(label);
+            why = cat("label ", label, " is one side's, and ",
+                      twin != label ? cat("its twin ", twin, " is not an output") : std::string("has no known twin"));
+        }
+        warning(cat(model, ": ", why,
                     ": the scans are segmented without the left/right flip averaging (as with --no-flip)"));
         s.options.flip = false;
     }

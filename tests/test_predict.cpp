@@ -151,7 +151,7 @@ TEST_F(Predict, AModelWithASideLabelButNotItsTwinIsNotFlipAveraged) {
     EXPECT_NE(merged, alone) << "not averaged with the mirror image";
     const auto [unmirrored_err, unmirrored] = recording(false);
     EXPECT_NE(unmirrored_err.find("its outputs do not swap as a left/right flip swaps the structures (its record's "
-                                  "flip_averaging): the scans are segmented without the flip averaging"),
+                                  "flip_averaging): the scans are segmented without the left/right flip averaging"),
               std::string::npos)
         << unmirrored_err;
     EXPECT_EQ(unmirrored, alone);
