@@ -538,10 +538,17 @@ TEST_F(TrainCli, AResumeOfARecordThatPooledTheBatchsDiceIsTold) {
         const RunResult r = train_tiny(model.string(), 3, " --resume");
         ASSERT_EQ(r.status, 0) << r.err;
         const bool told = r.err.find(
-                              "whose Dice pooled the batch's 2 samples; this build averages each sample's "
-                              "Dice, as SynthSeg: from step 2 the loss") != std::string::npos;
+                              "was trained with \"the per-label Dice of the batch's pooled sums\"; this build "
+                              "averages each sample's Dice, as SynthSeg: from step 2 the loss") != std::string::npos;
         EXPECT_EQ(told, batch == 2) << r.err;
-        EXPECT_TRUE(nlohmann::json::parse(read_text(json))["training"].contains("dice")) << "recorded since";
+        const nlohmann::json training = nlohmann::json::parse(read_text(json))["training"];
+        EXPECT_EQ(training["dice"], "the mean of each sample's per-label Dice") << "recorded since";
+        // The change is in the history, the steps before with the Dice they had.
+        EXPECT_EQ(training.contains("history"), batch == 2) << training.dump();
+        if (batch == 2) {
+            EXPECT_EQ(training["history"][0]["dice"], "the per-label Dice of the batch's pooled sums");
+            EXPECT_EQ(training["history"][1]["from_step"], 2);
+        }
     }
 }
 

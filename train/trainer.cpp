@@ -43,8 +43,10 @@ std::string join(const std::string& dir, const std::string& name) { return (fs::
 // What a run holds (flock) while it writes the model directory.
 const char* const lock_file_name = ".train.lock";
 
-// How the soft Dice of a batch is reduced (kernels/nn/loss.h), as model.json records it.
+// How the soft Dice of a batch is reduced (kernels/nn/loss.h), as model.json records it, and
+// what a record from before the field means by its absence with batches of several.
 const char* const dice_reduction = "the mean of each sample's per-label Dice";
+const char* const pooled_dice = "the per-label Dice of the batch's pooled sums";
 
 // 64 random bits in hex: unlike the seed, different for every run started.
 std::string new_run_id() {
@@ -449,6 +451,13 @@ bool complete_generator_record(nlohmann::json& training, const std::string& json
     return true;
 }
 
+// A record written before "dice" (2026-12-06) completed with what its build computed: a batch of
+// one, the same Dice; of several, the pooled one (a resume then records the change in its history).
+void complete_dice_record(nlohmann::json& training) {
+    if (!training.contains("dice"))
+        training["dice"] = training.value("batch", nlohmann::json(1)) == 1 ? dice_reduction : pooled_dice;
+}
+
 // A resumed run continues the run its checkpoint records. What draws its samples and picks its
 // loss must be the same: changed, the model went on training on other data while model.json
 // named only the last run's settings. (A model.json from before a field was recorded is not
@@ -526,11 +535,8 @@ void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
             return float(a.get<double>()) != float(b.get<double>());
         return a != b;
     };
-    // A record from before "dice" whose batches of several pooled the samples' Dice (null there).
-    const bool dice_changed =
-        was.value("dice", nlohmann::json()) != dice_reduction && was.value("batch", nlohmann::json(1)) != 1;
     for (const char* key : may_change)
-        if ((was.contains(key) && changed(key)) || dice_changed) {
+        if (was.contains(key) && changed(key)) {
             if (history.empty()) history.push_back(entry(0, was));  // what the steps before it ran with
             history.push_back(entry(step, now.training));
             break;
@@ -682,20 +688,22 @@ static bool outputs_mirror(const GeneratorConfig& config) {
     if (g < 0) return true;
     const int32_t label = config.generation_labels[size_t(g)], twin = labels::lr_twin(label);
     const int t = labels::index_of(config.generation_labels, twin);
-    const std::vector<int32_t>& outputs = config.segmentation_labels;
-    const int32_t target = targets[size_t(g)];
-    const int output = labels::index_of(outputs, target);
-    const int32_t swapped = outputs[size_t(labels::twin_positions(outputs)[size_t(output)])];
-    const std::string why =
-        labels::lateral(label) && (t < 0 || twin == label)
-            ? cat("generation label ", label, " is one side's and its twin ",
-                  twin == label ? std::string("is not known") : cat(twin, " is not a generation label"))
-            : cat("generation label ", label, " is learned as ", target, ", so its mirror image",
+    std::string why;
+    if (labels::lateral(label) && (t < 0 || twin == label)) {  // one side's, its mirror image unknown
+        why = cat("generation label ", label, " is one side's and its twin ",
+                  twin == label ? std::string("is not known") : cat(twin, " is not a generation label"));
+    } else {  // what the flip makes of its target, against what its mirror image is learned as
+        const std::vector<int32_t>& outputs = config.segmentation_labels;
+        const int32_t target = targets[size_t(g)];
+        const int32_t swapped =
+            outputs[size_t(labels::twin_positions(outputs)[size_t(labels::index_of(outputs, target))])];
+        why = cat("generation label ", label, " is learned as ", target, ", so its mirror image",
                   twin != label ? cat(" (", twin, ")") : std::string(), " should be learned as ", swapped,
                   swapped != target         ? cat(" (", target, "'s twin)")
                   : labels::lateral(target) ? cat(" (", target, " has no twin among the outputs)")
                                             : cat(" (", target, " has no side)"),
                   ", but is learned as ", targets[size_t(t)]);
+    }
     warning(cat("train: ", why, ": the outputs do not swap as a left/right flip swaps the structures, so predict ",
                 "segments with this model without averaging a scan with its mirror image"));
     return false;
@@ -784,7 +792,6 @@ static bool names_output_shape(const std::string& config_path) {
 
 // The generator's configuration and what it came from (for messages): a --config file, the one
 // a resumed model recorded, or the preset.
-
 static std::pair<GeneratorConfig, std::string> generator_config_for(const TrainOptions& opt) {
     PresetChoice choice{opt.preset};
     if (!opt.recorded_preset.empty()) choice.otherwise = opt.recorded_preset;
@@ -823,6 +830,7 @@ Trainer::Trainer(const TrainOptions& given) {
                   pieces.empty() ? "" : cat("; it holds ", pieces, pieces_advice));
         saved = load_model_spec(weights);
         recorded_before_mm = complete_generator_record(saved->training, model_json_path(weights));
+        complete_dice_record(saved->training);
         if (options.adopt_recorded) options.adopt_recorded(*saved, options);
     }
     state_ = std::make_unique<State>(options);
@@ -952,12 +960,10 @@ Trainer::Trainer(const TrainOptions& given) {
         // The last row validation.csv holds: a run before this one may have gone on without validating.
         const int64_t validated = s.validation_log.empty() ? s.step : s.validation_log.back().step;
         warn_of_another_validation(was, s.spec.training, !validation_maps.empty(), json, validated);
-        // Until 2026-12-06 a batch's Dice pooled its samples' sums: a batch of several optimised
-        // another loss from then on.
-        if (was.value("dice", nlohmann::json()) != dice_reduction && opt.batch > 1)
-            warning(cat("train: ", json, " was trained by a build whose Dice pooled the batch's ", opt.batch,
-                        " samples; this build averages each sample's Dice, as SynthSeg: from step ", s.step,
-                        " the loss and its gradients are not the uninterrupted run's"));
+        if (was.at("dice") != dice_reduction)
+            warning(cat("train: ", json, " was trained with ", was.at("dice").dump(), "; this build averages each ",
+                        "sample's Dice, as SynthSeg: from step ", s.step,
+                        " the loss and its gradients are not the uninterrupted run's; its history records the change"));
     }
     // Since 2026-12-06 the random affine acts in mm: on anisotropic voxels the samples changed.
     if (recorded_before_mm)
