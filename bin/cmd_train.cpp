@@ -128,6 +128,9 @@ int int_option(const Args& args, const std::string& name, long long fallback, lo
     return int(v);
 }
 
+// The most synthetic samples a validation may take (--validation-samples, or a record's).
+constexpr int max_validation_samples = 1 << 20;
+
 // Without --validate-every: once an epoch (on --resume, of the recorded epoch length, unless the
 // record holds the interval).
 int64_t validation_interval(const Args& args, const TrainOptions& o) {
@@ -197,9 +200,9 @@ void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptio
             return validation.is_object() && validation.contains(key) && validation[key].is_number_integer() &&
                    validation[key].get<int64_t>() >= 1 && validation[key].get<int64_t>() <= most;
         };
-        ISS_INPUT(positive("every", INT64_MAX) && positive("samples", 1 << 20), model_json_path(weights),
-                  ": field 'training.validation' must hold 'every' (steps, at least 1) and 'samples' (1 to ", 1 << 20,
-                  "), integers; has ", clipped(validation.dump(), 80));
+        ISS_INPUT(positive("every", INT64_MAX) && positive("samples", max_validation_samples), model_json_path(weights),
+                  ": field 'training.validation' must hold 'every' (steps, at least 1) and 'samples' (1 to ",
+                  max_validation_samples, "), integers; has ", clipped(validation.dump(), 80));
         if (!o.validation_labels.empty()) {
             integer_in(validation, "samples", o.validation_samples, "--validation-samples");
             integer_in(validation, "every", o.validate_every, "--validate-every");
@@ -237,7 +240,7 @@ TrainOptions parse_options(const Args& args) {
     ISS_INPUT(!o.validation_labels.empty() || (!args.has("--validate-every") && !args.has("--validation-samples")),
               "train: --validate-every and --validation-samples need --validation-labels");
     o.validate_every = validation_interval(args, o);
-    o.validation_samples = int_option(args, "--validation-samples", o.validation_samples, 1, 1 << 20);
+    o.validation_samples = int_option(args, "--validation-samples", o.validation_samples, 1, max_validation_samples);
     if (o.resume)
         o.adopt_recorded = [args](const ModelSpec& saved, TrainOptions& options) {
             adopt_recorded_options(args, saved, options);
