@@ -83,9 +83,10 @@ int cmd_clean(int argc, char** argv) {
     folders.make_for(outputs);
     write_prediction(out, p.seg, &seg_header, out_post, p.post, posteriors.labels.labels, &post_header);
     std::printf(
-        "clean: folded %lld voxels; %lld islands (%lld voxels) relabelled, %lld voxels to background; wrote %s%s%s\n",
-        (long long)s.folded_voxels, (long long)s.islands, (long long)s.island_voxels, (long long)s.to_background,
-        out.c_str(), out_post.empty() ? "" : " and ", out_post.c_str());
+        "clean: folded %lld voxels; %lld islands of %lld voxels relabelled from their neighbours (%lld changed label, "
+        "%lld to background); wrote %s%s%s\n",
+        (long long)s.folded_voxels, (long long)s.islands, (long long)s.island_voxels, (long long)s.changed_voxels,
+        (long long)s.to_background, out.c_str(), out_post.empty() ? "" : " and ", out_post.c_str());
     return 0;
 }
 

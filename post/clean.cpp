@@ -125,6 +125,7 @@ CleanStats remove_islands(LabelMap& seg, const Image& post, const LabelList& lis
         }
         next.clear();
         for (size_t q = 0; q < layer.size(); ++q) {
+            stats.changed_voxels += decided[q] != seg.data[size_t(layer[q])];
             seg.data[size_t(layer[q])] = decided[q];
             state[size_t(layer[q])] = settled;
             stats.to_background += decided[q] == 0;
@@ -144,6 +145,7 @@ CleanStats remove_islands(LabelMap& seg, const Image& post, const LabelList& lis
     for (int64_t v = 0; v < n; ++v)
         if (state[size_t(v)] == island) {
             seg.data[size_t(v)] = 0;
+            ++stats.changed_voxels;
             ++stats.to_background;
         }
     return stats;

@@ -39,6 +39,10 @@ struct CleanStats {
     int64_t folded_voxels = 0;  // segmentation voxels whose label was folded
     int64_t islands = 0;        // island components
     int64_t island_voxels = 0;  // voxels in them
+    // Island voxels whose label changed: fewer than island_voxels where a voxel takes its own
+    // label back from a neighbour that an earlier layer relabelled (a piece of 3 cut off from
+    // the 3s by an island of 2 that becomes 3).
+    int64_t changed_voxels = 0;
     int64_t to_background = 0;  // island voxels relabelled 0
 };
 

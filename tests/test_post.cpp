@@ -313,6 +313,23 @@ TEST(Clean, ThickIslandIsResolvedFromTheBorderInwards) {
     EXPECT_EQ(kept.data, before.data);
 }
 
+TEST(Clean, AVoxelThatTakesItsOwnLabelBackIsNotCountedAsChanged) {
+    // 15x1x1: 3 3 3 3 | 2 | 3 3 | 4 4 4 4 | 2 2 2 2. Islands at threshold 3: the lone 2 and the
+    // pair of 3s. The first layer makes the 2 a 3 (its settled neighbour) and the pair's right
+    // voxel a 4; the second gives the pair's left voxel the 3 just made beside it, its own label.
+    LabelMap seg(grid_of(15, 1, 1));
+    const std::vector<int32_t> row{3, 3, 3, 3, 2, 3, 3, 4, 4, 4, 4, 2, 2, 2, 2};
+    seg.data.assign(row.begin(), row.end());
+    const LabelList list{{0, 2, 3, 4}, "test list"};
+    const CleanStats s = remove_islands(seg, posteriors_like(seg, list), list, 3);
+    EXPECT_EQ(s.islands, 2);
+    EXPECT_EQ(s.island_voxels, 3);
+    EXPECT_EQ(s.changed_voxels, 2);
+    EXPECT_EQ(s.to_background, 0);
+    const std::vector<int32_t> want{3, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 2, 2, 2, 2};
+    EXPECT_EQ(seg.data, want);
+}
+
 // The reference for the layer rule: a full scan per layer, deciding every unresolved island
 // voxel with a settled neighbour, then settling them together.
 LabelMap reference_islands(LabelMap seg, const Image& post, const LabelList& list, int64_t threshold) {
