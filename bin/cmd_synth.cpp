@@ -176,6 +176,21 @@ void warn_of_other_runs(const std::string& out_dir, const std::vector<TrainingMa
                 "), from another run: they stay"));
 }
 
+// The maps whose crops come out smaller than asked (a map smaller than the crop along an axis,
+// without pad_when_smaller), as a warning; empty when none. The help says crops are clipped,
+// but a folder with one small map otherwise gives files of two shapes, said only as "several".
+std::string clipped_crops(const GeneratorConfig& config, const std::vector<TrainingMap>& maps) {
+    const std::array<int64_t, 3> asked = crop_shape(config, config.output_shape);
+    std::vector<const TrainingMap*> clipped;
+    for (const TrainingMap& m : maps)
+        if (crop_shape(config, m.grid.dim) != asked) clipped.push_back(&m);
+    if (clipped.empty()) return {};
+    const TrainingMap& first = *clipped.front();
+    return cat("synth: the ", dims_text(asked), " crops are clipped to maps smaller along an axis: ", clipped.size(),
+               " of ", maps.size(), " (", first.name, ": ", dims_text(first.grid.dim), " voxels, crops of ",
+               dims_text(crop_shape(config, first.grid.dim)), clipped.size() > 1 ? ", ..." : "", ")");
+}
+
 }  // namespace
 
 int cmd_synth(int argc, char** argv) {
@@ -225,15 +240,17 @@ int cmd_synth(int argc, char** argv) {
     // Every map read and checked before the output directory is touched.
     std::vector<TrainingMap> maps = load_training_maps(map_files, config);
     warn_of_other_runs(out_dir, maps, first, count, args.flag("--preview"));
+    const std::string clipped = clipped_crops(config, maps);
 
     DeviceContext ctx(device);
     Generator gen(ctx, config, std::move(maps), seed);
-    // A --shape the crops cannot have, said once every input is checked (a refusal is one line).
+    // Crops the request does not give, said once every input is checked (a refusal is one line).
     const int64_t asked = config.output_shape[0];
     if (args.has("--shape") && asked % config.shape_multiple != 0)
         warning(cat("synth: --shape ", asked, " is not a multiple of shape_multiple ", config.shape_multiple,
                     ": crops are rounded down to one (", asked - asked % config.shape_multiple,
                     "), as well as clipped to each map"));
+    if (!clipped.empty()) warning(clipped);
     OutputDirectories folders;
     folders.make(out_dir);
 

@@ -186,6 +186,27 @@ TEST_F(SynthCli, DirectoryOfMaps) {
     const size_t said = r.err.find("c.nii.gz.tmp-77.nii.gz: an unfinished output");
     EXPECT_NE(said, std::string::npos) << r.err;
     EXPECT_EQ(r.err.find("c.nii.gz.tmp-77.nii.gz", said + 1), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("crops are clipped to maps"), std::string::npos) << "every map holds 64^3: " << r.err;
+
+    // A map smaller than the crop gives smaller files: said, naming it (only "several shapes"
+    // in the last line before).
+    fs::create_directories(dir_ / "two");
+    fs::copy_file(map_file(), dir_ / "two" / "big.nii.gz");
+    const LabelMap whole = make_phantom(0, 3);
+    Grid corner = whole.grid;  // the phantom's first 40 voxels along x: a 40-voxel crop clipped to 32
+    corner.dim[0] = 40;
+    LabelMap small(corner, 1, 0);
+    for (int64_t k = 0; k < corner.dim[2]; ++k)
+        for (int64_t j = 0; j < corner.dim[1]; ++j)
+            for (int64_t i = 0; i < 40; ++i) small.at(i, j, k) = whole.at(i + 40, j, k);
+    write_labels(path("two/small.nii.gz"), small);
+    const RunResult c =
+        synth("--labels " + shell_quote(path("two")) + " --out " + shell_quote(path("out2")) + " --count 1 --shape 64");
+    ASSERT_EQ(c.status, 0) << c.err;
+    EXPECT_NE(c.err.find("warning: synth: the 64x64x64 crops are clipped to maps smaller along an axis: 1 of 2 (" +
+                         path("two/small.nii.gz") + ": "),
+              std::string::npos)
+        << c.err;
 }
 
 TEST_F(SynthCli, PrintConfigIsJson) {
