@@ -186,6 +186,23 @@ std::vector<Job> plan_jobs(const Args& args, const std::string& in, const std::s
     return jobs;
 }
 
+// The folders predict makes, outermost first: for a folder of scans, its --o, --post and
+// --resample folders as named; and each output file's folder (folders_of), as SynthSeg's
+// predict makes it.
+std::vector<std::string> prediction_folders(const Args& args, bool folder) {
+    std::vector<std::string> folders;
+    std::vector<NamedPath> files{{args.get("--vol", ""), "--vol"}, {args.get("--preview", ""), "--preview"}};
+    for (const char* option : {"--o", "--post", "--resample"}) {
+        if (!args.has(option)) continue;
+        if (folder)
+            folders.push_back(args.get(option, ""));
+        else
+            files.push_back({args.get(option, ""), option});
+    }
+    for (const std::string& f : folders_of(files)) folders.push_back(f);
+    return folders;
+}
+
 // Every output checked before the network runs: none is an input, none another output, each
 // can be written, and a single file's are named as NIfTI.
 void check_prediction_outputs(const Args& args, const std::vector<Job>& jobs,
@@ -211,11 +228,7 @@ void check_prediction_outputs(const Args& args, const std::vector<Job>& jobs,
         inputs.push_back({job.input, "--i"});
         outputs.insert(outputs.end(), {{job.seg, "--o"}, {job.post, "--post"}, {job.resampled, "--resample"}});
     }
-    std::vector<std::string> will_create = folders_of(outputs);
-    if (folder)
-        for (const char* option : {"--o", "--post", "--resample"})
-            if (args.has(option)) will_create.push_back(args.get(option, ""));
-    check_outputs("predict", inputs, outputs, will_create);
+    check_outputs("predict", inputs, outputs, prediction_folders(args, folder));
     if (!folder)  // a NIfTI under another name misleads its readers (nibabel goes by the ending)
         for (const char* option : {"--o", "--post", "--resample"})
             if (args.has(option)) require_volume_output(args.get(option, ""), option);
@@ -271,16 +284,7 @@ int cmd_predict(int argc, char** argv) {
               model_channels == 1 ? " image: segment the scans one at a time, or a folder of them"
                                   : " images, one --i each");
     OutputDirectories folders;
-    if (folder) {
-        folders.make(out);
-        if (args.has("--post")) folders.make(args.get("--post", ""));
-        if (args.has("--resample")) folders.make(args.get("--resample", ""));
-    }
-    // A file's folder is made as SynthSeg's predict makes it; with the folders of scans above.
-    std::vector<NamedPath> files{{args.get("--vol", ""), "--vol"}, {args.get("--preview", ""), "--preview"}};
-    if (!folder)
-        for (const char* option : {"--o", "--post", "--resample"}) files.push_back({args.get(option, ""), option});
-    folders.make_for(files);
+    for (const std::string& f : prediction_folders(args, folder)) folders.make(f);
 
     CsvTable volumes{{"subject"}, {}, ""};
     for (int32_t label : predictor.labels())

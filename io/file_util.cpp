@@ -674,8 +674,13 @@ void check_outputs(const std::string& command, const std::vector<NamedPath>& inp
         fs::path dir = fs::path(target).parent_path();
         if (dir.empty()) dir = ".";
         std::error_code ec;
+        // "segs/" names the folder "segs" names (a path compares its trailing empty part).
+        auto folder_named = [&](const fs::path& p) {
+            const fs::path c = fs::weakly_canonical(p, ec);
+            return c.has_filename() ? c : c.parent_path();
+        };
         const bool created_later = std::any_of(will_create.begin(), will_create.end(), [&](const std::string& d) {
-            return fs::weakly_canonical(d, ec) == fs::weakly_canonical(dir, ec);
+            return folder_named(d) == folder_named(dir);
         });
         if (exists && !S_ISREG(info.st_mode)) {
             ISS_INPUT(::access(target.c_str(), W_OK) == 0, command, ": ", out.option, " ", out.path,

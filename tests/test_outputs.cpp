@@ -429,6 +429,13 @@ TEST_F(SameFileCli, OutputsInMissingFoldersMakeThem) {
     EXPECT_EQ(test::run_command(predict + q("broken.nii.gz")).status, 2);
     EXPECT_FALSE(fs::exists(path("made"))) << "a failed predict left its folders";
     EXPECT_FALSE(fs::exists(path("tables")));
+    // A folder of scans into a missing folder named with a trailing slash, as shells complete it.
+    fs::create_directories(path("scans"));
+    fs::copy_file(path("scan.nii.gz"), path("scans/scan.nii.gz"));
+    const test::RunResult slash = test::run_command(test::cli_path() + " predict --device cpu --model " + q("model") +
+                                                    " --i " + q("scans") + " --o " + q("segs") + "/");
+    EXPECT_EQ(slash.status, 0) << slash.err;
+    EXPECT_TRUE(fs::is_regular_file(path("segs/scan_synthseg.nii.gz")));
     for (const std::string& command :
          {"clean --seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz") + " --labels 0,2,3,41,42 --o " +
               q("cleaned/seg.nii.gz"),
