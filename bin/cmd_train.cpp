@@ -227,8 +227,12 @@ TrainOptions parse_options(const Args& args) {
         o.shape = args.integer("--shape", 0);
         ISS_INPUT(o.shape >= 1, "train: --shape must be at least 1, got ", o.shape);
     }
-    o.unet.levels = int_option(args, "--levels", o.unet.levels, 1, 8);
-    o.unet.features = int_option(args, "--features", o.unet.features, 1, 4096);
+    o.unet.levels = int_option(args, "--levels", o.unet.levels, 1, UNetConfig::max_levels);
+    o.unet.features = int_option(args, "--features", o.unet.features, 1, UNetConfig::max_features);
+    // A model predict and --resume would refuse to read is not trained (4096 features were).
+    ISS_INPUT(o.unet.widest_supported(), "train: --features ", o.unet.features, " and --levels ", o.unet.levels,
+              " give ", o.unet.features_at(o.unet.levels - 1), " features at the deepest level, more than supported (",
+              UNetConfig::max_widest_features, ")");
     o.wl2_epochs = args.integer("--wl2-epochs", o.wl2_epochs);
     o.resume = args.flag("--resume");
     o.seed = args.seed();

@@ -128,8 +128,8 @@ UNetConfig unet_config_from_json(const nlohmann::json& j, const std::string& sou
     string_field(j, "type", source, at, {"unet3d"});
     string_field(j, "activation", source, at, {"elu"});
     UNetConfig c;
-    c.levels = int(integer_field(j, "levels", source, at, 1, 8));
-    c.features = int(integer_field(j, "features", source, at, 1, 1024));
+    c.levels = int(integer_field(j, "levels", source, at, 1, UNetConfig::max_levels));
+    c.features = int(integer_field(j, "features", source, at, 1, UNetConfig::max_features));
     c.convs_per_level = int(integer_field(j, "convs_per_level", source, at, 1, 8));
     c.kernel = int(integer_field(j, "kernel", source, at, 1, 3));
     ISS_INPUT(UNetConfig::supported_kernel(c.kernel), source, ": field 'architecture.kernel' must be 1 or 3, got ",
@@ -140,11 +140,9 @@ UNetConfig unet_config_from_json(const nlohmann::json& j, const std::string& sou
     const nlohmann::json& bn = field(j, "batch_norm", source, at);
     c.bn_momentum = float(number_field(bn, "momentum", source, at + "batch_norm.", 0, 1));
     c.bn_epsilon = float(number_field(bn, "epsilon", source, at + "batch_norm.", 1e-12, 1));
-    // The widest level's features (features << (levels - 1)) bound the parameter count: refuse a
-    // network that could not be allocated before anything is.
-    ISS_INPUT((int64_t(c.features) << (c.levels - 1)) <= 8192, source, ": a U-Net of ", c.features, " features and ",
-              c.levels, " levels (", int64_t(c.features) << (c.levels - 1),
-              " features at its deepest level) is larger than supported (8192)");
+    ISS_INPUT(c.widest_supported(), source, ": a U-Net of ", c.features, " features and ", c.levels, " levels (",
+              c.features_at(c.levels - 1), " features at its deepest level) is larger than supported (",
+              UNetConfig::max_widest_features, ")");
     return c;
 }
 

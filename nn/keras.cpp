@@ -609,7 +609,8 @@ private:
                   ": the encoder levels have different numbers of convolutions");
         ISS_INPUT(!bn_down.empty(), path_,
                   ": no batch normalisation layers (unet_bn_down_*): this program's U-Net has one per level");
-        ISS_INPUT(u.levels <= 8, path_, ": ", u.levels, " levels; at most 8 are supported");
+        ISS_INPUT(u.levels <= UNetConfig::max_levels, path_, ": ", u.levels, " levels; at most ",
+                  UNetConfig::max_levels, " are supported");
 
         const std::vector<int64_t> first = kernel_shape(down_conv(0, 0));
         u.kernel = int(first[0]);
@@ -618,8 +619,8 @@ private:
                   " kernel; 3x3x3 or 1x1x1 expected");
         ISS_INPUT(first[3] >= 1 && first[3] <= 16, path_, ": layer ", down_conv(0, 0), " takes ", first[3],
                   " input channels (1 to 16 supported)");
-        ISS_INPUT(first[4] >= 1 && first[4] <= 1024, path_, ": layer ", down_conv(0, 0), " has ", first[4],
-                  " features (1 to 1024 supported)");
+        ISS_INPUT(first[4] >= 1 && first[4] <= UNetConfig::max_features, path_, ": layer ", down_conv(0, 0), " has ",
+                  first[4], " features (1 to ", UNetConfig::max_features, " supported)");
         u.in_channels = int(first[3]);
         u.features = int(first[4]);
         if (u.levels > 1) {
@@ -631,6 +632,9 @@ private:
         ISS_INPUT(head[4] >= 2 && head[4] <= 255, path_, ": layer ", likelihood, " has ", head[4],
                   " outputs (2 to 255 labels supported)");
         u.classes = int(head[4]);
+        ISS_INPUT(u.widest_supported(), path_, ": a U-Net of ", u.features, " features and ", u.levels, " levels (",
+                  u.features_at(u.levels - 1), " features at its deepest level) is larger than supported (",
+                  UNetConfig::max_widest_features, ")");
         // Parameters in all, from the dims checked so far, before anything is read.
         int64_t total = 0;
         for (const LayerMap& layer : layout_of(u).weighted)
@@ -798,10 +802,11 @@ KerasUNet decode(const std::string& data, const std::string& path) {
     u.in_channels = in.integer();
     u.classes = in.integer();
     // The ranges Reader::infer allows, so that the sizes below are bounded before allocating.
-    const bool plausible = u.levels >= 1 && u.levels <= 8 && u.features >= 1 && u.features <= 1024 &&
-                           u.convs_per_level >= 1 && u.convs_per_level <= 65 &&
-                           UNetConfig::supported_kernel(u.kernel) && u.in_channels >= 1 && u.in_channels <= 16 &&
-                           u.classes >= 2 && u.classes <= 255 && unet_parameter_count(u) <= (int64_t(1) << 28);
+    const bool plausible = u.levels >= 1 && u.levels <= UNetConfig::max_levels && u.features >= 1 &&
+                           u.features <= UNetConfig::max_features && u.convs_per_level >= 1 &&
+                           u.convs_per_level <= 65 && UNetConfig::supported_kernel(u.kernel) && u.in_channels >= 1 &&
+                           u.in_channels <= 16 && u.classes >= 2 && u.classes <= 255 &&
+                           unet_parameter_count(u) <= (int64_t(1) << 28);
     ISS_INPUT(plausible, path, ": the HDF5 reader process sent a malformed model (a damaged file?)");
     m.layout = in.text();
     m.keras_version = in.text();

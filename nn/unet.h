@@ -37,6 +37,13 @@ struct UNetConfig {
     // The convolution sizes this U-Net builds (3x3x3, or 1x1x1 throughout): the one check that
     // a config, a checkpoint and a Keras file share.
     static bool supported_kernel(int64_t k) { return k == 3 || k == 1; }
+    // The sizes train makes and every reader of a model takes: a model one wrote, another reads.
+    // The widest level's features bound the parameter count, so a network that could not be
+    // allocated is refused before anything is.
+    static constexpr int max_levels = 8;
+    static constexpr int max_features = 1024;
+    static constexpr int64_t max_widest_features = 8192;
+    bool widest_supported() const { return features_at(levels - 1) <= max_widest_features; }
 
     int64_t features_at(int level) const { return int64_t(features) << level; }
     // Spatial sizes must be multiples of this (2^(levels-1) poolings).

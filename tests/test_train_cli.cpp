@@ -842,12 +842,18 @@ TEST_F(TrainCli, BadInputIsRefusedBeforeAnyStep) {
                    fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --preset ''", "option --preset has an empty value", fresh);
     expect_bad(joined(tiny_args({{"--levels", "9"}})) + to_fresh + " --steps 2", "--levels must be", fresh);
+    // A U-Net that predict and --resume could not read is not trained (up to 4096 features were).
+    expect_bad(joined(tiny_args({{"--features", "1025"}})) + to_fresh + " --steps 2", "--features must be 1 to 1024",
+               fresh);
+    expect_bad(joined(tiny_args({{"--features", "1024"}, {"--levels", "5"}})) + to_fresh + " --steps 2",
+               "--features 1024 and --levels 5 give 16384 features at the deepest level, more than supported (8192)",
+               fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --seed 6", "--seed given twice (5, then 6)", fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --validate-every 5", "--validation-labels", fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --resume", "no model.json", fresh);
     expect_bad(tiny + " --steps 2", "--model-dir is required", fresh);
     // More memory than any machine has (terabytes): refused before the first step, not killed in it.
-    expect_bad(joined(tiny_args({{"--features", "4096"}, {"--shape", "100000"}})) + to_fresh + " --steps 2 --batch 64",
+    expect_bad(joined(tiny_args({{"--features", "1024"}, {"--shape", "100000"}})) + to_fresh + " --steps 2 --batch 64",
                "lower --batch, the crop (--shape) or --features", fresh);
 
     // An existing model: another architecture, or no --resume, leaves it untouched.
