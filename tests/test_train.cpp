@@ -539,6 +539,22 @@ TEST_F(Train, ResumeKeepsWhatDrawsTheSamplesAndRecordsWhatChanged) {
         EXPECT_NEAR(range["min"][d].get<double>(), 1.0, 1e-9) << d;
         EXPECT_NEAR(range["max"][d].get<double>(), 2.0, 1e-9) << d;
     }
+
+    // An older record's one size (voxel_size_mm) counts as well (a resume dropped it).
+    nlohmann::json older = nlohmann::json::parse(test::read_text(path("first/model.json")));
+    older["preprocessing"].erase("voxel_size_range_mm");
+    older["preprocessing"]["voxel_size_mm"] = {0.5, 0.5, 0.5};
+    std::ofstream(path("first/model.json")) << older.dump(2);
+    o = tiny_options(path("coarse"), path("first"), 5);
+    o.resume = true;
+    o.lr = 1e-4f;
+    train(o);
+    const ModelSpec resumed = load_model_spec(path("first/model.safetensors"));
+    const nlohmann::json& both = resumed.preprocessing["voxel_size_range_mm"];
+    for (size_t d = 0; d < 3; ++d) {
+        EXPECT_NEAR(both["min"][d].get<double>(), 0.5, 1e-9) << d;
+        EXPECT_NEAR(both["max"][d].get<double>(), 2.0, 1e-9) << d;
+    }
 }
 
 // Validation maps smaller than the training crop (newborn maps checking a model trained on

@@ -545,12 +545,14 @@ void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
     // A run without --validation-labels keeps the validation on record, for the next to go on with.
     if (!now.training.contains("validation") && was.contains("validation"))
         now.training["validation"] = was["validation"];
-    const nlohmann::json& old_range = saved.preprocessing.value("voxel_size_range_mm", nlohmann::json());
+    // The sizes the steps before saw, in either form a record holds (older ones one size, which
+    // a resume dropped); none recorded (all 0) widens nothing. load_model_spec checked them.
+    const Preprocessing before = parse_preprocessing(saved, "the resumed model.json");
     nlohmann::json& range = now.preprocessing["voxel_size_range_mm"];
-    if (old_range.is_object() && old_range.contains("min") && old_range.contains("max"))
+    if (before.voxel_max[0] > 0)
         for (size_t d = 0; d < 3; ++d) {
-            range["min"][d] = std::min(range["min"][d].get<double>(), old_range["min"][d].get<double>());
-            range["max"][d] = std::max(range["max"][d].get<double>(), old_range["max"][d].get<double>());
+            range["min"][d] = std::min(range["min"][d].get<double>(), before.voxel_min[d]);
+            range["max"][d] = std::max(range["max"][d].get<double>(), before.voxel_max[d]);
         }
 }
 
