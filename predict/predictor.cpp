@@ -89,20 +89,60 @@ void replace_non_finite(Image& image, const std::string& name) {
     }
 }
 
+// The 1% and 99% quantiles of the values strictly inside (0, 1), to a thousandth (one pass, no
+// copy); {0, 1} when there are none.
+std::pair<float, float> inner_quantiles(const float* first, const float* last) {
+    std::array<int64_t, 1001> count{};
+    int64_t n = 0;
+    for (const float* v = first; v != last; ++v)
+        if (*v > 0 && *v < 1) {
+            ++count[size_t(std::lround(*v * 1000.0f))];
+            ++n;
+        }
+    if (n == 0) return {0.0f, 1.0f};
+    int64_t below = 0;
+    float q01 = -1, q99 = 1;
+    for (size_t b = 0; b < count.size(); ++b) {
+        below += count[b];
+        if (q01 < 0 && below > n / 100) q01 = float(b) / 1000;
+        if (below >= n - n / 100) {
+            q99 = float(b) / 1000;
+            break;
+        }
+    }
+    return {std::max(q01, 0.0f), q99};
+}
+
 // Each channel min-max normalised to [0, 1] on its own (or between its 0.5% and 99.5%
 // quantiles, clipped), a constant channel to zeros with a warning.
 void normalise_channels(Image& x, bool clip_percentiles, const std::string& name) {
     const int64_t voxels = x.grid.voxels();
     for (int64_t c = 0; c < x.frames; ++c) {
         const auto first = x.data.begin() + c * voxels, last = first + voxels;
+        const std::string in_channel = x.frames > 1 ? cat(" in channel ", c + 1) : "";
         float low = *std::min_element(first, last);
         float high = *std::max_element(first, last);
         if (!(high > low))  // a blank or failed conversion, segmented as zeros: say so
-            warning(cat(name, ": the image is constant (", low, x.frames > 1 ? cat(" in channel ", c + 1) : "",
-                        "); it is segmented as a blank image"));
+            warning(cat(name, ": the image is constant (", low, in_channel, "); it is segmented as a blank image"));
         if (clip_percentiles) std::tie(low, high) = quantiles(std::vector<float>(first, last), 0.005, 0.995);
+        // A range past a float's (values near +-3.4e38) in double: in float it was infinite, and
+        // the image NaN posteriors.
+        const float span = high - low;
+        const double wide_span = double(high) - double(low);
         for (auto v = first; v != last; ++v)
-            *v = high > low ? std::min(std::max((*v - low) / (high - low), 0.0f), 1.0f) : 0.0f;
+            *v = !(high > low)         ? 0.0f
+                 : std::isfinite(span) ? std::min(std::max((*v - low) / span, 0.0f), 1.0f)
+                                       : float(std::clamp((double(*v) - double(low)) / wide_span, 0.0, 1.0));
+        if (clip_percentiles || !(high > low)) continue;
+        // A range set by a few voxels (a hot spot, a fill value of -3.4e38 outside the head)
+        // squeezes the rest into a sliver of [0, 1] that no training image looked like. The
+        // voxels at the minimum (a skull-stripped scan's background) and the maximum left out.
+        const auto [q01, q99] = inner_quantiles(&*first, &*first + voxels);
+        if (q99 - q01 < 0.2f)
+            warning(cat(name, ": 98% of its voxels", in_channel, " between its lowest and highest normalise into [",
+                        q01, ", ", q99,
+                        "] of [0, 1]: a few voxels far brighter or darker than the rest set its min-max range; "
+                        "--clip-percentiles normalises between the 0.5% and 99.5% quantiles"));
     }
 }
 
@@ -153,6 +193,11 @@ void warn_if_not_head_sized(const Grid& grid, const std::string& name) {
     const std::array<double, 3> size = grid.voxel_size();
     double longest = 0;
     for (size_t d = 0; d < 3; ++d) longest = std::max(longest, size[d] * double(grid.dim[d]));
+    const int64_t thinnest = *std::min_element(grid.dim.begin(), grid.dim.end());
+    if (thinnest <= 2)  // a 2-D file, or a slab: a 3-D network's result on it means little
+        warning(cat(name, ": ", dims_text(grid.dim), " voxels, ", thinnest == 1 ? "one slice" : "two slices",
+                    " along an axis: the model segments volumes (a whole head), and a slice alone gives it "
+                    "too little to go on"));
     if (longest >= 10 && longest <= 2000) return;
     warning(cat(name, ": its field of view is at most ", longest, " mm across, not a head's (", size[0], " x ", size[1],
                 " x ", size[2], " mm voxels): check the voxel size (and a NIfTI header's units, xyzt_units)"));

@@ -79,7 +79,8 @@ private:
 };
 
 // A warning when the scan's largest extent is below 1 cm or above 2 m: a header in the wrong units
-// (microns for mm) resamples a head to a few voxels, which segments as nothing.
+// (microns for mm) resamples a head to a few voxels, which segments as nothing. Another when it
+// is one or two slices thick along an axis (a 2-D file).
 void warn_if_not_head_sized(const Grid& grid, const std::string& name);
 
 // Sizes that come from a header (a scan of 1000 mm voxels resampled to 1 mm, a huge grid) are

@@ -288,6 +288,44 @@ TEST_F(Predict, PreviewIsTheSamePictureWhateverTheVoxelOrder) {
         << "the LIA scan's panels are other planes";
 }
 
+// Values near a float's limits (a fill of -3.4e38 outside the head, a scaling of 1e36) made the
+// min-max range infinite and every posterior NaN, exit 0. And a range a few voxels set squeezes
+// the rest into a sliver of [0, 1], which segments as nothing: said, with the option that helps.
+TEST_F(Predict, ARangeSetByAFewVoxelsIsSaidAndAFloatsLimitsNormalise) {
+    Predictor predictor(make_model(), PredictOptions{});
+    const Image scan = test_image(grid({18, 20, 16}, Mat4::identity()));
+    auto warnings = [&](Predictor& p, const Image& image, Segmentation* out = nullptr) {
+        testing::internal::CaptureStderr();
+        const Segmentation s = p.predict(image, "scan.nii.gz");
+        if (out) *out = s;
+        return testing::internal::GetCapturedStderr();
+    };
+    EXPECT_EQ(warnings(predictor, scan), "");
+
+    Image extreme = scan;
+    extreme.data[0] = -FLT_MAX;
+    extreme.data[1] = FLT_MAX;
+    Segmentation got;
+    const std::string said = warnings(predictor, extreme, &got);
+    for (const float p : got.posteriors.data) ASSERT_TRUE(std::isfinite(p)) << "a range past a float's";
+    EXPECT_NE(said.find("scan.nii.gz: 98% of its voxels between its lowest and highest normalise into [0.5, 0.5] of "
+                        "[0, 1]: a few voxels far brighter or darker than the rest set its min-max range; "
+                        "--clip-percentiles"),
+              std::string::npos)
+        << said;
+
+    Image hot = scan;
+    hot.data[100] = 20 * *std::max_element(scan.data.begin(), scan.data.end());
+    EXPECT_NE(warnings(predictor, hot)
+                  .find("scan.nii.gz: 98% of its voxels between its lowest and highest normalise "
+                        "into [0.0"),
+              std::string::npos);
+    PredictOptions clipping;
+    clipping.clip_percentiles = true;
+    Predictor clipped(make_model(), clipping);
+    EXPECT_EQ(warnings(clipped, hot), "") << "the option that fixes it";
+}
+
 // NaN or infinite voxels (a registration tool's output outside its mask) are the image's lowest
 // value, with a warning, wherever they lie: a NaN that was not the first voxel used to pass the
 // normalisation's min/max and come out as NaN posteriors. An image of no finite value is bad input.
@@ -583,6 +621,13 @@ TEST(PredictGeometry, AScanNotHeadSizedIsAWarning) {
     Grid metres = head;
     metres.affine = Mat4::scaling(1000, 1000, 1000);
     EXPECT_NE(warned(metres).find("xyzt_units"), std::string::npos);
+    // A 2-D file, or a slab of two slices, segmented by a 3-D model without a word before.
+    Grid slice = head;
+    slice.dim = {86, 94, 1};
+    EXPECT_NE(warned(slice).find("scan.nii.gz: 86x94x1 voxels, one slice along an axis: the model segments volumes"),
+              std::string::npos);
+    slice.dim = {86, 2, 78};
+    EXPECT_NE(warned(slice).find("86x2x78 voxels, two slices along an axis"), std::string::npos);
 }
 
 // The .hdr/.img pair of a single-file NIfTI-1 `nii`, as SPM and older tools store scans: its
