@@ -91,7 +91,15 @@ int cmd_merge(int argc, char** argv) {
     Prediction t1{read_segmentation(t1_seg, &seg_header), Image()};
     Posteriors t1_read = read_posteriors(t1_post, t1_given, &post_header);
     t1.post = on_grid_of(std::move(t1_read.image), t1_post, t1.seg.grid, t1_seg);
-    Prediction t2{on_grid_of(read_segmentation(t2_seg), t2_seg, t1.seg.grid, t1_seg), Image()};
+    // An infant's T2 is often acquired on a grid of its own (coronal, 2 mm slices): the one
+    // refusal a user of the README's workflow meets, so it says what to do.
+    Prediction t2{read_segmentation(t2_seg), Image()};
+    try {
+        t2.seg = on_grid_of(std::move(t2.seg), t2_seg, t1.seg.grid, t1_seg);
+    } catch (const InputError& e) {
+        throw InputError(cat(e.what(), "; merge compares the two predictions voxel by voxel: register or resample ",
+                             "the T2 scan onto the T1's grid, then predict it there"));
+    }
     Posteriors t2_read = read_posteriors(t2_post, t2_given);
     t2.post = on_grid_of(std::move(t2_read.image), t2_post, t1.seg.grid, t1_seg);
 

@@ -207,6 +207,9 @@ TEST_F(MergeCli, BadInputExitsTwoAndWritesNothing) {
     std::string bad = args;
     bad.replace(bad.find(q("t2_seg.nii.gz")), q("t2_seg.nii.gz").size(), q("t2_dims.nii.gz"));
     expect_bad("merge", bad, "t2_dims.nii.gz: not on the voxel grid of " + path("t1_seg.nii.gz") + ": dims 4x3x3");
+    expect_bad("merge", bad,
+               "; merge compares the two predictions voxel by voxel: register or resample the T2 scan "
+               "onto the T1's grid, then predict it there");
     Grid shifted = small_grid();
     shifted.affine.m[1][3] = 0.01;
     Image moved(shifted, 3, 0.2f);
