@@ -28,6 +28,7 @@
 #include "io/file_util.h"
 #include "io/gzip_stream.h"
 #include "io/json.h"
+#include "io/orientation.h"
 #include "kernels/common/device.h"  // host_memory_bytes
 #include "kernels/common/error.h"
 
@@ -346,6 +347,14 @@ void require_regular_affine(const VolumeHeader& h, const std::string& path) {
               " affine is singular (a voxel axis has no extent in world space)");
 }
 
+// The qform's affine (qform_problem(raw) empty), with the voxel size h.pixdim holds.
+Mat4 qform_affine(const RawHeader& raw, const VolumeHeader& h) {
+    const double qfac = raw.pixdim[0] < 0 ? -1.0 : 1.0;
+    return from_dmat44(nifti_quatern_to_dmat44(raw.quatern[0], raw.quatern[1], raw.quatern[2], raw.qoffset[0],
+                                               raw.qoffset[1], raw.qoffset[2], h.pixdim[1], h.pixdim[2], h.pixdim[3],
+                                               qfac));
+}
+
 // Standard precedence (nifti1.h): sform when its code > 0, else qform, else pixdim scaling.
 void set_affine(const RawHeader& raw, const std::string& path, VolumeHeader& h) {
     if (raw.sform_code > 0) {
@@ -355,12 +364,9 @@ void set_affine(const RawHeader& raw, const std::string& path, VolumeHeader& h) 
         h.affine = a;
         h.affine_source = "sform";
     } else if (raw.qform_code > 0) {
-        const double qfac = raw.pixdim[0] < 0 ? -1.0 : 1.0;
         const std::string problem = qform_problem(raw);
         ISS_INPUT(problem.empty(), path, ": ", problem);
-        h.affine = from_dmat44(nifti_quatern_to_dmat44(raw.quatern[0], raw.quatern[1], raw.quatern[2],
-                                                       raw.qoffset[0], raw.qoffset[1], raw.qoffset[2],
-                                                       h.pixdim[1], h.pixdim[2], h.pixdim[3], qfac));
+        h.affine = qform_affine(raw, h);
         h.affine_source = "qform";
     } else {
         // NIfTI's method 1. Left and right are then a guess, and a guess others make otherwise:
@@ -650,6 +656,17 @@ VolumeHeader parse_and_validate(const std::string& path) {
     h.descrip = raw.descrip;
     set_affine(raw, path, h);
     h.qform_usable = raw.qform_code > 0 && !pixdim_from_sform && qform_problem(raw).empty();
+    // Both transforms stated, in other voxel orders: the sform is read (as nibabel and SynthSeg
+    // read it), but a tool that reads the qform shows the image (and a segmentation written like
+    // it) turned or mirrored, left for right.
+    if (raw.sform_code > 0 && h.qform_usable) {
+        const std::string sform = orientation_code(h.affine), qform = orientation_code(qform_affine(raw, h));
+        if (sform != qform)
+            warning(cat(path, ": its sform (", sform, ") and qform (", qform,
+                        ") disagree on the voxel order; the sform is read, as nibabel does, but a tool that reads "
+                        "the qform shows it as ",
+                        qform, ": check which is right (left and right depend on it)"));
+    }
     for (int i = 0; i < 3; ++i) {
         h.quatern[size_t(i)] = raw.quatern[i];
         h.qoffset[size_t(i)] = raw.qoffset[i];

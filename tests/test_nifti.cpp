@@ -724,6 +724,22 @@ TEST_F(NiftiRead, AffinePrecedence) {
     const iss::VolumeHeader with_sform = iss::read_volume_header(q);
     EXPECT_EQ(with_sform.affine_source, "sform");
     EXPECT_FALSE(with_sform.qform_usable);
+    // Both usable, in other voxel orders (sform LAS, qform LPS): read by the sform, and said,
+    // since a tool reading the qform shows it otherwise. The same order (qform LAS: 180 degrees
+    // about y, qfac -1) is not.
+    s.pixdim[0] = 1;
+    write_raw(q, s);
+    auto warned = [&] {
+        ::testing::internal::CaptureStderr();
+        EXPECT_EQ(iss::orientation_code(iss::read_volume_header(q).affine), "LAS");
+        return ::testing::internal::GetCapturedStderr();
+    };
+    EXPECT_NE(warned().find(q + ": its sform (LAS) and qform (LPS) disagree on the voxel order; the sform is read"),
+              std::string::npos);
+    s.quatern[1] = 1, s.quatern[2] = 0, s.pixdim[0] = -1;
+    write_raw(q, s);
+    EXPECT_EQ(warned(), "");
+    s.quatern[1] = 0, s.quatern[2] = 1;
     s.sform_code = 0, s.pixdim[0] = 1;
     // Neither: pixdim scaling, with a warning (left and right are a guess; nibabel guesses LAS).
     s.qform_code = 0;
