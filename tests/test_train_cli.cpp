@@ -283,6 +283,13 @@ TEST_F(TrainCli, ResumeTakesWhatTheModelRecorded) {
     EXPECT_NE(done.out.find("is already at step 3: nothing to train"), std::string::npos) << done.out;
     EXPECT_EQ(done.out.find("900000"), std::string::npos) << done.out;
     EXPECT_EQ(test::read_text((box / "training_log.csv").string()), log) << "a step ran";
+    // Nor is a change said that no step makes (one thread count of the two is not the record's).
+    for (const char* threads : {"1", "2"}) {
+        const RunResult idle = train(" --labels " + shell_quote((root_ / "maps").string()) + " --model-dir " +
+                                     shell_quote(box.string()) + " --device cpu --resume --threads " + threads);
+        EXPECT_EQ(idle.status, 0) << idle.err;
+        EXPECT_EQ(idle.err.find("records the change"), std::string::npos) << idle.err;
+    }
 }
 
 // Starts the binary directly (no shell in between, so the signal reaches it), waits for its
@@ -445,7 +452,7 @@ TEST_F(TrainCli, AResumeValidatesAsRecorded) {
         train_tiny(model.string(), 4, " --resume --validation-labels " + maps + " --validation-samples 3");
     ASSERT_EQ(other.status, 0) << other.err;
     EXPECT_NE(other.err.find("1 maps, 2 samples then; 1 and 3 now, or their voxels differ): validation.csv's rows "
-                             "from step 3 measure another set"),
+                             "after step 3 measure another set"),
               std::string::npos)
         << other.err;
 

@@ -558,15 +558,17 @@ void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
 
 // validation.csv continues across a resume only where the run validates the same samples: a
 // resume without --validation-labels, or with other maps or another sample count, is said.
+// `last_row` is the step of validation.csv's last row (a run before may have gone on without
+// validating), `step` the checkpoint's.
 void warn_of_another_validation(const nlohmann::json& was, const nlohmann::json& now, bool validates,
-                                const std::string& json, int64_t step) {
+                                const std::string& json, int64_t last_row, int64_t step) {
     const nlohmann::json before = was.value("validation", nlohmann::json());
     if (!before.is_object()) return;
     const nlohmann::json after = now.value("validation", nlohmann::json());
     if (!validates) {
         warning(cat("train: ", json, " was validated every ", before.value("every", nlohmann::json()).dump(),
                     " steps; this run has no --validation-labels, so validation.csv and loss.png's Dice stop at step ",
-                    step, " (give --validation-labels to go on)"));
+                    last_row, " (give --validation-labels to go on)"));
         return;
     }
     for (const char* key : {"samples", "maps_digest"})
@@ -574,7 +576,7 @@ void warn_of_another_validation(const nlohmann::json& was, const nlohmann::json&
             warning(cat("train: --validation-labels: not the validation ", json, " records (",
                         before.value("maps", nlohmann::json()).dump(), " maps, ",
                         before.value("samples", nlohmann::json()).dump(), " samples then; ", after["maps"].dump(),
-                        " and ", after["samples"].dump(), " now, or their voxels differ): validation.csv's rows from ",
+                        " and ", after["samples"].dump(), " now, or their voxels differ): validation.csv's rows after ",
                         "step ", step, " measure another set than those before"));
             return;
         }
@@ -943,9 +945,13 @@ Trainer::Trainer(const TrainOptions& given) {
         require_same_samples(*saved, s.spec, json);
         s.load_checkpoint(*saved);
         continue_record(*saved, s.spec, s.step);
+    }
+    // What a resume does otherwise than the run it continues, said when it trains at all (a model
+    // already at --steps is told "nothing to train" and written no more).
+    if (saved && s.step < opt.steps) {
+        const nlohmann::json& was = saved->training;
         // Other maps may continue a model (more subjects, another set), but the run is then not
         // the one it continues: said, and kept in the record's history.
-        const nlohmann::json& was = saved->training;
         if (was.contains("maps_digest") && was["maps_digest"] != s.spec.training["maps_digest"])
             warning(cat("train: --labels ", opt.labels, ": not the label maps ", json, " was trained on (",
                         was.value("maps", nlohmann::json()).dump(), " then, ", maps.size(),
@@ -959,16 +965,15 @@ Trainer::Trainer(const TrainOptions& given) {
                         ": the network's sums run in another order, so from step ", s.step,
                         " the weights do not repeat the uninterrupted run's bit for bit (the same device and ",
                         "--threads would); its history records the change"));
-        // The last row validation.csv holds: a run before this one may have gone on without validating.
-        const int64_t validated = s.validation_log.empty() ? s.step : s.validation_log.back().step;
-        warn_of_another_validation(was, s.spec.training, !validation_maps.empty(), json, validated);
+        const int64_t last_row = s.validation_log.empty() ? s.step : s.validation_log.back().step;
+        warn_of_another_validation(was, s.spec.training, !validation_maps.empty(), json, last_row, s.step);
         if (was.at("dice") != dice_reduction)
             warning(cat("train: ", json, " was trained with ", was.at("dice").dump(), "; this build averages each ",
                         "sample's Dice, as SynthSeg: from step ", s.step,
                         " the loss and its gradients are not the uninterrupted run's; its history records the change"));
     }
     // Since 2026-12-06 the random affine acts in mm: on anisotropic voxels the samples changed.
-    if (recorded_before_mm)
+    if (recorded_before_mm && s.step < opt.steps)
         for (const TrainingMap& m : maps) {
             const std::array<double, 3>& v = m.voxel_mm;
             if (v[0] == v[1] && v[1] == v[2]) continue;
