@@ -140,55 +140,81 @@ int64_t validation_interval(const Args& args, const TrainOptions& o) {
 // `train --labels MAPS --model-dir DIR --resume` goes on as the run was started: every option
 // that says what the network is or what it is trained on, when not given, is what model.json
 // recorded (`saved`: the trainer reads it once the model directory is locked). Options given
-// must still match it: the trainer checks. Fields that are missing or of another type are left
-// to the trainer's checks.
+// must still match it: the trainer checks. A field missing is an older record's (said where it
+// matters); one of another type or out of the option's range is refused, naming it (a batch of
+// 2^32 + 1 was read as 1, a negative rate skipped for the default).
 void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptions& o) {
     const std::string weights = model_weights_in(o.model_dir);
+    const std::string json = model_json_path(weights);
     const nlohmann::json& t = saved.training;
-    auto integer_in = [&](const nlohmann::json& record, const char* key, auto& field, const char* option) {
-        if (!args.has(option) && record.contains(key) && record[key].is_number_integer())
-            field = std::remove_reference_t<decltype(field)>(record[key].get<int64_t>());
+    auto integer = [&](const char* key, auto& field, const char* option, long long lo, long long hi) {
+        if (!t.contains(key)) return;
+        const nlohmann::json& v = t[key];
+        ISS_INPUT(v.is_number_integer() && v >= lo && v <= hi, json, ": field 'training.", key,
+                  "' must be an integer from ", lo, " to ", hi, ", got ", clipped(v.dump(), 40));
+        if (!args.has(option)) field = std::remove_reference_t<decltype(field)>(v.get<long long>());
     };
-    auto integer = [&](const char* key, auto& field, const char* option) { integer_in(t, key, field, option); };
     if (!args.has("--levels") && !args.has("--features")) {
         o.unet = saved.unet;  // convolutions per level and kernel too
     } else {
         if (!args.has("--levels")) o.unet.levels = saved.unet.levels;
         if (!args.has("--features")) o.unet.features = saved.unet.features;
     }
-    if (t.contains("preset") && t["preset"].is_string()) o.recorded_preset = t["preset"];
-    integer("seed", o.seed, "--seed");
-    integer("batch", o.batch, "--batch");
-    integer("steps_per_epoch", o.steps_per_epoch, "--steps-per-epoch");
-    // The total the run was started with: a resumed run without --steps stops where it would have.
-    if (!args.has("--steps") && !(t.contains("steps") && t["steps"].is_number_integer()))
-        warning(cat("train: ", model_json_path(weights),
-                    " records no --steps (an older model): training goes on to "
-                    "step ",
-                    o.steps, "; give --steps to stop sooner"));
-    integer("steps", o.steps, "--steps");
-    integer("wl2_epochs", o.wl2_epochs, "--wl2-epochs");
-    if (!args.has("--shape") && t.contains("crop") && t["crop"].is_array() && t["crop"].size() == 3) {
-        std::array<int64_t, 3> crop{};  // the crop itself (a --config's may be no cube)
-        for (size_t d = 0; d < 3; ++d)
-            crop[d] = t["crop"][d].is_number_integer() ? t["crop"][d].get<int64_t>() : 0;
-        if (crop[0] > 0 && crop[1] > 0 && crop[2] > 0) o.recorded_crop = crop;
+    if (t.contains("preset")) {
+        ISS_INPUT(t["preset"].is_string(), json, ": field 'training.preset' must be a preset's name");
+        o.recorded_preset = t["preset"];
     }
-    if (!args.has("--lr") && t.contains("lr") && t["lr"].is_number() && t["lr"].get<double>() > 0)
-        o.lr = float(t["lr"].get<double>());
-    if (!args.has("--precision") && t.contains("precision") && t["precision"].is_string())
-        o.precision = parse_precision(t["precision"].get<std::string>(), model_json_path(weights));
+    if (t.contains("seed")) {  // any 64-bit value, as --seed
+        const nlohmann::json& seed = t["seed"];
+        ISS_INPUT(seed.is_number_unsigned() || (seed.is_number_integer() && seed >= 0), json,
+                  ": field 'training.seed' must be an integer from 0 to 2^64 - 1, got ", clipped(seed.dump(), 40));
+        if (!args.has("--seed")) o.seed = seed.get<uint64_t>();
+    }
+    integer("batch", o.batch, "--batch", 1, 64);
+    integer("steps_per_epoch", o.steps_per_epoch, "--steps-per-epoch", 1, INT64_MAX);
+    // The total the run was started with: a resumed run without --steps stops where it would have.
+    if (!args.has("--steps") && !t.contains("steps"))
+        warning(cat("train: ", json, " records no --steps (an older model): training goes on to step ", o.steps,
+                    "; give --steps to stop sooner"));
+    integer("steps", o.steps, "--steps", 1, INT64_MAX);
+    integer("wl2_epochs", o.wl2_epochs, "--wl2-epochs", 0, INT64_MAX);
+    if (t.contains("crop")) {  // the crop itself (a --config's may be no cube)
+        const nlohmann::json& crop = t["crop"];
+        const bool three_sizes =
+            crop.is_array() && crop.size() == 3 && std::all_of(crop.begin(), crop.end(), [](const nlohmann::json& n) {
+                return n.is_number_integer() && n >= 1 && n <= (1 << 16);
+            });
+        ISS_INPUT(three_sizes, json, ": field 'training.crop' must be three voxel counts (1 to 65536), got ",
+                  clipped(crop.dump(), 40));
+        if (!args.has("--shape")) o.recorded_crop = crop.get<std::array<int64_t, 3>>();
+    }
+    if (t.contains("lr")) {  // Adam's float, as --lr
+        const nlohmann::json& lr = t["lr"];
+        ISS_INPUT(lr.is_number() && lr >= FLT_MIN && lr <= FLT_MAX, json,
+                  ": field 'training.lr' must be a positive number from ", FLT_MIN, " to ", FLT_MAX, ", got ",
+                  clipped(lr.dump(), 40));
+        if (!args.has("--lr")) o.lr = float(lr.get<double>());
+    }
+    if (t.contains("precision")) {
+        const nlohmann::json& precision = t["precision"];
+        ISS_INPUT(precision.is_string(), json, ": field 'training.precision' must be fp32 or bf16");
+        const Precision p = parse_precision(precision.get<std::string>(), json + ": field 'training.precision'");
+        if (!args.has("--precision")) o.precision = p;
+    }
     // The recorded generator names its preset: a --preset given is checked against it instead
     // (the same one continues the recorded generator: a --config's parameters with it were
     // refused as changed).
     const bool recorded_preset =
         args.has("--preset") && t.contains("preset") && t["preset"] == args.get("--preset", "");
+    ISS_INPUT(!t.contains("generator") || t["generator"].is_object(), json,
+              ": field 'training.generator' must be an object of generator parameters");
     if (!args.has("--config") && (!args.has("--preset") || recorded_preset)) {
-        if (t.contains("generator") && t["generator"].is_object()) {
+        if (t.contains("generator")) {
             o.recorded_generator = t["generator"].dump();
-            o.recorded_generator_source = model_json_path(weights) + " (training.generator)";
+            o.recorded_generator_source = json + " (training.generator)";
         } else {
-            warning(cat("train: ", model_json_path(weights), " records no generator parameters (an older model): "
+            warning(cat("train: ", json,
+                        " records no generator parameters (an older model): "
                         "the preset's are used; give --config if the run had one"));
         }
     }
@@ -200,12 +226,12 @@ void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptio
             return validation.is_object() && validation.contains(key) && validation[key].is_number_integer() &&
                    validation[key].get<int64_t>() >= 1 && validation[key].get<int64_t>() <= most;
         };
-        ISS_INPUT(positive("every", INT64_MAX) && positive("samples", max_validation_samples), model_json_path(weights),
+        ISS_INPUT(positive("every", INT64_MAX) && positive("samples", max_validation_samples), json,
                   ": field 'training.validation' must hold 'every' (steps, at least 1) and 'samples' (1 to ",
                   max_validation_samples, "), integers; has ", clipped(validation.dump(), 80));
         if (!o.validation_labels.empty()) {
-            integer_in(validation, "samples", o.validation_samples, "--validation-samples");
-            integer_in(validation, "every", o.validate_every, "--validate-every");
+            if (!args.has("--validation-samples")) o.validation_samples = int(validation["samples"].get<int64_t>());
+            if (!args.has("--validate-every")) o.validate_every = validation["every"].get<int64_t>();
         }
     }
 }

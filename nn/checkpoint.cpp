@@ -325,12 +325,14 @@ std::map<std::string, std::string> load_optimizer(const std::string& path, Param
                   path, ": tensor ", name, " must be F32 of shape [", n, "] for this model");
     const auto step = file.metadata.find("adam_step");
     ISS_INPUT(step != file.metadata.end(), path, ": no adam_step in the metadata");
-    int64_t steps = 0;
+    int64_t steps = -1;
     try {
-        steps = std::stoll(step->second);
+        size_t used = 0;
+        steps = std::stoll(step->second, &used);
+        if (used != step->second.size()) steps = -1;
     } catch (const std::exception&) {
-        throw InputError(cat(path, ": adam_step '", step->second, "' is not a number"));
     }
+    ISS_INPUT(steps >= 0, path, ": adam_step '", clipped(step->second, 40), "' is not a step count");
     const std::vector<float> m = file.at("adam.m").as_f32(), v = file.at("adam.v").as_f32();
     // A NaN moment, or a negative second one (its square root), would reach the weights at the
     // first step, and the checkpoint after it.

@@ -489,6 +489,33 @@ TEST_F(TrainCli, AResumeValidatesAsRecorded) {
     std::ofstream(model / "model.json") << json;
 }
 
+// A recorded option is read as the command line reads it, or refused naming the field: a batch
+// of 2^32 + 1 was read as 1 (and refused as "this run asks for 1"), a negative rate skipped for
+// the default, a weighted-L2 count of another type dropped (the resume went on to the Dice).
+TEST_F(TrainCli, AResumeRefusesARecordOfOddOptions) {
+    const fs::path model = dir_ / "odd";
+    ASSERT_EQ(train_tiny(model.string(), 1).status, 0);
+    const std::string resume = joined(tiny_args()) + " --model-dir " + shell_quote(model.string()) + " --resume";
+    const std::string json = read_text(model / "model.json");
+    const std::vector<std::tuple<const char*, nlohmann::json, std::string>> odd{
+        {"batch", 4294967297ll, "field 'training.batch' must be an integer from 1 to 64, got 4294967297"},
+        {"lr", -1, "field 'training.lr' must be a positive number from 1.17549e-38"},
+        {"wl2_epochs", "3", "field 'training.wl2_epochs' must be an integer from 0 to"},
+        {"steps", 0, "field 'training.steps' must be an integer from 1 to"},
+        {"crop", {0, 32, 32}, "field 'training.crop' must be three voxel counts (1 to 65536), got [0,32,32]"},
+        {"precision", 16, "field 'training.precision' must be fp32 or bf16"},
+        {"seed", -5, "field 'training.seed' must be an integer from 0 to 2^64 - 1, got -5"},
+        {"generator", "infant", "field 'training.generator' must be an object of generator parameters"}};
+    for (const auto& [key, value, fragment] : odd) {
+        nlohmann::json record = nlohmann::json::parse(json);
+        record["training"][key] = value;
+        std::ofstream(model / "model.json") << record.dump(2);
+        expect_bad(resume + " --steps 2", fragment, model);
+    }
+    std::ofstream(model / "model.json") << json;
+    EXPECT_EQ(train(resume + " --steps 2").status, 0) << "the record as written resumes";
+}
+
 // model.json records whether the outputs mirror as a flip mirrors the structures (predict's flip
 // averaging); a model of one hemisphere does not, and train says so.
 TEST_F(TrainCli, TheRecordSaysWhetherTheOutputsMirror) {
