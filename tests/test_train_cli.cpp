@@ -395,6 +395,28 @@ TEST_F(TrainCli, AModelRecordedBeforeFullResolutionProbabilityResumes) {
                "was trained by an earlier build, whose random resolution drew otherwise", model);
 }
 
+// A parameter a record lacks (its build had none) is its preset's, as that build drew: a --config
+// that changes it is refused like any other change (it was dropped from the comparison, and the
+// record then named the new value as if the run had always used it).
+TEST_F(TrainCli, AParameterARecordLacksIsItsPresetsOnResume) {
+    const fs::path model = dir_ / "lacks";
+    ASSERT_EQ(train_tiny(model.string(), 2).status, 0);
+    const fs::path json = model / "model.json";
+    nlohmann::json spec = nlohmann::json::parse(read_text(json));
+    const nlohmann::json preset_value = spec["training"]["generator"]["gamma_std"];
+    ASSERT_EQ(spec["training"]["generator"].erase("gamma_std"), 1u);
+    std::ofstream(json) << spec.dump(2);
+    nlohmann::json changed = spec["training"]["generator"];
+    changed["gamma_std"] = 2.0;
+    std::ofstream(dir_ / "changed.json") << changed.dump();
+    expect_bad(joined(tiny_args()) + " --model-dir " + shell_quote(model.string()) + " --steps 3 --resume --config " +
+                   shell_quote((dir_ / "changed.json").string()),
+               "the generator parameter 'gamma_std' " + preset_value.dump() + ", this run's is 2", model);
+    const RunResult r = train_tiny(model.string(), 3, " --resume");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(nlohmann::json::parse(read_text(json))["training"]["generator"]["gamma_std"], preset_value);
+}
+
 // A model.json from before resolution_unit, trained with the random resolution on, counted its
 // bounds in the maps' voxels: a resume goes on so (and records it), and a --config that would
 // now count mm is refused, naming the parameter.

@@ -432,23 +432,37 @@ void Trainer::State::load_checkpoint(const ModelSpec& saved) {
 
 namespace {
 
-// A generator record written before a parameter existed, completed with the value its build used,
-// so that a resume goes on drawing as the run began: until 2026-12-06 the random resolution's
-// bounds counted the maps' voxels (resolution_unit "voxel"), where they now count mm. (Where the
-// random resolution was off the unit draws nothing, and a record without it compares as before.)
-// Whether the record is from before then: its build also applied the affine to the voxels of
-// anisotropic maps.
+// A generator record written before a parameter existed, completed with the value its build drew
+// with, so that a resume goes on drawing as the run began and a --config that changes such a
+// parameter is refused like any other change (it was not compared). A parameter is added at the
+// default that keeps the draws, so its preset's value, with two exceptions. A record from before
+// full_resolution_probability (2026-12-05) with the random resolution on drew one value for all
+// axes in the isotropic case and never the full resolution: it cannot go on. Until 2026-12-06
+// the random resolution's bounds counted the maps' voxels (resolution_unit "voxel"), where they
+// now count mm (where the random resolution was off the unit draws nothing). Whether the record
+// is from before then: its build also applied the affine to the voxels of anisotropic maps.
 bool complete_generator_record(nlohmann::json& training, const std::string& json) {
     if (!training.contains("generator") || !training["generator"].is_object()) return false;
     nlohmann::json& generator = training["generator"];
-    if (generator.contains("resolution_unit")) return false;
-    if (generator.value("randomise_resolution", nlohmann::json(false)) == true) {
+    const bool random_resolution = generator.value("randomise_resolution", nlohmann::json(false)) == true;
+    ISS_INPUT(!random_resolution || generator.contains("full_resolution_probability"), json,
+              ": was trained by an earlier build, whose random resolution drew otherwise; this build draws ",
+              "as SynthSeg 2.0 does, so the run cannot go on as it began: resume it with the build that began it, ",
+              "or start a new --model-dir");
+    const bool before_mm = !generator.contains("resolution_unit");
+    if (before_mm && random_resolution) {
         generator["resolution_unit"] = "voxel";
         warning(cat(
             "train: ", json, " was written before resolution_unit: its random resolution's bounds count ",
             "the maps' voxels, and the run goes on so (a --config for it says \"resolution_unit\": ", "\"voxel\")"));
     }
-    return true;
+    const nlohmann::json preset = generator.value("preset", nlohmann::json());
+    if (preset.is_string()) {
+        const nlohmann::json defaults = parse_json(config_to_json(preset_config(preset.get<std::string>())), json);
+        for (const auto& [name, value] : defaults.items())
+            if (!generator.contains(name)) generator[name] = value;
+    }
+    return before_mm;
 }
 
 // A record written before "dice" (2026-12-06) completed with what its build computed: a batch of
@@ -461,23 +475,11 @@ void complete_dice_record(nlohmann::json& training) {
 // A resumed run continues the run its checkpoint records. What draws its samples and picks its
 // loss must be the same: changed, the model went on training on other data while model.json
 // named only the last run's settings. (A model.json from before a field was recorded is not
-// checked on it.)
+// checked on it; its generator parameters are completed as their build drew,
+// complete_generator_record.)
 void require_same_samples(const ModelSpec& saved, const ModelSpec& now, const std::string& json) {
     const nlohmann::json& was = saved.training;
-    // A record names the generator parameters its build had: one added since is not compared, as a
-    // field a record lacks is not (below). One was added with other draws: a record from before
-    // full_resolution_probability (2026-12-05) with the random resolution on drew one value for all
-    // axes in the isotropic case and never the full resolution.
-    const nlohmann::json recorded = was.value("generator", nlohmann::json());
-    ISS_INPUT(!(recorded.is_object() && !recorded.contains("full_resolution_probability") &&
-                recorded.value("randomise_resolution", nlohmann::json(false)) == true),
-              json, ": was trained by an earlier build, whose random resolution drew otherwise; this build draws ",
-              "as SynthSeg 2.0 does, so the run cannot go on as it began: resume it with the build that began it, ",
-              "or start a new --model-dir");
-    nlohmann::json is = now.training;
-    if (recorded.is_object() && is["generator"].is_object())
-        for (auto it = is["generator"].begin(); it != is["generator"].end();)
-            it = recorded.contains(it.key()) ? std::next(it) : is["generator"].erase(it);
+    nlohmann::json is = now.training;  // a copy: a key it lacks reads as null
     // The step at which the loss turns from weighted L2 to Dice (the epoch length alone may change:
     // it spaces the checkpoints).
     auto wl2_steps = [](const nlohmann::json& t) -> nlohmann::json {
