@@ -174,8 +174,9 @@ void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptio
     integer("steps_per_epoch", o.steps_per_epoch, "--steps-per-epoch", 1, INT64_MAX);
     // The total the run was started with: a resumed run without --steps stops where it would have.
     if (!args.has("--steps") && !t.contains("steps"))
-        warning(cat("train: ", json, " records no --steps (an older model): training goes on to step ", o.steps,
-                    "; give --steps to stop sooner"));
+        o.record_warnings.push_back(cat("train: ", json,
+                                        " records no --steps (an older model): training goes on to step ", o.steps,
+                                        "; give --steps to stop sooner"));
     integer("steps", o.steps, "--steps", 1, INT64_MAX);
     integer("wl2_epochs", o.wl2_epochs, "--wl2-epochs", 0, INT64_MAX);
     if (t.contains("crop")) {  // the crop itself (a --config's may be no cube)
@@ -213,9 +214,9 @@ void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptio
             o.recorded_generator = t["generator"].dump();
             o.recorded_generator_source = json + " (training.generator)";
         } else {
-            warning(cat("train: ", json,
-                        " records no generator parameters (an older model): "
-                        "the preset's are used; give --config if the run had one"));
+            o.record_warnings.push_back(cat("train: ", json,
+                                            " records no generator parameters (an older model): the preset's are "
+                                            "used; give --config if the run had one"));
         }
     }
     // The validation continues as it ran, when its maps are given again.

@@ -534,6 +534,21 @@ TEST_F(TrainCli, AResumeRefusesARecordOfOddOptions) {
         std::ofstream(model / "model.json") << record.dump(2);
         expect_bad(resume + " --steps 2", fragment, model);
     }
+    // An imported model's record: said so, in one line (it warned of an older model's gaps twice,
+    // then blamed a run killed while writing its first checkpoint).
+    nlohmann::json imported = nlohmann::json::parse(json);
+    imported["training"] = {{"imported_from", "T1.h5"}, {"keras_layout", "whole model"}};
+    std::ofstream(model / "model.json") << imported.dump(2);
+    expect_bad(resume + " --steps 2",
+               "model.json: imported from \"T1.h5\", not trained here: there is no training "
+               "state to resume",
+               model);
+    // An older record's gaps are warned of only once the run is not refused (expect_bad: one line).
+    nlohmann::json older = nlohmann::json::parse(json);
+    older["training"].erase("steps");
+    older["training"].erase("generator");
+    std::ofstream(model / "model.json") << older.dump(2);
+    expect_bad(resume + " --batch 2", "was trained with batch 1, this run asks for 2", model);
     std::ofstream(model / "model.json") << json;
     EXPECT_EQ(train(resume + " --steps 2").status, 0) << "the record as written resumes";
 }

@@ -441,7 +441,7 @@ namespace {
 // the random resolution's bounds counted the maps' voxels (resolution_unit "voxel"), where they
 // now count mm (where the random resolution was off the unit draws nothing). Whether the record
 // is from before then: its build also applied the affine to the voxels of anisotropic maps.
-bool complete_generator_record(nlohmann::json& training, const std::string& json) {
+bool complete_generator_record(nlohmann::json& training, const std::string& json, std::vector<std::string>& warnings) {
     if (!training.contains("generator") || !training["generator"].is_object()) return false;
     nlohmann::json& generator = training["generator"];
     const bool random_resolution = generator.value("randomise_resolution", nlohmann::json(false)) == true;
@@ -452,7 +452,7 @@ bool complete_generator_record(nlohmann::json& training, const std::string& json
     const bool before_mm = !generator.contains("resolution_unit");
     if (before_mm && random_resolution) {
         generator["resolution_unit"] = "voxel";
-        warning(cat(
+        warnings.push_back(cat(
             "train: ", json, " was written before resolution_unit: its random resolution's bounds count ",
             "the maps' voxels, and the run goes on so (a --config for it says \"resolution_unit\": ", "\"voxel\")"));
     }
@@ -835,7 +835,12 @@ Trainer::Trainer(const TrainOptions& given) {
                   ": --resume, but there is no model.json to resume",
                   pieces.empty() ? "" : cat("; it holds ", pieces, pieces_advice));
         saved = load_model_spec(weights);
-        recorded_before_mm = complete_generator_record(saved->training, model_json_path(weights));
+        // Imported: no training state to go on from (it would be refused for its optimizer).
+        ISS_INPUT(!saved->training.contains("imported_from"), model_json_path(weights), ": imported from ",
+                  saved->training["imported_from"].dump(), ", not trained here: there is no training state to resume",
+                  " (it predicts as it is; train a new --model-dir to train one here)");
+        recorded_before_mm =
+            complete_generator_record(saved->training, model_json_path(weights), options.record_warnings);
         complete_dice_record(saved->training);
         if (options.adopt_recorded) options.adopt_recorded(*saved, options);
     }
@@ -873,6 +878,10 @@ Trainer::Trainer(const TrainOptions& given) {
     validate_config(s.gen_config, config_source);
     UNetConfig unet = opt.unet;
     unet.classes = int(s.gen_config.segmentation_labels.size());
+    // Before the maps are read (a large set takes minutes): neither check needs them.
+    const std::string json = model_json_path(s.weights_path());
+    if (saved)
+        require_resumable(*saved, json, s.optimizer_path(), opt.model_dir, unet, s.gen_config.segmentation_labels);
 
     // Every input read and checked before anything is written.
     std::vector<TrainingMap> maps = load_training_maps(volume_files(opt.labels), s.gen_config);
@@ -912,7 +921,6 @@ Trainer::Trainer(const TrainOptions& given) {
     for (const char* name : checkpoint_files) outputs.push_back({join(opt.model_dir, name), "--model-dir"});
     check_outputs("train", inputs, outputs, {opt.model_dir});
 
-    const std::string json = model_json_path(s.weights_path());
     // Any file of a checkpoint counts (weights someone kept, an earlier run's logs): a new run
     // would replace it, or leave it beside a model it does not belong to.
     auto require_no_model = [&] {
@@ -927,14 +935,6 @@ Trainer::Trainer(const TrainOptions& given) {
         s.lock = lock_model_dir(opt.model_dir);
         if (!opt.resume) require_no_model();
     }
-    if (saved)
-        require_resumable(*saved, json, s.optimizer_path(), opt.model_dir, unet, s.gen_config.segmentation_labels);
-    // Said once every input is checked (a refusal is one line).
-    if (opt.wl2_epochs > 0 && s.last_wl2_step() >= opt.steps)
-        warning(cat("train: --wl2-epochs ", opt.wl2_epochs, " of --steps-per-epoch ", opt.steps_per_epoch, " are ",
-                    s.last_wl2_step(), " weighted-L2 steps, all of the --steps ", opt.steps,
-                    ": the soft Dice loss never runs"));
-
     s.net = std::make_unique<UNet>(unet, s.params);
     s.params.allocate();
     s.net->initialise(opt.seed);
@@ -948,6 +948,12 @@ Trainer::Trainer(const TrainOptions& given) {
         s.load_checkpoint(*saved);
         continue_record(*saved, s.spec, s.step);
     }
+    // Said once every input is checked (a refusal is one line).
+    for (const std::string& said : opt.record_warnings) warning(said);
+    if (opt.wl2_epochs > 0 && s.last_wl2_step() >= opt.steps)
+        warning(cat("train: --wl2-epochs ", opt.wl2_epochs, " of --steps-per-epoch ", opt.steps_per_epoch, " are ",
+                    s.last_wl2_step(), " weighted-L2 steps, all of the --steps ", opt.steps,
+                    ": the soft Dice loss never runs"));
     // What a resume does otherwise than the run it continues, said when it trains at all (a model
     // already at --steps is told "nothing to train" and written no more).
     if (saved && s.step < opt.steps) {
