@@ -205,11 +205,11 @@ void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptio
     // The recorded generator names its preset: a --preset given is checked against it instead
     // (the same one continues the recorded generator: a --config's parameters with it were
     // refused as changed).
-    const bool recorded_preset =
+    const bool preset_is_recorded =
         args.has("--preset") && t.contains("preset") && t["preset"] == args.get("--preset", "");
     ISS_INPUT(!t.contains("generator") || t["generator"].is_object(), json,
               ": field 'training.generator' must be an object of generator parameters");
-    if (!args.has("--config") && (!args.has("--preset") || recorded_preset)) {
+    if (!args.has("--config") && (!args.has("--preset") || preset_is_recorded)) {
         if (t.contains("generator")) {
             o.recorded_generator = t["generator"].dump();
             o.recorded_generator_source = json + " (training.generator)";

@@ -477,6 +477,12 @@ TEST_F(TrainCli, AResumeValidatesAsRecorded) {
                              "after step 3 measure another set"),
               std::string::npos)
         << other.err;
+    // The history says from which step the other set was validated.
+    const nlohmann::json history = nlohmann::json::parse(read_text(model / "model.json"))["training"]["history"];
+    ASSERT_EQ(history.size(), 2u) << history.dump();
+    EXPECT_EQ(history[0]["validation"]["samples"], 2);
+    EXPECT_EQ(history[1]["from_step"], 3);
+    EXPECT_EQ(history[1]["validation"]["samples"], 3);
 
     const RunResult none = train_tiny(model.string(), 5, " --resume");
     ASSERT_EQ(none.status, 0) << none.err;
@@ -494,6 +500,8 @@ TEST_F(TrainCli, AResumeValidatesAsRecorded) {
     ASSERT_EQ(again.status, 0) << again.err;
     EXPECT_EQ(again.err.find("validation"), std::string::npos) << again.err;
     EXPECT_EQ(lines_of(read_text(model / "validation.csv")).size(), 6u) << "rows at steps 1 to 4, then 7";
+    EXPECT_EQ(nlohmann::json::parse(read_text(model / "model.json"))["training"]["history"].size(), 2u)
+        << "runs without the maps, and the set again, change nothing the history keeps";
 
     // A record or a table not of this model is refused before a step runs (a table of other
     // columns failed at the next checkpoint, the step lost; odd records were taken as none).

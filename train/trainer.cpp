@@ -57,14 +57,6 @@ std::string new_run_id() {
     return text;
 }
 
-// What a run killed while it wrote a checkpoint left, made whole again before a resume reads it.
-// Files being written (NAME.tmp-PID...) are removed. Earlier files kept aside until the
-// checkpoint was done (NAME.tmp-PID-replaced) tell where the kill came: the set moves its files
-// in order, weights first, and removes the kept ones in that order once all are moved. So with
-// the weights' kept copy there, the previous checkpoint is whole once every kept file is put back
-// (a kill while the files moved, or just after); without it, the new one is whole already (a
-// kill while the kept files were removed), and the rest of them go. Returns the files put back
-// (a copy still linked to its file, killed before the new one moved in, is only removed).
 // Our writer's temporaries of checkpoint files in a model directory (a killed run's).
 std::vector<std::pair<TemporaryName, fs::path>> checkpoint_temporaries(const std::string& model_dir) {
     std::vector<std::pair<TemporaryName, fs::path>> found;
@@ -79,6 +71,14 @@ std::vector<std::pair<TemporaryName, fs::path>> checkpoint_temporaries(const std
     return found;
 }
 
+// What a run killed while it wrote a checkpoint left, made whole again before a resume reads it.
+// Files being written (NAME.tmp-PID...) are removed. Earlier files kept aside until the
+// checkpoint was done (NAME.tmp-PID-replaced) tell where the kill came: the set moves its files
+// in order, weights first, and removes the kept ones in that order once all are moved. So with
+// the weights' kept copy there, the previous checkpoint is whole once every kept file is put back
+// (a kill while the files moved, or just after); without it, the new one is whole already (a
+// kill while the kept files were removed), and the rest of them go. Returns the files put back
+// (a copy still linked to its file, killed before the new one moved in, is only removed).
 int tidy_interrupted_checkpoint(const std::string& model_dir) {
     std::error_code ec;
     std::map<std::string, fs::path> kept;  // checkpoint file -> its earlier copy
@@ -516,15 +516,20 @@ void require_same_samples(const ModelSpec& saved, const ModelSpec& now, const st
     }
 }
 
-// What a resumed run records: the learning rate, precision, epoch length, the maps and the
-// arithmetic (device, threads) may change, each change kept in a history with the step it took
-// effect; the voxel sizes the network has seen are those of both runs' maps.
+// What a resumed run records: the learning rate, precision, epoch length, the maps, the
+// arithmetic (device, threads), the Dice's reduction and the validation may change, each change
+// kept in a history with the step it took effect; a validation recorded and not run now is kept;
+// the voxel sizes the network has seen are those of both runs' maps.
 void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
     const nlohmann::json& was = saved.training;
+    // A run without --validation-labels keeps the validation on record, for the next to go on with
+    // (not a change: the table stops, and goes on when the maps are given again).
+    if (!now.training.contains("validation") && was.contains("validation"))
+        now.training["validation"] = was["validation"];
     nlohmann::json history = was.value("history", nlohmann::json::array());
     if (!history.is_array()) history = nlohmann::json::array();
     static const char* const may_change[] = {"lr",         "precision", "steps_per_epoch", "maps", "maps_digest",
-                                             "arithmetic", "dice"};
+                                             "arithmetic", "dice",      "validation"};
     auto entry = [](int64_t from, const nlohmann::json& t) {
         nlohmann::json e = {{"from_step", from}};
         for (const char* key : may_change) e[key] = t.value(key, nlohmann::json());
@@ -532,7 +537,8 @@ void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
     };
     // A rate is Adam's float: records before 2026-12-06 kept its double's digits (9.99...97e-05).
     auto changed = [&](const char* key) {
-        const nlohmann::json &a = was[key], &b = now.training[key];
+        const nlohmann::json& a = was[key];
+        const nlohmann::json b = now.training.value(key, nlohmann::json());
         if (std::string(key) == "lr" && a.is_number() && b.is_number())
             return float(a.get<double>()) != float(b.get<double>());
         return a != b;
@@ -544,9 +550,6 @@ void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
             break;
         }
     if (!history.empty()) now.training["history"] = history;
-    // A run without --validation-labels keeps the validation on record, for the next to go on with.
-    if (!now.training.contains("validation") && was.contains("validation"))
-        now.training["validation"] = was["validation"];
     // The sizes the steps before saw, in either form a record holds (older ones one size, which
     // a resume dropped); none recorded (all 0) widens nothing. load_model_spec checked them.
     const Preprocessing before = parse_preprocessing(saved, "the resumed model.json");
@@ -860,12 +863,12 @@ Trainer::Trainer(const TrainOptions& given) {
     // network (crop size multiple of 2^levels, as SPEC.md 3.3 says).
     std::string config_source;
     std::tie(s.gen_config, config_source) = generator_config_for(opt);
-    // The crop: --shape, else a --config's own output_shape, else on a resume the recorded one (it
-    // replaced a --config's without a word, where --shape is compared).
-    const bool recorded_crop = opt.shape == 0 && opt.recorded_crop[0] > 0 && !names_output_shape(opt.config_path);
+    // The crop: --shape, else a --config's own output_shape, else on a resume the recorded one (a
+    // --shape or a --config's that differs from it is refused, require_same_samples).
+    const bool use_recorded_crop = opt.shape == 0 && opt.recorded_crop[0] > 0 && !names_output_shape(opt.config_path);
     if (opt.shape > 0)
         s.gen_config.output_shape = {opt.shape, opt.shape, opt.shape};
-    else if (recorded_crop)
+    else if (use_recorded_crop)
         s.gen_config.output_shape = opt.recorded_crop;
     s.gen_config.shape_multiple = opt.unet.reference_multiple();
     // The crop is rounded down to a multiple of 2^levels; a smaller one used to be raised silently
@@ -899,7 +902,7 @@ Trainer::Trainer(const TrainOptions& given) {
             if (m.grid.dim[d] < opt.recorded_crop[d]) return true;
         return false;
     });
-    ISS_INPUT(!recorded_crop || !a_map_too_small || common == opt.recorded_crop, "train: --labels ", opt.labels,
+    ISS_INPUT(!use_recorded_crop || !a_map_too_small || common == opt.recorded_crop, "train: --labels ", opt.labels,
               ": the model was trained on crops of ", dims_text(opt.recorded_crop),
               " voxels, which these maps cannot hold (the smallest gives ", dims_text(common),
               "): a resumed run draws its samples as the run it continues");

@@ -31,9 +31,10 @@ namespace iss {
 struct TrainOptions {
     std::string labels;      // a label map or a directory of them
     std::string model_dir;
-    // --preset ("" for none: the config's, else recorded_preset); a resumed model's own preset,
-    // which its --config, naming another, contradicts only as any change of preset does.
-    std::string preset, recorded_preset;
+    // --preset ("" for none: then a --config's, else recorded_preset, else the default).
+    std::string preset;
+    // A resumed model's preset: a --config naming another is refused as any change of preset is.
+    std::string recorded_preset;
     std::string config_path;  // JSON overrides of the generator (optional)
     // Without config_path: the generator parameters a resumed model recorded (model.json's
     // training.generator, as JSON text), which `source` names in messages; empty: the preset's.
