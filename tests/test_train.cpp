@@ -526,35 +526,30 @@ TEST_F(Train, ResumeKeepsWhatDrawsTheSamplesAndRecordsWhatChanged) {
     EXPECT_EQ(spec.training["history"][1]["steps_per_epoch"], 1);
     EXPECT_EQ(spec.training["generator"]["preset"], "infant-t1") << "the generator parameters are recorded";
 
-    // Maps of 2 mm voxels after 1 mm ones: the network has seen both.
+    // Resumed to `steps` on maps of 2 mm voxels: the record then says the network has seen
+    // `smallest` to 2 mm.
     fs::create_directories(path("coarse"));
     write_labels(path("coarse/p.nii.gz"), at_2mm(make_phantom(0, 1)));
-    o = tiny_options(path("coarse"), path("first"), 4);
-    o.resume = true;
-    o.lr = 1e-4f;
-    train(o);
-    const ModelSpec widened = load_model_spec(path("first/model.safetensors"));
-    const nlohmann::json& range = widened.preprocessing["voxel_size_range_mm"];
-    for (size_t d = 0; d < 3; ++d) {
-        EXPECT_NEAR(range["min"][d].get<double>(), 1.0, 1e-9) << d;
-        EXPECT_NEAR(range["max"][d].get<double>(), 2.0, 1e-9) << d;
-    }
+    auto expect_sizes_after_coarse_resume = [&](int steps, double smallest) {
+        TrainOptions coarse = tiny_options(path("coarse"), path("first"), steps);
+        coarse.resume = true;
+        coarse.lr = 1e-4f;
+        train(coarse);
+        const ModelSpec resumed = load_model_spec(path("first/model.safetensors"));
+        const nlohmann::json& range = resumed.preprocessing["voxel_size_range_mm"];
+        for (size_t d = 0; d < 3; ++d) {
+            EXPECT_NEAR(range["min"][d].get<double>(), smallest, 1e-9) << d;
+            EXPECT_NEAR(range["max"][d].get<double>(), 2.0, 1e-9) << d;
+        }
+    };
+    expect_sizes_after_coarse_resume(4, 1.0);  // after 1 mm maps: both
 
     // An older record's one size (voxel_size_mm) counts as well (a resume dropped it).
     nlohmann::json older = nlohmann::json::parse(test::read_text(path("first/model.json")));
     older["preprocessing"].erase("voxel_size_range_mm");
     older["preprocessing"]["voxel_size_mm"] = {0.5, 0.5, 0.5};
     std::ofstream(path("first/model.json")) << older.dump(2);
-    o = tiny_options(path("coarse"), path("first"), 5);
-    o.resume = true;
-    o.lr = 1e-4f;
-    train(o);
-    const ModelSpec resumed = load_model_spec(path("first/model.safetensors"));
-    const nlohmann::json& both = resumed.preprocessing["voxel_size_range_mm"];
-    for (size_t d = 0; d < 3; ++d) {
-        EXPECT_NEAR(both["min"][d].get<double>(), 0.5, 1e-9) << d;
-        EXPECT_NEAR(both["max"][d].get<double>(), 2.0, 1e-9) << d;
-    }
+    expect_sizes_after_coarse_resume(5, 0.5);
 }
 
 // Validation maps smaller than the training crop (newborn maps checking a model trained on
