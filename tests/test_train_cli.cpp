@@ -517,6 +517,15 @@ TEST_F(TrainCli, AResumeValidatesAsRecorded) {
     std::ofstream(model / "model.json") << odd.dump(2);
     expect_bad(resume, "field 'training.validation' must hold 'every' (steps, at least 1) and 'samples'", model);
     std::ofstream(model / "model.json") << json;
+
+    // A table removed by hand: its rows are lost, said (the next table held the new rows alone, unsaid).
+    fs::remove(model / "validation.csv");
+    const RunResult lost = train_tiny(model.string(), 8, " --resume --validation-labels " + maps);
+    ASSERT_EQ(lost.status, 0) << lost.err;
+    EXPECT_NE(lost.err.find("validation.csv is missing, though the model was validated every 1 steps: its rows up to "
+                            "step 7 are lost"),
+              std::string::npos)
+        << lost.err;
 }
 
 // A recorded option is read as the command line reads it, or refused naming the field: a batch

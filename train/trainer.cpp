@@ -427,6 +427,13 @@ void Trainer::State::load_checkpoint(const ModelSpec& saved) {
             for (size_t c = 2; c < row.size(); ++c) r.dice.push_back(dice_from_field(row[c], validation_path()));
             validation_log.push_back(r);
         }
+    } else if (const nlohmann::json v = saved.training.value("validation", nlohmann::json());
+               v.is_object() && step >= v.value("every", INT64_MAX)) {
+        // Removed by hand (or lost): the next checkpoint writes a table of the new rows alone.
+        warning(cat("train: ", validation_path(), " is missing, though the model was validated every ",
+                    v["every"].dump(), " steps: its rows up to step ", step,
+                    " are lost, and the table starts again at the next "
+                    "validation"));
     }
 }
 
