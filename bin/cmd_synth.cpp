@@ -177,14 +177,19 @@ void warn_of_other_runs(const std::string& out_dir, const std::vector<TrainingMa
 }
 
 // The maps whose crops come out smaller than asked (a map smaller than the crop along an axis,
-// without pad_when_smaller), as a warning; empty when none. The help says crops are clipped,
-// but a folder with one small map otherwise gives files of two shapes, said only as "several".
+// without pad_when_smaller), as a warning, where the maps' crops are not all of one shape; empty
+// otherwise. The help says crops are clipped, but a folder with one small map gave files of two
+// shapes, said only as "several shapes" (one shape is named in the last line).
 std::string clipped_crops(const GeneratorConfig& config, const std::vector<TrainingMap>& maps) {
     const std::array<int64_t, 3> asked = crop_shape(config, config.output_shape);
     std::vector<const TrainingMap*> clipped;
-    for (const TrainingMap& m : maps)
-        if (crop_shape(config, m.grid.dim) != asked) clipped.push_back(&m);
-    if (clipped.empty()) return {};
+    bool one_shape = true;
+    for (const TrainingMap& m : maps) {
+        const std::array<int64_t, 3> crop = crop_shape(config, m.grid.dim);
+        one_shape &= crop == crop_shape(config, maps.front().grid.dim);
+        if (crop != asked) clipped.push_back(&m);
+    }
+    if (clipped.empty() || one_shape) return {};
     const TrainingMap& first = *clipped.front();
     return cat("synth: the ", dims_text(asked), " crops are clipped to maps smaller along an axis: ", clipped.size(),
                " of ", maps.size(), " (", first.name, ": ", dims_text(first.grid.dim), " voxels, crops of ",

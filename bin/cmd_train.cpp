@@ -60,7 +60,8 @@ const char* usage =
     "                      160^3); clipped to the smallest map and rounded down to a multiple of\n"
     "                      2^levels (the configuration's shape_multiple is the network's)\n"
     "  --levels L          U-Net resolution levels, 1 to 8 (default 5)\n"
-    "  --features F        feature maps at the first level, doubling per level (default 24)\n"
+    "  --features F        feature maps at the first level, doubling per level (default 24;\n"
+    "                      1 to 1024, and at most 8192 at the deepest level)\n"
     "  --wl2-epochs E      epochs of weighted-L2 pre-training before the Dice loss (default 0;\n"
     "                      the Dice loss then starts with a fresh Adam, as SynthSeg's does)\n"
     "  --resume            continue the model in --model-dir from its last checkpoint; an\n"
@@ -128,6 +129,13 @@ int int_option(const Args& args, const std::string& name, long long fallback, lo
     return int(v);
 }
 
+// A learning rate Adam's float holds as a positive normal number (1e300 would be infinite, 1e-50
+// zero). Judged as the float: FLT_MAX's nearest double written in the record reads back above it.
+bool is_float_rate(double lr) {
+    const float f = float(lr);
+    return std::isfinite(f) && f >= FLT_MIN;
+}
+
 // The most synthetic samples a validation may take (--validation-samples, or a record's).
 constexpr int max_validation_samples = 1 << 20;
 
@@ -191,7 +199,7 @@ void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptio
     }
     if (t.contains("lr")) {  // Adam's float, as --lr
         const nlohmann::json& lr = t["lr"];
-        ISS_INPUT(lr.is_number() && lr >= FLT_MIN && lr <= FLT_MAX, json,
+        ISS_INPUT(lr.is_number() && is_float_rate(lr.get<double>()), json,
                   ": field 'training.lr' must be a positive number from ", FLT_MIN, " to ", FLT_MAX, ", got ",
                   clipped(lr.dump(), 40));
         if (!args.has("--lr")) o.lr = float(lr.get<double>());
@@ -246,7 +254,7 @@ TrainOptions parse_options(const Args& args) {
     o.steps = args.integer("--steps", o.steps);
     o.steps_per_epoch = args.integer("--steps-per-epoch", o.steps_per_epoch);
     const double lr = args.number("--lr", o.lr);  // Adam's is a float: 1e300 would be infinite, 1e-50 zero
-    ISS_INPUT(lr >= FLT_MIN && lr <= FLT_MAX, "train: --lr must be a positive number from ", FLT_MIN, " to ", FLT_MAX,
+    ISS_INPUT(is_float_rate(lr), "train: --lr must be a positive number from ", FLT_MIN, " to ", FLT_MAX,
               " (a float's), got ", args.get("--lr", ""));
     o.lr = float(lr);
     o.batch = int_option(args, "--batch", o.batch, 1, 64);
@@ -256,10 +264,6 @@ TrainOptions parse_options(const Args& args) {
     }
     o.unet.levels = int_option(args, "--levels", o.unet.levels, 1, UNetConfig::max_levels);
     o.unet.features = int_option(args, "--features", o.unet.features, 1, UNetConfig::max_features);
-    // A model predict and --resume would refuse to read is not trained (4096 features were).
-    ISS_INPUT(o.unet.widest_supported(), "train: --features ", o.unet.features, " and --levels ", o.unet.levels,
-              " give ", o.unet.features_at(o.unet.levels - 1), " features at the deepest level, more than supported (",
-              UNetConfig::max_widest_features, ")");
     o.wl2_epochs = args.integer("--wl2-epochs", o.wl2_epochs);
     o.resume = args.flag("--resume");
     o.seed = args.seed();

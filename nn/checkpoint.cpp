@@ -140,9 +140,7 @@ UNetConfig unet_config_from_json(const nlohmann::json& j, const std::string& sou
     const nlohmann::json& bn = field(j, "batch_norm", source, at);
     c.bn_momentum = float(number_field(bn, "momentum", source, at + "batch_norm.", 0, 1));
     c.bn_epsilon = float(number_field(bn, "epsilon", source, at + "batch_norm.", 1e-12, 1));
-    ISS_INPUT(c.widest_supported(), source, ": a U-Net of ", c.features, " features and ", c.levels, " levels (",
-              c.features_at(c.levels - 1), " features at its deepest level) is larger than supported (",
-              UNetConfig::max_widest_features, ")");
+    ISS_INPUT(c.widest_supported(), source, ": ", c.widest_problem());
     return c;
 }
 

@@ -632,9 +632,7 @@ private:
         ISS_INPUT(head[4] >= 2 && head[4] <= 255, path_, ": layer ", likelihood, " has ", head[4],
                   " outputs (2 to 255 labels supported)");
         u.classes = int(head[4]);
-        ISS_INPUT(u.widest_supported(), path_, ": a U-Net of ", u.features, " features and ", u.levels, " levels (",
-                  u.features_at(u.levels - 1), " features at its deepest level) is larger than supported (",
-                  UNetConfig::max_widest_features, ")");
+        ISS_INPUT(u.widest_supported(), path_, ": ", u.widest_problem());
         // Parameters in all, from the dims checked so far, before anything is read.
         int64_t total = 0;
         for (const LayerMap& layer : layout_of(u).weighted)
@@ -803,7 +801,7 @@ KerasUNet decode(const std::string& data, const std::string& path) {
     u.classes = in.integer();
     // The ranges Reader::infer allows, so that the sizes below are bounded before allocating.
     const bool plausible = u.levels >= 1 && u.levels <= UNetConfig::max_levels && u.features >= 1 &&
-                           u.features <= UNetConfig::max_features && u.convs_per_level >= 1 &&
+                           u.features <= UNetConfig::max_features && u.widest_supported() && u.convs_per_level >= 1 &&
                            u.convs_per_level <= 65 && UNetConfig::supported_kernel(u.kernel) && u.in_channels >= 1 &&
                            u.in_channels <= 16 && u.classes >= 2 && u.classes <= 255 &&
                            unet_parameter_count(u) <= (int64_t(1) << 28);

@@ -14,6 +14,12 @@ Var rows(Graph& g, const Var& v, int64_t d0, int64_t d1) { return g.input(v.valu
 
 }  // namespace
 
+std::string UNetConfig::widest_problem() const {
+    if (widest_supported()) return {};
+    return cat("a U-Net of ", features, " features and ", levels, " levels (", features_at(levels - 1),
+               " features at its deepest level) is larger than supported (", max_widest_features, ")");
+}
+
 int64_t unet_parameter_count(const UNetConfig& config) {
     DeviceContext cpu;
     ParamStore store(cpu);  // declared only: nothing is allocated before allocate()

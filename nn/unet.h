@@ -44,6 +44,9 @@ struct UNetConfig {
     static constexpr int max_features = 1024;
     static constexpr int64_t max_widest_features = 8192;
     bool widest_supported() const { return features_at(levels - 1) <= max_widest_features; }
+    // "a U-Net of F features and L levels (W features at its deepest level) is larger than
+    // supported (8192)", or "" where widest_supported(): every reader's message.
+    std::string widest_problem() const;
 
     int64_t features_at(int level) const { return int64_t(features) << level; }
     // Spatial sizes must be multiples of this (2^(levels-1) poolings).

@@ -89,14 +89,16 @@ void replace_non_finite(Image& image, const std::string& name) {
     }
 }
 
-// The 1% and 99% quantiles of the values strictly inside (0, 1), to a thousandth (one pass, no
-// copy); {0, 1} when there are none.
-std::pair<float, float> inner_quantiles(const float* first, const float* last) {
+// The 1% and 99% quantiles, to a thousandth, of where the values strictly between `low` and
+// `high` lie in [low, high] as fractions of it (in double: a fill of -3.4e38 puts a head's values
+// at 1 - 1e-36, which float rounds to 1); one pass, no copy; {0, 1} when there are none.
+std::pair<float, float> inner_quantiles(const float* first, const float* last, float low, float high) {
     std::array<int64_t, 1001> count{};
     int64_t n = 0;
+    const double span = double(high) - double(low);
     for (const float* v = first; v != last; ++v)
-        if (*v > 0 && *v < 1) {
-            ++count[size_t(std::lround(*v * 1000.0f))];
+        if (*v > low && *v < high) {
+            ++count[size_t(std::lround((double(*v) - double(low)) / span * 1000.0))];
             ++n;
         }
     if (n == 0) return {0.0f, 1.0f};
@@ -125,24 +127,25 @@ void normalise_channels(Image& x, bool clip_percentiles, const std::string& name
         if (!(high > low))  // a blank or failed conversion, segmented as zeros: say so
             warning(cat(name, ": the image is constant (", low, in_channel, "); it is segmented as a blank image"));
         if (clip_percentiles) std::tie(low, high) = quantiles(std::vector<float>(first, last), 0.005, 0.995);
-        // A range past a float's (values near +-3.4e38) in double: in float it was infinite, and
-        // the image NaN posteriors.
+        // A range set by a few voxels (a hot spot, a fill value of -3.4e38 outside the head)
+        // squeezes the rest into a sliver of [0, 1] that no training image looked like. The
+        // voxels at the minimum (a skull-stripped scan's background) and the maximum left out.
+        if (!clip_percentiles && high > low) {
+            const auto [q01, q99] = inner_quantiles(&*first, &*first + voxels, low, high);
+            if (q99 - q01 < 0.2f)
+                warning(cat(name, ": 98% of its voxels", in_channel, " between its lowest and highest normalise into [",
+                            q01, ", ", q99,
+                            "] of [0, 1]: a few voxels far brighter or darker than the rest set its min-max range; "
+                            "--clip-percentiles normalises between the 0.5% and 99.5% quantiles"));
+        }
+        // A range past a float's (values near both -3.4e38 and 3.4e38) in double: in float it was
+        // infinite, and the image NaN posteriors.
         const float span = high - low;
         const double wide_span = double(high) - double(low);
         for (auto v = first; v != last; ++v)
             *v = !(high > low)         ? 0.0f
                  : std::isfinite(span) ? std::min(std::max((*v - low) / span, 0.0f), 1.0f)
                                        : float(std::clamp((double(*v) - double(low)) / wide_span, 0.0, 1.0));
-        if (clip_percentiles || !(high > low)) continue;
-        // A range set by a few voxels (a hot spot, a fill value of -3.4e38 outside the head)
-        // squeezes the rest into a sliver of [0, 1] that no training image looked like. The
-        // voxels at the minimum (a skull-stripped scan's background) and the maximum left out.
-        const auto [q01, q99] = inner_quantiles(&*first, &*first + voxels);
-        if (q99 - q01 < 0.2f)
-            warning(cat(name, ": 98% of its voxels", in_channel, " between its lowest and highest normalise into [",
-                        q01, ", ", q99,
-                        "] of [0, 1]: a few voxels far brighter or darker than the rest set its min-max range; "
-                        "--clip-percentiles normalises between the 0.5% and 99.5% quantiles"));
     }
 }
 

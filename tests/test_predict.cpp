@@ -320,6 +320,11 @@ TEST_F(Predict, ARangeSetByAFewVoxelsIsSaidAndAFloatsLimitsNormalise) {
                   .find("scan.nii.gz: 98% of its voxels between its lowest and highest normalise "
                         "into [0.0"),
               std::string::npos);
+    // A fill of -3.4e38 outside the head puts the head at the top of the range, 1 - 1e-36: what
+    // float rounds to 1 is told apart in double.
+    Image filled = scan;
+    std::fill(filled.data.begin(), filled.data.begin() + filled.data.size() / 3, -FLT_MAX);
+    EXPECT_NE(warnings(predictor, filled).find("normalise into [1, 1] of [0, 1]"), std::string::npos);
     PredictOptions clipping;
     clipping.clip_percentiles = true;
     Predictor clipped(make_model(), clipping);

@@ -207,6 +207,11 @@ TEST_F(SynthCli, DirectoryOfMaps) {
                          path("two/small.nii.gz") + ": "),
               std::string::npos)
         << c.err;
+    // Crops of one shape are not (the last line names it): a map alone, smaller than the default.
+    const RunResult alone = synth("--labels " + shell_quote(path("two/small.nii.gz")) + " --out " +
+                                  shell_quote(path("out3")) + " --count 1");
+    ASSERT_EQ(alone.status, 0) << alone.err;
+    EXPECT_EQ(alone.err.find("clipped"), std::string::npos) << alone.err;
 }
 
 TEST_F(SynthCli, PrintConfigIsJson) {

@@ -528,6 +528,18 @@ TEST_F(TrainCli, AResumeValidatesAsRecorded) {
         << lost.err;
 }
 
+// The deepest level's bound counts the levels the run has: on a resume giving --features alone,
+// the record's (it counted the default 5, and refused a model of 520 features and 1 level).
+TEST_F(TrainCli, AResumeGivingFeaturesAloneKeepsTheRecordedLevels) {
+    const fs::path model = dir_ / "wide";
+    const std::string args = " --labels " + shell_quote((root_ / "maps").string()) + " --model-dir " +
+                             shell_quote(model.string()) + " --shape 8 --levels 1 --features 520 --device cpu";
+    ASSERT_EQ(train(args + " --steps 1").status, 0);
+    const RunResult r = train(" --labels " + shell_quote((root_ / "maps").string()) + " --model-dir " +
+                              shell_quote(model.string()) + " --features 520 --resume --steps 2");
+    EXPECT_EQ(r.status, 0) << r.err;
+}
+
 // A recorded option is read as the command line reads it, or refused naming the field: a batch
 // of 2^32 + 1 was read as 1 (and refused as "this run asks for 1"), a negative rate skipped for
 // the default, a weighted-L2 count of another type dropped (the resume went on to the Dice).
@@ -568,6 +580,15 @@ TEST_F(TrainCli, AResumeRefusesARecordOfOddOptions) {
     expect_bad(resume + " --batch 2", "was trained with batch 1, this run asks for 2", model);
     std::ofstream(model / "model.json") << json;
     EXPECT_EQ(train(resume + " --steps 2").status, 0) << "the record as written resumes";
+    // Nor before the refusal of a checkpoint past --steps, nor on a run with nothing to train.
+    nlohmann::json older_at_2 = nlohmann::json::parse(read_text(model / "model.json"));
+    older_at_2["training"].erase("steps");
+    older_at_2["training"].erase("generator");
+    std::ofstream(model / "model.json") << older_at_2.dump(2);
+    expect_bad(resume + " --steps 1", "the checkpoint is at step 2, past --steps 1", model);
+    const RunResult idle = train(resume + " --steps 2");
+    EXPECT_EQ(idle.status, 0) << idle.err;
+    EXPECT_EQ(idle.err, "") << "nothing to train: nothing to warn of";
 }
 
 // model.json records whether the outputs mirror as a flip mirrors the structures (predict's flip
@@ -934,7 +955,8 @@ TEST_F(TrainCli, BadInputIsRefusedBeforeAnyStep) {
     expect_bad(joined(tiny_args({{"--features", "1025"}})) + to_fresh + " --steps 2", "--features must be 1 to 1024",
                fresh);
     expect_bad(joined(tiny_args({{"--features", "1024"}, {"--levels", "5"}})) + to_fresh + " --steps 2",
-               "--features 1024 and --levels 5 give 16384 features at the deepest level, more than supported (8192)",
+               "error: a U-Net of 1024 features and 5 levels (16384 features at its deepest level) is larger than "
+               "supported (8192): lower --features or --levels",
                fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --seed 6", "--seed given twice (5, then 6)", fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --validate-every 5", "--validation-labels", fresh);

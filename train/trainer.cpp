@@ -428,12 +428,14 @@ void Trainer::State::load_checkpoint(const ModelSpec& saved) {
             validation_log.push_back(r);
         }
     } else if (const nlohmann::json v = saved.training.value("validation", nlohmann::json());
-               v.is_object() && step >= v.value("every", INT64_MAX)) {
+               v.is_object() && v.contains("every") && v["every"].is_number_integer() &&
+               step >= v["every"].get<int64_t>()) {
         // Removed by hand (or lost): the next checkpoint writes a table of the new rows alone.
-        warning(cat("train: ", validation_path(), " is missing, though the model was validated every ",
-                    v["every"].dump(), " steps: its rows up to step ", step,
-                    " are lost, and the table starts again at the next "
-                    "validation"));
+        options.record_warnings.push_back(cat("train: ", validation_path(),
+                                              " is missing, though the model was validated every ", v["every"].dump(),
+                                              " steps: its rows up to step ", step,
+                                              " are lost, and the table starts again at the next "
+                                              "validation"));
     }
 }
 
@@ -864,6 +866,9 @@ Trainer::Trainer(const TrainOptions& given) {
     ISS_INPUT(opt.lr > 0 && std::isfinite(opt.lr), "train: --lr must be a positive number");
     ISS_INPUT(opt.shape >= 0, "train: --shape must be at least 1 (or 0: the configuration's), got ", opt.shape);
     ISS_INPUT(opt.wl2_epochs >= 0, "train: --wl2-epochs must be >= 0");
+    // A model predict and --resume would refuse to read is not trained (4096 features were); on a
+    // resume the levels are the record's where not given.
+    ISS_INPUT(opt.unet.widest_supported(), "train: ", opt.unet.widest_problem(), ": lower --features or --levels");
     s.precision = usable_precision(s.ctx, opt.precision);
 
     // Generator configuration: preset, file overrides, then the options that belong to the
@@ -956,11 +961,14 @@ Trainer::Trainer(const TrainOptions& given) {
     if (saved) {
         require_same_samples(*saved, s.spec, json);
         s.load_checkpoint(*saved);
+        ISS_INPUT(s.step <= opt.steps, opt.model_dir, ": the checkpoint is at step ", s.step, ", past --steps ",
+                  opt.steps);
         continue_record(*saved, s.spec, s.step);
     }
-    // Said once every input is checked (a refusal is one line).
-    for (const std::string& said : opt.record_warnings) warning(said);
-    if (opt.wl2_epochs > 0 && s.last_wl2_step() >= opt.steps)
+    // Said once every input is checked (a refusal is one line), where a step is to run.
+    if (s.step < opt.steps)
+        for (const std::string& said : opt.record_warnings) warning(said);
+    if (opt.wl2_epochs > 0 && s.last_wl2_step() >= opt.steps && s.step < opt.steps)
         warning(cat("train: --wl2-epochs ", opt.wl2_epochs, " of --steps-per-epoch ", opt.steps_per_epoch, " are ",
                     s.last_wl2_step(), " weighted-L2 steps, all of the --steps ", opt.steps,
                     ": the soft Dice loss never runs"));
@@ -1013,8 +1021,6 @@ Trainer::Trainer(const TrainOptions& given) {
                          widened ? cat("; with the runs it continues ", voxel_size_text(seen)) : std::string(),
                          " (predict resamples scans outside ", widened ? "that" : "this", " range); crops of ",
                          dims_text(common), " voxels");
-    ISS_INPUT(s.step <= opt.steps, opt.model_dir, ": the checkpoint is at step ", s.step, ", past --steps ",
-              opt.steps);
 
     s.made_model_dir.make(opt.model_dir);
     // Until the first checkpoint is whole, a failure takes the directory back with its pieces.

@@ -66,8 +66,9 @@ struct TrainOptions {
     // options; it may take what the model recorded for options the user did not give
     // (`train --resume` repeats the run's options without them being given again).
     std::function<void(const ModelSpec& recorded, TrainOptions& options)> adopt_recorded;
-    // What adopt_recorded and the record's completion say of an older record (a gap filled):
-    // warned once every input is checked, so that a refusal stays one line.
+    // What adopt_recorded, the record's completion and the checkpoint's loading say of an older
+    // or damaged record (a gap filled, a table lost): warned once every input is checked and a
+    // step is to run, so that a refusal stays one line.
     std::vector<std::string> record_warnings;
 };
 
