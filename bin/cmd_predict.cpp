@@ -95,7 +95,7 @@ const char* usage =
     "  --no-flip           no left/right test-time augmentation (twice as fast)\n"
     "  --no-resample       keep the input's voxel size even outside the model's range\n"
     "  --clip-percentiles  clip intensities to the 0.5 and 99.5 percentiles before normalising\n"
-    "                      (said when a few voxels far brighter or darker set the range)\n"
+    "                      (said when voxels far brighter or darker set the range)\n"
     "  --threads N         CPU threads, at most 4 per hardware thread (default: all, or\n"
     "                      OMP_NUM_THREADS)\n"
     "  --device D          auto (CUDA when present, else CPU), cpu, cuda or cuda:N\n"

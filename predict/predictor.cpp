@@ -135,8 +135,8 @@ void normalise_channels(Image& x, bool clip_percentiles, const std::string& name
             if (q99 - q01 < 0.2f)
                 warning(cat(name, ": 98% of its voxels", in_channel, " between its lowest and highest normalise into [",
                             q01, ", ", q99,
-                            "] of [0, 1]: a few voxels far brighter or darker than the rest set its min-max range; "
-                            "--clip-percentiles normalises between the 0.5% and 99.5% quantiles"));
+                            "] of [0, 1]: voxels far brighter or darker than the rest (a hot spot, a fill value) set "
+                            "its min-max range; --clip-percentiles normalises between the 0.5% and 99.5% quantiles"));
         }
         // A range past a float's (values near both -3.4e38 and 3.4e38) in double: in float it was
         // infinite, and the image NaN posteriors.

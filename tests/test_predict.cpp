@@ -308,10 +308,12 @@ TEST_F(Predict, ARangeSetByAFewVoxelsIsSaidAndAFloatsLimitsNormalise) {
     Segmentation got;
     const std::string said = warnings(predictor, extreme, &got);
     for (const float p : got.posteriors.data) ASSERT_TRUE(std::isfinite(p)) << "a range past a float's";
-    EXPECT_NE(said.find("scan.nii.gz: 98% of its voxels between its lowest and highest normalise into [0.5, 0.5] of "
-                        "[0, 1]: a few voxels far brighter or darker than the rest set its min-max range; "
-                        "--clip-percentiles"),
-              std::string::npos)
+    EXPECT_NE(
+        said.find(
+            "scan.nii.gz: 98% of its voxels between its lowest and highest normalise into [0.5, 0.5] of "
+            "[0, 1]: voxels far brighter or darker than the rest (a hot spot, a fill value) set its min-max range; "
+            "--clip-percentiles"),
+        std::string::npos)
         << said;
 
     Image hot = scan;
