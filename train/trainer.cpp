@@ -13,6 +13,8 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
+#include <string>
 #include <thread>
 #include <tuple>
 #include <utility>
@@ -528,8 +530,9 @@ void require_same_samples(const ModelSpec& saved, const ModelSpec& now, const st
 // What a resumed run records: the learning rate, precision, epoch length, the maps, the
 // arithmetic (device, threads), the Dice's reduction and the validation may change, each change
 // kept in a history with the step it took effect; a validation recorded and not run now is kept;
-// the voxel sizes the network has seen are those of both runs' maps.
-void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
+// the voxel sizes the network has seen are those of both runs' maps. Returns the keys of
+// `may_change` that changed, for the warnings that say so.
+std::set<std::string> continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
     const nlohmann::json& was = saved.training;
     // A run without --validation-labels keeps the validation on record, for the next to go on with
     // (not a change: the table stops, and goes on when the maps are given again).
@@ -545,19 +548,20 @@ void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
         return e;
     };
     // A rate is Adam's float: records before 2026-12-06 kept its double's digits (9.99...97e-05).
-    auto changed = [&](const char* key) {
+    auto differs = [&](const char* key) {
         const nlohmann::json& a = was[key];
         const nlohmann::json b = now.training.value(key, nlohmann::json());
         if (std::string(key) == "lr" && a.is_number() && b.is_number())
             return float(a.get<double>()) != float(b.get<double>());
         return a != b;
     };
+    std::set<std::string> changed;
     for (const char* key : may_change)
-        if (was.contains(key) && changed(key)) {
-            if (history.empty()) history.push_back(entry(0, was));  // what the steps before it ran with
-            history.push_back(entry(step, now.training));
-            break;
-        }
+        if (was.contains(key) && differs(key)) changed.insert(key);
+    if (!changed.empty()) {
+        if (history.empty()) history.push_back(entry(0, was));  // what the steps before it ran with
+        history.push_back(entry(step, now.training));
+    }
     if (!history.empty()) now.training["history"] = history;
     // The sizes the steps before saw, in either form a record holds (older ones one size, which
     // a resume dropped); none recorded (all 0) widens nothing. load_model_spec checked them.
@@ -568,6 +572,7 @@ void continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
             range["min"][d] = std::min(range["min"][d].get<double>(), before.voxel_min[d]);
             range["max"][d] = std::max(range["max"][d].get<double>(), before.voxel_max[d]);
         }
+    return changed;
 }
 
 // validation.csv continues across a resume only where the run validates the same samples: a
@@ -958,12 +963,13 @@ Trainer::Trainer(const TrainOptions& given) {
     s.spec = training_record(opt, s.gen_config, unet, validation_maps, maps, common, s.precision,
                              arithmetic_identity(s.ctx));
     s.run_id = new_run_id();  // a resume takes the checkpoint's instead
+    std::set<std::string> changed;  // in the record, since the run a resume continues
     if (saved) {
         require_same_samples(*saved, s.spec, json);
         s.load_checkpoint(*saved);
         ISS_INPUT(s.step <= opt.steps, opt.model_dir, ": the checkpoint is at step ", s.step, ", past --steps ",
                   opt.steps);
-        continue_record(*saved, s.spec, s.step);
+        changed = continue_record(*saved, s.spec, s.step);
     }
     // Said once every input is checked (a refusal is one line), where a step is to run.
     if (s.step < opt.steps)
@@ -978,14 +984,14 @@ Trainer::Trainer(const TrainOptions& given) {
         const nlohmann::json& was = saved->training;
         // Other maps may continue a model (more subjects, another set), but the run is then not
         // the one it continues: said, and kept in the record's history.
-        if (was.contains("maps_digest") && was["maps_digest"] != s.spec.training["maps_digest"])
+        if (changed.count("maps_digest"))
             warning(cat("train: --labels ", opt.labels, ": not the label maps ", json, " was trained on (",
                         was.value("maps", nlohmann::json()).dump(), " then, ", maps.size(),
                         " now, or their voxels differ): from step ", s.step,
                         " the samples are not the uninterrupted run's; its history records the change"));
         // The same samples summed in another order (threads, instruction set, GPU): the weights
         // drift from the uninterrupted run's in the last bits, then further.
-        if (was.contains("arithmetic") && was["arithmetic"] != s.spec.training["arithmetic"])
+        if (changed.count("arithmetic"))
             warning(cat("train: ", json, " was trained on ", was["arithmetic"].dump(), ", this run is on ",
                         s.spec.training["arithmetic"].dump(),
                         ": the network's sums run in another order, so from step ", s.step,
@@ -993,7 +999,7 @@ Trainer::Trainer(const TrainOptions& given) {
                         "--threads would); its history records the change"));
         const int64_t last_row = s.validation_log.empty() ? s.step : s.validation_log.back().step;
         warn_of_another_validation(was, s.spec.training, !validation_maps.empty(), json, last_row, s.step);
-        if (was.at("dice") != dice_reduction)
+        if (changed.count("dice"))
             warning(cat("train: ", json, " was trained with ", was.at("dice").dump(), "; this build averages each ",
                         "sample's Dice, as SynthSeg: from step ", s.step,
                         " the loss and its gradients are not the uninterrupted run's; its history records the change"));
