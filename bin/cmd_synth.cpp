@@ -182,11 +182,12 @@ void warn_of_other_runs(const std::string& out_dir, const std::vector<TrainingMa
 // shapes, said only as "several shapes" (one shape is named in the last line).
 std::string clipped_crops(const GeneratorConfig& config, const std::vector<TrainingMap>& maps) {
     const std::array<int64_t, 3> asked = crop_shape(config, config.output_shape);
+    const std::array<int64_t, 3> first_crop = crop_shape(config, maps.front().grid.dim);
     std::vector<const TrainingMap*> clipped;
     bool one_shape = true;
     for (const TrainingMap& m : maps) {
         const std::array<int64_t, 3> crop = crop_shape(config, m.grid.dim);
-        one_shape &= crop == crop_shape(config, maps.front().grid.dim);
+        one_shape &= crop == first_crop;
         if (crop != asked) clipped.push_back(&m);
     }
     if (clipped.empty() || one_shape) return {};

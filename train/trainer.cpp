@@ -971,16 +971,17 @@ Trainer::Trainer(const TrainOptions& given) {
                   opt.steps);
         changed = continue_record(*saved, s.spec, s.step);
     }
-    // Said once every input is checked (a refusal is one line), where a step is to run.
-    if (s.step < opt.steps)
+    // Said once every input is checked (a refusal is one line), and only where a step is to run
+    // (a model already at --steps is told "nothing to train" and written no more).
+    const bool trains = s.step < opt.steps;
+    if (trains)
         for (const std::string& said : opt.record_warnings) warning(said);
-    if (opt.wl2_epochs > 0 && s.last_wl2_step() >= opt.steps && s.step < opt.steps)
+    if (trains && opt.wl2_epochs > 0 && s.last_wl2_step() >= opt.steps)
         warning(cat("train: --wl2-epochs ", opt.wl2_epochs, " of --steps-per-epoch ", opt.steps_per_epoch, " are ",
                     s.last_wl2_step(), " weighted-L2 steps, all of the --steps ", opt.steps,
                     ": the soft Dice loss never runs"));
-    // What a resume does otherwise than the run it continues, said when it trains at all (a model
-    // already at --steps is told "nothing to train" and written no more).
-    if (saved && s.step < opt.steps) {
+    // What a resume does otherwise than the run it continues.
+    if (saved && trains) {
         const nlohmann::json& was = saved->training;
         // Other maps may continue a model (more subjects, another set), but the run is then not
         // the one it continues: said, and kept in the record's history.
@@ -1005,7 +1006,7 @@ Trainer::Trainer(const TrainOptions& given) {
                         " the loss and its gradients are not the uninterrupted run's; its history records the change"));
     }
     // Since 2026-12-06 the random affine acts in mm: on anisotropic voxels the samples changed.
-    if (recorded_before_mm && s.step < opt.steps)
+    if (recorded_before_mm && trains)
         for (const TrainingMap& m : maps) {
             const std::array<double, 3>& v = m.voxel_mm;
             if (v[0] == v[1] && v[1] == v[2]) continue;
