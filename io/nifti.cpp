@@ -570,6 +570,11 @@ VolumeHeader parse_and_validate(const std::string& path) {
     } else if (magic4 == expect_pair) {
         h.single_file = false;
     } else {
+        // An Analyze 7.5 header has the same size and no magic: it does not say which side is
+        // left, so it is refused rather than guessed at.
+        ISS_INPUT(version != 1 || magic4 != std::string(4, '\0'), path,
+                  ": an Analyze 7.5 header (no NIfTI magic), which does not record left and right; "
+                  "convert it to NIfTI with its orientation checked");
         std::string shown;
         for (char ch : magic4) shown += (ch >= 32 && ch < 127) ? ch : '?';
         throw InputError(cat(path, ": bad magic '", shown, "' (expected '", expect_single.substr(0, 3), "' or '",
@@ -596,7 +601,11 @@ VolumeHeader parse_and_validate(const std::string& path) {
     // Datatype.
     const TypeInfo* type = find_type(raw.datatype);
     ISS_INPUT(type != nullptr, path, ": unknown datatype code ", raw.datatype);
-    ISS_INPUT(type->supported, path, ": datatype ", type->name, " (code ", type->code, ") is not supported");
+    ISS_INPUT(type->supported, path, ": datatype ", type->name, " (code ", type->code,
+              ") is not supported: a scan or label map holds one real number a voxel",
+              raw.datatype == NIFTI_TYPE_RGB24 || raw.datatype == NIFTI_TYPE_RGBA32 ? " (convert colour to grey)"
+              : type->name[0] == 'c'                                                ? " (take the magnitude)"
+                                                                                    : "");
     // The datatype decides, as nibabel and nifti_clib read it; a disagreeing bitpix is a writer's
     // slip worth a word, not a reason to refuse the file.
     if (raw.bitpix != type->bitpix)
@@ -841,9 +850,17 @@ Volume<T> read_scaled(const VolumeHeader& h) {
     Volume<T> vol = empty_volume<T>(h);
     const double slope = h.scl_slope, inter = h.scl_inter;
     const bool scaled = h.scaled();
+    int64_t overflowed = 0;  // finite values that float cannot hold
     read_voxels(h, [&](int64_t i, auto v) {
-        vol.data[size_t(i)] = narrow<T>(scaled ? double(v) * slope + inter : double(v));
+        const double x = scaled ? double(v) * slope + inter : double(v);
+        const T t = narrow<T>(x);
+        overflowed += std::isfinite(x) && !std::isfinite(t);
+        vol.data[size_t(i)] = t;
     });
+    // Said here, where it happens: a later "NaN or infinite" alone would blame the file.
+    if (overflowed > 0)
+        warning(cat(h.path, ": ", overflowed, " voxel", overflowed > 1 ? "s lie" : " lies", " beyond float32's range (",
+                    std::numeric_limits<float>::max(), ")", scaled ? " after scaling" : "", " and read as infinite"));
     return vol;
 }
 
@@ -955,6 +972,9 @@ OutHeader make_header(const Grid& grid, int64_t frames, int datatype, int bitpix
             for (int c = 0; c < 4; ++c) affine.m[r][c] /= mm;
     }
     o.dim[0] = frames > 1 ? 4 : 3;
+    // A 2-D (or 1-D) input's single-volume outputs on its grid keep its number of dims, as
+    // nibabel writes them: a tool comparing shapes sees (86, 94) for both, not (86, 94, 1).
+    if (frames == 1 && like && like->dim[0] < 3 && like->grid().same_as(grid)) o.dim[0] = like->dim[0];
     for (int i = 0; i < 3; ++i) o.dim[i + 1] = grid.dim[i];
     o.dim[4] = frames;
     for (int i = 5; i < 8; ++i) o.dim[i] = 1;

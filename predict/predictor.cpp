@@ -336,7 +336,7 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
     const int64_t channels = s.spec.unet.in_channels;
     ISS_INPUT(image.frames == channels, name, ": the model takes ", channels, " channel", channels > 1 ? "s" : "",
               channels > 1 ? " (e.g. a T1 and a T2 on one grid, stacked as a 4-D file or given as --i T1 --i T2)" : "",
-              ", the image has ", image.frames, image.frames > 1 ? " volumes (4-D)" : " volume");
+              ", the image has ", image.frames, image.frames > 1 ? " volumes" : " volume");
     ISS_INPUT(image.grid.voxels() > 1 && !image.data.empty(), name, ": the image has ", image.grid.voxels(), " voxel",
               image.grid.voxels() == 1 ? "" : "s", ": nothing to segment");
     const int64_t classes = int64_t(s.spec.labels.size());

@@ -437,7 +437,12 @@ TEST_F(NiftiRead, Float64BeyondFloatRangeReadsAsInfinity) {
     s.data = encode(std::vector<double>{1e300, -1e300, 0.5}, false);
     const std::string file = path("huge.nii");
     write_raw(file, s);
+    testing::internal::CaptureStderr();
     const iss::Image img = iss::read_image(file);
+    const std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find("huge.nii: 2 voxels lie beyond float32's range (3.40282e+38) and read as infinite"),
+              std::string::npos)
+        << err;
     EXPECT_EQ(img.data[0], INFINITY);
     EXPECT_EQ(img.data[1], -INFINITY);
     EXPECT_EQ(img.data[2], 0.5f);
@@ -838,6 +843,9 @@ TEST_F(NiftiBadInput, MagicAndSizeofHdr) {
     s.magic = std::string("n+2\0", 4);  // NIfTI-2 magic in a NIfTI-1 header
     expect_bad(write("magic12.nii", s), "bad magic");
     s = good();
+    s.magic = std::string(4, '\0');  // Analyze 7.5: named as such, not as bad magic '????'
+    expect_bad(write("analyze.nii", s), "an Analyze 7.5 header (no NIfTI magic), which does not record left and right");
+    s = good();
     s.version = 2;
     s.magic = std::string("n+2\0\n\n\032\n", 8);
     expect_bad(write("magic2.nii", s), "text mode");
@@ -1004,6 +1012,31 @@ TEST_F(NiftiRead, OutputsOnTheInputsGridKeepItsTransforms) {
     EXPECT_EQ(code(other_out, offsetof(nifti_1_header, qform_code)), 1);
 }
 
+// A 2-D scan's single-volume outputs on its grid are 2-D as nibabel writes them (dim[0] 2), so
+// that a tool comparing shapes sees the same one; posteriors stay 4-D, another grid 3-D.
+TEST_F(NiftiRead, A2DInputsOutputsOnItsGridAre2D) {
+    RawSpec s;
+    s.dim[0] = 2, s.dim[3] = 1;
+    s.data = encode(std::vector<float>(12, 1.0f), false);
+    write_raw(path("flat.nii"), s);
+    iss::VolumeHeader h;
+    const iss::Image flat = iss::read_image(path("flat.nii"), &h);
+    ASSERT_EQ(h.dim[0], 2);
+    iss::write_image(path("flat_image.nii"), flat, &h);
+    iss::write_labels(path("flat_labels.nii.gz"), iss::LabelMap(flat.grid, 1), &h);
+    for (const char* name : {"flat_image.nii", "flat_labels.nii.gz"}) {
+        const iss::VolumeHeader out = iss::read_volume_header(path(name));
+        EXPECT_EQ(out.dim[0], 2) << name;
+        EXPECT_TRUE(out.grid().same_as(h.grid())) << name;
+    }
+    iss::write_posteriors(path("flat_post.nii"), iss::Image(flat.grid, 2), &h);
+    EXPECT_EQ(iss::read_volume_header(path("flat_post.nii")).dim[0], 4);
+    iss::Grid other = flat.grid;
+    other.dim[2] = 2;
+    iss::write_image(path("flat_other.nii"), iss::Image(other), &h);
+    EXPECT_EQ(iss::read_volume_header(path("flat_other.nii")).dim[0], 3);
+}
+
 TEST_F(NiftiRead, SpatialUnitsAreConvertedToMillimetres) {
     for (const auto& [units, per_mm] : {std::pair{NIFTI_UNITS_METER, 1e-3}, std::pair{NIFTI_UNITS_MICRON, 1e3}}) {
         SCOPED_TRACE(units);
@@ -1042,13 +1075,18 @@ TEST_F(NiftiBadInput, Datatypes) {
     struct Case {
         int code, bitpix;
         const char* name;
+        const char* hint;  // the step the message names
     };
-    for (const Case& c : {Case{DT_BINARY, 1, "binary"}, Case{NIFTI_TYPE_COMPLEX64, 64, "complex64"},
-                          Case{NIFTI_TYPE_COMPLEX128, 128, "complex128"}, Case{NIFTI_TYPE_RGB24, 24, "rgb24"},
-                          Case{NIFTI_TYPE_RGBA32, 32, "rgba32"}, Case{NIFTI_TYPE_FLOAT128, 128, "float128"}}) {
+    const std::string one_number = "holds one real number a voxel";
+    for (const Case& c :
+         {Case{DT_BINARY, 1, "binary", ""}, Case{NIFTI_TYPE_COMPLEX64, 64, "complex64", "magnitude"},
+          Case{NIFTI_TYPE_COMPLEX128, 128, "complex128", "magnitude"},
+          Case{NIFTI_TYPE_RGB24, 24, "rgb24", "colour to grey"},
+          Case{NIFTI_TYPE_RGBA32, 32, "rgba32", "colour to grey"}, Case{NIFTI_TYPE_FLOAT128, 128, "float128", ""}}) {
         RawSpec s = good();
         s.datatype = c.code, s.bitpix = c.bitpix;
         expect_bad(write(std::string(c.name) + ".nii", s), std::string(c.name) + " (code");
+        expect_bad(write(std::string(c.name) + ".nii", s), *c.hint ? c.hint : one_number);
     }
     RawSpec s = good();
     s.datatype = 999;
