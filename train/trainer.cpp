@@ -305,6 +305,9 @@ struct Trainer::State {
     }
 
     void save_checkpoint();
+    void warn_of_changes(const ModelSpec& saved, const std::set<std::string>& changed,
+                         const std::vector<TrainingMap>& maps, bool validates, bool recorded_before_mm);
+    void take_model_dir();
     // The checkpoint of `saved` (its model.json, read already): weights, optimizer, logs.
     void load_checkpoint(const ModelSpec& saved);
     double validate();
@@ -827,44 +830,36 @@ static std::pair<GeneratorConfig, std::string> generator_config_for(const TrainO
     return {std::move(preset), source};
 }
 
-Trainer::Trainer(const TrainOptions& given) {
-    ISS_INPUT(!given.model_dir.empty(), "train: --model-dir is required");
-    // On --resume the model directory is locked before anything is read from it, a checkpoint a
-    // killed run left half replaced is put back, and model.json read, once, before the options it
-    // may complete are read.
-    std::unique_ptr<DirectoryLock> lock;
-    std::error_code ec;
-    if (given.resume && fs::is_directory(given.model_dir, ec)) lock = lock_model_dir(given.model_dir);
-    TrainOptions options = given;
-    std::optional<ModelSpec> saved;
-    bool recorded_before_mm = false;
-    if (given.resume) {
-        if (lock) {
-            const int put_back = tidy_interrupted_checkpoint(given.model_dir);
-            if (put_back > 0)
-                warning(cat(given.model_dir, ": a run was killed while it replaced its checkpoint: put back ",
-                            put_back, " file", put_back > 1 ? "s" : "",
-                            " of the checkpoint before, which the resume continues"));
-        }
-        const std::string weights = model_weights_in(given.model_dir);
-        const std::string pieces = checkpoint_pieces(given.model_dir);
-        ISS_INPUT(fs::exists(model_json_path(weights)), given.model_dir,
-                  ": --resume, but there is no model.json to resume",
-                  pieces.empty() ? "" : cat("; it holds ", pieces, pieces_advice));
-        saved = load_model_spec(weights);
-        // Imported: no training state to go on from (it would be refused for its optimizer).
-        ISS_INPUT(!saved->training.contains("imported_from"), model_json_path(weights), ": imported from ",
-                  saved->training["imported_from"].dump(), ", not trained here: there is no training state to resume",
-                  " (it predicts as it is; train a new --model-dir to train one here)");
-        recorded_before_mm =
-            complete_generator_record(saved->training, model_json_path(weights), options.record_warnings);
-        complete_dice_record(saved->training);
-        if (options.adopt_recorded) options.adopt_recorded(*saved, options);
+// What a --resume continues: the model directory's record, read once, after a checkpoint a killed
+// run left half replaced is put back (where the directory is `locked`), with an older record's
+// gaps completed and the options it records adopted into `options`; nullopt for a new run.
+// `recorded_before_mm`: the record predates the random affine in mm (complete_generator_record).
+static std::optional<ModelSpec> record_to_resume(const TrainOptions& given, bool locked, TrainOptions& options,
+                                                 bool& recorded_before_mm) {
+    if (!given.resume) return std::nullopt;
+    if (locked) {
+        const int put_back = tidy_interrupted_checkpoint(given.model_dir);
+        if (put_back > 0)
+            warning(cat(given.model_dir, ": a run was killed while it replaced its checkpoint: put back ", put_back,
+                        " file", put_back > 1 ? "s" : "", " of the checkpoint before, which the resume continues"));
     }
-    state_ = std::make_unique<State>(options);
-    State& s = *state_;
-    s.lock = std::move(lock);
-    const TrainOptions& opt = s.options;
+    const std::string weights = model_weights_in(given.model_dir);
+    const std::string pieces = checkpoint_pieces(given.model_dir);
+    ISS_INPUT(fs::exists(model_json_path(weights)), given.model_dir, ": --resume, but there is no model.json to resume",
+              pieces.empty() ? "" : cat("; it holds ", pieces, pieces_advice));
+    ModelSpec saved = load_model_spec(weights);
+    // Imported: no training state to go on from (it would be refused for its optimizer).
+    ISS_INPUT(!saved.training.contains("imported_from"), model_json_path(weights), ": imported from ",
+              saved.training["imported_from"].dump(), ", not trained here: there is no training state to resume",
+              " (it predicts as it is; train a new --model-dir to train one here)");
+    recorded_before_mm = complete_generator_record(saved.training, model_json_path(weights), options.record_warnings);
+    complete_dice_record(saved.training);
+    if (options.adopt_recorded) options.adopt_recorded(saved, options);
+    return saved;
+}
+
+// The options' own bounds, checked before anything is read.
+static void require_valid_options(const TrainOptions& opt) {
     ISS_INPUT(opt.steps >= 1, "train: --steps must be at least 1, got ", opt.steps);
     ISS_INPUT(opt.steps_per_epoch >= 1, "train: --steps-per-epoch must be at least 1, got ", opt.steps_per_epoch);
     ISS_INPUT(opt.batch >= 1 && opt.batch <= 64, "train: --batch must be 1 to 64, got ", opt.batch);
@@ -874,28 +869,135 @@ Trainer::Trainer(const TrainOptions& given) {
     // A model predict and --resume would refuse to read is not trained (4096 features were); on a
     // resume the levels are the record's where not given.
     ISS_INPUT(opt.unet.widest_supported(), "train: ", opt.unet.widest_problem(), ": lower --features or --levels");
-    s.precision = usable_precision(s.ctx, opt.precision);
+}
 
-    // Generator configuration: preset, file overrides, then the options that belong to the
-    // network (crop size multiple of 2^levels, as SPEC.md 3.3 says).
-    std::string config_source;
-    std::tie(s.gen_config, config_source) = generator_config_for(opt);
+// The generator's configuration for the run: preset, file overrides, then the options that
+// belong to the network (the crop a multiple of 2^levels, as SPEC.md 3.3 says), validated.
+// `use_recorded_crop`: the crop is the resumed record's.
+static GeneratorConfig generator_config_to_train(const TrainOptions& opt, bool& use_recorded_crop) {
+    auto [config, source] = generator_config_for(opt);
     // The crop: --shape, else a --config's own output_shape, else on a resume the recorded one (a
     // --shape or a --config's that differs from it is refused, require_same_samples).
-    const bool use_recorded_crop = opt.shape == 0 && opt.recorded_crop[0] > 0 && !names_output_shape(opt.config_path);
+    use_recorded_crop = opt.shape == 0 && opt.recorded_crop[0] > 0 && !names_output_shape(opt.config_path);
     if (opt.shape > 0)
-        s.gen_config.output_shape = {opt.shape, opt.shape, opt.shape};
+        config.output_shape = {opt.shape, opt.shape, opt.shape};
     else if (use_recorded_crop)
-        s.gen_config.output_shape = opt.recorded_crop;
-    s.gen_config.shape_multiple = opt.unet.reference_multiple();
+        config.output_shape = opt.recorded_crop;
+    config.shape_multiple = opt.unet.reference_multiple();
     // The crop is rounded down to a multiple of 2^levels; a smaller one used to be raised silently
     // (to 256^3 for 8 levels, which then ran out of memory).
-    for (const int64_t n : s.gen_config.output_shape)
-        ISS_INPUT(n >= s.gen_config.shape_multiple, "train: ",
-                  opt.shape > 0 ? cat("--shape ", opt.shape) : cat(config_source, ": output_shape ", n),
-                  " is smaller than ", s.gen_config.shape_multiple, ", the multiple a U-Net of ", opt.unet.levels,
+    for (const int64_t n : config.output_shape)
+        ISS_INPUT(n >= config.shape_multiple,
+                  "train: ", opt.shape > 0 ? cat("--shape ", opt.shape) : cat(source, ": output_shape ", n),
+                  " is smaller than ", config.shape_multiple, ", the multiple a U-Net of ", opt.unet.levels,
                   " levels needs: ask for a larger crop or fewer --levels");
-    validate_config(s.gen_config, config_source);
+    validate_config(config, source);
+    return config;
+}
+
+// Any file of a checkpoint counts (weights someone kept, an earlier run's logs): a new run would
+// replace it, or leave it beside a model it does not belong to.
+static void require_no_model(const std::string& dir) {
+    const std::string held = existing_model(dir);
+    ISS_INPUT(held.empty(), dir, ": already holds ", held);
+}
+
+// What the maps give predict to go by: their voxel sizes, on a resume with those of the runs
+// before (`spec`'s range, widened already), and the crop.
+static std::string summary_of_maps(const std::vector<TrainingMap>& maps, const ModelSpec& spec,
+                                   const std::array<int64_t, 3>& crop) {
+    const VoxelSizeRange these = voxel_size_range(maps);
+    VoxelSizeRange seen = these;
+    const nlohmann::json& recorded_range = spec.preprocessing.at("voxel_size_range_mm");
+    for (size_t d = 0; d < 3; ++d) {
+        seen.min[d] = recorded_range["min"][d].get<double>();
+        seen.max[d] = recorded_range["max"][d].get<double>();
+    }
+    const bool widened = seen.min != these.min || seen.max != these.max;
+    return cat(describe_training_maps(maps),
+               widened ? cat("; with the runs it continues ", voxel_size_text(seen)) : std::string(),
+               " (predict resamples scans outside ", widened ? "that" : "this", " range); crops of ", dims_text(crop),
+               " voxels");
+}
+
+// What a resume that trains does otherwise than the run it continues (`saved`; `changed`, the
+// record's keys continue_record found changed), said once every input is checked.
+void Trainer::State::warn_of_changes(const ModelSpec& saved, const std::set<std::string>& changed,
+                                     const std::vector<TrainingMap>& maps, bool validates, bool recorded_before_mm) {
+    const nlohmann::json& was = saved.training;
+    const std::string json = model_json_path(weights_path());
+    // Other maps may continue a model (more subjects, another set), but the run is then not the
+    // one it continues: said, and kept in the record's history.
+    if (changed.count("maps_digest"))
+        warning(cat("train: --labels ", options.labels, ": not the label maps ", json, " was trained on (",
+                    was.value("maps", nlohmann::json()).dump(), " then, ", maps.size(),
+                    " now, or their voxels differ): from step ", step,
+                    " the samples are not the uninterrupted run's; its history records the change"));
+    // The same samples summed in another order (threads, instruction set, GPU): the weights drift
+    // from the uninterrupted run's in the last bits, then further.
+    if (changed.count("arithmetic"))
+        warning(cat("train: ", json, " was trained on ", was["arithmetic"].dump(), ", this run is on ",
+                    spec.training["arithmetic"].dump(), ": the network's sums run in another order, so from step ",
+                    step, " the weights do not repeat the uninterrupted run's bit for bit (the same device and ",
+                    "--threads would); its history records the change"));
+    const int64_t last_row = validation_log.empty() ? step : validation_log.back().step;
+    warn_of_another_validation(was, spec.training, validates, json, last_row, step);
+    if (changed.count("dice"))
+        warning(cat("train: ", json, " was trained with ", was.at("dice").dump(), "; this build averages each ",
+                    "sample's Dice, as SynthSeg: from step ", step,
+                    " the loss and its gradients are not the uninterrupted run's; its history records the change"));
+    // Since 2026-12-06 the random affine acts in mm: on anisotropic voxels the samples changed.
+    if (recorded_before_mm)
+        for (const TrainingMap& m : maps) {
+            const std::array<double, 3>& v = m.voxel_mm;
+            if (v[0] == v[1] && v[1] == v[2]) continue;
+            warning(cat("train: ", m.name, " has anisotropic voxels, on which the build that wrote ", json,
+                        " applied the random affine to voxels (now to mm): from step ", step,
+                        " the samples are not the uninterrupted run's"));
+            break;
+        }
+}
+
+// Makes the model directory where it is missing (owned, with the checkpoint's pieces, until the
+// first checkpoint is whole) and locks it where it is not locked yet; a new run removes the
+// temporaries a killed run left there.
+void Trainer::State::take_model_dir() {
+    made_model_dir.make(options.model_dir);
+    made_model_dir.own_file(join(options.model_dir, lock_file_name));
+    for (const char* name : checkpoint_files) made_model_dir.own_file(join(options.model_dir, name));
+    if (!lock) {
+        lock = lock_model_dir(options.model_dir);
+        require_no_model(options.model_dir);  // another run may have made one since it was checked
+    }
+    // A new model: a killed run's temporaries here belong to no checkpoint of it (a resume would
+    // have taken a kept copy for this run's and put it back over its weights).
+    if (options.resume) return;
+    int removed = 0;
+    std::error_code ec;
+    for (const auto& leftover : checkpoint_temporaries(options.model_dir)) removed += fs::remove(leftover.second, ec);
+    if (removed > 0)
+        warning(cat(options.model_dir, ": removed ", removed, " temporary file", removed > 1 ? "s" : "",
+                    " a killed run left (NAME.tmp-PID...), which belong to no model"));
+}
+
+Trainer::Trainer(const TrainOptions& given) {
+    ISS_INPUT(!given.model_dir.empty(), "train: --model-dir is required");
+    // On --resume the model directory is locked before anything is read from it, and model.json
+    // read, once, before the options it may complete are read.
+    std::unique_ptr<DirectoryLock> lock;
+    std::error_code ec;
+    if (given.resume && fs::is_directory(given.model_dir, ec)) lock = lock_model_dir(given.model_dir);
+    TrainOptions options = given;
+    bool recorded_before_mm = false;
+    const std::optional<ModelSpec> saved = record_to_resume(given, lock != nullptr, options, recorded_before_mm);
+    state_ = std::make_unique<State>(options);
+    State& s = *state_;
+    s.lock = std::move(lock);
+    const TrainOptions& opt = s.options;
+    require_valid_options(opt);
+    s.precision = usable_precision(s.ctx, opt.precision);
+    bool use_recorded_crop = false;
+    s.gen_config = generator_config_to_train(opt, use_recorded_crop);
     UNetConfig unet = opt.unet;
     unet.classes = int(s.gen_config.segmentation_labels.size());
     // Before the maps are read (a large set takes minutes): neither check needs them.
@@ -941,19 +1043,13 @@ Trainer::Trainer(const TrainOptions& given) {
     for (const char* name : checkpoint_files) outputs.push_back({join(opt.model_dir, name), "--model-dir"});
     check_outputs("train", inputs, outputs, {opt.model_dir});
 
-    // Any file of a checkpoint counts (weights someone kept, an earlier run's logs): a new run
-    // would replace it, or leave it beside a model it does not belong to.
-    auto require_no_model = [&] {
-        const std::string held = existing_model(opt.model_dir);
-        ISS_INPUT(held.empty(), opt.model_dir, ": already holds ", held);
-    };
     // Any other existing directory is locked once every input is checked (a refusal leaves no
     // lock file in it), and checked again under the lock (another run may have begun a model);
-    // one that does not exist yet is locked once it is made, below.
-    if (!opt.resume) require_no_model();
+    // one that does not exist yet is locked once it is made (take_model_dir).
+    if (!opt.resume) require_no_model(opt.model_dir);
     if (!s.lock && fs::is_directory(opt.model_dir, ec)) {
         s.lock = lock_model_dir(opt.model_dir);
-        if (!opt.resume) require_no_model();
+        if (!opt.resume) require_no_model(opt.model_dir);
     }
     s.net = std::make_unique<UNet>(unet, s.params);
     s.params.allocate();
@@ -973,79 +1069,17 @@ Trainer::Trainer(const TrainOptions& given) {
     }
     // Said once every input is checked (a refusal is one line), and only where a step is to run
     // (a model already at --steps is told "nothing to train" and written no more).
-    const bool trains = s.step < opt.steps;
-    if (trains)
+    if (s.step < opt.steps) {
         for (const std::string& said : opt.record_warnings) warning(said);
-    if (trains && opt.wl2_epochs > 0 && s.last_wl2_step() >= opt.steps)
-        warning(cat("train: --wl2-epochs ", opt.wl2_epochs, " of --steps-per-epoch ", opt.steps_per_epoch, " are ",
-                    s.last_wl2_step(), " weighted-L2 steps, all of the --steps ", opt.steps,
-                    ": the soft Dice loss never runs"));
-    // What a resume does otherwise than the run it continues.
-    if (saved && trains) {
-        const nlohmann::json& was = saved->training;
-        // Other maps may continue a model (more subjects, another set), but the run is then not
-        // the one it continues: said, and kept in the record's history.
-        if (changed.count("maps_digest"))
-            warning(cat("train: --labels ", opt.labels, ": not the label maps ", json, " was trained on (",
-                        was.value("maps", nlohmann::json()).dump(), " then, ", maps.size(),
-                        " now, or their voxels differ): from step ", s.step,
-                        " the samples are not the uninterrupted run's; its history records the change"));
-        // The same samples summed in another order (threads, instruction set, GPU): the weights
-        // drift from the uninterrupted run's in the last bits, then further.
-        if (changed.count("arithmetic"))
-            warning(cat("train: ", json, " was trained on ", was["arithmetic"].dump(), ", this run is on ",
-                        s.spec.training["arithmetic"].dump(),
-                        ": the network's sums run in another order, so from step ", s.step,
-                        " the weights do not repeat the uninterrupted run's bit for bit (the same device and ",
-                        "--threads would); its history records the change"));
-        const int64_t last_row = s.validation_log.empty() ? s.step : s.validation_log.back().step;
-        warn_of_another_validation(was, s.spec.training, !validation_maps.empty(), json, last_row, s.step);
-        if (changed.count("dice"))
-            warning(cat("train: ", json, " was trained with ", was.at("dice").dump(), "; this build averages each ",
-                        "sample's Dice, as SynthSeg: from step ", s.step,
-                        " the loss and its gradients are not the uninterrupted run's; its history records the change"));
+        if (opt.wl2_epochs > 0 && s.last_wl2_step() >= opt.steps)
+            warning(cat("train: --wl2-epochs ", opt.wl2_epochs, " of --steps-per-epoch ", opt.steps_per_epoch, " are ",
+                        s.last_wl2_step(), " weighted-L2 steps, all of the --steps ", opt.steps,
+                        ": the soft Dice loss never runs"));
+        if (saved) s.warn_of_changes(*saved, changed, maps, !validation_maps.empty(), recorded_before_mm);
     }
-    // Since 2026-12-06 the random affine acts in mm: on anisotropic voxels the samples changed.
-    if (recorded_before_mm && trains)
-        for (const TrainingMap& m : maps) {
-            const std::array<double, 3>& v = m.voxel_mm;
-            if (v[0] == v[1] && v[1] == v[2]) continue;
-            warning(cat("train: ", m.name, " has anisotropic voxels, on which the build that wrote ", json,
-                        " applied the random affine to voxels (now to mm): from step ", s.step,
-                        " the samples are not the uninterrupted run's"));
-            break;
-        }
-    // The voxel sizes predict goes by: on a resume, those of the runs before too.
-    const VoxelSizeRange these = voxel_size_range(maps);
-    VoxelSizeRange seen = these;
-    const nlohmann::json& recorded_range = s.spec.preprocessing["voxel_size_range_mm"];
-    for (size_t d = 0; d < 3; ++d) {
-        seen.min[d] = recorded_range["min"][d].get<double>();
-        seen.max[d] = recorded_range["max"][d].get<double>();
-    }
-    const bool widened = seen.min != these.min || seen.max != these.max;
-    s.maps_summary = cat(describe_training_maps(maps),
-                         widened ? cat("; with the runs it continues ", voxel_size_text(seen)) : std::string(),
-                         " (predict resamples scans outside ", widened ? "that" : "this", " range); crops of ",
-                         dims_text(common), " voxels");
+    s.maps_summary = summary_of_maps(maps, s.spec, common);
 
-    s.made_model_dir.make(opt.model_dir);
-    // Until the first checkpoint is whole, a failure takes the directory back with its pieces.
-    s.made_model_dir.own_file(join(opt.model_dir, lock_file_name));
-    for (const char* name : checkpoint_files) s.made_model_dir.own_file(join(opt.model_dir, name));
-    if (!s.lock) {
-        s.lock = lock_model_dir(opt.model_dir);
-        require_no_model();  // another run may have made one since the check above
-    }
-    // A new model: a killed run's temporaries here belong to no checkpoint of it (a resume would
-    // have taken a kept copy for this run's and put it back over its weights).
-    if (!opt.resume) {
-        int removed = 0;
-        for (const auto& leftover : checkpoint_temporaries(opt.model_dir)) removed += fs::remove(leftover.second, ec);
-        if (removed > 0)
-            warning(cat(opt.model_dir, ": removed ", removed, " temporary file", removed > 1 ? "s" : "",
-                        " a killed run left (NAME.tmp-PID...), which belong to no model"));
-    }
+    s.take_model_dir();
     const bool threaded = opt.prefetch < 0 ? s.ctx.is_cuda() : opt.prefetch > 0;
     s.batches = std::make_unique<BatchSource>(s.ctx, s.gen_config, std::move(maps), opt.seed, opt.batch, threaded);
     if (!validation_maps.empty()) {
