@@ -185,15 +185,18 @@ static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_alw
               "the signal handler needs lock-free flags");
 
 // SIGHUP: the terminal or SSH session went away; SIGUSR1, SIGUSR2: a batch scheduler's warning
-// before its time limit (Slurm's --signal).
-constexpr int stop_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2};
+// before its time limit (Slurm's --signal); SIGXCPU, SIGALRM, SIGVTALRM: a time limit's warning
+// (Grid Engine's s_cpu, a soft ulimit -t, timeout -s ALRM).
+constexpr int stop_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGXCPU, SIGALRM, SIGVTALRM};
 
 extern "C" void on_stop_signal(int signal) {
     int none = 0;
     stop_signal_number.compare_exchange_strong(none, signal);  // the first one is the one reported
     stop_requested.store(true);
-    // The next one, of any of them: temporaries removed, then the default.
-    for (int sig : stop_signals) install_output_cleanup_on_signal(sig);
+    // The next one, of any of them: temporaries removed, then the default. Not SIGXCPU: past a
+    // soft CPU limit the kernel sends it again every CPU second, which is no second request.
+    for (int sig : stop_signals)
+        if (sig != SIGXCPU) install_output_cleanup_on_signal(sig);
 }
 
 }  // namespace
@@ -221,6 +224,9 @@ const char* signal_name(int signal) {
         case SIGHUP: return "SIGHUP";
         case SIGUSR1: return "SIGUSR1";
         case SIGUSR2: return "SIGUSR2";
+        case SIGXCPU: return "SIGXCPU";
+        case SIGALRM: return "SIGALRM";
+        case SIGVTALRM: return "SIGVTALRM";
         default: return "a signal";
     }
 }

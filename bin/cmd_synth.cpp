@@ -45,10 +45,10 @@ const char* usage =
     "be made again alone (--first N --count 1).\n"
     "Every input is checked before anything is written; a run that fails leaves none of its\n"
     "files (and puts back those of an earlier run it replaced). SIGINT (Ctrl-C), SIGTERM,\n"
-    "SIGHUP, SIGUSR1 or SIGUSR2 (a batch scheduler's warning, e.g. Slurm's --signal) stops it\n"
-    "once the sample in hand is written: the samples done stay, each image with its labels,\n"
-    "and the exit status is 128 + the signal; a second signal ends it at once (the pair in\n"
-    "hand taken back).\n"
+    "SIGHUP, SIGUSR1 or SIGUSR2 (a batch scheduler's warning, e.g. Slurm's --signal), SIGXCPU,\n"
+    "SIGALRM or SIGVTALRM (a time limit's) stops it once the sample in hand is written: the\n"
+    "samples done stay, each image with its labels, and the exit status is 128 + the signal;\n"
+    "a second signal ends it at once (the pair in hand taken back).\n"
     "\n"
     "  --labels FILE|DIR  a label map, or a directory: every *.nii, *.nii.gz, *.hdr, *.mgz and\n"
     "                     *.mgh in it, sorted by name; every value must be a generation label\n"
@@ -265,7 +265,7 @@ int cmd_synth(int argc, char** argv) {
     auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
     std::vector<std::vector<RgbImage>> preview_rows;
     // Every sample and the picture, or none: a failure takes back the samples already written.
-    // SIGINT, SIGTERM, SIGHUP, SIGUSR1 or SIGUSR2 stops once the sample in hand is written: the
+    // A stop signal (install_stop_handlers) stops once the sample in hand is written: the
     // complete pairs stay.
     OutputSet outputs;
     std::array<int64_t, 3> first_shape{};

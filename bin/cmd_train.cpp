@@ -1,8 +1,8 @@
 // `infant-synthseg train`: trains a segmentation U-Net on synthetic images made on the fly from
 // label maps (SPEC.md section 5). A thin shell around iss::Trainer, which checks every input
 // before any step and writes the model directory; this file parses the options (taking those not
-// given from model.json on --resume), shows progress and turns SIGINT/SIGTERM/SIGHUP/SIGUSR1/2 into a
-// clean stop with a checkpoint.
+// given from model.json on --resume), shows progress and turns a stop signal (SIGINT, SIGTERM, a
+// batch scheduler's or a time limit's: install_stop_handlers) into a clean stop with a checkpoint.
 #include <unistd.h>
 
 #include <algorithm>
@@ -115,9 +115,11 @@ const char* usage =
     "  loss.png                        the loss curve (and the validation Dice)\n"
     "\n"
     "SIGINT (Ctrl-C), SIGTERM, SIGHUP, SIGUSR1 or SIGUSR2 (a batch scheduler's warning before\n"
-    "its time limit, e.g. Slurm's --signal=USR1@300): the current step finishes, a checkpoint\n"
-    "is written and the command exits with status 0; --resume continues from there. A second\n"
-    "signal ends it at once, without that checkpoint.\n"
+    "its time limit, e.g. Slurm's --signal=USR1@300), SIGXCPU, SIGALRM or SIGVTALRM (a time\n"
+    "limit's: Grid Engine's s_cpu, a soft ulimit -t, timeout -s ALRM): the current step\n"
+    "finishes, a checkpoint is written and the command exits with status 0; --resume continues\n"
+    "from there. A second signal ends it at once, without that checkpoint (a repeated SIGXCPU,\n"
+    "which the kernel sends every CPU second past a soft limit, does not).\n"
     "\n"
     "Progress: a bar on stderr when it is a terminal (loss = mean of the last 100 steps),\n"
     "otherwise one line per checkpoint on stdout; a summary at the end.\n";

@@ -97,8 +97,8 @@ int main(int argc, char** argv) {
         }
         // A command ended by a signal (install_output_cleanup_on_signals lists them) leaves no
         // temporary file and no half set of outputs; train and synth stop at a safe point on
-        // SIGINT, SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 instead (the step and a checkpoint, the
-        // sample in hand), installed once their inputs are read.
+        // the stop signals instead (install_stop_handlers: the step and a checkpoint, the sample
+        // in hand), installed once their inputs are read.
         iss::install_output_cleanup_on_signals();
         // Not for train: it runs for days, allocates its buffers once, and a heap that never
         // shrinks could only grow there.

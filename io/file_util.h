@@ -131,8 +131,8 @@ private:
 // remove every registered temporary output, put back the earlier files the sets in progress had
 // replaced and remove the new ones they had moved into place, as a failure does, then end the
 // process as the signal would. A signal that was ignored stays ignored (nohup). Commands that stop at a safe point
-// (train, synth) install their own handlers over it for SIGINT, SIGTERM, SIGHUP, SIGUSR1 and
-// SIGUSR2 once their inputs are read. The one signal's handler alone (async-signal-safe: a stop handler installs
+// (train, synth) install their own handlers over it for the stop signals (install_stop_handlers,
+// bin/cli.h) once their inputs are read. The one signal's handler alone (async-signal-safe: a stop handler installs
 // it for the next signal).
 void install_output_cleanup_on_signals();
 void install_output_cleanup_on_signal(int signal);
