@@ -58,13 +58,16 @@ const char* usage =
     "  --help             this text\n";
 
 // "2,3,41" (parse_label_list, shared with the other commands) or a .npy file of integers;
-// duplicates are bad input (a column would be lost).
+// duplicates are bad input (a column would be lost), and so is a value no generation_labels list
+// can hold (-2 or 70000 gave a column of zeros).
 std::vector<int32_t> priors_label_list(const std::string& text) {
-    if (!ends_with(text, ".npy")) return parse_label_list(text, "priors: --labels-list");
-    const std::vector<int32_t> list = read_npy_labels(text);
+    const std::string option = "priors: --labels-list";
+    const std::vector<int32_t> list = ends_with(text, ".npy") ? read_npy_labels(text) : parse_label_list(text, option);
     std::set<int32_t> seen;
-    for (const int32_t label : list)
-        ISS_INPUT(seen.insert(label).second, "priors: --labels-list: label ", label, " is listed twice");
+    for (const int32_t label : list) {
+        ISS_INPUT(is_label_value(label), option, ": ", label, " is ", not_a_label);
+        ISS_INPUT(seen.insert(label).second, option, ": label ", label, " is listed twice");
+    }
     return list;
 }
 

@@ -667,10 +667,12 @@ VolumeHeader parse_and_validate(const std::string& path) {
     h.qform_usable = raw.qform_code > 0 && !pixdim_from_sform && qform_problem(raw).empty();
     // Both transforms stated, in other voxel orders: the sform is read (as nibabel and SynthSeg
     // read it), but a tool that reads the qform shows the image (and a segmentation written like
-    // it) turned or mirrored, left for right.
+    // it) turned or mirrored, left for right. Two transforms equal to a thousandth of a mm place it
+    // alike, whatever order names them (at exactly 45 degrees float noise picks one).
     if (raw.sform_code > 0 && h.qform_usable) {
-        const std::string sform = orientation_code(h.affine), qform = orientation_code(qform_affine(raw, h));
-        if (sform != qform)
+        const Mat4 q = qform_affine(raw, h);
+        const std::string sform = orientation_code(h.affine), qform = orientation_code(q);
+        if (sform != qform && !h.affine.approx_equal(q, 1e-3))
             warning(cat(path, ": its sform (", sform, ") and qform (", qform,
                         ") disagree on the voxel order; the sform is read, as nibabel does, but a tool that reads "
                         "the qform shows it as ",

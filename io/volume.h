@@ -50,6 +50,10 @@ inline void for_each_face_neighbour(const std::array<int64_t, 3>& dim, int64_t v
     if (k + 1 < dim[2]) f(v + slice);
 }
 
+// The voxel sizes, in mm, a model may record and train may learn from: beyond them a header's
+// units are wrong (sizes in metres stated as mm), and a model recording them would not load.
+constexpr double min_model_voxel_mm = 0.01, max_model_voxel_mm = 100;
+
 struct Grid {
     std::array<int64_t, 3> dim{1, 1, 1};
     Mat4 affine;

@@ -87,9 +87,10 @@ std::array<double, 3> voxel_sizes(const nlohmann::json& v, const std::string& so
     ISS_INPUT(v.is_array() && v.size() == 3, source, ": field '", name, "' must be 3 voxel sizes in mm");
     std::array<double, 3> out{};
     for (size_t d = 0; d < 3; ++d) {
-        ISS_INPUT(v[d].is_number() && std::isfinite(v[d].get<double>()) && v[d].get<double>() >= 0.01 &&
-                      v[d].get<double>() <= 100,
-                  source, ": field '", name, "' must hold voxel sizes from 0.01 to 100 mm, got ", v.dump());
+        ISS_INPUT(v[d].is_number() && std::isfinite(v[d].get<double>()) && v[d].get<double>() >= min_model_voxel_mm &&
+                      v[d].get<double>() <= max_model_voxel_mm,
+                  source, ": field '", name, "' must hold voxel sizes from ", min_model_voxel_mm, " to ",
+                  max_model_voxel_mm, " mm, got ", v.dump());
         out[d] = v[d].get<double>();
     }
     return out;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <map>
 
 #include "io/file_util.h"
@@ -64,13 +65,19 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
         const auto first = std::min_element(unknown.begin(), unknown.end(),
                                             [](const auto& a, const auto& b) { return a.second < b.second; });
         std::string values;
-        for (const auto& [value, at] : unknown) values += cat(values.empty() ? "" : ", ", value);
+        bool all_labels = true;  // a --config may list them (not -5 or 70000)
+        for (const auto& [value, at] : unknown) {
+            values += cat(values.empty() ? "" : ", ", value);
+            all_labels = all_labels && is_label_value(value);
+        }
         throw InputError(cat(name, ": label value ", first->first, " (first at voxel ",
                              voxel_text(labels.grid.dim, int64_t(first->second)), ") is not one of the ",
                              config.generation_labels.size(), " generation_labels (preset '", config.preset,
                              "', or a --config's own list)",
                              unknown.size() > 1 ? cat(" (", unknown.size(), " such values: ", values, ")") : "",
-                             "; a --config whose generation_labels list them can use them"));
+                             all_labels
+                                 ? "; a --config whose generation_labels list them can use them"
+                                 : cat("; labels are integers from 0 to ", max_label_value, ": relabel the map")));
     }
     // All background (a blank or wrong file, a mask of zeros): its samples would teach nothing.
     ISS_INPUT(std::any_of(labels.data.begin(), labels.data.end(), [](int32_t v) { return v != 0; }), name,
@@ -83,6 +90,13 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
     map.generation = std::move(framed.data);
     map.lr_axis = int(orientation_code(map.grid.affine).find_first_of("RL"));
     map.voxel_mm = map_voxel_mm(map.grid);
+    // Checked before a model records them: train saved a model of 0.002 mm voxels that predict
+    // then refused to load.
+    for (const double size : map.grid.voxel_size())
+        ISS_INPUT(size >= min_model_voxel_mm && size <= max_model_voxel_mm, name, ": voxels of ",
+                  voxel_size_text({map.grid.voxel_size(), map.grid.voxel_size()}), ", outside ", min_model_voxel_mm,
+                  " to ", max_model_voxel_mm, " mm: the header's units are likely wrong (xyzt_units in mm for ",
+                  "sizes in metres or microns); fix them (e.g. nibabel's set_xyzt_units) and try again");
     // A crop is a multiple of shape_multiple voxels along each axis; on a thinner map (thick
     // slices, a slab) the clamped sampling would fill the rest with copies of its last slice
     // (pad_when_smaller fills it with background instead).
@@ -122,6 +136,8 @@ void warn_of_maps_past_the_blurs_reach(const std::vector<TrainingMap>& maps, con
 }  // namespace
 
 std::vector<TrainingMap> load_training_maps(const std::vector<std::string>& files, const GeneratorConfig& config) {
+    // a.nii beside a.nii.gz: one subject's map drawn twice as often as the others, unsaid.
+    if (files.size() > 1) volume_files_by_subject(std::filesystem::path(files.front()).parent_path().string(), files);
     std::vector<TrainingMap> maps;
     for (const std::string& file : files) maps.push_back(make_training_map(read_labels(file), config, file));
     warn_of_maps_past_the_blurs_reach(maps, config);
@@ -154,7 +170,9 @@ std::string describe_training_maps(const std::vector<TrainingMap>& maps) {
 std::string voxel_size_text(const VoxelSizeRange& r) {
     std::string sizes;
     for (size_t d = 0; d < 3; ++d) {
-        const std::string one = r.min[d] == r.max[d] ? cat(r.min[d]) : cat(r.min[d], "-", r.max[d]);
+        // Printed once where the two print alike (1.5 and an oblique map's 1.4999999).
+        const std::string low = cat(r.min[d]), high = cat(r.max[d]);
+        const std::string one = low == high ? low : cat(low, "-", high);
         sizes += (d ? " x " : "") + one;
     }
     return sizes + " mm";

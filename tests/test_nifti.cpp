@@ -744,6 +744,29 @@ TEST_F(NiftiRead, AffinePrecedence) {
     s.quatern[1] = 1, s.quatern[2] = 0, s.pixdim[0] = -1;
     write_raw(q, s);
     EXPECT_EQ(warned(), "");
+    // One transform at 45 degrees about z, stored twice with float noise either side of it: the
+    // orders differ (RAS, ALS) but the transforms agree to 1e-5 mm, so nothing is said.
+    {
+        RawSpec r = s;
+        r.pixdim[0] = 1;
+        const double pi = std::acos(-1.0), sform_angle = (45 - 1e-4) * pi / 180, qform_angle = (45 + 1e-4) * pi / 180;
+        const double size[3] = {1.5, 2, 2.5};
+        const double column[3][3] = {{std::cos(sform_angle), std::sin(sform_angle), 0},
+                                     {-std::sin(sform_angle), std::cos(sform_angle), 0},
+                                     {0, 0, 1}};
+        for (int row = 0; row < 3; ++row) {
+            for (int c = 0; c < 3; ++c) r.srow[row][c] = column[c][row] * size[c];
+            r.srow[row][3] = 0;
+        }
+        r.quatern[0] = 0, r.quatern[1] = 0, r.quatern[2] = std::sin(qform_angle / 2);
+        r.qoffset[0] = r.qoffset[1] = r.qoffset[2] = 0;
+        const std::string diagonal = path("diagonal.nii");
+        write_raw(diagonal, r);
+        ::testing::internal::CaptureStderr();
+        const iss::VolumeHeader d = iss::read_volume_header(diagonal);
+        EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+        EXPECT_EQ(iss::orientation_code(d.affine), "RAS");
+    }
     s.quatern[1] = 0, s.quatern[2] = 1;
     s.sform_code = 0, s.pixdim[0] = 1;
     // Neither: pixdim scaling, with a warning (left and right are a guess; nibabel guesses LAS).

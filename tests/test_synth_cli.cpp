@@ -403,6 +403,24 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad("--labels " + shell_quote(path("mixed")) + " --shape 64",
                "is not one of the 43 generation_labels (preset 'infant-t1', or a --config's own list) (2 such values: "
                "511, 999); a --config whose generation_labels list them");
+    // A value no --config can list is told to be relabelled (a --config listing 70000 is refused).
+    bad.data[bad.data.size() / 4] = 70000;
+    write_labels(path("mixed/b_bad.nii.gz"), bad);
+    expect_bad("--labels " + shell_quote(path("mixed")) + " --shape 64",
+               "(3 such values: 511, 999, 70000); labels are integers from 0 to 65535: relabel the map");
+    // One subject stored twice would be drawn twice as often: refused as dice and priors do.
+    fs::create_directories(dir_ / "twice");
+    write_labels(path("twice/a.nii"), make_phantom(0, 3));
+    write_labels(path("twice/a.nii.gz"), make_phantom(0, 3));
+    expect_bad("--labels " + shell_quote(path("twice")) + " --shape 64",
+               "a.nii and a.nii.gz are one subject's: keep one");
+    // Voxel sizes a model cannot record (mm stated for metres): refused before a model holds them.
+    LabelMap tiny = make_phantom(0, 3);
+    tiny.grid.affine = Mat4::scaling(0.002, 0.002, 0.002);
+    write_labels(path("tiny_mm.nii.gz"), tiny);
+    expect_bad("--labels " + shell_quote(path("tiny_mm.nii.gz")),
+               "tiny_mm.nii.gz: voxels of 0.002 x 0.002 x 0.002 mm, outside 0.01 to 100 mm: the header's units are "
+               "likely wrong");
 
     expect_bad(map + " --preset infant-t3", "unknown preset 'infant-t3'");
     std::ofstream(path("unknown_key.json")) << R"({"gamma_stdev": 0.3})";

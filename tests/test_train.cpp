@@ -297,6 +297,14 @@ TEST_F(Train, RecordsTheFrameAndTheVoxelSizeRange) {
     EXPECT_NE(trainer.maps_summary().find("2 label maps (stored LIA: 1, PSR: 1), brought to RAS"), std::string::npos)
         << trainer.maps_summary();
     EXPECT_NE(trainer.maps_summary().find("voxel size 1-2 x 1 x 1-1.5 mm"), std::string::npos) << trainer.maps_summary();
+    // A crop one map clips is said with that map (all samples take the smallest map's crop).
+    TrainOptions larger = tiny_options(path("mixed"), path("mixed_larger"), 1);
+    larger.shape = 64;
+    const std::string summary = Trainer(larger).maps_summary();
+    EXPECT_NE(summary.find(cat("crops of 60x64x64 voxels, clipped from 64x64x64 by ", path("mixed/b.nii.gz"),
+                               " (60x136x74 voxels in RAS order)")),
+              std::string::npos)
+        << summary;
     std::atomic<bool> stop{false};
     trainer.run(stop);
     const ModelSpec spec = load_model_spec(path("mixed_model/model.safetensors"));

@@ -902,10 +902,25 @@ static void require_no_model(const std::string& dir) {
     ISS_INPUT(held.empty(), dir, ": already holds ", held);
 }
 
+// The crop every sample has, and where a map clipped the one `config` asks for, which map (a
+// folder with one small map gave small crops to all, unsaid).
+static std::string crop_text(const GeneratorConfig& config, const std::vector<TrainingMap>& maps,
+                             const std::array<int64_t, 3>& crop) {
+    const std::array<int64_t, 3> asked = crop_shape(config, config.output_shape);
+    for (const TrainingMap& m : maps) {
+        const std::array<int64_t, 3> own = crop_shape(config, m.grid.dim);
+        for (size_t d = 0; d < 3; ++d)
+            if (own[d] == crop[d] && crop[d] < asked[d])
+                return cat("crops of ", dims_text(crop), " voxels, clipped from ", dims_text(asked), " by ", m.name,
+                           " (", dims_text(m.grid.dim), " voxels in ", training_frame, " order)");
+    }
+    return cat("crops of ", dims_text(crop), " voxels");
+}
+
 // What the maps give predict to go by: their voxel sizes, on a resume with those of the runs
-// before (`spec`'s range, widened already), and the crop.
+// before (`spec`'s range, widened already), and the crop (crop_text).
 static std::string summary_of_maps(const std::vector<TrainingMap>& maps, const ModelSpec& spec,
-                                   const std::array<int64_t, 3>& crop) {
+                                   const std::string& crop) {
     const VoxelSizeRange these = voxel_size_range(maps);
     VoxelSizeRange seen = these;
     const nlohmann::json& recorded_range = spec.preprocessing.at("voxel_size_range_mm");
@@ -916,8 +931,7 @@ static std::string summary_of_maps(const std::vector<TrainingMap>& maps, const M
     const bool widened = seen.min != these.min || seen.max != these.max;
     return cat(describe_training_maps(maps),
                widened ? cat("; with the runs it continues ", voxel_size_text(seen)) : std::string(),
-               " (predict resamples scans outside ", widened ? "that" : "this", " range); crops of ", dims_text(crop),
-               " voxels");
+               " (predict resamples scans outside ", widened ? "that" : "this", " range); ", crop);
 }
 
 // What a resume that trains does otherwise than the run it continues (`saved`; `changed`, the
@@ -1016,6 +1030,7 @@ Trainer::Trainer(const TrainOptions& given) {
     // A batch needs one crop shape. The validation maps have their own (newborn maps checking a
     // model trained on 12-month ones give smaller crops; batch 1, so any shape runs).
     const std::array<int64_t, 3> common = common_crop(s.gen_config, maps);
+    const std::string crops = crop_text(s.gen_config, maps, common);
     const bool a_map_too_small = std::any_of(maps.begin(), maps.end(), [&](const TrainingMap& m) {
         for (size_t d = 0; d < 3; ++d)
             if (m.grid.dim[d] < opt.recorded_crop[d]) return true;
@@ -1077,7 +1092,7 @@ Trainer::Trainer(const TrainOptions& given) {
                         ": the soft Dice loss never runs"));
         if (saved) s.warn_of_changes(*saved, changed, maps, !validation_maps.empty(), recorded_before_mm);
     }
-    s.maps_summary = summary_of_maps(maps, s.spec, common);
+    s.maps_summary = summary_of_maps(maps, s.spec, crops);
 
     s.take_model_dir();
     const bool threaded = opt.prefetch < 0 ? s.ctx.is_cuda() : opt.prefetch > 0;
