@@ -324,13 +324,10 @@ std::map<std::string, std::string> load_optimizer(const std::string& path, Param
                   path, ": tensor ", name, " must be F32 of shape [", n, "] for this model");
     const auto step = file.metadata.find("adam_step");
     ISS_INPUT(step != file.metadata.end(), path, ": no adam_step in the metadata");
-    int64_t steps = -1;
-    try {
-        size_t used = 0;
-        steps = std::stoll(step->second, &used);
-        if (used != step->second.size()) steps = -1;
-    } catch (const std::exception&) {
-    }
+    // Digits only, as save_optimizer writes them (std::stoll also takes " 3" and "-1").
+    const std::string& text = step->second;
+    const bool digits = !text.empty() && text.size() <= 18 && text.find_first_not_of("0123456789") == std::string::npos;
+    const int64_t steps = digits ? std::stoll(text) : -1;
     ISS_INPUT(steps >= 0, path, ": adam_step '", clipped(step->second, 40), "' is not a step count");
     const std::vector<float> m = file.at("adam.m").as_f32(), v = file.at("adam.v").as_f32();
     // A NaN moment, or a negative second one (its square root), would reach the weights at the

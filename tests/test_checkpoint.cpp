@@ -263,6 +263,35 @@ TEST_F(Checkpoint, MismatchesAreNamedAndNothingIsLoaded) {
     EXPECT_THROW(load_model_spec(path("missing.safetensors")), InputError);
 }
 
+// Adam's step count is digits, as written (std::stoll alone takes " 3"; "12abc" and -1 were taken
+// before 2026-12-06).
+TEST_F(Checkpoint, AnOptimizersStepThatIsNoCountIsRefused) {
+    DeviceContext ctx;
+    Model model(ctx, tiny_config(), 3);
+    const int64_t n = model.params.trainable_count();
+    const std::vector<float> zeros(size_t(n), 0.0f);
+    const std::string file = path("model.optimizer.safetensors");
+    for (const char* step : {"12abc", "-1", "", " 3", "1e3", "99999999999999999999"}) {
+        write_safetensors(file, {SafeTensor::f32("adam.m", {n}, zeros), SafeTensor::f32("adam.v", {n}, zeros)},
+                          {{"format", "infant-synthseg-optimizer"}, {"adam_step", step}});
+        Adam adam(AdamConfig{1e-3f, 0.9f, 0.999f, 1e-7f});
+        try {
+            load_optimizer(file, model.params, adam);
+            ADD_FAILURE() << "adam_step '" << step << "' was taken as " << adam.steps();
+        } catch (const InputError& e) {
+            EXPECT_NE(std::string(e.what()).find(cat(file, ": adam_step '", step, "' is not a step count")),
+                      std::string::npos)
+                << e.what();
+        }
+        EXPECT_EQ(adam.steps(), 0) << step;
+    }
+    write_safetensors(file, {SafeTensor::f32("adam.m", {n}, zeros), SafeTensor::f32("adam.v", {n}, zeros)},
+                      {{"format", "infant-synthseg-optimizer"}, {"adam_step", "7"}});
+    Adam adam(AdamConfig{1e-3f, 0.9f, 0.999f, 1e-7f});
+    load_optimizer(file, model.params, adam);
+    EXPECT_EQ(adam.steps(), 7);
+}
+
 // On every backend: resuming must repeat the run on the same device.
 class CheckpointResume : public test::BackendTest {
 protected:
