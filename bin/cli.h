@@ -70,12 +70,13 @@ struct Failure {
 Failure describe_failure(const std::exception& e, const std::string& command, const std::string& subject = "");
 
 // SIGINT, SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 (a batch scheduler's warning), SIGXCPU, SIGALRM
-// and SIGVTALRM (a time limit's) as a request to stop at the next safe point (train: after the step, with a checkpoint;
-// synth: once the sample in hand is written). The first signal sets the flag; a second one removes the temporary
-// outputs being written, takes back the moves in progress (install_output_cleanup_on_signals)
-// and ends the process as the signal would. A signal that was ignored when we started (a
-// background job of a non-interactive shell) stays ignored, as the shell meant. Installed once
-// the inputs are read: before, a signal simply ends the process.
+// and SIGVTALRM (a time limit's) as a request to stop at the next safe point (train: after the
+// step, with a checkpoint; synth: once the sample in hand is written). The first signal sets the
+// flag; a second one (not a repeated SIGXCPU, which the kernel sends every CPU second past a
+// soft limit) removes the temporary outputs being written, takes back the moves in progress
+// (install_output_cleanup_on_signals) and ends the process as the signal would. A signal that was ignored when we
+// started (a background job of a non-interactive shell) stays ignored, as the shell meant. Installed once the inputs
+// are read: before, a signal simply ends the process.
 void install_stop_handlers();
 const std::atomic<bool>& stop_flag();
 int stop_signal();  // the signal that asked to stop, 0 while none has

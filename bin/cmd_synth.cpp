@@ -51,7 +51,7 @@ const char* usage =
     "SIGHUP, SIGUSR1 or SIGUSR2 (a batch scheduler's warning, e.g. Slurm's --signal), SIGXCPU,\n"
     "SIGALRM or SIGVTALRM (a time limit's) stops it once the sample in hand is written: the\n"
     "samples done stay, each image with its labels, and the exit status is 128 + the signal;\n"
-    "a second signal ends it at once (the pair in hand taken back).\n"
+    "a second signal ends it at once (the pair in hand taken back; a repeated SIGXCPU does not).\n"
     "\n"
     "  --labels FILE|DIR  a label map, or a directory: every *.nii, *.nii.gz, *.hdr, *.mgz and\n"
     "                     *.mgh in it, sorted by name; every value must be a generation label\n"

@@ -900,6 +900,12 @@ std::map<std::string, std::string> volume_files_by_subject(const std::string& fo
     return by_subject;
 }
 
+void require_one_file_per_subject(const std::vector<std::string>& files) {
+    std::map<std::string, std::vector<std::string>> by_folder;
+    for (const std::string& f : files) by_folder[std::filesystem::path(f).parent_path().string()].push_back(f);
+    for (const auto& [folder, in_folder] : by_folder) volume_files_by_subject(folder, in_folder);
+}
+
 bool ends_with(const std::string& text, const std::string& suffix) {
     return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }

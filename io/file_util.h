@@ -238,6 +238,8 @@ std::string volume_stem(const std::string& path);
 // two files of one subject (a.nii and a.nii.gz, a.nii.gz and a.mgz).
 std::map<std::string, std::string> volume_files_by_subject(const std::string& folder,
                                                            const std::vector<std::string>& files);
+// The same refusal for files of any folders: two of one subject in one folder.
+void require_one_file_per_subject(const std::vector<std::string>& files);
 
 // The volume files a path names: the file itself, or every *.nii / *.nii.gz / *.hdr / *.mgz /
 // *.mgh in a directory but hidden ones (macOS's ._NAME copies), sorted by name. InputError naming the path

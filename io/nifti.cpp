@@ -601,11 +601,12 @@ VolumeHeader parse_and_validate(const std::string& path) {
     // Datatype.
     const TypeInfo* type = find_type(raw.datatype);
     ISS_INPUT(type != nullptr, path, ": unknown datatype code ", raw.datatype);
-    ISS_INPUT(type->supported, path, ": datatype ", type->name, " (code ", type->code,
-              ") is not supported: a scan or label map holds one real number a voxel",
-              raw.datatype == NIFTI_TYPE_RGB24 || raw.datatype == NIFTI_TYPE_RGBA32 ? " (convert colour to grey)"
-              : type->name[0] == 'c'                                                ? " (take the magnitude)"
-                                                                                    : "");
+    const bool colour = raw.datatype == NIFTI_TYPE_RGB24 || raw.datatype == NIFTI_TYPE_RGBA32;
+    ISS_INPUT(type->supported, path, ": datatype ", type->name, " (code ", type->code, ") is not supported",
+              colour                      ? ": a scan or label map holds one number a voxel (convert colour to grey)"
+              : type->name[0] == 'c'      ? ": a scan or label map holds one real number a voxel (take the magnitude)"
+              : raw.datatype == DT_BINARY ? ": store it as uint8"
+                                          : ": store it as float64");
     // The datatype decides, as nibabel and nifti_clib read it; a disagreeing bitpix is a writer's
     // slip worth a word, not a reason to refuse the file.
     if (raw.bitpix != type->bitpix)
@@ -668,11 +669,12 @@ VolumeHeader parse_and_validate(const std::string& path) {
     // Both transforms stated, in other voxel orders: the sform is read (as nibabel and SynthSeg
     // read it), but a tool that reads the qform shows the image (and a segmentation written like
     // it) turned or mirrored, left for right. Two transforms equal to a thousandth of a mm place it
-    // alike, whatever order names them (at exactly 45 degrees float noise picks one).
+    // alike, whatever order names them (at exactly 45 degrees float noise picks one); both are
+    // still in the header's units here.
     if (raw.sform_code > 0 && h.qform_usable) {
         const Mat4 q = qform_affine(raw, h);
         const std::string sform = orientation_code(h.affine), qform = orientation_code(q);
-        if (sform != qform && !h.affine.approx_equal(q, 1e-3))
+        if (sform != qform && !h.affine.approx_equal(q, 1e-3 / mm_per_spatial_unit(raw.xyzt_units)))
             warning(cat(path, ": its sform (", sform, ") and qform (", qform,
                         ") disagree on the voxel order; the sform is read, as nibabel does, but a tool that reads "
                         "the qform shows it as ",

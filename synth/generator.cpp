@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <filesystem>
 #include <map>
 
 #include "io/file_util.h"
@@ -137,7 +136,7 @@ void warn_of_maps_past_the_blurs_reach(const std::vector<TrainingMap>& maps, con
 
 std::vector<TrainingMap> load_training_maps(const std::vector<std::string>& files, const GeneratorConfig& config) {
     // a.nii beside a.nii.gz: one subject's map drawn twice as often as the others, unsaid.
-    if (files.size() > 1) volume_files_by_subject(std::filesystem::path(files.front()).parent_path().string(), files);
+    require_one_file_per_subject(files);
     std::vector<TrainingMap> maps;
     for (const std::string& file : files) maps.push_back(make_training_map(read_labels(file), config, file));
     warn_of_maps_past_the_blurs_reach(maps, config);

@@ -294,7 +294,9 @@ TEST_F(TrainCli, ResumeTakesWhatTheModelRecorded) {
 
 // Starts the binary directly (no shell in between, so the signal reaches it), waits for its
 // first checkpoint, sends `sig` and expects a clean exit with a checkpoint; then resumes.
-void interrupt_and_resume(const fs::path& dir, const std::vector<std::string>& base, int sig, int times = 1) {
+// `repeated`: the signal is sent again every 5 ms until the run ends (as the kernel sends SIGXCPU
+// past a soft CPU limit), and must have reached the running process more than once.
+void interrupt_and_resume(const fs::path& dir, const std::vector<std::string>& base, int sig, bool repeated = false) {
     const fs::path model = dir / "model";
     std::vector<std::string> args{test::cli_path(), "train"};
     args.insert(args.end(), base.begin(), base.end());
@@ -334,10 +336,8 @@ void interrupt_and_resume(const fs::path& dir, const std::vector<std::string>& b
         }
         FAIL() << "no checkpoint within 60 s; stderr: " << read_text(err_file);
     }
-    for (int i = 0; i < times; ++i) {
-        ASSERT_EQ(::kill(pid, sig), 0);
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    ASSERT_EQ(::kill(pid, sig), 0);
+    int sent_while_running = 1;
     const auto wait_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (::waitpid(pid, &status, WNOHANG) != pid) {
         if (std::chrono::steady_clock::now() > wait_deadline) {
@@ -345,7 +345,11 @@ void interrupt_and_resume(const fs::path& dir, const std::vector<std::string>& b
             ::waitpid(pid, &status, 0);
             FAIL() << "still running 60 s after the signal";
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        if (repeated && ::kill(pid, sig) == 0) ++sent_while_running;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (repeated) {
+        EXPECT_GE(sent_while_running, 2) << "the run ended before the signal was repeated";
     }
     ASSERT_TRUE(WIFEXITED(status)) << "ended by a signal: " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
     EXPECT_EQ(WEXITSTATUS(status), 0) << read_text(err_file);
@@ -845,7 +849,7 @@ TEST_F(TrainCli, Sigusr1DoesTheSame) {
 // then sends again every CPU second: the repeats are no second request, and the run still saves.
 // It ended the run without a checkpoint.
 TEST_F(TrainCli, ARepeatedSigxcpuDoesTheSame) {
-    interrupt_and_resume(dir_, tiny_args({{"--steps-per-epoch", "1"}}), SIGXCPU, 3);
+    interrupt_and_resume(dir_, tiny_args({{"--steps-per-epoch", "1"}}), SIGXCPU, true);
 }
 
 // A run killed during its first checkpoint leaves pieces without model.json, which neither a

@@ -892,7 +892,7 @@ static GeneratorConfig generator_config_to_train(const TrainOptions& opt, bool& 
                   " is smaller than ", config.shape_multiple, ", the multiple a U-Net of ", opt.unet.levels,
                   " levels needs: ask for a larger crop or fewer --levels");
     validate_config(config, source);
-    return config;
+    return std::move(config);  // a structured binding is not moved from implicitly
 }
 
 // Any file of a checkpoint counts (weights someone kept, an earlier run's logs): a new run would
@@ -902,19 +902,25 @@ static void require_no_model(const std::string& dir) {
     ISS_INPUT(held.empty(), dir, ": already holds ", held);
 }
 
-// The crop every sample has, and where a map clipped the one `config` asks for, which map (a
-// folder with one small map gave small crops to all, unsaid).
+// The crop every sample has, and where maps clipped the one `config` asks for, which (a folder
+// with one small map gave small crops to all, unsaid): the first map to clip each axis.
 static std::string crop_text(const GeneratorConfig& config, const std::vector<TrainingMap>& maps,
                              const std::array<int64_t, 3>& crop) {
     const std::array<int64_t, 3> asked = crop_shape(config, config.output_shape);
-    for (const TrainingMap& m : maps) {
-        const std::array<int64_t, 3> own = crop_shape(config, m.grid.dim);
-        for (size_t d = 0; d < 3; ++d)
-            if (own[d] == crop[d] && crop[d] < asked[d])
-                return cat("crops of ", dims_text(crop), " voxels, clipped from ", dims_text(asked), " by ", m.name,
-                           " (", dims_text(m.grid.dim), " voxels in ", training_frame, " order)");
+    std::vector<const TrainingMap*> clipping;
+    for (size_t d = 0; d < 3; ++d) {
+        if (crop[d] == asked[d]) continue;
+        for (const TrainingMap& m : maps)
+            if (crop_shape(config, m.grid.dim)[d] == crop[d]) {
+                if (std::find(clipping.begin(), clipping.end(), &m) == clipping.end()) clipping.push_back(&m);
+                break;
+            }
     }
-    return cat("crops of ", dims_text(crop), " voxels");
+    std::string text = cat("crops of ", dims_text(crop), " voxels");
+    for (size_t i = 0; i < clipping.size(); ++i)
+        text += cat(i == 0 ? cat(", clipped from ", dims_text(asked), " by ") : std::string(" and "), clipping[i]->name,
+                    " (", dims_text(clipping[i]->grid.dim), " voxels in ", training_frame, " order)");
+    return text;
 }
 
 // What the maps give predict to go by: their voxel sizes, on a resume with those of the runs
