@@ -42,7 +42,7 @@ const char* usage =
     "  --merge-cerebellum      also fold cerebellar white matter into cortex\n"
     "  --labels LIST           the labels of the posterior frames, in frame order: infant (the\n"
     "                          34 infant segmentation labels, the default), synthseg\n"
-    "                          (SynthSeg's 32), a model's folder (its labels in channel\n"
+    "                          (SynthSeg 1.0's 32), a model's folder (its labels in channel\n"
     "                          order), a .npy label file (its labels; these three in\n"
     "                          FreeSurfer's order: unsided, left, right), or a list;\n"
     "                          posteriors written by predict, merge or clean as NIfTI record\n"

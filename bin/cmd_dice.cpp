@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -142,11 +143,27 @@ int cmd_dice(int argc, char** argv) {
     const std::vector<NamedPath> outputs{{out, "--out"}};
     check_outputs("dice", inputs, outputs, folders_of(outputs));
 
+    // Labels the files hold that --labels leaves out score as background, said once (SynthSeg
+    // 2.0's CSF, 24, lost its column unsaid under --labels synthseg, 1.0's list).
+    const std::set<int32_t> listed(labels.begin(), labels.end());
+    std::set<int32_t> unlisted;
+    auto note_unlisted = [&](const LabelMap& m) {
+        int32_t last = 0;  // looked up only where the value changes; background is never noted
+        for (const int32_t v : m.data)
+            if (v != last && (last = v) != 0 && !listed.count(v)) unlisted.insert(v);
+    };
     std::vector<DiceSubject> subjects;
     for (const Pair& p : pairs) {
         const LabelMap b = read_segmentation(p.gt);
         const LabelMap a = on_grid_of(read_segmentation(p.pred), p.pred, b.grid, p.gt);
+        if (!labels.empty()) note_unlisted(a), note_unlisted(b);
         subjects.push_back({p.name, label_overlaps(a, b, labels)});
+    }
+    if (!unlisted.empty()) {
+        std::string values;
+        for (const int32_t v : unlisted) values += cat(values.empty() ? "" : ", ", v);
+        warning(cat("dice: label", unlisted.size() > 1 ? "s " : " ", values, " in the files ",
+                    unlisted.size() > 1 ? "are" : "is", " not in --labels: scored as background"));
     }
     if (labels.empty()) labels = labels_present(subjects);
 

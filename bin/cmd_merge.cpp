@@ -36,7 +36,7 @@ const char* usage =
     "  --o-post FILE   merged posteriors (.nii, .nii.gz, .mgz or .mgh), frames in the T1\n"
     "                  posteriors' order\n"
     "  --labels LIST   the labels of both posteriors' frames, in frame order: infant (the 34\n"
-    "                  infant segmentation labels), synthseg (SynthSeg's 32), a model's\n"
+    "                  infant segmentation labels), synthseg (SynthSeg 1.0's 32), a model's\n"
     "                  folder (its labels in channel order), a .npy label file (SynthSeg's:\n"
     "                  its labels), or a comma-separated list; infant, synthseg and a .npy\n"
     "                  file's labels are taken in FreeSurfer's order (unsided, left, right),\n"

@@ -82,11 +82,16 @@ std::vector<int32_t> named_label_list(const std::string& text, const std::string
     const std::string model_json = model_json_of(text);
     if (!model_json.empty()) return model_labels(model_json);
     if (!ends_with(text, ".npy")) return parse_label_list(text, option);
-    // SynthSeg's label files repeat values (one per generation label): the distinct ones.
+    // SynthSeg's label files repeat values (one per generation label): the distinct ones, said
+    // (a channel list with a value twice by mistake loses a channel).
     std::vector<int32_t> values;
     std::unordered_set<int32_t> seen;
-    for (const int32_t label : read_npy_labels(text))
+    const std::vector<int32_t> all = read_npy_labels(text);
+    for (const int32_t label : all)
         if (seen.insert(label).second) values.push_back(label);
+    if (values.size() < all.size())
+        warning(cat(text, ": ", all.size(), " values, ", values.size(),
+                    " distinct: the labels are the distinct ones, in the order each first appears"));
     return values;
 }
 

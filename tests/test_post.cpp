@@ -545,7 +545,10 @@ TEST_F(PostInputs, LabelLists) {
         shuffled.insert(shuffled.end(), {double(*it), double(*it)});
     write_npy(path("labels.npy"), {int64_t(shuffled.size())}, shuffled);
     const std::string npy = path("labels.npy");
+    testing::internal::CaptureStderr();
     EXPECT_EQ(label_list_or_default(&npy).labels, labels::synthseg_segmentation_labels());
+    const std::string said = testing::internal::GetCapturedStderr();
+    EXPECT_NE(said.find(npy + ": 64 values, 32 distinct: the labels are the distinct ones"), std::string::npos) << said;
     EXPECT_EQ(named_label_list("3,2,0"), (std::vector<int32_t>{3, 2, 0})) << "a list is the frame order as given";
     EXPECT_NE(error_of([] { parse_label_list("0,2,2"); }).find("--labels: label 2 is listed twice"), std::string::npos);
     EXPECT_NE(error_of([] { parse_label_list("0,,2"); }).find("--labels"), std::string::npos);

@@ -466,7 +466,8 @@ TEST_F(DiceCli, DirectoriesPairedByNameWithMeanRow) {
     const RunResult f = run("dice", "--pred " + q("pred/a.nii.gz") + " --gt " + q("gt/a.nii.gz") +
                                         " --labels 0,1,3 --out " + shell_quote(csv));
     ASSERT_EQ(f.status, 0) << f.err;
-    EXPECT_EQ(f.err, "") << "2 is not listed: it counts as background";
+    EXPECT_EQ(f.err, "warning: dice: label 2 in the files is not in --labels: scored as background\n")
+        << "2 is not listed: it counts as background, said";
     const CsvTable one = read_csv(csv);
     EXPECT_EQ(one.columns, (std::vector<std::string>{"subject", "dice_0", "dice_1", "dice_3"}));
     ASSERT_EQ(one.rows.size(), 2u);
