@@ -17,6 +17,50 @@
 
 namespace iss::cli {
 
+namespace {
+
+// Edits (insertions, deletions, substitutions) from a to b.
+size_t edit_distance(const std::string& a, const std::string& b) {
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+        size_t diagonal = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= b.size(); ++j) {
+            const size_t above = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            diagonal = above;
+        }
+    }
+    return row[b.size()];
+}
+
+// " (did you mean --o?)" for an unknown option near a known one: two edits away at most (--out
+// for --o, --step for --steps; among those as near, one that starts the other first: --o, not
+// --post, for --out), or the start of several (--o for --o-seg and --o-post); "" else.
+std::string suggestion(const std::string& given, const std::set<std::string>& with_value,
+                       const std::set<std::string>& flags) {
+    std::vector<std::string> near, starting;
+    size_t best = 6;  // 2 x edits + 1 where neither starts the other
+    for (const std::set<std::string>* known : {&with_value, &flags})
+        for (const std::string& option : *known) {
+            const bool starts = option.compare(0, given.size(), given) == 0;
+            const bool started = given.compare(0, option.size(), option) == 0;
+            if (starts) starting.push_back(option);
+            const size_t score = 2 * edit_distance(given, option) + (starts || started ? 0 : 1);
+            if (score < best) best = score, near.clear();
+            if (score == best) near.push_back(option);
+        }
+    const std::vector<std::string>& options = near.empty() ? starting : near;
+    if (options.empty() || options.size() > 3) return "";
+    std::string text;
+    for (size_t i = 0; i < options.size(); ++i)
+        text += cat(i == 0 ? "" : i + 1 == options.size() ? " or " : ", ", options[i]);
+    return cat(" (did you mean ", text, "?)");
+}
+
+}  // namespace
+
 Args::Args(const std::string& command, int argc, char** argv, const std::set<std::string>& with_value,
            const std::set<std::string>& flags, const std::set<std::string>& repeatable)
     : command_(command) {
@@ -60,7 +104,8 @@ Args::Args(const std::string& command, int argc, char** argv, const std::set<std
             }
             given.push_back(value);
         } else {
-            throw InputError(cat(command_, ": unknown option ", arg, " (see 'infant-synthseg ", command_, " --help')"));
+            throw InputError(cat(command_, ": unknown option ", arg, suggestion(arg, with_value, flags),
+                                 " (see 'infant-synthseg ", command_, " --help')"));
         }
     }
     // Before any thread runs; a --threads given decides instead (apply_threads).

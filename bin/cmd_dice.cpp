@@ -15,6 +15,7 @@
 #include "io/csv.h"
 #include "io/file_util.h"
 #include "kernels/common/error.h"
+#include "post/clean.h"  // fold_segmentation
 #include "post/dice.h"
 #include "post/prediction.h"
 
@@ -25,6 +26,7 @@ namespace fs = std::filesystem;
 
 const char* usage =
     "usage: infant-synthseg dice --pred FILE|DIR --gt FILE|DIR --out FILE.csv [--labels LIST]\n"
+    "                            [--fold [--merge-cerebellum]]\n"
     "\n"
     "Dice overlap 2|A n B| / (|A| + |B|) per structure between predicted segmentations and\n"
     "ground truth, after mapping both to a common label list: --labels, or the union of the\n"
@@ -46,6 +48,10 @@ const char* usage =
     "                    last row 'mean' (the mean over the subjects with a value)\n"
     "  --labels LIST     labels to score, in column order: comma-separated, or infant,\n"
     "                    synthseg, a model's folder or a .npy label file\n"
+    "  --fold            fold both files' labels as clean does (21 into 2, 61 into 41, 170\n"
+    "                    into 16) before scoring: a cleaned prediction against ground truth\n"
+    "                    that still holds them (synth's labels_NNNN)\n"
+    "  --merge-cerebellum with --fold, also 7 into 8 and 46 into 47, as clean's option\n"
     "  --help            this text\n"
     "\n"
     "Each pair must be on one voxel grid (dims and affine to 1e-4 mm; a prediction of that\n"
@@ -123,7 +129,8 @@ std::vector<Pair> pair_inputs(const std::string& pred, const std::string& gt) {
 }  // namespace
 
 int cmd_dice(int argc, char** argv) {
-    const Args args("dice", argc, argv, {"--pred", "--gt", "--out", "--labels"}, {"--help"});
+    const Args args("dice", argc, argv, {"--pred", "--gt", "--out", "--labels"},
+                    {"--fold", "--merge-cerebellum", "--help"});
     if (args.flag("--help")) {
         std::fputs(usage, stdout);
         return 0;
@@ -133,6 +140,8 @@ int cmd_dice(int argc, char** argv) {
     ISS_INPUT(!is_volume_name(out), "dice: --out ", out, ": the table is CSV text, not an image (name it .csv)");
     std::vector<int32_t> labels;
     if (args.has("--labels")) labels = named_label_list(args.get("--labels", ""));
+    const bool fold = args.flag("--fold"), merge_cerebellum = args.flag("--merge-cerebellum");
+    ISS_INPUT(fold || !merge_cerebellum, "dice: --merge-cerebellum folds with --fold: give both");
 
     const std::vector<Pair> pairs = pair_inputs(pred, gt);
     for (const Pair& p : pairs)  // a table read by subject (pandas' index) would find two rows
@@ -154,8 +163,12 @@ int cmd_dice(int argc, char** argv) {
     };
     std::vector<DiceSubject> subjects;
     for (const Pair& p : pairs) {
-        const LabelMap b = read_segmentation(p.gt);
-        const LabelMap a = on_grid_of(read_segmentation(p.pred), p.pred, b.grid, p.gt);
+        LabelMap b = read_segmentation(p.gt);
+        LabelMap a = on_grid_of(read_segmentation(p.pred), p.pred, b.grid, p.gt);
+        if (fold) {
+            fold_segmentation(a, merge_cerebellum);
+            fold_segmentation(b, merge_cerebellum);
+        }
         if (!labels.empty()) note_unlisted(a), note_unlisted(b);
         subjects.push_back({p.name, label_overlaps(a, b, labels)});
     }

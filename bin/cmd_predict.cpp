@@ -309,6 +309,17 @@ int cmd_predict(int argc, char** argv) {
         try {
             VolumeHeader header;
             const Image image = channels.size() > 1 ? read_channels(channels, &header) : read_image(job.input, &header);
+            // Posteriors an earlier run wrote (their frames record their labels) are not a scan:
+            // in a folder named otherwise (the README's t1_post.nii.gz) they failed as 34 channels.
+            if (!header.frame_labels.empty()) {
+                ISS_INPUT(folder, job.input, ": posteriors (", header.frame_labels.size(),
+                          " frames recording their labels, as predict --post writes them), not a scan");
+                std::fprintf(stderr,
+                             "%sinfant-synthseg predict: note: %s holds posteriors (its frames record their "
+                             "labels): not segmented\n",
+                             show_bar ? "\n" : "", job.input.c_str());
+                continue;
+            }
             const Segmentation result = predictor.predict(image, job.input);
             // All of one input's outputs, or none of them.
             auto outputs = std::make_unique<OutputSet>();  // a failure below removes what it wrote

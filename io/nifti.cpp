@@ -1279,7 +1279,8 @@ LabelMap read_labels(const VolumeHeader& h) {
         const double x = scaled ? double(v) * slope + inter : double(v);
         ISS_INPUT(std::isfinite(x) && x == std::floor(x), path, ": label value ", csv_number(x), " at voxel ",
                   voxel_text(vol.grid.dim, i), " is not an integer", scaled ? " (after scaling)" : "",
-                  ": a label map holds whole numbers (round it, or store it as an integer type)");
+                  ": a label map holds whole numbers (a scan given as a label map? a map of such values: round ",
+                  "it, or store it as an integer type)");
         ISS_INPUT(x >= lo && x <= hi, path, ": label value ", x, " at voxel ", voxel_text(vol.grid.dim, i),
                   " does not fit in int32");
         vol.data[size_t(i)] = int32_t(x);

@@ -206,6 +206,22 @@ void warn_if_not_head_sized(const Grid& grid, const std::string& name) {
                 " x ", size[2], " mm voxels): check the voxel size (and a NIfTI header's units, xyzt_units)"));
 }
 
+void warn_if_a_label_map(const Image& image, const std::string& name) {
+    constexpr size_t most = 64;  // a label map's (infant 43, SynthSeg's 33, aseg's 45); a scan has hundreds
+    std::vector<float> values;   // the distinct values seen, up to `most` + 1
+    float last = NAN;
+    for (const float v : image.data) {
+        if (v == last) continue;  // runs: a label map is mostly runs of one value
+        last = v;
+        if (v != std::floor(v)) return;
+        if (std::find(values.begin(), values.end(), v) != values.end()) continue;
+        values.push_back(v);
+        if (values.size() > most) return;
+    }
+    warning(cat(name, ": only ", values.size(), " distinct values, all whole numbers, as a label map or a mask holds ",
+                "(a scan has hundreds): is it a segmentation? It is segmented as a scan"));
+}
+
 void require_memory_to_segment(const std::string& name, const Grid& work, const Grid& own, bool resampled,
                                int64_t channels, int64_t classes, size_t host_bytes) {
     auto voxels_of = [](const Grid& g) { return double(g.dim[0]) * double(g.dim[1]) * double(g.dim[2]); };
@@ -362,6 +378,7 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
     }
     require_memory_to_segment(name, work, framed.grid, resampled, channels, classes, host_memory_bytes());
     warn_if_not_head_sized(image.grid, name);  // after the refusal a huge one gets: one line, not two
+    warn_if_a_label_map(image, name);
     Image x = resampled ? resample_image(s.ctx, framed, work, Interp::linear, OutOfBounds::clamp) : framed;
 
     // 4, then 3: normalised before padding, so that the padding is the image minimum, 0.

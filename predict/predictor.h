@@ -82,6 +82,10 @@ private:
 // (microns for mm) resamples a head to a few voxels, which segments as nothing. Another when it
 // is one or two slices thick along an axis (a 2-D file).
 void warn_if_not_head_sized(const Grid& grid, const std::string& name);
+// A warning when a scan holds at most 64 distinct values, all whole numbers: a label map or a
+// mask given as a scan (a folder holding segmentations beside the scans), which segments as
+// nonsense without a word otherwise.
+void warn_if_a_label_map(const Image& image, const std::string& name);
 
 // Sizes that come from a header (a scan of 1000 mm voxels resampled to 1 mm, a huge grid) are
 // checked against the memory a segmentation takes before anything is allocated: on the model's

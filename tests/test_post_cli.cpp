@@ -198,6 +198,9 @@ TEST_F(MergeCli, T2PosteriorsInAnotherOrderAreReadInT1sOrder) {
 }
 
 TEST_F(MergeCli, BadInputExitsTwoAndWritesNothing) {
+    // Another command's output option: the ones it starts are named.
+    expect_bad("merge", inputs() + " --o " + out("seg.nii.gz"),
+               "unknown option --o (did you mean --o-post or --o-seg?)");
     expect_bad("merge", inputs() + outputs(), "t1_post.nii.gz: 3 posterior frames but the infant segmentation list");
     expect_bad("merge", inputs() + outputs() + " --labels 0,2", "t1_post.nii.gz: 3 posterior frames but --labels");
 
@@ -395,6 +398,8 @@ TEST_F(CleanCli, BadInputExitsTwoAndWritesNothing) {
     odd.data[0] = 9;
     write_labels(path("odd.nii.gz"), odd);
     const std::string o = " --o " + out("c.nii.gz") + " --o-post " + out("p.nii.gz");
+    expect_bad("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post3.nii.gz") + " --out " + out("c.nii.gz"),
+               "unknown option --out (did you mean --o?)");
     expect_bad("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post3.nii.gz") + o,
                "post3.nii.gz: 3 posterior frames but the infant segmentation list has 34 labels");
     expect_bad("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post_other.nii.gz") + o + " --labels 0,2,3",
@@ -502,6 +507,22 @@ TEST_F(DiceCli, DirectoriesPairedByNameWithMeanRow) {
     const CsvTable same = read_csv(csv);
     ASSERT_EQ(same.rows.size(), 3u);
     EXPECT_EQ(same.rows[0], (std::vector<std::string>{"a_synthseg", "1", "1"}));
+
+    // A cleaned prediction (21, 61 and 170 folded) against ground truth that holds them: --fold
+    // folds both, as clean does, where a perfect prediction scored 2/3 and 0s.
+    write_labels(path("cleaned.nii.gz"), row({0, 2, 2, 41, 16}));
+    write_labels(path("truth.nii.gz"), row({0, 21, 2, 61, 170}));
+    const std::string pair =
+        "--pred " + q("cleaned.nii.gz") + " --gt " + q("truth.nii.gz") + " --out " + shell_quote(csv);
+    ASSERT_EQ(run("dice", pair).status, 0);
+    EXPECT_EQ(read_csv(csv).rows[0],
+              (std::vector<std::string>{"cleaned", "0.6666666666666666", "0", "0", "0", "0", "0"}));
+    const RunResult folded = run("dice", pair + " --fold");
+    ASSERT_EQ(folded.status, 0) << folded.err;
+    EXPECT_EQ(read_csv(csv).columns, (std::vector<std::string>{"subject", "dice_2", "dice_16", "dice_41"}));
+    EXPECT_EQ(read_csv(csv).rows[0], (std::vector<std::string>{"cleaned", "1", "1", "1"}));
+    EXPECT_NE(run("dice", pair + " --merge-cerebellum").err.find("--merge-cerebellum folds with --fold"),
+              std::string::npos);
 }
 
 TEST_F(DiceCli, BadInputExitsTwoAndWritesNothing) {

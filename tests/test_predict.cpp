@@ -700,6 +700,29 @@ TEST_F(Predict, CommandFoldersSkipHiddenFilesAndTheirOwnOutputs) {
     ASSERT_EQ(again.status, 0) << again.err;
     EXPECT_NE(again.err.find("2 file(s) named as predict's outputs"), std::string::npos) << again.err;
     EXPECT_FALSE(fs::exists(path("f/s_synthseg_synthseg.nii.gz")));
+    // Outputs named the README's way (t1_seg, t1_post): the posteriors are known by the labels
+    // their frames record and left out; the segmentation is segmented, with a warning.
+    fs::copy_file(path("f/s_posteriors.nii.gz"), path("f/s_post.nii.gz"));
+    fs::copy_file(path("f/s_synthseg.nii.gz"), path("f/s_seg.nii.gz"));
+    const test::RunResult named = test::run_command(run);
+    ASSERT_EQ(named.status, 0) << named.err;
+    EXPECT_NE(
+        named.err.find(path("f/s_post.nii.gz") + " holds posteriors (its frames record their labels): not segmented"),
+        std::string::npos)
+        << named.err;
+    EXPECT_FALSE(fs::exists(path("f/s_post_synthseg.nii.gz")));
+    EXPECT_NE(named.err.find(path("f/s_seg.nii.gz") + ": only "), std::string::npos) << named.err;
+    EXPECT_NE(named.err.find(" distinct values, all whole numbers, as a label map or a mask holds"), std::string::npos)
+        << named.err;
+    EXPECT_EQ(named.err.find(path("f/s.nii.gz") + ": only "), std::string::npos) << "the scan is not a label map";
+    const test::RunResult one_post = test::run_command(
+        test::cli_path() + " predict --device cpu --model " + test::shell_quote(model) + " --i " +
+        test::shell_quote(path("f/s_post.nii.gz")) + " --o " + test::shell_quote(path("post_seg.nii.gz")));
+    EXPECT_EQ(one_post.status, 2);
+    EXPECT_NE(one_post.err.find("s_post.nii.gz: posteriors ("), std::string::npos) << one_post.err;
+    fs::remove(path("f/s_post.nii.gz"));
+    fs::remove(path("f/s_seg.nii.gz"));
+    for (const char* made : {"f/s_seg_synthseg.nii.gz", "f/s_seg_posteriors.nii.gz"}) fs::remove(path(made));
 
     fs::create_directories(path("dup"));
     write_image(path("dup/b.nii"), test_image(grid({12, 12, 10}, Mat4::identity())));

@@ -957,7 +957,10 @@ TEST_F(TrainCli, BadInputIsRefusedBeforeAnyStep) {
     expect_bad(tiny + to_fresh + " --steps 0", "--steps", fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --batch 0", "--batch", fresh);
     expect_bad(tiny + to_fresh + " --steps 2 --threads 0", "error: --threads must be at least 1, got 0", fresh);
-    expect_bad(tiny + to_fresh + " --steps 2 --frobnicate 3", "unknown option --frobnicate", fresh);
+    expect_bad(tiny + to_fresh + " --steps 2 --frobnicate 3", "unknown option --frobnicate (see 'infant-synthseg train",
+               fresh);
+    // A slip near a known option is told it (no suggestion above: none is near).
+    expect_bad(tiny + to_fresh + " --step 2", "unknown option --step (did you mean --steps?)", fresh);
     expect_bad(joined(tiny_args({{"--lr", "fast"}})) + to_fresh + " --steps 2", "option --lr expects a number", fresh);
     for (const char* lr : {"1e300", "1e-50"})  // positive, but Adam's float would hold infinity or 0
         expect_bad(joined(tiny_args({{"--lr", lr}})) + to_fresh + " --steps 2",

@@ -245,10 +245,11 @@ Device parse_device(const std::string& text) {
             ISS_INPUT(*end == '\0' && parsed >= 0, "--device: bad CUDA device number in '", text, "'");
             index = int(parsed);
         }
-        ISS_INPUT(built_with_cuda(), "--device ", text, ": this program was built without CUDA");
+        ISS_INPUT(built_with_cuda(), "--device ", text, ": this program was built without CUDA (use --device cpu)");
         const int count = cuda_device_count();
-        ISS_INPUT(index < count, "--device ", text, ": ", count == 0 ? std::string("no CUDA device is present")
-                                                                     : cat("only ", count, " CUDA device(s) present"));
+        ISS_INPUT(index < count, "--device ", text, ": ",
+                  count == 0 ? std::string("no CUDA device is present (use --device cpu, or auto: CUDA where present)")
+                             : cat("only ", count, " CUDA device(s) present"));
         return Device{Backend::cuda, index};
     }
     throw InputError(cat("--device: expected auto, cpu, cuda or cuda:N, got '", text, "'"));
