@@ -372,7 +372,9 @@ int cmd_predict(int argc, char** argv) {
         } else if (written) {  // a failed input has had its error line: no arrow to an output it lacks
             char seconds[32];
             std::snprintf(seconds, sizeof seconds, "%.1f", std::chrono::duration<double>(now - job_start).count());
-            const std::string line = cat(job.input, " -> ", job.seg, " (", seconds, " s)");
+            std::string inputs = job.input;  // every channel's file (T1 + T2), not the first alone
+            for (size_t c = 1; c < channels.size(); ++c) inputs += " + " + channels[c];
+            const std::string line = cat(inputs, " -> ", job.seg, " (", seconds, " s)");
             if (folder)
                 std::printf("%s\n", line.c_str());
             else

@@ -1,5 +1,6 @@
 #include "io/json.h"
 
+#include <algorithm>
 #include <optional>
 #include <set>
 #include <vector>
@@ -24,7 +25,14 @@ nlohmann::json parse_json(const std::string& text, const std::string& where) {
     try {
         parsed = json::parse(text, check);
     } catch (const json::exception& e) {
-        throw InputError(cat(where, " is not valid JSON: ", e.what()));
+        // A volume or a model given for a JSON file: said so, not as the parser's byte it choked on.
+        const bool binary = std::any_of(text.begin(), text.begin() + std::min<ptrdiff_t>(ptrdiff_t(text.size()), 64),
+                                        [](unsigned char c) { return c < 9 || (c > 13 && c < 32); });
+        ISS_INPUT(!binary, where, " is a binary file (a volume, a model?), not JSON text");
+        std::string what = e.what();  // without the library's "[json.exception.parse_error.101] "
+        const size_t tag_end = what.find("] ");
+        if (what.rfind("[json.", 0) == 0 && tag_end != std::string::npos) what = what.substr(tag_end + 2);
+        throw InputError(cat(where, " is not valid JSON: ", what));
     }
     ISS_INPUT(!twice, where, ": key '", clipped(*twice), "' is given twice in one object");
     return parsed;

@@ -540,9 +540,20 @@ VolumeHeader parse_and_validate(const std::string& path) {
         version = sizeof_swapped == 348 ? 1 : 2;
         swapped = true;
     } else {
-        throw InputError(cat(path, ": not a NIfTI file: sizeof_hdr is ", sizeof_hdr, " (expected 348 or 540)",
-                             is_pair_image_name(path) ? "; a .img holds a header/image pair's voxels: give its .hdr"
-                                                     : ""));
+        // Text (a CSV, a JSON file given as a volume) is said as such: its first bytes as a number
+        // told a newcomer nothing.
+        std::string start;  // the first bytes, line breaks and tabs shown as spaces
+        bool text = true;
+        for (size_t i = 0; i < std::min<size_t>(got, 8); ++i) {
+            const unsigned char c = buf[i];
+            text = text && ((c >= 32 && c < 127) || c == '\t' || c == '\n' || c == '\r');
+            start += c >= 32 ? char(c) : ' ';
+        }
+        throw InputError(
+            cat(path, ": not a NIfTI file: ",
+                text ? cat("it starts with text ('", start, "...'), not a binary header")
+                     : cat("sizeof_hdr is ", sizeof_hdr, " (expected 348 or 540)"),
+                is_pair_image_name(path) ? "; a .img holds a header/image pair's voxels: give its .hdr" : ""));
     }
     const size_t header_size = version == 1 ? 348 : 540;
     ISS_INPUT(got >= header_size, path, ": truncated header: ", got, " of ", header_size, " bytes");

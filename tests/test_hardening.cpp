@@ -189,6 +189,15 @@ TEST_F(Hardening, PredictNamesItsOutputsAndChannels) {
     expect_bad("predict --device cpu --model " + q("two_channels") + " --i " + q("scan.nii.gz") + " --i " +
                    q("t2_other_grid.nii.gz") + " --o " + q("seg.nii.gz"),
                "t2_other_grid.nii.gz: not on the voxel grid of " + path("scan.nii.gz") + ": dims 12x14x9 vs 12x14x10");
+    // Both channels' files are named in the line that says what was done.
+    write_image(path("t2.nii.gz"), read_image(path("scan.nii.gz")));
+    const test::RunResult two =
+        test::run_command(test::cli_path() + " predict --device cpu --model " + q("two_channels") + " --i " +
+                          q("scan.nii.gz") + " --i " + q("t2.nii.gz") + " --o " + q("seg2.nii.gz"));
+    ASSERT_EQ(two.status, 0) << two.err;
+    EXPECT_NE(two.out.find(path("scan.nii.gz") + " + " + path("t2.nii.gz") + " -> " + path("seg2.nii.gz")),
+              std::string::npos)
+        << two.out;
 }
 
 TEST_F(Hardening, MessagesNameTheProblem) {

@@ -840,6 +840,10 @@ TEST_F(NiftiBadInput, Garbage) {
     Bytes fake = {0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
     write_bytes(path("fake.nii"), fake);
     expect_bad(path("fake.nii"), "");
+    // A table given as a volume is said to be text, on one line.
+    const std::string table = "subject,2\n" + std::string(400, '1');
+    write_bytes(path("table.nii"), Bytes(table.begin(), table.end()));
+    expect_bad(path("table.nii"), "not a NIfTI file: it starts with text ('subject,...'), not a binary header");
 }
 
 TEST_F(NiftiBadInput, Truncated) {
