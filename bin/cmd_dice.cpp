@@ -35,7 +35,9 @@ const char* usage =
     "prediction or the ground truth only scores 0 and is named on stderr.\n"
     "\n"
     "  --pred FILE|DIR   predicted segmentation, or a directory of them (*.nii, *.nii.gz, NIfTI\n"
-    "                    pairs *.hdr + .img, and FreeSurfer's *.mgz, *.mgh)\n"
+    "                    pairs *.hdr + .img, and FreeSurfer's *.mgz, *.mgh; where predict wrote\n"
+    "                    into the scans' folder, the scans beside their NAME_synthseg are left\n"
+    "                    out)\n"
     "  --gt FILE|DIR     ground truth, or a directory holding one for each prediction, paired\n"
     "                    by name without .nii / .nii.gz / .hdr / .mgz / .mgh, and without\n"
     "                    _synthseg when every prediction has it and not every ground truth\n"
@@ -75,15 +77,30 @@ std::string subject_of(const std::string& prediction) {
 }
 
 // The segmentations in a folder: its volumes, but in a folder predict wrote (NAME_synthseg
-// files) not the posteriors and resampled images --post and --resample put beside them.
+// files) not the posteriors and resampled images --post and --resample put beside them, nor the
+// scans NAME predict read there (predict --o into the scans' folder: they were taken for
+// predictions of subjects NAME_synthseg had none of), said in a note.
 std::vector<std::string> segmentations_in(const std::string& folder) {
     std::vector<std::string> files = volume_files(folder);
-    if (std::any_of(files.begin(), files.end(), predicted_segmentation))
-        files.erase(std::remove_if(files.begin(), files.end(),
-                                   [](const std::string& f) {
-                                       return predict_output_index(f) > 0;
-                                   }),
-                    files.end());
+    if (!std::any_of(files.begin(), files.end(), predicted_segmentation)) return files;
+    std::set<std::string> segmented;  // the subjects NAME that have a NAME_synthseg here
+    for (const std::string& f : files)
+        if (predicted_segmentation(f)) segmented.insert(subject_of(f));
+    const size_t before = files.size();
+    int scans = 0;
+    files.erase(std::remove_if(files.begin(), files.end(),
+                               [&](const std::string& f) {
+                                   if (predict_output_index(f) > 0) return true;
+                                   const bool scan = predict_output_index(f) < 0 && segmented.count(volume_stem(f)) > 0;
+                                   scans += scan;
+                                   return scan;
+                               }),
+                files.end());
+    if (scans > 0)
+        std::fprintf(stderr,
+                     "infant-synthseg dice: note: %s: %d scan(s) beside their NAME_synthseg segmentation "
+                     "left out (of %zu files)\n",
+                     folder.c_str(), scans, before);
     return files;
 }
 

@@ -498,6 +498,18 @@ TEST_F(DiceCli, DirectoriesPairedByNameWithMeanRow) {
     ASSERT_EQ(by_subject.rows.size(), 3u);
     EXPECT_EQ(by_subject.rows[0], t.rows[0]);
     EXPECT_EQ(by_subject.rows[1], t.rows[1]);
+    // The scans there too (predict --o into the scans' folder): left out, with a note, where they
+    // were taken for predictions of subjects a_synthseg and b_synthseg had none of.
+    for (const char* scan : {"a.nii.gz", "b.nii.gz"})
+        fs::copy_file(path(cat("gt/", scan)), path(cat("predicted/", scan)));
+    const RunResult beside =
+        run("dice", "--pred " + q("predicted") + " --gt " + q("gt") + " --out " + shell_quote(csv));
+    ASSERT_EQ(beside.status, 0) << beside.err;
+    EXPECT_NE(beside.err.find(path("predicted") + ": 2 scan(s) beside their NAME_synthseg segmentation left out"),
+              std::string::npos)
+        << beside.err;
+    EXPECT_EQ(read_csv(csv).rows, by_subject.rows);
+    for (const char* scan : {"a.nii.gz", "b.nii.gz"}) fs::remove(path(cat("predicted/", scan)));
 
     // Two folders predict wrote (one model against another): paired by their own names.
     fs::copy(dir_ / "predicted", dir_ / "predicted2");
