@@ -122,7 +122,9 @@ const char* usage =
     "which the kernel sends every CPU second past a soft limit, does not).\n"
     "\n"
     "Progress: a bar on stderr when it is a terminal (loss = mean of the last 100 steps),\n"
-    "otherwise one line per checkpoint on stdout; a summary at the end.\n";
+    "otherwise one line per checkpoint on stdout, and between them one after the first step\n"
+    "(where the first checkpoint is over a minute away) and one every 10 minutes; a summary at\n"
+    "the end.\n";
 
 // An int option in [lo, hi]: checked before narrowing, so 2^32 + 1 is not taken for 1.
 int int_option(const Args& args, const std::string& name, long long fallback, long long lo, long long hi) {
@@ -296,6 +298,12 @@ struct Progress {
     int64_t epoch_steps = 0;
     StepReport last;
     double dice = -1;  // the latest validation, -1 before the first
+    // Without a bar (a log file, a batch job), a line after the run's first step where the first
+    // checkpoint line is over a minute away, and one every 10 minutes between checkpoint lines:
+    // a CPU step of the defaults takes 16 s, and the first line came at step 3000, 13 hours in.
+    int64_t steps_per_epoch = 1;
+    bool first_step = true;
+    std::chrono::steady_clock::time_point last_line = std::chrono::steady_clock::now();
 
     void step(const StepReport& r) {
         last = r;
@@ -308,11 +316,32 @@ struct Progress {
         }
         epoch_sum += r.loss;
         ++epoch_steps;
-        if (bar) draw();
+        if (bar) {
+            draw();
+            return;
+        }
+        const auto now = std::chrono::steady_clock::now();
+        const double rate = r.samples_per_second;
+        const int64_t to_line = std::min(steps_per_epoch - r.step % steps_per_epoch, total - r.step);
+        const bool slow_start = first_step && rate > 0 && double(to_line * batch) / rate > 60;
+        first_step = false;
+        if (!r.checkpoint && (slow_start || now - last_line > std::chrono::minutes(10))) {
+            std::printf("%s\n", status().c_str());
+            std::fflush(stdout);
+            last_line = now;
+        }
     }
 
     // "train [=====>   ] step 120/300  loss 0.8123  3.2 samples/s  ETA 0:56  dice 0.41"
     void draw() const {
+        std::fprintf(stderr, "\rtrain [%s] %s ", progress_bar(double(last.step) / double(total), 30).c_str(),
+                     status().c_str());
+        std::fflush(stderr);
+    }
+
+    // "step 120/300  loss 0.8123  3.2 samples/s  ETA 0:56  dice 0.41": the bar's text, and a
+    // log's line between checkpoints.
+    std::string status() const {
         const double rate = last.samples_per_second;
         const std::string eta = rate > 0 ? duration_text(double((total - last.step) * batch) / rate) : "?";
         std::string dice_text;
@@ -323,10 +352,10 @@ struct Progress {
         }
         char loss_text[32] = "-";
         if (!recent.empty()) std::snprintf(loss_text, sizeof loss_text, "%.4f", recent_sum / double(recent.size()));
-        std::fprintf(stderr, "\rtrain [%s] step %lld/%lld  loss %s  %.1f samples/s  ETA %s%s ",
-                     progress_bar(double(last.step) / double(total), 30).c_str(), (long long)last.step,
-                     (long long)total, loss_text, rate, eta.c_str(), dice_text.c_str());
-        std::fflush(stderr);
+        char text[160];
+        std::snprintf(text, sizeof text, "step %lld/%lld  loss %s  %.1f samples/s  ETA %s%s", (long long)last.step,
+                      (long long)total, loss_text, rate, eta.c_str(), dice_text.c_str());
+        return text;
     }
 
     // "step 300/300 loss 0.5231 (mean of the epoch) 3.1 samples/s, checkpoint saved"
@@ -344,6 +373,7 @@ struct Progress {
                     (long long)total, last.weighted_l2 ? "weighted-L2 loss" : "loss", epoch_sum / double(epoch_steps),
                     over.c_str(), dice_text.c_str(), last.samples_per_second);
         std::fflush(stdout);  // a log file or a pipe sees each epoch as it ends
+        last_line = std::chrono::steady_clock::now();
     }
 
     void reset_epoch() {
@@ -380,6 +410,7 @@ int cmd_train(int argc, char** argv) {
     progress.bar = ::isatty(::fileno(stderr)) != 0;
     progress.total = options.steps;
     progress.batch = options.batch;
+    progress.steps_per_epoch = options.steps_per_epoch;
     progress.last.step = first_step;
     if (progress.bar) progress.draw();  // at once: a full-size first step takes a while on the CPU
 

@@ -295,13 +295,15 @@ TEST_F(TrainCli, ResumeTakesWhatTheModelRecorded) {
 // Starts the binary directly (no shell in between, so the signal reaches it), waits for its
 // first checkpoint, sends `sig` and expects a clean exit with a checkpoint; then resumes.
 // `repeated`: the signal is sent again every 5 ms until the run ends (as the kernel sends SIGXCPU
-// past a soft CPU limit), and must have reached the running process more than once.
-void interrupt_and_resume(const fs::path& dir, const std::vector<std::string>& base, int sig, bool repeated = false) {
+// past a soft CPU limit), and must have reached the running process more than once. `steps`:
+// the run's --steps; `printed`: where given, the signal waits for this text on stdout instead.
+void interrupt_and_resume(const fs::path& dir, const std::vector<std::string>& base, int sig, bool repeated = false,
+                          const std::string& steps = "1000", const std::string& printed = "") {
     const fs::path model = dir / "model";
     std::vector<std::string> args{test::cli_path(), "train"};
     args.insert(args.end(), base.begin(), base.end());
     // Far more steps than will run (`base` has an epoch per step, so a checkpoint comes quickly).
-    args.insert(args.end(), {"--model-dir", model.string(), "--steps", "1000"});
+    args.insert(args.end(), {"--model-dir", model.string(), "--steps", steps});
     const std::string out_file = (dir / "stdout.txt").string(), err_file = (dir / "stderr.txt").string();
 
     const pid_t pid = ::fork();
@@ -318,23 +320,28 @@ void interrupt_and_resume(const fs::path& dir, const std::vector<std::string>& b
         ::_exit(127);
     }
 
-    // Wait for the first checkpoint (or an early exit).
+    // Wait for the first checkpoint, or the text (or an early exit).
     int status = 0;
     bool exited = false;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (!fs::exists(model / "model.json") && std::chrono::steady_clock::now() < deadline) {
+    auto ready = [&] {
+        return printed.empty() ? fs::exists(model / "model.json")
+                               : read_text(out_file).find(printed) != std::string::npos;
+    };
+    while (!ready() && std::chrono::steady_clock::now() < deadline) {
         if (::waitpid(pid, &status, WNOHANG) == pid) {
             exited = true;
             break;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    if (exited || !fs::exists(model / "model.json")) {
+    if (exited || !ready()) {
         if (!exited) {
             ::kill(pid, SIGKILL);
             ::waitpid(pid, &status, 0);
         }
-        FAIL() << "no checkpoint within 60 s; stderr: " << read_text(err_file);
+        FAIL() << "no checkpoint or '" << printed << "' within 60 s; stdout: " << read_text(out_file)
+               << "; stderr: " << read_text(err_file);
     }
     ASSERT_EQ(::kill(pid, sig), 0);
     int sent_while_running = 1;
@@ -367,8 +374,13 @@ void interrupt_and_resume(const fs::path& dir, const std::vector<std::string>& b
     ASSERT_EQ(rows.size(), size_t(step));
     EXPECT_EQ(rows.back().substr(0, rows.back().find(',')), std::to_string(step));
 
-    // Resume from the interruption to two steps further.
-    std::vector<std::string> resume_args = base;
+    // Resume from the interruption to two steps further, an epoch a step.
+    std::vector<std::string> resume_args;
+    for (size_t i = 0; i < base.size(); ++i)
+        if (base[i] == "--steps-per-epoch")
+            ++i;
+        else
+            resume_args.push_back(base[i]);
     resume_args.insert(resume_args.end(), {"--model-dir", model.string(), "--steps", std::to_string(step + 2),
                                            "--steps-per-epoch", "1", "--resume"});
     std::string command = shell_quote(test::cli_path()) + " train";
@@ -848,6 +860,13 @@ TEST_F(TrainCli, Sigusr1DoesTheSame) {
 // A time limit's warning (Grid Engine's s_cpu, a soft ulimit -t) is SIGXCPU, which the kernel
 // then sends again every CPU second: the repeats are no second request, and the run still saves.
 // It ended the run without a checkpoint.
+// A log (stdout not a terminal) whose first checkpoint is over a minute away hears of the first
+// step at once: it heard nothing until step 3000, 13 hours into a CPU run of the defaults.
+TEST_F(TrainCli, ALogHearsOfTheFirstStepWhenTheFirstCheckpointIsFarOff) {
+    interrupt_and_resume(dir_, tiny_args({{"--steps-per-epoch", "10000000"}}), SIGINT, false, "10000000",
+                         "step 1/10000000  loss ");
+}
+
 TEST_F(TrainCli, ARepeatedSigxcpuDoesTheSame) {
     interrupt_and_resume(dir_, tiny_args({{"--steps-per-epoch", "1"}}), SIGXCPU, true);
 }
