@@ -35,24 +35,31 @@ size_t edit_distance(const std::string& a, const std::string& b) {
     return row[b.size()];
 }
 
-// " (did you mean --o?)" for an unknown option near a known one: two edits away at most (--out
-// for --o, --step for --steps; among those as near, one that starts the other first: --o, not
-// --post, for --out), or the start of several (--o for --o-seg and --o-post); "" else.
+// " (did you mean --steps?)" for an unknown option close to known ones, "" where none is: one
+// edit away (--step); else the options it starts, up to three (--lab for --labels, --o for
+// --o-seg and --o-post); else two edits away, one that starts the other first (--out for --o,
+// not --post). A name of one or two letters (--h) is only ever the start of one.
 std::string suggestion(const std::string& given, const std::set<std::string>& with_value,
                        const std::set<std::string>& flags) {
-    std::vector<std::string> near, starting;
-    size_t best = 6;  // 2 x edits + 1 where neither starts the other
+    std::vector<std::string> starting, within[3];  // within[d]: options d edits away, related first
     for (const std::set<std::string>* known : {&with_value, &flags})
         for (const std::string& option : *known) {
             const bool starts = option.compare(0, given.size(), given) == 0;
-            const bool started = given.compare(0, option.size(), option) == 0;
             if (starts) starting.push_back(option);
-            const size_t score = 2 * edit_distance(given, option) + (starts || started ? 0 : 1);
-            if (score < best) best = score, near.clear();
-            if (score == best) near.push_back(option);
+            const size_t d = edit_distance(given, option);
+            if (d > 2) continue;
+            const bool related = starts || given.compare(0, option.size(), option) == 0;
+            within[d].insert(related ? within[d].begin() : within[d].end(), option);
         }
-    const std::vector<std::string>& options = near.empty() ? starting : near;
-    if (options.empty() || options.size() > 3) return "";
+    std::vector<std::string> options;
+    const bool short_name = given.size() <= 4;  // "--" and one or two letters
+    if (!short_name && !within[1].empty())
+        options = within[1];
+    else if (!starting.empty() && starting.size() <= 3)
+        options = starting;
+    else if (!short_name && !within[2].empty())
+        options = {within[2].front()};
+    if (options.empty()) return "";
     std::string text;
     for (size_t i = 0; i < options.size(); ++i)
         text += cat(i == 0 ? "" : i + 1 == options.size() ? " or " : ", ", options[i]);
@@ -284,7 +291,8 @@ int predict_output_index(const std::string& file) {
 }
 
 std::string duration_text(double seconds) {
-    const long long s = (long long)(seconds + 0.5);
+    // Clamped where a cast would overflow (an ETA of 2^63 steps): a million hours reads as such.
+    const long long s = (long long)(std::min(std::max(seconds, 0.0), 3.6e9) + 0.5);
     char text[32];
     if (s >= 3600)
         std::snprintf(text, sizeof text, "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);

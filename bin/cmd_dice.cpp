@@ -53,7 +53,8 @@ const char* usage =
     "  --fold            fold both files' labels as clean does (21 into 2, 61 into 41, 170\n"
     "                    into 16) before scoring: a cleaned prediction against ground truth\n"
     "                    that still holds them (synth's labels_NNNN)\n"
-    "  --merge-cerebellum with --fold, also 7 into 8 and 46 into 47, as clean's option\n"
+    "  --merge-cerebellum\n"
+    "                    with --fold, also 7 into 8 and 46 into 47, as clean's option\n"
     "  --help            this text\n"
     "\n"
     "Each pair must be on one voxel grid (dims and affine to 1e-4 mm; a prediction of that\n"
@@ -77,15 +78,16 @@ std::string subject_of(const std::string& prediction) {
 }
 
 // The segmentations in a folder: its volumes, but in a folder predict wrote (NAME_synthseg
-// files) not the posteriors and resampled images --post and --resample put beside them, nor the
-// scans NAME predict read there (predict --o into the scans' folder: they were taken for
-// predictions of subjects NAME_synthseg had none of), said in a note.
-std::vector<std::string> segmentations_in(const std::string& folder) {
+// files) not the posteriors and resampled images --post and --resample put beside them; and, in
+// the --pred folder (`predictions`), not the scans NAME predict read there (predict --o into the
+// scans' folder: they were taken for predictions of subjects NAME_synthseg had none of), said in
+// a note. Ground truth is never left out.
+std::vector<std::string> segmentations_in(const std::string& folder, bool predictions) {
     std::vector<std::string> files = volume_files(folder);
     if (!std::any_of(files.begin(), files.end(), predicted_segmentation)) return files;
     std::set<std::string> segmented;  // the subjects NAME that have a NAME_synthseg here
     for (const std::string& f : files)
-        if (predicted_segmentation(f)) segmented.insert(subject_of(f));
+        if (predictions && predicted_segmentation(f)) segmented.insert(subject_of(f));
     const size_t before = files.size();
     int scans = 0;
     files.erase(std::remove_if(files.begin(), files.end(),
@@ -115,7 +117,7 @@ std::vector<Pair> pair_inputs(const std::string& pred, const std::string& gt) {
         require_regular_file(gt);
         return {{subject_of(pred), pred, gt}};
     }
-    const std::vector<std::string> truth_files = segmentations_in(gt), files = segmentations_in(pred);
+    const std::vector<std::string> truth_files = segmentations_in(gt, false), files = segmentations_in(pred, true);
     auto all_predicted = [](const std::vector<std::string>& in) {
         return std::all_of(in.begin(), in.end(), predicted_segmentation);
     };

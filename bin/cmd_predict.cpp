@@ -302,6 +302,15 @@ int cmd_predict(int argc, char** argv) {
     const bool show_bar = folder && ::isatty(::fileno(stderr)) != 0;
     const auto start = std::chrono::steady_clock::now();
     int failed_input = 0, failed_other = 0;
+    size_t posteriors_skipped = 0;
+    // The bar after job n (0-based), ETA by the mean so far.
+    auto draw_bar = [&](size_t n) {
+        const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        const double eta = elapsed / double(n + 1) * double(jobs.size() - n - 1);
+        std::fprintf(stderr, "\rpredict [%s] %zu/%zu  ETA %s ",
+                     progress_bar(double(n + 1) / double(jobs.size()), 30).c_str(), n + 1, jobs.size(),
+                     duration_text(eta).c_str());
+    };
     for (size_t n = 0; n < jobs.size(); ++n) {
         const Job& job = jobs[n];
         const auto job_start = std::chrono::steady_clock::now();
@@ -318,6 +327,8 @@ int cmd_predict(int argc, char** argv) {
                              "%sinfant-synthseg predict: note: %s holds posteriors (its frames record their "
                              "labels): not segmented\n",
                              show_bar ? "\n" : "", job.input.c_str());
+                ++posteriors_skipped;
+                if (show_bar) draw_bar(n);
                 continue;
             }
             const Segmentation result = predictor.predict(image, job.input);
@@ -365,10 +376,7 @@ int cmd_predict(int argc, char** argv) {
         }
         const auto now = std::chrono::steady_clock::now();
         if (show_bar) {
-            const double elapsed = std::chrono::duration<double>(now - start).count();
-            const double eta = elapsed / double(n + 1) * double(jobs.size() - n - 1);
-            std::fprintf(stderr, "\rpredict [%s] %zu/%zu  ETA %s ", progress_bar(double(n + 1) / double(jobs.size()), 30).c_str(),
-                         n + 1, jobs.size(), duration_text(eta).c_str());
+            draw_bar(n);
         } else if (written) {  // a failed input has had its error line: no arrow to an output it lacks
             char seconds[32];
             std::snprintf(seconds, sizeof seconds, "%.1f", std::chrono::duration<double>(now - job_start).count());
@@ -382,6 +390,11 @@ int cmd_predict(int argc, char** argv) {
         }
     }
     if (show_bar) std::fputc('\n', stderr);
+    if (posteriors_skipped == jobs.size()) {
+        folders.take_back();
+        throw InputError(cat("predict: ", channels.front(), ": no scans, only posteriors an earlier run wrote (",
+                             posteriors_skipped, ")"));
+    }
     if (!volumes.rows.empty()) {
         run_outputs->write(args.get("--vol", ""), [&](const std::string& path) { write_csv(path, volumes); });
     }

@@ -62,6 +62,8 @@ const char* usage =
 // can hold (-2 or 70000 gave a column of zeros).
 std::vector<int32_t> priors_label_list(const std::string& text) {
     const std::string option = "priors: --labels-list";
+    ISS_INPUT(!is_volume_name(text), option, ": ", text,
+              " is a volume, not a label list: give comma-separated labels (2,3,41) or a .npy file");
     const std::vector<int32_t> list = ends_with(text, ".npy") ? read_npy_labels(text) : parse_label_list(text, option);
     std::set<int32_t> seen;
     for (const int32_t label : list) {

@@ -323,7 +323,7 @@ struct Progress {
         const auto now = std::chrono::steady_clock::now();
         const double rate = r.samples_per_second;
         const int64_t to_line = std::min(steps_per_epoch - r.step % steps_per_epoch, total - r.step);
-        const bool slow_start = first_step && rate > 0 && double(to_line * batch) / rate > 60;
+        const bool slow_start = first_step && rate > 0 && double(to_line) * batch / rate > 60;
         first_step = false;
         if (!r.checkpoint && (slow_start || now - last_line > std::chrono::minutes(10))) {
             std::printf("%s\n", status().c_str());
@@ -343,7 +343,7 @@ struct Progress {
     // log's line between checkpoints.
     std::string status() const {
         const double rate = last.samples_per_second;
-        const std::string eta = rate > 0 ? duration_text(double((total - last.step) * batch) / rate) : "?";
+        const std::string eta = rate > 0 ? duration_text(double(total - last.step) * batch / rate) : "?";
         std::string dice_text;
         if (dice >= 0) {
             char text[32];

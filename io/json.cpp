@@ -28,6 +28,9 @@ nlohmann::json parse_json(const std::string& text, const std::string& where) {
         // A volume or a model given for a JSON file: said so, not as the parser's byte it choked on.
         const bool binary = std::any_of(text.begin(), text.begin() + std::min<ptrdiff_t>(ptrdiff_t(text.size()), 64),
                                         [](unsigned char c) { return c < 9 || (c > 13 && c < 32); });
+        const bool utf16 =
+            text.size() >= 2 && ((text[0] == '\xff' && text[1] == '\xfe') || (text[0] == '\xfe' && text[1] == '\xff'));
+        ISS_INPUT(!utf16, where, " is UTF-16 text (as Windows PowerShell's > writes it): save it as UTF-8");
         ISS_INPUT(!binary, where, " is a binary file (a volume, a model?), not JSON text");
         std::string what = e.what();  // without the library's "[json.exception.parse_error.101] "
         const size_t tag_end = what.find("] ");

@@ -551,7 +551,7 @@ VolumeHeader parse_and_validate(const std::string& path) {
         }
         throw InputError(
             cat(path, ": not a NIfTI file: ",
-                text ? cat("it starts with text ('", start, "...'), not a binary header")
+                text ? cat("it starts with text ('", start, got > 8 ? "...'" : "'", "), not a binary header")
                      : cat("sizeof_hdr is ", sizeof_hdr, " (expected 348 or 540)"),
                 is_pair_image_name(path) ? "; a .img holds a header/image pair's voxels: give its .hdr" : ""));
     }

@@ -81,6 +81,9 @@ std::vector<int32_t> named_label_list(const std::string& text, const std::string
     if (text == "synthseg") return labels::synthseg_segmentation_labels();
     const std::string model_json = model_json_of(text);
     if (!model_json.empty()) return model_labels(model_json);
+    ISS_INPUT(!is_volume_name(text), option, ": ", text,
+              " is a volume, not a label list: give comma-separated labels (0,2,3), infant, synthseg, a model's folder "
+              "or a .npy file");
     if (!ends_with(text, ".npy")) return parse_label_list(text, option);
     // SynthSeg's label files repeat values (one per generation label): the distinct ones, said
     // (a channel list with a value twice by mistake loses a channel).
@@ -91,7 +94,8 @@ std::vector<int32_t> named_label_list(const std::string& text, const std::string
         if (seen.insert(label).second) values.push_back(label);
     if (values.size() < all.size())
         warning(cat(text, ": ", all.size(), " values, ", values.size(),
-                    " distinct: the labels are the distinct ones, in the order each first appears"));
+                    " distinct (SynthSeg's label files repeat them): the labels are the distinct ones, in the order "
+                    "each first appears"));
     return values;
 }
 

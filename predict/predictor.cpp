@@ -211,13 +211,14 @@ void warn_if_a_label_map(const Image& image, const std::string& name) {
     std::vector<float> values;   // the distinct values seen, up to `most` + 1
     float last = NAN;
     for (const float v : image.data) {
-        if (v == last) continue;  // runs: a label map is mostly runs of one value
+        if (v == last || !std::isfinite(v)) continue;  // runs: a label map is mostly runs of one value
         last = v;
         if (v != std::floor(v)) return;
         if (std::find(values.begin(), values.end(), v) != values.end()) continue;
         values.push_back(v);
         if (values.size() > most) return;
     }
+    if (values.size() <= 1) return;  // a constant image has its own warning
     warning(cat(name, ": only ", values.size(), " distinct values, all whole numbers, as a label map or a mask holds ",
                 "(a scan has hundreds): is it a segmentation? It is segmented as a scan"));
 }

@@ -195,6 +195,9 @@ TEST(ParseJson, AKeyTwiceInOneObjectIsRefused) {
     EXPECT_NE(test::refusal_of("t.json", [] { parse_json(std::string("\x1f\x8b\x08\0", 4), "t.json"); })
                   .find("t.json is a binary file (a volume, a model?), not JSON text"),
               std::string::npos);
+    EXPECT_NE(test::refusal_of("t.json", [] { parse_json(std::string("\xff\xfe{\0}\0", 6), "t.json"); })
+                  .find("t.json is UTF-16 text (as Windows PowerShell's > writes it): save it as UTF-8"),
+              std::string::npos);
     const std::string cut = test::refusal_of("t.json", [] { parse_json(R"({"a": )", "t.json"); });
     EXPECT_NE(cut.find("t.json is not valid JSON: parse error at line 1, column 7"), std::string::npos) << cut;
     EXPECT_EQ(cut.find("[json."), std::string::npos) << "the library's tag is not the user's business: " << cut;

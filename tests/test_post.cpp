@@ -548,12 +548,18 @@ TEST_F(PostInputs, LabelLists) {
     testing::internal::CaptureStderr();
     EXPECT_EQ(label_list_or_default(&npy).labels, labels::synthseg_segmentation_labels());
     const std::string said = testing::internal::GetCapturedStderr();
-    EXPECT_NE(said.find(npy + ": 64 values, 32 distinct: the labels are the distinct ones"), std::string::npos) << said;
+    EXPECT_NE(
+        said.find(npy + ": 64 values, 32 distinct (SynthSeg's label files repeat them): the labels are the distinct"),
+        std::string::npos)
+        << said;
     EXPECT_EQ(named_label_list("3,2,0"), (std::vector<int32_t>{3, 2, 0})) << "a list is the frame order as given";
     EXPECT_NE(error_of([] { parse_label_list("0,2,2"); }).find("--labels: label 2 is listed twice"), std::string::npos);
     EXPECT_NE(error_of([] { parse_label_list("0,,2"); }).find("--labels"), std::string::npos);
     EXPECT_NE(error_of([] { parse_label_list("0,x"); }).find("'x'"), std::string::npos);
     EXPECT_NE(error_of([] { parse_label_list(""); }).find("--labels"), std::string::npos);
+    EXPECT_NE(
+        error_of([] { named_label_list("seg.nii.gz"); }).find("--labels: seg.nii.gz is a volume, not a label list"),
+        std::string::npos);
 }
 
 TEST_F(PostInputs, FrameCountsDimensionsGridsAndMissingFilesNameTheFile) {

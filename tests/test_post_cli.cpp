@@ -510,6 +510,13 @@ TEST_F(DiceCli, DirectoriesPairedByNameWithMeanRow) {
         << beside.err;
     EXPECT_EQ(read_csv(csv).rows, by_subject.rows);
     for (const char* scan : {"a.nii.gz", "b.nii.gz"}) fs::remove(path(cat("predicted/", scan)));
+    // Ground truth is never left out as a scan: a prediction among it is refused, not scored
+    // against the other folder's.
+    fs::copy_file(path("predicted/a_synthseg.nii.gz"), path("gt/a_synthseg.nii.gz"));
+    const RunResult mixed = run("dice", "--pred " + q("predicted") + " --gt " + q("gt") + " --out " + shell_quote(csv));
+    EXPECT_EQ(mixed.status, 2) << mixed.err;
+    EXPECT_NE(mixed.err.find("no prediction for subject a_synthseg"), std::string::npos) << mixed.err;
+    fs::remove(path("gt/a_synthseg.nii.gz"));
 
     // Two folders predict wrote (one model against another): paired by their own names.
     fs::copy(dir_ / "predicted", dir_ / "predicted2");

@@ -637,6 +637,29 @@ TEST(PredictGeometry, AScanNotHeadSizedIsAWarning) {
     EXPECT_NE(warned(slice).find("86x2x78 voxels, two slices along an axis"), std::string::npos);
 }
 
+// A scan of at most 64 whole-number values (a label map, a mask) is warned of; 65 (an int16 or
+// uint8 scan has hundreds) and fractions are not, nor a constant image (it has its own warning);
+// NaN padding does not hide a label map.
+TEST(PredictGeometry, AScanOfFewWholeNumbersIsWarnedOfAsALabelMap) {
+    Grid g;
+    g.dim = {100, 2, 1};
+    auto warned = [](const Image& image) {
+        ::testing::internal::CaptureStderr();
+        warn_if_a_label_map(image, "scan.nii.gz");
+        return ::testing::internal::GetCapturedStderr();
+    };
+    Image image(g);
+    for (size_t v = 0; v < image.data.size(); ++v) image.data[v] = float(v % 64) * 3;
+    image.data[0] = NAN;
+    EXPECT_NE(warned(image).find("scan.nii.gz: only 64 distinct values, all whole numbers, as a label map"),
+              std::string::npos);
+    for (size_t v = 0; v < image.data.size(); ++v) image.data[v] = float(v % 65) * 3;
+    EXPECT_EQ(warned(image), "");
+    for (size_t v = 0; v < image.data.size(); ++v) image.data[v] = float(v % 3) + (v == 7 ? 0.5f : 0.0f);
+    EXPECT_EQ(warned(image), "");
+    EXPECT_EQ(warned(Image(g, 1, 4.0f)), "");
+}
+
 // The .hdr/.img pair of a single-file NIfTI-1 `nii`, as SPM and older tools store scans: its
 // header with the pair's magic and vox_offset 0 in STEM.hdr, its voxels in STEM.img.
 void split_into_pair(const std::string& nii, const std::string& stem) {
@@ -720,6 +743,15 @@ TEST_F(Predict, CommandFoldersSkipHiddenFilesAndTheirOwnOutputs) {
         test::shell_quote(path("f/s_post.nii.gz")) + " --o " + test::shell_quote(path("post_seg.nii.gz")));
     EXPECT_EQ(one_post.status, 2);
     EXPECT_NE(one_post.err.find("s_post.nii.gz: posteriors ("), std::string::npos) << one_post.err;
+    fs::create_directories(path("posts"));
+    fs::copy_file(path("f/s_post.nii.gz"), path("posts/s_post.nii.gz"));
+    const test::RunResult only_posts =
+        test::run_command(test::cli_path() + " predict --device cpu --model " + test::shell_quote(model) + " --i " +
+                          test::shell_quote(path("posts")) + " --o " + test::shell_quote(path("posts_out")));
+    EXPECT_EQ(only_posts.status, 2);
+    EXPECT_NE(only_posts.err.find("no scans, only posteriors an earlier run wrote (1)"), std::string::npos)
+        << only_posts.err;
+    EXPECT_FALSE(fs::exists(path("posts_out"))) << "the folder made for the outputs is taken back";
     fs::remove(path("f/s_post.nii.gz"));
     fs::remove(path("f/s_seg.nii.gz"));
     for (const char* made : {"f/s_seg_synthseg.nii.gz", "f/s_seg_posteriors.nii.gz"}) fs::remove(path(made));

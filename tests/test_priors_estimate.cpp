@@ -528,6 +528,7 @@ TEST_F(PriorsCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad("--labels-list 2,3,2", "label 2 is listed twice");
     expect_bad("--labels-list 0,-2,41", "--labels-list: -2 is not a label (an integer from 0 to 65535)");
     expect_bad("--labels-list 0,70000,41", "--labels-list: 70000 is not a label");
+    expect_bad("--labels-list labels.nii.gz", "--labels-list: labels.nii.gz is a volume, not a label list");
     expect_bad("--labels-list 2,", "got ''");
     Grid grid;
     grid.dim = {10, 10, 10};

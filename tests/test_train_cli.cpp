@@ -860,15 +860,15 @@ TEST_F(TrainCli, Sigusr1DoesTheSame) {
 // A time limit's warning (Grid Engine's s_cpu, a soft ulimit -t) is SIGXCPU, which the kernel
 // then sends again every CPU second: the repeats are no second request, and the run still saves.
 // It ended the run without a checkpoint.
+TEST_F(TrainCli, ARepeatedSigxcpuDoesTheSame) {
+    interrupt_and_resume(dir_, tiny_args({{"--steps-per-epoch", "1"}}), SIGXCPU, true);
+}
+
 // A log (stdout not a terminal) whose first checkpoint is over a minute away hears of the first
 // step at once: it heard nothing until step 3000, 13 hours into a CPU run of the defaults.
 TEST_F(TrainCli, ALogHearsOfTheFirstStepWhenTheFirstCheckpointIsFarOff) {
     interrupt_and_resume(dir_, tiny_args({{"--steps-per-epoch", "10000000"}}), SIGINT, false, "10000000",
                          "step 1/10000000  loss ");
-}
-
-TEST_F(TrainCli, ARepeatedSigxcpuDoesTheSame) {
-    interrupt_and_resume(dir_, tiny_args({{"--steps-per-epoch", "1"}}), SIGXCPU, true);
 }
 
 // A run killed during its first checkpoint leaves pieces without model.json, which neither a
@@ -980,6 +980,9 @@ TEST_F(TrainCli, BadInputIsRefusedBeforeAnyStep) {
                fresh);
     // A slip near a known option is told it (no suggestion above: none is near).
     expect_bad(tiny + to_fresh + " --step 2", "unknown option --step (did you mean --steps?)", fresh);
+    expect_bad(tiny + to_fresh + " --lab x", "unknown option --lab (did you mean --labels?)", fresh);  // not --lr
+    expect_bad(tiny + to_fresh + " --pre x", "unknown option --pre (did you mean --precision or --preset?)", fresh);
+    expect_bad(tiny + to_fresh + " --h", "unknown option --h (did you mean --help?)", fresh);
     expect_bad(joined(tiny_args({{"--lr", "fast"}})) + to_fresh + " --steps 2", "option --lr expects a number", fresh);
     for (const char* lr : {"1e300", "1e-50"})  // positive, but Adam's float would hold infinity or 0
         expect_bad(joined(tiny_args({{"--lr", lr}})) + to_fresh + " --steps 2",
