@@ -108,6 +108,8 @@ int cmd_merge(int argc, char** argv) {
     require_listed(t1.seg, t1_seg, t1_read.labels);
     require_listed(t2.seg, t2_seg, t2_read.labels);
     std::vector<int64_t> t2_frames = frames_in_order_of(t2_read.labels, t2_post, t1_read.labels, t1_post);
+    require_frames_match(t1.seg, t1_seg, t1.post, t1_post, t1_read.labels);
+    require_frames_match(t2.seg, t2_seg, t2.post, t2_post, t2_read.labels);
     const Prediction merged = merge_t1_t2(std::move(t1), t2, std::move(t2_frames));
     OutputDirectories folders;
     folders.make_for(outputs);

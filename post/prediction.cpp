@@ -232,6 +232,35 @@ void require_listed(const LabelMap& seg, const std::string& path, const LabelLis
               list.source, missing.size() > 1 ? cat(" (", missing.size(), " labels in all)") : std::string());
 }
 
+void require_frames_match(const LabelMap& seg, const std::string& seg_path, const Image& post,
+                          const std::string& post_path, const LabelList& list) {
+    const int64_t voxels = seg.grid.voxels(), frames = post.frames;
+    int64_t counted = 0, agreeing = 0;
+    for (int64_t v = 0; v < voxels; ++v) {
+        if (seg.data[size_t(v)] == 0) continue;
+        int64_t best = -1;
+        float top = -INFINITY;
+        bool tie = false;
+        for (int64_t f = 0; f < frames; ++f) {
+            const float p = post.data[size_t(f * voxels + v)];
+            if (p > top) {
+                top = p, best = f, tie = false;
+            } else if (p == top) {
+                tie = true;
+            }
+        }
+        if (best < 0 || tie) continue;  // no one largest frame (NaN, equal values): says nothing
+        ++counted;
+        agreeing += list.labels[size_t(best)] == seg.data[size_t(v)];
+    }
+    ISS_INPUT(counted == 0 || 2 * agreeing > counted, post_path, ": its frames, read as ", list.source,
+              " in that order, agree with ", seg_path, " at only ",
+              std::round(1000.0 * double(agreeing) / double(counted)) / 10,
+              "% of its labelled voxels: the frames are in another order (SynthSeg's own "
+              "posteriors are in ascending label order: give --labels as that list) or belong to another "
+              "segmentation");
+}
+
 void require_volume_output(const std::string& path, const std::string& option) {
     ISS_INPUT(is_output_volume_name(path), option, ": '", path,
               "' is not a NIfTI or MGH name (.nii, .nii.gz, .mgz or .mgh)");

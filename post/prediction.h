@@ -89,6 +89,14 @@ Volume<T> on_grid_of(Volume<T> b, const std::string& b_path, const Grid& a, cons
 // posterior frame in `list`.
 void require_listed(const LabelMap& seg, const std::string& path, const LabelList& list);
 
+// InputError when the posteriors' frames, read as `list`'s labels, disagree with the
+// segmentation they come with: at most half of its labelled voxels whose posteriors have one
+// largest frame take that frame's label. Frames in another order than the list says (SynthSeg's
+// own posteriors are in ascending label order, `--labels synthseg` FreeSurfer's) were read as
+// other structures without a word; a segmentation agrees with its posteriors at well over 90%.
+void require_frames_match(const LabelMap& seg, const std::string& seg_path, const Image& post,
+                          const std::string& post_path, const LabelList& list);
+
 // InputError naming the option when `path` is not a .nii, .nii.gz, .mgz or .mgh name: checked
 // before any input is read, so a typo costs nothing and leaves nothing behind.
 void require_volume_output(const std::string& path, const std::string& option);

@@ -193,6 +193,11 @@ TEST_F(MergeCli, T2PosteriorsInAnotherOrderAreReadInT1sOrder) {
     expect_bad("merge", with("t1_recorded.nii.gz", "t2_recorded.nii.gz") + " --t2-labels 0,2,3",
                "t2_recorded.nii.gz: its frames are labels 3,0,2 (recorded when it was written) but --t2-labels says "
                "0,2,3");
+    // T2's frames read in another order than they are: refused, where they were read as other
+    // structures (SynthSeg's ascending files under --labels synthseg, FreeSurfer's order).
+    expect_bad("merge", with("t1_post.nii.gz", "t2_shuffled.nii.gz") + " --labels 0,2,3",
+               "t2_shuffled.nii.gz: its frames, read as --labels in that order, agree with " + path("t2_seg.nii.gz") +
+                   " at only 0% of its labelled voxels: the frames are in another order");
     // A recorded file needs no option, and one given for the other side only is that side's.
     ASSERT_EQ(run("merge", with("t1_post.nii.gz", "t2_recorded.nii.gz") + " --t1-labels 0,2,3").status, 0);
 }
@@ -398,6 +403,13 @@ TEST_F(CleanCli, BadInputExitsTwoAndWritesNothing) {
     odd.data[0] = 9;
     write_labels(path("odd.nii.gz"), odd);
     const std::string o = " --o " + out("c.nii.gz") + " --o-post " + out("p.nii.gz");
+    // Frames whose largest is another label than the segmentation's everywhere: another order.
+    Image reordered(g, 3, 0.1f);
+    for (int64_t v = 0; v < g.voxels(); ++v) reordered.data[size_t(2 * g.voxels() + v)] = 0.8f;
+    write_posteriors(path("post_reordered.nii.gz"), reordered);
+    expect_bad("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post_reordered.nii.gz") + o + " --labels 0,2,3",
+               "post_reordered.nii.gz: its frames, read as --labels in that order, agree with " + path("seg.nii.gz") +
+                   " at only 0% of its labelled voxels");
     expect_bad("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post3.nii.gz") + " --out " + out("c.nii.gz"),
                "unknown option --out (did you mean --o?)");
     expect_bad("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post3.nii.gz") + o,
