@@ -77,10 +77,8 @@ int cmd_clean(int argc, char** argv) {
     Prediction p{read_segmentation(seg_path, &seg_header), Image()};
     Posteriors posteriors = read_posteriors(post_path, given, &post_header);
     p.post = on_grid_of(std::move(posteriors.image), post_path, p.seg.grid, seg_path);
-    require_listed(p.seg, seg_path, posteriors.labels);
-    require_frames_match(p.seg, seg_path, p.post, post_path, posteriors.labels);
 
-    const CleanStats s = clean_prediction(p, posteriors.labels, options, seg_path);
+    const CleanStats s = clean_prediction(p, posteriors.labels, options, seg_path, post_path);
     OutputDirectories folders;
     folders.make_for(outputs);
     write_prediction(out, p.seg, &seg_header, out_post, p.post, posteriors.labels.labels, &post_header);

@@ -173,12 +173,10 @@ int cmd_dice(int argc, char** argv) {
 
     // Labels the files hold that --labels leaves out score as background, said once (SynthSeg
     // 2.0's CSF, 24, lost its column unsaid under --labels synthseg, 1.0's list).
-    const std::set<int32_t> listed(labels.begin(), labels.end());
     std::set<int32_t> unlisted;
     auto note_unlisted = [&](const LabelMap& m) {
-        int32_t last = 0;  // looked up only where the value changes; background is never noted
-        for (const int32_t v : m.data)
-            if (v != last && (last = v) != 0 && !listed.count(v)) unlisted.insert(v);
+        for (const int32_t v : labels_not_in(m, labels))
+            if (v != 0) unlisted.insert(v);
     };
     std::vector<DiceSubject> subjects;
     for (const Pair& p : pairs) {

@@ -112,9 +112,10 @@ struct Job {
     std::string input, seg, post, resampled;
 };
 
-// One image whose frames are the files, in order: each one volume, all on the first's grid.
-Image read_channels(const std::vector<std::string>& files, VolumeHeader* header) {
-    Image first = read_image(files.front(), header);
+// One image whose frames are the files, in order: each one volume, all on the first's grid
+// (its header, read already).
+Image read_channels(const std::vector<std::string>& files, const VolumeHeader& first_header) {
+    Image first = read_image(first_header);
     ISS_INPUT(first.frames == 1, files.front(), ": a channel must be one volume, found ", first.frames);
     Image stacked(first.grid, int64_t(files.size()));
     std::copy(first.data.begin(), first.data.end(), stacked.data.begin());
@@ -316,10 +317,10 @@ int cmd_predict(int argc, char** argv) {
         const auto job_start = std::chrono::steady_clock::now();
         bool written = false, committed = false;
         try {
-            VolumeHeader header;
-            const Image image = channels.size() > 1 ? read_channels(channels, &header) : read_image(job.input, &header);
-            // Posteriors an earlier run wrote (their frames record their labels) are not a scan:
-            // in a folder named otherwise (the README's t1_post.nii.gz) they failed as 34 channels.
+            // The header first: posteriors an earlier run wrote (their frames record their labels)
+            // are not a scan, and their voxels need not be read to say so. In a folder named
+            // otherwise (the README's t1_post.nii.gz) they failed as 34 channels.
+            VolumeHeader header = read_volume_header(job.input);
             if (!header.frame_labels.empty()) {
                 ISS_INPUT(folder, job.input, ": posteriors (", header.frame_labels.size(),
                           " frames recording their labels, as predict --post writes them), not a scan");
@@ -331,6 +332,7 @@ int cmd_predict(int argc, char** argv) {
                 if (show_bar) draw_bar(n);
                 continue;
             }
+            const Image image = channels.size() > 1 ? read_channels(channels, header) : read_image(header);
             const Segmentation result = predictor.predict(image, job.input);
             // All of one input's outputs, or none of them.
             auto outputs = std::make_unique<OutputSet>();  // a failure below removes what it wrote

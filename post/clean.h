@@ -63,9 +63,10 @@ void fold_posteriors(Image& post, const LabelList& list, bool merge_cerebellum);
 CleanStats remove_islands(LabelMap& seg, const Image& post, const LabelList& list, int64_t island_threshold);
 
 // The whole step: fold_segmentation, fold_posteriors, remove_islands (on the folded
-// posteriors). `p.post` is left folded, each folded frame at most 1. InputError when a label of the folded segmentation
-// has no frame in the list (`seg_path` names the file in the message).
+// posteriors). `p.post` is left folded, each folded frame at most 1. InputError when a label of
+// the folded segmentation has no frame in the list, or when the frames disagree with it
+// (require_listed, require_frames_match; `seg_path` and `post_path` name the files).
 CleanStats clean_prediction(Prediction& p, const LabelList& list, const CleanOptions& options,
-                            const std::string& seg_path = "segmentation");
+                            const std::string& seg_path = "segmentation", const std::string& post_path = "posteriors");
 
 }  // namespace iss

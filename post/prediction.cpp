@@ -217,8 +217,9 @@ Volume<T> on_grid_of(Volume<T> b, const std::string& b_path, const Grid& a, cons
 template LabelMap on_grid_of(LabelMap, const std::string&, const Grid&, const std::string&);
 template Image on_grid_of(Image, const std::string&, const Grid&, const std::string&);
 
-void require_listed(const LabelMap& seg, const std::string& path, const LabelList& list) {
+std::set<int32_t> labels_not_in(const LabelMap& seg, const std::vector<int32_t>& list) {
     // Label maps are long runs of one value: test a value only when it changes.
+    const std::set<int32_t> listed(list.begin(), list.end());
     std::set<int32_t> missing;
     int32_t last = 0;
     bool have_last = false;
@@ -226,8 +227,13 @@ void require_listed(const LabelMap& seg, const std::string& path, const LabelLis
         if (have_last && v == last) continue;
         last = v;
         have_last = true;
-        if (list.index_of(v) < 0) missing.insert(v);
+        if (!listed.count(v)) missing.insert(v);
     }
+    return missing;
+}
+
+void require_listed(const LabelMap& seg, const std::string& path, const LabelList& list) {
+    const std::set<int32_t> missing = labels_not_in(seg, list.labels);
     ISS_INPUT(missing.empty(), path, ": label ", missing.empty() ? 0 : *missing.begin(), " has no posterior frame in ",
               list.source, missing.size() > 1 ? cat(" (", missing.size(), " labels in all)") : std::string());
 }

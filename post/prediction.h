@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -85,6 +86,9 @@ void require_same_grid(const Grid& a, const std::string& a_path, const Grid& b, 
 template <class T>
 Volume<T> on_grid_of(Volume<T> b, const std::string& b_path, const Grid& a, const std::string& a_path);
 
+// The values of `seg` that `list` does not hold, background included, in increasing order.
+std::set<int32_t> labels_not_in(const LabelMap& seg, const std::vector<int32_t>& list);
+
 // InputError naming the file and the first label (in increasing order) of `seg` that has no
 // posterior frame in `list`.
 void require_listed(const LabelMap& seg, const std::string& path, const LabelList& list);
@@ -93,7 +97,8 @@ void require_listed(const LabelMap& seg, const std::string& path, const LabelLis
 // segmentation they come with: at most half of its labelled voxels whose posteriors have one
 // largest frame take that frame's label. Frames in another order than the list says (SynthSeg's
 // own posteriors are in ascending label order, `--labels synthseg` FreeSurfer's) were read as
-// other structures without a word; a segmentation agrees with its posteriors at well over 90%.
+// other structures without a word; predict's and merge's outputs agree with their posteriors at
+// every such voxel (the demo's nine pairs).
 void require_frames_match(const LabelMap& seg, const std::string& seg_path, const Image& post,
                           const std::string& post_path, const LabelList& list);
 

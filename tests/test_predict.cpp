@@ -614,11 +614,7 @@ TEST(PredictMemory, CountsThePosteriorsBackOnTheScansGrid) {
 TEST(PredictGeometry, AScanNotHeadSizedIsAWarning) {
     Grid head;
     head.dim = {160, 192, 160};
-    auto warned = [](const Grid& g) {
-        ::testing::internal::CaptureStderr();
-        warn_if_not_head_sized(g, "scan.nii.gz");
-        return ::testing::internal::GetCapturedStderr();
-    };
+    auto warned = [](const Grid& g) { return test::stderr_of([&] { warn_if_not_head_sized(g, "scan.nii.gz"); }); };
     EXPECT_EQ(warned(head), "");
     Grid microns = head;
     microns.affine = Mat4::scaling(0.001, 0.001, 0.001);
@@ -644,9 +640,7 @@ TEST(PredictGeometry, AScanOfFewWholeNumbersIsWarnedOfAsALabelMap) {
     Grid g;
     g.dim = {100, 2, 1};
     auto warned = [](const Image& image) {
-        ::testing::internal::CaptureStderr();
-        warn_if_a_label_map(image, "scan.nii.gz");
-        return ::testing::internal::GetCapturedStderr();
+        return test::stderr_of([&] { warn_if_a_label_map(image, "scan.nii.gz"); });
     };
     Image image(g);
     for (size_t v = 0; v < image.data.size(); ++v) image.data[v] = float(v % 64) * 3;
