@@ -238,6 +238,129 @@ void check_prediction_outputs(const Args& args, const std::vector<Job>& jobs,
             if (args.has(option)) require_volume_output(args.get(option, ""), option);
 }
 
+// The output options' kinds, before anything is read: with a folder of scans --o, --post and
+// --resample name folders (a volume's name would become a folder of that name); the picture
+// is a PNG and the volumes CSV.
+void require_output_kinds(const Args& args, bool folder) {
+    if (folder)
+        for (const char* option : {"--o", "--post", "--resample"})
+            ISS_INPUT(!args.has(option) || !is_volume_name(args.get(option, "")), "predict: ", option, " ",
+                      args.get(option, ""), ": with a folder of scans, ", option, " names a folder");
+    ISS_INPUT(!args.has("--preview") || ends_with_ignoring_case(args.get("--preview", ""), ".png"),
+              "predict: --preview ", args.get("--preview", ""), ": the picture is a PNG (name it .png)");
+    ISS_INPUT(!args.has("--vol") || !is_volume_name(args.get("--vol", "")), "predict: --vol ", args.get("--vol", ""),
+              ": the volumes are CSV text, not an image (name it .csv)");
+}
+
+// MGH has no place for the frames' labels: merge and clean will take the infant list unless
+// told, which is wrong for a model of another list or order.
+void warn_of_unlabelled_mgh_posteriors(const std::vector<Job>& jobs, const std::vector<int32_t>& labels) {
+    if (labels == labels::segmentation_labels()) return;
+    const auto mgh = std::find_if(jobs.begin(), jobs.end(), [](const Job& job) { return is_mgh_name(job.post); });
+    if (mgh != jobs.end())
+        warning(cat(mgh->post,
+                    ": an MGH file cannot record the posteriors' labels, and this model's are not the "
+                    "infant list: give merge and clean --labels ",
+                    label_list_text(labels)));
+}
+
+// What the scans of a run add up to: the volumes table (a row per scan), the picture's rows,
+// and a single file's outputs, which wait for both so that the set is all or nothing.
+struct RunOutputs {
+    CsvTable volumes;
+    std::vector<std::vector<RgbImage>> preview_rows;
+    std::unique_ptr<OutputSet> single_file = std::make_unique<OutputSet>();
+
+    explicit RunOutputs(const std::vector<int32_t>& labels) : volumes{{"subject"}, {}, ""} {
+        for (int32_t label : labels)
+            if (label != 0) volumes.columns.push_back(std::to_string(label));
+        volumes.columns.push_back("total");
+    }
+
+    // A scan's row: each structure's volume and their total (background left out).
+    void add_volumes(const std::string& subject, const std::vector<int32_t>& labels,
+                     const std::vector<double>& volumes_mm3) {
+        std::vector<std::string> row{subject};
+        double total = 0;
+        for (size_t c = 0; c < labels.size(); ++c) {
+            if (labels[c] == 0) continue;
+            row.push_back(csv_number(volumes_mm3[c]));
+            total += volumes_mm3[c];
+        }
+        row.push_back(csv_number(std::round(total * 1000.0) / 1000.0));
+        volumes.rows.push_back(row);
+    }
+
+    // The volumes and the picture, and with them a single file's outputs, moved into place.
+    void commit(const Args& args) {
+        if (!volumes.rows.empty())
+            single_file->write(args.get("--vol", ""), [&](const std::string& path) { write_csv(path, volumes); });
+        if (!preview_rows.empty()) {
+            const RgbImage picture = tile_grid(preview_rows);
+            single_file->write(args.get("--preview", ""), [&](const std::string& path) {
+                write_png(path, picture.rgb, picture.width, picture.height);
+            });
+        }
+        single_file->commit();
+    }
+};
+
+// How one scan went.
+enum class ScanOutcome { segmented, posteriors_skipped };
+
+// Segments one job's scan and writes its outputs, all or none of them; in a folder they are
+// committed at once (`committed` says so to the failure's message), a single file's wait in
+// `run`. Posteriors an earlier run wrote are refused as a single file and skipped in a folder.
+ScanOutcome segment_scan(const Job& job, const std::vector<std::string>& channels, Predictor& predictor, bool folder,
+                         bool preview, const char* line_start, RunOutputs& run, bool& committed) {
+    // The header first: posteriors an earlier run wrote (their frames record their labels) are
+    // not a scan, and their voxels need not be read to say so. In a folder named otherwise (the
+    // README's t1_post.nii.gz) they failed as 34 channels.
+    VolumeHeader header = read_volume_header(job.input);
+    if (!header.frame_labels.empty()) {
+        ISS_INPUT(folder, job.input, ": posteriors (", header.frame_labels.size(),
+                  " frames recording their labels, as predict --post writes them), not a scan");
+        std::fprintf(stderr,
+                     "%sinfant-synthseg predict: note: %s holds posteriors (its frames record their labels): "
+                     "not segmented\n",
+                     line_start, job.input.c_str());
+        return ScanOutcome::posteriors_skipped;
+    }
+    const Image image = channels.size() > 1 ? read_channels(channels, header) : read_image(header);
+    const Segmentation result = predictor.predict(image, job.input);
+    auto outputs = std::make_unique<OutputSet>();  // a failure below removes what it wrote
+    write_prediction(*outputs, job.seg, result.segmentation, &header, job.post, result.posteriors, predictor.labels(),
+                     &header);
+    outputs->write(job.resampled, [&](const std::string& path) { write_image(path, result.resampled, &header); });
+    if (folder) {
+        outputs->commit();
+        committed = true;
+    }
+    run.add_volumes(volume_stem(job.input), predictor.labels(), result.volumes_mm3);
+    if (preview && run.preview_rows.size() < preview_max_rows) {
+        const MidSlices cells = overlay_mid_slices(image, result.segmentation);
+        run.preview_rows.push_back({cells[0], cells[1], cells[2]});
+    }
+    // Moved to the run last, so that a failure above drops them.
+    if (!folder) run.single_file = std::move(outputs);
+    return ScanOutcome::segmented;
+}
+
+// The failure's line, as main says it, with what became of the scan's outputs in a folder (an
+// earlier run's outputs for it are not this run's).
+void say_failure(const std::exception& e, const Job& job, bool folder, bool committed, const char* line_start,
+                 int& failed_input, int& failed_other) {
+    const Failure failure = describe_failure(e, "predict", job.input);
+    std::error_code exists_error;
+    const bool earlier = folder && !committed && fs::exists(job.seg, exists_error);
+    const char* skipped = !folder     ? ""
+                          : committed ? " (its outputs are written; the volumes table leaves it out)"
+                          : earlier   ? " (skipped; an earlier run's outputs for it stay)"
+                                      : " (skipped)";
+    std::fprintf(stderr, "%sinfant-synthseg predict: %s%s\n", line_start, failure.text.c_str(), skipped);
+    ++(failure.status == 2 ? failed_input : failed_other);
+}
+
 }  // namespace
 
 int cmd_predict(int argc, char** argv) {
@@ -260,28 +383,12 @@ int cmd_predict(int argc, char** argv) {
     std::error_code ec;
     const bool folder = fs::is_directory(in, ec);
     ISS_INPUT(channels.size() == 1 || !folder, "predict: several --i are the channels of one subject: give files");
-    if (folder)  // a volume's name would become a folder of that name
-        for (const char* option : {"--o", "--post", "--resample"})
-            ISS_INPUT(!args.has(option) || !is_volume_name(args.get(option, "")), "predict: ", option, " ",
-                      args.get(option, ""), ": with a folder of scans, ", option, " names a folder");
-    ISS_INPUT(!args.has("--preview") || ends_with_ignoring_case(args.get("--preview", ""), ".png"),
-              "predict: --preview ", args.get("--preview", ""), ": the picture is a PNG (name it .png)");
-    ISS_INPUT(!args.has("--vol") || !is_volume_name(args.get("--vol", "")), "predict: --vol ", args.get("--vol", ""),
-              ": the volumes are CSV text, not an image (name it .csv)");
+    require_output_kinds(args, folder);
     const std::vector<Job> jobs = plan_jobs(args, in, out, folder);
     check_prediction_outputs(args, jobs, channels, model, options, folder);
 
     Predictor predictor(model, options);  // the model is read and checked before any output
-    // MGH has no place for the frames' labels: merge and clean will take the infant list unless
-    // told, which is wrong for a model of another list or order.
-    if (predictor.labels() != labels::segmentation_labels()) {
-        const auto mgh = std::find_if(jobs.begin(), jobs.end(), [](const Job& job) { return is_mgh_name(job.post); });
-        if (mgh != jobs.end())
-            warning(cat(mgh->post,
-                        ": an MGH file cannot record the posteriors' labels, and this model's are not the "
-                        "infant list: give merge and clean --labels ",
-                        label_list_text(predictor.labels())));
-    }
+    warn_of_unlabelled_mgh_posteriors(jobs, predictor.labels());
     const int64_t model_channels = predictor.input_channels();
     ISS_INPUT(channels.size() == 1 || int64_t(channels.size()) == model_channels, "predict: --i given ",
               channels.size(), " times (the channels of one subject), but ", model, " takes ", model_channels,
@@ -290,17 +397,10 @@ int cmd_predict(int argc, char** argv) {
     OutputDirectories folders;
     for (const std::string& f : prediction_folders(args, folder)) folders.make(f);
 
-    CsvTable volumes{{"subject"}, {}, ""};
-    for (int32_t label : predictor.labels())
-        if (label != 0) volumes.columns.push_back(std::to_string(label));
-    volumes.columns.push_back("total");
-
-    std::vector<std::vector<RgbImage>> preview_rows;
-    // A file's outputs, the volumes and the picture are one set: all or nothing. In a folder each
-    // file's outputs are committed as they are done, and the volumes and picture at the end.
-    auto run_outputs = std::make_unique<OutputSet>();
+    RunOutputs run(predictor.labels());
     std::string done_line;  // a single file's "in -> out", said once everything is in place
     const bool show_bar = folder && ::isatty(::fileno(stderr)) != 0;
+    const char* line_start = show_bar ? "\n" : "";  // a line said under the bar starts below it
     const auto start = std::chrono::steady_clock::now();
     int failed_input = 0, failed_other = 0;
     size_t posteriors_skipped = 0;
@@ -315,73 +415,21 @@ int cmd_predict(int argc, char** argv) {
     for (size_t n = 0; n < jobs.size(); ++n) {
         const Job& job = jobs[n];
         const auto job_start = std::chrono::steady_clock::now();
-        bool written = false, committed = false;
+        bool segmented = false, committed = false;
         try {
-            // The header first: posteriors an earlier run wrote (their frames record their labels)
-            // are not a scan, and their voxels need not be read to say so. In a folder named
-            // otherwise (the README's t1_post.nii.gz) they failed as 34 channels.
-            VolumeHeader header = read_volume_header(job.input);
-            if (!header.frame_labels.empty()) {
-                ISS_INPUT(folder, job.input, ": posteriors (", header.frame_labels.size(),
-                          " frames recording their labels, as predict --post writes them), not a scan");
-                std::fprintf(stderr,
-                             "%sinfant-synthseg predict: note: %s holds posteriors (its frames record their "
-                             "labels): not segmented\n",
-                             show_bar ? "\n" : "", job.input.c_str());
-                ++posteriors_skipped;
-                if (show_bar) draw_bar(n);
-                continue;
-            }
-            const Image image = channels.size() > 1 ? read_channels(channels, header) : read_image(header);
-            const Segmentation result = predictor.predict(image, job.input);
-            // All of one input's outputs, or none of them.
-            auto outputs = std::make_unique<OutputSet>();  // a failure below removes what it wrote
-            write_prediction(*outputs, job.seg, result.segmentation, &header, job.post, result.posteriors,
-                             predictor.labels(), &header);
-            outputs->write(job.resampled,
-                           [&](const std::string& path) { write_image(path, result.resampled, &header); });
-            if (folder) {
-                outputs->commit();
-                committed = true;
-            }
-            std::vector<std::string> row{volume_stem(job.input)};
-            double total = 0;
-            for (size_t c = 0; c < predictor.labels().size(); ++c) {
-                if (predictor.labels()[c] == 0) continue;
-                row.push_back(csv_number(result.volumes_mm3[c]));
-                total += result.volumes_mm3[c];
-            }
-            row.push_back(csv_number(std::round(total * 1000.0) / 1000.0));
-            volumes.rows.push_back(row);
-            if (args.has("--preview") && preview_rows.size() < preview_max_rows) {
-                const MidSlices cells = overlay_mid_slices(image, result.segmentation);
-                preview_rows.push_back({cells[0], cells[1], cells[2]});
-            }
-            // A single file's outputs wait for the volumes and the picture; moved here, last,
-            // so that a failure above drops them.
-            if (!folder) run_outputs = std::move(outputs);
-            written = true;
+            const ScanOutcome outcome =
+                segment_scan(job, channels, predictor, folder, args.has("--preview"), line_start, run, committed);
+            posteriors_skipped += outcome == ScanOutcome::posteriors_skipped;
+            segmented = outcome == ScanOutcome::segmented;
         } catch (const std::exception& e) {
-            // Said as main says it; a folder goes on with its next scan.
-            const Failure failure = describe_failure(e, "predict", job.input);
-            // In a folder, an earlier run's outputs for this scan are not this run's: said, as the
-            // volumes table leaves the scan out.
-            std::error_code exists_error;
-            const bool earlier = folder && !committed && fs::exists(job.seg, exists_error);
-            const char* skipped = !folder     ? ""
-                                  : committed ? " (its outputs are written; the volumes table leaves it out)"
-                                  : earlier   ? " (skipped; an earlier run's outputs for it stay)"
-                                              : " (skipped)";
-            std::fprintf(stderr, "%sinfant-synthseg predict: %s%s\n", show_bar ? "\n" : "", failure.text.c_str(),
-                         skipped);
-            ++(failure.status == 2 ? failed_input : failed_other);
+            say_failure(e, job, folder, committed, line_start, failed_input, failed_other);  // a folder goes on
         }
-        const auto now = std::chrono::steady_clock::now();
         if (show_bar) {
             draw_bar(n);
-        } else if (written) {  // a failed input has had its error line: no arrow to an output it lacks
+        } else if (segmented) {  // a failed input has had its error line: no arrow to an output it lacks
             char seconds[32];
-            std::snprintf(seconds, sizeof seconds, "%.1f", std::chrono::duration<double>(now - job_start).count());
+            std::snprintf(seconds, sizeof seconds, "%.1f",
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - job_start).count());
             std::string inputs = job.input;  // every channel's file (T1 + T2), not the first alone
             for (size_t c = 1; c < channels.size(); ++c) inputs += " + " + channels[c];
             const std::string line = cat(inputs, " -> ", job.seg, " (", seconds, " s)");
@@ -397,16 +445,7 @@ int cmd_predict(int argc, char** argv) {
         throw InputError(cat("predict: ", channels.front(), ": no scans, only posteriors an earlier run wrote (",
                              posteriors_skipped, ")"));
     }
-    if (!volumes.rows.empty()) {
-        run_outputs->write(args.get("--vol", ""), [&](const std::string& path) { write_csv(path, volumes); });
-    }
-    if (!preview_rows.empty()) {
-        const RgbImage picture = tile_grid(preview_rows);
-        run_outputs->write(args.get("--preview", ""), [&](const std::string& path) {
-            write_png(path, picture.rgb, picture.width, picture.height);
-        });
-    }
-    run_outputs->commit();
+    run.commit(args);
     if (!done_line.empty()) std::printf("%s\n", done_line.c_str());
     if (failed_input + failed_other > 0) {
         folders.take_back();  // those it made that hold nothing (every scan refused, say)

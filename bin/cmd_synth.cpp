@@ -200,22 +200,10 @@ std::string clipped_crops(const GeneratorConfig& config, const std::vector<Train
                dims_text(crop_shape(config, first.grid.dim)), clipped.size() > 1 ? ", ..." : "", ")");
 }
 
-}  // namespace
-
-int cmd_synth(int argc, char** argv) {
-    const Args args("synth", argc, argv,
-                    {"--labels", "--out", "--count", "--first", "--seed", "--preset", "--config", "--shape",
-                     "--device"},
-                    {"--preview", "--profile", "--print-config", "--help"});
-    if (args.flag("--help")) {
-        std::fputs(usage, stdout);
-        return 0;
-    }
-    args.reject_positional();
-
-    // Configuration: preset, file overrides, --shape; checked as a whole.
+// The generator's configuration: the preset, a --config's overrides and --shape, checked as a
+// whole (`config_path` names the file, empty for none).
+GeneratorConfig synth_config(const Args& args, const std::string& config_path) {
     const PresetChoice preset{args.preset()};
-    const std::string config_path = args.get("--config", "");
     GeneratorConfig config = config_path.empty() ? preset_config(preset.base()) : load_config(preset, config_path);
     if (args.has("--shape")) {
         const long long n = args.integer("--shape", 0);
@@ -229,6 +217,24 @@ int cmd_synth(int argc, char** argv) {
                   args.has("--shape") ? cat("--shape ", n) : cat(config_path, ": output_shape ", n),
                   " is smaller than shape_multiple ", config.shape_multiple,
                   ": crops are rounded down to a multiple of it");
+    return config;
+}
+
+}  // namespace
+
+int cmd_synth(int argc, char** argv) {
+    const Args args(
+        "synth", argc, argv,
+        {"--labels", "--out", "--count", "--first", "--seed", "--preset", "--config", "--shape", "--device"},
+        {"--preview", "--profile", "--print-config", "--help"});
+    if (args.flag("--help")) {
+        std::fputs(usage, stdout);
+        return 0;
+    }
+    args.reject_positional();
+
+    const std::string config_path = args.get("--config", "");
+    const GeneratorConfig config = synth_config(args, config_path);
     if (args.flag("--print-config")) {
         std::printf("%s\n", config_to_json(config).c_str());
         return 0;

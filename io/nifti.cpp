@@ -517,70 +517,39 @@ void require_data_in_file(const VolumeHeader& h, int64_t data_file_size) {
     }
 }
 
-VolumeHeader parse_and_validate(const std::string& path) {
-    const int64_t size = file_size(path);
-    ISS_INPUT(size > 0, path, ": file is empty");
-
-    unsigned char buf[540] = {};
-    size_t got;
-    {
-        GzReader in(path);
-        got = in.read_some(buf, sizeof buf);
-    }
-    ISS_INPUT(got >= 4, path, ": too short to be a NIfTI file (", got, " bytes)");
-
-    const int32_t sizeof_hdr = field<int32_t>(buf, 0, false);
-    const int32_t sizeof_swapped = field<int32_t>(buf, 0, true);
+// The header's version (NIfTI-1 or -2) and byte order, from sizeof_hdr: 348 or 540, read in
+// either order. Anything else is refused; text (a CSV, a JSON file given as a volume) is said as
+// such, as its first bytes read as a number told a newcomer nothing.
+struct HeaderKind {
     int version;
     bool swapped;
-    if (sizeof_hdr == 348 || sizeof_hdr == 540) {
-        version = sizeof_hdr == 348 ? 1 : 2;
-        swapped = false;
-    } else if (sizeof_swapped == 348 || sizeof_swapped == 540) {
-        version = sizeof_swapped == 348 ? 1 : 2;
-        swapped = true;
-    } else {
-        // Text (a CSV, a JSON file given as a volume) is said as such: its first bytes as a number
-        // told a newcomer nothing.
-        std::string start;  // the first bytes, line breaks and tabs shown as spaces
-        bool text = true;
-        for (size_t i = 0; i < std::min<size_t>(got, 8); ++i) {
-            const unsigned char c = buf[i];
-            text = text && ((c >= 32 && c < 127) || c == '\t' || c == '\n' || c == '\r');
-            start += c >= 32 ? char(c) : ' ';
-        }
-        throw InputError(
-            cat(path, ": not a NIfTI file: ",
-                text ? cat("it starts with text ('", start, got > 8 ? "...'" : "'", "), not a binary header")
-                     : cat("sizeof_hdr is ", sizeof_hdr, " (expected 348 or 540)"),
-                is_pair_image_name(path) ? "; a .img holds a header/image pair's voxels: give its .hdr" : ""));
-    }
-    const size_t header_size = version == 1 ? 348 : 540;
-    ISS_INPUT(got >= header_size, path, ": truncated header: ", got, " of ", header_size, " bytes");
-    auto decode = [&](bool sw) { return version == 1 ? decode_v1(buf, sw) : decode_v2(buf, sw); };
-    RawHeader raw = decode(swapped);
-    // The byte order is the one in which dim[0] reads 1 to 7, as nifti_clib decides it: a writer
-    // that stored sizeof_hdr alone in the other order has a readable header.
-    if (raw.dim[0] < 1 || raw.dim[0] > 7) {
-        const RawHeader other = decode(!swapped);
-        if (other.dim[0] >= 1 && other.dim[0] <= 7) {
-            swapped = !swapped;
-            raw = other;
-        }
-    }
+};
 
-    // Magic: "n+1\0"/"ni1\0", or "n+2\0" / "ni2\0" followed by \r\n\032\n.
-    VolumeHeader h;
-    h.version = version;
-    h.byte_swapped = swapped;
+HeaderKind header_kind(const unsigned char* buf, size_t got, const std::string& path) {
+    const int32_t sizeof_hdr = field<int32_t>(buf, 0, false);
+    const int32_t sizeof_swapped = field<int32_t>(buf, 0, true);
+    if (sizeof_hdr == 348 || sizeof_hdr == 540) return {sizeof_hdr == 348 ? 1 : 2, false};
+    if (sizeof_swapped == 348 || sizeof_swapped == 540) return {sizeof_swapped == 348 ? 1 : 2, true};
+    std::string start;  // the first bytes, line breaks and tabs shown as spaces
+    bool text = true;
+    for (size_t i = 0; i < std::min<size_t>(got, 8); ++i) {
+        const unsigned char c = buf[i];
+        text = text && ((c >= 32 && c < 127) || c == '\t' || c == '\n' || c == '\r');
+        start += c >= 32 ? char(c) : ' ';
+    }
+    throw InputError(cat(path, ": not a NIfTI file: ",
+                         text ? cat("it starts with text ('", start, got > 8 ? "...'" : "'", "), not a binary header")
+                              : cat("sizeof_hdr is ", sizeof_hdr, " (expected 348 or 540)"),
+                         is_pair_image_name(path) ? "; a .img holds a header/image pair's voxels: give its .hdr" : ""));
+}
+
+// Whether the magic says a single file ("n+1\0", "n+2\0") or a header/image pair ("ni1\0",
+// "ni2\0"); NIfTI-2's is followed by \r\n\032\n.
+bool is_single_file(const RawHeader& raw, int version, size_t header_size, const std::string& path) {
     const std::string expect_single = version == 1 ? std::string("n+1\0", 4) : std::string("n+2\0", 4);
     const std::string expect_pair = version == 1 ? std::string("ni1\0", 4) : std::string("ni2\0", 4);
     const std::string magic4 = raw.magic.substr(0, 4);
-    if (magic4 == expect_single) {
-        h.single_file = true;
-    } else if (magic4 == expect_pair) {
-        h.single_file = false;
-    } else {
+    if (magic4 != expect_single && magic4 != expect_pair) {
         // An Analyze 7.5 header has the same size and no magic: it does not say which side is
         // left, so it is refused rather than guessed at.
         ISS_INPUT(version != 1 || magic4 != std::string(4, '\0'), path,
@@ -596,8 +565,11 @@ VolumeHeader parse_and_validate(const std::string& path) {
     if (version == 2)
         ISS_INPUT(raw.magic.substr(4) == std::string("\r\n\032\n", 4) || raw.magic.substr(4) == std::string(4, '\0'),
                   path, ": NIfTI-2 magic signature is corrupted (file transferred in text mode?)");
+    return magic4 == expect_single;
+}
 
-    // Dims.
+// dim[0] axes, each of at least one voxel; the axes past them 1.
+void take_dims(const RawHeader& raw, const std::string& path, VolumeHeader& h) {
     ISS_INPUT(raw.dim[0] >= 1 && raw.dim[0] <= 7, path, ": dim[0] is ", raw.dim[0], " (expected 1 to 7)");
     h.dim[0] = raw.dim[0];
     for (int i = 1; i < 8; ++i) {
@@ -608,8 +580,10 @@ VolumeHeader parse_and_validate(const std::string& path) {
             h.dim[i] = 1;
         }
     }
+}
 
-    // Datatype.
+// A datatype we read, or the conversion that would make it one.
+void take_datatype(const RawHeader& raw, const std::string& path, VolumeHeader& h) {
     const TypeInfo* type = find_type(raw.datatype);
     ISS_INPUT(type != nullptr, path, ": unknown datatype code ", raw.datatype);
     const bool colour = raw.datatype == NIFTI_TYPE_RGB24 || raw.datatype == NIFTI_TYPE_RGBA32;
@@ -625,12 +599,12 @@ VolumeHeader parse_and_validate(const std::string& path) {
                     " bits; reading by the datatype"));
     h.datatype = raw.datatype;
     h.bitpix = type->bitpix;
+}
 
-    require_bounded_size(h, path);
-
-    // Voxel size: zero, NaN or negative spacing has no meaning for a qform or a pixdim-only
-    // grid. An sform does not use it (MATLAB's NIfTI toolbox writes pixdim[1] = -1 for a
-    // left-right flip): there the sform's column lengths replace it, with a warning.
+// Voxel size: zero, NaN or negative spacing has no meaning for a qform or a pixdim-only grid.
+// An sform does not use it (MATLAB's NIfTI toolbox writes pixdim[1] = -1 for a left-right
+// flip): returns true where the sform's column lengths are to replace it.
+bool take_pixdim(const RawHeader& raw, const std::string& path, VolumeHeader& h) {
     h.pixdim[0] = raw.pixdim[0] < 0 ? -1.0 : 1.0;
     bool pixdim_from_sform = false;
     for (int i = 1; i < 8; ++i) {
@@ -646,9 +620,12 @@ VolumeHeader parse_and_validate(const std::string& path) {
             h.pixdim[i] = (i <= 3 && !(std::isfinite(p) && p > 0)) ? 1.0 : p;
         }
     }
+    return pixdim_from_sform;
+}
 
-    // Where the data starts. A single file's vox_offset 0 leaves it unknown: readers disagree
-    // (nibabel reads from byte 0, nifti_clib from 348), so it is refused, saying so.
+// Where the data starts. A single file's vox_offset 0 leaves it unknown: readers disagree
+// (nibabel reads from byte 0, nifti_clib from 348), so it is refused, saying so.
+void take_vox_offset(const RawHeader& raw, size_t header_size, const std::string& path, VolumeHeader& h) {
     const int64_t min_offset = h.single_file ? int64_t(header_size) + 4 : 0;
     ISS_INPUT(!(h.single_file && raw.vox_offset == 0), path, ": vox_offset is 0, so where the voxel data starts is ",
               "unknown (readers disagree); write the file again with a tool that sets it (e.g. nibabel)");
@@ -657,8 +634,11 @@ VolumeHeader parse_and_validate(const std::string& path) {
               path, ": vox_offset is ", raw.vox_offset, " (expected an integer >= ", min_offset,
               h.single_file ? ", past the header and its extension flag)" : ")");
     h.vox_offset = int64_t(raw.vox_offset);
+}
 
-    // Transform codes and scaling.
+// The transform codes, the scaling (unscaled where it is not finite) and the fields kept as
+// they are.
+void take_codes_and_scaling(const RawHeader& raw, const std::string& path, VolumeHeader& h) {
     ISS_INPUT(raw.qform_code >= 0 && raw.qform_code <= 5, path, ": qform_code is ", raw.qform_code,
               " (expected 0 to 5)");
     ISS_INPUT(raw.sform_code >= 0 && raw.sform_code <= 5, path, ": sform_code is ", raw.sform_code,
@@ -675,39 +655,83 @@ VolumeHeader parse_and_validate(const std::string& path) {
     h.xyzt_units = raw.xyzt_units;
     h.intent_code = raw.intent_code;
     h.descrip = raw.descrip;
-    set_affine(raw, path, h);
-    h.qform_usable = raw.qform_code > 0 && !pixdim_from_sform && qform_problem(raw).empty();
-    // Both transforms stated, in other voxel orders: the sform is read (as nibabel and SynthSeg
-    // read it), but a tool that reads the qform shows the image (and a segmentation written like
-    // it) turned or mirrored, left for right. Two transforms equal to a thousandth of a mm place it
-    // alike, whatever order names them (at exactly 45 degrees float noise picks one); both are
-    // still in the header's units here.
-    if (raw.sform_code > 0 && h.qform_usable) {
-        const Mat4 q = qform_affine(raw, h);
-        const std::string sform = orientation_code(h.affine), qform = orientation_code(q);
-        if (sform != qform && !h.affine.approx_equal(q, 1e-3 / mm_per_spatial_unit(raw.xyzt_units)))
-            warning(cat(path, ": its sform (", sform, ") and qform (", qform,
-                        ") disagree on the voxel order; the sform is read, as nibabel does, but a tool that reads "
-                        "the qform shows it as ",
-                        qform, ": check which is right (left and right depend on it)"));
-    }
     for (int i = 0; i < 3; ++i) {
         h.quatern[size_t(i)] = raw.quatern[i];
         h.qoffset[size_t(i)] = raw.qoffset[i];
     }
+}
+
+// Both transforms stated, in other voxel orders: the sform is read (as nibabel and SynthSeg read
+// it), but a tool that reads the qform shows the image (and a segmentation written like it)
+// turned or mirrored, left for right. Two transforms equal to a thousandth of a mm place it
+// alike, whatever order names them (at exactly 45 degrees float noise picks one); both are still
+// in the header's units here.
+void warn_if_transforms_disagree(const RawHeader& raw, const std::string& path, const VolumeHeader& h) {
+    if (raw.sform_code <= 0 || !h.qform_usable) return;
+    const Mat4 q = qform_affine(raw, h);
+    const std::string sform = orientation_code(h.affine), qform = orientation_code(q);
+    if (sform != qform && !h.affine.approx_equal(q, 1e-3 / mm_per_spatial_unit(raw.xyzt_units)))
+        warning(cat(path, ": its sform (", sform, ") and qform (", qform,
+                    ") disagree on the voxel order; the sform is read, as nibabel does, but a tool that reads the "
+                    "qform shows it as ",
+                    qform, ": check which is right (left and right depend on it)"));
+}
+
+// Every grid is in mm: a header in metres or microns is converted (as ITK does; the writers
+// convert back for an output made like it, so that it keeps the input's affine).
+void convert_to_mm(VolumeHeader& h) {
+    const double mm = mm_per_spatial_unit(h.xyzt_units);
+    if (mm == 1) return;
+    for (int r = 0; r < 3; ++r)
+        for (int c = 0; c < 4; ++c) h.affine.m[r][c] *= mm;
+    for (int i = 1; i <= 3; ++i) h.pixdim[i] *= mm;
+}
+
+VolumeHeader parse_and_validate(const std::string& path) {
+    const int64_t size = file_size(path);
+    ISS_INPUT(size > 0, path, ": file is empty");
+
+    unsigned char buf[540] = {};
+    size_t got;
+    {
+        GzReader in(path);
+        got = in.read_some(buf, sizeof buf);
+    }
+    ISS_INPUT(got >= 4, path, ": too short to be a NIfTI file (", got, " bytes)");
+    auto [version, swapped] = header_kind(buf, got, path);
+    const size_t header_size = version == 1 ? 348 : 540;
+    ISS_INPUT(got >= header_size, path, ": truncated header: ", got, " of ", header_size, " bytes");
+    auto decode = [&](bool sw) { return version == 1 ? decode_v1(buf, sw) : decode_v2(buf, sw); };
+    RawHeader raw = decode(swapped);
+    // The byte order is the one in which dim[0] reads 1 to 7, as nifti_clib decides it: a writer
+    // that stored sizeof_hdr alone in the other order has a readable header.
+    if (raw.dim[0] < 1 || raw.dim[0] > 7) {
+        const RawHeader other = decode(!swapped);
+        if (other.dim[0] >= 1 && other.dim[0] <= 7) {
+            swapped = !swapped;
+            raw = other;
+        }
+    }
+
+    VolumeHeader h;
+    h.version = version;
+    h.byte_swapped = swapped;
+    h.single_file = is_single_file(raw, version, header_size, path);
+    take_dims(raw, path, h);
+    take_datatype(raw, path, h);
+    require_bounded_size(h, path);
+    const bool pixdim_from_sform = take_pixdim(raw, path, h);
+    take_vox_offset(raw, header_size, path, h);
+    take_codes_and_scaling(raw, path, h);
+    set_affine(raw, path, h);
+    h.qform_usable = raw.qform_code > 0 && !pixdim_from_sform && qform_problem(raw).empty();
+    warn_if_transforms_disagree(raw, path, h);
     if (pixdim_from_sform) {
         warning(cat(path, ": voxel size pixdim[1..3] is ", raw.pixdim[1], " x ", raw.pixdim[2], " x ", raw.pixdim[3],
                     "; taking the sform's instead"));
         for (int i = 1; i <= 3; ++i) h.pixdim[i] = h.affine.column_norm(i - 1);
     }
-    // Every grid is in mm: a header in metres or microns is converted (as ITK does; the writers
-    // convert back for an output made like it, so that it keeps the input's affine).
-    const double mm = mm_per_spatial_unit(h.xyzt_units);
-    if (mm != 1) {
-        for (int r = 0; r < 3; ++r)
-            for (int c = 0; c < 4; ++c) h.affine.m[r][c] *= mm;
-        for (int i = 1; i <= 3; ++i) h.pixdim[i] *= mm;
-    }
+    convert_to_mm(h);
 
     h.data_path = h.single_file ? path : image_file_for(path);
     require_data_in_file(h, h.single_file ? size : file_size(h.data_path));

@@ -278,7 +278,16 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
     return config;
 }
 
-void validate_config(const GeneratorConfig& c, const std::string& source) {
+namespace {
+
+// A probability's bounds, named.
+void require_probability(double p, const char* name, const std::string& source) {
+    ISS_INPUT(p >= 0 && p <= 1, source, ": ", name, " must be a probability in [0, 1], is ", p);
+}
+
+// The label lists: sizes, values, order, each generation label learned as a segmentation label
+// and each segmentation label learned from one, twins for a flip, fused classes.
+void validate_labels(const GeneratorConfig& c, const std::string& source) {
     const size_t n = c.generation_labels.size();
     ISS_INPUT(n >= 2 && n <= 255, source, ": generation_labels must hold 2 to 255 labels, has ", n);
     ISS_INPUT(c.segmentation_labels.size() >= 2 && c.segmentation_labels.size() <= 255, source,
@@ -335,6 +344,11 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
             ISS_INPUT(fused.insert(label).second, source, ": label ", label,
                       " is in two fused classes (which of their intensities would it share?)");
         }
+}
+
+// The priors: both or neither, of shape (2, n), finite, their second rows standard deviations.
+void validate_priors(const GeneratorConfig& c, const std::string& source) {
+    const size_t n = c.generation_labels.size();
     ISS_INPUT(c.prior_means.empty() == c.prior_stds.empty(), source,
               ": prior_means and prior_stds go together (both [] for random contrasts); ",
               c.prior_means.empty() ? "prior_means" : "prior_stds", " is empty");
@@ -353,12 +367,14 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
                           (*prior)[k], " at row ", k / n, ", column ", k % n,
                           !std::isfinite((*prior)[k]) ? ": not a finite number" : ": a standard deviation is >= 0");
     }
-    auto probability = [&](double p, const char* name) {
-        ISS_INPUT(p >= 0 && p <= 1, source, ": ", name, " must be a probability in [0, 1], is ", p);
-    };
-    probability(c.use_generation_classes, "use_generation_classes");
-    probability(c.flip_probability, "flip_probability");
-    probability(c.background_reset_probability, "background_reset_probability");
+}
+
+// The probabilities, the random contrasts' bounds, the crop, the spatial deformation and the
+// blur's parameters.
+void validate_draws(const GeneratorConfig& c, const std::string& source) {
+    require_probability(c.use_generation_classes, "use_generation_classes", source);
+    require_probability(c.flip_probability, "flip_probability", source);
+    require_probability(c.background_reset_probability, "background_reset_probability", source);
     ISS_INPUT(c.random_mean[0] <= c.random_mean[1] && c.random_std[0] <= c.random_std[1] && c.random_std[0] >= 0,
               source, ": random_mean / random_std bounds must be ordered [low, high] with std >= 0");
     for (int64_t s : c.output_shape) ISS_INPUT(s >= 1, source, ": output_shape entries must be >= 1");
@@ -381,8 +397,13 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
               source, ": shape factors must be in (0, 1]");
     ISS_INPUT(c.integration_steps >= 0 && c.integration_steps <= 20, source, ": integration_steps must be in 0..20");
     ISS_INPUT(c.blur_sigma >= 0 && c.blur_range >= 1, source, ": blur_sigma must be >= 0 and blur_range >= 1");
-    probability(c.anisotropic_probability, "anisotropic_probability");
-    probability(c.full_resolution_probability, "full_resolution_probability");
+    require_probability(c.anisotropic_probability, "anisotropic_probability", source);
+    require_probability(c.full_resolution_probability, "full_resolution_probability", source);
+}
+
+// The resolution's unit and bounds, and the blur window they ask for with blur_sigma; the bias
+// field and gamma.
+void validate_resolution_and_contrast(const GeneratorConfig& c, const std::string& source) {
     ISS_INPUT(c.resolution_unit == "mm" || c.resolution_unit == "voxel", source,
               ": resolution_unit must be \"mm\" or \"voxel\", is \"", clipped(c.resolution_unit, 40), "\"");
     // In voxels a bound under 1 could never be drawn; in mm one under a map's voxel keeps it whole.
@@ -411,6 +432,15 @@ void validate_config(const GeneratorConfig& c, const std::string& source) {
     // deviations (Box-Muller on 24-bit uniforms) and exp underflows below -87, so 10 keeps a margin.
     ISS_INPUT(c.gamma_std >= 0 && c.gamma_std <= 10, source, ": gamma_std must be in [0, 10] (gamma is exp(N(0, ",
               "gamma_std)); larger ones give exponents of 0 or infinity), got ", c.gamma_std);
+}
+
+}  // namespace
+
+void validate_config(const GeneratorConfig& c, const std::string& source) {
+    validate_labels(c, source);
+    validate_priors(c, source);
+    validate_draws(c, source);
+    validate_resolution_and_contrast(c, source);
 }
 
 std::vector<int32_t> target_labels(const GeneratorConfig& c) {
