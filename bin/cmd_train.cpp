@@ -149,6 +149,47 @@ int64_t validation_interval(const Args& args, const TrainOptions& o) {
     return args.integer("--validate-every", o.validation_labels.empty() ? 0 : o.steps_per_epoch);
 }
 
+// The generator a resumed run continues with: the recorded one unless --config or another
+// --preset is given (`t` is model.json's training record, `json` its path).
+void adopt_recorded_generator(const Args& args, const nlohmann::json& t, const std::string& json, TrainOptions& o) {
+    // The recorded generator names its preset: a --preset given is checked against it instead
+    // (the same one continues the recorded generator: a --config's parameters with it were
+    // refused as changed).
+    const bool preset_is_recorded =
+        args.has("--preset") && t.contains("preset") && t["preset"] == args.get("--preset", "");
+    ISS_INPUT(!t.contains("generator") || t["generator"].is_object(), json,
+              ": field 'training.generator' must be an object of generator parameters");
+    if (!args.has("--config") && (!args.has("--preset") || preset_is_recorded)) {
+        if (t.contains("generator")) {
+            o.recorded_generator = t["generator"].dump();
+            o.recorded_generator_source = json + " (training.generator)";
+        } else {
+            o.record_warnings.push_back(cat("train: ", json,
+                                            " records no generator parameters (an older model): the preset's are "
+                                            "used; give --config if the run had one"));
+        }
+    }
+}
+
+// The validation continues as it ran, when its maps are given again.
+void adopt_recorded_validation(const Args& args, const nlohmann::json& t, const std::string& json, TrainOptions& o) {
+    o.validate_every = validation_interval(args, o);
+    if (t.contains("validation")) {
+        const nlohmann::json& validation = t["validation"];
+        auto positive = [&](const char* key, int64_t most) {
+            return validation.is_object() && validation.contains(key) && validation[key].is_number_integer() &&
+                   validation[key].get<int64_t>() >= 1 && validation[key].get<int64_t>() <= most;
+        };
+        ISS_INPUT(positive("every", INT64_MAX) && positive("samples", max_validation_samples), json,
+                  ": field 'training.validation' must hold 'every' (steps, at least 1) and 'samples' (1 to ",
+                  max_validation_samples, "), integers; has ", clipped(validation.dump(), 80));
+        if (!o.validation_labels.empty()) {
+            if (!args.has("--validation-samples")) o.validation_samples = int(validation["samples"].get<int64_t>());
+            if (!args.has("--validate-every")) o.validate_every = validation["every"].get<int64_t>();
+        }
+    }
+}
+
 // `train --labels MAPS --model-dir DIR --resume` goes on as the run was started: every option
 // that says what the network is or what it is trained on, when not given, is what model.json
 // recorded (`saved`: the trainer reads it once the model directory is locked). Options given
@@ -214,39 +255,8 @@ void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptio
         const Precision p = parse_precision(precision.get<std::string>(), json + ": field 'training.precision'");
         if (!args.has("--precision")) o.precision = p;
     }
-    // The recorded generator names its preset: a --preset given is checked against it instead
-    // (the same one continues the recorded generator: a --config's parameters with it were
-    // refused as changed).
-    const bool preset_is_recorded =
-        args.has("--preset") && t.contains("preset") && t["preset"] == args.get("--preset", "");
-    ISS_INPUT(!t.contains("generator") || t["generator"].is_object(), json,
-              ": field 'training.generator' must be an object of generator parameters");
-    if (!args.has("--config") && (!args.has("--preset") || preset_is_recorded)) {
-        if (t.contains("generator")) {
-            o.recorded_generator = t["generator"].dump();
-            o.recorded_generator_source = json + " (training.generator)";
-        } else {
-            o.record_warnings.push_back(cat("train: ", json,
-                                            " records no generator parameters (an older model): the preset's are "
-                                            "used; give --config if the run had one"));
-        }
-    }
-    // The validation continues as it ran, when its maps are given again.
-    o.validate_every = validation_interval(args, o);
-    if (t.contains("validation")) {
-        const nlohmann::json& validation = t["validation"];
-        auto positive = [&](const char* key, int64_t most) {
-            return validation.is_object() && validation.contains(key) && validation[key].is_number_integer() &&
-                   validation[key].get<int64_t>() >= 1 && validation[key].get<int64_t>() <= most;
-        };
-        ISS_INPUT(positive("every", INT64_MAX) && positive("samples", max_validation_samples), json,
-                  ": field 'training.validation' must hold 'every' (steps, at least 1) and 'samples' (1 to ",
-                  max_validation_samples, "), integers; has ", clipped(validation.dump(), 80));
-        if (!o.validation_labels.empty()) {
-            if (!args.has("--validation-samples")) o.validation_samples = int(validation["samples"].get<int64_t>());
-            if (!args.has("--validate-every")) o.validate_every = validation["every"].get<int64_t>();
-        }
-    }
+    adopt_recorded_generator(args, t, json, o);
+    adopt_recorded_validation(args, t, json, o);
 }
 
 TrainOptions parse_options(const Args& args) {

@@ -1021,7 +1021,10 @@ OutHeader make_header(const Grid& grid, int64_t frames, int datatype, int bitpix
     o.bitpix = bitpix;
     o.pixdim[0] = 1;
     for (int i = 0; i < 3; ++i) o.pixdim[i + 1] = affine.column_norm(i);
-    o.pixdim[4] = like && like->dim[0] >= 4 ? like->pixdim[4] : 1.0;
+    // Several frames of ours are labels or channels, never time points: a 4-D input's time step
+    // and unit would show the posteriors as a time series in a viewer.
+    o.pixdim[4] = like && like->dim[0] >= 4 && frames == 1 ? like->pixdim[4] : 1.0;
+    if (frames > 1) o.xyzt_units &= 0x07;  // the spatial unit alone
     for (int i = 5; i < 8; ++i) o.pixdim[i] = 1;
     for (int r = 0; r < 3; ++r)
         for (int c = 0; c < 4; ++c) o.srow[r][c] = affine.m[r][c];

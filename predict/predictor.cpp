@@ -132,9 +132,10 @@ void normalise_channels(Image& x, bool clip_percentiles, const std::string& name
         // voxels at the minimum (a skull-stripped scan's background) and the maximum left out.
         if (!clip_percentiles && high > low) {
             const auto [q01, q99] = inner_quantiles(&*first, &*first + voxels, low, high);
+            // The quantiles are rounded to a thousandth: the range said is what holds them.
             if (q99 - q01 < 0.2f)
                 warning(cat(name, ": 98% of its voxels", in_channel, " between its lowest and highest normalise into [",
-                            q01, ", ", q99,
+                            std::max(q01 - 0.0005f, 0.0f), ", ", std::min(q99 + 0.0005f, 1.0f),
                             "] of [0, 1]: voxels far brighter or darker than the rest (a hot spot, a fill value) set "
                             "its min-max range; --clip-percentiles normalises between the 0.5% and 99.5% quantiles"));
         }
@@ -221,6 +222,13 @@ void warn_if_a_label_map(const Image& image, const std::string& name) {
     if (values.size() <= 1) return;  // a constant image has its own warning
     warning(cat(name, ": only ", values.size(), " distinct values, all whole numbers, as a label map or a mask holds ",
                 "(a scan has hundreds): is it a segmentation? It is segmented as a scan"));
+}
+
+void warn_if_no_structure(const LabelMap& seg, const Image& normalised, const std::string& name) {
+    const bool constant = std::all_of(normalised.data.begin(), normalised.data.end(), [](float v) { return v == 0; });
+    if (constant || std::any_of(seg.data.begin(), seg.data.end(), [](int32_t label) { return label != 0; })) return;
+    warning(cat(name, ": no structure found, the segmentation is all background: is it a head scan? (Voxels far ",
+                "brighter or darker than the rest squeeze it into a sliver of the range: --clip-percentiles.)"));
 }
 
 void require_memory_to_segment(const std::string& name, const Grid& work, const Grid& own, bool resampled,
@@ -423,6 +431,7 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
 
     // 7. Argmax and the largest connected component.
     LabelMap seg = segment_posteriors(post, s.spec.labels);
+    warn_if_no_structure(seg, x, name);
 
     // 8. Volumes on the input's voxels (still in the model's frame: the same voxels, summed in
     // one order whether or not the posteriors are kept), then the input's orientation (exact).

@@ -86,6 +86,10 @@ void warn_if_not_head_sized(const Grid& grid, const std::string& name);
 // mask given as a scan (a folder holding segmentations beside the scans), which segments as
 // nonsense without a word otherwise.
 void warn_if_a_label_map(const Image& image, const std::string& name);
+// A warning when the segmentation is background alone and the normalised image was not constant
+// (which has its own): a hot spot that squeezed a scan into a sliver of [0, 1] gave an empty
+// segmentation, exit 0, with the range's warning alone.
+void warn_if_no_structure(const LabelMap& seg, const Image& normalised, const std::string& name);
 
 // Sizes that come from a header (a scan of 1000 mm voxels resampled to 1 mm, a huge grid) are
 // checked against the memory a segmentation takes before anything is allocated: on the model's

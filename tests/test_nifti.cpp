@@ -309,6 +309,8 @@ TEST_F(NiftiRoundTrip, PosteriorsKeepFramesAndLikeHeader) {
     iss::VolumeHeader like;
     like.descrip = "from the input";
     like.xyzt_units = NIFTI_UNITS_MM | NIFTI_UNITS_SEC;
+    like.dim[0] = 4;  // a 4-D file of one volume, its time step 2.5 s
+    like.pixdim[4] = 2.5;
     like.sform_code = NIFTI_XFORM_SCANNER_ANAT;
     like.qform_code = NIFTI_XFORM_SCANNER_ANAT;
     const std::string file = path("post.nii");
@@ -320,7 +322,9 @@ TEST_F(NiftiRoundTrip, PosteriorsKeepFramesAndLikeHeader) {
     EXPECT_EQ(back.frames, 5);
     EXPECT_EQ(back.data, post.data);
     EXPECT_EQ(h.descrip, "from the input");
-    EXPECT_EQ(h.xyzt_units, NIFTI_UNITS_MM | NIFTI_UNITS_SEC);
+    // The frames are labels: a time step and unit would show them as a time series.
+    EXPECT_EQ(h.xyzt_units, NIFTI_UNITS_MM);
+    EXPECT_EQ(h.pixdim[4], 1.0);
     EXPECT_EQ(h.sform_code, NIFTI_XFORM_SCANNER_ANAT);
 }
 

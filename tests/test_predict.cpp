@@ -310,7 +310,7 @@ TEST_F(Predict, ARangeSetByAFewVoxelsIsSaidAndAFloatsLimitsNormalise) {
     for (const float p : got.posteriors.data) ASSERT_TRUE(std::isfinite(p)) << "a range past a float's";
     EXPECT_NE(
         said.find(
-            "scan.nii.gz: 98% of its voxels between its lowest and highest normalise into [0.5, 0.5] of "
+            "scan.nii.gz: 98% of its voxels between its lowest and highest normalise into [0.4995, 0.5005] of "
             "[0, 1]: voxels far brighter or darker than the rest (a hot spot, a fill value) set its min-max range; "
             "--clip-percentiles"),
         std::string::npos)
@@ -326,7 +326,7 @@ TEST_F(Predict, ARangeSetByAFewVoxelsIsSaidAndAFloatsLimitsNormalise) {
     // float rounds to 1 is told apart in double.
     Image filled = scan;
     std::fill(filled.data.begin(), filled.data.begin() + filled.data.size() / 3, -FLT_MAX);
-    EXPECT_NE(warnings(predictor, filled).find("normalise into [1, 1] of [0, 1]"), std::string::npos);
+    EXPECT_NE(warnings(predictor, filled).find("normalise into [0.9995, 1] of [0, 1]"), std::string::npos);
     PredictOptions clipping;
     clipping.clip_percentiles = true;
     Predictor clipped(make_model(), clipping);
@@ -652,6 +652,23 @@ TEST(PredictGeometry, AScanOfFewWholeNumbersIsWarnedOfAsALabelMap) {
     for (size_t v = 0; v < image.data.size(); ++v) image.data[v] = float(v % 3) + (v == 7 ? 0.5f : 0.0f);
     EXPECT_EQ(warned(image), "");
     EXPECT_EQ(warned(Image(g, 1, 4.0f)), "");
+}
+
+TEST(PredictGeometry, ASegmentationOfBackgroundAloneIsWarnedOf) {
+    Grid g;
+    g.dim = {4, 3, 2};
+    auto warned = [](const LabelMap& seg, const Image& image) {
+        return test::stderr_of([&] { warn_if_no_structure(seg, image, "scan.nii.gz"); });
+    };
+    Image image(g);
+    image.data[5] = 0.25f;
+    LabelMap seg(g);
+    EXPECT_NE(warned(seg, image).find("scan.nii.gz: no structure found, the segmentation is all background"),
+              std::string::npos);
+    EXPECT_NE(warned(seg, image).find("--clip-percentiles"), std::string::npos);
+    seg.data[7] = 2;
+    EXPECT_EQ(warned(seg, image), "");
+    EXPECT_EQ(warned(LabelMap(g), Image(g)), "") << "a constant image has its own warning";
 }
 
 // The .hdr/.img pair of a single-file NIfTI-1 `nii`, as SPM and older tools store scans: its
