@@ -384,6 +384,81 @@ std::vector<double> moving_average(const std::vector<double>& y, size_t window) 
     return out;
 }
 
+// The plot area's frame, the axes' ticks and labels, the title and the axis names.
+void draw_frame_and_labels(RgbImage& image, const LinePlot& plot, const Clip& area, const Axis& xa, const Axis& ya,
+                           const Mapping& mx, const Mapping& my) {
+    const int W = image.width, plot_w = area.x1 - area.x0 + 1, plot_h = area.y1 - area.y0 + 1;
+    draw_rect(image, area.x0 - 1, area.y0 - 1, area.x1 + 1, area.y1 + 1, frame_grey);
+    for (size_t i = 0; i < xa.ticks.size(); ++i) {
+        const int px = mx(xa.ticks[i]);
+        for (int d = 2; d <= 5; ++d) put(image, px, area.y1 + d, frame_grey);
+        const int w = text_width(xa.labels[i]);
+        // Labels at the ends are kept inside the picture.
+        const int lx = std::clamp(px - w / 2, 2, W - 2 - w);
+        draw_text(image, lx, area.y1 + 8, xa.labels[i], ink);
+    }
+    for (size_t i = 0; i < ya.ticks.size(); ++i) {
+        const int py = my(ya.ticks[i]);
+        for (int d = 2; d <= 5; ++d) put(image, area.x0 - d, py, frame_grey);
+        draw_text(image, area.x0 - 8 - text_width(ya.labels[i]), py - 3, ya.labels[i], ink);
+    }
+
+    // Title and axis labels, centred on the plot area.
+    const int cx = area.x0 + plot_w / 2, cy = area.y0 + plot_h / 2;
+    if (!plot.title.empty()) draw_text(image, std::max(2, cx - text_width(plot.title, 2) / 2), 8, plot.title, ink, 2);
+    if (!plot.x_label.empty())
+        draw_text(image, cx - text_width(plot.x_label) / 2, area.y1 + 8 + font_height + 6, plot.x_label, ink);
+    if (!plot.y_label.empty())
+        draw_text_vertical(image, 10, std::max(2, cy - text_width(plot.y_label) / 2), plot.y_label, ink);
+}
+
+// A sample of each named series' line and its name, in the inside corner that hides the fewest
+// drawn pixels (the data is already there to count).
+void draw_legend(RgbImage& image, const std::vector<Series>& series, const Clip& area) {
+    const int W = image.width, H = image.height;
+    std::vector<const Series*> named;
+    for (const Series& s : series)
+        if (!s.name.empty()) named.push_back(&s);
+    if (!named.empty()) {
+        int name_w = 0;
+        for (const Series* s : named) name_w = std::max(name_w, text_width(s->name));
+        const int row_h = font_height + 5, sample_w = 22;
+        const int lw = 8 + sample_w + 6 + name_w + 8, lh = 6 + int(named.size()) * row_h + 2;
+        const int gap = 8;
+        const int corners[4][2] = {{area.x1 - gap - lw, area.y0 + gap},
+                                   {area.x0 + gap, area.y0 + gap},
+                                   {area.x1 - gap - lw, area.y1 - gap - lh},
+                                   {area.x0 + gap, area.y1 - gap - lh}};
+        int best = 0;
+        long best_cover = -1;
+        for (int c = 0; c < 4; ++c) {
+            long cover = 0;
+            for (int y = corners[c][1]; y < corners[c][1] + lh; ++y)
+                for (int x = corners[c][0]; x < corners[c][0] + lw; ++x) {
+                    if (!area.inside(x, y)) continue;
+                    const uint8_t* p = image.pixel(x, y);
+                    const Rgb here{p[0], p[1], p[2]};
+                    cover += here != white && here != grid_grey;
+                }
+            if (best_cover < 0 || cover < best_cover) {
+                best_cover = cover;
+                best = c;
+            }
+        }
+        const int lx = corners[best][0], ly = corners[best][1];
+        fill_rect(image, lx, ly, lx + lw - 1, ly + lh - 1, white);
+        draw_rect(image, lx, ly, lx + lw - 1, ly + lh - 1, legend_border);
+        const Clip everywhere{0, 0, W - 1, H - 1};
+        for (size_t i = 0; i < named.size(); ++i) {
+            const Series& s = *named[i];
+            const int ty = ly + 6 + int(i) * row_h, mid = ty + 3;
+            draw_line(image, everywhere, lx + 8, mid, lx + 8 + sample_w - 1, mid, std::max(2, s.thickness), s.colour);
+            if (s.markers) stamp(image, everywhere, lx + 8 + sample_w / 2, mid, s.thickness + 4, s.colour);
+            draw_text(image, lx + 8 + sample_w + 6, ty, s.name, ink);
+        }
+    }
+}
+
 RgbImage render_line_plot(const LinePlot& plot) {
     ISS_REQUIRE(plot.width >= 160 && plot.height >= 120 && plot.width <= 1 << 14 && plot.height <= 1 << 14,
                 "line plot '", plot.title, "': size ", plot.width, "x", plot.height, " outside 160x120 .. 16384^2");
@@ -458,74 +533,8 @@ RgbImage render_line_plot(const LinePlot& plot) {
                 if (ok(i)) stamp(image, area, mx(s.x[i]), my(plotted_y(s.y[i])), s.thickness + 4, s.colour);
     }
 
-    // Frame, ticks and tick labels.
-    draw_rect(image, area.x0 - 1, area.y0 - 1, area.x1 + 1, area.y1 + 1, frame_grey);
-    for (size_t i = 0; i < xa.ticks.size(); ++i) {
-        const int px = mx(xa.ticks[i]);
-        for (int d = 2; d <= 5; ++d) put(image, px, area.y1 + d, frame_grey);
-        const int w = text_width(xa.labels[i]);
-        // Labels at the ends are kept inside the picture.
-        const int lx = std::clamp(px - w / 2, 2, W - 2 - w);
-        draw_text(image, lx, area.y1 + 8, xa.labels[i], ink);
-    }
-    for (size_t i = 0; i < ya.ticks.size(); ++i) {
-        const int py = my(ya.ticks[i]);
-        for (int d = 2; d <= 5; ++d) put(image, area.x0 - d, py, frame_grey);
-        draw_text(image, area.x0 - 8 - text_width(ya.labels[i]), py - 3, ya.labels[i], ink);
-    }
-
-    // Title and axis labels, centred on the plot area.
-    const int cx = area.x0 + plot_w / 2, cy = area.y0 + plot_h / 2;
-    if (!plot.title.empty())
-        draw_text(image, std::max(2, cx - text_width(plot.title, 2) / 2), 8, plot.title, ink, 2);
-    if (!plot.x_label.empty())
-        draw_text(image, cx - text_width(plot.x_label) / 2, area.y1 + 8 + font_height + 6, plot.x_label, ink);
-    if (!plot.y_label.empty())
-        draw_text_vertical(image, 10, std::max(2, cy - text_width(plot.y_label) / 2), plot.y_label, ink);
-
-    // Legend: a sample of each named series' line and its name, in the inside corner that
-    // hides the fewest drawn pixels (the data is already there to count).
-    std::vector<const Series*> named;
-    for (const Series& s : plot.series)
-        if (!s.name.empty()) named.push_back(&s);
-    if (!named.empty()) {
-        int name_w = 0;
-        for (const Series* s : named) name_w = std::max(name_w, text_width(s->name));
-        const int row_h = font_height + 5, sample_w = 22;
-        const int lw = 8 + sample_w + 6 + name_w + 8, lh = 6 + int(named.size()) * row_h + 2;
-        const int gap = 8;
-        const int corners[4][2] = {{area.x1 - gap - lw, area.y0 + gap},
-                                   {area.x0 + gap, area.y0 + gap},
-                                   {area.x1 - gap - lw, area.y1 - gap - lh},
-                                   {area.x0 + gap, area.y1 - gap - lh}};
-        int best = 0;
-        long best_cover = -1;
-        for (int c = 0; c < 4; ++c) {
-            long cover = 0;
-            for (int y = corners[c][1]; y < corners[c][1] + lh; ++y)
-                for (int x = corners[c][0]; x < corners[c][0] + lw; ++x) {
-                    if (!area.inside(x, y)) continue;
-                    const uint8_t* p = image.pixel(x, y);
-                    const Rgb here{p[0], p[1], p[2]};
-                    cover += here != white && here != grid_grey;
-                }
-            if (best_cover < 0 || cover < best_cover) {
-                best_cover = cover;
-                best = c;
-            }
-        }
-        const int lx = corners[best][0], ly = corners[best][1];
-        fill_rect(image, lx, ly, lx + lw - 1, ly + lh - 1, white);
-        draw_rect(image, lx, ly, lx + lw - 1, ly + lh - 1, legend_border);
-        const Clip everywhere{0, 0, W - 1, H - 1};
-        for (size_t i = 0; i < named.size(); ++i) {
-            const Series& s = *named[i];
-            const int ty = ly + 6 + int(i) * row_h, mid = ty + 3;
-            draw_line(image, everywhere, lx + 8, mid, lx + 8 + sample_w - 1, mid, std::max(2, s.thickness), s.colour);
-            if (s.markers) stamp(image, everywhere, lx + 8 + sample_w / 2, mid, s.thickness + 4, s.colour);
-            draw_text(image, lx + 8 + sample_w + 6, ty, s.name, ink);
-        }
-    }
+    draw_frame_and_labels(image, plot, area, xa, ya, mx, my);
+    draw_legend(image, plot.series, area);
     return image;
 }
 
