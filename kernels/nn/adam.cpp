@@ -34,7 +34,7 @@ void adam_step(DeviceContext& ctx, const AdamConfig& config, int64_t step, float
     a.one_minus_beta1 = 1.0f - config.beta1;  // in float as Keras does; exact for beta >= 0.5 (Sterbenz)
     a.one_minus_beta2 = 1.0f - config.beta2;
     a.lr_t = float(double(config.lr) * c2 / c1);
-    a.eps_hat = float(double(config.epsilon) * c2);
+    a.epsilon = config.epsilon;
     if (ctx.is_cuda()) {
         ISS_CUDA_ONLY("adam_step", adam_step_cuda(ctx, a, count));
         return;

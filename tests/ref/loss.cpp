@@ -114,11 +114,10 @@ std::vector<double> wl2_grad(const std::vector<double>& logits, const std::vecto
 void adam_step(AdamState& s, const std::vector<double>& grads, double lr, double beta1, double beta2, double epsilon,
                int64_t t) {
     const double lr_t = lr * std::sqrt(1 - std::pow(beta2, double(t))) / (1 - std::pow(beta1, double(t)));
-    const double eps_hat = epsilon * std::sqrt(1 - std::pow(beta2, double(t)));
     for (size_t e = 0; e < grads.size(); ++e) {
         s.m[e] = beta1 * s.m[e] + (1 - beta1) * grads[e];
         s.v[e] = beta2 * s.v[e] + (1 - beta2) * grads[e] * grads[e];
-        s.params[e] -= lr_t * s.m[e] / (std::sqrt(s.v[e]) + eps_hat);
+        s.params[e] -= lr_t * s.m[e] / (std::sqrt(s.v[e]) + epsilon);
     }
 }
 
