@@ -449,15 +449,18 @@ int cmd_train(int argc, char** argv) {
                     options.model_dir.c_str(), (long long)step);
         return 0;
     }
-    // The summary's loss: the mean of the last epoch's worth of steps, less noisy than one step.
+    // The summary's loss: the mean of the last epoch's worth of steps, less noisy than one step,
+    // of the last step's loss alone (a weighted L2 of ~25 averaged with Dice losses meant nothing).
     const std::vector<double>& losses = trainer.losses();
-    const size_t tail = std::min(losses.size(), size_t(std::min(options.steps_per_epoch, step)));
+    const int64_t last_l2 = trainer.last_weighted_l2_step();
+    const int64_t same_loss = step > last_l2 ? step - last_l2 : step;
+    const size_t tail = std::min(losses.size(), size_t(std::min({options.steps_per_epoch, step, same_loss})));
     double tail_sum = 0;
     for (size_t i = losses.size() - tail; i < losses.size(); ++i) tail_sum += losses[i];
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("trained steps %lld to %lld in %s (%.1f samples/s); loss %.4f (%s)\n", (long long)first_step + 1,
+    std::printf("trained steps %lld to %lld in %s (%.1f samples/s); %s %.4f (%s)\n", (long long)first_step + 1,
                 (long long)step, duration_text(seconds).c_str(), progress.last.samples_per_second,
-                tail > 0 ? tail_sum / double(tail) : 0.0,
+                step > last_l2 ? "loss" : "weighted-L2 loss", tail > 0 ? tail_sum / double(tail) : 0.0,
                 tail == 1 ? "the last step" : cat("mean of the last ", tail, " steps").c_str());
     std::printf("model: %s/model.safetensors + model.json; log: %s/training_log.csv; loss curve: %s/loss.png\n",
                 options.model_dir.c_str(), options.model_dir.c_str(), options.model_dir.c_str());

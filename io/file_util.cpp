@@ -826,8 +826,9 @@ void OutputDirectories::take_back() {
     made_.clear();
 }
 
-DirectoryLock::DirectoryLock(const std::string& dir, const std::string& name, const std::string& what) {
-    const std::string path = (std::filesystem::path(dir) / name).string();
+DirectoryLock::DirectoryLock(const std::string& dir, const std::string& name, const std::string& what)
+    : dir_(dir), path_((std::filesystem::path(dir) / name).string()) {
+    const std::string& path = path_;
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);  // the umask decides who shares it
     const bool writable = fd_ >= 0;
     const int open_error = errno;
@@ -858,6 +859,16 @@ DirectoryLock::DirectoryLock(const std::string& dir, const std::string& name, co
 
 DirectoryLock::~DirectoryLock() {
     if (fd_ >= 0) ::close(fd_);  // closing releases the lock
+}
+
+void DirectoryLock::require_in_place() const {
+    struct stat held {
+    }, named{};
+    if (fd_ < 0 || ::fstat(fd_, &held) != 0) return;  // nothing held to compare with
+    const bool exists = ::stat(path_.c_str(), &named) == 0;
+    if (exists && named.st_dev == held.st_dev && named.st_ino == held.st_ino) return;
+    throw Error(cat(dir_, ": moved or removed while this run held it (", path_,
+                    exists ? " is another lock now" : " is gone", ")"));
 }
 
 bool is_temporary_output(const std::string& name) {

@@ -74,7 +74,13 @@ public:
     DirectoryLock(const DirectoryLock&) = delete;
     DirectoryLock& operator=(const DirectoryLock&) = delete;
 
+    // Error unless DIR/NAME is still the file this lock holds: a directory moved or removed while
+    // a run holds it would otherwise take the run's later writes under its old name, into
+    // whatever directory has that name now (another run's, locked by that run).
+    void require_in_place() const;
+
 private:
+    std::string dir_, path_;
     int fd_ = -1;
 };
 

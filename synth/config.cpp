@@ -226,6 +226,31 @@ void fit_preset_to_own_labels(GeneratorConfig& config, const GeneratorConfig& ba
 
 }  // namespace
 
+namespace {
+
+// Priors of all zeros for a structure (`priors` gives them to a label found in no subject, with a
+// warning then): a sample drawn from the priors paints it black wherever a map holds it, which a
+// config using those files did without a word. The background (label 0) is black by design.
+void warn_of_empty_priors(const GeneratorConfig& c, const std::string& source) {
+    const size_t n = c.generation_labels.size();
+    if (c.prior_means.size() != 2 * n || c.prior_stds.size() != 2 * n) return;
+    std::vector<int32_t> empty;
+    for (size_t g = 0; g < n; ++g)
+        if (c.generation_labels[g] != 0 && c.prior_means[g] == 0 && c.prior_means[n + g] == 0 && c.prior_stds[g] == 0 &&
+            c.prior_stds[n + g] == 0)
+            empty.push_back(c.generation_labels[g]);
+    if (empty.empty()) return;
+    std::string listed;
+    for (size_t i = 0; i < empty.size() && i < 8; ++i) listed += cat(i ? ", " : "", empty[i]);
+    if (empty.size() > 8) listed += ", ...";
+    warning(cat(source, ": the priors of ", empty.size(), " label", empty.size() > 1 ? "s" : "", " (", listed,
+                ") are all 0, as priors writes a label found in no subject: a sample drawn from the priors paints ",
+                empty.size() > 1 ? "them" : "it", " black wherever a map holds ", empty.size() > 1 ? "them" : "it",
+                "; estimate them from subjects that hold them"));
+}
+
+}  // namespace
+
 GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json_text, const std::string& source) {
     const std::string& json_path = source;  // a relative prior .npy path is taken beside it
     nlohmann::json overrides = parse_json(json_text, json_path);
@@ -275,6 +300,7 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
     }
     if (overrides.contains("generation_labels")) fit_preset_to_own_labels(config, base, overrides, json_path);
     validate_config(config, json_path);
+    warn_of_empty_priors(config, json_path);
     return config;
 }
 

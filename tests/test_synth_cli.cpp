@@ -257,6 +257,27 @@ TEST_F(SynthCli, HelpDescribesEveryOptionAndPreset) {
         EXPECT_NE(r.out.find(word), std::string::npos) << word;
 }
 
+// Priors of all zeros for a structure, as priors writes a label found in no subject: the samples
+// drawn from them paint it black, which a configuration using those files did without a word.
+TEST_F(SynthCli, PriorsOfAllZerosForAStructureAreWarnedOf) {
+    const std::string file = path("c.json");
+    auto warned = [&](const std::string& priors) {
+        return test::stderr_of([&] {
+            parse_config(PresetChoice{},
+                         R"({"generation_labels": [0, 2, 41, 3], "segmentation_labels": [0, 2, 3, 41],
+                             "fused_classes": [], "prior_means": )" +
+                             priors + R"(, "prior_stds": [[0, 5, 5, 0], [0, 1, 1, 0]]})",
+                         file);
+        });
+    };
+    EXPECT_EQ(warned("[[0, 100, 110, 0], [0, 10, 10, 0]]"),
+              "warning: " + file +
+                  ": the priors of 1 label (3) are all 0, as priors writes a label found in no subject: a sample "
+                  "drawn from the priors paints it black wherever a map holds it; estimate them from subjects that "
+                  "hold them\n");
+    EXPECT_EQ(warned("[[0, 100, 110, 60], [0, 10, 10, 0]]"), "") << "a mean: estimated";
+}
+
 // A SynthSeg user's configuration: its label files as they ship (.npy), its per-label
 // segmentation list as output_labels (the network's outputs then the labels it holds, in
 // SynthSeg's channel order), and its parameter names met with what stands for them here.

@@ -292,6 +292,21 @@ TEST_F(TrainCli, ResumeTakesWhatTheModelRecorded) {
     }
 }
 
+// Starts `args` directly (no shell in between, so a signal reaches it) with the default
+// dispositions a shell gives a command, its stdout and stderr into the files.
+pid_t start_process(std::vector<std::string> args, const std::string& out_file, const std::string& err_file) {
+    const pid_t pid = ::fork();
+    if (pid != 0) return pid;
+    ::signal(SIGINT, SIG_DFL);  // the test runner's dispositions are not the user's
+    ::signal(SIGTERM, SIG_DFL);
+    if (!std::freopen(out_file.c_str(), "w", stdout) || !std::freopen(err_file.c_str(), "w", stderr)) ::_exit(127);
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+}
+
 // Starts the binary directly (no shell in between, so the signal reaches it), waits for its
 // first checkpoint, sends `sig` and expects a clean exit with a checkpoint; then resumes.
 // `repeated`: the signal is sent again every 5 ms until the run ends (as the kernel sends SIGXCPU
@@ -306,19 +321,8 @@ void interrupt_and_resume(const fs::path& dir, const std::vector<std::string>& b
     args.insert(args.end(), {"--model-dir", model.string(), "--steps", steps});
     const std::string out_file = (dir / "stdout.txt").string(), err_file = (dir / "stderr.txt").string();
 
-    const pid_t pid = ::fork();
+    const pid_t pid = start_process(args, out_file, err_file);
     ASSERT_GE(pid, 0);
-    if (pid == 0) {
-        // The test runner's dispositions are not the user's: a shell gives a command the defaults.
-        ::signal(SIGINT, SIG_DFL);
-        ::signal(SIGTERM, SIG_DFL);
-        if (!std::freopen(out_file.c_str(), "w", stdout) || !std::freopen(err_file.c_str(), "w", stderr)) ::_exit(127);
-        std::vector<char*> argv;
-        for (std::string& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        ::execv(argv[0], argv.data());
-        ::_exit(127);
-    }
 
     // Wait for the first checkpoint, or the text (or an early exit).
     int status = 0;
@@ -843,6 +847,56 @@ TEST_F(TrainCli, ADivergedRunStopsAndKeepsTheLastCheckpoint) {
     EXPECT_FALSE(fs::exists(fresh));
 }
 
+// A model directory moved away while a run holds it, and another made under its name (by a newer
+// run, which locks it): the first run wrote its next checkpoint into the newer one, overwriting
+// that run's model, and both exited 0. It now stops there, exit 1, writing nothing.
+TEST_F(TrainCli, AModelDirectoryMovedWhileTrainingTakesNoLaterCheckpointUnderItsName) {
+    const fs::path model = dir_ / "model", moved = dir_ / "moved";
+    std::vector<std::string> args{test::cli_path(), "train"};
+    for (const std::string& a : tiny_args({{"--steps-per-epoch", "4"}})) args.push_back(a);
+    args.insert(args.end(), {"--model-dir", model.string(), "--steps", "100000"});
+    const std::string out_file = (dir_ / "stdout.txt").string(), err_file = (dir_ / "stderr.txt").string();
+    const pid_t pid = start_process(args, out_file, err_file);
+    ASSERT_GE(pid, 0);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    // Moved between checkpoints: once the first is said to be saved, four steps from the next.
+    while (read_text(out_file).find("checkpoint saved") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    fs::rename(model, moved);
+    fs::create_directories(model);
+    std::ofstream(model / "newer.txt") << "another run's";
+    int status = 0;
+    while (::waitpid(pid, &status, WNOHANG) != pid) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, &status, 0);
+            FAIL() << "still training 60 s on";
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 1) << read_text(err_file);
+    EXPECT_NE(read_text(err_file).find(model.string() + ": moved or removed while this run held it (" +
+                                       (model / ".train.lock").string() + " is gone): the checkpoint of step "),
+              std::string::npos)
+        << read_text(err_file);
+    EXPECT_EQ(file_names(model), std::set<std::string>{"newer.txt"}) << "written into the newer directory";
+    EXPECT_TRUE(fs::exists(moved / "model.safetensors"));
+}
+
+// A stop asked while a checkpoint is written (here as its last file commits) has that checkpoint:
+// the run trained one step more and wrote a second, which a full-size model's 160 MB made long
+// in a scheduler's grace period.
+TEST_F(TrainCli, AStopDuringACheckpointEndsTheRunThere) {
+    const fs::path model = dir_ / "model";
+    const RunResult r =
+        train_tiny(model.string(), 100, "", "INFANT_SIGNAL_AT=" + shell_quote((model / "loss.png").string()) + " ");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("interrupted at step 2: checkpoint saved"), std::string::npos) << r.out;
+    EXPECT_EQ(log_rows(model).size(), 2u);
+}
+
 TEST_F(TrainCli, SigintFinishesTheStepSavesAndExitsZero) {
     interrupt_and_resume(dir_, tiny_args({{"--steps-per-epoch", "1"}}), SIGINT);
 }
@@ -919,6 +973,32 @@ TEST_F(TrainCli, ANewModelRemovesAKilledRunsLeftovers) {
     fs::remove(model / "training_log.csv");
     expect_bad(joined(tiny_args()) + " --model-dir " + shell_quote(model.string()) + " --steps 4 --resume",
                (model / "training_log.csv").string() + ": missing, but the checkpoint is at step 3", model);
+}
+
+// A training log with a row repeated or missing (an edit) was resumed, and its bad rows carried
+// into the new log: refused, naming the row.
+TEST_F(TrainCli, ALogWithAStepRepeatedOrMissingIsRefused) {
+    const fs::path model = dir_ / "edited";
+    ASSERT_EQ(train_tiny(model.string(), 3).status, 0);
+    const fs::path log = model / "training_log.csv";
+    const std::vector<std::string> lines = lines_of(read_text(log));  // the header, then steps 1 to 3
+    ASSERT_EQ(lines.size(), 4u);
+    auto resume_with = [&](const std::vector<std::string>& rows, const std::string& fragment) {
+        std::ofstream out(log);
+        for (const std::string& row : rows) out << row << "\n";
+        out.close();
+        expect_bad(joined(tiny_args()) + " --model-dir " + shell_quote(model.string()) + " --steps 4 --resume",
+                   log.string() + fragment, model);
+    };
+    resume_with({lines[0], lines[1], lines[2], lines[2], lines[3]},
+                ": step 2 follows step 2 (rows repeated or missing)");
+    resume_with({lines[0], lines[1], lines[3]}, ": step 3 follows step 1 (rows repeated or missing)");
+    resume_with({lines[0], lines[2], lines[3]}, ": step 2 comes first");
+    std::ofstream out(log);
+    for (const std::string& row : lines) out << row << "\n";
+    out.close();
+    const RunResult r = train_tiny(model.string(), 4, " --resume");
+    EXPECT_EQ(r.status, 0) << "the log as written: " << r.err;
 }
 
 TEST_F(TrainCli, HelpDescribesTheOptionsAndFiles) {

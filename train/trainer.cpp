@@ -314,6 +314,17 @@ struct Trainer::State {
 };
 
 void Trainer::State::save_checkpoint() {
+    // Into the directory this run locked, or nowhere: not into one made since under its name.
+    if (lock) {
+        try {
+            lock->require_in_place();
+        } catch (const Error& e) {
+            throw Error(cat(e.what(), ": the checkpoint of step ", step, " is not written",
+                            checkpoint_step < 0
+                                ? std::string(" (none was)")
+                                : cat(" (step ", checkpoint_step, "'s is in that directory, if it still exists)")));
+        }
+    }
     // One set: every file written under a temporary name, then all moved into place; a failed
     // write (a full disk) or move leaves the previous checkpoint as it was. Only a kill while
     // they move can mix two: each file carries the step and the run, and a resume checks they agree.
@@ -406,6 +417,12 @@ void Trainer::State::load_checkpoint(const ModelSpec& saved) {
             LogRow r{int64_t(csv_to_number(row[c_step], log_path())), csv_to_number(row[c_loss], log_path()),
                      float(csv_to_number(row[c_lr], log_path())), csv_to_number(row[c_seconds], log_path())};
             if (r.step > step) break;
+            // Every step from 1, once: a row repeated or missing (an edit) went on into the new log.
+            const int64_t expected = log.empty() ? 1 : log.back().step + 1;
+            ISS_INPUT(r.step == expected, log_path(), ": step ", r.step,
+                      log.empty() ? std::string(" comes first") : cat(" follows step ", log.back().step),
+                      " (rows repeated or missing): the log holds every step once, from 1 to the checkpoint's ", step,
+                      ". Mend it, or start a new --model-dir");
             log.push_back(r);
             losses.push_back(r.loss);
         }
@@ -429,6 +446,10 @@ void Trainer::State::load_checkpoint(const ModelSpec& saved) {
             ValidationRow r{int64_t(csv_to_number(row[0], validation_path())),
                             dice_from_field(row[1], validation_path()), {}};
             if (r.step > step) break;
+            ISS_INPUT(validation_log.empty() || r.step > validation_log.back().step, validation_path(), ": step ",
+                      r.step, " follows step ", validation_log.back().step,
+                      " (rows repeated or out of order): a validation's row comes after the one before. Mend it, or "
+                      "start a new --model-dir");
             for (size_t c = 2; c < row.size(); ++c) r.dice.push_back(dice_from_field(row[c], validation_path()));
             validation_log.push_back(r);
         }
@@ -1119,6 +1140,9 @@ const TrainOptions& Trainer::options() const {
     return state_->options;
 }
 const std::vector<double>& Trainer::losses() const { return state_->losses; }
+int64_t Trainer::last_weighted_l2_step() const {
+    return state_->last_wl2_step();
+}
 
 void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const StepReport&)>& on_step,
                   const std::function<void(int64_t step)>& on_checkpoint) {
@@ -1179,7 +1203,9 @@ void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const 
             s.save_checkpoint();
             if (on_checkpoint) on_checkpoint(s.step);
         }
-        if (stopping) break;
+        // A stop asked while the checkpoint was written has it already: no step more (with a
+        // full-size model that step and a second checkpoint ate into a scheduler's grace period).
+        if (stopping || stop.load()) break;
     }
 }
 

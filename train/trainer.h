@@ -100,6 +100,8 @@ public:
 
     int64_t step() const;
     const std::vector<double>& losses() const;  // per step, from step 1 (resumed runs included)
+    // The last step of the weighted-L2 pre-training (0 without one): the losses up to it are L2s.
+    int64_t last_weighted_l2_step() const;
     // The training maps in one line: count, stored orientations, voxel size range, the crop.
     const std::string& maps_summary() const;
     // The options the run uses: those given, completed on --resume by what the model recorded
