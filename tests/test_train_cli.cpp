@@ -1001,6 +1001,20 @@ TEST_F(TrainCli, ALogWithAStepRepeatedOrMissingIsRefused) {
     EXPECT_EQ(r.status, 0) << "the log as written: " << r.err;
 }
 
+// The summary's loss is of the last step's loss function: a weighted L2 of ~25 averaged with
+// Dice losses (at most 1) printed a "loss 15.5" of neither.
+TEST_F(TrainCli, TheSummarysLossIsOfOneLossFunction) {
+    const RunResult l2 = train_tiny((dir_ / "l2").string(), 3, " --wl2-epochs 2");
+    ASSERT_EQ(l2.status, 0) << l2.err;
+    EXPECT_NE(l2.out.find("samples/s); weighted-L2 loss "), std::string::npos) << l2.out;
+    const RunResult dice = train_tiny((dir_ / "dice").string(), 5, " --wl2-epochs 2");
+    ASSERT_EQ(dice.status, 0) << dice.err;
+    const size_t at = dice.out.find("samples/s); loss ");
+    ASSERT_NE(at, std::string::npos) << dice.out;
+    EXPECT_LE(std::stod(dice.out.substr(at + 17)), 1.0) << dice.out;
+    EXPECT_NE(dice.out.find("(the last step)"), std::string::npos) << "step 5 alone is a Dice step: " << dice.out;
+}
+
 TEST_F(TrainCli, HelpDescribesTheOptionsAndFiles) {
     const RunResult r = train(" --help");
     ASSERT_EQ(r.status, 0) << r.err;
