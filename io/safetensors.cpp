@@ -4,6 +4,8 @@
 // ended, the last ends at the end of the file), as the reference implementation requires.
 #include "io/safetensors.h"
 
+#include <zlib.h>
+
 #include <algorithm>
 #include <cstring>
 #include <fstream>
@@ -24,6 +26,28 @@ using nlohmann::json;
 
 constexpr uint64_t max_header_bytes = 100u << 20;  // the reference's limit: 100 MB
 constexpr const char* metadata_key = "__metadata__";
+// The metadata entry our writer adds: the CRC-32 of the data after the header, in hex, so that a
+// damaged file (a flipped bit on a disk, a copy cut short and padded, an edit) is refused on
+// reading rather than used; the header's own checks see only its structure. Files without it
+// (other tools') are read unchecked, and the reader hands it to no caller.
+constexpr const char* checksum_key = "data_crc32";
+
+// zlib's CRC-32 of `n` bytes, continuing `crc` (in pieces: zlib takes 32-bit lengths).
+uint32_t crc32_of(uint32_t crc, const uint8_t* bytes, size_t n) {
+    while (n > 0) {
+        const uInt piece = uInt(std::min<size_t>(n, size_t(1) << 30));
+        crc = uint32_t(::crc32(crc, bytes, piece));
+        bytes += piece;
+        n -= piece;
+    }
+    return crc;
+}
+
+std::string hex_of(uint32_t value) {
+    char text[9];
+    std::snprintf(text, sizeof text, "%08x", value);
+    return text;
+}
 
 template <class T>
 SafeTensor make_tensor(const std::string& name, const char* dtype, const std::vector<int64_t>& shape,
@@ -178,8 +202,13 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensor>& t
         return sa != sb ? sa > sb : a->name < b->name;
     });
 
+    ISS_REQUIRE(!metadata.count(checksum_key), "write_safetensors ", path, ": metadata '", checksum_key,
+                "' is the writer's own");
+    uint32_t crc = uint32_t(::crc32(0, nullptr, 0));
+    for (const SafeTensor* t : order) crc = crc32_of(crc, t->data.data(), t->data.size());
     json header = json::object();
-    if (!metadata.empty()) header[metadata_key] = metadata;
+    header[metadata_key] = metadata;
+    header[metadata_key][checksum_key] = hex_of(crc);
     uint64_t offset = 0;
     for (const SafeTensor* t : order) {
         header[t->name] = {{"dtype", t->dtype},
@@ -259,6 +288,13 @@ SafetensorsFile read_safetensors(const std::string& path) {
     std::vector<uint8_t> data(data_bytes);
     in.read(reinterpret_cast<char*>(data.data()), std::streamsize(data_bytes));
     ISS_INPUT(in.gcount() == std::streamsize(data_bytes), path, ": cannot read the ", data_bytes, " bytes of data");
+    if (const auto stated = file.metadata.find(checksum_key); stated != file.metadata.end()) {
+        const std::string found = hex_of(crc32_of(uint32_t(::crc32(0, nullptr, 0)), data.data(), data.size()));
+        ISS_INPUT(found == stated->second, path, ": its data does not match the checksum it was written with (",
+                  checksum_key, " ", clipped(stated->second, 16), ", the data's ", found,
+                  "): the file is damaged (a disk error, a copy cut short, an edit); use an intact copy");
+        file.metadata.erase(stated);
+    }
     for (Entry& e : entries) {
         e.tensor.data.assign(data.begin() + std::ptrdiff_t(e.begin), data.begin() + std::ptrdiff_t(e.end));
         file.tensors.push_back(std::move(e.tensor));

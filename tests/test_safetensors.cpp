@@ -97,13 +97,30 @@ TEST_F(Safetensors, RoundTripOfSeveralDtypesAndMetadata) {
 
 TEST_F(Safetensors, WritesTheDocumentedBytes) {
     // One F32 tensor [1.5, -2] and one metadata entry: the length, the compact JSON (keys
-    // sorted) padded with spaces to a multiple of 8, then the data.
+    // sorted; the writer's own entry the data's CRC-32, Python's zlib.crc32) padded with spaces
+    // to a multiple of 8, then the data.
     const std::string path = temp_file("bytes.safetensors");
     write_safetensors(path, {SafeTensor::f32("w", {2}, {1.5f, -2.0f})}, {{"k", "v"}});
-    std::string header = R"({"__metadata__":{"k":"v"},"w":{"data_offsets":[0,8],"dtype":"F32","shape":[2]}})";
+    std::string header =
+        R"({"__metadata__":{"data_crc32":"ccdf2c3a","k":"v"},"w":{"data_offsets":[0,8],"dtype":"F32","shape":[2]}})";
     while (header.size() % 8) header += ' ';
     const std::string data("\x00\x00\xc0\x3f\x00\x00\x00\xc0", 8);
     EXPECT_EQ(read_bytes(path), file_bytes(header, data));
+}
+
+// A file damaged after writing (a flipped bit, an edit of a value) passed every structural check
+// and was used: its data's checksum now refuses it; a file without one (another writer's) reads.
+TEST_F(Safetensors, DamagedDataIsRefusedByItsChecksum) {
+    const std::string path = temp_file("damaged.safetensors");
+    write_safetensors(path, {SafeTensor::f32("w", {4}, {1.0f, 2.0f, 3.0f, 4.0f})}, {{"k", "v"}});
+    std::string bytes = read_bytes(path);
+    EXPECT_EQ(read_safetensors(path).metadata, (std::map<std::string, std::string>{{"k", "v"}}))
+        << "the checksum is the reader's, not the caller's";
+    bytes[bytes.size() - 3] ^= 0x10;  // a bit of the last value
+    write_bytes(path, bytes);
+    EXPECT_NE(test::refusal_of(path, [&] { read_safetensors(path); })
+                  .find(path + ": its data does not match the checksum it was written with (data_crc32 "),
+              std::string::npos);
 }
 
 TEST_F(Safetensors, ReadsAFileWrittenByHand) {
