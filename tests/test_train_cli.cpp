@@ -1015,6 +1015,24 @@ TEST_F(TrainCli, TheSummarysLossIsOfOneLossFunction) {
     EXPECT_NE(dice.out.find("(the last step)"), std::string::npos) << "step 5 alone is a Dice step: " << dice.out;
 }
 
+// A resume whose epoch length changes the weighted-L2 steps (--wl2-epochs x --steps-per-epoch)
+// is refused in the options' own numbers, naming the epochs that keep them with the new length:
+// it said "this run asks for 1" of an option not given.
+TEST_F(TrainCli, AnEpochLengthThatChangesTheWeightedL2StepsIsRefusedSayingWhatKeepsThem) {
+    const fs::path model = dir_ / "wl2";
+    ASSERT_EQ(train_tiny(model.string(), 3, " --wl2-epochs 1").status, 0);  // epochs of 2 steps
+    expect_bad(joined(tiny_args({{"--steps-per-epoch", "1"}})) + " --model-dir " + shell_quote(model.string()) +
+                   " --steps 4 --resume",
+               ": was trained with the weighted-L2 loss for its first 2 steps (--wl2-epochs 1 x --steps-per-epoch "
+               "2); this run's --wl2-epochs 1 x --steps-per-epoch 1 makes 1: a resumed run must train as the run it "
+               "continues (give --wl2-epochs 1 --steps-per-epoch 2, or --wl2-epochs 2 with this epoch length, or "
+               "start a new --model-dir)",
+               model);
+    const RunResult r = train(joined(tiny_args({{"--steps-per-epoch", "1"}})) + " --model-dir " +
+                              shell_quote(model.string()) + " --steps 4 --resume --wl2-epochs 2");
+    EXPECT_EQ(r.status, 0) << r.err;
+}
+
 TEST_F(TrainCli, HelpDescribesTheOptionsAndFiles) {
     const RunResult r = train(" --help");
     ASSERT_EQ(r.status, 0) << r.err;

@@ -525,11 +525,25 @@ void require_same_samples(const ModelSpec& saved, const ModelSpec& now, const st
         if (epochs < 0 || length < 1) return nullptr;
         return wl2_step_count(epochs, length);
     };
-    if (!wl2_steps(was).is_null() && wl2_steps(was) != wl2_steps(is))
-        throw InputError(cat(json, ": was trained with the weighted-L2 loss for its first ", wl2_steps(was).dump(),
-                             " steps (--wl2-epochs x --steps-per-epoch), this run asks for ", wl2_steps(is).dump(),
-                             "; a resumed run must train as the run it continues (start a new --model-dir to ",
-                             "change it)"));
+    if (!wl2_steps(was).is_null() && wl2_steps(was) != wl2_steps(is)) {
+        // Said in the options' own numbers: a new --steps-per-epoch alone changed the product, and
+        // "this run asks for 8" named an option the user never gave.
+        auto product = [](const nlohmann::json& t) {
+            return cat("--wl2-epochs ", t.value("wl2_epochs", nlohmann::json()).dump(), " x --steps-per-epoch ",
+                       t.value("steps_per_epoch", nlohmann::json()).dump());
+        };
+        const int64_t steps = wl2_steps(was).get<int64_t>(), length = is.value("steps_per_epoch", int64_t(1));
+        const std::string keep = steps == 0 ? "--wl2-epochs 0"
+                                            : cat("--wl2-epochs ", was["wl2_epochs"].dump(), " --steps-per-epoch ",
+                                                  was["steps_per_epoch"].dump());
+        throw InputError(cat(json, ": was trained with the weighted-L2 loss for its first ", steps, " steps (",
+                             product(was), "); this run's ", product(is), " makes ", wl2_steps(is).dump(),
+                             ": a resumed run must train as the run it continues (give ", keep,
+                             steps > 0 && length > 0 && steps % length == 0
+                                 ? cat(", or --wl2-epochs ", steps / length, " with this epoch length")
+                                 : std::string(),
+                             ", or start a new --model-dir)"));
+    }
     for (const char* key : {"preset", "seed", "batch", "crop", "generator"}) {
         if (!was.contains(key) || was[key] == is[key]) continue;
         std::string what = cat(key, " ", was[key].dump(), ", this run asks for ", is[key].dump());
