@@ -34,7 +34,8 @@ const char* usage =
     "                             [--config FILE] [--steps N] [--steps-per-epoch N] [--lr X]\n"
     "                             [--batch B]\n"
     "                             [--shape S] [--levels L] [--features F] [--wl2-epochs E]\n"
-    "                             [--resume] [--seed S] [--device auto|cpu|cuda[:N]]\n"
+    "                             [--keep-every K] [--resume] [--seed S]\n"
+    "                             [--device auto|cpu|cuda[:N]]\n"
     "                             [--precision fp32|bf16] [--threads N]\n"
     "                             [--validation-labels FILE|DIR [--validate-every N]\n"
     "                              [--validation-samples K]]\n"
@@ -64,17 +65,22 @@ const char* usage =
     "                      1 to 1024, and at most 8192 at the deepest level)\n"
     "  --wl2-epochs E      epochs of weighted-L2 pre-training before the Dice loss (default 0;\n"
     "                      the Dice loss then starts with a fresh Adam, as SynthSeg's does)\n"
+    "  --keep-every K      also keep the weights of every K-th epoch's checkpoint, as SynthSeg\n"
+    "                      keeps every epoch's: weights/step_NNNNNNN.safetensors + .json, for\n"
+    "                      predict --model and export (not resumed: no optimizer state; 53 MB\n"
+    "                      each at the default size) (default 0: the latest checkpoint alone)\n"
     "  --resume            continue the model in --model-dir from its last checkpoint; an\n"
     "                      option not given is what model.json recorded (the architecture,\n"
     "                      preset, --config's parameters, --seed, --batch, the crop, --steps,\n"
-    "                      --steps-per-epoch, --wl2-epochs, --lr, --precision); one given must\n"
-    "                      match what draws the samples (all of these but --steps, --lr,\n"
-    "                      --precision and --steps-per-epoch, which may change: model.json\n"
-    "                      records each change of --lr, --precision or --steps-per-epoch in\n"
-    "                      its history; the weighted-L2 steps, --wl2-epochs x\n"
-    "                      --steps-per-epoch, must stay). Other --labels maps, or another\n"
-    "                      device or --threads, may continue a model: a warning says the run no\n"
-    "                      longer repeats the uninterrupted one, and the history records them.\n"
+    "                      --steps-per-epoch, --wl2-epochs, --keep-every, --lr, --precision);\n"
+    "                      one given must match what draws the samples (all of these but\n"
+    "                      --steps, --lr, --precision, --steps-per-epoch and --keep-every,\n"
+    "                      which may change: model.json records each change of --lr,\n"
+    "                      --precision or --steps-per-epoch in its history; the weighted-L2\n"
+    "                      steps, --wl2-epochs x --steps-per-epoch, must stay). Other\n"
+    "                      --labels maps, or another device or --threads, may continue a\n"
+    "                      model: a warning says the run no longer repeats the uninterrupted\n"
+    "                      one, and the history records them.\n"
     "                      With --validation-labels again, the validation goes on as recorded\n"
     "                      (its interval and sample count); without, or with other maps or\n"
     "                      samples, a warning says validation.csv's rows stop or change.\n"
@@ -113,6 +119,8 @@ const char* usage =
     "                                  then the Dice of each label, empty where a label is in\n"
     "                                  neither (with --validation-labels)\n"
     "  loss.png                        the loss curve (and the validation Dice)\n"
+    "  weights/step_NNNNNNN.*          with --keep-every: the kept epochs' weights, never\n"
+    "                                  rewritten\n"
     "\n"
     "SIGINT (Ctrl-C), SIGTERM, SIGHUP, SIGUSR1 or SIGUSR2 (a batch scheduler's warning before\n"
     "its time limit, e.g. Slurm's --signal=USR1@300), SIGXCPU, SIGALRM or SIGVTALRM (a time\n"
@@ -232,6 +240,7 @@ void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptio
                                         "; give --steps to stop sooner"));
     integer("steps", o.steps, "--steps", 1, INT64_MAX);
     integer("wl2_epochs", o.wl2_epochs, "--wl2-epochs", 0, INT64_MAX);
+    integer("keep_every", o.keep_every, "--keep-every", 0, INT64_MAX);
     if (t.contains("crop")) {  // the crop itself (a --config's may be no cube)
         const nlohmann::json& crop = t["crop"];
         const bool three_sizes =
@@ -279,6 +288,7 @@ TrainOptions parse_options(const Args& args) {
     o.unet.levels = int_option(args, "--levels", o.unet.levels, 1, UNetConfig::max_levels);
     o.unet.features = int_option(args, "--features", o.unet.features, 1, UNetConfig::max_features);
     o.wl2_epochs = args.integer("--wl2-epochs", o.wl2_epochs);
+    o.keep_every = args.integer("--keep-every", o.keep_every);
     o.resume = args.flag("--resume");
     o.seed = args.seed();
     o.device = parse_device(args.get("--device", "auto"));
@@ -396,9 +406,26 @@ struct Progress {
 
 int cmd_train(int argc, char** argv) {
     const Args args("train", argc, argv,
-                    {"--labels", "--model-dir", "--preset", "--config", "--steps", "--steps-per-epoch", "--lr",
-                     "--batch", "--shape", "--levels", "--features", "--wl2-epochs", "--seed", "--device",
-                     "--precision", "--threads", "--validation-labels", "--validate-every", "--validation-samples"},
+                    {"--labels",
+                     "--model-dir",
+                     "--preset",
+                     "--config",
+                     "--steps",
+                     "--steps-per-epoch",
+                     "--lr",
+                     "--batch",
+                     "--shape",
+                     "--levels",
+                     "--features",
+                     "--wl2-epochs",
+                     "--keep-every",
+                     "--seed",
+                     "--device",
+                     "--precision",
+                     "--threads",
+                     "--validation-labels",
+                     "--validate-every",
+                     "--validation-samples"},
                     {"--resume", "--help"});
     if (args.flag("--help")) {
         std::fputs(usage, stdout);

@@ -25,6 +25,7 @@
 #include "io/safetensors.h"
 #include "synth/phantom.h"
 #include "test_util.h"
+#include "train/trainer.h"
 
 namespace iss {
 namespace {
@@ -1033,6 +1034,33 @@ TEST_F(TrainCli, AnEpochLengthThatChangesTheWeightedL2StepsIsRefusedSayingWhatKe
     EXPECT_EQ(r.status, 0) << r.err;
 }
 
+// --keep-every K keeps every K-th epoch's weights beside the checkpoint (SPEC 5's checkpoint an
+// epoch; each checkpoint replaced the last, so no earlier epoch could be gone back to): the
+// weights of the uninterrupted run at that step, and a resume goes on keeping them.
+TEST_F(TrainCli, KeepEveryKeepsThoseEpochsWeights) {
+    const fs::path model = dir_ / "kept", straight = dir_ / "straight";
+    const RunResult r = train_tiny(model.string(), 5, " --keep-every 1");  // epochs of 2 steps
+    ASSERT_EQ(r.status, 0) << r.err;
+    const fs::path kept = model / kept_weights_folder;
+    EXPECT_EQ(file_names(kept), (std::set<std::string>{"step_0000002.json", "step_0000002.safetensors",
+                                                       "step_0000004.json", "step_0000004.safetensors"}))
+        << "the last step, mid-epoch, is the model's alone";
+    ASSERT_EQ(train_tiny(straight.string(), 4).status, 0);
+    std::map<std::string, std::vector<float>> kept_at_4;
+    for (const SafeTensor& t : read_safetensors((kept / "step_0000004.safetensors").string()).tensors)
+        kept_at_4[t.name] = t.as_f32();
+    EXPECT_EQ(weights_of(straight), kept_at_4) << "not the weights of step 4";
+    EXPECT_EQ(nlohmann::json::parse(read_text(kept / "step_0000004.json"))["training"]["keep_every"], 1);
+
+    const RunResult more = train_tiny(model.string(), 8, " --resume");
+    ASSERT_EQ(more.status, 0) << more.err;
+    EXPECT_TRUE(fs::exists(kept / "step_0000006.safetensors") && fs::exists(kept / "step_0000008.json"))
+        << "the recorded --keep-every goes on";
+    expect_bad(
+        joined(tiny_args()) + " --model-dir " + shell_quote(model.string()) + " --steps 9 --resume --keep-every -1",
+        "error: --keep-every must be >= 0 (0: the latest checkpoint alone), got -1", model);
+}
+
 TEST_F(TrainCli, HelpDescribesTheOptionsAndFiles) {
     const RunResult r = train(" --help");
     ASSERT_EQ(r.status, 0) << r.err;
@@ -1048,6 +1076,7 @@ TEST_F(TrainCli, HelpDescribesTheOptionsAndFiles) {
                           "--levels",
                           "--features",
                           "--wl2-epochs",
+                          "--keep-every",
                           "--resume",
                           "--seed",
                           "--device",

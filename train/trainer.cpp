@@ -304,7 +304,13 @@ struct Trainer::State {
         return seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
 
-    void save_checkpoint();
+    // `keep`: the weights go into kept_weights_folder too (--keep-every).
+    void save_checkpoint(bool keep = false);
+    std::string kept_weights_path() const {
+        char name[40];
+        std::snprintf(name, sizeof name, "step_%07lld.safetensors", (long long)step);
+        return join(join(options.model_dir, kept_weights_folder), name);
+    }
     void warn_of_changes(const ModelSpec& saved, const std::set<std::string>& changed,
                          const std::vector<TrainingMap>& maps, bool validates, bool recorded_before_mm);
     void take_model_dir();
@@ -313,7 +319,7 @@ struct Trainer::State {
     double validate();
 };
 
-void Trainer::State::save_checkpoint() {
+void Trainer::State::save_checkpoint(bool keep) {
     // Into the directory this run locked, or nowhere: not into one made since under its name.
     if (lock) {
         try {
@@ -331,8 +337,16 @@ void Trainer::State::save_checkpoint() {
     OutputSet files;
     ModelSpec stamped = spec;
     stamped.training["checkpoint"] = {{"step", step}, {"run_id", run_id}};
-    write_model_files(files, weights_path(), stamped, params,
-                      {{"checkpoint_step", std::to_string(step)}, {"run_id", run_id}});
+    const std::map<std::string, std::string> stamp{{"checkpoint_step", std::to_string(step)}, {"run_id", run_id}};
+    write_model_files(files, weights_path(), stamped, params, stamp);
+    // A kept epoch's weights and record, in the same set: predict and export take them as they
+    // take the model (no optimizer state: they are not resumed).
+    if (keep) {
+        std::error_code ec;
+        fs::create_directories(join(options.model_dir, kept_weights_folder), ec);
+        if (ec) throw Error(cat(join(options.model_dir, kept_weights_folder), ": cannot make it: ", ec.message()));
+        write_model_files(files, kept_weights_path(), stamped, params, stamp);
+    }
     files.write(optimizer_path(), [&](const std::string& path) {
         save_optimizer(path, params, adam,
                        {{"step", std::to_string(step)}, {"seconds", csv_number(elapsed())}, {"run_id", run_id}});
@@ -796,6 +810,7 @@ static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig&
                      {"steps", opt.steps},
                      {"steps_per_epoch", opt.steps_per_epoch},
                      {"wl2_epochs", opt.wl2_epochs},
+                     {"keep_every", opt.keep_every},
                      {"dice", dice_reduction},
                      {"maps", int64_t(maps.size())},
                      {"maps_digest", maps_digest(maps)},
@@ -901,6 +916,8 @@ static void require_valid_options(const TrainOptions& opt) {
     ISS_INPUT(opt.lr > 0 && std::isfinite(opt.lr), "train: --lr must be a positive number");
     ISS_INPUT(opt.shape >= 0, "train: --shape must be at least 1 (or 0: the configuration's), got ", opt.shape);
     ISS_INPUT(opt.wl2_epochs >= 0, "train: --wl2-epochs must be >= 0");
+    ISS_INPUT(opt.keep_every >= 0, "train: --keep-every must be >= 0 (0: the latest checkpoint alone), got ",
+              opt.keep_every);
     // A model predict and --resume would refuse to read is not trained (4096 features were); on a
     // resume the levels are the record's where not given.
     ISS_INPUT(opt.unet.widest_supported(), "train: ", opt.unet.widest_problem(), ": lower --features or --levels");
@@ -1097,7 +1114,9 @@ Trainer::Trainer(const TrainOptions& given) {
     for (const TrainingMap& m : validation_maps) inputs.push_back({m.name, "--validation-labels"});
     std::vector<NamedPath> outputs;
     for (const char* name : checkpoint_files) outputs.push_back({join(opt.model_dir, name), "--model-dir"});
-    check_outputs("train", inputs, outputs, {opt.model_dir});
+    std::vector<std::string> folders{opt.model_dir};
+    if (opt.keep_every > 0) folders.push_back(join(opt.model_dir, kept_weights_folder));
+    check_outputs("train", inputs, outputs, folders);
 
     // Any other existing directory is locked once every input is checked (a refusal leaves no
     // lock file in it), and checked again under the lock (another run may have begun a model);
@@ -1214,7 +1233,10 @@ void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const 
         if (on_step) on_step(report);
         const bool stopping = stop.load();  // after on_step, which may be what asks to stop
         if (epoch_end || stopping) {
-            s.save_checkpoint();
+            // Every keep_every-th epoch end (not a stop's checkpoint, nor a last step mid-epoch).
+            const bool keep = opt.keep_every > 0 && s.step % opt.steps_per_epoch == 0 &&
+                              (s.step / opt.steps_per_epoch) % opt.keep_every == 0;
+            s.save_checkpoint(keep);
             if (on_checkpoint) on_checkpoint(s.step);
         }
         // A stop asked while the checkpoint was written has it already: no step more (with a

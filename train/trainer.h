@@ -28,6 +28,9 @@
 
 namespace iss {
 
+// Where --keep-every keeps weights, in the model directory: step_NNNNNNN.safetensors + .json.
+inline constexpr char kept_weights_folder[] = "weights";
+
 struct TrainOptions {
     std::string labels;      // a label map or a directory of them
     std::string model_dir;
@@ -49,6 +52,9 @@ struct TrainOptions {
                               // configuration's output_shape (160^3 in every preset)
     UNetConfig unet;          // levels and features from the command line
     int64_t wl2_epochs = 0;   // epochs of weighted-L2 pre-training before the Dice loss
+    // Also keep the weights of every keep_every-th epoch's checkpoint, in kept_weights_folder
+    // (0: only the latest checkpoint, which each one replaces).
+    int64_t keep_every = 0;
     bool resume = false;
     uint64_t seed = 1;
     Device device;
