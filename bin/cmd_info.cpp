@@ -11,9 +11,13 @@
 
 #include "bin/cli.h"
 #include "bin/commands.h"
+#include "io/csv.h"
+#include "io/file_util.h"
+#include "io/json.h"
 #include "io/nifti.h"
 #include "io/orientation.h"
 #include "kernels/common/error.h"
+#include "nn/checkpoint.h"
 #include "post/prediction.h"
 
 namespace iss::cli {
@@ -30,8 +34,125 @@ const char* help_text =
     "an integer, the labels with their voxel counts (only their number when there are over\n"
     "1000: an integer scan rather than a label map).\n"
     "\n"
+    "For a model (a model directory, its model.json or a .safetensors weights file), read and\n"
+    "checked as predict reads it: the network, its parameters, labels, frame, the voxel sizes\n"
+    "it was trained on, and how it was made (the training's step and options, or the Keras\n"
+    "file it was imported from); in a model directory also the last logged loss and\n"
+    "validation, and the weights --keep-every kept.\n"
+    "\n"
     "Exit status: 0 when every file was read, 2 when any file is bad (the others are still\n"
     "printed).\n";
+
+// DIR/NAME.
+std::string in_dir(const std::string& dir, const std::string& name) {
+    return (std::filesystem::path(dir) / name).string();
+}
+
+// The last row of a model directory's CSV log, or none (no file; an unreadable one says so).
+std::vector<std::string> last_row(const std::string& path, std::vector<std::string>& columns) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) return {};
+    const CsvTable table = read_csv(path);
+    columns = table.columns;
+    return table.rows.empty() ? std::vector<std::string>{} : table.rows.back();
+}
+
+// A record's value as text: a string without its quotes.
+std::string text_of(const nlohmann::json& v) {
+    return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+// What a resume would continue, or the file it was imported from.
+void print_training(const nlohmann::json& t) {
+    if (t.contains("imported_from")) {
+        std::printf("  imported from: %s (Keras %s; no training state: it predicts, it is not resumed)\n",
+                    text_of(t["imported_from"]).c_str(),
+                    text_of(t.value("keras_version", nlohmann::json("?"))).c_str());
+        return;
+    }
+    auto field = [&](const char* key) { return t.contains(key) ? text_of(t[key]) : std::string("?"); };
+    std::string crop = "?";
+    if (t.contains("crop") && t["crop"].is_array() && t["crop"].size() == 3)
+        crop = cat(t["crop"][0].dump(), " x ", t["crop"][1].dump(), " x ", t["crop"][2].dump());
+    const nlohmann::json stamp = t.value("checkpoint", nlohmann::json::object());
+    std::printf(
+        "  training: step %s of %s (preset %s, crop %s, batch %s, lr %s, seed %s, %s, %s steps an epoch%s)\n",
+        stamp.is_object() && stamp.contains("step") ? stamp["step"].dump().c_str() : "?", field("steps").c_str(),
+        field("preset").c_str(), crop.c_str(), field("batch").c_str(), field("lr").c_str(), field("seed").c_str(),
+        field("precision").c_str(), field("steps_per_epoch").c_str(),
+        t.value("wl2_epochs", 0) > 0 ? cat(", ", field("wl2_epochs"), " weighted-L2 epochs first").c_str() : "");
+    if (t.contains("arithmetic")) std::printf("  trained on: %s\n", field("arithmetic").c_str());
+}
+
+// A model: what predict would read, checked as predict checks it, and in a model directory what
+// its logs end with.
+void print_model(const std::string& given) {
+    std::error_code ec;
+    const bool folder = std::filesystem::is_directory(given, ec);
+    const std::string weights = folder                      ? model_weights_in(given)
+                                : ends_with(given, ".json") ? given.substr(0, given.size() - 5) + ".safetensors"
+                                                            : given;
+    const std::string json_path = model_json_path(weights);
+    const ModelSpec spec = load_model_spec(weights);
+    const Preprocessing pre = parse_preprocessing(spec, json_path);
+    const nlohmann::json record = parse_json(read_text_file(json_path), json_path);
+
+    std::printf("%s\n", given.c_str());
+    std::printf("  format: an infant-synthseg model (%s + %s)\n", weights.c_str(), json_path.c_str());
+    const UNetConfig& u = spec.unet;
+    std::printf(
+        "  network: 3-D U-Net, %d levels, %d features at the first (doubling a level), %d convolutions a "
+        "level, kernel %d; %d input channel%s\n",
+        u.levels, u.features, u.convs_per_level, u.kernel, u.in_channels, u.in_channels > 1 ? "s" : "");
+    const nlohmann::json parameters = record.value("parameters", nlohmann::json::object());
+    if (parameters.is_object() && parameters.contains("trainable"))
+        std::printf("  parameters: %s trainable\n", parameters["trainable"].dump().c_str());
+    std::printf("  labels: %zu (%s)\n", spec.labels.size(), clipped(label_list_text(spec.labels), 300).c_str());
+    std::printf("  frame: %s; padded to a multiple of %lld; flip averaging: %s\n", pre.frame.c_str(),
+                (long long)pre.size_multiple,
+                !pre.flip_averaging   ? "judged by its labels"
+                : *pre.flip_averaging ? "yes"
+                                      : "no (its outputs do "
+                                        "not mirror)");
+    if (pre.voxel_max[0] > 0)
+        std::printf("  voxel sizes trained on: %.4g x %.4g x %.4g to %.4g x %.4g x %.4g mm\n", pre.voxel_min[0],
+                    pre.voxel_min[1], pre.voxel_min[2], pre.voxel_max[0], pre.voxel_max[1], pre.voxel_max[2]);
+    else
+        std::printf("  voxel sizes trained on: not recorded (any is segmented as it is)\n");
+    print_training(spec.training);
+    if (record.contains("written_by")) std::printf("  written by: %s\n", text_of(record["written_by"]).c_str());
+    if (!folder) return;
+
+    std::vector<std::string> columns;
+    const std::vector<std::string> loss = last_row(in_dir(given, "training_log.csv"), columns);
+    if (loss.size() >= 3 && columns.size() >= 3)
+        std::printf("  last logged loss: %.4f (%s, step %s)\n", csv_to_number(loss[1], columns[1]), loss[2].c_str(),
+                    loss[0].c_str());
+    const std::vector<std::string> validation = last_row(in_dir(given, "validation.csv"), columns);
+    if (validation.size() >= 2)
+        std::printf("  last validation: mean Dice %s at step %s\n",
+                    validation[1].empty()
+                        ? "(none)"
+                        : cat(std::round(csv_to_number(validation[1], columns[1]) * 1e4) / 1e4).c_str(),
+                    validation[0].c_str());
+    std::vector<std::string> kept;
+    for (const auto& entry : std::filesystem::directory_iterator(kept_weights_in(given), ec))
+        if (is_kept_weights_name(entry.path().filename().string(), true))
+            kept.push_back(entry.path().filename().string());
+    std::sort(kept.begin(), kept.end());
+    if (!kept.empty())
+        std::printf("  kept weights: %zu (%s/%s%s)\n", kept.size(), kept_weights_folder, kept.front().c_str(),
+                    kept.size() > 1 ? cat(" to ", kept.back()).c_str() : "");
+}
+
+// Whether `path` names a model rather than a volume: a directory holding a model's description,
+// a description, or weights.
+bool is_model_path(const std::string& path) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec))
+        return std::filesystem::exists(model_json_path(model_weights_in(path)), ec);
+    return ends_with(path, ".safetensors") || ends_with(path, ".json");
+}
 
 void print_file(const std::string& path) {
     VolumeHeader h;
@@ -135,7 +256,10 @@ int cmd_info(int argc, char** argv) {
     int status = 0;
     for (const std::string& path : args.positional()) {
         try {
-            print_file(path);
+            if (is_model_path(path))
+                print_model(path);
+            else
+                print_file(path);
         } catch (const InputError& e) {
             std::fflush(stdout);
             std::fprintf(stderr, "infant-synthseg info: error: %s\n", one_line(e.what()).c_str());

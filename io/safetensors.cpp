@@ -32,7 +32,9 @@ constexpr const char* metadata_key = "__metadata__";
 // (other tools') are read unchecked, and the reader hands it to no caller.
 constexpr const char* checksum_key = "data_crc32";
 
-// zlib's CRC-32 of `n` bytes, continuing `crc` (in pieces: zlib takes 32-bit lengths).
+// zlib's CRC-32 of `n` bytes, continuing `crc` (in pieces: zlib takes 32-bit lengths); the
+// first piece's `crc` is crc32_start.
+const uint32_t crc32_start = uint32_t(::crc32(0, nullptr, 0));
 uint32_t crc32_of(uint32_t crc, const uint8_t* bytes, size_t n) {
     while (n > 0) {
         const uInt piece = uInt(std::min<size_t>(n, size_t(1) << 30));
@@ -204,7 +206,7 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensor>& t
 
     ISS_REQUIRE(!metadata.count(checksum_key), "write_safetensors ", path, ": metadata '", checksum_key,
                 "' is the writer's own");
-    uint32_t crc = uint32_t(::crc32(0, nullptr, 0));
+    uint32_t crc = crc32_start;
     for (const SafeTensor* t : order) crc = crc32_of(crc, t->data.data(), t->data.size());
     json header = json::object();
     header[metadata_key] = metadata;
@@ -289,10 +291,11 @@ SafetensorsFile read_safetensors(const std::string& path) {
     in.read(reinterpret_cast<char*>(data.data()), std::streamsize(data_bytes));
     ISS_INPUT(in.gcount() == std::streamsize(data_bytes), path, ": cannot read the ", data_bytes, " bytes of data");
     if (const auto stated = file.metadata.find(checksum_key); stated != file.metadata.end()) {
-        const std::string found = hex_of(crc32_of(uint32_t(::crc32(0, nullptr, 0)), data.data(), data.size()));
+        const std::string found = hex_of(crc32_of(crc32_start, data.data(), data.size()));
         ISS_INPUT(found == stated->second, path, ": its data does not match the checksum it was written with (",
                   checksum_key, " ", clipped(stated->second, 16), ", the data's ", found,
-                  "): the file is damaged (a disk error, a copy cut short, an edit); use an intact copy");
+                  "): the file is damaged (a disk error, a copy cut short, an edit); use an intact copy (a "
+                  "file edited on purpose: remove data_crc32 from its metadata)");
         file.metadata.erase(stated);
     }
     for (Entry& e : entries) {

@@ -102,6 +102,14 @@ std::string model_weights_in(const std::string& dir) {
     return (std::filesystem::path(dir) / checkpoint_files[0]).string();
 }
 
+std::string kept_weights_in(const std::string& model_dir) {
+    return (std::filesystem::path(model_dir) / kept_weights_folder).string();
+}
+
+bool is_kept_weights_name(const std::string& name, bool weights) {
+    return name.rfind("step_", 0) == 0 && (ends_with(name, ".safetensors") || (!weights && ends_with(name, ".json")));
+}
+
 std::string model_json_path(const std::string& weights_path) {
     const std::string suffix = ".safetensors";
     ISS_INPUT(ends_with(weights_path, suffix), weights_path, ": a model's weights file must end in .safetensors");

@@ -50,6 +50,14 @@ Preprocessing parse_preprocessing(const ModelSpec& spec, const std::string& sour
 inline constexpr std::array<const char*, 6> checkpoint_files = {
     "model.safetensors", "model.json", "model.optimizer.safetensors", "training_log.csv", "validation.csv", "loss.png"};
 
+// Where train --keep-every keeps weights in a model directory: step_NNNNNNN.safetensors + .json.
+inline constexpr char kept_weights_folder[] = "weights";
+// That folder of a model directory.
+std::string kept_weights_in(const std::string& model_dir);
+// Whether a file name is one --keep-every writes (step_NNNNNNN.safetensors or .json); `weights`:
+// the .safetensors alone.
+bool is_kept_weights_name(const std::string& name, bool weights = false);
+
 // A model directory's weights file: "dir" -> "dir/model.safetensors".
 std::string model_weights_in(const std::string& dir);
 // "dir/model.safetensors" -> "dir/model.json".

@@ -251,8 +251,22 @@ std::string resolve_model_path(const std::string& model) {
     std::error_code ec;
     ISS_INPUT(std::filesystem::exists(model, ec), model,
               ": no such model (expected a model directory, its model.safetensors, or a Keras .h5 file)");
-    if (std::filesystem::is_directory(model, ec)) return model_weights_in(model);
-    return model;
+    if (!std::filesystem::is_directory(model, ec)) return model;
+    const std::string weights = model_weights_in(model);
+    if (!std::filesystem::exists(weights, ec)) {
+        // A folder of the weights train --keep-every kept, or no model at all: said as such (it was
+        // "model.json: cannot open").
+        std::string kept;
+        for (const auto& entry : std::filesystem::directory_iterator(model, ec)) {
+            const std::string name = entry.path().filename().string();
+            if (is_kept_weights_name(name, true) && (kept.empty() || name < kept)) kept = name;
+        }
+        ISS_INPUT(kept.empty(), model, ": a folder of kept weights (train --keep-every), not a model directory: name ",
+                  "one of its files, e.g. ", (std::filesystem::path(model) / kept).string());
+        ISS_INPUT(false, model, ": no model.safetensors in it (a model directory holds model.safetensors and ",
+                  "model.json, as train and import write them)");
+    }
+    return weights;
 }
 
 struct Predictor::State {

@@ -884,6 +884,34 @@ TEST_F(TrainCli, AModelDirectoryMovedWhileTrainingTakesNoLaterCheckpointUnderIts
         << read_text(err_file);
     EXPECT_EQ(file_names(model), std::set<std::string>{"newer.txt"}) << "written into the newer directory";
     EXPECT_TRUE(fs::exists(moved / "model.safetensors"));
+
+    // Moved before its first checkpoint, while the run still owned what it made: its failure took
+    // back the newer directory, with that run's lock and model, as its own.
+    const fs::path early = dir_ / "early", early_moved = dir_ / "early_moved";
+    args = {test::cli_path(), "train"};
+    for (const std::string& a : tiny_args({{"--steps-per-epoch", "20"}})) args.push_back(a);
+    args.insert(args.end(), {"--model-dir", early.string(), "--steps", "100000"});
+    const pid_t second = start_process(args, out_file, err_file);
+    ASSERT_GE(second, 0);
+    const auto second_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!fs::exists(early / ".train.lock") && std::chrono::steady_clock::now() < second_deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    fs::rename(early, early_moved);
+    fs::create_directories(early);
+    for (const char* name : {".train.lock", "model.json", "model.safetensors"}) std::ofstream(early / name) << "newer";
+    while (::waitpid(second, &status, WNOHANG) != second) {
+        if (std::chrono::steady_clock::now() > second_deadline) {
+            ::kill(second, SIGKILL);
+            ::waitpid(second, &status, 0);
+            FAIL() << "still training 60 s on";
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    EXPECT_EQ(WEXITSTATUS(status), 1) << read_text(err_file);
+    EXPECT_NE(read_text(err_file).find("the checkpoint of step 20 is not written (none was)"), std::string::npos)
+        << read_text(err_file);
+    EXPECT_EQ(file_names(early), (std::set<std::string>{".train.lock", "model.json", "model.safetensors"}))
+        << "the newer directory's files were taken back";
 }
 
 // A stop asked while a checkpoint is written (here as its last file commits) has that checkpoint:
@@ -1000,6 +1028,17 @@ TEST_F(TrainCli, ALogWithAStepRepeatedOrMissingIsRefused) {
     out.close();
     const RunResult r = train_tiny(model.string(), 4, " --resume");
     EXPECT_EQ(r.status, 0) << "the log as written: " << r.err;
+
+    // The validation table's rows ascend.
+    const fs::path validated = dir_ / "validated-edit";
+    const std::string maps = shell_quote((root_ / "maps").string());
+    ASSERT_EQ(train_tiny(validated.string(), 3, " --validation-labels " + maps + " --validate-every 1").status, 0);
+    const fs::path table = validated / "validation.csv";
+    const std::vector<std::string> rows = lines_of(read_text(table));  // the header, then steps 1 to 3
+    ASSERT_EQ(rows.size(), 4u);
+    std::ofstream(table) << rows[0] << "\n" << rows[1] << "\n" << rows[2] << "\n" << rows[2] << "\n" << rows[3] << "\n";
+    expect_bad(joined(tiny_args()) + " --model-dir " + shell_quote(validated.string()) + " --steps 4 --resume",
+               table.string() + ": step 2 follows step 2 (rows repeated or out of order)", validated);
 }
 
 // The summary's loss is of the last step's loss function: a weighted L2 of ~25 averaged with
@@ -1056,9 +1095,56 @@ TEST_F(TrainCli, KeepEveryKeepsThoseEpochsWeights) {
     ASSERT_EQ(more.status, 0) << more.err;
     EXPECT_TRUE(fs::exists(kept / "step_0000006.safetensors") && fs::exists(kept / "step_0000008.json"))
         << "the recorded --keep-every goes on";
+    // A new run where another's weights are kept would mix the two (and replace those of its steps).
+    const fs::path other = dir_ / "other";
+    fs::create_directories(other / kept_weights_folder);
+    fs::copy_file(kept / "step_0000002.json", other / kept_weights_folder / "step_0000002.json");
+    expect_bad(joined(tiny_args()) + " --model-dir " + shell_quote(other.string()) + " --steps 2 --keep-every 1",
+               ": already holds weights/, another run's kept weights", other);
+    // A killed run's temporary there is no weights: removed, said.
+    fs::remove(other / kept_weights_folder / "step_0000002.json");
+    std::ofstream(other / kept_weights_folder / "step_0000002.safetensors.tmp-999-replaced") << "stale";
+    const RunResult fresh = train_tiny(other.string(), 2, " --keep-every 1");
+    ASSERT_EQ(fresh.status, 0) << fresh.err;
+    EXPECT_NE(fresh.err.find("removed 1 temporary file a killed run left"), std::string::npos) << fresh.err;
+    EXPECT_EQ(file_names(other / kept_weights_folder),
+              (std::set<std::string>{"step_0000002.json", "step_0000002.safetensors"}));
+    // A file where the weights go is refused before a step, not an epoch later (exit 1).
+    const fs::path blocked = dir_ / "blocked";
+    fs::create_directories(blocked);
+    std::ofstream(blocked / kept_weights_folder) << "a file";
+    expect_bad(joined(tiny_args()) + " --model-dir " + shell_quote(blocked.string()) + " --steps 2 --keep-every 1",
+               (blocked / kept_weights_folder).string() + ": not a folder, where --keep-every keeps weights", blocked);
     expect_bad(
         joined(tiny_args()) + " --model-dir " + shell_quote(model.string()) + " --steps 9 --resume --keep-every -1",
         "error: --keep-every must be >= 0 (0: the latest checkpoint alone), got -1", model);
+}
+
+// info describes a model (its directory, its model.json, a kept weights file) as predict reads
+// it: it said of a model directory "is a directory, not a volume file", and of model.json "not a
+// NIfTI file", so a model's labels, training and progress were read from its JSON by hand.
+TEST_F(TrainCli, InfoDescribesAModelAndItsProgress) {
+    const fs::path model = dir_ / "described";
+    const std::string maps = shell_quote((root_ / "maps").string());
+    ASSERT_EQ(train_tiny(model.string(), 3, " --keep-every 1 --validation-labels " + maps).status, 0);
+    const RunResult r = test::run_command(test::cli_path() + " info " + shell_quote(model.string()));
+    ASSERT_EQ(r.status, 0) << r.err;
+    for (const std::string& line :
+         {model.string() + "\n  format: an infant-synthseg model (",
+          std::string("  network: 3-D U-Net, 2 levels, 4 features at the first (doubling a level), 2 convolutions a "
+                      "level, kernel 3; 1 input channel\n"),
+          std::string("  frame: RAS; padded to a multiple of 4; flip averaging: yes\n"),
+          std::string("  training: step 3 of 3 (preset infant-t1, crop 32 x 32 x 32, batch 1, lr 0.001, seed 5, fp32, "
+                      "2 steps an epoch)\n"),
+          std::string("  last logged loss: "), std::string(" (soft_dice, step 3)\n"),
+          std::string("  last validation: mean Dice "), std::string(" at step 2\n"),  // once an epoch
+          std::string("  kept weights: 1 (weights/step_0000002.safetensors)\n")})
+        EXPECT_NE(r.out.find(line), std::string::npos) << line << " in " << r.out;
+    const RunResult kept = test::run_command(test::cli_path() + " info " +
+                                             shell_quote((model / kept_weights_folder / "step_0000002.json").string()));
+    ASSERT_EQ(kept.status, 0) << kept.err;
+    EXPECT_NE(kept.out.find("  training: step 2 of 3 "), std::string::npos) << kept.out;
+    EXPECT_EQ(kept.out.find("last logged loss"), std::string::npos) << "a kept file has no logs";
 }
 
 TEST_F(TrainCli, HelpDescribesTheOptionsAndFiles) {

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -36,6 +37,7 @@
 #include "synth/sample_params.h"
 
 namespace iss {
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -59,17 +61,22 @@ std::string new_run_id() {
     return text;
 }
 
-// Our writer's temporaries of checkpoint files in a model directory (a killed run's).
+// Our writer's temporaries of checkpoint files in a model directory and its kept weights (a
+// killed run's).
 std::vector<std::pair<TemporaryName, fs::path>> checkpoint_temporaries(const std::string& model_dir) {
     std::vector<std::pair<TemporaryName, fs::path>> found;
     std::error_code ec;
-    for (const fs::directory_entry& entry : fs::directory_iterator(model_dir, ec)) {
-        const std::optional<TemporaryName> t = temporary_name(entry.path().filename().string());
-        if (t && entry.is_regular_file(ec) &&
-            std::any_of(std::begin(checkpoint_files), std::end(checkpoint_files),
-                        [&](const char* ours) { return t->base == ours; }))
-            found.emplace_back(*t, entry.path());
-    }
+    auto scan = [&](const std::string& dir, const std::function<bool(const std::string&)>& ours) {
+        for (const fs::directory_entry& entry : fs::directory_iterator(dir, ec)) {
+            const std::optional<TemporaryName> t = temporary_name(entry.path().filename().string());
+            if (t && entry.is_regular_file(ec) && ours(t->base)) found.emplace_back(*t, entry.path());
+        }
+    };
+    scan(model_dir, [](const std::string& base) {
+        return std::any_of(std::begin(checkpoint_files), std::end(checkpoint_files),
+                           [&](const char* name) { return base == name; });
+    });
+    scan(kept_weights_in(model_dir), [](const std::string& base) { return is_kept_weights_name(base); });
     return found;
 }
 
@@ -83,18 +90,17 @@ std::vector<std::pair<TemporaryName, fs::path>> checkpoint_temporaries(const std
 // (a copy still linked to its file, killed before the new one moved in, is only removed).
 int tidy_interrupted_checkpoint(const std::string& model_dir) {
     std::error_code ec;
-    std::map<std::string, fs::path> kept;  // checkpoint file -> its earlier copy
+    std::map<fs::path, fs::path> kept;  // checkpoint file -> its earlier copy
     for (const auto& [t, path] : checkpoint_temporaries(model_dir)) {
         if (t.replaced)
-            kept[t.base] = path;
+            kept[path.parent_path() / t.base] = path;
         else
             fs::remove(path, ec);
     }
     // A copy still linked to its file (killed before the new one moved in) is that file already.
-    const bool put_back = kept.count(checkpoint_files[0]) > 0;
+    const bool put_back = kept.count(fs::path(join(model_dir, checkpoint_files[0]))) > 0;
     int restored = 0;
-    for (const auto& [name, copy] : kept) {
-        const fs::path target = join(model_dir, name);
+    for (const auto& [target, copy] : kept) {
         if (put_back && !fs::equivalent(copy, target, ec)) {
             fs::rename(copy, target, ec);
             restored += ec ? 0 : 1;
@@ -309,7 +315,7 @@ struct Trainer::State {
     std::string kept_weights_path() const {
         char name[40];
         std::snprintf(name, sizeof name, "step_%07lld.safetensors", (long long)step);
-        return join(join(options.model_dir, kept_weights_folder), name);
+        return join(kept_weights_in(options.model_dir), name);
     }
     void warn_of_changes(const ModelSpec& saved, const std::set<std::string>& changed,
                          const std::vector<TrainingMap>& maps, bool validates, bool recorded_before_mm);
@@ -325,6 +331,7 @@ void Trainer::State::save_checkpoint(bool keep) {
         try {
             lock->require_in_place();
         } catch (const Error& e) {
+            made_model_dir.keep();  // what it made is elsewhere now: its name may be another run's
             throw Error(cat(e.what(), ": the checkpoint of step ", step, " is not written",
                             checkpoint_step < 0
                                 ? std::string(" (none was)")
@@ -342,9 +349,9 @@ void Trainer::State::save_checkpoint(bool keep) {
     // A kept epoch's weights and record, in the same set: predict and export take them as they
     // take the model (no optimizer state: they are not resumed).
     if (keep) {
-        std::error_code ec;
-        fs::create_directories(join(options.model_dir, kept_weights_folder), ec);
-        if (ec) throw Error(cat(join(options.model_dir, kept_weights_folder), ": cannot make it: ", ec.message()));
+        std::error_code ec;  // made with the model directory; again where removed since
+        fs::create_directories(kept_weights_in(options.model_dir), ec);
+        if (ec) throw Error(cat(kept_weights_in(options.model_dir), ": cannot make it: ", ec.message()));
         write_model_files(files, kept_weights_path(), stamped, params, stamp);
     }
     files.write(optimizer_path(), [&](const std::string& path) {
@@ -542,18 +549,18 @@ void require_same_samples(const ModelSpec& saved, const ModelSpec& now, const st
     if (!wl2_steps(was).is_null() && wl2_steps(was) != wl2_steps(is)) {
         // Said in the options' own numbers: a new --steps-per-epoch alone changed the product, and
         // "this run asks for 8" named an option the user never gave.
-        auto product = [](const nlohmann::json& t) {
-            return cat("--wl2-epochs ", t.value("wl2_epochs", nlohmann::json()).dump(), " x --steps-per-epoch ",
+        auto options = [](const nlohmann::json& t, const char* between) {
+            return cat("--wl2-epochs ", t.value("wl2_epochs", nlohmann::json()).dump(), between, "--steps-per-epoch ",
                        t.value("steps_per_epoch", nlohmann::json()).dump());
         };
         const int64_t steps = wl2_steps(was).get<int64_t>(), length = is.value("steps_per_epoch", int64_t(1));
-        const std::string keep = steps == 0 ? "--wl2-epochs 0"
-                                            : cat("--wl2-epochs ", was["wl2_epochs"].dump(), " --steps-per-epoch ",
-                                                  was["steps_per_epoch"].dump());
+        // Epochs that keep the steps with this run's length: only where the length is what changed.
+        const bool other_length = is.value("steps_per_epoch", nlohmann::json()) != was["steps_per_epoch"];
         throw InputError(cat(json, ": was trained with the weighted-L2 loss for its first ", steps, " steps (",
-                             product(was), "); this run's ", product(is), " makes ", wl2_steps(is).dump(),
-                             ": a resumed run must train as the run it continues (give ", keep,
-                             steps > 0 && length > 0 && steps % length == 0
+                             options(was, " x "), "); this run's ", options(is, " x "), " makes ", wl2_steps(is).dump(),
+                             ": a resumed run must train as the run it continues (give ",
+                             steps == 0 ? std::string("--wl2-epochs 0") : options(was, " "),
+                             other_length && steps > 0 && length > 0 && steps % length == 0
                                  ? cat(", or --wl2-epochs ", steps / length, " with this epoch length")
                                  : std::string(),
                              ", or start a new --model-dir)"));
@@ -811,6 +818,7 @@ static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig&
                      {"steps_per_epoch", opt.steps_per_epoch},
                      {"wl2_epochs", opt.wl2_epochs},
                      {"keep_every", opt.keep_every},
+                     {"adam_epsilon", "on the root of the uncorrected v (Keras)"},
                      {"dice", dice_reduction},
                      {"maps", int64_t(maps.size())},
                      {"maps_digest", maps_digest(maps)},
@@ -844,8 +852,17 @@ constexpr char pieces_advice[] =
 // an imported one (weights and record, no training state: it predicts), or pieces; "" for none.
 static std::string existing_model(const std::string& dir) {
     const std::string pieces = checkpoint_pieces(dir);
-    if (pieces.empty()) return "";
     std::error_code ec;
+    if (pieces.empty()) {
+        // Another run's kept weights: a new run's would replace those of its steps and sit
+        // beside the rest, two runs in one folder.
+        bool kept = false;  // a killed run's temporaries there are no weights: a new run removes them
+        for (const fs::directory_entry& entry : fs::directory_iterator(kept_weights_in(dir), ec))
+            kept |= is_kept_weights_name(entry.path().filename().string());
+        return kept ? cat(kept_weights_folder, "/, another run's kept weights; choose another --model-dir, or move ",
+                          "them")
+                    : "";
+    }
     auto has = [&](const char* name) { return fs::exists(join(dir, name), ec); };
     const bool weights = has("model.safetensors") && has("model.json");
     if (weights && has("model.optimizer.safetensors") && has("training_log.csv"))
@@ -1018,6 +1035,13 @@ void Trainer::State::warn_of_changes(const ModelSpec& saved, const std::set<std:
         warning(cat("train: ", json, " was trained with ", was.at("dice").dump(), "; this build averages each ",
                     "sample's Dice, as SynthSeg: from step ", step,
                     " the loss and its gradients are not the uninterrupted run's; its history records the change"));
+    // Since 2026-12-07 Adam adds epsilon to the root of the uncorrected v, as Keras: a record
+    // without the field is an earlier build's, which added it to the corrected one.
+    if (!was.contains("adam_epsilon"))
+        warning(cat("train: ", json, " was trained by an earlier build, whose Adam added epsilon to the root of the ",
+                    "bias-corrected second moment (PyTorch's form); this one adds it as Keras does: from step ", step,
+                    " the updates are not the uninterrupted run's (most for the smallest gradients, less as the ",
+                    "steps grow)"));
     // Since 2026-12-06 the random affine acts in mm: on anisotropic voxels the samples changed.
     if (recorded_before_mm)
         for (const TrainingMap& m : maps) {
@@ -1035,6 +1059,7 @@ void Trainer::State::warn_of_changes(const ModelSpec& saved, const std::set<std:
 // temporaries a killed run left there.
 void Trainer::State::take_model_dir() {
     made_model_dir.make(options.model_dir);
+    if (options.keep_every > 0) made_model_dir.make(kept_weights_in(options.model_dir));
     made_model_dir.own_file(join(options.model_dir, lock_file_name));
     for (const char* name : checkpoint_files) made_model_dir.own_file(join(options.model_dir, name));
     if (!lock) {
@@ -1115,7 +1140,12 @@ Trainer::Trainer(const TrainOptions& given) {
     std::vector<NamedPath> outputs;
     for (const char* name : checkpoint_files) outputs.push_back({join(opt.model_dir, name), "--model-dir"});
     std::vector<std::string> folders{opt.model_dir};
-    if (opt.keep_every > 0) folders.push_back(join(opt.model_dir, kept_weights_folder));
+    if (opt.keep_every > 0) {
+        const std::string kept = kept_weights_in(opt.model_dir);
+        ISS_INPUT(fs::is_directory(kept, ec) || !fs::exists(kept, ec), kept,
+                  ": not a folder, where --keep-every keeps weights: move it");
+        folders.push_back(kept);
+    }
     check_outputs("train", inputs, outputs, folders);
 
     // Any other existing directory is locked once every input is checked (a refusal leaves no
@@ -1233,7 +1263,8 @@ void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const 
         if (on_step) on_step(report);
         const bool stopping = stop.load();  // after on_step, which may be what asks to stop
         if (epoch_end || stopping) {
-            // Every keep_every-th epoch end (not a stop's checkpoint, nor a last step mid-epoch).
+            // Every keep_every-th epoch end, a stop or the last step there too; a checkpoint between
+            // epoch ends (a stop's, a last step's) is not kept.
             const bool keep = opt.keep_every > 0 && s.step % opt.steps_per_epoch == 0 &&
                               (s.step / opt.steps_per_epoch) % opt.keep_every == 0;
             s.save_checkpoint(keep);
@@ -1241,7 +1272,7 @@ void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const 
         }
         // A stop asked while the checkpoint was written has it already: no step more (with a
         // full-size model that step and a second checkpoint ate into a scheduler's grace period).
-        if (stopping || stop.load()) break;
+        if (stopping || (epoch_end && stop.load())) break;
     }
 }
 

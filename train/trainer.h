@@ -28,9 +28,6 @@
 
 namespace iss {
 
-// Where --keep-every keeps weights, in the model directory: step_NNNNNNN.safetensors + .json.
-inline constexpr char kept_weights_folder[] = "weights";
-
 struct TrainOptions {
     std::string labels;      // a label map or a directory of them
     std::string model_dir;

@@ -31,7 +31,7 @@ double wl2(const std::vector<double>& logits, const std::vector<uint8_t>& target
 std::vector<double> wl2_grad(const std::vector<double>& logits, const std::vector<uint8_t>& target, int64_t classes,
                              double grad_scale = 1);
 
-// One Adam step (Keras' epsilon-hat form) on double state; t is 1-based.
+// One Adam step (Keras' form: epsilon on the root of the uncorrected v) on double state; t is 1-based.
 struct AdamState {
     std::vector<double> params, m, v;
 };
