@@ -308,6 +308,19 @@ pid_t start_process(std::vector<std::string> args, const std::string& out_file, 
     ::_exit(127);
 }
 
+// Whether `pid` ended by `deadline` (its wait status in `status`); killed otherwise.
+bool exited_by(pid_t pid, std::chrono::steady_clock::time_point deadline, int& status) {
+    while (::waitpid(pid, &status, WNOHANG) != pid) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, &status, 0);
+            return false;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return true;
+}
+
 // Starts the binary directly (no shell in between, so the signal reaches it), waits for its
 // first checkpoint, sends `sig` and expects a clean exit with a checkpoint; then resumes.
 // `repeated`: the signal is sent again every 5 ms until the run ends (as the kernel sends SIGXCPU
@@ -868,14 +881,7 @@ TEST_F(TrainCli, AModelDirectoryMovedWhileTrainingTakesNoLaterCheckpointUnderIts
     fs::create_directories(model);
     std::ofstream(model / "newer.txt") << "another run's";
     int status = 0;
-    while (::waitpid(pid, &status, WNOHANG) != pid) {
-        if (std::chrono::steady_clock::now() > deadline) {
-            ::kill(pid, SIGKILL);
-            ::waitpid(pid, &status, 0);
-            FAIL() << "still training 60 s on";
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    ASSERT_TRUE(exited_by(pid, deadline, status)) << "still training 60 s on";
     ASSERT_TRUE(WIFEXITED(status));
     EXPECT_EQ(WEXITSTATUS(status), 1) << read_text(err_file);
     EXPECT_NE(read_text(err_file).find(model.string() + ": moved or removed while this run held it (" +
@@ -899,14 +905,7 @@ TEST_F(TrainCli, AModelDirectoryMovedWhileTrainingTakesNoLaterCheckpointUnderIts
     fs::rename(early, early_moved);
     fs::create_directories(early);
     for (const char* name : {".train.lock", "model.json", "model.safetensors"}) std::ofstream(early / name) << "newer";
-    while (::waitpid(second, &status, WNOHANG) != second) {
-        if (std::chrono::steady_clock::now() > second_deadline) {
-            ::kill(second, SIGKILL);
-            ::waitpid(second, &status, 0);
-            FAIL() << "still training 60 s on";
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    ASSERT_TRUE(exited_by(second, second_deadline, status)) << "still training 60 s on";
     EXPECT_EQ(WEXITSTATUS(status), 1) << read_text(err_file);
     EXPECT_NE(read_text(err_file).find("the checkpoint of step 20 is not written (none was)"), std::string::npos)
         << read_text(err_file);
