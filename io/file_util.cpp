@@ -768,7 +768,9 @@ void OutputDirectories::make(const std::string& dir) {
     for (const fs::path& p : missing) {
         const bool made = fs::create_directory(p, ec);
         ISS_INPUT(!ec, dir, ": cannot create directory: ", ec.message());
-        if (made) made_.push_back(p.string());
+        struct stat identity {};
+        if (made && ::stat(p.c_str(), &identity) == 0)
+            made_.push_back({p.string(), uint64_t(identity.st_dev), uint64_t(identity.st_ino)});
     }
     ISS_INPUT(fs::is_directory(dir, ec), dir, ": cannot create directory");
 }
@@ -808,7 +810,12 @@ OutputDirectories::~OutputDirectories() {
 
 void OutputDirectories::take_back() {
     namespace fs = std::filesystem;
-    for (auto dir = made_.rbegin(); dir != made_.rend(); ++dir) {
+    for (auto made = made_.rbegin(); made != made_.rend(); ++made) {
+        const std::string* dir = &made->path;
+        struct stat now {};
+        if (::stat(dir->c_str(), &now) != 0 || uint64_t(now.st_dev) != made->device ||
+            uint64_t(now.st_ino) != made->inode)
+            continue;               // moved or removed since: what has its name now is not this command's
         std::vector<fs::path> own;  // the command's own files in this folder
         for (const std::string& file : own_files_)
             if (normal_path(file).parent_path() == fs::path(*dir)) own.push_back(normal_path(file).filename());

@@ -285,7 +285,13 @@ public:
 
 private:
     int exceptions_at_start_ = std::uncaught_exceptions();
-    std::vector<std::string> made_;  // outermost first
+    // Outermost first, each with its identity (device, inode): a folder moved away while the
+    // command ran, and another made under its name, is not the one to take back.
+    struct Made {
+        std::string path;
+        uint64_t device, inode;
+    };
+    std::vector<Made> made_;
     std::vector<std::string> own_files_;
 };
 

@@ -744,6 +744,19 @@ TEST_F(Outputs, AFailedCommandTakesBackTheFoldersItMade) {
         f.keep();
     });
     EXPECT_TRUE(fs::is_directory(path("kept")));
+
+    // Moved away while the command ran, and another made under its name with the same file names
+    // (a newer train's directory and lock): that one is not the command's to take back.
+    fail_after([&](OutputDirectories& f) {
+        f.make(path("moving"));
+        f.own_file(path("moving/.lock"));
+        std::ofstream(path("moving/.lock")) << "1";
+        fs::rename(path("moving"), path("moved"));
+        fs::create_directories(path("moving"));
+        std::ofstream(path("moving/.lock")) << "another's";
+    });
+    EXPECT_TRUE(fs::exists(path("moving/.lock"))) << "another folder under its name, taken back";
+    EXPECT_TRUE(fs::exists(path("moved/.lock")));
     {
         OutputDirectories folders;  // success: even an empty folder stays
         folders.make(path("empty"));
