@@ -19,6 +19,7 @@
 #include "kernels/common/error.h"
 #include "nn/checkpoint.h"
 #include "post/prediction.h"
+#include "predict/predictor.h"
 
 namespace iss::cli {
 namespace {
@@ -93,6 +94,13 @@ void print_model(const std::string& given) {
                                 : ends_with(given, ".json") ? given.substr(0, given.size() - 5) + ".safetensors"
                                                             : given;
     const std::string json_path = model_json_path(weights);
+    {
+        // Read whole as predict reads it, on the CPU: the weights' names, shapes, values and
+        // checksum too, which the description alone does not show.
+        PredictOptions on_cpu;
+        on_cpu.device = parse_device("cpu");
+        const Predictor check(weights, on_cpu);
+    }
     const ModelSpec spec = load_model_spec(weights);
     const Preprocessing pre = parse_preprocessing(spec, json_path);
     const nlohmann::json record = parse_json(read_text_file(json_path), json_path);

@@ -1147,6 +1147,15 @@ TEST_F(TrainCli, InfoDescribesAModelAndItsProgress) {
     ASSERT_EQ(kept.status, 0) << kept.err;
     EXPECT_NE(kept.out.find("  training: step 2 of 3 "), std::string::npos) << kept.out;
     EXPECT_EQ(kept.out.find("last logged loss"), std::string::npos) << "a kept file has no logs";
+    // Read whole, as predict reads it: a damaged weights file is refused, not described.
+    const fs::path weights = model / kept_weights_folder / "step_0000002.safetensors";
+    std::string bytes = read_text(weights);
+    bytes[bytes.size() - 5] ^= 0x01;
+    std::ofstream(weights, std::ios::binary) << bytes;
+    const RunResult damaged = test::run_command(test::cli_path() + " info " + shell_quote(weights.string()));
+    EXPECT_EQ(damaged.status, 2);
+    EXPECT_NE(damaged.err.find("its data does not match the checksum it was written with"), std::string::npos)
+        << damaged.err;
 }
 
 TEST_F(TrainCli, HelpDescribesTheOptionsAndFiles) {
