@@ -18,6 +18,7 @@
 #include "io/orientation.h"
 #include "kernels/common/error.h"
 #include "nn/checkpoint.h"
+#include "nn/keras.h"
 #include "post/prediction.h"
 #include "predict/predictor.h"
 
@@ -76,12 +77,20 @@ void print_training(const nlohmann::json& t) {
     if (t.contains("crop") && t["crop"].is_array() && t["crop"].size() == 3)
         crop = cat(t["crop"][0].dump(), " x ", t["crop"][1].dump(), " x ", t["crop"][2].dump());
     const nlohmann::json stamp = t.value("checkpoint", nlohmann::json::object());
-    std::printf(
-        "  training: step %s of %s (preset %s, crop %s, batch %s, lr %s, seed %s, %s, %s steps an epoch%s)\n",
-        stamp.is_object() && stamp.contains("step") ? stamp["step"].dump().c_str() : "?", field("steps").c_str(),
-        field("preset").c_str(), crop.c_str(), field("batch").c_str(), field("lr").c_str(), field("seed").c_str(),
-        field("precision").c_str(), field("steps_per_epoch").c_str(),
-        t.value("wl2_epochs", 0) > 0 ? cat(", ", field("wl2_epochs"), " weighted-L2 epochs first").c_str() : "");
+    // Options said only where set (a hand-edited record's other types are shown as they are).
+    auto positive = [&](const char* key) {
+        return t.contains(key) && (!t[key].is_number_integer() || t[key].get<int64_t>() > 0);
+    };
+    const std::string more =
+        cat(positive("wl2_epochs") ? cat(", ", field("wl2_epochs"), " weighted-L2 epochs first") : "",
+            positive("keep_every")
+                ? cat(", weights kept every ", field("keep_every"), field("keep_every") == "1" ? " epoch" : " epochs")
+                : "");
+    std::printf("  training: step %s of %s (preset %s, crop %s, batch %s, lr %s, seed %s, %s, %s steps an epoch%s)\n",
+                stamp.is_object() && stamp.contains("step") ? stamp["step"].dump().c_str() : "?",
+                field("steps").c_str(), field("preset").c_str(), crop.c_str(), field("batch").c_str(),
+                field("lr").c_str(), field("seed").c_str(), field("precision").c_str(),
+                field("steps_per_epoch").c_str(), more.c_str());
     if (t.contains("arithmetic")) std::printf("  trained on: %s\n", field("arithmetic").c_str());
 }
 
@@ -90,9 +99,14 @@ void print_training(const nlohmann::json& t) {
 void print_model(const std::string& given) {
     std::error_code ec;
     const bool folder = std::filesystem::is_directory(given, ec);
-    const std::string weights = folder                      ? model_weights_in(given)
-                                : ends_with(given, ".json") ? given.substr(0, given.size() - 5) + ".safetensors"
-                                                            : given;
+    // What the path is when it is no model of ours, said before anything names another file.
+    ISS_INPUT(!is_keras_model_path(given), given,
+              ": a Keras model; info describes ours: import it (see 'infant-synthseg ",
+              "import --help'), or give it to predict --model as it is");
+    ISS_INPUT(!ends_with(given, ".optimizer.safetensors"), given, ": Adam's state, for train --resume, not a model: ",
+              "info describes the model beside it (model.safetensors)");
+    if (!folder && ends_with(given, ".json")) parse_model_description(read_text_file(given), given);
+    const std::string weights = resolve_model_path(given);  // says what a folder lacks
     const std::string json_path = model_json_path(weights);
     {
         // Read whole as predict reads it, on the CPU: the weights' names, shapes, values and
@@ -157,9 +171,8 @@ void print_model(const std::string& given) {
 // a description, or weights.
 bool is_model_path(const std::string& path) {
     std::error_code ec;
-    if (std::filesystem::is_directory(path, ec))
-        return std::filesystem::exists(model_json_path(model_weights_in(path)), ec);
-    return ends_with(path, ".safetensors") || ends_with(path, ".json");
+    return std::filesystem::is_directory(path, ec) || ends_with(path, ".safetensors") || ends_with(path, ".json") ||
+           is_keras_model_path(path);
 }
 
 void print_file(const std::string& path) {

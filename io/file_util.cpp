@@ -176,11 +176,14 @@ std::string resolve_links(const std::string& path) {
     return p.string();
 }
 
-void remove_committed_output(const std::string& path) noexcept {
+void remove_committed_output(const std::string& path, const std::pair<uint64_t, uint64_t>* identity) noexcept {
     try {
         const std::string target = resolve_links(path);
         struct stat st;
-        if (::lstat(target.c_str(), &st) == 0 && S_ISREG(st.st_mode)) ::unlink(target.c_str());
+        const bool same = !identity || identity->second == 0 ||
+                          (::lstat(target.c_str(), &st) == 0 && uint64_t(st.st_dev) == identity->first &&
+                           uint64_t(st.st_ino) == identity->second);
+        if (same && ::lstat(target.c_str(), &st) == 0 && S_ISREG(st.st_mode)) ::unlink(target.c_str());
     } catch (...) {  // best effort: the failure being reported matters more
     }
 }
@@ -259,7 +262,7 @@ OutputSet::~OutputSet() {
     for (auto it = moved_.rbegin(); it != moved_.rend(); ++it) {
         // Put back first, then unregistered: a signal in between finds nothing to move.
         if (it->previous.empty()) {
-            remove_committed_output(it->path);
+            remove_committed_output(it->path, &it->identity);
         } else {
             put_back_previous(it->previous.c_str(), it->target.c_str());
             // Said, beside the failure being reported: the set is then half new, half old.
@@ -331,6 +334,9 @@ void OutputSet::move_pending() {
         }
         try {
             out->commit();
+            struct stat in_place {};
+            if (::stat(moved.target.c_str(), &in_place) == 0)
+                moved.identity = {uint64_t(in_place.st_dev), uint64_t(in_place.st_ino)};
         } catch (...) {  // not moved in: its earlier file goes back as it was
             if (!moved.previous.empty()) put_back_previous(moved.previous.c_str(), moved.target.c_str());
             release(moved);

@@ -698,7 +698,11 @@ VolumeHeader parse_and_validate(const std::string& path) {
         got = in.read_some(buf, sizeof buf);
     }
     ISS_INPUT(got >= 4, path, ": too short to be a NIfTI file (", got, " bytes)");
-    auto [version, swapped] = header_kind(buf, got, path);
+    // Plain variables: the decode lambda below captures them (a structured binding cannot be,
+    // before C++20, and clang refuses it).
+    const HeaderKind kind = header_kind(buf, got, path);
+    const int version = kind.version;
+    bool swapped = kind.swapped;
     const size_t header_size = version == 1 ? 348 : 540;
     ISS_INPUT(got >= header_size, path, ": truncated header: ", got, " of ", header_size, " bytes");
     auto decode = [&](bool sw) { return version == 1 ? decode_v1(buf, sw) : decode_v2(buf, sw); };

@@ -291,6 +291,12 @@ SafetensorsFile read_safetensors(const std::string& path) {
     in.read(reinterpret_cast<char*>(data.data()), std::streamsize(data_bytes));
     ISS_INPUT(in.gcount() == std::streamsize(data_bytes), path, ": cannot read the ", data_bytes, " bytes of data");
     if (const auto stated = file.metadata.find(checksum_key); stated != file.metadata.end()) {
+        const std::string& text = stated->second;
+        ISS_INPUT(
+            text.size() == 8 && std::all_of(text.begin(), text.end(),
+                                            [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }),
+            path, ": its metadata's ", checksum_key, " is '", clipped(text, 16),
+            "', not 8 lowercase hex digits as our writer puts it (remove it to read the file unchecked)");
         const std::string found = hex_of(crc32_of(crc32_start, data.data(), data.size()));
         ISS_INPUT(found == stated->second, path, ": its data does not match the checksum it was written with (",
                   checksum_key, " ", clipped(stated->second, 16), ", the data's ", found,

@@ -107,7 +107,27 @@ std::string kept_weights_in(const std::string& model_dir) {
 }
 
 bool is_kept_weights_name(const std::string& name, bool weights) {
-    return name.rfind("step_", 0) == 0 && (ends_with(name, ".safetensors") || (!weights && ends_with(name, ".json")));
+    const std::string ending = ends_with(name, ".safetensors") ? ".safetensors"
+                               : ends_with(name, ".json")      ? ".json"
+                                                               : "";
+    if (ending.empty() || (weights && ending != ".safetensors") || name.rfind("step_", 0) != 0) return false;
+    const std::string digits = name.substr(5, name.size() - 5 - ending.size());
+    return !digits.empty() && std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+void require_one_checkpoint(const ModelSpec& spec, const std::map<std::string, std::string>& weights_metadata,
+                            const std::string& weights_path) {
+    const nlohmann::json stamp = spec.training.value("checkpoint", nlohmann::json());
+    const auto step = weights_metadata.find("checkpoint_step"), run = weights_metadata.find("run_id");
+    if (!stamp.is_object() || !stamp.contains("step") || !stamp.contains("run_id") || step == weights_metadata.end() ||
+        run == weights_metadata.end())
+        return;  // an import, an export's reader, an older model: nothing to compare
+    const std::string json_run =
+        stamp["run_id"].is_string() ? stamp["run_id"].get<std::string>() : stamp["run_id"].dump();
+    ISS_INPUT(stamp["step"].dump() == step->second && json_run == run->second, weights_path,
+              ": its weights are of step ", step->second, " (run ", run->second, ") but ",
+              model_json_path(weights_path), " describes step ", stamp["step"].dump(), " (run ", json_run,
+              "): give the two files of one checkpoint");
 }
 
 std::string model_json_path(const std::string& weights_path) {

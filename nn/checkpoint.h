@@ -54,9 +54,14 @@ inline constexpr std::array<const char*, 6> checkpoint_files = {
 inline constexpr char kept_weights_folder[] = "weights";
 // That folder of a model directory.
 std::string kept_weights_in(const std::string& model_dir);
-// Whether a file name is one --keep-every writes (step_NNNNNNN.safetensors or .json); `weights`:
-// the .safetensors alone.
+// Whether a file name is one --keep-every writes (step_NNNNNNN.safetensors or .json, the step in
+// digits; not a temporary of one); `weights`: the .safetensors alone.
 bool is_kept_weights_name(const std::string& name, bool weights = false);
+// Where the weights' metadata and the description both carry train's checkpoint stamp, they must
+// be one checkpoint's: a model.json beside the weights of another step (or run) was read as
+// theirs. InputError naming both files otherwise.
+void require_one_checkpoint(const ModelSpec& spec, const std::map<std::string, std::string>& weights_metadata,
+                            const std::string& weights_path);
 
 // A model directory's weights file: "dir" -> "dir/model.safetensors".
 std::string model_weights_in(const std::string& dir);

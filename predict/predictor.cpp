@@ -251,6 +251,9 @@ std::string resolve_model_path(const std::string& model) {
     std::error_code ec;
     ISS_INPUT(std::filesystem::exists(model, ec), model,
               ": no such model (expected a model directory, its model.safetensors, or a Keras .h5 file)");
+    // A model's description names its weights beside it, as info takes it.
+    if (ends_with(model, ".json") && !std::filesystem::is_directory(model, ec))
+        return model.substr(0, model.size() - 5) + ".safetensors";
     if (!std::filesystem::is_directory(model, ec)) return model;
     const std::string weights = model_weights_in(model);
     if (!std::filesystem::exists(weights, ec)) {
@@ -313,7 +316,7 @@ Predictor::Predictor(const std::string& model, const PredictOptions& options)
         s.spec = load_model_spec(weights);
         s.net = std::make_unique<UNet>(s.spec.unet, s.params);
         s.params.allocate(ParamStore::Use::inference);
-        load_weights(weights, s.params);
+        require_one_checkpoint(s.spec, load_weights(weights, s.params), weights);
         s.pre = parse_preprocessing(s.spec, model_json_path(weights));
     }
     s.lr_axis = int(s.pre.frame.find_first_of("RL"));

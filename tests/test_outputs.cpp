@@ -708,6 +708,25 @@ TEST_F(Outputs, AFailedSetTakesBackWhatItMoved) {
     EXPECT_EQ(entries(), std::vector<std::string>{"a.csv"});
 }
 
+// A committed output is taken back only while its name still names the file moved in: a folder
+// moved away during a checkpoint, and another made under its name, lost that one's files of the
+// same names when the move that failed was taken back.
+TEST_F(Outputs, TakingBackRemovesOnlyTheFileMovedIn) {
+    const std::string file = path("moved-in.csv");
+    std::ofstream(file) << "ours";
+    struct stat st {};
+    ASSERT_EQ(::stat(file.c_str(), &st), 0);
+    const std::pair<uint64_t, uint64_t> ours{uint64_t(st.st_dev), uint64_t(st.st_ino)};
+    fs::rename(file, path("elsewhere.csv"));
+    std::ofstream(file) << "another's";
+    remove_committed_output(file, &ours);
+    EXPECT_EQ(test::read_text(file), "another's") << "another's file, taken back";
+    fs::remove(file);
+    fs::rename(path("elsewhere.csv"), file);
+    remove_committed_output(file, &ours);
+    EXPECT_FALSE(fs::exists(file)) << "its own file stays";
+}
+
 // The folders a command made are taken back when it fails (an exception unwinds past them), with
 // the command's own files when nothing else is in them; they stay when it succeeds or keeps them.
 TEST_F(Outputs, AFailedCommandTakesBackTheFoldersItMade) {

@@ -116,6 +116,13 @@ TEST_F(Safetensors, DamagedDataIsRefusedByItsChecksum) {
     std::string bytes = read_bytes(path);
     EXPECT_EQ(read_safetensors(path).metadata, (std::map<std::string, std::string>{{"k", "v"}}))
         << "the checksum is the reader's, not the caller's";
+    // A checksum that is no CRC-32 of ours is bad metadata, not damaged data.
+    std::string upper = bytes;
+    const size_t at = upper.find("\"data_crc32\":\"") + 14;
+    for (size_t i = at; i < at + 8; ++i) upper[i] = char(std::toupper(upper[i]));
+    write_bytes(path, upper);
+    EXPECT_NE(test::refusal_of(path, [&] { read_safetensors(path); }).find(": its metadata's data_crc32 is '"),
+              std::string::npos);
     bytes[bytes.size() - 3] ^= 0x10;  // a bit of the last value
     write_bytes(path, bytes);
     EXPECT_NE(test::refusal_of(path, [&] { read_safetensors(path); })

@@ -1097,6 +1097,20 @@ TEST_F(TrainCli, KeepEveryKeepsThoseEpochsWeights) {
     ASSERT_EQ(more.status, 0) << more.err;
     EXPECT_TRUE(fs::exists(kept / "step_0000006.safetensors") && fs::exists(kept / "step_0000008.json"))
         << "the recorded --keep-every goes on";
+    // A description of another checkpoint beside the weights was read as theirs.
+    fs::copy_file(kept / "step_0000002.json", kept / "step_0000004.json", fs::copy_options::overwrite_existing);
+    const RunResult mixed =
+        test::run_command(test::cli_path() + " info " + shell_quote((kept / "step_0000004.safetensors").string()));
+    EXPECT_EQ(mixed.status, 2);
+    EXPECT_NE(mixed.err.find("step_0000004.safetensors: its weights are of step 4"), std::string::npos) << mixed.err;
+    // A resume removes kept weights past its checkpoint: a killed run's, whose checkpoint went back.
+    fs::copy_file(kept / "step_0000002.json", kept / "step_0000099.json");
+    const RunResult past = train_tiny(model.string(), 9, " --resume");
+    ASSERT_EQ(past.status, 0) << past.err;
+    EXPECT_NE(past.err.find("removed 1 kept file of steps past the checkpoint of step 8 (step_0000099.json)"),
+              std::string::npos)
+        << past.err;
+    EXPECT_FALSE(fs::exists(kept / "step_0000099.json"));
     // A new run where another's weights are kept would mix the two (and replace those of its steps).
     const fs::path other = dir_ / "other";
     fs::create_directories(other / kept_weights_folder);
@@ -1137,7 +1151,7 @@ TEST_F(TrainCli, InfoDescribesAModelAndItsProgress) {
                       "level, kernel 3; 1 input channel\n"),
           std::string("  frame: RAS; padded to a multiple of 4; flip averaging: yes\n"),
           std::string("  training: step 3 of 3 (preset infant-t1, crop 32 x 32 x 32, batch 1, lr 0.001, seed 5, fp32, "
-                      "2 steps an epoch)\n"),
+                      "2 steps an epoch, weights kept every 1 epoch)\n"),
           std::string("  last logged loss: "), std::string(" (soft_dice, step 3)\n"),
           std::string("  last validation: mean Dice "), std::string(" at step 2\n"),  // once an epoch
           std::string("  kept weights: 1 (weights/step_0000002.safetensors)\n")})
@@ -1156,6 +1170,15 @@ TEST_F(TrainCli, InfoDescribesAModelAndItsProgress) {
     EXPECT_EQ(damaged.status, 2);
     EXPECT_NE(damaged.err.find("its data does not match the checksum it was written with"), std::string::npos)
         << damaged.err;
+    // What is no model of ours is said as what it is, not as a file it does not name.
+    for (const auto& [given, said] : std::vector<std::pair<std::string, std::string>>{
+             {(model / "model.optimizer.safetensors").string(), ": Adam's state, for train --resume, not a model"},
+             {(model / kept_weights_folder).string(), ": a folder of kept weights (train --keep-every)"},
+             {(root_ / "maps").string(), ": no model.safetensors in it"}}) {
+        const RunResult r2 = test::run_command(test::cli_path() + " info " + shell_quote(given));
+        EXPECT_EQ(r2.status, 2) << given;
+        EXPECT_NE(r2.err.find(given + said), std::string::npos) << r2.err;
+    }
 }
 
 TEST_F(TrainCli, HelpDescribesTheOptionsAndFiles) {

@@ -312,6 +312,9 @@ struct Trainer::State {
 
     // `keep`: the weights go into kept_weights_folder too (--keep-every).
     void save_checkpoint(bool keep = false);
+    // Error unless the model directory is still the one this run locked (moved or removed while
+    // it trains, and perhaps another made under its name).
+    void require_model_dir_in_place();
     std::string kept_weights_path() const {
         char name[40];
         std::snprintf(name, sizeof name, "step_%07lld.safetensors", (long long)step);
@@ -325,19 +328,22 @@ struct Trainer::State {
     double validate();
 };
 
+void Trainer::State::require_model_dir_in_place() {
+    if (!lock) return;
+    try {
+        lock->require_in_place();
+    } catch (const Error& e) {
+        made_model_dir.keep();  // what it made is elsewhere now: its name may be another run's
+        throw Error(cat(e.what(), ": the checkpoint of step ", step, " is not written",
+                        checkpoint_step < 0
+                            ? std::string(" (none was)")
+                            : cat(" (step ", checkpoint_step, "'s is in that directory, if it still exists)")));
+    }
+}
+
 void Trainer::State::save_checkpoint(bool keep) {
     // Into the directory this run locked, or nowhere: not into one made since under its name.
-    if (lock) {
-        try {
-            lock->require_in_place();
-        } catch (const Error& e) {
-            made_model_dir.keep();  // what it made is elsewhere now: its name may be another run's
-            throw Error(cat(e.what(), ": the checkpoint of step ", step, " is not written",
-                            checkpoint_step < 0
-                                ? std::string(" (none was)")
-                                : cat(" (step ", checkpoint_step, "'s is in that directory, if it still exists)")));
-        }
-    }
+    require_model_dir_in_place();
     // One set: every file written under a temporary name, then all moved into place; a failed
     // write (a full disk) or move leaves the previous checkpoint as it was. Only a kill while
     // they move can mix two: each file carries the step and the run, and a resume checks they agree.
@@ -394,7 +400,15 @@ void Trainer::State::save_checkpoint(bool keep) {
                                       : "training loss: soft Dice";
         write_loss_curve(path, title, steps, losses_so_far, validation_steps, validation_dice);
     });
-    files.commit();
+    try {
+        files.commit();
+    } catch (const Error&) {
+        // A move that failed because the directory moved meanwhile is said as such ("loss.png:
+        // cannot move the finished file into place" said nothing of it); the set takes back only
+        // files that are still its own.
+        require_model_dir_in_place();
+        throw;
+    }
     made_model_dir.keep();  // a model that resumes: it stays whatever happens next
     checkpoint_step = step;
 }
@@ -1066,9 +1080,27 @@ void Trainer::State::take_model_dir() {
         lock = lock_model_dir(options.model_dir);
         require_no_model(options.model_dir);  // another run may have made one since it was checked
     }
+    // A resume: kept weights past its checkpoint are a killed run's, whose checkpoint was put
+    // back; they belong to steps this model's history no longer has (the run keeps its own).
+    if (options.resume) {
+        std::error_code ec;
+        std::vector<std::string> past;
+        for (const fs::directory_entry& entry : fs::directory_iterator(kept_weights_in(options.model_dir), ec)) {
+            const std::string name = entry.path().filename().string();
+            if (is_kept_weights_name(name) && std::stoll(name.substr(5)) > checkpoint_step &&
+                fs::remove(entry.path(), ec))
+                past.push_back(name);
+        }
+        std::sort(past.begin(), past.end());
+        if (!past.empty())
+            warning(cat(kept_weights_in(options.model_dir), ": removed ", past.size(), " kept file",
+                        past.size() > 1 ? "s" : "", " of steps past the checkpoint of step ", checkpoint_step, " (",
+                        past.front(), past.size() > 1 ? ", ..." : "",
+                        "), a killed run's whose checkpoint was put back"));
+        return;
+    }
     // A new model: a killed run's temporaries here belong to no checkpoint of it (a resume would
     // have taken a kept copy for this run's and put it back over its weights).
-    if (options.resume) return;
     int removed = 0;
     std::error_code ec;
     for (const auto& leftover : checkpoint_temporaries(options.model_dir)) removed += fs::remove(leftover.second, ec);
