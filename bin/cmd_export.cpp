@@ -65,7 +65,7 @@ int cmd_export(int argc, char** argv) {
     ParamStore params(cpu);
     UNet net(spec.unet, params);
     params.allocate(ParamStore::Use::inference);
-    load_weights(weights, params);
+    require_one_checkpoint(spec, load_weights(weights, params), weights);
     OutputDirectories folders;
     folders.make_for(outputs);
     if (archive)

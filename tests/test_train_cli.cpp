@@ -1103,6 +1103,11 @@ TEST_F(TrainCli, KeepEveryKeepsThoseEpochsWeights) {
         test::run_command(test::cli_path() + " info " + shell_quote((kept / "step_0000004.safetensors").string()));
     EXPECT_EQ(mixed.status, 2);
     EXPECT_NE(mixed.err.find("step_0000004.safetensors: its weights are of step 4"), std::string::npos) << mixed.err;
+    const RunResult exported = test::run_command(test::cli_path() + " export --model " +
+                                                 shell_quote((kept / "step_0000004.safetensors").string()) +
+                                                 " --keras " + shell_quote((dir_ / "mixed.h5").string()));
+    EXPECT_EQ(exported.status, 2) << "export took them too";
+    EXPECT_FALSE(fs::exists(dir_ / "mixed.h5"));
     // A resume removes kept weights past its checkpoint: a killed run's, whose checkpoint went back.
     fs::copy_file(kept / "step_0000002.json", kept / "step_0000099.json");
     const RunResult past = train_tiny(model.string(), 9, " --resume");
