@@ -108,15 +108,13 @@ void print_model(const std::string& given) {
     if (!folder && ends_with(given, ".json")) parse_model_description(read_text_file(given), given);
     const std::string weights = resolve_model_path(given);  // says what a folder lacks
     const std::string json_path = model_json_path(weights);
-    {
-        // Read whole as predict reads it, on the CPU: the weights' names, shapes, values and
-        // checksum too, which the description alone does not show.
-        PredictOptions on_cpu;
-        on_cpu.device = parse_device("cpu");
-        const Predictor check(weights, on_cpu);
-    }
-    const ModelSpec spec = load_model_spec(weights);
-    const Preprocessing pre = parse_preprocessing(spec, json_path);
+    // Read whole as predict reads it, on the CPU: the weights' names, shapes, values and checksum
+    // too, which the description alone does not show.
+    PredictOptions on_cpu;
+    on_cpu.device = parse_device("cpu");
+    const Predictor model(weights, on_cpu);
+    const ModelSpec& spec = model.spec();
+    const Preprocessing& pre = model.preprocessing();
     const nlohmann::json record = parse_json(read_text_file(json_path), json_path);
 
     std::printf("%s\n", given.c_str());
@@ -157,11 +155,7 @@ void print_model(const std::string& given) {
                         ? "(none)"
                         : cat(std::round(csv_to_number(validation[1], columns[1]) * 1e4) / 1e4).c_str(),
                     validation[0].c_str());
-    std::vector<std::string> kept;
-    for (const auto& entry : std::filesystem::directory_iterator(kept_weights_in(given), ec))
-        if (is_kept_weights_name(entry.path().filename().string(), true))
-            kept.push_back(entry.path().filename().string());
-    std::sort(kept.begin(), kept.end());
+    const std::vector<std::string> kept = kept_weights_files(kept_weights_in(given));
     if (!kept.empty())
         std::printf("  kept weights: %zu (%s/%s%s)\n", kept.size(), kept_weights_folder, kept.front().c_str(),
                     kept.size() > 1 ? cat(" to ", kept.back()).c_str() : "");

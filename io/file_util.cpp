@@ -176,13 +176,16 @@ std::string resolve_links(const std::string& path) {
     return p.string();
 }
 
-void remove_committed_output(const std::string& path, const std::pair<uint64_t, uint64_t>* identity) noexcept {
+FileId file_id(const std::string& path) noexcept {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 ? FileId{uint64_t(st.st_dev), uint64_t(st.st_ino)} : FileId{0, 0};
+}
+
+void remove_committed_output(const std::string& path, const FileId* identity) noexcept {
     try {
         const std::string target = resolve_links(path);
         struct stat st;
-        const bool same = !identity || identity->second == 0 ||
-                          (::lstat(target.c_str(), &st) == 0 && uint64_t(st.st_dev) == identity->first &&
-                           uint64_t(st.st_ino) == identity->second);
+        const bool same = !identity || identity->second == 0 || file_id(target) == *identity;
         if (same && ::lstat(target.c_str(), &st) == 0 && S_ISREG(st.st_mode)) ::unlink(target.c_str());
     } catch (...) {  // best effort: the failure being reported matters more
     }
@@ -334,9 +337,7 @@ void OutputSet::move_pending() {
         }
         try {
             out->commit();
-            struct stat in_place {};
-            if (::stat(moved.target.c_str(), &in_place) == 0)
-                moved.identity = {uint64_t(in_place.st_dev), uint64_t(in_place.st_ino)};
+            moved.identity = file_id(moved.target);
         } catch (...) {  // not moved in: its earlier file goes back as it was
             if (!moved.previous.empty()) put_back_previous(moved.previous.c_str(), moved.target.c_str());
             release(moved);
@@ -598,8 +599,7 @@ std::string descriptor_identity(int descriptor) {
 // A key that is equal for two names of one file: (device, inode) when it exists, else the
 // absolute, normalised name with existing links resolved.
 std::string file_identity(const std::string& path) {
-    struct stat info {};
-    if (::stat(path.c_str(), &info) == 0) return cat("inode ", info.st_dev, ":", info.st_ino);
+    if (const FileId id = file_id(path); id.second != 0) return cat("inode ", id.first, ":", id.second);
     std::error_code ec;
     // Absolute first: "s.nii.gz" and "./s.nii.gz" (neither there yet) are one file.
     const std::filesystem::path resolved =
@@ -774,9 +774,7 @@ void OutputDirectories::make(const std::string& dir) {
     for (const fs::path& p : missing) {
         const bool made = fs::create_directory(p, ec);
         ISS_INPUT(!ec, dir, ": cannot create directory: ", ec.message());
-        struct stat identity {};
-        if (made && ::stat(p.c_str(), &identity) == 0)
-            made_.push_back({p.string(), uint64_t(identity.st_dev), uint64_t(identity.st_ino)});
+        if (made) made_.push_back({p.string(), file_id(p.string())});
     }
     ISS_INPUT(fs::is_directory(dir, ec), dir, ": cannot create directory");
 }
@@ -818,10 +816,7 @@ void OutputDirectories::take_back() {
     namespace fs = std::filesystem;
     for (auto made = made_.rbegin(); made != made_.rend(); ++made) {
         const std::string* dir = &made->path;
-        struct stat now {};
-        if (::stat(dir->c_str(), &now) != 0 || uint64_t(now.st_dev) != made->device ||
-            uint64_t(now.st_ino) != made->inode)
-            continue;               // moved or removed since: what has its name now is not this command's
+        if (file_id(*dir) != made->id) continue;  // moved or removed since: its name holds another's
         std::vector<fs::path> own;  // the command's own files in this folder
         for (const std::string& file : own_files_)
             if (normal_path(file).parent_path() == fs::path(*dir)) own.push_back(normal_path(file).filename());
@@ -875,13 +870,12 @@ DirectoryLock::~DirectoryLock() {
 }
 
 void DirectoryLock::require_in_place() const {
-    struct stat held {
-    }, named{};
+    struct stat held {};
     if (fd_ < 0 || ::fstat(fd_, &held) != 0) return;  // nothing held to compare with
-    const bool exists = ::stat(path_.c_str(), &named) == 0;
-    if (exists && named.st_dev == held.st_dev && named.st_ino == held.st_ino) return;
+    const FileId named = file_id(path_);
+    if (named == FileId{uint64_t(held.st_dev), uint64_t(held.st_ino)}) return;
     throw Error(cat(dir_, ": moved or removed while this run held it (", path_,
-                    exists ? " is another lock now" : " is gone", ")"));
+                    named.second != 0 ? " is another lock now" : " is gone", ")"));
 }
 
 bool is_temporary_output(const std::string& name) {

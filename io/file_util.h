@@ -61,9 +61,14 @@ private:
 // Takes back an output this command committed, when a later output of the same set failed (all
 // or nothing): the file a link led to is removed, never the link itself, and a target that is
 // not a regular file (a device, a FIFO: OutputFile wrote it directly) is left alone.
-// With `identity` (device, inode, as the file was moved in): only while the path still names
-// that file (its folder moved away and another made under its name holds another's file).
-void remove_committed_output(const std::string& path, const std::pair<uint64_t, uint64_t>* identity = nullptr) noexcept;
+// A file's or folder's (device, inode), to tell what a name holds now from what it held: {0, 0}
+// where the name holds nothing.
+using FileId = std::pair<uint64_t, uint64_t>;
+FileId file_id(const std::string& path) noexcept;
+
+// With `identity` (as the file was moved in): only while the path still names that file (its
+// folder moved away and another made under its name holds another's file).
+void remove_committed_output(const std::string& path, const FileId* identity = nullptr) noexcept;
 
 // An advisory lock (flock) on DIR/NAME, created when missing, held until destruction or the
 // process's end (a killed process releases it): for a directory two runs must not write at
@@ -126,7 +131,7 @@ private:
         bool new_without_slot = false;  // that registry was full: a signal then removes none
         // The file as it was moved in (device, inode): taken back only while its name still
         // names it. (0, 0): not known, taken back by name.
-        std::pair<uint64_t, uint64_t> identity{0, 0};
+        FileId identity{0, 0};
     };
     static void release(Moved& m) noexcept;
     static void keep_on_signal(Moved& m) noexcept;
@@ -294,7 +299,7 @@ private:
     // command ran, and another made under its name, is not the one to take back.
     struct Made {
         std::string path;
-        uint64_t device, inode;
+        FileId id;
     };
     std::vector<Made> made_;
     std::vector<std::string> own_files_;

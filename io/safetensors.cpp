@@ -33,8 +33,8 @@ constexpr const char* metadata_key = "__metadata__";
 constexpr const char* checksum_key = "data_crc32";
 
 // zlib's CRC-32 of `n` bytes, continuing `crc` (in pieces: zlib takes 32-bit lengths); the
-// first piece's `crc` is crc32_start.
-const uint32_t crc32_start = uint32_t(::crc32(0, nullptr, 0));
+// first piece's `crc` is crc32_start, zlib's crc32(0, Z_NULL, 0).
+constexpr uint32_t crc32_start = 0;
 uint32_t crc32_of(uint32_t crc, const uint8_t* bytes, size_t n) {
     while (n > 0) {
         const uInt piece = uInt(std::min<size_t>(n, size_t(1) << 30));

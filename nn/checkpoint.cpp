@@ -115,6 +115,16 @@ bool is_kept_weights_name(const std::string& name, bool weights) {
     return !digits.empty() && std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
+std::vector<std::string> kept_weights_files(const std::string& folder) {
+    std::vector<std::string> kept;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(folder, ec))
+        if (is_kept_weights_name(entry.path().filename().string(), true))
+            kept.push_back(entry.path().filename().string());
+    std::sort(kept.begin(), kept.end());  // the steps' digits are zero-padded
+    return kept;
+}
+
 void require_one_checkpoint(const ModelSpec& spec, const std::map<std::string, std::string>& weights_metadata,
                             const std::string& weights_path) {
     const nlohmann::json stamp = spec.training.value("checkpoint", nlohmann::json());

@@ -57,6 +57,8 @@ std::string kept_weights_in(const std::string& model_dir);
 // Whether a file name is one --keep-every writes (step_NNNNNNN.safetensors or .json, the step in
 // digits; not a temporary of one); `weights`: the .safetensors alone.
 bool is_kept_weights_name(const std::string& name, bool weights = false);
+// The weights files --keep-every kept in `folder` (their names, by step); none where it is missing.
+std::vector<std::string> kept_weights_files(const std::string& folder);
 // Where the weights' metadata and the description both carry train's checkpoint stamp, they must
 // be one checkpoint's: a model.json beside the weights of another step (or run) was read as
 // theirs. InputError naming both files otherwise.

@@ -225,8 +225,10 @@ void warn_if_a_label_map(const Image& image, const std::string& name) {
 }
 
 void warn_if_no_structure(const LabelMap& seg, const Image& normalised, const std::string& name) {
-    const bool constant = std::all_of(normalised.data.begin(), normalised.data.end(), [](float v) { return v == 0; });
-    if (constant || std::any_of(seg.data.begin(), seg.data.end(), [](int32_t label) { return label != 0; })) return;
+    // The segmentation first: a structure is usually met within its first slices, and the image
+    // is scanned only for an empty one.
+    if (std::any_of(seg.data.begin(), seg.data.end(), [](int32_t label) { return label != 0; })) return;
+    if (std::all_of(normalised.data.begin(), normalised.data.end(), [](float v) { return v == 0; })) return;
     warning(cat(name, ": no structure found, the segmentation is all background: is it a head scan? (Voxels far ",
                 "brighter or darker than the rest squeeze it into a sliver of the range: --clip-percentiles.)"));
 }
@@ -259,13 +261,9 @@ std::string resolve_model_path(const std::string& model) {
     if (!std::filesystem::exists(weights, ec)) {
         // A folder of the weights train --keep-every kept, or no model at all: said as such (it was
         // "model.json: cannot open").
-        std::string kept;
-        for (const auto& entry : std::filesystem::directory_iterator(model, ec)) {
-            const std::string name = entry.path().filename().string();
-            if (is_kept_weights_name(name, true) && (kept.empty() || name < kept)) kept = name;
-        }
+        const std::vector<std::string> kept = kept_weights_files(model);
         ISS_INPUT(kept.empty(), model, ": a folder of kept weights (train --keep-every), not a model directory: name ",
-                  "one of its files, e.g. ", (std::filesystem::path(model) / kept).string());
+                  "one of its files, e.g. ", (std::filesystem::path(model) / kept.front()).string());
         ISS_INPUT(false, model, ": no model.safetensors in it (a model directory holds model.safetensors and ",
                   "model.json, as train and import write them)");
     }
@@ -347,6 +345,12 @@ Predictor::~Predictor() = default;
 
 const std::vector<int32_t>& Predictor::labels() const { return state_->spec.labels; }
 int64_t Predictor::input_channels() const { return state_->spec.unet.in_channels; }
+const ModelSpec& Predictor::spec() const {
+    return state_->spec;
+}
+const Preprocessing& Predictor::preprocessing() const {
+    return state_->pre;
+}
 
 void Predictor::State::forward(const Image& x, size_t* peak_bytes, const UNet::ProbabilityRows& rows, float* host_out) {
     PoolAllocator& pool = *this->pool;

@@ -72,6 +72,9 @@ public:
 
     const std::vector<int32_t>& labels() const;
     int64_t input_channels() const;  // images per subject (1; 2 for a T1 + T2 model)
+    // The model as read: its description and what predict does to a scan (info prints them).
+    const ModelSpec& spec() const;
+    const Preprocessing& preprocessing() const;
 
 private:
     struct State;

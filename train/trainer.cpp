@@ -333,7 +333,7 @@ void Trainer::State::require_model_dir_in_place() {
     try {
         lock->require_in_place();
     } catch (const Error& e) {
-        made_model_dir.keep();  // what it made is elsewhere now: its name may be another run's
+        // What it made is taken back only where it still is (OutputDirectories), not under the name.
         throw Error(cat(e.what(), ": the checkpoint of step ", step, " is not written",
                         checkpoint_step < 0
                             ? std::string(" (none was)")
