@@ -28,8 +28,10 @@ namespace {
 // Registries of the files a signal must deal with, for its handler: fixed slots (no allocation
 // in a handler). A slot is claimed first, then its paths copied, then marked ready: two threads
 // never write one slot, and the handler reads only ready ones. A slot with a `restore` path holds
-// an earlier file kept aside, which the handler moves back there; one without is removed. (The
-// arrays are zero pages until used.)
+// an earlier file kept aside, which the handler moves back there; one without is removed. A slot
+// may hold its file's (device, inode): the handler then acts on the path only while it names that
+// file (its folder moved away, and another made under its name, holds another's). (The arrays are
+// zero pages until used.)
 template <int kSlots, bool kWithRestore>
 struct SignalRegistry {
     static constexpr size_t kSlotBytes = 4096;
@@ -37,10 +39,12 @@ struct SignalRegistry {
     enum SlotState : int { kFree, kClaimed, kReady, kRemove };
     char path[kSlots][kSlotBytes];
     char restore[kWithRestore ? kSlots : 1][kWithRestore ? kSlotBytes : 1];
+    FileId identity[kSlots];
     std::atomic<int> state[kSlots];
 
     // The slot, or -1 when every one is taken (the file is then left to the normal paths).
-    int claim(const std::string& file, const std::string& restore_to = "") {
+    // `id` {0, 0}: the path is acted on whatever it names.
+    int claim(const std::string& file, const std::string& restore_to = "", FileId id = {0, 0}) {
         // Without restore paths, restore[0] holds one byte: only "" fits.
         if (file.size() >= kSlotBytes || restore_to.size() >= sizeof restore[0]) return -1;
         for (int i = 0; i < kSlots; ++i) {
@@ -48,6 +52,7 @@ struct SignalRegistry {
             if (!state[i].compare_exchange_strong(expected, kClaimed, std::memory_order_acq_rel)) continue;
             std::memcpy(path[i], file.c_str(), file.size() + 1);
             if (kWithRestore) std::memcpy(restore[i], restore_to.c_str(), restore_to.size() + 1);
+            identity[i] = id;
             state[i].store(kReady, std::memory_order_release);
             return i;
         }
@@ -61,6 +66,14 @@ struct SignalRegistry {
     }
     bool ready(int slot) const { return state[slot].load(std::memory_order_acquire) == kReady; }
     bool to_remove(int slot) const { return state[slot].load(std::memory_order_acquire) == kRemove; }
+    // Whether the slot's path still names its file (always, for a slot without an identity).
+    // Async-signal-safe.
+    bool names_its_file(int slot) const {
+        if (identity[slot].second == 0) return true;
+        struct stat st {};
+        return ::lstat(path[slot], &st) == 0 && uint64_t(st.st_dev) == identity[slot].first &&
+               uint64_t(st.st_ino) == identity[slot].second;
+    }
 };
 
 // Temporaries being written (a few per set at a time): a signal removes them. Their own
@@ -77,6 +90,10 @@ SignalRegistry<kKeptSlots, true> kept_copies;
 constexpr int kMovedSlots = 256;
 SignalRegistry<kMovedSlots, false> moved_new_outputs;
 std::atomic<int> moved_without_slot{0};
+// Folders a command made (OutputDirectories), outermost first, until it keeps or takes them
+// back: a signal removes those that are empty then, as a failure does.
+constexpr int kFolderSlots = 64;
+SignalRegistry<kFolderSlots, false> made_folders;
 // While this is above 0, a signal puts no earlier file back and removes no new one: some kept
 // aside found no slot, or a set is switching its files' slots (a commit done). Some files old
 // and some new would be worse than all new with the old ones kept aside.
@@ -118,7 +135,14 @@ extern "C" void remove_temporaries_and_die(int signal) {
     }
     if (restore && moved_without_slot.load() == 0)
         for (int i = 0; i < kMovedSlots; ++i)
-            if (moved_new_outputs.ready(i)) ::unlink(moved_new_outputs.path[i]);
+            if (moved_new_outputs.ready(i) && moved_new_outputs.names_its_file(i)) ::unlink(moved_new_outputs.path[i]);
+    // Innermost first: a pass removes the folders that are empty by then, until one removes none.
+    for (bool removed = true; removed;) {
+        removed = false;
+        for (int i = kFolderSlots - 1; i >= 0; --i)
+            if (made_folders.ready(i) && made_folders.names_its_file(i) && ::rmdir(made_folders.path[i]) == 0)
+                removed = true;
+    }
     // Ended by the signal itself, as without the handler: unblocked here, it is delivered at once.
     std::signal(signal, SIG_DFL);
     sigset_t set;
@@ -223,11 +247,22 @@ static bool hard_links_refused() {
     return std::getenv("INFANT_NO_HARD_LINKS") != nullptr;
 }
 
+// Tests only (set_commit_point_hook_for_tests): called at each point INFANT_SIGNAL_AT can name.
+static std::function<void(const std::string&)>& point_hook_for_tests() {
+    static std::function<void(const std::string&)> hook;
+    return hook;
+}
+
+void set_commit_point_hook_for_tests(std::function<void(const std::string&)> hook) {
+    point_hook_for_tests() = std::move(hook);
+}
+
 // Testing hook: INFANT_SIGNAL_AT=POINT sends this process SIGTERM at that point of a set's
 // commit, as a signal that comes just then would: an output's path (before it moves into
 // place), "removing-kept" (a committed set about to remove the earlier files kept aside) or
 // "taking-back" (a failed set about to be taken back). Unset in normal use.
 static void signal_for_tests(const std::string& point) {
+    if (point_hook_for_tests()) point_hook_for_tests()(point);
     const char* at = std::getenv("INFANT_SIGNAL_AT");
     if (at && point == at) ::kill(::getpid(), SIGTERM);
 }
@@ -318,7 +353,8 @@ void OutputSet::move_pending() {
         struct stat info {};
         const bool existed = ::lstat(out->target().c_str(), &info) == 0;
         if (!out->direct() && !existed) {  // new: a signal from its move on takes it back
-            moved.new_slot = moved_new_outputs.claim(out->target());
+            // By its identity, which the move keeps: only while its name holds it.
+            moved.new_slot = moved_new_outputs.claim(out->target(), "", file_id(out->write_path()));
             moved.new_without_slot = moved.new_slot < 0;
             if (moved.new_without_slot) moved_without_slot.fetch_add(1);
         }
@@ -774,7 +810,9 @@ void OutputDirectories::make(const std::string& dir) {
     for (const fs::path& p : missing) {
         const bool made = fs::create_directory(p, ec);
         ISS_INPUT(!ec, dir, ": cannot create directory: ", ec.message());
-        if (made) made_.push_back({p.string(), file_id(p.string())});
+        if (!made) continue;
+        const FileId id = file_id(p.string());
+        made_.push_back({p.string(), id, made_folders.claim(p.string(), "", id)});
     }
     ISS_INPUT(fs::is_directory(dir, ec), dir, ": cannot create directory");
 }
@@ -809,7 +847,15 @@ void OutputDirectories::make_for(const std::vector<NamedPath>& outputs) {
 }
 
 OutputDirectories::~OutputDirectories() {
-    if (std::uncaught_exceptions() > exceptions_at_start_) take_back();  // on success the folders stay
+    if (std::uncaught_exceptions() > exceptions_at_start_)
+        take_back();
+    else
+        keep();  // on success the folders stay
+}
+
+void OutputDirectories::keep() {
+    for (const Made& made : made_) made_folders.free(made.slot);
+    made_.clear();
 }
 
 void OutputDirectories::take_back() {
@@ -831,7 +877,7 @@ void OutputDirectories::take_back() {
             for (const fs::path& name : own) fs::remove(fs::path(*dir) / name, ec);
         fs::remove(*dir, ec);  // removes nothing unless empty
     }
-    made_.clear();
+    keep();  // what is left stays
 }
 
 DirectoryLock::DirectoryLock(const std::string& dir, const std::string& name, const std::string& what)

@@ -145,13 +145,18 @@ private:
 
 // SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU and SIGVTALRM
 // remove every registered temporary output, put back the earlier files the sets in progress had
-// replaced and remove the new ones they had moved into place, as a failure does, then end the
-// process as the signal would. A signal that was ignored stays ignored (nohup). Commands that stop at a safe point
+// replaced, remove the new ones they had moved into place (those their names still hold) and the
+// folders the command made that are empty then, as a failure does, then end the process as the
+// signal would. A signal that was ignored stays ignored (nohup). Commands that stop at a safe point
 // (train, synth) install their own handlers over it for the stop signals (install_stop_handlers,
 // bin/cli.h) once their inputs are read. The one signal's handler alone (async-signal-safe: a stop handler installs
 // it for the next signal).
 void install_output_cleanup_on_signals();
 void install_output_cleanup_on_signal(int signal);
+
+// Tests only: called with each point INFANT_SIGNAL_AT can name (file_util.cpp), before that hook's
+// signal, to change the files at that moment; empty to stop.
+void set_commit_point_hook_for_tests(std::function<void(const std::string&)> hook);
 
 // For a command one of whose outputs is its standard output (`--out /dev/stdout`): from now on
 // its report lines (printf) go to stderr, and an output naming standard output is written to the
@@ -288,7 +293,7 @@ public:
     // into it, as SynthSeg's commands do.
     void make_for(const std::vector<NamedPath>& outputs);
     // The folders stay from now on, whatever happens (a complete set of outputs is in them).
-    void keep() { made_.clear(); }
+    void keep();
     // A command failing without an exception (predict, every scan of a folder refused): the
     // folders it made that hold nothing of its outputs are removed now.
     void take_back();
@@ -296,10 +301,12 @@ public:
 private:
     int exceptions_at_start_ = std::uncaught_exceptions();
     // Outermost first, each with its identity (device, inode): a folder moved away while the
-    // command ran, and another made under its name, is not the one to take back.
+    // command ran, and another made under its name, is not the one to take back. Each is in the
+    // signal handler's registry too (`slot`, -1 when it was full), which removes it when empty.
     struct Made {
         std::string path;
         FileId id;
+        int slot = -1;
     };
     std::vector<Made> made_;
     std::vector<std::string> own_files_;

@@ -257,6 +257,68 @@ TEST_F(Outputs, ASignalAfterTheCommitRemovesTheKeptCopies) {
     EXPECT_EQ(entries(), (std::vector<std::string>{"a.csv", "b.csv"})) << "a kept copy left";
 }
 
+// A signal during the moves takes back only the new files it moved in that their names still hold:
+// a folder moved away while the set moved in, and another made under its name holding a file of
+// the same name (another run's), lost that file to the signal, which removed by name (a failure
+// already compared identities).
+TEST_F(Outputs, ASignalTakesBackOnlyTheFilesItMovedIn) {
+    fs::create_directories(path("a"));
+    fs::create_directories(path("b"));
+    const int status = in_child({{"INFANT_SIGNAL_AT", path("b/third.csv")}}, [&] {
+        set_commit_point_hook_for_tests([&](const std::string& point) {
+            if (point != path("b/third.csv")) return;  // a/new.csv is in place: its folder moves
+            fs::rename(path("a"), path("a-moved"));
+            fs::create_directories(path("a"));
+            std::ofstream(path("a/new.csv")) << "another's\n";
+        });
+        OutputSet set;
+        set.write(path("a/new.csv"), [&](const std::string& p) { write_csv(p, table()); });
+        set.write(path("b/third.csv"), [&](const std::string& p) { write_csv(p, table()); });
+        set.commit();
+    });
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << "status " << status;
+    EXPECT_EQ(test::read_text(path("a/new.csv")), "another's\n") << "another's file taken back by its name";
+    EXPECT_EQ(test::read_text(path("a-moved/new.csv")), "a\n1\n") << "moved away with its folder: not found";
+    EXPECT_TRUE(fs::is_empty(path("b"))) << "a temporary left";
+}
+
+// A signal removes the folders the command made that are empty then, innermost first, as a
+// failure does (a Ctrl-C during predict's first write left its new output folder behind), and
+// leaves those it did not make, those holding anything and another's made under the same name.
+TEST_F(Outputs, ASignalRemovesTheEmptyFoldersItMade) {
+    for (const bool moved : {false, true}) {
+        SCOPED_TRACE(moved ? "the folder moved away, another made under its name" : "in place");
+        fs::remove_all(dir_);
+        fs::create_directories(path("had"));
+        const std::string out = path("had/new/deeper/seg.csv");
+        const int status = in_child({{"INFANT_SIGNAL_AT", out}}, [&] {
+            if (moved)
+                set_commit_point_hook_for_tests([&](const std::string& point) {
+                    if (point != out) return;
+                    fs::rename(path("had/new"), path("had/new-moved"));
+                    fs::create_directories(path("had/new/deeper"));
+                });
+            OutputDirectories folders;
+            folders.make(path("had"));  // there before: not this command's
+            folders.make(path("had/new/deeper"));
+            folders.make(path("kept"));
+            std::ofstream(path("kept/a user's file")) << "1";
+            OutputSet set;
+            set.write(out, [&](const std::string& p) { write_csv(p, table()); });
+            set.commit();
+        });
+        EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << "status " << status;
+        EXPECT_TRUE(fs::is_directory(path("had")));
+        EXPECT_TRUE(fs::exists(path("kept/a user's file")));
+        if (moved) {
+            EXPECT_TRUE(fs::is_directory(path("had/new/deeper"))) << "another's folders taken back";
+            EXPECT_TRUE(fs::is_directory(path("had/new-moved/deeper")));  // with the temporary: not found
+        } else {
+            EXPECT_FALSE(fs::exists(path("had/new"))) << "made, left empty by the signal";
+        }
+    }
+}
+
 // A replaced output keeps its permission bits, whether the earlier file was kept aside as a hard
 // link or (no hard links: another user's file under fs.protected_hardlinks) moved aside: a
 // segmentation made private became 0644, readable by everyone, when a run wrote it again. A
