@@ -15,12 +15,14 @@
 #include "io/file_util.h"
 #include "io/json.h"
 #include "io/nifti.h"
+#include "io/npy.h"
 #include "io/orientation.h"
 #include "kernels/common/error.h"
 #include "nn/checkpoint.h"
 #include "nn/keras.h"
 #include "post/prediction.h"
 #include "predict/predictor.h"
+#include "synth/config.h"  // prior_labels_file_name
 
 namespace iss::cli {
 namespace {
@@ -41,6 +43,10 @@ const char* help_text =
     "it was trained on, and how it was made (the training's step and options, or the Keras\n"
     "file it was imported from); in a model directory also the last logged loss and\n"
     "validation, and the weights --keep-every kept.\n"
+    "\n"
+    "For a .npy file (priors' prior_means.npy, prior_stds.npy, prior_labels.npy, a label\n"
+    "list): its dtype, shape and range, and a list's labels or the labels of the columns of\n"
+    "priors (prior_labels.npy beside them). A folder without a model: each volume in it.\n"
     "\n"
     "Exit status: 0 when every file was read, 2 when any file is bad (the others are still\n"
     "printed).\n";
@@ -161,12 +167,48 @@ void print_model(const std::string& given) {
                     kept.size() > 1 ? cat(" to ", kept.back()).c_str() : "");
 }
 
+// A folder of scans or label maps and no model.
+bool is_folder_of_volumes(const std::string& path) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(path, ec) || std::filesystem::exists(in_dir(path, "model.json"), ec) ||
+        std::filesystem::exists(in_dir(path, "model.safetensors"), ec))
+        return false;
+    for (const std::filesystem::directory_entry& entry : std::filesystem::directory_iterator(path, ec))
+        if (is_volume_name(entry.path().filename().string()) && entry.path().filename().string()[0] != '.') return true;
+    return false;
+}
+
 // Whether `path` names a model rather than a volume: a directory holding a model's description,
 // a description, or weights.
 bool is_model_path(const std::string& path) {
     std::error_code ec;
     return std::filesystem::is_directory(path, ec) || ends_with(path, ".safetensors") || ends_with(path, ".json") ||
            is_keras_model_path(path);
+}
+
+// A .npy file: what synth's --config and priors' outputs are made of.
+void print_npy(const std::string& path) {
+    const NpyArray a = read_npy(path);
+    std::printf("%s\n", path.c_str());
+    std::printf("  format: NumPy array (.npy), dtype %s, shape %s\n", a.dtype.c_str(), shape_text(a.shape).c_str());
+    if (a.values.empty()) return;
+    const auto [low, high] = std::minmax_element(a.values.begin(), a.values.end());
+    std::printf("  range: [%.6g, %.6g]\n", *low, *high);
+    const bool whole = std::all_of(a.values.begin(), a.values.end(), [](double v) { return v == std::round(v); });
+    if (a.shape.size() == 1 && whole) {
+        std::printf("  labels: %s\n", clipped(label_list_text(read_npy_labels(path)), 300).c_str());
+        return;
+    }
+    const std::string listed = (std::filesystem::path(path).parent_path() / prior_labels_file_name).string();
+    std::error_code ec;
+    if (a.shape.size() != 2 || a.shape[0] != 2 || !std::filesystem::exists(listed, ec)) return;
+    const std::vector<int32_t> columns = read_npy_labels(listed);
+    if (int64_t(columns.size()) == a.shape[1])
+        std::printf("  priors of labels: %s (%s beside it)\n", clipped(label_list_text(columns), 300).c_str(),
+                    prior_labels_file_name);
+    else
+        std::printf("  priors of labels: not those of %s beside it (%zu labels for %lld columns)\n",
+                    prior_labels_file_name, columns.size(), (long long)a.shape[1]);
 }
 
 void print_file(const std::string& path) {
@@ -269,9 +311,16 @@ int cmd_info(int argc, char** argv) {
     }
     ISS_INPUT(!args.positional().empty(), "info: no input file (see 'infant-synthseg info --help')");
     int status = 0;
+    std::vector<std::string> paths;  // a folder of volumes as its volumes, each said on its own
     for (const std::string& path : args.positional()) {
+        const std::vector<std::string> files = is_folder_of_volumes(path) ? volume_files(path) : std::vector{path};
+        paths.insert(paths.end(), files.begin(), files.end());
+    }
+    for (const std::string& path : paths) {
         try {
-            if (is_model_path(path))
+            if (ends_with(path, ".npy"))
+                print_npy(path);
+            else if (is_model_path(path))
                 print_model(path);
             else
                 print_file(path);

@@ -38,7 +38,7 @@ int cmd_phantom(int argc, char** argv) {
     args.reject_positional();
     ISS_INPUT(args.has("--age-months"), "phantom: option --age-months is required");
     const double age = args.number("--age-months", 0.0);
-    ISS_INPUT(age >= 0 && age <= 24, "phantom: --age-months ", age, " is outside [0, 24]");
+    ISS_INPUT(age >= 0 && age <= 24, "phantom: --age-months ", args.get("--age-months", ""), " is outside [0, 24]");
     const std::string out = args.require("--out");
     const uint64_t seed = args.seed();
 

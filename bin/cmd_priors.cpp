@@ -1,7 +1,8 @@
 // `infant-synthseg priors`: intensity priors for the generator estimated from real images and
 // their label maps (SPEC.md section 7; the computation is in synth/priors_estimate.h). Reads and
 // measures every subject before writing anything, then writes prior_means.npy and
-// prior_stds.npy (float64, (2, n_labels)) and prints a table per label.
+// prior_stds.npy (float64, (2, n_labels)) with prior_labels.npy (their columns' labels) and prints
+// a table per label.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include "io/npy.h"
 #include "kernels/common/error.h"
 #include "post/prediction.h"  // parse_label_list
+#include "synth/config.h"     // prior_labels_file_name
 #include "synth/labels.h"
 #include "synth/priors_estimate.h"
 
@@ -37,10 +39,12 @@ const char* usage =
     "the reference). Across the subjects where a label is present: prior_means = [mean; std]\n"
     "of the medians, prior_stds = [mean; std] of the spreads (population std, ddof 0: 0 with\n"
     "one subject). Writes DIR/prior_means.npy and DIR/prior_stds.npy (float64, shape\n"
-    "(2, n_labels), columns in label-list order), usable as prior_means / prior_stds of a\n"
-    "synth or train --config by path ({\"prior_means\": \"DIR/prior_means.npy\", ...}, relative\n"
-    "to the configuration's folder). Labels present in no subject get 0 and a warning. Every\n"
-    "input is checked before anything is written.\n"
+    "(2, n_labels), columns in label-list order) and DIR/prior_labels.npy (that list, int32),\n"
+    "usable as prior_means / prior_stds of a synth or train --config by path\n"
+    "({\"prior_means\": \"DIR/prior_means.npy\", ...}, relative to the configuration's folder):\n"
+    "each generation label then takes its own column, found in prior_labels.npy beside them.\n"
+    "Labels present in no subject get 0 and a warning; so does a label map whose voxels mostly\n"
+    "hold labels not in the list. Every input is checked before anything is written.\n"
     "\n"
     "  --images DIR       images (*.nii, *.nii.gz, NIfTI pairs *.hdr + .img, *.mgz, *.mgh), or\n"
     "                     one file\n"
@@ -96,17 +100,19 @@ int cmd_priors(int argc, char** argv) {
     const std::vector<SubjectFiles> subjects = pair_subject_files(images, label_maps);
     const std::string means_path = (fs::path(out_dir) / "prior_means.npy").string();
     const std::string stds_path = (fs::path(out_dir) / "prior_stds.npy").string();
+    const std::string labels_path = (fs::path(out_dir) / prior_labels_file_name).string();
     std::vector<NamedPath> inputs{{args.get("--labels-list", ""), "--labels-list"}};
     for (const SubjectFiles& f : subjects) inputs.insert(inputs.end(), {{f.image, "--images"}, {f.labels, "--labels"}});
-    check_outputs("priors", inputs, {{means_path, "--out"}, {stds_path, "--out"}}, {out_dir});
+    check_outputs("priors", inputs, {{means_path, "--out"}, {stds_path, "--out"}, {labels_path, "--out"}}, {out_dir});
     const EstimatedPriors priors = estimate_priors(subjects, options);
 
     OutputDirectories folders;
     folders.make(out_dir);
     const std::vector<int64_t> shape = {2, int64_t(options.labels.size())};
-    OutputSet outputs;  // both or neither
+    OutputSet outputs;  // all or none
     outputs.write(means_path, [&](const std::string& path) { write_npy(path, shape, priors.means); });
     outputs.write(stds_path, [&](const std::string& path) { write_npy(path, shape, priors.stds); });
+    outputs.write(labels_path, [&](const std::string& path) { write_npy_labels(path, options.labels); });
     outputs.commit();
 
     if (!priors.absent.empty()) {
@@ -119,8 +125,9 @@ int cmd_priors(int argc, char** argv) {
     std::printf("%6s %9s %16s %16s\n", "label", "subjects", "mean of medians", "mean of spreads");
     for (size_t i = 0; i < n; ++i)
         std::printf("%6d %9d %16.2f %16.2f\n", options.labels[i], priors.subjects[i], priors.means[i], priors.stds[i]);
-    std::printf("wrote prior_means.npy and prior_stds.npy (2 x %zu) from %zu subjects%s to %s\n", n, subjects.size(),
-                options.classes ? " (fused classes pooled)" : "", out_dir.c_str());
+    std::printf("wrote prior_means.npy and prior_stds.npy (2 x %zu) and %s from %zu subjects%s to %s\n", n,
+                prior_labels_file_name, subjects.size(), options.classes ? " (fused classes pooled)" : "",
+                out_dir.c_str());
     return 0;
 }
 

@@ -183,12 +183,15 @@ std::vector<int32_t> read_npy_labels(const std::string& path) {
     return labels;
 }
 
-void write_npy(const std::string& path, const std::vector<int64_t>& shape, const std::vector<double>& values) {
-    int64_t count = 1;
-    for (int64_t d : shape) count *= d;
-    ISS_REQUIRE(count == int64_t(values.size()), "write_npy ", path, ": shape holds ", count, " values, got ",
-                values.size());
-    std::string dict = "{'descr': '<f8', 'fortran_order': False, 'shape': " + shape_text(shape) + ", }";
+namespace {
+
+// `count` values of `value_bytes` each, of NumPy type `descr`, in the host's (little-endian) order.
+void write_npy_values(const std::string& path, const char* descr, const std::vector<int64_t>& shape, const void* values,
+                      size_t count, size_t value_bytes) {
+    int64_t held = 1;
+    for (int64_t d : shape) held *= d;
+    ISS_REQUIRE(held == int64_t(count), "write_npy ", path, ": shape holds ", held, " values, got ", count);
+    std::string dict = cat("{'descr': '", descr, "', 'fortran_order': False, 'shape': ", shape_text(shape), ", }");
     // Pad with spaces so that magic + version + length + header is a multiple of 64 bytes.
     const size_t unpadded = npy_magic_size + 2 + 2 + dict.size() + 1;
     dict.append((64 - unpadded % 64) % 64, ' ');
@@ -202,8 +205,18 @@ void write_npy(const std::string& path, const std::vector<int64_t>& shape, const
     out.write(version, 2);
     out.write(length_bytes, 2);
     out.write(dict.data(), dict.size());
-    out.write(values.data(), values.size() * sizeof(double));  // little-endian host (x86, arm64)
+    out.write(values, count * value_bytes);  // little-endian host (x86, arm64)
     out.commit();
+}
+
+}  // namespace
+
+void write_npy(const std::string& path, const std::vector<int64_t>& shape, const std::vector<double>& values) {
+    write_npy_values(path, "<f8", shape, values.data(), values.size(), sizeof(double));
+}
+
+void write_npy_labels(const std::string& path, const std::vector<int32_t>& labels) {
+    write_npy_values(path, "<i4", {int64_t(labels.size())}, labels.data(), labels.size(), sizeof(int32_t));
 }
 
 }  // namespace iss

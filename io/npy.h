@@ -1,7 +1,7 @@
 // NumPy .npy files (format versions 1.0, 2.0 and 3.0): the infant intensity priors are
 // float64 arrays of shape (2, n_labels). Read: float64, float32 and every integer type (a label
 // list may be uint8), little or big endian, C order; values come back as double. Write: float64
-// (priors) or int64, C order.
+// (priors) or int32 (label lists), C order.
 #pragma once
 
 #include <cstdint>
@@ -29,5 +29,7 @@ std::vector<int32_t> read_npy_labels(const std::string& path);
 
 // Writes float64 ("<f8") through a temporary name.
 void write_npy(const std::string& path, const std::vector<int64_t>& shape, const std::vector<double>& values);
+// A label list as a 1-D int32 ("<i4") array, as SynthSeg's generation_labels.npy.
+void write_npy_labels(const std::string& path, const std::vector<int32_t>& labels);
 
 }  // namespace iss

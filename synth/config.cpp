@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <tuple>
@@ -107,6 +108,20 @@ NpyArray config_npy(const nlohmann::json& value, const std::string& json_path, c
     }
 }
 
+// The prior_labels.npy beside a prior .npy file.
+std::string prior_labels_beside(const std::string& prior_file) {
+    return (std::filesystem::path(prior_file).parent_path() / prior_labels_file_name).string();
+}
+
+// A prior file's columns' labels (prior_labels.npy beside it, as `priors` writes it); empty where
+// there is none.
+std::vector<int32_t> prior_column_labels(const std::string& prior_file) {
+    const std::string listed = prior_labels_beside(prior_file);
+    std::error_code ec;
+    if (!std::filesystem::exists(listed, ec)) return {};
+    return read_npy_labels(listed);
+}
+
 // prior_means / prior_stds as priors writes them or a user has them at hand: a (2, n) .npy file
 // (a path relative to the configuration's folder), a nested [[means], [stds]] list, or the 2n
 // values row by row; given back as the last.
@@ -178,8 +193,14 @@ std::vector<NamedPath> config_inputs(const std::string& json_path) {
     std::vector<NamedPath> files{{json_path, "--config"}};
     const nlohmann::json overrides = parse_json(read_text_file(json_path), json_path);
     for (const char* key : npy_parameters)
-        if (overrides.is_object() && overrides.contains(key) && overrides[key].is_string())
-            files.push_back({beside_config(overrides[key].get<std::string>(), json_path), cat("--config's ", key)});
+        if (overrides.is_object() && overrides.contains(key) && overrides[key].is_string()) {
+            const std::string file = beside_config(overrides[key].get<std::string>(), json_path);
+            files.push_back({file, cat("--config's ", key)});
+            std::error_code ec;
+            if (std::string(key).rfind("prior_", 0) == 0 && std::filesystem::exists(prior_labels_beside(file), ec))
+                files.push_back(
+                    {prior_labels_beside(file), cat("--config's ", key, " (its ", prior_labels_file_name, ")")});
+        }
     return files;
 }
 
@@ -188,6 +209,27 @@ GeneratorConfig load_config(const PresetChoice& preset, const std::string& json_
 }
 
 namespace {
+
+// A prior file's columns (`values`: its two rows, `listed` labels a row) as the configuration's
+// generation labels' (2, n): each label's own column, found by value. InputError naming the file
+// where its list does not fit it or lacks a generation label.
+std::vector<double> prior_columns_by_label(const std::vector<double>& values, const std::vector<int32_t>& listed,
+                                           const std::vector<int32_t>& generation_labels, const std::string& file,
+                                           const std::string& key) {
+    const std::string list_file = prior_labels_beside(file);
+    ISS_INPUT(values.size() == 2 * listed.size(), list_file, ": lists ", listed.size(), " labels, but ", file, " (",
+              key, ") has ", values.size() / 2, " columns: not its labels");
+    const size_t n = generation_labels.size(), m = listed.size();
+    std::vector<double> by_label(2 * n);
+    for (size_t g = 0; g < n; ++g) {
+        const int at = labels::index_of(listed, generation_labels[g]);
+        ISS_INPUT(at >= 0, file, ": ", key, " has no column for generation label ", generation_labels[g], " (",
+                  list_file, " lists its columns' labels): estimate the priors with it in --labels-list");
+        by_label[g] = values[size_t(at)];
+        by_label[n + g] = values[m + size_t(at)];
+    }
+    return by_label;
+}
 
 // A file that lists its own generation labels, given what it left to its preset (`base`): the
 // preset's priors are columns of the preset's list, so each label keeps its own, found by value
@@ -269,8 +311,20 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
     like["output_labels"] = like["generation_labels"];
     // Parameters of a fixed number of values (the others are lists of any length).
     const std::set<std::string> fixed_length = {"random_mean", "random_std", "output_shape"};
-    for (const char* key : {"prior_means", "prior_stds"})
-        if (overrides.contains(key)) overrides[key] = flat_priors(overrides[key], json_path, key);
+    // Prior files by path, with the labels of their columns where `priors` listed them.
+    std::map<std::string, std::pair<std::string, std::vector<int32_t>>> prior_files;
+    for (const char* key : {"prior_means", "prior_stds"}) {
+        if (!overrides.contains(key)) continue;
+        if (overrides[key].is_string() && !overrides[key].get<std::string>().empty()) {
+            const std::string file = beside_config(overrides[key].get<std::string>(), json_path);
+            try {
+                prior_files[key] = {file, prior_column_labels(file)};
+            } catch (const InputError& e) {
+                throw InputError(cat(json_path, ": parameter '", key, "': ", e.what()));
+            }
+        }
+        overrides[key] = flat_priors(overrides[key], json_path, key);
+    }
     for (const char* key : {"generation_labels", "segmentation_labels", "output_labels"})
         if (overrides.contains(key)) overrides[key] = label_list(overrides[key], json_path, key);
     for (auto it = overrides.begin(); it != overrides.end(); ++it) {
@@ -299,6 +353,12 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
         }
     }
     if (overrides.contains("generation_labels")) fit_preset_to_own_labels(config, base, overrides, json_path);
+    for (const auto& [key, file_and_labels] : prior_files) {
+        const auto& [file, listed] = file_and_labels;
+        if (listed.empty()) continue;  // not priors' own: column by column
+        std::vector<double>& prior = key == "prior_means" ? config.prior_means : config.prior_stds;
+        prior = prior_columns_by_label(prior, listed, config.generation_labels, file, key);
+    }
     validate_config(config, json_path);
     warn_of_empty_priors(config, json_path);
     return config;
@@ -418,11 +478,12 @@ void validate_draws(const GeneratorConfig& c, const std::string& source) {
     for (const auto& b : spatial)
         ISS_INPUT(b.value >= 0 && b.value <= b.high, source, ": ", b.name, " must be in [0, ", b.high, "] (", b.why,
                   "), is ", b.value);
-    ISS_INPUT(c.nonlin_shape_factor > 0 && c.nonlin_shape_factor <= 1 && c.bias_shape_factor > 0 &&
-                  c.bias_shape_factor <= 1,
-              source, ": shape factors must be in (0, 1]");
+    for (const auto& [factor, name] :
+         {std::pair{c.nonlin_shape_factor, "nonlin_shape_factor"}, {c.bias_shape_factor, "bias_shape_factor"}})
+        ISS_INPUT(factor > 0 && factor <= 1, source, ": ", name, " must be in (0, 1], is ", factor);
     ISS_INPUT(c.integration_steps >= 0 && c.integration_steps <= 20, source, ": integration_steps must be in 0..20");
-    ISS_INPUT(c.blur_sigma >= 0 && c.blur_range >= 1, source, ": blur_sigma must be >= 0 and blur_range >= 1");
+    ISS_INPUT(c.blur_sigma >= 0, source, ": blur_sigma must be >= 0, is ", c.blur_sigma);
+    ISS_INPUT(c.blur_range >= 1, source, ": blur_range must be >= 1, is ", c.blur_range);
     require_probability(c.anisotropic_probability, "anisotropic_probability", source);
     require_probability(c.full_resolution_probability, "full_resolution_probability", source);
 }
@@ -453,11 +514,17 @@ void validate_resolution_and_contrast(const GeneratorConfig& c, const std::strin
                   ? cat(" with max_isotropic ", c.max_isotropic, " / max_anisotropic ", c.max_anisotropic, " voxels")
                   : std::string(),
               " ask for a blur of up to ", std::floor(window / 2), " voxels each side; at most ", max_blur_half_width);
-    ISS_INPUT(c.bias_field_std >= 0 && c.clip_max > 0, source, ": bias_field_std must be >= 0, clip_max > 0");
-    // gamma = exp(N(0, gamma_std)) as a float, positive and finite: a draw is at most 5.8 standard
-    // deviations (Box-Muller on 24-bit uniforms) and exp underflows below -87, so 10 keeps a margin.
-    ISS_INPUT(c.gamma_std >= 0 && c.gamma_std <= 10, source, ": gamma_std must be in [0, 10] (gamma is exp(N(0, ",
-              "gamma_std)); larger ones give exponents of 0 or infinity), got ", c.gamma_std);
+    ISS_INPUT(c.clip_max > 0, source, ": clip_max must be > 0, is ", c.clip_max);
+    // gamma = exp(N(0, gamma_std)) and the bias field exp(N(0, s)) with s up to bias_field_std, as
+    // floats, positive and finite: a draw is at most 5.8 standard deviations (Box-Muller on 24-bit
+    // uniforms) and exp overflows above 88 (a bias of infinity times a background of 0 is NaN),
+    // so 10 keeps a margin. 1e6 gave images of a few hundred values without a word.
+    for (const auto& [std_dev, name, of] : {std::tuple{c.gamma_std, "gamma_std", "gamma is exp(N(0, gamma_std))"},
+                                            {c.bias_field_std, "bias_field_std",
+                                             "the bias field is exp(N(0, s)), s "
+                                             "up to bias_field_std"}})
+        ISS_INPUT(std_dev >= 0 && std_dev <= 10, source, ": ", name, " must be in [0, 10] (", of,
+                  "; larger ones give exponents of 0 or infinity), got ", std_dev);
 }
 
 }  // namespace

@@ -109,8 +109,14 @@ GeneratorConfig preset_config(const std::string& name);
 // for unreadable JSON, an unknown field, a value of the wrong type or a preset other than the
 // one asked for.
 GeneratorConfig load_config(const PresetChoice& preset, const std::string& json_path);
-// A --config file and the .npy files it names for prior_means and prior_stds: the inputs a
-// command must not overwrite (check_outputs); none for "".
+// The labels of the columns of prior .npy files, which `priors` writes beside them: a
+// configuration naming such a file by path gives each generation label its own column, found by
+// value (a list in another order than generation_labels' painted labels with others' priors).
+// Files without one (SynthSeg's) are taken column by column in generation_labels' order.
+constexpr const char* prior_labels_file_name = "prior_labels.npy";
+
+// A --config file and the .npy files it names (prior_labels.npy beside a prior file too): the
+// inputs a command must not overwrite (check_outputs); none for "".
 std::vector<NamedPath> config_inputs(const std::string& json_path);
 // The same from JSON text (a model.json's recorded generator); messages name `source`, and a
 // prior .npy path is read relative to the folder `source` names, as for a file.

@@ -63,12 +63,14 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
     if (!unknown.empty()) {
         const auto first = std::min_element(unknown.begin(), unknown.end(),
                                             [](const auto& a, const auto& b) { return a.second < b.second; });
-        std::string values;
+        std::string values;      // the first 20: an intensity image has hundreds
         bool all_labels = true;  // a --config may list them (not -5 or 70000)
+        int listed = 0;
         for (const auto& [value, at] : unknown) {
-            values += cat(values.empty() ? "" : ", ", value);
+            if (listed++ < 20) values += cat(values.empty() ? "" : ", ", value);
             all_labels = all_labels && is_label_value(value);
         }
+        if (listed > 20) values += ", ...";
         throw InputError(cat(name, ": label value ", first->first, " (first at voxel ",
                              voxel_text(labels.grid.dim, int64_t(first->second)), ") is not one of the ",
                              config.generation_labels.size(), " generation_labels (preset '", config.preset,

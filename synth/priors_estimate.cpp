@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <unordered_map>
 
 #include "io/file_util.h"
@@ -197,6 +198,38 @@ std::vector<SubjectFiles> pair_subject_files(const std::string& images, const st
     return pairs;
 }
 
+namespace {
+
+// A label map whose non-zero voxels mostly hold values the list leaves out: an intensity image given
+// as labels (--images and --labels swapped gave a full table of meaningless priors, exit 0), or
+// another protocol's labels. Said, naming a few of the values; its estimate is of the few voxels
+// that happen to hold listed values.
+void warn_of_unlisted_labels(const std::vector<int32_t>& map, const std::vector<int32_t>& listed,
+                             const std::string& file) {
+    std::vector<int32_t> sorted = listed;
+    std::sort(sorted.begin(), sorted.end());
+    int64_t labelled = 0, unlisted = 0;
+    std::set<int32_t> values;
+    for (const int32_t v : map) {
+        if (v == 0) continue;
+        ++labelled;
+        if (std::binary_search(sorted.begin(), sorted.end(), v)) continue;
+        ++unlisted;
+        if (values.size() < 100000) values.insert(v);
+    }
+    if (labelled == 0 || unlisted * 2 <= labelled) return;
+    std::string examples;
+    int shown = 0;
+    for (auto it = values.begin(); it != values.end() && shown < 5; ++it, ++shown)
+        examples += cat(shown ? ", " : "", *it);
+    warning(cat(file, ": ", int(std::round(100.0 * double(unlisted) / double(labelled))),
+                "% of its labelled voxels hold ", values.size(), " value", values.size() > 1 ? "s" : "",
+                " not in the label list (", examples, values.size() > 5 ? ", ..." : "",
+                "): is it a label map of these labels? (--images and --labels ", "swapped?)"));
+}
+
+}  // namespace
+
 SubjectStats measure_subject_files(const SubjectFiles& files, const PriorsOptions& options) {
     Volume<double> image = read_image_f64(files.image);
     ISS_INPUT(image.frames == 1, files.image, ": expected a 3-D image, found ", image.frames, " volumes");
@@ -215,6 +248,7 @@ SubjectStats measure_subject_files(const SubjectFiles& files, const PriorsOption
               dims_text(image.grid.dim), " vs ", dims_text(labels.grid.dim), ")");
     ISS_INPUT(image.grid.same_as(labels.grid), files.image, " and ", files.labels,
               ": voxel-to-world affines differ (more than 1e-4 mm)");
+    warn_of_unlisted_labels(labels.data, options.labels, files.labels);
     rescale_intensities(image.data, files.image);
     return measure_subject(image.data, labels.data, options);
 }

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "io/nifti.h"
+#include "io/npy.h"
 #include "io/orientation.h"
 #include "kernels/common/error.h"
 #include "test_util.h"
@@ -1320,6 +1321,33 @@ TEST_F(CliInfo, BadFileExitsTwoAfterTheOthers) {
     const RunResult missing = info(shell_quote(path("nope.nii")));
     EXPECT_EQ(missing.status, 2);
     EXPECT_NE(missing.err.find("nope.nii"), std::string::npos);
+}
+
+// priors' .npy files and a folder of scans are described (they were "not a NIfTI file: sizeof_hdr
+// is 1297436307" and "no model.safetensors in it").
+TEST_F(CliInfo, NpyFilesAndFoldersOfScansAreDescribed) {
+    iss::write_npy(path("prior_means.npy"), {2, 3}, {0, 50.5, 80, 0, 5, 7.25});
+    iss::write_npy_labels(path("prior_labels.npy"), {0, 41, 2});
+    RunResult r = info(shell_quote(path("prior_means.npy")) + " " + shell_quote(path("prior_labels.npy")));
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(line_value(r.out, "format"), "NumPy array (.npy), dtype <f8, shape (2, 3)");
+    EXPECT_EQ(line_value(r.out, "range"), "[0, 80]");
+    EXPECT_EQ(line_value(r.out, "priors of labels"), "0,41,2 (prior_labels.npy beside it)");
+    EXPECT_NE(r.out.find("dtype <i4, shape (3,)\n  range: [0, 41]\n  labels: 0,41,2\n"), std::string::npos) << r.out;
+    iss::write_npy_labels(path("prior_labels.npy"), {0, 41});
+    r = info(shell_quote(path("prior_means.npy")));
+    EXPECT_EQ(line_value(r.out, "priors of labels"),
+              "not those of prior_labels.npy beside it (2 labels for 3 columns)");
+
+    fs::create_directories(path("scans"));
+    iss::write_image(path("scans/a.nii.gz"), iss::Image(test_grid(), 1, 1.0f));
+    write_bytes(path("scans/b.nii"), Bytes(400, 7));
+    iss::write_image(path("scans/c.mgz"), iss::Image(test_grid(), 1, 2.0f));
+    r = info(shell_quote(path("scans")));
+    EXPECT_EQ(r.status, 2) << "b.nii is bad";
+    EXPECT_NE(r.out.find(path("scans/a.nii.gz") + "\n"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(path("scans/c.mgz") + "\n"), std::string::npos) << "each file said on its own: " << r.out;
+    EXPECT_NE(r.err.find(path("scans/b.nii")), std::string::npos) << r.err;
 }
 
 TEST_F(CliInfo, HelpAndUsage) {

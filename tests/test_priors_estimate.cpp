@@ -459,8 +459,11 @@ TEST_F(PriorsCli, WritesTwoNpyFilesOfShapeTwoBy43) {
     EXPECT_NEAR(means.values[43 + c2], (rescaled(80) - rescaled(50)) / 2, 1e-9);
     // The table: a header and one row per label; the warning names the absent labels.
     EXPECT_NE(r.out.find("mean of medians"), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("wrote prior_means.npy and prior_stds.npy (2 x 43) from 2 subjects"), std::string::npos)
+    EXPECT_NE(r.out.find("wrote prior_means.npy and prior_stds.npy (2 x 43) and prior_labels.npy from 2 subjects"),
+              std::string::npos)
         << r.out;
+    EXPECT_EQ(read_npy_labels(out() + "/prior_labels.npy"), labels::generation_labels());
+    EXPECT_EQ(read_npy(out() + "/prior_labels.npy").dtype, "<i4");
     EXPECT_NE(r.err.find("warning: priors: labels 14 15 24 85 172 5 7 8 12"), std::string::npos) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 
@@ -517,6 +520,66 @@ TEST_F(PriorsCli, LabelListAndClasses) {
     EXPECT_NEAR(means.values[2], rescaled(80), 1e-9);
     EXPECT_NEAR(means.values[3], rescaled(100), 1e-9);
     EXPECT_NEAR(means.values[4], rescaled(100), 1e-9);
+}
+
+// Priors of a label list in another order than the generation labels' are taken by label: synth
+// painted label 2 with label 14's estimate (the .npy files held no labels, so their columns were
+// read in generation_labels' order), saying only that the wrong labels had zero priors.
+TEST_F(PriorsCli, AConfigTakesEachLabelsOwnColumn) {
+    subject("s1.nii.gz", plain);
+    subject("s2.nii.gz", {{2, 80}, {3, 65}, {4, 75}, {10, 85}, {11, 95}, {16, 105}, {170, 115}});
+    ASSERT_EQ(priors("--out " + test::shell_quote(out())).status, 0);
+    const NpyArray in_order = read_npy(out() + "/prior_means.npy");
+    std::vector<int32_t> reversed = labels::generation_labels();
+    std::reverse(reversed.begin() + 1, reversed.end());  // the background first still
+    std::string list;
+    for (const int32_t label : reversed) list += cat(list.empty() ? "" : ",", label);
+    const std::string other = (dir_ / "reversed").string();
+    ASSERT_EQ(priors("--out " + test::shell_quote(other) + " --labels-list " + list).status, 0);
+    EXPECT_NE(read_npy(other + "/prior_means.npy").values, in_order.values);
+    std::ofstream(dir_ / "reversed.json")
+        << R"({"prior_means": "reversed/prior_means.npy", "prior_stds": "reversed/prior_stds.npy"})";
+    const GeneratorConfig by_label = load_config({"infant-t1"}, (dir_ / "reversed.json").string());
+    EXPECT_EQ(by_label.prior_means, in_order.values);
+    EXPECT_EQ(by_label.prior_stds, read_npy(out() + "/prior_stds.npy").values);
+    // A list without a generation label, or of another length than the files' columns: named.
+    const std::string some = (dir_ / "some").string();
+    ASSERT_EQ(priors("--out " + test::shell_quote(some) + " --labels-list 0,2,3,4").status, 0);
+    std::ofstream(dir_ / "some.json")
+        << R"({"prior_means": "some/prior_means.npy", "prior_stds": "some/prior_stds.npy"})";
+    EXPECT_EQ(test::refusal_of(some, [&] { load_config({"infant-t1"}, (dir_ / "some.json").string()); }),
+              some + "/prior_means.npy: prior_means has no column for generation label 14 (" + some +
+                  "/prior_labels.npy lists its columns' labels): estimate the priors with it in --labels-list");
+    write_npy_labels(some + "/prior_labels.npy", {0, 2, 3});
+    EXPECT_EQ(test::refusal_of(some, [&] { load_config({"infant-t1"}, (dir_ / "some.json").string()); }),
+              some + "/prior_labels.npy: lists 3 labels, but " + some +
+                  "/prior_means.npy (prior_means) has 4 columns: not its labels");
+    // Files without a list (SynthSeg's, or moved away from theirs) are read column by column.
+    fs::remove(other + "/prior_labels.npy");
+    EXPECT_EQ(load_config({"infant-t1"}, (dir_ / "reversed.json").string()).prior_means,
+              read_npy(other + "/prior_means.npy").values);
+}
+
+// Label maps whose voxels mostly hold values the list leaves out (an image given as the labels)
+// are warned of, naming a few; the priors are still written.
+TEST_F(PriorsCli, ALabelMapOfMostlyUnlistedValuesIsWarnedOf) {
+    Grid grid;
+    grid.dim = {10, 10, 10};
+    Image scan(grid);
+    LabelMap like_an_image(grid);
+    for (int64_t v = 0; v < 1000; ++v) {
+        scan.data[size_t(v)] = float(v % 7 == 0 ? 2 : 3);
+        like_an_image.data[size_t(v)] = int32_t(100 + v % 400);
+    }
+    write_image(image("s1.nii.gz"), scan);
+    write_labels(label_map("s1.nii.gz"), like_an_image);
+    const test::RunResult r = priors("--out " + test::shell_quote(out()));
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("warning: " + label_map("s1.nii.gz") +
+                         ": 99% of its labelled voxels hold 398 values not in the label list (100, 101, 102, 103, "
+                         "104, ...): is it a label map of these labels? (--images and --labels swapped?)"),
+              std::string::npos)
+        << r.err;
 }
 
 TEST_F(PriorsCli, BadInputExitsTwoAndWritesNothing) {

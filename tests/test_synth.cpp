@@ -1334,12 +1334,15 @@ TEST(SynthParams, BadInputIsNamed) {
     EXPECT_TRUE(std::isfinite(float(std::exp(steep.gamma_std * widest))));
     steep.gamma_std = 10.5;
     EXPECT_THROW(validate_config(steep, "cfg.json"), InputError);
-    // The spatial bounds: the largest each allows passes, past it is refused, naming it.
+    // The spatial bounds and the contrast's exponents (a bias_field_std of 1e6 gave images of a
+    // few hundred values): the largest each allows passes, past it is refused, naming it.
     const std::vector<std::tuple<double GeneratorConfig::*, std::string, double>> bounds{
         {&GeneratorConfig::rotation_bounds, "rotation_bounds", 180},
         {&GeneratorConfig::shearing_bounds, "shearing_bounds", 1},
         {&GeneratorConfig::translation_bounds, "translation_bounds", 1000},
-        {&GeneratorConfig::nonlin_std, "nonlin_std", 100}};
+        {&GeneratorConfig::nonlin_std, "nonlin_std", 100},
+        {&GeneratorConfig::gamma_std, "gamma_std", 10},
+        {&GeneratorConfig::bias_field_std, "bias_field_std", 10}};
     for (const auto& [field, name, high] : bounds) {
         GeneratorConfig bounded = config;
         bounded.*field = high;
@@ -1349,6 +1352,19 @@ TEST(SynthParams, BadInputIsNamed) {
         EXPECT_NE(refusal.find(cat("cfg.json: ", name, " must be in [0, ", high, "]")), std::string::npos) << refusal;
         bounded.*field = -1;
         EXPECT_THROW(validate_config(bounded, "cfg.json"), InputError) << name;
+    }
+    // A refusal names the one parameter out of bounds and its value (one message named two, or
+    // a pair of shape factors, whichever was wrong).
+    const std::vector<std::tuple<double GeneratorConfig::*, double, std::string>> named{
+        {&GeneratorConfig::clip_max, -3, "clip_max must be > 0, is -3"},
+        {&GeneratorConfig::blur_sigma, -1, "blur_sigma must be >= 0, is -1"},
+        {&GeneratorConfig::blur_range, 0.5, "blur_range must be >= 1, is 0.5"},
+        {&GeneratorConfig::nonlin_shape_factor, 2, "nonlin_shape_factor must be in (0, 1], is 2"},
+        {&GeneratorConfig::bias_shape_factor, 0, "bias_shape_factor must be in (0, 1], is 0"}};
+    for (const auto& [field, value, message] : named) {
+        GeneratorConfig wrong = config;
+        wrong.*field = value;
+        EXPECT_EQ(test::refusal_of("cfg.json", [&] { validate_config(wrong, "cfg.json"); }), "cfg.json: " + message);
     }
     // A label shares one class's intensity: in two classes it would have two.
     GeneratorConfig twice = preset_config("infant-t1");

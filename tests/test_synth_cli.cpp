@@ -429,6 +429,12 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
     write_labels(path("mixed/b_bad.nii.gz"), bad);
     expect_bad("--labels " + shell_quote(path("mixed")) + " --shape 64",
                "(3 such values: 511, 999, 70000); labels are integers from 0 to 65535: relabel the map");
+    // An intensity image's hundreds of values: the first 20 (its line listed 290).
+    for (int32_t v = 0; v < 25; ++v) bad.data[size_t(v)] = 300 + v;
+    write_labels(path("mixed/b_bad.nii.gz"), bad);
+    expect_bad("--labels " + shell_quote(path("mixed")) + " --shape 64",
+               "(28 such values: 300, 301, 302, 303, 304, 305, 306, 307, 308, 309, 310, 311, 312, 313, 314, 315, 316, "
+               "317, 318, 319, ...); labels are integers");
     // One subject stored twice would be drawn twice as often: refused as dice and priors do.
     fs::create_directories(dir_ / "twice");
     write_labels(path("twice/a.nii"), make_phantom(0, 3));

@@ -1179,11 +1179,16 @@ TEST_F(TrainCli, InfoDescribesAModelAndItsProgress) {
     for (const auto& [given, said] : std::vector<std::pair<std::string, std::string>>{
              {(model / "model.optimizer.safetensors").string(), ": Adam's state, for train --resume, not a model"},
              {(model / kept_weights_folder).string(), ": a folder of kept weights (train --keep-every)"},
-             {(root_ / "maps").string(), ": no model.safetensors in it"}}) {
+             {(root_ / "empty").string(), ": no model.safetensors in it"}}) {
+        fs::create_directories(root_ / "empty");
         const RunResult r2 = test::run_command(test::cli_path() + " info " + shell_quote(given));
         EXPECT_EQ(r2.status, 2) << given;
         EXPECT_NE(r2.err.find(given + said), std::string::npos) << r2.err;
     }
+    // A folder of label maps and no model: each map described.
+    const RunResult of_maps = test::run_command(test::cli_path() + " info " + shell_quote((root_ / "maps").string()));
+    EXPECT_EQ(of_maps.status, 0) << of_maps.err;
+    EXPECT_NE(of_maps.out.find("  labels: "), std::string::npos) << of_maps.out;
 }
 
 TEST_F(TrainCli, HelpDescribesTheOptionsAndFiles) {
