@@ -9,6 +9,7 @@
 #include "io/json.h"
 #include "io/orientation.h"
 #include "io/safetensors.h"
+#include "io/volume.h"  // is_label_value
 #include "kernels/common/error.h"
 #include "kernels/common/version.h"
 
@@ -201,6 +202,18 @@ Preprocessing parse_preprocessing(const ModelSpec& spec, const std::string& sour
         ISS_INPUT(j["flip_averaging"].is_boolean(), source,
                   ": field 'preprocessing.flip_averaging' must be true or false");
         p.flip_averaging = j["flip_averaging"].get<bool>();
+    }
+    if (j.contains("lr_twins")) {
+        const nlohmann::json& twins = j["lr_twins"];
+        ISS_INPUT(twins.is_array() && twins.size() <= 65536, source,
+                  ": field 'preprocessing.lr_twins' must be a list of [left, right] label pairs");
+        for (const nlohmann::json& pair : twins) {
+            ISS_INPUT(
+                pair.is_array() && pair.size() == 2 && pair[0].is_number_integer() && pair[1].is_number_integer() &&
+                    is_label_value(pair[0].get<int64_t>()) && is_label_value(pair[1].get<int64_t>()),
+                source, ": field 'preprocessing.lr_twins' holds ", clipped(pair.dump(), 40), ": not a pair of labels");
+            p.lr_twins.push_back({pair[0].get<int32_t>(), pair[1].get<int32_t>()});
+        }
     }
     // The voxel sizes the network has seen: a range, one size, or null (explicitly none).
     if (j.contains("voxel_size_range_mm")) {

@@ -36,6 +36,9 @@ struct Preprocessing {
     // Whether the outputs swap by their twins as a left/right flip swaps the structures (what
     // predict's flip averaging assumes); unrecorded (imports, older models): judged by the labels.
     std::optional<bool> flip_averaging;
+    // The sides its training declared for labels numbered otherwise than FreeSurfer's (the
+    // generator's lr_twins, labels::DeclaredTwins): how its outputs swap under a flip.
+    std::vector<std::vector<int32_t>> lr_twins;
 };
 
 // Parses and checks a spec's preprocessing: every field present with the right type, in range,

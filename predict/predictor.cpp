@@ -318,7 +318,7 @@ Predictor::Predictor(const std::string& model, const PredictOptions& options)
         s.pre = parse_preprocessing(s.spec, model_json_path(weights));
     }
     s.lr_axis = int(s.pre.frame.find_first_of("RL"));
-    s.twin_channel = labels::twin_positions(s.spec.labels);
+    s.twin_channel = labels::twin_positions(s.spec.labels, s.pre.lr_twins);
     // A model whose outputs do not swap as a flip swaps the structures (one hemisphere's, a
     // structure learned as one side's): the mirrored scan's prediction has no channels to be
     // averaged into. Models trained here record it (labels::first_unmirrored); others are judged

@@ -21,7 +21,7 @@ namespace iss {
 
 // Field list in one place: JSON names equal the C++ names.
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
-    GeneratorConfig, preset, generation_labels, segmentation_labels, output_labels, fused_classes,
+    GeneratorConfig, preset, generation_labels, segmentation_labels, output_labels, fused_classes, lr_twins,
     use_generation_classes, prior_means, prior_stds, mix_prior_and_random, random_mean, random_std, output_shape,
     shape_multiple, pad_when_smaller, scaling_bounds, rotation_bounds, shearing_bounds, translation_bounds, nonlin_std,
     nonlin_shape_factor, integration_steps, rescale_velocity, flip_probability, blur_sigma, blur_range,
@@ -309,6 +309,7 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
     // the template for the types of every value.
     nlohmann::json like = preset_config("infant-t1");  // not default_preset: a choice of its own
     like["output_labels"] = like["generation_labels"];
+    like["lr_twins"] = nlohmann::json::array({nlohmann::json::array({2, 41})});
     // Parameters of a fixed number of values (the others are lists of any length).
     const std::set<std::string> fixed_length = {"random_mean", "random_std", "output_shape"};
     // Prior files by path, with the labels of their columns where `priors` listed them.
@@ -409,12 +410,27 @@ void validate_labels(const GeneratorConfig& c, const std::string& source) {
     for (int32_t label : c.segmentation_labels)
         ISS_INPUT(labels::index_of(targets, label) >= 0, source, ": segmentation label ", label,
                   c.output_labels.empty() ? " is not a generation label" : " is not in output_labels");
+    // Declared sides: pairs of labels, each label in one pair.
+    std::set<int32_t> declared;
+    for (const std::vector<int32_t>& pair : c.lr_twins) {
+        ISS_INPUT(pair.size() == 2, source, ": lr_twins holds pairs [left, right] ([label, label] for a structure ",
+                  "on neither side), not a list of ", pair.size());
+        for (const int32_t label : std::set<int32_t>(pair.begin(), pair.end())) {  // [label, label] once
+            ISS_INPUT(is_label_value(label), source, ": lr_twins: ", label, " is ", not_a_label);
+            ISS_INPUT(declared.insert(label).second, source, ": lr_twins names label ", label, " twice");
+        }
+    }
     // A flip swaps each one-sided label with its twin; one without a twin to swap with would
-    // stay on the wrong side of the flipped image.
+    // stay on the wrong side of the flipped image, and one of no known side (an atlas's own
+    // numbers) was kept as it is, a left structure then drawn on the right.
     if (c.flip_probability > 0)
         for (const int32_t label : c.generation_labels) {
-            if (!labels::lateral(label)) continue;
-            const int32_t twin = labels::lr_twin(label);
+            ISS_INPUT(labels::side_known(label, c.lr_twins), source, ": generation label ", label,
+                      " is in none of FreeSurfer's classes (unsided, left, right), so a flip (flip_probability ",
+                      c.flip_probability, ") cannot know its side: declare it in lr_twins ([left, right] pairs, ",
+                      "[label, label] for one on neither side)");
+            if (!labels::lateral(label, c.lr_twins)) continue;
+            const int32_t twin = labels::lr_twin(label, c.lr_twins);
             ISS_INPUT(twin != label, source, ": generation label ", label,
                       " is one-sided but has no known twin, so a flip (flip_probability ", c.flip_probability,
                       ") would leave it on the wrong side");

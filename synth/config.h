@@ -28,6 +28,10 @@ struct GeneratorConfig {
     std::vector<int32_t> segmentation_labels;
     std::vector<int32_t> output_labels;
     std::vector<std::vector<int32_t>> fused_classes;
+    // Sides of labels numbered otherwise than FreeSurfer's (labels::DeclaredTwins): [left, right]
+    // pairs that a flip swaps and predict's mirror averaging pairs, [label, label] for one on
+    // neither side. Empty: FreeSurfer's numbers (an infant atlas's own must be declared for flips).
+    std::vector<std::vector<int32_t>> lr_twins;
     double use_generation_classes = 0.5;  // probability per sample of using the fused classes
 
     // Intensities (section 2). Priors are (2, n_generation_labels) row-major: row 0 the mean

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <set>
 
 #include "io/file_util.h"
 #include "io/nifti.h"
@@ -145,6 +146,24 @@ std::vector<TrainingMap> load_training_maps(const std::vector<std::string>& file
     return maps;
 }
 
+std::vector<int32_t> segmentation_labels_in_no_map(const std::vector<TrainingMap>& maps,
+                                                   const GeneratorConfig& config) {
+    std::array<bool, 256> held{};  // by generation index (at most 255 generation labels)
+    for (const TrainingMap& m : maps) {
+        std::array<bool, 256> in_map{};
+        for (const uint8_t g : m.generation) in_map[g] = true;
+        for (size_t g = 0; g < held.size(); ++g) held[g] = held[g] || in_map[g];
+    }
+    const std::vector<int32_t> targets = target_labels(config);
+    std::set<int32_t> learned;
+    for (size_t g = 0; g < targets.size(); ++g)
+        if (held[g]) learned.insert(targets[g]);
+    std::vector<int32_t> missing;
+    for (const int32_t label : config.segmentation_labels)
+        if (label != 0 && !learned.count(label)) missing.push_back(label);
+    return missing;
+}
+
 VoxelSizeRange voxel_size_range(const std::vector<TrainingMap>& maps) {
     ISS_REQUIRE(!maps.empty(), "voxel_size_range: no maps");
     VoxelSizeRange range;
@@ -228,7 +247,8 @@ Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vec
     const std::vector<int32_t> targets = target_labels(config_);
     for (size_t g = 0; g < n; ++g)
         target_of_.push_back(uint8_t(labels::index_of(config_.segmentation_labels, targets[g])));
-    for (const int twin : labels::twin_positions(config_.generation_labels)) twin_of_.push_back(uint8_t(twin));
+    for (const int twin : labels::twin_positions(config_.generation_labels, config_.lr_twins))
+        twin_of_.push_back(uint8_t(twin));
 
     // Workspace at the largest shapes any map can produce.
     for (const TrainingMap& m : maps_) map_geometry_.push_back({m.grid.dim, m.lr_axis, m.voxel_mm});

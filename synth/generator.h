@@ -58,6 +58,10 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
 // checked before any is returned.
 std::vector<TrainingMap> load_training_maps(const std::vector<std::string>& files, const GeneratorConfig& config);
 
+// The segmentation labels (background aside) that no map holds, through any generation label
+// learned as them: outputs a network then learns only as absent. Listed for a warning.
+std::vector<int32_t> segmentation_labels_in_no_map(const std::vector<TrainingMap>& maps, const GeneratorConfig& config);
+
 // The smallest and largest voxel size (mm) of the maps along each axis of the training frame:
 // the resolutions the network has seen (predict resamples only scans outside this range).
 struct VoxelSizeRange {

@@ -32,9 +32,18 @@ namespace {
 
 enum class Side { unsided, left, right, unknown };
 
+// The declared pair that names `label`, or nullptr.
+const std::vector<int32_t>* declared_pair(int32_t label, const DeclaredTwins& declared) {
+    for (const std::vector<int32_t>& pair : declared)
+        if (pair.size() == 2 && (pair[0] == label || pair[1] == label)) return &pair;
+    return nullptr;
+}
+
 // FreeSurfer's classification as SynthSeg's get_list_labels writes it, with the twin table of
-// SPEC.md section 1 first (it places Infant-SynthSeg's 21 on the left).
-Side side_of(int32_t label) {
+// SPEC.md section 1 first (it places Infant-SynthSeg's 21 on the left); declared sides before both.
+Side side_of(int32_t label, const DeclaredTwins& declared = {}) {
+    if (const std::vector<int32_t>* pair = declared_pair(label, declared))
+        return (*pair)[0] == (*pair)[1] ? Side::unsided : (*pair)[0] == label ? Side::left : Side::right;
     const int32_t twin = lr_twin(label);
     if (twin != label) return twin > label ? Side::left : Side::right;
     static const std::vector<int32_t> unsided = {
@@ -77,7 +86,9 @@ const std::vector<std::vector<int32_t>>& fused_classes() {
     return groups;
 }
 
-int32_t lr_twin(int32_t label) {
+int32_t lr_twin(int32_t label, const DeclaredTwins& declared) {
+    if (const std::vector<int32_t>* pair = declared_pair(label, declared))
+        return (*pair)[0] == label ? (*pair)[1] : (*pair)[0];
     // SPEC.md section 1's table, then the adult pairs SynthSeg's sorted lists put side by side.
     static const int32_t left[] = {2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 17, 18, 21, 26, 28, 30, 31, 25, 136, 137};
     static const int32_t right[] = {41, 42, 43, 44, 46, 47, 49, 50, 51, 52, 53, 54, 61, 58, 60, 62, 63, 57, 163, 164};
@@ -90,20 +101,22 @@ int32_t lr_twin(int32_t label) {
     return label;
 }
 
-std::vector<int> twin_positions(const std::vector<int32_t>& list) {
+std::vector<int> twin_positions(const std::vector<int32_t>& list, const DeclaredTwins& declared) {
     std::vector<int> twin(list.size());
     for (size_t p = 0; p < list.size(); ++p) {
-        const int t = index_of(list, lr_twin(list[p]));
+        const int t = index_of(list, lr_twin(list[p], declared));
         twin[p] = t >= 0 ? t : int(p);
     }
     return twin;
 }
 
 int first_unmirrored(const std::vector<int32_t>& generation, const std::vector<int32_t>& targets,
-                     const std::vector<int32_t>& outputs) {
-    const std::vector<int> generation_twin = twin_positions(generation), output_twin = twin_positions(outputs);
+                     const std::vector<int32_t>& outputs, const DeclaredTwins& declared) {
+    const std::vector<int> generation_twin = twin_positions(generation, declared),
+                           output_twin = twin_positions(outputs, declared);
     for (size_t g = 0; g < generation.size(); ++g) {
-        if (lateral(generation[g]) && generation_twin[g] == int(g)) return int(g);
+        if (!side_known(generation[g], declared)) return int(g);  // its mirror image unknown
+        if (lateral(generation[g], declared) && generation_twin[g] == int(g)) return int(g);
         const int output = index_of(outputs, targets[g]);
         const int32_t swapped = output >= 0 ? outputs[size_t(output_twin[size_t(output)])] : targets[g];
         if (swapped != targets[size_t(generation_twin[g])]) return int(g);
@@ -111,9 +124,13 @@ int first_unmirrored(const std::vector<int32_t>& generation, const std::vector<i
     return -1;
 }
 
-bool lateral(int32_t label) {
-    const Side side = side_of(label);
+bool lateral(int32_t label, const DeclaredTwins& declared) {
+    const Side side = side_of(label, declared);
     return side == Side::left || side == Side::right;
+}
+
+bool side_known(int32_t label, const DeclaredTwins& declared) {
+    return side_of(label, declared) != Side::unknown;
 }
 
 int index_of(const std::vector<int32_t>& list, int32_t label) {

@@ -13,23 +13,31 @@ const std::vector<int32_t>& generation_labels();
 const std::vector<int32_t>& segmentation_labels();
 // Groups of generation labels that may share one Gaussian: (2,21,41,61), (16,170), (7,46).
 const std::vector<std::vector<int32_t>>& fused_classes();
-// The right twin of a left label and vice versa (from the published table, never by
-// position, extended with the lateral pairs of SynthSeg's adult maps: 25/57, 136/163, 137/164,
-// and the cortical parcels 1000+k/2000+k); labels without a twin map to themselves.
-int32_t lr_twin(int32_t label);
+// Sides a configuration declares (its lr_twins) for labels numbered otherwise than FreeSurfer's
+// (an infant atlas's own numbers): pairs [left, right], or [label, label] for a structure on
+// neither side. They take precedence over the table below for the labels they name.
+using DeclaredTwins = std::vector<std::vector<int32_t>>;
+
+// The right twin of a left label and vice versa (declared, else from the published table, never
+// by position, extended with the lateral pairs of SynthSeg's adult maps: 25/57, 136/163,
+// 137/164, and the cortical parcels 1000+k/2000+k); labels without a twin map to themselves.
+int32_t lr_twin(int32_t label, const DeclaredTwins& declared = {});
 // For each position of `list`, the position of its label's twin there, or its own where the
 // twin is not in the list (or the label has none): how a left/right flip renumbers channels.
-std::vector<int> twin_positions(const std::vector<int32_t>& list);
-// Whether FreeSurfer's classification puts the label on one side (a flip must swap it).
-bool lateral(int32_t label);
+std::vector<int> twin_positions(const std::vector<int32_t>& list, const DeclaredTwins& declared = {});
+// Whether the label is on one side (a flip must swap it): declared so, else by FreeSurfer's
+// classification.
+bool lateral(int32_t label, const DeclaredTwins& declared = {});
+// Whether the label's side is known: declared, or in FreeSurfer's classification.
+bool side_known(int32_t label, const DeclaredTwins& declared = {});
 // Whether a network that learns targets[g] for generation label generation[g] mirrors as
 // predict's left/right flip averaging assumes: a flip swaps the generation labels with their
 // twins, and must swap the network's outputs by twin_positions(outputs) (an output without its
 // twin there staying). A one-sided generation label whose twin is not among them (a map of one
-// hemisphere) has no mirror image: it does not. The position of the first generation label
-// where it does not, or -1.
+// hemisphere), or one whose side is not known, has no mirror image: it does not. The position
+// of the first generation label where it does not, or -1.
 int first_unmirrored(const std::vector<int32_t>& generation, const std::vector<int32_t>& targets,
-                     const std::vector<int32_t>& outputs);
+                     const std::vector<int32_t>& outputs, const DeclaredTwins& declared = {});
 
 // SynthSeg's 32 segmentation labels (the distinct values of its
 // synthseg_segmentation_labels.npy), in FreeSurfer's order, the first SynthSeg.h5's (2020)

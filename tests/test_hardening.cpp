@@ -319,7 +319,7 @@ TEST_F(Hardening, EveryCommandNamesACorruptNiftiFile) {
 }
 
 TEST_F(Hardening, ABadTrainingLogOnResumeIsNamed) {
-    write_labels(path("map.nii.gz"), make_phantom(0, 1));
+    write_labels(path("map.nii.gz"), make_phantom(2, 1));
     const std::string train = "train --device cpu --labels " + q("map.nii.gz") + " --model-dir " + q("m") +
                               " --shape 32 --levels 2 --features 2 --steps-per-epoch 1 --steps ";
     ASSERT_EQ(run(train + "1").status, 0);

@@ -1289,6 +1289,44 @@ TEST(SynthParams, FlipsSwapEveryOneSidedLabelWithItsTwin) {
     EXPECT_NO_THROW(validate_config(config, "flip.json"));
 }
 
+// An atlas's own numbers (dHCP's, M-CRIB's) declare their sides: a flip then swaps declared
+// twins, and predict's mirror averaging pairs their outputs. Undeclared, a flip kept a left
+// structure numbered 101 as it was (drawn on the right) and the model averaged it with the mirror
+// image's same label, without a word: a label of no known side is refused with flips on, and
+// a model of one records no flip averaging.
+TEST(SynthParams, DeclaredTwinsAreSwappedAsFreeSurfersAre) {
+    const labels::DeclaredTwins declared = {{101, 102}, {300, 300}};
+    EXPECT_EQ(labels::lr_twin(101, declared), 102);
+    EXPECT_EQ(labels::lr_twin(102, declared), 101);
+    EXPECT_TRUE(labels::lateral(101, declared) && labels::lateral(102, declared));
+    EXPECT_FALSE(labels::lateral(101)) << "FreeSurfer's 101 is unsided";
+    EXPECT_FALSE(labels::lateral(300, declared));
+    EXPECT_TRUE(labels::side_known(300, declared));
+    EXPECT_FALSE(labels::side_known(300));
+    EXPECT_EQ(labels::lr_twin(2, declared), 41) << "undeclared labels keep FreeSurfer's twins";
+    const std::vector<int32_t> list = {0, 101, 2, 102, 41, 300};
+    EXPECT_EQ(labels::twin_positions(list, declared), (std::vector<int>{0, 3, 4, 1, 2, 5}));
+    EXPECT_EQ(labels::first_unmirrored(list, list, list, declared), -1);
+    EXPECT_EQ(labels::first_unmirrored(list, list, list), 5) << "300's side is not known";
+
+    GeneratorConfig config = preset_config("synthseg");  // flips on
+    config.generation_labels.push_back(300);
+    config.segmentation_labels.push_back(300);
+    EXPECT_EQ(test::refusal_of("t.json", [&] { validate_config(config, "t.json"); }),
+              "t.json: generation label 300 is in none of FreeSurfer's classes (unsided, left, right), so a flip "
+              "(flip_probability 0.5) cannot know its side: declare it in lr_twins ([left, right] pairs, [label, "
+              "label] for one on neither side)");
+    config.lr_twins = {{300, 300}};
+    EXPECT_NO_THROW(validate_config(config, "t.json"));
+    config.lr_twins = {{300, 300, 2}};
+    EXPECT_EQ(test::refusal_of("t.json", [&] { validate_config(config, "t.json"); }),
+              "t.json: lr_twins holds pairs [left, right] ([label, label] for a structure on neither side), not a "
+              "list of 3");
+    config.lr_twins = {{300, 300}, {2, 300}};
+    EXPECT_EQ(test::refusal_of("t.json", [&] { validate_config(config, "t.json"); }),
+              "t.json: lr_twins names label 300 twice");
+}
+
 // predict averages a scan's prediction with its mirror image's, swapping the outputs by their
 // twins: right where the generation labels' flip carries each target to the target's twin (an
 // output without its twin among the outputs staying itself).

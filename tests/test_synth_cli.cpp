@@ -300,7 +300,8 @@ TEST_F(SynthCli, SynthSegsLabelFilesAndNamesAreUnderstood) {
     EXPECT_EQ(config.segmentation_labels, (std::vector<int32_t>{0, 24, 2, 3, 4, 17, 41, 42, 43, 53}));
     EXPECT_EQ(target_labels(config), config.output_labels);
     // A label in none of FreeSurfer's classes: ascending.
-    EXPECT_EQ(parse(R"({"preset": "synthseg", "generation_labels": [0, 41, 2, 99], "output_labels": [0, 41, 2, 99]})")
+    EXPECT_EQ(parse(R"({"preset": "synthseg", "generation_labels": [0, 41, 2, 99], "output_labels": [0, 41, 2, 99],
+                        "lr_twins": [[99, 99]]})")
                   .segmentation_labels,
               (std::vector<int32_t>{0, 2, 41, 99}));
 

@@ -23,6 +23,8 @@
 #include "io/csv.h"
 #include "io/nifti.h"
 #include "io/safetensors.h"
+#include "nn/checkpoint.h"
+#include "synth/labels.h"
 #include "synth/phantom.h"
 #include "test_util.h"
 #include "train/trainer.h"
@@ -56,7 +58,7 @@ protected:
     static void SetUpTestSuite() {
         root_ = test::unique_temp_dir("train-cli");
         fs::create_directories(root_ / "maps");
-        write_labels((root_ / "maps" / "phantom_0mo.nii.gz").string(), make_phantom(0, 1));
+        write_labels((root_ / "maps" / "phantom_2mo.nii.gz").string(), make_phantom(2, 1));
     }
     static void TearDownTestSuite() {
         std::error_code ec;
@@ -646,6 +648,52 @@ TEST_F(TrainCli, TheRecordSaysWhetherTheOutputsMirror) {
     EXPECT_EQ(nlohmann::json::parse(read_text(dir_ / "left" / "model.json"))["preprocessing"]["flip_averaging"], false);
 }
 
+// Labels numbered otherwise than FreeSurfer's: a model records the sides its configuration
+// declared (lr_twins), for predict's mirror averaging; a label of no known side records none (its
+// mirror image could be another label's), and says so.
+TEST_F(TrainCli, TheRecordKeepsTheDeclaredTwins) {
+    LabelMap map = read_labels((root_ / "maps" / "phantom_2mo.nii.gz").string());
+    for (int32_t& v : map.data) v = v == 3 ? 5003 : v == 42 ? 5042 : v;  // cortex: an atlas's own numbers
+    fs::create_directories(dir_ / "atlas");
+    write_labels((dir_ / "atlas" / "m.nii.gz").string(), map);
+    std::vector<int32_t> generation = labels::generation_labels(), segmentation = labels::segmentation_labels();
+    for (std::vector<int32_t>* list : {&generation, &segmentation})
+        for (int32_t& v : *list) v = v == 3 ? 5003 : v == 42 ? 5042 : v;
+    nlohmann::json config = {{"generation_labels", generation},
+                             {"segmentation_labels", segmentation},
+                             {"prior_means", nlohmann::json::array()},
+                             {"prior_stds", nlohmann::json::array()}};
+    const auto run = [&](const std::string& name) {
+        std::ofstream(dir_ / (name + ".json")) << config.dump();
+        return train(joined(tiny_args({{"--labels", (dir_ / "atlas").string()}})) + " --model-dir " +
+                     shell_quote((dir_ / name).string()) + " --steps 1 --config " +
+                     shell_quote((dir_ / (name + ".json")).string()));
+    };
+    const RunResult undeclared = run("undeclared");
+    ASSERT_EQ(undeclared.status, 0) << undeclared.err;
+    EXPECT_NE(undeclared.err.find("warning: train: generation label 5003 is in none of FreeSurfer's classes and "
+                                  "lr_twins does not declare its side: the outputs do not swap"),
+              std::string::npos)
+        << undeclared.err;
+    nlohmann::json record = nlohmann::json::parse(read_text(dir_ / "undeclared" / "model.json"))["preprocessing"];
+    EXPECT_EQ(record["flip_averaging"], false);
+    EXPECT_FALSE(record.contains("lr_twins"));
+
+    config["lr_twins"] = {{5003, 5042}};
+    const RunResult declared = run("declared");
+    ASSERT_EQ(declared.status, 0) << declared.err;
+    EXPECT_EQ(declared.err, "");
+    record = nlohmann::json::parse(read_text(dir_ / "declared" / "model.json"))["preprocessing"];
+    EXPECT_EQ(record["flip_averaging"], true);
+    EXPECT_EQ(record["lr_twins"], nlohmann::json({{5003, 5042}}));
+    const Preprocessing read =
+        parse_preprocessing(load_model_spec((dir_ / "declared" / "model.safetensors").string()), "model.json");
+    EXPECT_EQ(read.lr_twins, (std::vector<std::vector<int32_t>>{{5003, 5042}}));
+    // predict pairs their outputs when it averages a scan with its mirror image.
+    const std::vector<int> twins = labels::twin_positions(segmentation, read.lr_twins);
+    EXPECT_EQ(segmentation[size_t(twins[size_t(labels::index_of(segmentation, 5003))])], 5042);
+}
+
 // A resume without --shape asks for the recorded crop: maps too small for it are refused with
 // what they give (the refusal said the run "asks for" the smaller crop, which nobody asked for).
 TEST_F(TrainCli, AResumeOnMapsTooSmallForTheRecordedCropSaysSo) {
@@ -1189,6 +1237,21 @@ TEST_F(TrainCli, InfoDescribesAModelAndItsProgress) {
     const RunResult of_maps = test::run_command(test::cli_path() + " info " + shell_quote((root_ / "maps").string()));
     EXPECT_EQ(of_maps.status, 0) << of_maps.err;
     EXPECT_NE(of_maps.out.find("  labels: "), std::string::npos) << of_maps.out;
+}
+
+// Segmentation labels no map holds are outputs learned only as absent: said (a label absent from
+// every map trained without a word). A newborn's map has no cerebellar white matter (7, 46).
+TEST_F(TrainCli, ASegmentationLabelNoMapHoldsIsWarnedOf) {
+    fs::create_directories(dir_ / "newborn");
+    write_labels((dir_ / "newborn" / "0mo.nii.gz").string(), make_phantom(0, 1));
+    const std::string labels = (dir_ / "newborn").string();
+    const RunResult r = train(joined(tiny_args({{"--labels", labels}})) + " --model-dir " +
+                              shell_quote((dir_ / "m").string()) + " --steps 1");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "warning: train: --labels " + labels +
+                         ": no map holds segmentation labels 7, 46 (or a generation label learned as them): the "
+                         "network learns them only as absent; add maps that hold them unless no subject of these "
+                         "ages does\n");
 }
 
 TEST_F(TrainCli, HelpDescribesTheOptionsAndFiles) {

@@ -40,6 +40,20 @@ namespace iss {
 
 namespace {
 
+// Segmentation labels no training map holds (the maps' ages may lack them; a config may name
+// others): outputs learned only as absent, trained without a word.
+void warn_of_labels_in_no_map(const std::vector<TrainingMap>& maps, const GeneratorConfig& config,
+                              const std::string& labels) {
+    const std::vector<int32_t> missing = segmentation_labels_in_no_map(maps, config);
+    if (missing.empty()) return;
+    std::string listed;
+    for (const int32_t label : missing) listed += cat(listed.empty() ? "" : ", ", label);
+    warning(cat("train: --labels ", labels, ": no map holds segmentation label", missing.size() > 1 ? "s " : " ",
+                listed, " (or a generation label learned as ", missing.size() > 1 ? "them" : "it",
+                "): the network learns ", missing.size() > 1 ? "them" : "it", " only as absent; add maps that hold ",
+                missing.size() > 1 ? "them" : "it", " unless no subject of these ages does"));
+}
+
 namespace fs = std::filesystem;
 
 std::string join(const std::string& dir, const std::string& name) { return (fs::path(dir) / name).string(); }
@@ -780,24 +794,28 @@ static std::string maps_digest(const std::vector<TrainingMap>& maps) {
 // said where it may not (a model of one hemisphere, a structure learned as one side's).
 static bool outputs_mirror(const GeneratorConfig& config) {
     const std::vector<int32_t> targets = target_labels(config);
-    const int g = labels::first_unmirrored(config.generation_labels, targets, config.segmentation_labels);
+    const labels::DeclaredTwins& declared = config.lr_twins;
+    const int g = labels::first_unmirrored(config.generation_labels, targets, config.segmentation_labels, declared);
     if (g < 0) return true;
-    const int32_t label = config.generation_labels[size_t(g)], twin = labels::lr_twin(label);
+    const int32_t label = config.generation_labels[size_t(g)], twin = labels::lr_twin(label, declared);
     const int t = labels::index_of(config.generation_labels, twin);
     std::string why;
-    if (labels::lateral(label) && (t < 0 || twin == label)) {  // one side's, its mirror image unknown
+    if (!labels::side_known(label, declared)) {
+        why = cat("generation label ", label, " is in none of FreeSurfer's classes and lr_twins does not declare its ",
+                  "side");
+    } else if (labels::lateral(label, declared) && (t < 0 || twin == label)) {  // its mirror image unknown
         why = cat("generation label ", label, " is one side's and its twin ",
                   twin == label ? std::string("is not known") : cat(twin, " is not a generation label"));
     } else {  // what the flip makes of its target, against what its mirror image is learned as
         const std::vector<int32_t>& outputs = config.segmentation_labels;
         const int32_t target = targets[size_t(g)];
         const int32_t swapped =
-            outputs[size_t(labels::twin_positions(outputs)[size_t(labels::index_of(outputs, target))])];
+            outputs[size_t(labels::twin_positions(outputs, declared)[size_t(labels::index_of(outputs, target))])];
         why = cat("generation label ", label, " is learned as ", target, ", so its mirror image",
                   twin != label ? cat(" (", twin, ")") : std::string(), " should be learned as ", swapped,
-                  swapped != target         ? cat(" (", target, "'s twin)")
-                  : labels::lateral(target) ? cat(" (", target, " has no twin among the outputs)")
-                                            : cat(" (", target, " has no side)"),
+                  swapped != target                   ? cat(" (", target, "'s twin)")
+                  : labels::lateral(target, declared) ? cat(" (", target, " has no twin among the outputs)")
+                                                      : cat(" (", target, " has no side)"),
                   ", but is learned as ", targets[size_t(t)]);
     }
     warning(cat("train: ", why, ": the outputs do not swap as a left/right flip swaps the structures, so predict ",
@@ -823,6 +841,7 @@ static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig&
                           {"normalisation", "min-max to [0, 1]"},
                           {"input_channels", unet.in_channels},
                           {"flip_averaging", outputs_mirror(config)}};
+    if (!config.lr_twins.empty()) spec.preprocessing["lr_twins"] = config.lr_twins;  // predict's mirror averaging
     spec.training = {{"preset", config.preset},
                      {"seed", opt.seed},
                      {"batch", opt.batch},
@@ -1179,6 +1198,7 @@ Trainer::Trainer(const TrainOptions& given) {
         folders.push_back(kept);
     }
     check_outputs("train", inputs, outputs, folders);
+    warn_of_labels_in_no_map(maps, s.gen_config, opt.labels);  // once every input is good
 
     // Any other existing directory is locked once every input is checked (a refusal leaves no
     // lock file in it), and checked again under the lock (another run may have begun a model);
