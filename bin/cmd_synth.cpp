@@ -157,12 +157,20 @@ void check_synth_outputs(const std::string& labels_path, const std::vector<std::
 
 // Sample files (and a picture) in `out_dir` that this run will not write and does not read: an
 // earlier run's, left as they are. Said, so that a folder mixing two runs is not taken for one.
+// The samples a killed run was writing (NAME.tmp-PID..., its process gone) are removed, and said:
+// nothing else would finish or remove them.
 void warn_of_other_runs(const std::string& out_dir, const std::vector<TrainingMap>& inputs, long long first,
                         long long count, bool preview) {
     std::error_code ec;
     std::vector<std::string> others;
+    std::vector<fs::path> leftovers;
     for (const fs::directory_entry& entry : fs::directory_iterator(out_dir, ec)) {
         const std::string name = entry.path().filename().string();
+        const std::optional<TemporaryName> t = temporary_name(name);
+        if (t && !t->replaced && (sample_number(t->base) >= 0 || t->base == "preview.png") &&
+            t->of_an_ended_process() && entry.is_regular_file(ec))
+            leftovers.push_back(entry.path());
+        if (t) continue;
         const bool input = std::any_of(inputs.begin(), inputs.end(), [&](const TrainingMap& m) {
             std::error_code same;
             return fs::equivalent(m.name, entry.path(), same);
@@ -172,6 +180,13 @@ void warn_of_other_runs(const std::string& out_dir, const std::vector<TrainingMa
         if ((index >= 0 && (index < first || index >= first + count)) || (name == "preview.png" && !preview))
             others.push_back(name);
     }
+    std::vector<std::string> removed;
+    for (const fs::path& leftover : leftovers)
+        if (fs::remove(leftover, ec)) removed.push_back(leftover.filename().string());
+    std::sort(removed.begin(), removed.end());
+    if (!removed.empty())
+        warning(cat("synth: ", out_dir, ": removed ", removed.size(), " temporary file", removed.size() > 1 ? "s" : "",
+                    " a killed run left (", removed.front(), removed.size() > 1 ? ", ..." : "", ")"));
     if (others.empty()) return;
     std::sort(others.begin(), others.end());
     warning(cat("synth: ", out_dir, " holds ", others.size(), " file", others.size() > 1 ? "s" : "",
