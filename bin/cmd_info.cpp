@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <iterator>
 #include <map>
 #include <string>
 
@@ -46,7 +47,8 @@ const char* help_text =
     "\n"
     "For a .npy file (priors' prior_means.npy, prior_stds.npy, prior_labels.npy, a label\n"
     "list): its dtype, shape and range, and a list's labels or the labels of the columns of\n"
-    "priors (prior_labels.npy beside them). A folder without a model: each volume in it.\n"
+    "priors (prior_labels.npy beside them). A folder without a model: each volume and .npy\n"
+    "file in it.\n"
     "\n"
     "Exit status: 0 when every file was read, 2 when any file is bad (the others are still\n"
     "printed).\n";
@@ -140,6 +142,13 @@ void print_model(const std::string& given) {
                 : *pre.flip_averaging ? "yes"
                                       : "no (its outputs do "
                                         "not mirror)");
+    if (!pre.lr_twins.empty()) {
+        std::string pairs;
+        for (const std::vector<int32_t>& pair : pre.lr_twins)
+            pairs +=
+                cat(pairs.empty() ? "" : ", ", pair[0], pair[0] == pair[1] ? " (neither side)" : cat("/", pair[1]));
+        std::printf("  declared sides (lr_twins): %s\n", clipped(pairs, 300).c_str());
+    }
     if (pre.voxel_max[0] > 0)
         std::printf("  voxel sizes trained on: %.4g x %.4g x %.4g to %.4g x %.4g x %.4g mm\n", pre.voxel_min[0],
                     pre.voxel_min[1], pre.voxel_min[2], pre.voxel_max[0], pre.voxel_max[1], pre.voxel_max[2]);
@@ -168,14 +177,23 @@ void print_model(const std::string& given) {
 }
 
 // A folder of scans or label maps and no model.
-bool is_folder_of_volumes(const std::string& path) {
+// What a folder without a model holds that info describes: its volumes and .npy files (priors'
+// outputs), sorted; none for a model's folder, or one holding neither (said as a folder without a
+// model). Hidden files, other runs' temporaries and folders are left out, as volume_files does.
+std::vector<std::string> files_to_describe(const std::string& path) {
+    namespace fs = std::filesystem;
     std::error_code ec;
-    if (!std::filesystem::is_directory(path, ec) || std::filesystem::exists(in_dir(path, "model.json"), ec) ||
-        std::filesystem::exists(in_dir(path, "model.safetensors"), ec))
-        return false;
-    for (const std::filesystem::directory_entry& entry : std::filesystem::directory_iterator(path, ec))
-        if (is_volume_name(entry.path().filename().string()) && entry.path().filename().string()[0] != '.') return true;
-    return false;
+    if (!fs::is_directory(path, ec) || fs::exists(in_dir(path, "model.json"), ec) ||
+        fs::exists(in_dir(path, "model.safetensors"), ec))
+        return {};
+    std::vector<std::string> files;
+    for (const fs::directory_entry& entry : fs::directory_iterator(path, ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name[0] == '.' || temporary_name(name) || !entry.is_regular_file(ec)) continue;
+        if (is_volume_name(name) || ends_with(name, ".npy")) files.push_back(entry.path().string());
+    }
+    std::sort(files.begin(), files.end());
+    return files;
 }
 
 // Whether `path` names a model rather than a volume: a directory holding a model's description,
@@ -192,14 +210,22 @@ void print_npy(const std::string& path) {
     std::printf("%s\n", path.c_str());
     std::printf("  format: NumPy array (.npy), dtype %s, shape %s\n", a.dtype.c_str(), shape_text(a.shape).c_str());
     if (a.values.empty()) return;
-    const auto [low, high] = std::minmax_element(a.values.begin(), a.values.end());
-    std::printf("  range: [%.6g, %.6g]\n", *low, *high);
+    std::vector<double> finite;
+    std::copy_if(a.values.begin(), a.values.end(), std::back_inserter(finite),
+                 [](double v) { return std::isfinite(v); });
+    if (!finite.empty()) {
+        const auto [low, high] = std::minmax_element(finite.begin(), finite.end());
+        std::printf("  range: [%.6g, %.6g]%s\n", *low, *high,
+                    finite.size() < a.values.size()
+                        ? cat(", and ", a.values.size() - finite.size(), " not finite (NaN, infinity)").c_str()
+                        : "");
+    }
     const bool whole = std::all_of(a.values.begin(), a.values.end(), [](double v) { return v == std::round(v); });
     if (a.shape.size() == 1 && whole) {
         std::printf("  labels: %s\n", clipped(label_list_text(read_npy_labels(path)), 300).c_str());
         return;
     }
-    const std::string listed = (std::filesystem::path(path).parent_path() / prior_labels_file_name).string();
+    const std::string listed = prior_labels_beside(path);
     std::error_code ec;
     if (a.shape.size() != 2 || a.shape[0] != 2 || !std::filesystem::exists(listed, ec)) return;
     const std::vector<int32_t> columns = read_npy_labels(listed);
@@ -311,10 +337,11 @@ int cmd_info(int argc, char** argv) {
     }
     ISS_INPUT(!args.positional().empty(), "info: no input file (see 'infant-synthseg info --help')");
     int status = 0;
-    std::vector<std::string> paths;  // a folder of volumes as its volumes, each said on its own
+    std::vector<std::string> paths;  // a folder without a model as its files, each said on its own
     for (const std::string& path : args.positional()) {
-        const std::vector<std::string> files = is_folder_of_volumes(path) ? volume_files(path) : std::vector{path};
+        const std::vector<std::string> files = files_to_describe(path);
         paths.insert(paths.end(), files.begin(), files.end());
+        if (files.empty()) paths.push_back(path);
     }
     for (const std::string& path : paths) {
         try {

@@ -100,7 +100,7 @@ int cmd_priors(int argc, char** argv) {
     const std::vector<SubjectFiles> subjects = pair_subject_files(images, label_maps);
     const std::string means_path = (fs::path(out_dir) / "prior_means.npy").string();
     const std::string stds_path = (fs::path(out_dir) / "prior_stds.npy").string();
-    const std::string labels_path = (fs::path(out_dir) / prior_labels_file_name).string();
+    const std::string labels_path = prior_labels_beside(means_path);
     std::vector<NamedPath> inputs{{args.get("--labels-list", ""), "--labels-list"}};
     for (const SubjectFiles& f : subjects) inputs.insert(inputs.end(), {{f.image, "--images"}, {f.labels, "--labels"}});
     check_outputs("priors", inputs, {{means_path, "--out"}, {stds_path, "--out"}, {labels_path, "--out"}}, {out_dir});

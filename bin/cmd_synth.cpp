@@ -157,19 +157,17 @@ void check_synth_outputs(const std::string& labels_path, const std::vector<std::
 
 // Sample files (and a picture) in `out_dir` that this run will not write and does not read: an
 // earlier run's, left as they are. Said, so that a folder mixing two runs is not taken for one.
-// The samples a killed run was writing (NAME.tmp-PID..., its process gone) are removed, and said:
-// nothing else would finish or remove them.
+// So are the samples other runs were writing (NAME.tmp-PID...): a killed run's are left for good,
+// but one on another host or in another container may be writing them now (its process id is
+// no proof either way), so they are named, not removed.
 void warn_of_other_runs(const std::string& out_dir, const std::vector<TrainingMap>& inputs, long long first,
                         long long count, bool preview) {
     std::error_code ec;
-    std::vector<std::string> others;
-    std::vector<fs::path> leftovers;
+    std::vector<std::string> others, temporaries;
     for (const fs::directory_entry& entry : fs::directory_iterator(out_dir, ec)) {
         const std::string name = entry.path().filename().string();
         const std::optional<TemporaryName> t = temporary_name(name);
-        if (t && !t->replaced && (sample_number(t->base) >= 0 || t->base == "preview.png") &&
-            t->of_an_ended_process() && entry.is_regular_file(ec))
-            leftovers.push_back(entry.path());
+        if (t && !t->replaced && (sample_number(t->base) >= 0 || t->base == "preview.png")) temporaries.push_back(name);
         if (t) continue;
         const bool input = std::any_of(inputs.begin(), inputs.end(), [&](const TrainingMap& m) {
             std::error_code same;
@@ -180,13 +178,12 @@ void warn_of_other_runs(const std::string& out_dir, const std::vector<TrainingMa
         if ((index >= 0 && (index < first || index >= first + count)) || (name == "preview.png" && !preview))
             others.push_back(name);
     }
-    std::vector<std::string> removed;
-    for (const fs::path& leftover : leftovers)
-        if (fs::remove(leftover, ec)) removed.push_back(leftover.filename().string());
-    std::sort(removed.begin(), removed.end());
-    if (!removed.empty())
-        warning(cat("synth: ", out_dir, ": removed ", removed.size(), " temporary file", removed.size() > 1 ? "s" : "",
-                    " a killed run left (", removed.front(), removed.size() > 1 ? ", ..." : "", ")"));
+    std::sort(temporaries.begin(), temporaries.end());
+    if (!temporaries.empty())
+        warning(cat("synth: ", out_dir, " holds ", temporaries.size(), " sample", temporaries.size() > 1 ? "s" : "",
+                    " another run was writing (", temporaries.front(), temporaries.size() > 1 ? ", ..." : "",
+                    "): a killed run's, or one writing there now; remove ", temporaries.size() > 1 ? "them" : "it",
+                    " once no run writes there"));
     if (others.empty()) return;
     std::sort(others.begin(), others.end());
     warning(cat("synth: ", out_dir, " holds ", others.size(), " file", others.size() > 1 ? "s" : "",

@@ -465,12 +465,7 @@ std::optional<TemporaryName> temporary_name(const std::string& name) {
     const std::string rest = name.substr(end);
     const bool replaced = rest == "-replaced";
     if (!replaced && !rest.empty() && rest.front() != '.') return std::nullopt;
-    if (end - (at + 5) > 9) return std::nullopt;  // no process id of ours
-    return TemporaryName{name.substr(0, at), replaced, std::stoll(name.substr(at + 5, end - at - 5))};
-}
-
-bool TemporaryName::of_an_ended_process() const {
-    return pid > 0 && pid != ::getpid() && ::kill(pid_t(pid), 0) != 0 && errno == ESRCH;
+    return TemporaryName{name.substr(0, at), replaced};
 }
 
 OutputFile::OutputFile(const std::string& path, const std::string& suffix) : path_(path) {

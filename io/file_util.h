@@ -172,9 +172,6 @@ std::string temporary_name_for(const std::string& target, const std::string& suf
 struct TemporaryName {
     std::string base;       // the output's name
     bool replaced = false;  // an earlier file kept aside, not one being written
-    long long pid = 0;      // the process that made it
-    // Whether that process is gone (killed: nothing will finish or remove the file).
-    bool of_an_ended_process() const;
 };
 // What a file name of that form says, or nothing for any other name.
 std::optional<TemporaryName> temporary_name(const std::string& name);

@@ -318,6 +318,8 @@ Predictor::Predictor(const std::string& model, const PredictOptions& options)
         s.pre = parse_preprocessing(s.spec, model_json_path(weights));
     }
     s.lr_axis = int(s.pre.frame.find_first_of("RL"));
+    const int32_t unreversed = labels::first_unreversed(s.spec.labels, s.pre.lr_twins);
+    ISS_INPUT(unreversed < 0, model, ": preprocessing.lr_twins: ", labels::unreversed_text(unreversed, s.pre.lr_twins));
     s.twin_channel = labels::twin_positions(s.spec.labels, s.pre.lr_twins);
     // A model whose outputs do not swap as a flip swaps the structures (one hemisphere's, a
     // structure learned as one side's): the mirrored scan's prediction has no channels to be

@@ -108,11 +108,6 @@ NpyArray config_npy(const nlohmann::json& value, const std::string& json_path, c
     }
 }
 
-// The prior_labels.npy beside a prior .npy file.
-std::string prior_labels_beside(const std::string& prior_file) {
-    return (std::filesystem::path(prior_file).parent_path() / prior_labels_file_name).string();
-}
-
 // A prior file's columns' labels (prior_labels.npy beside it, as `priors` writes it); empty where
 // there is none.
 std::vector<int32_t> prior_column_labels(const std::string& prior_file) {
@@ -202,6 +197,10 @@ std::vector<NamedPath> config_inputs(const std::string& json_path) {
                     {prior_labels_beside(file), cat("--config's ", key, " (its ", prior_labels_file_name, ")")});
         }
     return files;
+}
+
+std::string prior_labels_beside(const std::string& prior_file) {
+    return (std::filesystem::path(resolve_links(prior_file)).parent_path() / prior_labels_file_name).string();
 }
 
 GeneratorConfig load_config(const PresetChoice& preset, const std::string& json_path) {
@@ -354,6 +353,16 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
         }
     }
     if (overrides.contains("generation_labels")) fit_preset_to_own_labels(config, base, overrides, json_path);
+    // One priors run's pair, or neither listed: means taken by label beside spreads taken column
+    // by column were two orders at once, without a word.
+    if (prior_files.size() == 2 &&
+        prior_files["prior_means"].second.empty() != prior_files["prior_stds"].second.empty()) {
+        const bool means_listed = !prior_files["prior_means"].second.empty();
+        const std::string& listed = prior_files[means_listed ? "prior_means" : "prior_stds"].first;
+        const std::string& unlisted = prior_files[means_listed ? "prior_stds" : "prior_means"].first;
+        throw InputError(cat(json_path, ": ", listed, " has its columns' labels (", prior_labels_beside(listed),
+                             ") but ", unlisted, " has none beside it: give both files of one priors run"));
+    }
     for (const auto& [key, file_and_labels] : prior_files) {
         const auto& [file, listed] = file_and_labels;
         if (listed.empty()) continue;  // not priors' own: column by column
@@ -420,6 +429,10 @@ void validate_labels(const GeneratorConfig& c, const std::string& source) {
             ISS_INPUT(declared.insert(label).second, source, ": lr_twins names label ", label, " twice");
         }
     }
+    std::vector<int32_t> named = c.generation_labels;  // every label a flip or a mirror average pairs
+    named.insert(named.end(), c.segmentation_labels.begin(), c.segmentation_labels.end());
+    const int32_t unreversed = labels::first_unreversed(named, c.lr_twins);
+    ISS_INPUT(unreversed < 0, source, ": lr_twins: ", labels::unreversed_text(unreversed, c.lr_twins));
     // A flip swaps each one-sided label with its twin; one without a twin to swap with would
     // stay on the wrong side of the flipped image, and one of no known side (an atlas's own
     // numbers) was kept as it is, a left structure then drawn on the right.
@@ -477,11 +490,14 @@ void validate_draws(const GeneratorConfig& c, const std::string& source) {
     require_probability(c.use_generation_classes, "use_generation_classes", source);
     require_probability(c.flip_probability, "flip_probability", source);
     require_probability(c.background_reset_probability, "background_reset_probability", source);
-    ISS_INPUT(c.random_mean[0] <= c.random_mean[1] && c.random_std[0] <= c.random_std[1] && c.random_std[0] >= 0,
-              source, ": random_mean / random_std bounds must be ordered [low, high] with std >= 0");
-    for (int64_t s : c.output_shape) ISS_INPUT(s >= 1, source, ": output_shape entries must be >= 1");
-    ISS_INPUT(c.shape_multiple >= 1, source, ": shape_multiple must be >= 1");
-    ISS_INPUT(c.scaling_bounds >= 0 && c.scaling_bounds < 1, source, ": scaling_bounds must be in [0, 1)");
+    for (const auto& [bounds, name] : {std::pair{&c.random_mean, "random_mean"}, {&c.random_std, "random_std"}})
+        ISS_INPUT((*bounds)[0] <= (*bounds)[1], source, ": ", name, " must be ordered [low, high], is [", (*bounds)[0],
+                  ", ", (*bounds)[1], "]");
+    ISS_INPUT(c.random_std[0] >= 0, source, ": random_std's low bound must be >= 0, is ", c.random_std[0]);
+    for (int64_t s : c.output_shape) ISS_INPUT(s >= 1, source, ": output_shape entries must be >= 1, one is ", s);
+    ISS_INPUT(c.shape_multiple >= 1, source, ": shape_multiple must be >= 1, is ", c.shape_multiple);
+    ISS_INPUT(c.scaling_bounds >= 0 && c.scaling_bounds < 1, source, ": scaling_bounds must be in [0, 1), is ",
+              c.scaling_bounds);
     // Upper bounds far past any use, where a typo (1e30, 40 for 4.0) would otherwise give samples
     // whose coordinates overflow to one label everywhere, without a word.
     const struct {
@@ -497,7 +513,8 @@ void validate_draws(const GeneratorConfig& c, const std::string& source) {
     for (const auto& [factor, name] :
          {std::pair{c.nonlin_shape_factor, "nonlin_shape_factor"}, {c.bias_shape_factor, "bias_shape_factor"}})
         ISS_INPUT(factor > 0 && factor <= 1, source, ": ", name, " must be in (0, 1], is ", factor);
-    ISS_INPUT(c.integration_steps >= 0 && c.integration_steps <= 20, source, ": integration_steps must be in 0..20");
+    ISS_INPUT(c.integration_steps >= 0 && c.integration_steps <= 20, source,
+              ": integration_steps must be in 0..20, is ", c.integration_steps);
     ISS_INPUT(c.blur_sigma >= 0, source, ": blur_sigma must be >= 0, is ", c.blur_sigma);
     ISS_INPUT(c.blur_range >= 1, source, ": blur_range must be >= 1, is ", c.blur_range);
     require_probability(c.anisotropic_probability, "anisotropic_probability", source);

@@ -133,6 +133,19 @@ bool side_known(int32_t label, const DeclaredTwins& declared) {
     return side_of(label, declared) != Side::unknown;
 }
 
+int32_t first_unreversed(const std::vector<int32_t>& list, const DeclaredTwins& declared) {
+    for (const int32_t label : list)
+        if (lr_twin(lr_twin(label, declared), declared) != label) return label;
+    return -1;
+}
+
+std::string unreversed_text(int32_t label, const DeclaredTwins& declared) {
+    const int32_t twin = lr_twin(label, declared);
+    return cat("label ", label, "'s twin is ", twin, ", whose twin is ", lr_twin(twin, declared),
+               ", so a flip would not swap them back: declare both labels of a pair (e.g. [[", twin, ", ", twin, "], [",
+               label, ", ", label, "]] or [[", std::min(label, twin), ", ", std::max(label, twin), "]])");
+}
+
 int index_of(const std::vector<int32_t>& list, int32_t label) {
     const auto it = std::find(list.begin(), list.end(), label);
     return it == list.end() ? -1 : int(it - list.begin());

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace iss::labels {
@@ -30,6 +31,11 @@ std::vector<int> twin_positions(const std::vector<int32_t>& list, const Declared
 bool lateral(int32_t label, const DeclaredTwins& declared = {});
 // Whether the label's side is known: declared, or in FreeSurfer's classification.
 bool side_known(int32_t label, const DeclaredTwins& declared = {});
+// The first label of `list` whose twin's twin is not itself (a pair declared over one label of
+// a FreeSurfer pair and not the other: [[2, 2]] leaves 41's twin 2), or -1; with it, what a
+// refusal says of it.
+int32_t first_unreversed(const std::vector<int32_t>& list, const DeclaredTwins& declared);
+std::string unreversed_text(int32_t label, const DeclaredTwins& declared);
 // Whether a network that learns targets[g] for generation label generation[g] mirrors as
 // predict's left/right flip averaging assumes: a flip swaps the generation labels with their
 // twins, and must swap the network's outputs by twin_positions(outputs) (an output without its

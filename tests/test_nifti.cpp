@@ -1339,6 +1339,17 @@ TEST_F(CliInfo, NpyFilesAndFoldersOfScansAreDescribed) {
     EXPECT_EQ(line_value(r.out, "priors of labels"),
               "not those of prior_labels.npy beside it (2 labels for 3 columns)");
 
+    // A folder of priors' files, and one holding only another run's temporary and a folder.
+    r = info(shell_quote(dir_.string()));
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find(path("prior_labels.npy") + "\n"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(path("prior_means.npy") + "\n"), std::string::npos) << r.out;
+    fs::create_directories(path("leftovers/x.nii"));
+    std::ofstream(path("leftovers/a.nii.gz.tmp-1.nii.gz")) << "x";
+    r = info(shell_quote(path("leftovers")) + " " + shell_quote(path("prior_means.npy")));
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find(path("leftovers") + ": no model.safetensors in it"), std::string::npos) << r.err;
+    EXPECT_NE(r.out.find(path("prior_means.npy")), std::string::npos) << "the others are still printed";
     fs::create_directories(path("scans"));
     iss::write_image(path("scans/a.nii.gz"), iss::Image(test_grid(), 1, 1.0f));
     write_bytes(path("scans/b.nii"), Bytes(400, 7));

@@ -554,6 +554,24 @@ TEST_F(PriorsCli, AConfigTakesEachLabelsOwnColumn) {
     EXPECT_EQ(test::refusal_of(some, [&] { load_config({"infant-t1"}, (dir_ / "some.json").string()); }),
               some + "/prior_labels.npy: lists 3 labels, but " + some +
                   "/prior_means.npy (prior_means) has 4 columns: not its labels");
+    // Through links, the list beside the files they lead to (a link to a reordered run fell back
+    // to column order); means with a list and spreads without one are refused (two orders at once).
+    fs::create_directories(dir_ / "linked");
+    for (const char* name : {"prior_means.npy", "prior_stds.npy"})
+        fs::create_symlink(fs::path(other) / name, dir_ / "linked" / name);
+    std::ofstream(dir_ / "linked.json")
+        << R"({"prior_means": "linked/prior_means.npy", "prior_stds": "linked/prior_stds.npy"})";
+    EXPECT_EQ(load_config({"infant-t1"}, (dir_ / "linked.json").string()).prior_means, in_order.values);
+    fs::create_directories(dir_ / "unlisted");
+    fs::copy_file(other + "/prior_stds.npy", dir_ / "unlisted" / "prior_stds.npy");
+    std::ofstream(dir_ / "mixed.json")
+        << R"({"prior_means": "reversed/prior_means.npy", "prior_stds": "unlisted/prior_stds.npy"})";
+    EXPECT_EQ(test::refusal_of((dir_ / "mixed.json").string(),
+                               [&] { load_config({"infant-t1"}, (dir_ / "mixed.json").string()); }),
+              (dir_ / "mixed.json").string() + ": " + (dir_ / "reversed/prior_means.npy").string() +
+                  " has its columns' labels (" + other + "/prior_labels.npy) but " +
+                  (dir_ / "unlisted/prior_stds.npy").string() +
+                  " has none beside it: give both files of one priors run");
     // Files without a list (SynthSeg's, or moved away from theirs) are read column by column.
     fs::remove(other + "/prior_labels.npy");
     EXPECT_EQ(load_config({"infant-t1"}, (dir_ / "reversed.json").string()).prior_means,

@@ -1325,6 +1325,19 @@ TEST(SynthParams, DeclaredTwinsAreSwappedAsFreeSurfersAre) {
     config.lr_twins = {{300, 300}, {2, 300}};
     EXPECT_EQ(test::refusal_of("t.json", [&] { validate_config(config, "t.json"); }),
               "t.json: lr_twins names label 300 twice");
+    // A pair over one label of FreeSurfer's pair and not the other: 41's twin stayed 2, whose
+    // twin was 2, so a flip left no 41 in a sample (and [[2, 42]] lost 3 and 41).
+    config.lr_twins = {{2, 42}, {300, 300}};
+    EXPECT_EQ(
+        test::refusal_of("t.json", [&] { validate_config(config, "t.json"); })
+            .rfind("t.json: lr_twins: label 3's twin is 42, whose twin is 2, so a flip would not swap them back", 0),
+        0u);
+    config.lr_twins = {{2, 2}, {300, 300}};
+    EXPECT_EQ(test::refusal_of("t.json", [&] { validate_config(config, "t.json"); }),
+              "t.json: lr_twins: label 41's twin is 2, whose twin is 2, so a flip would not swap them back: declare "
+              "both labels of a pair (e.g. [[2, 2], [41, 41]] or [[2, 41]])");
+    config.lr_twins = {{2, 2}, {41, 41}, {300, 300}};
+    EXPECT_NO_THROW(validate_config(config, "t.json"));
 }
 
 // predict averages a scan's prediction with its mirror image's, swapping the outputs by their

@@ -689,6 +689,30 @@ TEST_F(TrainCli, TheRecordKeepsTheDeclaredTwins) {
     const Preprocessing read =
         parse_preprocessing(load_model_spec((dir_ / "declared" / "model.safetensors").string()), "model.json");
     EXPECT_EQ(read.lr_twins, (std::vector<std::vector<int32_t>>{{5003, 5042}}));
+    const RunResult info = test::run_command(test::cli_path() + " info " + shell_quote((dir_ / "declared").string()));
+    EXPECT_NE(info.out.find("  declared sides (lr_twins): 5003/5042\n"), std::string::npos) << info.out;
+    // A record whose pairs do not swap back is refused by what reads it (predict, info).
+    fs::create_directories(dir_ / "edited");
+    for (const char* name : {"model.safetensors", "model.json"})
+        fs::copy_file(dir_ / "declared" / name, dir_ / "edited" / name);
+    nlohmann::json edited = nlohmann::json::parse(read_text(dir_ / "edited" / "model.json"));
+    edited["preprocessing"]["lr_twins"] = {{2, 2}};
+    std::ofstream(dir_ / "edited" / "model.json") << edited.dump();
+    const RunResult refused = test::run_command(test::cli_path() + " info " + shell_quote((dir_ / "edited").string()));
+    EXPECT_EQ(refused.status, 2);
+    EXPECT_NE(refused.err.find("preprocessing.lr_twins: label 41's twin is 2, whose twin is 2"), std::string::npos)
+        << refused.err;
+    // A record from before lr_twins, of a label no class holds with flips on (a flip kept it as
+    // one on neither side): resumed as it began, its label declared so.
+    config["lr_twins"] = {{5003, 5003}, {5042, 5042}};
+    config["flip_probability"] = 0.5;
+    ASSERT_EQ(run("flipped").status, 0);
+    nlohmann::json older = nlohmann::json::parse(read_text(dir_ / "flipped" / "model.json"));
+    older["training"]["generator"].erase("lr_twins");
+    std::ofstream(dir_ / "flipped" / "model.json") << older.dump();
+    const RunResult resumed = train(" --model-dir " + shell_quote((dir_ / "flipped").string()) + " --labels " +
+                                    shell_quote((dir_ / "atlas").string()) + " --steps 2 --device cpu --resume");
+    EXPECT_EQ(resumed.status, 0) << resumed.err;
     // predict pairs their outputs when it averages a scan with its mirror image.
     const std::vector<int> twins = labels::twin_positions(segmentation, read.lr_twins);
     EXPECT_EQ(segmentation[size_t(twins[size_t(labels::index_of(segmentation, 5003))])], 5042);

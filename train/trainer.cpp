@@ -47,7 +47,8 @@ void warn_of_labels_in_no_map(const std::vector<TrainingMap>& maps, const Genera
     const std::vector<int32_t> missing = segmentation_labels_in_no_map(maps, config);
     if (missing.empty()) return;
     std::string listed;
-    for (const int32_t label : missing) listed += cat(listed.empty() ? "" : ", ", label);
+    for (size_t i = 0; i < missing.size() && i < 20; ++i) listed += cat(i ? ", " : "", missing[i]);
+    if (missing.size() > 20) listed += cat(", ... (", missing.size(), " in all)");
     warning(cat("train: --labels ", labels, ": no map holds segmentation label", missing.size() > 1 ? "s " : " ",
                 listed, " (or a generation label learned as ", missing.size() > 1 ? "them" : "it",
                 "): the network learns ", missing.size() > 1 ? "them" : "it", " only as absent; add maps that hold ",
@@ -540,11 +541,21 @@ bool complete_generator_record(nlohmann::json& training, const std::string& json
             "train: ", json, " was written before resolution_unit: its random resolution's bounds count ",
             "the maps' voxels, and the run goes on so (a --config for it says \"resolution_unit\": ", "\"voxel\")"));
     }
+    const bool before_twins = !generator.contains("lr_twins");
     const nlohmann::json preset = generator.value("preset", nlohmann::json());
     if (preset.is_string()) {
         const nlohmann::json defaults = parse_json(config_to_json(preset_config(preset.get<std::string>())), json);
         for (const auto& [name, value] : defaults.items())
             if (!generator.contains(name)) generator[name] = value;
+    }
+    // Before lr_twins (2026-12-07) a label in none of FreeSurfer's classes flipped as one on
+    // neither side: declared so, the run goes on as it began (with flips on it was refused).
+    if (before_twins && generator.contains("generation_labels") && generator["generation_labels"].is_array()) {
+        nlohmann::json neither = nlohmann::json::array();
+        for (const nlohmann::json& label : generator["generation_labels"])
+            if (label.is_number_integer() && !labels::side_known(label.get<int32_t>()))
+                neither.push_back({label, label});
+        generator["lr_twins"] = neither;
     }
     return before_mm;
 }
@@ -1198,7 +1209,6 @@ Trainer::Trainer(const TrainOptions& given) {
         folders.push_back(kept);
     }
     check_outputs("train", inputs, outputs, folders);
-    warn_of_labels_in_no_map(maps, s.gen_config, opt.labels);  // once every input is good
 
     // Any other existing directory is locked once every input is checked (a refusal leaves no
     // lock file in it), and checked again under the lock (another run may have begun a model);
@@ -1228,6 +1238,7 @@ Trainer::Trainer(const TrainOptions& given) {
     // (a model already at --steps is told "nothing to train" and written no more).
     if (s.step < opt.steps) {
         for (const std::string& said : opt.record_warnings) warning(said);
+        warn_of_labels_in_no_map(maps, s.gen_config, opt.labels);
         if (opt.wl2_epochs > 0 && s.last_wl2_step() >= opt.steps)
             warning(cat("train: --wl2-epochs ", opt.wl2_epochs, " of --steps-per-epoch ", opt.steps_per_epoch, " are ",
                         s.last_wl2_step(), " weighted-L2 steps, all of the --steps ", opt.steps,
