@@ -157,9 +157,10 @@ void check_synth_outputs(const std::string& labels_path, const std::vector<std::
 
 // Sample files (and a picture) in `out_dir` that this run will not write and does not read: an
 // earlier run's, left as they are. Said, so that a folder mixing two runs is not taken for one.
-// So are the samples other runs were writing (NAME.tmp-PID...): a killed run's are left for good,
-// but one on another host or in another container may be writing them now (its process id is
-// no proof either way), so they are named, not removed.
+// So are the files other runs were writing or had kept aside (NAME.tmp-PID..., an earlier sample
+// as NAME.tmp-PID-replaced): a killed run's are left for good, but one on another host or in
+// another container may be writing them now (its process id is no proof either way), so they
+// are named, not removed.
 void warn_of_other_runs(const std::string& out_dir, const std::vector<TrainingMap>& inputs, long long first,
                         long long count, bool preview) {
     std::error_code ec;
@@ -167,7 +168,7 @@ void warn_of_other_runs(const std::string& out_dir, const std::vector<TrainingMa
     for (const fs::directory_entry& entry : fs::directory_iterator(out_dir, ec)) {
         const std::string name = entry.path().filename().string();
         const std::optional<TemporaryName> t = temporary_name(name);
-        if (t && !t->replaced && (sample_number(t->base) >= 0 || t->base == "preview.png")) temporaries.push_back(name);
+        if (t && (sample_number(t->base) >= 0 || t->base == "preview.png")) temporaries.push_back(name);
         if (t) continue;
         const bool input = std::any_of(inputs.begin(), inputs.end(), [&](const TrainingMap& m) {
             std::error_code same;
@@ -180,10 +181,11 @@ void warn_of_other_runs(const std::string& out_dir, const std::vector<TrainingMa
     }
     std::sort(temporaries.begin(), temporaries.end());
     if (!temporaries.empty())
-        warning(cat("synth: ", out_dir, " holds ", temporaries.size(), " sample", temporaries.size() > 1 ? "s" : "",
-                    " another run was writing (", temporaries.front(), temporaries.size() > 1 ? ", ..." : "",
-                    "): a killed run's, or one writing there now; remove ", temporaries.size() > 1 ? "them" : "it",
-                    " once no run writes there"));
+        warning(cat("synth: ", out_dir, " holds ", temporaries.size(), " file", temporaries.size() > 1 ? "s" : "",
+                    " other runs were writing or kept aside (", temporaries.front(),
+                    temporaries.size() > 1 ? cat(temporaries.size() > 2 ? ", ..., " : ", ", temporaries.back()) : "",
+                    "): a killed run's, or one writing there now; once no run writes there, rename an earlier ",
+                    "file kept aside (NAME.tmp-PID-replaced) back to NAME to keep it, and remove the rest"));
     if (others.empty()) return;
     std::sort(others.begin(), others.end());
     warning(cat("synth: ", out_dir, " holds ", others.size(), " file", others.size() > 1 ? "s" : "",

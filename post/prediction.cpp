@@ -241,9 +241,15 @@ void require_listed(const LabelMap& seg, const std::string& path, const LabelLis
 void require_frames_match(const LabelMap& seg, const std::string& seg_path, const Image& post,
                           const std::string& post_path, const LabelList& list) {
     const int64_t voxels = seg.grid.voxels(), frames = post.frames;
+    const std::set<int32_t> listed(list.labels.begin(), list.labels.end());
     int64_t counted = 0, agreeing = 0;
+    int32_t last = -1;  // the last label looked up, and whether it has a frame
+    bool last_listed = false;
     for (int64_t v = 0; v < voxels; ++v) {
-        if (seg.data[size_t(v)] == 0) continue;
+        const int32_t label = seg.data[size_t(v)];
+        if (label == 0) continue;
+        if (label != last) last = label, last_listed = listed.count(label) > 0;
+        if (!last_listed) continue;  // a label without a frame is require_listed's to name
         int64_t best = -1;
         float top = -INFINITY;
         bool tie = false;

@@ -114,7 +114,19 @@ std::vector<int32_t> prior_column_labels(const std::string& prior_file) {
     const std::string listed = prior_labels_beside(prior_file);
     std::error_code ec;
     if (!std::filesystem::exists(listed, ec)) return {};
-    return read_npy_labels(listed);
+    // Where the file is a link, a list beside it and another beside what it leads to must agree.
+    const std::string beside_target =
+        (std::filesystem::path(resolve_links(prior_file)).parent_path() / prior_labels_file_name).string();
+    const std::vector<int32_t> labels = read_npy_labels(listed);
+    if (beside_target != listed && std::filesystem::exists(beside_target, ec))
+        ISS_INPUT(read_npy_labels(beside_target) == labels, prior_file, ": ", listed, " and ", beside_target,
+                  " (beside the file it leads to) list its columns' labels differently");
+    std::set<int32_t> seen;
+    for (const int32_t label : labels) {
+        ISS_INPUT(is_label_value(label), listed, ": ", label, " is ", not_a_label);
+        ISS_INPUT(seen.insert(label).second, listed, ": label ", label, " is listed twice (which column is its?)");
+    }
+    return labels;
 }
 
 // prior_means / prior_stds as priors writes them or a user has them at hand: a (2, n) .npy file
@@ -200,7 +212,11 @@ std::vector<NamedPath> config_inputs(const std::string& json_path) {
 }
 
 std::string prior_labels_beside(const std::string& prior_file) {
-    return (std::filesystem::path(resolve_links(prior_file)).parent_path() / prior_labels_file_name).string();
+    namespace fs = std::filesystem;
+    const std::string named = (fs::path(prior_file).parent_path() / prior_labels_file_name).string();
+    std::error_code ec;
+    if (fs::exists(named, ec)) return named;
+    return (fs::path(resolve_links(prior_file)).parent_path() / prior_labels_file_name).string();
 }
 
 GeneratorConfig load_config(const PresetChoice& preset, const std::string& json_path) {
@@ -431,6 +447,9 @@ void validate_labels(const GeneratorConfig& c, const std::string& source) {
     }
     std::vector<int32_t> named = c.generation_labels;  // every label a flip or a mirror average pairs
     named.insert(named.end(), c.segmentation_labels.begin(), c.segmentation_labels.end());
+    for (const int32_t label : declared)  // a typo in an atlas's number would declare nothing
+        ISS_INPUT(labels::index_of(named, label) >= 0, source, ": lr_twins names label ", label,
+                  ", which is neither a generation nor a segmentation label");
     const int32_t unreversed = labels::first_unreversed(named, c.lr_twins);
     ISS_INPUT(unreversed < 0, source, ": lr_twins: ", labels::unreversed_text(unreversed, c.lr_twins));
     // A flip swaps each one-sided label with its twin; one without a twin to swap with would

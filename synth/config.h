@@ -118,8 +118,8 @@ GeneratorConfig load_config(const PresetChoice& preset, const std::string& json_
 // value (a list in another order than generation_labels' painted labels with others' priors).
 // Files without one (SynthSeg's) are taken column by column in generation_labels' order.
 constexpr const char* prior_labels_file_name = "prior_labels.npy";
-// The prior_labels.npy beside a prior .npy file: beside the file a link leads to (a link to
-// another run's priors takes that run's list).
+// The prior_labels.npy beside a prior .npy file, or, where none is, beside the file a link
+// leads to (a link to another run's priors takes that run's list).
 std::string prior_labels_beside(const std::string& prior_file);
 
 // A --config file and the .npy files it names (prior_labels.npy beside a prior file too): the

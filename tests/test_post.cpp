@@ -460,6 +460,21 @@ TEST(Clean, CleanPredictionFoldsThenRemovesIslands) {
     }
 }
 
+// An early checkpoint's near-flat posteriors: 3 the largest frame everywhere, but 2 and 21
+// together larger. The pair agrees (predict wrote it); checked after folding it agreed at 0%
+// and clean refused predict's own output as frames "in another order".
+TEST(Clean, NearFlatPosteriorsOfAgreeingFramesAreCleaned) {
+    const LabelMap seg(grid_of(4, 4, 1), 1, 3);
+    const LabelList list{{0, 2, 3, 21}, "test list"};
+    Image post(seg.grid, 4);
+    const float share[4] = {0.2f, 0.25f, 0.3f, 0.25f};
+    for (int64_t f = 0; f < 4; ++f)
+        for (int64_t v = 0; v < 16; ++v) post.data[size_t(f * 16 + v)] = share[f];
+    Prediction p{seg, post};
+    EXPECT_NO_THROW(clean_prediction(p, list, CleanOptions{}, "seg.nii.gz", "post.nii.gz"));
+    EXPECT_EQ(p.seg.at(1, 1, 0), 3);
+}
+
 // ---------------------------------------------------------------------------------------
 // Dice
 

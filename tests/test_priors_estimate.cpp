@@ -572,6 +572,34 @@ TEST_F(PriorsCli, AConfigTakesEachLabelsOwnColumn) {
                   " has its columns' labels (" + other + "/prior_labels.npy) but " +
                   (dir_ / "unlisted/prior_stds.npy").string() +
                   " has none beside it: give both files of one priors run");
+    // A list beside the links is theirs where none is beside the files they lead to; two that
+    // differ are refused; a list naming a label twice or a value no label is, too.
+    fs::create_directories(dir_ / "copied");
+    fs::create_directories(dir_ / "relinked");
+    for (const char* name : {"prior_means.npy", "prior_stds.npy"}) {
+        fs::copy_file(fs::path(other) / name, dir_ / "copied" / name);
+        fs::create_symlink(dir_ / "copied" / name, dir_ / "relinked" / name);
+    }
+    fs::copy_file(other + "/prior_labels.npy", dir_ / "relinked" / "prior_labels.npy");
+    std::ofstream(dir_ / "relinked.json")
+        << R"({"prior_means": "relinked/prior_means.npy", "prior_stds": "relinked/prior_stds.npy"})";
+    EXPECT_EQ(load_config({"infant-t1"}, (dir_ / "relinked.json").string()).prior_means, in_order.values);
+    write_npy_labels((dir_ / "copied" / "prior_labels.npy").string(), labels::generation_labels());
+    EXPECT_EQ(test::refusal_of((dir_ / "relinked.json").string(),
+                               [&] { load_config({"infant-t1"}, (dir_ / "relinked.json").string()); }),
+              (dir_ / "relinked.json").string() + ": parameter 'prior_means': " +
+                  (dir_ / "relinked/prior_means.npy").string() + ": " + (dir_ / "relinked/prior_labels.npy").string() +
+                  " and " + (dir_ / "copied/prior_labels.npy").string() +
+                  " (beside the file it leads to) list its columns' labels differently");
+    fs::remove(dir_ / "copied" / "prior_labels.npy");
+    std::vector<int32_t> twice = reversed;
+    twice[2] = twice[1];
+    write_npy_labels((dir_ / "relinked" / "prior_labels.npy").string(), twice);
+    EXPECT_NE(test::refusal_of((dir_ / "relinked.json").string(),
+                               [&] { load_config({"infant-t1"}, (dir_ / "relinked.json").string()); })
+                  .find("relinked/prior_labels.npy: label " + std::to_string(twice[1]) +
+                        " is listed twice (which column is its?)"),
+              std::string::npos);
     // Files without a list (SynthSeg's, or moved away from theirs) are read column by column.
     fs::remove(other + "/prior_labels.npy");
     EXPECT_EQ(load_config({"infant-t1"}, (dir_ / "reversed.json").string()).prior_means,

@@ -1338,6 +1338,9 @@ TEST(SynthParams, DeclaredTwinsAreSwappedAsFreeSurfersAre) {
               "both labels of a pair (e.g. [[2, 2], [41, 41]] or [[2, 41]])");
     config.lr_twins = {{2, 2}, {41, 41}, {300, 300}};
     EXPECT_NO_THROW(validate_config(config, "t.json"));
+    config.lr_twins.push_back({9000, 9001});  // a typo in an atlas's number declared nothing
+    EXPECT_EQ(test::refusal_of("t.json", [&] { validate_config(config, "t.json"); }),
+              "t.json: lr_twins names label 9000, which is neither a generation nor a segmentation label");
 }
 
 // predict averages a scan's prediction with its mirror image's, swapping the outputs by their

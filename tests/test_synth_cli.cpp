@@ -151,8 +151,11 @@ TEST_F(SynthCli, SameSeedGivesIdenticalFiles) {
     const RunResult told = synth("--labels " + shell_quote(map_file()) +
                                  " --first 1 --count 1 --shape 64 --seed 5 --out " + shell_quote(path("a")));
     ASSERT_EQ(told.status, 0) << told.err;
-    EXPECT_NE(told.err.find("warning: synth: " + path("a") + " holds 2 samples another run was writing (" + killed +
-                            ", ...): a killed run's, or one writing there now; remove them once no run writes there"),
+    EXPECT_NE(told.err.find("warning: synth: " + path("a") + " holds 2 files other runs were writing or kept aside (" +
+                            killed + ", " + writing +
+                            "): a killed run's, or one writing there now; once no run "
+                            "writes there, rename an earlier file kept aside (NAME.tmp-PID-replaced) back to NAME to "
+                            "keep it, and remove the rest"),
               std::string::npos)
         << told.err;
     EXPECT_TRUE(fs::exists(dir_ / "a" / killed) && fs::exists(dir_ / "a" / writing));
