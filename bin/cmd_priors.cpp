@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -69,11 +68,7 @@ std::vector<int32_t> priors_label_list(const std::string& text) {
     ISS_INPUT(!is_volume_name(text), option, ": ", text,
               " is a volume, not a label list: give comma-separated labels (2,3,41) or a .npy file");
     const std::vector<int32_t> list = ends_with(text, ".npy") ? read_npy_labels(text) : parse_label_list(text, option);
-    std::set<int32_t> seen;
-    for (const int32_t label : list) {
-        ISS_INPUT(is_label_value(label), option, ": ", label, " is ", not_a_label);
-        ISS_INPUT(seen.insert(label).second, option, ": label ", label, " is listed twice");
-    }
+    require_distinct_labels(list, option);
     return list;
 }
 

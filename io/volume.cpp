@@ -1,6 +1,7 @@
 #include "io/volume.h"
 
 #include <cmath>
+#include <set>
 
 #include "kernels/common/error.h"
 
@@ -77,6 +78,14 @@ bool Mat4::approx_equal(const Mat4& other, double tolerance) const {
         for (int c = 0; c < 4; ++c)
             if (!(std::fabs(m[r][c] - other.m[r][c]) <= tolerance)) return false;
     return true;
+}
+
+void require_distinct_labels(const std::vector<int32_t>& list, const std::string& source) {
+    std::set<int32_t> seen;
+    for (const int32_t label : list) {
+        ISS_INPUT(is_label_value(label), source, ": ", label, " is ", not_a_label);
+        ISS_INPUT(seen.insert(label).second, source, ": label ", label, " is listed twice");
+    }
 }
 
 }  // namespace iss

@@ -103,4 +103,8 @@ inline bool is_label_value(double v) {
 }
 inline const std::string not_a_label = "not a label (an integer from 0 to " + std::to_string(max_label_value) + ")";
 
+// A list of labels whose order means something (columns, channels): every value a label, none
+// twice. InputError "<source>: -2 is not a label ..." or "<source>: label 3 is listed twice".
+void require_distinct_labels(const std::vector<int32_t>& list, const std::string& source);
+
 }  // namespace iss

@@ -10,7 +10,8 @@ usage: sass-report.py [BUILD_DIR] [--filter TEXT] [--cuobjdump PATH]
   BUILD_DIR   a CMake build with CUDA (default build); its kernels/*/*.cu.o are read
   --filter    only kernels whose demangled name contains TEXT
 Needs cuobjdump: CUDA's, or `pip download nvidia-cuda-cuobjdump` unpacked (its
-nvidia/cu13/bin/cuobjdump). Never part of the build or the tests.
+nvidia/cu13/bin/cuobjdump), with nvdisasm on the PATH (`pip download nvidia-cuda-nvdisasm`, the
+same folder). Never part of the build or the tests.
 """
 import argparse
 import collections

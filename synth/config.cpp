@@ -108,6 +108,11 @@ NpyArray config_npy(const nlohmann::json& value, const std::string& json_path, c
     }
 }
 
+// prior_labels.npy in the folder of `file`.
+std::string list_in_folder_of(const std::string& file) {
+    return (std::filesystem::path(file).parent_path() / prior_labels_file_name).string();
+}
+
 // A prior file's columns' labels (prior_labels.npy beside it, as `priors` writes it); empty where
 // there is none.
 std::vector<int32_t> prior_column_labels(const std::string& prior_file) {
@@ -115,17 +120,12 @@ std::vector<int32_t> prior_column_labels(const std::string& prior_file) {
     std::error_code ec;
     if (!std::filesystem::exists(listed, ec)) return {};
     // Where the file is a link, a list beside it and another beside what it leads to must agree.
-    const std::string beside_target =
-        (std::filesystem::path(resolve_links(prior_file)).parent_path() / prior_labels_file_name).string();
+    const std::string beside_target = list_in_folder_of(resolve_links(prior_file));
     const std::vector<int32_t> labels = read_npy_labels(listed);
     if (beside_target != listed && std::filesystem::exists(beside_target, ec))
         ISS_INPUT(read_npy_labels(beside_target) == labels, prior_file, ": ", listed, " and ", beside_target,
                   " (beside the file it leads to) list its columns' labels differently");
-    std::set<int32_t> seen;
-    for (const int32_t label : labels) {
-        ISS_INPUT(is_label_value(label), listed, ": ", label, " is ", not_a_label);
-        ISS_INPUT(seen.insert(label).second, listed, ": label ", label, " is listed twice (which column is its?)");
-    }
+    require_distinct_labels(labels, listed);
     return labels;
 }
 
@@ -203,20 +203,19 @@ std::vector<NamedPath> config_inputs(const std::string& json_path) {
         if (overrides.is_object() && overrides.contains(key) && overrides[key].is_string()) {
             const std::string file = beside_config(overrides[key].get<std::string>(), json_path);
             files.push_back({file, cat("--config's ", key)});
+            if (std::string(key).rfind("prior_", 0) != 0) continue;
+            const std::string listed = prior_labels_beside(file);
             std::error_code ec;
-            if (std::string(key).rfind("prior_", 0) == 0 && std::filesystem::exists(prior_labels_beside(file), ec))
-                files.push_back(
-                    {prior_labels_beside(file), cat("--config's ", key, " (its ", prior_labels_file_name, ")")});
+            if (std::filesystem::exists(listed, ec))
+                files.push_back({listed, cat("--config's ", key, " (its ", prior_labels_file_name, ")")});
         }
     return files;
 }
 
 std::string prior_labels_beside(const std::string& prior_file) {
-    namespace fs = std::filesystem;
-    const std::string named = (fs::path(prior_file).parent_path() / prior_labels_file_name).string();
+    const std::string named = list_in_folder_of(prior_file);
     std::error_code ec;
-    if (fs::exists(named, ec)) return named;
-    return (fs::path(resolve_links(prior_file)).parent_path() / prior_labels_file_name).string();
+    return std::filesystem::exists(named, ec) ? named : list_in_folder_of(resolve_links(prior_file));
 }
 
 GeneratorConfig load_config(const PresetChoice& preset, const std::string& json_path) {
@@ -297,10 +296,8 @@ void warn_of_empty_priors(const GeneratorConfig& c, const std::string& source) {
             c.prior_stds[n + g] == 0)
             empty.push_back(c.generation_labels[g]);
     if (empty.empty()) return;
-    std::string listed;
-    for (size_t i = 0; i < empty.size() && i < 8; ++i) listed += cat(i ? ", " : "", empty[i]);
-    if (empty.size() > 8) listed += ", ...";
-    warning(cat(source, ": the priors of ", empty.size(), " label", empty.size() > 1 ? "s" : "", " (", listed,
+    warning(cat(source, ": the priors of ", empty.size(), " label", empty.size() > 1 ? "s" : "", " (",
+                first_values(empty, 8),
                 ") are all 0, as priors writes a label found in no subject: a sample drawn from the priors paints ",
                 empty.size() > 1 ? "them" : "it", " black wherever a map holds ", empty.size() > 1 ? "them" : "it",
                 "; estimate them from subjects that hold them"));

@@ -64,22 +64,20 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
     if (!unknown.empty()) {
         const auto first = std::min_element(unknown.begin(), unknown.end(),
                                             [](const auto& a, const auto& b) { return a.second < b.second; });
-        std::string values;      // the first 20: an intensity image has hundreds
+        std::vector<int32_t> values;
         bool all_labels = true;  // a --config may list them (not -5 or 70000)
-        int listed = 0;
         for (const auto& [value, at] : unknown) {
-            if (listed++ < 20) values += cat(values.empty() ? "" : ", ", value);
+            values.push_back(value);
             all_labels = all_labels && is_label_value(value);
         }
-        if (listed > 20) values += ", ...";
-        throw InputError(cat(name, ": label value ", first->first, " (first at voxel ",
-                             voxel_text(labels.grid.dim, int64_t(first->second)), ") is not one of the ",
-                             config.generation_labels.size(), " generation_labels (preset '", config.preset,
-                             "', or a --config's own list)",
-                             unknown.size() > 1 ? cat(" (", unknown.size(), " such values: ", values, ")") : "",
-                             all_labels
-                                 ? "; a --config whose generation_labels list them can use them"
-                                 : cat("; labels are integers from 0 to ", max_label_value, ": relabel the map")));
+        throw InputError(
+            cat(name, ": label value ", first->first, " (first at voxel ",
+                voxel_text(labels.grid.dim, int64_t(first->second)), ") is not one of the ",
+                config.generation_labels.size(), " generation_labels (preset '", config.preset,
+                "', or a --config's own list)",
+                unknown.size() > 1 ? cat(" (", unknown.size(), " such values: ", first_values(values, 20), ")") : "",
+                all_labels ? "; a --config whose generation_labels list them can use them"
+                           : cat("; labels are integers from 0 to ", max_label_value, ": relabel the map")));
     }
     // All background (a blank or wrong file, a mask of zeros): its samples would teach nothing.
     ISS_INPUT(std::any_of(labels.data.begin(), labels.data.end(), [](int32_t v) { return v != 0; }), name,
@@ -149,11 +147,8 @@ std::vector<TrainingMap> load_training_maps(const std::vector<std::string>& file
 std::vector<int32_t> segmentation_labels_in_no_map(const std::vector<TrainingMap>& maps,
                                                    const GeneratorConfig& config) {
     std::array<bool, 256> held{};  // by generation index (at most 255 generation labels)
-    for (const TrainingMap& m : maps) {
-        std::array<bool, 256> in_map{};
-        for (const uint8_t g : m.generation) in_map[g] = true;
-        for (size_t g = 0; g < held.size(); ++g) held[g] = held[g] || in_map[g];
-    }
+    for (const TrainingMap& m : maps)
+        for (const uint8_t g : m.generation) held[g] = true;
     const std::vector<int32_t> targets = target_labels(config);
     std::set<int32_t> learned;
     for (size_t g = 0; g < targets.size(); ++g)

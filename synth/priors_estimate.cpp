@@ -218,13 +218,9 @@ void warn_of_unlisted_labels(const std::vector<int32_t>& map, const std::vector<
         if (values.size() < 100000) values.insert(v);
     }
     if (labelled == 0 || unlisted * 2 <= labelled) return;
-    std::string examples;
-    int shown = 0;
-    for (auto it = values.begin(); it != values.end() && shown < 5; ++it, ++shown)
-        examples += cat(shown ? ", " : "", *it);
     warning(cat(file, ": ", int(std::round(100.0 * double(unlisted) / double(labelled))),
                 "% of its labelled voxels hold ", values.size(), values.size() >= 100000 ? " or more" : "", " value",
-                values.size() > 1 ? "s" : "", " not in the label list (", examples, values.size() > 5 ? ", ..." : "",
+                values.size() > 1 ? "s" : "", " not in the label list (", first_values(values, 5),
                 "): is it a label map of these labels? (--images and --labels ", "swapped?)"));
 }
 

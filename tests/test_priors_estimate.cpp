@@ -597,8 +597,7 @@ TEST_F(PriorsCli, AConfigTakesEachLabelsOwnColumn) {
     write_npy_labels((dir_ / "relinked" / "prior_labels.npy").string(), twice);
     EXPECT_NE(test::refusal_of((dir_ / "relinked.json").string(),
                                [&] { load_config({"infant-t1"}, (dir_ / "relinked.json").string()); })
-                  .find("relinked/prior_labels.npy: label " + std::to_string(twice[1]) +
-                        " is listed twice (which column is its?)"),
+                  .find("relinked/prior_labels.npy: label " + std::to_string(twice[1]) + " is listed twice"),
               std::string::npos);
     // Files without a list (SynthSeg's, or moved away from theirs) are read column by column.
     fs::remove(other + "/prior_labels.npy");

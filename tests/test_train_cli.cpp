@@ -713,7 +713,8 @@ TEST_F(TrainCli, TheRecordKeepsTheDeclaredTwins) {
     const RunResult resumed = train(" --model-dir " + shell_quote((dir_ / "flipped").string()) + " --labels " +
                                     shell_quote((dir_ / "atlas").string()) + " --steps 2 --device cpu --resume");
     EXPECT_EQ(resumed.status, 0) << resumed.err;
-    // predict pairs their outputs when it averages a scan with its mirror image.
+    // The record as predict reads it pairs 5003's output with 5042's (Predictor's twin channels
+    // are these positions; its mirror averaging itself is held by the CUDA/CPU predict tests).
     const std::vector<int> twins = labels::twin_positions(segmentation, read.lr_twins);
     EXPECT_EQ(segmentation[size_t(twins[size_t(labels::index_of(segmentation, 5003))])], 5042);
 }

@@ -46,13 +46,10 @@ void warn_of_labels_in_no_map(const std::vector<TrainingMap>& maps, const Genera
                               const std::string& labels) {
     const std::vector<int32_t> missing = segmentation_labels_in_no_map(maps, config);
     if (missing.empty()) return;
-    std::string listed;
-    for (size_t i = 0; i < missing.size() && i < 20; ++i) listed += cat(i ? ", " : "", missing[i]);
-    if (missing.size() > 20) listed += cat(", ... (", missing.size(), " in all)");
+    const char* them = missing.size() > 1 ? "them" : "it";
     warning(cat("train: --labels ", labels, ": no map holds segmentation label", missing.size() > 1 ? "s " : " ",
-                listed, " (or a generation label learned as ", missing.size() > 1 ? "them" : "it",
-                "): the network learns ", missing.size() > 1 ? "them" : "it", " only as absent; add maps that hold ",
-                missing.size() > 1 ? "them" : "it", " unless no subject of these ages does"));
+                first_values(missing, 20), " (or a generation label learned as ", them, "): the network learns ", them,
+                " only as absent; add maps that hold ", them, " unless no subject of these ages does"));
 }
 
 namespace fs = std::filesystem;

@@ -53,6 +53,19 @@ std::string cat(const Parts&... parts) {
     return out.str();
 }
 
+// The first `shown` of `values`, comma-separated, then ", ..." where there are more: a message's
+// list of what may be hundreds (an intensity image's values given as labels).
+template <class Values>
+std::string first_values(const Values& values, size_t shown) {
+    std::string text;
+    size_t n = 0;
+    for (const auto& v : values) {
+        if (n++ == shown) return text + ", ...";
+        text += cat(n > 1 ? ", " : "", v);
+    }
+    return text;
+}
+
 }  // namespace iss
 
 // Precondition check for launchers and parsers: ISS_REQUIRE(n > 0, "tensor 'x' is empty").
