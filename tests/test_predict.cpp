@@ -451,6 +451,45 @@ TEST_F(Predict, FlipAugmentationMirrorsTheFramesLeftRightAxis) {
     }
 }
 
+// An atlas's own numbers declare their sides in the record (preprocessing.lr_twins): the mirror
+// averaging pairs declared twins' channels, so the world-mirrored scan's posteriors are the
+// scan's mirrored with the twins swapped. (Read as FreeSurfer's numbers, 101 and 102 have no
+// side: each channel was averaged with its own mirror image, the left cortex with the right.)
+TEST_F(Predict, FlipAveragingPairsTheRecordsDeclaredTwins) {
+    const std::vector<int32_t> outputs = {0, 2, 41, 101, 102, 300};
+    test::write_small_model(path("atlas"), 11, 1, outputs);
+    const std::string model = path("atlas/model.safetensors");
+    set_preprocessing(model, "flip_averaging", true);
+    const Image image = test_image(grid({16, 16, 8}, Mat4::scaling(1.0, 1.1, 0.9)));
+    Image mirrored = image;
+    for (int64_t k = 0; k < image.nz(); ++k)
+        for (int64_t j = 0; j < image.ny(); ++j)
+            for (int64_t i = 0; i < image.nx(); ++i) mirrored.at(i, j, k) = image.at(image.nx() - 1 - i, j, k);
+    // The largest difference between the mirrored scan's posteriors and the scan's mirrored,
+    // channels paired by `declared`.
+    auto mirror_error = [&](const labels::DeclaredTwins& declared) {
+        const Image a = Predictor(path("atlas"), PredictOptions{}).predict(image, "a").posteriors;
+        const Image b = Predictor(path("atlas"), PredictOptions{}).predict(mirrored, "b").posteriors;
+        const int64_t n = image.grid.voxels();
+        const std::vector<int> twin = labels::twin_positions(outputs, declared);
+        double worst = 0;
+        for (size_t c = 0; c < outputs.size(); ++c)
+            for (int64_t k = 0; k < image.nz(); ++k)
+                for (int64_t j = 0; j < image.ny(); ++j)
+                    for (int64_t i = 0; i < image.nx(); ++i) {
+                        const float pa = a.data[size_t(int64_t(c) * n + image.index(image.nx() - 1 - i, j, k))];
+                        const float pb = b.data[size_t(int64_t(twin[c]) * n + image.index(i, j, k))];
+                        worst = std::max(worst, double(std::fabs(pa - pb)));
+                    }
+        return worst;
+    };
+    const labels::DeclaredTwins declared = {{101, 102}, {300, 300}};
+    set_preprocessing(model, "lr_twins", {{101, 102}, {300, 300}});
+    EXPECT_LT(mirror_error(declared), 1e-5);
+    set_preprocessing(model, "lr_twins", nullptr);
+    EXPECT_GT(mirror_error(declared), 1e-3) << "averaged without the declared sides";
+}
+
 // The mirrored scan's probabilities are averaged in slab by slab as the network hands them
 // over: in slabs of 4 rows they give the whole-volume pass's posteriors (within the
 // convolutions' tolerance), with the left-right axis across the rows (RAS), along them (ARS) and
