@@ -32,25 +32,6 @@ constexpr const char* metadata_key = "__metadata__";
 // (other tools') are read unchecked, and the reader hands it to no caller.
 constexpr const char* checksum_key = "data_crc32";
 
-// zlib's CRC-32 of `n` bytes, continuing `crc` (in pieces: zlib takes 32-bit lengths); the
-// first piece's `crc` is crc32_start, zlib's crc32(0, Z_NULL, 0).
-constexpr uint32_t crc32_start = 0;
-uint32_t crc32_of(uint32_t crc, const uint8_t* bytes, size_t n) {
-    while (n > 0) {
-        const uInt piece = uInt(std::min<size_t>(n, size_t(1) << 30));
-        crc = uint32_t(::crc32(crc, bytes, piece));
-        bytes += piece;
-        n -= piece;
-    }
-    return crc;
-}
-
-std::string hex_of(uint32_t value) {
-    char text[9];
-    std::snprintf(text, sizeof text, "%08x", value);
-    return text;
-}
-
 template <class T>
 SafeTensor make_tensor(const std::string& name, const char* dtype, const std::vector<int64_t>& shape,
                        const std::vector<T>& values) {
@@ -139,6 +120,28 @@ Entry parse_entry(const std::string& name, const json& info, uint64_t data_bytes
 
 }  // namespace
 
+uint32_t crc32_of(uint32_t crc, const void* bytes, size_t n) {
+    const auto* at = static_cast<const Bytef*>(bytes);
+    while (n > 0) {  // zlib takes 32-bit lengths
+        const uInt piece = uInt(std::min<size_t>(n, size_t(1) << 30));
+        crc = uint32_t(::crc32(crc, at, piece));
+        at += piece;
+        n -= piece;
+    }
+    return crc;
+}
+
+std::string crc32_text(uint32_t crc) {
+    char text[9];
+    std::snprintf(text, sizeof text, "%08x", crc);
+    return text;
+}
+
+bool is_crc32_text(const std::string& text) {
+    return text.size() == 8 && std::all_of(text.begin(), text.end(),
+                                           [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
 size_t safetensors_dtype_size(const std::string& dtype) {
     static const std::map<std::string, size_t> sizes = {
         {"BOOL", 1}, {"U8", 1},   {"I8", 1},  {"I16", 2}, {"U16", 2}, {"F16", 2}, {"BF16", 2},
@@ -206,11 +209,11 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensor>& t
 
     ISS_REQUIRE(!metadata.count(checksum_key), "write_safetensors ", path, ": metadata '", checksum_key,
                 "' is the writer's own");
-    uint32_t crc = crc32_start;
+    uint32_t crc = 0u;
     for (const SafeTensor* t : order) crc = crc32_of(crc, t->data.data(), t->data.size());
     json header = json::object();
     header[metadata_key] = metadata;
-    header[metadata_key][checksum_key] = hex_of(crc);
+    header[metadata_key][checksum_key] = crc32_text(crc);
     uint64_t offset = 0;
     for (const SafeTensor* t : order) {
         header[t->name] = {{"dtype", t->dtype},
@@ -292,12 +295,9 @@ SafetensorsFile read_safetensors(const std::string& path) {
     ISS_INPUT(in.gcount() == std::streamsize(data_bytes), path, ": cannot read the ", data_bytes, " bytes of data");
     if (const auto stated = file.metadata.find(checksum_key); stated != file.metadata.end()) {
         const std::string& text = stated->second;
-        ISS_INPUT(
-            text.size() == 8 && std::all_of(text.begin(), text.end(),
-                                            [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }),
-            path, ": its metadata's ", checksum_key, " is '", clipped(text, 16),
-            "', not 8 lowercase hex digits as our writer puts it (remove it to read the file unchecked)");
-        const std::string found = hex_of(crc32_of(crc32_start, data.data(), data.size()));
+        ISS_INPUT(is_crc32_text(text), path, ": its metadata's ", checksum_key, " is '", clipped(text, 16),
+                  "', not 8 lowercase hex digits as our writer puts it (remove it to read the file unchecked)");
+        const std::string found = crc32_text(crc32_of(0u, data.data(), data.size()));
         ISS_INPUT(found == stated->second, path, ": its data does not match the checksum it was written with (",
                   checksum_key, " ", clipped(stated->second, 16), ", the data's ", found,
                   "): the file is damaged (a disk error, a copy cut short, an edit); use an intact copy (a "

@@ -61,4 +61,11 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensor>& t
 
 SafetensorsFile read_safetensors(const std::string& path);
 
+// zlib's CRC-32 (Python's zlib.crc32) of `n` bytes, continuing `crc` (0 to start), and one as
+// our files state it: 8 lowercase hex digits (data_crc32 here, model.json's record_crc32).
+uint32_t crc32_of(uint32_t crc, const void* bytes, size_t n);
+std::string crc32_text(uint32_t crc);
+// Whether `text` is as crc32_text writes a CRC.
+bool is_crc32_text(const std::string& text);
+
 }  // namespace iss

@@ -97,6 +97,15 @@ std::array<double, 3> voxel_sizes(const nlohmann::json& v, const std::string& so
     return out;
 }
 
+// model.json's CRC-32 of its other fields (their compact JSON, keys sorted, as parsing gives
+// them back): an edit by mistake (labels 2 and 41 swapped, a frame, a voxel size) is refused
+// where predict would segment with it without a word; the weights' data_crc32 does not cover it.
+constexpr const char* record_checksum_key = "record_crc32";
+std::string record_checksum(const nlohmann::json& fields) {
+    const std::string text = fields.dump();
+    return crc32_text(crc32_of(0, text.data(), text.size()));
+}
+
 }  // namespace
 
 std::string model_weights_in(const std::string& dir) {
@@ -244,14 +253,16 @@ void save_model(const std::string& weights_path, const ModelSpec& spec, ParamSto
 nlohmann::json model_description(const ModelSpec& spec, const ParamStore& params) {
     ISS_REQUIRE(int64_t(spec.labels.size()) == spec.unet.classes, "model has ", spec.unet.classes,
                 " classes but ", spec.labels.size(), " labels");
-    return {{"format", model_format},
-            {"version", model_format_version},
-            {"architecture", unet_config_to_json(spec.unet)},
-            {"labels", spec.labels},
-            {"preprocessing", spec.preprocessing},
-            {"training", spec.training},
-            {"parameters", {{"trainable", params.trainable_count()}, {"state", params.state_count()}}},
-            {"written_by", cat("infant-synthseg ", build_version())}};
+    nlohmann::json j = {{"format", model_format},
+                        {"version", model_format_version},
+                        {"architecture", unet_config_to_json(spec.unet)},
+                        {"labels", spec.labels},
+                        {"preprocessing", spec.preprocessing},
+                        {"training", spec.training},
+                        {"parameters", {{"trainable", params.trainable_count()}, {"state", params.state_count()}}},
+                        {"written_by", cat("infant-synthseg ", build_version())}};
+    j[record_checksum_key] = record_checksum(j);
+    return j;
 }
 
 void write_model_files(OutputSet& files, const std::string& weights_path, const ModelSpec& spec, ParamStore& params,
@@ -284,9 +295,22 @@ ModelSpec load_model_spec(const std::string& weights_path) {
 }
 
 ModelSpec parse_model_description(const std::string& text, const std::string& path) {
-    const nlohmann::json j = parse_json(text, path);
+    nlohmann::json j = parse_json(text, path);
     ISS_INPUT(j.is_object() && j.contains("format") && j["format"] == model_format, path,
               ": not an Infant-SynthSeg model description");
+    if (j.contains(record_checksum_key)) {
+        const nlohmann::json stated = j[record_checksum_key];
+        ISS_INPUT(stated.is_string() && is_crc32_text(stated.get<std::string>()), path, ": its ", record_checksum_key,
+                  " is ", clipped(stated.dump(), 16), ", not 8 lowercase hex digits as our writer puts it (remove it ",
+                  "to read the record unchecked)");
+        j.erase(record_checksum_key);
+        const std::string found = record_checksum(j);
+        ISS_INPUT(found == stated.get<std::string>(), path, ": its fields are not those it was written with (",
+                  record_checksum_key, " ", stated.get<std::string>(), ", the fields' ", found,
+                  "): the file is damaged or was edited (labels, frame or voxel sizes edited by mistake segment ",
+                  "wrongly without a word); use an intact copy (a record edited on purpose: remove its ",
+                  record_checksum_key, ")");
+    }
     const int64_t version = integer_field(j, "version", path, "", 0, INT32_MAX);
     ISS_INPUT(version == model_format_version, path, ": model format version ", version,
               " is not supported (expected ", model_format_version, ")");

@@ -88,7 +88,9 @@ TEST_F(Checkpoint, TamperedModelDescriptionsAreNamedInputErrors) {
         save_model(path("model.safetensors"), spec, a.params);
     }
     const std::string file = path("model.safetensors"), json_file = path("model.json");
-    const nlohmann::json valid = nlohmann::json::parse(test::read_text(json_file));
+    const std::string written = test::read_text(json_file);
+    nlohmann::json valid = nlohmann::json::parse(written);
+    valid.erase("record_crc32");  // each case's edit on purpose
     struct Case {
         const char* what;
         std::function<void(nlohmann::json&)> edit;
@@ -154,7 +156,30 @@ TEST_F(Checkpoint, TamperedModelDescriptionsAreNamedInputErrors) {
         EXPECT_NE(std::string(e.what()).find(" bytes cannot hold the "), std::string::npos) << e.what();
     }
     std::ofstream(json_file) << valid.dump();
-    EXPECT_NO_THROW(load_model_spec(file));
+    EXPECT_NO_THROW(load_model_spec(file)) << "a record without its record_crc32 (edited on purpose, or older)";
+
+    // The record as written states the CRC of its fields: an edit that keeps every field valid
+    // (labels 2 and 41 swapped: left and right swapped in every segmentation, exit 0) is refused,
+    // reformatted it is not (indentation, key order); a CRC not as written is named.
+    const nlohmann::json stated = nlohmann::json::parse(written);
+    ASSERT_TRUE(stated.contains("record_crc32"));
+    std::ofstream(json_file) << stated.dump(4);
+    EXPECT_NO_THROW(load_model_spec(file)) << "reformatted";
+    nlohmann::json swapped = stated;
+    swapped["labels"] = {0, 41, 2};
+    std::ofstream(json_file) << swapped.dump(2);
+    const std::string refusal = test::refusal_of(json_file, [&] { load_model_spec(file); });
+    EXPECT_NE(refusal.find(": its fields are not those it was written with (record_crc32 " +
+                           stated["record_crc32"].get<std::string>() + ", the fields' "),
+              std::string::npos)
+        << refusal;
+    EXPECT_NE(refusal.find("a record edited on purpose: remove its record_crc32"), std::string::npos) << refusal;
+    nlohmann::json odd = stated;
+    odd["record_crc32"] = 12;
+    std::ofstream(json_file) << odd.dump(2);
+    EXPECT_NE(test::refusal_of(json_file, [&] { load_model_spec(file); })
+                  .find(": its record_crc32 is 12, not 8 lowercase hex digits"),
+              std::string::npos);
 
     // The weights: a NaN, and a negative running variance.
     auto tampered_weights = [&](const std::string& tensor, float value) {

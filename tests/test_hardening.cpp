@@ -124,10 +124,9 @@ TEST_F(Hardening, SizesFromAHeaderAreCheckedBeforeAllocating) {
     g.dim = {12, 14, 10};
     g.affine = Mat4::scaling(1000, 1000, 1000);
     write_image(path("huge_voxels.nii.gz"), Image(g, 1, 1.0f));
-    std::ifstream in(path("model/model.json"));
-    std::string json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    json.replace(json.find("\"voxel_size_mm\": null"), 21, "\"voxel_size_mm\": [1, 1, 1]");
-    std::ofstream(path("model/model.json")) << json;
+    nlohmann::json record = nlohmann::json::parse(test::read_text(path("model/model.json")));
+    record["preprocessing"]["voxel_size_mm"] = {1, 1, 1};
+    test::write_edited_record(path("model/model.json"), record);
     expect_bad("predict --device cpu --model " + q("model") + " --i " + q("huge_voxels.nii.gz") + " --o " +
                    q("seg.nii.gz"),
                "huge_voxels.nii.gz: segmenting it on a grid of 12000x14000x10000 voxels");

@@ -89,7 +89,7 @@ void set_preprocessing(const std::string& model_file, const std::string& key, co
         j["preprocessing"].erase(key);
     else
         j["preprocessing"][key] = value;
-    std::ofstream(json_file) << j.dump(1);
+    test::write_edited_record(json_file, j);
 }
 
 class Predict : public test::TempDirTest {

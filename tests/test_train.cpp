@@ -556,7 +556,7 @@ TEST_F(Train, ResumeKeepsWhatDrawsTheSamplesAndRecordsWhatChanged) {
     nlohmann::json older = nlohmann::json::parse(test::read_text(path("first/model.json")));
     older["preprocessing"].erase("voxel_size_range_mm");
     older["preprocessing"]["voxel_size_mm"] = {0.5, 0.5, 0.5};
-    std::ofstream(path("first/model.json")) << older.dump(2);
+    test::write_edited_record(path("first/model.json"), older);
     expect_sizes_after_coarse_resume(5, 0.5);
 }
 

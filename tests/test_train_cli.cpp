@@ -424,7 +424,7 @@ TEST_F(TrainCli, AModelRecordedBeforeFullResolutionProbabilityResumes) {
         nlohmann::json& generator = spec["training"]["generator"];
         ASSERT_EQ(generator.erase("full_resolution_probability"), 1u);
         generator["randomise_resolution"] = random_resolution;
-        std::ofstream(json) << spec.dump(2);
+        test::write_edited_record(json, spec);
     };
     record_as_older_build(false);
     const RunResult r = train_tiny(model.string(), 3, " --resume");
@@ -444,7 +444,7 @@ TEST_F(TrainCli, AParameterARecordLacksIsItsPresetsOnResume) {
     nlohmann::json spec = nlohmann::json::parse(read_text(json));
     const nlohmann::json preset_value = spec["training"]["generator"]["gamma_std"];
     ASSERT_EQ(spec["training"]["generator"].erase("gamma_std"), 1u);
-    std::ofstream(json) << spec.dump(2);
+    test::write_edited_record(json, spec);
     nlohmann::json changed = spec["training"]["generator"];
     changed["gamma_std"] = 2.0;
     std::ofstream(dir_ / "changed.json") << changed.dump();
@@ -469,7 +469,7 @@ TEST_F(TrainCli, AModelRecordedBeforeResolutionUnitResumesInVoxels) {
     nlohmann::json spec = nlohmann::json::parse(read_text(json));
     EXPECT_EQ(spec["training"]["generator"]["resolution_unit"], "mm");
     ASSERT_EQ(spec["training"]["generator"].erase("resolution_unit"), 1u);
-    std::ofstream(json) << spec.dump(2);
+    test::write_edited_record(json, spec);
 
     const RunResult r = train_tiny(model.string(), 3, " --resume");
     ASSERT_EQ(r.status, 0) << r.err;
@@ -553,7 +553,7 @@ TEST_F(TrainCli, AResumeValidatesAsRecorded) {
     const std::string json = read_text(model / "model.json");
     nlohmann::json odd = nlohmann::json::parse(json);
     odd["training"]["validation"]["every"] = 1.5;
-    std::ofstream(model / "model.json") << odd.dump(2);
+    test::write_edited_record(model / "model.json", odd);
     expect_bad(resume, "field 'training.validation' must hold 'every' (steps, at least 1) and 'samples'", model);
     std::ofstream(model / "model.json") << json;
 
@@ -599,14 +599,14 @@ TEST_F(TrainCli, AResumeRefusesARecordOfOddOptions) {
     for (const auto& [key, value, fragment] : odd) {
         nlohmann::json record = nlohmann::json::parse(json);
         record["training"][key] = value;
-        std::ofstream(model / "model.json") << record.dump(2);
+        test::write_edited_record(model / "model.json", record);
         expect_bad(resume + " --steps 2", fragment, model);
     }
     // An imported model's record: said so, in one line (it warned of an older model's gaps twice,
     // then blamed a run killed while writing its first checkpoint).
     nlohmann::json imported = nlohmann::json::parse(json);
     imported["training"] = {{"imported_from", "T1.h5"}, {"keras_layout", "whole model"}};
-    std::ofstream(model / "model.json") << imported.dump(2);
+    test::write_edited_record(model / "model.json", imported);
     expect_bad(resume + " --steps 2",
                "model.json: imported from \"T1.h5\", not trained here: there is no training "
                "state to resume",
@@ -615,7 +615,7 @@ TEST_F(TrainCli, AResumeRefusesARecordOfOddOptions) {
     nlohmann::json older = nlohmann::json::parse(json);
     older["training"].erase("steps");
     older["training"].erase("generator");
-    std::ofstream(model / "model.json") << older.dump(2);
+    test::write_edited_record(model / "model.json", older);
     expect_bad(resume + " --batch 2", "was trained with batch 1, this run asks for 2", model);
     std::ofstream(model / "model.json") << json;
     EXPECT_EQ(train(resume + " --steps 2").status, 0) << "the record as written resumes";
@@ -623,7 +623,7 @@ TEST_F(TrainCli, AResumeRefusesARecordOfOddOptions) {
     nlohmann::json older_at_2 = nlohmann::json::parse(read_text(model / "model.json"));
     older_at_2["training"].erase("steps");
     older_at_2["training"].erase("generator");
-    std::ofstream(model / "model.json") << older_at_2.dump(2);
+    test::write_edited_record(model / "model.json", older_at_2);
     expect_bad(resume + " --steps 1", "the checkpoint is at step 2, past --steps 1", model);
     const RunResult idle = train(resume + " --steps 2");
     EXPECT_EQ(idle.status, 0) << idle.err;
@@ -697,7 +697,7 @@ TEST_F(TrainCli, TheRecordKeepsTheDeclaredTwins) {
         fs::copy_file(dir_ / "declared" / name, dir_ / "edited" / name);
     nlohmann::json edited = nlohmann::json::parse(read_text(dir_ / "edited" / "model.json"));
     edited["preprocessing"]["lr_twins"] = {{2, 2}};
-    std::ofstream(dir_ / "edited" / "model.json") << edited.dump();
+    test::write_edited_record(dir_ / "edited" / "model.json", edited);
     const RunResult refused = test::run_command(test::cli_path() + " info " + shell_quote((dir_ / "edited").string()));
     EXPECT_EQ(refused.status, 2);
     EXPECT_NE(refused.err.find("preprocessing.lr_twins: label 41's twin is 2, whose twin is 2"), std::string::npos)
@@ -709,7 +709,7 @@ TEST_F(TrainCli, TheRecordKeepsTheDeclaredTwins) {
     ASSERT_EQ(run("flipped").status, 0);
     nlohmann::json older = nlohmann::json::parse(read_text(dir_ / "flipped" / "model.json"));
     older["training"]["generator"].erase("lr_twins");
-    std::ofstream(dir_ / "flipped" / "model.json") << older.dump();
+    test::write_edited_record(dir_ / "flipped" / "model.json", older);
     const RunResult resumed = train(" --model-dir " + shell_quote((dir_ / "flipped").string()) + " --labels " +
                                     shell_quote((dir_ / "atlas").string()) + " --steps 2 --device cpu --resume");
     EXPECT_EQ(resumed.status, 0) << resumed.err;
@@ -753,7 +753,7 @@ TEST_F(TrainCli, AResumeOfARecordThatPooledTheBatchsDiceIsTold) {
         nlohmann::json spec = nlohmann::json::parse(read_text(json));
         EXPECT_EQ(spec["training"]["dice"], "the mean of each sample's per-label Dice");
         ASSERT_EQ(spec["training"].erase("dice"), 1u);
-        std::ofstream(json) << spec.dump(2);
+        test::write_edited_record(json, spec);
         const RunResult r = train_tiny(model.string(), 3, " --resume");
         ASSERT_EQ(r.status, 0) << r.err;
         const bool told = r.err.find(
@@ -790,7 +790,7 @@ TEST_F(TrainCli, TheArithmeticIsRecordedAndAResumeOnAnotherIsTold) {
     // As if trained on another machine.
     nlohmann::json spec = nlohmann::json::parse(read_text(json));
     spec["training"]["arithmetic"] = "cpu, 64 threads, oneDNN AVX2";
-    std::ofstream(json) << spec.dump(2);
+    test::write_edited_record(json, spec);
     const RunResult other = train_tiny(model.string(), 4, " --threads 1 --resume");
     ASSERT_EQ(other.status, 0) << other.err;
     EXPECT_NE(other.err.find("warning: train: " + json.string() +

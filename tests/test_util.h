@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,13 @@ std::string stderr_of(F&& f) {
 inline std::string read_text(const std::filesystem::path& file) {
     std::ifstream in(file, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Writes a model record (model.json) edited on purpose, as a user does it: without its
+// record_crc32, which refuses an edit made by mistake.
+inline void write_edited_record(const std::filesystem::path& file, nlohmann::json record) {
+    record.erase("record_crc32");
+    std::ofstream(file) << record.dump(2);
 }
 
 inline std::vector<uint8_t> read_bytes(const std::filesystem::path& file) {

@@ -1,7 +1,5 @@
 #include "train/trainer.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -24,6 +22,7 @@
 #include "io/file_util.h"
 #include "io/json.h"  // parse_json
 #include "io/plot.h"
+#include "io/safetensors.h"  // crc32_of
 #include "kernels/common/error.h"
 #include "nn/autograd.h"
 #include "nn/checkpoint.h"
@@ -787,15 +786,13 @@ static void require_resumable(const ModelSpec& saved, const std::string& json, c
 // indices), so that a resume on other maps is told: zlib's CRC-32, not a checksum against
 // tampering.
 static std::string maps_digest(const std::vector<TrainingMap>& maps) {
-    uLong crc = crc32_z(0L, Z_NULL, 0);
+    uint32_t crc = 0;
     for (const TrainingMap& m : maps) {
-        crc = crc32_z(crc, reinterpret_cast<const Bytef*>(m.grid.dim.data()), sizeof m.grid.dim);
-        crc = crc32_z(crc, reinterpret_cast<const Bytef*>(&m.grid.affine.m[0][0]), sizeof m.grid.affine.m);
-        crc = crc32_z(crc, m.generation.data(), m.generation.size());
+        crc = crc32_of(crc, m.grid.dim.data(), sizeof m.grid.dim);
+        crc = crc32_of(crc, &m.grid.affine.m[0][0], sizeof m.grid.affine.m);
+        crc = crc32_of(crc, m.generation.data(), m.generation.size());
     }
-    char text[9];
-    std::snprintf(text, sizeof text, "%08lx", static_cast<unsigned long>(crc & 0xffffffffu));
-    return text;
+    return crc32_text(crc);
 }
 
 // Whether predict may average a scan's prediction with its mirror image's (labels::first_unmirrored):
