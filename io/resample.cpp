@@ -1,6 +1,7 @@
 #include "io/resample.h"
 
 #include <cmath>
+#include <vector>
 
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
@@ -49,7 +50,64 @@ Volume<T> run(DeviceContext& ctx, const Volume<T>& src, const Grid& target, Resa
     return result;
 }
 
+// scipy.ndimage's Gaussian taps: offsets -r..r, r = int(4 sigma + 0.5), normalised to sum 1.
+std::vector<double> gaussian_taps(double sigma) {
+    const int radius = int(4.0 * sigma + 0.5);
+    std::vector<double> taps(size_t(2 * radius + 1));
+    double sum = 0;
+    for (int t = -radius; t <= radius; ++t) sum += taps[size_t(t + radius)] = std::exp(-0.5 * t * t / (sigma * sigma));
+    for (double& tap : taps) tap /= sum;
+    return taps;
+}
+
+// scipy's mode 'reflect' (d c b a | a b c d | d c b a): position p of a line of n voxels.
+int64_t reflected(int64_t p, int64_t n) {
+    p %= 2 * n;
+    if (p < 0) p += 2 * n;
+    return p < n ? p : 2 * n - 1 - p;
+}
+
+// One axis of `image` convolved with `taps` (odd count, centred), every line along it.
+void blur_lines(Image& image, int axis, const std::vector<double>& taps) {
+    const std::array<int64_t, 3> dim = image.grid.dim;
+    const int64_t n = dim[size_t(axis)], radius = int64_t(taps.size() / 2);
+    const int64_t stride = axis == 0 ? 1 : (axis == 1 ? dim[0] : dim[0] * dim[1]);
+    const int64_t lines = image.grid.voxels() / n * image.frames;
+    // A line's first voxel: the other two axes' positions, frame by frame.
+    const int64_t inner = axis == 0 ? 1 : stride, outer = stride * n;
+#pragma omp parallel
+    {
+        std::vector<float> line(static_cast<size_t>(n));
+#pragma omp for schedule(static)
+        for (int64_t l = 0; l < lines; ++l) {
+            float* first = image.data.data() + (l / inner) * outer + (l % inner) * (axis == 0 ? n : 1);
+            for (int64_t p = 0; p < n; ++p) line[size_t(p)] = first[p * stride];
+            for (int64_t p = 0; p < n; ++p) {
+                double sum = 0;
+                if (p >= radius && p + radius < n) {  // no tap past a face
+                    const float* centre = line.data() + p;
+                    for (int64_t t = -radius; t <= radius; ++t) sum += taps[size_t(t + radius)] * double(centre[t]);
+                } else {
+                    for (int64_t t = -radius; t <= radius; ++t)
+                        sum += taps[size_t(t + radius)] * double(line[size_t(reflected(p + t, n))]);
+                }
+                first[p * stride] = float(sum);
+            }
+        }
+    }
+}
+
 }  // namespace
+
+Image blurred_for_downsampling(const Image& src, const std::array<double, 3>& target_mm) {
+    Image out = src;
+    const std::array<double, 3> own = src.grid.voxel_size();
+    for (int axis = 0; axis < 3; ++axis) {
+        const double factor = own[size_t(axis)] / target_mm[size_t(axis)];
+        if (factor < 1 && src.grid.dim[size_t(axis)] > 0) blur_lines(out, axis, gaussian_taps(0.25 / factor));
+    }
+    return out;
+}
 
 Image resample_image(DeviceContext& ctx, const Image& src, const Grid& target, Interp interp, OutOfBounds oob,
                      float fill) {

@@ -402,16 +402,18 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
     replace_non_finite(framed, name);
     Grid work = framed.grid;
     bool resampled = false;
+    std::array<double, 3> target = framed.grid.voxel_size();
     if (s.options.resample_to_model && s.pre.voxel_max[0] > 0) {
-        const std::array<double, 3> target =
-            voxel_size_to_segment_at(framed.grid.voxel_size(), s.pre.voxel_min, s.pre.voxel_max);
+        target = voxel_size_to_segment_at(framed.grid.voxel_size(), s.pre.voxel_min, s.pre.voxel_max);
         resampled = target != framed.grid.voxel_size();
         if (resampled) work = grid_at_voxel_size(framed.grid, target);
     }
     require_memory_to_segment(name, work, framed.grid, resampled, channels, classes, host_memory_bytes());
     warn_if_not_head_sized(image.grid, name);  // after the refusal a huge one gets: one line, not two
     warn_if_a_label_map(image, name);
-    Image x = resampled ? resample_image(s.ctx, framed, work, Interp::linear, OutOfBounds::clamp) : framed;
+    Image x = resampled ? resample_image(s.ctx, blurred_for_downsampling(framed, target), work, Interp::linear,
+                                         OutOfBounds::clamp)
+                        : framed;
 
     // 4, then 3: normalised before padding, so that the padding is the image minimum, 0.
     normalise_channels(x, s.options.clip_percentiles, name);
