@@ -197,20 +197,27 @@ int cmd_dice(int argc, char** argv) {
     }
     if (labels.empty()) labels = labels_present(subjects);
 
-    // One warning per structure in one of the two files only, however many subjects show it.
+    // One warning for the structures in one of the two files only, however many subjects and
+    // structures (a line each buried a batch's other messages).
+    std::vector<std::string> one_sided;
     for (const int32_t label : labels) {
         int64_t count = 0;
-        std::string first;
+        std::string first;  // the first such subject's: what it lacks
         for (const DiceSubject& s : subjects) {
             const auto it = s.overlaps.find(label);
             if (it == s.overlaps.end() || (it->second.pred > 0) == (it->second.truth > 0)) continue;
-            if (count++ == 0)
-                first = cat(s.name, ", missing from the ", it->second.pred > 0 ? "ground truth" : "prediction");
+            if (count++ == 0) first = it->second.pred > 0 ? "not in the ground truth" : "not predicted";
+            if (count == 1 && subjects.size() > 1) first = cat(s.name, ": ", first);
         }
-        if (count > 0)
-            warning(cat("dice: label ", label, " is in one of the two files only in ", count, " of ", subjects.size(),
-                        " subjects (first: ", first, "); it scores 0 there"));
+        if (count == 0) continue;
+        one_sided.push_back(subjects.size() == 1
+                                ? cat(label, " (", first, ")")
+                                : cat(label, " (", count, " of ", subjects.size(), " subjects; first ", first, ")"));
     }
+    if (!one_sided.empty())
+        warning(cat("dice: ", one_sided.size() > 1 ? cat(one_sided.size(), " labels are") : std::string("a label is"),
+                    " in one of the two files only, and score", one_sided.size() > 1 ? "" : "s",
+                    " 0 there: ", first_values(one_sided, 8)));
 
     OutputDirectories folders;
     folders.make_for(outputs);

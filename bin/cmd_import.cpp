@@ -19,7 +19,8 @@ namespace {
 namespace fs = std::filesystem;
 
 const char* usage =
-    "usage: infant-synthseg import --keras FILE.h5|FILE.keras --out MODEL_DIR [--labels LABELS\n"
+    "usage: infant-synthseg import --keras FILE.h5|FILE.weights.h5|FILE.keras --out MODEL_DIR\n"
+    "                              [--labels LABELS\n"
     "                              [--channel-order freesurfer|ascending]\n"
     "                              [--orientation RAS|LIA|CODE] [--voxel-size MM]]\n"
     "\n"

@@ -467,11 +467,12 @@ TEST_F(DiceCli, DirectoriesPairedByNameWithMeanRow) {
     const std::string csv = (dir_ / "out" / "dice.csv").string();
     const RunResult r = run("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + shell_quote(csv));
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_NE(r.err.find("label 2 is in one of the two files only in 1 of 2 subjects (first: a, missing from the "
-                         "ground truth)"),
-              std::string::npos)
+    EXPECT_NE(
+        r.err.find("dice: a label is in one of the two files only, and scores 0 there: 2 (1 of 2 subjects; first a: "
+                   "not in the ground truth)"),
+        std::string::npos)
         << r.err;
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one warning per structure: " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one warning: " << r.err;
     const CsvTable t = read_csv(csv);
     EXPECT_EQ(t.columns, (std::vector<std::string>{"subject", "dice_1", "dice_2"}));
     ASSERT_EQ(t.rows.size(), 3u);
