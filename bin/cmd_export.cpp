@@ -59,13 +59,13 @@ int cmd_export(int argc, char** argv) {
     check_outputs("export", {{weights, "--model"}, {model_json_path(weights), "--model"}}, outputs,
                   folders_of(outputs));
 
-    const ModelSpec spec = load_model_spec(weights);
+    ModelSpec spec = load_model_spec(weights);
     require_neuron_arithmetic(spec.unet, model_json_path(weights));
     DeviceContext cpu;
     ParamStore params(cpu);
     UNet net(spec.unet, params);
     params.allocate(ParamStore::Use::inference);
-    require_one_checkpoint(spec, load_weights(weights, params), weights);
+    load_checkpoint_weights(weights, spec, params);
     OutputDirectories folders;
     folders.make_for(outputs);
     if (archive)

@@ -21,6 +21,7 @@
 #include "kernels/common/error.h"
 #include "nn/checkpoint.h"
 #include "nn/keras.h"
+#include "nn/unet.h"  // unet_trainable_count
 #include "post/prediction.h"
 #include "predict/predictor.h"
 #include "synth/config.h"  // prior_labels_file_name
@@ -100,6 +101,20 @@ void print_training(const nlohmann::json& t) {
                 field("lr").c_str(), field("seed").c_str(), field("precision").c_str(),
                 field("steps_per_epoch").c_str(), more.c_str());
     if (t.contains("arithmetic")) std::printf("  trained on: %s\n", field("arithmetic").c_str());
+    // What a resume changed, from the step it took effect: each entry's values that differ from
+    // the entry before (the first holds what the steps before ran with).
+    const nlohmann::json history = t.value("history", nlohmann::json());
+    if (!history.is_array()) return;
+    for (size_t i = 1; i < history.size(); ++i) {
+        const nlohmann::json &entry = history[i], &before = history[i - 1];
+        if (!entry.is_object() || !before.is_object()) continue;
+        std::string changes;
+        for (auto it = entry.begin(); it != entry.end(); ++it)
+            if (it.key() != "from_step" && before.value(it.key(), nlohmann::json()) != it.value())
+                changes += cat(changes.empty() ? "" : ", ", it.key(), " ", it->is_null() ? "none" : text_of(*it));
+        std::printf("  from step %s: %s\n", text_of(entry.value("from_step", nlohmann::json("?"))).c_str(),
+                    clipped(changes, 300).c_str());
+    }
 }
 
 // A model: what predict would read, checked as predict checks it, and in a model directory what
@@ -132,9 +147,8 @@ void print_model(const std::string& given) {
         "  network: 3-D U-Net, %d levels, %d features at the first (doubling a level), %d convolutions a "
         "level, kernel %d; %d input channel%s\n",
         u.levels, u.features, u.convs_per_level, u.kernel, u.in_channels, u.in_channels > 1 ? "s" : "");
-    const nlohmann::json parameters = record.value("parameters", nlohmann::json::object());
-    if (parameters.is_object() && parameters.contains("trainable"))
-        std::printf("  parameters: %s trainable\n", parameters["trainable"].dump().c_str());
+    std::printf("  parameters: %lld trainable\n",
+                (long long)unet_trainable_count(u));  // the network's, not the record's
     std::printf("  labels: %zu (%s)\n", spec.labels.size(), clipped(label_list_text(spec.labels), 300).c_str());
     std::printf("  frame: %s; padded to a multiple of %lld; flip averaging: %s\n", pre.frame.c_str(),
                 (long long)pre.size_multiple,

@@ -86,13 +86,13 @@ const char* usage =
     "                      SynthSeg.h5)\n"
     "  --post FILE|DIR     also write the posteriors: 4-D, one volume per label, in the model's\n"
     "                      label order, which a NIfTI file records for merge and clean\n"
-    "                      (NAME_posteriors.nii.gz in a directory)\n"
+    "                      (NAME_posteriors.nii.gz in a directory, .mgz for an MGH scan)\n"
     "  --vol FILE.csv      volumes in mm^3: one row per subject, one column per structure\n"
     "                      (the sum of its posterior times the voxel volume; background\n"
     "                      excluded), and `total` (all structures)\n"
     "  --resample FILE|DIR also write the image as the network saw it (normalised, on the\n"
     "                      model's grid, before its padding to the network's size multiple;\n"
-    "                      NAME_resampled.nii.gz in a directory)\n"
+    "                      NAME_resampled.nii.gz in a directory, .mgz for an MGH scan)\n"
     "  --preview FILE.png  a picture: per subject (the first 8) the axial, coronal and sagittal\n"
     "                      mid-slices with the segmentation over the image\n"
     "  --no-flip           no left/right test-time augmentation (twice as fast)\n"
@@ -272,7 +272,7 @@ struct RunOutputs {
     std::vector<std::vector<RgbImage>> preview_rows;
     std::unique_ptr<OutputSet> single_file = std::make_unique<OutputSet>();
 
-    explicit RunOutputs(const std::vector<int32_t>& labels) : volumes{{"subject"}, {}, ""} {
+    explicit RunOutputs(const std::vector<int32_t>& labels) : volumes{{"subject"}, {}, "", {}} {
         for (int32_t label : labels)
             if (label != 0) volumes.columns.push_back(std::to_string(label));
         volumes.columns.push_back("total");

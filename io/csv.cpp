@@ -50,6 +50,10 @@ size_t CsvTable::column(const std::string& name) const {
     throw InputError(cat(source.empty() ? "" : source + ": ", "no CSV column '", name, "' (columns: ", known, ")"));
 }
 
+std::string CsvTable::where(size_t row) const {
+    return row < row_lines.size() ? cat(source, " line ", row_lines[row]) : source;
+}
+
 void write_csv(const std::string& path, const CsvTable& table) {
     ISS_REQUIRE(!table.columns.empty(), "write_csv: ", path, ": a table needs at least one column");
     std::string text;
@@ -89,6 +93,7 @@ CsvTable read_csv(const std::string& path) {
             ISS_INPUT(record.size() == table.columns.size(), path, " line ", record_line, ": ", record.size(),
                       " fields, expected ", table.columns.size(), " as in the header");
             table.rows.push_back(std::move(record));
+            table.row_lines.push_back(record_line);
         }
         record.clear();
         record_started = false;

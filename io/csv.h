@@ -13,10 +13,13 @@ struct CsvTable {
     std::vector<std::string> columns;
     std::vector<std::vector<std::string>> rows;  // each as many fields as `columns`
     std::string source;                          // the file read_csv read it from (for messages)
+    std::vector<size_t> row_lines;               // read_csv's: the line each row starts on
 
     // Index of the column called `name`; InputError naming the file and listing the columns
     // when there is none.
     size_t column(const std::string& name) const;
+    // "SOURCE line N", where row `row` was read (SOURCE alone for a table not read from a file).
+    std::string where(size_t row) const;
 };
 
 // Fields holding a comma, a double quote, CR or LF are quoted (quotes doubled); lines end in

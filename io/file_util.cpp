@@ -880,6 +880,17 @@ void OutputDirectories::take_back() {
     keep();  // what is left stays
 }
 
+namespace {
+
+// "DIR: WHAT (process PID, lock PATH)", the holder's id as its lock file `fd` says it.
+std::string held_message(const std::string& dir, const std::string& what, int fd, const std::string& path) {
+    char holder[32] = {};
+    const ssize_t n = ::pread(fd, holder, sizeof holder - 1, 0);
+    return cat(dir, ": ", what, " (process ", n > 0 ? std::string(holder, size_t(n)) : "?", ", lock ", path, ")");
+}
+
+}  // namespace
+
 DirectoryLock::DirectoryLock(const std::string& dir, const std::string& name, const std::string& what)
     : dir_(dir), path_((std::filesystem::path(dir) / name).string()) {
     const std::string& path = path_;
@@ -897,18 +908,25 @@ DirectoryLock::DirectoryLock(const std::string& dir, const std::string& name, co
             warning(cat(dir, ": cannot be locked here (", std::strerror(error), "): make sure no other run uses it"));
             return;
         }
-        char holder[32] = {};
-        const ssize_t n = ::pread(fd_, holder, sizeof holder - 1, 0);
+        const std::string message = error == EWOULDBLOCK ? held_message(dir, what, fd_, path) : "";
         ::close(fd_);
         fd_ = -1;
-        if (error == EWOULDBLOCK)
-            throw InputError(cat(dir, ": ", what, " (process ", n > 0 ? std::string(holder, size_t(n)) : "?",
-                                 ", lock ", path, ")"));
+        if (error == EWOULDBLOCK) throw InputError(message);
         throw Error(cat(path, ": cannot lock: ", std::strerror(error)));
     }
     const std::string pid = std::to_string(::getpid());
     if (writable && (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != ssize_t(pid.size())))
         warning(cat(path, ": could not write this process's id into the lock file"));
+}
+
+void DirectoryLock::require_not_held(const std::string& dir, const std::string& name, const std::string& what) {
+    const std::string path = (std::filesystem::path(dir) / name).string();
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    const std::string message = held ? held_message(dir, what, fd, path) : "";
+    ::close(fd);  // releases a shared lock taken
+    if (held) throw InputError(message);
 }
 
 DirectoryLock::~DirectoryLock() {

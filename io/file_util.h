@@ -76,6 +76,10 @@ void remove_committed_output(const std::string& path, const FileId* identity = n
 // holder's pid when another process holds it.
 class DirectoryLock {
 public:
+    // The InputError the constructor throws where another process holds DIR/NAME now, without
+    // taking the lock or making the file: for a check that must come before the lock is taken.
+    static void require_not_held(const std::string& dir, const std::string& name, const std::string& what);
+
     DirectoryLock(const std::string& dir, const std::string& name, const std::string& what);
     ~DirectoryLock();
     DirectoryLock(const DirectoryLock&) = delete;

@@ -1,9 +1,11 @@
 #include "nn/checkpoint.h"
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cmath>
 #include <filesystem>
+#include <thread>
 
 #include "io/file_util.h"
 #include "io/json.h"
@@ -135,19 +137,41 @@ std::vector<std::string> kept_weights_files(const std::string& folder) {
     return kept;
 }
 
-void require_one_checkpoint(const ModelSpec& spec, const std::map<std::string, std::string>& weights_metadata,
-                            const std::string& weights_path) {
+namespace {
+
+// Why the weights (their metadata) and the description are not one checkpoint's; "" where they
+// are, or where either lacks train's stamp (an import, an export's reader, an older model).
+std::string checkpoint_mismatch(const ModelSpec& spec, const std::map<std::string, std::string>& weights_metadata,
+                                const std::string& weights_path) {
     const nlohmann::json stamp = spec.training.value("checkpoint", nlohmann::json());
     const auto step = weights_metadata.find("checkpoint_step"), run = weights_metadata.find("run_id");
     if (!stamp.is_object() || !stamp.contains("step") || !stamp.contains("run_id") || step == weights_metadata.end() ||
         run == weights_metadata.end())
-        return;  // an import, an export's reader, an older model: nothing to compare
+        return "";
     const std::string json_run =
         stamp["run_id"].is_string() ? stamp["run_id"].get<std::string>() : stamp["run_id"].dump();
-    ISS_INPUT(stamp["step"].dump() == step->second && json_run == run->second, weights_path,
-              ": its weights are of step ", step->second, " (run ", run->second, ") but ",
-              model_json_path(weights_path), " describes step ", stamp["step"].dump(), " (run ", json_run,
-              "): give the two files of one checkpoint");
+    if (stamp["step"].dump() == step->second && json_run == run->second) return "";
+    return cat(weights_path, ": its weights are of step ", step->second, " (run ", run->second, ") but ",
+               model_json_path(weights_path), " describes step ", stamp["step"].dump(), " (run ", json_run,
+               "): give the two files of one checkpoint");
+}
+
+}  // namespace
+
+std::map<std::string, std::string> load_checkpoint_weights(const std::string& weights_path, ModelSpec& spec,
+                                                           ParamStore& params) {
+    const auto started = std::chrono::steady_clock::now();
+    for (;;) {
+        std::map<std::string, std::string> metadata = load_weights(weights_path, params);
+        const std::string mismatch = checkpoint_mismatch(spec, metadata, weights_path);
+        if (mismatch.empty()) return metadata;
+        if (std::chrono::steady_clock::now() - started > std::chrono::seconds(1)) throw InputError(mismatch);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        ModelSpec again = load_model_spec(weights_path);
+        // Another network under the name: not a checkpoint being replaced, and `params` is not its.
+        if (unet_config_to_json(again.unet) != unet_config_to_json(spec.unet)) throw InputError(mismatch);
+        spec = std::move(again);
+    }
 }
 
 std::string model_json_path(const std::string& weights_path) {

@@ -62,11 +62,15 @@ std::string kept_weights_in(const std::string& model_dir);
 bool is_kept_weights_name(const std::string& name, bool weights = false);
 // The weights files --keep-every kept in `folder` (their names, by step); none where it is missing.
 std::vector<std::string> kept_weights_files(const std::string& folder);
-// Where the weights' metadata and the description both carry train's checkpoint stamp, they must
-// be one checkpoint's: a model.json beside the weights of another step (or run) was read as
-// theirs. InputError naming both files otherwise.
-void require_one_checkpoint(const ModelSpec& spec, const std::map<std::string, std::string>& weights_metadata,
-                            const std::string& weights_path);
+// load_weights into `params` (built for `spec`, load_model_spec's). Where the weights' metadata
+// and the description both carry train's checkpoint stamp, they must be one checkpoint's: a
+// model.json beside the weights of another step (or run) was read as theirs. A train replacing
+// the two files between their reads (a reader polling a live run) gives two checkpoints' files:
+// both are read again, for up to a second (its renames take milliseconds), and `spec` becomes
+// the description read last. InputError naming both files after that, or where the description
+// read again is of another network.
+std::map<std::string, std::string> load_checkpoint_weights(const std::string& weights_path, ModelSpec& spec,
+                                                           ParamStore& params);
 
 // A model directory's weights file: "dir" -> "dir/model.safetensors".
 std::string model_weights_in(const std::string& dir);

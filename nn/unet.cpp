@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "kernels/common/error.h"
 #include "kernels/common/philox.h"
@@ -20,11 +21,26 @@ std::string UNetConfig::widest_problem() const {
                " features at its deepest level) is larger than supported (", max_widest_features, ")");
 }
 
-int64_t unet_parameter_count(const UNetConfig& config) {
+namespace {
+
+// The trainable parameters and the batch-norm statistics, declared only: nothing is allocated
+// before allocate().
+std::pair<int64_t, int64_t> declared_counts(const UNetConfig& config) {
     DeviceContext cpu;
-    ParamStore store(cpu);  // declared only: nothing is allocated before allocate()
+    ParamStore store(cpu);
     UNet net(config, store);
-    return store.trainable_count() + store.state_count();
+    return {store.trainable_count(), store.state_count()};
+}
+
+}  // namespace
+
+int64_t unet_parameter_count(const UNetConfig& config) {
+    const auto [trainable, state] = declared_counts(config);
+    return trainable + state;
+}
+
+int64_t unet_trainable_count(const UNetConfig& config) {
+    return declared_counts(config).first;
 }
 
 UNet::UNet(const UNetConfig& config, ParamStore& params) : config_(config), params_(params) {

@@ -58,6 +58,8 @@ struct UNetConfig {
 
 // Trainable parameters plus batch-norm statistics of UNet(config), without allocating them.
 int64_t unet_parameter_count(const UNetConfig& config);
+// The trainable ones alone.
+int64_t unet_trainable_count(const UNetConfig& config);
 
 class UNet {
 public:

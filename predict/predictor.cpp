@@ -314,7 +314,7 @@ Predictor::Predictor(const std::string& model, const PredictOptions& options)
         s.spec = load_model_spec(weights);
         s.net = std::make_unique<UNet>(s.spec.unet, s.params);
         s.params.allocate(ParamStore::Use::inference);
-        require_one_checkpoint(s.spec, load_weights(weights, s.params), weights);
+        load_checkpoint_weights(weights, s.spec, s.params);
         s.pre = parse_preprocessing(s.spec, model_json_path(weights));
     }
     s.lr_axis = int(s.pre.frame.find_first_of("RL"));

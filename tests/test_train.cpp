@@ -670,6 +670,8 @@ TEST_F(Train, BadInputIsRefusedBeforeAnyStep) {
         adopted = 0;
         expect_refused(resume, "another train is writing this model directory");
         EXPECT_EQ(adopted, 0) << "a model another train is writing is locked before it is read";
+        // A new run there is told of the run writing it first (it was told to pass --resume).
+        expect_refused(tiny(path("existing"), 3), "existing: another train is writing this model directory (process ");
     }
     TrainOptions after = tiny(path("existing"), 3);
     after.resume = true;

@@ -434,6 +434,52 @@ TEST_F(TrainCli, AModelRecordedBeforeFullResolutionProbabilityResumes) {
                "was trained by an earlier build, whose random resolution drew otherwise", model);
 }
 
+// Adam's step count sets its bias corrections: one edited in the optimizer's metadata (which its
+// data_crc32 does not cover) is refused, where the resume went on with every update changed.
+TEST_F(TrainCli, AnEditedAdamStepIsRefused) {
+    const fs::path model = dir_ / "adam";
+    ASSERT_EQ(train_tiny(model.string(), 2).status, 0);
+    const std::string optimizer = (model / "model.optimizer.safetensors").string();
+    SafetensorsFile state = read_safetensors(optimizer);
+    ASSERT_EQ(state.metadata.at("adam_step"), "2");
+    state.metadata["adam_step"] = "1";
+    write_safetensors(optimizer, state.tensors, state.metadata);
+    expect_bad(joined(tiny_args()) + " --model-dir " + shell_quote(model.string()) + " --steps 3 --resume",
+               "model.optimizer.safetensors: adam_step 1 where the checkpoint of step 2 has taken 2: the file is "
+               "damaged or was edited",
+               model);
+}
+
+// A model read while a train replaces its checkpoint (an evaluation polling a live run): the
+// weights of one step beside the description of the step before are read again until the
+// description comes (predict failed 3 times in 120 polls, blaming the user); two files that stay
+// apart are refused, naming both steps.
+TEST_F(TrainCli, AModelReadWhileItsCheckpointIsReplacedIsReadAgain) {
+    const fs::path model = dir_ / "live";
+    ASSERT_EQ(train_tiny(model.string(), 1).status, 0);
+    const std::string first = read_text(model / "model.json");
+    ASSERT_EQ(train_tiny(model.string(), 2, " --resume").status, 0);
+    const std::string second = read_text(model / "model.json");
+    const std::string info = test::cli_path() + " info " + shell_quote(model.string());
+
+    std::ofstream(model / "model.json") << first;
+    const RunResult apart = test::run_command(info);
+    EXPECT_EQ(apart.status, 2);
+    EXPECT_NE(apart.err.find("model.safetensors: its weights are of step 2 (run "), std::string::npos) << apart.err;
+    EXPECT_NE(apart.err.find("model.json describes step 1 (run "), std::string::npos) << apart.err;
+
+    // The description of step 2 arrives 0.3 s into the read, as train's rename brings it.
+    std::thread train_renames([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        std::ofstream(model / "model.json.next") << second;
+        fs::rename(model / "model.json.next", model / "model.json");
+    });
+    const RunResult read_again = test::run_command(info);
+    train_renames.join();
+    EXPECT_EQ(read_again.status, 0) << read_again.err;
+    EXPECT_NE(read_again.out.find("step 2"), std::string::npos) << read_again.out;
+}
+
 // A parameter a record lacks (its build had none) is its preset's, as that build drew: a --config
 // that changes it is refused like any other change (it was dropped from the comparison, and the
 // record then named the new value as if the run had always used it).
@@ -899,9 +945,16 @@ TEST_F(TrainCli, AFailedFirstCheckpointLeavesNoModelDirectory) {
         const RunResult r = train_tiny(model.string(), 2, "", "INFANT_FAULT_OUTPUT=" + std::to_string(k) + " ");
         EXPECT_EQ(r.status, 1) << r.err;
         EXPECT_FALSE(fs::exists(parent)) << "left: " << file_names(model).size() << " files";
+        EXPECT_NE(r.err.find(": no checkpoint was written before, so the run leaves no model\n"), std::string::npos)
+            << r.err;
     }
     const RunResult later = train_tiny(model.string(), 4, "", "INFANT_FAULT_OUTPUT=11 ");  // the second checkpoint's
     EXPECT_EQ(later.status, 1) << later.err;
+    // What a user may do next, said (a full disk said "No space left on device" alone).
+    EXPECT_NE(later.err.find(": the checkpoint of step 2 is intact, and --resume continues from it (steps 3 to 4 are "
+                             "lost)\n"),
+              std::string::npos)
+        << later.err;
     const RunResult resumed = train_tiny(model.string(), 4, " --resume");
     EXPECT_EQ(resumed.status, 0) << "the first checkpoint stays: " << resumed.err;
 }
@@ -1095,9 +1148,14 @@ TEST_F(TrainCli, ALogWithAStepRepeatedOrMissingIsRefused) {
                    log.string() + fragment, model);
     };
     resume_with({lines[0], lines[1], lines[2], lines[2], lines[3]},
-                ": step 2 follows step 2 (rows repeated or missing)");
-    resume_with({lines[0], lines[1], lines[3]}, ": step 3 follows step 1 (rows repeated or missing)");
-    resume_with({lines[0], lines[2], lines[3]}, ": step 2 comes first");
+                " line 4: step 2 follows step 2 (rows repeated or missing)");
+    resume_with({lines[0], lines[1], lines[3]}, " line 3: step 3 follows step 1 (rows repeated or missing)");
+    resume_with({lines[0], lines[2], lines[3]}, " line 2: step 2 comes first");
+    // A field that is no number, named by its line (a log of 900,000 rows).
+    std::string bad_loss = lines[2];
+    bad_loss.replace(bad_loss.find(',') + 1, bad_loss.find(',', bad_loss.find(',') + 1) - bad_loss.find(',') - 1,
+                     "abc");
+    resume_with({lines[0], lines[1], bad_loss, lines[3]}, " line 3: 'abc' is not a number");
     std::ofstream out(log);
     for (const std::string& row : lines) out << row << "\n";
     out.close();
@@ -1113,7 +1171,42 @@ TEST_F(TrainCli, ALogWithAStepRepeatedOrMissingIsRefused) {
     ASSERT_EQ(rows.size(), 4u);
     std::ofstream(table) << rows[0] << "\n" << rows[1] << "\n" << rows[2] << "\n" << rows[2] << "\n" << rows[3] << "\n";
     expect_bad(joined(tiny_args()) + " --model-dir " + shell_quote(validated.string()) + " --steps 4 --resume",
-               table.string() + ": step 2 follows step 2 (rows repeated or out of order)", validated);
+               table.string() + " line 4: step 2 follows step 2 (rows repeated or out of order)", validated);
+}
+
+// A validation begun on a resume, and another interval, are in the history from the step they
+// took effect (a validation added kept no history, and training.validation read as if every step
+// had been validated); a changed --validate-every is said, as another sample count is.
+TEST_F(TrainCli, AValidationAddedOrChangedOnResumeIsInTheHistory) {
+    const fs::path model = dir_ / "validated-later";
+    const std::string maps = shell_quote((root_ / "maps").string());
+    ASSERT_EQ(train_tiny(model.string(), 1).status, 0);
+    const RunResult added =
+        train_tiny(model.string(), 2, " --resume --validation-labels " + maps + " --validate-every 1");
+    ASSERT_EQ(added.status, 0) << added.err;
+    nlohmann::json history = nlohmann::json::parse(read_text(model / "model.json"))["training"]["history"];
+    ASSERT_EQ(history.size(), 2u) << history.dump();
+    EXPECT_TRUE(history[0]["validation"].is_null()) << history.dump();
+    EXPECT_EQ(history[1]["from_step"], 1);
+    EXPECT_EQ(history[1]["validation"]["every"], 1);
+
+    const RunResult wider =
+        train_tiny(model.string(), 4, " --resume --validation-labels " + maps + " --validate-every 2");
+    ASSERT_EQ(wider.status, 0) << wider.err;
+    EXPECT_NE(wider.err.find("warning: train: --validate-every 2: " + (model / "model.json").string() +
+                             " was validated every 1 steps; validation.csv's rows after step 2 come every 2"),
+              std::string::npos)
+        << wider.err;
+    history = nlohmann::json::parse(read_text(model / "model.json"))["training"]["history"];
+    ASSERT_EQ(history.size(), 3u) << history.dump();
+    EXPECT_EQ(history[2]["from_step"], 2);
+    EXPECT_EQ(history[2]["validation"]["every"], 2);
+    EXPECT_EQ(lines_of(read_text(model / "validation.csv")).size(), 3u) << "rows at steps 2 and 4";
+    // info says what each resume changed, from its step.
+    const RunResult info = test::run_command(test::cli_path() + " info " + shell_quote(model.string()));
+    ASSERT_EQ(info.status, 0) << info.err;
+    EXPECT_NE(info.out.find("  from step 1: validation {\"every\":1,"), std::string::npos) << info.out;
+    EXPECT_NE(info.out.find("  from step 2: validation {\"every\":2,"), std::string::npos) << info.out;
 }
 
 // The summary's loss is of the last step's loss function: a weighted L2 of ~25 averaged with
@@ -1234,6 +1327,9 @@ TEST_F(TrainCli, InfoDescribesAModelAndItsProgress) {
           std::string("  last validation: mean Dice "), std::string(" at step 2\n"),  // once an epoch
           std::string("  kept weights: 1 (weights/step_0000002.safetensors)\n")})
         EXPECT_NE(r.out.find(line), std::string::npos) << line << " in " << r.out;
+    // The network's count, as the weights hold it (the record's was printed, and an edit of it too).
+    const nlohmann::json counts = nlohmann::json::parse(read_text(model / "model.json"))["parameters"];
+    EXPECT_NE(r.out.find("  parameters: " + counts["trainable"].dump() + " trainable\n"), std::string::npos) << r.out;
     const RunResult kept = test::run_command(test::cli_path() + " info " +
                                              shell_quote((model / kept_weights_folder / "step_0000002.json").string()));
     ASSERT_EQ(kept.status, 0) << kept.err;

@@ -57,6 +57,7 @@ std::string join(const std::string& dir, const std::string& name) { return (fs::
 
 // What a run holds (flock) while it writes the model directory.
 const char* const lock_file_name = ".train.lock";
+const char* const locked_text = "another train is writing this model directory";
 
 // How the soft Dice of a batch is reduced (kernels/nn/loss.h), as model.json records it, and
 // what a record from before the field means by its absence with batches of several.
@@ -321,11 +322,14 @@ struct Trainer::State {
         return seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
 
-    // `keep`: the weights go into kept_weights_folder too (--keep-every).
+    // `keep`: the weights go into kept_weights_folder too (--keep-every). A failed write (a full
+    // disk) says what is kept: the checkpoint before, which a resume continues.
     void save_checkpoint(bool keep = false);
+    void write_checkpoint(bool keep);
     // Error unless the model directory is still the one this run locked (moved or removed while
     // it trains, and perhaps another made under its name).
     void require_model_dir_in_place();
+    bool moved_away = false;  // require_model_dir_in_place found it moved
     std::string kept_weights_path() const {
         char name[40];
         std::snprintf(name, sizeof name, "step_%07lld.safetensors", (long long)step);
@@ -344,6 +348,7 @@ void Trainer::State::require_model_dir_in_place() {
     try {
         lock->require_in_place();
     } catch (const Error& e) {
+        moved_away = true;
         // What it made is taken back only where it still is (OutputDirectories), not under the name.
         throw Error(cat(e.what(), ": the checkpoint of step ", step, " is not written",
                         checkpoint_step < 0
@@ -353,8 +358,25 @@ void Trainer::State::require_model_dir_in_place() {
 }
 
 void Trainer::State::save_checkpoint(bool keep) {
-    // Into the directory this run locked, or nowhere: not into one made since under its name.
+    // Into the directory this run locked, or nowhere: not into one made since under its name
+    // (said as such, with what is where).
     require_model_dir_in_place();
+    const std::string kept =
+        checkpoint_step < 0
+            ? std::string(": no checkpoint was written before, so the run leaves no model")
+            : cat(": the checkpoint of step ", checkpoint_step, " is intact, and --resume continues from it (steps ",
+                  checkpoint_step + 1, " to ", step, " are lost)");
+    try {
+        write_checkpoint(keep);
+    } catch (const InputError& e) {
+        throw InputError(cat(e.what(), kept));
+    } catch (const Error& e) {
+        if (moved_away) throw;  // require_model_dir_in_place said where things are
+        throw Error(cat(e.what(), kept));
+    }
+}
+
+void Trainer::State::write_checkpoint(bool keep) {
     // One set: every file written under a temporary name, then all moved into place; a failed
     // write (a full disk) or move leaves the previous checkpoint as it was. Only a kill while
     // they move can mix two: each file carries the step and the run, and a resume checks they agree.
@@ -377,7 +399,7 @@ void Trainer::State::save_checkpoint(bool keep) {
     });
     // Losses print in their shortest exact form, so a resumed run continues the same sequence;
     // the loss column holds two functions when weighted-L2 steps came first, each row says which.
-    CsvTable table{{"step", "loss", "loss_function", "lr", "seconds"}, {}, ""};
+    CsvTable table{{"step", "loss", "loss_function", "lr", "seconds"}, {}, "", {}};
     for (const LogRow& r : log)
         table.rows.push_back({std::to_string(r.step), csv_number(r.loss),
                               weighted_l2_step(r.step) ? "weighted_l2" : "soft_dice", csv_float(r.lr),
@@ -393,7 +415,7 @@ void Trainer::State::save_checkpoint(bool keep) {
         losses_so_far.push_back(r.loss);
     }
     if (!validation_log.empty()) {
-        CsvTable v{{"step", "mean_dice"}, {}, ""};
+        CsvTable v{{"step", "mean_dice"}, {}, "", {}};
         for (int32_t label : gen_config.segmentation_labels) v.columns.push_back(cat("dice_", label));
         for (const ValidationRow& r : validation_log) {
             std::vector<std::string> row{std::to_string(r.step), dice_field(r.mean_dice)};
@@ -450,6 +472,14 @@ void Trainer::State::load_checkpoint(const ModelSpec& saved) {
               ": the checkpoint's files disagree (a run stopped while writing them, or a file came from another run): "
               "model.safetensors ", weights, "; model.json ", json, "; model.optimizer.safetensors ", optimizer,
               ". Resume from files of one checkpoint, or start a new --model-dir");
+    // Adam's count sets its bias corrections: an edited one changes every update after the resume.
+    // It restarts with the Dice loss after weighted-L2 steps; a build before 2026-12-06 carried it on.
+    const int64_t wl2 = last_wl2_step(), adam_steps = adam.steps();
+    const bool counted = adam_steps == step || (wl2 > 0 && step > wl2 && adam_steps == step - wl2);
+    ISS_INPUT(
+        counted, optimizer_path(), ": adam_step ", adam_steps, " where the checkpoint of step ", step, " has taken ",
+        wl2 > 0 && step > wl2 ? cat(step - wl2, " (its Dice loss's, after ", wl2, " weighted-L2 steps)") : cat(step),
+        ": the file is damaged or was edited; use an intact copy");
     run_id = meta.at("run_id");
     checkpoint_step = step;
     const auto secs = meta.find("seconds");
@@ -459,13 +489,15 @@ void Trainer::State::load_checkpoint(const ModelSpec& saved) {
         const CsvTable table = read_csv(log_path());
         const size_t c_step = table.column("step"), c_loss = table.column("loss"), c_lr = table.column("lr"),
                      c_seconds = table.column("seconds");
-        for (const auto& row : table.rows) {
-            LogRow r{int64_t(csv_to_number(row[c_step], log_path())), csv_to_number(row[c_loss], log_path()),
-                     float(csv_to_number(row[c_lr], log_path())), csv_to_number(row[c_seconds], log_path())};
+        for (size_t i = 0; i < table.rows.size(); ++i) {
+            const std::vector<std::string>& row = table.rows[i];
+            const std::string at = table.where(i);
+            LogRow r{int64_t(csv_to_number(row[c_step], at)), csv_to_number(row[c_loss], at),
+                     float(csv_to_number(row[c_lr], at)), csv_to_number(row[c_seconds], at)};
             if (r.step > step) break;
             // Every step from 1, once: a row repeated or missing (an edit) went on into the new log.
             const int64_t expected = log.empty() ? 1 : log.back().step + 1;
-            ISS_INPUT(r.step == expected, log_path(), ": step ", r.step,
+            ISS_INPUT(r.step == expected, at, ": step ", r.step,
                       log.empty() ? std::string(" comes first") : cat(" follows step ", log.back().step),
                       " (rows repeated or missing): the log holds every step once, from 1 to the checkpoint's ", step,
                       ". Mend it, or start a new --model-dir");
@@ -488,15 +520,16 @@ void Trainer::State::load_checkpoint(const ModelSpec& saved) {
         ISS_INPUT(table.columns.size() == columns, validation_path(), ": ", table.columns.size(),
                   " columns, where the model's validation table has ", columns,
                   " (step, mean_dice and a Dice per label): not this model's");
-        for (const auto& row : table.rows) {
-            ValidationRow r{int64_t(csv_to_number(row[0], validation_path())),
-                            dice_from_field(row[1], validation_path()), {}};
+        for (size_t i = 0; i < table.rows.size(); ++i) {
+            const std::vector<std::string>& row = table.rows[i];
+            const std::string at = table.where(i);
+            ValidationRow r{int64_t(csv_to_number(row[0], at)), dice_from_field(row[1], at), {}};
             if (r.step > step) break;
-            ISS_INPUT(validation_log.empty() || r.step > validation_log.back().step, validation_path(), ": step ",
-                      r.step, " follows step ", validation_log.back().step,
+            ISS_INPUT(validation_log.empty() || r.step > validation_log.back().step, at, ": step ", r.step,
+                      " follows step ", validation_log.back().step,
                       " (rows repeated or out of order): a validation's row comes after the one before. Mend it, or "
                       "start a new --model-dir");
-            for (size_t c = 2; c < row.size(); ++c) r.dice.push_back(dice_from_field(row[c], validation_path()));
+            for (size_t c = 2; c < row.size(); ++c) r.dice.push_back(dice_from_field(row[c], at));
             validation_log.push_back(r);
         }
     } else if (const nlohmann::json v = saved.training.value("validation", nlohmann::json());
@@ -652,6 +685,8 @@ std::set<std::string> continue_record(const ModelSpec& saved, ModelSpec& now, in
     std::set<std::string> changed;
     for (const char* key : may_change)
         if (was.contains(key) && differs(key)) changed.insert(key);
+    // A key a record lacks is an older build's, not a change, but for the validation: none ran.
+    if (!was.contains("validation") && now.training.contains("validation")) changed.insert("validation");
     if (!changed.empty()) {
         if (history.empty()) history.push_back(entry(0, was));  // what the steps before it ran with
         history.push_back(entry(step, now.training));
@@ -684,6 +719,10 @@ void warn_of_another_validation(const nlohmann::json& was, const nlohmann::json&
                     last_row, " (give --validation-labels to go on)"));
         return;
     }
+    if (before.value("every", nlohmann::json()) != after.value("every", nlohmann::json()))
+        warning(cat("train: --validate-every ", after["every"].dump(), ": ", json, " was validated every ",
+                    before.value("every", nlohmann::json()).dump(), " steps; validation.csv's rows after step ", step,
+                    " come every ", after["every"].dump(), " (the history records it)"));
     for (const char* key : {"samples", "maps_digest"})
         if (before.value(key, nlohmann::json()) != after.value(key, nlohmann::json())) {
             warning(cat("train: --validation-labels: not the validation ", json, " records (",
@@ -913,7 +952,7 @@ static std::string existing_model(const std::string& dir) {
 
 // One run at a time writes a model directory: two would overwrite each other's checkpoints.
 static std::unique_ptr<DirectoryLock> lock_model_dir(const std::string& dir) {
-    return std::make_unique<DirectoryLock>(dir, lock_file_name, "another train is writing this model directory");
+    return std::make_unique<DirectoryLock>(dir, lock_file_name, locked_text);
 }
 
 // Whether a --config file (read and checked already) gives output_shape itself.
@@ -1207,7 +1246,11 @@ Trainer::Trainer(const TrainOptions& given) {
     // Any other existing directory is locked once every input is checked (a refusal leaves no
     // lock file in it), and checked again under the lock (another run may have begun a model);
     // one that does not exist yet is locked once it is made (take_model_dir).
-    if (!opt.resume) require_no_model(opt.model_dir);
+    if (!opt.resume) {
+        // A run writing it is what to know first: its model is not to be resumed meanwhile.
+        DirectoryLock::require_not_held(opt.model_dir, lock_file_name, locked_text);
+        require_no_model(opt.model_dir);
+    }
     if (!s.lock && fs::is_directory(opt.model_dir, ec)) {
         s.lock = lock_model_dir(opt.model_dir);
         if (!opt.resume) require_no_model(opt.model_dir);
