@@ -109,11 +109,20 @@ void print_training(const nlohmann::json& t) {
         const nlohmann::json &entry = history[i], &before = history[i - 1];
         if (!entry.is_object() || !before.is_object()) continue;
         std::string changes;
-        for (auto it = entry.begin(); it != entry.end(); ++it)
-            if (it.key() != "from_step" && before.value(it.key(), nlohmann::json()) != it.value())
+        for (auto it = entry.begin(); it != entry.end(); ++it) {
+            // A key the entry before lacks is an older build's (arithmetic, dice), not a change;
+            // a rate is Adam's float (older records kept its double's digits).
+            if (it.key() == "from_step" || !before.contains(it.key())) continue;
+            const nlohmann::json& was = before[it.key()];
+            const bool same = it.key() == "lr" && was.is_number() && it->is_number()
+                                  ? float(was.get<double>()) == float(it->get<double>())
+                                  : was == *it;
+            if (!same)
                 changes += cat(changes.empty() ? "" : ", ", it.key(), " ", it->is_null() ? "none" : text_of(*it));
-        std::printf("  from step %s: %s\n", text_of(entry.value("from_step", nlohmann::json("?"))).c_str(),
-                    clipped(changes, 300).c_str());
+        }
+        if (!changes.empty())
+            std::printf("  from step %s: %s\n", text_of(entry.value("from_step", nlohmann::json("?"))).c_str(),
+                        clipped(changes, 300).c_str());
     }
 }
 
@@ -122,15 +131,19 @@ void print_training(const nlohmann::json& t) {
 void print_model(const std::string& given) {
     std::error_code ec;
     const bool folder = std::filesystem::is_directory(given, ec);
-    // What the path is when it is no model of ours, said before anything names another file.
-    ISS_INPUT(!is_keras_model_path(given), given,
-              ": a Keras model; info describes ours: import it (see 'infant-synthseg ",
-              "import --help'), or give it to predict --model as it is");
+    // What the path is when it is no model of ours, said before anything names another file. A
+    // Keras file our export wrote carries the model's record, and is described by it.
+    const bool keras = is_keras_model_path(given);
+    std::string exported_record;
+    if (keras) exported_record = read_keras_unet(given).description;
+    ISS_INPUT(!keras || !exported_record.empty(), given,
+              ": a Keras model of another's; info describes ours and the Keras files export writes: import it ",
+              "(see 'infant-synthseg import --help'), or give it to predict --model as it is");
     ISS_INPUT(!ends_with(given, ".optimizer.safetensors"), given, ": Adam's state, for train --resume, not a model: ",
               "info describes the model beside it (model.safetensors)");
     if (!folder && ends_with(given, ".json")) parse_model_description(read_text_file(given), given);
-    const std::string weights = resolve_model_path(given);  // says what a folder lacks
-    const std::string json_path = model_json_path(weights);
+    const std::string weights = keras ? given : resolve_model_path(given);  // says what a folder lacks
+    const std::string json_path = keras ? std::string() : model_json_path(weights);
     // Read whole as predict reads it, on the CPU: the weights' names, shapes, values and checksum
     // too, which the description alone does not show.
     PredictOptions on_cpu;
@@ -138,10 +151,14 @@ void print_model(const std::string& given) {
     const Predictor model(weights, on_cpu);
     const ModelSpec& spec = model.spec();
     const Preprocessing& pre = model.preprocessing();
-    const nlohmann::json record = parse_json(read_text_file(json_path), json_path);
+    const nlohmann::json record =
+        keras ? parse_json(exported_record, given) : parse_json(read_text_file(json_path), json_path);
 
     std::printf("%s\n", given.c_str());
-    std::printf("  format: an infant-synthseg model (%s + %s)\n", weights.c_str(), json_path.c_str());
+    if (keras)
+        std::printf("  format: an infant-synthseg model exported to Keras (%s), its record inside\n", given.c_str());
+    else
+        std::printf("  format: an infant-synthseg model (%s + %s)\n", weights.c_str(), json_path.c_str());
     const UNetConfig& u = spec.unet;
     std::printf(
         "  network: 3-D U-Net, %d levels, %d features at the first (doubling a level), %d convolutions a "
@@ -170,6 +187,9 @@ void print_model(const std::string& given) {
         std::printf("  voxel sizes trained on: not recorded (any is segmented as it is)\n");
     print_training(spec.training);
     if (record.contains("written_by")) std::printf("  written by: %s\n", text_of(record["written_by"]).c_str());
+    std::printf("  record: %s\n", record.contains("record_crc32")
+                                      ? "checked against its record_crc32"
+                                      : "unchecked (no record_crc32: written before 2026-12-07, or edited on purpose)");
     if (!folder) return;
 
     std::vector<std::string> columns;

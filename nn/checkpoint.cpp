@@ -4,6 +4,7 @@
 #include <chrono>
 #include <climits>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <thread>
 
@@ -99,12 +100,42 @@ std::array<double, 3> voxel_sizes(const nlohmann::json& v, const std::string& so
     return out;
 }
 
-// model.json's CRC-32 of its other fields (their compact JSON, keys sorted, as parsing gives
-// them back): an edit by mistake (labels 2 and 41 swapped, a frame, a voxel size) is refused
-// where predict would segment with it without a word; the weights' data_crc32 does not cover it.
+// The text record_crc32 is the CRC of (docs/FORMATS.md): compact JSON, keys sorted, strings as
+// JSON escapes them, and every number by its value, an integral one within 2^53 as an integer
+// and any other as printf's %.17g (a value that is not finite as null, as JSON writes it): a
+// reformatter that keeps the values keeps the CRC (jq writes 1.0 as 1, Python 1e-05 as 1e-05).
+void append_canonical(const nlohmann::json& j, std::string& out) {
+    if (j.is_object() || j.is_array()) {
+        out += j.is_object() ? '{' : '[';
+        bool first = true;
+        for (auto it = j.begin(); it != j.end(); ++it) {  // an object's keys in byte order
+            if (!first) out += ',';
+            first = false;
+            if (j.is_object()) out += nlohmann::json(it.key()).dump() + ':';
+            append_canonical(*it, out);
+        }
+        out += j.is_object() ? '}' : ']';
+    } else if (j.is_number()) {
+        const double v = j.get<double>();
+        char text[32];
+        if (!std::isfinite(v))
+            out += "null";
+        else if (std::nearbyint(v) == v && std::fabs(v) <= 9007199254740992.0)
+            out += std::to_string(int64_t(v));
+        else
+            out += std::string(text, size_t(std::snprintf(text, sizeof text, "%.17g", v)));
+    } else {
+        out += j.dump();
+    }
+}
+
+// model.json's CRC-32 of its other fields: an edit by mistake (labels 2 and 41 swapped, a frame,
+// a voxel size) is refused where predict would segment with it without a word; the weights'
+// data_crc32 does not cover it.
 constexpr const char* record_checksum_key = "record_crc32";
 std::string record_checksum(const nlohmann::json& fields) {
-    const std::string text = fields.dump();
+    std::string text;
+    append_canonical(fields, text);
     return crc32_text(crc32_of(0, text.data(), text.size()));
 }
 
@@ -160,12 +191,15 @@ std::string checkpoint_mismatch(const ModelSpec& spec, const std::map<std::strin
 
 std::map<std::string, std::string> load_checkpoint_weights(const std::string& weights_path, ModelSpec& spec,
                                                            ParamStore& params) {
-    const auto started = std::chrono::steady_clock::now();
+    std::optional<std::chrono::steady_clock::time_point> first_mismatch;
     for (;;) {
         std::map<std::string, std::string> metadata = load_weights(weights_path, params);
         const std::string mismatch = checkpoint_mismatch(spec, metadata, weights_path);
         if (mismatch.empty()) return metadata;
-        if (std::chrono::steady_clock::now() - started > std::chrono::seconds(1)) throw InputError(mismatch);
+        // A second from the first mismatch, however long a read takes (a large model on a slow disk).
+        const auto now = std::chrono::steady_clock::now();
+        if (!first_mismatch) first_mismatch = now;
+        if (now - *first_mismatch > std::chrono::seconds(1)) throw InputError(mismatch);
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
         ModelSpec again = load_model_spec(weights_path);
         // Another network under the name: not a checkpoint being replaced, and `params` is not its.
@@ -322,6 +356,9 @@ ModelSpec parse_model_description(const std::string& text, const std::string& pa
     nlohmann::json j = parse_json(text, path);
     ISS_INPUT(j.is_object() && j.contains("format") && j["format"] == model_format, path,
               ": not an Infant-SynthSeg model description");
+    const int64_t version = integer_field(j, "version", path, "", 0, INT32_MAX);
+    ISS_INPUT(version == model_format_version, path, ": model format version ", version, " is not supported (expected ",
+              model_format_version, ")");
     if (j.contains(record_checksum_key)) {
         const nlohmann::json stated = j[record_checksum_key];
         ISS_INPUT(stated.is_string() && is_crc32_text(stated.get<std::string>()), path, ": its ", record_checksum_key,
@@ -331,13 +368,10 @@ ModelSpec parse_model_description(const std::string& text, const std::string& pa
         const std::string found = record_checksum(j);
         ISS_INPUT(found == stated.get<std::string>(), path, ": its fields are not those it was written with (",
                   record_checksum_key, " ", stated.get<std::string>(), ", the fields' ", found,
-                  "): the file is damaged or was edited (labels, frame or voxel sizes edited by mistake segment ",
-                  "wrongly without a word); use an intact copy (a record edited on purpose: remove its ",
-                  record_checksum_key, ")");
+                  "): the file is damaged or a value was edited (labels, frame or voxel sizes edited by mistake ",
+                  "segment wrongly without a word; reformatting keeps it valid); use an intact copy (a record ",
+                  "edited on purpose: remove its ", record_checksum_key, ")");
     }
-    const int64_t version = integer_field(j, "version", path, "", 0, INT32_MAX);
-    ISS_INPUT(version == model_format_version, path, ": model format version ", version,
-              " is not supported (expected ", model_format_version, ")");
     ModelSpec spec;
     spec.unet = unet_config_from_json(field(j, "architecture", path, ""), path);
     const nlohmann::json& labels = field(j, "labels", path, "");

@@ -165,6 +165,22 @@ TEST_F(Checkpoint, TamperedModelDescriptionsAreNamedInputErrors) {
     ASSERT_TRUE(stated.contains("record_crc32"));
     std::ofstream(json_file) << stated.dump(4);
     EXPECT_NO_THROW(load_model_spec(file)) << "reformatted";
+    // As jq writes it: integral numbers without their ".0" (elu_alpha 1, voxel sizes 1), and a
+    // value's other spelling (1.0000000474974513e-3 for 0.0010000000474974513, batch norm's
+    // epsilon as a float): the same values, the same record.
+    std::string as_jq = stated.dump(1);
+    const std::string epsilon = stated["architecture"]["batch_norm"]["epsilon"].dump();
+    ASSERT_EQ(epsilon, "0.0010000000474974513");
+    int replaced = 0;
+    for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+             {"1.0,", "1,"}, {"1.0\n", "1\n"}, {epsilon, "1.0000000474974513e-3"}})
+        for (size_t at = as_jq.find(from); at != std::string::npos; at = as_jq.find(from, at + to.size())) {
+            as_jq.replace(at, from.size(), to);
+            ++replaced;
+        }
+    ASSERT_GE(replaced, 2) << as_jq;  // elu_alpha 1.0 at least, and the epsilon
+    std::ofstream(json_file) << as_jq;
+    EXPECT_NO_THROW(load_model_spec(file)) << as_jq;
     nlohmann::json swapped = stated;
     swapped["labels"] = {0, 41, 2};
     std::ofstream(json_file) << swapped.dump(2);

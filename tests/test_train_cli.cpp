@@ -1325,7 +1325,8 @@ TEST_F(TrainCli, InfoDescribesAModelAndItsProgress) {
                       "2 steps an epoch, weights kept every 1 epoch)\n"),
           std::string("  last logged loss: "), std::string(" (soft_dice, step 3)\n"),
           std::string("  last validation: mean Dice "), std::string(" at step 2\n"),  // once an epoch
-          std::string("  kept weights: 1 (weights/step_0000002.safetensors)\n")})
+          std::string("  kept weights: 1 (weights/step_0000002.safetensors)\n"),
+          std::string("  record: checked against its record_crc32\n")})
         EXPECT_NE(r.out.find(line), std::string::npos) << line << " in " << r.out;
     // The network's count, as the weights hold it (the record's was printed, and an edit of it too).
     const nlohmann::json counts = nlohmann::json::parse(read_text(model / "model.json"))["parameters"];
