@@ -34,6 +34,7 @@ PAIRS = [
     ("SynthStage/normalise/cpu/", "baseline_synth_tf.json", "normalise"),
     ("Resample/trilinear/cpu/", "baseline_resample_scipy.json", "trilinear"),
     ("Resample/nearest/cpu/", "baseline_resample_scipy.json", "nearest"),
+    ("Resample/antialias/cpu/", "baseline_resample_scipy.json", "antialias"),
     ("Predict/cpu/", "baseline_predict_torch_cpu.json", "total"),
     ("Predict/cpu/", "baseline_predict_keras_cpu.json", "total"),
     ("PredictPost/cpu/", "baseline_post_scipy.json", "postprocess"),

@@ -1,5 +1,6 @@
 #include "io/resample.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -49,6 +50,11 @@ Volume<T> run(DeviceContext& ctx, const Volume<T>& src, const Grid& target, Resa
     result.data = out.download();  // synchronises the stream before copying back
     return result;
 }
+
+// Voxels 16 times finer than the target's are no head scan's but a header's in other units
+// (micrometres read as mm, which a warning names): their blur is bounded there, 33 taps, where
+// sigma 0.25 / factor grew without bound (minutes, and an int radius that overflowed).
+constexpr double max_downsampling_sigma = 4.0;
 
 // scipy.ndimage's Gaussian taps: offsets -r..r, r = int(4 sigma + 0.5), normalised to sum 1.
 std::vector<double> gaussian_taps(double sigma) {
@@ -104,7 +110,8 @@ Image blurred_for_downsampling(const Image& src, const std::array<double, 3>& ta
     const std::array<double, 3> own = src.grid.voxel_size();
     for (int axis = 0; axis < 3; ++axis) {
         const double factor = own[size_t(axis)] / target_mm[size_t(axis)];
-        if (factor < 1 && src.grid.dim[size_t(axis)] > 0) blur_lines(out, axis, gaussian_taps(0.25 / factor));
+        if (factor < 1 && src.grid.dim[size_t(axis)] > 0)
+            blur_lines(out, axis, gaussian_taps(std::min(0.25 / factor, max_downsampling_sigma)));
     }
     return out;
 }

@@ -537,6 +537,24 @@ TEST(Resample, AxesCoarsenedAreBlurredFirstAsSynthSegsResampleVolume) {
                 EXPECT_NEAR(b.at(i, j, k, 1), row ? tap(i) + tap(i + 1) : 0.0, 1e-7) << i << " " << j << " " << k;
             }
     EXPECT_EQ(blurred_for_downsampling(impulses, {0.4, 0.5, 3.0}).data, impulses.data) << "nothing coarsened";
+
+    // Voxels 1000 times finer than the target (a header in micrometres): sigma 4 voxels, 33
+    // taps, mirrored as often as the 21-voxel line needs (sigma 625 took minutes on a head).
+    const Image far = blurred_for_downsampling(impulses, {400.0, 1.0, 3.0});
+    const double wide = 4.0;
+    auto wide_tap = [&](int t) {
+        double sum = 0;
+        for (int u = -16; u <= 16; ++u) sum += std::exp(-0.5 * u * u / (wide * wide));
+        return std::abs(t) <= 16 ? std::exp(-0.5 * t * t / (wide * wide)) / sum : 0.0;
+    };
+    for (int i = 0; i < 21; ++i) {
+        double expected = 0;  // the taps whose mirrored position is the impulse's, voxel 10
+        for (int t = -16; t <= 16; ++t) {
+            const int p = i + t, q = p < 0 ? -p - 1 : (p >= 21 ? 41 - p : p);
+            if (q == 10) expected += wide_tap(t);
+        }
+        EXPECT_NEAR(far.at(i, 4, 2, 0), expected, 1e-7) << i;
+    }
 }
 
 // A scan finer than the model's voxels: its noise is averaged as the scan is resampled (the
