@@ -970,6 +970,21 @@ TEST_F(KerasCli, KerasArchiveExportCarriesTheModel) {
         ASSERT_EQ(r.status, 0) << r.err;
     }
     EXPECT_EQ(read_labels(path("seg_ours.keras.nii.gz")).data, read_labels(path("seg_ours.nii.gz")).data);
+    // info describes it by the record inside, as the model it came from (it was refused as any
+    // Keras file, so what an export held could not be seen without importing it).
+    const test::RunResult described = run("info " + q("ours.keras"));
+    ASSERT_EQ(described.status, 0) << described.err;
+    for (const std::string line : {"  format: an infant-synthseg model exported to Keras (",
+                                   "  labels: 5 (0,2,3,41,42)\n", "  record: checked against its record_crc32\n"})
+        EXPECT_NE(described.out.find(line), std::string::npos) << line << " in " << described.out;
+    if (!keras3_archive_fixture().empty()) {  // another's: no record to describe it by
+        const test::RunResult foreign = run("info " + shell_quote(keras3_archive_fixture()));
+        EXPECT_EQ(foreign.status, 2);
+        EXPECT_NE(
+            foreign.err.find(": a Keras model of another's; info describes ours and the Keras files export writes"),
+            std::string::npos)
+            << foreign.err;
+    }
 
     const test::RunResult imported = run("import --keras " + q("ours.keras") + " --out " + q("back"));
     ASSERT_EQ(imported.status, 0) << imported.err;
