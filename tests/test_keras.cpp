@@ -978,7 +978,7 @@ TEST_F(KerasCli, KerasArchiveExportCarriesTheModel) {
                                    "  labels: 5 (0,2,3,41,42)\n", "  record: checked against its record_crc32\n"})
         EXPECT_NE(described.out.find(line), std::string::npos) << line << " in " << described.out;
     if (!keras3_archive_fixture().empty()) {  // another's: no record to describe it by
-        const test::RunResult foreign = run("info " + shell_quote(keras3_archive_fixture()));
+        const test::RunResult foreign = run("info " + test::shell_quote(keras3_archive_fixture()));
         EXPECT_EQ(foreign.status, 2);
         EXPECT_NE(
             foreign.err.find(": a Keras model of another's; info describes ours and the Keras files export writes"),
