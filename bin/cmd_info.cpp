@@ -100,6 +100,9 @@ void print_training(const nlohmann::json& t) {
                 field("steps").c_str(), field("preset").c_str(), crop.c_str(), field("batch").c_str(),
                 field("lr").c_str(), field("seed").c_str(), field("precision").c_str(),
                 field("steps_per_epoch").c_str(), more.c_str());
+    if (t.contains("maps_path"))
+        std::printf("  label maps: %s (%s, which --resume reads without --labels)\n", field("maps_path").c_str(),
+                    field("maps") == "1" ? "1 map" : cat(field("maps"), " maps").c_str());
     if (t.contains("arithmetic")) std::printf("  trained on: %s\n", field("arithmetic").c_str());
     // What a resume changed, from the step it took effect: each entry's values that differ from
     // the entry before (the first holds what the steps before ran with).

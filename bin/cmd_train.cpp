@@ -46,6 +46,7 @@ const char* usage =
     "\n"
     "  --labels FILE|DIR   a label map, or a directory: every *.nii, *.nii.gz, *.hdr, *.mgz and\n"
     "                      *.mgh in it; every value must be a generation label of the preset\n"
+    "                      (with --resume: default the path model.json records)\n"
     "  --model-dir DIR     where the model and its logs go, created when missing; must not\n"
     "                      hold a model already unless --resume is given\n"
     "  --preset NAME       generator parameters: infant-t1, infant-t2 or synthseg (default\n"
@@ -70,9 +71,10 @@ const char* usage =
     "                      predict --model and export (not resumed: no optimizer state; 53 MB\n"
     "                      each at the default size) (default 0: the latest checkpoint alone)\n"
     "  --resume            continue the model in --model-dir from its last checkpoint; an\n"
-    "                      option not given is what model.json recorded (the architecture,\n"
-    "                      preset, --config's parameters, --seed, --batch, the crop, --steps,\n"
-    "                      --steps-per-epoch, --wl2-epochs, --keep-every, --lr, --precision);\n"
+    "                      option not given is what model.json recorded (--labels, the\n"
+    "                      architecture, preset, --config's parameters, --seed, --batch, the\n"
+    "                      crop, --steps, --steps-per-epoch, --wl2-epochs, --keep-every, --lr,\n"
+    "                      --precision);\n"
     "                      one given must match what draws the samples (all of these but\n"
     "                      --steps, --lr, --precision, --steps-per-epoch and --keep-every,\n"
     "                      which may change: model.json records each change of --lr,\n"
@@ -265,13 +267,22 @@ void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptio
         const Precision p = parse_precision(precision.get<std::string>(), json + ": field 'training.precision'");
         if (!args.has("--precision")) o.precision = p;
     }
+    if (o.labels.empty()) {  // no --labels: the maps the run was given, where they still are
+        ISS_INPUT(t.contains("maps_path") && t["maps_path"].is_string(), json,
+                  ": records no label maps' path (written before 2026-12-07): give --labels");
+        o.labels = t["maps_path"].get<std::string>();
+        std::error_code ec;
+        ISS_INPUT(std::filesystem::exists(o.labels, ec), json, ": the label maps it was trained on, ", o.labels,
+                  ", are not there (moved, or on another machine): give --labels");
+    }
     adopt_recorded_generator(args, t, json, o);
     adopt_recorded_validation(args, t, json, o);
 }
 
 TrainOptions parse_options(const Args& args) {
     TrainOptions o;
-    o.labels = args.require("--labels");
+    // A resume without --labels reads the maps its record names (adopt_recorded_options).
+    o.labels = args.flag("--resume") ? args.get("--labels", "") : args.require("--labels");
     o.model_dir = args.require("--model-dir");
     o.preset = args.preset();
     o.config_path = args.get("--config", "");

@@ -434,6 +434,40 @@ TEST_F(TrainCli, AModelRecordedBeforeFullResolutionProbabilityResumes) {
                "was trained by an earlier build, whose random resolution drew otherwise", model);
 }
 
+// A resume without --labels reads the maps the record names (it was refused: "option --labels is
+// required", though the run had been given them); maps no longer there, or a record from before
+// the path, are refused naming what to give. The run goes on as the uninterrupted one.
+TEST_F(TrainCli, AResumeWithoutLabelsReadsTheRecordedMaps) {
+    const fs::path maps = dir_ / "own_maps", model = dir_ / "own";
+    fs::create_directories(maps);
+    fs::copy_file(root_ / "maps" / "phantom_2mo.nii.gz", maps / "phantom_2mo.nii.gz");
+    const std::string given =
+        joined(tiny_args({{"--labels", maps.string()}})) + " --model-dir " + shell_quote(model.string());
+    ASSERT_EQ(train(given + " --steps 1").status, 0);
+    EXPECT_EQ(nlohmann::json::parse(read_text(model / "model.json"))["training"]["maps_path"], maps.string());
+    const RunResult info = test::run_command(test::cli_path() + " info " + shell_quote(model.string()));
+    EXPECT_NE(info.out.find("  label maps: " + maps.string() + " (1 map, which --resume reads without --labels)\n"),
+              std::string::npos)
+        << info.out;
+    const RunResult resumed = train(" --model-dir " + shell_quote(model.string()) + " --resume --steps 2");
+    ASSERT_EQ(resumed.status, 0) << resumed.err;
+    EXPECT_EQ(resumed.err, "") << "the same maps: nothing to warn of";
+    ASSERT_EQ(train(given + " --steps 2").status, 2) << "a model there already";
+    ASSERT_EQ(train_tiny((dir_ / "straight").string(), 2).status, 0);
+    EXPECT_TRUE(weights_of(model) == weights_of(dir_ / "straight")) << "not the uninterrupted run";
+
+    fs::rename(maps, dir_ / "moved_maps");
+    const std::string resume = " --model-dir " + shell_quote(model.string()) + " --resume --steps 3";
+    expect_bad(resume,
+               "model.json: the label maps it was trained on, " + maps.string() +
+                   ", are not there (moved, or on another machine): give --labels",
+               model);
+    nlohmann::json older = nlohmann::json::parse(read_text(model / "model.json"));
+    older["training"].erase("maps_path");
+    test::write_edited_record(model / "model.json", older);
+    expect_bad(resume, "model.json: records no label maps' path (written before 2026-12-07): give --labels", model);
+}
+
 // Adam's step count sets its bias corrections: one edited in the optimizer's metadata (which its
 // data_crc32 does not cover) is refused, where the resume went on with every update changed.
 TEST_F(TrainCli, AnEditedAdamStepIsRefused) {

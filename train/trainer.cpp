@@ -899,6 +899,7 @@ static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig&
                      {"dice", dice_reduction},
                      {"maps", int64_t(maps.size())},
                      {"maps_digest", maps_digest(maps)},
+                     {"maps_path", fs::absolute(opt.labels).lexically_normal().string()},  // a resume's --labels
                      {"precision", precision_name(precision)},
                      {"arithmetic", arithmetic},
                      {"generator", nlohmann::json::parse(config_to_json(config))}};
