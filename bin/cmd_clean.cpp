@@ -79,6 +79,7 @@ int cmd_clean(int argc, char** argv) {
     p.post = on_grid_of(std::move(posteriors.image), post_path, p.seg.grid, seg_path);
 
     const CleanStats s = clean_prediction(p, posteriors.labels, options, seg_path, post_path);
+    warn_of_temporaries_beside("clean", outputs);
     OutputDirectories folders;
     folders.make_for(outputs);
     write_prediction(out, p.seg, &seg_header, out_post, p.post, posteriors.labels.labels, &post_header);

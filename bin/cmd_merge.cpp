@@ -111,6 +111,7 @@ int cmd_merge(int argc, char** argv) {
     require_frames_match(t1.seg, t1_seg, t1.post, t1_post, t1_read.labels);
     require_frames_match(t2.seg, t2_seg, t2.post, t2_post, t2_read.labels);
     const Prediction merged = merge_t1_t2(std::move(t1), t2, std::move(t2_frames));
+    warn_of_temporaries_beside("merge", outputs);
     OutputDirectories folders;
     folders.make_for(outputs);
     write_prediction(o_seg, merged.seg, &seg_header, o_post, merged.post, t1_read.labels.labels, &post_header);

@@ -209,10 +209,10 @@ std::vector<std::string> prediction_folders(const Args& args, bool folder) {
 }
 
 // Every output checked before the network runs: none is an input, none another output, each
-// can be written, and a single file's are named as NIfTI.
-void check_prediction_outputs(const Args& args, const std::vector<Job>& jobs,
-                              const std::vector<std::string>& channels, const std::string& model,
-                              const PredictOptions& options, bool folder) {
+// can be written, and a single file's are named as NIfTI. Returns them.
+std::vector<NamedPath> check_prediction_outputs(const Args& args, const std::vector<Job>& jobs,
+                                                const std::vector<std::string>& channels, const std::string& model,
+                                                const PredictOptions& options, bool folder) {
     std::vector<NamedPath> inputs, outputs{{args.get("--vol", ""), "--vol"}, {args.get("--preview", ""), "--preview"}};
     if (is_keras_model_path(model)) {
         inputs.insert(inputs.end(), {{model, "--model"}, label_file_of(options.keras.labels)});
@@ -237,6 +237,7 @@ void check_prediction_outputs(const Args& args, const std::vector<Job>& jobs,
     if (!folder)  // a NIfTI under another name misleads its readers (nibabel goes by the ending)
         for (const char* option : {"--o", "--post", "--resample"})
             if (args.has(option)) require_volume_output(args.get(option, ""), option);
+    return outputs;
 }
 
 // The output options' kinds, before anything is read: with a folder of scans --o, --post and
@@ -386,7 +387,7 @@ int cmd_predict(int argc, char** argv) {
     ISS_INPUT(channels.size() == 1 || !folder, "predict: several --i are the channels of one subject: give files");
     require_output_kinds(args, folder);
     const std::vector<Job> jobs = plan_jobs(args, in, out, folder);
-    check_prediction_outputs(args, jobs, channels, model, options, folder);
+    const std::vector<NamedPath> outputs = check_prediction_outputs(args, jobs, channels, model, options, folder);
 
     Predictor predictor(model, options);  // the model is read and checked before any output
     warn_of_unlabelled_mgh_posteriors(jobs, predictor.labels());
@@ -395,6 +396,7 @@ int cmd_predict(int argc, char** argv) {
               channels.size(), " times (the channels of one subject), but ", model, " takes ", model_channels,
               model_channels == 1 ? " image: segment the scans one at a time, or a folder of them"
                                   : " images, one --i each");
+    warn_of_temporaries_beside("predict", outputs);  // once every refusal is past
     OutputDirectories folders;
     for (const std::string& f : prediction_folders(args, folder)) folders.make(f);
 

@@ -179,13 +179,7 @@ void warn_of_other_runs(const std::string& out_dir, const std::vector<TrainingMa
         if ((index >= 0 && (index < first || index >= first + count)) || (name == "preview.png" && !preview))
             others.push_back(name);
     }
-    std::sort(temporaries.begin(), temporaries.end());
-    if (!temporaries.empty())
-        warning(cat("synth: ", out_dir, " holds ", temporaries.size(), " file", temporaries.size() > 1 ? "s" : "",
-                    " other runs were writing or kept aside (", temporaries.front(),
-                    temporaries.size() > 1 ? cat(temporaries.size() > 2 ? ", ..., " : ", ", temporaries.back()) : "",
-                    "): a killed run's, or one writing there now; once no run writes there, rename an earlier ",
-                    "file kept aside (NAME.tmp-PID-replaced) back to NAME to keep it, and remove the rest"));
+    if (!temporaries.empty()) warning(cat("synth: ", out_dir, " holds ", other_runs_temporaries_text(temporaries)));
     if (others.empty()) return;
     std::sort(others.begin(), others.end());
     warning(cat("synth: ", out_dir, " holds ", others.size(), " file", others.size() > 1 ? "s" : "",

@@ -18,6 +18,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <set>
 
 #include "kernels/common/error.h"
 
@@ -466,6 +467,35 @@ std::optional<TemporaryName> temporary_name(const std::string& name) {
     const bool replaced = rest == "-replaced";
     if (!replaced && !rest.empty() && rest.front() != '.') return std::nullopt;
     return TemporaryName{name.substr(0, at), replaced};
+}
+
+std::string other_runs_temporaries_text(std::vector<std::string> names) {
+    std::sort(names.begin(), names.end());
+    const size_t n = names.size();
+    return cat(n, " file", n > 1 ? "s" : "", " other runs were writing or kept aside (", n > 0 ? names.front() : "",
+               n > 1 ? cat(n > 2 ? ", ..., " : ", ", names.back()) : "",
+               "): a killed run's, or one writing there now; once no run writes there, rename an earlier file kept ",
+               "aside (NAME.tmp-PID-replaced) back to NAME to keep it, and remove the rest");
+}
+
+void warn_of_temporaries_beside(const std::string& command, const std::vector<NamedPath>& outputs) {
+    namespace fs = std::filesystem;
+    std::map<std::string, std::set<std::string>> names_in;  // folder -> the outputs' names there
+    for (const NamedPath& out : outputs)
+        if (!out.path.empty()) {
+            const fs::path p(out.path);
+            names_in[p.parent_path().empty() ? "." : p.parent_path().string()].insert(p.filename().string());
+        }
+    for (const auto& [folder, names] : names_in) {
+        std::vector<std::string> left;
+        std::error_code ec;
+        for (const fs::directory_entry& entry : fs::directory_iterator(folder, ec)) {
+            const std::string name = entry.path().filename().string();
+            const std::optional<TemporaryName> t = temporary_name(name);
+            if (t && names.count(t->base)) left.push_back(name);
+        }
+        if (!left.empty()) warning(cat(command, ": ", folder, " holds ", other_runs_temporaries_text(left)));
+    }
 }
 
 OutputFile::OutputFile(const std::string& path, const std::string& suffix) : path_(path) {

@@ -203,6 +203,16 @@ struct NamedPath {
     std::string option;  // e.g. "--o"
 };
 
+// Of the temporaries `names` other runs left (NAME.tmp-PID...: being written, or an earlier file
+// kept aside): "N files other runs were writing or kept aside (first, ..., last): ..." and what
+// to do with them. They are named, never removed: a process id cannot tell a killed run from one
+// writing there now on another host or in another container.
+std::string other_runs_temporaries_text(std::vector<std::string> names);
+// Warns, as `command`, of the temporaries other runs left beside `outputs` (those of each output's
+// own name; empty paths skipped): a run killed outright (the out-of-memory killer, SIGKILL)
+// leaves them, a posteriors file's hundreds of MB, and a rerun wrote beside them unsaid.
+void warn_of_temporaries_beside(const std::string& command, const std::vector<NamedPath>& outputs);
+
 // Follows symbolic links (chains too, relative ones from their own directory) to the path that
 // a write should replace; a dangling link gives the file it names. It stops at a descriptor's
 // name (/dev/stdout, /proc/self/fd/N).

@@ -581,6 +581,41 @@ TEST_F(SameFileCli, PostCommandsRefuseToOverwriteTheirInputs) {
                    "is the same file as the input --t1-seg");
 }
 
+// What a run killed outright (the out-of-memory killer, SIGKILL) left beside predict's, merge's
+// and clean's outputs is named once every refusal is past, and kept (a run on another host may be
+// writing it): a rerun wrote beside 600 MB of a killed run's posteriors unsaid. Another output's
+// temporaries, and files of other names, are not its own.
+TEST_F(SameFileCli, TemporariesAKilledRunLeftBesideTheOutputsAreNamed) {
+    for (const char* name : {"out.nii.gz.tmp-999.nii.gz", "out_post.nii.gz.tmp-999.nii.gz.tmp-999",
+                             "out.nii.gz.tmp-998-replaced", "other.nii.gz.tmp-997.nii.gz"})
+        std::ofstream(path(name)) << "half";
+    const test::RunResult predicted =
+        test::run_command(test::cli_path() + " predict --device cpu --model " + q("model") + " --i " +
+                          q("scan.nii.gz") + " --o " + q("out.nii.gz") + " --post " + q("out_post.nii.gz"));
+    ASSERT_EQ(predicted.status, 0) << predicted.err;
+    EXPECT_NE(predicted.err.find("warning: predict: " + dir_.string() +
+                                 " holds 3 files other runs were writing or "
+                                 "kept aside (out.nii.gz.tmp-998-replaced, ..., out_post.nii.gz.tmp-999.nii.gz.tmp-999)"
+                                 ": a killed run's, or one writing there now"),
+              std::string::npos)
+        << predicted.err;
+    for (const char* name : {"out.nii.gz.tmp-999.nii.gz", "out.nii.gz.tmp-998-replaced", "other.nii.gz.tmp-997.nii.gz"})
+        EXPECT_TRUE(fs::exists(path(name))) << name << " removed";
+    const test::RunResult cleaned =
+        test::run_command(test::cli_path() + " clean --labels 0,2,3,41,42 --seg " + q("seg.nii.gz") + " --post " +
+                          q("post.nii.gz") + " --o " + q("other.nii.gz"));
+    ASSERT_EQ(cleaned.status, 0) << cleaned.err;
+    EXPECT_NE(cleaned.err.find("warning: clean: " + dir_.string() +
+                               " holds 1 file other runs were writing or kept "
+                               "aside (other.nii.gz.tmp-997.nii.gz)"),
+              std::string::npos)
+        << cleaned.err;
+    // A refusal is still its one line.
+    expect_refused("clean --labels 0,2,3,41,42 --seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz") + " --o " +
+                       q("seg.nii.gz"),
+                   "is the same file as the input --seg");
+}
+
 TEST_F(SameFileCli, SynthAndPriorsRefuseToOverwriteTheirInputs) {
     fs::copy_file(path("seg.nii.gz"), path("labels_0000.nii.gz"));
     expect_refused("synth --labels " + q("labels_0000.nii.gz") + " --out " + q("") + " --count 1",
