@@ -117,7 +117,7 @@ std::pair<float, float> inner_quantiles(const float* first, const float* last, f
 
 // Each channel min-max normalised to [0, 1] on its own (or between its 0.5% and 99.5%
 // quantiles, clipped), a constant channel to zeros with a warning.
-void normalise_channels(Image& x, bool clip_percentiles, const std::string& name) {
+void normalise_channels(Image& x, bool clip_percentiles, const std::string& name, bool resampled) {
     const int64_t voxels = x.grid.voxels();
     for (int64_t c = 0; c < x.frames; ++c) {
         const auto first = x.data.begin() + c * voxels, last = first + voxels;
@@ -125,7 +125,12 @@ void normalise_channels(Image& x, bool clip_percentiles, const std::string& name
         float low = *std::min_element(first, last);
         float high = *std::max_element(first, last);
         if (!(high > low))  // a blank or failed conversion, segmented as zeros: say so
-            warning(cat(name, ": the image is constant (", low, in_channel, "); it is segmented as a blank image"));
+            warning(cat(name, ": the image",
+                        // A scan of a few voxels at the model's size (a header in other units) is
+                        // constant there alone: "the image is constant" sent a user to the scan.
+                        resampled ? cat(" resampled to the model's voxel size (", dims_text(x.grid.dim), " voxels)")
+                                  : std::string(),
+                        " is constant (", low, in_channel, "); it is segmented as a blank image"));
         if (clip_percentiles) std::tie(low, high) = quantiles(std::vector<float>(first, last), 0.005, 0.995);
         // A range set by a few voxels (a hot spot, a fill value of -3.4e38 outside the head)
         // squeezes the rest into a sliver of [0, 1] that no training image looked like. The
@@ -416,7 +421,7 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
                         : framed;
 
     // 4, then 3: normalised before padding, so that the padding is the image minimum, 0.
-    normalise_channels(x, s.options.clip_percentiles, name);
+    normalise_channels(x, s.options.clip_percentiles, name, resampled);
     std::array<int64_t, 3> before{};
     const Image padded = padded_to_multiple(x, s.pre.size_multiple, before);
     lap("preprocess");

@@ -902,6 +902,16 @@ TEST_F(Predict, CommandFoldersSkipHiddenFilesAndTheirOwnOutputs) {
     predictor.predict(Image(grid({12, 12, 10}, Mat4::identity()), 1, 7.0f), "blank.nii.gz");
     const std::string warned = testing::internal::GetCapturedStderr();
     EXPECT_NE(warned.find("blank.nii.gz: the image is constant (7)"), std::string::npos) << warned;
+    // Constant only once resampled (voxels in micrometres read as mm: two voxels at the model's
+    // size): said so, not of the scan, which is not constant.
+    Predictor at_1mm(make_model(1, 1.0), PredictOptions{});
+    testing::internal::CaptureStderr();
+    at_1mm.predict(test_image(grid({40, 40, 40}, Mat4::scaling(0.001, 0.001, 0.001))), "micrometres.nii.gz");
+    const std::string resampled = testing::internal::GetCapturedStderr();
+    EXPECT_NE(resampled.find("micrometres.nii.gz: the image resampled to the model's voxel size (1x1x1 voxels) is "
+                             "constant ("),
+              std::string::npos)
+        << resampled;
 }
 
 TEST_F(Predict, BadInputIsNamed) {
