@@ -115,8 +115,9 @@ void print_training(const nlohmann::json& t) {
         for (auto it = entry.begin(); it != entry.end(); ++it) {
             // A key the entry before lacks is an older build's (arithmetic, dice), not a change;
             // a rate is Adam's float (older records kept its double's digits).
-            if (it.key() == "from_step" || !before.contains(it.key())) continue;
-            const nlohmann::json& was = before[it.key()];
+            // A validation missing is none (it is in every entry since the history began).
+            if (it.key() == "from_step" || (!before.contains(it.key()) && it.key() != "validation")) continue;
+            const nlohmann::json was = before.value(it.key(), nlohmann::json());
             const bool same = it.key() == "lr" && was.is_number() && it->is_number()
                                   ? float(was.get<double>()) == float(it->get<double>())
                                   : was == *it;
@@ -188,7 +189,9 @@ void print_model(const std::string& given) {
                     pre.voxel_min[1], pre.voxel_min[2], pre.voxel_max[0], pre.voxel_max[1], pre.voxel_max[2]);
     else
         std::printf("  voxel sizes trained on: not recorded (any is segmented as it is)\n");
-    print_training(spec.training);
+    // An export's own record: how the model was trained (reading the file in memory notes it as
+    // imported from there, which it was not).
+    print_training(keras ? record.value("training", nlohmann::json::object()) : spec.training);
     if (record.contains("written_by")) std::printf("  written by: %s\n", text_of(record["written_by"]).c_str());
     std::printf("  record: %s\n", record.contains("record_crc32")
                                       ? "checked against its record_crc32"

@@ -39,6 +39,7 @@ const char* usage =
     "                             [--precision fp32|bf16] [--threads N]\n"
     "                             [--validation-labels FILE|DIR [--validate-every N]\n"
     "                              [--validation-samples K]]\n"
+    "       infant-synthseg train --model-dir DIR --resume [OPTIONS]   (the maps it recorded)\n"
     "\n"
     "Trains a 3D U-Net to segment brain MRI of any contrast: every step synthesises a batch of\n"
     "images from the label maps (as 'synth' does), runs the network and a soft Dice loss, and\n"
@@ -269,7 +270,8 @@ void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptio
     }
     if (o.labels.empty()) {  // no --labels: the maps the run was given, where they still are
         ISS_INPUT(t.contains("maps_path") && t["maps_path"].is_string(), json,
-                  ": records no label maps' path (written before 2026-12-07): give --labels");
+                  ": records no label maps' path (written before 2026-12-07, or a name of bytes JSON cannot ",
+                  "hold): give --labels");
         o.labels = t["maps_path"].get<std::string>();
         std::error_code ec;
         ISS_INPUT(std::filesystem::exists(o.labels, ec), json, ": the label maps it was trained on, ", o.labels,

@@ -474,8 +474,8 @@ std::string other_runs_temporaries_text(std::vector<std::string> names) {
     const size_t n = names.size();
     return cat(n, " file", n > 1 ? "s" : "", " other runs were writing or kept aside (", n > 0 ? names.front() : "",
                n > 1 ? cat(n > 2 ? ", ..., " : ", ", names.back()) : "",
-               "): a killed run's, or one writing there now; once no run writes there, rename an earlier file kept ",
-               "aside (NAME.tmp-PID-replaced) back to NAME to keep it, and remove the rest");
+               "): a killed run's, or one writing there now; once no run writes there, remove them (an earlier file ",
+               "kept aside, NAME.tmp-PID-replaced, is NAME as it was before that run: rename it elsewhere to keep it)");
 }
 
 void warn_of_temporaries_beside(const std::string& command, const std::vector<NamedPath>& outputs) {

@@ -9,6 +9,15 @@
 
 namespace iss {
 
+bool is_json_text(const std::string& text) {
+    try {
+        (void)nlohmann::json(text).dump();
+        return true;
+    } catch (const nlohmann::json::exception&) {
+        return false;
+    }
+}
+
 nlohmann::json parse_json(const std::string& text, const std::string& where) {
     using json = nlohmann::json;
     std::vector<std::set<std::string>> keys_of_open_objects;

@@ -12,4 +12,8 @@ namespace iss {
 // InputError "<where> is not valid JSON: ..." or "<where>: key 'K' is given twice in one object".
 nlohmann::json parse_json(const std::string& text, const std::string& where);
 
+// Whether `text` can be a JSON string: valid UTF-8 (a file name of Latin-1 bytes is not, and
+// writing it threw nlohmann's type_error 316, an internal error).
+bool is_json_text(const std::string& text);
+
 }  // namespace iss

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "io/json.h"  // is_json_text
 #include "io/orientation.h"
 #include "io/volume.h"  // is_label_value
 #include "kernels/common/error.h"
@@ -26,6 +27,12 @@ std::vector<int32_t> keras_label_list(const std::string& text) {
 
 namespace {
 
+// A file's path as the record keeps it (provenance, never opened again): bytes that are not UTF-8
+// (a Latin-1 name) escaped as messages show them, where JSON cannot hold them (an internal error).
+std::string recordable_path(const std::string& path) {
+    return is_json_text(path) ? path : one_line(path);
+}
+
 // The model a file of our export records, checked as model.json is and against the network of
 // the file's weights.
 ModelSpec recorded_spec(const KerasUNet& model, const std::string& source) {
@@ -48,9 +55,9 @@ ModelSpec recorded_spec(const KerasUNet& model, const std::string& source) {
     // noted beside it), else this archive.
     nlohmann::json& t = spec.training;
     if (t.contains("imported_from")) {
-        t["reimported_from"] = source;
+        t["reimported_from"] = recordable_path(source);
     } else {
-        t["imported_from"] = source;
+        t["imported_from"] = recordable_path(source);
         t["keras_layout"] = model.layout;
         t["keras_version"] = model.keras_version;
     }
@@ -98,8 +105,9 @@ ModelSpec keras_model_spec(const KerasUNet& model, const KerasImportOptions& opt
                               {"normalisation", "min-max to [0, 1]"},
                               {"input_channels", model.unet.in_channels},
                               {"voxel_size_mm", nullptr}};  // none: scans keep their resolution
-        spec.training = {
-            {"imported_from", source}, {"keras_layout", model.layout}, {"keras_version", model.keras_version}};
+        spec.training = {{"imported_from", recordable_path(source)},
+                         {"keras_layout", model.layout},
+                         {"keras_version", model.keras_version}};
     }
     if (options.voxel_size_mm > 0) {
         const double v = options.voxel_size_mm;

@@ -977,6 +977,7 @@ TEST_F(KerasCli, KerasArchiveExportCarriesTheModel) {
     for (const std::string line : {"  format: an infant-synthseg model exported to Keras (",
                                    "  labels: 5 (0,2,3,41,42)\n", "  record: checked against its record_crc32\n"})
         EXPECT_NE(described.out.find(line), std::string::npos) << line << " in " << described.out;
+    EXPECT_EQ(described.out.find("imported from"), std::string::npos) << "exported, not imported: " << described.out;
     if (!keras3_archive_fixture().empty()) {  // another's: no record to describe it by
         const test::RunResult foreign = run("info " + test::shell_quote(keras3_archive_fixture()));
         EXPECT_EQ(foreign.status, 2);

@@ -153,9 +153,9 @@ TEST_F(SynthCli, SameSeedGivesIdenticalFiles) {
     ASSERT_EQ(told.status, 0) << told.err;
     EXPECT_NE(told.err.find("warning: synth: " + path("a") + " holds 2 files other runs were writing or kept aside (" +
                             killed + ", " + writing +
-                            "): a killed run's, or one writing there now; once no run "
-                            "writes there, rename an earlier file kept aside (NAME.tmp-PID-replaced) back to NAME to "
-                            "keep it, and remove the rest"),
+                            "): a killed run's, or one writing there now; once no run writes there, remove them (an "
+                            "earlier file kept aside, NAME.tmp-PID-replaced, is NAME as it was before that run: rename "
+                            "it elsewhere to keep it)"),
               std::string::npos)
         << told.err;
     EXPECT_TRUE(fs::exists(dir_ / "a" / killed) && fs::exists(dir_ / "a" / writing));

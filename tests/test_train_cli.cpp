@@ -465,7 +465,22 @@ TEST_F(TrainCli, AResumeWithoutLabelsReadsTheRecordedMaps) {
     nlohmann::json older = nlohmann::json::parse(read_text(model / "model.json"));
     older["training"].erase("maps_path");
     test::write_edited_record(model / "model.json", older);
-    expect_bad(resume, "model.json: records no label maps' path (written before 2026-12-07): give --labels", model);
+    expect_bad(resume,
+               "model.json: records no label maps' path (written before 2026-12-07, or a name of bytes JSON "
+               "cannot hold): give --labels",
+               model);
+
+    // A folder named in Latin-1 bytes, which JSON cannot hold: trained (an internal error wrote
+    // the record), its path not recorded, so a resume asks for --labels.
+    const fs::path latin1 = dir_ / "maps\xe9", latin1_model = dir_ / "latin1";
+    fs::create_directories(latin1);
+    fs::copy_file(root_ / "maps" / "phantom_2mo.nii.gz", latin1 / "phantom_2mo.nii.gz");
+    const RunResult trained = train(joined(tiny_args({{"--labels", latin1.string()}})) + " --model-dir " +
+                                    shell_quote(latin1_model.string()) + " --steps 1");
+    ASSERT_EQ(trained.status, 0) << trained.err;
+    EXPECT_FALSE(nlohmann::json::parse(read_text(latin1_model / "model.json"))["training"].contains("maps_path"));
+    expect_bad(" --model-dir " + shell_quote(latin1_model.string()) + " --resume --steps 2",
+               "records no label maps' path", latin1_model);
 }
 
 // Adam's step count sets its bias corrections: one edited in the optimizer's metadata (which its
@@ -1362,6 +1377,18 @@ TEST_F(TrainCli, InfoDescribesAModelAndItsProgress) {
           std::string("  kept weights: 1 (weights/step_0000002.safetensors)\n"),
           std::string("  record: checked against its record_crc32\n")})
         EXPECT_NE(r.out.find(line), std::string::npos) << line << " in " << r.out;
+    // Exported, it is described by its own record: how it was trained, not "imported from" the
+    // file info reads.
+    const std::string keras = (dir_ / "described.keras").string();
+    ASSERT_EQ(test::run_command(test::cli_path() + " export --model " + shell_quote(model.string()) + " --keras " +
+                                shell_quote(keras))
+                  .status,
+              0);
+    const RunResult exported = test::run_command(test::cli_path() + " info " + shell_quote(keras));
+    ASSERT_EQ(exported.status, 0) << exported.err;
+    EXPECT_NE(exported.out.find("  training: step 3 of 3 (preset infant-t1, crop 32 x 32 x 32, "), std::string::npos)
+        << exported.out;
+    EXPECT_EQ(exported.out.find("imported from"), std::string::npos) << exported.out;
     // The network's count, as the weights hold it (the record's was printed, and an edit of it too).
     const nlohmann::json counts = nlohmann::json::parse(read_text(model / "model.json"))["parameters"];
     EXPECT_NE(r.out.find("  parameters: " + counts["trainable"].dump() + " trainable\n"), std::string::npos) << r.out;

@@ -899,10 +899,14 @@ static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig&
                      {"dice", dice_reduction},
                      {"maps", int64_t(maps.size())},
                      {"maps_digest", maps_digest(maps)},
-                     {"maps_path", fs::absolute(opt.labels).lexically_normal().string()},  // a resume's --labels
                      {"precision", precision_name(precision)},
                      {"arithmetic", arithmetic},
                      {"generator", nlohmann::json::parse(config_to_json(config))}};
+    // The maps a resume without --labels reads: absolute, not normalised (".." after a link is
+    // the link's parent, which lexical normalising got wrong). A name of bytes that are not UTF-8
+    // cannot be JSON: then none is recorded, and such a resume asks for --labels.
+    const std::string maps_path = fs::absolute(opt.labels).string();
+    if (is_json_text(maps_path)) spec.training["maps_path"] = maps_path;
     // What validation.csv's rows measure, so that a resume can continue them.
     if (!validation_maps.empty())
         spec.training["validation"] = {{"every", opt.validate_every},
