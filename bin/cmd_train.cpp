@@ -274,8 +274,12 @@ void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptio
                   "hold): give --labels");
         o.labels = t["maps_path"].get<std::string>();
         std::error_code ec;
-        ISS_INPUT(std::filesystem::exists(o.labels, ec), json, ": the label maps it was trained on, ", o.labels,
-                  ", are not there (moved, or on another machine): give --labels");
+        const bool there = std::filesystem::exists(o.labels, ec);
+        ISS_INPUT(there, json, ": the label maps it was trained on, ", o.labels,
+                  ec ? cat(", cannot be reached (", ec.message(), ")")
+                     : std::string(", are not there (moved, or on "
+                                   "another machine)"),
+                  ": give --labels");
     }
     adopt_recorded_generator(args, t, json, o);
     adopt_recorded_validation(args, t, json, o);

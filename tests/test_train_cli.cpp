@@ -203,8 +203,8 @@ TEST_F(TrainCli, TrainsWritesTheModelDirectoryAndResumes) {
     ASSERT_EQ(other.status, 0) << other.err;
     EXPECT_NE(other.err.find("warning: train: --labels " + (dir_ / "other_maps").string() + ": not the label maps " +
                              (model / "model.json").string() +
-                             " was trained on (1 then, 1 now, or their voxels differ): from step 6 the samples are "
-                             "not the uninterrupted run's"),
+                             " was trained on (1 then, 1 now, or their voxels or the order of their names differ): "
+                             "from step 6 the samples are not the uninterrupted run's"),
               std::string::npos)
         << other.err;
     const nlohmann::json history = nlohmann::json::parse(read_text(model / "model.json"))["training"]["history"];

@@ -1102,7 +1102,7 @@ void Trainer::State::warn_of_changes(const ModelSpec& saved, const std::set<std:
     if (changed.count("maps_digest"))
         warning(cat("train: --labels ", options.labels, ": not the label maps ", json, " was trained on (",
                     was.value("maps", nlohmann::json()).dump(), " then, ", maps.size(),
-                    " now, or their voxels differ): from step ", step,
+                    " now, or their voxels or the order of their names differ): from step ", step,
                     " the samples are not the uninterrupted run's; its history records the change"));
     // The same samples summed in another order (threads, instruction set, GPU): the weights drift
     // from the uninterrupted run's in the last bits, then further.
