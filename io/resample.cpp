@@ -6,6 +6,7 @@
 
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
+#include "kernels/synth/blur.h"  // blur_taps
 
 namespace iss {
 
@@ -52,18 +53,15 @@ Volume<T> run(DeviceContext& ctx, const Volume<T>& src, const Grid& target, Resa
 }
 
 // Voxels 16 times finer than the target's are no head scan's but a header's in other units
-// (micrometres read as mm, which a warning names): their blur is bounded there, 33 taps, where
-// sigma 0.25 / factor grew without bound (minutes, and an int radius that overflowed).
+// (micrometres read as mm, which a warning names): their blur is bounded there, sigma 4 and the
+// generator's widest taps (33), where sigma 0.25 / factor grew without bound (minutes, and an int
+// radius that overflowed).
 constexpr double max_downsampling_sigma = 4.0;
+static_assert(int(4 * max_downsampling_sigma + 0.5) == max_blur_half_width, "scipy's radius for the largest sigma");
 
-// scipy.ndimage's Gaussian taps: offsets -r..r, r = int(4 sigma + 0.5), normalised to sum 1.
-std::vector<double> gaussian_taps(double sigma) {
-    const int radius = int(4.0 * sigma + 0.5);
-    std::vector<double> taps(size_t(2 * radius + 1));
-    double sum = 0;
-    for (int t = -radius; t <= radius; ++t) sum += taps[size_t(t + radius)] = std::exp(-0.5 * t * t / (sigma * sigma));
-    for (double& tap : taps) tap /= sum;
-    return taps;
+// scipy.ndimage's Gaussian taps: the generator's (normalised to sum 1) to its radius, int(4 sigma + 0.5).
+std::vector<float> gaussian_taps(double sigma) {
+    return blur_taps(sigma, int(4.0 * sigma + 0.5));
 }
 
 // scipy's mode 'reflect' (d c b a | a b c d | d c b a): position p of a line of n voxels.
@@ -74,7 +72,7 @@ int64_t reflected(int64_t p, int64_t n) {
 }
 
 // One axis of `image` convolved with `taps` (odd count, centred), every line along it.
-void blur_lines(Image& image, int axis, const std::vector<double>& taps) {
+void blur_lines(Image& image, int axis, const std::vector<float>& taps) {
     const std::array<int64_t, 3> dim = image.grid.dim;
     const int64_t n = dim[size_t(axis)], radius = int64_t(taps.size() / 2);
     const int64_t stride = axis == 0 ? 1 : (axis == 1 ? dim[0] : dim[0] * dim[1]);
@@ -92,10 +90,11 @@ void blur_lines(Image& image, int axis, const std::vector<double>& taps) {
                 double sum = 0;
                 if (p >= radius && p + radius < n) {  // no tap past a face
                     const float* centre = line.data() + p;
-                    for (int64_t t = -radius; t <= radius; ++t) sum += taps[size_t(t + radius)] * double(centre[t]);
+                    for (int64_t t = -radius; t <= radius; ++t)
+                        sum += double(taps[size_t(t + radius)]) * double(centre[t]);
                 } else {
                     for (int64_t t = -radius; t <= radius; ++t)
-                        sum += taps[size_t(t + radius)] * double(line[size_t(reflected(p + t, n))]);
+                        sum += double(taps[size_t(t + radius)]) * double(line[size_t(reflected(p + t, n))]);
                 }
                 first[p * stride] = float(sum);
             }

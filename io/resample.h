@@ -19,7 +19,7 @@ Image resample_image(DeviceContext& ctx, const Image& src, const Grid& target, I
 // Before `src` is resampled to voxels of `target_mm`: each axis it coarsens (factor = its voxel
 // size / the target's, below 1) blurred with a Gaussian of 0.25 / factor of its voxels, as
 // SynthSeg's resample_volume does (scipy's gaussian_filter: taps to 4 sigma, normalised, the
-// volume mirrored at its faces, mode 'reflect'; sums in double), sigma at most 4 voxels (a factor
+// volume mirrored at its faces, mode 'reflect'; float taps, sums in double), sigma at most 4 voxels (a factor
 // below 1/16 is a header's in other units). Trilinear sampling alone reads one 0.4 mm voxel in 2.5
 // and keeps its noise. Other axes, and a volume coarsened on none, are returned as they are.
 // Every frame alike.

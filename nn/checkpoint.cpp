@@ -5,6 +5,7 @@
 #include <climits>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -191,21 +192,26 @@ std::string checkpoint_mismatch(const ModelSpec& spec, const std::map<std::strin
 
 std::map<std::string, std::string> load_checkpoint_weights(const std::string& weights_path, ModelSpec& spec,
                                                            ParamStore& params) {
-    std::optional<std::chrono::steady_clock::time_point> first_mismatch;
-    for (;;) {
-        std::map<std::string, std::string> metadata = load_weights(weights_path, params);
-        const std::string mismatch = checkpoint_mismatch(spec, metadata, weights_path);
-        if (mismatch.empty()) return metadata;
-        // A second from the first mismatch, however long a read takes (a large model on a slow disk).
-        const auto now = std::chrono::steady_clock::now();
-        if (!first_mismatch) first_mismatch = now;
-        if (now - *first_mismatch > std::chrono::seconds(1)) throw InputError(mismatch);
+    std::map<std::string, std::string> metadata = load_weights(weights_path, params);
+    // A second from the first mismatch, however long a read takes (a large model on a slow disk).
+    const auto first_mismatch = std::chrono::steady_clock::now();
+    for (std::string mismatch; !(mismatch = checkpoint_mismatch(spec, metadata, weights_path)).empty();) {
+        if (std::chrono::steady_clock::now() - first_mismatch > std::chrono::seconds(1)) throw InputError(mismatch);
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
         ModelSpec again = load_model_spec(weights_path);
         // Another network under the name: not a checkpoint being replaced, and `params` is not its.
         if (unet_config_to_json(again.unet) != unet_config_to_json(spec.unet)) throw InputError(mismatch);
         spec = std::move(again);
+        // The description (small) is read again while it is behind the weights (train moves the
+        // weights first); the weights (a model's megabytes) only where they are the ones behind.
+        const nlohmann::json stamp = spec.training.value("checkpoint", nlohmann::json());
+        const bool description_behind = stamp.is_object() && stamp.contains("step") &&
+                                        stamp["step"].is_number_integer() &&
+                                        stamp["step"].get<int64_t>() < std::atoll(metadata["checkpoint_step"].c_str());
+        if (!description_behind && !checkpoint_mismatch(spec, metadata, weights_path).empty())
+            metadata = load_weights(weights_path, params);
     }
+    return metadata;
 }
 
 std::string model_json_path(const std::string& weights_path) {
