@@ -140,6 +140,23 @@ std::string record_checksum(const nlohmann::json& fields) {
     return crc32_text(crc32_of(0, text.data(), text.size()));
 }
 
+// Why the weights (their metadata) and the description are not one checkpoint's; "" where they
+// are, or where either lacks train's stamp (an import, an export's reader, an older model).
+std::string checkpoint_mismatch(const ModelSpec& spec, const std::map<std::string, std::string>& weights_metadata,
+                                const std::string& weights_path) {
+    const nlohmann::json stamp = spec.training.value("checkpoint", nlohmann::json());
+    const auto step = weights_metadata.find("checkpoint_step"), run = weights_metadata.find("run_id");
+    if (!stamp.is_object() || !stamp.contains("step") || !stamp.contains("run_id") || step == weights_metadata.end() ||
+        run == weights_metadata.end())
+        return "";
+    const std::string json_run =
+        stamp["run_id"].is_string() ? stamp["run_id"].get<std::string>() : stamp["run_id"].dump();
+    if (stamp["step"].dump() == step->second && json_run == run->second) return "";
+    return cat(weights_path, ": its weights are of step ", step->second, " (run ", run->second, ") but ",
+               model_json_path(weights_path), " describes step ", stamp["step"].dump(), " (run ", json_run,
+               "): give the two files of one checkpoint");
+}
+
 }  // namespace
 
 std::string model_weights_in(const std::string& dir) {
@@ -168,27 +185,6 @@ std::vector<std::string> kept_weights_files(const std::string& folder) {
     std::sort(kept.begin(), kept.end());  // the steps' digits are zero-padded
     return kept;
 }
-
-namespace {
-
-// Why the weights (their metadata) and the description are not one checkpoint's; "" where they
-// are, or where either lacks train's stamp (an import, an export's reader, an older model).
-std::string checkpoint_mismatch(const ModelSpec& spec, const std::map<std::string, std::string>& weights_metadata,
-                                const std::string& weights_path) {
-    const nlohmann::json stamp = spec.training.value("checkpoint", nlohmann::json());
-    const auto step = weights_metadata.find("checkpoint_step"), run = weights_metadata.find("run_id");
-    if (!stamp.is_object() || !stamp.contains("step") || !stamp.contains("run_id") || step == weights_metadata.end() ||
-        run == weights_metadata.end())
-        return "";
-    const std::string json_run =
-        stamp["run_id"].is_string() ? stamp["run_id"].get<std::string>() : stamp["run_id"].dump();
-    if (stamp["step"].dump() == step->second && json_run == run->second) return "";
-    return cat(weights_path, ": its weights are of step ", step->second, " (run ", run->second, ") but ",
-               model_json_path(weights_path), " describes step ", stamp["step"].dump(), " (run ", json_run,
-               "): give the two files of one checkpoint");
-}
-
-}  // namespace
 
 std::map<std::string, std::string> load_checkpoint_weights(const std::string& weights_path, ModelSpec& spec,
                                                            ParamStore& params) {
