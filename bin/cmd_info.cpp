@@ -23,6 +23,7 @@
 #include "nn/keras.h"
 #include "nn/unet.h"  // unet_trainable_count
 #include "post/prediction.h"
+#include "predict/keras_model.h"  // keras_label_list
 #include "predict/predictor.h"
 #include "synth/config.h"  // prior_labels_file_name
 
@@ -44,7 +45,9 @@ const char* help_text =
     "checked as predict reads it: the network, its parameters, labels, frame, the voxel sizes\n"
     "it was trained on, and how it was made (the training's step and options, or the Keras\n"
     "file it was imported from); in a model directory also the last logged loss and\n"
-    "validation, and the weights --keep-every kept.\n"
+    "validation, and the weights --keep-every kept. A Keras file (.h5, .keras) that export\n"
+    "wrote is described by the model it records; a published one (SynthSeg's, Infant-\n"
+    "SynthSeg's T1.h5) by its network alone: what predict --model and import then ask for.\n"
     "\n"
     "For a .npy file (priors' prior_means.npy, prior_stds.npy, prior_labels.npy, a label\n"
     "list): its dtype, shape and range, and a list's labels or the labels of the columns of\n"
@@ -130,6 +133,37 @@ void print_training(const nlohmann::json& t) {
     }
 }
 
+// The network's shape and size (its own count, not a record's).
+void print_network(const UNetConfig& u) {
+    std::printf(
+        "  network: 3-D U-Net, %d levels, %d features at the first (doubling a level), %d convolutions a "
+        "level, kernel %d; %d input channel%s\n",
+        u.levels, u.features, u.convs_per_level, u.kernel, u.in_channels, u.in_channels > 1 ? "s" : "");
+    std::printf("  parameters: %lld trainable\n", (long long)unet_trainable_count(u));
+}
+
+// A Keras file of another's (SynthSeg's or Infant-SynthSeg's released T1.h5, ...): the network
+// read from it and checked as predict and import read it, and what it does not record, which
+// predict --model and import then ask for.
+void print_published_keras(const std::string& path, const KerasUNet& network) {
+    std::printf("%s\n", path.c_str());
+    std::printf("  format: a Keras model (%s, Keras %s), not written by infant-synthseg: the network alone\n",
+                network.layout.c_str(), network.keras_version.c_str());
+    print_network(network.unet);
+    const int classes = network.unet.classes;
+    std::string fits;
+    for (const char* preset : {"infant", "synthseg"})
+        if (keras_label_list(preset).size() == size_t(classes)) fits = cat(" (as many as --labels ", preset, "'s)");
+    std::printf(
+        "  outputs: %d labels%s; their values, channel order and the frame the network was trained in are "
+        "not recorded\n",
+        classes, fits.c_str());
+    std::printf(
+        "  to use it: predict --model %s --labels LIST (see --channel-order and --orientation), or import it "
+        "once into a model directory\n",
+        path.c_str());
+}
+
 // A model: what predict would read, checked as predict checks it, and in a model directory what
 // its logs end with.
 void print_model(const std::string& given) {
@@ -138,11 +172,13 @@ void print_model(const std::string& given) {
     // What the path is when it is no model of ours, said before anything names another file. A
     // Keras file our export wrote carries the model's record, and is described by it.
     const bool keras = is_keras_model_path(given);
-    std::string exported_record;
-    if (keras) exported_record = read_keras_unet(given).description;
-    ISS_INPUT(!keras || !exported_record.empty(), given,
-              ": a Keras model of another's; info describes ours and the Keras files export writes: import it ",
-              "(see 'infant-synthseg import --help'), or give it to predict --model as it is");
+    std::string exported_record, keras_layout;
+    if (keras) {
+        KerasUNet network = read_keras_unet(given);
+        if (network.description.empty()) return print_published_keras(given, network);
+        exported_record = std::move(network.description);
+        keras_layout = network.layout;
+    }
     ISS_INPUT(!ends_with(given, ".optimizer.safetensors"), given, ": Adam's state, for train --resume, not a model: ",
               "info describes the model beside it (model.safetensors)");
     if (!folder && ends_with(given, ".json")) parse_model_description(read_text_file(given), given);
@@ -160,16 +196,11 @@ void print_model(const std::string& given) {
 
     std::printf("%s\n", given.c_str());
     if (keras)
-        std::printf("  format: an infant-synthseg model exported to Keras (%s), its record inside\n", given.c_str());
+        std::printf("  format: an infant-synthseg model exported to Keras (%s, %s), its record inside\n", given.c_str(),
+                    keras_layout.c_str());
     else
         std::printf("  format: an infant-synthseg model (%s + %s)\n", weights.c_str(), json_path.c_str());
-    const UNetConfig& u = spec.unet;
-    std::printf(
-        "  network: 3-D U-Net, %d levels, %d features at the first (doubling a level), %d convolutions a "
-        "level, kernel %d; %d input channel%s\n",
-        u.levels, u.features, u.convs_per_level, u.kernel, u.in_channels, u.in_channels > 1 ? "s" : "");
-    std::printf("  parameters: %lld trainable\n",
-                (long long)unet_trainable_count(u));  // the network's, not the record's
+    print_network(spec.unet);
     std::printf("  labels: %zu (%s)\n", spec.labels.size(), clipped(label_list_text(spec.labels), 300).c_str());
     std::printf("  frame: %s; padded to a multiple of %lld; flip averaging: %s\n", pre.frame.c_str(),
                 (long long)pre.size_multiple,

@@ -264,6 +264,7 @@ public:
         model.unet = infer();
         const KerasLayout layout = layout_of(model.unet);
         require_only_layout_layers(layout);
+        if (keras3_) require_keras3_positions(layout);
         if (archive_)
             check_model_config(layout, archive_->layers, archive_->config_where);
         else if (!root_.empty() && file_.has_attribute("/", "model_config"))
@@ -292,6 +293,11 @@ private:
                 ISS_INPUT(names.size() == 1 && !names[0].empty(), path_, ": Keras 3 layer group ", member,
                           " has an empty or listed 'name'");
                 name = names[0];
+                // Keras loads an archive's groups by config.json's layer order, not by this name.
+                const auto listed = by_class.find(member);
+                ISS_INPUT(!archive_ || listed == by_class.end() || listed->second == name, path_,
+                          ": Keras 3 layer group ", member, " is named ", name, " but holds layer ", listed->second,
+                          "'s weights by its position in config.json, which is how Keras loads them");
             } else {
                 const auto it = by_class.find(member);
                 if (it == by_class.end())
@@ -303,7 +309,7 @@ private:
                                                     "again with Keras 3.6 or later)"));
                 name = it->second;
             }
-            ISS_INPUT(keras3_vars_.emplace(name, vars).second, path_, ": two layers are named ", name);
+            ISS_INPUT(keras3_groups_.emplace(name, member).second, path_, ": two layers are named ", name);
             layers_.push_back(name);
         }
     }
@@ -334,8 +340,39 @@ private:
             ISS_INPUT(weightless_unet_layer(name) || known != weighted.end(), path_, ": layer ", name,
                       " is not part of the U-Net its other layers describe (", layout_text(layout), ")");
             const bool weightless = known == weighted.end() || !known->second;
-            if (weightless && (!keras3_ || keras3_vars_.count(name)) && file_.has_group(group(name)))
+            if (weightless && (!keras3_ || keras3_groups_.count(name)) && file_.has_group(group(name)))
                 weight_names(name, {});
+        }
+    }
+
+    // Keras 3 loads a weights file by position: a layer's weights are those of the group its
+    // class and rank among that class's layers name (the third Conv3D's, conv3d_2), whatever the
+    // group's 'name' attribute says. Where that name is ours to go by, the U-Net's layers of each
+    // class must stand in their groups in the U-Net's order (a training model's other layers may
+    // come between), or the file holds what Keras would load into other layers: a converter's or
+    // an edit's file, refused rather than read into another network than Keras'.
+    void require_keras3_positions(const KerasLayout& layout) const {
+        static const std::regex ranked("(.*)_([0-9]+)");
+        std::map<std::string, std::pair<long long, std::string>> last;  // class -> the rank and layer before
+        for (const KerasLayer& layer : layout.layers) {
+            const auto found = keras3_groups_.find(layer.name);
+            if (found == keras3_groups_.end()) continue;
+            const std::string& member = found->second;
+            std::smatch m;
+            const bool numbered = std::regex_match(member, m, ranked);
+            const std::string kind = numbered ? m[1].str() : member, expected = snake_case(layer.kind);
+            const long long rank = numbered ? std::stoll(m[2].str().substr(0, 9)) : 0;
+            ISS_INPUT(kind == expected, path_, ": Keras 3 layer group ", member, " is named ", layer.name, ", a ",
+                      layer.kind, " layer, whose weights Keras reads from a group ", expected, "...",
+                      " (by position, not by name)");
+            const auto before = last.find(kind);
+            if (before != last.end())
+                ISS_INPUT(rank > before->second.first, path_, ": Keras 3 layer groups ",
+                          before->second.first == 0 ? kind : cat(kind, "_", before->second.first), " and ", member,
+                          " are named ", before->second.second, " and ", layer.name,
+                          ", layers the U-Net has in the other order: Keras loads weights by their group's position, "
+                          "not its name, so it would read them into other layers (a converted or edited file?)");
+            last[kind] = {rank, layer.name};
         }
     }
 
@@ -644,9 +681,9 @@ private:
 
     std::string group(const std::string& layer) const {
         if (!keras3_) return root_ + "/" + layer;
-        const auto it = keras3_vars_.find(layer);
-        ISS_INPUT(it != keras3_vars_.end(), path_, ": missing layer ", layer);
-        return it->second;
+        const auto it = keras3_groups_.find(layer);
+        ISS_INPUT(it != keras3_groups_.end(), path_, ": missing layer ", layer);
+        return "/layers/" + it->second + "/vars";
     }
 
     // The layer's weight names, which must be those expected (by suffix), in that order; in a
@@ -714,7 +751,7 @@ private:
     std::string root_;  // "" (weights only) or "/model_weights"
     std::vector<std::string> layers_;
     bool keras3_ = false;  // Keras 3's save_weights layout
-    std::map<std::string, std::string> keras3_vars_;  // there: layer name -> its vars group
+    std::map<std::string, std::string> keras3_groups_;  // there: layer name -> its group under /layers
 };
 
 // The model as the reader process sends it (io/isolate.h): the architecture and the two texts,
