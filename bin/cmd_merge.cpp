@@ -53,7 +53,8 @@ const char* usage =
     "All four inputs must be on one voxel grid (dims and affine to 1e-4 mm; a file of that\n"
     "grid stored in another voxel order, LIA beside RAS, is reordered exactly); the command\n"
     "names the file that differs and exits 2 otherwise, writing nothing. The outputs are on\n"
-    "the T1 segmentation's grid.\n";
+    "the T1 segmentation's grid. A T2 scan on a grid of its own: predict it with --like and\n"
+    "the T1 scan (its outputs then on the T1's grid, where the headers co-register them).\n";
 
 }  // namespace
 
@@ -97,8 +98,9 @@ int cmd_merge(int argc, char** argv) {
     try {
         t2.seg = on_grid_of(std::move(t2.seg), t2_seg, t1.seg.grid, t1_seg);
     } catch (const InputError& e) {
-        throw InputError(cat(e.what(), "; merge compares the two predictions voxel by voxel: register or resample ",
-                             "the T2 scan onto the T1's grid, then predict it there"));
+        throw InputError(cat(e.what(), "; merge compares the two predictions voxel by voxel: predict the T2 scan ",
+                             "again with --like and the T1 scan (its outputs then on the T1's grid, where the ",
+                             "headers co-register the scans), or register it onto the T1 first"));
     }
     Posteriors t2_read = read_posteriors(t2_post, t2_given);
     t2.post = on_grid_of(std::move(t2_read.image), t2_post, t1.seg.grid, t1_seg);

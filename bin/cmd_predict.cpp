@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,7 @@ const char* usage =
     "                               [--labels LABELS] [--channel-order ORDER]\n"
     "                               [--orientation CODE] [--post FILE|DIR]\n"
     "                               [--vol FILE.csv] [--resample FILE|DIR] [--preview FILE.png]\n"
+    "                               [--like FILE]\n"
     "                               [--no-flip] [--no-resample] [--clip-percentiles]\n"
     "                               [--threads N] [--device auto|cpu|cuda[:N]]\n"
     "                               [--precision fp32|bf16]\n"
@@ -63,7 +65,7 @@ const char* usage =
     "    of the brain (voxels outside it become background in the segmentation only: the\n"
     "    posteriors, and so --vol, keep them, as Infant-SynthSeg's predict does; SynthSeg 2.0\n"
     "    zeroes them);\n"
-    "  - writes everything on the input's own grid and affine.\n"
+    "  - writes everything on the input's own grid and affine (or --like's).\n"
     "\n"
     "  --i FILE|DIR        an image, or a directory of them (*.nii, *.nii.gz, NIfTI pairs *.hdr\n"
     "                      + .img, and FreeSurfer's *.mgz, *.mgh; each output is NIfTI or MGH by\n"
@@ -95,6 +97,15 @@ const char* usage =
     "                      NAME_resampled.nii.gz in a directory, .mgz for an MGH scan)\n"
     "  --preview FILE.png  a picture: per subject (the first 8) the axial, coronal and sagittal\n"
     "                      mid-slices with the segmentation over the image\n"
+    "  --like FILE         write the segmentation and posteriors (and so --vol) on FILE's voxel\n"
+    "                      grid instead of the scan's, through the two headers' world\n"
+    "                      coordinates: the T2 of a subject onto its T1's grid, for merge,\n"
+    "                      when the scans are co-registered but not resampled (no\n"
+    "                      registration is done). The posteriors are resampled trilinearly, as\n"
+    "                      they come back to the scan's own grid otherwise; FILE's voxels\n"
+    "                      outside the scan's field of view get posteriors 0 (no evidence:\n"
+    "                      merge takes the other scan's there) and label 0. One scan (--i a\n"
+    "                      file); FILE's header alone is read (its voxels for --preview)\n"
     "  --no-flip           no left/right test-time augmentation (twice as fast)\n"
     "  --no-resample       keep the input's voxel size even outside the model's range\n"
     "  --clip-percentiles  clip intensities to the 0.5 and 99.5 percentiles before normalising\n"
@@ -229,6 +240,7 @@ std::vector<NamedPath> check_prediction_outputs(const Args& args, const std::vec
     }
     // The first --i is each job's input (or the folder of them); the other channels are extra.
     for (size_t c = 1; c < channels.size(); ++c) inputs.push_back({channels[c], "--i"});
+    if (args.has("--like")) inputs.push_back({args.get("--like", ""), "--like"});
     for (const Job& job : jobs) {
         inputs.push_back({job.input, "--i"});
         outputs.insert(outputs.end(), {{job.seg, "--o"}, {job.post, "--post"}, {job.resampled, "--resample"}});
@@ -314,7 +326,8 @@ enum class ScanOutcome { segmented, posteriors_skipped };
 // committed at once (`committed` says so to the failure's message), a single file's wait in
 // `run`. Posteriors an earlier run wrote are refused as a single file and skipped in a folder.
 ScanOutcome segment_scan(const Job& job, const std::vector<std::string>& channels, Predictor& predictor, bool folder,
-                         bool preview, const char* line_start, RunOutputs& run, bool& committed) {
+                         bool preview, const VolumeHeader* like, const char* line_start, RunOutputs& run,
+                         bool& committed) {
     // The header first: posteriors an earlier run wrote (their frames record their labels) are
     // not a scan, and their voxels need not be read to say so. In a folder named otherwise (the
     // README's t1_post.nii.gz) they failed as 34 channels.
@@ -329,10 +342,17 @@ ScanOutcome segment_scan(const Job& job, const std::vector<std::string>& channel
         return ScanOutcome::posteriors_skipped;
     }
     const Image image = channels.size() > 1 ? read_channels(channels, header) : read_image(header);
-    const Segmentation result = predictor.predict(image, job.input);
+    const Grid like_grid = like ? like->grid() : Grid();
+    const Segmentation result = predictor.predict(image, job.input, like ? &like_grid : nullptr);
+    if (result.outside_field_of_view >= 0.005)
+        std::fprintf(stderr,
+                     "%sinfant-synthseg predict: note: %.0f%% of %s's voxels lie outside %s's field of view: "
+                     "posteriors 0 and label 0 there\n",
+                     line_start, 100.0 * result.outside_field_of_view, like->path.c_str(), job.input.c_str());
+    const VolumeHeader* written_like = like ? like : &header;  // codes and units of the outputs' grid
     auto outputs = std::make_unique<OutputSet>();  // a failure below removes what it wrote
-    write_prediction(*outputs, job.seg, result.segmentation, &header, job.post, result.posteriors, predictor.labels(),
-                     &header);
+    write_prediction(*outputs, job.seg, result.segmentation, written_like, job.post, result.posteriors,
+                     predictor.labels(), written_like);
     outputs->write(job.resampled, [&](const std::string& path) { write_image(path, result.resampled, &header); });
     if (folder) {
         outputs->commit();
@@ -340,7 +360,7 @@ ScanOutcome segment_scan(const Job& job, const std::vector<std::string>& channel
     }
     run.add_volumes(volume_stem(job.input), predictor.labels(), result.volumes_mm3);
     if (preview && run.preview_rows.size() < preview_max_rows) {
-        const MidSlices cells = overlay_mid_slices(image, result.segmentation);
+        const MidSlices cells = overlay_mid_slices(like ? read_image(*like) : image, result.segmentation);
         run.preview_rows.push_back({cells[0], cells[1], cells[2]});
     }
     // Moved to the run last, so that a failure above drops them.
@@ -368,7 +388,7 @@ void say_failure(const std::exception& e, const Job& job, bool folder, bool comm
 int cmd_predict(int argc, char** argv) {
     const Args args("predict", argc, argv,
                     {"--i", "--o", "--model", "--post", "--vol", "--resample", "--preview", "--threads", "--device",
-                     "--labels", "--channel-order", "--orientation", "--precision"},
+                     "--labels", "--channel-order", "--orientation", "--precision", "--like"},
                     {"--no-flip", "--no-resample", "--clip-percentiles", "--help"}, {"--i"});
     if (args.flag("--help")) {
         std::fputs(usage, stdout);
@@ -386,8 +406,13 @@ int cmd_predict(int argc, char** argv) {
     const bool folder = fs::is_directory(in, ec);
     ISS_INPUT(channels.size() == 1 || !folder, "predict: several --i are the channels of one subject: give files");
     require_output_kinds(args, folder);
+    ISS_INPUT(!args.has("--like") || !folder, "predict: --like puts one scan's outputs on another file's grid: give ",
+              "--i a file, not a folder");
     const std::vector<Job> jobs = plan_jobs(args, in, out, folder);
     const std::vector<NamedPath> outputs = check_prediction_outputs(args, jobs, channels, model, options, folder);
+    // The grid to write on, read (its header) before the model.
+    std::optional<VolumeHeader> like;
+    if (args.has("--like")) like = read_volume_header(args.get("--like", ""));
 
     Predictor predictor(model, options);  // the model is read and checked before any output
     warn_of_unlabelled_mgh_posteriors(jobs, predictor.labels());
@@ -420,8 +445,8 @@ int cmd_predict(int argc, char** argv) {
         const auto job_start = std::chrono::steady_clock::now();
         bool segmented = false, committed = false;
         try {
-            const ScanOutcome outcome =
-                segment_scan(job, channels, predictor, folder, args.has("--preview"), line_start, run, committed);
+            const ScanOutcome outcome = segment_scan(job, channels, predictor, folder, args.has("--preview"),
+                                                     like ? &*like : nullptr, line_start, run, committed);
             posteriors_skipped += outcome == ScanOutcome::posteriors_skipped;
             segmented = outcome == ScanOutcome::segmented;
         } catch (const std::exception& e) {

@@ -185,14 +185,51 @@ std::vector<int64_t> frames_in_order_of(const LabelList& from, const std::string
 
 namespace {
 
-// What keeps `b` off `a`'s voxel grid ("dims ... vs ...", "the affines differ by up to ..."), or
-// "" when it is on it.
+// The world position of a grid's centre, in mm.
+std::array<double, 3> centre_of(const Grid& g) {
+    return g.affine.apply(0.5 * double(g.dim[0] - 1), 0.5 * double(g.dim[1] - 1), 0.5 * double(g.dim[2] - 1));
+}
+
+// What keeps `b` off `a`'s voxel grid, or "" when it is on it, in the terms a user can check
+// with info: the dims, voxel sizes and orientations that differ ("dims 44x123x121 vs 87x107x77,
+// voxels 2.5x1x1 mm vs 1.1x0.9x1.25 mm, orientation PSR vs LAS, centres 12 mm apart"); where
+// those agree, how far the axes turn and the grid is shifted.
 std::string grid_difference(const Grid& a, const Grid& b) {
-    if (a.dim != b.dim) return cat("dims ", dims_text(b.dim), " vs ", dims_text(a.dim));
+    if (a.dim == b.dim && a.same_as(b)) return "";
+    auto sizes_text = [](const std::array<double, 3>& v) { return cat(v[0], "x", v[1], "x", v[2], " mm"); };
+    auto joined = [](const std::vector<std::string>& parts) {
+        std::string text;
+        for (const std::string& p : parts) text += (text.empty() ? "" : ", ") + p;
+        return text;
+    };
+    std::vector<std::string> parts;
+    if (a.dim != b.dim) parts.push_back(cat("dims ", dims_text(b.dim), " vs ", dims_text(a.dim)));
+    const std::array<double, 3> va = a.voxel_size(), vb = b.voxel_size();
+    double size_change = 0;
+    for (size_t d = 0; d < 3; ++d) size_change = std::max(size_change, std::fabs(va[d] - vb[d]));
+    if (size_change > 1e-4) parts.push_back(cat("voxels ", sizes_text(vb), " vs ", sizes_text(va)));
+    const std::string oa = orientation_code(a.affine), ob = orientation_code(b.affine);
+    if (oa != ob) parts.push_back(cat("orientation ", ob, " vs ", oa));
+    const std::array<double, 3> ca = centre_of(a), cb = centre_of(b);
+    const double apart = std::hypot(ca[0] - cb[0], ca[1] - cb[1], ca[2] - cb[2]);
+    if (!parts.empty()) {
+        if (apart > 0.05) parts.push_back(cat("centres ", std::round(apart * 10) / 10, " mm apart"));
+        return joined(parts);
+    }
+    // The same dims, voxel sizes and orientation: turned (an oblique acquisition) or shifted.
+    double turn = 0;
+    for (int d = 0; d < 3; ++d) {
+        double dot = 0;
+        for (int r = 0; r < 3; ++r) dot += a.affine.m[r][d] * b.affine.m[r][d];
+        turn = std::max(turn, std::acos(std::clamp(dot / (va[size_t(d)] * vb[size_t(d)]), -1.0, 1.0)) * 180 / M_PI);
+    }
+    if (turn > 1e-3) parts.push_back(cat("axes turned by up to ", std::round(turn * 100) / 100, " degrees"));
+    if (apart > 1e-4) parts.push_back(cat("shifted by ", apart, " mm"));
+    if (!parts.empty()) return joined(parts);
     double worst = 0;
     for (int r = 0; r < 4; ++r)
         for (int c = 0; c < 4; ++c) worst = std::max(worst, std::fabs(a.affine.m[r][c] - b.affine.m[r][c]));
-    return a.same_as(b) ? std::string() : cat("the affines differ by up to ", worst, " (tolerance 1e-4)");
+    return cat("the affines differ by up to ", worst, " (tolerance 1e-4)");
 }
 
 }  // namespace

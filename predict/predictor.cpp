@@ -384,7 +384,28 @@ void Predictor::State::forward(const Image& x, size_t* peak_bytes, const UNet::P
     *peak_bytes = std::max(*peak_bytes, pool.capacity_bytes() + ctx.workspace_bytes());
 }
 
-Segmentation Predictor::predict(const Image& image, const std::string& name) {
+namespace {
+
+// Voxels of `grid` whose centre lies outside `scan`'s field of view (its voxels' extent, half a
+// voxel past the outer centres), through the two grids' world coordinates.
+std::vector<uint8_t> outside_field_of_view(const Grid& grid, const Grid& scan) {
+    const Mat4 to_scan = voxel_transform(scan, grid);
+    std::vector<uint8_t> outside(size_t(grid.voxels()));
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t k = 0; k < grid.dim[2]; ++k)
+        for (int64_t j = 0; j < grid.dim[1]; ++j)
+            for (int64_t i = 0; i < grid.dim[0]; ++i) {
+                const std::array<double, 3> p = to_scan.apply(double(i), double(j), double(k));
+                bool out = false;
+                for (size_t d = 0; d < 3; ++d) out = out || !(p[d] >= -0.5 && p[d] <= double(scan.dim[d]) - 0.5);
+                outside[size_t((k * grid.dim[1] + j) * grid.dim[0] + i)] = out;
+            }
+    return outside;
+}
+
+}  // namespace
+
+Segmentation Predictor::predict(const Image& image, const std::string& name, const Grid* onto) {
     State& s = *state_;
     const int64_t channels = s.spec.unet.in_channels;
     ISS_INPUT(image.frames == channels, name, ": the model takes ", channels, " channel", channels > 1 ? "s" : "",
@@ -413,7 +434,8 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
         resampled = target != framed.grid.voxel_size();
         if (resampled) work = grid_at_voxel_size(framed.grid, target);
     }
-    require_memory_to_segment(name, work, framed.grid, resampled, channels, classes, host_memory_bytes());
+    require_memory_to_segment(name, work, onto ? *onto : framed.grid, resampled || onto, channels, classes,
+                              host_memory_bytes());
     warn_if_not_head_sized(image.grid, name);  // after the refusal a huge one gets: one line, not two
     warn_if_a_label_map(image, name);
     Image x = resampled ? resample_image(s.ctx, blurred_for_downsampling(framed, target), work, Interp::linear,
@@ -457,6 +479,11 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
     // 6. Smoothing, cropped and channel-first; back to the input's grid in the model's frame.
     Image post = smooth_and_crop_posteriors(s.ctx, probs.get(), padded.grid.dim, before, x.grid, classes);
     probs.reset();  // freed before the outputs are allocated
+    if (onto) {
+        onto_grid(std::move(post), framed.grid, *onto, x, name, out);
+        lap("postprocess");
+        return out;
+    }
     if (resampled) post = resample_image(s.ctx, post, framed.grid, Interp::linear, OutOfBounds::clamp);
 
     // 7. Argmax and the largest connected component.
@@ -475,6 +502,37 @@ Segmentation Predictor::predict(const Image& image, const std::string& name) {
     out.resampled = x;
     lap("postprocess");
     return out;
+}
+
+// Steps 7 and 8 on another scan's grid (predict --like): the posteriors (on `scan`'s field of view
+// in the model's frame) resampled trilinearly onto `onto` through world coordinates, as they come
+// back to the scan's own grid otherwise; voxels outside the scan's field of view hold no evidence:
+// posteriors 0 (merge then takes the other scan's) and label 0.
+void Predictor::onto_grid(Image post, const Grid& scan, const Grid& onto, const Image& seen, const std::string& name,
+                          Segmentation& out) {
+    State& s = *state_;
+    const std::vector<uint8_t> outside = outside_field_of_view(onto, scan);
+    const int64_t outside_count = std::count(outside.begin(), outside.end(), uint8_t(1));
+    ISS_INPUT(outside_count < onto.voxels(), name, ": its field of view and the grid of --like do not overlap ",
+              "in world coordinates: the two files are not co-registered by their headers");
+    post = resample_image(s.ctx, post, onto, Interp::linear, OutOfBounds::clamp);
+    const int64_t voxels = onto.voxels();
+    for (int64_t c = 0; c < post.frames; ++c)
+        for (int64_t v = 0; v < voxels; ++v)
+            if (outside[size_t(v)]) post.data[size_t(c * voxels + v)] = 0.0f;
+    LabelMap seg = segment_posteriors(post, s.spec.labels);
+    for (int64_t v = 0; v < voxels; ++v)
+        if (outside[size_t(v)]) seg.data[size_t(v)] = 0;
+    warn_if_no_structure(seg, seen, name);
+    out.outside_field_of_view = double(outside_count) / double(voxels);
+    out.volumes_mm3 = posterior_volumes_mm3(post, s.spec.labels);
+    out.segmentation = std::move(seg);
+    out.segmentation.grid.affine = onto.affine;
+    if (s.options.keep_posteriors) {
+        out.posteriors = std::move(post);
+        out.posteriors.grid.affine = onto.affine;
+    }
+    out.resampled = seen;
 }
 
 }  // namespace iss

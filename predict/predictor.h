@@ -51,6 +51,9 @@ struct Segmentation {
                                        // (empty without PredictOptions::keep_posteriors)
     Image resampled;                   // the normalised image the network saw (its grid)
     std::vector<double> volumes_mm3;   // per label (background's entry 0)
+    // With a grid to segment onto (predict --like): the share of its voxels outside the scan's
+    // field of view (posteriors 0, label 0); 0 otherwise.
+    double outside_field_of_view = 0;
     // Wall seconds of each stage ("preprocess", "network", "postprocess"), and the bytes the
     // network held at most: its activations' blocks and its convolutions' workspace, which
     // keeps the size of the largest scan so far (the other stages hold a few volumes on the
@@ -67,8 +70,10 @@ public:
     ~Predictor();
 
     // InputError naming `name` for an image that is not 3-D, is empty, or has other channels
-    // than the model expects.
-    Segmentation predict(const Image& image, const std::string& name);
+    // than the model expects. `onto`: the outputs on that grid instead of the image's (another
+    // scan's of the subject, co-registered by the headers: predict --like), voxels outside the
+    // image's field of view with posteriors 0 and label 0; InputError when none is inside.
+    Segmentation predict(const Image& image, const std::string& name, const Grid* onto = nullptr);
 
     const std::vector<int32_t>& labels() const;
     int64_t input_channels() const;  // images per subject (1; 2 for a T1 + T2 model)
@@ -77,6 +82,9 @@ public:
     const Preprocessing& preprocessing() const;
 
 private:
+    void onto_grid(Image post, const Grid& scan, const Grid& onto, const Image& seen, const std::string& name,
+                   Segmentation& out);
+
     struct State;
     std::unique_ptr<State> state_;
 };

@@ -601,8 +601,20 @@ TEST_F(PostInputs, FrameCountsDimensionsGridsAndMissingFilesNameTheFile) {
     EXPECT_EQ(error_of([&] { require_same_grid(g, "a.nii", other, "b.nii"); }), "") << "within 1e-4";
     other.affine.m[0][3] = 0.5;
     const std::string affine = error_of([&] { require_same_grid(g, "a.nii", other, "b.nii"); });
-    EXPECT_NE(affine.find("b.nii: not on the voxel grid of a.nii: the affines differ by up to 0.5"), std::string::npos)
-        << affine;
+    EXPECT_NE(affine.find("b.nii: not on the voxel grid of a.nii: shifted by 0.5 mm"), std::string::npos) << affine;
+    // What a user checks with info: the voxel sizes, the orientation, an oblique turn.
+    other = grid_of(3, 2, 2);
+    other.affine = Mat4::scaling(-1, 1, 2.5);
+    const std::string sizes = error_of([&] { require_same_grid(g, "a.nii", other, "b.nii"); });
+    EXPECT_NE(sizes.find(": voxels 1x1x2.5 mm vs 1x1x1 mm, orientation LAS vs RAS, centres "), std::string::npos)
+        << sizes;
+    other = g;
+    const double turn = 10 * M_PI / 180;
+    other.affine.m[1][1] = other.affine.m[2][2] = std::cos(turn);
+    other.affine.m[1][2] = -std::sin(turn);
+    other.affine.m[2][1] = std::sin(turn);
+    const std::string oblique = error_of([&] { require_same_grid(g, "a.nii", other, "b.nii"); });
+    EXPECT_NE(oblique.find(": axes turned by up to 10 degrees"), std::string::npos) << oblique;
 
     // A shifted grid stored in another voxel order (LIA): compared in a's order, so the message
     // says the shift, not the permuted dims; another size along an axis likewise.
@@ -612,14 +624,15 @@ TEST_F(PostInputs, FrameCountsDimensionsGridsAndMissingFilesNameTheFile) {
     LabelMap lia = reorient(LabelMap(moved), "LIA");
     ASSERT_NE(lia.grid.dim, a.dim);
     const std::string shifted = error_of([&] { on_grid_of(std::move(lia), "b.nii", a, "a.nii"); });
-    EXPECT_NE(shifted.find("b.nii: not on the voxel grid of a.nii: the affines differ by up to 0.5 (tolerance 1e-4) "
-                           "(b.nii read in the voxel order of a.nii)"),
+    EXPECT_NE(shifted.find("b.nii: not on the voxel grid of a.nii: shifted by 0.5 mm (b.nii read in the voxel order "
+                           "of a.nii)"),
               std::string::npos)
         << shifted;
     const std::string longer =
         error_of([&] { on_grid_of(reorient(LabelMap(grid_of(4, 3, 3)), "LIA"), "b.nii", a, "a.nii"); });
-    EXPECT_NE(longer.find("b.nii: not on the voxel grid of a.nii: dims 4x3x3 vs 4x3x2 (b.nii read in"),
-              std::string::npos)
+    EXPECT_NE(
+        longer.find("b.nii: not on the voxel grid of a.nii: dims 4x3x3 vs 4x3x2, centres 0.5 mm apart (b.nii read in"),
+        std::string::npos)
         << longer;
 }
 

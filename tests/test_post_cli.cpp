@@ -216,15 +216,16 @@ TEST_F(MergeCli, BadInputExitsTwoAndWritesNothing) {
     bad.replace(bad.find(q("t2_seg.nii.gz")), q("t2_seg.nii.gz").size(), q("t2_dims.nii.gz"));
     expect_bad("merge", bad, "t2_dims.nii.gz: not on the voxel grid of " + path("t1_seg.nii.gz") + ": dims 4x3x3");
     expect_bad("merge", bad,
-               "; merge compares the two predictions voxel by voxel: register or resample the T2 scan "
-               "onto the T1's grid, then predict it there");
+               "; merge compares the two predictions voxel by voxel: predict the T2 scan again with --like and "
+               "the T1 scan");
     Grid shifted = small_grid();
     shifted.affine.m[1][3] = 0.01;
     Image moved(shifted, 3, 0.2f);
     write_posteriors(path("t2_moved.nii.gz"), moved);
     bad = args;
     bad.replace(bad.find(q("t2_post.nii.gz")), q("t2_post.nii.gz").size(), q("t2_moved.nii.gz"));
-    expect_bad("merge", bad, "t2_moved.nii.gz: not on the voxel grid of " + path("t1_seg.nii.gz") + ": the affines");
+    expect_bad("merge", bad,
+               "t2_moved.nii.gz: not on the voxel grid of " + path("t1_seg.nii.gz") + ": shifted by 0.01 mm");
 
     // A posteriors file given as the segmentation; a missing file; a bad output name.
     bad = args;
@@ -576,7 +577,7 @@ TEST_F(DiceCli, BadInputExitsTwoAndWritesNothing) {
     mirrored.grid.affine = mirrored.grid.affine * Mat4::scaling(-1, 1, 1);
     write_labels(path("mirrored.nii.gz"), mirrored);
     expect_bad("dice", "--pred " + q("pred/a.nii.gz") + " --gt " + q("mirrored.nii.gz") + o,
-               path("pred/a.nii.gz") + ": not on the voxel grid of " + path("mirrored.nii.gz") + ": the affines");
+               path("pred/a.nii.gz") + ": not on the voxel grid of " + path("mirrored.nii.gz") + ": shifted by 7 mm");
     Image four(row({0, 1, 1, 0, 0, 0, 0, 0}).grid, 2, 1.0f);
     write_image(path("four.nii.gz"), four);
     expect_bad("dice", "--pred " + q("four.nii.gz") + " --gt " + q("gt/a.nii.gz") + o, "four.nii.gz: a 4-D volume");

@@ -269,6 +269,114 @@ TEST_F(Predict, AnyOrientationGivesTheSameWorldSpaceSegmentation) {
     }
 }
 
+// predict --like: a T2 segmented onto its T1's grid (another voxel order, size and field of view,
+// co-registered by the headers) holds the posteriors the T2's own grid would hold, resampled
+// through world coordinates; the T1's voxels past the T2's field of view hold no evidence
+// (posteriors 0, label 0), which merge then leaves to the T1.
+TEST_F(Predict, OntoAnotherScansGridIsTheOwnPosteriorsResampledThroughWorldSpace) {
+    Predictor predictor(make_model(), PredictOptions{});
+    Mat4 scan_affine = Mat4::scaling(1, 1, 1);
+    scan_affine.m[1][3] = 7;
+    const Image scan = test_image(grid({18, 20, 16}, scan_affine));
+    Mat4 onto_affine = Mat4::scaling(-1.25, 1.1, 0.9);  // LAS, 25 mm wide from x = 21 down to x = -4
+    onto_affine.m[0][3] = 21;
+    onto_affine.m[1][3] = 5;
+    const Grid onto = grid({21, 22, 20}, onto_affine);
+    const Segmentation own = predictor.predict(scan, "t2.nii.gz");
+    const Segmentation like = predictor.predict(scan, "t2.nii.gz", &onto);
+    EXPECT_EQ(like.segmentation.grid.dim, onto.dim);
+    EXPECT_TRUE(like.segmentation.grid.affine.approx_equal(onto.affine, 0));
+    EXPECT_EQ(like.posteriors.grid.dim, onto.dim);
+    ASSERT_EQ(like.posteriors.frames, own.posteriors.frames);
+
+    DeviceContext cpu;
+    const Image expected = resample_image(cpu, own.posteriors, onto, Interp::linear, OutOfBounds::clamp);
+    const Mat4 to_scan = scan.grid.affine.inverse() * onto.affine;
+    const int64_t n = onto.voxels(), classes = like.posteriors.frames;
+    int64_t outside = 0, differ = 0;
+    for (int64_t k = 0; k < onto.dim[2]; ++k)
+        for (int64_t j = 0; j < onto.dim[1]; ++j)
+            for (int64_t i = 0; i < onto.dim[0]; ++i) {
+                const int64_t v = (k * onto.dim[1] + j) * onto.dim[0] + i;
+                const std::array<double, 3> p = to_scan.apply(double(i), double(j), double(k));
+                bool out = false;
+                for (size_t d = 0; d < 3; ++d) out = out || p[d] < -0.5 || p[d] > double(scan.grid.dim[d]) - 0.5;
+                outside += out;
+                double largest = 0;
+                int64_t best = 0;
+                for (int64_t c = 0; c < classes; ++c) {
+                    const float got = like.posteriors.data[size_t(c * n + v)];
+                    differ += std::abs(got - (out ? 0.0f : expected.data[size_t(c * n + v)])) > 1e-5f;
+                    if (got > largest) largest = got, best = c;
+                }
+                const int32_t label = like.segmentation.data[size_t(v)];
+                if (out) {
+                    EXPECT_EQ(label, 0) << i << "," << j << "," << k << " lies outside the scan";
+                } else if (label != 0) {  // outside the largest component: background
+                    EXPECT_EQ(label, predictor.labels()[size_t(best)]) << i << "," << j << "," << k;
+                }
+            }
+    EXPECT_EQ(differ, 0) << "posteriors other than the scan's own resampled onto the grid";
+    EXPECT_GT(outside, n / 10) << "the test's grids should overlap in part";
+    EXPECT_LT(outside, n / 2);
+    EXPECT_DOUBLE_EQ(like.outside_field_of_view, double(outside) / double(n));
+    EXPECT_GT(std::count_if(like.segmentation.data.begin(), like.segmentation.data.end(), [](int32_t l) { return l; }),
+              0);
+
+    // Grids that do not meet: the headers do not co-register the scans.
+    Mat4 far = onto_affine;
+    far.m[2][3] = 500;
+    const Grid elsewhere = grid(onto.dim, far);
+    EXPECT_NE(test::refusal_of("t2.nii.gz", [&] { predictor.predict(scan, "t2.nii.gz", &elsewhere); })
+                  .find("its field of view and the grid of --like do not overlap in world coordinates"),
+              std::string::npos);
+}
+
+// The command: the T2's outputs on the T1's grid and header, which merge then takes beside the
+// T1's; one scan only, and the T1 is an input no output may replace.
+TEST_F(Predict, CommandLikeWritesOnTheOtherScansGridForMerge) {
+    const std::string model = make_model();
+    Mat4 t1_affine = Mat4::scaling(-1.1, 1, 1.2);  // LAS, as infant data are stored
+    t1_affine.m[0][3] = 20;
+    write_image(path("t1.nii.gz"), test_image(grid({17, 20, 14}, t1_affine)));
+    write_image(path("t2.nii.gz"), test_image(grid({20, 22, 18}, Mat4::scaling(1, 1, 1))));
+    const std::string q_model = test::shell_quote(model), cli = test::cli_path() + " ";
+    auto run = [&](const std::string& options) { return test::run_command(cli + options); };
+    auto quoted = [&](const char* name) { return test::shell_quote(path(name)); };
+    const test::RunResult t1 = run("predict --i " + quoted("t1.nii.gz") + " --o " + quoted("t1_seg.nii.gz") +
+                                   " --post " + quoted("t1_post.nii.gz") + " --model " + q_model + " --device cpu");
+    ASSERT_EQ(t1.status, 0) << t1.err;
+    const test::RunResult t2 = run("predict --i " + quoted("t2.nii.gz") + " --like " + quoted("t1.nii.gz") + " --o " +
+                                   quoted("t2_seg.nii.gz") + " --post " + quoted("t2_post.nii.gz") + " --vol " +
+                                   quoted("t2_vol.csv") + " --model " + q_model + " --device cpu");
+    ASSERT_EQ(t2.status, 0) << t2.err;
+    const VolumeHeader t1_header = read_volume_header(path("t1.nii.gz"));
+    for (const char* output : {"t2_seg.nii.gz", "t2_post.nii.gz"}) {
+        const VolumeHeader h = read_volume_header(path(output));
+        EXPECT_EQ(h.grid().dim, t1_header.grid().dim) << output;
+        EXPECT_TRUE(h.affine.approx_equal(t1_header.affine, 1e-6)) << output;
+        EXPECT_EQ(h.sform_code, t1_header.sform_code) << output;
+    }
+    EXPECT_EQ(read_csv(path("t2_vol.csv")).rows.size(), 1u);
+    const test::RunResult merged =
+        run("merge --t1-seg " + quoted("t1_seg.nii.gz") + " --t1-post " + quoted("t1_post.nii.gz") + " --t2-seg " +
+            quoted("t2_seg.nii.gz") + " --t2-post " + quoted("t2_post.nii.gz") + " --o-seg " + quoted("m_seg.nii.gz") +
+            " --o-post " + quoted("m_post.nii.gz"));
+    EXPECT_EQ(merged.status, 0) << merged.err;
+
+    const test::RunResult over = run("predict --i " + quoted("t2.nii.gz") + " --like " + quoted("t1.nii.gz") + " --o " +
+                                     quoted("t1.nii.gz") + " --model " + q_model);
+    EXPECT_EQ(over.status, 2) << over.err;
+    EXPECT_NE(over.err.find("t1.nii.gz"), std::string::npos) << over.err;
+    fs::create_directories(path("scans"));
+    const test::RunResult folder = run("predict --i " + quoted("scans") + " --like " + quoted("t1.nii.gz") + " --o " +
+                                       quoted("segs") + " --model " + q_model);
+    EXPECT_EQ(folder.status, 2);
+    EXPECT_NE(folder.err.find("--like puts one scan's outputs on another file's grid: give --i a file"),
+              std::string::npos)
+        << folder.err;
+}
+
 // predict --preview shows the scan in RAS: the picture of one scan stored RAS and stored LIA (the
 // same world) is the same picture (the segmentation is the same in world space, above).
 TEST_F(Predict, PreviewIsTheSamePictureWhateverTheVoxelOrder) {
