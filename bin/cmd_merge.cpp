@@ -90,7 +90,7 @@ int cmd_merge(int argc, char** argv) {
     // Everything on the T1 segmentation's grid (a file of it stored in another voxel order is
     // reordered).
     Prediction t1{read_segmentation(t1_seg, &seg_header), Image()};
-    Posteriors t1_read = read_posteriors(t1_post, t1_given, &post_header);
+    Posteriors t1_read = read_posteriors(t1_post, t1_given, &post_header, "--t1-labels");
     t1.post = on_grid_of(std::move(t1_read.image), t1_post, t1.seg.grid, t1_seg);
     // An infant's T2 is often acquired on a grid of its own (coronal, 2 mm slices): the one
     // refusal a user of the README's workflow meets, so it says what to do.
@@ -102,7 +102,7 @@ int cmd_merge(int argc, char** argv) {
                              "again with --like and the T1 scan (its outputs then on the T1's grid, where the ",
                              "headers co-register the scans), or register it onto the T1 first"));
     }
-    Posteriors t2_read = read_posteriors(t2_post, t2_given);
+    Posteriors t2_read = read_posteriors(t2_post, t2_given, nullptr, "--t2-labels");
     t2.post = on_grid_of(std::move(t2_read.image), t2_post, t1.seg.grid, t1_seg);
 
     // Every label of either segmentation must have its posterior frame (as clean requires), and
@@ -110,8 +110,13 @@ int cmd_merge(int argc, char** argv) {
     require_listed(t1.seg, t1_seg, t1_read.labels);
     require_listed(t2.seg, t2_seg, t2_read.labels);
     std::vector<int64_t> t2_frames = frames_in_order_of(t2_read.labels, t2_post, t1_read.labels, t1_post);
-    require_frames_match(t1.seg, t1_seg, t1.post, t1_post, t1_read.labels);
-    require_frames_match(t2.seg, t2_seg, t2.post, t2_post, t2_read.labels);
+    require_frames_match(t1.seg, t1_seg, t1.post, t1_post, t1_read.labels, "--t1-labels");
+    require_frames_match(t2.seg, t2_seg, t2.post, t2_post, t2_read.labels, "--t2-labels");
+    // The same prediction twice (a copied command line naming the T1's files for both): the merge
+    // is the T1's, exit 0; said, as it is surely not what was meant.
+    if (t1.seg.data == t2.seg.data && t1.post.data == t2.post.data && t1_read.labels.labels == t2_read.labels.labels)
+        warning(cat("merge: ", t2_seg, " and ", t2_post, " hold the same prediction as ", t1_seg, " and ", t1_post,
+                    " (the T1's files given twice?): the merge is that prediction"));
     const Prediction merged = merge_t1_t2(std::move(t1), t2, std::move(t2_frames));
     warn_of_temporaries_beside("merge", outputs);
     OutputDirectories folders;

@@ -134,7 +134,8 @@ LabelMap read_segmentation(const std::string& path, VolumeHeader* header) {
     return read_labels(h);
 }
 
-Posteriors read_posteriors(const std::string& path, const std::optional<LabelList>& given, VolumeHeader* header) {
+Posteriors read_posteriors(const std::string& path, const std::optional<LabelList>& given, VolumeHeader* header,
+                           const std::string& option) {
     const VolumeHeader h = read_volume_header(path);
     ISS_INPUT(h.frame_labels_problem.empty(), h.frame_labels_problem);
     LabelList list;
@@ -150,7 +151,8 @@ Posteriors read_posteriors(const std::string& path, const std::optional<LabelLis
         list = given ? *given : label_list_or_default(nullptr);
         ISS_INPUT(h.frames() == int64_t(list.labels.size()), path, ": ", h.frames(), " posterior frame",
                   h.frames() == 1 ? "" : "s", " but ", list.source, " has ", list.labels.size(),
-                  " labels (one frame per label expected)");
+                  " labels (one frame per label expected): give ", option,
+                  " the labels of the model that wrote it, in its output order (its folder, or a list)");
     }
     if (header) *header = h;
     Image post = read_image(h);
@@ -276,7 +278,7 @@ void require_listed(const LabelMap& seg, const std::string& path, const LabelLis
 }
 
 void require_frames_match(const LabelMap& seg, const std::string& seg_path, const Image& post,
-                          const std::string& post_path, const LabelList& list) {
+                          const std::string& post_path, const LabelList& list, const std::string& option) {
     const int64_t voxels = seg.grid.voxels(), frames = post.frames;
     const std::set<int32_t> listed(list.labels.begin(), list.labels.end());
     int64_t counted = 0, agreeing = 0;
@@ -306,8 +308,8 @@ void require_frames_match(const LabelMap& seg, const std::string& seg_path, cons
               " in that order, agree with ", seg_path, " at only ",
               std::round(1000.0 * double(agreeing) / double(counted)) / 10,
               "% of its labelled voxels: the frames are in another order (SynthSeg's own "
-              "posteriors are in ascending label order: give --labels as that list) or belong to another "
-              "segmentation");
+              "posteriors are in ascending label order: give ",
+              option, " as that list) or belong to another ", "segmentation");
 }
 
 void require_volume_output(const std::string& path, const std::string& option) {

@@ -66,9 +66,10 @@ struct Posteriors {
 // Posteriors (every value a probability) and the labels of their frames: those the file records,
 // else `given` (an option's list, when it was given), else the infant segmentation
 // list. InputError naming the file when the recorded labels and `given` differ (the frames would
-// be taken for other labels), or when the frame count is not the list's.
+// be taken for other labels), or when the frame count is not the list's; `option` is the one its
+// advice names (merge's --t1-labels or --t2-labels).
 Posteriors read_posteriors(const std::string& path, const std::optional<LabelList>& given,
-                           VolumeHeader* header = nullptr);
+                           VolumeHeader* header = nullptr, const std::string& option = "--labels");
 
 // For each label of `to`, its frame in `from`: how to read posteriors of `from`'s order in
 // `to`'s. InputError naming both files and their lists' sources when the lists do not hold the
@@ -99,8 +100,9 @@ void require_listed(const LabelMap& seg, const std::string& path, const LabelLis
 // own posteriors are in ascending label order, `--labels synthseg` FreeSurfer's) were read as
 // other structures without a word; predict's and merge's outputs agree with their posteriors at
 // every such voxel (the demo's nine pairs).
+// `option` is the one its advice names.
 void require_frames_match(const LabelMap& seg, const std::string& seg_path, const Image& post,
-                          const std::string& post_path, const LabelList& list);
+                          const std::string& post_path, const LabelList& list, const std::string& option = "--labels");
 
 // InputError naming the option when `path` is not a .nii, .nii.gz, .mgz or .mgh name: checked
 // before any input is read, so a typo costs nothing and leaves nothing behind.

@@ -198,8 +198,32 @@ TEST_F(MergeCli, T2PosteriorsInAnotherOrderAreReadInT1sOrder) {
     expect_bad("merge", with("t1_post.nii.gz", "t2_shuffled.nii.gz") + " --labels 0,2,3",
                "t2_shuffled.nii.gz: its frames, read as --labels in that order, agree with " + path("t2_seg.nii.gz") +
                    " at only 0% of its labelled voxels: the frames are in another order");
+    // The advice names the side's option (it said --labels, which would change both sides).
+    expect_bad("merge", with("t1_post.nii.gz", "t2_shuffled.nii.gz") + " --labels 0,2,3",
+               "ascending label order: give --t2-labels as that list) or belong to another segmentation");
+    expect_bad("merge", with("t1_post.nii.gz", "t2_shuffled.nii.gz") + " --labels 0,2,3,4",
+               "t1_post.nii.gz: 3 posterior frames but --labels has 4 labels (one frame per label expected): give "
+               "--t1-labels the labels of the model that wrote it");
     // A recorded file needs no option, and one given for the other side only is that side's.
     ASSERT_EQ(run("merge", with("t1_post.nii.gz", "t2_recorded.nii.gz") + " --t1-labels 0,2,3").status, 0);
+}
+
+// The T1's files given for the T2 too (a copied command line): the merge is the T1's, exit 0,
+// and a warning says so.
+TEST_F(MergeCli, TheSamePredictionTwiceIsWarnedOf) {
+    std::string args = inputs();
+    args.replace(args.find(q("t2_seg.nii.gz")), q("t2_seg.nii.gz").size(), q("t1_seg.nii.gz"));
+    args.replace(args.find(q("t2_post.nii.gz")), q("t2_post.nii.gz").size(), q("t1_post.nii.gz"));
+    const RunResult twice = run("merge", args + outputs() + " --labels 0,2,3");
+    ASSERT_EQ(twice.status, 0) << twice.err;
+    EXPECT_NE(twice.err.find("warning: merge: " + path("t1_seg.nii.gz") + " and " + path("t1_post.nii.gz") +
+                             " hold the same prediction as "),
+              std::string::npos)
+        << twice.err;
+    const RunResult two = run(
+        "merge", inputs() + " --o-seg " + out("seg2.nii.gz") + " --o-post " + out("post2.nii.gz") + " --labels 0,2,3");
+    ASSERT_EQ(two.status, 0) << two.err;
+    EXPECT_EQ(two.err.find("warning"), std::string::npos) << two.err;
 }
 
 TEST_F(MergeCli, BadInputExitsTwoAndWritesNothing) {
