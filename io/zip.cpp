@@ -231,7 +231,8 @@ std::vector<uint8_t> ZipReader::read(const std::string& name, uint64_t max_bytes
     ISS_INPUT(!(m->flags & kEncrypted), where, " is encrypted");
     ISS_INPUT(m->method == kStored || m->method == kDeflated, where, " is compressed with method ", m->method,
               " (only stored and deflated members are read)");
-    ISS_INPUT(m->size <= max_bytes, where, " holds ", m->size, " bytes, more than the ", max_bytes, " expected");
+    ISS_INPUT(m->size <= max_bytes, where, " holds ", m->size, " bytes, more than the ", max_bytes,
+              " such a member may hold");
     ISS_INPUT(m->method != kStored || m->compressed_size == m->size, where, " is stored with ", m->compressed_size,
               " bytes for ", m->size);
     // Deflate gives at most 1032 bytes a compressed byte: a larger claim is refused before its

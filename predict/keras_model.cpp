@@ -1,6 +1,7 @@
 #include "predict/keras_model.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "io/json.h"  // is_json_text
 #include "io/orientation.h"
@@ -17,20 +18,28 @@ std::vector<int32_t> keras_label_list(const std::string& text) {
         "--labels is required for a Keras model: infant, synthseg, a model's folder, a .npy file or a list (a file "
         "written by this program's export records them)");
     const std::vector<int32_t> labels = named_label_list(text, "--labels");
-    for (const int32_t label : labels) ISS_INPUT(is_label_value(label), "--labels: ", label, " is ", not_a_label);
+    // A file's list is named by the file (a .npy of SynthSeg's, a model's folder).
+    std::error_code ec;
+    const std::string source = std::filesystem::exists(text, ec) ? cat("--labels ", text) : "--labels";
+    for (const int32_t label : labels) ISS_INPUT(is_label_value(label), source, ": ", label, " is ", not_a_label);
     // The SynthSeg family's networks all have a background output; without it every voxel would
     // count as a structure (predict's volumes).
-    ISS_INPUT(std::find(labels.begin(), labels.end(), 0) != labels.end(),
-              "--labels must hold 0, the background: the network has an output for it");
+    ISS_INPUT(std::find(labels.begin(), labels.end(), 0) != labels.end(), source,
+              " must hold 0, the background: the network has an output for it");
     return labels;
 }
 
 namespace {
 
-// A file's path as the record keeps it (provenance, never opened again): bytes that are not UTF-8
-// (a Latin-1 name) escaped as messages show them, where JSON cannot hold them (an internal error).
+// A file's path as the record keeps it (provenance, never opened again): absolute, as train
+// records its maps (a relative one says nothing once the shell has moved), and bytes that are
+// not UTF-8 (a Latin-1 name) escaped as messages show them, where JSON cannot hold them (an
+// internal error).
 std::string recordable_path(const std::string& path) {
-    return is_json_text(path) ? path : one_line(path);
+    std::error_code ec;
+    const std::filesystem::path absolute = std::filesystem::absolute(path, ec);
+    const std::string recorded = ec ? path : absolute.string();
+    return is_json_text(recorded) ? recorded : one_line(recorded);
 }
 
 // The model a file of our export records, checked as model.json is and against the network of

@@ -1035,6 +1035,13 @@ TEST_F(KerasCli, KerasArchiveExportCarriesTheModel) {
     EXPECT_EQ(back.preprocessing, original.preprocessing);
     EXPECT_EQ(back.training.value("imported_from", ""), path("ours.keras"));
     EXPECT_EQ(back.training.value("keras_layout", ""), "Keras 3 archive");
+    // A relative path is recorded absolute: the record says where the file was once the shell
+    // has moved on.
+    const test::RunResult relative =
+        test::run_command("cd " + q("") + " && " + test::cli_path() + " import --keras ours.keras --out relative");
+    ASSERT_EQ(relative.status, 0) << relative.err;
+    EXPECT_EQ(load_model_spec(path("relative/model.safetensors")).training.value("imported_from", ""),
+              path("ours.keras"));
 
     expect_bad("import --keras " + q("ours.keras") + " --out " + q("out") + " --orientation LIA",
                "records its model (labels, frame, voxel sizes): --orientation goes with --labels");
@@ -1215,6 +1222,14 @@ TEST(KerasLabels, TheChannelOrderIsTheOneGiven) {
     options.channel_order = "ascending";
     EXPECT_EQ(test::refusal_of("--labels", [&] { keras_model_spec(foreign, options, "f.h5"); }),
               "--labels must hold 0, the background: the network has an output for it");
+    // A file's list is named by the file.
+    const fs::path dir = test::unique_temp_dir("keras-label-file");
+    const std::string npy = (dir / "labels.npy").string();
+    write_npy(npy, {6}, {0, 2, -172, 41, 42, 3});
+    options.labels = npy;
+    EXPECT_EQ(test::refusal_of("--labels", [&] { keras_model_spec(foreign, options, "f.h5"); }),
+              "--labels " + npy + ": -172 is not a label (an integer from 0 to 65535)");
+    fs::remove_all(dir);
     options.labels = "0,2,3,41,42,43";
     options.channel_order = "sideways";
     EXPECT_EQ(test::refusal_of("--channel-order", [&] { keras_model_spec(foreign, options, "f.h5"); }),

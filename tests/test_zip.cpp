@@ -139,7 +139,7 @@ TEST_F(Zip, DamagedArchivesAreRefused) {
     EXPECT_NE(refusal(one("bzip2.zip", e), "m").find("compressed with method 12"), std::string::npos);
     const std::string bound = one("bound.zip", entry(false));
     EXPECT_NE(test::refusal_of(bound, [&] { ZipReader(bound).read("m", 4999); })
-                  .find("holds 5000 bytes, more than the 4999 expected"),
+                  .find("holds 5000 bytes, more than the 4999 such a member may hold"),
               std::string::npos);
     EXPECT_NE(refusal(archive("twice.zip", {entry(false), entry(true)})).find("lists m twice"), std::string::npos);
     EXPECT_NE(
