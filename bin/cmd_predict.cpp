@@ -23,6 +23,7 @@
 #include "io/nifti.h"
 #include "io/png.h"
 #include "io/preview.h"
+#include "kernels/common/device.h"  // return_freed_host_memory
 #include "kernels/common/error.h"
 #include "nn/checkpoint.h"
 #include "nn/keras.h"
@@ -115,10 +116,11 @@ const char* usage =
     "  --device D          auto (CUDA when present, else CPU), cpu, cuda or cuda:N\n"
     "  --precision P       the network's arithmetic: fp32 (default) or bf16 (activations\n"
     "                      stored as bfloat16, convolutions summing in fp32, the posteriors\n"
-    "                      fp32): half the memory; about 2.5x as fast on a CPU with AMX,\n"
-    "                      slower than fp32 with AVX512-BF16 alone (a note says so); on\n"
-    "                      GPUs from sm_80 (bf16 tensor cores); elsewhere fp32 runs and a\n"
-    "                      warning says so\n";
+    "                      fp32): half the network's memory (the run's peak falls 10-20%,\n"
+    "                      the posteriors staying fp32); about 2.5x as fast on a CPU with\n"
+    "                      AMX, 1.7x on AMD's Zen 4, slower than fp32 on Intel's AVX512-BF16\n"
+    "                      without AMX (a note says so); on GPUs from sm_80 (bf16 tensor\n"
+    "                      cores); elsewhere fp32 runs and a warning says so\n";
 
 struct Job {
     std::string input, seg, post, resampled;
@@ -284,6 +286,7 @@ struct RunOutputs {
     CsvTable volumes;
     std::vector<std::vector<RgbImage>> preview_rows;
     std::unique_ptr<OutputSet> single_file = std::make_unique<OutputSet>();
+    std::array<int64_t, 8> last_dims{};  // the last scan's, whose freed blocks the heap keeps
 
     explicit RunOutputs(const std::vector<int32_t>& labels) : volumes{{"subject"}, {}, "", {}} {
         for (int32_t label : labels)
@@ -341,6 +344,10 @@ ScanOutcome segment_scan(const Job& job, const std::vector<std::string>& channel
                      line_start, job.input.c_str());
         return ScanOutcome::posteriors_skipped;
     }
+    // Freed blocks are kept for the next scan (keep_freed_host_memory), which reuses them when it
+    // is of the same size; one of another size would hold its own beside them.
+    if (header.dim != run.last_dims && run.last_dims[0] != 0) return_freed_host_memory();
+    run.last_dims = header.dim;
     const Image image = channels.size() > 1 ? read_channels(channels, header) : read_image(header);
     const Grid like_grid = like ? like->grid() : Grid();
     const Segmentation result = predictor.predict(image, job.input, like ? &like_grid : nullptr);
@@ -372,7 +379,10 @@ ScanOutcome segment_scan(const Job& job, const std::vector<std::string>& channel
 // earlier run's outputs for it are not this run's).
 void say_failure(const std::exception& e, const Job& job, bool folder, bool committed, const char* line_start,
                  int& failed_input, int& failed_other) {
-    const Failure failure = describe_failure(e, "predict", job.input);
+    Failure failure = describe_failure(e, "predict", job.input);
+    // In a folder the line says which scan failed (an allocation's failure names none).
+    if (folder && failure.text.find(job.input) == std::string::npos)
+        failure.text = cat("error: ", job.input, ": ", failure.text.substr(failure.text.find(": ") + 2));
     std::error_code exists_error;
     const bool earlier = folder && !committed && fs::exists(job.seg, exists_error);
     const char* skipped = !folder     ? ""

@@ -1281,7 +1281,7 @@ VolumeHeader read_volume_header(const std::string& path) {
 void require_memory_for_volume(const VolumeHeader& h, size_t element_bytes, size_t host_bytes) {
     const double bytes = double(h.voxels()) * double(element_bytes);
     ISS_INPUT(fits_in_memory(bytes, host_bytes), h.data_path, ": its ", h.voxels(), " voxels need ",
-              human_bytes(int64_t(bytes)), " in memory, more than the ",
+              human_bytes(int64_t(bytes)), " in memory, more than 80% of the ",
               std::floor(double(host_bytes) / double(int64_t(1) << 30)), " GiB this process may use");
 }
 

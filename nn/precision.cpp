@@ -9,6 +9,18 @@
 #include "nn/conv_backends.h"
 
 namespace iss {
+namespace {
+
+bool cpu_is_intel() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel");
+#else
+    return false;
+#endif
+}
+
+}  // namespace
 
 const char* precision_name(Precision precision) { return precision == Precision::bf16 ? "bf16" : "fp32"; }
 
@@ -27,9 +39,12 @@ Precision usable_precision(DeviceContext& ctx, Precision requested) {
     static std::atomic<bool> warned{false};
     if (requested != Precision::bf16) return requested;
     if (bf16_is_native(ctx)) {
-        // Runs as asked; but without AMX oneDNN's bf16 3D convolutions are slower than its fp32
-        // ones (measured 1.3-1.5x, docs/PERFORMANCE.md), which a user choosing bf16 for speed should know.
-        if (!ctx.is_cuda() && !dnnl_has_amx() && !warned.exchange(true))
+        // Runs as asked; but on Intel's AVX512-BF16 without AMX (Cooper Lake) oneDNN's bf16 3D
+        // convolutions were slower than its fp32 ones (1.3-1.5x, docs/PERFORMANCE.md), which a
+        // user choosing bf16 for speed should know. AMD's Zen 4 has the same instructions and no
+        // AMX, and there bf16 is the faster (the convolutions 2.0x, a training step 2.1x, predict
+        // 1.7x; docs/PERFORMANCE.md, twenty-ninth session): not said there.
+        if (!ctx.is_cuda() && !dnnl_has_amx() && cpu_is_intel() && !warned.exchange(true))
             warning("bf16 on this CPU runs on AVX512-BF16 without AMX, where the U-Net's convolutions measured "
                     "1.3-1.5x slower than fp32: --precision fp32 is faster here");
         return requested;

@@ -155,13 +155,18 @@ void normalise_channels(Image& x, bool clip_percentiles, const std::string& name
     }
 }
 
+// `n` voxels padded up to the next multiple of `multiple`.
+int64_t padded_size(int64_t n, int64_t multiple) {
+    return (n + multiple - 1) / multiple * multiple;
+}
+
 // `x` centred in zeros up to the next multiple of `multiple` per axis; `before` gets the zeros
 // ahead of it on each axis.
 Image padded_to_multiple(const Image& x, int64_t multiple, std::array<int64_t, 3>& before) {
     Grid grid = x.grid;
     for (size_t d = 0; d < 3; ++d) {
         const int64_t n = x.grid.dim[d];
-        grid.dim[d] = (n + multiple - 1) / multiple * multiple;
+        grid.dim[d] = padded_size(n, multiple);
         before[d] = (grid.dim[d] - n) / 2;
     }
     Image padded(grid, x.frames, 0.0f);
@@ -238,20 +243,26 @@ void warn_if_no_structure(const LabelMap& seg, const Image& normalised, const st
                 "brighter or darker than the rest squeeze it into a sliver of the range: --clip-percentiles.)"));
 }
 
+double network_bytes_to_segment(const UNetConfig& unet, Precision precision, double padded_voxels) {
+    return padded_voxels * double(unet.features) * (precision == Precision::bf16 ? 6.0 : 9.0) +
+           4.0 * double(unet_parameter_count(unet));
+}
+
 void require_memory_to_segment(const std::string& name, const Grid& work, const Grid& own, bool resampled,
-                               int64_t channels, int64_t classes, size_t host_bytes) {
+                               int64_t channels, int64_t classes, double network_bytes, size_t host_bytes) {
     auto voxels_of = [](const Grid& g) { return double(g.dim[0]) * double(g.dim[1]) * double(g.dim[2]); };
     const double work_voxels = voxels_of(work), own_voxels = voxels_of(own);
     const double bytes = work_voxels * 4.0 * double(channels + 3 * classes) +
-                         (resampled ? own_voxels * 4.0 * double(2 * classes) : 0.0);
+                         (resampled ? own_voxels * 4.0 * double(2 * classes) : 0.0) + network_bytes;
     const double host = double(host_bytes);
+    auto gib = [](double b) { return std::round(b / double(1 << 30) * 10) / 10; };
     ISS_INPUT(work_voxels <= double(int64_t(1) << 31) && fits_in_memory(bytes, host_bytes), name,
               ": segmenting it on a grid of ", dims_text(work.dim), " voxels",
               resampled ? cat(" (resampled to the model's voxel size; its posteriors then back on its ",
                               dims_text(own.dim), ")")
                         : std::string(),
-              " needs about ", std::ceil(bytes / double(1 << 30)), " GiB, more than the ",
-              std::floor(host / double(1 << 30)), " GiB this process may use");
+              " needs about ", gib(bytes), " GiB (", gib(network_bytes),
+              " of them the network's), more than 80% of the ", gib(host), " GiB this process may use");
 }
 
 std::string resolve_model_path(const std::string& model) {
@@ -361,8 +372,13 @@ const Preprocessing& Predictor::preprocessing() const {
 
 void Predictor::State::forward(const Image& x, size_t* peak_bytes, const UNet::ProbabilityRows& rows, float* host_out) {
     PoolAllocator& pool = *this->pool;
-    // The pool's cached blocks fit scans of one shape; another shape would only add its own.
-    if (x.grid.dim != last_shape) pool.release_cached();
+    // The pool's cached blocks and the convolutions' workspace fit scans of one shape; another
+    // shape would only add its own (a folder's 0.5 mm scan after a 256^3 one peaked at 4.7 GB,
+    // alone at 2.95).
+    if (x.grid.dim != last_shape) {
+        pool.release_cached();
+        ctx.release_workspace();
+    }
     last_shape = x.grid.dim;
     Graph g(pool, params, false);
     g.set_precision(precision);
@@ -434,8 +450,10 @@ Segmentation Predictor::predict(const Image& image, const std::string& name, con
         resampled = target != framed.grid.voxel_size();
         if (resampled) work = grid_at_voxel_size(framed.grid, target);
     }
+    double padded_voxels = 1;
+    for (size_t d = 0; d < 3; ++d) padded_voxels *= double(padded_size(work.dim[d], s.pre.size_multiple));
     require_memory_to_segment(name, work, onto ? *onto : framed.grid, resampled || onto, channels, classes,
-                              host_memory_bytes());
+                              network_bytes_to_segment(s.spec.unet, s.precision, padded_voxels), host_memory_bytes());
     warn_if_not_head_sized(image.grid, name);  // after the refusal a huge one gets: one line, not two
     warn_if_a_label_map(image, name);
     Image x = resampled ? resample_image(s.ctx, blurred_for_downsampling(framed, target), work, Interp::linear,

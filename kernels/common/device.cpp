@@ -1,5 +1,6 @@
 #include "kernels/common/device.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -114,6 +115,12 @@ void keep_freed_host_memory() {
 #if defined(__GLIBC__)
     mallopt(M_MMAP_MAX, 0);         // large blocks from the heap, whose freed pages are reused
     mallopt(M_TRIM_THRESHOLD, -1);  // and never handed back (mallopt(3): -1 disables trimming)
+#endif
+}
+
+void return_freed_host_memory() {
+#if defined(__GLIBC__)
+    malloc_trim(0);
 #endif
 }
 
@@ -428,9 +435,17 @@ size_t cgroup_memory_limit(const std::string& cgroup_list, const std::string& cg
 size_t host_memory_bytes() {
     // Once a process: every volume read and every scan predicted asks, and the files do not change.
     static const size_t bytes = [] {
-        const size_t physical = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE));
+        size_t bytes = size_t(sysconf(_SC_PHYS_PAGES)) * size_t(sysconf(_SC_PAGE_SIZE));
         const size_t limit = cgroup_memory_limit();
-        return limit > 0 ? std::min(physical, limit) : physical;
+        if (limit > 0) bytes = std::min(bytes, limit);
+        // A shell's `ulimit -v` or `-d` (prlimit --as, --data): allocations fail past it, however
+        // much RAM is free (a predict refused nothing and failed after 10 s).
+        for (const int resource : {RLIMIT_AS, RLIMIT_DATA}) {
+            struct rlimit r {};
+            if (::getrlimit(resource, &r) == 0 && r.rlim_cur != RLIM_INFINITY)
+                bytes = std::min(bytes, size_t(r.rlim_cur));
+        }
+        return bytes;
     }();
     return bytes;
 }
@@ -448,14 +463,19 @@ size_t DeviceContext::memory_free() const {
 
 void* DeviceContext::workspace(size_t bytes) {
     if (bytes > workspace_bytes_) {
-        synchronize();  // the old block may still be read by queued work
-        release(workspace_);
-        workspace_ = nullptr;
-        workspace_bytes_ = 0;
+        release_workspace();
         workspace_ = allocate(bytes);
         workspace_bytes_ = bytes;
     }
     return workspace_;
+}
+
+void DeviceContext::release_workspace() {
+    if (!workspace_) return;
+    synchronize();  // queued work may still read it
+    release(workspace_);
+    workspace_ = nullptr;
+    workspace_bytes_ = 0;
 }
 
 void DeviceContext::make_current() const {

@@ -43,6 +43,11 @@ const char* missing_host_extension(bool (*cpu_has)(const char* name));
 // requests that fit in it), so it suits a command that runs once, not a days-long training.
 // Nothing is done without glibc's allocator (under ASan, with a preloaded jemalloc or tcmalloc).
 void keep_freed_host_memory();
+// Hands the pages of freed host memory back to the kernel now (glibc's malloc_trim), for work of
+// another size after work kept that way: a freed block serves only the requests that fit in it,
+// so a folder of scans of other sizes held each size's blocks (predict on a 0.5 mm scan after a
+// 256^3 one peaked at 4.7 GB, alone at 2.95). Nothing is done without glibc's allocator.
+void return_freed_host_memory();
 // Number of usable CUDA devices: 0 without a driver, without a GPU, or in a CPU-only build.
 int cuda_device_count();
 // The CUDA driver, runtime and cuDNN versions found at run time beside those built against
@@ -57,7 +62,8 @@ std::string cuda_device_identity(int index);
 Device parse_device(const std::string& text);
 
 // Bytes of RAM this process may use (what a host-side allocation can hope for): the machine's,
-// or less where its cgroup (a container, a batch job's slot) sets a memory limit.
+// or less where its cgroup (a container, a batch job's slot) sets a memory limit, or its
+// address-space or data limit (ulimit -v, -d) is lower.
 size_t host_memory_bytes();
 // Whether one request of `bytes` may be planned on a memory of `capacity` bytes: at most 80% of it,
 // the rest left to what else the process holds. Every up-front memory check asks this.
@@ -119,6 +125,9 @@ public:
     // for the stream (the old block may still be in use) before freeing it.
     void* workspace(size_t bytes);
     size_t workspace_bytes() const { return workspace_bytes_; }
+    // Frees it (after the stream's work), for work of other sizes: a scan's level-0 conversions
+    // (1.6 GB at 256^3) otherwise stayed through every smaller scan of a folder after it.
+    void release_workspace();
 
     // oneDNN CPU engine and stream (created on first use).
     dnnl::engine& dnnl_engine();
