@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <thread>
 
 #include "io/file_util.h"
@@ -31,17 +32,23 @@ std::string tensor_shape_text(const std::vector<int64_t>& shape) {
 }
 
 // Every parameter's values, from one download per flat buffer.
+// A float32 tensor of `count` values that `fill` writes in place: a checkpoint holds one host
+// copy of what it writes, not two (a training run's peak is there).
+SafeTensor f32_tensor(const std::string& name, std::vector<int64_t> shape, int64_t count,
+                      const std::function<void(float*)>& fill) {
+    SafeTensor t{name, "F32", std::move(shape), std::vector<uint8_t>(size_t(count) * sizeof(float))};
+    fill(reinterpret_cast<float*>(t.data.data()));
+    return t;
+}
+
 std::vector<SafeTensor> parameter_tensors(ParamStore& params) {
     DeviceContext& ctx = params.context();
-    std::vector<float> values(size_t(params.trainable_span())), state(size_t(params.state_span()));
-    if (!values.empty()) ctx.copy_to_host(values.data(), params.values(), values.size() * sizeof(float));
-    if (!state.empty()) ctx.copy_to_host(state.data(), params.state(), state.size() * sizeof(float));
     std::vector<SafeTensor> tensors;
     for (const ParamInfo& info : params.infos()) {
-        const std::vector<float>& source = info.trainable ? values : state;
-        tensors.push_back(SafeTensor::f32(info.name, info.shape,
-                                          std::vector<float>(source.begin() + info.offset,
-                                                             source.begin() + info.offset + info.count)));
+        const float* source = (info.trainable ? params.values() : params.state()) + info.offset;
+        tensors.push_back(f32_tensor(info.name, info.shape, info.count, [&](float* out) {
+            if (info.count > 0) ctx.copy_to_host(out, source, size_t(info.count) * sizeof(float));
+        }));
     }
     return tensors;
 }
@@ -438,13 +445,15 @@ std::map<std::string, std::string> load_weights(const std::string& weights_path,
 
 void save_optimizer(const std::string& path, ParamStore& params, const Adam& adam,
                     const std::map<std::string, std::string>& metadata) {
-    const size_t n = size_t(params.trainable_count());
-    const std::vector<float> m = params.download_packed(params.adam_m()), v = params.download_packed(params.adam_v());
+    const int64_t n = params.trainable_count();
     std::map<std::string, std::string> meta = metadata;
     meta["format"] = "infant-synthseg-optimizer";
     meta["adam_step"] = std::to_string(adam.steps());
-    write_safetensors(path, {SafeTensor::f32("adam.m", {int64_t(n)}, m), SafeTensor::f32("adam.v", {int64_t(n)}, v)},
-                      meta);
+    std::vector<SafeTensor> moments;
+    for (const auto& [name, flat] : {std::pair<const char*, const float*>{"adam.m", params.adam_m()},
+                                     std::pair<const char*, const float*>{"adam.v", params.adam_v()}})
+        moments.push_back(f32_tensor(name, {n}, n, [&](float* out) { params.download_packed_into(flat, out); }));
+    write_safetensors(path, moments, meta);
 }
 
 std::map<std::string, std::string> load_optimizer(const std::string& path, ParamStore& params, Adam& adam) {

@@ -94,6 +94,14 @@ std::vector<float> ParamStore::download_packed(const float* flat) const {
     return packed;
 }
 
+void ParamStore::download_packed_into(const float* flat, float* out) const {
+    for (const ParamInfo& i : infos_)
+        if (i.trainable) {
+            if (i.count > 0) ctx_.copy_to_host(out, flat + i.offset, size_t(i.count) * sizeof(float));
+            out += i.count;
+        }
+}
+
 void ParamStore::upload_packed(float* flat, const std::vector<float>& packed) {
     ISS_REQUIRE(int64_t(packed.size()) == trainable_count_, "packed parameters: ", trainable_count_,
                 " values expected, got ", packed.size());

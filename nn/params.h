@@ -59,6 +59,10 @@ public:
     // packed values in declaration order, and the reverse: for files that must not depend on
     // the alignment.
     std::vector<float> download_packed(const float* flat) const;
+    // The same into `out` (trainable_count() floats), parameter by parameter: no host copy of
+    // the whole span beside it (a checkpoint's peak: two copies of Adam's moments, 212 MB on the
+    // default network, where training ran out of memory after a whole epoch).
+    void download_packed_into(const float* flat, float* out) const;
     void upload_packed(float* flat, const std::vector<float>& packed);
 
     // Device pointers (trainable: value, gradient, Adam moments; state: value only).

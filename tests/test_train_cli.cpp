@@ -1532,6 +1532,17 @@ TEST_F(TrainCli, BadInputIsRefusedBeforeAnyStep) {
     // More memory than any machine has (terabytes): refused before the first step, not killed in it.
     expect_bad(joined(tiny_args({{"--features", "1024"}, {"--shape", "100000"}})) + to_fresh + " --steps 2 --batch 64",
                "lower --batch, the crop (--shape) or --features", fresh);
+#if !defined(__SANITIZE_ADDRESS__)  // AddressSanitizer reserves terabytes of address space
+    // What the process may use is its address-space limit too, and the estimate counts what a
+    // run holds beside its step (the program, the generator, a checkpoint): a tiny run under
+    // 250 MB is refused, where it was killed at its first allocation past the limit.
+    const RunResult limited = train(tiny + to_fresh + " --steps 2", "ulimit -v 256000 && ");
+    EXPECT_EQ(limited.status, 2) << limited.err;
+    EXPECT_NE(limited.err.find(" GiB with the generator and a checkpoint (the step "), std::string::npos)
+        << limited.err;
+    EXPECT_NE(limited.err.find(" GiB this process may use"), std::string::npos) << limited.err;
+    EXPECT_FALSE(fs::exists(fresh));
+#endif
 
     // An existing model: another architecture, or no --resume, leaves it untouched.
     const fs::path existing = dir_ / "existing";

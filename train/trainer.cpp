@@ -744,25 +744,39 @@ std::array<int64_t, 3> common_crop(const GeneratorConfig& config, const std::vec
     return common;
 }
 
-// A training step's memory: per voxel of a batch's crops, 8 bytes per class (the softmax and its
-// gradient, fp32 in either precision) and, per level-0 feature, 34.6 bytes in fp32 (17.3 in bf16)
-// for a U-Net of 2 levels and a fifth more for a deeper one; then the weights with their gradients
-// and Adam's two moments. The planned arena of measured steps (docs/PERFORMANCE.md, nineteenth
-// session) was within 2.5% of its per-voxel term. A step past 80% of the device's memory is refused before
-// anything is written: on the CPU it would be killed by the kernel's out-of-memory killer, part
-// way into the first step and without a word.
+// A training run's memory. The step: per voxel of a batch's crops, 8 bytes per class (the softmax
+// and its gradient, fp32 in either precision) and, per level-0 feature, 34.6 bytes in fp32 (17.3
+// in bf16) for a U-Net of 2 levels and a fifth more for a deeper one; then the weights with their
+// gradients and Adam's two moments. The planned arena of measured steps (docs/PERFORMANCE.md,
+// nineteenth session) was within 2.5% of its per-voxel term. Beside it (the step alone undercounted
+// runs by 0.6-0.8 GB, twenty-ninth session): the label maps (a byte a voxel) and the generator's
+// buffers (10 bytes a crop voxel, and a batch's image and targets, 5); a validation's forward
+// (per voxel 8 bytes a class and 9 a feature, 6 in bf16, as predict's network); a checkpoint's
+// host copy of Adam's moments (8 bytes a parameter); on the CPU the program itself (its
+// libraries, oneDNN's kernels, the threads' stacks: 0.25 GB). A run past 80% of the device's memory
+// is refused before anything is written: on the CPU it would be killed by the kernel's
+// out-of-memory killer, part way into a step or at the first checkpoint and without a word.
 void require_memory_to_train(const UNetConfig& unet, const std::array<int64_t, 3>& crop, int batch, Precision precision,
-                             const DeviceContext& ctx) {
-    const double voxels = double(crop[0]) * double(crop[1]) * double(crop[2]) * batch;
+                             const DeviceContext& ctx, double maps_bytes, double validation_voxels) {
+    const double crop_voxels = double(crop[0]) * double(crop[1]) * double(crop[2]), voxels = crop_voxels * batch;
     const double per_feature = (precision == Precision::bf16 ? 17.3 : 34.6) * (unet.levels > 2 ? 1.2 : 1.0);
-    const double bytes =
-        voxels * (8.0 * unet.classes + per_feature * unet.features) + 16.0 * double(unet_parameter_count(unet));
+    const double parameters = double(unet_parameter_count(unet));
+    const double step = voxels * (8.0 * unet.classes + per_feature * unet.features) + 16.0 * parameters;
+    const double generator = maps_bytes + 10.0 * crop_voxels + 5.0 * voxels;
+    const double validation =
+        validation_voxels * (8.0 * unet.classes + (precision == Precision::bf16 ? 6.0 : 9.0) * unet.features);
+    const double program = ctx.device().is_cuda() ? 0.0 : 0.25 * double(int64_t(1) << 30);
+    const double bytes = step + generator + validation + 8.0 * parameters + program;
     const size_t capacity = ctx.memory_capacity();
-    const double gib = double(int64_t(1) << 30);
+    auto gib = [](double b) {
+        const double g = b / double(int64_t(1) << 30), scale = g < 1 ? 100 : 10;
+        return std::round(g * scale) / scale;
+    };
     ISS_INPUT(fits_in_memory(bytes, capacity), "train: a step of --batch ", batch, " on ", dims_text(crop),
               " crops with ", unet.features, " features, ", unet.levels, " levels and ", unet.classes, " classes (",
-              precision_name(precision), ") needs about ", std::ceil(bytes / gib), " GiB, more than 80% of the ",
-              std::floor(double(capacity) / gib), " GiB ",
+              precision_name(precision), ") needs about ", gib(bytes), " GiB with the generator",
+              validation > 0 ? ", the validation" : "", " and a checkpoint (the step ", gib(step),
+              "), more than 80% of the ", gib(double(capacity)), " GiB ",
               ctx.device().is_cuda() ? ctx.device().name() + " has" : std::string("this process may use"),
               ": lower --batch, the crop (--shape) or --features");
 }
@@ -1230,7 +1244,12 @@ Trainer::Trainer(const TrainOptions& given) {
             validation_config.output_shape[d] = std::min(validation_config.output_shape[d], common[d]);
     }
     s.gen_config.output_shape = common;
-    require_memory_to_train(unet, common, opt.batch, s.precision, s.ctx);
+    double maps_bytes = 0, validation_voxels = 0;
+    for (const TrainingMap& m : maps) maps_bytes += double(m.generation.size());
+    if (!validation_maps.empty())
+        validation_voxels = double(validation_config.output_shape[0]) * double(validation_config.output_shape[1]) *
+                            double(validation_config.output_shape[2]);
+    require_memory_to_train(unet, common, opt.batch, s.precision, s.ctx, maps_bytes, validation_voxels);
 
     // Every file a checkpoint writes is checked now, not at the first checkpoint an epoch later
     // (a directory of one of those names left a half-written model that would not resume).
