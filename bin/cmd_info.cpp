@@ -159,9 +159,9 @@ void print_published_keras(const std::string& path, const KerasUNet& network) {
         "not recorded\n",
         classes, fits.c_str());
     std::printf(
-        "  to use it: predict --model %s --labels LIST (see --channel-order and --orientation), or import it "
-        "once into a model directory\n",
-        path.c_str());
+        "  to use it: predict --model %s --labels LIST%s (see --channel-order and --orientation), or "
+        "import it once into a model directory\n",
+        path.c_str(), network.unet.in_channels > 1 ? " and --i once per channel (images of one grid)" : "");
 }
 
 // A model: what predict would read, checked as predict checks it, and in a model directory what

@@ -268,6 +268,13 @@ void require_output_kinds(const Args& args, bool folder) {
               ": the volumes are CSV text, not an image (name it .csv)");
 }
 
+// --like goes through world coordinates: a file whose header places it nowhere (no qform, no
+// sform: read as RAS at the origin, with a warning) would put the outputs at an arbitrary place.
+void require_world_position(const VolumeHeader& header) {
+    ISS_INPUT(header.affine_source != "pixdim", header.path, ": its header holds neither a qform nor an sform: no ",
+              "place in world coordinates, through which --like puts the outputs on its grid");
+}
+
 // MGH has no place for the frames' labels: merge and clean will take the infant list unless
 // told, which is wrong for a model of another list or order.
 void warn_of_unlabelled_mgh_posteriors(const std::vector<Job>& jobs, const std::vector<int32_t>& labels) {
@@ -349,6 +356,7 @@ ScanOutcome segment_scan(const Job& job, const std::vector<std::string>& channel
     if (header.dim != run.last_dims && run.last_dims[0] != 0) return_freed_host_memory();
     run.last_dims = header.dim;
     const Image image = channels.size() > 1 ? read_channels(channels, header) : read_image(header);
+    if (like) require_world_position(header);
     const Grid like_grid = like ? like->grid() : Grid();
     const Segmentation result = predictor.predict(image, job.input, like ? &like_grid : nullptr);
     if (result.outside_field_of_view >= 0.005)
@@ -422,7 +430,10 @@ int cmd_predict(int argc, char** argv) {
     const std::vector<NamedPath> outputs = check_prediction_outputs(args, jobs, channels, model, options, folder);
     // The grid to write on, read (its header) before the model.
     std::optional<VolumeHeader> like;
-    if (args.has("--like")) like = read_volume_header(args.get("--like", ""));
+    if (args.has("--like")) {
+        like = read_volume_header(args.get("--like", ""));
+        require_world_position(*like);
+    }
 
     Predictor predictor(model, options);  // the model is read and checked before any output
     warn_of_unlabelled_mgh_posteriors(jobs, predictor.labels());

@@ -450,9 +450,12 @@ void save_optimizer(const std::string& path, ParamStore& params, const Adam& ada
     meta["format"] = "infant-synthseg-optimizer";
     meta["adam_step"] = std::to_string(adam.steps());
     std::vector<SafeTensor> moments;
-    for (const auto& [name, flat] : {std::pair<const char*, const float*>{"adam.m", params.adam_m()},
-                                     std::pair<const char*, const float*>{"adam.v", params.adam_v()}})
-        moments.push_back(f32_tensor(name, {n}, n, [&](float* out) { params.download_packed_into(flat, out); }));
+    for (const std::pair<const char*, const float*>& moment :
+         {std::pair<const char*, const float*>{"adam.m", params.adam_m()}, {"adam.v", params.adam_v()}}) {
+        const float* flat = moment.second;  // a structured binding cannot be captured in C++17
+        moments.push_back(
+            f32_tensor(moment.first, {n}, n, [&](float* out) { params.download_packed_into(flat, out); }));
+    }
     write_safetensors(path, moments, meta);
 }
 

@@ -350,11 +350,14 @@ private:
     // group's 'name' attribute says. Where that name is ours to go by, the U-Net's layers of each
     // class must stand in their groups in the U-Net's order (a training model's other layers may
     // come between), or the file holds what Keras would load into other layers: a converter's or
-    // an edit's file, refused rather than read into another network than Keras'.
+    // an edit's file, refused rather than read into another network than Keras'. Only layers with
+    // weights: where a weightless one stands loads nothing (and its class may be another than
+    // ours: ext/neuron's unet_prediction is a Lambda, saved as `lambda`).
     void require_keras3_positions(const KerasLayout& layout) const {
         static const std::regex ranked("(.*)_([0-9]+)");
         std::map<std::string, std::pair<long long, std::string>> last;  // class -> the rank and layer before
         for (const KerasLayer& layer : layout.layers) {
+            if (layer.weights < 0) continue;
             const auto found = keras3_groups_.find(layer.name);
             if (found == keras3_groups_.end()) continue;
             const std::string& member = found->second;
@@ -362,8 +365,8 @@ private:
             const bool numbered = std::regex_match(member, m, ranked);
             const std::string kind = numbered ? m[1].str() : member, expected = snake_case(layer.kind);
             const long long rank = numbered ? std::stoll(m[2].str().substr(0, 9)) : 0;
-            ISS_INPUT(kind == expected, path_, ": Keras 3 layer group ", member, " is named ", layer.name, ", a ",
-                      layer.kind, " layer, whose weights Keras reads from a group ", expected, "...",
+            ISS_INPUT(kind == expected, path_, ": Keras 3 layer group ", member, " is named ", layer.name,
+                      ", a layer of class ", layer.kind, ", whose weights Keras reads from a group ", expected, "...",
                       " (by position, not by name)");
             const auto before = last.find(kind);
             if (before != last.end())

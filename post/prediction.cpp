@@ -246,11 +246,18 @@ Volume<T> on_grid_of(Volume<T> b, const std::string& b_path, const Grid& a, cons
     b = reordered_onto(std::move(b), a);
     std::string why = grid_difference(a, b.grid);
     if (why.empty()) return b;
-    // A file stored in another voxel order is compared in `a`'s: its dims are only permuted, and
-    // what differs is where it lies (a shift, a rotation) or its size along an axis.
+    // A file stored in another voxel order whose dims and voxel sizes are `a`'s in `a`'s order:
+    // what differs is where it lies (a shift, a turn), said in that order. Otherwise its own
+    // dims, voxel sizes and orientation, as info shows them (a T2 of coronal 2.5 mm slices).
     const AxisMap map = axis_map_onto(b.grid.affine, a.affine);
-    const std::string in_a_order = map.identity() ? std::string() : grid_difference(a, reoriented_grid(b.grid, map));
-    if (!in_a_order.empty()) why = in_a_order + cat(" (", b_path, " read in the voxel order of ", a_path, ")");
+    if (!map.identity()) {
+        const Grid ordered = reoriented_grid(b.grid, map);
+        const std::array<double, 3> va = a.voxel_size(), vo = ordered.voxel_size();
+        bool same_shape = ordered.dim == a.dim;
+        for (size_t d = 0; d < 3; ++d) same_shape = same_shape && std::fabs(va[d] - vo[d]) <= 1e-4;
+        if (same_shape)
+            why = cat(grid_difference(a, ordered), " (", b_path, " read in the voxel order of ", a_path, ")");
+    }
     throw InputError(cat(b_path, ": not on the voxel grid of ", a_path, ": ", why));
 }
 template LabelMap on_grid_of(LabelMap, const std::string&, const Grid&, const std::string&);

@@ -133,7 +133,8 @@ Image smooth_and_crop_posteriors(DeviceContext& ctx, float* channels_last, const
     return post;
 }
 
-LabelMap segment_posteriors(const Image& posteriors, const std::vector<int32_t>& labels) {
+LabelMap segment_posteriors(const Image& posteriors, const std::vector<int32_t>& labels,
+                            const std::vector<uint8_t>* background) {
     LabelMap seg(posteriors.grid);
     const int64_t voxels = seg.grid.voxels(), classes = posteriors.frames;
     // Block by block, so that each channel is read in order.
@@ -155,6 +156,9 @@ LabelMap segment_posteriors(const Image& posteriors, const std::vector<int32_t>&
         }
         for (int64_t v = 0; v < n; ++v) seg.data[size_t(v0 + v)] = labels[size_t(best[v])];
     }
+    if (background)
+        for (size_t v = 0; v < seg.data.size(); ++v)
+            if ((*background)[v]) seg.data[v] = 0;
     const Mask keep = largest_foreground_component(seg);
     for (size_t v = 0; v < seg.data.size(); ++v)
         if (!keep.data[v]) seg.data[v] = 0;

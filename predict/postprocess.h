@@ -24,8 +24,10 @@ Image smooth_and_crop_posteriors(DeviceContext& ctx, float* channels_last,
                                  const Grid& grid, int64_t classes);
 
 // Step 7: the label of each voxel's largest posterior (the first of equal maxima), then only the
-// largest 6-connected component of the non-background voxels kept.
-LabelMap segment_posteriors(const Image& posteriors, const std::vector<int32_t>& labels);
+// largest 6-connected component of the non-background voxels kept. `background` (one byte a voxel,
+// optional): voxels labelled 0 whatever their posteriors, before the component is found.
+LabelMap segment_posteriors(const Image& posteriors, const std::vector<int32_t>& labels,
+                            const std::vector<uint8_t>* background = nullptr);
 
 // Soft volumes: per label, the sum of its posterior times the voxel volume in mm^3, rounded to
 // 0.001 mm^3 (background: 0).

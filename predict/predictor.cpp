@@ -249,18 +249,23 @@ double network_bytes_to_segment(const UNetConfig& unet, Precision precision, dou
 }
 
 void require_memory_to_segment(const std::string& name, const Grid& work, const Grid& own, bool resampled,
-                               int64_t channels, int64_t classes, double network_bytes, size_t host_bytes) {
+                               int64_t channels, int64_t classes, double network_bytes, size_t host_bytes,
+                               bool onto_another) {
     auto voxels_of = [](const Grid& g) { return double(g.dim[0]) * double(g.dim[1]) * double(g.dim[2]); };
     const double work_voxels = voxels_of(work), own_voxels = voxels_of(own);
     const double bytes = work_voxels * 4.0 * double(channels + 3 * classes) +
                          (resampled ? own_voxels * 4.0 * double(2 * classes) : 0.0) + network_bytes;
     const double host = double(host_bytes);
-    auto gib = [](double b) { return std::round(b / double(1 << 30) * 10) / 10; };
+    auto gib = [](double b) {
+        const double g = b / double(1 << 30), scale = g < 1 ? 100 : 10;
+        return std::round(g * scale) / scale;
+    };
     ISS_INPUT(work_voxels <= double(int64_t(1) << 31) && fits_in_memory(bytes, host_bytes), name,
               ": segmenting it on a grid of ", dims_text(work.dim), " voxels",
-              resampled ? cat(" (resampled to the model's voxel size; its posteriors then back on its ",
-                              dims_text(own.dim), ")")
-                        : std::string(),
+              onto_another ? cat(" (its posteriors then on --like's grid of ", dims_text(own.dim), ")")
+              : resampled  ? cat(" (resampled to the model's voxel size; its posteriors then back on its ",
+                                 dims_text(own.dim), ")")
+                           : std::string(),
               " needs about ", gib(bytes), " GiB (", gib(network_bytes),
               " of them the network's), more than 80% of the ", gib(host), " GiB this process may use");
 }
@@ -452,8 +457,19 @@ Segmentation Predictor::predict(const Image& image, const std::string& name, con
     }
     double padded_voxels = 1;
     for (size_t d = 0; d < 3; ++d) padded_voxels *= double(padded_size(work.dim[d], s.pre.size_multiple));
+    // The network's blocks are host memory on the CPU only (on a GPU they are the GPU's).
+    const double network_bytes =
+        s.ctx.is_cuda() ? 0.0 : network_bytes_to_segment(s.spec.unet, s.precision, padded_voxels);
     require_memory_to_segment(name, work, onto ? *onto : framed.grid, resampled || onto, channels, classes,
-                              network_bytes_to_segment(s.spec.unet, s.precision, padded_voxels), host_memory_bytes());
+                              network_bytes, host_memory_bytes(), onto != nullptr);
+    // Another grid (--like) must meet the scan's field of view: refused before the network runs.
+    std::vector<uint8_t> outside;
+    if (onto) {
+        outside = outside_field_of_view(*onto, framed.grid);
+        ISS_INPUT(std::count(outside.begin(), outside.end(), uint8_t(1)) < onto->voxels(), name,
+                  ": its field of view and the grid of --like do not overlap in world coordinates: the two files ",
+                  "are not co-registered by their headers");
+    }
     warn_if_not_head_sized(image.grid, name);  // after the refusal a huge one gets: one line, not two
     warn_if_a_label_map(image, name);
     Image x = resampled ? resample_image(s.ctx, blurred_for_downsampling(framed, target), work, Interp::linear,
@@ -498,7 +514,7 @@ Segmentation Predictor::predict(const Image& image, const std::string& name, con
     Image post = smooth_and_crop_posteriors(s.ctx, probs.get(), padded.grid.dim, before, x.grid, classes);
     probs.reset();  // freed before the outputs are allocated
     if (onto) {
-        onto_grid(std::move(post), framed.grid, *onto, x, name, out);
+        onto_grid(std::move(post), outside, *onto, x, name, out);
         lap("postprocess");
         return out;
     }
@@ -526,21 +542,17 @@ Segmentation Predictor::predict(const Image& image, const std::string& name, con
 // in the model's frame) resampled trilinearly onto `onto` through world coordinates, as they come
 // back to the scan's own grid otherwise; voxels outside the scan's field of view hold no evidence:
 // posteriors 0 (merge then takes the other scan's) and label 0.
-void Predictor::onto_grid(Image post, const Grid& scan, const Grid& onto, const Image& seen, const std::string& name,
-                          Segmentation& out) {
+void Predictor::onto_grid(Image post, const std::vector<uint8_t>& outside, const Grid& onto, const Image& seen,
+                          const std::string& name, Segmentation& out) {
     State& s = *state_;
-    const std::vector<uint8_t> outside = outside_field_of_view(onto, scan);
     const int64_t outside_count = std::count(outside.begin(), outside.end(), uint8_t(1));
-    ISS_INPUT(outside_count < onto.voxels(), name, ": its field of view and the grid of --like do not overlap ",
-              "in world coordinates: the two files are not co-registered by their headers");
     post = resample_image(s.ctx, post, onto, Interp::linear, OutOfBounds::clamp);
     const int64_t voxels = onto.voxels();
     for (int64_t c = 0; c < post.frames; ++c)
         for (int64_t v = 0; v < voxels; ++v)
             if (outside[size_t(v)]) post.data[size_t(c * voxels + v)] = 0.0f;
-    LabelMap seg = segment_posteriors(post, s.spec.labels);
-    for (int64_t v = 0; v < voxels; ++v)
-        if (outside[size_t(v)]) seg.data[size_t(v)] = 0;
+    // Outside: background before the largest component is found, whatever the label list's first.
+    LabelMap seg = segment_posteriors(post, s.spec.labels, &outside);
     warn_if_no_structure(seg, seen, name);
     out.outside_field_of_view = double(outside_count) / double(voxels);
     out.volumes_mm3 = posterior_volumes_mm3(post, s.spec.labels);

@@ -82,8 +82,8 @@ public:
     const Preprocessing& preprocessing() const;
 
 private:
-    void onto_grid(Image post, const Grid& scan, const Grid& onto, const Image& seen, const std::string& name,
-                   Segmentation& out);
+    void onto_grid(Image post, const std::vector<uint8_t>& outside, const Grid& onto, const Image& seen,
+                   const std::string& name, Segmentation& out);
 
     struct State;
     std::unique_ptr<State> state_;
@@ -109,8 +109,10 @@ void warn_if_no_structure(const LabelMap& seg, const Image& normalised, const st
 // voxels segmented at 1 mm peaked at 18 GB there, which the check left out); and the network's
 // own `network_bytes` (network_bytes_to_segment). InputError naming `name` when the sum passes 80%
 // of `host_bytes`.
+// `onto_another`: `own` is --like's grid, not the scan's.
 void require_memory_to_segment(const std::string& name, const Grid& work, const Grid& own, bool resampled,
-                               int64_t channels, int64_t classes, double network_bytes, size_t host_bytes);
+                               int64_t channels, int64_t classes, double network_bytes, size_t host_bytes,
+                               bool onto_another = false);
 
 // What the network holds to segment a grid of `padded_voxels` (its pool and the convolutions'
 // workspace, network_peak_bytes): per voxel and first-level feature 9 bytes in fp32, 6 in bf16

@@ -585,6 +585,25 @@ TEST(KerasImport, Keras3FilesWithoutNamesOrWithWrongWeightCountsAreRefused) {
                                   })
                   .find("layer unet_likelihood holds more than 2 weights"),
               std::string::npos);
+    // ext/neuron's unet_prediction is a Lambda, which Keras 3 saves under `lambda` (the fixture's
+    // builder made it an Activation): where a weightless layer stands loads nothing, and is read.
+    {
+        const Hdf5Reader in(keras3_fixture());
+        const std::string out = (dir / "lambda.weights.h5").string();
+        Hdf5Writer w(out);
+        for (const std::string& member : in.group_members("/layers", 100)) {
+            const std::string from = "/layers/" + member + "/vars";
+            const std::string vars = "/layers/" + (member == "activation" ? std::string("lambda") : member) + "/vars";
+            w.group(vars);
+            w.string_attribute(vars, "name", in.string_list(from, "name").at(0));
+            for (size_t i = 0; in.has_dataset(cat(from, "/", i)); ++i) {
+                const std::vector<int64_t> shape = in.dataset_info(cat(from, "/", i)).shape;
+                w.dataset_f32(cat(vars, "/", i), shape, in.read_f32(cat(from, "/", i), shape));
+            }
+        }
+        w.close();
+        EXPECT_TRUE(read_keras_unet(out).tensors == read_keras_unet(keras3_fixture()).tensors);
+    }
     EXPECT_NE(
         keras3_copy_refusal(dir, "swapped", swap_bn_names)
             .find("groups batch_normalization_3 and batch_normalization_2 are named unet_bn_down_1 and unet_bn_down_2, "

@@ -617,7 +617,8 @@ TEST_F(PostInputs, FrameCountsDimensionsGridsAndMissingFilesNameTheFile) {
     EXPECT_NE(oblique.find(": axes turned by up to 10 degrees"), std::string::npos) << oblique;
 
     // A shifted grid stored in another voxel order (LIA): compared in a's order, so the message
-    // says the shift, not the permuted dims; another size along an axis likewise.
+    // says the shift, not the permuted dims; another size along an axis is said in the file's
+    // own terms, as info shows it (dims, orientation).
     const Grid a = grid_of(4, 3, 2);
     Grid moved = a;
     moved.affine.m[1][3] = 0.5;
@@ -631,7 +632,7 @@ TEST_F(PostInputs, FrameCountsDimensionsGridsAndMissingFilesNameTheFile) {
     const std::string longer =
         error_of([&] { on_grid_of(reorient(LabelMap(grid_of(4, 3, 3)), "LIA"), "b.nii", a, "a.nii"); });
     EXPECT_NE(
-        longer.find("b.nii: not on the voxel grid of a.nii: dims 4x3x3 vs 4x3x2, centres 0.5 mm apart (b.nii read in"),
+        longer.find("b.nii: not on the voxel grid of a.nii: dims 4x3x3 vs 4x3x2, orientation LIA vs RAS, centres "),
         std::string::npos)
         << longer;
 }

@@ -368,6 +368,20 @@ TEST_F(Predict, CommandLikeWritesOnTheOtherScansGridForMerge) {
                                      quoted("t1.nii.gz") + " --model " + q_model);
     EXPECT_EQ(over.status, 2) << over.err;
     EXPECT_NE(over.err.find("t1.nii.gz"), std::string::npos) << over.err;
+    // A like file whose header places it nowhere (qform and sform codes 0): no world coordinates.
+    write_image(path("nowhere.nii"), test_image(grid({17, 20, 14}, t1_affine)));
+    {
+        std::fstream f(path("nowhere.nii"), std::ios::in | std::ios::out | std::ios::binary);
+        const char zeros[4] = {0, 0, 0, 0};
+        f.seekp(252);  // qform_code, sform_code (int16 each)
+        f.write(zeros, 4);
+    }
+    const test::RunResult nowhere = run("predict --i " + quoted("t2.nii.gz") + " --like " + quoted("nowhere.nii") +
+                                        " --o " + quoted("n_seg.nii.gz") + " --model " + q_model);
+    EXPECT_EQ(nowhere.status, 2) << nowhere.err;
+    EXPECT_NE(nowhere.err.find("nowhere.nii: its header holds neither a qform nor an sform"), std::string::npos)
+        << nowhere.err;
+    EXPECT_FALSE(fs::exists(path("n_seg.nii.gz")));
     fs::create_directories(path("scans"));
     const test::RunResult folder = run("predict --i " + quoted("scans") + " --like " + quoted("t1.nii.gz") + " --o " +
                                        quoted("segs") + " --model " + q_model);
