@@ -1,13 +1,17 @@
 // `infant-synthseg clean`: folds the infant extra labels and relabels small islands (SPEC.md
 // section 6, "Clean"; the rules in post/clean.h). Inputs are read and checked before anything
 // is written; the outputs appear together or not at all.
+#include <cmath>
 #include <cstdio>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 
 #include "bin/cli.h"
 #include "bin/commands.h"
+#include "io/csv.h"
 #include "io/file_util.h"
 #include "kernels/common/error.h"
 #include "post/clean.h"
@@ -18,7 +22,8 @@ namespace {
 
 const char* usage =
     "usage: infant-synthseg clean --seg FILE --post FILE --o FILE [--o-post FILE]\n"
-    "                             [--island-threshold N] [--merge-cerebellum] [--labels LIST]\n"
+    "                             [--vol FILE.csv] [--island-threshold N] [--merge-cerebellum]\n"
+    "                             [--labels LIST]\n"
     "\n"
     "Cleans a segmentation. First folds the infant extra labels into the structures they\n"
     "model: 21 -> 2, 61 -> 41, 170 -> 16 (and with --merge-cerebellum 7 -> 8, 46 -> 47).\n"
@@ -37,6 +42,12 @@ const char* usage =
     "                          added to its kept label's frame (at most 1: a merge's maxima\n"
     "                          may sum past it) and left as zeros, so frame k still belongs\n"
     "                          to the k-th label of the list\n"
+    "  --vol FILE.csv          also write the cleaned segmentation's volumes in mm^3: a row\n"
+    "                          (subject: its name), a column per label of the list that\n"
+    "                          stays after folding (background left out) and `total`; each\n"
+    "                          the label's voxel count times the voxel volume (a merge's\n"
+    "                          posteriors are maxima of two, not probabilities: their sums\n"
+    "                          would overstate)\n"
     "  --island-threshold N    components of at least N voxels are kept (default 15; 0 or 1\n"
     "                          keeps every component)\n"
     "  --merge-cerebellum      also fold cerebellar white matter into cortex\n"
@@ -49,10 +60,43 @@ const char* usage =
     "                          their labels and need none (one given must be the recorded one)\n"
     "  --help                  this text\n";
 
+// The cleaned segmentation's volumes (mm^3), as predict --vol lays them out: each label of the
+// list that stays after folding (background left out), its voxel count times the voxel volume.
+CsvTable segmentation_volumes(const LabelMap& seg, const std::vector<int32_t>& labels, bool merge_cerebellum,
+                              const std::string& subject) {
+    std::set<int32_t> folded;
+    for (const auto& [from, to] : fold_pairs(merge_cerebellum)) folded.insert(from);
+    std::map<int32_t, int64_t> counts;
+    int32_t last = 0;
+    int64_t run = 0;
+    for (const int32_t v : seg.data) {  // label maps are long runs of one value
+        if (v != last) counts[last] += run, last = v, run = 0;
+        ++run;
+    }
+    counts[last] += run;
+    CsvTable table{{"subject"}, {}, "", {}};
+    std::vector<std::string> row{subject};
+    const double voxel_mm3 = seg.grid.voxel_volume();
+    double total = 0;
+    for (const int32_t label : labels) {
+        if (label == 0 || folded.count(label)) continue;
+        const auto found = counts.find(label);
+        const double mm3 = found == counts.end() ? 0.0 : double(found->second) * voxel_mm3;
+        table.columns.push_back(std::to_string(label));
+        row.push_back(csv_number(std::round(mm3 * 1000.0) / 1000.0));
+        total += mm3;
+    }
+    table.columns.push_back("total");
+    row.push_back(csv_number(std::round(total * 1000.0) / 1000.0));
+    table.rows.push_back(row);
+    return table;
+}
+
 }  // namespace
 
 int cmd_clean(int argc, char** argv) {
-    const Args args("clean", argc, argv, {"--seg", "--post", "--o", "--o-post", "--island-threshold", "--labels"},
+    const Args args("clean", argc, argv,
+                    {"--seg", "--post", "--o", "--o-post", "--vol", "--island-threshold", "--labels"},
                     {"--merge-cerebellum", "--help"});
     if (args.flag("--help")) {
         std::fputs(usage, stdout);
@@ -60,11 +104,13 @@ int cmd_clean(int argc, char** argv) {
     }
     args.reject_positional();
     const std::string seg_path = args.require("--seg"), post_path = args.require("--post");
-    const std::string out = args.require("--o"), out_post = args.get("--o-post", "");
+    const std::string out = args.require("--o"), out_post = args.get("--o-post", ""), vol = args.get("--vol", "");
     require_volume_output(out, "--o");
     if (args.has("--o-post")) require_volume_output(out_post, "--o-post");
+    ISS_INPUT(!args.has("--vol") || !is_volume_name(vol), "clean: --vol ", vol,
+              ": the volumes are CSV text, not an image (name it .csv)");
     const std::string labels_text = args.get("--labels", "");
-    const std::vector<NamedPath> outputs{{out, "--o"}, {out_post, "--o-post"}};
+    const std::vector<NamedPath> outputs{{out, "--o"}, {out_post, "--o-post"}, {vol, "--vol"}};
     check_outputs("clean", {{seg_path, "--seg"}, {post_path, "--post"}, label_file_of(labels_text)}, outputs,
                   folders_of(outputs));
     CleanOptions options;
@@ -82,12 +128,20 @@ int cmd_clean(int argc, char** argv) {
     warn_of_temporaries_beside("clean", outputs);
     OutputDirectories folders;
     folders.make_for(outputs);
-    write_prediction(out, p.seg, &seg_header, out_post, p.post, posteriors.labels.labels, &post_header);
+    OutputSet files;  // all of them or none
+    write_prediction(files, out, p.seg, &seg_header, out_post, p.post, posteriors.labels.labels, &post_header);
+    if (!vol.empty()) {
+        const CsvTable volumes =
+            segmentation_volumes(p.seg, posteriors.labels.labels, options.merge_cerebellum, volume_stem(seg_path));
+        files.write(vol, [&](const std::string& path) { write_csv(path, volumes); });
+    }
+    files.commit();
     std::printf(
         "clean: folded %lld voxels; %lld islands of %lld voxels relabelled from their neighbours (%lld changed label, "
-        "%lld to background); wrote %s%s%s\n",
+        "%lld to background); wrote %s%s%s%s%s\n",
         (long long)s.folded_voxels, (long long)s.islands, (long long)s.island_voxels, (long long)s.changed_voxels,
-        (long long)s.to_background, out.c_str(), out_post.empty() ? "" : " and ", out_post.c_str());
+        (long long)s.to_background, out.c_str(), out_post.empty() ? "" : " and ", out_post.c_str(),
+        vol.empty() ? "" : " and ", vol.c_str());
     return 0;
 }
 

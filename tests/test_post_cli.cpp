@@ -317,6 +317,32 @@ TEST_F(CleanCli, FoldsRelabelsIslandsAndWritesFoldedPosteriors) {
     EXPECT_FLOAT_EQ(folded.data[frame(2) + v21], 0.81f);
     EXPECT_EQ(folded.data[frame(21) + v21], 0.0f);
 
+    // The cleaned segmentation's volumes: voxel counts of the labels that stay after folding (a
+    // merge's posteriors are maxima, whose sums overstate), as predict --vol lays them out.
+    const RunResult v = run("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz") + " --o " +
+                                         out("clean2.nii.gz") + " --vol " + out("volumes.csv"));
+    ASSERT_EQ(v.status, 0) << v.err;
+    const CsvTable volumes = read_csv((dir_ / "out" / "volumes.csv").string());
+    ASSERT_EQ(volumes.rows.size(), 1u);
+    EXPECT_EQ(volumes.columns.size(), 1u + 33u - 3u + 1u) << "the folded 21, 61 and 170 are not columns";
+    auto volume_of = [&](const std::string& column) {
+        const auto at = std::find(volumes.columns.begin(), volumes.columns.end(), column);
+        return at == volumes.columns.end() ? std::string("none")
+                                           : volumes.rows[0][size_t(at - volumes.columns.begin())];
+    };
+    EXPECT_EQ(volumes.rows[0][0], "seg");
+    const int64_t twos = std::count(want.data.begin(), want.data.end(), 2);
+    EXPECT_EQ(volume_of("2"), std::to_string(twos));
+    EXPECT_EQ(volume_of("41"), "6");
+    EXPECT_EQ(volume_of("4"), "4");
+    EXPECT_EQ(volume_of("21"), "none");
+    EXPECT_EQ(volume_of("total"), "36");
+    const RunResult image = run("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz") + " --o " +
+                                             out("c3.nii.gz") + " --vol " + out("volumes.nii.gz"));
+    EXPECT_EQ(image.status, 2);
+    EXPECT_NE(image.err.find("volumes.nii.gz: the volumes are CSV text, not an image"), std::string::npos) << image.err;
+    EXPECT_FALSE(fs::exists(dir_ / "out" / "c3.nii.gz"));
+
     const RunResult c = run("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz") + " --o " +
                                          out("cereb.nii") + " --merge-cerebellum --island-threshold 1");
     ASSERT_EQ(c.status, 0) << c.err;
@@ -324,7 +350,8 @@ TEST_F(CleanCli, FoldsRelabelsIslandsAndWritesFoldedPosteriors) {
     const LabelMap cereb = read_labels((dir_ / "out" / "cereb.nii").string());
     EXPECT_EQ(cereb.at(0, 5, 0), 8);
     EXPECT_EQ(cereb.at(2, 3, 0), 4) << "threshold 1 keeps every component";
-    EXPECT_EQ(file_count(dir_ / "out"), 3) << "no --o-post, no posteriors file";
+    EXPECT_EQ(file_count(dir_ / "out"), 5) << "no --o-post, no posteriors file (clean, its posteriors, clean2 and "
+                                              "volumes.csv before it)";
 
     // A merge's maxima need not sum to 1: folded, 0.8 + 0.7 is written as 1, which clean reads
     // again (it wrote 1.5, which it then refused).
