@@ -142,7 +142,10 @@ Failure describe_failure(const std::exception& e, const std::string& command, co
     if (dynamic_cast<const Error*>(&e)) return {"error: " + message, 1};
     // Host memory: what() says only "std::bad_alloc".
     if (dynamic_cast<const std::bad_alloc*>(&e))
-        return {"error: out of memory (the host's): this run needs more than the machine can give", 1};
+        return {
+            "error: out of memory (the host's): this run needs more than this process may use (the machine's RAM, "
+            "or a container's or ulimit's limit)",
+            1};
     return {cat("internal error", subject.empty() ? "" : " on " + one_line(subject), ": ", message), 1};
 }
 

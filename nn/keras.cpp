@@ -642,9 +642,18 @@ private:
         u.levels = down.rbegin()->first + 1;
         u.convs_per_level = 0;
         while (down.count({0, u.convs_per_level})) ++u.convs_per_level;
+        // A layer missing from the grid of levels and convolutions is often one renamed or added
+        // past it (unet_conv_downarm_1_5): named too, as the file's own.
+        std::string beyond;
+        for (const auto& [l, c] : down)
+            if (c >= u.convs_per_level) beyond += cat(beyond.empty() ? "" : ", ", down_conv(l, c));
         for (int l = 0; l < u.levels; ++l)
             for (int c = 0; c < u.convs_per_level; ++c)
-                ISS_INPUT(down.count({l, c}), path_, ": missing layer ", down_conv(l, c));
+                ISS_INPUT(down.count({l, c}), path_, ": missing layer ", down_conv(l, c),
+                          beyond.empty()
+                              ? cat(" (level 0 has ", u.convs_per_level, " convolutions, as every level must)")
+                              : cat(" (the file holds ", clipped(beyond, 200), ", past the ", u.convs_per_level,
+                                    " convolutions level 0 has)"));
         ISS_INPUT(int(down.size()) == u.levels * u.convs_per_level, path_,
                   ": the encoder levels have different numbers of convolutions");
         ISS_INPUT(!bn_down.empty(), path_,

@@ -567,6 +567,14 @@ TEST(KerasImport, Keras3FilesWithoutNamesOrWithWrongWeightCountsAreRefused) {
                                   })
                   .find("names no layer (no 'name' attribute on its vars group: Keras 3.0 to 3.5 wrote none"),
               std::string::npos);
+    // A layer renamed past the grid: both names said (it said the missing one alone).
+    EXPECT_NE(keras3_copy_refusal(dir, "renamed",
+                                  [](std::string& name, std::vector<std::string>&) {
+                                      if (name == "unet_conv_downarm_1_1") name = "unet_conv_downarm_1_5";
+                                  })
+                  .find("missing layer unet_conv_downarm_1_1 (the file holds unet_conv_downarm_1_5, past the 2 "
+                        "convolutions level 0 has)"),
+              std::string::npos);
     EXPECT_NE(keras3_copy_refusal(dir, "twice",
                                   [](std::string& name, std::vector<std::string>&) {
                                       if (name == "unet_conv_uparm_3_1") name = "unet_conv_uparm_3_0";

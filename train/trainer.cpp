@@ -373,6 +373,11 @@ void Trainer::State::save_checkpoint(bool keep) {
     } catch (const Error& e) {
         if (moved_away) throw;  // require_model_dir_in_place said where things are
         throw Error(cat(e.what(), kept));
+    } catch (const std::bad_alloc&) {
+        // Where a run near its limit fails: said as the checkpoint's, with what is kept (it was
+        // the bare out-of-memory line, after a whole epoch).
+        throw Error(cat("out of memory writing the checkpoint of step ", step, " (the model's files and Adam's ",
+                        "moments are copied to the host)", kept));
     }
 }
 

@@ -307,7 +307,10 @@ void* DeviceContext::allocate(size_t bytes) {
     }
     const size_t rounded = (bytes + 255) / 256 * 256;  // 256: as cudaMalloc, and a cache-line multiple
     void* ptr = std::aligned_alloc(256, rounded);
-    if (!ptr) throw Error(cat("out of memory: could not allocate ", bytes, " bytes"));
+    if (!ptr)
+        throw Error(cat("out of memory: could not allocate ", bytes, " bytes (", double(bytes) / double(1 << 30),
+                        " GiB) more; this process may use ", double(host_memory_bytes()) / double(1 << 30),
+                        " GiB (the machine's RAM, or a container's or ulimit's limit)"));
     return ptr;
 }
 
