@@ -378,8 +378,7 @@ const Preprocessing& Predictor::preprocessing() const {
 void Predictor::State::forward(const Image& x, size_t* peak_bytes, const UNet::ProbabilityRows& rows, float* host_out) {
     PoolAllocator& pool = *this->pool;
     // The pool's cached blocks and the convolutions' workspace fit scans of one shape; another
-    // shape would only add its own (a folder's 0.5 mm scan after a 256^3 one peaked at 4.7 GB,
-    // alone at 2.95).
+    // shape would only add its own (the workspace stayed at the largest scan's size).
     if (x.grid.dim != last_shape) {
         pool.release_cached();
         ctx.release_workspace();

@@ -45,8 +45,9 @@ const char* missing_host_extension(bool (*cpu_has)(const char* name));
 void keep_freed_host_memory();
 // Hands the pages of freed host memory back to the kernel now (glibc's malloc_trim), for work of
 // another size after work kept that way: a freed block serves only the requests that fit in it,
-// so a folder of scans of other sizes held each size's blocks (predict on a 0.5 mm scan after a
-// 256^3 one peaked at 4.7 GB, alone at 2.95). Nothing is done without glibc's allocator.
+// so a folder of scans of other sizes held each size's blocks (a 0.5 mm scan after a 256^3 one
+// peaked at 3.83 GB, 3.37 with this; the larger alone at 3.20). Nothing is done without glibc's
+// allocator.
 void return_freed_host_memory();
 // Number of usable CUDA devices: 0 without a driver, without a GPU, or in a CPU-only build.
 int cuda_device_count();
@@ -125,8 +126,9 @@ public:
     // for the stream (the old block may still be in use) before freeing it.
     void* workspace(size_t bytes);
     size_t workspace_bytes() const { return workspace_bytes_; }
-    // Frees it (after the stream's work), for work of other sizes: a scan's level-0 conversions
-    // (1.6 GB at 256^3) otherwise stayed through every smaller scan of a folder after it.
+    // Frees it (after the stream's work), for work of other sizes: a large scan's layout
+    // conversions (a level-0 activation of the default network at 256^3 is 1.6 GB) otherwise
+    // stayed through every smaller scan of a folder after it.
     void release_workspace();
 
     // oneDNN CPU engine and stream (created on first use).
