@@ -138,14 +138,17 @@ Failure describe_failure(const std::exception& e, const std::string& command, co
         const bool named = message.compare(0, own.size(), own) == 0;
         return {"error: " + (named ? message.substr(own.size()) : message), 2};
     }
-    // Not the user's input: a failed write (disk full), a library call, a broken invariant.
-    if (dynamic_cast<const Error*>(&e)) return {"error: " + message, 1};
+    // Not the user's input: a failed write (disk full), a library call, a broken invariant; the
+    // subject (a folder's scan) named where the message does not (an allocation's names none).
+    auto about = [&](const std::string& text) {
+        return subject.empty() || text.find(subject) != std::string::npos ? text : cat(one_line(subject), ": ", text);
+    };
+    if (dynamic_cast<const Error*>(&e)) return {"error: " + about(message), 1};
     // Host memory: what() says only "std::bad_alloc".
     if (dynamic_cast<const std::bad_alloc*>(&e))
-        return {
-            "error: out of memory (the host's): this run needs more than this process may use (the machine's RAM, "
-            "or a container's or ulimit's limit)",
-            1};
+        return {"error: " + about("out of memory (the host's): this run needs more than this process may use (the "
+                                  "machine's RAM, or a container's or ulimit's limit)"),
+                1};
     return {cat("internal error", subject.empty() ? "" : " on " + one_line(subject), ": ", message), 1};
 }
 

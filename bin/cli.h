@@ -62,7 +62,8 @@ std::optional<LabelList> given_label_list(const Args& args, const std::string& o
 
 // How a command's failure is said after "infant-synthseg CMD: ", and its exit status: 2 for the
 // user's input (InputError), 1 for anything else (a full disk, out of memory, a broken
-// invariant). `subject` names what an internal error happened on, when the message may not.
+// invariant). `subject` (a folder's scan) is named in a failure that is not the input's, where
+// its message does not name it (an allocation's names nothing).
 struct Failure {
     std::string text;  // "error: ..." or "internal error: ..."
     int status;

@@ -61,11 +61,14 @@ const char* usage =
     "  --help                  this text\n";
 
 // The cleaned segmentation's volumes (mm^3), as predict --vol lays them out: each label of the
-// list that stays after folding (background left out), its voxel count times the voxel volume.
+// list that stays after folding, its voxel count times the voxel volume.
 CsvTable segmentation_volumes(const LabelMap& seg, const std::vector<int32_t>& labels, bool merge_cerebellum,
                               const std::string& subject) {
     std::set<int32_t> folded;
     for (const auto& [from, to] : fold_pairs(merge_cerebellum)) folded.insert(from);
+    std::vector<int32_t> kept;
+    for (const int32_t label : labels)
+        if (!folded.count(label)) kept.push_back(label);
     std::map<int32_t, int64_t> counts;
     int32_t last = 0;
     int64_t run = 0;
@@ -74,21 +77,11 @@ CsvTable segmentation_volumes(const LabelMap& seg, const std::vector<int32_t>& l
         ++run;
     }
     counts[last] += run;
-    CsvTable table{{"subject"}, {}, "", {}};
-    std::vector<std::string> row{subject};
-    const double voxel_mm3 = seg.grid.voxel_volume();
-    double total = 0;
-    for (const int32_t label : labels) {
-        if (label == 0 || folded.count(label)) continue;
-        const auto found = counts.find(label);
-        const double mm3 = found == counts.end() ? 0.0 : double(found->second) * voxel_mm3;
-        table.columns.push_back(std::to_string(label));
-        row.push_back(csv_number(std::round(mm3 * 1000.0) / 1000.0));
-        total += mm3;
-    }
-    table.columns.push_back("total");
-    row.push_back(csv_number(std::round(total * 1000.0) / 1000.0));
-    table.rows.push_back(row);
+    std::vector<double> volumes_mm3;
+    for (const int32_t label : kept)
+        volumes_mm3.push_back(std::round(double(counts[label]) * seg.grid.voxel_volume() * 1000.0) / 1000.0);
+    CsvTable table = volumes_table(kept);
+    add_volumes_row(table, subject, kept, volumes_mm3);
     return table;
 }
 

@@ -118,11 +118,11 @@ const char* usage =
     "  --device D          auto (CUDA when present, else CPU), cpu, cuda or cuda:N\n"
     "  --precision P       the network's arithmetic: fp32 (default) or bf16 (activations\n"
     "                      stored as bfloat16, convolutions summing in fp32, the posteriors\n"
-    "                      fp32): half the network's memory (the run's peak falls 10-20%,\n"
-    "                      the posteriors staying fp32); about 2.5x as fast on a CPU with\n"
-    "                      AMX, 1.7x on AMD's Zen 4, slower than fp32 on Intel's AVX512-BF16\n"
-    "                      without AMX (a note says so); on GPUs from sm_80 (bf16 tensor\n"
-    "                      cores); elsewhere fp32 runs and a warning says so\n";
+    "                      fp32): half the network's memory (a run's peak fell 8-16% where\n"
+    "                      measured, the posteriors staying fp32); about 2.5x as fast on a\n"
+    "                      CPU with AMX, 1.7x on AMD's Zen 4, slower than fp32 on Intel's\n"
+    "                      AVX512-BF16 without AMX (a note says so); on GPUs from sm_80\n"
+    "                      (bf16 tensor cores); elsewhere fp32 runs and a warning says so\n";
 
 struct Job {
     std::string input, seg, post, resampled;
@@ -297,25 +297,7 @@ struct RunOutputs {
     std::unique_ptr<OutputSet> single_file = std::make_unique<OutputSet>();
     std::array<int64_t, 8> last_dims{};  // the last scan's, whose freed blocks the heap keeps
 
-    explicit RunOutputs(const std::vector<int32_t>& labels) : volumes{{"subject"}, {}, "", {}} {
-        for (int32_t label : labels)
-            if (label != 0) volumes.columns.push_back(std::to_string(label));
-        volumes.columns.push_back("total");
-    }
-
-    // A scan's row: each structure's volume and their total (background left out).
-    void add_volumes(const std::string& subject, const std::vector<int32_t>& labels,
-                     const std::vector<double>& volumes_mm3) {
-        std::vector<std::string> row{subject};
-        double total = 0;
-        for (size_t c = 0; c < labels.size(); ++c) {
-            if (labels[c] == 0) continue;
-            row.push_back(csv_number(volumes_mm3[c]));
-            total += volumes_mm3[c];
-        }
-        row.push_back(csv_number(std::round(total * 1000.0) / 1000.0));
-        volumes.rows.push_back(row);
-    }
+    explicit RunOutputs(const std::vector<int32_t>& labels) : volumes(volumes_table(labels)) {}
 
     // The volumes and the picture, and with them a single file's outputs, moved into place.
     void commit(const Args& args) {
@@ -375,7 +357,7 @@ ScanOutcome segment_scan(const Job& job, const std::vector<std::string>& channel
         outputs->commit();
         committed = true;
     }
-    run.add_volumes(volume_stem(job.input), predictor.labels(), result.volumes_mm3);
+    add_volumes_row(run.volumes, volume_stem(job.input), predictor.labels(), result.volumes_mm3);
     if (preview && run.preview_rows.size() < preview_max_rows) {
         const MidSlices cells = overlay_mid_slices(like ? read_image(*like) : image, result.segmentation);
         run.preview_rows.push_back({cells[0], cells[1], cells[2]});
@@ -389,10 +371,7 @@ ScanOutcome segment_scan(const Job& job, const std::vector<std::string>& channel
 // earlier run's outputs for it are not this run's).
 void say_failure(const std::exception& e, const Job& job, bool folder, bool committed, const char* line_start,
                  int& failed_input, int& failed_other) {
-    Failure failure = describe_failure(e, "predict", job.input);
-    // In a folder the line says which scan failed (an allocation's failure names none).
-    if (folder && failure.text.find(job.input) == std::string::npos)
-        failure.text = cat("error: ", job.input, ": ", failure.text.substr(failure.text.find(": ") + 2));
+    const Failure failure = describe_failure(e, "predict", job.input);
     std::error_code exists_error;
     const bool earlier = folder && !committed && fs::exists(job.seg, exists_error);
     const char* skipped = !folder     ? ""

@@ -60,8 +60,8 @@ public:
     // the alignment.
     std::vector<float> download_packed(const float* flat) const;
     // The same into `out` (trainable_count() floats), parameter by parameter: no host copy of
-    // the whole span beside it (a checkpoint's peak: two copies of Adam's moments, 212 MB on the
-    // default network, where training ran out of memory after a whole epoch).
+    // the whole span beside it (a checkpoint held two copies of Adam's moments: 4 x 53 MB on the
+    // default network's 13.2 M parameters; a 96^3 run's peak fell 1.89 -> 1.71 GB without them).
     void download_packed_into(const float* flat, float* out) const;
     void upload_packed(float* flat, const std::vector<float>& packed);
 

@@ -332,6 +332,27 @@ void write_prediction(OutputSet& outputs, const std::string& seg_path, const Lab
     outputs.write(post_path, [&](const std::string& t) { write_posteriors(t, post, post_like, frame_labels); });
 }
 
+CsvTable volumes_table(const std::vector<int32_t>& labels) {
+    CsvTable table{{"subject"}, {}, "", {}};
+    for (const int32_t label : labels)
+        if (label != 0) table.columns.push_back(std::to_string(label));
+    table.columns.push_back("total");
+    return table;
+}
+
+void add_volumes_row(CsvTable& table, const std::string& subject, const std::vector<int32_t>& labels,
+                     const std::vector<double>& volumes_mm3) {
+    std::vector<std::string> row{subject};
+    double total = 0;
+    for (size_t c = 0; c < labels.size(); ++c) {
+        if (labels[c] == 0) continue;
+        row.push_back(csv_number(volumes_mm3[c]));
+        total += volumes_mm3[c];
+    }
+    row.push_back(csv_number(std::round(total * 1000.0) / 1000.0));
+    table.rows.push_back(row);
+}
+
 void write_prediction(const std::string& seg_path, const LabelMap& seg, const VolumeHeader* seg_like,
                       const std::string& post_path, const Image& post, const std::vector<int32_t>& frame_labels,
                       const VolumeHeader* post_like) {

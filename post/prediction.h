@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "io/csv.h"
 #include "io/file_util.h"
 #include "io/nifti.h"
 #include "io/volume.h"
@@ -120,5 +121,12 @@ void write_prediction(const std::string& seg_path, const LabelMap& seg, const Vo
 void write_prediction(OutputSet& outputs, const std::string& seg_path, const LabelMap& seg,
                       const VolumeHeader* seg_like, const std::string& post_path, const Image& post,
                       const std::vector<int32_t>& frame_labels, const VolumeHeader* post_like);
+
+// The volumes table of predict --vol and clean --vol: columns `subject`, a label each but the
+// background (in `labels`' order) and `total`; add_volumes_row adds a subject's row from its
+// volumes in mm^3 (one per label of the same list; the total rounded to 3 decimals).
+CsvTable volumes_table(const std::vector<int32_t>& labels);
+void add_volumes_row(CsvTable& table, const std::string& subject, const std::vector<int32_t>& labels,
+                     const std::vector<double>& volumes_mm3);
 
 }  // namespace iss

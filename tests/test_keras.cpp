@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -521,21 +522,25 @@ using Keras3LayerEdit = std::function<void(std::string& name, std::vector<std::s
 
 // The fixture copied with one change (`edit` sees each layer's name and the fixture's datasets
 // that become its weights 0, 1, ..., and may change them), as WHAT.weights.h5 in `dir`: its path.
-std::string keras3_copy(const fs::path& dir, const std::string& what, const Keras3LayerEdit& edit) {
+// `groups`: fixture group -> the copy's, for the groups a test renames.
+std::string keras3_copy(const fs::path& dir, const std::string& what, const Keras3LayerEdit& edit,
+                        const std::map<std::string, std::string>& groups = {}) {
     const Hdf5Reader in(keras3_fixture());
     const std::string out = (dir / (what + ".weights.h5")).string();
     Hdf5Writer w(out);
     for (const std::string& member : in.group_members("/layers", 100)) {
         const std::string vars = "/layers/" + member + "/vars";
+        const auto renamed = groups.find(member);
+        const std::string copy = "/layers/" + (renamed == groups.end() ? member : renamed->second) + "/vars";
         std::string name = in.string_list(vars, "name").at(0);
         std::vector<std::string> weights;
         while (in.has_dataset(cat(vars, "/", weights.size()))) weights.push_back(cat(vars, "/", weights.size()));
         edit(name, weights);
-        w.group(vars);
-        if (!name.empty()) w.string_attribute(vars, "name", name);
+        w.group(copy);
+        if (!name.empty()) w.string_attribute(copy, "name", name);
         for (size_t i = 0; i < weights.size(); ++i) {  // weight i of the copy from the fixture's weights[i]
             const std::vector<int64_t> shape = in.dataset_info(weights[i]).shape;
-            w.dataset_f32(cat(vars, "/", i), shape, in.read_f32(weights[i], shape));
+            w.dataset_f32(cat(copy, "/", i), shape, in.read_f32(weights[i], shape));
         }
     }
     w.close();
@@ -595,23 +600,9 @@ TEST(KerasImport, Keras3FilesWithoutNamesOrWithWrongWeightCountsAreRefused) {
               std::string::npos);
     // ext/neuron's unet_prediction is a Lambda, which Keras 3 saves under `lambda` (the fixture's
     // builder made it an Activation): where a weightless layer stands loads nothing, and is read.
-    {
-        const Hdf5Reader in(keras3_fixture());
-        const std::string out = (dir / "lambda.weights.h5").string();
-        Hdf5Writer w(out);
-        for (const std::string& member : in.group_members("/layers", 100)) {
-            const std::string from = "/layers/" + member + "/vars";
-            const std::string vars = "/layers/" + (member == "activation" ? std::string("lambda") : member) + "/vars";
-            w.group(vars);
-            w.string_attribute(vars, "name", in.string_list(from, "name").at(0));
-            for (size_t i = 0; in.has_dataset(cat(from, "/", i)); ++i) {
-                const std::vector<int64_t> shape = in.dataset_info(cat(from, "/", i)).shape;
-                w.dataset_f32(cat(vars, "/", i), shape, in.read_f32(cat(from, "/", i), shape));
-            }
-        }
-        w.close();
-        EXPECT_TRUE(read_keras_unet(out).tensors == read_keras_unet(keras3_fixture()).tensors);
-    }
+    const std::string lambda =
+        keras3_copy(dir, "lambda", [](std::string&, std::vector<std::string>&) {}, {{"activation", "lambda"}});
+    EXPECT_TRUE(read_keras_unet(lambda).tensors == read_keras_unet(keras3_fixture()).tensors);
     EXPECT_NE(
         keras3_copy_refusal(dir, "swapped", swap_bn_names)
             .find("groups batch_normalization_3 and batch_normalization_2 are named unet_bn_down_1 and unet_bn_down_2, "
