@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <thread>
 
@@ -76,6 +77,10 @@ Args::Args(const std::string& command, int argc, char** argv, const std::set<std
         if (arg == "--") {  // the options' end, as getopt has it: the rest are names (a file "--x")
             positional_.insert(positional_.end(), argv + i + 1, argv + argc);
             break;
+        }
+        if (arg == "-h" && flags.count("--help")) {  // as the top level takes it
+            flags_.insert("--help");
+            continue;
         }
         if (arg.size() < 3 || arg.compare(0, 2, "--") != 0) {
             positional_.push_back(arg);
@@ -217,8 +222,9 @@ long long Args::integer(const std::string& name, long long fallback) const {
     char* end = nullptr;
     errno = 0;
     const long long value = std::strtoll(text.c_str(), &end, 10);
-    ISS_INPUT(!text.empty() && *end == '\0' && errno == 0, command_, ": option ", name, " expects an integer, got '",
-              text, "'");
+    ISS_INPUT(!text.empty() && *end == '\0', command_, ": option ", name, " expects an integer, got '", text, "'");
+    // An integer still, but past what 64 bits hold: said as such (it read "expects an integer").
+    ISS_INPUT(errno == 0, command_, ": option ", name, " ", text, " is out of range (at most 2^63 - 1)");
     return value;
 }
 
@@ -294,6 +300,22 @@ int predict_output_index(const std::string& file) {
     for (size_t i = 0; i < predict_output_suffixes.size(); ++i)
         if (ends_with_ignoring_case(stem, predict_output_suffixes[i])) return int(i);
     return -1;
+}
+
+bool predicted_segmentation(const std::string& file) {
+    return predict_output_index(file) == 0;
+}
+
+std::string subject_of(const std::string& prediction) {
+    const std::string stem = volume_stem(prediction);
+    return predicted_segmentation(prediction) ? stem.substr(0, stem.size() - std::strlen(predict_output_suffixes[0]))
+                                              : stem;
+}
+
+std::string rate_text(double per_second) {
+    char text[32];
+    std::snprintf(text, sizeof text, per_second >= 0.1 || per_second <= 0 ? "%.1f" : "%.2g", per_second);
+    return text;
 }
 
 std::string duration_text(double seconds) {

@@ -89,8 +89,17 @@ inline constexpr std::array<const char*, 3> predict_output_suffixes = {"_synthse
 // The index in predict_output_suffixes of the suffix a NIfTI file's name ends with before
 // .nii / .nii.gz (0: a segmentation), or -1.
 int predict_output_index(const std::string& file);
+// Whether a file is a segmentation predict wrote into a folder (NAME_synthseg).
+bool predicted_segmentation(const std::string& file);
+// A segmentation's subject: its name without .nii / .nii.gz / .hdr / .mgz / .mgh and the _synthseg
+// a predict folder adds ("sub01_synthseg.nii.gz" -> "sub01"), as predict's --vol names it (dice
+// pairs by it; clean's --vol names its row so).
+std::string subject_of(const std::string& prediction);
 
 // Progress display shared by the long-running commands.
+// A rate (samples per second) to one decimal, or two significant digits below 0.1 (a slow CPU
+// run's 0.04, which read "0.0").
+std::string rate_text(double per_second);
 // "0:56" or "1:02:03" for a number of seconds (rounded).
 std::string duration_text(double seconds);
 // "=====>    ": `width` characters, filled to `fraction` (clamped to [0, 1]).

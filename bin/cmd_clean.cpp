@@ -125,7 +125,7 @@ int cmd_clean(int argc, char** argv) {
     write_prediction(files, out, p.seg, &seg_header, out_post, p.post, posteriors.labels.labels, &post_header);
     if (!vol.empty()) {
         const CsvTable volumes =
-            segmentation_volumes(p.seg, posteriors.labels.labels, options.merge_cerebellum, volume_stem(seg_path));
+            segmentation_volumes(p.seg, posteriors.labels.labels, options.merge_cerebellum, subject_of(seg_path));
         files.write(vol, [&](const std::string& path) { write_csv(path, volumes); });
     }
     files.commit();

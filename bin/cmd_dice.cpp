@@ -64,19 +64,6 @@ struct Pair {
     std::string name, pred, gt;
 };
 
-// Whether a file is a segmentation predict wrote into a folder (NAME_synthseg).
-bool predicted_segmentation(const std::string& file) {
-    return predict_output_index(file) == 0;
-}
-
-// A prediction's subject: its name without .nii / .nii.gz / .hdr / .mgz / .mgh and the _synthseg a predict folder
-// adds ("sub01_synthseg.nii.gz" -> "sub01"), as predict's --vol names it.
-std::string subject_of(const std::string& prediction) {
-    const std::string stem = volume_stem(prediction);
-    return predicted_segmentation(prediction) ? stem.substr(0, stem.size() - std::strlen(predict_output_suffixes[0]))
-                                              : stem;
-}
-
 // The segmentations in a folder: its volumes, but in a folder predict wrote (NAME_synthseg
 // files) not the posteriors and resampled images --post and --resample put beside them; and, in
 // the --pred folder (`predictions`), not the scans NAME predict read there (predict --o into the
@@ -219,10 +206,12 @@ int cmd_dice(int argc, char** argv) {
                     " in one of the two files only, and score", one_sided.size() > 1 ? "" : "s",
                     " 0 there: ", first_values(one_sided, 8)));
 
+    warn_of_temporaries_beside("dice", outputs);  // once every refusal is past
     OutputDirectories folders;
     folders.make_for(outputs);
     write_csv(out, dice_table(subjects, labels));
-    std::printf("dice: %zu subjects, %zu structures: wrote %s\n", subjects.size(), labels.size(), out.c_str());
+    std::printf("dice: %zu subject%s, %zu structure%s: wrote %s\n", subjects.size(), subjects.size() == 1 ? "" : "s",
+                labels.size(), labels.size() == 1 ? "" : "s", out.c_str());
     return 0;
 }
 

@@ -32,7 +32,8 @@ const char* usage =
     "             also holds model.json, so import and predict take the archive without\n"
     "             --labels.\n"
     "\n"
-    "  --model M        a model directory (model.safetensors + model.json) or its .safetensors\n"
+    "  --model M        a model directory (model.safetensors + model.json), its .safetensors or\n"
+    "                   .json, or kept weights (weights/step_N.safetensors or .json)\n"
     "  --keras OUT      the file to write (a file there is replaced; never the model's own)\n"
     "  --help           this text\n";
 
@@ -66,6 +67,7 @@ int cmd_export(int argc, char** argv) {
     UNet net(spec.unet, params);
     params.allocate(ParamStore::Use::inference);
     load_checkpoint_weights(weights, spec, params);
+    warn_of_temporaries_beside("export", outputs);  // once every refusal is past
     OutputDirectories folders;
     folders.make_for(outputs);
     if (archive)

@@ -76,8 +76,12 @@ int cmd_import(int argc, char** argv) {
               "import: --voxel-size must be a size in mm above 0 and at most 10, got ", args.get("--voxel-size", ""));
     const std::string weights = model_weights_in(out);
     std::error_code ec;
-    ISS_INPUT(!fs::exists(model_json_path(weights), ec) && !fs::exists(weights, ec), out,
-              ": already holds a model; choose another --out");
+    const bool has_json = fs::exists(model_json_path(weights), ec), has_weights = fs::exists(weights, ec);
+    ISS_INPUT(!has_json || !has_weights, out, ": already holds a model; choose another --out");
+    // One of the two: what an import or a train killed between its two files left.
+    ISS_INPUT(!has_json && !has_weights, out, ": holds ",
+              has_weights ? "model.safetensors without its model.json" : "model.json without its model.safetensors",
+              ", half a model (a run killed while writing them): remove it, or choose another --out");
     check_outputs("import", {{keras, "--keras"}, label_file_of(options.labels)},
                   {{weights, "--out"}, {model_json_path(weights), "--out"}}, {out});
 
@@ -89,6 +93,7 @@ int cmd_import(int argc, char** argv) {
     UNet net(spec.unet, params);
     params.allocate(ParamStore::Use::inference);
     load_keras_tensors(model, params);
+    warn_of_temporaries_beside("import", {{weights, "--out"}, {model_json_path(weights), "--out"}});
     OutputDirectories folders;
     folders.make(out);
     save_model(weights, spec, params);

@@ -76,8 +76,39 @@ std::string text_of(const nlohmann::json& v) {
     return v.is_string() ? v.get<std::string>() : v.dump();
 }
 
-// What a resume would continue, or the file it was imported from.
-void print_training(const nlohmann::json& t) {
+// The generator parameters a model was trained with that differ from its preset's (a --config's),
+// so that models of two generator variants are told apart: both said "preset infant-t1".
+void print_generator_changes(const nlohmann::json& t) {
+    if (!t.contains("generator") || !t["generator"].is_object() || !t.contains("preset") || !t["preset"].is_string())
+        return;
+    nlohmann::json preset;
+    try {
+        preset = nlohmann::json::parse(config_to_json(preset_config(t["preset"].get<std::string>())));
+    } catch (const std::exception&) {  // a preset this build does not know
+        return;
+    }
+    std::vector<std::string> changed;
+    for (const auto& [key, value] : t["generator"].items()) {
+        // The crop and its multiple are the run's (--shape, --levels), said on the training line.
+        if (key == "output_shape" || key == "shape_multiple" || key == "preset") continue;
+        if (preset.contains(key) && preset[key] == value) continue;
+        const std::string text =
+            value.is_array() && value.size() > 4 ? cat("(", value.size(), " values)") : value.dump();
+        changed.push_back(cat(key, " ", clipped(text, 40)));
+    }
+    if (changed.empty()) {
+        std::printf("  generator: preset %s's parameters\n", text_of(t["preset"]).c_str());
+        return;
+    }
+    std::string list;
+    for (const std::string& c : changed) list += cat(list.empty() ? "" : ", ", c);
+    std::printf("  generator: preset %s's but %zu parameter%s: %s\n", text_of(t["preset"]).c_str(), changed.size(),
+                changed.size() > 1 ? "s" : "", clipped(list, 400).c_str());
+}
+
+// What a resume would continue (`resumable`: a model directory's weights, Adam's state beside
+// them), or the file it was imported from.
+void print_training(const nlohmann::json& t, bool resumable) {
     if (t.contains("imported_from")) {
         std::printf("  imported from: %s (Keras %s; no training state: it predicts, it is not resumed)\n",
                     text_of(t["imported_from"]).c_str(),
@@ -104,9 +135,11 @@ void print_training(const nlohmann::json& t) {
                 field("lr").c_str(), field("seed").c_str(), field("precision").c_str(),
                 field("steps_per_epoch").c_str(), more.c_str());
     if (t.contains("maps_path"))
-        std::printf("  label maps: %s (%s, which --resume reads without --labels)\n", field("maps_path").c_str(),
-                    field("maps") == "1" ? "1 map" : cat(field("maps"), " maps").c_str());
+        std::printf("  label maps: %s (%s%s)\n", field("maps_path").c_str(),
+                    field("maps") == "1" ? "1 map" : cat(field("maps"), " maps").c_str(),
+                    resumable ? ", which --resume reads without --labels" : "");
     if (t.contains("arithmetic")) std::printf("  trained on: %s\n", field("arithmetic").c_str());
+    print_generator_changes(t);
     // What a resume changed, from the step it took effect: each entry's values that differ from
     // the entry before (the first holds what the steps before ran with).
     const nlohmann::json history = t.value("history", nlohmann::json());
@@ -225,7 +258,11 @@ void print_model(const std::string& given) {
         std::printf("  voxel sizes trained on: not recorded (any is segmented as it is)\n");
     // An export's own record: how the model was trained (reading the file in memory notes it as
     // imported from there, which it was not).
-    print_training(keras ? record.value("training", nlohmann::json::object()) : spec.training);
+    // Kept weights (weights/step_N) and exports are not resumed: a model directory's are.
+    const std::filesystem::path weights_file(weights);
+    const bool resumable = !keras && weights_file.filename() == "model.safetensors" &&
+                           std::filesystem::exists(weights_file.parent_path() / "model.optimizer.safetensors", ec);
+    print_training(keras ? record.value("training", nlohmann::json::object()) : spec.training, resumable);
     if (record.contains("written_by")) std::printf("  written by: %s\n", text_of(record["written_by"]).c_str());
     std::printf("  record: %s\n", record.contains("record_crc32")
                                       ? "checked against its record_crc32"

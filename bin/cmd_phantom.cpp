@@ -48,12 +48,14 @@ int cmd_phantom(int argc, char** argv) {
     const std::vector<NamedPath> outputs{{out, "--out"}};
     check_outputs("phantom", {}, outputs, folders_of(outputs));  // it reads no input, but a read-only file stays
 
+    warn_of_temporaries_beside("phantom", outputs);
     const LabelMap map = reorient(make_phantom(age, seed), orientation);
     OutputDirectories folders;
     folders.make_for(outputs);
     write_labels(out, map);
-    std::printf("wrote %s: %lldx%lldx%lld voxels %s, age %g months, seed %lld\n", out.c_str(), (long long)map.nx(),
-                (long long)map.ny(), (long long)map.nz(), orientation.c_str(), age, (long long)seed);
+    std::printf("wrote %s: %lldx%lldx%lld voxels %s, age %g month%s, seed %lld\n", out.c_str(), (long long)map.nx(),
+                (long long)map.ny(), (long long)map.nz(), orientation.c_str(), age, age == 1 ? "" : "s",
+                (long long)seed);
     return 0;
 }
 

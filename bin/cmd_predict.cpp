@@ -89,7 +89,7 @@ const char* usage =
     "                      SynthSeg.h5)\n"
     "  --post FILE|DIR     also write the posteriors: 4-D, one volume per label, in the model's\n"
     "                      label order, which a NIfTI file records for merge and clean\n"
-    "                      (NAME_posteriors.nii.gz in a directory, .mgz for an MGH scan)\n"
+    "                      (NAME_posteriors.nii.gz in a directory, .mgz/.mgh as an MGH scan)\n"
     "  --vol FILE.csv      volumes in mm^3: one row per subject, one column per structure\n"
     "                      (the sum of its posterior times the voxel volume; background\n"
     "                      excluded), and `total` (all structures); a file there is replaced,\n"
@@ -97,7 +97,7 @@ const char* usage =
     "                      clean --vol gives the final segmentation's\n"
     "  --resample FILE|DIR also write the image as the network saw it (normalised, on the\n"
     "                      model's grid, before its padding to the network's size multiple;\n"
-    "                      NAME_resampled.nii.gz in a directory, .mgz for an MGH scan)\n"
+    "                      NAME_resampled.nii.gz in a directory, .mgz/.mgh as an MGH scan)\n"
     "  --preview FILE.png  a picture: per subject (the first 8) the axial, coronal and sagittal\n"
     "                      mid-slices with the segmentation over the image\n"
     "  --like FILE         write the segmentation and posteriors (and so --vol) on FILE's voxel\n"
@@ -115,7 +115,7 @@ const char* usage =
     "                      (said when voxels far brighter or darker set the range)\n"
     "  --threads N         CPU threads, at most 4 per hardware thread (default: all, or\n"
     "                      OMP_NUM_THREADS)\n"
-    "  --device D          auto (CUDA when present, else CPU), cpu, cuda or cuda:N\n"
+    "  --device D          auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default auto)\n"
     "  --precision P       the network's arithmetic: fp32 (default) or bf16 (activations\n"
     "                      stored as bfloat16, convolutions summing in fp32, the posteriors\n"
     "                      fp32): half the network's memory (a run's peak fell 8-16% where\n"
@@ -339,8 +339,8 @@ ScanOutcome segment_scan(const Job& job, const std::vector<std::string>& channel
     // is of the same size; one of another size would hold its own beside them.
     if (header.dim != run.last_dims && run.last_dims[0] != 0) return_freed_host_memory();
     run.last_dims = header.dim;
+    if (like) require_world_position(header);  // before the voxels are read (a large scan takes seconds)
     const Image image = channels.size() > 1 ? read_channels(channels, header) : read_image(header);
-    if (like) require_world_position(header);
     const Grid like_grid = like ? like->grid() : Grid();
     const Segmentation result = predictor.predict(image, job.input, like ? &like_grid : nullptr);
     if (result.outside_field_of_view >= 0.005)
@@ -480,8 +480,8 @@ int cmd_predict(int argc, char** argv) {
     if (failed_input + failed_other > 0) {
         folders.take_back();  // those it made that hold nothing (every scan refused, say)
         if (folder)
-            std::fprintf(stderr, "infant-synthseg predict: %d of %zu file(s) failed\n", failed_input + failed_other,
-                         jobs.size());
+            std::fprintf(stderr, "infant-synthseg predict: error: %d of %zu files failed (each said above)\n",
+                         failed_input + failed_other, jobs.size());
         return failed_other > 0 ? 1 : 2;
     }
     return 0;

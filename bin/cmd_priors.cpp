@@ -69,6 +69,8 @@ std::vector<int32_t> priors_label_list(const std::string& text) {
               " is a volume, not a label list: give comma-separated labels (2,3,41) or a .npy file");
     const std::vector<int32_t> list = ends_with(text, ".npy") ? read_npy_labels(text) : parse_label_list(text, option);
     require_distinct_labels(list, option);
+    ISS_INPUT(list.size() >= 2, option, ": lists label ", list.front(),
+              " alone: list the background first, then the structures to estimate");
     return list;
 }
 
@@ -100,6 +102,12 @@ int cmd_priors(int argc, char** argv) {
     for (const SubjectFiles& f : subjects) inputs.insert(inputs.end(), {{f.image, "--images"}, {f.labels, "--labels"}});
     check_outputs("priors", inputs, {{means_path, "--out"}, {stds_path, "--out"}, {labels_path, "--out"}}, {out_dir});
     const EstimatedPriors priors = estimate_priors(subjects, options);
+    // Columns of zeros alone paint every structure black: nothing worth writing.
+    ISS_INPUT(std::any_of(priors.subjects.begin() + 1, priors.subjects.end(), [](int seen) { return seen > 0; }),
+              images, ": no structure of the label list was measured in any of its ", subjects.size(), " subject",
+              subjects.size() > 1 ? "s" : "", " (each image flat, or each label map holding none of the listed labels)",
+              ": there are no priors to write");
+    warn_of_temporaries_beside("priors", {{means_path, "--out"}, {stds_path, "--out"}, {labels_path, "--out"}});
 
     OutputDirectories folders;
     folders.make(out_dir);

@@ -20,6 +20,7 @@
 #include "io/nifti.h"
 #include "io/png.h"
 #include "io/preview.h"
+#include "io/safetensors.h"  // crc32_of
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
 #include "synth/config.h"
@@ -93,8 +94,8 @@ void draw_progress(long long done, long long total, double elapsed) {
     const std::string bar = progress_bar(double(done) / double(total), 30);
     const double rate = elapsed > 0 ? double(done) / elapsed : 0;
     const std::string eta = rate > 0 ? duration_text(double(total - done) / rate) : "?";
-    std::fprintf(stderr, "\rsynth [%s] %lld/%lld  %.1f samples/s  ETA %s ", bar.c_str(), done, total, rate,
-                 eta.c_str());
+    std::fprintf(stderr, "\rsynth [%s] %lld/%lld  %s samples/s  ETA %s ", bar.c_str(), done, total,
+                 rate_text(rate).c_str(), eta.c_str());
     if (done == total) std::fputc('\n', stderr);
     std::fflush(stderr);
 }
@@ -265,6 +266,8 @@ int cmd_synth(int argc, char** argv) {
     warn_of_other_runs(out_dir, maps, first, count, args.flag("--preview"));
     const std::string clipped = clipped_crops(config, maps);
 
+    const std::string what_is_drawn = cat(config_to_json(config), " seed ", seed, " maps ", maps_digest(maps));
+    const std::string samples_key = crc32_text(crc32_of(0, what_is_drawn.data(), what_is_drawn.size()));
     DeviceContext ctx(device);
     Generator gen(ctx, config, std::move(maps), seed);
     // Crops the request does not give, said once every input is checked (a refusal is one line).
@@ -276,6 +279,12 @@ int cmd_synth(int argc, char** argv) {
     if (!clipped.empty()) warning(clipped);
     OutputDirectories folders;
     folders.make(out_dir);
+    // A run of other samples (another configuration, seed or maps) writing here at once would mix
+    // its files with these, a pair's image with the other's labels; one of the same samples may
+    // (--first ranges side by side: sample N is the same file in each).
+    const SharedFolderLock samples_lock(out_dir, ".synth-", samples_key,
+                                        "another synth run of other samples (its configuration, seed or label maps) is "
+                                        "writing here: give this run an --out of its own");
 
     const bool show_bar = ::isatty(::fileno(stderr)) != 0;
     const auto start = std::chrono::steady_clock::now();

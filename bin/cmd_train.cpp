@@ -391,8 +391,8 @@ struct Progress {
         char loss_text[32] = "-";
         if (!recent.empty()) std::snprintf(loss_text, sizeof loss_text, "%.4f", recent_sum / double(recent.size()));
         char text[160];
-        std::snprintf(text, sizeof text, "step %lld/%lld  loss %s  %.1f samples/s  ETA %s%s", (long long)last.step,
-                      (long long)total, loss_text, rate, eta.c_str(), dice_text.c_str());
+        std::snprintf(text, sizeof text, "step %lld/%lld  loss %s  %s samples/s  ETA %s%s", (long long)last.step,
+                      (long long)total, loss_text, rate_text(rate).c_str(), eta.c_str(), dice_text.c_str());
         return text;
     }
 
@@ -407,9 +407,9 @@ struct Progress {
             std::snprintf(text, sizeof text, " dice %.4f", last.validation_dice);
             dice_text = text;
         }
-        std::printf("step %lld/%lld %s %.4f (mean of %s)%s %.1f samples/s, checkpoint saved\n", (long long)last.step,
+        std::printf("step %lld/%lld %s %.4f (mean of %s)%s %s samples/s, checkpoint saved\n", (long long)last.step,
                     (long long)total, last.weighted_l2 ? "weighted-L2 loss" : "loss", epoch_sum / double(epoch_steps),
-                    over.c_str(), dice_text.c_str(), last.samples_per_second);
+                    over.c_str(), dice_text.c_str(), rate_text(last.samples_per_second).c_str());
         std::fflush(stdout);  // a log file or a pipe sees each epoch as it ends
         last_line = std::chrono::steady_clock::now();
     }
@@ -503,8 +503,8 @@ int cmd_train(int argc, char** argv) {
     double tail_sum = 0;
     for (size_t i = losses.size() - tail; i < losses.size(); ++i) tail_sum += losses[i];
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("trained steps %lld to %lld in %s (%.1f samples/s); %s %.4f (%s)\n", (long long)first_step + 1,
-                (long long)step, duration_text(seconds).c_str(), progress.last.samples_per_second,
+    std::printf("trained steps %lld to %lld in %s (%s samples/s); %s %.4f (%s)\n", (long long)first_step + 1,
+                (long long)step, duration_text(seconds).c_str(), rate_text(progress.last.samples_per_second).c_str(),
                 step > last_l2 ? "loss" : "weighted-L2 loss", tail > 0 ? tail_sum / double(tail) : 0.0,
                 tail == 1 ? "the last step" : cat("mean of the last ", tail, " steps").c_str());
     std::printf("model: %s/model.safetensors + model.json; log: %s/training_log.csv; loss curve: %s/loss.png\n",

@@ -23,9 +23,9 @@ struct Command {
 const Command commands[] = {
     {"clean", iss::cli::cmd_clean, "fold the infant extra labels and relabel small islands of a segmentation"},
     {"dice", iss::cli::cmd_dice, "Dice overlap per structure between segmentations and ground truth, as CSV"},
-    {"export", iss::cli::cmd_export, "write a model as a Keras file (.h5, .keras) that SynthSeg's Python tools load"},
+    {"export", iss::cli::cmd_export, "write a model as a Keras file (.h5 for SynthSeg's tools, .keras for Keras 3)"},
     {"import", iss::cli::cmd_import, "make a model directory from a published Keras model (SynthSeg, Infant-SynthSeg)"},
-    {"info", iss::cli::cmd_info, "print the header, orientation, intensity range and labels of NIfTI or MGH files"},
+    {"info", iss::cli::cmd_info, "describe scans (header, orientation, labels), models, Keras and .npy files"},
     {"merge", iss::cli::cmd_merge, "merge the predictions of a T1 and a T2 image of one subject"},
     {"phantom", iss::cli::cmd_phantom, "write a procedural infant-like label map for a given age"},
     {"predict", iss::cli::cmd_predict, "segment scans with a trained model (segmentation, posteriors, volumes)"},

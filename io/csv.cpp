@@ -163,8 +163,15 @@ static std::string shortest_text(double v, bool as_float) {
         const double read = std::strtod(buf, nullptr);  // as csv_to_number reads it
         if (as_float ? float(read) == float(v) : read == v) break;
     }
-    // Tidy the exponent: "1e-07" -> "1e-7", "1e+20" -> "1e20".
     std::string s = buf;
+    // A whole number written with an exponent ("1.2e+03": %g's form where the digits end before
+    // the point) in full, as a volume or a step: `sort -n` reads "1.2e3" as 1.2. It is exact (the
+    // text read back as v), and short below 1e15 (a float's, 1e9: at most 9 digits).
+    if (s.find("e+") != std::string::npos && std::fabs(v) < (as_float ? 1e9 : 1e15)) {
+        std::snprintf(buf, sizeof buf, "%.0f", v);
+        return buf;
+    }
+    // Tidy the exponent: "1e-07" -> "1e-7", "1e+20" -> "1e20".
     const size_t e = s.find('e');
     if (e != std::string::npos) {
         size_t d = e + 1;
@@ -195,6 +202,14 @@ double csv_to_number(const std::string& field, const std::string& what) {
     // Out of range: strtod gives +-HUGE_VAL for overflow, which only "inf" should mean.
     ISS_INPUT(errno != ERANGE || std::abs(v) < 1.0, what, ": '", field, "' is out of range");
     return v;
+}
+
+int64_t csv_to_integer(const std::string& field, const std::string& what) {
+    const double v = csv_to_number(field, what);
+    constexpr double largest = 9007199254740992.0;  // 2^53: every whole number up to it is a double
+    ISS_INPUT(std::isfinite(v) && v == std::floor(v) && std::abs(v) <= largest, what, ": '", field,
+              "' is not a whole number of at most 2^53");
+    return int64_t(v);
 }
 
 }  // namespace iss

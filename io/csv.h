@@ -4,6 +4,7 @@
 // and the line rather than a silently shifted column.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -40,5 +41,8 @@ std::string csv_float(float v);
 // The inverse: a whole field as a number (csv_number's "nan" and "inf" included); InputError
 // naming `what` (e.g. "runs.csv line 4 column loss") when the field is not one.
 double csv_to_number(const std::string& field, const std::string& what);
+// The same for a whole number (a step): InputError naming `what` for a fraction, a value past
+// 2^53 or one that is not finite.
+int64_t csv_to_integer(const std::string& field, const std::string& what);
 
 }  // namespace iss

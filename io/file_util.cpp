@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -452,8 +453,8 @@ bool names_standard_output(const std::string& path) {
     return descriptor_number(resolve_links(path)) == STDOUT_FILENO;
 }
 
-std::string temporary_name_for(const std::string& target, const std::string& suffix) {
-    return cat(target, ".tmp-", ::getpid(), suffix);
+std::string temporary_name_for(const std::string& target, const std::string& suffix, int attempt) {
+    return cat(target, ".tmp-", ::getpid(), attempt > 0 ? cat(".", attempt) : std::string(), suffix);
 }
 
 std::optional<TemporaryName> temporary_name(const std::string& name) {
@@ -509,9 +510,9 @@ OutputFile::OutputFile(const std::string& path, const std::string& suffix) : pat
         const std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
         const std::filesystem::path in = ec ? std::filesystem::path("/tmp") : dir;
         std::string name = (in / ("infant-synthseg-XXXXXX" + suffix)).string();
-        const int fd = ::mkstemps(name.data(), int(suffix.size()));
-        if (fd < 0) throw_output_error(path_, errno, cat("cannot make its temporary file in ", in.string()));
-        ::close(fd);
+        temporary_fd_ = ::mkstemps(name.data(), int(suffix.size()));
+        if (temporary_fd_ < 0) throw_output_error(path_, errno, cat("cannot make its temporary file in ", in.string()));
+        ::fcntl(temporary_fd_, F_SETFD, FD_CLOEXEC);
         write_path_ = name;
         slot_ = register_temporary(write_path_);
         return;
@@ -520,11 +521,34 @@ OutputFile::OutputFile(const std::string& path, const std::string& suffix) : pat
     direct_ = ::stat(target_.c_str(), &info) == 0 && !S_ISREG(info.st_mode);
     ISS_INPUT(!(direct_ && S_ISDIR(info.st_mode)), path_, ": is a directory, expected a file name");
     require_not_block_device(path_, direct_ ? info.st_mode : 0);
-    write_path_ = direct_ ? target_ : temporary_name_for(target_, suffix);
-    if (!direct_) slot_ = register_temporary(write_path_);
+    if (direct_) {
+        write_path_ = target_;
+        return;
+    }
+    // Made here, exclusively and without following a link: a predictable name in a shared folder
+    // must not let a link planted there make us write, or later chmod, the file it names.
+    for (int attempt = 0; temporary_fd_ < 0; ++attempt) {
+        write_path_ = temporary_name_for(target_, suffix, attempt);
+        temporary_fd_ = ::open(write_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+        if (temporary_fd_ < 0 && (errno != EEXIST || attempt == 99)) throw_output_error(path_, errno, "cannot create");
+    }
+    slot_ = register_temporary(write_path_);
 }
 
 OutputFile::~OutputFile() { discard(); }
+
+std::FILE* OutputFile::open_stream() {
+    ISS_REQUIRE(!done_, "output ", path_, " opened after it was committed");
+    std::FILE* file = nullptr;
+    if (temporary_fd_ >= 0) {
+        file = ::fdopen(temporary_fd_, "wb");
+        if (file) temporary_fd_ = -1;
+    } else {
+        file = std::fopen(write_path_.c_str(), "wb");  // a device or FIFO, written in place
+    }
+    if (!file) throw_output_error(path_, errno, "cannot write");
+    return file;
+}
 
 // Appends the file's bytes to `descriptor` where it stands (a pipe, a terminal, a file opened
 // with >>); 0 or the errno of the failure. A non-blocking descriptor is waited on.
@@ -592,6 +616,7 @@ void OutputFile::commit() {
         throw_output_error(path_, EIO, "cannot write (fault injected by INFANT_FAULT_OUTPUT)");
     }
     done_ = true;
+    close_temporary_descriptor();
     if (descriptor_ >= 0) {  // the temporary stays registered while it is copied
         const int err = copy_to_descriptor(write_path_, descriptor_);
         ::unlink(write_path_.c_str());
@@ -622,17 +647,20 @@ void OutputFile::commit() {
     if (!moved) throw_output_error(path_, err, "cannot move the finished file into place");
 }
 
+void OutputFile::close_temporary_descriptor() noexcept {
+    if (temporary_fd_ >= 0) ::close(temporary_fd_);  // not taken: written by name (an OutputSet's writer)
+    temporary_fd_ = -1;
+}
+
 void OutputFile::discard() noexcept {
     if (done_) return;
     done_ = true;
+    close_temporary_descriptor();
     if (!direct_) ::unlink(write_path_.c_str());
     unregister_temporary(slot_);
 }
 
-AtomicWriter::AtomicWriter(const std::string& path) : output_(path) {
-    file_ = std::fopen(output_.write_path().c_str(), "wb");
-    if (!file_) throw_output_error(path, errno, "cannot write");
-}
+AtomicWriter::AtomicWriter(const std::string& path) : output_(path), file_(output_.open_stream()) {}
 
 AtomicWriter::~AtomicWriter() {
     if (file_) std::fclose(file_);
@@ -680,6 +708,35 @@ std::filesystem::path existing_ancestor(std::filesystem::path p) {
     while (!p.empty() && !std::filesystem::exists(p, ec) && p.has_parent_path() && p != p.parent_path())
         p = p.parent_path();
     return p;
+}
+
+// An existing output another user owns: replaced only where this user could write it (as a shell's
+// > would) and, in a folder with the sticky bit (/tmp's), only where the rename is allowed, which
+// was found after the work, a whole run lost.
+void require_replaceable(const std::string& command, const NamedPath& out, const std::string& target,
+                         const std::string& dir, const struct stat& info, const char* mode) {
+    if (info.st_uid == ::geteuid() || ::geteuid() == 0) return;
+    const struct passwd* owner = ::getpwuid(info.st_uid);
+    const std::string whose = owner ? owner->pw_name : cat("uid ", info.st_uid);
+    ISS_INPUT(::access(target.c_str(), W_OK) == 0, command, ": ", out.option, " ", out.path, " belongs to ", whose,
+              " (mode ", mode, ") and this user cannot write it: not replaced");
+    struct stat folder {};
+    ISS_INPUT(::stat(dir.c_str(), &folder) != 0 || !(folder.st_mode & S_ISVTX) || folder.st_uid == ::geteuid(), command,
+              ": ", out.option, " ", out.path, " belongs to ", whose, ", in a folder where only a file's ",
+              "owner may replace it (sticky, as /tmp): not replaced");
+}
+
+// A name the file system takes, whose temporaries it would not: NAME.tmp-PID.N.nii.gz, and inside
+// it a writer's own (.tmp-PID.nii.gz again). Found after the work, it lost a whole run.
+void require_room_for_temporaries(const std::string& command, const NamedPath& out, const std::string& target) {
+    const std::string name = std::filesystem::path(target).filename().string();
+    const std::string suffix = output_suffix(target);
+    // Twice ".tmp-PID" (a pid of up to 7 digits) and the ending, and ".N" of a later attempt.
+    const size_t added = 2 * (std::strlen(".tmp-") + 7 + suffix.size()) + 3;
+    constexpr size_t name_max = 255;  // Linux's file systems' NAME_MAX
+    ISS_INPUT(name.size() + added <= name_max, command, ": ", out.option, " ", out.path, ": its name of ", name.size(),
+              " bytes leaves no room for the temporary names it is written under (at most ", name_max - added,
+              " bytes)");
 }
 
 }  // namespace
@@ -745,6 +802,8 @@ void check_outputs(const std::string& command, const std::vector<NamedPath>& inp
                   "): not replaced; make it writable or remove it to write it again");
         fs::path dir = fs::path(target).parent_path();
         if (dir.empty()) dir = ".";
+        if (exists && S_ISREG(info.st_mode)) require_replaceable(command, out, target, dir.string(), info, mode);
+        if (!exists || S_ISREG(info.st_mode)) require_room_for_temporaries(command, out, target);
         std::error_code ec;
         // "segs/" names the folder "segs" names (a path compares its trailing empty part).
         auto folder_named = [&](const fs::path& p) {
@@ -827,26 +886,6 @@ static std::filesystem::path normal_path(const std::string& path) {
     return p.has_filename() ? p : p.parent_path();
 }
 
-void OutputDirectories::make(const std::string& dir) {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    if (fs::is_directory(dir, ec)) return;
-    ISS_INPUT(!fs::exists(dir, ec), dir, ": exists and is not a directory");
-    // The levels that do not exist yet, outermost first, each made here: only those this
-    // process's mkdir made are its to take back (another process may make one meanwhile).
-    std::vector<fs::path> missing;
-    for (fs::path p = normal_path(dir); p.has_filename() && !fs::exists(p, ec); p = p.parent_path())
-        missing.insert(missing.begin(), p);
-    for (const fs::path& p : missing) {
-        const bool made = fs::create_directory(p, ec);
-        ISS_INPUT(!ec, dir, ": cannot create directory: ", ec.message());
-        if (!made) continue;
-        const FileId id = file_id(p.string());
-        made_.push_back({p.string(), id, made_folders.claim(p.string(), "", id)});
-    }
-    ISS_INPUT(fs::is_directory(dir, ec), dir, ": cannot create directory");
-}
-
 // A folder that mkdir -p makes as written: no ".." (newdir/.. would be made as "." and written
 // through the missing newdir) and no broken link along it (its name exists, as nothing).
 static bool makeable_as_written(const std::filesystem::path& folder) {
@@ -859,6 +898,28 @@ static bool makeable_as_written(const std::filesystem::path& folder) {
         if (fs::is_symlink(prefix, ec) && !fs::exists(prefix, ec)) return false;
     }
     return true;
+}
+
+void OutputDirectories::make(const std::string& dir) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (fs::is_directory(dir, ec)) return;
+    ISS_INPUT(!fs::exists(dir, ec), dir, ": exists and is not a directory");
+    // The levels that do not exist yet, outermost first, each made here: only those this
+    // process's mkdir made are its to take back (another process may make one meanwhile).
+    std::vector<fs::path> missing;
+    for (fs::path p = normal_path(dir); p.has_filename() && !fs::exists(p, ec); p = p.parent_path())
+        missing.insert(missing.begin(), p);
+    for (const fs::path& p : missing) {
+        const bool made = fs::create_directory(p, ec);
+        // A full disk or an I/O error is no bad input (exit 1); a missing permission is.
+        if (ec) throw_output_error(dir, ec.value(), "cannot create directory");
+        if (!made) continue;
+        const FileId id = file_id(p.string());
+        made_.push_back({p.string(), id, made_folders.claim(p.string(), "", id)});
+    }
+    ISS_INPUT(fs::is_directory(dir, ec), dir, ": cannot create directory",
+              makeable_as_written(dir) ? "" : ": a folder its '..' steps out of does not exist");
 }
 
 std::vector<std::string> folders_of(const std::vector<NamedPath>& outputs) {
@@ -924,12 +985,22 @@ std::string held_message(const std::string& dir, const std::string& what, int fd
 DirectoryLock::DirectoryLock(const std::string& dir, const std::string& name, const std::string& what)
     : dir_(dir), path_((std::filesystem::path(dir) / name).string()) {
     const std::string& path = path_;
-    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);  // the umask decides who shares it
+    // Not through a link, and only a file of its own: the lock is written (this process's id), and
+    // a link or a second name would make that write another file.
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);  // the umask decides who shares it
     const bool writable = fd_ >= 0;
     const int open_error = errno;
+    ISS_INPUT(open_error != ELOOP || writable, path, ": is a symbolic link, not a lock file: remove it");
     // Another user's lock file in a shared folder: locking needs no write access to it.
-    if (!writable) fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (!writable) fd_ = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd_ < 0) throw Error(cat(path, ": cannot open the lock file: ", std::strerror(open_error)));
+    struct stat info {};
+    if (::fstat(fd_, &info) != 0 || !S_ISREG(info.st_mode) || info.st_nlink > 1) {
+        ::close(fd_);
+        fd_ = -1;
+        ISS_INPUT(false, path, ": is not a lock file of its own (",
+                  S_ISREG(info.st_mode) ? "a file of other names too" : "not a regular file", "): remove it");
+    }
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
         const int error = errno;
         // A file system without locks (NFS without lockd), or NFS's emulation refusing a file
@@ -970,6 +1041,57 @@ void DirectoryLock::require_in_place() const {
     if (named == FileId{uint64_t(held.st_dev), uint64_t(held.st_ino)}) return;
     throw Error(cat(dir_, ": moved or removed while this run held it (", path_,
                     named.second != 0 ? " is another lock now" : " is gone", ")"));
+}
+
+SharedFolderLock::SharedFolderLock(const std::string& dir, const std::string& prefix, const std::string& key,
+                                   const std::string& refusal)
+    : path_((std::filesystem::path(dir) / cat(prefix, key, ".lock")).string()) {
+    // Held on the file the name still holds: a run ending removes its kind's file, and one that
+    // opened it just before would hold a lock nobody sees.
+    for (;;) {
+        fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
+        if (fd_ < 0) fd_ = ::open(path_.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);  // another user's
+        if (fd_ < 0) throw_output_error(path_, errno, "cannot open the lock file");
+        if (::flock(fd_, LOCK_SH) != 0) {
+            const int error = errno;
+            ::close(fd_);
+            fd_ = -1;
+            if (error == ENOLCK || error == EOPNOTSUPP) {  // NFS without lockd
+                warning(cat(dir, ": cannot be locked here (", std::strerror(error),
+                            "): make sure no other run writes there"));
+                return;
+            }
+            throw Error(cat(path_, ": cannot lock: ", std::strerror(error)));
+        }
+        struct stat held {};
+        if (::fstat(fd_, &held) == 0 && file_id(path_) == FileId{uint64_t(held.st_dev), uint64_t(held.st_ino)}) break;
+        ::close(fd_);
+    }
+    const std::string own = std::filesystem::path(path_).filename().string();
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name == own || name.rfind(prefix, 0) != 0 || !ends_with(name, ".lock")) continue;
+        const int other = ::open(entry.path().c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (other < 0) continue;
+        const bool held = ::flock(other, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+        ::close(other);  // a lock taken here goes with it
+        if (!held) continue;
+        release();
+        throw InputError(cat(dir, ": ", refusal, " (lock ", entry.path().string(), ")"));
+    }
+}
+
+SharedFolderLock::~SharedFolderLock() {
+    release();
+}
+
+void SharedFolderLock::release() noexcept {
+    if (fd_ < 0) return;
+    // The last of its kind removes the file (a run of its kind waiting for it checks the name again).
+    if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) ::unlink(path_.c_str());
+    ::close(fd_);
+    fd_ = -1;
 }
 
 bool is_temporary_output(const std::string& name) {

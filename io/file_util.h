@@ -38,6 +38,10 @@ public:
     // A device or FIFO, written in place. Not a descriptor of this process (/dev/stdout,
     // /dev/fd/N): that is written to a temporary file, then copied to it by commit().
     bool direct() const { return direct_; }
+    // The stream to write the bytes to, which the caller closes (once): the temporary file, made
+    // by the constructor as a new file (nothing planted at its name, a link or another run's file,
+    // is followed or truncated), or the device or FIFO written in place.
+    std::FILE* open_stream();
     // The permission bits the file gets when commit() replaces one (by default those of the
     // target there then); for a set that has moved the target aside before.
     void keep_mode(unsigned mode) { kept_mode_ = int(mode & 0777); }
@@ -51,6 +55,9 @@ private:
     int kept_mode_ = -1;   // keep_mode's bits, -1: the target's
     int slot_ = -1;        // in the registry of temporaries
     int descriptor_ = -1;  // the descriptor the path names, or -1
+    int temporary_fd_ = -1;  // the temporary file, until open_stream() takes it
+
+    void close_temporary_descriptor() noexcept;
 };
 
 // Throws for a failed output operation on `path` with errno `err`: InputError when the path
@@ -58,14 +65,14 @@ private:
 // iss::Error otherwise ("<path>: <what>: <reason>").
 [[noreturn]] void throw_output_error(const std::string& path, int err, const std::string& what);
 
-// Takes back an output this command committed, when a later output of the same set failed (all
-// or nothing): the file a link led to is removed, never the link itself, and a target that is
-// not a regular file (a device, a FIFO: OutputFile wrote it directly) is left alone.
 // A file's or folder's (device, inode), to tell what a name holds now from what it held: {0, 0}
 // where the name holds nothing.
 using FileId = std::pair<uint64_t, uint64_t>;
 FileId file_id(const std::string& path) noexcept;
 
+// Takes back an output this command committed, when a later output of the same set failed (all
+// or nothing): the file a link led to is removed, never the link itself, and a target that is
+// not a regular file (a device, a FIFO: OutputFile wrote it directly) is left alone.
 // With `identity` (as the file was moved in): only while the path still names that file (its
 // folder moved away and another made under its name holds another's file).
 void remove_committed_output(const std::string& path, const FileId* identity = nullptr) noexcept;
@@ -92,6 +99,26 @@ public:
 
 private:
     std::string dir_, path_;
+    int fd_ = -1;
+};
+
+// A folder that runs of one kind may write side by side, and runs of another kind may not: a run
+// holds DIR/<prefix><key>.lock shared, its `key` naming what it writes (synth's samples: one
+// configuration, seed and label maps write sample N the same, so --first ranges may run at once),
+// and finds every other key's lock free, or is refused (InputError "DIR: `refusal` (lock NAME)").
+// Its lock file is removed when no run of its kind holds it any more.
+class SharedFolderLock {
+public:
+    SharedFolderLock(const std::string& dir, const std::string& prefix, const std::string& key,
+                     const std::string& refusal);
+    ~SharedFolderLock();
+    SharedFolderLock(const SharedFolderLock&) = delete;
+    SharedFolderLock& operator=(const SharedFolderLock&) = delete;
+
+private:
+    void release() noexcept;
+
+    std::string path_;
     int fd_ = -1;
 };
 
@@ -171,8 +198,10 @@ void route_reports_to_stderr();
 bool names_standard_output(const std::string& path);
 
 // Our temporaries beside an output: "<target>.tmp-<pid><suffix>" (suffix: the ending a writer
-// needs, or "-replaced" for an earlier file kept aside until its set is done).
-std::string temporary_name_for(const std::string& target, const std::string& suffix);
+// needs, or "-replaced" for an earlier file kept aside until its set is done); "<target>.tmp-
+// <pid>.<attempt><suffix>" for a later attempt, where the name is taken (another container's
+// run of the same pid, or a file planted there).
+std::string temporary_name_for(const std::string& target, const std::string& suffix, int attempt = 0);
 struct TemporaryName {
     std::string base;       // the output's name
     bool replaced = false;  // an earlier file kept aside, not one being written

@@ -1,6 +1,8 @@
 #include "io/json.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <set>
 #include <vector>
@@ -48,6 +50,15 @@ nlohmann::json parse_json(const std::string& text, const std::string& where) {
     }
     ISS_INPUT(!twice, where, ": key '", clipped(*twice), "' is given twice in one object");
     return parsed;
+}
+
+double json_float(float value) {
+    char text[32];
+    for (int digits = 1; digits <= 9; ++digits) {
+        std::snprintf(text, sizeof text, "%.*g", digits, double(value));
+        if (std::strtof(text, nullptr) == value) return std::strtod(text, nullptr);
+    }
+    return double(value);
 }
 
 }  // namespace iss

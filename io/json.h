@@ -16,4 +16,8 @@ nlohmann::json parse_json(const std::string& text, const std::string& where);
 // writing it threw nlohmann's type_error 316, an internal error).
 bool is_json_text(const std::string& text);
 
+// A float as the JSON number that reads back to it, its shortest decimal (0.99f as 0.99, as Keras
+// writes it; not its double's 0.9900000095367432, which a reader comparing with 0.99 finds unequal).
+double json_float(float value);
+
 }  // namespace iss

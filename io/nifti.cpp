@@ -482,13 +482,13 @@ void read_extensions(const std::string& path, VolumeHeader& h, size_t header_siz
     }
 }
 
-// The voxel count and data size of h's dims, without overflow (every factor is checked against
-// the limit before multiplying).
+// Refuses dims past the voxel count or data size a volume may have, without overflow (every
+// factor is checked against the limit before multiplying).
 void require_bounded_size(const VolumeHeader& h, const std::string& path) {
     int64_t voxels = 1;
     for (int i = 1; i <= h.dim[0]; ++i) {
         ISS_INPUT(h.dim[i] <= nifti_max_voxels && voxels <= nifti_max_voxels / h.dim[i], path,
-                  ": dims ask for more than ", nifti_max_voxels, " voxels (the limit is 2^31)");
+                  ": dims ask for more than 2^31 voxels, the limit");
         voxels *= h.dim[i];
     }
     ISS_INPUT(h.data_bytes() <= nifti_max_bytes, path, ": dims ask for ", human_bytes(h.data_bytes()),
@@ -933,8 +933,7 @@ DeflateSettings deflate_settings_for(int datatype) {
 class GzWriter {
 public:
     GzWriter(const std::string& path, int datatype)
-        : output_(checked_name(path)), file_(std::fopen(output_.write_path().c_str(), "wb"), &std::fclose) {
-        if (!file_) throw_output_error(path, errno, "cannot create");
+        : output_(checked_name(path)), file_(output_.open_stream(), &std::fclose) {
         if (ends_with_ignoring_case(path, ".gz") || ends_with_ignoring_case(path, ".mgz"))
             gzip_.emplace(deflate_settings_for(datatype), [this](const void* data, size_t n) { put(data, n); });
     }

@@ -98,6 +98,26 @@ int64_t NpyArray::size() const {
     return n;
 }
 
+namespace {
+
+// A Fortran-order array's values (first axis fastest) in C order (last axis fastest).
+std::vector<double> c_order_of(const std::vector<double>& fortran, const std::vector<int64_t>& shape) {
+    std::vector<double> c(fortran.size());
+    std::vector<int64_t> index(shape.size(), 0);  // of value i in C order
+    for (size_t i = 0; i < c.size(); ++i) {
+        int64_t at = 0;
+        for (size_t k = shape.size(); k-- > 0;) at = at * shape[k] + index[k];
+        c[i] = fortran[size_t(at)];
+        for (size_t k = shape.size(); k-- > 0;) {
+            if (++index[k] < shape[k]) break;
+            index[k] = 0;
+        }
+    }
+    return c;
+}
+
+}  // namespace
+
 NpyArray read_npy(const std::string& path) {
     require_regular_file(path);
     std::ifstream in(path, std::ios::binary);
@@ -125,7 +145,7 @@ NpyArray read_npy(const std::string& path) {
     ISS_INPUT(descr.size() >= 2 && (descr.front() == '\'' || descr.front() == '"'), path, ": bad dtype ", descr);
     array.dtype = descr.substr(1, descr.size() - 2);
     const std::string fortran = dict_value(header, "fortran_order", path);
-    ISS_INPUT(fortran == "False", path, ": Fortran-order arrays are not supported (save with C order)");
+    ISS_INPUT(fortran == "False" || fortran == "True", path, ": bad fortran_order ", fortran);
     array.shape = parse_shape(dict_value(header, "shape", path), path);
 
     // A byte order ('|' for single bytes, which have none), then a kind load_element reads (tried
@@ -165,6 +185,9 @@ NpyArray read_npy(const std::string& path) {
         const char* p = raw.data() + size_t(i) * item;
         load_element(kind, p, swap, &array.values[size_t(i)]);
     }
+    // np.save writes a transposed or column-indexed array (m[:, order]) in Fortran order, first axis
+    // fastest, and np.load reads it as the same array.
+    if (fortran == "True") array.values = c_order_of(array.values, array.shape);
     return array;
 }
 

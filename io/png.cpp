@@ -63,8 +63,7 @@ void write_png(const std::string& path, const std::vector<uint8_t>& rgb, int wid
     ISS_REQUIRE(rgb.size() == size_t(width) * size_t(height) * 3, "write_png: ", path, ": ", rgb.size(),
                 " bytes for ", width, "x", height, " RGB pixels");
     OutputFile output(path);
-    FILE* file = std::fopen(output.write_path().c_str(), "wb");
-    if (!file) throw_output_error(path, errno, "cannot write");
+    FILE* file = output.open_stream();
 
     PngErrorState state{};
     const bool encoded = encode_png(file, rgb.data(), width, height, &state);

@@ -174,22 +174,35 @@ std::string kept_weights_in(const std::string& model_dir) {
     return (std::filesystem::path(model_dir) / kept_weights_folder).string();
 }
 
-bool is_kept_weights_name(const std::string& name, bool weights) {
+std::string kept_weights_name(int64_t step) {
+    char name[40];
+    std::snprintf(name, sizeof name, "step_%07lld.safetensors", (long long)step);
+    return name;
+}
+
+std::optional<int64_t> kept_weights_step(const std::string& name, bool weights) {
     const std::string ending = ends_with(name, ".safetensors") ? ".safetensors"
                                : ends_with(name, ".json")      ? ".json"
                                                                : "";
-    if (ending.empty() || (weights && ending != ".safetensors") || name.rfind("step_", 0) != 0) return false;
+    if (ending.empty() || (weights && ending != ".safetensors") || name.rfind("step_", 0) != 0) return std::nullopt;
     const std::string digits = name.substr(5, name.size() - 5 - ending.size());
-    return !digits.empty() && std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (digits.empty() || digits.size() > 18 ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return std::nullopt;  // 18 digits at most: the step fits 64 bits
+    return std::stoll(digits);
 }
 
 std::vector<std::string> kept_weights_files(const std::string& folder) {
-    std::vector<std::string> kept;
+    std::vector<std::pair<int64_t, std::string>> by_step;
     std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(folder, ec))
-        if (is_kept_weights_name(entry.path().filename().string(), true))
-            kept.push_back(entry.path().filename().string());
-    std::sort(kept.begin(), kept.end());  // the steps' digits are zero-padded
+    for (const auto& entry : std::filesystem::directory_iterator(folder, ec)) {
+        const std::string name = entry.path().filename().string();
+        if (const std::optional<int64_t> step = kept_weights_step(name, true)) by_step.emplace_back(*step, name);
+    }
+    // By step, not by name: past 9,999,999 steps the names have more digits.
+    std::sort(by_step.begin(), by_step.end());
+    std::vector<std::string> kept;
+    for (auto& [step, name] : by_step) kept.push_back(std::move(name));
     return kept;
 }
 
@@ -232,10 +245,11 @@ nlohmann::json unet_config_to_json(const UNetConfig& c) {
             {"in_channels", c.in_channels},
             {"classes", c.classes},
             {"activation", "elu"},
-            {"elu_alpha", c.elu_alpha},
-            {"batch_norm", {{"momentum", c.bn_momentum}, {"epsilon", c.bn_epsilon}}},
-            {"layout", "activations NDHWC; convolution weights (out, kd, kh, kw, in): "
-                       "for PyTorch's Conv3d use weight.permute(0, 4, 1, 2, 3)"}};
+            {"elu_alpha", json_float(c.elu_alpha)},
+            {"batch_norm", {{"momentum", json_float(c.bn_momentum)}, {"epsilon", json_float(c.bn_epsilon)}}},
+            {"layout",
+             "activations NDHWC; convolution weights (out, kd, kh, kw, in): "
+             "for PyTorch's Conv3d use weight.permute(0, 4, 1, 2, 3)"}};
 }
 
 UNetConfig unet_config_from_json(const nlohmann::json& j, const std::string& source) {

@@ -57,9 +57,14 @@ inline constexpr std::array<const char*, 6> checkpoint_files = {
 inline constexpr char kept_weights_folder[] = "weights";
 // That folder of a model directory.
 std::string kept_weights_in(const std::string& model_dir);
-// Whether a file name is one --keep-every writes (step_NNNNNNN.safetensors or .json, the step in
-// digits; not a temporary of one); `weights`: the .safetensors alone.
-bool is_kept_weights_name(const std::string& name, bool weights = false);
+// The name --keep-every gives the weights of `step`: step_NNNNNNN.safetensors (at least 7 digits).
+std::string kept_weights_name(int64_t step);
+// The step of a file name --keep-every writes (step_N.safetensors or .json, N in digits that fit
+// 64 bits; not a temporary of one), or nothing for another name; `weights`: the .safetensors alone.
+std::optional<int64_t> kept_weights_step(const std::string& name, bool weights = false);
+inline bool is_kept_weights_name(const std::string& name, bool weights = false) {
+    return kept_weights_step(name, weights).has_value();
+}
 // The weights files --keep-every kept in `folder` (their names, by step); none where it is missing.
 std::vector<std::string> kept_weights_files(const std::string& folder);
 // load_weights into `params` (built for `spec`, load_model_spec's). Where the weights' metadata

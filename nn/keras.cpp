@@ -25,23 +25,32 @@ bool starts_with(const std::string& s, const std::string& prefix) {
     return s.compare(0, prefix.size(), prefix) == 0;
 }
 
+// An index as Keras names layers, at `text[at]`: decimal digits without a sign, a space or a
+// leading 0 ("03" is no layer's), at most 64; -1 otherwise. `at` moves past the digits.
+int index_at(const std::string& text, size_t& at) {
+    const size_t start = at;
+    int value = 0;
+    while (at < text.size() && at - start < 3 && text[at] >= '0' && text[at] <= '9')
+        value = 10 * value + (text[at++] - '0');
+    const bool digits = at > start && (at - start == 1 || text[start] != '0');
+    return digits && value <= 64 ? value : -1;
+}
+
 // "unet_conv_downarm_3_1" -> {3, 1} when `name` is exactly `prefix` + "A_B"; {-1, -1} otherwise.
 std::pair<int, int> two_indices(const std::string& name, const std::string& prefix) {
     if (!starts_with(name, prefix)) return {-1, -1};
-    int a = -1, b = -1, end = 0;
-    if (std::sscanf(name.c_str() + prefix.size(), "%d_%d%n", &a, &b, &end) != 2 ||
-        prefix.size() + size_t(end) != name.size() || a < 0 || b < 0 || a > 64 || b > 64)
-        return {-1, -1};
-    return {a, b};
+    size_t at = prefix.size();
+    const int a = index_at(name, at);
+    if (a < 0 || at >= name.size() || name[at] != '_') return {-1, -1};
+    const int b = index_at(name, ++at);
+    return b >= 0 && at == name.size() ? std::pair{a, b} : std::pair{-1, -1};
 }
 
 int one_index(const std::string& name, const std::string& prefix) {
     if (!starts_with(name, prefix)) return -1;
-    int a = -1, end = 0;
-    if (std::sscanf(name.c_str() + prefix.size(), "%d%n", &a, &end) != 1 ||
-        prefix.size() + size_t(end) != name.size() || a < 0 || a > 64)
-        return -1;
-    return a;
+    size_t at = prefix.size();
+    const int a = index_at(name, at);
+    return a >= 0 && at == name.size() ? a : -1;
 }
 
 // The Keras layer names of each part of our U-Net (ext/neuron's `unet` naming: decoder
@@ -988,17 +997,6 @@ std::vector<KerasWeight> keras_weights(const LayerMap& layer, const ParamValues&
             {"bias:0", {layer.out_c}, values(layer.ours + ".bias")}};
 }
 
-// The float as the shortest decimal that reads back to it (0.99f as 0.99, as Keras writes it;
-// not 0.9900000095367432).
-double shortest_decimal(float value) {
-    char text[32];
-    for (int digits = 1; digits <= 9; ++digits) {
-        std::snprintf(text, sizeof text, "%.*g", digits, double(value));
-        if (std::strtof(text, nullptr) == value) return std::strtod(text, nullptr);
-    }
-    return double(value);
-}
-
 // config.json of a `.keras` archive: the Functional model layer by layer, as Keras 3 serialises
 // it (from 3.0 on: a dtype as a name, no per-release extras), with ext/neuron's layer options
 // (its pooling pads 'same', its 1x1x1 head 'valid'). Its softmax is Keras' Activation rather than
@@ -1029,7 +1027,7 @@ nlohmann::json keras3_model_config(const UNetConfig& u, const KerasLayout& layou
                            {"use_bias", true}});
         } else if (layer.kind == "BatchNormalization") {
             config.update({{"axis", -1},
-                           {"momentum", shortest_decimal(u.bn_momentum)},
+                           {"momentum", json_float(u.bn_momentum)},
                            {"epsilon", kNeuronEpsilon},
                            {"center", true},
                            {"scale", true}});

@@ -55,19 +55,8 @@ Mask largest_as_mask(const Components& c) {
 
 }  // namespace
 
-int32_t Components::largest_of(int32_t value) const {
-    int32_t best = -1;
-    for (int32_t c = 0; c < count(); ++c)
-        if (label[size_t(c)] == value && (best < 0 || size[size_t(c)] > size[size_t(best)])) best = c;
-    return best;
-}
-
 Components connected_components(const LabelMap& labels, bool include_background) {
     return label_components(labels, include_background, [](int32_t v) { return v; });
-}
-
-Mask keep_largest_component(const Mask& mask) {
-    return largest_as_mask(label_components(mask, false, [](uint8_t v) { return int(v != 0); }));
 }
 
 Mask largest_foreground_component(const LabelMap& labels) {

@@ -25,8 +25,6 @@ struct Components {
     std::vector<int32_t> label;  // the label value all voxels of the component share
 
     int32_t count() const { return int32_t(size.size()); }
-    // The largest component with label `value` (lowest id among equal sizes), or -1 when none.
-    int32_t largest_of(int32_t value) const;
 };
 
 // 6-connected components of equal-valued voxels of a 3-D label map. Voxels equal to 0
@@ -34,12 +32,9 @@ struct Components {
 // Precondition: one frame and fewer than 2^31 voxels.
 Components connected_components(const LabelMap& labels, bool include_background = false);
 
-// The largest 6-connected component of the mask's 1-voxels (ties: the one whose first voxel
-// comes first in memory order); all zeros when the mask is empty.
-Mask keep_largest_component(const Mask& mask);
-
 // The largest 6-connected component of the non-background (label != 0) voxels, whatever their
-// labels: predict's "keep the brain, drop the specks" step (SPEC.md section 6, step 6).
+// labels (ties: the one whose first voxel comes first in memory order; all zeros when there are
+// none): predict's "keep the brain, drop the specks" step (SPEC.md section 6, step 6).
 Mask largest_foreground_component(const LabelMap& labels);
 
 }  // namespace iss

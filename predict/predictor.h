@@ -118,7 +118,7 @@ void require_memory_to_segment(const std::string& name, const Grid& work, const 
 // workspace, network_peak_bytes): per voxel and first-level feature 9 bytes in fp32, 6 in bf16
 // (Predict/cpu/155x175x149, 24 features: 1008 and 702 MB on 160x192x160), and its parameters.
 // The check left it out: a 150x170x140 scan on the default network was estimated at 1.47 GB and
-// peaked at 2.58, so a 2 GiB container admitted it and killed it.
+// peaked at 2.52-2.58 GB (two measurements), so a 2 GiB container admitted it and killed it.
 double network_bytes_to_segment(const UNetConfig& unet, Precision precision, double padded_voxels);
 
 // "dir" -> "dir/model.safetensors"; a file path is returned as is.

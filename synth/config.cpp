@@ -226,10 +226,11 @@ namespace {
 
 // A prior file's columns (`values`: its two rows, `listed` labels a row) as the configuration's
 // generation labels' (2, n): each label's own column, found by value. InputError naming the file
-// where its list does not fit it or lacks a generation label.
+// where its list does not fit it or lacks a generation label. `published`: the file is one of the
+// published infant priors, whose columns are the preset's generation labels (no list beside it).
 std::vector<double> prior_columns_by_label(const std::vector<double>& values, const std::vector<int32_t>& listed,
                                            const std::vector<int32_t>& generation_labels, const std::string& file,
-                                           const std::string& key) {
+                                           const std::string& key, bool published) {
     const std::string list_file = prior_labels_beside(file);
     ISS_INPUT(values.size() == 2 * listed.size(), list_file, ": lists ", listed.size(), " labels, but ", file, " (",
               key, ") has ", values.size() / 2, " columns: not its labels");
@@ -237,12 +238,24 @@ std::vector<double> prior_columns_by_label(const std::vector<double>& values, co
     std::vector<double> by_label(2 * n);
     for (size_t g = 0; g < n; ++g) {
         const int at = labels::index_of(listed, generation_labels[g]);
-        ISS_INPUT(at >= 0, file, ": ", key, " has no column for generation label ", generation_labels[g], " (",
-                  list_file, " lists its columns' labels): estimate the priors with it in --labels-list");
+        ISS_INPUT(at >= 0, file, ": ", key, " has no column for generation label ", generation_labels[g],
+                  published ? cat(" (the published infant priors have the ", m,
+                                  " generation labels of the infant presets): give its priors in a file of your own")
+                            : cat(" (", list_file, " lists its columns' labels): estimate the priors with it in ",
+                                  "--labels-list"));
         by_label[g] = values[size_t(at)];
         by_label[n + g] = values[m + size_t(at)];
     }
     return by_label;
+}
+
+// Whether `values` are one of the published infant priors' arrays (t1/t2_prior_means.npy,
+// _stds.npy): they list no labels, and their columns are the infant presets' generation labels,
+// so a configuration listing those labels in another order takes each label's own column.
+bool are_published_priors(const std::vector<double>& values) {
+    for (const infant_priors::Priors& p : {infant_priors::t1(), infant_priors::t2()})
+        if (values == p.means || values == p.stds) return true;
+    return false;
 }
 
 // A file that lists its own generation labels, given what it left to its preset (`base`): the
@@ -290,17 +303,30 @@ namespace {
 void warn_of_empty_priors(const GeneratorConfig& c, const std::string& source) {
     const size_t n = c.generation_labels.size();
     if (c.prior_means.size() != 2 * n || c.prior_stds.size() != 2 * n) return;
-    std::vector<int32_t> empty;
-    for (size_t g = 0; g < n; ++g)
-        if (c.generation_labels[g] != 0 && c.prior_means[g] == 0 && c.prior_means[n + g] == 0 && c.prior_stds[g] == 0 &&
-            c.prior_stds[n + g] == 0)
+    std::vector<int32_t> empty, below_zero;
+    for (size_t g = 0; g < n; ++g) {
+        if (c.generation_labels[g] == 0) continue;  // the background may be black
+        if (c.prior_means[g] == 0 && c.prior_means[n + g] == 0 && c.prior_stds[g] == 0 && c.prior_stds[n + g] == 0)
             empty.push_back(c.generation_labels[g]);
-    if (empty.empty()) return;
-    warning(cat(source, ": the priors of ", empty.size(), " label", empty.size() > 1 ? "s" : "", " (",
-                first_values(empty, 8),
-                ") are all 0, as priors writes a label found in no subject: a sample drawn from the priors paints ",
-                empty.size() > 1 ? "them" : "it", " black wherever a map holds ", empty.size() > 1 ? "them" : "it",
-                "; estimate them from subjects that hold them"));
+        else if (c.prior_means[g] < 0 || c.prior_stds[g] < 0)
+            below_zero.push_back(c.generation_labels[g]);
+    }
+    auto them = [](const std::vector<int32_t>& labels) { return labels.size() > 1 ? "them" : "it"; };
+    auto labels_text = [](const std::vector<int32_t>& labels) {
+        return cat(labels.size(), " label", labels.size() > 1 ? "s" : "", " (", first_values(labels, 8), ")");
+    };
+    if (!empty.empty())
+        warning(cat(source, ": the priors of ", labels_text(empty),
+                    " are all 0, as priors writes a label found in no subject: a sample drawn from the priors paints ",
+                    them(empty), " black wherever a map holds ", them(empty), "; estimate ", them(empty),
+                    " from subjects that hold ", them(empty)));
+    // Drawn means and spreads below 0 are taken as 0 (SynthSeg's positive_only draws).
+    if (!below_zero.empty())
+        warning(
+            cat(source, ": the priors of ", labels_text(below_zero),
+                " centre their mean or their spread below 0, where a draw is taken as 0: most samples drawn from the ",
+                "priors paint ", them(below_zero), " black or flat (priors are intensities of [0, 255], as the ",
+                "priors command writes them)"));
 }
 
 }  // namespace
@@ -378,9 +404,11 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
     }
     for (const auto& [key, file_and_labels] : prior_files) {
         const auto& [file, listed] = file_and_labels;
-        if (listed.empty()) continue;  // not priors' own: column by column
         std::vector<double>& prior = key == "prior_means" ? config.prior_means : config.prior_stds;
-        prior = prior_columns_by_label(prior, listed, config.generation_labels, file, key);
+        const bool published = listed.empty() && are_published_priors(prior);
+        if (listed.empty() && !published) continue;  // neither priors' own nor published: column by column
+        prior = prior_columns_by_label(prior, published ? labels::generation_labels() : listed,
+                                       config.generation_labels, file, key, published);
     }
     validate_config(config, json_path);
     warn_of_empty_priors(config, json_path);

@@ -9,6 +9,7 @@
 #include "io/file_util.h"
 #include "io/nifti.h"
 #include "io/orientation.h"
+#include "io/safetensors.h"  // crc32_of
 #include "kernels/common/error.h"
 #include "kernels/common/index_type.h"  // index_extent_of
 #include "kernels/common/launch.h"      // ISS_CUDA_ONLY
@@ -134,6 +135,16 @@ void warn_of_maps_past_the_blurs_reach(const std::vector<TrainingMap>& maps, con
 }
 
 }  // namespace
+
+std::string maps_digest(const std::vector<TrainingMap>& maps) {
+    uint32_t crc = 0;
+    for (const TrainingMap& m : maps) {
+        crc = crc32_of(crc, m.grid.dim.data(), sizeof m.grid.dim);
+        crc = crc32_of(crc, &m.grid.affine.m[0][0], sizeof m.grid.affine.m);
+        crc = crc32_of(crc, m.generation.data(), m.generation.size());
+    }
+    return crc32_text(crc);
+}
 
 std::vector<TrainingMap> load_training_maps(const std::vector<std::string>& files, const GeneratorConfig& config) {
     // a.nii beside a.nii.gz: one subject's map drawn twice as often as the others, unsaid.

@@ -58,6 +58,11 @@ TrainingMap make_training_map(const LabelMap& labels, const GeneratorConfig& con
 // checked before any is returned.
 std::vector<TrainingMap> load_training_maps(const std::vector<std::string>& files, const GeneratorConfig& config);
 
+// A fingerprint of the training maps in the order samples draw them (their grids and generation
+// indices): zlib's CRC-32 as 8 hex digits, not a checksum against tampering. What tells a resume
+// on other maps, or a synth run of other samples.
+std::string maps_digest(const std::vector<TrainingMap>& maps);
+
 // The segmentation labels (background aside) that no map holds, through any generation label
 // learned as them: outputs a network then learns only as absent. Listed for a warning.
 std::vector<int32_t> segmentation_labels_in_no_map(const std::vector<TrainingMap>& maps, const GeneratorConfig& config);

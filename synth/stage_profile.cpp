@@ -103,7 +103,7 @@ std::string StageProfile::table(const std::string& where) const {
         if (i + 1 == generator_rows) add_line(text, "generator", generator_seconds, "");
     }
     add_line(text, "total", total_seconds, "");
-    text += "  (GB/s: the least a stage must read and write, over its time)\n";
+    text += "  (generator: the rows above it, summed; GB/s: the least a stage must read and write, over its time)\n";
     return text;
 }
 

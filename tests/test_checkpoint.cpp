@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -166,14 +167,15 @@ TEST_F(Checkpoint, TamperedModelDescriptionsAreNamedInputErrors) {
     std::ofstream(json_file) << stated.dump(4);
     EXPECT_NO_THROW(load_model_spec(file)) << "reformatted";
     // As jq writes it: integral numbers without their ".0" (elu_alpha 1, voxel sizes 1), and a
-    // value's other spelling (1.0000000474974513e-3 for 0.0010000000474974513, batch norm's
-    // epsilon as a float): the same values, the same record.
+    // value's other spelling (1e-3 for 0.001, batch norm's epsilon, written as its float's
+    // shortest decimal): the same values, the same record.
     std::string as_jq = stated.dump(1);
     const std::string epsilon = stated["architecture"]["batch_norm"]["epsilon"].dump();
-    ASSERT_EQ(epsilon, "0.0010000000474974513");
+    ASSERT_EQ(epsilon, "0.001") << "a float's shortest decimal, not its double's 0.0010000000474974513";
+    EXPECT_EQ(stated["architecture"]["batch_norm"]["momentum"].dump(), "0.99");
     int replaced = 0;
-    for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
-             {"1.0,", "1,"}, {"1.0\n", "1\n"}, {epsilon, "1.0000000474974513e-3"}})
+    for (const auto& [from, to] :
+         std::vector<std::pair<std::string, std::string>>{{"1.0,", "1,"}, {"1.0\n", "1\n"}, {epsilon, "1e-3"}})
         for (size_t at = as_jq.find(from); at != std::string::npos; at = as_jq.find(from, at + to.size())) {
             as_jq.replace(at, from.size(), to);
             ++replaced;
@@ -248,6 +250,23 @@ TEST(UsableParameter, EveryKindOfValueIsJudgedAsItsElementIs) {
     EXPECT_EQ(verdict(-inf, true), "t holds -inf at element 29");
     EXPECT_EQ(verdict(-2.0f, true), "t holds the negative variance -2 at element 29");
     EXPECT_NE(verdict(denormal, true).find("t holds the negative variance"), std::string::npos);
+}
+
+TEST_F(Checkpoint, KeptWeightsAreKnownByTheirStep) {
+    EXPECT_EQ(kept_weights_name(42), "step_0000042.safetensors");
+    EXPECT_EQ(kept_weights_step(kept_weights_name(12345678)), 12345678);
+    EXPECT_EQ(kept_weights_step("step_0000042.json"), 42);
+    EXPECT_FALSE(kept_weights_step("step_0000042.json", true)) << "the weights alone";
+    // A file of 20 digits is no step (its std::stoll stopped a resume with "internal error: stoll").
+    for (const std::string name : {"step_99999999999999999999.json", "step_.safetensors", "step_1a.json",
+                                   "step_0000042.safetensors.tmp-7.safetensors", "weights.safetensors"})
+        EXPECT_FALSE(kept_weights_step(name)) << name;
+    // Listed by step: past 9,999,999 steps a name has more digits, and sorts before as text.
+    const std::string folder = path("weights");
+    std::filesystem::create_directories(folder);
+    for (const int64_t step : {10000000, 9000000, 20}) std::ofstream(folder + "/" + kept_weights_name(step)) << "x";
+    EXPECT_EQ(kept_weights_files(folder), (std::vector<std::string>{kept_weights_name(20), kept_weights_name(9000000),
+                                                                    kept_weights_name(10000000)}));
 }
 
 TEST_F(Checkpoint, ModelRoundTripAndSelfDescription) {

@@ -129,6 +129,11 @@ TEST(CsvNumberTest, ShortestTextThatReadsBack) {
     EXPECT_EQ(csv_number(1e-7), "1e-7");
     EXPECT_EQ(csv_number(123456789), "123456789");
     EXPECT_EQ(csv_number(-2.5e20), "-2.5e20");
+    // Whole numbers in full below 1e15, as `sort -n` reads them ("1.2e3" sorted as 1.2).
+    EXPECT_EQ(csv_number(1200), "1200");
+    EXPECT_EQ(csv_number(-7e14), "-700000000000000");
+    EXPECT_EQ(csv_number(3e15), "3e15");
+    EXPECT_EQ(csv_float(1.5e8f), "150000000");
     EXPECT_EQ(csv_number(0), "0");
     EXPECT_EQ(csv_number(std::numeric_limits<double>::quiet_NaN()), "nan");
     EXPECT_EQ(csv_number(std::numeric_limits<double>::infinity()), "inf");
@@ -170,6 +175,18 @@ TEST(CsvNumberTest, BadNumbersNameTheField) {
         } catch (const InputError& e) {
             EXPECT_NE(std::string(e.what()).find("runs.csv line 4 column loss"), std::string::npos) << e.what();
         }
+    }
+}
+
+TEST(CsvNumberTest, StepsAreWholeNumbers) {
+    EXPECT_EQ(csv_to_integer("1200", "step"), 1200);
+    EXPECT_EQ(csv_to_integer("9007199254740992", "step"), int64_t(1) << 53);
+    // A converter's "1e+03" is a whole number too.
+    EXPECT_EQ(csv_to_integer("1e+03", "step"), 1000);
+    for (const std::string field : {"1.9", "1e300", "nan", "inf", "9007199254740994", "x"}) {
+        const std::string message =
+            test::refusal_of("training_log.csv line 2", [&] { csv_to_integer(field, "training_log.csv line 2"); });
+        EXPECT_NE(message.find(field), std::string::npos) << message;
     }
 }
 

@@ -83,6 +83,17 @@ TEST_F(Npy, ReadsOtherDtypesAndBigEndian) {
                                 std::string("\x01\0\0\0\0\0\0\x80", 8)));
     EXPECT_EQ(read_npy(file).values, (std::vector<double>{9223372036854775809.0}));
 
+    // Fortran order (np.save of a transposed array): the same array, read in C order.
+    const double by_column[6] = {1, 4, 2, 5, 3, 6};  // [[1, 2, 3], [4, 5, 6]], first axis fastest
+    write_bytes(file, npy_bytes("{'descr': '<f8', 'fortran_order': True, 'shape': (2, 3), }",
+                                std::string(reinterpret_cast<const char*>(by_column), sizeof by_column)));
+    EXPECT_EQ(read_npy(file).values, (std::vector<double>{1, 2, 3, 4, 5, 6}));
+    EXPECT_EQ(read_npy(file).shape, (std::vector<int64_t>{2, 3}));
+    const int16_t cube[8] = {0, 4, 2, 6, 1, 5, 3, 7};  // C order value at (i, j, k) is 4i + 2j + k
+    write_bytes(file, npy_bytes("{'descr': '<i2', 'fortran_order': True, 'shape': (2, 2, 2), }",
+                                std::string(reinterpret_cast<const char*>(cube), sizeof cube)));
+    EXPECT_EQ(read_npy(file).values, (std::vector<double>{0, 1, 2, 3, 4, 5, 6, 7}));
+
     // 1.0 as a big-endian float64.
     write_bytes(file, npy_bytes("{'descr': '>f8', 'fortran_order': False, 'shape': (1,), }",
                                 std::string("\x3f\xf0\x00\x00\x00\x00\x00\x00", 8)));
@@ -135,8 +146,8 @@ TEST_F(Npy, BadInputNamesFileAndProblem) {
     expect_input_error(file, "not a .npy");
     write_bytes(file, "garbage bytes that are not numpy");
     expect_input_error(file, "not a .npy");
-    write_bytes(file, npy_bytes("{'descr': '<f8', 'fortran_order': True, 'shape': (2, 2), }", std::string(32, '\0')));
-    expect_input_error(file, "Fortran");
+    write_bytes(file, npy_bytes("{'descr': '<f8', 'fortran_order': 1, 'shape': (2, 2), }", std::string(32, '\0')));
+    expect_input_error(file, "bad fortran_order 1");
     write_bytes(file, npy_bytes("{'descr': '<c16', 'fortran_order': False, 'shape': (1,), }", std::string(16, '\0')));
     expect_input_error(file, "unsupported dtype");
     write_bytes(file, npy_bytes("{'descr': '|b1', 'fortran_order': False, 'shape': (1,), }", std::string(1, '\0')));

@@ -1135,6 +1135,13 @@ TEST_F(KerasCli, BadInputExitsTwoAndWritesNothing) {
                "--orientation");
     expect_bad("import --keras " + q("ours.h5") + " --out " + q("ours") + " --labels 0,2,3,41,42",
                "already holds a model");
+    // Half a model, as an import killed between its two files leaves: named as such (it was "already
+    // holds a model", where info found none).
+    fs::create_directories(path("half"));
+    fs::copy_file(path("ours/model.safetensors"), path("half/model.safetensors"));
+    expect_bad("import --keras " + q("ours.h5") + " --out " + q("half") + " --labels 0,2,3,41,42",
+               "half: holds model.safetensors without its model.json, half a model (a run killed while writing "
+               "them): remove it, or choose another --out");
     expect_bad("export --model " + q("ours") + " --keras " + q("ours/model.safetensors"),
                "must name a .h5 or .keras file");
     expect_bad("export --model " + q("ours.h5") + " --keras " + q("again.h5"), "is a Keras file already");

@@ -76,6 +76,67 @@ TEST_F(Outputs, ALinkIsFollowedAndStays) {
     EXPECT_EQ(entries(), (std::vector<std::string>{"dangling.csv", "link.csv", "new.csv", "real.csv"}));
 }
 
+// A temporary's name is predictable (NAME.tmp-PID): what stands there (a link planted by another
+// user of a shared folder, another container's file of the same pid) is neither followed nor
+// truncated; the temporary takes the next free name.
+TEST_F(Outputs, WhatStandsAtATemporarysNameIsLeftAlone) {
+    std::ofstream(path("victim.txt")) << "precious\n";
+    const std::string planted = temporary_name_for(path("out.csv"), "");
+    fs::create_symlink(path("victim.txt"), planted);
+    std::ofstream(temporary_name_for(path("out.csv"), "", 1)) << "another run's\n";
+    write_csv(path("out.csv"), table());
+    EXPECT_EQ(test::read_text(path("victim.txt")), "precious\n") << "written through a planted link";
+    EXPECT_EQ(test::read_text(temporary_name_for(path("out.csv"), "", 1)), "another run's\n");
+    EXPECT_FALSE(fs::is_symlink(path("out.csv")));
+    EXPECT_EQ(test::read_text(path("out.csv")), "a\n1\n");
+    // A volume (its writer's own temporary inside the set's) and a picture alike.
+    fs::create_symlink(path("victim.txt"), temporary_name_for(path("v.nii.gz"), ".nii.gz"));
+    Grid grid;
+    grid.dim = {4, 5, 6};
+    write_labels(path("v.nii.gz"), LabelMap(grid, 1, 3));
+    EXPECT_EQ(test::read_text(path("victim.txt")), "precious\n");
+    EXPECT_EQ(read_labels(path("v.nii.gz")).grid.dim, grid.dim);
+    // A later attempt's name is still known as a temporary of its output.
+    const std::optional<TemporaryName> t = temporary_name(temporary_name_for("x.nii", ".nii", 3));
+    ASSERT_TRUE(t.has_value());
+    EXPECT_EQ(t->base, "x.nii");
+    EXPECT_FALSE(t->replaced);
+}
+
+// A lock file is written (its holder's pid): one that is a link, or a second name of a file, would
+// have that file truncated.
+TEST_F(Outputs, ALockFileThatIsALinkOrAnotherFilesNameIsRefused) {
+    std::ofstream(path("notes.txt")) << "notes\n";
+    fs::create_directories(path("a"));
+    fs::create_symlink("../notes.txt", path("a/.lock"));
+    const std::string linked = test::refusal_of(path("a/.lock"), [&] { DirectoryLock(path("a"), ".lock", "in use"); });
+    EXPECT_NE(linked.find("symbolic link"), std::string::npos) << linked;
+    fs::create_directories(path("b"));
+    fs::create_hard_link(path("notes.txt"), path("b/.lock"));
+    const std::string hard = test::refusal_of(path("b/.lock"), [&] { DirectoryLock(path("b"), ".lock", "in use"); });
+    EXPECT_NE(hard.find("other names"), std::string::npos) << hard;
+    EXPECT_EQ(test::read_text(path("notes.txt")), "notes\n");
+    fs::create_directories(path("c"));
+    { DirectoryLock lock(path("c"), ".lock", "in use"); }
+    EXPECT_EQ(test::read_text(path("c/.lock")), std::to_string(::getpid())) << "a lock of its own is taken";
+}
+
+// Runs of one key share a folder, another key's is refused while one holds it; the last of a key
+// removes its file.
+TEST_F(Outputs, AFolderIsSharedByRunsOfOneKindOnly) {
+    const std::string refusal = "another kind of run writes here", dir = dir_.string();
+    {
+        const SharedFolderLock first(dir, ".run-", "a", refusal), second(dir, ".run-", "a", refusal);
+        EXPECT_EQ(entries(), (std::vector<std::string>{".run-a.lock"}));
+        EXPECT_EQ(test::refusal_of(dir, [&] { SharedFolderLock(dir, ".run-", "b", refusal); }),
+                  dir + ": " + refusal + " (lock " + path(".run-a.lock") + ")");
+        EXPECT_EQ(entries(), (std::vector<std::string>{".run-a.lock"})) << "the refused run's lock removed";
+    }
+    EXPECT_EQ(entries(), std::vector<std::string>{});
+    const SharedFolderLock other(dir, ".run-", "b", refusal);
+    EXPECT_EQ(entries(), (std::vector<std::string>{".run-b.lock"}));
+}
+
 TEST_F(Outputs, ADeviceIsWrittenDirectlyNeverReplaced) {
     const std::string null_device = device("null", 1, 3), full_device = device("full", 1, 7);
     const std::string null_nifti = device("null.nii.gz", 1, 3);
@@ -547,6 +608,73 @@ TEST_F(SameFileCli, AReadOnlyOutputOrASocketIsRefused) {
     fs::remove_all(short_dir);
 }
 
+// What check_outputs refuses `output` with for another user (nobody's uid), or "" where it
+// accepts it: run in a child that gives up root.
+std::string refusal_for_another_user(const std::string& output) {
+    int ends[2];
+    if (::pipe(ends) != 0) return "no pipe";
+    const pid_t child = ::fork();
+    if (child == 0) {
+        ::close(ends[0]);
+        std::string said;
+        if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) {
+            said = "cannot become nobody";
+        } else {
+            try {
+                check_outputs("dice", {}, {{output, "--out"}});
+            } catch (const InputError& e) {
+                said = e.what();
+            }
+        }
+        if (::write(ends[1], said.data(), said.size()) < 0) ::_exit(1);
+        ::_exit(0);
+    }
+    ::close(ends[1]);
+    std::string said;
+    char buffer[512];
+    for (ssize_t got; (got = ::read(ends[0], buffer, sizeof buffer)) > 0;) said.append(buffer, size_t(got));
+    ::close(ends[0]);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    return said;
+}
+
+// Another user's file in a folder all may write: replaced only where this user could write it,
+// as a shell's > would (predict and dice replaced it, the owner's results gone), and in a sticky
+// folder only where the rename is allowed (found after the work).
+TEST_F(SameFileCli, AnotherUsersFileIsNotReplaced) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root, to act as another user";
+    char shared[] = "/tmp/iss-shared-XXXXXX";
+    ASSERT_NE(::mkdtemp(shared), nullptr);
+    const std::string folder = shared;
+    ASSERT_EQ(::chmod(folder.c_str(), 0777), 0);
+    std::ofstream(folder + "/alice.csv") << "alice's\n";
+    ASSERT_EQ(::chmod((folder + "/alice.csv").c_str(), 0644), 0);
+    const std::string unwritable = refusal_for_another_user(folder + "/alice.csv");
+    EXPECT_EQ(unwritable, "dice: --out " + folder +
+                              "/alice.csv belongs to root (mode 0644) and this user cannot write it: not replaced");
+    EXPECT_EQ(refusal_for_another_user(folder + "/new.csv"), "") << "a new file in the shared folder";
+    fs::create_directories(folder + "/sticky");
+    ASSERT_EQ(::chmod((folder + "/sticky").c_str(), 01777), 0);
+    std::ofstream(folder + "/sticky/open.csv") << "anyone may write it\n";
+    ASSERT_EQ(::chmod((folder + "/sticky/open.csv").c_str(), 0666), 0);
+    const std::string sticky = refusal_for_another_user(folder + "/sticky/open.csv");
+    EXPECT_NE(sticky.find("open.csv belongs to root, in a folder where only a file's owner may replace it (sticky"),
+              std::string::npos)
+        << sticky;
+    fs::remove_all(folder);
+}
+
+// A name the file system takes, but not with the temporaries' endings beside it: refused before
+// the work (predict ran, then failed to create its temporary).
+TEST_F(SameFileCli, ANameTooLongForItsTemporariesIsRefusedFirst) {
+    const std::string name = std::string(220, 's') + ".nii.gz";
+    expect_refused("phantom --age-months 0 --out " + q(name),
+                   "bytes leaves no room for the temporary names it is written under (at most 214 bytes)");
+    const std::string fits = std::string(190, 's') + ".nii.gz";
+    EXPECT_EQ(test::run_command(test::cli_path() + " phantom --age-months 0 --out " + q(fits)).status, 0);
+}
+
 TEST_F(SameFileCli, PostCommandsRefuseToOverwriteTheirInputs) {
     fs::create_symlink(path("seg.nii.gz"), path("seg_link.csv"));
     expect_refused("dice --pred " + q("seg.nii.gz") + " --gt " + q("seg.nii.gz") + " --out " + q("seg_link.csv"),
@@ -614,6 +742,15 @@ TEST_F(SameFileCli, TemporariesAKilledRunLeftBesideTheOutputsAreNamed) {
     expect_refused("clean --labels 0,2,3,41,42 --seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz") + " --o " +
                        q("seg.nii.gz"),
                    "is the same file as the input --seg");
+    // Every command that writes says so (phantom, dice, export, import and priors said nothing).
+    std::ofstream(path("map.nii.gz.tmp-996.nii.gz")) << "half";
+    const test::RunResult phantom =
+        test::run_command(test::cli_path() + " phantom --age-months 0 --out " + q("map.nii.gz"));
+    ASSERT_EQ(phantom.status, 0) << phantom.err;
+    EXPECT_NE(phantom.err.find("warning: phantom: " + dir_.string() +
+                               " holds 1 file other runs were writing or kept aside (map.nii.gz.tmp-996.nii.gz)"),
+              std::string::npos)
+        << phantom.err;
 }
 
 TEST_F(SameFileCli, SynthAndPriorsRefuseToOverwriteTheirInputs) {

@@ -99,9 +99,6 @@ TEST(Components, DiagonalNeighboursAreSeparate) {
     EXPECT_EQ(c.label, (std::vector<int32_t>{1, 2, 1, 1}));
     EXPECT_EQ(c.size, (std::vector<int64_t>{1, 3, 1, 1}));
     EXPECT_EQ(c.id.data, (std::vector<int32_t>{0, 1, 1, -1, 2, 1, -1, -1, 3}));
-    EXPECT_EQ(c.largest_of(2), 1);
-    EXPECT_EQ(c.largest_of(1), 0) << "equal sizes: the lowest id";
-    EXPECT_EQ(c.largest_of(7), -1);
 
     // Corner neighbours in 3-D are separate too; with background included it is one more.
     LabelMap cube(grid_of(2, 2, 2));
@@ -135,13 +132,12 @@ TEST(Components, MatchesReferenceOnRandomVolumes) {
 }
 
 TEST(Components, LargestComponentMasks) {
-    Mask mask(grid_of(6, 1, 1));
-    mask.data = {1, 1, 0, 1, 1, 1};
-    EXPECT_EQ(keep_largest_component(mask).data, (std::vector<uint8_t>{0, 0, 0, 1, 1, 1}));
-    mask.data = {1, 1, 0, 1, 1, 0};
-    EXPECT_EQ(keep_largest_component(mask).data, (std::vector<uint8_t>{1, 1, 0, 0, 0, 0})) << "ties: the first";
-    mask.data.assign(6, 0);
-    EXPECT_EQ(keep_largest_component(mask).data, std::vector<uint8_t>(6, 0));
+    EXPECT_EQ(largest_foreground_component(labels_of(6, 1, 1, {1, 1, 0, 1, 1, 1})).data,
+              (std::vector<uint8_t>{0, 0, 0, 1, 1, 1}));
+    EXPECT_EQ(largest_foreground_component(labels_of(6, 1, 1, {1, 1, 0, 1, 1, 0})).data,
+              (std::vector<uint8_t>{1, 1, 0, 0, 0, 0}))
+        << "ties: the first";
+    EXPECT_EQ(largest_foreground_component(labels_of(6, 1, 1, {0, 0, 0, 0, 0, 0})).data, std::vector<uint8_t>(6, 0));
 
     // Labels 2 and 3 touch: one foreground component of 4 beats a lone run of 3 voxels of 4.
     const LabelMap seg = labels_of(8, 1, 1, {2, 2, 3, 3, 0, 4, 4, 4});
@@ -334,11 +330,14 @@ TEST(Clean, AVoxelThatTakesItsOwnLabelBackIsNotCountedAsChanged) {
 // voxel with a settled neighbour, then settling them together.
 LabelMap reference_islands(LabelMap seg, const Image& post, const LabelList& list, int64_t threshold) {
     const Components c = connected_components(seg);
+    std::map<int32_t, int64_t> largest_of;  // label -> its largest component's size
+    for (int32_t k = 0; k < c.count(); ++k)
+        largest_of[c.label[size_t(k)]] = std::max(largest_of[c.label[size_t(k)]], c.size[size_t(k)]);
     std::vector<int> is_island(seg.data.size(), 0);
     for (size_t v = 0; v < seg.data.size(); ++v) {
         const int32_t k = c.id.data[v];
         if (k < 0) continue;
-        const int64_t largest = c.size[size_t(c.largest_of(c.label[size_t(k)]))];
+        const int64_t largest = largest_of[c.label[size_t(k)]];
         is_island[v] = c.size[size_t(k)] < largest && c.size[size_t(k)] < threshold;
     }
     const int64_t n = seg.grid.voxels();

@@ -337,6 +337,14 @@ TEST_F(CleanCli, FoldsRelabelsIslandsAndWritesFoldedPosteriors) {
     EXPECT_EQ(volume_of("4"), "4");
     EXPECT_EQ(volume_of("21"), "none");
     EXPECT_EQ(volume_of("total"), "36");
+    // A segmentation predict wrote into a folder: its row named as predict --vol names it, so
+    // that the two tables join by subject (it was "sub01_synthseg").
+    fs::copy_file(dir_ / "seg.nii.gz", dir_ / "sub01_synthseg.nii.gz");
+    ASSERT_EQ(run("clean", "--seg " + q("sub01_synthseg.nii.gz") + " --post " + q("post.nii.gz") + " --o " +
+                               q("sub01_clean.nii.gz") + " --vol " + q("sub01.csv"))
+                  .status,
+              0);
+    EXPECT_EQ(read_csv((dir_ / "sub01.csv").string()).rows.at(0).at(0), "sub01");
     const RunResult image = run("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz") + " --o " +
                                              out("c3.nii.gz") + " --vol " + out("volumes.nii.gz"));
     EXPECT_EQ(image.status, 2);

@@ -12,17 +12,17 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "io/nifti.h"
-#include "io/orientation.h"
 #include "io/npy.h"
+#include "io/orientation.h"
 #include "kernels/common/error.h"
 #include "synth/config.h"
+#include "synth/infant_priors.h"
 #include "synth/labels.h"
 #include "synth/priors_estimate.h"
 #include "test_util.h"
@@ -605,6 +605,41 @@ TEST_F(PriorsCli, AConfigTakesEachLabelsOwnColumn) {
               read_npy(other + "/prior_means.npy").values);
 }
 
+// The published infant priors list no labels beside them; their columns are the infant presets'
+// generation labels, which a configuration listing those labels in another order (or some of
+// them) used to take column by column: every structure painted with another's contrast.
+TEST_F(PriorsCli, ThePublishedPriorsAreTakenByLabelInAnyOrder) {
+    const infant_priors::Priors published = infant_priors::t2();
+    const int64_t n = int64_t(labels::generation_labels().size());
+    write_npy((dir_ / "t2_prior_means.npy").string(), {2, n}, published.means);
+    write_npy((dir_ / "t2_prior_stds.npy").string(), {2, n}, published.stds);
+    std::vector<int32_t> reordered = labels::generation_labels();
+    std::reverse(reordered.begin() + 1, reordered.end());  // the background first still
+    const nlohmann::json config = {
+        {"prior_means", "t2_prior_means.npy"}, {"prior_stds", "t2_prior_stds.npy"}, {"generation_labels", reordered}};
+    std::ofstream(dir_ / "reordered.json") << config.dump();
+    const GeneratorConfig loaded = load_config({"infant-t2"}, (dir_ / "reordered.json").string());
+    ASSERT_EQ(loaded.generation_labels, reordered);
+    for (const int32_t label : {2, 14, 41, 77}) {
+        const size_t own = size_t(labels::index_of(labels::generation_labels(), label)),
+                     here = size_t(labels::index_of(reordered, label));
+        EXPECT_EQ(loaded.prior_means[here], published.means[own]) << "label " << label;
+        EXPECT_EQ(loaded.prior_means[size_t(n) + here], published.means[size_t(n) + own]) << "label " << label;
+        EXPECT_EQ(loaded.prior_stds[here], published.stds[own]) << "label " << label;
+    }
+    // A label the published files have no column for is named, with what to do.
+    std::vector<int32_t> other = labels::generation_labels();
+    other.back() = 999;
+    std::ofstream(dir_ / "other.json") << nlohmann::json{
+        {"prior_means", "t2_prior_means.npy"},
+        {"prior_stds", "t2_prior_stds.npy"},
+        {"generation_labels", other}}.dump();
+    const std::string refusal = test::refusal_of((dir_ / "t2_prior_means.npy").string(),
+                                                 [&] { load_config({"infant-t2"}, (dir_ / "other.json").string()); });
+    EXPECT_NE(refusal.find("no column for generation label 999 (the published infant priors"), std::string::npos)
+        << refusal;
+}
+
 // Label maps whose voxels mostly hold values the list leaves out (an image given as the labels)
 // are warned of, naming a few; the priors are still written.
 TEST_F(PriorsCli, ALabelMapOfMostlyUnlistedValuesIsWarnedOf) {
@@ -638,6 +673,16 @@ TEST_F(PriorsCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad("--labels-list 0,70000,41", "--labels-list: 70000 is not a label");
     expect_bad("--labels-list labels.nii.gz", "--labels-list: labels.nii.gz is a volume, not a label list");
     expect_bad("--labels-list 2,", "got ''");
+    expect_bad("--labels-list 0", "--labels-list: lists label 0 alone: list the background first");
+    // Subjects in which no listed structure is measured: priors of zeros alone are refused (after
+    // the warning that the maps hold mostly other labels).
+    const test::RunResult unmeasured = priors("--labels-list 0,7,8 --out " + test::shell_quote(out()));
+    EXPECT_EQ(unmeasured.status, 2) << unmeasured.err;
+    EXPECT_NE(unmeasured.err.find("error: " + (dir_ / "images").string() +
+                                  ": no structure of the label list was measured in any of its 1 subject"),
+              std::string::npos)
+        << unmeasured.err;
+    EXPECT_FALSE(fs::exists(out()));
     Grid grid;
     grid.dim = {10, 10, 10};
     write_image(image("s1.nii.gz"), Image(grid, 3, 1.0f));

@@ -2,8 +2,10 @@
 // and type, label set, geometry), the preview's size, byte-identical output for a seed,
 // --print-config as JSON, and every kind of bad input: exit 2, one line naming the problem,
 // nothing written to --out.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <png.h>
+#include <sys/file.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -168,6 +170,33 @@ TEST_F(SynthCli, SameSeedGivesIdenticalFiles) {
 
 // --profile prints a row per generator stage and per step outside it, and writes the files a
 // run without it writes.
+// Two runs of other samples writing one folder at once mixed their files, a pair's image from one
+// and its labels from the other, both exiting 0: the second is refused while the first holds its
+// lock. (Runs of the same samples may share it: SharedFolderLock's test.)
+TEST_F(SynthCli, ARunOfOtherSamplesWritingTheFolderIsRefused) {
+    const fs::path out = dir_ / "shared";
+    fs::create_directories(out);
+    const std::string other = (out / ".synth-00000000.lock").string();
+    const int held = ::open(other.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    ASSERT_GE(held, 0);
+    ASSERT_EQ(::flock(held, LOCK_SH), 0);
+    const std::string args =
+        "--labels " + shell_quote(map_file()) + " --count 1 --shape 64 --out " + shell_quote(out.string());
+    const RunResult refused = synth(args);
+    EXPECT_EQ(refused.status, 2) << refused.err;
+    EXPECT_NE(refused.err.find(out.string() +
+                               ": another synth run of other samples (its configuration, seed or label "
+                               "maps) is writing here: give this run an --out of its own (lock " +
+                               other + ")"),
+              std::string::npos)
+        << refused.err;
+    EXPECT_EQ(file_count(out), 1) << "nothing written, its own lock removed";
+    ::close(held);
+    const RunResult after = synth(args);
+    EXPECT_EQ(after.status, 0) << after.err;
+    EXPECT_EQ(file_count(out), 3) << "the pair, and the other run's lock file (this run's is removed)";
+}
+
 TEST_F(SynthCli, ProfileTimesEveryStageAndChangesNoFile) {
     const std::string args = "--labels " + shell_quote(map_file()) + " --count 2 --shape 64 --device cpu";
     ASSERT_EQ(synth(args + " --out " + shell_quote(path("plain"))).status, 0);
@@ -289,9 +318,15 @@ TEST_F(SynthCli, PriorsOfAllZerosForAStructureAreWarnedOf) {
     EXPECT_EQ(warned("[[0, 100, 110, 0], [0, 10, 10, 0]]"),
               "warning: " + file +
                   ": the priors of 1 label (3) are all 0, as priors writes a label found in no subject: a sample "
-                  "drawn from the priors paints it black wherever a map holds it; estimate them from subjects that "
-                  "hold them\n");
+                  "drawn from the priors paints it black wherever a map holds it; estimate it from subjects that "
+                  "hold it\n");
     EXPECT_EQ(warned("[[0, 100, 110, 60], [0, 10, 10, 0]]"), "") << "a mean: estimated";
+    // Means centred below 0 are drawn below 0 mostly, and taken as 0 there: black too.
+    EXPECT_EQ(warned("[[0, -100, -110, 60], [0, 10, 10, 0]]"),
+              "warning: " + file +
+                  ": the priors of 2 labels (2, 41) centre their mean or their spread below 0, where a draw is taken "
+                  "as 0: most samples drawn from the priors paint them black or flat (priors are intensities of "
+                  "[0, 255], as the priors command writes them)\n");
 }
 
 // A SynthSeg user's configuration: its label files as they ship (.npy), its per-label
@@ -537,6 +572,7 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad(map + " --count two", "--count");
     expect_bad(map + " --shape 0", "--shape");
     expect_bad(map + " --seed -1", "--seed");
+    expect_bad(map + " --seed 9223372036854775808", "--seed 9223372036854775808 is out of range (at most 2^63 - 1)");
     expect_bad(map + " --device tpu", "tpu");
     expect_bad(map + " stray", "stray");
     expect_bad("--count 1", "--labels");

@@ -59,6 +59,9 @@ protected:
         root_ = test::unique_temp_dir("train-cli");
         fs::create_directories(root_ / "maps");
         write_labels((root_ / "maps" / "phantom_2mo.nii.gz").string(), make_phantom(2, 1));
+        // Held out: validation on the training maps is warned of.
+        fs::create_directories(root_ / "held_out");
+        write_labels((root_ / "held_out" / "phantom_2mo_b.nii.gz").string(), make_phantom(2, 2));
     }
     static void TearDownTestSuite() {
         std::error_code ec;
@@ -193,6 +196,14 @@ TEST_F(TrainCli, TrainsWritesTheModelDirectoryAndResumes) {
     const std::string ran = cat(crop[0].get<int64_t>(), "x", crop[1].get<int64_t>(), "x", crop[2].get<int64_t>());
     EXPECT_NE(ran, "200x200x200");
     EXPECT_NE(b.out.find("; crops of " + ran + " voxels"), std::string::npos) << b.out;
+    // A --config's shape_multiple gives way to the network's, said (it was replaced without a word).
+    std::ofstream(dir_ / "multiple.json") << R"({"shape_multiple": 3})";
+    const RunResult m =
+        train_tiny((dir_ / "multiple").string(), 1, " --config " + shell_quote((dir_ / "multiple.json").string()));
+    ASSERT_EQ(m.status, 0) << m.err;
+    EXPECT_NE(m.err.find("multiple.json: shape_multiple 3 is the network's here: 4 (2^2, --levels) is used"),
+              std::string::npos)
+        << m.err;
 
     // Other maps may continue a model, but the run is then not the uninterrupted one: said, and
     // kept in the history (it went on without a word).
@@ -449,6 +460,13 @@ TEST_F(TrainCli, AResumeWithoutLabelsReadsTheRecordedMaps) {
     EXPECT_NE(info.out.find("  label maps: " + maps.string() + " (1 map, which --resume reads without --labels)\n"),
               std::string::npos)
         << info.out;
+    // An export records the maps too, but is not resumed: no such promise.
+    ASSERT_EQ(test::run_command(test::cli_path() + " export --model " + shell_quote(model.string()) + " --keras " +
+                                shell_quote((dir_ / "own.h5").string()))
+                  .status,
+              0);
+    const RunResult exported = test::run_command(test::cli_path() + " info " + shell_quote((dir_ / "own.h5").string()));
+    EXPECT_NE(exported.out.find("  label maps: " + maps.string() + " (1 map)\n"), std::string::npos) << exported.out;
     const RunResult resumed = train(" --model-dir " + shell_quote(model.string()) + " --resume --steps 2");
     ASSERT_EQ(resumed.status, 0) << resumed.err;
     EXPECT_EQ(resumed.err, "") << "the same maps: nothing to warn of";
@@ -595,16 +613,31 @@ TEST_F(TrainCli, AModelRecordedBeforeResolutionUnitResumesInVoxels) {
 // the default sample count appended rows of another set.)
 TEST_F(TrainCli, AResumeValidatesAsRecorded) {
     const fs::path model = dir_ / "validated";
-    const std::string maps = shell_quote((root_ / "maps").string());
+    const std::string maps = shell_quote((root_ / "held_out").string());
     ASSERT_EQ(
         train_tiny(model.string(), 2, " --validation-labels " + maps + " --validate-every 1 --validation-samples 2")
             .status,
         0);
+    // Inside a model's kept-weights folder: refused (a model was trained among its kept weights).
+    expect_bad(joined(tiny_args()) + " --steps 1 --model-dir " + shell_quote((model / "weights").string()),
+               "error: --model-dir " + (model / "weights").string() + " is the folder of the weights the model in " +
+                   model.string() + " keeps: choose another",
+               model / "weights");
     const nlohmann::json recorded = nlohmann::json::parse(read_text(model / "model.json"))["training"]["validation"];
     EXPECT_EQ(recorded["every"], 1);
     EXPECT_EQ(recorded["samples"], 2);
     EXPECT_EQ(recorded["maps"], 1);
     const std::string first_rows = read_text(model / "validation.csv");
+    // The training maps as the validation's: said.
+    const RunResult trained_on = train_tiny((dir_ / "not_held_out").string(), 1,
+                                            " --validation-labels " + shell_quote((root_ / "maps").string()));
+    ASSERT_EQ(trained_on.status, 0) << trained_on.err;
+    EXPECT_NE(trained_on.err.find("warning: train: 1 of the 1 validation maps (" +
+                                  (root_ / "maps" / "phantom_2mo.nii.gz").string() +
+                                  ") are training maps too, the same labels on the same grid: their Dice is not that "
+                                  "of maps held out"),
+              std::string::npos)
+        << trained_on.err;
 
     const RunResult same = train_tiny(model.string(), 3, " --resume --validation-labels " + maps);
     ASSERT_EQ(same.status, 0) << same.err;
@@ -752,6 +785,13 @@ TEST_F(TrainCli, TheRecordSaysWhetherTheOutputsMirror) {
               std::string::npos)
         << left.err;
     EXPECT_EQ(nlohmann::json::parse(read_text(dir_ / "left" / "model.json"))["preprocessing"]["flip_averaging"], false);
+    // info says where a model's generator departs from its preset (both said "preset infant-t1").
+    const RunResult both = test::run_command(test::cli_path() + " info " + shell_quote((dir_ / "both").string()));
+    EXPECT_NE(both.out.find("  generator: preset infant-t1's parameters\n"), std::string::npos) << both.out;
+    const RunResult left_info = test::run_command(test::cli_path() + " info " + shell_quote((dir_ / "left").string()));
+    EXPECT_NE(left_info.out.find("  generator: preset infant-t1's but 1 parameter: segmentation_labels (5 values)\n"),
+              std::string::npos)
+        << left_info.out;
 }
 
 // Labels numbered otherwise than FreeSurfer's: a model records the sides its configuration
@@ -1224,7 +1264,7 @@ TEST_F(TrainCli, ALogWithAStepRepeatedOrMissingIsRefused) {
 
     // The validation table's rows ascend.
     const fs::path validated = dir_ / "validated-edit";
-    const std::string maps = shell_quote((root_ / "maps").string());
+    const std::string maps = shell_quote((root_ / "held_out").string());
     ASSERT_EQ(train_tiny(validated.string(), 3, " --validation-labels " + maps + " --validate-every 1").status, 0);
     const fs::path table = validated / "validation.csv";
     const std::vector<std::string> rows = lines_of(read_text(table));  // the header, then steps 1 to 3
@@ -1239,7 +1279,7 @@ TEST_F(TrainCli, ALogWithAStepRepeatedOrMissingIsRefused) {
 // had been validated); a changed --validate-every is said, as another sample count is.
 TEST_F(TrainCli, AValidationAddedOrChangedOnResumeIsInTheHistory) {
     const fs::path model = dir_ / "validated-later";
-    const std::string maps = shell_quote((root_ / "maps").string());
+    const std::string maps = shell_quote((root_ / "held_out").string());
     ASSERT_EQ(train_tiny(model.string(), 1).status, 0);
     const RunResult added =
         train_tiny(model.string(), 2, " --resume --validation-labels " + maps + " --validate-every 1");
@@ -1372,7 +1412,7 @@ TEST_F(TrainCli, KeepEveryKeepsThoseEpochsWeights) {
 // NIfTI file", so a model's labels, training and progress were read from its JSON by hand.
 TEST_F(TrainCli, InfoDescribesAModelAndItsProgress) {
     const fs::path model = dir_ / "described";
-    const std::string maps = shell_quote((root_ / "maps").string());
+    const std::string maps = shell_quote((root_ / "held_out").string());
     ASSERT_EQ(train_tiny(model.string(), 3, " --keep-every 1 --validation-labels " + maps).status, 0);
     const RunResult r = test::run_command(test::cli_path() + " info " + shell_quote(model.string()));
     ASSERT_EQ(r.status, 0) << r.err;

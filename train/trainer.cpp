@@ -22,7 +22,6 @@
 #include "io/file_util.h"
 #include "io/json.h"  // parse_json
 #include "io/plot.h"
-#include "io/safetensors.h"  // crc32_of
 #include "kernels/common/error.h"
 #include "nn/autograd.h"
 #include "nn/checkpoint.h"
@@ -330,11 +329,7 @@ struct Trainer::State {
     // it trains, and perhaps another made under its name).
     void require_model_dir_in_place();
     bool moved_away = false;  // require_model_dir_in_place found it moved
-    std::string kept_weights_path() const {
-        char name[40];
-        std::snprintf(name, sizeof name, "step_%07lld.safetensors", (long long)step);
-        return join(kept_weights_in(options.model_dir), name);
-    }
+    std::string kept_weights_path() const { return join(kept_weights_in(options.model_dir), kept_weights_name(step)); }
     void warn_of_changes(const ModelSpec& saved, const std::set<std::string>& changed,
                          const std::vector<TrainingMap>& maps, bool validates, bool recorded_before_mm);
     void take_model_dir();
@@ -463,7 +458,7 @@ void Trainer::State::load_checkpoint(const ModelSpec& saved) {
     const auto meta = load_optimizer(optimizer_path(), params, adam);
     const auto it = meta.find("step");
     ISS_INPUT(it != meta.end(), optimizer_path(), ": no training step in the metadata");
-    step = int64_t(csv_to_number(it->second, optimizer_path() + " step"));
+    step = csv_to_integer(it->second, optimizer_path() + " step");
     // Every file of the checkpoint must be of this step and this run.
     const nlohmann::json json_stamp = saved.training.value("checkpoint", nlohmann::json());
     std::map<std::string, std::string> json_meta;
@@ -497,7 +492,7 @@ void Trainer::State::load_checkpoint(const ModelSpec& saved) {
         for (size_t i = 0; i < table.rows.size(); ++i) {
             const std::vector<std::string>& row = table.rows[i];
             const std::string at = table.where(i);
-            LogRow r{int64_t(csv_to_number(row[c_step], at)), csv_to_number(row[c_loss], at),
+            LogRow r{csv_to_integer(row[c_step], at), csv_to_number(row[c_loss], at),
                      float(csv_to_number(row[c_lr], at)), csv_to_number(row[c_seconds], at)};
             if (r.step > step) break;
             // Every step from 1, once: a row repeated or missing (an edit) went on into the new log.
@@ -528,7 +523,7 @@ void Trainer::State::load_checkpoint(const ModelSpec& saved) {
         for (size_t i = 0; i < table.rows.size(); ++i) {
             const std::vector<std::string>& row = table.rows[i];
             const std::string at = table.where(i);
-            ValidationRow r{int64_t(csv_to_number(row[0], at)), dice_from_field(row[1], at), {}};
+            ValidationRow r{csv_to_integer(row[0], at), dice_from_field(row[1], at), {}};
             if (r.step > step) break;
             ISS_INPUT(validation_log.empty() || r.step > validation_log.back().step, at, ": step ", r.step,
                       " follows step ", validation_log.back().step,
@@ -840,17 +835,19 @@ static void require_resumable(const ModelSpec& saved, const std::string& json, c
               "leaves this; the weights in ", model_dir, " still predict: train a new --model-dir to start again)");
 }
 
-// A fingerprint of the training maps in the order samples draw them (their grids and generation
-// indices), so that a resume on other maps is told: zlib's CRC-32, not a checksum against
-// tampering.
-static std::string maps_digest(const std::vector<TrainingMap>& maps) {
-    uint32_t crc = 0;
-    for (const TrainingMap& m : maps) {
-        crc = crc32_of(crc, m.grid.dim.data(), sizeof m.grid.dim);
-        crc = crc32_of(crc, &m.grid.affine.m[0][0], sizeof m.grid.affine.m);
-        crc = crc32_of(crc, m.generation.data(), m.generation.size());
-    }
-    return crc32_text(crc);
+// Validation maps that are training maps too (the same labels on the same grid, under any name)
+// measure what was learned, not how it carries over: said, as a user gave both folders.
+static void warn_of_validation_maps_trained_on(const std::vector<TrainingMap>& validation,
+                                               const std::vector<TrainingMap>& training) {
+    std::vector<std::string> also_trained;
+    for (const TrainingMap& v : validation)
+        if (std::any_of(training.begin(), training.end(),
+                        [&](const TrainingMap& t) { return t.grid.same_as(v.grid) && t.generation == v.generation; }))
+            also_trained.push_back(v.name);
+    if (also_trained.empty()) return;
+    warning(cat("train: ", also_trained.size(), " of the ", validation.size(), " validation maps (",
+                also_trained.front(), also_trained.size() > 1 ? ", ..." : "",
+                ") are training maps too, the same labels on the same grid: their Dice is not that of maps held out"));
 }
 
 // Whether predict may average a scan's prediction with its mirror image's (labels::first_unmirrored):
@@ -867,8 +864,12 @@ static bool outputs_mirror(const GeneratorConfig& config) {
         why = cat("generation label ", label, " is in none of FreeSurfer's classes and lr_twins does not declare its ",
                   "side");
     } else if (labels::lateral(label, declared) && (t < 0 || twin == label)) {  // its mirror image unknown
-        why = cat("generation label ", label, " is one side's and its twin ",
-                  twin == label ? std::string("is not known") : cat(twin, " is not a generation label"));
+        // FreeSurfer's numbering is an assumption: another atlas's label of that number may have
+        // no side, which lr_twins says.
+        why =
+            cat("generation label ", label, " is one side's", declared.empty() ? " as FreeSurfer numbers labels" : "",
+                " and its twin ", twin == label ? std::string("is not known") : cat(twin, " is not a generation label"),
+                " (another atlas's label ", label, " of no side: lr_twins [[", label, ", ", label, "]] says so)");
     } else {  // what the flip makes of its target, against what its mirror image is learned as
         const std::vector<int32_t>& outputs = config.segmentation_labels;
         const int32_t target = targets[size_t(g)];
@@ -979,9 +980,10 @@ static std::unique_ptr<DirectoryLock> lock_model_dir(const std::string& dir) {
     return std::make_unique<DirectoryLock>(dir, lock_file_name, locked_text);
 }
 
-// Whether a --config file (read and checked already) gives output_shape itself.
-static bool names_output_shape(const std::string& config_path) {
-    return !config_path.empty() && parse_json(read_text_file(config_path), config_path).contains("output_shape");
+// Whether a --config file (read and checked already) gives parameter `key` itself (not from its
+// preset).
+static bool config_names(const std::string& config_path, const char* key) {
+    return !config_path.empty() && parse_json(read_text_file(config_path), config_path).contains(key);
 }
 
 // The generator's configuration and what it came from (for messages): a --config file, the one
@@ -1048,11 +1050,15 @@ static GeneratorConfig generator_config_to_train(const TrainOptions& opt, bool& 
     auto [config, source] = generator_config_for(opt);
     // The crop: --shape, else a --config's own output_shape, else on a resume the recorded one (a
     // --shape or a --config's that differs from it is refused, require_same_samples).
-    use_recorded_crop = opt.shape == 0 && opt.recorded_crop[0] > 0 && !names_output_shape(opt.config_path);
+    use_recorded_crop = opt.shape == 0 && opt.recorded_crop[0] > 0 && !config_names(opt.config_path, "output_shape");
     if (opt.shape > 0)
         config.output_shape = {opt.shape, opt.shape, opt.shape};
     else if (use_recorded_crop)
         config.output_shape = opt.recorded_crop;
+    // The network's: a configuration's own (SynthSeg's output_div_by_n) is said to give way.
+    if (config_names(opt.config_path, "shape_multiple") && config.shape_multiple != opt.unet.reference_multiple())
+        warning(cat("train: ", opt.config_path, ": shape_multiple ", config.shape_multiple, " is the network's here: ",
+                    opt.unet.reference_multiple(), " (2^", opt.unet.levels, ", --levels) is used"));
     config.shape_multiple = opt.unet.reference_multiple();
     // The crop is rounded down to a multiple of 2^levels; a smaller one used to be raised silently
     // (to 256^3 for 8 levels, which then ran out of memory).
@@ -1174,9 +1180,8 @@ void Trainer::State::take_model_dir() {
         std::vector<std::string> past;
         for (const fs::directory_entry& entry : fs::directory_iterator(kept_weights_in(options.model_dir), ec)) {
             const std::string name = entry.path().filename().string();
-            if (is_kept_weights_name(name) && std::stoll(name.substr(5)) > checkpoint_step &&
-                fs::remove(entry.path(), ec))
-                past.push_back(name);
+            const std::optional<int64_t> step = kept_weights_step(name);
+            if (step && *step > checkpoint_step && fs::remove(entry.path(), ec)) past.push_back(name);
         }
         std::sort(past.begin(), past.end());
         if (!past.empty())
@@ -1198,6 +1203,12 @@ void Trainer::State::take_model_dir() {
 
 Trainer::Trainer(const TrainOptions& given) {
     ISS_INPUT(!given.model_dir.empty(), "train: --model-dir is required");
+    // Another model's kept weights: a model trained there sits among files it does not own.
+    const fs::path asked = fs::path(given.model_dir).lexically_normal();
+    const fs::path in = (asked.has_filename() ? asked : asked.parent_path());
+    ISS_INPUT(in.filename() != kept_weights_folder || !fs::exists(in.parent_path() / "model.json"),
+              "train: --model-dir ", given.model_dir, " is the folder of the weights the model in ",
+              in.parent_path().empty() ? "." : in.parent_path().string(), " keeps: choose another");
     // On --resume the model directory is locked before anything is read from it, and model.json
     // read, once, before the options it may complete are read.
     std::unique_ptr<DirectoryLock> lock;
@@ -1228,6 +1239,7 @@ Trainer::Trainer(const TrainOptions& given) {
         ISS_INPUT(opt.validate_every >= 1, "train: --validate-every must be >= 1 with --validation-labels");
         ISS_INPUT(opt.validation_samples >= 1, "train: --validation-samples must be >= 1");
         validation_maps = load_training_maps(volume_files(opt.validation_labels), s.gen_config);
+        warn_of_validation_maps_trained_on(validation_maps, maps);
     }
     // A batch needs one crop shape. The validation maps have their own (newborn maps checking a
     // model trained on 12-month ones give smaller crops; batch 1, so any shape runs).

@@ -80,10 +80,12 @@ struct StepReport {
     double loss = 0;
     bool weighted_l2 = false;  // the loss is the pre-training's weighted L2, not soft Dice
     float lr = 0;
-    double seconds = 0;      // wall time since this process started training
+    double seconds = 0;  // training time of the model: the runs it resumes, then this one's since it began
     double samples_per_second = 0;
     bool checkpoint = false;  // an epoch ends here: a checkpoint is written after this step
-    double validation_dice = -1;  // mean Dice when validated after this step, else -1
+    // Mean Dice when validated after this step (NaN where no structure was in any validation
+    // sample), else -1.
+    double validation_dice = -1;
 };
 
 class Trainer {
