@@ -224,7 +224,7 @@ long long Args::integer(const std::string& name, long long fallback) const {
     const long long value = std::strtoll(text.c_str(), &end, 10);
     ISS_INPUT(!text.empty() && *end == '\0', command_, ": option ", name, " expects an integer, got '", text, "'");
     // An integer still, but past what 64 bits hold: said as such (it read "expects an integer").
-    ISS_INPUT(errno == 0, command_, ": option ", name, " ", text, " is out of range (at most 2^63 - 1)");
+    ISS_INPUT(errno == 0, command_, ": option ", name, " ", text, " is out of range (-2^63 to 2^63 - 1)");
     return value;
 }
 
@@ -314,6 +314,7 @@ std::string subject_of(const std::string& prediction) {
 
 std::string rate_text(double per_second) {
     char text[32];
+    if (per_second > 0 && per_second < 0.001) return "<0.001";
     std::snprintf(text, sizeof text, per_second >= 0.1 || per_second <= 0 ? "%.1f" : "%.2g", per_second);
     return text;
 }

@@ -98,7 +98,7 @@ std::string subject_of(const std::string& prediction);
 
 // Progress display shared by the long-running commands.
 // A rate (samples per second) to one decimal, or two significant digits below 0.1 (a slow CPU
-// run's 0.04, which read "0.0").
+// run's 0.04, which read "0.0"); "<0.001" below that.
 std::string rate_text(double per_second);
 // "0:56" or "1:02:03" for a number of seconds (rounded).
 std::string duration_text(double seconds);

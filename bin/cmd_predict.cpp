@@ -480,8 +480,8 @@ int cmd_predict(int argc, char** argv) {
     if (failed_input + failed_other > 0) {
         folders.take_back();  // those it made that hold nothing (every scan refused, say)
         if (folder)
-            std::fprintf(stderr, "infant-synthseg predict: error: %d of %zu files failed (each said above)\n",
-                         failed_input + failed_other, jobs.size());
+            std::fprintf(stderr, "infant-synthseg predict: error: %d of %zu file%s failed (each said above)\n",
+                         failed_input + failed_other, jobs.size(), jobs.size() == 1 ? "" : "s");
         return failed_other > 0 ? 1 : 2;
     }
     return 0;

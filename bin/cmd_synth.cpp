@@ -205,8 +205,9 @@ std::string clipped_crops(const GeneratorConfig& config, const std::vector<Train
     if (clipped.empty() || one_shape) return {};
     const TrainingMap& first = *clipped.front();
     return cat("synth: the ", dims_text(asked), " crops are clipped to maps smaller along an axis: ", clipped.size(),
-               " of ", maps.size(), " (", first.name, ": ", dims_text(first.grid.dim), " voxels, crops of ",
-               dims_text(crop_shape(config, first.grid.dim)), clipped.size() > 1 ? ", ..." : "", ")");
+               " of the ", maps.size(), " maps, whose samples are smaller (", first.name, ": ",
+               dims_text(first.grid.dim), " voxels, crops of ", dims_text(crop_shape(config, first.grid.dim)),
+               clipped.size() > 1 ? ", ..." : "", ")");
 }
 
 // The generator's configuration: the preset, a --config's overrides and --shape, checked as a

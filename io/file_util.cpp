@@ -100,6 +100,12 @@ SignalRegistry<kFolderSlots, false> made_folders;
 // aside found no slot, or a set is switching its files' slots (a commit done). Some files old
 // and some new would be worse than all new with the old ones kept aside.
 std::atomic<int> restore_blockers{0};
+// Shared folder locks this process holds (SharedFolderLock) and their descriptors: a signal
+// removes each one's file where no other run holds it, as its destructor does (a folder synth
+// made was left holding its lock alone).
+constexpr int kLockSlots = 16;
+SignalRegistry<kLockSlots, false> shared_locks;
+std::atomic<int> shared_lock_fd_plus_1[kLockSlots];  // 0 (as zero-initialised): none yet
 
 int register_temporary(const std::string& path) {
     return temporaries.claim(path);
@@ -138,6 +144,10 @@ extern "C" void remove_temporaries_and_die(int signal) {
     if (restore && moved_without_slot.load() == 0)
         for (int i = 0; i < kMovedSlots; ++i)
             if (moved_new_outputs.ready(i) && moved_new_outputs.names_its_file(i)) ::unlink(moved_new_outputs.path[i]);
+    for (int i = 0; i < kLockSlots; ++i) {
+        const int fd = shared_lock_fd_plus_1[i].load() - 1;
+        if (shared_locks.ready(i) && fd >= 0 && ::flock(fd, LOCK_EX | LOCK_NB) == 0) ::unlink(shared_locks.path[i]);
+    }
     // Innermost first: a pass removes the folders that are empty by then, until one removes none.
     for (bool removed = true; removed;) {
         removed = false;
@@ -510,9 +520,8 @@ OutputFile::OutputFile(const std::string& path, const std::string& suffix) : pat
         const std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
         const std::filesystem::path in = ec ? std::filesystem::path("/tmp") : dir;
         std::string name = (in / ("infant-synthseg-XXXXXX" + suffix)).string();
-        temporary_fd_ = ::mkstemps(name.data(), int(suffix.size()));
+        temporary_fd_ = ::mkostemps(name.data(), int(suffix.size()), O_CLOEXEC);
         if (temporary_fd_ < 0) throw_output_error(path_, errno, cat("cannot make its temporary file in ", in.string()));
-        ::fcntl(temporary_fd_, F_SETFD, FD_CLOEXEC);
         write_path_ = name;
         slot_ = register_temporary(write_path_);
         return;
@@ -526,13 +535,21 @@ OutputFile::OutputFile(const std::string& path, const std::string& suffix) : pat
         return;
     }
     // Made here, exclusively and without following a link: a predictable name in a shared folder
-    // must not let a link planted there make us write, or later chmod, the file it names.
-    for (int attempt = 0; temporary_fd_ < 0; ++attempt) {
+    // must not let a link planted there make us write, or later chmod, the file it names. Made
+    // and registered with this thread's cleanup signals blocked: one in between left it behind.
+    sigset_t cleanup, before;
+    sigemptyset(&cleanup);
+    for (const int signal : cleanup_signals) sigaddset(&cleanup, signal);
+    ::pthread_sigmask(SIG_BLOCK, &cleanup, &before);
+    int error = 0;
+    for (int attempt = 0; temporary_fd_ < 0 && error == 0; ++attempt) {
         write_path_ = temporary_name_for(target_, suffix, attempt);
         temporary_fd_ = ::open(write_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-        if (temporary_fd_ < 0 && (errno != EEXIST || attempt == 99)) throw_output_error(path_, errno, "cannot create");
+        if (temporary_fd_ < 0 && (errno != EEXIST || attempt == 99)) error = errno;
     }
-    slot_ = register_temporary(write_path_);
+    if (error == 0) slot_ = register_temporary(write_path_);
+    ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
+    if (error != 0) throw_output_error(path_, error, "cannot create");
 }
 
 OutputFile::~OutputFile() { discard(); }
@@ -585,8 +602,10 @@ static int copy_to_descriptor(const std::string& path, int descriptor) {
 // (fsync); 0 or the errno of the failure. Opened before the mode changes: a write-only mode
 // (0200) still lets it be read for the sync.
 static int finish_file(const std::string& path, int mode, const std::string& name) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0 && errno == EACCES) fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);  // a umask without read
+    // Not through a link: one swapped in for the temporary would take the chmod.
+    int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == EACCES)
+        fd = ::open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);  // a umask without read
     if (fd < 0) return errno;
     if (mode >= 0 && ::fchmod(fd, mode_t(mode)) != 0)
         warning(cat(name, ": cannot give it the permissions of the file it replaces (", std::strerror(errno),
@@ -715,15 +734,18 @@ std::filesystem::path existing_ancestor(std::filesystem::path p) {
 // was found after the work, a whole run lost.
 void require_replaceable(const std::string& command, const NamedPath& out, const std::string& target,
                          const std::string& dir, const struct stat& info, const char* mode) {
-    if (info.st_uid == ::geteuid() || ::geteuid() == 0) return;
+    struct stat folder {};
+    const bool folder_known = ::stat(dir.c_str(), &folder) == 0;
+    // The user's own file, or one in the user's own folder (which the user may remove anyway: a
+    // container run as root left it), or root.
+    if (info.st_uid == ::geteuid() || ::geteuid() == 0 || (folder_known && folder.st_uid == ::geteuid())) return;
     const struct passwd* owner = ::getpwuid(info.st_uid);
     const std::string whose = owner ? owner->pw_name : cat("uid ", info.st_uid);
     ISS_INPUT(::access(target.c_str(), W_OK) == 0, command, ": ", out.option, " ", out.path, " belongs to ", whose,
-              " (mode ", mode, ") and this user cannot write it: not replaced");
-    struct stat folder {};
-    ISS_INPUT(::stat(dir.c_str(), &folder) != 0 || !(folder.st_mode & S_ISVTX) || folder.st_uid == ::geteuid(), command,
-              ": ", out.option, " ", out.path, " belongs to ", whose, ", in a folder where only a file's ",
-              "owner may replace it (sticky, as /tmp): not replaced");
+              " (mode ", mode, ") and this user cannot write it: not replaced; choose another name, or ask ", whose);
+    ISS_INPUT(!folder_known || !(folder.st_mode & S_ISVTX), command, ": ", out.option, " ", out.path, " belongs to ",
+              whose, ", in a folder where only a file's owner may replace it (sticky, as /tmp): not replaced; choose ",
+              "another name, or ask ", whose);
 }
 
 // A name the file system takes, whose temporaries it would not: NAME.tmp-PID.N.nii.gz, and inside
@@ -731,12 +753,19 @@ void require_replaceable(const std::string& command, const NamedPath& out, const
 void require_room_for_temporaries(const std::string& command, const NamedPath& out, const std::string& target) {
     const std::string name = std::filesystem::path(target).filename().string();
     const std::string suffix = output_suffix(target);
-    // Twice ".tmp-PID" (a pid of up to 7 digits) and the ending, and ".N" of a later attempt.
-    const size_t added = 2 * (std::strlen(".tmp-") + 7 + suffix.size()) + 3;
-    constexpr size_t name_max = 255;  // Linux's file systems' NAME_MAX
+    // The longest: a set's NAME.tmp-PID.N<ending>, then its writer's own .tmp-PID.N after it (a
+    // pid of up to 7 digits, ".N" of a later attempt up to ".99": 37 bytes for .nii.gz).
+    const size_t added = 2 * (std::strlen(".tmp-") + 7 + 3) + suffix.size();
+    // The file system's own limit (255 on most; 143 on eCryptfs), where its folder tells it.
+    const long limit = ::pathconf(existing_ancestor(std::filesystem::path(target).parent_path().empty()
+                                                        ? std::filesystem::path(".")
+                                                        : std::filesystem::path(target).parent_path())
+                                      .c_str(),
+                                  _PC_NAME_MAX);
+    const size_t name_max = limit > 0 ? size_t(limit) : 255;
     ISS_INPUT(name.size() + added <= name_max, command, ": ", out.option, " ", out.path, ": its name of ", name.size(),
-              " bytes leaves no room for the temporary names it is written under (at most ", name_max - added,
-              " bytes)");
+              " bytes leaves no room for the temporary names it is written under (at most ",
+              name_max > added ? name_max - added : 0, " bytes)");
 }
 
 }  // namespace
@@ -977,7 +1006,9 @@ namespace {
 std::string held_message(const std::string& dir, const std::string& what, int fd, const std::string& path) {
     char holder[32] = {};
     const ssize_t n = ::pread(fd, holder, sizeof holder - 1, 0);
-    return cat(dir, ": ", what, " (process ", n > 0 ? std::string(holder, size_t(n)) : "?", ", lock ", path, ")");
+    // A process id, or "?" (a lock not written: one of two names of a file holds the other's text).
+    const bool pid = n > 0 && std::all_of(holder, holder + n, [](char c) { return c >= '0' && c <= '9'; });
+    return cat(dir, ": ", what, " (process ", pid ? std::string(holder, size_t(n)) : "?", ", lock ", path, ")");
 }
 
 }  // namespace
@@ -990,16 +1021,16 @@ DirectoryLock::DirectoryLock(const std::string& dir, const std::string& name, co
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);  // the umask decides who shares it
     const bool writable = fd_ >= 0;
     const int open_error = errno;
-    ISS_INPUT(open_error != ELOOP || writable, path, ": is a symbolic link, not a lock file: remove it");
+    ISS_INPUT(open_error != ELOOP || writable, path,
+              ": is a symbolic link, not a lock file: remove it once no run uses ", dir);
     // Another user's lock file in a shared folder: locking needs no write access to it.
     if (!writable) fd_ = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd_ < 0) throw Error(cat(path, ": cannot open the lock file: ", std::strerror(open_error)));
     struct stat info {};
-    if (::fstat(fd_, &info) != 0 || !S_ISREG(info.st_mode) || info.st_nlink > 1) {
+    if (::fstat(fd_, &info) != 0 || !S_ISREG(info.st_mode)) {
         ::close(fd_);
         fd_ = -1;
-        ISS_INPUT(false, path, ": is not a lock file of its own (",
-                  S_ISREG(info.st_mode) ? "a file of other names too" : "not a regular file", "): remove it");
+        throw InputError(cat(path, ": is not a lock file (not a regular file): remove it once no run uses ", dir));
     }
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
         const int error = errno;
@@ -1016,7 +1047,10 @@ DirectoryLock::DirectoryLock(const std::string& dir, const std::string& name, co
         throw Error(cat(path, ": cannot lock: ", std::strerror(error)));
     }
     const std::string pid = std::to_string(::getpid());
-    if (writable && (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != ssize_t(pid.size())))
+    // Written only where the lock is a file of its own: a second name (cp -al of a model folder, or
+    // one made on purpose) would have the other file truncated. It is locked all the same.
+    if (writable && info.st_nlink == 1 &&
+        (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != ssize_t(pid.size())))
         warning(cat(path, ": could not write this process's id into the lock file"));
 }
 
@@ -1050,8 +1084,19 @@ SharedFolderLock::SharedFolderLock(const std::string& dir, const std::string& pr
     // opened it just before would hold a lock nobody sees.
     for (;;) {
         fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
-        if (fd_ < 0) fd_ = ::open(path_.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);  // another user's
+        if (fd_ < 0 && errno == EACCES)
+            fd_ = ::open(path_.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);  // another user's
+        ISS_INPUT(fd_ >= 0 || errno != ELOOP, path_, ": is a symbolic link, not a lock file: remove it");
         if (fd_ < 0) throw_output_error(path_, errno, "cannot open the lock file");
+        struct stat held {};
+        if (::fstat(fd_, &held) != 0 || !S_ISREG(held.st_mode)) {
+            ::close(fd_);
+            fd_ = -1;
+            throw InputError(cat(path_, ": is not a lock file (not a regular file): remove it"));
+        }
+        // Readable by every user whatever the umask: another user's run checks it (a 0600 lock was
+        // skipped, and that run let in).
+        if (held.st_uid == ::geteuid()) ::fchmod(fd_, 0644);
         if (::flock(fd_, LOCK_SH) != 0) {
             const int error = errno;
             ::close(fd_);
@@ -1063,22 +1108,45 @@ SharedFolderLock::SharedFolderLock(const std::string& dir, const std::string& pr
             }
             throw Error(cat(path_, ": cannot lock: ", std::strerror(error)));
         }
-        struct stat held {};
-        if (::fstat(fd_, &held) == 0 && file_id(path_) == FileId{uint64_t(held.st_dev), uint64_t(held.st_ino)}) break;
+        if (file_id(path_) == FileId{uint64_t(held.st_dev), uint64_t(held.st_ino)}) break;
         ::close(fd_);
     }
+    const int slot = shared_locks.claim(path_);
+    if (slot >= 0) shared_lock_fd_plus_1[slot].store(fd_ + 1);
+    slot_ = slot;
     const std::string own = std::filesystem::path(path_).filename().string();
     std::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
         const std::string name = entry.path().filename().string();
         if (name == own || name.rfind(prefix, 0) != 0 || !ends_with(name, ".lock")) continue;
-        const int other = ::open(entry.path().c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (other < 0) continue;
-        const bool held = ::flock(other, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+        const std::string other_path = entry.path().string();
+        // Read-write where it may (NFS takes an exclusive lock on such a descriptor only).
+        int other = ::open(other_path.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (other < 0 && errno == EACCES)
+            other = ::open(other_path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (other < 0 && errno == ENOENT) continue;  // its run ended meanwhile
+        if (other < 0) {
+            const int error = errno;
+            release();
+            throw InputError(cat(other_path, ": another run's lock, which this user cannot check (",
+                                 std::strerror(error), "): ask its owner, or remove it once no run writes there"));
+        }
+        struct stat info {};
+        if (::fstat(other, &info) != 0 || !S_ISREG(info.st_mode)) {  // no lock of ours
+            ::close(other);
+            continue;
+        }
+        const bool locked = ::flock(other, LOCK_EX | LOCK_NB) == 0;
+        const int error = errno;
         ::close(other);  // a lock taken here goes with it
-        if (!held) continue;
+        if (locked) continue;
+        if (error != EWOULDBLOCK) {  // NFS's emulation, a file opened read-only: cannot tell
+            warning(cat(other_path, ": cannot tell whether another run holds it (", std::strerror(error),
+                        "): make sure no run of other samples writes in ", dir));
+            continue;
+        }
         release();
-        throw InputError(cat(dir, ": ", refusal, " (lock ", entry.path().string(), ")"));
+        throw InputError(cat(dir, ": ", refusal, " (lock ", other_path, ")"));
     }
 }
 
@@ -1088,6 +1156,11 @@ SharedFolderLock::~SharedFolderLock() {
 
 void SharedFolderLock::release() noexcept {
     if (fd_ < 0) return;
+    if (slot_ >= 0) {
+        shared_lock_fd_plus_1[slot_].store(0);
+        shared_locks.free(slot_);
+        slot_ = -1;
+    }
     // The last of its kind removes the file (a run of its kind waiting for it checks the name again).
     if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) ::unlink(path_.c_str());
     ::close(fd_);

@@ -120,6 +120,7 @@ private:
 
     std::string path_;
     int fd_ = -1;
+    int slot_ = -1;  // in the registry a signal's cleanup reads
 };
 
 // The outputs of one piece of work, all or nothing. write() runs a writer on a temporary name

@@ -580,6 +580,13 @@ TEST(KerasImport, Keras3FilesWithoutNamesOrWithWrongWeightCountsAreRefused) {
                   .find("missing layer unet_conv_downarm_1_1 (the file holds unet_conv_downarm_1_5, past the 2 "
                         "convolutions level 0 has)"),
               std::string::npos);
+    // An index Keras never writes ("01"): no layer of the U-Net, named (sscanf read it as 1).
+    EXPECT_NE(keras3_copy_refusal(dir, "padded",
+                                  [](std::string& name, std::vector<std::string>&) {
+                                      if (name == "unet_conv_downarm_1_1") name = "unet_conv_downarm_01_1";
+                                  })
+                  .find("layer unet_conv_downarm_01_1 is not part of the U-Net this program builds"),
+              std::string::npos);
     EXPECT_NE(keras3_copy_refusal(dir, "twice",
                                   [](std::string& name, std::vector<std::string>&) {
                                       if (name == "unet_conv_uparm_3_1") name = "unet_conv_uparm_3_0";

@@ -168,8 +168,6 @@ TEST_F(SynthCli, SameSeedGivesIdenticalFiles) {
               2);
 }
 
-// --profile prints a row per generator stage and per step outside it, and writes the files a
-// run without it writes.
 // Two runs of other samples writing one folder at once mixed their files, a pair's image from one
 // and its labels from the other, both exiting 0: the second is refused while the first holds its
 // lock. (Runs of the same samples may share it: SharedFolderLock's test.)
@@ -197,6 +195,8 @@ TEST_F(SynthCli, ARunOfOtherSamplesWritingTheFolderIsRefused) {
     EXPECT_EQ(file_count(out), 3) << "the pair, and the other run's lock file (this run's is removed)";
 }
 
+// --profile prints a row per generator stage and per step outside it, and writes the files a
+// run without it writes.
 TEST_F(SynthCli, ProfileTimesEveryStageAndChangesNoFile) {
     const std::string args = "--labels " + shell_quote(map_file()) + " --count 2 --shape 64 --device cpu";
     ASSERT_EQ(synth(args + " --out " + shell_quote(path("plain"))).status, 0);
@@ -248,7 +248,8 @@ TEST_F(SynthCli, DirectoryOfMaps) {
     const RunResult c =
         synth("--labels " + shell_quote(path("two")) + " --out " + shell_quote(path("out2")) + " --count 1 --shape 64");
     ASSERT_EQ(c.status, 0) << c.err;
-    EXPECT_NE(c.err.find("warning: synth: the 64x64x64 crops are clipped to maps smaller along an axis: 1 of 2 (" +
+    EXPECT_NE(c.err.find("warning: synth: the 64x64x64 crops are clipped to maps smaller along an axis: 1 of the 2 "
+                         "maps, whose samples are smaller (" +
                          path("two/small.nii.gz") + ": "),
               std::string::npos)
         << c.err;
@@ -572,7 +573,7 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad(map + " --count two", "--count");
     expect_bad(map + " --shape 0", "--shape");
     expect_bad(map + " --seed -1", "--seed");
-    expect_bad(map + " --seed 9223372036854775808", "--seed 9223372036854775808 is out of range (at most 2^63 - 1)");
+    expect_bad(map + " --seed 9223372036854775808", "--seed 9223372036854775808 is out of range (-2^63 to 2^63 - 1)");
     expect_bad(map + " --device tpu", "tpu");
     expect_bad(map + " stray", "stray");
     expect_bad("--count 1", "--labels");

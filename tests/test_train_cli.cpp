@@ -201,7 +201,7 @@ TEST_F(TrainCli, TrainsWritesTheModelDirectoryAndResumes) {
     const RunResult m =
         train_tiny((dir_ / "multiple").string(), 1, " --config " + shell_quote((dir_ / "multiple.json").string()));
     ASSERT_EQ(m.status, 0) << m.err;
-    EXPECT_NE(m.err.find("multiple.json: shape_multiple 3 is the network's here: 4 (2^2, --levels) is used"),
+    EXPECT_NE(m.err.find("multiple.json: shape_multiple 3 is ignored: the network's, 4 (2^2, --levels), is used"),
               std::string::npos)
         << m.err;
 
@@ -222,6 +222,9 @@ TEST_F(TrainCli, TrainsWritesTheModelDirectoryAndResumes) {
     ASSERT_EQ(history.size(), 2u) << history.dump();
     EXPECT_EQ(history[1]["from_step"], 6);
     EXPECT_NE(history[0]["maps_digest"], history[1]["maps_digest"]);
+    // Where the first steps' maps were is kept too (only their count and digest were).
+    EXPECT_EQ(history[0]["maps_path"], (root_ / "maps").string());
+    EXPECT_EQ(history[1]["maps_path"], (dir_ / "other_maps").string());
 
     // Maps of other voxels: the start line gives the range predict goes by, the runs' before too
     // (it gave this run's alone).
@@ -632,11 +635,11 @@ TEST_F(TrainCli, AResumeValidatesAsRecorded) {
     const RunResult trained_on = train_tiny((dir_ / "not_held_out").string(), 1,
                                             " --validation-labels " + shell_quote((root_ / "maps").string()));
     ASSERT_EQ(trained_on.status, 0) << trained_on.err;
-    EXPECT_NE(trained_on.err.find("warning: train: 1 of the 1 validation maps (" +
-                                  (root_ / "maps" / "phantom_2mo.nii.gz").string() +
-                                  ") are training maps too, the same labels on the same grid: their Dice is not that "
-                                  "of maps held out"),
-              std::string::npos)
+    EXPECT_NE(
+        trained_on.err.find("warning: train: the validation map (" + (root_ / "maps" / "phantom_2mo.nii.gz").string() +
+                            ") is a training map too, the same labels on the same grid: its Dice is not that "
+                            "of maps held out"),
+        std::string::npos)
         << trained_on.err;
 
     const RunResult same = train_tiny(model.string(), 3, " --resume --validation-labels " + maps);

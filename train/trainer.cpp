@@ -22,6 +22,7 @@
 #include "io/file_util.h"
 #include "io/json.h"  // parse_json
 #include "io/plot.h"
+#include "io/safetensors.h"  // crc32_of
 #include "kernels/common/error.h"
 #include "nn/autograd.h"
 #include "nn/checkpoint.h"
@@ -667,8 +668,9 @@ std::set<std::string> continue_record(const ModelSpec& saved, ModelSpec& now, in
         now.training["validation"] = was["validation"];
     nlohmann::json history = was.value("history", nlohmann::json::array());
     if (!history.is_array()) history = nlohmann::json::array();
-    static const char* const may_change[] = {"lr",         "precision", "steps_per_epoch", "maps", "maps_digest",
-                                             "arithmetic", "dice",      "validation"};
+    // maps_path too: a resume on other maps kept only their count and digest of the first ones.
+    static const char* const may_change[] = {
+        "lr", "precision", "steps_per_epoch", "maps", "maps_digest", "maps_path", "arithmetic", "dice", "validation"};
     auto entry = [](int64_t from, const nlohmann::json& t) {
         nlohmann::json e = {{"from_step", from}};
         for (const char* key : may_change) e[key] = t.value(key, nlohmann::json());
@@ -839,15 +841,31 @@ static void require_resumable(const ModelSpec& saved, const std::string& json, c
 // measure what was learned, not how it carries over: said, as a user gave both folders.
 static void warn_of_validation_maps_trained_on(const std::vector<TrainingMap>& validation,
                                                const std::vector<TrainingMap>& training) {
+    // Compared whole only where a fingerprint (dims and every 4099th voxel) agrees: a thousand maps
+    // conformed to one grid would otherwise be compared pair by pair, megabytes each.
+    auto fingerprint = [](const TrainingMap& m) {
+        uint32_t crc = crc32_of(0, m.grid.dim.data(), sizeof m.grid.dim);
+        for (size_t v = 0; v < m.generation.size(); v += 4099) crc = crc32_of(crc, &m.generation[v], 1);
+        return crc;
+    };
+    std::multimap<uint32_t, const TrainingMap*> trained;
+    for (const TrainingMap& t : training) trained.emplace(fingerprint(t), &t);
     std::vector<std::string> also_trained;
-    for (const TrainingMap& v : validation)
-        if (std::any_of(training.begin(), training.end(),
-                        [&](const TrainingMap& t) { return t.grid.same_as(v.grid) && t.generation == v.generation; }))
+    for (const TrainingMap& v : validation) {
+        const auto range = trained.equal_range(fingerprint(v));
+        if (std::any_of(range.first, range.second, [&](const auto& t) {
+                return t.second->grid.same_as(v.grid) && t.second->generation == v.generation;
+            }))
             also_trained.push_back(v.name);
+    }
     if (also_trained.empty()) return;
-    warning(cat("train: ", also_trained.size(), " of the ", validation.size(), " validation maps (",
-                also_trained.front(), also_trained.size() > 1 ? ", ..." : "",
-                ") are training maps too, the same labels on the same grid: their Dice is not that of maps held out"));
+    const bool all = also_trained.size() == validation.size();
+    warning(cat("train: ", all ? std::string("the") : cat(also_trained.size(), " of the ", validation.size()),
+                " validation map", validation.size() > 1 ? "s (" : " (", also_trained.front(),
+                also_trained.size() > 1 ? ", ..." : "",
+                also_trained.size() > 1 ? ") are training maps" : ") is a training map",
+                " too, the same labels on the same grid: ", also_trained.size() > 1 ? "their" : "its",
+                " Dice is not that of maps held out"));
 }
 
 // Whether predict may average a scan's prediction with its mirror image's (labels::first_unmirrored):
@@ -1057,8 +1075,9 @@ static GeneratorConfig generator_config_to_train(const TrainOptions& opt, bool& 
         config.output_shape = opt.recorded_crop;
     // The network's: a configuration's own (SynthSeg's output_div_by_n) is said to give way.
     if (config_names(opt.config_path, "shape_multiple") && config.shape_multiple != opt.unet.reference_multiple())
-        warning(cat("train: ", opt.config_path, ": shape_multiple ", config.shape_multiple, " is the network's here: ",
-                    opt.unet.reference_multiple(), " (2^", opt.unet.levels, ", --levels) is used"));
+        warning(cat("train: ", opt.config_path, ": shape_multiple ", config.shape_multiple,
+                    " is ignored: the network's, ", opt.unet.reference_multiple(), " (2^", opt.unet.levels,
+                    ", --levels), is used"));
     config.shape_multiple = opt.unet.reference_multiple();
     // The crop is rounded down to a multiple of 2^levels; a smaller one used to be raised silently
     // (to 256^3 for 8 levels, which then ran out of memory).
@@ -1177,13 +1196,15 @@ void Trainer::State::take_model_dir() {
     // back; they belong to steps this model's history no longer has (the run keeps its own).
     if (options.resume) {
         std::error_code ec;
-        std::vector<std::string> past;
+        std::vector<std::pair<int64_t, std::string>> removed;  // by step: names sort otherwise past 9,999,999
         for (const fs::directory_entry& entry : fs::directory_iterator(kept_weights_in(options.model_dir), ec)) {
             const std::string name = entry.path().filename().string();
             const std::optional<int64_t> step = kept_weights_step(name);
-            if (step && *step > checkpoint_step && fs::remove(entry.path(), ec)) past.push_back(name);
+            if (step && *step > checkpoint_step && fs::remove(entry.path(), ec)) removed.emplace_back(*step, name);
         }
-        std::sort(past.begin(), past.end());
+        std::sort(removed.begin(), removed.end());
+        std::vector<std::string> past;
+        for (auto& [step, name] : removed) past.push_back(std::move(name));
         if (!past.empty())
             warning(cat(kept_weights_in(options.model_dir), ": removed ", past.size(), " kept file",
                         past.size() > 1 ? "s" : "", " of steps past the checkpoint of step ", checkpoint_step, " (",
