@@ -129,11 +129,11 @@ void print_training(const nlohmann::json& t, bool resumable) {
             positive("keep_every")
                 ? cat(", weights kept every ", field("keep_every"), field("keep_every") == "1" ? " epoch" : " epochs")
                 : "");
-    std::printf("  training: step %s of %s (preset %s, crop %s, batch %s, lr %s, seed %s, %s, %s steps an epoch%s)\n",
+    std::printf("  training: step %s of %s (preset %s, crop %s, batch %s, lr %s, seed %s, %s, %s step%s an epoch%s)\n",
                 stamp.is_object() && stamp.contains("step") ? stamp["step"].dump().c_str() : "?",
                 field("steps").c_str(), field("preset").c_str(), crop.c_str(), field("batch").c_str(),
                 field("lr").c_str(), field("seed").c_str(), field("precision").c_str(),
-                field("steps_per_epoch").c_str(), more.c_str());
+                field("steps_per_epoch").c_str(), field("steps_per_epoch") == "1" ? "" : "s", more.c_str());
     if (t.contains("maps_path"))
         std::printf("  label maps: %s (%s%s)\n", field("maps_path").c_str(),
                     field("maps") == "1" ? "1 map" : cat(field("maps"), " maps").c_str(),

@@ -162,7 +162,7 @@ void check_synth_outputs(const std::string& labels_path, const std::vector<std::
 // as NAME.tmp-PID-replaced): a killed run's are left for good, but one on another host or in
 // another container may be writing them now (its process id is no proof either way), so they
 // are named, not removed.
-void warn_of_other_runs(const std::string& out_dir, const std::vector<TrainingMap>& inputs, long long first,
+void warn_of_other_runs(const std::string& out_dir, const std::vector<std::string>& inputs, long long first,
                         long long count, bool preview) {
     std::error_code ec;
     std::vector<std::string> others, temporaries;
@@ -171,9 +171,9 @@ void warn_of_other_runs(const std::string& out_dir, const std::vector<TrainingMa
         const std::optional<TemporaryName> t = temporary_name(name);
         if (t && (sample_number(t->base) >= 0 || t->base == "preview.png")) temporaries.push_back(name);
         if (t) continue;
-        const bool input = std::any_of(inputs.begin(), inputs.end(), [&](const TrainingMap& m) {
+        const bool input = std::any_of(inputs.begin(), inputs.end(), [&](const std::string& map) {
             std::error_code same;
-            return fs::equivalent(m.name, entry.path(), same);
+            return fs::equivalent(map, entry.path(), same);
         });
         if (input) continue;  // this run's own label maps, stored under such a name
         const long long index = sample_number(name);
@@ -264,7 +264,6 @@ int cmd_synth(int argc, char** argv) {
     check_synth_outputs(labels_path, map_files, config_path, out_dir, first, count, args.flag("--preview"));
     // Every map read and checked before the output directory is touched.
     std::vector<TrainingMap> maps = load_training_maps(map_files, config);
-    warn_of_other_runs(out_dir, maps, first, count, args.flag("--preview"));
     const std::string clipped = clipped_crops(config, maps);
 
     const std::string what_is_drawn = cat(config_to_json(config), " seed ", seed, " maps ", maps_digest(maps));
@@ -286,6 +285,8 @@ int cmd_synth(int argc, char** argv) {
     const SharedFolderLock samples_lock(out_dir, ".synth-", samples_key,
                                         "another synth run of other samples (its configuration, seed or label maps) is "
                                         "writing here: give this run an --out of its own");
+    // Once no run of other samples can be writing here (a refusal is then one line).
+    warn_of_other_runs(out_dir, map_files, first, count, args.flag("--preview"));
 
     const bool show_bar = ::isatty(::fileno(stderr)) != 0;
     const auto start = std::chrono::steady_clock::now();

@@ -1,6 +1,7 @@
 // CSV writing and a strict reader (a small state machine over the whole file) for io/csv.h.
 #include "io/csv.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -158,12 +159,23 @@ static std::string shortest_text(double v, bool as_float) {
     if (std::isnan(v)) return "nan";
     if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
     char buf[40];
-    for (int digits = 1; digits <= 17; ++digits) {
+    int digits = 1;
+    for (; digits <= 17; ++digits) {
         std::snprintf(buf, sizeof buf, "%.*g", digits, v);
         const double read = std::strtod(buf, nullptr);  // as csv_to_number reads it
         if (as_float ? float(read) == float(v) : read == v) break;
     }
+    digits = std::min(digits, 17);
     std::string s = buf;
+    // A small number written with an exponent down to 1e-9 in full as well ("9.5e-07" as
+    // 0.00000095): the same digits after the point's zeros, so it reads back the same.
+    if (const size_t e = s.find("e-"); e != std::string::npos) {
+        const int exponent = std::atoi(s.c_str() + e + 1);
+        if (exponent >= -9) {
+            std::snprintf(buf, sizeof buf, "%.*f", digits - 1 - exponent, v);
+            return buf;
+        }
+    }
     // A whole number written with an exponent ("1.2e+03": %g's form where the digits end before
     // the point) in full, as a volume or a step: `sort -n` reads "1.2e3" as 1.2. It is exact (the
     // text read back as v), and short below 1e15 (a float's, 1e9: at most 9 digits).

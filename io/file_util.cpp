@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <climits>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -748,6 +749,33 @@ void require_replaceable(const std::string& command, const NamedPath& out, const
               "another name, or ask ", whose);
 }
 
+// The kernel's fs.protected_symlinks rule, which our own following of an output's links (the
+// target replaced, the link kept) bypassed: in a sticky folder all may write (/tmp), a link is
+// followed only when this user or the folder's owner made it. Another user's link there, to a
+// file of ours, had that file replaced by the output.
+void require_followable_links(const std::string& command, const NamedPath& out) {
+    namespace fs = std::filesystem;
+    fs::path p = out.path;
+    std::error_code ec;
+    for (int hops = 0; hops < 40 && descriptor_named(p) < 0 && fs::is_symlink(fs::symlink_status(p, ec)); ++hops) {
+        struct stat link {
+        }, folder{};
+        const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+        if (::lstat(p.c_str(), &link) == 0 && ::stat(dir.c_str(), &folder) == 0) {
+            const bool shared_sticky = (folder.st_mode & S_ISVTX) && (folder.st_mode & S_IWOTH);
+            const struct passwd* maker = ::getpwuid(link.st_uid);
+            ISS_INPUT(!shared_sticky || link.st_uid == ::geteuid() || link.st_uid == folder.st_uid, command, ": ",
+                      out.option, " ", out.path, ": ", p.string(), " is a link ",
+                      maker ? maker->pw_name : cat("uid ", link.st_uid),
+                      " made in a folder all may write (sticky, as /tmp): not followed, as the kernel follows none ",
+                      "such; remove it, or choose another name");
+        }
+        const fs::path target = fs::read_symlink(p, ec);
+        if (ec) break;
+        p = target.is_absolute() ? target : p.parent_path() / target;
+    }
+}
+
 // A name the file system takes, whose temporaries it would not: NAME.tmp-PID.N.nii.gz, and inside
 // it a writer's own (.tmp-PID.nii.gz again). Found after the work, it lost a whole run.
 void require_room_for_temporaries(const std::string& command, const NamedPath& out, const std::string& target) {
@@ -763,6 +791,10 @@ void require_room_for_temporaries(const std::string& command, const NamedPath& o
                                       .c_str(),
                                   _PC_NAME_MAX);
     const size_t name_max = limit > 0 ? size_t(limit) : 255;
+    // The whole path too (PATH_MAX, 4096 on Linux): a folder path near it failed after the work.
+    ISS_INPUT(target.size() + added < PATH_MAX, command, ": ", out.option, " ", out.path, ": its path of ",
+              target.size(), " bytes leaves no room for the temporary names it is written under (at most ",
+              PATH_MAX - 1 - added, " bytes)");
     ISS_INPUT(name.size() + added <= name_max, command, ": ", out.option, " ", out.path, ": its name of ", name.size(),
               " bytes leaves no room for the temporary names it is written under (at most ",
               name_max > added ? name_max - added : 0, " bytes)");
@@ -796,6 +828,7 @@ void check_outputs(const std::string& command, const std::vector<NamedPath>& inp
         const std::string file_name = fs::path(out.path).filename().string();
         ISS_INPUT(!file_name.empty() && file_name != "." && file_name != "..", command, ": ", out.option, " ", out.path,
                   ": expected a file name, not a folder");
+        require_followable_links(command, out);
         const std::string target = resolve_links(out.path);
         const int descriptor = descriptor_named(target);
         const std::string id = descriptor >= 0 ? descriptor_identity(descriptor) : file_identity(out.path);
@@ -1095,10 +1128,19 @@ SharedFolderLock::SharedFolderLock(const std::string& dir, const std::string& pr
             throw InputError(cat(path_, ": is not a lock file (not a regular file): remove it"));
         }
         // Readable by every user whatever the umask: another user's run checks it (a 0600 lock was
-        // skipped, and that run let in).
-        if (held.st_uid == ::geteuid()) ::fchmod(fd_, 0644);
-        if (::flock(fd_, LOCK_SH) != 0) {
-            const int error = errno;
+        // skipped, and that run let in). Not through a second name: another file's mode would change.
+        if (held.st_uid == ::geteuid() && held.st_nlink == 1) ::fchmod(fd_, 0644);
+        // Not blocking: another run's check or end holds it exclusively for a moment only, and
+        // anything longer (a process holding it on purpose) is said, not waited for without end.
+        int locked = -1, error = 0;
+        for (int tries = 0; tries < 200; ++tries) {  // 10 s in all
+            locked = ::flock(fd_, LOCK_SH | LOCK_NB);
+            error = locked == 0 ? 0 : errno;
+            if (locked == 0 || error != EWOULDBLOCK) break;
+            const timespec pause{0, 50000000};
+            ::nanosleep(&pause, nullptr);
+        }
+        if (locked != 0) {
             ::close(fd_);
             fd_ = -1;
             if (error == ENOLCK || error == EOPNOTSUPP) {  // NFS without lockd
@@ -1106,6 +1148,9 @@ SharedFolderLock::SharedFolderLock(const std::string& dir, const std::string& pr
                             "): make sure no other run writes there"));
                 return;
             }
+            if (error == EWOULDBLOCK)
+                throw InputError(cat(path_, ": held exclusively by another process for 10 s, as no run of ours ",
+                                     "holds it: remove it once no run writes in ", dir));
             throw Error(cat(path_, ": cannot lock: ", std::strerror(error)));
         }
         if (file_id(path_) == FileId{uint64_t(held.st_dev), uint64_t(held.st_ino)}) break;
@@ -1120,6 +1165,9 @@ SharedFolderLock::SharedFolderLock(const std::string& dir, const std::string& pr
         const std::string name = entry.path().filename().string();
         if (name == own || name.rfind(prefix, 0) != 0 || !ends_with(name, ".lock")) continue;
         const std::string other_path = entry.path().string();
+        struct stat named {};
+        if (::lstat(other_path.c_str(), &named) != 0 || !S_ISREG(named.st_mode))
+            continue;  // a link, a folder: no lock of ours
         // Read-write where it may (NFS takes an exclusive lock on such a descriptor only).
         int other = ::open(other_path.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         if (other < 0 && errno == EACCES)

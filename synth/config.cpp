@@ -250,11 +250,18 @@ std::vector<double> prior_columns_by_label(const std::vector<double>& values, co
 }
 
 // Whether `values` are one of the published infant priors' arrays (t1/t2_prior_means.npy,
-// _stds.npy): they list no labels, and their columns are the infant presets' generation labels,
-// so a configuration listing those labels in another order takes each label's own column.
+// _stds.npy), or a copy in float32 or rounded to 3 decimals (each value within 0.1%): they list no
+// labels, and their columns are the infant presets' generation labels, so a configuration listing
+// those labels in another order takes each label's own column.
 bool are_published_priors(const std::vector<double>& values) {
+    auto near = [](const std::vector<double>& a, const std::vector<double>& b) {
+        if (a.size() != b.size()) return false;
+        for (size_t i = 0; i < a.size(); ++i)
+            if (!(std::fabs(a[i] - b[i]) <= 1e-3 * std::max(1.0, std::fabs(b[i])))) return false;
+        return true;
+    };
     for (const infant_priors::Priors& p : {infant_priors::t1(), infant_priors::t2()})
-        if (values == p.means || values == p.stds) return true;
+        if (near(values, p.means) || near(values, p.stds)) return true;
     return false;
 }
 
@@ -406,7 +413,17 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
         const auto& [file, listed] = file_and_labels;
         std::vector<double>& prior = key == "prior_means" ? config.prior_means : config.prior_stds;
         const bool published = listed.empty() && are_published_priors(prior);
-        if (listed.empty() && !published) continue;  // neither priors' own nor published: column by column
+        if (listed.empty() && !published) {  // neither priors' own nor published: column by column
+            // The trap: the presets' labels in another order, over a file in the presets' order.
+            const std::vector<int32_t> presets = labels::generation_labels();
+            if (config.generation_labels != presets &&
+                std::is_permutation(config.generation_labels.begin(), config.generation_labels.end(), presets.begin(),
+                                    presets.end()))
+                warning(cat(json_path, ": ", file, " lists no labels (no ", prior_labels_file_name,
+                            " beside it): its columns are taken in generation_labels' order, which reorders the ",
+                            "infant presets' labels; a file in the presets' order needs its ", prior_labels_file_name));
+            continue;
+        }
         prior = prior_columns_by_label(prior, published ? labels::generation_labels() : listed,
                                        config.generation_labels, file, key, published);
     }

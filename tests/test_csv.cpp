@@ -126,7 +126,9 @@ TEST(CsvNumberTest, ShortestTextThatReadsBack) {
     EXPECT_EQ(csv_number(1), "1");
     EXPECT_EQ(csv_number(0.5), "0.5");
     EXPECT_EQ(csv_number(0.1), "0.1");
-    EXPECT_EQ(csv_number(1e-7), "1e-7");
+    EXPECT_EQ(csv_number(1e-7), "0.0000001");
+    EXPECT_EQ(csv_number(9.5367431640625e-7), "0.00000095367431640625");
+    EXPECT_EQ(csv_number(2.5e-12), "2.5e-12");
     EXPECT_EQ(csv_number(123456789), "123456789");
     EXPECT_EQ(csv_number(-2.5e20), "-2.5e20");
     // Whole numbers in full below 1e15, as `sort -n` reads them ("1.2e3" sorted as 1.2).
@@ -140,7 +142,7 @@ TEST(CsvNumberTest, ShortestTextThatReadsBack) {
     EXPECT_EQ(csv_number(-std::numeric_limits<double>::infinity()), "-inf");
     EXPECT_EQ(csv_number(1.0 / 3.0), "0.3333333333333333");
     // A float in its own shortest form (a learning rate of 1e-4 was logged as its double's digits).
-    EXPECT_EQ(csv_number(double(1e-4f)), "9.999999747378752e-5");
+    EXPECT_EQ(csv_number(double(1e-4f)), "0.00009999999747378752");
     EXPECT_EQ(csv_float(1e-4f), "0.0001");
     EXPECT_EQ(csv_float(1.0f / 3.0f), "0.33333334");
     EXPECT_EQ(csv_float(std::numeric_limits<float>::infinity()), "inf");

@@ -253,6 +253,16 @@ TEST_F(Outputs, AFolderIsSharedByRunsOfOneKindOnly) {
         const SharedFolderLock other(dir, ".run-", "b", refusal);
         EXPECT_EQ(entries(), (std::vector<std::string>{".run-b.lock"}));
     }
+    // A lock name that is a second name of a private file: its mode stays (it was made 0644).
+    std::ofstream(path("private.txt")) << "secret\n";
+    ASSERT_EQ(::chmod(path("private.txt").c_str(), 0600), 0);
+    fs::create_hard_link(path("private.txt"), path(".run-d.lock"));
+    { const SharedFolderLock linked(dir, ".run-", "d", refusal); }
+    struct stat kept {};
+    ASSERT_EQ(::stat(path("private.txt").c_str(), &kept), 0);
+    EXPECT_EQ(kept.st_mode & 0777, 0600u);
+    fs::remove(path("private.txt"));
+    fs::remove(path(".run-d.lock"));
     // A signal removes it too (a folder synth made was left holding it alone).
     const int status = in_child({}, [&] {
         const SharedFolderLock held(dir, ".run-", "c", refusal);
@@ -687,6 +697,19 @@ TEST_F(SameFileCli, AnotherUsersFileIsNotReplaced) {
     EXPECT_NE(sticky.find("open.csv belongs to root, in a folder where only a file's owner may replace it (sticky"),
               std::string::npos)
         << sticky;
+    // Another user's link in the sticky folder is not followed, not even by root (the kernel's
+    // fs.protected_symlinks rule, which our own following of an output's link bypassed: the file it
+    // led to was replaced).
+    std::ofstream(folder + "/keys") << "root's own\n";
+    fs::create_symlink(folder + "/keys", folder + "/sticky/dice.csv");
+    ASSERT_EQ(::lchown((folder + "/sticky/dice.csv").c_str(), 65534, 65534), 0);
+    const std::string planted = test::refusal_of("dice", [&] {
+        check_outputs("dice", {}, {{folder + "/sticky/dice.csv", "--out"}});
+    });
+    EXPECT_NE(planted.find("sticky/dice.csv is a link nobody made in a folder all may write (sticky, as /tmp): not "
+                           "followed"),
+              std::string::npos)
+        << planted;
     // In a folder of this user's own, a file this user may remove anyway is replaced (a container
     // run as root left it).
     fs::create_directories(folder + "/own");
@@ -701,6 +724,17 @@ TEST_F(SameFileCli, ANameTooLongForItsTemporariesIsRefusedFirst) {
     const std::string name = std::string(220, 's') + ".nii.gz";
     expect_refused("phantom --age-months 0 --out " + q(name),
                    "bytes leaves no room for the temporary names it is written under (at most 218 bytes)");
+    // The whole path too: a folder path near PATH_MAX failed after the work.
+    std::string deep = dir_.string();
+    while (deep.size() < 4000) deep += "/" + std::string(200, 'd');
+    fs::create_directories(deep);
+    const test::RunResult too_deep =
+        test::run_command(test::cli_path() + " phantom --age-months 0 --out " +
+                          test::shell_quote(deep + "/" + std::string(80, 'p') + ".nii.gz"));
+    EXPECT_EQ(too_deep.status, 2) << too_deep.err;
+    EXPECT_NE(too_deep.err.find("bytes leaves no room for the temporary names it is written under"), std::string::npos)
+        << too_deep.err;
+    fs::remove_all(dir_ / std::string(200, 'd'));
     const std::string fits = std::string(190, 's') + ".nii.gz";
     EXPECT_EQ(test::run_command(test::cli_path() + " phantom --age-months 0 --out " + q(fits)).status, 0);
 }

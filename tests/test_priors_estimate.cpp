@@ -627,6 +627,24 @@ TEST_F(PriorsCli, ThePublishedPriorsAreTakenByLabelInAnyOrder) {
         EXPECT_EQ(loaded.prior_means[size_t(n) + here], published.means[size_t(n) + own]) << "label " << label;
         EXPECT_EQ(loaded.prior_stds[here], published.stds[own]) << "label " << label;
     }
+    // A float32 copy (np.float32 of the files) is the published priors too.
+    std::vector<double> as_float32 = published.means;
+    for (double& v : as_float32) v = double(float(v));
+    write_npy((dir_ / "t2_prior_means.npy").string(), {2, n}, as_float32);
+    EXPECT_EQ(load_config({"infant-t2"}, (dir_ / "reordered.json").string())
+                  .prior_means[size_t(labels::index_of(reordered, 2))],
+              as_float32[size_t(labels::index_of(labels::generation_labels(), 2))]);
+    // A file of other values, without its list, under the presets' labels reordered: taken
+    // column by column, and warned of (the published files' trap, for a file of the same order).
+    std::vector<double> own = published.means;
+    for (double& v : own) v *= 1.1;
+    write_npy((dir_ / "t2_prior_means.npy").string(), {2, n}, own);
+    const std::string warned = test::stderr_of([&] { load_config({"infant-t2"}, (dir_ / "reordered.json").string()); });
+    EXPECT_NE(warned.find("t2_prior_means.npy lists no labels (no prior_labels.npy beside it): its columns are taken "
+                          "in generation_labels' order, which reorders the infant presets' labels"),
+              std::string::npos)
+        << warned;
+    write_npy((dir_ / "t2_prior_means.npy").string(), {2, n}, published.means);
     // A label the published files have no column for is named, with what to do.
     std::vector<int32_t> other = labels::generation_labels();
     other.back() = 999;

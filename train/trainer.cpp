@@ -1225,7 +1225,8 @@ void Trainer::State::take_model_dir() {
 Trainer::Trainer(const TrainOptions& given) {
     ISS_INPUT(!given.model_dir.empty(), "train: --model-dir is required");
     // Another model's kept weights: a model trained there sits among files it does not own.
-    const fs::path asked = fs::path(given.model_dir).lexically_normal();
+    std::error_code canonical_error;  // through links too (a link to mdl/weights was let in)
+    const fs::path asked = fs::weakly_canonical(fs::absolute(given.model_dir), canonical_error);
     const fs::path in = (asked.has_filename() ? asked : asked.parent_path());
     ISS_INPUT(in.filename() != kept_weights_folder || !fs::exists(in.parent_path() / "model.json"),
               "train: --model-dir ", given.model_dir, " is the folder of the weights the model in ",
