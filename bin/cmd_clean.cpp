@@ -1,9 +1,7 @@
 // `infant-synthseg clean`: folds the infant extra labels and relabels small islands (SPEC.md
 // section 6, "Clean"; the rules in post/clean.h). Inputs are read and checked before anything
 // is written; the outputs appear together or not at all.
-#include <cmath>
 #include <cstdio>
-#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -69,19 +67,8 @@ CsvTable segmentation_volumes(const LabelMap& seg, const std::vector<int32_t>& l
     std::vector<int32_t> kept;
     for (const int32_t label : labels)
         if (!folded.count(label)) kept.push_back(label);
-    std::map<int32_t, int64_t> counts;
-    int32_t last = 0;
-    int64_t run = 0;
-    for (const int32_t v : seg.data) {  // label maps are long runs of one value
-        if (v != last) counts[last] += run, last = v, run = 0;
-        ++run;
-    }
-    counts[last] += run;
-    std::vector<double> volumes_mm3;
-    for (const int32_t label : kept)
-        volumes_mm3.push_back(std::round(double(counts[label]) * seg.grid.voxel_volume() * 1000.0) / 1000.0);
     CsvTable table = volumes_table(kept);
-    add_volumes_row(table, subject, kept, volumes_mm3);
+    add_volumes_row(table, subject, kept, label_volumes_mm3(seg, kept));
     return table;
 }
 

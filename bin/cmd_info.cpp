@@ -180,9 +180,9 @@ void print_network(const UNetConfig& u) {
 // predict --model and import then ask for.
 void print_published_keras(const std::string& path, const KerasUNet& network) {
     std::printf("%s\n", path.c_str());
-    // A bare Keras 3 weights file records no release ("3 (release not recorded)").
-    const std::string release = network.keras_version.rfind("3 (", 0) == 0 ? std::string("its Keras release unrecorded")
-                                                                           : "Keras " + network.keras_version;
+    const std::string release = network.keras_version == keras3_release_unrecorded
+                                    ? std::string("its Keras release unrecorded")
+                                    : "Keras " + network.keras_version;
     std::printf("  format: a Keras model (%s, %s), not written by infant-synthseg: the network alone\n",
                 network.layout.c_str(), release.c_str());
     print_network(network.unet);

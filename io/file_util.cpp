@@ -201,11 +201,13 @@ int descriptor_named(const std::filesystem::path& p) {
 
 }  // namespace
 
-std::string resolve_links(const std::string& path) {
+std::string resolve_links(const std::string& path,
+                          const std::function<void(const std::filesystem::path& link)>& at_each_link) {
     namespace fs = std::filesystem;
     fs::path p = path;
     std::error_code ec;
     for (int hops = 0; hops < 40 && descriptor_named(p) < 0 && fs::is_symlink(fs::symlink_status(p, ec)); ++hops) {
+        if (at_each_link) at_each_link(p);
         const fs::path target = fs::read_symlink(p, ec);
         if (ec) break;
         p = target.is_absolute() ? target : p.parent_path() / target;
@@ -749,31 +751,22 @@ void require_replaceable(const std::string& command, const NamedPath& out, const
               "another name, or ask ", whose);
 }
 
-// The kernel's fs.protected_symlinks rule, which our own following of an output's links (the
-// target replaced, the link kept) bypassed: in a sticky folder all may write (/tmp), a link is
-// followed only when this user or the folder's owner made it. Another user's link there, to a
-// file of ours, had that file replaced by the output.
-void require_followable_links(const std::string& command, const NamedPath& out) {
-    namespace fs = std::filesystem;
-    fs::path p = out.path;
-    std::error_code ec;
-    for (int hops = 0; hops < 40 && descriptor_named(p) < 0 && fs::is_symlink(fs::symlink_status(p, ec)); ++hops) {
-        struct stat link {
-        }, folder{};
-        const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
-        if (::lstat(p.c_str(), &link) == 0 && ::stat(dir.c_str(), &folder) == 0) {
-            const bool shared_sticky = (folder.st_mode & S_ISVTX) && (folder.st_mode & S_IWOTH);
-            const struct passwd* maker = ::getpwuid(link.st_uid);
-            ISS_INPUT(!shared_sticky || link.st_uid == ::geteuid() || link.st_uid == folder.st_uid, command, ": ",
-                      out.option, " ", out.path, ": ", p.string(), " is a link ",
-                      maker ? maker->pw_name : cat("uid ", link.st_uid),
-                      " made in a folder all may write (sticky, as /tmp): not followed, as the kernel follows none ",
-                      "such; remove it, or choose another name");
-        }
-        const fs::path target = fs::read_symlink(p, ec);
-        if (ec) break;
-        p = target.is_absolute() ? target : p.parent_path() / target;
-    }
+// The kernel's fs.protected_symlinks rule for one of an output's links, which our own following
+// of them (the target replaced, the link kept) bypassed: in a sticky folder all may write (/tmp),
+// a link is followed only when this user or the folder's owner made it. Another user's link
+// there, to a file of ours, had that file replaced by the output.
+void require_followable_link(const std::string& command, const NamedPath& out, const std::filesystem::path& link) {
+    struct stat made {
+    }, folder{};
+    const std::filesystem::path dir = link.parent_path().empty() ? std::filesystem::path(".") : link.parent_path();
+    if (::lstat(link.c_str(), &made) != 0 || ::stat(dir.c_str(), &folder) != 0) return;
+    const bool shared_sticky = (folder.st_mode & S_ISVTX) && (folder.st_mode & S_IWOTH);
+    if (!shared_sticky || made.st_uid == ::geteuid() || made.st_uid == folder.st_uid) return;
+    const struct passwd* maker = ::getpwuid(made.st_uid);
+    throw InputError(cat(command, ": ", out.option, " ", out.path, ": ", link.string(), " is a link ",
+                         maker ? maker->pw_name : cat("uid ", made.st_uid),
+                         " made in a folder all may write (sticky, as /tmp): not followed, as the kernel follows ",
+                         "none such; remove it, or choose another name"));
 }
 
 // A name the file system takes, whose temporaries it would not: NAME.tmp-PID.N.nii.gz, and inside
@@ -828,8 +821,8 @@ void check_outputs(const std::string& command, const std::vector<NamedPath>& inp
         const std::string file_name = fs::path(out.path).filename().string();
         ISS_INPUT(!file_name.empty() && file_name != "." && file_name != "..", command, ": ", out.option, " ", out.path,
                   ": expected a file name, not a folder");
-        require_followable_links(command, out);
-        const std::string target = resolve_links(out.path);
+        const std::string target =
+            resolve_links(out.path, [&](const fs::path& link) { require_followable_link(command, out, link); });
         const int descriptor = descriptor_named(target);
         const std::string id = descriptor >= 0 ? descriptor_identity(descriptor) : file_identity(out.path);
         const auto [at, fresh] = seen.emplace(id, Seen{&out, false});
@@ -1035,6 +1028,24 @@ void OutputDirectories::take_back() {
 
 namespace {
 
+// The lock file `path` in `dir` (DirectoryLock's, SharedFolderLock's), made where missing: opened
+// read-write, or read-only where it is another user's (locking needs no write access); never
+// through a link, and only a regular file, as a lock file is written (a pid, a mode) and a link
+// would make that write another file. Its descriptor, whether it is `writable`, and its `info`.
+int open_lock_file(const std::string& path, const std::string& dir, bool& writable, struct stat& info) {
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
+    writable = fd >= 0;
+    if (fd < 0 && errno == EACCES) fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    ISS_INPUT(fd >= 0 || errno != ELOOP, path, ": is a symbolic link, not a lock file: remove it once no run uses ",
+              dir);
+    if (fd < 0) throw_output_error(path, errno, "cannot open the lock file");
+    if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+        ::close(fd);
+        throw InputError(cat(path, ": is not a lock file (not a regular file): remove it once no run uses ", dir));
+    }
+    return fd;
+}
+
 // "DIR: WHAT (process PID, lock PATH)", the holder's id as its lock file `fd` says it.
 std::string held_message(const std::string& dir, const std::string& what, int fd, const std::string& path) {
     char holder[32] = {};
@@ -1049,22 +1060,9 @@ std::string held_message(const std::string& dir, const std::string& what, int fd
 DirectoryLock::DirectoryLock(const std::string& dir, const std::string& name, const std::string& what)
     : dir_(dir), path_((std::filesystem::path(dir) / name).string()) {
     const std::string& path = path_;
-    // Not through a link, and only a file of its own: the lock is written (this process's id), and
-    // a link or a second name would make that write another file.
-    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);  // the umask decides who shares it
-    const bool writable = fd_ >= 0;
-    const int open_error = errno;
-    ISS_INPUT(open_error != ELOOP || writable, path,
-              ": is a symbolic link, not a lock file: remove it once no run uses ", dir);
-    // Another user's lock file in a shared folder: locking needs no write access to it.
-    if (!writable) fd_ = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd_ < 0) throw Error(cat(path, ": cannot open the lock file: ", std::strerror(open_error)));
+    bool writable = false;
     struct stat info {};
-    if (::fstat(fd_, &info) != 0 || !S_ISREG(info.st_mode)) {
-        ::close(fd_);
-        fd_ = -1;
-        throw InputError(cat(path, ": is not a lock file (not a regular file): remove it once no run uses ", dir));
-    }
+    fd_ = open_lock_file(path, dir, writable, info);  // the umask decides who shares it
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
         const int error = errno;
         // A file system without locks (NFS without lockd), or NFS's emulation refusing a file
@@ -1116,17 +1114,9 @@ SharedFolderLock::SharedFolderLock(const std::string& dir, const std::string& pr
     // Held on the file the name still holds: a run ending removes its kind's file, and one that
     // opened it just before would hold a lock nobody sees.
     for (;;) {
-        fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
-        if (fd_ < 0 && errno == EACCES)
-            fd_ = ::open(path_.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);  // another user's
-        ISS_INPUT(fd_ >= 0 || errno != ELOOP, path_, ": is a symbolic link, not a lock file: remove it");
-        if (fd_ < 0) throw_output_error(path_, errno, "cannot open the lock file");
+        bool writable = false;
         struct stat held {};
-        if (::fstat(fd_, &held) != 0 || !S_ISREG(held.st_mode)) {
-            ::close(fd_);
-            fd_ = -1;
-            throw InputError(cat(path_, ": is not a lock file (not a regular file): remove it"));
-        }
+        fd_ = open_lock_file(path_, dir, writable, held);
         // Readable by every user whatever the umask: another user's run checks it (a 0600 lock was
         // skipped, and that run let in). Not through a second name: another file's mode would change.
         if (held.st_uid == ::geteuid() && held.st_nlink == 1) ::fchmod(fd_, 0644);

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -245,8 +246,10 @@ void warn_of_temporaries_beside(const std::string& command, const std::vector<Na
 
 // Follows symbolic links (chains too, relative ones from their own directory) to the path that
 // a write should replace; a dangling link gives the file it names. It stops at a descriptor's
-// name (/dev/stdout, /proc/self/fd/N).
-std::string resolve_links(const std::string& path);
+// name (/dev/stdout, /proc/self/fd/N). `at_each_link`, when given, is called with each link
+// before it is followed (a check may throw).
+std::string resolve_links(const std::string& path,
+                          const std::function<void(const std::filesystem::path& link)>& at_each_link = {});
 
 // Checks one run's outputs before anything is computed or written (InputError, exit 2):
 //   - no output is the same file as an input (through links, hard links and relative names);

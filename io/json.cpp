@@ -1,12 +1,12 @@
 #include "io/json.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdlib>
 #include <optional>
 #include <set>
 #include <vector>
 
+#include "io/csv.h"  // csv_float
 #include "kernels/common/error.h"
 
 namespace iss {
@@ -53,12 +53,7 @@ nlohmann::json parse_json(const std::string& text, const std::string& where) {
 }
 
 double json_float(float value) {
-    char text[32];
-    for (int digits = 1; digits <= 9; ++digits) {
-        std::snprintf(text, sizeof text, "%.*g", digits, double(value));
-        if (std::strtof(text, nullptr) == value) return std::strtod(text, nullptr);
-    }
-    return double(value);
+    return std::strtod(csv_float(value).c_str(), nullptr);  // its shortest text, read back
 }
 
 }  // namespace iss

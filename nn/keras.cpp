@@ -264,7 +264,7 @@ public:
                        : root_.empty() ? "weights only"
                                        : "whole model";
         // Keras 3's weights files record no version (its archives do, beside them).
-        model.keras_version = archive_ ? archive_->keras_version : keras3_ ? "3 (release not recorded)" : "unknown";
+        model.keras_version = archive_ ? archive_->keras_version : keras3_ ? keras3_release_unrecorded : "unknown";
         model.description = archive_ ? archive_->description : recorded_description();
         if (!archive_ && file_.has_attribute("/", "keras_version")) {
             const std::vector<std::string> v = file_.string_list("/", "keras_version");
@@ -898,7 +898,7 @@ KerasUNet read_keras_file(const std::string& path) {
     text.config_where = path + ": config.json";
     const std::vector<uint8_t> config = zip.read("config.json", kMaxConfigBytes);
     text.layers = config_layers(std::string(config.begin(), config.end()), text.config_where);
-    text.keras_version = "3 (release not recorded)";
+    text.keras_version = keras3_release_unrecorded;
     if (zip.find("metadata.json")) {
         const std::vector<uint8_t> bytes = zip.read("metadata.json", kMaxMetadataBytes);
         const nlohmann::json metadata = parse_json(std::string(bytes.begin(), bytes.end()), path + ": metadata.json");

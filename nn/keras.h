@@ -27,6 +27,9 @@
 
 namespace iss {
 
+// KerasUNet::keras_version of a Keras 3 file that records no release (a bare .weights.h5).
+inline constexpr char keras3_release_unrecorded[] = "3 (release not recorded)";
+
 struct KerasUNet {
     UNetConfig unet;  // inferred from the file (levels, features, convolutions, kernel, channels, classes)
     // Our parameter name -> values in our layout, for every parameter UNet(unet) declares.

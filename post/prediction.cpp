@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <unordered_set>
 #include <utility>
@@ -332,6 +333,20 @@ void write_prediction(OutputSet& outputs, const std::string& seg_path, const Lab
     outputs.write(post_path, [&](const std::string& t) { write_posteriors(t, post, post_like, frame_labels); });
 }
 
+std::vector<double> label_volumes_mm3(const LabelMap& seg, const std::vector<int32_t>& labels) {
+    std::map<int32_t, int64_t> counts;
+    int32_t last = 0;
+    int64_t run = 0;
+    for (const int32_t v : seg.data) {  // label maps are long runs of one value
+        if (v != last) counts[last] += run, last = v, run = 0;
+        ++run;
+    }
+    counts[last] += run;
+    std::vector<double> volumes;
+    for (const int32_t label : labels) volumes.push_back(rounded_mm3(double(counts[label]) * seg.grid.voxel_volume()));
+    return volumes;
+}
+
 CsvTable volumes_table(const std::vector<int32_t>& labels) {
     CsvTable table{{"subject"}, {}, "", {}};
     for (const int32_t label : labels)
@@ -349,7 +364,7 @@ void add_volumes_row(CsvTable& table, const std::string& subject, const std::vec
         row.push_back(csv_number(volumes_mm3[c]));
         total += volumes_mm3[c];
     }
-    row.push_back(csv_number(std::round(total * 1000.0) / 1000.0));
+    row.push_back(csv_number(rounded_mm3(total)));
     table.rows.push_back(row);
 }
 

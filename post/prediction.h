@@ -6,6 +6,7 @@
 // any work is done, each failure an InputError naming the file.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <set>
@@ -121,6 +122,14 @@ void write_prediction(const std::string& seg_path, const LabelMap& seg, const Vo
 void write_prediction(OutputSet& outputs, const std::string& seg_path, const LabelMap& seg,
                       const VolumeHeader* seg_like, const std::string& post_path, const Image& post,
                       const std::vector<int32_t>& frame_labels, const VolumeHeader* post_like);
+
+// A volume as the tables hold it: mm^3 to 3 decimals (SPEC.md section 6).
+inline double rounded_mm3(double mm3) {
+    return std::round(mm3 * 1000.0) / 1000.0;
+}
+// Each label's volume in a segmentation (mm^3, rounded_mm3): its voxel count times the voxel
+// volume, in `labels`' order (clean --vol: a merge's posteriors are maxima, not probabilities).
+std::vector<double> label_volumes_mm3(const LabelMap& seg, const std::vector<int32_t>& labels);
 
 // The volumes table of predict --vol and clean --vol: columns `subject`, a label each but the
 // background (in `labels`' order) and `total`; add_volumes_row adds a subject's row from its

@@ -6,6 +6,7 @@
 #include "kernels/common/device.h"
 #include "kernels/synth/blur.h"
 #include "post/components.h"
+#include "post/prediction.h"  // rounded_mm3
 
 namespace iss {
 
@@ -176,7 +177,7 @@ std::vector<double> posterior_volumes_mm3(const Image& posteriors, const std::ve
         if (labels[size_t(c)] == 0) continue;
         double sum = 0;
         for (int64_t v = 0; v < n; ++v) sum += posteriors.data[size_t(c * n + v)];
-        volumes[size_t(c)] = std::round(sum * voxel_volume * 1000.0) / 1000.0;
+        volumes[size_t(c)] = rounded_mm3(sum * voxel_volume);
     }
     return volumes;
 }

@@ -998,10 +998,10 @@ static std::unique_ptr<DirectoryLock> lock_model_dir(const std::string& dir) {
     return std::make_unique<DirectoryLock>(dir, lock_file_name, locked_text);
 }
 
-// Whether a --config file (read and checked already) gives parameter `key` itself (not from its
-// preset).
-static bool config_names(const std::string& config_path, const char* key) {
-    return !config_path.empty() && parse_json(read_text_file(config_path), config_path).contains(key);
+// The parameters a --config file (read and checked already) gives itself, not from its preset;
+// an empty object without one.
+static nlohmann::json config_file_parameters(const std::string& config_path) {
+    return config_path.empty() ? nlohmann::json::object() : parse_json(read_text_file(config_path), config_path);
 }
 
 // The generator's configuration and what it came from (for messages): a --config file, the one
@@ -1066,15 +1066,16 @@ static void require_valid_options(const TrainOptions& opt) {
 // `use_recorded_crop`: the crop is the resumed record's.
 static GeneratorConfig generator_config_to_train(const TrainOptions& opt, bool& use_recorded_crop) {
     auto [config, source] = generator_config_for(opt);
+    const nlohmann::json given = config_file_parameters(opt.config_path);
     // The crop: --shape, else a --config's own output_shape, else on a resume the recorded one (a
     // --shape or a --config's that differs from it is refused, require_same_samples).
-    use_recorded_crop = opt.shape == 0 && opt.recorded_crop[0] > 0 && !config_names(opt.config_path, "output_shape");
+    use_recorded_crop = opt.shape == 0 && opt.recorded_crop[0] > 0 && !given.contains("output_shape");
     if (opt.shape > 0)
         config.output_shape = {opt.shape, opt.shape, opt.shape};
     else if (use_recorded_crop)
         config.output_shape = opt.recorded_crop;
     // The network's: a configuration's own (SynthSeg's output_div_by_n) is said to give way.
-    if (config_names(opt.config_path, "shape_multiple") && config.shape_multiple != opt.unet.reference_multiple())
+    if (given.contains("shape_multiple") && config.shape_multiple != opt.unet.reference_multiple())
         warning(cat("train: ", opt.config_path, ": shape_multiple ", config.shape_multiple,
                     " is ignored: the network's, ", opt.unet.reference_multiple(), " (2^", opt.unet.levels,
                     ", --levels), is used"));
