@@ -4,13 +4,14 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 BIN = $(BUILD)/infant-synthseg
 DEMO_DIR ?= demo-out
+PREFIX ?= /usr/local
 
 # Debian packages the build needs (the CUDA toolkit is optional and not installed here).
 DEB_PACKAGES = cmake g++ make pkg-config libnifti2-dev libdnnl-dev libgtest-dev libgmock-dev \
                libbenchmark-dev zlib1g-dev libpng-dev nlohmann-json3-dev nifti-bin \
                patchelf xz-utils libhdf5-dev clang libclang-rt-dev libomp-dev
 
-.PHONY: all deps build test test-asan demo bench device-kit device-kit-check fuzz format clean
+.PHONY: all deps build install test test-asan demo bench device-kit device-kit-check fuzz format clean
 
 all: build
 
@@ -26,6 +27,10 @@ deps:
 build: deps
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS)
+
+# The program for every user: $(DESTDIR)$(PREFIX)/bin/infant-synthseg.
+install: build
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

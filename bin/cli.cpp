@@ -101,6 +101,12 @@ Args::Args(const std::string& command, int argc, char** argv, const std::set<std
             if (!inline_value) {
                 ISS_INPUT(i + 1 < argc, command_, ": option ", arg, " needs a value");
                 value = argv[++i];
+                // "--model-dir $DIR --resume" with DIR unset: --resume was taken for the folder's
+                // name, and a new model made in ./--resume, exit 0.
+                const std::string next = value.substr(0, value.find('='));
+                ISS_INPUT(!with_value.count(next) && !flags.count(next), command_, ": option ", arg,
+                          " needs a value, but is followed by the option ", next,
+                          " (an empty shell variable?); a value that begins with -- goes as ", arg, "=VALUE");
             }
             // An empty value names nothing: "--out ''" (an unset shell variable) was taken for an
             // output not asked for, or failed after the work.
@@ -189,6 +195,16 @@ void Args::apply_threads() const {
 }
 
 void limit_threads_to_machine() {
+    // OpenMP's runtime takes a value it cannot read ("", "0", "abc": an unset batch variable) for
+    // all the hardware threads, with a line of its own that names no command; said as ours.
+    if (const char* given = std::getenv("OMP_NUM_THREADS")) {
+        const std::string text = given;
+        const bool counts = !text.empty() && text.find_first_not_of("0123456789,") == std::string::npos &&
+                            text[0] != '0' && text[0] != ',';
+        if (!counts)
+            warning(cat("OMP_NUM_THREADS='", clipped(text, 40), "' is not a number of threads: ", omp_get_max_threads(),
+                        " are used; --threads N sets them"));
+    }
     const long long asked = omp_get_max_threads(), limit = thread_limit();
     if (asked <= limit) return;
     warning(cat("OMP_NUM_THREADS asks for ", asked, " threads: at most 4 per hardware thread of this machine; using ",
@@ -222,9 +238,13 @@ long long Args::integer(const std::string& name, long long fallback) const {
     char* end = nullptr;
     errno = 0;
     const long long value = std::strtoll(text.c_str(), &end, 10);
-    ISS_INPUT(!text.empty() && *end == '\0', command_, ": option ", name, " expects an integer, got '", text, "'");
+    // Digits and a sign only: strtoll also skips leading blanks (" 5"), which number() refuses.
+    const bool digits = text.find_first_not_of("0123456789+-") == std::string::npos;
+    ISS_INPUT(!text.empty() && digits && *end == '\0', command_, ": option ", name, " expects an integer, got '", text,
+              "'");
     // An integer still, but past what 64 bits hold: said as such (it read "expects an integer").
-    ISS_INPUT(errno == 0, command_, ": option ", name, " ", text, " is out of range (-2^63 to 2^63 - 1)");
+    ISS_INPUT(errno == 0, command_, ": option ", name, " ", text, " is out of range (",
+              value < 0 ? "the least is -2^63" : "the most is 2^63 - 1", ")");
     return value;
 }
 

@@ -1,6 +1,7 @@
 // `infant-synthseg clean`: folds the infant extra labels and relabels small islands (SPEC.md
 // section 6, "Clean"; the rules in post/clean.h). Inputs are read and checked before anything
 // is written; the outputs appear together or not at all.
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 #include <set>
@@ -14,6 +15,7 @@
 #include "kernels/common/error.h"
 #include "post/clean.h"
 #include "post/prediction.h"
+#include "synth/labels.h"  // segmentation_labels
 
 namespace iss::cli {
 namespace {
@@ -21,7 +23,7 @@ namespace {
 const char* usage =
     "usage: infant-synthseg clean --seg FILE --post FILE --o FILE [--o-post FILE]\n"
     "                             [--vol FILE.csv] [--island-threshold N] [--merge-cerebellum]\n"
-    "                             [--labels LIST]\n"
+    "                             [--labels LIST] [--no-fold]\n"
     "\n"
     "Cleans a segmentation. First folds the infant extra labels into the structures they\n"
     "model: 21 -> 2, 61 -> 41, 170 -> 16 (and with --merge-cerebellum 7 -> 8, 46 -> 47).\n"
@@ -49,6 +51,8 @@ const char* usage =
     "  --island-threshold N    components of at least N voxels are kept (default 15; 0 or 1\n"
     "                          keeps every component)\n"
     "  --merge-cerebellum      also fold cerebellar white matter into cortex\n"
+    "  --no-fold               fold nothing: for a protocol whose numbers 21, 61 and 170 are\n"
+    "                          structures of their own (the islands are cleaned alone)\n"
     "  --labels LIST           the labels of the posterior frames, in frame order: infant (the\n"
     "                          34 infant segmentation labels, the default), synthseg\n"
     "                          (SynthSeg 1.0's 32), a model's folder (its labels in channel\n"
@@ -60,10 +64,11 @@ const char* usage =
 
 // The cleaned segmentation's volumes (mm^3), as predict --vol lays them out: each label of the
 // list that stays after folding, its voxel count times the voxel volume.
-CsvTable segmentation_volumes(const LabelMap& seg, const std::vector<int32_t>& labels, bool merge_cerebellum,
+CsvTable segmentation_volumes(const LabelMap& seg, const std::vector<int32_t>& labels, const CleanOptions& options,
                               const std::string& subject) {
     std::set<int32_t> folded;
-    for (const auto& [from, to] : fold_pairs(merge_cerebellum)) folded.insert(from);
+    if (options.fold)
+        for (const auto& [from, to] : fold_pairs(options.merge_cerebellum)) folded.insert(from);
     std::vector<int32_t> kept;
     for (const int32_t label : labels)
         if (!folded.count(label)) kept.push_back(label);
@@ -72,12 +77,28 @@ CsvTable segmentation_volumes(const LabelMap& seg, const std::vector<int32_t>& l
     return table;
 }
 
+// The folds are the infant protocol's: a list with labels its segmentation list has not, which
+// holds a label folded (a lab's 21, its right thalamus, became 2), is said, with the way out.
+void warn_of_another_protocol(const LabelList& list, const CleanOptions& options) {
+    const std::vector<int32_t>& infant = labels::segmentation_labels();
+    const bool infant_labels = std::all_of(list.labels.begin(), list.labels.end(),
+                                           [&](int32_t label) { return labels::index_of(infant, label) >= 0; });
+    if (!options.fold || infant_labels) return;
+    std::string applied;
+    for (const auto& [from, to] : fold_pairs(options.merge_cerebellum))
+        if (list.index_of(from) >= 0) applied += cat(applied.empty() ? "" : ", ", from, " -> ", to);
+    if (!applied.empty())
+        warning(cat("clean: folds ", applied, " as the infant protocol numbers its labels, but ", list.source,
+                    " has labels the infant segmentation list has not: for a protocol whose labels are other "
+                    "structures give --no-fold"));
+}
+
 }  // namespace
 
 int cmd_clean(int argc, char** argv) {
     const Args args("clean", argc, argv,
                     {"--seg", "--post", "--o", "--o-post", "--vol", "--island-threshold", "--labels"},
-                    {"--merge-cerebellum", "--help"});
+                    {"--merge-cerebellum", "--no-fold", "--help"});
     if (args.flag("--help")) {
         std::fputs(usage, stdout);
         return 0;
@@ -97,6 +118,9 @@ int cmd_clean(int argc, char** argv) {
     options.island_threshold = args.integer("--island-threshold", options.island_threshold);
     ISS_INPUT(options.island_threshold >= 0, "clean: --island-threshold must be >= 0, got ", options.island_threshold);
     options.merge_cerebellum = args.flag("--merge-cerebellum");
+    options.fold = !args.flag("--no-fold");
+    ISS_INPUT(options.fold || !options.merge_cerebellum,
+              "clean: --merge-cerebellum folds, and --no-fold folds nothing: give one of them");
     const std::optional<LabelList> given = given_label_list(args, "--labels");
 
     VolumeHeader seg_header, post_header;
@@ -105,14 +129,14 @@ int cmd_clean(int argc, char** argv) {
     p.post = on_grid_of(std::move(posteriors.image), post_path, p.seg.grid, seg_path);
 
     const CleanStats s = clean_prediction(p, posteriors.labels, options, seg_path, post_path);
+    warn_of_another_protocol(posteriors.labels, options);  // once every input is checked
     warn_of_temporaries_beside("clean", outputs);
     OutputDirectories folders;
     folders.make_for(outputs);
     OutputSet files;  // all of them or none
     write_prediction(files, out, p.seg, &seg_header, out_post, p.post, posteriors.labels.labels, &post_header);
     if (!vol.empty()) {
-        const CsvTable volumes =
-            segmentation_volumes(p.seg, posteriors.labels.labels, options.merge_cerebellum, subject_of(seg_path));
+        const CsvTable volumes = segmentation_volumes(p.seg, posteriors.labels.labels, options, subject_of(seg_path));
         files.write(vol, [&](const std::string& path) { write_csv(path, volumes); });
     }
     files.commit();

@@ -65,6 +65,7 @@ int cmd_export(int argc, char** argv) {
     DeviceContext cpu;
     ParamStore params(cpu);
     UNet net(spec.unet, params);
+    require_loadable_weights(weights, params);
     params.allocate(ParamStore::Use::inference);
     load_checkpoint_weights(weights, spec, params);
     warn_of_temporaries_beside("export", outputs);  // once every refusal is past

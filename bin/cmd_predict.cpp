@@ -417,6 +417,11 @@ int cmd_predict(int argc, char** argv) {
     }
 
     Predictor predictor(model, options);  // the model is read and checked before any output
+    {
+        const fs::path given = fs::path(model).lexically_normal();
+        set_output_description(cat(output_description(), ", model ",
+                                   (given.has_filename() ? given : given.parent_path()).filename().string()));
+    }
     warn_of_unlabelled_mgh_posteriors(jobs, predictor.labels());
     const int64_t model_channels = predictor.input_channels();
     ISS_INPUT(channels.size() == 1 || int64_t(channels.size()) == model_channels, "predict: --i given ",
@@ -462,7 +467,9 @@ int cmd_predict(int argc, char** argv) {
                           std::chrono::duration<double>(std::chrono::steady_clock::now() - job_start).count());
             std::string inputs = job.input;  // every channel's file (T1 + T2), not the first alone
             for (size_t c = 1; c < channels.size(); ++c) inputs += " + " + channels[c];
-            const std::string line = cat(inputs, " -> ", job.seg, " (", seconds, " s)");
+            // A folder's names are anyone's: one with a newline or a terminal's escape is shown
+            // escaped, as in error messages, not split or obeyed.
+            const std::string line = one_line(cat(inputs, " -> ", job.seg, " (", seconds, " s)"));
             if (folder)
                 std::printf("%s\n", line.c_str());
             else

@@ -74,6 +74,28 @@ std::vector<int32_t> priors_label_list(const std::string& text) {
     return list;
 }
 
+// --classes pools the infant protocol's fused classes: a list with labels its generation list has
+// not, which holds two labels of one class (a lab's 2 and 21, its left hippocampus and right
+// thalamus, given one value), is said.
+void warn_of_pooling_another_protocol(const PriorsOptions& options) {
+    const std::vector<int32_t>& infant = labels::generation_labels();
+    const bool infant_labels = std::all_of(options.labels.begin(), options.labels.end(),
+                                           [&](int32_t label) { return labels::index_of(infant, label) >= 0; });
+    if (!options.classes || infant_labels) return;
+    std::string pooled;
+    for (const std::vector<int32_t>& fused : labels::fused_classes()) {
+        std::string listed;
+        int count = 0;
+        for (const int32_t label : fused)
+            if (labels::index_of(options.labels, label) >= 0) listed += cat(count++ ? "," : "", label);
+        if (count >= 2) pooled += cat(pooled.empty() ? "" : ", ", "(", listed, ")");
+    }
+    if (!pooled.empty())
+        warning(cat("priors: --classes pools ", pooled, " as the infant protocol's fused classes, but --labels-list ",
+                    "has labels its generation list has not: for a protocol whose labels are other structures leave "
+                    "--classes out"));
+}
+
 }  // namespace
 
 int cmd_priors(int argc, char** argv) {
@@ -90,6 +112,7 @@ int cmd_priors(int argc, char** argv) {
     options.labels =
         args.has("--labels-list") ? priors_label_list(args.get("--labels-list", "")) : labels::generation_labels();
     options.classes = args.flag("--classes");
+    warn_of_pooling_another_protocol(options);
     if (options.labels.front() != 0)
         warning(cat("priors: label ", options.labels.front(), " is listed first, so it is taken as the background, ",
                     "as the reference takes its first label: its zeros count (list 0 first otherwise)"));
@@ -128,9 +151,9 @@ int cmd_priors(int argc, char** argv) {
     std::printf("%6s %9s %16s %16s\n", "label", "subjects", "mean of medians", "mean of spreads");
     for (size_t i = 0; i < n; ++i)
         std::printf("%6d %9d %16.2f %16.2f\n", options.labels[i], priors.subjects[i], priors.means[i], priors.stds[i]);
-    std::printf("wrote prior_means.npy and prior_stds.npy (2 x %zu) and %s from %zu subjects%s to %s\n", n,
-                prior_labels_file_name, subjects.size(), options.classes ? " (fused classes pooled)" : "",
-                out_dir.c_str());
+    std::printf("wrote prior_means.npy and prior_stds.npy (2 x %zu) and %s from %zu subject%s%s to %s\n", n,
+                prior_labels_file_name, subjects.size(), subjects.size() == 1 ? "" : "s",
+                options.classes ? " (fused classes pooled)" : "", out_dir.c_str());
     return 0;
 }
 

@@ -268,6 +268,10 @@ int cmd_synth(int argc, char** argv) {
 
     const std::string what_is_drawn = cat(config_to_json(config), " seed ", seed, " maps ", maps_digest(maps));
     const std::string samples_key = crc32_text(crc32_of(0, what_is_drawn.data(), what_is_drawn.size()));
+    // Each file says what drew it: the key also names the folder's lock (two runs of one key make
+    // the same samples).
+    set_output_description(
+        cat(output_description(), ", preset ", config.preset, ", seed ", seed, ", key ", samples_key));
     DeviceContext ctx(device);
     Generator gen(ctx, config, std::move(maps), seed);
     // Crops the request does not give, said once every input is checked (a refusal is one line).

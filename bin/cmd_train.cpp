@@ -84,10 +84,10 @@ const char* usage =
     "                      --labels maps, or another device or --threads, may continue a\n"
     "                      model: a warning says the run no longer repeats the uninterrupted\n"
     "                      one, and the history records them.\n"
-    "                      With --validation-labels again, the validation goes on as recorded\n"
-    "                      (its interval and sample count); without, or with other maps,\n"
-    "                      samples or --validate-every, a warning says validation.csv's rows\n"
-    "                      stop or change (the history records a change).\n"
+    "                      The validation goes on as recorded (its maps where they still\n"
+    "                      are, interval and sample count); without its maps, or with other\n"
+    "                      maps, samples or --validate-every, a warning says validation.csv's\n"
+    "                      rows stop or change (the history records a change).\n"
     "                      One train at a time writes a --model-dir\n"
     "  --seed S            non-negative integer: initial weights and every sample; a resumed run\n"
     "                      repeats the uninterrupted one exactly on the same device and number\n"
@@ -105,6 +105,7 @@ const char* usage =
     "  --validation-labels FILE|DIR\n"
     "                      held-out label maps: the Dice of the model on a fixed set of\n"
     "                      synthetic samples from them is measured every --validate-every steps\n"
+    "                      (the samples follow --seed: runs of other seeds measure other sets)\n"
     "  --validate-every N  steps between validations (default: --steps-per-epoch)\n"
     "  --validation-samples K\n"
     "                      synthetic samples per validation (default 4)\n"
@@ -195,6 +196,11 @@ void adopt_recorded_validation(const Args& args, const nlohmann::json& t, const 
         ISS_INPUT(positive("every", INT64_MAX) && positive("samples", max_validation_samples), json,
                   ": field 'training.validation' must hold 'every' (steps, at least 1) and 'samples' (1 to ",
                   max_validation_samples, "), integers; has ", clipped(validation.dump(), 80));
+        // No --validation-labels: the maps the run validated on, where they still are (as --labels).
+        std::error_code ec;
+        if (o.validation_labels.empty() && validation.contains("maps_path") && validation["maps_path"].is_string() &&
+            std::filesystem::exists(validation["maps_path"].get<std::string>(), ec))
+            o.validation_labels = validation["maps_path"].get<std::string>();
         if (!o.validation_labels.empty()) {
             if (!args.has("--validation-samples")) o.validation_samples = int(validation["samples"].get<int64_t>());
             if (!args.has("--validate-every")) o.validate_every = validation["every"].get<int64_t>();

@@ -1,4 +1,8 @@
 // infant-synthseg: one binary, one subcommand per job.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -8,6 +12,7 @@
 #include "bin/cli.h"  // describe_failure
 #include "bin/commands.h"
 #include "io/file_util.h"
+#include "io/nifti.h"  // set_output_description
 #include "kernels/common/device.h"
 #include "kernels/common/error.h"
 #include "kernels/common/version.h"
@@ -34,6 +39,12 @@ const Command commands[] = {
     {"train", iss::cli::cmd_train, "train a segmentation network on synthetic images made from label maps"},
 };
 
+const Command* command_named(const char* name) {
+    for (const Command& c : commands)
+        if (!std::strcmp(name, c.name)) return &c;
+    return nullptr;
+}
+
 // One line, as for any other bad input: the commands' names and where they are described.
 int unknown_command(const char* name) {
     std::string names;
@@ -56,25 +67,82 @@ int print_version() {
                 iss::built_with_cuda() ? ", CUDA" : ", CPU only");
     const std::string extensions = iss::host_vector_extensions();
     if (!extensions.empty()) std::printf("host code built for: %s\n", extensions.c_str());
+    std::printf("CPU network: %s\n", iss::onednn_version().c_str());
     if (!iss::built_with_cuda()) return 0;
     std::printf("%s\nCUDA devices: %d\n", iss::cuda_library_versions().c_str(), iss::cuda_device_count());
     return 0;
 }
 
-}  // namespace
+// A standard stream closed at the start (`>&-`, a daemon's) would be the next file opened: an
+// output's temporary or the lock file would then receive the reports and warnings. Each is
+// pointed at /dev/null instead, as a closed one loses what is written to it anyway.
+void open_closed_standard_streams() {
+    for (int fd = 0; fd <= 2; ++fd)
+        if (::fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+            const int opened = ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+            if (opened != fd && opened >= 0) ::close(opened);  // another thread's; cannot be here
+        }
+}
 
-int main(int argc, char** argv) {
-    // Each report line ("in -> out", a training step) as it is printed, also into a file or a
-    // pipe: a run killed part way then leaves in its log which subjects it finished.
-    std::setvbuf(stdout, nullptr, _IOLBF, BUFSIZ);
+// Results printed to standard output (info, --print-config, --help) that could not be written
+// (`> file` on a full disk) are a failure, exit 1, not an empty file and exit 0.
+int with_standard_output_written(const char* command, int status) {
+    errno = 0;
+    if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return status;
+    const int error = errno;
+    std::fprintf(stderr, "infant-synthseg%s%s: error: standard output: %s\n", command ? " " : "",
+                 command ? command : "", error ? std::strerror(error) : "a write to it failed (a full disk?)");
+    return status == 0 ? 1 : status;
+}
+
+// Relative names are resolved against the working directory; one removed under the process
+// (`rm -r` of the folder a shell sits in) failed late and three different ways.
+bool working_directory_exists() {
+    char buffer[4096];
+    return ::getcwd(buffer, sizeof buffer) != nullptr || errno != ENOENT;
+}
+
+int run_command(const Command& c, int argc, char** argv) {
+    // What every NIfTI file the command writes says made it (a command adds its particulars).
+    iss::set_output_description(iss::cat("infant-synthseg ", iss::build_version(), " ", c.name));
+    // An output to standard output (`dice --out /dev/stdout | ...`) keeps it for the data.
+    for (int a = 2; a < argc; ++a) {
+        const char* equals = argv[a][0] == '-' ? std::strchr(argv[a], '=') : nullptr;  // --out=VALUE
+        if (iss::names_standard_output(equals ? equals + 1 : argv[a])) {
+            iss::route_reports_to_stderr();
+            break;
+        }
+    }
+    if (!working_directory_exists()) {
+        std::fprintf(stderr, "infant-synthseg %s: error: the working directory was removed: cd to one that exists\n",
+                     c.name);
+        return 2;
+    }
+    // A command ended by a signal (install_output_cleanup_on_signals lists them) leaves no
+    // temporary file and no half set of outputs; train and synth stop at a safe point on
+    // the stop signals instead (install_stop_handlers: the step and a checkpoint, the sample
+    // in hand), installed once their inputs are read.
+    iss::install_output_cleanup_on_signals();
+    // Not for train: it runs for days, allocates its buffers once, and a heap that never
+    // shrinks could only grow there.
+    if (std::strcmp(c.name, "train") != 0) iss::keep_freed_host_memory();
+    try {
+        return c.run(argc - 2, argv + 2);
+    } catch (const std::exception& e) {
+        const iss::cli::Failure failure = iss::cli::describe_failure(e, c.name);
+        std::fprintf(stderr, "infant-synthseg %s: %s\n", c.name, failure.text.c_str());
+        return failure.status;
+    }
+}
+
+int run(int argc, char** argv) {
     // "help CMD" is "CMD --help": the command's own text, from the command itself.
     if (argc == 3 && !std::strcmp(argv[1], "help")) {
-        for (const Command& c : commands)
-            if (!std::strcmp(argv[2], c.name)) {
-                char help_flag[] = "--help";
-                char* help_argv[] = {help_flag, nullptr};
-                return c.run(1, help_argv);
-            }
+        if (const Command* c = command_named(argv[2])) {
+            char help_flag[] = "--help";
+            char* help_argv[] = {help_flag, nullptr};
+            return c->run(1, help_argv);
+        }
         return unknown_command(argv[2]);
     }
     if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
@@ -85,31 +153,17 @@ int main(int argc, char** argv) {
     // A file size limit (ulimit -f) makes a write fail (exit 1 naming the file) instead of killing
     // the process with its temporaries left behind.
     std::signal(SIGXFSZ, SIG_IGN);
-    for (const Command& c : commands) {
-        if (std::strcmp(argv[1], c.name) != 0) continue;
-        // An output to standard output (`dice --out /dev/stdout | ...`) keeps it for the data.
-        for (int a = 2; a < argc; ++a) {
-            const char* equals = argv[a][0] == '-' ? std::strchr(argv[a], '=') : nullptr;  // --out=VALUE
-            if (iss::names_standard_output(equals ? equals + 1 : argv[a])) {
-                iss::route_reports_to_stderr();
-                break;
-            }
-        }
-        // A command ended by a signal (install_output_cleanup_on_signals lists them) leaves no
-        // temporary file and no half set of outputs; train and synth stop at a safe point on
-        // the stop signals instead (install_stop_handlers: the step and a checkpoint, the sample
-        // in hand), installed once their inputs are read.
-        iss::install_output_cleanup_on_signals();
-        // Not for train: it runs for days, allocates its buffers once, and a heap that never
-        // shrinks could only grow there.
-        if (std::strcmp(c.name, "train") != 0) iss::keep_freed_host_memory();
-        try {
-            return c.run(argc - 2, argv + 2);
-        } catch (const std::exception& e) {
-            const iss::cli::Failure failure = iss::cli::describe_failure(e, c.name);
-            std::fprintf(stderr, "infant-synthseg %s: %s\n", c.name, failure.text.c_str());
-            return failure.status;
-        }
-    }
+    if (const Command* c = command_named(argv[1])) return run_command(*c, argc, argv);
     return unknown_command(argv[1]);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    open_closed_standard_streams();
+    // Each report line ("in -> out", a training step) as it is printed, also into a file or a
+    // pipe: a run killed part way then leaves in its log which subjects it finished.
+    std::setvbuf(stdout, nullptr, _IOLBF, BUFSIZ);
+    const Command* command = argc >= 2 ? command_named(argv[1]) : nullptr;
+    return with_standard_output_written(command ? command->name : nullptr, run(argc, argv));
 }

@@ -821,6 +821,9 @@ void check_outputs(const std::string& command, const std::vector<NamedPath>& inp
         const std::string file_name = fs::path(out.path).filename().string();
         ISS_INPUT(!file_name.empty() && file_name != "." && file_name != "..", command, ": ", out.option, " ", out.path,
                   ": expected a file name, not a folder");
+        // Many tools read "-" as standard output: a file of that name was written instead.
+        ISS_INPUT(out.path != "-", command, ": ", out.option,
+                  " -: for standard output give /dev/stdout (a file named '-' as ./-)");
         const std::string target =
             resolve_links(out.path, [&](const fs::path& link) { require_followable_link(command, out, link); });
         const int descriptor = descriptor_named(target);
@@ -886,11 +889,12 @@ void check_outputs(const std::string& command, const std::vector<NamedPath>& inp
     }
 }
 
-void require_regular_file(const std::string& path) {
+int64_t require_regular_file(const std::string& path) {
     struct stat info {};
     ISS_INPUT(::stat(path.c_str(), &info) == 0, path, ": cannot open: ", std::strerror(errno));
     ISS_INPUT(!S_ISDIR(info.st_mode), path, ": is a directory, expected a file");
     ISS_INPUT(S_ISREG(info.st_mode), path, ": is not a regular file (a FIFO or a device?), expected a file");
+    return int64_t(info.st_size);
 }
 
 std::string read_text_file(const std::string& path) {
@@ -941,14 +945,21 @@ static std::filesystem::path normal_path(const std::string& path) {
     return p.has_filename() ? p : p.parent_path();
 }
 
-// A folder that mkdir -p makes as written: no ".." (newdir/.. would be made as "." and written
-// through the missing newdir) and no broken link along it (its name exists, as nothing).
+// A folder that mkdir -p makes as written: ".." only at its start (../new is made where the
+// kernel resolves it; newdir/.. would be made as "." and written through the missing newdir, and
+// link/.. is the link target's parent, not the folder lexically_normal gives) and no broken link
+// along it (its name exists, as nothing).
 static bool makeable_as_written(const std::filesystem::path& folder) {
     namespace fs = std::filesystem;
     std::error_code ec;
     fs::path prefix;
+    bool at_start = true;  // only "/", "." and ".." so far
     for (const fs::path& part : folder) {
-        if (part == "..") return false;
+        if (part == "..") {
+            if (!at_start) return false;
+        } else if (part != "." && part != folder.root_directory() && !part.empty()) {
+            at_start = false;
+        }
         prefix /= part;
         if (fs::is_symlink(prefix, ec) && !fs::exists(prefix, ec)) return false;
     }

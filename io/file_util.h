@@ -2,6 +2,7 @@
 // and are renamed only when complete, so a failed write never leaves a partial file.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -264,8 +265,8 @@ void check_outputs(const std::string& command, const std::vector<NamedPath>& inp
                    const std::vector<NamedPath>& outputs, const std::vector<std::string>& will_create = {});
 
 // InputError naming `path` unless it is an existing regular file (or a link to one): a
-// directory, a FIFO or a device would be read wrongly or block forever.
-void require_regular_file(const std::string& path);
+// directory, a FIFO or a device would be read wrongly or block forever. Returns its size.
+int64_t require_regular_file(const std::string& path);
 
 // The first `count` bytes of a file: fewer when it is shorter, none when it cannot be read (for
 // telling formats apart by their magic).

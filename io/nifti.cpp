@@ -29,7 +29,7 @@
 #include "io/gzip_stream.h"
 #include "io/json.h"
 #include "io/orientation.h"
-#include "kernels/common/device.h"  // host_memory_bytes
+#include "kernels/common/device.h"  // host_memory_bytes, gib_text
 #include "kernels/common/error.h"
 
 static_assert(sizeof(nifti_1_header) == 348, "nifti_1_header must be 348 bytes");
@@ -220,15 +220,6 @@ void with_type(int datatype, F&& f) {
 
 // --- files ------------------------------------------------------------------------------------
 
-// Size of a regular file; InputError when it is missing, a directory, or not a file.
-int64_t file_size(const std::string& path) {
-    struct stat st;
-    ISS_INPUT(::stat(path.c_str(), &st) == 0, path, ": cannot open: ", std::strerror(errno));
-    ISS_INPUT(!S_ISDIR(st.st_mode), path, ": is a directory, not a volume file");
-    ISS_INPUT(S_ISREG(st.st_mode), path, ": is not a regular file");
-    return int64_t(st.st_size);
-}
-
 bool is_gzip(const std::string& path) {
     return file_prefix(path, 2) == "\x1f\x8b";
 }
@@ -237,7 +228,7 @@ bool is_gzip(const std::string& path) {
 class GzReader {
 public:
     explicit GzReader(const std::string& path) : path_(path) {
-        file_size(path);  // names missing files and directories clearly
+        require_regular_file(path);  // names missing files and directories clearly
         file_ = gzopen(path.c_str(), "rb");
         ISS_INPUT(file_ != nullptr, path, ": cannot open: ", std::strerror(errno));
         gzbuffer(file_, 1 << 18);
@@ -688,7 +679,7 @@ void convert_to_mm(VolumeHeader& h) {
 }
 
 VolumeHeader parse_and_validate(const std::string& path) {
-    const int64_t size = file_size(path);
+    const int64_t size = require_regular_file(path);
     ISS_INPUT(size > 0, path, ": file is empty");
 
     unsigned char buf[540] = {};
@@ -738,7 +729,7 @@ VolumeHeader parse_and_validate(const std::string& path) {
     convert_to_mm(h);
 
     h.data_path = h.single_file ? path : image_file_for(path);
-    require_data_in_file(h, h.single_file ? size : file_size(h.data_path));
+    require_data_in_file(h, h.single_file ? size : require_regular_file(h.data_path));
     read_extensions(path, h, header_size, swapped);
     return h;
 }
@@ -768,7 +759,7 @@ constexpr MghType mgh_types[] = {{0, NIFTI_TYPE_UINT8},
 // position of the volume's centre), then the voxels in NIfTI's order (x fastest, frames last),
 // big-endian, then an optional footer that nothing here needs.
 VolumeHeader parse_mgh(const std::string& path) {
-    const int64_t size = file_size(path);
+    const int64_t size = require_regular_file(path);
     ISS_INPUT(size > 0, path, ": file is empty");
     unsigned char buf[mgh_at::read_bytes] = {};
     const size_t got = GzReader(path).read_some(buf, sizeof buf);
@@ -984,6 +975,8 @@ bool is_rigid_with_scaling(const Mat4& a) {
     return true;
 }
 
+std::string output_description_text;
+
 // The header values shared by both versions, before they are packed into a struct.
 struct OutHeader {
     int64_t dim[8] = {};
@@ -1004,11 +997,11 @@ bool states_no_transform(const VolumeHeader* like, const Grid& grid) {
 
 OutHeader make_header(const Grid& grid, int64_t frames, int datatype, int bitpix, const VolumeHeader* like) {
     OutHeader o;
+    o.descrip = !output_description_text.empty() ? output_description_text : like ? like->descrip : "";
     // In the units of the input it is made like (mm otherwise): the grid is in mm.
     Mat4 affine = grid.affine;
     if (like) {
         o.xyzt_units = like->xyzt_units;
-        o.descrip = like->descrip;
         const double mm = mm_per_spatial_unit(like->xyzt_units);
         for (int r = 0; r < 3; ++r)
             for (int c = 0; c < 4; ++c) affine.m[r][c] /= mm;
@@ -1280,8 +1273,8 @@ VolumeHeader read_volume_header(const std::string& path) {
 void require_memory_for_volume(const VolumeHeader& h, size_t element_bytes, size_t host_bytes) {
     const double bytes = double(h.voxels()) * double(element_bytes);
     ISS_INPUT(fits_in_memory(bytes, host_bytes), h.data_path, ": its ", h.voxels(), " voxels need ",
-              human_bytes(int64_t(bytes)), " in memory, more than 80% of the ",
-              std::floor(double(host_bytes) / double(int64_t(1) << 30)), " GiB this process may use");
+              human_bytes(int64_t(bytes)), " in memory, more than 80% of the ", gib_text(double(host_bytes)),
+              " GiB this process may use");
 }
 
 Image read_image(const std::string& path, VolumeHeader* header) {
@@ -1327,6 +1320,13 @@ LabelMap read_labels(const VolumeHeader& h) {
         vol.data[size_t(i)] = int32_t(x);
     });
     return vol;
+}
+
+void set_output_description(const std::string& text) {
+    output_description_text = text;
+}
+const std::string& output_description() {
+    return output_description_text;
 }
 
 void write_image(const std::string& path, const Image& image, const VolumeHeader* like) {

@@ -93,9 +93,17 @@ LabelMap read_labels(const std::string& path, VolumeHeader* header = nullptr);
 Image read_image(const VolumeHeader& header);
 LabelMap read_labels(const VolumeHeader& header);
 
+// What the NIfTI files this process writes say in their descrip field (80 bytes, the rest cut):
+// what made them, e.g. "infant-synthseg 1a2b3c4 synth, preset infant-t1, seed 5". Set by main for
+// the command, and made more precise by a command before it writes; empty: an output made like
+// an input keeps the input's. Set before any writer runs (writers on other threads read it).
+void set_output_description(const std::string& text);
+const std::string& output_description();
+
 // Writes NIfTI-1 (NIfTI-2 when a dim exceeds 32767), gzip-compressed when the path ends in
 // .gz. The affine goes into the sform and, when it is a rotation with scaling, the qform too.
-// `like` (optional) lends descrip, units and the xform codes of an input. A path ending in .mgz
+// `like` (optional) lends units and the xform codes of an input, and its descrip where no
+// output_description is set. A path ending in .mgz
 // (gzip-compressed) or .mgh is written as FreeSurfer's MGH, as nibabel writes it; on the grid of
 // an input with no qform or sform that is an InputError (MGH cannot leave the affine unstated).
 void write_image(const std::string& path, const Image& image, const VolumeHeader* like = nullptr);

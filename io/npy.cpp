@@ -121,7 +121,7 @@ std::vector<double> c_order_of(const std::vector<double>& fortran, const std::ve
 NpyArray read_npy(const std::string& path) {
     require_regular_file(path);
     std::ifstream in(path, std::ios::binary);
-    ISS_INPUT(in, path, ": cannot open");
+    ISS_INPUT(in, path, ": cannot open: ", std::strerror(errno));
     char preamble[10] = {};
     in.read(preamble, sizeof preamble);
     ISS_INPUT(in.gcount() == sizeof preamble && std::memcmp(preamble, npy_magic, npy_magic_size) == 0, path,

@@ -238,10 +238,10 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensor>& t
     out.commit();
 }
 
-SafetensorsFile read_safetensors(const std::string& path) {
+SafetensorsFile read_safetensors(const std::string& path, bool header_only) {
     require_regular_file(path);
     std::ifstream in(path, std::ios::binary);
-    ISS_INPUT(in, path, ": cannot open");
+    ISS_INPUT(in, path, ": cannot open: ", std::strerror(errno));
     in.seekg(0, std::ios::end);
     const std::streamoff file_size = in.tellg();
     in.seekg(0, std::ios::beg);
@@ -289,6 +289,10 @@ SafetensorsFile read_safetensors(const std::string& path) {
         expected = e.end;
     }
     ISS_INPUT(expected == data_bytes, path, ": ", data_bytes - expected, " bytes after the last tensor's data");
+    if (header_only) {
+        for (Entry& e : entries) file.tensors.push_back(std::move(e.tensor));
+        return file;
+    }
 
     std::vector<uint8_t> data(data_bytes);
     in.read(reinterpret_cast<char*>(data.data()), std::streamsize(data_bytes));

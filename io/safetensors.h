@@ -59,7 +59,10 @@ struct SafetensorsFile {
 void write_safetensors(const std::string& path, const std::vector<SafeTensor>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
-SafetensorsFile read_safetensors(const std::string& path);
+// `header_only`: the tensors' names, dtypes and shapes (their data empty) and the metadata, the
+// header checked as for a whole read and the data's size against it, but the data not read (what a
+// caller checks before it allocates for them).
+SafetensorsFile read_safetensors(const std::string& path, bool header_only = false);
 
 // zlib's CRC-32 (Python's zlib.crc32) of `n` bytes, continuing `crc` (0 to start), and one as
 // our files state it: 8 lowercase hex digits (data_crc32 here, model.json's record_crc32).

@@ -15,6 +15,7 @@
 #include "io/orientation.h"
 #include "io/safetensors.h"
 #include "io/volume.h"  // is_label_value
+#include "kernels/common/device.h"  // fits_in_memory, gib_text, host_memory_bytes
 #include "kernels/common/error.h"
 #include "kernels/common/version.h"
 
@@ -147,20 +148,29 @@ std::string record_checksum(const nlohmann::json& fields) {
     return crc32_text(crc32_of(0, text.data(), text.size()));
 }
 
+// train's stamp in model.json ("checkpoint": {"step": N, "run_id": "..."}); none in an import's,
+// an export's reader's or an older model's description.
+struct DescriptionStamp {
+    nlohmann::json step;
+    std::string run;  // as the weights' metadata holds it: a string's text, anything else's JSON
+};
+std::optional<DescriptionStamp> description_stamp(const ModelSpec& spec) {
+    const nlohmann::json stamp = spec.training.value("checkpoint", nlohmann::json());
+    if (!stamp.is_object() || !stamp.contains("step") || !stamp.contains("run_id")) return std::nullopt;
+    const nlohmann::json& run = stamp["run_id"];
+    return DescriptionStamp{stamp["step"], run.is_string() ? run.get<std::string>() : run.dump()};
+}
+
 // Why the weights (their metadata) and the description are not one checkpoint's; "" where they
-// are, or where either lacks train's stamp (an import, an export's reader, an older model).
+// are, or where either lacks train's stamp.
 std::string checkpoint_mismatch(const ModelSpec& spec, const std::map<std::string, std::string>& weights_metadata,
                                 const std::string& weights_path) {
-    const nlohmann::json stamp = spec.training.value("checkpoint", nlohmann::json());
+    const std::optional<DescriptionStamp> stamp = description_stamp(spec);
     const auto step = weights_metadata.find("checkpoint_step"), run = weights_metadata.find("run_id");
-    if (!stamp.is_object() || !stamp.contains("step") || !stamp.contains("run_id") || step == weights_metadata.end() ||
-        run == weights_metadata.end())
-        return "";
-    const std::string json_run =
-        stamp["run_id"].is_string() ? stamp["run_id"].get<std::string>() : stamp["run_id"].dump();
-    if (stamp["step"].dump() == step->second && json_run == run->second) return "";
+    if (!stamp || step == weights_metadata.end() || run == weights_metadata.end()) return "";
+    if (stamp->step.dump() == step->second && stamp->run == run->second) return "";
     return cat(weights_path, ": its weights are of step ", step->second, " (run ", run->second, ") but ",
-               model_json_path(weights_path), " describes step ", stamp["step"].dump(), " (run ", json_run,
+               model_json_path(weights_path), " describes step ", stamp->step.dump(), " (run ", stamp->run,
                "): give the two files of one checkpoint");
 }
 
@@ -192,12 +202,12 @@ std::optional<int64_t> kept_weights_step(const std::string& name, bool weights) 
     return std::stoll(digits);
 }
 
-std::vector<std::string> kept_weights_files(const std::string& folder) {
+std::vector<std::string> kept_weights_files(const std::string& folder, bool weights) {
     std::vector<std::pair<int64_t, std::string>> by_step;
     std::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator(folder, ec)) {
         const std::string name = entry.path().filename().string();
-        if (const std::optional<int64_t> step = kept_weights_step(name, true)) by_step.emplace_back(*step, name);
+        if (const std::optional<int64_t> step = kept_weights_step(name, weights)) by_step.emplace_back(*step, name);
     }
     // By step, not by name: past 9,999,999 steps the names have more digits.
     std::sort(by_step.begin(), by_step.end());
@@ -220,10 +230,9 @@ std::map<std::string, std::string> load_checkpoint_weights(const std::string& we
         spec = std::move(again);
         // The description (small) is read again while it is behind the weights (train moves the
         // weights first); the weights (a model's megabytes) only where they are the ones behind.
-        const nlohmann::json stamp = spec.training.value("checkpoint", nlohmann::json());
-        const bool description_behind = stamp.is_object() && stamp.contains("step") &&
-                                        stamp["step"].is_number_integer() &&
-                                        stamp["step"].get<int64_t>() < std::atoll(metadata["checkpoint_step"].c_str());
+        const std::optional<DescriptionStamp> stamp = description_stamp(spec);
+        const bool description_behind = stamp && stamp->step.is_number_integer() &&
+                                        stamp->step.get<int64_t>() < std::atoll(metadata["checkpoint_step"].c_str());
         if (!description_behind && !checkpoint_mismatch(spec, metadata, weights_path).empty())
             metadata = load_weights(weights_path, params);
     }
@@ -417,8 +426,10 @@ ModelSpec parse_model_description(const std::string& text, const std::string& pa
     return spec;
 }
 
-std::map<std::string, std::string> load_weights(const std::string& weights_path, ParamStore& params) {
-    const SafetensorsFile file = read_safetensors(weights_path);
+namespace {
+
+// InputError naming `weights_path` unless `file` holds exactly `params`' tensors, each F32 of its shape.
+void require_tensors_of(const SafetensorsFile& file, const ParamStore& params, const std::string& weights_path) {
     std::vector<std::string> problems;
     std::map<std::string, const SafeTensor*> by_name;
     for (const SafeTensor& t : file.tensors) by_name[t.name] = &t;
@@ -444,6 +455,23 @@ std::map<std::string, std::string> load_weights(const std::string& weights_path,
         if (problems.size() > 8) message += "; ...";
         throw InputError(message);
     }
+}
+
+}  // namespace
+
+void require_loadable_weights(const std::string& weights_path, const ParamStore& params) {
+    require_tensors_of(read_safetensors(weights_path, true), params, weights_path);
+    // Read whole, assembled on the host, then held where the network runs: three copies.
+    const double bytes = 3.0 * 4.0 * double(params.trainable_span() + params.state_span());
+    const size_t host = host_memory_bytes();
+    ISS_INPUT(fits_in_memory(bytes, host), weights_path, ": a network of ",
+              params.trainable_count() + params.state_count(), " parameters needs about ", gib_text(bytes),
+              " GiB to load, more than 80% of the ", gib_text(double(host)), " GiB this process may use");
+}
+
+std::map<std::string, std::string> load_weights(const std::string& weights_path, ParamStore& params) {
+    const SafetensorsFile file = read_safetensors(weights_path);
+    require_tensors_of(file, params, weights_path);
     // Everything matches: assemble the flat buffers on the host, then one upload each.
     std::vector<float> values(size_t(params.trainable_span())), state(size_t(params.state_span()));
     for (const ParamInfo& info : params.infos()) {

@@ -65,8 +65,9 @@ std::optional<int64_t> kept_weights_step(const std::string& name, bool weights =
 inline bool is_kept_weights_name(const std::string& name, bool weights = false) {
     return kept_weights_step(name, weights).has_value();
 }
-// The weights files --keep-every kept in `folder` (their names, by step); none where it is missing.
-std::vector<std::string> kept_weights_files(const std::string& folder);
+// The weights files --keep-every kept in `folder` (their names, by step; with `weights` false
+// their .json descriptions too); none where it is missing.
+std::vector<std::string> kept_weights_files(const std::string& folder, bool weights = true);
 // load_weights into `params` (built for `spec`, load_model_spec's). Where the weights' metadata
 // and the description both carry train's checkpoint stamp, they must be one checkpoint's: a
 // model.json beside the weights of another step (or run) was read as theirs. A train replacing
@@ -108,6 +109,11 @@ ModelSpec parse_model_description(const std::string& text, const std::string& pa
 // finite, or a negative running variance.
 // Returns the weights file's metadata.
 std::map<std::string, std::string> load_weights(const std::string& weights_path, ParamStore& params);
+// What load_weights refuses of the file's header (its tensors' names, dtypes and shapes against
+// `params`' declared ones), and a network too large for this process's memory, checked before
+// `params` is allocated: model.json's network was allocated (and zero-filled, 1.5 GB for a large
+// description) before a damaged weights file was read at all.
+void require_loadable_weights(const std::string& weights_path, const ParamStore& params);
 
 // Adam's moments and step count, plus caller metadata (e.g. the training step).
 void save_optimizer(const std::string& path, ParamStore& params, const Adam& adam,

@@ -25,15 +25,22 @@ bool starts_with(const std::string& s, const std::string& prefix) {
     return s.compare(0, prefix.size(), prefix) == 0;
 }
 
+// The U-Nets an import may hold: what Reader::infer refuses past, and what decode checks again
+// in the reader process's reply, so that every size is bounded before anything is allocated.
+constexpr int max_layer_index = 64;  // so at most 65 convolutions a level
+constexpr int max_in_channels = 16;
+constexpr int max_classes = 255;
+constexpr int64_t max_parameters = int64_t(1) << 28;
+
 // An index as Keras names layers, at `text[at]`: decimal digits without a sign, a space or a
-// leading 0 ("03" is no layer's), at most 64; -1 otherwise. `at` moves past the digits.
+// leading 0 ("03" is no layer's), at most max_layer_index; -1 otherwise. `at` moves past the digits.
 int index_at(const std::string& text, size_t& at) {
     const size_t start = at;
     int value = 0;
     while (at < text.size() && at - start < 3 && text[at] >= '0' && text[at] <= '9')
         value = 10 * value + (text[at++] - '0');
     const bool digits = at > start && (at - start == 1 || text[start] != '0');
-    return digits && value <= 64 ? value : -1;
+    return digits && value <= max_layer_index ? value : -1;
 }
 
 // "unet_conv_downarm_3_1" -> {3, 1} when `name` is exactly `prefix` + "A_B"; {-1, -1} otherwise.
@@ -150,6 +157,15 @@ KerasLayout layout_of(const UNetConfig& u) {
     previous = add_weighted("Conv3D", {previous});
     add("unet_prediction", "Activation", {previous}, u.classes);
     return k;
+}
+
+// Parameters in all, from the layer shapes alone (nothing allocated).
+int64_t parameters_of_layout(const UNetConfig& u) {
+    int64_t total = 0;
+    for (const LayerMap& layer : layout_of(u).weighted)
+        total += layer.batch_norm ? 4 * layer.out_c
+                                  : layer.out_c * (layer.kernel * layer.kernel * layer.kernel * layer.in_c + 1);
+    return total;
 }
 
 // Keras kernel (kx, ky, kz, in, out) <-> ours (out, kz, ky, kx, in), either way.
@@ -675,8 +691,8 @@ private:
         ISS_INPUT(first[0] == first[1] && first[1] == first[2] && UNetConfig::supported_kernel(u.kernel), path_,
                   ": layer ", down_conv(0, 0), " has a ", first[0], "x", first[1], "x", first[2],
                   " kernel; 3x3x3 or 1x1x1 expected");
-        ISS_INPUT(first[3] >= 1 && first[3] <= 16, path_, ": layer ", down_conv(0, 0), " takes ", first[3],
-                  " input channels (1 to 16 supported)");
+        ISS_INPUT(first[3] >= 1 && first[3] <= max_in_channels, path_, ": layer ", down_conv(0, 0), " takes ", first[3],
+                  " input channels (1 to ", max_in_channels, " supported)");
         ISS_INPUT(first[4] >= 1 && first[4] <= UNetConfig::max_features, path_, ": layer ", down_conv(0, 0), " has ",
                   first[4], " features (1 to ", UNetConfig::max_features, " supported)");
         u.in_channels = int(first[3]);
@@ -687,16 +703,13 @@ private:
                       " features after ", first[4], " at level 0: this program's U-Net doubles the features per level");
         }
         const std::vector<int64_t> head = kernel_shape(likelihood);
-        ISS_INPUT(head[4] >= 2 && head[4] <= 255, path_, ": layer ", likelihood, " has ", head[4],
-                  " outputs (2 to 255 labels supported)");
+        ISS_INPUT(head[4] >= 2 && head[4] <= max_classes, path_, ": layer ", likelihood, " has ", head[4],
+                  " outputs (2 to ", max_classes, " labels supported)");
         u.classes = int(head[4]);
         ISS_INPUT(u.widest_supported(), path_, ": ", u.widest_problem());
         // Parameters in all, from the dims checked so far, before anything is read.
-        int64_t total = 0;
-        for (const LayerMap& layer : layout_of(u).weighted)
-            total += layer.batch_norm ? 4 * layer.out_c
-                                      : layer.out_c * (layer.kernel * layer.kernel * layer.kernel * layer.in_c + 1);
-        ISS_INPUT(total <= (int64_t(1) << 28), path_, ": a U-Net of ", total, " parameters is larger than supported");
+        const int64_t total = parameters_of_layout(u);
+        ISS_INPUT(total <= max_parameters, path_, ": a U-Net of ", total, " parameters is larger than supported");
         return u;
     }
 
@@ -860,9 +873,9 @@ KerasUNet decode(const std::string& data, const std::string& path) {
     // The ranges Reader::infer allows, so that the sizes below are bounded before allocating.
     const bool plausible = u.levels >= 1 && u.levels <= UNetConfig::max_levels && u.features >= 1 &&
                            u.features <= UNetConfig::max_features && u.widest_supported() && u.convs_per_level >= 1 &&
-                           u.convs_per_level <= 65 && UNetConfig::supported_kernel(u.kernel) && u.in_channels >= 1 &&
-                           u.in_channels <= 16 && u.classes >= 2 && u.classes <= 255 &&
-                           unet_parameter_count(u) <= (int64_t(1) << 28);
+                           u.convs_per_level <= max_layer_index + 1 && UNetConfig::supported_kernel(u.kernel) &&
+                           u.in_channels >= 1 && u.in_channels <= max_in_channels && u.classes >= 2 &&
+                           u.classes <= max_classes && parameters_of_layout(u) <= max_parameters;
     ISS_INPUT(plausible, path, ": the HDF5 reader process sent a malformed model (a damaged file?)");
     m.layout = in.text();
     m.keras_version = in.text();

@@ -40,6 +40,8 @@ public:
     int64_t out_c() const { return out_c_; }
     int64_t kernel() const { return kernel_; }
     Conv3d& get(DeviceContext& ctx, const ConvShape& shape);
+    // Drops every engine (their compiled kernels and copies of the weights); the next get builds anew.
+    void clear() { engines_.clear(); }
 
 private:
     int64_t out_c_, kernel_;

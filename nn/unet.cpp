@@ -43,6 +43,11 @@ int64_t unet_trainable_count(const UNetConfig& config) {
     return declared_counts(config).first;
 }
 
+double network_bytes_to_segment(const UNetConfig& unet, Precision precision, double padded_voxels) {
+    return padded_voxels * double(unet.features) * (precision == Precision::bf16 ? 6.0 : 9.0) +
+           4.0 * double(unet_parameter_count(unet));
+}
+
 UNet::UNet(const UNetConfig& config, ParamStore& params) : config_(config), params_(params) {
     ISS_INPUT(config.levels >= 1 && config.levels <= 8, "U-Net: levels must be 1 to 8, got ", config.levels);
     ISS_INPUT(config.features >= 1 && config.convs_per_level >= 1 && config.in_channels >= 1 && config.classes >= 2,
@@ -308,6 +313,20 @@ void UNet::predict(Graph& g, const Var& input, int64_t slab_depth, const Probabi
             rows(a, b, staging.data());
         }
     });
+}
+
+void UNet::release_engines() {
+    auto release = [](ConvLayer& layer) {
+        if (layer.engines) layer.engines->clear();
+        if (layer.upsampled) {
+            layer.upsampled->fine.clear();
+            layer.upsampled->coarse.clear();
+        }
+    };
+    for (auto* levels : {&encoder_, &decoder_})
+        for (std::vector<ConvLayer>& level : *levels)
+            for (ConvLayer& layer : level) release(layer);
+    release(head_);
 }
 
 }  // namespace iss

@@ -60,6 +60,13 @@ struct UNetConfig {
 int64_t unet_parameter_count(const UNetConfig& config);
 // The trainable ones alone.
 int64_t unet_trainable_count(const UNetConfig& config);
+// What the network holds to segment a grid of `padded_voxels` (its pool and the convolutions'
+// workspace, network_peak_bytes): per voxel and first-level feature 9 bytes in fp32, 6 in bf16
+// (Predict/cpu/155x175x149, 24 features: 1008 and 702 MB on 160x192x160), and its parameters.
+// predict's memory check left it out: a 150x170x140 scan on the default network was estimated at
+// 1.47 GB and peaked at 2.52-2.58 GB (two measurements), so a 2 GiB container admitted it and
+// killed it. train's counts it for its validation forward.
+double network_bytes_to_segment(const UNetConfig& unet, Precision precision, double padded_voxels);
 
 class UNet {
 public:
@@ -99,6 +106,11 @@ public:
     // The same into `host_out` (D x H x W x classes floats in host memory): on the CPU each
     // slab's softmax writes its rows there, off a GPU they are copied there once.
     void predict(Graph& g, const Var& input, int64_t slab_depth, float* host_out);
+
+    // Drops the convolutions' engines built for the shapes seen so far (each holds its compiled
+    // kernels and, on the CPU, a reordered copy of its layer's weights: about 65 MB a shape for the
+    // default network), so that a folder of scans of many sizes does not keep one set a size.
+    void release_engines();
 
 private:
     struct ConvLayer {

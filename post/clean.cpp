@@ -44,7 +44,8 @@ void fold_posteriors(Image& post, const LabelList& list, bool merge_cerebellum) 
         const int f = list.index_of(from);
         if (f < 0) continue;
         const int t = list.index_of(to);
-        ISS_INPUT(t >= 0, list.source, " has label ", from, " but not ", to, ", which clean folds it into");
+        ISS_INPUT(t >= 0, list.source, " has label ", from, " but not ", to,
+                  ", which clean folds it into (--no-fold for a protocol whose ", from, " is a structure of its own)");
         float* src = post.data.data() + int64_t(f) * n;
         float* dst = post.data.data() + int64_t(t) * n;
         for (int64_t v = 0; v < n; ++v) {
@@ -158,14 +159,18 @@ CleanStats clean_prediction(Prediction& p, const LabelList& list, const CleanOpt
     require_frames_match(p.seg, seg_path, p.post, post_path, list);
     // The posteriors first: a list holding 21 but not 2 is named as such, where the folded
     // segmentation would only say that 2 has no frame.
-    fold_posteriors(p.post, list, options.merge_cerebellum);
-    const int64_t folded = fold_segmentation(p.seg, options.merge_cerebellum);
+    int64_t folded = 0;
+    if (options.fold) {
+        fold_posteriors(p.post, list, options.merge_cerebellum);
+        folded = fold_segmentation(p.seg, options.merge_cerebellum);
+    }
     require_listed(p.seg, seg_path, list);
     CleanStats stats = remove_islands(p.seg, p.post, list, options.island_threshold);
     stats.folded_voxels = folded;
     // A fold sums two frames: on a merge's maxima that may pass 1, which no reader (this one
     // included) takes for a probability. Capped once the islands have compared the sums.
     const int64_t n = p.post.grid.voxels();
+    if (!options.fold) return stats;
     for (const auto& [from, to] : fold_pairs(options.merge_cerebellum)) {
         const int t = list.index_of(to);
         if (list.index_of(from) < 0 || t < 0) continue;

@@ -31,6 +31,9 @@
 namespace iss {
 
 struct CleanOptions {
+    // Fold the infant protocol's extra labels (21 -> 2, 61 -> 41, 170 -> 16); off for a protocol
+    // whose numbers mean other structures (clean --no-fold).
+    bool fold = true;
     int64_t island_threshold = 15;  // components of at least this many voxels are never islands
     bool merge_cerebellum = false;  // also fold cerebellar white matter into cortex (7->8, 46->47)
 };

@@ -131,7 +131,17 @@ void normalise_channels(Image& x, bool clip_percentiles, const std::string& name
                         resampled ? cat(" resampled to the model's voxel size (", dims_text(x.grid.dim), " voxels)")
                                   : std::string(),
                         " is constant (", low, in_channel, "); it is segmented as a blank image"));
-        if (clip_percentiles) std::tie(low, high) = quantiles(std::vector<float>(first, last), 0.005, 0.995);
+        if (clip_percentiles && high > low) {
+            const auto [q005, q995] = quantiles(std::vector<float>(first, last), 0.005, 0.995);
+            // 99% of the voxels one value (the background of a small field of view): the
+            // quantiles' range is empty and made every voxel 0, a blank image without a word.
+            if (q995 > q005)
+                std::tie(low, high) = std::tie(q005, q995);
+            else
+                warning(cat(name, ": its 0.5% and 99.5% quantiles", in_channel, " are both ", q005,
+                            " (99% of its voxels one value): normalised between its minimum and maximum instead, ",
+                            "as without --clip-percentiles"));
+        }
         // A range set by a few voxels (a hot spot, a fill value of -3.4e38 outside the head)
         // squeezes the rest into a sliver of [0, 1] that no training image looked like. The
         // voxels at the minimum (a skull-stripped scan's background) and the maximum left out.
@@ -243,11 +253,6 @@ void warn_if_no_structure(const LabelMap& seg, const Image& normalised, const st
                 "brighter or darker than the rest squeeze it into a sliver of the range: --clip-percentiles.)"));
 }
 
-double network_bytes_to_segment(const UNetConfig& unet, Precision precision, double padded_voxels) {
-    return padded_voxels * double(unet.features) * (precision == Precision::bf16 ? 6.0 : 9.0) +
-           4.0 * double(unet_parameter_count(unet));
-}
-
 void require_memory_to_segment(const std::string& name, const Grid& work, const Grid& own, bool resampled,
                                int64_t channels, int64_t classes, double network_bytes, size_t host_bytes,
                                bool onto_another) {
@@ -256,23 +261,23 @@ void require_memory_to_segment(const std::string& name, const Grid& work, const 
     const double bytes = work_voxels * 4.0 * double(channels + 3 * classes) +
                          (resampled ? own_voxels * 4.0 * double(2 * classes) : 0.0) + network_bytes;
     const double host = double(host_bytes);
-    auto gib = [](double b) {
-        const double g = b / double(1 << 30), scale = g < 1 ? 100 : 10;
-        return std::round(g * scale) / scale;
-    };
     ISS_INPUT(work_voxels <= double(int64_t(1) << 31) && fits_in_memory(bytes, host_bytes), name,
               ": segmenting it on a grid of ", dims_text(work.dim), " voxels",
               onto_another ? cat(" (its posteriors then on --like's grid of ", dims_text(own.dim), ")")
               : resampled  ? cat(" (resampled to the model's voxel size; its posteriors then back on its ",
                                  dims_text(own.dim), ")")
                            : std::string(),
-              " needs about ", gib(bytes), " GiB (", gib(network_bytes),
-              " of them the network's), more than 80% of the ", gib(host), " GiB this process may use");
+              " needs about ", gib_text(bytes), " GiB (", gib_text(network_bytes),
+              " of them the network's), more than 80% of the ", gib_text(host), " GiB this process may use");
 }
 
 std::string resolve_model_path(const std::string& model) {
     std::error_code ec;
-    ISS_INPUT(std::filesystem::exists(model, ec), model,
+    const bool exists = std::filesystem::exists(model, ec);
+    // A folder above it that this user may not enter is not "no such model".
+    ISS_INPUT(!ec || ec == std::errc::no_such_file_or_directory || ec == std::errc::not_a_directory, model,
+              ": cannot open: ", ec.message());
+    ISS_INPUT(exists, model,
               ": no such model (expected a model directory, its model.safetensors, or a Keras .h5 file)");
     // A model's description names its weights beside it, as info takes it.
     if (ends_with(model, ".json") && !std::filesystem::is_directory(model, ec))
@@ -292,6 +297,7 @@ std::string resolve_model_path(const std::string& model) {
 }
 
 struct Predictor::State {
+    std::string model;  // as given, for messages
     PredictOptions options;
     DeviceContext ctx;
     ModelSpec spec;
@@ -322,6 +328,7 @@ struct Predictor::State {
 Predictor::Predictor(const std::string& model, const PredictOptions& options)
     : state_(std::make_unique<State>(options)) {
     State& s = *state_;
+    s.model = model;
     if (is_keras_model_path(model)) {
         // A published Keras model, imported in memory.
         const KerasUNet keras = read_keras_unet(model);
@@ -334,6 +341,7 @@ Predictor::Predictor(const std::string& model, const PredictOptions& options)
         const std::string weights = resolve_model_path(model);
         s.spec = load_model_spec(weights);
         s.net = std::make_unique<UNet>(s.spec.unet, s.params);
+        require_loadable_weights(weights, s.params);
         s.params.allocate(ParamStore::Use::inference);
         load_checkpoint_weights(weights, s.spec, s.params);
         s.pre = parse_preprocessing(s.spec, model_json_path(weights));
@@ -377,11 +385,13 @@ const Preprocessing& Predictor::preprocessing() const {
 
 void Predictor::State::forward(const Image& x, size_t* peak_bytes, const UNet::ProbabilityRows& rows, float* host_out) {
     PoolAllocator& pool = *this->pool;
-    // The pool's cached blocks and the convolutions' workspace fit scans of one shape; another
-    // shape would only add its own (the workspace stayed at the largest scan's size).
+    // The pool's cached blocks, the convolutions' workspace and their engines fit scans of one
+    // shape; another shape would only add its own (the workspace stayed at the largest scan's
+    // size, and a folder of 10 sizes held 10 sets of engines, 864 MB against 238 MB for one).
     if (x.grid.dim != last_shape) {
         pool.release_cached();
         ctx.release_workspace();
+        net->release_engines();
     }
     last_shape = x.grid.dim;
     Graph g(pool, params, false);
@@ -405,6 +415,17 @@ void Predictor::State::forward(const Image& x, size_t* peak_bytes, const UNet::P
 }
 
 namespace {
+
+// A network whose weights are finite but so large that its sums overflow (a damaged or wrongly
+// converted model) gives NaN probabilities: the argmax took them for background and the volumes
+// read "nan", exit 0. Any NaN makes a structure's summed volume NaN, so they tell at no cost.
+void require_finite_posteriors(const std::vector<double>& volumes_mm3, const std::string& model,
+                               const std::string& scan) {
+    const bool finite = std::all_of(volumes_mm3.begin(), volumes_mm3.end(), [](double v) { return std::isfinite(v); });
+    ISS_INPUT(finite, model, ": the network's output on ", scan,
+              " is not a number (NaN) in places: its weights are finite but too large for the arithmetic (a damaged "
+              "or wrongly converted model?)");
+}
 
 // Voxels of `grid` whose centre lies outside `scan`'s field of view (its voxels' extent, half a
 // voxel past the outer centres), through the two grids' world coordinates.
@@ -519,13 +540,14 @@ Segmentation Predictor::predict(const Image& image, const std::string& name, con
     }
     if (resampled) post = resample_image(s.ctx, post, framed.grid, Interp::linear, OutOfBounds::clamp);
 
-    // 7. Argmax and the largest connected component.
+    // 7. Volumes on the input's voxels (still in the model's frame: the same voxels, summed in
+    // one order whether or not the posteriors are kept); a NaN among the posteriors shows there.
+    out.volumes_mm3 = posterior_volumes_mm3(post, s.spec.labels);
+    require_finite_posteriors(out.volumes_mm3, s.model, name);
+
+    // 8. Argmax and the largest connected component, then the input's orientation (exact).
     LabelMap seg = segment_posteriors(post, s.spec.labels);
     warn_if_no_structure(seg, x, name);
-
-    // 8. Volumes on the input's voxels (still in the model's frame: the same voxels, summed in
-    // one order whether or not the posteriors are kept), then the input's orientation (exact).
-    out.volumes_mm3 = posterior_volumes_mm3(post, s.spec.labels);
     out.segmentation = reorient(std::move(seg), input_code);
     out.segmentation.grid.affine = image.grid.affine;  // equal up to rounding: keep the input's exactly
     if (s.options.keep_posteriors) {
@@ -550,11 +572,12 @@ void Predictor::onto_grid(Image post, const std::vector<uint8_t>& outside, const
     for (int64_t c = 0; c < post.frames; ++c)
         for (int64_t v = 0; v < voxels; ++v)
             if (outside[size_t(v)]) post.data[size_t(c * voxels + v)] = 0.0f;
+    out.volumes_mm3 = posterior_volumes_mm3(post, s.spec.labels);
+    require_finite_posteriors(out.volumes_mm3, s.model, name);
     // Outside: background before the largest component is found, whatever the label list's first.
     LabelMap seg = segment_posteriors(post, s.spec.labels, &outside);
     warn_if_no_structure(seg, seen, name);
     out.outside_field_of_view = double(outside_count) / double(voxels);
-    out.volumes_mm3 = posterior_volumes_mm3(post, s.spec.labels);
     out.segmentation = std::move(seg);
     out.segmentation.grid.affine = onto.affine;
     if (s.options.keep_posteriors) {

@@ -107,19 +107,12 @@ void warn_if_no_structure(const LabelMap& seg, const Image& normalised, const st
 // grid `work` the image, the posteriors and their smoothing; on the scan's own grid, when
 // resampled, the posteriors brought back and their reoriented copy (a 400^3 scan of 0.25 mm
 // voxels segmented at 1 mm peaked at 18 GB there, which the check left out); and the network's
-// own `network_bytes` (network_bytes_to_segment). InputError naming `name` when the sum passes 80%
+// own `network_bytes` (network_bytes_to_segment, nn/unet.h). InputError naming `name` when the sum passes 80%
 // of `host_bytes`.
 // `onto_another`: `own` is --like's grid, not the scan's.
 void require_memory_to_segment(const std::string& name, const Grid& work, const Grid& own, bool resampled,
                                int64_t channels, int64_t classes, double network_bytes, size_t host_bytes,
                                bool onto_another = false);
-
-// What the network holds to segment a grid of `padded_voxels` (its pool and the convolutions'
-// workspace, network_peak_bytes): per voxel and first-level feature 9 bytes in fp32, 6 in bf16
-// (Predict/cpu/155x175x149, 24 features: 1008 and 702 MB on 160x192x160), and its parameters.
-// The check left it out: a 150x170x140 scan on the default network was estimated at 1.47 GB and
-// peaked at 2.52-2.58 GB (two measurements), so a 2 GiB container admitted it and killed it.
-double network_bytes_to_segment(const UNetConfig& unet, Precision precision, double padded_voxels);
 
 // "dir" -> "dir/model.safetensors"; a file path is returned as is.
 std::string resolve_model_path(const std::string& model);

@@ -277,9 +277,9 @@ Generator::Generator(DeviceContext& ctx, const GeneratorConfig& config, std::vec
     const double workspace = double(map_bytes) + 4.0 * double(max_velocity + 2 * max_field + max_bias) +
                              (2.0 + 2.0 * sizeof(float)) * double(max_out);
     const size_t capacity = ctx_.memory_capacity();
-    ISS_INPUT(fits_in_memory(workspace, capacity), "the generator needs ", workspace / double(1 << 30), " GiB on ",
+    ISS_INPUT(fits_in_memory(workspace, capacity), "the generator needs ", gib_text(workspace), " GiB on ",
               ctx_.device().name(), " for a crop of ", max_out, " voxels, more than 80% of the ",
-              double(capacity) / double(1 << 30), " GiB it may use: ask for a smaller shape");
+              gib_text(double(capacity)), " GiB it may use: ask for a smaller shape");
     Buffers& b = *buffers_;
     for (const TrainingMap& m : maps_) b.maps.emplace_back(ctx_, m.generation);
     b.field_a = Buffer<float>(ctx_, size_t(max_field));

@@ -141,9 +141,16 @@ int32_t first_unreversed(const std::vector<int32_t>& list, const DeclaredTwins& 
 
 std::string unreversed_text(int32_t label, const DeclaredTwins& declared) {
     const int32_t twin = lr_twin(label, declared);
-    return cat("label ", label, "'s twin is ", twin, ", whose twin is ", lr_twin(twin, declared),
-               ", so a flip would not swap them back: declare both labels of a pair (e.g. [[", twin, ", ", twin, "], [",
-               label, ", ", label, "]] or [[", std::min(label, twin), ", ", std::max(label, twin), "]])");
+    const std::string why = cat("label ", label, "'s twin is ", twin, ", whose twin is ", lr_twin(twin, declared),
+                                ", so a flip would not swap them back");
+    // The twin already declared (as another's): redeclaring it is refused, so only `label` can be.
+    const bool twin_declared = std::any_of(declared.begin(), declared.end(), [&](const auto& pair) {
+        return std::find(pair.begin(), pair.end(), twin) != pair.end();
+    });
+    if (twin_declared)
+        return cat(why, ": declare label ", label, " too (e.g. [[", label, ", ", label, "]] for a label of no side)");
+    return cat(why, ": declare both labels of a pair (e.g. [[", twin, ", ", twin, "], [", label, ", ", label,
+               "]] or [[", std::min(label, twin), ", ", std::max(label, twin), "]])");
 }
 
 int index_of(const std::vector<int32_t>& list, int32_t label) {

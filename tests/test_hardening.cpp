@@ -326,5 +326,151 @@ TEST_F(Hardening, ABadTrainingLogOnResumeIsNamed) {
     expect_bad(train + "2 --resume", path("m/training_log.csv") + ": no CSV column 'step'");
 }
 
+// A value left out ("--model-dir $DIR --resume" with DIR unset) took the next option for it: a
+// model was made in ./--resume, exit 0. Integers with blanks, and "-" for an output, likewise.
+TEST_F(Hardening, AnOptionIsNoOtherOptionsValue) {
+    expect_bad("phantom --age-months 1 --out --seed 3",
+               "error: option --out needs a value, but is followed by the option --seed (an empty shell variable?)");
+    expect_bad("predict --i " + q("scan.nii.gz") + " --model " + q("model") + " --o --no-flip",
+               "option --o needs a value, but is followed by the option --no-flip");
+    expect_bad("phantom --age-months 1 --out " + q("p.nii.gz") + " --seed ' 5'", "option --seed expects an integer");
+    expect_bad("dice --pred " + q("scan.nii.gz") + " --gt " + q("scan.nii.gz") + " --out -",
+               "--out -: for standard output give /dev/stdout");
+}
+
+// Results printed to standard output that could not be written are a failure (they were exit 0
+// and an empty file); a standard stream closed at the start is no file's descriptor.
+TEST_F(Hardening, StandardOutputThatCannotBeWrittenIsAFailure) {
+    const test::RunResult full = run("info " + q("scan.nii.gz") + " > /dev/full");
+    EXPECT_EQ(full.status, 1) << full.err;
+    EXPECT_NE(full.err.find("infant-synthseg info: error: standard output: "), std::string::npos) << full.err;
+    EXPECT_EQ(run("--help > /dev/full").status, 1);
+    const test::RunResult closed = run("phantom --age-months 1 --out " + q("p.nii.gz") + " >&-");
+    EXPECT_EQ(closed.status, 0) << closed.err;
+    EXPECT_EQ(read_labels(path("p.nii.gz")).frames, 1);
+}
+
+// A working directory removed under the shell: one line before any work (train failed with an
+// internal error, synth said its folder was no folder, predict ran, then failed to write).
+TEST_F(Hardening, ARemovedWorkingDirectoryIsSaid) {
+    fs::create_directories(path("gone"));
+    const test::RunResult r = test::run_command("cd " + q("gone") + " && rmdir " + q("gone") + " && " +
+                                                test::cli_path() + " phantom --age-months 1 --out p.nii.gz");
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_NE(r.err.find("infant-synthseg phantom: error: the working directory was removed"), std::string::npos)
+        << r.err;
+}
+
+// ../new is made as mkdir -p makes it (it was "no such directory"); new/.. is still refused.
+TEST_F(Hardening, AnOutputFolderAboveTheWorkingDirectoryIsMade) {
+    fs::create_directories(path("sub"));
+    const test::RunResult r = test::run_command("cd " + q("sub") + " && " + test::cli_path() +
+                                                " phantom --age-months 1 --out ../made/p.nii.gz");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(fs::exists(path("made/p.nii.gz")));
+    expect_bad("phantom --age-months 1 --out " + q("new/../p.nii.gz"), "new/..");
+    EXPECT_FALSE(fs::exists(path("new")));
+}
+
+// Weights finite but too large for float sums: NaN posteriors, which the argmax took for
+// background and --vol wrote as "nan", exit 0.
+TEST_F(Hardening, ANetworkWhoseOutputIsNotANumberIsRefused) {
+    {
+        DeviceContext cpu;
+        ModelSpec spec;
+        spec.unet.levels = 3;
+        spec.unet.features = 3;
+        spec.unet.classes = 5;
+        spec.labels = {0, 2, 3, 41, 42};
+        spec.preprocessing = {
+            {"orientation", "RAS"}, {"size_multiple", spec.unet.reference_multiple()}, {"voxel_size_mm", nullptr}};
+        ParamStore params(cpu);
+        UNet net(spec.unet, params);
+        params.allocate();
+        net.initialise(3);
+        float* values = params.values();
+        for (int64_t i = 0; i < params.trainable_span(); ++i) values[i] = values[i] < 0 ? -3e38f : 3e38f;
+        fs::create_directories(path("huge"));
+        save_model(path("huge/model.safetensors"), spec, params);
+    }
+    expect_bad("predict --i " + q("scan.nii.gz") + " --o " + q("seg.nii.gz") + " --vol " + q("vol.csv") + " --model " +
+                   q("huge"),
+               path("huge") + ": the network's output on " + path("scan.nii.gz") + " is not a number (NaN)");
+    EXPECT_FALSE(fs::exists(path("seg.nii.gz")) || fs::exists(path("vol.csv")));
+}
+
+// 99% of the voxels one value: --clip-percentiles' range was empty, and every voxel 0.
+TEST_F(Hardening, PercentilesOfOneValueFallBackToTheRange) {
+    Image scan = read_image(path("scan.nii.gz"));
+    std::fill(scan.data.begin(), scan.data.end(), 0.0f);
+    for (int i = 0; i < 5; ++i) scan.data[size_t(100 * i + 7)] = float(10 + i);
+    write_image(path("sparse.nii.gz"), scan);
+    const test::RunResult r = run("predict --i " + q("sparse.nii.gz") + " --o " + q("seg.nii.gz") + " --resample " +
+                                  q("seen.nii.gz") + " --model " + q("model") + " --clip-percentiles");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("its 0.5% and 99.5% quantiles are both 0 (99% of its voxels one value): normalised between "
+                         "its minimum and maximum instead"),
+              std::string::npos)
+        << r.err;
+    const Image seen = read_image(path("seen.nii.gz"));
+    EXPECT_EQ(*std::max_element(seen.data.begin(), seen.data.end()), 1.0f);
+}
+
+// A description of a network far larger than its weights (a sparse file of the right size, its
+// header another network's): refused from the header, before the 24 GB were allocated (under an
+// address-space limit that allocation was "out of memory", exit 1, naming no file).
+TEST_F(Hardening, WeightsAreCheckedBeforeTheNetworkIsAllocated) {
+    nlohmann::json record = nlohmann::json::parse(test::read_text(path("model/model.json")));
+    record["architecture"]["levels"] = 8;
+    record["architecture"]["features"] = 32;
+    record["architecture"]["convs_per_level"] = 8;
+    record["preprocessing"]["size_multiple"] = 256;
+    test::write_edited_record(path("model/model.json"), record);
+    UNetConfig config;
+    config.levels = 8;
+    config.features = 32;
+    config.convs_per_level = 8;
+    config.classes = 5;
+    fs::resize_file(path("model/model.safetensors"), uintmax_t(4) * uintmax_t(unet_parameter_count(config)) + 4096);
+    const test::RunResult r =
+        test::run_command("ulimit -v 4000000; " + test::cli_path() + " predict --i " + q("scan.nii.gz") + " --o " +
+                          q("seg.nii.gz") + " --model " + q("model"));
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_NE(r.err.find(path("model/model.safetensors") + ": "), std::string::npos) << r.err;
+}
+
+// Scans of two sizes in one folder: the engines built for the first size are dropped for the
+// second and built again for the first, which then segments as before.
+TEST_F(Hardening, AFolderOfTwoSizesSegmentsEachAsAlone) {
+    fs::create_directories(path("scans"));
+    fs::copy_file(path("scan.nii.gz"), path("scans/a.nii.gz"));
+    Image other = read_image(path("scan.nii.gz"));
+    other.grid.dim = {20, 14, 10};
+    other.data.assign(size_t(other.grid.voxels()), 0.0f);
+    for (size_t v = 0; v < other.data.size(); ++v) other.data[v] = float((v * 37) % 101);
+    write_image(path("scans/b.nii.gz"), other);
+    fs::copy_file(path("scan.nii.gz"), path("scans/c.nii.gz"));
+    ASSERT_EQ(run("predict --i " + q("scans") + " --o " + q("segs") + " --model " + q("model")).status, 0);
+    ASSERT_EQ(run("predict --i " + q("scan.nii.gz") + " --o " + q("alone.nii.gz") + " --model " + q("model")).status,
+              0);
+    const LabelMap alone = read_labels(path("alone.nii.gz"));
+    for (const char* name : {"segs/a_synthseg.nii.gz", "segs/c_synthseg.nii.gz"})
+        EXPECT_EQ(read_labels(path(name)).data, alone.data) << name;
+}
+
+// What made a file is in its header: the program, its build, the command and its particulars;
+// and info shows the weights' checksum, equal for equal weights whatever their files' run_id.
+TEST_F(Hardening, OutputsSayWhatMadeThem) {
+    ASSERT_EQ(run("phantom --age-months 1 --seed 4 --out " + q("p.nii.gz")).status, 0);
+    const std::string phantom = read_volume_header(path("p.nii.gz")).descrip;
+    EXPECT_EQ(phantom.rfind("infant-synthseg ", 0), 0u) << phantom;
+    EXPECT_NE(phantom.find(" phantom, age 1 months, seed 4"), std::string::npos) << phantom;
+    ASSERT_EQ(run("predict --i " + q("scan.nii.gz") + " --o " + q("seg.nii.gz") + " --model " + q("model")).status, 0);
+    const std::string seg = read_volume_header(path("seg.nii.gz")).descrip;
+    EXPECT_NE(seg.find(" predict, model model"), std::string::npos) << seg;
+    const test::RunResult info = run("info " + q("model"));
+    EXPECT_NE(info.out.find("weights' data_crc32: "), std::string::npos) << info.out;
+}
+
 }  // namespace
 }  // namespace iss

@@ -376,6 +376,50 @@ TEST_F(CleanCli, FoldsRelabelsIslandsAndWritesFoldedPosteriors) {
 
 // predict records its model's labels with the posteriors, in the model's channel order, and
 // merge and clean take them from there: two models with their own label orders need no --labels.
+// Another protocol's 21 (a lab's right thalamus) was folded into its 2 without a word, and a list
+// with 21 but no 2 could not be cleaned at all: said, and --no-fold cleans the islands alone.
+TEST_F(CleanCli, AnotherProtocolsLabelsAreFoldedOnlyAsAsked) {
+    Grid g;
+    g.dim = {6, 6, 1};
+    LabelMap seg(g, 1, 1);
+    for (int i = 0; i < 6; ++i) seg.at(i, 5, 0) = 21;
+    seg.at(2, 2, 0) = 2;  // an island of 2 inside 1, and the largest 2 at the corner
+    seg.at(0, 0, 0) = 2, seg.at(1, 0, 0) = 2;
+    const std::vector<int32_t> list{0, 1, 2, 21};
+    Image post(g, 4, 0.01f);
+    const int64_t n = g.voxels();
+    for (int64_t v = 0; v < n; ++v)
+        post.data[size_t(labels::index_of(list, seg.data[size_t(v)])) * size_t(n) + size_t(v)] = 0.8f;
+    write_labels(path("lab_seg.nii.gz"), seg);
+    write_posteriors(path("lab_post.nii.gz"), post, nullptr, list);
+    const std::string inputs = "--seg " + q("lab_seg.nii.gz") + " --post " + q("lab_post.nii.gz");
+
+    const RunResult folded = run("clean", inputs + " --o " + q("folded.nii.gz"));
+    ASSERT_EQ(folded.status, 0) << folded.err;
+    EXPECT_NE(folded.err.find("warning: clean: folds 21 -> 2 as the infant protocol numbers its labels, but "),
+              std::string::npos)
+        << folded.err;
+    const RunResult kept = run("clean", inputs + " --o " + q("kept.nii.gz") + " --no-fold");
+    ASSERT_EQ(kept.status, 0) << kept.err;
+    EXPECT_EQ(kept.err, "");
+    LabelMap want = seg;
+    want.at(2, 2, 0) = 1;  // the island alone changed
+    EXPECT_EQ(read_labels(path("kept.nii.gz")).data, want.data);
+    // 21 without 2: refused with the way out; --no-fold cleans it.
+    Image two(g, 3, 0.0f);
+    for (int64_t v = 0; v < n; ++v) two.data[size_t(seg.data[size_t(v)] == 21 ? 2 : 0) * size_t(n) + size_t(v)] = 1;
+    LabelMap no_two(g, 1, 0);
+    for (int64_t v = 0; v < n; ++v) no_two.data[size_t(v)] = seg.data[size_t(v)] == 21 ? 21 : 0;
+    write_labels(path("no2_seg.nii.gz"), no_two);
+    write_posteriors(path("no2_post.nii.gz"), two, nullptr, {0, 5, 21});
+    const std::string no2 = "--seg " + q("no2_seg.nii.gz") + " --post " + q("no2_post.nii.gz");
+    expect_bad("clean", no2 + " --o " + out("x.nii.gz"),
+               "has label 21 but not 2, which clean folds it into (--no-fold for a protocol whose 21 is a structure");
+    expect_bad("clean", no2 + " --o " + out("y.nii.gz") + " --no-fold --merge-cerebellum",
+               "--merge-cerebellum folds, and --no-fold folds nothing");
+    EXPECT_EQ(run("clean", no2 + " --o " + q("x.nii.gz") + " --no-fold").status, 0);
+}
+
 TEST_F(CleanCli, PredictMergeAndCleanCarryTheLabelsOfEveryFrame) {
     const std::vector<int32_t> t1_labels{0, 2, 3, 41, 42}, t2_labels{0, 41, 3, 42, 2};
     test::write_small_model(path("t1_model"), 11, 1, t1_labels);

@@ -505,6 +505,19 @@ TEST_F(PriorsCli, WritesTwoNpyFilesOfShapeTwoBy43) {
         (dir_ / "negative.json").string() + ": prior_stds holds -1 at row 1, column 5: a standard deviation is >= 0");
 }
 
+// --classes pools the infant protocol's classes: a list of another protocol's labels holding two
+// of one class (its 2 and 21) is said.
+TEST_F(PriorsCli, ClassesOfAnotherProtocolAreSaid) {
+    subject("s1.nii.gz", {{2, 50}, {21, 60}, {1, 70}, {1, 70}, {2, 50}, {21, 60}, {1, 70}});
+    const test::RunResult r = priors("--out " + test::shell_quote(out()) + " --labels-list 0,1,2,21 --classes");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("warning: priors: --classes pools (2,21) as the infant protocol's fused classes, but "
+                         "--labels-list has labels its generation list has not"),
+              std::string::npos)
+        << r.err;
+    EXPECT_NE(r.out.find(" from 1 subject (fused classes pooled) to "), std::string::npos) << r.out;
+}
+
 TEST_F(PriorsCli, LabelListAndClasses) {
     subject("s1.nii.gz", {{2, 50}, {41, 60}, {41, 70}, {3, 80}, {16, 100}, {16, 100}, {170, 110}});
     const test::RunResult r = priors("--out " + test::shell_quote(out()) + " --labels-list 41,2,3,170,16 --classes");

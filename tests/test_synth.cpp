@@ -1335,9 +1335,16 @@ TEST(SynthParams, DeclaredTwinsAreSwappedAsFreeSurfersAre) {
     config.lr_twins = {{2, 2}, {300, 300}};
     EXPECT_EQ(test::refusal_of("t.json", [&] { validate_config(config, "t.json"); }),
               "t.json: lr_twins: label 41's twin is 2, whose twin is 2, so a flip would not swap them back: declare "
-              "both labels of a pair (e.g. [[2, 2], [41, 41]] or [[2, 41]])");
+              "label 41 too (e.g. [[41, 41]] for a label of no side)");
     config.lr_twins = {{2, 2}, {41, 41}, {300, 300}};
     EXPECT_NO_THROW(validate_config(config, "t.json"));
+    // Whose twin is declared already (as another's pair): declaring it again is refused, so the
+    // advice names the label alone (it offered [[3, 3], [42, 42]], which failed).
+    config.lr_twins = {{2, 2}, {41, 41}, {300, 300}, {3, 3}};
+    EXPECT_EQ(test::refusal_of("t.json", [&] { validate_config(config, "t.json"); }),
+              "t.json: lr_twins: label 42's twin is 3, whose twin is 3, so a flip would not swap them back: declare "
+              "label 42 too (e.g. [[42, 42]] for a label of no side)");
+    config.lr_twins.pop_back();
     config.lr_twins.push_back({9000, 9001});  // a typo in an atlas's number declared nothing
     EXPECT_EQ(test::refusal_of("t.json", [&] { validate_config(config, "t.json"); }),
               "t.json: lr_twins names label 9000, which is neither a generation nor a segmentation label");

@@ -573,7 +573,8 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad(map + " --count two", "--count");
     expect_bad(map + " --shape 0", "--shape");
     expect_bad(map + " --seed -1", "--seed");
-    expect_bad(map + " --seed 9223372036854775808", "--seed 9223372036854775808 is out of range (-2^63 to 2^63 - 1)");
+    expect_bad(map + " --seed 9223372036854775808",
+               "--seed 9223372036854775808 is out of range (the most is 2^63 - 1)");
     expect_bad(map + " --device tpu", "tpu");
     expect_bad(map + " stray", "stray");
     expect_bad("--count 1", "--labels");

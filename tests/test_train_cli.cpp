@@ -610,13 +610,17 @@ TEST_F(TrainCli, AModelRecordedBeforeResolutionUnitResumesInVoxels) {
         "the generator parameter 'resolution_unit' \"voxel\", this run's is \"mm\"", model);
 }
 
-// model.json records the validation: a resume given its maps again validates as recorded (the
-// interval and sample count), one without them or with another set says validation.csv's rows
-// stop or change. (A resume dropped the validation without a word, and one with the maps but
-// the default sample count appended rows of another set.)
+// model.json records the validation: a resume given its maps again, or none where the recorded
+// ones still are, validates as recorded (the interval and sample count); one whose maps moved or
+// with another set says validation.csv's rows stop or change. (A resume dropped the validation
+// without a word, and one with the maps but the default sample count appended rows of another
+// set; one without --validation-labels stopped it, where `--resume` alone is to go on.)
 TEST_F(TrainCli, AResumeValidatesAsRecorded) {
     const fs::path model = dir_ / "validated";
-    const std::string maps = shell_quote((root_ / "held_out").string());
+    const fs::path held_out = dir_ / "held_copy";
+    fs::create_directories(held_out);
+    fs::copy_file(root_ / "held_out" / "phantom_2mo_b.nii.gz", held_out / "phantom_2mo_b.nii.gz");
+    const std::string maps = shell_quote(held_out.string());
     ASSERT_EQ(
         train_tiny(model.string(), 2, " --validation-labels " + maps + " --validate-every 1 --validation-samples 2")
             .status,
@@ -630,6 +634,7 @@ TEST_F(TrainCli, AResumeValidatesAsRecorded) {
     EXPECT_EQ(recorded["every"], 1);
     EXPECT_EQ(recorded["samples"], 2);
     EXPECT_EQ(recorded["maps"], 1);
+    EXPECT_EQ(recorded["maps_path"], held_out.string());
     const std::string first_rows = read_text(model / "validation.csv");
     // The training maps as the validation's: said.
     const RunResult trained_on = train_tiny((dir_ / "not_held_out").string(), 1,
@@ -665,22 +670,26 @@ TEST_F(TrainCli, AResumeValidatesAsRecorded) {
     EXPECT_EQ(history[1]["from_step"], 3);
     EXPECT_EQ(history[1]["validation"]["samples"], 3);
 
+    // Without --validation-labels: the recorded maps, where they are.
     const RunResult none = train_tiny(model.string(), 5, " --resume");
     ASSERT_EQ(none.status, 0) << none.err;
-    EXPECT_NE(none.err.find("was validated every 1 steps; this run has no --validation-labels, so validation.csv and "
-                            "loss.png's Dice stop at step 4"),
+    EXPECT_EQ(none.err.find("validation"), std::string::npos) << none.err;
+    EXPECT_EQ(lines_of(read_text(model / "validation.csv")).size(), 6u) << "rows at steps 1 to 5";
+    // Moved away: the table ends at step 5, said.
+    fs::rename(held_out, dir_ / "held_moved");
+    const RunResult moved = train_tiny(model.string(), 6, " --resume");
+    ASSERT_EQ(moved.status, 0) << moved.err;
+    EXPECT_NE(moved.err.find("was validated every 1 steps; this run has no --validation-labels, so validation.csv and "
+                             "loss.png's Dice stop at step 5"),
               std::string::npos)
-        << none.err;
-    // A second run without them: the table still ends at step 4.
-    const RunResult still = train_tiny(model.string(), 6, " --resume");
-    ASSERT_EQ(still.status, 0) << still.err;
-    EXPECT_NE(still.err.find("Dice stop at step 4"), std::string::npos) << still.err;
+        << moved.err;
+    fs::rename(dir_ / "held_moved", held_out);
     // The record kept through those runs: given the maps again, the validation goes on as before.
     EXPECT_EQ(nlohmann::json::parse(read_text(model / "model.json"))["training"]["validation"]["samples"], 3);
     const RunResult again = train_tiny(model.string(), 7, " --resume --validation-labels " + maps);
     ASSERT_EQ(again.status, 0) << again.err;
     EXPECT_EQ(again.err.find("validation"), std::string::npos) << again.err;
-    EXPECT_EQ(lines_of(read_text(model / "validation.csv")).size(), 6u) << "rows at steps 1 to 4, then 7";
+    EXPECT_EQ(lines_of(read_text(model / "validation.csv")).size(), 7u) << "rows at steps 1 to 5, then 7";
     EXPECT_EQ(nlohmann::json::parse(read_text(model / "model.json"))["training"]["history"].size(), 2u)
         << "runs without the maps, and the set again, change nothing the history keeps";
 
@@ -1605,6 +1614,39 @@ TEST_F(TrainCli, BadInputIsRefusedBeforeAnyStep) {
                    std::string("already holds ") + kept + ", not a whole checkpoint", part);
         EXPECT_EQ(read_text(part / kept), "kept");
     }
+}
+
+// model.json's written_by names the last build that wrote it; each run's build is in the record,
+// and a resume by another build is said and kept in the history (a resume or an export erased
+// the build that trained it).
+TEST_F(TrainCli, AResumeByAnotherBuildIsSaidAndRecorded) {
+    const fs::path model = dir_ / "built";
+    ASSERT_EQ(train_tiny(model.string(), 1).status, 0);
+    nlohmann::json record = nlohmann::json::parse(read_text(model / "model.json"));
+    const nlohmann::json this_build = record["training"]["build"];
+    ASSERT_TRUE(this_build.is_string()) << record["training"].dump();
+    EXPECT_EQ(this_build.get<std::string>().rfind("infant-synthseg ", 0), 0u);
+    record["training"]["build"] = "infant-synthseg 0000000";
+    test::write_edited_record(model / "model.json", record);
+    const RunResult resumed = train_tiny(model.string(), 2, " --resume");
+    ASSERT_EQ(resumed.status, 0) << resumed.err;
+    EXPECT_NE(resumed.err.find("was trained by \"infant-synthseg 0000000\", this run by " + this_build.dump()),
+              std::string::npos)
+        << resumed.err;
+    const nlohmann::json history = nlohmann::json::parse(read_text(model / "model.json"))["training"]["history"];
+    ASSERT_EQ(history.size(), 2u) << history.dump();
+    EXPECT_EQ(history[0]["build"], "infant-synthseg 0000000");
+    EXPECT_EQ(history[1]["build"], this_build);
+}
+
+// Standard output closed at the start (`>&-`): the lock file took its descriptor and every
+// progress line, and a second run said "process ?".
+TEST_F(TrainCli, AClosedStandardOutputIsNoFilesDescriptor) {
+    const fs::path model = dir_ / "closed";
+    const RunResult r = train_tiny(model.string(), 2, " >&-");
+    ASSERT_EQ(r.status, 0) << r.err;
+    const std::string lock = read_text(model / ".train.lock");
+    EXPECT_EQ(lock.find_first_not_of("0123456789\n"), std::string::npos) << lock;
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include "io/plot.h"
 #include "io/safetensors.h"  // crc32_of
 #include "kernels/common/error.h"
+#include "kernels/common/version.h"  // build_version
 #include "nn/autograd.h"
 #include "nn/checkpoint.h"
 #include "nn/ops.h"
@@ -669,8 +670,9 @@ std::set<std::string> continue_record(const ModelSpec& saved, ModelSpec& now, in
     nlohmann::json history = was.value("history", nlohmann::json::array());
     if (!history.is_array()) history = nlohmann::json::array();
     // maps_path too: a resume on other maps kept only their count and digest of the first ones.
-    static const char* const may_change[] = {
-        "lr", "precision", "steps_per_epoch", "maps", "maps_digest", "maps_path", "arithmetic", "dice", "validation"};
+    // build: model.json's written_by names the last build that wrote it; the history keeps each run's.
+    static const char* const may_change[] = {"lr",        "precision",  "steps_per_epoch", "maps", "maps_digest",
+                                             "maps_path", "arithmetic", "build",           "dice", "validation"};
     auto entry = [](int64_t from, const nlohmann::json& t) {
         nlohmann::json e = {{"from_step", from}};
         for (const char* key : may_change) e[key] = t.value(key, nlohmann::json());
@@ -753,7 +755,7 @@ std::array<int64_t, 3> common_crop(const GeneratorConfig& config, const std::vec
 // nineteenth session) was within 2.5% of its per-voxel term. Beside it (the step alone undercounted
 // runs by 0.6-0.8 GB, twenty-ninth session): the label maps (a byte a voxel) and the generator's
 // buffers (10 bytes a crop voxel, and a batch's image and targets, 5); a validation's forward
-// (per voxel 8 bytes a class and 9 a feature, 6 in bf16, as predict's network); a checkpoint's
+// (per voxel 8 bytes a class, and the network as predict counts it: network_bytes_to_segment); a checkpoint's
 // host copy of Adam's moments (8 bytes a parameter); on the CPU the program itself (its
 // libraries, oneDNN's kernels, the threads' stacks: 0.25 GB). A run past 80% of the device's memory
 // is refused before anything is written: on the CPU it would be killed by the kernel's
@@ -765,20 +767,17 @@ void require_memory_to_train(const UNetConfig& unet, const std::array<int64_t, 3
     const double parameters = double(unet_parameter_count(unet));
     const double step = voxels * (8.0 * unet.classes + per_feature * unet.features) + 16.0 * parameters;
     const double generator = maps_bytes + 10.0 * crop_voxels + 5.0 * voxels;
-    const double validation =
-        validation_voxels * (8.0 * unet.classes + (precision == Precision::bf16 ? 6.0 : 9.0) * unet.features);
+    const double validation = validation_voxels > 0 ? validation_voxels * 8.0 * unet.classes +
+                                                          network_bytes_to_segment(unet, precision, validation_voxels)
+                                                    : 0.0;
     const double program = ctx.device().is_cuda() ? 0.0 : 0.25 * double(int64_t(1) << 30);
     const double bytes = step + generator + validation + 8.0 * parameters + program;
     const size_t capacity = ctx.memory_capacity();
-    auto gib = [](double b) {
-        const double g = b / double(int64_t(1) << 30), scale = g < 1 ? 100 : 10;
-        return std::round(g * scale) / scale;
-    };
     ISS_INPUT(fits_in_memory(bytes, capacity), "train: a step of --batch ", batch, " on ", dims_text(crop),
               " crops with ", unet.features, " features, ", unet.levels, " levels and ", unet.classes, " classes (",
-              precision_name(precision), ") needs about ", gib(bytes), " GiB with the generator",
-              validation > 0 ? ", the validation" : "", " and a checkpoint (the step ", gib(step),
-              "), more than 80% of the ", gib(double(capacity)), " GiB ",
+              precision_name(precision), ") needs about ", gib_text(bytes), " GiB with the generator",
+              validation > 0 ? ", the validation" : "", " and a checkpoint (the step ", gib_text(step),
+              "), more than 80% of the ", gib_text(double(capacity)), " GiB ",
               ctx.device().is_cuda() ? ctx.device().name() + " has" : std::string("this process may use"),
               ": lower --batch, the crop (--shape) or --features");
 }
@@ -874,7 +873,19 @@ static bool outputs_mirror(const GeneratorConfig& config) {
     const std::vector<int32_t> targets = target_labels(config);
     const labels::DeclaredTwins& declared = config.lr_twins;
     const int g = labels::first_unmirrored(config.generation_labels, targets, config.segmentation_labels, declared);
-    if (g < 0) return true;
+    if (g < 0) {
+        // Sides judged by FreeSurfer's numbers: an atlas's own that happen to be FreeSurfer's pairs
+        // (its 2 and 41 of one side) were averaged with each other's mirror image at predict.
+        const std::vector<int32_t>& own = config.generation_labels;
+        const std::vector<int32_t>& preset = preset_config(config.preset).generation_labels;
+        if (declared.empty() &&
+            std::set<int32_t>(own.begin(), own.end()) != std::set<int32_t>(preset.begin(), preset.end()))
+            warning(cat("train: the generation labels are not preset ", config.preset,
+                        "'s and lr_twins declares no sides, so predict averages each scan with its mirror image ",
+                        "taking the sides as FreeSurfer numbers labels (2 with 41, 3 with 42, ...): an atlas numbered ",
+                        "otherwise declares its pairs in lr_twins ([[L, L]] for a label of no side)"));
+        return true;
+    }
     const int32_t label = config.generation_labels[size_t(g)], twin = labels::lr_twin(label, declared);
     const int t = labels::index_of(config.generation_labels, twin);
     std::string why;
@@ -939,6 +950,7 @@ static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig&
                      {"maps_digest", maps_digest(maps)},
                      {"precision", precision_name(precision)},
                      {"arithmetic", arithmetic},
+                     {"build", cat("infant-synthseg ", build_version())},
                      {"generator", nlohmann::json::parse(config_to_json(config))}};
     // The maps a resume without --labels reads: absolute, not normalised (".." after a link is
     // the link's parent, which lexical normalising got wrong). A name of bytes that are not UTF-8
@@ -946,11 +958,15 @@ static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig&
     const std::string maps_path = fs::absolute(opt.labels).string();
     if (is_json_text(maps_path)) spec.training["maps_path"] = maps_path;
     // What validation.csv's rows measure, so that a resume can continue them.
-    if (!validation_maps.empty())
+    if (!validation_maps.empty()) {
         spec.training["validation"] = {{"every", opt.validate_every},
                                        {"samples", opt.validation_samples},
                                        {"maps", int64_t(validation_maps.size())},
                                        {"maps_digest", maps_digest(validation_maps)}};
+        // Where a resume without --validation-labels finds them, as maps_path.
+        const std::string validation_path = fs::absolute(opt.validation_labels).string();
+        if (is_json_text(validation_path)) spec.training["validation"]["maps_path"] = validation_path;
+    }
     return spec;
 }
 
@@ -1156,6 +1172,11 @@ void Trainer::State::warn_of_changes(const ModelSpec& saved, const std::set<std:
                     spec.training["arithmetic"].dump(), ": the network's sums run in another order, so from step ",
                     step, " the weights do not repeat the uninterrupted run's bit for bit (the same device and ",
                     "--threads would); its history records the change"));
+    // Another build may draw the samples otherwise (docs/PERFORMANCE.md records where one did).
+    if (changed.count("build"))
+        warning(cat("train: ", json, " was trained by ", was["build"].dump(), ", this run by ",
+                    spec.training["build"].dump(), ": where the builds' generator or arithmetic differ, from step ",
+                    step, " the run is not the uninterrupted one's; its history records the change"));
     const int64_t last_row = validation_log.empty() ? step : validation_log.back().step;
     warn_of_another_validation(was, spec.training, validates, json, last_row, step);
     if (changed.count("dice"))
@@ -1196,21 +1217,16 @@ void Trainer::State::take_model_dir() {
     // A resume: kept weights past its checkpoint are a killed run's, whose checkpoint was put
     // back; they belong to steps this model's history no longer has (the run keeps its own).
     if (options.resume) {
+        const std::string folder = kept_weights_in(options.model_dir);
         std::error_code ec;
-        std::vector<std::pair<int64_t, std::string>> removed;  // by step: names sort otherwise past 9,999,999
-        for (const fs::directory_entry& entry : fs::directory_iterator(kept_weights_in(options.model_dir), ec)) {
-            const std::string name = entry.path().filename().string();
-            const std::optional<int64_t> step = kept_weights_step(name);
-            if (step && *step > checkpoint_step && fs::remove(entry.path(), ec)) removed.emplace_back(*step, name);
-        }
-        std::sort(removed.begin(), removed.end());
         std::vector<std::string> past;
-        for (auto& [step, name] : removed) past.push_back(std::move(name));
+        for (const std::string& name : kept_weights_files(folder, false))
+            if (*kept_weights_step(name) > checkpoint_step && fs::remove(fs::path(folder) / name, ec))
+                past.push_back(name);
         if (!past.empty())
-            warning(cat(kept_weights_in(options.model_dir), ": removed ", past.size(), " kept file",
-                        past.size() > 1 ? "s" : "", " of steps past the checkpoint of step ", checkpoint_step, " (",
-                        past.front(), past.size() > 1 ? ", ..." : "",
-                        "), a killed run's whose checkpoint was put back"));
+            warning(cat(folder, ": removed ", past.size(), " kept file", past.size() > 1 ? "s" : "",
+                        " of steps past the checkpoint of step ", checkpoint_step, " (", past.front(),
+                        past.size() > 1 ? ", ..." : "", "), a killed run's whose checkpoint was put back"));
         return;
     }
     // A new model: a killed run's temporaries here belong to no checkpoint of it (a resume would

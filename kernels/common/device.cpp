@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -122,6 +123,13 @@ void return_freed_host_memory() {
 #if defined(__GLIBC__)
     malloc_trim(0);
 #endif
+}
+
+std::string onednn_version() {
+    const dnnl_version_t* v = dnnl_version();
+    const std::string hash = v->hash ? v->hash : "";
+    return cat("oneDNN ", v->major, ".", v->minor, ".", v->patch,
+               hash.empty() || hash == "N/A" ? std::string() : cat(" (", hash, ")"));
 }
 
 std::string host_vector_extensions() {
@@ -308,8 +316,8 @@ void* DeviceContext::allocate(size_t bytes) {
     const size_t rounded = (bytes + 255) / 256 * 256;  // 256: as cudaMalloc, and a cache-line multiple
     void* ptr = std::aligned_alloc(256, rounded);
     if (!ptr)
-        throw Error(cat("out of memory: could not allocate ", bytes, " bytes (", double(bytes) / double(1 << 30),
-                        " GiB) more; this process may use ", double(host_memory_bytes()) / double(1 << 30),
+        throw Error(cat("out of memory: could not allocate ", bytes, " bytes (", gib_text(double(bytes)),
+                        " GiB) more; this process may use ", gib_text(double(host_memory_bytes())),
                         " GiB (the machine's RAM, or a container's or ulimit's limit)"));
     return ptr;
 }
@@ -433,6 +441,11 @@ size_t cgroup_memory_limit(const std::string& cgroup_list, const std::string& cg
         }
     }
     return limit;
+}
+
+std::string gib_text(double bytes) {
+    const double gib = bytes / double(int64_t(1) << 30), scale = gib < 1 ? 100 : 10;
+    return cat(std::round(gib * scale) / scale);
 }
 
 size_t host_memory_bytes() {

@@ -31,6 +31,10 @@ bool built_with_cuda();
 // The x86 vector extensions this build's host code was compiled for (-march, INFANT_CPU_ARCH),
 // e.g. "AVX2 FMA AVX512F AVX512BW AVX512CD AVX512DQ AVX512VL"; empty elsewhere.
 std::string host_vector_extensions();
+// The oneDNN library the CPU network runs on, as loaded at run time ("oneDNN 2.6.3", and its
+// commit where the library states one): a distribution's upgrade of it may sum the convolutions
+// in another order.
+std::string onednn_version();
 // The first of those extensions for which `cpu_has` (named as __builtin_cpu_supports names
 // them) says no, or nullptr. At load time every binary runs this with the CPU's own answer and,
 // where one is missing, prints one line and exits 1 rather than die of an illegal instruction.
@@ -71,6 +75,9 @@ size_t host_memory_bytes();
 inline bool fits_in_memory(double bytes, size_t capacity) {
     return bytes <= 0.8 * double(capacity);
 }
+// `bytes` in GiB as the memory checks' messages say it: two decimals below 1 GiB, one above
+// ("0.25", "2.4", "34.8").
+std::string gib_text(double bytes);
 // The smallest memory limit set on a process's cgroup or an ancestor of it (cgroup v2's
 // memory.max, v1's memory.limit_in_bytes), 0 where none is set or readable: in a container or a
 // batch job's slot the kernel's out-of-memory killer acts at that limit, not at the machine's RAM.
