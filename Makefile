@@ -28,8 +28,10 @@ build: deps
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS)
 
-# The program for every user: $(DESTDIR)$(PREFIX)/bin/infant-synthseg.
-install: build
+# The program for every user: $(DESTDIR)$(PREFIX)/bin/infant-synthseg. It builds nothing, so
+# that `sudo make install` after a user's `make build` leaves no root-owned files in the build.
+install:
+	@test -x $(BIN) || { echo "make install: no $(BIN): run make build first"; exit 2; }
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
 
 test: build

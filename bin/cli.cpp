@@ -4,6 +4,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <csignal>
@@ -196,14 +197,19 @@ void Args::apply_threads() const {
 
 void limit_threads_to_machine() {
     // OpenMP's runtime takes a value it cannot read ("", "0", "abc": an unset batch variable) for
-    // all the hardware threads, with a line of its own that names no command; said as ours.
+    // all the hardware threads, with a line of its own that names neither the command nor what it
+    // did: said by the command too.
     if (const char* given = std::getenv("OMP_NUM_THREADS")) {
-        const std::string text = given;
+        std::string text = given;
+        text.erase(std::remove_if(text.begin(), text.end(), [](char c) { return std::isspace((unsigned char)c); }),
+                   text.end());  // " 3" as OpenMP reads it
+        // Counts per nesting level ("4,2"), the first at least 1 ("01" is 1).
         const bool counts = !text.empty() && text.find_first_not_of("0123456789,") == std::string::npos &&
-                            text[0] != '0' && text[0] != ',';
+                            std::strtol(text.c_str(), nullptr, 10) >= 1;
+        const int used = omp_get_max_threads();
         if (!counts)
-            warning(cat("OMP_NUM_THREADS='", clipped(text, 40), "' is not a number of threads: ", omp_get_max_threads(),
-                        " are used; --threads N sets them"));
+            warning(cat("OMP_NUM_THREADS='", clipped(given, 40), "' is not a number of threads: ", used,
+                        used == 1 ? " thread is" : " threads are", " used; --threads N sets them"));
     }
     const long long asked = omp_get_max_threads(), limit = thread_limit();
     if (asked <= limit) return;

@@ -12,10 +12,11 @@
 #include "bin/commands.h"
 #include "io/csv.h"
 #include "io/file_util.h"
+#include "io/nifti.h"  // set_output_description
 #include "kernels/common/error.h"
 #include "post/clean.h"
 #include "post/prediction.h"
-#include "synth/labels.h"  // segmentation_labels
+#include "synth/labels.h"  // generation_labels
 
 namespace iss::cli {
 namespace {
@@ -77,20 +78,22 @@ CsvTable segmentation_volumes(const LabelMap& seg, const std::vector<int32_t>& l
     return table;
 }
 
-// The folds are the infant protocol's: a list with labels its segmentation list has not, which
+// The infant extra labels' folds are the infant protocol's: a list with labels it has not, which
 // holds a label folded (a lab's 21, its right thalamus, became 2), is said, with the way out.
+// (--merge-cerebellum's 7 and 46 are FreeSurfer's in every protocol, and asked for.)
 void warn_of_another_protocol(const LabelList& list, const CleanOptions& options) {
-    const std::vector<int32_t>& infant = labels::segmentation_labels();
-    const bool infant_labels = std::all_of(list.labels.begin(), list.labels.end(),
-                                           [&](int32_t label) { return labels::index_of(infant, label) >= 0; });
-    if (!options.fold || infant_labels) return;
+    const std::vector<int32_t>& infant = labels::generation_labels();
+    std::vector<int32_t> foreign;
+    for (const int32_t label : list.labels)
+        if (labels::index_of(infant, label) < 0) foreign.push_back(label);
+    if (!options.fold || foreign.empty()) return;
     std::string applied;
-    for (const auto& [from, to] : fold_pairs(options.merge_cerebellum))
+    for (const auto& [from, to] : fold_pairs(false))
         if (list.index_of(from) >= 0) applied += cat(applied.empty() ? "" : ", ", from, " -> ", to);
     if (!applied.empty())
-        warning(cat("clean: folds ", applied, " as the infant protocol numbers its labels, but ", list.source,
-                    " has labels the infant segmentation list has not: for a protocol whose labels are other "
-                    "structures give --no-fold"));
+        warning(cat("clean: folds ", applied, " as the infant protocol numbers its labels, but the list (", list.source,
+                    ") holds labels the infant protocol has not (", first_values(foreign, 5),
+                    "): for a protocol whose labels are other structures give --no-fold"));
 }
 
 }  // namespace
@@ -130,6 +133,9 @@ int cmd_clean(int argc, char** argv) {
 
     const CleanStats s = clean_prediction(p, posteriors.labels, options, seg_path, post_path);
     warn_of_another_protocol(posteriors.labels, options);  // once every input is checked
+    set_output_description(cat(output_description(), options.fold ? "" : ", no fold",
+                               options.merge_cerebellum ? ", cerebellum merged" : "", ", islands under ",
+                               options.island_threshold, " voxels relabelled"));
     warn_of_temporaries_beside("clean", outputs);
     OutputDirectories folders;
     folders.make_for(outputs);

@@ -180,7 +180,7 @@ void print_network(const UNetConfig& u) {
 // read from it and checked as predict and import read it, and what it does not record, which
 // predict --model and import then ask for.
 void print_published_keras(const std::string& path, const KerasUNet& network) {
-    std::printf("%s\n", path.c_str());
+    std::printf("%s\n", one_line(path).c_str());  // a folder's names are anyone's: shown escaped
     const std::string release = network.keras_version == keras3_release_unrecorded
                                     ? std::string("its Keras release unrecorded")
                                     : "Keras " + network.keras_version;
@@ -327,7 +327,7 @@ bool is_model_path(const std::string& path) {
 // A .npy file: what synth's --config and priors' outputs are made of.
 void print_npy(const std::string& path) {
     const NpyArray a = read_npy(path);
-    std::printf("%s\n", path.c_str());
+    std::printf("%s\n", one_line(path).c_str());  // a folder's names are anyone's: shown escaped
     std::printf("  format: NumPy array (.npy), dtype %s, shape %s\n", a.dtype.c_str(), shape_text(a.shape).c_str());
     if (a.values.empty()) return;
     std::vector<double> finite;
@@ -361,12 +361,14 @@ void print_file(const std::string& path) {
     VolumeHeader h;
     const Volume<double> vol = read_image_f64(path, &h);
 
-    std::printf("%s\n", path.c_str());
+    std::printf("%s\n", one_line(path).c_str());  // a folder's names are anyone's: shown escaped
     if (h.format == VolumeFormat::mgh)
         std::printf("  format: MGH (FreeSurfer), big-endian\n");
     else
         std::printf("  format: NIfTI-%d, %s, %s\n", h.version, h.single_file ? "single file" : "header + .img",
                     h.byte_swapped ? "byte-swapped (big-endian)" : "native byte order");
+    // What made it (ours say their build, command and particulars: docs/FORMATS.md).
+    if (!h.descrip.empty()) std::printf("  description: %s\n", one_line(h.descrip).c_str());
     std::printf("  dims:");
     for (int i = 1; i <= h.dim[0]; ++i) std::printf("%s%lld", i == 1 ? " " : " x ", static_cast<long long>(h.dim[i]));
     const int unit = h.xyzt_units & 0x07;

@@ -50,7 +50,7 @@ int cmd_phantom(int argc, char** argv) {
 
     warn_of_temporaries_beside("phantom", outputs);
     const LabelMap map = reorient(make_phantom(age, seed), orientation);
-    set_output_description(cat(output_description(), ", age ", age, " months, seed ", seed));
+    set_output_description(cat(output_description(), ", age ", age, age == 1 ? " month" : " months", ", seed ", seed));
     OutputDirectories folders;
     folders.make_for(outputs);
     write_labels(out, map);

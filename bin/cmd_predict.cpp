@@ -23,6 +23,7 @@
 #include "io/nifti.h"
 #include "io/png.h"
 #include "io/preview.h"
+#include "io/safetensors.h"         // read_safetensors (the weights' checksum)
 #include "kernels/common/device.h"  // return_freed_host_memory
 #include "kernels/common/error.h"
 #include "nn/checkpoint.h"
@@ -122,7 +123,29 @@ const char* usage =
     "                      measured, the posteriors staying fp32); about 2.5x as fast on a\n"
     "                      CPU with AMX, 1.7x on AMD's Zen 4, slower than fp32 on Intel's\n"
     "                      AVX512-BF16 without AMX (a note says so); on GPUs from sm_80\n"
-    "                      (bf16 tensor cores); elsewhere fp32 runs and a warning says so\n";
+    "                      (bf16 tensor cores); elsewhere fp32 runs and a warning says so.\n"
+    "                      Not fp32's every bit: posteriors within about 0.01, a few voxels\n"
+    "                      in a thousand near a boundary of another label\n";
+
+// The model as a file's description names it: its folder's name ("model-t1" for
+// model-t1/model.safetensors or "."; "model-t1/weights/step_0000004.safetensors" for a kept
+// file; a Keras file's name), and its weights' checksum where they state one.
+std::string model_identity(const std::string& model) {
+    std::error_code ec;
+    fs::path path = fs::absolute(model, ec).lexically_normal();
+    if (!path.has_filename()) path = path.parent_path();
+    if (is_keras_model_path(model)) return path.filename().string();
+    const fs::path weights = fs::absolute(resolve_model_path(model), ec).lexically_normal();
+    const fs::path folder = weights.parent_path();
+    const std::string name =
+        weights.filename() == checkpoint_files[0] ? folder.filename().string()
+        : folder.filename() == kept_weights_folder
+            ? cat(folder.parent_path().filename().string(), "/", kept_weights_folder, "/", weights.filename().string())
+            : weights.filename().string();
+    const std::map<std::string, std::string> metadata = read_safetensors(weights.string(), true).metadata;
+    const auto crc = metadata.find("data_crc32");
+    return crc == metadata.end() ? name : cat(name, " (weights ", crc->second, ")");
+}
 
 struct Job {
     std::string input, seg, post, resampled;
@@ -417,11 +440,7 @@ int cmd_predict(int argc, char** argv) {
     }
 
     Predictor predictor(model, options);  // the model is read and checked before any output
-    {
-        const fs::path given = fs::path(model).lexically_normal();
-        set_output_description(cat(output_description(), ", model ",
-                                   (given.has_filename() ? given : given.parent_path()).filename().string()));
-    }
+    set_output_description(cat(output_description(), ", model ", model_identity(model)));
     warn_of_unlabelled_mgh_posteriors(jobs, predictor.labels());
     const int64_t model_channels = predictor.input_channels();
     ISS_INPUT(channels.size() == 1 || int64_t(channels.size()) == model_channels, "predict: --i given ",
@@ -458,6 +477,14 @@ int cmd_predict(int argc, char** argv) {
             segmented = outcome == ScanOutcome::segmented;
         } catch (const std::exception& e) {
             say_failure(e, job, folder, committed, line_start, failed_input, failed_other);  // a folder goes on
+            if (dynamic_cast<const ModelFailure*>(&e) && n + 1 < jobs.size()) {  // but not with a failing model
+                std::fprintf(stderr,
+                             "infant-synthseg predict: error: the %zu scan%s after it not segmented: the "
+                             "model fails alike on every scan\n",
+                             jobs.size() - n - 1, jobs.size() - n - 1 == 1 ? " is" : "s are");
+                failed_input += int(jobs.size() - n - 1);
+                break;
+            }
         }
         if (show_bar) {
             draw_bar(n);

@@ -112,7 +112,6 @@ int cmd_priors(int argc, char** argv) {
     options.labels =
         args.has("--labels-list") ? priors_label_list(args.get("--labels-list", "")) : labels::generation_labels();
     options.classes = args.flag("--classes");
-    warn_of_pooling_another_protocol(options);
     if (options.labels.front() != 0)
         warning(cat("priors: label ", options.labels.front(), " is listed first, so it is taken as the background, ",
                     "as the reference takes its first label: its zeros count (list 0 first otherwise)"));
@@ -130,6 +129,7 @@ int cmd_priors(int argc, char** argv) {
               images, ": no structure of the label list was measured in any of its ", subjects.size(), " subject",
               subjects.size() > 1 ? "s" : "", " (each image flat, or each label map holding none of the listed labels)",
               ": there are no priors to write");
+    warn_of_pooling_another_protocol(options);  // once every input is checked
     warn_of_temporaries_beside("priors", {{means_path, "--out"}, {stds_path, "--out"}, {labels_path, "--out"}});
 
     OutputDirectories folders;

@@ -271,7 +271,7 @@ int cmd_synth(int argc, char** argv) {
     // Each file says what drew it: the key also names the folder's lock (two runs of one key make
     // the same samples).
     set_output_description(
-        cat(output_description(), ", preset ", config.preset, ", seed ", seed, ", key ", samples_key));
+        cat(output_description(), ", key ", samples_key, ", preset ", config.preset, ", seed ", seed));
     DeviceContext ctx(device);
     Generator gen(ctx, config, std::move(maps), seed);
     // Crops the request does not give, said once every input is checked (a refusal is one line).

@@ -109,6 +109,7 @@ const char* usage =
     "  --validate-every N  steps between validations (default: --steps-per-epoch)\n"
     "  --validation-samples K\n"
     "                      synthetic samples per validation (default 4)\n"
+    "  --no-validation     with --resume: do not validate on the maps the model records\n"
     "  --help              this text\n"
     "\n"
     "Files in --model-dir, all rewritten at every checkpoint (each epoch, the last step, and\n"
@@ -184,11 +185,18 @@ void adopt_recorded_generator(const Args& args, const nlohmann::json& t, const s
     }
 }
 
-// The validation continues as it ran, when its maps are given again.
+// --validate-every and --validation-samples without maps to validate on: refused.
+void require_validation_maps_for_options(const Args& args, const TrainOptions& o, const std::string& why) {
+    ISS_INPUT(!o.validation_labels.empty() || (!args.has("--validate-every") && !args.has("--validation-samples")),
+              "train: --validate-every and --validation-samples need --validation-labels", why);
+}
+
+// The validation continues as it ran: on its maps given again, or else on those it records where
+// they still are, unless --no-validation.
 void adopt_recorded_validation(const Args& args, const nlohmann::json& t, const std::string& json, TrainOptions& o) {
-    o.validate_every = validation_interval(args, o);
-    if (t.contains("validation")) {
-        const nlohmann::json& validation = t["validation"];
+    if (args.flag("--no-validation")) o.no_validation_reason = "--no-validation";
+    const nlohmann::json validation = t.value("validation", nlohmann::json());
+    if (!validation.is_null()) {
         auto positive = [&](const char* key, int64_t most) {
             return validation.is_object() && validation.contains(key) && validation[key].is_number_integer() &&
                    validation[key].get<int64_t>() >= 1 && validation[key].get<int64_t>() <= most;
@@ -197,14 +205,23 @@ void adopt_recorded_validation(const Args& args, const nlohmann::json& t, const 
                   ": field 'training.validation' must hold 'every' (steps, at least 1) and 'samples' (1 to ",
                   max_validation_samples, "), integers; has ", clipped(validation.dump(), 80));
         // No --validation-labels: the maps the run validated on, where they still are (as --labels).
-        std::error_code ec;
-        if (o.validation_labels.empty() && validation.contains("maps_path") && validation["maps_path"].is_string() &&
-            std::filesystem::exists(validation["maps_path"].get<std::string>(), ec))
-            o.validation_labels = validation["maps_path"].get<std::string>();
-        if (!o.validation_labels.empty()) {
-            if (!args.has("--validation-samples")) o.validation_samples = int(validation["samples"].get<int64_t>());
-            if (!args.has("--validate-every")) o.validate_every = validation["every"].get<int64_t>();
+        if (o.validation_labels.empty() && !args.flag("--no-validation") && validation.contains("maps_path") &&
+            validation["maps_path"].is_string()) {
+            const std::string recorded = validation["maps_path"].get<std::string>();
+            try {
+                volume_files(recorded);  // there, and holding maps
+                o.validation_labels = recorded;
+                o.validation_from_record = true;
+            } catch (const InputError& e) {
+                o.no_validation_reason = cat("the maps it records are gone: ", one_line(e.what()));
+            }
         }
+    }
+    require_validation_maps_for_options(args, o, cat(" (", json, " records none to go on with)"));
+    o.validate_every = validation_interval(args, o);
+    if (!o.validation_labels.empty() && !validation.is_null()) {
+        if (!args.has("--validation-samples")) o.validation_samples = int(validation["samples"].get<int64_t>());
+        if (!args.has("--validate-every")) o.validate_every = validation["every"].get<int64_t>();
     }
 }
 
@@ -320,8 +337,12 @@ TrainOptions parse_options(const Args& args) {
     args.apply_threads();
 
     o.validation_labels = args.get("--validation-labels", "");
-    ISS_INPUT(!o.validation_labels.empty() || (!args.has("--validate-every") && !args.has("--validation-samples")),
-              "train: --validate-every and --validation-samples need --validation-labels");
+    ISS_INPUT(!args.flag("--no-validation") || (o.resume && o.validation_labels.empty() &&
+                                                !args.has("--validate-every") && !args.has("--validation-samples")),
+              "train: --no-validation is for a --resume that would validate on the maps its model records; it ",
+              "takes no --validation-labels, --validate-every or --validation-samples");
+    // A resume may validate on its record's maps: checked once they are adopted.
+    if (!o.resume) require_validation_maps_for_options(args, o, "");
     o.validate_every = validation_interval(args, o);
     o.validation_samples = int_option(args, "--validation-samples", o.validation_samples, 1, max_validation_samples);
     if (o.resume)
@@ -450,7 +471,7 @@ int cmd_train(int argc, char** argv) {
                      "--validation-labels",
                      "--validate-every",
                      "--validation-samples"},
-                    {"--resume", "--help"});
+                    {"--resume", "--no-validation", "--help"});
     if (args.flag("--help")) {
         std::fputs(usage, stdout);
         return 0;
@@ -462,8 +483,11 @@ int cmd_train(int argc, char** argv) {
     const int64_t first_step = trainer.step();
     std::printf("training on %s\n", trainer.maps_summary().c_str());
     if (first_step > 0 && first_step < options.steps) {
-        std::printf("resuming %s at step %lld of %lld\n", options.model_dir.c_str(), (long long)first_step,
-                    (long long)options.steps);
+        std::printf("resuming %s at step %lld of %lld%s\n", options.model_dir.c_str(), (long long)first_step,
+                    (long long)options.steps,
+                    options.validation_from_record
+                        ? cat(", validating on the maps it records (", options.validation_labels, ")").c_str()
+                        : "");
         std::fflush(stdout);
     }
 

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <string>
@@ -75,31 +76,66 @@ int print_version() {
 
 // A standard stream closed at the start (`>&-`, a daemon's) would be the next file opened: an
 // output's temporary or the lock file would then receive the reports and warnings. Each is
-// pointed at /dev/null instead, as a closed one loses what is written to it anyway.
-void open_closed_standard_streams() {
+// pointed at /dev/null instead, as a closed one loses what is written to it anyway. Returns
+// whether standard output was closed.
+bool open_closed_standard_streams() {
+    bool output_closed = false;
     for (int fd = 0; fd <= 2; ++fd)
         if (::fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+            output_closed = output_closed || fd == 1;
             const int opened = ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
             if (opened != fd && opened >= 0) ::close(opened);  // another thread's; cannot be here
         }
+    return output_closed;
 }
 
-// Results printed to standard output (info, --print-config, --help) that could not be written
-// (`> file` on a full disk) are a failure, exit 1, not an empty file and exit 0.
-int with_standard_output_written(const char* command, int status) {
-    errno = 0;
-    if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return status;
-    const int error = errno;
-    std::fprintf(stderr, "infant-synthseg%s%s: error: standard output: %s\n", command ? " " : "",
-                 command ? command : "", error ? std::strerror(error) : "a write to it failed (a full disk?)");
+// Whether standard output is the command's result (info, --help, --version, --print-config),
+// not report lines beside the files it writes.
+bool prints_its_result(const char* command, int argc, char** argv) {
+    if (!command || !std::strcmp(command, "info")) return true;
+    for (int a = 2; a < argc; ++a)
+        if (!std::strcmp(argv[a], "--help") || !std::strcmp(argv[a], "-h") || !std::strcmp(argv[a], "--print-config"))
+            return true;
+    return false;
+}
+
+// What was printed to standard output that could not be written (`> file` on a full disk, a
+// pipe closed with SIGPIPE ignored): a result lost is exit 1 (`info > file` was an empty file and
+// exit 0); report lines lost beside outputs written are a warning, the status kept.
+int with_standard_output_written(const char* command, int status, bool result, bool closed) {
+    if (std::fflush(stdout) == 0 && !std::ferror(stdout) && !(result && closed)) return status;
+    const std::string who = command ? iss::cat("infant-synthseg ", command) : std::string("infant-synthseg");
+    const char* why = closed ? "closed (>&-)" : "a write to it failed (a closed pipe or a full disk?)";
+    if (!result) {
+        std::fprintf(stderr, "warning: %s: standard output: %s: its report lines are not all there\n", who.c_str(),
+                     why);
+        return status;
+    }
+    std::fprintf(stderr, "%s: error: standard output: %s\n", who.c_str(), why);
     return status == 0 ? 1 : status;
 }
 
 // Relative names are resolved against the working directory; one removed under the process
-// (`rm -r` of the folder a shell sits in) failed late and three different ways.
-bool working_directory_exists() {
+// (`rm -r` of the folder a shell sits in) failed late and three different ways. Asked only where
+// an argument reads as a relative path (a name with a '/' or a '.', not a number): absolute paths
+// and --help still work there.
+bool working_directory_missing_for(int argc, char** argv) {
     char buffer[4096];
-    return ::getcwd(buffer, sizeof buffer) != nullptr || errno != ENOENT;
+    if (::getcwd(buffer, sizeof buffer) != nullptr || errno != ENOENT) return false;
+    for (int a = 2; a < argc; ++a) {
+        std::string arg = argv[a];
+        if (arg == "--help" || arg == "-h") return false;
+        if (arg.compare(0, 2, "--") == 0) {
+            const size_t equals = arg.find('=');
+            if (equals == std::string::npos) continue;
+            arg = arg.substr(equals + 1);
+        }
+        char* end = nullptr;
+        std::strtod(arg.c_str(), &end);
+        const bool number = !arg.empty() && *end == '\0';
+        if (!arg.empty() && arg[0] != '/' && !number && arg.find_first_of("/.") != std::string::npos) return true;
+    }
+    return false;
 }
 
 int run_command(const Command& c, int argc, char** argv) {
@@ -113,7 +149,7 @@ int run_command(const Command& c, int argc, char** argv) {
             break;
         }
     }
-    if (!working_directory_exists()) {
+    if (working_directory_missing_for(argc, argv)) {
         std::fprintf(stderr, "infant-synthseg %s: error: the working directory was removed: cd to one that exists\n",
                      c.name);
         return 2;
@@ -160,10 +196,11 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    open_closed_standard_streams();
+    const bool output_closed = open_closed_standard_streams();
     // Each report line ("in -> out", a training step) as it is printed, also into a file or a
     // pipe: a run killed part way then leaves in its log which subjects it finished.
     std::setvbuf(stdout, nullptr, _IOLBF, BUFSIZ);
     const Command* command = argc >= 2 ? command_named(argv[1]) : nullptr;
-    return with_standard_output_written(command ? command->name : nullptr, run(argc, argv));
+    const char* name = command ? command->name : nullptr;
+    return with_standard_output_written(name, run(argc, argv), prints_its_result(name, argc, argv), output_closed);
 }

@@ -41,7 +41,9 @@ namespace {
 
 constexpr size_t chunk_bytes = size_t(16) << 20;
 
-std::string human_bytes(int64_t n) { return cat(n, " bytes (", double(n) / double(int64_t(1) << 30), " GiB)"); }
+std::string human_bytes(int64_t n) {
+    return cat(n, " bytes (", gib_text(double(n)), " GiB)");
+}
 
 // --- raw header fields -------------------------------------------------------------------------
 
@@ -1323,7 +1325,15 @@ LabelMap read_labels(const VolumeHeader& h) {
 }
 
 void set_output_description(const std::string& text) {
-    output_description_text = text;
+    // Control characters escaped (a folder's name in it is anyone's), and cut at a character's
+    // start within the field's 79 bytes: a cut UTF-8 character made nibabel's decode fail.
+    std::string field = one_line(text);
+    if (field.size() > 79) {
+        size_t cut = 79;
+        while (cut > 0 && (static_cast<unsigned char>(field[cut]) & 0xC0) == 0x80) --cut;
+        field.resize(cut);
+    }
+    output_description_text = field;
 }
 const std::string& output_description() {
     return output_description_text;

@@ -93,7 +93,8 @@ LabelMap read_labels(const std::string& path, VolumeHeader* header = nullptr);
 Image read_image(const VolumeHeader& header);
 LabelMap read_labels(const VolumeHeader& header);
 
-// What the NIfTI files this process writes say in their descrip field (80 bytes, the rest cut):
+// What the NIfTI files this process writes say in their descrip field (80 bytes: control
+// characters escaped, cut at a character within 79):
 // what made them, e.g. "infant-synthseg 1a2b3c4 synth, preset infant-t1, seed 5". Set by main for
 // the command, and made more precise by a command before it writes; empty: an output made like
 // an input keeps the input's. Set before any writer runs (writers on other threads read it).

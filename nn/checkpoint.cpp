@@ -148,19 +148,6 @@ std::string record_checksum(const nlohmann::json& fields) {
     return crc32_text(crc32_of(0, text.data(), text.size()));
 }
 
-// train's stamp in model.json ("checkpoint": {"step": N, "run_id": "..."}); none in an import's,
-// an export's reader's or an older model's description.
-struct DescriptionStamp {
-    nlohmann::json step;
-    std::string run;  // as the weights' metadata holds it: a string's text, anything else's JSON
-};
-std::optional<DescriptionStamp> description_stamp(const ModelSpec& spec) {
-    const nlohmann::json stamp = spec.training.value("checkpoint", nlohmann::json());
-    if (!stamp.is_object() || !stamp.contains("step") || !stamp.contains("run_id")) return std::nullopt;
-    const nlohmann::json& run = stamp["run_id"];
-    return DescriptionStamp{stamp["step"], run.is_string() ? run.get<std::string>() : run.dump()};
-}
-
 // Why the weights (their metadata) and the description are not one checkpoint's; "" where they
 // are, or where either lacks train's stamp.
 std::string checkpoint_mismatch(const ModelSpec& spec, const std::map<std::string, std::string>& weights_metadata,
@@ -175,6 +162,13 @@ std::string checkpoint_mismatch(const ModelSpec& spec, const std::map<std::strin
 }
 
 }  // namespace
+
+std::optional<DescriptionStamp> description_stamp(const ModelSpec& spec) {
+    const nlohmann::json stamp = spec.training.value("checkpoint", nlohmann::json());
+    if (!stamp.is_object() || !stamp.contains("step") || !stamp.contains("run_id")) return std::nullopt;
+    const nlohmann::json& run = stamp["run_id"];
+    return DescriptionStamp{stamp["step"], run.is_string() ? run.get<std::string>() : run.dump()};
+}
 
 std::string model_weights_in(const std::string& dir) {
     return (std::filesystem::path(dir) / checkpoint_files[0]).string();
@@ -423,6 +417,7 @@ ModelSpec parse_model_description(const std::string& text, const std::string& pa
         ISS_INPUT(j["training"].is_object(), path, ": field 'training' must be an object");
         spec.training = j["training"];
     }
+    if (j.contains("written_by") && j["written_by"].is_string()) spec.written_by = j["written_by"].get<std::string>();
     return spec;
 }
 
@@ -461,8 +456,10 @@ void require_tensors_of(const SafetensorsFile& file, const ParamStore& params, c
 
 void require_loadable_weights(const std::string& weights_path, const ParamStore& params) {
     require_tensors_of(read_safetensors(weights_path, true), params, weights_path);
-    // Read whole, assembled on the host, then held where the network runs: three copies.
-    const double bytes = 3.0 * 4.0 * double(params.trainable_span() + params.state_span());
+    // Read whole, assembled on the host, then held where the network runs: three copies in host
+    // memory on the CPU, two on a GPU (whose own memory the network's checks count).
+    const double copies = params.context().is_cuda() ? 2.0 : 3.0;
+    const double bytes = copies * 4.0 * double(params.trainable_span() + params.state_span());
     const size_t host = host_memory_bytes();
     ISS_INPUT(fits_in_memory(bytes, host), weights_path, ": a network of ",
               params.trainable_count() + params.state_count(), " parameters needs about ", gib_text(bytes),

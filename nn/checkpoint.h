@@ -25,7 +25,16 @@ struct ModelSpec {
     std::vector<int32_t> labels;       // segmentation label of each output channel
     nlohmann::json preprocessing = nlohmann::json::object();
     nlohmann::json training = nlohmann::json::object();
+    std::string written_by;  // the build that wrote the description last; "" where it does not say
 };
+
+// train's stamp in model.json ("checkpoint": {"step": N, "run_id": "..."}); none in an import's,
+// an export's reader's or an older model's description.
+struct DescriptionStamp {
+    nlohmann::json step;
+    std::string run;  // as the weights' metadata holds it: a string's text, anything else's JSON
+};
+std::optional<DescriptionStamp> description_stamp(const ModelSpec& spec);
 
 // What predict must do to a scan, from ModelSpec::preprocessing (docs/FORMATS.md):
 struct Preprocessing {

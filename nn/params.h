@@ -84,6 +84,7 @@ public:
     void upload(Param p, const std::vector<float>& values);
 
     DeviceContext& context() { return ctx_; }
+    const DeviceContext& context() const { return ctx_; }
 
 private:
     float* training_buffer(Buffer<float>& b, const char* what);

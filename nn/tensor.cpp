@@ -180,12 +180,16 @@ Block ArenaAllocator::allocate(size_t bytes) {
 
 void ArenaAllocator::reset() {
     State& s = *state_;
-    if (s.recording && !s.events.empty()) {
-        // The recorded step becomes the plan; what is still alive stays so to the end.
-        for (auto& e : s.events)
-            if (e.end < 0) e.end = s.clock;
-        s.plan = s.events;
-        const size_t total = pack(s.plan);
+    // A planned block still alive (a tensor kept across steps) lives in the planned memory: a plan
+    // of another size, which would free that memory under it, waits for a step that leaves none.
+    std::vector<State::Planned> plan = s.events;
+    for (auto& e : plan)
+        if (e.end < 0) e.end = s.clock;  // what is still alive stays so to the end
+    const size_t total = s.recording && !plan.empty() ? pack(plan) : 0;
+    const bool planned_block_held = total != s.base_bytes && !s.live_planned.empty();
+    if (s.recording && !plan.empty() && !planned_block_held) {
+        // The recorded step becomes the plan.
+        s.plan = std::move(plan);
         cache_.release_cached();  // the recording's blocks: the plan replaces them
         if (total != s.base_bytes) {
             if (s.base) ctx_.release(s.base);

@@ -422,9 +422,10 @@ namespace {
 void require_finite_posteriors(const std::vector<double>& volumes_mm3, const std::string& model,
                                const std::string& scan) {
     const bool finite = std::all_of(volumes_mm3.begin(), volumes_mm3.end(), [](double v) { return std::isfinite(v); });
-    ISS_INPUT(finite, model, ": the network's output on ", scan,
-              " is not a number (NaN) in places: its weights are finite but too large for the arithmetic (a damaged "
-              "or wrongly converted model?)");
+    if (!finite)
+        throw ModelFailure(cat(model, ": the network's output on ", scan,
+                               " is not a number (NaN) in places: its weights are finite but too large for the "
+                               "arithmetic (a damaged or wrongly converted model?)"));
 }
 
 // Voxels of `grid` whose centre lies outside `scan`'s field of view (its voxels' extent, half a

@@ -21,6 +21,7 @@
 
 #include "io/volume.h"
 #include "kernels/common/device.h"
+#include "kernels/common/error.h"  // InputError
 #include "nn/precision.h"
 #include "predict/keras_model.h"
 
@@ -102,13 +103,20 @@ void warn_if_a_label_map(const Image& image, const std::string& name);
 // segmentation, exit 0, with the range's warning alone.
 void warn_if_no_structure(const LabelMap& seg, const Image& normalised, const std::string& name);
 
+// The model itself fails (its output is not a number): every scan of a folder would fail alike,
+// so a folder's run stops at the first (bad input: exit 2).
+class ModelFailure : public InputError {
+public:
+    explicit ModelFailure(const std::string& what) : InputError(what) {}
+};
+
 // Sizes that come from a header (a scan of 1000 mm voxels resampled to 1 mm, a huge grid) are
 // checked against the memory a segmentation takes before anything is allocated: on the model's
 // grid `work` the image, the posteriors and their smoothing; on the scan's own grid, when
 // resampled, the posteriors brought back and their reoriented copy (a 400^3 scan of 0.25 mm
 // voxels segmented at 1 mm peaked at 18 GB there, which the check left out); and the network's
-// own `network_bytes` (network_bytes_to_segment, nn/unet.h). InputError naming `name` when the sum passes 80%
-// of `host_bytes`.
+// own `network_bytes` (network_bytes_to_segment, nn/unet.h). InputError naming `name` when the
+// sum passes 80% of `host_bytes`.
 // `onto_another`: `own` is --like's grid, not the scan's.
 void require_memory_to_segment(const std::string& name, const Grid& work, const Grid& own, bool resampled,
                                int64_t channels, int64_t classes, double network_bytes, size_t host_bytes,

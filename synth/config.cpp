@@ -237,6 +237,8 @@ std::vector<double> prior_columns_by_label(const std::vector<double>& values, co
     const size_t n = generation_labels.size(), m = listed.size();
     std::vector<double> by_label(2 * n);
     for (size_t g = 0; g < n; ++g) {
+        // -9 or 70000 was said as a label the priors lack, which `priors` refuses to estimate.
+        if (!is_label_value(generation_labels[g])) continue;  // validate_config names it
         const int at = labels::index_of(listed, generation_labels[g]);
         ISS_INPUT(at >= 0, file, ": ", key, " has no column for generation label ", generation_labels[g],
                   published ? cat(" (the published infant priors have the ", m,
@@ -497,21 +499,32 @@ void validate_labels(const GeneratorConfig& c, const std::string& source) {
     // A flip swaps each one-sided label with its twin; one without a twin to swap with would
     // stay on the wrong side of the flipped image, and one of no known side (an atlas's own
     // numbers) was kept as it is, a left structure then drawn on the right.
-    if (c.flip_probability > 0)
+    if (c.flip_probability > 0) {
+        // Every label of unknown side at once: an atlas's own numbers needed a run per label.
+        std::vector<int32_t> unknown;
+        for (const int32_t label : c.generation_labels)
+            if (!labels::side_known(label, c.lr_twins)) unknown.push_back(label);
+        ISS_INPUT(unknown.empty(), source, ": generation label", unknown.size() > 1 ? "s " : " ",
+                  first_values(unknown, 20), unknown.size() > 1 ? " are" : " is",
+                  " in none of FreeSurfer's classes (unsided, left, right), so a flip (flip_probability ",
+                  c.flip_probability, ") cannot know ", unknown.size() > 1 ? "their sides" : "its side", ": declare ",
+                  unknown.size() > 1 ? "them" : "it",
+                  " in lr_twins ([left, right] pairs, [label, label] for one on neither side)");
+        // FreeSurfer's sides are an assumption an atlas's own numbers break: the way out named.
+        const std::string numbered = c.lr_twins.empty() ? " as FreeSurfer numbers labels" : "";
         for (const int32_t label : c.generation_labels) {
-            ISS_INPUT(labels::side_known(label, c.lr_twins), source, ": generation label ", label,
-                      " is in none of FreeSurfer's classes (unsided, left, right), so a flip (flip_probability ",
-                      c.flip_probability, ") cannot know its side: declare it in lr_twins ([left, right] pairs, ",
-                      "[label, label] for one on neither side)");
             if (!labels::lateral(label, c.lr_twins)) continue;
             const int32_t twin = labels::lr_twin(label, c.lr_twins);
-            ISS_INPUT(twin != label, source, ": generation label ", label,
-                      " is one-sided but has no known twin, so a flip (flip_probability ", c.flip_probability,
-                      ") would leave it on the wrong side");
+            ISS_INPUT(twin != label, source, ": generation label ", label, " is one-sided", numbered,
+                      " but has no known twin, so a flip (flip_probability ", c.flip_probability,
+                      ") would leave it on the wrong side: declare its pair in lr_twins");
             ISS_INPUT(labels::index_of(c.generation_labels, twin) >= 0, source, ": generation label ", label,
-                      " has its twin ", twin, " missing from generation_labels, so a flip (flip_probability ",
-                      c.flip_probability, ") would leave it on the wrong side");
+                      " has its twin ", twin, " missing from generation_labels",
+                      c.lr_twins.empty() ? " (its twin as FreeSurfer numbers labels)" : "",
+                      ", so a flip (flip_probability ", c.flip_probability,
+                      ") would leave it on the wrong side: declare its own pair in lr_twins");
         }
+    }
     std::set<int32_t> fused;
     for (const auto& group : c.fused_classes)
         for (int32_t label : group) {

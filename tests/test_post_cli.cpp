@@ -374,8 +374,6 @@ TEST_F(CleanCli, FoldsRelabelsIslandsAndWritesFoldedPosteriors) {
     EXPECT_EQ(again.status, 0) << again.err;
 }
 
-// predict records its model's labels with the posteriors, in the model's channel order, and
-// merge and clean take them from there: two models with their own label orders need no --labels.
 // Another protocol's 21 (a lab's right thalamus) was folded into its 2 without a word, and a list
 // with 21 but no 2 could not be cleaned at all: said, and --no-fold cleans the islands alone.
 TEST_F(CleanCli, AnotherProtocolsLabelsAreFoldedOnlyAsAsked) {
@@ -420,6 +418,8 @@ TEST_F(CleanCli, AnotherProtocolsLabelsAreFoldedOnlyAsAsked) {
     EXPECT_EQ(run("clean", no2 + " --o " + q("x.nii.gz") + " --no-fold").status, 0);
 }
 
+// predict records its model's labels with the posteriors, in the model's channel order, and
+// merge and clean take them from there: two models with their own label orders need no --labels.
 TEST_F(CleanCli, PredictMergeAndCleanCarryTheLabelsOfEveryFrame) {
     const std::vector<int32_t> t1_labels{0, 2, 3, 41, 42}, t2_labels{0, 41, 3, 42, 2};
     test::write_small_model(path("t1_model"), 11, 1, t1_labels);

@@ -522,9 +522,18 @@ TEST_F(PriorsCli, LabelListAndClasses) {
     subject("s1.nii.gz", {{2, 50}, {41, 60}, {41, 70}, {3, 80}, {16, 100}, {16, 100}, {170, 110}});
     const test::RunResult r = priors("--out " + test::shell_quote(out()) + " --labels-list 41,2,3,170,16 --classes");
     ASSERT_EQ(r.status, 0) << r.err;
-    // Every listed label present; the first, 41, is taken as the background, and said so.
-    EXPECT_EQ(r.err, "warning: priors: label 41 is listed first, so it is taken as the background, as the "
-                     "reference takes its first label: its zeros count (list 0 first otherwise)\n");
+    // Every listed label present; the first, 41, is taken as the background, and said so; the
+    // fixture's 24 and 77, not listed, are not measured, said too.
+    EXPECT_EQ(r.err.rfind("warning: priors: label 41 is listed first, so it is taken as the background, as the "
+                          "reference takes its first label: its zeros count (list 0 first otherwise)\nwarning: ",
+                          0),
+              0u)
+        << r.err;
+    EXPECT_NE(r.err.find("s1.nii.gz: 22% of its labelled voxels hold 2 values not in the label list (24, 77), which no "
+                         "prior is measured for (--labels-list to list them)\n"),
+              std::string::npos)
+        << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 2) << r.err;
     const NpyArray means = read_npy(out() + "/prior_means.npy");
     ASSERT_EQ(means.shape, (std::vector<int64_t>{2, 5}));
     // (2, 41) pooled: 100 at 50, 100 at 60, 100 at 70 -> 60 at both columns; (16, 170): 100.
@@ -563,6 +572,15 @@ TEST_F(PriorsCli, AConfigTakesEachLabelsOwnColumn) {
     EXPECT_EQ(test::refusal_of(some, [&] { load_config({"infant-t1"}, (dir_ / "some.json").string()); }),
               some + "/prior_means.npy: prior_means has no column for generation label 14 (" + some +
                   "/prior_labels.npy lists its columns' labels): estimate the priors with it in --labels-list");
+    // A generation label no map can hold is named as such, before the priors' columns (it was
+    // said as a label to estimate priors for, which `priors` refuses).
+    std::ofstream(dir_ / "negative.json") << R"({"prior_means": "some/prior_means.npy", "prior_stds": )"
+                                          << R"("some/prior_stds.npy", "generation_labels": [0, 2, 3, -9], )"
+                                          << R"("segmentation_labels": [0, 2, 3], "fused_classes": []})";
+    const std::string negative = test::refusal_of(
+        (dir_ / "negative.json").string(), [&] { load_config({"infant-t1"}, (dir_ / "negative.json").string()); });
+    EXPECT_NE(negative.find("generation_labels: -9 is not a label"), std::string::npos) << negative;
+    EXPECT_EQ(negative.find("no column"), std::string::npos) << negative;
     write_npy_labels(some + "/prior_labels.npy", {0, 2, 3});
     EXPECT_EQ(test::refusal_of(some, [&] { load_config({"infant-t1"}, (dir_ / "some.json").string()); }),
               some + "/prior_labels.npy: lists 3 labels, but " + some +

@@ -1316,6 +1316,15 @@ TEST(SynthParams, DeclaredTwinsAreSwappedAsFreeSurfersAre) {
               "t.json: generation label 300 is in none of FreeSurfer's classes (unsided, left, right), so a flip "
               "(flip_probability 0.5) cannot know its side: declare it in lr_twins ([left, right] pairs, [label, "
               "label] for one on neither side)");
+    // Every such label at once (an atlas's parcellation took a run per label).
+    GeneratorConfig two = config;
+    two.generation_labels.push_back(301);
+    two.segmentation_labels.push_back(301);
+    EXPECT_EQ(test::refusal_of("t.json", [&] { validate_config(two, "t.json"); })
+                  .rfind("t.json: generation labels 300, 301 are in none of FreeSurfer's classes (unsided, left, "
+                         "right), so a flip (flip_probability 0.5) cannot know their sides: declare them in lr_twins",
+                         0),
+              0u);
     config.lr_twins = {{300, 300}};
     EXPECT_NO_THROW(validate_config(config, "t.json"));
     config.lr_twins = {{300, 300, 2}};

@@ -679,9 +679,11 @@ TEST_F(TrainCli, AResumeValidatesAsRecorded) {
     fs::rename(held_out, dir_ / "held_moved");
     const RunResult moved = train_tiny(model.string(), 6, " --resume");
     ASSERT_EQ(moved.status, 0) << moved.err;
-    EXPECT_NE(moved.err.find("was validated every 1 steps; this run has no --validation-labels, so validation.csv and "
-                             "loss.png's Dice stop at step 5"),
+    EXPECT_NE(moved.err.find("was validated every 1 steps; this run validates on none (the maps it records are gone: " +
+                             held_out.string() + ": cannot open"),
               std::string::npos)
+        << moved.err;
+    EXPECT_NE(moved.err.find("), so validation.csv and loss.png's Dice stop at step 5"), std::string::npos)
         << moved.err;
     fs::rename(dir_ / "held_moved", held_out);
     // The record kept through those runs: given the maps again, the validation goes on as before.
@@ -1637,6 +1639,59 @@ TEST_F(TrainCli, AResumeByAnotherBuildIsSaidAndRecorded) {
     ASSERT_EQ(history.size(), 2u) << history.dump();
     EXPECT_EQ(history[0]["build"], "infant-synthseg 0000000");
     EXPECT_EQ(history[1]["build"], this_build);
+
+    // A record from before training.build: its written_by is the build that trained it.
+    const fs::path older = dir_ / "built_before";
+    ASSERT_EQ(train_tiny(older.string(), 1).status, 0);
+    nlohmann::json before = nlohmann::json::parse(read_text(older / "model.json"));
+    before["training"].erase("build");
+    before["written_by"] = "infant-synthseg 1111111";
+    test::write_edited_record(older / "model.json", before);
+    const RunResult upgraded = train_tiny(older.string(), 2, " --resume");
+    ASSERT_EQ(upgraded.status, 0) << upgraded.err;
+    EXPECT_NE(upgraded.err.find("was trained by \"infant-synthseg 1111111\""), std::string::npos) << upgraded.err;
+    EXPECT_EQ(nlohmann::json::parse(read_text(older / "model.json"))["training"]["history"][0]["build"],
+              "infant-synthseg 1111111");
+}
+
+// A resume validates on the maps its record names unless told not to; a map there that cannot be
+// read says where it came from; a record from before maps_path resumed on the same maps records
+// no change.
+TEST_F(TrainCli, AResumeMayLeaveTheRecordedValidationOut) {
+    const fs::path model = dir_ / "validated_once";
+    const fs::path held = dir_ / "held_here";
+    fs::create_directories(held);
+    fs::copy_file(root_ / "held_out" / "phantom_2mo_b.nii.gz", held / "b.nii.gz");
+    const std::string maps = shell_quote(held.string());
+    ASSERT_EQ(train_tiny(model.string(), 2, " --validation-labels " + maps + " --validate-every 1").status, 0);
+    const RunResult left_out = train_tiny(model.string(), 3, " --resume --no-validation");
+    ASSERT_EQ(left_out.status, 0) << left_out.err;
+    EXPECT_NE(left_out.err.find("this run validates on none (--no-validation), so validation.csv and loss.png's Dice "
+                                "stop at step 2"),
+              std::string::npos)
+        << left_out.err;
+    expect_bad(joined(tiny_args()) + " --model-dir " + shell_quote(model.string()) + " --steps 4 --resume " +
+                   "--no-validation --validation-labels " + maps,
+               "--no-validation is for a --resume", model);
+    const RunResult recorded = train_tiny(model.string(), 4, " --resume");
+    ASSERT_EQ(recorded.status, 0) << recorded.err;
+    EXPECT_NE(recorded.out.find(", validating on the maps it records (" + held.string() + ")"), std::string::npos)
+        << recorded.out;
+    EXPECT_EQ(lines_of(read_text(model / "validation.csv")).size(), 4u) << "rows at steps 1, 2 and 4";
+    // A file there that is no label map: named, with where it came from and the way round it.
+    std::ofstream(held / "notes.nii") << "not a volume";
+    const RunResult broken = train_tiny(model.string(), 5, " --resume");
+    EXPECT_EQ(broken.status, 2) << broken.err;
+    EXPECT_NE(broken.err.find("records; --no-validation resumes without validating)"), std::string::npos) << broken.err;
+    fs::remove(held / "notes.nii");
+    // An older record (no maps_path) resumed on its maps: no change for the history.
+    nlohmann::json older = nlohmann::json::parse(read_text(model / "model.json"));
+    older["training"]["validation"].erase("maps_path");
+    older["training"].erase("history");
+    test::write_edited_record(model / "model.json", older);
+    const RunResult same = train_tiny(model.string(), 5, " --resume --validation-labels " + maps);
+    ASSERT_EQ(same.status, 0) << same.err;
+    EXPECT_FALSE(nlohmann::json::parse(read_text(model / "model.json"))["training"].contains("history"));
 }
 
 // Standard output closed at the start (`>&-`): the lock file took its descriptor and every

@@ -333,7 +333,7 @@ struct Trainer::State {
     bool moved_away = false;  // require_model_dir_in_place found it moved
     std::string kept_weights_path() const { return join(kept_weights_in(options.model_dir), kept_weights_name(step)); }
     void warn_of_changes(const ModelSpec& saved, const std::set<std::string>& changed,
-                         const std::vector<TrainingMap>& maps, bool validates, bool recorded_before_mm);
+                         const std::vector<TrainingMap>& maps, bool recorded_before_mm);
     void take_model_dir();
     // The checkpoint of `saved` (its model.json, read already): weights, optimizer, logs.
     void load_checkpoint(const ModelSpec& saved);
@@ -462,12 +462,9 @@ void Trainer::State::load_checkpoint(const ModelSpec& saved) {
     ISS_INPUT(it != meta.end(), optimizer_path(), ": no training step in the metadata");
     step = csv_to_integer(it->second, optimizer_path() + " step");
     // Every file of the checkpoint must be of this step and this run.
-    const nlohmann::json json_stamp = saved.training.value("checkpoint", nlohmann::json());
     std::map<std::string, std::string> json_meta;
-    if (json_stamp.is_object() && json_stamp.contains("step") && json_stamp.contains("run_id"))
-        json_meta = {{"checkpoint_step", json_stamp["step"].dump()}, {"run_id", json_stamp["run_id"].is_string()
-                                                                                     ? json_stamp["run_id"].get<std::string>()
-                                                                                     : json_stamp["run_id"].dump()}};
+    if (const std::optional<DescriptionStamp> stamp = description_stamp(saved))
+        json_meta = {{"checkpoint_step", stamp->step.dump()}, {"run_id", stamp->run}};
     const std::string weights = stamp_text(weights_meta, "checkpoint_step"), json = stamp_text(json_meta, "checkpoint_step"),
                       optimizer = stamp_text(meta, "step");
     ISS_INPUT(weights == json && weights == optimizer && weights != "no checkpoint stamp", options.model_dir,
@@ -656,17 +653,41 @@ void require_same_samples(const ModelSpec& saved, const ModelSpec& now, const st
     }
 }
 
+// The training record of `saved`, with the build that ran its steps: a record from before
+// training.build (2026-12-07) was written last by the build that trained its last steps.
+nlohmann::json recorded_training(const ModelSpec& saved) {
+    nlohmann::json training = saved.training;
+    if (!training.contains("build") && !saved.written_by.empty()) training["build"] = saved.written_by;
+    return training;
+}
+
 // What a resumed run records: the learning rate, precision, epoch length, the maps, the
-// arithmetic (device, threads), the Dice's reduction and the validation may change, each change
+// arithmetic (device, threads), the build, the Dice's reduction and the validation may change, each change
 // kept in a history with the step it took effect; a validation recorded and not run now is kept;
 // the voxel sizes the network has seen are those of both runs' maps. Returns the keys of
 // `may_change` that changed, for the warnings that say so.
 std::set<std::string> continue_record(const ModelSpec& saved, ModelSpec& now, int64_t step) {
-    const nlohmann::json& was = saved.training;
+    const nlohmann::json was = recorded_training(saved);
     // A run without --validation-labels keeps the validation on record, for the next to go on with
     // (not a change: the table stops, and goes on when the maps are given again).
     if (!now.training.contains("validation") && was.contains("validation"))
         now.training["validation"] = was["validation"];
+    // One folder spelled otherwise (./maps/, ../maps from below it) is no change: the record
+    // keeps the spelling it has.
+    auto keep_spelling = [](const nlohmann::json& recorded, nlohmann::json& given) {
+        std::error_code ec;
+        if (recorded.is_string() && given.is_string() &&
+            fs::equivalent(recorded.get<std::string>(), given.get<std::string>(), ec))
+            given = recorded;
+    };
+    if (was.contains("maps_path") && now.training.contains("maps_path"))
+        keep_spelling(was["maps_path"], now.training["maps_path"]);
+    const nlohmann::json& was_validation = was.value("validation", nlohmann::json());
+    nlohmann::json& now_validation = now.training["validation"];
+    if (was_validation.is_object() && now_validation.is_object() && was_validation.contains("maps_path") &&
+        now_validation.contains("maps_path"))
+        keep_spelling(was_validation["maps_path"], now_validation["maps_path"]);
+    if (now_validation.is_null()) now.training.erase("validation");
     nlohmann::json history = was.value("history", nlohmann::json::array());
     if (!history.is_array()) history = nlohmann::json::array();
     // maps_path too: a resume on other maps kept only their count and digest of the first ones.
@@ -681,9 +702,12 @@ std::set<std::string> continue_record(const ModelSpec& saved, ModelSpec& now, in
     // A rate is Adam's float: records before 2026-12-06 kept its double's digits (9.99...97e-05).
     auto differs = [&](const char* key) {
         const nlohmann::json& a = was[key];
-        const nlohmann::json b = now.training.value(key, nlohmann::json());
+        nlohmann::json b = now.training.value(key, nlohmann::json());
         if (std::string(key) == "lr" && a.is_number() && b.is_number())
             return float(a.get<double>()) != float(b.get<double>());
+        // A field an older record's object lacks (validation's maps_path, since 2026-12-07) is no change.
+        if (a.is_object() && b.is_object())
+            for (auto it = b.begin(); it != b.end();) it = a.contains(it.key()) ? std::next(it) : b.erase(it);
         return a != b;
     };
     std::set<std::string> changed;
@@ -711,25 +735,30 @@ std::set<std::string> continue_record(const ModelSpec& saved, ModelSpec& now, in
 // validation.csv continues across a resume only where the run validates the same samples: a
 // resume without --validation-labels, or with other maps or another sample count, is said.
 // `last_row` is the step of validation.csv's last row (a run before may have gone on without
-// validating), `step` the checkpoint's.
-void warn_of_another_validation(const nlohmann::json& was, const nlohmann::json& now, bool validates,
+// validating), `step` the checkpoint's; `options` say where the maps came from, or why none.
+void warn_of_another_validation(const nlohmann::json& was, const nlohmann::json& now, const TrainOptions& options,
                                 const std::string& json, int64_t last_row, int64_t step) {
     const nlohmann::json before = was.value("validation", nlohmann::json());
     if (!before.is_object()) return;
     const nlohmann::json after = now.value("validation", nlohmann::json());
-    if (!validates) {
+    if (options.validation_labels.empty()) {
         warning(cat("train: ", json, " was validated every ", before.value("every", nlohmann::json()).dump(),
-                    " steps; this run has no --validation-labels, so validation.csv and loss.png's Dice stop at step ",
-                    last_row, " (give --validation-labels to go on)"));
+                    " steps; this run validates on none (",
+                    options.no_validation_reason.empty() ? "no --validation-labels" : options.no_validation_reason,
+                    "), so validation.csv and loss.png's Dice stop at step ", last_row,
+                    " (give --validation-labels to go on)"));
         return;
     }
+    const std::string given = options.validation_from_record
+                                  ? cat("the validation maps it records (", options.validation_labels, ")")
+                                  : std::string("--validation-labels");
     if (before.value("every", nlohmann::json()) != after.value("every", nlohmann::json()))
         warning(cat("train: --validate-every ", after["every"].dump(), ": ", json, " was validated every ",
                     before.value("every", nlohmann::json()).dump(), " steps; validation.csv's rows after step ", step,
                     " come every ", after["every"].dump(), " (the history records it)"));
     for (const char* key : {"samples", "maps_digest"})
         if (before.value(key, nlohmann::json()) != after.value(key, nlohmann::json())) {
-            warning(cat("train: --validation-labels: not the validation ", json, " records (",
+            warning(cat("train: ", given, ": not the validation ", json, " records (",
                         before.value("maps", nlohmann::json()).dump(), " maps, ",
                         before.value("samples", nlohmann::json()).dump(), " samples then; ", after["maps"].dump(),
                         " and ", after["samples"].dump(), " now, or their voxels differ): validation.csv's rows after ",
@@ -873,19 +902,7 @@ static bool outputs_mirror(const GeneratorConfig& config) {
     const std::vector<int32_t> targets = target_labels(config);
     const labels::DeclaredTwins& declared = config.lr_twins;
     const int g = labels::first_unmirrored(config.generation_labels, targets, config.segmentation_labels, declared);
-    if (g < 0) {
-        // Sides judged by FreeSurfer's numbers: an atlas's own that happen to be FreeSurfer's pairs
-        // (its 2 and 41 of one side) were averaged with each other's mirror image at predict.
-        const std::vector<int32_t>& own = config.generation_labels;
-        const std::vector<int32_t>& preset = preset_config(config.preset).generation_labels;
-        if (declared.empty() &&
-            std::set<int32_t>(own.begin(), own.end()) != std::set<int32_t>(preset.begin(), preset.end()))
-            warning(cat("train: the generation labels are not preset ", config.preset,
-                        "'s and lr_twins declares no sides, so predict averages each scan with its mirror image ",
-                        "taking the sides as FreeSurfer numbers labels (2 with 41, 3 with 42, ...): an atlas numbered ",
-                        "otherwise declares its pairs in lr_twins ([[L, L]] for a label of no side)"));
-        return true;
-    }
+    if (g < 0) return true;
     const int32_t label = config.generation_labels[size_t(g)], twin = labels::lr_twin(label, declared);
     const int t = labels::index_of(config.generation_labels, twin);
     std::string why;
@@ -1155,8 +1172,8 @@ static std::string summary_of_maps(const std::vector<TrainingMap>& maps, const M
 // What a resume that trains does otherwise than the run it continues (`saved`; `changed`, the
 // record's keys continue_record found changed), said once every input is checked.
 void Trainer::State::warn_of_changes(const ModelSpec& saved, const std::set<std::string>& changed,
-                                     const std::vector<TrainingMap>& maps, bool validates, bool recorded_before_mm) {
-    const nlohmann::json& was = saved.training;
+                                     const std::vector<TrainingMap>& maps, bool recorded_before_mm) {
+    const nlohmann::json was = recorded_training(saved);
     const std::string json = model_json_path(weights_path());
     // Other maps may continue a model (more subjects, another set), but the run is then not the
     // one it continues: said, and kept in the record's history.
@@ -1178,7 +1195,7 @@ void Trainer::State::warn_of_changes(const ModelSpec& saved, const std::set<std:
                     spec.training["build"].dump(), ": where the builds' generator or arithmetic differ, from step ",
                     step, " the run is not the uninterrupted one's; its history records the change"));
     const int64_t last_row = validation_log.empty() ? step : validation_log.back().step;
-    warn_of_another_validation(was, spec.training, validates, json, last_row, step);
+    warn_of_another_validation(was, spec.training, options, json, last_row, step);
     if (changed.count("dice"))
         warning(cat("train: ", json, " was trained with ", was.at("dice").dump(), "; this build averages each ",
                     "sample's Dice, as SynthSeg: from step ", step,
@@ -1277,7 +1294,14 @@ Trainer::Trainer(const TrainOptions& given) {
     if (!opt.validation_labels.empty()) {
         ISS_INPUT(opt.validate_every >= 1, "train: --validate-every must be >= 1 with --validation-labels");
         ISS_INPUT(opt.validation_samples >= 1, "train: --validation-samples must be >= 1");
-        validation_maps = load_training_maps(volume_files(opt.validation_labels), s.gen_config);
+        try {
+            validation_maps = load_training_maps(volume_files(opt.validation_labels), s.gen_config);
+        } catch (const InputError& e) {
+            // Maps the user did not name this time: where they came from, and the way round them.
+            if (!opt.validation_from_record) throw;
+            throw InputError(cat(e.what(), " (a validation map ", model_json_path(s.weights_path()),
+                                 " records; --no-validation resumes without validating)"));
+        }
         warn_of_validation_maps_trained_on(validation_maps, maps);
     }
     // A batch needs one crop shape. The validation maps have their own (newborn maps checking a
@@ -1360,7 +1384,7 @@ Trainer::Trainer(const TrainOptions& given) {
             warning(cat("train: --wl2-epochs ", opt.wl2_epochs, " of --steps-per-epoch ", opt.steps_per_epoch, " are ",
                         s.last_wl2_step(), " weighted-L2 steps, all of the --steps ", opt.steps,
                         ": the soft Dice loss never runs"));
-        if (saved) s.warn_of_changes(*saved, changed, maps, !validation_maps.empty(), recorded_before_mm);
+        if (saved) s.warn_of_changes(*saved, changed, maps, recorded_before_mm);
     }
     s.maps_summary = summary_of_maps(maps, s.spec, crops);
 

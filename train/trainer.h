@@ -59,6 +59,10 @@ struct TrainOptions {
     std::string validation_labels;
     int64_t validate_every = 0;  // 0: never
     int validation_samples = 4;
+    // On a resume: validation_labels are the record's own (no --validation-labels given), or why
+    // the run validates on none (--no-validation, the recorded maps gone), for the warnings.
+    bool validation_from_record = false;
+    std::string no_validation_reason;
     // Synthesise the next batch in a second thread (own stream on CUDA) while a step trains:
     // -1 auto (on CUDA only: on the CPU the step already uses every core), 0 off, 1 on.
     int prefetch = -1;
