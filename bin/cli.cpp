@@ -203,9 +203,16 @@ void limit_threads_to_machine() {
         std::string text = given;
         text.erase(std::remove_if(text.begin(), text.end(), [](char c) { return std::isspace((unsigned char)c); }),
                    text.end());  // " 3" as OpenMP reads it
-        // Counts per nesting level ("4,2"), the first at least 1 ("01" is 1).
-        const bool counts = !text.empty() && text.find_first_not_of("0123456789,") == std::string::npos &&
-                            std::strtol(text.c_str(), nullptr, 10) >= 1;
+        // Counts per nesting level ("4,2"), each at least 1 ("01" and "+1" are 1), as OpenMP reads them.
+        bool counts = !text.empty();
+        for (size_t at = 0; counts && at <= text.size();) {
+            const size_t comma = std::min(text.find(',', at), text.size());
+            std::string count = text.substr(at, comma - at);
+            if (!count.empty() && count[0] == '+') count.erase(0, 1);
+            counts = !count.empty() && count.size() <= 9 &&
+                     count.find_first_not_of("0123456789") == std::string::npos && std::stol(count) >= 1;
+            at = comma + 1;
+        }
         const int used = omp_get_max_threads();
         if (!counts)
             warning(cat("OMP_NUM_THREADS='", clipped(given, 40), "' is not a number of threads: ", used,

@@ -134,8 +134,8 @@ int cmd_clean(int argc, char** argv) {
     const CleanStats s = clean_prediction(p, posteriors.labels, options, seg_path, post_path);
     warn_of_another_protocol(posteriors.labels, options);  // once every input is checked
     set_output_description(cat(output_description(), options.fold ? "" : ", no fold",
-                               options.merge_cerebellum ? ", cerebellum merged" : "", ", islands under ",
-                               options.island_threshold, " voxels relabelled"));
+                               options.merge_cerebellum ? ", cerebellum merged" : "", ", islands < ",
+                               options.island_threshold, " voxels"));
     warn_of_temporaries_beside("clean", outputs);
     OutputDirectories folders;
     folders.make_for(outputs);

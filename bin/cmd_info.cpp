@@ -18,7 +18,6 @@
 #include "io/nifti.h"
 #include "io/npy.h"
 #include "io/orientation.h"
-#include "io/safetensors.h"  // read_safetensors (the weights' checksum)
 #include "kernels/common/error.h"
 #include "nn/checkpoint.h"
 #include "nn/keras.h"
@@ -267,12 +266,8 @@ void print_model(const std::string& given) {
     if (record.contains("written_by")) std::printf("  written by: %s\n", text_of(record["written_by"]).c_str());
     // Two runs' weights files differ in their run_id even where every weight is the same: the
     // data's checksum tells (cmp and sha256sum do not).
-    if (!keras) {
-        const std::map<std::string, std::string> metadata = read_safetensors(weights, true).metadata;
-        const auto crc = metadata.find("data_crc32");
-        if (crc != metadata.end())
-            std::printf("  weights' data_crc32: %s (equal where every weight is)\n", crc->second.c_str());
-    }
+    if (const std::string crc = keras ? "" : weights_data_crc32(weights); !crc.empty())
+        std::printf("  weights' data_crc32: %s (equal where every weight is)\n", crc.c_str());
     std::printf("  record: %s\n", record.contains("record_crc32")
                                       ? "checked against its record_crc32"
                                       : "unchecked (no record_crc32: written before 2026-12-07, or edited on purpose)");

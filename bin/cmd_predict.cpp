@@ -23,7 +23,6 @@
 #include "io/nifti.h"
 #include "io/png.h"
 #include "io/preview.h"
-#include "io/safetensors.h"         // read_safetensors (the weights' checksum)
 #include "kernels/common/device.h"  // return_freed_host_memory
 #include "kernels/common/error.h"
 #include "nn/checkpoint.h"
@@ -127,9 +126,9 @@ const char* usage =
     "                      Not fp32's every bit: posteriors within about 0.01, a few voxels\n"
     "                      in a thousand near a boundary of another label\n";
 
-// The model as a file's description names it: its folder's name ("model-t1" for
-// model-t1/model.safetensors or "."; "model-t1/weights/step_0000004.safetensors" for a kept
-// file; a Keras file's name), and its weights' checksum where they state one.
+// The model as a file's description names it: its weights' checksum where they state one (first:
+// a long name is cut), then its folder's name ("model-t1" for model-t1/model.safetensors or ".";
+// "model-t1/step_0000004" for a kept file; a Keras file's name).
 std::string model_identity(const std::string& model) {
     std::error_code ec;
     fs::path path = fs::absolute(model, ec).lexically_normal();
@@ -137,14 +136,12 @@ std::string model_identity(const std::string& model) {
     if (is_keras_model_path(model)) return path.filename().string();
     const fs::path weights = fs::absolute(resolve_model_path(model), ec).lexically_normal();
     const fs::path folder = weights.parent_path();
-    const std::string name =
-        weights.filename() == checkpoint_files[0] ? folder.filename().string()
-        : folder.filename() == kept_weights_folder
-            ? cat(folder.parent_path().filename().string(), "/", kept_weights_folder, "/", weights.filename().string())
-            : weights.filename().string();
-    const std::map<std::string, std::string> metadata = read_safetensors(weights.string(), true).metadata;
-    const auto crc = metadata.find("data_crc32");
-    return crc == metadata.end() ? name : cat(name, " (weights ", crc->second, ")");
+    const std::string name = weights.filename() == checkpoint_files[0] ? folder.filename().string()
+                             : folder.filename() == kept_weights_folder
+                                 ? cat(folder.parent_path().filename().string(), "/", weights.stem().string())
+                                 : weights.filename().string();
+    const std::string crc = weights_data_crc32(weights.string());
+    return crc.empty() ? name : cat("weights ", crc, " ", name);
 }
 
 struct Job {
@@ -466,6 +463,7 @@ int cmd_predict(int argc, char** argv) {
                      progress_bar(double(n + 1) / double(jobs.size()), 30).c_str(), n + 1, jobs.size(),
                      duration_text(eta).c_str());
     };
+    bool any_segmented = false;
     for (size_t n = 0; n < jobs.size(); ++n) {
         const Job& job = jobs[n];
         const auto job_start = std::chrono::steady_clock::now();
@@ -477,15 +475,19 @@ int cmd_predict(int argc, char** argv) {
             segmented = outcome == ScanOutcome::segmented;
         } catch (const std::exception& e) {
             say_failure(e, job, folder, committed, line_start, failed_input, failed_other);  // a folder goes on
-            if (dynamic_cast<const ModelFailure*>(&e) && n + 1 < jobs.size()) {  // but not with a failing model
+            // ... but not with a model that has segmented nothing: its output overflows on a scan's
+            // intensities, and most likely on the next's (a model that did segment one goes on).
+            if (dynamic_cast<const ModelFailure*>(&e) && !any_segmented && n + 1 < jobs.size()) {
+                const size_t left = jobs.size() - n - 1;
                 std::fprintf(stderr,
-                             "infant-synthseg predict: error: the %zu scan%s after it not segmented: the "
-                             "model fails alike on every scan\n",
-                             jobs.size() - n - 1, jobs.size() - n - 1 == 1 ? " is" : "s are");
-                failed_input += int(jobs.size() - n - 1);
+                             "infant-synthseg predict: error: the %zu scan%s after it %s not tried: the model has "
+                             "segmented none\n",
+                             left, left == 1 ? "" : "s", left == 1 ? "is" : "are");
+                failed_input += int(left);
                 break;
             }
         }
+        any_segmented = any_segmented || segmented;
         if (show_bar) {
             draw_bar(n);
         } else if (segmented) {  // a failed input has had its error line: no arrow to an output it lacks

@@ -106,7 +106,8 @@ const char* usage =
     "                      held-out label maps: the Dice of the model on a fixed set of\n"
     "                      synthetic samples from them is measured every --validate-every steps\n"
     "                      (the samples follow --seed: runs of other seeds measure other sets)\n"
-    "  --validate-every N  steps between validations (default: --steps-per-epoch)\n"
+    "  --validate-every N  steps between validations (default: --steps-per-epoch), and at the\n"
+    "                      last step\n"
     "  --validation-samples K\n"
     "                      synthetic samples per validation (default 4)\n"
     "  --no-validation     with --resume: do not validate on the maps the model records\n"
@@ -197,6 +198,9 @@ void adopt_recorded_validation(const Args& args, const nlohmann::json& t, const 
     if (args.flag("--no-validation")) o.no_validation_reason = "--no-validation";
     const nlohmann::json validation = t.value("validation", nlohmann::json());
     if (!validation.is_null()) {
+        ISS_INPUT(!validation.is_object() || !validation.contains("maps_path") || validation["maps_path"].is_string(),
+                  json, ": field 'training.validation.maps_path' must be a path (a string), got ",
+                  clipped(validation["maps_path"].dump(), 40));
         auto positive = [&](const char* key, int64_t most) {
             return validation.is_object() && validation.contains(key) && validation[key].is_number_integer() &&
                    validation[key].get<int64_t>() >= 1 && validation[key].get<int64_t>() <= most;
@@ -205,19 +209,21 @@ void adopt_recorded_validation(const Args& args, const nlohmann::json& t, const 
                   ": field 'training.validation' must hold 'every' (steps, at least 1) and 'samples' (1 to ",
                   max_validation_samples, "), integers; has ", clipped(validation.dump(), 80));
         // No --validation-labels: the maps the run validated on, where they still are (as --labels).
-        if (o.validation_labels.empty() && !args.flag("--no-validation") && validation.contains("maps_path") &&
-            validation["maps_path"].is_string()) {
+        if (o.validation_labels.empty() && !args.flag("--no-validation") && validation.contains("maps_path")) {
             const std::string recorded = validation["maps_path"].get<std::string>();
             try {
                 volume_files(recorded);  // there, and holding maps
                 o.validation_labels = recorded;
                 o.validation_from_record = true;
             } catch (const InputError& e) {
-                o.no_validation_reason = cat("the maps it records are gone: ", one_line(e.what()));
+                o.no_validation_reason = cat("the maps it records cannot be used: ", one_line(e.what()));
             }
         }
     }
-    require_validation_maps_for_options(args, o, cat(" (", json, " records none to go on with)"));
+    require_validation_maps_for_options(
+        args, o,
+        cat(" (", o.no_validation_reason.empty() ? cat(json, " records none to go on with") : o.no_validation_reason,
+            ")"));
     o.validate_every = validation_interval(args, o);
     if (!o.validation_labels.empty() && !validation.is_null()) {
         if (!args.has("--validation-samples")) o.validation_samples = int(validation["samples"].get<int64_t>());
@@ -292,7 +298,9 @@ void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptio
         if (!args.has("--precision")) o.precision = p;
     }
     if (o.labels.empty()) {  // no --labels: the maps the run was given, where they still are
-        ISS_INPUT(t.contains("maps_path") && t["maps_path"].is_string(), json,
+        ISS_INPUT(!t.contains("maps_path") || t["maps_path"].is_string(), json,
+                  ": field 'training.maps_path' must be a path (a string), got ", clipped(t["maps_path"].dump(), 40));
+        ISS_INPUT(t.contains("maps_path"), json,
                   ": records no label maps' path (written before 2026-12-07, or a name of bytes JSON cannot ",
                   "hold): give --labels");
         o.labels = t["maps_path"].get<std::string>();

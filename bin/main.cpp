@@ -2,12 +2,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <iterator>
 #include <string>
 
 #include "bin/cli.h"  // describe_failure
@@ -89,10 +91,20 @@ bool open_closed_standard_streams() {
     return output_closed;
 }
 
-// Whether standard output is the command's result (info, --help, --version, --print-config),
-// not report lines beside the files it writes.
+// The argument that names standard output as an output (`dice --out /dev/stdout`, `--out=...`), or
+// null: the data goes there, and the reports to stderr.
+const char* standard_output_argument(int argc, char** argv) {
+    for (int a = 2; a < argc; ++a) {
+        const char* equals = argv[a][0] == '-' ? std::strchr(argv[a], '=') : nullptr;  // --out=VALUE
+        if (iss::names_standard_output(equals ? equals + 1 : argv[a])) return argv[a];
+    }
+    return nullptr;
+}
+
+// Whether standard output is the command's result (info, --help, --version, --print-config, an
+// output named /dev/stdout), not report lines beside the files it writes.
 bool prints_its_result(const char* command, int argc, char** argv) {
-    if (!command || !std::strcmp(command, "info")) return true;
+    if (!command || !std::strcmp(command, "info") || standard_output_argument(argc, argv)) return true;
     for (int a = 2; a < argc; ++a)
         if (!std::strcmp(argv[a], "--help") || !std::strcmp(argv[a], "-h") || !std::strcmp(argv[a], "--print-config"))
             return true;
@@ -103,12 +115,13 @@ bool prints_its_result(const char* command, int argc, char** argv) {
 // pipe closed with SIGPIPE ignored): a result lost is exit 1 (`info > file` was an empty file and
 // exit 0); report lines lost beside outputs written are a warning, the status kept.
 int with_standard_output_written(const char* command, int status, bool result, bool closed) {
-    if (std::fflush(stdout) == 0 && !std::ferror(stdout) && !(result && closed)) return status;
+    // A closed one matters where a result was printed: a refusal has said its line already.
+    if (std::fflush(stdout) == 0 && !std::ferror(stdout) && !(result && closed && status == 0)) return status;
     const std::string who = command ? iss::cat("infant-synthseg ", command) : std::string("infant-synthseg");
     const char* why = closed ? "closed (>&-)" : "a write to it failed (a closed pipe or a full disk?)";
     if (!result) {
-        std::fprintf(stderr, "warning: %s: standard output: %s: its report lines are not all there\n", who.c_str(),
-                     why);
+        std::fprintf(stderr, "warning: %s: standard output: %s: its report lines are not all there\n",
+                     command ? command : "infant-synthseg", why);
         return status;
     }
     std::fprintf(stderr, "%s: error: standard output: %s\n", who.c_str(), why);
@@ -117,23 +130,32 @@ int with_standard_output_written(const char* command, int status, bool result, b
 
 // Relative names are resolved against the working directory; one removed under the process
 // (`rm -r` of the folder a shell sits in) failed late and three different ways. Asked only where
-// an argument reads as a relative path (a name with a '/' or a '.', not a number): absolute paths
-// and --help still work there.
+// an argument may be a relative path: any but an option's name, a number, an absolute path, a
+// label list ("0,2,41"), or the words some options take (a preset, a device, a precision, an
+// orientation, a channel order, a label set): absolute paths alone and --help work there.
 bool working_directory_missing_for(int argc, char** argv) {
     char buffer[4096];
     if (::getcwd(buffer, sizeof buffer) != nullptr || errno != ENOENT) return false;
+    static const char* const words[] = {"infant-t1", "infant-t2", "synthseg", "infant",    "auto",
+                                        "cpu",       "fp32",      "bf16",     "ascending", "freesurfer"};
+    std::string option;  // the option whose value comes next
     for (int a = 2; a < argc; ++a) {
         std::string arg = argv[a];
         if (arg == "--help" || arg == "-h") return false;
         if (arg.compare(0, 2, "--") == 0) {
             const size_t equals = arg.find('=');
+            option = arg.substr(0, equals);
             if (equals == std::string::npos) continue;
             arg = arg.substr(equals + 1);
         }
         char* end = nullptr;
         std::strtod(arg.c_str(), &end);
         const bool number = !arg.empty() && *end == '\0';
-        if (!arg.empty() && arg[0] != '/' && !number && arg.find_first_of("/.") != std::string::npos) return true;
+        const bool word = std::any_of(std::begin(words), std::end(words), [&](const char* w) { return arg == w; }) ||
+                          arg.compare(0, 4, "cuda") == 0 || option == "--orientation";
+        const bool label_list = !arg.empty() && arg.find_first_not_of("0123456789,") == std::string::npos;
+        if (!arg.empty() && arg[0] != '/' && !number && !word && !label_list) return true;
+        option.clear();
     }
     return false;
 }
@@ -142,13 +164,7 @@ int run_command(const Command& c, int argc, char** argv) {
     // What every NIfTI file the command writes says made it (a command adds its particulars).
     iss::set_output_description(iss::cat("infant-synthseg ", iss::build_version(), " ", c.name));
     // An output to standard output (`dice --out /dev/stdout | ...`) keeps it for the data.
-    for (int a = 2; a < argc; ++a) {
-        const char* equals = argv[a][0] == '-' ? std::strchr(argv[a], '=') : nullptr;  // --out=VALUE
-        if (iss::names_standard_output(equals ? equals + 1 : argv[a])) {
-            iss::route_reports_to_stderr();
-            break;
-        }
-    }
+    if (standard_output_argument(argc, argv)) iss::route_reports_to_stderr();
     if (working_directory_missing_for(argc, argv)) {
         std::fprintf(stderr, "infant-synthseg %s: error: the working directory was removed: cd to one that exists\n",
                      c.name);
@@ -200,7 +216,9 @@ int main(int argc, char** argv) {
     // Each report line ("in -> out", a training step) as it is printed, also into a file or a
     // pipe: a run killed part way then leaves in its log which subjects it finished.
     std::setvbuf(stdout, nullptr, _IOLBF, BUFSIZ);
-    const Command* command = argc >= 2 ? command_named(argv[1]) : nullptr;
+    const bool help = argc >= 3 && !std::strcmp(argv[1], "help");  // "help CMD": CMD's text
+    const Command* command = help ? command_named(argv[2]) : argc >= 2 ? command_named(argv[1]) : nullptr;
     const char* name = command ? command->name : nullptr;
-    return with_standard_output_written(name, run(argc, argv), prints_its_result(name, argc, argv), output_closed);
+    const bool result = help || prints_its_result(name, argc, argv);
+    return with_standard_output_written(name, run(argc, argv), result, output_closed);
 }

@@ -454,6 +454,12 @@ void require_tensors_of(const SafetensorsFile& file, const ParamStore& params, c
 
 }  // namespace
 
+std::string weights_data_crc32(const std::string& weights_path) {
+    const std::map<std::string, std::string> metadata = read_safetensors(weights_path, true).metadata;
+    const auto crc = metadata.find("data_crc32");
+    return crc == metadata.end() ? "" : crc->second;
+}
+
 void require_loadable_weights(const std::string& weights_path, const ParamStore& params) {
     require_tensors_of(read_safetensors(weights_path, true), params, weights_path);
     // Read whole, assembled on the host, then held where the network runs: three copies in host

@@ -118,6 +118,9 @@ ModelSpec parse_model_description(const std::string& text, const std::string& pa
 // finite, or a negative running variance.
 // Returns the weights file's metadata.
 std::map<std::string, std::string> load_weights(const std::string& weights_path, ParamStore& params);
+// The data_crc32 a weights file states (its header alone read), "" where it states none: equal
+// for equal weights, whatever else of the files differs (their run_id).
+std::string weights_data_crc32(const std::string& weights_path);
 // What load_weights refuses of the file's header (its tensors' names, dtypes and shapes against
 // `params`' declared ones), and a network too large for this process's memory, checked before
 // `params` is allocated: model.json's network was allocated (and zero-filled, 1.5 GB for a large

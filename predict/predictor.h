@@ -103,8 +103,8 @@ void warn_if_a_label_map(const Image& image, const std::string& name);
 // segmentation, exit 0, with the range's warning alone.
 void warn_if_no_structure(const LabelMap& seg, const Image& normalised, const std::string& name);
 
-// The model itself fails (its output is not a number): every scan of a folder would fail alike,
-// so a folder's run stops at the first (bad input: exit 2).
+// The model itself fails (its output is not a number): a folder's run stops at the first scan
+// unless the model has segmented one already (bad input: exit 2).
 class ModelFailure : public InputError {
 public:
     explicit ModelFailure(const std::string& what) : InputError(what) {}

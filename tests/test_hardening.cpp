@@ -38,6 +38,10 @@ protected:
     static test::RunResult run(const std::string& args) {
         return test::run_command("timeout 60 " + test::cli_path() + " " + args);
     }
+    // `environment`: an assignment put before the command.
+    static test::RunResult run_with(const std::string& environment, const std::string& args) {
+        return test::run_command(environment + " timeout 60 " + test::cli_path() + " " + args);
+    }
     void expect_bad(const std::string& args, const std::string& fragment) {
         SCOPED_TRACE(args);
         const test::RunResult r = run(args);
@@ -349,7 +353,7 @@ TEST_F(Hardening, StandardOutputThatCannotBeWrittenIsAFailure) {
     EXPECT_EQ(run("info " + q("scan.nii.gz") + " >&-").status, 1);
     const test::RunResult report = run("phantom --age-months 1 --out " + q("p.nii.gz") + " > /dev/full");
     EXPECT_EQ(report.status, 0) << report.err;
-    EXPECT_NE(report.err.find("warning: infant-synthseg phantom: standard output: "), std::string::npos) << report.err;
+    EXPECT_NE(report.err.find("warning: phantom: standard output: "), std::string::npos) << report.err;
     EXPECT_EQ(read_labels(path("p.nii.gz")).frames, 1);
     const test::RunResult closed = run("phantom --age-months 1 --out " + q("q.nii.gz") + " >&-");
     EXPECT_EQ(closed.status, 0) << closed.err;
@@ -365,7 +369,14 @@ TEST_F(Hardening, ARemovedWorkingDirectoryIsSaid) {
     EXPECT_EQ(r.status, 2) << r.err;
     EXPECT_NE(r.err.find("infant-synthseg phantom: error: the working directory was removed"), std::string::npos)
         << r.err;
-    // Absolute paths alone, and --help, need none.
+    // A relative name without a dot (synth's folder) too; absolute paths alone, and --help, need none.
+    write_labels(path("map.nii.gz"), make_phantom(2, 1));
+    fs::create_directories(path("gone"));
+    const test::RunResult dotless =
+        test::run_command("cd " + q("gone") + " && rmdir " + q("gone") + " && " + test::cli_path() +
+                          " synth --labels " + q("map.nii.gz") + " --out samples --count 1 --shape 32 --device cpu");
+    EXPECT_EQ(dotless.status, 2) << dotless.err;
+    EXPECT_NE(dotless.err.find("the working directory was removed"), std::string::npos) << dotless.err;
     fs::create_directories(path("gone"));
     const test::RunResult absolute =
         test::run_command("cd " + q("gone") + " && rmdir " + q("gone") + " && " + test::cli_path() +
@@ -414,6 +425,27 @@ TEST_F(Hardening, ANetworkWhoseOutputIsNotANumberIsRefused) {
                    q("huge"),
                path("huge") + ": the network's output on " + path("scan.nii.gz") + " is not a number (NaN)");
     EXPECT_FALSE(fs::exists(path("seg.nii.gz")) || fs::exists(path("vol.csv")));
+    // A folder: a model that has segmented nothing stops at its first failure, not a scan a time.
+    fs::create_directories(path("two"));
+    fs::copy_file(path("scan.nii.gz"), path("two/a.nii.gz"));
+    fs::copy_file(path("scan.nii.gz"), path("two/b.nii.gz"));
+    const test::RunResult folder = run("predict --i " + q("two") + " --o " + q("segs") + " --model " + q("huge"));
+    EXPECT_EQ(folder.status, 2) << folder.err;
+    EXPECT_NE(folder.err.find("error: the 1 scan after it is not tried: the model has segmented none"),
+              std::string::npos)
+        << folder.err;
+}
+
+// OMP_NUM_THREADS that OpenMP cannot read is said by the command too; what it reads is not.
+TEST_F(Hardening, AnUnreadableOmpNumThreadsIsSaid) {
+    const test::RunResult odd = run_with("OMP_NUM_THREADS=abc", "info " + q("scan.nii.gz"));
+    EXPECT_EQ(odd.status, 0) << odd.err;
+    EXPECT_NE(odd.err.find("warning: OMP_NUM_THREADS='abc' is not a number of threads: "), std::string::npos)
+        << odd.err;
+    for (const char* fine : {"' 3'", "01", "+1", "2,1"}) {
+        const test::RunResult r = run_with(std::string("OMP_NUM_THREADS=") + fine, "info " + q("scan.nii.gz"));
+        EXPECT_EQ(r.err.find("is not a number of threads"), std::string::npos) << fine << ": " << r.err;
+    }
 }
 
 // 99% of the voxels one value: --clip-percentiles' range was empty, and every voxel 0.
@@ -487,7 +519,8 @@ TEST_F(Hardening, OutputsSayWhatMadeThem) {
     EXPECT_NE(phantom.find(" phantom, age 1 month, seed 4"), std::string::npos) << phantom;
     ASSERT_EQ(run("predict --i " + q("scan.nii.gz") + " --o " + q("seg.nii.gz") + " --model " + q("model")).status, 0);
     const std::string seg = read_volume_header(path("seg.nii.gz")).descrip;
-    EXPECT_NE(seg.find(" predict, model model"), std::string::npos) << seg;
+    EXPECT_NE(seg.find(" predict, model weights "), std::string::npos) << seg;
+    EXPECT_EQ(seg.substr(seg.size() - 6), " model") << seg;
     const test::RunResult info = run("info " + q("model"));
     EXPECT_NE(info.out.find("weights' data_crc32: "), std::string::npos) << info.out;
 }

@@ -659,8 +659,8 @@ TEST_F(TrainCli, AResumeValidatesAsRecorded) {
     const RunResult other =
         train_tiny(model.string(), 4, " --resume --validation-labels " + maps + " --validation-samples 3");
     ASSERT_EQ(other.status, 0) << other.err;
-    EXPECT_NE(other.err.find("1 maps, 2 samples then; 1 and 3 now, or their voxels differ): validation.csv's rows "
-                             "after step 3 measure another set"),
+    EXPECT_NE(other.err.find("warning: train: --validation-samples 3: " + (model / "model.json").string() +
+                             " was validated on 2 samples: validation.csv's rows after step 3 measure another set"),
               std::string::npos)
         << other.err;
     // The history says from which step the other set was validated.
@@ -679,9 +679,10 @@ TEST_F(TrainCli, AResumeValidatesAsRecorded) {
     fs::rename(held_out, dir_ / "held_moved");
     const RunResult moved = train_tiny(model.string(), 6, " --resume");
     ASSERT_EQ(moved.status, 0) << moved.err;
-    EXPECT_NE(moved.err.find("was validated every 1 steps; this run validates on none (the maps it records are gone: " +
-                             held_out.string() + ": cannot open"),
-              std::string::npos)
+    EXPECT_NE(
+        moved.err.find("was validated every 1 steps; this run validates on none (the maps it records cannot be used: " +
+                       held_out.string() + ": cannot open"),
+        std::string::npos)
         << moved.err;
     EXPECT_NE(moved.err.find("), so validation.csv and loss.png's Dice stop at step 5"), std::string::npos)
         << moved.err;
@@ -1438,7 +1439,7 @@ TEST_F(TrainCli, InfoDescribesAModelAndItsProgress) {
           std::string("  training: step 3 of 3 (preset infant-t1, crop 32 x 32 x 32, batch 1, lr 0.001, seed 5, fp32, "
                       "2 steps an epoch, weights kept every 1 epoch)\n"),
           std::string("  last logged loss: "), std::string(" (soft_dice, step 3)\n"),
-          std::string("  last validation: mean Dice "), std::string(" at step 2\n"),  // once an epoch
+          std::string("  last validation: mean Dice "), std::string(" at step 3\n"),  // an epoch's end, the last step
           std::string("  kept weights: 1 (weights/step_0000002.safetensors)\n"),
           std::string("  record: checked against its record_crc32\n")})
         EXPECT_NE(r.out.find(line), std::string::npos) << line << " in " << r.out;

@@ -746,7 +746,8 @@ void warn_of_another_validation(const nlohmann::json& was, const nlohmann::json&
                     " steps; this run validates on none (",
                     options.no_validation_reason.empty() ? "no --validation-labels" : options.no_validation_reason,
                     "), so validation.csv and loss.png's Dice stop at step ", last_row,
-                    " (give --validation-labels to go on)"));
+                    options.no_validation_reason == "--no-validation" ? " (resume without it to go on)"
+                                                                      : " (give --validation-labels to go on)"));
         return;
     }
     const std::string given = options.validation_from_record
@@ -756,6 +757,14 @@ void warn_of_another_validation(const nlohmann::json& was, const nlohmann::json&
         warning(cat("train: --validate-every ", after["every"].dump(), ": ", json, " was validated every ",
                     before.value("every", nlohmann::json()).dump(), " steps; validation.csv's rows after step ", step,
                     " come every ", after["every"].dump(), " (the history records it)"));
+    // Other samples of the same maps: the option's doing, not the maps'.
+    if (before.value("maps_digest", nlohmann::json()) == after.value("maps_digest", nlohmann::json()) &&
+        before.value("samples", nlohmann::json()) != after.value("samples", nlohmann::json())) {
+        warning(cat("train: --validation-samples ", after["samples"].dump(), ": ", json, " was validated on ",
+                    before.value("samples", nlohmann::json()).dump(), " samples: validation.csv's rows after step ",
+                    step, " measure another set than those before (the history records it)"));
+        return;
+    }
     for (const char* key : {"samples", "maps_digest"})
         if (before.value(key, nlohmann::json()) != after.value(key, nlohmann::json())) {
             warning(cat("train: ", given, ": not the validation ", json, " records (",
@@ -1461,7 +1470,10 @@ void Trainer::run(const std::atomic<bool>& stop, const std::function<void(const 
         report.samples_per_second = run_seconds > 0 ? double((s.step - first) * opt.batch) / run_seconds : 0;
         s.losses.push_back(loss);
         s.log.push_back({s.step, loss, opt.lr, report.seconds});
-        if (s.validation && s.step % opt.validate_every == 0) report.validation_dice = s.validate();
+        // And at the last step: the model a run ends with is the one used (a pilot run of fewer
+        // steps than --validate-every was never validated, without a word).
+        if (s.validation && (s.step % opt.validate_every == 0 || s.step == opt.steps))
+            report.validation_dice = s.validate();
         const bool epoch_end = s.step % opt.steps_per_epoch == 0 || s.step == opt.steps;
         report.checkpoint = epoch_end;
         if (on_step) on_step(report);
