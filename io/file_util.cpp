@@ -259,7 +259,7 @@ std::string output_suffix(const std::string& path) {
 // them or under fs.protected_hardlinks. Unset in normal use. Read each time: a test sets it for
 // a part of its run.
 static bool hard_links_refused() {
-    return std::getenv("INFANT_NO_HARD_LINKS") != nullptr;
+    return environment_flag("INFANT_NO_HARD_LINKS");  // as the other hooks: "0" or "" is off
 }
 
 // Tests only (set_commit_point_hook_for_tests): called at each point INFANT_SIGNAL_AT can name.

@@ -278,7 +278,7 @@ std::string resolve_model_path(const std::string& model) {
     ISS_INPUT(!ec || ec == std::errc::no_such_file_or_directory || ec == std::errc::not_a_directory, model,
               ": cannot open: ", ec.message());
     ISS_INPUT(exists, model,
-              ": no such model (expected a model directory, its model.safetensors, or a Keras .h5 file)");
+              ": no such model (expected a model directory, its model.safetensors, or a Keras .h5 or .keras file)");
     // A model's description names its weights beside it, as info takes it.
     if (ends_with(model, ".json") && !std::filesystem::is_directory(model, ec))
         return model.substr(0, model.size() - 5) + ".safetensors";
