@@ -82,10 +82,7 @@ CsvTable segmentation_volumes(const LabelMap& seg, const std::vector<int32_t>& l
 // holds a label folded (a lab's 21, its right thalamus, became 2), is said, with the way out.
 // (--merge-cerebellum's 7 and 46 are FreeSurfer's in every protocol, and asked for.)
 void warn_of_another_protocol(const LabelList& list, const CleanOptions& options) {
-    const std::vector<int32_t>& infant = labels::generation_labels();
-    std::vector<int32_t> foreign;
-    for (const int32_t label : list.labels)
-        if (labels::index_of(infant, label) < 0) foreign.push_back(label);
+    const std::vector<int32_t> foreign = labels::not_infant(list.labels);
     if (!options.fold || foreign.empty()) return;
     std::string applied;
     for (const auto& [from, to] : fold_pairs(false))

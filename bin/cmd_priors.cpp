@@ -78,10 +78,7 @@ std::vector<int32_t> priors_label_list(const std::string& text) {
 // not, which holds two labels of one class (a lab's 2 and 21, its left hippocampus and right
 // thalamus, given one value), is said.
 void warn_of_pooling_another_protocol(const PriorsOptions& options) {
-    const std::vector<int32_t>& infant = labels::generation_labels();
-    const bool infant_labels = std::all_of(options.labels.begin(), options.labels.end(),
-                                           [&](int32_t label) { return labels::index_of(infant, label) >= 0; });
-    if (!options.classes || infant_labels) return;
+    if (!options.classes || labels::not_infant(options.labels).empty()) return;
     std::string pooled;
     for (const std::vector<int32_t>& fused : labels::fused_classes()) {
         std::string listed;

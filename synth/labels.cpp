@@ -153,6 +153,13 @@ std::string unreversed_text(int32_t label, const DeclaredTwins& declared) {
                "]] or [[", std::min(label, twin), ", ", std::max(label, twin), "]])");
 }
 
+std::vector<int32_t> not_infant(const std::vector<int32_t>& list) {
+    std::vector<int32_t> foreign;
+    for (const int32_t label : list)
+        if (index_of(generation_labels(), label) < 0) foreign.push_back(label);
+    return foreign;
+}
+
 int index_of(const std::vector<int32_t>& list, int32_t label) {
     const auto it = std::find(list.begin(), list.end(), label);
     return it == list.end() ? -1 : int(it - list.begin());

@@ -59,5 +59,8 @@ std::vector<int32_t> freesurfer_sorted(const std::vector<int32_t>& labels);
 
 // Index of `label` in `list`, or -1.
 int index_of(const std::vector<int32_t>& list, int32_t label);
+// The labels of `list` the infant protocol has not (not among its generation labels): a list of
+// another protocol's numbers, to which its folds and fused classes do not apply.
+std::vector<int32_t> not_infant(const std::vector<int32_t>& list);
 
 }  // namespace iss::labels

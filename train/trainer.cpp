@@ -981,17 +981,18 @@ static ModelSpec training_record(const TrainOptions& opt, const GeneratorConfig&
     // The maps a resume without --labels reads: absolute, not normalised (".." after a link is
     // the link's parent, which lexical normalising got wrong). A name of bytes that are not UTF-8
     // cannot be JSON: then none is recorded, and such a resume asks for --labels.
-    const std::string maps_path = fs::absolute(opt.labels).string();
-    if (is_json_text(maps_path)) spec.training["maps_path"] = maps_path;
+    auto record_path = [](nlohmann::json& record, const std::string& given) {
+        const std::string path = fs::absolute(given).string();
+        if (is_json_text(path)) record["maps_path"] = path;
+    };
+    record_path(spec.training, opt.labels);
     // What validation.csv's rows measure, so that a resume can continue them.
     if (!validation_maps.empty()) {
         spec.training["validation"] = {{"every", opt.validate_every},
                                        {"samples", opt.validation_samples},
                                        {"maps", int64_t(validation_maps.size())},
                                        {"maps_digest", maps_digest(validation_maps)}};
-        // Where a resume without --validation-labels finds them, as maps_path.
-        const std::string validation_path = fs::absolute(opt.validation_labels).string();
-        if (is_json_text(validation_path)) spec.training["validation"]["maps_path"] = validation_path;
+        record_path(spec.training["validation"], opt.validation_labels);  // as the training maps'
     }
     return spec;
 }
