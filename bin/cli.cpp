@@ -136,6 +136,17 @@ std::string Args::get(const std::string& name, const std::string& fallback) cons
     return it == values_.end() ? fallback : it->second.back();
 }
 
+KerasImportOptions keras_import_options(const Args& args) {
+    KerasImportOptions options;
+    options.labels = args.get("--labels", "");
+    options.channel_order = args.get("--channel-order", "");
+    options.orientation = args.get("--orientation", "");
+    options.voxel_size_mm = args.number("--voxel-size", 0);
+    ISS_INPUT(!args.has("--voxel-size") || (options.voxel_size_mm > 0 && options.voxel_size_mm <= 10),
+              "--voxel-size must be a size in mm above 0 and at most 10, got ", args.get("--voxel-size", ""));
+    return options;
+}
+
 std::optional<LabelList> given_label_list(const Args& args, const std::string& option) {
     if (!args.has(option)) return std::nullopt;
     const std::string text = args.get(option, "");

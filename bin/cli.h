@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "post/prediction.h"
+#include "predict/keras_model.h"
 
 namespace iss::cli {
 
@@ -56,6 +57,10 @@ long long thread_limit();
 // OpenMP's thread count (OMP_NUM_THREADS) at most thread_limit(), with a warning, as --threads
 // is: Args' constructor calls it when the command line gives no --threads.
 void limit_threads_to_machine();
+
+// How to read a Keras file (import, and predict given one): --labels, --channel-order,
+// --orientation and --voxel-size (checked to be a size in mm, 0 when not given).
+KerasImportOptions keras_import_options(const Args& args);
 
 // The label list `option` names (label_list_or_default), or none when it was not given.
 std::optional<LabelList> given_label_list(const Args& args, const std::string& option);

@@ -69,7 +69,7 @@ CsvTable segmentation_volumes(const LabelMap& seg, const std::vector<int32_t>& l
                               const std::string& subject) {
     std::set<int32_t> folded;
     if (options.fold)
-        for (const auto& [from, to] : fold_pairs(options.merge_cerebellum)) folded.insert(from);
+        for (const auto& [from, to] : labels::fold_pairs(options.merge_cerebellum)) folded.insert(from);
     std::vector<int32_t> kept;
     for (const int32_t label : labels)
         if (!folded.count(label)) kept.push_back(label);
@@ -85,7 +85,7 @@ void warn_of_another_protocol(const LabelList& list, const CleanOptions& options
     const std::vector<int32_t> foreign = labels::not_infant(list.labels);
     if (!options.fold || foreign.empty()) return;
     std::string applied;
-    for (const auto& [from, to] : fold_pairs(false))
+    for (const auto& [from, to] : labels::fold_pairs(false))
         if (list.index_of(from) >= 0) applied += cat(applied.empty() ? "" : ", ", from, " -> ", to);
     if (!applied.empty())
         warning(cat("clean: folds ", applied, " as the infant protocol numbers its labels, but the list (", list.source,
@@ -143,12 +143,13 @@ int cmd_clean(int argc, char** argv) {
         files.write(vol, [&](const std::string& path) { write_csv(path, volumes); });
     }
     files.commit();
+    auto counted = [](int64_t n, const char* what) { return cat(n, " ", what, n == 1 ? "" : "s"); };
     std::printf(
-        "clean: folded %lld voxels; %lld islands of %lld voxels relabelled from their neighbours (%lld changed label, "
-        "%lld to background); wrote %s%s%s%s%s\n",
-        (long long)s.folded_voxels, (long long)s.islands, (long long)s.island_voxels, (long long)s.changed_voxels,
-        (long long)s.to_background, out.c_str(), out_post.empty() ? "" : " and ", out_post.c_str(),
-        vol.empty() ? "" : " and ", vol.c_str());
+        "clean: folded %s; %s of %s relabelled from their neighbours (%lld changed label, %lld to "
+        "background); wrote %s%s%s%s%s\n",
+        counted(s.folded_voxels, "voxel").c_str(), counted(s.islands, "island").c_str(),
+        counted(s.island_voxels, "voxel").c_str(), (long long)s.changed_voxels, (long long)s.to_background, out.c_str(),
+        out_post.empty() ? "" : " and ", out_post.c_str(), vol.empty() ? "" : " and ", vol.c_str());
     return 0;
 }
 

@@ -52,8 +52,10 @@ const char* usage =
     "  --orientation CODE   the voxel frame the network was trained in: RAS (default) for\n"
     "                       Infant-SynthSeg and SynthSeg since 2021, LIA for the 2020\n"
     "                       SynthSeg.h5; predict reorients scans to it\n"
-    "  --voxel-size MM      record a voxel size, so that predict resamples scans to it; by\n"
-    "                       default none (as the published predict: scans keep their resolution)\n"
+    "  --voxel-size MM      record a voxel size, so that predict resamples a scan more than\n"
+    "                       0.05 mm off along an axis to it: 1 for SynthSeg's models, as its\n"
+    "                       predict does; by default none, scans keeping their resolution, as\n"
+    "                       Infant-SynthSeg's predict does\n"
     "  --help               this text\n";
 
 }  // namespace
@@ -67,13 +69,7 @@ int cmd_import(int argc, char** argv) {
     }
     args.reject_positional();
     const std::string keras = args.require("--keras"), out = args.require("--out");
-    KerasImportOptions options;
-    options.labels = args.get("--labels", "");
-    options.channel_order = args.get("--channel-order", "");
-    options.orientation = args.get("--orientation", "");
-    options.voxel_size_mm = args.number("--voxel-size", 0);
-    ISS_INPUT(!args.has("--voxel-size") || (options.voxel_size_mm > 0 && options.voxel_size_mm <= 10),
-              "import: --voxel-size must be a size in mm above 0 and at most 10, got ", args.get("--voxel-size", ""));
+    const KerasImportOptions options = keras_import_options(args);
     const std::string weights = model_weights_in(out);
     std::error_code ec;
     const bool has_json = fs::exists(model_json_path(weights), ec), has_weights = fs::exists(weights, ec);

@@ -337,7 +337,20 @@ void print_npy(const std::string& path) {
     }
     const bool whole = std::all_of(a.values.begin(), a.values.end(), [](double v) { return v == std::round(v); });
     if (a.shape.size() == 1 && whole) {
-        std::printf("  labels: %s\n", clipped(label_list_text(read_npy_labels(path)), 300).c_str());
+        const std::vector<int32_t> labels = read_npy_labels(path);
+        std::printf("  labels: %s\n", clipped(label_list_text(labels), 300).c_str());
+        // What --labels makes of it (merge, clean, import): a user read the file's order here,
+        // and the frames were taken in another.
+        std::vector<int32_t> frames;
+        try {
+            frames = label_list_or_default(&path).labels;
+        } catch (const InputError&) {  // labels of no FreeSurfer class: --labels refuses it, saying why
+        }
+        if (!frames.empty() && frames != labels)
+            std::printf(
+                "  as --labels (distinct, in FreeSurfer's order, as SynthSeg's networks number their "
+                "outputs): %s\n",
+                clipped(label_list_text(frames), 300).c_str());
         return;
     }
     const std::string listed = prior_labels_beside(path);

@@ -29,6 +29,7 @@
 #include "nn/keras.h"
 #include "post/prediction.h"
 #include "predict/predictor.h"
+#include "synth/generator.h"  // voxel_size_text
 #include "synth/labels.h"
 
 namespace iss::cli {
@@ -39,7 +40,7 @@ namespace fs = std::filesystem;
 const char* usage =
     "usage: infant-synthseg predict --i FILE|DIR [--i FILE] --o FILE|DIR --model FILE|DIR|KERAS\n"
     "                               [--labels LABELS] [--channel-order ORDER]\n"
-    "                               [--orientation CODE] [--post FILE|DIR]\n"
+    "                               [--orientation CODE] [--voxel-size MM] [--post FILE|DIR]\n"
     "                               [--vol FILE.csv] [--resample FILE|DIR] [--preview FILE.png]\n"
     "                               [--like FILE]\n"
     "                               [--no-flip] [--no-resample] [--clip-percentiles]\n"
@@ -87,6 +88,10 @@ const char* usage =
     "                      models since 2021 number their outputs (see import --help)\n"
     "  --orientation CODE  for a Keras model: its frame (RAS, the default, or LIA for the 2020\n"
     "                      SynthSeg.h5)\n"
+    "  --voxel-size MM     for a Keras model: the voxel size it segments at, a scan more than\n"
+    "                      0.05 mm off along an axis resampled to it (1 for SynthSeg's\n"
+    "                      models, as its predict does); by default scans keep their own,\n"
+    "                      as Infant-SynthSeg's predict does\n"
     "  --post FILE|DIR     also write the posteriors: 4-D, one volume per label, in the model's\n"
     "                      label order, which a NIfTI file records for merge and clean\n"
     "                      (NAME_posteriors.nii.gz in a directory, .mgz/.mgh as an MGH scan)\n"
@@ -175,13 +180,12 @@ PredictOptions predict_options(const Args& args, const std::string& model) {
     options.clip_percentiles = args.flag("--clip-percentiles");
     options.keep_posteriors = args.has("--post");  // the volumes need no reoriented posteriors
     if (is_keras_model_path(model)) {
-        options.keras.labels = args.get("--labels", "");
-        options.keras.channel_order = args.get("--channel-order", "");
-        options.keras.orientation = args.get("--orientation", "");
+        options.keras = keras_import_options(args);
     } else {
-        ISS_INPUT(!args.has("--labels") && !args.has("--channel-order") && !args.has("--orientation"),
-                  "predict: --labels, --channel-order and --orientation are for a Keras model; a model directory "
-                  "records its own");
+        ISS_INPUT(!args.has("--labels") && !args.has("--channel-order") && !args.has("--orientation") &&
+                      !args.has("--voxel-size"),
+                  "predict: --labels, --channel-order, --orientation and --voxel-size are for a Keras model; a model "
+                  "directory records its own");
     }
     return options;
 }
@@ -313,6 +317,8 @@ void warn_of_unlabelled_mgh_posteriors(const std::vector<Job>& jobs, const std::
 // and a single file's outputs, which wait for both so that the set is all or nothing.
 struct RunOutputs {
     CsvTable volumes;
+    // The last scan's resampling, for its line: predict resampled a scan without a word.
+    std::string resampled_note;
     std::vector<std::vector<RgbImage>> preview_rows;
     std::unique_ptr<OutputSet> single_file = std::make_unique<OutputSet>();
     std::array<int64_t, 8> last_dims{};  // the last scan's, whose freed blocks the heap keeps
@@ -378,6 +384,9 @@ ScanOutcome segment_scan(const Job& job, const std::vector<std::string>& channel
         committed = true;
     }
     add_volumes_row(run.volumes, volume_stem(job.input), predictor.labels(), result.volumes_mm3);
+    const std::array<double, 3> segmented_at = result.resampled.grid.voxel_size();
+    run.resampled_note =
+        result.resampled_to_model ? cat(", segmented at ", voxel_size_text({segmented_at, segmented_at})) : "";
     if (preview && run.preview_rows.size() < preview_max_rows) {
         const MidSlices cells = overlay_mid_slices(like ? read_image(*like) : image, result.segmentation);
         run.preview_rows.push_back({cells[0], cells[1], cells[2]});
@@ -407,7 +416,7 @@ void say_failure(const std::exception& e, const Job& job, bool folder, bool comm
 int cmd_predict(int argc, char** argv) {
     const Args args("predict", argc, argv,
                     {"--i", "--o", "--model", "--post", "--vol", "--resample", "--preview", "--threads", "--device",
-                     "--labels", "--channel-order", "--orientation", "--precision", "--like"},
+                     "--labels", "--channel-order", "--orientation", "--voxel-size", "--precision", "--like"},
                     {"--no-flip", "--no-resample", "--clip-percentiles", "--help"}, {"--i"});
     if (args.flag("--help")) {
         std::fputs(usage, stdout);
@@ -498,7 +507,8 @@ int cmd_predict(int argc, char** argv) {
             for (size_t c = 1; c < channels.size(); ++c) inputs += " + " + channels[c];
             // A folder's names are anyone's: one with a newline or a terminal's escape is shown
             // escaped, as in error messages, not split or obeyed.
-            const std::string line = one_line(cat(inputs, " -> ", job.seg, " (", seconds, " s)"));
+            const std::string line =
+                one_line(cat(inputs, " -> ", job.seg, " (", seconds, " s", run.resampled_note, ")"));
             if (folder)
                 std::printf("%s\n", line.c_str());
             else

@@ -42,11 +42,12 @@ const char* usage =
     "it with a random Gaussian mixture, blurs it, applies a bias field and a gamma, and crops\n"
     "it. Writes image_NNNN.nii.gz (float32 in [0, 1]) and labels_NNNN.nii.gz (segmentation\n"
     "labels) for N = first .. first+count-1 (0000 ...) into DIR, on the crop's grid of the\n"
-    "map it came from. A sample flipped left/right (flip_probability: the synthseg preset's\n"
-    "0.5) is its crop's mirror image with left and right labels swapped, a mirror-image head\n"
-    "whose left labels still lie at lower x: it does not overlay the map. Sample N depends\n"
-    "only on the inputs, the seed and N, so any sample can be made again alone (--first N\n"
-    "--count 1).\n"
+    "map it came from, in RAS voxel order (a map stored LAS gives samples stored RAS, each\n"
+    "voxel where the map's is). A sample flipped left/right (flip_probability: the synthseg\n"
+    "preset's 0.5) is its crop's mirror image with left and right labels swapped, a\n"
+    "mirror-image head whose left labels still lie at lower x: it does not overlay the map.\n"
+    "Sample N depends only on the inputs, the seed and N, so any sample can be made again\n"
+    "alone (--first N --count 1).\n"
     "Every input is checked before anything is written; a run that fails leaves none of its\n"
     "files (and puts back those of an earlier run it replaced). SIGINT (Ctrl-C), SIGTERM,\n"
     "SIGHUP, SIGUSR1 or SIGUSR2 (a batch scheduler's warning, e.g. Slurm's --signal), SIGXCPU,\n"
@@ -217,7 +218,7 @@ GeneratorConfig synth_config(const Args& args, const std::string& config_path) {
     GeneratorConfig config = config_path.empty() ? preset_config(preset.base()) : load_config(preset, config_path);
     if (args.has("--shape")) {
         const long long n = args.integer("--shape", 0);
-        ISS_INPUT(n >= 1, "synth: --shape must be at least 1, got ", n);
+        ISS_INPUT(n >= 1 && n <= max_crop_side, "synth: --shape must be 1 to ", max_crop_side, ", got ", n);
         config.output_shape = {n, n, n};
     }
     validate_config(config, config_path.empty() ? cat("preset ", config.preset) : config_path);

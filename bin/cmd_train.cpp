@@ -278,10 +278,10 @@ void adopt_recorded_options(const Args& args, const ModelSpec& saved, TrainOptio
         const nlohmann::json& crop = t["crop"];
         const bool three_sizes =
             crop.is_array() && crop.size() == 3 && std::all_of(crop.begin(), crop.end(), [](const nlohmann::json& n) {
-                return n.is_number_integer() && n >= 1 && n <= (1 << 16);
+                return n.is_number_integer() && n >= 1 && n <= max_crop_side;
             });
-        ISS_INPUT(three_sizes, json, ": field 'training.crop' must be three voxel counts (1 to 65536), got ",
-                  clipped(crop.dump(), 40));
+        ISS_INPUT(three_sizes, json, ": field 'training.crop' must be three voxel counts (1 to ", max_crop_side,
+                  "), got ", clipped(crop.dump(), 40));
         if (!args.has("--shape")) o.recorded_crop = crop.get<std::array<int64_t, 3>>();
     }
     if (t.contains("lr")) {  // Adam's float, as --lr
@@ -332,7 +332,8 @@ TrainOptions parse_options(const Args& args) {
     o.batch = int_option(args, "--batch", o.batch, 1, 64);
     if (args.has("--shape")) {
         o.shape = args.integer("--shape", 0);
-        ISS_INPUT(o.shape >= 1, "train: --shape must be at least 1, got ", o.shape);
+        ISS_INPUT(o.shape >= 1 && o.shape <= max_crop_side, "train: --shape must be 1 to ", max_crop_side, ", got ",
+                  o.shape);
     }
     o.unet.levels = int_option(args, "--levels", o.unet.levels, 1, UNetConfig::max_levels);
     o.unet.features = int_option(args, "--features", o.unet.features, 1, UNetConfig::max_features);

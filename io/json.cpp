@@ -24,7 +24,11 @@ nlohmann::json parse_json(const std::string& text, const std::string& where) {
     using json = nlohmann::json;
     std::vector<std::set<std::string>> keys_of_open_objects;
     std::optional<std::string> twice;  // the first key given twice ("" is a key too)
-    const json::parser_callback_t check = [&](int, json::parse_event_t event, json& parsed) {
+    const json::parser_callback_t check = [&](int depth, json::parse_event_t event, json& parsed) {
+        // The parser is iterative, but copying, comparing and printing a value recurse: 200,000
+        // nested brackets in a model.json overflowed the stack (a crash, no message).
+        ISS_INPUT(depth <= max_json_depth, where, ": values nested more than ", max_json_depth,
+                  " deep: not a file this program writes or reads");
         if (event == json::parse_event_t::object_start) keys_of_open_objects.emplace_back();
         if (event == json::parse_event_t::object_end) keys_of_open_objects.pop_back();
         if (event == json::parse_event_t::key && !twice &&

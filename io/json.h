@@ -9,7 +9,11 @@
 
 namespace iss {
 
-// InputError "<where> is not valid JSON: ..." or "<where>: key 'K' is given twice in one object".
+// Deeper than any file we read (a Keras config nests about 10 deep).
+constexpr int max_json_depth = 128;
+
+// InputError "<where> is not valid JSON: ...", "<where>: key 'K' is given twice in one object",
+// or nested deeper than max_json_depth.
 nlohmann::json parse_json(const std::string& text, const std::string& where);
 
 // Whether `text` can be a JSON string: valid UTF-8 (a file name of Latin-1 bytes is not, and

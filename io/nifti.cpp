@@ -259,6 +259,33 @@ public:
         return done;
     }
 
+    // Reads on past the voxels to the end of a gzip stream, where zlib checks the CRC-32 of all it
+    // inflated: stopping at the last voxel left the check unread, and a corruption that still
+    // inflates (a changed literal) went unseen. A stream cut before its 8-byte trailer has every
+    // voxel (nibabel reads it) but no check: a warning. Bytes past the voxels (rare) are read up
+    // to a bound, beyond which the check is left.
+    void check_stream_end() {
+        if (gzdirect(file_)) return;
+        unsigned char scratch[1 << 14];
+        for (int64_t left = int64_t(1) << 24; left > 0;) {
+            const int got = gzread(file_, scratch, sizeof scratch);
+            if (got > 0) {
+                left -= got;
+                continue;
+            }
+            int code = 0;
+            const char* msg = gzerror(file_, &code);
+            if (got == 0) {  // the end; zlib says a stream cut short so, and reads it as the end
+                if (code == Z_BUF_ERROR)
+                    warning(cat(path_, ": its gzip stream ends before its check (CRC-32): the voxels cannot be ",
+                                "verified (a file cut short? gzip -t tests it)"));
+                return;
+            }
+            throw InputError(
+                cat(path_, ": cannot read: ", code == Z_ERRNO ? std::strerror(errno) : msg, " (corrupt gzip stream)"));
+        }
+    }
+
     // Skips n bytes; returns how many were skipped.
     int64_t skip(int64_t n) {
         std::vector<unsigned char> scratch(size_t(std::min<int64_t>(n, 1 << 16)));
@@ -629,8 +656,10 @@ void take_vox_offset(const RawHeader& raw, size_t header_size, const std::string
     h.vox_offset = int64_t(raw.vox_offset);
 }
 
-// The transform codes, the scaling (unscaled where it is not finite) and the fields kept as
-// they are.
+// The transform codes, the scaling (unscaled where the slope is not finite; a finite slope with
+// an intercept that is not, as nibabel writes a header whose slope alone was set, with the
+// intercept 0, as nifti_clib, and so FSL and AFNI, read it: unscaled, such a label map's labels
+// were other structures) and the fields kept as they are.
 void take_codes_and_scaling(const RawHeader& raw, const std::string& path, VolumeHeader& h) {
     ISS_INPUT(raw.qform_code >= 0 && raw.qform_code <= 5, path, ": qform_code is ", raw.qform_code,
               " (expected 0 to 5)");
@@ -638,12 +667,14 @@ void take_codes_and_scaling(const RawHeader& raw, const std::string& path, Volum
               " (expected 0 to 5)");
     h.qform_code = raw.qform_code;
     h.sform_code = raw.sform_code;
-    if (!std::isfinite(raw.scl_slope) || !std::isfinite(raw.scl_inter)) {
-        warning(cat(path, ": scl_slope ", raw.scl_slope, " / scl_inter ", raw.scl_inter,
-                    " is not finite; reading the data unscaled"));
+    if (!std::isfinite(raw.scl_slope)) {
+        warning(cat(path, ": scl_slope ", raw.scl_slope, " is not finite; reading the data unscaled"));
     } else if (raw.scl_slope != 0) {
         h.scl_slope = raw.scl_slope;
-        h.scl_inter = raw.scl_inter;
+        h.scl_inter = std::isfinite(raw.scl_inter) ? raw.scl_inter : 0;
+        if (!std::isfinite(raw.scl_inter))
+            warning(cat(path, ": scl_inter ", raw.scl_inter, " is not finite; reading the data as scl_slope ",
+                        raw.scl_slope, " times each value, as FSL and AFNI read it (nibabel refuses the file)"));
     }
     h.xyzt_units = raw.xyzt_units;
     h.intent_code = raw.intent_code;
@@ -858,6 +889,7 @@ void read_voxels(const VolumeHeader& h, Store&& store) {
             done += int64_t(got);
         }
     });
+    in.check_stream_end();
 }
 
 template <class T>

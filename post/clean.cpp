@@ -17,14 +17,8 @@ enum : uint8_t { settled = 0, island = 1, queued = 2 };
 
 }  // namespace
 
-std::vector<std::pair<int32_t, int32_t>> fold_pairs(bool merge_cerebellum) {
-    std::vector<std::pair<int32_t, int32_t>> pairs{{21, 2}, {61, 41}, {170, 16}};
-    if (merge_cerebellum) pairs.insert(pairs.end(), {{7, 8}, {46, 47}});
-    return pairs;
-}
-
 int64_t fold_segmentation(LabelMap& seg, bool merge_cerebellum) {
-    const auto pairs = fold_pairs(merge_cerebellum);
+    const auto pairs = labels::fold_pairs(merge_cerebellum);
     int64_t changed = 0;
     for (int32_t& v : seg.data)
         for (const auto& [from, to] : pairs)
@@ -40,7 +34,7 @@ void fold_posteriors(Image& post, const LabelList& list, bool merge_cerebellum) 
     ISS_REQUIRE(post.frames == int64_t(list.labels.size()), "fold: ", post.frames, " posterior frames for ",
                 list.labels.size(), " labels");
     const int64_t n = post.grid.voxels();
-    for (const auto& [from, to] : fold_pairs(merge_cerebellum)) {
+    for (const auto& [from, to] : labels::fold_pairs(merge_cerebellum)) {
         const int f = list.index_of(from);
         if (f < 0) continue;
         const int t = list.index_of(to);
@@ -171,7 +165,7 @@ CleanStats clean_prediction(Prediction& p, const LabelList& list, const CleanOpt
     // included) takes for a probability. Capped once the islands have compared the sums.
     const int64_t n = p.post.grid.voxels();
     if (!options.fold) return stats;
-    for (const auto& [from, to] : fold_pairs(options.merge_cerebellum)) {
+    for (const auto& [from, to] : labels::fold_pairs(options.merge_cerebellum)) {
         const int t = list.index_of(to);
         if (list.index_of(from) < 0 || t < 0) continue;
         float* frame = p.post.data.data() + int64_t(t) * n;

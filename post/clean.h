@@ -1,9 +1,10 @@
 // Clean (SPEC.md section 6): fold the infant extra labels back into the structures they
 // model, then relabel small disconnected pieces ("islands") from their surroundings.
 //
-// Fold: 21 -> 2, 61 -> 41, 170 -> 16, and with merge_cerebellum also 7 -> 8, 46 -> 47. In the
-// posteriors the folded label's frame is added into the kept label's frame and then zeroed,
-// so the file keeps one frame per label of its list (a folded label's frame stays, empty).
+// Fold (labels::fold_pairs): 21 -> 2, 61 -> 41, 170 -> 16, and with merge_cerebellum also 7 -> 8,
+// 46 -> 47. In the posteriors the folded label's frame is added into the kept label's frame and
+// then zeroed, so the file keeps one frame per label of its list (a folded label's frame stays,
+// empty).
 //
 // Islands: for each label except background, its 6-connected components; every component
 // smaller than the largest of its label (components tied for the largest all stay, so that the
@@ -27,6 +28,7 @@
 #include <vector>
 
 #include "post/prediction.h"
+#include "synth/labels.h"
 
 namespace iss {
 
@@ -48,9 +50,6 @@ struct CleanStats {
     int64_t changed_voxels = 0;
     int64_t to_background = 0;  // island voxels relabelled 0
 };
-
-// The (folded label, kept label) pairs, in the order listed above.
-std::vector<std::pair<int32_t, int32_t>> fold_pairs(bool merge_cerebellum);
 
 // Folds the segmentation's labels; returns how many voxels changed.
 int64_t fold_segmentation(LabelMap& seg, bool merge_cerebellum);

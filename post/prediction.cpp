@@ -312,8 +312,8 @@ void require_frames_match(const LabelMap& seg, const std::string& seg_path, cons
         ++counted;
         agreeing += list.labels[size_t(best)] == seg.data[size_t(v)];
     }
-    ISS_INPUT(counted == 0 || 2 * agreeing > counted, post_path, ": its frames, read as ", list.source,
-              " in that order, agree with ", seg_path, " at only ",
+    ISS_INPUT(counted == 0 || 2 * agreeing > counted, post_path, ": its frames, read as ", list.source, " (",
+              first_values(list.labels, 12), ") in that order, agree with ", seg_path, " at only ",
               std::round(1000.0 * double(agreeing) / double(counted)) / 10,
               "% of its labelled voxels: the frames are in another order (SynthSeg's own "
               "posteriors are in ascending label order: give ",
@@ -322,7 +322,8 @@ void require_frames_match(const LabelMap& seg, const std::string& seg_path, cons
 
 void require_volume_output(const std::string& path, const std::string& option) {
     ISS_INPUT(is_output_volume_name(path), option, ": '", path,
-              "' is not a NIfTI or MGH name (.nii, .nii.gz, .mgz or .mgh)");
+              "' is not a NIfTI or MGH name (.nii, .nii.gz, .mgz or .mgh)",
+              is_volume_name(path) ? ": a NIfTI pair (.hdr and .img) is read, never written" : "");
 }
 
 void write_prediction(OutputSet& outputs, const std::string& seg_path, const LabelMap& seg,

@@ -25,13 +25,16 @@ namespace iss {
 namespace {
 
 // The voxel size a scan is segmented at, per axis: its own where the model has seen it (inside
-// [min, max], with 1% of slack for rounding in headers), else the nearest bound.
+// [min, max], give or take SynthSeg's predict's 0.05 mm: headers round, and a 1.02 mm scan that
+// SynthSeg segments as it is was resampled here), else the nearest bound.
+constexpr double voxel_size_slack_mm = 0.05;
+
 std::array<double, 3> voxel_size_to_segment_at(const std::array<double, 3>& scan, const std::array<double, 3>& min,
                                                const std::array<double, 3>& max) {
     std::array<double, 3> target = scan;
     for (size_t d = 0; d < 3; ++d) {
-        if (scan[d] < 0.99 * min[d]) target[d] = min[d];
-        if (scan[d] > 1.01 * max[d]) target[d] = max[d];
+        if (scan[d] < min[d] - voxel_size_slack_mm) target[d] = min[d];
+        if (scan[d] > max[d] + voxel_size_slack_mm) target[d] = max[d];
     }
     return target;
 }
@@ -476,6 +479,7 @@ Segmentation Predictor::predict(const Image& image, const std::string& name, con
         resampled = target != framed.grid.voxel_size();
         if (resampled) work = grid_at_voxel_size(framed.grid, target);
     }
+    out.resampled_to_model = resampled;
     double padded_voxels = 1;
     for (size_t d = 0; d < 3; ++d) padded_voxels *= double(padded_size(work.dim[d], s.pre.size_multiple));
     // The network's blocks are host memory on the CPU only (on a GPU they are the GPU's).

@@ -51,6 +51,7 @@ struct Segmentation {
     Image posteriors;                  // frames = classes, in label order, on the input's grid
                                        // (empty without PredictOptions::keep_posteriors)
     Image resampled;                   // the normalised image the network saw (its grid)
+    bool resampled_to_model = false;   // that grid is at the model's voxel size, not the scan's
     std::vector<double> volumes_mm3;   // per label (background's entry 0)
     // With a grid to segment onto (predict --like): the share of its voxels outside the scan's
     // field of view (posteriors 0, label 0); 0 otherwise.

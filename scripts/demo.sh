@@ -26,10 +26,16 @@ for age in 1 6 12; do
 done
 "$bin" info "$out/labels/phantom_6mo.nii.gz" | sed -n '1,8p'
 
-# The structures the demo models segment (everything else is background to them).
+# The structures the demo models segment (everything else is background to them), and what each
+# of the 43 generation labels is learned as (SynthSeg's segmentation_labels.npy): the infant extra
+# labels as the structure they model, as clean folds them (21 -> 2, 61 -> 41, 170 -> 16), and the
+# cerebellar white matter as the cerebellum (7 -> 8, 46 -> 47). Listing the structures alone
+# would teach the models half of a newborn's white matter (its 21 and 61) as background.
 labels="0,2,3,4,8,10,16,41,42,43,47,49"
 cat > "$out/demo-config.json" <<JSON
-{"segmentation_labels": [${labels}]}
+{"output_labels": [0, 0, 0, 16, 0, 0, 0, 16, 0,
+                   2, 3, 4, 0, 8, 8, 10, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0,
+                   41, 42, 43, 0, 47, 47, 49, 0, 0, 0, 0, 0, 0, 0, 41, 0, 0]}
 JSON
 
 for contrast in t1 t2; do

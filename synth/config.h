@@ -15,6 +15,9 @@ namespace iss {
 
 // The preset of a command given neither --preset nor a config naming one.
 inline constexpr const char* default_preset = "infant-t1";
+// The largest crop side (voxels) a configuration or --shape may ask for: 4096^3 voxels are 250 GiB
+// an image; beyond it a crop's sizes overflowed before the memory check could refuse them.
+inline constexpr int64_t max_crop_side = 4096;
 
 struct GeneratorConfig {
     std::string preset = default_preset;

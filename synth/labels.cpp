@@ -160,6 +160,12 @@ std::vector<int32_t> not_infant(const std::vector<int32_t>& list) {
     return foreign;
 }
 
+std::vector<std::pair<int32_t, int32_t>> fold_pairs(bool merge_cerebellum) {
+    std::vector<std::pair<int32_t, int32_t>> pairs{{21, 2}, {61, 41}, {170, 16}};
+    if (merge_cerebellum) pairs.insert(pairs.end(), {{7, 8}, {46, 47}});
+    return pairs;
+}
+
 int index_of(const std::vector<int32_t>& list, int32_t label) {
     const auto it = std::find(list.begin(), list.end(), label);
     return it == list.end() ? -1 : int(it - list.begin());

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace iss::labels {
@@ -56,6 +57,11 @@ const std::vector<int32_t>& synthseg_segmentation_labels();
 // so that its 34 labels come out in their published order. InputError naming a label that is in
 // none of the classes, or one given twice.
 std::vector<int32_t> freesurfer_sorted(const std::vector<int32_t>& labels);
+
+// The infant protocol's folds (SPEC.md section 6), as (folded label, kept label): 21 -> 2,
+// 61 -> 41, 170 -> 16, and with merge_cerebellum also 7 -> 8, 46 -> 47 (cerebellar white matter
+// into cortex).
+std::vector<std::pair<int32_t, int32_t>> fold_pairs(bool merge_cerebellum);
 
 // Index of `label` in `list`, or -1.
 int index_of(const std::vector<int32_t>& list, int32_t label);

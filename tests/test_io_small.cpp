@@ -214,6 +214,16 @@ TEST(ParseJson, AKeyTwiceInOneObjectIsRefused) {
     EXPECT_EQ(cut.find("[json."), std::string::npos) << "the library's tag is not the user's business: " << cut;
 }
 
+// Values nested past max_json_depth are refused as they are read: 200,000 brackets in a
+// model.json crashed the program (copying or printing such a value recurses), without a message.
+TEST(ParseJson, ValuesNestedTooDeepAreRefused) {
+    auto nested = [](int depth) { return R"({"a": )" + std::string(depth, '[') + std::string(depth, ']') + "}"; };
+    EXPECT_NO_THROW(parse_json(nested(max_json_depth - 1), "t.json"));
+    for (const int depth : {max_json_depth + 1, 200000})
+        EXPECT_EQ(test::refusal_of("t.json", [&] { parse_json(nested(depth), "t.json"); }),
+                  "t.json: values nested more than 128 deep: not a file this program writes or reads");
+}
+
 TEST(Orientation, CodesOfAffines) {
     EXPECT_EQ(orientation_code(Mat4::identity()), "RAS");
     EXPECT_EQ(orientation_code(Mat4::scaling(-2, 2, 2)), "LAS");

@@ -931,6 +931,44 @@ TEST_F(KerasCli, APublishedFilesChannelOrderIsTheOneGiven) {
     EXPECT_EQ(read_volume_header(path("post.nii.gz")).frame_labels, ascending);
 }
 
+// SynthSeg's predict resamples a scan more than 0.05 mm off 1 mm: --voxel-size, at import or to
+// predict given the file, does the same, and predict's line says so; without it the scan keeps
+// its own (as Infant-SynthSeg's predict does), which a SynthSeg 1.0 user had no way to change
+// with the file given to predict.
+TEST_F(KerasCli, AVoxelSizeResamplesScansAsSynthSegsPredictDoes) {
+    const std::string keras = keras_dir() + "/unet_l3_f8_c19_weights.h5";
+    if (!fs::exists(keras)) GTEST_SKIP() << keras << " not found: --voxel-size of a Keras file not checked";
+    const std::string labels = " --labels 53,49,47,46,43,42,41,17,10,8,7,4,3,2,24,16,15,14,0";
+    scan("scan.nii.gz");  // 1.5 mm voxels
+    auto predicted = [&](const std::string& options) {
+        fs::remove(path("seg.nii.gz")), fs::remove(path("seen.nii.gz"));
+        const test::RunResult r = run("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("seg.nii.gz") +
+                                      " --resample " + q("seen.nii.gz") + " --model " + options);
+        EXPECT_EQ(r.status, 0) << r.err;
+        return std::make_pair(r.out, read_volume_header(path("seen.nii.gz")).grid().voxel_size());
+    };
+    const auto [own_line, own] = predicted(test::shell_quote(keras) + labels);
+    EXPECT_EQ(own, (std::array<double, 3>{1.5, 1.5, 1.5}));
+    EXPECT_EQ(own_line.find("segmented at"), std::string::npos) << own_line;
+    const auto [line, at_1mm] = predicted(test::shell_quote(keras) + labels + " --voxel-size 1");
+    EXPECT_NEAR(at_1mm[0], 1.0, 0.02);
+    EXPECT_NE(line.find("segmented at 1"), std::string::npos) << line;
+    ASSERT_EQ(
+        run("import --keras " + test::shell_quote(keras) + " --out " + q("m") + labels + " --voxel-size 1").status, 0);
+    EXPECT_EQ(predicted(q("m")).second, at_1mm);
+    // Within 0.05 mm of the size: kept, as SynthSeg keeps it.
+    Grid g = read_volume_header(path("scan.nii.gz")).grid();
+    g.affine = Mat4::scaling(1.04, 1.04, 0.96);
+    Image near_1mm(g);
+    std::fill(near_1mm.data.begin(), near_1mm.data.end(), 1.0f);
+    near_1mm.data[0] = 2.0f;
+    write_image(path("scan.nii.gz"), near_1mm);
+    EXPECT_EQ(predicted(q("m")).first.find("segmented at"), std::string::npos);
+    expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("seg0.nii.gz") + " --model " +
+                   test::shell_quote(keras) + labels + " --voxel-size 0",
+               "predict: error: --voxel-size must be a size in mm above 0 and at most 10, got 0");
+}
+
 // export, then import: the same parameters bit for bit, and the same segmentation.
 TEST_F(KerasCli, ExportThenImportGivesTheSameModel) {
     make_model_dir("ours");
@@ -1161,7 +1199,7 @@ TEST_F(KerasCli, BadInputExitsTwoAndWritesNothing) {
               "this program's export records them)");
     expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("out.nii.gz") + " --model " + q("ours") +
                    " --labels infant",
-               "--labels, --channel-order and --orientation are for a Keras model");
+               "--labels, --channel-order, --orientation and --voxel-size are for a Keras model");
     expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --i " + q("scan.nii.gz") + " --o " + q("out.nii.gz") +
                    " --model " + q("ours"),
                "--i given 2 times (the channels of one subject), but " + path("ours") + " takes 1 image");

@@ -468,9 +468,29 @@ TEST_F(NiftiRead, NanScalingReadsUnscaledWithWarning) {
         const iss::Image img = iss::read_image(file);
         const std::string err = ::testing::internal::GetCapturedStderr();
         EXPECT_EQ(img.data, (std::vector<float>{1.5f, -2}));
-        EXPECT_NE(err.find("warning"), std::string::npos);
-        EXPECT_NE(err.find(file), std::string::npos);
+        EXPECT_NE(err.find("warning: " + file + ": scl_slope nan is not finite; reading the data unscaled"),
+                  std::string::npos)
+            << err;
     }
+}
+
+// A slope with an intercept that is not finite, as nibabel writes a header whose scl_slope alone
+// was set: the slope applies, as FSL and AFNI read it. Read unscaled, a label map stored as twice
+// its labels held other structures.
+TEST_F(NiftiRead, ASlopeBesideANanInterceptApplies) {
+    RawSpec s;
+    s.datatype = NIFTI_TYPE_INT16, s.bitpix = 16;
+    s.dim[1] = 3, s.dim[2] = 1, s.dim[3] = 1;
+    s.slope = 0.5, s.inter = std::nan("");
+    s.data = encode(std::vector<int16_t>{0, 4, 82}, false);
+    const std::string file = path("slope_only.nii.gz");
+    write_raw(file, s);
+    ::testing::internal::CaptureStderr();
+    EXPECT_EQ(iss::read_labels(file).data, (std::vector<int32_t>{0, 2, 41}));
+    const std::string err = ::testing::internal::GetCapturedStderr();
+    EXPECT_EQ(err, "warning: " + file +
+                       ": scl_inter nan is not finite; reading the data as scl_slope 0.5 times each value, as FSL and "
+                       "AFNI read it (nibabel refuses the file)\n");
 }
 
 TEST_F(NiftiRead, LabelsRejectNonIntegersAndOutOfRange) {
@@ -877,6 +897,23 @@ TEST_F(NiftiBadInput, Truncated) {
         write_bytes(gz_cut + ".tmp", Bytes(comp.begin(), comp.begin() + comp.size() / 2));
         fs::rename(gz_cut + ".tmp", gz_cut);
         expect_bad(gz_cut, "");
+        // The check after the voxels is read: a changed CRC-32 is refused (a corruption that still
+        // inflates went unseen), a stream cut just before it reads with a warning.
+        const std::string gz_check = path(iss::cat("gzcheck", version, ".nii.gz"));
+        Bytes wrong_check = comp;
+        wrong_check[comp.size() - 8] ^= 0x01;
+        write_bytes(gz_check + ".tmp", wrong_check);
+        fs::rename(gz_check + ".tmp", gz_check);
+        expect_bad(gz_check, "incorrect data check");
+        const std::string gz_unchecked = path(iss::cat("gzunchecked", version, ".nii.gz"));
+        write_bytes(gz_unchecked + ".tmp", Bytes(comp.begin(), comp.end() - 8));
+        fs::rename(gz_unchecked + ".tmp", gz_unchecked);
+        ::testing::internal::CaptureStderr();
+        EXPECT_EQ(iss::read_image(gz_unchecked).data, iss::read_image(gz).data);
+        EXPECT_EQ(::testing::internal::GetCapturedStderr(),
+                  "warning: " + gz_unchecked +
+                      ": its gzip stream ends before its check (CRC-32): the voxels cannot be verified (a file cut "
+                      "short? gzip -t tests it)\n");
     }
 }
 
@@ -1334,6 +1371,13 @@ TEST_F(CliInfo, NpyFilesAndFoldersOfScansAreDescribed) {
     EXPECT_EQ(line_value(r.out, "range"), "[0, 80]");
     EXPECT_EQ(line_value(r.out, "priors of labels"), "0,41,2 (prior_labels.npy beside it)");
     EXPECT_NE(r.out.find("dtype <i4, shape (3,)\n  range: [0, 41]\n  labels: 0,41,2\n"), std::string::npos) << r.out;
+    // A label list in another order than the frames --labels takes it in (merge, clean): both said.
+    EXPECT_EQ(line_value(r.out,
+                         "as --labels (distinct, in FreeSurfer's order, as SynthSeg's networks number their "
+                         "outputs)"),
+              "0,2,41");
+    iss::write_npy_labels(path("sorted.npy"), {0, 2, 41});
+    EXPECT_EQ(info(shell_quote(path("sorted.npy"))).out.find("as --labels"), std::string::npos) << "the same order";
     iss::write_npy_labels(path("prior_labels.npy"), {0, 41});
     r = info(shell_quote(path("prior_means.npy")));
     EXPECT_EQ(line_value(r.out, "priors of labels"),

@@ -14,6 +14,7 @@
 
 #include "io/csv.h"
 #include "io/nifti.h"
+#include "io/npy.h"
 #include "io/orientation.h"
 #include "post/prediction.h"
 #include "synth/labels.h"
@@ -196,8 +197,8 @@ TEST_F(MergeCli, T2PosteriorsInAnotherOrderAreReadInT1sOrder) {
     // T2's frames read in another order than they are: refused, where they were read as other
     // structures (SynthSeg's ascending files under --labels synthseg, FreeSurfer's order).
     expect_bad("merge", with("t1_post.nii.gz", "t2_shuffled.nii.gz") + " --labels 0,2,3",
-               "t2_shuffled.nii.gz: its frames, read as --labels in that order, agree with " + path("t2_seg.nii.gz") +
-                   " at only 0% of its labelled voxels: the frames are in another order");
+               "t2_shuffled.nii.gz: its frames, read as --labels (0, 2, 3) in that order, agree with " +
+                   path("t2_seg.nii.gz") + " at only 0% of its labelled voxels: the frames are in another order");
     // The advice names the side's option (it said --labels, which would change both sides).
     expect_bad("merge", with("t1_post.nii.gz", "t2_shuffled.nii.gz") + " --labels 0,2,3",
                "ascending label order: give --t2-labels as that list) or belong to another segmentation");
@@ -303,7 +304,7 @@ TEST_F(CleanCli, FoldsRelabelsIslandsAndWritesFoldedPosteriors) {
     const RunResult r = run("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz") + " --o " +
                                          out("clean.nii.gz") + " --o-post " + out("clean_post.nii.gz"));
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_NE(r.out.find("folded 2 voxels; 1 islands of 1 voxels relabelled from their neighbours (1 changed label, "),
+    EXPECT_NE(r.out.find("folded 2 voxels; 1 island of 1 voxel relabelled from their neighbours (1 changed label, "),
               std::string::npos)
         << r.out;
     LabelMap want = seg;
@@ -512,8 +513,14 @@ TEST_F(CleanCli, BadInputExitsTwoAndWritesNothing) {
     for (int64_t v = 0; v < g.voxels(); ++v) reordered.data[size_t(2 * g.voxels() + v)] = 0.8f;
     write_posteriors(path("post_reordered.nii.gz"), reordered);
     expect_bad("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post_reordered.nii.gz") + o + " --labels 0,2,3",
-               "post_reordered.nii.gz: its frames, read as --labels in that order, agree with " + path("seg.nii.gz") +
-                   " at only 0% of its labelled voxels");
+               "post_reordered.nii.gz: its frames, read as --labels (0, 2, 3) in that order, agree with " +
+                   path("seg.nii.gz") + " at only 0% of its labelled voxels");
+    // A .npy's labels are taken in FreeSurfer's order, not the file's (0,3,2): the list read is said.
+    write_npy_labels(path("frames.npy"), {0, 3, 2});
+    expect_bad(
+        "clean",
+        "--seg " + q("seg.nii.gz") + " --post " + q("post_reordered.nii.gz") + o + " --labels " + q("frames.npy"),
+        "post_reordered.nii.gz: its frames, read as " + path("frames.npy") + " (0, 2, 3) in that order");
     expect_bad("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post3.nii.gz") + " --out " + out("c.nii.gz"),
                "unknown option --out (did you mean --o?)");
     expect_bad("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post3.nii.gz") + o,

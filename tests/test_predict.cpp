@@ -994,7 +994,10 @@ TEST_F(Predict, AFolderOfHdrImgPairsIsSegmentedAsItsNiftiFiles) {
     const test::RunResult to_pair =
         test::run_command(run + test::shell_quote(path("pairs/a.hdr")) + " --o " + test::shell_quote(path("seg.hdr")));
     EXPECT_EQ(to_pair.status, 2);
-    EXPECT_NE(to_pair.err.find("is not a NIfTI or MGH name"), std::string::npos) << to_pair.err;
+    EXPECT_NE(to_pair.err.find("is not a NIfTI or MGH name (.nii, .nii.gz, .mgz or .mgh): a NIfTI pair (.hdr and .img) "
+                               "is read, never written"),
+              std::string::npos)
+        << to_pair.err;
 }
 
 // A folder read and written by predict: hidden files (macOS's ._NAME) and predict's own outputs

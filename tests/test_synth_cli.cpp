@@ -330,6 +330,34 @@ TEST_F(SynthCli, PriorsOfAllZerosForAStructureAreWarnedOf) {
                   "[0, 255], as the priors command writes them)\n");
 }
 
+// The labels the infant protocol folds into a structure (21 into 2, ...) learned as background
+// while the structure is learned: a segmentation_labels subset did that without a word (the demo
+// taught half of a newborn's white matter as background).
+TEST_F(SynthCli, FoldedLabelsLearnedAsBackgroundBesideTheirStructureAreWarnedOf) {
+    const std::string file = path("c.json");
+    auto warned = [&](const std::string& text) {
+        return test::stderr_of([&] { parse_config(PresetChoice{}, text, file); });
+    };
+    EXPECT_EQ(warned(R"({"segmentation_labels": [0, 2, 3, 7, 8, 16, 41, 42, 47]})"),
+              "warning: " + file +
+                  ": generation labels 21, 61, 170, 46 are learned as background, though the structures they model "
+                  "(2, 41, 16, 47) are: give output_labels (a target for each generation label) to learn them as "
+                  "those, or list them in segmentation_labels\n");
+    EXPECT_EQ(warned(R"({"segmentation_labels": [0, 2, 3, 21, 41, 61, 16]})"),
+              "warning: " + file +
+                  ": generation label 170 is learned as background, though the structure it models (16) is: give "
+                  "output_labels (a target for each generation label) to learn it as that structure, or list it in "
+                  "segmentation_labels\n");
+    EXPECT_EQ(warned(R"({"segmentation_labels": [0, 3, 42]})"), "") << "white matter itself left out";
+    EXPECT_EQ(warned("{}"), "") << "the preset's lists";
+    // Learned as something, by the user's own targets: no warning.
+    std::vector<int32_t> targets;
+    for (const int32_t label : labels::generation_labels()) targets.push_back(label == 21 ? 2 : label == 61 ? 41 : 0);
+    targets[labels::index_of(labels::generation_labels(), 2)] = 2;
+    targets[labels::index_of(labels::generation_labels(), 41)] = 41;
+    EXPECT_EQ(warned(nlohmann::json{{"output_labels", targets}}.dump()), "");
+}
+
 // A SynthSeg user's configuration: its label files as they ship (.npy), its per-label
 // segmentation list as output_labels (the network's outputs then the labels it holds, in
 // SynthSeg's channel order), and its parameter names met with what stands for them here.
@@ -580,7 +608,14 @@ TEST_F(SynthCli, BadInputExitsTwoAndWritesNothing) {
     expect_bad("--count 1", "--labels");
     // A padded crop larger than memory: refused before anything is written.
     std::ofstream(path("pad.json")) << R"({"pad_when_smaller": true})";
-    expect_bad(map + " --config " + shell_quote(path("pad.json")) + " --shape 5000", "smaller shape");
+    expect_bad(map + " --config " + shell_quote(path("pad.json")) + " --shape 4096", "smaller shape");
+    // Beyond any crop: refused as such (100000 ran out of memory sizing the bias field, exit 1;
+    // near 2^31 the sizes overflowed, an internal error).
+    expect_bad(map + " --config " + shell_quote(path("pad.json")) + " --shape 100000",
+               "--shape must be 1 to 4096, got 100000");
+    std::ofstream(path("huge.json")) << R"({"pad_when_smaller": true, "output_shape": [2147483647, 2147483647, 64]})";
+    expect_bad(map + " --config " + shell_quote(path("huge.json")),
+               "huge.json: output_shape entries must be 1 to 4096, one is 2147483647");
 
     // --out missing, or not creatable: nothing appears.
     const RunResult r = synth("--labels " + shell_quote(map_file()));

@@ -746,7 +746,7 @@ TEST_F(TrainCli, AResumeRefusesARecordOfOddOptions) {
         {"lr", -1, "field 'training.lr' must be a positive number from 1.17549e-38"},
         {"wl2_epochs", "3", "field 'training.wl2_epochs' must be an integer from 0 to"},
         {"steps", 0, "field 'training.steps' must be an integer from 1 to"},
-        {"crop", {0, 32, 32}, "field 'training.crop' must be three voxel counts (1 to 65536), got [0,32,32]"},
+        {"crop", {0, 32, 32}, "field 'training.crop' must be three voxel counts (1 to 4096), got [0,32,32]"},
         {"precision", 16, "field 'training.precision' must be fp32 or bf16"},
         {"seed", -5, "field 'training.seed' must be an integer from 0 to 2^64 - 1, got -5"},
         {"generator", "infant", "field 'training.generator' must be an object of generator parameters"}};
@@ -1585,7 +1585,7 @@ TEST_F(TrainCli, BadInputIsRefusedBeforeAnyStep) {
     expect_bad(tiny + to_fresh + " --steps 2 --resume", "no model.json", fresh);
     expect_bad(tiny + " --steps 2", "--model-dir is required", fresh);
     // More memory than any machine has (terabytes): refused before the first step, not killed in it.
-    expect_bad(joined(tiny_args({{"--features", "1024"}, {"--shape", "100000"}})) + to_fresh + " --steps 2 --batch 64",
+    expect_bad(joined(tiny_args({{"--features", "1024"}, {"--shape", "4096"}})) + to_fresh + " --steps 2 --batch 64",
                "lower --batch, the crop (--shape) or --features", fresh);
 #if !defined(__SANITIZE_ADDRESS__)  // AddressSanitizer reserves terabytes of address space
     // What the process may use is its address-space limit too, and the estimate counts what a
