@@ -142,8 +142,8 @@ KerasImportOptions keras_import_options(const Args& args) {
     options.channel_order = args.get("--channel-order", "");
     options.orientation = args.get("--orientation", "");
     options.voxel_size_mm = args.number("--voxel-size", 0);
-    ISS_INPUT(!args.has("--voxel-size") || (options.voxel_size_mm > 0 && options.voxel_size_mm <= 10),
-              "--voxel-size must be a size in mm above 0 and at most 10, got ", args.get("--voxel-size", ""));
+    ISS_INPUT(!args.has("--voxel-size") || (options.voxel_size_mm >= 0.1 && options.voxel_size_mm <= 10),
+              "--voxel-size must be a size in mm from 0.1 to 10, got ", args.get("--voxel-size", ""));
     return options;
 }
 

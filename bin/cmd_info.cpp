@@ -26,6 +26,8 @@
 #include "predict/keras_model.h"  // keras_label_list
 #include "predict/predictor.h"
 #include "synth/config.h"  // prior_labels_file_name
+#include "synth/generator.h"  // voxel_size_text
+#include "synth/labels.h"     // freesurfer_sorted
 
 namespace iss::cli {
 namespace {
@@ -251,11 +253,12 @@ void print_model(const std::string& given) {
                 cat(pairs.empty() ? "" : ", ", pair[0], pair[0] == pair[1] ? " (neither side)" : cat("/", pair[1]));
         std::printf("  declared sides (lr_twins): %s\n", clipped(pairs, 300).c_str());
     }
+    // Training's maps' sizes, or an import's --voxel-size: what predict resamples scans to.
     if (pre.voxel_max[0] > 0)
-        std::printf("  voxel sizes trained on: %.4g x %.4g x %.4g to %.4g x %.4g x %.4g mm\n", pre.voxel_min[0],
-                    pre.voxel_min[1], pre.voxel_min[2], pre.voxel_max[0], pre.voxel_max[1], pre.voxel_max[2]);
+        std::printf("  voxel sizes: %s (a scan off them is resampled to them)\n",
+                    voxel_size_text({pre.voxel_min, pre.voxel_max}).c_str());
     else
-        std::printf("  voxel sizes trained on: not recorded (any is segmented as it is)\n");
+        std::printf("  voxel sizes: none recorded (scans are segmented at their own)\n");
     // An export's own record: how the model was trained (reading the file in memory notes it as
     // imported from there, which it was not).
     // Kept weights (weights/step_N) and exports are not resumed: a model directory's are.

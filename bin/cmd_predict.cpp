@@ -179,6 +179,8 @@ PredictOptions predict_options(const Args& args, const std::string& model) {
     options.resample_to_model = !args.flag("--no-resample");
     options.clip_percentiles = args.flag("--clip-percentiles");
     options.keep_posteriors = args.has("--post");  // the volumes need no reoriented posteriors
+    ISS_INPUT(!(args.has("--voxel-size") && args.flag("--no-resample")),
+              "--voxel-size and --no-resample contradict each other: the first asks scans to be resampled to it");
     if (is_keras_model_path(model)) {
         options.keras = keras_import_options(args);
     } else {
@@ -317,8 +319,10 @@ void warn_of_unlabelled_mgh_posteriors(const std::vector<Job>& jobs, const std::
 // and a single file's outputs, which wait for both so that the set is all or nothing.
 struct RunOutputs {
     CsvTable volumes;
-    // The last scan's resampling, for its line: predict resampled a scan without a word.
+    // The last scan's resampling, for its line, and how many were: predict resampled scans
+    // without a word.
     std::string resampled_note;
+    size_t resampled_scans = 0;
     std::vector<std::vector<RgbImage>> preview_rows;
     std::unique_ptr<OutputSet> single_file = std::make_unique<OutputSet>();
     std::array<int64_t, 8> last_dims{};  // the last scan's, whose freed blocks the heap keeps
@@ -387,6 +391,7 @@ ScanOutcome segment_scan(const Job& job, const std::vector<std::string>& channel
     const std::array<double, 3> segmented_at = result.resampled.grid.voxel_size();
     run.resampled_note =
         result.resampled_to_model ? cat(", segmented at ", voxel_size_text({segmented_at, segmented_at})) : "";
+    run.resampled_scans += result.resampled_to_model;
     if (preview && run.preview_rows.size() < preview_max_rows) {
         const MidSlices cells = overlay_mid_slices(like ? read_image(*like) : image, result.segmentation);
         run.preview_rows.push_back({cells[0], cells[1], cells[2]});
@@ -516,6 +521,11 @@ int cmd_predict(int argc, char** argv) {
         }
     }
     if (show_bar) std::fputc('\n', stderr);
+    if (show_bar && run.resampled_scans > 0)  // the bar replaced the lines that say it scan by scan
+        std::fprintf(stderr,
+                     "infant-synthseg predict: note: %zu of the %zu scans were resampled to the model's voxel size "
+                     "to be segmented (their outputs are on their own grids)\n",
+                     run.resampled_scans, jobs.size());
     if (posteriors_skipped == jobs.size()) {
         folders.take_back();
         throw InputError(cat("predict: ", channels.front(), ": no scans, only posteriors an earlier run wrote (",

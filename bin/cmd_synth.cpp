@@ -74,8 +74,9 @@ const char* usage =
     "  --config FILE      JSON object overriding parameters of the preset by name (a \"preset\"\n"
     "                     field picks the base preset); see --print-config for the names\n"
     "  --shape N          requested crop N x N x N (default 160), at least shape_multiple\n"
-    "                     (32); clipped to each map and rounded down to a multiple of it; a\n"
-    "                     map thinner than that multiple along an axis is refused\n"
+    "                     (32), at most 4096; clipped to each map and rounded down to a\n"
+    "                     multiple of it; a map thinner than that multiple along an axis is\n"
+    "                     refused\n"
     "  --device D         auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default auto)\n"
     "  --preview          also write DIR/preview.png: one row per sample (the first 8 only),\n"
     "                     the image's axial, coronal and sagittal mid-slices beside the\n"
@@ -266,6 +267,7 @@ int cmd_synth(int argc, char** argv) {
     // Every map read and checked before the output directory is touched.
     std::vector<TrainingMap> maps = load_training_maps(map_files, config);
     const std::string clipped = clipped_crops(config, maps);
+    const std::string folds = folds_learned_as_background(maps, config, cat("synth: ", config_path));
 
     const std::string what_is_drawn = cat(config_to_json(config), " seed ", seed, " maps ", maps_digest(maps));
     const std::string samples_key = crc32_text(crc32_of(0, what_is_drawn.data(), what_is_drawn.size()));
@@ -282,6 +284,7 @@ int cmd_synth(int argc, char** argv) {
                     ": crops are rounded down to one (", asked - asked % config.shape_multiple,
                     "), as well as clipped to each map"));
     if (!clipped.empty()) warning(clipped);
+    if (!folds.empty()) warning(folds);
     OutputDirectories folders;
     folders.make(out_dir);
     // A run of other samples (another configuration, seed or maps) writing here at once would mix

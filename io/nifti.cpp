@@ -1,7 +1,8 @@
 // NIfTI-1/-2 reading and writing. The raw header is parsed and validated here, field by field
 // at its offset (so byte-swapped files need no struct swapping); nifticlib is used only for
-// the quaternion <-> matrix conversions. Voxels are read and written with zlib, whose gzread
-// also reads plain files, in chunks so that a huge file never needs a second full copy.
+// the quaternion <-> matrix conversions. Voxels are read through zlib's inflate (GzReader, which
+// reads plain files too) and written through its deflate (io/gzip_stream.h), in chunks so that a
+// huge file never needs a second full copy.
 #include "io/nifti.h"
 
 #include <nifti/nifti1.h>
@@ -226,64 +227,62 @@ bool is_gzip(const std::string& path) {
     return file_prefix(path, 2) == "\x1f\x8b";
 }
 
-// A file opened for reading through zlib (plain or gzip), closed on scope exit.
+// A file opened for reading, plain or gzip-compressed (by its first bytes, whatever its name), closed
+// on scope exit. A gzip file may hold several members (`cat a.gz b.gz`), read as one stream; bytes
+// after the last member are ignored, as zlib's gzread and nibabel ignore them. Inflated here and
+// not through gzread, so that the end of the stream is known: zlib checks a member's CRC-32 and
+// length only when it reaches them, and gzread, stopped at the last voxel, never told a stream
+// whose trailer was cut off (a download cut short) from a whole one.
 class GzReader {
 public:
-    explicit GzReader(const std::string& path) : path_(path) {
+    explicit GzReader(const std::string& path) : path_(path), in_(size_t(1) << 18) {
         require_regular_file(path);  // names missing files and directories clearly
-        file_ = gzopen(path.c_str(), "rb");
+        file_ = std::fopen(path.c_str(), "rb");
         ISS_INPUT(file_ != nullptr, path, ": cannot open: ", std::strerror(errno));
-        gzbuffer(file_, 1 << 18);
+        refill();
+        gzip_ = starts_a_member();
+        if (gzip_) ISS_REQUIRE(inflateInit2(&z_, 15 + 16) == Z_OK, "zlib: inflateInit2 failed");  // gzip only
     }
     ~GzReader() {
-        if (file_) gzclose(file_);
+        if (gzip_) inflateEnd(&z_);
+        std::fclose(file_);
     }
     GzReader(const GzReader&) = delete;
     GzReader& operator=(const GzReader&) = delete;
 
     // Reads up to n bytes; returns how many were read (fewer only at the end of the data).
     size_t read_some(void* out, size_t n) {
+        auto* const to = static_cast<unsigned char*>(out);
         size_t done = 0;
-        while (done < n) {
-            const unsigned want = unsigned(std::min(n - done, size_t(1) << 30));
-            const int got = gzread(file_, static_cast<unsigned char*>(out) + done, want);
-            if (got < 0) {
-                int code = 0;
-                const char* msg = gzerror(file_, &code);
-                throw InputError(cat(path_, ": cannot read: ", code == Z_ERRNO ? std::strerror(errno) : msg,
-                                     " (corrupt or truncated gzip stream?)"));
+        while (done < n && !ended_) {
+            if (begin_ == end_ && !refill()) {
+                cut_short_ = gzip_;  // the input ran out inside a member
+                ended_ = true;
+                break;
             }
-            if (got == 0) break;
-            done += size_t(got);
-        }
-        return done;
-    }
-
-    // Reads on past the voxels to the end of a gzip stream, where zlib checks the CRC-32 of all it
-    // inflated: stopping at the last voxel left the check unread, and a corruption that still
-    // inflates (a changed literal) went unseen. A stream cut before its 8-byte trailer has every
-    // voxel (nibabel reads it) but no check: a warning. Bytes past the voxels (rare) are read up
-    // to a bound, beyond which the check is left.
-    void check_stream_end() {
-        if (gzdirect(file_)) return;
-        unsigned char scratch[1 << 14];
-        for (int64_t left = int64_t(1) << 24; left > 0;) {
-            const int got = gzread(file_, scratch, sizeof scratch);
-            if (got > 0) {
-                left -= got;
+            const size_t want = std::min(n - done, size_t(1) << 30);
+            if (!gzip_) {
+                const size_t take = std::min(want, end_ - begin_);
+                std::memcpy(to + done, in_.data() + begin_, take);
+                begin_ += take, done += take;
                 continue;
             }
-            int code = 0;
-            const char* msg = gzerror(file_, &code);
-            if (got == 0) {  // the end; zlib says a stream cut short so, and reads it as the end
-                if (code == Z_BUF_ERROR)
-                    warning(cat(path_, ": its gzip stream ends before its check (CRC-32): the voxels cannot be ",
-                                "verified (a file cut short? gzip -t tests it)"));
-                return;
+            z_.next_in = in_.data() + begin_;
+            z_.avail_in = uInt(end_ - begin_);
+            z_.next_out = to + done;
+            z_.avail_out = uInt(want);
+            const int rc = inflate(&z_, Z_NO_FLUSH);
+            begin_ = size_t(z_.next_in - in_.data());
+            done = size_t(z_.next_out - to);
+            if (rc == Z_STREAM_END) {  // its CRC-32 and length checked: another member, or the end
+                ended_ = !starts_a_member();
+                if (!ended_) inflateReset(&z_);
+            } else if (rc != Z_OK && rc != Z_BUF_ERROR) {  // Z_BUF_ERROR: more input needed (above)
+                throw InputError(cat(path_, ": cannot read: ", z_.msg ? z_.msg : "not a gzip stream zlib reads",
+                                     " (corrupt gzip stream?)"));
             }
-            throw InputError(
-                cat(path_, ": cannot read: ", code == Z_ERRNO ? std::strerror(errno) : msg, " (corrupt gzip stream)"));
         }
+        return done;
     }
 
     // Skips n bytes; returns how many were skipped.
@@ -299,9 +298,43 @@ public:
         return done;
     }
 
+    // Reads on past the voxels to the end of a gzip stream, where zlib checks its CRC-32 and
+    // length: a stream without its end is refused (every voxel may have come, but nothing says
+    // they are right; nibabel reads it). Bytes inflated past the voxels (rare) are read up to a
+    // bound, beyond which the check is left.
+    void check_stream_end() {
+        if (!gzip_) return;
+        std::vector<unsigned char> scratch(size_t(1) << 16);
+        for (int64_t left = int64_t(1) << 24; left > 0 && !ended_;)
+            left -= int64_t(read_some(scratch.data(), scratch.size()));
+        ISS_INPUT(!cut_short_, path_, ": its gzip stream is cut short: it ends before its check (the CRC-32 of its ",
+                  "data), so the file is incomplete or damaged (gzip -t tests it)");
+    }
+
 private:
+    // Moves the unread bytes to the front and reads more behind them; whether any came.
+    bool refill() {
+        std::memmove(in_.data(), in_.data() + begin_, end_ - begin_);
+        end_ -= begin_, begin_ = 0;
+        const size_t got = std::fread(in_.data() + end_, 1, in_.size() - end_, file_);
+        if (got == 0 && std::ferror(file_)) throw Error(cat(path_, ": cannot read: ", std::strerror(errno)));
+        end_ += got;
+        return got > 0;
+    }
+    // Whether the unread bytes begin with a gzip member's magic (read to have two, where there are).
+    bool starts_a_member() {
+        if (end_ - begin_ < 2) refill();
+        return end_ - begin_ >= 2 && in_[begin_] == 0x1f && in_[begin_ + 1] == 0x8b;
+    }
+
     std::string path_;
-    gzFile file_ = nullptr;
+    std::FILE* file_ = nullptr;
+    std::vector<unsigned char> in_;  // read, [begin_, end_) not yet used
+    size_t begin_ = 0, end_ = 0;
+    bool gzip_ = false;
+    z_stream z_{};
+    bool ended_ = false;      // no more data: the last member's end, or the input's
+    bool cut_short_ = false;  // the input ended inside a member
 };
 
 bool is_pair_image_name(const std::string& path) {

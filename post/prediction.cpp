@@ -95,8 +95,7 @@ std::vector<int32_t> named_label_list(const std::string& text, const std::string
         if (seen.insert(label).second) values.push_back(label);
     if (values.size() < all.size())
         warning(cat(text, ": ", all.size(), " values, ", values.size(),
-                    " distinct (SynthSeg's label files repeat them): the labels are the distinct ones, in the order "
-                    "each first appears"));
+                    " distinct (SynthSeg's label files repeat them): the labels are the distinct ones"));
     return values;
 }
 

@@ -24,18 +24,21 @@
 namespace iss {
 namespace {
 
-// The voxel size a scan is segmented at, per axis: its own where the model has seen it (inside
-// [min, max], give or take SynthSeg's predict's 0.05 mm: headers round, and a 1.02 mm scan that
-// SynthSeg segments as it is was resampled here), else the nearest bound.
+// The voxel size a scan is segmented at: its own where the model has seen it along every axis
+// (inside [min, max], give or take SynthSeg's predict's 0.05 mm: headers round, and a 1.02 mm scan
+// that SynthSeg segments as it is was resampled here), else, as SynthSeg resamples every axis
+// once one is off, each axis at the nearest size the model has seen (for a model of one size,
+// that size: a 1.04 x 1.04 x 3 mm scan at 1 x 1 x 1, not 1.04 x 1.04 x 1).
 constexpr double voxel_size_slack_mm = 0.05;
 
 std::array<double, 3> voxel_size_to_segment_at(const std::array<double, 3>& scan, const std::array<double, 3>& min,
                                                const std::array<double, 3>& max) {
-    std::array<double, 3> target = scan;
-    for (size_t d = 0; d < 3; ++d) {
-        if (scan[d] < min[d] - voxel_size_slack_mm) target[d] = min[d];
-        if (scan[d] > max[d] + voxel_size_slack_mm) target[d] = max[d];
-    }
+    bool seen = true;
+    for (size_t d = 0; d < 3; ++d)
+        seen = seen && scan[d] >= min[d] - voxel_size_slack_mm && scan[d] <= max[d] + voxel_size_slack_mm;
+    if (seen) return scan;
+    std::array<double, 3> target{};
+    for (size_t d = 0; d < 3; ++d) target[d] = std::clamp(scan[d], min[d], max[d]);
     return target;
 }
 

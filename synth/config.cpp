@@ -338,28 +338,6 @@ void warn_of_empty_priors(const GeneratorConfig& c, const std::string& source) {
                 "priors command writes them)"));
 }
 
-// A label the infant protocol folds into another (21 into 2, 61 into 41, 170 into 16, 7 into 8,
-// 46 into 47) learned as background while the structure it models is learned: a
-// segmentation_labels subset such as [0, 2, 41, ...] did that without a word, and a model learned
-// 47% of a 1-month phantom's white matter (its 21 and 61) as background.
-void warn_of_folds_learned_as_background(const GeneratorConfig& c, const std::string& source) {
-    if (!c.output_labels.empty() || !labels::not_infant(c.generation_labels).empty()) return;
-    const std::vector<int32_t> targets = target_labels(c);
-    std::vector<int32_t> folded, kept;
-    for (const auto& [from, to] : labels::fold_pairs(true)) {
-        const int g = labels::index_of(c.generation_labels, from);
-        if (g >= 0 && targets[size_t(g)] == 0 && labels::index_of(c.segmentation_labels, to) >= 0)
-            folded.push_back(from), kept.push_back(to);
-    }
-    if (folded.empty()) return;
-    const bool one = folded.size() == 1;
-    warning(cat(source, ": generation label", one ? " " : "s ", first_values(folded, 5), one ? " is" : " are",
-                " learned as background, though ", one ? "the structure it models" : "the structures they model", " (",
-                first_values(kept, 5), ") ", one ? "is" : "are",
-                ": give output_labels (a target for each generation label) to learn ", one ? "it" : "them", " as ",
-                one ? "that structure" : "those", ", or list ", one ? "it" : "them", " in segmentation_labels"));
-}
-
 }  // namespace
 
 GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json_text, const std::string& source) {
@@ -453,7 +431,6 @@ GeneratorConfig parse_config(const PresetChoice& preset, const std::string& json
     }
     validate_config(config, json_path);
     warn_of_empty_priors(config, json_path);
-    warn_of_folds_learned_as_background(config, json_path);
     return config;
 }
 

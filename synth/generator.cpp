@@ -170,6 +170,28 @@ std::vector<int32_t> segmentation_labels_in_no_map(const std::vector<TrainingMap
     return missing;
 }
 
+std::string folds_learned_as_background(const std::vector<TrainingMap>& maps, const GeneratorConfig& config,
+                                        const std::string& source) {
+    std::array<bool, 256> held{};  // by generation index
+    for (const TrainingMap& m : maps)
+        for (const uint8_t g : m.generation) held[g] = true;
+    const std::vector<int32_t> targets = target_labels(config);
+    std::vector<int32_t> folded, kept;
+    for (const auto& [from, to] : labels::fold_pairs(false)) {
+        const int g = labels::index_of(config.generation_labels, from);
+        if (g >= 0 && held[size_t(g)] && targets[size_t(g)] == 0 &&
+            labels::index_of(config.segmentation_labels, to) >= 0)
+            folded.push_back(from), kept.push_back(to);
+    }
+    if (folded.empty()) return {};
+    const bool one = folded.size() == 1;
+    return cat(source, ": the maps hold generation label", one ? " " : "s ", first_values(folded, 3),
+               " (which clean folds into ", first_values(kept, 3), "), learned as background while ",
+               first_values(kept, 3), one ? " is" : " are",
+               " learned: give output_labels (a target for each generation ", "label) to learn ", one ? "it" : "them",
+               " as ", one ? "that structure" : "those", ", or list ", one ? "it" : "them", " in segmentation_labels");
+}
+
 VoxelSizeRange voxel_size_range(const std::vector<TrainingMap>& maps) {
     ISS_REQUIRE(!maps.empty(), "voxel_size_range: no maps");
     VoxelSizeRange range;

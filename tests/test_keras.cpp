@@ -956,7 +956,8 @@ TEST_F(KerasCli, AVoxelSizeResamplesScansAsSynthSegsPredictDoes) {
     ASSERT_EQ(
         run("import --keras " + test::shell_quote(keras) + " --out " + q("m") + labels + " --voxel-size 1").status, 0);
     EXPECT_EQ(predicted(q("m")).second, at_1mm);
-    // Within 0.05 mm of the size: kept, as SynthSeg keeps it.
+    // Within 0.05 mm of the size: kept, as SynthSeg keeps it; one axis off: all three resampled,
+    // as SynthSeg resamples them.
     Grid g = read_volume_header(path("scan.nii.gz")).grid();
     g.affine = Mat4::scaling(1.04, 1.04, 0.96);
     Image near_1mm(g);
@@ -964,9 +965,16 @@ TEST_F(KerasCli, AVoxelSizeResamplesScansAsSynthSegsPredictDoes) {
     near_1mm.data[0] = 2.0f;
     write_image(path("scan.nii.gz"), near_1mm);
     EXPECT_EQ(predicted(q("m")).first.find("segmented at"), std::string::npos);
+    near_1mm.grid.affine = Mat4::scaling(1.04, 1.04, 3);
+    write_image(path("scan.nii.gz"), near_1mm);
+    const auto [thick_line, thick] = predicted(q("m"));
+    EXPECT_NE(thick_line.find("segmented at 1 x 1 x 1 mm"), std::string::npos) << thick_line;
+    expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("seg0.nii.gz") + " --model " +
+                   test::shell_quote(keras) + labels + " --voxel-size 1 --no-resample",
+               "--voxel-size and --no-resample contradict each other");
     expect_bad("predict --device cpu --i " + q("scan.nii.gz") + " --o " + q("seg0.nii.gz") + " --model " +
                    test::shell_quote(keras) + labels + " --voxel-size 0",
-               "predict: error: --voxel-size must be a size in mm above 0 and at most 10, got 0");
+               "predict: error: --voxel-size must be a size in mm from 0.1 to 10, got 0");
 }
 
 // export, then import: the same parameters bit for bit, and the same segmentation.

@@ -19,6 +19,7 @@
 #include "io/nifti.h"
 #include "io/npy.h"
 #include "synth/config.h"
+#include "synth/generator.h"
 #include "synth/labels.h"
 #include "synth/phantom.h"
 #include "test_util.h"
@@ -331,24 +332,30 @@ TEST_F(SynthCli, PriorsOfAllZerosForAStructureAreWarnedOf) {
 }
 
 // The labels the infant protocol folds into a structure (21 into 2, ...) learned as background
-// while the structure is learned: a segmentation_labels subset did that without a word (the demo
-// taught half of a newborn's white matter as background).
+// while the structure is learned, where the maps hold them: a segmentation_labels subset did that
+// without a word (the demo taught half of a newborn's white matter as background).
 TEST_F(SynthCli, FoldedLabelsLearnedAsBackgroundBesideTheirStructureAreWarnedOf) {
     const std::string file = path("c.json");
-    auto warned = [&](const std::string& text) {
-        return test::stderr_of([&] { parse_config(PresetChoice{}, text, file); });
+    LabelMap without_extras = make_phantom(1, 1);  // the 1-month phantom holds 21, 61 and 170
+    for (int32_t& label : without_extras.data) label = label == 21 ? 2 : label == 61 ? 41 : label == 170 ? 16 : label;
+    write_labels(path("adult_like.nii.gz"), without_extras);
+    auto warned = [&](const std::string& text, const std::string& map = map_file()) {
+        const GeneratorConfig config = parse_config(PresetChoice{}, text, file);
+        return folds_learned_as_background(load_training_maps({map}, config), config, "synth: " + file);
     };
     EXPECT_EQ(warned(R"({"segmentation_labels": [0, 2, 3, 7, 8, 16, 41, 42, 47]})"),
-              "warning: " + file +
-                  ": generation labels 21, 61, 170, 46 are learned as background, though the structures they model "
-                  "(2, 41, 16, 47) are: give output_labels (a target for each generation label) to learn them as "
-                  "those, or list them in segmentation_labels\n");
+              "synth: " + file +
+                  ": the maps hold generation labels 21, 61, 170 (which clean folds into 2, 41, 16), learned as "
+                  "background while 2, 41, 16 are learned: give output_labels (a target for each generation label) to "
+                  "learn them as those, or list them in segmentation_labels");
     EXPECT_EQ(warned(R"({"segmentation_labels": [0, 2, 3, 21, 41, 61, 16]})"),
-              "warning: " + file +
-                  ": generation label 170 is learned as background, though the structure it models (16) is: give "
-                  "output_labels (a target for each generation label) to learn it as that structure, or list it in "
-                  "segmentation_labels\n");
-    EXPECT_EQ(warned(R"({"segmentation_labels": [0, 3, 42]})"), "") << "white matter itself left out";
+              "synth: " + file +
+                  ": the maps hold generation label 170 (which clean folds into 16), learned as background while 16 is "
+                  "learned: give output_labels (a target for each generation label) to learn it as that structure, or "
+                  "list it in segmentation_labels");
+    EXPECT_EQ(warned(R"({"segmentation_labels": [0, 2, 3, 41, 42]})", path("adult_like.nii.gz")), "")
+        << "maps without them (an adult's)";
+    EXPECT_EQ(warned(R"({"segmentation_labels": [0, 3, 42, 8, 47]})"), "") << "white matter itself left out";
     EXPECT_EQ(warned("{}"), "") << "the preset's lists";
     // Learned as something, by the user's own targets: no warning.
     std::vector<int32_t> targets;
@@ -356,6 +363,13 @@ TEST_F(SynthCli, FoldedLabelsLearnedAsBackgroundBesideTheirStructureAreWarnedOf)
     targets[labels::index_of(labels::generation_labels(), 2)] = 2;
     targets[labels::index_of(labels::generation_labels(), 41)] = 41;
     EXPECT_EQ(warned(nlohmann::json{{"output_labels", targets}}.dump()), "");
+    // What synth says.
+    std::ofstream(file) << R"({"segmentation_labels": [0, 2, 3, 21, 41, 61, 16]})";
+    const RunResult r = synth("--labels " + shell_quote(map_file()) + " --config " + shell_quote(file) +
+                              " --count 1 --shape 32 --out " + shell_quote(path("out")));
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("warning: synth: " + file + ": the maps hold generation label 170"), std::string::npos)
+        << r.err;
 }
 
 // A SynthSeg user's configuration: its label files as they ship (.npy), its per-label

@@ -1390,6 +1390,10 @@ Trainer::Trainer(const TrainOptions& given) {
     if (s.step < opt.steps) {
         for (const std::string& said : opt.record_warnings) warning(said);
         warn_of_labels_in_no_map(maps, s.gen_config, opt.labels);
+        // Said when the model is made: a resume cannot change what it learns.
+        const std::string folds =
+            saved ? std::string() : folds_learned_as_background(maps, s.gen_config, cat("train: ", opt.config_path));
+        if (!folds.empty()) warning(folds);
         if (opt.wl2_epochs > 0 && s.last_wl2_step() >= opt.steps)
             warning(cat("train: --wl2-epochs ", opt.wl2_epochs, " of --steps-per-epoch ", opt.steps_per_epoch, " are ",
                         s.last_wl2_step(), " weighted-L2 steps, all of the --steps ", opt.steps,
