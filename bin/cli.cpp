@@ -11,9 +11,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <new>
 #include <thread>
 
+#include "io/csv.h"
 #include "io/file_util.h"
 #include "kernels/common/error.h"
 
@@ -134,6 +136,28 @@ Args::Args(const std::string& command, int argc, char** argv, const std::set<std
 std::string Args::get(const std::string& name, const std::string& fallback) const {
     const auto it = values_.find(name);
     return it == values_.end() ? fallback : it->second.back();
+}
+
+void warn_if_replacing_volumes(const std::string& command, const std::string& path, const CsvTable& table) {
+    std::error_code ec;
+    if (path.empty() || !std::filesystem::is_regular_file(path, ec)) return;
+    CsvTable held;
+    try {
+        held = read_csv(path);
+    } catch (const Error&) {  // not a table: replaced as any file is
+        return;
+    }
+    if (held.columns.empty() || held.columns.front() != "subject" || held.columns.back() != "total") return;
+    std::set<std::string> kept;
+    for (const std::vector<std::string>& row : table.rows) kept.insert(row.front());
+    std::vector<std::string> lost;
+    for (const std::vector<std::string>& row : held.rows)
+        if (!kept.count(row.front())) lost.push_back(one_line(row.front()));
+    if (lost.empty()) return;
+    warning(cat(command, ": ", path, " held the volumes of ", lost.size(), " other subject", lost.size() > 1 ? "s" : "",
+                " (", first_values(lost, 3),
+                "), now replaced: a table holds one run's scans (give each subject a "
+                "table of its own, or predict a folder)"));
 }
 
 KerasImportOptions keras_import_options(const Args& args) {

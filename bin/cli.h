@@ -58,6 +58,11 @@ long long thread_limit();
 // is: Args' constructor calls it when the command line gives no --threads.
 void limit_threads_to_machine();
 
+// Before a volumes table (predict --vol, clean --vol) replaces `path`: a warning naming the
+// subjects the table there held rows of and `table` has not. A loop over subjects with one --vol
+// kept the last subject's row alone, without a word. Nothing where no volumes table is there.
+void warn_if_replacing_volumes(const std::string& command, const std::string& path, const CsvTable& table);
+
 // How to read a Keras file (import, and predict given one): --labels, --channel-order,
 // --orientation and --voxel-size (checked to be a size in mm, 0 when not given).
 KerasImportOptions keras_import_options(const Args& args);

@@ -48,7 +48,7 @@ const char* usage =
     "                          stays after folding (background left out) and `total`; each\n"
     "                          the label's voxel count times the voxel volume (a merge's\n"
     "                          posteriors are maxima of two, not probabilities: their sums\n"
-    "                          would overstate)\n"
+    "                          would overstate); a file there is replaced, not added to\n"
     "  --island-threshold N    components of at least N voxels are kept (default 15; 0 or 1\n"
     "                          keeps every component)\n"
     "  --merge-cerebellum      also fold cerebellar white matter into cortex\n"
@@ -140,6 +140,7 @@ int cmd_clean(int argc, char** argv) {
     write_prediction(files, out, p.seg, &seg_header, out_post, p.post, posteriors.labels.labels, &post_header);
     if (!vol.empty()) {
         const CsvTable volumes = segmentation_volumes(p.seg, posteriors.labels.labels, options, subject_of(seg_path));
+        warn_if_replacing_volumes("clean", vol, volumes);
         files.write(vol, [&](const std::string& path) { write_csv(path, volumes); });
     }
     files.commit();

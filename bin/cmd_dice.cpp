@@ -48,8 +48,9 @@ const char* usage =
     "                    predict --vol writes it, for a predict folder against ground truth\n"
     "                    named like the scans), one column dice_<label> per structure, and a\n"
     "                    last row 'mean' (the mean over the subjects with a value)\n"
-    "  --labels LIST     labels to score, in column order: comma-separated, or infant,\n"
-    "                    synthseg, a model's folder or a .npy label file\n"
+    "  --labels LIST     labels to score, in column order: comma-separated (0 scored where\n"
+    "                    listed), or infant, synthseg, a model's folder or a .npy label file\n"
+    "                    (their structures: the background left out)\n"
     "  --fold            fold both files' labels as clean does (21 into 2, 61 into 41, 170\n"
     "                    into 16) before scoring: a cleaned prediction against ground truth\n"
     "                    that still holds them (synth's labels_NNNN)\n"
@@ -145,7 +146,14 @@ int cmd_dice(int argc, char** argv) {
     const std::string pred = args.require("--pred"), gt = args.require("--gt"), out = args.require("--out");
     ISS_INPUT(!is_volume_name(out), "dice: --out ", out, ": the table is CSV text, not an image (name it .csv)");
     std::vector<int32_t> labels;
-    if (args.has("--labels")) labels = named_label_list(args.get("--labels", ""));
+    if (args.has("--labels")) {
+        const std::string text = args.get("--labels", "");
+        labels = named_label_list(text);
+        // A named list (infant, a model's, a .npy file) holds the background as a network's
+        // output: scored as a structure, it raised every mean; a list written out keeps a 0 given.
+        const bool named = text == "infant" || text == "synthseg" || !label_file_of(text).path.empty();
+        if (named) labels.erase(std::remove(labels.begin(), labels.end(), 0), labels.end());
+    }
     const bool fold = args.flag("--fold"), merge_cerebellum = args.flag("--merge-cerebellum");
     ISS_INPUT(fold || !merge_cerebellum, "dice: --merge-cerebellum folds with --fold: give both");
 

@@ -45,7 +45,7 @@ const char* help_text =
     "\n"
     "For a model (a model directory, its model.json or a .safetensors weights file), read and\n"
     "checked as predict reads it: the network, its parameters, labels, frame, the voxel sizes\n"
-    "it was trained on, and how it was made (the training's step and options, or the Keras\n"
+    "it resamples scans to, and how it was made (the training's step and options, or the Keras\n"
     "file it was imported from); in a model directory also the last logged loss and\n"
     "validation, and the weights --keep-every kept. A Keras file (.h5, .keras) that export\n"
     "wrote is described by the model it records; a published one (SynthSeg's, Infant-\n"
@@ -342,17 +342,23 @@ void print_npy(const std::string& path) {
     if (a.shape.size() == 1 && whole) {
         const std::vector<int32_t> labels = read_npy_labels(path);
         std::printf("  labels: %s\n", clipped(label_list_text(labels), 300).c_str());
-        // What --labels makes of it (merge, clean, import): a user read the file's order here,
-        // and the frames were taken in another.
+        // What merge's and clean's --labels make of it: a user read the file's order here, and the
+        // frames were taken in another. (Through neither's reader: its warning of repeated values
+        // is said where such a list is used.)
         std::vector<int32_t> frames;
+        for (const int32_t label : labels)
+            if (std::find(frames.begin(), frames.end(), label) == frames.end()) frames.push_back(label);
         try {
-            frames = label_list_or_default(&path).labels;
+            frames = labels::freesurfer_sorted(frames);
         } catch (const InputError&) {  // labels of no FreeSurfer class: --labels refuses it, saying why
+            frames.clear();
         }
-        if (!frames.empty() && frames != labels)
+        // A priors run's prior_labels.npy lists generation labels, columns, not frames.
+        const bool priors_columns = std::filesystem::path(path).filename() == prior_labels_file_name;
+        if (!frames.empty() && frames != labels && !priors_columns)
             std::printf(
-                "  as --labels (distinct, in FreeSurfer's order, as SynthSeg's networks number their "
-                "outputs): %s\n",
+                "  as merge's and clean's --labels (distinct, in FreeSurfer's order; import orders them by "
+                "--channel-order): %s\n",
                 clipped(label_list_text(frames), 300).c_str());
         return;
     }
@@ -484,10 +490,11 @@ int cmd_info(int argc, char** argv) {
                 print_model(path);
             else
                 print_file(path);
-        } catch (const InputError& e) {
+        } catch (const Error& e) {  // a file's problem, or a read that failed (a disk's): the others still said
             std::fflush(stdout);
-            std::fprintf(stderr, "infant-synthseg info: error: %s\n", one_line(e.what()).c_str());
-            status = 2;
+            const Failure failure = describe_failure(e, "info", path);
+            std::fprintf(stderr, "infant-synthseg info: %s\n", failure.text.c_str());
+            if (failure.status == 1 || status == 0) status = failure.status;  // not the user's (1) prevails
         }
         std::fflush(stdout);
     }

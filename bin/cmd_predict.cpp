@@ -179,10 +179,10 @@ PredictOptions predict_options(const Args& args, const std::string& model) {
     options.resample_to_model = !args.flag("--no-resample");
     options.clip_percentiles = args.flag("--clip-percentiles");
     options.keep_posteriors = args.has("--post");  // the volumes need no reoriented posteriors
-    ISS_INPUT(!(args.has("--voxel-size") && args.flag("--no-resample")),
-              "--voxel-size and --no-resample contradict each other: the first asks scans to be resampled to it");
     if (is_keras_model_path(model)) {
         options.keras = keras_import_options(args);
+        ISS_INPUT(!(args.has("--voxel-size") && args.flag("--no-resample")),
+                  "--voxel-size and --no-resample contradict each other: the first asks scans to be resampled to it");
     } else {
         ISS_INPUT(!args.has("--labels") && !args.has("--channel-order") && !args.has("--orientation") &&
                       !args.has("--voxel-size"),
@@ -331,8 +331,10 @@ struct RunOutputs {
 
     // The volumes and the picture, and with them a single file's outputs, moved into place.
     void commit(const Args& args) {
-        if (!volumes.rows.empty())
+        if (!volumes.rows.empty()) {
+            warn_if_replacing_volumes("predict", args.get("--vol", ""), volumes);
             single_file->write(args.get("--vol", ""), [&](const std::string& path) { write_csv(path, volumes); });
+        }
         if (!preview_rows.empty()) {
             const RgbImage picture = tile_grid(preview_rows);
             single_file->write(args.get("--preview", ""), [&](const std::string& path) {
@@ -523,9 +525,9 @@ int cmd_predict(int argc, char** argv) {
     if (show_bar) std::fputc('\n', stderr);
     if (show_bar && run.resampled_scans > 0)  // the bar replaced the lines that say it scan by scan
         std::fprintf(stderr,
-                     "infant-synthseg predict: note: %zu of the %zu scans were resampled to the model's voxel size "
-                     "to be segmented (their outputs are on their own grids)\n",
-                     run.resampled_scans, jobs.size());
+                     "infant-synthseg predict: note: %zu of the %zu scans segmented were resampled to the model's "
+                     "voxel size first (their outputs are on their own grids)\n",
+                     run.resampled_scans, run.volumes.rows.size());
     if (posteriors_skipped == jobs.size()) {
         folders.take_back();
         throw InputError(cat("predict: ", channels.front(), ": no scans, only posteriors an earlier run wrote (",

@@ -237,15 +237,16 @@ class GzReader {
 public:
     explicit GzReader(const std::string& path) : path_(path), in_(size_t(1) << 18) {
         require_regular_file(path);  // names missing files and directories clearly
-        file_ = std::fopen(path.c_str(), "rb");
+        file_.reset(std::fopen(path.c_str(), "rb"));
         ISS_INPUT(file_ != nullptr, path, ": cannot open: ", std::strerror(errno));
         refill();
-        gzip_ = starts_a_member();
+        // A pair's .img holds raw voxels, which may begin with the magic (int16 -29921): its name
+        // says whether it is compressed, as nibabel decides. A .nii or .mgh header cannot begin so.
+        gzip_ = ends_with_ignoring_case(path, ".img") ? false : starts_a_member();
         if (gzip_) ISS_REQUIRE(inflateInit2(&z_, 15 + 16) == Z_OK, "zlib: inflateInit2 failed");  // gzip only
     }
     ~GzReader() {
-        if (gzip_) inflateEnd(&z_);
-        std::fclose(file_);
+        if (gzip_) inflateEnd(&z_);  // safe on a stream whose init failed (its state is null)
     }
     GzReader(const GzReader&) = delete;
     GzReader& operator=(const GzReader&) = delete;
@@ -273,8 +274,12 @@ public:
             z_.avail_out = uInt(want);
             const int rc = inflate(&z_, Z_NO_FLUSH);
             begin_ = size_t(z_.next_in - in_.data());
+            const size_t before = done;
             done = size_t(z_.next_out - to);
+            inflated_in_member_ += done - before;
             if (rc == Z_STREAM_END) {  // its CRC-32 and length checked: another member, or the end
+                ++members_ended_;
+                inflated_in_member_ = 0;
                 ended_ = !starts_a_member();
                 if (!ended_) inflateReset(&z_);
             } else if (rc != Z_OK && rc != Z_BUF_ERROR) {  // Z_BUF_ERROR: more input needed (above)
@@ -298,26 +303,32 @@ public:
         return done;
     }
 
-    // Reads on past the voxels to the end of a gzip stream, where zlib checks its CRC-32 and
-    // length: a stream without its end is refused (every voxel may have come, but nothing says
-    // they are right; nibabel reads it). Bytes inflated past the voxels (rare) are read up to a
-    // bound, beyond which the check is left.
+    // Reads on past the data to the end of the gzip member holding its last byte, where zlib
+    // checks the member's CRC-32 and length: a member without its end is refused (every voxel may
+    // have come, but nothing says they are right; nibabel reads it). Members after it are not
+    // read (a stray partial one, as gzread leaves it). Bytes inflated past the data (none in a
+    // file we or nibabel write) are read up to 16 MiB, beyond which the check is left.
     void check_stream_end() {
-        if (!gzip_) return;
+        // The data ended with its member (that member checked): a member after it is not the data's.
+        if (!gzip_ || (members_ended_ > 0 && inflated_in_member_ == 0)) return;
         std::vector<unsigned char> scratch(size_t(1) << 16);
-        for (int64_t left = int64_t(1) << 24; left > 0 && !ended_;)
-            left -= int64_t(read_some(scratch.data(), scratch.size()));
+        const int64_t members_before = members_ended_;
+        for (int64_t left = int64_t(1) << 24; left > 0 && !ended_ && members_ended_ == members_before;)
+            left -= int64_t(read_some(scratch.data(), std::min<size_t>(scratch.size(), size_t(left))));
         ISS_INPUT(!cut_short_, path_, ": its gzip stream is cut short: it ends before its check (the CRC-32 of its ",
                   "data), so the file is incomplete or damaged (gzip -t tests it)");
     }
+
+    // Whether the input ended inside a gzip member (what was read came, the rest did not).
+    bool cut_short() const { return cut_short_; }
 
 private:
     // Moves the unread bytes to the front and reads more behind them; whether any came.
     bool refill() {
         std::memmove(in_.data(), in_.data() + begin_, end_ - begin_);
         end_ -= begin_, begin_ = 0;
-        const size_t got = std::fread(in_.data() + end_, 1, in_.size() - end_, file_);
-        if (got == 0 && std::ferror(file_)) throw Error(cat(path_, ": cannot read: ", std::strerror(errno)));
+        const size_t got = std::fread(in_.data() + end_, 1, in_.size() - end_, file_.get());
+        if (got == 0 && std::ferror(file_.get())) throw Error(cat(path_, ": cannot read: ", std::strerror(errno)));
         end_ += got;
         return got > 0;
     }
@@ -328,13 +339,16 @@ private:
     }
 
     std::string path_;
-    std::FILE* file_ = nullptr;
+    // Closed even where a check in the constructor throws (no destructor runs then).
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> file_{nullptr, &std::fclose};
     std::vector<unsigned char> in_;  // read, [begin_, end_) not yet used
     size_t begin_ = 0, end_ = 0;
     bool gzip_ = false;
     z_stream z_{};
     bool ended_ = false;      // no more data: the last member's end, or the input's
     bool cut_short_ = false;  // the input ended inside a member
+    int64_t members_ended_ = 0;
+    size_t inflated_in_member_ = 0;  // bytes inflated since the last member's end
 };
 
 bool is_pair_image_name(const std::string& path) {
@@ -492,6 +506,7 @@ void read_extensions(const std::string& path, VolumeHeader& h, size_t header_siz
         bytes.resize(had + got);
         if (got == 0) break;
     }
+    if (!h.single_file) in.check_stream_end();  // a pair's .hdr.gz, read to its end here
     const int64_t got = int64_t(bytes.size());
     if (got < int64_t(header_size) + 4 || bytes[header_size] == 0) return;  // no extensions
     const int64_t end = h.single_file ? h.vox_offset : got;
@@ -753,6 +768,8 @@ VolumeHeader parse_and_validate(const std::string& path) {
     {
         GzReader in(path);
         got = in.read_some(buf, sizeof buf);
+        ISS_INPUT(got >= 348 || !in.cut_short(), path, ": its gzip stream is cut short after ", got,
+                  " bytes, inside the header: the file is incomplete or damaged");
     }
     ISS_INPUT(got >= 4, path, ": too short to be a NIfTI file (", got, " bytes)");
     // Plain variables: the decode lambda below captures them (a structured binding cannot be,

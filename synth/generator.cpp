@@ -172,6 +172,7 @@ std::vector<int32_t> segmentation_labels_in_no_map(const std::vector<TrainingMap
 
 std::string folds_learned_as_background(const std::vector<TrainingMap>& maps, const GeneratorConfig& config,
                                         const std::string& source) {
+    if (!config.output_labels.empty()) return {};  // targets given label by label: as meant
     std::array<bool, 256> held{};  // by generation index
     for (const TrainingMap& m : maps)
         for (const uint8_t g : m.generation) held[g] = true;

@@ -69,7 +69,8 @@ std::vector<int32_t> segmentation_labels_in_no_map(const std::vector<TrainingMap
 
 // Where the maps hold a label the infant protocol folds into a structure (21 into 2, 61 into 41,
 // 170 into 16: clean's folds) and the configuration learns it as background while learning that
-// structure, a warning saying so, naming `source` (the configuration); empty otherwise. A
+// structure by segmentation_labels (output_labels give each target as meant), a warning saying
+// so, naming `source` (the configuration); empty otherwise. A
 // segmentation_labels list without them did it without a word: the demo learned 47% of a
 // 1-month phantom's white matter (its 21 and 61) as background.
 std::string folds_learned_as_background(const std::vector<TrainingMap>& maps, const GeneratorConfig& config,

@@ -955,6 +955,40 @@ TEST_F(NiftiBadInput, AGzipStreamsEndIsCheckedOnLargeFiles) {
     EXPECT_EQ(iss::read_image(damaged("members.nii.gz", twice)).data, noise);
 }
 
+// The gzip reader's edges: a stream cut inside the header says so (it said "0 bytes"), a pair's
+// .hdr.gz is read to its end too, a stray partial member after the data's is left (as gzread left
+// it), and a pair's .img is raw whatever its first bytes (an int16 -29921 is the gzip magic).
+TEST_F(NiftiBadInput, GzipHeadersPairsAndStrayMembers) {
+    const std::string whole = write("whole.nii.gz", good());
+    const Bytes comp = read_bytes(whole);
+    auto raw_file = [&](const std::string& name, const Bytes& bytes) {
+        write_bytes(path(name + ".tmp"), bytes);  // not .gz: the bytes as they are
+        fs::rename(path(name + ".tmp"), path(name));
+        return path(name);
+    };
+    expect_bad(raw_file("head.nii.gz", Bytes(comp.begin(), comp.begin() + 12)), "its gzip stream is cut short after");
+    Bytes stray = comp;
+    stray.insert(stray.end(), {0x1f, 0x8b, 0x08});
+    EXPECT_EQ(iss::read_image(raw_file("stray.nii.gz", stray)).data, iss::read_image(whole).data);
+
+    RawSpec pair = good();
+    pair.pair = true;
+    const std::string hdr_gz = write("pair.hdr.gz", pair);
+    EXPECT_EQ(iss::read_image(hdr_gz).data, iss::read_image(whole).data);
+    const Bytes hdr = read_bytes(hdr_gz);
+    fs::remove(hdr_gz);
+    raw_file("pair.hdr.gz", Bytes(hdr.begin(), hdr.end() - 4));
+    expect_bad(hdr_gz, "its gzip stream is cut short");
+
+    pair.datatype = NIFTI_TYPE_INT16, pair.bitpix = 16;
+    std::vector<int16_t> voxels(24, 7);
+    voxels[0] = -29921;  // stored 1f 8b
+    pair.data = encode(voxels, false);
+    const std::string hdr_file = write("magic.hdr", pair);
+    ASSERT_EQ(read_bytes(path("magic.img"))[0], 0x1f);
+    EXPECT_EQ(iss::read_image(hdr_file).data[0], -29921.0f);
+}
+
 TEST_F(NiftiBadInput, MagicAndSizeofHdr) {
     RawSpec s = good();
     s.magic = std::string("abc\0", 4);
@@ -1409,13 +1443,21 @@ TEST_F(CliInfo, NpyFilesAndFoldersOfScansAreDescribed) {
     EXPECT_EQ(line_value(r.out, "range"), "[0, 80]");
     EXPECT_EQ(line_value(r.out, "priors of labels"), "0,41,2 (prior_labels.npy beside it)");
     EXPECT_NE(r.out.find("dtype <i4, shape (3,)\n  range: [0, 41]\n  labels: 0,41,2\n"), std::string::npos) << r.out;
-    // A label list in another order than the frames --labels takes it in (merge, clean): both said.
-    EXPECT_EQ(line_value(r.out,
-                         "as --labels (distinct, in FreeSurfer's order, as SynthSeg's networks number their "
-                         "outputs)"),
-              "0,2,41");
+    // A label list in another order than the frames --labels takes it in (merge, clean): both said
+    // (not of a priors run's columns).
+    const std::string frames_line =
+        "as merge's and clean's --labels (distinct, in FreeSurfer's order; import orders them by --channel-order)";
+    EXPECT_EQ(r.out.find(frames_line), std::string::npos) << r.out;
+    iss::write_npy_labels(path("frames.npy"), {0, 41, 2});
+    EXPECT_EQ(line_value(info(shell_quote(path("frames.npy"))).out, frames_line), "0,2,41");
+    // SynthSeg's label files repeat values: said once, distinct, and no warning here.
+    std::vector<double> repeated{0, 41, 41, 2, 3};
+    iss::write_npy(path("repeated.npy"), {5}, repeated);
+    const RunResult dup = info(shell_quote(path("repeated.npy")));
+    EXPECT_EQ(dup.err, "");
+    EXPECT_EQ(line_value(dup.out, frames_line), "0,2,3,41");
     iss::write_npy_labels(path("sorted.npy"), {0, 2, 41});
-    EXPECT_EQ(info(shell_quote(path("sorted.npy"))).out.find("as --labels"), std::string::npos) << "the same order";
+    EXPECT_EQ(info(shell_quote(path("sorted.npy"))).out.find(frames_line), std::string::npos) << "the same order";
     iss::write_npy_labels(path("prior_labels.npy"), {0, 41});
     r = info(shell_quote(path("prior_means.npy")));
     EXPECT_EQ(line_value(r.out, "priors of labels"),

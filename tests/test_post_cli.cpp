@@ -346,6 +346,18 @@ TEST_F(CleanCli, FoldsRelabelsIslandsAndWritesFoldedPosteriors) {
                   .status,
               0);
     EXPECT_EQ(read_csv((dir_ / "sub01.csv").string()).rows.at(0).at(0), "sub01");
+    // A loop over subjects with one table keeps the last subject's row alone: said. The same
+    // subject's table again is no news.
+    fs::copy_file(dir_ / "seg.nii.gz", dir_ / "sub02_synthseg.nii.gz");
+    const RunResult looped = run("clean", "--seg " + q("sub02_synthseg.nii.gz") + " --post " + q("post.nii.gz") +
+                                              " --o " + q("sub02_clean.nii.gz") + " --vol " + q("sub01.csv"));
+    ASSERT_EQ(looped.status, 0) << looped.err;
+    EXPECT_EQ(looped.err, "warning: clean: " + path("sub01.csv") +
+                              " held the volumes of 1 other subject (sub01), now replaced: a table holds one run's "
+                              "scans (give each subject a table of its own, or predict a folder)\n");
+    const RunResult same_subject = run("clean", "--seg " + q("sub02_synthseg.nii.gz") + " --post " + q("post.nii.gz") +
+                                                    " --o " + q("sub02_clean.nii.gz") + " --vol " + q("sub01.csv"));
+    EXPECT_EQ(same_subject.err, "");
     const RunResult image = run("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz") + " --o " +
                                              out("c3.nii.gz") + " --vol " + out("volumes.nii.gz"));
     EXPECT_EQ(image.status, 2);
@@ -609,6 +621,12 @@ TEST_F(DiceCli, DirectoriesPairedByNameWithMeanRow) {
                                         " --labels 0,1,3 --out " + shell_quote(csv));
     ASSERT_EQ(l.status, 0) << l.err;
     EXPECT_EQ(read_csv(csv).rows[0], (std::vector<std::string>{"a_lia", "0.75", "0.75", ""}));
+    // A named list holds the background as a network's output: its structures are scored, not it.
+    write_npy_labels(path("frames.npy"), {0, 3, 1});
+    const RunResult named = run("dice", "--pred " + q("pred/a.nii.gz") + " --gt " + q("gt/a.nii.gz") + " --labels " +
+                                            q("frames.npy") + " --out " + shell_quote(csv));
+    ASSERT_EQ(named.status, 0) << named.err;
+    EXPECT_EQ(read_csv(csv).columns, (std::vector<std::string>{"subject", "dice_3", "dice_1"}));
 
     // The folder predict writes (NAME_synthseg.nii.gz) beside ground truths named like the
     // scans, in either NIfTI ending: paired by subject, named as predict --vol names them.

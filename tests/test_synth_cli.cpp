@@ -363,6 +363,8 @@ TEST_F(SynthCli, FoldedLabelsLearnedAsBackgroundBesideTheirStructureAreWarnedOf)
     targets[labels::index_of(labels::generation_labels(), 2)] = 2;
     targets[labels::index_of(labels::generation_labels(), 41)] = 41;
     EXPECT_EQ(warned(nlohmann::json{{"output_labels", targets}}.dump()), "");
+    targets[labels::index_of(labels::generation_labels(), 21)] = 0;  // even as background, given so
+    EXPECT_EQ(warned(nlohmann::json{{"output_labels", targets}}.dump()), "");
     // What synth says.
     std::ofstream(file) << R"({"segmentation_labels": [0, 2, 3, 21, 41, 61, 16]})";
     const RunResult r = synth("--labels " + shell_quote(map_file()) + " --config " + shell_quote(file) +
