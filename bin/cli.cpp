@@ -138,7 +138,8 @@ std::string Args::get(const std::string& name, const std::string& fallback) cons
     return it == values_.end() ? fallback : it->second.back();
 }
 
-void warn_if_replacing_volumes(const std::string& command, const std::string& path, const CsvTable& table) {
+void warn_if_replacing_volumes(const std::string& command, const std::string& path, const CsvTable& table,
+                               const std::string& advice) {
     std::error_code ec;
     if (path.empty() || !std::filesystem::is_regular_file(path, ec)) return;
     CsvTable held;
@@ -155,9 +156,7 @@ void warn_if_replacing_volumes(const std::string& command, const std::string& pa
         if (!kept.count(row.front())) lost.push_back(one_line(row.front()));
     if (lost.empty()) return;
     warning(cat(command, ": ", path, " held the volumes of ", lost.size(), " other subject", lost.size() > 1 ? "s" : "",
-                " (", first_values(lost, 3),
-                "), now replaced: a table holds one run's scans (give each subject a "
-                "table of its own, or predict a folder)"));
+                " (", first_values(lost, 3), "), now replaced: ", advice));
 }
 
 KerasImportOptions keras_import_options(const Args& args) {

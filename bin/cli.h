@@ -61,7 +61,9 @@ void limit_threads_to_machine();
 // Before a volumes table (predict --vol, clean --vol) replaces `path`: a warning naming the
 // subjects the table there held rows of and `table` has not. A loop over subjects with one --vol
 // kept the last subject's row alone, without a word. Nothing where no volumes table is there.
-void warn_if_replacing_volumes(const std::string& command, const std::string& path, const CsvTable& table);
+// `advice` says what to do instead.
+void warn_if_replacing_volumes(const std::string& command, const std::string& path, const CsvTable& table,
+                               const std::string& advice);
 
 // How to read a Keras file (import, and predict given one): --labels, --channel-order,
 // --orientation and --voxel-size (checked to be a size in mm, 0 when not given).

@@ -140,7 +140,8 @@ int cmd_clean(int argc, char** argv) {
     write_prediction(files, out, p.seg, &seg_header, out_post, p.post, posteriors.labels.labels, &post_header);
     if (!vol.empty()) {
         const CsvTable volumes = segmentation_volumes(p.seg, posteriors.labels.labels, options, subject_of(seg_path));
-        warn_if_replacing_volumes("clean", vol, volumes);
+        warn_if_replacing_volumes("clean", vol, volumes,
+                                  "a table holds one segmentation's volumes (give each subject a table of its own)");
         files.write(vol, [&](const std::string& path) { write_csv(path, volumes); });
     }
     files.commit();

@@ -153,6 +153,7 @@ int cmd_dice(int argc, char** argv) {
         // output: scored as a structure, it raised every mean; a list written out keeps a 0 given.
         const bool named = text == "infant" || text == "synthseg" || !label_file_of(text).path.empty();
         if (named) labels.erase(std::remove(labels.begin(), labels.end(), 0), labels.end());
+        ISS_INPUT(!labels.empty(), "dice: --labels ", text, " holds no structure, only the background");
     }
     const bool fold = args.flag("--fold"), merge_cerebellum = args.flag("--merge-cerebellum");
     ISS_INPUT(fold || !merge_cerebellum, "dice: --merge-cerebellum folds with --fold: give both");

@@ -332,7 +332,9 @@ struct RunOutputs {
     // The volumes and the picture, and with them a single file's outputs, moved into place.
     void commit(const Args& args) {
         if (!volumes.rows.empty()) {
-            warn_if_replacing_volumes("predict", args.get("--vol", ""), volumes);
+            warn_if_replacing_volumes("predict", args.get("--vol", ""), volumes,
+                                      "a table holds one run's scans (give each run a table of its own, or "
+                                      "predict a folder of scans: one table for all)");
             single_file->write(args.get("--vol", ""), [&](const std::string& path) { write_csv(path, volumes); });
         }
         if (!preview_rows.empty()) {

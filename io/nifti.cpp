@@ -235,14 +235,13 @@ bool is_gzip(const std::string& path) {
 // whose trailer was cut off (a download cut short) from a whole one.
 class GzReader {
 public:
-    explicit GzReader(const std::string& path) : path_(path), in_(size_t(1) << 18) {
+    // `may_be_gzip`: false for a pair's raw .img whose voxels begin with the magic (data_is_gzip).
+    explicit GzReader(const std::string& path, bool may_be_gzip = true) : path_(path), in_(size_t(1) << 18) {
         require_regular_file(path);  // names missing files and directories clearly
         file_.reset(std::fopen(path.c_str(), "rb"));
         ISS_INPUT(file_ != nullptr, path, ": cannot open: ", std::strerror(errno));
         refill();
-        // A pair's .img holds raw voxels, which may begin with the magic (int16 -29921): its name
-        // says whether it is compressed, as nibabel decides. A .nii or .mgh header cannot begin so.
-        gzip_ = ends_with_ignoring_case(path, ".img") ? false : starts_a_member();
+        gzip_ = may_be_gzip && starts_a_member();
         if (gzip_) ISS_REQUIRE(inflateInit2(&z_, 15 + 16) == Z_OK, "zlib: inflateInit2 failed");  // gzip only
     }
     ~GzReader() {
@@ -280,6 +279,10 @@ public:
             if (rc == Z_STREAM_END) {  // its CRC-32 and length checked: another member, or the end
                 ++members_ended_;
                 inflated_in_member_ = 0;
+                if (stop_at_member_end_) {  // the member holding the data's end: all check_stream_end reads
+                    ended_ = true;
+                    break;
+                }
                 ended_ = !starts_a_member();
                 if (!ended_) inflateReset(&z_);
             } else if (rc != Z_OK && rc != Z_BUF_ERROR) {  // Z_BUF_ERROR: more input needed (above)
@@ -312,8 +315,8 @@ public:
         // The data ended with its member (that member checked): a member after it is not the data's.
         if (!gzip_ || (members_ended_ > 0 && inflated_in_member_ == 0)) return;
         std::vector<unsigned char> scratch(size_t(1) << 16);
-        const int64_t members_before = members_ended_;
-        for (int64_t left = int64_t(1) << 24; left > 0 && !ended_ && members_ended_ == members_before;)
+        stop_at_member_end_ = true;
+        for (int64_t left = int64_t(1) << 24; left > 0 && !ended_;)
             left -= int64_t(read_some(scratch.data(), std::min<size_t>(scratch.size(), size_t(left))));
         ISS_INPUT(!cut_short_, path_, ": its gzip stream is cut short: it ends before its check (the CRC-32 of its ",
                   "data), so the file is incomplete or damaged (gzip -t tests it)");
@@ -348,7 +351,8 @@ private:
     bool ended_ = false;      // no more data: the last member's end, or the input's
     bool cut_short_ = false;  // the input ended inside a member
     int64_t members_ended_ = 0;
-    size_t inflated_in_member_ = 0;  // bytes inflated since the last member's end
+    size_t inflated_in_member_ = 0;    // bytes inflated since the last member's end
+    bool stop_at_member_end_ = false;  // check_stream_end's: no member after the data's is read
 };
 
 bool is_pair_image_name(const std::string& path) {
@@ -572,9 +576,16 @@ std::string data_start(const VolumeHeader& h) {
 // The data must fit in its file (h.data_path, of `data_file_size` bytes). A gzip stream cannot
 // expand more than 1032:1 (deflate's limit), so a tiny .gz that claims gigabytes is refused
 // before anything is allocated.
+// Whether a volume's data file is gzip-compressed: by its first bytes, but a pair's .img of
+// exactly the raw size is raw (its voxels may begin with the magic: an int16 -29921 first; a good
+// pair was refused as a corrupt gzip file). A .nii or .mgh header cannot begin so.
+bool data_is_gzip(const VolumeHeader& h, int64_t data_file_size) {
+    return is_gzip(h.data_path) && (h.single_file || data_file_size != h.vox_offset + h.data_bytes());
+}
+
 void require_data_in_file(const VolumeHeader& h, int64_t data_file_size) {
     const int64_t needed = h.vox_offset + h.data_bytes();
-    if (is_gzip(h.data_path)) {
+    if (data_is_gzip(h, data_file_size)) {
         ISS_INPUT(data_file_size >= needed / 1032, h.data_path, ": gzip file of ", data_file_size,
                   " bytes cannot hold the ", needed, " bytes the header describes (truncated?)");
     } else {
@@ -766,10 +777,14 @@ VolumeHeader parse_and_validate(const std::string& path) {
     unsigned char buf[540] = {};
     size_t got;
     {
+        // NIfTI-1's 348 bytes, then NIfTI-2's rest where sizeof_hdr says 540: no byte past the
+        // header is read (a tiny file's stray gzip member after its data stays unread).
         GzReader in(path);
-        got = in.read_some(buf, sizeof buf);
-        ISS_INPUT(got >= 348 || !in.cut_short(), path, ": its gzip stream is cut short after ", got,
-                  " bytes, inside the header: the file is incomplete or damaged");
+        got = in.read_some(buf, 348);
+        if (got == 348 && (field<int32_t>(buf, 0, false) == 540 || field<int32_t>(buf, 0, true) == 540))
+            got += in.read_some(buf + 348, sizeof buf - 348);
+        ISS_INPUT(got >= 348 || !in.cut_short(), path, ": its gzip stream is cut short inside the header (", got,
+                  " of its bytes came): the file is incomplete or damaged");
     }
     ISS_INPUT(got >= 4, path, ": too short to be a NIfTI file (", got, " bytes)");
     // Plain variables: the decode lambda below captures them (a structured binding cannot be,
@@ -845,7 +860,10 @@ VolumeHeader parse_mgh(const std::string& path) {
     const int64_t size = require_regular_file(path);
     ISS_INPUT(size > 0, path, ": file is empty");
     unsigned char buf[mgh_at::read_bytes] = {};
-    const size_t got = GzReader(path).read_some(buf, sizeof buf);
+    GzReader in(path);
+    const size_t got = in.read_some(buf, sizeof buf);
+    ISS_INPUT(got == mgh_at::read_bytes || !in.cut_short(), path, ": its gzip stream is cut short inside the header (",
+              got, " of its bytes came): the file is incomplete or damaged");
     ISS_INPUT(got == mgh_at::read_bytes, path, ": too short to be an MGH file (", got, " bytes)");
     const int32_t version = field<int32_t>(buf, mgh_at::version, true);
     const int32_t sizeof_hdr = field<int32_t>(buf, 0, false);  // were it NIfTI
@@ -914,7 +932,7 @@ VolumeHeader parse_mgh(const std::string& path) {
 // Reads the voxels of a validated header, passing each one (native type) to store(index, v).
 template <class Store>
 void read_voxels(const VolumeHeader& h, Store&& store) {
-    GzReader in(h.data_path);
+    GzReader in(h.data_path, data_is_gzip(h, require_regular_file(h.data_path)));
     const int64_t skipped = in.skip(h.vox_offset);
     ISS_INPUT(skipped == h.vox_offset, h.data_path, ": ", data_start(h), " is past the end of the data (", skipped,
               " bytes)");

@@ -155,11 +155,21 @@ std::vector<TrainingMap> load_training_maps(const std::vector<std::string>& file
     return maps;
 }
 
-std::vector<int32_t> segmentation_labels_in_no_map(const std::vector<TrainingMap>& maps,
-                                                   const GeneratorConfig& config) {
-    std::array<bool, 256> held{};  // by generation index (at most 255 generation labels)
+namespace {
+
+// Whether any map holds each generation index (at most 255 generation labels).
+std::array<bool, 256> generation_indices_held(const std::vector<TrainingMap>& maps) {
+    std::array<bool, 256> held{};
     for (const TrainingMap& m : maps)
         for (const uint8_t g : m.generation) held[g] = true;
+    return held;
+}
+
+}  // namespace
+
+std::vector<int32_t> segmentation_labels_in_no_map(const std::vector<TrainingMap>& maps,
+                                                   const GeneratorConfig& config) {
+    const std::array<bool, 256> held = generation_indices_held(maps);
     const std::vector<int32_t> targets = target_labels(config);
     std::set<int32_t> learned;
     for (size_t g = 0; g < targets.size(); ++g)
@@ -173,9 +183,7 @@ std::vector<int32_t> segmentation_labels_in_no_map(const std::vector<TrainingMap
 std::string folds_learned_as_background(const std::vector<TrainingMap>& maps, const GeneratorConfig& config,
                                         const std::string& source) {
     if (!config.output_labels.empty()) return {};  // targets given label by label: as meant
-    std::array<bool, 256> held{};  // by generation index
-    for (const TrainingMap& m : maps)
-        for (const uint8_t g : m.generation) held[g] = true;
+    const std::array<bool, 256> held = generation_indices_held(maps);
     const std::vector<int32_t> targets = target_labels(config);
     std::vector<int32_t> folded, kept;
     for (const auto& [from, to] : labels::fold_pairs(false)) {

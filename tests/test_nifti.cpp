@@ -966,10 +966,21 @@ TEST_F(NiftiBadInput, GzipHeadersPairsAndStrayMembers) {
         fs::rename(path(name + ".tmp"), path(name));
         return path(name);
     };
-    expect_bad(raw_file("head.nii.gz", Bytes(comp.begin(), comp.begin() + 12)), "its gzip stream is cut short after");
+    expect_bad(raw_file("head.nii.gz", Bytes(comp.begin(), comp.begin() + 12)),
+               "its gzip stream is cut short inside the header");
     Bytes stray = comp;
     stray.insert(stray.end(), {0x1f, 0x8b, 0x08});
     EXPECT_EQ(iss::read_image(raw_file("stray.nii.gz", stray)).data, iss::read_image(whole).data);
+    // The same where the data's member is checked after the voxels are read (its end not yet
+    // inflated then: bytes after the voxels inside it), with junk after a gzip magic behind it.
+    RawSpec extra = good();
+    extra.trailing = Bytes(16, 0);
+    const Bytes extra_comp = read_bytes(write("extra.nii.gz", extra));
+    for (const Bytes& tail : {Bytes{0x1f, 0x8b, 0x08}, Bytes{0x1f, 0x8b, 'G', 'A', 'R', 'B', 'A', 'G', 'E'}}) {
+        Bytes with_tail = extra_comp;
+        with_tail.insert(with_tail.end(), tail.begin(), tail.end());
+        EXPECT_EQ(iss::read_image(raw_file("extra_stray.nii.gz", with_tail)).data, iss::read_image(whole).data);
+    }
 
     RawSpec pair = good();
     pair.pair = true;
@@ -987,6 +998,11 @@ TEST_F(NiftiBadInput, GzipHeadersPairsAndStrayMembers) {
     const std::string hdr_file = write("magic.hdr", pair);
     ASSERT_EQ(read_bytes(path("magic.img"))[0], 0x1f);
     EXPECT_EQ(iss::read_image(hdr_file).data[0], -29921.0f);
+    // A compressed .img named .img (not of the raw size): still inflated, as gzread did.
+    write_bytes(path("packed.img.gz"), pair.data);
+    fs::copy_file(path("magic.hdr"), path("packed.hdr"));
+    fs::rename(path("packed.img.gz"), path("packed.img"));
+    EXPECT_EQ(iss::read_image(path("packed.hdr")).data, iss::read_image(hdr_file).data);
 }
 
 TEST_F(NiftiBadInput, MagicAndSizeofHdr) {

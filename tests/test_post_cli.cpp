@@ -353,8 +353,8 @@ TEST_F(CleanCli, FoldsRelabelsIslandsAndWritesFoldedPosteriors) {
                                               " --o " + q("sub02_clean.nii.gz") + " --vol " + q("sub01.csv"));
     ASSERT_EQ(looped.status, 0) << looped.err;
     EXPECT_EQ(looped.err, "warning: clean: " + path("sub01.csv") +
-                              " held the volumes of 1 other subject (sub01), now replaced: a table holds one run's "
-                              "scans (give each subject a table of its own, or predict a folder)\n");
+                              " held the volumes of 1 other subject (sub01), now replaced: a table holds one "
+                              "segmentation's volumes (give each subject a table of its own)\n");
     const RunResult same_subject = run("clean", "--seg " + q("sub02_synthseg.nii.gz") + " --post " + q("post.nii.gz") +
                                                     " --o " + q("sub02_clean.nii.gz") + " --vol " + q("sub01.csv"));
     EXPECT_EQ(same_subject.err, "");
