@@ -279,6 +279,12 @@ std::vector<std::string> Args::all(const std::string& name) const {
     return it == values_.end() ? std::vector<std::string>{} : it->second;
 }
 
+long long Args::integer_in(const std::string& name, long long fallback, long long low, long long high) const {
+    const long long value = integer(name, fallback);
+    ISS_INPUT(value >= low && value <= high, command_, ": ", name, " must be ", low, " to ", high, ", got ", value);
+    return value;
+}
+
 long long Args::integer(const std::string& name, long long fallback) const {
     if (!has(name)) return fallback;
     const std::string text = get(name, "");

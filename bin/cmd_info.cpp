@@ -346,10 +346,8 @@ void print_npy(const std::string& path) {
         // frames were taken in another. (Through neither's reader: its warning of repeated values
         // is said where such a list is used.)
         std::vector<int32_t> frames;
-        for (const int32_t label : labels)
-            if (std::find(frames.begin(), frames.end(), label) == frames.end()) frames.push_back(label);
         try {
-            frames = labels::freesurfer_sorted(frames);
+            frames = labels::freesurfer_sorted(labels::distinct(labels));
         } catch (const InputError&) {  // labels of no FreeSurfer class: --labels refuses it, saying why
             frames.clear();
         }

@@ -218,8 +218,7 @@ GeneratorConfig synth_config(const Args& args, const std::string& config_path) {
     const PresetChoice preset{args.preset()};
     GeneratorConfig config = config_path.empty() ? preset_config(preset.base()) : load_config(preset, config_path);
     if (args.has("--shape")) {
-        const long long n = args.integer("--shape", 0);
-        ISS_INPUT(n >= 1 && n <= max_crop_side, "synth: --shape must be 1 to ", max_crop_side, ", got ", n);
+        const long long n = args.integer_in("--shape", 0, 1, max_crop_side);
         config.output_shape = {n, n, n};
     }
     validate_config(config, config_path.empty() ? cat("preset ", config.preset) : config_path);

@@ -143,12 +143,6 @@ const char* usage =
     "the end.\n";
 
 // An int option in [lo, hi]: checked before narrowing, so 2^32 + 1 is not taken for 1.
-int int_option(const Args& args, const std::string& name, long long fallback, long long lo, long long hi) {
-    const long long v = args.integer(name, fallback);
-    ISS_INPUT(v >= lo && v <= hi, "train: ", name, " must be ", lo, " to ", hi, ", got ", v);
-    return int(v);
-}
-
 // A learning rate Adam's float holds as a positive normal number (1e300 would be infinite, 1e-50
 // zero). Judged as the float: FLT_MAX's nearest double written in the record reads back above it.
 bool is_float_rate(double lr) {
@@ -330,14 +324,10 @@ TrainOptions parse_options(const Args& args) {
     ISS_INPUT(is_float_rate(lr), "train: --lr must be a positive number from ", FLT_MIN, " to ", FLT_MAX,
               " (a float's), got ", args.get("--lr", ""));
     o.lr = float(lr);
-    o.batch = int_option(args, "--batch", o.batch, 1, 64);
-    if (args.has("--shape")) {
-        o.shape = args.integer("--shape", 0);
-        ISS_INPUT(o.shape >= 1 && o.shape <= max_crop_side, "train: --shape must be 1 to ", max_crop_side, ", got ",
-                  o.shape);
-    }
-    o.unet.levels = int_option(args, "--levels", o.unet.levels, 1, UNetConfig::max_levels);
-    o.unet.features = int_option(args, "--features", o.unet.features, 1, UNetConfig::max_features);
+    o.batch = int(args.integer_in("--batch", o.batch, 1, 64));
+    if (args.has("--shape")) o.shape = args.integer_in("--shape", 0, 1, max_crop_side);
+    o.unet.levels = int(args.integer_in("--levels", o.unet.levels, 1, UNetConfig::max_levels));
+    o.unet.features = int(args.integer_in("--features", o.unet.features, 1, UNetConfig::max_features));
     o.wl2_epochs = args.integer("--wl2-epochs", o.wl2_epochs);
     o.keep_every = args.integer("--keep-every", o.keep_every);
     o.resume = args.flag("--resume");
@@ -354,7 +344,8 @@ TrainOptions parse_options(const Args& args) {
     // A resume may validate on its record's maps: checked once they are adopted.
     if (!o.resume) require_validation_maps_for_options(args, o, "");
     o.validate_every = validation_interval(args, o);
-    o.validation_samples = int_option(args, "--validation-samples", o.validation_samples, 1, max_validation_samples);
+    o.validation_samples =
+        int(args.integer_in("--validation-samples", o.validation_samples, 1, max_validation_samples));
     if (o.resume)
         o.adopt_recorded = [args](const ModelSpec& saved, TrainOptions& options) {
             adopt_recorded_options(args, saved, options);

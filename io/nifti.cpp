@@ -275,10 +275,9 @@ public:
             begin_ = size_t(z_.next_in - in_.data());
             const size_t before = done;
             done = size_t(z_.next_out - to);
-            inflated_in_member_ += done - before;
+            at_member_end_ = at_member_end_ && done == before;
             if (rc == Z_STREAM_END) {  // its CRC-32 and length checked: another member, or the end
-                ++members_ended_;
-                inflated_in_member_ = 0;
+                at_member_end_ = true;
                 if (stop_at_member_end_) {  // the member holding the data's end: all check_stream_end reads
                     ended_ = true;
                     break;
@@ -313,7 +312,7 @@ public:
     // file we or nibabel write) are read up to 16 MiB, beyond which the check is left.
     void check_stream_end() {
         // The data ended with its member (that member checked): a member after it is not the data's.
-        if (!gzip_ || (members_ended_ > 0 && inflated_in_member_ == 0)) return;
+        if (!gzip_ || at_member_end_) return;
         std::vector<unsigned char> scratch(size_t(1) << 16);
         stop_at_member_end_ = true;
         for (int64_t left = int64_t(1) << 24; left > 0 && !ended_;)
@@ -350,8 +349,7 @@ private:
     z_stream z_{};
     bool ended_ = false;      // no more data: the last member's end, or the input's
     bool cut_short_ = false;  // the input ended inside a member
-    int64_t members_ended_ = 0;
-    size_t inflated_in_member_ = 0;    // bytes inflated since the last member's end
+    bool at_member_end_ = false;       // the last byte inflated ended a member (checked)
     bool stop_at_member_end_ = false;  // check_stream_end's: no member after the data's is read
 };
 

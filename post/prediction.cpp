@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <map>
 #include <set>
-#include <unordered_set>
 #include <utility>
 
 #include "io/csv.h"
@@ -88,11 +87,8 @@ std::vector<int32_t> named_label_list(const std::string& text, const std::string
     if (!ends_with(text, ".npy")) return parse_label_list(text, option);
     // SynthSeg's label files repeat values (one per generation label): the distinct ones, said
     // (a channel list with a value twice by mistake loses a channel).
-    std::vector<int32_t> values;
-    std::unordered_set<int32_t> seen;
     const std::vector<int32_t> all = read_npy_labels(text);
-    for (const int32_t label : all)
-        if (seen.insert(label).second) values.push_back(label);
+    const std::vector<int32_t> values = labels::distinct(all);
     if (values.size() < all.size())
         warning(cat(text, ": ", all.size(), " values, ", values.size(),
                     " distinct (SynthSeg's label files repeat them): the labels are the distinct ones"));

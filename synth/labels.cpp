@@ -1,6 +1,7 @@
 #include "synth/labels.h"
 
 #include <algorithm>
+#include <unordered_set>
 
 #include "kernels/common/error.h"
 
@@ -164,6 +165,14 @@ std::vector<std::pair<int32_t, int32_t>> fold_pairs(bool merge_cerebellum) {
     std::vector<std::pair<int32_t, int32_t>> pairs{{21, 2}, {61, 41}, {170, 16}};
     if (merge_cerebellum) pairs.insert(pairs.end(), {{7, 8}, {46, 47}});
     return pairs;
+}
+
+std::vector<int32_t> distinct(const std::vector<int32_t>& list) {
+    std::vector<int32_t> once;
+    std::unordered_set<int32_t> seen;
+    for (const int32_t label : list)
+        if (seen.insert(label).second) once.push_back(label);
+    return once;
 }
 
 int index_of(const std::vector<int32_t>& list, int32_t label) {

@@ -63,6 +63,9 @@ std::vector<int32_t> freesurfer_sorted(const std::vector<int32_t>& labels);
 // into cortex).
 std::vector<std::pair<int32_t, int32_t>> fold_pairs(bool merge_cerebellum);
 
+// Each label of `list` once, where it first appears (SynthSeg's label files repeat them).
+std::vector<int32_t> distinct(const std::vector<int32_t>& list);
+
 // Index of `label` in `list`, or -1.
 int index_of(const std::vector<int32_t>& list, int32_t label);
 // The labels of `list` the infant protocol has not (not among its generation labels): a list of
