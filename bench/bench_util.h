@@ -3,12 +3,15 @@
 #pragma once
 
 #include <benchmark/benchmark.h>
+#include <omp.h>
 
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "io/volume.h"
 #include "kernels/common/device.h"
+#include "kernels/common/version.h"
 #include "nn/precision.h"
 #include "synth/phantom.h"
 
@@ -52,6 +55,11 @@ inline LabelMap infant_sized_phantom() {
 inline int run(int argc, char** argv, void (*register_all)(), bool keep_freed_memory = true) {
     if (keep_freed_memory) keep_freed_host_memory();
     register_all();
+    // What the JSON's context does not say: our threads (OMP_NUM_THREADS, or every CPU), against
+    // a baseline's own count (bench/compare.py prints both), and the build measured (the
+    // context's library_build_type is the Google Benchmark package's, not ours).
+    benchmark::AddCustomContext("omp_threads", std::to_string(omp_get_max_threads()));
+    benchmark::AddCustomContext("infant_version", build_version());
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     benchmark::RunSpecifiedBenchmarks();

@@ -57,15 +57,52 @@ for suffix in ("", "_bf16", "_compile", "_bf16_compile"):
 UNIT = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
+def load(path):
+    """A JSON file, or None with a note on stderr: a benchmark whose filter matched nothing
+    leaves an empty file, which stopped the whole table."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"{path}: skipped ({'empty' if os.path.getsize(path) == 0 else e})", file=sys.stderr)
+        return None
+
+
+def our_times(out):
+    """Our benchmarks' seconds by name, and our thread count. With --benchmark_repetitions the
+    median (the figure the docs quote), not the last repetition."""
+    ours, medians, threads = {}, {}, set()
+    for name in sorted(os.listdir(out)):
+        if not (name.startswith("bench_") and name.endswith(".json")):
+            continue
+        data = load(os.path.join(out, name))
+        if data is None:
+            continue
+        if "omp_threads" in data.get("context", {}):
+            threads.add(data["context"]["omp_threads"])
+        for b in data["benchmarks"]:
+            seconds = b["real_time"] * UNIT[b["time_unit"]]
+            if b.get("run_type") == "aggregate":
+                if b.get("aggregate_name") == "median":
+                    medians[b["run_name"]] = seconds
+            else:
+                ours[b.get("run_name", b["name"])] = seconds
+    ours.update(medians)
+    return ours, ", ".join(sorted(threads)) or "?"
+
+
 def main():
     out = sys.argv[1]
-    ours = {}
-    for name in sorted(os.listdir(out)):
-        if name.startswith("bench_") and name.endswith(".json"):
-            for b in json.load(open(os.path.join(out, name)))["benchmarks"]:
-                ours[b["name"]] = b["real_time"] * UNIT[b["time_unit"]]
-    print("| benchmark | ours (ms) | baseline | baseline (ms) | speed-up |")
-    print("|---|---|---|---|---|")
+    ours, our_threads = our_times(out)
+    run = load(os.path.join(out, "run.json")) if os.path.exists(os.path.join(out, "run.json")) else {}
+    scale = int((run or {}).get("bench_scale") or 1)
+    if run:
+        print(f"run of {run.get('date', '?')} on {run.get('host', '?')} ({run.get('cpus', '?')} CPUs); "
+              f"our threads: {our_threads}")
+    if scale > 1:
+        print(f"INFANT_BENCH_SCALE={scale}: our U-Net's sizes shrunk, beside baselines run at the same scale")
+    print("| benchmark | ours (ms) | baseline | baseline (ms) | speed-up | threads (ours / theirs) |")
+    print("|---|---|---|---|---|---|")
     for prefixes, file, key in PAIRS:
         path = os.path.join(out, file)
         # Our bf16 rows beside a bf16 baseline, fp32 rows beside the others; whole volumes only
@@ -80,10 +117,14 @@ def main():
                 names.append(matches[0])
         if len(names) < len(prefixes.split("+")) or not os.path.exists(path):
             continue
-        base = json.load(open(path))[key]
+        baseline = load(path)
+        if baseline is None or key not in baseline:
+            continue
+        base = baseline[key]
         mine = sum(ours[n] for n in names)
         label = file.replace("baseline_", "").replace(".json", "")
-        print(f"| {' + '.join(names)} | {mine * 1e3:.1f} | {label} {key} | {base * 1e3:.1f} | {base / mine:.1f}x |")
+        print(f"| {' + '.join(names)} | {mine * 1e3:.1f} | {label} {key} | {base * 1e3:.1f} | {base / mine:.1f}x | "
+              f"{our_threads} / {baseline.get('threads', '?')} |")
 
 
 if __name__ == "__main__":

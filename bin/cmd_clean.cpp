@@ -24,7 +24,7 @@ namespace {
 const char* usage =
     "usage: infant-synthseg clean --seg FILE --post FILE --o FILE [--o-post FILE]\n"
     "                             [--vol FILE.csv] [--island-threshold N] [--merge-cerebellum]\n"
-    "                             [--labels LIST] [--no-fold]\n"
+    "                             [--labels LIST] [--no-fold] [--published-islands]\n"
     "\n"
     "Cleans a segmentation. First folds the infant extra labels into the structures they\n"
     "model: 21 -> 2, 61 -> 41, 170 -> 16 (and with --merge-cerebellum 7 -> 8, 46 -> 47).\n"
@@ -32,7 +32,8 @@ const char* usage =
     "label's largest is an island unless it has at least N voxels (components tied for the\n"
     "largest all stay); island voxels take the label of a neighbour (6 faces, island voxels\n"
     "excluded) with the highest posterior there, resolved breadth-first from the island's\n"
-    "border inwards (equal posteriors: the label earlier in the list).\n"
+    "border inwards (equal posteriors: the label earlier in the list), by the posteriors\n"
+    "after folding (2's and 21's frames summed for 2).\n"
     "\n"
     "  --seg FILE              segmentation (3-D label map, NIfTI or MGH)\n"
     "  --post FILE             its posteriors (4-D float, one frame per label of the\n"
@@ -51,7 +52,8 @@ const char* usage =
     "                          would overstate); a file there is replaced, not added to\n"
     "  --island-threshold N    components of at least N voxels are kept (default 15; 0 or 1\n"
     "                          keeps every component)\n"
-    "  --merge-cerebellum      also fold cerebellar white matter into cortex\n"
+    "  --merge-cerebellum      also fold cerebellar white matter into cortex (the published\n"
+    "                          island_processing.py always does)\n"
     "  --no-fold               fold nothing: for a protocol whose numbers 21, 61 and 170 are\n"
     "                          structures of their own (the islands are cleaned alone)\n"
     "  --labels LIST           the labels of the posterior frames, in frame order: infant (the\n"
@@ -61,6 +63,12 @@ const char* usage =
     "                          FreeSurfer's order: unsided, left, right), or a list;\n"
     "                          posteriors written by predict, merge or clean as NIfTI record\n"
     "                          their labels and need none (one given must be the recorded one)\n"
+    "  --published-islands     relabel islands as the published island_processing.py does:\n"
+    "                          one voxel at a time in the file's voxel order (i slowest),\n"
+    "                          each from its neighbours then settled, by the posteriors\n"
+    "                          before folding, equal posteriors to the higher label number\n"
+    "                          (its result depends on the voxel order; the default's does\n"
+    "                          not)\n"
     "  --help                  this text\n";
 
 // The cleaned segmentation's volumes (mm^3), as predict --vol lays them out: each label of the
@@ -78,19 +86,20 @@ CsvTable segmentation_volumes(const LabelMap& seg, const std::vector<int32_t>& l
     return table;
 }
 
-// The infant extra labels' folds are the infant protocol's: a list with labels it has not, which
-// holds a label folded (a lab's 21, its right thalamus, became 2), is said, with the way out.
-// (--merge-cerebellum's 7 and 46 are FreeSurfer's in every protocol, and asked for.)
+// The folds are the infant protocol's: a list with labels it has not, which holds a label folded
+// (a lab's 21, its right thalamus, became 2; with --merge-cerebellum a 9-tissue protocol's 7, its
+// deep grey matter, became 8, its brainstem), is said, with the way out.
 void warn_of_another_protocol(const LabelList& list, const CleanOptions& options) {
     const std::vector<int32_t> foreign = labels::not_infant(list.labels);
     if (!options.fold || foreign.empty()) return;
     std::string applied;
-    for (const auto& [from, to] : labels::fold_pairs(false))
+    for (const auto& [from, to] : labels::fold_pairs(options.merge_cerebellum))
         if (list.index_of(from) >= 0) applied += cat(applied.empty() ? "" : ", ", from, " -> ", to);
     if (!applied.empty())
         warning(cat("clean: folds ", applied, " as the infant protocol numbers its labels, but the list (", list.source,
                     ") holds labels the infant protocol has not (", first_values(foreign, 5),
-                    "): for a protocol whose labels are other structures give --no-fold"));
+                    "): for a protocol whose labels are other structures give --no-fold",
+                    options.merge_cerebellum ? " without --merge-cerebellum" : ""));
 }
 
 }  // namespace
@@ -98,7 +107,7 @@ void warn_of_another_protocol(const LabelList& list, const CleanOptions& options
 int cmd_clean(int argc, char** argv) {
     const Args args("clean", argc, argv,
                     {"--seg", "--post", "--o", "--o-post", "--vol", "--island-threshold", "--labels"},
-                    {"--merge-cerebellum", "--no-fold", "--help"});
+                    {"--merge-cerebellum", "--no-fold", "--published-islands", "--help"});
     if (args.flag("--help")) {
         std::fputs(usage, stdout);
         return 0;
@@ -119,6 +128,7 @@ int cmd_clean(int argc, char** argv) {
     ISS_INPUT(options.island_threshold >= 0, "clean: --island-threshold must be >= 0, got ", options.island_threshold);
     options.merge_cerebellum = args.flag("--merge-cerebellum");
     options.fold = !args.flag("--no-fold");
+    if (args.flag("--published-islands")) options.island_order = IslandOrder::published;
     ISS_INPUT(options.fold || !options.merge_cerebellum,
               "clean: --merge-cerebellum folds, and --no-fold folds nothing: give one of them");
     const std::optional<LabelList> given = given_label_list(args, "--labels");
@@ -132,7 +142,8 @@ int cmd_clean(int argc, char** argv) {
     warn_of_another_protocol(posteriors.labels, options);  // once every input is checked
     set_output_description(cat(output_description(), options.fold ? "" : ", no fold",
                                options.merge_cerebellum ? ", cerebellum merged" : "", ", islands < ",
-                               options.island_threshold, " voxels"));
+                               options.island_threshold,
+                               options.island_order == IslandOrder::published ? " as published" : " voxels"));
     warn_of_temporaries_beside("clean", outputs);
     OutputDirectories folders;
     folders.make_for(outputs);

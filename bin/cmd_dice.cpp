@@ -215,6 +215,23 @@ int cmd_dice(int argc, char** argv) {
                     " in one of the two files only, and score", one_sided.size() > 1 ? "" : "s",
                     " 0 there: ", first_values(one_sided, 8)));
 
+    // A cleaned prediction (21, 61 and 170 folded into 2, 41 and 16) against a map that holds
+    // them scores its white matter and brainstem low, and the three 0: the usual first mistake.
+    if (!fold) {
+        std::vector<int32_t> folded_away;
+        for (const auto& [from, to] : labels::fold_pairs(false)) {
+            const bool folded_in_prediction = std::any_of(subjects.begin(), subjects.end(), [&](const DiceSubject& s) {
+                const auto f = s.overlaps.find(from), t = s.overlaps.find(to);
+                return f != s.overlaps.end() && f->second.truth > 0 && f->second.pred == 0 && t != s.overlaps.end() &&
+                       t->second.pred > 0;
+            });
+            if (folded_in_prediction) folded_away.push_back(from);
+        }
+        if (!folded_away.empty())
+            warning(cat("dice: the ground truth holds ", first_values(folded_away, 3), " and the prediction ",
+                        folded_away.size() > 1 ? "none of them" : "none", ", as a cleaned prediction (clean folds ",
+                        "21, 61 and 170 into 2, 41 and 16): --fold folds both files alike"));
+    }
     warn_of_temporaries_beside("dice", outputs);  // once every refusal is past
     OutputDirectories folders;
     folders.make_for(outputs);

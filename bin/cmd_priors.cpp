@@ -109,6 +109,7 @@ int cmd_priors(int argc, char** argv) {
     options.labels =
         args.has("--labels-list") ? priors_label_list(args.get("--labels-list", "")) : labels::generation_labels();
     options.classes = args.flag("--classes");
+    options.list_given = args.has("--labels-list");
     if (options.labels.front() != 0)
         warning(cat("priors: label ", options.labels.front(), " is listed first, so it is taken as the background, ",
                     "as the reference takes its first label: its zeros count (list 0 first otherwise)"));

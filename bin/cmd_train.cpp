@@ -133,9 +133,11 @@ const char* usage =
     "SIGINT (Ctrl-C), SIGTERM, SIGHUP, SIGUSR1 or SIGUSR2 (a batch scheduler's warning before\n"
     "its time limit, e.g. Slurm's --signal=USR1@300), SIGXCPU, SIGALRM or SIGVTALRM (a time\n"
     "limit's: Grid Engine's s_cpu, a soft ulimit -t, timeout -s ALRM): the current step\n"
-    "finishes, a checkpoint is written and the command exits with status 0; --resume continues\n"
-    "from there. A second signal ends it at once, without that checkpoint (a repeated SIGXCPU,\n"
-    "which the kernel sends every CPU second past a soft limit, does not).\n"
+    "finishes, a checkpoint is written and the command exits with status 128 + the signal's\n"
+    "number (130 for Ctrl-C, as the run did not reach --steps); --resume continues from\n"
+    "there. A second signal ends it at once, without that checkpoint, saying which one stays\n"
+    "(a repeated SIGXCPU, which the kernel sends every CPU second past a soft limit, does\n"
+    "not).\n"
     "\n"
     "Progress: a bar on stderr when it is a terminal (loss = mean of the last 100 steps),\n"
     "otherwise one line per checkpoint on stdout, and between them one after the first step\n"
@@ -504,10 +506,22 @@ int cmd_train(int argc, char** argv) {
     // handler, bin/main.cpp), as no step has run that a checkpoint would keep; a model directory
     // made for this run then stays, holding only the lock file, which a next run uses.
     install_stop_handlers();
+    // What a second signal, which ends the run at once, leaves (it ended it without a word).
+    auto farewell = [&](int64_t checkpoint) {
+        set_signal_farewell(
+            std::string(progress.bar ? "\n" : "") +  // below the bar, not after it
+            (checkpoint > 0
+                 ? cat("infant-synthseg train: ended at once by a second signal: the last checkpoint, of step ",
+                       checkpoint, ", stays in ", options.model_dir, " (continue with --resume)")
+                 : std::string("infant-synthseg train: ended at once by a second signal, before the first checkpoint: "
+                               "nothing to resume from")));
+    };
+    farewell(first_step);
     const auto start = std::chrono::steady_clock::now();
     trainer.run(
         stop_flag(), [&](const StepReport& r) { progress.step(r); },
-        [&](int64_t) {
+        [&](int64_t checkpoint) {
+            farewell(checkpoint);
             // The checkpoint an interruption writes is reported once, below.
             if (!progress.bar && progress.last.checkpoint) progress.checkpoint_line(options.steps_per_epoch);
             if (progress.last.checkpoint) progress.reset_epoch();
@@ -518,7 +532,10 @@ int cmd_train(int argc, char** argv) {
     if (step < options.steps) {
         std::printf("interrupted at step %lld: checkpoint saved in %s (continue with --resume)\n", (long long)step,
                     options.model_dir.c_str());
-        return 0;
+        // Not 0: the run did not reach --steps, and `train && predict`, or a script under `set -e`,
+        // must not go on with a half-trained model (synth stops the same way).
+        std::fflush(stdout);
+        return 128 + stop_signal();
     }
     if (step == first_step) {
         std::printf("%s is already at step %lld: nothing to train (raise --steps to continue)\n",

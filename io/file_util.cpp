@@ -130,9 +130,18 @@ constexpr int cleanup_signals[] = {SIGINT,  SIGTERM, SIGHUP,  SIGQUIT, SIGPIPE,
 // worker's) waits until it is done, as the taking thread itself has the signals blocked.
 std::atomic<int> taking_back{0};
 
+// set_signal_farewell's message: two buffers, the one not in use rewritten and then published, so
+// that a handler on another thread reads a whole message.
+char farewell_buffers[2][1024];
+std::atomic<const char*> farewell{nullptr};
+
 extern "C" void remove_temporaries_and_die(int signal) {
     const timespec pause{0, 1000000};  // 1 ms
     while (taking_back.load() > 0) ::nanosleep(&pause, nullptr);
+    if (const char* text = farewell.load()) {
+        const ssize_t written = ::write(STDERR_FILENO, text, std::strlen(text));
+        (void)written;  // nothing to do about a stderr that cannot be written
+    }
     const bool restore = restore_blockers.load() == 0;
     for (int i = 0; i < kWritingSlots; ++i)
         if (temporaries.ready(i)) ::unlink(temporaries.path[i]);
@@ -435,6 +444,15 @@ void OutputSet::commit() {
             }
         release(m);
     }
+}
+
+void set_signal_farewell(const std::string& line) {
+    char* buffer = farewell_buffers[farewell.load() == farewell_buffers[0] ? 1 : 0];
+    const size_t size = std::min(line.size(), sizeof farewell_buffers[0] - 2);
+    std::memcpy(buffer, line.data(), size);
+    buffer[size] = '\n';
+    buffer[size + 1] = '\0';
+    farewell.store(buffer);
 }
 
 void install_output_cleanup_on_signal(int signal) {

@@ -187,6 +187,10 @@ private:
 // it for the next signal).
 void install_output_cleanup_on_signals();
 void install_output_cleanup_on_signal(int signal);
+// A line the handler above writes to stderr before it ends the process (a second signal to a
+// command that stops at a safe point ended it without a word: train now says which checkpoint
+// stays). Set from one thread; none by default.
+void set_signal_farewell(const std::string& line);
 
 // Tests only: called with each point INFANT_SIGNAL_AT can name (file_util.cpp), before that hook's
 // signal, to change the files at that moment; empty to stop.

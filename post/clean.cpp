@@ -4,6 +4,7 @@
 #include "post/clean.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <unordered_map>
 
@@ -13,7 +14,88 @@
 namespace iss {
 namespace {
 
+void require_fold_targets(const LabelList& list, bool merge_cerebellum) {
+    for (const auto& [from, to] : labels::fold_pairs(merge_cerebellum))
+        ISS_INPUT(list.index_of(from) < 0 || list.index_of(to) >= 0, list.source, " has label ", from, " but not ", to,
+                  ", which clean folds it into (--no-fold for a protocol whose ", from, " is a structure of its own)");
+}
+
 enum : uint8_t { settled = 0, island = 1, queued = 2 };
+
+// Marks the island voxels (`island` in the returned states, every other voxel `settled`) and
+// counts them in `stats`; empty when there are none.
+std::vector<uint8_t> island_states(const LabelMap& seg, int64_t island_threshold, CleanStats& stats) {
+    const int64_t n = seg.grid.voxels();
+    // Which components are islands: the small ones smaller than the largest of their label.
+    // Components tied for the largest all stay: keeping the first met would make the result
+    // depend on the file's voxel order (the same map stored RAS and LAS kept different ones).
+    const Components comps = connected_components(seg);
+    std::unordered_map<int32_t, int64_t> largest;  // label -> the size of its largest component
+    for (int32_t c = 0; c < comps.count(); ++c) {
+        int64_t& size = largest[comps.label[size_t(c)]];
+        size = std::max(size, comps.size[size_t(c)]);
+    }
+    std::vector<uint8_t> is_island(size_t(comps.count()), 0);
+    for (int32_t c = 0; c < comps.count(); ++c) {
+        const int64_t size = comps.size[size_t(c)];
+        if (size == largest.at(comps.label[size_t(c)]) || size >= island_threshold) continue;
+        is_island[size_t(c)] = 1;
+        ++stats.islands;
+        stats.island_voxels += comps.size[size_t(c)];
+    }
+    if (stats.islands == 0) return {};
+
+    std::vector<uint8_t> state(size_t(n), settled);
+    for (int64_t v = 0; v < n; ++v) {
+        const int32_t c = comps.id.data[size_t(v)];
+        if (c >= 0 && is_island[size_t(c)]) state[size_t(v)] = island;
+    }
+    return state;
+}
+
+// A voxel's posterior for `label` (frame_of maps labels to frames); a NaN counts as lowest.
+float posterior_of(const Image& post, const std::unordered_map<int32_t, int>& frame_of, int32_t label, int64_t v) {
+    const auto it = frame_of.find(label);
+    ISS_REQUIRE(it != frame_of.end(), "islands: label ", label, " has no posterior frame");
+    const float p = post.data[size_t(int64_t(it->second) * post.grid.voxels() + v)];
+    return std::isnan(p) ? -INFINITY : p;
+}
+
+// island_processing.py's clear_islands: island voxels one at a time, i slowest and k fastest
+// (numpy's loops over the array nibabel reads), each taking, among the labels of its 6-neighbours
+// that are not island voxels still waiting (those relabelled before it included), the one with
+// the highest posterior, equal posteriors the higher label number (the last of its sorted
+// candidates). A neighbour outside the volume is none (the script's index wraps around, or
+// fails, there).
+void relabel_as_published(LabelMap& seg, const Image& post, const std::unordered_map<int32_t, int>& frame_of,
+                          std::vector<uint8_t>& state, CleanStats& stats) {
+    const int64_t n = seg.grid.voxels(), nx = seg.grid.dim[0], ny = seg.grid.dim[1];
+    std::vector<int64_t> order;
+    for (int64_t v = 0; v < n; ++v)
+        if (state[size_t(v)] == island) order.push_back(v);
+    auto i_j_k = [&](int64_t v) { return std::array<int64_t, 3>{v % nx, (v / nx) % ny, v / (nx * ny)}; };
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return i_j_k(a) < i_j_k(b); });
+    for (const int64_t v : order) {
+        int32_t best = -1;
+        float best_p = 0;
+        bool any = false;
+        for_each_face_neighbour(seg.grid.dim, v, [&](int64_t w) {
+            if (state[size_t(w)] != settled) return;
+            const int32_t label = seg.data[size_t(w)];
+            const float p = posterior_of(post, frame_of, label, v);
+            if (!any || p > best_p || (p == best_p && label > best)) {
+                best = label;
+                best_p = p;
+                any = true;
+            }
+        });
+        if (!any) best = 0;  // no neighbour settled: the script's index would have wrapped around
+        stats.changed_voxels += best != seg.data[size_t(v)];
+        stats.to_background += best == 0;
+        seg.data[size_t(v)] = best;
+        state[size_t(v)] = settled;
+    }
+}
 
 }  // namespace
 
@@ -33,13 +115,12 @@ int64_t fold_segmentation(LabelMap& seg, bool merge_cerebellum) {
 void fold_posteriors(Image& post, const LabelList& list, bool merge_cerebellum) {
     ISS_REQUIRE(post.frames == int64_t(list.labels.size()), "fold: ", post.frames, " posterior frames for ",
                 list.labels.size(), " labels");
+    require_fold_targets(list, merge_cerebellum);
     const int64_t n = post.grid.voxels();
     for (const auto& [from, to] : labels::fold_pairs(merge_cerebellum)) {
         const int f = list.index_of(from);
         if (f < 0) continue;
         const int t = list.index_of(to);
-        ISS_INPUT(t >= 0, list.source, " has label ", from, " but not ", to,
-                  ", which clean folds it into (--no-fold for a protocol whose ", from, " is a structure of its own)");
         float* src = post.data.data() + int64_t(f) * n;
         float* dst = post.data.data() + int64_t(t) * n;
         for (int64_t v = 0; v < n; ++v) {
@@ -49,40 +130,22 @@ void fold_posteriors(Image& post, const LabelList& list, bool merge_cerebellum) 
     }
 }
 
-CleanStats remove_islands(LabelMap& seg, const Image& post, const LabelList& list, int64_t island_threshold) {
+CleanStats remove_islands(LabelMap& seg, const Image& post, const LabelList& list, int64_t island_threshold,
+                          IslandOrder order) {
     const int64_t n = seg.grid.voxels();
     ISS_REQUIRE(seg.frames == 1, "islands: a 3-D segmentation");
     ISS_REQUIRE(post.grid.dim == seg.grid.dim && post.frames == int64_t(list.labels.size()),
                 "islands: posteriors on the segmentation's dims with one frame per listed label");
     CleanStats stats;
-
-    // Which components are islands: the small ones smaller than the largest of their label.
-    // Components tied for the largest all stay: keeping the first met would make the result
-    // depend on the file's voxel order (the same map stored RAS and LAS kept different ones).
-    const Components comps = connected_components(seg);
-    std::unordered_map<int32_t, int64_t> largest;  // label -> the size of its largest component
-    for (int32_t c = 0; c < comps.count(); ++c) {
-        int64_t& size = largest[comps.label[size_t(c)]];
-        size = std::max(size, comps.size[size_t(c)]);
-    }
-    std::vector<uint8_t> is_island(size_t(comps.count()), 0);
-    for (int32_t c = 0; c < comps.count(); ++c) {
-        const int64_t size = comps.size[size_t(c)];
-        if (size == largest.at(comps.label[size_t(c)]) || size >= island_threshold) continue;
-        is_island[size_t(c)] = 1;
-        ++stats.islands;
-        stats.island_voxels += comps.size[size_t(c)];
-    }
+    std::vector<uint8_t> state = island_states(seg, island_threshold, stats);
     if (stats.islands == 0) return stats;
-
-    std::vector<uint8_t> state(size_t(n), settled);
-    for (int64_t v = 0; v < n; ++v) {
-        const int32_t c = comps.id.data[size_t(v)];
-        if (c >= 0 && is_island[size_t(c)]) state[size_t(v)] = island;
-    }
 
     std::unordered_map<int32_t, int> frame_of;
     for (size_t k = 0; k < list.labels.size(); ++k) frame_of.emplace(list.labels[k], int(k));
+    if (order == IslandOrder::published) {
+        relabel_as_published(seg, post, frame_of, state, stats);
+        return stats;
+    }
 
     auto for_neighbours = [&](int64_t v, auto&& f) { for_each_face_neighbour(seg.grid.dim, v, f); };
 
@@ -105,11 +168,9 @@ CleanStats remove_islands(LabelMap& seg, const Image& post, const LabelList& lis
             float best_p = 0;
             for_neighbours(v, [&](int64_t w) {
                 if (state[size_t(w)] != settled) return;
-                const auto it = frame_of.find(seg.data[size_t(w)]);
-                ISS_REQUIRE(it != frame_of.end(), "islands: label ", seg.data[size_t(w)], " has no posterior frame");
-                const int f = it->second;
-                float p = post.data[size_t(int64_t(f) * n + v)];
-                if (std::isnan(p)) p = -INFINITY;
+                const int32_t label = seg.data[size_t(w)];
+                const float p = posterior_of(post, frame_of, label, v);
+                const int f = frame_of.at(label);
                 if (best_frame < 0 || p > best_p || (p == best_p && f < best_frame)) {
                     best_frame = f;
                     best_p = p;
@@ -151,15 +212,18 @@ CleanStats clean_prediction(Prediction& p, const LabelList& list, const CleanOpt
     // The frames' order before folding: an early checkpoint's near-flat posteriors take other
     // largest frames once 21 is added into 2 and 170 into 16 (predict's own pair agreed at 24%).
     require_frames_match(p.seg, seg_path, p.post, post_path, list);
-    // The posteriors first: a list holding 21 but not 2 is named as such, where the folded
+    // Checked first: a list holding 21 but not 2 is named as such, where the folded
     // segmentation would only say that 2 has no frame.
-    int64_t folded = 0;
-    if (options.fold) {
-        fold_posteriors(p.post, list, options.merge_cerebellum);
-        folded = fold_segmentation(p.seg, options.merge_cerebellum);
-    }
+    if (options.fold) require_fold_targets(list, options.merge_cerebellum);
+    const int64_t folded = options.fold ? fold_segmentation(p.seg, options.merge_cerebellum) : 0;
     require_listed(p.seg, seg_path, list);
-    CleanStats stats = remove_islands(p.seg, p.post, list, options.island_threshold);
+    // The published script chooses by the posteriors as the network gave them (label 2 by 2's
+    // frame alone); ours by the folded ones (2 by 2's and 21's together, the probability of what
+    // the folded segmentation calls 2).
+    const bool folded_first = options.fold && options.island_order == IslandOrder::layers;
+    if (folded_first) fold_posteriors(p.post, list, options.merge_cerebellum);
+    CleanStats stats = remove_islands(p.seg, p.post, list, options.island_threshold, options.island_order);
+    if (options.fold && !folded_first) fold_posteriors(p.post, list, options.merge_cerebellum);
     stats.folded_voxels = folded;
     // A fold sums two frames: on a merge's maxima that may pass 1, which no reader (this one
     // included) takes for a probability. Capped once the islands have compared the sums.

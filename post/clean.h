@@ -21,6 +21,13 @@
 // Island voxels that no layer reaches (an island region with no settled voxel around it at
 // all) become background. Background voxels are never islands, but count as neighbours.
 // Cost: one labelling pass, then each island voxel is queued once.
+//
+// IslandOrder::published relabels as the published island_processing.py's clear_islands does
+// instead: one island voxel at a time in the file's voxel order (i slowest, k fastest, as numpy
+// loops over the array nibabel reads), each from its 6-neighbours that are not island voxels
+// still waiting (voxels relabelled before it count, with their new label), by the posteriors
+// before folding, equal posteriors going to the higher label number. Its result depends on the
+// file's voxel order; the layers' does not.
 #pragma once
 
 #include <cstdint>
@@ -32,12 +39,16 @@
 
 namespace iss {
 
+// How island voxels are relabelled (above): breadth-first layers, or as the published script.
+enum class IslandOrder { layers, published };
+
 struct CleanOptions {
     // Fold the infant protocol's extra labels (21 -> 2, 61 -> 41, 170 -> 16); off for a protocol
     // whose numbers mean other structures (clean --no-fold).
     bool fold = true;
     int64_t island_threshold = 15;  // components of at least this many voxels are never islands
     bool merge_cerebellum = false;  // also fold cerebellar white matter into cortex (7->8, 46->47)
+    IslandOrder island_order = IslandOrder::layers;
 };
 
 struct CleanStats {
@@ -62,12 +73,13 @@ void fold_posteriors(Image& post, const LabelList& list, bool merge_cerebellum);
 // Relabels the islands of `seg` as described above, choosing by `post`. Every label of `seg`
 // must have a frame in `list` (require_listed); preconditions checked (iss::Error): `post` on
 // seg's dims with one frame per label of the list.
-CleanStats remove_islands(LabelMap& seg, const Image& post, const LabelList& list, int64_t island_threshold);
+CleanStats remove_islands(LabelMap& seg, const Image& post, const LabelList& list, int64_t island_threshold,
+                          IslandOrder order = IslandOrder::layers);
 
 // The whole step: fold_segmentation, fold_posteriors, remove_islands (on the folded
-// posteriors). `p.post` is left folded, each folded frame at most 1. InputError when a label of
-// the folded segmentation has no frame in the list, or when the frames disagree with it
-// (require_listed, require_frames_match; `seg_path` and `post_path` name the files).
+// posteriors; IslandOrder::published on the posteriors before folding, as the script). `p.post` is left folded, each
+// folded frame at most 1. InputError when a label of the folded segmentation has no frame in the list, or when the
+// frames disagree with it (require_listed, require_frames_match; `seg_path` and `post_path` name the files).
 CleanStats clean_prediction(Prediction& p, const LabelList& list, const CleanOptions& options,
                             const std::string& seg_path = "segmentation", const std::string& post_path = "posteriors");
 

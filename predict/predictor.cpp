@@ -259,22 +259,23 @@ void warn_if_no_structure(const LabelMap& seg, const Image& normalised, const st
                 "brighter or darker than the rest squeeze it into a sliver of the range: --clip-percentiles.)"));
 }
 
-void require_memory_to_segment(const std::string& name, const Grid& work, const Grid& own, bool resampled,
-                               int64_t channels, int64_t classes, double network_bytes, size_t host_bytes,
-                               bool onto_another) {
+void require_memory_to_segment(const std::string& name, const SegmentationSizes& sizes, size_t host_bytes) {
     auto voxels_of = [](const Grid& g) { return double(g.dim[0]) * double(g.dim[1]) * double(g.dim[2]); };
-    const double work_voxels = voxels_of(work), own_voxels = voxels_of(own);
-    const double bytes = work_voxels * 4.0 * double(channels + 3 * classes) +
-                         (resampled ? own_voxels * 4.0 * double(2 * classes) : 0.0) + network_bytes;
-    const double host = double(host_bytes);
+    const double work_voxels = voxels_of(sizes.work), own_voxels = voxels_of(sizes.own);
+    const double padded_voxels = std::max(sizes.padded_voxels, work_voxels);
+    const double channels = double(sizes.channels), classes = double(sizes.classes);
+    const double bytes = padded_voxels * 4.0 * (classes + channels * (sizes.flip ? 2.0 : 1.0)) +
+                         work_voxels * 4.0 * (channels + 2.0 * classes) +
+                         (sizes.resampled ? own_voxels * 4.0 * 2.0 * classes : 0.0) + sizes.network_bytes;
     ISS_INPUT(work_voxels <= double(int64_t(1) << 31) && fits_in_memory(bytes, host_bytes), name,
-              ": segmenting it on a grid of ", dims_text(work.dim), " voxels",
-              onto_another ? cat(" (its posteriors then on --like's grid of ", dims_text(own.dim), ")")
-              : resampled  ? cat(" (resampled to the model's voxel size; its posteriors then back on its ",
-                                 dims_text(own.dim), ")")
-                           : std::string(),
-              " needs about ", gib_text(bytes), " GiB (", gib_text(network_bytes),
-              " of them the network's), more than 80% of the ", gib_text(host), " GiB this process may use");
+              ": segmenting it on a grid of ", dims_text(sizes.work.dim), " voxels",
+              sizes.onto_another ? cat(" (its posteriors then on --like's grid of ", dims_text(sizes.own.dim), ")")
+              : sizes.resampled  ? cat(" (resampled to the model's voxel size; its posteriors then back on its ",
+                                       dims_text(sizes.own.dim), ")")
+                                 : std::string(),
+              " needs about ", gib_text(bytes), " GiB (", gib_text(sizes.network_bytes),
+              " of them the network's), more than 80% of the ", gib_text(double(host_bytes)),
+              " GiB this process may use");
 }
 
 std::string resolve_model_path(const std::string& model) {
@@ -485,11 +486,18 @@ Segmentation Predictor::predict(const Image& image, const std::string& name, con
     out.resampled_to_model = resampled;
     double padded_voxels = 1;
     for (size_t d = 0; d < 3; ++d) padded_voxels *= double(padded_size(work.dim[d], s.pre.size_multiple));
+    SegmentationSizes sizes;
+    sizes.work = work;
+    sizes.padded_voxels = padded_voxels;
+    sizes.flip = s.options.flip;
+    sizes.own = onto ? *onto : framed.grid;
+    sizes.resampled = resampled || onto;
+    sizes.onto_another = onto != nullptr;
+    sizes.channels = channels;
+    sizes.classes = classes;
     // The network's blocks are host memory on the CPU only (on a GPU they are the GPU's).
-    const double network_bytes =
-        s.ctx.is_cuda() ? 0.0 : network_bytes_to_segment(s.spec.unet, s.precision, padded_voxels);
-    require_memory_to_segment(name, work, onto ? *onto : framed.grid, resampled || onto, channels, classes,
-                              network_bytes, host_memory_bytes(), onto != nullptr);
+    sizes.network_bytes = s.ctx.is_cuda() ? 0.0 : network_bytes_to_segment(s.spec.unet, s.precision, padded_voxels);
+    require_memory_to_segment(name, sizes, host_memory_bytes());
     // Another grid (--like) must meet the scan's field of view: refused before the network runs.
     std::vector<uint8_t> outside;
     if (onto) {

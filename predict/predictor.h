@@ -111,17 +111,28 @@ public:
     explicit ModelFailure(const std::string& what) : InputError(what) {}
 };
 
+// What a segmentation holds at once, for require_memory_to_segment.
+struct SegmentationSizes {
+    Grid work;                  // the model's grid: the scan's, or resampled to the model's voxel size
+    double padded_voxels = 0;   // `work` padded to the network's size multiple (0: as `work`)
+    bool flip = false;          // a mirrored copy of the padded image goes through the network too
+    Grid own;                   // where the posteriors go back to: the scan's grid, or --like's
+    bool resampled = false;     // `own` is not `work`
+    bool onto_another = false;  // `own` is --like's grid
+    int64_t channels = 1, classes = 2;
+    double network_bytes = 0;  // network_bytes_to_segment (nn/unet.h); 0 on a GPU
+};
+
 // Sizes that come from a header (a scan of 1000 mm voxels resampled to 1 mm, a huge grid) are
-// checked against the memory a segmentation takes before anything is allocated: on the model's
-// grid `work` the image, the posteriors and their smoothing; on the scan's own grid, when
-// resampled, the posteriors brought back and their reoriented copy (a 400^3 scan of 0.25 mm
-// voxels segmented at 1 mm peaked at 18 GB there, which the check left out); and the network's
-// own `network_bytes` (network_bytes_to_segment, nn/unet.h). InputError naming `name` when the
-// sum passes 80% of `host_bytes`.
-// `onto_another`: `own` is --like's grid, not the scan's.
-void require_memory_to_segment(const std::string& name, const Grid& work, const Grid& own, bool resampled,
-                               int64_t channels, int64_t classes, double network_bytes, size_t host_bytes,
-                               bool onto_another = false);
+// checked against the memory a segmentation takes before anything is allocated: on the padded
+// grid the image (twice with flip) and the network's probabilities (a 97^3 scan's 128^3 of them
+// peaked 230 MB above an estimate that counted them unpadded, and a model's size multiple of 256
+// made a 30x34x28 scan's 2.3 GB); on `work` the image, the smoothed posteriors and their
+// reoriented copy; on the scan's own grid, when resampled, the posteriors brought back and their
+// reoriented copy (a 400^3 scan of 0.25 mm voxels segmented at 1 mm peaked at 18 GB there, which
+// the check left out); and the network's own bytes. InputError naming `name` when the sum passes
+// 80% of `host_bytes`.
+void require_memory_to_segment(const std::string& name, const SegmentationSizes& sizes, size_t host_bytes);
 
 // "dir" -> "dir/model.safetensors"; a file path is returned as is.
 std::string resolve_model_path(const std::string& model);

@@ -271,9 +271,10 @@ bench_one() {  # bench_one BINARY FILTER [extra env]
     mkdir -p "$work/bench"
     echo "--- $1 --benchmark_filter='$2'"
     if [ "$dry" = 1 ]; then echo "dry run: not run"; return 0; fi
-    # A run cut by the phase's budget leaves only the partial .part file (the summary reads *.json).
+    # A run cut by the phase's budget leaves only the partial .part file (the summary reads *.json),
+    # and so does a filter that matched nothing in this binary (an empty file).
     "$kit/bin/$1" --benchmark_filter="$2" --benchmark_out="$work/bench/$1.json.part" --benchmark_out_format=json 2>&1 &&
-        mv "$work/bench/$1.json.part" "$work/bench/$1.json"
+        { [ ! -s "$work/bench/$1.json.part" ] || mv "$work/bench/$1.json.part" "$work/bench/$1.json"; }
 }
 bench() {  # fails if any benchmark binary failed or is missing; runs the others anyway
     local binary status=0
@@ -372,7 +373,7 @@ import json, os, sys
 UNIT = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 rows = []
 for name in sorted(os.listdir(sys.argv[1])):
-    if name.startswith("bench_") and name.endswith(".json"):
+    if name.startswith("bench_") and name.endswith(".json") and os.path.getsize(os.path.join(sys.argv[1], name)) > 0:
         for b in json.load(open(os.path.join(sys.argv[1], name)))["benchmarks"]:
             if b.get("run_type") == "aggregate":
                 continue

@@ -205,7 +205,7 @@ namespace {
 // another protocol's labels. Said, naming a few of the values; its estimate is of the few voxels
 // that happen to hold listed values. Fewer (5% and more: a lab's CSF, cerebellum and hippocampi
 // under the default list, 20%, went unsaid) are said as structures not measured.
-void warn_of_unlisted_labels(const std::vector<int32_t>& map, const std::vector<int32_t>& listed,
+void warn_of_unlisted_labels(const std::vector<int32_t>& map, const std::vector<int32_t>& listed, bool list_given,
                              const std::string& file) {
     std::vector<int32_t> sorted = listed;
     std::sort(sorted.begin(), sorted.end());
@@ -219,6 +219,9 @@ void warn_of_unlisted_labels(const std::vector<int32_t>& map, const std::vector<
         if (values.size() < 100000) values.insert(v);
     }
     if (labelled == 0 || unlisted * 20 < labelled) return;
+    // A list given leaves labels out on purpose: only hundreds of values (an image's intensities,
+    // where a label protocol has tens) are said.
+    if (list_given && values.size() < 256) return;
     const int percent = int(std::round(100.0 * double(unlisted) / double(labelled)));
     if (unlisted * 2 <= labelled) {
         warning(cat(file, ": ", percent, "% of its labelled voxels hold ", values.size(), " value",
@@ -252,7 +255,7 @@ SubjectStats measure_subject_files(const SubjectFiles& files, const PriorsOption
               dims_text(image.grid.dim), " vs ", dims_text(labels.grid.dim), ")");
     ISS_INPUT(image.grid.same_as(labels.grid), files.image, " and ", files.labels,
               ": voxel-to-world affines differ (more than 1e-4 mm)");
-    warn_of_unlisted_labels(labels.data, options.labels, files.labels);
+    warn_of_unlisted_labels(labels.data, options.labels, options.list_given, files.labels);
     rescale_intensities(image.data, files.image);
     return measure_subject(image.data, labels.data, options);
 }

@@ -31,6 +31,10 @@ struct PriorsOptions {
     // write the class's value at the index of every label of the group, so the arrays keep the
     // generator's (2, n_labels) layout whichever entry of a group it reads.
     bool classes = false;
+    // --labels-list given: a subset chosen on purpose, whose other labels' voxels go unsaid
+    // (each subject warned of them, asking whether the inputs were swapped); only a map of an
+    // image's many values is said.
+    bool list_given = false;
 };
 
 // One subject's measurements, per label-list index. voxels[i] == 0: absent (median and spread

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
 #include <random>
@@ -326,9 +327,8 @@ TEST(Clean, AVoxelThatTakesItsOwnLabelBackIsNotCountedAsChanged) {
     EXPECT_EQ(seg.data, want);
 }
 
-// The reference for the layer rule: a full scan per layer, deciding every unresolved island
-// voxel with a settled neighbour, then settling them together.
-LabelMap reference_islands(LabelMap seg, const Image& post, const LabelList& list, int64_t threshold) {
+// Which voxels are islands: in a component smaller than its label's largest and the threshold.
+std::vector<int> island_mask(const LabelMap& seg, int64_t threshold) {
     const Components c = connected_components(seg);
     std::map<int32_t, int64_t> largest_of;  // label -> its largest component's size
     for (int32_t k = 0; k < c.count(); ++k)
@@ -340,6 +340,35 @@ LabelMap reference_islands(LabelMap seg, const Image& post, const LabelList& lis
         const int64_t largest = largest_of[c.label[size_t(k)]];
         is_island[v] = c.size[size_t(k)] < largest && c.size[size_t(k)] < threshold;
     }
+    return is_island;
+}
+
+// Blocky random labels 0-4: 3x3x3 cells (islands with an inner voxel, below a threshold of 60)
+// and 60 single-voxel specks, so big components and islands of several shapes occur.
+LabelMap blocky_random_labels(const Grid& grid, int trial, std::mt19937& rng) {
+    LabelMap seg(grid);
+    for (int64_t k = 0; k < seg.nz(); ++k)
+        for (int64_t j = 0; j < seg.ny(); ++j)
+            for (int64_t i = 0; i < seg.nx(); ++i) {
+                std::mt19937 cell(uint32_t(trial * 100000 + (k / 3) * 1000 + (j / 3) * 10 + i / 3));
+                seg.at(i, j, k) = int32_t(cell() % 5);
+            }
+    for (int s = 0; s < 60; ++s) seg.data[rng() % seg.data.size()] = int32_t(rng() % 5);
+    return seg;
+}
+
+// Posteriors rounded to multiples of 1 / `steps`, so that ties occur.
+Image coarse_random_posteriors(const Grid& grid, int64_t frames, int steps, std::mt19937& rng) {
+    Image post(grid, frames);
+    std::uniform_real_distribution<float> u(0, 1);
+    for (float& p : post.data) p = std::round(u(rng) * float(steps)) / float(steps);
+    return post;
+}
+
+// The reference for the layer rule: a full scan per layer, deciding every unresolved island
+// voxel with a settled neighbour, then settling them together.
+LabelMap reference_islands(LabelMap seg, const Image& post, const LabelList& list, int64_t threshold) {
+    std::vector<int> is_island = island_mask(seg, threshold);
     const int64_t n = seg.grid.voxels();
     while (true) {
         std::vector<std::pair<size_t, int32_t>> decided;
@@ -382,19 +411,8 @@ TEST(Clean, MatchesScanPerLayerReferenceOnRandomVolumes) {
     int64_t islands = 0, island_voxels = 0;
     for (int trial = 0; trial < 6; ++trial) {
         SCOPED_TRACE(trial);
-        // Blocky random labels: 3x3x3 cells (islands with an inner voxel, below threshold 60)
-        // and single-voxel specks, so big components and islands of several shapes occur.
-        LabelMap seg(grid_of(14, 12, 10));
-        for (int64_t k = 0; k < 10; ++k)
-            for (int64_t j = 0; j < 12; ++j)
-                for (int64_t i = 0; i < 14; ++i) {
-                    std::mt19937 cell(uint32_t(trial * 100000 + (k / 3) * 1000 + (j / 3) * 10 + i / 3));
-                    seg.at(i, j, k) = int32_t(cell() % 5);
-                }
-        for (int s = 0; s < 60; ++s) seg.data[rng() % seg.data.size()] = int32_t(rng() % 5);
-        Image post(seg.grid, 5);
-        std::uniform_real_distribution<float> u(0, 1);
-        for (float& p : post.data) p = std::round(u(rng) * 8) / 8;  // coarse values: ties occur
+        const LabelMap seg = blocky_random_labels(grid_of(14, 12, 10), trial, rng);
+        const Image post = coarse_random_posteriors(seg.grid, 5, 8, rng);
         LabelMap ours = seg;
         const CleanStats st = remove_islands(ours, post, list, 60);
         islands += st.islands;
@@ -403,6 +421,92 @@ TEST(Clean, MatchesScanPerLayerReferenceOnRandomVolumes) {
     }
     EXPECT_GT(islands, 30) << "the volumes must exercise the rule";
     EXPECT_GT(island_voxels, 2 * islands) << "islands of several voxels, not only specks";
+}
+
+// island_processing.py's clear_islands, as written: loops over i, j and k (k innermost), each
+// island voxel relabelled in place from its neighbours that are not island voxels still waiting,
+// np.unique's ascending candidates sorted by posterior and the last taken (equal posteriors: the
+// higher label).
+LabelMap script_islands(LabelMap seg, const Image& post, const LabelList& list, int64_t threshold) {
+    std::vector<int> is_island = island_mask(seg, threshold);
+    const int64_t n = seg.grid.voxels();
+    for (int64_t i = 0; i < seg.nx(); ++i)
+        for (int64_t j = 0; j < seg.ny(); ++j)
+            for (int64_t k = 0; k < seg.nz(); ++k) {
+                const size_t v = size_t(seg.index(i, j, k));
+                if (!is_island[v]) continue;
+                std::set<int32_t> candidates;
+                const int d[6][3] = {{1, 0, 0}, {-1, 0, 0}, {0, 1, 0}, {0, -1, 0}, {0, 0, 1}, {0, 0, -1}};
+                for (const auto& o : d) {
+                    const int64_t a = i + o[0], b = j + o[1], e = k + o[2];
+                    if (a < 0 || b < 0 || e < 0 || a >= seg.nx() || b >= seg.ny() || e >= seg.nz()) continue;
+                    const size_t w = size_t(seg.index(a, b, e));
+                    if (!is_island[w]) candidates.insert(seg.data[w]);
+                }
+                int32_t label = 0;
+                float best = -1;
+                for (const int32_t c : candidates) {  // ascending; a later equal one wins
+                    const float p = post.data[size_t(list.index_of(c)) * size_t(n) + v];
+                    if (p >= best) best = p, label = c;
+                }
+                seg.data[v] = label;
+                is_island[v] = 0;
+            }
+    return seg;
+}
+
+TEST(Clean, PublishedOrderMatchesTheScriptsLoops) {
+    std::mt19937 rng(12);
+    const LabelList list{{0, 1, 2, 3, 4}, "test list"};
+    int64_t island_voxels = 0, differ_from_layers = 0;
+    for (int trial = 0; trial < 6; ++trial) {
+        SCOPED_TRACE(trial);
+        const LabelMap seg = blocky_random_labels(grid_of(13, 11, 9), trial, rng);  // odd sizes: i, j, k apart
+        const Image post = coarse_random_posteriors(seg.grid, 5, 4, rng);
+        LabelMap published = seg, layers = seg;
+        const CleanStats st = remove_islands(published, post, list, 60, IslandOrder::published);
+        island_voxels += st.island_voxels;
+        EXPECT_EQ(published.data, script_islands(seg, post, list, 60).data);
+        remove_islands(layers, post, list, 60);
+        for (size_t v = 0; v < seg.data.size(); ++v) differ_from_layers += published.data[v] != layers.data[v];
+    }
+    EXPECT_GT(island_voxels, 100) << "the volumes must exercise the rule";
+    EXPECT_GT(differ_from_layers, 0) << "the two orders must be told apart";
+}
+
+// The published script chooses by the posteriors before folding and sends a tie to the higher
+// label; the layers choose by the folded posteriors and send a tie to the earlier frame.
+TEST(Clean, PublishedIslandsChooseByTheUnfoldedPosteriors) {
+    const LabelList list{{0, 2, 3, 21}, "test list"};
+    // Row 0 background, rows 1-3 white matter (2), an island of 3 at (3, 1) between them.
+    LabelMap seg(grid_of(5, 4, 1), 1, 2);
+    for (int i = 0; i < 5; ++i) seg.at(i, 0, 0) = 0;
+    seg.at(0, 3, 0) = 3, seg.at(1, 3, 0) = 3, seg.at(0, 2, 0) = 3;  // the largest 3
+    seg.at(3, 1, 0) = 3;
+    Image post(seg.grid, 4, 0.0f);
+    const int64_t n = seg.grid.voxels();
+    auto set = [&](int64_t i, int64_t j, std::array<float, 4> p) {
+        for (int f = 0; f < 4; ++f) post.data[size_t(f * n + seg.index(i, j, 0))] = p[size_t(f)];
+    };
+    for (int64_t v = 0; v < n; ++v) post.data[size_t(list.index_of(seg.data[size_t(v)]) * n + v)] = 1;
+    set(3, 1, {0.4f, 0.3f, 0.0f, 0.3f});  // 0 (0.4) against 2 (0.3 alone, 0.6 folded)
+    CleanOptions options;
+    Prediction layers{seg, post};
+    EXPECT_EQ(clean_prediction(layers, list, options).islands, 1);
+    EXPECT_EQ(layers.seg.at(3, 1, 0), 2) << "2 and 21 together outweigh the background";
+    options.island_order = IslandOrder::published;
+    Prediction published{seg, post};
+    clean_prediction(published, list, options);
+    EXPECT_EQ(published.seg.at(3, 1, 0), 0) << "the background outweighs 2's frame alone";
+    EXPECT_FLOAT_EQ(published.post.data[size_t(1 * n + seg.index(3, 1, 0))], 0.6f) << "the output still folded";
+
+    // One-hot posteriors: the island's neighbours 0 and 2 tie at 0.
+    set(3, 1, {0.0f, 0.0f, 1.0f, 0.0f});
+    Prediction tie_layers{seg, post}, tie_published{seg, post};
+    clean_prediction(tie_layers, list, CleanOptions{});
+    clean_prediction(tie_published, list, options);
+    EXPECT_EQ(tie_layers.seg.at(3, 1, 0), 0) << "the earlier frame";
+    EXPECT_EQ(tie_published.seg.at(3, 1, 0), 2) << "the higher label";
 }
 
 // Two components of one label tied for its largest both stay, and the result is the same in

@@ -318,6 +318,15 @@ TEST_F(CleanCli, FoldsRelabelsIslandsAndWritesFoldedPosteriors) {
     EXPECT_FLOAT_EQ(folded.data[frame(2) + v21], 0.81f);
     EXPECT_EQ(folded.data[frame(21) + v21], 0.0f);
 
+    // As the published island_processing.py relabels: the same here (the lone 4 has 2s alone
+    // around it), and the file says how it was made.
+    const RunResult published = run("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz") + " --o " +
+                                                 q("published.nii.gz") + " --published-islands");
+    ASSERT_EQ(published.status, 0) << published.err;
+    EXPECT_EQ(read_labels(path("published.nii.gz")).data, want.data);
+    EXPECT_NE(read_volume_header(path("published.nii.gz")).descrip.find("islands < 15 as published"), std::string::npos)
+        << read_volume_header(path("published.nii.gz")).descrip;
+
     // The cleaned segmentation's volumes: voxel counts of the labels that stay after folding (a
     // merge's posteriors are maxima, whose sums overstate), as predict --vol lays them out.
     const RunResult v = run("clean", "--seg " + q("seg.nii.gz") + " --post " + q("post.nii.gz") + " --o " +
@@ -429,6 +438,25 @@ TEST_F(CleanCli, AnotherProtocolsLabelsAreFoldedOnlyAsAsked) {
     expect_bad("clean", no2 + " --o " + out("y.nii.gz") + " --no-fold --merge-cerebellum",
                "--merge-cerebellum folds, and --no-fold folds nothing");
     EXPECT_EQ(run("clean", no2 + " --o " + q("x.nii.gz") + " --no-fold").status, 0);
+
+    // A 9-tissue protocol's 7 (deep grey matter) into its 8 (brainstem) under --merge-cerebellum:
+    // said too (it was folded without a word, its column gone from --vol).
+    LabelMap tissue(g, 1, 1);
+    for (int i = 0; i < 6; ++i) tissue.at(i, 5, 0) = 7;
+    tissue.at(0, 0, 0) = 8;
+    const std::vector<int32_t> tissues{0, 1, 7, 8};
+    Image tissue_post(g, 4, 0.0f);
+    for (int64_t v = 0; v < n; ++v)
+        tissue_post.data[size_t(labels::index_of(tissues, tissue.data[size_t(v)])) * size_t(n) + size_t(v)] = 1;
+    write_labels(path("tissue_seg.nii.gz"), tissue);
+    write_posteriors(path("tissue_post.nii.gz"), tissue_post, nullptr, tissues);
+    const RunResult merged = run("clean", "--seg " + q("tissue_seg.nii.gz") + " --post " + q("tissue_post.nii.gz") +
+                                              " --o " + q("tissue_clean.nii.gz") + " --merge-cerebellum");
+    ASSERT_EQ(merged.status, 0) << merged.err;
+    EXPECT_NE(merged.err.find("warning: clean: folds 7 -> 8 as the infant protocol numbers its labels"),
+              std::string::npos)
+        << merged.err;
+    EXPECT_NE(merged.err.find("give --no-fold without --merge-cerebellum"), std::string::npos) << merged.err;
 }
 
 // predict records its model's labels with the posteriors, in the model's channel order, and
@@ -675,11 +703,18 @@ TEST_F(DiceCli, DirectoriesPairedByNameWithMeanRow) {
     write_labels(path("truth.nii.gz"), row({0, 21, 2, 61, 170}));
     const std::string pair =
         "--pred " + q("cleaned.nii.gz") + " --gt " + q("truth.nii.gz") + " --out " + shell_quote(csv);
-    ASSERT_EQ(run("dice", pair).status, 0);
+    const RunResult unfolded = run("dice", pair);
+    ASSERT_EQ(unfolded.status, 0) << unfolded.err;
     EXPECT_EQ(read_csv(csv).rows[0],
               (std::vector<std::string>{"cleaned", "0.6666666666666666", "0", "0", "0", "0", "0"}));
+    EXPECT_NE(unfolded.err.find("warning: dice: the ground truth holds 21, 61, 170 and the prediction none of them, "
+                                "as a cleaned prediction (clean folds 21, 61 and 170 into 2, 41 and 16): --fold "
+                                "folds both files alike"),
+              std::string::npos)
+        << unfolded.err;
     const RunResult folded = run("dice", pair + " --fold");
     ASSERT_EQ(folded.status, 0) << folded.err;
+    EXPECT_EQ(folded.err, "") << "nothing to say once folded";
     EXPECT_EQ(read_csv(csv).columns, (std::vector<std::string>{"subject", "dice_2", "dice_16", "dice_41"}));
     EXPECT_EQ(read_csv(csv).rows[0], (std::vector<std::string>{"cleaned", "1", "1", "1"}));
     EXPECT_NE(run("dice", pair + " --merge-cerebellum").err.find("--merge-cerebellum folds with --fold"),

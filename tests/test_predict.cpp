@@ -835,14 +835,27 @@ TEST_F(Predict, AScanAfterALargerOneHoldsWhatItHoldsAlone) {
     EXPECT_EQ(after.predict(small, "small.nii.gz").network_peak_bytes, small_alone);
 }
 
+namespace {
+
+SegmentationSizes sizes_of(const std::array<int64_t, 3>& work, const std::array<int64_t, 3>& own, bool resampled,
+                           double network_bytes = 0) {
+    SegmentationSizes sizes;
+    sizes.work.dim = work;
+    sizes.own.dim = own;
+    sizes.resampled = resampled;
+    sizes.channels = 1;
+    sizes.classes = 34;
+    sizes.network_bytes = network_bytes;
+    return sizes;
+}
+
+}  // namespace
+
 TEST(PredictMemory, CountsThePosteriorsBackOnTheScansGrid) {
-    Grid own, work;
-    own.dim = {512, 512, 512};
-    work.dim = {128, 128, 128};
     const size_t host = size_t(24) << 30;
-    EXPECT_NO_THROW(require_memory_to_segment("fine.nii.gz", work, own, false, 1, 34, 0, host));
+    EXPECT_NO_THROW(require_memory_to_segment("fine.nii.gz", sizes_of({128, 128, 128}, {512, 512, 512}, false), host));
     try {
-        require_memory_to_segment("fine.nii.gz", work, own, true, 1, 34, 0, host);
+        require_memory_to_segment("fine.nii.gz", sizes_of({128, 128, 128}, {512, 512, 512}, true), host);
         FAIL() << "34 GiB accepted on a 24 GiB machine";
     } catch (const InputError& e) {
         EXPECT_NE(std::string(e.what()).find("fine.nii.gz: segmenting it on a grid of 128x128x128 voxels (resampled to "
@@ -865,12 +878,38 @@ TEST(PredictMemory, CountsTheNetworksPeak) {
     const double padded = 160.0 * 192 * 160;  // Predict/cpu/155x175x149: 1008 MB fp32, 702 MB bf16
     EXPECT_NEAR(network_bytes_to_segment(unet, Precision::fp32, padded) / 1e6, 1008, 150);
     EXPECT_NEAR(network_bytes_to_segment(unet, Precision::bf16, padded) / 1e6, 702, 100);
-    Grid work;
-    work.dim = {150, 170, 140};
     const double network = network_bytes_to_segment(unet, Precision::fp32, 160.0 * 192 * 160);
     const size_t two_gib = size_t(2) << 30;
-    EXPECT_NO_THROW(require_memory_to_segment("scan.nii.gz", work, work, false, 1, 34, 0, two_gib));
-    EXPECT_THROW(require_memory_to_segment("scan.nii.gz", work, work, false, 1, 34, network, two_gib), InputError);
+    EXPECT_NO_THROW(
+        require_memory_to_segment("scan.nii.gz", sizes_of({150, 170, 140}, {150, 170, 140}, false), two_gib));
+    EXPECT_THROW(
+        require_memory_to_segment("scan.nii.gz", sizes_of({150, 170, 140}, {150, 170, 140}, false, network), two_gib),
+        InputError);
+}
+
+// The network's probabilities are on the padded grid: a 97^3 scan's are 128^3 (a run peaked at
+// 683 MB against an estimate of 450 MB that counted them unpadded), and a model's size multiple
+// of 256 makes a 30x34x28 scan's 2.3 GB.
+TEST(PredictMemory, CountsThePaddedGrid) {
+    SegmentationSizes sizes = sizes_of({30, 34, 28}, {30, 34, 28}, false);
+    const size_t one_gib = size_t(1) << 30;
+    EXPECT_NO_THROW(require_memory_to_segment("scan.nii.gz", sizes, one_gib));
+    sizes.padded_voxels = 256.0 * 256 * 256;
+    try {
+        require_memory_to_segment("scan.nii.gz", sizes, one_gib);
+        FAIL() << "256^3 probabilities of 34 classes (2.1 GiB) accepted in 1 GiB";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("scan.nii.gz: segmenting it on a grid of 30x34x28 voxels needs about 2.2 "
+                                             "GiB"),
+                  std::string::npos)
+            << e.what();
+    }
+    // With flip averaging, the mirrored copy of the padded image too (3% more here).
+    const double unflipped = 256.0 * 256 * 256 * 4 * 35 + 30 * 34 * 28 * 4 * 69;
+    const size_t just_enough = size_t(unflipped / 0.79);  // the check admits 80% of it
+    EXPECT_NO_THROW(require_memory_to_segment("scan.nii.gz", sizes, just_enough));
+    sizes.flip = true;
+    EXPECT_THROW(require_memory_to_segment("scan.nii.gz", sizes, just_enough), InputError);
 }
 
 // A shell's `ulimit -v` bounds what the process may allocate, whatever RAM the machine has free:

@@ -337,8 +337,24 @@ bool exited_by(pid_t pid, std::chrono::steady_clock::time_point deadline, int& s
     return true;
 }
 
+// `train` with `options` into `model` for far more steps than will run, started directly, and
+// returned once stdout says a checkpoint is saved (or `deadline` passes).
+pid_t start_until_a_checkpoint(const std::vector<std::string>& options, const fs::path& model,
+                               const std::string& out_file, const std::string& err_file,
+                               std::chrono::steady_clock::time_point deadline) {
+    std::vector<std::string> args{test::cli_path(), "train"};
+    args.insert(args.end(), options.begin(), options.end());
+    args.insert(args.end(), {"--model-dir", model.string(), "--steps", "100000"});
+    const pid_t pid = start_process(args, out_file, err_file);
+    if (pid < 0) return pid;
+    while (read_text(out_file).find("checkpoint saved") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    return pid;
+}
+
 // Starts the binary directly (no shell in between, so the signal reaches it), waits for its
-// first checkpoint, sends `sig` and expects a clean exit with a checkpoint; then resumes.
+// first checkpoint, sends `sig` and expects a clean exit (128 + sig) with a checkpoint; then resumes.
 // `repeated`: the signal is sent again every 5 ms until the run ends (as the kernel sends SIGXCPU
 // past a soft CPU limit), and must have reached the running process more than once. `steps`:
 // the run's --steps; `printed`: where given, the signal waits for this text on stdout instead.
@@ -393,7 +409,8 @@ void interrupt_and_resume(const fs::path& dir, const std::vector<std::string>& b
         EXPECT_GE(sent_while_running, 2) << "the run ended before the signal was repeated";
     }
     ASSERT_TRUE(WIFEXITED(status)) << "ended by a signal: " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-    EXPECT_EQ(WEXITSTATUS(status), 0) << read_text(err_file);
+    // 128 + the signal, as synth: the run did not reach --steps, and `train && predict` must stop.
+    EXPECT_EQ(WEXITSTATUS(status), 128 + sig) << read_text(err_file);
 
     // "interrupted at step N: checkpoint saved in DIR", and the files agree on N.
     const std::string out = read_text(out_file);
@@ -809,6 +826,26 @@ TEST_F(TrainCli, TheRecordSaysWhetherTheOutputsMirror) {
         << left_info.out;
 }
 
+// A lab's 9-tissue protocol numbered 1 to 8 without flips: every label one side's as FreeSurfer
+// numbers them, all named in one warning (the first alone was named, so a run at a time).
+TEST_F(TrainCli, EveryOneSidedLabelIsNamedAtOnce) {
+    LabelMap map = read_labels((root_ / "maps" / "phantom_2mo.nii.gz").string());
+    for (int32_t& v : map.data) v = v == 0 ? 0 : v == 2 || v == 41 ? 2 : v == 3 || v == 42 ? 3 : 5;
+    fs::create_directories(dir_ / "tissues");
+    write_labels((dir_ / "tissues" / "m.nii.gz").string(), map);
+    std::ofstream(dir_ / "tissues.json") << R"({"generation_labels": [0, 2, 3, 5], "segmentation_labels": [0, 2, 3, 5],
+        "flip_probability": 0, "prior_means": [], "prior_stds": [], "fused_classes": []})";
+    const RunResult r = train(joined(tiny_args({{"--labels", (dir_ / "tissues").string()}})) + " --model-dir " +
+                              shell_quote((dir_ / "model").string()) + " --config " +
+                              shell_quote((dir_ / "tissues.json").string()) + " --steps 1");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("warning: train: generation labels 2, 3, 5 are one side's as FreeSurfer numbers labels and "
+                         "their twins are not generation labels (another atlas's labels of no side: lr_twins [[2, 2], "
+                         "...] says so)"),
+              std::string::npos)
+        << r.err;
+}
+
 // Labels numbered otherwise than FreeSurfer's: a model records the sides its configuration
 // declared (lr_twins), for predict's mirror averaging; a label of no known side records none (its
 // mirror image could be another label's), and says so.
@@ -1102,22 +1139,44 @@ TEST_F(TrainCli, ADivergedRunStopsAndKeepsTheLastCheckpoint) {
     EXPECT_FALSE(fs::exists(fresh));
 }
 
+// A second signal ends a run at once, as documented; it ended it without a word, where a user
+// needs to know what stays. SIGTERM, then SIGINT 50 ms later, within a step of a larger crop: two
+// of one kind may arrive as one, and two sent at once are both handled as the first.
+TEST_F(TrainCli, ASecondSignalSaysWhichCheckpointStays) {
+    const fs::path model = dir_ / "model";
+    const std::string out_file = (dir_ / "stdout.txt").string(), err_file = (dir_ / "stderr.txt").string();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    const pid_t pid = start_until_a_checkpoint(tiny_args({{"--steps-per-epoch", "2"}, {"--shape", "64"}}), model,
+                                               out_file, err_file, deadline);
+    ASSERT_GE(pid, 0);
+    ASSERT_EQ(::kill(pid, SIGTERM), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_EQ(::kill(pid, SIGINT), 0);
+    int status = 0;
+    ASSERT_TRUE(exited_by(pid, deadline, status)) << "still training 60 s on";
+    const std::string err = read_text(err_file);
+    if (WIFEXITED(status)) GTEST_SKIP() << "the run checkpointed and exited before the second signal: " << err;
+    ASSERT_TRUE(WIFSIGNALED(status));
+    EXPECT_EQ(WTERMSIG(status), SIGINT);
+    const size_t at =
+        err.find("infant-synthseg train: ended at once by a second signal: the last checkpoint, of step ");
+    ASSERT_NE(at, std::string::npos) << err;
+    const int64_t step = std::stoll(err.substr(at + 86));
+    EXPECT_EQ(optimizer_step(model), step) << err;
+    EXPECT_NE(err.find(", stays in " + model.string() + " (continue with --resume)\n"), std::string::npos) << err;
+}
+
 // A model directory moved away while a run holds it, and another made under its name (by a newer
 // run, which locks it): the first run wrote its next checkpoint into the newer one, overwriting
 // that run's model, and both exited 0. It now stops there, exit 1, writing nothing.
 TEST_F(TrainCli, AModelDirectoryMovedWhileTrainingTakesNoLaterCheckpointUnderItsName) {
     const fs::path model = dir_ / "model", moved = dir_ / "moved";
-    std::vector<std::string> args{test::cli_path(), "train"};
-    for (const std::string& a : tiny_args({{"--steps-per-epoch", "4"}})) args.push_back(a);
-    args.insert(args.end(), {"--model-dir", model.string(), "--steps", "100000"});
     const std::string out_file = (dir_ / "stdout.txt").string(), err_file = (dir_ / "stderr.txt").string();
-    const pid_t pid = start_process(args, out_file, err_file);
-    ASSERT_GE(pid, 0);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     // Moved between checkpoints: once the first is said to be saved, four steps from the next.
-    while (read_text(out_file).find("checkpoint saved") == std::string::npos &&
-           std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    const pid_t pid =
+        start_until_a_checkpoint(tiny_args({{"--steps-per-epoch", "4"}}), model, out_file, err_file, deadline);
+    ASSERT_GE(pid, 0);
     fs::rename(model, moved);
     fs::create_directories(model);
     std::ofstream(model / "newer.txt") << "another run's";
@@ -1135,7 +1194,7 @@ TEST_F(TrainCli, AModelDirectoryMovedWhileTrainingTakesNoLaterCheckpointUnderIts
     // Moved before its first checkpoint, while the run still owned what it made: its failure took
     // back the newer directory, with that run's lock and model, as its own.
     const fs::path early = dir_ / "early", early_moved = dir_ / "early_moved";
-    args = {test::cli_path(), "train"};
+    std::vector<std::string> args{test::cli_path(), "train"};
     for (const std::string& a : tiny_args({{"--steps-per-epoch", "50"}})) args.push_back(a);
     args.insert(args.end(), {"--model-dir", early.string(), "--steps", "100000"});
     const pid_t second = start_process(args, out_file, err_file);
@@ -1164,12 +1223,12 @@ TEST_F(TrainCli, AStopDuringACheckpointEndsTheRunThere) {
     const fs::path model = dir_ / "model";
     const RunResult r =
         train_tiny(model.string(), 100, "", "INFANT_SIGNAL_AT=" + shell_quote((model / "loss.png").string()) + " ");
-    ASSERT_EQ(r.status, 0) << r.err;
+    ASSERT_EQ(r.status, 128 + SIGTERM) << r.err;
     EXPECT_NE(r.out.find("interrupted at step 2: checkpoint saved"), std::string::npos) << r.out;
     EXPECT_EQ(log_rows(model).size(), 2u);
 }
 
-TEST_F(TrainCli, SigintFinishesTheStepSavesAndExitsZero) {
+TEST_F(TrainCli, SigintFinishesTheStepSavesAndExits130) {
     interrupt_and_resume(dir_, tiny_args({{"--steps-per-epoch", "1"}}), SIGINT);
 }
 

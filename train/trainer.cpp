@@ -920,11 +920,23 @@ static bool outputs_mirror(const GeneratorConfig& config) {
                   "side");
     } else if (labels::lateral(label, declared) && (t < 0 || twin == label)) {  // its mirror image unknown
         // FreeSurfer's numbering is an assumption: another atlas's label of that number may have
-        // no side, which lr_twins says.
-        why =
-            cat("generation label ", label, " is one side's", declared.empty() ? " as FreeSurfer numbers labels" : "",
-                " and its twin ", twin == label ? std::string("is not known") : cat(twin, " is not a generation label"),
-                " (another atlas's label ", label, " of no side: lr_twins [[", label, ", ", label, "]] says so)");
+        // no side, which lr_twins says. Every such label named: a lab's own protocol has several,
+        // which naming the first alone had it find one run at a time.
+        std::vector<int32_t> one_sided;
+        for (const int32_t other : config.generation_labels) {
+            const int32_t other_twin = labels::lr_twin(other, declared);
+            if (labels::lateral(other, declared) &&
+                (other_twin == other || labels::index_of(config.generation_labels, other_twin) < 0))
+                one_sided.push_back(other);
+        }
+        const bool several = one_sided.size() > 1;
+        why = cat("generation label", several ? "s " : " ", first_values(one_sided, 12), several ? " are" : " is",
+                  " one side's", declared.empty() ? " as FreeSurfer numbers labels" : "", " and ",
+                  several         ? std::string("their twins are not generation labels")
+                  : twin == label ? std::string("its twin is not known")
+                                  : cat("its twin ", twin, " is not a generation label"),
+                  " (another atlas's label", several ? "s" : "", " of no side: lr_twins [[", label, ", ", label, "]",
+                  several ? ", ..." : "", "] says so)");
     } else {  // what the flip makes of its target, against what its mirror image is learned as
         const std::vector<int32_t>& outputs = config.segmentation_labels;
         const int32_t target = targets[size_t(g)];

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Baseline of bench_predict's PredictPost: predict's post-processing in NumPy/SciPy on the
-posteriors of a 155x175x149 scan (34 classes, padded to 160x176x160 by the network):
+posteriors of a 155x175x149 scan (34 classes, padded to 160x192x160 by the network, a multiple of 32):
 Gaussian smoothing sigma 0.5 per channel (3 taps), crop, argmax, largest 6-connected component,
 back to LIA. predict_torch.py runs the same function after its network.
 
@@ -33,7 +33,7 @@ def postprocess(post, before, shape):
 def main():
     parser = baseline_arguments(3)
     args = parser.parse_args()
-    shape, padded = (155, 175, 149), (160, 176, 160)
+    shape, padded = (155, 175, 149), (160, 192, 160)
     before = [(p - n) // 2 for p, n in zip(padded, shape)]
     rng = np.random.default_rng(1)
     post = rng.random((len(SEG),) + padded, dtype=np.float32)

@@ -2,7 +2,7 @@
 """TensorFlow/Keras baseline of bench_predict, the framework the published predict runs on:
 predict_torch.py's stages on the same scan (155x175x149, 1 mm, LIA), with the network of
 unet_keras.py (random weights), flip on.
-  preprocess:  reorient to RAS, min-max normalise, pad to 16 (predict_common.py)
+  preprocess:  reorient to RAS, min-max normalise, pad to 32 (predict_common.py)
   network:     forward + mirrored forward, channels swapped back, averaged (fp32, channels-last)
   postprocess: Gaussian smoothing sigma 0.5 per channel, argmax, largest 6-connected component,
                crop, back to LIA (post_scipy.py)
@@ -31,7 +31,8 @@ def main():
         q = tf.reverse(forward(tf.reverse(inp, axis=[1])), axis=[1])
         return tf.transpose(0.5 * (p + tf.gather(q, SWAP, axis=-1))[0], (3, 0, 1, 2)).numpy()
 
-    time_predict("keras predict", network, args.repeats, args.json)
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+    time_predict("keras predict", network, args.repeats, args.json, threads)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Baseline of bench_predict: the same prediction stages in NumPy/SciPy/PyTorch on the same
 kind of scan (155x175x149, 1 mm, LIA), the published U-Net with random weights, flip on.
-  preprocess:  reorient to RAS (axis flips/transposes), min-max normalise, pad to 16
+  preprocess:  reorient to RAS (axis flips/transposes), min-max normalise, pad to 32
   network:     forward + mirrored forward, channels swapped back, averaged (fp32, channels-last)
   postprocess: Gaussian smoothing sigma 0.5 per channel (3 taps), argmax, largest
                6-connected component, crop, back to LIA
@@ -34,7 +34,7 @@ def main():
             q = torch.softmax(model(torch.flip(inp, dims=[2])), dim=1)
             return (0.5 * (p + torch.flip(q, dims=[2])[:, SWAP]))[0].cpu().numpy()
 
-    time_predict("torch predict", network, args.repeats, args.json)
+    time_predict("torch predict", network, args.repeats, args.json, torch.get_num_threads())
 
 
 if __name__ == "__main__":

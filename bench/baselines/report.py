@@ -15,11 +15,13 @@ def baseline_arguments(default_repeats):
     return parser
 
 
-def save_json(result, json_path):
-    """result: name -> seconds, written to json_path when one is given."""
+def save_json(result, json_path, threads=1):
+    """result: name -> seconds, written to json_path when one is given, with the threads the
+    framework ran on (NumPy, SciPy and nibabel run these operations on one), which compare.py
+    prints beside ours."""
     if json_path:
         with open(json_path, "w") as f:
-            json.dump(result, f, indent=1)
+            json.dump(dict(result, threads=threads), f, indent=1)
 
 
 def best_time(run, repeats):
@@ -32,8 +34,8 @@ def best_time(run, repeats):
     return min(times)
 
 
-def report(label, result, json_path=None):
+def report(label, result, json_path=None, threads=1):
     """result: name -> seconds; printed as "LABEL NAME  12.3 ms", written to json_path if given."""
     for name, seconds in result.items():
         print(f"{label} {name:12s} {seconds * 1e3:9.1f} ms")
-    save_json(result, json_path)
+    save_json(result, json_path, threads)

@@ -85,7 +85,7 @@ def main():
             timed(times, "normalise", lambda: cc.GammaTransform(gamma)(image))
             timed(times, "sample", lambda: whole(labels))
 
-    report("cornucopia", {k: float(np.median(v)) for k, v in times.items()}, args.json)
+    report("cornucopia", {k: float(np.median(v)) for k, v in times.items()}, args.json, args.threads)
 
 
 if __name__ == "__main__":

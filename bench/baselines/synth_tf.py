@@ -137,7 +137,8 @@ def main():
                 v.clear()
 
     print(f"tensorflow {tf.__version__}")
-    report("tf", {k: float(np.median(v)) for k, v in times.items()}, args.json)
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+    report("tf", {k: float(np.median(v)) for k, v in times.items()}, args.json, threads)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def main():
     result["train_step"] = best_of(args.repeats, lambda: train_step().numpy())
     print(f"keras UNetTrainStep {result['train_step'] * 1e3:9.1f} ms")
     result["precision"] = "fp32"
-    save_json(result, args.json)
+    save_json(result, args.json, tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count())
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ def main():
         result["train_step_peak_bytes"] = torch.cuda.max_memory_allocated()
     result["precision"] = args.precision
     result["compiled"] = args.compile
-    save_json(result, args.json)
+    save_json(result, args.json, torch.get_num_threads())
 
 
 if __name__ == "__main__":
