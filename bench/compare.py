@@ -100,7 +100,8 @@ def main():
         print(f"run of {run.get('date', '?')} on {run.get('host', '?')} ({run.get('cpus', '?')} CPUs); "
               f"our threads: {our_threads}")
     if scale > 1:
-        print(f"INFANT_BENCH_SCALE={scale}: our U-Net's sizes shrunk, beside baselines run at the same scale")
+        print(f"INFANT_BENCH_SCALE={scale}: the U-Net rows' sizes shrunk {scale} times, ours and the baselines' "
+              "alike (the other rows at full size)")
     print("| benchmark | ours (ms) | baseline | baseline (ms) | speed-up | threads (ours / theirs) |")
     print("|---|---|---|---|---|---|")
     for prefixes, file, key in PAIRS:

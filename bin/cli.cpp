@@ -334,6 +334,7 @@ extern "C" void on_stop_signal(int signal) {
     // soft CPU limit the kernel sends it again every CPU second, which is no second request.
     for (int sig : stop_signals)
         if (sig != SIGXCPU) install_output_cleanup_on_signal(sig);
+    arm_signal_farewell();  // whatever ends the process now comes second
 }
 
 }  // namespace

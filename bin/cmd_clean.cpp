@@ -66,9 +66,9 @@ const char* usage =
     "  --published-islands     relabel islands as the published island_processing.py does:\n"
     "                          one voxel at a time in the file's voxel order (i slowest),\n"
     "                          each from its neighbours then settled, by the posteriors\n"
-    "                          before folding, equal posteriors to the higher label number\n"
-    "                          (its result depends on the voxel order; the default's does\n"
-    "                          not)\n"
+    "                          before folding, equal posteriors to the higher label number,\n"
+    "                          one of a label's components tied for its largest kept (its\n"
+    "                          result depends on the voxel order; the default's does not)\n"
     "  --help                  this text\n";
 
 // The cleaned segmentation's volumes (mm^3), as predict --vol lays them out: each label of the
@@ -86,20 +86,27 @@ CsvTable segmentation_volumes(const LabelMap& seg, const std::vector<int32_t>& l
     return table;
 }
 
-// The folds are the infant protocol's: a list with labels it has not, which holds a label folded
-// (a lab's 21, its right thalamus, became 2; with --merge-cerebellum a 9-tissue protocol's 7, its
-// deep grey matter, became 8, its brainstem), is said, with the way out.
+// The infant extra labels' folds are the infant protocol's: a list with labels it has not, which
+// holds a label folded (a lab's 21, its right thalamus, became 2), is said, with the way out.
+// --merge-cerebellum's are FreeSurfer's, whose cerebellum has both sides: a list with 7 or 8 but
+// neither 46 nor 47 (a 9-tissue protocol's 7, its deep grey matter, became 8, its brainstem) is
+// said too. A FreeSurfer list with labels the infant protocol lacks (aseg's 251) is not.
 void warn_of_another_protocol(const LabelList& list, const CleanOptions& options) {
+    if (!options.fold) return;
     const std::vector<int32_t> foreign = labels::not_infant(list.labels);
-    if (!options.fold || foreign.empty()) return;
     std::string applied;
-    for (const auto& [from, to] : labels::fold_pairs(options.merge_cerebellum))
+    for (const auto& [from, to] : labels::fold_pairs(false))
         if (list.index_of(from) >= 0) applied += cat(applied.empty() ? "" : ", ", from, " -> ", to);
-    if (!applied.empty())
+    if (!applied.empty() && !foreign.empty())
         warning(cat("clean: folds ", applied, " as the infant protocol numbers its labels, but the list (", list.source,
                     ") holds labels the infant protocol has not (", first_values(foreign, 5),
-                    "): for a protocol whose labels are other structures give --no-fold",
-                    options.merge_cerebellum ? " without --merge-cerebellum" : ""));
+                    "): for a protocol whose labels are other structures give --no-fold"));
+    const bool left = list.index_of(7) >= 0 || list.index_of(8) >= 0;
+    const bool right = list.index_of(46) >= 0 || list.index_of(47) >= 0;
+    if (options.merge_cerebellum && left && !right)
+        warning(cat("clean: --merge-cerebellum folds 7 -> 8 as FreeSurfer numbers the cerebellum, but the list (",
+                    list.source, ") has neither 46 nor 47, the other side's: for a protocol whose 7 and 8 are ",
+                    "other structures leave out --merge-cerebellum"));
 }
 
 }  // namespace
@@ -140,10 +147,12 @@ int cmd_clean(int argc, char** argv) {
 
     const CleanStats s = clean_prediction(p, posteriors.labels, options, seg_path, post_path);
     warn_of_another_protocol(posteriors.labels, options);  // once every input is checked
-    set_output_description(cat(output_description(), options.fold ? "" : ", no fold",
-                               options.merge_cerebellum ? ", cerebellum merged" : "", ", islands < ",
-                               options.island_threshold,
-                               options.island_order == IslandOrder::published ? " as published" : " voxels"));
+    // Within the field's 79 bytes on a "-dirty" build with every option ("as published" after
+    // "voxels" was cut).
+    set_output_description(cat(
+        output_description(), options.fold ? "" : ", no fold", options.merge_cerebellum ? ", cerebellum merged" : "",
+        options.island_order == IslandOrder::published ? ", published islands < " : ", islands < ",
+        options.island_threshold, options.island_order == IslandOrder::published ? "" : " voxels"));
     warn_of_temporaries_beside("clean", outputs);
     OutputDirectories folders;
     folders.make_for(outputs);

@@ -123,7 +123,14 @@ std::vector<Pair> pair_inputs(const std::string& pred, const std::string& gt) {
     std::vector<Pair> pairs;
     for (const auto& [subject, f] : predictions) {
         const auto it = truths.find(subject);
-        ISS_INPUT(it != truths.end(), f, ": no ground truth for subject ", subject, " in ", gt);
+        if (it == truths.end()) {
+            std::vector<std::string> held;  // what the folder offers, as pairing names them
+            for (const auto& [name, file] : truths) held.push_back(name);
+            ISS_INPUT(false, f, ": no ground truth for subject ", subject, " in ", gt,
+                      held.empty() ? std::string()
+                                   : cat(" (it holds ", first_values(held, 3), ": files pair by their names, a ",
+                                         "prediction's _synthseg left out)"));
+        }
         pairs.push_back({subject, f, it->second});
         truths.erase(it);
     }
@@ -215,22 +222,42 @@ int cmd_dice(int argc, char** argv) {
                     " in one of the two files only, and score", one_sided.size() > 1 ? "" : "s",
                     " 0 there: ", first_values(one_sided, 8)));
 
-    // A cleaned prediction (21, 61 and 170 folded into 2, 41 and 16) against a map that holds
-    // them scores its white matter and brainstem low, and the three 0: the usual first mistake.
-    if (!fold) {
-        std::vector<int32_t> folded_away;
-        for (const auto& [from, to] : labels::fold_pairs(false)) {
-            const bool folded_in_prediction = std::any_of(subjects.begin(), subjects.end(), [&](const DiceSubject& s) {
-                const auto f = s.overlaps.find(from), t = s.overlaps.find(to);
-                return f != s.overlaps.end() && f->second.truth > 0 && f->second.pred == 0 && t != s.overlaps.end() &&
-                       t->second.pred > 0;
-            });
-            if (folded_in_prediction) folded_away.push_back(from);
+    // A cleaned prediction (21, 61 and 170 folded into 2, 41 and 16; with --merge-cerebellum 7 and
+    // 46 into 8 and 47) against a map that holds them scores those structures low and the folded
+    // labels 0: the usual first mistake. Said where a subject's prediction holds none of the
+    // labels folded that its truth holds, and holds what they fold into (a prediction that holds
+    // 21 but missed 170 is no cleaned one: --fold would hide the miss).
+    auto folded_in_prediction = [&](const std::vector<std::pair<int32_t, int32_t>>& pairs) {
+        std::set<int32_t> sources;
+        for (const DiceSubject& s : subjects) {
+            auto count = [&](int32_t label, bool truth) {
+                const auto it = s.overlaps.find(label);
+                return it == s.overlaps.end() ? int64_t(0) : truth ? it->second.truth : it->second.pred;
+            };
+            std::vector<int32_t> held;
+            bool cleaned = true;
+            for (const auto& [from, to] : pairs) {
+                cleaned &= count(from, false) == 0;
+                if (count(from, true) == 0) continue;
+                held.push_back(from);
+                cleaned &= count(to, false) > 0;
+            }
+            if (cleaned) sources.insert(held.begin(), held.end());
         }
-        if (!folded_away.empty())
-            warning(cat("dice: the ground truth holds ", first_values(folded_away, 3), " and the prediction ",
-                        folded_away.size() > 1 ? "none of them" : "none", ", as a cleaned prediction (clean folds ",
+        return std::vector<int32_t>(sources.begin(), sources.end());
+    };
+    if (!fold) {
+        const std::vector<int32_t> sources = folded_in_prediction(labels::fold_pairs(false));
+        if (!sources.empty())
+            warning(cat("dice: the ground truth holds ", first_values(sources, 3), " and the prediction ",
+                        sources.size() > 1 ? "none of them" : "none", ", as a cleaned prediction (clean folds ",
                         "21, 61 and 170 into 2, 41 and 16): --fold folds both files alike"));
+    } else if (!merge_cerebellum) {
+        const std::vector<int32_t> sources = folded_in_prediction({{7, 8}, {46, 47}});
+        if (!sources.empty())
+            warning(cat("dice: the ground truth holds ", first_values(sources, 2), " and the prediction ",
+                        sources.size() > 1 ? "none of them" : "none", ", as a prediction cleaned with ",
+                        "--merge-cerebellum (7 and 46 into 8 and 47): --merge-cerebellum folds them too"));
     }
     warn_of_temporaries_beside("dice", outputs);  // once every refusal is past
     OutputDirectories folders;

@@ -482,8 +482,14 @@ int cmd_predict(int argc, char** argv) {
                      duration_text(eta).c_str());
     };
     bool any_segmented = false;
+    // A signal ends predict at once: a folder's run says how far it got (it said nothing).
+    if (folder) arm_signal_farewell();
     for (size_t n = 0; n < jobs.size(); ++n) {
         const Job& job = jobs[n];
+        if (folder)
+            set_signal_farewell(cat(show_bar ? "\n" : "", "infant-synthseg predict: ended by a signal at scan ", n + 1,
+                                    " of ", jobs.size(), ": the scans before it have their outputs whole, it and ",
+                                    "the rest none"));
         const auto job_start = std::chrono::steady_clock::now();
         bool segmented = false, committed = false;
         try {

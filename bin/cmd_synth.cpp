@@ -362,8 +362,10 @@ int cmd_synth(int argc, char** argv) {
                        .c_str(),
                    stdout);
     if (written < count) {
-        std::fprintf(stderr, "infant-synthseg synth: stopped by %s after %lld of %lld samples (each written whole)\n",
-                     signal_name(stop_signal()), written, count);
+        std::fprintf(stderr,
+                     "infant-synthseg synth: stopped by %s after %lld of %lld samples (each written whole; the "
+                     "same options with --first %lld --count %lld make the rest)\n",
+                     signal_name(stop_signal()), written, count, first + written, count - written);
         return 128 + stop_signal();
     }
     return 0;

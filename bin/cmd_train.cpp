@@ -137,7 +137,8 @@ const char* usage =
     "number (130 for Ctrl-C, as the run did not reach --steps); --resume continues from\n"
     "there. A second signal ends it at once, without that checkpoint, saying which one stays\n"
     "(a repeated SIGXCPU, which the kernel sends every CPU second past a soft limit, does\n"
-    "not).\n"
+    "not). A signal ignored by whoever started the command stays ignored: nohup's SIGHUP, and\n"
+    "SIGINT to a script's background job (`cmd &`): send SIGTERM.\n"
     "\n"
     "Progress: a bar on stderr when it is a terminal (loss = mean of the last 100 steps),\n"
     "otherwise one line per checkpoint on stdout, and between them one after the first step\n"
@@ -547,7 +548,10 @@ int cmd_train(int argc, char** argv) {
     const std::vector<double>& losses = trainer.losses();
     const int64_t last_l2 = trainer.last_weighted_l2_step();
     const int64_t same_loss = step > last_l2 ? step - last_l2 : step;
-    const size_t tail = std::min(losses.size(), size_t(std::min({options.steps_per_epoch, step, same_loss})));
+    // This run's steps only: after a resume, the last epoch's line counts them so (it said "mean
+    // of the last 60 steps" of a run of 36, beside its epoch's "mean of 36 steps").
+    const size_t tail =
+        std::min(losses.size(), size_t(std::min({options.steps_per_epoch, step - first_step, same_loss})));
     double tail_sum = 0;
     for (size_t i = losses.size() - tail; i < losses.size(); ++i) tail_sum += losses[i];
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

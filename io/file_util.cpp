@@ -131,17 +131,15 @@ constexpr int cleanup_signals[] = {SIGINT,  SIGTERM, SIGHUP,  SIGQUIT, SIGPIPE,
 std::atomic<int> taking_back{0};
 
 // set_signal_farewell's message: two buffers, the one not in use rewritten and then published, so
-// that a handler on another thread reads a whole message.
+// that a handler on another thread reads a whole message; said only once arm_signal_farewell has
+// run (a stop signal's handler), so that a first SIGQUIT or SIGPIPE is not called a second signal.
 char farewell_buffers[2][1024];
 std::atomic<const char*> farewell{nullptr};
+std::atomic<bool> farewell_armed{false};
 
 extern "C" void remove_temporaries_and_die(int signal) {
     const timespec pause{0, 1000000};  // 1 ms
     while (taking_back.load() > 0) ::nanosleep(&pause, nullptr);
-    if (const char* text = farewell.load()) {
-        const ssize_t written = ::write(STDERR_FILENO, text, std::strlen(text));
-        (void)written;  // nothing to do about a stderr that cannot be written
-    }
     const bool restore = restore_blockers.load() == 0;
     for (int i = 0; i < kWritingSlots; ++i)
         if (temporaries.ready(i)) ::unlink(temporaries.path[i]);
@@ -164,6 +162,11 @@ extern "C" void remove_temporaries_and_die(int signal) {
         for (int i = kFolderSlots - 1; i >= 0; --i)
             if (made_folders.ready(i) && made_folders.names_its_file(i) && ::rmdir(made_folders.path[i]) == 0)
                 removed = true;
+    }
+    // Said once the files are in order: a stderr that blocks (a full pipe) keeps none of them.
+    if (const char* text = farewell.load(); text && farewell_armed.load()) {
+        const ssize_t written = ::write(STDERR_FILENO, text, std::strlen(text));
+        (void)written;  // nothing to do about a stderr that cannot be written
     }
     // Ended by the signal itself, as without the handler: unblocked here, it is delivered at once.
     std::signal(signal, SIG_DFL);
@@ -453,6 +456,10 @@ void set_signal_farewell(const std::string& line) {
     buffer[size] = '\n';
     buffer[size + 1] = '\0';
     farewell.store(buffer);
+}
+
+void arm_signal_farewell() {
+    farewell_armed.store(true);
 }
 
 void install_output_cleanup_on_signal(int signal) {

@@ -187,10 +187,12 @@ private:
 // it for the next signal).
 void install_output_cleanup_on_signals();
 void install_output_cleanup_on_signal(int signal);
-// A line the handler above writes to stderr before it ends the process (a second signal to a
-// command that stops at a safe point ended it without a word: train now says which checkpoint
-// stays). Set from one thread; none by default.
+// A line the handler above writes to stderr before it ends the process, once
+// arm_signal_farewell has run (a second signal to a command that stops at a safe point ended it
+// without a word: train now says which checkpoint stays). Set from one thread; none by default.
+// arm_signal_farewell is async-signal-safe: a stop signal's handler calls it.
 void set_signal_farewell(const std::string& line);
+void arm_signal_farewell();
 
 // Tests only: called with each point INFANT_SIGNAL_AT can name (file_util.cpp), before that hook's
 // signal, to change the files at that moment; empty to stop.

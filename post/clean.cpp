@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdint>
 #include <unordered_map>
 
 #include "kernels/common/error.h"
@@ -22,23 +23,52 @@ void require_fold_targets(const LabelList& list, bool merge_cerebellum) {
 
 enum : uint8_t { settled = 0, island = 1, queued = 2 };
 
+// Each component's first voxel in numpy's C order of the file's array (i slowest, k fastest),
+// which numbers scipy.ndimage.label's components.
+std::vector<int64_t> first_in_c_order(const Components& comps, const Grid& grid) {
+    const int64_t nx = grid.dim[0], ny = grid.dim[1], nz = grid.dim[2];
+    std::vector<int64_t> first(size_t(comps.count()), INT64_MAX);
+    for (int64_t v = 0; v < grid.voxels(); ++v) {
+        const int32_t c = comps.id.data[size_t(v)];
+        if (c < 0) continue;
+        const int64_t i = v % nx, j = (v / nx) % ny, k = v / (nx * ny);
+        first[size_t(c)] = std::min(first[size_t(c)], (i * ny + j) * nz + k);
+    }
+    return first;
+}
+
 // Marks the island voxels (`island` in the returned states, every other voxel `settled`) and
 // counts them in `stats`; empty when there are none.
-std::vector<uint8_t> island_states(const LabelMap& seg, int64_t island_threshold, CleanStats& stats) {
+std::vector<uint8_t> island_states(const LabelMap& seg, int64_t island_threshold, IslandOrder order,
+                                   CleanStats& stats) {
     const int64_t n = seg.grid.voxels();
     // Which components are islands: the small ones smaller than the largest of their label.
     // Components tied for the largest all stay: keeping the first met would make the result
     // depend on the file's voxel order (the same map stored RAS and LAS kept different ones).
+    // The published script keeps one, np.argsort(sizes)[-2]: with a stable sort (NumPy's for
+    // fewer than 17 components), the last in its numbering.
     const Components comps = connected_components(seg);
     std::unordered_map<int32_t, int64_t> largest;  // label -> the size of its largest component
     for (int32_t c = 0; c < comps.count(); ++c) {
         int64_t& size = largest[comps.label[size_t(c)]];
         size = std::max(size, comps.size[size_t(c)]);
     }
+    std::unordered_map<int32_t, int32_t> kept;  // published: label -> the one largest component kept
+    if (order == IslandOrder::published) {
+        const std::vector<int64_t> first = first_in_c_order(comps, seg.grid);
+        for (int32_t c = 0; c < comps.count(); ++c) {
+            const int32_t label = comps.label[size_t(c)];
+            if (comps.size[size_t(c)] != largest.at(label)) continue;
+            auto [it, added] = kept.emplace(label, c);
+            if (!added && first[size_t(c)] > first[size_t(it->second)]) it->second = c;
+        }
+    }
     std::vector<uint8_t> is_island(size_t(comps.count()), 0);
     for (int32_t c = 0; c < comps.count(); ++c) {
         const int64_t size = comps.size[size_t(c)];
-        if (size == largest.at(comps.label[size_t(c)]) || size >= island_threshold) continue;
+        const int32_t label = comps.label[size_t(c)];
+        const bool largest_kept = order == IslandOrder::published ? kept.at(label) == c : size == largest.at(label);
+        if (largest_kept || size >= island_threshold) continue;
         is_island[size_t(c)] = 1;
         ++stats.islands;
         stats.island_voxels += comps.size[size_t(c)];
@@ -65,8 +95,9 @@ float posterior_of(const Image& post, const std::unordered_map<int32_t, int>& fr
 // (numpy's loops over the array nibabel reads), each taking, among the labels of its 6-neighbours
 // that are not island voxels still waiting (those relabelled before it included), the one with
 // the highest posterior, equal posteriors the higher label number (the last of its sorted
-// candidates). A neighbour outside the volume is none (the script's index wraps around, or
-// fails, there).
+// candidates). A neighbour outside the volume is none: the script's index wraps around to the
+// far face at -1 and fails past the last voxel. A voxel with no candidate, where the script
+// fails, becomes background.
 void relabel_as_published(LabelMap& seg, const Image& post, const std::unordered_map<int32_t, int>& frame_of,
                           std::vector<uint8_t>& state, CleanStats& stats) {
     const int64_t n = seg.grid.voxels(), nx = seg.grid.dim[0], ny = seg.grid.dim[1];
@@ -89,7 +120,7 @@ void relabel_as_published(LabelMap& seg, const Image& post, const std::unordered
                 any = true;
             }
         });
-        if (!any) best = 0;  // no neighbour settled: the script's index would have wrapped around
+        if (!any) best = 0;  // no neighbour settled (the script fails there)
         stats.changed_voxels += best != seg.data[size_t(v)];
         stats.to_background += best == 0;
         seg.data[size_t(v)] = best;
@@ -137,7 +168,7 @@ CleanStats remove_islands(LabelMap& seg, const Image& post, const LabelList& lis
     ISS_REQUIRE(post.grid.dim == seg.grid.dim && post.frames == int64_t(list.labels.size()),
                 "islands: posteriors on the segmentation's dims with one frame per listed label");
     CleanStats stats;
-    std::vector<uint8_t> state = island_states(seg, island_threshold, stats);
+    std::vector<uint8_t> state = island_states(seg, island_threshold, order, stats);
     if (stats.islands == 0) return stats;
 
     std::unordered_map<int32_t, int> frame_of;

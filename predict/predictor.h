@@ -113,6 +113,7 @@ public:
 
 // What a segmentation holds at once, for require_memory_to_segment.
 struct SegmentationSizes {
+    Grid scan;                  // the scan as read (it and its copy in the model's frame stay)
     Grid work;                  // the model's grid: the scan's, or resampled to the model's voxel size
     double padded_voxels = 0;   // `work` padded to the network's size multiple (0: as `work`)
     bool flip = false;          // a mirrored copy of the padded image goes through the network too
@@ -124,14 +125,14 @@ struct SegmentationSizes {
 };
 
 // Sizes that come from a header (a scan of 1000 mm voxels resampled to 1 mm, a huge grid) are
-// checked against the memory a segmentation takes before anything is allocated: on the padded
-// grid the image (twice with flip) and the network's probabilities (a 97^3 scan's 128^3 of them
-// peaked 230 MB above an estimate that counted them unpadded, and a model's size multiple of 256
-// made a 30x34x28 scan's 2.3 GB); on `work` the image, the smoothed posteriors and their
-// reoriented copy; on the scan's own grid, when resampled, the posteriors brought back and their
-// reoriented copy (a 400^3 scan of 0.25 mm voxels segmented at 1 mm peaked at 18 GB there, which
-// the check left out); and the network's own bytes. InputError naming `name` when the sum passes
-// 80% of `host_bytes`.
+// checked against the memory a segmentation takes before anything is allocated: the images (the
+// scan and its copy in the model's frame, on `work`, and padded, twice with flip), the network's
+// own bytes, its probabilities on the padded grid (a 97^3 scan's 128^3 of them peaked 230 MB
+// above an estimate that counted them unpadded, and a model's size multiple of 256 made a
+// 30x34x28 scan's 2.3 GB), the smoothed posteriors on `work` and their reoriented copy, and, when
+// resampled, the posteriors brought back to the scan's own grid and their copy (a 400^3 scan of
+// 0.25 mm voxels segmented at 1 mm peaked at 18 GB there, which the check left out). InputError
+// naming `name` when the sum passes 80% of `host_bytes`.
 void require_memory_to_segment(const std::string& name, const SegmentationSizes& sizes, size_t host_bytes);
 
 // "dir" -> "dir/model.safetensors"; a file path is returned as is.

@@ -15,6 +15,12 @@ mkdir -p "$out"
 # Nothing of an earlier run is set beside this run's figures (compare.py pairs every file here).
 rm -f "$out"/bench_*.json "$out"/baseline_*.json "$out/run.json"
 scale=${INFANT_BENCH_SCALE:-1}
+# The U-Net's 160x192x160 and 128x160x128 stay multiples of 16 (its four poolings) at 1 and 2 only.
+case "$scale" in
+    1 | 2) ;;
+    *) echo "bench.sh: INFANT_BENCH_SCALE must be 1 or 2 (the baselines' U-Nets need sides of multiples of 16), got $scale" >&2
+       exit 2 ;;
+esac
 printf '{"date": "%s", "host": "%s", "cpus": %s, "omp_num_threads": "%s", "bench_scale": %s}\n' \
     "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(hostname)" "$(nproc)" "${OMP_NUM_THREADS:-}" "$scale" >"$out/run.json"
 for b in "$build"/bench/bench_*; do

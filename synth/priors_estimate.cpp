@@ -219,9 +219,12 @@ void warn_of_unlisted_labels(const std::vector<int32_t>& map, const std::vector<
         if (values.size() < 100000) values.insert(v);
     }
     if (labelled == 0 || unlisted * 20 < labelled) return;
-    // A list given leaves labels out on purpose: only hundreds of values (an image's intensities,
-    // where a label protocol has tens) are said.
-    if (list_given && values.size() < 256) return;
+    // A list given leaves labels out on purpose: only values as an image holds are said, hundreds
+    // of them, or dozens filling most of their range (a uint8 scan's: FreeSurfer's conformed
+    // volumes; a protocol's labels are sparse in theirs, aparc+aseg's 110 over 0-2035).
+    const double range = values.empty() ? 1.0 : double(*values.rbegin()) - double(*values.begin()) + 1.0;
+    const bool image_like = values.size() >= 256 || (values.size() >= 32 && double(values.size()) >= 0.5 * range);
+    if (list_given && !image_like) return;
     const int percent = int(std::round(100.0 * double(unlisted) / double(labelled)));
     if (unlisted * 2 <= labelled) {
         warning(cat(file, ": ", percent, "% of its labelled voxels hold ", values.size(), " value",

@@ -33,7 +33,7 @@ struct PriorsOptions {
     bool classes = false;
     // --labels-list given: a subset chosen on purpose, whose other labels' voxels go unsaid
     // (each subject warned of them, asking whether the inputs were swapped); only a map of an
-    // image's many values is said.
+    // image's values (many, or dense in their range) is said.
     bool list_given = false;
 };
 

@@ -423,12 +423,54 @@ TEST(Clean, MatchesScanPerLayerReferenceOnRandomVolumes) {
     EXPECT_GT(island_voxels, 2 * islands) << "islands of several voxels, not only specks";
 }
 
+// island_processing.py's get_islands, as written: per label, scipy.ndimage.label's components
+// numbered in C order (i slowest), the one largest kept (np.argsort(sizes)[-2], stable: the last
+// of those tied) and those of at least `threshold` voxels; the others are islands.
+std::vector<int> script_island_mask(const LabelMap& seg, int64_t threshold) {
+    std::vector<int> is_island(seg.data.size(), 0);
+    std::set<int32_t> labels(seg.data.begin(), seg.data.end());
+    labels.erase(0);
+    const int d[6][3] = {{1, 0, 0}, {-1, 0, 0}, {0, 1, 0}, {0, -1, 0}, {0, 0, 1}, {0, 0, -1}};
+    for (const int32_t label : labels) {
+        std::vector<int> number(seg.data.size(), 0);
+        std::vector<int64_t> sizes{0};
+        for (int64_t i = 0; i < seg.nx(); ++i)
+            for (int64_t j = 0; j < seg.ny(); ++j)
+                for (int64_t k = 0; k < seg.nz(); ++k) {
+                    const size_t start = size_t(seg.index(i, j, k));
+                    if (seg.data[start] != label || number[start] != 0) continue;
+                    sizes.push_back(0);
+                    std::vector<std::array<int64_t, 3>> stack{{i, j, k}};
+                    number[start] = int(sizes.size() - 1);
+                    while (!stack.empty()) {
+                        const auto [a, b, e] = stack.back();
+                        stack.pop_back();
+                        ++sizes.back();
+                        for (const auto& o : d) {
+                            const int64_t x = a + o[0], y = b + o[1], z = e + o[2];
+                            if (x < 0 || y < 0 || z < 0 || x >= seg.nx() || y >= seg.ny() || z >= seg.nz()) continue;
+                            const size_t w = size_t(seg.index(x, y, z));
+                            if (seg.data[w] != label || number[w] != 0) continue;
+                            number[w] = number[start];
+                            stack.push_back({x, y, z});
+                        }
+                    }
+                }
+        size_t main = 1;
+        for (size_t c = 1; c < sizes.size(); ++c)
+            if (sizes[c] >= sizes[main]) main = c;
+        for (size_t v = 0; v < seg.data.size(); ++v)
+            if (number[v] != 0 && size_t(number[v]) != main && sizes[size_t(number[v])] < threshold) is_island[v] = 1;
+    }
+    return is_island;
+}
+
 // island_processing.py's clear_islands, as written: loops over i, j and k (k innermost), each
 // island voxel relabelled in place from its neighbours that are not island voxels still waiting,
 // np.unique's ascending candidates sorted by posterior and the last taken (equal posteriors: the
 // higher label).
 LabelMap script_islands(LabelMap seg, const Image& post, const LabelList& list, int64_t threshold) {
-    std::vector<int> is_island = island_mask(seg, threshold);
+    std::vector<int> is_island = script_island_mask(seg, threshold);
     const int64_t n = seg.grid.voxels();
     for (int64_t i = 0; i < seg.nx(); ++i)
         for (int64_t j = 0; j < seg.ny(); ++j)
@@ -472,6 +514,28 @@ TEST(Clean, PublishedOrderMatchesTheScriptsLoops) {
     }
     EXPECT_GT(island_voxels, 100) << "the volumes must exercise the rule";
     EXPECT_GT(differ_from_layers, 0) << "the two orders must be told apart";
+}
+
+// Of a label's components tied for its largest, the script keeps one (np.argsort(sizes)[-2]: the
+// last scipy numbers, in C order); the layers keep all, the same in any voxel order.
+TEST(Clean, PublishedIslandsKeepOneOfTheTiedLargest) {
+    const LabelList list{{0, 2, 3}, "test list"};
+    LabelMap seg(grid_of(4, 3, 2), 1, 2);
+    seg.at(1, 1, 0) = 3;  // first in C order (i slowest): i = 1
+    seg.at(2, 1, 1) = 3;  // last: i = 2
+    Image post(seg.grid, 3, 0.0f);
+    const int64_t n = seg.grid.voxels();
+    for (int64_t v = 0; v < n; ++v) {
+        post.data[size_t(n + v)] = 0.4f;
+        post.data[size_t(2 * n + v)] = 0.6f;
+    }
+    LabelMap layers = seg, published = seg;
+    EXPECT_EQ(remove_islands(layers, post, list, 15).islands, 0);
+    const CleanStats s = remove_islands(published, post, list, 15, IslandOrder::published);
+    EXPECT_EQ(s.islands, 1);
+    EXPECT_EQ(published.at(1, 1, 0), 2) << "the first in C order is the island";
+    EXPECT_EQ(published.at(2, 1, 1), 3);
+    EXPECT_EQ(published.data, script_islands(seg, post, list, 15).data);
 }
 
 // The published script chooses by the posteriors before folding and sends a tie to the higher

@@ -324,7 +324,8 @@ TEST_F(CleanCli, FoldsRelabelsIslandsAndWritesFoldedPosteriors) {
                                                  q("published.nii.gz") + " --published-islands");
     ASSERT_EQ(published.status, 0) << published.err;
     EXPECT_EQ(read_labels(path("published.nii.gz")).data, want.data);
-    EXPECT_NE(read_volume_header(path("published.nii.gz")).descrip.find("islands < 15 as published"), std::string::npos)
+    EXPECT_NE(read_volume_header(path("published.nii.gz")).descrip.find("clean, published islands < 15"),
+              std::string::npos)
         << read_volume_header(path("published.nii.gz")).descrip;
 
     // The cleaned segmentation's volumes: voxel counts of the labels that stay after folding (a
@@ -453,10 +454,30 @@ TEST_F(CleanCli, AnotherProtocolsLabelsAreFoldedOnlyAsAsked) {
     const RunResult merged = run("clean", "--seg " + q("tissue_seg.nii.gz") + " --post " + q("tissue_post.nii.gz") +
                                               " --o " + q("tissue_clean.nii.gz") + " --merge-cerebellum");
     ASSERT_EQ(merged.status, 0) << merged.err;
-    EXPECT_NE(merged.err.find("warning: clean: folds 7 -> 8 as the infant protocol numbers its labels"),
+    EXPECT_EQ(merged.err.rfind("warning: clean: --merge-cerebellum folds 7 -> 8 as FreeSurfer numbers the cerebellum, "
+                               "but the list (",
+                               0),
+              0u)
+        << merged.err;
+    EXPECT_NE(merged.err.find(") has neither 46 nor 47, the other side's: for a protocol whose 7 and 8 are other "
+                              "structures leave out --merge-cerebellum\n"),
               std::string::npos)
         << merged.err;
-    EXPECT_NE(merged.err.find("give --no-fold without --merge-cerebellum"), std::string::npos) << merged.err;
+    EXPECT_EQ(std::count(merged.err.begin(), merged.err.end(), '\n'), 1) << merged.err;
+    // A FreeSurfer list with labels the infant protocol lacks (aseg's corpus callosum) is not another
+    // protocol's cerebellum.
+    const std::vector<int32_t> aseg{0, 7, 8, 46, 47, 251};
+    LabelMap aseg_seg = tissue;
+    for (int32_t& v : aseg_seg.data) v = v == 1 ? 251 : v;
+    Image aseg_post(g, 6, 0.0f);
+    for (int64_t v = 0; v < n; ++v)
+        aseg_post.data[size_t(labels::index_of(aseg, aseg_seg.data[size_t(v)])) * size_t(n) + size_t(v)] = 1;
+    write_labels(path("aseg_seg.nii.gz"), aseg_seg);
+    write_posteriors(path("aseg_post.nii.gz"), aseg_post, nullptr, aseg);
+    const RunResult fs = run("clean", "--seg " + q("aseg_seg.nii.gz") + " --post " + q("aseg_post.nii.gz") + " --o " +
+                                          q("aseg_clean.nii.gz") + " --merge-cerebellum");
+    ASSERT_EQ(fs.status, 0) << fs.err;
+    EXPECT_EQ(fs.err, "");
 }
 
 // predict records its model's labels with the posteriors, in the model's channel order, and
@@ -719,6 +740,24 @@ TEST_F(DiceCli, DirectoriesPairedByNameWithMeanRow) {
     EXPECT_EQ(read_csv(csv).rows[0], (std::vector<std::string>{"cleaned", "1", "1", "1"}));
     EXPECT_NE(run("dice", pair + " --merge-cerebellum").err.find("--merge-cerebellum folds with --fold"),
               std::string::npos);
+    // A prediction that holds 21 and 61 but missed 170 is no cleaned one: --fold would hide the miss.
+    write_labels(path("missed.nii.gz"), row({0, 21, 2, 61, 16}));
+    const RunResult missed =
+        run("dice", "--pred " + q("missed.nii.gz") + " --gt " + q("truth.nii.gz") + " --out " + shell_quote(csv));
+    ASSERT_EQ(missed.status, 0) << missed.err;
+    EXPECT_EQ(missed.err.find("--fold folds both files alike"), std::string::npos) << missed.err;
+    // Cleaned with --merge-cerebellum, scored with --fold alone: said too.
+    write_labels(path("cerebellum.nii.gz"), row({0, 8, 8, 47, 2}));
+    write_labels(path("cerebellum_truth.nii.gz"), row({0, 7, 8, 46, 2}));
+    const RunResult cerebellum =
+        run("dice", "--pred " + q("cerebellum.nii.gz") + " --gt " + q("cerebellum_truth.nii.gz") + " --out " +
+                        shell_quote(csv) + " --fold");
+    ASSERT_EQ(cerebellum.status, 0) << cerebellum.err;
+    EXPECT_NE(cerebellum.err.find("warning: dice: the ground truth holds 7, 46 and the prediction none of them, as a "
+                                  "prediction cleaned with --merge-cerebellum (7 and 46 into 8 and 47): "
+                                  "--merge-cerebellum folds them too"),
+              std::string::npos)
+        << cerebellum.err;
 }
 
 TEST_F(DiceCli, BadInputExitsTwoAndWritesNothing) {

@@ -840,6 +840,7 @@ namespace {
 SegmentationSizes sizes_of(const std::array<int64_t, 3>& work, const std::array<int64_t, 3>& own, bool resampled,
                            double network_bytes = 0) {
     SegmentationSizes sizes;
+    sizes.scan.dim = own;
     sizes.work.dim = work;
     sizes.own.dim = own;
     sizes.resampled = resampled;
@@ -860,7 +861,7 @@ TEST(PredictMemory, CountsThePosteriorsBackOnTheScansGrid) {
     } catch (const InputError& e) {
         EXPECT_NE(std::string(e.what()).find("fine.nii.gz: segmenting it on a grid of 128x128x128 voxels (resampled to "
                                              "the model's voxel size; its posteriors then back on its 512x512x512) "
-                                             "needs about 34.8 GiB (0 of them the network's), more than 80% of the "
+                                             "needs about 35.8 GiB (0 of them the network's), more than 80% of the "
                                              "24 GiB this process may use"),
                   std::string::npos)
             << e.what();
@@ -905,7 +906,9 @@ TEST(PredictMemory, CountsThePaddedGrid) {
             << e.what();
     }
     // With flip averaging, the mirrored copy of the padded image too (3% more here).
-    const double unflipped = 256.0 * 256 * 256 * 4 * 35 + 30 * 34 * 28 * 4 * 69;
+    // The image padded and the probabilities (4 + 34 * 4 bytes a padded voxel); the scan, its
+    // copy, its normalised copy and two volumes of posteriors (12 + 2 * 34 * 4 a voxel).
+    const double unflipped = 256.0 * 256 * 256 * 140 + 30 * 34 * 28 * 284;
     const size_t just_enough = size_t(unflipped / 0.79);  // the check admits 80% of it
     EXPECT_NO_THROW(require_memory_to_segment("scan.nii.gz", sizes, just_enough));
     sizes.flip = true;
@@ -1206,6 +1209,20 @@ TEST_F(Predict, CommandProcessesAFolderFileByFile) {
     const LabelMap b = read_labels(path("out/b_synthseg.nii.gz"));
     EXPECT_EQ(b.grid.dim, (std::array<int64_t, 3>{10, 14, 12}));
     EXPECT_EQ(orientation_code(b.grid.affine), "LAS");
+
+    // A signal (here as b's output is moved into place) ends the run at once, saying how far it
+    // got (it said nothing, a folder's run in a scheduler's log looking as one still running).
+    const test::RunResult stopped = test::run_command(
+        "INFANT_SIGNAL_AT=" + test::shell_quote(path("stopped/b_synthseg.nii.gz")) + " " + test::cli_path() +
+        " predict --i " + test::shell_quote(path("in")) + " --o " + test::shell_quote(path("stopped")) + " --model " +
+        test::shell_quote(model) + " --device cpu");
+    EXPECT_EQ(stopped.status, 143) << "ended by SIGTERM (as the shell reports it): " << stopped.err;
+    EXPECT_NE(stopped.err.find("infant-synthseg predict: ended by a signal at scan 2 of 3: the scans before it have "
+                               "their outputs whole, it and the rest none\n"),
+              std::string::npos)
+        << stopped.err;
+    EXPECT_TRUE(fs::exists(path("stopped/a_synthseg.nii.gz")));
+    EXPECT_FALSE(fs::exists(path("stopped/b_synthseg.nii.gz")));
 
     // Run again with b broken: the outputs the first run wrote for b stay, and the error says so.
     std::ofstream(path("in/b.nii.gz")) << "no longer a NIfTI file";

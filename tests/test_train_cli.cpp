@@ -1164,6 +1164,17 @@ TEST_F(TrainCli, ASecondSignalSaysWhichCheckpointStays) {
     const int64_t step = std::stoll(err.substr(at + 86));
     EXPECT_EQ(optimizer_step(model), step) << err;
     EXPECT_NE(err.find(", stays in " + model.string() + " (continue with --resume)\n"), std::string::npos) << err;
+
+    // One signal that ends the run at once (a closed pipe's SIGPIPE) is no second signal.
+    const std::string piped_out = (dir_ / "piped.out").string(), piped_err = (dir_ / "piped.err").string();
+    const pid_t piped = start_until_a_checkpoint(tiny_args({{"--steps-per-epoch", "2"}}), dir_ / "piped", piped_out,
+                                                 piped_err, deadline);
+    ASSERT_GE(piped, 0);
+    ASSERT_NE(read_text(piped_out).find("checkpoint saved"), std::string::npos) << read_text(piped_err);
+    ASSERT_EQ(::kill(piped, SIGPIPE), 0);
+    ASSERT_TRUE(exited_by(piped, deadline, status)) << "still training 60 s on";
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGPIPE) << status;
+    EXPECT_EQ(read_text(piped_err).find("second signal"), std::string::npos) << read_text(piped_err);
 }
 
 // A model directory moved away while a run holds it, and another made under its name (by a newer
