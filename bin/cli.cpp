@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <new>
 #include <thread>
 
@@ -157,6 +158,33 @@ void warn_if_replacing_volumes(const std::string& command, const std::string& pa
     if (lost.empty()) return;
     warning(cat(command, ": ", path, " held the volumes of ", lost.size(), " other subject", lost.size() > 1 ? "s" : "",
                 " (", first_values(lost, 3), "), now replaced: ", advice));
+}
+
+void require_replaceable_table(const std::string& command, const std::string& option, const std::string& path,
+                               TableKind kind) {
+    std::error_code ec;
+    if (path.empty() || !std::filesystem::is_regular_file(path, ec) || std::filesystem::file_size(path, ec) == 0)
+        return;
+    std::ifstream in(path, std::ios::binary);
+    std::string header;
+    std::getline(in, header);  // ours are one short line; another file's first line is shown cut
+    if (!header.empty() && header.back() == '\r') header.pop_back();
+    std::vector<std::string> columns;
+    for (size_t start = 0;;) {
+        const size_t comma = header.find(',', start);
+        columns.push_back(header.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    bool ours = columns.size() >= 2 && columns.front() == "subject";
+    if (kind == TableKind::volumes)
+        ours = ours && columns.back() == "total";
+    else
+        for (size_t c = 1; c < columns.size(); ++c) ours = ours && columns[c].rfind("dice_", 0) == 0;
+    ISS_INPUT(ours, command, ": ", option, " ", path, ": a file that is not ",
+              kind == TableKind::volumes ? "a volumes table" : "a Dice table", " is there (its first line: '",
+              one_line(header.substr(0, 60)), header.size() > 60 ? "...'" : "'",
+              "), which this would replace: name another, or remove it first");
 }
 
 KerasImportOptions keras_import_options(const Args& args) {

@@ -67,6 +67,13 @@ void limit_threads_to_machine();
 void warn_if_replacing_volumes(const std::string& command, const std::string& path, const CsvTable& table,
                                const std::string& advice);
 
+// A table output (predict --vol, clean --vol, dice --out) replaces a file there only when it is
+// such a table (a header "subject,...,total", or "subject,dice_..."), or empty: a typo's path to
+// a study's spreadsheet replaced it without a word. InputError naming `option` otherwise.
+enum class TableKind { volumes, dice };
+void require_replaceable_table(const std::string& command, const std::string& option, const std::string& path,
+                               TableKind kind);
+
 // How to read a Keras file (import, and predict given one): --labels, --channel-order,
 // --orientation and --voxel-size (checked to be a size in mm, 0 when not given).
 KerasImportOptions keras_import_options(const Args& args);

@@ -94,16 +94,20 @@ CsvTable segmentation_volumes(const LabelMap& seg, const std::vector<int32_t>& l
 void warn_of_another_protocol(const LabelList& list, const CleanOptions& options) {
     if (!options.fold) return;
     const std::vector<int32_t> foreign = labels::not_infant(list.labels);
-    std::string applied;
-    for (const auto& [from, to] : labels::fold_pairs(false))
+    const auto infant_pairs = labels::fold_pairs(false);
+    const bool infant_folds = std::any_of(infant_pairs.begin(), infant_pairs.end(),
+                                          [&](const auto& pair) { return list.index_of(pair.first) >= 0; });
+    std::string applied;  // every fold made, the cerebellum's too
+    for (const auto& [from, to] : labels::fold_pairs(options.merge_cerebellum))
         if (list.index_of(from) >= 0) applied += cat(applied.empty() ? "" : ", ", from, " -> ", to);
-    if (!applied.empty() && !foreign.empty())
+    if (infant_folds && !foreign.empty())
         warning(cat("clean: folds ", applied, " as the infant protocol numbers its labels, but the list (", list.source,
                     ") holds labels the infant protocol has not (", first_values(foreign, 5),
-                    "): for a protocol whose labels are other structures give --no-fold"));
+                    "): for a protocol whose labels are other structures give --no-fold",
+                    options.merge_cerebellum ? " without --merge-cerebellum" : ""));
     const bool left = list.index_of(7) >= 0 || list.index_of(8) >= 0;
     const bool right = list.index_of(46) >= 0 || list.index_of(47) >= 0;
-    if (options.merge_cerebellum && left && !right)
+    if (options.merge_cerebellum && !infant_folds && left && !right)
         warning(cat("clean: --merge-cerebellum folds 7 -> 8 as FreeSurfer numbers the cerebellum, but the list (",
                     list.source, ") has neither 46 nor 47, the other side's: for a protocol whose 7 and 8 are ",
                     "other structures leave out --merge-cerebellum"));
@@ -130,6 +134,7 @@ int cmd_clean(int argc, char** argv) {
     const std::vector<NamedPath> outputs{{out, "--o"}, {out_post, "--o-post"}, {vol, "--vol"}};
     check_outputs("clean", {{seg_path, "--seg"}, {post_path, "--post"}, label_file_of(labels_text)}, outputs,
                   folders_of(outputs));
+    require_replaceable_table("clean", "--vol", vol, TableKind::volumes);
     CleanOptions options;
     options.island_threshold = args.integer("--island-threshold", options.island_threshold);
     ISS_INPUT(options.island_threshold >= 0, "clean: --island-threshold must be >= 0, got ", options.island_threshold);

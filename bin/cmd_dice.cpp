@@ -173,6 +173,7 @@ int cmd_dice(int argc, char** argv) {
     for (const Pair& p : pairs) inputs.insert(inputs.end(), {{p.pred, "--pred"}, {p.gt, "--gt"}});
     const std::vector<NamedPath> outputs{{out, "--out"}};
     check_outputs("dice", inputs, outputs, folders_of(outputs));
+    require_replaceable_table("dice", "--out", out, TableKind::dice);
 
     // Labels the files hold that --labels leaves out score as background, said once (SynthSeg
     // 2.0's CSF, 24, lost its column unsaid under --labels synthseg, 1.0's list).
@@ -181,10 +182,23 @@ int cmd_dice(int argc, char** argv) {
         for (const int32_t v : labels_not_in(m, labels))
             if (v != 0) unlisted.insert(v);
     };
+    // What made each prediction, as its descrip records it ("predict, model weights 5e6f7a8b
+    // model-t1", "clean, islands < 15 voxels"), the build's version left out: a folder whose
+    // rerun failed on some scans keeps the earlier run's outputs for them, from another model,
+    // which the mean averaged in unsaid.
+    std::map<std::string, std::string> makers;  // what made them -> a file it made
+    auto note_maker = [&](const std::string& descrip, const std::string& file) {
+        const std::string ours = "infant-synthseg ";
+        if (descrip.rfind(ours, 0) != 0) return;
+        const size_t command = descrip.find(' ', ours.size());
+        if (command != std::string::npos) makers.emplace(descrip.substr(command + 1), file);
+    };
     std::vector<DiceSubject> subjects;
     for (const Pair& p : pairs) {
         LabelMap b = read_segmentation(p.gt);
-        LabelMap a = on_grid_of(read_segmentation(p.pred), p.pred, b.grid, p.gt);
+        VolumeHeader made;
+        LabelMap a = on_grid_of(read_segmentation(p.pred, &made), p.pred, b.grid, p.gt);
+        note_maker(made.descrip, p.pred);
         if (fold) {
             fold_segmentation(a, merge_cerebellum);
             fold_segmentation(b, merge_cerebellum);
@@ -199,6 +213,16 @@ int cmd_dice(int argc, char** argv) {
                     unlisted.size() > 1 ? "are" : "is", " not in --labels: scored as background"));
     }
     if (labels.empty()) labels = labels_present(subjects);
+    if (makers.size() > 1) {
+        std::string made;  // "; " between them: a description holds commas
+        size_t shown = 0;
+        for (const auto& [maker, file] : makers)
+            if (shown++ < 2)
+                made += cat(made.empty() ? "" : "; ", one_line(fs::path(file).filename().string()), ": ", maker);
+        warning(cat("dice: the predictions were made ", makers.size(), " ways (", made,
+                    makers.size() > 2 ? "; ..." : "",
+                    "): does the folder mix runs? (info FILE shows each file's description)"));
+    }
 
     // One warning for the structures in one of the two files only, however many subjects and
     // structures (a line each buried a batch's other messages).
@@ -246,18 +270,21 @@ int cmd_dice(int argc, char** argv) {
         }
         return std::vector<int32_t>(sources.begin(), sources.end());
     };
+    const std::vector<int32_t> cerebellum =
+        merge_cerebellum ? std::vector<int32_t>() : folded_in_prediction({{7, 8}, {46, 47}});
     if (!fold) {
-        const std::vector<int32_t> sources = folded_in_prediction(labels::fold_pairs(false));
-        if (!sources.empty())
-            warning(cat("dice: the ground truth holds ", first_values(sources, 3), " and the prediction ",
+        std::vector<int32_t> sources = folded_in_prediction(labels::fold_pairs(false));
+        if (!sources.empty() || !cerebellum.empty()) {
+            sources.insert(sources.end(), cerebellum.begin(), cerebellum.end());
+            warning(cat("dice: the ground truth holds ", first_values(sources, 5), " and the prediction ",
                         sources.size() > 1 ? "none of them" : "none", ", as a cleaned prediction (clean folds ",
-                        "21, 61 and 170 into 2, 41 and 16): --fold folds both files alike"));
-    } else if (!merge_cerebellum) {
-        const std::vector<int32_t> sources = folded_in_prediction({{7, 8}, {46, 47}});
-        if (!sources.empty())
-            warning(cat("dice: the ground truth holds ", first_values(sources, 2), " and the prediction ",
-                        sources.size() > 1 ? "none of them" : "none", ", as a prediction cleaned with ",
-                        "--merge-cerebellum (7 and 46 into 8 and 47): --merge-cerebellum folds them too"));
+                        "21, 61 and 170 into 2, 41 and 16; with --merge-cerebellum 7 and 46 into 8 and 47): ",
+                        cerebellum.empty() ? "--fold" : "--fold --merge-cerebellum", " folds both files alike"));
+        }
+    } else if (!cerebellum.empty()) {
+        warning(cat("dice: the ground truth holds ", first_values(cerebellum, 2), " and the prediction ",
+                    cerebellum.size() > 1 ? "none of them" : "none", ", as a prediction cleaned with ",
+                    "--merge-cerebellum (7 and 46 into 8 and 47): --merge-cerebellum folds them too"));
     }
     warn_of_temporaries_beside("dice", outputs);  // once every refusal is past
     OutputDirectories folders;

@@ -276,6 +276,7 @@ std::vector<NamedPath> check_prediction_outputs(const Args& args, const std::vec
         outputs.insert(outputs.end(), {{job.seg, "--o"}, {job.post, "--post"}, {job.resampled, "--resample"}});
     }
     check_outputs("predict", inputs, outputs, prediction_folders(args, folder));
+    require_replaceable_table("predict", "--vol", args.get("--vol", ""), TableKind::volumes);
     if (!folder)  // a NIfTI under another name misleads its readers (nibabel goes by the ending)
         for (const char* option : {"--o", "--post", "--resample"})
             if (args.has(option)) require_volume_output(args.get(option, ""), option);
@@ -326,6 +327,8 @@ struct RunOutputs {
     std::vector<std::vector<RgbImage>> preview_rows;
     std::unique_ptr<OutputSet> single_file = std::make_unique<OutputSet>();
     std::array<int64_t, 8> last_dims{};  // the last scan's, whose freed blocks the heap keeps
+    // What a signal ends once a folder's scan has its outputs in place (set_signal_farewell).
+    std::string farewell_after_commit;
 
     explicit RunOutputs(const std::vector<int32_t>& labels) : volumes(volumes_table(labels)) {}
 
@@ -390,8 +393,14 @@ ScanOutcome segment_scan(const Job& job, const std::vector<std::string>& channel
     if (folder) {
         outputs->commit();
         committed = true;
+        set_signal_farewell(run.farewell_after_commit);
     }
-    add_volumes_row(run.volumes, volume_stem(job.input), predictor.labels(), result.volumes_mm3);
+    // A scan segmented as all background (blank, failed, not a head) has no volumes to give: its
+    // row is empty, where its soft volumes read as a small brain (the warning said why).
+    const bool no_structure = std::none_of(result.segmentation.data.begin(), result.segmentation.data.end(),
+                                           [](int32_t label) { return label != 0; });
+    add_volumes_row(run.volumes, volume_stem(job.input), predictor.labels(),
+                    no_structure ? std::vector<double>() : result.volumes_mm3);
     const std::array<double, 3> segmented_at = result.resampled.grid.voxel_size();
     run.resampled_note =
         result.resampled_to_model ? cat(", segmented at ", voxel_size_text({segmented_at, segmented_at})) : "";
@@ -482,14 +491,22 @@ int cmd_predict(int argc, char** argv) {
                      duration_text(eta).c_str());
     };
     bool any_segmented = false;
-    // A signal ends predict at once: a folder's run says how far it got (it said nothing).
+    // A signal ends predict at once: a folder's run says how far it got (it said nothing). The
+    // volumes table and the picture are written once every scan is done.
     if (folder) arm_signal_farewell();
+    const std::string farewell_start = cat(show_bar ? "\n" : "", "infant-synthseg predict: ended by a signal ");
+    const std::string at_end =
+        args.has("--vol") || args.has("--preview") ? ", the --vol table and --preview none (written at the end)" : "";
     for (size_t n = 0; n < jobs.size(); ++n) {
         const Job& job = jobs[n];
-        if (folder)
-            set_signal_farewell(cat(show_bar ? "\n" : "", "infant-synthseg predict: ended by a signal at scan ", n + 1,
-                                    " of ", jobs.size(), ": the scans before it have their outputs whole, it and ",
-                                    "the rest none"));
+        if (folder) {
+            set_signal_farewell(cat(farewell_start, "at scan ", n + 1, " of ", jobs.size(),
+                                    ": the scans segmented before it have their outputs whole", at_end,
+                                    "; it and the rest none"));
+            run.farewell_after_commit =
+                cat(farewell_start, "after scan ", n + 1, " of ", jobs.size(),
+                    ": it and the scans segmented before it have their outputs whole", at_end, "; the rest none");
+        }
         const auto job_start = std::chrono::steady_clock::now();
         bool segmented = false, committed = false;
         try {
@@ -541,6 +558,9 @@ int cmd_predict(int argc, char** argv) {
         throw InputError(cat("predict: ", channels.front(), ": no scans, only posteriors an earlier run wrote (",
                              posteriors_skipped, ")"));
     }
+    if (folder)
+        set_signal_farewell(cat(farewell_start, "after its last scan: the scans segmented have their outputs whole",
+                                at_end.empty() ? "" : ", the --vol table and --preview none"));
     run.commit(args);
     if (!done_line.empty()) std::printf("%s\n", done_line.c_str());
     if (failed_input + failed_other > 0) {

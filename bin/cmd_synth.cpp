@@ -332,6 +332,10 @@ int cmd_synth(int argc, char** argv) {
         });
         outputs.commit_so_far();  // pair by pair
         written = i + 1;
+        // What a second signal, which ends the run at once, leaves (it ended it without a word).
+        set_signal_farewell(cat(show_bar ? "\n" : "", "infant-synthseg synth: ended at once by a second signal: ",
+                                written, " of ", count, " samples written whole (the same options with --first ",
+                                first + written, " --count ", count - written, " make the rest)"));
 
         if (i == 0) first_shape = image.grid.dim;
         mixed_shapes |= image.grid.dim != first_shape;

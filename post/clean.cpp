@@ -45,8 +45,9 @@ std::vector<uint8_t> island_states(const LabelMap& seg, int64_t island_threshold
     // Which components are islands: the small ones smaller than the largest of their label.
     // Components tied for the largest all stay: keeping the first met would make the result
     // depend on the file's voxel order (the same map stored RAS and LAS kept different ones).
-    // The published script keeps one, np.argsort(sizes)[-2]: with a stable sort (NumPy's for
-    // fewer than 17 components), the last in its numbering.
+    // The published script keeps one, np.argsort(sizes)[-2], which NumPy's sort (not stable;
+    // vectorised on AVX-512 CPUs) picks differently by release and machine: here the one a
+    // stable sort picks, the last in scipy's numbering.
     const Components comps = connected_components(seg);
     std::unordered_map<int32_t, int64_t> largest;  // label -> the size of its largest component
     for (int32_t c = 0; c < comps.count(); ++c) {

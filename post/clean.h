@@ -27,8 +27,9 @@
 // loops over the array nibabel reads), each from its 6-neighbours that are not island voxels
 // still waiting (voxels relabelled before it count, with their new label), by the posteriors
 // before folding, equal posteriors going to the higher label number; of a label's components tied
-// for its largest, only the last in that order stays (the others are islands), where NumPy's
-// argsort keeps it. A neighbour outside the volume is none (the script's index wraps around at
+// for its largest, only the last in that order stays (the others are islands), as a stable
+// sort keeps it (the script's np.argsort is not stable: its choice there depends on the NumPy
+// release and the CPU). A neighbour outside the volume is none (the script's index wraps around at
 // the near faces and fails at the far ones). Its result depends on the file's voxel order; the
 // layers' does not.
 #pragma once

@@ -354,6 +354,11 @@ CsvTable volumes_table(const std::vector<int32_t>& labels) {
 void add_volumes_row(CsvTable& table, const std::string& subject, const std::vector<int32_t>& labels,
                      const std::vector<double>& volumes_mm3) {
     std::vector<std::string> row{subject};
+    if (volumes_mm3.empty()) {
+        row.resize(table.columns.size());
+        table.rows.push_back(row);
+        return;
+    }
     double total = 0;
     for (size_t c = 0; c < labels.size(); ++c) {
         if (labels[c] == 0) continue;

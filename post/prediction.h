@@ -133,7 +133,9 @@ std::vector<double> label_volumes_mm3(const LabelMap& seg, const std::vector<int
 
 // The volumes table of predict --vol and clean --vol: columns `subject`, a label each but the
 // background (in `labels`' order) and `total`; add_volumes_row adds a subject's row from its
-// volumes in mm^3 (one per label of the same list; the total rounded to 3 decimals).
+// volumes in mm^3 (one per label of the same list; the total rounded to 3 decimals), or with no
+// volumes a row of empty cells (a scan segmented as all background: its soft volumes, some 20 mL
+// of posterior mass, read as a small brain in a cohort's table).
 CsvTable volumes_table(const std::vector<int32_t>& labels);
 void add_volumes_row(CsvTable& table, const std::string& subject, const std::vector<int32_t>& labels,
                      const std::vector<double>& volumes_mm3);

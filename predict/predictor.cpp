@@ -255,8 +255,9 @@ void warn_if_no_structure(const LabelMap& seg, const Image& normalised, const st
     // is scanned only for an empty one.
     if (std::any_of(seg.data.begin(), seg.data.end(), [](int32_t label) { return label != 0; })) return;
     if (std::all_of(normalised.data.begin(), normalised.data.end(), [](float v) { return v == 0; })) return;
-    warning(cat(name, ": no structure found, the segmentation is all background: is it a head scan? (Voxels far ",
-                "brighter or darker than the rest squeeze it into a sliver of the range: --clip-percentiles.)"));
+    warning(cat(name, ": no structure found, the segmentation is all background (a --vol row is left empty): is it ",
+                "a head scan? (Voxels far brighter or darker than the rest squeeze it into a sliver of the range: ",
+                "--clip-percentiles.)"));
 }
 
 void require_memory_to_segment(const std::string& name, const SegmentationSizes& sizes, size_t host_bytes) {
@@ -266,8 +267,9 @@ void require_memory_to_segment(const std::string& name, const SegmentationSizes&
     const double images = voxels_of(sizes.scan) * 2.0 * channel + work_voxels * channel +
                           padded_voxels * channel * (sizes.flip ? 2.0 : 1.0);
     // Summed, though not all live at once (the probabilities are freed before the posteriors go
-    // back): a 97^3 scan with flip and a 4-feature network peaked at 683 MB RSS against 633 MB
-    // estimated, the process's own 63 MB aside; a 256^3 one at 8.67 GB against 10.9 GB.
+    // back): a 97^3 scan with flip and a 4-feature network peaked at 700 MB RSS (683,380 KiB)
+    // against 633 MB estimated (the rest the process's own); a 256^3 one at 8.67 GB against
+    // 10.9 GB.
     const double bytes = images + sizes.network_bytes + padded_voxels * posteriors + 2.0 * work_voxels * posteriors +
                          (sizes.resampled ? 2.0 * voxels_of(sizes.own) * posteriors : 0.0);
     ISS_INPUT(work_voxels <= double(int64_t(1) << 31) && fits_in_memory(bytes, host_bytes), name,

@@ -127,7 +127,7 @@ struct SegmentationSizes {
 // Sizes that come from a header (a scan of 1000 mm voxels resampled to 1 mm, a huge grid) are
 // checked against the memory a segmentation takes before anything is allocated: the images (the
 // scan and its copy in the model's frame, on `work`, and padded, twice with flip), the network's
-// own bytes, its probabilities on the padded grid (a 97^3 scan's 128^3 of them peaked 230 MB
+// own bytes, its probabilities on the padded grid (a 97^3 scan's 128^3 of them peaked 250 MB
 // above an estimate that counted them unpadded, and a model's size multiple of 256 made a
 // 30x34x28 scan's 2.3 GB), the smoothed posteriors on `work` and their reoriented copy, and, when
 // resampled, the posteriors brought back to the scan's own grid and their copy (a 400^3 scan of

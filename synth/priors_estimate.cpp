@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "io/file_util.h"
 #include "io/nifti.h"
@@ -205,8 +206,16 @@ namespace {
 // another protocol's labels. Said, naming a few of the values; its estimate is of the few voxels
 // that happen to hold listed values. Fewer (5% and more: a lab's CSF, cerebellum and hippocampi
 // under the default list, 20%, went unsaid) are said as structures not measured.
+// Whether `image` holds more than `count` distinct values (counted up to there).
+bool more_values_than(const std::vector<double>& image, size_t count) {
+    std::unordered_set<double> seen;
+    for (const double v : image)
+        if (std::isfinite(v) && seen.insert(v).second && seen.size() > count) return true;
+    return false;
+}
+
 void warn_of_unlisted_labels(const std::vector<int32_t>& map, const std::vector<int32_t>& listed, bool list_given,
-                             const std::string& file) {
+                             const std::vector<double>& image, const std::string& file) {
     std::vector<int32_t> sorted = listed;
     std::sort(sorted.begin(), sorted.end());
     int64_t labelled = 0, unlisted = 0;
@@ -219,12 +228,10 @@ void warn_of_unlisted_labels(const std::vector<int32_t>& map, const std::vector<
         if (values.size() < 100000) values.insert(v);
     }
     if (labelled == 0 || unlisted * 20 < labelled) return;
-    // A list given leaves labels out on purpose: only values as an image holds are said, hundreds
-    // of them, or dozens filling most of their range (a uint8 scan's: FreeSurfer's conformed
-    // volumes; a protocol's labels are sparse in theirs, aparc+aseg's 110 over 0-2035).
-    const double range = values.empty() ? 1.0 : double(*values.rbegin()) - double(*values.begin()) + 1.0;
-    const bool image_like = values.size() >= 256 || (values.size() >= 32 && double(values.size()) >= 0.5 * range);
-    if (list_given && !image_like) return;
+    // A list given leaves labels out on purpose: said only where the two files look swapped, the
+    // label map holding more values than the image (a uint8 scan has at most 256 and dHCP's
+    // labels are 87 dense numbers, so no count or density of the map's alone tells them apart).
+    if (list_given && (unlisted * 2 <= labelled || more_values_than(image, values.size()))) return;
     const int percent = int(std::round(100.0 * double(unlisted) / double(labelled)));
     if (unlisted * 2 <= labelled) {
         warning(cat(file, ": ", percent, "% of its labelled voxels hold ", values.size(), " value",
@@ -258,7 +265,7 @@ SubjectStats measure_subject_files(const SubjectFiles& files, const PriorsOption
               dims_text(image.grid.dim), " vs ", dims_text(labels.grid.dim), ")");
     ISS_INPUT(image.grid.same_as(labels.grid), files.image, " and ", files.labels,
               ": voxel-to-world affines differ (more than 1e-4 mm)");
-    warn_of_unlisted_labels(labels.data, options.labels, options.list_given, files.labels);
+    warn_of_unlisted_labels(labels.data, options.labels, options.list_given, image.data, files.labels);
     rescale_intensities(image.data, files.image);
     return measure_subject(image.data, labels.data, options);
 }

@@ -32,8 +32,8 @@ struct PriorsOptions {
     // generator's (2, n_labels) layout whichever entry of a group it reads.
     bool classes = false;
     // --labels-list given: a subset chosen on purpose, whose other labels' voxels go unsaid
-    // (each subject warned of them, asking whether the inputs were swapped); only a map of an
-    // image's values (many, or dense in their range) is said.
+    // (each subject warned of them, asking whether the inputs were swapped); only a label map
+    // with more values than its image (the two swapped) is said.
     bool list_given = false;
 };
 

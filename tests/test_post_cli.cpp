@@ -478,6 +478,22 @@ TEST_F(CleanCli, AnotherProtocolsLabelsAreFoldedOnlyAsAsked) {
                                           q("aseg_clean.nii.gz") + " --merge-cerebellum");
     ASSERT_EQ(fs.status, 0) << fs.err;
     EXPECT_EQ(fs.err, "");
+    // A protocol of its own holding 21 (and 7 and 46): every fold made is named, the cerebellum's
+    // too, and the way out is one clean accepts.
+    const std::vector<int32_t> own{0, 1, 2, 7, 8, 21, 46, 47};
+    Image own_post(g, 8, 0.0f);
+    for (int64_t v = 0; v < n; ++v)
+        own_post.data[size_t(labels::index_of(own, seg.data[size_t(v)])) * size_t(n) + size_t(v)] = 1;
+    write_posteriors(path("own_post.nii.gz"), own_post, nullptr, own);
+    const RunResult mixed = run("clean", "--seg " + q("lab_seg.nii.gz") + " --post " + q("own_post.nii.gz") + " --o " +
+                                             q("own_clean.nii.gz") + " --merge-cerebellum");
+    ASSERT_EQ(mixed.status, 0) << mixed.err;
+    EXPECT_NE(mixed.err.find("warning: clean: folds 21 -> 2, 7 -> 8, 46 -> 47 as the infant protocol numbers its "
+                             "labels"),
+              std::string::npos)
+        << mixed.err;
+    EXPECT_NE(mixed.err.find("give --no-fold without --merge-cerebellum\n"), std::string::npos) << mixed.err;
+    EXPECT_EQ(std::count(mixed.err.begin(), mixed.err.end(), '\n'), 1) << mixed.err;
 }
 
 // predict records its model's labels with the posteriors, in the model's channel order, and
@@ -729,8 +745,8 @@ TEST_F(DiceCli, DirectoriesPairedByNameWithMeanRow) {
     EXPECT_EQ(read_csv(csv).rows[0],
               (std::vector<std::string>{"cleaned", "0.6666666666666666", "0", "0", "0", "0", "0"}));
     EXPECT_NE(unfolded.err.find("warning: dice: the ground truth holds 21, 61, 170 and the prediction none of them, "
-                                "as a cleaned prediction (clean folds 21, 61 and 170 into 2, 41 and 16): --fold "
-                                "folds both files alike"),
+                                "as a cleaned prediction (clean folds 21, 61 and 170 into 2, 41 and 16; with "
+                                "--merge-cerebellum 7 and 46 into 8 and 47): --fold folds both files alike"),
               std::string::npos)
         << unfolded.err;
     const RunResult folded = run("dice", pair + " --fold");
@@ -758,6 +774,59 @@ TEST_F(DiceCli, DirectoriesPairedByNameWithMeanRow) {
                                   "--merge-cerebellum folds them too"),
               std::string::npos)
         << cerebellum.err;
+    // Cleaned with --merge-cerebellum, scored with neither: both folds named at once.
+    const RunResult neither = run("dice", "--pred " + q("cerebellum.nii.gz") + " --gt " + q("cerebellum_truth.nii.gz") +
+                                              " --out " + shell_quote(csv));
+    ASSERT_EQ(neither.status, 0) << neither.err;
+    EXPECT_NE(neither.err.find("): --fold --merge-cerebellum folds both files alike"), std::string::npos)
+        << neither.err;
+}
+
+// A folder whose rerun failed on a scan keeps the earlier run's output for it, from another model:
+// the mean averaged the two in without a word. What made each prediction is in its descrip.
+TEST_F(DiceCli, PredictionsMadeOtherwiseAreSaid) {
+    set_output_description("infant-synthseg 1a2b3c4 predict, model weights 5e6f7a8b model-t2");
+    write_labels(path("pred/a.nii.gz"), row({1, 1, 1, 1, 2, 2, 0, 0}));
+    set_output_description("infant-synthseg 0f0f0f0 predict, model weights 11112222 model-t1");
+    write_labels(path("pred/b.nii.gz"), row({1, 1, 0, 0, 2, 2, 0, 0}));
+    set_output_description("");
+    const RunResult r = run("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + out("dice.csv"));
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("warning: dice: the predictions were made 2 ways (b.nii.gz: predict, model weights 11112222 "
+                         "model-t1; a.nii.gz: predict, model weights 5e6f7a8b model-t2): does the folder mix runs?"),
+              std::string::npos)
+        << r.err;
+    // One model, two builds: one way.
+    set_output_description("infant-synthseg 0f0f0f0 predict, model weights 5e6f7a8b model-t2");
+    write_labels(path("pred/b.nii.gz"), row({1, 1, 0, 0, 2, 2, 0, 0}));
+    set_output_description("");
+    const RunResult same = run("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + out("dice.csv"));
+    ASSERT_EQ(same.status, 0) << same.err;
+    EXPECT_EQ(same.err.find("ways"), std::string::npos) << same.err;
+}
+
+// A table output replaces only a table of its kind (or an empty file): a typo's path to a study's
+// spreadsheet replaced it without a word.
+TEST_F(DiceCli, AFileThatIsNoDiceTableIsNotReplaced) {
+    const std::string study = "subject,age_months,sex\n\"sub 01\",1,F\n";
+    std::ofstream(path("study.csv")) << study;
+    const RunResult r = run("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + q("study.csv"));
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_NE(r.err.find("dice: error: --out " + path("study.csv") +
+                         ": a file that is not a Dice table is there (its first "
+                         "line: 'subject,age_months,sex'), which this would replace: name another, or remove it "
+                         "first"),
+              std::string::npos)
+        << r.err;
+    EXPECT_EQ(test::read_text(path("study.csv")), study);
+    // A Dice table, and an empty file, are replaced.
+    ASSERT_EQ(run("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + q("dice.csv")).status, 0);
+    EXPECT_EQ(run("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + q("dice.csv")).status, 0);
+    std::ofstream(path("empty.csv")).close();
+    EXPECT_EQ(run("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + q("empty.csv")).status, 0);
+    // A volumes table is no Dice table.
+    std::ofstream(path("volumes.csv")) << "subject,2,41,total\na,1,2,3\n";
+    EXPECT_EQ(run("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + q("volumes.csv")).status, 2);
 }
 
 TEST_F(DiceCli, BadInputExitsTwoAndWritesNothing) {

@@ -889,7 +889,7 @@ TEST(PredictMemory, CountsTheNetworksPeak) {
 }
 
 // The network's probabilities are on the padded grid: a 97^3 scan's are 128^3 (a run peaked at
-// 683 MB against an estimate of 450 MB that counted them unpadded), and a model's size multiple
+// 700 MB against an estimate of 451 MB that counted them unpadded), and a model's size multiple
 // of 256 makes a 30x34x28 scan's 2.3 GB.
 TEST(PredictMemory, CountsThePaddedGrid) {
     SegmentationSizes sizes = sizes_of({30, 34, 28}, {30, 34, 28}, false);
@@ -1181,6 +1181,41 @@ TEST_F(Predict, TwoChannelModelNormalisesEachChannelOnItsOwn) {
     EXPECT_EQ(a.resampled.frames, 2);
 }
 
+// A scan segmented as all background has no volumes: its row's cells are empty (its soft volumes,
+// some 20 mL of posterior mass, read as a small brain in a cohort's table). And --vol replaces
+// only a volumes table: a study's spreadsheet named by a typo stays.
+TEST_F(Predict, ABlankScanHasAnEmptyVolumesRow) {
+    const std::string model = make_model();
+    fs::create_directories(path("scans"));
+    write_image(path("scans/blank.nii.gz"), Image(grid({12, 12, 10}, Mat4::identity()), 1, 0.0f));
+    write_image(path("scans/head.nii.gz"), test_image(grid({12, 12, 10}, Mat4::identity())));
+    const std::string command = test::cli_path() + " predict --i " + test::shell_quote(path("scans")) + " --o " +
+                                test::shell_quote(path("out")) + " --model " + test::shell_quote(model) +
+                                " --device cpu --vol ";
+    const test::RunResult r = test::run_command(command + test::shell_quote(path("vol.csv")));
+    ASSERT_EQ(r.status, 0) << r.err;
+    const CsvTable vol = read_csv(path("vol.csv"));
+    ASSERT_EQ(vol.rows.size(), 2u);
+    for (const std::vector<std::string>& row : vol.rows) {
+        const LabelMap seg = read_labels(path("out/" + row.front() + "_synthseg.nii.gz"));
+        const bool any = std::any_of(seg.data.begin(), seg.data.end(), [](int32_t v) { return v != 0; });
+        ASSERT_EQ(row.size(), vol.columns.size());
+        for (size_t c = 1; c < row.size(); ++c) EXPECT_EQ(row[c].empty(), !any) << row.front() << " " << c;
+    }
+    EXPECT_EQ(vol.rows[0].front(), "blank");
+    EXPECT_EQ(vol.rows[0].back(), "") << "the blank scan: no volumes";
+
+    const std::string study = "subject,age_months\nsub01,3\n";
+    std::ofstream(path("study.csv")) << study;
+    const test::RunResult typo = test::run_command(command + test::shell_quote(path("study.csv")));
+    EXPECT_EQ(typo.status, 2) << typo.err;
+    EXPECT_NE(
+        typo.err.find("predict: error: --vol " + path("study.csv") + ": a file that is not a volumes table is there"),
+        std::string::npos)
+        << typo.err;
+    EXPECT_EQ(test::read_text(path("study.csv")), study);
+}
+
 TEST_F(Predict, CommandProcessesAFolderFileByFile) {
     const std::string model = make_model();
     fs::create_directories(path("in"));
@@ -1214,13 +1249,15 @@ TEST_F(Predict, CommandProcessesAFolderFileByFile) {
     // got (it said nothing, a folder's run in a scheduler's log looking as one still running).
     const test::RunResult stopped = test::run_command(
         "INFANT_SIGNAL_AT=" + test::shell_quote(path("stopped/b_synthseg.nii.gz")) + " " + test::cli_path() +
-        " predict --i " + test::shell_quote(path("in")) + " --o " + test::shell_quote(path("stopped")) + " --model " +
-        test::shell_quote(model) + " --device cpu");
+        " predict --i " + test::shell_quote(path("in")) + " --o " + test::shell_quote(path("stopped")) + " --vol " +
+        test::shell_quote(path("stopped.csv")) + " --model " + test::shell_quote(model) + " --device cpu");
     EXPECT_EQ(stopped.status, 143) << "ended by SIGTERM (as the shell reports it): " << stopped.err;
-    EXPECT_NE(stopped.err.find("infant-synthseg predict: ended by a signal at scan 2 of 3: the scans before it have "
-                               "their outputs whole, it and the rest none\n"),
+    EXPECT_NE(stopped.err.find("infant-synthseg predict: ended by a signal at scan 2 of 3: the scans segmented before "
+                               "it have their outputs whole, the --vol table and --preview none (written at the end); "
+                               "it and the rest none\n"),
               std::string::npos)
         << stopped.err;
+    EXPECT_FALSE(fs::exists(path("stopped.csv")));
     EXPECT_TRUE(fs::exists(path("stopped/a_synthseg.nii.gz")));
     EXPECT_FALSE(fs::exists(path("stopped/b_synthseg.nii.gz")));
 

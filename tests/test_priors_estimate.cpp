@@ -719,6 +719,21 @@ TEST_F(PriorsCli, ALabelMapOfMostlyUnlistedValuesIsWarnedOf) {
     const test::RunResult listed = priors("--out " + test::shell_quote(out() + "/listed") + " --labels-list 0,100");
     EXPECT_EQ(listed.status, 0) << listed.err;
     EXPECT_NE(listed.err.find("(--images and --labels swapped?)"), std::string::npos) << listed.err;
+    // dHCP's labels are 87 dense numbers: a list of 20 of them leaves most voxels out on purpose,
+    // and its scan holds more values than its labels.
+    LabelMap dense(grid);
+    Image scan_of_many(grid);
+    for (int64_t v = 0; v < 1000; ++v) {
+        dense.data[size_t(v)] = int32_t(1 + v % 87);
+        scan_of_many.data[size_t(v)] = float(v);
+    }
+    write_image(image("s1.nii.gz"), scan_of_many);
+    write_labels(label_map("s1.nii.gz"), dense);
+    std::string twenty = "0";
+    for (int l = 1; l <= 20; ++l) twenty += "," + std::to_string(l);
+    const test::RunResult dhcp = priors("--out " + test::shell_quote(out() + "/dhcp") + " --labels-list " + twenty);
+    EXPECT_EQ(dhcp.status, 0) << dhcp.err;
+    EXPECT_EQ(dhcp.err.find("not in the label list"), std::string::npos) << dhcp.err;
 }
 
 TEST_F(PriorsCli, BadInputExitsTwoAndWritesNothing) {

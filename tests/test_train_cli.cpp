@@ -1206,22 +1206,23 @@ TEST_F(TrainCli, AModelDirectoryMovedWhileTrainingTakesNoLaterCheckpointUnderIts
     // back the newer directory, with that run's lock and model, as its own.
     const fs::path early = dir_ / "early", early_moved = dir_ / "early_moved";
     std::vector<std::string> args{test::cli_path(), "train"};
-    for (const std::string& a : tiny_args({{"--steps-per-epoch", "50"}})) args.push_back(a);
+    // 20 steps to the first checkpoint: 50 took over 60 s in an ASan build on a loaded 2-core machine.
+    for (const std::string& a : tiny_args({{"--steps-per-epoch", "20"}})) args.push_back(a);
     args.insert(args.end(), {"--model-dir", early.string(), "--steps", "100000"});
     const pid_t second = start_process(args, out_file, err_file);
     ASSERT_GE(second, 0);
-    const auto second_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    const auto second_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
     while (!fs::exists(early / ".train.lock") && std::chrono::steady_clock::now() < second_deadline)
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     // Past its check for a model there, which follows the lock (moved before it, the run refuses
-    // the newer one's model, exit 2), and long before the 50 steps of its first checkpoint.
+    // the newer one's model, exit 2), and long before the 20 steps of its first checkpoint.
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     fs::rename(early, early_moved);
     fs::create_directories(early);
     for (const char* name : {".train.lock", "model.json", "model.safetensors"}) std::ofstream(early / name) << "newer";
-    ASSERT_TRUE(exited_by(second, second_deadline, status)) << "still training 60 s on";
+    ASSERT_TRUE(exited_by(second, second_deadline, status)) << "still training 120 s on";
     EXPECT_EQ(WEXITSTATUS(status), 1) << read_text(err_file);
-    EXPECT_NE(read_text(err_file).find("the checkpoint of step 50 is not written (none was)"), std::string::npos)
+    EXPECT_NE(read_text(err_file).find("the checkpoint of step 20 is not written (none was)"), std::string::npos)
         << read_text(err_file);
     EXPECT_EQ(file_names(early), (std::set<std::string>{".train.lock", "model.json", "model.safetensors"}))
         << "the newer directory's files were taken back";

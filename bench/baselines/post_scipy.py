@@ -27,7 +27,8 @@ def postprocess(post, before, shape):
         sizes = np.bincount(components.ravel())
         sizes[0] = 0
         seg[components != sizes.argmax()] = 0
-    return np.transpose(seg, (0, 2, 1))[::-1, ::-1, :]  # back to LIA
+    # Back to LIA, as a copy (a view did none of the work ours does there).
+    return np.ascontiguousarray(np.transpose(seg, (0, 2, 1))[::-1, ::-1, :])
 
 
 def main():
