@@ -169,6 +169,9 @@ void require_replaceable_table(const std::string& command, const std::string& op
     std::string header;
     std::getline(in, header);  // ours are one short line; another file's first line is shown cut
     if (!header.empty() && header.back() == '\r') header.pop_back();
+    if (header.rfind("\xEF\xBB\xBF", 0) == 0) header.erase(0, 3);  // a spreadsheet's "CSV UTF-8" saves a BOM
+    std::string rest;
+    if (header.find_first_not_of(" \t") == std::string::npos && !std::getline(in, rest)) return;  // a blank line
     std::vector<std::string> columns;
     for (size_t start = 0;;) {
         const size_t comma = header.find(',', start);
@@ -176,9 +179,10 @@ void require_replaceable_table(const std::string& command, const std::string& op
         if (comma == std::string::npos) break;
         start = comma + 1;
     }
-    bool ours = columns.size() >= 2 && columns.front() == "subject";
+    // A Dice table of files holding no structure has the subject column alone.
+    bool ours = columns.front() == "subject";
     if (kind == TableKind::volumes)
-        ours = ours && columns.back() == "total";
+        ours = ours && columns.size() >= 2 && columns.back() == "total";
     else
         for (size_t c = 1; c < columns.size(); ++c) ours = ours && columns[c].rfind("dice_", 0) == 0;
     ISS_INPUT(ours, command, ": ", option, " ", path, ": a file that is not ",

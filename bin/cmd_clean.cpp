@@ -72,7 +72,8 @@ const char* usage =
     "  --help                  this text\n";
 
 // The cleaned segmentation's volumes (mm^3), as predict --vol lays them out: each label of the
-// list that stays after folding, its voxel count times the voxel volume.
+// list that stays after folding, its voxel count times the voxel volume; a segmentation all
+// background has a row of empty cells, as predict gives it (its zeros read as a brain of none).
 CsvTable segmentation_volumes(const LabelMap& seg, const std::vector<int32_t>& labels, const CleanOptions& options,
                               const std::string& subject) {
     std::set<int32_t> folded;
@@ -82,7 +83,9 @@ CsvTable segmentation_volumes(const LabelMap& seg, const std::vector<int32_t>& l
     for (const int32_t label : labels)
         if (!folded.count(label)) kept.push_back(label);
     CsvTable table = volumes_table(kept);
-    add_volumes_row(table, subject, kept, label_volumes_mm3(seg, kept));
+    const bool any = std::any_of(seg.data.begin(), seg.data.end(), [](int32_t label) { return label != 0; });
+    if (!any) warning(cat("clean: ", subject, ": the segmentation is all background: its --vol row is left empty"));
+    add_volumes_row(table, subject, kept, any ? label_volumes_mm3(seg, kept) : std::vector<double>());
     return table;
 }
 
@@ -94,20 +97,22 @@ CsvTable segmentation_volumes(const LabelMap& seg, const std::vector<int32_t>& l
 void warn_of_another_protocol(const LabelList& list, const CleanOptions& options) {
     if (!options.fold) return;
     const std::vector<int32_t> foreign = labels::not_infant(list.labels);
-    const auto infant_pairs = labels::fold_pairs(false);
-    const bool infant_folds = std::any_of(infant_pairs.begin(), infant_pairs.end(),
-                                          [&](const auto& pair) { return list.index_of(pair.first) >= 0; });
-    std::string applied;  // every fold made, the cerebellum's too
-    for (const auto& [from, to] : labels::fold_pairs(options.merge_cerebellum))
-        if (list.index_of(from) >= 0) applied += cat(applied.empty() ? "" : ", ", from, " -> ", to);
-    if (infant_folds && !foreign.empty())
-        warning(cat("clean: folds ", applied, " as the infant protocol numbers its labels, but the list (", list.source,
-                    ") holds labels the infant protocol has not (", first_values(foreign, 5),
-                    "): for a protocol whose labels are other structures give --no-fold",
+    std::string infant, cerebellum;  // the folds made: the infant protocol's, and --merge-cerebellum's
+    for (const auto& [from, to] : labels::fold_pairs(options.merge_cerebellum)) {
+        if (list.index_of(from) < 0) continue;
+        std::string& made = from == 7 || from == 46 ? cerebellum : infant;
+        made += cat(made.empty() ? "" : ", ", from, " -> ", to);
+    }
+    const bool infant_warned = !infant.empty() && !foreign.empty();
+    if (infant_warned)
+        warning(cat("clean: folds ", infant, " as the infant protocol numbers its labels",
+                    cerebellum.empty() ? "" : cat(" (and ", cerebellum, " as FreeSurfer numbers the cerebellum)"),
+                    ", but the list (", list.source, ") holds labels the infant protocol has not (",
+                    first_values(foreign, 5), "): for a protocol whose labels are other structures give --no-fold",
                     options.merge_cerebellum ? " without --merge-cerebellum" : ""));
     const bool left = list.index_of(7) >= 0 || list.index_of(8) >= 0;
     const bool right = list.index_of(46) >= 0 || list.index_of(47) >= 0;
-    if (options.merge_cerebellum && !infant_folds && left && !right)
+    if (options.merge_cerebellum && !infant_warned && left && !right)
         warning(cat("clean: --merge-cerebellum folds 7 -> 8 as FreeSurfer numbers the cerebellum, but the list (",
                     list.source, ") has neither 46 nor 47, the other side's: for a protocol whose 7 and 8 are ",
                     "other structures leave out --merge-cerebellum"));

@@ -2,6 +2,7 @@
 // ground truth (SPEC.md section 8), as a CSV. Every pair is read and checked before the CSV is
 // written; a structure in one of the two files only is named once on stderr.
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -182,16 +183,28 @@ int cmd_dice(int argc, char** argv) {
         for (const int32_t v : labels_not_in(m, labels))
             if (v != 0) unlisted.insert(v);
     };
-    // What made each prediction, as its descrip records it ("predict, model weights 5e6f7a8b
-    // model-t1", "clean, islands < 15 voxels"), the build's version left out: a folder whose
-    // rerun failed on some scans keeps the earlier run's outputs for them, from another model,
-    // which the mean averaged in unsaid.
+    // What made each prediction, as its descrip records it ("infant-synthseg VERSION predict,
+    // model weights 5e6f7a8b model-t1", "... clean, islands < 15 voxels"): the command, and for
+    // predict the weights' CRC (a model's folder name, a copy's, and the field's cut at 79
+    // bytes, which moves with the version's length, are no difference). A folder whose rerun
+    // failed on some scans keeps the earlier run's outputs for them, from another model, which
+    // the mean averaged in unsaid.
     std::map<std::string, std::string> makers;  // what made them -> a file it made
     auto note_maker = [&](const std::string& descrip, const std::string& file) {
-        const std::string ours = "infant-synthseg ";
+        const std::string ours = "infant-synthseg ", weights = "predict, model weights ";
         if (descrip.rfind(ours, 0) != 0) return;
-        const size_t command = descrip.find(' ', ours.size());
-        if (command != std::string::npos) makers.emplace(descrip.substr(command + 1), file);
+        const size_t after_version = descrip.find(' ', ours.size());
+        if (after_version == std::string::npos) return;
+        const std::string made = descrip.substr(after_version + 1);
+        if (made.rfind(weights, 0) == 0) {
+            const std::string crc = made.substr(weights.size(), 8);
+            const bool whole = crc.size() == 8 && std::all_of(crc.begin(), crc.end(), [](char c) {
+                                   return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+                               });
+            if (whole) makers.emplace(weights + crc, file);  // a CRC cut off tells nothing
+            return;
+        }
+        makers.emplace(made.substr(0, made.find(',')), file);
     };
     std::vector<DiceSubject> subjects;
     for (const Pair& p : pairs) {
@@ -276,6 +289,7 @@ int cmd_dice(int argc, char** argv) {
         std::vector<int32_t> sources = folded_in_prediction(labels::fold_pairs(false));
         if (!sources.empty() || !cerebellum.empty()) {
             sources.insert(sources.end(), cerebellum.begin(), cerebellum.end());
+            std::sort(sources.begin(), sources.end());
             warning(cat("dice: the ground truth holds ", first_values(sources, 5), " and the prediction ",
                         sources.size() > 1 ? "none of them" : "none", ", as a cleaned prediction (clean folds ",
                         "21, 61 and 170 into 2, 41 and 16; with --merge-cerebellum 7 and 46 into 8 and 47): ",

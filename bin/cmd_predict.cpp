@@ -327,8 +327,6 @@ struct RunOutputs {
     std::vector<std::vector<RgbImage>> preview_rows;
     std::unique_ptr<OutputSet> single_file = std::make_unique<OutputSet>();
     std::array<int64_t, 8> last_dims{};  // the last scan's, whose freed blocks the heap keeps
-    // What a signal ends once a folder's scan has its outputs in place (set_signal_farewell).
-    std::string farewell_after_commit;
 
     explicit RunOutputs(const std::vector<int32_t>& labels) : volumes(volumes_table(labels)) {}
 
@@ -393,7 +391,6 @@ ScanOutcome segment_scan(const Job& job, const std::vector<std::string>& channel
     if (folder) {
         outputs->commit();
         committed = true;
-        set_signal_farewell(run.farewell_after_commit);
     }
     // A scan segmented as all background (blank, failed, not a head) has no volumes to give: its
     // row is empty, where its soft volumes read as a small brain (the warning said why).
@@ -491,22 +488,23 @@ int cmd_predict(int argc, char** argv) {
                      duration_text(eta).c_str());
     };
     bool any_segmented = false;
-    // A signal ends predict at once: a folder's run says how far it got (it said nothing). The
+    // A signal ends predict at once: a folder's run says how far it got (it said nothing), in
+    // words true at every moment it may come (a scan's outputs are one set: whole or none). The
     // volumes table and the picture are written once every scan is done.
     if (folder) arm_signal_farewell();
     const std::string farewell_start = cat(show_bar ? "\n" : "", "infant-synthseg predict: ended by a signal ");
-    const std::string at_end =
-        args.has("--vol") || args.has("--preview") ? ", the --vol table and --preview none (written at the end)" : "";
+    const std::string at_end = args.has("--vol") && args.has("--preview") ? "the --vol table and the --preview picture"
+                               : args.has("--vol")                        ? "the --vol table"
+                               : args.has("--preview")                    ? "the --preview picture"
+                                                                          : "";
+    const std::string earlier = "; what an earlier run wrote there stays as it was";
     for (size_t n = 0; n < jobs.size(); ++n) {
         const Job& job = jobs[n];
-        if (folder) {
+        if (folder)
             set_signal_farewell(cat(farewell_start, "at scan ", n + 1, " of ", jobs.size(),
-                                    ": the scans segmented before it have their outputs whole", at_end,
-                                    "; it and the rest none"));
-            run.farewell_after_commit =
-                cat(farewell_start, "after scan ", n + 1, " of ", jobs.size(),
-                    ": it and the scans segmented before it have their outputs whole", at_end, "; the rest none");
-        }
+                                    ": the scans segmented before it are written whole, it whole or not at all, the "
+                                    "rest not",
+                                    at_end.empty() ? "" : cat(", nor ", at_end), earlier));
         const auto job_start = std::chrono::steady_clock::now();
         bool segmented = false, committed = false;
         try {
@@ -559,8 +557,8 @@ int cmd_predict(int argc, char** argv) {
                              posteriors_skipped, ")"));
     }
     if (folder)
-        set_signal_farewell(cat(farewell_start, "after its last scan: the scans segmented have their outputs whole",
-                                at_end.empty() ? "" : ", the --vol table and --preview none"));
+        set_signal_farewell(cat(farewell_start, "after its last scan: the scans segmented are written whole",
+                                at_end.empty() ? "" : cat(", ", at_end, " whole or not at all"), earlier));
     run.commit(args);
     if (!done_line.empty()) std::printf("%s\n", done_line.c_str());
     if (failed_input + failed_other > 0) {

@@ -312,6 +312,16 @@ int cmd_synth(int argc, char** argv) {
     const bool profile = args.flag("--profile");
     StageProfile stage_times;
     long long written = 0;
+    // What a second signal, which ends the run at once, leaves (it ended it without a word).
+    auto say_what_a_second_signal_leaves = [&] {
+        set_signal_farewell(cat(show_bar ? "\n" : "", "infant-synthseg synth: ended at once by a second signal: ",
+                                written, " of ", count, " samples written whole",
+                                written < count ? cat(" (the same options with --first ", first + written, " --count ",
+                                                      count - written, " make the rest)")
+                                : args.flag("--preview") ? std::string(" (the preview not)")
+                                                         : std::string()));
+    };
+    say_what_a_second_signal_leaves();
     for (long long i = 0; i < count && !stop_flag(); ++i) {
         const long long sample = first + i;
         if (profile)
@@ -332,10 +342,7 @@ int cmd_synth(int argc, char** argv) {
         });
         outputs.commit_so_far();  // pair by pair
         written = i + 1;
-        // What a second signal, which ends the run at once, leaves (it ended it without a word).
-        set_signal_farewell(cat(show_bar ? "\n" : "", "infant-synthseg synth: ended at once by a second signal: ",
-                                written, " of ", count, " samples written whole (the same options with --first ",
-                                first + written, " --count ", count - written, " make the rest)"));
+        say_what_a_second_signal_leaves();
 
         if (i == 0) first_shape = image.grid.dim;
         mixed_shapes |= image.grid.dim != first_shape;

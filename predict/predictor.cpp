@@ -255,7 +255,8 @@ void warn_if_no_structure(const LabelMap& seg, const Image& normalised, const st
     // is scanned only for an empty one.
     if (std::any_of(seg.data.begin(), seg.data.end(), [](int32_t label) { return label != 0; })) return;
     if (std::all_of(normalised.data.begin(), normalised.data.end(), [](float v) { return v == 0; })) return;
-    warning(cat(name, ": no structure found, the segmentation is all background (a --vol row is left empty): is it ",
+    warning(cat(name,
+                ": no structure found, the segmentation is all background (with --vol its row is left empty): is it ",
                 "a head scan? (Voxels far brighter or darker than the rest squeeze it into a sliver of the range: ",
                 "--clip-percentiles.)"));
 }

@@ -201,11 +201,6 @@ std::vector<SubjectFiles> pair_subject_files(const std::string& images, const st
 
 namespace {
 
-// A label map whose non-zero voxels mostly hold values the list leaves out: an intensity image given
-// as labels (--images and --labels swapped gave a full table of meaningless priors, exit 0), or
-// another protocol's labels. Said, naming a few of the values; its estimate is of the few voxels
-// that happen to hold listed values. Fewer (5% and more: a lab's CSF, cerebellum and hippocampi
-// under the default list, 20%, went unsaid) are said as structures not measured.
 // Whether `image` holds more than `count` distinct values (counted up to there).
 bool more_values_than(const std::vector<double>& image, size_t count) {
     std::unordered_set<double> seen;
@@ -214,6 +209,11 @@ bool more_values_than(const std::vector<double>& image, size_t count) {
     return false;
 }
 
+// A label map whose non-zero voxels mostly hold values the list leaves out: an intensity image given
+// as labels (--images and --labels swapped gave a full table of meaningless priors, exit 0), or
+// another protocol's labels. Said, naming a few of the values; its estimate is of the few voxels
+// that happen to hold listed values. Fewer (5% and more: a lab's CSF, cerebellum and hippocampi
+// under the default list, 20%, went unsaid) are said as structures not measured.
 void warn_of_unlisted_labels(const std::vector<int32_t>& map, const std::vector<int32_t>& listed, bool list_given,
                              const std::vector<double>& image, const std::string& file) {
     std::vector<int32_t> sorted = listed;
@@ -229,8 +229,9 @@ void warn_of_unlisted_labels(const std::vector<int32_t>& map, const std::vector<
     }
     if (labelled == 0 || unlisted * 20 < labelled) return;
     // A list given leaves labels out on purpose: said only where the two files look swapped, the
-    // label map holding more values than the image (a uint8 scan has at most 256 and dHCP's
-    // labels are 87 dense numbers, so no count or density of the map's alone tells them apart).
+    // label map holding more values outside the list than the image holds values (a uint8 scan
+    // has at most 256 and dHCP's labels are 87 dense numbers, so no count or density of the
+    // map's alone tells them apart; a scan of fewer grey levels than that is taken for labels).
     if (list_given && (unlisted * 2 <= labelled || more_values_than(image, values.size()))) return;
     const int percent = int(std::round(100.0 * double(unlisted) / double(labelled)));
     if (unlisted * 2 <= labelled) {

@@ -1171,16 +1171,18 @@ TEST_F(SameFileCli, AFailedRunPutsBackTheFilesItReplaced) {
 TEST_F(SameFileCli, SynthStoppedBySigintKeepsWholeSamples) {
     write_labels(path("map.nii.gz"), make_phantom(0, 1));
     const std::string err_file = path("stderr.txt");
-    const pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
+    auto start = [&](const std::string& out, const char* shape) {
+        const pid_t child = ::fork();
+        if (child != 0) return child;
         ::signal(SIGINT, SIG_DFL);  // the runner's dispositions are not a shell's
         if (!std::freopen(err_file.c_str(), "w", stderr) || !std::freopen("/dev/null", "w", stdout)) ::_exit(127);
-        const std::string cli = test::cli_path(), map = path("map.nii.gz"), out = path("synth");
-        ::execl(cli.c_str(), cli.c_str(), "synth", "--device", "cpu", "--count", "100000", "--shape", "32",
-                "--labels", map.c_str(), "--out", out.c_str(), static_cast<char*>(nullptr));
+        const std::string cli = test::cli_path(), map = path("map.nii.gz");
+        ::execl(cli.c_str(), cli.c_str(), "synth", "--device", "cpu", "--count", "100000", "--shape", shape, "--labels",
+                map.c_str(), "--out", out.c_str(), static_cast<char*>(nullptr));
         ::_exit(127);
-    }
+    };
+    const pid_t pid = start(path("synth"), "32");
+    ASSERT_GE(pid, 0);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (!fs::exists(path("synth/labels_0001.nii.gz")) && std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -1191,6 +1193,7 @@ TEST_F(SameFileCli, SynthStoppedBySigintKeepsWholeSamples) {
     EXPECT_EQ(WEXITSTATUS(status), 130);
     const std::string err = test::read_text(err_file);
     EXPECT_NE(err.find("stopped by SIGINT after "), std::string::npos) << err;
+    EXPECT_NE(err.find(" make the rest)"), std::string::npos) << "how to go on: " << err;
     int images = 0;
     for (const std::string& name : files_in(path("synth"))) {
         EXPECT_EQ(name.find(".tmp-"), std::string::npos) << name;
@@ -1199,6 +1202,21 @@ TEST_F(SameFileCli, SynthStoppedBySigintKeepsWholeSamples) {
         EXPECT_TRUE(fs::exists(path("synth/labels_" + name.substr(6)))) << name << " without its labels";
     }
     EXPECT_GE(images, 2);
+
+    // A second signal, 50 ms after the first within a sample of a larger crop, ends it at once
+    // and says what stays (it said nothing), before the first sample too.
+    const pid_t twice = start(path("twice"), "128");
+    ASSERT_GE(twice, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ASSERT_EQ(::kill(twice, SIGTERM), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_EQ(::kill(twice, SIGINT), 0);
+    ASSERT_EQ(::waitpid(twice, &status, 0), twice);
+    if (WIFEXITED(status)) GTEST_SKIP() << "the sample in hand was done within 50 ms: " << test::read_text(err_file);
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << status;
+    EXPECT_NE(test::read_text(err_file).find("infant-synthseg synth: ended at once by a second signal: "),
+              std::string::npos)
+        << test::read_text(err_file);
 }
 
 // An output that is a link to a full device: the write fails (exit 1, the system's reason), the

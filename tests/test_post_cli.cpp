@@ -440,19 +440,23 @@ TEST_F(CleanCli, AnotherProtocolsLabelsAreFoldedOnlyAsAsked) {
                "--merge-cerebellum folds, and --no-fold folds nothing");
     EXPECT_EQ(run("clean", no2 + " --o " + q("x.nii.gz") + " --no-fold").status, 0);
 
+    // `map` with one-hot posteriors over `frames`, cleaned with --merge-cerebellum.
+    auto clean_merging_cerebellum = [&](const std::string& name, const LabelMap& map,
+                                        const std::vector<int32_t>& frames) {
+        Image one_hot(g, int64_t(frames.size()), 0.0f);
+        for (int64_t v = 0; v < n; ++v)
+            one_hot.data[size_t(labels::index_of(frames, map.data[size_t(v)])) * size_t(n) + size_t(v)] = 1;
+        write_labels(path(name + "_seg.nii.gz"), map);
+        write_posteriors(path(name + "_post.nii.gz"), one_hot, nullptr, frames);
+        return run("clean", "--seg " + q(name + "_seg.nii.gz") + " --post " + q(name + "_post.nii.gz") + " --o " +
+                                q(name + "_clean.nii.gz") + " --merge-cerebellum");
+    };
     // A 9-tissue protocol's 7 (deep grey matter) into its 8 (brainstem) under --merge-cerebellum:
     // said too (it was folded without a word, its column gone from --vol).
     LabelMap tissue(g, 1, 1);
     for (int i = 0; i < 6; ++i) tissue.at(i, 5, 0) = 7;
     tissue.at(0, 0, 0) = 8;
-    const std::vector<int32_t> tissues{0, 1, 7, 8};
-    Image tissue_post(g, 4, 0.0f);
-    for (int64_t v = 0; v < n; ++v)
-        tissue_post.data[size_t(labels::index_of(tissues, tissue.data[size_t(v)])) * size_t(n) + size_t(v)] = 1;
-    write_labels(path("tissue_seg.nii.gz"), tissue);
-    write_posteriors(path("tissue_post.nii.gz"), tissue_post, nullptr, tissues);
-    const RunResult merged = run("clean", "--seg " + q("tissue_seg.nii.gz") + " --post " + q("tissue_post.nii.gz") +
-                                              " --o " + q("tissue_clean.nii.gz") + " --merge-cerebellum");
+    const RunResult merged = clean_merging_cerebellum("tissue", tissue, {0, 1, 7, 8});
     ASSERT_EQ(merged.status, 0) << merged.err;
     EXPECT_EQ(merged.err.rfind("warning: clean: --merge-cerebellum folds 7 -> 8 as FreeSurfer numbers the cerebellum, "
                                "but the list (",
@@ -466,34 +470,44 @@ TEST_F(CleanCli, AnotherProtocolsLabelsAreFoldedOnlyAsAsked) {
     EXPECT_EQ(std::count(merged.err.begin(), merged.err.end(), '\n'), 1) << merged.err;
     // A FreeSurfer list with labels the infant protocol lacks (aseg's corpus callosum) is not another
     // protocol's cerebellum.
-    const std::vector<int32_t> aseg{0, 7, 8, 46, 47, 251};
-    LabelMap aseg_seg = tissue;
-    for (int32_t& v : aseg_seg.data) v = v == 1 ? 251 : v;
-    Image aseg_post(g, 6, 0.0f);
-    for (int64_t v = 0; v < n; ++v)
-        aseg_post.data[size_t(labels::index_of(aseg, aseg_seg.data[size_t(v)])) * size_t(n) + size_t(v)] = 1;
-    write_labels(path("aseg_seg.nii.gz"), aseg_seg);
-    write_posteriors(path("aseg_post.nii.gz"), aseg_post, nullptr, aseg);
-    const RunResult fs = run("clean", "--seg " + q("aseg_seg.nii.gz") + " --post " + q("aseg_post.nii.gz") + " --o " +
-                                          q("aseg_clean.nii.gz") + " --merge-cerebellum");
+    LabelMap aseg = tissue;
+    for (int32_t& v : aseg.data) v = v == 1 ? 251 : v;
+    const RunResult fs = clean_merging_cerebellum("aseg", aseg, {0, 7, 8, 46, 47, 251});
     ASSERT_EQ(fs.status, 0) << fs.err;
     EXPECT_EQ(fs.err, "");
     // A protocol of its own holding 21 (and 7 and 46): every fold made is named, the cerebellum's
     // too, and the way out is one clean accepts.
-    const std::vector<int32_t> own{0, 1, 2, 7, 8, 21, 46, 47};
-    Image own_post(g, 8, 0.0f);
-    for (int64_t v = 0; v < n; ++v)
-        own_post.data[size_t(labels::index_of(own, seg.data[size_t(v)])) * size_t(n) + size_t(v)] = 1;
-    write_posteriors(path("own_post.nii.gz"), own_post, nullptr, own);
-    const RunResult mixed = run("clean", "--seg " + q("lab_seg.nii.gz") + " --post " + q("own_post.nii.gz") + " --o " +
-                                             q("own_clean.nii.gz") + " --merge-cerebellum");
+    const RunResult mixed = clean_merging_cerebellum("own", seg, {0, 1, 2, 7, 8, 21, 46, 47});
     ASSERT_EQ(mixed.status, 0) << mixed.err;
-    EXPECT_NE(mixed.err.find("warning: clean: folds 21 -> 2, 7 -> 8, 46 -> 47 as the infant protocol numbers its "
-                             "labels"),
+    EXPECT_NE(mixed.err.find("warning: clean: folds 21 -> 2 as the infant protocol numbers its labels (and 7 -> 8, "
+                             "46 -> 47 as FreeSurfer numbers the cerebellum), but the list ("),
               std::string::npos)
         << mixed.err;
     EXPECT_NE(mixed.err.find("give --no-fold without --merge-cerebellum\n"), std::string::npos) << mixed.err;
     EXPECT_EQ(std::count(mixed.err.begin(), mixed.err.end(), '\n'), 1) << mixed.err;
+    // Infant labels alone, 7 and 8 without 46 and 47: the cerebellum's warning, not lost to the
+    // infant folds made.
+    LabelMap left_only = seg;
+    for (int32_t& v : left_only.data) v = v == 1 ? 8 : v;
+    const RunResult left = clean_merging_cerebellum("left", left_only, {0, 2, 7, 8, 21});
+    ASSERT_EQ(left.status, 0) << left.err;
+    EXPECT_NE(left.err.find("has neither 46 nor 47"), std::string::npos) << left.err;
+
+    // A segmentation all background: its --vol row is left empty, said (its zeros read as a brain
+    // of none in a cohort's table).
+    LabelMap none(g, 1, 0);
+    Image none_post(g, 4, 0.0f);
+    std::fill(none_post.data.begin(), none_post.data.begin() + n, 1.0f);
+    write_labels(path("none_seg.nii.gz"), none);
+    write_posteriors(path("none_post.nii.gz"), none_post, nullptr, list);
+    const RunResult empty = run("clean", "--seg " + q("none_seg.nii.gz") + " --post " + q("none_post.nii.gz") +
+                                             " --o " + q("none_clean.nii.gz") + " --vol " + q("none.csv"));
+    ASSERT_EQ(empty.status, 0) << empty.err;
+    EXPECT_NE(empty.err.find("the segmentation is all background: its --vol row is left empty"), std::string::npos)
+        << empty.err;
+    const CsvTable none_table = read_csv(path("none.csv"));
+    ASSERT_EQ(none_table.rows.size(), 1u);
+    EXPECT_EQ(none_table.rows[0].back(), "");
 }
 
 // predict records its model's labels with the posteriors, in the model's channel order, and
@@ -792,12 +806,13 @@ TEST_F(DiceCli, PredictionsMadeOtherwiseAreSaid) {
     set_output_description("");
     const RunResult r = run("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + out("dice.csv"));
     ASSERT_EQ(r.status, 0) << r.err;
-    EXPECT_NE(r.err.find("warning: dice: the predictions were made 2 ways (b.nii.gz: predict, model weights 11112222 "
-                         "model-t1; a.nii.gz: predict, model weights 5e6f7a8b model-t2): does the folder mix runs?"),
+    EXPECT_NE(r.err.find("warning: dice: the predictions were made 2 ways (b.nii.gz: predict, model weights 11112222; "
+                         "a.nii.gz: predict, model weights 5e6f7a8b): does the folder mix runs?"),
               std::string::npos)
         << r.err;
-    // One model, two builds: one way.
-    set_output_description("infant-synthseg 0f0f0f0 predict, model weights 5e6f7a8b model-t2");
+    // One model from a copy of its folder, by a build of a longer version (the field cut at 79
+    // bytes elsewhere): one way.
+    set_output_description("infant-synthseg v1.0-12-g0f0f0f0-dirty predict, model weights 5e6f7a8b scratch/model-t2");
     write_labels(path("pred/b.nii.gz"), row({1, 1, 0, 0, 2, 2, 0, 0}));
     set_output_description("");
     const RunResult same = run("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + out("dice.csv"));
@@ -824,6 +839,15 @@ TEST_F(DiceCli, AFileThatIsNoDiceTableIsNotReplaced) {
     EXPECT_EQ(run("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + q("dice.csv")).status, 0);
     std::ofstream(path("empty.csv")).close();
     EXPECT_EQ(run("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + q("empty.csv")).status, 0);
+    std::ofstream(path("blank.csv")) << "\n";  // echo > blank.csv
+    EXPECT_EQ(run("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + q("blank.csv")).status, 0);
+    std::ofstream(path("bom.csv")) << "\xEF\xBB\xBFsubject,dice_1\r\na,1\r\n";  // saved again by a spreadsheet
+    EXPECT_EQ(run("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + q("bom.csv")).status, 0);
+    // Files of no structure: a table of the subject column alone, which a second run replaces.
+    write_labels(path("none_a.nii.gz"), row({0, 0, 0, 0, 0, 0, 0, 0}));
+    const std::string nothing = "--pred " + q("none_a.nii.gz") + " --gt " + q("none_a.nii.gz") + " --out ";
+    ASSERT_EQ(run("dice", nothing + q("nothing.csv")).status, 0);
+    EXPECT_EQ(run("dice", nothing + q("nothing.csv")).status, 0) << test::read_text(path("nothing.csv"));
     // A volumes table is no Dice table.
     std::ofstream(path("volumes.csv")) << "subject,2,41,total\na,1,2,3\n";
     EXPECT_EQ(run("dice", "--pred " + q("pred") + " --gt " + q("gt") + " --out " + q("volumes.csv")).status, 2);
