@@ -71,6 +71,11 @@ std::string suggestion(const std::string& given, const std::set<std::string>& wi
     return cat(" (did you mean ", text, "?)");
 }
 
+// A volumes table's header, as volumes_table writes it: `subject`, a column per label, `total`.
+bool is_volumes_header(const std::vector<std::string>& columns) {
+    return columns.size() >= 2 && columns.front() == "subject" && columns.back() == "total";
+}
+
 }  // namespace
 
 Args::Args(const std::string& command, int argc, char** argv, const std::set<std::string>& with_value,
@@ -146,10 +151,10 @@ void warn_if_replacing_volumes(const std::string& command, const std::string& pa
     CsvTable held;
     try {
         held = read_csv(path);
-    } catch (const Error&) {  // not a table: replaced as any file is
+    } catch (const Error&) {  // not a table (require_replaceable_table has refused what is not ours)
         return;
     }
-    if (held.columns.empty() || held.columns.front() != "subject" || held.columns.back() != "total") return;
+    if (!is_volumes_header(held.columns)) return;
     std::set<std::string> kept;
     for (const std::vector<std::string>& row : table.rows) kept.insert(row.front());
     std::vector<std::string> lost;
@@ -165,13 +170,18 @@ void require_replaceable_table(const std::string& command, const std::string& op
     std::error_code ec;
     if (path.empty() || !std::filesystem::is_regular_file(path, ec) || std::filesystem::file_size(path, ec) == 0)
         return;
+    // The first line, of the file's first 64 KiB (a header of 300 labels is 2 KiB; a large file
+    // without a newline is not read whole).
     std::ifstream in(path, std::ios::binary);
-    std::string header;
-    std::getline(in, header);  // ours are one short line; another file's first line is shown cut
+    std::string head(64 * 1024, '\0');
+    in.read(head.data(), std::streamsize(head.size()));
+    head.resize(size_t(in.gcount()));
+    const size_t newline = head.find('\n');
+    std::string header = head.substr(0, newline);
     if (!header.empty() && header.back() == '\r') header.pop_back();
     if (header.rfind("\xEF\xBB\xBF", 0) == 0) header.erase(0, 3);  // a spreadsheet's "CSV UTF-8" saves a BOM
-    std::string rest;
-    if (header.find_first_not_of(" \t") == std::string::npos && !std::getline(in, rest)) return;  // a blank line
+    const bool blank = header.find_first_not_of(" \t") == std::string::npos;
+    if (blank && (newline == std::string::npos || newline + 1 == head.size())) return;  // a blank line alone
     std::vector<std::string> columns;
     for (size_t start = 0;;) {
         const size_t comma = header.find(',', start);
@@ -180,10 +190,8 @@ void require_replaceable_table(const std::string& command, const std::string& op
         start = comma + 1;
     }
     // A Dice table of files holding no structure has the subject column alone.
-    bool ours = columns.front() == "subject";
-    if (kind == TableKind::volumes)
-        ours = ours && columns.size() >= 2 && columns.back() == "total";
-    else
+    bool ours = kind == TableKind::volumes ? is_volumes_header(columns) : columns.front() == "subject";
+    if (kind == TableKind::dice)
         for (size_t c = 1; c < columns.size(); ++c) ours = ours && columns[c].rfind("dice_", 0) == 0;
     ISS_INPUT(ours, command, ": ", option, " ", path, ": a file that is not ",
               kind == TableKind::volumes ? "a volumes table" : "a Dice table", " is there (its first line: '",

@@ -96,7 +96,8 @@ Failure describe_failure(const std::exception& e, const std::string& command, co
 // step, with a checkpoint; synth: once the sample in hand is written). The first signal sets the
 // flag; a second one (not a repeated SIGXCPU, which the kernel sends every CPU second past a
 // soft limit) removes the temporary outputs being written, takes back the moves in progress
-// (install_output_cleanup_on_signals) and ends the process as the signal would. A signal that was ignored when we
+// (install_output_cleanup_on_signals), says what the run leaves where the command set it
+// (set_signal_farewell) and ends the process as the signal would. A signal that was ignored when we
 // started (a background job of a non-interactive shell) stays ignored, as the shell meant. Installed once the inputs
 // are read: before, a signal simply ends the process.
 void install_stop_handlers();

@@ -83,7 +83,7 @@ CsvTable segmentation_volumes(const LabelMap& seg, const std::vector<int32_t>& l
     for (const int32_t label : labels)
         if (!folded.count(label)) kept.push_back(label);
     CsvTable table = volumes_table(kept);
-    const bool any = std::any_of(seg.data.begin(), seg.data.end(), [](int32_t label) { return label != 0; });
+    const bool any = has_structure(seg);
     if (!any) warning(cat("clean: ", subject, ": the segmentation is all background: its --vol row is left empty"));
     add_volumes_row(table, subject, kept, any ? label_volumes_mm3(seg, kept) : std::vector<double>());
     return table;
@@ -91,18 +91,21 @@ CsvTable segmentation_volumes(const LabelMap& seg, const std::vector<int32_t>& l
 
 // The infant extra labels' folds are the infant protocol's: a list with labels it has not, which
 // holds a label folded (a lab's 21, its right thalamus, became 2), is said, with the way out.
-// --merge-cerebellum's are FreeSurfer's, whose cerebellum has both sides: a list with 7 or 8 but
+// --merge-cerebellum's are FreeSurfer's, whose cerebellum has both sides: a list with 7 but
 // neither 46 nor 47 (a 9-tissue protocol's 7, its deep grey matter, became 8, its brainstem) is
 // said too. A FreeSurfer list with labels the infant protocol lacks (aseg's 251) is not.
 void warn_of_another_protocol(const LabelList& list, const CleanOptions& options) {
     if (!options.fold) return;
     const std::vector<int32_t> foreign = labels::not_infant(list.labels);
-    std::string infant, cerebellum;  // the folds made: the infant protocol's, and --merge-cerebellum's
-    for (const auto& [from, to] : labels::fold_pairs(options.merge_cerebellum)) {
-        if (list.index_of(from) < 0) continue;
-        std::string& made = from == 7 || from == 46 ? cerebellum : infant;
-        made += cat(made.empty() ? "" : ", ", from, " -> ", to);
-    }
+    // The folds made: the infant protocol's, and --merge-cerebellum's.
+    auto made = [&](const std::vector<std::pair<int32_t, int32_t>>& pairs) {
+        std::string text;
+        for (const auto& [from, to] : pairs)
+            if (list.index_of(from) >= 0) text += cat(text.empty() ? "" : ", ", from, " -> ", to);
+        return text;
+    };
+    const std::string infant = made(labels::fold_pairs(false));
+    const std::string cerebellum = options.merge_cerebellum ? made(labels::cerebellum_fold_pairs()) : "";
     const bool infant_warned = !infant.empty() && !foreign.empty();
     if (infant_warned)
         warning(cat("clean: folds ", infant, " as the infant protocol numbers its labels",
@@ -110,9 +113,8 @@ void warn_of_another_protocol(const LabelList& list, const CleanOptions& options
                     ", but the list (", list.source, ") holds labels the infant protocol has not (",
                     first_values(foreign, 5), "): for a protocol whose labels are other structures give --no-fold",
                     options.merge_cerebellum ? " without --merge-cerebellum" : ""));
-    const bool left = list.index_of(7) >= 0 || list.index_of(8) >= 0;
     const bool right = list.index_of(46) >= 0 || list.index_of(47) >= 0;
-    if (options.merge_cerebellum && !infant_warned && left && !right)
+    if (options.merge_cerebellum && !infant_warned && list.index_of(7) >= 0 && !right)
         warning(cat("clean: --merge-cerebellum folds 7 -> 8 as FreeSurfer numbers the cerebellum, but the list (",
                     list.source, ") has neither 46 nor 47, the other side's: for a protocol whose 7 and 8 are ",
                     "other structures leave out --merge-cerebellum"));

@@ -15,10 +15,12 @@
 #include "bin/commands.h"
 #include "io/csv.h"
 #include "io/file_util.h"
+#include "io/nifti.h"  // VolumeHeader: what made a prediction
 #include "kernels/common/error.h"
 #include "post/clean.h"  // fold_segmentation
 #include "post/dice.h"
 #include "post/prediction.h"
+#include "synth/labels.h"  // fold_pairs
 
 namespace iss::cli {
 namespace {
@@ -141,6 +143,82 @@ std::vector<Pair> pair_inputs(const std::string& pred, const std::string& gt) {
     return pairs;
 }
 
+// What made a prediction, from its descrip ("infant-synthseg VERSION predict, model weights
+// 5e6f7a8b model-t1", "... clean, islands < 15 voxels"): the command, and for predict the weights'
+// CRC (a model's folder name, a copy's, and the field's cut at 79 bytes, which moves with the
+// version's length, are no difference); "" when it does not say (another tool's, or a CRC cut).
+// A folder whose rerun failed on some scans keeps the earlier run's outputs for them, from
+// another model, which the mean averaged in unsaid.
+std::string maker_of(const std::string& descrip) {
+    const std::string ours = "infant-synthseg ", weights = "predict, model weights ";
+    if (descrip.rfind(ours, 0) != 0) return "";
+    const size_t after_version = descrip.find(' ', ours.size());
+    if (after_version == std::string::npos) return "";
+    const std::string made = descrip.substr(after_version + 1);
+    if (made.rfind(weights, 0) != 0) return made.substr(0, made.find(','));
+    const std::string crc = made.substr(weights.size(), 8);
+    const bool whole = crc.size() == 8 && std::all_of(crc.begin(), crc.end(), [](char c) {
+                           return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+                       });
+    return whole ? weights + crc : "";
+}
+
+// Predictions made otherwise (maker_of -> a file it made), said with two of them.
+void warn_of_mixed_makers(const std::map<std::string, std::string>& makers) {
+    if (makers.size() < 2) return;
+    std::string made;  // "; " between them: a description holds commas
+    size_t shown = 0;
+    for (const auto& [maker, file] : makers)
+        if (shown++ < 2)
+            made += cat(made.empty() ? "" : "; ", one_line(fs::path(file).filename().string()), ": ", maker);
+    warning(cat("dice: the predictions were made ", makers.size(), " ways (", made, makers.size() > 2 ? "; ..." : "",
+                "): does the folder mix runs? (info FILE shows each file's description)"));
+}
+
+// A cleaned prediction (21, 61 and 170 folded into 2, 41 and 16; with --merge-cerebellum 7 and
+// 46 into 8 and 47) against a map that holds them scores those structures low and the folded
+// labels 0: the usual first mistake. Said where a subject's prediction holds none of the labels
+// folded that its truth holds, and holds what they fold into (a prediction that holds 21 but
+// missed 170 is no cleaned one: --fold would hide the miss).
+void warn_of_a_cleaned_prediction(const std::vector<DiceSubject>& subjects, bool fold, bool merge_cerebellum) {
+    auto folded_in_prediction = [&](const std::vector<std::pair<int32_t, int32_t>>& folds) {
+        std::set<int32_t> sources;
+        for (const DiceSubject& s : subjects) {
+            auto count = [&](int32_t label, bool truth) {
+                const auto it = s.overlaps.find(label);
+                return it == s.overlaps.end() ? int64_t(0) : truth ? it->second.truth : it->second.pred;
+            };
+            std::vector<int32_t> held;
+            bool cleaned = true;
+            for (const auto& [from, to] : folds) {
+                cleaned &= count(from, false) == 0;
+                if (count(from, true) == 0) continue;
+                held.push_back(from);
+                cleaned &= count(to, false) > 0;
+            }
+            if (cleaned) sources.insert(held.begin(), held.end());
+        }
+        return std::vector<int32_t>(sources.begin(), sources.end());
+    };
+    const std::vector<int32_t> cerebellum =
+        merge_cerebellum ? std::vector<int32_t>() : folded_in_prediction(labels::cerebellum_fold_pairs());
+    if (!fold) {
+        std::vector<int32_t> sources = folded_in_prediction(labels::fold_pairs(false));
+        if (!sources.empty() || !cerebellum.empty()) {
+            sources.insert(sources.end(), cerebellum.begin(), cerebellum.end());
+            std::sort(sources.begin(), sources.end());
+            warning(cat("dice: the ground truth holds ", first_values(sources, 5), " and the prediction ",
+                        sources.size() > 1 ? "none of them" : "none", ", as a cleaned prediction (clean folds ",
+                        "21, 61 and 170 into 2, 41 and 16; with --merge-cerebellum 7 and 46 into 8 and 47): ",
+                        cerebellum.empty() ? "--fold" : "--fold --merge-cerebellum", " folds both files alike"));
+        }
+    } else if (!cerebellum.empty()) {
+        warning(cat("dice: the ground truth holds ", first_values(cerebellum, 2), " and the prediction ",
+                    cerebellum.size() > 1 ? "none of them" : "none", ", as a prediction cleaned with ",
+                    "--merge-cerebellum (7 and 46 into 8 and 47): --merge-cerebellum folds them too"));
+    }
+}
+
 }  // namespace
 
 int cmd_dice(int argc, char** argv) {
@@ -183,35 +261,13 @@ int cmd_dice(int argc, char** argv) {
         for (const int32_t v : labels_not_in(m, labels))
             if (v != 0) unlisted.insert(v);
     };
-    // What made each prediction, as its descrip records it ("infant-synthseg VERSION predict,
-    // model weights 5e6f7a8b model-t1", "... clean, islands < 15 voxels"): the command, and for
-    // predict the weights' CRC (a model's folder name, a copy's, and the field's cut at 79
-    // bytes, which moves with the version's length, are no difference). A folder whose rerun
-    // failed on some scans keeps the earlier run's outputs for them, from another model, which
-    // the mean averaged in unsaid.
-    std::map<std::string, std::string> makers;  // what made them -> a file it made
-    auto note_maker = [&](const std::string& descrip, const std::string& file) {
-        const std::string ours = "infant-synthseg ", weights = "predict, model weights ";
-        if (descrip.rfind(ours, 0) != 0) return;
-        const size_t after_version = descrip.find(' ', ours.size());
-        if (after_version == std::string::npos) return;
-        const std::string made = descrip.substr(after_version + 1);
-        if (made.rfind(weights, 0) == 0) {
-            const std::string crc = made.substr(weights.size(), 8);
-            const bool whole = crc.size() == 8 && std::all_of(crc.begin(), crc.end(), [](char c) {
-                                   return std::isxdigit(static_cast<unsigned char>(c)) != 0;
-                               });
-            if (whole) makers.emplace(weights + crc, file);  // a CRC cut off tells nothing
-            return;
-        }
-        makers.emplace(made.substr(0, made.find(',')), file);
-    };
+    std::map<std::string, std::string> makers;  // what made the predictions -> a file it made
     std::vector<DiceSubject> subjects;
     for (const Pair& p : pairs) {
         LabelMap b = read_segmentation(p.gt);
         VolumeHeader made;
         LabelMap a = on_grid_of(read_segmentation(p.pred, &made), p.pred, b.grid, p.gt);
-        note_maker(made.descrip, p.pred);
+        if (const std::string maker = maker_of(made.descrip); !maker.empty()) makers.emplace(maker, p.pred);
         if (fold) {
             fold_segmentation(a, merge_cerebellum);
             fold_segmentation(b, merge_cerebellum);
@@ -226,16 +282,7 @@ int cmd_dice(int argc, char** argv) {
                     unlisted.size() > 1 ? "are" : "is", " not in --labels: scored as background"));
     }
     if (labels.empty()) labels = labels_present(subjects);
-    if (makers.size() > 1) {
-        std::string made;  // "; " between them: a description holds commas
-        size_t shown = 0;
-        for (const auto& [maker, file] : makers)
-            if (shown++ < 2)
-                made += cat(made.empty() ? "" : "; ", one_line(fs::path(file).filename().string()), ": ", maker);
-        warning(cat("dice: the predictions were made ", makers.size(), " ways (", made,
-                    makers.size() > 2 ? "; ..." : "",
-                    "): does the folder mix runs? (info FILE shows each file's description)"));
-    }
+    warn_of_mixed_makers(makers);
 
     // One warning for the structures in one of the two files only, however many subjects and
     // structures (a line each buried a batch's other messages).
@@ -259,47 +306,7 @@ int cmd_dice(int argc, char** argv) {
                     " in one of the two files only, and score", one_sided.size() > 1 ? "" : "s",
                     " 0 there: ", first_values(one_sided, 8)));
 
-    // A cleaned prediction (21, 61 and 170 folded into 2, 41 and 16; with --merge-cerebellum 7 and
-    // 46 into 8 and 47) against a map that holds them scores those structures low and the folded
-    // labels 0: the usual first mistake. Said where a subject's prediction holds none of the
-    // labels folded that its truth holds, and holds what they fold into (a prediction that holds
-    // 21 but missed 170 is no cleaned one: --fold would hide the miss).
-    auto folded_in_prediction = [&](const std::vector<std::pair<int32_t, int32_t>>& pairs) {
-        std::set<int32_t> sources;
-        for (const DiceSubject& s : subjects) {
-            auto count = [&](int32_t label, bool truth) {
-                const auto it = s.overlaps.find(label);
-                return it == s.overlaps.end() ? int64_t(0) : truth ? it->second.truth : it->second.pred;
-            };
-            std::vector<int32_t> held;
-            bool cleaned = true;
-            for (const auto& [from, to] : pairs) {
-                cleaned &= count(from, false) == 0;
-                if (count(from, true) == 0) continue;
-                held.push_back(from);
-                cleaned &= count(to, false) > 0;
-            }
-            if (cleaned) sources.insert(held.begin(), held.end());
-        }
-        return std::vector<int32_t>(sources.begin(), sources.end());
-    };
-    const std::vector<int32_t> cerebellum =
-        merge_cerebellum ? std::vector<int32_t>() : folded_in_prediction({{7, 8}, {46, 47}});
-    if (!fold) {
-        std::vector<int32_t> sources = folded_in_prediction(labels::fold_pairs(false));
-        if (!sources.empty() || !cerebellum.empty()) {
-            sources.insert(sources.end(), cerebellum.begin(), cerebellum.end());
-            std::sort(sources.begin(), sources.end());
-            warning(cat("dice: the ground truth holds ", first_values(sources, 5), " and the prediction ",
-                        sources.size() > 1 ? "none of them" : "none", ", as a cleaned prediction (clean folds ",
-                        "21, 61 and 170 into 2, 41 and 16; with --merge-cerebellum 7 and 46 into 8 and 47): ",
-                        cerebellum.empty() ? "--fold" : "--fold --merge-cerebellum", " folds both files alike"));
-        }
-    } else if (!cerebellum.empty()) {
-        warning(cat("dice: the ground truth holds ", first_values(cerebellum, 2), " and the prediction ",
-                    cerebellum.size() > 1 ? "none of them" : "none", ", as a prediction cleaned with ",
-                    "--merge-cerebellum (7 and 46 into 8 and 47): --merge-cerebellum folds them too"));
-    }
+    warn_of_a_cleaned_prediction(subjects, fold, merge_cerebellum);
     warn_of_temporaries_beside("dice", outputs);  // once every refusal is past
     OutputDirectories folders;
     folders.make_for(outputs);

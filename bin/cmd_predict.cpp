@@ -394,10 +394,8 @@ ScanOutcome segment_scan(const Job& job, const std::vector<std::string>& channel
     }
     // A scan segmented as all background (blank, failed, not a head) has no volumes to give: its
     // row is empty, where its soft volumes read as a small brain (the warning said why).
-    const bool no_structure = std::none_of(result.segmentation.data.begin(), result.segmentation.data.end(),
-                                           [](int32_t label) { return label != 0; });
     add_volumes_row(run.volumes, volume_stem(job.input), predictor.labels(),
-                    no_structure ? std::vector<double>() : result.volumes_mm3);
+                    has_structure(result.segmentation) ? result.volumes_mm3 : std::vector<double>());
     const std::array<double, 3> segmented_at = result.resampled.grid.voxel_size();
     run.resampled_note =
         result.resampled_to_model ? cat(", segmented at ", voxel_size_text({segmented_at, segmented_at})) : "";

@@ -53,7 +53,8 @@ const char* usage =
     "SIGHUP, SIGUSR1 or SIGUSR2 (a batch scheduler's warning, e.g. Slurm's --signal), SIGXCPU,\n"
     "SIGALRM or SIGVTALRM (a time limit's) stops it once the sample in hand is written: the\n"
     "samples done stay, each image with its labels, and the exit status is 128 + the signal;\n"
-    "a second signal ends it at once (the pair in hand taken back; a repeated SIGXCPU does not).\n"
+    "a second signal ends it at once, saying what stays (the pair in hand taken back; a\n"
+    "repeated SIGXCPU does not).\n"
     "\n"
     "  --labels FILE|DIR  a label map, or a directory: every *.nii, *.nii.gz, *.hdr, *.mgz and\n"
     "                     *.mgh in it, sorted by name; every value must be a generation label\n"
@@ -231,6 +232,14 @@ GeneratorConfig synth_config(const Args& args, const std::string& config_path) {
     return config;
 }
 
+// How to make the samples a stopped run did not: "; the same options with --first F --count C
+// make the rest", or nothing when all were written.
+std::string rest_of_the_run(long long first, long long written, long long count) {
+    return written < count ? cat("; the same options with --first ", first + written, " --count ", count - written,
+                                 " make the rest")
+                           : std::string();
+}
+
 }  // namespace
 
 int cmd_synth(int argc, char** argv) {
@@ -314,12 +323,9 @@ int cmd_synth(int argc, char** argv) {
     long long written = 0;
     // What a second signal, which ends the run at once, leaves (it ended it without a word).
     auto say_what_a_second_signal_leaves = [&] {
-        set_signal_farewell(cat(show_bar ? "\n" : "", "infant-synthseg synth: ended at once by a second signal: ",
-                                written, " of ", count, " samples written whole",
-                                written < count ? cat(" (the same options with --first ", first + written, " --count ",
-                                                      count - written, " make the rest)")
-                                : args.flag("--preview") ? std::string(" (the preview not)")
-                                                         : std::string()));
+        set_signal_farewell(cat(show_bar ? "\n" : "",
+                                "infant-synthseg synth: ended at once by a second signal: ", written, " of ", count,
+                                " samples written whole", rest_of_the_run(first, written, count)));
     };
     say_what_a_second_signal_leaves();
     for (long long i = 0; i < count && !stop_flag(); ++i) {
@@ -373,10 +379,8 @@ int cmd_synth(int argc, char** argv) {
                        .c_str(),
                    stdout);
     if (written < count) {
-        std::fprintf(stderr,
-                     "infant-synthseg synth: stopped by %s after %lld of %lld samples (each written whole; the "
-                     "same options with --first %lld --count %lld make the rest)\n",
-                     signal_name(stop_signal()), written, count, first + written, count - written);
+        std::fprintf(stderr, "infant-synthseg synth: stopped by %s after %lld of %lld samples, each written whole%s\n",
+                     signal_name(stop_signal()), written, count, rest_of_the_run(first, written, count).c_str());
         return 128 + stop_signal();
     }
     return 0;

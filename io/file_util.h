@@ -188,9 +188,11 @@ private:
 void install_output_cleanup_on_signals();
 void install_output_cleanup_on_signal(int signal);
 // A line the handler above writes to stderr before it ends the process, once
-// arm_signal_farewell has run (a second signal to a command that stops at a safe point ended it
-// without a word: train now says which checkpoint stays). Set from one thread; none by default.
-// arm_signal_farewell is async-signal-safe: a stop signal's handler calls it.
+// arm_signal_farewell has run: what the run leaves (train's checkpoint, synth's samples, a
+// predict folder's scans; each ended without a word). train and synth arm it from their stop
+// handler, so that the second signal says it; predict on a folder arms it at once, its first
+// signal being the one that ends it. Set from one thread; none by default. arm_signal_farewell
+// is async-signal-safe.
 void set_signal_farewell(const std::string& line);
 void arm_signal_farewell();
 

@@ -23,16 +23,19 @@ void require_fold_targets(const LabelList& list, bool merge_cerebellum) {
 
 enum : uint8_t { settled = 0, island = 1, queued = 2 };
 
-// Each component's first voxel in numpy's C order of the file's array (i slowest, k fastest),
-// which numbers scipy.ndimage.label's components.
+// Voxel v's place in numpy's C order of the file's array (i slowest, k fastest): the order
+// the published script loops in, and in which scipy.ndimage.label numbers components.
+int64_t c_order_index(int64_t v, const std::array<int64_t, 3>& dim) {
+    const int64_t i = v % dim[0], j = (v / dim[0]) % dim[1], k = v / (dim[0] * dim[1]);
+    return (i * dim[1] + j) * dim[2] + k;
+}
+
+// Each component's first voxel in C order.
 std::vector<int64_t> first_in_c_order(const Components& comps, const Grid& grid) {
-    const int64_t nx = grid.dim[0], ny = grid.dim[1], nz = grid.dim[2];
     std::vector<int64_t> first(size_t(comps.count()), INT64_MAX);
     for (int64_t v = 0; v < grid.voxels(); ++v) {
         const int32_t c = comps.id.data[size_t(v)];
-        if (c < 0) continue;
-        const int64_t i = v % nx, j = (v / nx) % ny, k = v / (nx * ny);
-        first[size_t(c)] = std::min(first[size_t(c)], (i * ny + j) * nz + k);
+        if (c >= 0) first[size_t(c)] = std::min(first[size_t(c)], c_order_index(v, grid.dim));
     }
     return first;
 }
@@ -101,12 +104,12 @@ float posterior_of(const Image& post, const std::unordered_map<int32_t, int>& fr
 // fails, becomes background.
 void relabel_as_published(LabelMap& seg, const Image& post, const std::unordered_map<int32_t, int>& frame_of,
                           std::vector<uint8_t>& state, CleanStats& stats) {
-    const int64_t n = seg.grid.voxels(), nx = seg.grid.dim[0], ny = seg.grid.dim[1];
+    const int64_t n = seg.grid.voxels();
     std::vector<int64_t> order;
     for (int64_t v = 0; v < n; ++v)
         if (state[size_t(v)] == island) order.push_back(v);
-    auto i_j_k = [&](int64_t v) { return std::array<int64_t, 3>{v % nx, (v / nx) % ny, v / (nx * ny)}; };
-    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return i_j_k(a) < i_j_k(b); });
+    std::sort(order.begin(), order.end(),
+              [&](int64_t a, int64_t b) { return c_order_index(a, seg.grid.dim) < c_order_index(b, seg.grid.dim); });
     for (const int64_t v : order) {
         int32_t best = -1;
         float best_p = 0;

@@ -343,6 +343,10 @@ std::vector<double> label_volumes_mm3(const LabelMap& seg, const std::vector<int
     return volumes;
 }
 
+bool has_structure(const LabelMap& seg) {
+    return std::any_of(seg.data.begin(), seg.data.end(), [](int32_t label) { return label != 0; });
+}
+
 CsvTable volumes_table(const std::vector<int32_t>& labels) {
     CsvTable table{{"subject"}, {}, "", {}};
     for (const int32_t label : labels)

@@ -127,6 +127,9 @@ void write_prediction(OutputSet& outputs, const std::string& seg_path, const Lab
 inline double rounded_mm3(double mm3) {
     return std::round(mm3 * 1000.0) / 1000.0;
 }
+// Whether a segmentation holds any structure (a label other than the background).
+bool has_structure(const LabelMap& seg);
+
 // Each label's volume in a segmentation (mm^3, rounded_mm3): its voxel count times the voxel
 // volume, in `labels`' order (clean --vol: a merge's posteriors are maxima, not probabilities).
 std::vector<double> label_volumes_mm3(const LabelMap& seg, const std::vector<int32_t>& labels);

@@ -17,6 +17,7 @@
 #include "nn/ops.h"
 #include "nn/tensor.h"
 #include "nn/unet.h"
+#include "post/prediction.h"  // has_structure
 #include "predict/keras_model.h"
 #include "predict/postprocess.h"
 #include "synth/labels.h"
@@ -253,7 +254,7 @@ void warn_if_a_label_map(const Image& image, const std::string& name) {
 void warn_if_no_structure(const LabelMap& seg, const Image& normalised, const std::string& name) {
     // The segmentation first: a structure is usually met within its first slices, and the image
     // is scanned only for an empty one.
-    if (std::any_of(seg.data.begin(), seg.data.end(), [](int32_t label) { return label != 0; })) return;
+    if (has_structure(seg)) return;
     if (std::all_of(normalised.data.begin(), normalised.data.end(), [](float v) { return v == 0; })) return;
     warning(cat(name,
                 ": no structure found, the segmentation is all background (with --vol its row is left empty): is it ",

@@ -161,9 +161,16 @@ std::vector<int32_t> not_infant(const std::vector<int32_t>& list) {
     return foreign;
 }
 
+std::vector<std::pair<int32_t, int32_t>> cerebellum_fold_pairs() {
+    return {{7, 8}, {46, 47}};
+}
+
 std::vector<std::pair<int32_t, int32_t>> fold_pairs(bool merge_cerebellum) {
     std::vector<std::pair<int32_t, int32_t>> pairs{{21, 2}, {61, 41}, {170, 16}};
-    if (merge_cerebellum) pairs.insert(pairs.end(), {{7, 8}, {46, 47}});
+    if (merge_cerebellum) {
+        const auto cerebellum = cerebellum_fold_pairs();
+        pairs.insert(pairs.end(), cerebellum.begin(), cerebellum.end());
+    }
     return pairs;
 }
 

@@ -62,6 +62,8 @@ std::vector<int32_t> freesurfer_sorted(const std::vector<int32_t>& labels);
 // 61 -> 41, 170 -> 16, and with merge_cerebellum also 7 -> 8, 46 -> 47 (cerebellar white matter
 // into cortex).
 std::vector<std::pair<int32_t, int32_t>> fold_pairs(bool merge_cerebellum);
+// The folds merge_cerebellum adds: 7 -> 8, 46 -> 47.
+std::vector<std::pair<int32_t, int32_t>> cerebellum_fold_pairs();
 
 // Each label of `list` once, where it first appears (SynthSeg's label files repeat them).
 std::vector<int32_t> distinct(const std::vector<int32_t>& list);
