@@ -33,7 +33,8 @@ public:
     // Every value of a repeatable option, in order (empty when absent).
     std::vector<std::string> all(const std::string& name) const;
     long long integer(const std::string& name, long long fallback) const;
-    // integer(), refused outside [low, high]: "<command>: NAME must be LOW to HIGH, got V".
+    // integer(), refused outside [low, high]: "<command>: NAME must be LOW to HIGH, got V" (checked
+    // before a caller narrows it, so 2^32 + 1 is not taken for 1).
     long long integer_in(const std::string& name, long long fallback, long long low, long long high) const;
     double number(const std::string& name, double fallback) const;
     const std::vector<std::string>& positional() const { return positional_; }

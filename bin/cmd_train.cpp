@@ -145,7 +145,6 @@ const char* usage =
     "(where the first checkpoint is over a minute away) and one every 10 minutes; a summary at\n"
     "the end.\n";
 
-// An int option in [lo, hi]: checked before narrowing, so 2^32 + 1 is not taken for 1.
 // A learning rate Adam's float holds as a positive normal number (1e300 would be infinite, 1e-50
 // zero). Judged as the float: FLT_MAX's nearest double written in the record reads back above it.
 bool is_float_rate(double lr) {

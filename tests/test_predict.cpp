@@ -1196,12 +1196,15 @@ TEST_F(Predict, ABlankScanHasAnEmptyVolumesRow) {
     ASSERT_EQ(r.status, 0) << r.err;
     const CsvTable vol = read_csv(path("vol.csv"));
     ASSERT_EQ(vol.rows.size(), 2u);
+    int segmented = 0;  // rows of a scan with a structure: both kinds of row must be met
     for (const std::vector<std::string>& row : vol.rows) {
         const LabelMap seg = read_labels(path("out/" + row.front() + "_synthseg.nii.gz"));
         const bool any = std::any_of(seg.data.begin(), seg.data.end(), [](int32_t v) { return v != 0; });
+        segmented += any;
         ASSERT_EQ(row.size(), vol.columns.size());
         for (size_t c = 1; c < row.size(); ++c) EXPECT_EQ(row[c].empty(), !any) << row.front() << " " << c;
     }
+    EXPECT_EQ(segmented, 1) << "the head scan segmented, the blank one not";
     EXPECT_EQ(vol.rows[0].front(), "blank");
     EXPECT_EQ(vol.rows[0].back(), "") << "the blank scan: no volumes";
 

@@ -913,24 +913,24 @@ static bool outputs_mirror(const GeneratorConfig& config) {
     const int g = labels::first_unmirrored(config.generation_labels, targets, config.segmentation_labels, declared);
     if (g < 0) return true;
     const int32_t label = config.generation_labels[size_t(g)], twin = labels::lr_twin(label, declared);
-    const int t = labels::index_of(config.generation_labels, twin);
+    // One side's, with no mirror image among the generation labels (a twin unknown, or missing).
+    auto one_sided = [&](int32_t l) {
+        const int32_t mirror = labels::lr_twin(l, declared);
+        return labels::lateral(l, declared) && (mirror == l || labels::index_of(config.generation_labels, mirror) < 0);
+    };
     std::string why;
     if (!labels::side_known(label, declared)) {
         why = cat("generation label ", label, " is in none of FreeSurfer's classes and lr_twins does not declare its ",
                   "side");
-    } else if (labels::lateral(label, declared) && (t < 0 || twin == label)) {  // its mirror image unknown
+    } else if (one_sided(label)) {
         // FreeSurfer's numbering is an assumption: another atlas's label of that number may have
         // no side, which lr_twins says. Every such label named: a lab's own protocol has several,
         // which naming the first alone had it find one run at a time.
-        std::vector<int32_t> one_sided;
-        for (const int32_t other : config.generation_labels) {
-            const int32_t other_twin = labels::lr_twin(other, declared);
-            if (labels::lateral(other, declared) &&
-                (other_twin == other || labels::index_of(config.generation_labels, other_twin) < 0))
-                one_sided.push_back(other);
-        }
-        const bool several = one_sided.size() > 1;
-        why = cat("generation label", several ? "s " : " ", first_values(one_sided, 12), several ? " are" : " is",
+        std::vector<int32_t> all;
+        for (const int32_t other : config.generation_labels)
+            if (one_sided(other)) all.push_back(other);
+        const bool several = all.size() > 1;
+        why = cat("generation label", several ? "s " : " ", first_values(all, 12), several ? " are" : " is",
                   " one side's", declared.empty() ? " as FreeSurfer numbers labels" : "", " and ",
                   several         ? std::string("their twins are not generation labels")
                   : twin == label ? std::string("its twin is not known")
@@ -940,6 +940,7 @@ static bool outputs_mirror(const GeneratorConfig& config) {
     } else {  // what the flip makes of its target, against what its mirror image is learned as
         const std::vector<int32_t>& outputs = config.segmentation_labels;
         const int32_t target = targets[size_t(g)];
+        const int t = labels::index_of(config.generation_labels, twin);
         const int32_t swapped =
             outputs[size_t(labels::twin_positions(outputs, declared)[size_t(labels::index_of(outputs, target))])];
         why = cat("generation label ", label, " is learned as ", target, ", so its mirror image",
